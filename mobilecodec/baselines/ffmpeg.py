@@ -1,0 +1,194 @@
+"""ffmpeg (x264 / x265) as in appendix A.1 of the MobileNVC paper, and PyAV decoding of its output.
+
+The ffmpeg binary is the one shipped by imageio-ffmpeg, so results do not depend on the system.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from mobilecodec.errors import InputError, ToolError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Our codec name -> (ffmpeg encoder, name of its private-parameters option).
+ENCODERS: dict[str, tuple[str, str]] = {
+    "x264": ("libx264", "-x264-params"),
+    "x265": ("libx265", "-x265-params"),
+}
+PRESETS: tuple[str, ...] = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                            "slow", "slower", "veryslow", "placebo")
+CRF_MIN, CRF_MAX = 0, 51
+
+
+def ffmpeg_exe() -> str:
+    """Path of imageio-ffmpeg's ffmpeg binary (ToolError if it is not available)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise ToolError(f"imageio-ffmpeg is not installed: {exc}")
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise ToolError(f"no ffmpeg binary found by imageio-ffmpeg: {exc}")
+
+
+def _run_quick(args: list[str]) -> str:
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolError(f"cannot run {args[0]}: {exc}")
+    if proc.returncode != 0:
+        raise ToolError(f"{' '.join(args)} failed: {_last_line(proc.stderr)}")
+    return proc.stdout
+
+
+def ffmpeg_version(exe: str | None = None) -> str:
+    """First line of `ffmpeg -version`, e.g. 'ffmpeg version 7.0.2-static ...'."""
+    out = _run_quick([exe or ffmpeg_exe(), "-hide_banner", "-version"])
+    return out.splitlines()[0].strip() if out.strip() else ""
+
+
+def ffmpeg_encoders(exe: str | None = None) -> set[str]:
+    """Names of the video encoders the ffmpeg binary was built with (from `-encoders`)."""
+    out = _run_quick([exe or ffmpeg_exe(), "-hide_banner", "-encoders"])
+    names = set()
+    for line in out.splitlines():
+        m = re.match(r"^\s*V[A-Z.]{5}\s+(\S+)", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def format_rate(rate: Fraction | float) -> str:
+    """A frame rate as ffmpeg accepts it: '25' or '30000/1001'."""
+    r = rate if isinstance(rate, Fraction) else Fraction(rate).limit_denominator(1001)
+    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
+
+
+def format_crf(crf: float) -> str:
+    """'23' for integral CRFs, '23.5' otherwise (used in commands and file names)."""
+    return str(int(crf)) if float(crf).is_integer() else f"{crf:g}"
+
+
+def build_command(exe: str, codec: str, preset: str, crf: float, width: int, height: int,
+                  rate: Fraction | float, input_yuv: str | os.PathLike,
+                  output: str | os.PathLike) -> list[str]:
+    """The appendix A.1 command line for one CRF point, plus only the unavoidable extras.
+
+    Extras: `-hide_banner -nostdin -loglevel error` (quiet, never waits on stdin) and the input
+    option `-framerate <fps>`: without it the rawvideo demuxer assumes 25 fps and the output
+    `-r <fps>` then duplicates or drops frames whenever the clip is not 25 fps.
+    """
+    if codec not in ENCODERS:
+        raise InputError(f"unknown codec {codec!r}; choose from {', '.join(ENCODERS)}")
+    encoder, params_opt = ENCODERS[codec]
+    fps = format_rate(rate)
+    return [
+        str(exe), "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-y", "-f", "rawvideo",
+        "-pix_fmt", "yuv420p",
+        "-s:v", f"{width}x{height}",
+        "-framerate", fps,
+        "-i", str(input_yuv),
+        "-r", fps,
+        "-c:v", encoder,
+        "-preset", preset,
+        "-crf", format_crf(crf),
+        params_opt, "bframes=0",
+        str(output),
+    ]
+
+
+def command_line(args: list[str]) -> str:
+    """The argument list as one shell-quoted line (what a user would paste into a terminal)."""
+    return shlex.join(args)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+def run_ffmpeg(args: list[str]) -> None:
+    """Run ffmpeg; ToolError carrying ffmpeg's last stderr line if it fails."""
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, errors="replace")
+    except OSError as exc:
+        raise ToolError(f"cannot run ffmpeg ({args[0]}): {exc}")
+    if proc.returncode != 0:
+        raise ToolError(f"ffmpeg exited with code {proc.returncode}: {_last_line(proc.stderr)}")
+
+
+@dataclass
+class DecodedFrame:
+    """One decoded frame of an encoded stream: planes, picture type and its packet's size."""
+
+    y: "np.ndarray"
+    u: "np.ndarray"
+    v: "np.ndarray"
+    pict_type: str
+    packet_bytes: int
+
+
+def _open(path: Path) -> Any:
+    import av
+
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise ToolError(f"{path}: cannot read ffmpeg's output: {exc}")
+
+
+def packet_sizes(path: str | os.PathLike) -> list[int]:
+    """Byte sizes of the video packets of `path`, in presentation (pts) order."""
+    container = _open(Path(path))
+    try:
+        stream = container.streams.video[0]
+        sized = [(p.pts if p.pts is not None else p.dts, p.size)
+                 for p in container.demux(stream) if p.size]
+    finally:
+        container.close()
+    sized.sort(key=lambda t: (t[0] is None, t[0]))
+    return [size for _, size in sized]
+
+
+def decode_frames(path: str | os.PathLike) -> Iterator[DecodedFrame]:
+    """Decode every frame of `path` with PyAV, paired with its packet size (no B-frames, so the
+    i-th frame in display order is the i-th packet in pts order)."""
+    import av
+    import numpy as np
+    from av.video.frame import PictureType
+
+    path = Path(path)
+    sizes = packet_sizes(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        for i, frame in enumerate(container.decode(stream)):
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            arr = frame.to_ndarray()
+            h, w = frame.height, frame.width
+            y = arr[:h]
+            chroma = arr[h:].reshape(2, h // 2, w // 2)
+            try:
+                ptype = PictureType(int(frame.pict_type)).name
+            except ValueError:
+                ptype = str(frame.pict_type)
+            yield DecodedFrame(y=np.ascontiguousarray(y), u=chroma[0].copy(), v=chroma[1].copy(),
+                               pict_type=ptype, packet_bytes=sizes[i] if i < len(sizes) else 0)
+    except av.error.FFmpegError as exc:
+        raise ToolError(f"{path}: cannot decode ffmpeg's output: {exc}")
+    finally:
+        container.close()

@@ -1,0 +1,248 @@
+"""One x264/x265 CRF sweep: source -> raw .yuv -> ffmpeg per CRF -> decode -> per-frame metrics.
+
+Everything is measured against the same source frames the neural codec sees: PSNR Y/U/V/YUV
+(6:1:1), PSNR-RGB and MS-SSIM-RGB per frame (point values are means of per-frame values), bits
+per frame from the real packet sizes, and the point's bpp from the real size of the .mp4 file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mobilecodec.baselines import ffmpeg as ff
+from mobilecodec.errors import InputError, ToolError
+
+METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+
+
+@dataclass
+class BaselineConfig:
+    """What to encode and how: codec, preset, CRF sweep, input video and output folder."""
+
+    codec: str
+    preset: str
+    crfs: Sequence[float]
+    input: Path
+    out_dir: Path
+    frames: int | None = None          # encode only the first N frames
+    size: tuple[int, int] | None = None  # (width, height), needed for .yuv input
+    fps: float | None = None           # overrides the file's rate (rate of a .yuv)
+    matrix: str = "bt601"              # YUV->RGB matrix for PSNR-RGB / MS-SSIM-RGB
+    progress: bool = True
+
+    @property
+    def stem(self) -> str:
+        return f"{self.codec}_{self.preset}"
+
+
+def check_config(cfg: BaselineConfig) -> None:
+    """Raise InputError for a codec, preset, CRF, frame count or matrix we cannot use."""
+    if cfg.codec not in ff.ENCODERS:
+        raise InputError(f"unknown codec {cfg.codec!r}; choose from {', '.join(ff.ENCODERS)}")
+    if cfg.preset not in ff.PRESETS:
+        raise InputError(f"unknown preset {cfg.preset!r}; choose from {', '.join(ff.PRESETS)}")
+    if not cfg.crfs:
+        raise InputError("no CRF values given")
+    for crf in cfg.crfs:
+        if not isinstance(crf, (int, float)) or not math.isfinite(crf) \
+                or not ff.CRF_MIN <= crf <= ff.CRF_MAX:
+            raise InputError(f"CRF must be a number in {ff.CRF_MIN}..{ff.CRF_MAX}, got {crf!r}")
+    if len(set(float(c) for c in cfg.crfs)) != len(cfg.crfs):
+        raise InputError(f"CRF values must be distinct, got {list(cfg.crfs)}")
+    if cfg.frames is not None and cfg.frames < 1:
+        raise InputError(f"--frames must be a positive integer, got {cfg.frames}")
+    if cfg.matrix not in ("bt601", "bt709"):
+        raise InputError(f"unknown colour matrix {cfg.matrix!r}; choose bt601 or bt709")
+
+
+def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
+    """Read the input (at most cfg.frames frames) into a raw yuv420p file; return its metadata."""
+    from mobilecodec.io import open_video
+
+    if not cfg.input.exists():
+        raise InputError(f"no such file: {cfg.input}")
+    count = 0
+    with open_video(cfg.input, size=cfg.size, fps=cfg.fps, max_frames=cfg.frames) as reader:
+        width, height, rate = reader.width, reader.height, reader.rate
+        if width % 2 or height % 2:
+            raise InputError(f"{cfg.input}: width and height must be even for yuv420p, "
+                             f"got {width}x{height}")
+        with open(path, "wb") as f:
+            for frame in reader:
+                if frame.y.shape != (height, width):
+                    raise InputError(f"{cfg.input}: frame {count} is {frame.y.shape[1]}x"
+                                     f"{frame.y.shape[0]}, expected {width}x{height}")
+                f.write(np.ascontiguousarray(frame.y).tobytes())
+                f.write(np.ascontiguousarray(frame.u).tobytes())
+                f.write(np.ascontiguousarray(frame.v).tobytes())
+                count += 1
+    if count == 0:
+        raise InputError(f"no frames in {cfg.input} (empty clip)")
+    return {"width": width, "height": height, "rate": rate, "frames": count}
+
+
+def _source_frames(path: Path, width: int, height: int, frames: int):
+    """The raw source as a read-only memory map; returns a function index -> YUVFrame."""
+    from mobilecodec.io import YUVFrame
+
+    ny, nc = width * height, (width // 2) * (height // 2)
+    data = np.memmap(path, dtype=np.uint8, mode="r", shape=(frames, ny + 2 * nc))
+
+    def get(i: int) -> Any:
+        row = data[i]
+        return YUVFrame(np.asarray(row[:ny]).reshape(height, width),
+                        np.asarray(row[ny:ny + nc]).reshape(height // 2, width // 2),
+                        np.asarray(row[ny + nc:]).reshape(height // 2, width // 2))
+
+    return get
+
+
+def frame_metrics(ref: Any, dist: Any, matrix: str) -> dict[str, float]:
+    """PSNR Y/U/V/YUV, PSNR-RGB and MS-SSIM-RGB of one decoded frame against its source."""
+    from mobilecodec import metrics
+
+    p = metrics.psnr_yuv(ref, dist)
+    return {
+        "psnr_y": p["y"], "psnr_u": p["u"], "psnr_v": p["v"], "psnr_yuv": p["yuv"],
+        "psnr_rgb": metrics.psnr_rgb(ref, dist, matrix=matrix),
+        "ms_ssim_rgb": metrics.ms_ssim_rgb(ref, dist, matrix=matrix),
+    }
+
+
+def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: Path,
+                   src: Callable[[int], Any], meta: dict[str, Any], tick: Callable[[], None]
+                   ) -> dict[str, Any]:
+    """Decode one encoded file and build its RD point (per-frame and mean metrics, bits, bpp)."""
+    from mobilecodec import metrics
+
+    width, height, frames = meta["width"], meta["height"], meta["frames"]
+    per_frame: list[dict[str, Any]] = []
+    for i, dec in enumerate(ff.decode_frames(output)):
+        if i >= frames:
+            raise ToolError(f"{output.name}: ffmpeg produced more frames than the {frames} "
+                            f"source frames")
+        if dec.y.shape != (height, width):
+            raise ToolError(f"{output.name}: decoded frame {i} is {dec.y.shape[1]}x"
+                            f"{dec.y.shape[0]}, expected {width}x{height}")
+        m = frame_metrics(src(i), dec, cfg.matrix)
+        per_frame.append({"index": i, "type": dec.pict_type, "bits": dec.packet_bytes * 8, **m})
+        tick()
+    if len(per_frame) != frames:
+        raise ToolError(f"{output.name}: decoded {len(per_frame)} frames but the source has "
+                        f"{frames}")
+    file_bytes = os.path.getsize(output)
+    packet_bits = sum(f["bits"] for f in per_frame)
+    point: dict[str, Any] = {
+        "label": f"crf{ff.format_crf(crf)}",
+        "crf": crf,
+        "preset": cfg.preset,
+        "file": output.name,
+        "file_bytes": file_bytes,
+        "bits": file_bytes * 8,
+        "bpp": metrics.bpp(file_bytes * 8, frames, width, height),
+        "packet_bits": packet_bits,
+        "packet_bpp": metrics.bpp(packet_bits, frames, width, height),
+    }
+    for key in METRIC_KEYS:
+        point[key] = float(np.mean([f[key] for f in per_frame]))
+    point["command"] = command
+    point["command_line"] = ff.command_line(command)
+    point["frame_types"] = "".join(f["type"][:1] for f in per_frame)
+    point["per_frame"] = per_frame
+    return point
+
+
+def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
+    """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
+    OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds."""
+    from tqdm import tqdm
+
+    from mobilecodec.fsutil import atomic_path
+    from mobilecodec.rdresults import save_results
+
+    check_config(cfg)
+    exe = ff.ffmpeg_exe()
+    version = ff.ffmpeg_version(exe)
+    work = Path(tempfile.mkdtemp(prefix="mobilecodec-baseline-"))
+    try:
+        src_yuv = work / "source.yuv"
+        meta = _write_source_yuv(cfg, src_yuv)
+        src = _source_frames(src_yuv, meta["width"], meta["height"], meta["frames"])
+        points = []
+        bar = tqdm(total=len(cfg.crfs) * meta["frames"], unit="frame", file=sys.stderr,
+                   disable=not cfg.progress, desc=f"{cfg.stem}")
+        t0 = time.perf_counter()
+        try:
+            for crf in cfg.crfs:
+                out = work / f"{cfg.stem}_crf{ff.format_crf(crf)}.mp4"
+                cmd = ff.build_command(exe, cfg.codec, cfg.preset, crf, meta["width"],
+                                       meta["height"], meta["rate"], src_yuv, out)
+                bar.set_postfix_str(f"crf {ff.format_crf(crf)}: encoding")
+                t_enc = time.perf_counter()
+                ff.run_ffmpeg(cmd)
+                enc_s = time.perf_counter() - t_enc
+                bar.set_postfix_str(f"crf {ff.format_crf(crf)}: measuring")
+                point = _measure_point(cfg, crf, cmd, out, src, meta, lambda: bar.update(1))
+                point["encode_seconds"] = round(enc_s, 3)
+                points.append(point)
+        finally:
+            bar.close()
+        encoder = ff.ENCODERS[cfg.codec][0]
+        results: dict[str, Any] = {
+            "codec": cfg.codec,
+            "encoder": encoder,
+            "source": str(cfg.input),
+            "width": meta["width"],
+            "height": meta["height"],
+            "fps": float(meta["rate"]),
+            "fps_exact": ff.format_rate(meta["rate"]),
+            "frames": meta["frames"],
+            "preset": cfg.preset,
+            "crf": list(cfg.crfs),
+            "matrix": cfg.matrix,
+            "aggregation": "point metrics are means of per-frame values; bpp = file size bits "
+                           "/ (frames*W*H); packet_bpp = sum of video packet bits / (frames*W*H)",
+            "ffmpeg": exe,
+            "ffmpeg_version": version,
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "points": points,
+        }
+        # Publish: everything is made in the work folder first, then copied into OUT through
+        # temporaries and renames; the JSON goes last, so its presence means a complete sweep.
+        from mobilecodec.plots import rd_plot
+        from mobilecodec.rdresults import validate_results
+
+        validate_results(results, where=cfg.stem, require_per_frame=True)
+        rd_plot([results], path=work / f"{cfg.stem}_rd.png", metric=("psnr_yuv", "psnr_rgb"),
+                title=f"{cfg.codec} preset {cfg.preset}: {Path(cfg.input).name}, "
+                      f"{meta['frames']} frames")
+        out_dir = cfg.out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]:
+            with atomic_path(out_dir / name) as tmp:
+                shutil.copyfile(work / name, tmp)
+        save_results(out_dir / f"{cfg.stem}.json", results)
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The small stdout table: crf, bpp, PSNR-Y, PSNR-YUV, PSNR-RGB, MS-SSIM per point."""
+    lines = [f"{results['codec']} preset {results.get('preset', '?')}: {results['source']} "
+             f"({results['width']}x{results['height']}, {results['frames']} frames)",
+             f"{'crf':>5} {'bpp':>8} {'PSNR-Y':>8} {'PSNR-YUV':>9} {'PSNR-RGB':>9} {'MS-SSIM':>8}"]
+    for p in results["points"]:
+        lines.append(f"{ff.format_crf(p['crf']):>5} {p['bpp']:8.4f} {p['psnr_y']:8.3f} "
+                     f"{p['psnr_yuv']:9.3f} {p['psnr_rgb']:9.3f} {p['ms_ssim_rgb']:8.5f}")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Checkpoints that load without flags: each records its config, beta and format version.
+
+Layout (torch.save of a dict): {"format": "mobilecodec-checkpoint", "version": 1,
+"mobilecodec_version", "config": CodecConfig.to_dict(), "beta", "state_dict", "meta"}.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mobilecodec.errors import CheckpointError
+
+FORMAT = "mobilecodec-checkpoint"
+VERSION = 1
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def save_checkpoint(path: str | os.PathLike, model, *, beta: float | None = None,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` (a VideoCodec) with its config, atomically."""
+    import torch
+
+    from mobilecodec import __version__
+    from mobilecodec.fsutil import atomic_path
+
+    obj = {"format": FORMAT, "version": VERSION, "mobilecodec_version": __version__,
+           "config": model.cfg.to_dict(), "beta": beta, "state_dict": model.state_dict(),
+           "meta": dict(meta or {})}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate the checkpoint dict (no model is built)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        shipped = shipped_checkpoints()
+        hint = f"; shipped checkpoints: {', '.join(sorted(shipped))}" if shipped else ""
+        raise CheckpointError(f"no such checkpoint: {p}{hint}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"cannot read checkpoint {p}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a mobilecodec checkpoint")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{p} has checkpoint format version {obj.get('version')}; "
+                              f"this mobilecodec reads version {VERSION}")
+    for key in ("config", "state_dict"):
+        if key not in obj:
+            raise CheckpointError(f"checkpoint {p} lacks {key!r}")
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike, expect_config: str | None = None):
+    """Build the VideoCodec recorded in `path` and load its weights; returns (model, checkpoint dict).
+
+    `expect_config` (a config name) makes a mismatch an error instead of a surprise."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import CodecConfig
+
+    obj = read_checkpoint(resolve_checkpoint(path))
+    try:
+        cfg = CodecConfig.from_dict(obj["config"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} records an invalid config: {exc}") from None
+    if expect_config is not None and cfg.name != expect_config:
+        raise CheckpointError(f"checkpoint {path} is config {cfg.name!r}, expected {expect_config!r}")
+    model = VideoCodec(cfg)
+    try:
+        model.load_state_dict(obj["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"checkpoint {path} does not match config {cfg.name!r}: "
+                              f"{' '.join(first[:3])[:400]}") from None
+    model.eval()
+    return model, obj
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """Checkpoints installed with the package, by file stem."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.pt"))}
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A path, or the stem of a shipped checkpoint (e.g. 'tiny_b0.0016')."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = shipped_checkpoints()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    return p

@@ -1,0 +1,78 @@
+"""The `mobilecodec` command line: one subcommand per pipeline step.
+
+Each subcommand lives in its own module `mobilecodec.cli.cmd_<name>` that defines
+`HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. Those modules import
+only the standard library at top level, so `mobilecodec --help` stays fast; torch,
+aimet and onnxruntime are imported inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from mobilecodec import __version__
+from mobilecodec.errors import MobileCodecError
+
+# Order is the order shown by --help: pipeline order, then tools.
+COMMANDS: tuple[str, ...] = (
+    "init",
+    "encode",
+    "decode",
+    "profile",
+    "baseline",
+    "bdrate",
+    "info",
+)
+
+
+def _load(name: str):
+    return importlib.import_module(f"mobilecodec.cli.cmd_{name.replace('-', '_')}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line (plus a hint) and exit with code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = _Parser(
+        prog="mobilecodec",
+        description="Train, quantize, export, compile and profile a MobileNVC-style "
+        "neural video codec for phone NPUs.",
+    )
+    parser.add_argument("--version", action="version", version=f"mobilecodec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                parser_class=_Parser)
+    for name in COMMANDS:
+        module = _load(name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run, _command=name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except MobileCodecError as exc:
+        msg = str(exc).strip().replace("\n", " ")
+        print(f"mobilecodec {args._command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mobilecodec {args._command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,62 @@
+"""`mobilecodec baseline`: x264 / x265 CRF sweep through ffmpeg (appendix A.1), measured like ours."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN, ENCODERS, PRESETS
+from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
+
+HELP = "encode a clip with x264/x265 (ffmpeg, B-frames off) over a CRF sweep and measure RD points"
+
+
+def parse_crf_list(text: str) -> list[float]:
+    """Parse '23,28,33,38' into numbers in 0..51 (ints stay ints)."""
+    values: list[float] = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            v = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"CRF values must be numbers, got {item!r} in {text!r}")
+        if not math.isfinite(v) or not CRF_MIN <= v <= CRF_MAX:
+            raise argparse.ArgumentTypeError(f"CRF must be in {CRF_MIN}..{CRF_MAX}, got {item!r}")
+        values.append(int(v) if v.is_integer() else v)
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"CRF values must be distinct, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help="video to encode (.y4m, .yuv, .mp4, .mkv, .mov)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT",
+                   help="output folder for the .mp4 files, <codec>_<preset>.json and _rd.png")
+    p.add_argument("--codec", required=True, choices=sorted(ENCODERS), help="standard codec")
+    p.add_argument("--preset", default="medium", choices=PRESETS, help="x264/x265 preset")
+    p.add_argument("--crf", type=parse_crf_list, default=[23, 28, 33, 38], metavar="LIST",
+                   help="comma-separated CRF values in 0..51 (default 23,28,33,38)")
+    p.add_argument("--frames", type=positive_int, metavar="N", help="encode only the first N frames")
+    p.add_argument("--size", type=parse_wh, metavar="WxH", help="frame size of a raw .yuv input")
+    p.add_argument("--fps", type=positive_float, metavar="F",
+                   help="frame rate of a raw .yuv input (overrides the file's rate otherwise)")
+    p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
+                   help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
+    p.add_argument("--json", metavar="PATH", help="also write the results JSON here ('-' = stdout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mobilecodec.baselines.runner import BaselineConfig, format_table, run_baseline
+
+    cfg = BaselineConfig(codec=args.codec, preset=args.preset, crfs=args.crf,
+                         input=Path(args.input), out_dir=Path(args.out), frames=args.frames,
+                         size=args.size, fps=args.fps, matrix=args.matrix,
+                         progress=not args.no_progress)
+    results = run_baseline(cfg)
+    # With --json - the JSON owns stdout, so the table goes to stderr.
+    print(format_table(results), file=sys.stderr if args.json == "-" else sys.stdout)
+    emit_json(results, args.json)
+    return 0

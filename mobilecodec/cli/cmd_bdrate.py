@@ -1,0 +1,83 @@
+"""`mobilecodec bdrate`: Bjontegaard rate and quality deltas of one RD result JSON against another."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mobilecodec.cli.common import emit_json
+
+HELP = "BD-rate (percent) and BD-PSNR of TEST vs ANCHOR RD result JSON files (PSNR-YUV, PSNR-RGB)"
+
+METRICS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+MIN_POINTS = 4
+
+
+def _metric_list(text: str) -> list[str]:
+    items = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in items if m not in METRICS]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown metric(s) {', '.join(bad) or repr(text)}; choose from {', '.join(METRICS)}")
+    return items
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("anchor", metavar="ANCHOR.json", help="RD results of the reference codec")
+    p.add_argument("test", metavar="TEST.json", help="RD results of the codec under test")
+    p.add_argument("--metric", type=_metric_list, default=["psnr_yuv", "psnr_rgb"],
+                   metavar="LIST", help=f"comma-separated, from {', '.join(METRICS)} "
+                   "(default psnr_yuv,psnr_rgb)")
+    p.add_argument("--method", choices=("pchip", "akima", "cubic"), default="pchip",
+                   help="interpolation of the RD curves (default pchip)")
+    p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON ('-' = stdout)")
+
+
+def _clean(x: float) -> float:
+    """Round away float noise so identical curves print 0.0 rather than -0.0 or 1e-15."""
+    x = round(x, 6)
+    return 0.0 if x == 0 else x
+
+
+def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], method: str
+            ) -> list[dict[str, Any]]:
+    """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric."""
+    from mobilecodec.metrics import bd_psnr, bd_rate
+    from mobilecodec.rdresults import rd_curve
+
+    rows = []
+    for m in metrics:
+        ra, da = rd_curve(anchor, m, min_points=MIN_POINTS)
+        rt, dt = rd_curve(test, m, min_points=MIN_POINTS)
+        rows.append({"metric": m, "bd_rate_percent": _clean(bd_rate(ra, da, rt, dt, method=method)),
+                     "bd_quality": _clean(bd_psnr(ra, da, rt, dt, method=method))})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from mobilecodec.rdresults import load_results
+
+    anchor = load_results(args.anchor)
+    test = load_results(args.test)
+    for name, res in (("anchor", anchor), ("test", test)):
+        if len(res["points"]) < MIN_POINTS:
+            from mobilecodec.errors import InputError
+            raise InputError(f"{name} {getattr(args, name)}: BD-rate needs at least {MIN_POINTS} "
+                             f"RD points, got {len(res['points'])}")
+    rows = compute(anchor, test, args.metric, args.method)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print(f"anchor: {anchor['codec']} {anchor.get('preset', '')} ({args.anchor}, "
+          f"{len(anchor['points'])} points)", file=out)
+    print(f"test:   {test['codec']} {test.get('preset', '')} ({args.test}, "
+          f"{len(test['points'])} points)", file=out)
+    print(f"method: {args.method}; negative BD-rate = test needs fewer bits", file=out)
+    print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}", file=out)
+    for r in rows:
+        unit = "" if r["metric"] == "ms_ssim_rgb" else " dB"
+        print(f"{r['metric']:<12} {r['bd_rate_percent']:12.2f} {r['bd_quality']:8.3f}{unit}",
+              file=out)
+    emit_json({"anchor": args.anchor, "test": args.test, "method": args.method, "results": rows},
+              args.json)
+    return 0

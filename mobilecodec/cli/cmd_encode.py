@@ -1,0 +1,44 @@
+"""`mobilecodec encode`: video file -> .mnvc stream with the PyTorch model."""
+
+from __future__ import annotations
+
+import argparse
+
+from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
+
+HELP = "encode a video into a .mnvc bitstream (PyTorch path)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="video file: .y4m, .yuv (with --size), .mp4/.mkv/.mov")
+    p.add_argument("-o", "--output", required=True, help="output stream (.mnvc)")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint file, or the name of a shipped checkpoint (see `mobilecodec info`)")
+    p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
+    p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
+    p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate of a raw .yuv input")
+    p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.video import encode_video
+
+    model, _ = load_checkpoint(args.checkpoint)
+    if not model.ready_for_coding:
+        from mobilecodec.errors import CheckpointError
+
+        raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
+                              "(it was saved before model.update())")
+    summary = encode_video(model, args.input, args.output, intra_period=args.intra_period,
+                           max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress)
+    summary["checkpoint"] = str(args.checkpoint)
+    n = summary["frames"]
+    types = "".join(f["type"] for f in summary["per_frame"])
+    print(f"{summary['output']}: {n} frames {summary['width']}x{summary['height']}, "
+          f"{summary['file_bytes']} bytes, {summary['bpp']:.4f} bpp, "
+          f"{n / summary['seconds']:.2f} frames/s ({types[:40]}{'...' if len(types) > 40 else ''})")
+    emit_json(summary, args.json)
+    return 0

@@ -1,0 +1,39 @@
+"""`mobilecodec init`: a randomly initialised checkpoint of a registered config (a starting point
+for training, and a model to try the pipeline on before any training)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "create a randomly initialised checkpoint of a registered config"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="tiny", help="registered config name (default: tiny)")
+    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None)
+    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    overrides = {}
+    if args.buffering:
+        overrides["buffering"] = args.buffering
+    if args.warp:
+        overrides["warp_mode"] = args.warp
+    cfg = get_config(args.config, **overrides)
+    torch.manual_seed(args.seed)
+    model = VideoCodec(cfg)
+    model.update()
+    save_checkpoint(args.output, model, meta={"seed": args.seed, "trained": False})
+    n = sum(p.numel() for p in model.parameters())
+    print(f"{args.output}: config {cfg.name} ({cfg.buffering}, warp {cfg.warp.mode}), {n / 1e6:.2f} M parameters, "
+          f"weights {model.weights_hash().hex()[:16]}")
+    return 0

@@ -1,0 +1,1 @@
+"""Real coding with the PyTorch model: frames -> entropy-coded .mnvc stream -> frames."""

@@ -1,0 +1,157 @@
+"""Frame-level coding shared by encoder and decoder.
+
+Encoder and decoder run the very same synthesis path (`run_iframe` / `run_pframe`), fed by a
+latent *source*: the encoder's source analyses the frame and writes symbols, the decoder's reads
+them. Entropy parameters come from the exact-integer hyper-synthesis applied to the transmitted
+hyper-latents only, so any backend derives the same CDF indices (DESIGN.md, "Decodable anywhere").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
+from mobilecodec.models.buffer import Buffer
+from mobilecodec.models.codec import VideoCodec
+
+
+@dataclass
+class RateStats:
+    """Estimated information content of one frame's symbols (bits)."""
+
+    table_bits: float = 0.0  # from the integer CDF tables actually used by the coder
+    model_bits: float = 0.0  # from the continuous likelihoods (Gaussian with the table scale)
+    per_part: dict[str, float] = field(default_factory=dict)
+
+
+class _Hyperprior:
+    """The entropy side of one autoencoder (I-frame, motion or residual)."""
+
+    def __init__(self, model: VideoCodec, prefix: str) -> None:
+        self.prefix = prefix
+        self.model = model
+        self.prior = getattr(model, f"{prefix}_z_prior")
+        self.int_hyper = model.int_hyper(prefix)
+        self.gaussian = model.gaussian
+        self.frac = 2.0 ** -self.int_hyper.mean_frac_bits
+
+    def params(self, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        means_q, idx = self.int_hyper(z_int)
+        return means_q.astype(np.float64) * self.frac, idx
+
+    def encode(self, y: torch.Tensor, enc: RangeEncoder, stats: RateStats) -> torch.Tensor:
+        z = getattr(self.model, f"{self.prefix}_hyper_analysis")(y)
+        z_int = self.prior.clamp_symbols(np.rint(z.numpy().astype(np.float64)).astype(np.int32))
+        self.prior.encode(enc, z_int)
+        mean, idx = self.params(z_int)
+        sym = self.gaussian.clamp_symbols(np.rint(y.numpy().astype(np.float64) - mean).astype(np.int32), idx)
+        self.gaussian.encode(enc, sym.ravel(), idx.ravel())
+        zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
+        stats.table_bits += zb + yb
+        stats.model_bits += zb + self._model_bits(sym, idx)
+        stats.per_part[f"{self.prefix}_z"] = zb
+        stats.per_part[f"{self.prefix}_y"] = yb
+        return self._y_hat(sym, mean)
+
+    def decode(self, dec: RangeDecoder, latent_shape: tuple[int, ...], z_shape: tuple[int, ...]) -> torch.Tensor:
+        z_int = self.prior.decode(dec, z_shape)
+        mean, idx = self.params(np.asarray(z_int).reshape(z_shape))
+        sym = self.gaussian.decode(dec, idx.ravel()).reshape(latent_shape)
+        return self._y_hat(sym, mean)
+
+    @staticmethod
+    def _y_hat(sym: np.ndarray, mean: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((sym.astype(np.float64) + mean).astype(np.float32))
+
+    def _model_bits(self, sym: np.ndarray, idx: np.ndarray) -> float:
+        scale = torch.from_numpy(self.gaussian.table.scales()[idx])
+        lik = self.gaussian.likelihood(torch.from_numpy(sym.astype(np.float64)), scale)
+        return float(-torch.log2(lik).sum())
+
+
+class EncoderSource:
+    """Produces latents by analysing the input frame and entropy-coding them."""
+
+    def __init__(self, model: VideoCodec, x: torch.Tensor) -> None:
+        self.model, self.x = model, x
+        self.enc = RangeEncoder()
+        self.stats = RateStats()
+
+    def iframe(self) -> torch.Tensor:
+        y = self.model.i_analysis(self.x)
+        return _Hyperprior(self.model, "i").encode(y, self.enc, self.stats)
+
+    def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
+        m = self.model.m_analysis(self.x, reference, flow_pred)
+        return _Hyperprior(self.model, "m").encode(m, self.enc, self.stats)
+
+    def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        r = self.model.r_analysis(self.x, pred, *cond)
+        return _Hyperprior(self.model, "r").encode(r, self.enc, self.stats)
+
+    def payload(self) -> bytes:
+        return self.enc.get_bytes()
+
+
+class DecoderSource:
+    """Produces latents by entropy-decoding a frame payload."""
+
+    def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int) -> None:
+        self.model = model
+        self.dec = RangeDecoder(payload)
+        self.shapes = model.latent_shapes(height, width)
+
+    def _decode(self, prefix: str) -> torch.Tensor:
+        lat, z = self.shapes[prefix]
+        return _Hyperprior(self.model, prefix).decode(self.dec, lat, z)
+
+    def iframe(self) -> torch.Tensor:
+        return self._decode("i")
+
+    def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
+        return self._decode("m")
+
+    def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self._decode("r")
+
+    def finish(self) -> None:
+        self.dec.finish()
+
+
+@torch.no_grad()
+def run_iframe(model: VideoCodec, source) -> tuple[torch.Tensor, Buffer]:
+    """I-frame synthesis from the source's latent; returns (reconstruction, new buffer)."""
+    x_hat, feat = model.i_synthesis(source.iframe())
+    buf = model.initial_buffer(x_hat, feat)
+    return _output(model, buf, x_hat), buf
+
+
+@torch.no_grad()
+def run_pframe(model: VideoCodec, buf: Buffer, source) -> tuple[torch.Tensor, Buffer]:
+    """One P-frame step (motion prediction, motion decoding, warp, residual decoding)."""
+    flow = motion_feat = None
+    if model.cfg.uses_motion:
+        flow_pred = model.motion_predictor(model.motion_state(buf))
+        m_hat = source.motion(model.motion_reference(buf), flow_pred)
+        flow, motion_feat = model.m_synthesis(m_hat, flow_pred)
+    warped = model.warp(buf, flow)
+    pred = model.predict(warped)
+    cond = model.condition(warped)
+    x_hat, res_feat = model.r_synthesis(source.residual(pred, cond), pred, *cond)
+    if flow is None:
+        ref = buf[model.layout[0].name]
+        b = model.cfg.warp.block_size
+        flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
+        motion_feat = ref.new_zeros(1, 0, *flow.shape[2:])
+    new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+    return _output(model, new_buf, x_hat), new_buf
+
+
+def _output(model: VideoCodec, buf: Buffer, x_hat: torch.Tensor) -> torch.Tensor:
+    """The decoded frame (uint8 levels): the buffered frame when it exists, else x_hat rounded."""
+    if "frame" in buf:
+        return buf["frame"]
+    return torch.round(torch.clamp(x_hat, 0.0, 1.0) * 255.0) / 255.0

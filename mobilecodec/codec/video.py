@@ -1,0 +1,142 @@
+"""Video-level encode and decode with the PyTorch model (writes and reads .mnvc streams)."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobilecodec.bitstream.format import (RECORD_OVERHEAD, FrameType, StreamHeader, StreamReader,
+                                          StreamWriter, frame_hash)
+from mobilecodec.codec.engine import DecoderSource, EncoderSource, run_iframe, run_pframe
+from mobilecodec.errors import BitstreamError, InputError
+from mobilecodec.io import VideoWriter, crop_frame, open_video, pad_frame, padded_size
+from mobilecodec.models.codec import VideoCodec
+from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    from mobilecodec.io import fps_to_fraction
+
+    return Fraction(fps_to_fraction(fps))
+
+
+def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, *, intra_period: int = 32,
+                 max_frames: int | None = None, size: tuple[int, int] | None = None, fps: float | None = None,
+                 progress: bool = True) -> dict:
+    """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time)."""
+    if intra_period < 1:
+        raise InputError(f"intra period must be >= 1, got {intra_period}")
+    if not model.ready_for_coding:
+        raise InputError("the model has no entropy-coding tables; run model.update() before coding")
+    model.eval()
+    t0 = time.perf_counter()
+    frames_info = []
+    with open_video(input_path, size=size, fps=fps, max_frames=max_frames) as reader:
+        w, h = reader.width, reader.height
+        pw, ph = padded_size(w, h)
+        rate = getattr(reader, "rate", None) or _fps_fraction(reader.fps)
+        header = StreamHeader(config_id=model.cfg.name, weights_hash=model.weights_hash(), width=w, height=h,
+                              fps_num=rate.numerator, fps_den=rate.denominator, intra_period=intra_period)
+        total = reader.num_frames if max_frames is None else min(max_frames, reader.num_frames or max_frames)
+        buf = None
+        with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
+            for i, frame in enumerate(reader):
+                x = frame_to_tensor(pad_frame(frame))
+                src = EncoderSource(model, x)
+                is_intra = i % intra_period == 0
+                out, buf = run_iframe(model, src) if is_intra else run_pframe(model, buf, src)
+                dec = crop_frame(tensor_to_frame(out), w, h)
+                payload = src.payload()
+                digest = frame_hash(dec.y, dec.u, dec.v)
+                nbytes = writer.write(FrameType.I if is_intra else FrameType.P, payload, digest)
+                frames_info.append({"index": i, "type": "I" if is_intra else "P", "bits": 8 * nbytes,
+                                    "payload_bits": 8 * len(payload), "estimated_bits": src.stats.table_bits,
+                                    "model_bits": src.stats.model_bits, "hash": digest.hex(),
+                                    "parts": src.stats.per_part})
+                bar.update(1)
+                bar.set_postfix(bits=8 * nbytes)
+            if not frames_info:
+                raise InputError(f"no frames in {input_path}")
+    file_bytes = Path(output).stat().st_size
+    n = len(frames_info)
+    est = sum(f["estimated_bits"] for f in frames_info)
+    container_bytes = header.nbytes + n * RECORD_OVERHEAD
+    return {
+        "input": str(input_path), "output": str(output), "config": model.cfg.name,
+        "width": w, "height": h, "padded_width": pw, "padded_height": ph, "fps": float(rate),
+        "frames": n, "intra_period": intra_period, "file_bytes": file_bytes,
+        "bpp": 8 * file_bytes / (n * w * h),
+        "estimated_bytes": est / 8 + container_bytes, "container_bytes": container_bytes,
+        "model_estimated_bytes": sum(f["model_bits"] for f in frames_info) / 8 + container_bytes,
+        "seconds": time.perf_counter() - t0, "per_frame": frames_info,
+    }
+
+
+def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str | None = None) -> None:
+    """Refuse to decode a stream made by another model (it would decode to noise)."""
+    if header.config_id != model.cfg.name or bytes(header.weights_hash) != model.weights_hash():
+        where = f" ({checkpoint})" if checkpoint else ""
+        raise BitstreamError(
+            f"stream was encoded with model '{header.config_id}' weights {bytes(header.weights_hash).hex()[:16]}, "
+            f"but the checkpoint{where} is '{model.cfg.name}' weights {model.weights_hash().hex()[:16]}")
+
+
+def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | None, *, progress: bool = True,
+                 verify: bool = True, checkpoint: str | None = None) -> dict:
+    """Decode a .mnvc stream to .y4m/.yuv (or only verify when output is None); checks each
+    frame's hash against the encoder's. Returns a summary."""
+    model.eval()
+    t0 = time.perf_counter()
+    frames_info = []
+    with StreamReader(stream) as reader:
+        hdr = reader.header
+        check_stream_model(hdr, model, checkpoint)
+        pw, ph = padded_size(hdr.width, hdr.height)
+        writer = VideoWriter(output, hdr.width, hdr.height, Fraction(hdr.fps_num, hdr.fps_den)) if output else None
+        try:
+            buf = None
+            with _progress(hdr.frame_count, "decode", progress) as bar:
+                for i, rec in enumerate(reader):
+                    if rec.frame_type == FrameType.P and buf is None:
+                        raise BitstreamError(f"frame {i} is a P-frame but no I-frame precedes it")
+                    src = DecoderSource(model, rec.payload, ph, pw)
+                    try:
+                        if rec.frame_type == FrameType.I:
+                            out, buf = run_iframe(model, src)
+                        else:
+                            out, buf = run_pframe(model, buf, src)
+                        src.finish()
+                    except (ValueError, IndexError, OverflowError) as exc:
+                        raise BitstreamError(f"frame {i}: corrupt payload ({exc})") from None
+                    dec = crop_frame(tensor_to_frame(out), hdr.width, hdr.height)
+                    digest = frame_hash(dec.y, dec.u, dec.v)
+                    match = digest == bytes(rec.frame_hash)
+                    if verify and not match:
+                        raise BitstreamError(f"frame {i}: decoded frame does not match the encoder's hash "
+                                             "(corrupt stream, or a backend that is not bit-exact; "
+                                             "use --no-verify to decode anyway)")
+                    if writer:
+                        writer.write(dec)
+                    frames_info.append({"index": i, "type": rec.frame_type.name, "bits": 8 * rec.nbytes,
+                                        "hash": digest.hex(), "hash_match": bool(match)})
+                    bar.update(1)
+            if writer:
+                writer.close()
+                writer = None
+        finally:
+            if writer is not None:
+                writer.abort()
+    return {"stream": str(stream), "output": str(output) if output else None, "config": hdr.config_id,
+            "width": hdr.width, "height": hdr.height, "fps": hdr.fps, "frames": len(frames_info),
+            "hash_matches": sum(f["hash_match"] for f in frames_info), "seconds": time.perf_counter() - t0,
+            "per_frame": frames_info}

@@ -1,0 +1,234 @@
+"""Gaussian conditional entropy model over a fixed scale table (latents of every autoencoder).
+
+Training uses a differentiable likelihood of the quantized residual; coding uses one integer CDF
+per table index, built once at construction and stored as int32 buffers, so the tables travel in
+checkpoints and are identical at encoder and decoder. Symbols outside an index's support are
+clamped by the encoder (`clamp_symbols`), which reconstructs with the clamped values; the tails
+beyond the support are folded into the two end symbols of each table.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
+from mobilecodec.entropy.scale_table import ScaleTable
+from mobilecodec.errors import BitstreamError, CheckpointError
+
+
+class _LowerBoundFn(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows where it would push x up (CompressAI's LowerBound)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bound: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return torch.clamp_min(x, bound)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        passes = (x >= ctx.bound) | (grad < 0)
+        return grad * passes.to(grad.dtype), None
+
+
+def lower_bound(x: Tensor, bound: float) -> Tensor:
+    """Differentiable lower bound: forward max(x, bound); gradient not killed when it increases x."""
+    return _LowerBoundFn.apply(x, float(bound))
+
+
+def standard_normal_cdf(x: Tensor) -> Tensor:
+    """Phi(x) through erfc, accurate in the lower tail (the only tail the likelihoods evaluate)."""
+    return 0.5 * torch.erfc(-x * (2.0 ** -0.5))
+
+
+def bits_from_likelihood(likelihoods: Tensor) -> Tensor:
+    """Total information content -sum(log2 p) of a likelihood tensor (differentiable)."""
+    return -torch.log2(likelihoods).sum()
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    """Standard normal CDF in float64 via math.erfc (no scipy at runtime)."""
+    return np.vectorize(lambda t: 0.5 * math.erfc(-t / math.sqrt(2.0)), otypes=[np.float64])(x)
+
+
+def gaussian_table_pmf(scale: float, tail_mass: float) -> tuple[int, np.ndarray]:
+    """(K, pmf over [-K, K]) of a zero-mean quantized Gaussian, tails folded into the end symbols."""
+    multiplier = -NormalDist().inv_cdf(tail_mass / 2.0)
+    k = max(1, int(math.ceil(multiplier * scale)))
+    v = np.abs(np.arange(-k, k + 1, dtype=np.float64))
+    # Evaluate both bin edges on the negative side, where erfc is accurate (symmetric trick).
+    upper = _phi((0.5 - v) / scale)
+    lower = _phi((-0.5 - v) / scale)
+    pmf = upper - lower
+    pmf[0] = pmf[-1] = _phi(np.array([(0.5 - k) / scale]))[0]
+    return k, pmf
+
+
+class GaussianConditional(nn.Module):
+    """Zero-mean Gaussian over quantized residuals; scale chosen by an integer index into a ScaleTable."""
+
+    def __init__(self, table: ScaleTable | None = None, precision: int = 16,
+                 tail_mass: float = 1e-9, likelihood_bound: float = 1e-9) -> None:
+        super().__init__()
+        self.table = table or ScaleTable()
+        if not 8 <= precision <= 16:
+            raise ValueError(f"precision must be in [8, 16] bits, got {precision}")
+        self.precision = precision
+        self.tail_mass = tail_mass
+        self.likelihood_bound = likelihood_bound
+        cdfs, lengths, offsets = self._build_tables()
+        self.register_buffer("cdfs", torch.from_numpy(cdfs))
+        self.register_buffer("cdf_lengths", torch.from_numpy(lengths))
+        self.register_buffer("offsets", torch.from_numpy(offsets))
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def _build_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, offsets = [], []
+        for s in self.table.scales():
+            k, pmf = gaussian_table_pmf(float(s), self.tail_mass)
+            rows.append(pmf_to_cdf(quantize_pmf(pmf, self.precision)))
+            offsets.append(-k)
+        width = max(len(r) for r in rows)
+        cdfs = np.full((len(rows), width), 1 << self.precision, dtype=np.int32)
+        for i, r in enumerate(rows):
+            cdfs[i, : len(r)] = r
+        lengths = np.array([len(r) for r in rows], dtype=np.int32)
+        return cdfs, lengths, np.array(offsets, dtype=np.int32)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401
+        # The checkpoint's tables are authoritative: accept them even if their width differs.
+        for name in ("cdfs", "cdf_lengths", "offsets"):
+            key = prefix + name
+            if key in state_dict:
+                self.register_buffer(name, torch.zeros_like(state_dict[key]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """(integer pmf per index, offset per index) after checking the buffers are valid tables."""
+        cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
+        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
+        offsets = self.offsets.detach().cpu().numpy().astype(np.int64)
+        total = 1 << self.precision
+        if cdfs.ndim != 2 or lengths.shape != (cdfs.shape[0],) or offsets.shape != lengths.shape:
+            raise CheckpointError("Gaussian CDF tables have inconsistent shapes")
+        pmfs = []
+        for i, n in enumerate(lengths):
+            if not 3 <= n <= cdfs.shape[1]:
+                raise CheckpointError(f"Gaussian CDF table {i} has invalid length {n}")
+            c = cdfs[i, :n]
+            if c[0] != 0 or c[-1] != total or np.any(np.diff(c) < 1):
+                raise CheckpointError(f"Gaussian CDF table {i} is not a valid {self.precision}-bit CDF")
+            pmfs.append(np.diff(c))
+        return pmfs, offsets
+
+    @property
+    def num_levels(self) -> int:
+        return int(self.cdf_lengths.shape[0])
+
+    # --- training ---------------------------------------------------------------------------
+
+    def likelihood(self, residual: Tensor, scale: Tensor) -> Tensor:
+        """P(residual) = Phi((r+.5)/s) - Phi((r-.5)/s), evaluated on the lower tail, bounded below.
+
+        Scales are lower-bounded at the table's min_scale and likelihoods at `likelihood_bound`, both
+        with CompressAI's gradient-preserving LowerBound.
+        """
+        scale = lower_bound(scale, self.table.min_scale)
+        values = torch.abs(residual)
+        upper = standard_normal_cdf((0.5 - values) / scale)
+        lower = standard_normal_cdf((-0.5 - values) / scale)
+        return lower_bound(upper - lower, self.likelihood_bound)
+
+    @staticmethod
+    def quantize(y: Tensor, mean: Tensor | None, mode: str) -> Tensor:
+        """Quantize for training: "noise" adds U(-.5, .5); "round" is mean + round(y - mean) (STE)."""
+        if mode == "noise":
+            return y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        if mode == "round":
+            m = 0.0 if mean is None else mean
+            r = y - m
+            return m + r + (torch.round(r) - r).detach()
+        raise ValueError(f'quantize mode must be "noise" or "round", got {mode!r}')
+
+    # --- coding -----------------------------------------------------------------------------
+
+    def _check_indices(self, indices: np.ndarray, err: type[Exception]) -> np.ndarray:
+        idx = np.asarray(indices).reshape(-1)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_levels):
+            raise err(f"scale index out of range [0, {self.num_levels}): "
+                      f"got [{idx.min()}, {idx.max()}]")
+        return idx
+
+    def support(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lowest, highest) codable symbol for each index."""
+        _, offsets = self.tables()
+        idx = self._check_indices(indices, ValueError)
+        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
+        low = offsets[idx]
+        return low, low + lengths[idx] - 2
+
+    def clamp_symbols(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Clip each symbol to its index's support (same shape as `symbols`, int32)."""
+        s = np.asarray(symbols)
+        low, high = self.support(np.asarray(indices).reshape(-1))
+        if s.size != low.size:
+            raise ValueError(f"{s.size} symbols but {low.size} indices")
+        return np.clip(s.reshape(-1), low, high).astype(np.int32).reshape(s.shape)
+
+    @staticmethod
+    def _groups(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stable order grouping equal indices (ascending), the distinct indices and group bounds."""
+        order = np.argsort(idx, kind="stable")
+        uniq, counts = np.unique(idx[order], return_counts=True)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        return order, uniq, bounds
+
+    def encode(self, enc: RangeEncoder, symbols: np.ndarray, indices: np.ndarray) -> None:
+        """Code `symbols` (ints inside each index's support) grouped by index: one coder call per index."""
+        pmfs, offsets = self.tables()
+        idx = self._check_indices(indices, ValueError)
+        sym = np.asarray(symbols).reshape(-1).astype(np.int64)
+        if sym.size != idx.size:
+            raise ValueError(f"{sym.size} symbols but {idx.size} indices")
+        order, uniq, bounds = self._groups(idx)
+        for j, i in enumerate(uniq):
+            seg = sym[order[bounds[j]:bounds[j + 1]]] - offsets[i]
+            if seg.min() < 0 or seg.max() >= len(pmfs[i]):
+                raise ValueError(f"symbol outside the support of scale index {i}; call clamp_symbols first")
+            enc.encode(seg, pmfs[i], self.precision)
+
+    def decode(self, dec: RangeDecoder, indices: np.ndarray) -> np.ndarray:
+        """Decode one symbol per entry of `indices` (flattened), in the order `encode` wrote them."""
+        pmfs, offsets = self.tables()
+        idx = self._check_indices(indices, BitstreamError)
+        out = np.empty(idx.size, dtype=np.int32)
+        order, uniq, bounds = self._groups(idx)
+        for j, i in enumerate(uniq):
+            lo, hi = bounds[j], bounds[j + 1]
+            out[order[lo:hi]] = dec.decode(hi - lo, pmfs[i], self.precision) + offsets[i]
+        return out
+
+    def bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
+        """Exact information content -sum log2(pmf_int / 2**precision) of `symbols` under the tables."""
+        pmfs, offsets = self.tables()
+        idx = self._check_indices(indices, ValueError)
+        sym = np.asarray(symbols).reshape(-1).astype(np.int64)
+        if sym.size != idx.size:
+            raise ValueError(f"{sym.size} symbols but {idx.size} indices")
+        cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
+        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
+        pos = sym - offsets[idx]
+        if np.any(pos < 0) or np.any(pos > lengths[idx] - 2):
+            raise ValueError("symbol outside the support of its scale index; call clamp_symbols first")
+        p = cdfs[idx, pos + 1] - cdfs[idx, pos]
+        return float(np.sum(self.precision - np.log2(p.astype(np.float64))))

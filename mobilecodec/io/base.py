@@ -1,0 +1,62 @@
+"""Common shape of every video reader: metadata attributes, lazy iteration, context manager."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+from mobilecodec.io.frame import YUVFrame
+
+
+class VideoReader:
+    """A video opened for reading; iterate it to get `YUVFrame`s one at a time.
+
+    Attributes: `path`, `width`, `height`, `fps` (float), `rate` (the exact Fraction) and
+    `num_frames` (None when the container does not say). Each `for` loop starts again from the
+    first frame; run one loop at a time per reader.
+    """
+
+    path: Path
+    width: int
+    height: int
+    rate: Fraction
+    num_frames: int | None
+    max_frames: int | None
+
+    @property
+    def fps(self) -> float:
+        return float(self.rate)
+
+    def __iter__(self) -> Iterator[YUVFrame]:
+        count = 0
+        for frame in self._frames():
+            yield frame
+            count += 1
+            if self.max_frames is not None and count >= self.max_frames:
+                return  # stop before reading or decoding anything more
+
+    def _frames(self) -> Iterator[YUVFrame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file or container."""
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, {self.width}x{self.height}, "
+                f"fps={self.fps:g}, frames={self.num_frames})")
+
+
+def limit_frames(total: int | None, max_frames: int | None) -> int | None:
+    """Number of frames a reader will yield given the file's count and the caller's cap."""
+    if max_frames is None:
+        return total
+    if total is None:
+        return None
+    return min(total, max_frames)

@@ -1,0 +1,101 @@
+"""Compressed video (.mp4/.mkv/.mov) through PyAV, decoded packet by packet and converted to yuv420p.
+
+PyAV is imported only here, when such a file is opened.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from mobilecodec.errors import InputError
+from mobilecodec.io.base import VideoReader, limit_frames
+from mobilecodec.io.frame import YUVFrame, check_size, fps_to_fraction
+
+FALLBACK_FPS = 30.0
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as exc:
+        raise InputError(f"reading compressed video needs PyAV (pip install av): {exc}")
+    return av
+
+
+def av_frame_to_yuv(frame: Any) -> YUVFrame:
+    """Convert a decoded `av.VideoFrame` to a YUVFrame, honouring each plane's line stride."""
+    f = frame.reformat(format="yuv420p")
+    planes = []
+    for plane in f.planes:
+        h, w, stride = plane.height, plane.width, plane.line_size
+        buf = np.frombuffer(plane, dtype=np.uint8)
+        planes.append(buf[:h * stride].reshape(h, stride)[:, :w].copy())
+    return YUVFrame(*planes)
+
+
+class AVReader(VideoReader):
+    """Reads the first video stream of a container; each loop opens it afresh and decodes lazily."""
+
+    def __init__(self, path: Path, fps: float | None = None, max_frames: int | None = None):
+        self.path = Path(path)
+        self.max_frames = max_frames
+        av = _av()
+        container = self._open(av)
+        try:
+            stream = self._stream(container)
+            ctx = stream.codec_context
+            self.width, self.height = int(ctx.width), int(ctx.height)
+            if self.width <= 0 or self.height <= 0:
+                raise InputError(f"{self.path}: video stream has no frame size")
+            check_size(self.width, self.height, str(self.path))
+            rate = stream.average_rate or stream.guessed_rate
+            if fps is not None:
+                self.rate = fps_to_fraction(fps)
+            elif rate:
+                self.rate = Fraction(rate.numerator, rate.denominator)
+            else:
+                self.rate = fps_to_fraction(FALLBACK_FPS)
+            self.codec = ctx.name
+            self.num_frames = limit_frames(int(stream.frames) or None, max_frames)
+        finally:
+            container.close()
+
+    def _open(self, av: Any) -> Any:
+        try:
+            return av.open(str(self.path), mode="r")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{self.path}: cannot read video container: {exc}")
+
+    def _stream(self, container: Any) -> Any:
+        if not container.streams.video:
+            raise InputError(f"{self.path}: no video stream in container")
+        return container.streams.video[0]
+
+    def _frames(self) -> Iterator[YUVFrame]:
+        av = _av()
+        container = self._open(av)
+        try:
+            stream = self._stream(container)
+            stream.thread_type = "AUTO"
+            count = 0
+            decoded = container.decode(stream)
+            while True:
+                try:
+                    frame = next(decoded)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:
+                    raise InputError(f"{self.path}: cannot decode frame {count}: {exc}")
+                if (frame.width, frame.height) != (self.width, self.height):
+                    raise InputError(f"{self.path}: frame {count} is {frame.width}x{frame.height}, "
+                                     f"the stream said {self.width}x{self.height}")
+                yield av_frame_to_yuv(frame)
+                count += 1
+            if count == 0:
+                raise InputError(f"no frames in {self.path} (nothing could be decoded)")
+        finally:
+            container.close()

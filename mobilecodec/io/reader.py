@@ -1,0 +1,55 @@
+"""`open_video`: pick the reader from the file extension and check the path and options first."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mobilecodec.errors import InputError
+from mobilecodec.io.base import VideoReader
+
+Y4M_EXTENSIONS = (".y4m",)
+RAW_EXTENSIONS = (".yuv",)
+CONTAINER_EXTENSIONS = (".mp4", ".mkv", ".mov")
+SUPPORTED_EXTENSIONS = Y4M_EXTENSIONS + RAW_EXTENSIONS + CONTAINER_EXTENSIONS
+
+
+def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
+               fps: float | None = None, max_frames: int | None = None) -> VideoReader:
+    """Open a .y4m, .yuv (needs `size` = (width, height)) or .mp4/.mkv/.mov video for lazy reading.
+
+    `fps` overrides the rate stored in the file (and is the rate of a raw .yuv, default 30);
+    `max_frames` caps how many frames iteration yields. For a .y4m `size`, if given, must match.
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise InputError(f"{p}: unsupported video extension {p.suffix or '(none)'!r}; "
+                         f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not p.exists():
+        raise InputError(f"no such file: {p}")
+    if not p.is_file():
+        raise InputError(f"not a file: {p}")
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        raise InputError(f"max_frames must be a positive integer, got {max_frames!r}")
+    if size is not None:
+        if len(size) != 2:
+            raise InputError(f"size must be (width, height), got {size!r}")
+        size = (int(size[0]), int(size[1]))
+    if fps is not None and not float(fps) > 0:
+        raise InputError(f"frame rate must be positive, got {fps!r}")
+
+    if ext in Y4M_EXTENSIONS:
+        from mobilecodec.io.y4m import Y4MReader
+        reader: VideoReader = Y4MReader(p, fps=fps, max_frames=max_frames)
+    elif ext in RAW_EXTENSIONS:
+        from mobilecodec.io.yuv import RawYUVReader
+        reader = RawYUVReader(p, size, fps=fps, max_frames=max_frames)
+    else:
+        from mobilecodec.io.mp4 import AVReader
+        reader = AVReader(p, fps=fps, max_frames=max_frames)
+    if size is not None and size != (reader.width, reader.height):
+        reader.close()
+        raise InputError(f"{p}: the file is {reader.width}x{reader.height} but size "
+                         f"{size[0]}x{size[1]} was given")
+    return reader

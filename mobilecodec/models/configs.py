@@ -1,0 +1,160 @@
+"""Named, registered codec configurations (explicit dataclasses; a checkpoint records its config).
+
+`mobilenvc` is sized after Table 6 of the MobileNVC appendix (params and kMACs/px per subnetwork
+at 1080x1920 YUV420); `tiny` trains on two CPU cores. `mobilecodec profile --config mobilenvc
+--size 1080x1920` prints the comparison with Table 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from mobilecodec.models.warp import WarpConfig
+
+BUFFERING_MODES = ("explicit", "implicit", "hybrid")
+
+
+@dataclass(frozen=True)
+class HyperConfig:
+    """Hyperprior: hyper-analysis /16 -> /64 and hyper-synthesis back to mean + scale index."""
+
+    channels: int
+    latent: int
+    act_max: float = 6.0  # bounded activations of the hyper-synthesis (exact-integer on host)
+
+
+@dataclass(frozen=True)
+class AEConfig:
+    """An autoencoder with hyperprior. Stages are stride-2 steps; `*_extra` are 3x3 layers per stage."""
+
+    enc_channels: tuple[int, ...]
+    enc_extra: tuple[int, ...]
+    latent: int
+    dec_channels: tuple[int, ...]
+    dec_extra: tuple[int, ...]
+    hyper: HyperConfig
+    kernel: int = 5
+    out_extra: int = 0  # extra 3x3 layers after the last up-sampling, before the output conv
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Motion predictor: predicts this frame's block flow from the buffer (flow and/or features)."""
+
+    channels: int
+    coarse_channels: int
+    layers: int = 2
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything that defines a codec's architecture (not its weights)."""
+
+    name: str
+    iframe: AEConfig
+    motion: AEConfig
+    residual: AEConfig
+    predictor: PredictorConfig
+    warp: WarpConfig = field(default_factory=WarpConfig)
+    buffering: str = "explicit"
+    implicit_motion_channels: int = 2  # feature maps at block resolution (H/B x W/B)
+    implicit_residual_channels: int = 2  # feature maps at H/2 x W/2
+    residual_conditioning: bool = False  # residual AE also sees the (warped) prediction
+    scale_min: float = 0.11
+    scale_max: float = 64.0
+    scale_levels: int = 64
+    z_bound: int = 64  # hyper-latents are clamped to [-z_bound, z_bound]
+
+    def __post_init__(self) -> None:
+        if self.buffering not in BUFFERING_MODES:
+            raise ValueError(f"buffering must be one of {BUFFERING_MODES}, got {self.buffering!r}")
+        if self.warp.block_size not in (4, 8, 16):
+            raise ValueError(f"the motion networks support block sizes 4, 8 and 16, got {self.warp.block_size}")
+        if self.buffering != "explicit" and (self.implicit_motion_channels < 1 or self.implicit_residual_channels < 1):
+            raise ValueError("implicit and hybrid buffering need at least one implicit channel each")
+
+    @property
+    def uses_motion(self) -> bool:
+        return self.warp.mode != "none"
+
+    @property
+    def conditional(self) -> bool:
+        """Residual AE is conditioned on the warped reference (always for implicit/hybrid/none)."""
+        return self.residual_conditioning or self.buffering != "explicit" or not self.uses_motion
+
+    def replace(self, **changes) -> "CodecConfig":
+        """A copy with some fields changed; `warp_mode`, `block_size`, `overlap` reach into `warp`."""
+        warp_changes = {k: changes.pop(k) for k in ("mode", "block_size", "overlap") if k in changes}
+        if "warp_mode" in changes:
+            warp_changes["mode"] = changes.pop("warp_mode")
+        if warp_changes:
+            changes["warp"] = dataclasses.replace(self.warp, **warp_changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "CodecConfig":
+        def ae(x: dict) -> AEConfig:
+            x = dict(x)
+            x["hyper"] = HyperConfig(**x["hyper"])
+            for k in ("enc_channels", "enc_extra", "dec_channels", "dec_extra"):
+                x[k] = tuple(x[k])
+            return AEConfig(**x)
+
+        d = dict(d)
+        d["iframe"], d["motion"], d["residual"] = ae(d["iframe"]), ae(d["motion"]), ae(d["residual"])
+        d["predictor"] = PredictorConfig(**d["predictor"])
+        d["warp"] = WarpConfig(**d["warp"])
+        return CodecConfig(**d)
+
+
+def _mobilenvc() -> CodecConfig:
+    # Widths chosen so that params and kMACs/px of every Table 6 row land within 15 %
+    # (see `mobilecodec profile --config mobilenvc --size 1080x1920`).
+    return CodecConfig(
+        name="mobilenvc",
+        iframe=AEConfig(enc_channels=(128, 192, 192), enc_extra=(0, 0, 0), latent=160,
+                        dec_channels=(128, 96, 64), dec_extra=(0, 0, 0), out_extra=8,
+                        hyper=HyperConfig(channels=160, latent=128)),
+        motion=AEConfig(enc_channels=(96, 128, 192), enc_extra=(1, 1, 0), latent=128,
+                        dec_channels=(128,), dec_extra=(2,),
+                        hyper=HyperConfig(channels=192, latent=128)),
+        residual=AEConfig(enc_channels=(128, 192, 192), enc_extra=(0, 1, 0), latent=192,
+                          dec_channels=(128, 64, 32), dec_extra=(0, 0, 0),
+                          hyper=HyperConfig(channels=192, latent=128)),
+        predictor=PredictorConfig(channels=80, coarse_channels=72),
+        warp=WarpConfig(mode="block_overlap", block_size=8, overlap=4),
+    )
+
+
+def _tiny() -> CodecConfig:
+    return CodecConfig(
+        name="tiny",
+        iframe=AEConfig(enc_channels=(32, 48, 64), enc_extra=(0, 0, 0), latent=48,
+                        dec_channels=(48, 32, 24), dec_extra=(0, 0, 0), out_extra=1,
+                        hyper=HyperConfig(channels=32, latent=24)),
+        motion=AEConfig(enc_channels=(24, 32, 48), enc_extra=(0, 0, 0), latent=32,
+                        dec_channels=(32,), dec_extra=(1,),
+                        hyper=HyperConfig(channels=24, latent=16)),
+        residual=AEConfig(enc_channels=(32, 48, 64), enc_extra=(0, 0, 0), latent=48,
+                          dec_channels=(48, 32, 24), dec_extra=(0, 0, 0),
+                          hyper=HyperConfig(channels=32, latent=24)),
+        predictor=PredictorConfig(channels=16, coarse_channels=32),
+        warp=WarpConfig(mode="block_overlap", block_size=8, overlap=4),
+    )
+
+
+CONFIGS = {"mobilenvc": _mobilenvc, "tiny": _tiny}
+
+
+def get_config(name: str, **overrides) -> CodecConfig:
+    """The registered config `name`, optionally with fields replaced (see CodecConfig.replace)."""
+    if name not in CONFIGS:
+        from mobilecodec.errors import InputError
+
+        raise InputError(f"unknown config {name!r}; registered configs: {', '.join(sorted(CONFIGS))}")
+    cfg = CONFIGS[name]()
+    return cfg.replace(**overrides) if overrides else cfg

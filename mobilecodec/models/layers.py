@@ -1,0 +1,53 @@
+"""int8-friendly building blocks: plain convolutions, transposed convolutions and ReLU-family activations.
+
+No GDN, no division, exp or log inside network graphs (DESIGN.md): every block here maps to an
+HTP-supported ONNX op (Conv, ConvTranspose, Relu, Clip) with static shapes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class BoundedReLU(nn.Hardtanh):
+    """ReLU clamped at `max_val` (ReLU6 for 6): a fixed activation range that int8 and the
+    exact-integer hyper-synthesis can represent without calibration."""
+
+    def __init__(self, max_val: float = 6.0) -> None:
+        super().__init__(min_val=0.0, max_val=float(max_val))
+
+
+def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
+    """Convolution with 'same' padding (output = input / stride)."""
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """Transposed convolution that multiplies the spatial size exactly by `stride`."""
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2,
+                              output_padding=stride - 1)
+
+
+def down_stages(cin: int, channels: tuple[int, ...], extra: tuple[int, ...], kernel: int,
+                act: type[nn.Module] = nn.ReLU) -> tuple[list[nn.Module], int]:
+    """Stride-2 convolutions (one per entry of `channels`), each followed by `extra[i]` 3x3
+    convolutions at that resolution; activations after every layer. Returns (layers, cout)."""
+    layers: list[nn.Module] = []
+    for c, n in zip(channels, extra, strict=True):
+        layers += [conv(cin, c, kernel, stride=2), act()]
+        for _ in range(n):
+            layers += [conv(c, c, 3), act()]
+        cin = c
+    return layers, cin
+
+
+def up_stages(cin: int, channels: tuple[int, ...], extra: tuple[int, ...], kernel: int,
+              act: type[nn.Module] = nn.ReLU) -> tuple[list[nn.Module], int]:
+    """Stride-2 transposed convolutions, each followed by `extra[i]` 3x3 convolutions."""
+    layers: list[nn.Module] = []
+    for c, n in zip(channels, extra, strict=True):
+        layers += [deconv(cin, c, kernel, stride=2), act()]
+        for _ in range(n):
+            layers += [conv(c, c, 3), act()]
+        cin = c
+    return layers, cin

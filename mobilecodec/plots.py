@@ -1,0 +1,100 @@
+"""Rate-distortion and per-frame plots of RD result dicts (matplotlib, Agg backend, lazy import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from mobilecodec.errors import InputError
+
+METRIC_LABELS = {
+    "psnr_y": "PSNR-Y (dB)", "psnr_u": "PSNR-U (dB)", "psnr_v": "PSNR-V (dB)",
+    "psnr_yuv": "PSNR-YUV 6:1:1 (dB)", "psnr_rgb": "PSNR-RGB (dB)", "ms_ssim_rgb": "MS-SSIM-RGB",
+    "bits": "bits", "bpp": "bpp",
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(results: dict[str, Any]) -> str:
+    name = str(results.get("codec", "?"))
+    if results.get("preset"):
+        name += f" ({results['preset']})"
+    return name
+
+
+def _save(fig: Any, path: str | os.PathLike) -> None:
+    """Save as PNG through a temporary file next to `path` (the format is fixed, not guessed)."""
+    from mobilecodec.fsutil import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
+            metric: str | Sequence[str] = "psnr_yuv", title: str | None = None) -> Path:
+    """Plot metric vs bpp, one curve per result and one subplot per metric; write a PNG to `path`."""
+    from mobilecodec.rdresults import rd_curve
+
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    if not results or not metrics:
+        raise InputError("rd_plot needs at least one result and one metric")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    try:
+        for ax, m in zip(axes[0], metrics):
+            for res in results:
+                rates, dists = rd_curve(res, m)
+                ax.plot(rates, dists, marker="o", label=_label(res))
+                for p in res["points"]:
+                    ax.annotate(str(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
+                                textcoords="offset points", xytext=(4, -8))
+            ax.set_xlabel("bpp")
+            ax.set_ylabel(METRIC_LABELS.get(m, m))
+            ax.grid(True, alpha=0.3)
+            ax.legend(loc="lower right", fontsize=8)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathLike,
+                   title: str | None = None) -> Path:
+    """Plot per-frame `key` (e.g. 'bits', 'psnr_yuv') against frame index for every RD point."""
+    if not results:
+        raise InputError("per_frame_plot needs at least one result")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    try:
+        for res in results:
+            for p in res["points"]:
+                frames = p.get("per_frame")
+                if not frames:
+                    raise InputError(f"{_label(res)} point {p.get('label')!r} has no per-frame data")
+                if key not in frames[0]:
+                    raise InputError(f"per-frame data has no {key!r}")
+                ax.plot([f["index"] for f in frames], [f[key] for f in frames], linewidth=1,
+                        label=f"{_label(res)} {p.get('label', '')}")
+        ax.set_xlabel("frame")
+        ax.set_ylabel(METRIC_LABELS.get(key, key))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        if title:
+            ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+    return Path(path)

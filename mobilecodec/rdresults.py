@@ -1,0 +1,125 @@
+"""The rate-distortion result JSON shared by `baseline`, `eval`, `check-int8` and `bdrate`.
+
+Schema (docs/CONVENTIONS.md): {"codec", "source", "width", "height", "fps", "frames",
+"points": [{"label", "bpp", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
+"ms_ssim_rgb", "per_frame": [{"index", "type", "bits", "psnr_*", "ms_ssim_rgb"}], ...}]}.
+Extra keys are allowed everywhere; these functions check only what readers rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from mobilecodec.errors import InputError
+
+TOP_KEYS = ("codec", "source", "width", "height", "fps", "frames", "points")
+POINT_METRICS = ("bpp", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
+                 "ms_ssim_rgb")
+FRAME_KEYS = ("index", "type", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
+              "ms_ssim_rgb")
+#: Metrics a BD computation can use (higher is better for all of them).
+QUALITY_METRICS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def validate_results(obj: Any, where: str = "results", require_per_frame: bool = False
+                     ) -> dict[str, Any]:
+    """Return `obj` if it follows the RD result schema, else raise InputError naming the problem.
+
+    Numbers must be real (no NaN); PSNR may be +inf (a lossless frame). bpp and bits must be
+    finite and non-negative. `require_per_frame` also checks every point's per-frame list.
+    """
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in TOP_KEYS if k not in obj]
+    if missing:
+        raise InputError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key in ("width", "height", "frames"):
+        if not isinstance(obj[key], int) or isinstance(obj[key], bool) or obj[key] <= 0:
+            raise InputError(f"{where}: {key!r} must be a positive integer, got {obj[key]!r}")
+    if not _is_number(obj["fps"]) or not obj["fps"] > 0:
+        raise InputError(f"{where}: 'fps' must be a positive number, got {obj['fps']!r}")
+    points = obj["points"]
+    if not isinstance(points, list) or not points:
+        raise InputError(f"{where}: 'points' must be a non-empty list")
+    for i, p in enumerate(points):
+        pw = f"{where}: points[{i}]"
+        if not isinstance(p, dict):
+            raise InputError(f"{pw}: expected an object, got {type(p).__name__}")
+        missing = [k for k in ("label",) + POINT_METRICS if k not in p]
+        if missing:
+            raise InputError(f"{pw}: missing key(s) {', '.join(missing)}")
+        for key in POINT_METRICS:
+            if not _is_number(p[key]):
+                raise InputError(f"{pw}: {key!r} must be a number, got {p[key]!r}")
+        for key in ("bpp", "bits"):
+            if not math.isfinite(p[key]) or p[key] < 0:
+                raise InputError(f"{pw}: {key!r} must be finite and non-negative, got {p[key]!r}")
+        if require_per_frame or "per_frame" in p:
+            frames = p.get("per_frame")
+            if not isinstance(frames, list) or (require_per_frame and len(frames) != obj["frames"]):
+                raise InputError(f"{pw}: 'per_frame' must be a list of {obj['frames']} frames")
+            for j, f in enumerate(frames):
+                if not isinstance(f, dict):
+                    raise InputError(f"{pw}.per_frame[{j}]: expected an object")
+                missing = [k for k in FRAME_KEYS if k not in f]
+                if missing:
+                    raise InputError(f"{pw}.per_frame[{j}]: missing key(s) {', '.join(missing)}")
+    return obj
+
+
+def load_results(path: str | os.PathLike, require_per_frame: bool = False) -> dict[str, Any]:
+    """Read and validate an RD result JSON file (InputError if missing, not JSON or off-schema)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such file: {p}")
+    if not p.is_file():
+        raise InputError(f"not a file: {p}")
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{p}: not a text JSON file")
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}")
+    return validate_results(obj, where=str(p), require_per_frame=require_per_frame)
+
+
+def save_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
+    """Validate `results` and write them atomically as indented JSON."""
+    from mobilecodec.fsutil import write_json_atomic
+
+    validate_results(results, where=str(path))
+    write_json_atomic(path, results)
+
+
+def rd_curve(results: dict[str, Any], metric: str, min_points: int = 1
+             ) -> tuple[list[float], list[float]]:
+    """(bpp, metric) of every point sorted by bpp; InputError if the metric is unknown or missing,
+    a value is not finite, or there are fewer than `min_points` points."""
+    if metric not in QUALITY_METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose from {', '.join(QUALITY_METRICS)}")
+    where = results.get("codec", "results")
+    pts = results["points"]
+    if len(pts) < min_points:
+        raise InputError(f"{where}: {metric} needs at least {min_points} RD points, got {len(pts)}")
+    pairs = []
+    for p in pts:
+        if metric not in p:
+            raise InputError(f"{where}: point {p.get('label')!r} has no {metric!r}")
+        r, d = p["bpp"], p[metric]
+        if not _is_number(d) or not math.isfinite(d):
+            raise InputError(f"{where}: point {p.get('label')!r} has a non-finite {metric} ({d!r})")
+        if not r > 0:
+            raise InputError(f"{where}: point {p.get('label')!r} has bpp {r!r}; BD needs bpp > 0")
+        pairs.append((float(r), float(d)))
+    pairs.sort()
+    return [r for r, _ in pairs], [d for _, d in pairs]

@@ -1,0 +1,157 @@
+"""Complexity (Table 6 layout) and buffer (HyTIP Table 7 layout) of a VideoCodec, counted from
+its PyTorch stages. Stages run on the `meta` device: shapes only, so 1080p counts in seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.reference import TABLE6_MOBILENVC, TABLE6_SIZE
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int16": 2, "int8": 1, "uint8": 1}
+
+
+@dataclass
+class StageCount:
+    params: int
+    macs: int
+    elementwise: int
+    resampling: int
+
+
+@dataclass
+class CodecComplexity:
+    """Per-stage and per-subnetwork counts for one frame size (MACs over the real luma pixels)."""
+
+    config: str
+    height: int
+    width: int
+    padded: tuple[int, int]
+    stages: dict[str, StageCount]
+    rows: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # side -> row -> (M params, kMACs/px)
+    warp_elements: int = 0  # output elements of the P-frame warp (reported apart from MACs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "height": self.height, "width": self.width, "padded": list(self.padded),
+                "stages": {k: vars(v) for k, v in self.stages.items()},
+                "table6": {side: {row: {"params_M": p, "kmacs_per_px": k} for row, (p, k) in rows.items()}
+                           for side, rows in self.rows.items()},
+                "warp_output_elements": self.warp_elements}
+
+
+def count_codec(model, height: int, width: int) -> CodecComplexity:
+    """Count every stage of `model` for an H x W frame (padded to a multiple of 64 as the codec
+    does); kMACs/px divides by the real H x W."""
+    import copy
+
+    from mobilecodec.io import padded_size
+    from mobilecodec.models.codec import P_FRAME_SUBNETWORKS, SUBNETWORKS
+    from runtime.complexity import count_module
+
+    pw, ph = padded_size(width, height)
+    meta = copy.deepcopy(model).to("meta")
+    ex = meta.example_inputs(ph, pw)
+    stages = {}
+    for name, mod in meta.stages().items():
+        r = count_module(mod, *(t.to("meta") for t in ex[name]))
+        stages[name] = StageCount(r.params, r.macs, r.elementwise_total, r.resampling_total)
+    px = height * width
+    rows: dict[str, dict[str, tuple[float, float]]] = {"Sender": {}, "Receiver": {}}
+    for side_i, side in enumerate(("Sender", "Receiver")):
+        tp = tm = 0
+        for sub, sides in SUBNETWORKS.items():
+            names = [n for n in sides[side_i] if n in stages]
+            if not names:
+                continue
+            p = sum(stages[n].params for n in names)
+            m = sum(stages[n].macs for n in names)
+            rows[side][sub] = (p / 1e6, m / px / 1e3)
+            if sub in P_FRAME_SUBNETWORKS:
+                tp, tm = tp + p, tm + m
+        rows[side]["Pframe total"] = (tp / 1e6, tm / px / 1e3)
+    warp = 0
+    if model.cfg.uses_motion:
+        warp = 6 * (ph // 2) * (pw // 2) + model.residual_feat_channels * (ph // 2) * (pw // 2)
+    return CodecComplexity(model.cfg.name, height, width, (ph, pw), stages, rows, warp)
+
+
+def format_table6(c: CodecComplexity, reference: dict | None = None, tolerance: float = 0.15) -> str:
+    """The Table 6 layout: params [M] and kMACs/px per subnetwork, with the paper's MobileNVC
+    column and the relative difference when the frame size is the table's (1080x1920)."""
+    ref = reference if reference is not None else (TABLE6_MOBILENVC if (c.height, c.width) == TABLE6_SIZE else None)
+    head = f"{'':9s} {'subnetwork':15s} {'params [M]':>10s} {'kMACs/px':>9s}"
+    if ref:
+        head += f" | {'Table 6 params':>14s} {'diff':>7s} {'Table 6 kMACs':>13s} {'diff':>7s}"
+    lines = [f"Complexity of '{c.config}' at {c.height}x{c.width} YUV420 (networks padded to "
+             f"{c.padded[0]}x{c.padded[1]}; kMACs per real luma pixel)", head, "-" * len(head)]
+    worst = 0.0
+    for side, rows in c.rows.items():
+        for row, (p, k) in rows.items():
+            line = f"{side:9s} {row:15s} {p:10.2f} {k:9.2f}"
+            if ref and row in ref.get(side, {}):
+                rp, rk = ref[side][row]
+                dp, dk = p / rp - 1, k / rk - 1
+                worst = max(worst, abs(dp), abs(dk))
+                line += f" | {rp:14.2f} {dp:+7.1%} {rk:13.2f} {dk:+7.1%}"
+            lines.append(line)
+    if ref:
+        verdict = "within" if worst <= tolerance else "NOT within"
+        lines.append(f"largest deviation from Table 6: {worst:.1%} ({verdict} {tolerance:.0%})")
+    if c.warp_elements:
+        lines.append(f"warp (host, not MACs): {c.warp_elements / (c.height * c.width):.2f} output elements per pixel "
+                     "per P-frame, block-overlap blends up to 4 bilinear fetches per element")
+    return "\n".join(lines)
+
+
+def table6_deviation(c: CodecComplexity, reference: dict = TABLE6_MOBILENVC) -> float:
+    """Largest relative deviation of any Table 6 entry (params or kMACs/px)."""
+    worst = 0.0
+    for side, rows in reference.items():
+        for row, (rp, rk) in rows.items():
+            p, k = c.rows[side][row]
+            worst = max(worst, abs(p / rp - 1), abs(k / rk - 1))
+    return worst
+
+
+@dataclass
+class BufferReport:
+    entries: list[dict[str, Any]]
+    full_res_maps: float
+    bytes_per_frame: int
+    bandwidth_mb_s: float
+    fps: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return vars(self)
+
+
+def buffer_report(model, height: int, width: int, fps: float, dtype: str = "float32",
+                  frame_dtype: str = "uint8") -> BufferReport:
+    """Buffer kept between frames (HyTIP Table 7 layout): entries, size in full-resolution maps,
+    bytes per frame at the stored dtype, and bandwidth = (bytes read + bytes written) x fps."""
+    from mobilecodec.io import padded_size
+
+    pw, ph = padded_size(width, height)
+    entries, total_bytes, maps = [], 0, 0.0
+    for e in model.layout:
+        _, c, h, w = e.shape(ph, pw)
+        dt = frame_dtype if e.name == "frame" else dtype
+        nbytes = c * h * w * DTYPE_BYTES[dt]
+        entries.append({"name": e.name, "shape": [c, h, w], "dtype": dt, "bytes": nbytes,
+                        "full_res_maps": e.full_res_maps})
+        total_bytes += nbytes
+        maps += e.full_res_maps
+    # every buffered tensor is written once and read once per frame
+    bandwidth = 2 * total_bytes * fps / 1e6
+    return BufferReport(entries, maps, total_bytes, bandwidth, fps)
+
+
+def format_buffer(b: BufferReport, config: str, height: int, width: int) -> str:
+    lines = [f"Buffer of '{config}' at {height}x{width}, {b.fps:g} fps (HyTIP Table 7 layout)",
+             f"{'entry':15s} {'shape (C,H,W)':>18s} {'dtype':>8s} {'maps':>7s} {'bytes/frame':>12s}"]
+    for e in b.entries:
+        shape = "x".join(str(s) for s in e["shape"])
+        lines.append(f"{e['name']:15s} {shape:>18s} {e['dtype']:>8s} {e['full_res_maps']:7.3f} {e['bytes']:12d}")
+    lines.append(f"{'total':15s} {'':>18s} {'':>8s} {b.full_res_maps:7.3f} {b.bytes_per_frame:12d}")
+    lines.append(f"bandwidth (write + read every frame): {b.bandwidth_mb_s:.1f} MB/s")
+    return "\n".join(lines)

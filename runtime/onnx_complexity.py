@@ -1,0 +1,409 @@
+"""Count parameters and MACs of a static-shape ONNX graph (float or QDQ int8).
+
+Same conventions as `runtime.complexity` (DESIGN.md "Counting conventions"):
+
+- Conv:          output elements x (Cin / groups) x kernel volume   (weight is (Cout, Cin/g, *k))
+- ConvTranspose: input elements  x (Cout / groups) x kernel volume  (weight is (Cin, Cout/g, *k))
+- Gemm:          M x N x K honouring transA / transB; MatMul: broadcast batch x M x N x K.
+- Bias adds, QuantizeLinear and DequantizeLinear are never MACs; weights reached through
+  DequantizeLinear (or QuantizeLinear of a float initializer) are resolved to their initializer,
+  so a QDQ graph counts exactly the MACs and weight parameters of its float twin.
+
+Element-wise ops and resampling / warp ops are counted as output elements per op type, in their
+own dicts. Ops the counter does not know are listed, never silently priced at zero.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mobilecodec.errors import InputError
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["NodeRecord", "OnnxComplexity", "count_onnx", "format_onnx_table"]
+
+
+# Op tables ----------------------------------------------------------------------------------
+
+# op type -> indices of inputs that are weights / biases (parameters when fed by initializers).
+_MAC_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
+    "Conv": (1, 2),
+    "ConvInteger": (1,),
+    "QLinearConv": (3, 8),
+    "ConvTranspose": (1, 2),
+    "Gemm": (0, 1, 2),
+    "MatMul": (0, 1),
+    "MatMulInteger": (0, 1),
+    "QLinearMatMul": (0, 3),
+}
+# op type -> (index of input A, index of input B) for matrix products.
+_MATMUL_INPUTS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3)}
+_CONV_WEIGHT_INDEX = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
+
+_ELEMENTWISE = {
+    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Relu", "LeakyRelu", "PRelu",
+    "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Exp", "Log", "Abs", "Neg", "Max",
+    "Min", "Mean", "Sum", "Round", "Floor", "Ceil", "Sign", "Erf", "Gelu", "Elu", "Selu", "Celu",
+    "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Shrink", "Where", "Equal", "Less",
+    "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Mod", "BitShift",
+    "IsNaN", "IsInf", "Cos", "Sin", "Tan", "Atan", "Softmax", "LogSoftmax", "Hardmax",
+    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
+    "LpNormalization", "MeanVarianceNormalization",
+}
+# Reductions: counted with the element-wise work, on their *input* elements.
+_REDUCTIONS = {
+    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin",
+}
+_RESAMPLING = {
+    "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "GridSample", "GatherElements",
+    "AffineGrid", "AveragePool", "MaxPool", "LpPool", "GlobalAveragePool", "GlobalMaxPool",
+    "MaxUnpool", "RoiAlign", "Col2Im",
+}
+_QUANT = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_DATA = {
+    "Reshape", "Transpose", "Concat", "Split", "Slice", "Squeeze", "Unsqueeze", "Flatten",
+    "Identity", "Shape", "Size", "Gather", "GatherND", "Constant", "ConstantOfShape", "Cast",
+    "CastLike", "Pad", "Expand", "Tile", "Range", "ScatterND", "ScatterElements", "NonZero",
+    "Dropout", "Trilu", "EyeLike", "Optional", "OptionalGetElement", "SequenceConstruct",
+}
+# Ops a weight may pass through between its initializer and the MAC op (first input followed).
+_WEIGHT_PASS_THROUGH = {
+    "DequantizeLinear", "QuantizeLinear", "Identity", "Cast", "CastLike", "Transpose",
+    "Reshape", "Squeeze", "Unsqueeze", "Flatten",
+}
+
+
+# Result types -------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeRecord:
+    """Counts for one graph node. `kind`: mac, elementwise, resampling, quant, data, unknown."""
+
+    name: str
+    op_type: str
+    kind: str
+    macs: int = 0
+    elements: int = 0
+    params: int = 0
+    output_shape: list[int] | None = None
+
+
+@dataclass
+class OnnxComplexity:
+    """Totals of one ONNX graph plus a per-node breakdown (graph order).
+
+    `params` counts the elements of the initializers feeding weight / bias inputs of MAC ops
+    (through Q/DQ nodes too), each initializer once; `other_params` counts all other initializers
+    (quantization scales and zero points, shape constants, unfused norm parameters).
+    """
+
+    macs: int
+    params: int
+    other_params: int
+    macs_by_op: dict[str, int] = field(default_factory=dict)
+    elementwise: dict[str, int] = field(default_factory=dict)
+    resampling: dict[str, int] = field(default_factory=dict)
+    quant_nodes: dict[str, int] = field(default_factory=dict)
+    unknown_ops: dict[str, int] = field(default_factory=dict)
+    inputs: dict[str, list[int]] = field(default_factory=dict)
+    outputs: dict[str, list[int]] = field(default_factory=dict)
+    nodes: list[NodeRecord] = field(default_factory=list)
+
+    @property
+    def elementwise_total(self) -> int:
+        return sum(self.elementwise.values())
+
+    @property
+    def resampling_total(self) -> int:
+        return sum(self.resampling.values())
+
+    def node(self, name: str) -> NodeRecord:
+        """The record of the node called `name`."""
+        for rec in self.nodes:
+            if rec.name == name:
+                return rec
+        raise KeyError(f"no node named {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = asdict(self)
+        out["elementwise_total"] = self.elementwise_total
+        out["resampling_total"] = self.resampling_total
+        return out
+
+
+# Loading and shapes -------------------------------------------------------------------------
+
+
+def _load(model_or_path: "onnx.ModelProto | str | os.PathLike") -> "onnx.ModelProto":
+    import onnx
+
+    if isinstance(model_or_path, onnx.ModelProto):
+        return model_or_path
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        raise InputError(
+            f"count_onnx needs an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
+    path = Path(model_or_path)
+    if not path.is_file():
+        raise InputError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise InputError(f"cannot read ONNX file {path}: {exc}") from exc
+
+
+def _infer(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    import onnx
+    import onnx.inliner
+    import onnx.shape_inference
+
+    if len(model.functions):
+        model = onnx.inliner.inline_local_functions(model)
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
+                                                 data_prop=True)
+    except Exception as exc:
+        raise InputError(f"ONNX shape inference failed: {exc}") from exc
+
+
+def _value_shapes(graph: "onnx.GraphProto") -> dict[str, list[int] | None]:
+    """name -> static shape (None when some dimension or the rank is unknown)."""
+    shapes: dict[str, list[int] | None] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            shapes.setdefault(vi.name, None)
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if shapes.get(vi.name) is None:
+            shapes[vi.name] = None if any(d is None for d in dims) else [int(d) for d in dims]
+    for init in graph.initializer:
+        shapes[init.name] = [int(d) for d in init.dims]
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = [int(d) for d in attr.t.dims]
+    return shapes
+
+
+def _node_label(node: "onnx.NodeProto", index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+class _Graph:
+    """Shape and producer lookups with errors that name the node that needed them."""
+
+    def __init__(self, graph: "onnx.GraphProto") -> None:
+        self.shapes = _value_shapes(graph)
+        self.initializers = {init.name: _numel(init.dims) for init in graph.initializer}
+        self.constants: dict[str, int] = {}
+        self.producers: dict[str, Any] = {}
+        for node in graph.node:
+            for out in node.output:
+                self.producers[out] = node
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        self.constants[node.output[0]] = _numel(attr.t.dims)
+
+    def shape(self, tensor: str, node: Any, label: str) -> list[int]:
+        shape = self.shapes.get(tensor)
+        if shape is None:
+            raise InputError(
+                f"node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
+                "shape inference; export the graph with fixed input shapes")
+        return shape
+
+    def source(self, tensor: str) -> str | None:
+        """Initializer (or Constant output) that `tensor` comes from through Q/DQ and reshapes."""
+        seen = set()
+        while tensor and tensor not in seen:
+            seen.add(tensor)
+            if tensor in self.initializers or tensor in self.constants:
+                return tensor
+            prod = self.producers.get(tensor)
+            if prod is None or prod.op_type not in _WEIGHT_PASS_THROUGH or not prod.input:
+                return None
+            tensor = prod.input[0]
+        return None
+
+    def producer_skipping_qdq(self, tensor: str) -> Any:
+        """Node producing `tensor`, looking through Quantize/DequantizeLinear pairs."""
+        prod = self.producers.get(tensor)
+        while prod is not None and prod.op_type in _QUANT and prod.input:
+            prod = self.producers.get(prod.input[0])
+        return prod
+
+    def source_numel(self, name: str) -> int:
+        return self.initializers.get(name, self.constants.get(name, 0))
+
+
+def _numel(shape: Any) -> int:
+    return int(math.prod(int(d) for d in shape))
+
+
+def _attr_int(node: Any, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return int(attr.i)
+    return default
+
+
+# MAC formulas -------------------------------------------------------------------------------
+
+
+def _node_macs(node: Any, label: str, g: _Graph) -> int:
+    op = node.op_type
+    if op in _CONV_WEIGHT_INDEX:
+        w = g.shape(node.input[_CONV_WEIGHT_INDEX[op]], node, label)
+        out = g.shape(node.output[0], node, label)
+        return _numel(out) * _numel(w[1:])
+    if op == "ConvTranspose":
+        x = g.shape(node.input[0], node, label)
+        w = g.shape(node.input[1], node, label)
+        return _numel(x) * _numel(w[1:])
+    if op == "Gemm":
+        a = g.shape(node.input[0], node, label)
+        b = g.shape(node.input[1], node, label)
+        if len(a) != 2 or len(b) != 2:
+            raise InputError(f"node {label!r} (Gemm): inputs must be 2-D, got {a} and {b}")
+        m, k = (a[1], a[0]) if _attr_int(node, "transA", 0) else (a[0], a[1])
+        kb, n = (b[1], b[0]) if _attr_int(node, "transB", 0) else (b[0], b[1])
+        if k != kb:
+            raise InputError(f"node {label!r} (Gemm): inner dimensions differ ({k} vs {kb})")
+        return m * n * k
+    if op in _MATMUL_INPUTS:
+        ia, ib = _MATMUL_INPUTS[op]
+        a = list(g.shape(node.input[ia], node, label))
+        b = list(g.shape(node.input[ib], node, label))
+        if len(a) == 1:
+            a = [1] + a
+        if len(b) == 1:
+            b = b + [1]
+        m, k = a[-2], a[-1]
+        kb, n = b[-2], b[-1]
+        if k != kb:
+            raise InputError(f"node {label!r} ({op}): inner dimensions differ ({k} vs {kb})")
+        try:
+            batch = _broadcast(a[:-2], b[:-2])
+        except ValueError as exc:
+            raise InputError(f"node {label!r} ({op}): {exc}") from exc
+        return _numel(batch) * m * n * k
+    raise AssertionError(op)
+
+
+def _broadcast(a: list[int], b: list[int]) -> list[int]:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if da != db and 1 not in (da, db):
+            raise ValueError(f"batch dimensions {a} and {b} do not broadcast")
+        out.append(max(da, db) if 1 in (da, db) else da)
+    return out[::-1]
+
+
+# Public API ---------------------------------------------------------------------------------
+
+
+def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
+    """Params of an Add that adds an initializer to a MAC op's output (e.g. Linear on 3-D)."""
+    if len(node.input) != 2:
+        return 0
+    for mac_side, other in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+        prod = g.producer_skipping_qdq(mac_side)
+        if prod is None or prod.op_type not in _MAC_WEIGHT_INPUTS:
+            continue
+        src = g.source(other)
+        if src is not None:
+            weight_sources.add(src)
+            return g.source_numel(src)
+    return 0
+
+
+def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComplexity:
+    """Count MACs, parameters, element-wise and resampling work of a static-shape ONNX graph."""
+    model = _infer(_load(model_or_path))
+    graph = model.graph
+    g = _Graph(graph)
+
+    result = OnnxComplexity(macs=0, params=0, other_params=0)
+    weight_sources: set[str] = set()
+    init_names = {init.name for init in graph.initializer}
+    result.inputs = {vi.name: g.shapes.get(vi.name) for vi in graph.input
+                     if vi.name not in init_names}
+    result.outputs = {vi.name: g.shapes.get(vi.name) for vi in graph.output}
+
+    for index, node in enumerate(graph.node):
+        op = node.op_type
+        label = _node_label(node, index)
+        rec = NodeRecord(name=label, op_type=op, kind="unknown")
+        if op in _MAC_WEIGHT_INPUTS:
+            rec.kind = "mac"
+            rec.macs = _node_macs(node, label, g)
+            for i in _MAC_WEIGHT_INPUTS[op]:
+                if i < len(node.input) and node.input[i]:
+                    src = g.source(node.input[i])
+                    if src is not None:
+                        weight_sources.add(src)
+                        rec.params += g.source_numel(src)
+            result.macs += rec.macs
+            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
+        elif op in _ELEMENTWISE or op in _REDUCTIONS:
+            rec.kind = "elementwise"
+            if op == "Add":  # a bias exported as MatMul/Conv + Add is still a parameter
+                rec.params = _bias_params(node, g, weight_sources)
+            counted = node.input[0] if op in _REDUCTIONS else node.output[0]
+            rec.elements = _numel(g.shape(counted, node, label))
+            result.elementwise[op] = result.elementwise.get(op, 0) + rec.elements
+        elif op in _RESAMPLING:
+            rec.kind = "resampling"
+            rec.elements = _numel(g.shape(node.output[0], node, label))
+            result.resampling[op] = result.resampling.get(op, 0) + rec.elements
+        elif op in _QUANT:
+            rec.kind = "quant"
+            result.quant_nodes[op] = result.quant_nodes.get(op, 0) + 1
+        elif op in _DATA:
+            rec.kind = "data"
+        else:
+            result.unknown_ops[op] = result.unknown_ops.get(op, 0) + 1
+        if node.output and node.output[0]:
+            rec.output_shape = g.shapes.get(node.output[0])
+        result.nodes.append(rec)
+
+    result.params = sum(g.source_numel(s) for s in weight_sources)
+    result.other_params = sum(n for name, n in g.initializers.items()
+                              if name not in weight_sources)
+    return result
+
+
+def format_onnx_table(result: OnnxComplexity, kinds: tuple[str, ...] = ("mac",)) -> str:
+    """Plain-text per-node breakdown of the nodes whose kind is in `kinds`, then the totals."""
+    rows = [[r.name, r.op_type, f"{r.params:,}", f"{r.macs:,}", f"{r.elements:,}",
+             str(r.output_shape)] for r in result.nodes if r.kind in kinds]
+    header = ["node", "op", "params", "MACs", "elements", "output"]
+    widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.append(f"total: params {result.params:,} (+{result.other_params:,} other)  "
+                 f"MACs {result.macs:,}")
+    if result.elementwise:
+        lines.append("element-wise: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                  result.elementwise.items()))
+    if result.resampling:
+        lines.append("resampling / warps: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                        result.resampling.items()))
+    if result.unknown_ops:
+        lines.append("not counted (unknown ops): " + ", ".join(f"{k} x{v}" for k, v in
+                                                               result.unknown_ops.items()))
+    return "\n".join(lines)

