@@ -40,3 +40,18 @@ def bikes() -> Path:
     """bikes as .y4m: 640x272, 250 frames, 25 fps."""
     from mobilecodec.io import sample_clip
     return sample_clip("bikes")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised `tiny` checkpoint (seed 0) with its entropy-coding tables."""
+    import torch
+
+    from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny"))
+    model.update()
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_seed0.pt", model)

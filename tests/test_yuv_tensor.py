@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from mobilecodec.errors import InputError, MobileCodecError
-from mobilecodec.models.yuv import (frame_to_tensor, frames_to_tensor, pack_yuv, quantize_to_uint8_levels,
-                                    tensor_to_frame, tensor_to_frames, unpack_yuv)
+from mobilecodec.models.yuv import (
+    frame_to_tensor,
+    frames_to_tensor,
+    pack_yuv,
+    quantize_to_uint8_levels,
+    tensor_to_frame,
+    tensor_to_frames,
+    unpack_yuv,
+)
 
 
 def read_carphone(count: int) -> list:

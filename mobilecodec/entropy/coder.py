@@ -69,7 +69,7 @@ def validate_cdf(cdf: np.ndarray, precision: int) -> None:
 
 
 def categorical_model(pmf_int: np.ndarray, precision: int = 16):
-    """constriction Categorical model of an integer pmf (deterministic: exact float32 input, perfect=False)."""
+    """constriction Categorical of an integer pmf; deterministic (exact float32 input, perfect=False)."""
     if not 1 <= precision <= MAX_PRECISION:
         raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
     pmf = np.asarray(pmf_int, dtype=np.int64)

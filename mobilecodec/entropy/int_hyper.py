@@ -173,7 +173,7 @@ def conv2d_exact(x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1
     out = _conv_nhwc(x.transpose(0, 2, 3, 1).astype(np.float64),
                      w.transpose(2, 3, 1, 0).astype(np.float64), _pair(stride), _pair(dilation),
                      pads)
-    return out.astype(np.int64).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out.astype(np.int64).transpose(0, 3, 1, 2))
 
 
 def conv_transpose2d_exact(x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1,
@@ -190,7 +190,7 @@ def conv_transpose2d_exact(x: np.ndarray, w: np.ndarray, stride: int | tuple[int
     out = _convt_nhwc(x.transpose(0, 2, 3, 1).astype(np.float64),
                       w.transpose(2, 3, 0, 1).astype(np.float64), _pair(stride), _pair(dilation),
                       _pair(padding), _pair(output_padding))
-    return out.astype(np.int64).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out.astype(np.int64).transpose(0, 3, 1, 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,7 +467,8 @@ class IntegerHyperSynthesis:
             if np.any(layer.mult < 1) or np.any(layer.shift < 1) or np.any(layer.shift > 62):
                 raise IntegerHyperError(f"layer {i}: multipliers must be >= 1 and shifts in "
                                         f"[1, 62]")
-            if (min(*layer.stride, *layer.dilation) < 1 or min(*layer.output_padding, *layer.pads) < 0
+            if (min(*layer.stride, *layer.dilation) < 1
+                    or min(*layer.output_padding, *layer.pads) < 0
                     or (layer.kind == KIND_CONVT and (layer.pads[0] != layer.pads[1]
                                                       or layer.pads[2] != layer.pads[3]))):
                 raise IntegerHyperError(f"layer {i}: invalid stride {layer.stride}, dilation "

@@ -51,7 +51,7 @@ class ScaleTable:
         return np.clip(u, 0, self.levels - 1).astype(np.int64)
 
     def scale_from_index(self, u: "torch.Tensor") -> "torch.Tensor":
-        """Continuous, differentiable scale of a (possibly fractional) index: exp(log min + clamp(u) * step)."""
+        """Differentiable scale of a fractional index u: exp(log min_scale + clamp(u, 0, L-1) * step)."""
         import torch
 
         return torch.exp(self.log_min + torch.clamp(u, 0.0, float(self.levels - 1)) * self.step)

@@ -24,15 +24,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "WARP_MODES",
-    "WarpError",
     "WarpConfig",
-    "overlap_weights",
+    "WarpError",
     "block_warp",
     "dense_warp",
-    "upsample_block_flow",
-    "warp_frame",
-    "warp_features",
     "flow_to_rgb",
+    "overlap_weights",
+    "upsample_block_flow",
+    "warp_features",
+    "warp_frame",
 ]
 
 WARP_MODES = ("block_overlap", "block", "dense", "none")
@@ -115,7 +115,7 @@ def _axis_tables(length: int, block: int, overlap: int) -> tuple[np.ndarray, ...
     return own, own + off[pos % block], w_own[pos % block], w_nb[pos % block]
 
 
-def _check_x_flow(x: "torch.Tensor", flow: "torch.Tensor", block: int) -> None:
+def _check_x_flow(x: torch.Tensor, flow: torch.Tensor, block: int) -> None:
     if x.dim() != 4:
         raise WarpError(f"warp input must be (N,C,H,W), got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
@@ -127,7 +127,7 @@ def _check_x_flow(x: "torch.Tensor", flow: "torch.Tensor", block: int) -> None:
                         f"got {tuple(flow.shape)}")
 
 
-def _bilinear_gather(flat: "torch.Tensor", h: int, w: int, dx: "torch.Tensor", dy: "torch.Tensor") -> "torch.Tensor":
+def _bilinear_gather(flat: torch.Tensor, h: int, w: int, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Bilinear sample at pixel (i + dy, j + dx), positions clamped to the frame (border mode).
 
     ``flat`` is the image (N,C,H,W) padded by one replicated pixel at the right and bottom and
@@ -157,7 +157,7 @@ def _bilinear_gather(flat: "torch.Tensor", h: int, w: int, dx: "torch.Tensor", d
     return torch.lerp(top, bottom, fy)
 
 
-def block_warp(x: "torch.Tensor", flow: "torch.Tensor", block: int, overlap: int = 0) -> "torch.Tensor":
+def block_warp(x: torch.Tensor, flow: torch.Tensor, block: int, overlap: int = 0) -> torch.Tensor:
     """Backward-warp ``x`` (N,C,H,W) with one vector per ``block`` x ``block`` pixels.
 
     ``flow`` is (N,2,H/block,W/block) in pixels of x's grid. ``overlap == 0``: each pixel uses its
@@ -192,7 +192,7 @@ def block_warp(x: "torch.Tensor", flow: "torch.Tensor", block: int, overlap: int
     return out.view(n, c, h, w)
 
 
-def upsample_block_flow(flow: "torch.Tensor", block: int) -> "torch.Tensor":
+def upsample_block_flow(flow: torch.Tensor, block: int) -> torch.Tensor:
     """Repeat a block flow (N,2,h,w) to one vector per pixel (N,2,h*block,w*block) (nearest)."""
     if flow.dim() != 4 or flow.shape[1] != 2:
         raise WarpError(f"block flow must be (N,2,h,w), got {tuple(flow.shape)}")
@@ -200,7 +200,7 @@ def upsample_block_flow(flow: "torch.Tensor", block: int) -> "torch.Tensor":
     return flow.repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)
 
 
-def dense_warp(x: "torch.Tensor", flow_px: "torch.Tensor") -> "torch.Tensor":
+def dense_warp(x: torch.Tensor, flow_px: torch.Tensor) -> torch.Tensor:
     """Reference backward warp with a per-pixel flow (N,2,H,W) through ``grid_sample``.
 
     Bilinear, ``padding_mode="border"`` and ``align_corners=True`` so that pixel centres sit on
@@ -223,14 +223,14 @@ def dense_warp(x: "torch.Tensor", flow_px: "torch.Tensor") -> "torch.Tensor":
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def _warp(x: "torch.Tensor", flow: "torch.Tensor", block: int, overlap: int, mode: str) -> "torch.Tensor":
+def _warp(x: torch.Tensor, flow: torch.Tensor, block: int, overlap: int, mode: str) -> torch.Tensor:
     if mode == "dense":
         _check_x_flow(x, flow, block)
         return dense_warp(x, upsample_block_flow(flow, block))
     return block_warp(x, flow, block, overlap if mode == "block_overlap" else 0)
 
 
-def warp_frame(ref: "torch.Tensor", flow_luma: "torch.Tensor", cfg: WarpConfig) -> "torch.Tensor":
+def warp_frame(ref: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> torch.Tensor:
     """Warp a packed YUV420 tensor (N,6,H/2,W/2) with a luma block flow (N,2,H/B,W/B).
 
     Y is warped at full resolution (block B, overlap o, flow as is), U and V at half resolution
@@ -247,7 +247,7 @@ def warp_frame(ref: "torch.Tensor", flow_luma: "torch.Tensor", cfg: WarpConfig) 
     return pack_yuv(y_w, uv_w)
 
 
-def warp_features(feat: "torch.Tensor", flow_luma: "torch.Tensor", cfg: WarpConfig) -> "torch.Tensor":
+def warp_features(feat: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> torch.Tensor:
     """Warp features (N,C,H/2,W/2) at the packed resolution: block B/2, overlap o/2, flow/2."""
     if cfg.mode == "none":
         return feat

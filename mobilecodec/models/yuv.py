@@ -8,7 +8,8 @@ torch is imported lazily so that config code importing this module stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,11 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "frame_to_tensor",
     "frames_to_tensor",
+    "pack_yuv",
+    "quantize_to_uint8_levels",
     "tensor_to_frame",
     "tensor_to_frames",
-    "pack_yuv",
     "unpack_yuv",
-    "quantize_to_uint8_levels",
 ]
 
 
@@ -46,7 +47,7 @@ def _check_planes(frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, u, v
 
 
-def pack_yuv(y: "torch.Tensor", uv: "torch.Tensor") -> "torch.Tensor":
+def pack_yuv(y: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """Pack luma ``(N,1,H,W)`` and chroma ``(N,2,H/2,W/2)`` into ``(N,6,H/2,W/2)`` (space-to-depth)."""
     import torch
     import torch.nn.functional as F
@@ -61,7 +62,7 @@ def pack_yuv(y: "torch.Tensor", uv: "torch.Tensor") -> "torch.Tensor":
     return torch.cat([F.pixel_unshuffle(y, 2), uv], dim=1)
 
 
-def unpack_yuv(t: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+def unpack_yuv(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse of :func:`pack_yuv`: ``(N,6,h,w)`` -> luma ``(N,1,2h,2w)``, chroma ``(N,2,h,w)``."""
     import torch.nn.functional as F
 
@@ -70,7 +71,7 @@ def unpack_yuv(t: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
     return F.pixel_shuffle(t[:, :4], 2), t[:, 4:]
 
 
-def frames_to_tensor(frames: Sequence[Any], device: Any = None, dtype: Any = None) -> "torch.Tensor":
+def frames_to_tensor(frames: Sequence[Any], device: Any = None, dtype: Any = None) -> torch.Tensor:
     """Stack YUVFrames of one size into a packed float tensor ``(N,6,H/2,W/2)`` in [0, 1]."""
     import torch
 
@@ -89,12 +90,12 @@ def frames_to_tensor(frames: Sequence[Any], device: Any = None, dtype: Any = Non
     return pack_yuv(y, uv)
 
 
-def frame_to_tensor(frame: Any, device: Any = None, dtype: Any = None) -> "torch.Tensor":
+def frame_to_tensor(frame: Any, device: Any = None, dtype: Any = None) -> torch.Tensor:
     """Convert one YUVFrame (uint8 planes) into a packed float tensor ``(1,6,H/2,W/2)`` in [0, 1]."""
     return frames_to_tensor([frame], device=device, dtype=dtype)
 
 
-def _to_uint8(t: "torch.Tensor") -> np.ndarray:
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
     """Round to nearest, clamp to 0..255 and return a uint8 numpy array (on the host)."""
     import torch
 
@@ -109,7 +110,7 @@ def _make_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> Any:
     return YUVFrame(y, u, v)
 
 
-def tensor_to_frames(t: "torch.Tensor") -> list[Any]:
+def tensor_to_frames(t: torch.Tensor) -> list[Any]:
     """Convert a packed tensor ``(N,6,H/2,W/2)`` into N uint8 YUVFrames (rounded, clamped)."""
     y, uv = unpack_yuv(t)
     y8, uv8 = _to_uint8(y), _to_uint8(uv)
@@ -117,7 +118,7 @@ def tensor_to_frames(t: "torch.Tensor") -> list[Any]:
                         np.ascontiguousarray(uv8[i, 1])) for i in range(y8.shape[0])]
 
 
-def tensor_to_frame(t: "torch.Tensor") -> Any:
+def tensor_to_frame(t: torch.Tensor) -> Any:
     """Convert a packed tensor ``(1,6,H/2,W/2)`` or ``(6,H/2,W/2)`` into one uint8 YUVFrame."""
     if t.dim() == 3:
         t = t.unsqueeze(0)
@@ -127,7 +128,7 @@ def tensor_to_frame(t: "torch.Tensor") -> Any:
     return tensor_to_frames(t)[0]
 
 
-def quantize_to_uint8_levels(t: "torch.Tensor") -> "torch.Tensor":
+def quantize_to_uint8_levels(t: torch.Tensor) -> torch.Tensor:
     """Snap values to the 8-bit grid ``clamp(round(t*255), 0, 255)/255``.
 
     The gradient is passed straight through (identity), so training sees the decoder's exact
