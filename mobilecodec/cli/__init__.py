@@ -18,10 +18,14 @@ from mobilecodec.errors import MobileCodecError
 
 # Order is the order shown by --help: pipeline order, then tools.
 COMMANDS: tuple[str, ...] = (
+    "train",
+    "ptq",
     "init",
     "encode",
     "decode",
     "profile",
+    "export",
+    "compile",
     "baseline",
     "bdrate",
     "info",

@@ -31,7 +31,8 @@ def parse_crf_list(text: str) -> list[float]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", metavar="INPUT", help="video to encode (.y4m, .yuv, .mp4, .mkv, .mov)")
+    p.add_argument("input", metavar="INPUT", help="video to encode (.y4m, .yuv, .mp4, .mkv, .mov), or a bundled "
+                   "sample clip name: carphone, bikes")
     p.add_argument("-o", "--out", required=True, metavar="OUT",
                    help="output folder for the .mp4 files, <codec>_<preset>.json and _rd.png")
     p.add_argument("--codec", required=True, choices=sorted(ENCODERS), help="standard codec")
@@ -50,9 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.baselines.runner import BaselineConfig, format_table, run_baseline
+    from mobilecodec.io import resolve_input
 
     cfg = BaselineConfig(codec=args.codec, preset=args.preset, crfs=args.crf,
-                         input=Path(args.input), out_dir=Path(args.out), frames=args.frames,
+                         input=resolve_input(args.input), out_dir=Path(args.out), frames=args.frames,
                          size=args.size, fps=args.fps, matrix=args.matrix,
                          progress=not args.no_progress)
     results = run_baseline(cfg)

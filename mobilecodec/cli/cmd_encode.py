@@ -10,7 +10,8 @@ HELP = "encode a video into a .mnvc bitstream (PyTorch path)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="video file: .y4m, .yuv (with --size), .mp4/.mkv/.mov")
+    p.add_argument("input", help="video file: .y4m, .yuv (with --size), .mp4/.mkv/.mov, or a sample clip name "
+                   "(carphone, bikes)")
     p.add_argument("-o", "--output", required=True, help="output stream (.mnvc)")
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint file, or the name of a shipped checkpoint (see `mobilecodec info`)")
@@ -32,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
                               "(it was saved before model.update())")
-    summary = encode_video(model, args.input, args.output, intra_period=args.intra_period,
+    from mobilecodec.io import resolve_input
+
+    summary = encode_video(model, resolve_input(args.input), args.output, intra_period=args.intra_period,
                            max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress)
     summary["checkpoint"] = str(args.checkpoint)
     n = summary["frames"]

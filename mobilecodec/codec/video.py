@@ -21,7 +21,9 @@ from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame
 def _progress(total: int | None, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (logs, CI), a live bar otherwise
+    return tqdm(total=total, desc=desc, unit="frame", disable=None if enabled else True, leave=False,
+                dynamic_ncols=True)
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -98,9 +100,12 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
     model.eval()
     t0 = time.perf_counter()
     frames_info = []
+    with StreamReader(stream) as reader:  # validate the whole container (lengths, CRCs) before any work
+        check_stream_model(reader.header, model, checkpoint)
+        for _ in reader:
+            pass
     with StreamReader(stream) as reader:
         hdr = reader.header
-        check_stream_model(hdr, model, checkpoint)
         pw, ph = padded_size(hdr.width, hdr.height)
         writer = VideoWriter(output, hdr.width, hdr.height, Fraction(hdr.fps_num, hdr.fps_den)) if output else None
         try:

@@ -67,3 +67,13 @@ def _check_name(name: str) -> str:
     if name not in SAMPLE_FILES:
         raise InputError(f"unknown sample clip {name!r}; available: {', '.join(list_sample_clips())}")
     return SAMPLE_FILES[name]
+
+
+def resolve_input(path_or_name: str | Path) -> Path:
+    """A video path as given, or the cached .y4m of a bundled sample clip named like 'carphone'.
+
+    An existing file always wins over a sample name."""
+    p = Path(path_or_name)
+    if p.exists() or str(path_or_name) not in SAMPLE_FILES:
+        return p
+    return sample_clip(str(path_or_name))

@@ -1,0 +1,91 @@
+"""Compile a package to QNN HTP context binaries: each graph as QDQ int8 (stand-in calibration
+until aimet encodings exist), then an EPContext ONNX + `_qnn.bin` per graph and a manifest."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from export.qnn import Soc
+
+MANIFEST = "manifest.json"
+FORMAT = "mobilecodec-qnn-context"
+
+
+def calibration_feeds(package: str | Path, video: str | Path | None, frames: int = 4) -> dict[str, list]:
+    """Per graph: calibration inputs, recorded from the float runner on `video`, else random."""
+    from export.manifest import load_manifest
+    from export.qdq import random_feeds
+
+    man = load_manifest(package)
+    feeds: dict[str, list] = {}
+    if video is not None:
+        from export.parity import OnnxCodecRunner, float_parity
+
+        runner = OnnxCodecRunner(package)
+        runner.recorder = {}
+        float_parity(package, video, frames, intra_period=frames, runner=runner)
+        feeds.update(runner.recorder)
+    for name, g in man["graphs"].items():
+        if name not in feeds:
+            feeds[name] = random_feeds(Path(package) / g["file"])
+    return feeds
+
+
+def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calibration: str | Path | None = None,
+                    frames: int = 4, progress: bool = False) -> dict[str, Any]:
+    """Write `<graph>_ctx.onnx` + `<graph>_ctx_qnn.bin` for every graph and `manifest.json` (atomically)."""
+    import onnx
+
+    from mobilecodec.fsutil import atomic_dir, write_json_atomic
+
+    from export.manifest import load_manifest
+    from export.qdq import quantize_graph
+    from export.qnn import compile_context
+
+    package = Path(package)
+    man = load_manifest(package)
+    feeds = calibration_feeds(package, calibration, frames)
+    graphs: dict[str, Any] = {}
+    sdk = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(man["graphs"]), desc="compile", unit="graph", leave=False)
+    with atomic_dir(out_dir) as tmp:
+        work = tmp / ".qdq"
+        work.mkdir()
+        for name, g in man["graphs"].items():
+            qdq = quantize_graph(package / g["file"], work / f"{name}.qdq.onnx", feeds[name])
+            t0 = time.perf_counter()
+            files = compile_context(qdq, tmp / f"{name}_ctx.onnx", soc)
+            seconds = time.perf_counter() - t0
+            ctx = onnx.load(str(tmp / f"{name}_ctx.onnx"))
+            for node in ctx.graph.node:
+                for a in node.attribute:
+                    if a.name == "ep_sdk_version":
+                        sdk = a.s.decode()
+            graphs[name] = {"context_model": f"{name}_ctx.onnx",
+                            "files": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files),
+                            "compile_seconds": round(seconds, 3), "source": g["file"], "source_sha256": g["sha256"],
+                            "inputs": g["inputs"], "outputs": g["outputs"], "used_by_codec": g["used_by_codec"]}
+            if bar is not None:
+                bar.update(1)
+        import shutil
+
+        shutil.rmtree(work)
+        out = {"format": FORMAT, "version": 1, "package": str(package.resolve()),
+               "weights_hash": man["weights_hash"], "config_name": man["config_name"],
+               "padded_size": man["padded_size"],
+               "soc": {"soc_model": soc.soc_model, "name": soc.name, "htp_arch": soc.htp_arch},
+               "qnn_sdk_version": sdk,
+               "quantization": {"source": "onnxruntime quantize_static (stand-in until aimet encodings)",
+                                "activations": "uint8", "weights": "int8 per-channel",
+                                "calibration": str(calibration) if calibration else "random uniform [0, 1)"},
+               "graphs": graphs}
+        write_json_atomic(tmp / MANIFEST, out)
+    if bar is not None:
+        bar.close()
+    return out

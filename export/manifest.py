@@ -1,0 +1,138 @@
+"""The package manifest: graphs with their I/O, call order per frame type, buffer layout, config.
+
+A package folder holds `manifest.json`, `graphs/<stage>.onnx` and `checkpoint.pt` (the host side:
+entropy tables and the exact-integer hyper-synthesis). `load_manifest` validates a folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mobilecodec.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mobilecodec.models.codec import VideoCodec
+
+MANIFEST = "manifest.json"
+FORMAT = "mobilecodec-onnx-package"
+VERSION = 1
+
+
+def _membership(graph: str) -> tuple[bool, bool]:
+    """(sender, receiver) from the Table 6 subnetwork split of the model."""
+    from mobilecodec.models.codec import SUBNETWORKS
+
+    sender = any(graph in s for s, _ in SUBNETWORKS.values())
+    receiver = any(graph in r for _, r in SUBNETWORKS.values())
+    return sender, receiver
+
+
+def _g(graph: str, sides: str) -> dict[str, Any]:
+    return {"run": "npu", "graph": graph, "sides": sides}
+
+
+def _h(op: str, sides: str, what: str) -> dict[str, Any]:
+    return {"run": "host", "op": op, "sides": sides, "what": what}
+
+
+def _entropy(prefix: str, lat: str) -> list[dict[str, Any]]:
+    return [
+        _h("code_hyper_latent", "sender+receiver",
+           f"sender: z_int = clamp(round(z)), factorized-prior range coding; receiver: decode z_int ({prefix}_z_prior)"),
+        _h("integer_hyper_synthesis", "sender+receiver",
+           f"exact-integer {prefix}_hyper_synthesis(z_int) -> mean, scale-table index (bit-exact on every backend)"),
+        _h("code_latent", "sender+receiver",
+           f"sender: sym = round({lat} - mean) coded with the Gaussian table of each index; receiver: decode; "
+           f"{lat}_hat = sym + mean"),
+    ]
+
+
+def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
+    """Steps of one I-frame and one P-frame: NPU graphs and host steps, with the side running each."""
+    names = [e.name for e in model.layout]
+    iframe = [_g("i_analysis", "sender"), _g("i_hyper_analysis", "sender"), *_entropy("i", "y"),
+              _g("i_synthesis", "sender+receiver"),
+              _h("buffer_update", "sender+receiver",
+                 "frame = round(x_hat*255)/255 (also the decoded frame); flow and motion_feat = 0; "
+                 "residual_feat from i_synthesis")]
+    pframe: list[dict[str, Any]] = []
+    if model.cfg.uses_motion:
+        pframe += [_g("motion_predictor", "sender+receiver"), _g("m_analysis", "sender"),
+                   _g("m_hyper_analysis", "sender"), *_entropy("m", "m"), _g("m_synthesis", "sender+receiver"),
+                   _h("warp", "sender+receiver",
+                      f"{model.cfg.warp.mode} warp (block {model.cfg.warp.block_size}, overlap "
+                      f"{model.cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
+                                                                           if n in names) + " with the block flow")]
+    if "r_predictor" in model.stages():
+        pframe.append(_g("r_predictor", "sender+receiver"))
+    else:
+        pframe.append(_h("predict", "sender+receiver", "pred = warped frame (first 6 channels of warped)"))
+    pframe += [_g("r_analysis", "sender"), _g("r_hyper_analysis", "sender"), *_entropy("r", "r"),
+               _g("r_synthesis", "sender+receiver"),
+               _h("buffer_update", "sender+receiver",
+                  "frame = round(x_hat*255)/255; flow, motion_feat from m_synthesis; residual_feat from r_synthesis")]
+    stages = model.stages()
+    pframe = [s for s in pframe if s["run"] == "host" or s["graph"] in stages]
+    return {"I": iframe, "P": pframe}
+
+
+def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], height: int, width: int, *,
+                   original_size: tuple[int, int] | None, checkpoint: str | None,
+                   export_seconds: float | None = None) -> dict[str, Any]:
+    """The manifest dict of a float package (quantization: null until aimet encodings are applied)."""
+    from mobilecodec import __version__
+
+    from export.onnx_export import OPSET
+
+    for name, g in graphs.items():
+        g["sender"], g["receiver"] = _membership(name)
+    oh, ow = original_size or (height, width)
+    return {
+        "format": FORMAT, "version": VERSION, "mobilecodec_version": __version__,
+        "opset": OPSET, "precision": "float32", "quantization": None,
+        "config_name": model.cfg.name, "config": model.cfg.to_dict(),
+        "weights_hash": model.weights_hash().hex(), "checkpoint": checkpoint, "host_checkpoint": "checkpoint.pt",
+        "padded_size": [height, width], "original_size": [oh, ow],
+        "buffer": [{"name": e.name, "channels": e.channels, "stride": e.stride,
+                    "shape": list(e.shape(height, width)), "dtype": "float32",
+                    "graph_input": f"buffer_in.{e.name}", "graph_output": f"buffer_out.{e.name}"}
+                   for e in model.layout],
+        "graphs": graphs,
+        "call_order": call_order(model),
+        "export_seconds": None if export_seconds is None else round(export_seconds, 3),
+    }
+
+
+def load_manifest(package: str | Path) -> dict[str, Any]:
+    """Read and validate `package/manifest.json` (graph files present); InputError otherwise."""
+    pkg = Path(package)
+    if not pkg.is_dir():
+        raise InputError(f"no such package folder: {pkg}")
+    path = pkg / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{pkg} is not an export package (no {MANIFEST})")
+    try:
+        man = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if not isinstance(man, dict) or man.get("format") != FORMAT:
+        raise InputError(f"{path} is not a mobilecodec export manifest")
+    if man.get("version") != VERSION:
+        raise InputError(f"{path} has package version {man.get('version')}; this mobilecodec reads {VERSION}")
+    for name, g in man.get("graphs", {}).items():
+        if not (pkg / g["file"]).is_file():
+            raise InputError(f"package {pkg} lacks graph file {g['file']} ({name})")
+    return man
+
+
+def load_package_model(package: str | Path):
+    """The host-side model of a package (entropy tables, integer hyper-synthesis, warp config)."""
+    from mobilecodec.checkpoint import load_checkpoint
+
+    man = load_manifest(package)
+    model, _ = load_checkpoint(Path(package) / man["host_checkpoint"])
+    if model.weights_hash().hex() != man["weights_hash"]:
+        raise InputError(f"{package}: checkpoint.pt does not match the manifest's weights hash")
+    return man, model

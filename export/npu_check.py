@@ -1,0 +1,168 @@
+"""Will these graphs run on the Qualcomm HTP? A static check (op allow-list, static shapes, no
+control flow, rank <= 4, no GridSample) naming graph, node and op, then proof by compiling a QDQ
+version of each graph on onnxruntime-qnn's HTP backend with CPU fallback disabled."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mobilecodec.errors import InputError
+
+# ONNX ops the QNN EP maps onto the HTP (onnxruntime QNN-ExecutionProvider docs, "Supported ONNX
+# operators"), plus graph plumbing it also handles (Reshape, Identity). GridSample is left out on
+# purpose: the design keeps warps off the NPU graphs (host / warping core).
+HTP_OPS = frozenset("""
+Abs Add And Constant ArgMax ArgMin Asin Atan AveragePool BatchNormalization Cast Clip Concat Conv ConvTranspose
+Cos DepthToSpace DequantizeLinear Div Elu Equal Exp Expand Flatten Floor Gather Gelu Gemm
+GlobalAveragePool Greater GreaterOrEqual HardSwish Identity InstanceNormalization LRN
+LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax LpNormalization MatMul Max MaxPool Min Mul
+Neg Not Or PRelu Pad Pow QuantizeLinear ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum Relu Reshape
+Resize Round Sigmoid Sign Sin Slice Softmax SpaceToDepth Split Sqrt Squeeze Sub Tanh Tile TopK
+Transpose Unsqueeze Where
+""".split())
+FORBIDDEN = {
+    "GridSample": "per-pixel gather warps stay off the NPU graphs (use the host block warp)",
+    "If": "control flow cannot run on the HTP", "Loop": "control flow cannot run on the HTP",
+    "Scan": "control flow cannot run on the HTP",
+}
+MAX_RANK = 4
+
+
+@dataclass
+class Issue:
+    """One reason a graph cannot run on the HTP."""
+
+    graph: str
+    node: str
+    op: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.graph}: node {self.node!r} ({self.op}): {self.reason}"
+
+
+@dataclass
+class GraphReport:
+    name: str
+    ops: dict[str, int]
+    issues: list[Issue] = field(default_factory=list)
+    compiled: bool | None = None  # None: not tried
+    compile_seconds: float | None = None
+    compile_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues and self.compiled is not False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "ops": self.ops, "issues": [str(i) for i in self.issues],
+                "compiled": self.compiled, "compile_seconds": self.compile_seconds,
+                "compile_error": self.compile_error}
+
+
+def _dims_static(vi: Any) -> tuple[bool, int]:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return False, -1
+    dims = t.shape.dim
+    return all(d.HasField("dim_value") and d.dim_value > 0 for d in dims), len(dims)
+
+
+def static_issues(proto: Any, graph: str) -> list[Issue]:
+    """Reasons `proto` cannot run on the HTP, found without compiling (each names its node)."""
+    import onnx
+
+    issues: list[Issue] = []
+    consumers: dict[str, list[Any]] = {}
+    producers: dict[str, Any] = {}
+    for node in proto.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+        for o in node.output:
+            producers[o] = node
+    for node in proto.graph.node:
+        name = node.name or f"#{list(proto.graph.node).index(node)}"
+        if node.op_type in FORBIDDEN:
+            issues.append(Issue(graph, name, node.op_type, FORBIDDEN[node.op_type]))
+        elif node.domain not in ("", "ai.onnx") or node.op_type not in HTP_OPS:
+            op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+            issues.append(Issue(graph, name, op, "op not supported by the QNN HTP backend"))
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute) \
+                and node.op_type not in FORBIDDEN:
+            issues.append(Issue(graph, name, node.op_type, "node holds a subgraph (control flow)"))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:  # noqa: BLE001 - an un-inferable graph is reported via its declared I/O only
+        inferred = proto
+    initializers = {t.name for t in proto.graph.initializer}
+    seen: set[str] = set()
+    for kind, vis in (("input", proto.graph.input), ("output", proto.graph.output),
+                      ("tensor", inferred.graph.value_info)):
+        for vi in vis:
+            if vi.name in seen or vi.name in initializers:
+                continue
+            seen.add(vi.name)
+            static, rank = _dims_static(vi)
+            node = producers.get(vi.name) or (consumers.get(vi.name) or [None])[0]
+            nname = (node.name or node.op_type) if node is not None else "-"
+            op = node.op_type if node is not None else "-"
+            if not static:
+                issues.append(Issue(graph, nname, op, f"graph {kind} {vi.name!r} has a dynamic or unknown shape "
+                                                      "(the HTP needs static shapes)"))
+            elif rank > MAX_RANK:
+                issues.append(Issue(graph, nname, op, f"{kind} {vi.name!r} has rank {rank} > {MAX_RANK}"))
+    return issues
+
+
+def check_graph(path: str | Path, name: str | None = None, *, compile: bool = True, soc: Any = None,
+                workdir: str | Path | None = None, feeds: list | None = None) -> GraphReport:
+    """Static check of one ONNX graph, then (if it passes and `compile`) a QDQ compile on the HTP."""
+    import onnx
+
+    from export.onnx_export import op_histogram
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such ONNX file: {path}")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors have many types
+        raise InputError(f"cannot read ONNX graph {path}: {exc}") from None
+    name = name or path.stem
+    rep = GraphReport(name, op_histogram(proto), static_issues(proto, name))
+    if compile and not rep.issues:
+        from mobilecodec.errors import ToolError
+
+        from export.qdq import quantize_graph, random_feeds
+        from export.qnn import htp_session
+
+        is_qdq = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            target = path
+            if not is_qdq:
+                target = quantize_graph(path, Path(tmp) / f"{name}.qdq.onnx", feeds or random_feeds(path))
+            t0 = time.perf_counter()
+            try:
+                htp_session(target, soc)
+                rep.compiled = True
+            except ToolError as exc:
+                rep.compiled, rep.compile_error = False, str(exc)
+            rep.compile_seconds = round(time.perf_counter() - t0, 3)
+    return rep
+
+
+def check_package(target: str | Path, *, compile: bool = True, soc: Any = None) -> list[GraphReport]:
+    """Check every graph of a package folder, or one .onnx file."""
+    from export.manifest import load_manifest
+
+    target = Path(target)
+    if target.is_file() and target.suffix == ".onnx":
+        return [check_graph(target, compile=compile, soc=soc)]
+    if not target.exists():
+        raise InputError(f"no such package folder or ONNX file: {target}")
+    man = load_manifest(target)
+    return [check_graph(target / g["file"], name, compile=compile, soc=soc) for name, g in man["graphs"].items()]

@@ -1,0 +1,274 @@
+"""Float ONNX graphs, one per network stage, with the HyTIP buffer as named graph I/O.
+
+Each stage of `VideoCodec.stages()` becomes one static-shape graph. Thin wrapper modules only
+rename, concatenate or drop outputs (zero-channel feature maps of explicit buffering); they never
+change numerics. Warp, entropy coding, the exact-integer hyper-synthesis used for coding and the
+uint8 rounding of the buffered frame run on the host (see `export.manifest.call_order`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mobilecodec.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from mobilecodec.models.codec import VideoCodec
+
+OPSET = 17  # best covered by onnxruntime-qnn's QDQ tooling and HTP op builders
+IR_VERSION = 8  # loads in every onnxruntime >= 1.14
+SIZE_MULTIPLE = 64
+
+
+@dataclass
+class GraphSpec:
+    """One NPU graph before export: the module to trace, its example inputs and I/O names."""
+
+    name: str
+    module: Any  # nn.Module taking len(inputs) tensors, returning len(outputs) tensors
+    example: tuple  # tuple of torch tensors
+    inputs: list[str]
+    outputs: list[str]
+    role: str  # what the graph does, one line
+    used_by_codec: bool = True  # False: exported for profiling only (hyper-synthesis)
+    notes: dict[str, str] = field(default_factory=dict)  # per tensor: host post-processing
+
+
+def check_size(height: int, width: int) -> None:
+    """Export needs the padded frame size: both sides a positive multiple of 64."""
+    if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        raise InputError(f"export size must be the padded frame size, a multiple of {SIZE_MULTIPLE} "
+                         f"on both sides; got {height}x{width} (pad e.g. 144x176 to 192x192)")
+
+
+def _wrappers():
+    """Wrapper classes, defined lazily so importing this module does not import torch."""
+    import torch
+    from torch import nn
+
+    class Select(nn.Module):
+        """Run a stage and keep some of its outputs (drops zero-channel buffer features)."""
+
+        def __init__(self, stage: nn.Module, keep: tuple[int, ...] | None) -> None:
+            super().__init__()
+            self.stage, self.keep = stage, keep
+
+        def forward(self, *args: torch.Tensor):
+            out = self.stage(*args)
+            if self.keep is None:
+                return out
+            outs = tuple(out[i] for i in self.keep)
+            return outs if len(outs) > 1 else outs[0]
+
+    class MotionState(nn.Module):
+        """Motion predictor fed by the separate buffer tensors (flow, motion_feat), concatenated
+        in the graph exactly as `VideoCodec.motion_state` does on the host."""
+
+        def __init__(self, stage: nn.Module) -> None:
+            super().__init__()
+            self.stage = stage
+
+        def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+            return self.stage(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+
+    return Select, MotionState
+
+
+def graph_specs(model: "VideoCodec", height: int, width: int) -> list[GraphSpec]:
+    """The NPU graphs of `model` at a padded frame size, in stage order."""
+    import torch
+
+    check_size(height, width)
+    Select, MotionState = _wrappers()
+    stages = model.stages()
+    ex = model.example_inputs(height, width)
+    names = [e.name for e in model.layout]
+    entries = {e.name: e for e in model.layout}
+    frame_out = "buffer_out.frame" if "frame" in names else "x_hat"
+    has_rfeat = "residual_feat" in names
+    cond = ["warped"] if model.cfg.conditional else []
+    frame_note = {frame_out: "host rounds to uint8 levels: round(x*255)/255 (decoded frame"
+                  + (" and buffer.frame)" if frame_out == "buffer_out.frame" else ")")}
+    keep_feat = (0, 1) if has_rfeat else (0,)
+    feat_out = ["buffer_out.residual_feat"] if has_rfeat else []
+    specs: list[GraphSpec] = []
+
+    def add(name: str, module: Any, example: tuple, inputs: list[str], outputs: list[str], role: str,
+            **kw: Any) -> None:
+        if name in stages:
+            specs.append(GraphSpec(name, module, example, inputs, outputs, role, **kw))
+
+    for p, what in (("i", "I-frame"), ("m", "motion"), ("r", "residual")):
+        lat = {"i": "y", "m": "m", "r": "r"}[p]
+        if p == "i":
+            add("i_analysis", Select(stages["i_analysis"], None), ex["i_analysis"], ["x"], ["y"],
+                "I-frame analysis: frame -> latent")
+        elif p == "m" and "motion_predictor" in stages:
+            parts = [n for n in ("flow", "motion_feat") if n in names]
+            example = tuple(torch.zeros(entries[n].shape(height, width)) for n in parts)
+            add("motion_predictor", MotionState(stages["motion_predictor"]), example,
+                [f"buffer_in.{n}" for n in parts], ["flow_pred"], "motion predictor: buffer -> predicted block flow")
+            ref = "buffer_in.frame" if "frame" in names else "buffer_in.residual_feat"
+            add("m_analysis", Select(stages["m_analysis"], None), ex["m_analysis"], ["x", ref, "flow_pred"], ["m"],
+                "motion analysis: frame, reference, predicted flow -> motion latent")
+        elif p == "r":
+            if "r_predictor" in stages:
+                add("r_predictor", Select(stages["r_predictor"], None), ex["r_predictor"], ["warped"], ["pred"],
+                    "residual predictor: warped features -> frame prediction")
+            add("r_analysis", Select(stages["r_analysis"], None), ex["r_analysis"], ["x", "pred", *cond], ["r"],
+                "residual analysis: frame, prediction[, warped reference] -> residual latent")
+        if f"{p}_hyper_analysis" not in stages:
+            continue
+        add(f"{p}_hyper_analysis", Select(stages[f"{p}_hyper_analysis"], None), ex[f"{p}_hyper_analysis"],
+            [lat], ["z"], f"{what} hyper-analysis: latent -> hyper-latent")
+        add(f"{p}_hyper_synthesis", Select(stages[f"{p}_hyper_synthesis"], None), ex[f"{p}_hyper_synthesis"],
+            ["z_hat"], ["params"], f"{what} hyper-synthesis (float twin of the host integer version; "
+            "exported for profiling, the codec's entropy parameters come from the host)", used_by_codec=False)
+        if p == "i":
+            add("i_synthesis", Select(stages["i_synthesis"], keep_feat), ex["i_synthesis"], ["y_hat"],
+                [frame_out, *feat_out], "I-frame synthesis: latent -> reconstruction[, residual features]",
+                notes=dict(frame_note))
+        elif p == "m":
+            flow_out = "buffer_out.flow" if "flow" in names else "flow"
+            has_mfeat = "motion_feat" in names
+            add("m_synthesis", Select(stages["m_synthesis"], (0, 1) if has_mfeat else (0,)), ex["m_synthesis"],
+                ["m_hat", "flow_pred"], [flow_out] + (["buffer_out.motion_feat"] if has_mfeat else []),
+                "motion synthesis: motion latent, predicted flow -> block flow[, motion features]")
+        else:
+            add("r_synthesis", Select(stages["r_synthesis"], keep_feat), ex["r_synthesis"], ["r_hat", "pred", *cond],
+                [frame_out, *feat_out], "residual synthesis: latent, prediction[, warped] -> reconstruction",
+                notes=dict(frame_note))
+    order = list(stages)
+    specs.sort(key=lambda s: order.index(s.name))
+    return specs
+
+
+def export_graph(spec: GraphSpec, path: str | Path, *, simplify: bool = True) -> Any:
+    """Trace `spec` to ONNX (opset 17, static shapes), simplify with onnxsim, check, save.
+
+    Returns the saved onnx.ModelProto."""
+    import warnings
+
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(spec.module.eval(), spec.example, buf, opset_version=OPSET, dynamo=False,
+                          input_names=spec.inputs, output_names=spec.outputs, do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    if simplify:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(proto)
+        if not ok:
+            raise RuntimeError(f"onnxsim could not validate the simplified {spec.name} graph")
+        proto = simplified
+    _constants_to_initializers(proto)
+    proto.ir_version = IR_VERSION
+    proto.graph.name = spec.name
+    proto.producer_name = "mobilecodec"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return proto
+
+
+def _constants_to_initializers(proto: Any) -> None:
+    """Turn Constant nodes (Clip bounds, Slice indices) into initializers and drop unused ones."""
+    from onnx import numpy_helper
+
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            arr = numpy_helper.to_array(node.attribute[0].t)
+            proto.graph.initializer.append(numpy_helper.from_array(arr, node.output[0]))
+        else:
+            keep.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+    inits = [t for t in proto.graph.initializer if t.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(inits)
+
+
+def tensor_info(vi: Any) -> dict[str, Any]:
+    """Name, static shape and dtype of an ONNX ValueInfoProto (non-static dims kept as strings)."""
+    import onnx
+
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+    return {"name": vi.name, "shape": dims, "dtype": dtype}
+
+
+def op_histogram(proto: Any) -> dict[str, int]:
+    """How many nodes of each op type a graph holds (sorted by op name)."""
+    hist: dict[str, int] = {}
+    for node in proto.graph.node:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        hist[key] = hist.get(key, 0) + 1
+    return dict(sorted(hist.items()))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width: int, *,
+                   original_size: tuple[int, int] | None = None, checkpoint: str | None = None,
+                   progress: bool = False) -> dict[str, Any]:
+    """Export every NPU graph of `model` into a package folder with `manifest.json` and a copy of
+    the checkpoint (host side: entropy tables, integer hyper-synthesis), written atomically.
+
+    Returns the manifest."""
+    from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.fsutil import atomic_dir, write_json_atomic
+
+    from export.manifest import MANIFEST, build_manifest
+
+    check_size(height, width)
+    if not model.ready_for_coding:
+        model.update()
+    model.eval()
+    specs = graph_specs(model, height, width)
+    graphs: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(specs), desc="export", unit="graph", leave=False)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "graphs").mkdir()
+        for spec in specs:
+            rel = f"graphs/{spec.name}.onnx"
+            proto = export_graph(spec, tmp / rel)
+            graphs[spec.name] = {
+                "file": rel, "sha256": file_sha256(tmp / rel), "bytes": (tmp / rel).stat().st_size,
+                "role": spec.role, "used_by_codec": spec.used_by_codec,
+                "inputs": [tensor_info(v) for v in proto.graph.input],
+                "outputs": [tensor_info(v) for v in proto.graph.output],
+                "ops": op_histogram(proto), "host_postprocess": spec.notes,
+            }
+            if bar is not None:
+                bar.update(1)
+        save_checkpoint(tmp / "checkpoint.pt", model, meta={"exported_from": checkpoint})
+        manifest = build_manifest(model, graphs, height, width, original_size=original_size,
+                                  checkpoint=checkpoint, export_seconds=time.perf_counter() - t0)
+        write_json_atomic(tmp / MANIFEST, manifest)
+    if bar is not None:
+        bar.close()
+    return manifest

@@ -1,0 +1,262 @@
+"""A small onnxruntime runner that reproduces `run_iframe` / `run_pframe` with the exported graphs
+(warp, entropy coding, integer hyper-synthesis and buffer rounding on the host, with the very
+functions of the PyTorch path), and parity measurements: float ONNX vs PyTorch over a GOP, and
+QNN HTP (emulated) vs onnxruntime CPU on QDQ graphs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from export.manifest import load_package_model
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+class OnnxCodecRunner:
+    """Runs a package's graphs in call order; the buffer travels from `buffer_out.*` graph
+    outputs to `buffer_in.*` graph inputs through the host buffer update."""
+
+    def __init__(self, package: str | Path, *, graph_files: dict[str, Path] | None = None,
+                 session_factory: Callable[[Path], Any] | None = None) -> None:
+        import onnxruntime as ort
+
+        self.package = Path(package)
+        self.manifest, self.model = load_package_model(package)
+        files = {n: self.package / g["file"] for n, g in self.manifest["graphs"].items()}
+        files.update(graph_files or {})
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        make = session_factory or (lambda p: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]))
+        self.sessions = {n: make(p) for n, p in files.items() if self.manifest["graphs"][n]["used_by_codec"]}
+        self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
+        self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
+        self.recorder: dict[str, list[dict[str, np.ndarray]]] | None = None
+        names = [e.name for e in self.model.layout]
+        self.frame_out = "buffer_out.frame" if "frame" in names else "x_hat"
+        self.ref_name = "buffer_in.frame" if "frame" in names else "buffer_in.residual_feat"
+
+    def run(self, graph: str, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one graph, taking its inputs by name from `env`; returns its outputs by name."""
+        feeds = {k: np.ascontiguousarray(env[k], dtype=np.float32) for k in self.inputs[graph]}
+        if self.recorder is not None:
+            self.recorder.setdefault(graph, []).append(feeds)
+        return dict(zip(self.outputs[graph], self.sessions[graph].run(None, feeds)))
+
+    def run_iframe(self, source) -> tuple[Any, Any]:
+        """Mirror of `mobilecodec.codec.engine.run_iframe`: (decoded frame tensor, Buffer)."""
+        import torch
+
+        out = self.run("i_synthesis", {"y_hat": _np(source.iframe())})
+        x_hat = torch.from_numpy(out[self.frame_out])
+        feat = torch.from_numpy(out["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in out \
+            else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
+        buf = self.model.initial_buffer(x_hat, feat)
+        return self._output(buf, x_hat), buf
+
+    def run_pframe(self, buf, source) -> tuple[Any, Any]:
+        """Mirror of `mobilecodec.codec.engine.run_pframe`: (decoded frame tensor, new Buffer)."""
+        import torch
+
+        model = self.model
+        env = {f"buffer_in.{n}": _np(buf[n]) for n in buf.names()}
+        flow = motion_feat = None
+        if model.cfg.uses_motion:
+            env.update(self.run("motion_predictor", env))
+            env["m_hat"] = _np(source.motion(env[self.ref_name], env["flow_pred"]))
+            env.update(self.run("m_synthesis", env))
+            flow = torch.from_numpy(env["buffer_out.flow"] if "buffer_out.flow" in env else env["flow"])
+            motion_feat = torch.from_numpy(env["buffer_out.motion_feat"]) if "buffer_out.motion_feat" in env \
+                else flow.new_zeros(1, 0, *flow.shape[2:])
+        warped = model.warp(buf, flow)
+        env["warped"] = _np(warped)
+        if "r_predictor" in self.sessions:
+            env.update(self.run("r_predictor", env))
+        else:
+            env["pred"] = _np(model.predict(warped))
+        cond = (env["warped"],) if model.cfg.conditional else ()
+        env["r_hat"] = _np(source.residual(env["pred"], cond))
+        env.update(self.run("r_synthesis", env))
+        x_hat = torch.from_numpy(env[self.frame_out])
+        res_feat = torch.from_numpy(env["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in env \
+            else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
+        if flow is None:
+            ref = buf[model.layout[0].name]
+            b = model.cfg.warp.block_size
+            flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
+            motion_feat = ref.new_zeros(1, 0, *flow.shape[2:])
+        new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+        return self._output(new_buf, x_hat), new_buf
+
+    def _output(self, buf, x_hat):
+        import torch
+
+        if "frame" in buf:
+            return buf["frame"]
+        return torch.round(torch.clamp(x_hat, 0.0, 1.0) * 255.0) / 255.0
+
+
+class OnnxEncoderSource:
+    """Encoder-side latent source on ONNX graphs: analysis and hyper-analysis graphs, then the
+    host entropy coding of the PyTorch path (`engine._Hyperprior`)."""
+
+    def __init__(self, runner: OnnxCodecRunner, x: Any) -> None:
+        from mobilecodec.codec.engine import RateStats
+        from mobilecodec.entropy.coder import RangeEncoder
+
+        self.runner, self.x = runner, _np(x)
+        self.enc = RangeEncoder()
+        self.stats = RateStats()
+
+    def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str) -> Any:
+        from mobilecodec.codec.engine import _Hyperprior
+
+        y = self.runner.run(graph, env)[lat]
+        z = self.runner.run(f"{prefix}_hyper_analysis", {lat: y})["z"]
+        hp = _Hyperprior(self.runner.model, prefix)
+        z_int = hp.prior.clamp_symbols(np.rint(z.astype(np.float64)).astype(np.int32))
+        hp.prior.encode(self.enc, z_int)
+        mean, idx = hp.params(z_int)
+        sym = hp.gaussian.clamp_symbols(np.rint(y.astype(np.float64) - mean).astype(np.int32), idx)
+        hp.gaussian.encode(self.enc, sym.ravel(), idx.ravel())
+        self.stats.table_bits += hp.prior.bits(z_int) + hp.gaussian.bits(sym.ravel(), idx.ravel())
+        return hp._y_hat(sym, mean)
+
+    def iframe(self):
+        return self._code("i", "i_analysis", {"x": self.x}, "y")
+
+    def motion(self, reference, flow_pred):
+        env = {"x": self.x, self.runner.ref_name: _np(reference), "flow_pred": _np(flow_pred)}
+        return self._code("m", "m_analysis", env, "m")
+
+    def residual(self, pred, cond):
+        env = {"x": self.x, "pred": _np(pred)}
+        if cond:
+            env["warped"] = _np(cond[0])
+        return self._code("r", "r_analysis", env, "r")
+
+    def payload(self) -> bytes:
+        return self.enc.get_bytes()
+
+
+def read_frames(video: str | Path, count: int, height: int, width: int) -> list[Any]:
+    """The first `count` frames of `video` as packed tensors, padded to the package size."""
+    import torch.nn.functional as F
+
+    from mobilecodec.errors import InputError
+    from mobilecodec.io import open_video, pad_frame
+    from mobilecodec.models.yuv import frame_to_tensor
+
+    out = []
+    with open_video(video) as reader:
+        for frame in reader:
+            if len(out) == count:
+                break
+            t = frame_to_tensor(pad_frame(frame))
+            h2, w2 = t.shape[2:]
+            if h2 > height // 2 or w2 > width // 2:
+                raise InputError(f"{video} frames ({frame.height}x{frame.width}) exceed the package size {height}x{width}")
+            out.append(F.pad(t, (0, width // 2 - w2, 0, height // 2 - h2), mode="replicate"))
+    if not out:
+        raise InputError(f"{video} holds no frames")
+    return out
+
+
+def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_period: int = 8,
+                 runner: OnnxCodecRunner | None = None) -> dict[str, Any]:
+    """Encode `frames` frames with PyTorch and with the float ONNX graphs on onnxruntime CPU, each
+    carrying its own buffer; per frame: max |difference| of reconstructions and buffers, and
+    whether the coded payloads are identical."""
+    import torch
+
+    from mobilecodec.codec.engine import EncoderSource, run_iframe, run_pframe
+
+    runner = runner or OnnxCodecRunner(package)
+    if runner.recorder is None:
+        runner.recorder = {}
+    model = runner.model
+    h, w = runner.manifest["padded_size"]
+    xs = read_frames(video, frames, h, w)
+    per_frame = []
+    tbuf = obuf = None
+    for i, x in enumerate(xs):
+        intra = i % intra_period == 0
+        tsrc, osrc = EncoderSource(model, x), OnnxEncoderSource(runner, x)
+        with torch.no_grad():
+            t_out, tbuf = run_iframe(model, tsrc) if intra else run_pframe(model, tbuf, tsrc)
+            o_out, obuf = runner.run_iframe(osrc) if intra else runner.run_pframe(obuf, osrc)
+        per_frame.append({
+            "index": i, "type": "I" if intra else "P",
+            "recon_max_abs": float((t_out - o_out).abs().max()),
+            "recon_diff_samples": int((t_out != o_out).sum()), "samples": int(t_out.numel()),
+            "buffer_max_abs": {n: float((tbuf[n] - obuf[n]).abs().max()) if tbuf[n].numel() else 0.0
+                               for n in tbuf.names()},
+            "same_payload": tsrc.payload() == osrc.payload(),
+        })
+    return {"frames": len(xs), "intra_period": intra_period, "stage_max_abs": stage_parity(runner),
+            "recon_max_abs": max(f["recon_max_abs"] for f in per_frame),
+            "recon_diff_fraction": sum(f["recon_diff_samples"] for f in per_frame) / sum(f["samples"] for f in per_frame),
+            "all_payloads_equal": all(f["same_payload"] for f in per_frame), "per_frame": per_frame}
+
+
+def stage_parity(runner: OnnxCodecRunner) -> dict[str, float]:
+    """Per graph: max |ONNX output - PyTorch stage output| over the inputs the runner recorded."""
+    import torch
+
+    from export.onnx_export import graph_specs
+
+    h, w = runner.manifest["padded_size"]
+    specs = {s.name: s for s in graph_specs(runner.model, h, w)}
+    out: dict[str, float] = {}
+    for name, feeds in (runner.recorder or {}).items():
+        spec, sess = specs[name], runner.sessions[name]
+        worst = 0.0
+        for f in feeds:
+            with torch.no_grad():
+                ref = spec.module(*(torch.from_numpy(f[i]) for i in spec.inputs))
+            ref = ref if isinstance(ref, tuple) else (ref,)
+            for a, b in zip(ref, sess.run(spec.outputs, f)):
+                worst = max(worst, float(np.abs(a.numpy() - b).max()))
+        out[name] = worst
+    return out
+
+
+def psnr_between(ref: np.ndarray, test: np.ndarray) -> float:
+    """PSNR of `test` against `ref` with the peak taken as the dynamic range of `ref`."""
+    peak = float(ref.max() - ref.min()) or 1.0
+    mse = float(np.mean((ref.astype(np.float64) - test.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, frames: int = 4,
+               intra_period: int = 4, soc: Any = None) -> dict[str, Any]:
+    """QDQ graphs calibrated on real feeds (the float runner over `frames` frames); each graph run
+    on the QNN HTP (emulated on x86) and on onnxruntime CPU with the same feeds; PSNR per output."""
+    import onnxruntime as ort
+
+    from export.qdq import quantize_graph
+    from export.qnn import htp_session
+
+    runner = OnnxCodecRunner(package)
+    runner.recorder = {}
+    float_parity(package, video, frames, intra_period, runner=runner)
+    feeds = runner.recorder
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
+    for name, fl in feeds.items():
+        qdq = quantize_graph(runner.package / runner.manifest["graphs"][name]["file"], workdir / f"{name}.qdq.onnx", fl)
+        cpu = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+        htp = htp_session(qdq, soc)
+        outs = [o.name for o in cpu.get_outputs()]
+        psnr: dict[str, float] = {o: math.inf for o in outs}
+        for f in fl:
+            for o, a, b in zip(outs, cpu.run(None, f), htp.run(None, f)):
+                psnr[o] = min(psnr[o], psnr_between(a, b))
+        result[name] = {"calibration_feeds": len(fl), "min_psnr_db": psnr}
+    return result

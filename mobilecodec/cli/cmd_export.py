@@ -1,0 +1,92 @@
+"""`mobilecodec export`: one ONNX graph per NPU stage (buffer as named graph I/O) plus a manifest;
+`--check PKG` proves the graphs run on the Qualcomm HTP."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mobilecodec.cli.common import emit_json, parse_hw
+
+HELP = "export ONNX graphs per network stage (static shapes, buffer as graph I/O) or --check a package for the HTP"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint file or shipped checkpoint name")
+    src.add_argument("--config", help="registered config name with random weights (size and op checks)")
+    src.add_argument("--check", metavar="PKG", help="check a package folder (or one .onnx file) for the QNN HTP: "
+                     "op histogram, static rules, QDQ compile with CPU fallback disabled; exit 1 if incompatible")
+    p.add_argument("--size", type=parse_hw, metavar="HxW",
+                   help="padded frame size HEIGHTxWIDTH, a multiple of 64 (e.g. 192x192 for 144x176 clips)")
+    p.add_argument("--original-size", type=parse_hw, metavar="HxW", help="unpadded frame size to record (default: --size)")
+    p.add_argument("-o", "--output", metavar="PKG", help="package folder to write (replaced atomically)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights with --config (default 0)")
+    p.add_argument("--no-compile", action="store_true", help="with --check: static rules only, no QNN compile")
+    p.add_argument("--soc", type=int, default=None, help="with --check: QNN soc_model to compile for (default 43)")
+    p.add_argument("--json", metavar="PATH", help="write the manifest or check report as JSON ('-' for stdout)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from export.npu_check import check_package
+    from export.qnn import DEFAULT_SOC, resolve_soc
+
+    soc = resolve_soc(args.soc if args.soc is not None else DEFAULT_SOC)
+    reports = check_package(args.check, compile=not args.no_compile, soc=soc)
+    for r in reports:
+        ops = ", ".join(f"{k} x{v}" for k, v in r.ops.items())
+        status = "ok" if r.ok else "INCOMPATIBLE"
+        comp = "" if r.compiled is None else (f", HTP compile {r.compile_seconds:.2f} s" if r.compiled else ", HTP compile FAILED")
+        print(f"{r.name}: {status}{comp}\n  ops: {ops}")
+        for issue in r.issues:
+            print(f"  error: {issue}")
+        if r.compile_error:
+            print(f"  error: {r.compile_error}")
+    bad = [r for r in reports if not r.ok]
+    emit_json({"target": str(args.check), "soc_model": soc.soc_model, "ok": not bad,
+               "graphs": [r.to_dict() for r in reports]}, args.json)
+    if bad:
+        print(f"mobilecodec export: {len(bad)} of {len(reports)} graph(s) cannot run on the HTP: "
+              + ", ".join(r.name for r in bad), file=sys.stderr)
+        return 1
+    print(f"all {len(reports)} graph(s) run on the HTP (soc {soc.soc_model}, {soc.name})")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from mobilecodec.errors import InputError
+
+    if args.check:
+        return _check(args)
+    if args.size is None or args.output is None:
+        raise InputError("export needs --size HxW (padded, multiple of 64) and -o PKG")
+    from export.onnx_export import check_size
+
+    h, w = args.size
+    check_size(h, w)
+    if args.config:
+        import torch
+
+        from mobilecodec.models.codec import VideoCodec
+        from mobilecodec.models.configs import get_config
+
+        cfg = get_config(args.config)
+        torch.manual_seed(args.seed)
+        model = VideoCodec(cfg)
+    else:
+        from mobilecodec.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(args.checkpoint)
+    from export.onnx_export import export_package
+
+    man = export_package(model, args.output, h, w, original_size=args.original_size,
+                         checkpoint=args.checkpoint, progress=True)
+    total = sum(g["bytes"] for g in man["graphs"].values())
+    print(f"{len(man['graphs'])} graphs ({total / 1e6:.2f} MB) at {h}x{w} -> {args.output} "
+          f"in {man['export_seconds']:.1f} s")
+    for name, g in man["graphs"].items():
+        ins = ", ".join(i["name"] for i in g["inputs"])
+        outs = ", ".join(o["name"] for o in g["outputs"])
+        print(f"  {name}: ({ins}) -> ({outs})" + ("" if g["used_by_codec"] else "  [profiling only]"))
+    emit_json(man, args.json)
+    return 0

@@ -1,0 +1,74 @@
+"""`mobilecodec ptq`: post-training int8 quantization with aimet (Table 5, stage 3)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mobilecodec.cli.common import emit_json, parse_hw, positive_int
+
+HELP = "int8 post-training quantization with aimet: calibrate per-stage QuantSims on real GOPs"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="float checkpoint (file or shipped name), saved after update()")
+    p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
+                   help="calibration clips (.y4m/.yuv/.mp4 or sample names such as carphone)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output folder: quantized.pt, encodings/<stage>.encodings, ptq.json")
+    p.add_argument("--steps", type=positive_int, default=30, help="calibration steps (default 30)")
+    p.add_argument("--gop", type=positive_int, default=3, help="frames per calibration GOP (default 3)")
+    p.add_argument("--batch", type=positive_int, default=2, help="GOPs per step (default 2)")
+    p.add_argument("--crop", type=parse_hw, default=(256, 256), metavar="HxW",
+                   help="random crop of each GOP, multiples of 64 (default 256x256)")
+    p.add_argument("--eval-gops", type=int, default=4, help="held-out GOPs for the float/int8 PSNR report (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crop positions (default 0)")
+    p.add_argument("--scheme", choices=("tf", "tf_enhanced"), default="tf",
+                   help="activation range estimator: tf = min/max (default), tf_enhanced = SQNR search")
+    p.add_argument("--aimet-config", default="htp_v73",
+                   help="aimet quantsim config alias or JSON file (default htp_v73: per-channel weights)")
+    p.add_argument("--w8a16", metavar="LAYERS.json",
+                   help="JSON/YAML list of layers ('stage' or 'stage.module') with 16-bit activations")
+    p.add_argument("--cle", action="store_true", help="cross-layer equalization before quantizing")
+    p.add_argument("--adaround", action="store_true", help="AdaRound the weights on the calibration data")
+    p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
+    from mobilecodec.errors import CheckpointError, InputError
+    from mobilecodec.io import resolve_input
+
+    clips = [resolve_input(c) for c in args.data]
+    for c in clips:
+        if not Path(c).is_file():
+            raise InputError(f"no such calibration clip: {c}")
+    if args.eval_gops < 0:
+        raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
+    from quant.config import QuantConfig, load_layer_overrides
+
+    w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()
+    model, _ = load_checkpoint(args.checkpoint)
+    if not model.ready_for_coding:
+        raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
+                              "(it was saved before model.update())")
+    from quant.ptq import PTQOptions, run_ptq, save_quantized
+
+    qcfg = QuantConfig(aimet_config=args.aimet_config, quant_scheme=args.scheme, w8a16=w8a16, cle=args.cle,
+                       adaround=args.adaround)
+    opts = PTQOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, seed=args.seed,
+                      eval_gops=args.eval_gops)
+    qmodel, summary = run_ptq(model, clips, qcfg, opts, progress=not args.no_progress)
+    summary["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
+    summary["output"] = str(args.output)
+    save_quantized(args.output, qmodel, checkpoint=resolve_checkpoint(args.checkpoint), summary=summary)
+    psnr = ""
+    if "int8_psnr_yuv" in summary:
+        psnr = (f", PSNR-YUV float {summary['float_psnr_yuv']:.2f} dB / int8 {summary['int8_psnr_yuv']:.2f} dB"
+                f" (int8 vs float {summary['int8_vs_float_psnr_yuv']:.2f} dB)")
+    print(f"{args.output}: {len(summary['stages'])} stages quantized ({qmodel.cfg.name}), "
+          f"{args.steps} steps x {args.batch} GOPs of {args.gop}{psnr}")
+    emit_json(summary, args.json)
+    return 0

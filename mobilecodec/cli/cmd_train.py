@@ -1,0 +1,125 @@
+"""`mobilecodec train`: train a codec config at one beta, stage 1 or 2 of Table 5 (MobileNVC
+appendix), on video files and/or Vimeo-90K septuplet folders. Runs under
+`torchrun --nproc_per_node N -m mobilecodec train ...` with DistributedDataParallel."""
+
+from __future__ import annotations
+
+import argparse
+
+from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
+
+HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
+
+# Options that define a run: on --resume they come from the run folder and may only be repeated
+# unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
+_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "lr", "tau", "flow_lambda",
+                 "clip", "seed", "init", "buffering", "warp", "max_frames")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="registered config to train (default: tiny)")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=None,
+                   help="Table 5 stage: 1 = training (GOP 4, 256x256, flow losses), 2 = fine-tuning "
+                        "(GOP 7, 256x384, tau 1.2); required unless --resume")
+    p.add_argument("--beta", type=positive_float, default=None,
+                   help="rate weight: loss = D + beta*R_I (I-frame), D + 2*beta*R_P (P-frames); D = MSE of "
+                        "YUV in [0,1] (Y:U:V 6:1:1), R in bits per pixel; required unless --resume")
+    p.add_argument("--data", nargs="+", default=None, metavar="PATH",
+                   help="video files (.y4m/.yuv/.mp4/...; sample names carphone, bikes) and/or Vimeo-90K "
+                        "folders (sequences/xxxxx/yyyy/im1..7.png); each PATH is sampled equally often")
+    p.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, logs)")
+    p.add_argument("--steps", type=positive_int, default=None, help="total steps (default: Table 5, 1M / 250k)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="GOPs per step per process (8 / 16)")
+    p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
+                   help="random crop, multiples of 64 (default 256x256 / 256x384)")
+    p.add_argument("--gop", type=positive_int, default=None, help="frames per training GOP (default 4 / 7)")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-4 / 5e-5)")
+    p.add_argument("--tau", type=positive_float, default=None,
+                   help="P-frame loss modulation: P-frame t weighted tau^(t-1) (default 1 / 1.2)")
+    p.add_argument("--flow-lambda", type=float, default=None,
+                   help="weight of both auxiliary flow losses (predicted and decoded flow; default 0.1 / 0)")
+    p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 1.0; 0 = off)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="checkpoint every N steps (1000)")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
+    p.add_argument("--seed", type=int, default=None, help="seed of initialisation and data sampling (default 0)")
+    p.add_argument("--init", default=None, metavar="CKPT", help="start from this checkpoint (e.g. stage 1's final.pt)")
+    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None)
+    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: cuda if available")
+    p.add_argument("--max-frames", type=positive_int, default=None,
+                   help="use (and cache) at most N frames of each video")
+    p.add_argument("--log-every", type=positive_int, default=None, help="log metrics every N steps (10)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--json", metavar="PATH", help="write the run summary as JSON ('-' for stdout)")
+
+
+def _stage_overrides(args: argparse.Namespace) -> dict:
+    fl = args.flow_lambda
+    return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
+            "lr": args.lr, "tau": args.tau, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip}
+
+
+def _check_resume_args(args: argparse.Namespace, saved) -> None:
+    """On --resume, run-defining options may be repeated but not changed."""
+    from mobilecodec.errors import InputError
+
+    st = saved.stage
+    values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
+              "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "lr": st.lr, "tau": st.tau,
+              "flow_lambda": st.flow_lambda_pred, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
+              "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames}
+    for name in _RUN_DEFINING:
+        given = getattr(args, name)
+        if given is None:
+            continue
+        if isinstance(given, tuple | list):
+            given = list(given)
+            have = list(values[name]) if values[name] is not None else None
+        else:
+            have = values[name]
+        if given != have:
+            raise InputError(f"--{name.replace('_', '-')} {given} differs from the run being resumed "
+                             f"({have}); resume with the same options or start a new run")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mobilecodec.errors import InputError
+    from mobilecodec.train.stages import get_stage
+    from mobilecodec.train.trainer import (
+        TrainOptions,
+        dist_info,
+        load_run_options,
+        train,
+    )
+
+    if args.resume:
+        opts = load_run_options(args.output)
+        _check_resume_args(args, opts)
+        if args.steps is not None:
+            opts.stage = opts.stage.replace(steps=args.steps)
+    else:
+        missing = [f"--{n}" for n in ("stage", "beta", "data") if getattr(args, n) is None]
+        if missing:
+            raise InputError(f"{', '.join(missing)} required (unless --resume)")
+        stage = get_stage(args.stage, **_stage_overrides(args))
+        opts = TrainOptions(run_dir=args.output, data=list(args.data), beta=args.beta, stage=stage,
+                            config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
+                            init=args.init, buffering=args.buffering, warp=args.warp,
+                            max_frames=args.max_frames)
+    changes = {"run_dir": args.output, "progress": not args.no_progress}
+    for name in ("checkpoint_every", "device", "log_every"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    opts = dataclasses.replace(opts, **changes)
+
+    summary = train(opts, resume=args.resume)
+    if dist_info().is_main:
+        last = summary["last"]
+        rate = f", {summary['steps_per_s']:.2f} steps/s" if summary["steps_per_s"] else ""
+        extra = f", last step: loss {last['loss']:.5f}, {last['bpp']:.4f} bpp, {last['psnr']:.2f} dB" if last else ""
+        print(f"{summary['checkpoint']}: {summary['config']} stage {summary['stage']} beta {summary['beta']}, "
+              f"step {summary['step']} ({summary['steps_run']} this run{rate}){extra}")
+        emit_json(summary, args.json)
+    return 0

@@ -1,0 +1,89 @@
+"""Training-stage presets from Table 5 of the MobileNVC appendix (the float stages 1 and 2;
+PTQ and QAT live in the quantization package).
+
+Loss of one GOP of G frames (see `mobilecodec.train.losses`):
+    L = (L_I + sum_{t=1..G-1} tau^(t-1) * L_P,t) / G
+    L_I   = D_I + beta * R_I
+    L_P,t = D_P,t + p_rate_factor * beta * R_P,t
+            + flow_lambda_pred * D(warp(ref, f^P_t), x_t) + flow_lambda_rec * D(warp(ref, f_hat_t), x_t)
+D is the MSE of the YUV420 frame in [0, 1] with Y:U:V weighted 6:1:1 (the PSNR-YUV convention the
+evaluation uses), R is bits per luma pixel from the likelihoods. tau > 1 weights later P-frames
+more (the t-th P-frame by tau^(t-1)), which counters error accumulation along the GOP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from mobilecodec.errors import InputError
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Hyper-parameters of one training stage (one column of Table 5)."""
+
+    stage: int
+    batch_size: int
+    gop: int
+    crop: tuple[int, int]  # (height, width) in luma pixels, multiples of 64
+    lr: float
+    steps: int
+    p_rate_factor: float = 2.0  # P-frames use rate multiplier p_rate_factor * beta
+    tau: float = 1.0  # P-frame loss modulation: the t-th P-frame is weighted tau^(t-1)
+    flow_lambda_pred: float = 0.0  # auxiliary loss on the predicted flow f^P
+    flow_lambda_rec: float = 0.0  # auxiliary loss on the reconstructed (decoded) flow f_hat
+    grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
+    yuv_weights: tuple[float, float, float] = (6.0, 1.0, 1.0)  # Y:U:V weights of the MSE
+
+    def replace(self, **changes) -> StageConfig:
+        """A copy with the given fields changed (None values are ignored), validated."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        out = dataclasses.replace(self, **changes)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        """Raise InputError for values training cannot use."""
+        h, w = self.crop
+        if h <= 0 or w <= 0 or h % 64 or w % 64:
+            raise InputError(f"crop must be a positive multiple of 64 in both dimensions (the codec pads "
+                             f"frames to multiples of 64), got {h}x{w} (HxW)")
+        if self.gop < 1:
+            raise InputError(f"GOP length must be >= 1, got {self.gop}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise InputError(f"learning rate must be positive, got {self.lr}")
+        if self.steps < 1:
+            raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.tau <= 0:
+            raise InputError(f"P-frame loss modulation tau must be positive, got {self.tau}")
+        if self.flow_lambda_pred < 0 or self.flow_lambda_rec < 0 or self.grad_clip < 0:
+            raise InputError("flow loss weights and the gradient clip must be >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> StageConfig:
+        d = dict(d)
+        d["crop"] = tuple(d["crop"])
+        d["yuv_weights"] = tuple(d["yuv_weights"])
+        return StageConfig(**d)
+
+
+#: Table 5, stage 1 (training) and stage 2 (fine-tuning).
+STAGES: dict[int, StageConfig] = {
+    1: StageConfig(stage=1, batch_size=8, gop=4, crop=(256, 256), lr=1e-4, steps=1_000_000, tau=1.0,
+                   flow_lambda_pred=0.1, flow_lambda_rec=0.1),
+    2: StageConfig(stage=2, batch_size=16, gop=7, crop=(256, 384), lr=5e-5, steps=250_000, tau=1.2,
+                   flow_lambda_pred=0.0, flow_lambda_rec=0.0),
+}
+
+
+def get_stage(stage: int, **overrides) -> StageConfig:
+    """The Table 5 preset of `stage` (1 or 2) with fields overridden (None = keep the preset)."""
+    if stage not in STAGES:
+        raise InputError(f"unknown training stage {stage!r}; stages: {', '.join(map(str, sorted(STAGES)))}")
+    return STAGES[stage].replace(**overrides)

@@ -1,0 +1,358 @@
+"""The trainer: Adam over unrolled GOPs, checkpoints, resume, TensorBoard, and DistributedDataParallel
+when launched by torchrun (WORLD_SIZE > 1; gloo on CPU, nccl on GPU).
+
+Run folder layout:
+    checkpoint_XXXXXX.pt  every `checkpoint_every` steps (coding tables applied, loads anywhere)
+    last.pt               the newest of those;  final.pt  at the end
+    trainer_state.pt      step, optimizer state and the run's options (for --resume)
+    log.jsonl, tb/        metrics (JSON lines and TensorBoard)
+    rank{r}_weights.txt   (distributed runs) each rank's weights hash at the end
+Randomness is a function of (seed, rank, step): the data sample and the quantization noise of
+step s are seeded from it, so a resumed run repeats an uninterrupted one exactly (on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.train.stages import StageConfig, get_stage
+
+STATE_FORMAT = "mobilecodec-trainer-state"
+STATE_VERSION = 1
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run needs; saved in trainer_state.pt so --resume continues it."""
+
+    run_dir: str
+    data: list[str]
+    beta: float
+    stage: StageConfig = field(default_factory=lambda: get_stage(1))
+    config: str = "tiny"
+    seed: int = 0
+    checkpoint_every: int = 1000
+    init: str | None = None
+    buffering: str | None = None
+    warp: str | None = None
+    device: str = "auto"
+    max_frames: int | None = None
+    log_every: int = 10
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.beta > 0:
+            raise InputError(f"beta must be positive, got {self.beta}")
+        if self.checkpoint_every < 1:
+            raise InputError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        self.stage.validate()
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["stage"] = self.stage.to_dict()
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> TrainOptions:
+        d = dict(d)
+        d["stage"] = StageConfig.from_dict(d["stage"])
+        d["data"] = list(d["data"])
+        return TrainOptions(**d)
+
+
+# --- distributed helpers -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size from the torchrun environment (a single process without it)."""
+    return DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                    int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _resolve_device(name: str, dist: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda was given but no CUDA device is available")
+        torch.cuda.set_device(dist.local_rank)
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+def _barrier(dist: DistInfo) -> None:
+    if dist.enabled:
+        torch.distributed.barrier()
+
+
+def _step_seeds(seed: int, rank: int, step: int) -> tuple[np.random.Generator, int]:
+    """(numpy generator for data sampling, torch seed for quantization noise) of one step."""
+    ss = np.random.SeedSequence([seed, rank, step])
+    torch_seed = int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return np.random.default_rng(ss), torch_seed
+
+
+# --- model construction and checkpoints --------------------------------------------------
+
+def build_model(opts: TrainOptions):
+    """A fresh VideoCodec (seeded) or the one in `opts.init`; checks that flags agree with it."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    if opts.init:
+        from mobilecodec.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(opts.init)
+        cfg = model.cfg
+        if opts.config and opts.config != cfg.name:
+            raise InputError(f"--init {opts.init} is config {cfg.name!r}, but --config {opts.config!r} was given")
+        if opts.buffering and opts.buffering != cfg.buffering:
+            raise InputError(f"--init {opts.init} uses buffering {cfg.buffering!r}, not {opts.buffering!r}")
+        if opts.warp and opts.warp != cfg.warp.mode:
+            raise InputError(f"--init {opts.init} uses warp {cfg.warp.mode!r}, not {opts.warp!r}")
+        return model
+    overrides: dict[str, Any] = {}
+    if opts.buffering:
+        overrides["buffering"] = opts.buffering
+    if opts.warp:
+        overrides["warp_mode"] = opts.warp
+    try:
+        cfg = get_config(opts.config, **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    torch.manual_seed(opts.seed)
+    return VideoCodec(cfg)
+
+
+def coding_copy(model):
+    """A CPU copy of `model` with entropy-coding tables (update()), leaving `model` untouched."""
+    m = copy.deepcopy(model).cpu().eval()
+    m.update()
+    return m
+
+
+def _meta(opts: TrainOptions, step: int, dist: DistInfo, final: bool) -> dict:
+    return {"trained": True, "stage": opts.stage.stage, "step": step, "seed": opts.seed, "data": list(opts.data),
+            "train": opts.stage.to_dict(), "world_size": dist.world_size, "final": final}
+
+
+def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: DistInfo,
+             final: bool = False) -> Path:
+    """Write checkpoint_XXXXXX.pt, last.pt (and final.pt) then trainer_state.pt (rank 0 only)."""
+    from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.fsutil import atomic_path
+
+    m = coding_copy(model)
+    meta = _meta(opts, step, dist, final)
+    path = save_checkpoint(run / f"checkpoint_{step:06d}.pt", m, beta=opts.beta, meta=meta)
+    save_checkpoint(run / "last.pt", m, beta=opts.beta, meta=meta)
+    if final:
+        path = save_checkpoint(run / "final.pt", m, beta=opts.beta, meta=meta)
+    state = {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step,
+             "optimizer": optimizer.state_dict(), "options": opts.to_dict()}
+    with atomic_path(run / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def read_state(run_dir: str | os.PathLike) -> dict:
+    """The trainer_state.pt of a run folder (validated)."""
+    p = Path(run_dir) / STATE_FILE
+    if not p.is_file():
+        raise InputError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start a run without --resume")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+        raise CheckpointError(f"{p} is not a mobilecodec trainer state (version {STATE_VERSION})")
+    return state
+
+
+def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
+    """The options a run was started with (from its trainer_state.pt)."""
+    return TrainOptions.from_dict(read_state(run_dir)["options"])
+
+
+# --- logging ---------------------------------------------------------------------------------
+
+class _Logger:
+    """JSON lines (always) and TensorBoard (when importable) on rank 0."""
+
+    def __init__(self, run: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tb = None
+        self.jsonl = run / "log.jsonl"
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run / "tb"))
+            except ImportError:
+                print("note: tensorboard is not installed; metrics go to log.jsonl only", file=sys.stderr)
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self.tb is not None:
+            for k, v in scalars.items():
+                if math.isfinite(v):
+                    self.tb.add_scalar(f"train/{k}", v, step)
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --- the training loop -------------------------------------------------------------------
+
+def train(opts: TrainOptions, resume: bool = False) -> dict:
+    """Train (or resume) the run described by `opts`; returns a summary dict (rank 0's view).
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this: the model is wrapped in
+    DistributedDataParallel, each rank samples its own data (seeded with its rank), and rank 0
+    writes checkpoints, logs and the progress bar. `stage.batch_size` is per process."""
+    from tqdm import tqdm
+
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss, summarize
+
+    opts.validate()
+    dist = dist_info()
+    run = Path(opts.run_dir)
+    st = opts.stage
+
+    start_step = 0
+    state = None
+    if resume:
+        state = read_state(run)
+        start_step = int(state["step"])
+        ckpt = run / f"checkpoint_{start_step:06d}.pt"
+        if not ckpt.is_file():
+            raise CheckpointError(f"{run}: trainer state is at step {start_step} but {ckpt.name} is missing")
+    elif (run / STATE_FILE).exists() or (run / "last.pt").exists():
+        raise InputError(f"{run} already holds a training run; use --resume to continue it or choose another -o")
+
+    # Deterministic kernels where torch has them (warn only where it has not); restored at the end
+    # because the setting is process-wide.
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    device = _resolve_device(opts.device, dist)
+    if dist.enabled and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        # Rank 0 decodes the videos into the cache first; the others then map the cached arrays.
+        if not dist.is_main:
+            _barrier(dist)
+        data = TrainingData(opts.data, st.gop, st.crop, max_frames=opts.max_frames)
+        if dist.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            _barrier(dist)
+
+        if resume:
+            from mobilecodec.checkpoint import load_checkpoint
+
+            model, _ = load_checkpoint(run / f"checkpoint_{start_step:06d}.pt")
+        else:
+            model = build_model(opts)
+        model.to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=st.lr)
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            for group in optimizer.param_groups:
+                group["lr"] = st.lr
+        gop_loss = GopLoss(model, opts.beta, st)
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            gop_loss = DDP(gop_loss, device_ids=[device.index] if device.type == "cuda" else None,
+                           broadcast_buffers=False, find_unused_parameters=st.gop < 2)
+
+        logger = _Logger(run, dist.is_main)
+        summary: dict[str, Any] = {}
+        ema: dict[str, float] = {}
+        t0 = time.perf_counter()
+        bar = tqdm(total=st.steps, initial=start_step, desc=f"train stage {st.stage}", unit="step",
+                   disable=not (opts.progress and dist.is_main), file=sys.stderr, dynamic_ncols=True)
+        step = start_step
+        try:
+            for step in range(start_step + 1, st.steps + 1):
+                rng, torch_seed = _step_seeds(opts.seed, dist.rank, step)
+                torch.manual_seed(torch_seed)
+                frames = data.batch(rng, st.batch_size, device)
+                loss, stats = gop_loss(frames)
+                if not torch.isfinite(loss):
+                    raise InputError(f"training diverged at step {step} (loss {float(loss)}); "
+                                     "lower --lr or change --beta")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), st.grad_clip if st.grad_clip > 0
+                                                           else float("inf"))
+                optimizer.step()
+
+                scalars = {"loss": float(loss.detach()), **summarize(stats), "grad_norm": float(grad_norm), "lr": st.lr}
+                for k in ("loss", "bpp", "psnr"):
+                    ema[k] = scalars[k] if k not in ema else 0.9 * ema[k] + 0.1 * scalars[k]
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema['loss']:.5f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}")
+                if step % opts.log_every == 0 or step == st.steps:
+                    logger.log(step, scalars)
+                summary = scalars
+                if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
+                    save_run(run, model, optimizer, opts, step, dist)
+        finally:
+            bar.close()
+            logger.close()
+        seconds = time.perf_counter() - t0
+        steps_done = step - start_step
+        final_path = run / "final.pt"
+        if dist.is_main:
+            save_run(run, model, optimizer, opts, step, dist, final=True)
+        if dist.enabled:
+            from mobilecodec.fsutil import write_bytes_atomic
+
+            write_bytes_atomic(run / f"rank{dist.rank}_weights.txt", (model.weights_hash().hex() + "\n").encode())
+        _barrier(dist)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        if dist.enabled and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return {"run_dir": str(run), "config": model.cfg.name, "stage": st.stage, "beta": opts.beta,
+            "start_step": start_step, "step": step, "steps_run": steps_done, "seconds": seconds,
+            "steps_per_s": steps_done / seconds if seconds > 0 and steps_done else None,
+            "world_size": dist.world_size, "checkpoint": str(final_path),
+            "weights_hash": model.weights_hash().hex(), "last": summary, "options": opts.to_dict()}

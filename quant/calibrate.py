@@ -1,0 +1,125 @@
+"""Calibration data (random crops of real GOPs) and the PTQ calibration loop (Table 5, stage 3)."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mobilecodec.errors import InputError
+
+
+def _crop(frame, top: int, left: int, h: int, w: int):
+    from mobilecodec.io import YUVFrame
+
+    return YUVFrame(frame.y[top:top + h, left:left + w], frame.u[top // 2:(top + h) // 2, left // 2:(left + w) // 2],
+                    frame.v[top // 2:(top + h) // 2, left // 2:(left + w) // 2])
+
+
+def load_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, *, seed: int = 0,
+              max_frames: int | None = None) -> torch.Tensor:
+    """`count` GOPs of `gop` consecutive frames, each randomly cropped to crop=(H, W), as a float
+    tensor (count, gop, 6, H/2, W/2) in [0, 1]. Clips are read in turn (non-overlapping GOPs);
+    if they hold fewer GOPs than asked, the GOPs found are reused."""
+    from mobilecodec.io import open_video, resolve_input
+    from mobilecodec.models.yuv import frame_to_tensor
+
+    h, w = crop
+    if gop < 1:
+        raise InputError(f"GOP length must be >= 1, got {gop}")
+    if h % 64 or w % 64 or h <= 0 or w <= 0:
+        raise InputError(f"crop size must be a positive multiple of 64 (the codec's padding), got {h}x{w}")
+    if not clips:
+        raise InputError("no calibration clips given")
+    rng = random.Random(seed)
+    per_clip = math.ceil(count / len(clips))
+    found: list[torch.Tensor] = []
+    for clip in clips:
+        path = resolve_input(clip)
+        with open_video(path, max_frames=max_frames) as reader:
+            if reader.width < w or reader.height < h:
+                raise InputError(f"{path}: frames are {reader.width}x{reader.height}, smaller than the "
+                                 f"crop {w}x{h} (HxW {h}x{w})")
+            window: list = []
+            n_clip = 0
+            for frame in reader:
+                window.append(frame)
+                if len(window) < gop:
+                    continue
+                top = 2 * rng.randrange((reader.height - h) // 2 + 1)
+                left = 2 * rng.randrange((reader.width - w) // 2 + 1)
+                found.append(torch.cat([frame_to_tensor(_crop(f, top, left, h, w)) for f in window]))
+                window = []
+                n_clip += 1
+                if n_clip >= per_clip:
+                    break
+    if not found:
+        raise InputError(f"the calibration clips hold no complete GOP of {gop} frames")
+    order = [found[i % len(found)] for i in range(count)]
+    return torch.stack(order)
+
+
+def batches(gops: torch.Tensor, steps: int, batch: int) -> list[torch.Tensor]:
+    """`steps` batches of `batch` GOPs, walking through the GOPs in order and wrapping around."""
+    n = gops.shape[0]
+    return [gops[[(s * batch + i) % n for i in range(batch)]] for s in range(steps)]
+
+
+def run_gop(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """Eval-mode training forward over one batch of GOPs (N, G, 6, h, w): I-frame, then P-frames
+    with the buffer carried over. Returns the reconstructions."""
+    out = model.forward_iframe(x[:, 0])
+    recs = [out["x_hat"]]
+    buf = out["buffer"]
+    for t in range(1, x.shape[1]):
+        out = model.forward_pframe(x[:, t], buf)
+        recs.append(out["x_hat"])
+        buf = out["buffer"]
+    return recs
+
+
+def calibrate(qmodel, gops: torch.Tensor, *, steps: int, batch: int, progress: bool = True) -> None:
+    """Compute the encodings of every sim of `qmodel` by running the codec GOP by GOP."""
+    from tqdm import tqdm
+
+    from quant.sim import computing_encodings, quiet_aimet
+
+    qmodel.eval()
+    with quiet_aimet(), computing_encodings(qmodel.sims):
+        for x in tqdm(batches(gops, steps, batch), desc="calibrate", unit="step", disable=not progress,
+                      leave=False, dynamic_ncols=True):
+            run_gop(qmodel, x)
+
+
+PSNR_CAP = 100.0  # dB reported for identical frames, so averages stay finite
+
+
+def _psnr_planes(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """PSNR of packed YUV tensors (channels 0-3 luma, 4 U, 5 V), YUV weighted 6:1:1."""
+    def p(mse: float) -> float:
+        return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else 10.0 * math.log10(1.0 / mse)
+
+    d = (a.double() - b.double()) ** 2
+    y, u, v = p(float(d[:, :4].mean())), p(float(d[:, 4].mean())), p(float(d[:, 5].mean()))
+    return {"y": y, "u": u, "v": v, "yuv": (6 * y + u + v) / 8}
+
+
+@torch.no_grad()
+def evaluate(float_model, qmodel, gops: torch.Tensor) -> dict[str, float]:
+    """Mean PSNR (dB) over the frames of `gops`: float vs source, int8 vs source, int8 vs float."""
+    from quant.sim import quiet_aimet
+
+    acc: dict[str, list[float]] = {"float_psnr_yuv": [], "int8_psnr_yuv": [], "int8_vs_float_psnr_yuv": []}
+    with quiet_aimet():
+        for g in gops:
+            x = g.unsqueeze(0)
+            rf, rq = run_gop(float_model, x), run_gop(qmodel, x)
+            for t in range(x.shape[1]):
+                acc["float_psnr_yuv"].append(_psnr_planes(rf[t], x[:, t])["yuv"])
+                acc["int8_psnr_yuv"].append(_psnr_planes(rq[t], x[:, t])["yuv"])
+                acc["int8_vs_float_psnr_yuv"].append(_psnr_planes(rq[t], rf[t])["yuv"])
+    return {k: float(np.mean(v)) for k, v in acc.items()}

@@ -1,0 +1,75 @@
+"""Quantization settings (explicit dataclass) and per-layer W8A16 overrides read from JSON/YAML."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mobilecodec.errors import InputError
+
+QUANT_SCHEMES = ("tf", "tf_enhanced")
+# Aliases understood by aimet 2.42 (`aimet_torch.common.quantsim_config.quantsim_config._config_file_aliases`):
+# per-channel weights for Conv/ConvTranspose, asymmetric 8-bit activations, Conv+ReLU supergroups.
+DEFAULT_AIMET_CONFIG = "htp_v73"
+
+
+@dataclass
+class QuantConfig:
+    """What the sims are built with; stored in quantized.pt so `load_quantized` rebuilds identical sims.
+
+    `w8a16` lists layers whose activations (inputs and outputs) run at 16 bits: a stage name
+    ('m_synthesis') or a stage module path ('m_synthesis.out', 'motion_predictor.module_cat')."""
+
+    aimet_config: str = DEFAULT_AIMET_CONFIG
+    quant_scheme: str = "tf"  # tf = min/max, tf_enhanced = SQNR-optimal ranges
+    param_bw: int = 8
+    act_bw: int = 8
+    w8a16: tuple[str, ...] = ()
+    cle: bool = False
+    adaround: bool = False
+    trace_size: tuple[int, int] = (64, 64)  # padded (H, W) the stage graphs are traced at
+    skip: tuple[str, ...] = field(default=("i_hyper_synthesis", "m_hyper_synthesis", "r_hyper_synthesis"))
+
+    def __post_init__(self) -> None:
+        if self.quant_scheme not in QUANT_SCHEMES:
+            raise InputError(f"quant scheme must be one of {QUANT_SCHEMES}, got {self.quant_scheme!r}")
+        for name in ("param_bw", "act_bw"):
+            if not 4 <= getattr(self, name) <= 16:
+                raise InputError(f"{name} must be within 4..16, got {getattr(self, name)}")
+        self.w8a16 = tuple(self.w8a16)
+        self.skip = tuple(self.skip)
+        self.trace_size = tuple(self.trace_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "QuantConfig":
+        return QuantConfig(**d)
+
+
+def load_layer_overrides(path: str | Path) -> tuple[str, ...]:
+    """Read the W8A16 layer list: a JSON/YAML list of names, or a mapping with a 'w8a16' list."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such W8A16 override file: {p}")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise InputError(f"{p}: reading YAML needs PyYAML; write the list as JSON instead") from None
+            obj = yaml.safe_load(text)
+        else:
+            obj = json.loads(text)
+    except (ValueError, Exception) as exc:  # noqa: BLE001 - json and yaml raise different errors
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{p}: cannot parse W8A16 overrides: {exc}") from None
+    if isinstance(obj, dict):
+        obj = obj.get("w8a16")
+    if not isinstance(obj, list) or not all(isinstance(x, str) and x for x in obj):
+        raise InputError(f"{p}: expected a list of layer names (or {{\"w8a16\": [...]}})")
+    return tuple(obj)

@@ -1,0 +1,170 @@
+"""Post-training quantization (Table 5, stage 3): build the sims, calibrate them over real GOPs,
+save encodings per stage and a quantized checkpoint that `load_quantized` rebuilds without
+recalibrating.
+
+Folder layout written by `save_quantized(Q, ...)`:
+  Q/quantized.pt              {"format": "mobilecodec-quantized", "version": 1, "config", "quant_config",
+                               "checkpoint" (path of the float checkpoint), "checkpoint_hash",
+                               "float_state" (non-sim state: entropy models, integer hyper-synthesis),
+                               "stages" {name: sim.model.state_dict() (weights + encodings)}, "summary"}
+  Q/encodings/<stage>.encodings  aimet encodings (0.6.1, torch module names) for export and inspection
+  Q/ptq.json                  the summary (calibration settings, PSNR float/int8)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from mobilecodec.errors import CheckpointError, InputError
+from quant.config import QuantConfig
+
+FORMAT = "mobilecodec-quantized"
+VERSION = 1
+QUANTIZED_FILE = "quantized.pt"
+
+
+@dataclass
+class PTQOptions:
+    """Calibration data settings (Table 5 stage 3: batch 2, GOP 3, 256x256 crops, 30 steps)."""
+
+    steps: int = 30
+    gop: int = 3
+    batch: int = 2
+    crop: tuple[int, int] = (256, 256)  # (H, W), multiples of 64
+    seed: int = 0
+    eval_gops: int = 4  # GOPs (after the calibration ones) used to report float vs int8 PSNR
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "gop", "batch"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_gops < 0:
+            raise InputError(f"eval_gops must be >= 0, got {self.eval_gops}")
+        self.crop = tuple(self.crop)
+
+
+def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch: int = 1, progress: bool = True):
+    """Build the sims for `model` and, when `gops` is given, calibrate them; returns the QuantizedVideoCodec."""
+    from tqdm import tqdm
+
+    from quant.calibrate import calibrate
+    from quant.qmodel import QuantizedVideoCodec
+    from quant.sim import build_sims, quantized_stage_names
+
+    names = quantized_stage_names(model, qcfg)
+    with tqdm(total=len(names), desc="build sims", unit="stage", disable=not progress, leave=False,
+              dynamic_ncols=True) as bar:
+        sims = build_sims(model, qcfg, progress=lambda n: bar.update(1))
+    if qcfg.adaround:
+        raise InputError("AdaRound is not implemented yet in mobilecodec ptq (use plain PTQ, --cle or --w8a16)")
+    qmodel = QuantizedVideoCodec(model, sims, qcfg)
+    if gops is not None:
+        calibrate(qmodel, gops, steps=steps, batch=batch, progress=progress)
+    return qmodel
+
+
+def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None = None,
+            opts: PTQOptions | None = None, *, progress: bool = True):
+    """PTQ of a float VideoCodec on real clips; returns (QuantizedVideoCodec, summary dict)."""
+    from quant.calibrate import evaluate, load_gops
+
+    qcfg = qcfg or QuantConfig()
+    opts = opts or PTQOptions()
+    if not model.ready_for_coding:
+        raise CheckpointError("the float model has no entropy-coding tables (saved before model.update())")
+    t0 = time.perf_counter()
+    n_cal = opts.steps * opts.batch
+    gops = load_gops([str(c) for c in clips], opts.gop, opts.crop, n_cal + opts.eval_gops, seed=opts.seed)
+    cal, held = gops[:n_cal], gops[n_cal:]
+    qmodel = quantize_model(model, qcfg, cal, steps=opts.steps, batch=opts.batch, progress=progress)
+    metrics = evaluate(model, qmodel, held) if opts.eval_gops else {}
+    from quant.sim import activation_bitwidths
+
+    w8a16 = {n: bw for s, sim in qmodel.sims.items()
+             for n, bw in ((f"{s}.{k}", v) for k, v in activation_bitwidths(sim).items()) if max(bw) > 8}
+    summary = {"config": model.cfg.name, "quantized_config": qmodel.cfg.name, "clips": [str(c) for c in clips],
+               "options": asdict(opts), "quant_config": qcfg.to_dict(), "stages": list(qmodel.sims),
+               "w8a16_layers": sorted(w8a16), "weights_hash": qmodel.weights_hash().hex(),
+               "float_weights_hash": model.weights_hash().hex(), **metrics,
+               "seconds": time.perf_counter() - t0}
+    return qmodel, summary
+
+
+def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.PathLike | None = None,
+                   summary: dict | None = None) -> Path:
+    """Write Q/quantized.pt, Q/encodings/<stage>.encodings and Q/ptq.json (the folder appears atomically)."""
+    import torch
+
+    from mobilecodec.fsutil import atomic_dir, write_json_atomic
+    from quant.sim import stage_encodings
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    obj = {"format": FORMAT, "version": VERSION, "config": qmodel.cfg.replace(name=qmodel.float_config_name).to_dict(),
+           "quant_config": qmodel.qcfg.to_dict(),
+           "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+           "float_state": qmodel.float_state(),
+           "stages": {n: sim.model.state_dict() for n, sim in qmodel.sims.items()},
+           "weights_hash": qmodel.weights_hash().hex(), "summary": dict(summary or {})}
+    with atomic_dir(out) as tmp:
+        torch.save(obj, tmp / QUANTIZED_FILE)
+        for name, sim in qmodel.sims.items():
+            write_json_atomic(tmp / "encodings" / f"{name}.encodings", stage_encodings(sim))
+        if summary is not None:
+            write_json_atomic(tmp / "ptq.json", summary)
+    return out
+
+
+def load_quantized(path: str | os.PathLike):
+    """Rebuild the QuantizedVideoCodec saved in folder `path` (or its quantized.pt): same sims,
+    same weights and encodings, no recalibration. Its weights_hash() equals the saved one."""
+    import torch
+
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import CodecConfig
+    from quant.qmodel import QuantizedVideoCodec
+    from quant.sim import build_sims, quiet_aimet
+
+    p = Path(path)
+    f = p / QUANTIZED_FILE if p.is_dir() else p
+    if not f.is_file():
+        raise CheckpointError(f"no quantized checkpoint at {p} (expected {QUANTIZED_FILE} from `mobilecodec ptq`)")
+    try:
+        obj = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"cannot read quantized checkpoint {f}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{f} is not a mobilecodec quantized checkpoint")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{f} has quantized format version {obj.get('version')}; this build reads {VERSION}")
+    try:
+        cfg = CodecConfig.from_dict(obj["config"])
+        qcfg = QuantConfig.from_dict(obj["quant_config"])
+    except (TypeError, KeyError, ValueError, InputError) as exc:
+        raise CheckpointError(f"{f} records an invalid config: {exc}") from None
+    model = VideoCodec(cfg)
+    stage_keys = tuple(f"{n}." for n in obj["stages"])
+    missing, unexpected = model.load_state_dict(obj["float_state"], strict=False)
+    missing = [k for k in missing if not k.startswith(stage_keys)]
+    if missing or unexpected:
+        raise CheckpointError(f"{f} does not match config {cfg.name!r}: missing {missing[:3]}, "
+                              f"unexpected {list(unexpected)[:3]}")
+    sims = build_sims(model, qcfg, cle=False)  # CLE already lives in the saved weights
+    if set(sims) != set(obj["stages"]):
+        raise CheckpointError(f"{f} has stages {sorted(obj['stages'])}, the config gives {sorted(sims)}")
+    with quiet_aimet():
+        for name, sim in sims.items():
+            try:
+                sim.model.load_state_dict(obj["stages"][name], strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{f}: stage {name} does not match its sim: {str(exc)[:300]}") from None
+    qmodel = QuantizedVideoCodec(model, sims, qcfg)
+    if qmodel.weights_hash().hex() != obj.get("weights_hash"):
+        raise CheckpointError(f"{f}: rebuilt quantized model does not reproduce the saved weights hash")
+    qmodel.__dict__["summary"] = obj.get("summary", {})
+    return qmodel

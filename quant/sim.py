@@ -1,0 +1,176 @@
+"""One aimet QuantizationSimModel per network stage (aimet-torch 2.42, v2 quantizers).
+
+Each stage goes through `aimet_torch.model_preparer.prepare_model` first, so functional ops
+(cat, add, sub, hardtanh) become modules with their own quantizers, then through
+`QuantizationSimModel(..., config_file="htp_v73")`: per-channel symmetric int8 weights for
+Conv/ConvTranspose, asymmetric activations, Conv+ReLU fused (supergroups) as on the HTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections import OrderedDict
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from mobilecodec.errors import InputError
+from quant.config import QuantConfig
+
+_AIMET_LOG_AREAS = ("Quant", "Utils", "Winnow", "ConnectedGraph", "CrossLayerEqualization", "BatchNormFolding",
+                    "ModelPreparer", "LayerOutputs", "QuantAnalyzer", "MixedPrecision", "SeqMse")
+
+
+@contextlib.contextmanager
+def quiet_aimet() -> Iterator[None]:
+    """Silence aimet's INFO logging and its deprecation/tracer warnings (they drown the progress bar)."""
+    levels = {a: logging.getLogger(a).level for a in _AIMET_LOG_AREAS}
+    for a in _AIMET_LOG_AREAS:
+        logging.getLogger(a).setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for a, lvl in levels.items():
+            logging.getLogger(a).setLevel(lvl)
+
+
+def quantized_stage_names(model, qcfg: QuantConfig) -> list[str]:
+    """Stages that run on the NPU and get a sim (hyper-synthesis stays exact-integer on the host)."""
+    return [n for n in model.stages() if n not in qcfg.skip]
+
+
+def quant_scheme(name: str):
+    from aimet_torch.common.defs import QuantScheme
+
+    return {"tf": QuantScheme.post_training_tf, "tf_enhanced": QuantScheme.post_training_tf_enhanced}[name]
+
+
+def build_sim(stage: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConfig, *, cle: bool = False):
+    """prepare_model + (optional CLE on the prepared copy) + QuantizationSimModel for one stage."""
+    import copy
+
+    from aimet_torch.model_preparer import prepare_model
+    from aimet_torch.quantsim import QuantizationSimModel
+
+    with quiet_aimet():
+        prepared = prepare_model(copy.deepcopy(stage).eval())
+        if cle:
+            from aimet_torch.cross_layer_equalization import equalize_model
+
+            equalize_model(prepared, dummy_input=dummy)
+        return QuantizationSimModel(prepared, dummy, quant_scheme=quant_scheme(qcfg.quant_scheme),
+                                    default_output_bw=qcfg.act_bw, default_param_bw=qcfg.param_bw,
+                                    config_file=qcfg.aimet_config, in_place=True)
+
+
+def check_aimet_config(name: str) -> None:
+    """An aimet quantsim config alias (e.g. 'htp_v73') or an existing JSON file, else InputError."""
+    from pathlib import Path
+
+    from aimet_torch.common.quantsim_config.quantsim_config import _config_file_aliases
+
+    if name not in _config_file_aliases and not Path(name).is_file():
+        raise InputError(f"aimet config {name!r} is neither an alias ({', '.join(sorted(_config_file_aliases))}) "
+                         "nor a file")
+
+
+def build_sims(model, qcfg: QuantConfig, *, cle: bool | None = None,
+               progress: Callable[[str], None] | None = None) -> "OrderedDict[str, object]":
+    """A sim for every quantized stage of `model` (traced at qcfg.trace_size), W8A16 overrides applied."""
+    h, w = qcfg.trace_size
+    if h % 64 or w % 64:
+        raise InputError(f"trace size must be a multiple of 64, got {h}x{w}")
+    check_aimet_config(qcfg.aimet_config)
+    examples = model.example_inputs(h, w)
+    stages = model.stages()
+    sims: OrderedDict[str, object] = OrderedDict()
+    for name in quantized_stage_names(model, qcfg):
+        sims[name] = build_sim(stages[name], examples[name], qcfg, cle=qcfg.cle if cle is None else cle)
+        if progress:
+            progress(name)
+    apply_w8a16(sims, qcfg.w8a16)
+    return sims
+
+
+def _activation_quantizers(qmodule) -> list:
+    return [q for q in list(qmodule.input_quantizers) + list(qmodule.output_quantizers) if q is not None]
+
+
+def layer_names(sims: "OrderedDict[str, object]") -> list[str]:
+    """Every quantized layer as 'stage.module' (the names W8A16 overrides use)."""
+    from aimet_torch.nn import BaseQuantizationMixin
+
+    return [f"{s}.{n}" for s, sim in sims.items() for n, m in sim.model.named_modules()
+            if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m)]
+
+
+def resolve_layers(sims: "OrderedDict[str, object]", names: Sequence[str]) -> dict[str, list]:
+    """Name -> the quantized modules it selects (a stage, a module, or a module's descendants)."""
+    from aimet_torch.nn import BaseQuantizationMixin
+
+    out: dict[str, list] = {}
+    for full in names:
+        stage, _, path = full.partition(".")
+        if stage not in sims:
+            raise InputError(f"W8A16 override {full!r}: no quantized stage {stage!r}; "
+                             f"stages: {', '.join(sims)}")
+        root = sims[stage].model
+        if path:
+            try:
+                root = root.get_submodule(path)
+            except AttributeError:
+                known = [n for n in layer_names(sims) if n.startswith(stage + ".")]
+                raise InputError(f"W8A16 override {full!r}: no layer {path!r} in {stage}; "
+                                 f"layers: {', '.join(known)}") from None
+        mods = [m for m in root.modules() if isinstance(m, BaseQuantizationMixin)]
+        if not mods:
+            raise InputError(f"W8A16 override {full!r} selects no quantized layer")
+        out[full] = mods
+    return out
+
+
+def apply_w8a16(sims: "OrderedDict[str, object]", names: Sequence[str], bitwidth: int = 16) -> None:
+    """Set the activation quantizers (inputs and outputs) of the named layers to `bitwidth` bits.
+    Must run before calibration: encodings are computed for the new grid."""
+    for mods in resolve_layers(sims, names).values():
+        for m in mods:
+            for q in _activation_quantizers(m):
+                q.bitwidth = bitwidth
+
+
+def activation_bitwidths(sim) -> dict[str, list[int]]:
+    """Module name -> bitwidths of its active input/output quantizers (for reports and tests)."""
+    from aimet_torch.nn import BaseQuantizationMixin
+
+    return {n: [q.bitwidth for q in _activation_quantizers(m)] for n, m in sim.model.named_modules()
+            if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m)}
+
+
+@contextlib.contextmanager
+def computing_encodings(sims: "OrderedDict[str, object]") -> Iterator[None]:
+    """All sims observe their inputs at once (aimet_torch.nn.compute_encodings on each sim.model).
+
+    During calibration aimet's quantizers already quantize with the running batch statistics,
+    so the recurrent buffer carries quantized values, as on the device."""
+    from aimet_torch import nn as aimet_nn
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        for sim in sims.values():
+            sim.model.eval()
+            stack.enter_context(aimet_nn.compute_encodings(sim.model))
+        yield
+
+
+def stage_encodings(sim) -> dict:
+    """aimet's per-module encodings of one sim (format 0.6.1, torch module names) as plain JSON data."""
+    import json
+
+    with torch.no_grad(), quiet_aimet():
+        act, param = sim.get_activation_param_encodings()
+    return json.loads(json.dumps({"activation_encodings": act, "param_encodings": param}))

@@ -1,0 +1,144 @@
+"""export/: ONNX graphs per stage, manifest, HTP compatibility check, QNN compile, float parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobilecodec.cli import main
+
+EXPECTED_GRAPHS = {"i_analysis", "i_hyper_analysis", "i_hyper_synthesis", "i_synthesis", "motion_predictor",
+                   "m_analysis", "m_hyper_analysis", "m_hyper_synthesis", "m_synthesis", "r_analysis",
+                   "r_hyper_analysis", "r_hyper_synthesis", "r_synthesis"}
+
+
+@pytest.fixture(scope="module")
+def package(tiny_checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "pkg"
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--size", "192x192", "-o", str(out)]) == 0
+    return out
+
+
+def _hand_made(path: Path, op: str, inputs: list[tuple[str, list]], node_name: str) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    vis = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph([helper.make_node(op, [n for n, _ in inputs], ["y"], name=node_name)], path.stem, vis, [out])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_package_graphs_names_shapes_manifest(package):
+    import onnx
+
+    man = json.loads((package / "manifest.json").read_text())
+    assert set(man["graphs"]) == EXPECTED_GRAPHS
+    assert man["padded_size"] == [192, 192] and man["config_name"] == "tiny"
+    assert [b["name"] for b in man["buffer"]] == ["frame", "flow"]  # tiny: explicit buffering
+    # hand-computed shapes: packed frame 6 x 96 x 96, block-8 flow 2 x 24 x 24, latent 48 x 12 x 12
+    io = {n: ({i["name"]: i["shape"] for i in g["inputs"]}, {o["name"]: o["shape"] for o in g["outputs"]})
+          for n, g in man["graphs"].items()}
+    assert io["motion_predictor"] == ({"buffer_in.flow": [1, 2, 24, 24]}, {"flow_pred": [1, 2, 24, 24]})
+    assert io["m_analysis"][0] == {"x": [1, 6, 96, 96], "buffer_in.frame": [1, 6, 96, 96], "flow_pred": [1, 2, 24, 24]}
+    assert io["m_synthesis"][1] == {"buffer_out.flow": [1, 2, 24, 24]}
+    assert io["i_synthesis"] == ({"y_hat": [1, 48, 12, 12]}, {"buffer_out.frame": [1, 6, 96, 96]})
+    assert io["r_synthesis"][1] == {"buffer_out.frame": [1, 6, 96, 96]}
+    assert io["i_hyper_analysis"][1] == {"z": [1, 24, 3, 3]}
+    assert not man["graphs"]["i_hyper_synthesis"]["used_by_codec"]
+    assert man["graphs"]["i_analysis"]["sender"] and not man["graphs"]["i_analysis"]["receiver"]
+    assert man["graphs"]["r_synthesis"]["sender"] and man["graphs"]["r_synthesis"]["receiver"]
+    steps = [s.get("graph") or s["op"] for s in man["call_order"]["P"]]
+    assert steps.index("m_synthesis") < steps.index("warp") < steps.index("r_analysis")
+    for name, g in man["graphs"].items():
+        proto = onnx.load(str(package / g["file"]))
+        onnx.checker.check_model(proto)
+        assert [i.name for i in proto.graph.input] == [i["name"] for i in g["inputs"]]
+        assert [o.name for o in proto.graph.output] == [o["name"] for o in g["outputs"]]
+        for vi in list(proto.graph.input) + list(proto.graph.output):
+            assert all(d.HasField("dim_value") and d.dim_value > 0 for d in vi.type.tensor_type.shape.dim)
+        ops = {n.op_type for n in proto.graph.node}
+        assert "GridSample" not in ops and not ops & {"If", "Loop", "Scan"}
+        hist = {}
+        for n in proto.graph.node:
+            hist[n.op_type] = hist.get(n.op_type, 0) + 1
+        assert g["ops"] == dict(sorted(hist.items()))
+    assert (package / "checkpoint.pt").is_file()
+
+
+def test_float_parity_over_gop(package, carphone):
+    from export.parity import float_parity
+
+    r = float_parity(package, carphone, frames=4, intra_period=4)
+    # same inputs -> every graph matches its PyTorch stage
+    assert r["stage_max_abs"] and max(r["stage_max_abs"].values()) < 1e-4, r["stage_max_abs"]
+    # free-running (each side carries its own buffer): only rare one-level rounding flips allowed
+    assert r["recon_diff_fraction"] < 1e-3 and r["recon_max_abs"] <= 1 / 255 + 1e-6, r["per_frame"]
+
+
+def test_check_passes_on_package(package, capsys):
+    assert main(["export", "--check", str(package)]) == 0
+    out = capsys.readouterr().out
+    assert "i_analysis: ok" in out and "Conv x" in out
+
+
+def test_check_fails_on_gridsample(tmp_path, capsys):
+    g = _hand_made(tmp_path / "warp.onnx", "GridSample", [("x", [1, 3, 8, 8]), ("grid", [1, 8, 8, 2])], "my_warp")
+    assert main(["export", "--check", str(g)]) == 1
+    out = capsys.readouterr().out
+    assert "my_warp" in out and "GridSample" in out and "INCOMPATIBLE" in out
+
+
+def test_check_fails_on_dynamic_dim(tmp_path, capsys):
+    g = _hand_made(tmp_path / "dyn.onnx", "Relu", [("x", ["batch", 3, 8, 8])], "relu_dyn")
+    assert main(["export", "--check", str(g), "--no-compile"]) == 1
+    out = capsys.readouterr().out
+    assert "relu_dyn" in out and "dynamic" in out
+
+
+def test_check_fails_on_unsupported_op_at_compile(tmp_path, capsys):
+    # Erf is outside the allow-list; the static rule names it without compiling
+    g = _hand_made(tmp_path / "erf.onnx", "Erf", [("x", [1, 3, 8, 8])], "erf_node")
+    assert main(["export", "--check", str(g)]) == 1
+    assert "erf_node" in capsys.readouterr().out
+
+
+def test_compile_context_binaries_load_and_run(package, tmp_path):
+    from export.qnn import SOCS, htp_session
+
+    out = tmp_path / "bin"
+    assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["soc"] == {"soc_model": 43, "name": SOCS[43].name, "htp_arch": 73}
+    assert set(man["graphs"]) == EXPECTED_GRAPHS
+    g = man["graphs"]["i_synthesis"]
+    assert any(f.endswith(".bin") for f in g["files"]) and all((out / f).is_file() for f in g["files"])
+    import onnx
+
+    ctx = onnx.load(str(out / g["context_model"]))
+    assert [n.op_type for n in ctx.graph.node] == ["EPContext"]
+    sess = htp_session(out / g["context_model"], SOCS[43])  # loads the binary, no recompile
+    y = np.random.default_rng(0).normal(size=(1, 48, 12, 12)).astype(np.float32)
+    (x_hat,) = sess.run(None, {"y_hat": y})
+    assert x_hat.shape == (1, 6, 96, 96) and np.isfinite(x_hat).all()
+    assert x_hat.min() >= -1e-3 and x_hat.max() <= 1 + 1e-2  # synthesis output is clamped to [0, 1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["export", "--config", "tiny", "--size", "144x176", "-o", "{tmp}/p"], "multiple of 64"),
+    (["export", "--checkpoint", "{tmp}/missing.pt", "--size", "192x192", "-o", "{tmp}/p"], "no such checkpoint"),
+    (["compile", "{pkg}", "--soc", "9999", "-o", "{tmp}/b"], "unknown SoC"),
+    (["compile", "{pkg}", "--soc", "43", "--htp-arch", "75", "-o", "{tmp}/b"], "HTP v73"),
+    (["compile", "{tmp}/nope", "-o", "{tmp}/b"], "no such package"),
+    (["export", "--check", "{tmp}/nope"], "no such package"),
+])
+def test_bad_input_exit_2(argv, needle, tmp_path, package, capsys):
+    argv = [a.format(tmp=tmp_path, pkg=package) for a in argv]
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "b").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written temp folder

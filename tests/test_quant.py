@@ -1,0 +1,186 @@
+"""int8 PTQ with real aimet on the real carphone clip: calibration, int8 vs float, the int8 stream
+round trip, W8A16 overrides and CLI input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobilecodec.cli import main
+
+CROP = (64, 64)
+STEPS, GOP, BATCH = 3, 3, 2
+SKIPPED = {"i_hyper_synthesis", "m_hyper_synthesis", "r_hyper_synthesis"}
+
+
+@pytest.fixture(scope="module")
+def midgrey_checkpoint(tmp_path_factory) -> Path:
+    """tiny, random weights (seed 0) with the output biases of both syntheses at mid-grey, so
+    reconstructions sit inside [0, 1] instead of clamping to black (a float model whose int8
+    error is visible)."""
+    from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny"))
+    with torch.no_grad():
+        model.i_synthesis.out.bias[:6] += 0.5
+    model.update()
+    return save_checkpoint(tmp_path_factory.mktemp("qckpt") / "tiny_midgrey.pt", model)
+
+
+@pytest.fixture(scope="module")
+def ptq_dir(tmp_path_factory, midgrey_checkpoint, carphone) -> Path:
+    out = tmp_path_factory.mktemp("ptq") / "Q"
+    rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "-o", str(out),
+               "--steps", str(STEPS), "--gop", str(GOP), "--batch", str(BATCH), "--crop", "64x64",
+               "--eval-gops", "2", "--json", str(out.parent / "ptq.json"), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def qmodel(ptq_dir):
+    from quant.ptq import load_quantized
+
+    return load_quantized(ptq_dir)
+
+
+def test_ptq_writes_encodings_per_stage(ptq_dir, midgrey_checkpoint):
+    from mobilecodec.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(midgrey_checkpoint)
+    expected = set(model.stages()) - SKIPPED
+    files = {p.name.removesuffix(".encodings") for p in (ptq_dir / "encodings").glob("*.encodings")}
+    assert files == expected
+    assert (ptq_dir / "quantized.pt").is_file()
+    enc = json.loads((ptq_dir / "encodings" / "i_analysis.encodings").read_text())
+    # per-channel int8 weights: one encoding per output channel of the first conv
+    w = enc["param_encodings"]["body.0.weight"]
+    assert len(w) == model.i_analysis.body[0].weight.shape[0] == 32
+    assert all(e["bitwidth"] == 8 and e["is_symmetric"] == "True" for e in w)
+    summary = json.loads((ptq_dir.parent / "ptq.json").read_text())
+    assert summary["quantized_config"] == "tiny+int8"
+    assert summary["options"]["steps"] == STEPS
+
+
+def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpoint):
+    """The i_analysis input quantizer (min/max scheme) must span exactly the calibration I-frames,
+    and calibrating on other data (the same frames at half contrast) gives other encodings."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from quant.calibrate import load_gops
+    from quant.config import QuantConfig
+    from quant.ptq import quantize_model
+
+    model, _ = load_checkpoint(midgrey_checkpoint)
+    gops = load_gops([carphone], 2, CROP, 2, seed=5)
+    q1 = quantize_model(model, QuantConfig(), gops, steps=1, batch=2, progress=False)
+    q2 = quantize_model(model, QuantConfig(), gops * 0.5, steps=1, batch=2, progress=False)
+    iq1 = q1.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
+    iq2 = q2.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
+    data_max = float(gops[:, 0].max())  # the I-frames the quantizer saw
+    assert float(iq1.get_min()) == pytest.approx(0.0, abs=1e-6)
+    assert float(iq1.get_max()) == pytest.approx(data_max, abs=1e-5)
+    assert float(iq2.get_max()) == pytest.approx(data_max * 0.5, abs=1e-5)
+    # deeper activations move too
+    o1 = q1.sims["i_analysis"].model.out.output_quantizers[0]
+    o2 = q2.sims["i_analysis"].model.out.output_quantizers[0]
+    assert not torch.allclose(o1.get_max(), o2.get_max())
+
+
+def test_int8_reconstruction_close_to_float(qmodel, midgrey_checkpoint, carphone):
+    from mobilecodec.checkpoint import load_checkpoint
+    from quant.calibrate import evaluate, load_gops
+
+    model, _ = load_checkpoint(midgrey_checkpoint)
+    m = evaluate(model, qmodel, load_gops([carphone], GOP, CROP, 2, seed=11))
+    assert 30.0 < m["int8_vs_float_psnr_yuv"] < 90.0  # differs, but by quantization noise only
+    assert abs(m["int8_psnr_yuv"] - m["float_psnr_yuv"]) < 1.0
+
+
+def test_int8_stream_round_trip_is_hash_exact(ptq_dir, qmodel, midgrey_checkpoint, carphone, tmp_path):
+    from mobilecodec.bitstream.format import StreamReader
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.video import decode_video, encode_video
+    from mobilecodec.errors import BitstreamError
+    from mobilecodec.io import open_video
+    from quant.ptq import load_quantized
+
+    stream, out = tmp_path / "q.mnvc", tmp_path / "q.y4m"
+    enc = encode_video(qmodel, carphone, stream, intra_period=3, max_frames=4, progress=False)
+    decoder = load_quantized(ptq_dir)  # a second, independently rebuilt int8 model
+    dec = decode_video(decoder, stream, out, progress=False)
+    assert dec["frames"] == 4 and dec["hash_matches"] == 4
+    assert [f["hash"] for f in dec["per_frame"]] == [f["hash"] for f in enc["per_frame"]]
+    with StreamReader(stream) as r:
+        assert r.header.config_id == "tiny+int8"
+        assert bytes(r.header.weights_hash) == qmodel.weights_hash()
+    with open_video(out) as v:
+        assert v.num_frames == 4 and (v.width, v.height) == (176, 144)
+    float_model, _ = load_checkpoint(midgrey_checkpoint)
+    assert float_model.weights_hash() != qmodel.weights_hash()
+    fenc = encode_video(float_model, carphone, tmp_path / "f.mnvc", intra_period=3, max_frames=4, progress=False)
+    assert [f["hash"] for f in fenc["per_frame"]] != [f["hash"] for f in enc["per_frame"]]
+    with pytest.raises(BitstreamError, match="tiny\\+int8"):
+        decode_video(float_model, stream, None, progress=False)
+
+
+def test_w8a16_override_sets_16_bit_activations(carphone, midgrey_checkpoint, tmp_path):
+    from mobilecodec.checkpoint import load_checkpoint
+    from quant.calibrate import load_gops
+    from quant.config import QuantConfig, load_layer_overrides
+    from quant.ptq import load_quantized, quantize_model, save_quantized
+    from quant.sim import activation_bitwidths
+
+    spec = tmp_path / "w8a16.json"
+    spec.write_text(json.dumps({"w8a16": ["m_synthesis.out", "motion_predictor"]}))
+    model, _ = load_checkpoint(midgrey_checkpoint)
+    qcfg = QuantConfig(w8a16=load_layer_overrides(spec))
+    q = quantize_model(model, qcfg, load_gops([carphone], 2, CROP, 1), steps=1, batch=1, progress=False)
+    save_quantized(tmp_path / "Q16", q)
+    q = load_quantized(tmp_path / "Q16")
+    ms = activation_bitwidths(q.sims["m_synthesis"])
+    assert ms["out"] and set(ms["out"]) == {16}
+    assert {b for n, bws in ms.items() if n != "out" for b in bws} == {8}
+    assert {b for bws in activation_bitwidths(q.sims["motion_predictor"]).values() for b in bws} == {16}
+    assert {b for bws in activation_bitwidths(q.sims["r_synthesis"]).values() for b in bws} == {8}
+    # 16-bit grid: scale = (max - min) / 65535
+    oq = q.sims["m_synthesis"].model.out.output_quantizers[0]
+    assert float(oq.get_scale()) == pytest.approx(float(oq.get_max() - oq.get_min()) / 65535, rel=1e-4)
+    enc = json.loads((tmp_path / "Q16" / "encodings" / "m_synthesis.encodings").read_text())
+    assert enc["activation_encodings"]["out"]["output"]["0"]["bitwidth"] == 16
+
+
+def test_w8a16_unknown_layer_is_an_error(midgrey_checkpoint, carphone, tmp_path, capsys):
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps(["m_synthesis.nope"]))
+    rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "-o", str(tmp_path / "Q"),
+               "--crop", "64x64", "--steps", "1", "--no-progress", "--w8a16", str(spec)])
+    assert rc == 2
+    assert "m_synthesis.nope" in capsys.readouterr().err
+    assert not (tmp_path / "Q").exists()
+
+
+@pytest.mark.parametrize("case", ["checkpoint", "data", "crop", "w8a16_file"])
+def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys):
+    args = {"checkpoint": str(midgrey_checkpoint), "data": str(carphone), "crop": "64x64"}
+    extra = []
+    if case == "checkpoint":
+        args["checkpoint"] = str(tmp_path / "missing.pt")
+    elif case == "data":
+        args["data"] = str(tmp_path / "missing.y4m")
+    elif case == "crop":
+        args["crop"] = "100x100"
+    else:
+        (tmp_path / "w.json").write_text("{not json")
+        extra = ["--w8a16", str(tmp_path / "w.json")]
+    rc = main(["ptq", "--checkpoint", args["checkpoint"], "--data", args["data"], "-o", str(tmp_path / "Q"),
+               "--crop", args["crop"], "--steps", "1", "--no-progress", *extra])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "error" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "Q").exists()

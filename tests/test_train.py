@@ -1,0 +1,236 @@
+"""Training: data sampling (videos, Vimeo-90K septuplets), losses, the trainer (loss goes down,
+exact resume), DistributedDataParallel with two CPU processes, and coding with a trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mobilecodec.cli import main
+from mobilecodec.errors import InputError
+
+TRAIN_ARGS = ["--config", "tiny", "--crop", "64x64", "--gop", "2", "--batch-size", "2", "--no-progress"]
+
+
+def _train(run: Path, *extra: str) -> int:
+    return main(["train", "--stage", "1", "--beta", "0.0032", "--data", "carphone", "-o", str(run),
+                 *TRAIN_ARGS, *extra])
+
+
+def _eval_batch():
+    from mobilecodec.train.data import TrainingData
+
+    return TrainingData(["carphone"], 2, (64, 64)).batch(np.random.default_rng(1234), 4)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, carphone) -> Path:
+    """30 steps at a high learning rate on carphone (seeded)."""
+    run = tmp_path_factory.mktemp("train") / "run"
+    assert _train(run, "--steps", "30", "--lr", "1e-3", "--seed", "0", "--checkpoint-every", "20",
+                  "--json", str(run.parent / "summary.json")) == 0
+    return run
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def test_rgb_to_yuv420_hand_values():
+    from mobilecodec.train.data import rgb_to_yuv420
+
+    rgb = np.zeros((2, 6, 3), dtype=np.uint8)
+    rgb[:, 0:2] = 255  # white
+    rgb[:, 2:4] = 0  # black
+    rgb[:, 4:6] = (255, 0, 0)  # red
+    y, u, v = rgb_to_yuv420(rgb)
+    # BT.601 limited range: Y = 16 + 219 (.299 R + .587 G + .114 B); Cb = 128 + 224 (B - Y)/1.772;
+    # Cr = 128 + 224 (R - Y)/1.402 (R, G, B, Y in [0, 1]). Red: Y = 81.48, Cb = 90.20, Cr = 240.
+    assert y.tolist() == [[235, 235, 16, 16, 81, 81]] * 2
+    assert u.tolist() == [[128, 128, 90]]
+    assert v.tolist() == [[128, 128, 240]]
+
+
+def test_rgb_to_yuv420_inverts_yuv_to_rgb(carphone):
+    """Round trip through the metrics package's independent YUV->RGB conversion."""
+    from mobilecodec.io import open_video
+    from mobilecodec.metrics.color import yuv_to_rgb8
+    from mobilecodec.train.data import rgb_to_yuv420
+
+    with open_video(carphone) as r:
+        frame = next(iter(r))
+    # yuv_to_rgb upsamples chroma by repetition, so averaging 2x2 blocks undoes it (up to RGB
+    # rounding and clipping).
+    y2, u2, v2 = rgb_to_yuv420(yuv_to_rgb8(frame))
+    assert y2.shape == frame.y.shape and u2.shape == frame.u.shape
+    assert np.abs(y2.astype(int) - frame.y.astype(int)).mean() < 1.0
+    assert np.abs(u2.astype(int) - frame.u.astype(int)).mean() < 1.0
+    assert np.abs(v2.astype(int) - frame.v.astype(int)).mean() < 1.0
+
+
+def test_video_sampling_is_cached_and_seeded(carphone):
+    from mobilecodec.fsutil import cache_dir
+    from mobilecodec.io import open_video
+    from mobilecodec.train.data import TrainingData
+
+    data = TrainingData([str(carphone)], 3, (64, 128))
+    assert list((cache_dir() / "train_clips").glob("carphone-*/y.u8"))
+    y, uv = data.sample(np.random.default_rng(5))
+    assert y.shape == (3, 64, 128) and uv.shape == (3, 2, 32, 64) and y.dtype == np.uint8
+    y2, _ = data.sample(np.random.default_rng(5))
+    assert np.array_equal(y, y2)
+    # The crop is a real window of consecutive frames of the clip (found by search).
+    with open_video(carphone) as r:
+        frames = [f.y for f in r]
+    hits = [(t, i, j) for t in range(len(frames) - 2) for i in range(0, 144 - 64 + 1, 2)
+            for j in range(0, 176 - 128 + 1, 2) if np.array_equal(frames[t][i:i + 64, j:j + 128], y[0])]
+    assert hits, "sampled crop not found in the clip"
+    t, i, j = hits[0]
+    assert np.array_equal(frames[t + 2][i:i + 64, j:j + 128], y[2])
+    batch = data.batch(np.random.default_rng(0), 2)
+    assert tuple(batch.shape) == (3, 2, 6, 32, 64) and float(batch.min()) >= 0 and float(batch.max()) <= 1
+
+
+def test_septuplet_folder(tmp_path, carphone):
+    from PIL import Image
+
+    from mobilecodec.io import open_video
+    from mobilecodec.metrics.color import yuv_to_rgb8
+    from mobilecodec.train.data import TrainingData
+
+    with open_video(carphone, max_frames=7) as r:
+        frames = list(r)
+    for seq in ("00001/0001", "00001/0002"):
+        d = tmp_path / "vimeo" / "sequences" / seq
+        d.mkdir(parents=True)
+        for k, f in enumerate(frames, start=1):
+            Image.fromarray(yuv_to_rgb8(f)).save(d / f"im{k}.png")
+    data = TrainingData([str(tmp_path / "vimeo")], 7, (128, 128))
+    y, uv = data.sample(np.random.default_rng(0))
+    assert y.shape == (7, 128, 128) and uv.shape == (7, 2, 64, 64)
+    with pytest.raises(InputError, match="shorter than the GOP"):
+        TrainingData([str(tmp_path / "vimeo")], 8, (64, 64))
+
+
+def test_data_errors(carphone, tmp_path, capsys):
+    from mobilecodec.train.data import TrainingData
+
+    with pytest.raises(InputError, match="120 frames, shorter than the GOP of 121"):
+        TrainingData(["carphone"], 121, (64, 64))
+    with pytest.raises(InputError, match="smaller than the crop"):
+        TrainingData(["carphone"], 2, (192, 64))
+    with pytest.raises(InputError, match="no such training video"):
+        TrainingData([str(tmp_path / "missing.y4m")], 2, (64, 64))
+    assert _train(tmp_path / "r1", "--steps", "1", "--crop", "192x192") == 2
+    assert "smaller than the crop" in capsys.readouterr().err
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "carphone", "-o", str(tmp_path / "r2"),
+                 "--crop", "100x64", "--steps", "1"]) == 2
+    assert "multiple of 64" in capsys.readouterr().err
+    assert main(["train", "-o", str(tmp_path / "r3"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+# --- losses --------------------------------------------------------------------------------
+
+def test_yuv_mse_and_bpp_hand_values():
+    from mobilecodec.train.losses import bits_per_pixel, yuv_mse
+
+    x = torch.zeros(1, 6, 2, 2)
+    x_hat = x.clone()
+    x_hat[:, :4] = 0.1  # Y error 0.1 everywhere -> mse_y = 0.01
+    x_hat[:, 4] = 0.2  # U: 0.04
+    # V: 0;  (6 * 0.01 + 0.04 + 0) / 8 = 0.0125
+    assert float(yuv_mse(x_hat, x)[0]) == pytest.approx(0.0125)
+    lik = {"a": torch.full((1, 3, 2, 2), 0.5), "b": torch.full((1, 1, 1, 1), 0.25)}
+    # 12 symbols of 1 bit + 1 of 2 bits over a 4x4 luma frame: 14 / 16 bpp
+    assert float(bits_per_pixel(lik, 16)[0]) == pytest.approx(14 / 16)
+
+
+# --- trainer -------------------------------------------------------------------------------
+
+def test_training_lowers_the_loss(trained_run):
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.train.losses import evaluate_gop
+    from mobilecodec.train.stages import get_stage
+
+    frames = _eval_batch()
+    stage = get_stage(1, gop=2, crop=(64, 64))
+    torch.manual_seed(0)
+    init = VideoCodec(get_config("tiny"))  # what the run started from (seed 0)
+    trained, ckpt = load_checkpoint(trained_run / "final.pt")
+    before = evaluate_gop(init, frames, 0.0032, stage)
+    after = evaluate_gop(trained, frames, 0.0032, stage)
+    assert after["loss"] < 0.5 * before["loss"], (before, after)
+    assert after["psnr"] > before["psnr"] + 3
+    assert ckpt["beta"] == 0.0032 and ckpt["meta"]["step"] == 30 and ckpt["meta"]["stage"] == 1
+    assert trained.ready_for_coding
+    names = sorted(p.name for p in trained_run.iterdir())
+    assert {"checkpoint_000020.pt", "checkpoint_000030.pt", "last.pt", "final.pt", "trainer_state.pt",
+            "log.jsonl", "tb"} <= set(names)
+    assert list((trained_run / "tb").iterdir())
+    summary = json.loads((trained_run.parent / "summary.json").read_text())
+    assert summary["step"] == 30 and summary["steps_run"] == 30
+    logged = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [10, 20, 30]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.train.trainer import read_state
+
+    args = ("--lr", "1e-3", "--seed", "3", "--checkpoint-every", "3")
+    assert _train(tmp_path / "a", "--steps", "6", *args) == 0
+    assert _train(tmp_path / "b", "--steps", "3", *args) == 0
+    assert read_state(tmp_path / "b")["step"] == 3
+    # Refuses to overwrite a run, and to resume with different run-defining options.
+    assert _train(tmp_path / "b", "--steps", "6", *args) == 2
+    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--beta", "0.5"]) == 2
+    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--steps", "6", "--no-progress"]) == 0
+    assert read_state(tmp_path / "b")["step"] == 6
+    a, ca = load_checkpoint(tmp_path / "a" / "final.pt")
+    b, cb = load_checkpoint(tmp_path / "b" / "final.pt")
+    mid, _ = load_checkpoint(tmp_path / "b" / "checkpoint_000003.pt")
+    assert ca["meta"]["step"] == cb["meta"]["step"] == 6
+    assert a.weights_hash() == b.weights_hash()
+    assert a.weights_hash() != mid.weights_hash()
+
+
+def test_trained_checkpoint_codes_bit_exactly(trained_run, carphone, tmp_path):
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.video import decode_video, encode_video
+
+    model, _ = load_checkpoint(trained_run / "final.pt")
+    enc = encode_video(model, carphone, tmp_path / "c.mnvc", intra_period=2, max_frames=3, progress=False)
+    dec = decode_video(model, tmp_path / "c.mnvc", tmp_path / "c.y4m", progress=False)
+    assert [f["type"] for f in enc["per_frame"]] == ["I", "P", "I"]
+    assert [f["hash"] for f in enc["per_frame"]] == [f["hash"] for f in dec["per_frame"]]
+    assert all(f["hash_match"] for f in dec["per_frame"])
+
+
+def test_ddp_two_cpu_processes(tmp_path, carphone):
+    """torchrun with 2 gloo processes: both ranks end with identical weights, changed by training."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mobilecodec", "train", "--stage", "1", "--beta", "0.0032", "--data", "carphone",
+           "-o", str(run), "--steps", "3", "--lr", "1e-3", "--device", "cpu", *TRAIN_ARGS]
+    cmd[cmd.index("--batch-size") + 1] = "1"
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    h0 = (run / "rank0_weights.txt").read_text().strip()
+    h1 = (run / "rank1_weights.txt").read_text().strip()
+    torch.manual_seed(0)
+    init = VideoCodec(get_config("tiny")).weights_hash().hex()
+    assert h0 == h1
+    assert h0 != init
+    assert (run / "final.pt").is_file()
