@@ -1,5 +1,7 @@
-"""Compile a package to QNN HTP context binaries: each graph as QDQ int8 (stand-in calibration
-until aimet encodings exist), then an EPContext ONNX + `_qnn.bin` per graph and a manifest."""
+"""Compile a package to QNN HTP context binaries: each graph as QDQ int8, then an EPContext ONNX +
+`_qnn.bin` per graph and a manifest. The QDQ graph is the package's own when it is an int8
+package (aimet encodings, `export --int8`); float graphs get a stand-in calibration by
+onnxruntime's static quantizer (labelled so in the manifest)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 from export.qnn import Soc
 
 MANIFEST = "manifest.json"
+STANDIN = ("stand-in calibration: onnxruntime quantize_static (min/max, uint8 activations, int8 per-channel "
+           "weights), not aimet encodings")
 FORMAT = "mobilecodec-qnn-context"
 
 
@@ -20,7 +24,7 @@ def calibration_feeds(package: str | Path, video: str | Path | None, frames: int
 
     man = load_manifest(package)
     feeds: dict[str, list] = {}
-    if video is not None:
+    if video is not None and any(not g.get("quantization") and g["used_by_codec"] for g in man["graphs"].values()):
         from export.parity import OnnxCodecRunner, float_parity
 
         runner = OnnxCodecRunner(package)
@@ -28,7 +32,7 @@ def calibration_feeds(package: str | Path, video: str | Path | None, frames: int
         float_parity(package, video, frames, intra_period=frames, runner=runner)
         feeds.update(runner.recorder)
     for name, g in man["graphs"].items():
-        if name not in feeds:
+        if name not in feeds and not g.get("quantization"):
             feeds[name] = random_feeds(Path(package) / g["file"])
     return feeds
 
@@ -47,6 +51,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
     package = Path(package)
     man = load_manifest(package)
     feeds = calibration_feeds(package, calibration, frames)
+    calib = str(calibration) if calibration else "random uniform [0, 1) inputs"
     graphs: dict[str, Any] = {}
     sdk = None
     bar = None
@@ -58,7 +63,12 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
         work = tmp / ".qdq"
         work.mkdir()
         for name, g in man["graphs"].items():
-            qdq = quantize_graph(package / g["file"], work / f"{name}.qdq.onnx", feeds[name])
+            if g.get("quantization"):
+                qdq = package / g["file"]
+                source = f"aimet QDQ graph of the package (opset {g['quantization']['opset']})"
+            else:
+                qdq = quantize_graph(package / g["file"], work / f"{name}.qdq.onnx", feeds[name])
+                source = STANDIN + f" on {calib}"
             t0 = time.perf_counter()
             files = compile_context(qdq, tmp / f"{name}_ctx.onnx", soc)
             seconds = time.perf_counter() - t0
@@ -70,7 +80,8 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
             graphs[name] = {"context_model": f"{name}_ctx.onnx",
                             "files": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files),
                             "compile_seconds": round(seconds, 3), "source": g["file"], "source_sha256": g["sha256"],
-                            "inputs": g["inputs"], "outputs": g["outputs"], "used_by_codec": g["used_by_codec"]}
+                            "inputs": g["inputs"], "outputs": g["outputs"], "used_by_codec": g["used_by_codec"],
+                            "quantization": source}
             if bar is not None:
                 bar.update(1)
         import shutil
@@ -81,11 +92,20 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
                "padded_size": man["padded_size"],
                "soc": {"soc_model": soc.soc_model, "name": soc.name, "htp_arch": soc.htp_arch},
                "qnn_sdk_version": sdk,
-               "quantization": {"source": "onnxruntime quantize_static (stand-in until aimet encodings)",
-                                "activations": "uint8", "weights": "int8 per-channel",
-                                "calibration": str(calibration) if calibration else "random uniform [0, 1)"},
+               "quantization": _quant_summary(man, graphs, calib),
                "graphs": graphs}
         write_json_atomic(tmp / MANIFEST, out)
     if bar is not None:
         bar.close()
     return out
+
+
+def _quant_summary(man: dict[str, Any], graphs: dict[str, Any], calib: str) -> dict[str, Any]:
+    """Where the int8 numbers of the context binaries come from: aimet (int8 package) and/or the stand-in."""
+    standin = sorted(n for n, g in graphs.items() if g["quantization"].startswith("stand-in"))
+    aimet = sorted(n for n in graphs if n not in standin)
+    q = man.get("quantization") or {}
+    return {"source": "aimet" if not standin else ("stand-in calibration" if not aimet else "aimet + stand-in calibration"),
+            "aimet_graphs": aimet, "standin_graphs": standin,
+            "standin": STANDIN if standin else None, "calibration": calib if standin else None,
+            "quantized_weights_hash": q.get("quantized_weights_hash"), "w8a16_layers": q.get("w8a16_layers", [])}

@@ -136,3 +136,38 @@ def load_package_model(package: str | Path):
     if model.weights_hash().hex() != man["weights_hash"]:
         raise InputError(f"{package}: checkpoint.pt does not match the manifest's weights hash")
     return man, model
+
+
+def int8_section(qmodel: Any, graphs: dict[str, dict[str, Any]], quantized_dir: str | None,
+                 package_dir: Path) -> dict[str, Any]:
+    """The manifest's `quantization` block of an int8 package; also copies aimet's per-stage
+    encodings (torch module names, format 0.6.1) into `encodings/aimet/`."""
+    import shutil
+
+    import aimet_torch
+
+    from quant.sim import activation_bitwidths
+
+    copied = []
+    if quantized_dir is not None and (Path(quantized_dir) / "encodings").is_dir():
+        dest = package_dir / "encodings" / "aimet"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in sorted((Path(quantized_dir) / "encodings").glob("*.encodings")):
+            shutil.copyfile(f, dest / f.name)
+            copied.append(f"encodings/aimet/{f.name}")
+    layers16 = sorted(f"{s}.{n}" for s, sim in qmodel.sims.items()
+                      for n, bw in activation_bitwidths(sim).items() if max(bw) > 8)
+    return {
+        "source": "aimet", "aimet_version": aimet_torch.__version__,
+        "quantized_dir": str(Path(quantized_dir).resolve()) if quantized_dir else None,
+        "quantized_weights_hash": qmodel.weights_hash().hex(),
+        "quantized_config_name": qmodel.cfg.name,
+        "quant_config": qmodel.qcfg.to_dict(),
+        "weights": "int8 per-channel symmetric (DequantizeLinear axis 0 for Conv, 1 for ConvTranspose), int32 bias",
+        "activations": "uint8 asymmetric; uint16 where the quant config asks for W8A16",
+        "w8a16_layers": layers16,
+        "graphs_16bit": sorted(n for n, g in graphs.items() if g.get("quantization")
+                               and g["quantization"]["tensors_16bit"]),
+        "float_graphs": sorted(n for n, g in graphs.items() if not g.get("quantization")),
+        "aimet_encodings": copied,
+    }

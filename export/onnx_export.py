@@ -229,10 +229,13 @@ def file_sha256(path: str | Path) -> str:
 
 def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width: int, *,
                    original_size: tuple[int, int] | None = None, checkpoint: str | None = None,
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, qmodel: Any = None, quantized_dir: str | None = None) -> dict[str, Any]:
     """Export every NPU graph of `model` into a package folder with `manifest.json` and a copy of
     the checkpoint (host side: entropy tables, integer hyper-synthesis), written atomically.
 
+    With `qmodel` (a `quant.QuantizedVideoCodec` of `model`, see `export.aimet_qdq.load_ptq_for`)
+    the quantized stages become aimet QDQ int8 graphs and the package records their encodings
+    under `encodings/`; stages left float by the quant config (hyper-synthesis) stay float.
     Returns the manifest."""
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
@@ -243,7 +246,8 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
     if not model.ready_for_coding:
         model.update()
     model.eval()
-    specs = graph_specs(model, height, width)
+    specs = graph_specs(qmodel if qmodel is not None else model, height, width)
+    sims = qmodel.sims if qmodel is not None else {}
     graphs: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     bar = None
@@ -255,7 +259,17 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
         (tmp / "graphs").mkdir()
         for spec in specs:
             rel = f"graphs/{spec.name}.onnx"
-            proto = export_graph(spec, tmp / rel)
+            quant = None
+            if spec.name in sims:
+                from export.aimet_qdq import export_qdq_graph, graph_quantization, qdq_encodings
+
+                proto = export_qdq_graph(spec, tmp / rel)
+                quant = graph_quantization(proto, spec)
+                quant["encodings"] = f"encodings/{spec.name}.json"
+                (tmp / "encodings").mkdir(exist_ok=True)
+                write_json_atomic(tmp / quant["encodings"], qdq_encodings(proto))
+            else:
+                proto = export_graph(spec, tmp / rel)
             graphs[spec.name] = {
                 "file": rel, "sha256": file_sha256(tmp / rel), "bytes": (tmp / rel).stat().st_size,
                 "role": spec.role, "used_by_codec": spec.used_by_codec,
@@ -263,11 +277,18 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
                 "outputs": [tensor_info(v) for v in proto.graph.output],
                 "ops": op_histogram(proto), "host_postprocess": spec.notes,
             }
+            if qmodel is not None:
+                graphs[spec.name]["quantization"] = quant  # None: float graph (not quantized)
             if bar is not None:
                 bar.update(1)
         save_checkpoint(tmp / "checkpoint.pt", model, meta={"exported_from": checkpoint})
         manifest = build_manifest(model, graphs, height, width, original_size=original_size,
                                   checkpoint=checkpoint, export_seconds=time.perf_counter() - t0)
+        if qmodel is not None:
+            from export.manifest import int8_section
+
+            manifest["precision"] = "int8-qdq"
+            manifest["quantization"] = int8_section(qmodel, graphs, quantized_dir, tmp)
         write_json_atomic(tmp / MANIFEST, manifest)
     if bar is not None:
         bar.close()

@@ -103,7 +103,7 @@ class OnnxCodecRunner:
 
 class OnnxEncoderSource:
     """Encoder-side latent source on ONNX graphs: analysis and hyper-analysis graphs, then the
-    host entropy coding of the PyTorch path (`engine._Hyperprior`)."""
+    host entropy coding of the PyTorch path (`engine.HyperpriorCoder.encode_latents`)."""
 
     def __init__(self, runner: OnnxCodecRunner, x: Any) -> None:
         from mobilecodec.codec.engine import RateStats
@@ -114,18 +114,11 @@ class OnnxEncoderSource:
         self.stats = RateStats()
 
     def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str) -> Any:
-        from mobilecodec.codec.engine import _Hyperprior
+        from mobilecodec.codec.engine import HyperpriorCoder
 
         y = self.runner.run(graph, env)[lat]
         z = self.runner.run(f"{prefix}_hyper_analysis", {lat: y})["z"]
-        hp = _Hyperprior(self.runner.model, prefix)
-        z_int = hp.prior.clamp_symbols(np.rint(z.astype(np.float64)).astype(np.int32))
-        hp.prior.encode(self.enc, z_int)
-        mean, idx = hp.params(z_int)
-        sym = hp.gaussian.clamp_symbols(np.rint(y.astype(np.float64) - mean).astype(np.int32), idx)
-        hp.gaussian.encode(self.enc, sym.ravel(), idx.ravel())
-        self.stats.table_bits += hp.prior.bits(z_int) + hp.gaussian.bits(sym.ravel(), idx.ravel())
-        return hp._y_hat(sym, mean)
+        return HyperpriorCoder(self.runner.model, prefix).encode_latents(y, z, self.enc, self.stats)
 
     def iframe(self):
         return self._code("i", "i_analysis", {"x": self.x}, "y")
@@ -260,3 +253,138 @@ def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, fram
                 psnr[o] = min(psnr[o], psnr_between(a, b))
         result[name] = {"calibration_feeds": len(fl), "min_psnr_db": psnr}
     return result
+
+
+class _Recorder:
+    """Wraps a latent source and keeps every latent it hands out (to prove streams parse identically)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source, self.latents = source, []
+
+    def _keep(self, t: Any) -> Any:
+        self.latents.append(_np(t).copy())
+        return t
+
+    def iframe(self):
+        return self._keep(self.source.iframe())
+
+    def motion(self, reference, flow_pred):
+        return self._keep(self.source.motion(reference, flow_pred))
+
+    def residual(self, pred, cond):
+        return self._keep(self.source.residual(pred, cond))
+
+
+def _frame(t: Any, size: tuple[int, int]) -> Any:
+    """Packed (1, 6, H/2, W/2) tensor -> uint8 YUVFrame cropped to the original (H, W)."""
+    from mobilecodec.io import crop_frame
+    from mobilecodec.models.yuv import tensor_to_frame
+
+    return crop_frame(tensor_to_frame(t), size[1], size[0])
+
+
+def _frame_hash(frame: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for plane in frame:
+        h.update(np.ascontiguousarray(plane).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _code_gop(run_i: Callable, run_p: Callable, sources: list[Any], intra_period: int) -> list[Any]:
+    """Run one side over a GOP (its own buffer carried along); returns the reconstructions."""
+    import torch
+
+    recs, buf = [], None
+    for i, src in enumerate(sources):
+        with torch.no_grad():
+            out, buf = run_i(src) if i % intra_period == 0 else run_p(buf, src)
+        recs.append(out)
+    return recs
+
+
+def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames: int = 8,
+                    intra_period: int = 8) -> dict[str, Any]:
+    """int8 QDQ graphs on onnxruntime CPU against the aimet simulation (the PyTorch
+    QuantizedVideoCodec), each encoding `frames` frames with its own buffer. Per frame: PSNR-YUV
+    of each against the source, their difference, max |difference| of the reconstructions in
+    8-bit levels, and whether the payloads are identical."""
+    from mobilecodec.codec.engine import EncoderSource, run_iframe, run_pframe
+    from mobilecodec.metrics import psnr_yuv
+
+    runner = OnnxCodecRunner(package)
+    h, w = runner.manifest["padded_size"]
+    size = tuple(runner.manifest["original_size"])
+    xs = read_frames(video, frames, h, w)
+    tsrc = [EncoderSource(qmodel, x) for x in xs]
+    osrc = [OnnxEncoderSource(runner, x) for x in xs]
+    trec = _code_gop(lambda s: run_iframe(qmodel, s), lambda b, s: run_pframe(qmodel, b, s), tsrc, intra_period)
+    orec = _code_gop(runner.run_iframe, runner.run_pframe, osrc, intra_period)
+    per_frame = []
+    for i, (x, t, o) in enumerate(zip(xs, trec, orec)):
+        src, ft, fo = _frame(x, size), _frame(t, size), _frame(o, size)
+        pt, po = psnr_yuv(src, ft)["yuv"], psnr_yuv(src, fo)["yuv"]
+        per_frame.append({"index": i, "type": "I" if i % intra_period == 0 else "P",
+                          "psnr_sim": pt, "psnr_onnx": po, "psnr_diff_db": abs(pt - po),
+                          "onnx_vs_sim_psnr": psnr_yuv(ft, fo)["yuv"],
+                          "max_abs_levels": int(max(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()
+                                                    for a, b in zip(ft, fo))),
+                          "same_payload": tsrc[i].payload() == osrc[i].payload()})
+    return {"frames": len(xs), "intra_period": intra_period,
+            "max_psnr_diff_db": max(f["psnr_diff_db"] for f in per_frame),
+            "max_abs_levels": max(f["max_abs_levels"] for f in per_frame),
+            "min_onnx_vs_sim_psnr": min(f["onnx_vs_sim_psnr"] for f in per_frame),
+            "payloads_equal": sum(f["same_payload"] for f in per_frame), "per_frame": per_frame}
+
+
+def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, intra_period: int = 8,
+                     soc: Any = None) -> dict[str, Any]:
+    """int8 package on the QNN HTP (emulated on x86, CPU fallback disabled) against onnxruntime
+    CPU: each encodes the GOP; each stream is then decoded by the other backend. Reports PSNR-YUV
+    against the source per backend, whether every cross-decoded latent equals the encoded one (the
+    stream parses identically), the drift of cross-decoded frames from the encoder's
+    reconstruction (dB) and frame hashes."""
+    from mobilecodec.codec.engine import DecoderSource
+    from mobilecodec.metrics import psnr_yuv
+
+    from export.qnn import htp_session
+
+    runners = {"cpu": OnnxCodecRunner(package),
+               "htp": OnnxCodecRunner(package, session_factory=lambda p: htp_session(p, soc))}
+    man = runners["cpu"].manifest
+    h, w = man["padded_size"]
+    size = tuple(man["original_size"])
+    xs = read_frames(video, frames, h, w)
+    src = [_frame(x, size) for x in xs]
+    enc: dict[str, Any] = {}
+    for name, r in runners.items():
+        sources = [_Recorder(OnnxEncoderSource(r, x)) for x in xs]
+        recs = _code_gop(r.run_iframe, r.run_pframe, sources, intra_period)
+        enc[name] = {"frames": [_frame(t, size) for t in recs], "payloads": [s.source.payload() for s in sources],
+                     "latents": [s.latents for s in sources]}
+    out: dict[str, Any] = {"frames": len(xs), "intra_period": intra_period}
+    for name in runners:
+        out[f"psnr_{name}"] = [psnr_yuv(s, f)["yuv"] for s, f in zip(src, enc[name]["frames"])]
+        out[f"hashes_{name}_encoder"] = [_frame_hash(f) for f in enc[name]["frames"]]
+    out["psnr_diff_db"] = [abs(a - b) for a, b in zip(out["psnr_cpu"], out["psnr_htp"])]
+    out["max_psnr_diff_db"] = max(out["psnr_diff_db"])
+    out["htp_vs_cpu_psnr"] = [psnr_yuv(a, b)["yuv"] for a, b in zip(enc["cpu"]["frames"], enc["htp"]["frames"])]
+    out["payloads_equal"] = sum(a == b for a, b in zip(enc["cpu"]["payloads"], enc["htp"]["payloads"]))
+    for coder, decoder in (("cpu", "htp"), ("htp", "cpu")):
+        r = runners[decoder]
+        decs = [_Recorder(DecoderSource(r.model, p, h, w)) for p in enc[coder]["payloads"]]
+        recs = _code_gop(r.run_iframe, r.run_pframe, decs, intra_period)
+        for d in decs:
+            d.source.finish()
+        parsed = all(len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+                     for a, b in zip(enc[coder]["latents"], [d.latents for d in decs]))
+        frames_dec = [_frame(t, size) for t in recs]
+        drift = [psnr_yuv(a, b)["yuv"] for a, b in zip(enc[coder]["frames"], frames_dec)]
+        out[f"{coder}_stream_on_{decoder}"] = {
+            "parses_identically": parsed, "drift_psnr_db": drift,
+            "psnr_vs_source": [psnr_yuv(s, f)["yuv"] for s, f in zip(src, frames_dec)],
+            "hashes": [_frame_hash(f) for f in frames_dec],
+            "hash_matches_encoder": sum(a == b for a, b in zip(out[f"hashes_{coder}_encoder"],
+                                                               [_frame_hash(f) for f in frames_dec]))}
+    return out

@@ -95,8 +95,11 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
 
 
 def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.PathLike | None = None,
-                   summary: dict | None = None) -> Path:
-    """Write Q/quantized.pt, Q/encodings/<stage>.encodings and Q/ptq.json (the folder appears atomically)."""
+                   summary: dict | None = None, summary_name: str = "ptq.json",
+                   extra: dict[str, object] | None = None) -> Path:
+    """Write Q/quantized.pt, Q/encodings/<stage>.encodings and Q/<summary_name> (the folder appears
+    atomically). `extra` maps file names to objects torch.save writes into the same folder (the
+    QAT optimizer state), so a checkpoint and its training state are replaced together."""
     import torch
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
@@ -116,7 +119,9 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
         for name, sim in qmodel.sims.items():
             write_json_atomic(tmp / "encodings" / f"{name}.encodings", stage_encodings(sim))
         if summary is not None:
-            write_json_atomic(tmp / "ptq.json", summary)
+            write_json_atomic(tmp / summary_name, summary)
+        for name, value in (extra or {}).items():
+            torch.save(value, tmp / name)
     return out
 
 
@@ -167,4 +172,5 @@ def load_quantized(path: str | os.PathLike):
     if qmodel.weights_hash().hex() != obj.get("weights_hash"):
         raise CheckpointError(f"{f}: rebuilt quantized model does not reproduce the saved weights hash")
     qmodel.__dict__["summary"] = obj.get("summary", {})
+    qmodel.__dict__["float_checkpoint"] = obj.get("checkpoint")
     return qmodel

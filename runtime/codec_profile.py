@@ -45,7 +45,6 @@ def count_codec(model, height: int, width: int) -> CodecComplexity:
     import copy
 
     from mobilecodec.io import padded_size
-    from mobilecodec.models.codec import P_FRAME_SUBNETWORKS, SUBNETWORKS
     from runtime.complexity import count_module
 
     pw, ph = padded_size(width, height)
@@ -55,24 +54,39 @@ def count_codec(model, height: int, width: int) -> CodecComplexity:
     for name, mod in meta.stages().items():
         r = count_module(mod, *(t.to("meta") for t in ex[name]))
         stages[name] = StageCount(r.params, r.macs, r.elementwise_total, r.resampling_total)
-    px = height * width
+    rows = table6_rows(stages, height * width)
+    warp = warp_elements(model, ph, pw)
+    return CodecComplexity(model.cfg.name, height, width, (ph, pw), stages, rows, warp)
+
+
+def table6_rows(stages: dict[str, StageCount], pixels: int,
+                membership: dict[str, tuple[bool, bool]] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+    """Sender and receiver rows of Table 6 (M params, kMACs per luma pixel) from per-stage counts
+    (PyTorch modules or ONNX graphs alike); stages absent from `stages` are skipped. `membership`
+    (stage -> (sender, receiver), e.g. from a package manifest) further restricts each side."""
+    from mobilecodec.models.codec import P_FRAME_SUBNETWORKS, SUBNETWORKS
+
     rows: dict[str, dict[str, tuple[float, float]]] = {"Sender": {}, "Receiver": {}}
     for side_i, side in enumerate(("Sender", "Receiver")):
         tp = tm = 0
         for sub, sides in SUBNETWORKS.items():
-            names = [n for n in sides[side_i] if n in stages]
+            names = [n for n in sides[side_i] if n in stages and (membership is None or membership[n][side_i])]
             if not names:
                 continue
             p = sum(stages[n].params for n in names)
             m = sum(stages[n].macs for n in names)
-            rows[side][sub] = (p / 1e6, m / px / 1e3)
+            rows[side][sub] = (p / 1e6, m / pixels / 1e3)
             if sub in P_FRAME_SUBNETWORKS:
                 tp, tm = tp + p, tm + m
-        rows[side]["Pframe total"] = (tp / 1e6, tm / px / 1e3)
-    warp = 0
-    if model.cfg.uses_motion:
-        warp = 6 * (ph // 2) * (pw // 2) + model.residual_feat_channels * (ph // 2) * (pw // 2)
-    return CodecComplexity(model.cfg.name, height, width, (ph, pw), stages, rows, warp)
+        rows[side]["Pframe total"] = (tp / 1e6, tm / pixels / 1e3)
+    return rows
+
+
+def warp_elements(model, padded_h: int, padded_w: int) -> int:
+    """Output elements of the host warp per P-frame (frame and residual features), apart from MACs."""
+    if not model.cfg.uses_motion:
+        return 0
+    return (6 + model.residual_feat_channels) * (padded_h // 2) * (padded_w // 2)
 
 
 def format_table6(c: CodecComplexity, reference: dict | None = None, tolerance: float = 0.15) -> str:

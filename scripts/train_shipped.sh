@@ -23,9 +23,10 @@ OUT=${OUT:-runs/shipped}
 BETAS=${BETAS:-"0.0016 0.0032 0.0064 0.0128"}
 S1_STEPS=${S1_STEPS:-4000}
 S2_STEPS=${S2_STEPS:-800}
+THREADS=${THREADS:-1}  # torch threads; 1 avoids OpenMP oversubscription on a shared 2-core machine
 SHIP_DIR=${SHIP_DIR:-mobilecodec/checkpoints}
 DATA=(carphone bikes)
-COMMON=(--config tiny --data "${DATA[@]}" --crop 128x128 --batch-size 4 --checkpoint-every 500 --device cpu)
+COMMON=(--config tiny --data "${DATA[@]}" --crop 128x128 --batch-size 4 --checkpoint-every 500 --device cpu --threads "$THREADS")
 
 # run_stage DIR ARGS...: start the stage, resume it if interrupted, skip it if finished.
 run_stage() {
@@ -34,7 +35,7 @@ run_stage() {
   if [[ -f "$dir/final.pt" ]]; then
     echo "skip $dir (final.pt exists)"
   elif [[ -f "$dir/trainer_state.pt" ]]; then
-    "$PY" -m mobilecodec train -o "$dir" --resume --json "$dir.json"
+    "$PY" -m mobilecodec train -o "$dir" --resume --threads "$THREADS" --json "$dir.json"
   else
     "$PY" -m mobilecodec train -o "$dir" "$@" --json "$dir.json"
   fi

@@ -184,3 +184,111 @@ def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "error" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "Q").exists()
+
+
+# --- QAT (Table 5, stage 4) ----------------------------------------------------------------
+
+BETA = 0.0016
+
+
+def _quantizer_values(q) -> dict[str, torch.Tensor]:
+    from quant.qat import quantizer_parameters  # noqa: F401 - same selection rule as below
+
+    return {f"{s}.{n}": p.detach().clone() for s, sim in q.sims.items()
+            for n, p in sim.model.named_parameters() if "_quantizers." in n}
+
+
+def _weight_values(q) -> dict[str, torch.Tensor]:
+    return {f"{s}.{n}": p.detach().clone() for s, sim in q.sims.items()
+            for n, p in sim.model.named_parameters() if "_quantizers." not in n}
+
+
+def test_qat_steps_lower_the_loss_on_a_fixed_batch(ptq_dir, carphone):
+    """Three STE steps on one fixed GOP lower its (deterministic, eval-mode) loss; without range
+    learning the PTQ encodings stay exactly as they were while the weights move."""
+    from mobilecodec.train.losses import GopLoss, evaluate_gop
+    from quant.calibrate import load_gops
+    from quant.ptq import load_quantized
+    from quant.qat import QATOptions, qat_step, set_trainable
+
+    torch.manual_seed(0)
+    q = load_quantized(ptq_dir)
+    frames = load_gops([carphone], 2, CROP, 1, seed=3).transpose(0, 1).contiguous()  # (G, N, 6, h, w)
+    stage = QATOptions(gop=2, batch=1, crop=CROP, lr=1e-3, beta=BETA).stage()
+    enc0, w0 = _quantizer_values(q), _weight_values(q)
+    before = evaluate_gop(q, frames, BETA, stage)["loss"]
+    params = set_trainable(q, range_learning=False)
+    opt = torch.optim.Adam(params, lr=1e-3)
+    loss_fn = GopLoss(q, BETA, stage)
+    q.train()
+    for s in range(3):
+        torch.manual_seed(s)
+        qat_step(q, loss_fn, opt, params, frames, 1e-3, 1.0)
+    after = evaluate_gop(q, frames, BETA, stage)["loss"]
+    assert after < 0.97 * before
+    enc1, w1 = _quantizer_values(q), _weight_values(q)
+    assert all(torch.equal(enc0[k], enc1[k]) for k in enc0)
+    assert sum(not torch.equal(w0[k], w1[k]) for k in w0) > len(w0) // 2
+    # entropy models and the host hyper-synthesis are frozen (their integer tables stay valid)
+    assert not any(p.requires_grad for n, p in q.named_parameters() if "hyper_synthesis" in n or "prior" in n)
+
+
+def test_cosine_lr_schedule():
+    from quant.qat import cosine_lr
+
+    assert cosine_lr(1, 5, 5e-7, 1e-9) == pytest.approx(5e-7)
+    assert cosine_lr(5, 5, 5e-7, 1e-9) == pytest.approx(1e-9)
+    assert cosine_lr(3, 5, 5e-7, 1e-9) == pytest.approx((5e-7 + 1e-9) / 2)  # cos(pi/2) = 0
+
+
+def _qat(ptq_dir, out, carphone, *extra):
+    return main(["qat", "--checkpoint", str(ptq_dir), "--data", str(carphone), "-o", str(out), "--gop", "2",
+                 "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", str(BETA), "--no-progress", *extra])
+
+
+def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
+    """1 step, then --resume to step 2, equals an uninterrupted 2-step run (weights and encodings);
+    the output loads with load_quantized and codes a hash-exact stream."""
+    from mobilecodec.codec.video import decode_video, encode_video
+    from quant.ptq import load_quantized
+    from quant.qat import STATE_FILE
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    assert _qat(ptq_dir, a, carphone, "--steps", "1") == 0
+    assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 1
+    assert _qat(ptq_dir, a, carphone, "--steps", "2", "--resume", "--json", str(tmp_path / "r.json")) == 0
+    resumed = json.loads((tmp_path / "r.json").read_text())
+    assert resumed["start_step"] == 1 and resumed["step"] == 2 and [h["step"] for h in resumed["history"]] == [2]
+    assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
+    assert _qat(ptq_dir, b, carphone, "--steps", "2") == 0
+    qa, qb, q0 = load_quantized(a), load_quantized(b), load_quantized(ptq_dir)
+    assert qa.weights_hash() == qb.weights_hash() != q0.weights_hash()
+    assert qa.weights_hash().hex() == json.loads((a / "qat.json").read_text())["weights_hash"]
+    # range learning (default) moved some encodings away from the PTQ ones
+    e0, ea = _quantizer_values(q0), _quantizer_values(qa)
+    assert any(not torch.equal(e0[k], ea[k]) for k in e0)
+    assert {p.name for p in (a / "encodings").glob("*.encodings")} == \
+        {p.name for p in (ptq_dir / "encodings").glob("*.encodings")}
+    enc = encode_video(qa, carphone, tmp_path / "s.mnvc", intra_period=2, max_frames=2, progress=False)
+    dec = decode_video(load_quantized(a), tmp_path / "s.mnvc", None, progress=False)
+    assert dec["hash_matches"] == enc["frames"] == 2
+
+
+@pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q"])
+def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
+    out = tmp_path / "Q2"
+    if case == "no_beta":  # the mid-grey float checkpoint records no beta
+        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", str(carphone), "-o", str(out), "--steps", "1",
+                   "--crop", "64x64", "--no-progress"])
+    elif case == "resume_empty":
+        rc = _qat(ptq_dir, out, carphone, "--steps", "1", "--resume")
+    elif case == "crop":
+        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", str(carphone), "-o", str(out), "--steps", "1",
+                   "--crop", "100x100", "--beta", "0.001", "--no-progress"])
+    else:
+        rc = _qat(tmp_path / "nope", out, carphone, "--steps", "1")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "error" in err and len(err.strip().splitlines()) == 1
+    assert {"no_beta": "beta", "resume_empty": "resume", "crop": "crop", "missing_q": "nope"}[case] in err
+    assert not out.exists()

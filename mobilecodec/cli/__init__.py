@@ -20,6 +20,8 @@ from mobilecodec.errors import MobileCodecError
 COMMANDS: tuple[str, ...] = (
     "train",
     "ptq",
+    "qat",
+    "check-int8",
     "init",
     "encode",
     "decode",

@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--htp-arch", type=int, default=None, help="HTP version (default: the SoC's, 73 for soc 43)")
     p.add_argument("-o", "--output", required=True, metavar="BIN", help="folder for the context binaries")
     p.add_argument("--calibration", metavar="VIDEO",
-                   help="clip whose frames calibrate the stand-in int8 QDQ graphs (default: random inputs)")
+                   help="clip whose frames calibrate the stand-in int8 QDQ of float graphs (int8 packages from "
+                   "`export --int8` use their aimet QDQ graphs as they are; default: random inputs)")
     p.add_argument("--frames", type=int, default=4, help="calibration frames from --calibration (default 4)")
     p.add_argument("--json", metavar="PATH", help="write the compile manifest as JSON ('-' for stdout)")
 

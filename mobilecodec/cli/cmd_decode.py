@@ -6,7 +6,7 @@ import argparse
 
 from mobilecodec.cli.common import emit_json
 
-HELP = "decode a .mnvc bitstream (PyTorch path), checking every frame's hash"
+HELP = "decode a .mnvc bitstream (PyTorch, or an export package on onnxruntime), checking frame hashes"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +15,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint the stream was made with (default: the shipped checkpoint whose "
                         "weights hash the stream names)")
+    p.add_argument("--package", metavar="PKG",
+                   help="export package folder (or a `mobilecodec compile` folder for --ep qnn): decode with its "
+                        "ONNX graphs on onnxruntime; hash mismatches (backend drift) are reported, not fatal")
+    p.add_argument("--ep", choices=("cpu", "qnn"), default="cpu",
+                   help="onnxruntime execution provider for --package (qnn: HTP backend, emulated on x86)")
+    p.add_argument("--drift", action="store_true",
+                   help="with --package: also decode with PyTorch and report per-frame hash matches and the "
+                        "PSNR between the two decodes")
     p.add_argument("--no-verify", action="store_true",
                    help="write frames even when a hash differs (report the mismatch instead of failing)")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
@@ -47,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"no such file: {args.stream}")
     if args.output and Path(args.output).suffix.lower() not in (".y4m", ".yuv"):
         raise InputError(f"output must be .y4m or .yuv, got {args.output}")
+    if args.package:
+        if args.checkpoint:
+            raise InputError("pass either --checkpoint or --package, not both")
+        return _run_package(args)
+    if args.drift:
+        raise InputError("--drift compares an onnxruntime decode with PyTorch: it needs --package")
     ckpt = args.checkpoint or _find_checkpoint(args.stream)
     model, _ = load_checkpoint(ckpt)
     summary = decode_video(model, args.stream, args.output, progress=not args.no_progress,
@@ -56,3 +70,17 @@ def run(args: argparse.Namespace) -> int:
           + (f", written to {args.output}" if args.output else ""))
     emit_json(summary, args.json)
     return 0 if summary["hash_matches"] == summary["frames"] else 1
+
+
+def _run_package(args: argparse.Namespace) -> int:
+    from runtime.stream import decode_package, format_drift
+
+    summary = decode_package(args.package, args.stream, args.output, ep=args.ep, drift=args.drift,
+                             progress=not args.no_progress)
+    print(f"{args.stream}: {summary['frames']} frames {summary['width']}x{summary['height']} on "
+          f"{summary['backend']}, {summary['hash_matches']}/{summary['frames']} frame hashes match the encoder"
+          + (f", written to {args.output}" if args.output else ""))
+    if "drift" in summary:
+        print(format_drift(summary["drift"]))
+    emit_json(summary, args.json)
+    return 0

@@ -6,15 +6,21 @@ import argparse
 
 from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
 
-HELP = "encode a video into a .mnvc bitstream (PyTorch path)"
+HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file: .y4m, .yuv (with --size), .mp4/.mkv/.mov, or a sample clip name "
                    "(carphone, bikes)")
     p.add_argument("-o", "--output", required=True, help="output stream (.mnvc)")
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint file, or the name of a shipped checkpoint (see `mobilecodec info`)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint",
+                       help="checkpoint file, or the name of a shipped checkpoint (see `mobilecodec info`)")
+    model.add_argument("--package", metavar="PKG",
+                       help="export package folder (or a `mobilecodec compile` folder for --ep qnn): run its "
+                            "ONNX graphs with onnxruntime; the stream decodes with the PyTorch path too")
+    p.add_argument("--ep", choices=("cpu", "qnn"), default="cpu",
+                   help="onnxruntime execution provider for --package (qnn: HTP backend, emulated on x86)")
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
@@ -24,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.package:
+        return _run_package(args)
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import encode_video
 
@@ -38,10 +46,26 @@ def run(args: argparse.Namespace) -> int:
     summary = encode_video(model, resolve_input(args.input), args.output, intra_period=args.intra_period,
                            max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress)
     summary["checkpoint"] = str(args.checkpoint)
+    _report(summary, args)
+    return 0
+
+
+def _run_package(args: argparse.Namespace) -> int:
+    from mobilecodec.io import resolve_input
+    from runtime.stream import encode_package
+
+    summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep,
+                             intra_period=args.intra_period, max_frames=args.frames, size=args.size, fps=args.fps,
+                             progress=not args.no_progress)
+    _report(summary, args)
+    return 0
+
+
+def _report(summary: dict, args: argparse.Namespace) -> None:
     n = summary["frames"]
     types = "".join(f["type"] for f in summary["per_frame"])
     print(f"{summary['output']}: {n} frames {summary['width']}x{summary['height']}, "
           f"{summary['file_bytes']} bytes, {summary['bpp']:.4f} bpp, "
-          f"{n / summary['seconds']:.2f} frames/s ({types[:40]}{'...' if len(types) > 40 else ''})")
+          f"{n / summary['seconds']:.2f} frames/s ({types[:40]}{'...' if len(types) > 40 else ''})"
+          + (f" [{summary['backend']}]" if "backend" in summary else ""))
     emit_json(summary, args.json)
-    return 0

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="padded frame size HEIGHTxWIDTH, a multiple of 64 (e.g. 192x192 for 144x176 clips)")
     p.add_argument("--original-size", type=parse_hw, metavar="HxW", help="unpadded frame size to record (default: --size)")
     p.add_argument("-o", "--output", metavar="PKG", help="package folder to write (replaced atomically)")
+    p.add_argument("--int8", metavar="Q", help="a `mobilecodec ptq` output folder made from this checkpoint: "
+                   "export the quantized stages as aimet QDQ int8 graphs (per-channel int8 weights, "
+                   "uint8/uint16 activations from the aimet encodings)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights with --config (default 0)")
     p.add_argument("--no-compile", action="store_true", help="with --check: static rules only, no QNN compile")
     p.add_argument("--soc", type=int, default=None, help="with --check: QNN soc_model to compile for (default 43)")
@@ -77,16 +80,31 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(args.checkpoint)
+    qmodel = None
+    if args.int8:
+        from pathlib import Path
+
+        from export.aimet_qdq import load_ptq_for
+
+        if not Path(args.int8).is_dir():
+            raise InputError(f"--int8 {args.int8}: no such folder (expected a `mobilecodec ptq` output)")
+        if not model.ready_for_coding:
+            model.update()
+        qmodel = load_ptq_for(args.int8, model)
     from export.onnx_export import export_package
 
     man = export_package(model, args.output, h, w, original_size=args.original_size,
-                         checkpoint=args.checkpoint, progress=True)
+                         checkpoint=args.checkpoint, progress=True, qmodel=qmodel, quantized_dir=args.int8)
     total = sum(g["bytes"] for g in man["graphs"].values())
-    print(f"{len(man['graphs'])} graphs ({total / 1e6:.2f} MB) at {h}x{w} -> {args.output} "
+    print(f"{len(man['graphs'])} {man['precision']} graphs ({total / 1e6:.2f} MB) at {h}x{w} -> {args.output} "
           f"in {man['export_seconds']:.1f} s")
     for name, g in man["graphs"].items():
         ins = ", ".join(i["name"] for i in g["inputs"])
         outs = ", ".join(o["name"] for o in g["outputs"])
-        print(f"  {name}: ({ins}) -> ({outs})" + ("" if g["used_by_codec"] else "  [profiling only]"))
+        q = g.get("quantization")
+        tag = "" if not args.int8 else ("  [float]" if not q else f"  [int8, {'/'.join(map(str, q['activation_bits']))}-bit act]")
+        print(f"  {name}: ({ins}) -> ({outs})" + ("" if g["used_by_codec"] else "  [profiling only]") + tag)
+    if qmodel is not None and man["quantization"]["w8a16_layers"]:
+        print("  16-bit activations: " + ", ".join(man["quantization"]["w8a16_layers"]))
     emit_json(man, args.json)
     return 0

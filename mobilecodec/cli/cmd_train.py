@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None,
                    help="use (and cache) at most N frames of each video")
     p.add_argument("--log-every", type=positive_int, default=None, help="log metrics every N steps (10)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads per process (default: torch's; 1 is faster on a busy shared CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--json", metavar="PATH", help="write the run summary as JSON ('-' for stdout)")
 
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                             init=args.init, buffering=args.buffering, warp=args.warp,
                             max_frames=args.max_frames)
     changes = {"run_dir": args.output, "progress": not args.no_progress}
-    for name in ("checkpoint_every", "device", "log_every"):
+    for name in ("checkpoint_every", "device", "log_every", "threads"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     opts = dataclasses.replace(opts, **changes)

@@ -27,7 +27,7 @@ class RateStats:
     per_part: dict[str, float] = field(default_factory=dict)
 
 
-class _Hyperprior:
+class HyperpriorCoder:
     """The entropy side of one autoencoder (I-frame, motion or residual)."""
 
     def __init__(self, model: VideoCodec, prefix: str) -> None:
@@ -43,11 +43,17 @@ class _Hyperprior:
         return means_q.astype(np.float64) * self.frac, idx
 
     def encode(self, y: torch.Tensor, enc: RangeEncoder, stats: RateStats) -> torch.Tensor:
+        """Hyper-analysis in PyTorch, then `encode_latents`; returns y_hat."""
         z = getattr(self.model, f"{self.prefix}_hyper_analysis")(y)
-        z_int = self.prior.clamp_symbols(np.rint(z.numpy().astype(np.float64)).astype(np.int32))
+        return self.encode_latents(y.numpy(), z.numpy(), enc, stats)
+
+    def encode_latents(self, y: np.ndarray, z: np.ndarray, enc: RangeEncoder, stats: RateStats) -> torch.Tensor:
+        """Code a latent and its hyper-latent computed by any backend (PyTorch, ONNX, QNN): round
+        and code z, derive entropy parameters from the integer z only, code y; returns y_hat."""
+        z_int = self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
         self.prior.encode(enc, z_int)
         mean, idx = self.params(z_int)
-        sym = self.gaussian.clamp_symbols(np.rint(y.numpy().astype(np.float64) - mean).astype(np.int32), idx)
+        sym = self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean).astype(np.int32), idx)
         self.gaussian.encode(enc, sym.ravel(), idx.ravel())
         zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
         stats.table_bits += zb + yb
@@ -82,15 +88,15 @@ class EncoderSource:
 
     def iframe(self) -> torch.Tensor:
         y = self.model.i_analysis(self.x)
-        return _Hyperprior(self.model, "i").encode(y, self.enc, self.stats)
+        return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats)
 
     def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
         m = self.model.m_analysis(self.x, reference, flow_pred)
-        return _Hyperprior(self.model, "m").encode(m, self.enc, self.stats)
+        return HyperpriorCoder(self.model, "m").encode(m, self.enc, self.stats)
 
     def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
         r = self.model.r_analysis(self.x, pred, *cond)
-        return _Hyperprior(self.model, "r").encode(r, self.enc, self.stats)
+        return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats)
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()
@@ -106,7 +112,7 @@ class DecoderSource:
 
     def _decode(self, prefix: str) -> torch.Tensor:
         lat, z = self.shapes[prefix]
-        return _Hyperprior(self.model, prefix).decode(self.dec, lat, z)
+        return HyperpriorCoder(self.model, prefix).decode(self.dec, lat, z)
 
     def iframe(self) -> torch.Tensor:
         return self._decode("i")

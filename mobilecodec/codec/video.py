@@ -26,6 +26,29 @@ def _progress(total: int | None, desc: str, enabled: bool):
                 dynamic_ncols=True)
 
 
+class TorchEngine:
+    """The PyTorch backend behind `encode_video` / `decode_video`. Another backend (e.g.
+    `runtime.engine.OnnxEngine`) provides the same members and codes interchangeable streams."""
+
+    def __init__(self, model: VideoCodec) -> None:
+        self.model = model
+
+    def check_padded_size(self, height: int, width: int) -> None:
+        """PyTorch runs any padded size."""
+
+    def encoder_source(self, x: torch.Tensor) -> EncoderSource:
+        return EncoderSource(self.model, x)
+
+    def decoder_source(self, payload: bytes, height: int, width: int) -> DecoderSource:
+        return DecoderSource(self.model, payload, height, width)
+
+    def run_iframe(self, source):
+        return run_iframe(self.model, source)
+
+    def run_pframe(self, buf, source):
+        return run_pframe(self.model, buf, source)
+
+
 def _fps_fraction(fps: float) -> Fraction:
     from mobilecodec.io import fps_to_fraction
 
@@ -34,18 +57,21 @@ def _fps_fraction(fps: float) -> Fraction:
 
 def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, *, intra_period: int = 32,
                  max_frames: int | None = None, size: tuple[int, int] | None = None, fps: float | None = None,
-                 progress: bool = True) -> dict:
-    """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time)."""
+                 progress: bool = True, engine=None) -> dict:
+    """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time).
+    `engine`: the backend running the networks (default: `TorchEngine(model)`)."""
     if intra_period < 1:
         raise InputError(f"intra period must be >= 1, got {intra_period}")
     if not model.ready_for_coding:
         raise InputError("the model has no entropy-coding tables; run model.update() before coding")
     model.eval()
+    engine = engine or TorchEngine(model)
     t0 = time.perf_counter()
     frames_info = []
     with open_video(input_path, size=size, fps=fps, max_frames=max_frames) as reader:
         w, h = reader.width, reader.height
         pw, ph = padded_size(w, h)
+        engine.check_padded_size(ph, pw)
         rate = getattr(reader, "rate", None) or _fps_fraction(reader.fps)
         header = StreamHeader(config_id=model.cfg.name, weights_hash=model.weights_hash(), width=w, height=h,
                               fps_num=rate.numerator, fps_den=rate.denominator, intra_period=intra_period)
@@ -54,9 +80,9 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
             for i, frame in enumerate(reader):
                 x = frame_to_tensor(pad_frame(frame))
-                src = EncoderSource(model, x)
+                src = engine.encoder_source(x)
                 is_intra = i % intra_period == 0
-                out, buf = run_iframe(model, src) if is_intra else run_pframe(model, buf, src)
+                out, buf = engine.run_iframe(src) if is_intra else engine.run_pframe(buf, src)
                 dec = crop_frame(tensor_to_frame(out), w, h)
                 payload = src.payload()
                 digest = frame_hash(dec.y, dec.u, dec.v)
@@ -94,10 +120,12 @@ def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str 
 
 
 def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | None, *, progress: bool = True,
-                 verify: bool = True, checkpoint: str | None = None) -> dict:
+                 verify: bool = True, checkpoint: str | None = None, engine=None, on_frame=None) -> dict:
     """Decode a .mnvc stream to .y4m/.yuv (or only verify when output is None); checks each
-    frame's hash against the encoder's. Returns a summary."""
+    frame's hash against the encoder's. Returns a summary. `engine`: the backend running the
+    networks (default: `TorchEngine(model)`); `on_frame(index, YUVFrame)` sees every decoded frame."""
     model.eval()
+    engine = engine or TorchEngine(model)
     t0 = time.perf_counter()
     frames_info = []
     with StreamReader(stream) as reader:  # validate the whole container (lengths, CRCs) before any work
@@ -107,6 +135,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
     with StreamReader(stream) as reader:
         hdr = reader.header
         pw, ph = padded_size(hdr.width, hdr.height)
+        engine.check_padded_size(ph, pw)
         writer = VideoWriter(output, hdr.width, hdr.height, Fraction(hdr.fps_num, hdr.fps_den)) if output else None
         try:
             buf = None
@@ -114,12 +143,12 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                 for i, rec in enumerate(reader):
                     if rec.frame_type == FrameType.P and buf is None:
                         raise BitstreamError(f"frame {i} is a P-frame but no I-frame precedes it")
-                    src = DecoderSource(model, rec.payload, ph, pw)
+                    src = engine.decoder_source(rec.payload, ph, pw)
                     try:
                         if rec.frame_type == FrameType.I:
-                            out, buf = run_iframe(model, src)
+                            out, buf = engine.run_iframe(src)
                         else:
-                            out, buf = run_pframe(model, buf, src)
+                            out, buf = engine.run_pframe(buf, src)
                         src.finish()
                     except (ValueError, IndexError, OverflowError) as exc:
                         raise BitstreamError(f"frame {i}: corrupt payload ({exc})") from None
@@ -132,6 +161,8 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                                              "use --no-verify to decode anyway)")
                     if writer:
                         writer.write(dec)
+                    if on_frame is not None:
+                        on_frame(i, dec)
                     frames_info.append({"index": i, "type": rec.frame_type.name, "bits": 8 * rec.nbytes,
                                         "hash": digest.hex(), "hash_match": bool(match)})
                     bar.update(1)

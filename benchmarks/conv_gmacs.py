@@ -1,0 +1,70 @@
+"""Convolution micro-benchmark: int8 GMAC/s of a QDQ 3x3 convolution on onnxruntime CPU (and the
+float twin), and the fraction of that rate the mobilenvc decoder needs at 1080p and 30 fps."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import emit, parser
+
+
+def _rate(path: Path, feeds: dict, macs: int, runs: int) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    return macs / float(np.median(times)) / 1e9
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--size", default="136x240", help="feature map HxW (default: 1080p at 1/8)")
+    p.add_argument("--runs", type=int, default=10)
+    args = p.parse_args()
+    import torch
+
+    from export.qdq import quantize_graph
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from runtime import count_onnx
+    from runtime.codec_profile import count_codec
+
+    h, w = (int(v) for v in args.size.split("x"))
+    c = args.channels
+    conv = torch.nn.Conv2d(c, c, 3, padding=1).eval()
+    x = torch.rand(1, c, h, w)
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = Path(tmp) / "conv.onnx"
+        torch.onnx.export(conv, (x,), str(f32), input_names=["x"], opset_version=17, dynamo=False)
+        feeds = {"x": x.numpy()}
+        qdq = quantize_graph(f32, Path(tmp) / "conv.qdq.onnx", [feeds])
+        macs = count_onnx(qdq).macs
+        assert macs == count_onnx(f32).macs == h * w * c * c * 9
+        int8 = _rate(qdq, feeds, macs, args.runs)
+        fp32 = _rate(f32, feeds, macs, args.runs)
+    cx = count_codec(VideoCodec(get_config("mobilenvc")), 1080, 1920)
+    dec_kmacs = cx.rows["Receiver"]["Pframe total"][1]
+    need = dec_kmacs * 1e3 * 1080 * 1920 * 30 / 1e9
+    r = {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32,
+         "int8_over_float32": int8 / fp32, "decoder_kmacs_per_px": dec_kmacs, "decoder_gmacs_per_s_at_1080p30": need,
+         "decoder_fraction_of_int8_rate": need / int8, "decoder_fps_at_int8_rate": int8 / (need / 30)}
+    print(f"{r['conv']}: int8 QDQ {int8:.2f} GMAC/s, float32 {fp32:.2f} GMAC/s (int8/float {int8 / fp32:.2f}x)")
+    print(f"mobilenvc P-frame decoder: {dec_kmacs:.2f} kMACs/px -> {need:.1f} GMAC/s at 1080p30 = "
+          f"{need / int8:.1f}x this machine's int8 conv rate ({r['decoder_fps_at_int8_rate']:.2f} frames/s at best)")
+    emit(r, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Share of decode time spent outside the networks (entropy coding, integer hyper-synthesis,
+warp, buffer update, glue) for a float package on onnxruntime CPU."""
+
+from __future__ import annotations
+
+import tempfile
+
+from _common import emit, parser
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--config", default="mobilenvc")
+    p.add_argument("--size", default="256x448", help="padded HxW (multiples of 64)")
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args()
+    import torch
+
+    from export.onnx_export import export_package
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from runtime.engine import OnnxEngine
+    from runtime.profiler import frame_latency
+
+    h, w = (int(v) for v in args.size.split("x"))
+    torch.manual_seed(0)
+    model = VideoCodec(get_config(args.config))
+    model.update()
+    with tempfile.TemporaryDirectory() as tmp:
+        export_package(model, f"{tmp}/pkg", h, w)
+        lat = frame_latency(OnnxEngine(f"{tmp}/pkg"), args.runs, 1)
+    r = {"config": args.config, "size": [h, w]}
+    for ftype in ("I", "P"):
+        fr = lat["decode"][ftype]
+        host = {k: v["median_ms"] for k, v in fr["steps"].items() if k.startswith("host")}
+        r[ftype] = {"frame_ms": fr["frame"]["median_ms"], "network_ms": fr["network_ms_median"],
+                    "host_share": fr["host_share"], "host_steps_ms": host}
+        print(f"decode {ftype}-frame {h}x{w} ({args.config}, float, onnxruntime CPU): "
+              f"{fr['frame']['median_ms']:.1f} ms, networks {fr['network_ms_median']:.1f} ms, host share "
+              f"{100 * fr['host_share']:.1f}% (" + ", ".join(f"{k[6:]} {v:.1f} ms" for k, v in host.items()) + ")")
+    emit(r, args.json)
+
+
+if __name__ == "__main__":
+    main()

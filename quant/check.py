@@ -1,0 +1,367 @@
+"""The int8 accuracy check: float and int8 codecs through the real encoder and decoder (actual
+file bits, hash-verified decode), RD points, BD-rate of int8 against float, drift along the GOP,
+and a per-stage sensitivity ablation.
+
+BD-rate uses `mobilecodec.metrics.bd_rate` with pchip, which needs >= 2 RD points per curve:
+pass several float checkpoints and their int8 folders (paired by order). With a single pair no
+BD-rate exists; the report still lists the per-point rate and PSNR differences, and the verdict
+is "undetermined" (the CLI exits 2). With several inputs, the BD-rate is the mean over inputs;
+the verdict compares the worst of the BD-rates on PSNR-YUV and PSNR-RGB with `max_bdrate`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mobilecodec.errors import InputError
+
+FORMAT = "mobilecodec-check-int8"
+BD_METRICS = ("psnr_yuv", "psnr_rgb")
+METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+
+
+@dataclass
+class CheckOptions:
+    """What `check_int8` codes and how it judges."""
+
+    intra_period: int = 32
+    frames: int | None = None  # code only the first N frames of each input
+    max_bdrate: float = 5.0  # % BD-rate loss allowed (int8 vs float)
+    matrix: str = "bt601"
+    sensitivity_frames: int = 3  # frames (I + P) of the first input used by the per-stage ablation
+    bd_metrics: tuple[str, ...] = BD_METRICS
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.intra_period < 1:
+            raise InputError(f"--intra-period must be >= 1, got {self.intra_period}")
+        if self.frames is not None and self.frames < 1:
+            raise InputError(f"--frames must be >= 1, got {self.frames}")
+        if not math.isfinite(self.max_bdrate):
+            raise InputError(f"--max-bdrate must be a finite number, got {self.max_bdrate}")
+        if self.sensitivity_frames < 0:
+            raise InputError(f"sensitivity frames must be >= 0, got {self.sensitivity_frames}")
+        if self.matrix not in ("bt601", "bt709"):
+            raise InputError(f"unknown colour matrix {self.matrix!r}; choose bt601 or bt709")
+
+
+@dataclass
+class ModelPair:
+    """A float checkpoint and the int8 folder made from it (one RD point each)."""
+
+    float_path: str
+    int8_path: str
+    float_model: Any = field(repr=False)
+    int8_model: Any = field(repr=False)
+    beta: float | None = None
+
+    @property
+    def float_label(self) -> str:
+        return Path(self.float_path).stem
+
+    @property
+    def int8_label(self) -> str:
+        return Path(self.int8_path).name if Path(self.int8_path).is_dir() else Path(self.int8_path).parent.name
+
+
+def split_list(text: str | Sequence[str]) -> list[str]:
+    """'a,b,c' (or a list of such strings) -> ['a', 'b', 'c'] without empty items."""
+    parts = [text] if isinstance(text, str) else list(text)
+    return [s.strip() for p in parts for s in p.split(",") if s.strip()]
+
+
+def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
+    """Load each float checkpoint and its int8 folder; InputError/CheckpointError on a mismatch."""
+    from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
+    from quant.ptq import load_quantized
+
+    if not floats or not int8s:
+        raise InputError("give at least one float checkpoint (--float) and one int8 folder (--int8)")
+    if len(floats) != len(int8s):
+        raise InputError(f"--float lists {len(floats)} checkpoints but --int8 lists {len(int8s)} folders; "
+                         "they are paired by order")
+    pairs = []
+    for f, q in zip(floats, int8s):
+        model, obj = load_checkpoint(f)
+        if not model.ready_for_coding:
+            raise InputError(f"float checkpoint {f} has no entropy-coding tables (saved before update())")
+        qmodel = load_quantized(q)
+        if qmodel.float_config_name != model.cfg.name:
+            raise InputError(f"int8 model {q} is config {qmodel.float_config_name!r}, but its paired float "
+                             f"checkpoint {f} is {model.cfg.name!r}")
+        pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta")))
+    return pairs
+
+
+def _frames_of(path: str | Path, max_frames: int | None):
+    from mobilecodec.io import open_video
+
+    with open_video(path, max_frames=max_frames) as reader:
+        return list(reader)
+
+
+def code_point(model, source: str | Path, sources: list, work: Path, label: str, opts: CheckOptions,
+               extra: dict | None = None) -> tuple[dict, dict]:
+    """Encode `source` with `model` into a real .mnvc file, decode it (hash-verified) and measure
+    every decoded frame against `sources` (the source frames). Returns (RD point, encode summary)."""
+    from mobilecodec.baselines.runner import frame_metrics
+    from mobilecodec.bitstream.format import StreamReader
+    from mobilecodec.codec.video import decode_video, encode_video
+    from mobilecodec.errors import BitstreamError
+    from mobilecodec import metrics
+
+    stream, recon = work / f"{label}.mnvc", work / f"{label}.y4m"
+    enc = encode_video(model, source, stream, intra_period=opts.intra_period, max_frames=opts.frames,
+                       progress=opts.progress)
+    dec = decode_video(model, stream, recon, progress=opts.progress, verify=True)
+    if dec["hash_matches"] != enc["frames"] or dec["frames"] != enc["frames"]:
+        raise BitstreamError(f"{label}: {dec['hash_matches']} of {enc['frames']} frames decoded hash-exact")
+    with StreamReader(stream) as r:
+        header_bytes = r.header.nbytes
+    decoded = _frames_of(recon, None)
+    n, w, h = enc["frames"], enc["width"], enc["height"]
+    per_frame = []
+    for i, (fi, ref, out) in enumerate(zip(enc["per_frame"], sources, decoded)):
+        per_frame.append({"index": i, "type": fi["type"], "bits": fi["bits"], "payload_bits": fi["payload_bits"],
+                          **frame_metrics(ref, out, opts.matrix)})
+    file_bytes = stream.stat().st_size
+    point = {"label": label, "bpp": metrics.bpp(8 * file_bytes, n, w, h), "bits": 8 * file_bytes,
+             "file_bytes": file_bytes, "header_bits": 8 * header_bytes,
+             **{k: float(np.mean([f[k] for f in per_frame])) for k in METRIC_KEYS},
+             "intra_period": opts.intra_period, "config": model.cfg.name,
+             "weights_hash": model.weights_hash().hex(), "hash_verified_frames": dec["hash_matches"],
+             **(extra or {}), "per_frame": per_frame}
+    return point, enc
+
+
+def rd_result(codec: str, source: str, enc: dict, points: list[dict]) -> dict:
+    """An RD result dict (docs/CONVENTIONS.md schema)."""
+    return {"codec": codec, "source": source, "width": enc["width"], "height": enc["height"], "fps": enc["fps"],
+            "frames": enc["frames"], "points": points}
+
+
+def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str]) -> dict:
+    """BD-rate / BD-PSNR of int8 (test) against float (anchor), per-point and per-frame differences."""
+    from mobilecodec.metrics import bd_psnr, bd_rate
+    from mobilecodec.metrics.bd import MIN_POINTS
+
+    out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_rate": {}, "bd_psnr": {},
+                           "bd_error": None}
+    fp, qp = float_res["points"], int8_res["points"]
+    if len(fp) >= MIN_POINTS["pchip"]:
+        try:
+            for m in metrics_:
+                rf, df = [p["bpp"] for p in fp], [p[m] for p in fp]
+                rq, dq = [p["bpp"] for p in qp], [p[m] for p in qp]
+                out["bd_rate"][m] = bd_rate(rf, df, rq, dq, method="pchip")
+                out["bd_psnr"][m] = bd_psnr(rf, df, rq, dq, method="pchip")
+        except InputError as exc:
+            out["bd_rate"], out["bd_psnr"], out["bd_error"] = {}, {}, str(exc)
+    else:
+        out["bd_error"] = (f"BD-rate needs >= {MIN_POINTS['pchip']} RD points per curve (pchip); got {len(fp)}: "
+                           "give several float checkpoints and int8 folders, comma-separated")
+    out["point_deltas"] = [{"float": a["label"], "int8": b["label"],
+                            "d_bpp_pct": 100.0 * (b["bpp"] / a["bpp"] - 1.0) if a["bpp"] > 0 else None,
+                            **{f"d_{m}": b[m] - a[m] for m in METRIC_KEYS}} for a, b in zip(fp, qp)]
+    out["drift"] = [[{"index": fa["index"], "type": fa["type"], "d_bits": fb["bits"] - fa["bits"],
+                      "d_psnr_yuv": fb["psnr_yuv"] - fa["psnr_yuv"], "d_psnr_rgb": fb["psnr_rgb"] - fa["psnr_rgb"]}
+                     for fa, fb in zip(a["per_frame"], b["per_frame"])] for a, b in zip(fp, qp)]
+    return out
+
+
+def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dict:
+    """Quantize one stage at a time (the others float) and measure PSNR-YUV and estimated bits
+    (from the likelihoods) on the first `opts.sensitivity_frames` frames (one I-frame, then P).
+    Rows sorted by PSNR loss, largest first."""
+    import torch
+
+    from mobilecodec import metrics
+    from mobilecodec.io import crop_frame, pad_frame
+    from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame
+    from quant.qmodel import QuantizedVideoCodec
+    from quant.sim import quiet_aimet
+
+    frames = sources[:opts.sensitivity_frames]
+    if not frames:
+        return {"frames": 0, "rows": []}
+    h, w = frames[0].y.shape
+    xs = [frame_to_tensor(pad_frame(f)) for f in frames]
+
+    @torch.no_grad()
+    def measure(model) -> dict:
+        model.eval()
+        bits, psnrs, buf = 0.0, [], None
+        with quiet_aimet():
+            for t, x in enumerate(xs):
+                out = model.forward_iframe(x) if t == 0 else model.forward_pframe(x, buf)
+                buf = out["buffer"]
+                bits += float(sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))
+                dec = crop_frame(tensor_to_frame(out["x_hat"].clamp(0, 1)), w, h)
+                psnrs.append(metrics.psnr_yuv(frames[t], dec)["yuv"])
+        return {"psnr_yuv": float(np.mean(psnrs)), "bits": bits}
+
+    base = measure(pair.float_model)
+    full = measure(pair.int8_model)
+    qm = pair.int8_model
+    rows = []
+    for name, sim in qm.sims.items():
+        single = QuantizedVideoCodec(pair.float_model, {name: sim}, qm.qcfg)
+        r = measure(single)
+        rows.append({"stage": name, "psnr_yuv": r["psnr_yuv"], "bits": r["bits"],
+                     "d_psnr_yuv": r["psnr_yuv"] - base["psnr_yuv"],
+                     "d_bits_pct": 100.0 * (r["bits"] / base["bits"] - 1.0) if base["bits"] > 0 else None})
+    rows.sort(key=lambda r: (r["d_psnr_yuv"], -(r["d_bits_pct"] or 0.0)))
+    return {"pair": pair.int8_label, "frames": len(frames), "method": "one stage int8, the others float; "
+            "PSNR-YUV of the reconstructions and bits estimated from the likelihoods",
+            "float": base, "int8": full, "rows": rows}
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables."""
+    lines = ["# int8 vs float check", "", f"**{report['verdict']}**", ""]
+    for res in report["results"]:
+        lines += [f"## {res['source']}", "", "| model | label | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM-RGB |",
+                  "|---|---|---|---|---|---|"]
+        for kind in ("float", "int8"):
+            for p in res[kind]["points"]:
+                lines.append(f"| {kind} | {p['label']} | {p['bpp']:.5f} | {p['psnr_yuv']:.3f} | {p['psnr_rgb']:.3f} "
+                             f"| {p['ms_ssim_rgb']:.4f} |")
+        cmp_ = res["comparison"]
+        lines += ["", "| metric | BD-rate int8 vs float (%) | BD-PSNR (dB) |", "|---|---|---|"]
+        if cmp_["bd_rate"]:
+            for m, v in cmp_["bd_rate"].items():
+                lines.append(f"| {m} | {v:.3f} | {cmp_['bd_psnr'][m]:.4f} |")
+        else:
+            lines.append(f"| - | not computed: {cmp_['bd_error']} | - |")
+        lines += ["", "| float | int8 | d bpp (%) | d PSNR-YUV (dB) | d PSNR-RGB (dB) |", "|---|---|---|---|---|"]
+        for d in cmp_["point_deltas"]:
+            lines.append(f"| {d['float']} | {d['int8']} | {_fmt(d['d_bpp_pct'])} | {d['d_psnr_yuv']:.4f} "
+                         f"| {d['d_psnr_rgb']:.4f} |")
+        for a, b in zip(res["float"]["points"], res["int8"]["points"]):
+            lines += ["", f"Per frame, {a['label']} (float) vs {b['label']} (int8):", "",
+                      "| frame | type | bits float | bits int8 | PSNR-YUV float | PSNR-YUV int8 | d PSNR-YUV |",
+                      "|---|---|---|---|---|---|---|"]
+            for fa, fb in zip(a["per_frame"], b["per_frame"]):
+                lines.append(f"| {fa['index']} | {fa['type']} | {fa['bits']} | {fb['bits']} | {fa['psnr_yuv']:.3f} "
+                             f"| {fb['psnr_yuv']:.3f} | {fb['psnr_yuv'] - fa['psnr_yuv']:+.4f} |")
+        lines.append("")
+    sens = report.get("sensitivity") or {}
+    if sens.get("rows"):
+        lines += [f"## Stage sensitivity ({sens['pair']}, {sens['frames']} frames)", "", sens["method"], "",
+                  f"float: PSNR-YUV {sens['float']['psnr_yuv']:.3f} dB, {sens['float']['bits']:.0f} bits; "
+                  f"all stages int8: PSNR-YUV {sens['int8']['psnr_yuv']:.3f} dB, {sens['int8']['bits']:.0f} bits", "",
+                  "| rank | stage int8 alone | d PSNR-YUV (dB) | d bits (%) |", "|---|---|---|---|"]
+        for i, r in enumerate(sens["rows"], 1):
+            lines.append(f"| {i} | {r['stage']} | {r['d_psnr_yuv']:+.4f} | {_fmt(r['d_bits_pct'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) -> list[str]:
+    from mobilecodec.plots import per_frame_plot, rd_plot
+
+    paths = [rd_plot([float_res, int8_res], out / f"{stem}_rd.png", metric=["psnr_yuv", "psnr_rgb", "ms_ssim_rgb"],
+                     title=f"{stem}: float vs int8"),
+             per_frame_plot([float_res, int8_res], "psnr_yuv", out / f"{stem}_per_frame_psnr.png",
+                            title=f"{stem}: PSNR-YUV per frame"),
+             per_frame_plot([float_res, int8_res], "bits", out / f"{stem}_per_frame_bits.png",
+                            title=f"{stem}: bits per frame")]
+    drift = {"codec": "int8 - float", "points": [
+        {"label": d["int8"], "per_frame": frames} for d, frames in zip(cmp_["point_deltas"], cmp_["drift"])]}
+    paths.append(per_frame_plot([drift], "d_psnr_yuv", out / f"{stem}_drift_psnr.png",
+                                title=f"{stem}: PSNR-YUV int8 - float along the GOP (dB)"))
+    return [str(p) for p in paths]
+
+
+def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts: CheckOptions,
+               out_dir: str | os.PathLike | None = None) -> dict:
+    """Run the whole check; writes OUT/check_int8.json, check_int8.md, per-input RD JSONs and PNGs
+    when `out_dir` is given. Returns the report (see the module docstring for the verdict)."""
+    from mobilecodec.io import resolve_input
+
+    opts.validate()
+    srcs = [Path(resolve_input(i)) for i in inputs]
+    for s in srcs:
+        if not s.is_file():
+            raise InputError(f"no such input video: {s}")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    results, sensitivity = [], None
+    with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
+        for k, src in enumerate(srcs):
+            sources = _frames_of(src, opts.frames)
+            fpts, qpts, enc = [], [], None
+            for j, pair in enumerate(pairs):
+                fp, enc = code_point(pair.float_model, src, sources, Path(tmp), f"{k}_{j}_float", opts,
+                                     {"checkpoint": pair.float_path, "beta": pair.beta, "pair": j})
+                qp, _ = code_point(pair.int8_model, src, sources, Path(tmp), f"{k}_{j}_int8", opts,
+                                   {"checkpoint": pair.int8_path, "beta": pair.beta, "pair": j})
+                fp["label"], qp["label"] = pair.float_label, pair.int8_label
+                fpts.append(fp)
+                qpts.append(qp)
+            fres = rd_result(pairs[0].float_model.cfg.name, str(src), enc, fpts)
+            qres = rd_result(pairs[0].int8_model.cfg.name, str(src), enc, qpts)
+            results.append({"source": str(src), "float": fres, "int8": qres,
+                            "comparison": compare(fres, qres, opts.bd_metrics)})
+            if k == 0 and opts.sensitivity_frames:
+                sensitivity = stage_sensitivity(pairs[0], sources, opts)
+    bd_mean = {}
+    if all(r["comparison"]["bd_rate"] for r in results):
+        bd_mean = {m: float(np.mean([r["comparison"]["bd_rate"][m] for r in results])) for m in opts.bd_metrics}
+    loss = max(bd_mean.values()) if bd_mean else None
+    if loss is None:
+        errors = "; ".join(sorted({r["comparison"]["bd_error"] for r in results if r["comparison"]["bd_error"]}))
+        verdict, passed = f"UNDETERMINED: no BD-rate ({errors})", None
+    elif loss > opts.max_bdrate:
+        verdict, passed = (f"FAIL: int8 BD-rate loss {loss:.3f}% exceeds the allowed {opts.max_bdrate:g}% "
+                           f"(worst of {', '.join(opts.bd_metrics)})"), False
+    else:
+        verdict, passed = (f"PASS: int8 BD-rate loss {loss:.3f}% is within the allowed {opts.max_bdrate:g}% "
+                           f"(worst of {', '.join(opts.bd_metrics)})"), True
+    report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs],
+              "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta} for p in pairs],
+              "options": {**asdict(opts), "bd_metrics": list(opts.bd_metrics)},
+              "bd_rate": bd_mean, "bd_rate_loss": loss, "max_bdrate": opts.max_bdrate, "passed": passed,
+              "verdict": verdict, "results": results, "sensitivity": sensitivity, "files": []}
+    if out is not None:
+        report["files"] = write_report(out, report)
+    return report
+
+
+def write_report(out: Path, report: dict) -> list[str]:
+    """OUT/check_int8.json, check_int8.md, <stem>_float.json / <stem>_int8.json (RD results for
+    `mobilecodec bdrate`) and the PNG plots; returns the paths written."""
+    from mobilecodec.fsutil import atomic_path, write_json_atomic
+    from mobilecodec.rdresults import save_results
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    for k, res in enumerate(report["results"]):
+        stem = f"{k}_{Path(res['source']).stem}" if len(report["results"]) > 1 else Path(res["source"]).stem
+        for kind in ("float", "int8"):
+            p = out / f"{stem}_{kind}.json"
+            save_results(p, res[kind])
+            files.append(str(p))
+        files += _plots(out, stem, res["float"], res["int8"], res["comparison"])
+    md = out / "check_int8.md"
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text(markdown(report), encoding="utf-8")
+    files += [str(md), str(out / "check_int8.json")]
+    report["files"] = files
+    write_json_atomic(out / "check_int8.json", report)
+    return files

@@ -1,0 +1,273 @@
+"""Quantization-aware training (Table 5, stage 4): fine-tune the aimet sims of a PTQ model with the
+straight-through estimator over unrolled GOPs.
+
+aimet-torch 2.42's QuantizeDequantize is differentiable: the rounding passes gradients straight
+through to the input and the weights, and each quantizer's `min` / `max` are nn.Parameters that
+receive gradients too (range learning). Loss as in stage 2 (`mobilecodec.train.losses.GopLoss`):
+I-frame D + beta R, P-frames D + 2 beta R weighted tau^(t-1) with tau = 1.2, D = MSE of the packed
+YUV420 tensor (Y:U:V 6:1:1), R = bits per luma pixel from the likelihoods.
+
+Only the sims (the NPU stages) are trained: the entropy models and the float hyper-synthesis stay
+frozen, because the exact-integer hyper-synthesis and the CDF tables used for coding were derived
+from them by `update()`; training them would desynchronise coding from the trained model.
+
+Output folder: the `save_quantized` layout (quantized.pt, encodings/, qat.json) plus
+qat_state.pt (step, optimizer state, options) for --resume. Randomness of step s (data sample,
+rate noise) is a function of (seed, s), so a resumed run repeats an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from mobilecodec.errors import CheckpointError, InputError
+
+STATE_FORMAT = "mobilecodec-qat-state"
+STATE_VERSION = 1
+STATE_FILE = "qat_state.pt"
+SUMMARY_FILE = "qat.json"
+
+
+@dataclass
+class QATOptions:
+    """Table 5 stage 4 defaults: batch 16, GOP 4, 256x256 crops, lr 5e-7 cosine-decayed to 1e-9,
+    tau 1.2, P-frame rate weight 2 beta, 100k steps (use far fewer on a CPU)."""
+
+    steps: int = 100_000
+    gop: int = 4
+    batch: int = 16
+    crop: tuple[int, int] = (256, 256)  # (H, W), multiples of 64
+    lr: float = 5e-7
+    lr_min: float = 1e-9
+    beta: float | None = None  # None: the float checkpoint's beta
+    tau: float = 1.2
+    p_rate_factor: float = 2.0
+    range_learning: bool = True
+    grad_clip: float = 1.0
+    checkpoint_every: int = 1000
+    seed: int = 0
+    max_frames: int | None = None
+
+    def validate(self) -> None:
+        for name in ("steps", "gop", "batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        h, w = self.crop
+        if h <= 0 or w <= 0 or h % 64 or w % 64:
+            raise InputError(f"crop must be a positive multiple of 64 (the codec's padding), got {h}x{w} (HxW)")
+        if not self.lr > 0 or not self.lr_min >= 0 or self.lr_min > self.lr:
+            raise InputError(f"need lr > 0 and 0 <= lr_min <= lr, got lr {self.lr}, lr_min {self.lr_min}")
+        if self.beta is not None and not self.beta > 0:
+            raise InputError(f"beta must be positive, got {self.beta}")
+        if not self.tau > 0 or self.p_rate_factor < 0 or self.grad_clip < 0:
+            raise InputError("tau must be > 0, the P-frame rate factor and the gradient clip >= 0")
+        self.crop = tuple(self.crop)
+
+    def stage(self):
+        """The loss settings as a `mobilecodec.train.stages.StageConfig` (stage 4, no flow losses)."""
+        from mobilecodec.train.stages import StageConfig
+
+        return StageConfig(stage=4, batch_size=self.batch, gop=self.gop, crop=tuple(self.crop), lr=self.lr,
+                           steps=self.steps, p_rate_factor=self.p_rate_factor, tau=self.tau,
+                           grad_clip=self.grad_clip)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "QATOptions":
+        d = dict(d)
+        d["crop"] = tuple(d["crop"])
+        return QATOptions(**d)
+
+
+def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    """Learning rate of 1-based `step` of `total`: cosine decay from lr (step 1) to lr_min (last step)."""
+    if total <= 1:
+        return lr
+    t = min(max(step - 1, 0), total - 1) / (total - 1)
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * t))
+
+
+def quantizer_parameters(qmodel) -> list:
+    """The encoding parameters (min/max of every aimet quantizer) that range learning trains."""
+    return [p for s in qmodel.sims.values() for n, p in s.model.named_parameters() if "_quantizers." in n]
+
+
+def weight_parameters(qmodel) -> list:
+    """The weights and biases of the quantized stages."""
+    return [p for s in qmodel.sims.values() for n, p in s.model.named_parameters() if "_quantizers." not in n]
+
+
+def set_trainable(qmodel, range_learning: bool) -> list:
+    """Freeze everything, then unfreeze the sims' weights (and their quantizer ranges when
+    `range_learning`); returns the trainable parameters. Quantizer parameters aimet itself keeps
+    fixed (e.g. the min of an unsigned ReLU output) stay fixed."""
+    fixed = getattr(qmodel, "_qat_fixed_ranges", None)
+    if fixed is None:  # remember aimet's own frozen encodings once
+        fixed = {id(p) for p in quantizer_parameters(qmodel) if not p.requires_grad}
+        qmodel.__dict__["_qat_fixed_ranges"] = fixed
+    for p in qmodel.parameters():
+        p.requires_grad_(False)
+    for p in weight_parameters(qmodel):
+        p.requires_grad_(True)
+    if range_learning:
+        for p in quantizer_parameters(qmodel):
+            if id(p) not in fixed:
+                p.requires_grad_(True)
+    return [p for p in qmodel.parameters() if p.requires_grad]
+
+
+def step_seeds(seed: int, step: int):
+    """(numpy generator for the data sample, torch seed for the rate noise) of one step."""
+    import numpy as np
+
+    ss = np.random.SeedSequence([seed, step])
+    return np.random.default_rng(ss), int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def float_beta(qmodel) -> float | None:
+    """The beta recorded in the float checkpoint the quantized model was made from (None if unknown)."""
+    summary = getattr(qmodel, "summary", {}) or {}
+    if summary.get("beta"):
+        return float(summary["beta"])
+    ckpt = getattr(qmodel, "float_checkpoint", None)
+    if ckpt and Path(ckpt).is_file():
+        from mobilecodec.checkpoint import read_checkpoint
+
+        beta = read_checkpoint(ckpt).get("beta")
+        return float(beta) if beta else None
+    return None
+
+
+def qat_step(qmodel, gop_loss, optimizer, params: list, frames, lr: float, grad_clip: float) -> tuple[float, Any]:
+    """One optimisation step on frames (G, N, 6, h, w); returns (loss, per-frame stats)."""
+    import torch
+
+    from quant.sim import quiet_aimet
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with quiet_aimet():
+        loss, stats = gop_loss(frames)
+    if not torch.isfinite(loss):
+        raise InputError(f"QAT diverged (loss {float(loss)}); lower --lr or change --beta")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    return float(loss.detach()), stats
+
+
+def read_state(out_dir: str | os.PathLike) -> dict:
+    """qat_state.pt of a QAT output folder (validated)."""
+    import torch
+
+    p = Path(out_dir) / STATE_FILE
+    if not p.is_file():
+        raise InputError(f"{out_dir}: nothing to resume (no {STATE_FILE}); start without --resume")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+        raise CheckpointError(f"{p} is not a mobilecodec QAT state (version {STATE_VERSION})")
+    return state
+
+
+def save_qat(out_dir: str | os.PathLike, qmodel, optimizer, opts: QATOptions, step: int, summary: dict) -> Path:
+    """Write the output folder atomically: the PTQ layout (loadable by `load_quantized`), qat.json
+    and qat_state.pt."""
+    from quant.ptq import save_quantized
+
+    state = {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step,
+             "optimizer": optimizer.state_dict(), "options": opts.to_dict(),
+             "source": summary.get("source")}
+    return save_quantized(out_dir, qmodel, checkpoint=getattr(qmodel, "float_checkpoint", None),
+                          summary=summary, summary_name=SUMMARY_FILE, extra={STATE_FILE: state})
+
+
+def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+            opts: QATOptions | None = None, *, resume: bool = False, progress: bool = True) -> dict:
+    """QAT of the quantized model in folder `source` (from `mobilecodec ptq`) on clips `data`;
+    writes `out_dir` every `checkpoint_every` steps and at the end. Returns the summary.
+    With `resume`, continues the run in `out_dir` (its saved options win over `opts`, except steps)."""
+    import torch
+    from tqdm import tqdm
+
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss, summarize
+    from quant.ptq import load_quantized
+
+    out = Path(out_dir)
+    opts = opts or QATOptions()
+    start_step, state = 0, None
+    if resume:
+        state = read_state(out)
+        saved = QATOptions.from_dict(state["options"])
+        opts = dataclasses.replace(saved, steps=opts.steps)
+        start_step = int(state["step"])
+        qmodel = load_quantized(out)
+        source = state.get("source") or source
+    else:
+        if (out / STATE_FILE).exists():
+            raise InputError(f"{out} already holds a QAT run; use --resume to continue it or choose another -o")
+        qmodel = load_quantized(source)
+    opts.validate()
+    if start_step >= opts.steps:
+        raise InputError(f"{out} is already at step {start_step}; ask for more --steps than that to continue")
+    if opts.beta is None:
+        opts.beta = float_beta(qmodel)
+        if opts.beta is None:
+            raise InputError("the float checkpoint records no beta (or is missing); give --beta")
+    data_src = TrainingData([str(d) for d in data], opts.gop, opts.crop, max_frames=opts.max_frames)
+    params = set_trainable(qmodel, opts.range_learning)
+    optimizer = torch.optim.Adam(params, lr=opts.lr)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    stage = opts.stage()
+    gop_loss = GopLoss(qmodel, opts.beta, stage)
+    qmodel.train()
+    base = {"source": str(source), "data": [str(d) for d in data], "options": opts.to_dict(),
+            "beta": opts.beta, "float_checkpoint": getattr(qmodel, "float_checkpoint", None),
+            "trainable_parameters": int(sum(p.numel() for p in params)),
+            "quantized_config": qmodel.cfg.name, "start_step": start_step}
+    t0 = time.perf_counter()
+    ema: dict[str, float] = {}
+    history: list[dict] = []
+    last: dict[str, float] = {}
+    step = start_step
+    bar = tqdm(total=opts.steps, initial=start_step, desc="qat", unit="step", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for step in range(start_step + 1, opts.steps + 1):
+            rng, torch_seed = step_seeds(opts.seed, step)
+            torch.manual_seed(torch_seed)
+            frames = data_src.batch(rng, opts.batch)
+            lr = cosine_lr(step, opts.steps, opts.lr, opts.lr_min)
+            loss, stats = qat_step(qmodel, gop_loss, optimizer, params, frames, lr, opts.grad_clip)
+            last = {"step": step, "loss": loss, "lr": lr, **summarize(stats)}
+            history.append({k: last[k] for k in ("step", "loss", "bpp", "psnr", "lr")})
+            for k in ("loss", "bpp", "psnr"):
+                ema[k] = last[k] if k not in ema else 0.9 * ema[k] + 0.1 * last[k]
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema['loss']:.5f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}")
+            if step % opts.checkpoint_every == 0 and step != opts.steps:
+                qmodel.eval()
+                save_qat(out, qmodel, optimizer, opts, step, {**base, "step": step, "last": last, "history": history})
+                qmodel.train()
+    finally:
+        bar.close()
+    qmodel.eval()
+    seconds = time.perf_counter() - t0
+    summary = {**base, "step": step, "steps_run": step - start_step, "seconds": seconds, "last": last,
+               "history": history, "weights_hash": qmodel.weights_hash().hex(), "output": str(out)}
+    save_qat(out, qmodel, optimizer, opts, step, summary)
+    return summary

@@ -1,0 +1,172 @@
+"""export --int8: aimet QDQ graphs (per-channel int8 weights, uint8/uint16 activations), their HTP
+check and compile, int8 parity on onnxruntime CPU against the aimet simulation and on the QNN HTP
+(emulated) against the CPU, with streams cross-decoded; bad --int8 inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mobilecodec.cli import main
+
+QUANTIZED = {"i_analysis", "i_hyper_analysis", "i_synthesis", "motion_predictor", "m_analysis",
+             "m_hyper_analysis", "m_synthesis", "r_analysis", "r_hyper_analysis", "r_synthesis"}
+HYPER_SYNTHESIS = {"i_hyper_synthesis", "m_hyper_synthesis", "r_hyper_synthesis"}
+GOP = 4
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """tiny, random weights (seed 0), I-frame synthesis biased to mid-grey so reconstructions are
+    not clamped to black (quantization errors stay visible)."""
+    from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny"))
+    with torch.no_grad():
+        model.i_synthesis.out.bias[:6] += 0.5
+    model.update()
+    return save_checkpoint(tmp_path_factory.mktemp("i8ckpt") / "tiny_midgrey.pt", model)
+
+
+@pytest.fixture(scope="module")
+def ptq_dir(checkpoint, carphone, tmp_path_factory) -> Path:
+    """A small PTQ: 2 steps of 2 carphone GOPs (3 frames, 64x64 crops); m_synthesis at W8A16."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from quant.calibrate import load_gops
+    from quant.config import QuantConfig
+    from quant.ptq import quantize_model, save_quantized
+
+    model, _ = load_checkpoint(checkpoint)
+    gops = load_gops([carphone], 3, (64, 64), 4, seed=0)
+    qmodel = quantize_model(model, QuantConfig(w8a16=("m_synthesis",)), gops, steps=2, batch=2, progress=False)
+    summary = {"float_weights_hash": model.weights_hash().hex()}
+    return save_quantized(tmp_path_factory.mktemp("i8q") / "Q", qmodel, checkpoint=checkpoint, summary=summary)
+
+
+@pytest.fixture(scope="module")
+def package(checkpoint, ptq_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("i8pkg") / "pkg"
+    assert main(["export", "--checkpoint", str(checkpoint), "--size", "192x192", "-o", str(out),
+                 "--int8", str(ptq_dir)]) == 0
+    return out
+
+
+def _inits(proto) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+
+
+def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, tmp_path):
+    import onnx
+    from onnx import helper
+
+    from mobilecodec.checkpoint import load_checkpoint
+
+    man = json.loads((package / "manifest.json").read_text())
+    assert man["precision"] == "int8-qdq" and man["quantization"]["source"] == "aimet"
+    assert set(man["quantization"]["float_graphs"]) == HYPER_SYNTHESIS
+    assert man["quantization"]["graphs_16bit"] == ["m_synthesis"]
+    assert man["quantization"]["w8a16_layers"] and all(n.startswith("m_synthesis.")
+                                                     for n in man["quantization"]["w8a16_layers"])
+    model, _ = load_checkpoint(checkpoint)
+    float_params = dict(model.named_parameters())
+    # the float package of the same checkpoint, for the op skeleton
+    fpkg = tmp_path / "float"
+    assert main(["export", "--checkpoint", str(checkpoint), "--size", "192x192", "-o", str(fpkg)]) == 0
+    fman = json.loads((fpkg / "manifest.json").read_text())
+    for name in QUANTIZED:
+        g = man["graphs"][name]
+        proto = onnx.load(str(package / g["file"]))
+        onnx.checker.check_model(proto)
+        ops = [n.op_type for n in proto.graph.node]
+        assert "QuantizeLinear" in ops and "DequantizeLinear" in ops, name
+        assert "GridSample" not in ops and not set(ops) & {"If", "Loop", "Scan"}
+        for vi in list(proto.graph.input) + list(proto.graph.output):
+            assert all(d.HasField("dim_value") and d.dim_value > 0 for d in vi.type.tensor_type.shape.dim)
+        # same float skeleton as the onnxsim'd float graph (Q/DQ aside)
+        skeleton = {k: v for k, v in g["ops"].items() if k not in ("QuantizeLinear", "DequantizeLinear")}
+        assert skeleton == fman["graphs"][name]["ops"], name
+        assert [i["name"] for i in g["inputs"]] == [i["name"] for i in fman["graphs"][name]["inputs"]]
+        inits = _inits(proto)
+        producers = {o: n for n in proto.graph.node for o in n.output}
+        n_conv = 0
+        for node in proto.graph.node:
+            if node.op_type not in ("Conv", "ConvTranspose"):
+                continue
+            n_conv += 1
+            dq = producers[node.input[1]]
+            assert dq.op_type == "DequantizeLinear"
+            q, scale = inits[dq.input[0]], inits[dq.input[1]]
+            axis = {a.name: helper.get_attribute_value(a) for a in dq.attribute}["axis"]
+            out_axis = 0 if node.op_type == "Conv" else 1
+            assert q.dtype == np.int8 and axis == out_axis and scale.shape == (q.shape[out_axis],)
+            assert not inits[dq.input[2]].any()  # symmetric: zero points 0
+            # the int8 weight is the checkpoint's float weight rounded to its channel grid
+            key = dq.input[0].removeprefix("stage.").removesuffix("_q")
+            w = float_params[f"{name}.{key}"].detach().numpy()
+            shape = [1] * 4
+            shape[out_axis] = -1
+            assert np.all(np.abs(q.astype(np.float64) * scale.reshape(shape) - w)
+                          <= scale.reshape(shape) / 2 + 1e-6), (name, key)
+        assert n_conv > 0
+        bits = {np.dtype(inits[n.input[2]].dtype).itemsize * 8 for n in proto.graph.node
+                if n.op_type == "QuantizeLinear"}
+        if name == "m_synthesis":
+            assert bits == {16} and proto.opset_import[0].version == 21
+        else:
+            assert bits == {8} and proto.opset_import[0].version == 17
+        assert (package / g["quantization"]["encodings"]).is_file()
+    assert (package / "encodings" / "aimet" / "m_synthesis.encodings").is_file()
+
+
+def test_check_and_compile_use_aimet_graphs(package, tmp_path, capsys):
+    assert main(["export", "--check", str(package)]) == 0
+    assert "all 13 graph(s) run on the HTP" in capsys.readouterr().out
+    out = tmp_path / "bin"
+    assert main(["compile", str(package), "--soc", "43", "-o", str(out)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert set(man["quantization"]["aimet_graphs"]) == QUANTIZED
+    assert set(man["quantization"]["standin_graphs"]) == HYPER_SYNTHESIS
+    for name, g in man["graphs"].items():
+        assert g["quantization"].startswith("stand-in calibration" if name in HYPER_SYNTHESIS else "aimet")
+        assert all((out / f).is_file() for f in g["files"])
+
+
+def test_cpu_qdq_matches_aimet_sim_over_gop(package, ptq_dir, carphone):
+    from export.parity import int8_sim_parity
+    from quant.ptq import load_quantized
+
+    r = int8_sim_parity(package, load_quantized(ptq_dir), carphone, frames=GOP, intra_period=GOP)
+    assert r["frames"] == GOP
+    assert r["max_psnr_diff_db"] < 0.1, r["per_frame"]
+    assert r["min_onnx_vs_sim_psnr"] > 50, r["per_frame"]  # a few one- or two-level flips at most
+
+
+def test_htp_matches_cpu_and_streams_cross_decode(package, carphone):
+    from export.parity import htp_cross_parity
+
+    r = htp_cross_parity(package, carphone, frames=GOP, intra_period=GOP)
+    assert r["max_psnr_diff_db"] < 0.1, r
+    assert min(r["htp_vs_cpu_psnr"]) > 40, r["htp_vs_cpu_psnr"]
+    for key in ("cpu_stream_on_htp", "htp_stream_on_cpu"):
+        assert r[key]["parses_identically"], key
+        assert min(r[key]["drift_psnr_db"]) > 40, r[key]
+
+
+def test_bad_int8_input_exit_2(checkpoint, ptq_dir, tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    cases = [(["--checkpoint", str(checkpoint), "--int8", str(tmp_path / "missing")], "no such folder"),
+             (["--checkpoint", str(checkpoint), "--int8", str(tmp_path / "empty")], "not a `mobilecodec ptq`"),
+             (["--checkpoint", str(tiny_checkpoint), "--int8", str(ptq_dir)], "weights hash differs")]
+    for argv, needle in cases:
+        assert main(["export", *argv, "--size", "192x192", "-o", str(tmp_path / "p")]) == 2
+        assert needle in capsys.readouterr().err
+        assert not (tmp_path / "p").exists()

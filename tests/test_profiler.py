@@ -1,0 +1,136 @@
+"""The profiler: ONNX counts equal PyTorch counts per stage, FlopCounterMode agrees with our
+counter on the codec's stages, buffer dtypes of int8 graphs, and the package report files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+PY = [sys.executable, "-m", "mobilecodec"]
+
+
+@pytest.fixture(scope="module")
+def package(tiny_checkpoint, tmp_path_factory):
+    from export.onnx_export import export_package
+    from mobilecodec.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    out = tmp_path_factory.mktemp("pkg") / "tiny192"
+    export_package(model, out, 192, 192, original_size=(144, 176))
+    return out
+
+
+def test_runtime_exposes_counters_lazily():
+    import runtime
+    from runtime.complexity import count_module
+    from runtime.onnx_complexity import count_onnx
+
+    assert runtime.count_module is count_module and runtime.count_onnx is count_onnx
+
+
+@pytest.mark.parametrize("config", ["tiny", "mobilenvc"])
+def test_stage_macs_match_flop_counter_mode(config):
+    """torch's own FlopCounterMode (FLOPs / 2) on every stage at 128x128 equals count_module."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from runtime import count_module
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config(config)).eval()
+    ex = model.example_inputs(128, 128)
+    for name, mod in model.stages().items():
+        with torch.no_grad():
+            ours = count_module(mod, *ex[name]).macs
+            fc = FlopCounterMode(display=False)
+            with fc:
+                mod(*ex[name])
+        assert ours > 0 and 2 * ours == fc.get_total_flops(), name
+
+
+def test_onnx_counts_equal_pytorch_counts_per_stage(package):
+    from mobilecodec.models.codec import SUBNETWORKS
+    from runtime.profiler import package_complexity
+
+    onnx_c, torch_c, _ = package_complexity(package)
+    assert set(onnx_c.stages) == set(torch_c.stages)
+    for name in onnx_c.stages:
+        assert onnx_c.stages[name].macs == torch_c.stages[name].macs, name
+        assert onnx_c.stages[name].params == torch_c.stages[name].params, name
+    assert onnx_c.rows == torch_c.rows
+    # receiver I-frame AE = hyper-synthesis + synthesis, over the real 176x144 luma pixels
+    st = onnx_c.stages
+    want = (st["i_hyper_synthesis"].macs + st["i_synthesis"].macs) / (176 * 144) / 1e3
+    assert onnx_c.rows["Receiver"]["I-frame AE"][1] == pytest.approx(want)
+    assert "i_analysis" in SUBNETWORKS["I-frame AE"][0]
+
+
+def test_int8_graph_buffer_dtype(package, tmp_path):
+    """A QDQ m_synthesis stores the flow as uint8: the buffer shrinks by 4x for that entry."""
+    from export.manifest import load_manifest
+    from export.qdq import quantize_graph, random_feeds
+    from runtime.profiler import package_buffer, qdq_output_dtypes
+
+    src = package / "graphs" / "m_synthesis.onnx"
+    qdq = quantize_graph(src, tmp_path / "m_synthesis.qdq.onnx", random_feeds(src, count=2))
+    assert qdq_output_dtypes(src)["buffer_out.flow"] == "float32"
+    assert qdq_output_dtypes(qdq)["buffer_out.flow"] == "uint8"
+    man = load_manifest(package)
+    f32 = package_buffer(man, 30.0, {})
+    i8 = package_buffer(man, 30.0, {"m_synthesis": qdq})
+    # tiny at 192x192: frame 6x96x96 uint8; flow 2 x 24 x 24 (8x8 blocks) float32 or uint8
+    assert f32.bytes_per_frame == 6 * 96 * 96 + 2 * 24 * 24 * 4
+    assert i8.bytes_per_frame == 6 * 96 * 96 + 2 * 24 * 24
+    assert i8.full_res_maps == pytest.approx(1.5 + 2 / 64)
+    assert i8.bandwidth_mb_s == pytest.approx(2 * i8.bytes_per_frame * 30 / 1e6)
+
+
+def test_profile_package_writes_consistent_report(package, tmp_path):
+    out = tmp_path / "report"
+    p = subprocess.run([*PY, "profile", str(package), "--runs", "2", "--warmup", "1", "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "agree exactly on 13/13 graphs" in p.stdout
+    r = json.loads((out / "profile.json").read_text())
+    assert sorted(r["files"]) == sorted(["profile.json", "profile.md", "macs_per_subnetwork.png",
+                                         "latency_breakdown.png"])
+    for png in ("macs_per_subnetwork.png", "latency_breakdown.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(v["equal"] for v in r["onnx_vs_pytorch"].values())
+    assert r["complexity"]["table6"] == r["complexity_pytorch"]["table6"]
+    lat = r["latency"]
+    assert set(lat["graphs"]) == {n for n, g in json.loads((package / "manifest.json").read_text())["graphs"].items()
+                                  if g["used_by_codec"]}
+    for kind in ("encode", "decode"):
+        for ftype in ("I", "P"):
+            fr = lat["frames"][kind][ftype]
+            assert fr["frame"]["runs"] == 2 and fr["frame"]["p90_ms"] >= fr["frame"]["median_ms"] > 0
+            assert "host: entropy coding" in fr["steps"] and "host: glue" in fr["steps"]
+            assert 0.0 <= fr["host_share"] <= 1.0
+    assert "host: warp" in lat["frames"]["decode"]["P"]["steps"]
+    assert "r_synthesis" in lat["frames"]["decode"]["P"]["steps"]
+    assert "i_analysis" not in lat["frames"]["decode"]["I"]["steps"]  # the receiver runs no analysis
+    ops = {o["op"] for o in r["ort_ops"]["top_ops"]}
+    assert {"Conv", "ConvTranspose"} & ops
+    md = (out / "profile.md").read_text()
+    assert "## Complexity" in md and "## Buffer" in md and "## Latency" in md
+
+
+def test_profile_config_report_keeps_table6_keys(tmp_path):
+    p = subprocess.run([*PY, "profile", "--config", "tiny", "--size", "144x176", "-o", str(tmp_path / "r"),
+                        "--json", str(tmp_path / "p.json")], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "p.json").read_text())
+    assert r["complexity"]["table6"]["Receiver"]["I-frame AE"]["kmacs_per_px"] > 0
+    assert r["buffer"]["bytes_per_frame"] == 6 * 96 * 96 + 2 * 24 * 24  # int8 flow by default
+    assert (tmp_path / "r" / "profile.md").is_file() and (tmp_path / "r" / "macs_per_subnetwork.png").is_file()
+
+
+def test_profile_needs_one_source(tmp_path):
+    p = subprocess.run([*PY, "profile"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and "exactly one" in p.stderr
