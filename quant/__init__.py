@@ -21,6 +21,10 @@ _LAZY = {
     "load_quantized": "quant.ptq",
     "calibrate": "quant.calibrate",
     "load_gops": "quant.calibrate",
+    "QATOptions": "quant.qat",
+    "run_qat": "quant.qat",
+    "CheckOptions": "quant.check",
+    "check_int8": "quant.check",
 }
 
 __all__ = sorted(_LAZY)

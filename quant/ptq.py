@@ -60,7 +60,9 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
               dynamic_ncols=True) as bar:
         sims = build_sims(model, qcfg, progress=lambda n: bar.update(1))
     if qcfg.adaround:
-        raise InputError("AdaRound is not implemented yet in mobilecodec ptq (use plain PTQ, --cle or --w8a16)")
+        raise InputError("AdaRound is not implemented yet in mobilecodec ptq: aimet's Adaround.apply_adaround needs "
+                         "each stage's inputs captured from codec runs (not wired yet); use plain PTQ, --cle, "
+                         "--w8a16 or `mobilecodec qat`")
     qmodel = QuantizedVideoCodec(model, sims, qcfg)
     if gops is not None:
         calibrate(qmodel, gops, steps=steps, batch=batch, progress=progress)
