@@ -21,10 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from mobilecodec.errors import InputError
+from mobilecodec.evaluate import METRIC_KEYS, rd_result
+from mobilecodec.evaluate import code_point as _code_point
+from mobilecodec.evaluate import read_frames as _frames_of
 
 FORMAT = "mobilecodec-check-int8"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
-METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
 
 
 @dataclass
@@ -100,51 +102,12 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
     return pairs
 
 
-def _frames_of(path: str | Path, max_frames: int | None):
-    from mobilecodec.io import open_video
-
-    with open_video(path, max_frames=max_frames) as reader:
-        return list(reader)
-
-
 def code_point(model, source: str | Path, sources: list, work: Path, label: str, opts: CheckOptions,
                extra: dict | None = None) -> tuple[dict, dict]:
     """Encode `source` with `model` into a real .mnvc file, decode it (hash-verified) and measure
-    every decoded frame against `sources` (the source frames). Returns (RD point, encode summary)."""
-    from mobilecodec.baselines.runner import frame_metrics
-    from mobilecodec.bitstream.format import StreamReader
-    from mobilecodec.codec.video import decode_video, encode_video
-    from mobilecodec.errors import BitstreamError
-    from mobilecodec import metrics
-
-    stream, recon = work / f"{label}.mnvc", work / f"{label}.y4m"
-    enc = encode_video(model, source, stream, intra_period=opts.intra_period, max_frames=opts.frames,
-                       progress=opts.progress)
-    dec = decode_video(model, stream, recon, progress=opts.progress, verify=True)
-    if dec["hash_matches"] != enc["frames"] or dec["frames"] != enc["frames"]:
-        raise BitstreamError(f"{label}: {dec['hash_matches']} of {enc['frames']} frames decoded hash-exact")
-    with StreamReader(stream) as r:
-        header_bytes = r.header.nbytes
-    decoded = _frames_of(recon, None)
-    n, w, h = enc["frames"], enc["width"], enc["height"]
-    per_frame = []
-    for i, (fi, ref, out) in enumerate(zip(enc["per_frame"], sources, decoded)):
-        per_frame.append({"index": i, "type": fi["type"], "bits": fi["bits"], "payload_bits": fi["payload_bits"],
-                          **frame_metrics(ref, out, opts.matrix)})
-    file_bytes = stream.stat().st_size
-    point = {"label": label, "bpp": metrics.bpp(8 * file_bytes, n, w, h), "bits": 8 * file_bytes,
-             "file_bytes": file_bytes, "header_bits": 8 * header_bytes,
-             **{k: float(np.mean([f[k] for f in per_frame])) for k in METRIC_KEYS},
-             "intra_period": opts.intra_period, "config": model.cfg.name,
-             "weights_hash": model.weights_hash().hex(), "hash_verified_frames": dec["hash_matches"],
-             **(extra or {}), "per_frame": per_frame}
-    return point, enc
-
-
-def rd_result(codec: str, source: str, enc: dict, points: list[dict]) -> dict:
-    """An RD result dict (docs/CONVENTIONS.md schema)."""
-    return {"codec": codec, "source": source, "width": enc["width"], "height": enc["height"], "fps": enc["fps"],
-            "frames": enc["frames"], "points": points}
+    every decoded frame against `sources`; see `mobilecodec.evaluate.code_point`."""
+    return _code_point(model, source, sources, work, label, intra_period=opts.intra_period, frames=opts.frames,
+                       matrix=opts.matrix, progress=opts.progress, extra=extra)
 
 
 def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str]) -> dict:

@@ -16,8 +16,9 @@ from typing import Sequence
 from mobilecodec import __version__
 from mobilecodec.errors import MobileCodecError
 
-# Order is the order shown by --help: pipeline order, then tools.
+# Order is the order shown by --help: the demo first, then pipeline order, then tools.
 COMMANDS: tuple[str, ...] = (
+    "demo",
     "train",
     "ptq",
     "qat",
@@ -25,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "init",
     "encode",
     "decode",
+    "eval",
     "profile",
     "export",
     "compile",

@@ -12,7 +12,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
-_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "lr", "tau", "flow_lambda",
+_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "lr", "tau", "flow_lambda",
                  "clip", "seed", "init", "buffering", "warp", "max_frames")
 
 
@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random crop, multiples of 64 (default 256x256 / 256x384)")
     p.add_argument("--gop", type=positive_int, default=None, help="frames per training GOP (default 4 / 7)")
     p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-4 / 5e-5)")
+    p.add_argument("--rollout", type=int, default=None, metavar="K",
+                   help="error-propagation-aware training: run K P-frames without gradients before the "
+                        "trained ones, so they learn from a drifted buffer (samples GOP + K frames; default 0)")
     p.add_argument("--tau", type=positive_float, default=None,
                    help="P-frame loss modulation: P-frame t weighted tau^(t-1) (default 1 / 1.2)")
     p.add_argument("--flow-lambda", type=float, default=None,
@@ -58,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
-            "lr": args.lr, "tau": args.tau, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip}
+            "lr": args.lr, "tau": args.tau, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
+            "rollout": args.rollout}
 
 
 def _check_resume_args(args: argparse.Namespace, saved) -> None:
@@ -67,7 +71,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
 
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
-              "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "lr": st.lr, "tau": st.tau,
+              "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout, "lr": st.lr, "tau": st.tau,
               "flow_lambda": st.flow_lambda_pred, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames}
     for name in _RUN_DEFINING:

@@ -4,7 +4,7 @@ PTQ and QAT live in the quantization package).
 Loss of one GOP of G frames (see `mobilecodec.train.losses`):
     L = (L_I + sum_{t=1..G-1} tau^(t-1) * L_P,t) / G
     L_I   = D_I + beta * R_I
-    L_P,t = D_P,t + p_rate_factor * beta * R_P,t
+    L_P,t = D_P,t + p_rate_factor * beta * R_P,t   (t counted after the `rollout` gradient-free P-frames)
             + flow_lambda_pred * D(warp(ref, f^P_t), x_t) + flow_lambda_rec * D(warp(ref, f_hat_t), x_t)
 D is the MSE of the YUV420 frame in [0, 1] with Y:U:V weighted 6:1:1 (the PSNR-YUV convention the
 evaluation uses), R is bits per luma pixel from the likelihoods. tau > 1 weights later P-frames
@@ -35,6 +35,10 @@ class StageConfig:
     flow_lambda_rec: float = 0.0  # auxiliary loss on the reconstructed (decoded) flow f_hat
     grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
     yuv_weights: tuple[float, float, float] = (6.0, 1.0, 1.0)  # Y:U:V weights of the MSE
+    # Error-propagation-aware training (HyTIP Table A6 "EPA"): the first `rollout` P-frames of each
+    # GOP run without gradients and add no loss, so the trained P-frames start from a buffer that
+    # has drifted as it does deep inside a long intra period. The GOP sampled is gop + rollout.
+    rollout: int = 0
 
     def replace(self, **changes) -> StageConfig:
         """A copy with the given fields changed (None values are ignored), validated."""
@@ -57,6 +61,8 @@ class StageConfig:
             raise InputError(f"learning rate must be positive, got {self.lr}")
         if self.steps < 1:
             raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.rollout < 0:
+            raise InputError(f"rollout must be >= 0, got {self.rollout}")
         if self.tau <= 0:
             raise InputError(f"P-frame loss modulation tau must be positive, got {self.tau}")
         if self.flow_lambda_pred < 0 or self.flow_lambda_rec < 0 or self.grad_clip < 0:
@@ -70,6 +76,7 @@ class StageConfig:
         d = dict(d)
         d["crop"] = tuple(d["crop"])
         d["yuv_weights"] = tuple(d["yuv_weights"])
+        d.setdefault("rollout", 0)
         return StageConfig(**d)
 
 

@@ -282,7 +282,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         # Rank 0 decodes the videos into the cache first; the others then map the cached arrays.
         if not dist.is_main:
             _barrier(dist)
-        data = TrainingData(opts.data, st.gop, st.crop, max_frames=opts.max_frames)
+        data = TrainingData(opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames)
         if dist.is_main:
             run.mkdir(parents=True, exist_ok=True)
             _barrier(dist)

@@ -1,0 +1,46 @@
+"""`mobilecodec eval`: real encode + hash-verified decode of each checkpoint, RD JSON, plots, BD-rate."""
+
+from __future__ import annotations
+
+import argparse
+
+from mobilecodec.cli.common import emit_json, positive_int
+
+HELP = "evaluate checkpoints with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files (.y4m, .mp4, ...) or sample clip names (carphone, bikes)")
+    p.add_argument("--checkpoint", required=True, metavar="C[,C2,...]", action="append",
+                   help="checkpoint files or shipped checkpoint names, comma-separated (one RD point each)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder: <input>_eval.json, plots, streams/")
+    p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
+    p.add_argument("--frames", type=positive_int, default=None, help="code only the first N frames")
+    p.add_argument("--anchor", metavar="JSON", help="RD result JSON (e.g. from `mobilecodec baseline`) to plot "
+                   "and compute BD-rate against (pchip; needs >= 2 checkpoints)")
+    p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
+                   help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
+    p.add_argument("--name", metavar="CODEC", help="codec name in the results (default: the config name)")
+    p.add_argument("--save-decoded", action="store_true", help="also keep the decoded videos in OUT/streams/")
+    p.add_argument("--json", metavar="PATH", help="write the whole report as JSON ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mobilecodec.evaluate import EvalOptions, evaluate, format_report
+
+    checkpoints = [s.strip() for text in args.checkpoint for s in text.split(",") if s.strip()]
+    opts = EvalOptions(intra_period=args.intra_period, frames=args.frames, matrix=args.matrix,
+                       save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress)
+    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor)
+    text = format_report(report)
+    if args.json == "-":
+        import sys
+
+        sys.stderr.write(text)
+    else:
+        print(text, end="")
+    emit_json(report, args.json)
+    return 0

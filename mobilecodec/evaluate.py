@@ -1,0 +1,318 @@
+"""Evaluate codec checkpoints the way a user meets them: the real encoder writes a .mnvc file, the
+real decoder reads it back (hash-verified), and every decoded frame is measured against its source.
+
+Shared by `mobilecodec eval` and the int8 check (`quant.check`). Rates come from the stream: a
+point's bpp is the whole file's bits / (frames x W x H); a frame's bits are its record's bytes x 8.
+Point metrics are means of the per-frame values (as in `mobilecodec.baselines.runner`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mobilecodec.errors import CheckpointError, InputError
+
+FORMAT = "mobilecodec-eval"
+METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+BD_METRICS = ("psnr_yuv", "psnr_rgb")
+BD_METHOD = "pchip"
+
+
+def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> list:
+    """The first `max_frames` frames (all when None) of a video file as a list of YUVFrame."""
+    from mobilecodec.io import open_video
+
+    with open_video(path, max_frames=max_frames) as reader:
+        return list(reader)
+
+
+def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], work: str | os.PathLike,
+               label: str, *, intra_period: int = 32, frames: int | None = None, matrix: str = "bt601",
+               progress: bool = False, extra: dict | None = None, save_decoded: str | os.PathLike | None = None,
+               on_frame: Callable[[str, int], None] | None = None) -> tuple[dict, dict]:
+    """Encode `source` with `model` into WORK/<label>.mnvc, decode it with hash verification and
+    measure each decoded frame against `sources` (the source frames, in order).
+
+    Returns (RD point, encode summary). `save_decoded` also writes the decoded video (.y4m/.yuv);
+    `on_frame(phase, index)` is called after each decoded frame ("decode") for progress bars."""
+    from mobilecodec import metrics
+    from mobilecodec.baselines.runner import frame_metrics
+    from mobilecodec.bitstream.format import StreamReader
+    from mobilecodec.codec.video import decode_video, encode_video
+    from mobilecodec.errors import BitstreamError
+
+    stream = Path(work) / f"{label}.mnvc"
+    enc = encode_video(model, source, stream, intra_period=intra_period, max_frames=frames, progress=progress)
+    if enc["frames"] != len(sources):
+        raise InputError(f"{source}: encoded {enc['frames']} frames but {len(sources)} source frames were read")
+    measured: dict[int, dict] = {}
+
+    def measure(i: int, dec: Any) -> None:
+        measured[i] = frame_metrics(sources[i], dec, matrix)
+        if on_frame is not None:
+            on_frame("decode", i)
+
+    dec = decode_video(model, stream, save_decoded, progress=progress, verify=True, on_frame=measure)
+    if dec["hash_matches"] != enc["frames"] or dec["frames"] != enc["frames"]:
+        raise BitstreamError(f"{label}: {dec['hash_matches']} of {enc['frames']} frames decoded hash-exact")
+    with StreamReader(stream) as r:
+        header_bytes = r.header.nbytes
+    n, w, h = enc["frames"], enc["width"], enc["height"]
+    per_frame = [{"index": i, "type": fi["type"], "bits": fi["bits"], "payload_bits": fi["payload_bits"],
+                  **measured[i]} for i, fi in enumerate(enc["per_frame"])]
+    file_bytes = stream.stat().st_size
+    point = {"label": label, "bpp": metrics.bpp(8 * file_bytes, n, w, h), "bits": 8 * file_bytes,
+             "file_bytes": file_bytes, "header_bits": 8 * header_bytes,
+             **{k: float(np.mean([f[k] for f in per_frame])) for k in METRIC_KEYS},
+             "intra_period": intra_period, "config": model.cfg.name,
+             "weights_hash": model.weights_hash().hex(), "hash_verified_frames": dec["hash_matches"],
+             **(extra or {}), "per_frame": per_frame}
+    return point, enc
+
+
+def rd_result(codec: str, source: str, enc: dict, points: list[dict]) -> dict:
+    """An RD result dict (docs/CONVENTIONS.md schema) from an encode summary and its points."""
+    return {"codec": codec, "source": source, "width": enc["width"], "height": enc["height"], "fps": enc["fps"],
+            "frames": enc["frames"], "points": points}
+
+
+def frame_type_summary(point: dict) -> dict:
+    """Mean bits, PSNR-YUV and PSNR-RGB of the I-frames and of the P-frames of one RD point, and
+    whether P-frames cost fewer bits than I-frames at equal or better PSNR-YUV."""
+    out: dict[str, Any] = {}
+    for t in ("I", "P"):
+        fr = [f for f in point["per_frame"] if f["type"] == t]
+        out[t] = ({"frames": len(fr), "bits": float(np.mean([f["bits"] for f in fr])),
+                   "psnr_yuv": float(np.mean([f["psnr_yuv"] for f in fr])),
+                   "psnr_rgb": float(np.mean([f["psnr_rgb"] for f in fr]))} if fr else {"frames": 0})
+    if out["I"]["frames"] and out["P"]["frames"]:
+        out["p_over_i_bits"] = out["P"]["bits"] / out["I"]["bits"] if out["I"]["bits"] else None
+        out["p_cheaper_at_equal_or_better_psnr"] = bool(out["P"]["bits"] < out["I"]["bits"]
+                                                        and out["P"]["psnr_yuv"] >= out["I"]["psnr_yuv"])
+    else:
+        out["p_over_i_bits"] = None
+        out["p_cheaper_at_equal_or_better_psnr"] = None
+    return out
+
+
+def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS) -> dict:
+    """BD-rate (%, pchip) of `test` against `anchor` per metric; {'error': why} when it cannot be
+    computed (fewer than 2 points on a curve, curves not monotonic or not overlapping)."""
+    from mobilecodec.metrics import bd_rate
+    from mobilecodec.metrics.bd import MIN_POINTS
+    from mobilecodec.rdresults import rd_curve
+
+    need = MIN_POINTS[BD_METHOD]
+    out: dict[str, Any] = {"anchor": anchor.get("codec"), "test": test.get("codec"), "method": BD_METHOD,
+                           "bd_rate": {}, "error": None}
+    for name, res in (("anchor", anchor), ("test", test)):
+        if len(res["points"]) < need:
+            out["error"] = (f"BD-rate needs at least {need} RD points per curve ({BD_METHOD}); the {name} "
+                            f"'{res.get('codec')}' has {len(res['points'])}"
+                            + (": give several checkpoints, comma-separated" if name == "test" else ""))
+            return out
+    try:
+        for m in metrics_:
+            ra, da = rd_curve(anchor, m)
+            rt, dt = rd_curve(test, m)
+            out["bd_rate"][m] = bd_rate(ra, da, rt, dt, method=BD_METHOD)
+    except InputError as exc:
+        out["bd_rate"], out["error"] = {}, str(exc)
+    return out
+
+
+@dataclass
+class EvalOptions:
+    """How `evaluate` codes and measures."""
+
+    intra_period: int = 32
+    frames: int | None = None       # code only the first N frames of each input
+    matrix: str = "bt601"           # YUV->RGB matrix of PSNR-RGB / MS-SSIM-RGB
+    save_decoded: bool = False      # also keep OUT/streams/<stem>_<label>.y4m
+    codec_name: str | None = None   # the results' "codec" (default: the checkpoints' config names)
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.intra_period < 1:
+            raise InputError(f"--intra-period must be >= 1, got {self.intra_period}")
+        if self.frames is not None and self.frames < 1:
+            raise InputError(f"--frames must be >= 1, got {self.frames}")
+        if self.matrix not in ("bt601", "bt709"):
+            raise InputError(f"unknown colour matrix {self.matrix!r}; choose bt601 or bt709")
+
+
+def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """One unique label per checkpoint: its file stem, or '<folder>_<stem>' where stems repeat
+    (e.g. several runs' final.pt)."""
+    stems = [Path(p).stem for p in paths]
+    labels = [s if stems.count(s) == 1 else f"{Path(p).resolve().parent.name}_{s}" for p, s in zip(paths, stems)]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"checkpoints must be distinct, got {', '.join(map(str, paths))}")
+    return labels
+
+
+def _load_models(checkpoints: Sequence[str]) -> list[tuple[str, Any, dict]]:
+    from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
+
+    if not checkpoints:
+        raise InputError("give at least one checkpoint (--checkpoint C[,C2,...])")
+    models = []
+    for c in checkpoints:
+        model, obj = load_checkpoint(c)
+        if not model.ready_for_coding:
+            raise CheckpointError(f"checkpoint {c} has no entropy-coding tables (it was saved before "
+                                  "model.update())")
+        models.append((str(resolve_checkpoint(c)), model, obj))
+    return models
+
+
+def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], opts: EvalOptions,
+             out_dir: str | os.PathLike, anchor: str | os.PathLike | None = None) -> dict:
+    """Code every input with every checkpoint, write OUT/<stem>_eval.json (RD result, one point per
+    checkpoint sorted by bpp), the streams under OUT/streams/, the RD and per-frame plots, and
+    return the report (results, I/P summaries, BD-rates against `anchor` when given)."""
+    from tqdm import tqdm
+
+    from mobilecodec.io import resolve_input
+    from mobilecodec.rdresults import load_results
+
+    opts.validate()
+    if not inputs:
+        raise InputError("give at least one input video")
+    srcs = [Path(resolve_input(i)) for i in inputs]
+    for s in srcs:
+        if not s.is_file():
+            raise InputError(f"no such input video: {s}")
+    stems = [s.stem if [x.stem for x in srcs].count(s.stem) == 1 else f"{k}_{s.stem}" for k, s in enumerate(srcs)]
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    anchor_res = load_results(anchor) if anchor is not None else None
+    models = _load_models(checkpoints)
+    labels = checkpoint_labels([p for p, _, _ in models])
+    codec = opts.codec_name or "/".join(dict.fromkeys(m.cfg.name for _, m, _ in models))
+    streams = out / "streams"
+    streams.mkdir(parents=True, exist_ok=True)
+    sources_by_input = [read_frames(s, opts.frames) for s in srcs]
+    for s, frames in zip(srcs, sources_by_input):
+        if not frames:
+            raise InputError(f"no frames in {s}")
+    total = len(models) * sum(len(f) for f in sources_by_input)
+    bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not opts.progress, desc="eval",
+               dynamic_ncols=True)
+    results, files = [], []
+    try:
+        for src, stem, sources in zip(srcs, stems, sources_by_input):
+            points, enc = [], None
+            for (path, model, obj), label in zip(models, labels):
+                bar.set_postfix_str(f"{stem}: {label}")
+                with tempfile.TemporaryDirectory(prefix="mobilecodec-eval-") as tmp:
+                    dec_path = Path(tmp) / f"{label}.y4m" if opts.save_decoded else None
+                    point, enc = code_point(model, src, sources, tmp, label, intra_period=opts.intra_period,
+                                            frames=opts.frames, matrix=opts.matrix, save_decoded=dec_path,
+                                            extra={"checkpoint": path, "beta": obj.get("beta"),
+                                                   "warp": model.cfg.to_dict().get("warp"),
+                                                   "buffering": model.cfg.to_dict().get("buffering")},
+                                            on_frame=lambda _phase, _i: bar.update(1))
+                    point["frame_types"] = frame_type_summary(point)
+                    kept = [(Path(tmp) / f"{label}.mnvc", streams / f"{stem}_{label}.mnvc")]
+                    if dec_path is not None:
+                        kept.append((dec_path, streams / f"{stem}_{label}.y4m"))
+                    for a, b in kept:
+                        _publish(a, b)
+                        files.append(str(b))
+                    point["stream"] = str(streams / f"{stem}_{label}.mnvc")
+                points.append(point)
+            points.sort(key=lambda p: p["bpp"])
+            res = rd_result(codec, str(src), enc, points)
+            res.update({"intra_period": opts.intra_period, "matrix": opts.matrix,
+                        "aggregation": "point metrics are means of per-frame values; bpp = stream file bits / "
+                                       "(frames*W*H); per-frame bits = frame record bytes * 8"})
+            entry: dict[str, Any] = {"stem": stem, "result": res, "bd": None, "notes": []}
+            if anchor_res is not None:
+                if (anchor_res["width"], anchor_res["height"]) != (res["width"], res["height"]):
+                    raise InputError(f"anchor {anchor} is {anchor_res['width']}x{anchor_res['height']} but "
+                                     f"{src} is {res['width']}x{res['height']}: not the same clip")
+                if anchor_res["frames"] != res["frames"]:
+                    entry["notes"].append(f"anchor has {anchor_res['frames']} frames, this evaluation "
+                                          f"{res['frames']}")
+                entry["bd"] = bd_against(anchor_res, res)
+            results.append(entry)
+    finally:
+        bar.close()
+    for entry in results:
+        files += write_outputs(out, entry["stem"], entry["result"], anchor_res)
+    report = {"format": FORMAT, "version": 1, "checkpoints": [p for p, _, _ in models], "labels": labels,
+              "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
+              "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix},
+              "results": results, "files": files}
+    return report
+
+
+def _publish(src: Path, dst: Path) -> None:
+    from mobilecodec.fsutil import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[str]:
+    """OUT/<stem>_eval.json, <stem>_rd.png (with the anchor's curve), <stem>_per_frame_bits.png and
+    <stem>_per_frame_psnr.png; returns the paths written."""
+    from mobilecodec.plots import per_frame_plot, rd_plot
+    from mobilecodec.rdresults import save_results
+
+    title = f"{Path(res['source']).name}, {res['frames']} frames, intra period {res['intra_period']}"
+    paths = [rd_plot([res] + ([anchor] if anchor else []), out / f"{stem}_rd.png",
+                     metric=("psnr_yuv", "psnr_rgb"), title=title),
+             per_frame_plot([res], "bits", out / f"{stem}_per_frame_bits.png", title=f"bits per frame: {title}"),
+             per_frame_plot([res], "psnr_yuv", out / f"{stem}_per_frame_psnr.png",
+                            title=f"PSNR-YUV per frame: {title}")]
+    save_results(out / f"{stem}_eval.json", res)
+    return [str(p) for p in paths] + [str(out / f"{stem}_eval.json")]
+
+
+def format_report(report: dict) -> str:
+    """The stdout tables: RD points, I- vs P-frame averages and BD-rates per input."""
+    lines: list[str] = []
+    for entry in report["results"]:
+        res = entry["result"]
+        lines += [f"{res['codec']}: {res['source']} ({res['width']}x{res['height']}, {res['frames']} frames, "
+                  f"intra period {res['intra_period']})",
+                  f"{'label':<28} {'beta':>8} {'bpp':>8} {'PSNR-Y':>8} {'PSNR-YUV':>9} {'PSNR-RGB':>9} "
+                  f"{'MS-SSIM':>8}"]
+        for p in res["points"]:
+            beta = "-" if p.get("beta") is None else f"{p['beta']:g}"
+            lines.append(f"{p['label']:<28} {beta:>8} {p['bpp']:8.4f} {p['psnr_y']:8.3f} {p['psnr_yuv']:9.3f} "
+                         f"{p['psnr_rgb']:9.3f} {p['ms_ssim_rgb']:8.5f}")
+        lines += ["I- vs P-frames (means per frame):",
+                  f"{'label':<28} {'I bits':>9} {'I PSNR-YUV':>11} {'P bits':>9} {'P PSNR-YUV':>11} "
+                  f"{'P/I bits':>9}  P cheaper at >= PSNR"]
+        for p in res["points"]:
+            ft = p["frame_types"]
+            i, q = ft["I"], ft["P"]
+            fmt = (lambda d, k, w, nd: f"{d[k]:{w}.{nd}f}" if d.get("frames") else f"{'-':>{w}}")
+            ratio = "-" if ft["p_over_i_bits"] is None else f"{ft['p_over_i_bits']:.3f}"
+            verdict = {True: "yes", False: "no", None: "- (needs I and P frames)"}[ft["p_cheaper_at_equal_or_better_psnr"]]
+            lines.append(f"{p['label']:<28} {fmt(i, 'bits', 9, 0)} {fmt(i, 'psnr_yuv', 11, 3)} "
+                         f"{fmt(q, 'bits', 9, 0)} {fmt(q, 'psnr_yuv', 11, 3)} {ratio:>9}  {verdict}")
+        for note in entry["notes"]:
+            lines.append(f"note: {note}")
+        bd = entry.get("bd")
+        if bd is not None:
+            if bd["error"]:
+                lines.append(f"BD-rate vs {bd['anchor']}: not computed: {bd['error']}")
+            else:
+                vals = ", ".join(f"{m} {v:+.2f}%" for m, v in bd["bd_rate"].items())
+                lines.append(f"BD-rate vs {bd['anchor']} ({bd['method']}; negative = fewer bits): {vals}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
