@@ -67,6 +67,9 @@ class DemoOptions:
                 raise InputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.pairs > 2:
             raise InputError(f"pairs must be 1 or 2, got {self.pairs}")
+        ch, cw = self.ptq_crop
+        if ch <= 0 or cw <= 0 or ch % 64 or cw % 64:
+            raise InputError(f"PTQ crop must be a positive multiple of 64 on both sides, got {ch}x{cw}")
         h, w = self.big_size
         if h <= 0 or w <= 0 or h % 2 or w % 2:
             raise InputError(f"big size must be even and positive, got {h}x{w}")
@@ -146,10 +149,10 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
             names = ", ".join(n for _, n, _ in shipped) or "none"
             raise InputError(f"no such checkpoint: {checkpoint} (shipped tiny checkpoints: {names})")
         main = (Path(path).stem, path)
-        others = [(n, p) for _, n, p in shipped if p.resolve() != Path(path).resolve()]
         idx = next((i for i, (_, n, p) in enumerate(shipped) if p.resolve() == Path(path).resolve()), None)
-        if idx is not None:  # nearest beta neighbour
-            others = [(shipped[j][1], shipped[j][2]) for j in (idx - 1, idx + 1) if 0 <= j < len(shipped)]
+        if idx is None:  # not a shipped one: no known second RD point of the same model family
+            return [main]
+        others = [(shipped[j][1], shipped[j][2]) for j in (idx - 1, idx + 1) if 0 <= j < len(shipped)]
         return [main, *others[:pairs - 1]]
     if not shipped:
         return []
@@ -242,6 +245,10 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     clip = Path(resolve_input(opts.clip))
     if not clip.is_file():
         raise InputError(f"no such clip: {opts.clip} (a video file or a sample name such as carphone)")
+    choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
+    # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
+    # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     # matplotlib keeps a font cache; keep it in our cache folder, not in ~/.config or ~/.cache
     os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
     log = StageLog(opts.progress)
@@ -330,6 +337,7 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
         cman = compile_package(pkg, compiled, soc, progress=opts.progress)
         report["compile"] = {"folder": str(compiled), "soc": cman["soc"], "qnn_sdk_version": cman["qnn_sdk_version"],
                              "quantization": cman["quantization"]["source"],
+                             "standin_graphs": cman["quantization"]["standin_graphs"],
                              "graphs": {n: {"bytes": g["bytes"], "compile_seconds": g["compile_seconds"],
                                             "used_by_codec": g["used_by_codec"]}
                                         for n, g in cman["graphs"].items()}}
@@ -527,7 +535,8 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     L.append("")
     L += ["## Stages and timings", "", *_table(["#", "stage", "seconds"], [
         [i + 1, s, t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
-        f"| | total | {t['total_s']:.1f} |", ""]
+        f"| | total | {t['total_s']:.1f} |", "",
+        "Stage 8 (plots, this file) is timed on the console only: it runs while this file is written.", ""]
     L += ["## 1. Checkpoints", "", *_table(["label", "trained", "beta", "config", "weights hash", "file"],
                                            [[c["label"], c["trained"], _f(c["beta"], 4), c["config"],
                                              c["weights_hash"][:16], _rel(out, c["path"])] for c in ck]), ""]
@@ -552,7 +561,10 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     cp = report["compile"]
     L += [f"## 4. QNN HTP context binaries (soc {cp['soc']['soc_model']} {cp['soc']['name']}, HTP v"
           f"{cp['soc']['htp_arch']}, QNN SDK {cp['qnn_sdk_version']}) -> `{_rel(out, cp['folder'])}/`", "",
-          f"int8 numbers from: {cp['quantization']}.", "",
+          f"int8 numbers from: {cp['quantization']}"
+          + (f" (stand-in calibration on random inputs for {', '.join(cp['standin_graphs'])}: float in the package, "
+             "exported for profiling only; the codec runs hyper-synthesis in exact integers on the host)"
+             if cp["standin_graphs"] else "") + ".", "",
           *_table(["graph", "context bytes", "compile s"],
                   [[n, g["bytes"], g["compile_seconds"]] for n, g in cp["graphs"].items()], 2), ""]
     e, d = rt["encode"], rt["decode"]
@@ -577,6 +589,8 @@ def markdown(report: dict[str, Any], out: Path) -> str:
               "stays bit-exact, so the stream still decodes and only reconstructions drift within the GOP.", ""]
     fpts, qpts = chk["results"][0]["float"]["points"][0], chk["results"][0]["int8"]["points"][0]
     L += ["### Per frame (main checkpoint)", "",
+          "float and int8 sim: PyTorch (int8 = aimet simulation) through the real encoder and decoder (step 6); "
+          "int8 ORT / QNN: the package's graphs on onnxruntime (this step).", "",
           *_table(["frame", "type", "bits float", "bits int8 sim", "bits int8 ORT", "PSNR-YUV float",
                    "PSNR-YUV int8 sim", "PSNR-YUV int8 ORT"]
                   + (["PSNR-YUV int8 QNN"] if "hash_matches" in q else []),

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    import os
+
+    # onnxruntime otherwise writes telemetry files under ~/.cache and $TMPDIR on import.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -1,0 +1,237 @@
+"""`mobilecodec demo` end to end at a small budget (3 frames, 1 calibration step, one float/int8
+pair), run as a real subprocess with HOME, the caches, TMPDIR and the working directory in a
+scratch folder: the report's structure, its numbers against the files it points to (stream
+parsed by hand, PSNR recomputed with numpy from the decoded .y4m), and that nothing is written
+outside the report folder and the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FRAMES = 3
+W, H = 176, 144
+TABLE6_ROWS = ("I-frame AE", "Motion pred.", "Motion AE", "Residual AE", "Pframe total")
+DTYPE_BYTES = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "float16": 2, "float32": 4}
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, carphone):
+    """Run the demo once; returns (report folder, report.json, scratch root, stderr)."""
+    root = tmp_path_factory.mktemp("demo")
+    dirs = {k: root / k for k in ("home", "xdg", "cache", "tmpdir", "cwd", "out")}
+    for d in dirs.values():
+        d.mkdir()
+    # seed the cache with the session's converted clip (the demo would convert it into the cache)
+    (dirs["cache"] / "samples").mkdir()
+    shutil.copyfile(carphone, dirs["cache"] / "samples" / "carphone.y4m")
+    env = {**os.environ, "HOME": str(dirs["home"]), "XDG_CACHE_HOME": str(dirs["xdg"]),
+           "MOBILECODEC_CACHE": str(dirs["cache"]), "TMPDIR": str(dirs["tmpdir"])}
+    env.pop("MPLCONFIGDIR", None)
+    out = dirs["out"] / "REPORT"
+    cmd = [sys.executable, "-m", "mobilecodec", "demo", "-o", str(out), "--frames", str(FRAMES),
+           "--intra-period", str(FRAMES), "--pairs", "1", "--ptq-steps", "1", "--ptq-eval-gops", "0",
+           "--sensitivity-frames", "0", "--profile-runs", "1", "--json", str(dirs["cwd"] / "demo.json")]
+    proc = subprocess.run(cmd, cwd=dirs["cwd"], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    return out, report, root, proc
+
+
+def test_progress_lines_and_summary(demo):
+    _, report, _, proc = demo
+    for k in range(1, 9):
+        assert f"[{k}/8] " in proc.stderr
+    assert "export ONNX package" in proc.stderr and "compile for the QNN HTP" in proc.stderr
+    assert "PSNR-YUV" in proc.stdout and "report.md" in proc.stdout
+    assert ("RANDOM-INIT" in proc.stdout) == report["random_init"]
+
+
+def test_writes_only_report_and_cache(demo):
+    out, _, root, _ = demo
+    outside = {f for f in _files(root)
+               if not f.startswith(("out/REPORT/", "cache/")) and f != "cwd/demo.json"}
+    assert outside == set()
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["REPORT"]  # no temp or .old folder left
+    assert not (out / ".work").exists()
+    # the --json copy is the report itself
+    assert json.loads((root / "cwd" / "demo.json").read_text())["runtime"] == \
+        json.loads((out / "report.json").read_text())["runtime"]
+
+
+def test_listed_files_exist_and_paths_point_into_the_report(demo):
+    out, report, _, _ = demo
+    assert set(report["files"]) == _files(out)
+    for name in ("report.md", "report.json", "rd.png", "per_frame_psnr.png", "per_frame_bits.png",
+                 "profile/latency_breakdown.png", "package/manifest.json", "compiled/manifest.json"):
+        assert name in report["files"], name
+    for f in report["plots"].values():
+        assert (out / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for p in list(out.rglob("*.json")) + list(out.rglob("*.md")):
+        assert ".part" not in p.read_text(), p  # no path into the temporary folder survives
+    cman = json.loads((out / "compiled" / "manifest.json").read_text())
+    assert Path(cman["package"]) == out / "package"
+    assert cman["soc"]["soc_model"] == 43 and cman["soc"]["htp_arch"] == 73
+    man = json.loads((out / "package" / "manifest.json").read_text())
+    assert man["precision"] == "int8-qdq" and man["padded_size"] == [192, 192] and man["original_size"] == [H, W]
+    assert set(cman["graphs"]) == set(man["graphs"])
+    assert (out / "ptq" / report["checkpoints"][0]["label"] / "quantized.pt").is_file()
+
+
+def _parse_stream(data: bytes) -> tuple[dict, list[tuple[int, int]]]:
+    """The .mnvc container read by hand (docstring of mobilecodec.bitstream.format): header fields
+    and (frame type, record bytes) per frame."""
+    assert data[:4] == b"MNVC"
+    (id_len,) = struct.unpack_from("<H", data, 6)
+    pos = 8 + id_len + 16
+    w, h, fn, fd, frames, intra, _flags = struct.unpack_from("<IIIIIHI", data, pos)
+    pos += 26 + 4  # fixed fields, CRC
+    header = {"bytes": pos, "width": w, "height": h, "frames": frames, "intra": intra}
+    records = []
+    while pos < len(data):
+        ftype, length = struct.unpack_from("<BI", data, pos)
+        size = 5 + length + 16 + 4
+        records.append((ftype, size))
+        pos += size
+    assert pos == len(data)
+    return header, records
+
+
+def test_stream_numbers(demo):
+    out, report, _, _ = demo
+    rt = report["runtime"]
+    stream = out / rt["stream"].split(str(out) + "/")[-1]
+    assert stream.parent == out / "streams"
+    data = stream.read_bytes()
+    header, records = _parse_stream(data)
+    assert (header["width"], header["height"], header["frames"], header["intra"]) == (W, H, FRAMES, FRAMES)
+    assert [t for t, _ in records] == [0] + [1] * (FRAMES - 1)  # I then P
+    point = rt["point"]
+    assert point["file_bytes"] == rt["encode"]["file_bytes"] == len(data)
+    assert point["bits"] == 8 * len(data)
+    assert point["bpp"] == pytest.approx(8 * len(data) / (FRAMES * W * H), rel=1e-12)
+    assert rt["encode"]["bpp"] == pytest.approx(8 * len(data) / (FRAMES * W * H), rel=1e-12)
+    # per-frame bits are the frame records: they sum to the file minus the header
+    assert [f["bits"] for f in point["per_frame"]] == [8 * s for _, s in records]
+    assert sum(f["bits"] for f in point["per_frame"]) == 8 * (len(data) - header["bytes"])
+    assert rt["header_bytes"] == header["bytes"]
+    assert rt["decode"]["hash_matches"] == rt["decode"]["frames"] == FRAMES
+
+
+def _y4m_frames(path: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Frames of an 8-bit 4:2:0 .y4m, read with numpy only."""
+    data = path.read_bytes()
+    head_end = data.index(b"\n")
+    fields = data[:head_end].split()
+    w = int(next(f[1:] for f in fields if f.startswith(b"W")))
+    h = int(next(f[1:] for f in fields if f.startswith(b"H")))
+    pos, frames = head_end + 1, []
+    while pos < len(data):
+        pos = data.index(b"\n", pos) + 1  # FRAME line
+        planes = []
+        for pw, ph in ((w, h), (w // 2, h // 2), (w // 2, h // 2)):
+            planes.append(np.frombuffer(data, np.uint8, pw * ph, pos).reshape(ph, pw))
+            pos += pw * ph
+        frames.append(tuple(planes))
+    return frames
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def test_decoded_psnr_matches_report(demo, carphone):
+    out, report, _, _ = demo
+    rt = report["runtime"]
+    src = _y4m_frames(Path(carphone))[:FRAMES]
+    dec = _y4m_frames(out / "decoded" / Path(rt["decoded"]).name)
+    assert len(dec) == FRAMES
+    for f, s, d in zip(rt["point"]["per_frame"], src, dec):
+        py, pu, pv = (_psnr(a, b) for a, b in zip(s, d))
+        assert f["psnr_y"] == pytest.approx(py, abs=1e-6)
+        assert (f["psnr_u"], f["psnr_v"]) == (pytest.approx(pu, abs=1e-6), pytest.approx(pv, abs=1e-6))
+        assert f["psnr_yuv"] == pytest.approx((6 * py + pu + pv) / 8, abs=1e-6)  # 6:1:1 of plane PSNRs
+    assert rt["point"]["psnr_y"] == pytest.approx(np.mean([f["psnr_y"] for f in rt["point"]["per_frame"]]))
+    q = rt.get("qnn_decode")
+    if q and "hash_matches" in q:
+        qdec = _y4m_frames(out / "decoded" / Path(q["decoded"]).name)
+        same = sum(all(np.array_equal(a, b) for a, b in zip(x, y)) for x, y in zip(dec, qdec))
+        assert q["frames_identical_to_cpu"] == same
+
+
+def _check_buffer(buf: dict) -> None:
+    for e in buf["entries"]:
+        c, h, w = e["shape"]
+        assert e["bytes"] == c * h * w * DTYPE_BYTES[e["dtype"]], e
+    assert buf["bytes_per_frame"] == sum(e["bytes"] for e in buf["entries"])
+    assert buf["bandwidth_mb_s"] == pytest.approx(2 * buf["bytes_per_frame"] * buf["fps"] / 1e6)
+
+
+def test_profile_tables(demo):
+    out, report, _, _ = demo
+    md = (out / "report.md").read_text()
+    prof, big = report["profile"], report["profile_big"]
+    for rep in (prof, big):
+        for side in ("Sender", "Receiver"):
+            assert tuple(rep["complexity"]["table6"][side]) == TABLE6_ROWS
+            for row in TABLE6_ROWS:
+                assert f"| {side} | {row} |" in md
+        _check_buffer(rep["buffer"])
+    # the package buffer at 192x192: the decoded frame as 6 x 96 x 96 uint8 (Y packed 2x2, U, V)
+    frame = next(e for e in prof["buffer"]["entries"] if e["name"] == "frame")
+    assert frame["shape"] == [6, 96, 96] and frame["bytes"] == 6 * 96 * 96
+    assert big["source"] == {"config": "mobilenvc", "size": [1080, 1920]}
+    assert "largest deviation from Table 6" in big["table6_text"] and big["table6_text"] in md
+    lat = prof["latency"]["frames"]
+    assert set(lat) >= {"encode", "decode"} and set(lat["decode"]) == {"I", "P"}
+
+
+def test_check_and_report_text(demo):
+    out, report, _, _ = demo
+    md = (out / "report.md").read_text()
+    chk = report["check_int8"]
+    assert len(chk["pairs"]) == 1 and chk["passed"] is None and chk["bd_rate"] == {}
+    assert "needs >= 2" in md  # one pair: per-point differences, BD-rate explained as impossible
+    res = chk["results"][0]
+    f, q = res["float"]["points"][0], res["int8"]["points"][0]
+    assert len(f["per_frame"]) == len(q["per_frame"]) == FRAMES
+    d = res["comparison"]["point_deltas"][0]
+    assert d["d_psnr_yuv"] == pytest.approx(q["psnr_yuv"] - f["psnr_yuv"])
+    assert d["d_bpp_pct"] == pytest.approx(100 * (q["bpp"] / f["bpp"] - 1))
+    assert ("RANDOM-INIT MODEL" in md) == report["random_init"]
+    assert report["random_init"] == (not report["checkpoints"][0]["trained"])
+    t = report["timings"]
+    assert set(t["stages_s"]) >= {"int8 PTQ (aimet)", "export ONNX package (int8 QDQ)", "compile for the QNN HTP",
+                                  "encode + decode on onnxruntime", "int8 vs float check", "profile"}
+    assert t["total_s"] >= sum(t["stages_s"].values())
+    for s in t["stages_s"]:
+        assert f"| {s} |" in md
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--clip", "no_such_clip.y4m"], "no such clip"),
+    (["--checkpoint", "no_such_checkpoint.pt"], "no such checkpoint"),
+    (["--ptq-crop", "100x100"], "multiple"),
+])
+def test_bad_input_exits_2_and_writes_nothing(args, needle, tmp_path, capsys):
+    from mobilecodec.cli import COMMANDS, main
+
+    assert COMMANDS[0] == "demo"
+    out = tmp_path / "R"
+    assert main(["demo", "-o", str(out), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.startswith("mobilecodec demo: error:")
+    assert list(tmp_path.iterdir()) == []
