@@ -45,12 +45,26 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
     from mobilecodec.metrics import bd_psnr, bd_rate
     from mobilecodec.rdresults import rd_curve
 
-    rows = []
+    from mobilecodec.errors import InputError
+
+    def attempt(fn, *a):
+        # BD-rate needs overlapping quality, BD-quality overlapping rate: report each on its own.
+        try:
+            return _clean(fn(*a, method=method)), None
+        except InputError as exc:
+            return None, str(exc)
+
+    rows, reasons = [], []
     for m in metrics:
         ra, da = rd_curve(anchor, m, min_points=MIN_POINTS)
         rt, dt = rd_curve(test, m, min_points=MIN_POINTS)
-        rows.append({"metric": m, "bd_rate_percent": _clean(bd_rate(ra, da, rt, dt, method=method)),
-                     "bd_quality": _clean(bd_psnr(ra, da, rt, dt, method=method))})
+        rate, why_rate = attempt(bd_rate, ra, da, rt, dt)
+        quality, why_quality = attempt(bd_psnr, ra, da, rt, dt)
+        rows.append({"metric": m, "bd_rate_percent": rate, "bd_quality": quality,
+                     "bd_rate_error": why_rate, "bd_quality_error": why_quality})
+        reasons += [r for r in (why_rate, why_quality) if r]
+    if all(r["bd_rate_percent"] is None and r["bd_quality"] is None for r in rows):
+        raise InputError(reasons[0])
     return rows
 
 
@@ -76,8 +90,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}", file=out)
     for r in rows:
         unit = "" if r["metric"] == "ms_ssim_rgb" else " dB"
-        print(f"{r['metric']:<12} {r['bd_rate_percent']:12.2f} {r['bd_quality']:8.3f}{unit}",
-              file=out)
+        rate = "n/a" if r["bd_rate_percent"] is None else f"{r['bd_rate_percent']:.2f}"
+        qual = "n/a" if r["bd_quality"] is None else f"{r['bd_quality']:.3f}{unit}"
+        print(f"{r['metric']:<12} {rate:>12} {qual:>11}", file=out)
+        for key in ("bd_rate_error", "bd_quality_error"):
+            if r[key]:
+                print(f"  n/a: {r[key]}", file=out)
     emit_json({"anchor": args.anchor, "test": args.test, "method": args.method, "results": rows},
               args.json)
     return 0
