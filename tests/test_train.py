@@ -234,3 +234,27 @@ def test_ddp_two_cpu_processes(tmp_path, carphone):
     assert h0 == h1
     assert h0 != init
     assert (run / "final.pt").is_file()
+
+
+def test_rollout_trains_only_the_frames_after_the_gradient_free_ones(carphone):
+    """--rollout K (error-propagation-aware training): the first K P-frames run without gradients
+    and add no loss; the loss and stats cover the I-frame and the GOP's trained P-frames only,
+    and the trained P-frames start from the drifted buffer (so their loss differs from a plain GOP)."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss
+    from mobilecodec.train.stages import get_stage
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny")).eval()  # eval: rounding, no noise -> deterministic
+    frames = TrainingData([str(carphone)], gop=5, crop=(64, 64)).batch(np.random.default_rng(0), 1, "cpu")
+    plain = GopLoss(model, 0.0032, get_stage(2, gop=3, crop=(64, 64), batch_size=1, steps=1))
+    rolled = GopLoss(model, 0.0032, get_stage(2, gop=3, crop=(64, 64), batch_size=1, steps=1, rollout=2))
+    loss_r, stats_r = rolled(frames)
+    loss_p, stats_p = plain(torch.cat([frames[:1], frames[3:]]))  # same frames, no drifted buffer
+    assert stats_r.shape[0] == 3 and stats_p.shape[0] == 3
+    assert torch.equal(stats_r[0], stats_p[0])  # the I-frame is the same
+    assert not torch.equal(stats_r[1:], stats_p[1:])  # P-frames saw the rolled-out buffer
+    loss_r.backward()
+    assert model.r_synthesis.out.weight.grad is not None and torch.isfinite(loss_r)
