@@ -25,9 +25,9 @@ def calibration_feeds(package: str | Path, video: str | Path | None, frames: int
     man = load_manifest(package)
     feeds: dict[str, list] = {}
     if video is not None and any(not g.get("quantization") and g["used_by_codec"] for g in man["graphs"].values()):
-        from export.parity import OnnxCodecRunner, float_parity
+        from export.parity import float_parity, package_engine
 
-        runner = OnnxCodecRunner(package)
+        runner = package_engine(package)
         runner.recorder = {}
         float_parity(package, video, frames, intra_period=frames, runner=runner)
         feeds.update(runner.recorder)

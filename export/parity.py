@@ -1,7 +1,7 @@
-"""A small onnxruntime runner that reproduces `run_iframe` / `run_pframe` with the exported graphs
-(warp, entropy coding, integer hyper-synthesis and buffer rounding on the host, with the very
-functions of the PyTorch path), and parity measurements: float ONNX vs PyTorch over a GOP, and
-QNN HTP (emulated) vs onnxruntime CPU on QDQ graphs."""
+"""Parity measurements of exported packages, run with the runtime's onnxruntime engine
+(`runtime.engine.OnnxEngine`, which mirrors `run_iframe` / `run_pframe` with the exported graphs
+and the PyTorch path's host steps): float ONNX vs PyTorch over a GOP, int8 QDQ vs the aimet
+simulation, and QNN HTP (emulated) vs onnxruntime CPU on QDQ graphs."""
 
 from __future__ import annotations
 
@@ -11,130 +11,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-from export.manifest import load_package_model
 
 
 def _np(t: Any) -> np.ndarray:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
-class OnnxCodecRunner:
-    """Runs a package's graphs in call order; the buffer travels from `buffer_out.*` graph
-    outputs to `buffer_in.*` graph inputs through the host buffer update."""
+def package_engine(package: str | Path, soc: Any = None, ep: str = "cpu") -> Any:
+    """The runtime's onnxruntime engine on `package` (CPU, or the QNN HTP for `ep="qnn"`)."""
+    from runtime.engine import OnnxEngine
 
-    def __init__(self, package: str | Path, *, graph_files: dict[str, Path] | None = None,
-                 session_factory: Callable[[Path], Any] | None = None) -> None:
-        import onnxruntime as ort
-
-        self.package = Path(package)
-        self.manifest, self.model = load_package_model(package)
-        files = {n: self.package / g["file"] for n, g in self.manifest["graphs"].items()}
-        files.update(graph_files or {})
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        make = session_factory or (lambda p: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]))
-        self.sessions = {n: make(p) for n, p in files.items() if self.manifest["graphs"][n]["used_by_codec"]}
-        self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
-        self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
-        self.recorder: dict[str, list[dict[str, np.ndarray]]] | None = None
-        names = [e.name for e in self.model.layout]
-        self.frame_out = "buffer_out.frame" if "frame" in names else "x_hat"
-        self.ref_name = "buffer_in.frame" if "frame" in names else "buffer_in.residual_feat"
-
-    def run(self, graph: str, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one graph, taking its inputs by name from `env`; returns its outputs by name."""
-        feeds = {k: np.ascontiguousarray(env[k], dtype=np.float32) for k in self.inputs[graph]}
-        if self.recorder is not None:
-            self.recorder.setdefault(graph, []).append(feeds)
-        return dict(zip(self.outputs[graph], self.sessions[graph].run(None, feeds)))
-
-    def run_iframe(self, source) -> tuple[Any, Any]:
-        """Mirror of `mobilecodec.codec.engine.run_iframe`: (decoded frame tensor, Buffer)."""
-        import torch
-
-        out = self.run("i_synthesis", {"y_hat": _np(source.iframe())})
-        x_hat = torch.from_numpy(out[self.frame_out])
-        feat = torch.from_numpy(out["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in out \
-            else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
-        buf = self.model.initial_buffer(x_hat, feat)
-        return self._output(buf, x_hat), buf
-
-    def run_pframe(self, buf, source) -> tuple[Any, Any]:
-        """Mirror of `mobilecodec.codec.engine.run_pframe`: (decoded frame tensor, new Buffer)."""
-        import torch
-
-        model = self.model
-        env = {f"buffer_in.{n}": _np(buf[n]) for n in buf.names()}
-        flow = motion_feat = None
-        if model.cfg.uses_motion:
-            env.update(self.run("motion_predictor", env))
-            env["m_hat"] = _np(source.motion(env[self.ref_name], env["flow_pred"]))
-            env.update(self.run("m_synthesis", env))
-            flow = torch.from_numpy(env["buffer_out.flow"] if "buffer_out.flow" in env else env["flow"])
-            motion_feat = torch.from_numpy(env["buffer_out.motion_feat"]) if "buffer_out.motion_feat" in env \
-                else flow.new_zeros(1, 0, *flow.shape[2:])
-        warped = model.warp(buf, flow)
-        env["warped"] = _np(warped)
-        if "r_predictor" in self.sessions:
-            env.update(self.run("r_predictor", env))
-        else:
-            env["pred"] = _np(model.predict(warped))
-        cond = (env["warped"],) if model.cfg.conditional else ()
-        env["r_hat"] = _np(source.residual(env["pred"], cond))
-        env.update(self.run("r_synthesis", env))
-        x_hat = torch.from_numpy(env[self.frame_out])
-        res_feat = torch.from_numpy(env["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in env \
-            else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
-        if flow is None:
-            ref = buf[model.layout[0].name]
-            b = model.cfg.warp.block_size
-            flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
-            motion_feat = ref.new_zeros(1, 0, *flow.shape[2:])
-        new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
-        return self._output(new_buf, x_hat), new_buf
-
-    def _output(self, buf, x_hat):
-        import torch
-
-        if "frame" in buf:
-            return buf["frame"]
-        return torch.round(torch.clamp(x_hat, 0.0, 1.0) * 255.0) / 255.0
+    return OnnxEngine(package, ep=ep, soc=soc.soc_model if soc is not None else None)
 
 
-class OnnxEncoderSource:
-    """Encoder-side latent source on ONNX graphs: analysis and hyper-analysis graphs, then the
-    host entropy coding of the PyTorch path (`engine.HyperpriorCoder.encode_latents`)."""
+def _encoder_source(engine: Any, x: Any) -> Any:
+    from runtime.engine import OnnxEncoderSource
 
-    def __init__(self, runner: OnnxCodecRunner, x: Any) -> None:
-        from mobilecodec.codec.engine import RateStats
-        from mobilecodec.entropy.coder import RangeEncoder
-
-        self.runner, self.x = runner, _np(x)
-        self.enc = RangeEncoder()
-        self.stats = RateStats()
-
-    def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str) -> Any:
-        from mobilecodec.codec.engine import HyperpriorCoder
-
-        y = self.runner.run(graph, env)[lat]
-        z = self.runner.run(f"{prefix}_hyper_analysis", {lat: y})["z"]
-        return HyperpriorCoder(self.runner.model, prefix).encode_latents(y, z, self.enc, self.stats)
-
-    def iframe(self):
-        return self._code("i", "i_analysis", {"x": self.x}, "y")
-
-    def motion(self, reference, flow_pred):
-        env = {"x": self.x, self.runner.ref_name: _np(reference), "flow_pred": _np(flow_pred)}
-        return self._code("m", "m_analysis", env, "m")
-
-    def residual(self, pred, cond):
-        env = {"x": self.x, "pred": _np(pred)}
-        if cond:
-            env["warped"] = _np(cond[0])
-        return self._code("r", "r_analysis", env, "r")
-
-    def payload(self) -> bytes:
-        return self.enc.get_bytes()
+    return OnnxEncoderSource(engine, x)
 
 
 def read_frames(video: str | Path, count: int, height: int, width: int) -> list[Any]:
@@ -161,7 +54,7 @@ def read_frames(video: str | Path, count: int, height: int, width: int) -> list[
 
 
 def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_period: int = 8,
-                 runner: OnnxCodecRunner | None = None) -> dict[str, Any]:
+                 runner: Any = None) -> dict[str, Any]:
     """Encode `frames` frames with PyTorch and with the float ONNX graphs on onnxruntime CPU, each
     carrying its own buffer; per frame: max |difference| of reconstructions and buffers, and
     whether the coded payloads are identical."""
@@ -169,7 +62,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
 
     from mobilecodec.codec.engine import EncoderSource, run_iframe, run_pframe
 
-    runner = runner or OnnxCodecRunner(package)
+    runner = runner or package_engine(package)
     if runner.recorder is None:
         runner.recorder = {}
     model = runner.model
@@ -179,7 +72,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
     tbuf = obuf = None
     for i, x in enumerate(xs):
         intra = i % intra_period == 0
-        tsrc, osrc = EncoderSource(model, x), OnnxEncoderSource(runner, x)
+        tsrc, osrc = EncoderSource(model, x), _encoder_source(runner, x)
         with torch.no_grad():
             t_out, tbuf = run_iframe(model, tsrc) if intra else run_pframe(model, tbuf, tsrc)
             o_out, obuf = runner.run_iframe(osrc) if intra else runner.run_pframe(obuf, osrc)
@@ -197,7 +90,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
             "all_payloads_equal": all(f["same_payload"] for f in per_frame), "per_frame": per_frame}
 
 
-def stage_parity(runner: OnnxCodecRunner) -> dict[str, float]:
+def stage_parity(runner: Any) -> dict[str, float]:
     """Per graph: max |ONNX output - PyTorch stage output| over the inputs the runner recorded."""
     import torch
 
@@ -235,7 +128,7 @@ def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, fram
     from export.qdq import quantize_graph
     from export.qnn import htp_session
 
-    runner = OnnxCodecRunner(package)
+    runner = package_engine(package)
     runner.recorder = {}
     float_parity(package, video, frames, intra_period, runner=runner)
     feeds = runner.recorder
@@ -313,12 +206,12 @@ def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames:
     from mobilecodec.codec.engine import EncoderSource, run_iframe, run_pframe
     from mobilecodec.metrics import psnr_yuv
 
-    runner = OnnxCodecRunner(package)
+    runner = package_engine(package)
     h, w = runner.manifest["padded_size"]
     size = tuple(runner.manifest["original_size"])
     xs = read_frames(video, frames, h, w)
     tsrc = [EncoderSource(qmodel, x) for x in xs]
-    osrc = [OnnxEncoderSource(runner, x) for x in xs]
+    osrc = [_encoder_source(runner, x) for x in xs]
     trec = _code_gop(lambda s: run_iframe(qmodel, s), lambda b, s: run_pframe(qmodel, b, s), tsrc, intra_period)
     orec = _code_gop(runner.run_iframe, runner.run_pframe, osrc, intra_period)
     per_frame = []
@@ -348,10 +241,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     from mobilecodec.codec.engine import DecoderSource
     from mobilecodec.metrics import psnr_yuv
 
-    from export.qnn import htp_session
-
-    runners = {"cpu": OnnxCodecRunner(package),
-               "htp": OnnxCodecRunner(package, session_factory=lambda p: htp_session(p, soc))}
+    runners = {"cpu": package_engine(package), "htp": package_engine(package, soc, ep="qnn")}
     man = runners["cpu"].manifest
     h, w = man["padded_size"]
     size = tuple(man["original_size"])
@@ -359,7 +249,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     src = [_frame(x, size) for x in xs]
     enc: dict[str, Any] = {}
     for name, r in runners.items():
-        sources = [_Recorder(OnnxEncoderSource(r, x)) for x in xs]
+        sources = [_Recorder(_encoder_source(r, x)) for x in xs]
         recs = _code_gop(r.run_iframe, r.run_pframe, sources, intra_period)
         enc[name] = {"frames": [_frame(t, size) for t in recs], "payloads": [s.source.payload() for s in sources],
                      "latents": [s.latents for s in sources]}

@@ -105,6 +105,7 @@ class OnnxEngine:
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
         self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         self.clock = StepClock()
+        self.recorder: dict[str, list[dict[str, np.ndarray]]] | None = None
         names = [e.name for e in self.model.layout]
         self.frame_out = "buffer_out.frame" if "frame" in names else "x_hat"
         self.ref_name = "buffer_in.frame" if "frame" in names else "buffer_in.residual_feat"
@@ -167,6 +168,8 @@ class OnnxEngine:
     def run(self, graph: str, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph, taking its inputs by name from `env`; returns its outputs by name."""
         feeds = {k: np.ascontiguousarray(env[k], dtype=np.float32) for k in self.inputs[graph]}
+        if self.recorder is not None:  # parity checks and compile calibration keep every graph's feeds
+            self.recorder.setdefault(graph, []).append(feeds)
         with self.clock.step(graph):
             out = self.sessions[graph].run(None, feeds)
         return dict(zip(self.outputs[graph], out))
@@ -226,11 +229,9 @@ class OnnxEngine:
         return result
 
     def _output(self, buf: Any, x_hat: Any) -> Any:
-        import torch
+        from mobilecodec.codec.engine import output_frame
 
-        if "frame" in buf:
-            return buf["frame"]
-        return torch.round(torch.clamp(x_hat, 0.0, 1.0) * 255.0) / 255.0
+        return output_frame(buf, x_hat)
 
     def end_profiling(self) -> dict[str, str]:
         """Stop onnxruntime's profilers; returns graph -> JSON trace path."""

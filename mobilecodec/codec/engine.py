@@ -132,7 +132,7 @@ def run_iframe(model: VideoCodec, source) -> tuple[torch.Tensor, Buffer]:
     """I-frame synthesis from the source's latent; returns (reconstruction, new buffer)."""
     x_hat, feat = model.i_synthesis(source.iframe())
     buf = model.initial_buffer(x_hat, feat)
-    return _output(model, buf, x_hat), buf
+    return output_frame(buf, x_hat), buf
 
 
 @torch.no_grad()
@@ -153,10 +153,10 @@ def run_pframe(model: VideoCodec, buf: Buffer, source) -> tuple[torch.Tensor, Bu
         flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
         motion_feat = ref.new_zeros(1, 0, *flow.shape[2:])
     new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
-    return _output(model, new_buf, x_hat), new_buf
+    return output_frame(new_buf, x_hat), new_buf
 
 
-def _output(model: VideoCodec, buf: Buffer, x_hat: torch.Tensor) -> torch.Tensor:
+def output_frame(buf: Buffer, x_hat: torch.Tensor) -> torch.Tensor:
     """The decoded frame (uint8 levels): the buffered frame when it exists, else x_hat rounded."""
     if "frame" in buf:
         return buf["frame"]
