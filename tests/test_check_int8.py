@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mobilecodec.cli import main
 
@@ -23,8 +22,7 @@ FRAMES, INTRA = 2, 2
 
 def _float_points(tmp: Path) -> list[Path]:
     from mobilecodec.checkpoint import read_checkpoint, save_checkpoint, shipped_checkpoints
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
+    from mobilecodec.demo import random_tiny
 
     shipped = [(read_checkpoint(p).get("beta") or 0, p) for p in shipped_checkpoints().values()
                if read_checkpoint(p)["config"].get("name") == "tiny"]
@@ -32,16 +30,8 @@ def _float_points(tmp: Path) -> list[Path]:
         shipped.sort()
         return [shipped[0][1], shipped[-1][1]]
     paths = []
-    for name, scale, bias in (("low", 1.0, 0.5), ("high", 16.0, 0.45)):
-        torch.manual_seed(0)
-        model = VideoCodec(get_config("tiny"))
-        with torch.no_grad():
-            model.i_synthesis.out.bias[:6] += bias
-            for stage in ("i_analysis", "m_analysis", "r_analysis"):
-                getattr(model, stage).out.weight *= scale
-                getattr(model, stage).out.bias *= scale
-        model.update()
-        paths.append(save_checkpoint(tmp / f"{name}.pt", model, beta=0.0016))
+    for name in ("low", "high"):
+        paths.append(save_checkpoint(tmp / f"{name}.pt", random_tiny(name), beta=0.0016))
     return paths
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mobilecodec.cli import main
 
@@ -24,14 +23,9 @@ def checkpoint(tmp_path_factory) -> Path:
     """tiny, random weights (seed 0), I-frame synthesis biased to mid-grey so reconstructions are
     not clamped to black (quantization errors stay visible)."""
     from mobilecodec.checkpoint import save_checkpoint
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
+    from mobilecodec.demo import random_tiny
 
-    torch.manual_seed(0)
-    model = VideoCodec(get_config("tiny"))
-    with torch.no_grad():
-        model.i_synthesis.out.bias[:6] += 0.5
-    model.update()
+    model = random_tiny("low")  # seed 0, I-frame output bias +0.5
     return save_checkpoint(tmp_path_factory.mktemp("i8ckpt") / "tiny_midgrey.pt", model)
 
 

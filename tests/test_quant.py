@@ -22,14 +22,9 @@ def midgrey_checkpoint(tmp_path_factory) -> Path:
     reconstructions sit inside [0, 1] instead of clamping to black (a float model whose int8
     error is visible)."""
     from mobilecodec.checkpoint import save_checkpoint
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
+    from mobilecodec.demo import random_tiny
 
-    torch.manual_seed(0)
-    model = VideoCodec(get_config("tiny"))
-    with torch.no_grad():
-        model.i_synthesis.out.bias[:6] += 0.5
-    model.update()
+    model = random_tiny("low")  # seed 0, I-frame output bias +0.5
     return save_checkpoint(tmp_path_factory.mktemp("qckpt") / "tiny_midgrey.pt", model)
 
 
