@@ -34,19 +34,25 @@ def save_checkpoint(path: str | os.PathLike, model, *, beta: float | None = None
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate the checkpoint dict (no model is built)."""
+def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:
+    """torch.load (tensors and plain containers only) on CPU; an unreadable file is a
+    CheckpointError naming it (`what` prefixes the path in the message, e.g. "checkpoint ")."""
     import torch
 
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"cannot read {what}{path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate the checkpoint dict (no model is built)."""
     p = Path(path)
     if not p.is_file():
         shipped = shipped_checkpoints()
         hint = f"; shipped checkpoints: {', '.join(sorted(shipped))}" if shipped else ""
         raise CheckpointError(f"no such checkpoint: {p}{hint}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"cannot read checkpoint {p}: {type(exc).__name__}: {exc}") from None
+    obj = load_torch_file(p, "checkpoint ")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a mobilecodec checkpoint")
     if obj.get("version") != VERSION:

@@ -130,8 +130,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
 def load_quantized(path: str | os.PathLike):
     """Rebuild the QuantizedVideoCodec saved in folder `path` (or its quantized.pt): same sims,
     same weights and encodings, no recalibration. Its weights_hash() equals the saved one."""
-    import torch
-
+    from mobilecodec.checkpoint import load_torch_file
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import CodecConfig
     from quant.qmodel import QuantizedVideoCodec
@@ -141,10 +140,7 @@ def load_quantized(path: str | os.PathLike):
     f = p / QUANTIZED_FILE if p.is_dir() else p
     if not f.is_file():
         raise CheckpointError(f"no quantized checkpoint at {p} (expected {QUANTIZED_FILE} from `mobilecodec ptq`)")
-    try:
-        obj = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"cannot read quantized checkpoint {f}: {type(exc).__name__}: {exc}") from None
+    obj = load_torch_file(f, "quantized checkpoint ")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{f} is not a mobilecodec quantized checkpoint")
     if obj.get("version") != VERSION:

@@ -168,15 +168,12 @@ def qat_step(qmodel, gop_loss, optimizer, params: list, frames, lr: float, grad_
 
 def read_state(out_dir: str | os.PathLike) -> dict:
     """qat_state.pt of a QAT output folder (validated)."""
-    import torch
+    from mobilecodec.checkpoint import load_torch_file
 
     p = Path(out_dir) / STATE_FILE
     if not p.is_file():
         raise InputError(f"{out_dir}: nothing to resume (no {STATE_FILE}); start without --resume")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
+    state = load_torch_file(p)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise CheckpointError(f"{p} is not a mobilecodec QAT state (version {STATE_VERSION})")
     return state

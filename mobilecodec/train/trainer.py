@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mobilecodec.checkpoint import load_torch_file
 from mobilecodec.errors import CheckpointError, InputError
 from mobilecodec.train.stages import StageConfig, get_stage
 
@@ -191,10 +192,7 @@ def read_state(run_dir: str | os.PathLike) -> dict:
     p = Path(run_dir) / STATE_FILE
     if not p.is_file():
         raise InputError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start a run without --resume")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
+    state = load_torch_file(p)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise CheckpointError(f"{p} is not a mobilecodec trainer state (version {STATE_VERSION})")
     return state
