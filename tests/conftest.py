@@ -55,3 +55,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model = VideoCodec(get_config("tiny"))
     model.update()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_seed0.pt", model)
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The `tiny_checkpoint` model exported as a float package at 192x192 (carphone 176x144 pads
+    to 192x192); shared by the runtime and profiler tests."""
+    from export.onnx_export import export_package
+    from mobilecodec.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    out = tmp_path_factory.mktemp("pkg") / "tiny192"
+    export_package(model, out, 192, 192, original_size=(144, 176))
+    return out

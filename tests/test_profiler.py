@@ -13,17 +13,6 @@ import torch
 PY = [sys.executable, "-m", "mobilecodec"]
 
 
-@pytest.fixture(scope="module")
-def package(tiny_checkpoint, tmp_path_factory):
-    from export.onnx_export import export_package
-    from mobilecodec.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(tiny_checkpoint)
-    out = tmp_path_factory.mktemp("pkg") / "tiny192"
-    export_package(model, out, 192, 192, original_size=(144, 176))
-    return out
-
-
 def test_runtime_exposes_counters_lazily():
     import runtime
     from runtime.complexity import count_module
@@ -53,11 +42,11 @@ def test_stage_macs_match_flop_counter_mode(config):
         assert ours > 0 and 2 * ours == fc.get_total_flops(), name
 
 
-def test_onnx_counts_equal_pytorch_counts_per_stage(package):
+def test_onnx_counts_equal_pytorch_counts_per_stage(tiny_package):
     from mobilecodec.models.codec import SUBNETWORKS
     from runtime.profiler import package_complexity
 
-    onnx_c, torch_c, _ = package_complexity(package)
+    onnx_c, torch_c, _ = package_complexity(tiny_package)
     assert set(onnx_c.stages) == set(torch_c.stages)
     for name in onnx_c.stages:
         assert onnx_c.stages[name].macs == torch_c.stages[name].macs, name
@@ -70,17 +59,17 @@ def test_onnx_counts_equal_pytorch_counts_per_stage(package):
     assert "i_analysis" in SUBNETWORKS["I-frame AE"][0]
 
 
-def test_int8_graph_buffer_dtype(package, tmp_path):
+def test_int8_graph_buffer_dtype(tiny_package, tmp_path):
     """A QDQ m_synthesis stores the flow as uint8: the buffer shrinks by 4x for that entry."""
     from export.manifest import load_manifest
     from export.qdq import quantize_graph, random_feeds
     from runtime.profiler import package_buffer, qdq_output_dtypes
 
-    src = package / "graphs" / "m_synthesis.onnx"
+    src = tiny_package / "graphs" / "m_synthesis.onnx"
     qdq = quantize_graph(src, tmp_path / "m_synthesis.qdq.onnx", random_feeds(src, count=2))
     assert qdq_output_dtypes(src)["buffer_out.flow"] == "float32"
     assert qdq_output_dtypes(qdq)["buffer_out.flow"] == "uint8"
-    man = load_manifest(package)
+    man = load_manifest(tiny_package)
     f32 = package_buffer(man, 30.0, {})
     i8 = package_buffer(man, 30.0, {"m_synthesis": qdq})
     # tiny at 192x192: frame 6x96x96 uint8; flow 2 x 24 x 24 (8x8 blocks) float32 or uint8
@@ -90,9 +79,9 @@ def test_int8_graph_buffer_dtype(package, tmp_path):
     assert i8.bandwidth_mb_s == pytest.approx(2 * i8.bytes_per_frame * 30 / 1e6)
 
 
-def test_profile_package_writes_consistent_report(package, tmp_path):
+def test_profile_package_writes_consistent_report(tiny_package, tmp_path):
     out = tmp_path / "report"
-    p = subprocess.run([*PY, "profile", str(package), "--runs", "2", "--warmup", "1", "-o", str(out)],
+    p = subprocess.run([*PY, "profile", str(tiny_package), "--runs", "2", "--warmup", "1", "-o", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "agree exactly on 13/13 graphs" in p.stdout
@@ -104,7 +93,7 @@ def test_profile_package_writes_consistent_report(package, tmp_path):
     assert all(v["equal"] for v in r["onnx_vs_pytorch"].values())
     assert r["complexity"]["table6"] == r["complexity_pytorch"]["table6"]
     lat = r["latency"]
-    assert set(lat["graphs"]) == {n for n, g in json.loads((package / "manifest.json").read_text())["graphs"].items()
+    assert set(lat["graphs"]) == {n for n, g in json.loads((tiny_package / "manifest.json").read_text())["graphs"].items()
                                   if g["used_by_codec"]}
     for kind in ("encode", "decode"):
         for ftype in ("I", "P"):

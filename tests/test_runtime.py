@@ -19,19 +19,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def package(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint exported at 192x192 (carphone 176x144 pads to 192x192)."""
-    from export.onnx_export import export_package
-    from mobilecodec.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(tiny_checkpoint)
-    out = tmp_path_factory.mktemp("pkg") / "tiny192"
-    export_package(model, out, 192, 192, original_size=(144, 176))
-    return out
-
-
-@pytest.fixture(scope="module")
-def streams(package, tiny_checkpoint, carphone, tmp_path_factory):
+def streams(tiny_package, tiny_checkpoint, carphone, tmp_path_factory):
     """carphone (5 frames, I P P P I) encoded by PyTorch and by the runtime."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import encode_video
@@ -40,7 +28,7 @@ def streams(package, tiny_checkpoint, carphone, tmp_path_factory):
     d = tmp_path_factory.mktemp("streams")
     model, _ = load_checkpoint(tiny_checkpoint)
     pt = encode_video(model, carphone, d / "pt.mnvc", intra_period=4, max_frames=5, progress=False)
-    rt = encode_package(package, carphone, d / "rt.mnvc", intra_period=4, max_frames=5, progress=False)
+    rt = encode_package(tiny_package, carphone, d / "rt.mnvc", intra_period=4, max_frames=5, progress=False)
     return d / "pt.mnvc", d / "rt.mnvc", pt, rt
 
 
@@ -59,16 +47,16 @@ def _check_drift(summary: dict, encoder_hashes: list[str], encoded_by_runtime: b
     assert drift["min_psnr_db"] is None or drift["min_psnr_db"] > 50.0
 
 
-def test_pytorch_stream_decodes_with_runtime(streams, package):
+def test_pytorch_stream_decodes_with_runtime(streams, tiny_package):
     from runtime.stream import decode_package
 
     pt_path, _, pt, _ = streams
-    s = decode_package(package, pt_path, None, drift=True, progress=False)
+    s = decode_package(tiny_package, pt_path, None, drift=True, progress=False)
     assert "onnxruntime CPU" in s["backend"]
     _check_drift(s, [f["hash"] for f in pt["per_frame"]], encoded_by_runtime=False)
 
 
-def test_runtime_stream_decodes_with_pytorch(streams, package, tiny_checkpoint, tmp_path):
+def test_runtime_stream_decodes_with_pytorch(streams, tiny_package, tiny_checkpoint, tmp_path):
     """The reverse, through the CLI: the PyTorch decoder reads the runtime's stream."""
     _, rt_path, _, rt = streams
     p = cli("decode", rt_path, "--checkpoint", tiny_checkpoint, "--no-verify", "--no-progress",
@@ -78,17 +66,17 @@ def test_runtime_stream_decodes_with_pytorch(streams, package, tiny_checkpoint, 
     assert dec["frames"] == 5
     from runtime.stream import decode_package
 
-    s = decode_package(package, rt_path, None, drift=True, progress=False)
+    s = decode_package(tiny_package, rt_path, None, drift=True, progress=False)
     _check_drift(s, [f["hash"] for f in rt["per_frame"]], encoded_by_runtime=True)
     # the PyTorch CLI decode and the drift report's PyTorch decode agree frame by frame
     assert [f["hash_match"] for f in dec["per_frame"]] == [r["pytorch_hash_match"] for r in s["drift"]["per_frame"]]
 
 
-def test_cli_package_round_trip_writes_video(package, carphone, tmp_path):
-    enc = cli("encode", carphone, "-o", tmp_path / "a.mnvc", "--package", package, "--frames", 3,
+def test_cli_package_round_trip_writes_video(tiny_package, carphone, tmp_path):
+    enc = cli("encode", carphone, "-o", tmp_path / "a.mnvc", "--package", tiny_package, "--frames", 3,
               "--intra-period", 2, "--no-progress", "--json", tmp_path / "e.json")
     assert enc.returncode == 0, enc.stderr
-    dec = cli("decode", tmp_path / "a.mnvc", "--package", package, "--drift", "-o", tmp_path / "d.y4m",
+    dec = cli("decode", tmp_path / "a.mnvc", "--package", tiny_package, "--drift", "-o", tmp_path / "d.y4m",
               "--no-progress", "--json", tmp_path / "d.json")
     assert dec.returncode == 0, dec.stderr
     assert "bit-exact between backends" in dec.stdout
@@ -98,7 +86,7 @@ def test_cli_package_round_trip_writes_video(package, carphone, tmp_path):
     assert (tmp_path / "d.y4m").stat().st_size > 3 * 176 * 144 * 3 // 2
 
 
-def test_padded_size_mismatch_is_a_clean_error(package, tmp_path):
+def test_padded_size_mismatch_is_a_clean_error(tiny_package, tmp_path):
     import numpy as np
 
     from mobilecodec.io import VideoWriter, YUVFrame
@@ -108,16 +96,16 @@ def test_padded_size_mismatch_is_a_clean_error(package, tmp_path):
     w.write(YUVFrame(np.full((64, 64), 90, np.uint8), np.full((32, 32), 128, np.uint8),
                      np.full((32, 32), 128, np.uint8)))
     w.close()
-    p = cli("encode", clip, "-o", tmp_path / "s.mnvc", "--package", package, "--no-progress")
+    p = cli("encode", clip, "-o", tmp_path / "s.mnvc", "--package", tiny_package, "--no-progress")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "pads to 64x64" in p.stderr and "192x192" in p.stderr
     assert not (tmp_path / "s.mnvc").exists()
 
 
-def test_qnn_needs_int8_graphs(package):
+def test_qnn_needs_int8_graphs(tiny_package):
     from runtime.engine import OnnxEngine
 
     with pytest.raises(InputError, match="float graphs"):
-        OnnxEngine(package, ep="qnn")
+        OnnxEngine(tiny_package, ep="qnn")
     with pytest.raises(InputError, match="execution provider"):
-        OnnxEngine(package, ep="gpu")
+        OnnxEngine(tiny_package, ep="gpu")
