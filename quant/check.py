@@ -39,6 +39,7 @@ class CheckOptions:
     matrix: str = "bt601"
     sensitivity_frames: int = 3  # frames (I + P) of the first input used by the per-stage ablation
     bd_metrics: tuple[str, ...] = BD_METRICS
+    frontier: bool = True  # BD over each curve's RD frontier (dominated points dropped, listed)
     progress: bool = True
 
     def validate(self) -> None:
@@ -110,21 +111,31 @@ def code_point(model, source: str | Path, sources: list, work: Path, label: str,
                        matrix=opts.matrix, progress=opts.progress, extra=extra)
 
 
-def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str]) -> dict:
-    """BD-rate / BD-PSNR of int8 (test) against float (anchor), per-point and per-frame differences."""
-    from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.metrics.bd import MIN_POINTS
+def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: bool = True) -> dict:
+    """BD-rate / BD-PSNR of int8 (test) against float (anchor), per-point and per-frame differences.
 
-    out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_rate": {}, "bd_psnr": {},
-                           "bd_error": None}
+    With `frontier`, each curve is reduced to its RD frontier first (points that another point of
+    the same curve beats on both rate and quality are dropped and listed in `bd_dropped`): briefly
+    trained models have nearly flat RD curves, where a 0.01 dB wobble makes a curve non-monotonic
+    and the BD-rate undefined. Without it, a non-monotonic curve is an error (`bd_error`)."""
+    from mobilecodec.metrics import bd_psnr, bd_rate
+    from mobilecodec.metrics.bd import MIN_POINTS, rd_frontier
+
+    out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_frontier": frontier,
+                           "bd_rate": {}, "bd_psnr": {}, "bd_dropped": {}, "bd_error": None}
     fp, qp = float_res["points"], int8_res["points"]
     if len(fp) >= MIN_POINTS["pchip"]:
         try:
             for m in metrics_:
-                rf, df = [p["bpp"] for p in fp], [p[m] for p in fp]
-                rq, dq = [p["bpp"] for p in qp], [p[m] for p in qp]
-                out["bd_rate"][m] = bd_rate(rf, df, rq, dq, method="pchip")
-                out["bd_psnr"][m] = bd_psnr(rf, df, rq, dq, method="pchip")
+                curves = []
+                for kind, pts in (("float", fp), ("int8", qp)):
+                    keep = rd_frontier([p["bpp"] for p in pts], [p[m] for p in pts]) if frontier else range(len(pts))
+                    dropped = [pts[i]["label"] for i in range(len(pts)) if i not in keep]
+                    if dropped:
+                        out["bd_dropped"].setdefault(m, {})[kind] = dropped
+                    curves += [[pts[i]["bpp"] for i in keep], [pts[i][m] for i in keep]]
+                out["bd_rate"][m] = bd_rate(*curves, method="pchip")
+                out["bd_psnr"][m] = bd_psnr(*curves, method="pchip")
         except InputError as exc:
             out["bd_rate"], out["bd_psnr"], out["bd_error"] = {}, {}, str(exc)
     else:
@@ -211,6 +222,9 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {m} | {v:.3f} | {cmp_['bd_psnr'][m]:.4f} |")
         else:
             lines.append(f"| - | not computed: {cmp_['bd_error']} | - |")
+        for m, kinds in (cmp_.get("bd_dropped") or {}).items():
+            lines.append(f"\n{m}: BD over the RD frontier; dominated points left out: "
+                         + "; ".join(f"{k} {', '.join(v)}" for k, v in kinds.items()))
         lines += ["", "| float | int8 | d bpp (%) | d PSNR-YUV (dB) | d PSNR-RGB (dB) |", "|---|---|---|---|---|"]
         for d in cmp_["point_deltas"]:
             lines.append(f"| {d['float']} | {d['int8']} | {_fmt(d['d_bpp_pct'])} | {d['d_psnr_yuv']:.4f} "
@@ -280,7 +294,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
             fres = rd_result(pairs[0].float_model.cfg.name, str(src), enc, fpts)
             qres = rd_result(pairs[0].int8_model.cfg.name, str(src), enc, qpts)
             results.append({"source": str(src), "float": fres, "int8": qres,
-                            "comparison": compare(fres, qres, opts.bd_metrics)})
+                            "comparison": compare(fres, qres, opts.bd_metrics, opts.frontier)})
             if k == 0 and opts.sensitivity_frames:
                 sensitivity = stage_sensitivity(pairs[0], sources, opts)
     bd_mean = {}

@@ -12,6 +12,7 @@ QUANT_SCHEMES = ("tf", "tf_enhanced")
 # Aliases understood by aimet 2.42 (`aimet_torch.common.quantsim_config.quantsim_config._config_file_aliases`):
 # per-channel weights for Conv/ConvTranspose, asymmetric 8-bit activations, Conv+ReLU supergroups.
 DEFAULT_AIMET_CONFIG = "htp_v73"
+W8A16_PRESET_NAMES = ("receiver",)  # expanded per model by quant.sim.W8A16_PRESETS
 
 
 @dataclass
@@ -28,6 +29,10 @@ class QuantConfig:
     w8a16: tuple[str, ...] = ()
     cle: bool = False
     adaround: bool = False
+    # AdaRound budget per layer / stage. aimet's default of 10k iterations per layer takes hours on
+    # a 2-core CPU for the whole codec; 1000 keeps most of the gain at a tenth of the cost.
+    adaround_iters: int = 300  # aimet's default 10000 takes hours on a 2-core CPU
+    adaround_batches: int = 16  # captured input batches per stage AdaRound optimizes on
     trace_size: tuple[int, int] = (64, 64)  # padded (H, W) the stage graphs are traced at
     skip: tuple[str, ...] = field(default=("i_hyper_synthesis", "m_hyper_synthesis", "r_hyper_synthesis"))
 
@@ -37,6 +42,9 @@ class QuantConfig:
         for name in ("param_bw", "act_bw"):
             if not 4 <= getattr(self, name) <= 16:
                 raise InputError(f"{name} must be within 4..16, got {getattr(self, name)}")
+        for name in ("adaround_iters", "adaround_batches"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         self.w8a16 = tuple(self.w8a16)
         self.skip = tuple(self.skip)
         self.trace_size = tuple(self.trace_size)
@@ -50,7 +58,10 @@ class QuantConfig:
 
 
 def load_layer_overrides(path: str | Path) -> tuple[str, ...]:
-    """Read the W8A16 layer list: a JSON/YAML list of names, or a mapping with a 'w8a16' list."""
+    """The W8A16 layer list: a preset name ('receiver': every stage the decoder runs), or a
+    JSON/YAML file holding a list of names or a mapping with a 'w8a16' list."""
+    if str(path) in W8A16_PRESET_NAMES:
+        return (str(path),)
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such W8A16 override file: {p}")

@@ -6,7 +6,9 @@ Folder layout written by `save_quantized(Q, ...)`:
   Q/quantized.pt              {"format": "mobilecodec-quantized", "version": 1, "config", "quant_config",
                                "checkpoint" (path of the float checkpoint), "checkpoint_hash",
                                "float_state" (non-sim state: entropy models, integer hyper-synthesis),
-                               "stages" {name: sim.model.state_dict() (weights + encodings)}, "summary"}
+                               "stages" {name: sim.model.state_dict() (weights + encodings)},
+                               "frozen_params" {name: ['module.param' whose encoding is frozen (AdaRound)]},
+                               "summary"}
   Q/encodings/<stage>.encodings  aimet encodings (0.6.1, torch module names) for export and inspection
   Q/ptq.json                  the summary (calibration settings, PSNR float/int8)
 """
@@ -48,22 +50,32 @@ class PTQOptions:
 
 
 def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch: int = 1, progress: bool = True):
-    """Build the sims for `model` and, when `gops` is given, calibrate them; returns the QuantizedVideoCodec."""
+    """Build the sims for `model` and, when `gops` is given, calibrate them; returns the QuantizedVideoCodec.
+
+    With qcfg.adaround the weights are AdaRounded first on stage inputs captured from `gops` (the
+    float codec, `batch` GOPs at a time) and their encodings frozen; `qmodel.adaround_report`
+    then says per stage whether AdaRound ran, with how many iterations and seconds."""
     from tqdm import tqdm
 
     from quant.calibrate import calibrate
     from quant.qmodel import QuantizedVideoCodec
     from quant.sim import build_sims, quantized_stage_names
 
-    names = quantized_stage_names(model, qcfg)
-    with tqdm(total=len(names), desc="build sims", unit="stage", disable=not progress, leave=False,
-              dynamic_ncols=True) as bar:
-        sims = build_sims(model, qcfg, progress=lambda n: bar.update(1))
+    report = None
     if qcfg.adaround:
-        raise InputError("AdaRound is not implemented yet in mobilecodec ptq: aimet's Adaround.apply_adaround needs "
-                         "each stage's inputs captured from codec runs (not wired yet); use plain PTQ, --cle, "
-                         "--w8a16 or `mobilecodec qat`")
+        if gops is None:
+            raise InputError("AdaRound needs calibration GOPs: pass gops to quantize_model")
+        from quant.adaround import build_adaround_sims
+
+        sims, report = build_adaround_sims(model, qcfg, gops, batch=batch, progress=progress)
+    else:
+        names = quantized_stage_names(model, qcfg)
+        with tqdm(total=len(names), desc="build sims", unit="stage", disable=not progress, leave=False,
+                  dynamic_ncols=True) as bar:
+            sims = build_sims(model, qcfg, progress=lambda n: bar.update(1))
     qmodel = QuantizedVideoCodec(model, sims, qcfg)
+    if report is not None:
+        qmodel.__dict__["adaround_report"] = report
     if gops is not None:
         calibrate(qmodel, gops, steps=steps, batch=batch, progress=progress)
     return qmodel
@@ -92,6 +104,7 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
                "options": asdict(opts), "quant_config": qcfg.to_dict(), "stages": list(qmodel.sims),
                "w8a16_layers": sorted(w8a16), "weights_hash": qmodel.weights_hash().hex(),
                "float_weights_hash": model.weights_hash().hex(), **metrics,
+               **({"adaround": dict(qmodel.adaround_report)} if getattr(qmodel, "adaround_report", None) else {}),
                "seconds": time.perf_counter() - t0}
     return qmodel, summary
 
@@ -105,7 +118,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     import torch
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
-    from quant.sim import stage_encodings
+    from quant.sim import frozen_param_quantizers, stage_encodings
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -115,6 +128,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
            "float_state": qmodel.float_state(),
            "stages": {n: sim.model.state_dict() for n, sim in qmodel.sims.items()},
+           "frozen_params": {n: frozen_param_quantizers(sim) for n, sim in qmodel.sims.items()},
            "weights_hash": qmodel.weights_hash().hex(), "summary": dict(summary or {})}
     with atomic_dir(out) as tmp:
         torch.save(obj, tmp / QUANTIZED_FILE)
@@ -134,7 +148,7 @@ def load_quantized(path: str | os.PathLike):
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import CodecConfig
     from quant.qmodel import QuantizedVideoCodec
-    from quant.sim import build_sims, quiet_aimet
+    from quant.sim import build_sims, freeze_param_quantizers, quiet_aimet
 
     p = Path(path)
     f = p / QUANTIZED_FILE if p.is_dir() else p
@@ -166,6 +180,10 @@ def load_quantized(path: str | os.PathLike):
                 sim.model.load_state_dict(obj["stages"][name], strict=True)
             except RuntimeError as exc:
                 raise CheckpointError(f"{f}: stage {name} does not match its sim: {str(exc)[:300]}") from None
+            try:  # AdaRound's weight encodings stay frozen (aimet keeps that flag outside the state dict)
+                freeze_param_quantizers(sim, (obj.get("frozen_params") or {}).get(name, ()))
+            except InputError as exc:
+                raise CheckpointError(f"{f}: stage {name}: {exc}") from None
     qmodel = QuantizedVideoCodec(model, sims, qcfg)
     if qmodel.weights_hash().hex() != obj.get("weights_hash"):
         raise CheckpointError(f"{f}: rebuilt quantized model does not reproduce the saved weights hash")

@@ -50,12 +50,11 @@ def quant_scheme(name: str):
     return {"tf": QuantScheme.post_training_tf, "tf_enhanced": QuantScheme.post_training_tf_enhanced}[name]
 
 
-def build_sim(stage: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConfig, *, cle: bool = False):
-    """prepare_model + (optional CLE on the prepared copy) + QuantizationSimModel for one stage."""
+def prepare_stage(stage: nn.Module, dummy: tuple[torch.Tensor, ...], *, cle: bool = False) -> nn.Module:
+    """aimet's prepare_model on a deep copy of `stage` (+ optional CLE): the float module a sim wraps."""
     import copy
 
     from aimet_torch.model_preparer import prepare_model
-    from aimet_torch.quantsim import QuantizationSimModel
 
     with quiet_aimet():
         prepared = prepare_model(copy.deepcopy(stage).eval())
@@ -63,9 +62,22 @@ def build_sim(stage: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConf
             from aimet_torch.cross_layer_equalization import equalize_model
 
             equalize_model(prepared, dummy_input=dummy)
+    return prepared
+
+
+def sim_from_prepared(prepared: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConfig):
+    """QuantizationSimModel wrapping `prepared` in place (its weights become the sim's weights)."""
+    from aimet_torch.quantsim import QuantizationSimModel
+
+    with quiet_aimet():
         return QuantizationSimModel(prepared, dummy, quant_scheme=quant_scheme(qcfg.quant_scheme),
                                     default_output_bw=qcfg.act_bw, default_param_bw=qcfg.param_bw,
                                     config_file=qcfg.aimet_config, in_place=True)
+
+
+def build_sim(stage: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConfig, *, cle: bool = False):
+    """prepare_model + (optional CLE on the prepared copy) + QuantizationSimModel for one stage."""
+    return sim_from_prepared(prepare_stage(stage, dummy, cle=cle), dummy, qcfg)
 
 
 def check_aimet_config(name: str) -> None:
@@ -80,8 +92,11 @@ def check_aimet_config(name: str) -> None:
 
 
 def build_sims(model, qcfg: QuantConfig, *, cle: bool | None = None,
-               progress: Callable[[str], None] | None = None) -> "OrderedDict[str, object]":
-    """A sim for every quantized stage of `model` (traced at qcfg.trace_size), W8A16 overrides applied."""
+               progress: Callable[[str], None] | None = None,
+               build: Callable[..., object] | None = None) -> "OrderedDict[str, object]":
+    """A sim for every quantized stage of `model` (traced at qcfg.trace_size), W8A16 overrides applied.
+
+    `build(name, stage, dummy, cle=...)` makes one stage's sim instead of `build_sim` (AdaRound uses it)."""
     h, w = qcfg.trace_size
     if h % 64 or w % 64:
         raise InputError(f"trace size must be a multiple of 64, got {h}x{w}")
@@ -90,11 +105,39 @@ def build_sims(model, qcfg: QuantConfig, *, cle: bool | None = None,
     stages = model.stages()
     sims: OrderedDict[str, object] = OrderedDict()
     for name in quantized_stage_names(model, qcfg):
-        sims[name] = build_sim(stages[name], examples[name], qcfg, cle=qcfg.cle if cle is None else cle)
+        use_cle = qcfg.cle if cle is None else cle
+        if build is None:
+            sims[name] = build_sim(stages[name], examples[name], qcfg, cle=use_cle)
+        else:
+            sims[name] = build(name, stages[name], examples[name], cle=use_cle)
         if progress:
             progress(name)
     apply_w8a16(sims, qcfg.w8a16)
     return sims
+
+
+def frozen_param_quantizers(sim) -> list[str]:
+    """'module.param' of every parameter quantizer whose encoding is frozen (AdaRound's weights):
+    aimet keeps that flag outside the state dict, so save/load records it by name."""
+    from aimet_torch.nn import BaseQuantizationMixin
+
+    return [f"{n}.{p}" for n, m in sim.model.named_modules() if isinstance(m, BaseQuantizationMixin)
+            for p, q in m.param_quantizers.items() if q is not None and not q.is_overwrite_allowed()]
+
+
+def freeze_param_quantizers(sim, names: Sequence[str]) -> None:
+    """Freeze the named parameter quantizers as aimet's set_and_freeze_param_encodings does:
+    no recomputation by compute_encodings, no gradient for their ranges."""
+    for full in names:
+        module, _, param = full.rpartition(".")
+        try:
+            q = sim.model.get_submodule(module).param_quantizers[param]
+        except (AttributeError, KeyError):
+            raise InputError(f"no parameter quantizer {full!r} to freeze") from None
+        if q is None:
+            raise InputError(f"parameter quantizer {full!r} is disabled, cannot freeze it")
+        q.requires_grad_(False)
+        q.allow_overwrite(False)
 
 
 def _activation_quantizers(qmodule) -> list:
@@ -109,12 +152,32 @@ def layer_names(sims: "OrderedDict[str, object]") -> list[str]:
             if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m)]
 
 
+W8A16_PRESETS = {
+    # Every quantized stage the decoder runs (synthesis, motion prediction): the stages that write
+    # the recurrent buffer. At 8 bits, the QNN HTP and onnxruntime CPU differ by one quantization
+    # step on ~10 % of their outputs, and through the buffer the difference compounds over an intra
+    # period; at 16 bits the same stream decodes to within 0.02 dB on both (README, "int8").
+    "receiver": lambda sims: [s for s in sims if "analysis" not in s],
+}
+
+
+def expand_presets(sims: "OrderedDict[str, object]", names: Sequence[str]) -> list[str]:
+    """W8A16 names with presets ('receiver') replaced by the stage names they stand for."""
+    out: list[str] = []
+    for n in names:
+        for m in (W8A16_PRESETS[n](sims) if n in W8A16_PRESETS else [n]):
+            if m not in out:
+                out.append(m)
+    return out
+
+
 def resolve_layers(sims: "OrderedDict[str, object]", names: Sequence[str]) -> dict[str, list]:
-    """Name -> the quantized modules it selects (a stage, a module, or a module's descendants)."""
+    """Name -> the quantized modules it selects (a stage, a module, a module's descendants, or a
+    preset from W8A16_PRESETS)."""
     from aimet_torch.nn import BaseQuantizationMixin
 
     out: dict[str, list] = {}
-    for full in names:
+    for full in expand_presets(sims, names):
         stage, _, path = full.partition(".")
         if stage not in sims:
             raise InputError(f"W8A16 override {full!r}: no quantized stage {stage!r}; "

@@ -8,7 +8,7 @@ from typing import Any
 
 from runtime.reference import TABLE6_MOBILENVC, TABLE6_SIZE
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "int16": 2, "int8": 1, "uint8": 1}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1}
 
 
 @dataclass

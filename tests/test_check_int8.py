@@ -102,7 +102,7 @@ def test_report_files_and_numbers(first_run, carphone, pairs, tmp_path):
             assert p["hash_verified_frames"] == FRAMES
     # an independent encode of the first float point gives the same file size
     model, _ = load_checkpoint(pairs[0][0])
-    enc = encode_video(model, carphone, tmp_path / "f.mnvc", intra_period=INTRA, max_frames=FRAMES, progress=False)
+    encode_video(model, carphone, tmp_path / "f.mnvc", intra_period=INTRA, max_frames=FRAMES, progress=False)
     p0 = res["float"]["points"][0]
     assert p0["bits"] == 8 * (tmp_path / "f.mnvc").stat().st_size
     # PSNR-Y of frame 0 by hand from the decoded frames of that stream

@@ -458,3 +458,33 @@ def test_bd_bad_curves_rejected():
         bd_rate(X264_RATE, X264_PSNR[:3], X265_RATE, X265_PSNR)
     with pytest.raises(InputError, match="unknown method"):
         bd_rate(X264_RATE, X264_PSNR, X265_RATE, X265_PSNR, method="linear")
+
+
+def test_rd_frontier_drops_dominated_points():
+    from mobilecodec.metrics.bd import rd_frontier
+
+    # (rate, quality): the 4th point costs more than the 3rd for less quality; the 2nd ties the 1st's
+    # quality at a higher rate. Both are dominated.
+    rate = [0.066, 0.08, 0.1046, 0.13, 0.2]
+    qual = [25.125, 25.125, 25.547, 25.540, 25.9]
+    assert rd_frontier(rate, qual) == [0, 2, 4]
+    assert rd_frontier(list(reversed(rate)), list(reversed(qual))) == [4, 2, 0]
+    assert rd_frontier(X264_RATE, X264_PSNR) == sorted(range(len(X264_RATE)), key=lambda i: X264_RATE[i])
+
+
+def test_bd_on_frontier_equals_bd_without_the_dominated_point():
+    from quant.check import compare
+
+    def res(points):
+        return {"points": [{"label": f"p{i}", "bpp": r, "psnr_yuv": d, "per_frame": [],
+                            **{k: 0.0 for k in ("psnr_y", "psnr_u", "psnr_v", "psnr_rgb", "ms_ssim_rgb")}}
+                           for i, (r, d) in enumerate(points)]}
+
+    anchor = list(zip(X264_RATE, X264_PSNR))
+    test = [(r * 0.5, d) for r, d in anchor]  # half the rate everywhere: BD-rate -50 %
+    bent = test + [(test[-1][0] * 1.1, test[-1][1] - 0.01)]  # one extra point, dominated
+    c = compare(res(anchor), res(bent), ("psnr_yuv",))
+    assert c["bd_error"] is None and c["bd_rate"]["psnr_yuv"] == pytest.approx(-50.0, abs=1e-9)
+    assert c["bd_dropped"] == {"psnr_yuv": {"int8": [f"p{len(test)}"]}}
+    strict = compare(res(anchor), res(bent), ("psnr_yuv",), frontier=False)
+    assert strict["bd_rate"] == {} and "not monotonic" in strict["bd_error"]

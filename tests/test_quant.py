@@ -287,3 +287,20 @@ def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     assert "error" in err and len(err.strip().splitlines()) == 1
     assert {"no_beta": "beta", "resume_empty": "resume", "crop": "crop", "missing_q": "nope"}[case] in err
     assert not out.exists()
+
+
+def test_receiver_preset_puts_every_decoder_stage_at_16_bits(carphone, midgrey_checkpoint, tmp_path):
+    from mobilecodec.checkpoint import load_checkpoint
+    from quant.calibrate import load_gops
+    from quant.config import QuantConfig, load_layer_overrides
+    from quant.ptq import quantize_model
+    from quant.sim import activation_bitwidths
+
+    assert load_layer_overrides("receiver") == ("receiver",)
+    model, _ = load_checkpoint(midgrey_checkpoint)
+    q = quantize_model(model, QuantConfig(w8a16=load_layer_overrides("receiver")), load_gops([carphone], 2, CROP, 1),
+                       steps=1, batch=1, progress=False)
+    bits = {s: {b for bws in activation_bitwidths(sim).values() for b in bws} for s, sim in q.sims.items()}
+    decoder = {"i_synthesis", "motion_predictor", "m_synthesis", "r_synthesis"}  # what the receiver runs
+    assert {s for s, b in bits.items() if b == {16}} == decoder
+    assert all(b == {8} for s, b in bits.items() if s not in decoder)

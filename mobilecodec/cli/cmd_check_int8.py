@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allowed BD-rate loss of int8 vs float in %% (worst of PSNR-YUV, PSNR-RGB; default 5)")
     p.add_argument("--sensitivity-frames", type=int, default=3,
                    help="frames of the first input for the per-stage ablation (0 = skip; default 3)")
+    p.add_argument("--no-frontier", action="store_true",
+                   help="compute BD-rate on all RD points (fails on a non-monotonic curve) instead of each "
+                        "curve's RD frontier (dominated points left out and listed)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="YUV->RGB matrix (default bt601)")
     p.add_argument("-o", "--output", metavar="OUT", help="report folder: check_int8.json/.md, RD JSONs, PNG plots")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,
                         matrix=args.matrix, sensitivity_frames=args.sensitivity_frames,
-                        progress=not args.no_progress)
+                        frontier=not args.no_frontier, progress=not args.no_progress)
     opts.validate()
     from mobilecodec.io import resolve_input
     from pathlib import Path

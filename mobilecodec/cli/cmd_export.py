@@ -106,5 +106,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: ({ins}) -> ({outs})" + ("" if g["used_by_codec"] else "  [profiling only]") + tag)
     if qmodel is not None and man["quantization"]["w8a16_layers"]:
         print("  16-bit activations: " + ", ".join(man["quantization"]["w8a16_layers"]))
+    if qmodel is not None:
+        rx8 = [n for n, g in man["graphs"].items() if g.get("quantization") and "analysis" not in n
+               and g["used_by_codec"] and max(g["quantization"]["activation_bits"]) <= 8]
+        if rx8:
+            print(f"note: receiver graphs at 8-bit activations ({', '.join(rx8)}): a stream decoded on another "
+                  "backend than its encoder's (QNN HTP vs onnxruntime CPU) drifts along the intra period; "
+                  "`mobilecodec ptq --w8a16 receiver` keeps the decodes within 0.05 dB (README, export)",
+                  file=sys.stderr)
     emit_json(man, args.json)
     return 0

@@ -26,10 +26,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation range estimator: tf = min/max (default), tf_enhanced = SQNR search")
     p.add_argument("--aimet-config", default="htp_v73",
                    help="aimet quantsim config alias or JSON file (default htp_v73: per-channel weights)")
-    p.add_argument("--w8a16", metavar="LAYERS.json",
-                   help="JSON/YAML list of layers ('stage' or 'stage.module') with 16-bit activations")
+    p.add_argument("--w8a16", metavar="LAYERS.json|receiver",
+                   help="layers with 16-bit activations: a JSON/YAML list ('stage' or 'stage.module'), or "
+                        "'receiver' (every stage the decoder runs; recommended for decoding on another backend "
+                        "than the encoder's, see the README)")
     p.add_argument("--cle", action="store_true", help="cross-layer equalization before quantizing")
-    p.add_argument("--adaround", action="store_true", help="AdaRound the weights on the calibration data")
+    p.add_argument("--adaround", action="store_true",
+                   help="AdaRound the weights (aimet) on each stage's inputs captured from the calibration GOPs; "
+                        "the weight encodings are then frozen during activation calibration")
+    p.add_argument("--adaround-iters", type=int, default=300, metavar="N",
+                   help="AdaRound optimization iterations per layer (default 300; aimet's own default of 10000 "
+                        "takes hours for the whole codec on a 2-core CPU)")
+    p.add_argument("--adaround-batches", type=int, default=16, metavar="N",
+                   help="captured input batches per stage AdaRound optimizes on (default 16)")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -47,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"no such calibration clip: {c}")
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
+    for flag in ("adaround_iters", "adaround_batches"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     from quant.config import QuantConfig, load_layer_overrides
 
     w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()
@@ -57,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from quant.ptq import PTQOptions, run_ptq, save_quantized
 
     qcfg = QuantConfig(aimet_config=args.aimet_config, quant_scheme=args.scheme, w8a16=w8a16, cle=args.cle,
-                       adaround=args.adaround)
+                       adaround=args.adaround, adaround_iters=args.adaround_iters,
+                       adaround_batches=args.adaround_batches)
     opts = PTQOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, seed=args.seed,
                       eval_gops=args.eval_gops)
     qmodel, summary = run_ptq(model, clips, qcfg, opts, progress=not args.no_progress)
@@ -68,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if "int8_psnr_yuv" in summary:
         psnr = (f", PSNR-YUV float {summary['float_psnr_yuv']:.2f} dB / int8 {summary['int8_psnr_yuv']:.2f} dB"
                 f" (int8 vs float {summary['int8_vs_float_psnr_yuv']:.2f} dB)")
+    ada = ""
+    if "adaround" in summary:
+        done = [n for n, e in summary["adaround"].items() if e["adaround"]]
+        ada = f", AdaRound on {len(done)}/{len(summary['adaround'])} stages ({args.adaround_iters} iterations/layer)"
     print(f"{args.output}: {len(summary['stages'])} stages quantized ({qmodel.cfg.name}), "
-          f"{args.steps} steps x {args.batch} GOPs of {args.gop}{psnr}")
+          f"{args.steps} steps x {args.batch} GOPs of {args.gop}{ada}{psnr}")
     emit_json(summary, args.json)
     return 0

@@ -6,7 +6,6 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mobilecodec.bitstream.format import (RECORD_OVERHEAD, FrameType, StreamHeader, StreamReader,

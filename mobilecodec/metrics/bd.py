@@ -48,6 +48,21 @@ def _curve(rate: Sequence[float], dist: Sequence[float], name: str, method: str)
     return np.log10(r), d
 
 
+def rd_frontier(rate: Sequence[float], dist: Sequence[float]) -> list[int]:
+    """Indices of the points on the RD frontier (sorted by rate): those no other point dominates
+    with a lower or equal rate and a higher or equal quality. An operator never picks a dominated
+    point, so a BD-rate over the frontier measures the curve a user can actually get."""
+    r = np.asarray(rate, dtype=np.float64).ravel()
+    d = np.asarray(dist, dtype=np.float64).ravel()
+    keep: list[int] = []
+    best = -np.inf
+    for i in sorted(range(r.size), key=lambda k: (r[k], -d[k])):
+        if d[i] > best:
+            keep.append(i)
+            best = d[i]
+    return keep
+
+
 def _mean_difference(
     xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray, method: str, axis_name: str
 ) -> float:
