@@ -162,8 +162,12 @@ class OnnxEngine:
     def encoder_source(self, x: Any) -> "OnnxEncoderSource":
         return OnnxEncoderSource(self, x)
 
-    def decoder_source(self, payload: bytes, height: int, width: int) -> "TimedDecoderSource":
-        return TimedDecoderSource(self, payload, height, width)
+    def decoder_source(self, payload: bytes, height: int, width: int) -> Any:
+        """The PyTorch path's DecoderSource on the host model, with entropy decoding and the integer
+        hyper-synthesis timed apart on this engine's clock."""
+        from mobilecodec.codec.engine import DecoderSource
+
+        return DecoderSource(self.model, payload, height, width, clock=self.clock)
 
     def run(self, graph: str, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph, taking its inputs by name from `env`; returns its outputs by name."""
@@ -273,43 +277,6 @@ class OnnxEncoderSource:
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()
-
-
-class TimedDecoderSource:
-    """`engine.DecoderSource` with the entropy decoding and the integer hyper-synthesis timed apart."""
-
-    def __init__(self, engine: OnnxEngine, payload: bytes, height: int, width: int) -> None:
-        from mobilecodec.entropy.coder import RangeDecoder
-
-        self.engine = engine
-        self.dec = RangeDecoder(payload)
-        self.shapes = engine.model.latent_shapes(height, width)
-
-    def _decode(self, prefix: str) -> Any:
-        from mobilecodec.codec.engine import HyperpriorCoder
-
-        lat, z_shape = self.shapes[prefix]
-        hp = HyperpriorCoder(self.engine.model, prefix)
-        clock = self.engine.clock
-        with clock.step("host: entropy coding"):
-            z_int = hp.prior.decode(self.dec, z_shape)
-        with clock.step("host: integer hyper-synthesis"):
-            mean, idx = hp.params(np.asarray(z_int).reshape(z_shape))
-        with clock.step("host: entropy coding"):
-            sym = hp.gaussian.decode(self.dec, idx.ravel()).reshape(lat)
-            return hp._y_hat(sym, mean)
-
-    def iframe(self) -> Any:
-        return self._decode("i")
-
-    def motion(self, reference: Any, flow_pred: Any) -> Any:
-        return self._decode("m")
-
-    def residual(self, pred: Any, cond: tuple) -> Any:
-        return self._decode("r")
-
-    def finish(self) -> None:
-        self.dec.finish()
 
 
 def _is_x86() -> bool:

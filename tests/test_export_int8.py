@@ -164,3 +164,28 @@ def test_bad_int8_input_exit_2(checkpoint, ptq_dir, tiny_checkpoint, tmp_path, c
         assert main(["export", *argv, "--size", "192x192", "-o", str(tmp_path / "p")]) == 2
         assert needle in capsys.readouterr().err
         assert not (tmp_path / "p").exists()
+
+
+def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
+    """The CLI's --ep qnn path: encode with the compiled context binaries on the QNN HTP (emulated),
+    decode the stream with the QDQ package on onnxruntime CPU, and back."""
+    import json as _json
+
+    bins = tmp_path / "bin"
+    assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0
+    s_htp, s_cpu = tmp_path / "htp.mnvc", tmp_path / "cpu.mnvc"
+    assert main(["encode", str(carphone), "-o", str(s_htp), "--package", str(bins), "--ep", "qnn", "--frames", "3",
+                 "--intra-period", "3", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
+    enc = _json.loads((tmp_path / "e.json").read_text())
+    assert enc["frames"] == 3 and "QNN" in enc["backend"]
+    assert main(["decode", str(s_htp), "--package", str(package), "--ep", "cpu", "-o", str(tmp_path / "d.y4m"),
+                 "--no-progress", "--json", str(tmp_path / "d.json")]) == 0
+    dec = _json.loads((tmp_path / "d.json").read_text())
+    assert dec["frames"] == 3 and "CPU" in dec["backend"]
+    assert (tmp_path / "d.y4m").stat().st_size > 3 * 176 * 144 * 3 // 2
+    # the other direction: CPU-encoded stream decoded on the HTP
+    assert main(["encode", str(carphone), "-o", str(s_cpu), "--package", str(package), "--frames", "2",
+                 "--intra-period", "2", "--no-progress"]) == 0
+    assert main(["decode", str(s_cpu), "--package", str(bins), "--ep", "qnn", "-o", str(tmp_path / "q.y4m"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "q.y4m").is_file()

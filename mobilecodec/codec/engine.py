@@ -8,6 +8,7 @@ hyper-latents only, so any backend derives the same CDF indices (DESIGN.md, "Dec
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,11 +63,19 @@ class HyperpriorCoder:
         stats.per_part[f"{self.prefix}_y"] = yb
         return self._y_hat(sym, mean)
 
-    def decode(self, dec: RangeDecoder, latent_shape: tuple[int, ...], z_shape: tuple[int, ...]) -> torch.Tensor:
-        z_int = self.prior.decode(dec, z_shape)
-        mean, idx = self.params(np.asarray(z_int).reshape(z_shape))
-        sym = self.gaussian.decode(dec, idx.ravel()).reshape(latent_shape)
-        return self._y_hat(sym, mean)
+    def decode(self, dec: RangeDecoder, latent_shape: tuple[int, ...], z_shape: tuple[int, ...],
+               clock=None) -> torch.Tensor:
+        """Decode z, derive the entropy parameters in integers, decode y; returns y_hat. `clock`
+        (optional, with a `step(name)` context manager) times the entropy decoding and the
+        integer hyper-synthesis apart (the runtime profiler)."""
+        step = clock.step if clock is not None else (lambda name: contextlib.nullcontext())
+        with step("host: entropy coding"):
+            z_int = self.prior.decode(dec, z_shape)
+        with step("host: integer hyper-synthesis"):
+            mean, idx = self.params(np.asarray(z_int).reshape(z_shape))
+        with step("host: entropy coding"):
+            sym = self.gaussian.decode(dec, idx.ravel()).reshape(latent_shape)
+            return self._y_hat(sym, mean)
 
     @staticmethod
     def _y_hat(sym: np.ndarray, mean: np.ndarray) -> torch.Tensor:
@@ -105,14 +114,15 @@ class EncoderSource:
 class DecoderSource:
     """Produces latents by entropy-decoding a frame payload."""
 
-    def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int) -> None:
+    def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int, clock=None) -> None:
         self.model = model
         self.dec = RangeDecoder(payload)
         self.shapes = model.latent_shapes(height, width)
+        self.clock = clock  # optional step timer (runtime.engine.StepClock)
 
     def _decode(self, prefix: str) -> torch.Tensor:
         lat, z = self.shapes[prefix]
-        return HyperpriorCoder(self.model, prefix).decode(self.dec, lat, z)
+        return HyperpriorCoder(self.model, prefix).decode(self.dec, lat, z, clock=self.clock)
 
     def iframe(self) -> torch.Tensor:
         return self._decode("i")
