@@ -63,8 +63,6 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
 
     report = None
     if qcfg.adaround:
-        if gops is None:
-            raise InputError("AdaRound needs calibration GOPs: pass gops to quantize_model")
         from quant.adaround import build_adaround_sims
 
         sims, report = build_adaround_sims(model, qcfg, gops, batch=batch, progress=progress)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mobilecodec.errors import InputError
-from quant.config import QuantConfig
+from quant.config import QuantConfig, is_receiver_stage
 
 _AIMET_LOG_AREAS = ("Quant", "Utils", "Winnow", "ConnectedGraph", "CrossLayerEqualization", "BatchNormFolding",
                     "ModelPreparer", "LayerOutputs", "QuantAnalyzer", "MixedPrecision", "SeqMse")
@@ -157,7 +157,7 @@ W8A16_PRESETS = {
     # the recurrent buffer. At 8 bits, the QNN HTP and onnxruntime CPU differ by one quantization
     # step on ~10 % of their outputs, and through the buffer the difference compounds over an intra
     # period; at 16 bits the same stream decodes to within 0.02 dB on both (README, "int8").
-    "receiver": lambda sims: [s for s in sims if "analysis" not in s],
+    "receiver": lambda sims: [s for s in sims if is_receiver_stage(s)],
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.codec_profile import (BufferReport, CodecComplexity, StageCount, table6_rows,
+from runtime.codec_profile import (DTYPE_BYTES, BufferReport, CodecComplexity, StageCount, table6_rows,
                                    warp_elements)
 
 HOST_STEPS = ("host: entropy coding", "host: integer hyper-synthesis", "host: warp", "host: buffer update")
@@ -108,7 +108,7 @@ def package_buffer(manifest: dict[str, Any], fps: float, graph_files: dict[str, 
     for e in manifest["buffer"]:
         dt = "uint8" if e["name"] == "frame" else dtypes.get(e["graph_output"], e.get("dtype", "float32"))
         _, c, h, w = e["shape"]
-        nbytes = c * h * w * np.dtype(dt).itemsize  # uint16 where the graph writes 16-bit activations
+        nbytes = c * h * w * DTYPE_BYTES[dt]  # uint16 where the graph writes 16-bit activations
         fm = c / (e["stride"] * e["stride"])
         entries.append({"name": e["name"], "shape": [c, h, w], "dtype": dt, "bytes": nbytes, "full_res_maps": fm})
         total += nbytes

@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     if qmodel is not None and man["quantization"]["w8a16_layers"]:
         print("  16-bit activations: " + ", ".join(man["quantization"]["w8a16_layers"]))
     if qmodel is not None:
-        rx8 = [n for n, g in man["graphs"].items() if g.get("quantization") and "analysis" not in n
+        from quant.config import is_receiver_stage
+
+        rx8 = [n for n, g in man["graphs"].items() if g.get("quantization") and is_receiver_stage(n)
                and g["used_by_codec"] and max(g["quantization"]["activation_bits"]) <= 8]
         if rx8:
             print(f"note: receiver graphs at 8-bit activations ({', '.join(rx8)}): a stream decoded on another "
