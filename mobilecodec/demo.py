@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mobilecodec.errors import InputError
+from mobilecodec.mdtable import fmt, md_table
 
 FORMAT = "mobilecodec-demo"
 VERSION = 1
@@ -487,19 +488,6 @@ def _write(out: Path, report: dict[str, Any], opts: DemoOptions) -> None:
     write_json_atomic(out / "report.json", report)
 
 
-def _f(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return "inf" if math.isinf(v) else f"{v:.{nd}f}"
-    return str(v)
-
-
-def _table(head: list[str], rows: list[list[Any]], nd: int = 3) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    return out + ["| " + " | ".join(_f(c, nd) for c in r) + " |" for r in rows]
-
-
 def _demote(lines: list[str]) -> list[str]:
     """Headings of an embedded sub-report one level down."""
     return [("#" + ln) if ln.startswith("#") else ln for ln in lines]
@@ -521,7 +509,7 @@ def markdown(report: dict[str, Any], out: Path) -> str:
               "steps agree with each other; they say nothing about compression quality.", ""]
     L += [f"Clip **{clip['name']}** ({clip['width']}x{clip['height']}, padded to {clip['padded_size'][0]}x"
           f"{clip['padded_size'][1]}), first {clip['frames']} frames, intra period {clip['intra_period']}. "
-          f"Main checkpoint: `{ck[0]['label']}` (config {ck[0]['config']}, beta {_f(ck[0]['beta'], 4)}"
+          f"Main checkpoint: `{ck[0]['label']}` (config {ck[0]['config']}, beta {fmt(ck[0]['beta'], 4)}"
           f"{'' if ck[0]['trained'] else ', untrained'}). Total time {t['total_s']:.1f} s.", ""]
     p = rt["point"]
     L += ["## Summary", "",
@@ -538,15 +526,15 @@ def markdown(report: dict[str, Any], out: Path) -> str:
         L.append(f"- QNN HTP decode failed: {q['error']}")
     L.append(f"- int8 vs float (aimet simulation through the real encoder/decoder): {chk['verdict']}")
     L.append("")
-    L += ["## Stages and timings", "", *_table(["#", "stage", "seconds"], [
+    L += ["## Stages and timings", "", *md_table(["#", "stage", "seconds"], [
         [i + 1, s, t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
         f"| | total | {t['total_s']:.1f} |", "",
         "Stage 8 (plots, this file) is timed on the console only: it runs while this file is written.", ""]
-    L += ["## 1. Checkpoints", "", *_table(["label", "trained", "beta", "config", "weights hash", "file"],
-                                           [[c["label"], c["trained"], _f(c["beta"], 4), c["config"],
+    L += ["## 1. Checkpoints", "", *md_table(["label", "trained", "beta", "config", "weights hash", "file"],
+                                           [[c["label"], c["trained"], fmt(c["beta"], 4), c["config"],
                                              c["weights_hash"][:16], _rel(out, c["path"])] for c in ck]), ""]
     L += ["## 2. int8 PTQ (aimet QuantSim, htp_v73 config, receiver stages at 16-bit activations)", "",
-          *_table(["model", "steps x batch x GOP", "crop", "stages", "float PSNR-YUV", "int8 PSNR-YUV",
+          *md_table(["model", "steps x batch x GOP", "crop", "stages", "float PSNR-YUV", "int8 PSNR-YUV",
                    "int8 vs float PSNR", "seconds", "folder"],
                   [[r["label"], f"{r['options']['steps']} x {r['options']['batch']} x {r['options']['gop']}",
                     "x".join(map(str, r["options"]["crop"])), len(r["stages"]), r.get("float_psnr_yuv"),
@@ -557,7 +545,7 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     ex = report["export"]
     L += [f"## 3. ONNX package ({ex['precision']}, {ex['padded_size'][0]}x{ex['padded_size'][1]}) -> "
           f"`{_rel(out, ex['folder'])}/`", "",
-          *_table(["graph", "int8", "activation bits", "opset", "bytes", "used by codec", "ops"],
+          *md_table(["graph", "int8", "activation bits", "opset", "bytes", "used by codec", "ops"],
                   [[n, g["activation_bits"] is not None, "/".join(map(str, g["activation_bits"] or [])) or "-",
                     g["opset"], g["bytes"], g["used_by_codec"], ", ".join(f"{k} x{v}" for k, v in g["ops"].items())]
                    for n, g in ex["graphs"].items()]), "",
@@ -570,11 +558,11 @@ def markdown(report: dict[str, Any], out: Path) -> str:
           + (f" (stand-in calibration on random inputs for {', '.join(cp['standin_graphs'])}: float in the package, "
              "exported for profiling only; the codec runs hyper-synthesis in exact integers on the host)"
              if cp["standin_graphs"] else "") + ".", "",
-          *_table(["graph", "context bytes", "compile s"],
+          *md_table(["graph", "context bytes", "compile s"],
                   [[n, g["bytes"], g["compile_seconds"]] for n, g in cp["graphs"].items()], 2), ""]
     e, d = rt["encode"], rt["decode"]
     L += ["## 5. Encode and decode on the onnxruntime int8 runtime", "",
-          *_table(["step", "backend", "frames", "bytes", "bpp", "PSNR-YUV", "PSNR-RGB", "MS-SSIM-RGB",
+          *md_table(["step", "backend", "frames", "bytes", "bpp", "PSNR-YUV", "PSNR-RGB", "MS-SSIM-RGB",
                    "frames/s", "hashes = encoder"],
                   [["encode", rt["backend"], e["frames"], e["file_bytes"], e["bpp"], p["psnr_yuv"], p["psnr_rgb"],
                     p["ms_ssim_rgb"], e["frames_per_s"], "-"],
@@ -596,7 +584,7 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     L += ["### Per frame (main checkpoint)", "",
           "float and int8 sim: PyTorch (int8 = aimet simulation) through the real encoder and decoder (step 6); "
           "int8 ORT / QNN: the package's graphs on onnxruntime (this step).", "",
-          *_table(["frame", "type", "bits float", "bits int8 sim", "bits int8 ORT", "PSNR-YUV float",
+          *md_table(["frame", "type", "bits float", "bits int8 sim", "bits int8 ORT", "PSNR-YUV float",
                    "PSNR-YUV int8 sim", "PSNR-YUV int8 ORT"]
                   + (["PSNR-YUV int8 QNN"] if "hash_matches" in q else []),
                   [[a["index"], a["type"], a["bits"], b["bits"], c["bits"], a["psnr_yuv"], b["psnr_yuv"], c["psnr_yuv"]]

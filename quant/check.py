@@ -24,6 +24,7 @@ from mobilecodec.errors import InputError
 from mobilecodec.evaluate import METRIC_KEYS, rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import read_frames as _frames_of
+from mobilecodec.mdtable import fmt
 
 FORMAT = "mobilecodec-check-int8"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -197,14 +198,6 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
             "float": base, "int8": full, "rows": rows}
 
 
-def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
 def markdown(report: dict) -> str:
     """The report as Markdown tables."""
     lines = ["# int8 vs float check", "", f"**{report['verdict']}**", ""]
@@ -227,7 +220,7 @@ def markdown(report: dict) -> str:
                          + "; ".join(f"{k} {', '.join(v)}" for k, v in kinds.items()))
         lines += ["", "| float | int8 | d bpp (%) | d PSNR-YUV (dB) | d PSNR-RGB (dB) |", "|---|---|---|---|---|"]
         for d in cmp_["point_deltas"]:
-            lines.append(f"| {d['float']} | {d['int8']} | {_fmt(d['d_bpp_pct'])} | {d['d_psnr_yuv']:.4f} "
+            lines.append(f"| {d['float']} | {d['int8']} | {fmt(d['d_bpp_pct'])} | {d['d_psnr_yuv']:.4f} "
                          f"| {d['d_psnr_rgb']:.4f} |")
         for a, b in zip(res["float"]["points"], res["int8"]["points"]):
             lines += ["", f"Per frame, {a['label']} (float) vs {b['label']} (int8):", "",
@@ -244,7 +237,7 @@ def markdown(report: dict) -> str:
                   f"all stages int8: PSNR-YUV {sens['int8']['psnr_yuv']:.3f} dB, {sens['int8']['bits']:.0f} bits", "",
                   "| rank | stage int8 alone | d PSNR-YUV (dB) | d bits (%) |", "|---|---|---|---|"]
         for i, r in enumerate(sens["rows"], 1):
-            lines.append(f"| {i} | {r['stage']} | {r['d_psnr_yuv']:+.4f} | {_fmt(r['d_bits_pct'])} |")
+            lines.append(f"| {i} | {r['stage']} | {r['d_psnr_yuv']:+.4f} | {fmt(r['d_bits_pct'])} |")
     return "\n".join(lines) + "\n"
 
 

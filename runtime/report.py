@@ -3,23 +3,15 @@ imported lazily), written atomically into one folder."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-
-def _fmt(v: Any, nd: int = 2) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return "inf" if math.isinf(v) else f"{v:.{nd}f}"
-    return str(v)
+from mobilecodec.mdtable import md_table
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
-    return out
+    """The profiler's tables: numbers with 2 decimals."""
+    return md_table(head, rows, nd=2)
 
 
 def complexity_md(report: dict[str, Any]) -> list[str]:
