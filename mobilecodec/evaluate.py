@@ -141,12 +141,17 @@ class EvalOptions:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.intra_period < 1:
-            raise InputError(f"--intra-period must be >= 1, got {self.intra_period}")
-        if self.frames is not None and self.frames < 1:
-            raise InputError(f"--frames must be >= 1, got {self.frames}")
-        if self.matrix not in ("bt601", "bt709"):
-            raise InputError(f"unknown colour matrix {self.matrix!r}; choose bt601 or bt709")
+        validate_coding(self.intra_period, self.frames, self.matrix)
+
+
+def validate_coding(intra_period: int, frames: int | None, matrix: str) -> None:
+    """The coding options `eval` and `check-int8` share: InputError naming the bad one."""
+    if intra_period < 1:
+        raise InputError(f"--intra-period must be >= 1, got {intra_period}")
+    if frames is not None and frames < 1:
+        raise InputError(f"--frames must be >= 1, got {frames}")
+    if matrix not in ("bt601", "bt709"):
+        raise InputError(f"unknown colour matrix {matrix!r}; choose bt601 or bt709")
 
 
 def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:

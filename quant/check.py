@@ -24,6 +24,7 @@ from mobilecodec.errors import InputError
 from mobilecodec.evaluate import METRIC_KEYS, rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import read_frames as _frames_of
+from mobilecodec.evaluate import validate_coding
 from mobilecodec.mdtable import fmt
 
 FORMAT = "mobilecodec-check-int8"
@@ -44,16 +45,11 @@ class CheckOptions:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.intra_period < 1:
-            raise InputError(f"--intra-period must be >= 1, got {self.intra_period}")
-        if self.frames is not None and self.frames < 1:
-            raise InputError(f"--frames must be >= 1, got {self.frames}")
+        validate_coding(self.intra_period, self.frames, self.matrix)
         if not math.isfinite(self.max_bdrate):
             raise InputError(f"--max-bdrate must be a finite number, got {self.max_bdrate}")
         if self.sensitivity_frames < 0:
             raise InputError(f"sensitivity frames must be >= 0, got {self.sensitivity_frames}")
-        if self.matrix not in ("bt601", "bt709"):
-            raise InputError(f"unknown colour matrix {self.matrix!r}; choose bt601 or bt709")
 
 
 @dataclass
