@@ -223,10 +223,7 @@ class OnnxEngine:
             res_feat = torch.from_numpy(env["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in env \
                 else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
             if flow is None:
-                ref = buf[model.layout[0].name]
-                b = model.cfg.warp.block_size
-                flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
-                motion_feat = ref.new_zeros(1, 0, *flow.shape[2:])
+                flow, motion_feat = model.no_motion(buf[model.layout[0].name])
             new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
             result = self._output(new_buf, x_hat), new_buf
         self.clock.end_frame()

@@ -158,10 +158,7 @@ def run_pframe(model: VideoCodec, buf: Buffer, source) -> tuple[torch.Tensor, Bu
     cond = model.condition(warped)
     x_hat, res_feat = model.r_synthesis(source.residual(pred, cond), pred, *cond)
     if flow is None:
-        ref = buf[model.layout[0].name]
-        b = model.cfg.warp.block_size
-        flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
-        motion_feat = ref.new_zeros(1, 0, *flow.shape[2:])
+        flow, motion_feat = model.no_motion(buf[model.layout[0].name])
     new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
     return output_frame(new_buf, x_hat), new_buf
 

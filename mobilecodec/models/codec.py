@@ -212,6 +212,13 @@ class VideoCodec(nn.Module):
         motion_feat = x_hat.new_zeros(n, self.motion_feat_channels, hb, wb)
         return self.make_buffer(x_hat, residual_feat, flow, motion_feat)
 
+    def no_motion(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(zero block flow, empty motion features) on the block grid of the buffered `ref`: what a
+        P-step without motion coding (warp 'none') stores in the buffer."""
+        b = self.cfg.warp.block_size
+        flow = ref.new_zeros(1, 2, 2 * ref.shape[2] // b, 2 * ref.shape[3] // b)
+        return flow, ref.new_zeros(1, 0, *flow.shape[2:])
+
     def make_buffer(self, x_hat: torch.Tensor, residual_feat: torch.Tensor, flow: torch.Tensor,
                     motion_feat: torch.Tensor) -> Buffer:
         """The buffer entries this config keeps; the frame is stored at uint8 levels, exactly
