@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mobilecodec.errors import CheckpointError
+from mobilecodec.errors import CheckpointError, InputError
 
 FORMAT = "mobilecodec-checkpoint"
 VERSION = 1
@@ -43,6 +43,18 @@ def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise CheckpointError(f"cannot read {what}{path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_run_state(run_dir: str | os.PathLike, filename: str, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """The resumable state file `filename` of a run folder (trainer, QAT), checked for its format
+    tag and version: InputError when there is nothing to resume, CheckpointError when it is not one."""
+    p = Path(run_dir) / filename
+    if not p.is_file():
+        raise InputError(f"{run_dir}: nothing to resume (no {filename}); start without --resume")
+    state = load_torch_file(p)
+    if not isinstance(state, dict) or state.get("format") != fmt or state.get("version") != version:
+        raise CheckpointError(f"{p} is not a mobilecodec {what} state (version {version})")
+    return state
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.errors import InputError
 
 STATE_FORMAT = "mobilecodec-qat-state"
 STATE_VERSION = 1
@@ -168,15 +168,9 @@ def qat_step(qmodel, gop_loss, optimizer, params: list, frames, lr: float, grad_
 
 def read_state(out_dir: str | os.PathLike) -> dict:
     """qat_state.pt of a QAT output folder (validated)."""
-    from mobilecodec.checkpoint import load_torch_file
+    from mobilecodec.checkpoint import read_run_state
 
-    p = Path(out_dir) / STATE_FILE
-    if not p.is_file():
-        raise InputError(f"{out_dir}: nothing to resume (no {STATE_FILE}); start without --resume")
-    state = load_torch_file(p)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
-        raise CheckpointError(f"{p} is not a mobilecodec QAT state (version {STATE_VERSION})")
-    return state
+    return read_run_state(out_dir, STATE_FILE, STATE_FORMAT, STATE_VERSION, "QAT")
 
 
 def save_qat(out_dir: str | os.PathLike, qmodel, optimizer, opts: QATOptions, step: int, summary: dict) -> Path:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilecodec.checkpoint import load_torch_file
+from mobilecodec.checkpoint import read_run_state
 from mobilecodec.errors import CheckpointError, InputError
 from mobilecodec.train.stages import StageConfig, get_stage
 
@@ -189,13 +189,7 @@ def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: D
 
 def read_state(run_dir: str | os.PathLike) -> dict:
     """The trainer_state.pt of a run folder (validated)."""
-    p = Path(run_dir) / STATE_FILE
-    if not p.is_file():
-        raise InputError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start a run without --resume")
-    state = load_torch_file(p)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
-        raise CheckpointError(f"{p} is not a mobilecodec trainer state (version {STATE_VERSION})")
-    return state
+    return read_run_state(run_dir, STATE_FILE, STATE_FORMAT, STATE_VERSION, "trainer")
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
