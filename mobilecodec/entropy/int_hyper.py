@@ -4,12 +4,22 @@ Encoder and decoder must pick identical Gaussian means and scale-table indices o
 (DESIGN.md, "Decodable anywhere"), so the hyper-synthesis runs on the host in integer arithmetic:
 int8 per-channel weights, integer biases, uint8 activations, fixed-point requantization.
 
-Convolutions are float64 matrix products on integer-valued arrays: one (pixels, Ci) @ (Ci, Co)
-product per kernel tap, accumulated (transposed convs in scatter form). Every product and every
-partial sum is an integer below 2^52 in magnitude (bounded at construction from the layer sizes:
-max|input| x kernel L1 norm + |bias|), so each float64 operation is exact and the result does not
-depend on summation order, blocking, FMA or the BLAS library; it is then cast to int64 exactly.
-(BLAS dgemm computes plain sums of products; no Strassen-type algorithm is used by numpy.)
+Two interchangeable, bit-identical ways to compute the convolutions:
+  * fast (default): one onnxruntime ConvInteger graph per layer, uint8 x uint8 -> int32, with the
+    stride-2 transposed convolutions split into their polyphase components (no inserted zeros
+    multiplied), at integer-GEMM speed (`int_kernels`). Exact by construction: operands are
+    uint8 (z + z_bound with zero point z_bound for the first layer, activation codes with zero
+    point 0, weights + 128 with zero point 128), every product is <= 255^2, and K x 255^2 < 2^31
+    (K = Ci x taps) plus the validated accumulator bound below keep every int32 partial sum and
+    zero-point correction exact in any summation order; the u8 x s8 path, which saturates int16
+    pairs on AVX2 without VNNI, is never used. Each kernel is also checked once against the
+    float64 path on worst-case probes; any mismatch (or operands wider than 8 bits) falls back.
+  * reference (`use_int_gemm = False`, `int_conv64`): float64 matrix products on integer-valued
+    arrays, one (pixels, Ci) @ (Ci, Co) product per kernel tap. Every product and partial sum is an
+    integer below 2^52 in magnitude (bounded at construction from the layer sizes: max|input| x
+    kernel L1 norm + |bias|), so each float64 operation is exact whatever the summation order,
+    blocking, FMA or BLAS library; it is then cast to int64 exactly.
+Bias, requantization and clamps run in int64 numpy on both paths.
 
 Integer recipe (all stored as integers by `state()`):
   input     x: z for the first layer (scale 1), else codes a in [0, 2^act_bits - 1] for the
@@ -31,330 +41,30 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.entropy.int_conv64 import (EXACT_LIMIT, MULT_BITS, IntegerHyperError,
+                                            _as_int_array, _pair, conv2d_exact,
+                                            conv_transpose2d_exact, fixed_point_multiplier,
+                                            requantize, requantize_nchw)
+from mobilecodec.entropy.int_layers import KIND_CONV, KIND_CONVT, _Layer, _parse_float
+from mobilecodec.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
 STATE_VERSION = 1
-EXACT_LIMIT = 2**52  # accumulators stay below this: float64 sums of integers are then exact
 INT64_LIMIT = 2**63
-MULT_BITS = 16  # fixed-point multipliers M_c lie in [2^15, 2^16)
-
-KIND_CONV = 0
-KIND_CONVT = 1
 # geometry row of a layer in state(): see _Layer.geometry()
 _GEOM_FIELDS = ("kind", "in_ch", "out_ch", "kh", "kw", "sh", "sw", "pad_top", "pad_bottom",
                 "pad_left", "pad_right", "out_pad_h", "out_pad_w", "dil_h", "dil_w", "activated")
+__all__ = ["EXACT_LIMIT", "MULT_BITS", "IntegerHyperError", "IntegerHyperSynthesis",
+           "conv2d_exact", "conv_transpose2d_exact", "fixed_point_multiplier", "reference_float",
+           "requantize", "requantize_nchw"]
 
-
-class IntegerHyperError(CheckpointError, ValueError):
-    """A float hyper-synthesis or an integer state that cannot be run exactly in integers."""
-
-
-# ---------------------------------------------------------------------------------------------
-# exact convolutions
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise IntegerHyperError(f"expected a pair of ints, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
-def _pad_or_crop(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    """Zero-pad (positive amounts) or crop (negative amounts) the spatial axes 1, 2 of NHWC `x`."""
-    if min(top, bottom, left, right) < 0:
-        h, w = x.shape[1:3]
-        x = x[:, max(0, -top):h - max(0, -bottom), max(0, -left):w - max(0, -right)]
-        top, bottom, left, right = (max(0, v) for v in (top, bottom, left, right))
-    if top or bottom or left or right:
-        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    return x
-
-
-def _as_int_array(a: np.ndarray, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype.kind not in "iu":
-        raise InputError(f"{name} must be an integer array, got dtype {a.dtype}")
-    return a
-
-
-def _check_exact(x: np.ndarray, l1: np.ndarray, what: str) -> None:
-    """Raise unless every partial sum of the convolution is an integer below 2^52 in magnitude."""
-    xmax = int(np.max(np.abs(x.astype(np.int64)))) if x.size else 0
-    wsum = int(np.max(l1)) if l1.size else 0
-    if xmax * wsum >= EXACT_LIMIT:
-        raise IntegerHyperError(f"{what}: max|x| {xmax} x max kernel L1 norm {wsum} >= 2^52, "
-                                f"float64 sums would not be exact")
-
-
-def _conv_nhwc(x: np.ndarray, wk: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
-               pads: tuple[int, int, int, int]) -> np.ndarray:
-    """Convolution of float64 integer-valued NHWC `x` with `wk` (kh, kw, Ci, Co): for each kernel
-    tap, one (N*Ho*Wo, Ci) @ (Ci, Co) product accumulated into the output. Returns (N,Ho,Wo,Co),
-    exact when the caller has bounded the partial sums below 2^53."""
-    kh, kw, ci, co = wk.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    xp = _pad_or_crop(x, *pads)
-    n, hp, wp, _ = xp.shape
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    if ho < 1 or wo < 1:
-        raise InputError(f"input {x.shape[1:3]} too small for kernel {(kh, kw)} "
-                         f"(dilation {dilation}, padding {pads})")
-    out = np.zeros((n * ho * wo, co), dtype=np.float64)
-    tmp = np.empty_like(out)
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            taps = xp[:, y0:y0 + (ho - 1) * sh + 1:sh, x0:x0 + (wo - 1) * sw + 1:sw]
-            np.matmul(taps.reshape(-1, ci), wk[ky, kx], out=tmp)
-            out += tmp
-    return out.reshape(n, ho, wo, co)
-
-
-def _convt_out_size(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
-    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
-
-
-def _convt_nhwc(x: np.ndarray, wk: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
-                padding: tuple[int, int], output_padding: tuple[int, int]) -> np.ndarray:
-    """Transposed convolution of float64 integer-valued NHWC `x` with `wk` (kh, kw, Ci, Co).
-
-    Computed by its definition (scatter form): each input pixel times each kernel tap lands on
-    output row iy*s - p + ky*d. This equals zero insertion + padding d*(k-1)-p (+ output_padding at
-    the bottom/right) + conv with the flipped, in/out-swapped kernel, without multiplying the
-    inserted zeros (s^2 times fewer products). Returns (N,Ho,Wo,Co), exact like `_conv_nhwc`.
-    """
-    kh, kw, ci, co = wk.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    n, h, w, _ = x.shape
-    ho = _convt_out_size(h, kh, sh, padding[0], output_padding[0], dh)
-    wo = _convt_out_size(w, kw, sw, padding[1], output_padding[1], dw)
-    if ho < 1 or wo < 1:
-        raise InputError(f"transposed conv output would be {ho}x{wo} for input {h}x{w}")
-    full_h, full_w = (h - 1) * sh + dh * (kh - 1) + 1, (w - 1) * sw + dw * (kw - 1) + 1
-    buf = np.zeros((n, max(full_h, padding[0] + ho), max(full_w, padding[1] + wo), co))
-    xm = x.reshape(-1, ci)
-    tmp = np.empty((xm.shape[0], co), dtype=np.float64)
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            np.matmul(xm, wk[ky, kx], out=tmp)
-            dst = buf[:, y0:y0 + (h - 1) * sh + 1:sh, x0:x0 + (w - 1) * sw + 1:sw]
-            dst += tmp.reshape(n, h, w, co)
-    return buf[:, padding[0]:padding[0] + ho, padding[1]:padding[1] + wo]
-
-
-def conv2d_exact(x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1,
-                 padding: int | tuple[int, int] | tuple[int, int, int, int] = 0,
-                 dilation: int | tuple[int, int] = 1) -> np.ndarray:
-    """Exact integer conv2d (groups=1, zero padding, no bias) of int `x` (N,Ci,H,W) with int `w`
-    (Co,Ci,kh,kw), like `torch.nn.functional.conv2d`. `padding` is p, (ph, pw) or
-    (top, bottom, left, right). Returns int64 (N,Co,Ho,Wo)."""
-    x = _as_int_array(x, "x")
-    w = _as_int_array(w, "w")
-    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
-        raise InputError(f"conv2d_exact: incompatible shapes x {x.shape}, w {w.shape}")
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        pads = tuple(int(p) for p in padding)
-    else:
-        ph, pw = _pair(padding)
-        pads = (ph, ph, pw, pw)
-    _check_exact(x, np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)), "conv2d_exact")
-    out = _conv_nhwc(x.transpose(0, 2, 3, 1).astype(np.float64),
-                     w.transpose(2, 3, 1, 0).astype(np.float64), _pair(stride), _pair(dilation),
-                     pads)
-    return np.ascontiguousarray(out.astype(np.int64).transpose(0, 3, 1, 2))
-
-
-def conv_transpose2d_exact(x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1,
-                           padding: int | tuple[int, int] = 0,
-                           output_padding: int | tuple[int, int] = 0,
-                           dilation: int | tuple[int, int] = 1) -> np.ndarray:
-    """Exact integer transposed conv (groups=1, no bias) of int `x` (N,Ci,H,W) with int `w`
-    (Ci,Co,kh,kw), like `torch.nn.functional.conv_transpose2d`. Returns int64 (N,Co,Ho,Wo)."""
-    x = _as_int_array(x, "x")
-    w = _as_int_array(w, "w")
-    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[0]:
-        raise InputError(f"conv_transpose2d_exact: incompatible shapes x {x.shape}, w {w.shape}")
-    _check_exact(x, np.abs(w.astype(np.int64)).sum(axis=(0, 2, 3)), "conv_transpose2d_exact")
-    out = _convt_nhwc(x.transpose(0, 2, 3, 1).astype(np.float64),
-                      w.transpose(2, 3, 0, 1).astype(np.float64), _pair(stride), _pair(dilation),
-                      _pair(padding), _pair(output_padding))
-    return np.ascontiguousarray(out.astype(np.int64).transpose(0, 3, 1, 2))
-
-
-# ---------------------------------------------------------------------------------------------
-# fixed-point multipliers
-
-
-def fixed_point_multiplier(m: float, bits: int = MULT_BITS) -> tuple[int, int]:
-    """Integers (M, S) with M * 2^-S ~= m, M in [2^(bits-1), 2^bits), S >= 1.
-
-    m = f * 2^e with f in [0.5, 1) (frexp); M = floor(f * 2^bits + 1/2) (round half up), S = bits-e;
-    if that rounds up to 2^bits, M = 2^(bits-1) and S -= 1. Relative error <= 2^-bits. If S would
-    be < 1 (m >= 2^(bits-1)), M is shifted left so that S = 1 (then M may exceed 2^bits, exactly).
-    """
-    if not (math.isfinite(m) and m > 0):
-        raise IntegerHyperError(f"requantization multiplier must be finite and > 0, got {m!r}")
-    f, e = math.frexp(m)
-    mult = math.floor(f * (1 << bits) + 0.5)
-    shift = bits - e
-    if mult == 1 << bits:
-        mult >>= 1
-        shift -= 1
-    if shift < 1:
-        mult <<= 1 - shift
-        shift = 1
-    return mult, shift
-
-
-def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """(acc * M_c + 2^(S_c-1)) >> S_c in int64, channel c on the LAST axis: round half up of
-    acc*M/2^S (>> on int64 is an arithmetic shift, i.e. floor division by 2^S)."""
-    m = mult.astype(np.int64)
-    s = shift.astype(np.int64)
-    return np.right_shift(acc * m + np.left_shift(np.int64(1), s - 1), s)
-
-
-# ---------------------------------------------------------------------------------------------
-# the integer network
-
-
-@dataclass
-class _Layer:
-    """One integer conv / transposed conv, with its requantization and output clamp."""
-
-    kind: int
-    weight: np.ndarray  # int64, torch layout: conv (Co,Ci,kh,kw), convT (Ci,Co,kh,kw)
-    bias: np.ndarray  # int64 (Co,), accumulator units
-    mult: np.ndarray  # int64 (Co,)
-    shift: np.ndarray  # int64 (Co,)
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int]  # conv: (top, bottom, left, right); convT: (ph, ph, pw, pw)
-    output_padding: tuple[int, int]
-    dilation: tuple[int, int]
-    activated: bool  # hidden layer followed by a bounded activation
-
-    def __post_init__(self) -> None:
-        if self.weight.ndim != 4:
-            raise IntegerHyperError(f"layer weight must be 4-D, got shape {self.weight.shape}")
-        conv = self.kind == KIND_CONV
-        # (kh, kw, Ci, Co) float64 taps for the NHWC kernels; L1 norm of each output's kernel
-        self.taps = np.ascontiguousarray(
-            self.weight.transpose((2, 3, 1, 0) if conv else (2, 3, 0, 1)).astype(np.float64))
-        self.l1 = np.abs(self.weight).sum(axis=(1, 2, 3) if conv else (0, 2, 3))
-
-    @property
-    def in_ch(self) -> int:
-        return int(self.taps.shape[2])
-
-    @property
-    def out_ch(self) -> int:
-        return int(self.taps.shape[3])
-
-    @property
-    def kernel(self) -> tuple[int, int]:
-        return int(self.weight.shape[2]), int(self.weight.shape[3])
-
-    def geometry(self) -> np.ndarray:
-        """Metadata row, fields `_GEOM_FIELDS`."""
-        return np.array([self.kind, self.in_ch, self.out_ch, *self.kernel, *self.stride, *self.pads,
-                         *self.output_padding, *self.dilation, int(self.activated)], dtype=np.int64)
-
-    def out_size(self, h: int, w: int) -> tuple[int, int]:
-        kh, kw = self.kernel
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        pt, pb, pl, pr = self.pads
-        if self.kind == KIND_CONV:
-            return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
-                    (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
-        return ((h - 1) * sh - pt - pb + dh * (kh - 1) + self.output_padding[0] + 1,
-                (w - 1) * sw - pl - pr + dw * (kw - 1) + self.output_padding[1] + 1)
-
-    def accumulate(self, x: np.ndarray) -> np.ndarray:
-        """conv(x, w_q) + b_q as exact int64, NHWC in and out; x must respect the layer's bound."""
-        xf = x.astype(np.float64)
-        if self.kind == KIND_CONV:
-            out = _conv_nhwc(xf, self.taps, self.stride, self.dilation, self.pads)
-        else:
-            out = _convt_nhwc(xf, self.taps, self.stride, self.dilation,
-                              (self.pads[0], self.pads[2]), self.output_padding)
-        return out.astype(np.int64) + self.bias
-
-
-def _flatten_modules(module: "nn.Module", prefix: str = "") -> list[tuple[str, "nn.Module"]]:
-    from torch import nn
-
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in module.named_children():
-        path = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential):
-            out.extend(_flatten_modules(child, path + "."))
-        else:
-            out.append((path, child))
-    return out
-
-
-def _parse_float(seq: "nn.Module") -> list[tuple[str, "nn.Module", float | None]]:
-    """[(name, conv module, activation bound A or None)], validating the supported structure."""
-    from torch import nn
-
-    if not isinstance(seq, nn.Sequential):
-        raise IntegerHyperError(f"hyper-synthesis must be an nn.Sequential, "
-                                f"got {type(seq).__name__}")
-    items = _flatten_modules(seq)
-    if not items:
-        raise IntegerHyperError("hyper-synthesis Sequential is empty")
-    parsed: list[tuple[str, nn.Module, float | None]] = []
-    for name, mod in items:
-        desc = f"layer {name} ({type(mod).__name__})"
-        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
-            if mod.groups != 1:
-                raise IntegerHyperError(f"{desc}: groups={mod.groups} is not supported (need 1)")
-            if mod.padding_mode != "zeros":
-                raise IntegerHyperError(f"{desc}: padding_mode={mod.padding_mode!r} is not "
-                                        f"supported (need 'zeros')")
-            if isinstance(mod.padding, str) and mod.padding == "same" and any(
-                    s != 1 for s in _pair(mod.stride)):
-                raise IntegerHyperError(f"{desc}: padding='same' needs stride 1")
-            if not bool(np.all(np.isfinite(mod.weight.detach().cpu().double().numpy()))):
-                raise IntegerHyperError(f"{desc}: weights are not finite")
-            parsed.append((name, mod, None))
-        elif isinstance(mod, nn.Hardtanh):  # includes nn.ReLU6 and models.layers.BoundedReLU
-            if not parsed or parsed[-1][2] is not None:
-                raise IntegerHyperError(f"{desc}: a bounded activation must directly follow a "
-                                        f"conv / transposed conv")
-            lo, hi = float(mod.min_val), float(mod.max_val)
-            if lo != 0.0 or not (math.isfinite(hi) and hi > 0):
-                raise IntegerHyperError(f"{desc}: need Hardtanh(min_val=0, max_val=A>0), got "
-                                        f"min_val={lo}, max_val={hi}")
-            parsed[-1] = (parsed[-1][0], parsed[-1][1], hi)
-        else:
-            hint = " (unbounded: use nn.Hardtanh(0, A))" if isinstance(mod, nn.ReLU) else ""
-            raise IntegerHyperError(f"{desc}: unsupported layer type for the integer "
-                                    f"hyper-synthesis{hint}; allowed: Conv2d, ConvTranspose2d, "
-                                    f"Hardtanh(0, A), ReLU6")
-    for name, mod, act in parsed[:-1]:
-        if act is None:
-            raise IntegerHyperError(f"layer {name} ({type(mod).__name__}): hidden layers must be "
-                                    f"followed by a bounded activation Hardtanh(0, A)")
-    name, mod, act = parsed[-1]
-    if act is not None:
-        raise IntegerHyperError(f"layer {name}: the last layer must have no activation")
-    if mod.out_channels % 2:
-        raise IntegerHyperError(f"layer {name}: the last layer needs 2*C output channels "
-                                f"(means, scale index), got {mod.out_channels}")
-    return parsed
 
 
 class IntegerHyperSynthesis:
@@ -373,6 +83,7 @@ class IntegerHyperSynthesis:
         self.weight_bits = int(weight_bits)
         self.mean_frac_bits = int(mean_frac_bits)
         self.mean_limit = int(mean_limit)
+        self.use_int_gemm = True  # False: always the float64 reference path
         self._validate()
 
     # -- construction ------------------------------------------------------------------------
@@ -515,16 +226,56 @@ class IntegerHyperSynthesis:
         if z.size and int(np.max(np.abs(z.astype(np.int64)))) > self.z_bound:
             raise InputError(f"hyper-latent z has |z| = {int(np.max(np.abs(z.astype(np.int64))))} "
                              f"> z_bound {self.z_bound}")
+        q = self._run_int8(z) if self.use_int_gemm else None
+        if q is None:
+            q = self._run_float64(z)
+        c = self.latent_channels
+        means = np.clip(q[:, :c], -self.mean_limit, self.mean_limit).astype(np.int32)
+        indices = np.clip(q[:, c:], 0, self.num_levels - 1).astype(np.int32)
+        return np.ascontiguousarray(means), np.ascontiguousarray(indices)
+
+    def _run_float64(self, z: np.ndarray) -> np.ndarray:
+        """The reference path: float64 per-tap products (exact below 2^52), NHWC inside.
+        Returns the last layer's requantized output q (N, 2C, H, W), int64."""
         amax = 2**self.act_bits - 1
         x = z.astype(np.int64).transpose(0, 2, 3, 1)  # NHWC inside: channels on the last axis
         for layer in self.layers[:-1]:
             x = np.clip(requantize(layer.accumulate(x), layer.mult, layer.shift), 0, amax)
         last = self.layers[-1]
-        q = requantize(last.accumulate(x), last.mult, last.shift).transpose(0, 3, 1, 2)
-        c = self.latent_channels
-        means = np.clip(q[:, :c], -self.mean_limit, self.mean_limit).astype(np.int32)
-        indices = np.clip(q[:, c:], 0, self.num_levels - 1).astype(np.int32)
-        return np.ascontiguousarray(means), np.ascontiguousarray(indices)
+        return requantize(last.accumulate(x), last.mult, last.shift).transpose(0, 3, 1, 2)
+
+    def _kernels(self) -> list | None:
+        """One `IntConvKernel` per layer, or None if some layer's operands do not fit 8 bits."""
+        if "_int_kernels" not in self.__dict__:
+            from mobilecodec.entropy.int_kernels import IntConvKernel
+
+            amax = 2**self.act_bits - 1
+            try:
+                ks = [IntConvKernel(layer, self.z_bound if i == 0 else 0,
+                                    2 * self.z_bound if i == 0 else amax)
+                      for i, layer in enumerate(self.layers)]
+            except ValueError:
+                ks = None
+            self._int_kernels = ks
+        return self._int_kernels
+
+    def _run_int8(self, z: np.ndarray) -> np.ndarray | None:
+        """The fast path: uint8 x uint8 -> int32 ConvInteger per layer (exact, see int_kernels),
+        NCHW inside; returns q like `_run_float64`, or None when it cannot run exactly."""
+        kernels = self._kernels()
+        if kernels is None:
+            return None
+        amax = 2**self.act_bits - 1
+        x = (z.astype(np.int16) + self.z_bound).astype(np.uint8)
+        for i, (layer, kern) in enumerate(zip(self.layers, kernels)):
+            acc = kern(x)
+            if acc is None:
+                return None
+            q = requantize_nchw(acc, layer.bias, layer.mult, layer.shift)
+            if i == len(self.layers) - 1:
+                return q
+            x = np.clip(q, 0, amax).astype(np.uint8)
+        return None
 
     # -- serialization -----------------------------------------------------------------------
 

@@ -1,0 +1,220 @@
+"""Integer-GEMM convolutions for the exact-integer hyper-synthesis (onnxruntime ConvInteger).
+
+Each layer runs as ONE onnxruntime graph of `ConvInteger` nodes on uint8 x uint8 -> int32:
+a convolution is one node; a transposed convolution is split into its s_h x s_w polyphase
+components (output rows o = s*q + r only see kernel taps k with (r + p - k*d) = 0 mod s, at input
+offset (r + p - k*d) / s), each an ordinary stride-1 convolution with a small sub-kernel, so no
+inserted zeros are multiplied; the phases are interleaved on the host.
+
+Why this is exact by construction (checked in `IntConvKernel.__init__`, else it refuses):
+  * operands are unsigned 8-bit: activations a in [0, 255] (zero point 0) or the first layer's
+    z + z_bound in [0, 2*z_bound] (zero point z_bound, z_bound <= 127), weights w + 128 in
+    [1, 255] (zero point 128); padding is the zero point, i.e. a real zero;
+  * every product of two uint8 values is <= 255^2 and, with K = Ci x taps, every partial sum of
+    products, every row / column sum used for zero-point correction, and the true result
+    (<= the accumulator bound validated by the network) stay below 2^31 in magnitude, so int32
+    arithmetic is exact in any summation order (K x 255^2 < 2^31 is required);
+  * the uint8 x uint8 path is used on purpose: onnxruntime's (MLAS) u8 x s8 path on AVX2 without
+    VNNI adds pairs of products in saturating int16 (vpmaddubsw) and can be inexact; u8 x u8
+    widens both operands to 16 bits first (pairs of products <= 2 x 255^2 fit int32).
+  * as a belt-and-braces check, each kernel is compared once (on first use) with the float64
+    exact kernels on worst-case probes (every input at its bound, and random inputs); a mismatch
+    makes it fall back to float64 for the rest of the process.
+Bias, requantization and clamps then run in int64 numpy exactly as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+INT32_LIMIT = 2**31
+_LOCK = threading.Lock()
+_THREADS = 0  # onnxruntime intra-op threads for the kernels; 0 = onnxruntime's default
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for kernels built from now on (0 = onnxruntime's default, all physical cores)."""
+    global _THREADS
+    if n < 0:
+        raise ValueError(f"threads must be >= 0, got {n}")
+    _THREADS = int(n)
+
+
+@dataclass(frozen=True)
+class _Phase:
+    """One output phase along one axis of a transposed conv: output positions r, r+s, r+2s, ...
+    equal a stride-1 correlation of the input with kernel taps `taps` (None = zero tap)."""
+
+    r: int
+    taps: tuple[int | None, ...]
+    pad_begin: int  # zero rows before the input
+    pad_end: int  # zero rows after the input
+    start: int  # first useful output of that correlation
+    count: int  # number of output positions of this phase
+
+
+def _axis_phases(h: int, k: int, s: int, p: int, op: int, d: int) -> list[_Phase]:
+    """Polyphase split of a transposed conv along one axis (input length h)."""
+    out_len = (h - 1) * s - 2 * p + d * (k - 1) + op + 1
+    phases = []
+    for r in range(s):
+        count = max(0, -(-(out_len - r) // s))
+        offs = {(r + p - t * d) // s: t for t in range(k) if (r + p - t * d) % s == 0}
+        if not offs:
+            phases.append(_Phase(r, (), 0, 0, 0, count))
+            continue
+        e0, e1 = min(offs), max(offs)
+        taps = tuple(offs.get(e) for e in range(e0, e1 + 1))
+        pb = max(0, -e0)
+        need_end = count - 1 + e1  # last input index read by the last output
+        pe = max(0, need_end - (h - 1))
+        phases.append(_Phase(r, taps, pb, pe, e0 + pb, count))
+    return phases
+
+
+class IntConvKernel:
+    """conv(x, w) of one `_Layer` (no bias) on onnxruntime ConvInteger, uint8 NCHW in, int32 out.
+
+    `x_zero_point`: the value of a real zero in the uint8 input (z_bound for the first layer).
+    """
+
+    def __init__(self, layer, x_zero_point: int, x_max: int) -> None:
+        if layer.weight.min() < -128 or layer.weight.max() > 127:
+            raise ValueError("weights do not fit 8 bits")
+        if not 0 <= x_zero_point <= 255 or not 0 <= x_max <= 255:
+            raise ValueError("inputs do not fit 8 bits")
+        self.layer = layer
+        self.x_zero_point = int(x_zero_point)
+        self.x_max = int(x_max)
+        kh, kw = layer.kernel
+        if layer.in_ch * kh * kw * 255 * 255 >= INT32_LIMIT:
+            raise ValueError("K x 255^2 >= 2^31: int32 partial sums could wrap")
+        self._session = None
+        self._spec: tuple = ()
+        self.verified: bool | None = None  # None: not yet probed
+
+    # -- graph -----------------------------------------------------------------------------
+
+    def _build(self, h: int, w: int):
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        layer = self.layer
+        w_t = layer.weight.astype(np.int64)  # conv (Co,Ci,kh,kw); convT (Ci,Co,kh,kw)
+        nodes, inits, outputs = [], [], []
+        xzp = helper.make_tensor("xzp", TensorProto.UINT8, [], [self.x_zero_point])
+        wzp = helper.make_tensor("wzp", TensorProto.UINT8, [], [128])
+        inits += [xzp, wzp]
+
+        def add_conv(name: str, kern: np.ndarray, pads, strides, dilations) -> None:
+            u8 = (kern + 128).astype(np.uint8)
+            inits.append(helper.make_tensor(f"{name}.w", TensorProto.UINT8, list(u8.shape),
+                                            u8.tobytes(), raw=True))
+            nodes.append(helper.make_node("ConvInteger", ["x", f"{name}.w", "xzp", "wzp"], [name],
+                                          kernel_shape=list(u8.shape[2:]), pads=list(pads),
+                                          strides=list(strides), dilations=list(dilations)))
+            outputs.append(helper.make_tensor_value_info(name, TensorProto.INT32, None))
+
+        if layer.kind == 0:
+            pt, pb, pl, pr = layer.pads
+            add_conv("y", w_t, (pt, pl, pb, pr), layer.stride, layer.dilation)
+            spec = ("conv",)
+        else:
+            (sh, sw), (dh, dw) = layer.stride, layer.dilation
+            kh, kw = layer.kernel
+            ph_ = _axis_phases(h, kh, sh, layer.pads[0], layer.output_padding[0], dh)
+            pw_ = _axis_phases(w, kw, sw, layer.pads[2], layer.output_padding[1], dw)
+            wt = w_t.transpose(1, 0, 2, 3)  # (Co, Ci, kh, kw)
+            plan = []
+            for a in ph_:
+                for b in pw_:
+                    name = f"p{a.r}_{b.r}"
+                    if not a.taps or not b.taps or not a.count or not b.count:
+                        plan.append((a, b, None))
+                        continue
+                    sub = np.zeros(wt.shape[:2] + (len(a.taps), len(b.taps)), dtype=np.int64)
+                    for i, ty in enumerate(a.taps):
+                        for j, tx in enumerate(b.taps):
+                            if ty is not None and tx is not None:
+                                sub[:, :, i, j] = wt[:, :, ty, tx]
+                    add_conv(name, sub, (a.pad_begin, b.pad_begin, a.pad_end, b.pad_end),
+                             (1, 1), (1, 1))
+                    plan.append((a, b, name))
+            spec = ("convt", plan)
+        graph = helper.make_graph(
+            nodes, "int_conv",
+            [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, layer.in_ch, h, w])],
+            outputs, initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
+        model.ir_version = 7
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = _THREADS
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        return sess, spec
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        n, _, h, w = x.shape
+        key = (h, w)
+        if self._session is None or self._spec[0] != key:
+            sess, spec = self._build(h, w)
+            self._session, self._spec = sess, (key, spec)
+        sess, spec = self._session, self._spec[1]
+        outs = sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.uint8)})
+        if spec[0] == "conv":
+            return outs[0]
+        layer = self.layer
+        ho, wo = layer.out_size(h, w)
+        (sh, sw) = layer.stride
+        res = np.zeros((n, layer.out_ch, ho, wo), dtype=np.int32)
+        it = iter(outs)
+        for a, b, name in spec[1]:
+            if name is None:
+                continue
+            o = next(it)
+            res[:, :, a.r::sh, b.r::sw] = o[:, :, a.start:a.start + a.count, b.start:b.start + b.count]
+        return res
+
+    # -- public --------------------------------------------------------------------------------
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """int32 (N, Co, Ho, Wo) accumulator (no bias) for uint8 x (N, Ci, H, W) in
+        [0, x_max]; None if the one-time probe found this machine's kernel inexact."""
+        with _LOCK:
+            if self.verified is None:
+                self.verified = self._probe()
+        if not self.verified:
+            return None
+        return self._run(x)
+
+    def _probe(self) -> bool:
+        """Compare with the float64 exact path on worst-case and random inputs (small size)."""
+        layer = self.layer
+        kh, kw = layer.kernel
+        h, w = max(kh, 3), max(kw, 3)
+        rng = np.random.default_rng(0)
+        probes = [np.full((1, layer.in_ch, h, w), self.x_max, dtype=np.uint8),
+                  rng.integers(0, self.x_max + 1, (2, layer.in_ch, h, w)).astype(np.uint8)]
+        for hi in (self.x_max, 0):  # extremes laid out by weight sign: maximal |sums|
+            sign = np.sign(layer.weight.sum(axis=(1, 2, 3) if layer.kind else (0, 2, 3)))
+            v = np.where(sign.reshape(1, -1, 1, 1) >= 0, hi, self.x_max - hi)
+            probes.append(np.broadcast_to(v, (1, layer.in_ch, h, w)).astype(np.uint8))
+        try:
+            for p in probes:
+                got = self._run(p)
+                ref = layer.accumulate(p.astype(np.int64).transpose(0, 2, 3, 1)
+                                       - self.x_zero_point) - layer.bias
+                if not np.array_equal(got.astype(np.int64), ref.transpose(0, 3, 1, 2)):
+                    return False
+        except Exception:  # noqa: BLE001 - any failure means: use the float64 path
+            return False
+        finally:
+            self._session = None  # rebuilt for the real input size
+        return True
+

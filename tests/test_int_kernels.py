@@ -1,0 +1,201 @@
+"""The integer-GEMM hyper-synthesis (onnxruntime ConvInteger, polyphase transposed convs) against
+the float64 per-tap reference and an independent int64 numpy implementation: real hyper-latents
+of carphone coded with a shipped checkpoint, and worst-case inputs at every bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mobilecodec.codec.engine import HyperpriorCoder, RateStats
+from mobilecodec.entropy.coder import RangeEncoder
+from mobilecodec.entropy.int_kernels import IntConvKernel, _axis_phases
+from mobilecodec.io import open_video, pad_frame
+from mobilecodec.models.codec import VideoCodec
+from mobilecodec.models.configs import get_config
+from mobilecodec.models.yuv import frame_to_tensor
+
+# --------------------------------------------------------------------------------------------
+# independent int64 reference: transposed conv as zero insertion + flipped-kernel correlation
+
+
+def _corr_int64(x: np.ndarray, w: np.ndarray, stride, pads, dil) -> np.ndarray:
+    """Direct correlation in int64, x (N,Ci,H,W), w (Co,Ci,kh,kw), pads (t, b, l, r)."""
+    n, ci, h, wd = x.shape
+    co, _, kh, kw = w.shape
+    xp = np.zeros((n, ci, h + pads[0] + pads[1], wd + pads[2] + pads[3]), dtype=np.int64)
+    xp[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + wd] = x
+    ho = (xp.shape[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (xp.shape[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, co, ho, wo), dtype=np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dil[0], kx * dil[1]
+            tap = xp[:, :, y0:y0 + (ho - 1) * stride[0] + 1:stride[0],
+                     x0:x0 + (wo - 1) * stride[1] + 1:stride[1]]
+            out += np.einsum("nchw,oc->nohw", tap, w[:, :, ky, kx].astype(np.int64))
+    return out
+
+
+def _layer_int64(layer, x: np.ndarray) -> np.ndarray:
+    """acc = conv(x, w_q) + b_q of one integer layer, x int64 NCHW."""
+    w = layer.weight.astype(np.int64)
+    if layer.kind == 0:
+        acc = _corr_int64(x, w, layer.stride, layer.pads, layer.dilation)
+    else:
+        (sh, sw), (dh, dw), (kh, kw) = layer.stride, layer.dilation, layer.kernel
+        n, ci, h, wd = x.shape
+        up = np.zeros((n, ci, (h - 1) * sh + 1, (wd - 1) * sw + 1), dtype=np.int64)
+        up[:, :, ::sh, ::sw] = x
+        ph, pw = dh * (kh - 1) - layer.pads[0], dw * (kw - 1) - layer.pads[2]
+        oph, opw = layer.output_padding
+        wf = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+        acc = _corr_int64(up, wf, (1, 1), (ph, ph + oph, pw, pw + opw), layer.dilation)
+    return acc + layer.bias.reshape(1, -1, 1, 1)
+
+
+def _int64_reference(ih, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    amax = 2**ih.act_bits - 1
+    x = z.astype(np.int64)
+    for i, layer in enumerate(ih.layers):
+        acc = _layer_int64(layer, x)
+        c = (1, -1, 1, 1)
+        q = (acc * layer.mult.reshape(c) + (1 << (layer.shift.reshape(c) - 1))) >> layer.shift.reshape(c)
+        x = np.clip(q, 0, amax) if i < len(ih.layers) - 1 else q
+    c = ih.latent_channels
+    return (np.clip(x[:, :c], -ih.mean_limit, ih.mean_limit), np.clip(x[:, c:], 0, ih.num_levels - 1))
+
+
+def _both_paths(ih, z):
+    ih.use_int_gemm = True
+    fast = ih(z)
+    ih.use_int_gemm = False
+    ref = ih(z)
+    ih.use_int_gemm = True
+    return fast, ref
+
+
+def _assert_same(a, b):
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+        assert np.array_equal(np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------------------------
+# real hyper-latents: carphone through the shipped checkpoint (I-frame, motion and residual AEs)
+
+
+@pytest.fixture(scope="module")
+def shipped_latents(carphone):
+    from mobilecodec.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint("tiny_b0.0064")
+    model.eval()
+    with open_video(carphone, max_frames=3) as r:
+        xs = [frame_to_tensor(pad_frame(f)) for f in r]
+    zs = {"i": [], "m": [], "r": []}
+    enc, stats = RangeEncoder(), RateStats()
+
+    def z_of(prefix, y):
+        coder = HyperpriorCoder(model, prefix)
+        z = getattr(model, f"{prefix}_hyper_analysis")(y).numpy()
+        zs[prefix].append(coder.prior.clamp_symbols(np.rint(z).astype(np.int32)))
+        return coder.encode_latents(y.numpy(), z, enc, stats)
+
+    with torch.no_grad():
+        x_hat, feat = model.i_synthesis(z_of("i", model.i_analysis(xs[0])))
+        buf = model.initial_buffer(x_hat, feat)
+        for x in xs[1:]:  # the P-step of engine.run_pframe, keeping the hyper-latents
+            flow_pred = model.motion_predictor(model.motion_state(buf))
+            m_hat = z_of("m", model.m_analysis(x, model.motion_reference(buf), flow_pred))
+            flow, motion_feat = model.m_synthesis(m_hat, flow_pred)
+            warped = model.warp(buf, flow)
+            pred, cond = model.predict(warped), model.condition(warped)
+            r_hat = z_of("r", model.r_analysis(x, pred, *cond))
+            x_hat, res_feat = model.r_synthesis(r_hat, pred, *cond)
+            buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+    return model, zs
+
+
+@pytest.mark.parametrize("prefix", ["i", "m", "r"])
+def test_real_hyper_latents_bit_exact(shipped_latents, prefix):
+    model, zs = shipped_latents
+    ih = model.int_hyper(prefix)
+    for z in zs[prefix]:
+        assert np.abs(z).max() > 0  # real, non-trivial hyper-latents
+        fast, ref = _both_paths(ih, z)
+        _assert_same(fast, ref)
+        _assert_same(fast, _int64_reference(ih, z))
+        assert len(np.unique(fast[0])) > 3  # a non-trivial comparison
+    assert all(k.verified for k in ih._int_kernels)  # the integer-GEMM path really ran
+
+
+# --------------------------------------------------------------------------------------------
+# worst cases: every value at its bound, for tiny and mobilenvc
+
+
+def _worst_inputs(ih, shape, seed=0):
+    zb = ih.z_bound
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape
+    checker = np.where((np.arange(h)[:, None] + np.arange(w)) % 2 == 0, zb, -zb)
+    # sign of the first layer's weights per input channel: drives the accumulators to extremes
+    w0 = ih.layers[0].weight
+    sgn = np.sign(w0.sum(axis=(1, 2, 3) if ih.layers[0].kind else (0, 2, 3))).reshape(1, -1, 1, 1)
+    return [np.full(shape, zb), np.full(shape, -zb), np.broadcast_to(checker, shape).copy(),
+            np.broadcast_to(np.where(sgn >= 0, zb, -zb), shape).copy(),
+            np.broadcast_to(np.where(sgn >= 0, -zb, zb), shape).copy(),
+            rng.choice([-zb, zb], size=shape), rng.integers(-zb, zb + 1, size=shape)]
+
+
+@pytest.fixture(scope="module", params=["tiny", "mobilenvc"])
+def random_model(request):
+    torch.manual_seed(3)
+    model = VideoCodec(get_config(request.param))
+    model.update()
+    return model
+
+
+@pytest.mark.parametrize("prefix", ["i", "r"])
+def test_worst_case_hyper_latents_bit_exact(random_model, prefix):
+    ih = random_model.int_hyper(prefix)
+    for z in _worst_inputs(ih, (1, ih.in_channels, 3, 4)):
+        fast, ref = _both_paths(ih, z.astype(np.int32))
+        _assert_same(fast, ref)
+        _assert_same(fast, _int64_reference(ih, z))
+
+
+@pytest.mark.parametrize("prefix", ["i", "m", "r"])
+def test_every_kernel_exact_at_activation_bounds(random_model, prefix):
+    """Each layer's uint8 x uint8 kernel alone, with inputs at 0 / 255 laid out to maximise the
+    accumulators of some output channels, against the int64 reference (odd sizes: uneven phases)."""
+    if prefix not in random_model.ae_prefixes():
+        pytest.skip("no such autoencoder")
+    ih = random_model.int_hyper(prefix)
+    rng = np.random.default_rng(1)
+    for i, layer in enumerate(ih.layers):
+        zp, xmax = (ih.z_bound, 2 * ih.z_bound) if i == 0 else (0, 255)
+        kern = IntConvKernel(layer, zp, xmax)
+        shape = (1, layer.in_ch, 3, 5)
+        co = rng.integers(0, layer.out_ch, 4)  # channels whose positive / negative sum is maximal
+        wsel = layer.weight[:, co] if layer.kind else layer.weight[co].transpose(1, 0, 2, 3)
+        for c in range(len(co)):
+            sgn = np.sign(wsel[:, c].sum(axis=(1, 2))).reshape(1, -1, 1, 1)
+            for hi in (xmax, 0):
+                x = np.broadcast_to(np.where(sgn > 0, hi, xmax - hi), shape).astype(np.uint8)
+                got = kern(x)
+                want = _layer_int64(layer, x.astype(np.int64) - zp) - layer.bias.reshape(1, -1, 1, 1)
+                assert np.array_equal(got.astype(np.int64), want)
+        x = np.full(shape, xmax, dtype=np.uint8)
+        assert np.array_equal(kern(x).astype(np.int64),
+                              _layer_int64(layer, x.astype(np.int64) - zp) - layer.bias.reshape(1, -1, 1, 1))
+        assert kern.verified
+
+
+def test_polyphase_split_hand_values():
+    """k=5, s=2, p=2, output_padding=1 (the hyper-synthesis' up-sampling): even outputs use taps
+    4, 2, 0 at input offsets -1, 0, +1; odd outputs taps 3, 1 at offsets 0, +1."""
+    even, odd = _axis_phases(4, 5, 2, 2, 1, 1)
+    assert (even.r, even.taps, even.pad_begin, even.pad_end, even.start, even.count) == (0, (4, 2, 0), 1, 1, 0, 4)
+    assert (odd.r, odd.taps, odd.pad_begin, odd.pad_end, odd.start, odd.count) == (1, (3, 1), 0, 1, 0, 4)
