@@ -88,8 +88,12 @@ def latency_md(report: dict[str, Any]) -> list[str]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     src = report.get("source", {})
+    from runtime.report_npu import graphs_md, npu_md
+
     head = ["# mobilecodec profile", "", "Source: " + ", ".join(f"{k} {v}" for k, v in src.items()), ""]
-    return "\n".join(head + complexity_md(report) + buffer_md(report) + latency_md(report)) + "\n"
+    if report.get("kind") == "graphs":
+        return "\n".join(head + graphs_md(report) + npu_md(report)) + "\n"
+    return "\n".join(head + complexity_md(report) + buffer_md(report) + npu_md(report) + latency_md(report)) + "\n"
 
 
 def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
@@ -101,6 +105,10 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
 
     from mobilecodec.fsutil import atomic_path
 
+    if report.get("kind") == "graphs":
+        from runtime.report_npu import write_graph_charts
+
+        return write_graph_charts(report, out_dir)
     written = []
     t6 = report["complexity"]["table6"]
     rows = [r for r in t6["Sender"] if r != "Pframe total"]

@@ -1,5 +1,7 @@
 """`mobilecodec profile`: complexity (Table 6 layout), buffer (HyTIP Table 7 layout) and, for an
-export package, latency on onnxruntime (per graph, per frame, host steps, per-op profile)."""
+export package, latency on onnxruntime (per graph, per frame, host steps, per-op profile). Also
+any ONNX file or `--module package.module:factory`: params, MACs, kMACs/px, per-layer table, state
+buffer, DRAM traffic and the HTP op check; `--device` adds an ESTIMATED Snapdragon HTP latency."""
 
 from __future__ import annotations
 
@@ -7,17 +9,29 @@ import argparse
 
 from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
 
-HELP = "count params, kMACs/px and buffer size/bandwidth; time an export package on onnxruntime"
+HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
+        "time packages on onnxruntime; estimate Snapdragon NPU latency")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", nargs="?", default=None,
                    help="export package folder (or a `mobilecodec compile` folder with --ep qnn): counts from "
-                        "its ONNX graphs and from PyTorch, and latency on onnxruntime")
+                        "its ONNX graphs and from PyTorch, and latency on onnxruntime; or any MODEL.onnx file")
+    p.add_argument("--module", metavar="PKG.MOD:FACTORY",
+                   help="profile a PyTorch model: FACTORY() returns (nn.Module, example inputs)")
+    p.add_argument("--state", nargs="+", metavar="NAME",
+                   help="state kept between frames, for the buffer size and bandwidth: a graph input or output name, "
+                        "or IN:OUT for the input a frame reads and the output it writes (counted once); "
+                        "default: buffer_in.* / buffer_out.* graph I/O")
+    p.add_argument("--device", choices=("8gen2", "8gen3", "all"),
+                   help="add the ESTIMATED NPU latency on a Snapdragon 8 Gen 2 (HTP v73) / 8 Gen 3 (HTP v75)")
+    p.add_argument("--precision", choices=("float", "w8a8", "w8a16"),
+                   help="precision for the NPU estimate and DRAM traffic (default: from the graph: QDQ -> int8)")
     p.add_argument("--config", help="registered config name (e.g. mobilenvc, tiny)")
     p.add_argument("--checkpoint", help="checkpoint file or shipped checkpoint name")
-    p.add_argument("--size", type=parse_hw, default=(1080, 1920), metavar="HxW",
-                   help="frame size as HEIGHTxWIDTH for --config/--checkpoint (default 1080x1920, as Table 6)")
+    p.add_argument("--size", type=parse_hw, default=None, metavar="HxW",
+                   help="frame size as HEIGHTxWIDTH for --config/--checkpoint (default 1080x1920, as Table 6); "
+                        "for an ONNX file or module, the frame kMACs/px divide by (default: largest 4-D input)")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frame rate for buffer bandwidth (default 30)")
     p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default="int8",
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "
@@ -34,12 +48,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
 
-    chosen = [x for x in (args.package, args.config, args.checkpoint) if x]
+    chosen = [x for x in (args.package, args.config, args.checkpoint, args.module) if x]
     if len(chosen) != 1:
-        raise InputError("profile needs exactly one of: a package folder, --config NAME, --checkpoint FILE")
+        raise InputError("profile needs exactly one of: a package folder or .onnx file, --config NAME, "
+                         "--checkpoint FILE, --module PKG.MOD:FACTORY")
     if args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.package:
+    is_onnx = bool(args.package) and args.package.endswith(".onnx")
+    if args.state and not (is_onnx or args.module):
+        raise InputError("--state applies to an ONNX file or --module (packages name their buffer in the manifest)")
+    if is_onnx or args.module:
+        report = _any(args, is_onnx)
+    elif args.package:
         report = _package(args)
     else:
         report = _model(args)
@@ -64,7 +84,7 @@ def _model(args: argparse.Namespace) -> dict:
         from mobilecodec.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(args.checkpoint)
-    h, w = args.size
+    h, w = args.size or (1080, 1920)
     if h % 2 or w % 2:
         from mobilecodec.errors import InputError
 
@@ -75,7 +95,58 @@ def _model(args: argparse.Namespace) -> dict:
     print(format_table6(comp))
     print()
     print(format_buffer(buf, model.cfg.name, h, w))
+    if args.device:
+        from runtime.npu_profile import estimate_model, format_npu
+
+        report["npu"] = estimate_model(model, h, w, args.device, args.precision, args.fps,
+                                       buffer_mb_s=buf.bandwidth_mb_s, progress=True)
+        print()
+        print(format_npu(report["npu"]))
     return report
+
+
+def _any(args: argparse.Namespace, is_onnx: bool) -> dict:
+    """Any ONNX file or module factory (runtime.profile_any)."""
+    from runtime.npu_profile import _devices, format_npu
+    from runtime.profile_any import profile_module, profile_onnx
+
+    kw = {"size": args.size, "fps": args.fps, "state": args.state, "precision": args.precision,
+          "devices": _devices(args.device) if args.device else None}
+    report = profile_onnx(args.package, **kw) if is_onnx else profile_module(args.module, **kw)
+    print(_format_any(report))
+    if "npu" in report:
+        print()
+        print(format_npu(report["npu"]))
+    return report
+
+
+def _format_any(report: dict) -> str:
+    h, w = report["size"]
+    lines = [f"{'graph':20s} {'params [M]':>10s} {'GMACs':>9s} {'kMACs/px':>9s} {'elem/px':>8s} {'resamp/px':>9s}"
+             f"   (frame {h}x{w}, precision {report['source']['precision']})"]
+    for n, g in report["graphs"].items():
+        lines.append(f"{n:20s} {g['params_M']:10.3f} {g['gmacs']:9.4f} {g['kmacs_per_px']:9.2f} "
+                     f"{g['elementwise_per_px']:8.2f} {g['resampling_per_px']:9.2f}")
+        if "pytorch" in g:
+            t = g["pytorch"]
+            lines.append(f"{'  (PyTorch count)':20s} {t['params'] / 1e6:10.3f} {t['macs'] / 1e9:9.4f}")
+        if g["unknown_ops"]:
+            lines.append("  not counted (unknown ops): " + ", ".join(f"{k} x{v}" for k, v in g["unknown_ops"].items()))
+    for n, g in report["graphs"].items():
+        lines += ["", f"{n}: costliest layers"]
+        for la in g["layers"][:10]:
+            lines.append(f"  {la['name'][:40]:40s} {la['op']:14s} {la['macs'] / 1e6:10.2f} MMAC {100 * la['share']:5.1f}%")
+    b = report["buffer"]
+    lines += ["", f"state buffer ({b['from']}): {len(b['entries'])} tensors, {b['full_res_maps']:.4f} full-res maps, "
+                  f"{b['bytes_per_frame']} bytes/frame, {b['bandwidth_mb_s']:.2f} MB/s at {b['fps']:g} fps"]
+    for n, d in report["dram"].items():
+        lines.append(f"DRAM per run of {n} ({d['precision']}, VTCM {d['vtcm_bytes'] >> 20} MiB rule): "
+                     f"weights {d['weights'] / 1e6:.2f} MB, graph I/O {d['graph_io'] / 1e6:.2f} MB, "
+                     f"spilled activations {d['activations'] / 1e6:.2f} MB, total {d['total'] / 1e6:.2f} MB")
+    for n, c in report["htp_check"].items():
+        lines.append(f"HTP op check {n}: " + ("ok" if c["ok"] else f"{len(c['issues'])} issue(s): "
+                                              + "; ".join(c["issues"][:3])))
+    return "\n".join(lines)
 
 
 def _package(args: argparse.Namespace) -> dict:
@@ -99,4 +170,11 @@ def _package(args: argparse.Namespace) -> dict:
     print(format_buffer(BufferReport(**report["buffer"]), cd["config"], h, w))
     print()
     print("\n".join(latency_md(report)))
+    if args.device:
+        from runtime.npu_profile import estimate_package, format_npu, host_steps
+
+        report["npu"] = estimate_package(args.package, args.device, args.precision, args.fps)
+        report["host_steps_measured"] = host_steps(report)
+        print()
+        print(format_npu(report["npu"], report["host_steps_measured"], report["latency"]["backend"]))
     return report

@@ -1,0 +1,200 @@
+"""Build `runtime/npu_calibration.json`: published on-device latencies with their provenance, and
+the per-layer cost (`runtime.npu_graph`) of each measured architecture, rebuilt here without
+downloading weights (torchvision with weights=None, and two small nets written out below).
+
+Run once after changing the table or the layer extraction:
+    .venv/bin/python -m runtime.npu_calibrate
+
+Measurements: Qualcomm ai-hub-models, `qai_hub_models/models/<model>/perf.yaml` at commit
+052dc1f3753ae177349f16d915ab67017f879b69, field `inference_time_milliseconds`, runtime `qnn_dlc`
+(QNN HTP, the runtime closest to a context binary). Snapdragon 8 Gen 3 = "Samsung Galaxy S24";
+that perf.yaml lists no S23, so Snapdragon 8 Gen 2 = "QCS8550 (Proxy)", the IoT part of the same
+SM8550 SoC (same Hexagon v73 HTP, 8 MiB VTCM).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Any
+
+SOURCE_REPO = "quic/ai-hub-models"
+SOURCE_COMMIT = "052dc1f3753ae177349f16d915ab67017f879b69"
+DEVICE_NAMES = {"8gen2": ("QCS8550 (Proxy)", "Snapdragon 8 Gen 2 (QCS8550, HTP v73)"),
+                "8gen3": ("Samsung Galaxy S24", "Snapdragon 8 Gen 3 (SM8650, HTP v75)")}
+# model -> (input H, W, {(device, precision): ms}) ; runtime qnn_dlc everywhere
+MEASUREMENTS: dict[str, tuple[int, int, dict[tuple[str, str], float]]] = {
+    "resnet18": (224, 224, {("8gen2", "float"): 1.277, ("8gen3", "float"): 0.897,
+                            ("8gen2", "w8a8"): 0.557, ("8gen3", "w8a8"): 0.402}),
+    "resnet50": (224, 224, {("8gen2", "float"): 2.201, ("8gen3", "float"): 1.613,
+                            ("8gen2", "w8a8"): 0.904, ("8gen3", "w8a8"): 0.664}),
+    "mobilenet_v2": (224, 224, {("8gen2", "float"): 0.846, ("8gen3", "float"): 0.565,
+                                ("8gen2", "w8a8"): 0.458, ("8gen3", "w8a8"): 0.316,
+                                ("8gen2", "w8a16"): 0.814, ("8gen3", "w8a16"): 0.561}),
+    "fcn_resnet50": (520, 520, {("8gen2", "float"): 42.972, ("8gen3", "float"): 32.082,
+                                ("8gen2", "w8a8"): 14.314, ("8gen3", "w8a8"): 10.339}),
+    "unet_segmentation": (640, 1280, {("8gen2", "float"): 140.251, ("8gen3", "float"): 103.025,
+                                      ("8gen2", "w8a8"): 35.139, ("8gen3", "w8a8"): 25.714}),
+    "quicksrnetsmall": (128, 128, {("8gen2", "float"): 0.736, ("8gen3", "float"): 0.441,
+                                   ("8gen2", "w8a8"): 0.352, ("8gen3", "w8a8"): 0.212}),
+}
+ARCHITECTURE = {
+    "resnet18": "torchvision.models.resnet18(weights=None)",
+    "resnet50": "torchvision.models.resnet50(weights=None)",
+    "mobilenet_v2": "torchvision.models.mobilenet_v2(weights=None)",
+    "fcn_resnet50": "torchvision fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False), "
+                    "output ['out'].argmax(1) as in ai-hub-models",
+    "unet_segmentation": "milesial/Pytorch-UNet UNet(n_channels=3, n_classes=2, bilinear=False) (unet_carvana)",
+    "quicksrnetsmall": "QuickSRNet-Small (Berger et al. 2023): 32 channels, 2 intermediate 3x3 layers, "
+                       "x4 depth-to-space with the input repeated as anchor",
+}
+
+
+def _unet() -> Any:
+    """milesial/Pytorch-UNet `UNet(3, 2, bilinear=False)`: 4 levels, 64..1024 channels."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    def double(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
+                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
+
+    class Up(nn.Module):
+        def __init__(self, cin: int, cout: int) -> None:
+            super().__init__()
+            self.up = nn.ConvTranspose2d(cin, cin // 2, 2, stride=2)
+            self.conv = double(cin, cout)
+
+        def forward(self, x1, x2):  # noqa: ANN001, ANN201
+            x1 = self.up(x1)
+            dy, dx = x2.shape[2] - x1.shape[2], x2.shape[3] - x1.shape[3]
+            x1 = F.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+            return self.conv(torch.cat([x2, x1], 1))
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inc = double(3, 64)
+            self.downs = nn.ModuleList([nn.Sequential(nn.MaxPool2d(2), double(c, 2 * c)) for c in (64, 128, 256, 512)])
+            self.ups = nn.ModuleList([Up(c, c // 2) for c in (1024, 512, 256, 128)])
+            self.outc = nn.Conv2d(64, 2, 1)
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            skips = [self.inc(x)]
+            for d in self.downs:
+                skips.append(d(skips[-1]))
+            y = skips.pop()
+            for u in self.ups:
+                y = u(y, skips.pop())
+            return self.outc(y)
+
+    return UNet()
+
+
+def _quicksrnet_small(scale: int = 4) -> Any:
+    """QuickSRNet-Small: conv3x3(3->32), 2 x conv3x3(32->32), conv3x3(32->3 s^2), + anchor, depth-to-space."""
+    import torch
+    from torch import nn
+
+    class QuickSRNetSmall(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
+            for _ in range(2):
+                layers += [nn.Conv2d(32, 32, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
+            self.cnn = nn.Sequential(*layers)
+            self.conv_last = nn.Conv2d(32, 3 * scale * scale, 3, padding=1)
+            self.d2s = nn.PixelShuffle(scale)
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            y = self.conv_last(self.cnn(x)) + torch.repeat_interleave(x, scale * scale, dim=1)
+            return torch.clamp(self.d2s(y), 0.0, 1.0)
+
+    return QuickSRNetSmall()
+
+
+def build_model(name: str) -> Any:
+    """The architecture measured as `name` (random weights: latency does not depend on them)."""
+    import torch
+    import torchvision
+
+    if name in ("resnet18", "resnet50", "mobilenet_v2"):
+        return getattr(torchvision.models, name)(weights=None)
+    if name == "fcn_resnet50":
+        net = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False)
+
+        class Head(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):  # noqa: ANN001, ANN201
+                return self.net(x)["out"].argmax(1)
+
+        return Head()
+    if name == "unet_segmentation":
+        return _unet()
+    if name == "quicksrnetsmall":
+        return _quicksrnet_small()
+    raise KeyError(name)
+
+
+def export_onnx(module: Any, inputs: tuple, names: list[str] | None = None) -> Any:
+    """Trace `module` to an in-memory ONNX model (opset 17, eval mode, BatchNorm folded by the exporter)."""
+    import warnings
+
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), inputs, buf, opset_version=17, dynamo=False, do_constant_folding=True,
+                          input_names=names)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def build_table() -> dict[str, Any]:
+    """The calibration table: measurements with provenance and per-layer costs of each model."""
+    import torch
+    from tqdm import tqdm
+
+    from runtime.npu_graph import extract_layers
+
+    torch.set_num_threads(1)
+    models: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for name in tqdm(MEASUREMENTS, desc="calibration models", file=sys.stderr):
+        h, w, ms = MEASUREMENTS[name]
+        proto = export_onnx(build_model(name), (torch.zeros(1, 3, h, w),), ["image"])
+        gl = extract_layers(proto, name)
+        d = gl.to_dict()
+        for la in d["layers"]:
+            la.pop("output_shape", None)
+        d["layers"] = [la for la in d["layers"] if la["cls"] not in ("alias", "quant")]
+        models[name] = {"architecture": ARCHITECTURE[name], "input_size": [h, w], "macs": gl.macs, "graph": d}
+        for (dev, prec), t in ms.items():
+            rows.append({"model": name, "input_size": [h, w], "device_key": dev, "device": DEVICE_NAMES[dev][0],
+                         "soc": DEVICE_NAMES[dev][1], "precision": prec, "runtime": "qnn_dlc", "ms": t,
+                         "source_repo": SOURCE_REPO, "source_file": f"qai_hub_models/models/{name}/perf.yaml",
+                         "source_commit": SOURCE_COMMIT, "field": "inference_time_milliseconds"})
+    return {"about": "Published on-device latencies (ai-hub-models perf.yaml) used to fit runtime.npu_estimate; "
+                     "built by runtime/npu_calibrate.py", "measurements": rows, "models": models}
+
+
+def main() -> int:
+    """Write the table next to this module."""
+    from pathlib import Path
+
+    from mobilecodec.fsutil import write_json_atomic
+
+    table = build_table()
+    path = Path(__file__).with_name("npu_calibration.json")
+    write_json_atomic(path, table)
+    print(f"wrote {path}: {len(table['measurements'])} measurements of {len(table['models'])} models")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

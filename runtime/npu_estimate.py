@@ -1,0 +1,168 @@
+"""ESTIMATED latency of an ONNX graph on a Snapdragon HTP: a small roofline-style model fitted on
+published on-device measurements (`runtime/npu_calibration.json`, built by `runtime.npu_calibrate`).
+
+Model, per graph run on device d at precision p (layers from `runtime.npu_graph`):
+
+    t = t0_d + sum over layers of max(C_l / (P_d * r_p), B_l / BW_d)
+    C_l = dense MACs + grouped-conv MACs / u_g + c_el * (element-wise, resampling and data elements)
+    B_l = DRAM bytes of the layer under the VTCM tiling rule (weights, graph I/O, spilled activations)
+
+Nine parameters, fitted by least squares on log(predicted / measured): per device the fp16 MAC
+rate P_d, the DRAM bandwidth BW_d and the per-graph overhead t0_d; shared: the int8 speed-up r_8
+(r_float = 1), the utilisation u_g of grouped / depthwise convolutions and the cost c_el of one
+element of non-MAC work in MAC-equivalents. w8a16 is not fitted: it runs at r_8 / 2 (16-bit
+activations take two int8 lanes) with 2-byte activations; its published measurements are held
+out and reported as a check. The quality of the estimate is its leave-one-out error on the
+table (refit without one measurement, predict it), printed next to every estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobilecodec.errors import InputError
+from runtime.npu_graph import VTCM_BYTES, GraphLayers, layer_bytes, layers_from_dict
+
+CALIBRATION = Path(__file__).with_name("npu_calibration.json")
+DEVICES = {
+    "8gen2": {"soc": "Snapdragon 8 Gen 2", "htp": "v73", "vtcm_bytes": VTCM_BYTES},
+    "8gen3": {"soc": "Snapdragon 8 Gen 3", "htp": "v75", "vtcm_bytes": VTCM_BYTES},
+}
+PRECISIONS = ("float", "w8a8", "w8a16")
+FITTED_PRECISIONS = ("float", "w8a8")
+PARAM_NAMES = ("P_8gen2", "P_8gen3", "BW_8gen2", "BW_8gen3", "t0_8gen2", "t0_8gen3", "r8", "u_grouped", "c_el")
+_X0 = np.log([2e12, 2.7e12, 40e9, 55e9, 2e-4, 1.5e-4, 3.0, 0.2, 4.0])
+LABEL = "ESTIMATE"
+
+
+def _features(gl: GraphLayers, precision: str, vtcm: int) -> np.ndarray:
+    """(layers, 4): dense MACs, grouped MACs, non-MAC elements, DRAM bytes."""
+    rows = []
+    for la in gl.layers:
+        if la.cls in ("alias", "quant", "fused") or la.op == "Constant":
+            continue
+        dense = la.macs if la.cls == "dense" else 0
+        grouped = la.macs if la.cls == "grouped" else 0
+        elems = la.elements if la.cls in ("elementwise", "resampling", "data") else 0
+        rows.append((dense, grouped, elems, layer_bytes(la, precision, vtcm)))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _unpack(theta: np.ndarray, device: str, precision: str) -> tuple[float, float, float, float, float, float]:
+    v = np.exp(theta)
+    i = 0 if device == "8gen2" else 1
+    p, bw, t0, r8, ug, cel = v[i], v[2 + i], v[4 + i], v[6], v[7], v[8]
+    rate = p * {"float": 1.0, "w8a8": r8, "w8a16": r8 / 2.0}[precision]
+    return rate, bw, t0, ug, cel, r8
+
+
+def _layer_times(theta: np.ndarray, feats: np.ndarray, device: str, precision: str) -> tuple[np.ndarray, np.ndarray, float]:
+    rate, bw, t0, ug, cel, _ = _unpack(theta, device, precision)
+    compute = (feats[:, 0] + feats[:, 1] / ug + cel * feats[:, 2]) / rate
+    memory = feats[:, 3] / bw
+    return compute, memory, t0
+
+
+def _predict(theta: np.ndarray, feats: np.ndarray, device: str, precision: str) -> float:
+    compute, memory, t0 = _layer_times(theta, feats, device, precision)
+    return float(t0 + np.maximum(compute, memory).sum())
+
+
+def _fit(rows: list[tuple[np.ndarray, str, str, float]]) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    def resid(theta: np.ndarray) -> np.ndarray:
+        return np.array([math.log(_predict(theta, f, d, p) / t) for f, d, p, t in rows])
+
+    return least_squares(resid, _X0, method="trf", x_scale=1.0, max_nfev=4000).x
+
+
+@functools.lru_cache(maxsize=1)
+def calibration() -> dict[str, Any]:
+    """Fitted parameters and the leave-one-out error of the estimator on the calibration table."""
+    if not CALIBRATION.is_file():
+        raise InputError(f"NPU calibration table missing: {CALIBRATION} (run python -m runtime.npu_calibrate)")
+    table = json.loads(CALIBRATION.read_text())
+    graphs = {n: layers_from_dict(m["graph"]) for n, m in table["models"].items()}
+    fitted, held = [], []
+    for m in table["measurements"]:
+        f = _features(graphs[m["model"]], m["precision"], DEVICES[m["device_key"]]["vtcm_bytes"])
+        row = (f, m["device_key"], m["precision"], m["ms"] / 1e3, m)
+        (fitted if m["precision"] in FITTED_PRECISIONS else held).append(row)
+    theta = _fit([r[:4] for r in fitted])
+    loo = []
+    for i, r in enumerate(fitted):
+        th = _fit([x[:4] for j, x in enumerate(fitted) if j != i])
+        pred = _predict(th, r[0], r[1], r[2])
+        loo.append({"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
+                    "predicted_ms": pred * 1e3, "error": pred / r[3] - 1.0})
+    checks = [{"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
+               "predicted_ms": _predict(theta, r[0], r[1], r[2]) * 1e3} for r in held]
+    for c in checks:
+        c["error"] = c["predicted_ms"] / c["measured_ms"] - 1.0
+    errs = [abs(x["error"]) for x in loo]
+    return {"params": dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta)))), "theta": theta.tolist(),
+            "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(graphs),
+            "loo": loo, "loo_median": statistics.median(errs), "loo_worst": max(errs), "held_out": checks,
+            "source": sorted({(m["source_repo"], m["source_commit"]) for m in table["measurements"]})}
+
+
+def error_label() -> str:
+    """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)'."""
+    c = calibration()
+    return (f"{LABEL} (leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
+            f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %)")
+
+
+def estimate_graph(gl: GraphLayers, device: str, precision: str | None = None, top: int = 10) -> dict[str, Any]:
+    """Estimated time of one run of `gl` on `device` ('8gen2' / '8gen3'), with its bound and DRAM bytes."""
+    from runtime.npu_graph import dram_bytes
+
+    if device not in DEVICES:
+        raise InputError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    prec = precision or gl.precision
+    if prec not in PRECISIONS:
+        raise InputError(f"unknown precision {prec!r}; expected one of {', '.join(PRECISIONS)}")
+    cal = calibration()
+    theta = np.asarray(cal["theta"])
+    vtcm = DEVICES[device]["vtcm_bytes"]
+    feats = _features(gl, prec, vtcm)
+    compute, memory, t0 = _layer_times(theta, feats, device, prec)
+    per = np.maximum(compute, memory)
+    mem_bound = float(per[memory > compute].sum())
+    names = [la.name for la in gl.layers if la.cls not in ("alias", "quant", "fused") and la.op != "Constant"]
+    order = np.argsort(-per)[:top]
+    return {"label": LABEL, "device": device, "soc": DEVICES[device]["soc"], "htp": DEVICES[device]["htp"],
+            "precision": prec, "ms": 1e3 * float(t0 + per.sum()), "overhead_ms": 1e3 * t0,
+            "compute_ms": 1e3 * float(compute.sum()), "memory_ms": 1e3 * float(memory.sum()),
+            "memory_bound_share": mem_bound / float(per.sum()) if per.sum() > 0 else 0.0,
+            "bound": "memory" if mem_bound > 0.5 * float(per.sum()) else "compute",
+            "dram": dram_bytes(gl, prec, vtcm),
+            "top_layers": [{"name": names[i], "ms": 1e3 * float(per[i]),
+                            "bound": "memory" if memory[i] > compute[i] else "compute"} for i in order],
+            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"]}
+
+
+def predict_without(model: str, device: str, precision: str, whole_model: bool = False) -> tuple[float, float]:
+    """(predicted ms, measured ms) of one calibration measurement from a fit that never saw it
+    (`whole_model`: none of that model's measurements either)."""
+    table = json.loads(CALIBRATION.read_text())
+    graphs = {n: layers_from_dict(m["graph"]) for n, m in table["models"].items()}
+    rows, target = [], None
+    for m in table["measurements"]:
+        f = _features(graphs[m["model"]], m["precision"], DEVICES[m["device_key"]]["vtcm_bytes"])
+        row = (f, m["device_key"], m["precision"], m["ms"] / 1e3)
+        if (m["model"], m["device_key"], m["precision"]) == (model, device, precision):
+            target = row
+        elif m["precision"] in FITTED_PRECISIONS and not (whole_model and m["model"] == model):
+            rows.append(row)
+    if target is None:
+        raise InputError(f"no calibration measurement for {model} on {device} at {precision}")
+    return _predict(_fit(rows), target[0], device, precision) * 1e3, target[3] * 1e3

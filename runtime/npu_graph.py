@@ -1,0 +1,234 @@
+"""Per-layer cost of a static-shape ONNX graph for a phone NPU: MACs, op class, weights and the
+activation tensors each layer reads and writes, plus DRAM traffic under a documented tiling rule.
+
+Layers are the graph's nodes after two NPU-style simplifications:
+
+- Aliases: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout, Cast and Quantize/DequantizeLinear
+  move no data on the NPU (a QDQ pair is the tensor stored at its quantized type), so their output
+  is the same tensor as their first input.
+- Fusion: an activation / BatchNormalization whose input is the single-use output of a MAC node is
+  fused into that node (the HTP applies it in the convolution's epilogue), so it costs nothing.
+
+Tiling rule (`dram_bytes`), HTP VTCM = 8 MiB on v73 and v75:
+
+1. Weights are read from DRAM once per graph run (weight bytes x params of every MAC layer).
+2. Graph inputs are read from DRAM by every layer that consumes them; graph outputs are written
+   to DRAM once by the layer that produces them.
+3. An intermediate activation tensor stays in VTCM when it fits in half of VTCM
+   (bytes <= VTCM / 2: the other half holds the weight tile and the double-buffered input and
+   output tiles of the running layer); then it costs no DRAM traffic. A larger tensor is tiled
+   through DRAM: its producer writes it once and each consumer reads it once.
+
+Element sizes follow the precision: float graphs run in fp16 on the HTP (2-byte activations and
+weights), w8a8 uses 1-byte activations and weights, w8a16 2-byte activations and 1-byte weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mobilecodec.errors import InputError
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["GraphLayers", "Layer", "PRECISION_BYTES", "VTCM_BYTES", "dram_bytes", "extract_layers",
+           "graph_precision", "layers_from_dict"]
+
+VTCM_BYTES = 8 * 1024 * 1024
+# precision -> (activation bytes, weight bytes) on the HTP
+PRECISION_BYTES = {"float": (2, 2), "w8a8": (1, 1), "w8a16": (2, 1)}
+
+ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "CastLike",
+             "QuantizeLinear", "DequantizeLinear"}
+FUSABLE_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu",
+               "BatchNormalization", "Gelu"}
+NORM_OPS = {"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
+# layer classes: dense (conv / gemm / matmul), grouped (grouped or depthwise conv), elementwise,
+# resampling, data (concat, pad, slice ... data movement), fused, alias
+CLASSES = ("dense", "grouped", "elementwise", "resampling", "data", "fused", "alias", "quant")
+
+
+@dataclass
+class Layer:
+    """One node as the NPU sees it. Tensor sizes are element counts (the precision sets bytes)."""
+
+    name: str
+    op: str
+    cls: str
+    macs: int = 0
+    elements: int = 0           # output elements of element-wise / resampling / data work
+    weights: int = 0            # weight + bias elements of a MAC layer
+    inputs: list[list[int]] = field(default_factory=list)  # [[elements, is_graph_input], ...]
+    output: int = 0             # elements of the (first) output tensor
+    output_is_graph: bool = False
+    output_shape: list[int] | None = None
+
+
+@dataclass
+class GraphLayers:
+    """All layers of one graph plus its graph I/O (name -> shape) and the precision it implies."""
+
+    name: str
+    layers: list[Layer]
+    inputs: dict[str, list[int] | None]
+    outputs: dict[str, list[int] | None]
+    precision: str  # 'float', 'w8a8' or 'w8a16' as implied by the graph (QDQ -> quantized)
+
+    @property
+    def macs(self) -> int:
+        return sum(la.macs for la in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def layers_from_dict(d: dict[str, Any]) -> GraphLayers:
+    """Inverse of `GraphLayers.to_dict` (e.g. from the calibration table)."""
+    return GraphLayers(d["name"], [Layer(**la) for la in d["layers"]], d["inputs"], d["outputs"],
+                       d["precision"])
+
+
+def _numel(shape: Any) -> int:
+    return int(math.prod(int(s) for s in shape)) if shape is not None else 0
+
+
+def graph_precision(proto: "onnx.ModelProto") -> str:
+    """'w8a8' for a QDQ graph (16-bit quantized activations anywhere: 'w8a16'), else 'float'."""
+    import onnx
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    qnodes = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qnodes and not any(n.op_type in ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul")
+                              for n in proto.graph.node):
+        return "float"
+    for n in qnodes:
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits:
+            if inits[n.input[2]].data_type in (onnx.TensorProto.UINT16, onnx.TensorProto.INT16):
+                return "w8a16"
+    return "w8a8"
+
+
+def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | None = None) -> GraphLayers:
+    """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc."""
+    from runtime.onnx_complexity import _MAC_WEIGHT_INPUTS, _Graph, _infer, _load, count_onnx
+
+    proto = _infer(_load(model_or_path))
+    graph = proto.graph
+    counted = count_onnx(proto)
+    if len(counted.nodes) != len(graph.node):
+        raise InputError("internal: node count mismatch between counter and layer extraction")
+    g = _Graph(graph)
+    init_names = {i.name for i in graph.initializer} | set(g.constants)
+    graph_inputs = [vi.name for vi in graph.input if vi.name not in init_names]
+    producer: dict[str, Any] = {}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for o in node.output:
+            producer[o] = node
+        for i in node.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    alias: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while t in alias:
+            t = alias[t]
+        return t
+
+    mac_outputs: set[str] = set()
+    classes: list[str] = []
+    for node in graph.node:
+        op = node.op_type
+        cls = "data"
+        if op in ALIAS_OPS and node.input and node.output:
+            cls = "quant" if op in ("QuantizeLinear", "DequantizeLinear") else "alias"
+            alias[node.output[0]] = root(node.input[0])
+            if root(node.input[0]) in mac_outputs:
+                mac_outputs.add(node.output[0])
+        elif op in _MAC_WEIGHT_INPUTS:
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            cls = "grouped" if group > 1 else "dense"
+            mac_outputs.add(node.output[0])
+        elif op in FUSABLE_OPS and node.input and root(node.input[0]) in mac_outputs \
+                and consumers.get(node.input[0], 0) == 1:
+            cls = "fused"
+            alias[node.output[0]] = root(node.input[0])
+            mac_outputs.add(node.output[0])
+        classes.append(cls)
+    out_roots = {root(vi.name) for vi in graph.output}
+    layers: list[Layer] = []
+    for node, rec, cls in zip(graph.node, counted.nodes, classes):
+        if cls == "data" and rec.kind in ("elementwise", "resampling"):
+            cls = rec.kind  # the counter's own op classes
+        layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params,
+                      output_shape=rec.output_shape)
+        if cls in ("alias", "quant", "fused"):
+            layers.append(layer)
+            continue
+        weight_inputs = set(_MAC_WEIGHT_INPUTS.get(node.op_type, ()))
+        seen: set[str] = set()
+        for k, t in enumerate(node.input):
+            if not t or (k in weight_inputs and g.source(t) is not None):
+                continue
+            if t in init_names or g.source(t) is not None:
+                continue  # constants: shapes, scales, normalisation parameters
+            r = root(t)
+            if r in seen:
+                continue
+            seen.add(r)
+            layer.inputs.append([_numel(g.shapes.get(r)), int(r in graph_inputs)])
+        out = node.output[0] if node.output else ""
+        layer.output = _numel(g.shapes.get(out)) if out else 0
+        layer.output_is_graph = out in out_roots
+        if cls in ("elementwise", "resampling", "data"):
+            layer.elements = layer.output
+        layers.append(layer)
+    return GraphLayers(name or graph.name or "graph", layers, dict(counted.inputs), dict(counted.outputs),
+                       graph_precision(proto))
+
+
+def _act_traffic(layer: Layer, act_bytes: int, vtcm: int) -> tuple[int, int]:
+    """(graph I/O bytes, spilled activation bytes) one layer moves through DRAM (rules 2 and 3)."""
+    io = spill = 0
+    half = vtcm // 2
+    for elems, is_input in layer.inputs:
+        nbytes = elems * act_bytes
+        if is_input:
+            io += nbytes
+        elif nbytes > half:
+            spill += nbytes
+    nbytes = layer.output * act_bytes
+    if layer.output_is_graph:
+        io += nbytes
+    elif nbytes > half:
+        spill += nbytes
+    return io, spill
+
+
+def layer_bytes(layer: Layer, precision: str, vtcm: int = VTCM_BYTES) -> int:
+    """DRAM bytes of one layer under the tiling rule: weights + graph I/O + spilled activations."""
+    ab, wb = PRECISION_BYTES[precision]
+    if layer.cls in ("alias", "quant", "fused"):
+        return 0
+    io, spill = _act_traffic(layer, ab, vtcm)
+    return layer.weights * wb + io + spill
+
+
+def dram_bytes(gl: GraphLayers, precision: str | None = None, vtcm: int = VTCM_BYTES) -> dict[str, int]:
+    """DRAM traffic of one run of the graph, split into weights, graph I/O and spilled activations."""
+    prec = precision or gl.precision
+    if prec not in PRECISION_BYTES:
+        raise InputError(f"unknown precision {prec!r}; expected one of {', '.join(PRECISION_BYTES)}")
+    ab, wb = PRECISION_BYTES[prec]
+    weights = io = spill = 0
+    for la in gl.layers:
+        if la.cls in ("alias", "quant", "fused"):
+            continue
+        weights += la.weights * wb
+        a, b = _act_traffic(la, ab, vtcm)
+        io, spill = io + a, spill + b
+    return {"weights": weights, "graph_io": io, "activations": spill, "total": weights + io + spill,
+            "vtcm_bytes": vtcm, "activation_bytes": ab, "weight_bytes": wb, "precision": prec}

@@ -1,0 +1,247 @@
+"""Profile any model: an ONNX file or a Python factory returning an nn.Module and its example inputs.
+
+Per graph: parameters, MACs, kMACs/px, a per-layer table sorted by cost, element-wise and
+resampling work apart from MACs, the HTP op check, DRAM traffic under the VTCM tiling rule
+(`runtime.npu_graph`) and, with a device, the ESTIMATED Snapdragon HTP latency
+(`runtime.npu_estimate`). State buffers (HyTIP size and bandwidth) come from graph inputs and
+outputs named `buffer_in.*` / `buffer_out.*`, or from the names given as `state`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mobilecodec.errors import InputError
+
+NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
+ELEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}  # onnx elem_type -> bytes
+
+
+def norm_params(proto: Any) -> int:
+    """Learned scale / shift elements of every normalisation node (running statistics excluded).
+    Counted per node: exporters merge equal-valued initializers (freshly initialised BatchNorms)
+    behind Identity nodes, but each node still has parameters of its own."""
+    sizes = {i.name: int(math.prod(i.dims)) for i in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+
+    def size(t: str) -> int:
+        while t not in sizes and t in producer and producer[t].op_type == "Identity":
+            t = producer[t].input[0]
+        return sizes.get(t, 0)
+
+    return sum(size(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3])
+
+
+def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None) -> tuple[int, int]:
+    if size is not None:
+        return size
+    best = None
+    for shape in inputs.values():
+        if shape and len(shape) == 4 and (best is None or shape[2] * shape[3] > best[0] * best[1]):
+            best = (int(shape[2]), int(shape[3]))
+    if best is None:
+        raise InputError("cannot tell the frame size from the graph inputs (no 4-D input); pass --size HxW")
+    return best
+
+
+def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> dict[str, Any]:
+    """Params, MACs, kMACs/px, non-MAC work and the costliest layers of one counted ONNX graph."""
+    params = counted.params + norm_params(proto)
+    layers = sorted((r for r in counted.nodes if r.kind == "mac"), key=lambda r: -r.macs)
+    total = counted.macs or 1
+    return {"params": params, "params_M": params / 1e6, "macs": counted.macs, "gmacs": counted.macs / 1e9,
+            "kmacs_per_px": counted.macs / pixels / 1e3, "macs_by_op": counted.macs_by_op,
+            "elementwise": counted.elementwise, "resampling": counted.resampling,
+            "elementwise_per_px": counted.elementwise_total / pixels,
+            "resampling_per_px": counted.resampling_total / pixels, "unknown_ops": counted.unknown_ops,
+            "quant_nodes": counted.quant_nodes, "inputs": counted.inputs, "outputs": counted.outputs,
+            "layers": [{"name": r.name, "op": r.op_type, "macs": r.macs, "share": r.macs / total,
+                        "params": r.params, "output_shape": r.output_shape} for r in layers[:top]],
+            "mac_layers": len(layers)}
+
+
+def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
+                 state: list[str] | None = None) -> dict[str, Any]:
+    """HyTIP buffer: one entry per state tensor kept between frames: `buffer_in.X`/`buffer_out.X`
+    pairs, or the names in `state` (`NAME`: one graph input or output; `IN:OUT`: the input a frame
+    reads and the output it writes for the next, counted once). Full-resolution maps = elements /
+    (H x W); bytes at the tensor's stored type; bandwidth = (write + read) x bytes x fps."""
+    import onnx
+
+    io: dict[str, Any] = {}
+    for gname, proto in protos.items():
+        for vi in list(proto.graph.input) + list(proto.graph.output):
+            io.setdefault(vi.name, (gname, vi))
+    if state:
+        wanted = [tuple(s.split(":", 1)) if ":" in s else (s,) for s in state]
+    else:
+        keys = sorted({n.split(".", 1)[1] for n in io if n.startswith(("buffer_in.", "buffer_out."))})
+        wanted = [tuple(x for x in (f"buffer_in.{k}", f"buffer_out.{k}") if x in io) for k in keys]
+    missing = [n for names in wanted for n in names if n not in io]
+    if missing:
+        raise InputError(f"--state names not found among the graph inputs/outputs: {', '.join(missing)}")
+    entries = []
+    for names in wanted:
+        gname, vi = io[names[0]]
+        tt = vi.type.tensor_type
+        dims = [d.dim_value for d in tt.shape.dim]
+        elems = int(math.prod(dims)) if dims and all(d > 0 for d in dims) else 0
+        key = names[0].split(".", 1)[1] if names[0].startswith(("buffer_in.", "buffer_out.")) else names[0]
+        entries.append({"name": key, "tensor": ":".join(names), "graph": gname,
+                        "shape": dims[1:] if len(dims) == 4 else dims,
+                        "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name,
+                        "bytes": elems * ELEM_BYTES.get(tt.elem_type, 4),
+                        "full_res_maps": elems / (frame[0] * frame[1])})
+    total = sum(e["bytes"] for e in entries)
+    return {"entries": entries, "full_res_maps": sum(e["full_res_maps"] for e in entries),
+            "bytes_per_frame": total, "bandwidth_mb_s": 2 * total * fps / 1e6, "fps": fps,
+            "from": "--state names" if state else "buffer_in.* / buffer_out.* graph I/O"}
+
+
+def htp_check(protos: dict[str, Any]) -> dict[str, Any]:
+    """Static QNN HTP op check of every graph (export.npu_check): ops and shapes the HTP rejects."""
+    from export.npu_check import static_issues
+
+    out = {}
+    for name, proto in protos.items():
+        issues = static_issues(proto, name)
+        out[name] = {"ok": not issues, "issues": [str(i) for i in issues]}
+    return out
+
+
+def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None, fps: float,
+               frames: dict[str, list[str]] | None = None, pixels: int | None = None,
+               buffer_mb_s: float | None = None) -> dict[str, Any]:
+    """ESTIMATED per-graph and per-frame NPU time on each device, the frames/s it allows, and the
+    MAC/s and DRAM GB/s a frame rate of `fps` needs. `frames` maps a frame type to the graphs it
+    runs (default: one frame = every graph once)."""
+    from runtime.npu_estimate import calibration, error_label, estimate_graph
+
+    frames = frames or {"frame": list(layers)}
+    cal = calibration()
+    out: dict[str, Any] = {"label": error_label(), "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
+                           "calibration": {"measurements": cal["measurements"], "fitted": cal["fitted"],
+                                           "models": cal["models"], "params": cal["params"],
+                                           "held_out": cal["held_out"], "source": cal["source"]},
+                           "target_fps": fps, "devices": {}}
+    for dev in devices:
+        graphs = {n: estimate_graph(gl, dev, precision) for n, gl in layers.items()}
+        ftypes = {}
+        for ft, names in frames.items():
+            ms = sum(graphs[n]["ms"] for n in names)
+            macs = sum(layers[n].macs for n in names)
+            dram = sum(graphs[n]["dram"]["total"] for n in names)
+            ftypes[ft] = {"graphs": names, "ms": ms, "frames_per_s": 1e3 / ms if ms > 0 else float("inf"),
+                          "macs": macs, "dram_bytes": dram, "mac_per_s_needed": macs * fps,
+                          "dram_gb_s_needed": dram * fps / 1e9,
+                          "dram_weights": sum(graphs[n]["dram"]["weights"] for n in names),
+                          "dram_graph_io": sum(graphs[n]["dram"]["graph_io"] for n in names),
+                          "dram_activations": sum(graphs[n]["dram"]["activations"] for n in names),
+                          "meets_target": ms <= 1e3 / fps}
+            if pixels:
+                ftypes[ft]["kmacs_per_px"] = macs / pixels / 1e3
+        out["devices"][dev] = {"graphs": graphs, "frames": ftypes}
+    if buffer_mb_s is not None:
+        out["buffer_bandwidth_mb_s"] = buffer_mb_s
+    return out
+
+
+def load_factory(spec: str) -> tuple[Any, tuple]:
+    """Call `package.module:factory` -> (nn.Module, tuple of example input tensors)."""
+    from torch import nn
+
+    if ":" not in spec:
+        raise InputError(f"--module needs package.module:factory, got {spec!r}")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"cannot load {spec}: {exc}") from None
+    res = fn()
+    if not (isinstance(res, tuple) and len(res) == 2 and isinstance(res[0], nn.Module)):
+        raise InputError(f"{spec} must return (nn.Module, example inputs), got {type(res).__name__}")
+    module, inputs = res
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs,)
+    return module, tuple(inputs)
+
+
+def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[str] | None = None,
+                      output_names: list[str] | None = None) -> Any:
+    """Export with BatchNorm kept as its own node (so its parameters stay visible), static shapes."""
+    import warnings
+
+    import onnx
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module.eval()
+        torch.onnx.export(module, inputs, str(path), opset_version=17, dynamo=False, do_constant_folding=False,
+                          training=torch.onnx.TrainingMode.PRESERVE, input_names=input_names,
+                          output_names=output_names)
+    return onnx.load(str(path))
+
+
+def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = None, fps: float = 30.0,
+                   state: list[str] | None = None, devices: list[str] | None = None,
+                   precision: str | None = None, source: dict[str, Any] | None = None,
+                   torch_counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole report for ONNX graphs given as protos (name -> onnx.ModelProto)."""
+    from runtime.npu_graph import dram_bytes, extract_layers
+    from runtime.onnx_complexity import count_onnx
+
+    counted = {n: count_onnx(p) for n, p in protos.items()}
+    frame = _frame_pixels(next(iter(counted.values())).inputs, size)
+    pixels = frame[0] * frame[1]
+    layers = {n: extract_layers(p, n) for n, p in protos.items()}
+    graphs = {n: graph_complexity(counted[n], protos[n], pixels) for n in protos}
+    if torch_counts:
+        for n, t in torch_counts.items():
+            graphs[n]["pytorch"] = t
+    prec = precision or layers[next(iter(layers))].precision
+    buf = state_buffer(protos, frame, fps, state)
+    dram = {n: dram_bytes(gl, precision) for n, gl in layers.items()}
+    report: dict[str, Any] = {
+        "kind": "graphs", "source": dict(source or {}, precision=prec, frame_size=list(frame)),
+        "size": list(frame), "graphs": graphs, "buffer": buf, "dram": dram,
+        "dram_per_frame": sum(d["total"] for d in dram.values()), "htp_check": htp_check(protos),
+        "totals": {"params": sum(g["params"] for g in graphs.values()),
+                   "macs": sum(g["macs"] for g in graphs.values()),
+                   "kmacs_per_px": sum(g["kmacs_per_px"] for g in graphs.values())}}
+    if devices:
+        report["npu"] = npu_graphs(layers, devices, precision, fps, None, pixels, buf["bandwidth_mb_s"])
+    return report
+
+
+def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
+    """`profile_graphs` of one ONNX file."""
+    from runtime.onnx_complexity import _load
+
+    p = Path(path)
+    proto = _load(p)
+    return profile_graphs({p.stem: proto}, source={"onnx": str(p)}, **kw)
+
+
+def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
+    """`profile_graphs` of a factory's module, exported to ONNX in a temporary folder; the PyTorch
+    count (runtime.complexity.count_module) is reported beside the ONNX count."""
+    import torch
+
+    from runtime.complexity import count_module
+
+    torch.set_num_threads(1)
+    module, inputs = load_factory(spec)
+    name = spec.split(":", 1)[1]
+    tc = count_module(module, *inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx")
+    return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
+        name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
+               "resampling": tc.resampling_total}}, **kw)

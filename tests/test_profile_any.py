@@ -1,0 +1,162 @@
+"""`mobilecodec profile` on models that are not ours: an ONNX file, a module factory, custom state
+names, and the ONNX counter / DRAM rule against hand-computed values on a small QDQ graph."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mobilecodec", "profile", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                                       "OMP_NUM_THREADS": "1"})
+
+
+def _qdq_graph() -> onnx.ModelProto:
+    """x(1,4,8,8) -> Q/DQ -> grouped Conv(g=2, 6 out, 3x3, int8 weights via DequantizeLinear) -> Relu
+    -> ConvTranspose(6->3, 2x2, stride 2) -> Flatten -> Gemm(768->10, transB)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.integers(-5, 5, (6, 2, 3, 3)).astype(np.int8), "w1_q"),
+        numpy_helper.from_array(np.array(0.1, np.float32), "w1_s"),
+        numpy_helper.from_array(np.array(0, np.int8), "w1_z"),
+        numpy_helper.from_array(np.zeros(6, np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((6, 3, 2, 2)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.standard_normal((10, 768)).astype(np.float32), "w3"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "b3"),
+        numpy_helper.from_array(np.array(0.02, np.float32), "a_s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "a_z"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w1_q", "w1_s", "w1_z"], ["w1"]),
+        helper.make_node("Conv", ["xd", "w1", "b1"], ["c1"], group=2, pads=[1, 1, 1, 1], name="gconv"),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("ConvTranspose", ["r1", "w2"], ["c2"], strides=[2, 2], name="deconv"),
+        helper.make_node("Flatten", ["c2"], ["f"]),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1, name="fc"),
+    ]
+    g = helper.make_graph(nodes, "qdq_small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_counter_and_dram_hand_computed():
+    from runtime.npu_graph import dram_bytes, extract_layers
+    from runtime.onnx_complexity import count_onnx
+
+    proto = _qdq_graph()
+    r = count_onnx(proto)
+    # grouped conv: out 6*8*8=384 elements x (Cin/g=2) x 9 = 6912; deconv: in 384 x (Cout=3) x 4 = 4608;
+    # gemm: 1 x 10 x 768 = 7680. Params: 108+6, 72, 7680+10.
+    assert r.node("gconv").macs == 6912
+    assert r.node("deconv").macs == 4608
+    assert r.node("fc").macs == 7680
+    assert r.macs == 19200
+    assert r.params == 114 + 72 + 7690
+    gl = extract_layers(proto)
+    assert gl.precision == "w8a8"
+    assert [la.cls for la in gl.layers if la.op == "Relu"] == ["fused"]
+    # w8a8: weights 7876 B, input 256 B read by the conv, output 10 B; nothing spills in 8 MiB
+    d = dram_bytes(gl)
+    assert (d["weights"], d["graph_io"], d["activations"]) == (7876, 266, 0)
+    # VTCM of 64 B (half = 32 B): conv output 384 B written + read by the deconv, deconv output
+    # 768 B written + read by the Gemm (Flatten is an alias)
+    assert dram_bytes(gl, vtcm=64)["activations"] == 2 * 384 + 2 * 768
+    # float on the HTP runs fp16: 2 bytes per weight and activation
+    assert dram_bytes(gl, "float")["weights"] == 2 * 7876
+
+
+@pytest.fixture(scope="module")
+def resnet18_onnx(tmp_path_factory) -> Path:
+    import torch
+    import torchvision
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("tv") / "resnet18.onnx"
+    model = torchvision.models.resnet18(weights=None).eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), opset_version=17, dynamo=False,
+                      do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+    return path
+
+
+def test_cli_on_torchvision_resnet18(resnet18_onnx, tmp_path):
+    out = tmp_path / "rep"
+    res = _cli(str(resnet18_onnx), "--device", "all", "-o", str(out), "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    g = rep["graphs"]["resnet18"]
+    # torchvision's own figures: 1.814 GMAC (FlopCounter / 2) and 11,689,512 parameters
+    assert g["macs"] == 1_814_073_344
+    assert g["params"] == 11_689_512
+    assert f"{g['params_M']:.2f}" == "11.69"
+    assert rep["htp_check"]["resnet18"]["ok"]
+    for dev in ("8gen2", "8gen3"):
+        assert rep["npu"]["devices"][dev]["graphs"]["resnet18"]["ms"] > 0
+    assert "ESTIMATE" in res.stdout and "leave-one-out" in res.stdout
+    md = (out / "profile.md").read_text()
+    assert "ESTIMATE" in md and "/conv1/Conv" in md
+    assert (out / "macs_per_layer.png").stat().st_size > 0
+
+
+FACTORY = '''
+import torch
+from torch import nn
+
+
+def make():
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 1),
+                        nn.Upsample(scale_factor=2, mode="bilinear"))
+    return net, (torch.zeros(1, 3, 32, 48),)
+'''
+
+
+def test_cli_on_module_factory(tmp_path):
+    (tmp_path / "userpkg").mkdir()
+    (tmp_path / "userpkg" / "__init__.py").write_text("")
+    (tmp_path / "userpkg" / "nets.py").write_text(FACTORY)
+    res = subprocess.run([sys.executable, "-m", "mobilecodec", "profile", "--module", "userpkg.nets:make",
+                          "--size", "64x96", "--json", "-"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600, env={"PYTHONPATH": f"{ROOT}:{tmp_path}", "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout[res.stdout.index("{\n"):])
+    g = rep["graphs"]["make"]
+    macs = 32 * 48 * 16 * 3 * 9 + 32 * 48 * 4 * 16  # 663552 + 98304
+    assert g["macs"] == macs and g["pytorch"]["macs"] == macs
+    assert g["params"] == (16 * 27 + 16) + (4 * 16 + 4)
+    assert g["kmacs_per_px"] == pytest.approx(macs / (64 * 96) / 1e3)
+    assert g["resampling"]["Resize"] == 4 * 64 * 96
+
+
+def test_cli_state_names_and_bad_state(tmp_path):
+    # a recurrent cell with state names of its own: h_prev (input) -> h_next (output)
+    w = numpy_helper.from_array(np.ones((8, 11, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Concat", ["x", "h_prev"], ["xh"], axis=1),
+             helper.make_node("Conv", ["xh", "w"], ["h_next"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "cell", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16]),
+                                          helper.make_tensor_value_info("h_prev", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [1, 8, 16, 16])], [w])
+    path = tmp_path / "cell.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--fps", "25", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    b = json.loads(res.stdout[res.stdout.index("{\n"):])["buffer"]
+    # one state of 8 x 16 x 16 float32: 2048 elements = 2 full-res maps of a 32x32 frame, 8192 bytes,
+    # written and read once per frame at 25 fps
+    assert len(b["entries"]) == 1
+    assert b["full_res_maps"] == pytest.approx(2.0)
+    assert b["bytes_per_frame"] == 8192
+    assert b["bandwidth_mb_s"] == pytest.approx(2 * 8192 * 25 / 1e6)
+    bad = _cli(str(path), "--state", "nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
