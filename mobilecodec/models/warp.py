@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mobilecodec.errors import InputError
+from mobilecodec.models import warp_cells
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -165,12 +166,25 @@ def block_warp(x: torch.Tensor, flow: torch.Tensor, block: int, overlap: int = 0
     extra pixels on every side and blended with its neighbours using the separable window of
     :func:`overlap_weights` (so a pixel mixes at most 4 vectors); at frame borders the missing
     neighbour is the block itself (flow padded by replication), so weights still sum to one.
+    Without autograd, layouts with overlap 0 or block/2 take the per-cell path of
+    :mod:`mobilecodec.models.warp_cells` (bit-identical, several times faster).
     """
     import torch
-    import torch.nn.functional as F
 
     _check_block_overlap(block, overlap)
     _check_x_flow(x, flow, block)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or flow.requires_grad)
+    if not needs_grad and warp_cells.supported(block, overlap):
+        return warp_cells.block_warp_cells(x, flow, block, overlap, _axis_tables)
+    return _block_warp_reference(x, flow, block, overlap)
+
+
+def _block_warp_reference(x: torch.Tensor, flow: torch.Tensor, block: int, overlap: int) -> torch.Tensor:
+    """The per-pixel definition of :func:`block_warp` (differentiable; the training path and the
+    reference the fast per-cell inference path in :mod:`warp_cells` reproduces bit for bit)."""
+    import torch
+    import torch.nn.functional as F
+
     n, c, h, w = x.shape
     flat = F.pad(x, (0, 1, 0, 1), mode="replicate").reshape(n, c, (h + 1) * (w + 1))
     padded = F.pad(flow.to(x.dtype), (1, 1, 1, 1), mode="replicate").reshape(n, 2, -1)

@@ -1,0 +1,122 @@
+"""The per-cell inference warp (models.warp_cells) is bit-identical to the per-pixel reference
+(warp._block_warp_reference) on real decoded frames and flows and on adversarial flows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mobilecodec.io import open_video, pad_frame
+from mobilecodec.models.warp import WarpConfig, _block_warp_reference, block_warp, warp_frame
+from mobilecodec.models.yuv import frame_to_tensor, pack_yuv, unpack_yuv
+
+
+def _reference_warp_frame(ref, flow, cfg):
+    y, uv = unpack_yuv(ref)
+    o = cfg.effective_overlap
+    return pack_yuv(_block_warp_reference(y, flow, cfg.block_size, o),
+                    _block_warp_reference(uv, flow * 0.5, cfg.block_size // 2, o // 2))
+
+
+@pytest.fixture(scope="module")
+def decoded(carphone):
+    """(stored frame, decoded flow) pairs of carphone P-frames through the shipped checkpoint."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.engine import HyperpriorCoder, RateStats
+    from mobilecodec.entropy.coder import RangeEncoder
+
+    model, _ = load_checkpoint("tiny_b0.0064")
+    model.eval()
+    with open_video(carphone, max_frames=4) as r:
+        xs = [frame_to_tensor(pad_frame(f)) for f in r]
+    enc, stats = RangeEncoder(), RateStats()
+    pairs = []
+    with torch.no_grad():
+        y = model.i_analysis(xs[0])
+        x_hat, feat = model.i_synthesis(HyperpriorCoder(model, "i").encode(y, enc, stats))
+        buf = model.initial_buffer(x_hat, feat)
+        for x in xs[1:]:
+            flow_pred = model.motion_predictor(model.motion_state(buf))
+            m = model.m_analysis(x, model.motion_reference(buf), flow_pred)
+            flow, motion_feat = model.m_synthesis(HyperpriorCoder(model, "m").encode(m, enc, stats),
+                                                  flow_pred)
+            pairs.append((buf["frame"], flow))
+            warped = model.warp(buf, flow)
+            pred, cond = model.predict(warped), model.condition(warped)
+            r_hat = HyperpriorCoder(model, "r").encode(model.r_analysis(x, pred, *cond), enc, stats)
+            x_hat, res_feat = model.r_synthesis(r_hat, pred, *cond)
+            buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+    return model.cfg.warp, pairs
+
+
+def test_real_frames_and_flows_bit_identical(decoded):
+    cfg, pairs = decoded
+    for frame, flow in pairs:
+        assert torch.equal(frame, torch.round(frame * 255) / 255)  # the stored uint8 levels
+        assert flow.abs().max() > 0.1  # real motion, fractional
+        fast = warp_frame(frame, flow, cfg)
+        ref = _reference_warp_frame(frame, flow, cfg)
+        assert torch.equal(fast, ref)
+        for mode, o in (("block", 0), ("block_overlap", 4)):
+            c2 = WarpConfig(mode, 8, o if mode == "block_overlap" else 4)
+            assert torch.equal(warp_frame(frame, flow, c2), _reference_warp_frame(frame, flow, c2))
+
+
+def _adversarial_flows(hb, wb, gen):
+    h8, w8 = 8 * hb, 8 * wb
+    base = torch.randn(1, 2, hb, wb, generator=gen)
+    flows = {
+        "large": base * 500,
+        "negative": -torch.rand(1, 2, hb, wb, generator=gen) * 30,
+        "half": torch.round(base * 6) + 0.5,
+        "minus_half": torch.round(base * 6) - 0.5,
+        "outside": torch.stack([torch.full((hb, wb), float(2 * w8)), torch.full((hb, wb), float(-2 * h8))])[None],
+        "tiny": base * 1e-7,
+        "below_zero": torch.full((1, 2, hb, wb), -1e-9),
+        "many_fraction_bits": base * 3.3 + 1e-5,
+        "integer": torch.round(base * 10),
+        "sixteenths": torch.round(base * 160) / 16,
+        "mixed": torch.where(torch.rand(1, 2, hb, wb, generator=gen) < 0.5, base * 1e3, base * 1e-3),
+    }
+    return flows
+
+
+@pytest.mark.parametrize("block,overlap", [(8, 4), (4, 2), (8, 0), (4, 0), (2, 1)])
+def test_adversarial_flows_bit_identical(block, overlap):
+    gen = torch.Generator().manual_seed(block * 10 + overlap)
+    hb, wb = 5, 7
+    h, w = hb * block, wb * block
+    x = torch.round(torch.rand(2, 3, h, w, generator=gen) * 255) / 255
+    for name, flow in _adversarial_flows(hb, wb, gen).items():
+        flow = flow.expand(2, 2, hb, wb).clone()
+        flow[1] = flow[1].flip(-1) * 0.7  # a different flow for the second batch item
+        fast = block_warp(x, flow, block, overlap)
+        ref = _block_warp_reference(x, flow, block, overlap)
+        assert torch.equal(fast, ref), name
+
+
+def test_float64_features_and_stored_frame_levels_bit_identical():
+    gen = torch.Generator().manual_seed(0)
+    feat = torch.randn(1, 5, 32, 48, generator=gen, dtype=torch.float64)
+    flow = torch.randn(1, 2, 8, 12, generator=gen) * 4
+    assert torch.equal(block_warp(feat, flow, 4, 2), _block_warp_reference(feat, flow, 4, 2))
+    # the warped stored frame rounds to the same uint8 levels (trivially, it is bit-identical)
+    frame = torch.round(torch.rand(1, 6, 32, 48, generator=gen) * 255) / 255
+    cfg = WarpConfig()
+    a = (warp_frame(frame, flow, cfg) * 255).round().to(torch.uint8)
+    b = (_reference_warp_frame(frame, flow, cfg) * 255).round().to(torch.uint8)
+    assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_autograd_path_keeps_gradients():
+    """With gradients required the differentiable reference runs: the flow gets a gradient."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 1, 16, 16, generator=gen)
+    flow = (torch.randn(1, 2, 2, 2, generator=gen) * 2).requires_grad_()
+    out = block_warp(x, flow, 8, 4)
+    assert out.requires_grad
+    out.sum().backward()
+    assert flow.grad is not None and torch.isfinite(flow.grad).all() and flow.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(block_warp(x, flow, 8, 4), out.detach())
