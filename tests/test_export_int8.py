@@ -178,8 +178,9 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
                  "--intra-period", "3", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
     enc = _json.loads((tmp_path / "e.json").read_text())
     assert enc["frames"] == 3 and "QNN" in enc["backend"]
+    # another backend: hashes may differ (not bit-exact across backends), so --allow-drift
     assert main(["decode", str(s_htp), "--package", str(package), "--ep", "cpu", "-o", str(tmp_path / "d.y4m"),
-                 "--no-progress", "--json", str(tmp_path / "d.json")]) == 0
+                 "--allow-drift", "--no-progress", "--json", str(tmp_path / "d.json")]) == 0
     dec = _json.loads((tmp_path / "d.json").read_text())
     assert dec["frames"] == 3 and "CPU" in dec["backend"]
     assert (tmp_path / "d.y4m").stat().st_size > 3 * 176 * 144 * 3 // 2
@@ -187,5 +188,5 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
     assert main(["encode", str(carphone), "-o", str(s_cpu), "--package", str(package), "--frames", "2",
                  "--intra-period", "2", "--no-progress"]) == 0
     assert main(["decode", str(s_cpu), "--package", str(bins), "--ep", "qnn", "-o", str(tmp_path / "q.y4m"),
-                 "--no-progress"]) == 0
+                 "--allow-drift", "--no-progress"]) == 0
     assert (tmp_path / "q.y4m").is_file()

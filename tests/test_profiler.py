@@ -14,11 +14,30 @@ PY = [sys.executable, "-m", "mobilecodec"]
 
 
 def test_runtime_exposes_counters_lazily():
-    import runtime
-    from runtime.complexity import count_module
-    from runtime.onnx_complexity import count_onnx
-
-    assert runtime.count_module is count_module and runtime.count_onnx is count_onnx
+    """In a fresh interpreter: `import runtime` loads neither counter module nor torch / onnx /
+    onnxruntime; each counter's module is imported on first access to it, and only then."""
+    code = """
+import sys
+HEAVY = ("torch", "onnx", "onnxruntime", "runtime.complexity", "runtime.onnx_complexity")
+import runtime
+print(sorted(m for m in HEAVY if m in sys.modules))
+f = runtime.count_module
+print(sorted(m for m in HEAVY[3:] if m in sys.modules), f is sys.modules["runtime.complexity"].count_module)
+g = runtime.count_onnx
+print(sorted(m for m in HEAVY[3:] if m in sys.modules), g is sys.modules["runtime.onnx_complexity"].count_onnx)
+try:
+    runtime.nope
+except AttributeError as exc:
+    print("AttributeError", "nope" in str(exc))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "[]",
+        "['runtime.complexity'] True",
+        "['runtime.complexity', 'runtime.onnx_complexity'] True",
+        "AttributeError True",
+    ]
 
 
 @pytest.mark.parametrize("config", ["tiny", "mobilenvc"])

@@ -118,6 +118,28 @@ def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str 
             f"but the checkpoint{where} is '{model.cfg.name}' weights {model.weights_hash().hex()[:16]}")
 
 
+def check_stream_structure(reader: StreamReader) -> None:
+    """Parse every record and check what this codec's encoder always writes (the container alone
+    allows more): no flags (none is defined yet), at least one frame, and frame types following
+    the header's intra period (I-frames exactly at multiples of it; 0 = no fixed period, then only
+    the first frame must be an I-frame). A header or record edited with a recomputed CRC is refused
+    here, before any decoding."""
+    hdr = reader.header
+    if hdr.flags:
+        raise BitstreamError(f"header has flags 0x{hdr.flags:x}, but this decoder knows no flags "
+                             "(corrupt stream, or made by a newer encoder)")
+    if hdr.frame_count == 0:
+        raise BitstreamError("stream holds no frames")
+    for i, rec in enumerate(reader):
+        if hdr.intra_period:
+            want = FrameType.I if i % hdr.intra_period == 0 else FrameType.P
+        else:
+            want = FrameType.I if i == 0 else rec.frame_type
+        if rec.frame_type != want:
+            raise BitstreamError(f"frame {i} is corrupt: it is coded as {rec.frame_type.name}, but the header's "
+                                 f"intra period {hdr.intra_period} makes it {want.name}")
+
+
 def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | None, *, progress: bool = True,
                  verify: bool = True, checkpoint: str | None = None, engine=None, on_frame=None) -> dict:
     """Decode a .mnvc stream to .y4m/.yuv (or only verify when output is None); checks each
@@ -129,8 +151,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
     frames_info = []
     with StreamReader(stream) as reader:  # validate the whole container (lengths, CRCs) before any work
         check_stream_model(reader.header, model, checkpoint)
-        for _ in reader:
-            pass
+        check_stream_structure(reader)
     with StreamReader(stream) as reader:
         hdr = reader.header
         pw, ph = padded_size(hdr.width, hdr.height)
