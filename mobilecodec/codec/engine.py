@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,15 +22,37 @@ from mobilecodec.models.codec import VideoCodec
 
 @dataclass
 class RateStats:
-    """Estimated information content of one frame's symbols (bits)."""
+    """Estimated information content of one frame's symbols (bits).
+
+    `table_bits` (exact, from the integer CDF tables the coder uses) is always computed;
+    `model_bits` (the continuous Gaussian likelihoods through erfc, a diagnostic of the table
+    quantization) costs a pass over every latent, so it is computed only when first read.
+    """
 
     table_bits: float = 0.0  # from the integer CDF tables actually used by the coder
-    model_bits: float = 0.0  # from the continuous likelihoods (Gaussian with the table scale)
     per_part: dict[str, float] = field(default_factory=dict)
+    _model_bits: float = field(default=0.0, repr=False)
+    _pending: list[Callable[[], float]] = field(default_factory=list, repr=False)
+
+    @property
+    def model_bits(self) -> float:
+        """Bits under the continuous likelihoods (Gaussian with the table scale), on demand."""
+        while self._pending:
+            self._model_bits += self._pending.pop(0)()
+        return self._model_bits
+
+    def add_model_bits(self, bits: float | Callable[[], float]) -> None:
+        """Add known bits, or a function computing them when `model_bits` is read."""
+        if callable(bits):
+            self._pending.append(bits)
+        else:
+            self._model_bits += bits
 
 
 class HyperpriorCoder:
-    """The entropy side of one autoencoder (I-frame, motion or residual)."""
+    """The entropy side of one autoencoder (I-frame, motion or residual). Cheap to create per
+    frame: the entropy tables are validated and their constriction models built once per model
+    (`CodingTables`, cached on the entropy modules), the integer hyper-synthesis once per model."""
 
     def __init__(self, model: VideoCodec, prefix: str) -> None:
         self.prefix = prefix
@@ -58,7 +81,8 @@ class HyperpriorCoder:
         self.gaussian.encode(enc, sym.ravel(), idx.ravel())
         zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
         stats.table_bits += zb + yb
-        stats.model_bits += zb + self._model_bits(sym, idx)
+        stats.add_model_bits(zb)
+        stats.add_model_bits(lambda: self._model_bits(sym, idx))  # only if someone reads it
         stats.per_part[f"{self.prefix}_z"] = zb
         stats.per_part[f"{self.prefix}_y"] = yb
         return self._y_hat(sym, mean)

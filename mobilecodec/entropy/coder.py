@@ -9,6 +9,10 @@ constriction's requantization to its 24-bit fixed point is deterministic integer
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
 import numpy as np
 
 from mobilecodec.errors import BitstreamError
@@ -79,6 +83,44 @@ def categorical_model(pmf_int: np.ndarray, precision: int = 16):
     return _constriction().stream.model.Categorical(probs, perfect=False)
 
 
+@dataclass
+class CodingTables:
+    """Validated integer tables of one entropy model, and its constriction models built once.
+
+    `pmfs[i]` / `offsets[i]`: integer pmf and lowest symbol of table i; `cdfs`, `lengths`: the
+    int64 CDF rows (padded) and their lengths, for exact bit counts; `model(i)` is the constriction
+    Categorical of table i, built on first use and then reused by every coder call.
+    """
+
+    pmfs: list[np.ndarray]
+    offsets: np.ndarray
+    cdfs: np.ndarray
+    lengths: np.ndarray
+    precision: int
+    _models: dict[int, Any] = field(default_factory=dict)
+
+    def model(self, i: int):
+        m = self._models.get(i)
+        if m is None:
+            m = self._models[i] = categorical_model(self.pmfs[i], self.precision)
+        return m
+
+
+_TABLES: "weakref.WeakKeyDictionary[Any, tuple[tuple, CodingTables]]" = weakref.WeakKeyDictionary()
+
+
+def cached_tables(owner: Any, buffers: tuple, build: Callable[[], CodingTables]) -> CodingTables:
+    """`build()` once per state of `owner`'s table tensors: rebuilt only when one of `buffers`
+    (torch tensors) is replaced or modified in place (data pointer, version counter, shape)."""
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in buffers)
+    hit = _TABLES.get(owner)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    tables = build()
+    _TABLES[owner] = (key, tables)
+    return tables
+
+
 class RangeEncoder:
     """Appends groups of symbols, each group coded with one integer pmf; `get_bytes()` gives the stream."""
 
@@ -86,15 +128,18 @@ class RangeEncoder:
         self._enc = _constriction().stream.queue.RangeEncoder()
         self.num_symbols = 0
 
-    def encode(self, symbols: np.ndarray, pmf_int: np.ndarray, precision: int = 16) -> None:
-        """Code every entry of `symbols` (ints in [0, len(pmf_int))) with the same pmf, in order."""
+    def encode(self, symbols: np.ndarray, pmf_int: np.ndarray, precision: int = 16,
+               model: Any = None) -> None:
+        """Code every entry of `symbols` (ints in [0, len(pmf_int))) with the same pmf, in order;
+        `model`: the pmf's prebuilt constriction model (`CodingTables.model`), else built here."""
         s = np.asarray(symbols).reshape(-1)
         if s.size == 0:
             return
         n = len(pmf_int)
         if s.min() < 0 or s.max() >= n:
             raise ValueError(f"symbols must lie in [0, {n}), got range [{s.min()}, {s.max()}]")
-        self._enc.encode(s.astype(np.int32), categorical_model(pmf_int, precision))
+        self._enc.encode(s.astype(np.int32),
+                         model if model is not None else categorical_model(pmf_int, precision))
         self.num_symbols += s.size
 
     def get_bytes(self) -> bytes:
@@ -124,14 +169,17 @@ class RangeDecoder:
             raise BitstreamError(f"entropy-coded payload is corrupt: {exc}") from exc
         self.num_symbols = 0
 
-    def decode(self, count: int, pmf_int: np.ndarray, precision: int = 16) -> np.ndarray:
-        """Decode `count` symbols, all with the same pmf; returns int32 values in [0, len(pmf_int))."""
+    def decode(self, count: int, pmf_int: np.ndarray, precision: int = 16,
+               model: Any = None) -> np.ndarray:
+        """Decode `count` symbols, all with the same pmf; returns int32 values in [0, len(pmf_int)).
+        `model`: the pmf's prebuilt constriction model, else built here."""
         count = int(count)
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
         if count == 0:
             return np.zeros(0, dtype=np.int32)
-        model = categorical_model(pmf_int, precision)
+        if model is None:
+            model = categorical_model(pmf_int, precision)
         try:
             out = self._dec.decode(model, count)
         except Exception as exc:

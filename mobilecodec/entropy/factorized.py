@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
+from mobilecodec.entropy.coder import (CodingTables, RangeDecoder, RangeEncoder, cached_tables,
+                                       pmf_to_cdf, quantize_pmf)
 from mobilecodec.entropy.gaussian import lower_bound
 from mobilecodec.errors import CheckpointError
 
@@ -146,8 +147,16 @@ class FactorizedPrior(nn.Module):
 
     def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
         """(integer pmf per channel, lowest symbol per channel); RuntimeError before update()."""
+        t = self.coding_tables()
+        return t.pmfs, t.offsets
+
+    def coding_tables(self) -> CodingTables:
+        """Validated tables and constriction models, built once per state of the buffers."""
         if self.cdfs.numel() == 0:
             raise RuntimeError("FactorizedPrior has no CDF tables: call update() before coding")
+        return cached_tables(self, (self.cdfs, self.cdf_lengths, self.offsets), self._build_coding)
+
+    def _build_coding(self) -> CodingTables:
         cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
         lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
         offsets = self.offsets.detach().cpu().numpy().astype(np.int64)
@@ -163,7 +172,7 @@ class FactorizedPrior(nn.Module):
             if x[0] != 0 or x[-1] != total or np.any(np.diff(x) < 1):
                 raise CheckpointError(f"factorized-prior table {c} is not a valid CDF")
             pmfs.append(np.diff(x))
-        return pmfs, offsets
+        return CodingTables(pmfs, offsets, cdfs, lengths, self.precision)
 
     # --- coding -----------------------------------------------------------------------------
 
@@ -177,8 +186,8 @@ class FactorizedPrior(nn.Module):
 
     def clamp_symbols(self, z_int: np.ndarray) -> np.ndarray:
         """Clip each channel's symbols to its table's support (same shape, int32)."""
-        _, offsets = self.tables()
-        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
+        t = self.coding_tables()
+        offsets, lengths = t.offsets, t.lengths
         z = np.asarray(z_int)
         z4 = self._as_nchw(z)
         low = offsets.reshape(1, -1, 1, 1)
@@ -187,25 +196,27 @@ class FactorizedPrior(nn.Module):
 
     def encode(self, enc: RangeEncoder, z_int: np.ndarray) -> None:
         """Code integer hyper-latents channel by channel (one coder call per channel)."""
-        pmfs, offsets = self.tables()
+        t = self.coding_tables()
+        pmfs, offsets = t.pmfs, t.offsets
         z = self._as_nchw(z_int).astype(np.int64)
         for c in range(self.channels):
             seg = z[:, c].reshape(-1) - offsets[c]
             if seg.size and (seg.min() < 0 or seg.max() >= len(pmfs[c])):
                 raise ValueError(f"hyper-latent outside the support of channel {c}; call clamp_symbols first")
-            enc.encode(seg, pmfs[c], self.precision)
+            enc.encode(seg, pmfs[c], self.precision, model=t.model(c))
 
     def decode(self, dec: RangeDecoder, shape: Sequence[int]) -> np.ndarray:
         """Decode hyper-latents of `shape` ((C, H, W) or (N, C, H, W)) as int32, in encode order."""
         shape = tuple(int(s) for s in shape)
         if len(shape) not in (3, 4) or shape[-3] != self.channels or min(shape) < 0:
             raise ValueError(f"expected (C, H, W) or (N, C, H, W) with C={self.channels}, got {shape}")
-        pmfs, offsets = self.tables()
+        t = self.coding_tables()
         n = 1 if len(shape) == 3 else shape[0]
         h, w = shape[-2:]
         out = np.empty((n, self.channels, h, w), dtype=np.int32)
         for c in range(self.channels):
-            out[:, c] = (dec.decode(n * h * w, pmfs[c], self.precision) + offsets[c]).reshape(n, h, w)
+            out[:, c] = (dec.decode(n * h * w, t.pmfs[c], self.precision, model=t.model(c))
+                         + t.offsets[c]).reshape(n, h, w)
         return out.reshape(shape)
 
     def bits(self, z_int: np.ndarray) -> float:

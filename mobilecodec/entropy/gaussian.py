@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
+from mobilecodec.entropy.coder import (CodingTables, RangeDecoder, RangeEncoder, cached_tables,
+                                       pmf_to_cdf, quantize_pmf)
 from mobilecodec.entropy.scale_table import ScaleTable
 from mobilecodec.errors import BitstreamError, CheckpointError
 
@@ -112,6 +113,14 @@ class GaussianConditional(nn.Module):
 
     def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
         """(integer pmf per index, offset per index) after checking the buffers are valid tables."""
+        t = self.coding_tables()
+        return t.pmfs, t.offsets
+
+    def coding_tables(self) -> CodingTables:
+        """Validated tables and constriction models, built once per state of the buffers."""
+        return cached_tables(self, (self.cdfs, self.cdf_lengths, self.offsets), self._build_coding)
+
+    def _build_coding(self) -> CodingTables:
         cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
         lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
         offsets = self.offsets.detach().cpu().numpy().astype(np.int64)
@@ -126,7 +135,7 @@ class GaussianConditional(nn.Module):
             if c[0] != 0 or c[-1] != total or np.any(np.diff(c) < 1):
                 raise CheckpointError(f"Gaussian CDF table {i} is not a valid {self.precision}-bit CDF")
             pmfs.append(np.diff(c))
-        return pmfs, offsets
+        return CodingTables(pmfs, offsets, cdfs, lengths, self.precision)
 
     @property
     def num_levels(self) -> int:
@@ -171,11 +180,10 @@ class GaussianConditional(nn.Module):
 
     def support(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lowest, highest) codable symbol for each index."""
-        _, offsets = self.tables()
+        t = self.coding_tables()
         idx = self._check_indices(indices, ValueError)
-        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
-        low = offsets[idx]
-        return low, low + lengths[idx] - 2
+        low = t.offsets[idx]
+        return low, low + t.lengths[idx] - 2
 
     def clamp_symbols(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Clip each symbol to its index's support (same shape as `symbols`, int32)."""
@@ -188,14 +196,19 @@ class GaussianConditional(nn.Module):
     @staticmethod
     def _groups(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stable order grouping equal indices (ascending), the distinct indices and group bounds."""
-        order = np.argsort(idx, kind="stable")
-        uniq, counts = np.unique(idx[order], return_counts=True)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
+        # indices are validated to [0, num_levels): a 16-bit key makes numpy's stable sort a
+        # radix sort (same unique stable order), bincount replaces a second sort in np.unique
+        key = idx.astype(np.int16) if idx.size and idx.max() < 2**15 else idx
+        order = np.argsort(key, kind="stable")
+        counts = np.bincount(idx, minlength=1) if idx.size else np.zeros(0, dtype=np.int64)
+        uniq = np.flatnonzero(counts)
+        bounds = np.concatenate([[0], np.cumsum(counts[uniq])])
         return order, uniq, bounds
 
     def encode(self, enc: RangeEncoder, symbols: np.ndarray, indices: np.ndarray) -> None:
         """Code `symbols` (ints inside each index's support) grouped by index: one coder call per index."""
-        pmfs, offsets = self.tables()
+        t = self.coding_tables()
+        pmfs, offsets = t.pmfs, t.offsets
         idx = self._check_indices(indices, ValueError)
         sym = np.asarray(symbols).reshape(-1).astype(np.int64)
         if sym.size != idx.size:
@@ -205,29 +218,29 @@ class GaussianConditional(nn.Module):
             seg = sym[order[bounds[j]:bounds[j + 1]]] - offsets[i]
             if seg.min() < 0 or seg.max() >= len(pmfs[i]):
                 raise ValueError(f"symbol outside the support of scale index {i}; call clamp_symbols first")
-            enc.encode(seg, pmfs[i], self.precision)
+            enc.encode(seg, pmfs[i], self.precision, model=t.model(int(i)))
 
     def decode(self, dec: RangeDecoder, indices: np.ndarray) -> np.ndarray:
         """Decode one symbol per entry of `indices` (flattened), in the order `encode` wrote them."""
-        pmfs, offsets = self.tables()
+        t = self.coding_tables()
         idx = self._check_indices(indices, BitstreamError)
         out = np.empty(idx.size, dtype=np.int32)
         order, uniq, bounds = self._groups(idx)
         for j, i in enumerate(uniq):
             lo, hi = bounds[j], bounds[j + 1]
-            out[order[lo:hi]] = dec.decode(hi - lo, pmfs[i], self.precision) + offsets[i]
+            out[order[lo:hi]] = dec.decode(hi - lo, t.pmfs[i], self.precision,
+                                           model=t.model(int(i))) + t.offsets[i]
         return out
 
     def bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
         """Exact information content -sum log2(pmf_int / 2**precision) of `symbols` under the tables."""
-        pmfs, offsets = self.tables()
+        t = self.coding_tables()
         idx = self._check_indices(indices, ValueError)
         sym = np.asarray(symbols).reshape(-1).astype(np.int64)
         if sym.size != idx.size:
             raise ValueError(f"{sym.size} symbols but {idx.size} indices")
-        cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
-        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
-        pos = sym - offsets[idx]
+        cdfs, lengths = t.cdfs, t.lengths
+        pos = sym - t.offsets[idx]
         if np.any(pos < 0) or np.any(pos > lengths[idx] - 2):
             raise ValueError("symbol outside the support of its scale index; call clamp_symbols first")
         p = cdfs[idx, pos + 1] - cdfs[idx, pos]

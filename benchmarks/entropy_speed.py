@@ -1,0 +1,146 @@
+"""Entropy coding speed on a real 1080p latent tensor (carphone upscaled to 1088x1920 through the
+shipped tiny_b0.0064 checkpoint): symbols/s of the codec's Gaussian-conditional
+coder (tables and constriction models cached) against constriction's own throughput on the very
+same symbols and models, and against the previous per-call path (tables re-validated and
+constriction models rebuilt for every coder call). One thread; medians over --runs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from _common import emit, parser
+
+
+def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088, 1920)):
+    """(model, y, z_int, means, idx): the I-frame latent of carphone's first frame, upscaled to
+    `size` (padded HxW), through a shipped (trained) checkpoint."""
+    import torch
+    import torch.nn.functional as F
+
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.engine import HyperpriorCoder
+    from mobilecodec.io import open_video, pad_frame, sample_clip
+    from mobilecodec.models.yuv import frame_to_tensor
+
+    model, _ = load_checkpoint(checkpoint)
+    model.eval()
+    with open_video(sample_clip("carphone"), max_frames=1) as r:
+        x = frame_to_tensor(pad_frame(next(iter(r))))
+    x = F.interpolate(x, size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        y = model.i_analysis(x)
+        z = model.i_hyper_analysis(y)
+    coder = HyperpriorCoder(model, "i")
+    z_int = coder.prior.clamp_symbols(np.rint(z.numpy()).astype(np.int32))
+    means, idx = coder.params(z_int)
+    return model, y.numpy(), z_int, means, idx
+
+
+def _median(fn, runs: int) -> float:
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def old_gaussian_encode(g, enc, sym, idx) -> None:
+    """The previous `GaussianConditional.encode`: validate tables, build a model per call."""
+    t = g._build_coding()
+    order, uniq, bounds = g._groups(idx)
+    for j, i in enumerate(uniq):
+        seg = sym[order[bounds[j]:bounds[j + 1]]] - t.offsets[i]
+        enc.encode(seg, t.pmfs[i], g.precision)
+
+
+def old_gaussian_decode(g, dec, idx) -> np.ndarray:
+    t = g._build_coding()
+    out = np.empty(idx.size, dtype=np.int32)
+    order, uniq, bounds = g._groups(idx)
+    for j, i in enumerate(uniq):
+        lo, hi = bounds[j], bounds[j + 1]
+        out[order[lo:hi]] = dec.decode(hi - lo, t.pmfs[i], g.precision) + t.offsets[i]
+    return out
+
+
+def measure(runs: int = 8) -> dict:
+    import constriction
+    import torch
+
+    from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
+
+    torch.set_num_threads(1)
+    model, y, z_int, means, idx = real_latents()
+    g = model.gaussian
+    idx = idx.ravel().astype(np.int64)
+    sym = g.clamp_symbols(np.rint(y - means).astype(np.int32), idx.reshape(y.shape)).ravel()
+    n = sym.size
+    tables = g.coding_tables()
+    order, uniq, bounds = g._groups(idx)
+    groups = [(int(i), (sym[order[bounds[j]:bounds[j + 1]]] - tables.offsets[i]).astype(np.int32))
+              for j, i in enumerate(uniq)]
+    models = {i: tables.model(i) for i, _ in groups}
+
+    def ours_enc():
+        e = RangeEncoder()
+        g.encode(e, sym, idx)
+        return e.get_bytes()
+
+    def old_enc():
+        e = RangeEncoder()
+        old_gaussian_encode(g, e, sym, idx)
+        return e.get_bytes()
+
+    def own_enc():  # constriction alone: same symbols, same prebuilt models, same order
+        e = constriction.stream.queue.RangeEncoder()
+        for i, seg in groups:
+            e.encode(seg, models[i])
+        return e.get_compressed()
+
+    data = ours_enc()
+    assert data == old_enc() and own_enc().astype("<u4").tobytes() == data
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+    def ours_dec():
+        return g.decode(RangeDecoder(data), idx)
+
+    def old_dec():
+        return old_gaussian_decode(g, RangeDecoder(data), idx)
+
+    def own_dec():
+        d = constriction.stream.queue.RangeDecoder(words)
+        for i, seg in groups:
+            d.decode(models[i], seg.size)
+
+    assert np.array_equal(ours_dec(), sym)
+    t = {k: _median(f, runs) for k, f in [("encode", ours_enc), ("encode_old", old_enc),
+                                           ("encode_constriction", own_enc), ("decode", ours_dec),
+                                           ("decode_old", old_dec), ("decode_constriction", own_dec)]}
+    return {"symbols": int(n), "shape": list(y.shape), "distinct_tables": int(len(uniq)),
+            "bits_per_symbol": 8 * len(data) / n, "runs": runs,
+            "seconds": t, "symbols_per_s": {k: n / v for k, v in t.items()},
+            "ours_over_constriction": {"encode": t["encode_constriction"] / t["encode"],
+                                       "decode": t["decode_constriction"] / t["decode"]}}
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--runs", type=int, default=8)
+    args = p.parse_args()
+    r = measure(args.runs)
+    sps = r["symbols_per_s"]
+    print(f"latent {r['shape']} ({r['symbols']} symbols, {r['distinct_tables']} tables, "
+          f"{r['bits_per_symbol']:.3f} bits/symbol), medians of {r['runs']}:")
+    for op in ("encode", "decode"):
+        print(f"  {op}: ours {sps[op] / 1e6:.2f} Msym/s, constriction alone "
+              f"{sps[op + '_constriction'] / 1e6:.2f} Msym/s (ours reach "
+              f"{100 * r['ours_over_constriction'][op]:.0f}%), previous path {sps[op + '_old'] / 1e6:.2f} Msym/s")
+    emit(r, args.json)
+
+
+if __name__ == "__main__":
+    main()

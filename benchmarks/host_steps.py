@@ -1,0 +1,127 @@
+"""Host steps of a P-frame decode at 1080p (mobilenvc): integer hyper-synthesis, warp and entropy
+coding, previous implementation vs current one in the same process (ratios from one run), one
+thread, medians over --runs. Outputs are checked bit-identical before timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from _common import emit, parser
+
+
+def _median(fn, runs: int) -> float:
+    fn()  # warm (sessions, caches)
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--runs", type=int, default=8)
+    p.add_argument("--size", default="1088x1920", help="padded HxW (multiples of 64)")
+    args = p.parse_args()
+    import torch
+
+    from entropy_speed import old_gaussian_decode, real_latents
+    from mobilecodec.entropy import int_kernels
+    from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.models.warp import _block_warp_reference, warp_frame
+    from mobilecodec.models.yuv import pack_yuv, unpack_yuv
+
+    torch.set_num_threads(1)
+    int_kernels.set_num_threads(1)
+    h, w = (int(v) for v in args.size.split("x"))
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("mobilenvc")).eval()
+    model.update()
+    shapes = model.latent_shapes(h, w)
+    res: dict = {"config": "mobilenvc", "size": [h, w], "runs": args.runs, "threads": 1, "steps": {}}
+
+    # integer hyper-synthesis of a P-frame: motion and residual AEs, on real-range hyper-latents
+    rng = np.random.default_rng(0)
+    zs = {p: np.clip(np.rint(rng.laplace(0, 2.0, shapes[p][1])), -model.cfg.z_bound,
+                     model.cfg.z_bound).astype(np.int32) for p in ("m", "r")}
+
+    def hyper(fast: bool):
+        out = []
+        for p, z in zs.items():
+            ih = model.int_hyper(p)
+            ih.use_int_gemm = fast
+            out.append(ih(z))
+            ih.use_int_gemm = True
+        return out
+
+    for a, b in zip(hyper(True), hyper(False)):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    res["steps"]["integer hyper-synthesis"] = {"old_s": _median(lambda: hyper(False), args.runs),
+                                               "new_s": _median(lambda: hyper(True), args.runs)}
+
+    # warp of the stored frame (uint8 levels) with a fractional block flow
+    cfg = model.cfg.warp
+    g = torch.Generator().manual_seed(0)
+    frame = torch.round(torch.rand(1, 6, h // 2, w // 2, generator=g) * 255) / 255
+    flow = torch.randn(1, 2, h // cfg.block_size, w // cfg.block_size, generator=g) * 4
+
+    def warp_old():
+        y, uv = unpack_yuv(frame)
+        o = cfg.effective_overlap
+        return pack_yuv(_block_warp_reference(y, flow, cfg.block_size, o),
+                        _block_warp_reference(uv, flow * 0.5, cfg.block_size // 2, o // 2))
+
+    with torch.no_grad():
+        assert torch.equal(warp_old(), warp_frame(frame, flow, cfg))
+        res["steps"]["warp"] = {"old_s": _median(warp_old, args.runs),
+                                "new_s": _median(lambda: warp_frame(frame, flow, cfg), args.runs)}
+
+    # entropy decoding of a real 1080p latent (shipped tiny checkpoint), hyper-latent included
+    tm, y, z_int, means, idx = real_latents(size=(h, w))
+    gc, prior = tm.gaussian, tm.i_z_prior
+    sym = gc.clamp_symbols(np.rint(y - means).astype(np.int32), idx)
+    enc = RangeEncoder()
+    prior.encode(enc, z_int)
+    gc.encode(enc, sym.ravel(), idx.ravel())
+    data = enc.get_bytes()
+
+    def ent_new():
+        d = RangeDecoder(data)
+        prior.decode(d, z_int.shape)
+        return gc.decode(d, idx.ravel())
+
+    def ent_old():  # tables validated and constriction models rebuilt on every call
+        d = RangeDecoder(data)
+        t = prior._build_coding()
+        for c in range(prior.channels):
+            d.decode(z_int[:, c].size, t.pmfs[c], prior.precision)
+        return old_gaussian_decode(gc, d, idx.ravel())
+
+    assert np.array_equal(ent_new(), sym.ravel()) and np.array_equal(ent_old(), sym.ravel())
+    res["steps"]["entropy decoding"] = {"old_s": _median(ent_old, args.runs),
+                                        "new_s": _median(ent_new, args.runs),
+                                        "symbols": int(sym.size + z_int.size)}
+
+    # encoder side: the erfc estimate that used to run on every latent, now only when read
+    from mobilecodec.codec.engine import HyperpriorCoder
+    coder = HyperpriorCoder(tm, "i")
+    res["steps"]["encoder erfc estimate (now on demand)"] = {
+        "old_s": _median(lambda: coder._model_bits(sym, idx), args.runs), "new_s": 0.0}
+
+    print(f"host steps, mobilenvc {h}x{w} (entropy: tiny_b0.0064 latent), 1 thread, "
+          f"medians of {args.runs}:")
+    for k, v in res["steps"].items():
+        v["ratio_old_over_new"] = v["old_s"] / v["new_s"] if v["new_s"] else None
+        ratio = f"{v['ratio_old_over_new']:.1f}x" if v["new_s"] else "skipped"
+        print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms   after {1e3 * v['new_s']:8.1f} ms   {ratio}")
+    emit(res, args.json)
+
+
+if __name__ == "__main__":
+    main()
