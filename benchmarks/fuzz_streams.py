@@ -225,7 +225,7 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, str]:
                 (old,) = struct.unpack_from(fmt, d, at)
                 cands = [v for v in INTERESTING_U32 if v < 2 ** (8 * size)] + [old + 1, max(0, old - 1),
                                                                                 old * 2, old + 64]
-                v = rng.choice([c for c in cands if c < 2 ** (8 * size)])
+                v = rng.choice([c for c in cands if c < 2 ** (8 * size) and c != old])  # a real change
                 struct.pack_into(fmt, d, at, v)
         crc = rng.random() < 0.85
         if crc:
