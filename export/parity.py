@@ -283,3 +283,55 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
             "hash_matches_encoder": sum(a == b for a, b in zip(out[f"hashes_{coder}_encoder"],
                                                                [_frame_hash(f) for f in frames_dec]))}
     return out
+
+
+def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int = 32,
+                 intra_period: int = 32) -> dict[str, Any]:
+    """One stream, two decoders: the package's graphs on onnxruntime CPU encode `frames` frames;
+    the stream is decoded again by the same engine and by `model` in PyTorch (the float model, or
+    the aimet simulation of an int8 package). Exact by design: both decoders parse the same latents
+    and the onnxruntime decode reproduces its encoder's frame hashes. Not exact across backends
+    (float summation order differs between libraries and CPUs): the PyTorch decode drifts from
+    the onnxruntime one; per frame we report the PSNR-YUV between the two decodes (the drift curve)
+    and each decode's PSNR-YUV against the source."""
+    from mobilecodec.codec.engine import DecoderSource, run_iframe, run_pframe
+    from mobilecodec.metrics import psnr_yuv
+
+    runner = package_engine(package)
+    h, w = runner.manifest["padded_size"]
+    size = tuple(runner.manifest["original_size"])
+    xs = read_frames(video, frames, h, w)
+    src = [_frame(x, size) for x in xs]
+    enc = [_Recorder(_encoder_source(runner, x)) for x in xs]
+    enc_frames = [_frame(t, size) for t in _code_gop(runner.run_iframe, runner.run_pframe, enc, intra_period)]
+    payloads = [e.source.payload() for e in enc]
+    decoded = {}
+    for name, m, run_i, run_p in (("onnx", runner.model, runner.run_iframe, runner.run_pframe),
+                                  ("torch", model, lambda s: run_iframe(model, s),
+                                   lambda b, s: run_pframe(model, b, s))):
+        decs = [_Recorder(DecoderSource(m, p, h, w)) for p in payloads]
+        recs = _code_gop(run_i, run_p, decs, intra_period)
+        for d in decs:
+            d.source.finish()
+        parsed = all(len(a.latents) == len(b.latents) and all(np.array_equal(u, v) for u, v in zip(a.latents, b.latents))
+                     for a, b in zip(enc, decs))
+        decoded[name] = {"frames": [_frame(t, size) for t in recs], "parses_identically": parsed}
+    onnx_f, torch_f = decoded["onnx"]["frames"], decoded["torch"]["frames"]
+    per_frame = []
+    for i in range(len(xs)):
+        levels = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(onnx_f[i], torch_f[i]))
+        differ = sum(int((a != b).sum()) for a, b in zip(onnx_f[i], torch_f[i]))
+        per_frame.append({"index": i, "type": "I" if i % intra_period == 0 else "P",
+                          "drift_psnr_db": psnr_yuv(onnx_f[i], torch_f[i])["yuv"],
+                          "max_abs_levels": levels, "samples_differing": differ,
+                          "psnr_onnx": psnr_yuv(src[i], onnx_f[i])["yuv"],
+                          "psnr_torch": psnr_yuv(src[i], torch_f[i])["yuv"],
+                          "onnx_hash_matches_encoder": _frame_hash(onnx_f[i]) == _frame_hash(enc_frames[i])})
+    samples = sum(p.size for p in src[0])
+    return {"frames": len(xs), "intra_period": intra_period,
+            "parses_identically": all(d["parses_identically"] for d in decoded.values()),
+            "onnx_hashes_match": sum(f["onnx_hash_matches_encoder"] for f in per_frame),
+            "min_drift_psnr_db": min(f["drift_psnr_db"] for f in per_frame),
+            "max_psnr_diff_db": max(abs(f["psnr_onnx"] - f["psnr_torch"]) for f in per_frame),
+            "max_fraction_differing": max(f["samples_differing"] for f in per_frame) / samples,
+            "per_frame": per_frame}

@@ -207,6 +207,7 @@ class OnnxEngine:
             flow = torch.from_numpy(env["buffer_out.flow"] if "buffer_out.flow" in env else env["flow"])
             motion_feat = torch.from_numpy(env["buffer_out.motion_feat"]) if "buffer_out.motion_feat" in env \
                 else flow.new_zeros(1, 0, *flow.shape[2:])
+            flow, motion_feat = model.decoded_motion(flow, motion_feat)
         with torch.no_grad(), self.clock.step("host: warp"):
             warped = model.warp(buf, flow)
             env["warped"] = _np(warped)

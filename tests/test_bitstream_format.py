@@ -67,7 +67,7 @@ def test_round_trip_and_frame_count_patch(tmp_path):
 
 def test_layout_matches_hand_packed_bytes(tmp_path):
     data = write_stream(tmp_path / "b.mnvc", [b"xyz"])
-    hdr = (b"MNVC" + struct.pack("<H", 1) + struct.pack("<H", 4) + b"tiny" + WEIGHTS
+    hdr = (b"MNVC" + struct.pack("<H", 2) + struct.pack("<H", 4) + b"tiny" + WEIGHTS
            + struct.pack("<IIIIIHI", 352, 288, 30000, 1001, 1, 32, 5))
     hdr += struct.pack("<I", zlib.crc32(hdr))
     rec = bytes([0]) + struct.pack("<I", 3) + b"xyz" + bytes(16)

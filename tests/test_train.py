@@ -20,19 +20,19 @@ TRAIN_ARGS = ["--config", "tiny", "--crop", "64x64", "--gop", "2", "--batch-size
 
 
 def _train(run: Path, *extra: str) -> int:
-    return main(["train", "--stage", "1", "--beta", "0.0032", "--data", "carphone", "-o", str(run),
+    return main(["train", "--stage", "1", "--beta", "0.0032", "--data", "bikes", "--max-frames", "8", "-o", str(run),
                  *TRAIN_ARGS, *extra])
 
 
 def _eval_batch():
     from mobilecodec.train.data import TrainingData
 
-    return TrainingData(["carphone"], 2, (64, 64)).batch(np.random.default_rng(1234), 4)
+    return TrainingData(["bikes"], 2, (64, 64), max_frames=8).batch(np.random.default_rng(1234), 4)
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, carphone) -> Path:
-    """30 steps at a high learning rate on carphone (seeded)."""
+    """30 steps at a high learning rate on 8 frames of bikes (seeded)."""
     run = tmp_path_factory.mktemp("train") / "run"
     assert _train(run, "--steps", "30", "--lr", "1e-3", "--seed", "0", "--checkpoint-every", "20",
                   "--json", str(run.parent / "summary.json")) == 0
@@ -78,7 +78,7 @@ def test_video_sampling_is_cached_and_seeded(carphone):
     from mobilecodec.io import open_video
     from mobilecodec.train.data import TrainingData
 
-    data = TrainingData([str(carphone)], 3, (64, 128))
+    data = TrainingData([str(carphone)], 3, (64, 128), allow_held_out=True)  # a small real clip; opt-in
     assert list((cache_dir() / "train_clips").glob("carphone-*/y.u8"))
     y, uv = data.sample(np.random.default_rng(5))
     assert y.shape == (3, 64, 128) and uv.shape == (3, 2, 32, 64) and y.dtype == np.uint8
@@ -120,15 +120,15 @@ def test_septuplet_folder(tmp_path, carphone):
 def test_data_errors(carphone, tmp_path, capsys):
     from mobilecodec.train.data import TrainingData
 
-    with pytest.raises(InputError, match="120 frames, shorter than the GOP of 121"):
-        TrainingData(["carphone"], 121, (64, 64))
+    with pytest.raises(InputError, match="8 frames, shorter than the GOP of 9"):
+        TrainingData(["bikes"], 9, (64, 64), max_frames=8)
     with pytest.raises(InputError, match="smaller than the crop"):
-        TrainingData(["carphone"], 2, (192, 64))
+        TrainingData(["bikes"], 2, (320, 64), max_frames=8)
     with pytest.raises(InputError, match="no such training video"):
         TrainingData([str(tmp_path / "missing.y4m")], 2, (64, 64))
-    assert _train(tmp_path / "r1", "--steps", "1", "--crop", "192x192") == 2
+    assert _train(tmp_path / "r1", "--steps", "1", "--crop", "320x64") == 2
     assert "smaller than the crop" in capsys.readouterr().err
-    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "carphone", "-o", str(tmp_path / "r2"),
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "bikes", "-o", str(tmp_path / "r2"),
                  "--crop", "100x64", "--steps", "1"]) == 2
     assert "multiple of 64" in capsys.readouterr().err
     assert main(["train", "-o", str(tmp_path / "r3"), "--resume"]) == 2
@@ -222,8 +222,8 @@ def test_ddp_two_cpu_processes(tmp_path, carphone):
     run = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mobilecodec", "train", "--stage", "1", "--beta", "0.0032", "--data", "carphone",
-           "-o", str(run), "--steps", "3", "--lr", "1e-3", "--device", "cpu", *TRAIN_ARGS]
+           "-m", "mobilecodec", "train", "--stage", "1", "--beta", "0.0032", "--data", "bikes",
+           "--max-frames", "8", "-o", str(run), "--steps", "3", "--lr", "1e-3", "--device", "cpu", *TRAIN_ARGS]
     cmd[cmd.index("--batch-size") + 1] = "1"
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -29,7 +29,9 @@ from mobilecodec.errors import BitstreamError
 from mobilecodec.fsutil import atomic_path
 
 MAGIC = b"MNVC"
-FORMAT_VERSION = 1
+# Version 2: the decoding process stores the block flow on its int16 grid (1/256 px) before the
+# warp and the buffer (models.buffer.snap_to_storage); version-1 streams would decode to other frames.
+FORMAT_VERSION = 2
 HASH_BYTES = 16
 MAX_DIMENSION = 16384
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024

@@ -1,10 +1,12 @@
 """`mobilecodec train`: train a codec config at one beta, stage 1 or 2 of Table 5 (MobileNVC
-appendix), on video files and/or Vimeo-90K septuplet folders. Runs under
+appendix), on video files, Vimeo-90K septuplet folders and still images with synthetic motion; or
+run a whole resumable recipe (`--recipe NAME`, see `mobilecodec.train.recipe`). Runs under
 `torchrun --nproc_per_node N -m mobilecodec train ...` with DistributedDataParallel."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
 
@@ -13,7 +15,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
 _RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "lr", "tau", "flow_lambda",
-                 "clip", "seed", "init", "buffering", "warp", "max_frames")
+                 "clip", "seed", "init", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,10 +26,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=positive_float, default=None,
                    help="rate weight: loss = D + beta*R_I (I-frame), D + 2*beta*R_P (P-frames); D = MSE of "
                         "YUV in [0,1] (Y:U:V 6:1:1), R in bits per pixel; required unless --resume")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="run the whole training recipe NAME (tiny-cpu: I-frame, P-frame, rollout, one "
+                        "fine-tuning per beta; tiny-smoke: the same at 1/1000 of the steps) in RUN, "
+                        "continuing from its last checkpoint when started again")
+    p.add_argument("--minutes", type=positive_float, default=None,
+                   help="stop cleanly at a checkpoint after this many minutes (run again to continue)")
+    p.add_argument("--batch-scale", type=positive_int, default=1,
+                   help="--recipe: multiply every phase's batch size (e.g. 4 with --device cuda)")
+    p.add_argument("--until", default=None, metavar="PHASE", help="--recipe: stop after this phase")
     p.add_argument("--data", nargs="+", default=None, metavar="PATH",
-                   help="video files (.y4m/.yuv/.mp4/...; sample names carphone, bikes) and/or Vimeo-90K "
-                        "folders (sequences/xxxxx/yyyy/im1..7.png); each PATH is sampled equally often")
-    p.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, logs)")
+                   help="video files (.y4m/.yuv/.mp4/...; sample names bikes, bigbuckbunny), Vimeo-90K "
+                        "folders (sequences/xxxxx/yyyy/im1..7.png) and/or 'stills' (bundled still images "
+                        "with synthetic motion); each PATH is sampled equally often (default: bikes "
+                        "bigbuckbunny stills; carphone is held out for evaluation)")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="flip and 2x-downscale video GOPs at random (recipes always do)")
+    p.add_argument("--allow-held-out", action="store_true", default=None,
+                   help="allow training on the held-out evaluation clip (carphone); its RD results are "
+                        "then no longer honest")
+    p.add_argument("-o", "--output", required=True, metavar="RUN",
+                   help="run folder (checkpoints, logs); with --recipe, the recipe folder")
     p.add_argument("--steps", type=positive_int, default=None, help="total steps (default: Table 5, 1M / 250k)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="GOPs per step per process (8 / 16)")
     p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
@@ -73,7 +92,8 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout, "lr": st.lr, "tau": st.tau,
               "flow_lambda": st.flow_lambda_pred, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
-              "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames}
+              "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,
+              "augment": saved.augment, "allow_held_out": saved.allow_held_out}
     for name in _RUN_DEFINING:
         given = getattr(args, name)
         if given is None:
@@ -100,21 +120,27 @@ def run(args: argparse.Namespace) -> int:
         train,
     )
 
+    if args.recipe:
+        return _run_recipe(args)
     if args.resume:
         opts = load_run_options(args.output)
         _check_resume_args(args, opts)
         if args.steps is not None:
             opts.stage = opts.stage.replace(steps=args.steps)
     else:
-        missing = [f"--{n}" for n in ("stage", "beta", "data") if getattr(args, n) is None]
+        missing = [f"--{n}" for n in ("stage", "beta") if getattr(args, n) is None]
         if missing:
-            raise InputError(f"{', '.join(missing)} required (unless --resume)")
+            raise InputError(f"{', '.join(missing)} required (unless --resume or --recipe)")
+        from mobilecodec.train.data import DEFAULT_TRAIN_DATA
+
         stage = get_stage(args.stage, **_stage_overrides(args))
-        opts = TrainOptions(run_dir=args.output, data=list(args.data), beta=args.beta, stage=stage,
+        opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
+                            stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
                             init=args.init, buffering=args.buffering, warp=args.warp,
                             max_frames=args.max_frames)
-    changes = {"run_dir": args.output, "progress": not args.no_progress}
+    changes = {"run_dir": args.output, "progress": not args.no_progress,
+               "stop_after_seconds": 60.0 * args.minutes if args.minutes else None}
     for name in ("checkpoint_every", "device", "log_every", "threads"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
@@ -123,9 +149,33 @@ def run(args: argparse.Namespace) -> int:
     summary = train(opts, resume=args.resume)
     if dist_info().is_main:
         last = summary["last"]
+        if summary["interrupted"]:
+            print(f"stopped at step {summary['step']} after {args.minutes:g} min; continue with --resume",
+                  file=sys.stderr)
         rate = f", {summary['steps_per_s']:.2f} steps/s" if summary["steps_per_s"] else ""
         extra = f", last step: loss {last['loss']:.5f}, {last['bpp']:.4f} bpp, {last['psnr']:.2f} dB" if last else ""
         print(f"{summary['checkpoint']}: {summary['config']} stage {summary['stage']} beta {summary['beta']}, "
               f"step {summary['step']} ({summary['steps_run']} this run{rate}){extra}")
         emit_json(summary, args.json)
+    return 0
+
+
+def _run_recipe(args: argparse.Namespace) -> int:
+    """`--recipe NAME`: run what is left of the recipe; per-run options only."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    clash = [f"--{n.replace('_', '-')}" for n in _RUN_DEFINING + ("resume",)
+             if n != "data" and getattr(args, n) not in (None, False)]
+    if clash:
+        raise InputError(f"{', '.join(clash)} cannot be combined with --recipe (the recipe defines them)")
+    recipe = get_recipe(args.recipe)
+    summary = run_recipe(recipe, args.output, data=args.data, device=args.device or "auto", threads=args.threads,
+                         batch_scale=args.batch_scale, minutes=args.minutes, until=args.until,
+                         progress=not args.no_progress)
+    for p in summary["phases"]:
+        print(f"{p['phase']:>8}: {p['status']:<7} step {p['step']}/{p['steps']} (beta {p['beta']:g})")
+    print(f"recipe {recipe.name} {'complete' if summary['complete'] else 'not complete: run the same command again'}"
+          f"; rate points ready: {', '.join(summary['results']) or 'none yet'}")
+    emit_json(summary, args.json)
     return 0

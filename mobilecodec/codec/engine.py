@@ -176,7 +176,7 @@ def run_pframe(model: VideoCodec, buf: Buffer, source) -> tuple[torch.Tensor, Bu
     if model.cfg.uses_motion:
         flow_pred = model.motion_predictor(model.motion_state(buf))
         m_hat = source.motion(model.motion_reference(buf), flow_pred)
-        flow, motion_feat = model.m_synthesis(m_hat, flow_pred)
+        flow, motion_feat = model.decoded_motion(*model.m_synthesis(m_hat, flow_pred))
     warped = model.warp(buf, flow)
     pred = model.predict(warped)
     cond = model.condition(warped)

@@ -16,6 +16,30 @@ import torch
 from mobilecodec.models.configs import CodecConfig
 
 
+#: The block flow is stored in int16 at 1/FLOW_SCALE luma pixel (range +-128 px).
+FLOW_SCALE = 256.0
+#: Storage type of each buffered tensor: what crosses from one frame to the next, on every backend.
+STORAGE_DTYPES = {"frame": "uint8", "flow": "int16", "motion_feat": "float16", "residual_feat": "float16"}
+
+
+def snap_to_storage(name: str, t: torch.Tensor) -> torch.Tensor:
+    """`t` rounded to the grid of its storage type (STORAGE_DTYPES), as float32.
+
+    Every value carried from one frame to the next, and the flow the warp uses, goes through here
+    on every backend: two backends whose float outputs differ by rounding noise then carry and
+    warp with identical values (unless a difference straddles a grid step), instead of
+    integrating the noise over the GOP through the recurrent motion predictor. In training the
+    gradient passes straight through."""
+    dtype = STORAGE_DTYPES[name]
+    if dtype == "uint8":
+        q = torch.clamp(torch.round(t * 255.0), 0.0, 255.0) / 255.0
+    elif dtype == "int16":
+        q = torch.clamp(torch.round(t * FLOW_SCALE), -32768.0, 32767.0) / FLOW_SCALE
+    else:
+        q = t.to(torch.float16).to(t.dtype)
+    return t + (q - t).detach() if t.requires_grad else q
+
+
 @dataclass(frozen=True)
 class BufferEntry:
     """One buffered tensor: name, channels and its size as a fraction of the luma frame."""

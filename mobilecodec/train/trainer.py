@@ -55,6 +55,12 @@ class TrainOptions:
     log_every: int = 10
     progress: bool = True
     threads: int | None = None  # torch intra-op threads (None: torch's default)
+    augment: bool = False  # flips and 2x downscales of video GOPs (TrainingData)
+    allow_held_out: bool = False  # permit training on the held-out evaluation clip
+    # Per invocation (not run-defining): stop at a checkpoint after this many steps / seconds.
+    stop_after_steps: int | None = None
+    stop_after_seconds: float | None = None
+    keep_checkpoints: int | None = None  # keep only the newest N checkpoint_XXXXXX.pt (None: all)
 
     def validate(self) -> None:
         if not self.beta > 0:
@@ -75,6 +81,7 @@ class TrainOptions:
         d = dict(d)
         d["stage"] = StageConfig.from_dict(d["stage"])
         d["data"] = list(d["data"])
+        d["stop_after_steps"] = d["stop_after_seconds"] = None  # never carried over to a resume
         return TrainOptions(**d)
 
 
@@ -184,6 +191,9 @@ def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: D
              "optimizer": optimizer.state_dict(), "options": opts.to_dict()}
     with atomic_path(run / STATE_FILE) as tmp:
         torch.save(state, tmp)
+    if opts.keep_checkpoints:
+        for old in sorted(run.glob("checkpoint_*.pt"))[:-opts.keep_checkpoints]:
+            old.unlink()
     return path
 
 
@@ -274,7 +284,8 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         # Rank 0 decodes the videos into the cache first; the others then map the cached arrays.
         if not dist.is_main:
             _barrier(dist)
-        data = TrainingData(opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames)
+        data = TrainingData(opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
+                            augment=opts.augment, allow_held_out=opts.allow_held_out)
         if dist.is_main:
             run.mkdir(parents=True, exist_ok=True)
             _barrier(dist)
@@ -305,10 +316,14 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         bar = tqdm(total=st.steps, initial=start_step, desc=f"train stage {st.stage}", unit="step",
                    disable=not (opts.progress and dist.is_main), file=sys.stderr, dynamic_ncols=True)
         step = start_step
+        interrupted = False
         try:
             for step in range(start_step + 1, st.steps + 1):
                 rng, torch_seed = _step_seeds(opts.seed, dist.rank, step)
                 torch.manual_seed(torch_seed)
+                lr = st.lr_at(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 frames = data.batch(rng, st.batch_size, device)
                 loss, stats = gop_loss(frames)
                 if not torch.isfinite(loss):
@@ -320,7 +335,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                                                            else float("inf"))
                 optimizer.step()
 
-                scalars = {"loss": float(loss.detach()), **summarize(stats), "grad_norm": float(grad_norm), "lr": st.lr}
+                scalars = {"loss": float(loss.detach()), **summarize(stats), "grad_norm": float(grad_norm), "lr": lr}
                 for k in ("loss", "bpp", "psnr"):
                     ema[k] = scalars[k] if k not in ema else 0.9 * ema[k] + 0.1 * scalars[k]
                 bar.update(1)
@@ -330,13 +345,18 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 summary = scalars
                 if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
                     save_run(run, model, optimizer, opts, step, dist)
+                if step != st.steps and _should_stop(opts, step - start_step, time.perf_counter() - t0):
+                    interrupted = True
+                    if dist.is_main and step % opts.checkpoint_every:
+                        save_run(run, model, optimizer, opts, step, dist)
+                    break
         finally:
             bar.close()
             logger.close()
         seconds = time.perf_counter() - t0
         steps_done = step - start_step
-        final_path = run / "final.pt"
-        if dist.is_main:
+        final_path = run / ("last.pt" if interrupted else "final.pt")
+        if dist.is_main and not interrupted:
             save_run(run, model, optimizer, opts, step, dist, final=True)
         if dist.enabled:
             from mobilecodec.fsutil import write_bytes_atomic
@@ -351,4 +371,18 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             "start_step": start_step, "step": step, "steps_run": steps_done, "seconds": seconds,
             "steps_per_s": steps_done / seconds if seconds > 0 and steps_done else None,
             "world_size": dist.world_size, "checkpoint": str(final_path),
-            "weights_hash": model.weights_hash().hex(), "last": summary, "options": opts.to_dict()}
+            "weights_hash": model.weights_hash().hex(), "last": summary, "options": opts.to_dict(),
+            "interrupted": interrupted}
+
+
+def _should_stop(opts: TrainOptions, steps_run: int, seconds: float) -> bool:
+    """True when this invocation's step or time budget is spent (the run then checkpoints and
+    stops; `--resume` continues it). DDP ranks agree because rank 0's clock decides."""
+    if opts.stop_after_steps is not None and steps_run >= opts.stop_after_steps:
+        return True
+    if opts.stop_after_seconds is None:
+        return False
+    over = torch.tensor([1.0 if seconds >= opts.stop_after_seconds else 0.0])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast(over, 0)
+    return bool(over.item())

@@ -1,0 +1,191 @@
+"""Training recipes: the whole schedule that produces shipped checkpoints, as one resumable command.
+
+A recipe is a list of phases run in order, each an ordinary trainer run in its own sub-folder of
+the recipe folder, started from the previous phase's final checkpoint:
+
+    iframe   GOP 1: the I-frame codec alone (the P-frame networks get no gradient)
+    pframe   GOP 4, Table 5 stage 1 with the auxiliary flow losses: the P-frame networks on top
+    rollout  stage 2: error-propagation-aware fine-tuning (rollout P-frames without gradients, tau > 1)
+    b<beta>  one short stage-2 fine-tuning per extra rate point, from the rollout model
+
+`mobilecodec train --recipe NAME -o DIR` runs what is left: finished phases are skipped, a phase with
+a checkpoint resumes from it (randomness is a function of the step, so an interrupted and resumed
+phase repeats an uninterrupted one), and `--minutes M` stops cleanly at a checkpoint after M
+minutes, so a long schedule can be spread over many sessions. `--device cuda --batch-scale K` runs
+the same phases with K times larger batches on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mobilecodec.errors import InputError
+from mobilecodec.train.data import DEFAULT_TRAIN_DATA
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One trainer run of a recipe: a Table 5 stage preset with overrides, at `beta` (None: the
+    recipe's base beta), started from phase `init` (None: random initialisation)."""
+
+    name: str
+    stage: int
+    overrides: dict[str, Any]
+    init: str | None = None
+    beta: float | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named schedule: config, data, base beta and phases."""
+
+    name: str
+    config: str
+    base_beta: float
+    phases: tuple[Phase, ...]
+    data: tuple[str, ...] = DEFAULT_TRAIN_DATA
+    checkpoint_every: int = 1000
+    description: str = ""
+    results: dict[float, str] = field(default_factory=dict)  # beta -> phase holding its final model
+
+    def phase(self, name: str) -> Phase:
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise InputError(f"recipe {self.name!r} has no phase {name!r}")
+
+
+def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
+    """The 2-core CPU schedule for `config`; `scale` multiplies every phase's steps."""
+    base = 0.0032
+    crop = (128, 128)
+
+    def n(steps: int) -> int:
+        return max(2, int(steps * scale))
+
+    phases = [
+        Phase("iframe", 1, dict(gop=1, crop=crop, batch_size=8, lr=1e-3, lr_final=5e-5, steps=n(40_000))),
+        Phase("pframe", 1, dict(gop=4, crop=crop, batch_size=4, lr=3e-4, lr_final=3e-5, steps=n(20_000),
+                                flow_lambda_pred=0.1, flow_lambda_rec=0.1), init="iframe"),
+        Phase("rollout", 2, dict(gop=3, rollout=3, crop=crop, batch_size=4, lr=1e-4, lr_final=1e-5,
+                                 steps=n(8_000), tau=1.2), init="pframe"),
+    ]
+    results = {base: "rollout"}
+    for beta in (0.0008, 0.0016, 0.0064, 0.0128):
+        tag = f"b{beta:g}"
+        phases.append(Phase(tag, 2, dict(gop=3, rollout=3, crop=crop, batch_size=4, lr=5e-5, lr_final=5e-6,
+                                         steps=n(4_000), tau=1.2), init="rollout", beta=beta))
+        results[beta] = tag
+    return Recipe(name=name, config=config, base_beta=base, phases=tuple(phases), results=results,
+                  description=f"{config}: I-frame codec, then P-frame networks, then stage-2 rollout "
+                              f"fine-tuning, then one fine-tuning per extra beta ({len(results)} rate points)")
+
+
+RECIPES = {
+    "tiny-cpu": lambda: _cpu_recipe("tiny-cpu", "tiny", 1.0),
+    # Same phases at 1/1000 of the steps: proves the whole schedule end to end in a minute.
+    "tiny-smoke": lambda: dataclasses.replace(_cpu_recipe("tiny-smoke", "tiny", 1e-3), checkpoint_every=5),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise InputError(f"unknown recipe {name!r}; recipes: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]()
+
+
+def phase_options(recipe: Recipe, phase: Phase, run_dir: Path, data: list[str] | None = None,
+                  batch_scale: int = 1) -> Any:
+    """The TrainOptions of one phase inside recipe folder `run_dir`."""
+    from mobilecodec.train.stages import get_stage
+    from mobilecodec.train.trainer import TrainOptions
+
+    over = dict(phase.overrides)
+    over["batch_size"] = over["batch_size"] * batch_scale
+    stage = get_stage(phase.stage, **over)
+    init = str(run_dir / phase.init / "final.pt") if phase.init else None
+    return TrainOptions(run_dir=str(run_dir / phase.name), data=list(data or recipe.data),
+                        beta=phase.beta or recipe.base_beta, stage=stage, config=recipe.config,
+                        init=init, checkpoint_every=recipe.checkpoint_every, augment=True,
+                        keep_checkpoints=2)
+
+
+def phase_status(opts: Any) -> tuple[str, int]:
+    """('done' | 'partial' | 'new', step reached) of one phase's run folder."""
+    from mobilecodec.train.trainer import STATE_FILE, read_state
+
+    run = Path(opts.run_dir)
+    if not (run / STATE_FILE).is_file():
+        return "new", 0
+    step = int(read_state(run)["step"])
+    done = step >= opts.stage.steps and (run / "final.pt").is_file()
+    return ("done" if done else "partial"), step
+
+
+def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | None = None,
+               device: str = "auto", threads: int | None = None, batch_scale: int = 1,
+               minutes: float | None = None, stop_after_steps: int | None = None, until: str | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) `recipe` in `run_dir`; returns a summary with each phase's status.
+
+    Stops early, at a checkpoint, after `minutes` of wall time or `stop_after_steps` steps (this
+    invocation, all phases together), or after phase `until`."""
+    import time
+
+    from mobilecodec.train.trainer import train
+
+    run_dir = Path(run_dir)
+    if until is not None:
+        recipe.phase(until)
+    deadline = time.monotonic() + 60.0 * minutes if minutes else None
+    steps_left = stop_after_steps
+    report: list[dict[str, Any]] = []
+    stopped = False
+    for phase in recipe.phases:
+        opts = phase_options(recipe, phase, run_dir, data, batch_scale)
+        status, step = phase_status(opts)
+        if status != "done" and not stopped:
+            if phase.init and phase_status(phase_options(recipe, recipe.phase(phase.init), run_dir, data,
+                                                         batch_scale))[0] != "done":
+                raise InputError(f"phase {phase.name} needs phase {phase.init} finished first")
+            seconds = None if deadline is None else max(1.0, deadline - time.monotonic())
+            opts = dataclasses.replace(opts, device=device, threads=threads, progress=progress,
+                                       stop_after_steps=steps_left, stop_after_seconds=seconds)
+            print(f"recipe {recipe.name}: phase {phase.name} ({'resuming at step ' + str(step) if step else 'new'}"
+                  f" of {opts.stage.steps}, beta {opts.beta:g})", file=sys.stderr)
+            summary = train(opts, resume=status == "partial")
+            status, step = phase_status(opts)
+            if steps_left is not None:
+                steps_left -= summary["steps_run"]
+            if status != "done":
+                stopped = True
+            if status == "done":
+                _export_result(recipe, phase, run_dir)
+        report.append({"phase": phase.name, "status": status, "step": step, "steps": opts.stage.steps,
+                       "beta": opts.beta})
+        if until == phase.name:
+            break
+        if (steps_left is not None and steps_left <= 0) or (deadline is not None and time.monotonic() >= deadline):
+            stopped = True
+    return {"recipe": recipe.name, "run_dir": str(run_dir), "phases": report,
+            "complete": len(report) == len(recipe.phases) and all(r["status"] == "done" for r in report),
+            "results": {f"{b:g}": str(run_dir / "results" / f"{recipe.config}_b{b:g}.pt")
+                        for b, p in recipe.results.items() if (run_dir / p / "final.pt").is_file()}}
+
+
+def _export_result(recipe: Recipe, phase: Phase, run_dir: Path) -> None:
+    """Copy a finished phase's final model to results/<config>_b<beta>.pt when it is a rate point."""
+    from mobilecodec.fsutil import atomic_path
+
+    for beta, name in recipe.results.items():
+        if name == phase.name:
+            target = run_dir / "results" / f"{recipe.config}_b{beta:g}.pt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(run_dir / phase.name / "final.pt", tmp)

@@ -1,0 +1,139 @@
+"""Training data: the held-out split (carphone never trained on by default), still images with
+synthetic motion (the GOP moves as it was told to, checked with scikit-image's independent phase
+correlation), augmentations, and the resumable training recipe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mobilecodec.cli import main
+from mobilecodec.errors import InputError
+
+
+def test_default_training_data_excludes_the_held_out_clip(capsys):
+    from mobilecodec.train.data import DEFAULT_TRAIN_DATA, HELD_OUT, TrainingData
+    from mobilecodec.train.stills import StillSource
+
+    assert "carphone" in HELD_OUT and "carphone" not in DEFAULT_TRAIN_DATA
+    data = TrainingData(None, 2, (64, 64), augment=True)
+    names = [s.name for s in data.sources]
+    assert names == ["bikes", "bigbuckbunny", "stills"]
+    assert not any("carphone" in str(getattr(s, "paths", "")) for s in data.sources if isinstance(s, StillSource))
+    # every sampled GOP comes from one of those sources, so no carphone frame can come out
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        y, uv = data.sample(rng)
+        assert y.shape == (2, 64, 64) and uv.shape == (2, 2, 32, 32) and y.dtype == np.uint8
+    # the held-out clip is refused by name and by its cached file, also from the CLI
+    from mobilecodec.io import sample_clip
+
+    for held in ("carphone", str(sample_clip("carphone"))):
+        with pytest.raises(InputError, match="held-out"):
+            TrainingData([held], 1, (64, 64))
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "carphone", "-o", "unused_run"]) == 2
+    assert "held-out" in capsys.readouterr().err
+    TrainingData(["carphone"], 1, (64, 64), allow_held_out=True)  # explicit opt-in still works
+
+
+def test_stills_are_natural_colour_images_found_in_wheels():
+    from mobilecodec.train.stills import find_stills
+
+    stills = find_stills()
+    names = {p.name for p in stills}
+    assert {"astronaut.png", "chelsea.png", "coffee.png", "grace_hopper.jpg"} <= names, names
+    assert not names & {"camera.png", "moon.png", "coins.png"}  # grey images are skipped
+    assert "logo.png" not in names  # so are flat graphics
+
+
+def test_synthetic_motion_gop_moves_as_told():
+    """Frame t shows frame 0 moved by t * velocity: scikit-image's phase correlation (independent of
+    the renderer) recovers the drawn velocity to a quarter of a pixel (bilinear rendering blurs by a
+    fraction of a pixel that depends on the phase)."""
+    from skimage.registration import phase_cross_correlation
+
+    from mobilecodec.train import stills
+
+    src = stills.StillSource()
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(40):
+        y, uv, motion = src.sample_with_motion(rng, 3, (128, 128))
+        assert y.shape == (3, 128, 128) and uv.shape == (3, 2, 64, 64)
+        if abs(motion.zoom) > 0.005:  # zoom adds a non-translational part; checked below
+            continue
+        shift, _, _ = phase_cross_correlation(y[0].astype(float), y[1].astype(float), upsample_factor=20)
+        np.testing.assert_allclose(shift, motion.velocity, atol=0.25)
+        shift2, _, _ = phase_cross_correlation(y[0].astype(float), y[2].astype(float), upsample_factor=20)
+        np.testing.assert_allclose(shift2, 2 * np.array(motion.velocity), atol=0.4)
+        checked += 1
+    assert checked >= 4
+    # zoom: the frame-0 content grows by (1 + zoom) per frame about the centre
+    src2 = stills.StillSource()
+    y, _, m = src2.sample_with_motion(np.random.default_rng(11), 2, (128, 128))
+    assert abs(m.zoom) <= stills.MAX_ZOOM and 0.25 <= m.scale <= 1.0
+    assert all(abs(v) <= stills.MAX_SPEED for v in m.velocity)
+
+
+def test_augmented_video_gops_are_flipped_or_downscaled_copies():
+    from mobilecodec.train.data import TrainingData, _half_size
+
+    plain = TrainingData(["bikes"], 1, (64, 64), max_frames=4)
+    clip = plain.sources[0]
+    aug = TrainingData(["bikes"], 1, (64, 64), max_frames=4, augment=True)
+    rng = np.random.default_rng(5)
+    kinds = set()
+    for _ in range(40):
+        y, _ = aug.sample(rng)
+        frame0 = [np.asarray(clip.y[t]) for t in range(clip.num_frames)]
+        candidates = {"plain": frame0, "flip": [f[:, ::-1] for f in frame0],
+                      "half": [_half_size(f[None])[0] for f in frame0],
+                      "half+flip": [_half_size(f[None])[0][:, ::-1] for f in frame0]}
+        for kind, frames in candidates.items():
+            if any(_contains(f, y[0]) for f in frames):
+                kinds.add(kind)
+                break
+        else:
+            raise AssertionError("an augmented crop is no crop of the clip, flipped or halved")
+    assert kinds == {"plain", "flip", "half", "half+flip"}
+
+
+def _contains(frame: np.ndarray, crop: np.ndarray) -> bool:
+    """True when `crop` is a window of `frame` (brute force over every offset)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(frame, crop.shape)
+    return bool((win == crop).all(axis=(2, 3)).any())
+
+
+def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
+    """The smoke recipe (every phase at 1/1000 of its steps) stopped twice mid-way and restarted
+    with the same command ends with the same weights as one uninterrupted run."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    recipe = get_recipe("tiny-smoke")
+    whole = run_recipe(recipe, tmp_path / "a", until="pframe", threads=1, progress=False)
+    assert [p["status"] for p in whole["phases"]] == ["done", "done"]
+    first = run_recipe(recipe, tmp_path / "b", until="pframe", threads=1, progress=False, stop_after_steps=17)
+    assert [p["status"] for p in first["phases"]] == ["partial", "new"] and first["phases"][0]["step"] == 17
+    second = run_recipe(recipe, tmp_path / "b", until="pframe", threads=1, progress=False, stop_after_steps=30)
+    assert [p["status"] for p in second["phases"]] == ["done", "partial"]
+    third = run_recipe(recipe, tmp_path / "b", until="pframe", threads=1, progress=False)
+    assert [p["status"] for p in third["phases"]] == ["done", "done"]
+    for phase in ("iframe", "pframe"):
+        a, _ = load_checkpoint(tmp_path / "a" / phase / "final.pt")
+        b, _ = load_checkpoint(tmp_path / "b" / phase / "final.pt")
+        assert a.weights_hash() == b.weights_hash(), phase
+    log = [json.loads(line) for line in (tmp_path / "b" / "iframe" / "log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in log]
+    assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays across the interruption
+
+
+def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
+    assert main(["train", "--recipe", "tiny-cpu", "--beta", "0.1", "-o", str(tmp_path / "r")]) == 2
+    assert "cannot be combined with --recipe" in capsys.readouterr().err
+    assert main(["train", "--recipe", "nope", "-o", str(tmp_path / "r")]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
