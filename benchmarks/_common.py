@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
@@ -27,3 +29,14 @@ def emit(result: dict, path: str | None) -> None:
         print(json.dumps(result, indent=2))
     elif path:
         Path(path).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def median_time(fn, runs: int) -> float:
+    """Median wall time of `fn()` over `runs` calls, after one untimed warm-up call."""
+    fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)

@@ -6,12 +6,10 @@ constriction models rebuilt for every coder call). One thread; medians over --ru
 
 from __future__ import annotations
 
-import statistics
-import time
 
 import numpy as np
 
-from _common import emit, parser
+from _common import emit, median_time, parser
 
 
 def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088, 1920)):
@@ -38,14 +36,6 @@ def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088
     means, idx = coder.params(z_int)
     return model, y.numpy(), z_int, means, idx
 
-
-def _median(fn, runs: int) -> float:
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def old_gaussian_encode(g, enc, sym, idx) -> None:
@@ -117,7 +107,7 @@ def measure(runs: int = 8) -> dict:
             d.decode(models[i], seg.size)
 
     assert np.array_equal(ours_dec(), sym)
-    t = {k: _median(f, runs) for k, f in [("encode", ours_enc), ("encode_old", old_enc),
+    t = {k: median_time(f, runs) for k, f in [("encode", ours_enc), ("encode_old", old_enc),
                                            ("encode_constriction", own_enc), ("decode", ours_dec),
                                            ("decode_old", old_dec), ("decode_constriction", own_dec)]}
     return {"symbols": int(n), "shape": list(y.shape), "distinct_tables": int(len(uniq)),

@@ -4,22 +4,11 @@ thread, medians over --runs. Outputs are checked bit-identical before timing."""
 
 from __future__ import annotations
 
-import statistics
-import time
 
 import numpy as np
 
-from _common import emit, parser
+from _common import emit, median_time, parser
 
-
-def _median(fn, runs: int) -> float:
-    fn()  # warm (sessions, caches)
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main() -> None:
@@ -62,8 +51,8 @@ def main() -> None:
 
     for a, b in zip(hyper(True), hyper(False)):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    res["steps"]["integer hyper-synthesis"] = {"old_s": _median(lambda: hyper(False), args.runs),
-                                               "new_s": _median(lambda: hyper(True), args.runs)}
+    res["steps"]["integer hyper-synthesis"] = {"old_s": median_time(lambda: hyper(False), args.runs),
+                                               "new_s": median_time(lambda: hyper(True), args.runs)}
 
     # warp of the stored frame (uint8 levels) with a fractional block flow
     cfg = model.cfg.warp
@@ -79,8 +68,8 @@ def main() -> None:
 
     with torch.no_grad():
         assert torch.equal(warp_old(), warp_frame(frame, flow, cfg))
-        res["steps"]["warp"] = {"old_s": _median(warp_old, args.runs),
-                                "new_s": _median(lambda: warp_frame(frame, flow, cfg), args.runs)}
+        res["steps"]["warp"] = {"old_s": median_time(warp_old, args.runs),
+                                "new_s": median_time(lambda: warp_frame(frame, flow, cfg), args.runs)}
 
     # entropy decoding of a real 1080p latent (shipped tiny checkpoint), hyper-latent included
     tm, y, z_int, means, idx = real_latents(size=(h, w))
@@ -104,15 +93,15 @@ def main() -> None:
         return old_gaussian_decode(gc, d, idx.ravel())
 
     assert np.array_equal(ent_new(), sym.ravel()) and np.array_equal(ent_old(), sym.ravel())
-    res["steps"]["entropy decoding"] = {"old_s": _median(ent_old, args.runs),
-                                        "new_s": _median(ent_new, args.runs),
+    res["steps"]["entropy decoding"] = {"old_s": median_time(ent_old, args.runs),
+                                        "new_s": median_time(ent_new, args.runs),
                                         "symbols": int(sym.size + z_int.size)}
 
     # encoder side: the erfc estimate that used to run on every latent, now only when read
     from mobilecodec.codec.engine import HyperpriorCoder
     coder = HyperpriorCoder(tm, "i")
     res["steps"]["encoder erfc estimate (now on demand)"] = {
-        "old_s": _median(lambda: coder._model_bits(sym, idx), args.runs), "new_s": 0.0}
+        "old_s": median_time(lambda: coder._model_bits(sym, idx), args.runs), "new_s": 0.0}
 
     print(f"host steps, mobilenvc {h}x{w} (entropy: tiny_b0.0064 latent), 1 thread, "
           f"medians of {args.runs}:")
