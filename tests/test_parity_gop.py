@@ -56,7 +56,7 @@ def test_float_onnx_matches_pytorch_over_intra_period(float_package, carphone):
     rounding boundary can land one uint8 level apart. The buffer holds every value on its storage
     grid (frame uint8, flow int16 at 1/256 px), so the flow recursion does not integrate the float
     noise (unsnapped, the flow difference grew from 4.8e-6 to 2.1e-5 px over the GOP; another AMD
-    machine ended with 39 % of the samples one level apart = 52 dB). Measured on an AMD EPYC (AVX2,
+    machine ended with 39 % of the samples one level apart = 52 dB). Measured on an AMD EPYC with AVX-512 (VNNI, BF16;
     2 threads): frames 0-20 identical, then 1-6 samples of 38,016 one level apart per frame;
     |delta PSNR vs source| 5e-5 dB. Bounds: graphs < 1e-4 (20x the measured 4.8e-6); >= 45 dB
     between the decodes on every frame (39 % of samples one level apart would still pass) and
@@ -87,7 +87,7 @@ def test_int8_cpu_matches_aimet_sim_over_intra_period(int8_package, ptq_receiver
     quantization step on some samples. The flow is carried from frame to frame (the motion
     predictor refines the previous flow), so a difference that straddles the flow's 1/256-px
     storage grid persists, and the decodes drift apart within the intra period. Measured on an
-    AMD EPYC (AVX2), PSNR-YUV between the decodes at frames 1 / 8 / 14 / 20 / 31: 77.7 / 64.6 /
+    AMD EPYC with AVX-512 (VNNI, BF16), PSNR-YUV between the decodes at frames 1 / 8 / 14 / 20 / 31: 77.7 / 64.6 /
     60.9 / 58.1 / 53.4 dB (1/16-px grid: 41.4 dB at frame 31; no grid: 59.8 dB); each decode's
     PSNR against the source differs by at most 0.0066 dB. Bounds: >= 45 dB between the decodes on
     every frame (8 dB below the measured worst), < 0.1 dB PSNR difference (15x)."""
