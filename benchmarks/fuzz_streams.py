@@ -207,7 +207,8 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, str]:
     if kind == "header_field":
         name = rng.choice(list(HEADER_FIELDS) + ["version", "id_len", "config_id", "magic"])
         if name == "version":
-            d[4:6] = struct.pack("<H", rng.choice((0, 2, 255, 65535)))
+            (old,) = struct.unpack_from("<H", d, 4)
+            d[4:6] = struct.pack("<H", rng.choice([v for v in (0, 1, 2, 3, 255, 65535) if v != old]))
         elif name == "id_len":
             d[6:8] = struct.pack("<H", rng.choice((0, lay.id_len - 1, lay.id_len + 1, 256, 257, 65535)))
         elif name == "config_id":
