@@ -2,11 +2,16 @@
 file bits, hash-verified decode), RD points, BD-rate of int8 against float, drift along the GOP,
 and a per-stage sensitivity ablation.
 
-BD-rate uses `mobilecodec.metrics.bd_rate` with pchip, which needs >= 2 RD points per curve:
-pass several float checkpoints and their int8 folders (paired by order). With a single pair no
-BD-rate exists; the report still lists the per-point rate and PSNR differences, and the verdict
-is "undetermined" (the CLI exits 2). With several inputs, the BD-rate is the mean over inputs;
-the verdict compares the worst of the BD-rates on PSNR-YUV and PSNR-RGB with `max_bdrate`.
+BD-rate uses `mobilecodec.metrics.bd_rate` with pchip over several float checkpoints and their int8
+folders (paired by order). A BD figure between two nearly flat curves measures noise (a 0.01 dB
+wobble moves it by tens of %), so it is only computed where the curves can be judged
+(`judge_curves`): each curve spans >= 1 dB of quality, and the quality range the two share covers
+at least half of each curve's range. Otherwise the verdict is INCONCLUSIVE with the reason (the CLI
+exits 3); a single pair (one RD point per curve) and a non-monotonic curve are inconclusive too.
+Per-point differences (bpp %, dB) are always reported. Dominated points are only dropped with
+`frontier=True` (`--frontier`), and every dropped point is listed. With several inputs, the BD-rate
+is the mean over inputs; the verdict compares the worst of the BD-rates on PSNR-YUV and PSNR-RGB
+with `max_bdrate`.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from mobilecodec.evaluate import METRIC_KEYS, rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import read_frames as _frames_of
 from mobilecodec.evaluate import validate_coding
-from mobilecodec.mdtable import fmt
+from mobilecodec.mdtable import fmt, md_table
 
 FORMAT = "mobilecodec-check-int8"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
+MIN_SPAN_DB = 1.0  # each curve's quality range, max - min over its points (dB)
+MIN_OVERLAP = 0.5  # the shared quality range as a fraction of each curve's own range
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass
@@ -41,7 +49,7 @@ class CheckOptions:
     matrix: str = "bt601"
     sensitivity_frames: int = 3  # frames (I + P) of the first input used by the per-stage ablation
     bd_metrics: tuple[str, ...] = BD_METRICS
-    frontier: bool = True  # BD over each curve's RD frontier (dominated points dropped, listed)
+    frontier: bool = False  # BD over each curve's RD frontier (dominated points dropped, listed)
     progress: bool = True
 
     def validate(self) -> None:
@@ -108,36 +116,69 @@ def code_point(model, source: str | Path, sources: list, work: Path, label: str,
                        matrix=opts.matrix, progress=opts.progress, extra=extra)
 
 
-def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: bool = True) -> dict:
-    """BD-rate / BD-PSNR of int8 (test) against float (anchor), per-point and per-frame differences.
+def judge_curves(float_q: Sequence[float], int8_q: Sequence[float], min_span: float = MIN_SPAN_DB,
+                 min_overlap: float = MIN_OVERLAP) -> dict[str, Any]:
+    """Whether a BD figure between two RD curves (their quality values, dB) means anything: each
+    curve spans >= `min_span`, and the shared quality range [max of the lows, min of the highs]
+    covers >= `min_overlap` of EACH curve's range. `reason` says why not (None when judgeable)."""
+    out: dict[str, Any] = {"min_span_db": min_span, "min_overlap": min_overlap}
+    if len(float_q) < 2 or len(int8_q) < 2:
+        n = min(len(float_q), len(int8_q))
+        out.update(judgeable=False, reason=f"{n} RD point(s) per curve: a BD figure needs >= 2 per curve "
+                   "(give several float checkpoints and int8 folders, comma-separated)")
+        return out
+    flo, fhi, qlo, qhi = min(float_q), max(float_q), min(int8_q), max(int8_q)
+    fspan, qspan = fhi - flo, qhi - qlo
+    shared = max(0.0, min(fhi, qhi) - max(flo, qlo))
+    frac = shared / max(fspan, qspan) if max(fspan, qspan) > 0 else 0.0
+    out.update(float_range=[flo, fhi], int8_range=[qlo, qhi], float_span_db=fspan, int8_span_db=qspan,
+               overlap_db=shared, overlap_fraction=frac)
+    reasons = [f"the {k} curve spans only {v:.3f} dB (< {min_span:g} dB)"
+               for k, v in (("float", fspan), ("int8", qspan)) if not v >= min_span]
+    if not reasons and not frac >= min_overlap:
+        reasons.append(f"the curves share {shared:.3f} dB of quality, {100 * frac:.0f} % of the wider curve's "
+                       f"range (< {100 * min_overlap:.0f} %)")
+    out.update(judgeable=not reasons, reason="; ".join(reasons) or None)
+    return out
 
-    With `frontier`, each curve is reduced to its RD frontier first (points that another point of
-    the same curve beats on both rate and quality are dropped and listed in `bd_dropped`): briefly
-    trained models have nearly flat RD curves, where a 0.01 dB wobble makes a curve non-monotonic
-    and the BD-rate undefined. Without it, a non-monotonic curve is an error (`bd_error`)."""
+
+def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: bool = False) -> dict:
+    """BD-rate / BD-PSNR of int8 (test) against float (anchor) for each metric whose curves can be
+    judged (`judge_curves`); per-point and per-frame differences always.
+
+    With `frontier`, each curve is first reduced to its RD frontier (points that another point of
+    the same curve beats on both rate and quality are dropped and listed in `bd_dropped`); it is off
+    by default because dropping a point can hide int8 damage. A metric that cannot be judged (or
+    whose curve is not monotonic) gets its reason in `inconclusive[metric]` and no BD figure."""
     from mobilecodec.metrics import bd_psnr, bd_rate
     from mobilecodec.metrics.bd import MIN_POINTS, rd_frontier
 
     out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_frontier": frontier,
-                           "bd_rate": {}, "bd_psnr": {}, "bd_dropped": {}, "bd_error": None}
+                           "bd_rate": {}, "bd_psnr": {}, "bd_dropped": {}, "judge": {}, "inconclusive": {},
+                           "bd_error": None}
     fp, qp = float_res["points"], int8_res["points"]
-    if len(fp) >= MIN_POINTS["pchip"]:
+    for m in metrics_:
+        curves = []
+        for kind, pts in (("float", fp), ("int8", qp)):
+            keep = rd_frontier([p["bpp"] for p in pts], [p[m] for p in pts]) if frontier else range(len(pts))
+            dropped = [pts[i]["label"] for i in range(len(pts)) if i not in keep]
+            if dropped:
+                out["bd_dropped"].setdefault(m, {})[kind] = dropped
+            curves += [[pts[i]["bpp"] for i in keep], [pts[i][m] for i in keep]]
+        judge = judge_curves(curves[1], curves[3])
+        out["judge"][m] = judge
+        if not judge["judgeable"]:
+            out["inconclusive"][m] = judge["reason"]
+            continue
         try:
-            for m in metrics_:
-                curves = []
-                for kind, pts in (("float", fp), ("int8", qp)):
-                    keep = rd_frontier([p["bpp"] for p in pts], [p[m] for p in pts]) if frontier else range(len(pts))
-                    dropped = [pts[i]["label"] for i in range(len(pts)) if i not in keep]
-                    if dropped:
-                        out["bd_dropped"].setdefault(m, {})[kind] = dropped
-                    curves += [[pts[i]["bpp"] for i in keep], [pts[i][m] for i in keep]]
-                out["bd_rate"][m] = bd_rate(*curves, method="pchip")
-                out["bd_psnr"][m] = bd_psnr(*curves, method="pchip")
+            out["bd_rate"][m] = bd_rate(*curves, method="pchip")
+            out["bd_psnr"][m] = bd_psnr(*curves, method="pchip")
         except InputError as exc:
-            out["bd_rate"], out["bd_psnr"], out["bd_error"] = {}, {}, str(exc)
-    else:
-        out["bd_error"] = (f"BD-rate needs >= {MIN_POINTS['pchip']} RD points per curve (pchip); got {len(fp)}: "
-                           "give several float checkpoints and int8 folders, comma-separated")
+            out["bd_rate"].pop(m, None)
+            hint = "" if frontier else " (--frontier drops dominated points, and lists them)"
+            out["inconclusive"][m] = f"{exc}{hint}"
+    if out["inconclusive"]:
+        out["bd_error"] = "; ".join(f"{m}: {r}" for m, r in out["inconclusive"].items())
     out["point_deltas"] = [{"float": a["label"], "int8": b["label"],
                             "d_bpp_pct": 100.0 * (b["bpp"] / a["bpp"] - 1.0) if a["bpp"] > 0 else None,
                             **{f"d_{m}": b[m] - a[m] for m in METRIC_KEYS}} for a, b in zip(fp, qp)]
@@ -204,20 +245,7 @@ def markdown(report: dict) -> str:
             for p in res[kind]["points"]:
                 lines.append(f"| {kind} | {p['label']} | {p['bpp']:.5f} | {p['psnr_yuv']:.3f} | {p['psnr_rgb']:.3f} "
                              f"| {p['ms_ssim_rgb']:.4f} |")
-        cmp_ = res["comparison"]
-        lines += ["", "| metric | BD-rate int8 vs float (%) | BD-PSNR (dB) |", "|---|---|---|"]
-        if cmp_["bd_rate"]:
-            for m, v in cmp_["bd_rate"].items():
-                lines.append(f"| {m} | {v:.3f} | {cmp_['bd_psnr'][m]:.4f} |")
-        else:
-            lines.append(f"| - | not computed: {cmp_['bd_error']} | - |")
-        for m, kinds in (cmp_.get("bd_dropped") or {}).items():
-            lines.append(f"\n{m}: BD over the RD frontier; dominated points left out: "
-                         + "; ".join(f"{k} {', '.join(v)}" for k, v in kinds.items()))
-        lines += ["", "| float | int8 | d bpp (%) | d PSNR-YUV (dB) | d PSNR-RGB (dB) |", "|---|---|---|---|---|"]
-        for d in cmp_["point_deltas"]:
-            lines.append(f"| {d['float']} | {d['int8']} | {fmt(d['d_bpp_pct'])} | {d['d_psnr_yuv']:.4f} "
-                         f"| {d['d_psnr_rgb']:.4f} |")
+        lines += ["", *bd_lines(res["comparison"], markdown_=True)]
         for a, b in zip(res["float"]["points"], res["int8"]["points"]):
             lines += ["", f"Per frame, {a['label']} (float) vs {b['label']} (int8):", "",
                       "| frame | type | bits float | bits int8 | PSNR-YUV float | PSNR-YUV int8 | d PSNR-YUV |",
@@ -235,6 +263,37 @@ def markdown(report: dict) -> str:
         for i, r in enumerate(sens["rows"], 1):
             lines.append(f"| {i} | {r['stage']} | {r['d_psnr_yuv']:+.4f} | {fmt(r['d_bits_pct'])} |")
     return "\n".join(lines) + "\n"
+
+
+def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
+    """The BD figures (or why there are none) per metric with the curves' spans, the dropped points,
+    and the per-point deltas (bpp %, dB) beside them: Markdown tables or plain text."""
+    rows = []
+    for m, j in cmp_["judge"].items():
+        spans = (f"{j['float_span_db']:.3f}", f"{j['int8_span_db']:.3f}",
+                 f"{j['overlap_db']:.3f} ({100 * j['overlap_fraction']:.0f} %)") if "float_span_db" in j else ("-",) * 3
+        if m in cmp_["bd_rate"]:
+            rows.append([m, *spans, f"{cmp_['bd_rate'][m]:+.3f}", f"{cmp_['bd_psnr'][m]:+.4f}"])
+        else:
+            rows.append([m, *spans, f"inconclusive: {cmp_['inconclusive'].get(m)}", "-"])
+    deltas = [[d["float"], d["int8"], "-" if d["d_bpp_pct"] is None else f"{d['d_bpp_pct']:+.2f}",
+               f"{d['d_psnr_yuv']:+.4f}", f"{d['d_psnr_rgb']:+.4f}"] for d in cmp_["point_deltas"]]
+    dropped = [f"{m}: BD over the RD frontier (--frontier); dominated points left out: "
+               + "; ".join(f"{k} {', '.join(v)}" for k, v in kinds.items())
+               for m, kinds in (cmp_.get("bd_dropped") or {}).items()]
+    bd_head = ["metric", "float span (dB)", "int8 span (dB)", "shared (dB)", "BD-rate int8 vs float (%)",
+               "BD-PSNR (dB)"]
+    d_head = ["float", "int8", "d bpp (%)", "d PSNR-YUV (dB)", "d PSNR-RGB (dB)"]
+    if markdown_:
+        return [*md_table(bd_head, rows), "", *(x + "\n" for x in dropped),
+                "Per RD point, int8 minus float:", "", *md_table(d_head, deltas)]
+    lines = [f"int8 - float, {a} -> {b}: bpp {c} %, PSNR-YUV {d} dB, PSNR-RGB {e} dB" for a, b, c, d, e in deltas]
+    for m, j in cmp_["judge"].items():
+        head = (f"{m}: float spans {j['float_span_db']:.3f} dB, int8 {j['int8_span_db']:.3f} dB, shared "
+                f"{j['overlap_db']:.3f} dB ({100 * j['overlap_fraction']:.0f} %): ") if "float_span_db" in j else f"{m}: "
+        lines.append(head + (f"BD-rate {cmp_['bd_rate'][m]:+.3f} %, BD-PSNR {cmp_['bd_psnr'][m]:+.4f} dB"
+                             if m in cmp_["bd_rate"] else f"inconclusive: {cmp_['inconclusive'].get(m)}"))
+    return lines + dropped
 
 
 def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) -> list[str]:
@@ -286,27 +345,38 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
                             "comparison": compare(fres, qres, opts.bd_metrics, opts.frontier)})
             if k == 0 and opts.sensitivity_frames:
                 sensitivity = stage_sensitivity(pairs[0], sources, opts)
-    bd_mean = {}
-    if all(r["comparison"]["bd_rate"] for r in results):
-        bd_mean = {m: float(np.mean([r["comparison"]["bd_rate"][m] for r in results])) for m in opts.bd_metrics}
-    loss = max(bd_mean.values()) if bd_mean else None
-    if loss is None:
-        errors = "; ".join(sorted({r["comparison"]["bd_error"] for r in results if r["comparison"]["bd_error"]}))
-        verdict, passed = f"UNDETERMINED: no BD-rate ({errors})", None
-    elif loss > opts.max_bdrate:
-        verdict, passed = (f"FAIL: int8 BD-rate loss {loss:.3f}% exceeds the allowed {opts.max_bdrate:g}% "
-                           f"(worst of {', '.join(opts.bd_metrics)})"), False
-    else:
-        verdict, passed = (f"PASS: int8 BD-rate loss {loss:.3f}% is within the allowed {opts.max_bdrate:g}% "
-                           f"(worst of {', '.join(opts.bd_metrics)})"), True
+    verdict, passed, loss, bd_mean, reasons = judge_results(results, opts)
     report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs],
               "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta} for p in pairs],
               "options": {**asdict(opts), "bd_metrics": list(opts.bd_metrics)},
               "bd_rate": bd_mean, "bd_rate_loss": loss, "max_bdrate": opts.max_bdrate, "passed": passed,
-              "verdict": verdict, "results": results, "sensitivity": sensitivity, "files": []}
+              "inconclusive": passed is None, "inconclusive_reasons": reasons,
+              "rule": {"min_span_db": MIN_SPAN_DB, "min_overlap": MIN_OVERLAP}, "verdict": verdict,
+              "results": results, "sensitivity": sensitivity, "files": []}
     if out is not None:
         report["files"] = write_report(out, report)
     return report
+
+
+def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | None, float | None, dict, list[str]]:
+    """(verdict, passed, worst BD-rate loss, mean BD-rate per metric, inconclusive reasons) over the
+    inputs' comparisons: INCONCLUSIVE (passed None) if any input has a metric that cannot be judged,
+    else PASS/FAIL of the worst mean BD-rate against `opts.max_bdrate`."""
+    multi = len(results) > 1
+    reasons = [f"{Path(r['source']).name + ': ' if multi else ''}{m}: {why}"
+               for r in results for m, why in r["comparison"]["inconclusive"].items()]
+    if reasons:
+        return (f"INCONCLUSIVE: no BD-rate is reported where the curves cannot be judged (each must span >= "
+                f"{MIN_SPAN_DB:g} dB and share >= {100 * MIN_OVERLAP:.0f} % of their quality range): "
+                + "; ".join(reasons), None, None, {}, reasons)
+    bd_mean = {m: float(np.mean([r["comparison"]["bd_rate"][m] for r in results])) for m in opts.bd_metrics}
+    loss = max(bd_mean.values())
+    worst = f"(worst of {', '.join(opts.bd_metrics)})"
+    if loss > opts.max_bdrate:
+        return (f"FAIL: int8 BD-rate loss {loss:.3f}% exceeds the allowed {opts.max_bdrate:g}% {worst}", False, loss,
+                bd_mean, [])
+    return (f"PASS: int8 BD-rate loss {loss:.3f}% is within the allowed {opts.max_bdrate:g}% {worst}", True, loss,
+            bd_mean, [])
 
 
 def write_report(out: Path, report: dict) -> list[str]:

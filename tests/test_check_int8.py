@@ -1,10 +1,13 @@
 """`mobilecodec check-int8` with real aimet sims and the real encoder/decoder on carphone: the
-verdict follows --max-bdrate, the report's numbers match the stream files, bad input exits 2.
+judging rule (each curve spans >= 1 dB, the curves share >= half of each one's quality range) on
+hand-made numbers, INCONCLUSIVE (exit 3) for two flat curves from real encodes, the PASS/FAIL
+verdict following --max-bdrate, the report's numbers against the stream files, bad input exits 2.
 
-Two RD points are needed for a BD-rate (pchip). Trained `tiny` checkpoints are preferred when
-shipped; otherwise two random `tiny` models are built whose rate and quality are ordered by
-construction: the high point scales the analyses' latents by 16 (more bits) and sets the I-frame
-output bias nearer the clip's mean luma (higher PSNR)."""
+Two RD points per curve are needed for a BD-rate (pchip), and they must span >= 1 dB. The shipped
+`tiny` checkpoints are nearly flat (tiny_b0.0064 and tiny_b0.0128: 0.1 dB apart on the first 2
+carphone frames), so they make the flat pair. The judgeable pair puts a random-init `tiny` (about
+16 dB, fewer bits) below the lowest-beta shipped checkpoint (about 24 dB, more bits): a real
+codec's curve spanning ~8 dB."""
 
 from __future__ import annotations
 
@@ -18,39 +21,114 @@ import pytest
 from mobilecodec.cli import main
 
 FRAMES, INTRA = 2, 2
+OTHERS = ("psnr_y", "psnr_u", "psnr_v", "psnr_rgb", "ms_ssim_rgb")
 
 
-def _float_points(tmp: Path) -> list[Path]:
-    from mobilecodec.checkpoint import read_checkpoint, save_checkpoint, shipped_checkpoints
-    from mobilecodec.demo import random_tiny
+# the judging rule on hand-made numbers ------------------------------------------------------------
 
-    shipped = [(read_checkpoint(p).get("beta") or 0, p) for p in shipped_checkpoints().values()
-               if read_checkpoint(p)["config"].get("name") == "tiny"]
-    if len(shipped) >= 2:
-        shipped.sort()
-        return [shipped[0][1], shipped[-1][1]]
-    paths = []
-    for name in ("low", "high"):
-        paths.append(save_checkpoint(tmp / f"{name}.pt", random_tiny(name), beta=0.0016))
-    return paths
+@pytest.mark.parametrize("fq, qq, judgeable, needle", [
+    ([24.0, 25.5], [24.2, 25.6], True, None),  # spans 1.5 / 1.4 dB, share 1.3 dB = 87 % of 1.5
+    ([24.0, 25.0], [24.0, 25.0], True, None),  # exactly 1 dB each, fully shared
+    ([24.0, 26.0], [25.0, 27.0], True, None),  # share exactly half of each 2 dB range
+    ([24.0, 26.0], [25.2, 27.2], False, "share 0.800 dB of quality, 40 %"),
+    ([24.0, 26.0], [24.5, 28.0], False, "share 1.500 dB of quality, 43 %"),  # 75 % of float, 43 % of int8
+    ([25.36, 25.62, 25.695, 25.725], [25.29, 25.57, 25.62, 25.66], False, "float curve spans only 0.365 dB"),
+    ([24.0, 25.5], [24.9, 25.1], False, "int8 curve spans only 0.200 dB"),
+    ([25.0], [25.1], False, "1 RD point(s) per curve"),
+])
+def test_judge_rule_on_hand_made_numbers(fq, qq, judgeable, needle):
+    from quant.check import judge_curves
+
+    j = judge_curves(fq, qq)
+    assert j["judgeable"] is judgeable
+    if judgeable:
+        assert j["reason"] is None
+    else:
+        assert needle in j["reason"]
+
+
+def _res(points: list[tuple[float, float]]) -> dict:
+    return {"points": [{"label": f"p{i}", "bpp": r, "bits": 0, "psnr_yuv": d, "per_frame": [],
+                        **{k: 0.0 for k in OTHERS}}
+                       for i, (r, d) in enumerate(points)]}
+
+
+def test_compare_reports_bd_only_for_judgeable_curves():
+    from quant.check import CheckOptions, compare, judge_results
+
+    # x264-like anchor over 7 dB; int8 at 80 % of the rate everywhere: BD-rate exactly -20 %
+    anchor = [(1520.3, 38.71), (905.7, 36.42), (541.2, 34.05), (322.9, 31.66)]
+    c = compare(_res(anchor), _res([(0.8 * r, d) for r, d in anchor]), ("psnr_yuv",))
+    assert c["inconclusive"] == {} and c["bd_rate"]["psnr_yuv"] == pytest.approx(-20.0, abs=1e-9)
+    assert [d["d_bpp_pct"] for d in c["point_deltas"]] == pytest.approx([-20.0] * 4)
+    # flat curves (0.3 dB): the same -20 % in rate, but no BD figure, and the verdict says why
+    flat = [(0.066, 25.36), (0.084, 25.62), (0.148, 25.66)]
+    c = compare(_res(flat), _res([(0.8 * r, d - 0.01) for r, d in flat]), ("psnr_yuv",))
+    assert c["bd_rate"] == {} and "float curve spans only 0.300 dB" in c["inconclusive"]["psnr_yuv"]
+    assert [d["d_psnr_yuv"] for d in c["point_deltas"]] == pytest.approx([-0.01] * 3)
+    verdict, passed, loss, bd, reasons = judge_results([{"source": "clip.y4m", "comparison": c}],
+                                                        CheckOptions(bd_metrics=("psnr_yuv",)))
+    assert passed is None and loss is None and bd == {} and verdict.startswith("INCONCLUSIVE")
+    assert reasons == ["psnr_yuv: the float curve spans only 0.300 dB (< 1 dB); "
+                       "the int8 curve spans only 0.300 dB (< 1 dB)"]
+
+
+def test_frontier_only_when_asked_and_dropped_points_listed():
+    from quant.check import bd_lines, compare
+
+    anchor = [(322.9, 31.66), (541.2, 34.05), (905.7, 36.42), (1520.3, 38.71)]
+    # int8 damages its third point: more bits for less quality than its second point
+    bent = [(322.9, 31.60), (541.2, 34.00), (700.0, 33.90), (1520.3, 38.60)]
+    strict = compare(_res(anchor), _res(bent), ("psnr_yuv",))
+    assert strict["bd_rate"] == {} and "not monotonic" in strict["inconclusive"]["psnr_yuv"]
+    pruned = compare(_res(anchor), _res(bent), ("psnr_yuv",), frontier=True)
+    assert pruned["bd_dropped"] == {"psnr_yuv": {"int8": ["p2"]}} and "psnr_yuv" in pruned["bd_rate"]
+    text = "\n".join(bd_lines(pruned))
+    assert "dominated points left out: int8 p2" in text and "p2 -> p2: bpp -22.71 %, PSNR-YUV -2.5200 dB" in text
+
+
+# real encodes -------------------------------------------------------------------------------------
+
+def _shipped_tiny() -> dict[str, Path]:
+    from mobilecodec.checkpoint import read_checkpoint, shipped_checkpoints
+
+    return {n: p for n, p in shipped_checkpoints().items() if read_checkpoint(p)["config"].get("name") == "tiny"}
+
+
+def _quantize(model, f, tmp: Path, carphone) -> Path:
+    from quant.calibrate import load_gops
+    from quant.config import QuantConfig
+    from quant.ptq import quantize_model, save_quantized
+
+    gops = load_gops([carphone], 2, (64, 64), 2, seed=0)
+    q = quantize_model(model, QuantConfig(), gops, steps=1, batch=2, progress=False)
+    return save_quantized(tmp / f"Q_{Path(f).stem}", q, checkpoint=f)
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory, carphone) -> tuple[list[Path], list[Path]]:
-    from quant.calibrate import load_gops
-    from quant.config import QuantConfig
-    from quant.ptq import quantize_model, save_quantized
-    from mobilecodec.checkpoint import load_checkpoint
+    """Judgeable: [random-init tiny (low rate, ~16 dB), lowest-beta shipped tiny (~24 dB)]."""
+    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
+    from mobilecodec.demo import random_tiny
 
     tmp = tmp_path_factory.mktemp("check")
-    floats = _float_points(tmp)
-    gops = load_gops([carphone], 2, (64, 64), 2, seed=0)
-    qdirs = []
-    for f in floats:
-        model, _ = load_checkpoint(f)
-        q = quantize_model(model, QuantConfig(), gops, steps=1, batch=2, progress=False)
-        qdirs.append(save_quantized(tmp / f"Q_{Path(f).stem}", q, checkpoint=f))
+    shipped = _shipped_tiny()
+    assert shipped, "no shipped tiny checkpoint"
+    best = min(shipped, key=lambda n: float(n.rsplit("_b", 1)[1]))
+    floats = [save_checkpoint(tmp / "random_low.pt", random_tiny("low"), beta=1.0), shipped[best]]
+    qdirs = [_quantize(load_checkpoint(f)[0], f, tmp, carphone) for f in floats]
     return floats, qdirs
+
+
+@pytest.fixture(scope="module")
+def flat_pairs(tmp_path_factory, carphone) -> tuple[list[Path], list[Path]]:
+    """Flat: tiny_b0.0064 and tiny_b0.0128 (0.1 dB apart on 2 carphone frames)."""
+    from mobilecodec.checkpoint import load_checkpoint
+
+    tmp = tmp_path_factory.mktemp("flat")
+    shipped = _shipped_tiny()
+    floats = [shipped["tiny_b0.0064"], shipped["tiny_b0.0128"]]
+    return floats, [_quantize(load_checkpoint(f)[0], f, tmp, carphone) for f in floats]
 
 
 def _check(carphone, floats, qdirs, *extra) -> int:
@@ -122,22 +200,50 @@ def test_report_files_and_numbers(first_run, carphone, pairs, tmp_path):
     assert [r["d_psnr_yuv"] for r in sens["rows"]] == sorted(r["d_psnr_yuv"] for r in sens["rows"])
 
 
-@pytest.mark.parametrize("case", ["count", "input", "int8", "single"])
+def test_flat_curves_from_real_encodes_are_inconclusive(flat_pairs, carphone, tmp_path, capsys):
+    from mobilecodec.cli import build_parser
+
+    out = tmp_path / "R"
+    rc = _check(carphone, *flat_pairs, "--sensitivity-frames", "0", "-o", str(out))
+    captured = capsys.readouterr()
+    report = json.loads((out / "check_int8.json").read_text())
+    fp = report["results"][0]["float"]["points"]
+    span = abs(fp[0]["psnr_yuv"] - fp[1]["psnr_yuv"])
+    assert span < 1.0, f"premise: tiny_b0.0064 and tiny_b0.0128 are < 1 dB apart on {FRAMES} frames, got {span:.3f}"
+    assert rc == 3 and report["passed"] is None and report["inconclusive"] is True
+    assert report["bd_rate"] == {} and report["bd_rate_loss"] is None
+    assert report["results"][0]["comparison"]["bd_rate"] == {}
+    assert "verdict: INCONCLUSIVE" in captured.out and f"the float curve spans only {span:.3f} dB" in captured.out
+    assert "PASS" not in captured.out and "FAIL" not in captured.out
+    # the per-point deltas are printed beside the (missing) BD figures
+    for a, b in zip(fp, report["results"][0]["int8"]["points"]):
+        assert f"{a['label']} -> {b['label']}: bpp {100 * (b['bpp'] / a['bpp'] - 1):+.2f} %, " \
+               f"PSNR-YUV {b['psnr_yuv'] - a['psnr_yuv']:+.4f} dB" in captured.out
+    assert "INCONCLUSIVE" in (out / "check_int8.md").read_text()
+    # exit 3 is documented in --help
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["check-int8"]
+    assert "3  INCONCLUSIVE" in sub.format_help() and "1  FAIL" in sub.format_help()
+
+
+def test_single_pair_is_inconclusive(pairs, carphone, tmp_path, capsys):
+    floats, qdirs = pairs
+    rc = main(["check-int8", str(carphone), "--float", str(floats[1]), "--int8", str(qdirs[1]),
+               "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", str(tmp_path / "R")])
+    assert rc == 3
+    out = capsys.readouterr().out
+    assert "INCONCLUSIVE" in out and "1 RD point(s) per curve" in out
+    rep = json.loads((tmp_path / "R" / "check_int8.json").read_text())
+    assert rep["passed"] is None and len(rep["results"][0]["comparison"]["point_deltas"]) == 1
+
+
+@pytest.mark.parametrize("case", ["count", "input", "int8"])
 def test_bad_inputs_exit_2(case, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
     if case == "count":
         rc = _check(carphone, floats, qdirs[:1])
     elif case == "input":
         rc = _check(tmp_path / "missing.y4m", floats, qdirs)
-    elif case == "int8":
+    else:
         rc = _check(carphone, floats, [qdirs[0], tmp_path / "noQ"])
-    else:  # one pair: one RD point per curve, no BD-rate (pchip needs 2)
-        rc = main(["check-int8", str(carphone), "--float", str(floats[0]), "--int8", str(qdirs[0]),
-                   "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", str(tmp_path / "R")])
     assert rc == 2
-    captured = capsys.readouterr()
-    assert "error" in captured.err
-    if case == "single":
-        assert "UNDETERMINED" in captured.out and "needs >= 2" in captured.out
-        rep = json.loads((tmp_path / "R" / "check_int8.json").read_text())
-        assert rep["passed"] is None and len(rep["results"][0]["comparison"]["point_deltas"]) == 1
+    assert "error" in capsys.readouterr().err

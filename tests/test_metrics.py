@@ -483,8 +483,9 @@ def test_bd_on_frontier_equals_bd_without_the_dominated_point():
     anchor = list(zip(X264_RATE, X264_PSNR))
     test = [(r * 0.5, d) for r, d in anchor]  # half the rate everywhere: BD-rate -50 %
     bent = test + [(test[-1][0] * 1.1, test[-1][1] - 0.01)]  # one extra point, dominated
-    c = compare(res(anchor), res(bent), ("psnr_yuv",))
+    c = compare(res(anchor), res(bent), ("psnr_yuv",), frontier=True)
     assert c["bd_error"] is None and c["bd_rate"]["psnr_yuv"] == pytest.approx(-50.0, abs=1e-9)
     assert c["bd_dropped"] == {"psnr_yuv": {"int8": [f"p{len(test)}"]}}
     strict = compare(res(anchor), res(bent), ("psnr_yuv",), frontier=False)
-    assert strict["bd_rate"] == {} and "not monotonic" in strict["bd_error"]
+    assert strict["bd_rate"] == {} and "not monotonic" in strict["bd_error"] and "--frontier" in strict["bd_error"]
+    assert strict["bd_dropped"] == {} and set(strict["inconclusive"]) == {"psnr_yuv"}

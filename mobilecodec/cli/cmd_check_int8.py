@@ -1,20 +1,31 @@
 """`mobilecodec check-int8`: float vs int8 through the real encoder and decoder (file bits,
-hash-verified decode): RD points, BD-rate of int8 against float, drift along the GOP and the
-stages most sensitive to quantization. Exit 0 = pass, 1 = BD-rate loss above --max-bdrate,
-2 = bad input or no BD-rate (a single float/int8 pair gives one RD point per curve; BD-rate
-with pchip needs >= 2, so give several checkpoints comma-separated)."""
+hash-verified decode): RD points, per-point deltas, BD-rate of int8 against float where the curves
+can be judged, drift along the GOP and the stages most sensitive to quantization.
+
+Exit codes: 0 PASS (BD-rate loss within --max-bdrate), 1 FAIL (above it), 2 bad input or an error,
+3 INCONCLUSIVE (a curve spans < 1 dB, the curves share < half of their quality ranges, a curve is
+not monotonic, or there is a single float/int8 pair: no BD-rate is judged)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mobilecodec.cli.common import emit_json, positive_int
 
-HELP = "int8 vs float through real encode/decode: RD, BD-rate (exit 1 above --max-bdrate), drift, sensitive stages"
+HELP = ("int8 vs float through real encode/decode: per-point deltas, BD-rate (exit 0 pass, 1 fail, 3 inconclusive), "
+        "drift, sensitive stages")
+EPILOG = """exit codes:
+  0  PASS: int8 BD-rate loss (worst of PSNR-YUV, PSNR-RGB, mean over inputs) <= --max-bdrate
+  1  FAIL: the loss is above --max-bdrate
+  2  bad input (missing file, unpaired --float/--int8, ...) or an error
+  3  INCONCLUSIVE: no BD-rate is judged because a curve spans < 1 dB of quality, the float and int8
+     curves share < 50 % of each one's quality range, a curve is not monotonic (see --frontier),
+     or there is only one float/int8 pair; the report still lists the per-point deltas"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos (.y4m/.yuv/.mp4 or sample names)")
     p.add_argument("--float", dest="floats", required=True, metavar="C[,C...]",
                    help="float checkpoints (files or shipped names), comma-separated, one per RD point")
@@ -26,9 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allowed BD-rate loss of int8 vs float in %% (worst of PSNR-YUV, PSNR-RGB; default 5)")
     p.add_argument("--sensitivity-frames", type=int, default=3,
                    help="frames of the first input for the per-stage ablation (0 = skip; default 3)")
-    p.add_argument("--no-frontier", action="store_true",
-                   help="compute BD-rate on all RD points (fails on a non-monotonic curve) instead of each "
-                        "curve's RD frontier (dominated points left out and listed)")
+    p.add_argument("--frontier", action="store_true",
+                   help="compute BD-rate over each curve's RD frontier: points another point of the same curve "
+                        "beats on rate and quality are dropped (and listed). Off by default: dropping a point "
+                        "can hide int8 damage, so a non-monotonic curve makes the check inconclusive")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="YUV->RGB matrix (default bt601)")
     p.add_argument("-o", "--output", metavar="OUT", help="report folder: check_int8.json/.md, RD JSONs, PNG plots")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -36,25 +48,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mobilecodec.errors import InputError
-    from quant.check import CheckOptions, check_int8, load_pairs, split_list
+    from mobilecodec.io import resolve_input
+    from quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, bd_lines, check_int8,
+                             load_pairs, split_list)
 
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,
                         matrix=args.matrix, sensitivity_frames=args.sensitivity_frames,
-                        frontier=not args.no_frontier, progress=not args.no_progress)
+                        frontier=args.frontier, progress=not args.no_progress)
     opts.validate()
-    from mobilecodec.io import resolve_input
-    from pathlib import Path
-
     for i in args.inputs:
         if not Path(resolve_input(i)).is_file():
             raise InputError(f"no such input video: {i}")
     pairs = load_pairs(split_list(args.floats), split_list(args.int8s))
     report = check_int8(pairs, args.inputs, opts, args.output)
     for res in report["results"]:
+        name = Path(res["source"]).name
         for a, b in zip(res["float"]["points"], res["int8"]["points"]):
-            print(f"{Path(res['source']).name}: {a['label']}: float {a['bpp']:.4f} bpp {a['psnr_yuv']:.3f} dB | "
+            print(f"{name}: {a['label']}: float {a['bpp']:.4f} bpp {a['psnr_yuv']:.3f} dB | "
                   f"int8 {b['bpp']:.4f} bpp {b['psnr_yuv']:.3f} dB")
+        for line in bd_lines(res["comparison"]):
+            print(f"{name}: {line}")
     sens = report.get("sensitivity") or {}
     if sens.get("rows"):
         top = ", ".join(f"{r['stage']} ({r['d_psnr_yuv']:+.3f} dB)" for r in sens["rows"][:3])
@@ -62,6 +78,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"verdict: {report['verdict']}")
     emit_json(report, args.json)
     if report["passed"] is None:
-        print("mobilecodec check-int8: error: no BD-rate could be computed; see the verdict above", file=sys.stderr)
-        return 2
-    return 0 if report["passed"] else 1
+        return EXIT_INCONCLUSIVE
+    return EXIT_PASS if report["passed"] else EXIT_FAIL
