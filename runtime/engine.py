@@ -13,6 +13,7 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Iterator
 
 import numpy as np
@@ -79,11 +80,20 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
 
 class OnnxEngine:
     """Runs a package's graphs; the buffer travels from `buffer_out.*` graph outputs to
-    `buffer_in.*` graph inputs through the host buffer update (as `engine.run_pframe`)."""
+    `buffer_in.*` graph inputs (as `engine.run_pframe`).
+
+    On the CPU EP the buffer crosses graph boundaries at its storage dtype (uint8 frame, int16
+    flow at 1/256 px, float16 features: `models.buffer.STORAGE_DTYPES`): each graph gets a
+    prologue/epilogue that does exactly the host's `snap_to_storage` arithmetic, so results are
+    bit-identical to rounding on the host. Every graph runs through an IOBinding onto preallocated
+    output arrays; the stored buffer lives in two preallocated sets of arrays used in turn
+    (ping-pong): frame t's `buffer_out.*` are bound as outputs into one set, which frame t+1 binds
+    as its `buffer_in.*` inputs, without a copy. The float tensors handed to the host warp and to
+    the caller are fresh arrays (converted from the stored ones), so callers may keep them."""
 
     def __init__(self, package: str | Path, *, ep: str = "cpu", graph_files: dict[str, str | Path] | None = None,
                  soc: int | None = None, profile_dir: str | Path | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, storage_io: bool = True) -> None:
         from export.manifest import load_package_model
 
         base, ctx_files, self.context = resolve_package(package, ep)
@@ -100,15 +110,28 @@ class OnnxEngine:
             raise InputError(f"{base} holds float graphs; the QNN HTP runs int8 ones: compile the package "
                              "(`mobilecodec compile`) and pass that folder, or pass an int8 package")
         self.profile_dir = Path(profile_dir) if profile_dir else None
-        self.sessions = {n: self._session(n, p, soc, threads) for n, p in files.items()
-                         if self.manifest["graphs"][n]["used_by_codec"]}
-        self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
-        self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
+        self.storage_io = bool(storage_io) and ep == "cpu"  # QNN context binaries keep their float I/O
+        self.threads = threads
+        self.wrapped: set[str] = set()  # graphs whose buffer I/O is at the storage dtypes
+        self._run_sessions = {n: self._session(n, p, soc, threads) for n, p in files.items()
+                              if self.manifest["graphs"][n]["used_by_codec"]}
+        self.sessions = _FloatSessions(self)
+        self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self._run_sessions.items()}
+        self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self._run_sessions.items()}
+        self.io_dtypes = {n: {v.name: _ORT_DTYPES[v.type] for v in (*s.get_inputs(), *s.get_outputs())}
+                          for n, s in self._run_sessions.items()}
         self.clock = StepClock()
         self.recorder: dict[str, list[dict[str, np.ndarray]]] | None = None
         names = [e.name for e in self.model.layout]
         self.frame_out = "buffer_out.frame" if "frame" in names else "x_hat"
         self.ref_name = "buffer_in.frame" if "frame" in names else "buffer_in.residual_feat"
+        self._bindings = {n: s.io_binding() for n, s in self._run_sessions.items()}
+        self._outs: dict[str, dict[str, np.ndarray]] = {n: {} for n in self._run_sessions}  # allocated on first run
+        h, w = self.padded_size
+        self._slots = [{e.name: np.zeros(e.shape(h, w), self.storage_dtype(e.name)) for e in self.model.layout}
+                       for _ in range(2)]
+        self._cur = 0  # the slot holding the current buffer (what the next frame reads)
+        self._last_buf: Any = None  # the Buffer the current slot holds
 
     @property
     def label(self) -> str:
@@ -117,20 +140,24 @@ class OnnxEngine:
             return "onnxruntime QNN HTP (emulation on x86)" if _is_x86() else "onnxruntime QNN HTP"
         return f"onnxruntime CPU ({self.precision})"
 
+    def storage_dtype(self, name: str) -> str:
+        """dtype at which buffer entry `name` crosses graph boundaries in this engine."""
+        from mobilecodec.models.buffer import STORAGE_DTYPES
+
+        return STORAGE_DTYPES[name] if self.storage_io else "float32"
+
     def _session(self, name: str, path: Path, soc: int | None, threads: int | None) -> Any:
+        """One onnxruntime session; on the CPU EP, buffer I/O at the storage dtypes (`storage_io_model`)."""
         import onnxruntime as ort
+
+        from runtime.threads import session_options
 
         if self.ep == "qnn":
             from export.qnn import DEFAULT_SOC, SOCS, htp_session_options
 
-            so = htp_session_options(SOCS[soc or DEFAULT_SOC])
+            so = session_options(threads, htp_session_options(SOCS[soc or DEFAULT_SOC]))
         else:
-            so = ort.SessionOptions()
-            so.log_severity_level = 3
-        # no busy-waiting threads after a run: they would steal the cores from the host steps
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            so.intra_op_num_threads = threads
+            so = session_options(threads)
         if self.profile_dir is not None:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
             so.enable_profiling = True
@@ -138,7 +165,15 @@ class OnnxEngine:
         try:
             if self.ep == "qnn":
                 return ort.InferenceSession(str(path), sess_options=so)
-            return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            model: Any = str(path)
+            if self.storage_io:
+                import onnx
+
+                proto = onnx.load(str(path))
+                if storage_io_model(proto):
+                    model = proto.SerializeToString()
+                    self.wrapped.add(name)
+            return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             from mobilecodec.errors import ToolError
 
@@ -169,14 +204,93 @@ class OnnxEngine:
 
         return DecoderSource(self.model, payload, height, width, clock=self.clock)
 
+    @property
+    def run_sessions(self) -> dict[str, Any]:
+        """graph -> the onnxruntime session the codec runs (storage-dtype buffer I/O on the CPU EP)."""
+        return self._run_sessions
+
+    def random_feeds(self, graph: str, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs for `run_sessions[graph]`: uniform [0, 1) floats, buffer inputs converted
+        to their storage dtype (what the profiler times each graph alone on)."""
+        rng = np.random.default_rng(seed)
+        sess, dtypes = self._run_sessions[graph], self.io_dtypes[graph]
+        return {i.name: _as_dtype(i.name, rng.random(i.shape, dtype=np.float32), dtypes[i.name])
+                for i in sess.get_inputs()}
+
     def run(self, graph: str, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one graph, taking its inputs by name from `env`; returns its outputs by name."""
-        feeds = {k: np.ascontiguousarray(env[k], dtype=np.float32) for k in self.inputs[graph]}
-        if self.recorder is not None:  # parity checks and compile calibration keep every graph's feeds
-            self.recorder.setdefault(graph, []).append(feeds)
+        """Run one graph through its IOBinding, taking its inputs by name from `env` (converted to
+        the graph's input dtype when needed: float <-> storage dtype of buffer entries). Outputs go
+        into preallocated arrays reused by the next run of the same graph; with storage-dtype I/O,
+        `buffer_out.*` go straight into the next buffer slot. Returns the outputs by name."""
+        dtypes = self.io_dtypes[graph]
+        feeds = {k: _as_dtype(k, env[k], dtypes[k]) for k in self.inputs[graph]}
+        if self.recorder is not None:  # parity checks and compile calibration keep every graph's float feeds
+            self.recorder.setdefault(graph, []).append(
+                {k: np.array(_as_dtype(k, v, "float32")) for k, v in feeds.items()})
+        nxt = self._slots[1 - self._cur]
+        io = self._bindings[graph]
+        result = {}
+        for k, v in feeds.items():
+            io.bind_cpu_input(k, v)
+        for k in self.outputs[graph]:
+            entry = k.split(".", 1)[1] if k.startswith("buffer_out.") else None
+            if self.storage_io and entry in nxt and nxt[entry].dtype == np.dtype(dtypes[k]):
+                arr = nxt[entry]  # ping-pong: written where the next frame reads it
+            else:
+                arr = self._outs[graph].get(k)
+                if arr is None:
+                    shape = [o.shape for o in self._run_sessions[graph].get_outputs() if o.name == k][0]
+                    arr = self._outs[graph][k] = np.empty(shape, dtypes[k])
+            io.bind_output(k, "cpu", 0, arr.dtype.type, list(arr.shape), arr.ctypes.data)
+            result[k] = arr
         with self.clock.step(graph):
-            out = self.sessions[graph].run(None, feeds)
-        return dict(zip(self.outputs[graph], out))
+            self._run_sessions[graph].run_with_iobinding(io)
+        io.clear_binding_inputs()
+        io.clear_binding_outputs()
+        return result
+
+    # the buffer: stored arrays (graph I/O) <-> float tensors (host warp, caller) ----------------
+
+    def _entry_float(self, name: str, arr: np.ndarray) -> Any:
+        """Float tensor of buffer entry `name` from a graph output: the stored values converted, or
+        a float output snapped to its storage grid on the host (`snap_to_storage`). A new tensor."""
+        import torch
+
+        from mobilecodec.models.buffer import snap_to_storage
+
+        if arr.dtype != np.float32:
+            return torch.from_numpy(_as_dtype(name, arr, "float32"))
+        return snap_to_storage(name, torch.from_numpy(arr))
+
+    def _stored_inputs(self, buf: Any) -> dict[str, np.ndarray]:
+        """`buffer_in.*` arrays for a P-frame on `buf`: the current slot as the last frame's graphs
+        wrote it (no copy), or `buf` converted into it when the caller passes another buffer."""
+        slot = self._slots[self._cur]
+        if buf is not self._last_buf:
+            for n in slot:
+                slot[n][...] = _as_dtype(n, _np(buf[n]), slot[n].dtype.name)
+        return {f"buffer_in.{n}": a for n, a in slot.items()}
+
+    def _commit(self, written: dict[str, np.ndarray], floats: dict[str, Any]) -> Any:
+        """Finish a frame: the next slot becomes the current buffer (entries a graph wrote there are
+        in place; the others are stored from `floats`); returns the Buffer of float tensors."""
+        from mobilecodec.models.buffer import Buffer
+
+        nxt = self._slots[1 - self._cur]
+        for n, arr in nxt.items():
+            if written.get(f"buffer_out.{n}") is not arr:
+                arr[...] = _as_dtype(n, _np(floats[n]), arr.dtype.name)
+        self._cur = 1 - self._cur
+        buf = Buffer({e.name: floats[e.name] for e in self.model.layout})
+        self._last_buf = buf
+        return buf
+
+    def _frame(self, out: dict[str, np.ndarray]) -> Any:
+        """The reconstruction: the stored frame as float (uint8 levels), or raw x_hat (a copy)."""
+        import torch
+
+        arr = out[self.frame_out]
+        return self._entry_float("frame", arr) if self.frame_out == "buffer_out.frame" else torch.from_numpy(arr.copy())
 
     def run_iframe(self, source: Any) -> tuple[Any, Any]:
         """Mirror of `mobilecodec.codec.engine.run_iframe`: (decoded frame tensor, Buffer)."""
@@ -185,10 +299,11 @@ class OnnxEngine:
         y_hat = source.iframe()
         out = self.run("i_synthesis", {"y_hat": _np(y_hat)})
         with self.clock.step("host: buffer update"):
-            x_hat = torch.from_numpy(out[self.frame_out])
-            feat = torch.from_numpy(out["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in out \
-                else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
-            buf = self.model.initial_buffer(x_hat, feat)
+            x_hat = self._frame(out)
+            feat = self._entry_float("residual_feat", out["buffer_out.residual_feat"]) \
+                if "buffer_out.residual_feat" in out else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
+            ref = self.model.initial_buffer(x_hat, feat)  # zero flow / motion features
+            buf = self._commit(out, ref.tensors)
             result = self._output(buf, x_hat), buf
         self.clock.end_frame()
         return result
@@ -198,34 +313,42 @@ class OnnxEngine:
         import torch
 
         model = self.model
-        env = {f"buffer_in.{n}": _np(buf[n]) for n in buf.names()}
-        flow = motion_feat = None
+        with self.clock.step("host: buffer update"):
+            env: dict[str, Any] = self._stored_inputs(buf)
+        written: dict[str, np.ndarray] = {}
+        floats: dict[str, Any] = {}
+        flow = None
         if model.cfg.uses_motion:
             env.update(self.run("motion_predictor", env))
             env["m_hat"] = _np(source.motion(env[self.ref_name], env["flow_pred"]))
-            env.update(self.run("m_synthesis", env))
-            flow = torch.from_numpy(env["buffer_out.flow"] if "buffer_out.flow" in env else env["flow"])
-            motion_feat = torch.from_numpy(env["buffer_out.motion_feat"]) if "buffer_out.motion_feat" in env \
-                else flow.new_zeros(1, 0, *flow.shape[2:])
-            flow, motion_feat = model.decoded_motion(flow, motion_feat)
+            out = self.run("m_synthesis", env)
+            env.update(out)
+            written.update(out)
+            with torch.no_grad(), self.clock.step("host: buffer update"):
+                flow = self._entry_float("flow", out["buffer_out.flow"] if "buffer_out.flow" in out else out["flow"])
+                floats["flow"] = flow
+                floats["motion_feat"] = self._entry_float("motion_feat", out["buffer_out.motion_feat"]) \
+                    if "buffer_out.motion_feat" in out else flow.new_zeros(1, 0, *flow.shape[2:])
         with torch.no_grad(), self.clock.step("host: warp"):
             warped = model.warp(buf, flow)
             env["warped"] = _np(warped)
-        if "r_predictor" in self.sessions:
+        if "r_predictor" in self._run_sessions:
             env.update(self.run("r_predictor", env))
         else:
             with torch.no_grad(), self.clock.step("host: warp"):
                 env["pred"] = _np(model.predict(warped))
         cond = (env["warped"],) if model.cfg.conditional else ()
         env["r_hat"] = _np(source.residual(env["pred"], cond))
-        env.update(self.run("r_synthesis", env))
+        out = self.run("r_synthesis", env)
+        written.update(out)
         with torch.no_grad(), self.clock.step("host: buffer update"):
-            x_hat = torch.from_numpy(env[self.frame_out])
-            res_feat = torch.from_numpy(env["buffer_out.residual_feat"]) if "buffer_out.residual_feat" in env \
-                else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
+            x_hat = self._frame(out)
+            floats["frame"] = x_hat
+            if "buffer_out.residual_feat" in out:
+                floats["residual_feat"] = self._entry_float("residual_feat", out["buffer_out.residual_feat"])
             if flow is None:
-                flow, motion_feat = model.no_motion(buf[model.layout[0].name])
-            new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+                floats["flow"], floats["motion_feat"] = model.no_motion(buf[model.layout[0].name])
+            new_buf = self._commit(written, floats)
             result = self._output(new_buf, x_hat), new_buf
         self.clock.end_frame()
         return result
@@ -237,7 +360,7 @@ class OnnxEngine:
 
     def end_profiling(self) -> dict[str, str]:
         """Stop onnxruntime's profilers; returns graph -> JSON trace path."""
-        return {n: s.end_profiling() for n, s in self.sessions.items()} if self.profile_dir else {}
+        return {n: s.end_profiling() for n, s in self._run_sessions.items()} if self.profile_dir else {}
 
 
 class OnnxEncoderSource:
@@ -257,8 +380,8 @@ class OnnxEncoderSource:
 
         y = self.engine.run(graph, env)[lat]
         z = self.engine.run(f"{prefix}_hyper_analysis", {lat: y})["z"]
-        with self.engine.clock.step("host: entropy coding"):
-            return HyperpriorCoder(self.engine.model, prefix).encode_latents(y, z, self.enc, self.stats)
+        return HyperpriorCoder(self.engine.model, prefix).encode_latents(y, z, self.enc, self.stats,
+                                                                         clock=self.engine.clock)
 
     def iframe(self) -> Any:
         return self._code("i", "i_analysis", {"x": self.x}, "y")
@@ -281,3 +404,125 @@ def _is_x86() -> bool:
     import platform
 
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(uint16)": "uint16",
+               "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64"}
+#: storage dtype -> (scale of one grid step, clip range) of a buffer entry stored as integers
+_INT_GRIDS = {"uint8": (255.0, 0.0, 255.0), "int16": (256.0, -32768.0, 32767.0)}
+
+
+def _as_dtype(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
+    """`arr` as `dtype` (contiguous, no copy when it already is). Between float32 and a storage
+    dtype of the buffer (uint8 frame at 1/255, int16 flow at 1/256, float16 features) this is the
+    exact `snap_to_storage` arithmetic in float32: q = clip(rint(x * s)) and x = float32(q) / s."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.dtype(dtype):
+        return np.ascontiguousarray(arr)
+    if arr.dtype.name in _INT_GRIDS and dtype == "float32":
+        return arr.astype(np.float32) / np.float32(_INT_GRIDS[arr.dtype.name][0])
+    if dtype in _INT_GRIDS and arr.dtype == np.float32:
+        s, lo, hi = _INT_GRIDS[dtype]
+        return np.clip(np.rint(arr * np.float32(s)), lo, hi).astype(dtype)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def storage_io_model(proto: Any) -> bool:
+    """Give an ONNX graph its buffer I/O at the storage dtypes (`models.buffer.STORAGE_DTYPES`),
+    in place: a float `buffer_in.<name>` input becomes uint8 / int16 / float16 followed by
+    Cast (and Div by the grid scale); a float `buffer_out.<name>` output goes through Mul by the
+    scale, Round (half to even, as torch.round), Clip and Cast (or a Cast to float16). These are
+    exactly `snap_to_storage`'s float32 operations, so results equal host rounding bit for bit.
+    Returns whether anything changed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mobilecodec.models.buffer import STORAGE_DTYPES
+
+    elem = {"uint8": TensorProto.UINT8, "int16": TensorProto.INT16, "float16": TensorProto.FLOAT16}
+    g = proto.graph
+    pre, post, inits = [], [], []
+
+    def const(name: str, value: float) -> str:
+        inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
+        return name
+
+    def rename(old: str, new: str) -> None:
+        for node in g.node:
+            for seq in (node.input, node.output):
+                for i, v in enumerate(seq):
+                    if v == old:
+                        seq[i] = new
+        for vi in g.value_info:
+            if vi.name == old:
+                vi.name = new
+
+    outputs = {vo.name for vo in g.output}
+    for vi in g.input:
+        dt = STORAGE_DTYPES.get(vi.name.split(".", 1)[1]) if vi.name.startswith("buffer_in.") else None
+        if dt is None or vi.type.tensor_type.elem_type != TensorProto.FLOAT or vi.name in outputs:
+            continue
+        inner = f"{vi.name}/float"
+        rename(vi.name, inner)
+        vi.type.tensor_type.elem_type = elem[dt]
+        if dt == "float16":
+            pre.append(helper.make_node("Cast", [vi.name], [inner], to=TensorProto.FLOAT))
+        else:
+            scale = const(f"{vi.name}/scale", _INT_GRIDS[dt][0])
+            pre += [helper.make_node("Cast", [vi.name], [f"{vi.name}/cast"], to=TensorProto.FLOAT),
+                    helper.make_node("Div", [f"{vi.name}/cast", scale], [inner])]
+    inputs = {vi.name for vi in g.input}
+    for vo in g.output:
+        dt = STORAGE_DTYPES.get(vo.name.split(".", 1)[1]) if vo.name.startswith("buffer_out.") else None
+        if dt is None or vo.type.tensor_type.elem_type != TensorProto.FLOAT or vo.name in inputs:
+            continue
+        inner = f"{vo.name}/float"
+        rename(vo.name, inner)
+        vo.type.tensor_type.elem_type = elem[dt]
+        if dt == "float16":
+            post.append(helper.make_node("Cast", [inner], [vo.name], to=TensorProto.FLOAT16))
+        else:
+            s, lo, hi = _INT_GRIDS[dt]
+            n = vo.name
+            post += [helper.make_node("Mul", [inner, const(f"{n}/scale", s)], [f"{n}/scaled"]),
+                     helper.make_node("Round", [f"{n}/scaled"], [f"{n}/rounded"]),
+                     helper.make_node("Clip", [f"{n}/rounded", const(f"{n}/lo", lo), const(f"{n}/hi", hi)],
+                                      [f"{n}/clipped"]),
+                     helper.make_node("Cast", [f"{n}/clipped"], [n], to=elem[dt])]
+    if not pre and not post:
+        return False
+    nodes = pre + list(g.node) + post
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+    return True
+
+
+class _FloatSessions(Mapping):
+    """graph -> a session with the package's own float interface (what `export.parity` feeds
+    recorded float inputs to): the codec's session where its I/O is unchanged, else a session on
+    the unmodified graph file, created on first use."""
+
+    def __init__(self, engine: "OnnxEngine") -> None:
+        self.engine = engine
+        self.cache: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        e = self.engine
+        if name not in e.wrapped:
+            return e.run_sessions[name]
+        if name not in self.cache:
+            import onnxruntime as ort
+
+            from runtime.threads import session_options
+
+            self.cache[name] = ort.InferenceSession(str(e.files[name]), session_options(e.threads),
+                                                    providers=["CPUExecutionProvider"])
+        return self.cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.engine.run_sessions)
+
+    def __len__(self) -> int:
+        return len(self.engine.run_sessions)
+

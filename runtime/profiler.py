@@ -125,12 +125,11 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def graph_latency(engine: Any, runs: int, warmup: int) -> dict[str, dict[str, float]]:
-    """Each graph alone on random [0, 1) inputs: warm-up, then `runs` timed runs."""
-    from export.qdq import random_feeds
-
+    """Each graph alone on random [0, 1) inputs (buffer inputs at the engine's storage dtypes):
+    warm-up, then `runs` timed runs."""
     out = {}
-    for name, sess in engine.sessions.items():
-        feeds = random_feeds(engine.files[name], count=1)[0]
+    for name, sess in engine.run_sessions.items():
+        feeds = engine.random_feeds(name)
         for _ in range(warmup):
             sess.run(None, feeds)
         times = []
@@ -247,12 +246,11 @@ def op_profile(package: str | Path, ep: str, graph_files: dict[str, Path] | None
                runs: int = 3) -> dict[str, Any]:
     """Per-op kernel time from onnxruntime's profiler (SessionOptions.enable_profiling) over
     `runs` runs of every graph; returns per graph and overall top ops (ms per run)."""
-    from export.qdq import random_feeds
     from runtime.engine import OnnxEngine
 
     engine = OnnxEngine(package, ep=ep, graph_files=graph_files, profile_dir=workdir)
-    for name, sess in engine.sessions.items():
-        feeds = random_feeds(engine.files[name], count=1)[0]
+    for name, sess in engine.run_sessions.items():
+        feeds = engine.random_feeds(name)
         for _ in range(runs):
             sess.run(None, feeds)
     per_graph: dict[str, dict[str, float]] = {}

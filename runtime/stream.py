@@ -16,7 +16,7 @@ def encode_package(package: str | Path, input_path: str | Path, output: str | Pa
     model (config id, weights hash) so the PyTorch path decodes it too."""
     from mobilecodec.codec.video import encode_video
 
-    engine = engine or OnnxEngine(package, ep=ep)
+    engine = engine or OnnxEngine(package, ep=ep)  # threads: runtime.threads.set_threads
     summary = encode_video(engine.model, input_path, output, engine=engine, **kw)
     summary.update(backend=engine.label, package=str(engine.package))
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import emit_json
+from runtime.threads import add_threads_argument
 
 HELP = "decode a .mnvc bitstream (PyTorch, or an export package on onnxruntime), checking frame hashes"
 
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "backends and CPUs); the mismatch count is still reported")
     p.add_argument("--no-verify", action="store_true",
                    help="write frames even when a hash differs (report the mismatch instead of failing)")
+    add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -50,6 +52,9 @@ def _find_checkpoint(stream: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from runtime.threads import set_threads
+
+    set_threads(args.threads)
     from pathlib import Path
 
     from mobilecodec.checkpoint import load_checkpoint

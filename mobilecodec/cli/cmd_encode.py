@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
+from runtime.threads import add_threads_argument
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
 
@@ -25,11 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
     p.add_argument("--fps", type=positive_float, default=None, help="frame rate of a raw .yuv input")
+    add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from runtime.threads import set_threads
+
+    set_threads(args.threads)
     if args.package:
         return _run_package(args)
     from mobilecodec.checkpoint import load_checkpoint

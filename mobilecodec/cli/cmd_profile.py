@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
+from runtime.threads import add_threads_argument
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
         "time packages on onnxruntime; estimate Snapdragon NPU latency")
@@ -41,12 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=positive_int, default=5, help="timed runs per graph / frame type (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs first (default 1)")
     p.add_argument("--no-ops", action="store_true", help="skip onnxruntime's per-op profile")
+    add_threads_argument(p)
     p.add_argument("-o", "--output", metavar="REPORT", help="report folder: profile.json, profile.md, PNG charts")
     p.add_argument("--json", metavar="PATH", help="write all numbers as JSON ('-' for stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
+    from runtime.threads import set_threads
+
+    set_threads(args.threads)
 
     chosen = [x for x in (args.package, args.config, args.checkpoint, args.module) if x]
     if len(chosen) != 1:

@@ -49,6 +49,11 @@ class RateStats:
             self._model_bits += bits
 
 
+def _step_fn(clock) -> Callable:
+    """`clock.step` (a context manager per step name), or a no-op without a clock."""
+    return clock.step if clock is not None else (lambda name: contextlib.nullcontext())
+
+
 class HyperpriorCoder:
     """The entropy side of one autoencoder (I-frame, motion or residual). Cheap to create per
     frame: the entropy tables are validated and their constriction models built once per model
@@ -66,33 +71,39 @@ class HyperpriorCoder:
         means_q, idx = self.int_hyper(z_int)
         return means_q.astype(np.float64) * self.frac, idx
 
-    def encode(self, y: torch.Tensor, enc: RangeEncoder, stats: RateStats) -> torch.Tensor:
+    def encode(self, y: torch.Tensor, enc: RangeEncoder, stats: RateStats, clock=None) -> torch.Tensor:
         """Hyper-analysis in PyTorch, then `encode_latents`; returns y_hat."""
         z = getattr(self.model, f"{self.prefix}_hyper_analysis")(y)
-        return self.encode_latents(y.numpy(), z.numpy(), enc, stats)
+        return self.encode_latents(y.numpy(), z.numpy(), enc, stats, clock=clock)
 
-    def encode_latents(self, y: np.ndarray, z: np.ndarray, enc: RangeEncoder, stats: RateStats) -> torch.Tensor:
+    def encode_latents(self, y: np.ndarray, z: np.ndarray, enc: RangeEncoder, stats: RateStats,
+                       clock=None) -> torch.Tensor:
         """Code a latent and its hyper-latent computed by any backend (PyTorch, ONNX, QNN): round
-        and code z, derive entropy parameters from the integer z only, code y; returns y_hat."""
-        z_int = self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
-        self.prior.encode(enc, z_int)
-        mean, idx = self.params(z_int)
-        sym = self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean).astype(np.int32), idx)
-        self.gaussian.encode(enc, sym.ravel(), idx.ravel())
-        zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
-        stats.table_bits += zb + yb
-        stats.add_model_bits(zb)
-        stats.add_model_bits(lambda: self._model_bits(sym, idx))  # only if someone reads it
-        stats.per_part[f"{self.prefix}_z"] = zb
-        stats.per_part[f"{self.prefix}_y"] = yb
-        return self._y_hat(sym, mean)
+        and code z, derive entropy parameters from the integer z only, code y; returns y_hat.
+        `clock` (optional) times the entropy coding and the integer hyper-synthesis apart."""
+        step = _step_fn(clock)
+        with step("host: entropy coding"):
+            z_int = self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
+            self.prior.encode(enc, z_int)
+        with step("host: integer hyper-synthesis"):
+            mean, idx = self.params(z_int)
+        with step("host: entropy coding"):
+            sym = self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean).astype(np.int32), idx)
+            self.gaussian.encode(enc, sym.ravel(), idx.ravel())
+            zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
+            stats.table_bits += zb + yb
+            stats.add_model_bits(zb)
+            stats.add_model_bits(lambda: self._model_bits(sym, idx))  # only if someone reads it
+            stats.per_part[f"{self.prefix}_z"] = zb
+            stats.per_part[f"{self.prefix}_y"] = yb
+            return self._y_hat(sym, mean)
 
     def decode(self, dec: RangeDecoder, latent_shape: tuple[int, ...], z_shape: tuple[int, ...],
                clock=None) -> torch.Tensor:
         """Decode z, derive the entropy parameters in integers, decode y; returns y_hat. `clock`
         (optional, with a `step(name)` context manager) times the entropy decoding and the
         integer hyper-synthesis apart (the runtime profiler)."""
-        step = clock.step if clock is not None else (lambda name: contextlib.nullcontext())
+        step = _step_fn(clock)
         with step("host: entropy coding"):
             z_int = self.prior.decode(dec, z_shape)
         with step("host: integer hyper-synthesis"):
@@ -112,24 +123,26 @@ class HyperpriorCoder:
 
 
 class EncoderSource:
-    """Produces latents by analysing the input frame and entropy-coding them."""
+    """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
+    e.g. `runtime.engine.StepClock`) times the host steps (entropy coding, integer hyper-synthesis)."""
 
-    def __init__(self, model: VideoCodec, x: torch.Tensor) -> None:
+    def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None) -> None:
         self.model, self.x = model, x
         self.enc = RangeEncoder()
         self.stats = RateStats()
+        self.clock = clock
 
     def iframe(self) -> torch.Tensor:
         y = self.model.i_analysis(self.x)
-        return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats)
+        return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats, clock=self.clock)
 
     def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
         m = self.model.m_analysis(self.x, reference, flow_pred)
-        return HyperpriorCoder(self.model, "m").encode(m, self.enc, self.stats)
+        return HyperpriorCoder(self.model, "m").encode(m, self.enc, self.stats, clock=self.clock)
 
     def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
         r = self.model.r_analysis(self.x, pred, *cond)
-        return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats)
+        return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock)
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()

@@ -1,0 +1,67 @@
+"""One thread count for everything that computes on the host: onnxruntime sessions, the integer
+hyper-synthesis kernels (onnxruntime ConvInteger) and torch (host warp, PyTorch path).
+
+Set once per process (`set_threads`, from the CLI's `--threads`). Every onnxruntime session then
+gets `intra_op_num_threads = n`, one inter-op thread and no spinning. Why explicit per-session
+threads and not onnxruntime's global pool (`set_global_thread_pool_sizes` +
+`use_per_session_threads = False`): the Python API of onnxruntime 1.31 cannot turn spinning off
+for the global pool, and a spinning pool keeps a core busy after every graph, which the host steps
+between graphs (entropy coding, warp) then lose; it also can be sized only once per process. The
+sessions run one after another, so their idle pools cost memory, not cores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_THREADS: int | None = None
+
+
+def set_threads(n: int | None) -> int | None:
+    """Use `n` host threads everywhere from now on (None: each library's default). Returns n."""
+    global _THREADS
+    if n is not None and n < 1:
+        from mobilecodec.errors import InputError
+
+        raise InputError(f"--threads must be >= 1, got {n}")
+    _THREADS = n
+    if n is not None:
+        import torch
+
+        from mobilecodec.entropy import int_kernels
+
+        torch.set_num_threads(n)
+        int_kernels.set_num_threads(n)
+    return n
+
+
+def get_threads() -> int | None:
+    """The thread count set by `set_threads` (None if never set)."""
+    return _THREADS
+
+
+def session_options(threads: int | None = None, base: Any = None) -> Any:
+    """onnxruntime SessionOptions (or `base`, updated) with the process thread policy: `threads`
+    (default: `set_threads`' value) intra-op threads, one inter-op thread, no spinning."""
+    import onnxruntime as ort
+
+    so = base if base is not None else ort.SessionOptions()
+    if base is None:
+        so.log_severity_level = 3
+    n = threads if threads is not None else _THREADS
+    # no busy-waiting threads after a run: they would steal the cores from the host steps
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.inter_op_num_threads = 1
+    if n:
+        so.intra_op_num_threads = n
+    return so
+
+
+def add_threads_argument(p: Any) -> None:
+    """The `--threads` option shared by the commands that run the codec."""
+    from mobilecodec.cli.common import positive_int
+
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="host threads for onnxruntime sessions, the integer hyper-synthesis and torch "
+                        "(default: each library's own, usually all cores)")
