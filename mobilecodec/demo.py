@@ -1,6 +1,7 @@
 """`mobilecodec demo`: the whole pipeline on a shipped `tiny` checkpoint and a bundled clip, in one
 call: int8 PTQ (aimet) -> int8 ONNX package -> QNN HTP context binaries -> encode/decode on the
-onnxruntime int8 runtime (and the QNN HTP) -> int8 vs float check -> profile -> one report folder.
+onnxruntime int8 runtime (and the QNN HTP) -> x264/x265 on the same frames -> int8 vs float check
+-> profile (with the ESTIMATED Snapdragon NPU time) -> one report folder (`mobilecodec.demo_report`).
 
 Every step calls the library API of that step (no subprocesses, no re-implementation), so the
 demo is also an end-to-end check that the steps fit. The report folder appears atomically and
@@ -21,14 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from mobilecodec.demo_models import (RANDOM_LABEL, FloatPoint, choose_checkpoints, load_points,  # noqa: F401
+                                      random_tiny, shipped_tiny)
 from mobilecodec.errors import InputError
-from mobilecodec.mdtable import fmt, md_table
 
 FORMAT = "mobilecodec-demo"
 VERSION = 1
 STAGES = ("load checkpoints", "int8 PTQ (aimet)", "export ONNX package (int8 QDQ)", "compile for the QNN HTP",
-          "encode + decode on onnxruntime", "int8 vs float check", "profile", "write report")
-RANDOM_LABEL = "tiny_random_init"
+          "encode + decode on onnxruntime", "x264/x265 baselines", "int8 vs float check", "profile", "write report")
 
 
 @dataclass
@@ -54,6 +55,10 @@ class DemoOptions:
     profile_ops: bool = True
     big_config: str = "mobilenvc"
     big_size: tuple[int, int] = (1080, 1920)  # (H, W) of the complexity / buffer tables of big_config
+    baselines: tuple[str, ...] = ("x264", "x265")  # same frames, preset below, B-frames off; () = skip
+    baseline_preset: str = "medium"
+    baseline_crfs: tuple[float, ...] = (33, 39, 45, 51)
+    npu_device: str = "8gen2"
     fps: float = 30.0
     matrix: str = "bt601"
     progress: bool = True
@@ -74,6 +79,21 @@ class DemoOptions:
         h, w = self.big_size
         if h <= 0 or w <= 0 or h % 2 or w % 2:
             raise InputError(f"big size must be even and positive, got {h}x{w}")
+        from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN, ENCODERS, PRESETS
+        from runtime.npu_estimate import DEVICES
+
+        if self.npu_device not in DEVICES:
+            raise InputError(f"unknown NPU device {self.npu_device!r}; choose from {', '.join(DEVICES)}")
+        if self.baseline_preset not in PRESETS:
+            raise InputError(f"unknown baseline preset {self.baseline_preset!r}; choose from {', '.join(PRESETS)}")
+        for codec in self.baselines:
+            if codec not in ENCODERS:
+                raise InputError(f"unknown baseline codec {codec!r}; choose from {', '.join(ENCODERS)}")
+        for crf in self.baseline_crfs:
+            if not (math.isfinite(crf) and CRF_MIN <= crf <= CRF_MAX):
+                raise InputError(f"baseline CRF must be in {CRF_MIN}..{CRF_MAX}, got {crf}")
+        if self.baselines and not self.baseline_crfs:
+            raise InputError("give at least one baseline CRF (or no baselines)")
 
 
 # progress --------------------------------------------------------------------------------------
@@ -110,101 +130,6 @@ def _tempdir_inside(work: Path) -> Iterator[None]:
         yield
     finally:
         tempfile.tempdir = old
-
-
-# checkpoints -----------------------------------------------------------------------------------
-
-@dataclass
-class FloatPoint:
-    """One float model of the demo: where it comes from and whether it is trained."""
-
-    label: str
-    path: Path
-    model: Any = field(repr=False)
-    beta: float | None
-    trained: bool
-
-
-def shipped_tiny() -> list[tuple[float, str, Path]]:
-    """Shipped `tiny` checkpoints as (beta, name, path), sorted by beta."""
-    from mobilecodec.checkpoint import read_checkpoint, shipped_checkpoints
-
-    out = []
-    for name, path in shipped_checkpoints().items():
-        obj = read_checkpoint(path)
-        if obj["config"].get("name") == "tiny":
-            beta = obj.get("beta")
-            out.append((float(beta) if beta is not None else math.inf, name, path))
-    return sorted(out)
-
-
-def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Path]]:
-    """(name, path) of the float checkpoints: the main one first (default: the middle beta of the
-    shipped `tiny` ones), then its beta neighbour for the second RD point. Empty: none shipped."""
-    from mobilecodec.checkpoint import resolve_checkpoint
-
-    shipped = shipped_tiny()
-    if checkpoint is not None:
-        path = resolve_checkpoint(checkpoint)
-        if not path.is_file():
-            names = ", ".join(n for _, n, _ in shipped) or "none"
-            raise InputError(f"no such checkpoint: {checkpoint} (shipped tiny checkpoints: {names})")
-        main = (Path(path).stem, path)
-        idx = next((i for i, (_, n, p) in enumerate(shipped) if p.resolve() == Path(path).resolve()), None)
-        if idx is None:  # not a shipped one: no known second RD point of the same model family
-            return [main]
-        others = [(shipped[j][1], shipped[j][2]) for j in (idx - 1, idx + 1) if 0 <= j < len(shipped)]
-        return [main, *others[:pairs - 1]]
-    if not shipped:
-        return []
-    mid = len(shipped) // 2
-    chosen = [mid] + [j for j in (mid - 1, mid + 1) if 0 <= j < len(shipped)][:pairs - 1]
-    return [(shipped[j][1], shipped[j][2]) for j in chosen]
-
-
-def random_tiny(variant: str = "low"):
-    """A random-init `tiny` (seed 0) that codes: I-frame output bias at mid-grey so reconstructions
-    are not black; the 'high' variant scales the analyses' latents by 16 (more bits, another RD
-    point). NOT a trained codec: for running the pipeline before trained checkpoints exist."""
-    import torch
-
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
-
-    scale, bias = {"low": (1.0, 0.5), "high": (16.0, 0.45)}[variant]
-    torch.manual_seed(0)
-    model = VideoCodec(get_config("tiny"))
-    with torch.no_grad():
-        model.i_synthesis.out.bias[:6] += bias
-        for stage in ("i_analysis", "m_analysis", "r_analysis"):
-            getattr(model, stage).out.weight *= scale
-            getattr(model, stage).out.bias *= scale
-    model.update()
-    return model
-
-
-def load_points(opts: DemoOptions, out: Path) -> list[FloatPoint]:
-    """The float models: shipped checkpoints, or (none shipped) clearly labelled random-init ones
-    saved into OUT/checkpoints/."""
-    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
-    from mobilecodec.errors import CheckpointError
-
-    chosen = choose_checkpoints(opts.checkpoint, opts.pairs)
-    points = []
-    for name, path in chosen:
-        model, obj = load_checkpoint(path)
-        if not model.ready_for_coding:
-            raise CheckpointError(f"checkpoint {path} has no entropy-coding tables (saved before model.update())")
-        points.append(FloatPoint(name, Path(path), model, obj.get("beta"), trained=True))
-    if points:
-        return points
-    for variant in ("low", "high")[:opts.pairs]:
-        model = random_tiny(variant)
-        label = f"{RANDOM_LABEL}_{variant}" if opts.pairs > 1 else RANDOM_LABEL
-        path = save_checkpoint(out / "checkpoints" / f"{label}.pt", model,
-                               meta={"random_init": True, "note": "untrained; demo fallback"})
-        points.append(FloatPoint(label, path, model, None, trained=False))
-    return points
 
 
 # the run ---------------------------------------------------------------------------------------
@@ -262,8 +187,10 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
 
         shutil.rmtree(work, ignore_errors=True)
         with log.stage("write report"):
+            from mobilecodec.demo_report import relocate, write_report
+
             report["timings"] = {"stages_s": dict(log.seconds), "total_s": time.perf_counter() - t_start}
-            _write(tmp, report, opts)
+            write_report(tmp, report)
             relocate(tmp, final)
     report = _read_json(final / "report.json")
     log.say(f"report: {final / 'report.md'} ({report['timings']['total_s']:.0f} s)")
@@ -348,6 +275,14 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
     sources = _frames(clip, frames)
     with log.stage("encode + decode on onnxruntime"):
         report["runtime"] = _runtime(out, pkg, compiled, clip, sources, frames, opts, log)
+        from mobilecodec.demo_report import frame_pngs
+
+        report["frames_png"] = frame_pngs(out / "frames", sources, _frames(Path(report["runtime"]["decoded"]), frames),
+                                          report["runtime"]["point"]["per_frame"], opts.intra_period, opts.matrix,
+                                          "decoded from the int8 package's stream on onnxruntime CPU")
+
+    with log.stage("x264/x265 baselines"):
+        report["baselines"] = _baselines(out / "baselines", clip, frames, opts)
 
     with log.stage("int8 vs float check"):
         from quant.check import CheckOptions, ModelPair, check_int8
@@ -367,6 +302,11 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
                                workdir=work, ops=opts.profile_ops, progress=opts.progress)
         prof["files"] = write_report(prof, out / "profile")
         report["profile"] = prof
+        from runtime.npu_profile import estimate_package, format_npu, host_steps
+
+        npu = estimate_package(pkg, device=opts.npu_device, fps=opts.fps)
+        report["npu_estimate"] = npu
+        report["npu_estimate_text"] = format_npu(npu, host_steps(prof), prof["source"]["backend"])
         bh, bw = opts.big_size
         big, big_c, _ = profile_model(VideoCodec(get_config(opts.big_config)), bh, bw, opts.fps, "int8")
         from runtime.codec_profile import format_table6
@@ -375,6 +315,20 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
         big["buffer_dtype"] = "int8 (flow and features; the decoded frame uint8)"
         report["profile_big"] = big
     return report
+
+
+def _baselines(out: Path, clip: Path, frames: int, opts: DemoOptions) -> dict[str, Any]:
+    """x264 / x265 CRF sweeps of the same frames, measured the same way (`mobilecodec baseline`)."""
+    from mobilecodec.baselines.runner import BaselineConfig, run_baseline
+
+    res = {}
+    for codec in opts.baselines:
+        cfg = BaselineConfig(codec=codec, preset=opts.baseline_preset, crfs=list(opts.baseline_crfs), input=clip,
+                             out_dir=out, frames=frames, matrix=opts.matrix, progress=opts.progress)
+        r = run_baseline(cfg)
+        res[codec] = {k: r[k] for k in ("codec", "encoder", "preset", "frames", "ffmpeg_version", "points")}
+        res[codec]["json"] = str(out / f"{cfg.stem}.json")
+    return res
 
 
 def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, frames: int, opts: DemoOptions,
@@ -435,180 +389,3 @@ def _read_json(path: Path) -> Any:
     import json
 
     return json.loads(path.read_text())
-
-
-def relocate(tmp: Path, final: Path) -> None:
-    """Paths recorded while the report was being written point into the temporary folder: rewrite
-    them (in every .json and .md of the report) to where the folder will be after the rename."""
-    old, new = str(tmp), str(final)
-    for p in tmp.rglob("*"):
-        if p.is_file() and p.suffix in (".json", ".md"):
-            text = p.read_text(encoding="utf-8")
-            if old in text:
-                from mobilecodec.fsutil import atomic_path
-
-                with atomic_path(p) as t:
-                    t.write_text(text.replace(old, new), encoding="utf-8")
-
-
-def _rel(out: Path, p: str | Path) -> str:
-    try:
-        return str(Path(p).relative_to(out))
-    except ValueError:
-        return str(p)
-
-
-def _write(out: Path, report: dict[str, Any], opts: DemoOptions) -> None:
-    """Plots, report.md and report.json into `out`."""
-    from mobilecodec.fsutil import atomic_path, write_json_atomic
-    from mobilecodec.plots import per_frame_plot, rd_plot
-
-    chk = report["check_int8"]["results"][0]
-    ort = {"codec": "int8 onnxruntime CPU (package)", "points": [report["runtime"]["point"]]}
-    fres = dict(chk["float"], codec=f"{chk['float']['codec']} float (PyTorch)")
-    qres = dict(chk["int8"], codec=f"{chk['int8']['codec']} (aimet sim, PyTorch)")
-    curves = [fres, qres, ort]
-    plots = {"rd": rd_plot(curves, out / "rd.png", metric=["psnr_yuv", "psnr_rgb"],
-                           title=f"{report['clip']['name']}, {report['clip']['frames']} frames: float vs int8"),
-             "per_frame_psnr": per_frame_plot(curves, "psnr_yuv", out / "per_frame_psnr.png",
-                                              title="PSNR-YUV per frame"),
-             "per_frame_bits": per_frame_plot(curves, "bits", out / "per_frame_bits.png", title="bits per frame")}
-    report["plots"] = {k: _rel(out, v) for k, v in plots.items()}
-    report["plots"]["latency_breakdown"] = "profile/latency_breakdown.png"
-    report["plots"]["macs_per_subnetwork"] = "profile/macs_per_subnetwork.png"
-    md = markdown(report, out)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(md, encoding="utf-8")
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    report["files"] = sorted(set(files) | {"report.json"})
-    write_json_atomic(out / "report.json", report)
-
-
-def _demote(lines: list[str]) -> list[str]:
-    """Headings of an embedded sub-report one level down."""
-    return [("#" + ln) if ln.startswith("#") else ln for ln in lines]
-
-
-def markdown(report: dict[str, Any], out: Path) -> str:
-    """report.md: what was done, every table, where the artifacts are, timings per stage."""
-    from quant.check import markdown as check_md
-    from runtime.report import buffer_md, complexity_md, latency_md
-
-    clip, rt, t = report["clip"], report["runtime"], report["timings"]
-    ck = report["checkpoints"]
-    chk = report["check_int8"]
-    L: list[str] = ["# mobilecodec demo report", ""]
-    if report["random_init"]:
-        L += ["> **RANDOM-INIT MODEL.** No trained `tiny` checkpoint is shipped yet "
-              "(`mobilecodec/checkpoints/tiny_b*.pt`), so this run used a randomly initialised `tiny` codec "
-              f"({', '.join(c['label'] for c in ck)}). The numbers prove that every step runs and that the "
-              "steps agree with each other; they say nothing about compression quality.", ""]
-    L += [f"Clip **{clip['name']}** ({clip['width']}x{clip['height']}, padded to {clip['padded_size'][0]}x"
-          f"{clip['padded_size'][1]}), first {clip['frames']} frames, intra period {clip['intra_period']}. "
-          f"Main checkpoint: `{ck[0]['label']}` (config {ck[0]['config']}, beta {fmt(ck[0]['beta'], 4)}"
-          f"{'' if ck[0]['trained'] else ', untrained'}). Total time {t['total_s']:.1f} s.", ""]
-    p = rt["point"]
-    L += ["## Summary", "",
-          f"- int8 package on onnxruntime CPU: **{p['bpp']:.4f} bpp, PSNR-YUV {p['psnr_yuv']:.2f} dB**, "
-          f"PSNR-RGB {p['psnr_rgb']:.2f} dB, MS-SSIM-RGB {p['ms_ssim_rgb']:.4f}; decode reproduced "
-          f"{rt['decode']['hash_matches']}/{rt['decode']['frames']} encoder frame hashes."]
-    q = rt.get("qnn_decode") or {}
-    if "hash_matches" in q:
-        L.append(f"- Same stream decoded on the QNN HTP (soc {report['compile']['soc']['soc_model']}, emulated): "
-                 f"{q['frames_identical_to_cpu']}/{q['frames']} frames bit-identical to the CPU decode, PSNR-YUV "
-                 f"{q['psnr_yuv']:.2f} dB against the source; per frame within "
-                 f"{q['max_psnr_diff_vs_cpu_db']:.3f} dB of the CPU decode.")
-    L.append(f"- int8 vs float (aimet simulation through the real encoder/decoder): {chk['verdict']}")
-    L.append("")
-    L += ["## Stages and timings", "", *md_table(["#", "stage", "seconds"], [
-        [i + 1, s, t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
-        f"| | total | {t['total_s']:.1f} |", "",
-        "Stage 8 (plots, this file) is timed on the console only: it runs while this file is written.", ""]
-    L += ["## 1. Checkpoints", "", *md_table(["label", "trained", "beta", "config", "weights hash", "file"],
-                                           [[c["label"], c["trained"], fmt(c["beta"], 4), c["config"],
-                                             c["weights_hash"][:16], _rel(out, c["path"])] for c in ck]), ""]
-    L += ["## 2. int8 PTQ (aimet QuantSim, htp_v73 config, receiver stages at 16-bit activations)", "",
-          *md_table(["model", "steps x batch x GOP", "crop", "stages", "float PSNR-YUV", "int8 PSNR-YUV",
-                   "int8 vs float PSNR", "seconds", "folder"],
-                  [[r["label"], f"{r['options']['steps']} x {r['options']['batch']} x {r['options']['gop']}",
-                    "x".join(map(str, r["options"]["crop"])), len(r["stages"]), r.get("float_psnr_yuv"),
-                    r.get("int8_psnr_yuv"), r.get("int8_vs_float_psnr_yuv"), r["seconds"], _rel(out, r["folder"])]
-                   for r in report["ptq"]], 2),
-          "", f"PSNR columns: {report['options']['ptq_eval_gops']} held-out GOPs of the calibration clip "
-          "(PyTorch forward, no entropy coding).", ""]
-    ex = report["export"]
-    L += [f"## 3. ONNX package ({ex['precision']}, {ex['padded_size'][0]}x{ex['padded_size'][1]}) -> "
-          f"`{_rel(out, ex['folder'])}/`", "",
-          *md_table(["graph", "int8", "activation bits", "opset", "bytes", "used by codec", "ops"],
-                  [[n, g["activation_bits"] is not None, "/".join(map(str, g["activation_bits"] or [])) or "-",
-                    g["opset"], g["bytes"], g["used_by_codec"], ", ".join(f"{k} x{v}" for k, v in g["ops"].items())]
-                   for n, g in ex["graphs"].items()]), "",
-          f"Export took {ex['export_seconds']:.1f} s. Float graphs (host-side twins, profiling only): "
-          f"{', '.join(ex['float_graphs']) or 'none'}.", ""]
-    cp = report["compile"]
-    L += [f"## 4. QNN HTP context binaries (soc {cp['soc']['soc_model']} {cp['soc']['name']}, HTP v"
-          f"{cp['soc']['htp_arch']}, QNN SDK {cp['qnn_sdk_version']}) -> `{_rel(out, cp['folder'])}/`", "",
-          f"int8 numbers from: {cp['quantization']}"
-          + (f" (stand-in calibration on random inputs for {', '.join(cp['standin_graphs'])}: float in the package, "
-             "exported for profiling only; the codec runs hyper-synthesis in exact integers on the host)"
-             if cp["standin_graphs"] else "") + ".", "",
-          *md_table(["graph", "context bytes", "compile s"],
-                  [[n, g["bytes"], g["compile_seconds"]] for n, g in cp["graphs"].items()], 2), ""]
-    e, d = rt["encode"], rt["decode"]
-    L += ["## 5. Encode and decode on the onnxruntime int8 runtime", "",
-          *md_table(["step", "backend", "frames", "bytes", "bpp", "PSNR-YUV", "PSNR-RGB", "MS-SSIM-RGB",
-                   "frames/s", "hashes = encoder"],
-                  [["encode", rt["backend"], e["frames"], e["file_bytes"], e["bpp"], p["psnr_yuv"], p["psnr_rgb"],
-                    p["ms_ssim_rgb"], e["frames_per_s"], "-"],
-                   ["decode", d["backend"], d["frames"], "-", "-", p["psnr_yuv"], p["psnr_rgb"], p["ms_ssim_rgb"],
-                    d["frames_per_s"], f"{d['hash_matches']}/{d['frames']}"]]
-                  + ([["decode", q["backend"], q["frames"], "-", "-", q["psnr_yuv"], q["psnr_rgb"], "-",
-                       q["frames_per_s"], f"{q['hash_matches']}/{q['frames']}"]] if "hash_matches" in q else []), 4),
-          "", f"Stream `{_rel(out, rt['stream'])}`: {e['file_bytes']} bytes = {rt['header_bytes']} header + "
-          f"frame records; bpp = 8 x {e['file_bytes']} / ({e['frames']} x {e['width']} x {e['height']}). "
-          f"Decoded video: `{_rel(out, rt['decoded'])}`.", ""]
-    if "hash_matches" in q:
-        L += [f"QNN HTP decode (`{_rel(out, q['decoded'])}`): {q['frames_identical_to_cpu']}/{q['frames']} frames "
-              "identical to the CPU decode"
-              + (f", lowest plane PSNR between the two decodes {q['min_plane_psnr_vs_cpu_db']:.2f} dB"
-                 if q["min_plane_psnr_vs_cpu_db"] is not None else "")
-              + ". The HTP and onnxruntime CPU round int8 differently by up to one step; the entropy coding "
-              "stays bit-exact, so the stream still decodes and only reconstructions drift within the GOP.", ""]
-    fpts, qpts = chk["results"][0]["float"]["points"][0], chk["results"][0]["int8"]["points"][0]
-    L += ["### Per frame (main checkpoint)", "",
-          "float and int8 sim: PyTorch (int8 = aimet simulation) through the real encoder and decoder (step 6); "
-          "int8 ORT / QNN: the package's graphs on onnxruntime (this step).", "",
-          *md_table(["frame", "type", "bits float", "bits int8 sim", "bits int8 ORT", "PSNR-YUV float",
-                   "PSNR-YUV int8 sim", "PSNR-YUV int8 ORT"]
-                  + (["PSNR-YUV int8 QNN"] if "hash_matches" in q else []),
-                  [[a["index"], a["type"], a["bits"], b["bits"], c["bits"], a["psnr_yuv"], b["psnr_yuv"], c["psnr_yuv"]]
-                   + ([q["per_frame_psnr_yuv"][i]] if "hash_matches" in q else [])
-                   for i, (a, b, c) in enumerate(zip(fpts["per_frame"], qpts["per_frame"], p["per_frame"]))], 3), ""]
-    L += ["## 6. int8 vs float check", "",
-          "Float and int8 (aimet simulation) codecs through the real encoder and decoder, hash-verified. "
-          + ("" if len(ck) > 1 else "Only one float/int8 pair was run, so there is no BD-rate (pchip needs >= 2 "
-             "RD points per curve); the per-point differences below are the comparison. ")
-          + "Files: `check_int8/`.", "",
-          *_demote(check_md(chk).splitlines()[1:]), ""]
-    prof = report["profile"]
-    L += [f"## 7. Profile of the package ({prof['source']['backend']})", "",
-          *_demote(complexity_md(prof)), *_demote(buffer_md(prof)), *_demote(latency_md(prof)),
-          "Latency breakdown: `profile/latency_breakdown.png`; MACs per subnetwork: "
-          "`profile/macs_per_subnetwork.png`; all numbers: `profile/profile.json`.", ""]
-    big = report["profile_big"]
-    bh, bw = report["options"]["big_size"]
-    L += [f"### `{big['source']['config']}` config at {bh}x{bw} (PyTorch count, buffer {big['buffer_dtype']})", "",
-          "```", big["table6_text"], "```", "", *_demote(_demote(complexity_md(big))), *_demote(_demote(buffer_md(big)))]
-    L += ["## Plots", "", "![RD](rd.png)", "", "![PSNR per frame](per_frame_psnr.png)", "",
-          "![bits per frame](per_frame_bits.png)", "", "![latency](profile/latency_breakdown.png)", ""]
-    L += ["## Artifacts", "",
-          "- `package/`: int8 ONNX package (manifest.json, graphs/*.onnx, encodings/, checkpoint.pt)",
-          "- `compiled/`: QNN HTP context binaries (*_ctx.onnx + *_qnn.bin, manifest.json)",
-          "- `ptq/<model>/`: aimet quantized checkpoints and encodings",
-          "- `streams/`: the .mnvc stream coded on onnxruntime; `decoded/`: its decodes (.y4m)",
-          "- `check_int8/`: int8 vs float report (JSON, Markdown, RD JSONs, plots)",
-          "- `profile/`: profile.json / profile.md / charts",
-          "- `rd.png`, `per_frame_psnr.png`, `per_frame_bits.png`, `report.json`", ""]
-    if report["random_init"]:
-        L += ["Rerun `mobilecodec demo` once trained checkpoints are shipped to get real numbers.", ""]
-    return "\n".join(L) + "\n"

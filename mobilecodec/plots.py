@@ -40,8 +40,9 @@ def _save(fig: Any, path: str | os.PathLike) -> None:
 
 
 def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
-            metric: str | Sequence[str] = "psnr_yuv", title: str | None = None) -> Path:
-    """Plot metric vs bpp, one curve per result and one subplot per metric; write a PNG to `path`."""
+            metric: str | Sequence[str] = "psnr_yuv", title: str | None = None, logx: bool = False) -> Path:
+    """Plot metric vs bpp, one curve per result and one subplot per metric; write a PNG to `path`.
+    `logx`: bpp on a log axis (curves of very different rates on one plot)."""
     from mobilecodec.rdresults import rd_curve
 
     metrics = [metric] if isinstance(metric, str) else list(metric)
@@ -57,10 +58,17 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
                 for p in res["points"]:
                     ax.annotate(str(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
                                 textcoords="offset points", xytext=(4, -8))
-            ax.set_xlabel("bpp")
+            if logx:
+                from matplotlib.ticker import FormatStrFormatter
+
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+                ax.tick_params(axis="x", which="minor", labelsize=7)
+            ax.set_xlabel("bpp (log scale)" if logx else "bpp")
             ax.set_ylabel(METRIC_LABELS.get(m, m))
             ax.grid(True, alpha=0.3)
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best" if logx else "lower right", fontsize=8)
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()

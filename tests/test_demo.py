@@ -1,9 +1,10 @@
 """`mobilecodec demo` end to end at a small budget (3 frames, 1 calibration step, two float/int8
-pairs so that the int8 check reaches its PASS/FAIL verdict), run as a real subprocess with HOME,
-the caches, TMPDIR and the working directory in a scratch folder: the report's structure, its
-numbers against the files it points to (stream parsed by hand, PSNR recomputed with numpy from the
-decoded .y4m files, the CPU and the QNN HTP decodes), and that nothing is written outside the
-report folder and the cache."""
+pairs so that the int8 check reaches a verdict: PASS/FAIL, or INCONCLUSIVE for curves too flat to
+judge), run as a real subprocess with HOME, the caches, TMPDIR and the working directory in a
+scratch folder: the report's structure, its numbers against the files it points to (stream parsed
+by hand, PSNR recomputed with numpy from the decoded .y4m files, the CPU and the QNN HTP decodes,
+the side-by-side PNGs against an independent YUV->RGB conversion, the x264/x265 files), the
+ESTIMATED NPU time, and that nothing is written outside the report folder and the cache."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def demo(tmp_path_factory, carphone):
 
 def test_progress_lines_and_summary(demo):
     _, report, _, proc = demo
-    for k in range(1, 9):
-        assert f"[{k}/8] " in proc.stderr
+    for k in range(1, 10):
+        assert f"[{k}/9] " in proc.stderr
     assert "export ONNX package" in proc.stderr and "compile for the QNN HTP" in proc.stderr
     assert "PSNR-YUV" in proc.stdout and "report.md" in proc.stdout
     assert ("RANDOM-INIT" in proc.stdout) == report["random_init"]
@@ -76,7 +77,9 @@ def test_listed_files_exist_and_paths_point_into_the_report(demo):
     out, report, _, _ = demo
     assert set(report["files"]) == _files(out)
     for name in ("report.md", "report.json", "rd.png", "per_frame_psnr.png", "per_frame_bits.png",
-                 "profile/latency_breakdown.png", "package/manifest.json", "compiled/manifest.json"):
+                 "profile/latency_breakdown.png", "package/manifest.json", "compiled/manifest.json",
+                 "frames/frame000_I.png", f"frames/frame{FRAMES - 1:03d}_P.png", "baselines/x264_medium.json",
+                 "baselines/x265_medium.json"):
         assert name in report["files"], name
     for f in report["plots"].values():
         assert (out / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -209,15 +212,27 @@ def test_check_and_report_text(demo):
     out, report, _, proc = demo
     md = (out / "report.md").read_text()
     chk = report["check_int8"]
-    # two pairs: a BD-rate exists, so the verdict is PASS or FAIL against the demo's 5 % limit
-    # (which one depends on the 1-step PTQ; the rule is what is checked)
-    assert len(chk["pairs"]) == 2 and set(chk["bd_rate"]) == {"psnr_yuv", "psnr_rgb"}
-    loss = chk["bd_rate_loss"]
-    assert loss == pytest.approx(max(chk["bd_rate"].values())) and chk["max_bdrate"] == 5.0
-    assert chk["passed"] is (loss <= 5.0)
-    assert chk["verdict"].startswith("PASS: " if chk["passed"] else "FAIL: ") and f"{loss:.3f}%" in chk["verdict"]
-    assert chk["verdict"] in md and chk["verdict"] in proc.stdout
     res = chk["results"][0]
+    # two pairs: the verdict is PASS or FAIL against the demo's 5 % limit where both curves span
+    # >= 1 dB and share >= half of each one's quality range, INCONCLUSIVE otherwise (the shipped
+    # checkpoints are nearly flat); the rule is checked here by hand on the reported points
+    assert len(chk["pairs"]) == 2
+    judgeable = True
+    for m in ("psnr_yuv", "psnr_rgb"):
+        f = [p[m] for p in res["float"]["points"]]
+        q = [p[m] for p in res["int8"]["points"]]
+        fs, qs = max(f) - min(f), max(q) - min(q)
+        shared = min(max(f), max(q)) - max(min(f), min(q))
+        judgeable &= fs >= 1.0 and qs >= 1.0 and shared >= 0.5 * max(fs, qs)
+    if judgeable:
+        assert set(chk["bd_rate"]) == {"psnr_yuv", "psnr_rgb"}
+        loss = chk["bd_rate_loss"]
+        assert loss == pytest.approx(max(chk["bd_rate"].values())) and chk["max_bdrate"] == 5.0
+        assert chk["passed"] is (loss <= 5.0)
+        assert chk["verdict"].startswith("PASS: " if chk["passed"] else "FAIL: ") and f"{loss:.3f}%" in chk["verdict"]
+    else:
+        assert chk["passed"] is None and chk["bd_rate"] == {} and chk["verdict"].startswith("INCONCLUSIVE: ")
+    assert chk["verdict"] in md and chk["verdict"] in proc.stdout
     for j in range(2):
         f, q = res["float"]["points"][j], res["int8"]["points"][j]
         assert len(f["per_frame"]) == len(q["per_frame"]) == FRAMES
@@ -232,6 +247,81 @@ def test_check_and_report_text(demo):
     assert t["total_s"] >= sum(t["stages_s"].values())
     for s in t["stages_s"]:
         assert f"| {s} |" in md
+
+
+def _rgb601(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """8-bit limited-range BT.601 YUV420 -> RGB uint8, chroma repeated 2x2 (numpy only, written
+    from the BT.601 equations: R = Y' + 1.402 Cr, G = Y' - 0.344136 Cb - 0.714136 Cr, B = Y' + 1.772 Cb)."""
+    yy = (y.astype(np.float64) - 16) * 255 / 219
+    cb = (np.kron(u.astype(np.float64), np.ones((2, 2))) - 128) * 255 / 224
+    cr = (np.kron(v.astype(np.float64), np.ones((2, 2))) - 128) * 255 / 224
+    rgb = np.stack([yy + 1.402 * cr, yy - 0.344136 * cb - 0.714136 * cr, yy + 1.772 * cb], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def test_side_by_side_pngs(demo, carphone):
+    from PIL import Image
+
+    out, report, _, _ = demo
+    md = (out / "report.md").read_text()
+    src = _y4m_frames(Path(carphone))[:FRAMES]
+    dec = _y4m_frames(out / "decoded" / Path(report["runtime"]["decoded"]).name)
+    shown = report["frames_png"]
+    # the first I-frame and the last P-frame of the intra period (3 frames, intra period 3: frame 2)
+    assert [(f["index"], f["type"]) for f in shown] == [(0, "I"), (FRAMES - 1, "P")]
+    for f in shown:
+        rel = f"frames/frame{f['index']:03d}_{f['type']}.png"
+        img = Image.open(out / rel)
+        s = f["scale"]
+        assert s == 2  # 176 pixels wide: zoomed 2x by pixel repetition (up to 704 pixels)
+        assert img.format == "PNG" and img.mode == "RGB" and img.size == (2 * W * s, H * s)
+        zoomed = np.asarray(img)
+        px = zoomed[::s, ::s]
+        assert np.array_equal(zoomed, px.repeat(s, axis=0).repeat(s, axis=1))
+        left, right = px[:, :W].astype(int), px[:, W:].astype(int)
+        # BT.601 constants rounded to 6 digits above: allow one code value of rounding difference
+        assert np.abs(left - _rgb601(*src[f["index"]])).max() <= 1
+        assert np.abs(right - _rgb601(*dec[f["index"]])).max() <= 1
+        assert not np.array_equal(left, right)  # a lossy decode, not the source twice
+        assert f"]({rel})" in md
+        assert f["bits"] == report["runtime"]["point"]["per_frame"][f["index"]]["bits"]
+    assert "Left: the source frame; right: the same frame decoded" in md
+
+
+def test_rd_plot_holds_x264_and_x265(demo):
+    out, report, _, _ = demo
+    md = (out / "report.md").read_text()
+    assert set(report["baselines"]) == {"x264", "x265"}
+    for codec, b in report["baselines"].items():
+        rd = json.loads((out / "baselines" / f"{codec}_medium.json").read_text())
+        assert rd["frames"] == FRAMES and [p["crf"] for p in rd["points"]] == [33, 39, 45, 51]
+        for p, q in zip(b["points"], rd["points"]):
+            size = (out / "baselines" / p["file"]).stat().st_size  # the real .mp4
+            assert p["bpp"] == q["bpp"] == pytest.approx(8 * size / (FRAMES * W * H), rel=1e-12)
+            assert f"| {codec} medium | {p['label']} | {p['bpp']:.4f} |" in md
+    assert "## RD against x264 and x265" in md and "![RD](rd.png)" in md
+    assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_npu_estimate_in_report(demo):
+    out, report, _, proc = demo
+    md = (out / "report.md").read_text()
+    npu = report["npu_estimate"]
+    assert list(npu["devices"]) == ["8gen2"]
+    frames = npu["devices"]["8gen2"]["frames"]
+    assert set(frames) == {"encode I", "encode P", "decode I", "decode P"}
+    label = npu["label"]
+    assert label.startswith("ESTIMATE (leave-one-out error") and label in md and label in proc.stdout
+    assert "## ESTIMATED NPU time of the package (not measured)" in md
+    for ft, f in frames.items():
+        assert f["ms"] > 0 and f["frames_per_s"] == pytest.approx(1000.0 / f["ms"])
+        assert f"{ft}: {f['ms']:.2f} ms -> {f['frames_per_s']:.0f} frames/s (estimate)" in proc.stdout
+        assert f"| {ft} | {f['ms']:.3f} | {f['frames_per_s']:.3f} |" in md
+    # the per-frame total is the sum of the graphs that frame type runs
+    g = npu["devices"]["8gen2"]["graphs"]
+    for f in frames.values():
+        assert f["ms"] == pytest.approx(sum(g[n]["ms"] for n in f["graphs"]))
+    assert "host steps MEASURED on this machine" in md
 
 
 @pytest.mark.parametrize("args, needle", [

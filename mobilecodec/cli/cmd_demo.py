@@ -1,6 +1,7 @@
 """`mobilecodec demo`: the whole pipeline (PTQ, int8 ONNX export, QNN compile, onnxruntime encode
-and decode, int8 vs float check, profile) on a shipped `tiny` checkpoint and a bundled clip,
-written as one report folder."""
+and decode, x264/x265 on the same frames, int8 vs float check, profile with the ESTIMATED NPU time)
+on a shipped `tiny` checkpoint and a bundled clip, written as one report folder with the source and
+decoded frames side by side."""
 
 from __future__ import annotations
 
@@ -36,8 +37,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     adv.add_argument("--profile-runs", type=positive_int, default=5, help="timed runs per graph/frame (default 5)")
     adv.add_argument("--no-qnn-decode", action="store_true", help="skip decoding on the (emulated) QNN HTP")
     adv.add_argument("--no-ops", action="store_true", help="skip onnxruntime's per-op profile")
+    adv.add_argument("--baseline-crf", type=_crfs, default=(33, 39, 45, 51), metavar="C[,C...]",
+                     help="x264/x265 CRF sweep of the RD plot (default 33,39,45,51)")
+    adv.add_argument("--no-baselines", action="store_true", help="skip the x264/x265 sweeps")
+    adv.add_argument("--npu-device", choices=("8gen2", "8gen3"), default="8gen2",
+                     help="Snapdragon SoC of the ESTIMATED NPU time (default 8gen2)")
     adv.add_argument("--big-size", type=parse_hw, default=(1080, 1920), metavar="HxW",
                      help="frame size of the mobilenvc complexity/buffer tables (default 1080x1920)")
+
+
+def _crfs(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"CRFs must be comma-separated numbers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
                        ptq_crop=args.ptq_crop, ptq_eval_gops=args.ptq_eval_gops,
                        sensitivity_frames=args.sensitivity_frames, qnn_decode=not args.no_qnn_decode,
                        profile_runs=args.profile_runs, profile_ops=not args.no_ops, big_size=args.big_size,
-                       progress=not args.no_progress)
+                       baselines=() if args.no_baselines else ("x264", "x265"), baseline_crfs=args.baseline_crf,
+                       npu_device=args.npu_device, progress=not args.no_progress)
     report = run_demo(args.output, opts)
     p = report["runtime"]["point"]
     print(f"{args.output}: {report['clip']['frames']} frames of {report['clip']['name']} on "
@@ -57,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
           + (" [RANDOM-INIT model: no trained checkpoint shipped]" if report["random_init"] else ""))
     from pathlib import Path
 
+    from mobilecodec.demo_report import npu_summary
+
+    print("\n".join(npu_summary(report["npu_estimate"], args.npu_device)))
     print(f"report: {Path(args.output) / 'report.md'}")
     emit_json(report, args.json)
     return 0
