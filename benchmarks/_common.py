@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: torch threads sleep, not spin (before torch loads)
 
 NOTE = (f"measured on this machine ({os.cpu_count()} cores, shared with other jobs): ratios within one run "
         "are meaningful, absolute numbers are indicative")

@@ -1,5 +1,6 @@
-"""Convolution micro-benchmark: int8 GMAC/s of a QDQ 3x3 convolution on onnxruntime CPU (and the
-float twin), and the fraction of that rate the mobilenvc decoder needs at 1080p and 30 fps."""
+"""Convolution micro-benchmark (the machine's conv roofline): GMAC/s of a 3x3 convolution as int8
+QDQ and float32 on onnxruntime CPU and as float32 in PyTorch eager, and the fraction of the int8
+rate the mobilenvc decoder needs at 1080p and 30 fps. `conv_rates` is reused by decode_speed.py."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import numpy as np
 from _common import emit, parser
 
 
-def _rate(path: Path, feeds: dict, macs: int, runs: int) -> float:
+def _ort_rate(path: Path, feeds: dict, macs: int, runs: int, threads: int | None) -> float:
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from runtime.threads import session_options
+
+    sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     sess.run(None, feeds)
     times = []
     for _ in range(runs):
@@ -27,22 +28,20 @@ def _rate(path: Path, feeds: dict, macs: int, runs: int) -> float:
     return macs / float(np.median(times)) / 1e9
 
 
-def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--size", default="136x240", help="feature map HxW (default: 1080p at 1/8)")
-    p.add_argument("--runs", type=int, default=10)
-    args = p.parse_args()
+def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
+               threads: int | None = None) -> dict:
+    """GMAC/s of a `channels` -> `channels` 3x3 conv on a `size` feature map: onnxruntime int8 QDQ
+    (export's quantizer), onnxruntime float32 and PyTorch float32 eager, each the median of `runs`
+    warm runs with `threads` threads (None: the libraries' defaults)."""
     import torch
 
     from export.qdq import quantize_graph
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
     from runtime import count_onnx
-    from runtime.codec_profile import count_codec
 
-    h, w = (int(v) for v in args.size.split("x"))
-    c = args.channels
+    h, w = size
+    c = channels
+    if threads:
+        torch.set_num_threads(threads)
     conv = torch.nn.Conv2d(c, c, 3, padding=1).eval()
     x = torch.rand(1, c, h, w)
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,15 +51,42 @@ def main() -> None:
         qdq = quantize_graph(f32, Path(tmp) / "conv.qdq.onnx", [feeds])
         macs = count_onnx(qdq).macs
         assert macs == count_onnx(f32).macs == h * w * c * c * 9
-        int8 = _rate(qdq, feeds, macs, args.runs)
-        fp32 = _rate(f32, feeds, macs, args.runs)
+        int8 = _ort_rate(qdq, feeds, macs, runs, threads)
+        fp32 = _ort_rate(f32, feeds, macs, runs, threads)
+    with torch.no_grad():
+        conv(x)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            conv(x)
+            times.append(time.perf_counter() - t0)
+    torch_fp32 = macs / float(np.median(times)) / 1e9
+    return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads,
+            "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32, "pytorch_float32_gmacs_per_s": torch_fp32,
+            "int8_over_float32": int8 / fp32, "int8_over_pytorch_float32": int8 / torch_fp32}
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--size", default="136x240", help="feature map HxW (default: 1080p at 1/8)")
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="threads for every backend (default: theirs)")
+    args = p.parse_args()
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from runtime.codec_profile import count_codec
+
+    h, w = (int(v) for v in args.size.split("x"))
+    r = conv_rates(args.channels, (h, w), args.runs, args.threads)
+    int8, fp32 = r["int8_qdq_gmacs_per_s"], r["float32_gmacs_per_s"]
     cx = count_codec(VideoCodec(get_config("mobilenvc")), 1080, 1920)
     dec_kmacs = cx.rows["Receiver"]["Pframe total"][1]
     need = dec_kmacs * 1e3 * 1080 * 1920 * 30 / 1e9
-    r = {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32,
-         "int8_over_float32": int8 / fp32, "decoder_kmacs_per_px": dec_kmacs, "decoder_gmacs_per_s_at_1080p30": need,
-         "decoder_fraction_of_int8_rate": need / int8, "decoder_fps_at_int8_rate": int8 / (need / 30)}
-    print(f"{r['conv']}: int8 QDQ {int8:.2f} GMAC/s, float32 {fp32:.2f} GMAC/s (int8/float {int8 / fp32:.2f}x)")
+    r.update({"decoder_kmacs_per_px": dec_kmacs, "decoder_gmacs_per_s_at_1080p30": need,
+              "decoder_fraction_of_int8_rate": need / int8, "decoder_fps_at_int8_rate": int8 / (need / 30)})
+    print(f"{r['conv']}: int8 QDQ {int8:.2f} GMAC/s, float32 {fp32:.2f} GMAC/s (int8/float {int8 / fp32:.2f}x), "
+          f"PyTorch float32 {r['pytorch_float32_gmacs_per_s']:.2f} GMAC/s")
     print(f"mobilenvc P-frame decoder: {dec_kmacs:.2f} kMACs/px -> {need:.1f} GMAC/s at 1080p30 = "
           f"{need / int8:.1f}x this machine's int8 conv rate ({r['decoder_fps_at_int8_rate']:.2f} frames/s at best)")
     emit(r, args.json)

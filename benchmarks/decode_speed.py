@@ -1,69 +1,260 @@
-"""Decode frames/s of mobilenvc as int8 QDQ graphs on onnxruntime CPU vs the same model in
-PyTorch float eager, at 720p and 1080p (random-init weights; int8 through export's stand-in
-quantizer, onnxruntime quantize_static with random calibration, not aimet)."""
+"""int8 onnxruntime vs PyTorch float, decoder and encoder, judged against this machine's conv
+roofline measured in the same run.
+
+Fair by construction: both sides decode the same stream (encoded once by PyTorch float); both run
+with the same thread count (`runtime.threads.set_threads`: torch, onnxruntime sessions, integer
+hyper-synthesis kernels); sessions are warm (the I-frame and `--warmup` P-frames run before
+timing); the int8 graphs are real aimet graphs (`mobilecodec ptq` + `mobilecodec export --int8`,
+W8A8 and the W8A16-receiver preset), cached in `--workdir` so reruns skip them. Per side and
+frame type: median and spread of the frame time and of each step (networks, integer
+hyper-synthesis, warp, entropy coding, glue = the rest of the frame), the network GMAC/s and its
+fraction of the int8 conv roofline, and int8 fps / PyTorch fps against the ideal int8/fp32 ratio
+(onnxruntime int8 conv GMAC/s over PyTorch fp32 conv GMAC/s). Weights are random (mobilenvc has
+no trained checkpoint); speed does not depend on them.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import statistics
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from _common import emit, parser
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
+STEPS = ("networks", "hyper-synthesis", "warp", "entropy coding", "glue")
 
 
-def _decode_fps(engine, payloads, h, w) -> float:
-    buf, times = None, []
-    for k, pay in enumerate(payloads):
-        t0 = time.perf_counter()
-        src = engine.decoder_source(pay, h, w)
-        out, buf = engine.run_iframe(src) if buf is None else engine.run_pframe(buf, src)
-        src.finish()
-        if k:  # P-frames only
-            times.append(time.perf_counter() - t0)
-    return len(times) / sum(times)
+def _cli(*args: Any) -> None:
+    """Run a `mobilecodec` command (the real CLI); exit with its message if it fails."""
+    cmd = [sys.executable, "-m", "mobilecodec", *map(str, args)]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr.strip()[-2000:]}")
+    print(f"  {' '.join(map(str, args))}  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
+
+def prepare(workdir: Path, config: str, ptq_steps: int, presets: list[str], sizes: dict) -> dict:
+    """Checkpoint, aimet PTQ per preset, int8 export per preset and size; cached in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = workdir / f"{config}.pt"
+    if not ckpt.exists():
+        _cli("init", "--config", config, "-o", ckpt)
+    pkgs: dict = {}
+    for preset in presets:
+        q = workdir / f"ptq_{config}_{preset}"
+        if not (q / "ptq.json").exists():
+            extra = ["--w8a16", "receiver"] if preset == "w8a16rx" else []
+            _cli("ptq", "--checkpoint", ckpt, "--data", "carphone", "-o", q, "--steps", ptq_steps, "--batch", 1,
+                 "--crop", "128x128", "--no-progress", *extra)
+        for name, (oh, ow, ph, pw) in sizes.items():
+            pkg = workdir / f"pkg_{config}_{preset}_{ph}x{pw}"
+            if not (pkg / "manifest.json").exists():
+                _cli("export", "--checkpoint", ckpt, "--size", f"{ph}x{pw}", "--original-size", f"{oh}x{ow}",
+                     "--int8", q, "-o", pkg)
+            pkgs[(preset, name)] = pkg
+    return {"checkpoint": ckpt, "packages": pkgs}
+
+
+class TimedTorchEngine:
+    """PyTorch float on the codec's own frame functions (`codec.engine.run_iframe/run_pframe`), with
+    the ONNX engine's step clock: forward hooks time each network stage, the warp is timed by
+    wrapping the model's warp, entropy coding and the integer hyper-synthesis by the sources."""
+
+    def __init__(self, model: Any) -> None:
+        from runtime.engine import StepClock
+
+        self.model, self.clock = model, StepClock()
+        starts: dict[str, float] = {}
+        for name, mod in model.stages().items():
+            mod.register_forward_pre_hook(lambda m, a, _n=name: starts.__setitem__(_n, time.perf_counter()))
+            mod.register_forward_hook(lambda m, a, o, _n=name: self._add(_n, time.perf_counter() - starts[_n]))
+        warp = model.warp
+
+        def timed_warp(*a: Any) -> Any:
+            with self.clock.step("host: warp"):
+                return warp(*a)
+        model.warp = timed_warp
+
+    def _add(self, name: str, dt: float) -> None:
+        self.clock.current[name] = self.clock.current.get(name, 0.0) + dt
+
+    def encoder_source(self, x: Any) -> Any:
+        from mobilecodec.codec.engine import EncoderSource
+
+        return EncoderSource(self.model, x, clock=self.clock)
+
+    def decoder_source(self, payload: bytes, h: int, w: int) -> Any:
+        from mobilecodec.codec.engine import DecoderSource
+
+        return DecoderSource(self.model, payload, h, w, clock=self.clock)
+
+    def run_iframe(self, src: Any) -> Any:
+        from mobilecodec.codec.engine import run_iframe
+
+        out = run_iframe(self.model, src)
+        self.clock.end_frame()
+        return out
+
+    def run_pframe(self, buf: Any, src: Any) -> Any:
+        from mobilecodec.codec.engine import run_pframe
+
+        out = run_pframe(self.model, buf, src)
+        self.clock.end_frame()
+        return out
+
+
+def _split(wall: float, rec: dict[str, float]) -> dict[str, float]:
+    """One frame's wall time split into the report's steps (seconds)."""
+    net = sum(v for k, v in rec.items() if not k.startswith("host"))
+    s = {"networks": net, "hyper-synthesis": rec.get("host: integer hyper-synthesis", 0.0),
+         "warp": rec.get("host: warp", 0.0), "entropy coding": rec.get("host: entropy coding", 0.0)}
+    s["glue"] = wall - sum(s.values())  # buffer update, conversions, Python between steps
+    s["frame"] = wall
+    return s
+
+
+def _stats(v: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+    return {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v), "max_ms": 1e3 * max(v),
+            "iqr_ms": 1e3 * (q[2] - q[0]), "n": len(v)}
+
+
+def run_side(engine: Any, xs: list, payloads: list[bytes], h: int, w: int, warmup: int,
+             graph_macs: dict[str, int]) -> dict:
+    """Encode `xs` (I then P-frames) and decode `payloads` on `engine`; the first 1 + `warmup`
+    frames of each are untimed. Per kind: P-frame step statistics, fps and network GMAC/s."""
+    res: dict = {}
+    for kind in ("decode", "encode"):
+        buf, frames = None, []
+        for k in range(len(payloads)):
+            engine.clock.current = {}
+            t0 = time.perf_counter()
+            if kind == "decode":
+                src = engine.decoder_source(payloads[k], h, w)
+            else:
+                src = engine.encoder_source(xs[k])
+            _, buf = engine.run_iframe(src) if buf is None else engine.run_pframe(buf, src)
+            if kind == "decode":
+                src.finish()
+            wall = time.perf_counter() - t0
+            if k > warmup:
+                rec = engine.clock.frames[-1]
+                frames.append((_split(wall, rec), sum(graph_macs.get(n, 0) for n in rec)))
+        steps = {s: _stats([f[s] for f, _ in frames]) for s in (*STEPS, "frame")}
+        net = statistics.median(f["networks"] for f, _ in frames)
+        macs = frames[0][1]
+        med = steps["frame"]["median_ms"] / 1e3
+        res[kind] = {"P": {"steps": steps, "fps": 1.0 / med, "network_gmacs": macs / 1e9,
+                           "network_gmacs_per_s": macs / net / 1e9,
+                           "host_share": 1.0 - net / med}}
+    return res
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--sizes", default="720p,1080p")
-    p.add_argument("--frames", type=int, default=3, help="1 I-frame then P-frames; P-frames are timed")
+    p.add_argument("--config", default="mobilenvc")
+    p.add_argument("--sizes", default="720p,1080p", help="comma list of 720p, 1080p")
+    p.add_argument("--size", default=None, metavar="HxW",
+                   help="one custom frame size instead of --sizes (e.g. 256x448 for a quick check)")
+    p.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
+    p.add_argument("--presets", default="w8a8,w8a16rx", help="int8 packages: w8a8, w8a16rx (receiver at 16 bits)")
+    p.add_argument("--frames", type=int, default=8, help="timed P-frames per side (default 8)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed P-frames after the I-frame (default 2)")
+    p.add_argument("--workdir", default="out/bench_decode_speed", help="cache of checkpoint, PTQ and packages")
+    p.add_argument("--ptq-steps", type=int, default=4)
+    p.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch float side")
     args = p.parse_args()
+    if args.frames < 8 or args.warmup < 2:
+        sys.exit("a fair run needs --frames >= 8 and --warmup >= 2")
+    from mobilecodec.io import padded_size
+    from runtime.threads import set_threads
+
+    set_threads(args.threads)
+    if args.size:
+        oh, ow = (int(v) for v in args.size.split("x"))
+        sizes = {args.size: (oh, ow)}
+    else:
+        sizes = {n: SIZES[n] for n in args.sizes.split(",")}
+    sizes = {n: (oh, ow, *padded_size(ow, oh)[::-1]) for n, (oh, ow) in sizes.items()}
+    presets = args.presets.split(",")
+    print("preparing int8 packages (cached in --workdir) ...", file=sys.stderr)
+    prep = prepare(Path(args.workdir), args.config, args.ptq_steps, presets, sizes)
+
     import torch
 
-    from export.onnx_export import export_package
-    from mobilecodec.codec.video import TorchEngine
-    from mobilecodec.io import padded_size
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
+    from conv_gmacs import conv_rates
+    from mobilecodec.checkpoint import load_checkpoint
+    from runtime import count_onnx
     from runtime.engine import OnnxEngine
-    from runtime.int8 import QUANTIZER_LABEL, qdq_graph_files
     from runtime.profiler import profile_frames
 
-    torch.manual_seed(0)
-    model = VideoCodec(get_config("mobilenvc")).eval()
-    model.update()
-    torch_engine = TorchEngine(model)
-    res = {"model": "mobilenvc (random init)", "int8": QUANTIZER_LABEL, "results": {}}
-    for name in args.sizes.split(","):
-        h0, w0 = SIZES[name]
-        pw, ph = padded_size(w0, h0)
-        xs = profile_frames(ph, pw, args.frames)
-        payloads, buf = [], None
-        for k, x in enumerate(xs):  # the stream: encoded by PyTorch
-            src = torch_engine.encoder_source(x)
-            _, buf = torch_engine.run_iframe(src) if k == 0 else torch_engine.run_pframe(buf, src)
-            payloads.append(src.payload())
-        with tempfile.TemporaryDirectory() as tmp:
-            export_package(model, f"{tmp}/pkg", ph, pw)
-            files = qdq_graph_files(f"{tmp}/pkg", f"{tmp}/qdq", frames=1)
-            ort_fps = _decode_fps(OnnxEngine(f"{tmp}/pkg", graph_files=files), payloads, ph, pw)
-        torch_fps = _decode_fps(torch_engine, payloads, ph, pw)
-        res["results"][name] = {"padded": [ph, pw], "p_frames": len(payloads) - 1, "ort_int8_fps": ort_fps,
-                                "pytorch_float_fps": torch_fps, "speedup": ort_fps / torch_fps}
-        print(f"{name} (padded {ph}x{pw}): P-frame decode onnxruntime CPU int8 QDQ {ort_fps:.3f} frames/s, "
-              f"PyTorch float eager {torch_fps:.3f} frames/s -> {ort_fps / torch_fps:.2f}x")
+    print("measuring the conv roofline ...", file=sys.stderr)
+    roof = conv_rates(threads=args.threads)
+    ideal = roof["int8_qdq_gmacs_per_s"] / roof["pytorch_float32_gmacs_per_s"]
+    res: dict = {"config": args.config, "threads": args.threads, "timed_p_frames": args.frames,
+                 "warmup_p_frames": args.warmup, "roofline": roof, "ideal_int8_over_pytorch": ideal,
+                 "int8": "aimet PTQ (mobilecodec ptq) exported as QDQ (mobilecodec export --int8)", "sizes": {}}
+    model, _ = load_checkpoint(prep["checkpoint"])
+    model.eval()
+    torch_engine = TimedTorchEngine(model)
+    n = 1 + args.warmup + args.frames
+    for name, (oh, ow, ph, pw) in sizes.items():
+        xs = profile_frames(ph, pw, n)
+        payloads, buf = [], None  # the stream both sides decode: PyTorch float's
+        with torch.no_grad():
+            for k, x in enumerate(xs):
+                src = torch_engine.encoder_source(x)
+                _, buf = torch_engine.run_iframe(src) if k == 0 else torch_engine.run_pframe(buf, src)
+                payloads.append(src.payload())
+        first = prep["packages"][(presets[0], name)]
+        from export.manifest import load_manifest
+
+        man = load_manifest(first)
+        macs = {g: count_onnx(first / spec["file"]).macs for g, spec in man["graphs"].items()}
+        out: dict = {"padded": [ph, pw], "sides": {}}
+        sides = [(f"onnxruntime int8 {pr}", lambda pr=pr: OnnxEngine(prep["packages"][(pr, name)], threads=args.threads))
+                 for pr in presets]
+        if not args.no_pytorch:
+            sides.append(("pytorch float32", lambda: torch_engine))
+        for label, make in sides:
+            print(f"{name}: {label} ...", file=sys.stderr)
+            with torch.no_grad():
+                out["sides"][label] = run_side(make(), xs, payloads, ph, pw, args.warmup, macs)
+        for label, side in out["sides"].items():
+            for kind in ("decode", "encode"):
+                r = side[kind]["P"]
+                r["fraction_of_int8_roofline"] = r["network_gmacs_per_s"] / roof["int8_qdq_gmacs_per_s"]
+                if "pytorch float32" in out["sides"] and label != "pytorch float32":
+                    ratio = r["fps"] / out["sides"]["pytorch float32"][kind]["P"]["fps"]
+                    r["fps_over_pytorch"] = ratio
+                    r["fps_over_pytorch_vs_ideal"] = ratio / ideal
+        res["sizes"][name] = out
+        _print(name, out, roof, ideal)
     emit(res, args.json)
+
+
+def _print(name: str, out: dict, roof: dict, ideal: float) -> None:
+    print(f"\n{name} (padded {out['padded'][0]}x{out['padded'][1]}); conv roofline: onnxruntime int8 "
+          f"{roof['int8_qdq_gmacs_per_s']:.1f}, fp32 {roof['float32_gmacs_per_s']:.1f}, PyTorch fp32 "
+          f"{roof['pytorch_float32_gmacs_per_s']:.1f} GMAC/s -> ideal int8/PyTorch {ideal:.2f}x")
+    for kind in ("decode", "encode"):
+        print(f"P-frame {kind}: median ms [min-max]")
+        print(f"  {'side':28s} " + " ".join(f"{s:>18s}" for s in (*STEPS, "frame")) +
+              f" {'fps':>6s} {'net GMAC/s':>10s} {'of roof':>7s} {'vs PyT':>6s} {'of ideal':>8s}")
+        for label, side in out["sides"].items():
+            r = side[kind]["P"]
+            cells = " ".join(f"{r['steps'][s]['median_ms']:7.1f} [{r['steps'][s]['min_ms']:4.0f}-"
+                             f"{r['steps'][s]['max_ms']:4.0f}]" for s in (*STEPS, "frame"))
+            extra = (f" {r['fps_over_pytorch']:6.2f} {r['fps_over_pytorch_vs_ideal']:8.2f}"
+                     if "fps_over_pytorch" in r else "")
+            print(f"  {label:28s} {cells} {r['fps']:6.2f} {r['network_gmacs_per_s']:10.1f} "
+                  f"{r['fraction_of_int8_roofline']:7.2f}{extra}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ def main() -> None:
     p.add_argument("--config", default="mobilenvc")
     p.add_argument("--size", default="256x448", help="padded HxW (multiples of 64)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="host threads (runtime.threads.set_threads)")
     args = p.parse_args()
     import torch
 
@@ -21,6 +22,9 @@ def main() -> None:
     from mobilecodec.models.configs import get_config
     from runtime.engine import OnnxEngine
     from runtime.profiler import frame_latency
+    from runtime.threads import set_threads
+
+    set_threads(args.threads)
 
     h, w = (int(v) for v in args.size.split("x"))
     torch.manual_seed(0)

@@ -7,7 +7,10 @@ threads and not onnxruntime's global pool (`set_global_thread_pool_sizes` +
 `use_per_session_threads = False`): the Python API of onnxruntime 1.31 cannot turn spinning off
 for the global pool, and a spinning pool keeps a core busy after every graph, which the host steps
 between graphs (entropy coding, warp) then lose; it also can be sized only once per process. The
-sessions run one after another, so their idle pools cost memory, not cores.
+sessions run one after another, so their idle pools cost memory, not cores. For the same reason
+the CLI (and the benchmarks) set OMP_WAIT_POLICY=PASSIVE before torch loads: torch's OpenMP
+threads otherwise spin after each parallel region, and on a shared 2-core machine every small host
+op (the block warp) then waits for a time slice.
 """
 
 from __future__ import annotations
