@@ -236,8 +236,9 @@ def test_cosine_lr_schedule():
     assert cosine_lr(3, 5, 5e-7, 1e-9) == pytest.approx((5e-7 + 1e-9) / 2)  # cos(pi/2) = 0
 
 
-def _qat(ptq_dir, out, carphone, *extra):
-    return main(["qat", "--checkpoint", str(ptq_dir), "--data", str(carphone), "-o", str(out), "--gop", "2",
+def _qat(ptq_dir, out, *extra):
+    """QAT trains: on bikes (8 frames), never on the held-out carphone."""
+    return main(["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "--max-frames", "8", "-o", str(out), "--gop", "2",
                  "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", str(BETA), "--no-progress", *extra])
 
 
@@ -249,13 +250,13 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
     from quant.qat import STATE_FILE
 
     a, b = tmp_path / "A", tmp_path / "B"
-    assert _qat(ptq_dir, a, carphone, "--steps", "1") == 0
+    assert _qat(ptq_dir, a, "--steps", "1") == 0
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 1
-    assert _qat(ptq_dir, a, carphone, "--steps", "2", "--resume", "--json", str(tmp_path / "r.json")) == 0
+    assert _qat(ptq_dir, a, "--steps", "2", "--resume", "--json", str(tmp_path / "r.json")) == 0
     resumed = json.loads((tmp_path / "r.json").read_text())
     assert resumed["start_step"] == 1 and resumed["step"] == 2 and [h["step"] for h in resumed["history"]] == [2]
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
-    assert _qat(ptq_dir, b, carphone, "--steps", "2") == 0
+    assert _qat(ptq_dir, b, "--steps", "2") == 0
     qa, qb, q0 = load_quantized(a), load_quantized(b), load_quantized(ptq_dir)
     assert qa.weights_hash() == qb.weights_hash() != q0.weights_hash()
     assert qa.weights_hash().hex() == json.loads((a / "qat.json").read_text())["weights_hash"]
@@ -273,15 +274,15 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
 def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     out = tmp_path / "Q2"
     if case == "no_beta":  # the mid-grey float checkpoint records no beta
-        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", str(carphone), "-o", str(out), "--steps", "1",
+        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "-o", str(out), "--steps", "1",
                    "--crop", "64x64", "--no-progress"])
     elif case == "resume_empty":
-        rc = _qat(ptq_dir, out, carphone, "--steps", "1", "--resume")
+        rc = _qat(ptq_dir, out, "--steps", "1", "--resume")
     elif case == "crop":
-        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", str(carphone), "-o", str(out), "--steps", "1",
+        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "-o", str(out), "--steps", "1",
                    "--crop", "100x100", "--beta", "0.001", "--no-progress"])
     else:
-        rc = _qat(tmp_path / "nope", out, carphone, "--steps", "1")
+        rc = _qat(tmp_path / "nope", out, "--steps", "1")
     assert rc == 2
     err = capsys.readouterr().err
     assert "error" in err and len(err.strip().splitlines()) == 1
