@@ -128,6 +128,7 @@ def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
         b, _ = load_checkpoint(tmp_path / "b" / phase / "final.pt")
         assert a.weights_hash() == b.weights_hash(), phase
     log = [json.loads(line) for line in (tmp_path / "b" / "iframe" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == sorted({r["step"] for r in log})  # no step logged twice
     lrs = [r["lr"] for r in log]
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays across the interruption
 

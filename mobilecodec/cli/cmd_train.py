@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-scale", type=positive_int, default=1,
                    help="--recipe: multiply every phase's batch size (e.g. 4 with --device cuda)")
     p.add_argument("--until", default=None, metavar="PHASE", help="--recipe: stop after this phase")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast of the networks (1.5-1.8x faster on CPUs with native bf16; RD effect "
+                        "not yet measured)")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="keep weights and frames in NCHW (channels_last is 1.26x faster on CPU)")
     p.add_argument("--data", nargs="+", default=None, metavar="PATH",
                    help="video files (.y4m/.yuv/.mp4/...; sample names bikes, bigbuckbunny), Vimeo-90K "
                         "folders (sequences/xxxxx/yyyy/im1..7.png) and/or 'stills' (bundled still images "
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
                             init=args.init, buffering=args.buffering, warp=args.warp,
                             max_frames=args.max_frames)
-    changes = {"run_dir": args.output, "progress": not args.no_progress,
+    changes = {"run_dir": args.output, "progress": not args.no_progress, "bf16": args.bf16,
+               "channels_last": not args.no_channels_last,
                "stop_after_seconds": 60.0 * args.minutes if args.minutes else None}
     for name in ("checkpoint_every", "device", "log_every", "threads"):
         if getattr(args, name) is not None:
@@ -172,7 +178,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     recipe = get_recipe(args.recipe)
     summary = run_recipe(recipe, args.output, data=args.data, device=args.device or "auto", threads=args.threads,
                          batch_scale=args.batch_scale, minutes=args.minutes, until=args.until,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, bf16=args.bf16, channels_last=not args.no_channels_last)
     for p in summary["phases"]:
         print(f"{p['phase']:>8}: {p['status']:<7} step {p['step']}/{p['steps']} (beta {p['beta']:g})")
     print(f"recipe {recipe.name} {'complete' if summary['complete'] else 'not complete: run the same command again'}"
