@@ -16,7 +16,7 @@ from _common import emit, parser
 def _ort_rate(path: Path, feeds: dict, macs: int, runs: int, threads: int | None) -> float:
     import onnxruntime as ort
 
-    from runtime.threads import session_options
+    from mobilecodec.runtime.threads import session_options
 
     sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     sess.run(None, feeds)
@@ -35,8 +35,8 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
     warm runs with `threads` threads (None: the libraries' defaults)."""
     import torch
 
-    from export.qdq import quantize_graph
-    from runtime import count_onnx
+    from mobilecodec.export.qdq import quantize_graph
+    from mobilecodec.runtime import count_onnx
 
     h, w = size
     c = channels
@@ -75,7 +75,7 @@ def main() -> None:
     args = p.parse_args()
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
-    from runtime.codec_profile import count_codec
+    from mobilecodec.runtime.codec_profile import count_codec
 
     h, w = (int(v) for v in args.size.split("x"))
     r = conv_rates(args.channels, (h, w), args.runs, args.threads)

@@ -2,7 +2,7 @@
 roofline measured in the same run.
 
 Fair by construction: both sides decode the same stream (encoded once by PyTorch float); both run
-with the same thread count (`runtime.threads.set_threads`: torch, onnxruntime sessions, integer
+with the same thread count (`mobilecodec.runtime.threads.set_threads`: torch, onnxruntime sessions, integer
 hyper-synthesis kernels); sessions are warm (the I-frame and `--warmup` P-frames run before
 timing); the int8 graphs are real aimet graphs (`mobilecodec ptq` + `mobilecodec export --int8`,
 W8A8 and the W8A16-receiver preset), cached in `--workdir` so reruns skip them. Per side and
@@ -67,7 +67,7 @@ class TimedTorchEngine:
     wrapping the model's warp, entropy coding and the integer hyper-synthesis by the sources."""
 
     def __init__(self, model: Any) -> None:
-        from runtime.engine import StepClock
+        from mobilecodec.runtime.engine import StepClock
 
         self.model, self.clock = model, StepClock()
         starts: dict[str, float] = {}
@@ -173,7 +173,7 @@ def main() -> None:
     if args.frames < 8 or args.warmup < 2:
         sys.exit("a fair run needs --frames >= 8 and --warmup >= 2")
     from mobilecodec.io import padded_size
-    from runtime.threads import set_threads
+    from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
     if args.size:
@@ -190,9 +190,9 @@ def main() -> None:
 
     from conv_gmacs import conv_rates
     from mobilecodec.checkpoint import load_checkpoint
-    from runtime import count_onnx
-    from runtime.engine import OnnxEngine
-    from runtime.profiler import profile_frames
+    from mobilecodec.runtime import count_onnx
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.profiler import profile_frames
 
     print("measuring the conv roofline ...", file=sys.stderr)
     roof = conv_rates(threads=args.threads)
@@ -213,7 +213,7 @@ def main() -> None:
                 _, buf = torch_engine.run_iframe(src) if k == 0 else torch_engine.run_pframe(buf, src)
                 payloads.append(src.payload())
         first = prep["packages"][(presets[0], name)]
-        from export.manifest import load_manifest
+        from mobilecodec.export.manifest import load_manifest
 
         man = load_manifest(first)
         macs = {g: count_onnx(first / spec["file"]).macs for g, spec in man["graphs"].items()}

@@ -295,8 +295,8 @@ def worker_main(setup: str) -> None:
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import decode_video
     from mobilecodec.errors import MobileCodecError
-    from runtime.engine import OnnxEngine
-    from runtime.stream import decode_package
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.stream import decode_package
 
     model, _ = load_checkpoint(cfg["checkpoint"])
     engine = OnnxEngine(cfg["package"], threads=1)
@@ -385,7 +385,7 @@ def prepare(work: Path, log=print) -> Path:
     from mobilecodec.checkpoint import load_checkpoint, shipped_checkpoints
     from mobilecodec.codec.video import encode_video
     from mobilecodec.io import padded_size, sample_clip
-    from runtime.stream import encode_package
+    from mobilecodec.runtime.stream import encode_package
 
     ckpt = str(shipped_checkpoints()[CHECKPOINT])
     clip = sample_clip("carphone")

@@ -17,12 +17,12 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from export.onnx_export import export_package
+    from mobilecodec.export.onnx_export import export_package
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
-    from runtime.engine import OnnxEngine
-    from runtime.profiler import frame_latency
-    from runtime.threads import set_threads
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.profiler import frame_latency
+    from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
 

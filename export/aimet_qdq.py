@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mobilecodec.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from export.onnx_export import GraphSpec
+    from mobilecodec.export.onnx_export import GraphSpec
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 OPSET_8BIT = 17  # same as the float graphs
@@ -29,13 +29,13 @@ OPSET_16BIT = 21  # ONNX QuantizeLinear takes uint16 only from opset 21 (needs I
 
 
 def load_ptq_for(q_dir: str | Path, model: Any) -> Any:
-    """`quant.ptq.load_quantized(q_dir)`, checked against the float `model` being exported:
+    """`mobilecodec.quant.ptq.load_quantized(q_dir)`, checked against the float `model` being exported:
     same config, same host-side state (entropy tables, integer hyper-synthesis), same float
     weights hash when the PTQ summary recorded one. InputError on any mismatch or a bad folder."""
     import torch
 
     from mobilecodec.errors import MobileCodecError
-    from quant.ptq import QUANTIZED_FILE, load_quantized
+    from mobilecodec.quant.ptq import QUANTIZED_FILE, load_quantized
 
     q = Path(q_dir)
     if not (q / QUANTIZED_FILE).is_file():
@@ -67,7 +67,7 @@ def _export_with_aimet(spec: "GraphSpec", opset: int) -> Any:
     import torch
 
     import aimet_torch.onnx as aimet_onnx
-    from quant.sim import quiet_aimet
+    from mobilecodec.quant.sim import quiet_aimet
 
     with tempfile.TemporaryDirectory(prefix="mobilecodec-qdq-") as tmp:
         f = Path(tmp) / f"{spec.name}.onnx"
@@ -178,7 +178,7 @@ def export_qdq_graph(spec: "GraphSpec", path: str | Path) -> Any:
     opset 17 when every activation is 8-bit, 21 when some are 16-bit. Returns the saved proto."""
     import onnx
 
-    from export.onnx_export import IR_VERSION, _constants_to_initializers
+    from mobilecodec.export.onnx_export import IR_VERSION, _constants_to_initializers
 
     bits = _sim_bitwidths(spec.module)
     opset = OPSET_16BIT if bits and max(bits) > 8 else OPSET_8BIT
@@ -197,7 +197,7 @@ def export_qdq_graph(spec: "GraphSpec", path: str | Path) -> Any:
 
 def graph_quantization(proto: Any, spec: "GraphSpec") -> dict[str, Any]:
     """Manifest entry of one QDQ graph: opset, activation bitwidths, 16-bit tensors and layers."""
-    from quant.sim import activation_bitwidths
+    from mobilecodec.quant.sim import activation_bitwidths
 
     enc = qdq_encodings(proto)
     sim_model = spec.module.stage
@@ -211,7 +211,7 @@ def graph_quantization(proto: Any, spec: "GraphSpec") -> dict[str, Any]:
 
 
 class _FakeSim:
-    """Adapter so `quant.sim.activation_bitwidths(sim)` can read a sim model directly."""
+    """Adapter so `mobilecodec.quant.sim.activation_bitwidths(sim)` can read a sim model directly."""
 
     def __init__(self, model: Any) -> None:
         self.model = model

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from export.qnn import Soc
+from mobilecodec.export.qnn import Soc
 
 MANIFEST = "manifest.json"
 STANDIN = ("stand-in calibration: onnxruntime quantize_static (min/max, uint8 activations, int8 per-channel "
@@ -19,13 +19,13 @@ FORMAT = "mobilecodec-qnn-context"
 
 def calibration_feeds(package: str | Path, video: str | Path | None, frames: int = 4) -> dict[str, list]:
     """Per graph: calibration inputs, recorded from the float runner on `video`, else random."""
-    from export.manifest import load_manifest
-    from export.qdq import random_feeds
+    from mobilecodec.export.manifest import load_manifest
+    from mobilecodec.export.qdq import random_feeds
 
     man = load_manifest(package)
     feeds: dict[str, list] = {}
     if video is not None and any(not g.get("quantization") and g["used_by_codec"] for g in man["graphs"].values()):
-        from export.parity import float_parity, package_engine
+        from mobilecodec.export.parity import float_parity, package_engine
 
         runner = package_engine(package)
         runner.recorder = {}
@@ -44,9 +44,9 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
 
-    from export.manifest import load_manifest
-    from export.qdq import quantize_graph
-    from export.qnn import compile_context
+    from mobilecodec.export.manifest import load_manifest
+    from mobilecodec.export.qdq import quantize_graph
+    from mobilecodec.export.qnn import compile_context
 
     package = Path(package)
     man = load_manifest(package)

@@ -84,7 +84,7 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
     """The manifest dict of a float package (quantization: null until aimet encodings are applied)."""
     from mobilecodec import __version__
 
-    from export.onnx_export import OPSET
+    from mobilecodec.export.onnx_export import OPSET
 
     for name, g in graphs.items():
         g["sender"], g["receiver"] = _membership(name)
@@ -146,7 +146,7 @@ def int8_section(qmodel: Any, graphs: dict[str, dict[str, Any]], quantized_dir: 
 
     import aimet_torch
 
-    from quant.sim import activation_bitwidths
+    from mobilecodec.quant.sim import activation_bitwidths
 
     copied = []
     if quantized_dir is not None and (Path(quantized_dir) / "encodings").is_dir():

@@ -123,7 +123,7 @@ def check_graph(path: str | Path, name: str | None = None, *, compile: bool = Tr
     """Static check of one ONNX graph, then (if it passes and `compile`) a QDQ compile on the HTP."""
     import onnx
 
-    from export.onnx_export import op_histogram
+    from mobilecodec.export.onnx_export import op_histogram
 
     path = Path(path)
     if not path.is_file():
@@ -137,8 +137,8 @@ def check_graph(path: str | Path, name: str | None = None, *, compile: bool = Tr
     if compile and not rep.issues:
         from mobilecodec.errors import ToolError
 
-        from export.qdq import quantize_graph, random_feeds
-        from export.qnn import htp_session
+        from mobilecodec.export.qdq import quantize_graph, random_feeds
+        from mobilecodec.export.qnn import htp_session
 
         is_qdq = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -157,7 +157,7 @@ def check_graph(path: str | Path, name: str | None = None, *, compile: bool = Tr
 
 def check_package(target: str | Path, *, compile: bool = True, soc: Any = None) -> list[GraphReport]:
     """Check every graph of a package folder, or one .onnx file."""
-    from export.manifest import load_manifest
+    from mobilecodec.export.manifest import load_manifest
 
     target = Path(target)
     if target.is_file() and target.suffix == ".onnx":

@@ -3,7 +3,7 @@
 Each stage of `VideoCodec.stages()` becomes one static-shape graph. Thin wrapper modules only
 rename, concatenate or drop outputs (zero-channel feature maps of explicit buffering); they never
 change numerics. Warp, entropy coding, the exact-integer hyper-synthesis used for coding and the
-uint8 rounding of the buffered frame run on the host (see `export.manifest.call_order`).
+uint8 rounding of the buffered frame run on the host (see `mobilecodec.export.manifest.call_order`).
 """
 
 from __future__ import annotations
@@ -233,14 +233,14 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
     """Export every NPU graph of `model` into a package folder with `manifest.json` and a copy of
     the checkpoint (host side: entropy tables, integer hyper-synthesis), written atomically.
 
-    With `qmodel` (a `quant.QuantizedVideoCodec` of `model`, see `export.aimet_qdq.load_ptq_for`)
+    With `qmodel` (a `quant.QuantizedVideoCodec` of `model`, see `mobilecodec.export.aimet_qdq.load_ptq_for`)
     the quantized stages become aimet QDQ int8 graphs and the package records their encodings
     under `encodings/`; stages left float by the quant config (hyper-synthesis) stay float.
     Returns the manifest."""
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
 
-    from export.manifest import MANIFEST, build_manifest
+    from mobilecodec.export.manifest import MANIFEST, build_manifest
 
     check_size(height, width)
     if not model.ready_for_coding:
@@ -261,7 +261,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
             rel = f"graphs/{spec.name}.onnx"
             quant = None
             if spec.name in sims:
-                from export.aimet_qdq import export_qdq_graph, graph_quantization, qdq_encodings
+                from mobilecodec.export.aimet_qdq import export_qdq_graph, graph_quantization, qdq_encodings
 
                 proto = export_qdq_graph(spec, tmp / rel)
                 quant = graph_quantization(proto, spec)
@@ -285,7 +285,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
         manifest = build_manifest(model, graphs, height, width, original_size=original_size,
                                   checkpoint=checkpoint, export_seconds=time.perf_counter() - t0)
         if qmodel is not None:
-            from export.manifest import int8_section
+            from mobilecodec.export.manifest import int8_section
 
             manifest["precision"] = "int8-qdq"
             manifest["quantization"] = int8_section(qmodel, graphs, quantized_dir, tmp)

@@ -1,5 +1,5 @@
 """Parity measurements of exported packages, run with the runtime's onnxruntime engine
-(`runtime.engine.OnnxEngine`, which mirrors `run_iframe` / `run_pframe` with the exported graphs
+(`mobilecodec.runtime.engine.OnnxEngine`, which mirrors `run_iframe` / `run_pframe` with the exported graphs
 and the PyTorch path's host steps): float ONNX vs PyTorch over a GOP, int8 QDQ vs the aimet
 simulation, and QNN HTP (emulated) vs onnxruntime CPU on QDQ graphs."""
 
@@ -19,13 +19,13 @@ def _np(t: Any) -> np.ndarray:
 
 def package_engine(package: str | Path, soc: Any = None, ep: str = "cpu") -> Any:
     """The runtime's onnxruntime engine on `package` (CPU, or the QNN HTP for `ep="qnn"`)."""
-    from runtime.engine import OnnxEngine
+    from mobilecodec.runtime.engine import OnnxEngine
 
     return OnnxEngine(package, ep=ep, soc=soc.soc_model if soc is not None else None)
 
 
 def _encoder_source(engine: Any, x: Any) -> Any:
-    from runtime.engine import OnnxEncoderSource
+    from mobilecodec.runtime.engine import OnnxEncoderSource
 
     return OnnxEncoderSource(engine, x)
 
@@ -94,7 +94,7 @@ def stage_parity(runner: Any) -> dict[str, float]:
     """Per graph: max |ONNX output - PyTorch stage output| over the inputs the runner recorded."""
     import torch
 
-    from export.onnx_export import graph_specs
+    from mobilecodec.export.onnx_export import graph_specs
 
     h, w = runner.manifest["padded_size"]
     specs = {s.name: s for s in graph_specs(runner.model, h, w)}
@@ -125,8 +125,8 @@ def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, fram
     on the QNN HTP (emulated on x86) and on onnxruntime CPU with the same feeds; PSNR per output."""
     import onnxruntime as ort
 
-    from export.qdq import quantize_graph
-    from export.qnn import htp_session
+    from mobilecodec.export.qdq import quantize_graph
+    from mobilecodec.export.qnn import htp_session
 
     runner = package_engine(package)
     runner.recorder = {}

@@ -80,7 +80,7 @@ class DemoOptions:
         if h <= 0 or w <= 0 or h % 2 or w % 2:
             raise InputError(f"big size must be even and positive, got {h}x{w}")
         from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN, ENCODERS, PRESETS
-        from runtime.npu_estimate import DEVICES
+        from mobilecodec.runtime.npu_estimate import DEVICES
 
         if self.npu_device not in DEVICES:
             raise InputError(f"unknown NPU device {self.npu_device!r}; choose from {', '.join(DEVICES)}")
@@ -147,7 +147,7 @@ def _rd_point(label: str, summary: dict, stream: Path, sources: list, decoded: l
 
     from mobilecodec import metrics
     from mobilecodec.baselines.runner import frame_metrics
-    from quant.check import METRIC_KEYS
+    from mobilecodec.quant.check import METRIC_KEYS
 
     per_frame = [{"index": f["index"], "type": f["type"], "bits": f["bits"], "payload_bits": f["payload_bits"],
                   **frame_metrics(s, d, matrix)} for f, s, d in zip(summary["per_frame"], sources, decoded)]
@@ -222,8 +222,8 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
                     "RANDOM-INIT tiny model; numbers show the pipeline works, not codec quality")
 
     with log.stage("int8 PTQ (aimet)"):
-        from quant.config import QuantConfig
-        from quant.ptq import PTQOptions, run_ptq, save_quantized
+        from mobilecodec.quant.config import QuantConfig
+        from mobilecodec.quant.ptq import PTQOptions, run_ptq, save_quantized
 
         # receiver stages at 16-bit activations: at 8 bits the QNN HTP decode of the stream drifts
         # from the CPU encoder's reconstruction through the buffer (README, "int8")
@@ -243,7 +243,7 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
     main, (qmain, qdir_main) = points[0], qmodels[0]
     pkg = out / "package"
     with log.stage("export ONNX package (int8 QDQ)"):
-        from export.onnx_export import export_package
+        from mobilecodec.export.onnx_export import export_package
 
         man = export_package(main.model, pkg, ph, pw, original_size=(height, width), checkpoint=str(main.path),
                              progress=opts.progress, qmodel=qmain, quantized_dir=str(qdir_main))
@@ -260,8 +260,8 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
 
     compiled = out / "compiled"
     with log.stage("compile for the QNN HTP"):
-        from export.compile import compile_package
-        from export.qnn import resolve_soc
+        from mobilecodec.export.compile import compile_package
+        from mobilecodec.export.qnn import resolve_soc
 
         soc = resolve_soc(opts.soc, opts.htp_arch)
         cman = compile_package(pkg, compiled, soc, progress=opts.progress)
@@ -285,7 +285,7 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
         report["baselines"] = _baselines(out / "baselines", clip, frames, opts)
 
     with log.stage("int8 vs float check"):
-        from quant.check import CheckOptions, ModelPair, check_int8
+        from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8
 
         pairs = [ModelPair(str(p.path), str(qdir), p.model, q, p.beta) for p, (q, qdir) in zip(points, qmodels)]
         copts = CheckOptions(intra_period=opts.intra_period, frames=frames, max_bdrate=5.0, matrix=opts.matrix,
@@ -295,21 +295,21 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
     with log.stage("profile"):
         from mobilecodec.models.codec import VideoCodec
         from mobilecodec.models.configs import get_config
-        from runtime.profiler import profile_model, profile_package
-        from runtime.report import write_report
+        from mobilecodec.runtime.profiler import profile_model, profile_package
+        from mobilecodec.runtime.report import write_report
 
         prof = profile_package(pkg, ep="cpu", fps=opts.fps, runs=opts.profile_runs, warmup=opts.profile_warmup,
                                workdir=work, ops=opts.profile_ops, progress=opts.progress)
         prof["files"] = write_report(prof, out / "profile")
         report["profile"] = prof
-        from runtime.npu_profile import estimate_package, format_npu, host_steps
+        from mobilecodec.runtime.npu_profile import estimate_package, format_npu, host_steps
 
         npu = estimate_package(pkg, device=opts.npu_device, fps=opts.fps)
         report["npu_estimate"] = npu
         report["npu_estimate_text"] = format_npu(npu, host_steps(prof), prof["source"]["backend"])
         bh, bw = opts.big_size
         big, big_c, _ = profile_model(VideoCodec(get_config(opts.big_config)), bh, bw, opts.fps, "int8")
-        from runtime.codec_profile import format_table6
+        from mobilecodec.runtime.codec_profile import format_table6
 
         big["table6_text"] = format_table6(big_c)
         big["buffer_dtype"] = "int8 (flow and features; the decoded frame uint8)"
@@ -335,8 +335,8 @@ def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, fr
              log: StageLog) -> dict[str, Any]:
     """Encode on the onnxruntime int8 runtime (CPU EP), decode on it, and on the QNN HTP (emulated)."""
     from mobilecodec.metrics import psnr_yuv
-    from runtime.engine import OnnxEngine
-    from runtime.stream import decode_package, encode_package
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.stream import decode_package, encode_package
 
     streams, decoded = out / "streams", out / "decoded"
     streams.mkdir()

@@ -68,7 +68,7 @@ def frame_pngs(out: Path, sources: Sequence[Any], decoded: Sequence[Any], per_fr
 
 def npu_summary(npu: dict[str, Any], device: str = "8gen2") -> list[str]:
     """One line per frame type: ESTIMATED NPU ms and the frames/s it allows, labelled with the error."""
-    from runtime.npu_estimate import DEVICES
+    from mobilecodec.runtime.npu_estimate import DEVICES
 
     d = npu["devices"][device]
     lines = [f"ESTIMATED NPU time on {DEVICES[device]['soc']} (HTP {DEVICES[device]['htp']}), networks only; "
@@ -146,8 +146,8 @@ def _demote(lines: list[str]) -> list[str]:
 def markdown(report: dict[str, Any], out: Path) -> str:
     """report.md: what was done, every table, where the artifacts are, timings per stage."""
     from mobilecodec.demo import STAGES
-    from quant.check import markdown as check_md
-    from runtime.report import buffer_md, complexity_md, latency_md
+    from mobilecodec.quant.check import markdown as check_md
+    from mobilecodec.runtime.report import buffer_md, complexity_md, latency_md
 
     clip, rt, t = report["clip"], report["runtime"], report["timings"]
     ck = report["checkpoints"]

@@ -1,7 +1,7 @@
 """Evaluate codec checkpoints the way a user meets them: the real encoder writes a .mnvc file, the
 real decoder reads it back (hash-verified), and every decoded frame is measured against its source.
 
-Shared by `mobilecodec eval` and the int8 check (`quant.check`). Rates come from the stream: a
+Shared by `mobilecodec eval` and the int8 check (`mobilecodec.quant.check`). Rates come from the stream: a
 point's bpp is the whole file's bits / (frames x W x H); a frame's bits are its record's bytes x 8.
 Point metrics are means of the per-frame values (as in `mobilecodec.baselines.runner`).
 """

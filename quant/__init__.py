@@ -9,22 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "QuantConfig": "quant.config",
-    "load_layer_overrides": "quant.config",
-    "build_sims": "quant.sim",
-    "quantized_stage_names": "quant.sim",
-    "QuantizedVideoCodec": "quant.qmodel",
-    "PTQOptions": "quant.ptq",
-    "run_ptq": "quant.ptq",
-    "quantize_model": "quant.ptq",
-    "save_quantized": "quant.ptq",
-    "load_quantized": "quant.ptq",
-    "calibrate": "quant.calibrate",
-    "load_gops": "quant.calibrate",
-    "QATOptions": "quant.qat",
-    "run_qat": "quant.qat",
-    "CheckOptions": "quant.check",
-    "check_int8": "quant.check",
+    "QuantConfig": "mobilecodec.quant.config",
+    "load_layer_overrides": "mobilecodec.quant.config",
+    "build_sims": "mobilecodec.quant.sim",
+    "quantized_stage_names": "mobilecodec.quant.sim",
+    "QuantizedVideoCodec": "mobilecodec.quant.qmodel",
+    "PTQOptions": "mobilecodec.quant.ptq",
+    "run_ptq": "mobilecodec.quant.ptq",
+    "quantize_model": "mobilecodec.quant.ptq",
+    "save_quantized": "mobilecodec.quant.ptq",
+    "load_quantized": "mobilecodec.quant.ptq",
+    "calibrate": "mobilecodec.quant.calibrate",
+    "load_gops": "mobilecodec.quant.calibrate",
+    "QATOptions": "mobilecodec.quant.qat",
+    "run_qat": "mobilecodec.quant.qat",
+    "CheckOptions": "mobilecodec.quant.check",
+    "check_int8": "mobilecodec.quant.check",
 }
 
 __all__ = sorted(_LAZY)

@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from mobilecodec.errors import InputError
-from quant.config import QuantConfig
+from mobilecodec.quant.config import QuantConfig
 
 
 def capture_stage_inputs(model, gops: torch.Tensor, names: Sequence[str], limit: int, *,
                          batch: int = 1) -> OrderedDict[str, list[tuple[torch.Tensor, ...]]]:
     """Inputs of the named stages while the FLOAT codec runs `gops` (N, G, 6, h, w) `batch` GOPs at a
     time (I-frame, then P-frames with the buffer carried over): at most `limit` input tuples per stage."""
-    from quant.calibrate import run_gop
+    from mobilecodec.quant.calibrate import run_gop
 
     if limit < 1:
         raise InputError(f"AdaRound needs at least one input batch per stage, got {limit}")
@@ -68,7 +68,7 @@ def adaroundable_layers(module: nn.Module) -> list[str]:
 
 class AdaroundBuilder:
     """Builds one stage's sim with AdaRounded, frozen weight encodings (the `build` hook of
-    `quant.sim.build_sims`); `report` holds per stage whether AdaRound ran, iterations, seconds."""
+    `mobilecodec.quant.sim.build_sims`); `report` holds per stage whether AdaRound ran, iterations, seconds."""
 
     def __init__(self, qcfg: QuantConfig, inputs: dict[str, list[tuple[torch.Tensor, ...]]],
                  workdir: str, bar=None) -> None:
@@ -79,7 +79,7 @@ class AdaroundBuilder:
         self.report: OrderedDict[str, dict] = OrderedDict()
 
     def __call__(self, name: str, stage: nn.Module, dummy: tuple[torch.Tensor, ...], *, cle: bool = False):
-        from quant.sim import prepare_stage, quiet_aimet, sim_from_prepared
+        from mobilecodec.quant.sim import prepare_stage, quiet_aimet, sim_from_prepared
 
         prepared = prepare_stage(stage, dummy, cle=cle)
         t0 = time.perf_counter()
@@ -117,7 +117,7 @@ class AdaroundBuilder:
         """aimet AdaRound of the prepared stage: (adarounded copy, path of its param encodings)."""
         from aimet_torch.adaround.adaround_weight import Adaround, AdaroundParameters
 
-        from quant.sim import quant_scheme, quiet_aimet
+        from mobilecodec.quant.sim import quant_scheme, quiet_aimet
 
         data = self.inputs[name]
         params = AdaroundParameters(data, len(data), default_num_iterations=self.qcfg.adaround_iters,
@@ -141,7 +141,7 @@ def build_adaround_sims(model, qcfg: QuantConfig, gops: torch.Tensor, *, batch: 
     AdaRound fed by stage inputs captured on `gops`; returns (sims, per-stage report)."""
     from tqdm import tqdm
 
-    from quant.sim import build_sims, quantized_stage_names
+    from mobilecodec.quant.sim import build_sims, quantized_stage_names
 
     if gops is None or len(gops) == 0:
         raise InputError("AdaRound needs calibration GOPs to capture each stage's inputs")

@@ -86,7 +86,7 @@ def calibrate(qmodel, gops: torch.Tensor, *, steps: int, batch: int, progress: b
     """Compute the encodings of every sim of `qmodel` by running the codec GOP by GOP."""
     from tqdm import tqdm
 
-    from quant.sim import computing_encodings, quiet_aimet
+    from mobilecodec.quant.sim import computing_encodings, quiet_aimet
 
     qmodel.eval()
     with quiet_aimet(), computing_encodings(qmodel.sims):
@@ -111,7 +111,7 @@ def _psnr_planes(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 @torch.no_grad()
 def evaluate(float_model, qmodel, gops: torch.Tensor) -> dict[str, float]:
     """Mean PSNR (dB) over the frames of `gops`: float vs source, int8 vs source, int8 vs float."""
-    from quant.sim import quiet_aimet
+    from mobilecodec.quant.sim import quiet_aimet
 
     acc: dict[str, list[float]] = {"float_psnr_yuv": [], "int8_psnr_yuv": [], "int8_vs_float_psnr_yuv": []}
     with quiet_aimet():

@@ -88,7 +88,7 @@ def split_list(text: str | Sequence[str]) -> list[str]:
 def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
     """Load each float checkpoint and its int8 folder; InputError/CheckpointError on a mismatch."""
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
-    from quant.ptq import load_quantized
+    from mobilecodec.quant.ptq import load_quantized
 
     if not floats or not int8s:
         raise InputError("give at least one float checkpoint (--float) and one int8 folder (--int8)")
@@ -197,8 +197,8 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
     from mobilecodec import metrics
     from mobilecodec.io import crop_frame, pad_frame
     from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame
-    from quant.qmodel import QuantizedVideoCodec
-    from quant.sim import quiet_aimet
+    from mobilecodec.quant.qmodel import QuantizedVideoCodec
+    from mobilecodec.quant.sim import quiet_aimet
 
     frames = sources[:opts.sensitivity_frames]
     if not frames:

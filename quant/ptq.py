@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mobilecodec.errors import CheckpointError, InputError
-from quant.config import QuantConfig
+from mobilecodec.quant.config import QuantConfig
 
 FORMAT = "mobilecodec-quantized"
 VERSION = 1
@@ -57,13 +57,13 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
     then says per stage whether AdaRound ran, with how many iterations and seconds."""
     from tqdm import tqdm
 
-    from quant.calibrate import calibrate
-    from quant.qmodel import QuantizedVideoCodec
-    from quant.sim import build_sims, quantized_stage_names
+    from mobilecodec.quant.calibrate import calibrate
+    from mobilecodec.quant.qmodel import QuantizedVideoCodec
+    from mobilecodec.quant.sim import build_sims, quantized_stage_names
 
     report = None
     if qcfg.adaround:
-        from quant.adaround import build_adaround_sims
+        from mobilecodec.quant.adaround import build_adaround_sims
 
         sims, report = build_adaround_sims(model, qcfg, gops, batch=batch, progress=progress)
     else:
@@ -82,7 +82,7 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
 def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None = None,
             opts: PTQOptions | None = None, *, progress: bool = True):
     """PTQ of a float VideoCodec on real clips; returns (QuantizedVideoCodec, summary dict)."""
-    from quant.calibrate import evaluate, load_gops
+    from mobilecodec.quant.calibrate import evaluate, load_gops
 
     qcfg = qcfg or QuantConfig()
     opts = opts or PTQOptions()
@@ -94,7 +94,7 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
     cal, held = gops[:n_cal], gops[n_cal:]
     qmodel = quantize_model(model, qcfg, cal, steps=opts.steps, batch=opts.batch, progress=progress)
     metrics = evaluate(model, qmodel, held) if opts.eval_gops else {}
-    from quant.sim import activation_bitwidths
+    from mobilecodec.quant.sim import activation_bitwidths
 
     w8a16 = {n: bw for s, sim in qmodel.sims.items()
              for n, bw in ((f"{s}.{k}", v) for k, v in activation_bitwidths(sim).items()) if max(bw) > 8}
@@ -116,7 +116,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     import torch
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
-    from quant.sim import frozen_param_quantizers, stage_encodings
+    from mobilecodec.quant.sim import frozen_param_quantizers, stage_encodings
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -145,8 +145,8 @@ def load_quantized(path: str | os.PathLike):
     from mobilecodec.checkpoint import load_torch_file
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import CodecConfig
-    from quant.qmodel import QuantizedVideoCodec
-    from quant.sim import build_sims, freeze_param_quantizers, quiet_aimet
+    from mobilecodec.quant.qmodel import QuantizedVideoCodec
+    from mobilecodec.quant.sim import build_sims, freeze_param_quantizers, quiet_aimet
 
     p = Path(path)
     f = p / QUANTIZED_FILE if p.is_dir() else p

@@ -151,7 +151,7 @@ def qat_step(qmodel, gop_loss, optimizer, params: list, frames, lr: float, grad_
     """One optimisation step on frames (G, N, 6, h, w); returns (loss, per-frame stats)."""
     import torch
 
-    from quant.sim import quiet_aimet
+    from mobilecodec.quant.sim import quiet_aimet
 
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -176,7 +176,7 @@ def read_state(out_dir: str | os.PathLike) -> dict:
 def save_qat(out_dir: str | os.PathLike, qmodel, optimizer, opts: QATOptions, step: int, summary: dict) -> Path:
     """Write the output folder atomically: the PTQ layout (loadable by `load_quantized`), qat.json
     and qat_state.pt."""
-    from quant.ptq import save_quantized
+    from mobilecodec.quant.ptq import save_quantized
 
     state = {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step,
              "optimizer": optimizer.state_dict(), "options": opts.to_dict(),
@@ -195,7 +195,7 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
 
     from mobilecodec.train.data import TrainingData
     from mobilecodec.train.losses import GopLoss, summarize
-    from quant.ptq import load_quantized
+    from mobilecodec.quant.ptq import load_quantized
 
     out = Path(out_dir)
     opts = opts or QATOptions()

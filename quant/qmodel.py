@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mobilecodec.models.codec import VideoCodec
-from quant.config import QuantConfig
+from mobilecodec.quant.config import QuantConfig
 
 INT8_SUFFIX = "+int8"
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mobilecodec.errors import InputError
-from quant.config import QuantConfig, is_receiver_stage
+from mobilecodec.quant.config import QuantConfig, is_receiver_stage
 
 _AIMET_LOG_AREAS = ("Quant", "Utils", "Winnow", "ConnectedGraph", "CrossLayerEqualization", "BatchNormFolding",
                     "ModelPreparer", "LayerOutputs", "QuantAnalyzer", "MixedPrecision", "SeqMse")

@@ -8,11 +8,11 @@ from typing import Any
 
 __all__ = ["count_module", "count_onnx"]
 
-_LAZY = {"count_module": "runtime.complexity", "count_onnx": "runtime.onnx_complexity"}
+_LAZY = {"count_module": "mobilecodec.runtime.complexity", "count_onnx": "mobilecodec.runtime.onnx_complexity"}
 
 
 def __getattr__(name: str) -> Any:
-    """`runtime.count_module` / `runtime.count_onnx`, imported on first use."""
+    """`mobilecodec.runtime.count_module` / `mobilecodec.runtime.count_onnx`, imported on first use."""
     if name in _LAZY:
         import importlib
 

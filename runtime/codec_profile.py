@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.reference import TABLE6_MOBILENVC, TABLE6_SIZE
+from mobilecodec.runtime.reference import TABLE6_MOBILENVC, TABLE6_SIZE
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1}
 
@@ -45,7 +45,7 @@ def count_codec(model, height: int, width: int) -> CodecComplexity:
     import copy
 
     from mobilecodec.io import padded_size
-    from runtime.complexity import count_module
+    from mobilecodec.runtime.complexity import count_module
 
     pw, ph = padded_size(width, height)
     meta = copy.deepcopy(model).to("meta")

@@ -94,7 +94,7 @@ class OnnxEngine:
     def __init__(self, package: str | Path, *, ep: str = "cpu", graph_files: dict[str, str | Path] | None = None,
                  soc: int | None = None, profile_dir: str | Path | None = None,
                  threads: int | None = None, storage_io: bool = True) -> None:
-        from export.manifest import load_package_model
+        from mobilecodec.export.manifest import load_package_model
 
         base, ctx_files, self.context = resolve_package(package, ep)
         self.package, self.ep = base, ep
@@ -150,10 +150,10 @@ class OnnxEngine:
         """One onnxruntime session; on the CPU EP, buffer I/O at the storage dtypes (`storage_io_model`)."""
         import onnxruntime as ort
 
-        from runtime.threads import session_options
+        from mobilecodec.runtime.threads import session_options
 
         if self.ep == "qnn":
-            from export.qnn import DEFAULT_SOC, SOCS, htp_session_options
+            from mobilecodec.export.qnn import DEFAULT_SOC, SOCS, htp_session_options
 
             so = session_options(threads, htp_session_options(SOCS[soc or DEFAULT_SOC]))
         else:
@@ -499,7 +499,7 @@ def storage_io_model(proto: Any) -> bool:
 
 
 class _FloatSessions(Mapping):
-    """graph -> a session with the package's own float interface (what `export.parity` feeds
+    """graph -> a session with the package's own float interface (what `mobilecodec.export.parity` feeds
     recorded float inputs to): the codec's session where its I/O is unchanged, else a session on
     the unmodified graph file, created on first use."""
 
@@ -514,7 +514,7 @@ class _FloatSessions(Mapping):
         if name not in self.cache:
             import onnxruntime as ort
 
-            from runtime.threads import session_options
+            from mobilecodec.runtime.threads import session_options
 
             self.cache[name] = ort.InferenceSession(str(e.files[name]), session_options(e.threads),
                                                     providers=["CPUExecutionProvider"])

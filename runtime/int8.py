@@ -13,9 +13,9 @@ def qdq_graph_files(package: str | Path, out_dir: str | Path, *, calibration: st
     """Write `<graph>.qdq.onnx` for the package's graphs into `out_dir`, calibrated on `frames`
     frames of `calibration` (a video; random inputs when None); returns graph -> QDQ file, to pass
     as `OnnxEngine(graph_files=...)`."""
-    from export.compile import calibration_feeds
-    from export.manifest import load_manifest
-    from export.qdq import quantize_graph
+    from mobilecodec.export.compile import calibration_feeds
+    from mobilecodec.export.manifest import load_manifest
+    from mobilecodec.export.qdq import quantize_graph
 
     pkg, out = Path(package), Path(out_dir)
     man = load_manifest(pkg)

@@ -1,9 +1,9 @@
 """Build `runtime/npu_calibration.json`: published on-device latencies with their provenance, and
-the per-layer cost (`runtime.npu_graph`) of each measured architecture, rebuilt here without
+the per-layer cost (`mobilecodec.runtime.npu_graph`) of each measured architecture, rebuilt here without
 downloading weights (torchvision with weights=None, and two small nets written out below).
 
 Run once after changing the table or the layer extraction:
-    .venv/bin/python -m runtime.npu_calibrate
+    .venv/bin/python -m mobilecodec.runtime.npu_calibrate
 
 Measurements: Qualcomm ai-hub-models, `qai_hub_models/models/<model>/perf.yaml` at commit
 052dc1f3753ae177349f16d915ab67017f879b69, field `inference_time_milliseconds`, runtime `qnn_dlc`
@@ -160,7 +160,7 @@ def build_table() -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
-    from runtime.npu_graph import extract_layers
+    from mobilecodec.runtime.npu_graph import extract_layers
 
     torch.set_num_threads(1)
     models: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """ESTIMATED latency of an ONNX graph on a Snapdragon HTP: a small roofline-style model fitted on
-published on-device measurements (`runtime/npu_calibration.json`, built by `runtime.npu_calibrate`).
+published on-device measurements (`runtime/npu_calibration.json`, built by `mobilecodec.runtime.npu_calibrate`).
 
-Model, per graph run on device d at precision p (layers from `runtime.npu_graph`):
+Model, per graph run on device d at precision p (layers from `mobilecodec.runtime.npu_graph`):
 
     t = t0_d + sum over layers of max(C_l / (P_d * r_p), B_l / BW_d)
     C_l = dense MACs + grouped-conv MACs / u_g + c_el * (element-wise, resampling and data elements)
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mobilecodec.errors import InputError
-from runtime.npu_graph import VTCM_BYTES, GraphLayers, layer_bytes, layers_from_dict
+from mobilecodec.runtime.npu_graph import VTCM_BYTES, GraphLayers, layer_bytes, layers_from_dict
 
 CALIBRATION = Path(__file__).with_name("npu_calibration.json")
 DEVICES = {
@@ -88,7 +88,7 @@ def _fit(rows: list[tuple[np.ndarray, str, str, float]]) -> np.ndarray:
 def calibration() -> dict[str, Any]:
     """Fitted parameters and the leave-one-out error of the estimator on the calibration table."""
     if not CALIBRATION.is_file():
-        raise InputError(f"NPU calibration table missing: {CALIBRATION} (run python -m runtime.npu_calibrate)")
+        raise InputError(f"NPU calibration table missing: {CALIBRATION} (run python -m mobilecodec.runtime.npu_calibrate)")
     table = json.loads(CALIBRATION.read_text())
     graphs = {n: layers_from_dict(m["graph"]) for n, m in table["models"].items()}
     fitted, held = [], []
@@ -123,7 +123,7 @@ def error_label() -> str:
 
 def estimate_graph(gl: GraphLayers, device: str, precision: str | None = None, top: int = 10) -> dict[str, Any]:
     """Estimated time of one run of `gl` on `device` ('8gen2' / '8gen3'), with its bound and DRAM bytes."""
-    from runtime.npu_graph import dram_bytes
+    from mobilecodec.runtime.npu_graph import dram_bytes
 
     if device not in DEVICES:
         raise InputError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")

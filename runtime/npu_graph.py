@@ -114,7 +114,7 @@ def graph_precision(proto: "onnx.ModelProto") -> str:
 
 def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | None = None) -> GraphLayers:
     """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc."""
-    from runtime.onnx_complexity import _MAC_WEIGHT_INPUTS, _Graph, _infer, _load, count_onnx
+    from mobilecodec.runtime.onnx_complexity import _MAC_WEIGHT_INPUTS, _Graph, _infer, _load, count_onnx
 
     proto = _infer(_load(model_or_path))
     graph = proto.graph

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runtime.npu_estimate import DEVICES
+from mobilecodec.runtime.npu_estimate import DEVICES
 
 FRAME_TYPES = (("encode", "I", "sender"), ("encode", "P", "sender"), ("decode", "I", "receiver"),
                ("decode", "P", "receiver"))
@@ -36,8 +36,8 @@ def _devices(device: str | list[str] | None) -> list[str]:
 def estimate_layers(layers: dict[str, Any], call_order: dict[str, Any], *, device: str | list[str] | None,
                     precision: str | None, fps: float, pixels: int,
                     buffer_mb_s: float | None) -> dict[str, Any]:
-    """`runtime.profile_any.npu_graphs` with the codec's frame types."""
-    from runtime.profile_any import npu_graphs
+    """`mobilecodec.runtime.profile_any.npu_graphs` with the codec's frame types."""
+    from mobilecodec.runtime.profile_any import npu_graphs
 
     return npu_graphs(layers, _devices(device), precision, fps, frame_graphs(call_order), pixels, buffer_mb_s)
 
@@ -46,9 +46,9 @@ def estimate_package(package: str | Path, device: str | list[str] | None = None,
                      fps: float = 30.0) -> dict[str, Any]:
     """ESTIMATED NPU time of an export package per graph and frame type on '8gen2' / '8gen3' (None or
     'all': both). Precision defaults to each graph's own (QDQ graphs int8, others float)."""
-    from export.manifest import load_manifest
-    from runtime.npu_graph import extract_layers
-    from runtime.profiler import package_buffer
+    from mobilecodec.export.manifest import load_manifest
+    from mobilecodec.runtime.npu_graph import extract_layers
+    from mobilecodec.runtime.profiler import package_buffer
 
     pkg = Path(package)
     man = load_manifest(pkg)
@@ -67,10 +67,10 @@ def estimate_model(model: Any, height: int, width: int, device: str | list[str] 
     temporary folder first."""
     import torch
 
-    from export.manifest import call_order
-    from export.onnx_export import export_graph, graph_specs
+    from mobilecodec.export.manifest import call_order
+    from mobilecodec.export.onnx_export import export_graph, graph_specs
     from mobilecodec.io import padded_size
-    from runtime.npu_graph import extract_layers
+    from mobilecodec.runtime.npu_graph import extract_layers
 
     torch.set_num_threads(1)
     pw, ph = padded_size(width, height)

@@ -1,6 +1,6 @@
 """Count parameters and MACs of a static-shape ONNX graph (float or QDQ int8).
 
-Same conventions as `runtime.complexity` (DESIGN.md "Counting conventions"):
+Same conventions as `mobilecodec.runtime.complexity` (DESIGN.md "Counting conventions"):
 
 - Conv:          output elements x (Cin / groups) x kernel volume   (weight is (Cout, Cin/g, *k))
 - ConvTranspose: input elements  x (Cout / groups) x kernel volume  (weight is (Cin, Cout/g, *k))

@@ -2,8 +2,8 @@
 
 Per graph: parameters, MACs, kMACs/px, a per-layer table sorted by cost, element-wise and
 resampling work apart from MACs, the HTP op check, DRAM traffic under the VTCM tiling rule
-(`runtime.npu_graph`) and, with a device, the ESTIMATED Snapdragon HTP latency
-(`runtime.npu_estimate`). State buffers (HyTIP size and bandwidth) come from graph inputs and
+(`mobilecodec.runtime.npu_graph`) and, with a device, the ESTIMATED Snapdragon HTP latency
+(`mobilecodec.runtime.npu_estimate`). State buffers (HyTIP size and bandwidth) come from graph inputs and
 outputs named `buffer_in.*` / `buffer_out.*`, or from the names given as `state`.
 """
 
@@ -104,7 +104,7 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
 
 def htp_check(protos: dict[str, Any]) -> dict[str, Any]:
     """Static QNN HTP op check of every graph (export.npu_check): ops and shapes the HTP rejects."""
-    from export.npu_check import static_issues
+    from mobilecodec.export.npu_check import static_issues
 
     out = {}
     for name, proto in protos.items():
@@ -119,7 +119,7 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     """ESTIMATED per-graph and per-frame NPU time on each device, the frames/s it allows, and the
     MAC/s and DRAM GB/s a frame rate of `fps` needs. `frames` maps a frame type to the graphs it
     runs (default: one frame = every graph once)."""
-    from runtime.npu_estimate import calibration, error_label, estimate_graph
+    from mobilecodec.runtime.npu_estimate import calibration, error_label, estimate_graph
 
     frames = frames or {"frame": list(layers)}
     cal = calibration()
@@ -194,8 +194,8 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
                    precision: str | None = None, source: dict[str, Any] | None = None,
                    torch_counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole report for ONNX graphs given as protos (name -> onnx.ModelProto)."""
-    from runtime.npu_graph import dram_bytes, extract_layers
-    from runtime.onnx_complexity import count_onnx
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+    from mobilecodec.runtime.onnx_complexity import count_onnx
 
     counted = {n: count_onnx(p) for n, p in protos.items()}
     frame = _frame_pixels(next(iter(counted.values())).inputs, size)
@@ -222,7 +222,7 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
 
 def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
     """`profile_graphs` of one ONNX file."""
-    from runtime.onnx_complexity import _load
+    from mobilecodec.runtime.onnx_complexity import _load
 
     p = Path(path)
     proto = _load(p)
@@ -234,7 +234,7 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     count (runtime.complexity.count_module) is reported beside the ONNX count."""
     import torch
 
-    from runtime.complexity import count_module
+    from mobilecodec.runtime.complexity import count_module
 
     torch.set_num_threads(1)
     module, inputs = load_factory(spec)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.codec_profile import (DTYPE_BYTES, BufferReport, CodecComplexity, StageCount, table6_rows,
+from mobilecodec.runtime.codec_profile import (DTYPE_BYTES, BufferReport, CodecComplexity, StageCount, table6_rows,
                                    warp_elements)
 
 HOST_STEPS = ("host: entropy coding", "host: integer hyper-synthesis", "host: warp", "host: buffer update")
@@ -22,7 +22,7 @@ HOST_STEPS = ("host: entropy coding", "host: integer hyper-synthesis", "host: wa
 
 def onnx_stage_counts(graph_files: dict[str, Path]) -> dict[str, StageCount]:
     """`count_onnx` of every graph (float or QDQ: same MACs) as per-stage counts."""
-    from runtime.onnx_complexity import count_onnx
+    from mobilecodec.runtime.onnx_complexity import count_onnx
 
     out = {}
     for name, path in graph_files.items():
@@ -34,8 +34,8 @@ def onnx_stage_counts(graph_files: dict[str, Path]) -> dict[str, StageCount]:
 def package_complexity(package: str | Path) -> tuple[CodecComplexity, CodecComplexity, dict[str, Any]]:
     """(counted from the ONNX graphs, counted from the PyTorch stages of the package's checkpoint,
     extras) at the package's original size; Table 6 rows use the manifest's sender/receiver flags."""
-    from export.manifest import load_package_model
-    from runtime.codec_profile import count_codec
+    from mobilecodec.export.manifest import load_package_model
+    from mobilecodec.runtime.codec_profile import count_codec
 
     pkg = Path(package)
     man, model = load_package_model(pkg)
@@ -246,7 +246,7 @@ def op_profile(package: str | Path, ep: str, graph_files: dict[str, Path] | None
                runs: int = 3) -> dict[str, Any]:
     """Per-op kernel time from onnxruntime's profiler (SessionOptions.enable_profiling) over
     `runs` runs of every graph; returns per graph and overall top ops (ms per run)."""
-    from runtime.engine import OnnxEngine
+    from mobilecodec.runtime.engine import OnnxEngine
 
     engine = OnnxEngine(package, ep=ep, graph_files=graph_files, profile_dir=workdir)
     for name, sess in engine.run_sessions.items():
@@ -275,7 +275,7 @@ def profile_package(package: str | Path, *, ep: str = "cpu", fps: float = 30.0, 
     """Complexity (ONNX and PyTorch), buffer and latency of a package on onnxruntime."""
     import tempfile
 
-    from runtime.engine import OnnxEngine
+    from mobilecodec.runtime.engine import OnnxEngine
 
     engine = OnnxEngine(package, ep=ep, graph_files=graph_files)
     onnx_c, torch_c, extras = package_complexity(engine.package)
@@ -323,7 +323,7 @@ def profile_model(model: Any, height: int, width: int, fps: float,
                   buffer_dtype: str) -> tuple[dict[str, Any], CodecComplexity, BufferReport]:
     """Complexity and buffer of a PyTorch model (config or checkpoint), no latency:
     (report dict, complexity, buffer)."""
-    from runtime.codec_profile import buffer_report, count_codec
+    from mobilecodec.runtime.codec_profile import buffer_report, count_codec
 
     c = count_codec(model, height, width)
     b = buffer_report(model, height, width, fps, dtype=buffer_dtype)

@@ -88,7 +88,7 @@ def latency_md(report: dict[str, Any]) -> list[str]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     src = report.get("source", {})
-    from runtime.report_npu import graphs_md, npu_md
+    from mobilecodec.runtime.report_npu import graphs_md, npu_md
 
     head = ["# mobilecodec profile", "", "Source: " + ", ".join(f"{k} {v}" for k, v in src.items()), ""]
     if report.get("kind") == "graphs":
@@ -106,7 +106,7 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
     from mobilecodec.fsutil import atomic_path
 
     if report.get("kind") == "graphs":
-        from runtime.report_npu import write_graph_charts
+        from mobilecodec.runtime.report_npu import write_graph_charts
 
         return write_graph_charts(report, out_dir)
     written = []

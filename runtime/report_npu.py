@@ -1,5 +1,5 @@
-"""Markdown and PNG parts of the profiler report for any graph (`runtime.profile_any`) and for the
-ESTIMATED NPU latency section; used by `runtime.report`."""
+"""Markdown and PNG parts of the profiler report for any graph (`mobilecodec.runtime.profile_any`) and for the
+ESTIMATED NPU latency section; used by `mobilecodec.runtime.report`."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def npu_md(report: dict[str, Any]) -> list[str]:
     npu = report.get("npu")
     if not npu:
         return []
-    from runtime.npu_estimate import DEVICES
+    from mobilecodec.runtime.npu_estimate import DEVICES
 
     out = [f"## NPU latency: {npu['label']}", "",
            f"Target {npu['target_fps']:g} frames/s. Fitted on {npu['calibration']['fitted']} published "

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from runtime.engine import OnnxEngine
+from mobilecodec.runtime.engine import OnnxEngine
 
 
 def encode_package(package: str | Path, input_path: str | Path, output: str | Path, *, ep: str = "cpu",

@@ -61,7 +61,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def tiny_package(tiny_checkpoint, tmp_path_factory) -> Path:
     """The `tiny_checkpoint` model exported as a float package at 192x192 (carphone 176x144 pads
     to 192x192); shared by the runtime and profiler tests."""
-    from export.onnx_export import export_package
+    from mobilecodec.export.onnx_export import export_package
     from mobilecodec.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(tiny_checkpoint)

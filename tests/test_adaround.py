@@ -29,15 +29,15 @@ def float_model():
 
 @pytest.fixture(scope="module")
 def gops(carphone):
-    from quant.calibrate import load_gops
+    from mobilecodec.quant.calibrate import load_gops
 
     return load_gops([carphone], GOP, CROP, CAL_STEPS * BATCH + HELD, seed=2)
 
 
 @pytest.fixture(scope="module")
 def ada_q(float_model, gops):
-    from quant.config import QuantConfig
-    from quant.ptq import quantize_model
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model
 
     qcfg = QuantConfig(adaround=True, adaround_iters=ITERS, adaround_batches=ADA_BATCHES)
     return quantize_model(float_model, qcfg, gops[:CAL_STEPS * BATCH], steps=CAL_STEPS, batch=BATCH, progress=False)
@@ -45,8 +45,8 @@ def ada_q(float_model, gops):
 
 @pytest.fixture(scope="module")
 def plain_q(float_model, gops):
-    from quant.config import QuantConfig
-    from quant.ptq import quantize_model
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model
 
     return quantize_model(float_model, QuantConfig(), gops[:CAL_STEPS * BATCH], steps=CAL_STEPS, batch=BATCH,
                           progress=False)
@@ -54,7 +54,7 @@ def plain_q(float_model, gops):
 
 @pytest.fixture(scope="module")
 def ada_dir(ada_q, tmp_path_factory):
-    from quant.ptq import save_quantized
+    from mobilecodec.quant.ptq import save_quantized
 
     return save_quantized(tmp_path_factory.mktemp("ada") / "Q", ada_q)
 
@@ -109,8 +109,8 @@ def _weight_scales(q) -> dict[str, torch.Tensor]:
 def test_weight_encodings_stay_frozen_through_calibration(ada_dir, plain_q, gops, tmp_path):
     """calibrate() recomputes every encoding it may; AdaRound's weight encodings must survive it, even
     when the weights themselves change (a loaded copy: the freeze is restored on load)."""
-    from quant.calibrate import calibrate
-    from quant.ptq import load_quantized, save_quantized
+    from mobilecodec.quant.calibrate import calibrate
+    from mobilecodec.quant.ptq import load_quantized, save_quantized
 
     q = load_quantized(ada_dir)
     before = _weight_scales(q)
@@ -158,7 +158,7 @@ def test_adaround_stage_error_not_worse_than_nearest(ada_q, plain_q, float_model
     here: r_synthesis 1.50x with activations, r_analysis ~1.2x weights-only); none may blow up."""
     from aimet_torch.utils import remove_activation_quantizers
 
-    from quant.adaround import capture_stage_inputs
+    from mobilecodec.quant.adaround import capture_stage_inputs
 
     names = list(ada_q.sims)
     held = capture_stage_inputs(float_model, gops[-HELD:], names, 8, batch=2)
@@ -182,8 +182,8 @@ def test_adaround_stage_error_not_worse_than_nearest(ada_q, plain_q, float_model
 
 
 def test_adarounded_checkpoint_round_trip(ada_q, ada_dir):
-    from quant.ptq import load_quantized
-    from quant.sim import frozen_param_quantizers
+    from mobilecodec.quant.ptq import load_quantized
+    from mobilecodec.quant.sim import frozen_param_quantizers
 
     q = load_quantized(ada_dir)
     assert q.weights_hash() == ada_q.weights_hash()
@@ -224,7 +224,7 @@ def test_adaround_budget_must_be_positive(flag, carphone, tmp_path, capsys):
 
 def test_quant_config_rejects_bad_adaround_budget():
     from mobilecodec.errors import InputError
-    from quant.config import QuantConfig
+    from mobilecodec.quant.config import QuantConfig
 
     with pytest.raises(InputError, match="adaround_iters"):
         QuantConfig(adaround=True, adaround_iters=0)

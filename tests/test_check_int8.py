@@ -37,7 +37,7 @@ OTHERS = ("psnr_y", "psnr_u", "psnr_v", "psnr_rgb", "ms_ssim_rgb")
     ([25.0], [25.1], False, "1 RD point(s) per curve"),
 ])
 def test_judge_rule_on_hand_made_numbers(fq, qq, judgeable, needle):
-    from quant.check import judge_curves
+    from mobilecodec.quant.check import judge_curves
 
     j = judge_curves(fq, qq)
     assert j["judgeable"] is judgeable
@@ -54,7 +54,7 @@ def _res(points: list[tuple[float, float]]) -> dict:
 
 
 def test_compare_reports_bd_only_for_judgeable_curves():
-    from quant.check import CheckOptions, compare, judge_results
+    from mobilecodec.quant.check import CheckOptions, compare, judge_results
 
     # x264-like anchor over 7 dB; int8 at 80 % of the rate everywhere: BD-rate exactly -20 %
     anchor = [(1520.3, 38.71), (905.7, 36.42), (541.2, 34.05), (322.9, 31.66)]
@@ -74,7 +74,7 @@ def test_compare_reports_bd_only_for_judgeable_curves():
 
 
 def test_frontier_only_when_asked_and_dropped_points_listed():
-    from quant.check import bd_lines, compare
+    from mobilecodec.quant.check import bd_lines, compare
 
     anchor = [(322.9, 31.66), (541.2, 34.05), (905.7, 36.42), (1520.3, 38.71)]
     # int8 damages its third point: more bits for less quality than its second point
@@ -96,9 +96,9 @@ def _shipped_tiny() -> dict[str, Path]:
 
 
 def _quantize(model, f, tmp: Path, carphone) -> Path:
-    from quant.calibrate import load_gops
-    from quant.config import QuantConfig
-    from quant.ptq import quantize_model, save_quantized
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model, save_quantized
 
     gops = load_gops([carphone], 2, (64, 64), 2, seed=0)
     q = quantize_model(model, QuantConfig(), gops, steps=1, batch=2, progress=False)

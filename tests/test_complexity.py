@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mobilecodec.errors import InputError
-from runtime.complexity import count_module, format_table, kmacs_per_pixel
-from runtime.onnx_complexity import count_onnx, format_onnx_table
+from mobilecodec.runtime.complexity import count_module, format_table, kmacs_per_pixel
+from mobilecodec.runtime.onnx_complexity import count_onnx, format_onnx_table
 
 torch.manual_seed(0)
 

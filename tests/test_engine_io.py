@@ -31,7 +31,7 @@ def _identity_graph():
 def wrapped():
     import onnxruntime as ort
 
-    from runtime.engine import storage_io_model
+    from mobilecodec.runtime.engine import storage_io_model
 
     m = _identity_graph()
     assert storage_io_model(m)
@@ -87,7 +87,7 @@ def test_engine_storage_io_and_ping_pong(tiny_package, carphone):
 
     from mobilecodec.io import open_video, pad_frame
     from mobilecodec.models.yuv import frame_to_tensor
-    from runtime.engine import OnnxEngine
+    from mobilecodec.runtime.engine import OnnxEngine
 
     with open_video(carphone) as r:
         xs = [frame_to_tensor(pad_frame(f)) for _, f in zip(range(4), r)]
@@ -123,7 +123,7 @@ def test_set_threads_reaches_every_library():
 
     from mobilecodec.entropy import int_kernels
     from mobilecodec.errors import InputError
-    from runtime.threads import get_threads, session_options, set_threads
+    from mobilecodec.runtime.threads import get_threads, session_options, set_threads
 
     before = torch.get_num_threads()
     try:

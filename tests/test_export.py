@@ -71,7 +71,7 @@ def test_package_graphs_names_shapes_manifest(package):
 
 
 def test_float_parity_over_gop(package, carphone):
-    from export.parity import float_parity
+    from mobilecodec.export.parity import float_parity
 
     r = float_parity(package, carphone, frames=4, intra_period=4)
     # same inputs -> every graph matches its PyTorch stage
@@ -108,7 +108,7 @@ def test_check_fails_on_unsupported_op_at_compile(tmp_path, capsys):
 
 
 def test_compile_context_binaries_load_and_run(package, tmp_path):
-    from export.qnn import SOCS, htp_session
+    from mobilecodec.export.qnn import SOCS, htp_session
 
     out = tmp_path / "bin"
     assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
@@ -129,7 +129,8 @@ def test_compile_context_binaries_load_and_run(package, tmp_path):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["export", "--config", "tiny", "--size", "144x176", "-o", "{tmp}/p"], "multiple of 64"),
+    (["export", "--config", "tiny", "--size", "144x176", "--original-size", "144x176", "-o", "{tmp}/p"],
+     "goes with a padded --size"),
     (["export", "--checkpoint", "{tmp}/missing.pt", "--size", "192x192", "-o", "{tmp}/p"], "no such checkpoint"),
     (["compile", "{pkg}", "--soc", "9999", "-o", "{tmp}/b"], "unknown SoC"),
     (["compile", "{pkg}", "--soc", "43", "--htp-arch", "75", "-o", "{tmp}/b"], "HTP v73"),
@@ -142,3 +143,13 @@ def test_bad_input_exit_2(argv, needle, tmp_path, package, capsys):
     assert needle in capsys.readouterr().err
     assert not (tmp_path / "p").exists() and not (tmp_path / "b").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written temp folder
+
+
+def test_export_accepts_the_real_frame_size(tmp_path, capsys):
+    """--size 144x176 (carphone): graphs at the padded 192x192, the manifest records 144x176."""
+    import json
+
+    assert main(["export", "--config", "tiny", "--size", "144x176", "-o", str(tmp_path / "p")]) == 0
+    assert "padded to a multiple of 64" in capsys.readouterr().err
+    man = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert man["padded_size"] == [192, 192] and man["original_size"] == [144, 176]

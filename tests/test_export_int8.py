@@ -33,9 +33,9 @@ def checkpoint(tmp_path_factory) -> Path:
 def ptq_dir(checkpoint, carphone, tmp_path_factory) -> Path:
     """A small PTQ: 2 steps of 2 carphone GOPs (3 frames, 64x64 crops); m_synthesis at W8A16."""
     from mobilecodec.checkpoint import load_checkpoint
-    from quant.calibrate import load_gops
-    from quant.config import QuantConfig
-    from quant.ptq import quantize_model, save_quantized
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model, save_quantized
 
     model, _ = load_checkpoint(checkpoint)
     gops = load_gops([carphone], 3, (64, 64), 4, seed=0)
@@ -135,8 +135,8 @@ def test_check_and_compile_use_aimet_graphs(package, tmp_path, capsys):
 
 
 def test_cpu_qdq_matches_aimet_sim_over_gop(package, ptq_dir, carphone):
-    from export.parity import int8_sim_parity
-    from quant.ptq import load_quantized
+    from mobilecodec.export.parity import int8_sim_parity
+    from mobilecodec.quant.ptq import load_quantized
 
     r = int8_sim_parity(package, load_quantized(ptq_dir), carphone, frames=GOP, intra_period=GOP)
     assert r["frames"] == GOP
@@ -145,7 +145,7 @@ def test_cpu_qdq_matches_aimet_sim_over_gop(package, ptq_dir, carphone):
 
 
 def test_htp_matches_cpu_and_streams_cross_decode(package, carphone):
-    from export.parity import htp_cross_parity
+    from mobilecodec.export.parity import htp_cross_parity
 
     r = htp_cross_parity(package, carphone, frames=GOP, intra_period=GOP)
     assert r["max_psnr_diff_db"] < 0.1, r

@@ -473,7 +473,7 @@ def test_rd_frontier_drops_dominated_points():
 
 
 def test_bd_on_frontier_equals_bd_without_the_dominated_point():
-    from quant.check import compare
+    from mobilecodec.quant.check import compare
 
     def res(points):
         return {"points": [{"label": f"p{i}", "bpp": r, "psnr_yuv": d, "per_frame": [],

@@ -9,7 +9,7 @@ import pytest
 
 
 def test_calibration_table_has_provenance():
-    from runtime.npu_estimate import CALIBRATION
+    from mobilecodec.runtime.npu_estimate import CALIBRATION
 
     table = json.loads(CALIBRATION.read_text())
     rows = table["measurements"]
@@ -25,7 +25,7 @@ def test_calibration_table_has_provenance():
 
 
 def test_leave_one_out_error_within_acceptance():
-    from runtime.npu_estimate import calibration, error_label
+    from mobilecodec.runtime.npu_estimate import calibration, error_label
 
     c = calibration()
     assert c["fitted"] >= 12
@@ -35,7 +35,7 @@ def test_leave_one_out_error_within_acceptance():
 
 
 def test_estimate_of_a_measurement_it_was_not_fitted_on():
-    from runtime.npu_estimate import predict_without
+    from mobilecodec.runtime.npu_estimate import predict_without
 
     # UNet at 640x1280, int8 on a Galaxy S24 (8 Gen 3): 25.714 ms in ai-hub-models' perf.yaml.
     # Fit without that measurement, and without any UNet measurement at all.
@@ -52,8 +52,8 @@ def test_estimate_of_a_measurement_it_was_not_fitted_on():
 
 def test_roofline_bounds_and_precision():
     """Same graph: int8 is faster than float, the memory-heavy UNet is slower per MAC than resnet18."""
-    from runtime.npu_estimate import CALIBRATION, estimate_graph
-    from runtime.npu_graph import layers_from_dict
+    from mobilecodec.runtime.npu_estimate import CALIBRATION, estimate_graph
+    from mobilecodec.runtime.npu_graph import layers_from_dict
 
     models = json.loads(CALIBRATION.read_text())["models"]
     unet = layers_from_dict(models["unet_segmentation"]["graph"])
@@ -68,7 +68,7 @@ def test_roofline_bounds_and_precision():
 
 
 def test_package_device_estimate(tiny_package):
-    from runtime.npu_profile import estimate_package, format_npu
+    from mobilecodec.runtime.npu_profile import estimate_package, format_npu
 
     npu = estimate_package(tiny_package, "all", fps=30.0)
     assert set(npu["devices"]) == {"8gen2", "8gen3"}

@@ -53,8 +53,8 @@ def _qdq_graph() -> onnx.ModelProto:
 
 
 def test_counter_and_dram_hand_computed():
-    from runtime.npu_graph import dram_bytes, extract_layers
-    from runtime.onnx_complexity import count_onnx
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+    from mobilecodec.runtime.onnx_complexity import count_onnx
 
     proto = _qdq_graph()
     r = count_onnx(proto)

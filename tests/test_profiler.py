@@ -14,17 +14,17 @@ PY = [sys.executable, "-m", "mobilecodec"]
 
 
 def test_runtime_exposes_counters_lazily():
-    """In a fresh interpreter: `import runtime` loads neither counter module nor torch / onnx /
+    """In a fresh interpreter: `import mobilecodec.runtime` loads neither counter module nor torch / onnx /
     onnxruntime; each counter's module is imported on first access to it, and only then."""
     code = """
 import sys
-HEAVY = ("torch", "onnx", "onnxruntime", "runtime.complexity", "runtime.onnx_complexity")
-import runtime
+HEAVY = ("torch", "onnx", "onnxruntime", "mobilecodec.runtime.complexity", "mobilecodec.runtime.onnx_complexity")
+import mobilecodec.runtime as runtime
 print(sorted(m for m in HEAVY if m in sys.modules))
 f = runtime.count_module
-print(sorted(m for m in HEAVY[3:] if m in sys.modules), f is sys.modules["runtime.complexity"].count_module)
+print(sorted(m for m in HEAVY[3:] if m in sys.modules), f is sys.modules["mobilecodec.runtime.complexity"].count_module)
 g = runtime.count_onnx
-print(sorted(m for m in HEAVY[3:] if m in sys.modules), g is sys.modules["runtime.onnx_complexity"].count_onnx)
+print(sorted(m for m in HEAVY[3:] if m in sys.modules), g is sys.modules["mobilecodec.runtime.onnx_complexity"].count_onnx)
 try:
     runtime.nope
 except AttributeError as exc:
@@ -34,8 +34,8 @@ except AttributeError as exc:
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "[]",
-        "['runtime.complexity'] True",
-        "['runtime.complexity', 'runtime.onnx_complexity'] True",
+        "['mobilecodec.runtime.complexity'] True",
+        "['mobilecodec.runtime.complexity', 'mobilecodec.runtime.onnx_complexity'] True",
         "AttributeError True",
     ]
 
@@ -47,7 +47,7 @@ def test_stage_macs_match_flop_counter_mode(config):
 
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
-    from runtime import count_module
+    from mobilecodec.runtime import count_module
 
     torch.manual_seed(0)
     model = VideoCodec(get_config(config)).eval()
@@ -63,7 +63,7 @@ def test_stage_macs_match_flop_counter_mode(config):
 
 def test_onnx_counts_equal_pytorch_counts_per_stage(tiny_package):
     from mobilecodec.models.codec import SUBNETWORKS
-    from runtime.profiler import package_complexity
+    from mobilecodec.runtime.profiler import package_complexity
 
     onnx_c, torch_c, _ = package_complexity(tiny_package)
     assert set(onnx_c.stages) == set(torch_c.stages)
@@ -80,9 +80,9 @@ def test_onnx_counts_equal_pytorch_counts_per_stage(tiny_package):
 
 def test_int8_graph_buffer_dtype(tiny_package, tmp_path):
     """A QDQ m_synthesis stores the flow as uint8: the buffer shrinks by 4x for that entry."""
-    from export.manifest import load_manifest
-    from export.qdq import quantize_graph, random_feeds
-    from runtime.profiler import package_buffer, qdq_output_dtypes
+    from mobilecodec.export.manifest import load_manifest
+    from mobilecodec.export.qdq import quantize_graph, random_feeds
+    from mobilecodec.runtime.profiler import package_buffer, qdq_output_dtypes
 
     src = tiny_package / "graphs" / "m_synthesis.onnx"
     qdq = quantize_graph(src, tmp_path / "m_synthesis.qdq.onnx", random_feeds(src, count=2))

@@ -40,7 +40,7 @@ def ptq_dir(tmp_path_factory, midgrey_checkpoint, carphone) -> Path:
 
 @pytest.fixture(scope="module")
 def qmodel(ptq_dir):
-    from quant.ptq import load_quantized
+    from mobilecodec.quant.ptq import load_quantized
 
     return load_quantized(ptq_dir)
 
@@ -67,9 +67,9 @@ def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpo
     """The i_analysis input quantizer (min/max scheme) must span exactly the calibration I-frames,
     and calibrating on other data (the same frames at half contrast) gives other encodings."""
     from mobilecodec.checkpoint import load_checkpoint
-    from quant.calibrate import load_gops
-    from quant.config import QuantConfig
-    from quant.ptq import quantize_model
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model
 
     model, _ = load_checkpoint(midgrey_checkpoint)
     gops = load_gops([carphone], 2, CROP, 2, seed=5)
@@ -89,7 +89,7 @@ def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpo
 
 def test_int8_reconstruction_close_to_float(qmodel, midgrey_checkpoint, carphone):
     from mobilecodec.checkpoint import load_checkpoint
-    from quant.calibrate import evaluate, load_gops
+    from mobilecodec.quant.calibrate import evaluate, load_gops
 
     model, _ = load_checkpoint(midgrey_checkpoint)
     m = evaluate(model, qmodel, load_gops([carphone], GOP, CROP, 2, seed=11))
@@ -103,7 +103,7 @@ def test_int8_stream_round_trip_is_hash_exact(ptq_dir, qmodel, midgrey_checkpoin
     from mobilecodec.codec.video import decode_video, encode_video
     from mobilecodec.errors import BitstreamError
     from mobilecodec.io import open_video
-    from quant.ptq import load_quantized
+    from mobilecodec.quant.ptq import load_quantized
 
     stream, out = tmp_path / "q.mnvc", tmp_path / "q.y4m"
     enc = encode_video(qmodel, carphone, stream, intra_period=3, max_frames=4, progress=False)
@@ -126,10 +126,10 @@ def test_int8_stream_round_trip_is_hash_exact(ptq_dir, qmodel, midgrey_checkpoin
 
 def test_w8a16_override_sets_16_bit_activations(carphone, midgrey_checkpoint, tmp_path):
     from mobilecodec.checkpoint import load_checkpoint
-    from quant.calibrate import load_gops
-    from quant.config import QuantConfig, load_layer_overrides
-    from quant.ptq import load_quantized, quantize_model, save_quantized
-    from quant.sim import activation_bitwidths
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.config import QuantConfig, load_layer_overrides
+    from mobilecodec.quant.ptq import load_quantized, quantize_model, save_quantized
+    from mobilecodec.quant.sim import activation_bitwidths
 
     spec = tmp_path / "w8a16.json"
     spec.write_text(json.dumps({"w8a16": ["m_synthesis.out", "motion_predictor"]}))
@@ -187,7 +187,7 @@ BETA = 0.0016
 
 
 def _quantizer_values(q) -> dict[str, torch.Tensor]:
-    from quant.qat import quantizer_parameters  # noqa: F401 - same selection rule as below
+    from mobilecodec.quant.qat import quantizer_parameters  # noqa: F401 - same selection rule as below
 
     return {f"{s}.{n}": p.detach().clone() for s, sim in q.sims.items()
             for n, p in sim.model.named_parameters() if "_quantizers." in n}
@@ -202,9 +202,9 @@ def test_qat_steps_lower_the_loss_on_a_fixed_batch(ptq_dir, carphone):
     """Three STE steps on one fixed GOP lower its (deterministic, eval-mode) loss; without range
     learning the PTQ encodings stay exactly as they were while the weights move."""
     from mobilecodec.train.losses import GopLoss, evaluate_gop
-    from quant.calibrate import load_gops
-    from quant.ptq import load_quantized
-    from quant.qat import QATOptions, qat_step, set_trainable
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.ptq import load_quantized
+    from mobilecodec.quant.qat import QATOptions, qat_step, set_trainable
 
     torch.manual_seed(0)
     q = load_quantized(ptq_dir)
@@ -229,7 +229,7 @@ def test_qat_steps_lower_the_loss_on_a_fixed_batch(ptq_dir, carphone):
 
 
 def test_cosine_lr_schedule():
-    from quant.qat import cosine_lr
+    from mobilecodec.quant.qat import cosine_lr
 
     assert cosine_lr(1, 5, 5e-7, 1e-9) == pytest.approx(5e-7)
     assert cosine_lr(5, 5, 5e-7, 1e-9) == pytest.approx(1e-9)
@@ -246,8 +246,8 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
     """1 step, then --resume to step 2, equals an uninterrupted 2-step run (weights and encodings);
     the output loads with load_quantized and codes a hash-exact stream."""
     from mobilecodec.codec.video import decode_video, encode_video
-    from quant.ptq import load_quantized
-    from quant.qat import STATE_FILE
+    from mobilecodec.quant.ptq import load_quantized
+    from mobilecodec.quant.qat import STATE_FILE
 
     a, b = tmp_path / "A", tmp_path / "B"
     assert _qat(ptq_dir, a, "--steps", "1") == 0
@@ -292,10 +292,10 @@ def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
 
 def test_receiver_preset_puts_every_decoder_stage_at_16_bits(carphone, midgrey_checkpoint, tmp_path):
     from mobilecodec.checkpoint import load_checkpoint
-    from quant.calibrate import load_gops
-    from quant.config import QuantConfig, load_layer_overrides
-    from quant.ptq import quantize_model
-    from quant.sim import activation_bitwidths
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.config import QuantConfig, load_layer_overrides
+    from mobilecodec.quant.ptq import quantize_model
+    from mobilecodec.quant.sim import activation_bitwidths
 
     assert load_layer_overrides("receiver") == ("receiver",)
     model, _ = load_checkpoint(midgrey_checkpoint)
@@ -305,3 +305,13 @@ def test_receiver_preset_puts_every_decoder_stage_at_16_bits(carphone, midgrey_c
     decoder = {"i_synthesis", "motion_predictor", "m_synthesis", "r_synthesis"}  # what the receiver runs
     assert {s for s, b in bits.items() if b == {16}} == decoder
     assert all(b == {8} for s, b in bits.items() if s not in decoder)
+
+
+def test_ptq_default_crop_fits_the_bundled_clip(tmp_path, capsys):
+    """`ptq --data carphone` with the default crop: 256x256 does not fit 176x144, so the crop is
+    clamped to 128x128 and said on stderr."""
+    out = tmp_path / "q"
+    assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", "carphone", "-o", str(out), "--steps", "1",
+                 "--eval-gops", "0", "--no-progress"]) == 0
+    assert "calibration crop 128x128" in capsys.readouterr().err
+    assert (out / "ptq.json").is_file() and (out / "quantized.pt").is_file()

@@ -23,7 +23,7 @@ def streams(tiny_package, tiny_checkpoint, carphone, tmp_path_factory):
     """carphone (5 frames, I P P P I) encoded by PyTorch and by the runtime."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import encode_video
-    from runtime.stream import encode_package
+    from mobilecodec.runtime.stream import encode_package
 
     d = tmp_path_factory.mktemp("streams")
     model, _ = load_checkpoint(tiny_checkpoint)
@@ -71,8 +71,8 @@ def _check_interchangeable(package, stream, encoder_hashes: list[str], encoded_b
     import numpy as np
 
     from mobilecodec.codec.video import TorchEngine, decode_video
-    from runtime.engine import OnnxEngine
-    from runtime.stream import decode_package
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.stream import decode_package
 
     rt_engine = OnnxEngine(package)
     rt_lat: list = []
@@ -194,7 +194,7 @@ def test_padded_size_mismatch_is_a_clean_error(tiny_package, tmp_path):
 
 
 def test_qnn_needs_int8_graphs(tiny_package):
-    from runtime.engine import OnnxEngine
+    from mobilecodec.runtime.engine import OnnxEngine
 
     with pytest.raises(InputError, match="float graphs"):
         OnnxEngine(tiny_package, ep="qnn")

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mobilecodec.errors import InputError
     from mobilecodec.io import resolve_input
-    from quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, bd_lines, check_int8,
+    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, bd_lines, check_int8,
                              load_pairs, split_list)
 
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,

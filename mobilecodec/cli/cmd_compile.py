@@ -22,10 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.qnn import resolve_soc
+    from mobilecodec.export.qnn import resolve_soc
 
     soc = resolve_soc(args.soc, args.htp_arch)
-    from export.compile import compile_package
+    from mobilecodec.export.compile import compile_package
 
     man = compile_package(args.package, args.output, soc, calibration=args.calibration, frames=args.frames,
                           progress=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import emit_json
-from runtime.threads import add_threads_argument
+from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "decode a .mnvc bitstream (PyTorch, or an export package on onnxruntime), checking frame hashes"
 
@@ -52,7 +52,7 @@ def _find_checkpoint(stream: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.threads import set_threads
+    from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
     from pathlib import Path
@@ -88,7 +88,7 @@ def _run_package(args: argparse.Namespace) -> int:
     """Exit 0 when every frame reproduces the encoder's hash (or with --allow-drift), else 1."""
     import sys
 
-    from runtime.stream import decode_package, format_drift
+    from mobilecodec.runtime.stream import decode_package, format_drift
 
     summary = decode_package(args.package, args.stream, args.output, ep=args.ep, drift=args.drift,
                              progress=not args.no_progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
-from runtime.threads import add_threads_argument
+from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
 
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.threads import set_threads
+    from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
     if args.package:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_package(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
-    from runtime.stream import encode_package
+    from mobilecodec.runtime.stream import encode_package
 
     summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep,
                              intra_period=args.intra_period, max_frames=args.frames, size=args.size, fps=args.fps,

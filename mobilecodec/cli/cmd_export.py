@@ -18,8 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--check", metavar="PKG", help="check a package folder (or one .onnx file) for the QNN HTP: "
                      "op histogram, static rules, QDQ compile with CPU fallback disabled; exit 1 if incompatible")
     p.add_argument("--size", type=parse_hw, metavar="HxW",
-                   help="padded frame size HEIGHTxWIDTH, a multiple of 64 (e.g. 192x192 for 144x176 clips)")
-    p.add_argument("--original-size", type=parse_hw, metavar="HxW", help="unpadded frame size to record (default: --size)")
+                   help="frame size HEIGHTxWIDTH; padded up to a multiple of 64 for the graphs, the real size "
+                        "recorded in the manifest (e.g. 1080x1920 -> graphs at 1088x1920)")
+    p.add_argument("--original-size", type=parse_hw, metavar="HxW",
+                   help="unpadded frame size to record when --size is already padded (default: --size)")
     p.add_argument("-o", "--output", metavar="PKG", help="package folder to write (replaced atomically)")
     p.add_argument("--int8", metavar="Q", help="a `mobilecodec ptq` output folder made from this checkpoint: "
                    "export the quantized stages as aimet QDQ int8 graphs (per-channel int8 weights, "
@@ -31,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from export.npu_check import check_package
-    from export.qnn import DEFAULT_SOC, resolve_soc
+    from mobilecodec.export.npu_check import check_package
+    from mobilecodec.export.qnn import DEFAULT_SOC, resolve_soc
 
     soc = resolve_soc(args.soc if args.soc is not None else DEFAULT_SOC)
     reports = check_package(args.check, compile=not args.no_compile, soc=soc)
@@ -62,10 +64,18 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(args)
     if args.size is None or args.output is None:
-        raise InputError("export needs --size HxW (padded, multiple of 64) and -o PKG")
-    from export.onnx_export import check_size
+        raise InputError("export needs --size HxW and -o PKG")
+    from mobilecodec.export.onnx_export import check_size
+    from mobilecodec.io import padded_size
 
     h, w = args.size
+    pw, ph = padded_size(w, h)
+    if (ph, pw) != (h, w):
+        if args.original_size is not None:
+            raise InputError(f"--original-size goes with a padded --size (a multiple of 64); got --size {h}x{w}")
+        print(f"note: graphs at {ph}x{pw} (padded to a multiple of 64); the manifest records {h}x{w}",
+              file=sys.stderr)
+        args.original_size, (h, w) = (h, w), (ph, pw)
     check_size(h, w)
     if args.config:
         import torch
@@ -84,14 +94,14 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         from pathlib import Path
 
-        from export.aimet_qdq import load_ptq_for
+        from mobilecodec.export.aimet_qdq import load_ptq_for
 
         if not Path(args.int8).is_dir():
             raise InputError(f"--int8 {args.int8}: no such folder (expected a `mobilecodec ptq` output)")
         if not model.ready_for_coding:
             model.update()
         qmodel = load_ptq_for(args.int8, model)
-    from export.onnx_export import export_package
+    from mobilecodec.export.onnx_export import export_package
 
     man = export_package(model, args.output, h, w, original_size=args.original_size,
                          checkpoint=args.checkpoint, progress=True, qmodel=qmodel, quantized_dir=args.int8)
@@ -107,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if qmodel is not None and man["quantization"]["w8a16_layers"]:
         print("  16-bit activations: " + ", ".join(man["quantization"]["w8a16_layers"]))
     if qmodel is not None:
-        from quant.config import is_receiver_stage
+        from mobilecodec.quant.config import is_receiver_stage
 
         rx8 = [n for n, g in man["graphs"].items() if g.get("quantization") and is_receiver_stage(n)
                and g["used_by_codec"] and max(g["quantization"]["activation_bits"]) <= 8]

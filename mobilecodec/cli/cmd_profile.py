@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
-from runtime.threads import add_threads_argument
+from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
         "time packages on onnxruntime; estimate Snapdragon NPU latency")
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
-    from runtime.threads import set_threads
+    from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = _model(args)
     if args.output:
-        from runtime.report import write_report
+        from mobilecodec.runtime.report import write_report
 
         files = write_report(report, args.output)
         print(f"report written to {args.output}: {', '.join(files)}")
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> dict:
-    from runtime.codec_profile import format_buffer, format_table6
+    from mobilecodec.runtime.codec_profile import format_buffer, format_table6
 
     if args.config:
         from mobilecodec.models.codec import VideoCodec
@@ -94,14 +94,14 @@ def _model(args: argparse.Namespace) -> dict:
         from mobilecodec.errors import InputError
 
         raise InputError(f"YUV420 needs an even frame size, got {h}x{w}")
-    from runtime.profiler import profile_model
+    from mobilecodec.runtime.profiler import profile_model
 
     report, comp, buf = profile_model(model, h, w, args.fps, args.buffer_dtype)
     print(format_table6(comp))
     print()
     print(format_buffer(buf, model.cfg.name, h, w))
     if args.device:
-        from runtime.npu_profile import estimate_model, format_npu
+        from mobilecodec.runtime.npu_profile import estimate_model, format_npu
 
         report["npu"] = estimate_model(model, h, w, args.device, args.precision, args.fps,
                                        buffer_mb_s=buf.bandwidth_mb_s, progress=True)
@@ -112,8 +112,8 @@ def _model(args: argparse.Namespace) -> dict:
 
 def _any(args: argparse.Namespace, is_onnx: bool) -> dict:
     """Any ONNX file or module factory (runtime.profile_any)."""
-    from runtime.npu_profile import _devices, format_npu
-    from runtime.profile_any import profile_module, profile_onnx
+    from mobilecodec.runtime.npu_profile import _devices, format_npu
+    from mobilecodec.runtime.profile_any import profile_module, profile_onnx
 
     kw = {"size": args.size, "fps": args.fps, "state": args.state, "precision": args.precision,
           "devices": _devices(args.device) if args.device else None}
@@ -155,9 +155,9 @@ def _format_any(report: dict) -> str:
 
 
 def _package(args: argparse.Namespace) -> dict:
-    from runtime.codec_profile import BufferReport, CodecComplexity, StageCount, format_buffer, format_table6
-    from runtime.profiler import profile_package
-    from runtime.report import latency_md
+    from mobilecodec.runtime.codec_profile import BufferReport, CodecComplexity, StageCount, format_buffer, format_table6
+    from mobilecodec.runtime.profiler import profile_package
+    from mobilecodec.runtime.report import latency_md
 
     report = profile_package(args.package, ep=args.ep, fps=args.fps, runs=args.runs, warmup=args.warmup,
                              ops=not args.no_ops, progress=True)
@@ -176,7 +176,7 @@ def _package(args: argparse.Namespace) -> dict:
     print()
     print("\n".join(latency_md(report)))
     if args.device:
-        from runtime.npu_profile import estimate_package, format_npu, host_steps
+        from mobilecodec.runtime.npu_profile import estimate_package, format_npu, host_steps
 
         report["npu"] = estimate_package(args.package, args.device, args.precision, args.fps)
         report["host_steps_measured"] = host_steps(report)

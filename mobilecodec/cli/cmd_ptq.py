@@ -18,8 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=30, help="calibration steps (default 30)")
     p.add_argument("--gop", type=positive_int, default=3, help="frames per calibration GOP (default 3)")
     p.add_argument("--batch", type=positive_int, default=2, help="GOPs per step (default 2)")
-    p.add_argument("--crop", type=parse_hw, default=(256, 256), metavar="HxW",
-                   help="random crop of each GOP, multiples of 64 (default 256x256)")
+    p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
+                   help="random crop of each GOP, multiples of 64 (default 256x256, clamped to the largest "
+                        "multiple of 64 the smallest clip holds, e.g. 128x128 for 176x144 carphone)")
     p.add_argument("--eval-gops", type=int, default=4, help="held-out GOPs for the float/int8 PSNR report (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the crop positions (default 0)")
     p.add_argument("--scheme", choices=("tf", "tf_enhanced"), default="tf",
@@ -54,19 +55,21 @@ def run(args: argparse.Namespace) -> int:
     for c in clips:
         if not Path(c).is_file():
             raise InputError(f"no such calibration clip: {c}")
+    if args.crop is None:
+        args.crop = default_crop(clips)
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
     for flag in ("adaround_iters", "adaround_batches"):
         if getattr(args, flag) < 1:
             raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    from quant.config import QuantConfig, load_layer_overrides
+    from mobilecodec.quant.config import QuantConfig, load_layer_overrides
 
     w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()
     model, _ = load_checkpoint(args.checkpoint)
     if not model.ready_for_coding:
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
                               "(it was saved before model.update())")
-    from quant.ptq import PTQOptions, run_ptq, save_quantized
+    from mobilecodec.quant.ptq import PTQOptions, run_ptq, save_quantized
 
     qcfg = QuantConfig(aimet_config=args.aimet_config, quant_scheme=args.scheme, w8a16=w8a16, cle=args.cle,
                        adaround=args.adaround, adaround_iters=args.adaround_iters,
@@ -89,3 +92,25 @@ def run(args: argparse.Namespace) -> int:
           f"{args.steps} steps x {args.batch} GOPs of {args.gop}{ada}{psnr}")
     emit_json(summary, args.json)
     return 0
+
+
+DEFAULT_CROP = (256, 256)
+
+
+def default_crop(clips: list) -> tuple[int, int]:
+    """DEFAULT_CROP clamped to the largest multiples of 64 that every clip holds (said on stderr)."""
+    import sys
+
+    from mobilecodec.errors import InputError
+    from mobilecodec.io import open_video
+
+    h, w = DEFAULT_CROP
+    for c in clips:
+        with open_video(c) as r:
+            h, w = min(h, r.height // 64 * 64), min(w, r.width // 64 * 64)
+            if h == 0 or w == 0:
+                raise InputError(f"{c}: frames are {r.width}x{r.height}, smaller than the codec's 64x64 block")
+    if (h, w) != DEFAULT_CROP:
+        print(f"note: calibration crop {h}x{w} (HxW), the largest multiple of 64 the clips hold; "
+              f"set it with --crop", file=sys.stderr)
+    return h, w

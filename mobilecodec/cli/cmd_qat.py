@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         data.append(str(p))
     if not args.resume and not Path(args.checkpoint).exists():
         raise InputError(f"no such quantized folder: {args.checkpoint} (make one with `mobilecodec ptq`)")
-    from quant.qat import QATOptions, run_qat
+    from mobilecodec.quant.qat import QATOptions, run_qat
 
     opts = QATOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, lr=args.lr,
                       lr_min=args.lr_min, beta=args.beta, tau=args.tau, range_learning=args.range_learning,

@@ -124,7 +124,7 @@ class HyperpriorCoder:
 
 class EncoderSource:
     """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
-    e.g. `runtime.engine.StepClock`) times the host steps (entropy coding, integer hyper-synthesis)."""
+    e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (entropy coding, integer hyper-synthesis)."""
 
     def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None) -> None:
         self.model, self.x = model, x

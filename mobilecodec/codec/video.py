@@ -27,7 +27,7 @@ def _progress(total: int | None, desc: str, enabled: bool):
 
 class TorchEngine:
     """The PyTorch backend behind `encode_video` / `decode_video`. Another backend (e.g.
-    `runtime.engine.OnnxEngine`) provides the same members and codes interchangeable streams."""
+    `mobilecodec.runtime.engine.OnnxEngine`) provides the same members and codes interchangeable streams."""
 
     def __init__(self, model: VideoCodec) -> None:
         self.model = model
