@@ -178,12 +178,12 @@ def export_qdq_graph(spec: "GraphSpec", path: str | Path) -> Any:
     opset 17 when every activation is 8-bit, 21 when some are 16-bit. Returns the saved proto."""
     import onnx
 
-    from mobilecodec.export.onnx_export import IR_VERSION, _constants_to_initializers
+    from mobilecodec.export.onnx_common import IR_VERSION, constants_to_initializers
 
     bits = _sim_bitwidths(spec.module)
     opset = OPSET_16BIT if bits and max(bits) > 8 else OPSET_8BIT
     proto = _export_with_aimet(spec, opset)
-    _constants_to_initializers(proto)
+    constants_to_initializers(proto)
     remove_identities(proto)
     split_relu_groups(proto)
     del proto.metadata_props[:]

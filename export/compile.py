@@ -17,29 +17,25 @@ STANDIN = ("stand-in calibration: onnxruntime quantize_static (min/max, uint8 ac
 FORMAT = "mobilecodec-qnn-context"
 
 
-def calibration_feeds(package: str | Path, video: str | Path | None, frames: int = 4) -> dict[str, list]:
-    """Per graph: calibration inputs, recorded from the float runner on `video`, else random."""
+def fill_feeds(package: str | Path, feeds: dict[str, list] | None = None) -> dict[str, list]:
+    """`feeds` (graph -> recorded inputs, e.g. `mobilecodec.runtime.parity.record_feeds`) completed
+    with random inputs for every float graph that has none."""
     from mobilecodec.export.manifest import load_manifest
     from mobilecodec.export.qdq import random_feeds
 
     man = load_manifest(package)
-    feeds: dict[str, list] = {}
-    if video is not None and any(not g.get("quantization") and g["used_by_codec"] for g in man["graphs"].values()):
-        from mobilecodec.export.parity import float_parity, package_engine
-
-        runner = package_engine(package)
-        runner.recorder = {}
-        float_parity(package, video, frames, intra_period=frames, runner=runner)
-        feeds.update(runner.recorder)
+    out = dict(feeds or {})
     for name, g in man["graphs"].items():
-        if name not in feeds and not g.get("quantization"):
-            feeds[name] = random_feeds(Path(package) / g["file"])
-    return feeds
+        if name not in out and not g.get("quantization"):
+            out[name] = random_feeds(Path(package) / g["file"])
+    return out
 
 
-def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calibration: str | Path | None = None,
-                    frames: int = 4, progress: bool = False) -> dict[str, Any]:
-    """Write `<graph>_ctx.onnx` + `<graph>_ctx_qnn.bin` for every graph and `manifest.json` (atomically)."""
+def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds: dict[str, list] | None = None,
+                    calibration: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Write `<graph>_ctx.onnx` + `<graph>_ctx_qnn.bin` for every graph and `manifest.json` (atomically).
+    Float graphs are quantized by the stand-in on `feeds` (recorded inputs, described by `calibration`;
+    random inputs where none are given)."""
     import onnx
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
@@ -50,8 +46,10 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
 
     package = Path(package)
     man = load_manifest(package)
-    feeds = calibration_feeds(package, calibration, frames)
-    calib = str(calibration) if calibration else "random uniform [0, 1) inputs"
+    recorded = set(feeds or {})
+    feeds = fill_feeds(package, feeds)
+    calib = str(calibration) if recorded and calibration else "random uniform [0, 1) inputs"
+    calib_of = {n: calib if n in recorded else "random uniform [0, 1) inputs" for n in feeds}
     graphs: dict[str, Any] = {}
     sdk = None
     bar = None
@@ -68,7 +66,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, calib
                 source = f"aimet QDQ graph of the package (opset {g['quantization']['opset']})"
             else:
                 qdq = quantize_graph(package / g["file"], work / f"{name}.qdq.onnx", feeds[name])
-                source = STANDIN + f" on {calib}"
+                source = STANDIN + f" on {calib_of[name]}"
             t0 = time.perf_counter()
             files = compile_context(qdq, tmp / f"{name}_ctx.onnx", soc)
             seconds = time.perf_counter() - t0

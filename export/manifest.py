@@ -84,7 +84,7 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
     """The manifest dict of a float package (quantization: null until aimet encodings are applied)."""
     from mobilecodec import __version__
 
-    from mobilecodec.export.onnx_export import OPSET
+    from mobilecodec.export.onnx_common import OPSET
 
     for name, g in graphs.items():
         g["sender"], g["receiver"] = _membership(name)

@@ -23,8 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from mobilecodec.models.codec import VideoCodec
 
-OPSET = 17  # best covered by onnxruntime-qnn's QDQ tooling and HTP op builders
-IR_VERSION = 8  # loads in every onnxruntime >= 1.14
+from mobilecodec.export.onnx_common import IR_VERSION, OPSET, constants_to_initializers  # noqa: F401
 SIZE_MULTIPLE = 64
 
 
@@ -173,32 +172,13 @@ def export_graph(spec: GraphSpec, path: str | Path, *, simplify: bool = True) ->
         if not ok:
             raise RuntimeError(f"onnxsim could not validate the simplified {spec.name} graph")
         proto = simplified
-    _constants_to_initializers(proto)
+    constants_to_initializers(proto)
     proto.ir_version = IR_VERSION
     proto.graph.name = spec.name
     proto.producer_name = "mobilecodec"
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return proto
-
-
-def _constants_to_initializers(proto: Any) -> None:
-    """Turn Constant nodes (Clip bounds, Slice indices) into initializers and drop unused ones."""
-    from onnx import numpy_helper
-
-    keep = []
-    for node in proto.graph.node:
-        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-            arr = numpy_helper.to_array(node.attribute[0].t)
-            proto.graph.initializer.append(numpy_helper.from_array(arr, node.output[0]))
-        else:
-            keep.append(node)
-    del proto.graph.node[:]
-    proto.graph.node.extend(keep)
-    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
-    inits = [t for t in proto.graph.initializer if t.name in used]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(inits)
 
 
 def tensor_info(vi: Any) -> dict[str, Any]:

@@ -24,12 +24,11 @@ from typing import Any, Iterator
 
 from mobilecodec.demo_models import (RANDOM_LABEL, FloatPoint, choose_checkpoints, load_points,  # noqa: F401
                                       random_tiny, shipped_tiny)
+from mobilecodec.demo_report import STAGES
 from mobilecodec.errors import InputError
 
 FORMAT = "mobilecodec-demo"
 VERSION = 1
-STAGES = ("load checkpoints", "int8 PTQ (aimet)", "export ONNX package (int8 QDQ)", "compile for the QNN HTP",
-          "encode + decode on onnxruntime", "x264/x265 baselines", "int8 vs float check", "profile", "write report")
 
 
 @dataclass

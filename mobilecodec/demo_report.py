@@ -11,6 +11,10 @@ from typing import Any, Sequence
 
 from mobilecodec.mdtable import fmt, md_table
 
+#: The demo's steps, in order (run by `mobilecodec.demo`, listed by the report).
+STAGES = ("load checkpoints", "int8 PTQ (aimet)", "export ONNX package (int8 QDQ)", "compile for the QNN HTP",
+          "encode + decode on onnxruntime", "x264/x265 baselines", "int8 vs float check", "profile", "write report")
+
 ZOOM_WIDTH = 704  # side-by-side PNGs of small clips are zoomed up to this width (176x144: 2x)
 
 # side-by-side frames ------------------------------------------------------------------------------
@@ -145,7 +149,6 @@ def _demote(lines: list[str]) -> list[str]:
 
 def markdown(report: dict[str, Any], out: Path) -> str:
     """report.md: what was done, every table, where the artifacts are, timings per stage."""
-    from mobilecodec.demo import STAGES
     from mobilecodec.quant.check import markdown as check_md
     from mobilecodec.runtime.report import buffer_md, complexity_md, latency_md
 

@@ -499,7 +499,7 @@ def storage_io_model(proto: Any) -> bool:
 
 
 class _FloatSessions(Mapping):
-    """graph -> a session with the package's own float interface (what `mobilecodec.export.parity` feeds
+    """graph -> a session with the package's own float interface (what `mobilecodec.runtime.parity` feeds
     recorded float inputs to): the codec's session where its I/O is unchanged, else a session on
     the unmodified graph file, created on first use."""
 

@@ -71,7 +71,7 @@ def test_package_graphs_names_shapes_manifest(package):
 
 
 def test_float_parity_over_gop(package, carphone):
-    from mobilecodec.export.parity import float_parity
+    from mobilecodec.runtime.parity import float_parity
 
     r = float_parity(package, carphone, frames=4, intra_period=4)
     # same inputs -> every graph matches its PyTorch stage

@@ -135,7 +135,7 @@ def test_check_and_compile_use_aimet_graphs(package, tmp_path, capsys):
 
 
 def test_cpu_qdq_matches_aimet_sim_over_gop(package, ptq_dir, carphone):
-    from mobilecodec.export.parity import int8_sim_parity
+    from mobilecodec.runtime.parity import int8_sim_parity
     from mobilecodec.quant.ptq import load_quantized
 
     r = int8_sim_parity(package, load_quantized(ptq_dir), carphone, frames=GOP, intra_period=GOP)
@@ -145,7 +145,7 @@ def test_cpu_qdq_matches_aimet_sim_over_gop(package, ptq_dir, carphone):
 
 
 def test_htp_matches_cpu_and_streams_cross_decode(package, carphone):
-    from mobilecodec.export.parity import htp_cross_parity
+    from mobilecodec.runtime.parity import htp_cross_parity
 
     r = htp_cross_parity(package, carphone, frames=GOP, intra_period=GOP)
     assert r["max_psnr_diff_db"] < 0.1, r

@@ -61,7 +61,7 @@ def test_float_onnx_matches_pytorch_over_intra_period(float_package, carphone):
     |delta PSNR vs source| 5e-5 dB. Bounds: graphs < 1e-4 (20x the measured 4.8e-6); >= 45 dB
     between the decodes on every frame (39 % of samples one level apart would still pass) and
     < 0.05 dB."""
-    from mobilecodec.export.parity import decode_drift
+    from mobilecodec.runtime.parity import decode_drift
     from mobilecodec.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(CHECKPOINT)
@@ -72,7 +72,7 @@ def test_float_onnx_matches_pytorch_over_intra_period(float_package, carphone):
     curve = [f["drift_psnr_db"] for f in r["per_frame"]]
     assert min(curve) >= 45.0, curve
     assert r["max_psnr_diff_db"] < 0.05, r["per_frame"]
-    from mobilecodec.export.parity import float_parity
+    from mobilecodec.runtime.parity import float_parity
 
     graphs = float_parity(float_package, carphone, frames=4, intra_period=4)["stage_max_abs"]
     assert max(graphs.values()) < 1e-4, graphs
@@ -91,7 +91,7 @@ def test_int8_cpu_matches_aimet_sim_over_intra_period(int8_package, ptq_receiver
     60.9 / 58.1 / 53.4 dB (1/16-px grid: 41.4 dB at frame 31; no grid: 59.8 dB); each decode's
     PSNR against the source differs by at most 0.0066 dB. Bounds: >= 45 dB between the decodes on
     every frame (8 dB below the measured worst), < 0.1 dB PSNR difference (15x)."""
-    from mobilecodec.export.parity import decode_drift
+    from mobilecodec.runtime.parity import decode_drift
     from mobilecodec.quant.ptq import load_quantized
 
     r = decode_drift(int8_package, load_quantized(ptq_receiver16), carphone, frames=GOP, intra_period=GOP)
@@ -109,7 +109,7 @@ def test_htp_decodes_the_same_stream_within_0_1_db(int8_package, carphone):
     bounds 0.1 dB and 45 dB."""
     import json
 
-    from mobilecodec.export.parity import htp_cross_parity
+    from mobilecodec.runtime.parity import htp_cross_parity
 
     man = json.loads((int8_package / "manifest.json").read_text())
     assert set(man["quantization"]["graphs_16bit"]) == {"i_synthesis", "motion_predictor", "m_synthesis",

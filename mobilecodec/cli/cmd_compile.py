@@ -27,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
     soc = resolve_soc(args.soc, args.htp_arch)
     from mobilecodec.export.compile import compile_package
 
-    man = compile_package(args.package, args.output, soc, calibration=args.calibration, frames=args.frames,
-                          progress=True)
+    feeds = None
+    if args.calibration is not None:
+        from mobilecodec.runtime.parity import record_feeds
+
+        feeds = record_feeds(args.package, args.calibration, args.frames)
+    man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration, progress=True)
     total = sum(g["compile_seconds"] for g in man["graphs"].values())
     print(f"{len(man['graphs'])} context binaries for soc {soc.soc_model} ({soc.name}, HTP v{soc.htp_arch}) "
           f"-> {args.output} in {total:.1f} s")

@@ -90,6 +90,20 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
             "all_payloads_equal": all(f["same_payload"] for f in per_frame), "per_frame": per_frame}
 
 
+def record_feeds(package: str | Path, video: str | Path, frames: int = 4) -> dict[str, list]:
+    """Per float graph of `package`: the inputs it receives while the package codes the first
+    `frames` frames of `video` (calibration data for the stand-in quantizer)."""
+    from mobilecodec.export.manifest import load_manifest
+
+    graphs = load_manifest(package)["graphs"]
+    if not any(g["used_by_codec"] and not g.get("quantization") for g in graphs.values()):
+        return {}  # an int8 package: every coding graph has its aimet encodings
+    runner = package_engine(package)
+    runner.recorder = {}
+    float_parity(package, video, frames, intra_period=frames, runner=runner)
+    return {n: f for n, f in runner.recorder.items() if not graphs[n].get("quantization")}
+
+
 def stage_parity(runner: Any) -> dict[str, float]:
     """Per graph: max |ONNX output - PyTorch stage output| over the inputs the runner recorded."""
     import torch
