@@ -18,14 +18,14 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mobilecodec.demo_models import (RANDOM_LABEL, FloatPoint, choose_checkpoints, load_points,  # noqa: F401
-                                      random_tiny, shipped_tiny)
+from mobilecodec.demo_models import choose_checkpoints, load_points
 from mobilecodec.demo_report import STAGES
 from mobilecodec.errors import InputError
+from mobilecodec.io import read_frames
 
 FORMAT = "mobilecodec-demo"
 VERSION = 1
@@ -61,7 +61,6 @@ class DemoOptions:
     fps: float = 30.0
     matrix: str = "bt601"
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         for name in ("frames", "intra_period", "pairs", "ptq_steps", "ptq_gop", "ptq_batch", "profile_runs"):
@@ -132,13 +131,6 @@ def _tempdir_inside(work: Path) -> Iterator[None]:
 
 
 # the run ---------------------------------------------------------------------------------------
-
-def _frames(path: Path, count: int) -> list:
-    from mobilecodec.io import open_video
-
-    with open_video(path, max_frames=count) as reader:
-        return list(reader)
-
 
 def _rd_point(label: str, summary: dict, stream: Path, sources: list, decoded: list, matrix: str) -> dict:
     """RD point (CONVENTIONS schema) of one stream file and its decoded frames."""
@@ -271,12 +263,12 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
                                             "used_by_codec": g["used_by_codec"]}
                                         for n, g in cman["graphs"].items()}}
 
-    sources = _frames(clip, frames)
+    sources = read_frames(clip, frames)
     with log.stage("encode + decode on onnxruntime"):
         report["runtime"] = _runtime(out, pkg, compiled, clip, sources, frames, opts, log)
         from mobilecodec.demo_report import frame_pngs
 
-        report["frames_png"] = frame_pngs(out / "frames", sources, _frames(Path(report["runtime"]["decoded"]), frames),
+        report["frames_png"] = frame_pngs(out / "frames", sources, read_frames(Path(report["runtime"]["decoded"]), frames),
                                           report["runtime"]["point"]["per_frame"], opts.intra_period, opts.matrix,
                                           "decoded from the int8 package's stream on onnxruntime CPU")
 
@@ -346,7 +338,7 @@ def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, fr
                          progress=opts.progress)
     cpu_y4m = decoded / f"{clip.stem}_int8_ort_cpu.y4m"
     dec = decode_package(pkg, stream, cpu_y4m, engine=engine, progress=opts.progress)
-    cpu_frames = _frames(cpu_y4m, frames)
+    cpu_frames = read_frames(cpu_y4m, frames)
     point = _rd_point("int8 ORT CPU", enc, stream, sources, cpu_frames, opts.matrix)
     header_bytes = enc["file_bytes"] - sum(f["bits"] for f in enc["per_frame"]) // 8
     res: dict[str, Any] = {
@@ -364,7 +356,7 @@ def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, fr
         qnn_y4m = decoded / f"{clip.stem}_int8_qnn_htp.y4m"
         # a failure here fails the demo (--no-qnn-decode skips this step on purpose)
         qdec = decode_package(compiled, stream, qnn_y4m, ep="qnn", progress=opts.progress)
-        qnn_frames = _frames(qnn_y4m, frames)
+        qnn_frames = read_frames(qnn_y4m, frames)
         vs_cpu = [psnr_yuv(a, b) for a, b in zip(cpu_frames, qnn_frames)]
         finite = [min(p["y"], p["u"], p["v"]) for p in vs_cpu if not math.isinf(min(p["y"], p["u"], p["v"]))]
         qpoint = _rd_point("int8 QNN HTP decode", enc, stream, sources, qnn_frames, opts.matrix)

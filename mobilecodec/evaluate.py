@@ -26,14 +26,6 @@ BD_METRICS = ("psnr_yuv", "psnr_rgb")
 BD_METHOD = "pchip"
 
 
-def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> list:
-    """The first `max_frames` frames (all when None) of a video file as a list of YUVFrame."""
-    from mobilecodec.io import open_video
-
-    with open_video(path, max_frames=max_frames) as reader:
-        return list(reader)
-
-
 def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], work: str | os.PathLike,
                label: str, *, intra_period: int = 32, frames: int | None = None, matrix: str = "bt601",
                progress: bool = False, extra: dict | None = None, save_decoded: str | os.PathLike | None = None,
@@ -186,7 +178,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     return the report (results, I/P summaries, BD-rates against `anchor` when given)."""
     from tqdm import tqdm
 
-    from mobilecodec.io import resolve_input
+    from mobilecodec.io import read_frames, resolve_input
     from mobilecodec.rdresults import load_results
 
     opts.validate()

@@ -28,8 +28,8 @@ import numpy as np
 from mobilecodec.errors import InputError
 from mobilecodec.evaluate import METRIC_KEYS, rd_result
 from mobilecodec.evaluate import code_point as _code_point
-from mobilecodec.evaluate import read_frames as _frames_of
 from mobilecodec.evaluate import validate_coding
+from mobilecodec.io import read_frames
 from mobilecodec.mdtable import fmt, md_table
 
 FORMAT = "mobilecodec-check-int8"
@@ -329,7 +329,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     results, sensitivity = [], None
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):
-            sources = _frames_of(src, opts.frames)
+            sources = read_frames(src, opts.frames)
             fpts, qpts, enc = [], [], None
             for j, pair in enumerate(pairs):
                 fp, enc = code_point(pair.float_model, src, sources, Path(tmp), f"{k}_{j}_float", opts,

@@ -35,19 +35,14 @@ def read_frames(video: str | Path, count: int, height: int, width: int) -> list[
     import torch.nn.functional as F
 
     from mobilecodec.errors import InputError
-    from mobilecodec.io import open_video, pad_frame
-    from mobilecodec.models.yuv import frame_to_tensor
+    from mobilecodec.models.yuv import read_packed_frames
 
     out = []
-    with open_video(video) as reader:
-        for frame in reader:
-            if len(out) == count:
-                break
-            t = frame_to_tensor(pad_frame(frame))
-            h2, w2 = t.shape[2:]
-            if h2 > height // 2 or w2 > width // 2:
-                raise InputError(f"{video} frames ({frame.height}x{frame.width}) exceed the package size {height}x{width}")
-            out.append(F.pad(t, (0, width // 2 - w2, 0, height // 2 - h2), mode="replicate"))
+    for t in read_packed_frames(video, count):
+        h2, w2 = t.shape[2:]
+        if h2 > height // 2 or w2 > width // 2:
+            raise InputError(f"{video} frames (padded {2 * h2}x{2 * w2}) exceed the package size {height}x{width}")
+        out.append(F.pad(t, (0, width // 2 - w2, 0, height // 2 - h2), mode="replicate"))
     if not out:
         raise InputError(f"{video} holds no frames")
     return out

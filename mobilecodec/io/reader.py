@@ -1,4 +1,5 @@
-"""`open_video`: pick the reader from the file extension and check the path and options first."""
+"""`open_video`: pick the reader from the file extension and check the path and options first;
+`read_frames`: the one loader of a clip's first frames into memory."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from mobilecodec.errors import InputError
 from mobilecodec.io.base import VideoReader
+from mobilecodec.io.frame import YUVFrame
 
 Y4M_EXTENSIONS = (".y4m",)
 RAW_EXTENSIONS = (".yuv",)
@@ -53,3 +55,9 @@ def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         raise InputError(f"{p}: the file is {reader.width}x{reader.height} but size "
                          f"{size[0]}x{size[1]} was given")
     return reader
+
+
+def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> list[YUVFrame]:
+    """The first `max_frames` frames (all when None) of a video file, as a list of YUVFrame."""
+    with open_video(path, max_frames=max_frames) as reader:
+        return list(reader)

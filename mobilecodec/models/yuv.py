@@ -23,6 +23,7 @@ __all__ = [
     "frames_to_tensor",
     "pack_yuv",
     "quantize_to_uint8_levels",
+    "read_packed_frames",
     "tensor_to_frame",
     "tensor_to_frames",
     "unpack_yuv",
@@ -93,6 +94,14 @@ def frames_to_tensor(frames: Sequence[Any], device: Any = None, dtype: Any = Non
 def frame_to_tensor(frame: Any, device: Any = None, dtype: Any = None) -> torch.Tensor:
     """Convert one YUVFrame (uint8 planes) into a packed float tensor ``(1,6,H/2,W/2)`` in [0, 1]."""
     return frames_to_tensor([frame], device=device, dtype=dtype)
+
+
+def read_packed_frames(path: Any, count: int) -> list[torch.Tensor]:
+    """The first `count` frames of a video file as packed tensors ``(1,6,H/2,W/2)``, each padded to
+    a multiple of 64 (what the networks take; `mobilecodec.io.read_frames` reads them)."""
+    from mobilecodec.io import pad_frame, read_frames
+
+    return [frame_to_tensor(pad_frame(f)) for f in read_frames(path, count)]
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
