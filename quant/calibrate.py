@@ -99,13 +99,13 @@ PSNR_CAP = 100.0  # dB reported for identical frames, so averages stay finite
 
 
 def _psnr_planes(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-    """PSNR of packed YUV tensors (channels 0-3 luma, 4 U, 5 V), YUV weighted 6:1:1."""
-    def p(mse: float) -> float:
-        return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else 10.0 * math.log10(1.0 / mse)
+    """PSNR of packed YUV tensors in [0, 1] (channels 0-3 luma, 4 U, 5 V), capped at PSNR_CAP,
+    YUV weighted 6:1:1."""
+    from mobilecodec.metrics.psnr import psnr_from_mse, weighted_psnr_yuv
 
     d = (a.double() - b.double()) ** 2
-    y, u, v = p(float(d[:, :4].mean())), p(float(d[:, 4].mean())), p(float(d[:, 5].mean()))
-    return {"y": y, "u": u, "v": v, "yuv": (6 * y + u + v) / 8}
+    y, u, v = (min(PSNR_CAP, psnr_from_mse(float(m), 1.0)) for m in (d[:, :4].mean(), d[:, 4].mean(), d[:, 5].mean()))
+    return {"y": y, "u": u, "v": v, "yuv": weighted_psnr_yuv(y, u, v)}
 
 
 @torch.no_grad()

@@ -123,9 +123,9 @@ def stage_parity(runner: Any) -> dict[str, float]:
 
 def psnr_between(ref: np.ndarray, test: np.ndarray) -> float:
     """PSNR of `test` against `ref` with the peak taken as the dynamic range of `ref`."""
-    peak = float(ref.max() - ref.min()) or 1.0
-    mse = float(np.mean((ref.astype(np.float64) - test.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+    from mobilecodec.metrics import psnr
+
+    return psnr(ref, test, max_val=float(ref.max() - ref.min()) or 1.0)
 
 
 def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, frames: int = 4,

@@ -74,9 +74,14 @@ def psnr_yuv(ref: Any, dist: Any) -> dict[str, float]:
     _check_frame(ref, "psnr_yuv reference")
     _check_frame(dist, "psnr_yuv distorted")
     out = {p: psnr(getattr(ref, p), getattr(dist, p)) for p in ("y", "u", "v")}
-    wy, wu, wv = YUV_WEIGHTS
-    out["yuv"] = (wy * out["y"] + wu * out["u"] + wv * out["v"]) / (wy + wu + wv)
+    out["yuv"] = weighted_psnr_yuv(out["y"], out["u"], out["v"])
     return out
+
+
+def weighted_psnr_yuv(psnr_y: float, psnr_u: float, psnr_v: float) -> float:
+    """The 6:1:1 PSNR-YUV of per-plane PSNRs (dB): (6*Y + U + V) / 8."""
+    wy, wu, wv = YUV_WEIGHTS
+    return (wy * psnr_y + wu * psnr_u + wv * psnr_v) / (wy + wu + wv)
 
 
 def bpp(bits: float, frames: int, width: int, height: int) -> float:

@@ -7,11 +7,10 @@ detached), so gradients flow back through the temporal recursion.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from mobilecodec.metrics.psnr import psnr_from_mse
 from mobilecodec.models.codec import VideoCodec
 from mobilecodec.models.warp import warp_frame
 from mobilecodec.train.stages import StageConfig
@@ -40,11 +39,6 @@ def bits_per_pixel(likelihoods: dict[str, Tensor], luma_pixels: int) -> Tensor:
         bits = -torch.log2(lik).flatten(1).sum(dim=1)
         total = bits if total is None else total + bits
     return total / luma_pixels
-
-
-def psnr_from_mse(mse: float) -> float:
-    """PSNR in dB of a [0, 1] signal."""
-    return 10.0 * math.log10(1.0 / mse) if mse > 0 else float("inf")
 
 
 class GopLoss(nn.Module):
@@ -106,15 +100,15 @@ class GopLoss(nn.Module):
 
 
 def summarize(stats: Tensor) -> dict[str, float]:
-    """Scalars for logs from GopLoss stats: mean bpp, PSNR (of the mean MSE), I and P bpp."""
+    """Scalars for logs from GopLoss stats: mean bpp, PSNR (of the mean MSE, signal in [0, 1]), I and P bpp."""
     s = stats.detach().double().cpu()
     col = {name: s[:, i] for i, name in enumerate(STAT_COLUMNS)}
     out = {"bpp": float(col["bpp"].mean()), "mse": float(col["mse"].mean()),
-           "psnr": psnr_from_mse(float(col["mse"].mean())), "bpp_i": float(col["bpp"][0]),
-           "psnr_i": psnr_from_mse(float(col["mse"][0]))}
+           "psnr": psnr_from_mse(float(col["mse"].mean()), 1.0), "bpp_i": float(col["bpp"][0]),
+           "psnr_i": psnr_from_mse(float(col["mse"][0]), 1.0)}
     if s.shape[0] > 1:
         out["bpp_p"] = float(col["bpp"][1:].mean())
-        out["psnr_p"] = psnr_from_mse(float(col["mse"][1:].mean()))
+        out["psnr_p"] = psnr_from_mse(float(col["mse"][1:].mean()), 1.0)
         out["flow_pred_mse"] = float(col["flow_pred_mse"][1:].mean())
         out["flow_rec_mse"] = float(col["flow_rec_mse"][1:].mean())
     return out
