@@ -7,14 +7,13 @@ stages stay as in the float checkpoint: they run on the host.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
 from mobilecodec.models.codec import VideoCodec
 from mobilecodec.quant.config import QuantConfig
+from mobilecodec.tensors import state_digest
 
 INT8_SUFFIX = "+int8"
 
@@ -50,14 +49,7 @@ class QuantizedVideoCodec(VideoCodec):
         """16-byte digest of float weights, entropy tables and every quantizer's state (encoding
         min/max, qmin/qmax i.e. bitwidth, symmetry), so W8A8 and W8A16 variants differ too.
         (aimet keeps a dict `_extra_state` per quantizer, which VideoCodec.weights_hash cannot hash.)"""
-        h = hashlib.sha256(b"mobilecodec-int8-sim")
-        for name, value in sorted(_flatten(self.state_dict()).items()):
-            a = value.detach().cpu().contiguous().numpy()
-            h.update(name.encode())
-            h.update(str(a.dtype).encode())
-            h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
-            h.update(a.tobytes())
-        return h.digest()[:16]
+        return state_digest(_flatten(self.state_dict()), salt=b"mobilecodec-int8-sim")
 
     def quantizer_state(self) -> "OrderedDict[str, dict]":
         """Per stage: aimet's quantizer_state_dict (encodings only, exact, no JSON round trip)."""

@@ -19,13 +19,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from mobilecodec.errors import InputError
+from mobilecodec.tensors import to_numpy
 
 EPS = ("cpu", "qnn")
 CONTEXT_FORMAT = "mobilecodec-qnn-context"  # folder written by `mobilecodec compile`
-
-
-def _np(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
 class StepClock:
@@ -165,14 +162,16 @@ class OnnxEngine:
         try:
             if self.ep == "qnn":
                 return ort.InferenceSession(str(path), sess_options=so)
-            model: Any = str(path)
-            if self.storage_io:
-                import onnx
+            import onnx
 
-                proto = onnx.load(str(path))
-                if storage_io_model(proto):
-                    model = proto.SerializeToString()
-                    self.wrapped.add(name)
+            from mobilecodec.runtime.polyphase import polyphase_conv_transpose
+
+            proto = onnx.load(str(path))
+            changed = polyphase_conv_transpose(proto) > 0  # int8 ConvTranspose -> QLinearConv phases
+            if self.storage_io and storage_io_model(proto):
+                changed = True
+                self.wrapped.add(name)
+            model: Any = proto.SerializeToString() if changed else str(path)
             return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             from mobilecodec.errors import ToolError
@@ -268,7 +267,7 @@ class OnnxEngine:
         slot = self._slots[self._cur]
         if buf is not self._last_buf:
             for n in slot:
-                slot[n][...] = _as_dtype(n, _np(buf[n]), slot[n].dtype.name)
+                slot[n][...] = _as_dtype(n, to_numpy(buf[n]), slot[n].dtype.name)
         return {f"buffer_in.{n}": a for n, a in slot.items()}
 
     def _commit(self, written: dict[str, np.ndarray], floats: dict[str, Any]) -> Any:
@@ -279,7 +278,7 @@ class OnnxEngine:
         nxt = self._slots[1 - self._cur]
         for n, arr in nxt.items():
             if written.get(f"buffer_out.{n}") is not arr:
-                arr[...] = _as_dtype(n, _np(floats[n]), arr.dtype.name)
+                arr[...] = _as_dtype(n, to_numpy(floats[n]), arr.dtype.name)
         self._cur = 1 - self._cur
         buf = Buffer({e.name: floats[e.name] for e in self.model.layout})
         self._last_buf = buf
@@ -297,7 +296,7 @@ class OnnxEngine:
         import torch
 
         y_hat = source.iframe()
-        out = self.run("i_synthesis", {"y_hat": _np(y_hat)})
+        out = self.run("i_synthesis", {"y_hat": to_numpy(y_hat)})
         with self.clock.step("host: buffer update"):
             x_hat = self._frame(out)
             feat = self._entry_float("residual_feat", out["buffer_out.residual_feat"]) \
@@ -320,7 +319,7 @@ class OnnxEngine:
         flow = None
         if model.cfg.uses_motion:
             env.update(self.run("motion_predictor", env))
-            env["m_hat"] = _np(source.motion(env[self.ref_name], env["flow_pred"]))
+            env["m_hat"] = to_numpy(source.motion(env[self.ref_name], env["flow_pred"]))
             out = self.run("m_synthesis", env)
             env.update(out)
             written.update(out)
@@ -331,14 +330,14 @@ class OnnxEngine:
                     if "buffer_out.motion_feat" in out else flow.new_zeros(1, 0, *flow.shape[2:])
         with torch.no_grad(), self.clock.step("host: warp"):
             warped = model.warp(buf, flow)
-            env["warped"] = _np(warped)
+            env["warped"] = to_numpy(warped)
         if "r_predictor" in self._run_sessions:
             env.update(self.run("r_predictor", env))
         else:
             with torch.no_grad(), self.clock.step("host: warp"):
-                env["pred"] = _np(model.predict(warped))
+                env["pred"] = to_numpy(model.predict(warped))
         cond = (env["warped"],) if model.cfg.conditional else ()
-        env["r_hat"] = _np(source.residual(env["pred"], cond))
+        env["r_hat"] = to_numpy(source.residual(env["pred"], cond))
         out = self.run("r_synthesis", env)
         written.update(out)
         with torch.no_grad(), self.clock.step("host: buffer update"):
@@ -371,7 +370,7 @@ class OnnxEncoderSource:
         from mobilecodec.codec.engine import RateStats
         from mobilecodec.entropy.coder import RangeEncoder
 
-        self.engine, self.x = engine, _np(x)
+        self.engine, self.x = engine, to_numpy(x)
         self.enc = RangeEncoder()
         self.stats = RateStats()
 
@@ -387,13 +386,13 @@ class OnnxEncoderSource:
         return self._code("i", "i_analysis", {"x": self.x}, "y")
 
     def motion(self, reference: Any, flow_pred: Any) -> Any:
-        env = {"x": self.x, self.engine.ref_name: _np(reference), "flow_pred": _np(flow_pred)}
+        env = {"x": self.x, self.engine.ref_name: to_numpy(reference), "flow_pred": to_numpy(flow_pred)}
         return self._code("m", "m_analysis", env, "m")
 
     def residual(self, pred: Any, cond: tuple) -> Any:
-        env = {"x": self.x, "pred": _np(pred)}
+        env = {"x": self.x, "pred": to_numpy(pred)}
         if cond:
-            env["warped"] = _np(cond[0])
+            env["warped"] = to_numpy(cond[0])
         return self._code("r", "r_analysis", env, "r")
 
     def payload(self) -> bytes:

@@ -11,10 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-
-
-def _np(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+from mobilecodec.tensors import to_numpy
 
 
 def package_engine(package: str | Path, soc: Any = None, ep: str = "cpu") -> Any:
@@ -164,7 +161,7 @@ class _Recorder:
         self.source, self.latents = source, []
 
     def _keep(self, t: Any) -> Any:
-        self.latents.append(_np(t).copy())
+        self.latents.append(to_numpy(t).copy())
         return t
 
     def iframe(self):

@@ -51,6 +51,7 @@ from mobilecodec.entropy.int_conv64 import (EXACT_LIMIT, MULT_BITS, IntegerHyper
                                             requantize, requantize_nchw)
 from mobilecodec.entropy.int_layers import KIND_CONV, KIND_CONVT, _Layer, _parse_float
 from mobilecodec.errors import InputError
+from mobilecodec.tensors import to_numpy
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -301,7 +302,7 @@ class IntegerHyperSynthesis:
             if key not in state:
                 raise IntegerHyperError(f"integer hyper-synthesis state lacks {key!r}")
             v = state[key]
-            arr = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+            arr = to_numpy(v)
             if arr.dtype.kind not in "iu":
                 raise IntegerHyperError(f"state {key!r} must be an integer array, got {arr.dtype}")
             return arr.astype(np.int64)

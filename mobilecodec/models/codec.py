@@ -3,7 +3,6 @@ forward passes for I- and P-frames. Coding (real bits) lives in `mobilecodec.cod
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import numpy as np
@@ -21,6 +20,7 @@ from mobilecodec.models.pframe import (MotionAnalysis, MotionPredictor, MotionSy
                                        ResidualPredictor, ResidualSynthesis)
 from mobilecodec.models.warp import warp_features, warp_frame
 from mobilecodec.models.yuv import quantize_to_uint8_levels
+from mobilecodec.tensors import state_digest
 
 # Subnetworks as Table 6 of the MobileNVC appendix reports them: (sender stages, receiver stages).
 # The sender also runs the hyper-synthesis (it needs the entropy parameters) and the synthesis
@@ -192,14 +192,7 @@ class VideoCodec(nn.Module):
 
     def weights_hash(self) -> bytes:
         """16-byte digest of every parameter and buffer (names, dtypes, shapes, values)."""
-        h = hashlib.sha256()
-        for name, t in sorted(self.state_dict().items()):
-            a = t.detach().cpu().contiguous().numpy()
-            h.update(name.encode())
-            h.update(str(a.dtype).encode())
-            h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
-            h.update(a.tobytes())
-        return h.digest()[:16]
+        return state_digest(self.state_dict())
 
     # --- buffer helpers (shared by training and coding: same ops, same order) ---------------
 
