@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.models.subnetworks import stage_sides
 
 if TYPE_CHECKING:  # pragma: no cover
     from mobilecodec.models.codec import VideoCodec
@@ -20,16 +21,9 @@ FORMAT = "mobilecodec-onnx-package"
 VERSION = 1
 
 
-def _membership(graph: str) -> tuple[bool, bool]:
-    """(sender, receiver) from the Table 6 subnetwork split of the model."""
-    from mobilecodec.models.codec import SUBNETWORKS
-
-    sender = any(graph in s for s, _ in SUBNETWORKS.values())
-    receiver = any(graph in r for _, r in SUBNETWORKS.values())
-    return sender, receiver
-
-
-def _g(graph: str, sides: str) -> dict[str, Any]:
+def _g(graph: str) -> dict[str, Any]:
+    """A network step, run by the sides `stage_sides` gives its stage."""
+    sides = "+".join(side for side, runs in zip(("sender", "receiver"), stage_sides(graph)) if runs)
     return {"run": "npu", "graph": graph, "sides": sides}
 
 
@@ -52,25 +46,25 @@ def _entropy(prefix: str, lat: str) -> list[dict[str, Any]]:
 def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
     """Steps of one I-frame and one P-frame: NPU graphs and host steps, with the side running each."""
     names = [e.name for e in model.layout]
-    iframe = [_g("i_analysis", "sender"), _g("i_hyper_analysis", "sender"), *_entropy("i", "y"),
-              _g("i_synthesis", "sender+receiver"),
+    iframe = [_g("i_analysis"), _g("i_hyper_analysis"), *_entropy("i", "y"),
+              _g("i_synthesis"),
               _h("buffer_update", "sender+receiver",
                  "frame = round(x_hat*255)/255 (also the decoded frame); flow and motion_feat = 0; "
                  "residual_feat from i_synthesis")]
     pframe: list[dict[str, Any]] = []
     if model.cfg.uses_motion:
-        pframe += [_g("motion_predictor", "sender+receiver"), _g("m_analysis", "sender"),
-                   _g("m_hyper_analysis", "sender"), *_entropy("m", "m"), _g("m_synthesis", "sender+receiver"),
+        pframe += [_g("motion_predictor"), _g("m_analysis"),
+                   _g("m_hyper_analysis"), *_entropy("m", "m"), _g("m_synthesis"),
                    _h("warp", "sender+receiver",
                       f"{model.cfg.warp.mode} warp (block {model.cfg.warp.block_size}, overlap "
                       f"{model.cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
                                                                            if n in names) + " with the block flow")]
     if "r_predictor" in model.stages():
-        pframe.append(_g("r_predictor", "sender+receiver"))
+        pframe.append(_g("r_predictor"))
     else:
         pframe.append(_h("predict", "sender+receiver", "pred = warped frame (first 6 channels of warped)"))
-    pframe += [_g("r_analysis", "sender"), _g("r_hyper_analysis", "sender"), *_entropy("r", "r"),
-               _g("r_synthesis", "sender+receiver"),
+    pframe += [_g("r_analysis"), _g("r_hyper_analysis"), *_entropy("r", "r"),
+               _g("r_synthesis"),
                _h("buffer_update", "sender+receiver",
                   "frame = round(x_hat*255)/255; flow, motion_feat from m_synthesis; residual_feat from r_synthesis")]
     stages = model.stages()
@@ -87,7 +81,7 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
     from mobilecodec.export.onnx_common import OPSET
 
     for name, g in graphs.items():
-        g["sender"], g["receiver"] = _membership(name)
+        g["sender"], g["receiver"] = stage_sides(name)
     oh, ow = original_size or (height, width)
     return {
         "format": FORMAT, "version": VERSION, "mobilecodec_version": __version__,

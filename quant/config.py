@@ -15,12 +15,6 @@ DEFAULT_AIMET_CONFIG = "htp_v73"
 W8A16_PRESET_NAMES = ("receiver",)  # expanded per model by quant.sim.W8A16_PRESETS
 
 
-def is_receiver_stage(name: str) -> bool:
-    """Whether the decoder runs stage `name` (synthesis, motion prediction: the stages that write
-    the recurrent buffer), as opposed to the sender-only analysis stages."""
-    return "analysis" not in name
-
-
 @dataclass
 class QuantConfig:
     """What the sims are built with; stored in quantized.pt so `load_quantized` rebuilds identical sims.

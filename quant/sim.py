@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from mobilecodec.errors import InputError
-from mobilecodec.quant.config import QuantConfig, is_receiver_stage
+from mobilecodec.models.subnetworks import is_receiver_stage
+from mobilecodec.quant.config import QuantConfig
 
 _AIMET_LOG_AREAS = ("Quant", "Utils", "Winnow", "ConnectedGraph", "CrossLayerEqualization", "BatchNormFolding",
                     "ModelPreparer", "LayerOutputs", "QuantAnalyzer", "MixedPrecision", "SeqMse")

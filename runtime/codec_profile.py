@@ -64,7 +64,7 @@ def table6_rows(stages: dict[str, StageCount], pixels: int,
     """Sender and receiver rows of Table 6 (M params, kMACs per luma pixel) from per-stage counts
     (PyTorch modules or ONNX graphs alike); stages absent from `stages` are skipped. `membership`
     (stage -> (sender, receiver), e.g. from a package manifest) further restricts each side."""
-    from mobilecodec.models.codec import P_FRAME_SUBNETWORKS, SUBNETWORKS
+    from mobilecodec.models.subnetworks import P_FRAME_SUBNETWORKS, SUBNETWORKS
 
     rows: dict[str, dict[str, tuple[float, float]]] = {"Sender": {}, "Receiver": {}}
     for side_i, side in enumerate(("Sender", "Receiver")):

@@ -52,6 +52,11 @@ def test_package_graphs_names_shapes_manifest(package):
     assert not man["graphs"]["i_hyper_synthesis"]["used_by_codec"]
     assert man["graphs"]["i_analysis"]["sender"] and not man["graphs"]["i_analysis"]["receiver"]
     assert man["graphs"]["r_synthesis"]["sender"] and man["graphs"]["r_synthesis"]["receiver"]
+    sides = {s["graph"]: s["sides"] for s in man["call_order"]["I"] + man["call_order"]["P"] if s["run"] == "npu"}
+    assert sides == {"i_analysis": "sender", "i_hyper_analysis": "sender", "i_synthesis": "sender+receiver",
+                     "motion_predictor": "sender+receiver", "m_analysis": "sender", "m_hyper_analysis": "sender",
+                     "m_synthesis": "sender+receiver", "r_analysis": "sender", "r_hyper_analysis": "sender",
+                     "r_synthesis": "sender+receiver"}
     steps = [s.get("graph") or s["op"] for s in man["call_order"]["P"]]
     assert steps.index("m_synthesis") < steps.index("warp") < steps.index("r_analysis")
     for name, g in man["graphs"].items():

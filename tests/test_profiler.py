@@ -62,7 +62,7 @@ def test_stage_macs_match_flop_counter_mode(config):
 
 
 def test_onnx_counts_equal_pytorch_counts_per_stage(tiny_package):
-    from mobilecodec.models.codec import SUBNETWORKS
+    from mobilecodec.models.subnetworks import SUBNETWORKS
     from mobilecodec.runtime.profiler import package_complexity
 
     onnx_c, torch_c, _ = package_complexity(tiny_package)

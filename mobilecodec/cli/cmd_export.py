@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if qmodel is not None and man["quantization"]["w8a16_layers"]:
         print("  16-bit activations: " + ", ".join(man["quantization"]["w8a16_layers"]))
     if qmodel is not None:
-        from mobilecodec.quant.config import is_receiver_stage
+        from mobilecodec.models.subnetworks import is_receiver_stage
 
         rx8 = [n for n, g in man["graphs"].items() if g.get("quantization") and is_receiver_stage(n)
                and g["used_by_codec"] and max(g["quantization"]["activation_bits"]) <= 8]

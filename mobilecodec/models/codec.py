@@ -22,20 +22,6 @@ from mobilecodec.models.warp import warp_features, warp_frame
 from mobilecodec.models.yuv import quantize_to_uint8_levels
 from mobilecodec.tensors import state_digest
 
-# Subnetworks as Table 6 of the MobileNVC appendix reports them: (sender stages, receiver stages).
-# The sender also runs the hyper-synthesis (it needs the entropy parameters) and the synthesis
-# (it needs the reconstruction as next reference), so those count on both sides.
-SUBNETWORKS: "OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]]" = OrderedDict([
-    ("I-frame AE", (("i_analysis", "i_hyper_analysis", "i_hyper_synthesis", "i_synthesis"),
-                    ("i_hyper_synthesis", "i_synthesis"))),
-    ("Motion pred.", (("motion_predictor",), ("motion_predictor",))),
-    ("Motion AE", (("m_analysis", "m_hyper_analysis", "m_hyper_synthesis", "m_synthesis"),
-                   ("m_hyper_synthesis", "m_synthesis"))),
-    ("Residual pred.", (("r_predictor",), ("r_predictor",))),
-    ("Residual AE", (("r_analysis", "r_hyper_analysis", "r_hyper_synthesis", "r_synthesis"),
-                     ("r_hyper_synthesis", "r_synthesis"))),
-])
-P_FRAME_SUBNETWORKS = ("Motion pred.", "Motion AE", "Residual pred.", "Residual AE")
 AE_PREFIXES = ("i", "m", "r")  # I-frame, motion and residual autoencoders
 
 
