@@ -1,0 +1,176 @@
+"""int8 transposed convolutions at integer-GEMM speed on the onnxruntime CPU EP.
+
+onnxruntime's CPU EP has no quantized ConvTranspose: in a QDQ graph, DequantizeLinear ->
+ConvTranspose -> QuantizeLinear runs as a float32 ConvTranspose, which took 85 % of the int8
+synthesis time (`benchmarks/decode_speed.py`). A stride-s transposed convolution is s x s
+ordinary convolutions on the same input, one per output phase, interleaved: output pixel
+(s*i + r) only sees the kernel taps t = s*d + r + pad. `polyphase_conv_transpose` rewrites each
+int8 ConvTranspose of a QDQ graph into one Conv whose s*s*C_out output channels are the phases
+(the int8 weights rearranged, per-channel scales and int32 biases repeated per phase), followed
+by the original activation and QuantizeLinear, then DepthToSpace on the quantized codes, which
+only moves bytes. onnxruntime fuses DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv.
+
+The rewrite changes nothing a quantized backend computes: the same int8 weights meet the same
+uint8 activations, with the same scales, zero points and biases; taps outside the kernel are
+int8 zeros. Only the CPU EP's sessions are rewritten; packages keep ConvTranspose, which the
+QNN HTP runs natively.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _phase_taps(k: int, s: int, p: int) -> tuple[int, int]:
+    """(dmin, dmax): output phase r of a stride-s transposed convolution reads input i - d for
+    every d with 0 <= s*d + r + p < k, r in [0, s)."""
+    ds = [d for r in range(s) for d in range(-k, k + 1) if 0 <= s * d + r + p < k]
+    return min(ds), max(ds)
+
+
+def polyphase_weights(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int],
+                      zero: int | float = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Conv weights (s_h*s_w*C_out, C_in, L_h, L_w) and pads (top, left, bottom, right) that
+    compute the phases of a ConvTranspose with weights `w` (C_in, C_out, k_h, k_w), in
+    DepthToSpace DCR channel order (r_h, r_w, c). Missing taps hold `zero` (the weights' zero point)."""
+    cin, cout, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, pads
+    (dh0, dh1), (dw0, dw1) = _phase_taps(kh, sh, ph), _phase_taps(kw, sw, pw)
+    lh, lw = dh1 - dh0 + 1, dw1 - dw0 + 1
+    out = np.full((sh, sw, cout, cin, lh, lw), zero, dtype=w.dtype)
+    wt = np.transpose(w, (1, 0, 2, 3))  # (C_out, C_in, k_h, k_w)
+    for rh in range(sh):
+        for uh in range(lh):
+            th = sh * (dh1 - uh) + rh + ph  # correlation tap u reads input i + u - dh1, i.e. d = dh1 - u
+            if not 0 <= th < kh:
+                continue
+            for rw in range(sw):
+                for uw in range(lw):
+                    tw = sw * (dw1 - uw) + rw + pw
+                    if 0 <= tw < kw:
+                        out[rh, rw, :, :, uh, uw] = wt[:, :, th, tw]
+    return out.reshape(sh * sw * cout, cin, lh, lw), (dh1, dw1, -dh0, -dw0)
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def polyphase_conv_transpose(proto: Any) -> int:
+    """Rewrite, in place, every int8 ConvTranspose of QDQ graph `proto` whose output is exactly
+    `s` times its input (DequantizeLinear'd uint8/int8 input, per-channel int8 weights, optional
+    int32 bias; followed by an optional Relu and one QuantizeLinear) into Conv -> [Relu] ->
+    QuantizeLinear -> DepthToSpace. Returns how many were rewritten; others are left as they are."""
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def only_consumer(name: str) -> Any:
+        c = consumers.get(name, [])
+        return c[0] if len(c) == 1 and name not in outputs else None
+
+    def dq_of_init(name: str) -> tuple[Any, list[np.ndarray]] | None:
+        dq = producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or not all(i in inits for i in dq.input):
+            return None
+        return dq, [numpy_helper.to_array(inits[i]) for i in dq.input]
+
+    rewritten = 0
+    for node in list(g.node):
+        if node.op_type != "ConvTranspose":
+            continue
+        a = _attrs(node)
+        k = list(a.get("kernel_shape", []))
+        s = list(a.get("strides", [1, 1]))
+        p = list(a.get("pads", [0, 0, 0, 0]))
+        op = list(a.get("output_padding", [0, 0]))
+        if (a.get("group", 1) != 1 or list(a.get("dilations", [1, 1])) != [1, 1] or len(k) != 2
+                or "output_shape" in a or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+                or p[0] != p[2] or p[1] != p[3] or s[0] != s[1] or s[0] < 2
+                or any(2 * p[i] != k[i] + op[i] - s[i] for i in range(2))):  # output = s x input
+            continue
+        w = dq_of_init(node.input[1])
+        bias = dq_of_init(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        x_dq = producer.get(node.input[0])
+        if w is None or x_dq is None or x_dq.op_type != "DequantizeLinear" or \
+                (len(node.input) > 2 and node.input[2] and bias is None):
+            continue
+        w_dq, (wq, wscale, *wzp) = w
+        axis = _attrs(w_dq).get("axis", 1)
+        if wq.dtype != np.int8 or wscale.ndim != 1 or axis != 1 or (wzp and np.any(wzp[0] != 0)):
+            continue
+        chain = [node]
+        nxt = only_consumer(node.output[0])
+        if nxt is not None and nxt.op_type == "Relu":
+            chain.append(nxt)
+            nxt = only_consumer(nxt.output[0])
+        if nxt is None or nxt.op_type != "QuantizeLinear":
+            continue
+        q = nxt
+        phases = s[0] * s[1]
+        kq, pads = polyphase_weights(wq, (s[0], s[1]), (p[0], p[1]))
+        base = node.name or node.output[0]
+        new_inits = [numpy_helper.from_array(kq, f"{base}/poly_w_q"),
+                     numpy_helper.from_array(np.tile(wscale, phases).astype(wscale.dtype), f"{base}/poly_w_scale"),
+                     numpy_helper.from_array(np.zeros(kq.shape[0], np.int8), f"{base}/poly_w_zp")]
+        new_nodes = [helper.make_node("DequantizeLinear", [f"{base}/poly_w_q", f"{base}/poly_w_scale", f"{base}/poly_w_zp"],
+                                      [f"{base}/poly_w"], axis=0, name=f"{base}/poly_w_dq")]
+        conv_in = [node.input[0], f"{base}/poly_w"]
+        if bias is not None:
+            b_dq, (bq, bscale, *bzp) = bias
+            new_inits += [numpy_helper.from_array(np.tile(bq, phases), f"{base}/poly_b_q"),
+                          numpy_helper.from_array(np.tile(bscale, phases) if bscale.ndim else bscale, f"{base}/poly_b_scale"),
+                          numpy_helper.from_array(np.tile(bzp[0], phases) if bzp and bzp[0].ndim else
+                                                  (bzp[0] if bzp else np.zeros((), np.int32)), f"{base}/poly_b_zp")]
+            new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}/poly_b_q", f"{base}/poly_b_scale",
+                                                                   f"{base}/poly_b_zp"],
+                                              [f"{base}/poly_b"], axis=0, name=f"{base}/poly_b_dq"))
+            conv_in.append(f"{base}/poly_b")
+        new_nodes.append(helper.make_node("Conv", conv_in, [f"{base}/poly"], kernel_shape=list(kq.shape[2:]),
+                                          pads=list(pads), strides=[1, 1], name=f"{base}/poly_conv"))
+        last = f"{base}/poly"
+        if len(chain) == 2:
+            new_nodes.append(helper.make_node("Relu", [last], [f"{base}/poly_relu"], name=f"{base}/poly_relu"))
+            last = f"{base}/poly_relu"
+        new_nodes.append(helper.make_node("QuantizeLinear", [last, *q.input[1:]], [f"{base}/poly_q"],
+                                          name=f"{base}/poly_quant", **_attrs(q)))
+        new_nodes.append(helper.make_node("DepthToSpace", [f"{base}/poly_q"], [q.output[0]], blocksize=s[0],
+                                          mode="DCR", name=f"{base}/poly_d2s"))
+        at = min(list(g.node).index(n) for n in (*chain, q))
+        for n in (*chain, q):
+            g.node.remove(n)
+        for i, n in enumerate(new_nodes):
+            g.node.insert(at + i, n)
+        g.initializer.extend(new_inits)
+        rewritten += 1
+    if rewritten:
+        _drop_dead(proto)
+    return rewritten
+
+
+def _drop_dead(proto: Any) -> None:
+    """Remove nodes none of whose outputs is used, then initializers nothing reads."""
+    g = proto.graph
+    outputs = {o.name for o in g.output}
+    while True:
+        used = {i for n in g.node for i in n.input} | outputs
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
