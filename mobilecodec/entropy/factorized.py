@@ -18,16 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mobilecodec.entropy.coder import (CodingTables, RangeDecoder, RangeEncoder, cached_tables,
-                                       pmf_to_cdf, quantize_pmf)
+from mobilecodec.entropy.cdf_tables import CdfTableModule, pack_cdf_rows
+from mobilecodec.entropy.coder import CodingTables, RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
 from mobilecodec.entropy.gaussian import lower_bound
 from mobilecodec.errors import CheckpointError
 
-_TABLE_BUFFERS = ("cdfs", "cdf_lengths", "offsets")
-
-
-class FactorizedPrior(nn.Module):
+class FactorizedPrior(CdfTableModule):
     """Per-channel learned density over integer hyper-latents z (N, C, H, W) or (C, H, W)."""
+
+    table_name = "factorized-prior"
 
     def __init__(self, channels: int, filters: Sequence[int] = (3, 3, 3), init_scale: float = 10.0,
                  precision: int = 16, tail_mass: float = 1e-9, likelihood_bound: float = 1e-9,
@@ -128,51 +127,23 @@ class FactorizedPrior(nn.Module):
             pmf[-1] = float(above[c, hi - 1 + r])
             rows.append(pmf_to_cdf(quantize_pmf(pmf, self.precision)))
             offsets.append(lo)
-        width = max(len(x) for x in rows)
-        cdfs = np.full((self.channels, width), 1 << self.precision, dtype=np.int32)
-        for c, x in enumerate(rows):
-            cdfs[c, : len(x)] = x
+        cdfs, lengths = pack_cdf_rows(rows, self.precision)
         dev = self.cdfs.device
         self.cdfs = torch.from_numpy(cdfs).to(dev)
-        self.cdf_lengths = torch.tensor([len(x) for x in rows], dtype=torch.int32, device=dev)
+        self.cdf_lengths = torch.from_numpy(lengths).to(dev)
         self.offsets = torch.tensor(offsets, dtype=torch.int32, device=dev)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401
-        # Tables may be empty (never updated) or of any width: take the checkpoint's shapes.
-        for name in _TABLE_BUFFERS:
-            key = prefix + name
-            if key in state_dict:
-                self.register_buffer(name, torch.zeros_like(state_dict[key]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
-        """(integer pmf per channel, lowest symbol per channel); RuntimeError before update()."""
-        t = self.coding_tables()
-        return t.pmfs, t.offsets
 
     def coding_tables(self) -> CodingTables:
         """Validated tables and constriction models, built once per state of the buffers."""
         if self.cdfs.numel() == 0:
             raise RuntimeError("FactorizedPrior has no CDF tables: call update() before coding")
-        return cached_tables(self, (self.cdfs, self.cdf_lengths, self.offsets), self._build_coding)
+        return super().coding_tables()
 
     def _build_coding(self) -> CodingTables:
-        cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
-        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
-        offsets = self.offsets.detach().cpu().numpy().astype(np.int64)
-        if cdfs.shape[0] != self.channels or lengths.shape != (self.channels,) \
-                or offsets.shape != (self.channels,):
+        if self.cdfs.shape[0] != self.channels or tuple(self.cdf_lengths.shape) != (self.channels,) \
+                or tuple(self.offsets.shape) != (self.channels,):
             raise CheckpointError(f"factorized-prior tables do not match {self.channels} channels")
-        total = 1 << self.precision
-        pmfs = []
-        for c, n in enumerate(lengths):
-            if not 3 <= n <= cdfs.shape[1]:
-                raise CheckpointError(f"factorized-prior table {c} has invalid length {n}")
-            x = cdfs[c, :n]
-            if x[0] != 0 or x[-1] != total or np.any(np.diff(x) < 1):
-                raise CheckpointError(f"factorized-prior table {c} is not a valid CDF")
-            pmfs.append(np.diff(x))
-        return CodingTables(pmfs, offsets, cdfs, lengths, self.precision)
+        return super()._build_coding()
 
     # --- coding -----------------------------------------------------------------------------
 

@@ -14,12 +14,12 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mobilecodec.entropy.coder import (CodingTables, RangeDecoder, RangeEncoder, cached_tables,
-                                       pmf_to_cdf, quantize_pmf)
+from mobilecodec.entropy.cdf_tables import CdfTableModule, pack_cdf_rows
+from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
 from mobilecodec.entropy.scale_table import ScaleTable
-from mobilecodec.errors import BitstreamError, CheckpointError
+from mobilecodec.errors import BitstreamError
 
 
 class _LowerBoundFn(torch.autograd.Function):
@@ -71,8 +71,10 @@ def gaussian_table_pmf(scale: float, tail_mass: float) -> tuple[int, np.ndarray]
     return k, pmf
 
 
-class GaussianConditional(nn.Module):
+class GaussianConditional(CdfTableModule):
     """Zero-mean Gaussian over quantized residuals; scale chosen by an integer index into a ScaleTable."""
+
+    table_name = "Gaussian CDF"
 
     def __init__(self, table: ScaleTable | None = None, precision: int = 16,
                  tail_mass: float = 1e-9, likelihood_bound: float = 1e-9) -> None:
@@ -96,46 +98,8 @@ class GaussianConditional(nn.Module):
             k, pmf = gaussian_table_pmf(float(s), self.tail_mass)
             rows.append(pmf_to_cdf(quantize_pmf(pmf, self.precision)))
             offsets.append(-k)
-        width = max(len(r) for r in rows)
-        cdfs = np.full((len(rows), width), 1 << self.precision, dtype=np.int32)
-        for i, r in enumerate(rows):
-            cdfs[i, : len(r)] = r
-        lengths = np.array([len(r) for r in rows], dtype=np.int32)
+        cdfs, lengths = pack_cdf_rows(rows, self.precision)
         return cdfs, lengths, np.array(offsets, dtype=np.int32)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401
-        # The checkpoint's tables are authoritative: accept them even if their width differs.
-        for name in ("cdfs", "cdf_lengths", "offsets"):
-            key = prefix + name
-            if key in state_dict:
-                self.register_buffer(name, torch.zeros_like(state_dict[key]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
-        """(integer pmf per index, offset per index) after checking the buffers are valid tables."""
-        t = self.coding_tables()
-        return t.pmfs, t.offsets
-
-    def coding_tables(self) -> CodingTables:
-        """Validated tables and constriction models, built once per state of the buffers."""
-        return cached_tables(self, (self.cdfs, self.cdf_lengths, self.offsets), self._build_coding)
-
-    def _build_coding(self) -> CodingTables:
-        cdfs = self.cdfs.detach().cpu().numpy().astype(np.int64)
-        lengths = self.cdf_lengths.detach().cpu().numpy().astype(np.int64)
-        offsets = self.offsets.detach().cpu().numpy().astype(np.int64)
-        total = 1 << self.precision
-        if cdfs.ndim != 2 or lengths.shape != (cdfs.shape[0],) or offsets.shape != lengths.shape:
-            raise CheckpointError("Gaussian CDF tables have inconsistent shapes")
-        pmfs = []
-        for i, n in enumerate(lengths):
-            if not 3 <= n <= cdfs.shape[1]:
-                raise CheckpointError(f"Gaussian CDF table {i} has invalid length {n}")
-            c = cdfs[i, :n]
-            if c[0] != 0 or c[-1] != total or np.any(np.diff(c) < 1):
-                raise CheckpointError(f"Gaussian CDF table {i} is not a valid {self.precision}-bit CDF")
-            pmfs.append(np.diff(c))
-        return CodingTables(pmfs, offsets, cdfs, lengths, self.precision)
 
     @property
     def num_levels(self) -> int:
