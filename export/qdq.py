@@ -1,11 +1,12 @@
-"""QDQ int8 graphs. Today: onnxruntime's static quantizer (stand-in for the compile check and
-the HTP parity run). Later: aimet encodings go through `quantize_graph` with `encodings=`."""
+"""QDQ int8 graphs from onnxruntime's static quantizer, calibrated on given feeds: the stand-in for
+graphs without aimet encodings (compile, NPU check, HTP parity). Graphs with aimet encodings get
+their QDQ from `mobilecodec.export.aimet_qdq`."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -38,12 +39,9 @@ class _Reader:
         self.it = iter(self.feeds)
 
 
-def quantize_graph(float_path: str | Path, qdq_path: str | Path, feeds: list[dict[str, np.ndarray]], *,
-                   encodings: dict[str, Any] | None = None) -> Path:
+def quantize_graph(float_path: str | Path, qdq_path: str | Path, feeds: list[dict[str, np.ndarray]]) -> Path:
     """Insert QuantizeLinear/DequantizeLinear pairs: uint8 activations, int8 per-channel weights
     (what the HTP runs), calibrated by min/max over `feeds`."""
-    if encodings is not None:
-        raise InputError("QDQ from aimet encodings is not available yet; only onnxruntime calibration")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from mobilecodec.fsutil import atomic_path
