@@ -63,9 +63,9 @@ def _attrs(node: Any) -> dict[str, Any]:
 def polyphase_conv_transpose(proto: Any) -> int:
     """Rewrite, in place, every int8 ConvTranspose of QDQ graph `proto` whose output is exactly
     `s` times its input (DequantizeLinear'd uint8/int8 input, per-channel int8 weights, optional
-    int32 bias; followed by an optional Relu and one QuantizeLinear) into Conv -> [Relu] ->
+    int32 bias; followed by an optional Relu and one 8-bit QuantizeLinear) into Conv -> [Relu] ->
     QuantizeLinear -> DepthToSpace. Returns how many were rewritten; others are left as they are."""
-    from onnx import helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
@@ -118,6 +118,9 @@ def polyphase_conv_transpose(proto: Any) -> int:
         if nxt is None or nxt.op_type != "QuantizeLinear":
             continue
         q = nxt
+        zp = inits.get(q.input[2]) if len(q.input) > 2 else None
+        if zp is not None and zp.data_type not in (TensorProto.UINT8, TensorProto.INT8):
+            continue  # 16-bit codes: no integer conv kernel and no uint16 DepthToSpace (measured no faster in float)
         phases = s[0] * s[1]
         kq, pads = polyphase_weights(wq, (s[0], s[1]), (p[0], p[1]))
         base = node.name or node.output[0]
@@ -143,10 +146,10 @@ def polyphase_conv_transpose(proto: Any) -> int:
         if len(chain) == 2:
             new_nodes.append(helper.make_node("Relu", [last], [f"{base}/poly_relu"], name=f"{base}/poly_relu"))
             last = f"{base}/poly_relu"
-        new_nodes.append(helper.make_node("QuantizeLinear", [last, *q.input[1:]], [f"{base}/poly_q"],
-                                          name=f"{base}/poly_quant", **_attrs(q)))
-        new_nodes.append(helper.make_node("DepthToSpace", [f"{base}/poly_q"], [q.output[0]], blocksize=s[0],
-                                          mode="DCR", name=f"{base}/poly_d2s"))
+        new_nodes += [helper.make_node("QuantizeLinear", [last, *q.input[1:]], [f"{base}/poly_q"],
+                                       name=f"{base}/poly_quant", **_attrs(q)),
+                      helper.make_node("DepthToSpace", [f"{base}/poly_q"], [q.output[0]], blocksize=s[0],
+                                       mode="DCR", name=f"{base}/poly_d2s")]
         at = min(list(g.node).index(n) for n in (*chain, q))
         for n in (*chain, q):
             g.node.remove(n)
