@@ -1,6 +1,9 @@
-"""The onnxruntime codec engine: a package's graphs in call order on the CPU EP or the QNN HTP EP,
-with warp, entropy coding, integer hyper-synthesis and buffer rounding on the host (the very
-functions of the PyTorch path), and a per-step clock for the profiler.
+"""The onnxruntime codec engine, its session layer: a package's graphs as onnxruntime sessions on
+the CPU EP or the QNN HTP EP, run through IOBindings with the buffer in preallocated storage-dtype
+slots, and a per-step clock for the profiler. The frame steps are the PyTorch path's own
+(`codec.engine.iframe_steps` / `pframe_steps` over `runtime.graph_networks.GraphNetworks`), with
+warp, entropy coding, integer hyper-synthesis and buffer rounding on the host; the storage-dtype
+conversions live in `runtime.storage_io`.
 
 `OnnxEngine` has the "engine" interface of `mobilecodec.codec.video` (`model`, `run_iframe`,
 `run_pframe`, `encoder_source`, `decoder_source`, `check_padded_size`), so whole-file encode and
@@ -19,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from mobilecodec.errors import InputError
+from mobilecodec.runtime.storage_io import ORT_DTYPES, as_dtype, storage_io_model
 from mobilecodec.tensors import to_numpy
 
 EPS = ("cpu", "qnn")
@@ -77,7 +81,7 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
 
 class OnnxEngine:
     """Runs a package's graphs; the buffer travels from `buffer_out.*` graph outputs to
-    `buffer_in.*` graph inputs (as `engine.run_pframe`).
+    `buffer_in.*` graph inputs.
 
     On the CPU EP the buffer crosses graph boundaries at its storage dtype (uint8 frame, int16
     flow at 1/256 px, float16 features: `models.buffer.STORAGE_DTYPES`): each graph gets a
@@ -115,7 +119,7 @@ class OnnxEngine:
         self.sessions = _FloatSessions(self)
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self._run_sessions.items()}
         self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self._run_sessions.items()}
-        self.io_dtypes = {n: {v.name: _ORT_DTYPES[v.type] for v in (*s.get_inputs(), *s.get_outputs())}
+        self.io_dtypes = {n: {v.name: ORT_DTYPES[v.type] for v in (*s.get_inputs(), *s.get_outputs())}
                           for n, s in self._run_sessions.items()}
         self.clock = StepClock()
         self.recorder: dict[str, list[dict[str, np.ndarray]]] | None = None
@@ -213,7 +217,7 @@ class OnnxEngine:
         to their storage dtype (what the profiler times each graph alone on)."""
         rng = np.random.default_rng(seed)
         sess, dtypes = self._run_sessions[graph], self.io_dtypes[graph]
-        return {i.name: _as_dtype(i.name, rng.random(i.shape, dtype=np.float32), dtypes[i.name])
+        return {i.name: as_dtype(i.name, rng.random(i.shape, dtype=np.float32), dtypes[i.name])
                 for i in sess.get_inputs()}
 
     def run(self, graph: str, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -222,10 +226,10 @@ class OnnxEngine:
         into preallocated arrays reused by the next run of the same graph; with storage-dtype I/O,
         `buffer_out.*` go straight into the next buffer slot. Returns the outputs by name."""
         dtypes = self.io_dtypes[graph]
-        feeds = {k: _as_dtype(k, env[k], dtypes[k]) for k in self.inputs[graph]}
+        feeds = {k: as_dtype(k, env[k], dtypes[k]) for k in self.inputs[graph]}
         if self.recorder is not None:  # parity checks and compile calibration keep every graph's float feeds
             self.recorder.setdefault(graph, []).append(
-                {k: np.array(_as_dtype(k, v, "float32")) for k, v in feeds.items()})
+                {k: np.array(as_dtype(k, v, "float32")) for k, v in feeds.items()})
         nxt = self._slots[1 - self._cur]
         io = self._bindings[graph]
         result = {}
@@ -250,7 +254,7 @@ class OnnxEngine:
 
     # the buffer: stored arrays (graph I/O) <-> float tensors (host warp, caller) ----------------
 
-    def _entry_float(self, name: str, arr: np.ndarray) -> Any:
+    def entry_float(self, name: str, arr: np.ndarray) -> Any:
         """Float tensor of buffer entry `name` from a graph output: the stored values converted, or
         a float output snapped to its storage grid on the host (`snap_to_storage`). A new tensor."""
         import torch
@@ -258,19 +262,19 @@ class OnnxEngine:
         from mobilecodec.models.buffer import snap_to_storage
 
         if arr.dtype != np.float32:
-            return torch.from_numpy(_as_dtype(name, arr, "float32"))
+            return torch.from_numpy(as_dtype(name, arr, "float32"))
         return snap_to_storage(name, torch.from_numpy(arr))
 
-    def _stored_inputs(self, buf: Any) -> dict[str, np.ndarray]:
+    def buffer_inputs(self, buf: Any) -> dict[str, np.ndarray]:
         """`buffer_in.*` arrays for a P-frame on `buf`: the current slot as the last frame's graphs
         wrote it (no copy), or `buf` converted into it when the caller passes another buffer."""
         slot = self._slots[self._cur]
         if buf is not self._last_buf:
             for n in slot:
-                slot[n][...] = _as_dtype(n, to_numpy(buf[n]), slot[n].dtype.name)
+                slot[n][...] = as_dtype(n, to_numpy(buf[n]), slot[n].dtype.name)
         return {f"buffer_in.{n}": a for n, a in slot.items()}
 
-    def _commit(self, written: dict[str, np.ndarray], floats: dict[str, Any]) -> Any:
+    def commit_buffer(self, written: dict[str, np.ndarray], floats: dict[str, Any]) -> Any:
         """Finish a frame: the next slot becomes the current buffer (entries a graph wrote there are
         in place; the others are stored from `floats`); returns the Buffer of float tensors."""
         from mobilecodec.models.buffer import Buffer
@@ -278,84 +282,42 @@ class OnnxEngine:
         nxt = self._slots[1 - self._cur]
         for n, arr in nxt.items():
             if written.get(f"buffer_out.{n}") is not arr:
-                arr[...] = _as_dtype(n, to_numpy(floats[n]), arr.dtype.name)
+                arr[...] = as_dtype(n, to_numpy(floats[n]), arr.dtype.name)
         self._cur = 1 - self._cur
         buf = Buffer({e.name: floats[e.name] for e in self.model.layout})
         self._last_buf = buf
         return buf
 
-    def _frame(self, out: dict[str, np.ndarray]) -> Any:
+    def decoded_frame(self, out: dict[str, np.ndarray]) -> Any:
         """The reconstruction: the stored frame as float (uint8 levels), or raw x_hat (a copy)."""
         import torch
 
         arr = out[self.frame_out]
-        return self._entry_float("frame", arr) if self.frame_out == "buffer_out.frame" else torch.from_numpy(arr.copy())
+        return self.entry_float("frame", arr) if self.frame_out == "buffer_out.frame" else torch.from_numpy(arr.copy())
 
     def run_iframe(self, source: Any) -> tuple[Any, Any]:
-        """Mirror of `mobilecodec.codec.engine.run_iframe`: (decoded frame tensor, Buffer)."""
+        """`mobilecodec.codec.engine.iframe_steps` on this engine's graphs: (decoded frame tensor, Buffer)."""
         import torch
 
-        y_hat = source.iframe()
-        out = self.run("i_synthesis", {"y_hat": to_numpy(y_hat)})
-        with self.clock.step("host: buffer update"):
-            x_hat = self._frame(out)
-            feat = self._entry_float("residual_feat", out["buffer_out.residual_feat"]) \
-                if "buffer_out.residual_feat" in out else x_hat.new_zeros(1, 0, *x_hat.shape[2:])
-            ref = self.model.initial_buffer(x_hat, feat)  # zero flow / motion features
-            buf = self._commit(out, ref.tensors)
-            result = self._output(buf, x_hat), buf
+        from mobilecodec.codec.engine import iframe_steps
+        from mobilecodec.runtime.graph_networks import GraphNetworks
+
+        with torch.no_grad():
+            result = iframe_steps(GraphNetworks(self), source)
         self.clock.end_frame()
         return result
 
     def run_pframe(self, buf: Any, source: Any) -> tuple[Any, Any]:
-        """Mirror of `mobilecodec.codec.engine.run_pframe`: (decoded frame tensor, new Buffer)."""
+        """`mobilecodec.codec.engine.pframe_steps` on this engine's graphs: (decoded frame tensor, new Buffer)."""
         import torch
 
-        model = self.model
-        with self.clock.step("host: buffer update"):
-            env: dict[str, Any] = self._stored_inputs(buf)
-        written: dict[str, np.ndarray] = {}
-        floats: dict[str, Any] = {}
-        flow = None
-        if model.cfg.uses_motion:
-            env.update(self.run("motion_predictor", env))
-            env["m_hat"] = to_numpy(source.motion(env[self.ref_name], env["flow_pred"]))
-            out = self.run("m_synthesis", env)
-            env.update(out)
-            written.update(out)
-            with torch.no_grad(), self.clock.step("host: buffer update"):
-                flow = self._entry_float("flow", out["buffer_out.flow"] if "buffer_out.flow" in out else out["flow"])
-                floats["flow"] = flow
-                floats["motion_feat"] = self._entry_float("motion_feat", out["buffer_out.motion_feat"]) \
-                    if "buffer_out.motion_feat" in out else flow.new_zeros(1, 0, *flow.shape[2:])
-        with torch.no_grad(), self.clock.step("host: warp"):
-            warped = model.warp(buf, flow)
-            env["warped"] = to_numpy(warped)
-        if "r_predictor" in self._run_sessions:
-            env.update(self.run("r_predictor", env))
-        else:
-            with torch.no_grad(), self.clock.step("host: warp"):
-                env["pred"] = to_numpy(model.predict(warped))
-        cond = (env["warped"],) if model.cfg.conditional else ()
-        env["r_hat"] = to_numpy(source.residual(env["pred"], cond))
-        out = self.run("r_synthesis", env)
-        written.update(out)
-        with torch.no_grad(), self.clock.step("host: buffer update"):
-            x_hat = self._frame(out)
-            floats["frame"] = x_hat
-            if "buffer_out.residual_feat" in out:
-                floats["residual_feat"] = self._entry_float("residual_feat", out["buffer_out.residual_feat"])
-            if flow is None:
-                floats["flow"], floats["motion_feat"] = model.no_motion(buf[model.layout[0].name])
-            new_buf = self._commit(written, floats)
-            result = self._output(new_buf, x_hat), new_buf
+        from mobilecodec.codec.engine import pframe_steps
+        from mobilecodec.runtime.graph_networks import GraphNetworks
+
+        with torch.no_grad():
+            result = pframe_steps(GraphNetworks(self, buf), buf, source)
         self.clock.end_frame()
         return result
-
-    def _output(self, buf: Any, x_hat: Any) -> Any:
-        from mobilecodec.codec.engine import output_frame
-
-        return output_frame(buf, x_hat)
 
     def end_profiling(self) -> dict[str, str]:
         """Stop onnxruntime's profilers; returns graph -> JSON trace path."""
@@ -403,98 +365,6 @@ def _is_x86() -> bool:
     import platform
 
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-
-
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(uint16)": "uint16",
-               "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64"}
-#: storage dtype -> (scale of one grid step, clip range) of a buffer entry stored as integers
-_INT_GRIDS = {"uint8": (255.0, 0.0, 255.0), "int16": (256.0, -32768.0, 32767.0)}
-
-
-def _as_dtype(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
-    """`arr` as `dtype` (contiguous, no copy when it already is). Between float32 and a storage
-    dtype of the buffer (uint8 frame at 1/255, int16 flow at 1/256, float16 features) this is the
-    exact `snap_to_storage` arithmetic in float32: q = clip(rint(x * s)) and x = float32(q) / s."""
-    arr = np.asarray(arr)
-    if arr.dtype == np.dtype(dtype):
-        return np.ascontiguousarray(arr)
-    if arr.dtype.name in _INT_GRIDS and dtype == "float32":
-        return arr.astype(np.float32) / np.float32(_INT_GRIDS[arr.dtype.name][0])
-    if dtype in _INT_GRIDS and arr.dtype == np.float32:
-        s, lo, hi = _INT_GRIDS[dtype]
-        return np.clip(np.rint(arr * np.float32(s)), lo, hi).astype(dtype)
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def storage_io_model(proto: Any) -> bool:
-    """Give an ONNX graph its buffer I/O at the storage dtypes (`models.buffer.STORAGE_DTYPES`),
-    in place: a float `buffer_in.<name>` input becomes uint8 / int16 / float16 followed by
-    Cast (and Div by the grid scale); a float `buffer_out.<name>` output goes through Mul by the
-    scale, Round (half to even, as torch.round), Clip and Cast (or a Cast to float16). These are
-    exactly `snap_to_storage`'s float32 operations, so results equal host rounding bit for bit.
-    Returns whether anything changed."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from mobilecodec.models.buffer import STORAGE_DTYPES
-
-    elem = {"uint8": TensorProto.UINT8, "int16": TensorProto.INT16, "float16": TensorProto.FLOAT16}
-    g = proto.graph
-    pre, post, inits = [], [], []
-
-    def const(name: str, value: float) -> str:
-        inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
-        return name
-
-    def rename(old: str, new: str) -> None:
-        for node in g.node:
-            for seq in (node.input, node.output):
-                for i, v in enumerate(seq):
-                    if v == old:
-                        seq[i] = new
-        for vi in g.value_info:
-            if vi.name == old:
-                vi.name = new
-
-    outputs = {vo.name for vo in g.output}
-    for vi in g.input:
-        dt = STORAGE_DTYPES.get(vi.name.split(".", 1)[1]) if vi.name.startswith("buffer_in.") else None
-        if dt is None or vi.type.tensor_type.elem_type != TensorProto.FLOAT or vi.name in outputs:
-            continue
-        inner = f"{vi.name}/float"
-        rename(vi.name, inner)
-        vi.type.tensor_type.elem_type = elem[dt]
-        if dt == "float16":
-            pre.append(helper.make_node("Cast", [vi.name], [inner], to=TensorProto.FLOAT))
-        else:
-            scale = const(f"{vi.name}/scale", _INT_GRIDS[dt][0])
-            pre += [helper.make_node("Cast", [vi.name], [f"{vi.name}/cast"], to=TensorProto.FLOAT),
-                    helper.make_node("Div", [f"{vi.name}/cast", scale], [inner])]
-    inputs = {vi.name for vi in g.input}
-    for vo in g.output:
-        dt = STORAGE_DTYPES.get(vo.name.split(".", 1)[1]) if vo.name.startswith("buffer_out.") else None
-        if dt is None or vo.type.tensor_type.elem_type != TensorProto.FLOAT or vo.name in inputs:
-            continue
-        inner = f"{vo.name}/float"
-        rename(vo.name, inner)
-        vo.type.tensor_type.elem_type = elem[dt]
-        if dt == "float16":
-            post.append(helper.make_node("Cast", [inner], [vo.name], to=TensorProto.FLOAT16))
-        else:
-            s, lo, hi = _INT_GRIDS[dt]
-            n = vo.name
-            post += [helper.make_node("Mul", [inner, const(f"{n}/scale", s)], [f"{n}/scaled"]),
-                     helper.make_node("Round", [f"{n}/scaled"], [f"{n}/rounded"]),
-                     helper.make_node("Clip", [f"{n}/rounded", const(f"{n}/lo", lo), const(f"{n}/hi", hi)],
-                                      [f"{n}/clipped"]),
-                     helper.make_node("Cast", [f"{n}/clipped"], [n], to=elem[dt])]
-    if not pre and not post:
-        return False
-    nodes = pre + list(g.node) + post
-    del g.node[:]
-    g.node.extend(nodes)
-    g.initializer.extend(inits)
-    return True
 
 
 class _FloatSessions(Mapping):

@@ -31,7 +31,7 @@ def _identity_graph():
 def wrapped():
     import onnxruntime as ort
 
-    from mobilecodec.runtime.engine import storage_io_model
+    from mobilecodec.runtime.storage_io import storage_io_model
 
     m = _identity_graph()
     assert storage_io_model(m)

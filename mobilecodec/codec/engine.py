@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mobilecodec.codec.networks import Networks, TorchNetworks
 from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
 from mobilecodec.models.buffer import Buffer
 from mobilecodec.models.codec import VideoCodec
@@ -177,26 +178,37 @@ class DecoderSource:
 @torch.no_grad()
 def run_iframe(model: VideoCodec, source) -> tuple[torch.Tensor, Buffer]:
     """I-frame synthesis from the source's latent; returns (reconstruction, new buffer)."""
-    x_hat, feat = model.i_synthesis(source.iframe())
-    buf = model.initial_buffer(x_hat, feat)
-    return output_frame(buf, x_hat), buf
+    return iframe_steps(TorchNetworks(model), source)
 
 
 @torch.no_grad()
 def run_pframe(model: VideoCodec, buf: Buffer, source) -> tuple[torch.Tensor, Buffer]:
     """One P-frame step (motion prediction, motion decoding, warp, residual decoding)."""
+    return pframe_steps(TorchNetworks(model), buf, source)
+
+
+def iframe_steps(nets: Networks, source) -> tuple[torch.Tensor, Buffer]:
+    """The I-frame step sequence, whichever backend runs the sub-networks `nets` (PyTorch here,
+    the package's graphs in `mobilecodec.runtime.graph_networks`), so every backend codes alike."""
+    x_hat, feat = nets.synthesize_iframe(source.iframe())
+    buf = nets.initial_buffer(x_hat, feat)
+    return output_frame(buf, x_hat), buf
+
+
+def pframe_steps(nets: Networks, buf: Buffer, source) -> tuple[torch.Tensor, Buffer]:
+    """The P-frame step sequence, whichever backend runs the sub-networks `nets`."""
     flow = motion_feat = None
-    if model.cfg.uses_motion:
-        flow_pred = model.motion_predictor(model.motion_state(buf))
-        m_hat = source.motion(model.motion_reference(buf), flow_pred)
-        flow, motion_feat = model.decoded_motion(*model.m_synthesis(m_hat, flow_pred))
-    warped = model.warp(buf, flow)
-    pred = model.predict(warped)
-    cond = model.condition(warped)
-    x_hat, res_feat = model.r_synthesis(source.residual(pred, cond), pred, *cond)
+    if nets.uses_motion:
+        flow_pred = nets.predict_flow(buf)
+        m_hat = source.motion(nets.motion_reference(buf), flow_pred)
+        flow, motion_feat = nets.synthesize_motion(m_hat, flow_pred)
+    warped = nets.warp(buf, flow)
+    pred = nets.predict(warped)
+    cond = nets.condition(warped)
+    x_hat, res_feat = nets.synthesize_residual(source.residual(pred, cond), pred, cond)
     if flow is None:
-        flow, motion_feat = model.no_motion(buf[model.layout[0].name])
-    new_buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+        flow, motion_feat = nets.no_motion(buf)
+    new_buf = nets.make_buffer(x_hat, res_feat, flow, motion_feat)
     return output_frame(new_buf, x_hat), new_buf
 
 

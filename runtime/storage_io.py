@@ -1,0 +1,102 @@
+"""Buffer entries at their storage dtypes across ONNX graph boundaries (uint8 frame at 1/255, int16
+flow at 1/256 px, float16 features: `models.buffer.STORAGE_DTYPES`): the host conversion
+`as_dtype` and the graph rewrite `storage_io_model`, both exactly `snap_to_storage`'s float32
+arithmetic, so a graph with storage-dtype I/O gives bit-identical results to host rounding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: onnxruntime type string -> numpy dtype name
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(uint16)": "uint16",
+              "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64"}
+#: storage dtype -> (scale of one grid step, clip range) of a buffer entry stored as integers
+INT_GRIDS = {"uint8": (255.0, 0.0, 255.0), "int16": (256.0, -32768.0, 32767.0)}
+
+
+def as_dtype(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
+    """`arr` as `dtype` (contiguous, no copy when it already is). Between float32 and a storage
+    dtype of the buffer (uint8 frame at 1/255, int16 flow at 1/256, float16 features) this is the
+    exact `snap_to_storage` arithmetic in float32: q = clip(rint(x * s)) and x = float32(q) / s."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.dtype(dtype):
+        return np.ascontiguousarray(arr)
+    if arr.dtype.name in INT_GRIDS and dtype == "float32":
+        return arr.astype(np.float32) / np.float32(INT_GRIDS[arr.dtype.name][0])
+    if dtype in INT_GRIDS and arr.dtype == np.float32:
+        s, lo, hi = INT_GRIDS[dtype]
+        return np.clip(np.rint(arr * np.float32(s)), lo, hi).astype(dtype)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def storage_io_model(proto: Any) -> bool:
+    """Give an ONNX graph its buffer I/O at the storage dtypes (`models.buffer.STORAGE_DTYPES`),
+    in place: a float `buffer_in.<name>` input becomes uint8 / int16 / float16 followed by
+    Cast (and Div by the grid scale); a float `buffer_out.<name>` output goes through Mul by the
+    scale, Round (half to even, as torch.round), Clip and Cast (or a Cast to float16). These are
+    exactly `snap_to_storage`'s float32 operations, so results equal host rounding bit for bit.
+    Returns whether anything changed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mobilecodec.models.buffer import STORAGE_DTYPES
+
+    elem = {"uint8": TensorProto.UINT8, "int16": TensorProto.INT16, "float16": TensorProto.FLOAT16}
+    g = proto.graph
+    pre, post, inits = [], [], []
+
+    def const(name: str, value: float) -> str:
+        inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
+        return name
+
+    def rename(old: str, new: str) -> None:
+        for node in g.node:
+            for seq in (node.input, node.output):
+                for i, v in enumerate(seq):
+                    if v == old:
+                        seq[i] = new
+        for vi in g.value_info:
+            if vi.name == old:
+                vi.name = new
+
+    outputs = {vo.name for vo in g.output}
+    for vi in g.input:
+        dt = STORAGE_DTYPES.get(vi.name.split(".", 1)[1]) if vi.name.startswith("buffer_in.") else None
+        if dt is None or vi.type.tensor_type.elem_type != TensorProto.FLOAT or vi.name in outputs:
+            continue
+        inner = f"{vi.name}/float"
+        rename(vi.name, inner)
+        vi.type.tensor_type.elem_type = elem[dt]
+        if dt == "float16":
+            pre.append(helper.make_node("Cast", [vi.name], [inner], to=TensorProto.FLOAT))
+        else:
+            scale = const(f"{vi.name}/scale", INT_GRIDS[dt][0])
+            pre += [helper.make_node("Cast", [vi.name], [f"{vi.name}/cast"], to=TensorProto.FLOAT),
+                    helper.make_node("Div", [f"{vi.name}/cast", scale], [inner])]
+    inputs = {vi.name for vi in g.input}
+    for vo in g.output:
+        dt = STORAGE_DTYPES.get(vo.name.split(".", 1)[1]) if vo.name.startswith("buffer_out.") else None
+        if dt is None or vo.type.tensor_type.elem_type != TensorProto.FLOAT or vo.name in inputs:
+            continue
+        inner = f"{vo.name}/float"
+        rename(vo.name, inner)
+        vo.type.tensor_type.elem_type = elem[dt]
+        if dt == "float16":
+            post.append(helper.make_node("Cast", [inner], [vo.name], to=TensorProto.FLOAT16))
+        else:
+            s, lo, hi = INT_GRIDS[dt]
+            n = vo.name
+            post += [helper.make_node("Mul", [inner, const(f"{n}/scale", s)], [f"{n}/scaled"]),
+                     helper.make_node("Round", [f"{n}/scaled"], [f"{n}/rounded"]),
+                     helper.make_node("Clip", [f"{n}/rounded", const(f"{n}/lo", lo), const(f"{n}/hi", hi)],
+                                      [f"{n}/clipped"]),
+                     helper.make_node("Cast", [f"{n}/clipped"], [n], to=elem[dt])]
+    if not pre and not post:
+        return False
+    nodes = pre + list(g.node) + post
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+    return True
