@@ -15,11 +15,11 @@ mixed into MACs. Forward hooks on every submodule attribute the counts to qualif
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:  # torch is imported lazily so this module is cheap to import.
     import torch
@@ -61,7 +61,7 @@ class ModuleRecord:
 
 
 @dataclass
-class ModuleComplexity:
+class ModuleComplexity(WorkTotals):
     """Totals of one forward pass plus a per-module breakdown (in call order)."""
 
     params: int
@@ -73,29 +73,12 @@ class ModuleComplexity:
     modules: list[ModuleRecord] = field(default_factory=list)
     input_shapes: list[list[int]] = field(default_factory=list)
 
-    @property
-    def elementwise_total(self) -> int:
-        """All element-wise output elements, summed over op types."""
-        return sum(self.elementwise.values())
-
-    @property
-    def resampling_total(self) -> int:
-        """All resampling / warp output elements, summed over op types."""
-        return sum(self.resampling.values())
-
     def module(self, name: str) -> ModuleRecord:
         """The record of the submodule called `name` ('' is the root)."""
         for rec in self.modules:
             if rec.name == name:
                 return rec
         raise KeyError(f"no module named {name!r} ran in the counted forward pass")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain ints, lists and strings)."""
-        out = asdict(self)
-        out["elementwise_total"] = self.elementwise_total
-        out["resampling_total"] = self.resampling_total
-        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,10 +126,6 @@ def _op_name(func: Any) -> str:
     return func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
 
 
-def _numel(shape: Any) -> int:
-    return int(math.prod(int(d) for d in shape))
-
-
 def _first_tensor(obj: Any) -> Any:
     import torch
 
@@ -166,7 +145,7 @@ def _aten_macs(name: str, args: tuple, kwargs: dict, out: Any) -> int | None:
         x, w = args[0], args[1]
         transposed = bool(args[6]) if len(args) > 6 else bool(kwargs.get("transposed", False))
         # weight: (Cout, Cin/g, *k) for conv, (Cin, Cout/g, *k) for transposed conv.
-        per_elem = _numel(w.shape[1:])
+        per_elem = numel(w.shape[1:])
         if transposed:
             return x.numel() * per_elem
         return _first_tensor(out).numel() * per_elem
@@ -180,11 +159,11 @@ def _aten_macs(name: str, args: tuple, kwargs: dict, out: Any) -> int | None:
         return args[0].numel()
     if name == "addbmm":
         b1, b2 = args[1], args[2]
-        return _numel(b1.shape) * int(b2.shape[-1])
+        return numel(b1.shape) * int(b2.shape[-1])
     if name.startswith(_SDPA_PREFIX) and "backward" not in name:
         q, k, v = args[0], args[1], args[2]
         # Q K^T: (..., L, E) x (..., E, S) and softmax(.) V: (..., L, S) x (..., S, Ev).
-        batch_l = _numel(q.shape[:-1])
+        batch_l = numel(q.shape[:-1])
         return batch_l * int(k.shape[-2]) * (int(q.shape[-1]) + int(v.shape[-1]))
     return None
 
@@ -400,11 +379,7 @@ def format_table(result: ModuleComplexity, max_depth: int | None = None,
         row.append(str(rec.output_shape))
         rows.append(row)
     header = ["module", "type", "params", "MACs"] + (["kMACs/px"] if pixels else []) + ["output"]
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
-              for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = text_table(header, rows)
     total = f"total: params {result.params:,}  MACs {result.macs:,}"
     if pixels is not None:
         kpx = kmacs_per_pixel(result.macs, *pixels)

@@ -25,12 +25,12 @@ weights), w8a8 uses 1-byte activations and weights, w8a16 2-byte activations and
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.runtime.counts import numel
 
 if TYPE_CHECKING:
     import onnx
@@ -93,7 +93,8 @@ def layers_from_dict(d: dict[str, Any]) -> GraphLayers:
 
 
 def _numel(shape: Any) -> int:
-    return int(math.prod(int(s) for s in shape)) if shape is not None else 0
+    """Elements of a tensor of `shape`; 0 when the shape is unknown."""
+    return numel(shape) if shape is not None else 0
 
 
 def graph_precision(proto: "onnx.ModelProto") -> str:

@@ -15,13 +15,13 @@ own dicts. Ops the counter does not know are listed, never silently priced at ze
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:
     import onnx
@@ -97,7 +97,7 @@ class NodeRecord:
 
 
 @dataclass
-class OnnxComplexity:
+class OnnxComplexity(WorkTotals):
     """Totals of one ONNX graph plus a per-node breakdown (graph order).
 
     `params` counts the elements of the initializers feeding weight / bias inputs of MAC ops
@@ -117,27 +117,12 @@ class OnnxComplexity:
     outputs: dict[str, list[int]] = field(default_factory=dict)
     nodes: list[NodeRecord] = field(default_factory=list)
 
-    @property
-    def elementwise_total(self) -> int:
-        return sum(self.elementwise.values())
-
-    @property
-    def resampling_total(self) -> int:
-        return sum(self.resampling.values())
-
     def node(self, name: str) -> NodeRecord:
         """The record of the node called `name`."""
         for rec in self.nodes:
             if rec.name == name:
                 return rec
         raise KeyError(f"no node named {name!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        out = asdict(self)
-        out["elementwise_total"] = self.elementwise_total
-        out["resampling_total"] = self.resampling_total
-        return out
 
 
 # Loading and shapes -------------------------------------------------------------------------
@@ -204,7 +189,7 @@ class _Graph:
 
     def __init__(self, graph: "onnx.GraphProto") -> None:
         self.shapes = _value_shapes(graph)
-        self.initializers = {init.name: _numel(init.dims) for init in graph.initializer}
+        self.initializers = {init.name: numel(init.dims) for init in graph.initializer}
         self.constants: dict[str, int] = {}
         self.producers: dict[str, Any] = {}
         for node in graph.node:
@@ -213,7 +198,7 @@ class _Graph:
             if node.op_type == "Constant":
                 for attr in node.attribute:
                     if attr.name == "value":
-                        self.constants[node.output[0]] = _numel(attr.t.dims)
+                        self.constants[node.output[0]] = numel(attr.t.dims)
 
     def shape(self, tensor: str, node: Any, label: str) -> list[int]:
         shape = self.shapes.get(tensor)
@@ -243,12 +228,8 @@ class _Graph:
             prod = self.producers.get(prod.input[0])
         return prod
 
-    def source_numel(self, name: str) -> int:
+    def sourcenumel(self, name: str) -> int:
         return self.initializers.get(name, self.constants.get(name, 0))
-
-
-def _numel(shape: Any) -> int:
-    return int(math.prod(int(d) for d in shape))
 
 
 def _attr_int(node: Any, name: str, default: int) -> int:
@@ -266,11 +247,11 @@ def _node_macs(node: Any, label: str, g: _Graph) -> int:
     if op in _CONV_WEIGHT_INDEX:
         w = g.shape(node.input[_CONV_WEIGHT_INDEX[op]], node, label)
         out = g.shape(node.output[0], node, label)
-        return _numel(out) * _numel(w[1:])
+        return numel(out) * numel(w[1:])
     if op == "ConvTranspose":
         x = g.shape(node.input[0], node, label)
         w = g.shape(node.input[1], node, label)
-        return _numel(x) * _numel(w[1:])
+        return numel(x) * numel(w[1:])
     if op == "Gemm":
         a = g.shape(node.input[0], node, label)
         b = g.shape(node.input[1], node, label)
@@ -297,7 +278,7 @@ def _node_macs(node: Any, label: str, g: _Graph) -> int:
             batch = _broadcast(a[:-2], b[:-2])
         except ValueError as exc:
             raise InputError(f"node {label!r} ({op}): {exc}") from exc
-        return _numel(batch) * m * n * k
+        return numel(batch) * m * n * k
     raise AssertionError(op)
 
 
@@ -326,7 +307,7 @@ def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
         src = g.source(other)
         if src is not None:
             weight_sources.add(src)
-            return g.source_numel(src)
+            return g.sourcenumel(src)
     return 0
 
 
@@ -355,7 +336,7 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
                     src = g.source(node.input[i])
                     if src is not None:
                         weight_sources.add(src)
-                        rec.params += g.source_numel(src)
+                        rec.params += g.sourcenumel(src)
             result.macs += rec.macs
             result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         elif op in _ELEMENTWISE or op in _REDUCTIONS:
@@ -363,11 +344,11 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
             if op == "Add":  # a bias exported as MatMul/Conv + Add is still a parameter
                 rec.params = _bias_params(node, g, weight_sources)
             counted = node.input[0] if op in _REDUCTIONS else node.output[0]
-            rec.elements = _numel(g.shape(counted, node, label))
+            rec.elements = numel(g.shape(counted, node, label))
             result.elementwise[op] = result.elementwise.get(op, 0) + rec.elements
         elif op in _RESAMPLING:
             rec.kind = "resampling"
-            rec.elements = _numel(g.shape(node.output[0], node, label))
+            rec.elements = numel(g.shape(node.output[0], node, label))
             result.resampling[op] = result.resampling.get(op, 0) + rec.elements
         elif op in _QUANT:
             rec.kind = "quant"
@@ -380,7 +361,7 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
             rec.output_shape = g.shapes.get(node.output[0])
         result.nodes.append(rec)
 
-    result.params = sum(g.source_numel(s) for s in weight_sources)
+    result.params = sum(g.sourcenumel(s) for s in weight_sources)
     result.other_params = sum(n for name, n in g.initializers.items()
                               if name not in weight_sources)
     return result
@@ -390,11 +371,7 @@ def format_onnx_table(result: OnnxComplexity, kinds: tuple[str, ...] = ("mac",))
     """Plain-text per-node breakdown of the nodes whose kind is in `kinds`, then the totals."""
     rows = [[r.name, r.op_type, f"{r.params:,}", f"{r.macs:,}", f"{r.elements:,}",
              str(r.output_shape)] for r in result.nodes if r.kind in kinds]
-    header = ["node", "op", "params", "MACs", "elements", "output"]
-    widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = text_table(["node", "op", "params", "MACs", "elements", "output"], rows)
     lines.append(f"total: params {result.params:,} (+{result.other_params:,} other)  "
                  f"MACs {result.macs:,}")
     if result.elementwise:
