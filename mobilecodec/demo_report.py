@@ -149,7 +149,7 @@ def _demote(lines: list[str]) -> list[str]:
 
 def markdown(report: dict[str, Any], out: Path) -> str:
     """report.md: what was done, every table, where the artifacts are, timings per stage."""
-    from mobilecodec.quant.check import markdown as check_md
+    from mobilecodec.quant.check_report import markdown as check_md
     from mobilecodec.runtime.report import buffer_md, complexity_md, latency_md
 
     clip, rt, t = report["clip"], report["runtime"], report["timings"]

@@ -74,7 +74,8 @@ def test_compare_reports_bd_only_for_judgeable_curves():
 
 
 def test_frontier_only_when_asked_and_dropped_points_listed():
-    from mobilecodec.quant.check import bd_lines, compare
+    from mobilecodec.quant.check import compare
+    from mobilecodec.quant.check_report import bd_lines
 
     anchor = [(322.9, 31.66), (541.2, 34.05), (905.7, 36.42), (1520.3, 38.71)]
     # int8 damages its third point: more bits for less quality than its second point

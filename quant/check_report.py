@@ -1,0 +1,110 @@
+"""The int8 check's report: Markdown (`markdown`), the BD figures as Markdown or plain text
+(`bd_lines`), and the files of OUT (`write_report`: JSON, Markdown, RD results, plots). Rendering
+only: the numbers come from `mobilecodec.quant.check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mobilecodec.mdtable import fmt, md_table
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables."""
+    lines = ["# int8 vs float check", "", f"**{report['verdict']}**", ""]
+    for res in report["results"]:
+        lines += [f"## {res['source']}", "", "| model | label | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM-RGB |",
+                  "|---|---|---|---|---|---|"]
+        for kind in ("float", "int8"):
+            for p in res[kind]["points"]:
+                lines.append(f"| {kind} | {p['label']} | {p['bpp']:.5f} | {p['psnr_yuv']:.3f} | {p['psnr_rgb']:.3f} "
+                             f"| {p['ms_ssim_rgb']:.4f} |")
+        lines += ["", *bd_lines(res["comparison"], markdown_=True)]
+        for a, b in zip(res["float"]["points"], res["int8"]["points"]):
+            lines += ["", f"Per frame, {a['label']} (float) vs {b['label']} (int8):", "",
+                      "| frame | type | bits float | bits int8 | PSNR-YUV float | PSNR-YUV int8 | d PSNR-YUV |",
+                      "|---|---|---|---|---|---|---|"]
+            for fa, fb in zip(a["per_frame"], b["per_frame"]):
+                lines.append(f"| {fa['index']} | {fa['type']} | {fa['bits']} | {fb['bits']} | {fa['psnr_yuv']:.3f} "
+                             f"| {fb['psnr_yuv']:.3f} | {fb['psnr_yuv'] - fa['psnr_yuv']:+.4f} |")
+        lines.append("")
+    sens = report.get("sensitivity") or {}
+    if sens.get("rows"):
+        lines += [f"## Stage sensitivity ({sens['pair']}, {sens['frames']} frames)", "", sens["method"], "",
+                  f"float: PSNR-YUV {sens['float']['psnr_yuv']:.3f} dB, {sens['float']['bits']:.0f} bits; "
+                  f"all stages int8: PSNR-YUV {sens['int8']['psnr_yuv']:.3f} dB, {sens['int8']['bits']:.0f} bits", "",
+                  "| rank | stage int8 alone | d PSNR-YUV (dB) | d bits (%) |", "|---|---|---|---|"]
+        for i, r in enumerate(sens["rows"], 1):
+            lines.append(f"| {i} | {r['stage']} | {r['d_psnr_yuv']:+.4f} | {fmt(r['d_bits_pct'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
+    """The BD figures (or why there are none) per metric with the curves' spans, the dropped points,
+    and the per-point deltas (bpp %, dB) beside them: Markdown tables or plain text."""
+    rows = []
+    for m, j in cmp_["judge"].items():
+        spans = (f"{j['float_span_db']:.3f}", f"{j['int8_span_db']:.3f}",
+                 f"{j['overlap_db']:.3f} ({100 * j['overlap_fraction']:.0f} %)") if "float_span_db" in j else ("-",) * 3
+        if m in cmp_["bd_rate"]:
+            rows.append([m, *spans, f"{cmp_['bd_rate'][m]:+.3f}", f"{cmp_['bd_psnr'][m]:+.4f}"])
+        else:
+            rows.append([m, *spans, f"inconclusive: {cmp_['inconclusive'].get(m)}", "-"])
+    deltas = [[d["float"], d["int8"], "-" if d["d_bpp_pct"] is None else f"{d['d_bpp_pct']:+.2f}",
+               f"{d['d_psnr_yuv']:+.4f}", f"{d['d_psnr_rgb']:+.4f}"] for d in cmp_["point_deltas"]]
+    dropped = [f"{m}: BD over the RD frontier (--frontier); dominated points left out: "
+               + "; ".join(f"{k} {', '.join(v)}" for k, v in kinds.items())
+               for m, kinds in (cmp_.get("bd_dropped") or {}).items()]
+    bd_head = ["metric", "float span (dB)", "int8 span (dB)", "shared (dB)", "BD-rate int8 vs float (%)",
+               "BD-PSNR (dB)"]
+    d_head = ["float", "int8", "d bpp (%)", "d PSNR-YUV (dB)", "d PSNR-RGB (dB)"]
+    if markdown_:
+        return [*md_table(bd_head, rows), "", *(x + "\n" for x in dropped),
+                "Per RD point, int8 minus float:", "", *md_table(d_head, deltas)]
+    lines = [f"int8 - float, {a} -> {b}: bpp {c} %, PSNR-YUV {d} dB, PSNR-RGB {e} dB" for a, b, c, d, e in deltas]
+    for m, j in cmp_["judge"].items():
+        head = (f"{m}: float spans {j['float_span_db']:.3f} dB, int8 {j['int8_span_db']:.3f} dB, shared "
+                f"{j['overlap_db']:.3f} dB ({100 * j['overlap_fraction']:.0f} %): ") if "float_span_db" in j else f"{m}: "
+        lines.append(head + (f"BD-rate {cmp_['bd_rate'][m]:+.3f} %, BD-PSNR {cmp_['bd_psnr'][m]:+.4f} dB"
+                             if m in cmp_["bd_rate"] else f"inconclusive: {cmp_['inconclusive'].get(m)}"))
+    return lines + dropped
+
+
+def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) -> list[str]:
+    from mobilecodec.plots import per_frame_plot, rd_plot
+
+    paths = [rd_plot([float_res, int8_res], out / f"{stem}_rd.png", metric=["psnr_yuv", "psnr_rgb", "ms_ssim_rgb"],
+                     title=f"{stem}: float vs int8"),
+             per_frame_plot([float_res, int8_res], "psnr_yuv", out / f"{stem}_per_frame_psnr.png",
+                            title=f"{stem}: PSNR-YUV per frame"),
+             per_frame_plot([float_res, int8_res], "bits", out / f"{stem}_per_frame_bits.png",
+                            title=f"{stem}: bits per frame")]
+    drift = {"codec": "int8 - float", "points": [
+        {"label": d["int8"], "per_frame": frames} for d, frames in zip(cmp_["point_deltas"], cmp_["drift"])]}
+    paths.append(per_frame_plot([drift], "d_psnr_yuv", out / f"{stem}_drift_psnr.png",
+                                title=f"{stem}: PSNR-YUV int8 - float along the GOP (dB)"))
+    return [str(p) for p in paths]
+
+
+def write_report(out: Path, report: dict) -> list[str]:
+    """OUT/check_int8.json, check_int8.md, <stem>_float.json / <stem>_int8.json (RD results for
+    `mobilecodec bdrate`) and the PNG plots; returns the paths written."""
+    from mobilecodec.fsutil import atomic_path, write_json_atomic
+    from mobilecodec.rdresults import save_results
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    for k, res in enumerate(report["results"]):
+        stem = f"{k}_{Path(res['source']).stem}" if len(report["results"]) > 1 else Path(res["source"]).stem
+        for kind in ("float", "int8"):
+            p = out / f"{stem}_{kind}.json"
+            save_results(p, res[kind])
+            files.append(str(p))
+        files += _plots(out, stem, res["float"], res["int8"], res["comparison"])
+    md = out / "check_int8.md"
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text(markdown(report), encoding="utf-8")
+    files += [str(md), str(out / "check_int8.json")]
+    report["files"] = files
+    write_json_atomic(out / "check_int8.json", report)
+    return files
