@@ -9,6 +9,10 @@ Run folder layout:
     rank{r}_weights.txt   (distributed runs) each rank's weights hash at the end
 Randomness is a function of (seed, rank, step): the data sample and the quantization noise of
 step s are seeded from it, so a resumed run repeats an uninterrupted one exactly (on CPU).
+
+Longer than 400 lines on purpose, for now: running trainings import it, and the options, the run
+files and the loop change together; the seam for a split is the run folder (`save_run`,
+`read_state`, `_Logger`) versus the loop (`train`).
 """
 
 from __future__ import annotations
