@@ -5,7 +5,6 @@ rate the mobilenvc decoder needs at 1080p and 30 fps. `conv_rates` is reused by 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,11 @@ from _common import emit, parser
 def _ort_rate(path: Path, feeds: dict, macs: int, runs: int, threads: int | None) -> float:
     import onnxruntime as ort
 
+    from mobilecodec.runtime.profiler import timed_runs
     from mobilecodec.runtime.threads import session_options
 
     sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t0)
+    times = timed_runs(lambda: sess.run(None, feeds), runs, warmup=1)
     return macs / float(np.median(times)) / 1e9
 
 
@@ -37,6 +32,7 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
 
     from mobilecodec.export.qdq import quantize_graph
     from mobilecodec.runtime import count_onnx
+    from mobilecodec.runtime.profiler import timed_runs
 
     h, w = size
     c = channels
@@ -54,12 +50,7 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
         int8 = _ort_rate(qdq, feeds, macs, runs, threads)
         fp32 = _ort_rate(f32, feeds, macs, runs, threads)
     with torch.no_grad():
-        conv(x)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            conv(x)
-            times.append(time.perf_counter() - t0)
+        times = timed_runs(lambda: conv(x), runs, warmup=1)
     torch_fp32 = macs / float(np.median(times)) / 1e9
     return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads,
             "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32, "pytorch_float32_gmacs_per_s": torch_fp32,

@@ -8,7 +8,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -130,15 +130,20 @@ def graph_latency(engine: Any, runs: int, warmup: int) -> dict[str, dict[str, fl
     out = {}
     for name, sess in engine.run_sessions.items():
         feeds = engine.random_feeds(name)
-        for _ in range(warmup):
-            sess.run(None, feeds)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            sess.run(None, feeds)
-            times.append(time.perf_counter() - t0)
-        out[name] = _stats(times)
+        out[name] = _stats(timed_runs(lambda: sess.run(None, feeds), runs, warmup))
     return out
+
+
+def timed_runs(fn: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of `runs` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def profile_frames(height: int, width: int, count: int, clip: str = "carphone") -> list[Any]:

@@ -61,33 +61,30 @@ def storage_io_model(proto: Any) -> bool:
             if vi.name == old:
                 vi.name = new
 
-    outputs = {vo.name for vo in g.output}
-    for vi in g.input:
-        dt = STORAGE_DTYPES.get(vi.name.split(".", 1)[1]) if vi.name.startswith("buffer_in.") else None
-        if dt is None or vi.type.tensor_type.elem_type != TensorProto.FLOAT or vi.name in outputs:
-            continue
-        inner = f"{vi.name}/float"
-        rename(vi.name, inner)
-        vi.type.tensor_type.elem_type = elem[dt]
+    def retyped(values: Any, prefix: str, skip: set[str]) -> Any:
+        """(name, inner float name, storage dtype) of each float buffer value under `prefix`, now
+        typed at its storage dtype, the graph inside reading / writing the inner name."""
+        for v in values:
+            dt = STORAGE_DTYPES.get(v.name.split(".", 1)[1]) if v.name.startswith(prefix) else None
+            if dt is None or v.type.tensor_type.elem_type != TensorProto.FLOAT or v.name in skip:
+                continue
+            inner = f"{v.name}/float"
+            rename(v.name, inner)
+            v.type.tensor_type.elem_type = elem[dt]
+            yield v.name, inner, dt
+
+    inputs, outputs = {vi.name for vi in g.input}, {vo.name for vo in g.output}
+    for n, inner, dt in retyped(g.input, "buffer_in.", outputs):
         if dt == "float16":
-            pre.append(helper.make_node("Cast", [vi.name], [inner], to=TensorProto.FLOAT))
+            pre.append(helper.make_node("Cast", [n], [inner], to=TensorProto.FLOAT))
         else:
-            scale = const(f"{vi.name}/scale", INT_GRIDS[dt][0])
-            pre += [helper.make_node("Cast", [vi.name], [f"{vi.name}/cast"], to=TensorProto.FLOAT),
-                    helper.make_node("Div", [f"{vi.name}/cast", scale], [inner])]
-    inputs = {vi.name for vi in g.input}
-    for vo in g.output:
-        dt = STORAGE_DTYPES.get(vo.name.split(".", 1)[1]) if vo.name.startswith("buffer_out.") else None
-        if dt is None or vo.type.tensor_type.elem_type != TensorProto.FLOAT or vo.name in inputs:
-            continue
-        inner = f"{vo.name}/float"
-        rename(vo.name, inner)
-        vo.type.tensor_type.elem_type = elem[dt]
+            pre += [helper.make_node("Cast", [n], [f"{n}/cast"], to=TensorProto.FLOAT),
+                    helper.make_node("Div", [f"{n}/cast", const(f"{n}/scale", INT_GRIDS[dt][0])], [inner])]
+    for n, inner, dt in retyped(g.output, "buffer_out.", inputs):
         if dt == "float16":
-            post.append(helper.make_node("Cast", [inner], [vo.name], to=TensorProto.FLOAT16))
+            post.append(helper.make_node("Cast", [inner], [n], to=TensorProto.FLOAT16))
         else:
             s, lo, hi = INT_GRIDS[dt]
-            n = vo.name
             post += [helper.make_node("Mul", [inner, const(f"{n}/scale", s)], [f"{n}/scaled"]),
                      helper.make_node("Round", [f"{n}/scaled"], [f"{n}/rounded"]),
                      helper.make_node("Clip", [f"{n}/rounded", const(f"{n}/lo", lo), const(f"{n}/hi", hi)],

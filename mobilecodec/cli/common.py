@@ -11,24 +11,23 @@ from typing import Any
 
 def parse_hw(text: str) -> tuple[int, int]:
     """Parse 'HxW' (e.g. '1080x1920') into (height, width)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 1080x1920, got {text!r}")
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
+    return _size_pair(text, "HEIGHTxWIDTH such as 1080x1920")
 
 
 def parse_wh(text: str) -> tuple[int, int]:
     """Parse 'WxH' (the raw-video convention, e.g. '176x144') into (width, height)."""
+    return _size_pair(text, "WIDTHxHEIGHT such as 176x144")
+
+
+def _size_pair(text: str, expected: str) -> tuple[int, int]:
+    """Two positive integers written 'AxB', in that order."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        a, b = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 176x144, got {text!r}")
-    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    if a <= 0 or b <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
+    return a, b
 
 
 def positive_float(text: str) -> float:

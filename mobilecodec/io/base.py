@@ -1,12 +1,14 @@
-"""Common shape of every video reader: metadata attributes, lazy iteration, context manager."""
+"""Common shape of every video reader: metadata attributes, lazy iteration, context manager; and
+of the readers of uncompressed files (`FileVideoReader`)."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from mobilecodec.io.frame import YUVFrame
+from mobilecodec.errors import InputError
+from mobilecodec.io.frame import YUVFrame, frame_from_bytes
 
 
 class VideoReader:
@@ -51,6 +53,28 @@ class VideoReader:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, {self.width}x{self.height}, "
                 f"fps={self.fps:g}, frames={self.num_frames})")
+
+
+class FileVideoReader(VideoReader):
+    """A reader of uncompressed frames from an open file (.y4m, .yuv): one `read` of `frame_size`
+    bytes per frame."""
+
+    _file: BinaryIO
+    frame_size: int
+
+    def _frame_from(self, data: bytes, index: int) -> YUVFrame:
+        """Frame `index` from the bytes read for it; InputError when the file ended inside it."""
+        if len(data) != self.frame_size:
+            raise InputError(f"{self.path}: frame {index} is truncated: {len(data)} of "
+                             f"{self.frame_size} bytes")
+        return frame_from_bytes(data, self.width, self.height)
+
+    def tell(self) -> int:
+        """Byte offset in the file where the next frame (in a .y4m its FRAME header) would be read."""
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def limit_frames(total: int | None, max_frames: int | None) -> int | None:

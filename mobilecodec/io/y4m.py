@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from mobilecodec.errors import InputError
-from mobilecodec.io.base import VideoReader, limit_frames
-from mobilecodec.io.frame import (YUVFrame, check_size, fps_to_fraction, frame_from_bytes,
-                                  frame_nbytes)
+from mobilecodec.io.base import FileVideoReader, limit_frames
+from mobilecodec.io.frame import YUVFrame, check_size, fps_to_fraction, frame_nbytes
 
 MAGIC = b"YUV4MPEG2"
 FRAME_HEADER = b"FRAME\n"
@@ -74,7 +73,7 @@ def format_header(width: int, height: int, rate: Fraction) -> bytes:
             f"Ip A1:1 C420jpeg\n").encode("ascii")
 
 
-class Y4MReader(VideoReader):
+class Y4MReader(FileVideoReader):
     """Reads a .y4m file frame by frame with one `read` of a frame's size per frame."""
 
     def __init__(self, path: Path, fps: float | None = None, max_frames: int | None = None):
@@ -111,17 +110,6 @@ class Y4MReader(VideoReader):
             if not line.startswith(b"FRAME") or not line.endswith(b"\n"):
                 raise InputError(f"{self.path}: frame {index} does not start with a FRAME header "
                                  f"(corrupt or truncated file)")
-            data = f.read(self.frame_size)
-            if len(data) != self.frame_size:
-                raise InputError(f"{self.path}: frame {index} is truncated: {len(data)} of "
-                                 f"{self.frame_size} bytes")
-            yield frame_from_bytes(data, self.width, self.height)
+            yield self._frame_from(f.read(self.frame_size), index)
             index += 1
-
-    def tell(self) -> int:
-        """Byte offset in the file where the next frame header would be read."""
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
 

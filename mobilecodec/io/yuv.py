@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from mobilecodec.errors import InputError
-from mobilecodec.io.base import VideoReader, limit_frames
-from mobilecodec.io.frame import YUVFrame, check_size, fps_to_fraction, frame_from_bytes, frame_nbytes
+from mobilecodec.io.base import FileVideoReader, limit_frames
+from mobilecodec.io.frame import YUVFrame, check_size, fps_to_fraction, frame_nbytes
 
 DEFAULT_FPS = 30.0
 
 
-class RawYUVReader(VideoReader):
+class RawYUVReader(FileVideoReader):
     """Reads headerless yuv420p frames back to back, one `read` of a frame's size per frame."""
 
     def __init__(self, path: Path, size: tuple[int, int] | None, fps: float | None = None,
@@ -49,15 +49,5 @@ class RawYUVReader(VideoReader):
             data = f.read(self.frame_size)
             if not data:
                 return
-            if len(data) != self.frame_size:  # the file shrank after opening
-                raise InputError(f"{self.path}: frame {index} is truncated: {len(data)} of "
-                                 f"{self.frame_size} bytes")
-            yield frame_from_bytes(data, self.width, self.height)
+            yield self._frame_from(data, index)  # short only if the file shrank after opening
             index += 1
-
-    def tell(self) -> int:
-        """Byte offset in the file where the next frame would be read."""
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()

@@ -88,10 +88,12 @@ def _mean_difference(
     return (integrals[1] - integrals[0]) / (hi - lo)
 
 
-def _check_method(method: str) -> str:
+def _curves(rate_anchor: Sequence[float], dist_anchor: Sequence[float], rate_test: Sequence[float],
+            dist_test: Sequence[float], method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(log rate, quality) of the anchor, then of the test, after checking both and the method."""
     if method not in MIN_POINTS:
         raise InputError(f"bd: unknown method {method!r}; expected one of {sorted(MIN_POINTS)}")
-    return method
+    return (*_curve(rate_anchor, dist_anchor, "anchor", method), *_curve(rate_test, dist_test, "test", method))
 
 
 def bd_rate(
@@ -102,9 +104,7 @@ def bd_rate(
     method: str = "pchip",
 ) -> float:
     """Average rate difference of test vs anchor at equal quality, in percent (negative = test saves bits)."""
-    method = _check_method(method)
-    la, da = _curve(rate_anchor, dist_anchor, "anchor", method)
-    lt, dt = _curve(rate_test, dist_test, "test", method)
+    la, da, lt, dt = _curves(rate_anchor, dist_anchor, rate_test, dist_test, method)
     avg = _mean_difference(da, la, dt, lt, method, "quality")
     return float((10.0**avg - 1.0) * 100.0)
 
@@ -117,7 +117,5 @@ def bd_psnr(
     method: str = "pchip",
 ) -> float:
     """Average quality difference of test vs anchor at equal rate (dB for PSNR; positive = test better)."""
-    method = _check_method(method)
-    la, da = _curve(rate_anchor, dist_anchor, "anchor", method)
-    lt, dt = _curve(rate_test, dist_test, "test", method)
+    la, da, lt, dt = _curves(rate_anchor, dist_anchor, rate_test, dist_test, method)
     return float(_mean_difference(la, da, lt, dt, method, "log rate"))

@@ -6,6 +6,8 @@ HTP-supported ONNX op (Conv, ConvTranspose, Relu, Clip) with static shapes.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 
@@ -32,21 +34,21 @@ def down_stages(cin: int, channels: tuple[int, ...], extra: tuple[int, ...], ker
                 act: type[nn.Module] = nn.ReLU) -> tuple[list[nn.Module], int]:
     """Stride-2 convolutions (one per entry of `channels`), each followed by `extra[i]` 3x3
     convolutions at that resolution; activations after every layer. Returns (layers, cout)."""
-    layers: list[nn.Module] = []
-    for c, n in zip(channels, extra, strict=True):
-        layers += [conv(cin, c, kernel, stride=2), act()]
-        for _ in range(n):
-            layers += [conv(c, c, 3), act()]
-        cin = c
-    return layers, cin
+    return _stages(conv, cin, channels, extra, kernel, act)
 
 
 def up_stages(cin: int, channels: tuple[int, ...], extra: tuple[int, ...], kernel: int,
               act: type[nn.Module] = nn.ReLU) -> tuple[list[nn.Module], int]:
     """Stride-2 transposed convolutions, each followed by `extra[i]` 3x3 convolutions."""
+    return _stages(deconv, cin, channels, extra, kernel, act)
+
+
+def _stages(resample: Callable[..., nn.Module], cin: int, channels: tuple[int, ...], extra: tuple[int, ...],
+            kernel: int, act: type[nn.Module]) -> tuple[list[nn.Module], int]:
+    """Per entry of `channels`: `resample` (stride 2), then `extra[i]` 3x3 convolutions, each with an activation."""
     layers: list[nn.Module] = []
     for c, n in zip(channels, extra, strict=True):
-        layers += [deconv(cin, c, kernel, stride=2), act()]
+        layers += [resample(cin, c, kernel, stride=2), act()]
         for _ in range(n):
             layers += [conv(c, c, 3), act()]
         cin = c
