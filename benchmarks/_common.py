@@ -7,7 +7,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
@@ -34,10 +33,6 @@ def emit(result: dict, path: str | None) -> None:
 
 def median_time(fn, runs: int) -> float:
     """Median wall time of `fn()` over `runs` calls, after one untimed warm-up call."""
-    fn()
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    from mobilecodec.runtime.profiler import timed_runs
+
+    return statistics.median(timed_runs(fn, runs, warmup=1))

@@ -7,20 +7,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from _common import emit, parser
+from _common import emit, median_time, parser
 
 
 def _ort_rate(path: Path, feeds: dict, macs: int, runs: int, threads: int | None) -> float:
     import onnxruntime as ort
 
-    from mobilecodec.runtime.profiler import timed_runs
     from mobilecodec.runtime.threads import session_options
 
     sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    times = timed_runs(lambda: sess.run(None, feeds), runs, warmup=1)
-    return macs / float(np.median(times)) / 1e9
+    return macs / median_time(lambda: sess.run(None, feeds), runs) / 1e9
 
 
 def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
@@ -32,7 +28,6 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
 
     from mobilecodec.export.qdq import quantize_graph
     from mobilecodec.runtime import count_onnx
-    from mobilecodec.runtime.profiler import timed_runs
 
     h, w = size
     c = channels
@@ -50,8 +45,7 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
         int8 = _ort_rate(qdq, feeds, macs, runs, threads)
         fp32 = _ort_rate(f32, feeds, macs, runs, threads)
     with torch.no_grad():
-        times = timed_runs(lambda: conv(x), runs, warmup=1)
-    torch_fp32 = macs / float(np.median(times)) / 1e9
+        torch_fp32 = macs / median_time(lambda: conv(x), runs) / 1e9
     return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads,
             "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32, "pytorch_float32_gmacs_per_s": torch_fp32,
             "int8_over_float32": int8 / fp32, "int8_over_pytorch_float32": int8 / torch_fp32}
