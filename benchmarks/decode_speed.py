@@ -62,7 +62,7 @@ def prepare(workdir: Path, config: str, ptq_steps: int, presets: list[str], size
 
 
 class TimedTorchEngine:
-    """PyTorch float on the codec's own frame functions (`codec.engine.run_iframe/run_pframe`), with
+    """PyTorch float on the codec's own frame functions (`codec.frame_coding.run_iframe/run_pframe`), with
     the ONNX engine's step clock: forward hooks time each network stage, the warp is timed by
     wrapping the model's warp, entropy coding and the integer hyper-synthesis by the sources."""
 
@@ -85,24 +85,24 @@ class TimedTorchEngine:
         self.clock.current[name] = self.clock.current.get(name, 0.0) + dt
 
     def encoder_source(self, x: Any) -> Any:
-        from mobilecodec.codec.engine import EncoderSource
+        from mobilecodec.codec.frame_coding import EncoderSource
 
         return EncoderSource(self.model, x, clock=self.clock)
 
     def decoder_source(self, payload: bytes, h: int, w: int) -> Any:
-        from mobilecodec.codec.engine import DecoderSource
+        from mobilecodec.codec.frame_coding import DecoderSource
 
         return DecoderSource(self.model, payload, h, w, clock=self.clock)
 
     def run_iframe(self, src: Any) -> Any:
-        from mobilecodec.codec.engine import run_iframe
+        from mobilecodec.codec.frame_coding import run_iframe
 
         out = run_iframe(self.model, src)
         self.clock.end_frame()
         return out
 
     def run_pframe(self, buf: Any, src: Any) -> Any:
-        from mobilecodec.codec.engine import run_pframe
+        from mobilecodec.codec.frame_coding import run_pframe
 
         out = run_pframe(self.model, buf, src)
         self.clock.end_frame()

@@ -19,7 +19,7 @@ def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088
     import torch.nn.functional as F
 
     from mobilecodec.checkpoint import load_checkpoint
-    from mobilecodec.codec.engine import HyperpriorCoder
+    from mobilecodec.codec.frame_coding import HyperpriorCoder
     from mobilecodec.io import open_video, pad_frame, sample_clip
     from mobilecodec.models.yuv import frame_to_tensor
 

@@ -98,7 +98,7 @@ def main() -> None:
                                         "symbols": int(sym.size + z_int.size)}
 
     # encoder side: the erfc estimate that used to run on every latent, now only when read
-    from mobilecodec.codec.engine import HyperpriorCoder
+    from mobilecodec.codec.frame_coding import HyperpriorCoder
     coder = HyperpriorCoder(tm, "i")
     res["steps"]["encoder erfc estimate (now on demand)"] = {
         "old_s": median_time(lambda: coder._model_bits(sym, idx), args.runs), "new_s": 0.0}

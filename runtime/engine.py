@@ -1,7 +1,7 @@
 """The onnxruntime codec engine, its session layer: a package's graphs as onnxruntime sessions on
 the CPU EP or the QNN HTP EP, run through IOBindings with the buffer in preallocated storage-dtype
 slots, and a per-step clock for the profiler. The frame steps are the PyTorch path's own
-(`codec.engine.iframe_steps` / `pframe_steps` over `runtime.graph_networks.GraphNetworks`), with
+(`codec.frame_coding.iframe_steps` / `pframe_steps` over `runtime.graph_networks.GraphNetworks`), with
 warp, entropy coding, integer hyper-synthesis and buffer rounding on the host; the storage-dtype
 conversions live in `runtime.storage_io`.
 
@@ -203,7 +203,7 @@ class OnnxEngine:
     def decoder_source(self, payload: bytes, height: int, width: int) -> Any:
         """The PyTorch path's DecoderSource on the host model, with entropy decoding and the integer
         hyper-synthesis timed apart on this engine's clock."""
-        from mobilecodec.codec.engine import DecoderSource
+        from mobilecodec.codec.frame_coding import DecoderSource
 
         return DecoderSource(self.model, payload, height, width, clock=self.clock)
 
@@ -296,10 +296,10 @@ class OnnxEngine:
         return self.entry_float("frame", arr) if self.frame_out == "buffer_out.frame" else torch.from_numpy(arr.copy())
 
     def run_iframe(self, source: Any) -> tuple[Any, Any]:
-        """`mobilecodec.codec.engine.iframe_steps` on this engine's graphs: (decoded frame tensor, Buffer)."""
+        """`mobilecodec.codec.frame_coding.iframe_steps` on this engine's graphs: (decoded frame tensor, Buffer)."""
         import torch
 
-        from mobilecodec.codec.engine import iframe_steps
+        from mobilecodec.codec.frame_coding import iframe_steps
         from mobilecodec.runtime.graph_networks import GraphNetworks
 
         with torch.no_grad():
@@ -308,10 +308,10 @@ class OnnxEngine:
         return result
 
     def run_pframe(self, buf: Any, source: Any) -> tuple[Any, Any]:
-        """`mobilecodec.codec.engine.pframe_steps` on this engine's graphs: (decoded frame tensor, new Buffer)."""
+        """`mobilecodec.codec.frame_coding.pframe_steps` on this engine's graphs: (decoded frame tensor, new Buffer)."""
         import torch
 
-        from mobilecodec.codec.engine import pframe_steps
+        from mobilecodec.codec.frame_coding import pframe_steps
         from mobilecodec.runtime.graph_networks import GraphNetworks
 
         with torch.no_grad():
@@ -326,10 +326,10 @@ class OnnxEngine:
 
 class OnnxEncoderSource:
     """Encoder-side latents from the analysis and hyper-analysis graphs, coded on the host with
-    `engine.HyperpriorCoder.encode_latents` (the PyTorch path's coder)."""
+    `codec.frame_coding.HyperpriorCoder.encode_latents` (the PyTorch path's coder)."""
 
     def __init__(self, engine: OnnxEngine, x: Any) -> None:
-        from mobilecodec.codec.engine import RateStats
+        from mobilecodec.codec.frame_coding import RateStats
         from mobilecodec.entropy.coder import RangeEncoder
 
         self.engine, self.x = engine, to_numpy(x)
@@ -337,7 +337,7 @@ class OnnxEncoderSource:
         self.stats = RateStats()
 
     def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str) -> Any:
-        from mobilecodec.codec.engine import HyperpriorCoder
+        from mobilecodec.codec.frame_coding import HyperpriorCoder
 
         y = self.engine.run(graph, env)[lat]
         z = self.engine.run(f"{prefix}_hyper_analysis", {lat: y})["z"]

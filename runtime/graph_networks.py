@@ -1,7 +1,7 @@
 """`mobilecodec.codec.networks.Networks` on an `OnnxEngine`: the sub-networks of one frame as the
 package's graphs, the host steps (warp, prediction without a graph, buffer update) as the PyTorch
 path's own functions, each timed on the engine's clock. The step sequence is the PyTorch path's
-(`codec.engine.iframe_steps` / `pframe_steps`); only what runs each step lives here."""
+(`codec.frame_coding.iframe_steps` / `pframe_steps`); only what runs each step lives here."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
     whether the coded payloads are identical."""
     import torch
 
-    from mobilecodec.codec.engine import EncoderSource, run_iframe, run_pframe
+    from mobilecodec.codec.frame_coding import EncoderSource, run_iframe, run_pframe
 
     runner = runner or package_engine(package)
     if runner.recorder is None:
@@ -209,7 +209,7 @@ def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames:
     QuantizedVideoCodec), each encoding `frames` frames with its own buffer. Per frame: PSNR-YUV
     of each against the source, their difference, max |difference| of the reconstructions in
     8-bit levels, and whether the payloads are identical."""
-    from mobilecodec.codec.engine import EncoderSource, run_iframe, run_pframe
+    from mobilecodec.codec.frame_coding import EncoderSource, run_iframe, run_pframe
     from mobilecodec.metrics import psnr_yuv
 
     runner = package_engine(package)
@@ -246,7 +246,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     reconstruction (dB), the PSNR difference between the two decodes of the same stream and frame
     hashes. `max_psnr_diff_db` compares two different streams (each backend encodes its own), so
     encoder decisions weigh in; `<coder>_stream_on_<decoder>.max_psnr_diff_db` is the decoder parity."""
-    from mobilecodec.codec.engine import DecoderSource
+    from mobilecodec.codec.frame_coding import DecoderSource
     from mobilecodec.metrics import psnr_yuv
 
     runners = {"cpu": package_engine(package), "htp": package_engine(package, soc, ep="qnn")}
@@ -300,7 +300,7 @@ def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int
     (float summation order differs between libraries and CPUs): the PyTorch decode drifts from
     the onnxruntime one; per frame we report the PSNR-YUV between the two decodes (the drift curve)
     and each decode's PSNR-YUV against the source."""
-    from mobilecodec.codec.engine import DecoderSource, run_iframe, run_pframe
+    from mobilecodec.codec.frame_coding import DecoderSource, run_iframe, run_pframe
     from mobilecodec.metrics import psnr_yuv
 
     runner = package_engine(package)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilecodec.codec.engine import HyperpriorCoder, RateStats
+from mobilecodec.codec.frame_coding import HyperpriorCoder, RateStats
 from mobilecodec.entropy.coder import RangeEncoder
 from mobilecodec.entropy.int_kernels import IntConvKernel, _axis_phases
 from mobilecodec.io import open_video, pad_frame
@@ -106,7 +106,7 @@ def shipped_latents(carphone):
     with torch.no_grad():
         x_hat, feat = model.i_synthesis(z_of("i", model.i_analysis(xs[0])))
         buf = model.initial_buffer(x_hat, feat)
-        for x in xs[1:]:  # the P-step of engine.run_pframe, keeping the hyper-latents
+        for x in xs[1:]:  # the P-step of frame_coding.run_pframe, keeping the hyper-latents
             flow_pred = model.motion_predictor(model.motion_state(buf))
             m_hat = z_of("m", model.m_analysis(x, model.motion_reference(buf), flow_pred))
             flow, motion_feat = model.m_synthesis(m_hat, flow_pred)

@@ -23,7 +23,7 @@ def _reference_warp_frame(ref, flow, cfg):
 def decoded(carphone):
     """(stored frame, decoded flow) pairs of carphone P-frames through the shipped checkpoint."""
     from mobilecodec.checkpoint import load_checkpoint
-    from mobilecodec.codec.engine import HyperpriorCoder, RateStats
+    from mobilecodec.codec.frame_coding import HyperpriorCoder, RateStats
     from mobilecodec.entropy.coder import RangeEncoder
 
     model, _ = load_checkpoint("tiny_b0.0064")

@@ -1,4 +1,4 @@
-"""The sub-networks the frame step sequences (`codec.engine.iframe_steps` / `pframe_steps`) call,
+"""The sub-networks the frame step sequences (`codec.frame_coding.iframe_steps` / `pframe_steps`) call,
 as one interface per backend: `TorchNetworks` runs the VideoCodec's own modules; the onnxruntime
 backend runs the package's graphs (`mobilecodec.runtime.graph_networks`). The sequence itself is
 written once, so the backends cannot drift apart."""

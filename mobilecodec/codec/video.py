@@ -10,7 +10,7 @@ import torch
 
 from mobilecodec.bitstream.format import (RECORD_OVERHEAD, FrameType, StreamHeader, StreamReader,
                                           StreamWriter, frame_hash)
-from mobilecodec.codec.engine import DecoderSource, EncoderSource, run_iframe, run_pframe
+from mobilecodec.codec.frame_coding import DecoderSource, EncoderSource, run_iframe, run_pframe
 from mobilecodec.errors import BitstreamError, InputError
 from mobilecodec.io import VideoWriter, crop_frame, open_video, pad_frame, padded_size
 from mobilecodec.models.codec import VideoCodec
