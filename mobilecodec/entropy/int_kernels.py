@@ -153,6 +153,9 @@ class IntConvKernel:
         so = ort.SessionOptions()
         so.intra_op_num_threads = _THREADS
         so.inter_op_num_threads = 1
+        # no spinning: each layer has its own session and thread pool, and a pool spinning after
+        # its layer steals the core the next layer's pool needs (2 threads ran slower than 1)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         so.log_severity_level = 3
         sess = ort.InferenceSession(model.SerializeToString(), so,
