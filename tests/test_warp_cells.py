@@ -120,3 +120,16 @@ def test_autograd_path_keeps_gradients():
     assert flow.grad is not None and torch.isfinite(flow.grad).all() and flow.grad.abs().sum() > 0
     with torch.no_grad():
         assert torch.equal(block_warp(x, flow, 8, 4), out.detach())
+
+
+def test_large_frame_warps_chroma_on_a_second_thread_bit_identical():
+    """From 256x256 luma samples warp_frame warps chroma on a worker thread: same result."""
+    from mobilecodec.models import warp as warp_mod
+
+    cfg = WarpConfig(mode="block_overlap", block_size=8, overlap=4)
+    g = torch.Generator().manual_seed(3)
+    frame = torch.round(torch.rand(1, 6, 256, 320, generator=g) * 255) / 255  # 512x640 luma
+    flow = torch.round((torch.rand(1, 2, 64, 80, generator=g) * 24 - 12) * 256) / 256
+    assert 512 * 640 >= warp_mod._PARALLEL_MIN
+    with torch.no_grad():
+        assert torch.equal(warp_frame(frame, flow, cfg), _reference_warp_frame(frame, flow, cfg))

@@ -21,6 +21,8 @@ from mobilecodec.errors import InputError
 from mobilecodec.models import warp_cells
 
 if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
 __all__ = [
@@ -252,13 +254,31 @@ def warp_frame(ref: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> t
     """
     from mobilecodec.models.yuv import pack_yuv, unpack_yuv
 
+    import torch
+
     if cfg.mode == "none":
         return ref
     y, uv = unpack_yuv(ref)
     b, o = cfg.block_size, cfg.overlap
-    y_w = _warp(y, flow_luma, b, o, cfg.mode)
-    uv_w = _warp(uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
+    if torch.is_grad_enabled() or y.numel() < _PARALLEL_MIN:
+        y_w = _warp(y, flow_luma, b, o, cfg.mode)
+        uv_w = _warp(uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
+    else:  # inference: chroma on a second thread while luma warps here (same ops, same results)
+        uv_job = _chroma_worker().submit(_warp, uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
+        y_w = _warp(y, flow_luma, b, o, cfg.mode)
+        uv_w = uv_job.result()
     return pack_yuv(y_w, uv_w)
+
+
+#: luma samples from which warp_frame warps chroma on a second thread (below, thread hand-off costs more)
+_PARALLEL_MIN = 256 * 256
+
+
+@functools.lru_cache(maxsize=1)
+def _chroma_worker() -> "ThreadPoolExecutor":
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(1, thread_name_prefix="mobilecodec-warp")
 
 
 def warp_features(feat: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> torch.Tensor:
