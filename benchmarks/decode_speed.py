@@ -7,7 +7,8 @@ hyper-synthesis kernels); sessions are warm (the I-frame and `--warmup` P-frames
 timing); the int8 graphs are real aimet graphs (`mobilecodec ptq` + `mobilecodec export --int8`,
 W8A8 and the W8A16-receiver preset), cached in `--workdir` so reruns skip them. Per side and
 frame type: median and spread of the frame time and of each step (networks, integer
-hyper-synthesis, warp, entropy coding, glue = the rest of the frame), the network GMAC/s and its
+hyper-synthesis, warp, entropy coding, glue = the rest of the frame), the host share
+(1 - median network time / median frame time), the network GMAC/s and its
 fraction of the int8 conv roofline, and int8 fps / PyTorch fps against the ideal int8/fp32 ratio
 (onnxruntime int8 conv GMAC/s over PyTorch fp32 conv GMAC/s). Weights are random (mobilenvc has
 no trained checkpoint); speed does not depend on them.
@@ -246,14 +247,14 @@ def _print(name: str, out: dict, roof: dict, ideal: float) -> None:
     for kind in ("decode", "encode"):
         print(f"P-frame {kind}: median ms [min-max]")
         print(f"  {'side':28s} " + " ".join(f"{s:>18s}" for s in (*STEPS, "frame")) +
-              f" {'fps':>6s} {'net GMAC/s':>10s} {'of roof':>7s} {'vs PyT':>6s} {'of ideal':>8s}")
+              f" {'host':>5s} {'fps':>6s} {'net GMAC/s':>10s} {'of roof':>7s} {'vs PyT':>6s} {'of ideal':>8s}")
         for label, side in out["sides"].items():
             r = side[kind]["P"]
             cells = " ".join(f"{r['steps'][s]['median_ms']:7.1f} [{r['steps'][s]['min_ms']:4.0f}-"
                              f"{r['steps'][s]['max_ms']:4.0f}]" for s in (*STEPS, "frame"))
             extra = (f" {r['fps_over_pytorch']:6.2f} {r['fps_over_pytorch_vs_ideal']:8.2f}"
                      if "fps_over_pytorch" in r else "")
-            print(f"  {label:28s} {cells} {r['fps']:6.2f} {r['network_gmacs_per_s']:10.1f} "
+            print(f"  {label:28s} {cells} {r['host_share']:5.0%} {r['fps']:6.2f} {r['network_gmacs_per_s']:10.1f} "
                   f"{r['fraction_of_int8_roofline']:7.2f}{extra}")
 
 
