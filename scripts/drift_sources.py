@@ -1,0 +1,127 @@
+"""Which recursion carries the int8 cross-backend drift (issue #12).
+
+One stream is encoded by an int8 package on onnxruntime CPU and decoded twice: by onnxruntime and
+by the aimet simulation (PyTorch). The simulation decodes it three ways: free-running; with the
+decoded flow replaced every frame by the onnxruntime decode's; with the buffered frame replaced.
+Printed per frame: PSNR-YUV between the simulation's and onnxruntime's decodes (inf = identical).
+
+    python scripts/drift_sources.py --workdir out/drift_sources [--preset w8a8] [--json r.json]
+
+The PTQ (4 steps on carphone, as tests/test_parity_gop.py) and the export are cached in --workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CHECKPOINT = "tiny_b0.0064"
+MODES = ("free", "flow", "frame")
+
+
+def prepare(workdir: Path, preset: str) -> tuple[Path, Path]:
+    """(PTQ folder, int8 package) of CHECKPOINT, made once."""
+    from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
+    from mobilecodec.cli import main
+    from mobilecodec.io.samples import sample_clip
+    from mobilecodec.quant.calibrate import load_gops
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model, save_quantized
+
+    q, pkg = workdir / f"ptq_{preset}", workdir / f"pkg_{preset}"
+    if not (pkg / "manifest.json").is_file():
+        model, _ = load_checkpoint(CHECKPOINT)
+        gops = load_gops([sample_clip("carphone")], 3, (128, 128), 8, seed=0)
+        cfg = QuantConfig(w8a16=("receiver",)) if preset == "w8a16rx" else QuantConfig()
+        qmodel = quantize_model(model, cfg, gops, steps=4, batch=2, progress=False)
+        save_quantized(q, qmodel, checkpoint=resolve_checkpoint(CHECKPOINT),
+                       summary={"float_weights_hash": model.weights_hash().hex()})
+        if main(["export", "--checkpoint", CHECKPOINT, "--size", "192x192", "-o", str(pkg), "--int8", str(q)]):
+            sys.exit("export failed")
+    return q, pkg
+
+
+def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
+    """PSNR-YUV per frame between the simulation's decode (each mode) and onnxruntime's."""
+    import numpy as np
+    import torch
+
+    from mobilecodec.codec.frame_coding import DecoderSource, iframe_steps, pframe_steps
+    from mobilecodec.codec.networks import TorchNetworks
+    from mobilecodec.io.samples import sample_clip
+    from mobilecodec.metrics import psnr_yuv
+    from mobilecodec.models.buffer import Buffer
+    from mobilecodec.quant.ptq import load_quantized
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.parity import _frame, read_frames
+
+    engine = OnnxEngine(pkg)
+    h, w = engine.padded_size
+    size = tuple(engine.manifest["original_size"])
+    payloads, buf = [], None
+    for k, x in enumerate(read_frames(sample_clip("carphone"), frames, h, w)):
+        src = engine.encoder_source(x)
+        _, buf = engine.run_iframe(src) if k == 0 else engine.run_pframe(buf, src)
+        payloads.append(src.payload())
+    ref_frames, ref_bufs, buf = [], [], None
+    for k, p in enumerate(payloads):
+        src = engine.decoder_source(p, h, w)
+        out, buf = engine.run_iframe(src) if k == 0 else engine.run_pframe(buf, src)
+        src.finish()
+        ref_frames.append(_frame(out, size))
+        ref_bufs.append({n: torch.as_tensor(np.asarray(buf[n])).clone() for n in buf.names()})
+    qmodel = load_quantized(q)
+
+    class Forced(TorchNetworks):
+        """The simulation's sub-networks, with one buffer entry taken from the onnxruntime decode."""
+
+        def __init__(self, mode: str) -> None:
+            super().__init__(qmodel)
+            self.mode, self.k = mode, 0
+
+        def synthesize_motion(self, m_hat, flow_pred):
+            flow, feat = super().synthesize_motion(m_hat, flow_pred)
+            return (ref_bufs[self.k]["flow"].to(flow.dtype) if self.mode == "flow" else flow), feat
+
+        def warp(self, buf, flow):
+            if self.mode == "frame":
+                buf = Buffer({**buf.tensors, "frame": ref_bufs[self.k - 1]["frame"].to(buf["frame"].dtype)})
+            return super().warp(buf, flow)
+
+    curves = {}
+    for mode in MODES:
+        nets, buf, curve = Forced(mode), None, []
+        with torch.no_grad():
+            for k, p in enumerate(payloads):
+                nets.k = k
+                src = DecoderSource(qmodel, p, h, w)
+                out, buf = iframe_steps(nets, src) if k == 0 else pframe_steps(nets, buf, src)
+                src.finish()
+                curve.append(psnr_yuv(_frame(out, size), ref_frames[k])["yuv"])
+        curves[mode] = curve
+    return curves
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="out/drift_sources", help="cache of the PTQ and the package")
+    ap.add_argument("--preset", choices=("w8a16rx", "w8a8"), default="w8a16rx")
+    ap.add_argument("--frames", type=int, default=32, help="frames = one intra period (default 32)")
+    ap.add_argument("--json", default=None, help="write the curves as JSON")
+    args = ap.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    curves = run(*prepare(workdir, args.preset), args.frames)
+    for mode, curve in curves.items():
+        print(f"{mode:5s} " + " ".join(f"{v:.1f}" for v in curve))
+    if args.json:
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(json.dumps({"preset": args.preset, "checkpoint": CHECKPOINT, "psnr_yuv_db": curves},
+                                  allow_nan=True, indent=1))
+        tmp.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
