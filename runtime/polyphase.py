@@ -118,6 +118,9 @@ def polyphase_conv_transpose(proto: Any) -> int:
         if nxt is None or nxt.op_type != "QuantizeLinear":
             continue
         q = nxt
+        scale = inits.get(q.input[1])
+        if scale is None or numpy_helper.to_array(scale).size != 1:
+            continue  # a per-channel output quantizer would need its own phase layout
         zp = inits.get(q.input[2]) if len(q.input) > 2 else None
         if zp is not None and zp.data_type not in (TensorProto.UINT8, TensorProto.INT8):
             continue  # 16-bit codes: no integer conv kernel and no uint16 DepthToSpace (measured no faster in float)
