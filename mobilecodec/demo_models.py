@@ -1,5 +1,5 @@
 """The float models of `mobilecodec demo`: which shipped `tiny` checkpoints it runs (the main one and
-a second RD point for the int8 check), or clearly labelled random-init ones when none is shipped."""
+a second RD point for the int8 check)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,14 @@ from typing import Any
 
 from mobilecodec.errors import InputError
 
-RANDOM_LABEL = "tiny_random_init"
-
-
 @dataclass
 class FloatPoint:
-    """One float model of the demo: where it comes from and whether it is trained."""
+    """One float model of the demo and where it comes from."""
 
     label: str
     path: Path
     model: Any = field(repr=False)
     beta: float | None
-    trained: bool
 
 
 def shipped_tiny() -> list[tuple[float, str, Path]]:
@@ -40,7 +36,7 @@ def shipped_tiny() -> list[tuple[float, str, Path]]:
 def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Path]]:
     """(name, path) of the float checkpoints: the main one first (default: the middle beta of the
     shipped `tiny` ones), then the shipped one farthest from it in beta for the second RD point (the
-    int8 check only judges curves spanning >= 1 dB). Empty: none shipped."""
+    int8 check only judges curves spanning >= 1 dB)."""
     from mobilecodec.checkpoint import resolve_checkpoint
 
     shipped = shipped_tiny()
@@ -55,7 +51,10 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
             return [main]
         return [main, *[(shipped[j][1], shipped[j][2]) for j in _farthest(idx, len(shipped))][:pairs - 1]]
     if not shipped:
-        return []
+        from mobilecodec.errors import CheckpointError
+
+        raise CheckpointError("no shipped tiny checkpoint found (mobilecodec/checkpoints/tiny_b*.pt): the "
+                              "installation is incomplete; reinstall, or pass --checkpoint FILE")
     mid = len(shipped) // 2
     chosen = [mid] + _farthest(mid, len(shipped))[:pairs - 1]
     return [(shipped[j][1], shipped[j][2]) for j in chosen]
@@ -66,46 +65,15 @@ def _farthest(idx: int, n: int) -> list[int]:
     return sorted((j for j in range(n) if j != idx), key=lambda j: (-abs(j - idx), j))
 
 
-def random_tiny(variant: str = "low"):
-    """A random-init `tiny` (seed 0) that codes: I-frame output bias at mid-grey so reconstructions
-    are not black; the 'high' variant scales the analyses' latents by 16 (more bits, another RD
-    point). NOT a trained codec: for running the pipeline before trained checkpoints exist."""
-    import torch
-
-    from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import get_config
-
-    scale, bias = {"low": (1.0, 0.5), "high": (16.0, 0.45)}[variant]
-    torch.manual_seed(0)
-    model = VideoCodec(get_config("tiny"))
-    with torch.no_grad():
-        model.i_synthesis.out.bias[:6] += bias
-        for stage in ("i_analysis", "m_analysis", "r_analysis"):
-            getattr(model, stage).out.weight *= scale
-            getattr(model, stage).out.bias *= scale
-    model.update()
-    return model
-
-
 def load_points(opts: Any, out: Path) -> list[FloatPoint]:
-    """The float models: shipped checkpoints, or (none shipped) clearly labelled random-init ones
-    saved into OUT/checkpoints/."""
-    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
+    """The float models of the demo, loaded from the chosen checkpoints."""
+    from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.errors import CheckpointError
 
-    chosen = choose_checkpoints(opts.checkpoint, opts.pairs)
     points = []
-    for name, path in chosen:
+    for name, path in choose_checkpoints(opts.checkpoint, opts.pairs):
         model, obj = load_checkpoint(path)
         if not model.ready_for_coding:
             raise CheckpointError(f"checkpoint {path} has no entropy-coding tables (saved before model.update())")
-        points.append(FloatPoint(name, Path(path), model, obj.get("beta"), trained=True))
-    if points:
-        return points
-    for variant in ("low", "high")[:opts.pairs]:
-        model = random_tiny(variant)
-        label = f"{RANDOM_LABEL}_{variant}" if opts.pairs > 1 else RANDOM_LABEL
-        path = save_checkpoint(out / "checkpoints" / f"{label}.pt", model,
-                               meta={"random_init": True, "note": "untrained; demo fallback"})
-        points.append(FloatPoint(label, path, model, None, trained=False))
+        points.append(FloatPoint(name, Path(path), model, obj.get("beta")))
     return points

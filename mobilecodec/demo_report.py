@@ -156,15 +156,10 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     ck = report["checkpoints"]
     chk = report["check_int8"]
     L: list[str] = ["# mobilecodec demo report", ""]
-    if report["random_init"]:
-        L += ["> **RANDOM-INIT MODEL.** No trained `tiny` checkpoint is shipped yet "
-              "(`mobilecodec/checkpoints/tiny_b*.pt`), so this run used a randomly initialised `tiny` codec "
-              f"({', '.join(c['label'] for c in ck)}). The numbers prove that every step runs and that the "
-              "steps agree with each other; they say nothing about compression quality.", ""]
     L += [f"Clip **{clip['name']}** ({clip['width']}x{clip['height']}, padded to {clip['padded_size'][0]}x"
           f"{clip['padded_size'][1]}), first {clip['frames']} frames, intra period {clip['intra_period']}. "
-          f"Main checkpoint: `{ck[0]['label']}` (config {ck[0]['config']}, beta {fmt(ck[0]['beta'], 4)}"
-          f"{'' if ck[0]['trained'] else ', untrained'}). Total time {t['total_s']:.1f} s.", ""]
+          f"Main checkpoint: `{ck[0]['label']}` (config {ck[0]['config']}, beta {fmt(ck[0]['beta'], 4)}). "
+          f"Total time {t['total_s']:.1f} s.", ""]
     p = rt["point"]
     L += ["## Summary", "",
           f"- int8 package on onnxruntime CPU: **{p['bpp']:.4f} bpp, PSNR-YUV {p['psnr_yuv']:.2f} dB**, "
@@ -186,8 +181,8 @@ def markdown(report: dict[str, Any], out: Path) -> str:
         [i + 1, s, t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
         f"| | total | {t['total_s']:.1f} |", "",
         "Stage 8 (plots, this file) is timed on the console only: it runs while this file is written.", ""]
-    L += ["## 1. Checkpoints", "", *md_table(["label", "trained", "beta", "config", "weights hash", "file"],
-                                           [[c["label"], c["trained"], fmt(c["beta"], 4), c["config"],
+    L += ["## 1. Checkpoints", "", *md_table(["label", "beta", "config", "weights hash", "file"],
+                                           [[c["label"], fmt(c["beta"], 4), c["config"],
                                              c["weights_hash"][:16], _rel(out, c["path"])] for c in ck]), ""]
     L += ["## 2. int8 PTQ (aimet QuantSim, htp_v73 config, receiver stages at 16-bit activations)", "",
           *md_table(["model", "steps x batch x GOP", "crop", "stages", "float PSNR-YUV", "int8 PSNR-YUV",
@@ -275,8 +270,6 @@ def markdown(report: dict[str, Any], out: Path) -> str:
           "- `baselines/`: x264 / x265 sweeps of the same frames (RD JSONs, .mp4 files, plots)",
           "- `frames/`: source | decoded PNGs of the first I-frame and the last P-frame of the intra period",
           "- `rd.png`, `per_frame_psnr.png`, `per_frame_bits.png`, `report.json`", ""]
-    if report["random_init"]:
-        L += ["Rerun `mobilecodec demo` once trained checkpoints are shipped to get real numbers.", ""]
     return "\n".join(L) + "\n"
 
 

@@ -110,7 +110,7 @@ def _quantize(model, f, tmp: Path, carphone) -> Path:
 def pairs(tmp_path_factory, carphone) -> tuple[list[Path], list[Path]]:
     """Judgeable: [random-init tiny (low rate, ~16 dB), lowest-beta shipped tiny (~24 dB)]."""
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
-    from mobilecodec.demo_models import random_tiny
+    from models_for_tests import random_tiny
 
     tmp = tmp_path_factory.mktemp("check")
     shipped = _shipped_tiny()

@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory) -> Path:
     """tiny, random weights (seed 0), I-frame synthesis biased to mid-grey so reconstructions are
     not clamped to black (quantization errors stay visible)."""
     from mobilecodec.checkpoint import save_checkpoint
-    from mobilecodec.demo_models import random_tiny
+    from models_for_tests import random_tiny
 
     model = random_tiny("low")  # seed 0, I-frame output bias +0.5
     return save_checkpoint(tmp_path_factory.mktemp("i8ckpt") / "tiny_midgrey.pt", model)

@@ -22,7 +22,7 @@ def midgrey_checkpoint(tmp_path_factory) -> Path:
     reconstructions sit inside [0, 1] instead of clamping to black (a float model whose int8
     error is visible)."""
     from mobilecodec.checkpoint import save_checkpoint
-    from mobilecodec.demo_models import random_tiny
+    from models_for_tests import random_tiny
 
     model = random_tiny("low")  # seed 0, I-frame output bias +0.5
     return save_checkpoint(tmp_path_factory.mktemp("qckpt") / "tiny_midgrey.pt", model)

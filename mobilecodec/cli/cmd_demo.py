@@ -18,8 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=32, help="code the first N frames of the clip (default 32)")
     p.add_argument("--clip", default="carphone", help="sample clip name or video file (default carphone)")
     p.add_argument("--checkpoint", default=None,
-                   help="float checkpoint (shipped name or file); default: the middle-beta shipped tiny checkpoint "
-                        "(a random-init tiny model, clearly labelled, when none is shipped)")
+                   help="float checkpoint (shipped name or file); default: the middle-beta shipped tiny checkpoint")
     p.add_argument("--json", metavar="PATH", help="also write report.json here ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the stage lines and progress bars")
     adv = p.add_argument_group("advanced (budgets of the steps)")
@@ -67,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     p = report["runtime"]["point"]
     print(f"{args.output}: {report['clip']['frames']} frames of {report['clip']['name']} on "
           f"{report['runtime']['backend']}: {p['bpp']:.4f} bpp, PSNR-YUV {p['psnr_yuv']:.2f} dB; "
-          f"int8 check: {report['check_int8']['verdict']}; {report['timings']['total_s']:.0f} s"
-          + (" [RANDOM-INIT model: no trained checkpoint shipped]" if report["random_init"] else ""))
+          f"int8 check: {report['check_int8']['verdict']}; {report['timings']['total_s']:.0f} s")
     from pathlib import Path
 
     from mobilecodec.demo_report import npu_summary
