@@ -85,15 +85,15 @@ class TimedTorchEngine:
     def _add(self, name: str, dt: float) -> None:
         self.clock.current[name] = self.clock.current.get(name, 0.0) + dt
 
-    def encoder_source(self, x: Any) -> Any:
-        from mobilecodec.codec.frame_coding import EncoderSource
+    def latent_encoder(self, x: Any) -> Any:
+        from mobilecodec.codec.frame_coding import LatentEncoder
 
-        return EncoderSource(self.model, x, clock=self.clock)
+        return LatentEncoder(self.model, x, clock=self.clock)
 
-    def decoder_source(self, payload: bytes, h: int, w: int) -> Any:
-        from mobilecodec.codec.frame_coding import DecoderSource
+    def latent_decoder(self, payload: bytes, h: int, w: int) -> Any:
+        from mobilecodec.codec.frame_coding import LatentDecoder
 
-        return DecoderSource(self.model, payload, h, w, clock=self.clock)
+        return LatentDecoder(self.model, payload, h, w, clock=self.clock)
 
     def run_iframe(self, src: Any) -> Any:
         from mobilecodec.codec.frame_coding import run_iframe
@@ -137,9 +137,9 @@ def run_side(engine: Any, xs: list, payloads: list[bytes], h: int, w: int, warmu
             engine.clock.current = {}
             t0 = time.perf_counter()
             if kind == "decode":
-                src = engine.decoder_source(payloads[k], h, w)
+                src = engine.latent_decoder(payloads[k], h, w)
             else:
-                src = engine.encoder_source(xs[k])
+                src = engine.latent_encoder(xs[k])
             _, buf = engine.run_iframe(src) if buf is None else engine.run_pframe(buf, src)
             if kind == "decode":
                 src.finish()
@@ -210,7 +210,7 @@ def main() -> None:
         payloads, buf = [], None  # the stream both sides decode: PyTorch float's
         with torch.no_grad():
             for k, x in enumerate(xs):
-                src = torch_engine.encoder_source(x)
+                src = torch_engine.latent_encoder(x)
                 _, buf = torch_engine.run_iframe(src) if k == 0 else torch_engine.run_pframe(buf, src)
                 payloads.append(src.payload())
         first = prep["packages"][(presets[0], name)]

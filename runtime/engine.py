@@ -6,7 +6,7 @@ warp, entropy coding, integer hyper-synthesis and buffer rounding on the host; t
 conversions live in `runtime.storage_io`.
 
 `OnnxEngine` has the "engine" interface of `mobilecodec.codec.video` (`model`, `run_iframe`,
-`run_pframe`, `encoder_source`, `decoder_source`, `check_padded_size`), so whole-file encode and
+`run_pframe`, `latent_encoder`, `latent_decoder`, `check_padded_size`), so whole-file encode and
 decode are the PyTorch path's own functions, and streams are interchangeable between backends.
 """
 
@@ -197,15 +197,15 @@ class OnnxEngine:
             raise InputError(f"the video pads to {height}x{width} but package {self.package} was exported for "
                              f"{ph}x{pw}; export a package at that size (mobilecodec export --size {height}x{width})")
 
-    def encoder_source(self, x: Any) -> "OnnxEncoderSource":
-        return OnnxEncoderSource(self, x)
+    def latent_encoder(self, x: Any) -> "OnnxLatentEncoder":
+        return OnnxLatentEncoder(self, x)
 
-    def decoder_source(self, payload: bytes, height: int, width: int) -> Any:
-        """The PyTorch path's DecoderSource on the host model, with entropy decoding and the integer
+    def latent_decoder(self, payload: bytes, height: int, width: int) -> Any:
+        """The PyTorch path's LatentDecoder on the host model, with entropy decoding and the integer
         hyper-synthesis timed apart on this engine's clock."""
-        from mobilecodec.codec.frame_coding import DecoderSource
+        from mobilecodec.codec.frame_coding import LatentDecoder
 
-        return DecoderSource(self.model, payload, height, width, clock=self.clock)
+        return LatentDecoder(self.model, payload, height, width, clock=self.clock)
 
     @property
     def run_sessions(self) -> dict[str, Any]:
@@ -324,7 +324,7 @@ class OnnxEngine:
         return {n: s.end_profiling() for n, s in self._run_sessions.items()} if self.profile_dir else {}
 
 
-class OnnxEncoderSource:
+class OnnxLatentEncoder:
     """Encoder-side latents from the analysis and hyper-analysis graphs, coded on the host with
     `codec.frame_coding.HyperpriorCoder.encode_latents` (the PyTorch path's coder)."""
 

@@ -21,10 +21,10 @@ def package_engine(package: str | Path, soc: Any = None, ep: str = "cpu") -> Any
     return OnnxEngine(package, ep=ep, soc=soc.soc_model if soc is not None else None)
 
 
-def _encoder_source(engine: Any, x: Any) -> Any:
-    from mobilecodec.runtime.engine import OnnxEncoderSource
+def _latent_encoder(engine: Any, x: Any) -> Any:
+    from mobilecodec.runtime.engine import OnnxLatentEncoder
 
-    return OnnxEncoderSource(engine, x)
+    return OnnxLatentEncoder(engine, x)
 
 
 def read_frames(video: str | Path, count: int, height: int, width: int) -> list[Any]:
@@ -52,7 +52,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
     whether the coded payloads are identical."""
     import torch
 
-    from mobilecodec.codec.frame_coding import EncoderSource, run_iframe, run_pframe
+    from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe, run_pframe
 
     runner = runner or package_engine(package)
     if runner.recorder is None:
@@ -64,7 +64,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
     tbuf = obuf = None
     for i, x in enumerate(xs):
         intra = i % intra_period == 0
-        tsrc, osrc = EncoderSource(model, x), _encoder_source(runner, x)
+        tsrc, osrc = LatentEncoder(model, x), _latent_encoder(runner, x)
         with torch.no_grad():
             t_out, tbuf = run_iframe(model, tsrc) if intra else run_pframe(model, tbuf, tsrc)
             o_out, obuf = runner.run_iframe(osrc) if intra else runner.run_pframe(obuf, osrc)
@@ -209,15 +209,15 @@ def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames:
     QuantizedVideoCodec), each encoding `frames` frames with its own buffer. Per frame: PSNR-YUV
     of each against the source, their difference, max |difference| of the reconstructions in
     8-bit levels, and whether the payloads are identical."""
-    from mobilecodec.codec.frame_coding import EncoderSource, run_iframe, run_pframe
+    from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe, run_pframe
     from mobilecodec.metrics import psnr_yuv
 
     runner = package_engine(package)
     h, w = runner.manifest["padded_size"]
     size = tuple(runner.manifest["original_size"])
     xs = read_frames(video, frames, h, w)
-    tsrc = [EncoderSource(qmodel, x) for x in xs]
-    osrc = [_encoder_source(runner, x) for x in xs]
+    tsrc = [LatentEncoder(qmodel, x) for x in xs]
+    osrc = [_latent_encoder(runner, x) for x in xs]
     trec = _code_gop(lambda s: run_iframe(qmodel, s), lambda b, s: run_pframe(qmodel, b, s), tsrc, intra_period)
     orec = _code_gop(runner.run_iframe, runner.run_pframe, osrc, intra_period)
     per_frame = []
@@ -246,7 +246,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     reconstruction (dB), the PSNR difference between the two decodes of the same stream and frame
     hashes. `max_psnr_diff_db` compares two different streams (each backend encodes its own), so
     encoder decisions weigh in; `<coder>_stream_on_<decoder>.max_psnr_diff_db` is the decoder parity."""
-    from mobilecodec.codec.frame_coding import DecoderSource
+    from mobilecodec.codec.frame_coding import LatentDecoder
     from mobilecodec.metrics import psnr_yuv
 
     runners = {"cpu": package_engine(package), "htp": package_engine(package, soc, ep="qnn")}
@@ -257,7 +257,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     src = [_frame(x, size) for x in xs]
     enc: dict[str, Any] = {}
     for name, r in runners.items():
-        sources = [_Recorder(_encoder_source(r, x)) for x in xs]
+        sources = [_Recorder(_latent_encoder(r, x)) for x in xs]
         recs = _code_gop(r.run_iframe, r.run_pframe, sources, intra_period)
         enc[name] = {"frames": [_frame(t, size) for t in recs], "payloads": [s.source.payload() for s in sources],
                      "latents": [s.latents for s in sources]}
@@ -271,7 +271,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     out["payloads_equal"] = sum(a == b for a, b in zip(enc["cpu"]["payloads"], enc["htp"]["payloads"]))
     for coder, decoder in (("cpu", "htp"), ("htp", "cpu")):
         r = runners[decoder]
-        decs = [_Recorder(DecoderSource(r.model, p, h, w)) for p in enc[coder]["payloads"]]
+        decs = [_Recorder(LatentDecoder(r.model, p, h, w)) for p in enc[coder]["payloads"]]
         recs = _code_gop(r.run_iframe, r.run_pframe, decs, intra_period)
         for d in decs:
             d.source.finish()
@@ -300,7 +300,7 @@ def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int
     (float summation order differs between libraries and CPUs): the PyTorch decode drifts from
     the onnxruntime one; per frame we report the PSNR-YUV between the two decodes (the drift curve)
     and each decode's PSNR-YUV against the source."""
-    from mobilecodec.codec.frame_coding import DecoderSource, run_iframe, run_pframe
+    from mobilecodec.codec.frame_coding import LatentDecoder, run_iframe, run_pframe
     from mobilecodec.metrics import psnr_yuv
 
     runner = package_engine(package)
@@ -308,14 +308,14 @@ def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int
     size = tuple(runner.manifest["original_size"])
     xs = read_frames(video, frames, h, w)
     src = [_frame(x, size) for x in xs]
-    enc = [_Recorder(_encoder_source(runner, x)) for x in xs]
+    enc = [_Recorder(_latent_encoder(runner, x)) for x in xs]
     enc_frames = [_frame(t, size) for t in _code_gop(runner.run_iframe, runner.run_pframe, enc, intra_period)]
     payloads = [e.source.payload() for e in enc]
     decoded = {}
     for name, m, run_i, run_p in (("onnx", runner.model, runner.run_iframe, runner.run_pframe),
                                   ("torch", model, lambda s: run_iframe(model, s),
                                    lambda b, s: run_pframe(model, b, s))):
-        decs = [_Recorder(DecoderSource(m, p, h, w)) for p in payloads]
+        decs = [_Recorder(LatentDecoder(m, p, h, w)) for p in payloads]
         recs = _code_gop(run_i, run_p, decs, intra_period)
         for d in decs:
             d.source.finish()

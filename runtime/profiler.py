@@ -186,12 +186,12 @@ def frame_latency(engine: Any, runs: int, warmup: int) -> dict[str, Any]:
             steps.setdefault((kind, ftype), []).append(rec)
 
     def encode_i(x: Any) -> tuple[Any, Any, bytes]:
-        src = engine.encoder_source(x)
+        src = engine.latent_encoder(x)
         out, buf = engine.run_iframe(src)
         return out, buf, src.payload()
 
     def encode_p(buf: Any, x: Any) -> tuple[Any, Any, bytes]:
-        src = engine.encoder_source(x)
+        src = engine.latent_encoder(x)
         out, nbuf = engine.run_pframe(buf, src)
         return out, nbuf, src.payload()
 
@@ -205,7 +205,7 @@ def frame_latency(engine: Any, runs: int, warmup: int) -> dict[str, Any]:
         ppays.append(pay)
 
     def decode(payload: bytes, buf: Any) -> tuple[Any, Any]:
-        src = engine.decoder_source(payload, h, w)
+        src = engine.latent_decoder(payload, h, w)
         res = engine.run_iframe(src) if buf is None else engine.run_pframe(buf, src)
         src.finish()
         return res

@@ -48,7 +48,7 @@ def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
     import numpy as np
     import torch
 
-    from mobilecodec.codec.frame_coding import DecoderSource, iframe_steps, pframe_steps
+    from mobilecodec.codec.frame_coding import LatentDecoder, iframe_steps, pframe_steps
     from mobilecodec.codec.networks import TorchNetworks
     from mobilecodec.io.samples import sample_clip
     from mobilecodec.metrics import psnr_yuv
@@ -62,12 +62,12 @@ def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
     size = tuple(engine.manifest["original_size"])
     payloads, buf = [], None
     for k, x in enumerate(read_frames(sample_clip("carphone"), frames, h, w)):
-        src = engine.encoder_source(x)
+        src = engine.latent_encoder(x)
         _, buf = engine.run_iframe(src) if k == 0 else engine.run_pframe(buf, src)
         payloads.append(src.payload())
     ref_frames, ref_bufs, buf = [], [], None
     for k, p in enumerate(payloads):
-        src = engine.decoder_source(p, h, w)
+        src = engine.latent_decoder(p, h, w)
         out, buf = engine.run_iframe(src) if k == 0 else engine.run_pframe(buf, src)
         src.finish()
         ref_frames.append(_frame(out, size))
@@ -96,7 +96,7 @@ def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
         with torch.no_grad():
             for k, p in enumerate(payloads):
                 nets.k = k
-                src = DecoderSource(qmodel, p, h, w)
+                src = LatentDecoder(qmodel, p, h, w)
                 out, buf = iframe_steps(nets, src) if k == 0 else pframe_steps(nets, buf, src)
                 src.finish()
                 curve.append(psnr_yuv(_frame(out, size), ref_frames[k])["yuv"])

@@ -66,9 +66,9 @@ def test_reconstruction_is_close_to_what_the_model_computes_in_float(carphone, t
         ref = model.forward_iframe(x)["x_hat"]
     enc = encode_video(model, carphone, tmp_path / "c.mnvc", max_frames=1, progress=False)
     assert enc["frames"] == 1
-    from mobilecodec.codec.frame_coding import EncoderSource, run_iframe
+    from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe
 
-    out, _ = run_iframe(model, EncoderSource(model, x))
+    out, _ = run_iframe(model, LatentEncoder(model, x))
     # same synthesis, latents differ only where the float and integer means round differently
     assert torch.mean(torch.abs(out - ref)).item() < 0.02
 

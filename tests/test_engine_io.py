@@ -97,7 +97,7 @@ def test_engine_storage_io_and_ping_pong(tiny_package, carphone):
         slots = [{n: a.ctypes.data for n, a in s.items()} for s in eng._slots]
         pays, bufs, buf, used = [], [], None, []
         for k, x in enumerate(xs):
-            src = eng.encoder_source(x)
+            src = eng.latent_encoder(x)
             with torch.no_grad():
                 _, buf = eng.run_iframe(src) if k == 0 else eng.run_pframe(buf, src)
             pays.append(src.payload())

@@ -45,9 +45,9 @@ CROSS_BACKEND_MIN_PSNR_DB = 45.0
 def _spy_latents(engine, store: list) -> None:
     """Record every latent the engine's decoder source produces (per frame: name, array); behaviour
     is unchanged."""
-    make = engine.decoder_source
+    make = engine.latent_decoder
 
-    def decoder_source(payload, height, width):
+    def latent_decoder(payload, height, width):
         src, frame = make(payload, height, width), []
         store.append(frame)
         for name in ("iframe", "motion", "residual"):
@@ -60,7 +60,7 @@ def _spy_latents(engine, store: list) -> None:
             setattr(src, name, wrapped)
         return src
 
-    engine.decoder_source = decoder_source
+    engine.latent_decoder = latent_decoder
 
 
 def _check_interchangeable(package, stream, encoder_hashes: list[str], encoded_by_runtime: bool) -> dict:

@@ -1,8 +1,8 @@
 """Frame-level coding shared by encoder and decoder.
 
-Encoder and decoder run the very same synthesis path (`run_iframe` / `run_pframe`), fed by a
-latent *source*: the encoder's source analyses the frame and writes symbols, the decoder's reads
-them. Entropy parameters come from the exact-integer hyper-synthesis applied to the transmitted
+Encoder and decoder run the very same synthesis path (`run_iframe` / `run_pframe`), fed with the
+frame's quantized latents by a `LatentEncoder` (analyses the frame and writes the symbols) or a
+`LatentDecoder` (reads them back). Entropy parameters come from the exact-integer hyper-synthesis applied to the transmitted
 hyper-latents only, so any backend derives the same CDF indices (DESIGN.md, "Decodable anywhere").
 """
 
@@ -123,7 +123,7 @@ class HyperpriorCoder:
         return float(-torch.log2(lik).sum())
 
 
-class EncoderSource:
+class LatentEncoder:
     """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
     e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (entropy coding, integer hyper-synthesis)."""
 
@@ -149,7 +149,7 @@ class EncoderSource:
         return self.enc.get_bytes()
 
 
-class DecoderSource:
+class LatentDecoder:
     """Produces latents by entropy-decoding a frame payload."""
 
     def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int, clock=None) -> None:

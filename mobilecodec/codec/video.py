@@ -10,7 +10,7 @@ import torch
 
 from mobilecodec.bitstream.format import (RECORD_OVERHEAD, FrameType, StreamHeader, StreamReader,
                                           StreamWriter, frame_hash)
-from mobilecodec.codec.frame_coding import DecoderSource, EncoderSource, run_iframe, run_pframe
+from mobilecodec.codec.frame_coding import LatentDecoder, LatentEncoder, run_iframe, run_pframe
 from mobilecodec.errors import BitstreamError, InputError
 from mobilecodec.io import VideoWriter, crop_frame, open_video, pad_frame, padded_size
 from mobilecodec.models.codec import VideoCodec
@@ -35,11 +35,11 @@ class TorchEngine:
     def check_padded_size(self, height: int, width: int) -> None:
         """PyTorch runs any padded size."""
 
-    def encoder_source(self, x: torch.Tensor) -> EncoderSource:
-        return EncoderSource(self.model, x)
+    def latent_encoder(self, x: torch.Tensor) -> LatentEncoder:
+        return LatentEncoder(self.model, x)
 
-    def decoder_source(self, payload: bytes, height: int, width: int) -> DecoderSource:
-        return DecoderSource(self.model, payload, height, width)
+    def latent_decoder(self, payload: bytes, height: int, width: int) -> LatentDecoder:
+        return LatentDecoder(self.model, payload, height, width)
 
     def run_iframe(self, source):
         return run_iframe(self.model, source)
@@ -79,7 +79,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
             for i, frame in enumerate(reader):
                 x = frame_to_tensor(pad_frame(frame))
-                src = engine.encoder_source(x)
+                src = engine.latent_encoder(x)
                 is_intra = i % intra_period == 0
                 out, buf = engine.run_iframe(src) if is_intra else engine.run_pframe(buf, src)
                 dec = crop_frame(tensor_to_frame(out), w, h)
@@ -163,7 +163,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                 for i, rec in enumerate(reader):
                     if rec.frame_type == FrameType.P and buf is None:
                         raise BitstreamError(f"frame {i} is a P-frame but no I-frame precedes it")
-                    src = engine.decoder_source(rec.payload, ph, pw)
+                    src = engine.latent_decoder(rec.payload, ph, pw)
                     try:
                         if rec.frame_type == FrameType.I:
                             out, buf = engine.run_iframe(src)
