@@ -260,10 +260,10 @@ def warp_frame(ref: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> t
         return ref
     y, uv = unpack_yuv(ref)
     b, o = cfg.block_size, cfg.overlap
-    if torch.is_grad_enabled() or y.numel() < _PARALLEL_MIN:
+    if torch.is_grad_enabled() or y.numel() < _PARALLEL_MIN or torch.get_num_threads() < 2:
         y_w = _warp(y, flow_luma, b, o, cfg.mode)
         uv_w = _warp(uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
-    else:  # inference: chroma on a second thread while luma warps here (same ops, same results)
+    else:  # inference with >= 2 threads (`--threads`): chroma on a second thread, same ops and results
         uv_job = _chroma_worker().submit(_warp, uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
         y_w = _warp(y, flow_luma, b, o, cfg.mode)
         uv_w = uv_job.result()
