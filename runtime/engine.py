@@ -348,7 +348,20 @@ class OnnxLatentEncoder:
         return self._code("i", "i_analysis", {"x": self.x}, "y")
 
     def motion(self, reference: Any, flow_pred: Any) -> Any:
-        env = {"x": self.x, self.engine.ref_name: to_numpy(reference), "flow_pred": to_numpy(flow_pred)}
+        import torch
+
+        from mobilecodec.codec.frame_coding import step_timer
+
+        ref = to_numpy(reference)
+        hint = to_numpy(flow_pred)
+        if self.engine.model.cfg.motion_hint != "none":  # sender-side motion search (host)
+            with step_timer(self.engine.clock)("motion search"):
+                # the reference may arrive at its storage dtype (uint8 frame): search on the same
+                # float frame the PyTorch path sees, so both backends send the same hint
+                ref_f = self.engine.entry_float("frame", ref)
+                hint = to_numpy(self.engine.model.motion_hint(torch.from_numpy(self.x), ref_f,
+                                                              torch.from_numpy(hint)))
+        env = {"x": self.x, self.engine.ref_name: ref, "flow_pred": hint}
         return self._code("m", "m_analysis", env, "m")
 
     def residual(self, pred: Any, cond: tuple) -> Any:

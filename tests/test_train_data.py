@@ -138,3 +138,19 @@ def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert "cannot be combined with --recipe" in capsys.readouterr().err
     assert main(["train", "--recipe", "nope", "-o", str(tmp_path / "r")]) == 2
     assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_recipe_refuses_a_phase_folder_trained_with_other_options(tmp_path):
+    """A recipe whose phase definition changed (here the motion teacher's weight) must not
+    silently continue or skip the folder the old definition trained."""
+    import dataclasses
+
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    recipe = get_recipe("tiny-smoke")
+    run_recipe(recipe, tmp_path, until="pframe", threads=1, progress=False, stop_after_steps=45)
+    old = recipe.phase("pframe")
+    changed = dataclasses.replace(old, overrides={**old.overrides, "flow_lambda_teacher": 0.0})
+    edited = dataclasses.replace(recipe, phases=tuple(changed if p is old else p for p in recipe.phases))
+    with pytest.raises(InputError, match=r"pframe was trained with other options.*flow_lambda_teacher"):
+        run_recipe(edited, tmp_path, until="pframe", threads=1, progress=False)

@@ -15,7 +15,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
 _RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "lr", "tau", "flow_lambda",
-                 "clip", "seed", "init", "buffering", "warp", "max_frames", "augment", "allow_held_out")
+                 "flow_teacher", "noisy_synthesis", "clip", "seed", "init", "reinit", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,11 +65,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="P-frame loss modulation: P-frame t weighted tau^(t-1) (default 1 / 1.2)")
     p.add_argument("--flow-lambda", type=float, default=None,
                    help="weight of both auxiliary flow losses (predicted and decoded flow; default 0.1 / 0)")
+    p.add_argument("--flow-teacher", type=float, default=None, metavar="LAMBDA",
+                   help="weight of the L1 loss (luma pixels) pulling the decoded flow towards an integer "
+                        "block-matching teacher; keeps the motion path from collapsing (default 0; the "
+                        "tiny-cpu recipe's P-frame phase uses 2e-3)")
+    p.add_argument("--noisy-synthesis", nargs="+", choices=("i", "m", "r"), default=None, metavar="LATENT",
+                   help="train these latents' synthesis (i, m, r) on y + uniform noise instead of the "
+                        "straight-through rounded y (the tiny-cpu P-frame phase uses m r)")
     p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 1.0; 0 = off)")
     p.add_argument("--checkpoint-every", type=positive_int, default=None, help="checkpoint every N steps (1000)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
     p.add_argument("--seed", type=int, default=None, help="seed of initialisation and data sampling (default 0)")
     p.add_argument("--init", default=None, metavar="CKPT", help="start from this checkpoint (e.g. stage 1's final.pt)")
+    p.add_argument("--reinit", nargs="+", default=None, metavar="NET",
+                   help="with --init: re-initialise these networks (e.g. motion_predictor m_analysis "
+                        "m_synthesis) instead of taking them from the checkpoint")
+    p.add_argument("--motion-hint", choices=("none", "block_match"), default=None,
+                   help="what the sender's motion analysis gets: the predicted flow (none) or block-matching "
+                        "vectors minus it (block_match, the tiny and mobilenvc default)")
     p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None)
     p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: cuda if available")
@@ -86,7 +99,8 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
             "lr": args.lr, "tau": args.tau, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
-            "rollout": args.rollout}
+            "rollout": args.rollout, "flow_lambda_teacher": args.flow_teacher,
+            "noisy_synthesis": tuple(args.noisy_synthesis) if args.noisy_synthesis else None}
 
 
 def _check_resume_args(args: argparse.Namespace, saved) -> None:
@@ -96,7 +110,9 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout, "lr": st.lr, "tau": st.tau,
-              "flow_lambda": st.flow_lambda_pred, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
+              "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher,
+              "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
+              "reinit": list(saved.reinit) or None, "motion_hint": saved.motion_hint,
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,
               "augment": saved.augment, "allow_held_out": saved.allow_held_out}
     for name in _RUN_DEFINING:
@@ -136,14 +152,17 @@ def run(args: argparse.Namespace) -> int:
         missing = [f"--{n}" for n in ("stage", "beta") if getattr(args, n) is None]
         if missing:
             raise InputError(f"{', '.join(missing)} required (unless --resume or --recipe)")
+        if args.reinit and not args.init:
+            raise InputError("--reinit needs --init (a fresh model is initialised anyway)")
         from mobilecodec.train.data import DEFAULT_TRAIN_DATA
 
         stage = get_stage(args.stage, **_stage_overrides(args))
         opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
-                            init=args.init, buffering=args.buffering, warp=args.warp,
-                            max_frames=args.max_frames)
+                            init=args.init, reinit=tuple(args.reinit or ()), motion_hint=args.motion_hint,
+                            buffering=args.buffering,
+                            warp=args.warp, max_frames=args.max_frames)
     changes = {"run_dir": args.output, "progress": not args.no_progress, "bf16": args.bf16,
                "channels_last": not args.no_channels_last,
                "stop_after_seconds": 60.0 * args.minutes if args.minutes else None}

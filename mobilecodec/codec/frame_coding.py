@@ -50,8 +50,8 @@ class RateStats:
             self._model_bits += bits
 
 
-def _step_fn(clock) -> Callable:
-    """`clock.step` (a context manager per step name), or a no-op without a clock."""
+def step_timer(clock) -> Callable:
+    """`clock.step` (a context manager per step name), or a no-op without a clock (host steps of every backend time through it)."""
     return clock.step if clock is not None else (lambda name: contextlib.nullcontext())
 
 
@@ -82,7 +82,7 @@ class HyperpriorCoder:
         """Code a latent and its hyper-latent computed by any backend (PyTorch, ONNX, QNN): round
         and code z, derive entropy parameters from the integer z only, code y; returns y_hat.
         `clock` (optional) times the entropy coding and the integer hyper-synthesis apart."""
-        step = _step_fn(clock)
+        step = step_timer(clock)
         with step("host: entropy coding"):
             z_int = self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
             self.prior.encode(enc, z_int)
@@ -104,7 +104,7 @@ class HyperpriorCoder:
         """Decode z, derive the entropy parameters in integers, decode y; returns y_hat. `clock`
         (optional, with a `step(name)` context manager) times the entropy decoding and the
         integer hyper-synthesis apart (the runtime profiler)."""
-        step = _step_fn(clock)
+        step = step_timer(clock)
         with step("host: entropy coding"):
             z_int = self.prior.decode(dec, z_shape)
         with step("host: integer hyper-synthesis"):
@@ -138,7 +138,7 @@ class LatentEncoder:
         return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats, clock=self.clock)
 
     def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
-        m = self.model.m_analysis(self.x, reference, flow_pred)
+        m = self.model.m_analysis(self.x, reference, self.model.motion_hint(self.x, reference, flow_pred))
         return HyperpriorCoder(self.model, "m").encode(m, self.enc, self.stats, clock=self.clock)
 
     def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -16,6 +16,8 @@ from mobilecodec.models.buffer import Buffer, buffer_layout, snap_to_storage
 from mobilecodec.models.configs import AEConfig, CodecConfig
 from mobilecodec.models.hyperprior import HyperAnalysis, HyperSynthesis
 from mobilecodec.models.iframe import YUV_CHANNELS, IFrameAnalysis, IFrameSynthesis
+from mobilecodec.models.layers import fan_in_init
+from mobilecodec.models.motion_search import block_match
 from mobilecodec.models.pframe import (MotionAnalysis, MotionPredictor, MotionSynthesis, ResidualAnalysis,
                                        ResidualPredictor, ResidualSynthesis)
 from mobilecodec.models.warp import warp_features, warp_frame
@@ -87,6 +89,26 @@ class VideoCodec(nn.Module):
         self.r_synthesis = ResidualSynthesis(cfg.residual, cond, cr)
         self._hyper("r", cfg.residual)
         self.gaussian = GaussianConditional(ScaleTable(cfg.scale_min, cfg.scale_max, cfg.scale_levels))
+        # Training only: prefixes ("m", "r", "i") whose synthesis sees the noisy latent y + U(-.5, .5)
+        # instead of the straight-through rounded one (set from StageConfig.noisy_synthesis by GopLoss)
+        self.noisy_synthesis: tuple[str, ...] = ()
+
+    #: Networks `reinit` may re-initialise (the analysis/synthesis transforms and the predictor;
+    #: hyperprior networks and priors keep their own initialisation).
+    REINIT_NETWORKS = ("motion_predictor", "m_analysis", "m_synthesis", "r_predictor", "r_analysis", "r_synthesis")
+
+    def reinit(self, names: tuple[str, ...] | list[str]) -> None:
+        """Re-initialise the networks `names` (of REINIT_NETWORKS) with a variance-preserving
+        initialisation (`layers.fan_in_init`); the motion predictor's correction starts at zero,
+        so the first predicted flow is the buffered flow."""
+        from mobilecodec.errors import InputError
+
+        for name in names:
+            if name not in self.REINIT_NETWORKS or not hasattr(self, name):
+                have = [n for n in self.REINIT_NETWORKS if hasattr(self, n)]
+                raise InputError(f"cannot re-initialise {name!r}; this model's networks: {', '.join(have)}")
+            net = getattr(self, name)
+            fan_in_init(net, zero=(net.out,) if name == "motion_predictor" else ())
 
     def _hyper(self, prefix: str, ae: AEConfig) -> None:
         setattr(self, f"{prefix}_hyper_analysis", HyperAnalysis(ae.latent, ae.hyper))
@@ -221,6 +243,15 @@ class VideoCodec(nn.Module):
     def motion_reference(self, buf: Buffer) -> torch.Tensor:
         return buf["frame"] if self.has_frame else buf["residual_feat"]
 
+    def motion_hint(self, x: torch.Tensor, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
+        """The block-flow input of the motion analysis (sender only): the predicted flow, or with
+        cfg.motion_hint "block_match" the block-matching motion of x against the buffered frame
+        minus the predicted flow (the correction the motion AE should code)."""
+        if self.cfg.motion_hint == "none":
+            return flow_pred
+        vectors, _ = block_match(reference, x, self.cfg.warp.block_size, self.cfg.motion_search_radius)
+        return vectors - flow_pred
+
     def warp(self, buf: Buffer, flow: torch.Tensor | None) -> torch.Tensor:
         """Warp the buffered frame and/or residual features with the decoded block flow."""
         parts = []
@@ -242,7 +273,8 @@ class VideoCodec(nn.Module):
 
     def _hyperprior(self, prefix: str, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training-time hyperprior: noisy z and y for the rate, straight-through rounding of y
-        for the synthesis. Returns (y_hat, likelihoods)."""
+        for the synthesis (or the noisy y, for prefixes in `noisy_synthesis`: a latent that starts
+        inside the rounding dead zone still gets a useful gradient). Returns (y_hat, likelihoods)."""
         z = getattr(self, f"{prefix}_hyper_analysis")(y)
         z_hat, z_lik = getattr(self, f"{prefix}_z_prior")(z)
         params = getattr(self, f"{prefix}_hyper_synthesis")(z_hat)
@@ -251,7 +283,8 @@ class VideoCodec(nn.Module):
         scale = self.gaussian.table.scale_from_index(u)
         y_rate = self.gaussian.quantize(y, mean, "noise") if self.training else self.gaussian.quantize(y, mean, "round")
         y_lik = self.gaussian.likelihood(y_rate - mean, scale)
-        y_hat = self.gaussian.quantize(y, mean, "round")
+        noisy = self.training and prefix in self.noisy_synthesis
+        y_hat = y_rate if noisy else self.gaussian.quantize(y, mean, "round")
         return y_hat, {f"{prefix}_y": y_lik, f"{prefix}_z": z_lik}
 
     def forward_iframe(self, x: torch.Tensor) -> dict:
@@ -268,7 +301,8 @@ class VideoCodec(nn.Module):
         motion_feat = None
         if self.cfg.uses_motion:
             flow_pred = self.motion_predictor(self.motion_state(buf))
-            m = self.m_analysis(x, self.motion_reference(buf), flow_pred)
+            ref = self.motion_reference(buf)
+            m = self.m_analysis(x, ref, self.motion_hint(x, ref, flow_pred))
             m_hat, lik_m = self._hyperprior("m", m)
             lik.update(lik_m)
             flow, motion_feat = self.decoded_motion(*self.m_synthesis(m_hat, flow_pred))

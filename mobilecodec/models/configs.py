@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from mobilecodec.models.warp import WarpConfig
 
 BUFFERING_MODES = ("explicit", "implicit", "hybrid")
+MOTION_HINTS = ("none", "block_match")
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,24 @@ class CodecConfig:
     scale_max: float = 64.0
     scale_levels: int = 64
     z_bound: int = 64  # hyper-latents are clamped to [-z_bound, z_bound]
+    # What the motion analysis gets as its block-flow input on the sender: "none" = the predicted
+    # flow (the network must find motion itself), "block_match" = integer full-search block
+    # matching against the buffered frame minus the predicted flow (models/motion_search.py says
+    # why). Sender only: the receiver, its graphs and the streams do not change.
+    motion_hint: str = "none"
+    motion_search_radius: int = 6  # luma pixels each way
 
     def __post_init__(self) -> None:
         if self.buffering not in BUFFERING_MODES:
             raise ValueError(f"buffering must be one of {BUFFERING_MODES}, got {self.buffering!r}")
         if self.warp.block_size not in (4, 8, 16):
             raise ValueError(f"the motion networks support block sizes 4, 8 and 16, got {self.warp.block_size}")
+        if self.motion_hint not in MOTION_HINTS:
+            raise ValueError(f"motion_hint must be one of {MOTION_HINTS}, got {self.motion_hint!r}")
+        if self.motion_hint == "block_match" and (self.buffering == "implicit" or self.warp.mode == "none"):
+            raise ValueError("motion_hint 'block_match' needs a buffered frame and a warp (explicit or hybrid buffering)")
+        if self.motion_search_radius < 1:
+            raise ValueError(f"motion_search_radius must be >= 1, got {self.motion_search_radius}")
         if self.buffering != "explicit" and (self.implicit_motion_channels < 1 or self.implicit_residual_channels < 1):
             raise ValueError("implicit and hybrid buffering need at least one implicit channel each")
 
@@ -127,6 +140,7 @@ def _mobilenvc() -> CodecConfig:
                           hyper=HyperConfig(channels=192, latent=128)),
         predictor=PredictorConfig(channels=80, coarse_channels=72),
         warp=WarpConfig(mode="block_overlap", block_size=8, overlap=4),
+        motion_hint="block_match",
     )
 
 
@@ -144,6 +158,7 @@ def _tiny() -> CodecConfig:
                           hyper=HyperConfig(channels=32, latent=24)),
         predictor=PredictorConfig(channels=16, coarse_channels=32),
         warp=WarpConfig(mode="block_overlap", block_size=8, overlap=4),
+        motion_hint="block_match",
     )
 
 
@@ -151,10 +166,18 @@ CONFIGS = {"mobilenvc": _mobilenvc, "tiny": _tiny}
 
 
 def get_config(name: str, **overrides) -> CodecConfig:
-    """The registered config `name`, optionally with fields replaced (see CodecConfig.replace)."""
+    """The registered config `name`, optionally with fields replaced (see CodecConfig.replace).
+    A registered config's block-matching motion hint turns off by itself where an override leaves
+    no buffered frame to match against (implicit buffering, warp 'none')."""
     if name not in CONFIGS:
         from mobilecodec.errors import InputError
 
         raise InputError(f"unknown config {name!r}; registered configs: {', '.join(sorted(CONFIGS))}")
     cfg = CONFIGS[name]()
-    return cfg.replace(**overrides) if overrides else cfg
+    if not overrides:
+        return cfg
+    implicit = overrides.get("buffering", cfg.buffering) == "implicit"
+    no_warp = overrides.get("warp_mode", overrides.get("mode", cfg.warp.mode)) == "none"
+    if "motion_hint" not in overrides and (implicit or no_warp):
+        overrides["motion_hint"] = "none"  # block matching needs a buffered frame and a warp
+    return cfg.replace(**overrides)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 
@@ -53,3 +54,25 @@ def _stages(resample: Callable[..., nn.Module], cin: int, channels: tuple[int, .
             layers += [conv(c, c, 3), act()]
         cin = c
     return layers, cin
+
+
+def fan_in_init(module: nn.Module, zero: tuple[nn.Module, ...] = ()) -> None:
+    """Variance-preserving (He, fan-in) initialisation of every (transposed) convolution in
+    `module`, zero biases; the convolutions in `zero` start at exactly zero.
+
+    PyTorch's default initialisation shrinks activations by about 1/sqrt(3) per ReLU layer, so
+    an analysis transform starts with latents of std ~0.03 that all round to the mean: a motion
+    autoencoder initialised that way learned to send nothing (motion_teacher.py)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            with torch.no_grad():
+                if any(m is z for z in zero):
+                    m.weight.zero_()
+                else:
+                    # fan-in of one output sample: Cin * k * k (stride^2 fewer taps for a transposed conv)
+                    k = m.weight[0, 0].numel()
+                    cin = m.in_channels // m.groups
+                    fan_in = cin * k / (m.stride[0] * m.stride[1] if isinstance(m, nn.ConvTranspose2d) else 1)
+                    m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.zero_()

@@ -13,10 +13,12 @@ from torch import Tensor, nn
 from mobilecodec.metrics.psnr import psnr_from_mse
 from mobilecodec.models.codec import VideoCodec
 from mobilecodec.models.warp import warp_frame
+from mobilecodec.models.motion_search import block_match
+from mobilecodec.train.motion_teacher import teacher_loss
 from mobilecodec.train.stages import StageConfig
 
 #: Column order of the per-frame statistics GopLoss returns.
-STAT_COLUMNS = ("loss", "mse", "bpp", "flow_pred_mse", "flow_rec_mse")
+STAT_COLUMNS = ("loss", "mse", "bpp", "flow_pred_mse", "flow_rec_mse", "flow_teacher_err")
 
 
 def yuv_mse(x_hat: Tensor, x: Tensor, weights: tuple[float, float, float] = (6.0, 1.0, 1.0)) -> Tensor:
@@ -53,6 +55,7 @@ class GopLoss(nn.Module):
         self.model = model
         self.beta = float(beta)
         self.stage = stage
+        model.noisy_synthesis = tuple(stage.noisy_synthesis)
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         st, m = self.stage, self.model
@@ -66,7 +69,7 @@ class GopLoss(nn.Module):
         frame_loss = (mse + self.beta * rate).mean()
         total = frame_loss
         zero = frame_loss.detach() * 0
-        rows.append(torch.stack([frame_loss.detach(), mse.detach().mean(), rate.detach().mean(), zero, zero]))
+        rows.append(torch.stack([frame_loss.detach(), mse.detach().mean(), rate.detach().mean(), zero, zero, zero]))
         buf, prev = out["buffer"], out["x_hat"]
         if st.rollout:  # EPA: drift the buffer without gradients, then train the next P-frames
             with torch.no_grad():
@@ -77,24 +80,31 @@ class GopLoss(nn.Module):
             frames = torch.cat([frames[:1], frames[1 + st.rollout:]])
             g = frames.shape[0]
         flow_losses = (st.flow_lambda_pred > 0 or st.flow_lambda_rec > 0) and m.cfg.uses_motion
+        teach = st.flow_lambda_teacher > 0 and m.cfg.uses_motion
         for t in range(1, g):
             x = frames[t]
             out = m.forward_pframe(x, buf)
             mse = yuv_mse(out["x_hat"], x, st.yuv_weights)
             rate = bits_per_pixel(out["likelihoods"], luma_pixels)
             loss = mse + st.p_rate_factor * self.beta * rate
-            fp = fr = zero
+            fp = fr = ft = zero
+            # the reference the decoder holds: the buffered frame, or the previous reconstruction
+            # when the buffer has no frame
+            ref = buf["frame"] if "frame" in buf else prev  # noqa: SIM401 (Buffer has no .get)
             if flow_losses:
-                # Warp the reference the decoder holds (the buffered frame, or the previous
-                # reconstruction when the buffer has no frame) with each flow; compare with x_t.
-                ref = buf["frame"] if "frame" in buf else prev  # noqa: SIM401 (Buffer has no .get)
+                # Warp the reference with each flow; compare with x_t.
                 fp = yuv_mse(warp_frame(ref, out["flow_pred"], m.cfg.warp), x, st.yuv_weights)
                 fr = yuv_mse(warp_frame(ref, out["flow"], m.cfg.warp), x, st.yuv_weights)
                 loss = loss + st.flow_lambda_pred * fp + st.flow_lambda_rec * fr
                 fp, fr = fp.detach().mean(), fr.detach().mean()
+            if teach:
+                target, confident = block_match(ref, x, m.cfg.warp.block_size, st.teacher_radius)
+                ft = teacher_loss(out["flow"], target, confident)
+                loss = loss + st.flow_lambda_teacher * ft
+                ft = ft.detach().mean()
             frame_loss = loss.mean()
             total = total + st.tau ** (t - 1) * frame_loss
-            rows.append(torch.stack([frame_loss.detach(), mse.detach().mean(), rate.detach().mean(), fp, fr]))
+            rows.append(torch.stack([frame_loss.detach(), mse.detach().mean(), rate.detach().mean(), fp, fr, ft]))
             buf, prev = out["buffer"], out["x_hat"]
         return total / g, torch.stack(rows)
 
@@ -111,6 +121,7 @@ def summarize(stats: Tensor) -> dict[str, float]:
         out["psnr_p"] = psnr_from_mse(float(col["mse"][1:].mean()), 1.0)
         out["flow_pred_mse"] = float(col["flow_pred_mse"][1:].mean())
         out["flow_rec_mse"] = float(col["flow_rec_mse"][1:].mean())
+        out["flow_teacher_err"] = float(col["flow_teacher_err"][1:].mean())
     return out
 
 

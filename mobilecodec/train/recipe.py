@@ -4,14 +4,17 @@ A recipe is a list of phases run in order, each an ordinary trainer run in its o
 the recipe folder, started from the previous phase's final checkpoint:
 
     iframe   GOP 1: the I-frame codec alone (the P-frame networks get no gradient)
-    pframe   GOP 4, Table 5 stage 1 with the auxiliary flow losses: the P-frame networks on top
+    pframe   GOP 4, Table 5 stage 1 with the auxiliary flow losses: the P-frame networks on top,
+             freshly initialised (He init) and with the block-matching motion teacher, without
+             which the motion path collapsed to sending nothing (motion_teacher.py)
     rollout  stage 2: error-propagation-aware fine-tuning (rollout P-frames without gradients, tau > 1)
     b<beta>  one short stage-2 fine-tuning per extra rate point, from the rollout model
 
 `mobilecodec train --recipe NAME -o DIR` runs what is left: finished phases are skipped, a phase with
 a checkpoint resumes from it (randomness is a function of the step, so an interrupted and resumed
 phase repeats an uninterrupted one), and `--minutes M` stops cleanly at a checkpoint after M
-minutes, so a long schedule can be spread over many sessions. `--device cuda --batch-scale K` runs
+minutes, so a long schedule can be spread over many sessions. A phase folder trained with other
+options than the recipe now defines is refused, not silently continued. `--device cuda --batch-scale K` runs
 the same phases with K times larger batches on a GPU.
 """
 
@@ -39,6 +42,7 @@ class Phase:
     overrides: dict[str, Any]
     init: str | None = None
     beta: float | None = None
+    reinit: tuple[str, ...] = ()  # networks re-initialised after loading `init` (VideoCodec.reinit)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ class Recipe:
         raise InputError(f"recipe {self.name!r} has no phase {name!r}")
 
 
+#: The P-frame networks the pframe phase starts afresh: the iframe phase never trained them.
+P_NETWORKS = ("motion_predictor", "m_analysis", "m_synthesis", "r_analysis", "r_synthesis")
+
+
 def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
     """The 2-core CPU schedule for `config`; `scale` multiplies every phase's steps."""
     base = 0.0032
@@ -72,7 +80,9 @@ def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
     phases = [
         Phase("iframe", 1, dict(gop=1, crop=crop, batch_size=8, lr=1e-3, lr_final=5e-5, steps=n(40_000))),
         Phase("pframe", 1, dict(gop=4, crop=crop, batch_size=4, lr=3e-4, lr_final=3e-5, steps=n(20_000),
-                                flow_lambda_pred=0.1, flow_lambda_rec=0.1), init="iframe"),
+                                flow_lambda_pred=0.1, flow_lambda_rec=0.1, flow_lambda_teacher=2e-3,
+                                noisy_synthesis=("m", "r")),
+              init="iframe", reinit=P_NETWORKS),
         Phase("rollout", 2, dict(gop=3, rollout=3, crop=crop, batch_size=4, lr=1e-4, lr_final=1e-5,
                                  steps=n(8_000), tau=1.2), init="pframe"),
     ]
@@ -103,6 +113,7 @@ def get_recipe(name: str) -> Recipe:
 def phase_options(recipe: Recipe, phase: Phase, run_dir: Path, data: list[str] | None = None,
                   batch_scale: int = 1) -> Any:
     """The TrainOptions of one phase inside recipe folder `run_dir`."""
+    from mobilecodec.models.configs import get_config
     from mobilecodec.train.stages import get_stage
     from mobilecodec.train.trainer import TrainOptions
 
@@ -112,8 +123,9 @@ def phase_options(recipe: Recipe, phase: Phase, run_dir: Path, data: list[str] |
     init = str(run_dir / phase.init / "final.pt") if phase.init else None
     return TrainOptions(run_dir=str(run_dir / phase.name), data=list(data or recipe.data),
                         beta=phase.beta or recipe.base_beta, stage=stage, config=recipe.config,
-                        init=init, checkpoint_every=recipe.checkpoint_every, augment=True,
-                        keep_checkpoints=2)
+                        init=init, reinit=phase.reinit, motion_hint=get_config(recipe.config).motion_hint,
+                        checkpoint_every=recipe.checkpoint_every,
+                        augment=True, keep_checkpoints=2)
 
 
 def phase_status(opts: Any) -> tuple[str, int]:
@@ -123,9 +135,32 @@ def phase_status(opts: Any) -> tuple[str, int]:
     run = Path(opts.run_dir)
     if not (run / STATE_FILE).is_file():
         return "new", 0
-    step = int(read_state(run)["step"])
+    state = read_state(run)
+    _check_same_phase(opts, state["options"], run)
+    step = int(state["step"])
     done = step >= opts.stage.steps and (run / "final.pt").is_file()
     return ("done" if done else "partial"), step
+
+
+#: Options that define what a phase trains; a folder saved with other values is another phase.
+_PHASE_DEFINING = ("config", "beta", "reinit")
+
+
+def _check_same_phase(opts: Any, saved: dict[str, Any], run: Path) -> None:
+    """Raise InputError when the phase folder `run` was trained with other options than `opts`."""
+    from mobilecodec.train.stages import StageConfig
+
+    stage = opts.stage.to_dict()
+    saved_stage = StageConfig.from_dict(saved["stage"]).to_dict()  # fields added since: their defaults
+    diffs = [k for k in stage if k != "batch_size" and _norm(saved_stage[k]) != _norm(stage[k])]
+    diffs += [k for k in _PHASE_DEFINING if _norm(saved.get(k, ())) != _norm(getattr(opts, k))]
+    if diffs:
+        raise InputError(f"{run} was trained with other options than this recipe's phase ({', '.join(diffs)}); "
+                         f"move it away to train the phase again")
+
+
+def _norm(v: Any) -> Any:
+    return [_norm(x) for x in v] if isinstance(v, list | tuple) else v
 
 
 def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | None = None,

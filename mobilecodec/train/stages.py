@@ -6,6 +6,7 @@ Loss of one GOP of G frames (see `mobilecodec.train.losses`):
     L_I   = D_I + beta * R_I
     L_P,t = D_P,t + p_rate_factor * beta * R_P,t   (t counted after the `rollout` gradient-free P-frames)
             + flow_lambda_pred * D(warp(ref, f^P_t), x_t) + flow_lambda_rec * D(warp(ref, f_hat_t), x_t)
+            + flow_lambda_teacher * |f_hat_t - block_match(ref, x_t)|  (see `mobilecodec.train.motion_teacher`)
 D is the MSE of the YUV420 frame in [0, 1] with Y:U:V weighted 6:1:1 (the PSNR-YUV convention the
 evaluation uses), R is bits per luma pixel from the likelihoods. tau > 1 weights later P-frames
 more (the t-th P-frame by tau^(t-1)), which counters error accumulation along the GOP.
@@ -34,6 +35,14 @@ class StageConfig:
     tau: float = 1.0  # P-frame loss modulation: the t-th P-frame is weighted tau^(t-1)
     flow_lambda_pred: float = 0.0  # auxiliary loss on the predicted flow f^P
     flow_lambda_rec: float = 0.0  # auxiliary loss on the reconstructed (decoded) flow f_hat
+    # L1 loss (luma pixels) of the decoded flow towards a block-matching teacher; keeps the motion
+    # path from collapsing to "send no motion" (motion_teacher.py says why)
+    flow_lambda_teacher: float = 0.0
+    teacher_radius: int = 6  # search range of the teacher, luma pixels each way
+    # Latent prefixes ("i", "m", "r") whose synthesis trains on y + U(-.5, .5) instead of the
+    # straight-through rounded y. Freshly initialised P-frame autoencoders need it: with rounding
+    # their latents shrank into the dead zone within 200 steps and never carried information.
+    noisy_synthesis: tuple[str, ...] = ()
     grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
     yuv_weights: tuple[float, float, float] = (6.0, 1.0, 1.0)  # Y:U:V weights of the MSE
     # Error-propagation-aware training (HyTIP Table A6 "EPA"): the first `rollout` P-frames of each
@@ -78,7 +87,11 @@ class StageConfig:
             raise InputError(f"rollout must be >= 0, got {self.rollout}")
         if self.tau <= 0:
             raise InputError(f"P-frame loss modulation tau must be positive, got {self.tau}")
-        if self.flow_lambda_pred < 0 or self.flow_lambda_rec < 0 or self.grad_clip < 0:
+        if set(self.noisy_synthesis) - {"i", "m", "r"}:
+            raise InputError(f"noisy_synthesis takes latent prefixes i, m, r; got {self.noisy_synthesis}")
+        if self.teacher_radius < 1:
+            raise InputError(f"teacher search radius must be >= 1, got {self.teacher_radius}")
+        if min(self.flow_lambda_pred, self.flow_lambda_rec, self.flow_lambda_teacher, self.grad_clip) < 0:
             raise InputError("flow loss weights and the gradient clip must be >= 0")
 
     def to_dict(self) -> dict:
@@ -91,6 +104,9 @@ class StageConfig:
         d["yuv_weights"] = tuple(d["yuv_weights"])
         d.setdefault("rollout", 0)
         d.setdefault("lr_final", None)
+        d.setdefault("flow_lambda_teacher", 0.0)
+        d.setdefault("teacher_radius", 6)
+        d["noisy_synthesis"] = tuple(d.get("noisy_synthesis", ()))
         return StageConfig(**d)
 
 

@@ -52,6 +52,12 @@ class TrainOptions:
     seed: int = 0
     checkpoint_every: int = 1000
     init: str | None = None
+    # Top-level networks of the model re-initialised after loading `init` (VideoCodec.reinit),
+    # e.g. the P-frame motion networks when starting from an I-frame-only phase.
+    reinit: tuple[str, ...] = ()
+    # Sender-side motion hint of the model (CodecConfig.motion_hint); None keeps the config's or
+    # the init checkpoint's. It changes no weights, so it may differ from the init checkpoint's.
+    motion_hint: str | None = None
     buffering: str | None = None
     warp: str | None = None
     device: str = "auto"
@@ -93,6 +99,8 @@ class TrainOptions:
         d["stop_after_steps"] = d["stop_after_seconds"] = None  # never carried over to a resume
         d.setdefault("channels_last", True)
         d.setdefault("bf16", False)
+        d["reinit"] = tuple(d.get("reinit", ()))
+        d.setdefault("motion_hint", None)
         return TrainOptions(**d)
 
 
@@ -160,12 +168,22 @@ def build_model(opts: TrainOptions):
             raise InputError(f"--init {opts.init} uses buffering {cfg.buffering!r}, not {opts.buffering!r}")
         if opts.warp and opts.warp != cfg.warp.mode:
             raise InputError(f"--init {opts.init} uses warp {cfg.warp.mode!r}, not {opts.warp!r}")
+        if opts.motion_hint and opts.motion_hint != cfg.motion_hint:
+            try:
+                model.cfg = cfg.replace(motion_hint=opts.motion_hint)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        if opts.reinit:
+            torch.manual_seed(opts.seed)
+            model.reinit(opts.reinit)
         return model
     overrides: dict[str, Any] = {}
     if opts.buffering:
         overrides["buffering"] = opts.buffering
     if opts.warp:
         overrides["warp_mode"] = opts.warp
+    if opts.motion_hint:
+        overrides["motion_hint"] = opts.motion_hint
     try:
         cfg = get_config(opts.config, **overrides)
     except ValueError as exc:

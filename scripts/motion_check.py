@@ -1,0 +1,77 @@
+"""Is the motion path of a checkpoint alive? Per P-frame of a clip: the estimated bits of the
+motion and residual latents, the decoded flow's mean and largest magnitude, and how far the
+decoded flow moved from the predicted one.
+
+A dead motion path shows as 0 motion bits (the decoded flow is then a fixed function of the
+predicted one, carrying no information); an unstable flow recursion shows as a mean flow that
+grows frame after frame. Bits are the model's estimate
+(-log2 of the likelihoods), not file bits; use `mobilecodec eval` for those.
+
+    python scripts/motion_check.py CHECKPOINT [--clip bikes] [--frames 32] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="checkpoint file or shipped checkpoint name")
+    p.add_argument("--clip", default="bikes", help="sample clip name or video file (default bikes, a training clip)")
+    p.add_argument("--frames", type=int, default=32, help="frames from the start, one intra period (default 32)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", metavar="PATH", help="write the per-frame rows as JSON")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
+    from mobilecodec.errors import InputError
+    from mobilecodec.io.samples import list_sample_clips, sample_clip
+    from mobilecodec.models.yuv import read_packed_frames
+
+    torch.set_num_threads(args.threads)
+    try:
+        model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
+        path = sample_clip(args.clip) if args.clip in list_sample_clips() else args.clip
+        frames = read_packed_frames(path, args.frames)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(frames) < 2:
+        print("error: need at least 2 frames", file=sys.stderr)
+        return 2
+    if not model.cfg.uses_motion:
+        print(f"error: {args.checkpoint} has no motion path (warp 'none')", file=sys.stderr)
+        return 2
+    model.eval()
+    rows = []
+    print(f"{args.checkpoint} on {args.clip}, {len(frames)} frames (motion hint: {model.cfg.motion_hint})")
+    print(f"{'frame':>5} {'motion bits':>11} {'residual bits':>13} {'|flow| mean':>11} {'|flow| max':>10} {'|decoded-predicted|':>19}")
+    with torch.no_grad():
+        buf = model.forward_iframe(frames[0])["buffer"]
+        for t in range(1, len(frames)):
+            out = model.forward_pframe(frames[t], buf)
+            buf = out["buffer"]
+            bits = {k: float(-torch.log2(v.clamp_min(1e-9)).sum()) for k, v in out["likelihoods"].items()}
+            flow = out["flow"]
+            row = {"frame": t, "motion_bits": bits.get("m_y", 0.0) + bits.get("m_z", 0.0),
+                   "residual_bits": bits["r_y"] + bits["r_z"],
+                   "flow_mean_abs": float(flow.abs().mean()), "flow_max_abs": float(flow.abs().max()),
+                   "correction_mean_abs": float((flow - out["flow_pred"]).abs().mean())}
+            rows.append(row)
+            print(f"{t:>5} {row['motion_bits']:>11.0f} {row['residual_bits']:>13.0f} {row['flow_mean_abs']:>11.2f} "
+                  f"{row['flow_max_abs']:>10.1f} {row['correction_mean_abs']:>19.3f}")
+    if args.json:
+        from mobilecodec.fsutil import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"checkpoint": args.checkpoint, "clip": args.clip, "frames": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
