@@ -95,6 +95,35 @@ def frame_type_summary(point: dict) -> dict:
     return out
 
 
+def drift_summary(point: dict) -> dict:
+    """P-frame drift inside each intra period of one RD point: the last P-frame's bits over the
+    second P-frame's (the first P-frame still profits from a fresh I-frame reference) and its
+    PSNR-YUV drop. Periods with fewer than 3 P-frames are skipped. A codec that does not drift
+    keeps the ratio near 1 and the drop near 0 (issue #13's bar: at most 1.5x and 1 dB)."""
+    periods, cur = [], []
+    for f in point["per_frame"]:
+        if f["type"] == "I":
+            if cur:
+                periods.append(cur)
+            cur = [f]
+        else:
+            cur.append(f)
+    if cur:
+        periods.append(cur)
+    rows = []
+    for per in periods:
+        ps = [f for f in per if f["type"] == "P"]
+        if len(ps) < 3:
+            continue
+        second, last = ps[1], ps[-1]
+        rows.append({"first_frame": per[0]["index"], "second_p": second["index"], "last_p": last["index"],
+                     "bits_ratio": last["bits"] / second["bits"] if second["bits"] else None,
+                     "psnr_yuv_drop": second["psnr_yuv"] - last["psnr_yuv"]})
+    ratios = [r["bits_ratio"] for r in rows if r["bits_ratio"] is not None]
+    return {"periods": rows, "worst_bits_ratio": max(ratios) if ratios else None,
+            "worst_psnr_yuv_drop": max((r["psnr_yuv_drop"] for r in rows), default=None)}
+
+
 def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS) -> dict:
     """BD-rate (%, pchip) of `test` against `anchor` per metric; {'error': why} when it cannot be
     computed (fewer than 2 points on a curve, curves not monotonic or not overlapping)."""
@@ -220,6 +249,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
                                                    "buffering": model.cfg.to_dict().get("buffering")},
                                             on_frame=lambda _phase, _i: bar.update(1))
                     point["frame_types"] = frame_type_summary(point)
+                    point["drift"] = drift_summary(point)
                     kept = [(Path(tmp) / f"{label}.mnvc", streams / f"{stem}_{label}.mnvc")]
                     if dec_path is not None:
                         kept.append((dec_path, streams / f"{stem}_{label}.y4m"))
@@ -301,6 +331,13 @@ def format_report(report: dict) -> str:
             verdict = {True: "yes", False: "no", None: "- (needs I and P frames)"}[ft["p_cheaper_at_equal_or_better_psnr"]]
             lines.append(f"{p['label']:<28} {fmt(i, 'bits', 9, 0)} {fmt(i, 'psnr_yuv', 11, 3)} "
                          f"{fmt(q, 'bits', 9, 0)} {fmt(q, 'psnr_yuv', 11, 3)} {ratio:>9}  {verdict}")
+        lines.append("P-frame drift (last P-frame of each intra period against its second) and colour:")
+        for p in res["points"]:
+            d = p.get("drift") or drift_summary(p)
+            drift = ("-" if d["worst_bits_ratio"] is None else
+                     f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV -{d['worst_psnr_yuv_drop']:.2f} dB (worst of "
+                     f"{len(d['periods'])} periods)")
+            lines.append(f"{p['label']:<28} drift {drift}; PSNR-YUV - PSNR-RGB {p['psnr_yuv'] - p['psnr_rgb']:.2f} dB")
         for note in entry["notes"]:
             lines.append(f"note: {note}")
         bd = entry.get("bd")

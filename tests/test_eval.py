@@ -101,6 +101,8 @@ def test_json_structure(run, checkpoints):
         assert ft["I"]["frames"] == 2 and ft["P"]["frames"] == 1
         assert ft["I"]["bits"] == pytest.approx((p["per_frame"][0]["bits"] + p["per_frame"][2]["bits"]) / 2)
         assert ft["P"]["bits"] == p["per_frame"][1]["bits"]
+        # intra period 2 leaves one P-frame per period: too short to judge drift
+        assert p["drift"] == {"periods": [], "worst_bits_ratio": None, "worst_psnr_yuv_drop": None}
     for name in ("carphone_rd.png", "carphone_per_frame_bits.png", "carphone_per_frame_psnr.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["results"][0]["result"] == res
@@ -190,3 +192,21 @@ def test_usage_error_exits_2(carphone, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["eval", str(carphone), "--checkpoint", "x.pt", "-o", str(tmp_path), "--matrix", "srgb"])
     assert exc.value.code == 2
+
+
+def test_drift_summary_hand_values():
+    """Two intra periods, I P P P P and I P P P: the last P-frame against the second one."""
+    from mobilecodec.evaluate import drift_summary
+
+    def f(i, t, bits, q):
+        return {"index": i, "type": t, "bits": bits, "psnr_yuv": q}
+
+    point = {"per_frame": [f(0, "I", 9000, 30.0), f(1, "P", 1000, 29.5), f(2, "P", 1200, 29.4),
+                           f(3, "P", 1500, 29.0), f(4, "P", 1800, 28.9),
+                           f(5, "I", 9000, 30.0), f(6, "P", 900, 29.0), f(7, "P", 1000, 29.0),
+                           f(8, "P", 1100, 28.0)]}
+    d = drift_summary(point)
+    assert [(r["first_frame"], r["second_p"], r["last_p"]) for r in d["periods"]] == [(0, 2, 4), (5, 7, 8)]
+    assert [r["bits_ratio"] for r in d["periods"]] == [1.5, 1.1]
+    assert [r["psnr_yuv_drop"] for r in d["periods"]] == pytest.approx([0.5, 1.0])
+    assert d["worst_bits_ratio"] == 1.5 and d["worst_psnr_yuv_drop"] == pytest.approx(1.0)

@@ -259,3 +259,28 @@ def test_rollout_trains_only_the_frames_after_the_gradient_free_ones(carphone):
     assert not torch.equal(stats_r[1:], stats_p[1:])  # P-frames saw the rolled-out buffer
     loss_r.backward()
     assert model.r_synthesis.out.weight.grad is not None and torch.isfinite(loss_r)
+
+
+def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys):
+    """--init with --reinit and --freeze: frozen networks end exactly as the init checkpoint had
+    them, re-initialised ones start afresh (and train), the rest train; a bad name is one line, exit 2."""
+    from mobilecodec.checkpoint import load_checkpoint
+
+    init = trained_run / "final.pt"
+    frozen = ("i_analysis", "i_synthesis", "i_hyper_analysis", "i_hyper_synthesis", "i_z_prior")
+    assert _train(tmp_path / "r", "--steps", "3", "--init", str(init), "--reinit", "m_analysis",
+                  "--freeze", *frozen, "--flow-teacher", "2e-3", "--noisy-synthesis", "m", "r") == 0
+    before = load_checkpoint(init)[0].state_dict()
+    after = load_checkpoint(tmp_path / "r" / "final.pt")[0].state_dict()
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(before[k], after[k]) for k in before
+                   if k.startswith(prefix + ".") and before[k].dtype.is_floating_point)
+
+    assert not any(changed(n) for n in frozen)
+    assert changed("m_analysis") and changed("m_synthesis") and changed("r_synthesis")
+    capsys.readouterr()
+    assert _train(tmp_path / "bad", "--steps", "1", "--init", str(init), "--freeze", "i_nothing") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mobilecodec train: error: cannot freeze 'i_nothing'; networks: i_analysis")
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

@@ -15,7 +15,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
 _RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "lr", "tau", "flow_lambda",
-                 "flow_teacher", "noisy_synthesis", "clip", "seed", "init", "reinit", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
+                 "flow_teacher", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reinit", nargs="+", default=None, metavar="NET",
                    help="with --init: re-initialise these networks (e.g. motion_predictor m_analysis "
                         "m_synthesis) instead of taking them from the checkpoint")
+    p.add_argument("--freeze", nargs="+", default=None, metavar="NET",
+                   help="do not train these networks (e.g. i_analysis i_synthesis i_hyper_analysis "
+                        "i_hyper_synthesis i_z_prior: the I-frame codec)")
     p.add_argument("--motion-hint", choices=("none", "block_match"), default=None,
                    help="what the sender's motion analysis gets: the predicted flow (none) or block-matching "
                         "vectors minus it (block_match, the tiny and mobilenvc default)")
@@ -112,7 +115,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout, "lr": st.lr, "tau": st.tau,
               "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
-              "reinit": list(saved.reinit) or None, "motion_hint": saved.motion_hint,
+              "reinit": list(saved.reinit) or None, "freeze": list(saved.freeze) or None, "motion_hint": saved.motion_hint,
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,
               "augment": saved.augment, "allow_held_out": saved.allow_held_out}
     for name in _RUN_DEFINING:
@@ -152,15 +155,14 @@ def run(args: argparse.Namespace) -> int:
         missing = [f"--{n}" for n in ("stage", "beta") if getattr(args, n) is None]
         if missing:
             raise InputError(f"{', '.join(missing)} required (unless --resume or --recipe)")
-        if args.reinit and not args.init:
-            raise InputError("--reinit needs --init (a fresh model is initialised anyway)")
         from mobilecodec.train.data import DEFAULT_TRAIN_DATA
 
         stage = get_stage(args.stage, **_stage_overrides(args))
         opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
-                            init=args.init, reinit=tuple(args.reinit or ()), motion_hint=args.motion_hint,
+                            init=args.init, reinit=tuple(args.reinit or ()), freeze=tuple(args.freeze or ()),
+                            motion_hint=args.motion_hint,
                             buffering=args.buffering,
                             warp=args.warp, max_frames=args.max_frames)
     changes = {"run_dir": args.output, "progress": not args.no_progress, "bf16": args.bf16,

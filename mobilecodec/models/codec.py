@@ -93,6 +93,11 @@ class VideoCodec(nn.Module):
         # instead of the straight-through rounded one (set from StageConfig.noisy_synthesis by GopLoss)
         self.noisy_synthesis: tuple[str, ...] = ()
 
+    #: Every trainable top-level network a config may have (which ones exist depends on the config).
+    NETWORKS = ("i_analysis", "i_synthesis", "i_hyper_analysis", "i_hyper_synthesis", "i_z_prior",
+                "motion_predictor", "m_analysis", "m_synthesis", "m_hyper_analysis", "m_hyper_synthesis",
+                "m_z_prior", "r_predictor", "r_analysis", "r_synthesis", "r_hyper_analysis",
+                "r_hyper_synthesis", "r_z_prior")
     #: Networks `reinit` may re-initialise (the analysis/synthesis transforms and the predictor;
     #: hyperprior networks and priors keep their own initialisation).
     REINIT_NETWORKS = ("motion_predictor", "m_analysis", "m_synthesis", "r_predictor", "r_analysis", "r_synthesis")

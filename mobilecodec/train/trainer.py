@@ -58,6 +58,9 @@ class TrainOptions:
     # Sender-side motion hint of the model (CodecConfig.motion_hint); None keeps the config's or
     # the init checkpoint's. It changes no weights, so it may differ from the init checkpoint's.
     motion_hint: str | None = None
+    # Top-level networks not trained (no gradient, not in the optimizer), e.g. the I-frame codec
+    # while fresh P-frame networks learn on top of it.
+    freeze: tuple[str, ...] = ()
     buffering: str | None = None
     warp: str | None = None
     device: str = "auto"
@@ -78,6 +81,16 @@ class TrainOptions:
     bf16: bool = False
 
     def validate(self) -> None:
+        from mobilecodec.models.codec import VideoCodec
+
+        for name in self.freeze:
+            if name not in VideoCodec.NETWORKS:
+                raise InputError(f"cannot freeze {name!r}; networks: {', '.join(VideoCodec.NETWORKS)}")
+        for name in self.reinit:
+            if name not in VideoCodec.REINIT_NETWORKS:
+                raise InputError(f"cannot re-initialise {name!r}; networks: {', '.join(VideoCodec.REINIT_NETWORKS)}")
+        if self.reinit and not self.init:
+            raise InputError("re-initialising networks needs an init checkpoint (--init)")
         if not self.beta > 0:
             raise InputError(f"beta must be positive, got {self.beta}")
         if self.checkpoint_every < 1:
@@ -101,6 +114,7 @@ class TrainOptions:
         d.setdefault("bf16", False)
         d["reinit"] = tuple(d.get("reinit", ()))
         d.setdefault("motion_hint", None)
+        d["freeze"] = tuple(d.get("freeze", ()))
         return TrainOptions(**d)
 
 
@@ -337,7 +351,11 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         model.to(device).train()
         if opts.channels_last:
             model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=st.lr)
+        for name in opts.freeze:  # trained by an earlier phase; kept as they are
+            if not hasattr(model, name):
+                raise InputError(f"cannot freeze {name!r}: the model has no such network")
+            getattr(model, name).requires_grad_(False)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=st.lr)
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             for group in optimizer.param_groups:
