@@ -355,7 +355,7 @@ class OnnxLatentEncoder:
         ref = to_numpy(reference)
         hint = to_numpy(flow_pred)
         if self.engine.model.cfg.motion_hint != "none":  # sender-side motion search (host)
-            with step_timer(self.engine.clock)("motion search"):
+            with step_timer(self.engine.clock)("host: motion search"):
                 # the reference may arrive at its storage dtype (uint8 frame): search on the same
                 # float frame the PyTorch path sees, so both backends send the same hint
                 ref_f = self.engine.entry_float("frame", ref)

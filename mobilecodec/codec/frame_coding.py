@@ -157,8 +157,23 @@ class LatentDecoder:
         self.dec = RangeDecoder(payload)
         self.shapes = model.latent_shapes(height, width)
         self.clock = clock  # optional step timer (runtime.engine.StepClock)
+        self._ready: dict[str, torch.Tensor] | None = None
+
+    def prefetch(self, iframe: bool) -> "LatentDecoder":
+        """Decode every latent of the frame now (an I-frame's, or a P-frame's motion then residual
+        latents) and check the payload's end: it depends on nothing but the payload, so a decoder
+        can run it for the next frame while the networks run this one (`decode_video`)."""
+        self.clock = None  # runs off the caller's thread: keep out of the caller's step clock
+        prefixes = ["i"] if iframe else (["m"] if self.model.cfg.uses_motion else []) + ["r"]
+        self._ready = {p: self._decode(p) for p in prefixes}
+        self.dec.finish()
+        return self
 
     def _decode(self, prefix: str) -> torch.Tensor:
+        if self._ready is not None:
+            if prefix not in self._ready:
+                raise ValueError(f"latent {prefix!r} was not prefetched")
+            return self._ready.pop(prefix)
         lat, z = self.shapes[prefix]
         return HyperpriorCoder(self.model, prefix).decode(self.dec, lat, z, clock=self.clock)
 
@@ -172,7 +187,8 @@ class LatentDecoder:
         return self._decode("r")
 
     def finish(self) -> None:
-        self.dec.finish()
+        if self._ready is None:
+            self.dec.finish()
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -141,10 +142,13 @@ def check_stream_structure(reader: StreamReader) -> None:
 
 
 def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | None, *, progress: bool = True,
-                 verify: bool = True, checkpoint: str | None = None, engine=None, on_frame=None) -> dict:
+                 verify: bool = True, checkpoint: str | None = None, engine=None, on_frame=None,
+                 pipeline: bool = True) -> dict:
     """Decode a .mnvc stream to .y4m/.yuv (or only verify when output is None); checks each
     frame's hash against the encoder's. Returns a summary. `engine`: the backend running the
-    networks (default: `TorchEngine(model)`); `on_frame(index, YUVFrame)` sees every decoded frame."""
+    networks (default: `TorchEngine(model)`); `on_frame(index, YUVFrame)` sees every decoded frame.
+    `pipeline`: entropy-decode the next frame (and run its integer hyper-synthesis) on a second
+    thread while this frame's networks run; the results are the same integers either way."""
     model.eval()
     engine = engine or TorchEngine(model)
     t0 = time.perf_counter()
@@ -159,12 +163,24 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
         writer = VideoWriter(output, hdr.width, hdr.height, Fraction(hdr.fps_num, hdr.fps_den)) if output else None
         try:
             buf = None
-            with _progress(hdr.frame_count, "decode", progress) as bar:
-                for i, rec in enumerate(reader):
+            records = iter(reader)
+            with _progress(hdr.frame_count, "decode", progress) as bar, ThreadPoolExecutor(1) as pool:
+                def latents(rec):
+                    src = engine.latent_decoder(rec.payload, ph, pw)
+                    return src.prefetch(rec.frame_type == FrameType.I) if pipeline else src
+
+                rec = next(records, None)
+                pending = pool.submit(latents, rec) if rec is not None and pipeline else None
+                i = 0
+                while rec is not None:
                     if rec.frame_type == FrameType.P and buf is None:
                         raise BitstreamError(f"frame {i} is a P-frame but no I-frame precedes it")
-                    src = engine.latent_decoder(rec.payload, ph, pw)
                     try:
+                        src = pending.result() if pipeline else latents(rec)
+                        nxt = next(records, None)
+                        # the next frame's entropy decoding and integer hyper-synthesis depend only
+                        # on its payload: run them while the networks run this frame
+                        pending = pool.submit(latents, nxt) if nxt is not None and pipeline else None
                         if rec.frame_type == FrameType.I:
                             out, buf = engine.run_iframe(src)
                         else:
@@ -186,6 +202,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                     frames_info.append({"index": i, "type": rec.frame_type.name, "bits": 8 * rec.nbytes,
                                         "hash": digest.hex(), "hash_match": bool(match)})
                     bar.update(1)
+                    rec, i = nxt, i + 1
             if writer:
                 writer.close()
                 writer = None
