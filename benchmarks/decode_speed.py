@@ -218,7 +218,9 @@ def main() -> None:
     from mobilecodec.runtime.profiler import profile_frames
 
     print("measuring the conv roofline ...", file=sys.stderr)
-    roof = conv_rates(threads=args.threads)
+    # 1080p at 1/4: ~10 ms a run, long enough that thread wake-ups do not dominate (at 136x240, 2 threads,
+    # the int8 rate measured 177-313 GMAC/s in three back-to-back runs on an idle machine)
+    roof = conv_rates(size=(272, 480), threads=args.threads)
     ideal = roof["int8_qdq_gmacs_per_s"] / roof["pytorch_float32_gmacs_per_s"]
     res: dict = {"config": args.config, "threads": args.threads, "timed_p_frames": args.frames,
                  "warmup_p_frames": args.warmup, "roofline": roof, "ideal_int8_over_pytorch": ideal,
