@@ -172,3 +172,13 @@ def test_noisy_synthesis_feeds_the_noisy_latent_to_the_synthesis(carphone):
     assert not torch.equal(recon(1), recon(2))
     model.eval()  # evaluation always rounds
     assert torch.equal(recon(1), recon(2))
+
+
+def test_teacher_weight_decays_linearly_to_zero():
+    from mobilecodec.train.stages import get_stage
+
+    st = get_stage(1, flow_lambda_teacher=2e-3, teacher_steps=5)
+    assert [st.teacher_weight(s) for s in (1, 2, 3, 6, 100)] == pytest.approx([2e-3, 1.6e-3, 1.2e-3, 0.0, 0.0])
+    assert get_stage(1, flow_lambda_teacher=2e-3).teacher_weight(10**6) == 2e-3  # no schedule: constant
+    with pytest.raises(InputError, match="teacher_steps"):
+        get_stage(1, teacher_steps=0)

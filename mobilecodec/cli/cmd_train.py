@@ -15,7 +15,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
 _RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "lr", "tau", "flow_lambda",
-                 "flow_teacher", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
+                 "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of the L1 loss (luma pixels) pulling the decoded flow towards an integer "
                         "block-matching teacher; keeps the motion path from collapsing (default 0; the "
                         "tiny-cpu recipe's P-frame phase uses 2e-3)")
+    p.add_argument("--teacher-steps", type=positive_int, default=None, metavar="N",
+                   help="the --flow-teacher weight falls linearly to 0 at step N (default: constant; the "
+                        "tiny-cpu P-frame phase uses 5000)")
     p.add_argument("--noisy-synthesis", nargs="+", choices=("i", "m", "r"), default=None, metavar="LATENT",
                    help="train these latents' synthesis (i, m, r) on y + uniform noise instead of the "
                         "straight-through rounded y (the tiny-cpu P-frame phase uses m r)")
@@ -102,7 +105,7 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
             "lr": args.lr, "tau": args.tau, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
-            "rollout": args.rollout, "flow_lambda_teacher": args.flow_teacher,
+            "rollout": args.rollout, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
             "noisy_synthesis": tuple(args.noisy_synthesis) if args.noisy_synthesis else None}
 
 
@@ -113,7 +116,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout, "lr": st.lr, "tau": st.tau,
-              "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher,
+              "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher, "teacher_steps": st.teacher_steps,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
               "reinit": list(saved.reinit) or None, "freeze": list(saved.freeze) or None, "motion_hint": saved.motion_hint,
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,

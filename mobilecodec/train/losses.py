@@ -56,6 +56,7 @@ class GopLoss(nn.Module):
         self.beta = float(beta)
         self.stage = stage
         model.noisy_synthesis = tuple(stage.noisy_synthesis)
+        self.step = 1  # the training step, set by the trainer (the motion teacher's weight decays with it)
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         st, m = self.stage, self.model
@@ -80,7 +81,8 @@ class GopLoss(nn.Module):
             frames = torch.cat([frames[:1], frames[1 + st.rollout:]])
             g = frames.shape[0]
         flow_losses = (st.flow_lambda_pred > 0 or st.flow_lambda_rec > 0) and m.cfg.uses_motion
-        teach = st.flow_lambda_teacher > 0 and m.cfg.uses_motion
+        teacher_weight = st.teacher_weight(self.step)
+        teach = teacher_weight > 0 and m.cfg.uses_motion
         for t in range(1, g):
             x = frames[t]
             out = m.forward_pframe(x, buf)
@@ -100,7 +102,7 @@ class GopLoss(nn.Module):
             if teach:
                 target, confident = block_match(ref, x, m.cfg.warp.block_size, st.teacher_radius)
                 ft = teacher_loss(out["flow"], target, confident)
-                loss = loss + st.flow_lambda_teacher * ft
+                loss = loss + teacher_weight * ft
                 ft = ft.detach().mean()
             frame_loss = loss.mean()
             total = total + st.tau ** (t - 1) * frame_loss

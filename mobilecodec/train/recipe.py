@@ -87,7 +87,7 @@ def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
         Phase("iframe", 1, dict(gop=1, crop=crop, batch_size=8, lr=1e-3, lr_final=5e-5, steps=n(40_000))),
         Phase("pframe", 1, dict(gop=4, crop=crop, batch_size=4, lr=3e-4, lr_final=3e-5, steps=n(20_000),
                                 flow_lambda_pred=0.1, flow_lambda_rec=0.1, flow_lambda_teacher=2e-3,
-                                noisy_synthesis=("m", "r")),
+                                teacher_steps=n(5_000), noisy_synthesis=("m", "r")),
               init="iframe", reinit=P_NETWORKS, freeze=I_NETWORKS),
         Phase("rollout", 2, dict(gop=3, rollout=3, crop=crop, batch_size=4, lr=1e-4, lr_final=1e-5,
                                  steps=n(8_000), tau=1.2), init="pframe"),

@@ -361,6 +361,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = st.lr
         gop_loss = GopLoss(model, opts.beta, st)
+        loss_module = gop_loss  # DDP wraps it below; the step goes to the module itself
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -384,6 +385,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 lr = st.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                loss_module.step = step
                 frames = data.batch(rng, st.batch_size, device)
                 if opts.channels_last:
                     frames = torch.stack([f.contiguous(memory_format=torch.channels_last) for f in frames])
