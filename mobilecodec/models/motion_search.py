@@ -40,14 +40,16 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
     r, c = packed_luma(ref), packed_luma(x)
     h, w = c.shape[-2:]
     padded = F.pad(r, (radius, radius, radius, radius), mode="replicate")
-    costs, vectors = [], []
+    side = 2 * radius + 1
+    cost = torch.empty(c.shape[0], side * side, h // block, w // block, dtype=c.dtype, device=c.device)
+    diff = torch.empty_like(c)  # reused: the search is memory-bound at large frames
+    vectors = []
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
-            shifted = padded[..., radius + dy: radius + dy + h, radius + dx: radius + dx + w]
-            sad = F.avg_pool2d((c - shifted).abs(), block)
-            costs.append(sad + LENGTH_COST * (abs(dx) + abs(dy)))
+            k = len(vectors)
+            torch.sub(c, padded[..., radius + dy: radius + dy + h, radius + dx: radius + dx + w], out=diff)
+            torch.add(F.avg_pool2d(diff.abs_(), block), LENGTH_COST * (abs(dx) + abs(dy)), out=cost[:, k:k + 1])
             vectors.append((dx, dy))
-    cost = torch.cat(costs, dim=1)  # (N, K, H/B, W/B)
     best_cost, best = cost.min(dim=1)
     table = torch.tensor(vectors, dtype=ref.dtype, device=ref.device)  # (K, 2)
     flow = table[best].permute(0, 3, 1, 2).contiguous()
