@@ -248,13 +248,22 @@ class VideoCodec(nn.Module):
     def motion_reference(self, buf: Buffer) -> torch.Tensor:
         return buf["frame"] if self.has_frame else buf["residual_feat"]
 
-    def motion_hint(self, x: torch.Tensor, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
+    def motion_search(self, x: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`block_match(reference, x)` (vectors, confident) with this config's block and radius,
+        or None when cfg.motion_hint is "none"."""
+        if self.cfg.motion_hint == "none":
+            return None
+        return block_match(reference, x, self.cfg.warp.block_size, self.cfg.motion_search_radius)
+
+    def motion_hint(self, x: torch.Tensor, reference: torch.Tensor, flow_pred: torch.Tensor,
+                    search: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The block-flow input of the motion analysis (sender only): the predicted flow, or with
         cfg.motion_hint "block_match" the block-matching motion of x against the buffered frame
-        minus the predicted flow (the correction the motion AE should code)."""
+        minus the predicted flow (the correction the motion AE should code). `search`: a
+        `motion_search(x, reference)` result already at hand."""
         if self.cfg.motion_hint == "none":
             return flow_pred
-        vectors, _ = block_match(reference, x, self.cfg.warp.block_size, self.cfg.motion_search_radius)
+        vectors, _ = search if search is not None else self.motion_search(x, reference)
         return vectors - flow_pred
 
     def warp(self, buf: Buffer, flow: torch.Tensor | None) -> torch.Tensor:
@@ -300,14 +309,16 @@ class VideoCodec(nn.Module):
 
     def forward_pframe(self, x: torch.Tensor, buf: Buffer) -> dict:
         """One P-frame step: returns reconstruction, new buffer, likelihoods, and the predicted and
-        decoded flows and the prediction (for the auxiliary flow losses of training stage 1)."""
+        decoded flows and the prediction (for the auxiliary flow losses of training stage 1), and the
+        sender's `motion_search` result (None without one; the motion teacher reuses it)."""
         lik: dict[str, torch.Tensor] = {}
-        flow_pred = flow = None
+        flow_pred = flow = search = None
         motion_feat = None
         if self.cfg.uses_motion:
             flow_pred = self.motion_predictor(self.motion_state(buf))
             ref = self.motion_reference(buf)
-            m = self.m_analysis(x, ref, self.motion_hint(x, ref, flow_pred))
+            search = self.motion_search(x, ref)
+            m = self.m_analysis(x, ref, self.motion_hint(x, ref, flow_pred, search))
             m_hat, lik_m = self._hyperprior("m", m)
             lik.update(lik_m)
             flow, motion_feat = self.decoded_motion(*self.m_synthesis(m_hat, flow_pred))
@@ -323,4 +334,4 @@ class VideoCodec(nn.Module):
             motion_feat = x.new_zeros(n, 0, *flow.shape[2:])
         new_buf = self.make_buffer(x_hat, res_feat, flow, motion_feat)
         return {"x_hat": x_hat, "buffer": new_buf, "likelihoods": lik, "flow_pred": flow_pred,
-                "flow": flow, "pred": pred}
+                "flow": flow, "pred": pred, "motion_search": search}

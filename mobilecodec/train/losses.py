@@ -100,7 +100,9 @@ class GopLoss(nn.Module):
                 loss = loss + st.flow_lambda_pred * fp + st.flow_lambda_rec * fr
                 fp, fr = fp.detach().mean(), fr.detach().mean()
             if teach:
-                target, confident = block_match(ref, x, m.cfg.warp.block_size, st.teacher_radius)
+                # the sender's motion search already matched these frames when the radii agree
+                search = out["motion_search"] if st.teacher_radius == m.cfg.motion_search_radius else None
+                target, confident = search or block_match(ref, x, m.cfg.warp.block_size, st.teacher_radius)
                 ft = teacher_loss(out["flow"], target, confident)
                 loss = loss + teacher_weight * ft
                 ft = ft.detach().mean()
