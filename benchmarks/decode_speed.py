@@ -139,44 +139,49 @@ def run_side(engine: Any, xs: list, payloads: list[bytes], h: int, w: int, warmu
     from concurrent.futures import ThreadPoolExecutor
 
     res: dict = {}
-    pool = ThreadPoolExecutor(1)
+    with ThreadPoolExecutor(1) as pool:
+        for kind in KINDS:
+            res[kind] = _run_kind(engine, kind, pool, xs, payloads, h, w, warmup, graph_macs)
+    return res
+
+
+def _run_kind(engine: Any, kind: str, pool: Any, xs: list, payloads: list[bytes], h: int, w: int,
+              warmup: int, graph_macs: dict[str, int]) -> dict:
+    """One kind of `run_side` (decode, pipelined decode or encode): P-frame statistics."""
 
     def prefetched(k: int) -> Any:
         return engine.latent_decoder(payloads[k], h, w).prefetch(k == 0)
 
-    for kind in KINDS:
-        buf, frames = None, []
-        pending = pool.submit(prefetched, 0) if kind == "pipelined decode" else None
-        t_prev = time.perf_counter()
-        for k in range(len(payloads)):
-            engine.clock.current = {}
-            t0 = time.perf_counter()
-            if kind == "decode":
-                src = engine.latent_decoder(payloads[k], h, w)
-            elif kind == "pipelined decode":  # as decode_video: the next frame's latents on a worker
-                src = pending.result()
-                pending = pool.submit(prefetched, k + 1) if k + 1 < len(payloads) else None
-            else:
-                src = engine.latent_encoder(xs[k])
-            _, buf = engine.run_iframe(src) if buf is None else engine.run_pframe(buf, src)
-            if kind != "encode":
-                src.finish()
-            t1 = time.perf_counter()
-            # pipelined: the frame period (completion to completion), which includes waiting for
-            # the worker when it is the slower side
-            wall = t1 - (t_prev if kind == "pipelined decode" else t0)
-            t_prev = t1
-            if k > warmup:
-                rec = engine.clock.frames[-1]
-                frames.append((_split(wall, rec), sum(graph_macs.get(n, 0) for n in rec)))
-        steps = {s: _stats([f[s] for f, _ in frames]) for s in (*STEPS, "frame")}
-        net = statistics.median(f["networks"] for f, _ in frames)
-        macs = frames[0][1]
-        med = steps["frame"]["median_ms"] / 1e3
-        res[kind] = {"P": {"steps": steps, "fps": 1.0 / med, "network_gmacs": macs / 1e9,
-                           "network_gmacs_per_s": macs / net / 1e9,
-                           "host_share": 1.0 - net / med}}
-    return res
+    buf, frames = None, []
+    pending = pool.submit(prefetched, 0) if kind == "pipelined decode" else None
+    t_prev = time.perf_counter()
+    for k in range(len(payloads)):
+        engine.clock.current = {}
+        t0 = time.perf_counter()
+        if kind == "decode":
+            src = engine.latent_decoder(payloads[k], h, w)
+        elif kind == "pipelined decode":  # as decode_video: the next frame's latents on a worker
+            src = pending.result()
+            pending = pool.submit(prefetched, k + 1) if k + 1 < len(payloads) else None
+        else:
+            src = engine.latent_encoder(xs[k])
+        _, buf = engine.run_iframe(src) if buf is None else engine.run_pframe(buf, src)
+        if kind != "encode":
+            src.finish()
+        t1 = time.perf_counter()
+        # pipelined: the frame period (completion to completion), which includes waiting for
+        # the worker when it is the slower side
+        wall = t1 - (t_prev if kind == "pipelined decode" else t0)
+        t_prev = t1
+        if k > warmup:
+            rec = engine.clock.frames[-1]
+            frames.append((_split(wall, rec), sum(graph_macs.get(n, 0) for n in rec)))
+    steps = {s: _stats([f[s] for f, _ in frames]) for s in (*STEPS, "frame")}
+    net = statistics.median(f["networks"] for f, _ in frames)
+    macs = frames[0][1]
+    med = steps["frame"]["median_ms"] / 1e3
+    return {"P": {"steps": steps, "fps": 1.0 / med, "network_gmacs": macs / 1e9,
+                  "network_gmacs_per_s": macs / net / 1e9, "host_share": 1.0 - net / med}}
 
 
 def main() -> None:
