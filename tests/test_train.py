@@ -261,6 +261,65 @@ def test_rollout_trains_only_the_frames_after_the_gradient_free_ones(carphone):
     assert model.r_synthesis.out.weight.grad is not None and torch.isfinite(loss_r)
 
 
+def test_random_rollout_depth_covers_every_chain_position(carphone):
+    """--rollout K --rollout-random: each step rolls out a depth drawn from 0..K with the seeded
+    torch RNG; the trained P-frames are then the next GOP-1 frames. Each drawn loss equals the
+    fixed-depth loss of one depth, the same seed draws the same depth, and different seeds reach
+    more than one depth."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss
+    from mobilecodec.train.stages import get_stage
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny")).eval()
+    frames = TrainingData(["bikes"], gop=4, crop=(64, 64), max_frames=8).batch(np.random.default_rng(0), 1, "cpu")
+    stage = get_stage(2, gop=2, crop=(64, 64), batch_size=1, steps=1)
+    with torch.no_grad():
+        fixed = [float(GopLoss(model, 0.0032, stage.replace(rollout=d) if d else stage)(frames[:2 + d])[0])
+                 for d in range(3)]
+        assert len(set(fixed)) == 3  # the depths are distinguishable
+        random_stage = stage.replace(rollout=2, rollout_random=True)
+        depths = []
+        for seed in range(8):
+            torch.manual_seed(seed)
+            loss = float(GopLoss(model, 0.0032, random_stage)(frames)[0])
+            torch.manual_seed(seed)
+            assert float(GopLoss(model, 0.0032, random_stage)(frames)[0]) == loss
+            assert loss in fixed
+            depths.append(fixed.index(loss))
+    assert len(set(depths)) > 1, depths
+    with pytest.raises(InputError, match="rollout > 0"):
+        stage.replace(rollout_random=True)
+
+
+def test_detach_iframe_keeps_p_frame_gradients_off_the_iframe_codec(carphone):
+    """detach_iframe: the I-frame networks' gradient is that of the I-frame loss alone (a GOP of
+    2 averages two frame losses, hence the factor 2); without it the P-frame loss reaches them."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss
+    from mobilecodec.train.stages import get_stage
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny")).eval()
+    frames = TrainingData(["bikes"], gop=2, crop=(64, 64), max_frames=4).batch(np.random.default_rng(0), 1, "cpu")
+    stage = get_stage(2, gop=2, crop=(64, 64), batch_size=1, steps=1)
+
+    def i_grad(st, f):
+        model.zero_grad(set_to_none=True)
+        GopLoss(model, 0.0032, st)(f)[0].backward()
+        return next(model.i_analysis.parameters()).grad.clone()
+
+    alone = i_grad(stage.replace(gop=1), frames[:1])
+    detached = i_grad(stage.replace(detach_iframe=True), frames)
+    joint = i_grad(stage, frames)
+    assert torch.allclose(2 * detached, alone, rtol=1e-4, atol=1e-9)
+    assert not torch.allclose(2 * joint, alone, rtol=1e-2, atol=1e-9)
+
+
 def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys):
     """--init with --reinit and --freeze: frozen networks end exactly as the init checkpoint had
     them, re-initialised ones start afresh (and train), the rest train; a bad name is one line, exit 2."""

@@ -14,7 +14,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
-_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "lr", "tau", "flow_lambda",
+_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "lr", "tau", "flow_lambda",
                  "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
@@ -61,6 +61,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rollout", type=int, default=None, metavar="K",
                    help="error-propagation-aware training: run K P-frames without gradients before the "
                         "trained ones, so they learn from a drifted buffer (samples GOP + K frames; default 0)")
+    p.add_argument("--rollout-random", action="store_true", default=None,
+                   help="with --rollout K: draw each step's rollout depth uniformly from 0..K, so the "
+                        "P-frames learn from the buffer of every chain position up to K (the tiny-cpu "
+                        "rollout phase uses K = 12)")
+    p.add_argument("--detach-iframe", action="store_true", default=None,
+                   help="the P-frame losses see the I-frame reconstruction detached, so the I-frame codec "
+                        "learns from its own rate-distortion loss only (the tiny-cpu rate-point phases)")
     p.add_argument("--tau", type=positive_float, default=None,
                    help="P-frame loss modulation: P-frame t weighted tau^(t-1) (default 1 / 1.2)")
     p.add_argument("--flow-lambda", type=float, default=None,
@@ -105,7 +112,7 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
             "lr": args.lr, "tau": args.tau, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
-            "rollout": args.rollout, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
+            "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
             "noisy_synthesis": tuple(args.noisy_synthesis) if args.noisy_synthesis else None}
 
 
@@ -115,7 +122,8 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
 
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
-              "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout, "lr": st.lr, "tau": st.tau,
+              "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout,
+              "rollout_random": st.rollout_random or None, "detach_iframe": st.detach_iframe or None, "lr": st.lr, "tau": st.tau,
               "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher, "teacher_steps": st.teacher_steps,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
               "reinit": list(saved.reinit) or None, "freeze": list(saved.freeze) or None, "motion_hint": saved.motion_hint,

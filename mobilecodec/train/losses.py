@@ -72,13 +72,16 @@ class GopLoss(nn.Module):
         zero = frame_loss.detach() * 0
         rows.append(torch.stack([frame_loss.detach(), mse.detach().mean(), rate.detach().mean(), zero, zero, zero]))
         buf, prev = out["buffer"], out["x_hat"]
+        if st.detach_iframe:
+            buf, prev = buf.detach(), prev.detach()
         if st.rollout:  # EPA: drift the buffer without gradients, then train the next P-frames
+            depth = int(torch.randint(0, st.rollout + 1, ())) if st.rollout_random else st.rollout
             with torch.no_grad():
-                for t in range(1, 1 + st.rollout):
+                for t in range(1, 1 + depth):
                     out = m.forward_pframe(frames[t], buf)
                     buf, prev = out["buffer"], out["x_hat"]
             buf, prev = buf.detach(), prev.detach()
-            frames = torch.cat([frames[:1], frames[1 + st.rollout:]])
+            frames = torch.cat([frames[:1], frames[1 + depth:g - st.rollout + depth]])
             g = frames.shape[0]
         flow_losses = (st.flow_lambda_pred > 0 or st.flow_lambda_rec > 0) and m.cfg.uses_motion
         teacher_weight = st.teacher_weight(self.step)

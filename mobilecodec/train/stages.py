@@ -54,6 +54,16 @@ class StageConfig:
     # GOP run without gradients and add no loss, so the trained P-frames start from a buffer that
     # has drifted as it does deep inside a long intra period. The GOP sampled is gop + rollout.
     rollout: int = 0
+    # Draw each step's rollout depth uniformly from 0..rollout (the global torch RNG, seeded per
+    # step, so a resumed run draws the same depths). A fixed depth only shows the trained frames the
+    # buffer of one chain position; the motion recursion (flow -> predictor -> flow) must stay stable
+    # at every depth of a 32-frame intra period, not only at the one it trained on.
+    rollout_random: bool = False
+    # The P-frames see the I-frame's reconstruction and buffer detached, so the I-frame codec learns
+    # from its own rate-distortion loss only. Lets a rate-point fine-tune move the I-frame to its
+    # beta without the P-frame losses' gradients through the reference, which damaged it when
+    # they did reach it (recipe.I_NETWORKS says by how much).
+    detach_iframe: bool = False
     # Cosine decay of the learning rate from `lr` (step 0) to `lr_final` (last step); None keeps
     # `lr` constant (Table 5). A function of the step only, so a resumed run follows the same curve.
     lr_final: float | None = None
@@ -96,6 +106,8 @@ class StageConfig:
             raise InputError(f"final learning rate must be in (0, lr], got {self.lr_final}")
         if self.rollout < 0:
             raise InputError(f"rollout must be >= 0, got {self.rollout}")
+        if self.rollout_random and not self.rollout:
+            raise InputError("a random rollout depth needs rollout > 0 (the largest depth)")
         if self.tau <= 0:
             raise InputError(f"P-frame loss modulation tau must be positive, got {self.tau}")
         if set(self.noisy_synthesis) - {"i", "m", "r"}:
@@ -116,6 +128,8 @@ class StageConfig:
         d["crop"] = tuple(d["crop"])
         d["yuv_weights"] = tuple(d["yuv_weights"])
         d.setdefault("rollout", 0)
+        d.setdefault("rollout_random", False)
+        d.setdefault("detach_iframe", False)
         d.setdefault("lr_final", None)
         d.setdefault("flow_lambda_teacher", 0.0)
         d.setdefault("teacher_radius", 6)
