@@ -5,9 +5,11 @@ by the aimet simulation (PyTorch). The simulation decodes it three ways: free-ru
 decoded flow replaced every frame by the onnxruntime decode's; with the buffered frame replaced.
 Printed per frame: PSNR-YUV between the simulation's and onnxruntime's decodes (inf = identical).
 
-    python scripts/drift_sources.py --workdir out/drift_sources [--preset w8a8] [--json r.json]
+    python scripts/drift_sources.py --workdir out/drift_sources [--checkpoint C] [--preset w8a8]
+        [--calib bikes] [--json r.json]
 
-The PTQ (4 steps on carphone, as tests/test_parity_gop.py) and the export are cached in --workdir.
+The PTQ (4 steps, calibrated on --calib: bikes by default, a training clip, so that the held-out
+carphone decoded here stays unseen) and the export are cached in --workdir per checkpoint.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import json
 import sys
 from pathlib import Path
 
-CHECKPOINT = "tiny_b0.0064"
+DEFAULT_CHECKPOINT = "tiny_b0.0064"
 MODES = ("free", "flow", "frame")
 
 
-def prepare(workdir: Path, preset: str) -> tuple[Path, Path]:
-    """(PTQ folder, int8 package) of CHECKPOINT, made once."""
+def prepare(workdir: Path, preset: str, checkpoint: str, calib: str) -> tuple[Path, Path]:
+    """(PTQ folder, int8 package) of `checkpoint`, made once per (checkpoint, preset, calib)."""
+    import hashlib
+
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
     from mobilecodec.cli import main
     from mobilecodec.io.samples import sample_clip
@@ -30,15 +34,17 @@ def prepare(workdir: Path, preset: str) -> tuple[Path, Path]:
     from mobilecodec.quant.config import QuantConfig
     from mobilecodec.quant.ptq import quantize_model, save_quantized
 
-    q, pkg = workdir / f"ptq_{preset}", workdir / f"pkg_{preset}"
+    path = resolve_checkpoint(checkpoint)
+    tag = hashlib.sha256(f"{Path(path).resolve()}:{Path(path).stat().st_mtime_ns}:{calib}".encode()).hexdigest()[:10]
+    q, pkg = workdir / f"ptq_{preset}_{tag}", workdir / f"pkg_{preset}_{tag}"
     if not (pkg / "manifest.json").is_file():
-        model, _ = load_checkpoint(CHECKPOINT)
-        gops = load_gops([sample_clip("carphone")], 3, (128, 128), 8, seed=0)
+        model, _ = load_checkpoint(path)
+        gops = load_gops([sample_clip(calib)], 3, (128, 128), 8, seed=0)
         cfg = QuantConfig(w8a16=("receiver",)) if preset == "w8a16rx" else QuantConfig()
         qmodel = quantize_model(model, cfg, gops, steps=4, batch=2, progress=False)
-        save_quantized(q, qmodel, checkpoint=resolve_checkpoint(CHECKPOINT),
+        save_quantized(q, qmodel, checkpoint=path,
                        summary={"float_weights_hash": model.weights_hash().hex()})
-        if main(["export", "--checkpoint", CHECKPOINT, "--size", "192x192", "-o", str(pkg), "--int8", str(q)]):
+        if main(["export", "--checkpoint", str(path), "--size", "192x192", "-o", str(pkg), "--int8", str(q)]):
             sys.exit("export failed")
     return q, pkg
 
@@ -108,17 +114,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="out/drift_sources", help="cache of the PTQ and the package")
     ap.add_argument("--preset", choices=("w8a16rx", "w8a8"), default="w8a16rx")
+    ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint file or shipped name")
+    ap.add_argument("--calib", default="bikes", help="calibration clip (default bikes; never carphone)")
     ap.add_argument("--frames", type=int, default=32, help="frames = one intra period (default 32)")
     ap.add_argument("--json", default=None, help="write the curves as JSON")
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    curves = run(*prepare(workdir, args.preset), args.frames)
+    curves = run(*prepare(workdir, args.preset, args.checkpoint, args.calib), args.frames)
     for mode, curve in curves.items():
         print(f"{mode:5s} " + " ".join(f"{v:.1f}" for v in curve))
     if args.json:
         tmp = Path(args.json + ".tmp")
-        tmp.write_text(json.dumps({"preset": args.preset, "checkpoint": CHECKPOINT, "psnr_yuv_db": curves},
+        tmp.write_text(json.dumps({"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib, "psnr_yuv_db": curves},
                                   allow_nan=True, indent=1))
         tmp.replace(args.json)
 

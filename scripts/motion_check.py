@@ -8,6 +8,11 @@ grows frame after frame. Bits are the model's estimate
 (-log2 of the likelihoods), not file bits; use `mobilecodec eval` for those.
 
     python scripts/motion_check.py CHECKPOINT [--clip bikes] [--frames 32] [--json out.json]
+    python scripts/motion_check.py CHECKPOINT --clip bikes --frames 6 --search 6 16 32
+
+--search R [R ...] instead measures the sender's motion search itself: per frame, PSNR-YUV of the
+previous source frame warped (the checkpoint's warp) with `block_match` vectors of each radius, and
+the search time. It says how much prediction a search range leaves on the table.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=32, help="frames from the start, one intra period (default 32)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", metavar="PATH", help="write the per-frame rows as JSON")
+    p.add_argument("--search", type=int, nargs="+", metavar="R",
+                   help="measure block matching at these radii instead (warped-frame PSNR-YUV, time)")
     args = p.parse_args(argv)
 
     import torch
@@ -48,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.checkpoint} has no motion path (warp 'none')", file=sys.stderr)
         return 2
     model.eval()
+    if args.search:
+        rows = _search_table(model, frames, args.search)
+        _write_json(args, rows)
+        return 0
     rows = []
     print(f"{args.checkpoint} on {args.clip}, {len(frames)} frames (motion hint: {model.cfg.motion_hint})")
     print(f"{'frame':>5} {'motion bits':>11} {'residual bits':>13} {'|flow| mean':>11} {'|flow| max':>10} {'|decoded-predicted|':>19}")
@@ -65,12 +76,48 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{t:>5} {row['motion_bits']:>11.0f} {row['residual_bits']:>13.0f} {row['flow_mean_abs']:>11.2f} "
                   f"{row['flow_max_abs']:>10.1f} {row['correction_mean_abs']:>19.3f}")
+    _write_json(args, rows)
+    return 0
+
+
+def _search_table(model, frames, radii: list[int]) -> list[dict]:
+    """Per frame t >= 1: PSNR-YUV of source frame t-1 warped with block_match vectors (each radius)
+    against frame t, and the search time in ms."""
+    import time
+
+    import torch
+
+    from mobilecodec.metrics import psnr_from_mse
+    from mobilecodec.models.motion_search import block_match
+    from mobilecodec.models.warp import warp_frame
+    from mobilecodec.train.losses import yuv_mse
+
+    block = model.cfg.warp.block_size
+    print(f"{'frame':>5} {'zero motion':>11} " + " ".join(f"{'radius ' + str(r):>20}" for r in radii) + "   (dB, ms)")
+    rows = []
+    for t in range(1, len(frames)):
+        ref, x = frames[t - 1], frames[t]
+        row = {"frame": t, "zero_motion_db": psnr_from_mse(float(yuv_mse(ref, x)), 1.0)}
+        for r in radii:
+            t0 = time.perf_counter()
+            vectors, _ = block_match(ref, x, block, r)
+            ms = 1e3 * (time.perf_counter() - t0)
+            with torch.no_grad():
+                row[f"r{r}_db"] = psnr_from_mse(float(yuv_mse(warp_frame(ref, vectors, model.cfg.warp), x)), 1.0)
+            row[f"r{r}_ms"] = ms
+        rows.append(row)
+        print(f"{t:>5} {row['zero_motion_db']:>11.2f} "
+              + " ".join(f"{row[f'r{r}_db']:>12.2f} {row[f'r{r}_ms']:>7.0f}" for r in radii))
+    return rows
+
+
+def _write_json(args, rows: list[dict]) -> None:
     if args.json:
         from mobilecodec.fsutil import atomic_path
 
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"checkpoint": args.checkpoint, "clip": args.clip, "frames": rows}, indent=1))
-    return 0
+            tmp.write_text(json.dumps({"checkpoint": args.checkpoint, "clip": args.clip, "search": args.search,
+                                       "frames": rows}, indent=1))
 
 
 if __name__ == "__main__":

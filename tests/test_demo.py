@@ -91,6 +91,11 @@ def test_listed_files_exist_and_paths_point_into_the_report(demo):
     assert man["precision"] == "int8-qdq" and man["padded_size"] == [192, 192] and man["original_size"] == [H, W]
     assert set(cman["graphs"]) == set(man["graphs"])
     assert (out / "ptq" / report["checkpoints"][0]["label"] / "quantized.pt").is_file()
+    # PTQ calibrates on a training clip, never on the held-out demo clip
+    assert report["ptq_calibration_clip"]["name"] == "bikes"
+    for q in report["ptq"]:
+        assert q["clips"] == [report["ptq_calibration_clip"]["path"]]
+        assert json.loads((Path(q["folder"]) / "ptq.json").read_text())["clips"] == q["clips"]
 
 
 def _parse_stream(data: bytes) -> tuple[dict, list[tuple[int, int]]]:
@@ -323,6 +328,7 @@ def test_npu_estimate_in_report(demo):
 
 @pytest.mark.parametrize("args, needle", [
     (["--clip", "no_such_clip.y4m"], "no such clip"),
+    (["--calib-clip", "no_such_clip.y4m"], "no such calibration clip"),
     (["--checkpoint", "no_such_checkpoint.pt"], "no such checkpoint"),
     (["--ptq-crop", "100x100"], "multiple"),
 ])

@@ -50,6 +50,50 @@ def test_block_match_finds_an_integer_translation_of_a_real_image(dy, dx):
     assert (flow[0, 1, 1:-1, 1:-1][inner] == dy).float().mean() > 0.95
 
 
+@pytest.mark.parametrize("dy,dx", [(19, -23), (-30, 7), (2, 29)])
+def test_coarse_to_fine_search_finds_large_translations_of_a_real_image(dy, dx):
+    """Radius 32 (coarse to fine) recovers translations far beyond the exhaustive range: every
+    block whose match lies inside the reference crop, bar a few flat ones, gets the exact vector."""
+    ref, x = _astronaut_pair(dy, dx)
+    flow, confident = block_match(ref, x, block=8, radius=32)
+    assert flow.shape == (1, 2, 16, 16) and flow.abs().max() <= 32
+    rows = torch.arange(16) * 8
+    inside_y = (rows + dy >= 0) & (rows + 8 + dy <= 128)
+    inside_x = (rows + dx >= 0) & (rows + 8 + dx <= 128)
+    judged = inside_y[:, None] & inside_x[None, :] & confident[0, 0]
+    assert judged.sum() >= 40
+    exact = (flow[0, 0][judged] == dx) & (flow[0, 1][judged] == dy)
+    assert exact.float().mean() > 0.9
+
+
+def test_coarse_to_fine_search_predicts_real_motion_nearly_as_well_as_exhaustive():
+    """On bikes (real camera and object motion, vectors up to ~30 px), the coarse-to-fine radius-32
+    search warps the reference to within 1.5 dB PSNR-YUV of the exhaustive radius-32 search
+    (measured on these three crops: 0.66 dB worse at most, and 0.1 dB better on one: its SAD
+    window differs from the exhaustive one), and far better than radius 6 (by 3.9-17 dB)."""
+    from mobilecodec.io.samples import sample_clip
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.models.motion_search import _full_search, packed_luma
+    from mobilecodec.models.warp import warp_frame
+    from mobilecodec.models.yuv import read_packed_frames
+    from mobilecodec.train.losses import yuv_mse
+
+    frames = read_packed_frames(sample_clip("bikes"), 3)
+    warp = get_config("tiny").warp
+    for y0, x0 in ((40, 80), (60, 120), (20, 200)):  # packed coordinates: 128x256 luma crops
+        ref, x = frames[1][..., y0:y0 + 64, x0:x0 + 128], frames[2][..., y0:y0 + 64, x0:x0 + 128]
+
+        def psnr(flow: torch.Tensor) -> float:
+            return float(-10 * torch.log10(yuv_mse(warp_frame(ref, flow, warp), x)))
+
+        cost, table = _full_search(packed_luma(ref), packed_luma(x), 8, 32, window=8)
+        exhaustive = psnr(table[cost.argmin(dim=1)].permute(0, 3, 1, 2))
+        coarse_to_fine = psnr(block_match(ref, x, 8, 32)[0])
+        near = psnr(block_match(ref, x, 8, 6)[0])
+        assert coarse_to_fine >= exhaustive - 1.5, (y0, x0, coarse_to_fine, exhaustive)
+        assert coarse_to_fine > near + 2.0, (y0, x0, coarse_to_fine, near)
+
+
 def test_block_match_follows_synthetic_still_motion():
     from mobilecodec.train.stills import StillSource
 
@@ -76,6 +120,29 @@ def test_block_match_gives_no_signal_on_a_flat_frame():
     flat = torch.full((1, 6, 32, 32), 0.5)
     flow, confident = block_match(flat, flat, 8, 4)
     assert not confident.any() and (flow == 0).all()  # ties go to the zero vector
+
+
+def test_confident_only_hint_sends_no_correction_where_the_match_is_arbitrary():
+    """motion_hint_confident_only: blocks whose best vector does not beat zero motion get a zero
+    hint (no correction of the predicted flow); matched blocks get vectors - predicted flow."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    ref, x = _astronaut_pair(3, -5)
+    x = x.clone()
+    x[..., :, 32:] = 0.5  # the right half flat: no vector beats zero motion there
+    ref = ref.clone()
+    ref[..., :, 32:] = 0.5
+    model = VideoCodec(get_config("tiny", motion_search_radius=6))
+    flow_pred = torch.full((1, 2, 16, 16), 1.25)
+    vectors, confident = model.motion_search(x, ref)
+    assert confident[..., :8].float().mean() > 0.5 and not confident[..., 9:].any()
+    plain = model.motion_hint(x, ref, flow_pred)
+    assert torch.equal(plain, vectors - flow_pred)
+    model.cfg = model.cfg.replace(motion_hint_confident_only=True)
+    masked = model.motion_hint(x, ref, flow_pred)
+    assert torch.equal(masked, torch.where(confident, vectors - flow_pred, torch.zeros_like(flow_pred)))
+    assert (masked[..., 9:] == 0).all() and (plain[..., 9:] == -1.25).all()
 
 
 def test_teacher_loss_hand_values():

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report folder to write (replaced atomically; default ./demo_report)")
     p.add_argument("--frames", type=positive_int, default=32, help="code the first N frames of the clip (default 32)")
     p.add_argument("--clip", default="carphone", help="sample clip name or video file (default carphone)")
+    p.add_argument("--calib-clip", default="bikes",
+                   help="clip the int8 PTQ calibrates on (default bikes, a training clip; not the demo clip, "
+                        "which is held out)")
     p.add_argument("--checkpoint", default=None,
                    help="float checkpoint (shipped name or file); default: the middle-beta shipped tiny checkpoint")
     p.add_argument("--json", metavar="PATH", help="also write report.json here ('-' for stdout)")
@@ -55,7 +58,7 @@ def _crfs(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.demo import DemoOptions, run_demo
 
-    opts = DemoOptions(clip=args.clip, frames=args.frames, intra_period=args.intra_period, checkpoint=args.checkpoint,
+    opts = DemoOptions(clip=args.clip, calib_clip=args.calib_clip, frames=args.frames, intra_period=args.intra_period, checkpoint=args.checkpoint,
                        pairs=args.pairs, ptq_steps=args.ptq_steps, ptq_gop=args.ptq_gop, ptq_batch=args.ptq_batch,
                        ptq_crop=args.ptq_crop, ptq_eval_gops=args.ptq_eval_gops,
                        sensitivity_frames=args.sensitivity_frames, qnn_decode=not args.no_qnn_decode,

@@ -15,7 +15,7 @@ HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplet
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
 _RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "lr", "tau", "flow_lambda",
-                 "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "buffering", "warp", "max_frames", "augment", "allow_held_out")
+                 "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "motion_search_radius", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,6 +96,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-hint", choices=("none", "block_match"), default=None,
                    help="what the sender's motion analysis gets: the predicted flow (none) or block-matching "
                         "vectors minus it (block_match, the tiny and mobilenvc default)")
+    p.add_argument("--motion-search-radius", type=positive_int, default=None, metavar="PX",
+                   help="search range of the sender's block matching, luma pixels each way (default: the "
+                        "config's, 32; beyond 8 it searches coarse to fine)")
     p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None)
     p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: cuda if available")
@@ -127,6 +130,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
               "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher, "teacher_steps": st.teacher_steps,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
               "reinit": list(saved.reinit) or None, "freeze": list(saved.freeze) or None, "motion_hint": saved.motion_hint,
+              "motion_search_radius": saved.motion_search_radius,
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,
               "augment": saved.augment, "allow_held_out": saved.allow_held_out}
     for name in _RUN_DEFINING:
@@ -173,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
                             init=args.init, reinit=tuple(args.reinit or ()), freeze=tuple(args.freeze or ()),
-                            motion_hint=args.motion_hint,
+                            motion_hint=args.motion_hint, motion_search_radius=args.motion_search_radius,
                             buffering=args.buffering,
                             warp=args.warp, max_frames=args.max_frames)
     changes = {"run_dir": args.output, "progress": not args.no_progress, "bf16": args.bf16,

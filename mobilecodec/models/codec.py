@@ -259,11 +259,14 @@ class VideoCodec(nn.Module):
                     search: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The block-flow input of the motion analysis (sender only): the predicted flow, or with
         cfg.motion_hint "block_match" the block-matching motion of x against the buffered frame
-        minus the predicted flow (the correction the motion AE should code). `search`: a
-        `motion_search(x, reference)` result already at hand."""
+        minus the predicted flow (the correction the motion AE should code; with
+        cfg.motion_hint_confident_only, 0 for blocks whose vector does not beat zero motion).
+        `search`: a `motion_search(x, reference)` result already at hand."""
         if self.cfg.motion_hint == "none":
             return flow_pred
-        vectors, _ = search if search is not None else self.motion_search(x, reference)
+        vectors, confident = search if search is not None else self.motion_search(x, reference)
+        if self.cfg.motion_hint_confident_only:
+            return torch.where(confident, vectors - flow_pred, torch.zeros_like(flow_pred))
         return vectors - flow_pred
 
     def warp(self, buf: Buffer, flow: torch.Tensor | None) -> torch.Tensor:

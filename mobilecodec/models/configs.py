@@ -67,11 +67,17 @@ class CodecConfig:
     scale_levels: int = 64
     z_bound: int = 64  # hyper-latents are clamped to [-z_bound, z_bound]
     # What the motion analysis gets as its block-flow input on the sender: "none" = the predicted
-    # flow (the network must find motion itself), "block_match" = integer full-search block
-    # matching against the buffered frame minus the predicted flow (models/motion_search.py says
-    # why). Sender only: the receiver, its graphs and the streams do not change.
+    # flow (the network must find motion itself), "block_match" = integer block matching against
+    # the buffered frame minus the predicted flow (models/motion_search.py says why). Sender only:
+    # the receiver, its graphs and the streams do not change.
     motion_hint: str = "none"
-    motion_search_radius: int = 6  # luma pixels each way
+    # Search range, luma pixels each way. 32 (coarse to fine): on the training clips bikes and
+    # bigbuckbunny, 6 left 6-14 dB of motion-compensated prediction unfound (motion_search.py).
+    motion_search_radius: int = 32
+    # Send a zero correction (hint = 0) for blocks whose best vector does not beat zero motion by
+    # motion_search.MIN_GAIN: in flat or noisy blocks the best match is arbitrary, and coding it
+    # costs motion bits for no better prediction.
+    motion_hint_confident_only: bool = False
 
     def __post_init__(self) -> None:
         if self.buffering not in BUFFERING_MODES:

@@ -7,8 +7,8 @@ stills and on bikes, and its flow recursion grew without bound after ~20 frames.
 the motion loss alone it did not generalise in 1,000 steps. Given the block-matching vectors
 minus the predicted flow (CodecConfig.motion_hint = "block_match"), it learns to code the
 correction within a few hundred steps. This is what every classical encoder does: integer
-full-search block matching on the sender; the receiver never runs it, so streams and decoders
-are unchanged.
+block matching on the sender (coarse to fine for large ranges); the receiver never runs it, so
+streams and decoders are unchanged.
 """
 
 from __future__ import annotations
@@ -30,29 +30,108 @@ def packed_luma(x: Tensor) -> Tensor:
     return F.pixel_shuffle(x[:, :4], 2)
 
 
+#: Largest radius searched exhaustively at full resolution; beyond it the search runs coarse to fine.
+FULL_SEARCH_RADIUS = 8
+#: Coarse-to-fine search: the first pass runs on luma averaged over COARSE x COARSE pixels.
+COARSE = 4
+#: ... and the second pass tries every vector within this many pixels of the coarse one.
+REFINE_RADIUS = 3
+
+
 @torch.no_grad()
 def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor, Tensor]:
-    """Integer full-search block matching of packed frames `x` against `ref`.
+    """Integer block matching of packed frames `x` against `ref`, vectors up to `radius` luma
+    pixels each way.
+
+    Up to FULL_SEARCH_RADIUS the search is exhaustive. Beyond it, a full search at 1/COARSE
+    resolution (cost: the mean absolute difference over a window twice the block) finds each
+    block's coarse vector; a full-resolution search within REFINE_RADIUS of it and of zero motion,
+    then two passes trying the neighbours' vectors, pick the vector. Measured with
+    `scripts/motion_check.py CKPT --clip C --frames 6 --search 6 32` (training clips; warped-frame
+    PSNR-YUV of frames 1/2/5): bikes 31.4/30.0/31.3 dB at radius 6, 45.3/45.9/43.6 dB at radius 32
+    (an exhaustive radius-32 search: 45.5/46.5/43.9); bigbuckbunny 43.8/35.8/34.1 and
+    51.4/46.1/44.0 dB. Time at 720p, one thread: about 320 ms against 150 ms for radius 6.
 
     Returns (flow (N, 2, H/B, W/B) in luma pixels, channel 0 = dx, 1 = dy, in the warp's
     convention warped(p) = ref(p + flow); confident (N, 1, H/B, W/B) bool: blocks whose best
     vector beats zero motion by MIN_GAIN)."""
     r, c = packed_luma(ref), packed_luma(x)
+    if radius <= FULL_SEARCH_RADIUS:
+        cost, table = _full_search(r, c, block, radius, window=block)
+        best_cost, best = cost.min(dim=1)
+        flow = table[best].permute(0, 3, 1, 2).contiguous()
+        zero = cost[:, len(table) // 2]  # (0, 0) is the middle of the search order
+    else:
+        f = COARSE
+        coarse_cost, table = _full_search(F.avg_pool2d(r, f), F.avg_pool2d(c, f), block // f,
+                                          -(-radius // f), window=2 * block // f)
+        centre = table[coarse_cost.argmin(dim=1)].permute(0, 3, 1, 2) * f  # (N, 2, H/B, W/B)
+        centre = centre.clamp(-radius + REFINE_RADIUS, radius - REFINE_RADIUS)
+        best_cost, flow, zero = _refine(r, c, block, centre, REFINE_RADIUS)
+    confident = (zero - best_cost >= MIN_GAIN).unsqueeze(1)
+    return flow, confident
+
+
+def _full_search(r: Tensor, c: Tensor, block: int, radius: int, window: int) -> tuple[Tensor, Tensor]:
+    """Cost (N, K, H/block, W/block) of every integer vector within `radius` (K = (2r+1)^2, in
+    the order of `table` (K, 2) = (dx, dy)): the mean absolute luma difference over a `window`
+    centred on each block (window = block: the block itself), plus LENGTH_COST per pixel of length."""
     h, w = c.shape[-2:]
     padded = F.pad(r, (radius, radius, radius, radius), mode="replicate")
     side = 2 * radius + 1
     cost = torch.empty(c.shape[0], side * side, h // block, w // block, dtype=c.dtype, device=c.device)
     diff = torch.empty_like(c)  # reused: the search is memory-bound at large frames
+    pad = (window - block) // 2
     vectors = []
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             k = len(vectors)
             torch.sub(c, padded[..., radius + dy: radius + dy + h, radius + dx: radius + dx + w], out=diff)
-            torch.add(F.avg_pool2d(diff.abs_(), block), LENGTH_COST * (abs(dx) + abs(dy)), out=cost[:, k:k + 1])
+            sad = F.avg_pool2d(diff.abs_(), window, stride=block, padding=pad, count_include_pad=False)
+            torch.add(sad, LENGTH_COST * (abs(dx) + abs(dy)), out=cost[:, k:k + 1])
             vectors.append((dx, dy))
-    best_cost, best = cost.min(dim=1)
-    table = torch.tensor(vectors, dtype=ref.dtype, device=ref.device)  # (K, 2)
-    flow = table[best].permute(0, 3, 1, 2).contiguous()
-    zero = cost[:, len(vectors) // 2]  # (0, 0) is the middle of the search order
-    confident = (zero - best_cost >= MIN_GAIN).unsqueeze(1)
-    return flow, confident
+    return cost, torch.tensor(vectors, dtype=r.dtype, device=r.device)
+
+
+def _refine(r: Tensor, c: Tensor, block: int, centre: Tensor, radius: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Full-resolution search within `radius` of each block's `centre` vector and of zero motion.
+    Returns (best cost, best vector (N, 2, H/B, W/B), cost of zero motion), costs (N, H/B, W/B)."""
+    near_zero, table = _full_search(r, c, block, radius, window=block)
+    zero = near_zero[:, len(table) // 2]
+    best_cost, best = near_zero.min(dim=1)
+    best = table[best].permute(0, 3, 1, 2)
+    # Around the coarse vector, then the neighbours' vectors (two passes: motion is coherent, and
+    # in smooth regions a block's own coarse vector is often wrong). One gather per candidate from
+    # a replicate-padded reference (padding = clamping the position).
+    n, _, h, w = c.shape
+    pad = max(int(centre.abs().max()), radius) + radius
+    wp = w + 2 * pad
+    flat = F.pad(r, (pad, pad, pad, pad), mode="replicate").reshape(n, -1)
+    ys = torch.arange(h, device=c.device).view(1, h, 1)
+    xs = torch.arange(w, device=c.device).view(1, 1, w)
+    diff = torch.empty_like(c)
+
+    def index_of(vec: Tensor) -> Tensor:
+        v = vec.to(torch.int64).repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)
+        return ((ys + pad + v[:, 1]) * wp + (xs + pad + v[:, 0])).view(n, -1)
+
+    def try_vectors(vec: Tensor, idx: Tensor) -> None:
+        nonlocal best_cost, best
+        torch.sub(c, torch.gather(flat, 1, idx).view(n, 1, h, w), out=diff)
+        cost = F.avg_pool2d(diff.abs_(), block)[:, 0] + LENGTH_COST * vec.abs().sum(dim=1)
+        better = cost < best_cost
+        best_cost = torch.where(better, cost, best_cost)
+        best = torch.where(better.unsqueeze(1), vec, best)
+
+    base = index_of(centre)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):  # an offset only adds a constant to the index
+            vec = centre + torch.tensor([dx, dy], dtype=centre.dtype, device=centre.device).view(1, 2, 1, 1)
+            try_vectors(vec, base + (dy * wp + dx))
+    limit = int(centre.abs().max()) + radius  # neighbours' vectors stay within the padding
+    for _ in range(2):
+        current = best
+        for shift in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            moved = torch.roll(current, shifts=shift, dims=(2, 3)).clamp(-limit, limit)
+            try_vectors(moved, index_of(moved))
+    return best_cost, best.contiguous(), zero

@@ -57,6 +57,9 @@ class Recipe:
     phases: tuple[Phase, ...]
     data: tuple[str, ...] = DEFAULT_TRAIN_DATA
     checkpoint_every: int = 1000
+    # Search range of the sender's block matching in every phase (None: the config's). Pinned so
+    # that a changed config default cannot change the hint under a half-trained recipe.
+    motion_search_radius: int | None = None
     description: str = ""
     results: dict[float, str] = field(default_factory=dict)  # beta -> phase holding its final model
 
@@ -78,7 +81,9 @@ I_NETWORKS = ("i_analysis", "i_synthesis", "i_hyper_analysis", "i_hyper_synthesi
 def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
     """The 2-core CPU schedule for `config`; `scale` multiplies every phase's steps."""
     base = 0.0032
-    crop = (128, 128)
+    crop = (128, 128)  # iframe and pframe phases (the I-frame codec works at any size: bigbuckbunny
+    # frame 0 coded whole or as 128x128 tiles, 0.104 / 0.098 bpp at 32.2 / 32.1 dB)
+    big_crop = (256, 256)
 
     def n(steps: int) -> int:
         return max(2, int(steps * scale))
@@ -93,20 +98,30 @@ def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
         # recursion amplified beyond it (bikes, pframe step 12,000: mean |flow| 0.77 px at frame 1,
         # 3.7 px from frame 14, motion bits 8.8k -> 31k). After 600 such steps it stayed at 0.9-1.3 px
         # and 7-11k bits up to frame 29 (the note of 2026-11-29 has the commands).
-        Phase("rollout", 2, dict(gop=3, rollout=12, rollout_random=True, crop=crop, batch_size=4, lr=1e-4,
-                                 lr_final=1e-5, steps=n(8_000), tau=1.2),
+        # Crops of 256x256 (Table 5's): trained on 128x128 crops only, the residual coder worked at
+        # that size and failed on whole frames (bikes P-frame 1, residual latents: 1,208 bits coded
+        # as 128x128 tiles, 57,649 bits as one 640x272 frame). 600 steps at 256x256 brought the
+        # whole frame to 1,247 bits and bikes' P-frames from 47,505 to 6,476 bits (33.1 -> 33.9 dB).
+        Phase("rollout", 2, dict(gop=3, rollout=12, rollout_random=True, crop=big_crop, batch_size=2, lr=1e-4,
+                                 lr_final=1e-5, steps=n(5_000), tau=1.2),
               init="pframe", freeze=I_NETWORKS),
     ]
     results = {base: "rollout"}
     for beta in (0.0008, 0.0016, 0.0064, 0.0128):
         tag = f"b{beta:g}"
         # The I-frame codec moves to the new beta on its own loss (detach_iframe), the P-frame
-        # networks on theirs.
-        phases.append(Phase(tag, 2, dict(gop=3, rollout=12, rollout_random=True, detach_iframe=True, crop=crop,
-                                         batch_size=4, lr=1e-4, lr_final=5e-6, steps=n(5_000), tau=1.2),
+        # networks on theirs. (I-frame alone at beta 0.0128, lr 1e-4, 1,500 steps from iframe/final.pt:
+        # bigbuckbunny frame 0 went from 0.112 to 0.069 bpp, 32.7 to 31.5 dB.)
+        phases.append(Phase(tag, 2, dict(gop=3, rollout=12, rollout_random=True, detach_iframe=True, crop=big_crop,
+                                         batch_size=2, lr=1e-4, lr_final=5e-6, steps=n(3_000), tau=1.2),
                             init="rollout", beta=beta))
         results[beta] = tag
+    # Radius 6: the pframe phase was trained with it. Radius 32 predicts bikes and bigbuckbunny
+    # 6-14 dB better (motion_search.py), but 600 rollout steps from pframe step 12,000 at 256x256
+    # (radius 32, confident-only hint) coded bikes' P-frames at 9,999 bits / 34.89 dB, against
+    # 6,476 bits / 33.94 dB with radius 6: the extra motion bits outweighed the residual saved.
     return Recipe(name=name, config=config, base_beta=base, phases=tuple(phases), results=results,
+                  motion_search_radius=6,
                   description=f"{config}: I-frame codec, then P-frame networks, then stage-2 rollout "
                               f"fine-tuning, then one fine-tuning per extra beta ({len(results)} rate points)")
 
@@ -138,6 +153,7 @@ def phase_options(recipe: Recipe, phase: Phase, run_dir: Path, data: list[str] |
     return TrainOptions(run_dir=str(run_dir / phase.name), data=list(data or recipe.data),
                         beta=phase.beta or recipe.base_beta, stage=stage, config=recipe.config,
                         init=init, reinit=phase.reinit, freeze=phase.freeze, motion_hint=get_config(recipe.config).motion_hint,
+                        motion_search_radius=recipe.motion_search_radius or get_config(recipe.config).motion_search_radius,
                         checkpoint_every=recipe.checkpoint_every,
                         augment=True, keep_checkpoints=2)
 

@@ -58,6 +58,9 @@ class TrainOptions:
     # Sender-side motion hint of the model (CodecConfig.motion_hint); None keeps the config's or
     # the init checkpoint's. It changes no weights, so it may differ from the init checkpoint's.
     motion_hint: str | None = None
+    # Search range of the sender's block matching (CodecConfig.motion_search_radius); None keeps
+    # the config's or the init checkpoint's. Like the hint, it changes no weights.
+    motion_search_radius: int | None = None
     # Top-level networks not trained (no gradient, not in the optimizer), e.g. the I-frame codec
     # while fresh P-frame networks learn on top of it.
     freeze: tuple[str, ...] = ()
@@ -114,6 +117,7 @@ class TrainOptions:
         d.setdefault("bf16", False)
         d["reinit"] = tuple(d.get("reinit", ()))
         d.setdefault("motion_hint", None)
+        d.setdefault("motion_search_radius", None)
         d["freeze"] = tuple(d.get("freeze", ()))
         return TrainOptions(**d)
 
@@ -182,9 +186,11 @@ def build_model(opts: TrainOptions):
             raise InputError(f"--init {opts.init} uses buffering {cfg.buffering!r}, not {opts.buffering!r}")
         if opts.warp and opts.warp != cfg.warp.mode:
             raise InputError(f"--init {opts.init} uses warp {cfg.warp.mode!r}, not {opts.warp!r}")
-        if opts.motion_hint and opts.motion_hint != cfg.motion_hint:
+        sender = {k: v for k, v in (("motion_hint", opts.motion_hint),
+                                    ("motion_search_radius", opts.motion_search_radius)) if v}
+        if any(getattr(cfg, k) != v for k, v in sender.items()):
             try:
-                model.cfg = cfg.replace(motion_hint=opts.motion_hint)
+                model.cfg = cfg.replace(**sender)
             except ValueError as exc:
                 raise InputError(str(exc)) from None
         if opts.reinit:
@@ -198,6 +204,8 @@ def build_model(opts: TrainOptions):
         overrides["warp_mode"] = opts.warp
     if opts.motion_hint:
         overrides["motion_hint"] = opts.motion_hint
+    if opts.motion_search_radius:
+        overrides["motion_search_radius"] = opts.motion_search_radius
     try:
         cfg = get_config(opts.config, **overrides)
     except ValueError as exc:
