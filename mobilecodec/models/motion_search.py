@@ -50,7 +50,7 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
     `scripts/motion_check.py CKPT --clip C --frames 6 --search 6 32` (training clips; warped-frame
     PSNR-YUV of frames 1/2/5): bikes 31.4/30.0/31.3 dB at radius 6, 45.3/45.9/43.6 dB at radius 32
     (an exhaustive radius-32 search: 45.5/46.5/43.9); bigbuckbunny 43.8/35.8/34.1 and
-    51.4/46.1/44.0 dB. Time at 720p, one thread: about 320 ms against 150 ms for radius 6.
+    51.4/46.1/44.0 dB. Time at 720p, one thread: 315-395 ms against 143-156 ms for radius 6.
 
     Returns (flow (N, 2, H/B, W/B) in luma pixels, channel 0 = dx, 1 = dy, in the warp's
     convention warped(p) = ref(p + flow); confident (N, 1, H/B, W/B) bool: blocks whose best
