@@ -178,7 +178,7 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     with atomic_dir(final) as tmp:
         work = tmp / ".work"
         with _tempdir_inside(work):
-            report = _pipeline(tmp, work, clip, opts, log)
+            report = _pipeline(tmp, work, clip, calib, opts, log)
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
@@ -193,7 +193,7 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     return report
 
 
-def _pipeline(out: Path, work: Path, clip: Path, opts: DemoOptions, log: StageLog) -> dict[str, Any]:
+def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions, log: StageLog) -> dict[str, Any]:
     from mobilecodec.io import open_video, padded_size
 
     with open_video(clip) as reader:
