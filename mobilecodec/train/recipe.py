@@ -96,8 +96,8 @@ def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
               init="iframe", reinit=P_NETWORKS, freeze=I_NETWORKS),
         # Random rollout depth 0..12: trained at one depth (the first pframe definition), the flow
         # recursion amplified beyond it (bikes, pframe step 12,000: mean |flow| 0.77 px at frame 1,
-        # 3.7 px from frame 14, motion bits 8.8k -> 31k). After 600 such steps it stayed at 0.9-1.3 px
-        # and 7-11k bits up to frame 29 (the note of 2026-11-29 has the commands).
+        # 3.7 px from frame 14, motion bits 8.8k -> 31k). After 600 such steps it stayed at 0.87-1.45 px
+        # and 6.8k-11.3k bits in frames 3-29 (the note of 2026-11-29 has the commands).
         # Crops of 256x256 (Table 5's): trained on 128x128 crops only, the residual coder worked at
         # that size and failed on whole frames (bikes P-frame 1, residual latents: 1,208 bits coded
         # as 128x128 tiles, 57,649 bits as one 640x272 frame). 600 steps at 256x256 brought the
