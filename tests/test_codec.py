@@ -41,12 +41,18 @@ def test_decode_is_bit_exact_for_every_mode(carphone, tmp_path, warp, buffering)
     assert len(frames) == 4 and frames[0].y.shape == (144, 176)
 
 
-def test_file_size_matches_estimated_rate(carphone, tmp_path):
-    model = _model()
+@pytest.mark.parametrize("radius", [6, 32])
+def test_file_size_matches_estimated_rate(carphone, tmp_path, radius):
+    """The file is as large as the coder's tables estimate, at both motion search ranges. The
+    float model's estimate agrees too at radius 6; a random model at radius 32 gets hints of up to
+    32 px in flat regions, and there the float likelihoods over-estimate the file (measured:
+    26,863 against 23,644 bytes), so it is not compared."""
+    model = _model(motion_search_radius=radius)
     enc = encode_video(model, carphone, tmp_path / "c.mnvc", intra_period=32, max_frames=10, progress=False)
     real = enc["file_bytes"]
     assert abs(real / enc["estimated_bytes"] - 1) < 0.02, (real, enc["estimated_bytes"])
-    assert abs(real / enc["model_estimated_bytes"] - 1) < 0.02, (real, enc["model_estimated_bytes"])
+    if radius == 6:
+        assert abs(real / enc["model_estimated_bytes"] - 1) < 0.02, (real, enc["model_estimated_bytes"])
     # per-frame bits add up to the file minus the header
     with StreamReader(tmp_path / "c.mnvc") as r:
         header_bytes = r.header.nbytes
