@@ -133,6 +133,29 @@ def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays across the interruption
 
 
+def test_recipe_exports_rate_points_again_for_a_fresh_checkout(tmp_path):
+    """A finished rate-point phase is copied to results/<config>_b<beta>.pt; a checkout that has
+    the phase folders but no results/ (results/ is not committed) gets the copy on the next run,
+    without training again."""
+    import filecmp
+
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    recipe = get_recipe("tiny-smoke")
+    run = tmp_path / "r"
+    first = run_recipe(recipe, run, until="rollout", threads=1, progress=False)
+    assert [p["status"] for p in first["phases"]] == ["done"] * 3
+    result = run / "results" / "tiny_b0.0032.pt"
+    assert first["results"] == {"0.0032": str(result)}
+    assert filecmp.cmp(result, run / "rollout" / "final.pt", shallow=False)
+    result.unlink()
+    state = (run / "rollout" / "trainer_state.pt").stat().st_mtime_ns
+    again = run_recipe(recipe, run, until="rollout", threads=1, progress=False)
+    assert [p["status"] for p in again["phases"]] == ["done"] * 3
+    assert filecmp.cmp(result, run / "rollout" / "final.pt", shallow=False)
+    assert (run / "rollout" / "trainer_state.pt").stat().st_mtime_ns == state  # nothing retrained
+
+
 def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert main(["train", "--recipe", "tiny-cpu", "--beta", "0.1", "-o", str(tmp_path / "r")]) == 2
     assert "cannot be combined with --recipe" in capsys.readouterr().err

@@ -22,6 +22,7 @@ the same phases with K times larger batches on a GPU.
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import os
 import shutil
 import sys
@@ -231,8 +232,8 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
                 steps_left -= summary["steps_run"]
             if status != "done":
                 stopped = True
-            if status == "done":
-                _export_result(recipe, phase, run_dir)
+        if status == "done":  # also for a phase finished earlier: a fresh checkout has no results/
+            _export_result(recipe, phase, run_dir)
         report.append({"phase": phase.name, "status": status, "step": step, "steps": opts.stage.steps,
                        "beta": opts.beta})
         if until == phase.name:
@@ -252,6 +253,9 @@ def _export_result(recipe: Recipe, phase: Phase, run_dir: Path) -> None:
     for beta, name in recipe.results.items():
         if name == phase.name:
             target = run_dir / "results" / f"{recipe.config}_b{beta:g}.pt"
+            final = run_dir / phase.name / "final.pt"
+            if target.is_file() and filecmp.cmp(target, final, shallow=False):
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
-                shutil.copyfile(run_dir / phase.name / "final.pt", tmp)
+                shutil.copyfile(final, tmp)
