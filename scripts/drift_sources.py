@@ -15,7 +15,6 @@ carphone decoded here stays unseen) and the export are cached in --workdir per c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -119,16 +118,31 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32, help="frames = one intra period (default 32)")
     ap.add_argument("--json", default=None, help="write the curves as JSON")
     args = ap.parse_args()
+    from mobilecodec.errors import CheckpointError, InputError
+    from mobilecodec.train.data import is_held_out
+
+    from mobilecodec.checkpoint import resolve_checkpoint
+
+    if is_held_out(args.calib):
+        sys.exit(f"error: --calib {args.calib} is the held-out evaluation clip; calibrate on a training clip")
+    try:
+        if not Path(resolve_checkpoint(args.checkpoint)).is_file():
+            raise InputError(f"no such checkpoint: {args.checkpoint}")
+    except (InputError, CheckpointError) as exc:
+        sys.exit(f"error: {exc}")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    curves = run(*prepare(workdir, args.preset, args.checkpoint, args.calib), args.frames)
+    try:
+        curves = run(*prepare(workdir, args.preset, args.checkpoint, args.calib), args.frames)
+    except (InputError, CheckpointError) as exc:
+        sys.exit(f"error: {exc}")
     for mode, curve in curves.items():
         print(f"{mode:5s} " + " ".join(f"{v:.1f}" for v in curve))
     if args.json:
-        tmp = Path(args.json + ".tmp")
-        tmp.write_text(json.dumps({"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib, "psnr_yuv_db": curves},
-                                  allow_nan=True, indent=1))
-        tmp.replace(args.json)
+        from mobilecodec.fsutil import write_json_atomic
+
+        write_json_atomic(args.json, {"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib,
+                                      "psnr_yuv_db": curves})
 
 
 if __name__ == "__main__":

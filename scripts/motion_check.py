@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search", type=int, nargs="+", metavar="R",
                    help="measure block matching at these radii instead (warped-frame PSNR-YUV, time)")
     args = p.parse_args(argv)
+    if args.search and min(args.search) < 1:
+        p.error("--search radii must be >= 1")
 
     import torch
 

@@ -57,10 +57,7 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
     vector beats zero motion by MIN_GAIN)."""
     r, c = packed_luma(ref), packed_luma(x)
     if radius <= FULL_SEARCH_RADIUS:
-        cost, table = _full_search(r, c, block, radius, window=block)
-        best_cost, best = cost.min(dim=1)
-        flow = table[best].permute(0, 3, 1, 2).contiguous()
-        zero = cost[:, len(table) // 2]  # (0, 0) is the middle of the search order
+        best_cost, flow, zero = _cheapest(*_full_search(r, c, block, radius, window=block))
     else:
         f = COARSE
         coarse_cost, table = _full_search(F.avg_pool2d(r, f), F.avg_pool2d(c, f), block // f,
@@ -93,13 +90,17 @@ def _full_search(r: Tensor, c: Tensor, block: int, radius: int, window: int) -> 
     return cost, torch.tensor(vectors, dtype=r.dtype, device=r.device)
 
 
+def _cheapest(cost: Tensor, table: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(best cost, best vector (N, 2, H/B, W/B), cost of zero motion) of a `_full_search` result."""
+    best_cost, best = cost.min(dim=1)
+    zero = cost[:, len(table) // 2]  # (0, 0) is the middle of the search order
+    return best_cost, table[best].permute(0, 3, 1, 2).contiguous(), zero
+
+
 def _refine(r: Tensor, c: Tensor, block: int, centre: Tensor, radius: int) -> tuple[Tensor, Tensor, Tensor]:
     """Full-resolution search within `radius` of each block's `centre` vector and of zero motion.
     Returns (best cost, best vector (N, 2, H/B, W/B), cost of zero motion), costs (N, H/B, W/B)."""
-    near_zero, table = _full_search(r, c, block, radius, window=block)
-    zero = near_zero[:, len(table) // 2]
-    best_cost, best = near_zero.min(dim=1)
-    best = table[best].permute(0, 3, 1, 2)
+    best_cost, best, zero = _cheapest(*_full_search(r, c, block, radius, window=block))
     # Around the coarse vector, then the neighbours' vectors (two passes: motion is coherent, and
     # in smooth regions a block's own coarse vector is often wrong). One gather per candidate from
     # a replicate-padded reference (padding = clamping the position).
@@ -128,10 +129,10 @@ def _refine(r: Tensor, c: Tensor, block: int, centre: Tensor, radius: int) -> tu
         for dx in range(-radius, radius + 1):  # an offset only adds a constant to the index
             vec = centre + torch.tensor([dx, dy], dtype=centre.dtype, device=centre.device).view(1, 2, 1, 1)
             try_vectors(vec, base + (dy * wp + dx))
-    limit = int(centre.abs().max()) + radius  # neighbours' vectors stay within the padding
+    # every vector tried so far is within `pad` of zero, so the neighbours' are too
     for _ in range(2):
         current = best
         for shift in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            moved = torch.roll(current, shifts=shift, dims=(2, 3)).clamp(-limit, limit)
+            moved = torch.roll(current, shifts=shift, dims=(2, 3))
             try_vectors(moved, index_of(moved))
     return best_cost, best.contiguous(), zero

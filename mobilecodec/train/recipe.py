@@ -151,10 +151,11 @@ def phase_options(recipe: Recipe, phase: Phase, run_dir: Path, data: list[str] |
     over["batch_size"] = over["batch_size"] * batch_scale
     stage = get_stage(phase.stage, **over)
     init = str(run_dir / phase.init / "final.pt") if phase.init else None
+    cfg = get_config(recipe.config)
     return TrainOptions(run_dir=str(run_dir / phase.name), data=list(data or recipe.data),
                         beta=phase.beta or recipe.base_beta, stage=stage, config=recipe.config,
-                        init=init, reinit=phase.reinit, freeze=phase.freeze, motion_hint=get_config(recipe.config).motion_hint,
-                        motion_search_radius=recipe.motion_search_radius or get_config(recipe.config).motion_search_radius,
+                        init=init, reinit=phase.reinit, freeze=phase.freeze, motion_hint=cfg.motion_hint,
+                        motion_search_radius=recipe.motion_search_radius or cfg.motion_search_radius,
                         checkpoint_every=recipe.checkpoint_every,
                         augment=True, keep_checkpoints=2)
 
