@@ -156,6 +156,24 @@ def test_recipe_exports_rate_points_again_for_a_fresh_checkout(tmp_path):
     assert (run / "rollout" / "trainer_state.pt").stat().st_mtime_ns == state  # nothing retrained
 
 
+def test_recipe_trains_one_rate_point_phase_alone(tmp_path):
+    """`only` (CLI `--phase`) trains the named phase and nothing else, so the rate-point phases,
+    which all start from the base model, can run in separate processes; it refuses a phase whose
+    init phase is not finished."""
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    recipe = get_recipe("tiny-smoke")
+    run = tmp_path / "r"
+    with pytest.raises(InputError, match="needs phase rollout finished first"):
+        run_recipe(recipe, run, only="b0.0016", threads=1, progress=False)
+    run_recipe(recipe, run, until="rollout", threads=1, progress=False)
+    alone = run_recipe(recipe, run, only="b0.0016", threads=1, progress=False)
+    status = {p["phase"]: p["status"] for p in alone["phases"]}
+    assert status == {"iframe": "done", "pframe": "done", "rollout": "done", "b0.0008": "new", "b0.0016": "done"}
+    assert set(alone["results"]) == {"0.0032", "0.0016"} and not alone["complete"]
+    assert not (run / "b0.0008").exists()
+
+
 def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert main(["train", "--recipe", "tiny-cpu", "--beta", "0.1", "-o", str(tmp_path / "r")]) == 2
     assert "cannot be combined with --recipe" in capsys.readouterr().err

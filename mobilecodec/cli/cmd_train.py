@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-scale", type=positive_int, default=1,
                    help="--recipe: multiply every phase's batch size (e.g. 4 with --device cuda)")
     p.add_argument("--until", default=None, metavar="PHASE", help="--recipe: stop after this phase")
+    p.add_argument("--phase", default=None, metavar="PHASE",
+                   help="--recipe: train only this phase (its init phase must be finished); the rate-point "
+                        "phases (b<beta>) all start from the base model, so several processes can train them at once")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast of the networks (1.5-1.8x faster on CPUs with native bf16; RD effect "
                         "not yet measured)")
@@ -213,7 +216,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(clash)} cannot be combined with --recipe (the recipe defines them)")
     recipe = get_recipe(args.recipe)
     summary = run_recipe(recipe, args.output, data=args.data, device=args.device or "auto", threads=args.threads,
-                         batch_scale=args.batch_scale, minutes=args.minutes, until=args.until,
+                         batch_scale=args.batch_scale, minutes=args.minutes, until=args.until, only=args.phase,
                          progress=not args.no_progress, bf16=args.bf16, channels_last=not args.no_channels_last)
     for p in summary["phases"]:
         print(f"{p['phase']:>8}: {p['status']:<7} step {p['step']}/{p['steps']} (beta {p['beta']:g})")

@@ -198,11 +198,13 @@ def _norm(v: Any) -> Any:
 def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | None = None,
                device: str = "auto", threads: int | None = None, batch_scale: int = 1,
                minutes: float | None = None, stop_after_steps: int | None = None, until: str | None = None,
-               progress: bool = True, bf16: bool = False, channels_last: bool = True) -> dict[str, Any]:
+               only: str | None = None, progress: bool = True, bf16: bool = False, channels_last: bool = True) -> dict[str, Any]:
     """Run (or continue) `recipe` in `run_dir`; returns a summary with each phase's status.
 
     Stops early, at a checkpoint, after `minutes` of wall time or `stop_after_steps` steps (this
-    invocation, all phases together), or after phase `until`."""
+    invocation, all phases together), or after phase `until`. With `only`, trains that phase alone
+    (its init phase must be finished): the rate-point phases all start from the same model, so
+    separate processes can train them side by side."""
     import time
 
     from mobilecodec.train.trainer import train
@@ -210,6 +212,8 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
     run_dir = Path(run_dir)
     if until is not None:
         recipe.phase(until)
+    if only is not None:
+        recipe.phase(only)
     deadline = time.monotonic() + 60.0 * minutes if minutes else None
     steps_left = stop_after_steps
     report: list[dict[str, Any]] = []
@@ -217,7 +221,7 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
     for phase in recipe.phases:
         opts = phase_options(recipe, phase, run_dir, data, batch_scale)
         status, step = phase_status(opts)
-        if status != "done" and not stopped:
+        if status != "done" and not stopped and only in (None, phase.name):
             if phase.init and phase_status(phase_options(recipe, recipe.phase(phase.init), run_dir, data,
                                                          batch_scale))[0] != "done":
                 raise InputError(f"phase {phase.name} needs phase {phase.init} finished first")
@@ -237,7 +241,7 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
             _export_result(recipe, phase, run_dir)
         report.append({"phase": phase.name, "status": status, "step": step, "steps": opts.stage.steps,
                        "beta": opts.beta})
-        if until == phase.name:
+        if until == phase.name or only == phase.name:
             break
         if (steps_left is not None and steps_left <= 0) or (deadline is not None and time.monotonic() >= deadline):
             stopped = True
