@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Every figure of the README that depends on the shipped `tiny` checkpoints, measured again in one
+# run (issue #13 item 6 and its acceptance; issue #12's drift curves): run it after
+# `scripts/train_shipped.sh` has replaced them.
+#
+#   1. RD on held-out carphone (all 120 frames, intra period 32, real file bits, every frame
+#      hash-verified), per-P-frame drift and PSNR-YUV - PSNR-RGB per point (`mobilecodec eval`);
+#   2. x264 / x265 medium on the same clip, swept over CRFs wide enough to overlap our qualities,
+#      and the BD-rates (pchip) of our curve against each;
+#   3. the same on bikes (a training clip: reported as such) and on the first 16 frames of
+#      bigbuckbunny (colour);
+#   4. int8: PTQ W8A8 and W8A16-receiver of every checkpoint, QAT of the W8A8 PTQ, each judged by
+#      `mobilecodec check-int8` against float on carphone. Calibration and QAT use training clips
+#      only (CALIB), never carphone;
+#   5. the cross-backend drift of the middle checkpoint (aimet sim against onnxruntime, frame by
+#      frame over 32 frames; `scripts/drift_sources.py`).
+#
+# Every step writes its JSON under OUT and is skipped when that JSON exists, so an interrupted run
+# continues. Small settings for a dry run: FRAMES=3 INTRA=2 BIKES_FRAMES=3 BBB_FRAMES=2
+# CRFS=38,51 PTQ_STEPS=1 QAT_STEPS=1 DRIFT_FRAMES=3 OUT=/tmp/ev scripts/evaluate_shipped.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+MC=${MC:-.venv/bin/mobilecodec}
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-out/evaluate_shipped}
+FRAMES=${FRAMES:-120}          # carphone has 120
+INTRA=${INTRA:-32}
+CRFS=${CRFS:-23,28,33,38,43,48,51}
+CALIB=${CALIB:-"bikes bigbuckbunny"}
+PTQ_STEPS=${PTQ_STEPS:-30}
+QAT_STEPS=${QAT_STEPS:-40}
+SHIPPED=$(ls mobilecodec/checkpoints/tiny_b*.pt | xargs -n1 basename | sed 's/\.pt$//' | sort -t b -k2 -g)
+CKPTS=$(echo "$SHIPPED" | paste -sd, -)
+MID=$(echo "$SHIPPED" | sed -n "$(( ($(echo "$SHIPPED" | wc -l) + 1) / 2 ))p")
+mkdir -p "$OUT"
+echo "checkpoints: $CKPTS (middle: $MID); output: $OUT"
+
+# step NAME JSON CMD...: run CMD unless JSON exists; its output goes to OUT/NAME.log.
+step() {
+  local name=$1 json=$2 t0
+  shift 2
+  if [[ -f "$json" ]]; then
+    echo "skip $name ($json exists)"
+    return 0
+  fi
+  t0=$(date +%s)
+  echo "run  $name: $*"
+  "$@" > "$OUT/$name.log" 2>&1 || { echo "$name failed, see $OUT/$name.log" >&2; return 1; }
+  echo "done $name in $(( $(date +%s) - t0 )) s"
+}
+
+# 1-3. RD, anchors, BD-rates -------------------------------------------------------------------------
+clip_rd() {  # clip frames intra
+  local clip=$1 frames=$2 intra=$3 d="$OUT/rd_$1"
+  for codec in x264 x265; do
+    step "${clip}_$codec" "$d/${codec}.json" "$MC" baseline "$clip" --codec "$codec" --preset medium \
+      --crf "$CRFS" --frames "$frames" -o "$d/anchors" --json "$d/${codec}.json" --no-progress
+  done
+  step "${clip}_eval" "$d/eval.json" "$MC" eval "$clip" --checkpoint "$CKPTS" --frames "$frames" \
+    --intra-period "$intra" --anchor "$d/x264.json" -o "$d/eval" --json "$d/eval.json" --no-progress
+  "$PY" - "$d" <<'EOF'
+import json, sys
+from pathlib import Path
+
+from mobilecodec.evaluate import bd_against
+from mobilecodec.fsutil import write_json_atomic
+
+d = Path(sys.argv[1])
+ours = json.loads((d / "eval.json").read_text())["results"][0]["result"]
+out = {}
+for codec in ("x264", "x265"):
+    anchor = json.loads((d / f"{codec}.json").read_text())
+    anchor = anchor.get("result", anchor)
+    out[codec] = bd_against(anchor, ours)
+    print(f"{d.name}: BD-rate against {codec} medium: {out[codec]['bd_rate']} {out[codec]['error'] or ''}")
+write_json_atomic(d / "bd.json", out)
+EOF
+}
+clip_rd carphone "$FRAMES" "$INTRA"
+clip_rd bikes "${BIKES_FRAMES:-30}" "${BIKES_INTRA:-30}"   # scene cut at frame 30
+clip_rd bigbuckbunny "${BBB_FRAMES:-16}" "${BBB_INTRA:-16}"
+
+# 4. int8 ----------------------------------------------------------------------------------------------
+# shellcheck disable=SC2086  # CALIB holds several clips
+for name in $SHIPPED; do
+  q="$OUT/int8/$name"
+  step "ptq_w8a8_$name" "$q/w8a8.json" "$MC" ptq --checkpoint "$name" --data $CALIB -o "$q/w8a8" \
+    --steps "$PTQ_STEPS" --gop 3 --batch 2 --crop 128x128 --json "$q/w8a8.json" --no-progress
+  step "ptq_w8a16rx_$name" "$q/w8a16rx.json" "$MC" ptq --checkpoint "$name" --data $CALIB -o "$q/w8a16rx" \
+    --w8a16 receiver --steps "$PTQ_STEPS" --gop 3 --batch 2 --crop 128x128 --json "$q/w8a16rx.json" --no-progress
+  step "qat_w8a8_$name" "$q/qat8.json" "$MC" qat --checkpoint "$q/w8a8" --data $CALIB -o "$q/qat8" \
+    --steps "$QAT_STEPS" --gop 8 --batch 1 --crop 128x128 --lr 2e-6 --no-range-learning --json "$q/qat8.json" \
+    --no-progress
+done
+for kind in w8a8 w8a16rx qat8; do
+  qdirs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/$kind"; done)
+  # exit 1 (FAIL) and 3 (INCONCLUSIVE) are verdicts, not errors: the report says which
+  step "check_$kind" "$OUT/int8/check_$kind.json" bash -c "\"$MC\" check-int8 carphone --float $CKPTS \
+    --int8 ${qdirs%,} --intra-period $INTRA --frames $FRAMES -o $OUT/int8/check_$kind \
+    --json $OUT/int8/check_$kind.json --no-progress; rc=\$?; [ \$rc -ne 2 ]"
+done
+
+# 5. cross-backend drift (issue #12) -------------------------------------------------------------------
+for preset in w8a16rx w8a8; do
+  step "drift_$preset" "$OUT/drift_$preset.json" "$PY" scripts/drift_sources.py --checkpoint "$MID" \
+    --preset "$preset" --frames "${DRIFT_FRAMES:-32}" --workdir "$OUT/drift_work" --json "$OUT/drift_$preset.json"
+done
+
+# Issue #13's acceptance, from the reports above --------------------------------------------------------
+"$PY" - "$OUT" <<'EOF'
+import json, sys
+from pathlib import Path
+
+from mobilecodec.evaluate import drift_summary
+from mobilecodec.fsutil import write_json_atomic
+
+out = Path(sys.argv[1])
+summary = {}
+for d in sorted(out.glob("rd_*")):
+    res = json.loads((d / "eval.json").read_text())["results"][0]["result"]
+    bd = json.loads((d / "bd.json").read_text())
+    points = []
+    for p in sorted(res["points"], key=lambda p: p["bpp"]):
+        dr = p.get("drift") or drift_summary(p)
+        points.append({"label": p["label"], "bpp": p["bpp"], "psnr_yuv": p["psnr_yuv"], "psnr_rgb": p["psnr_rgb"],
+                       "rgb_gap": p["psnr_yuv"] - p["psnr_rgb"], "drift_bits_ratio": dr["worst_bits_ratio"],
+                       "drift_psnr_drop": dr["worst_psnr_yuv_drop"],
+                       "hash_verified": p["hash_verified_frames"] == res["frames"]})
+    clip = d.name[3:]
+    summary[clip] = {"frames": res["frames"], "intra_period": res.get("intra_period"), "points": points,
+                     "bd_rate": {c: bd[c]["bd_rate"] or bd[c]["error"] for c in bd}}
+    print(f"{clip} ({res['frames']} frames, intra period {res.get('intra_period')}):")
+    for c in bd:
+        print(f"  BD-rate against {c} medium: {bd[c]['bd_rate'] or bd[c]['error']}")
+    for q in points:
+        ratio = "-" if q["drift_bits_ratio"] is None else f"{q['drift_bits_ratio']:.2f}x"
+        drop = "-" if q["drift_psnr_drop"] is None else f"{q['drift_psnr_drop']:+.2f} dB"
+        print(f"  {q['label']:<14} {q['bpp']:.4f} bpp  {q['psnr_yuv']:.2f} dB YUV  {q['psnr_rgb']:.2f} dB RGB  "
+              f"gap {q['rgb_gap']:.2f} dB  drift {ratio} / {drop}  hashes {'ok' if q['hash_verified'] else 'FAILED'}")
+write_json_atomic(out / "acceptance.json", summary)
+EOF
+echo "all figures in $OUT ($OUT/acceptance.json: issue #13's acceptance figures)"
