@@ -210,7 +210,7 @@ def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames:
     of each against the source, their difference, max |difference| of the reconstructions in
     8-bit levels, and whether the payloads are identical."""
     from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe, run_pframe
-    from mobilecodec.metrics import psnr_yuv
+    from mobilecodec.metrics import psnr_samples, psnr_yuv
 
     runner = package_engine(package)
     h, w = runner.manifest["padded_size"]
@@ -226,7 +226,7 @@ def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames:
         pt, po = psnr_yuv(src, ft)["yuv"], psnr_yuv(src, fo)["yuv"]
         per_frame.append({"index": i, "type": "I" if i % intra_period == 0 else "P",
                           "psnr_sim": pt, "psnr_onnx": po, "psnr_diff_db": abs(pt - po),
-                          "onnx_vs_sim_psnr": psnr_yuv(ft, fo)["yuv"],
+                          "onnx_vs_sim_psnr": psnr_samples(ft, fo),
                           "max_abs_levels": int(max(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()
                                                     for a, b in zip(ft, fo))),
                           "same_payload": tsrc[i].payload() == osrc[i].payload()})
@@ -247,7 +247,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     hashes. `max_psnr_diff_db` compares two different streams (each backend encodes its own), so
     encoder decisions weigh in; `<coder>_stream_on_<decoder>.max_psnr_diff_db` is the decoder parity."""
     from mobilecodec.codec.frame_coding import LatentDecoder
-    from mobilecodec.metrics import psnr_yuv
+    from mobilecodec.metrics import psnr_samples, psnr_yuv
 
     runners = {"cpu": package_engine(package), "htp": package_engine(package, soc, ep="qnn")}
     man = runners["cpu"].manifest
@@ -267,7 +267,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
         out[f"hashes_{name}_encoder"] = [_frame_hash(f) for f in enc[name]["frames"]]
     out["psnr_diff_db"] = [abs(a - b) for a, b in zip(out["psnr_cpu"], out["psnr_htp"])]
     out["max_psnr_diff_db"] = max(out["psnr_diff_db"])
-    out["htp_vs_cpu_psnr"] = [psnr_yuv(a, b)["yuv"] for a, b in zip(enc["cpu"]["frames"], enc["htp"]["frames"])]
+    out["htp_vs_cpu_psnr"] = [psnr_samples(a, b) for a, b in zip(enc["cpu"]["frames"], enc["htp"]["frames"])]
     out["payloads_equal"] = sum(a == b for a, b in zip(enc["cpu"]["payloads"], enc["htp"]["payloads"]))
     for coder, decoder in (("cpu", "htp"), ("htp", "cpu")):
         r = runners[decoder]
@@ -278,7 +278,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
         parsed = all(len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
                      for a, b in zip(enc[coder]["latents"], [d.latents for d in decs]))
         frames_dec = [_frame(t, size) for t in recs]
-        drift = [psnr_yuv(a, b)["yuv"] for a, b in zip(enc[coder]["frames"], frames_dec)]
+        drift = [psnr_samples(a, b) for a, b in zip(enc[coder]["frames"], frames_dec)]
         psnr_dec = [psnr_yuv(s, f)["yuv"] for s, f in zip(src, frames_dec)]
         same_stream = [abs(a - b) for a, b in zip(psnr_dec, out[f"psnr_{coder}"])]
         out[f"{coder}_stream_on_{decoder}"] = {
@@ -298,10 +298,10 @@ def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int
     the aimet simulation of an int8 package). Exact by design: both decoders parse the same latents
     and the onnxruntime decode reproduces its encoder's frame hashes. Not exact across backends
     (float summation order differs between libraries and CPUs): the PyTorch decode drifts from
-    the onnxruntime one; per frame we report the PSNR-YUV between the two decodes (the drift curve)
-    and each decode's PSNR-YUV against the source."""
+    the onnxruntime one; per frame we report the PSNR between the two decodes over all their samples
+    (the drift curve, `psnr_samples`) and each decode's PSNR-YUV against the source."""
     from mobilecodec.codec.frame_coding import LatentDecoder, run_iframe, run_pframe
-    from mobilecodec.metrics import psnr_yuv
+    from mobilecodec.metrics import psnr_samples, psnr_yuv
 
     runner = package_engine(package)
     h, w = runner.manifest["padded_size"]
@@ -328,7 +328,7 @@ def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int
         levels = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(onnx_f[i], torch_f[i]))
         differ = sum(int((a != b).sum()) for a, b in zip(onnx_f[i], torch_f[i]))
         per_frame.append({"index": i, "type": "I" if i % intra_period == 0 else "P",
-                          "drift_psnr_db": psnr_yuv(onnx_f[i], torch_f[i])["yuv"],
+                          "drift_psnr_db": psnr_samples(onnx_f[i], torch_f[i]),
                           "max_abs_levels": levels, "samples_differing": differ,
                           "psnr_onnx": psnr_yuv(src[i], onnx_f[i])["yuv"],
                           "psnr_torch": psnr_yuv(src[i], torch_f[i])["yuv"],

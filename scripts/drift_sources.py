@@ -1,12 +1,15 @@
-"""Which recursion carries the int8 cross-backend drift (issue #12).
+"""Which recursion carries the cross-backend drift (issue #12), frame by frame over one intra period.
 
-One stream is encoded by an int8 package on onnxruntime CPU and decoded twice: by onnxruntime and
-by the aimet simulation (PyTorch). The simulation decodes it three ways: free-running; with the
-decoded flow replaced every frame by the onnxruntime decode's; with the buffered frame replaced.
-Printed per frame: PSNR-YUV between the simulation's and onnxruntime's decodes (inf = identical).
+One stream of carphone is encoded by a package on onnxruntime CPU and decoded twice: by
+onnxruntime and in PyTorch (`--preset float`: the float model; `w8a16rx`/`w8a8`: the aimet
+simulation of an int8 PTQ). PyTorch decodes it three ways: free-running; with the decoded flow
+replaced every frame by the onnxruntime decode's; with the buffered frame replaced. `--htp` adds
+the int8 stream of each backend decoded by the other, QNN HTP (emulated) against onnxruntime CPU.
+Printed per frame: PSNR over all Y, U, V samples between the two decodes (`psnr_samples`;
+inf = identical).
 
-    python scripts/drift_sources.py --workdir out/drift_sources [--checkpoint C] [--preset w8a8]
-        [--calib bikes] [--json r.json]
+    python scripts/drift_sources.py --workdir out/drift_sources [--checkpoint C]
+        [--preset float|w8a16rx|w8a8] [--htp] [--calib bikes] [--json r.json]
 
 The PTQ (4 steps, calibrated on --calib: bikes by default, a training clip, so that the held-out
 carphone decoded here stays unseen) and the export are cached in --workdir per checkpoint.
@@ -22,8 +25,9 @@ DEFAULT_CHECKPOINT = "tiny_b0.0064"
 MODES = ("free", "flow", "frame")
 
 
-def prepare(workdir: Path, preset: str, checkpoint: str, calib: str) -> tuple[Path, Path]:
-    """(PTQ folder, int8 package) of `checkpoint`, made once per (checkpoint, preset, calib)."""
+def prepare(workdir: Path, preset: str, checkpoint: str, calib: str) -> tuple[Path | None, Path]:
+    """(PTQ folder, package) of `checkpoint`, made once per (checkpoint, preset, calib); preset
+    "float": no PTQ folder, the float package."""
     import hashlib
 
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
@@ -36,6 +40,12 @@ def prepare(workdir: Path, preset: str, checkpoint: str, calib: str) -> tuple[Pa
     path = resolve_checkpoint(checkpoint)
     tag = hashlib.sha256(f"{Path(path).resolve()}:{Path(path).stat().st_mtime_ns}:{calib}".encode()).hexdigest()[:10]
     q, pkg = workdir / f"ptq_{preset}_{tag}", workdir / f"pkg_{preset}_{tag}"
+    if preset == "float":
+        pkg = workdir / f"pkg_float_{tag}"
+        if not (pkg / "manifest.json").is_file() and main(["export", "--checkpoint", str(path), "--size", "192x192",
+                                                           "-o", str(pkg)]):
+            sys.exit("export failed")
+        return None, pkg
     if not (pkg / "manifest.json").is_file():
         model, _ = load_checkpoint(path)
         gops = load_gops([sample_clip(calib)], 3, (128, 128), 8, seed=0)
@@ -48,15 +58,17 @@ def prepare(workdir: Path, preset: str, checkpoint: str, calib: str) -> tuple[Pa
     return q, pkg
 
 
-def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
-    """PSNR-YUV per frame between the simulation's decode (each mode) and onnxruntime's."""
+def run(q: Path | None, pkg: Path, frames: int, checkpoint: str) -> dict[str, list[float]]:
+    """PSNR per frame over all samples (`psnr_samples`) between the PyTorch decode (the aimet
+    simulation of PTQ folder `q`, or the float model when `q` is None), in each mode, and
+    onnxruntime's."""
     import numpy as np
     import torch
 
     from mobilecodec.codec.frame_coding import LatentDecoder, iframe_steps, pframe_steps
     from mobilecodec.codec.networks import TorchNetworks
     from mobilecodec.io.samples import sample_clip
-    from mobilecodec.metrics import psnr_yuv
+    from mobilecodec.metrics import psnr_samples
     from mobilecodec.models.buffer import Buffer
     from mobilecodec.quant.ptq import load_quantized
     from mobilecodec.runtime.engine import OnnxEngine
@@ -77,7 +89,12 @@ def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
         src.finish()
         ref_frames.append(_frame(out, size))
         ref_bufs.append({n: torch.as_tensor(np.asarray(buf[n])).clone() for n in buf.names()})
-    qmodel = load_quantized(q)
+    if q is None:
+        from mobilecodec.checkpoint import load_checkpoint
+
+        qmodel = load_checkpoint(checkpoint)[0]
+    else:
+        qmodel = load_quantized(q)
 
     class Forced(TorchNetworks):
         """The simulation's sub-networks, with one buffer entry taken from the onnxruntime decode."""
@@ -104,7 +121,7 @@ def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
                 src = LatentDecoder(qmodel, p, h, w)
                 out, buf = iframe_steps(nets, src) if k == 0 else pframe_steps(nets, buf, src)
                 src.finish()
-                curve.append(psnr_yuv(_frame(out, size), ref_frames[k])["yuv"])
+                curve.append(psnr_samples(_frame(out, size), ref_frames[k]))
         curves[mode] = curve
     return curves
 
@@ -112,7 +129,11 @@ def run(q: Path, pkg: Path, frames: int) -> dict[str, list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="out/drift_sources", help="cache of the PTQ and the package")
-    ap.add_argument("--preset", choices=("w8a16rx", "w8a8"), default="w8a16rx")
+    ap.add_argument("--preset", choices=("float", "w8a16rx", "w8a8"), default="w8a16rx",
+                    help="float: float ONNX on onnxruntime against PyTorch; w8a16rx/w8a8: int8 QDQ on onnxruntime "
+                         "against the aimet simulation")
+    ap.add_argument("--htp", action="store_true", help="int8 presets: also decode on the QNN HTP (emulated) "
+                    "against onnxruntime CPU, each backend's stream on the other")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint file or shipped name")
     ap.add_argument("--calib", default="bikes", help="calibration clip (default bikes; never carphone)")
     ap.add_argument("--frames", type=int, default=32, help="frames = one intra period (default 32)")
@@ -133,16 +154,24 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        curves = run(*prepare(workdir, args.preset, args.checkpoint, args.calib), args.frames)
+        q, pkg = prepare(workdir, args.preset, args.checkpoint, args.calib)
+        curves = run(q, pkg, args.frames, args.checkpoint)
+        if args.htp and q is not None:
+            from mobilecodec.io.samples import sample_clip
+            from mobilecodec.runtime.parity import htp_cross_parity
+
+            cross = htp_cross_parity(pkg, sample_clip("carphone"), frames=args.frames, intra_period=args.frames)
+            curves["htp_on_cpu"] = cross["htp_stream_on_cpu"]["drift_psnr_db"]
+            curves["cpu_on_htp"] = cross["cpu_stream_on_htp"]["drift_psnr_db"]
     except (InputError, CheckpointError) as exc:
         sys.exit(f"error: {exc}")
     for mode, curve in curves.items():
-        print(f"{mode:5s} " + " ".join(f"{v:.1f}" for v in curve))
+        print(f"{mode:10s} " + " ".join(f"{v:.1f}" for v in curve))
     if args.json:
         from mobilecodec.fsutil import write_json_atomic
 
         write_json_atomic(args.json, {"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib,
-                                      "psnr_yuv_db": curves})
+                                      "psnr_db": curves})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from scipy import ndimage
 from mobilecodec.errors import InputError
 from mobilecodec.io import YUVFrame, sample_source
 from mobilecodec.metrics import (bd_psnr, bd_rate, bpp, ms_ssim, ms_ssim_rgb, ms_ssim_scales, mse, psnr,
-                                 psnr_from_mse, psnr_rgb, psnr_yuv, yuv_to_rgb, yuv_to_rgb8)
+                                 psnr_from_mse, psnr_rgb, psnr_samples, psnr_yuv, yuv_to_rgb, yuv_to_rgb8)
 
 PSNR_MSE1 = 48.1308036086791  # 20*log10(255): PSNR of an MSE of exactly 1
 DB_4 = 6.020599913279624  # 10*log10(4)
@@ -119,6 +119,25 @@ def test_psnr_yuv_identical_and_bad_frames():
         psnr_yuv(frame, bad)
     with pytest.raises(InputError, match="YUVFrame"):
         psnr_yuv(frame, frame.y)
+
+
+def test_psnr_samples_pools_every_sample():
+    """One luma sample of 8x12 one level off, chroma identical: PSNR-YUV is inf (its chroma terms
+    are), the pooled PSNR over the 96 + 24 + 24 = 144 samples is 10*log10(255^2 * 144)."""
+    h, w = 8, 12
+    ref = YUVFrame(np.full((h, w), 100, np.uint8), np.full((h // 2, w // 2), 128, np.uint8),
+                   np.full((h // 2, w // 2), 128, np.uint8))
+    y = ref.y.copy()
+    y[3, 5] = 101
+    dist = YUVFrame(y, ref.u, ref.v)
+    assert psnr_yuv(ref, dist)["yuv"] == math.inf
+    assert psnr_samples(ref, dist) == pytest.approx(PSNR_MSE1 + 10 * math.log10(144), abs=1e-12)  # 69.71 dB
+    # planes off by 1 (Y, 96 samples) and by 2 (U, 24 samples): MSE (96 + 24 * 4) / 144 = 4/3
+    assert psnr_samples(ref, YUVFrame(ref.y + 1, ref.u - 2, ref.v)) == pytest.approx(
+        PSNR_MSE1 - 10 * math.log10(4 / 3), abs=1e-12)
+    assert psnr_samples(ref, ref) == math.inf
+    with pytest.raises(InputError, match="YUVFrame"):
+        psnr_samples(ref, ref.y)
 
 
 def test_bpp():

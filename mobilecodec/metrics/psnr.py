@@ -78,6 +78,19 @@ def psnr_yuv(ref: Any, dist: Any) -> dict[str, float]:
     return out
 
 
+def psnr_samples(ref: Any, dist: Any, max_val: float = 255.0) -> float:
+    """PSNR over every Y, U and V sample of two YUV420 frames together (one pooled MSE).
+
+    For the distance between two decodes of one stream: it is finite as soon as any sample
+    differs, where the 6:1:1 PSNR-YUV is inf when one plane is identical (a luma difference hides
+    behind identical chroma)."""
+    _check_frame(ref, "psnr_samples reference")
+    _check_frame(dist, "psnr_samples distorted")
+    pairs = [_pair(getattr(ref, p), getattr(dist, p), "psnr_samples") for p in ("y", "u", "v")]
+    squared = sum(float(np.sum((a - b) ** 2)) for a, b in pairs)
+    return psnr_from_mse(squared / sum(a.size for a, _ in pairs), max_val)
+
+
 def weighted_psnr_yuv(psnr_y: float, psnr_u: float, psnr_v: float) -> float:
     """The 6:1:1 PSNR-YUV of per-plane PSNRs (dB): (6*Y + U + V) / 8."""
     wy, wu, wv = YUV_WEIGHTS
