@@ -249,3 +249,17 @@ def test_teacher_weight_decays_linearly_to_zero():
     assert get_stage(1, flow_lambda_teacher=2e-3).teacher_weight(10**6) == 2e-3  # no schedule: constant
     with pytest.raises(InputError, match="teacher_steps"):
         get_stage(1, teacher_steps=0)
+
+
+def test_neighbour_vectors_do_not_wrap_around():
+    """The coarse-to-fine search's neighbour passes try each block's neighbour's vector; at the
+    frame edge a block gets its own vector back, never the opposite edge's (hand-made grid)."""
+    from mobilecodec.models.motion_search import _neighbours
+
+    v = torch.arange(12.0).view(1, 1, 3, 4)
+    left = torch.tensor([[0.0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10]])
+    above = torch.tensor([[0.0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]])
+    assert torch.equal(_neighbours(v, 0, 1)[0, 0], left)  # from the left neighbour
+    assert torch.equal(_neighbours(v, 1, 0)[0, 0], above)  # from the neighbour above
+    assert torch.equal(_neighbours(v, 0, -1)[0, 0], torch.tensor([[1.0, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]]))
+    assert torch.equal(_neighbours(v, -1, 0)[0, 0], torch.tensor([[4.0, 5, 6, 7], [8, 9, 10, 11], [8, 9, 10, 11]]))

@@ -132,7 +132,15 @@ def _refine(r: Tensor, c: Tensor, block: int, centre: Tensor, radius: int) -> tu
     # every vector tried so far is within `pad` of zero, so the neighbours' are too
     for _ in range(2):
         current = best
-        for shift in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            moved = torch.roll(current, shifts=shift, dims=(2, 3))
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            moved = _neighbours(current, dy, dx)
             try_vectors(moved, index_of(moved))
     return best_cost, best.contiguous(), zero
+
+
+def _neighbours(vectors: Tensor, dy: int, dx: int) -> Tensor:
+    """Each block's neighbour's vector, (dy, dx) blocks away (edge blocks repeat their own: no
+    wrap-around, which would pair the top row with the bottom row)."""
+    padded = F.pad(vectors, (1, 1, 1, 1), mode="replicate")
+    h, w = vectors.shape[-2:]
+    return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
