@@ -10,9 +10,10 @@ int8 ConvTranspose of a QDQ graph into one Conv whose s*s*C_out output channels 
 by the original activation and QuantizeLinear, then DepthToSpace on the quantized codes, which
 only moves bytes. onnxruntime fuses DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv.
 
-The rewrite changes nothing a quantized backend computes: the same int8 weights meet the same
-uint8 activations, with the same scales, zero points and biases; taps outside the kernel are
-int8 zeros. Only the CPU EP's sessions are rewritten; packages keep ConvTranspose, which the
+The rewrite changes nothing a quantized backend computes: the same weights (stored as uint8
+codes with zero point 128, the same values: onnxruntime's u8s8 kernels on AVX2 without VNNI
+saturate, its u8u8 ones do not) meet the same uint8 activations, with the same scales, zero
+points and biases; taps outside the kernel are zero weights. Only the CPU EP's sessions are rewritten; packages keep ConvTranspose, which the
 QNN HTP runs natively.
 """
 
@@ -127,9 +128,12 @@ def polyphase_conv_transpose(proto: Any) -> int:
         phases = s[0] * s[1]
         kq, pads = polyphase_weights(wq, (s[0], s[1]), (p[0], p[1]))
         base = node.name or node.output[0]
-        new_inits = [numpy_helper.from_array(kq, f"{base}/poly_w_q"),
+        # uint8 codes with zero point 128 (the same weights): onnxruntime's u8s8 GEMM on AVX2 CPUs
+        # without VNNI sums product pairs in int16 and saturates with full-range int8 weights
+        # (up to 208 levels off on a Zen 3); its u8u8 path does not.
+        new_inits = [numpy_helper.from_array((kq.astype(np.int16) + 128).astype(np.uint8), f"{base}/poly_w_q"),
                      numpy_helper.from_array(np.tile(wscale, phases).astype(wscale.dtype), f"{base}/poly_w_scale"),
-                     numpy_helper.from_array(np.zeros(kq.shape[0], np.int8), f"{base}/poly_w_zp")]
+                     numpy_helper.from_array(np.full(kq.shape[0], 128, np.uint8), f"{base}/poly_w_zp")]
         new_nodes = [helper.make_node("DequantizeLinear", [f"{base}/poly_w_q", f"{base}/poly_w_scale", f"{base}/poly_w_zp"],
                                       [f"{base}/poly_w"], axis=0, name=f"{base}/poly_w_dq")]
         conv_in = [node.input[0], f"{base}/poly_w"]
