@@ -399,12 +399,24 @@ def prepare(work: Path, log=print) -> Path:
                        cwd=HERE.parent)
     if p.returncode != 0:
         raise SystemExit(f"export failed: {p.stderr.strip()}")
+    import torch
+
+    from mobilecodec.runtime.engine import OnnxEngine
+
     streams = {}
-    for n in LENGTHS:  # each decoder gets streams encoded by its own backend (hashes reproduce exactly)
-        a, b = work / f"pytorch_{n}.mnvc", work / f"onnxruntime_{n}.mnvc"
-        encode_video(model, clip, a, intra_period=INTRA_PERIOD, max_frames=n, progress=False)
-        encode_package(pkg, clip, b, intra_period=INTRA_PERIOD, max_frames=n, progress=False)
-        streams[f"pytorch_{n}"], streams[f"onnxruntime_{n}"] = str(a), str(b)
+    # Encode with the decoder workers' single thread: on some CPUs (an AMD EPYC Zen 3, AVX2) the
+    # float results depend on the thread count, and the hashes reproduce only at the same one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine = OnnxEngine(pkg, threads=1)
+        for n in LENGTHS:  # each decoder gets streams encoded by its own backend (hashes reproduce exactly)
+            a, b = work / f"pytorch_{n}.mnvc", work / f"onnxruntime_{n}.mnvc"
+            encode_video(model, clip, a, intra_period=INTRA_PERIOD, max_frames=n, progress=False)
+            encode_package(pkg, clip, b, engine=engine, intra_period=INTRA_PERIOD, max_frames=n, progress=False)
+            streams[f"pytorch_{n}"], streams[f"onnxruntime_{n}"] = str(a), str(b)
+    finally:
+        torch.set_num_threads(threads)
     setup.write_text(json.dumps({"checkpoint": ckpt, "package": str(pkg), "streams": streams, "width": w,
                                  "height": h}, indent=1))
     return setup

@@ -127,7 +127,7 @@ def test_watchdog_reports_a_hang_and_restarts(campaign, tmp_path):
     try:
         stream = work / "work" / "pytorch_5.mnvc"
         first = worker.decode("pytorch", stream, tmp_path / "a.y4m")
-        assert first["exit"] == 0 and first["frames"] == 5 == first["hash_matches"]
+        assert first["exit"] == 0 and first["frames"] == 5 == first["hash_matches"], first
         worker.timeout = 0.0  # no decode answers in 0 s: the watchdog must call it a hang
         second = worker.decode("pytorch", stream, tmp_path / "b.y4m")
         assert second["exit"] == "hang" and worker.restarts == 1 and worker.proc is None
