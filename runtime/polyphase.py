@@ -13,8 +13,8 @@ only moves bytes. onnxruntime fuses DequantizeLinear -> Conv -> QuantizeLinear i
 The rewrite changes nothing a quantized backend computes: the same weights (stored as uint8
 codes with zero point 128, the same values: onnxruntime's u8s8 kernels on AVX2 without VNNI
 saturate, its u8u8 ones do not) meet the same uint8 activations, with the same scales, zero
-points and biases; taps outside the kernel are zero weights. Only the CPU EP's sessions are rewritten; packages keep ConvTranspose, which the
-QNN HTP runs natively.
+points and biases; taps outside the kernel are zero weights. Only the CPU EP's sessions are
+rewritten; packages keep ConvTranspose, which the QNN HTP runs natively.
 """
 
 from __future__ import annotations

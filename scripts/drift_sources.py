@@ -41,7 +41,6 @@ def prepare(workdir: Path, preset: str, checkpoint: str, calib: str) -> tuple[Pa
     tag = hashlib.sha256(f"{Path(path).resolve()}:{Path(path).stat().st_mtime_ns}:{calib}".encode()).hexdigest()[:10]
     q, pkg = workdir / f"ptq_{preset}_{tag}", workdir / f"pkg_{preset}_{tag}"
     if preset == "float":
-        pkg = workdir / f"pkg_float_{tag}"
         if not (pkg / "manifest.json").is_file() and main(["export", "--checkpoint", str(path), "--size", "192x192",
                                                            "-o", str(pkg)]):
             sys.exit("export failed")
@@ -144,6 +143,8 @@ def main() -> None:
 
     from mobilecodec.checkpoint import resolve_checkpoint
 
+    if args.htp and args.preset == "float":
+        sys.exit("error: --htp compares int8 packages on the QNN HTP; use it with --preset w8a16rx or w8a8")
     if is_held_out(args.calib):
         sys.exit(f"error: --calib {args.calib} is the held-out evaluation clip; calibrate on a training clip")
     try:

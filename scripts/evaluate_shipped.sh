@@ -12,8 +12,9 @@
 #   4. int8: PTQ W8A8 and W8A16-receiver of every checkpoint, QAT of the W8A8 PTQ, each judged by
 #      `mobilecodec check-int8` against float on carphone. Calibration and QAT use training clips
 #      only (CALIB), never carphone;
-#   5. the cross-backend drift of the middle checkpoint (aimet sim against onnxruntime, frame by
-#      frame over 32 frames; `scripts/drift_sources.py`).
+#   5. the cross-backend drift of the middle checkpoint (float ONNX vs PyTorch, int8 vs the aimet
+#      simulation, QNN HTP vs onnxruntime CPU; frame by frame over 32 frames;
+#      `scripts/drift_sources.py`).
 #
 # Every step writes its JSON under OUT and is skipped when that JSON exists, so an interrupted run
 # continues. Small settings for a dry run: FRAMES=3 INTRA=2 BIKES_FRAMES=3 BBB_FRAMES=2
@@ -102,9 +103,13 @@ for kind in w8a8 w8a16rx qat8; do
 done
 
 # 5. cross-backend drift (issue #12) -------------------------------------------------------------------
-for preset in w8a16rx w8a8; do
+# every backend pair of the README's drift table: float ONNX vs PyTorch, int8 vs the aimet
+# simulation (receiver W8A16 with the QNN HTP pair, W8A8)
+for preset in float w8a16rx w8a8; do
+  htp=()
+  [[ $preset == w8a16rx ]] && htp=(--htp)
   step "drift_$preset" "$OUT/drift_$preset.json" "$PY" scripts/drift_sources.py --checkpoint "$MID" \
-    --preset "$preset" --frames "${DRIFT_FRAMES:-32}" --workdir "$OUT/drift_work" --json "$OUT/drift_$preset.json"
+    --preset "$preset" "${htp[@]}" --frames "${DRIFT_FRAMES:-32}" --workdir "$OUT/drift_work" --json "$OUT/drift_$preset.json"
 done
 
 # Issue #13's acceptance, from the reports above --------------------------------------------------------
