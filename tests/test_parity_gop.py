@@ -63,10 +63,14 @@ def test_float_onnx_matches_pytorch_over_intra_period(float_package, carphone):
     machine ended with 39 % of the samples one level apart = 52 dB). The drift curve is the PSNR
     over all 55,296 samples of the 192x192 padded frames (`psnr_samples`), measured by
     `python scripts/drift_sources.py --preset float` (its "free" row), 2 threads:
-    - AMD EPYC Zen 3 (family 25 model 1, AVX2, no AVX-512): frames 1 / 8 / 14 / 20 / 31:
-      95.6 / inf / 95.6 / 90.8 / 82.1 dB (1 to ~22 samples one level apart); the flow stays
-      identical (forcing it changes nothing), so the difference lives in the frame alone;
-    - AMD EPYC with AVX-512 (VNNI, BF16): frames 0-20 identical, then 1-6 samples one level apart.
+    - AMD EPYC Zen 3 (family 25 model 1, AVX2, no AVX-512), shipped tiny_b0.0064 (tiny-cpu
+      recipe): frames 1 / 8 / 14 / 20 / 31: 95.6 / inf / inf / inf / inf dB (1-3 samples one
+      level apart in frames 0-4 and 11, identical from frame 12);
+    - the same Zen 3, first-generation tiny_b0.0064: 95.6 / inf / 95.6 / 90.8 / 82.1 dB (1 to ~22
+      samples one level apart); the flow stays identical (forcing it changes nothing), so the
+      difference lives in the frame alone;
+    - AMD EPYC with AVX-512 (VNNI, BF16), first generation: frames 0-20 identical, then 1-6
+      samples one level apart.
     |delta PSNR vs source| 5e-5 / 9e-5 dB. Bounds: graphs < 1e-4 (20x the measured 4.8e-6);
     >= 45 dB between the decodes on every frame (39 % of samples one level apart would still
     pass) and < 0.05 dB."""
@@ -98,13 +102,16 @@ def test_int8_cpu_matches_aimet_sim_over_intra_period(int8_package, ptq_receiver
     storage grid persists, and the decodes drift apart within the intra period; the I-frame resets
     both buffers, so the intra period bounds it. PSNR over all samples between the decodes
     (`python scripts/drift_sources.py --preset w8a16rx`, "free" row; the same PTQ as this test):
-    - AMD EPYC Zen 3 (AVX2 only), frames 1 / 8 / 14 / 20 / 31: 80.9 / 67.2 / 62.7 / 60.0 / 55.3 dB,
-      falling steadily (~0.45 dB per frame from frame 20); with the flow forced to onnxruntime's
-      every frame, 71.9 dB at frame 31: the flow recursion carries most of it;
-    - AMD EPYC with AVX-512 (VNNI, BF16), calibrated on carphone then, PSNR-YUV: 77.7 / 64.6 / 60.9 /
-      58.1 / 53.4 dB (1/16-px grid: 41.4 dB at frame 31; no grid: 59.8 dB).
-    Each decode's PSNR against the source differs by at most 0.0066 dB. Bounds: >= 45 dB between
-    the decodes on every frame (8-10 dB below the measured worst), < 0.1 dB PSNR difference (15x)."""
+    - AMD EPYC Zen 3 (AVX2 only), shipped tiny_b0.0064, frames 1 / 8 / 14 / 20 / 31: 80.5 / 67.3 /
+      64.8 / 63.5 / 62.2 dB, levelling off (~0.1 dB per frame from frame 20); flow forced to
+      onnxruntime's every frame: 78-86 dB all along (79.5 at frame 31), frame forced: 75.0 dB;
+    - the same Zen 3, first-generation tiny_b0.0064: 80.9 / 67.2 / 62.7 / 60.0 / 55.3 dB (~0.45 dB
+      per frame from frame 20; flow forced 71.9 dB at frame 31): the flow recursion carries most;
+    - AMD EPYC with AVX-512 (VNNI, BF16), first generation, calibrated on carphone then, PSNR-YUV:
+      77.7 / 64.6 / 60.9 / 58.1 / 53.4 dB (1/16-px grid: 41.4 dB at frame 31; no grid: 59.8 dB).
+    Each decode's PSNR against the source differed by at most 0.0066 dB (first generation). Bounds:
+    >= 45 dB between the decodes on every frame (8-17 dB below the measured worst), < 0.1 dB PSNR
+    difference (15x)."""
     from mobilecodec.runtime.parity import decode_drift
     from mobilecodec.quant.ptq import load_quantized
 
@@ -119,11 +126,12 @@ def test_int8_cpu_matches_aimet_sim_over_intra_period(int8_package, ptq_receiver
 
 def test_htp_decodes_the_same_stream_within_0_1_db(int8_package, carphone):
     """The same int8 stream decoded on the QNN HTP (emulated) and onnxruntime CPU. Exact by design:
-    parsing. Measured on an AMD EPYC: 0.023 / 0.033 dB worst frame (CPU / HTP stream). PSNR over all
-    samples between the decoder's frames and the encoder's own (`python scripts/drift_sources.py
-    --preset w8a16rx --htp`), AMD EPYC Zen 3, frames 1 / 8 / 14 / 20 / 31: HTP stream on CPU
-    61.7 / 56.7 / 55.1 / 54.0 / 52.0 dB, CPU stream on HTP 61.9 / 56.7 / 55.2 / 54.1 / 52.4 dB
-    (frame 0: 64.1 / 64.2). Bounds 0.1 dB and 45 dB (7 dB below the measured worst)."""
+    parsing. Measured on an AMD EPYC (first generation): 0.023 / 0.033 dB worst frame (CPU / HTP
+    stream). PSNR over all samples between the decoder's frames and the encoder's own (`python
+    scripts/drift_sources.py --preset w8a16rx --htp`), AMD EPYC Zen 3, frames 1 / 8 / 14 / 20 / 31,
+    shipped tiny_b0.0064: HTP stream on CPU 61.8 / 56.5 / 54.6 / 53.2 / 51.3 dB, CPU stream on HTP
+    62.3 / 56.7 / 54.8 / 53.7 / 51.7 dB (frame 0: 63.9 / 64.8); first generation 61.7 ... 52.0 and
+    61.9 ... 52.4 dB. Bounds 0.1 dB and 45 dB (6 dB below the measured worst)."""
     import json
 
     from mobilecodec.runtime.parity import htp_cross_parity
