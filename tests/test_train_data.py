@@ -101,11 +101,18 @@ def test_augmented_video_gops_are_flipped_or_downscaled_copies():
 
 
 def _contains(frame: np.ndarray, crop: np.ndarray) -> bool:
-    """True when `crop` is a window of `frame` (brute force over every offset)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    win = sliding_window_view(frame, crop.shape)
-    return bool((win == crop).all(axis=(2, 3)).any())
+    """True when `crop` is a window of `frame`: every offset whose four corner samples match is
+    compared in full (the same answer as comparing every window, without its ~0.5 G comparisons
+    per frame)."""
+    (fh, fw), (h, w) = frame.shape, crop.shape
+    if h > fh or w > fw:
+        return False
+    rows, cols = fh - h + 1, fw - w + 1
+    hit = frame[:rows, :cols] == crop[0, 0]
+    hit &= frame[:rows, w - 1:] == crop[0, -1]
+    hit &= frame[h - 1:, :cols] == crop[-1, 0]
+    hit &= frame[h - 1:, w - 1:] == crop[-1, -1]
+    return any(np.array_equal(frame[y:y + h, x:x + w], crop) for y, x in zip(*np.nonzero(hit)))
 
 
 def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
