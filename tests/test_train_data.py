@@ -84,13 +84,13 @@ def test_augmented_video_gops_are_flipped_or_downscaled_copies():
     clip = plain.sources[0]
     aug = TrainingData(["bikes"], 1, (64, 64), max_frames=4, augment=True)
     rng = np.random.default_rng(5)
+    frame0 = [np.asarray(clip.y[t]) for t in range(clip.num_frames)]
+    candidates = {"plain": frame0, "flip": [f[:, ::-1] for f in frame0],
+                  "half": [_half_size(f[None])[0] for f in frame0],
+                  "half+flip": [_half_size(f[None])[0][:, ::-1] for f in frame0]}
     kinds = set()
     for _ in range(40):
         y, _ = aug.sample(rng)
-        frame0 = [np.asarray(clip.y[t]) for t in range(clip.num_frames)]
-        candidates = {"plain": frame0, "flip": [f[:, ::-1] for f in frame0],
-                      "half": [_half_size(f[None])[0] for f in frame0],
-                      "half+flip": [_half_size(f[None])[0][:, ::-1] for f in frame0]}
         for kind, frames in candidates.items():
             if any(_contains(f, y[0]) for f in frames):
                 kinds.add(kind)
