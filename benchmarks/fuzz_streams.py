@@ -2,7 +2,7 @@
 tiny_b0.0064 (1, 2 and 5 frames), decoded by the PyTorch decoder and by the onnxruntime decoder
 (a package from `mobilecodec export`), after structure-aware mutations (payload corruption with a
 valid CRC, truncation at every record boundary, header field edits, lengths pointing past the end,
-frame type and hash edits, record drops / swaps / duplicates) and random byte flips.
+frame type and hash edits, record heads in a longer form than the shortest, record drops / swaps / duplicates) and random byte flips.
 
 Each decode runs in a worker process with a per-decode timeout (a hang kills and restarts it).
 Outcome of one decode, judged as the CLI judges it (`mobilecodec decode`):
@@ -23,6 +23,7 @@ Failing inputs (crash, hang, accepted_corrupt) are saved under --save with a JSO
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -53,9 +54,33 @@ FAILURES = ("accepted_corrupt", "crash", "hang")
 # ---------------------------------------------------------------- an independent parser of the format
 # (written from the layout in mobilecodec/bitstream/format.py's docstring, not by calling it)
 MAGIC = b"MNVC"
-HASH = 16
-REC_HEAD = 5          # type u8 + payload length u32
-REC_TAIL = HASH + 4   # frame hash + CRC32
+HASH = 4              # frame hash: blake2b-32
+REC_TAIL = HASH + 2   # frame hash + CRC-16/CCITT
+
+
+def varint(value: int) -> bytes:
+    """LEB128, low 7 bits first."""
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value >> 7 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def read_head(data: bytes | bytearray, pos: int) -> tuple[int, int, int]:
+    """(frame type, payload length, head bytes) of the record head (varint of 2 * length + type) at pos."""
+    value = n = 0
+    while True:
+        byte = data[pos + n]
+        value |= (byte & 0x7F) << (7 * n)
+        n += 1
+        if not byte & 0x80:
+            return value & 1, value >> 1, n
+
+
+def crc16(data: bytes | bytearray) -> int:
+    return binascii.crc_hqx(bytes(data), 0xFFFF)
 
 
 @dataclass
@@ -82,8 +107,8 @@ def parse_layout(data: bytes) -> Layout:
     header_end = 8 + id_len + 16 + 4 * 5 + 2 + 4 + 4
     pos, records = header_end, []
     while pos < len(data):
-        (length,) = struct.unpack_from("<I", data, pos + 1)
-        end = pos + REC_HEAD + length + REC_TAIL
+        _, length, head = read_head(data, pos)
+        end = pos + head + length + REC_TAIL
         records.append((pos, end))
         pos = end
     assert pos == len(data)
@@ -94,9 +119,9 @@ def record_hashes(data: bytes) -> list[bytes] | None:
     """Frame hashes stored in the records of `data`, or None if it is not parseable here."""
     try:
         lay = parse_layout(data)
-    except (struct.error, AssertionError):
+    except (struct.error, AssertionError, IndexError):
         return None
-    return [data[e - REC_TAIL:e - 4] for _, e in lay.records]
+    return [data[e - REC_TAIL:e - 2] for _, e in lay.records]
 
 
 def fix_header_crc(d: bytearray, lay: Layout) -> None:
@@ -105,16 +130,16 @@ def fix_header_crc(d: bytearray, lay: Layout) -> None:
 
 
 def fix_record_crc(d: bytearray, start: int, end: int) -> None:
-    d[end - 4:end] = struct.pack("<I", zlib.crc32(bytes(d[start:end - 4])))
+    d[end - 2:end] = struct.pack("<H", crc16(d[start:end - 2]))
 
 
 def build_record(ftype: int, payload: bytes, fhash: bytes) -> bytes:
-    body = struct.pack("<BI", ftype, len(payload)) + payload + fhash
-    return body + struct.pack("<I", zlib.crc32(body))
+    body = varint(2 * len(payload) + ftype) + payload + fhash
+    return body + struct.pack("<H", crc16(body))
 
 
 def yuv_hashes(path: Path, width: int, height: int) -> list[bytes]:
-    """Per-frame hash of a .y4m written by the decoder: blake2b-128 over each plane's (height,
+    """Per-frame hash of a .y4m written by the decoder: blake2b-32 over each plane's (height,
     width) as two u32 and its samples (the documented frame-hash rule), read without the project."""
     data = path.read_bytes()
     head_end = data.index(b"\n") + 1
@@ -155,7 +180,8 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, str]:
     recs = lay.records
     k = rng.randrange(len(recs))
     start, end = recs[k]
-    pay_lo, pay_hi = start + REC_HEAD, end - REC_TAIL
+    ftype, _, head = read_head(d, start)
+    pay_lo, pay_hi = start + head, end - REC_TAIL
     if kind == "byte_flip":
         n = rng.choice((1, 1, 2, 4, 16))
         _flip_bits(rng, d, 0, len(d), n)
@@ -193,7 +219,7 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, str]:
             payload += bytes(rng.randrange(256) for _ in range(rng.randint(1, 3)))
         else:
             payload = b""
-        rec = build_record(d[start], payload, bytes(d[pay_hi:pay_hi + HASH]))
+        rec = build_record(ftype, payload, bytes(d[pay_hi:pay_hi + HASH]))
         return bytes(d[:start]) + rec + bytes(d[end:]), f"payload of record {k} resized ({how}), CRC recomputed"
     if kind == "truncate":
         cuts = [lay.header_end - 4, lay.header_end] + [e for _, e in recs[:-1]]
@@ -234,18 +260,25 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, str]:
         return bytes(d), f"header field {name} edited, CRC {'recomputed' if crc else 'stale'}"
     if kind == "length_past_end":
         left = len(d) - pay_lo
-        v = rng.choice((left - REC_TAIL + 1, left, left + 1, 2 ** 26, 2 ** 26 + 1, 2 ** 32 - 1,
+        v = rng.choice((left - REC_TAIL + 1, left, left + 1, 2 ** 26, 2 ** 26 + 1, 2 ** 27 - 1,
                         pay_hi - pay_lo + 4))
-        struct.pack_into("<I", d, start + 1, v)
+        body = varint(2 * v + ftype) + bytes(d[pay_lo:end - 2])
         crc = rng.random() < 0.7
-        if crc:
-            fix_record_crc(d, start, end)
-        return bytes(d), f"payload length of record {k} set to {v}, CRC {'recomputed' if crc else 'stale'}"
+        tail = struct.pack("<H", crc16(body)) if crc else bytes(d[end - 2:end])
+        return (bytes(d[:start]) + body + tail + bytes(d[end:]),
+                f"payload length of record {k} set to {v}, CRC {'recomputed' if crc else 'stale'}")
+    if kind == "record_head":  # the same length and type, written in a longer (non-shortest) varint
+        extra = rng.choice((1, 2, 4))
+        long_head = bytearray(varint(2 * (pay_hi - pay_lo) + ftype))
+        long_head[-1] |= 0x80
+        long_head += b"\x80" * (extra - 1) + b"\x00"
+        body = bytes(long_head) + bytes(d[pay_lo:end - 2])
+        return (bytes(d[:start]) + body + struct.pack("<H", crc16(body)) + bytes(d[end:]),
+                f"head of record {k} padded to {len(long_head)} bytes, CRC recomputed")
     if kind == "frame_type":
-        v = rng.choice([t for t in (0, 1, 2, 255) if t != d[start]])
-        d[start] = v
-        fix_record_crc(d, start, end)
-        return bytes(d), f"frame type of record {k} set to {v}, CRC recomputed"
+        body = varint(2 * (pay_hi - pay_lo) + (ftype ^ 1)) + bytes(d[pay_lo:end - 2])
+        return (bytes(d[:start]) + body + struct.pack("<H", crc16(body)) + bytes(d[end:]),
+                f"frame type of record {k} set to {ftype ^ 1}, CRC recomputed")
     if kind == "frame_hash":
         _flip_bits(rng, d, pay_hi, pay_hi + HASH, 1)
         fix_record_crc(d, start, end)
@@ -273,7 +306,7 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, str]:
 
 KINDS = {  # weight of each mutation kind
     "byte_flip": 3, "payload_crc_valid": 6, "payload_resize_crc_valid": 2, "truncate": 2, "header_field": 3,
-    "length_past_end": 2, "frame_type": 1, "frame_hash": 1, "records": 2, "append": 1,
+    "length_past_end": 2, "record_head": 1, "frame_type": 1, "frame_hash": 1, "records": 2, "append": 1,
 }
 
 

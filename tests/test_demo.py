@@ -109,8 +109,15 @@ def _parse_stream(data: bytes) -> tuple[dict, list[tuple[int, int]]]:
     header = {"bytes": pos, "width": w, "height": h, "frames": frames, "intra": intra}
     records = []
     while pos < len(data):
-        ftype, length = struct.unpack_from("<BI", data, pos)
-        size = 5 + length + 16 + 4
+        value = n = 0
+        while True:  # record head: LEB128 of 2 * payload length + frame type
+            byte = data[pos + n]
+            value |= (byte & 0x7F) << (7 * n)
+            n += 1
+            if not byte & 0x80:
+                break
+        ftype, length = value & 1, value >> 1
+        size = n + length + 4 + 2  # head, payload, frame hash, CRC-16
         records.append((ftype, size))
         pos += size
     assert pos == len(data)

@@ -162,7 +162,7 @@ def test_package_decode_exit_code_on_hash_mismatch(tiny_package, carphone, tmp_p
     header.frame_count = 0
     with StreamWriter(tmp_path / "b.mnvc", header) as w:
         for i, rec in enumerate(records):
-            w.write(rec.frame_type, rec.payload, bytes(16) if i == 1 else rec.frame_hash)
+            w.write(rec.frame_type, rec.payload, bytes(4) if i == 1 else rec.frame_hash)
     ok = cli("decode", tmp_path / "a.mnvc", "--package", tiny_package, "--no-progress")
     assert ok.returncode == 0 and "3/3 frame hashes match" in ok.stdout, ok.stderr
     bad = cli("decode", tmp_path / "b.mnvc", "--package", tiny_package, "--no-progress", "-o", tmp_path / "b.y4m",

@@ -3,7 +3,7 @@
 from mobilecodec.bitstream.format import (
     FORMAT_VERSION,
     MAGIC,
-    RECORD_OVERHEAD,
+    FRAME_HASH_BYTES,
     FrameRecord,
     FrameType,
     StreamHeader,
@@ -11,8 +11,9 @@ from mobilecodec.bitstream.format import (
     StreamWriter,
     frame_hash,
     header_size,
+    record_overhead,
     read_header,
 )
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "RECORD_OVERHEAD", "FrameRecord", "FrameType", "StreamHeader",
-           "StreamReader", "StreamWriter", "frame_hash", "header_size", "read_header"]
+__all__ = ["FORMAT_VERSION", "FRAME_HASH_BYTES", "MAGIC", "FrameRecord", "FrameType", "StreamHeader",
+           "StreamReader", "StreamWriter", "frame_hash", "header_size", "read_header", "record_overhead"]
