@@ -150,7 +150,7 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
     by default because dropping a point can hide int8 damage. A metric that cannot be judged (or
     whose curve is not monotonic) gets its reason in `inconclusive[metric]` and no BD figure."""
     from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.metrics.bd import MIN_POINTS, rd_frontier
+    from mobilecodec.metrics.bd import MIN_POINTS, quality_at_rate, rd_frontier
 
     out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_frontier": frontier,
                            "bd_rate": {}, "bd_psnr": {}, "bd_dropped": {}, "judge": {}, "inconclusive": {},
@@ -181,6 +181,20 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
     out["point_deltas"] = [{"float": a["label"], "int8": b["label"],
                             "d_bpp_pct": 100.0 * (b["bpp"] / a["bpp"] - 1.0) if a["bpp"] > 0 else None,
                             **{f"d_{m}": b[m] - a[m] for m in METRIC_KEYS}} for a, b in zip(fp, qp)]
+    # Quality against the float curve at the int8 point's own rate (pchip over log rate, no
+    # extrapolation): one figure per point that folds in the rate change, and stays meaningful on
+    # curves too flat for a BD-rate (a 0.01 dB wobble moves it by 0.01 dB, not by tens of %).
+    out["equal_rate"] = {}
+    for m in metrics_:
+        try:
+            ref = quality_at_rate([p["bpp"] for p in fp], [p[m] for p in fp], [p["bpp"] for p in qp])
+        except InputError as exc:
+            out["equal_rate"][m] = {"error": str(exc), "d_db": [None] * len(qp), "mean_db": None}
+            continue
+        d = [None if r is None else b[m] - r for b, r in zip(qp, ref)]
+        known = [v for v in d if v is not None]
+        out["equal_rate"][m] = {"error": None, "d_db": d, "mean_db": float(np.mean(known)) if known else None,
+                                "points": len(known)}
     out["drift"] = [[{"index": fa["index"], "type": fa["type"], "d_bits": fb["bits"] - fa["bits"],
                       "d_psnr_yuv": fb["psnr_yuv"] - fa["psnr_yuv"], "d_psnr_rgb": fb["psnr_rgb"] - fa["psnr_rgb"]}
                      for fa, fb in zip(a["per_frame"], b["per_frame"])] for a, b in zip(fp, qp)]

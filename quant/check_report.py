@@ -50,18 +50,37 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
             rows.append([m, *spans, f"{cmp_['bd_rate'][m]:+.3f}", f"{cmp_['bd_psnr'][m]:+.4f}"])
         else:
             rows.append([m, *spans, f"inconclusive: {cmp_['inconclusive'].get(m)}", "-"])
+    eq = cmp_.get("equal_rate") or {}
+    eq_metrics = [m for m in ("psnr_yuv", "psnr_rgb") if m in eq]
+
+    def at_rate(m: str, i: int) -> str:
+        v = eq[m]["d_db"][i]
+        return "outside the float rates" if v is None else f"{v:+.4f}"
+
     deltas = [[d["float"], d["int8"], "-" if d["d_bpp_pct"] is None else f"{d['d_bpp_pct']:+.2f}",
-               f"{d['d_psnr_yuv']:+.4f}", f"{d['d_psnr_rgb']:+.4f}"] for d in cmp_["point_deltas"]]
+               f"{d['d_psnr_yuv']:+.4f}", f"{d['d_psnr_rgb']:+.4f}", *(at_rate(m, i) for m in eq_metrics)]
+              for i, d in enumerate(cmp_["point_deltas"])]
+    eq_lines = [f"{m} against the float curve at equal rate: "
+                + (f"not available ({eq[m]['error']})" if eq[m]["error"] else
+                   "no int8 point lies within the float rates" if eq[m]["mean_db"] is None else
+                   f"mean {eq[m]['mean_db']:+.4f} dB over {eq[m]['points']} point(s)")
+                for m in eq_metrics]
     dropped = [f"{m}: BD over the RD frontier (--frontier); dominated points left out: "
                + "; ".join(f"{k} {', '.join(v)}" for k, v in kinds.items())
                for m, kinds in (cmp_.get("bd_dropped") or {}).items()]
     bd_head = ["metric", "float span (dB)", "int8 span (dB)", "shared (dB)", "BD-rate int8 vs float (%)",
                "BD-PSNR (dB)"]
-    d_head = ["float", "int8", "d bpp (%)", "d PSNR-YUV (dB)", "d PSNR-RGB (dB)"]
+    d_head = ["float", "int8", "d bpp (%)", "d PSNR-YUV (dB)", "d PSNR-RGB (dB)",
+              *(f"{'PSNR-YUV' if m == 'psnr_yuv' else 'PSNR-RGB'} vs float curve at equal rate (dB)" for m in eq_metrics)]
     if markdown_:
         return [*md_table(bd_head, rows), "", *(x + "\n" for x in dropped),
-                "Per RD point, int8 minus float:", "", *md_table(d_head, deltas)]
-    lines = [f"int8 - float, {a} -> {b}: bpp {c} %, PSNR-YUV {d} dB, PSNR-RGB {e} dB" for a, b, c, d, e in deltas]
+                "Per RD point, int8 minus float (and int8 against the float curve interpolated at the int8 "
+                "point's rate, pchip over log rate):", "", *md_table(d_head, deltas), "",
+                *(x + "\n" for x in eq_lines)]
+    lines = [f"int8 - float, {r[0]} -> {r[1]}: bpp {r[2]} %, PSNR-YUV {r[3]} dB, PSNR-RGB {r[4]} dB"
+             + (", at equal rate: " + ", ".join(f"{m} {v}" for m, v in zip(eq_metrics, r[5:])) if eq_metrics else "")
+             for r in deltas]
+    lines += eq_lines
     for m, j in cmp_["judge"].items():
         head = (f"{m}: float spans {j['float_span_db']:.3f} dB, int8 {j['int8_span_db']:.3f} dB, shared "
                 f"{j['overlap_db']:.3f} dB ({100 * j['overlap_fraction']:.0f} %): ") if "float_span_db" in j else f"{m}: "

@@ -64,7 +64,7 @@ clip_rd() {  # clip frames intra
 import json, sys
 from pathlib import Path
 
-from mobilecodec.evaluate import bd_against
+from mobilecodec.evaluate import bd_against, payload_rates
 from mobilecodec.fsutil import write_json_atomic
 
 d = Path(sys.argv[1])
@@ -74,7 +74,10 @@ for codec in ("x264", "x265"):
     anchor = json.loads((d / f"{codec}.json").read_text())
     anchor = anchor.get("result", anchor)
     out[codec] = bd_against(anchor, ours)
-    print(f"{d.name}: BD-rate against {codec} medium: {out[codec]['bd_rate']} {out[codec]['error'] or ''}")
+    # the same without containers: our payloads against the x264 / x265 packets
+    out[f"{codec}_payload"] = bd_against(payload_rates(anchor), payload_rates(ours))
+    for key, what in ((codec, "files"), (f"{codec}_payload", "payloads vs packets")):
+        print(f"{d.name}: BD-rate against {codec} medium ({what}): {out[key]['bd_rate']} {out[key]['error'] or ''}")
 write_json_atomic(d / "bd.json", out)
 EOF
 }

@@ -74,6 +74,28 @@ def test_compare_reports_bd_only_for_judgeable_curves():
                        "the int8 curve spans only 0.300 dB (< 1 dB)"]
 
 
+def test_quality_at_equal_rate_against_a_straight_float_curve():
+    """pchip through points on a line (quality linear in log10 rate) is that line, so the figure has
+    a hand value: int8 at 80 % of the rate and 0.01 dB lower sits -0.01 - 10 log10(0.8) dB above the float
+    curve; an int8 point below the float curve's lowest rate gets none (no extrapolation)."""
+    import math
+
+    from mobilecodec.quant.check import compare
+    from mobilecodec.quant.check_report import bd_lines
+
+    line = [(r, 30.0 + 10.0 * math.log10(r)) for r in (0.02, 0.04, 0.08, 0.16)]
+    c = compare(_res(line), _res([(0.8 * r, d - 0.01) for r, d in line]), ("psnr_yuv",))
+    eq = c["equal_rate"]["psnr_yuv"]
+    want = -0.01 - 10.0 * math.log10(0.8)  # +0.959 dB: the same quality for 20 % fewer bits
+    assert eq["d_db"][0] is None and eq["d_db"][1:] == pytest.approx([want] * 3, abs=1e-9)
+    assert eq["mean_db"] == pytest.approx(want, abs=1e-9) and eq["points"] == 3
+    text = "\n".join(bd_lines(c))
+    assert f"mean {want:+.4f} dB over 3 point(s)" in text and "outside the float rates" in text
+    # a float curve that is not monotonic gets no figure, and says why
+    bent = compare(_res([(0.02, 30.0), (0.04, 29.0)]), _res([(0.03, 29.5), (0.04, 29.0)]), ("psnr_yuv",))
+    assert bent["equal_rate"]["psnr_yuv"]["mean_db"] is None and "not monotonic" in bent["equal_rate"]["psnr_yuv"]["error"]
+
+
 def test_frontier_only_when_asked_and_dropped_points_listed():
     from mobilecodec.quant.check import compare
     from mobilecodec.quant.check_report import bd_lines

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mobilecodec.bitstream import StreamReader
 from mobilecodec.cli import main
+from mobilecodec.evaluate import payload_rates
 
 FRAMES, INTRA = 3, 2  # frame types I P I
 W, H = 176, 144
@@ -117,6 +119,16 @@ def test_bits_match_stream_file(run):
         assert p["bpp"] == pytest.approx(8 * size / (FRAMES * W * H), rel=1e-12)
         # the stream is a header plus one record per frame; per-frame bits are the records' sizes
         assert sum(f["bits"] for f in p["per_frame"]) + p["header_bits"] == 8 * size
+        # payload bits: the records read back from the file, 7 bytes each besides a short payload
+        with StreamReader(stream) as r:
+            payloads = [len(rec.payload) for rec in r]
+        assert [f["payload_bits"] for f in p["per_frame"]] == [8 * n for n in payloads]
+        assert [f["bits"] - f["payload_bits"] for f in p["per_frame"]] == [8 * (7 if n < 64 else 8 if n < 8192 else 9) for n in payloads]
+    # payload_rates: the same points with bpp over the payloads only
+    payload = payload_rates(res)
+    for p, q in zip(res["points"], payload["points"]):
+        assert q["bpp"] == pytest.approx(sum(f["payload_bits"] for f in p["per_frame"]) / (FRAMES * W * H))
+        assert q["bpp"] < p["bpp"] and q["psnr_yuv"] == p["psnr_yuv"]
 
 
 def test_per_frame_psnr_matches_decoded_file(run, carphone):

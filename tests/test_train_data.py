@@ -115,15 +115,32 @@ def _contains(frame: np.ndarray, crop: np.ndarray) -> bool:
     return any(np.array_equal(frame[y:y + h, x:x + w], crop) for y, x in zip(*np.nonzero(hit)))
 
 
-def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
-    """The smoke recipe (every phase at 1/1000 of its steps) stopped twice mid-way and restarted
-    with the same command ends with the same weights as one uninterrupted run."""
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke recipe (every phase at 1/1000 of its steps) run once, uninterrupted, up to the base
+    model (iframe, pframe, rollout); the recipe tests copy it instead of training it again."""
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    run = tmp_path_factory.mktemp("smoke") / "r"
+    summary = run_recipe(get_recipe("tiny-smoke"), run, until="rollout", threads=1, progress=False)
+    return run, summary
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst, copy_function=shutil.copy2)
+    return dst
+
+
+def test_recipe_interrupted_and_resumed_matches_uninterrupted(smoke_run, tmp_path):
+    """The smoke recipe stopped twice mid-way and restarted with the same command ends with the same
+    weights as one uninterrupted run."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
+    whole, _ = smoke_run
     recipe = get_recipe("tiny-smoke")
-    whole = run_recipe(recipe, tmp_path / "a", until="pframe", threads=1, progress=False)
-    assert [p["status"] for p in whole["phases"]] == ["done", "done"]
     first = run_recipe(recipe, tmp_path / "b", until="pframe", threads=1, progress=False, stop_after_steps=17)
     assert [p["status"] for p in first["phases"]] == ["partial", "new"] and first["phases"][0]["step"] == 17
     second = run_recipe(recipe, tmp_path / "b", until="pframe", threads=1, progress=False, stop_after_steps=30)
@@ -131,7 +148,7 @@ def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
     third = run_recipe(recipe, tmp_path / "b", until="pframe", threads=1, progress=False)
     assert [p["status"] for p in third["phases"]] == ["done", "done"]
     for phase in ("iframe", "pframe"):
-        a, _ = load_checkpoint(tmp_path / "a" / phase / "final.pt")
+        a, _ = load_checkpoint(whole / phase / "final.pt")
         b, _ = load_checkpoint(tmp_path / "b" / phase / "final.pt")
         assert a.weights_hash() == b.weights_hash(), phase
     log = [json.loads(line) for line in (tmp_path / "b" / "iframe" / "log.jsonl").read_text().splitlines()]
@@ -140,7 +157,7 @@ def test_recipe_interrupted_and_resumed_matches_uninterrupted(tmp_path):
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays across the interruption
 
 
-def test_recipe_exports_rate_points_again_for_a_fresh_checkout(tmp_path):
+def test_recipe_exports_rate_points_again_for_a_fresh_checkout(smoke_run, tmp_path):
     """A finished rate-point phase is copied to results/<config>_b<beta>.pt; a checkout that has
     the phase folders but no results/ (results/ is not committed) gets the copy on the next run,
     without training again."""
@@ -148,32 +165,31 @@ def test_recipe_exports_rate_points_again_for_a_fresh_checkout(tmp_path):
 
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
-    recipe = get_recipe("tiny-smoke")
-    run = tmp_path / "r"
-    first = run_recipe(recipe, run, until="rollout", threads=1, progress=False)
+    src, first = smoke_run
     assert [p["status"] for p in first["phases"]] == ["done"] * 3
+    assert first["results"] == {"0.0032": str(src / "results" / "tiny_b0.0032.pt")}
+    assert filecmp.cmp(src / "results" / "tiny_b0.0032.pt", src / "rollout" / "final.pt", shallow=False)
+    run = _copy_run(src, tmp_path / "r")
     result = run / "results" / "tiny_b0.0032.pt"
-    assert first["results"] == {"0.0032": str(result)}
-    assert filecmp.cmp(result, run / "rollout" / "final.pt", shallow=False)
     result.unlink()
     state = (run / "rollout" / "trainer_state.pt").stat().st_mtime_ns
-    again = run_recipe(recipe, run, until="rollout", threads=1, progress=False)
+    again = run_recipe(get_recipe("tiny-smoke"), run, until="rollout", threads=1, progress=False)
     assert [p["status"] for p in again["phases"]] == ["done"] * 3
+    assert again["results"] == {"0.0032": str(result)}
     assert filecmp.cmp(result, run / "rollout" / "final.pt", shallow=False)
     assert (run / "rollout" / "trainer_state.pt").stat().st_mtime_ns == state  # nothing retrained
 
 
-def test_recipe_trains_one_rate_point_phase_alone(tmp_path):
+def test_recipe_trains_one_rate_point_phase_alone(smoke_run, tmp_path):
     """`only` (CLI `--phase`) trains the named phase and nothing else, so the rate-point phases,
     which all start from the base model, can run in separate processes; it refuses a phase whose
     init phase is not finished."""
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
     recipe = get_recipe("tiny-smoke")
-    run = tmp_path / "r"
     with pytest.raises(InputError, match="needs phase rollout finished first"):
-        run_recipe(recipe, run, only="b0.0016", threads=1, progress=False)
-    run_recipe(recipe, run, until="rollout", threads=1, progress=False)
+        run_recipe(recipe, tmp_path / "empty", only="b0.0016", threads=1, progress=False)
+    run = _copy_run(smoke_run[0], tmp_path / "r")
     alone = run_recipe(recipe, run, only="b0.0016", threads=1, progress=False)
     status = {p["phase"]: p["status"] for p in alone["phases"]}
     assert status == {"iframe": "done", "pframe": "done", "rollout": "done", "b0.0008": "new", "b0.0016": "done"}
@@ -188,7 +204,7 @@ def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert "unknown recipe" in capsys.readouterr().err
 
 
-def test_recipe_refuses_a_phase_folder_trained_with_other_options(tmp_path):
+def test_recipe_refuses_a_phase_folder_trained_with_other_options(smoke_run, tmp_path):
     """A recipe whose phase definition changed (here the motion teacher's weight) must not
     silently continue or skip the folder the old definition trained."""
     import dataclasses
@@ -196,9 +212,9 @@ def test_recipe_refuses_a_phase_folder_trained_with_other_options(tmp_path):
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
     recipe = get_recipe("tiny-smoke")
-    run_recipe(recipe, tmp_path, until="pframe", threads=1, progress=False, stop_after_steps=45)
+    run = _copy_run(smoke_run[0], tmp_path / "r")
     old = recipe.phase("pframe")
     changed = dataclasses.replace(old, overrides={**old.overrides, "flow_lambda_teacher": 0.0})
     edited = dataclasses.replace(recipe, phases=tuple(changed if p is old else p for p in recipe.phases))
     with pytest.raises(InputError, match=r"pframe was trained with other options.*flow_lambda_teacher"):
-        run_recipe(edited, tmp_path, until="pframe", threads=1, progress=False)
+        run_recipe(edited, run, until="pframe", threads=1, progress=False)

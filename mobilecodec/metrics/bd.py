@@ -96,6 +96,26 @@ def _curves(rate_anchor: Sequence[float], dist_anchor: Sequence[float], rate_tes
     return (*_curve(rate_anchor, dist_anchor, "anchor", method), *_curve(rate_test, dist_test, "test", method))
 
 
+def quality_at_rate(rate: Sequence[float], dist: Sequence[float], at: Sequence[float],
+                    method: str = "pchip") -> list[float | None]:
+    """The (rate, dist) curve's quality interpolated at each rate of `at` (over log10 rate, as for
+    BD); None outside the curve's rate range (no extrapolation). The curve must rise with rate."""
+    if method not in MIN_POINTS:
+        raise InputError(f"bd: unknown method {method!r}; expected one of {sorted(MIN_POINTS)}")
+    x, y = _curve(rate, dist, "reference", method)
+    from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
+
+    if method == "cubic":
+        f = np.poly1d(np.polyfit(x, y, 3))
+    else:
+        f = (PchipInterpolator if method == "pchip" else Akima1DInterpolator)(x, y)
+    out: list[float | None] = []
+    for r in at:
+        lr = np.log10(r) if r > 0 else -np.inf
+        out.append(float(f(lr)) if x[0] <= lr <= x[-1] else None)
+    return out
+
+
 def bd_rate(
     rate_anchor: Sequence[float],
     dist_anchor: Sequence[float],

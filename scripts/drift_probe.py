@@ -1,0 +1,94 @@
+"""A drift probe from the training domain, for choosing between checkpoints without carphone.
+
+`make` writes a clip of K intra periods, each one still image (the training stills, scikit-image
+and matplotlib wheels) under a steady synthetic camera motion (`mobilecodec.train.stills`): the
+content stays the same along each period, so a falling PSNR or growing bits along the period is
+the codec's drift and not the content's. `summarize` reads `mobilecodec eval --json` of that clip
+and prints, per checkpoint, the mean over the periods of the last P-frame's PSNR-YUV drop and bit
+ratio against the second P-frame (the issue #13 drift measure), and the PSNR-YUV per P-frame.
+
+  python scripts/drift_probe.py make out/probe.y4m --periods 4 --period 32 --size 192x192
+  mobilecodec eval out/probe.y4m --checkpoint A,B --intra-period 32 -o ev --json ev.json
+  python scripts/drift_probe.py summarize ev.json --period 32 [--json summary.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+
+
+def make(out: Path, periods: int, period: int, size: tuple[int, int], seed: int) -> None:
+    from mobilecodec.io import VideoWriter, YUVFrame
+    from mobilecodec.train.stills import StillSource
+
+    src = StillSource()
+    rng = np.random.default_rng(seed)
+    h, w = size
+    with VideoWriter(out, w, h, 30) as writer:  # the file appears only when complete
+        for k in range(periods):
+            y, uv, motion = src.sample_with_motion(rng, period, size)
+            print(f"period {k}: velocity {motion.velocity[0]:+.2f}, {motion.velocity[1]:+.2f} px/frame, "
+                  f"zoom {motion.zoom:+.4f}/frame, scale {motion.scale:.2f}")
+            for t in range(period):
+                writer.write(YUVFrame(y[t], uv[t, 0], uv[t, 1]))
+    print(f"wrote {out}: {periods * period} frames of {w}x{h}")
+
+
+def summarize(report: Path, period: int, json_out: Path | None) -> dict:
+    res = json.loads(report.read_text())["results"][0]["result"]
+    summary = {}
+    for p in res["points"]:
+        frames = p["per_frame"]
+        drops, ratios, curves = [], [], []
+        for start in range(0, len(frames) - period + 1, period):
+            per = frames[start:start + period]
+            second, last = per[2], per[-1]
+            drops.append(second["psnr_yuv"] - last["psnr_yuv"])
+            ratios.append(last["bits"] / second["bits"])
+            curves.append([f["psnr_yuv"] for f in per[1:]])
+        mean_curve = np.mean(curves, axis=0)
+        summary[p["label"]] = {"bpp": p["bpp"], "psnr_yuv": p["psnr_yuv"], "psnr_drop_mean": float(np.mean(drops)),
+                               "psnr_drop_worst": float(np.max(drops)), "bits_ratio_mean": float(np.mean(ratios)),
+                               "bits_ratio_worst": float(np.max(ratios)), "p_psnr_mean_curve": mean_curve.tolist()}
+        marks = ", ".join(f"{i + 1}: {mean_curve[i]:.2f}" for i in (0, 7, 15, 23, period - 2) if i < len(mean_curve))
+        print(f"{p['label']:<28} {p['bpp']:.4f} bpp {p['psnr_yuv']:.3f} dB | drift mean -{np.mean(drops):.2f} dB "
+              f"(worst -{np.max(drops):.2f}), bits x{np.mean(ratios):.2f} (worst x{np.max(ratios):.2f}) | "
+              f"P-frame PSNR-YUV {marks}")
+    if json_out:
+        write_json_atomic(json_out, summary)
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make", help="write the probe clip")
+    m.add_argument("out", type=Path)
+    m.add_argument("--periods", type=int, default=4)
+    m.add_argument("--period", type=int, default=32)
+    m.add_argument("--size", default="192x192", help="HxW, multiples of 64 (no padding)")
+    m.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("summarize", help="drift per checkpoint from `mobilecodec eval --json`")
+    s.add_argument("report", type=Path)
+    s.add_argument("--period", type=int, default=32)
+    s.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    if a.cmd == "make":
+        h, w = (int(v) for v in a.size.lower().split("x"))
+        make(a.out, a.periods, a.period, (h, w), a.seed)
+    else:
+        summarize(a.report, a.period, a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
