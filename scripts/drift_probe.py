@@ -1,9 +1,10 @@
 """A drift probe from the training domain, for choosing between checkpoints without carphone.
 
 `make` writes a clip of K intra periods, each one still image (the training stills, scikit-image
-and matplotlib wheels) under a steady synthetic camera motion (`mobilecodec.train.stills`): the
-content stays the same along each period, so a falling PSNR or growing bits along the period is
-the codec's drift and not the content's. `summarize` reads `mobilecodec eval --json` of that clip
+and matplotlib wheels) under a steady synthetic translation (`mobilecodec.train.stills`, zoom
+off): the content keeps its statistics along each period, so a falling PSNR or growing bits along
+the period is the codec's drift and not the content's (`--intra-period 1` on the same clip gives
+the content's own curve). `summarize` reads `mobilecodec eval --json` of that clip
 and prints, per checkpoint, the mean over the periods of the last P-frame's PSNR-YUV drop and bit
 ratio against the second P-frame (the issue #13 drift measure), and the PSNR-YUV per P-frame.
 
@@ -28,9 +29,12 @@ from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 
 def make(out: Path, periods: int, period: int, size: tuple[int, int], seed: int) -> None:
     from mobilecodec.io import VideoWriter, YUVFrame
-    from mobilecodec.train.stills import StillSource
+    from mobilecodec.train import stills
 
-    src = StillSource()
+    # Translation only: a zoom changes how much detail each pixel holds along the period, and the
+    # PSNR with it, whatever the codec does.
+    stills.MAX_ZOOM = 0.0
+    src = stills.StillSource()
     rng = np.random.default_rng(seed)
     h, w = size
     with VideoWriter(out, w, h, 30) as writer:  # the file appears only when complete

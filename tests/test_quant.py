@@ -270,6 +270,33 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
     assert dec["hash_matches"] == enc["frames"] == 2
 
 
+def test_qat_ste_trains_on_the_coded_rate(ptq_dir, tmp_path):
+    """`--ste` steps see the rounded latents the codec codes (the model in eval mode, straight-through
+    gradients): the first step's logged rate and distortion are those of the PTQ model in eval mode
+    on that step's batch, recomputed here; the uniform-noise step logs another rate."""
+    from mobilecodec.quant.ptq import load_quantized
+    from mobilecodec.quant.qat import QATOptions, step_seeds
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss, summarize
+
+    noise, ste = tmp_path / "N", tmp_path / "S"
+    assert _qat(ptq_dir, noise, "--steps", "1", "--json", str(tmp_path / "n.json")) == 0
+    assert _qat(ptq_dir, ste, "--steps", "1", "--ste", "--json", str(tmp_path / "s.json")) == 0
+    n, s = (json.loads((tmp_path / f).read_text()) for f in ("n.json", "s.json"))
+    assert n["options"]["ste"] is False and s["options"]["ste"] is True
+    opts = QATOptions(gop=2, batch=1, crop=(64, 64), beta=BETA)
+    rng, torch_seed = step_seeds(0, 1)
+    frames = TrainingData(["bikes"], opts.gop, opts.crop, max_frames=8).batch(rng, 1)
+    qmodel = load_quantized(ptq_dir).eval()
+    torch.manual_seed(torch_seed)
+    with torch.no_grad():
+        _, stats = GopLoss(qmodel, BETA, opts.stage())(frames)
+    want = summarize(stats)
+    assert s["history"][0]["bpp"] == pytest.approx(want["bpp"], rel=1e-5)
+    assert s["history"][0]["psnr"] == pytest.approx(want["psnr"], abs=1e-4)
+    assert n["history"][0]["bpp"] != pytest.approx(want["bpp"], rel=1e-3)
+
+
 @pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q"])
 def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     out = tmp_path / "Q2"

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau", type=positive_float, default=1.2, help="P-frame loss modulation (default 1.2)")
     p.add_argument("--range-learning", action=argparse.BooleanOptionalAction, default=True,
                    help="train the quantizers' min/max too (default) or keep the PTQ encodings frozen")
+    p.add_argument("--ste", action="store_true",
+                   help="train on the rounded latents the codec codes (straight-through) instead of "
+                        "uniform noise, whose rate overstates the coded rate")
     p.add_argument("--checkpoint-every", type=positive_int, default=1000,
                    help="write the output folder every N steps (default 1000)")
     p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = QATOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, lr=args.lr,
                       lr_min=args.lr_min, beta=args.beta, tau=args.tau, range_learning=args.range_learning,
+                      ste=args.ste,
                       checkpoint_every=args.checkpoint_every, seed=args.seed, max_frames=args.max_frames)
     summary = run_qat(args.checkpoint, data, args.output, opts, resume=args.resume, progress=not args.no_progress)
     last = summary.get("last") or {}
