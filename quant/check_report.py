@@ -78,7 +78,8 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
                 "point's rate, pchip over log rate):", "", *md_table(d_head, deltas), "",
                 *(x + "\n" for x in eq_lines)]
     lines = [f"int8 - float, {r[0]} -> {r[1]}: bpp {r[2]} %, PSNR-YUV {r[3]} dB, PSNR-RGB {r[4]} dB"
-             + (", at equal rate: " + ", ".join(f"{m} {v}" for m, v in zip(eq_metrics, r[5:])) if eq_metrics else "")
+             + (", at equal rate: " + ", ".join(f"{m} {v}" + ("" if v.startswith("outside") else " dB")
+                                                for m, v in zip(eq_metrics, r[5:])) if eq_metrics else "")
              for r in deltas]
     lines += eq_lines
     for m, j in cmp_["judge"].items():

@@ -174,6 +174,17 @@ def test_every_truncation_is_rejected(small_stream):
             read_all(small_stream[:cut])
 
 
+def test_truncation_inside_a_two_byte_record_head(tmp_path):
+    """A record whose payload needs a 2-byte head (64 bytes and more), cut after its first head byte:
+    the reader says truncated and names the frame, and never mistakes the cut head for a length."""
+    data = write_stream(tmp_path / "t.mnvc", [b"ab", bytes(range(100))])
+    second = header_size("tiny") + record_overhead(2) + 2
+    assert data[second:second + 2] == b"\xc9\x01"  # 2 * 100 + 1 = 201
+    for cut in (second + 1, second + 2, len(data) - 1):
+        with pytest.raises(BitstreamError, match="truncated in frame 1"):
+            read_all(data[:cut])
+
+
 def test_truncation_message_names_frame_and_offsets(small_stream):
     hdr = header_size("tiny")
     second = hdr + record_overhead(4) + 4

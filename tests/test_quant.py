@@ -295,6 +295,10 @@ def test_qat_ste_trains_on_the_coded_rate(ptq_dir, tmp_path):
     assert s["history"][0]["bpp"] == pytest.approx(want["bpp"], rel=1e-5)
     assert s["history"][0]["psnr"] == pytest.approx(want["psnr"], abs=1e-4)
     assert n["history"][0]["bpp"] != pytest.approx(want["bpp"], rel=1e-3)
+    # every stage trains, the hyper-analyses too (their rounding passes gradients straight through)
+    w0, w1 = _weight_values(load_quantized(ptq_dir)), _weight_values(load_quantized(ste))
+    moved = {k.split(".")[0] for k in w0 if not torch.equal(w0[k], w1[k])}
+    assert {"i_hyper_analysis", "i_analysis", "r_synthesis"} <= moved, sorted(moved)
 
 
 @pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q"])

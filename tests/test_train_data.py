@@ -211,10 +211,17 @@ def test_recipe_refuses_a_phase_folder_trained_with_other_options(smoke_run, tmp
 
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
+    import shutil
+
     recipe = get_recipe("tiny-smoke")
-    run = _copy_run(smoke_run[0], tmp_path / "r")
     old = recipe.phase("pframe")
     changed = dataclasses.replace(old, overrides={**old.overrides, "flow_lambda_teacher": 0.0})
     edited = dataclasses.replace(recipe, phases=tuple(changed if p is old else p for p in recipe.phases))
+    done = _copy_run(smoke_run[0], tmp_path / "done")  # pframe finished: not skipped
     with pytest.raises(InputError, match=r"pframe was trained with other options.*flow_lambda_teacher"):
-        run_recipe(edited, run, until="pframe", threads=1, progress=False)
+        run_recipe(edited, done, until="pframe", threads=1, progress=False)
+    partial = _copy_run(smoke_run[0], tmp_path / "partial")  # pframe stopped mid-way: not continued
+    shutil.rmtree(partial / "pframe")
+    run_recipe(recipe, partial, until="pframe", threads=1, progress=False, stop_after_steps=5)
+    with pytest.raises(InputError, match=r"pframe was trained with other options.*flow_lambda_teacher"):
+        run_recipe(edited, partial, until="pframe", threads=1, progress=False)

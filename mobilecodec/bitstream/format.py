@@ -11,8 +11,8 @@ Every length is checked against sanity caps and the bytes left before anything i
 corrupt or truncated file raises BitstreamError instead of crashing, hanging or exhausting memory.
 
 Why records are small (version 3): at the rates of the shipped models a carphone P-frame payload is
-28-130 bytes, and version 2's 25-byte record (u8 type, u32 length, 16-byte hash, CRC32) was a third
-of the file at the lowest rate. The 7-8 bytes here keep both checks: the CRC rejects a damaged record
+16-460 bytes, and version 2's 25-byte record (u8 type, u32 length, 16-byte hash, CRC32) was a third
+of the file at the lowest rate. The 7-8 bytes here (9-10 for payloads of 8 KiB or more) keep both checks: the CRC rejects a damaged record
 before any decoding (all bursts up to 16 bits; 2^-16 of random damage passes), and the 32-bit frame
 hash then catches a wrong decode (2^-32 per frame), which is what the hash is for: proving that the
 decoder reproduced the encoder's frame, not authenticating it.
@@ -40,7 +40,7 @@ from mobilecodec.fsutil import atomic_path
 MAGIC = b"MNVC"
 # Version 2: the decoding process stores the block flow on its int16 grid (1/256 px) before the
 # warp and the buffer (models.buffer.snap_to_storage); version-1 streams would decode to other frames.
-# Version 3: 7-8-byte frame records (varint head, 32-bit frame hash, CRC-16) instead of 25 bytes.
+# Version 3: 7-10-byte frame records (varint head, 32-bit frame hash, CRC-16) instead of 25 bytes.
 FORMAT_VERSION = 3
 WEIGHTS_HASH_BYTES = 16
 FRAME_HASH_BYTES = 4

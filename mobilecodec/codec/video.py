@@ -88,7 +88,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                 digest = frame_hash(dec.y, dec.u, dec.v)
                 nbytes = writer.write(FrameType.I if is_intra else FrameType.P, payload, digest)
                 frames_info.append({"index": i, "type": "I" if is_intra else "P", "bits": 8 * nbytes,
-                                    "payload_bits": 8 * len(payload), "record_bits": 8 * record_overhead(len(payload)),
+                                    "payload_bits": 8 * len(payload), "overhead_bits": 8 * record_overhead(len(payload)),
                                     "estimated_bits": src.stats.table_bits,
                                     "model_bits": src.stats.model_bits, "hash": digest.hex(),
                                     "parts": src.stats.per_part})
@@ -99,7 +99,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
     file_bytes = Path(output).stat().st_size
     n = len(frames_info)
     est = sum(f["estimated_bits"] for f in frames_info)
-    container_bytes = header.nbytes + sum(f["record_bits"] for f in frames_info) // 8
+    container_bytes = header.nbytes + sum(f["overhead_bits"] for f in frames_info) // 8
     return {
         "input": str(input_path), "output": str(output), "config": model.cfg.name,
         "width": w, "height": h, "padded_width": pw, "padded_height": ph, "fps": float(rate),

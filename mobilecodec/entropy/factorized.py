@@ -89,9 +89,13 @@ class FactorizedPrior(CdfTableModule):
         return lower_bound(lik, self.likelihood_bound)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(z_hat, likelihoods): uniform noise in training mode, rounding (around 0) in eval mode."""
+        """(z_hat, likelihoods): uniform noise in training mode, rounding (around 0) in eval mode;
+        rounding passes gradients straight through when they are recorded (QAT `--ste` trains the
+        hyper-analysis in eval mode), with the same values."""
         if self.training:
             z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        elif torch.is_grad_enabled() and z.requires_grad:
+            z_hat = z + (torch.round(z) - z).detach()
         else:
             z_hat = torch.round(z)
         return z_hat, self.likelihood(z_hat)
