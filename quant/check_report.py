@@ -53,9 +53,9 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
     eq = cmp_.get("equal_rate") or {}
     eq_metrics = [m for m in ("psnr_yuv", "psnr_rgb") if m in eq]
 
-    def at_rate(m: str, i: int) -> str:
+    def at_rate(m: str, i: int, unit: str = "") -> str:
         v = eq[m]["d_db"][i]
-        return "outside the float rates" if v is None else f"{v:+.4f}"
+        return "outside the float rates" if v is None else f"{v:+.4f}{unit}"
 
     deltas = [[d["float"], d["int8"], "-" if d["d_bpp_pct"] is None else f"{d['d_bpp_pct']:+.2f}",
                f"{d['d_psnr_yuv']:+.4f}", f"{d['d_psnr_rgb']:+.4f}", *(at_rate(m, i) for m in eq_metrics)]
@@ -78,9 +78,8 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
                 "point's rate, pchip over log rate):", "", *md_table(d_head, deltas), "",
                 *(x + "\n" for x in eq_lines)]
     lines = [f"int8 - float, {r[0]} -> {r[1]}: bpp {r[2]} %, PSNR-YUV {r[3]} dB, PSNR-RGB {r[4]} dB"
-             + (", at equal rate: " + ", ".join(f"{m} {v}" + ("" if v.startswith("outside") else " dB")
-                                                for m, v in zip(eq_metrics, r[5:])) if eq_metrics else "")
-             for r in deltas]
+             + (", at equal rate: " + ", ".join(f"{m} {at_rate(m, i, ' dB')}" for m in eq_metrics) if eq_metrics else "")
+             for i, r in enumerate(deltas)]
     lines += eq_lines
     for m, j in cmp_["judge"].items():
         head = (f"{m}: float spans {j['float_span_db']:.3f} dB, int8 {j['int8_span_db']:.3f} dB, shared "

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mobilecodec.cli.common import parse_hw  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 
 
@@ -79,7 +80,7 @@ def main() -> int:
     m.add_argument("out", type=Path)
     m.add_argument("--periods", type=int, default=4)
     m.add_argument("--period", type=int, default=32)
-    m.add_argument("--size", default="192x192", help="HxW, multiples of 64 (no padding)")
+    m.add_argument("--size", type=parse_hw, default=(192, 192), metavar="HxW", help="multiples of 64 (no padding)")
     m.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("summarize", help="drift per checkpoint from `mobilecodec eval --json`")
     s.add_argument("report", type=Path)
@@ -87,8 +88,7 @@ def main() -> int:
     s.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.cmd == "make":
-        h, w = (int(v) for v in a.size.lower().split("x"))
-        make(a.out, a.periods, a.period, (h, w), a.seed)
+        make(a.out, a.periods, a.period, a.size, a.seed)
     else:
         summarize(a.report, a.period, a.json)
     return 0

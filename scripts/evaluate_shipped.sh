@@ -140,7 +140,7 @@ for d in sorted(out.glob("rd_*")):
                      "bd_rate": {c: bd[c]["bd_rate"] or bd[c]["error"] for c in bd}}
     print(f"{clip} ({res['frames']} frames, intra period {res.get('intra_period')}):")
     for c in bd:
-        what = f"{c[:-8]} medium, payloads vs packets" if c.endswith("_payload") else f"{c} medium, files"
+        what = f"{c.removesuffix('_payload')} medium, payloads vs packets" if c.endswith("_payload") else f"{c} medium, files"
         print(f"  BD-rate against {what}: {bd[c]['bd_rate'] or bd[c]['error']}")
     for q in points:
         ratio = "-" if q["drift_bits_ratio"] is None else f"{q['drift_bits_ratio']:.2f}x"

@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mobilecodec.cli.common import parse_hw  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def main() -> int:
     ap.add_argument("--data", nargs="+", default=["bikes", "bigbuckbunny"])
     ap.add_argument("--gops", type=int, default=16)
     ap.add_argument("--gop", type=int, default=8)
-    ap.add_argument("--crop", default="128x128")
+    ap.add_argument("--crop", type=parse_hw, default=(128, 128), metavar="HxW")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--train-mode", action="store_true", help="the forward QAT's steps see (rate noise)")
     ap.add_argument("--json", type=Path)
@@ -64,7 +65,7 @@ def main() -> int:
     from mobilecodec.quant.qat import QATOptions
     from mobilecodec.train.data import TrainingData
 
-    h, w = (int(v) for v in a.crop.lower().split("x"))
+    h, w = a.crop
     data = TrainingData(a.data, a.gop, (h, w))
     rng = np.random.default_rng(a.seed)
     gops = [data.batch(rng, 1) for _ in range(a.gops)]
@@ -81,8 +82,8 @@ def main() -> int:
         print(f"{name:<60} loss {r['loss']:.6f} ({100 * (r['loss'] / base - 1):+.2f} % vs float)  "
               f"bpp {r['bpp']:.4f}  PSNR {r['psnr']:.3f} dB")
     if a.json:
-        write_json_atomic(a.json, {"train_mode": a.train_mode, "gops": a.gops, "gop": a.gop, "crop": [h, w], "data": a.data, "seed": a.seed,
-                                   "beta": beta, "models": rows})
+        write_json_atomic(a.json, {"train_mode": a.train_mode, "gops": a.gops, "gop": a.gop, "crop": [h, w],
+                                   "data": a.data, "seed": a.seed, "beta": beta, "models": rows})
     return 0
 
 

@@ -14,7 +14,7 @@ strictly with rate, rates must be positive, all values finite, and the two curve
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -63,6 +63,23 @@ def rd_frontier(rate: Sequence[float], dist: Sequence[float]) -> list[int]:
     return keep
 
 
+def _check_method(method: str) -> None:
+    if method not in MIN_POINTS:
+        raise InputError(f"bd: unknown method {method!r}; expected one of {sorted(MIN_POINTS)}")
+
+
+def _interpolant(x: np.ndarray, y: np.ndarray, method: str) -> tuple[Callable, Callable]:
+    """(value at t, integral over [lo, hi]) of the curve through (x, y) interpolated by `method`."""
+    from scipy.interpolate import Akima1DInterpolator, PchipInterpolator  # lazy: keeps CLI start-up fast
+
+    if method == "cubic":
+        coeffs = np.polyfit(x, y, 3)
+        p = np.polyint(coeffs)
+        return (lambda t: np.polyval(coeffs, t)), (lambda lo, hi: np.polyval(p, hi) - np.polyval(p, lo))
+    f = (PchipInterpolator if method == "pchip" else Akima1DInterpolator)(x, y)
+    return f, f.integrate
+
+
 def _mean_difference(
     xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray, method: str, axis_name: str
 ) -> float:
@@ -74,25 +91,14 @@ def _mean_difference(
             f"bd: the anchor and test curves do not overlap in {axis_name} "
             f"(anchor {xa[0]:.6g}..{xa[-1]:.6g}, test {xb[0]:.6g}..{xb[-1]:.6g})"
         )
-    from scipy.interpolate import Akima1DInterpolator, PchipInterpolator  # lazy: keeps CLI start-up fast
-
-    integrals = []
-    for x, y in ((xa, ya), (xb, yb)):
-        if method == "pchip":
-            integrals.append(float(PchipInterpolator(x, y).integrate(lo, hi)))
-        elif method == "akima":
-            integrals.append(float(Akima1DInterpolator(x, y).integrate(lo, hi)))
-        else:  # cubic
-            p = np.polyint(np.polyfit(x, y, 3))
-            integrals.append(float(np.polyval(p, hi) - np.polyval(p, lo)))
+    integrals = [float(_interpolant(x, y, method)[1](lo, hi)) for x, y in ((xa, ya), (xb, yb))]
     return (integrals[1] - integrals[0]) / (hi - lo)
 
 
 def _curves(rate_anchor: Sequence[float], dist_anchor: Sequence[float], rate_test: Sequence[float],
             dist_test: Sequence[float], method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(log rate, quality) of the anchor, then of the test, after checking both and the method."""
-    if method not in MIN_POINTS:
-        raise InputError(f"bd: unknown method {method!r}; expected one of {sorted(MIN_POINTS)}")
+    _check_method(method)
     return (*_curve(rate_anchor, dist_anchor, "anchor", method), *_curve(rate_test, dist_test, "test", method))
 
 
@@ -100,15 +106,9 @@ def quality_at_rate(rate: Sequence[float], dist: Sequence[float], at: Sequence[f
                     method: str = "pchip") -> list[float | None]:
     """The (rate, dist) curve's quality interpolated at each rate of `at` (over log10 rate, as for
     BD); None outside the curve's rate range (no extrapolation). The curve must rise with rate."""
-    if method not in MIN_POINTS:
-        raise InputError(f"bd: unknown method {method!r}; expected one of {sorted(MIN_POINTS)}")
+    _check_method(method)
     x, y = _curve(rate, dist, "reference", method)
-    from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
-
-    if method == "cubic":
-        f = np.poly1d(np.polyfit(x, y, 3))
-    else:
-        f = (PchipInterpolator if method == "pchip" else Akima1DInterpolator)(x, y)
+    f, _ = _interpolant(x, y, method)
     out: list[float | None] = []
     for r in at:
         lr = np.log10(r) if r > 0 else -np.inf
