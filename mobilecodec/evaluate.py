@@ -29,12 +29,13 @@ BD_METHOD = "pchip"
 def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], work: str | os.PathLike,
                label: str, *, intra_period: int = 32, frames: int | None = None, matrix: str = "bt601",
                progress: bool = False, extra: dict | None = None, save_decoded: str | os.PathLike | None = None,
-               on_frame: Callable[[str, int], None] | None = None) -> tuple[dict, dict]:
+               on_frame: Callable[[str, int], None] | None = None, refine: Any = None) -> tuple[dict, dict]:
     """Encode `source` with `model` into WORK/<label>.mnvc, decode it with hash verification and
     measure each decoded frame against `sources` (the source frames, in order).
 
     Returns (RD point, encode summary). `save_decoded` also writes the decoded video (.y4m/.yuv);
-    `on_frame(phase, index)` is called after each decoded frame ("decode") for progress bars."""
+    `on_frame(phase, index)` is called after each decoded frame ("decode") for progress bars;
+    `refine` (a `codec.refine.RefineOptions`) turns on the encoder's latent refinement."""
     from mobilecodec import metrics
     from mobilecodec.baselines.runner import frame_metrics
     from mobilecodec.bitstream.format import StreamReader
@@ -42,7 +43,8 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     from mobilecodec.errors import BitstreamError
 
     stream = Path(work) / f"{label}.mnvc"
-    enc = encode_video(model, source, stream, intra_period=intra_period, max_frames=frames, progress=progress)
+    enc = encode_video(model, source, stream, intra_period=intra_period, max_frames=frames, progress=progress,
+                       refine=refine)
     if enc["frames"] != len(sources):
         raise InputError(f"{source}: encoded {enc['frames']} frames but {len(sources)} source frames were read")
     measured: dict[int, dict] = {}
@@ -178,9 +180,12 @@ class EvalOptions:
     save_decoded: bool = False      # also keep OUT/streams/<stem>_<label>.y4m
     codec_name: str | None = None   # the results' "codec" (default: the checkpoints' config names)
     progress: bool = True
+    refine_steps: int = 0           # sender-side latent refinement steps per latent (0: off; codec.refine)
 
     def validate(self) -> None:
         validate_coding(self.intra_period, self.frames, self.matrix)
+        if self.refine_steps < 0:
+            raise InputError(f"--refine must be >= 0, got {self.refine_steps}")
 
 
 def validate_coding(intra_period: int, frames: int | None, matrix: str) -> None:
@@ -225,6 +230,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     return the report (results, I/P summaries, BD-rates against `anchor` when given)."""
     from tqdm import tqdm
 
+    from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.io import read_frames, resolve_input
     from mobilecodec.rdresults import load_results
 
@@ -258,14 +264,16 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
             points, enc = [], None
             for (path, model, obj), label in zip(models, labels):
                 bar.set_postfix_str(f"{stem}: {label}")
+                refine = RefineOptions.for_checkpoint(obj, opts.refine_steps, path) if opts.refine_steps else None
                 with tempfile.TemporaryDirectory(prefix="mobilecodec-eval-") as tmp:
                     dec_path = Path(tmp) / f"{label}.y4m" if opts.save_decoded else None
                     point, enc = code_point(model, src, sources, tmp, label, intra_period=opts.intra_period,
                                             frames=opts.frames, matrix=opts.matrix, save_decoded=dec_path,
                                             extra={"checkpoint": path, "beta": obj.get("beta"),
                                                    "warp": model.cfg.to_dict().get("warp"),
-                                                   "buffering": model.cfg.to_dict().get("buffering")},
-                                            on_frame=lambda _phase, _i: bar.update(1))
+                                                   "buffering": model.cfg.to_dict().get("buffering"),
+                                                   **({"refine": vars(refine)} if refine else {})},
+                                            on_frame=lambda _phase, _i: bar.update(1), refine=refine)
                     point["frame_types"] = frame_type_summary(point)
                     point["drift"] = drift_summary(point)
                     kept = [(Path(tmp) / f"{label}.mnvc", streams / f"{stem}_{label}.mnvc")]
@@ -297,7 +305,8 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
         files += write_outputs(out, entry["stem"], entry["result"], anchor_res)
     report = {"format": FORMAT, "version": 1, "checkpoints": [p for p, _, _ in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
-              "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix},
+              "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,
+                          "refine_steps": opts.refine_steps},
               "results": results, "files": files}
     return report
 
@@ -353,7 +362,7 @@ def format_report(report: dict) -> str:
         for p in res["points"]:
             d = p.get("drift") or drift_summary(p)
             drift = ("-" if d["worst_bits_ratio"] is None else
-                     f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV -{d['worst_psnr_yuv_drop']:.2f} dB (worst of "
+                     f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB (worst of "
                      f"{len(d['periods'])} periods)")
             lines.append(f"{p['label']:<28} drift {drift}; PSNR-YUV - PSNR-RGB {p['psnr_yuv'] - p['psnr_rgb']:.2f} dB")
         for note in entry["notes"]:

@@ -8,7 +8,9 @@
 #   2. x264 / x265 medium on the same clip, swept over CRFs wide enough to overlap our qualities,
 #      and the BD-rates (pchip) of our curve against each;
 #   3. the same on bikes (a training clip: reported as such) and on the first 16 frames of
-#      bigbuckbunny (colour);
+#      bigbuckbunny (colour); then the clips of REFINE_CLIPS (carphone) once more with the encoder's
+#      latent refinement (`--refine REFINE`, 100 steps; REFINE=0 skips it): same decoder, same
+#      stream format, about 7 s per carphone frame and checkpoint on one core (13-15 min a checkpoint);
 #   4. int8: PTQ W8A8 and W8A16-receiver of every checkpoint, QAT of the W8A8 PTQ, each judged by
 #      `mobilecodec check-int8` against float on carphone. Calibration and QAT use training clips
 #      only (CALIB), never carphone;
@@ -30,6 +32,8 @@ INTRA=${INTRA:-32}
 CRFS=${CRFS:-23,28,33,38,43,48,51}
 CALIB=${CALIB:-"bikes bigbuckbunny"}
 PTQ_STEPS=${PTQ_STEPS:-30}
+REFINE=${REFINE:-100}         # latent refinement steps of the refined-encoder rows (0: none)
+REFINE_CLIPS=${REFINE_CLIPS:-carphone}
 QAT_STEPS=${QAT_STEPS:-40}
 SHIPPED=$(ls mobilecodec/checkpoints/tiny_b*.pt | xargs -n1 basename | sed 's/\.pt$//' | sort -t b -k2 -g)
 CKPTS=$(echo "$SHIPPED" | paste -sd, -)
@@ -60,15 +64,25 @@ clip_rd() {  # clip frames intra
   done
   step "${clip}_eval" "$d/eval.json" "$MC" eval "$clip" --checkpoint "$CKPTS" --frames "$frames" \
     --intra-period "$intra" --anchor "$d/x264.json" -o "$d/eval" --json "$d/eval.json" --no-progress
-  "$PY" - "$d" <<'EOF'
+  bd_rates "$d" eval
+  if [[ $REFINE != 0 && " $REFINE_CLIPS " == *" $clip "* ]]; then
+    step "${clip}_eval_refined" "$d/eval_refined.json" "$MC" eval "$clip" --checkpoint "$CKPTS" \
+      --frames "$frames" --intra-period "$intra" --refine "$REFINE" --anchor "$d/x264.json" -o "$d/eval_refined" \
+      --json "$d/eval_refined.json" --no-progress
+    bd_rates "$d" eval_refined
+  fi
+}
+
+bd_rates() {  # FOLDER NAME: BD-rates of FOLDER/NAME.json against the anchors -> FOLDER/bd[_refined].json
+  "$PY" - "$1" "$2" <<'EOF'
 import json, sys
 from pathlib import Path
 
 from mobilecodec.evaluate import bd_against, payload_rates
 from mobilecodec.fsutil import write_json_atomic
 
-d = Path(sys.argv[1])
-ours = json.loads((d / "eval.json").read_text())["results"][0]["result"]
+d, name = Path(sys.argv[1]), sys.argv[2]
+ours = json.loads((d / f"{name}.json").read_text())["results"][0]["result"]
 out = {}
 for codec in ("x264", "x265"):
     anchor = json.loads((d / f"{codec}.json").read_text())
@@ -77,8 +91,8 @@ for codec in ("x264", "x265"):
     # the same without containers: our payloads against the x264 / x265 packets
     out[f"{codec}_payload"] = bd_against(payload_rates(anchor), payload_rates(ours))
     for key, what in ((codec, "files"), (f"{codec}_payload", "payloads vs packets")):
-        print(f"{d.name}: BD-rate against {codec} medium ({what}): {out[key]['bd_rate']} {out[key]['error'] or ''}")
-write_json_atomic(d / "bd.json", out)
+        print(f"{d.name} {name}: BD-rate against {codec} medium ({what}): {out[key]['bd_rate']} {out[key]['error'] or ''}")
+write_json_atomic(d / f"bd{name.removeprefix('eval')}.json", out)
 EOF
 }
 clip_rd carphone "$FRAMES" "$INTRA"
@@ -125,9 +139,9 @@ from mobilecodec.fsutil import write_json_atomic
 
 out = Path(sys.argv[1])
 summary = {}
-for d in sorted(out.glob("rd_*")):
-    res = json.loads((d / "eval.json").read_text())["results"][0]["result"]
-    bd = json.loads((d / "bd.json").read_text())
+for d, name in [(d, e.stem) for d in sorted(out.glob("rd_*")) for e in sorted(d.glob("eval*.json"))]:
+    res = json.loads((d / f"{name}.json").read_text())["results"][0]["result"]
+    bd = json.loads((d / f"bd{name.removeprefix('eval')}.json").read_text())
     points = []
     for p in sorted(res["points"], key=lambda p: p["bpp"]):
         dr = p.get("drift") or drift_summary(p)
@@ -135,7 +149,7 @@ for d in sorted(out.glob("rd_*")):
                        "rgb_gap": p["psnr_yuv"] - p["psnr_rgb"], "drift_bits_ratio": dr["worst_bits_ratio"],
                        "drift_psnr_drop": dr["worst_psnr_yuv_drop"],
                        "hash_verified": p["hash_verified_frames"] == res["frames"]})
-    clip = d.name[3:]
+    clip = d.name[3:] + name.removeprefix("eval")  # carphone, carphone_refined, ...
     summary[clip] = {"frames": res["frames"], "intra_period": res.get("intra_period"), "points": points,
                      "bd_rate": {c: bd[c]["bd_rate"] or bd[c]["error"] for c in bd}}
     print(f"{clip} ({res['frames']} frames, intra period {res.get('intra_period')}):")

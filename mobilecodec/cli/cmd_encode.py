@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.cli.common import add_refine_argument, emit_json, parse_wh, positive_float, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
     p.add_argument("--fps", type=positive_float, default=None, help="frame rate of a raw .yuv input")
     add_threads_argument(p)
+    add_refine_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -36,11 +37,16 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     if args.package:
+        if args.refine:
+            from mobilecodec.errors import InputError
+
+            raise InputError("--refine needs the PyTorch model (--checkpoint), not an export package")
         return _run_package(args)
     from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.codec.video import encode_video
 
-    model, _ = load_checkpoint(args.checkpoint)
+    model, obj = load_checkpoint(args.checkpoint)
     if not model.ready_for_coding:
         from mobilecodec.errors import CheckpointError
 
@@ -49,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
 
     summary = encode_video(model, resolve_input(args.input), args.output, intra_period=args.intra_period,
-                           max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress)
+                           max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress,
+                           refine=RefineOptions.for_checkpoint(obj, args.refine, args.checkpoint) if args.refine else None)
     summary["checkpoint"] = str(args.checkpoint)
     _report(summary, args)
     return 0

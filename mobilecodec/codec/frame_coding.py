@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mobilecodec.codec.networks import Networks, TorchNetworks
+from mobilecodec.codec.refine import RefineOptions, RefineResult, refine_latent
 from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
 from mobilecodec.models.buffer import Buffer
 from mobilecodec.models.codec import VideoCodec
@@ -72,24 +73,30 @@ class HyperpriorCoder:
         means_q, idx = self.int_hyper(z_int)
         return means_q.astype(np.float64) * self.frac, idx
 
-    def encode(self, y: torch.Tensor, enc: RangeEncoder, stats: RateStats, clock=None) -> torch.Tensor:
+    def encode(self, y: torch.Tensor, enc: RangeEncoder, stats: RateStats, clock=None,
+               refine: Callable[[torch.Tensor, np.ndarray, np.ndarray], torch.Tensor] | None = None) -> torch.Tensor:
         """Hyper-analysis in PyTorch, then `encode_latents`; returns y_hat."""
         z = getattr(self.model, f"{self.prefix}_hyper_analysis")(y)
-        return self.encode_latents(y.numpy(), z.numpy(), enc, stats, clock=clock)
+        return self.encode_latents(y.numpy(), z.numpy(), enc, stats, clock=clock,
+                                   refine=None if refine is None else lambda m, i: refine(y, m, i).numpy())
 
     def encode_latents(self, y: np.ndarray, z: np.ndarray, enc: RangeEncoder, stats: RateStats,
-                       clock=None) -> torch.Tensor:
+                       clock=None, refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> torch.Tensor:
         """Code a latent and its hyper-latent computed by any backend (PyTorch, ONNX, QNN): round
         and code z, derive entropy parameters from the integer z only, code y; returns y_hat.
-        `clock` (optional) times the entropy coding and the integer hyper-synthesis apart."""
+        `clock` (optional) times the entropy coding and the integer hyper-synthesis apart.
+        `refine(mean, idx)` (optional) returns the latent to code in place of y under those
+        entropy parameters (sender-side refinement, `codec.refine`)."""
         step = step_timer(clock)
         with step("host: entropy coding"):
-            z_int = self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
+            z_int = self._z_symbols(z)
             self.prior.encode(enc, z_int)
         with step("host: integer hyper-synthesis"):
             mean, idx = self.params(z_int)
+        if refine is not None:
+            y = refine(mean, idx)
         with step("host: entropy coding"):
-            sym = self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean).astype(np.int32), idx)
+            sym = self._y_symbols(y, mean, idx)
             self.gaussian.encode(enc, sym.ravel(), idx.ravel())
             zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
             stats.table_bits += zb + yb
@@ -98,6 +105,19 @@ class HyperpriorCoder:
             stats.per_part[f"{self.prefix}_z"] = zb
             stats.per_part[f"{self.prefix}_y"] = yb
             return self._y_hat(sym, mean)
+
+    def quantize(self, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """What `encode` would code for y, without a coder: (y_hat, bits of z and y under the tables)."""
+        z_int = self._z_symbols(getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
+        mean, idx = self.params(z_int)
+        sym = self._y_symbols(y.numpy(), mean, idx)
+        return self._y_hat(sym, mean), self.prior.bits(z_int) + self.gaussian.bits(sym.ravel(), idx.ravel())
+
+    def _z_symbols(self, z: np.ndarray) -> np.ndarray:
+        return self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
+
+    def _y_symbols(self, y: np.ndarray, mean: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean).astype(np.int32), idx)
 
     def decode(self, dec: RangeDecoder, latent_shape: tuple[int, ...], z_shape: tuple[int, ...],
                clock=None) -> torch.Tensor:
@@ -127,23 +147,69 @@ class LatentEncoder:
     """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
     e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (entropy coding, integer hyper-synthesis)."""
 
-    def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None) -> None:
+    def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None, refine: RefineOptions | None = None) -> None:
         self.model, self.x = model, x
         self.enc = RangeEncoder()
         self.stats = RateStats()
         self.clock = clock
+        self.refine = refine
+        self.refined: dict[str, RefineResult] = {}  # what refinement did, per latent prefix
+        # The P-frame's reference buffer, given by the engine before a P-step: motion refinement
+        # scores a motion latent by the whole P-step it leads to.
+        self.buffer: Buffer | None = None
+
+    def _refiner(self, prefix: str, synth, rate_factor: float, exact=None):
+        """The `HyperpriorCoder.encode` refine callback for latent `prefix` (None: no refinement)."""
+        if self.refine is None:
+            return None
+        opts = self.refine
+
+        def run(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+            best, res = refine_latent(y, mean, idx, self.model.gaussian, synth, self.x, rate_factor * opts.beta, opts,
+                                      exact_synth=exact)
+            self.refined[prefix] = res
+            return best
+        return run
 
     def iframe(self) -> torch.Tensor:
         y = self.model.i_analysis(self.x)
-        return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats, clock=self.clock)
+        refine = self._refiner("i", lambda y_hat: (self.model.i_synthesis(y_hat)[0], 0.0), 1.0)
+        return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats, clock=self.clock, refine=refine)
 
     def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
         m = self.model.m_analysis(self.x, reference, self.model.motion_hint(self.x, reference, flow_pred))
-        return HyperpriorCoder(self.model, "m").encode(m, self.enc, self.stats, clock=self.clock)
+        refine = None
+        if self.refine is not None and self.refine.motion and self.buffer is not None:
+            synth, exact = self._motion_cost(flow_pred)
+            refine = self._refiner("m", synth, self.refine.p_rate_factor, exact=exact)
+        return HyperpriorCoder(self.model, "m").encode(m, self.enc, self.stats, clock=self.clock, refine=refine)
+
+    def _motion_cost(self, flow_pred: torch.Tensor):
+        """(differentiable, exact) scores of a motion latent: the P-step it leads to, with the
+        residual's bits as extra bits (the residual from its analysis, before its own refinement)."""
+        model, buf, x = self.model, self.buffer, self.x
+
+        def prediction(m_hat: torch.Tensor):
+            flow, _ = model.decoded_motion(*model.m_synthesis(m_hat, flow_pred))
+            warped = model.warp(buf, flow)
+            return model.predict(warped), model.condition(warped)
+
+        def synth(m_hat: torch.Tensor):
+            pred, cond = prediction(m_hat)
+            r_hat, lik = model.hyperprior("r", model.r_analysis(x, pred, *cond))
+            return model.r_synthesis(r_hat, pred, *cond)[0], sum(-torch.log2(v).sum() for v in lik.values())
+
+        def exact(m_hat: torch.Tensor):
+            pred, cond = prediction(m_hat)
+            r_hat, bits = HyperpriorCoder(model, "r").quantize(model.r_analysis(x, pred, *cond))
+            return model.r_synthesis(r_hat, pred, *cond)[0], bits
+        return synth, exact
 
     def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
         r = self.model.r_analysis(self.x, pred, *cond)
-        return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock)
+        factor = self.refine.p_rate_factor if self.refine is not None else 1.0
+        refine = self._refiner("r", lambda r_hat: (self.model.r_synthesis(r_hat, pred, *cond)[0], 0.0), factor)
+        return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock, refine=refine)
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()

@@ -12,6 +12,7 @@ import torch
 from mobilecodec.bitstream.format import (FrameType, StreamHeader, StreamReader,
                                           StreamWriter, frame_hash, record_overhead)
 from mobilecodec.codec.frame_coding import LatentDecoder, LatentEncoder, run_iframe, run_pframe
+from mobilecodec.codec.refine import RefineOptions
 from mobilecodec.errors import BitstreamError, InputError
 from mobilecodec.io import VideoWriter, crop_frame, open_video, pad_frame, padded_size
 from mobilecodec.models.codec import VideoCodec
@@ -30,14 +31,15 @@ class TorchEngine:
     """The PyTorch backend behind `encode_video` / `decode_video`. Another backend (e.g.
     `mobilecodec.runtime.engine.OnnxEngine`) provides the same members and codes interchangeable streams."""
 
-    def __init__(self, model: VideoCodec) -> None:
+    def __init__(self, model: VideoCodec, refine: RefineOptions | None = None) -> None:
         self.model = model
+        self.refine = refine  # sender-side latent refinement (codec.refine), None: off
 
     def check_padded_size(self, height: int, width: int) -> None:
         """PyTorch runs any padded size."""
 
     def latent_encoder(self, x: torch.Tensor) -> LatentEncoder:
-        return LatentEncoder(self.model, x)
+        return LatentEncoder(self.model, x, refine=self.refine)
 
     def latent_decoder(self, payload: bytes, height: int, width: int) -> LatentDecoder:
         return LatentDecoder(self.model, payload, height, width)
@@ -46,6 +48,8 @@ class TorchEngine:
         return run_iframe(self.model, source)
 
     def run_pframe(self, buf, source):
+        if isinstance(source, LatentEncoder):
+            source.buffer = buf  # motion refinement scores motion latents by the whole P-step
         return run_pframe(self.model, buf, source)
 
 
@@ -57,15 +61,18 @@ def _fps_fraction(fps: float) -> Fraction:
 
 def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, *, intra_period: int = 32,
                  max_frames: int | None = None, size: tuple[int, int] | None = None, fps: float | None = None,
-                 progress: bool = True, engine=None) -> dict:
+                 progress: bool = True, engine=None, refine: RefineOptions | None = None) -> dict:
     """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time).
-    `engine`: the backend running the networks (default: `TorchEngine(model)`)."""
+    `engine`: the backend running the networks (default: `TorchEngine(model, refine)`); `refine`:
+    sender-side latent refinement (PyTorch engine only; the decoder and the stream are unchanged)."""
     if intra_period < 1:
         raise InputError(f"intra period must be >= 1, got {intra_period}")
     if not model.ready_for_coding:
         raise InputError("the model has no entropy-coding tables; run model.update() before coding")
+    if refine is not None and engine is not None:
+        raise InputError("latent refinement runs on the PyTorch model; it cannot be combined with another engine")
     model.eval()
-    engine = engine or TorchEngine(model)
+    engine = engine or TorchEngine(model, refine)
     t0 = time.perf_counter()
     frames_info = []
     with open_video(input_path, size=size, fps=fps, max_frames=max_frames) as reader:
@@ -91,7 +98,9 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                                     "payload_bits": 8 * len(payload), "overhead_bits": 8 * record_overhead(len(payload)),
                                     "estimated_bits": src.stats.table_bits,
                                     "model_bits": src.stats.model_bits, "hash": digest.hex(),
-                                    "parts": src.stats.per_part})
+                                    "parts": src.stats.per_part,
+                                    **({"refined": {k: vars(v) for k, v in src.refined.items()}}
+                                       if getattr(src, "refined", None) else {})})
                 bar.update(1)
                 bar.set_postfix(bits=8 * nbytes)
             if not frames_info:
@@ -108,6 +117,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         "estimated_bytes": est / 8 + container_bytes, "container_bytes": container_bytes,
         "model_estimated_bytes": sum(f["model_bits"] for f in frames_info) / 8 + container_bytes,
         "seconds": time.perf_counter() - t0, "per_frame": frames_info,
+        **({"refine": vars(refine)} if refine is not None else {}),
     }
 
 

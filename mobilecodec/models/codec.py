@@ -288,7 +288,7 @@ class VideoCodec(nn.Module):
 
     # --- training forward passes ------------------------------------------------------------
 
-    def _hyperprior(self, prefix: str, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def hyperprior(self, prefix: str, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training-time hyperprior: noisy z and y for the rate, straight-through rounding of y
         for the synthesis (or the noisy y, for prefixes in `noisy_synthesis`: a latent that starts
         inside the rounding dead zone still gets a useful gradient). Returns (y_hat, likelihoods)."""
@@ -306,7 +306,7 @@ class VideoCodec(nn.Module):
 
     def forward_iframe(self, x: torch.Tensor) -> dict:
         """x (N, 6, H/2, W/2) in [0, 1] -> reconstruction, new buffer, likelihoods."""
-        y_hat, lik = self._hyperprior("i", self.i_analysis(x))
+        y_hat, lik = self.hyperprior("i", self.i_analysis(x))
         x_hat, feat = self.i_synthesis(y_hat)
         return {"x_hat": x_hat, "buffer": self.initial_buffer(x_hat, feat), "likelihoods": lik}
 
@@ -322,13 +322,13 @@ class VideoCodec(nn.Module):
             ref = self.motion_reference(buf)
             search = self.motion_search(x, ref)
             m = self.m_analysis(x, ref, self.motion_hint(x, ref, flow_pred, search))
-            m_hat, lik_m = self._hyperprior("m", m)
+            m_hat, lik_m = self.hyperprior("m", m)
             lik.update(lik_m)
             flow, motion_feat = self.decoded_motion(*self.m_synthesis(m_hat, flow_pred))
         warped = self.warp(buf, flow)
         pred = self.predict(warped)
         cond = self.condition(warped)
-        r_hat, lik_r = self._hyperprior("r", self.r_analysis(x, pred, *cond))
+        r_hat, lik_r = self.hyperprior("r", self.r_analysis(x, pred, *cond))
         lik.update(lik_r)
         x_hat, res_feat = self.r_synthesis(r_hat, pred, *cond)
         if flow is None:
