@@ -18,11 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mobilecodec.errors import InputError
-from mobilecodec.models import warp_cells
 
 if TYPE_CHECKING:  # pragma: no cover
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
 
 __all__ = [
@@ -118,6 +115,12 @@ def _axis_tables(length: int, block: int, overlap: int) -> tuple[np.ndarray, ...
     return own, own + off[pos % block], w_own[pos % block], w_nb[pos % block]
 
 
+#: image size (H*W) from which block_warp runs the compiled kernel at inference. Below it the
+#: torch reference is as fast as the kernel is worth (QCIF luma, 1 thread: 1.7 against 0.7 ms a
+#: warp), and the demo's small clip never pays numba's one-time compilation (about 5 s).
+COMPILED_MIN_PIXELS = 256 * 256
+
+
 def _check_x_flow(x: torch.Tensor, flow: torch.Tensor, block: int) -> None:
     if x.dim() != 4:
         raise WarpError(f"warp input must be (N,C,H,W), got shape {tuple(x.shape)}")
@@ -168,22 +171,26 @@ def block_warp(x: torch.Tensor, flow: torch.Tensor, block: int, overlap: int = 0
     extra pixels on every side and blended with its neighbours using the separable window of
     :func:`overlap_weights` (so a pixel mixes at most 4 vectors); at frame borders the missing
     neighbour is the block itself (flow padded by replication), so weights still sum to one.
-    Without autograd, layouts with overlap 0 or block/2 take the per-cell path of
-    :mod:`mobilecodec.models.warp_cells` (bit-identical, several times faster).
+    Without autograd, float32/float64 CPU images of at least ``COMPILED_MIN_PIXELS`` take the
+    compiled kernel of :mod:`mobilecodec.models.warp_kernel` (bit-identical, rows split over
+    torch's thread count).
     """
     import torch
 
     _check_block_overlap(block, overlap)
     _check_x_flow(x, flow, block)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or flow.requires_grad)
-    if not needs_grad and warp_cells.supported(block, overlap):
-        return warp_cells.block_warp_cells(x, flow, block, overlap, _axis_tables)
+    if (not needs_grad and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and x.shape[-2] * x.shape[-1] >= COMPILED_MIN_PIXELS):
+        from mobilecodec.models import warp_kernel  # imports numba: inference only
+
+        return warp_kernel.block_warp_compiled(x, flow, block, overlap, _axis_tables, torch.get_num_threads())
     return _block_warp_reference(x, flow, block, overlap)
 
 
 def _block_warp_reference(x: torch.Tensor, flow: torch.Tensor, block: int, overlap: int) -> torch.Tensor:
     """The per-pixel definition of :func:`block_warp` (differentiable; the training path and the
-    reference the fast per-cell inference path in :mod:`warp_cells` reproduces bit for bit)."""
+    reference the compiled inference path in :mod:`warp_kernel` reproduces bit for bit)."""
     import torch
     import torch.nn.functional as F
 
@@ -254,31 +261,11 @@ def warp_frame(ref: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> t
     """
     from mobilecodec.models.yuv import pack_yuv, unpack_yuv
 
-    import torch
-
     if cfg.mode == "none":
         return ref
     y, uv = unpack_yuv(ref)
     b, o = cfg.block_size, cfg.overlap
-    if torch.is_grad_enabled() or y.numel() < _PARALLEL_MIN or torch.get_num_threads() < 2:
-        y_w = _warp(y, flow_luma, b, o, cfg.mode)
-        uv_w = _warp(uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
-    else:  # inference with >= 2 threads (`--threads`): chroma on a second thread, same ops and results
-        uv_job = _chroma_worker().submit(_warp, uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode)
-        y_w = _warp(y, flow_luma, b, o, cfg.mode)
-        uv_w = uv_job.result()
-    return pack_yuv(y_w, uv_w)
-
-
-#: luma samples from which warp_frame warps chroma on a second thread (below, thread hand-off costs more)
-_PARALLEL_MIN = 256 * 256
-
-
-@functools.lru_cache(maxsize=1)
-def _chroma_worker() -> "ThreadPoolExecutor":
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(1, thread_name_prefix="mobilecodec-warp")
+    return pack_yuv(_warp(y, flow_luma, b, o, cfg.mode), _warp(uv, flow_luma * 0.5, b // 2, o // 2, cfg.mode))
 
 
 def warp_features(feat: torch.Tensor, flow_luma: torch.Tensor, cfg: WarpConfig) -> torch.Tensor:

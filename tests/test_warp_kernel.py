@@ -1,5 +1,6 @@
-"""The per-cell inference warp (models.warp_cells) is bit-identical to the per-pixel reference
-(warp._block_warp_reference) on real decoded frames and flows and on adversarial flows."""
+"""The compiled inference warp (models.warp_kernel) is bit-identical to the per-pixel torch
+reference (warp._block_warp_reference) on real decoded frames and flows, on adversarial flows,
+for every block/overlap layout, and however its rows are split over threads."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ import pytest
 import torch
 
 from mobilecodec.io import open_video, pad_frame
-from mobilecodec.models.warp import WarpConfig, _block_warp_reference, block_warp, warp_frame
+from mobilecodec.models import warp_kernel
+from mobilecodec.models.warp import (COMPILED_MIN_PIXELS, WarpConfig, _axis_tables, _block_warp_reference,
+                                     block_warp, warp_frame)
 from mobilecodec.models.yuv import frame_to_tensor, pack_yuv, unpack_yuv
 
 
-def _reference_warp_frame(ref, flow, cfg):
+def _compiled(x, flow, block, overlap, threads=1):
+    return warp_kernel.block_warp_compiled(x, flow, block, overlap, _axis_tables, threads)
+
+
+def _frame_warp(warp, ref, flow, cfg):
     y, uv = unpack_yuv(ref)
     o = cfg.effective_overlap
-    return pack_yuv(_block_warp_reference(y, flow, cfg.block_size, o),
-                    _block_warp_reference(uv, flow * 0.5, cfg.block_size // 2, o // 2))
+    return pack_yuv(warp(y, flow, cfg.block_size, o), warp(uv, flow * 0.5, cfg.block_size // 2, o // 2))
+
+
+def _reference_warp_frame(ref, flow, cfg):
+    return _frame_warp(_block_warp_reference, ref, flow, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +65,8 @@ def test_real_frames_and_flows_bit_identical(decoded):
     for frame, flow in pairs:
         assert torch.equal(frame, torch.round(frame * 255) / 255)  # the stored uint8 levels
         assert flow.abs().max() > 0.1  # real motion, fractional
-        fast = warp_frame(frame, flow, cfg)
-        ref = _reference_warp_frame(frame, flow, cfg)
-        assert torch.equal(fast, ref)
-        for mode, o in (("block", 0), ("block_overlap", 4)):
-            c2 = WarpConfig(mode, 8, o if mode == "block_overlap" else 4)
-            assert torch.equal(warp_frame(frame, flow, c2), _reference_warp_frame(frame, flow, c2))
+        for c2 in (cfg, WarpConfig("block", 8, 4), WarpConfig("block_overlap", 8, 2)):
+            assert torch.equal(_frame_warp(_compiled, frame, flow, c2), _reference_warp_frame(frame, flow, c2))
 
 
 def _adversarial_flows(hb, wb, gen):
@@ -82,7 +88,7 @@ def _adversarial_flows(hb, wb, gen):
     return flows
 
 
-@pytest.mark.parametrize("block,overlap", [(8, 4), (4, 2), (8, 0), (4, 0), (2, 1)])
+@pytest.mark.parametrize("block,overlap", [(8, 4), (4, 2), (8, 0), (4, 0), (2, 1), (8, 2), (6, 2)])
 def test_adversarial_flows_bit_identical(block, overlap):
     gen = torch.Generator().manual_seed(block * 10 + overlap)
     hb, wb = 5, 7
@@ -91,20 +97,19 @@ def test_adversarial_flows_bit_identical(block, overlap):
     for name, flow in _adversarial_flows(hb, wb, gen).items():
         flow = flow.expand(2, 2, hb, wb).clone()
         flow[1] = flow[1].flip(-1) * 0.7  # a different flow for the second batch item
-        fast = block_warp(x, flow, block, overlap)
-        ref = _block_warp_reference(x, flow, block, overlap)
-        assert torch.equal(fast, ref), name
+        assert torch.equal(_compiled(x, flow, block, overlap), _block_warp_reference(x, flow, block, overlap)), name
 
 
 def test_float64_features_and_stored_frame_levels_bit_identical():
     gen = torch.Generator().manual_seed(0)
     feat = torch.randn(1, 5, 32, 48, generator=gen, dtype=torch.float64)
     flow = torch.randn(1, 2, 8, 12, generator=gen) * 4
-    assert torch.equal(block_warp(feat, flow, 4, 2), _block_warp_reference(feat, flow, 4, 2))
+    out = _compiled(feat, flow, 4, 2)
+    assert out.dtype == torch.float64 and torch.equal(out, _block_warp_reference(feat, flow, 4, 2))
     # the warped stored frame rounds to the same uint8 levels (trivially, it is bit-identical)
     frame = torch.round(torch.rand(1, 6, 32, 48, generator=gen) * 255) / 255
     cfg = WarpConfig()
-    a = (warp_frame(frame, flow, cfg) * 255).round().to(torch.uint8)
+    a = (_frame_warp(_compiled, frame, flow, cfg) * 255).round().to(torch.uint8)
     b = (_reference_warp_frame(frame, flow, cfg) * 255).round().to(torch.uint8)
     assert np.array_equal(a.numpy(), b.numpy())
 
@@ -122,14 +127,16 @@ def test_autograd_path_keeps_gradients():
         assert torch.equal(block_warp(x, flow, 8, 4), out.detach())
 
 
-def test_large_frame_warps_chroma_on_a_second_thread_bit_identical():
-    """From 256x256 luma samples warp_frame warps chroma on a worker thread: same result."""
-    from mobilecodec.models import warp as warp_mod
-
-    cfg = WarpConfig(mode="block_overlap", block_size=8, overlap=4)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_rows_split_over_threads_bit_identical(threads):
+    """A 512x640 frame is large enough to be split over `threads` row bands and for warp_frame
+    to take the compiled kernel: same result."""
     g = torch.Generator().manual_seed(3)
     frame = torch.round(torch.rand(1, 6, 256, 320, generator=g) * 255) / 255  # 512x640 luma
     flow = torch.round((torch.rand(1, 2, 64, 80, generator=g) * 24 - 12) * 256) / 256
-    assert 512 * 640 >= warp_mod._PARALLEL_MIN
+    y, _ = unpack_yuv(frame)
+    assert y.numel() >= threads * warp_kernel._MIN_SAMPLES_PER_THREAD  # really split
+    assert torch.equal(_compiled(y, flow, 8, 4, threads), _block_warp_reference(y, flow, 8, 4))
+    assert y.numel() // 4 >= COMPILED_MIN_PIXELS  # chroma too: warp_frame runs the kernel on both planes
     with torch.no_grad():
-        assert torch.equal(warp_frame(frame, flow, cfg), _reference_warp_frame(frame, flow, cfg))
+        assert torch.equal(warp_frame(frame, flow, WarpConfig()), _reference_warp_frame(frame, flow, WarpConfig()))
