@@ -24,3 +24,35 @@ def random_tiny(variant: str = "low"):
             getattr(model, stage).out.bias *= scale
     model.update()
     return model
+
+
+def walk_shipped_pframes(clip, frames: int, quantize, on_warp=None, checkpoint: str = "tiny_b0.0064"):
+    """Code the first `frames` frames of `clip` with a shipped checkpoint, I-frame then P-steps in
+    frame_coding.run_pframe's order, without grad. `quantize(model, prefix, y) -> y_hat` codes each
+    latent (the test chooses how, and records what it needs); `on_warp(frame, flow)` sees each P-step's
+    stored reference frame and decoded flow before the warp. Returns the model."""
+    import torch
+
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.io import open_video, pad_frame
+    from mobilecodec.models.yuv import frame_to_tensor
+
+    model, _ = load_checkpoint(checkpoint)
+    model.eval()
+    with open_video(clip, max_frames=frames) as r:
+        xs = [frame_to_tensor(pad_frame(f)) for f in r]
+    with torch.no_grad():
+        x_hat, feat = model.i_synthesis(quantize(model, "i", model.i_analysis(xs[0])))
+        buf = model.initial_buffer(x_hat, feat)
+        for x in xs[1:]:
+            flow_pred = model.motion_predictor(model.motion_state(buf))
+            m_hat = quantize(model, "m", model.m_analysis(x, model.motion_reference(buf), flow_pred))
+            flow, motion_feat = model.m_synthesis(m_hat, flow_pred)
+            if on_warp is not None:
+                on_warp(buf["frame"], flow)
+            warped = model.warp(buf, flow)
+            pred, cond = model.predict(warped), model.condition(warped)
+            r_hat = quantize(model, "r", model.r_analysis(x, pred, *cond))
+            x_hat, res_feat = model.r_synthesis(r_hat, pred, *cond)
+            buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+    return model

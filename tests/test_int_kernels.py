@@ -11,10 +11,9 @@ import torch
 from mobilecodec.codec.frame_coding import HyperpriorCoder, RateStats
 from mobilecodec.entropy.coder import RangeEncoder
 from mobilecodec.entropy.int_kernels import IntConvKernel, _axis_phases
-from mobilecodec.io import open_video, pad_frame
 from mobilecodec.models.codec import VideoCodec
 from mobilecodec.models.configs import get_config
-from mobilecodec.models.yuv import frame_to_tensor
+from models_for_tests import walk_shipped_pframes
 
 # --------------------------------------------------------------------------------------------
 # independent int64 reference: transposed conv as zero insertion + flipped-kernel correlation
@@ -88,34 +87,16 @@ def _assert_same(a, b):
 
 @pytest.fixture(scope="module")
 def shipped_latents(carphone):
-    from mobilecodec.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint("tiny_b0.0064")
-    model.eval()
-    with open_video(carphone, max_frames=3) as r:
-        xs = [frame_to_tensor(pad_frame(f)) for f in r]
     zs = {"i": [], "m": [], "r": []}
     enc, stats = RangeEncoder(), RateStats()
 
-    def z_of(prefix, y):
+    def z_of(model, prefix, y):  # codes y as the encoder does, keeping the hyper-latent symbols
         coder = HyperpriorCoder(model, prefix)
         z = getattr(model, f"{prefix}_hyper_analysis")(y).numpy()
         zs[prefix].append(coder.prior.clamp_symbols(np.rint(z).astype(np.int32)))
         return coder.encode_latents(y.numpy(), z, enc, stats)
 
-    with torch.no_grad():
-        x_hat, feat = model.i_synthesis(z_of("i", model.i_analysis(xs[0])))
-        buf = model.initial_buffer(x_hat, feat)
-        for x in xs[1:]:  # the P-step of frame_coding.run_pframe, keeping the hyper-latents
-            flow_pred = model.motion_predictor(model.motion_state(buf))
-            m_hat = z_of("m", model.m_analysis(x, model.motion_reference(buf), flow_pred))
-            flow, motion_feat = model.m_synthesis(m_hat, flow_pred)
-            warped = model.warp(buf, flow)
-            pred, cond = model.predict(warped), model.condition(warped)
-            r_hat = z_of("r", model.r_analysis(x, pred, *cond))
-            x_hat, res_feat = model.r_synthesis(r_hat, pred, *cond)
-            buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
-    return model, zs
+    return walk_shipped_pframes(carphone, 3, z_of), zs
 
 
 @pytest.mark.parametrize("prefix", ["i", "m", "r"])

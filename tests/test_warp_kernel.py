@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mobilecodec.io import open_video, pad_frame
 from mobilecodec.models import warp_kernel
 from mobilecodec.models.warp import (COMPILED_MIN_PIXELS, WarpConfig, _axis_tables, _block_warp_reference,
                                      block_warp, warp_frame)
-from mobilecodec.models.yuv import frame_to_tensor, pack_yuv, unpack_yuv
+from mobilecodec.models.yuv import pack_yuv, unpack_yuv
+from models_for_tests import walk_shipped_pframes
 
 
 def _compiled(x, flow, block, overlap, threads=1):
@@ -32,31 +32,13 @@ def _reference_warp_frame(ref, flow, cfg):
 @pytest.fixture(scope="module")
 def decoded(carphone):
     """(stored frame, decoded flow) pairs of carphone P-frames through the shipped checkpoint."""
-    from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.frame_coding import HyperpriorCoder, RateStats
     from mobilecodec.entropy.coder import RangeEncoder
 
-    model, _ = load_checkpoint("tiny_b0.0064")
-    model.eval()
-    with open_video(carphone, max_frames=4) as r:
-        xs = [frame_to_tensor(pad_frame(f)) for f in r]
     enc, stats = RangeEncoder(), RateStats()
     pairs = []
-    with torch.no_grad():
-        y = model.i_analysis(xs[0])
-        x_hat, feat = model.i_synthesis(HyperpriorCoder(model, "i").encode(y, enc, stats))
-        buf = model.initial_buffer(x_hat, feat)
-        for x in xs[1:]:
-            flow_pred = model.motion_predictor(model.motion_state(buf))
-            m = model.m_analysis(x, model.motion_reference(buf), flow_pred)
-            flow, motion_feat = model.m_synthesis(HyperpriorCoder(model, "m").encode(m, enc, stats),
-                                                  flow_pred)
-            pairs.append((buf["frame"], flow))
-            warped = model.warp(buf, flow)
-            pred, cond = model.predict(warped), model.condition(warped)
-            r_hat = HyperpriorCoder(model, "r").encode(model.r_analysis(x, pred, *cond), enc, stats)
-            x_hat, res_feat = model.r_synthesis(r_hat, pred, *cond)
-            buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
+    model = walk_shipped_pframes(carphone, 4, lambda m, p, y: HyperpriorCoder(m, p).encode(y, enc, stats),
+                                 on_warp=lambda frame, flow: pairs.append((frame, flow)))
     return model.cfg.warp, pairs
 
 
