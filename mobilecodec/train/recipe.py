@@ -108,7 +108,7 @@ def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
               init="pframe", freeze=I_NETWORKS),
     ]
     results = {base: "rollout"}
-    for beta in (0.0008, 0.0016, 0.0064, 0.0128):
+    for beta in (0.0008, 0.0016, 0.0064, 0.0128, 0.0004, 0.0256):
         tag = f"b{beta:g}"
         # The I-frame codec moves to the new beta on its own loss (detach_iframe), the P-frame
         # networks on theirs. (I-frame alone at beta 0.0128, lr 1e-4, 1,500 steps from iframe/final.pt:
