@@ -1,0 +1,108 @@
+"""Where P-frame drift comes from: per P-frame of one intra period, the motion and residual bits
+(model likelihoods of the rounded latents), the PSNR of the warped prediction and of the
+reconstruction, the luma high-frequency energy of both relative to the source, and the decoded
+flow. A reconstruction barely above its prediction means the residual coder has switched off; a
+falling high-frequency ratio means the reference blurs along the period.
+
+Use it on training clips or the drift probe (`scripts/drift_probe.py make`), not on carphone:
+
+  python scripts/drift_diagnose.py out/probe.y4m --checkpoint tiny_b0.0064 [--start 32] --frames 32 [--json d.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of packed YUV420 tensors (4 luma phases + 2 chroma channels, so luma weighs 4:1:1)."""
+    return 10 * math.log10(1 / max(float(((a - b) ** 2).mean()), 1e-12))
+
+
+def _hf(a: torch.Tensor) -> float:
+    """Mean squared 4-neighbour Laplacian of the packed luma phases: the detail left in a frame."""
+    y = a[:, :4]
+    lap = 4 * y[..., 1:-1, 1:-1] - y[..., :-2, 1:-1] - y[..., 2:, 1:-1] - y[..., 1:-1, :-2] - y[..., 1:-1, 2:]
+    return float((lap ** 2).mean())
+
+
+def _bits(lik: dict, prefix: str) -> float:
+    return sum(float(-torch.log2(lik[k]).sum()) for k in (f"{prefix}_y", f"{prefix}_z") if k in lik)
+
+
+def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0) -> dict:
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.io import open_video, pad_frame, resolve_input
+    from mobilecodec.models.yuv import frame_to_tensor
+
+    model, _ = load_checkpoint(checkpoint)
+    model.eval()
+    rows, iframe = [], None
+    with open_video(resolve_input(clip), max_frames=start + frames) as r, torch.no_grad():
+        for t, f in enumerate(r, start=-start):
+            if t < 0:
+                continue  # before the intra period under study
+            x = frame_to_tensor(pad_frame(f))
+            if t == 0:
+                out = model.forward_iframe(x)
+                iframe = {"bits": _bits(out["likelihoods"], "i"), "rec_psnr": _psnr(out["x_hat"], x),
+                          "hf_rec": _hf(out["x_hat"]) / _hf(x)}
+            else:
+                out = model.forward_pframe(x, buf)
+                lik, flow = out["likelihoods"], out["flow"]
+                rows.append({"t": t, "m_bits": _bits(lik, "m"), "r_bits": _bits(lik, "r"),
+                             "pred_psnr": _psnr(out["pred"], x), "rec_psnr": _psnr(out["x_hat"], x),
+                             "hf_pred": _hf(out["pred"]) / _hf(x), "hf_rec": _hf(out["x_hat"]) / _hf(x),
+                             "flow_mean": [float(v) for v in flow.mean(dim=(0, 2, 3))],
+                             "flow_std": float(flow.std())})
+            buf = out["buffer"]
+    return {"clip": str(clip), "checkpoint": checkpoint, "iframe": iframe, "pframes": rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("clip", help="video file or bundled clip name (not carphone: it is held out)")
+    ap.add_argument("--checkpoint", default="tiny_b0.0064")
+    ap.add_argument("--start", type=int, default=0, help="first frame (coded as the I-frame)")
+    ap.add_argument("--frames", type=int, default=32, help="frames from --start: one I-frame, then P-frames")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
+    args = ap.parse_args()
+    from mobilecodec.errors import InputError
+
+    if args.start < 0:
+        sys.exit("drift_diagnose: --start must be >= 0")
+    if args.frames < 2:
+        sys.exit("drift_diagnose: --frames must be >= 2 (an I-frame and at least one P-frame)")
+    if Path(args.clip).stem == "carphone" and not args.allow_held_out:
+        sys.exit("drift_diagnose: carphone is the held-out evaluation clip; diagnose on training clips or the "
+                 "drift probe (or pass --allow-held-out)")
+    torch.set_num_threads(args.threads)
+    try:
+        res = diagnose(args.clip, args.checkpoint, args.frames, args.start)
+    except (InputError, FileNotFoundError) as e:
+        sys.exit(f"drift_diagnose: {e}")
+    i = res["iframe"]
+    print(f"I-frame: {i['bits']:.0f} bits, PSNR {i['rec_psnr']:.2f} dB, detail {i['hf_rec']:.2f} of the source")
+    print("  t  motion bits  residual bits  pred PSNR  rec PSNR  detail pred/rec  flow mean (dx, dy) px  flow sd")
+    for r in res["pframes"]:
+        print(f"{r['t']:3d} {r['m_bits']:12.0f} {r['r_bits']:14.0f} {r['pred_psnr']:10.2f} {r['rec_psnr']:9.2f} "
+              f"{r['hf_pred']:8.2f} / {r['hf_rec']:.2f} {r['flow_mean'][0]:+9.2f}, {r['flow_mean'][1]:+.2f} "
+              f"{r['flow_std']:8.2f}")
+    if args.json:
+        write_json_atomic(args.json, res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
