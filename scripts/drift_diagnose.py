@@ -12,7 +12,6 @@ Use it on training clips or the drift probe (`scripts/drift_probe.py make`), not
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -21,11 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.metrics.psnr import psnr_from_mse  # noqa: E402
+from mobilecodec.train.data import is_held_out  # noqa: E402
+from mobilecodec.train.losses import yuv_mse  # noqa: E402
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of packed YUV420 tensors (4 luma phases + 2 chroma channels, so luma weighs 4:1:1)."""
-    return 10 * math.log10(1 / max(float(((a - b) ** 2).mean()), 1e-12))
+    """PSNR of packed YUV420 tensors in [0, 1], of the Y:U:V 6:1:1 MSE the training loss uses."""
+    return psnr_from_mse(float(yuv_mse(a, b)[0]), 1.0)
 
 
 def _hf(a: torch.Tensor) -> float:
@@ -84,7 +86,7 @@ def main() -> int:
         sys.exit("drift_diagnose: --start must be >= 0")
     if args.frames < 2:
         sys.exit("drift_diagnose: --frames must be >= 2 (an I-frame and at least one P-frame)")
-    if Path(args.clip).stem == "carphone" and not args.allow_held_out:
+    if is_held_out(args.clip) and not args.allow_held_out:
         sys.exit("drift_diagnose: carphone is the held-out evaluation clip; diagnose on training clips or the "
                  "drift probe (or pass --allow-held-out)")
     torch.set_num_threads(args.threads)

@@ -28,7 +28,8 @@ def random_tiny(variant: str = "low"):
 
 def walk_shipped_pframes(clip, frames: int, quantize, on_warp=None, checkpoint: str = "tiny_b0.0064"):
     """Code the first `frames` frames of `clip` with a shipped checkpoint, I-frame then P-steps in
-    frame_coding.run_pframe's order, without grad. `quantize(model, prefix, y) -> y_hat` codes each
+    frame_coding.run_pframe's order, without grad; the motion analysis gets the predicted flow as
+    its hint (no sender-side motion search: any real decoded flow serves these tests). `quantize(model, prefix, y) -> y_hat` codes each
     latent (the test chooses how, and records what it needs); `on_warp(frame, flow)` sees each P-step's
     stored reference frame and decoded flow before the warp. Returns the model."""
     import torch
