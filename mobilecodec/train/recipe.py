@@ -108,6 +108,8 @@ def _cpu_recipe(name: str, config: str, scale: float) -> Recipe:
               init="pframe", freeze=I_NETWORKS),
     ]
     results = {base: "rollout"}
+    # 0.0004 and 0.0256 come last: they were added after the others had trained, and appending keeps
+    # the phase order (and the status listing) of existing runs unchanged.
     for beta in (0.0008, 0.0016, 0.0064, 0.0128, 0.0004, 0.0256):
         tag = f"b{beta:g}"
         # The I-frame codec moves to the new beta on its own loss (detach_iframe), the P-frame
