@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import parse_hw  # noqa: E402
+from mobilecodec.cli.common import parse_hw, positive_int  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 
 
@@ -48,8 +48,20 @@ def make(out: Path, periods: int, period: int, size: tuple[int, int], seed: int)
     print(f"wrote {out}: {periods * period} frames of {w}x{h}")
 
 
+def load_report(report: Path) -> dict:
+    """The first result of a `mobilecodec eval --json` report; one-line errors for anything else."""
+    try:
+        return json.loads(report.read_text())["results"][0]["result"]
+    except FileNotFoundError:
+        sys.exit(f"drift_probe: no such report: {report}")
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        sys.exit(f"drift_probe: {report} is not a `mobilecodec eval --json` report")
+
+
 def summarize(report: Path, period: int, json_out: Path | None) -> dict:
-    res = json.loads(report.read_text())["results"][0]["result"]
+    res = load_report(report)
+    if any("per_frame" not in p for p in res["points"]) or res["frames"] < period:
+        sys.exit(f"drift_probe: {report} has no per-frame results over a whole period of {period} frames")
     summary = {}
     for p in res["points"]:
         frames = p["per_frame"]
@@ -77,15 +89,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make", help="write the probe clip")
-    m.add_argument("out", type=Path)
-    m.add_argument("--periods", type=int, default=4)
-    m.add_argument("--period", type=int, default=32)
-    m.add_argument("--size", type=parse_hw, default=(192, 192), metavar="HxW", help="multiples of 64 (no padding)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("out", type=Path, help="clip to write (.y4m)")
+    m.add_argument("--periods", type=positive_int, default=4, help="intra periods, one still each (default 4)")
+    m.add_argument("--period", type=positive_int, default=32, help="frames per intra period (default 32)")
+    m.add_argument("--size", type=parse_hw, default=(192, 192), metavar="HxW",
+                   help="frame size, multiples of 64 (no padding; default 192x192)")
+    m.add_argument("--seed", type=int, default=0, help="picks the stills and their motion (default 0)")
     s = sub.add_parser("summarize", help="drift per checkpoint from `mobilecodec eval --json`")
-    s.add_argument("report", type=Path)
-    s.add_argument("--period", type=int, default=32)
-    s.add_argument("--json", type=Path)
+    s.add_argument("report", type=Path, help="`mobilecodec eval --json` report of the probe clip")
+    s.add_argument("--period", type=positive_int, default=32,
+                   help="the intra period the clip was coded with (default 32)")
+    s.add_argument("--json", type=Path, help="also write the summary as JSON")
     a = ap.parse_args()
     if a.cmd == "make":
         make(a.out, a.periods, a.period, a.size, a.seed)

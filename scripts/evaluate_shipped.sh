@@ -19,7 +19,7 @@
 #      (`scripts/drift_sources.py`).
 #
 # Every step writes its JSON under OUT and is skipped when that JSON exists, so an interrupted run
-# continues. Small settings for a dry run: FRAMES=3 INTRA=2 BIKES_FRAMES=3 BBB_FRAMES=2
+# continues. STEPS picks the parts (default rd,int8,drift: steps 1-3, 4 and 5), e.g. STEPS=int8. Small settings for a dry run: FRAMES=3 INTRA=2 BIKES_FRAMES=3 BBB_FRAMES=2
 # CRFS=38,51 PTQ_STEPS=1 QAT_STEPS=1 DRIFT_FRAMES=3 OUT=/tmp/ev scripts/evaluate_shipped.sh
 set -euo pipefail
 
@@ -35,6 +35,11 @@ PTQ_STEPS=${PTQ_STEPS:-30}
 REFINE=${REFINE:-100}         # latent refinement steps of the refined-encoder rows (0: none)
 REFINE_CLIPS=${REFINE_CLIPS:-carphone}
 QAT_STEPS=${QAT_STEPS:-40}
+STEPS=${STEPS:-rd,int8,drift}
+for part in ${STEPS//,/ }; do
+  [[ $part == rd || $part == int8 || $part == drift ]] || { echo "STEPS: unknown part '$part' (rd, int8, drift)" >&2; exit 2; }
+done
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
 SHIPPED=$(ls mobilecodec/checkpoints/tiny_b*.pt | xargs -n1 basename | sed 's/\.pt$//' | sort -t b -k2 -g)
 CKPTS=$(echo "$SHIPPED" | paste -sd, -)
 DRIFT_CKPT=${DRIFT_CKPT:-tiny_b0.0064}   # the checkpoint of tests/test_parity_gop.py, whose docstrings quote these curves
@@ -95,13 +100,15 @@ for codec in ("x264", "x265"):
 write_json_atomic(d / f"bd{name.removeprefix('eval')}.json", out)
 EOF
 }
-clip_rd carphone "$FRAMES" "$INTRA"
-clip_rd bikes "${BIKES_FRAMES:-30}" "${BIKES_INTRA:-30}"   # scene cut at frame 30
-clip_rd bigbuckbunny "${BBB_FRAMES:-16}" "${BBB_INTRA:-16}"
+if want rd; then
+  clip_rd carphone "$FRAMES" "$INTRA"
+  clip_rd bikes "${BIKES_FRAMES:-30}" "${BIKES_INTRA:-30}"   # scene cut at frame 30
+  clip_rd bigbuckbunny "${BBB_FRAMES:-16}" "${BBB_INTRA:-16}"
+fi
 
 # 4. int8 ----------------------------------------------------------------------------------------------
 # shellcheck disable=SC2086  # CALIB holds several clips
-for name in $SHIPPED; do
+want int8 && for name in $SHIPPED; do
   q="$OUT/int8/$name"
   step "ptq_w8a8_$name" "$q/w8a8.json" "$MC" ptq --checkpoint "$name" --data $CALIB -o "$q/w8a8" \
     --steps "$PTQ_STEPS" --gop 3 --batch 2 --crop 128x128 --json "$q/w8a8.json" --no-progress
@@ -111,7 +118,7 @@ for name in $SHIPPED; do
     --steps "$QAT_STEPS" --gop 8 --batch 1 --crop 128x128 --lr 2e-6 --no-range-learning --json "$q/qat8.json" \
     --no-progress
 done
-for kind in w8a8 w8a16rx qat8; do
+want int8 && for kind in w8a8 w8a16rx qat8; do
   qdirs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/$kind"; done)
   # exit 1 (FAIL) and 3 (INCONCLUSIVE) are verdicts, not errors: the report says which
   step "check_$kind" "$OUT/int8/check_$kind.json" bash -c "\"$MC\" check-int8 carphone --float $CKPTS \
@@ -122,7 +129,7 @@ done
 # 5. cross-backend drift (issue #12) -------------------------------------------------------------------
 # every backend pair of the README's drift table: float ONNX vs PyTorch, int8 vs the aimet
 # simulation (receiver W8A16 with the QNN HTP pair, W8A8)
-for preset in float w8a16rx w8a8; do
+want drift && for preset in float w8a16rx w8a8; do
   htp=()
   [[ $preset == w8a16rx ]] && htp=(--htp)
   step "drift_$preset" "$OUT/drift_$preset.json" "$PY" scripts/drift_sources.py --checkpoint "$DRIFT_CKPT" \

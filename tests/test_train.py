@@ -261,6 +261,40 @@ def test_rollout_trains_only_the_frames_after_the_gradient_free_ones(carphone):
     assert model.r_synthesis.out.weight.grad is not None and torch.isfinite(loss_r)
 
 
+def test_p_rate_factor_weights_only_the_p_frame_rates(tmp_path):
+    """--p-rate-factor F: a P-frame's loss is D + F*beta*R and the I-frame's D + beta*R, so two
+    factors change each P-frame loss by (F1 - F2)*beta*R_P and leave the I-frame's alone; the
+    option is stored with the run, and a resume may not change it."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss
+    from mobilecodec.train.stages import get_stage
+    from mobilecodec.train.trainer import load_run_options
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny")).eval()
+    frames = TrainingData(["bikes"], gop=3, crop=(64, 64), max_frames=8).batch(np.random.default_rng(0), 1, "cpu")
+    stage = get_stage(2, gop=3, crop=(64, 64), batch_size=1, steps=1, tau=1.0)
+    beta = 0.0032
+    with torch.no_grad():
+        _, s2 = GopLoss(model, beta, stage)(frames)  # Table 5's default, F = 2
+        _, s05 = GopLoss(model, beta, stage.replace(p_rate_factor=0.5))(frames)
+    loss, mse, bpp = 0, 1, 2  # STAT_COLUMNS
+    assert torch.equal(s2[0], s05[0])
+    assert torch.equal(s2[1:, mse], s05[1:, mse]) and torch.equal(s2[1:, bpp], s05[1:, bpp])
+    assert bool((s2[1:, bpp] > 0).all())
+    torch.testing.assert_close(s2[1:, loss] - s05[1:, loss], 1.5 * beta * s2[1:, bpp], rtol=1e-4, atol=1e-9)
+
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "1", "--p-rate-factor", "0.5") == 0
+    assert load_run_options(run).stage.p_rate_factor == 0.5
+    assert main(["train", "-o", str(run), "--resume", "--p-rate-factor", "1"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--stage", "1", "--beta", "0.0032", "-o", str(tmp_path / "bad"), "--p-rate-factor", "0"])
+    assert exc.value.code == 2
+
+
 def test_random_rollout_depth_covers_every_chain_position(carphone):
     """--rollout K --rollout-random: each step rolls out a depth drawn from 0..K with the seeded
     torch RNG; the trained P-frames are then the next GOP-1 frames. Each drawn loss equals the
