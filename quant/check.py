@@ -68,6 +68,7 @@ class ModelPair:
     float_model: Any = field(repr=False)
     int8_model: Any = field(repr=False)
     beta: float | None = None
+    label: str = ""  # the int8 point's name in reports; load_pairs makes it unique
 
     @property
     def float_label(self) -> str:
@@ -75,7 +76,12 @@ class ModelPair:
 
     @property
     def int8_label(self) -> str:
-        return Path(self.int8_path).name if Path(self.int8_path).is_dir() else Path(self.int8_path).parent.name
+        return self.label or _int8_folder(self.int8_path).name
+
+
+def _int8_folder(path: str) -> Path:
+    """The int8 model folder of a folder or of a file inside it."""
+    return Path(path) if Path(path).is_dir() else Path(path).parent
 
 
 def split_list(text: str | Sequence[str]) -> list[str]:
@@ -104,6 +110,13 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
             raise InputError(f"int8 model {q} is config {qmodel.float_config_name!r}, but its paired float "
                              f"checkpoint {f} is {model.cfg.name!r}")
         pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta")))
+    # int8/tiny_b0.0008/w8a8, int8/tiny_b0.0016/w8a8, ...: the folder name alone would give every
+    # point the same label, so a dropped or failing point could not be told apart
+    names = [_int8_folder(p.int8_path).name for p in pairs]
+    if len(set(names)) < len(names):
+        for p in pairs:
+            folder = _int8_folder(p.int8_path)
+            p.label = f"{folder.parent.name}/{folder.name}"
     return pairs
 
 

@@ -272,3 +272,22 @@ def test_bad_inputs_exit_2(case, pairs, carphone, tmp_path, capsys):
         rc = _check(carphone, floats, [qdirs[0], tmp_path / "noQ"])
     assert rc == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_int8_folders_of_one_name_get_labels_that_tell_them_apart(flat_pairs, tmp_path):
+    """The evaluate_shipped layout (int8/<checkpoint>/w8a8 for every checkpoint): labels carry the
+    parent folder, so the per-point lines and the frontier's dropped points name the checkpoint."""
+    import shutil
+
+    from mobilecodec.quant.check import load_pairs
+
+    floats, qdirs = flat_pairs
+    same = []
+    for f, q in zip(floats, qdirs):
+        dst = tmp_path / Path(f).stem / "w8a8"
+        shutil.copytree(q, dst)
+        same.append(str(dst))
+    labels = [p.int8_label for p in load_pairs([str(f) for f in floats], same)]
+    assert labels == ["tiny_b0.0064/w8a8", "tiny_b0.0128/w8a8"]
+    assert [p.int8_label for p in load_pairs([str(f) for f in floats], [str(q) for q in qdirs])] == \
+        [Path(q).name for q in qdirs]

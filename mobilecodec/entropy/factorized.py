@@ -109,8 +109,9 @@ class FactorizedPrior(CdfTableModule):
         grid = torch.arange(-r, r + 1, dtype=torch.float64, device=self.matrices[0].device)
         edges = (grid + 0.5).expand(self.channels, 1, -1)  # upper edge of each symbol's bin
         logit_hi = self._logits_cumulative(edges)[:, 0, :].cpu().numpy()  # logit CDF(v + .5)
-        below = 1.0 / (1.0 + np.exp(-logit_hi))  # mass below v + .5
-        above = 1.0 / (1.0 + np.exp(logit_hi))  # mass above v + .5 (accurate in the upper tail)
+        with np.errstate(over="ignore"):  # exp overflows to inf far in the tails: the mass is then exactly 0
+            below = 1.0 / (1.0 + np.exp(-logit_hi))  # mass below v + .5
+            above = 1.0 / (1.0 + np.exp(logit_hi))  # mass above v + .5 (accurate in the upper tail)
         lik = self._likelihood_cm(grid.expand(self.channels, 1, -1))[:, 0, :].cpu().numpy()
         half = self.tail_mass / 2.0
         rows, offsets = [], []

@@ -41,9 +41,10 @@ def _curve(rate: Sequence[float], dist: Sequence[float], name: str, method: str)
     if np.any(np.diff(r) <= 0):
         raise InputError(f"bd: {name} curve has repeated rates: {r.tolist()}")
     if np.any(np.diff(d) <= 0):
+        i = int(np.flatnonzero(np.diff(d) <= 0)[0])
         raise InputError(
             f"bd: {name} curve is not monotonic, quality must rise strictly with rate: "
-            f"rates {r.tolist()} quality {d.tolist()}"
+            f"{d[i]:.4f} at rate {r[i]:.6g}, then {d[i + 1]:.4f} at rate {r[i + 1]:.6g}"
         )
     return np.log10(r), d
 
