@@ -377,3 +377,33 @@ def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mobilecodec train: error: cannot freeze 'i_nothing'; networks: i_analysis")
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_residual_conditioning_conversion_codes_the_same_stream(carphone, tmp_path):
+    """scripts/add_residual_conditioning.py: the converted checkpoint conditions its residual coder
+    on the warped frame, with zero weights on those inputs, so it writes the very same stream as
+    the original (I, P, P: the same frame records and hashes; only the header's model identity
+    differs); converting it again is refused with a one-line error."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.video import encode_video
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "add_residual_conditioning.py"
+    out = tmp_path / "cond.pt"
+    proc = subprocess.run([sys.executable, str(script), "tiny_b0.0064", str(out)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cond, _ = load_checkpoint(out)
+    orig, _ = load_checkpoint("tiny_b0.0064")
+    assert cond.cfg.conditional and not orig.cfg.conditional
+    assert cond.r_synthesis.out.weight.shape[1] == orig.r_synthesis.out.weight.shape[1] + 6
+    frames, sizes = [], []
+    for name, model in (("orig", orig), ("cond", cond)):
+        enc = encode_video(model, carphone, tmp_path / f"{name}.mnvc", intra_period=3, max_frames=3, progress=False)
+        frames.append([(f["type"], f["bits"], f["hash"]) for f in enc["per_frame"]])
+        sizes.append((tmp_path / f"{name}.mnvc").stat().st_size)
+    assert [t for t, _, _ in frames[0]] == ["I", "P", "P"]
+    assert frames[0] == frames[1] and sizes[0] == sizes[1]
+    again = subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "twice.pt")], capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert again.returncode != 0 and "already conditions" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and not (tmp_path / "twice.pt").exists()
