@@ -168,10 +168,12 @@ class OnnxEngine:
                 return ort.InferenceSession(str(path), sess_options=so)
             import onnx
 
+            from mobilecodec.runtime.narrow_conv import pad_narrow_convs
             from mobilecodec.runtime.polyphase import polyphase_conv_transpose
 
             proto = onnx.load(str(path))
             changed = polyphase_conv_transpose(proto) > 0  # int8 ConvTranspose -> QLinearConv phases
+            changed = pad_narrow_convs(proto) > 0 or changed  # 2- and 6-channel outputs at 16 channels
             if self.storage_io and storage_io_model(proto):
                 changed = True
                 self.wrapped.add(name)

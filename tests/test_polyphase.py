@@ -15,7 +15,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from mobilecodec.runtime.polyphase import polyphase_conv_transpose, polyphase_weights
+from mobilecodec.runtime.polyphase import polyphase_conv_transpose, polyphase_weights, signed_weights_exact
 
 GEOMETRIES = [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (6, 3, 2, 1)]  # kernel, stride, pad, output_padding
 
@@ -86,8 +86,14 @@ def _reference(x, x_zero, wq, bq, m, y_zero, k, s, p, relu):
     return np.clip(y, 0, 255)
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["u8-weights", "s8-weights"])
 @pytest.mark.parametrize("k,s,p,op,relu", [(5, 2, 2, 1, True), (5, 2, 2, 1, False), (4, 2, 1, 0, True)])
-def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p, op, relu, tmp_path):
+def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p, op, relu, signed, tmp_path):
+    """Both weight storages against the integer reference: uint8 codes with zero point 128 (exact
+    on every x86 CPU) and the int8 codes (onnxruntime's fast u8 x s8 path, exact only with VNNI,
+    so tested only there: on AVX2 without VNNI it saturates, which is why it is not used there)."""
+    if signed and not signed_weights_exact():
+        pytest.skip("u8 x s8 is exact in onnxruntime only on CPUs with VNNI; this one has none")
     rng = np.random.default_rng(k + relu)
     cin, cout, h, w = 16, 8, 11, 13
     wq = rng.integers(-127, 128, (cin, cout, k, k)).astype(np.int8)
@@ -97,8 +103,10 @@ def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p,
     proto = _qdq_convt_graph(wq, w_scale, bq, x_scale, y_scale, k, s, p, op, h, w, relu)
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(proto)
-    assert polyphase_conv_transpose(rewritten) == 1
+    assert polyphase_conv_transpose(rewritten, signed_weights=signed) == 1
     onnx.checker.check_model(rewritten)
+    w_codes = next(t for t in rewritten.graph.initializer if t.name.endswith("poly_w_q"))
+    assert w_codes.data_type == (TensorProto.INT8 if signed else TensorProto.UINT8)
     assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
 
     so = ort.SessionOptions()
@@ -130,3 +138,20 @@ def test_graphs_it_cannot_prove_are_left_alone():
         model = helper.make_model(graph)
         assert polyphase_conv_transpose(model) == 0
         assert [n.op_type for n in model.graph.node] == ["ConvTranspose"]
+
+
+def test_weight_storage_follows_the_cpu():
+    """Without an explicit choice the rewrite keeps int8 weight codes exactly when the CPU has VNNI
+    (read here from /proc/cpuinfo independently of the implementation)."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    assert signed_weights_exact() is vnni
+    rng = np.random.default_rng(0)
+    proto = _qdq_convt_graph(rng.integers(-127, 128, (4, 2, 5, 5)).astype(np.int8), np.full(2, 0.01, np.float32),
+                             np.zeros(2, np.int32), np.float32(0.02), np.float32(0.05), 5, 2, 2, 1, 6, 6, True)
+    assert polyphase_conv_transpose(proto) == 1
+    w_codes = next(t for t in proto.graph.initializer if t.name.endswith("poly_w_q"))
+    assert w_codes.data_type == (TensorProto.INT8 if vnni else TensorProto.UINT8)
