@@ -12,7 +12,7 @@ only moves bytes. onnxruntime fuses DequantizeLinear -> Conv -> QuantizeLinear i
 
 The rewrite changes nothing a quantized backend computes: the same weights meet the same uint8
 activations, with the same scales, zero points and biases; taps outside the kernel are zero
-weights. How the weights are stored depends on the CPU (`signed_weights_exact`): onnxruntime's
+weights. How the weights are stored depends on the CPU (`mobilecodec.cpu.u8s8_exact`): onnxruntime's
 u8 x s8 kernels on AVX2 without VNNI add product pairs in saturating int16 (vpmaddubsw), so there
 the weights become uint8 codes with zero point 128 (the same values; its u8 x u8 path widens to
 16 bits first). With VNNI (AVX512-VNNI or AVX-VNNI) u8 x s8 accumulates in int32 exactly and is
@@ -66,35 +66,19 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def signed_weights_exact() -> bool:
-    """Whether this CPU multiplies uint8 x int8 without intermediate saturation in onnxruntime:
-    x86 with AVX512-VNNI or AVX-VNNI (vpdpbusd accumulates in int32). False where unknown."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_vnni", "avx_vnni"})
-    except OSError:
-        pass
-    return False
-
-
 def polyphase_conv_transpose(proto: Any, signed_weights: bool | None = None) -> int:
     """Rewrite, in place, every int8 ConvTranspose of QDQ graph `proto` whose output is exactly
     `s` times its input (DequantizeLinear'd uint8/int8 input, per-channel int8 weights, optional
     int32 bias; followed by an optional Relu and one 8-bit QuantizeLinear) into Conv -> [Relu] ->
     QuantizeLinear -> DepthToSpace. `signed_weights`: keep the int8 weight codes (True) or store
-    them as uint8 with zero point 128 (False); None picks `signed_weights_exact()`. Returns how
+    them as uint8 with zero point 128 (False); None picks `mobilecodec.cpu.u8s8_exact()`. Returns how
     many were rewritten; others are left as they are."""
     from onnx import TensorProto, helper, numpy_helper
 
     if signed_weights is None:
-        signed_weights = signed_weights_exact()
+        from mobilecodec.cpu import u8s8_exact
+
+        signed_weights = u8s8_exact()
 
     g = proto.graph
     inits = {t.name: t for t in g.initializer}

@@ -147,17 +147,25 @@ def test_worst_case_hyper_latents_bit_exact(random_model, prefix):
         _assert_same(fast, _int64_reference(ih, z))
 
 
+@pytest.mark.parametrize("gemm", [False, True], ids=["convinteger-u8u8", "matmulinteger-u8s8"])
 @pytest.mark.parametrize("prefix", ["i", "m", "r"])
-def test_every_kernel_exact_at_activation_bounds(random_model, prefix):
-    """Each layer's uint8 x uint8 kernel alone, with inputs at 0 / 255 laid out to maximise the
-    accumulators of some output channels, against the int64 reference (odd sizes: uneven phases)."""
+def test_every_kernel_exact_at_activation_bounds(random_model, prefix, gemm):
+    """Each layer's kernel alone, both implementations (ConvInteger u8 x u8; MatMulInteger u8 x s8
+    on im2col patches, exact and used only on CPUs with VNNI, so tested only there), with inputs
+    at 0 / 255 laid out to maximise the accumulators of some output channels, against the int64
+    reference (odd sizes: uneven phases)."""
+    from mobilecodec.cpu import u8s8_exact
+
     if prefix not in random_model.ae_prefixes():
         pytest.skip("no such autoencoder")
+    if gemm and not u8s8_exact():
+        pytest.skip("u8 x s8 is exact in onnxruntime only on CPUs with VNNI; this one has none")
     ih = random_model.int_hyper(prefix)
     rng = np.random.default_rng(1)
     for i, layer in enumerate(ih.layers):
         zp, xmax = (ih.z_bound, 2 * ih.z_bound) if i == 0 else (0, 255)
-        kern = IntConvKernel(layer, zp, xmax)
+        kern = IntConvKernel(layer, zp, xmax, gemm=gemm)
+        assert kern.gemm is gemm
         shape = (1, layer.in_ch, 3, 5)
         co = rng.integers(0, layer.out_ch, 4)  # channels whose positive / negative sum is maximal
         wsel = layer.weight[:, co] if layer.kind else layer.weight[co].transpose(1, 0, 2, 3)

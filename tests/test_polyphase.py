@@ -15,7 +15,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from mobilecodec.runtime.polyphase import polyphase_conv_transpose, polyphase_weights, signed_weights_exact
+from mobilecodec.cpu import u8s8_exact
+from mobilecodec.runtime.polyphase import polyphase_conv_transpose, polyphase_weights
 
 GEOMETRIES = [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (6, 3, 2, 1)]  # kernel, stride, pad, output_padding
 
@@ -92,7 +93,7 @@ def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p,
     """Both weight storages against the integer reference: uint8 codes with zero point 128 (exact
     on every x86 CPU) and the int8 codes (onnxruntime's fast u8 x s8 path, exact only with VNNI,
     so tested only there: on AVX2 without VNNI it saturates, which is why it is not used there)."""
-    if signed and not signed_weights_exact():
+    if signed and not u8s8_exact():
         pytest.skip("u8 x s8 is exact in onnxruntime only on CPUs with VNNI; this one has none")
     rng = np.random.default_rng(k + relu)
     cin, cout, h, w = 16, 8, 11, 13
@@ -148,7 +149,7 @@ def test_weight_storage_follows_the_cpu():
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo flags on this system")
     vnni = "avx512_vnni" in flags or "avx_vnni" in flags
-    assert signed_weights_exact() is vnni
+    assert u8s8_exact() is vnni
     rng = np.random.default_rng(0)
     proto = _qdq_convt_graph(rng.integers(-127, 128, (4, 2, 5, 5)).astype(np.int8), np.full(2, 0.01, np.float32),
                              np.zeros(2, np.int32), np.float32(0.02), np.float32(0.05), 5, 2, 2, 1, 6, 6, True)
