@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilecodec.runtime.onnx_edit import GraphIndex, attrs, drop_dead, splice
+
 WIDTH = 16  # output channels a narrow conv is padded to (measured best of 8, 16, 32)
 
 
@@ -28,19 +30,8 @@ def pad_narrow_convs(proto: Any, width: int = WIDTH) -> int:
     from onnx import helper, numpy_helper
 
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
-
-    def dq_init(name: str) -> tuple[Any, list[np.ndarray]] | None:
-        dq = producer.get(name)
-        if dq is None or dq.op_type != "DequantizeLinear" or not all(i in inits for i in dq.input if i):
-            return None
-        return dq, [numpy_helper.to_array(inits[i]) for i in dq.input if i]
+    ix = GraphIndex(g)
+    inits, consumers, outputs, dq_init = ix.inits, ix.consumers, ix.outputs, ix.dq_of_init
 
     def padded(a: np.ndarray, fill: Any) -> np.ndarray:
         out = np.full((width, *a.shape[1:]), fill, dtype=a.dtype)
@@ -56,11 +47,11 @@ def pad_narrow_convs(proto: Any, width: int = WIDTH) -> int:
             continue
         w_dq, (wq, wscale, *wzp) = w
         cout = wq.shape[0]
-        axis = next((helper.get_attribute_value(a) for a in w_dq.attribute if a.name == "axis"), 1)
+        axis = attrs(w_dq).get("axis", 1)
         per_channel = wscale.ndim == 1 and wscale.size == cout and axis == 0
         if wq.ndim != 4 or cout >= width or wq.dtype not in (np.int8, np.uint8) or not (per_channel or wscale.size == 1):
             continue
-        if any(a.name == "group" and helper.get_attribute_value(a) != 1 for a in node.attribute):
+        if attrs(node).get("group", 1) != 1:
             continue
         bias = None
         if len(node.input) > 2 and node.input[2]:
@@ -105,21 +96,14 @@ def pad_narrow_convs(proto: Any, width: int = WIDTH) -> int:
                       numpy_helper.from_array(np.array([cout], np.int64), f"{base}/wide_end"),
                       numpy_helper.from_array(np.array([1], np.int64), f"{base}/wide_axis")]
         new_nodes += [helper.make_node("Conv", conv_in, [f"{base}/wide"], name=f"{base}/wide_conv",
-                                       **{a.name: helper.get_attribute_value(a) for a in node.attribute}),
+                                       **attrs(node)),
                       helper.make_node("QuantizeLinear", [f"{base}/wide", *q.input[1:]], [f"{base}/wide_q"],
                                        name=f"{base}/wide_quant",
-                                       **{a.name: helper.get_attribute_value(a) for a in q.attribute}),
+                                       **attrs(q)),
                       helper.make_node("Slice", [f"{base}/wide_q", f"{base}/wide_start", f"{base}/wide_end",
                                                  f"{base}/wide_axis"], [q.output[0]], name=f"{base}/wide_slice")]
-        at = min(list(g.node).index(n) for n in (node, q))
-        g.node.remove(node)
-        g.node.remove(q)
-        for i, n in enumerate(new_nodes):
-            g.node.insert(at + i, n)
-        g.initializer.extend(new_inits)
+        splice(g, [node, q], new_nodes, new_inits)
         rewritten += 1
     if rewritten:
-        from mobilecodec.runtime.polyphase import drop_dead
-
         drop_dead(proto)
     return rewritten

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilecodec.runtime.onnx_edit import GraphIndex, attrs, drop_dead, splice
+
 
 def _phase_taps(k: int, s: int, p: int) -> tuple[int, int]:
     """(dmin, dmax): output phase r of a stride-s transposed convolution reads input i - d for
@@ -60,12 +62,6 @@ def polyphase_weights(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, i
     return out.reshape(sh * sw * cout, cin, lh, lw), (dh1, dw1, -dh0, -dw0)
 
 
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def polyphase_conv_transpose(proto: Any, signed_weights: bool | None = None) -> int:
     """Rewrite, in place, every int8 ConvTranspose of QDQ graph `proto` whose output is exactly
     `s` times its input (DequantizeLinear'd uint8/int8 input, per-channel int8 weights, optional
@@ -81,29 +77,14 @@ def polyphase_conv_transpose(proto: Any, signed_weights: bool | None = None) -> 
         signed_weights = u8s8_exact()
 
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
-
-    def only_consumer(name: str) -> Any:
-        c = consumers.get(name, [])
-        return c[0] if len(c) == 1 and name not in outputs else None
-
-    def dq_of_init(name: str) -> tuple[Any, list[np.ndarray]] | None:
-        dq = producer.get(name)
-        if dq is None or dq.op_type != "DequantizeLinear" or not all(i in inits for i in dq.input):
-            return None
-        return dq, [numpy_helper.to_array(inits[i]) for i in dq.input]
+    ix = GraphIndex(g)
+    inits, producer, only_consumer, dq_of_init = ix.inits, ix.producer, ix.only_consumer, ix.dq_of_init
 
     rewritten = 0
     for node in list(g.node):
         if node.op_type != "ConvTranspose":
             continue
-        a = _attrs(node)
+        a = attrs(node)
         k = list(a.get("kernel_shape", []))
         s = list(a.get("strides", [1, 1]))
         p = list(a.get("pads", [0, 0, 0, 0]))
@@ -120,7 +101,7 @@ def polyphase_conv_transpose(proto: Any, signed_weights: bool | None = None) -> 
                 (len(node.input) > 2 and node.input[2] and bias is None):
             continue
         w_dq, (wq, wscale, *wzp) = w
-        axis = _attrs(w_dq).get("axis", 1)
+        axis = attrs(w_dq).get("axis", 1)
         if wq.dtype != np.int8 or wscale.ndim != 1 or axis != 1 or (wzp and np.any(wzp[0] != 0)):
             continue
         chain = [node]
@@ -167,33 +148,11 @@ def polyphase_conv_transpose(proto: Any, signed_weights: bool | None = None) -> 
             new_nodes.append(helper.make_node("Relu", [last], [f"{base}/poly_relu"], name=f"{base}/poly_relu"))
             last = f"{base}/poly_relu"
         new_nodes += [helper.make_node("QuantizeLinear", [last, *q.input[1:]], [f"{base}/poly_q"],
-                                       name=f"{base}/poly_quant", **_attrs(q)),
+                                       name=f"{base}/poly_quant", **attrs(q)),
                       helper.make_node("DepthToSpace", [f"{base}/poly_q"], [q.output[0]], blocksize=s[0],
                                        mode="DCR", name=f"{base}/poly_d2s")]
-        at = min(list(g.node).index(n) for n in (*chain, q))
-        for n in (*chain, q):
-            g.node.remove(n)
-        for i, n in enumerate(new_nodes):
-            g.node.insert(at + i, n)
-        g.initializer.extend(new_inits)
+        splice(g, [*chain, q], new_nodes, new_inits)
         rewritten += 1
     if rewritten:
         drop_dead(proto)
     return rewritten
-
-
-def drop_dead(proto: Any) -> None:
-    """Remove nodes none of whose outputs is used, then initializers nothing reads."""
-    g = proto.graph
-    outputs = {o.name for o in g.output}
-    while True:
-        used = {i for n in g.node for i in n.input} | outputs
-        dead = [n for n in g.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            g.node.remove(n)
-    used = {i for n in g.node for i in n.input}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
