@@ -197,6 +197,18 @@ def requantize_nchw(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray,
     return np.right_shift(q, s, out=q)
 
 
+def requantize_nhwc(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray,
+                    shift: np.ndarray) -> np.ndarray:
+    """`requantize(acc + bias)` with channel c on the last axis, in place on one int64 copy (the
+    out-of-place form allocates a temporary per operation: 4x slower on a 1080p hyper-latent)."""
+    q = acc.astype(np.int64)
+    q += bias
+    q *= mult.astype(np.int64)
+    s = shift.astype(np.int64)
+    q += np.left_shift(np.int64(1), s - 1)
+    return np.right_shift(q, s, out=q)
+
+
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """(acc * M_c + 2^(S_c-1)) >> S_c in int64, channel c on the LAST axis: round half up of
     acc*M/2^S (>> on int64 is an arithmetic shift, i.e. floor division by 2^S)."""

@@ -48,7 +48,7 @@ import numpy as np
 from mobilecodec.entropy.int_conv64 import (EXACT_LIMIT, MULT_BITS, IntegerHyperError,
                                             _as_int_array, _pair, conv2d_exact,
                                             conv_transpose2d_exact, fixed_point_multiplier,
-                                            requantize, requantize_nchw)
+                                            requantize, requantize_nchw, requantize_nhwc)
 from mobilecodec.entropy.int_layers import KIND_CONV, KIND_CONVT, _Layer, _parse_float
 from mobilecodec.errors import InputError
 from mobilecodec.tensors import to_numpy
@@ -261,12 +261,24 @@ class IntegerHyperSynthesis:
         return self._int_kernels
 
     def _run_int8(self, z: np.ndarray) -> np.ndarray | None:
-        """The fast path: uint8 x uint8 -> int32 ConvInteger per layer (exact, see int_kernels),
-        NCHW inside; returns q like `_run_float64`, or None when it cannot run exactly."""
+        """The fast path: integer-GEMM kernels per layer (exact, see int_kernels): channels last
+        with MatMulInteger u8 x s8 on VNNI CPUs, NCHW ConvInteger u8 x u8 elsewhere; returns q
+        like `_run_float64`, or None when it cannot run exactly."""
         kernels = self._kernels()
         if kernels is None:
             return None
         amax = 2**self.act_bits - 1
+        if all(k.gemm for k in kernels):  # channels last throughout, like _run_float64
+            x = (z.astype(np.int16) + self.z_bound).astype(np.uint8).transpose(0, 2, 3, 1)
+            for i, (layer, kern) in enumerate(zip(self.layers, kernels)):
+                acc = kern.nhwc(x)
+                if acc is None:
+                    return None
+                q = requantize_nhwc(acc, layer.bias, layer.mult, layer.shift)
+                if i == len(self.layers) - 1:
+                    return q.transpose(0, 3, 1, 2)
+                x = np.clip(q, 0, amax).astype(np.uint8)
+            return None
         x = (z.astype(np.int16) + self.z_bound).astype(np.uint8)
         for i, (layer, kern) in enumerate(zip(self.layers, kernels)):
             acc = kern(x)

@@ -197,32 +197,48 @@ class IntConvKernel:
                                     providers=["CPUExecutionProvider"])
         return sess, spec
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        n, _, h, w = x.shape
+    def _run(self, x: np.ndarray, nhwc: bool = False) -> np.ndarray:
+        """int32 accumulators of uint8 `x`: NCHW in and out, or (gemm mode only) NHWC in and out."""
+        if nhwc and not self.gemm:
+            raise ValueError("NHWC input needs the MatMulInteger path")
+        n, h, w = (x.shape[0], *x.shape[1:3]) if nhwc else (x.shape[0], *x.shape[2:])
         key = (h, w)
         if self._session is None or self._spec[0] != key:
             sess, spec = self._build(h, w)
             self._session, self._spec = sess, (key, spec)
         sess, spec = self._session, self._spec[1]
         geoms = spec[-1]
-        if geoms:
-            nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.uint8)
-            feeds = {f"{name}.a": self._patches(nhwc, g) for name, g in geoms.items()}
-            outs = [_rows_to_nchw(y, n, *self._out_hw(h, w, g)) for y, g in zip(sess.run(None, feeds), geoms.values())]
-        else:
+        if not geoms:  # ConvInteger, NCHW
             outs = sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.uint8)})
-        if spec[0] == "conv":
-            return np.ascontiguousarray(outs[0])
+            if spec[0] == "conv":
+                return outs[0]
+            return self._interleave(outs, spec[1], n, h, w, channels_last=False)
+        x = x if nhwc else x.transpose(0, 2, 3, 1)
+        x = np.ascontiguousarray(x, dtype=np.uint8)
+        feeds = {f"{name}.a": self._patches(x, g) for name, g in geoms.items()}
+        outs = sess.run(None, feeds)
+        if not nhwc:
+            outs = [_rows_to_nchw(y, n, *self._out_hw(h, w, g)) for y, g in zip(outs, geoms.values())]
+            return outs[0] if spec[0] == "conv" else self._interleave(outs, spec[1], n, h, w, channels_last=False)
+        outs = [y.reshape(n, *self._out_hw(h, w, g), g[0]) for y, g in zip(outs, geoms.values())]
+        return outs[0] if spec[0] == "conv" else self._interleave(outs, spec[1], n, h, w, channels_last=True)
+
+    def _interleave(self, outs: list, plan: list, n: int, h: int, w: int, channels_last: bool) -> np.ndarray:
+        """Put a transposed conv's phase outputs at their output rows and columns."""
         layer = self.layer
         ho, wo = layer.out_size(h, w)
         (sh, sw) = layer.stride
-        res = np.zeros((n, layer.out_ch, ho, wo), dtype=np.int32)
+        shape = (n, ho, wo, layer.out_ch) if channels_last else (n, layer.out_ch, ho, wo)
+        res = np.zeros(shape, dtype=np.int32)
         it = iter(outs)
-        for a, b, name in spec[1]:
+        for a, b, name in plan:
             if name is None:
                 continue
             o = next(it)
-            res[:, :, a.r::sh, b.r::sw] = o[:, :, a.start:a.start + a.count, b.start:b.start + b.count]
+            if channels_last:
+                res[:, a.r::sh, b.r::sw] = o[:, a.start:a.start + a.count, b.start:b.start + b.count]
+            else:
+                res[:, :, a.r::sh, b.r::sw] = o[:, :, a.start:a.start + a.count, b.start:b.start + b.count]
         return res
 
     @staticmethod
@@ -256,6 +272,18 @@ class IntConvKernel:
             return None
         return self._run(x)
 
+    def nhwc(self, x: np.ndarray) -> np.ndarray | None:
+        """Like calling the kernel, channels last in and out (N, H, W, C): no layout copies between
+        layers. MatMulInteger path only (`gemm`); None if the one-time probe failed."""
+        if not self.gemm:
+            raise ValueError("channels-last kernels need the MatMulInteger path (gemm)")
+        with _LOCK:
+            if self.verified is None:
+                self.verified = self._probe()
+        if not self.verified:
+            return None
+        return self._run(x, nhwc=True)
+
     def _probe(self) -> bool:
         """Compare with the float64 exact path on worst-case and random inputs (small size)."""
         layer = self.layer
@@ -274,6 +302,8 @@ class IntConvKernel:
                 ref = layer.accumulate(p.astype(np.int64).transpose(0, 2, 3, 1)
                                        - self.x_zero_point) - layer.bias
                 if not np.array_equal(got.astype(np.int64), ref.transpose(0, 3, 1, 2)):
+                    return False
+                if self.gemm and not np.array_equal(self._run(p.transpose(0, 2, 3, 1), nhwc=True).astype(np.int64), ref):
                     return False
         except Exception:  # noqa: BLE001 - any failure means: use the float64 path
             return False
