@@ -40,19 +40,27 @@ def main() -> None:
     zs = {p: np.clip(np.rint(rng.laplace(0, 2.0, shapes[p][1])), -model.cfg.z_bound,
                      model.cfg.z_bound).astype(np.int32) for p in ("m", "r")}
 
-    def hyper(fast: bool):
+    def hyper(fast: bool, gemm: bool | None = None):
         out = []
         for p, z in zs.items():
             ih = model.int_hyper(p)
-            ih.use_int_gemm = fast
+            ih.use_int_gemm, ih.int_gemm = fast, gemm
             out.append(ih(z))
-            ih.use_int_gemm = True
+            ih.use_int_gemm, ih.int_gemm = True, None
         return out
 
     for a, b in zip(hyper(True), hyper(False)):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
     res["steps"]["integer hyper-synthesis"] = {"old_s": median_time(lambda: hyper(False), args.runs),
                                                "new_s": median_time(lambda: hyper(True), args.runs)}
+    from mobilecodec.cpu import u8s8_exact
+
+    if u8s8_exact():  # the ConvInteger u8 x u8 form this CPU no longer uses, against the default
+        for a, b in zip(hyper(True, gemm=False), hyper(True)):
+            assert all(np.array_equal(x, y) for x, y in zip(a, b))
+        res["steps"]["integer hyper-synthesis, ConvInteger u8u8 -> MatMulInteger u8s8 (VNNI)"] = {
+            "old_s": median_time(lambda: hyper(True, gemm=False), args.runs),
+            "new_s": median_time(lambda: hyper(True), args.runs)}
 
     # warp of the stored frame (uint8 levels) with a fractional block flow
     cfg = model.cfg.warp

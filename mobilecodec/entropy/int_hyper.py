@@ -85,6 +85,9 @@ class IntegerHyperSynthesis:
         self.mean_frac_bits = int(mean_frac_bits)
         self.mean_limit = int(mean_limit)
         self.use_int_gemm = True  # False: always the float64 reference path
+        # Integer kernel form: None = MatMulInteger u8 x s8 where the CPU has VNNI, else ConvInteger
+        # u8 x u8; True / False force one (benchmarks compare them). Read when kernels are built.
+        self.int_gemm: bool | None = None
         self._validate()
 
     # -- construction ------------------------------------------------------------------------
@@ -247,17 +250,17 @@ class IntegerHyperSynthesis:
 
     def _kernels(self) -> list | None:
         """One `IntConvKernel` per layer, or None if some layer's operands do not fit 8 bits."""
-        if "_int_kernels" not in self.__dict__:
+        if "_int_kernels" not in self.__dict__ or self.__dict__.get("_int_kernels_gemm") != self.int_gemm:
             from mobilecodec.entropy.int_kernels import IntConvKernel
 
             amax = 2**self.act_bits - 1
             try:
                 ks = [IntConvKernel(layer, self.z_bound if i == 0 else 0,
-                                    2 * self.z_bound if i == 0 else amax)
+                                    2 * self.z_bound if i == 0 else amax, gemm=self.int_gemm)
                       for i, layer in enumerate(self.layers)]
             except ValueError:
                 ks = None
-            self._int_kernels = ks
+            self._int_kernels, self._int_kernels_gemm = ks, self.int_gemm
         return self._int_kernels
 
     def _run_int8(self, z: np.ndarray) -> np.ndarray | None:
