@@ -25,7 +25,7 @@ WIDTH = 16  # output channels a narrow conv is padded to (measured best of 8, 16
 def pad_narrow_convs(proto: Any, width: int = WIDTH) -> int:
     """Rewrite, in place, every QDQ Conv of `proto` with fewer than `width` output channels
     (weights and optional bias DequantizeLinear'd from initializers, output read only by one
-    per-tensor QuantizeLinear) to `width` output channels followed by a Slice of the quantized
+    per-tensor 8-bit QuantizeLinear with an explicit zero point) to `width` output channels followed by a Slice of the quantized
     output. Returns how many were rewritten; anything it cannot prove is left as it is."""
     from onnx import helper, numpy_helper
 
@@ -64,8 +64,9 @@ def pad_narrow_convs(proto: Any, width: int = WIDTH) -> int:
         q = cons[0]
         if q.input[1] not in inits or numpy_helper.to_array(inits[q.input[1]]).size != 1:
             continue
-        if len(q.input) > 2 and q.input[2] and (q.input[2] not in inits or numpy_helper.to_array(inits[q.input[2]]).size != 1):
-            continue
+        zq = numpy_helper.to_array(inits[q.input[2]]) if len(q.input) > 2 and q.input[2] in inits else None
+        if zq is None or zq.size != 1 or zq.dtype not in (np.uint8, np.int8):
+            continue  # 8-bit codes only: that is the QLinearConv measured; 16-bit runs as a float conv
         base = node.name or node.output[0]
         zero = wzp[0] if wzp else np.zeros((), wq.dtype)
         wz_fill = zero.ravel()[0] if zero.size else 0

@@ -18,7 +18,7 @@ from mobilecodec.cpu import u8s8_exact
 from mobilecodec.runtime.narrow_conv import WIDTH, pad_narrow_convs
 
 
-def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=False, seed=0):
+def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=False, out_dtype=np.uint8, seed=0):
     """uint8 input -> DQ -> Conv 3x3 (DQ int8 weights [per output channel], DQ int32 bias) -> Q uint8."""
     rng = np.random.default_rng(seed)
     wq = rng.integers(-127, 128, (cout, cin, 3, 3)).astype(np.int8)
@@ -28,7 +28,7 @@ def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=F
              numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(ws, "ws"),
              numpy_helper.from_array(np.zeros(ws.shape, np.int8), "wz"),
              numpy_helper.from_array(np.full(cout, ys, np.float32) if out_per_channel else np.array(ys), "ys"),
-             numpy_helper.from_array(np.full(cout, 128, np.uint8) if out_per_channel else np.array(128, np.uint8), "yz")]
+             numpy_helper.from_array(np.full(cout, 128, out_dtype) if out_per_channel else np.array(128, out_dtype), "yz")]
     nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
              helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wf"], **({"axis": 0} if per_channel else {}))]
     conv_in = ["xf", "wf"]
@@ -42,7 +42,8 @@ def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=F
     nodes += [helper.make_node("Conv", conv_in, ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="out"),
               helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["yq"], **({"axis": 1} if out_per_channel else {}))]
     graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, cin, h, w])],
-                              [helper.make_tensor_value_info("yq", TensorProto.UINT8, [1, cout, h, w])], inits)
+                              [helper.make_tensor_value_info("yq", helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype)),
+                                                             [1, cout, h, w])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     return model, wq, bq, ws, xs, ys
 
@@ -86,7 +87,8 @@ def test_padded_conv_gives_the_same_codes(cin, cout, bias, per_channel):
 def test_graphs_it_cannot_prove_are_left_alone():
     wide_enough, *_ = _qdq_conv(8, WIDTH, 5, 5)
     per_channel_out, *_ = _qdq_conv(8, 4, 5, 5, out_per_channel=True)
-    for model in (wide_enough, per_channel_out):
+    sixteen_bit_out, *_ = _qdq_conv(8, 4, 5, 5, out_dtype=np.uint16)  # the W8A16 receiver's layers
+    for model in (wide_enough, per_channel_out, sixteen_bit_out):
         before = [n.op_type for n in model.graph.node]
         assert pad_narrow_convs(model) == 0
         assert [n.op_type for n in model.graph.node] == before
