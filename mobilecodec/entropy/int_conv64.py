@@ -185,28 +185,29 @@ def fixed_point_multiplier(m: float, bits: int = MULT_BITS) -> tuple[int, int]:
     return mult, shift
 
 
+def _requantize_inplace(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                        channel_shape: tuple[int, ...]) -> np.ndarray:
+    """`requantize(acc + bias)` on one int64 copy of `acc`, in place (the out-of-place form
+    allocates a temporary per operation: 4x slower on a 1080p hyper-latent); the per-channel
+    parameters are reshaped to `channel_shape` to broadcast over acc's channel axis."""
+    q = acc.astype(np.int64)
+    q += bias.reshape(channel_shape)
+    q *= mult.astype(np.int64).reshape(channel_shape)
+    s = shift.astype(np.int64).reshape(channel_shape)
+    q += np.left_shift(np.int64(1), s - 1)
+    return np.right_shift(q, s, out=q)
+
+
 def requantize_nchw(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray,
                     shift: np.ndarray) -> np.ndarray:
     """`requantize(acc + bias)` with channel c on axis 1 (NCHW), in place on one int64 copy."""
-    c = (1, -1, 1, 1)
-    q = acc.astype(np.int64)
-    q += bias.reshape(c)
-    q *= mult.astype(np.int64).reshape(c)
-    s = shift.astype(np.int64).reshape(c)
-    q += np.left_shift(np.int64(1), s - 1)
-    return np.right_shift(q, s, out=q)
+    return _requantize_inplace(acc, bias, mult, shift, (1, -1, 1, 1))
 
 
 def requantize_nhwc(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray,
                     shift: np.ndarray) -> np.ndarray:
-    """`requantize(acc + bias)` with channel c on the last axis, in place on one int64 copy (the
-    out-of-place form allocates a temporary per operation: 4x slower on a 1080p hyper-latent)."""
-    q = acc.astype(np.int64)
-    q += bias
-    q *= mult.astype(np.int64)
-    s = shift.astype(np.int64)
-    q += np.left_shift(np.int64(1), s - 1)
-    return np.right_shift(q, s, out=q)
+    """`requantize(acc + bias)` with channel c on the last axis, in place on one int64 copy."""
+    return _requantize_inplace(acc, bias, mult, shift, (-1,))
 
 
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:

@@ -265,24 +265,21 @@ class IntConvKernel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """int32 (N, Co, Ho, Wo) accumulator (no bias) for uint8 x (N, Ci, H, W) in
         [0, x_max]; None if the one-time probe found this machine's kernel inexact."""
-        with _LOCK:
-            if self.verified is None:
-                self.verified = self._probe()
-        if not self.verified:
-            return None
-        return self._run(x)
+        return self._run(x) if self._verified() else None
 
     def nhwc(self, x: np.ndarray) -> np.ndarray | None:
         """Like calling the kernel, channels last in and out (N, H, W, C): no layout copies between
         layers. MatMulInteger path only (`gemm`); None if the one-time probe failed."""
         if not self.gemm:
             raise ValueError("channels-last kernels need the MatMulInteger path (gemm)")
+        return self._run(x, nhwc=True) if self._verified() else None
+
+    def _verified(self) -> bool:
+        """Whether this machine's kernel is exact (probed once, on first use, under the lock)."""
         with _LOCK:
             if self.verified is None:
                 self.verified = self._probe()
-        if not self.verified:
-            return None
-        return self._run(x, nhwc=True)
+        return bool(self.verified)
 
     def _probe(self) -> bool:
         """Compare with the float64 exact path on worst-case and random inputs (small size)."""
