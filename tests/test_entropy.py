@@ -188,6 +188,44 @@ def test_grouping_order_is_by_index_then_position(gc):
     assert enc.get_bytes() == by_hand.get_bytes()
 
 
+def test_grouping_order_at_frame_size(gc, gaussian_data):
+    """200k symbols (frame-sized: the compiled grouping of `entropy.compiled` runs): the stream
+    equals one coded group by group by hand (numpy's stable argsort), and a symbol outside its
+    index's support is refused."""
+    from mobilecodec.entropy.gaussian import COMPILED_MIN_SYMBOLS
+
+    raw, idx = gaussian_data
+    assert idx.size >= COMPILED_MIN_SYMBOLS and len(np.unique(idx)) > 30
+    sym = gc.clamp_symbols(raw, idx)
+    enc = RangeEncoder()
+    gc.encode(enc, sym, idx.astype(np.int32))
+    pmfs, offsets = gc.tables()
+    by_hand = RangeEncoder()
+    order = np.argsort(idx, kind="stable")
+    for i in np.unique(idx):
+        by_hand.encode(sym[order][idx[order] == i] - offsets[i], pmfs[i])
+    assert enc.get_bytes() == by_hand.get_bytes()
+    bad = sym.copy()
+    bad[idx.size // 2] = -offsets[idx[idx.size // 2]] + len(pmfs[idx[idx.size // 2]])  # one past the top
+    with pytest.raises(ValueError, match="outside the support"):
+        gc.encode(RangeEncoder(), bad, idx)
+
+
+def test_dequantize_matches_float64_expression():
+    """`compiled.dequantize` is the coder's y_hat expression float32(float64(s) + mean_q * 2^-F)
+    bit for bit, at the extremes of both operands and where the float32 rounding ties."""
+    from mobilecodec.entropy.compiled import dequantize
+
+    rng = np.random.default_rng(2)
+    sym = np.concatenate([rng.integers(-2**20, 2**20, 10_000), [2**24 - 1, -(2**24 - 1), 2**24 + 1, 0]]).astype(np.int32)
+    mq = np.concatenate([rng.integers(-2**15 + 1, 2**15, 10_000), [32767, -32767, 8, 1]]).astype(np.int32)
+    want = (sym.astype(np.float64) + mq.astype(np.float64) * 2.0**-4).astype(np.float32)
+    got = dequantize(sym.reshape(2, -1), mq.reshape(2, -1), 2.0**-4)
+    assert got.shape == (2, sym.size // 2) and got.dtype == np.float32
+    assert np.array_equal(got.reshape(-1).view(np.int32), want.view(np.int32))
+    assert got.reshape(-1)[-2] == np.float32(2**24 + 1.5)  # rounded, not truncated: 2^24 + 2
+
+
 def test_clamping(gc):
     idx = np.array([0, 0, 63, 63, 20])
     k0, k63 = -gc.offsets[0].item(), -gc.offsets[63].item()

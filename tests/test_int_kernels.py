@@ -147,6 +147,69 @@ def test_worst_case_hyper_latents_bit_exact(random_model, prefix):
         _assert_same(fast, _int64_reference(ih, z))
 
 
+@pytest.mark.parametrize("prefix", ["m", "r"])
+def test_frame_sized_hyper_latents_bit_exact(prefix):
+    """mobilenvc at the hyper-latent size of a 576x960 frame, where the channels-last path builds
+    patches and requantizes with the compiled (numba) loops: worst-case and random inputs equal
+    the float64 path and the int64 reference, means and indices as contiguous int32."""
+    from mobilecodec.cpu import u8s8_exact
+    from mobilecodec.entropy import int_hyper, int_kernels
+
+    torch.manual_seed(5)
+    model = VideoCodec(get_config("mobilenvc"))
+    model.update()
+    ih = model.int_hyper(prefix)
+    shape = (1, ih.in_channels, 9, 15)
+    sizes = []
+    for i, layer in enumerate(ih.layers):
+        shape_i = layer.out_size(*(shape[2:] if i == 0 else sizes[-1]))
+        sizes.append(shape_i)
+    assert all(h * w * 192 >= int_hyper._COMPILED_MIN_OUTPUTS for h, w in sizes)  # really compiled
+    assert sizes[0][0] * sizes[0][1] * 9 * 192 >= int_kernels._COMPILED_MIN_BYTES
+    for z in _worst_inputs(ih, shape)[::2]:
+        fast, ref = _both_paths(ih, z.astype(np.int32))
+        _assert_same(fast, ref)
+        _assert_same(fast, _int64_reference(ih, z))
+        assert all(a.dtype == np.int32 and a.flags.c_contiguous for a in fast)
+        assert len(np.unique(fast[1])) > 1
+    if u8s8_exact():
+        assert all(k.gemm and k.verified for k in ih._int_kernels)
+
+
+def test_compiled_requantization_matches_numpy():
+    """`compiled` against `requantize` (numpy int64) at the extremes the network allows:
+    |acc + b| * M near 2^63, shifts 1-62, negative accumulators (arithmetic shift), strided
+    output views (polyphase parts)."""
+    from mobilecodec.entropy.compiled import patches, requantize_hidden, requantize_output
+    from mobilecodec.entropy.int_conv64 import requantize
+
+    rng = np.random.default_rng(7)
+    c = 6
+    acc = rng.integers(-2**31, 2**31, (2, 5, 7, 2 * c), dtype=np.int64).astype(np.int32)
+    acc[0, 0, 0] = -2**31
+    acc[0, 0, 1] = 2**31 - 1
+    bias = rng.integers(-2**20, 2**20, 2 * c)
+    mult = rng.integers(2**15, 2**16, 2 * c)
+    shift = np.array([1, 2, 16, 30, 40, 62] * 2)
+    want = requantize(acc.astype(np.int64) + bias, mult, shift)
+    assert want.min() < -2**40 and want.max() > 0  # the extremes really occur
+    out = np.zeros((2, 10, 14, 2 * c), np.uint8)
+    requantize_hidden(acc, bias, mult, shift, 255, out[:, 1::2, ::2], threads=2)
+    assert np.array_equal(out[:, 1::2, ::2], np.clip(want, 0, 255))
+    assert not out[:, ::2].any() and not out[:, :, 1::2].any()  # nothing outside the view
+    means = np.zeros((2, c, 5, 7), np.int32)
+    idx = np.zeros_like(means)
+    requantize_output(acc, bias, mult, shift, 1000, 64, means, idx, threads=3)
+    assert np.array_equal(means, np.clip(want[..., :c], -1000, 1000).transpose(0, 3, 1, 2))
+    assert np.array_equal(idx, np.clip(want[..., c:], 0, 63).transpose(0, 3, 1, 2))
+    x = rng.integers(0, 256, (1, 6, 8, 3)).astype(np.uint8)
+    got = patches(x, (3, 3), (1, 1), (1, 1), (1, 1), (6, 8), 17, threads=2).reshape(1, 6, 8, 9, 3)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=17)
+    for u in range(3):
+        for v in range(3):
+            assert np.array_equal(got[:, :, :, u * 3 + v], xp[:, u:u + 6, v:v + 8])
+
+
 @pytest.mark.parametrize("gemm", [False, True], ids=["convinteger-u8u8", "matmulinteger-u8s8"])
 @pytest.mark.parametrize("prefix", ["i", "m", "r"])
 def test_every_kernel_exact_at_activation_bounds(random_model, prefix, gemm):

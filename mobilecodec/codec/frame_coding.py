@@ -18,6 +18,7 @@ import torch
 from mobilecodec.codec.networks import Networks, TorchNetworks
 from mobilecodec.codec.refine import RefineOptions, RefineResult, refine_latent
 from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
+from mobilecodec.entropy.gaussian import COMPILED_MIN_SYMBOLS
 from mobilecodec.models.buffer import Buffer
 from mobilecodec.models.codec import VideoCodec
 
@@ -128,13 +129,18 @@ class HyperpriorCoder:
         with step("host: entropy coding"):
             z_int = self.prior.decode(dec, z_shape)
         with step("host: integer hyper-synthesis"):
-            mean, idx = self.params(np.asarray(z_int).reshape(z_shape))
+            means_q, idx = self.int_hyper(np.asarray(z_int).reshape(z_shape))
         with step("host: entropy coding"):
             sym = self.gaussian.decode(dec, idx.ravel()).reshape(latent_shape)
-            return self._y_hat(sym, mean)
+            if sym.size >= COMPILED_MIN_SYMBOLS:  # the same float64 expression, one pass
+                from mobilecodec.entropy.compiled import dequantize
+
+                return torch.from_numpy(dequantize(sym, means_q, self.frac))
+            return self._y_hat(sym, means_q.astype(np.float64) * self.frac)
 
     @staticmethod
     def _y_hat(sym: np.ndarray, mean: np.ndarray) -> torch.Tensor:
+        """float32(float64(symbol) + mean): the reconstructed latent, identical on both sides."""
         return torch.from_numpy((sym.astype(np.float64) + mean).astype(np.float32))
 
     def _model_bits(self, sym: np.ndarray, idx: np.ndarray) -> float:

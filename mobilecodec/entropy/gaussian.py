@@ -21,6 +21,11 @@ from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder, pmf_to_cdf, qu
 from mobilecodec.entropy.scale_table import ScaleTable
 from mobilecodec.errors import BitstreamError
 
+#: symbols per call from which decoding puts the groups back with a compiled loop (`compiled`) and
+#: the coder dequantizes with one; below it numpy's forms (small frames never pay numba's
+#: one-time compilation)
+COMPILED_MIN_SYMBOLS = 1 << 16
+
 
 class _LowerBoundFn(torch.autograd.Function):
     """max(x, bound) whose gradient still flows where it would push x up (CompressAI's LowerBound)."""
@@ -136,7 +141,8 @@ class GaussianConditional(CdfTableModule):
         idx = np.asarray(indices).reshape(-1)
         if idx.size and not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
-        idx = idx.astype(np.int64)
+        if idx.dtype not in (np.int32, np.int64):
+            idx = idx.astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_levels):
             raise err(f"scale index out of range [0, {self.num_levels}): "
                       f"got [{idx.min()}, {idx.max()}]")
@@ -174,9 +180,22 @@ class GaussianConditional(CdfTableModule):
         t = self.coding_tables()
         pmfs, offsets = t.pmfs, t.offsets
         idx = self._check_indices(indices, ValueError)
-        sym = np.asarray(symbols).reshape(-1).astype(np.int64)
+        sym = np.asarray(symbols).reshape(-1)
+        sym = sym if sym.dtype in (np.int32, np.int64) else sym.astype(np.int64)
         if sym.size != idx.size:
             raise ValueError(f"{sym.size} symbols but {idx.size} indices")
+        if idx.size >= COMPILED_MIN_SYMBOLS:  # one pass: grouped, offset and support-checked
+            from mobilecodec.entropy.compiled import count_indices, group
+
+            counts = count_indices(idx, self.num_levels)
+            grouped = group(sym, idx, counts, offsets, np.array([len(p) for p in pmfs]))
+            if grouped is None:
+                raise ValueError("symbol outside the support of its scale index; call clamp_symbols first")
+            uniq = np.flatnonzero(counts)
+            bounds = np.concatenate([[0], np.cumsum(counts[uniq])])
+            for j, i in enumerate(uniq):
+                enc.encode(grouped[bounds[j]:bounds[j + 1]], pmfs[i], self.precision, model=t.model(int(i)))
+            return
         order, uniq, bounds = self._groups(idx)
         for j, i in enumerate(uniq):
             seg = sym[order[bounds[j]:bounds[j + 1]]] - offsets[i]
@@ -188,12 +207,24 @@ class GaussianConditional(CdfTableModule):
         """Decode one symbol per entry of `indices` (flattened), in the order `encode` wrote them."""
         t = self.coding_tables()
         idx = self._check_indices(indices, BitstreamError)
-        out = np.empty(idx.size, dtype=np.int32)
-        order, uniq, bounds = self._groups(idx)
+        compiled = idx.size >= COMPILED_MIN_SYMBOLS
+        if compiled:  # no sort: `ungroup` reads the groups back by running positions
+            from mobilecodec.entropy.compiled import count_indices, ungroup
+
+            counts = count_indices(idx, self.num_levels)
+            uniq = np.flatnonzero(counts)
+            bounds = np.concatenate([[0], np.cumsum(counts[uniq])])
+        else:
+            order, uniq, bounds = self._groups(idx)
+        values = np.empty(idx.size, dtype=np.int32)  # in group order, as encoded
         for j, i in enumerate(uniq):
-            lo, hi = bounds[j], bounds[j + 1]
-            out[order[lo:hi]] = dec.decode(hi - lo, t.pmfs[i], self.precision,
-                                           model=t.model(int(i))) + t.offsets[i]
+            seg = values[bounds[j]:bounds[j + 1]]
+            seg[:] = dec.decode(seg.size, t.pmfs[i], self.precision, model=t.model(int(i)))
+            seg += t.offsets[i]
+        if compiled:
+            return ungroup(values, idx, counts)
+        out = np.empty(idx.size, dtype=np.int32)
+        out[order] = values
         return out
 
     def bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:

@@ -19,7 +19,8 @@ Two interchangeable, bit-identical ways to compute the convolutions:
     integer below 2^52 in magnitude (bounded at construction from the layer sizes: max|input| x
     kernel L1 norm + |bias|), so each float64 operation is exact whatever the summation order,
     blocking, FMA or BLAS library; it is then cast to int64 exactly.
-Bias, requantization and clamps run in int64 numpy on both paths.
+Bias, requantization and clamps run in int64 on both paths: numpy, or at frame sizes on the
+channels-last fast path one compiled pass per layer (`compiled`, the same integers).
 
 Integer recipe (all stored as integers by `state()`):
   input     x: z for the first layer (scale 1), else codes a in [0, 2^act_bits - 1] for the
@@ -59,6 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STATE_VERSION = 1
 INT64_LIMIT = 2**63
+#: outputs per layer from which the channels-last path requantizes with the compiled kernels
+_COMPILED_MIN_OUTPUTS = 1 << 16
 # geometry row of a layer in state(): see _Layer.geometry()
 _GEOM_FIELDS = ("kind", "in_ch", "out_ch", "kh", "kw", "sh", "sw", "pad_top", "pad_bottom",
                 "pad_left", "pad_right", "out_pad_h", "out_pad_w", "dil_h", "dil_w", "activated")
@@ -230,9 +233,11 @@ class IntegerHyperSynthesis:
         if z.size and int(np.max(np.abs(z.astype(np.int64)))) > self.z_bound:
             raise InputError(f"hyper-latent z has |z| = {int(np.max(np.abs(z.astype(np.int64))))} "
                              f"> z_bound {self.z_bound}")
-        q = self._run_int8(z) if self.use_int_gemm else None
-        if q is None:
-            q = self._run_float64(z)
+        out = self._run_int8(z) if self.use_int_gemm else None
+        return out if out is not None else self._split(self._run_float64(z))
+
+    def _split(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The last layer's requantized q (N, 2C, H, W) -> clamped (means_q, indices), int32."""
         c = self.latent_channels
         means = np.clip(q[:, :c], -self.mean_limit, self.mean_limit).astype(np.int32)
         indices = np.clip(q[:, c:], 0, self.num_levels - 1).astype(np.int32)
@@ -263,25 +268,16 @@ class IntegerHyperSynthesis:
             self._int_kernels, self._int_kernels_gemm = ks, self.int_gemm
         return self._int_kernels
 
-    def _run_int8(self, z: np.ndarray) -> np.ndarray | None:
+    def _run_int8(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The fast path: integer-GEMM kernels per layer (exact, see int_kernels): channels last
-        with MatMulInteger u8 x s8 on VNNI CPUs, NCHW ConvInteger u8 x u8 elsewhere; returns q
-        like `_run_float64`, or None when it cannot run exactly."""
+        with MatMulInteger u8 x s8 on VNNI CPUs, NCHW ConvInteger u8 x u8 elsewhere; returns
+        (means_q, indices) like the reference path, or None when it cannot run exactly."""
         kernels = self._kernels()
         if kernels is None:
             return None
         amax = 2**self.act_bits - 1
         if all(k.gemm for k in kernels):  # channels last throughout, like _run_float64
-            x = (z.astype(np.int16) + self.z_bound).astype(np.uint8).transpose(0, 2, 3, 1)
-            for i, (layer, kern) in enumerate(zip(self.layers, kernels)):
-                acc = kern.nhwc(x)
-                if acc is None:
-                    return None
-                q = requantize_nhwc(acc, layer.bias, layer.mult, layer.shift)
-                if i == len(self.layers) - 1:
-                    return q.transpose(0, 3, 1, 2)
-                x = np.clip(q, 0, amax).astype(np.uint8)
-            return None
+            return self._run_nhwc(z, kernels)
         x = (z.astype(np.int16) + self.z_bound).astype(np.uint8)
         for i, (layer, kern) in enumerate(zip(self.layers, kernels)):
             acc = kern(x)
@@ -289,8 +285,55 @@ class IntegerHyperSynthesis:
                 return None
             q = requantize_nchw(acc, layer.bias, layer.mult, layer.shift)
             if i == len(self.layers) - 1:
-                return q
+                return self._split(q)
             x = np.clip(q, 0, amax).astype(np.uint8)
+        return None
+
+    def _run_nhwc(self, z: np.ndarray, kernels: list) -> tuple[np.ndarray, np.ndarray] | None:
+        """Channels-last MatMulInteger layers; each layer's accumulators (per polyphase part) are
+        requantized by the compiled kernels of `compiled` straight into the next layer's uint8
+        input, and the last layer's into the NCHW means and indices (same integers as
+        `requantize_nhwc`; the numpy form below 2^16 outputs per layer, which skips numba's
+        one-time compilation on small frames)."""
+        from mobilecodec.entropy.int_kernels import host_threads
+
+        amax, threads = 2**self.act_bits - 1, host_threads()
+        x = (z.astype(np.int16) + self.z_bound).astype(np.uint8).transpose(0, 2, 3, 1)
+        n = x.shape[0]
+        for i, (layer, kern) in enumerate(zip(self.layers, kernels)):
+            parts = kern.nhwc_parts(x)
+            if parts is None:
+                return None
+            ho, wo = layer.out_size(*x.shape[1:3])
+            compiled = n * ho * wo * layer.out_ch >= _COMPILED_MIN_OUTPUTS
+            if compiled:
+                from mobilecodec.entropy import compiled
+            if i == len(self.layers) - 1:
+                c = self.latent_channels
+                means = np.empty((n, c, ho, wo), np.int32)
+                indices = np.empty((n, c, ho, wo), np.int32)
+                for acc, rows, cols in parts:
+                    acc = np.zeros((n, *means[0, 0, rows, cols].shape, 2 * c), np.int32) if acc is None else acc
+                    if compiled:
+                        compiled.requantize_output(acc, layer.bias, layer.mult, layer.shift,
+                                                      self.mean_limit, self.num_levels,
+                                                      means[:, :, rows, cols], indices[:, :, rows, cols],
+                                                      threads)
+                    else:
+                        m, ix = self._split(requantize_nhwc(acc, layer.bias, layer.mult,
+                                                            layer.shift).transpose(0, 3, 1, 2))
+                        means[:, :, rows, cols], indices[:, :, rows, cols] = m, ix
+                return means, indices
+            y = np.empty((n, ho, wo, layer.out_ch), np.uint8)
+            for acc, rows, cols in parts:
+                acc = np.zeros(y[:, rows, cols].shape, np.int32) if acc is None else acc
+                if compiled:
+                    compiled.requantize_hidden(acc, layer.bias, layer.mult, layer.shift, amax,
+                                                  y[:, rows, cols], threads)
+                else:
+                    y[:, rows, cols] = np.clip(requantize_nhwc(acc, layer.bias, layer.mult,
+                                                               layer.shift), 0, amax)
+            x = y
         return None
 
     # -- serialization -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ Why this is exact by construction (checked in `IntConvKernel.__init__`, else it 
   * as a belt-and-braces check, each kernel is compared once (on first use) with the float64
     exact kernels on worst-case probes (every input at its bound, and random inputs); a mismatch
     makes it fall back to float64 for the rest of the process.
-Bias, requantization and clamps then run in int64 numpy exactly as before.
+Bias, requantization and clamps then run in int64 (numpy, or `compiled`'s loops).
 
 On CPUs with VNNI (`mobilecodec.cpu.u8s8_exact`) each convolution instead runs as one
 `MatMulInteger` of uint8 patches (im2col, built from NHWC copies: 9 strided block copies for a
@@ -42,6 +42,9 @@ import numpy as np
 INT32_LIMIT = 2**31
 _LOCK = threading.Lock()
 _THREADS = 0  # onnxruntime intra-op threads for the kernels; 0 = onnxruntime's default
+#: im2col sizes (bytes) from which patches are built by the compiled kernel (smaller ones keep
+#: numpy's block copies, and small frames never pay numba's one-time compilation)
+_COMPILED_MIN_BYTES = 1 << 18
 
 
 def set_num_threads(n: int) -> None:
@@ -50,6 +53,13 @@ def set_num_threads(n: int) -> None:
     if n < 0:
         raise ValueError(f"threads must be >= 0, got {n}")
     _THREADS = int(n)
+
+
+def host_threads() -> int:
+    """Threads the host-side integer work runs on: `set_num_threads`, else every CPU."""
+    import os
+
+    return _THREADS or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -212,33 +222,36 @@ class IntConvKernel:
             outs = sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.uint8)})
             if spec[0] == "conv":
                 return outs[0]
-            return self._interleave(outs, spec[1], n, h, w, channels_last=False)
+            return self._interleave(outs, spec[1], n, h, w)
         x = x if nhwc else x.transpose(0, 2, 3, 1)
         x = np.ascontiguousarray(x, dtype=np.uint8)
         feeds = {f"{name}.a": self._patches(x, g) for name, g in geoms.items()}
         outs = sess.run(None, feeds)
         if not nhwc:
             outs = [_rows_to_nchw(y, n, *self._out_hw(h, w, g)) for y, g in zip(outs, geoms.values())]
-            return outs[0] if spec[0] == "conv" else self._interleave(outs, spec[1], n, h, w, channels_last=False)
+            return outs[0] if spec[0] == "conv" else self._interleave(outs, spec[1], n, h, w)
         outs = [y.reshape(n, *self._out_hw(h, w, g), g[0]) for y, g in zip(outs, geoms.values())]
-        return outs[0] if spec[0] == "conv" else self._interleave(outs, spec[1], n, h, w, channels_last=True)
+        if spec[0] == "conv":
+            return [(outs[0], slice(None), slice(None))]
+        (sh, sw), it, parts = self.layer.stride, iter(outs), []
+        for a, b, name in spec[1]:
+            o = None if name is None else next(it)
+            parts.append((None if o is None else o[:, a.start:a.start + a.count, b.start:b.start + b.count],
+                          slice(a.r, None, sh), slice(b.r, None, sw)))
+        return parts
 
-    def _interleave(self, outs: list, plan: list, n: int, h: int, w: int, channels_last: bool) -> np.ndarray:
-        """Put a transposed conv's phase outputs at their output rows and columns."""
+    def _interleave(self, outs: list, plan: list, n: int, h: int, w: int) -> np.ndarray:
+        """Put a transposed conv's NCHW phase outputs at their output rows and columns."""
         layer = self.layer
         ho, wo = layer.out_size(h, w)
         (sh, sw) = layer.stride
-        shape = (n, ho, wo, layer.out_ch) if channels_last else (n, layer.out_ch, ho, wo)
-        res = np.zeros(shape, dtype=np.int32)
+        res = np.zeros((n, layer.out_ch, ho, wo), dtype=np.int32)
         it = iter(outs)
         for a, b, name in plan:
             if name is None:
                 continue
             o = next(it)
-            if channels_last:
-                res[:, a.r::sh, b.r::sw] = o[:, a.start:a.start + a.count, b.start:b.start + b.count]
-            else:
-                res[:, :, a.r::sh, b.r::sw] = o[:, :, a.start:a.start + a.count, b.start:b.start + b.count]
+            res[:, :, a.r::sh, b.r::sw] = o[:, :, a.start:a.start + a.count, b.start:b.start + b.count]
         return res
 
     @staticmethod
@@ -252,6 +265,11 @@ class IntConvKernel:
         n, h, w, c = nhwc.shape
         _, (kh, kw), (pt, pl, pb, pr), (sh, sw), (dh, dw) = geom
         ho, wo = self._out_hw(h, w, geom)
+        if n * ho * wo * kh * kw * c >= _COMPILED_MIN_BYTES:  # one compiled pass, rows threaded
+            from mobilecodec.entropy.compiled import patches
+
+            return patches(nhwc, (kh, kw), (pt, pl), (sh, sw), (dh, dw), (ho, wo),
+                           self.x_zero_point, host_threads())
         xp = np.full((n, h + pt + pb, w + pl + pr, c), self.x_zero_point, np.uint8)
         xp[:, pt:pt + h, pl:pl + w] = nhwc
         a = np.empty((n, ho, wo, kh * kw, c), np.uint8)
@@ -267,12 +285,27 @@ class IntConvKernel:
         [0, x_max]; None if the one-time probe found this machine's kernel inexact."""
         return self._run(x) if self._verified() else None
 
-    def nhwc(self, x: np.ndarray) -> np.ndarray | None:
-        """Like calling the kernel, channels last in and out (N, H, W, C): no layout copies between
-        layers. MatMulInteger path only (`gemm`); None if the one-time probe failed."""
+    def nhwc_parts(self, x: np.ndarray) -> list | None:
+        """Channels-last accumulators of uint8 NHWC x, in parts: (acc, rows, cols) gives the int32
+        (N, h_p, w_p, Co) accumulators of the output positions [:, rows, cols] (slices): one part
+        for a convolution, one per polyphase component of a transposed one (acc None: positions no
+        kernel tap reaches, accumulator 0). The caller writes each part straight into its place,
+        no interleaving copy. MatMulInteger path only (`gemm`); None if the one-time probe failed."""
         if not self.gemm:
             raise ValueError("channels-last kernels need the MatMulInteger path (gemm)")
         return self._run(x, nhwc=True) if self._verified() else None
+
+    def nhwc(self, x: np.ndarray) -> np.ndarray | None:
+        """Like calling the kernel, channels last in and out (N, H, W, Co), the parts assembled."""
+        parts = self.nhwc_parts(x)
+        return None if parts is None else self._assemble(parts, x.shape[0], *x.shape[1:3])
+
+    def _assemble(self, parts: list, n: int, h: int, w: int) -> np.ndarray:
+        res = np.zeros((n, *self.layer.out_size(h, w), self.layer.out_ch), dtype=np.int32)
+        for acc, rows, cols in parts:
+            if acc is not None:
+                res[:, rows, cols] = acc
+        return res
 
     def _verified(self) -> bool:
         """Whether this machine's kernel is exact (probed once, on first use, under the lock)."""
@@ -300,7 +333,7 @@ class IntConvKernel:
                                        - self.x_zero_point) - layer.bias
                 if not np.array_equal(got.astype(np.int64), ref.transpose(0, 3, 1, 2)):
                     return False
-                if self.gemm and not np.array_equal(self._run(p.transpose(0, 2, 3, 1), nhwc=True).astype(np.int64), ref):
+                if self.gemm and not np.array_equal(self._assemble(self._run(p.transpose(0, 2, 3, 1), nhwc=True), p.shape[0], h, w).astype(np.int64), ref):
                     return False
         except Exception:  # noqa: BLE001 - any failure means: use the float64 path
             return False

@@ -29,9 +29,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-if TYPE_CHECKING:  # pragma: no cover
-    from concurrent.futures import ThreadPoolExecutor
+from mobilecodec.parallel import run_split
 
+if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 #: output samples per thread below which the hand-off to a worker costs more than it saves
@@ -133,14 +133,6 @@ def _tables(length: int, block: int, overlap: int, axis_tables, dtype: str) -> t
             np.ascontiguousarray(np.stack([w_own, w_nb])), seg)
 
 
-@functools.lru_cache(maxsize=1)
-def _pool() -> "ThreadPoolExecutor":
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="mobilecodec-warp")
-
-
 def block_warp_compiled(x: "torch.Tensor", flow: "torch.Tensor", block: int, overlap: int,
                         axis_tables, threads: int = 1) -> "torch.Tensor":
     """`block_warp` without autograd for float32/float64 CPU tensors, rows split over `threads`;
@@ -157,10 +149,6 @@ def block_warp_compiled(x: "torch.Tensor", flow: "torch.Tensor", block: int, ove
     out = np.empty_like(xs_np)
     n_seg = len(yseg) - 1
     parts = max(1, min(int(threads), n_seg, n * c * h * w // _MIN_SAMPLES_PER_THREAD))
-    bounds = [n_seg * p // parts for p in range(parts + 1)]
-    args = (xs_np, padded, xs, ys, ry, wy, cx, wx, 2 if overlap else 1, yseg, xseg)
-    jobs = [_pool().submit(_warp_rows, *args, bounds[p], bounds[p + 1], out) for p in range(1, parts)]
-    _warp_rows(*args, bounds[0], bounds[1], out)
-    for job in jobs:
-        job.result()
+    run_split(lambda lo, hi: _warp_rows(xs_np, padded, xs, ys, ry, wy, cx, wx, 2 if overlap else 1,
+                                        yseg, xseg, lo, hi, out), n_seg, parts)
     return torch.from_numpy(out)
