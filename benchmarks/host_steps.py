@@ -40,13 +40,13 @@ def main() -> None:
     zs = {p: np.clip(np.rint(rng.laplace(0, 2.0, shapes[p][1])), -model.cfg.z_bound,
                      model.cfg.z_bound).astype(np.int32) for p in ("m", "r")}
 
-    def hyper(fast: bool, gemm: bool | None = None):
+    def hyper(fast: bool, gemm: bool | None = None, signed: bool | None = None):
         out = []
         for p, z in zs.items():
             ih = model.int_hyper(p)
-            ih.use_int_gemm, ih.int_gemm = fast, gemm
+            ih.use_int_gemm, ih.int_gemm, ih.int_signed = fast, gemm, signed
             out.append(ih(z))
-            ih.use_int_gemm, ih.int_gemm = True, None
+            ih.use_int_gemm, ih.int_gemm, ih.int_signed = True, None, None
         return out
 
     for a, b in zip(hyper(True), hyper(False)):
@@ -55,11 +55,17 @@ def main() -> None:
                                                "new_s": median_time(lambda: hyper(True), args.runs)}
     from mobilecodec.cpu import u8s8_exact
 
-    if u8s8_exact():  # the ConvInteger u8 x u8 form this CPU no longer uses, against the default
-        for a, b in zip(hyper(True, gemm=False), hyper(True)):
+    # the integer kernel forms against the default: ConvInteger u8 x u8 (NCHW, the only form before
+    # the channels-last path), MatMulInteger u8 x u8 (the default without VNNI) and, with VNNI,
+    # MatMulInteger u8 x s8 (the default there)
+    forms = {"ConvInteger u8u8": dict(gemm=False), "MatMulInteger u8u8": dict(gemm=True, signed=False)}
+    if u8s8_exact():
+        forms["MatMulInteger u8s8 (VNNI)"] = dict(gemm=True, signed=True)
+    for label, kw in forms.items():
+        for a, b in zip(hyper(True, **kw), hyper(True)):
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
-        res["steps"]["integer hyper-synthesis, ConvInteger u8u8 -> MatMulInteger u8s8 (VNNI)"] = {
-            "old_s": median_time(lambda: hyper(True, gemm=False), args.runs),
+        res["steps"][f"integer hyper-synthesis, {label} -> default"] = {
+            "old_s": median_time(lambda kw=kw: hyper(True, **kw), args.runs),
             "new_s": median_time(lambda: hyper(True), args.runs)}
 
     # warp of the stored frame (uint8 levels) with a fractional block flow

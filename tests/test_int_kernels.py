@@ -147,11 +147,13 @@ def test_worst_case_hyper_latents_bit_exact(random_model, prefix):
         _assert_same(fast, _int64_reference(ih, z))
 
 
+@pytest.mark.parametrize("signed", [None, False], ids=["default", "matmulinteger-u8u8"])
 @pytest.mark.parametrize("prefix", ["m", "r"])
-def test_frame_sized_hyper_latents_bit_exact(prefix):
+def test_frame_sized_hyper_latents_bit_exact(prefix, signed):
     """mobilenvc at the hyper-latent size of a 576x960 frame, where the channels-last path builds
     patches and requantizes with the compiled (numba) loops: worst-case and random inputs equal
-    the float64 path and the int64 reference, means and indices as contiguous int32."""
+    the float64 path and the int64 reference, means and indices as contiguous int32; with this
+    CPU's default weights (int8 with VNNI) and with uint8 weights (the form of CPUs without)."""
     from mobilecodec.cpu import u8s8_exact
     from mobilecodec.entropy import int_hyper, int_kernels
 
@@ -159,6 +161,7 @@ def test_frame_sized_hyper_latents_bit_exact(prefix):
     model = VideoCodec(get_config("mobilenvc"))
     model.update()
     ih = model.int_hyper(prefix)
+    ih.int_signed = signed
     shape = (1, ih.in_channels, 9, 15)
     sizes = []
     for i, layer in enumerate(ih.layers):
@@ -172,8 +175,8 @@ def test_frame_sized_hyper_latents_bit_exact(prefix):
         _assert_same(fast, _int64_reference(ih, z))
         assert all(a.dtype == np.int32 and a.flags.c_contiguous for a in fast)
         assert len(np.unique(fast[1])) > 1
-    if u8s8_exact():
-        assert all(k.gemm and k.verified for k in ih._int_kernels)
+    want_signed = u8s8_exact() if signed is None else signed
+    assert all(k.gemm and k.signed is want_signed and k.verified for k in ih._int_kernels)
 
 
 def test_compiled_requantization_matches_numpy():
@@ -210,25 +213,26 @@ def test_compiled_requantization_matches_numpy():
             assert np.array_equal(got[:, :, :, u * 3 + v], xp[:, u:u + 6, v:v + 8])
 
 
-@pytest.mark.parametrize("gemm", [False, True], ids=["convinteger-u8u8", "matmulinteger-u8s8"])
+@pytest.mark.parametrize("gemm,signed", [(False, None), (True, False), (True, True)],
+                         ids=["convinteger-u8u8", "matmulinteger-u8u8", "matmulinteger-u8s8"])
 @pytest.mark.parametrize("prefix", ["i", "m", "r"])
-def test_every_kernel_exact_at_activation_bounds(random_model, prefix, gemm):
-    """Each layer's kernel alone, both implementations (ConvInteger u8 x u8; MatMulInteger u8 x s8
-    on im2col patches, exact and used only on CPUs with VNNI, so tested only there), with inputs
-    at 0 / 255 laid out to maximise the accumulators of some output channels, against the int64
-    reference (odd sizes: uneven phases)."""
+def test_every_kernel_exact_at_activation_bounds(random_model, prefix, gemm, signed):
+    """Each layer's kernel alone, every form (ConvInteger u8 x u8; MatMulInteger on im2col
+    patches with uint8 weights, or int8 weights, exact and used only on CPUs with VNNI, so tested
+    only there), with inputs at 0 / 255 laid out to maximise the accumulators of some output
+    channels, against the int64 reference (odd sizes: uneven phases)."""
     from mobilecodec.cpu import u8s8_exact
 
     if prefix not in random_model.ae_prefixes():
         pytest.skip("no such autoencoder")
-    if gemm and not u8s8_exact():
+    if signed and not u8s8_exact():
         pytest.skip("u8 x s8 is exact in onnxruntime only on CPUs with VNNI; this one has none")
     ih = random_model.int_hyper(prefix)
     rng = np.random.default_rng(1)
     for i, layer in enumerate(ih.layers):
         zp, xmax = (ih.z_bound, 2 * ih.z_bound) if i == 0 else (0, 255)
-        kern = IntConvKernel(layer, zp, xmax, gemm=gemm)
-        assert kern.gemm is gemm
+        kern = IntConvKernel(layer, zp, xmax, gemm=gemm, signed=signed)
+        assert kern.gemm is gemm and (not gemm or kern.signed is signed)
         shape = (1, layer.in_ch, 3, 5)
         co = rng.integers(0, layer.out_ch, 4)  # channels whose positive / negative sum is maximal
         wsel = layer.weight[:, co] if layer.kind else layer.weight[co].transpose(1, 0, 2, 3)

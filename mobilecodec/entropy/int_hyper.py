@@ -5,15 +5,15 @@ Encoder and decoder must pick identical Gaussian means and scale-table indices o
 int8 per-channel weights, integer biases, uint8 activations, fixed-point requantization.
 
 Two interchangeable, bit-identical ways to compute the convolutions:
-  * fast (default): one onnxruntime ConvInteger graph per layer, uint8 x uint8 -> int32, with the
-    stride-2 transposed convolutions split into their polyphase components (no inserted zeros
-    multiplied), at integer-GEMM speed (`int_kernels`). Exact by construction: operands are
-    uint8 (z + z_bound with zero point z_bound for the first layer, activation codes with zero
-    point 0, weights + 128 with zero point 128), every product is <= 255^2, and K x 255^2 < 2^31
-    (K = Ci x taps) plus the validated accumulator bound below keep every int32 partial sum and
-    zero-point correction exact in any summation order; the u8 x s8 path, which saturates int16
-    pairs on AVX2 without VNNI, is never used. Each kernel is also checked once against the
-    float64 path on worst-case probes; any mismatch (or operands wider than 8 bits) falls back.
+  * fast (default): onnxruntime integer GEMMs (`int_kernels`): each layer one MatMulInteger of
+    uint8 im2col patches by int8 weights (u8 x s8, CPUs with VNNI) or uint8 weights + 128 (u8 x
+    u8, elsewhere: onnxruntime's u8 x s8 saturates int16 pairs on AVX2), channels last from layer
+    to layer, the stride-2 transposed convolutions split into their polyphase components (no
+    inserted zeros multiplied). Exact by construction: every product is <= 255^2 and K x 255^2 <
+    2^31 (K = Ci x taps) plus the validated accumulator bound below keep every int32 partial sum
+    and zero-point correction exact in any summation order. Each kernel is also checked once
+    against the float64 path on worst-case probes; any mismatch (or operands wider than 8 bits)
+    falls back.
   * reference (`use_int_gemm = False`, `int_conv64`): float64 matrix products on integer-valued
     arrays, one (pixels, Ci) @ (Ci, Co) product per kernel tap. Every product and partial sum is an
     integer below 2^52 in magnitude (bounded at construction from the layer sizes: max|input| x
@@ -88,9 +88,12 @@ class IntegerHyperSynthesis:
         self.mean_frac_bits = int(mean_frac_bits)
         self.mean_limit = int(mean_limit)
         self.use_int_gemm = True  # False: always the float64 reference path
-        # Integer kernel form: None = MatMulInteger u8 x s8 where the CPU has VNNI, else ConvInteger
-        # u8 x u8; True / False force one (benchmarks compare them). Read when kernels are built.
+        # Integer kernel form, read when kernels are built (benchmarks compare them): int_gemm
+        # None / True = MatMulInteger on im2col patches, channels last; False = ConvInteger u8 x u8,
+        # NCHW. int_signed: MatMulInteger's weights int8 (u8 x s8) / uint8 (u8 x u8); None = int8
+        # where the CPU has VNNI (u8 x s8 is exact there and onnxruntime's fast path).
         self.int_gemm: bool | None = None
+        self.int_signed: bool | None = None
         self._validate()
 
     # -- construction ------------------------------------------------------------------------
@@ -255,23 +258,25 @@ class IntegerHyperSynthesis:
 
     def _kernels(self) -> list | None:
         """One `IntConvKernel` per layer, or None if some layer's operands do not fit 8 bits."""
-        if "_int_kernels" not in self.__dict__ or self.__dict__.get("_int_kernels_gemm") != self.int_gemm:
+        form = (self.int_gemm, self.int_signed)
+        if "_int_kernels" not in self.__dict__ or self.__dict__.get("_int_kernels_form") != form:
             from mobilecodec.entropy.int_kernels import IntConvKernel
 
             amax = 2**self.act_bits - 1
             try:
                 ks = [IntConvKernel(layer, self.z_bound if i == 0 else 0,
-                                    2 * self.z_bound if i == 0 else amax, gemm=self.int_gemm)
+                                    2 * self.z_bound if i == 0 else amax, gemm=self.int_gemm,
+                                    signed=self.int_signed)
                       for i, layer in enumerate(self.layers)]
             except ValueError:
                 ks = None
-            self._int_kernels, self._int_kernels_gemm = ks, self.int_gemm
+            self._int_kernels, self._int_kernels_form = ks, form
         return self._int_kernels
 
     def _run_int8(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The fast path: integer-GEMM kernels per layer (exact, see int_kernels): channels last
-        with MatMulInteger u8 x s8 on VNNI CPUs, NCHW ConvInteger u8 x u8 elsewhere; returns
-        (means_q, indices) like the reference path, or None when it cannot run exactly."""
+        """The fast path: integer-GEMM kernels per layer (exact, see int_kernels), channels-last
+        MatMulInteger (NCHW ConvInteger u8 x u8 with `int_gemm = False`); returns (means_q,
+        indices) like the reference path, or None when it cannot run exactly."""
         kernels = self._kernels()
         if kernels is None:
             return None

@@ -1,35 +1,33 @@
-"""Integer-GEMM convolutions for the exact-integer hyper-synthesis (onnxruntime ConvInteger).
+"""Integer-GEMM convolutions for the exact-integer hyper-synthesis (onnxruntime MatMulInteger).
 
-Each layer runs as ONE onnxruntime graph of `ConvInteger` nodes on uint8 x uint8 -> int32:
-a convolution is one node; a transposed convolution is split into its s_h x s_w polyphase
+Each layer runs as ONE onnxruntime graph. By default every convolution is one `MatMulInteger` of
+uint8 im2col patches (channels last, the padding at the input's zero point; `compiled.patches`)
+by the layer's weights; a transposed convolution is split into its s_h x s_w polyphase
 components (output rows o = s*q + r only see kernel taps k with (r + p - k*d) = 0 mod s, at input
 offset (r + p - k*d) / s), each an ordinary stride-1 convolution with a small sub-kernel, so no
-inserted zeros are multiplied; the phases are interleaved on the host.
+inserted zeros are multiplied; the caller writes each phase's results into its rows and columns.
+`gemm=False` keeps the first form, `ConvInteger` u8 x u8 on NCHW input (benchmarks compare them).
 
 Why this is exact by construction (checked in `IntConvKernel.__init__`, else it refuses):
-  * operands are unsigned 8-bit: activations a in [0, 255] (zero point 0) or the first layer's
-    z + z_bound in [0, 2*z_bound] (zero point z_bound, z_bound <= 127), weights w + 128 in
-    [1, 255] (zero point 128); padding is the zero point, i.e. a real zero;
-  * every product of two uint8 values is <= 255^2 and, with K = Ci x taps, every partial sum of
-    products, every row / column sum used for zero-point correction, and the true result
-    (<= the accumulator bound validated by the network) stay below 2^31 in magnitude, so int32
-    arithmetic is exact in any summation order (K x 255^2 < 2^31 is required);
-  * the uint8 x uint8 path is used on purpose: onnxruntime's (MLAS) u8 x s8 path on AVX2 without
-    VNNI adds pairs of products in saturating int16 (vpmaddubsw) and can be inexact; u8 x u8
-    widens both operands to 16 bits first (pairs of products <= 2 x 255^2 fit int32).
+  * activations are uint8: codes a in [0, 255] (zero point 0) or the first layer's z + z_bound in
+    [0, 2*z_bound] (zero point z_bound, z_bound <= 127); padding is the zero point, a real zero;
+  * weights: int8 on CPUs with VNNI (`mobilecodec.cpu.u8s8_exact`), where vpdpbusd multiplies
+    u8 x s8 and accumulates in int32 (onnxruntime's fastest integer GEMM); uint8 w + 128 with zero
+    point 128 elsewhere, because onnxruntime's (MLAS) u8 x s8 kernels on AVX2 without VNNI add
+    pairs of products in saturating int16 (vpmaddubsw) and can be inexact, while u8 x u8 widens
+    both operands to 16 bits first (pairs of products <= 2 x 255^2 fit int32);
+  * every product is <= 255^2 in magnitude and, with K = Ci x taps, every partial sum of products,
+    every row / column sum used for zero-point correction, and the true result (<= the
+    accumulator bound validated by the network) stay below 2^31, so int32 arithmetic is exact in
+    any summation order (K x 255^2 < 2^31 is required);
   * as a belt-and-braces check, each kernel is compared once (on first use) with the float64
     exact kernels on worst-case probes (every input at its bound, and random inputs); a mismatch
     makes it fall back to float64 for the rest of the process.
 Bias, requantization and clamps then run in int64 (numpy, or `compiled`'s loops).
 
-On CPUs with VNNI (`mobilecodec.cpu.u8s8_exact`) each convolution instead runs as one
-`MatMulInteger` of uint8 patches (im2col, built from NHWC copies: 9 strided block copies for a
-3x3 kernel, padded with the input's zero point) by the int8 weights: vpdpbusd multiplies u8 x s8
-and accumulates in int32 without the int16 pair saturation of AVX2, so it is exact there, and it
-is onnxruntime's fastest integer GEMM (one thread, Sapphire Rapids-class Xeon, 160 -> 160 3x3 at
-68x120: ConvInteger u8 x u8 24.7 ms, this path 5.6 ms including the layout copies; ConvInteger
-and MatMulInteger with the int8 operand first ran at 18 GMAC/s). The one-time probe below checks
-it like the other path.
+Measured (1080p P-frame, m + r hyper-synthesis, one thread, `benchmarks/host_steps.py`, 2-core
+Sapphire Rapids-class Xeon): ConvInteger u8 x u8 279.7 ms, MatMulInteger u8 x u8 225.5 ms,
+MatMulInteger u8 x s8 51.8 ms (u8 x u8 GEMMs run at about 70 GMAC/s there, u8 x s8 at about 690).
 """
 
 from __future__ import annotations
@@ -107,14 +105,17 @@ def _rows_to_nchw(y: np.ndarray, n: int, ho: int, wo: int, block: int = 256) -> 
 
 
 class IntConvKernel:
-    """conv(x, w) of one `_Layer` (no bias) on onnxruntime ConvInteger, uint8 NCHW in, int32 out.
+    """conv(x, w) of one `_Layer` (no bias) on onnxruntime integer GEMMs, uint8 in, int32 out.
 
     `x_zero_point`: the value of a real zero in the uint8 input (z_bound for the first layer).
-    `gemm`: run each convolution as MatMulInteger u8 x s8 on im2col patches (None: where the CPU
-    multiplies u8 x s8 exactly, i.e. has VNNI); otherwise ConvInteger u8 x u8.
+    `gemm`: run each convolution as MatMulInteger on im2col patches (channels last; the default),
+    else as ConvInteger u8 x u8 (NCHW). `signed`: the MatMulInteger weights stay int8 (u8 x s8,
+    exact only with VNNI) or become uint8 with zero point 128 (u8 x u8, exact everywhere); None:
+    int8 where the CPU has VNNI.
     """
 
-    def __init__(self, layer, x_zero_point: int, x_max: int, gemm: bool | None = None) -> None:
+    def __init__(self, layer, x_zero_point: int, x_max: int, gemm: bool | None = None,
+                 signed: bool | None = None) -> None:
         if layer.weight.min() < -128 or layer.weight.max() > 127:
             raise ValueError("weights do not fit 8 bits")
         if not 0 <= x_zero_point <= 255 or not 0 <= x_max <= 255:
@@ -130,7 +131,8 @@ class IntConvKernel:
         self.verified: bool | None = None  # None: not yet probed
         from mobilecodec.cpu import u8s8_exact
 
-        self.gemm = u8s8_exact() if gemm is None else bool(gemm)  # MatMulInteger u8 x s8 on patches
+        self.gemm = True if gemm is None else bool(gemm)  # MatMulInteger on patches
+        self.signed = u8s8_exact() if signed is None else bool(signed)  # its weights int8, else uint8
 
     # -- graph -----------------------------------------------------------------------------
 
@@ -143,16 +145,22 @@ class IntConvKernel:
         nodes, inits, outputs = [], [], []
         inputs = [] if self.gemm else [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, layer.in_ch, h, w])]
         inits.append(helper.make_tensor("xzp", TensorProto.UINT8, [], [self.x_zero_point]))
-        if not self.gemm:
+        if not (self.gemm and self.signed):
             inits.append(helper.make_tensor("wzp", TensorProto.UINT8, [], [128]))
 
         geoms = {}  # gemm mode: name -> (kernel hw, pads, strides, dilations) for im2col
 
         def add_conv(name: str, kern: np.ndarray, pads, strides, dilations) -> None:
-            if self.gemm:  # patches (pixels, kh*kw*Ci) [u8] x weights (kh*kw*Ci, Co) [s8] -> int32
-                b = np.ascontiguousarray(kern.transpose(2, 3, 1, 0).reshape(-1, kern.shape[0])).astype(np.int8)
-                inits.append(helper.make_tensor(f"{name}.w", TensorProto.INT8, list(b.shape), b.tobytes(), raw=True))
-                nodes.append(helper.make_node("MatMulInteger", [f"{name}.a", f"{name}.w", "xzp"], [name]))
+            if self.gemm:  # patches (pixels, kh*kw*Ci) [u8] x weights (kh*kw*Ci, Co) [s8 or u8] -> int32
+                b = np.ascontiguousarray(kern.transpose(2, 3, 1, 0).reshape(-1, kern.shape[0]))
+                if self.signed:
+                    inits.append(helper.make_tensor(f"{name}.w", TensorProto.INT8, list(b.shape),
+                                                    b.astype(np.int8).tobytes(), raw=True))
+                    nodes.append(helper.make_node("MatMulInteger", [f"{name}.a", f"{name}.w", "xzp"], [name]))
+                else:
+                    inits.append(helper.make_tensor(f"{name}.w", TensorProto.UINT8, list(b.shape),
+                                                    (b + 128).astype(np.uint8).tobytes(), raw=True))
+                    nodes.append(helper.make_node("MatMulInteger", [f"{name}.a", f"{name}.w", "xzp", "wzp"], [name]))
                 inputs.append(helper.make_tensor_value_info(f"{name}.a", TensorProto.UINT8, [None, b.shape[0]]))
                 outputs.append(helper.make_tensor_value_info(name, TensorProto.INT32, None))
                 geoms[name] = (kern.shape[0], tuple(kern.shape[2:]), tuple(pads), tuple(strides), tuple(dilations))
