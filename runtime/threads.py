@@ -1,5 +1,6 @@
 """One thread count for everything that computes on the host: onnxruntime sessions, the integer
-hyper-synthesis kernels (onnxruntime ConvInteger) and torch (host warp, PyTorch path).
+hyper-synthesis kernels (onnxruntime integer GEMMs and their compiled host loops) and torch
+(host warp, PyTorch path).
 
 Set once per process (`set_threads`, from the CLI's `--threads`). Every onnxruntime session then
 gets `intra_op_num_threads = n`, one inter-op thread and no spinning. Why explicit per-session
