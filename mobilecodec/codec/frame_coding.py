@@ -151,7 +151,8 @@ class HyperpriorCoder:
 
 class LatentEncoder:
     """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
-    e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (entropy coding, integer hyper-synthesis)."""
+    e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (motion search, entropy
+    coding, integer hyper-synthesis)."""
 
     def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None, refine: RefineOptions | None = None) -> None:
         self.model, self.x = model, x
@@ -183,7 +184,9 @@ class LatentEncoder:
         return HyperpriorCoder(self.model, "i").encode(y, self.enc, self.stats, clock=self.clock, refine=refine)
 
     def motion(self, reference: torch.Tensor, flow_pred: torch.Tensor) -> torch.Tensor:
-        m = self.model.m_analysis(self.x, reference, self.model.motion_hint(self.x, reference, flow_pred))
+        with step_timer(self.clock)("host: motion search"):  # sender-side block matching, if any
+            hint = self.model.motion_hint(self.x, reference, flow_pred)
+        m = self.model.m_analysis(self.x, reference, hint)
         refine = None
         if self.refine is not None and self.refine.motion and self.buffer is not None:
             synth, exact = self._motion_cost(flow_pred)
