@@ -2,7 +2,8 @@
 shipped tiny_b0.0064 checkpoint): symbols/s of the codec's Gaussian-conditional
 coder (tables and constriction models cached) against constriction's own throughput on the very
 same symbols and models, and against the previous per-call path (tables re-validated and
-constriction models rebuilt for every coder call). One thread; medians over --runs."""
+constriction models rebuilt for every coder call), and whether two constriction decodes on two
+threads overlap (they would if constriction released the GIL). One thread; medians over --runs."""
 
 from __future__ import annotations
 
@@ -106,10 +107,18 @@ def measure(runs: int = 8) -> dict:
         for i, seg in groups:
             d.decode(models[i], seg.size)
 
+    def own_dec_two_threads():  # two independent decodes at once: does constriction release the GIL?
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(own_dec), pool.submit(own_dec)]:
+                f.result()
+
     assert np.array_equal(ours_dec(), sym)
     t = {k: median_time(f, runs) for k, f in [("encode", ours_enc), ("encode_old", old_enc),
                                            ("encode_constriction", own_enc), ("decode", ours_dec),
-                                           ("decode_old", old_dec), ("decode_constriction", own_dec)]}
+                                           ("decode_old", old_dec), ("decode_constriction", own_dec),
+                                           ("decode_constriction_2x_on_2_threads", own_dec_two_threads)]}
     return {"symbols": int(n), "shape": list(y.shape), "distinct_tables": int(len(uniq)),
             "bits_per_symbol": 8 * len(data) / n, "runs": runs,
             "seconds": t, "symbols_per_s": {k: n / v for k, v in t.items()},
@@ -129,6 +138,9 @@ def main() -> None:
         print(f"  {op}: ours {sps[op] / 1e6:.2f} Msym/s, constriction alone "
               f"{sps[op + '_constriction'] / 1e6:.2f} Msym/s (ours reach "
               f"{100 * r['ours_over_constriction'][op]:.0f}%), previous path {sps[op + '_old'] / 1e6:.2f} Msym/s")
+    two = r["seconds"]["decode_constriction_2x_on_2_threads"] / r["seconds"]["decode_constriction"]
+    print(f"  two constriction decodes on two threads at once take {two:.2f}x one decode "
+          f"(1.0 if they ran in parallel, 2.0 if one after the other)")
     emit(r, args.json)
 
 
