@@ -407,3 +407,37 @@ def test_residual_conditioning_conversion_codes_the_same_stream(carphone, tmp_pa
                            text=True, timeout=300, check=False)
     assert again.returncode != 0 and "already conditions" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and not (tmp_path / "twice.pt").exists()
+
+
+def test_mixed_checkpoint_takes_iframe_codec_from_one_and_pframes_from_other(carphone, tmp_path):
+    """scripts/mix_checkpoints.py: the mixed checkpoint codes the I-frame exactly as the I-frame
+    checkpoint does (same record bits and hash) and holds the other's P-frame networks; two
+    configs that differ are refused with a one-line error and nothing written."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.video import encode_video
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "mix_checkpoints.py"
+    out = tmp_path / "mix.pt"
+    proc = subprocess.run([sys.executable, str(script), "--iframe", "tiny_b0.0256", "--pframe", "tiny_b0.0064",
+                           str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mixed, obj = load_checkpoint(out)
+    a, _ = load_checkpoint("tiny_b0.0256")
+    b, obj_b = load_checkpoint("tiny_b0.0064")
+    assert obj["beta"] == obj_b["beta"]
+    assert torch.equal(mixed.r_synthesis.out.weight, b.r_synthesis.out.weight)
+    assert torch.equal(next(mixed.i_analysis.parameters()), next(a.i_analysis.parameters()))
+    assert not torch.equal(next(mixed.i_analysis.parameters()), next(b.i_analysis.parameters()))
+    records = {}
+    for name, model in (("a", a), ("b", b), ("mix", mixed)):
+        enc = encode_video(model, carphone, tmp_path / f"{name}.mnvc", intra_period=3, max_frames=2, progress=False)
+        records[name] = [(f["type"], f["bits"], f["hash"]) for f in enc["per_frame"]]
+    assert records["mix"][0] == records["a"][0] != records["b"][0]  # the I-frame: a's codec
+    assert records["mix"][1] not in (records["a"][1], records["b"][1])  # b's P-nets on a's I-frame
+    other = tmp_path / "mobilenvc.pt"
+    assert subprocess.run([sys.executable, "-m", "mobilecodec", "init", "--config", "mobilenvc", "-o", str(other)],
+                          capture_output=True, text=True, timeout=300, check=False).returncode == 0
+    bad = subprocess.run([sys.executable, str(script), "--iframe", str(other), "--pframe", "tiny_b0.0064",
+                          str(tmp_path / "bad.pt")], capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode != 0 and "different configs" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
