@@ -73,7 +73,7 @@ def test_coarse_to_fine_search_predicts_real_motion_nearly_as_well_as_exhaustive
     window differs from the exhaustive one), and far better than radius 6 (by 3.9-17 dB)."""
     from mobilecodec.io.samples import sample_clip
     from mobilecodec.models.configs import get_config
-    from mobilecodec.models.motion_search import _full_search, packed_luma
+    from mobilecodec.models.motion_search import exhaustive_search
     from mobilecodec.models.warp import warp_frame
     from mobilecodec.models.yuv import read_packed_frames
     from mobilecodec.train.losses import yuv_mse
@@ -86,8 +86,7 @@ def test_coarse_to_fine_search_predicts_real_motion_nearly_as_well_as_exhaustive
         def psnr(flow: torch.Tensor) -> float:
             return float(-10 * torch.log10(yuv_mse(warp_frame(ref, flow, warp), x)))
 
-        cost, table = _full_search(packed_luma(ref), packed_luma(x), 8, 32, window=8)
-        exhaustive = psnr(table[cost.argmin(dim=1)].permute(0, 3, 1, 2))
+        exhaustive = psnr(exhaustive_search(ref, x, 8, 32))
         coarse_to_fine = psnr(block_match(ref, x, 8, 32)[0])
         near = psnr(block_match(ref, x, 8, 6)[0])
         assert coarse_to_fine >= exhaustive - 1.5, (y0, x0, coarse_to_fine, exhaustive)
@@ -254,12 +253,55 @@ def test_teacher_weight_decays_linearly_to_zero():
 def test_neighbour_vectors_do_not_wrap_around():
     """The coarse-to-fine search's neighbour passes try each block's neighbour's vector; at the
     frame edge a block gets its own vector back, never the opposite edge's (hand-made grid)."""
-    from mobilecodec.models.motion_search import _neighbours
+    from mobilecodec.models.motion_kernel import neighbours
 
-    v = torch.arange(12.0).view(1, 1, 3, 4)
-    left = torch.tensor([[0.0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10]])
-    above = torch.tensor([[0.0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]])
-    assert torch.equal(_neighbours(v, 0, 1)[0, 0], left)  # from the left neighbour
-    assert torch.equal(_neighbours(v, 1, 0)[0, 0], above)  # from the neighbour above
-    assert torch.equal(_neighbours(v, 0, -1)[0, 0], torch.tensor([[1.0, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]]))
-    assert torch.equal(_neighbours(v, -1, 0)[0, 0], torch.tensor([[4.0, 5, 6, 7], [8, 9, 10, 11], [8, 9, 10, 11]]))
+    v = np.arange(12).reshape(3, 4)
+    left = np.array([[0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10]])
+    above = np.array([[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]])
+    assert np.array_equal(neighbours(v, 0, 1), left)  # from the left neighbour
+    assert np.array_equal(neighbours(v, 1, 0), above)  # from the neighbour above
+    assert np.array_equal(neighbours(v, 0, -1), [[1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]])
+    assert np.array_equal(neighbours(v, -1, 0), [[4, 5, 6, 7], [8, 9, 10, 11], [8, 9, 10, 11]])
+
+
+def _brute_force_costs(ref: np.ndarray, x: np.ndarray, block: int, radius: int) -> np.ndarray:
+    """Every vector's integer cost per block, written out from the definition (motion_kernel's
+    docstring): 20 x SAD over the block, reference clamped to the frame, + 64 x (|dx| + |dy|);
+    (K, H/B, W/B) in the order dy, then dx, ascending."""
+    h, w = x.shape
+    rows, cols = np.arange(h), np.arange(w)
+    costs = []
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            shifted = ref[np.clip(rows + dy, 0, h - 1)][:, np.clip(cols + dx, 0, w - 1)]
+            sad = np.abs(x.astype(np.int64) - shifted).reshape(h // block, block, w // block, block).sum(axis=(1, 3))
+            costs.append(20 * sad + block * block * (abs(dx) + abs(dy)))
+    return np.stack(costs)
+
+
+def test_block_costs_are_exact_integers_on_real_frames():
+    """The compiled search's costs and choices equal a brute-force evaluation of the integer cost
+    on real bikes frames (first minimum in search order), at the frame edges included; the
+    coarse-to-fine result's cost is that of its vector and no worse than any vector within
+    REFINE_RADIUS of zero (it searches those first)."""
+    from mobilecodec.io.samples import sample_clip
+    from mobilecodec.models import motion_kernel
+    from mobilecodec.models.motion_search import REFINE_RADIUS, luma_levels
+    from mobilecodec.models.yuv import read_packed_frames
+
+    frames = read_packed_frames(sample_clip("bikes"), 2)
+    ref, x = (luma_levels(f[..., 40:72, 80:128])[0] for f in frames)  # 64x96 luma
+    costs = _brute_force_costs(ref, x, 8, 5)
+    table = [(dx, dy) for dy in range(-5, 6) for dx in range(-5, 6)]
+    first = costs.argmin(axis=0)  # numpy: the first minimum
+    best, vx, vy, zero = motion_kernel.full_search(ref, x, 8, 5, threads=2)
+    assert np.array_equal(best, costs.min(axis=0)) and np.array_equal(zero, costs[len(table) // 2])
+    assert np.array_equal(vx, np.vectorize(lambda k: table[k][0])(first))
+    assert np.array_equal(vy, np.vectorize(lambda k: table[k][1])(first))
+
+    best, vx, vy, zero = motion_kernel.coarse_to_fine(ref, x, 8, 16, 4, REFINE_RADIUS, threads=1)
+    near = _brute_force_costs(ref, x, 8, REFINE_RADIUS)
+    assert (best <= near.min(axis=0)).all() and np.array_equal(zero, near[len(near) // 2])
+    wide = _brute_force_costs(ref, x, 8, 16)
+    own = np.take_along_axis(wide, ((vy + 16) * 33 + (vx + 16))[None], axis=0)[0]
+    assert np.array_equal(best, own)

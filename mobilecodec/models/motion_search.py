@@ -13,16 +13,25 @@ streams and decoders are unchanged.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 #: A block takes the teacher's vector only when it lowers the block's mean absolute luma
-#: difference by at least this much against zero motion (levels of 1/255): flat or noisy blocks,
+#: difference by at least this many 8-bit levels against zero motion: flat or noisy blocks,
 #: where the best match is arbitrary, give no teacher signal.
-MIN_GAIN = 1.0 / 255.0
-#: Tie-break towards small vectors: cost added per luma pixel of |dx| + |dy|.
-LENGTH_COST = 0.05 / 255.0
+MIN_GAIN_LEVELS = 1
+#: Tie-break towards small vectors: 1/LENGTH_DIVISOR levels of mean absolute difference per pixel
+#: of |dx| + |dy| (0.05 levels).
+LENGTH_DIVISOR = 20
+
+#: Largest radius searched exhaustively at full resolution; beyond it the search runs coarse to fine.
+FULL_SEARCH_RADIUS = 8
+#: Coarse-to-fine search: the first pass runs on luma summed over COARSE x COARSE pixels.
+COARSE = 4
+#: ... and the second pass tries every vector within this many pixels of the coarse one.
+REFINE_RADIUS = 3
 
 
 def packed_luma(x: Tensor) -> Tensor:
@@ -30,12 +39,12 @@ def packed_luma(x: Tensor) -> Tensor:
     return F.pixel_shuffle(x[:, :4], 2)
 
 
-#: Largest radius searched exhaustively at full resolution; beyond it the search runs coarse to fine.
-FULL_SEARCH_RADIUS = 8
-#: Coarse-to-fine search: the first pass runs on luma averaged over COARSE x COARSE pixels.
-COARSE = 4
-#: ... and the second pass tries every vector within this many pixels of the coarse one.
-REFINE_RADIUS = 3
+def luma_levels(x: Tensor) -> np.ndarray:
+    """The luma of packed frames as 8-bit levels (N, H, W) int32: round(255 x), clamped. Frames
+    read from files and decoded buffers lie on this grid already; training crops with sub-pixel
+    motion are rounded to it, as a classical encoder's 8-bit search would see them."""
+    y = packed_luma(x.detach()).to("cpu", torch.float32)[:, 0]
+    return torch.round(y * 255).clamp_(0, 255).to(torch.int32).numpy()
 
 
 @torch.no_grad()
@@ -43,104 +52,43 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
     """Integer block matching of packed frames `x` against `ref`, vectors up to `radius` luma
     pixels each way.
 
-    Up to FULL_SEARCH_RADIUS the search is exhaustive. Beyond it, a full search at 1/COARSE
-    resolution (cost: the mean absolute difference over a window twice the block) finds each
-    block's coarse vector; a full-resolution search within REFINE_RADIUS of it and of zero motion,
-    then two passes trying the neighbours' vectors, pick the vector. Measured with
-    `scripts/motion_check.py CKPT --clip C --frames 6 --search 6 32` (training clips; warped-frame
-    PSNR-YUV of frames 1/2/5): bikes 31.4/30.0/31.3 dB at radius 6, 45.3/45.9/43.6 dB at radius 32
-    (an exhaustive radius-32 search: 45.5/46.5/43.9); bigbuckbunny 43.8/35.8/34.1 and
-    51.4/46.1/44.0 dB. Time at 720p, one thread: 315-395 ms against 143-156 ms for radius 6.
+    Costs are exact integers on 8-bit luma (`mobilecodec.models.motion_kernel`): the mean absolute
+    difference of a block plus 0.05 levels per pixel of vector length, compared scaled by
+    LENGTH_DIVISOR x the pixel count, ties to the first vector in search order (dy, then dx,
+    ascending), so the choice is the same on every CPU. Up to FULL_SEARCH_RADIUS the search is
+    exhaustive. Beyond it, a full search at 1/COARSE resolution (cost: the mean absolute
+    difference over a window twice the block) finds each block's coarse vector; a full-resolution
+    search within REFINE_RADIUS of it and of zero motion, then two passes trying the neighbours'
+    vectors, pick the vector. Measured with `scripts/motion_check.py CKPT --clip C --frames 6
+    --search 6 32` (training clips; warped-frame PSNR-YUV of frames 1/2/5, float costs, session 8):
+    bikes 31.4/30.0/31.3 dB at radius 6, 45.3/45.9/43.6 dB at radius 32 (an exhaustive radius-32
+    search: 45.5/46.5/43.9); bigbuckbunny 43.8/35.8/34.1 and 51.4/46.1/44.0 dB.
 
     Returns (flow (N, 2, H/B, W/B) in luma pixels, channel 0 = dx, 1 = dy, in the warp's
     convention warped(p) = ref(p + flow); confident (N, 1, H/B, W/B) bool: blocks whose best
-    vector beats zero motion by MIN_GAIN)."""
-    r, c = packed_luma(ref), packed_luma(x)
-    if radius <= FULL_SEARCH_RADIUS:
-        best_cost, flow, zero = _cheapest(*_full_search(r, c, block, radius, window=block))
-    else:
-        f = COARSE
-        coarse_cost, table = _full_search(F.avg_pool2d(r, f), F.avg_pool2d(c, f), block // f,
-                                          -(-radius // f), window=2 * block // f)
-        centre = table[coarse_cost.argmin(dim=1)].permute(0, 3, 1, 2) * f  # (N, 2, H/B, W/B)
-        centre = centre.clamp(-radius + REFINE_RADIUS, radius - REFINE_RADIUS)
-        best_cost, flow, zero = _refine(r, c, block, centre, REFINE_RADIUS)
-    confident = (zero - best_cost >= MIN_GAIN).unsqueeze(1)
-    return flow, confident
+    vector beats zero motion by MIN_GAIN_LEVELS), on x's device and in x's dtype."""
+    from mobilecodec.models import motion_kernel  # imports numba
+
+    r, c = luma_levels(ref), luma_levels(x)
+    flows, confident = [], []
+    for ri, ci in zip(r, c):
+        if radius <= FULL_SEARCH_RADIUS:
+            best, vx, vy, zero = motion_kernel.full_search(ri, ci, block, radius, torch.get_num_threads())
+        else:
+            best, vx, vy, zero = motion_kernel.coarse_to_fine(ri, ci, block, radius, COARSE, REFINE_RADIUS,
+                                                              torch.get_num_threads())
+        flows.append(np.stack([vx, vy]))
+        confident.append((zero - best >= MIN_GAIN_LEVELS * LENGTH_DIVISOR * block * block)[None])
+    flow = torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
+    return flow, torch.from_numpy(np.stack(confident)).to(x.device)
 
 
-def _full_search(r: Tensor, c: Tensor, block: int, radius: int, window: int) -> tuple[Tensor, Tensor]:
-    """Cost (N, K, H/block, W/block) of every integer vector within `radius` (K = (2r+1)^2, in
-    the order of `table` (K, 2) = (dx, dy)): the mean absolute luma difference over a `window`
-    centred on each block (window = block: the block itself), plus LENGTH_COST per pixel of length."""
-    h, w = c.shape[-2:]
-    padded = F.pad(r, (radius, radius, radius, radius), mode="replicate")
-    side = 2 * radius + 1
-    cost = torch.empty(c.shape[0], side * side, h // block, w // block, dtype=c.dtype, device=c.device)
-    diff = torch.empty_like(c)  # reused: the search is memory-bound at large frames
-    pad = (window - block) // 2
-    vectors = []
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            k = len(vectors)
-            torch.sub(c, padded[..., radius + dy: radius + dy + h, radius + dx: radius + dx + w], out=diff)
-            sad = F.avg_pool2d(diff.abs_(), window, stride=block, padding=pad, count_include_pad=False)
-            torch.add(sad, LENGTH_COST * (abs(dx) + abs(dy)), out=cost[:, k:k + 1])
-            vectors.append((dx, dy))
-    return cost, torch.tensor(vectors, dtype=r.dtype, device=r.device)
+@torch.no_grad()
+def exhaustive_search(ref: Tensor, x: Tensor, block: int, radius: int) -> Tensor:
+    """Every integer vector within `radius` at full resolution, whatever the radius (the yardstick
+    of the coarse-to-fine search; slow beyond FULL_SEARCH_RADIUS). Returns the flow of `block_match`."""
+    from mobilecodec.models import motion_kernel
 
-
-def _cheapest(cost: Tensor, table: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(best cost, best vector (N, 2, H/B, W/B), cost of zero motion) of a `_full_search` result."""
-    best_cost, best = cost.min(dim=1)
-    zero = cost[:, len(table) // 2]  # (0, 0) is the middle of the search order
-    return best_cost, table[best].permute(0, 3, 1, 2).contiguous(), zero
-
-
-def _refine(r: Tensor, c: Tensor, block: int, centre: Tensor, radius: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Full-resolution search within `radius` of each block's `centre` vector and of zero motion.
-    Returns (best cost, best vector (N, 2, H/B, W/B), cost of zero motion), costs (N, H/B, W/B)."""
-    best_cost, best, zero = _cheapest(*_full_search(r, c, block, radius, window=block))
-    # Around the coarse vector, then the neighbours' vectors (two passes: motion is coherent, and
-    # in smooth regions a block's own coarse vector is often wrong). One gather per candidate from
-    # a replicate-padded reference (padding = clamping the position).
-    n, _, h, w = c.shape
-    pad = max(int(centre.abs().max()), radius) + radius
-    wp = w + 2 * pad
-    flat = F.pad(r, (pad, pad, pad, pad), mode="replicate").reshape(n, -1)
-    ys = torch.arange(h, device=c.device).view(1, h, 1)
-    xs = torch.arange(w, device=c.device).view(1, 1, w)
-    diff = torch.empty_like(c)
-
-    def index_of(vec: Tensor) -> Tensor:
-        v = vec.to(torch.int64).repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)
-        return ((ys + pad + v[:, 1]) * wp + (xs + pad + v[:, 0])).view(n, -1)
-
-    def try_vectors(vec: Tensor, idx: Tensor) -> None:
-        nonlocal best_cost, best
-        torch.sub(c, torch.gather(flat, 1, idx).view(n, 1, h, w), out=diff)
-        cost = F.avg_pool2d(diff.abs_(), block)[:, 0] + LENGTH_COST * vec.abs().sum(dim=1)
-        better = cost < best_cost
-        best_cost = torch.where(better, cost, best_cost)
-        best = torch.where(better.unsqueeze(1), vec, best)
-
-    base = index_of(centre)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):  # an offset only adds a constant to the index
-            vec = centre + torch.tensor([dx, dy], dtype=centre.dtype, device=centre.device).view(1, 2, 1, 1)
-            try_vectors(vec, base + (dy * wp + dx))
-    # every vector tried so far is within `pad` of zero, so the neighbours' are too
-    for _ in range(2):
-        current = best
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            moved = _neighbours(current, dy, dx)
-            try_vectors(moved, index_of(moved))
-    return best_cost, best.contiguous(), zero
-
-
-def _neighbours(vectors: Tensor, dy: int, dx: int) -> Tensor:
-    """Each block's neighbour's vector, (dy, dx) blocks away (edge blocks repeat their own: no
-    wrap-around, which would pair the top row with the bottom row)."""
-    padded = F.pad(vectors, (1, 1, 1, 1), mode="replicate")
-    h, w = vectors.shape[-2:]
-    return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+    flows = [np.stack(motion_kernel.full_search(ri, ci, block, radius, torch.get_num_threads())[1:3])
+             for ri, ci in zip(luma_levels(ref), luma_levels(x))]
+    return torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
