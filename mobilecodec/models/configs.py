@@ -75,7 +75,7 @@ class CodecConfig:
     # bigbuckbunny, 6 left 6-14 dB of motion-compensated prediction unfound (motion_search.py).
     motion_search_radius: int = 32
     # Send a zero correction (hint = 0) for blocks whose best vector does not beat zero motion by
-    # motion_search.MIN_GAIN: in flat or noisy blocks the best match is arbitrary, and coding it
+    # motion_search.MIN_GAIN_LEVELS: in flat or noisy blocks the best match is arbitrary, and coding it
     # costs motion bits for no better prediction.
     motion_hint_confident_only: bool = False
 

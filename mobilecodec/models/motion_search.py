@@ -19,13 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 #: A block takes the teacher's vector only when it lowers the block's mean absolute luma
-#: difference by at least this many 8-bit levels against zero motion: flat or noisy blocks,
-#: where the best match is arbitrary, give no teacher signal.
+#: difference by more than this many 8-bit levels against zero motion: flat or noisy blocks,
+#: where the best match is arbitrary, give no teacher signal. (Strictly more: the float search
+#: the checkpoints were trained with rejected a gain of exactly one level, its rounding falling
+#: short of the threshold, on every such block measured.)
 MIN_GAIN_LEVELS = 1
-#: Tie-break towards small vectors: 1/LENGTH_DIVISOR levels of mean absolute difference per pixel
-#: of |dx| + |dy| (0.05 levels).
-LENGTH_DIVISOR = 20
-
 #: Largest radius searched exhaustively at full resolution; beyond it the search runs coarse to fine.
 FULL_SEARCH_RADIUS = 8
 #: Coarse-to-fine search: the first pass runs on luma summed over COARSE x COARSE pixels.
@@ -53,10 +51,10 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
     pixels each way.
 
     Costs are exact integers on 8-bit luma (`mobilecodec.models.motion_kernel`): the mean absolute
-    difference of a block plus 0.05 levels per pixel of vector length, compared scaled by
-    LENGTH_DIVISOR x the pixel count, ties to the first vector in search order (dy, then dx,
-    ascending), so the choice is the same on every CPU. Up to FULL_SEARCH_RADIUS the search is
-    exhaustive. Beyond it, a full search at 1/COARSE resolution (cost: the mean absolute
+    difference of a block plus 0.05 levels per pixel of vector length (a tie-break towards small
+    vectors), compared scaled by 20 x the pixel count; ties go to the first vector in search order
+    (dy, then dx, ascending), so the choice is the same on every CPU. Up to FULL_SEARCH_RADIUS the
+    search is exhaustive. Beyond it, a full search at 1/COARSE resolution (cost: the mean absolute
     difference over a window twice the block) finds each block's coarse vector; a full-resolution
     search within REFINE_RADIUS of it and of zero motion, then two passes trying the neighbours'
     vectors, pick the vector. Measured with `scripts/motion_check.py CKPT --clip C --frames 6
@@ -66,7 +64,7 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
 
     Returns (flow (N, 2, H/B, W/B) in luma pixels, channel 0 = dx, 1 = dy, in the warp's
     convention warped(p) = ref(p + flow); confident (N, 1, H/B, W/B) bool: blocks whose best
-    vector beats zero motion by MIN_GAIN_LEVELS), on x's device and in x's dtype."""
+    vector beats zero motion by more than MIN_GAIN_LEVELS), on x's device and in x's dtype."""
     from mobilecodec.models import motion_kernel  # imports numba
 
     r, c = luma_levels(ref), luma_levels(x)
@@ -78,7 +76,7 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
             best, vx, vy, zero = motion_kernel.coarse_to_fine(ri, ci, block, radius, COARSE, REFINE_RADIUS,
                                                               torch.get_num_threads())
         flows.append(np.stack([vx, vy]))
-        confident.append((zero - best >= MIN_GAIN_LEVELS * LENGTH_DIVISOR * block * block)[None])
+        confident.append((zero - best > MIN_GAIN_LEVELS * motion_kernel.LENGTH_DIVISOR * block * block)[None])
     flow = torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
     return flow, torch.from_numpy(np.stack(confident)).to(x.device)
 
