@@ -35,8 +35,8 @@ def shipped_tiny() -> list[tuple[float, str, Path]]:
 
 def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Path]]:
     """(name, path) of the float checkpoints: the main one first (default: the middle beta of the
-    shipped `tiny` ones), then the shipped one farthest from it in beta for the second RD point (the
-    int8 check only judges curves spanning >= 1 dB)."""
+    shipped `tiny` ones, the lower middle one for an even count), then the shipped one farthest
+    from it in beta for the second RD point (the int8 check only judges curves spanning >= 1 dB)."""
     from mobilecodec.checkpoint import resolve_checkpoint
 
     shipped = shipped_tiny()
@@ -55,7 +55,7 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
 
         raise CheckpointError("no shipped tiny checkpoint found (mobilecodec/checkpoints/tiny_b*.pt): the "
                               "installation is incomplete; reinstall, or pass --checkpoint FILE")
-    mid = len(shipped) // 2
+    mid = (len(shipped) - 1) // 2  # with an even count, the lower of the two middle betas
     chosen = [mid] + _farthest(mid, len(shipped))[:pairs - 1]
     return [(shipped[j][1], shipped[j][2]) for j in chosen]
 
