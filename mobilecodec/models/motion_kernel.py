@@ -34,9 +34,9 @@ _NO_COST = np.iinfo(np.int64).max
 @njit(nogil=True, cache=True, fastmath=True)
 def _best_of(c, rp, pad_ref, ya, yb, xa, xb, bx, by, offsets, q, b_cost, b_x, b_y, size):  # pragma: no cover
     """The cheapest of (b_cost, b_x, b_y) and the vectors (bx, by) + offsets[k], k in order, for
-    one window (rows [ya, yb), columns [xa, xb)); rp is the reference padded by pad_ref. SADs are summed in float32: the samples are
-    integers and every partial sum stays below 2^24, so any summation order (fastmath lets LLVM
-    reassociate and vectorise) gives the exact integer. `size` > 0: the window is size x size
+    one window (rows [ya, yb), columns [xa, xb)); rp is the reference padded by pad_ref. SADs are
+    summed in float32: the samples are integers and every partial sum stays below 2^24, so any
+    summation order (fastmath lets LLVM reassociate and vectorise) gives the exact integer. `size` > 0: the window is size x size
     (4 or 8), summed with constant trip counts."""
     n = (yb - ya) * (xb - xa)
     for k in range(offsets.shape[0]):
@@ -88,7 +88,7 @@ class _Grid:
                  threads: int) -> None:
         if window * window * int(x.max(initial=0)) >= 1 << 24:
             raise ValueError("block-matching window too large for exact float32 sums")
-        x, ref = x.astype(np.float32), ref.astype(np.float32)  # integers: exact (see _sad)
+        x, ref = x.astype(np.float32), ref.astype(np.float32)  # integers: exact (see _best_of)
         self.x, self.stride, self.window, self.q, self.threads = x, stride, window, q, threads
         self.pad = (window - stride) // 2
         h, w = x.shape
@@ -103,8 +103,8 @@ class _Grid:
     def try_vectors(self, base_x: np.ndarray, base_y: np.ndarray, offsets: np.ndarray,
                     best: np.ndarray, best_x: np.ndarray, best_y: np.ndarray) -> None:
         """Update (best, best_x, best_y) in place with the vectors base + offsets[k]."""
-        if int(np.abs(base_x).max(initial=0)) + int(np.abs(offsets).max(initial=0)) > self.reach or \
-                int(np.abs(base_y).max(initial=0)) + int(np.abs(offsets).max(initial=0)) > self.reach:
+        longest = max(int(np.abs(base_x).max(initial=0)), int(np.abs(base_y).max(initial=0)))
+        if longest + int(np.abs(offsets).max(initial=0)) > self.reach:
             raise ValueError("block-matching vector beyond the padded reference")
         run_split(_try_rows, self.shape[0], self.threads, self.ref, self.x, self.reach, self.stride, self.window,
                   self.pad, self.q, base_x, base_y, offsets, best, best_x, best_y)

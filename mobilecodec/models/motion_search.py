@@ -41,8 +41,9 @@ def luma_levels(x: Tensor) -> np.ndarray:
     """The luma of packed frames as 8-bit levels (N, H, W) int32: round(255 x), clamped. Frames
     read from files and decoded buffers lie on this grid already; training crops with sub-pixel
     motion are rounded to it, as a classical encoder's 8-bit search would see them."""
-    y = packed_luma(x.detach()).to("cpu", torch.float32)[:, 0]
-    return torch.round(y * 255).clamp_(0, 255).to(torch.int32).numpy()
+    from mobilecodec.models.yuv import to_uint8
+
+    return to_uint8(packed_luma(x)[:, 0]).astype(np.int32)
 
 
 @torch.no_grad()
@@ -65,28 +66,28 @@ def block_match(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor
     Returns (flow (N, 2, H/B, W/B) in luma pixels, channel 0 = dx, 1 = dy, in the warp's
     convention warped(p) = ref(p + flow); confident (N, 1, H/B, W/B) bool: blocks whose best
     vector beats zero motion by more than MIN_GAIN_LEVELS), on x's device and in x's dtype."""
-    from mobilecodec.models import motion_kernel  # imports numba
-
-    r, c = luma_levels(ref), luma_levels(x)
-    flows, confident = [], []
-    for ri, ci in zip(r, c):
-        if radius <= FULL_SEARCH_RADIUS:
-            best, vx, vy, zero = motion_kernel.full_search(ri, ci, block, radius, torch.get_num_threads())
-        else:
-            best, vx, vy, zero = motion_kernel.coarse_to_fine(ri, ci, block, radius, COARSE, REFINE_RADIUS,
-                                                              torch.get_num_threads())
-        flows.append(np.stack([vx, vy]))
-        confident.append((zero - best > MIN_GAIN_LEVELS * motion_kernel.LENGTH_DIVISOR * block * block)[None])
-    flow = torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
-    return flow, torch.from_numpy(np.stack(confident)).to(x.device)
+    return _search(ref, x, block, radius, exhaustive=False)
 
 
 @torch.no_grad()
 def exhaustive_search(ref: Tensor, x: Tensor, block: int, radius: int) -> Tensor:
     """Every integer vector within `radius` at full resolution, whatever the radius (the yardstick
     of the coarse-to-fine search; slow beyond FULL_SEARCH_RADIUS). Returns the flow of `block_match`."""
-    from mobilecodec.models import motion_kernel
+    return _search(ref, x, block, radius, exhaustive=True)[0]
 
-    flows = [np.stack(motion_kernel.full_search(ri, ci, block, radius, torch.get_num_threads())[1:3])
-             for ri, ci in zip(luma_levels(ref), luma_levels(x))]
-    return torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
+
+def _search(ref: Tensor, x: Tensor, block: int, radius: int, exhaustive: bool) -> tuple[Tensor, Tensor]:
+    """(flow, confident) of `block_match`, image by image; `exhaustive` forces the full search."""
+    from mobilecodec.models import motion_kernel  # imports numba
+
+    threads = torch.get_num_threads()
+    flows, confident = [], []
+    for ri, ci in zip(luma_levels(ref), luma_levels(x)):
+        if exhaustive or radius <= FULL_SEARCH_RADIUS:
+            best, vx, vy, zero = motion_kernel.full_search(ri, ci, block, radius, threads)
+        else:
+            best, vx, vy, zero = motion_kernel.coarse_to_fine(ri, ci, block, radius, COARSE, REFINE_RADIUS, threads)
+        flows.append(np.stack([vx, vy]))
+        confident.append((zero - best > MIN_GAIN_LEVELS * motion_kernel.LENGTH_DIVISOR * block * block)[None])
+    flow = torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
+    return flow, torch.from_numpy(np.stack(confident)).to(x.device)

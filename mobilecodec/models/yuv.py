@@ -104,7 +104,7 @@ def read_packed_frames(path: Any, count: int) -> list[torch.Tensor]:
     return [frame_to_tensor(pad_frame(f)) for f in read_frames(path, count)]
 
 
-def _to_uint8(t: torch.Tensor) -> np.ndarray:
+def to_uint8(t: torch.Tensor) -> np.ndarray:
     """Round to nearest, clamp to 0..255 and return a uint8 numpy array (on the host)."""
     import torch
 
@@ -122,7 +122,7 @@ def _make_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> Any:
 def tensor_to_frames(t: torch.Tensor) -> list[Any]:
     """Convert a packed tensor ``(N,6,H/2,W/2)`` into N uint8 YUVFrames (rounded, clamped)."""
     y, uv = unpack_yuv(t)
-    y8, uv8 = _to_uint8(y), _to_uint8(uv)
+    y8, uv8 = to_uint8(y), to_uint8(uv)
     return [_make_frame(np.ascontiguousarray(y8[i, 0]), np.ascontiguousarray(uv8[i, 0]),
                         np.ascontiguousarray(uv8[i, 1])) for i in range(y8.shape[0])]
 
