@@ -133,6 +133,7 @@ def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, fram
 
     from mobilecodec.export.qdq import quantize_graph
     from mobilecodec.export.qnn import htp_session
+    from mobilecodec.runtime.threads import session_options
 
     runner = package_engine(package)
     runner.recorder = {}
@@ -143,7 +144,7 @@ def htp_parity(package: str | Path, video: str | Path, workdir: str | Path, fram
     result: dict[str, Any] = {}
     for name, fl in feeds.items():
         qdq = quantize_graph(runner.package / runner.manifest["graphs"][name]["file"], workdir / f"{name}.qdq.onnx", fl)
-        cpu = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+        cpu = ort.InferenceSession(str(qdq), session_options(), providers=["CPUExecutionProvider"])
         htp = htp_session(qdq, soc)
         outs = [o.name for o in cpu.get_outputs()]
         psnr: dict[str, float] = {o: math.inf for o in outs}

@@ -1,8 +1,8 @@
 """Narrow int8 convolutions padded to 16 output channels for onnxruntime (runtime.narrow_conv):
-the rewritten graph gives the very same uint8 codes as the original on onnxruntime, and, on CPUs
-where onnxruntime's u8 x s8 product is exact (VNNI), the codes of an integer reference (int64
-products, float64 requantization: at most one level off, rarely, where onnxruntime's float32
-multiplier rounds a .5 boundary the other way); graphs it cannot prove
+the rewritten graph gives the very same uint8 codes as the original on onnxruntime, and, with the
+runtime's session options (exact int8 products on every x86 CPU), the codes of an integer
+reference (int64 products, float64 requantization: at most one level off, rarely, where
+onnxruntime's float32 multiplier rounds a .5 boundary the other way); graphs it cannot prove
 are left alone. (The engine applies it to every CPU session: the stream hash and parity tests
 run the packages' 2- and 6-channel output convs through it.)"""
 
@@ -14,8 +14,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from mobilecodec.cpu import u8s8_exact
 from mobilecodec.runtime.narrow_conv import WIDTH, pad_narrow_convs
+from mobilecodec.runtime.threads import session_options
 
 
 def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=False, out_dtype=np.uint8, seed=0):
@@ -49,7 +49,8 @@ def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=F
 
 
 def _run(model, x):
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
 
 
 def _reference(x, wq, bq, ws, xs, ys):
@@ -79,9 +80,8 @@ def test_padded_conv_gives_the_same_codes(cin, cout, bias, per_channel):
     got, orig = _run(wide, x), _run(model, x)
     assert got.shape == orig.shape == (1, cout, 23, 37)
     assert np.array_equal(got, orig)
-    if u8s8_exact():  # without VNNI onnxruntime's u8 x s8 saturates product pairs: both graphs alike
-        levels = np.abs(got[0].astype(np.int64) - _reference(x, wq, bq, ws, xs, ys))
-        assert levels.max() <= 1 and (levels > 0).mean() < 1e-3
+    levels = np.abs(got[0].astype(np.int64) - _reference(x, wq, bq, ws, xs, ys))
+    assert levels.max() <= 1 and (levels > 0).mean() < 1e-3
 
 
 def test_graphs_it_cannot_prove_are_left_alone():

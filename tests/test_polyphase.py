@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mobilecodec.cpu import u8s8_exact
 from mobilecodec.runtime.polyphase import polyphase_conv_transpose, polyphase_weights
+from mobilecodec.runtime.threads import session_options
 
 GEOMETRIES = [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (6, 3, 2, 1)]  # kernel, stride, pad, output_padding
 
@@ -90,11 +91,9 @@ def _reference(x, x_zero, wq, bq, m, y_zero, k, s, p, relu):
 @pytest.mark.parametrize("signed", [False, True], ids=["u8-weights", "s8-weights"])
 @pytest.mark.parametrize("k,s,p,op,relu", [(5, 2, 2, 1, True), (5, 2, 2, 1, False), (4, 2, 1, 0, True)])
 def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p, op, relu, signed, tmp_path):
-    """Both weight storages against the integer reference: uint8 codes with zero point 128 (exact
-    on every x86 CPU) and the int8 codes (onnxruntime's fast u8 x s8 path, exact only with VNNI,
-    so tested only there: on AVX2 without VNNI it saturates, which is why it is not used there)."""
-    if signed and not u8s8_exact():
-        pytest.skip("u8 x s8 is exact in onnxruntime only on CPUs with VNNI; this one has none")
+    """Both weight storages against the integer reference: uint8 codes with zero point 128 and the
+    int8 codes (onnxruntime's fast u8 x s8 path with VNNI; without VNNI the runtime's session
+    options make onnxruntime store them as uint8 itself, since its u8 x s8 kernels saturate there)."""
     rng = np.random.default_rng(k + relu)
     cin, cout, h, w = 16, 8, 11, 13
     wq = rng.integers(-127, 128, (cin, cout, k, k)).astype(np.int8)
@@ -110,7 +109,7 @@ def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p,
     assert w_codes.data_type == (TensorProto.INT8 if signed else TensorProto.UINT8)
     assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
 
-    so = ort.SessionOptions()
+    so = session_options()
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
     sess = ort.InferenceSession(rewritten.SerializeToString(), so, providers=["CPUExecutionProvider"])
     assert "QLinearConv" in {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
@@ -120,7 +119,7 @@ def test_rewritten_graph_runs_qlinearconv_and_matches_integer_reference(k, s, p,
     m = (np.float64(x_scale) * w_scale.astype(np.float64)) / np.float64(y_scale)
     want = _reference(x, x_zero, wq, bq, m, y_zero, k, s, p, relu)
     for model in (rewritten, proto):  # the rewrite, and onnxruntime's own float ConvTranspose
-        got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        got = ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]).run(
             None, {"x": x})[0][0] / y_scale + y_zero
         levels = np.abs(np.rint(got) - want)
         assert levels.max() <= 1 and (levels > 0).mean() < 1e-3, (levels.max(), (levels > 0).mean())
