@@ -7,15 +7,22 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from _common import emit, median_time, parser
 
+from mobilecodec.cpu import u8s8_exact
 
-def _ort_rate(path: Path, feeds: dict, macs: int, runs: int, threads: int | None) -> float:
+
+def _ort_session(path: Path, threads: int | None, exact_int8: bool = True):
     import onnxruntime as ort
 
     from mobilecodec.runtime.threads import session_options
 
-    sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), session_options(threads, exact_int8=exact_int8),
+                                providers=["CPUExecutionProvider"])
+
+
+def _ort_rate(sess, feeds: dict, macs: int, runs: int) -> float:
     return macs / median_time(lambda: sess.run(None, feeds), runs) / 1e9
 
 
@@ -42,13 +49,31 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
         qdq = quantize_graph(f32, Path(tmp) / "conv.qdq.onnx", [feeds])
         macs = count_onnx(qdq).macs
         assert macs == count_onnx(f32).macs == h * w * c * c * 9
-        int8 = _ort_rate(qdq, feeds, macs, runs, threads)
-        fp32 = _ort_rate(f32, feeds, macs, runs, threads)
+        exact = _ort_session(qdq, threads)
+        int8 = _ort_rate(exact, feeds, macs, runs)
+        fp32 = _ort_rate(_ort_session(f32, threads), feeds, macs, runs)
+        default = None
+        if not u8s8_exact():  # what onnxruntime's default (saturating) u8 x s8 kernels would run at
+            fast = _ort_session(qdq, threads, exact_int8=False)
+            ref, got = exact.run(None, feeds)[0], fast.run(None, feeds)[0]
+            default = {"gmacs_per_s": _ort_rate(fast, feeds, macs, runs),
+                       "max_abs_difference_of_output_range": float(np.abs(ref - got).max() / np.ptp(ref))}
     with torch.no_grad():
         torch_fp32 = macs / median_time(lambda: conv(x), runs) / 1e9
     return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads,
             "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32, "pytorch_float32_gmacs_per_s": torch_fp32,
-            "int8_over_float32": int8 / fp32, "int8_over_pytorch_float32": int8 / torch_fp32}
+            "int8_over_float32": int8 / fp32, "int8_over_pytorch_float32": int8 / torch_fp32,
+            "int8_exact": True, "int8_default_kernels": default}
+
+
+def default_kernels_line(r: dict) -> str:
+    """What the int8 rate means on this CPU: exact, and what onnxruntime's default kernels would do."""
+    d = r["int8_default_kernels"]
+    if d is None:
+        return "int8: onnxruntime's u8 x s8 kernels are exact on this CPU (VNNI)"
+    return (f"int8: exact u8 x u8 kernels (session.x64quantprecision); onnxruntime's default u8 x s8 kernels "
+            f"would run {d['gmacs_per_s']:.1f} GMAC/s but saturate without VNNI (here {d['max_abs_difference_of_output_range']:.1%} "
+            f"of the output range off at worst): not used")
 
 
 def main() -> None:
@@ -72,6 +97,7 @@ def main() -> None:
               "decoder_fraction_of_int8_rate": need / int8, "decoder_fps_at_int8_rate": int8 / (need / 30)})
     print(f"{r['conv']}: int8 QDQ {int8:.2f} GMAC/s, float32 {fp32:.2f} GMAC/s (int8/float {int8 / fp32:.2f}x), "
           f"PyTorch float32 {r['pytorch_float32_gmacs_per_s']:.2f} GMAC/s")
+    print(default_kernels_line(r))
     print(f"mobilenvc P-frame decoder: {dec_kmacs:.2f} kMACs/px -> {need:.1f} GMAC/s at 1080p30 = "
           f"{need / int8:.1f}x this machine's int8 conv rate ({r['decoder_fps_at_int8_rate']:.2f} frames/s at best)")
     emit(r, args.json)

@@ -46,10 +46,11 @@ def get_threads() -> int | None:
     return _THREADS
 
 
-def session_options(threads: int | None = None, base: Any = None) -> Any:
+def session_options(threads: int | None = None, base: Any = None, exact_int8: bool = True) -> Any:
     """onnxruntime SessionOptions (or `base`, updated) with the process thread policy: `threads`
     (default: `set_threads`' value) intra-op threads, one inter-op thread, no spinning; and exact
-    int8 arithmetic on CPUs whose uint8 x int8 kernels saturate."""
+    int8 arithmetic on CPUs whose uint8 x int8 kernels saturate (`exact_int8=False` only for
+    benchmarks that show what onnxruntime's default kernels would cost)."""
     import onnxruntime as ort
 
     so = base if base is not None else ort.SessionOptions()
@@ -62,7 +63,7 @@ def session_options(threads: int | None = None, base: Any = None) -> Any:
     so.inter_op_num_threads = 1
     if n:
         so.intra_op_num_threads = n
-    if not u8s8_exact():
+    if exact_int8 and not u8s8_exact():
         # Without VNNI onnxruntime's uint8 x int8 kernels (QLinearConv of every int8 graph) add
         # product pairs in saturating int16: on an AVX2 EPYC the W8A8 I-frame analysis of a shipped
         # checkpoint was up to 18 quantization steps off the aimet simulation. "1" makes onnxruntime

@@ -26,15 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.cli.common import parse_hw, positive_int  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.train import stills  # noqa: E402
 
 
-def make(out: Path, periods: int, period: int, size: tuple[int, int], seed: int) -> None:
+def make(out: Path, periods: int, period: int, size: tuple[int, int], seed: int, max_speed: float) -> None:
     from mobilecodec.io import VideoWriter, YUVFrame
-    from mobilecodec.train import stills
 
     # Translation only: a zoom changes how much detail each pixel holds along the period, and the
     # PSNR with it, whatever the codec does.
     stills.MAX_ZOOM = 0.0
+    stills.MAX_SPEED = max_speed
     src = stills.StillSource()
     rng = np.random.default_rng(seed)
     h, w = size
@@ -95,6 +96,8 @@ def main() -> int:
     m.add_argument("--size", type=parse_hw, default=(192, 192), metavar="HxW",
                    help="frame size, multiples of 64 (no padding; default 192x192)")
     m.add_argument("--seed", type=int, default=0, help="picks the stills and their motion (default 0)")
+    m.add_argument("--max-speed", type=float, default=stills.MAX_SPEED, metavar="PX",
+                   help=f"largest speed per axis, luma pixels per frame (default {stills.MAX_SPEED}; 0: a static scene)")
     s = sub.add_parser("summarize", help="drift per checkpoint from `mobilecodec eval --json`")
     s.add_argument("report", type=Path, help="`mobilecodec eval --json` report of the probe clip")
     s.add_argument("--period", type=positive_int, default=32,
@@ -102,7 +105,9 @@ def main() -> int:
     s.add_argument("--json", type=Path, help="also write the summary as JSON")
     a = ap.parse_args()
     if a.cmd == "make":
-        make(a.out, a.periods, a.period, a.size, a.seed)
+        if a.max_speed < 0:
+            sys.exit(f"drift_probe: --max-speed must be >= 0, got {a.max_speed}")
+        make(a.out, a.periods, a.period, a.size, a.seed, a.max_speed)
     else:
         summarize(a.report, a.period, a.json)
     return 0
