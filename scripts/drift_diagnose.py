@@ -5,7 +5,9 @@ flow. A reconstruction barely above its prediction means the residual coder has 
 falling high-frequency ratio means the reference blurs along the period. The "oracle 3x3" column
 bounds what any linear 3x3 filter of the prediction (plus the decoded residual) could recover: a
 least-squares fit per frame and channel to the source itself. A small gain over the reconstruction
-means the detail is lost, not merely blurred where the decoder could sharpen it back.
+means the detail is lost, not merely blurred where the decoder could sharpen it back. The last
+columns say what the decoded residual added and how much of it was the correction the frame needed;
+`--zero-flow` copies the reference (on a static clip any loss is then the residual's).
 
 Use it on training clips or the drift probe (`scripts/drift_probe.py make`), not on carphone:
 
@@ -59,13 +61,28 @@ def _bits(lik: dict, prefix: str) -> float:
     return sum(float(-torch.log2(lik[k]).sum()) for k in (f"{prefix}_y", f"{prefix}_z") if k in lik)
 
 
-def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0) -> dict:
+def _residual_stats(x_hat: torch.Tensor, pred: torch.Tensor, x: torch.Tensor) -> dict:
+    """What the decoded residual added (RMS in 8-bit levels) and which part of it points along the
+    correction the frame needed (x - pred): the projection <added, needed> / |needed|^2 (1: the
+    residual coded the needed correction, 0: what it added is unrelated to it)."""
+    added, needed = (x_hat - pred).double(), (x - pred).double()
+    return {"added_rms_levels": float(added.pow(2).mean().sqrt()) * 255,
+            "needed_rms_levels": float(needed.pow(2).mean().sqrt()) * 255,
+            "projection": float((added * needed).sum() / needed.pow(2).sum().clamp_min(1e-12))}
+
+
+def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow: bool = False) -> dict:
+    """Per P-frame figures of one intra period; `zero_flow`: the decoded flow replaced by zero (on a
+    static clip the warp then copies the reference exactly, so any loss is the residual's)."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.io import open_video, pad_frame, resolve_input
     from mobilecodec.models.yuv import frame_to_tensor
 
     model, _ = load_checkpoint(checkpoint)
     model.eval()
+    if zero_flow:
+        decoded = model.decoded_motion
+        model.decoded_motion = lambda flow, feat: (torch.zeros_like(flow), decoded(flow, feat)[1])
     rows, iframe = [], None
     with open_video(resolve_input(clip), max_frames=start + frames) as r, torch.no_grad():
         for t, f in enumerate(r, start=-start):
@@ -84,9 +101,9 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0) -> dict:
                              "oracle_filter_psnr": _oracle_filter_psnr(out["pred"], out["x_hat"], x),
                              "hf_pred": _hf(out["pred"]) / _hf(x), "hf_rec": _hf(out["x_hat"]) / _hf(x),
                              "flow_mean": [float(v) for v in flow.mean(dim=(0, 2, 3))],
-                             "flow_std": float(flow.std())})
+                             "flow_std": float(flow.std()), **_residual_stats(out["x_hat"], out["pred"], x)})
             buf = out["buffer"]
-    return {"clip": str(clip), "checkpoint": checkpoint, "iframe": iframe, "pframes": rows}
+    return {"clip": str(clip), "checkpoint": checkpoint, "zero_flow": zero_flow, "iframe": iframe, "pframes": rows}
 
 
 def main() -> int:
@@ -95,6 +112,8 @@ def main() -> int:
     ap.add_argument("--checkpoint", default="tiny_b0.0064")
     ap.add_argument("--start", type=int, default=0, help="first frame (coded as the I-frame)")
     ap.add_argument("--frames", type=int, default=32, help="frames from --start: one I-frame, then P-frames")
+    ap.add_argument("--zero-flow", action="store_true",
+                    help="replace the decoded flow by zero (for static clips: `drift_probe.py make --max-speed 0`)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
@@ -110,17 +129,18 @@ def main() -> int:
                  "drift probe (or pass --allow-held-out)")
     torch.set_num_threads(args.threads)
     try:
-        res = diagnose(args.clip, args.checkpoint, args.frames, args.start)
+        res = diagnose(args.clip, args.checkpoint, args.frames, args.start, args.zero_flow)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f"drift_diagnose: {e}")
     i = res["iframe"]
     print(f"I-frame: {i['bits']:.0f} bits, PSNR {i['rec_psnr']:.2f} dB, detail {i['hf_rec']:.2f} of the source")
-    print("  t  motion bits  residual bits  pred PSNR  rec PSNR  oracle 3x3  detail pred/rec  flow mean (dx, dy) px  flow sd")
+    print("  t  motion bits  residual bits  pred PSNR  rec PSNR  oracle 3x3  detail pred/rec  flow mean (dx, dy) px  flow sd"
+          "  residual added / needed RMS (levels), projection")
     for r in res["pframes"]:
         print(f"{r['t']:3d} {r['m_bits']:12.0f} {r['r_bits']:14.0f} {r['pred_psnr']:10.2f} {r['rec_psnr']:9.2f} "
               f"{r['oracle_filter_psnr']:11.2f} "
               f"{r['hf_pred']:8.2f} / {r['hf_rec']:.2f} {r['flow_mean'][0]:+9.2f}, {r['flow_mean'][1]:+.2f} "
-              f"{r['flow_std']:8.2f}")
+              f"{r['flow_std']:8.2f}  {r['added_rms_levels']:12.2f} / {r['needed_rms_levels']:.2f}, {r['projection']:+.3f}")
     if args.json:
         write_json_atomic(args.json, res)
     return 0

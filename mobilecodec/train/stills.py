@@ -23,6 +23,9 @@ STILL_SUFFIXES = (".png", ".jpg", ".jpeg")
 MIN_SIDE = 256  # smaller images (icons, test patterns) are skipped
 MAX_SPEED = 3.0  # luma pixels per frame, each axis
 MAX_ZOOM = 0.02  # relative zoom per frame
+# Share of GOPs with no motion at all (a fixed camera on a still scene, as in much of carphone's
+# frame). 0 keeps the random stream of earlier runs: the extra draw is made only when it is > 0.
+STATIC_SHARE = 0.0
 
 
 def find_stills() -> list[Path]:
@@ -113,6 +116,8 @@ class StillSource:
         ch, cw = crop
         vel = rng.uniform(-MAX_SPEED, MAX_SPEED, size=2)
         zoom = float(rng.uniform(-MAX_ZOOM, MAX_ZOOM))
+        if STATIC_SHARE > 0 and rng.random() < STATIC_SHARE:
+            vel, zoom = np.zeros(2), 0.0
         # Footprint of the whole GOP in output pixels; the scale (output px per source px) is drawn
         # in [0.5, 1] and lowered where the footprint would not fit the image.
         extent = max(1.0, (1 + abs(zoom)) ** (gop - 1)) * np.array([ch, cw]) + (gop - 1) * np.abs(vel) + 4
