@@ -16,14 +16,7 @@ import numpy as np
 
 from _common import NOTE, emit, parser
 
-
-def _cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic (AVX512-BF16 or AMX); elsewhere autocast would emulate it slowly."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from mobilecodec.cpu import bf16_native
 
 
 def _variant(name: str, phase, recipe, threads: int):
@@ -86,7 +79,7 @@ def main() -> None:
 
     names = [v for v in args.variants.split(",") if v]
     skipped = {}
-    for n in [n for n in names if "bf16" in n and not _cpu_has_bf16()]:
+    for n in [n for n in names if "bf16" in n and not bf16_native()]:
         names.remove(n)
         skipped[n] = "this CPU has no native bf16 (avx512_bf16 / amx_bf16)"
     steps, warm = {}, {}
@@ -106,7 +99,7 @@ def main() -> None:
     base = float(np.median(times["fp32"])) if "fp32" in times else None
     result = {"note": NOTE, "recipe": recipe.name, "phase": phase.name, "batch": st["batch_size"],
               "crop": list(st["crop"]), "gop": st["gop"] + st.get("rollout", 0),
-              "torch_threads_default": torch.get_num_threads(), "cpu_bf16": _cpu_has_bf16(),
+              "torch_threads_default": torch.get_num_threads(), "cpu_bf16": bf16_native(),
               "data_sampling_s_per_step": sample_s, "skipped": skipped, "variants": {}}
     for n in names:
         med = float(np.median(times[n]))

@@ -15,9 +15,6 @@ import numpy as np
 from mobilecodec.runtime.codec_profile import (DTYPE_BYTES, BufferReport, CodecComplexity, StageCount, table6_rows,
                                    warp_elements)
 
-HOST_STEPS = ("host: entropy coding", "host: integer hyper-synthesis", "host: warp", "host: buffer update",
-              "host: motion search")
-
 
 # Complexity ----------------------------------------------------------------------------------
 
