@@ -63,7 +63,7 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
     return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads,
             "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32, "pytorch_float32_gmacs_per_s": torch_fp32,
             "int8_over_float32": int8 / fp32, "int8_over_pytorch_float32": int8 / torch_fp32,
-            "int8_exact": True, "int8_default_kernels": default}
+            "int8_default_kernels": default}
 
 
 def default_kernels_line(r: dict) -> str:
