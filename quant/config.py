@@ -35,6 +35,10 @@ class QuantConfig:
     adaround_batches: int = 16  # captured input batches per stage AdaRound optimizes on
     trace_size: tuple[int, int] = (64, 64)  # padded (H, W) the stage graphs are traced at
     skip: tuple[str, ...] = field(default=("i_hyper_synthesis", "m_hyper_synthesis", "r_hyper_synthesis"))
+    # Frame inputs and reconstructed-frame outputs get the range [0, 1] (step 1/255 at 8 bits: the
+    # frame's own levels), frozen, instead of the calibration data's min/max, which clipped
+    # highlights (e.g. i_analysis at 0.965 = level 246) and put frame levels between two codes.
+    pin_frames: bool = True
 
     def __post_init__(self) -> None:
         if self.quant_scheme not in QUANT_SCHEMES:
@@ -54,7 +58,8 @@ class QuantConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "QuantConfig":
-        return QuantConfig(**d)
+        """Records written before `pin_frames` existed were calibrated without it."""
+        return QuantConfig(**{"pin_frames": False, **d})
 
 
 def load_layer_overrides(path: str | Path) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import warnings
 from collections import OrderedDict
 from typing import Callable, Iterator, Sequence
@@ -114,7 +115,59 @@ def build_sims(model, qcfg: QuantConfig, *, cle: bool | None = None,
         if progress:
             progress(name)
     apply_w8a16(sims, qcfg.w8a16)
+    if qcfg.pin_frames:
+        pin_frame_encodings(sims, model.frame_io())
     return sims
+
+
+FRAME_RANGE = (0.0, 1.0)
+_VALUE_PRESERVING = {torch.clamp, torch.Tensor.clamp, operator.getitem}  # between a frame's layer and the output
+
+
+def frame_quantizers(sim, inputs: Sequence[str], output: bool) -> dict[str, object]:
+    """The activation quantizers of one stage's sim that see a frame: the input quantizer of every
+    layer that reads one of the graph inputs `inputs` (argument names), and with `output` the output
+    quantizer of the layer whose result the stage returns first (through clamp / slicing only).
+    Keyed 'input x -> body.0' / 'output <- module_add'. A named input no quantizer reads is an error."""
+    g = sim.model
+    found: dict[str, object] = {}
+    for node in g.graph.nodes:
+        if node.op != "placeholder" or node.target not in inputs:
+            continue
+        before = len(found)
+        for user in node.users:
+            qs = getattr(g.get_submodule(user.target), "input_quantizers", None) if user.op == "call_module" else None
+            idx = user.all_input_nodes.index(node)
+            if qs is not None and idx < len(qs) and qs[idx] is not None:
+                found[f"input {node.target} -> {user.target}"] = qs[idx]
+        if len(found) == before:
+            raise ValueError(f"frame input {node.target!r} of {type(g).__name__} reaches no input quantizer")
+    if output:
+        node = next(n for n in g.graph.nodes if n.op == "output").args[0]
+        node = node[0] if isinstance(node, (tuple, list)) else node
+        while node.op == "call_function" and node.target in _VALUE_PRESERVING:
+            node = node.args[0]
+        q = g.get_submodule(node.target).output_quantizers[0] if node.op == "call_module" else None
+        if q is None:
+            raise ValueError(f"the frame output of {type(g).__name__} comes from {node.name}, which has no "
+                             "output quantizer")
+        found[f"output <- {node.target}"] = q
+    return found
+
+
+def pin_frame_encodings(sims: "OrderedDict[str, object]", frame_io: dict[str, tuple[tuple[str, ...], bool]]) -> None:
+    """Give every frame quantizer (`frame_quantizers`, stages per `VideoCodec.frame_io()`) the range
+    FRAME_RANGE and freeze it (calibration and QAT range learning leave it): at 8 bits the codes are
+    then the frame's own levels k/255 (at 16 bits 257 k), no pixel is clipped, and the host's uint8
+    frame passes through the input quantizer unchanged."""
+    lo, hi = FRAME_RANGE
+    for stage, (inputs, output) in frame_io.items():
+        if stage not in sims:
+            continue
+        for q in frame_quantizers(sims[stage], inputs, output).values():
+            q.set_range(torch.full_like(q.min, lo), torch.full_like(q.max, hi))
+            q.allow_overwrite(False)
+            q.requires_grad_(False)
 
 
 def frozen_param_quantizers(sim) -> list[str]:

@@ -114,7 +114,7 @@ def test_weight_encodings_stay_frozen_through_calibration(ada_dir, plain_q, gops
 
     q = load_quantized(ada_dir)
     before = _weight_scales(q)
-    act_before = q.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0].get_max().clone()
+    act_before = q.sims["i_analysis"].model.out.output_quantizers[0].get_max().clone()
     layer = q.sims["i_synthesis"].model.get_submodule("body.0")
     with torch.no_grad():
         layer.weight.mul_(2.0)
@@ -122,10 +122,10 @@ def test_weight_encodings_stay_frozen_through_calibration(ada_dir, plain_q, gops
     calibrate(q, other, steps=1, batch=2, progress=False)
     after = _weight_scales(q)
     assert all(torch.equal(before[k], after[k]) for k in before)
-    # calibration did run: the I-frame input range follows the half-contrast frames
-    act_after = q.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0].get_max()
-    assert float(act_after) == pytest.approx(float(other[:, 0].max()), abs=1e-5)
-    assert not torch.equal(act_before, act_after)
+    # calibration did run: the I-frame latent's range follows the half-contrast frames (the frame
+    # input itself holds [0, 1] whatever the data: quant.sim.pin_frame_encodings)
+    act_after = q.sims["i_analysis"].model.out.output_quantizers[0].get_max()
+    assert not torch.allclose(act_before, act_after, rtol=1e-3)
 
     # control: without AdaRound the same doubling of the weights doubles their scale on calibration
     save_quantized(tmp_path / "P", plain_q)

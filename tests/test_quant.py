@@ -64,27 +64,44 @@ def test_ptq_writes_encodings_per_stage(ptq_dir, midgrey_checkpoint):
 
 
 def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpoint):
-    """The i_analysis input quantizer (min/max scheme) must span exactly the calibration I-frames,
-    and calibrating on other data (the same frames at half contrast) gives other encodings."""
+    """With `pin_frames=False` the i_analysis input quantizer (min/max scheme) spans exactly the
+    calibration I-frames, and other data (the same frames at half contrast) gives other encodings;
+    by default every frame quantizer holds [0, 1] at the frame's 1/255 steps whatever the data,
+    while the deeper activations follow the data in both."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.quant.calibrate import load_gops
     from mobilecodec.quant.config import QuantConfig
     from mobilecodec.quant.ptq import quantize_model
+    from mobilecodec.quant.sim import frame_quantizers
 
     model, _ = load_checkpoint(midgrey_checkpoint)
     gops = load_gops([carphone], 2, CROP, 2, seed=5)
-    q1 = quantize_model(model, QuantConfig(), gops, steps=1, batch=2, progress=False)
-    q2 = quantize_model(model, QuantConfig(), gops * 0.5, steps=1, batch=2, progress=False)
-    iq1 = q1.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
-    iq2 = q2.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
     data_max = float(gops[:, 0].max())  # the I-frames the quantizer saw
-    assert float(iq1.get_min()) == pytest.approx(0.0, abs=1e-6)
-    assert float(iq1.get_max()) == pytest.approx(data_max, abs=1e-5)
-    assert float(iq2.get_max()) == pytest.approx(data_max * 0.5, abs=1e-5)
-    # deeper activations move too
-    o1 = q1.sims["i_analysis"].model.out.output_quantizers[0]
-    o2 = q2.sims["i_analysis"].model.out.output_quantizers[0]
-    assert not torch.allclose(o1.get_max(), o2.get_max())
+    assert data_max < 0.99
+    for pin in (False, True):
+        q1 = quantize_model(model, QuantConfig(pin_frames=pin), gops, steps=1, batch=2, progress=False)
+        q2 = quantize_model(model, QuantConfig(pin_frames=pin), gops * 0.5, steps=1, batch=2, progress=False)
+        iq1 = q1.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
+        iq2 = q2.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
+        assert float(iq1.get_min()) == pytest.approx(0.0, abs=1e-6)
+        if pin:
+            pinned = [fq for s, (ins, out) in model.frame_io().items()
+                      for fq in frame_quantizers(q2.sims[s], ins, out).values()]
+            # i_analysis x, i_synthesis out, m_analysis x + ref, r_analysis x + pred, r_synthesis pred + out
+            assert len(pinned) == 8 and iq2 in pinned
+            for fq in pinned:
+                assert float(fq.get_min()) == 0.0 and float(fq.get_max()) == 1.0
+                assert float(fq.get_scale()) == pytest.approx(1 / 255, rel=1e-7) and int(fq.get_offset()) == 0
+            levels = torch.arange(256, dtype=torch.float32) / 255  # a uint8 frame passes unchanged
+            out = iq1(levels).as_subclass(torch.Tensor).detach()
+            assert (out - levels).abs().max() < 1e-6  # code k for level k (half a step is 2e-3)
+        else:
+            assert float(iq1.get_max()) == pytest.approx(data_max, abs=1e-5)
+            assert float(iq2.get_max()) == pytest.approx(data_max * 0.5, abs=1e-5)
+        # deeper activations move with the data
+        o1 = q1.sims["i_analysis"].model.out.output_quantizers[0]
+        o2 = q2.sims["i_analysis"].model.out.output_quantizers[0]
+        assert not torch.allclose(o1.get_max(), o2.get_max())
 
 
 def test_int8_reconstruction_close_to_float(qmodel, midgrey_checkpoint, carphone):
@@ -260,9 +277,14 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
     qa, qb, q0 = load_quantized(a), load_quantized(b), load_quantized(ptq_dir)
     assert qa.weights_hash() == qb.weights_hash() != q0.weights_hash()
     assert qa.weights_hash().hex() == json.loads((a / "qat.json").read_text())["weights_hash"]
-    # range learning (default) moved some encodings away from the PTQ ones
+    # range learning (default) moved some encodings away from the PTQ ones, never a frame's [0, 1]
     e0, ea = _quantizer_values(q0), _quantizer_values(qa)
     assert any(not torch.equal(e0[k], ea[k]) for k in e0)
+    from mobilecodec.quant.sim import frame_quantizers
+
+    for s, (ins, out) in qa.frame_io().items():
+        for fq in frame_quantizers(qa.sims[s], ins, out).values():
+            assert (float(fq.get_min()), float(fq.get_max())) == (0.0, 1.0)
     assert {p.name for p in (a / "encodings").glob("*.encodings")} == \
         {p.name for p in (ptq_dir / "encodings").glob("*.encodings")}
     enc = encode_video(qa, carphone, tmp_path / "s.mnvc", intra_period=2, max_frames=2, progress=False)

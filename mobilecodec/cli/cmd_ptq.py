@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'receiver' (every stage the decoder runs; recommended for decoding on another backend "
                         "than the encoder's, see the README)")
     p.add_argument("--cle", action="store_true", help="cross-layer equalization before quantizing")
+    p.add_argument("--calibrate-frames", action="store_true",
+                   help="give frame inputs and reconstructed-frame outputs the calibration data's range "
+                        "instead of [0, 1] at the frame's own 1/255 steps (default: [0, 1], frozen)")
     p.add_argument("--adaround", action="store_true",
                    help="AdaRound the weights (aimet) on each stage's inputs captured from the calibration GOPs; "
                         "the weight encodings are then frozen during activation calibration")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.quant.ptq import PTQOptions, run_ptq, save_quantized
 
     qcfg = QuantConfig(aimet_config=args.aimet_config, quant_scheme=args.scheme, w8a16=w8a16, cle=args.cle,
-                       adaround=args.adaround, adaround_iters=args.adaround_iters,
+                       pin_frames=not args.calibrate_frames, adaround=args.adaround, adaround_iters=args.adaround_iters,
                        adaround_batches=args.adaround_batches)
     opts = PTQOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, seed=args.seed,
                       eval_gops=args.eval_gops)

@@ -203,6 +203,21 @@ class VideoCodec(nn.Module):
         ex["r_synthesis"] = (torch.zeros(lat["r"][0]), x) + cond
         return ex
 
+    def frame_io(self) -> dict[str, tuple[tuple[str, ...], bool]]:
+        """Per stage: the inputs that carry a frame in [0, 1] (argument names), and whether its
+        first output is the reconstructed frame produced by one layer alone (clamped to [0, 1]
+        after it). Quantization gives these the frame's own grid instead of a calibrated range."""
+        io: dict[str, tuple[tuple[str, ...], bool]] = {
+            "i_analysis": (("x",), False),
+            # with implicit buffering the I-frame's last conv also makes the residual features
+            "i_synthesis": ((), self.residual_feat_channels == 0),
+            "r_analysis": (("x", "pred") if self.has_frame else ("x",), False),
+            "r_synthesis": (("pred",) if self.has_frame else (), True),
+        }
+        if self.cfg.uses_motion:
+            io["m_analysis"] = (("x", "ref") if self.has_frame else ("x",), False)
+        return io
+
     def weights_hash(self) -> bytes:
         """16-byte digest of every parameter and buffer (names, dtypes, shapes, values)."""
         return state_digest(self.state_dict())
