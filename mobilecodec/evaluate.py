@@ -29,13 +29,16 @@ BD_METHOD = "pchip"
 def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], work: str | os.PathLike,
                label: str, *, intra_period: int = 32, frames: int | None = None, matrix: str = "bt601",
                progress: bool = False, extra: dict | None = None, save_decoded: str | os.PathLike | None = None,
-               on_frame: Callable[[str, int], None] | None = None, refine: Any = None) -> tuple[dict, dict]:
+               on_frame: Callable[[str, int], None] | None = None, refine: Any = None,
+               engine: Any = None) -> tuple[dict, dict]:
     """Encode `source` with `model` into WORK/<label>.mnvc, decode it with hash verification and
     measure each decoded frame against `sources` (the source frames, in order).
 
     Returns (RD point, encode summary). `save_decoded` also writes the decoded video (.y4m/.yuv);
     `on_frame(phase, index)` is called after each decoded frame ("decode") for progress bars;
-    `refine` (a `codec.refine.RefineOptions`) turns on the encoder's latent refinement."""
+    `refine` (a `codec.refine.RefineOptions`) turns on the encoder's latent refinement; `engine`
+    runs the networks of both encode and decode (default: PyTorch; e.g. a
+    `mobilecodec.runtime.engine.OnnxEngine`, whose own model then names the stream)."""
     from mobilecodec import metrics
     from mobilecodec.baselines.runner import frame_metrics
     from mobilecodec.bitstream.format import StreamReader
@@ -43,8 +46,10 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     from mobilecodec.errors import BitstreamError
 
     stream = Path(work) / f"{label}.mnvc"
+    if engine is not None:
+        model = engine.model
     enc = encode_video(model, source, stream, intra_period=intra_period, max_frames=frames, progress=progress,
-                       refine=refine)
+                       refine=refine, engine=engine)
     if enc["frames"] != len(sources):
         raise InputError(f"{source}: encoded {enc['frames']} frames but {len(sources)} source frames were read")
     measured: dict[int, dict] = {}
@@ -54,7 +59,7 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
         if on_frame is not None:
             on_frame("decode", i)
 
-    dec = decode_video(model, stream, save_decoded, progress=progress, verify=True, on_frame=measure)
+    dec = decode_video(model, stream, save_decoded, progress=progress, verify=True, on_frame=measure, engine=engine)
     if dec["hash_matches"] != enc["frames"] or dec["frames"] != enc["frames"]:
         raise BitstreamError(f"{label}: {dec['hash_matches']} of {enc['frames']} frames decoded hash-exact")
     with StreamReader(stream) as r:

@@ -21,7 +21,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -121,11 +121,15 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
 
 
 def code_point(model, source: str | Path, sources: list, work: Path, label: str, opts: CheckOptions,
-               extra: dict | None = None) -> tuple[dict, dict]:
-    """Encode `source` with `model` into a real .mnvc file, decode it (hash-verified) and measure
-    every decoded frame against `sources`; see `mobilecodec.evaluate.code_point`."""
+               extra: dict | None = None, engine: Any = None) -> tuple[dict, dict]:
+    """Encode `source` with `model` (or `engine`) into a real .mnvc file, decode it (hash-verified)
+    and measure every decoded frame against `sources`; see `mobilecodec.evaluate.code_point`."""
     return _code_point(model, source, sources, work, label, intra_period=opts.intra_period, frames=opts.frames,
-                       matrix=opts.matrix, progress=opts.progress, extra=extra)
+                       matrix=opts.matrix, progress=opts.progress, extra=extra, engine=engine)
+
+
+#: what codes the int8 side when no `int8_engine` is given
+SIM_BACKEND = "aimet simulation (PyTorch)"
 
 
 def judge_curves(float_q: Sequence[float], int8_q: Sequence[float], min_span: float = MIN_SPAN_DB,
@@ -262,9 +266,14 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
 
 
 def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts: CheckOptions,
-               out_dir: str | os.PathLike | None = None) -> dict:
+               out_dir: str | os.PathLike | None = None,
+               int8_engine: Callable[[ModelPair, Path, Path], Any] | None = None) -> dict:
     """Run the whole check; writes OUT/check_int8.json, check_int8.md, per-input RD JSONs and PNGs
-    when `out_dir` is given. Returns the report (see the module docstring for the verdict)."""
+    when `out_dir` is given. Returns the report (see the module docstring for the verdict).
+
+    `int8_engine(pair, source, workdir)` makes the engine that codes a pair's int8 side on one input
+    (e.g. its int8 package on onnxruntime: `mobilecodec.runtime.stream.int8_package_engine`, what
+    is deployed); without it the int8 side is the aimet simulation. The float side is always PyTorch."""
     from mobilecodec.io import resolve_input
 
     opts.validate()
@@ -275,7 +284,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder")
-    results, sensitivity = [], None
+    results, sensitivity, backend = [], None, SIM_BACKEND
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):
             sources = read_frames(src, opts.frames)
@@ -283,8 +292,11 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
             for j, pair in enumerate(pairs):
                 fp, enc = code_point(pair.float_model, src, sources, Path(tmp), f"{k}_{j}_float", opts,
                                      {"checkpoint": pair.float_path, "beta": pair.beta, "pair": j})
+                engine = int8_engine(pair, src, Path(tmp) / f"{k}_{j}_engine") if int8_engine else None
+                backend = engine.label if engine is not None else SIM_BACKEND
                 qp, _ = code_point(pair.int8_model, src, sources, Path(tmp), f"{k}_{j}_int8", opts,
-                                   {"checkpoint": pair.int8_path, "beta": pair.beta, "pair": j})
+                                   {"checkpoint": pair.int8_path, "beta": pair.beta, "pair": j,
+                                    "backend": backend}, engine=engine)
                 fp["label"], qp["label"] = pair.float_label, pair.int8_label
                 fpts.append(fp)
                 qpts.append(qp)
@@ -295,7 +307,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
             if k == 0 and opts.sensitivity_frames:
                 sensitivity = stage_sensitivity(pairs[0], sources, opts)
     verdict, passed, loss, bd_mean, reasons = judge_results(results, opts)
-    report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs],
+    report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs], "int8_backend": backend,
               "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta} for p in pairs],
               "options": {**asdict(opts), "bd_metrics": list(opts.bd_metrics)},
               "bd_rate": bd_mean, "bd_rate_loss": loss, "max_bdrate": opts.max_bdrate, "passed": passed,

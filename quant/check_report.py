@@ -11,7 +11,8 @@ from mobilecodec.mdtable import fmt, md_table
 
 def markdown(report: dict) -> str:
     """The report as Markdown tables."""
-    lines = ["# int8 vs float check", "", f"**{report['verdict']}**", ""]
+    lines = ["# int8 vs float check", "", f"**{report['verdict']}**", "",
+             f"float: PyTorch; int8: {report.get('int8_backend', 'aimet simulation (PyTorch)')}", ""]
     for res in report["results"]:
         lines += [f"## {res['source']}", "", "| model | label | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM-RGB |",
                   "|---|---|---|---|---|---|"]

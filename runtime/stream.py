@@ -22,6 +22,22 @@ def encode_package(package: str | Path, input_path: str | Path, output: str | Pa
     return summary
 
 
+def int8_package_engine(model: Any, qmodel: Any, source: str | Path, workdir: str | Path, *, ep: str = "cpu",
+                        quantized_dir: str | None = None) -> OnnxEngine:
+    """The aimet int8 model `qmodel` of the float `model`, exported as a QDQ package at `source`'s
+    padded frame size into WORKDIR/package and opened on onnxruntime: the graphs a user deploys,
+    so `check-int8 --backend onnxruntime` judges them rather than their simulation."""
+    from mobilecodec.export.onnx_export import export_package
+    from mobilecodec.io import open_video, padded_size
+
+    with open_video(source) as r:
+        height, width = r.height, r.width
+    pw, ph = padded_size(width, height)
+    pkg = Path(workdir) / "package"
+    export_package(model, pkg, ph, pw, original_size=(height, width), qmodel=qmodel, quantized_dir=quantized_dir)
+    return OnnxEngine(pkg, ep=ep)
+
+
 def _finite(v: float) -> float | None:
     return None if math.isinf(v) else round(v, 4)
 

@@ -41,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="compute BD-rate over each curve's RD frontier: points another point of the same curve "
                         "beats on rate and quality are dropped (and listed). Off by default: dropping a point "
                         "can hide int8 damage, so a non-monotonic curve makes the check inconclusive")
+    p.add_argument("--backend", choices=("sim", "onnxruntime"), default="sim",
+                   help="what codes the int8 side: sim = the aimet simulation in PyTorch (default), onnxruntime = "
+                        "each int8 folder exported as a QDQ package at the input's size and run on onnxruntime "
+                        "CPU, the graphs you deploy (slower: one export per point and input)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="YUV->RGB matrix (default bt601)")
     p.add_argument("-o", "--output", metavar="OUT", help="report folder: check_int8.json/.md, RD JSONs, PNG plots")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -64,7 +68,14 @@ def run(args: argparse.Namespace) -> int:
         if not Path(resolve_input(i)).is_file():
             raise InputError(f"no such input video: {i}")
     pairs = load_pairs(split_list(args.floats), split_list(args.int8s))
-    report = check_int8(pairs, args.inputs, opts, args.output)
+    engine = None
+    if args.backend == "onnxruntime":
+        from mobilecodec.runtime.stream import int8_package_engine
+
+        def engine(pair, source, workdir):
+            return int8_package_engine(pair.float_model, pair.int8_model, source, workdir,
+                                       quantized_dir=pair.int8_path)
+    report = check_int8(pairs, args.inputs, opts, args.output, int8_engine=engine)
     for res in report["results"]:
         name = Path(res["source"]).name
         for a, b in zip(res["float"]["points"], res["int8"]["points"]):
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if sens.get("rows"):
         top = ", ".join(f"{r['stage']} ({r['d_psnr_yuv']:+.3f} dB)" for r in sens["rows"][:3])
         print(f"most sensitive stages: {top}")
+    print(f"int8 side coded by: {report['int8_backend']}")
     print(f"verdict: {report['verdict']}")
     emit_json(report, args.json)
     if report["passed"] is None:
