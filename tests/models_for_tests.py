@@ -57,3 +57,33 @@ def walk_shipped_pframes(clip, frames: int, quantize, on_warp=None, checkpoint: 
             x_hat, res_feat = model.r_synthesis(r_hat, pred, *cond)
             buf = model.make_buffer(x_hat, res_feat, flow, motion_feat)
     return model
+
+
+def qdq_conv(wq, ws, bq, xs, ys, yz, *, stride: int = 1, pad: int | None = None, in_shape=None, out_shape=None):
+    """uint8 x -> DequantizeLinear -> Conv (DequantizeLinear of int8 weights `wq`, per output channel
+    when `ws` is a vector; int32 bias `bq` unless None) -> QuantizeLinear(ys, yz), per output channel
+    when `ys` is a vector, to yz's dtype: the pattern of every aimet int8 graph, which onnxruntime
+    fuses into QLinearConv. Input 'x', output 'y'; returns the onnx ModelProto."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    ws, ys, yz = np.asarray(ws, np.float32), np.asarray(ys, np.float32), np.asarray(yz)
+    cout, k = wq.shape[0], wq.shape[-1]
+    pad = k // 2 if pad is None else pad
+    inits = {"xs": np.array(xs, np.float32), "xz": np.array(0, np.uint8), "wq": wq, "ws": ws,
+             "wz": np.zeros(ws.shape, np.int8), "ys": ys, "yz": yz}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wf"], **({"axis": 0} if ws.ndim else {}))]
+    conv_in = ["xf", "wf"]
+    if bq is not None:
+        inits.update(bq=bq, bs=(np.float32(xs) * ws * np.ones(cout, np.float32)).astype(np.float32),
+                     bz=np.zeros(cout, np.int32))
+        nodes.append(helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bf"], axis=0))
+        conv_in.append("bf")
+    nodes += [helper.make_node("Conv", conv_in, ["c"], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4,
+                               name="out"),
+              helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["y"], **({"axis": 1} if ys.ndim else {}))]
+    graph = helper.make_graph(nodes, "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.UINT8, in_shape)],
+                              [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(yz.dtype), out_shape)],
+                              [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

@@ -140,30 +140,6 @@ def test_set_threads_reaches_every_library():
         int_kernels.set_num_threads(0)
 
 
-def _qdq_conv(wq, w_scale, bq, x_scale, y_scale, y_zero, stride, pad):
-    """DequantizeLinear -> Conv -> QuantizeLinear with per-channel int8 weights: the pattern of
-    every aimet int8 graph, which onnxruntime fuses into one QLinearConv."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    cout = len(w_scale)
-    arrays = {"wq": wq, "ws": w_scale, "wz": np.zeros(cout, np.int8), "bq": bq,
-              "bs": (np.float32(x_scale) * w_scale).astype(np.float32), "bz": np.zeros(cout, np.int32),
-              "xs": np.float32(x_scale), "xz": np.uint8(0), "ys": np.float32(y_scale), "yz": np.uint8(y_zero)}
-    k = wq.shape[-1]
-    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
-             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wf"], axis=0),
-             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bf"], axis=0),
-             helper.make_node("Conv", ["xf", "wf", "bf"], ["yf"], kernel_shape=[k, k], strides=[stride] * 2,
-                              pads=[pad] * 4),
-             helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["y"])]
-    g = helper.make_graph(nodes, "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, None)],
-                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
-                          initializer=[numpy_helper.from_array(v, n) for n, v in arrays.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    return m.SerializeToString()
-
-
 def test_int8_conv_is_exact_with_the_runtime_session_options(bikes):
     """The first I-frame analysis conv of a shipped checkpoint, int8 per-channel weights, on a real
     frame, through `session_options()`, against the integer definition (int64 sums, float64
@@ -177,6 +153,7 @@ def test_int8_conv_is_exact_with_the_runtime_session_options(bikes):
     from mobilecodec.io import open_video, pad_frame
     from mobilecodec.models.yuv import frame_to_tensor
     from mobilecodec.runtime.threads import session_options
+    from models_for_tests import qdq_conv
 
     model, _ = load_checkpoint("tiny_b0.0032")
     conv = next(m for m in model.i_analysis.modules() if isinstance(m, torch.nn.Conv2d))
@@ -194,7 +171,7 @@ def test_int8_conv_is_exact_with_the_runtime_session_options(bikes):
     y_scale = float((acc * m).max() - (acc * m).min()) / 255
     y_zero = int(np.clip(np.rint(-(acc * m).min() / y_scale), 0, 255))
     want = np.clip(np.rint(acc * m / y_scale) + y_zero, 0, 255)
-    model_bytes = _qdq_conv(wq, w_scale, bq, x_scale, y_scale, y_zero, conv.stride[0], conv.padding[0])
-    sess = ort.InferenceSession(model_bytes, session_options(), providers=["CPUExecutionProvider"])
+    model = qdq_conv(wq, w_scale, bq, x_scale, y_scale, np.uint8(y_zero), stride=conv.stride[0], pad=conv.padding[0])
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     diff = np.abs(sess.run(None, {"x": xq})[0].astype(np.int64) - want)
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 1).mean())

@@ -19,33 +19,19 @@ from mobilecodec.runtime.threads import session_options
 
 
 def _qdq_conv(cin, cout, h, w, *, bias=True, per_channel=True, out_per_channel=False, out_dtype=np.uint8, seed=0):
-    """uint8 input -> DQ -> Conv 3x3 (DQ int8 weights [per output channel], DQ int32 bias) -> Q uint8."""
+    """uint8 input -> DQ -> Conv 3x3 (DQ int8 weights [per output channel], DQ int32 bias) -> Q, random
+    weights drawn from `seed`; returns (model, wq, bq, ws, xs, ys) (bq zeros without bias)."""
+    from models_for_tests import qdq_conv
+
     rng = np.random.default_rng(seed)
     wq = rng.integers(-127, 128, (cout, cin, 3, 3)).astype(np.int8)
     ws = rng.uniform(0.002, 0.02, cout if per_channel else ()).astype(np.float32)
     xs, ys = np.float32(0.02), np.float32(0.05)
-    inits = [numpy_helper.from_array(np.array(xs), "xs"), numpy_helper.from_array(np.array(0, np.uint8), "xz"),
-             numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(ws, "ws"),
-             numpy_helper.from_array(np.zeros(ws.shape, np.int8), "wz"),
-             numpy_helper.from_array(np.full(cout, ys, np.float32) if out_per_channel else np.array(ys), "ys"),
-             numpy_helper.from_array(np.full(cout, 128, out_dtype) if out_per_channel else np.array(128, out_dtype), "yz")]
-    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
-             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wf"], **({"axis": 0} if per_channel else {}))]
-    conv_in = ["xf", "wf"]
-    bq = np.zeros(cout, np.int32)
-    if bias:
-        bq = rng.integers(-20000, 20000, cout).astype(np.int32)
-        inits += [numpy_helper.from_array(bq, "bq"), numpy_helper.from_array((xs * ws * np.ones(cout)).astype(np.float32), "bs"),
-                  numpy_helper.from_array(np.zeros(cout, np.int32), "bz")]
-        nodes.append(helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bf"], axis=0))
-        conv_in.append("bf")
-    nodes += [helper.make_node("Conv", conv_in, ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="out"),
-              helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["yq"], **({"axis": 1} if out_per_channel else {}))]
-    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, cin, h, w])],
-                              [helper.make_tensor_value_info("yq", helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype)),
-                                                             [1, cout, h, w])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    return model, wq, bq, ws, xs, ys
+    bq = rng.integers(-20000, 20000, cout).astype(np.int32) if bias else None
+    y_scale = np.full(cout, ys, np.float32) if out_per_channel else ys
+    y_zero = np.full(cout, 128, out_dtype) if out_per_channel else np.array(128, out_dtype)
+    model = qdq_conv(wq, ws, bq, xs, y_scale, y_zero, in_shape=[1, cin, h, w], out_shape=[1, cout, h, w])
+    return model, wq, np.zeros(cout, np.int32) if bq is None else bq, ws, xs, ys
 
 
 def _run(model, x):
