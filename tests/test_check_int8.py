@@ -297,8 +297,8 @@ def test_onnxruntime_backend_judges_the_deployed_graphs(first_run, pairs, carpho
     """`--backend onnxruntime` codes the int8 side with each folder's QDQ package on onnxruntime CPU
     (exported at carphone's padded 192x192): real streams that name the package's model, every frame
     hash-verified by the same engine, the float side unchanged, and the int8 points near the
-    simulation's (same quantized model, one-level rounding differences: measured within 1 % of the
-    bits and 0.3 dB on these 2 frames; bounds 15 % and 1.5 dB)."""
+    simulation's (same quantized model, one-level rounding differences: measured -1.1 % / +1.4 % of
+    the bits and +0.000 / +0.081 dB on these 2 frames, AMD Zen 3; bounds 10 % and 0.5 dB)."""
     out = tmp_path / "ORT"
     rc = _check(carphone, *pairs, "--max-bdrate", "1000", "--sensitivity-frames", "0", "--backend", "onnxruntime",
                 "-o", str(out))
@@ -313,4 +313,4 @@ def test_onnxruntime_backend_judges_the_deployed_graphs(first_run, pairs, carpho
     assert [p["bits"] for p in res["float"]["points"]] == [p["bits"] for p in res_sim["float"]["points"]]
     for q, s in zip(res["int8"]["points"], res_sim["int8"]["points"]):
         assert q["hash_verified_frames"] == FRAMES and q["backend"].startswith("onnxruntime CPU")
-        assert abs(q["bits"] / s["bits"] - 1) < 0.15 and abs(q["psnr_yuv"] - s["psnr_yuv"]) < 1.5
+        assert abs(q["bits"] / s["bits"] - 1) < 0.10 and abs(q["psnr_yuv"] - s["psnr_yuv"]) < 0.5
