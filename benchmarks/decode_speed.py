@@ -275,7 +275,8 @@ def main() -> None:
 def _print(name: str, out: dict, roof: dict, ideal: float) -> None:
     from conv_gmacs import default_kernels_line
 
-    print(f"\n{name} (padded {out['padded'][0]}x{out['padded'][1]}); conv roofline: onnxruntime int8 "
+    print(f"\n{name} (padded {out['padded'][0]}x{out['padded'][1]}); conv roofline (best of {roof['rounds']} "
+          f"interleaved rounds): onnxruntime int8 "
           f"{roof['int8_qdq_gmacs_per_s']:.1f}, fp32 {roof['float32_gmacs_per_s']:.1f}, PyTorch fp32 "
           f"{roof['pytorch_float32_gmacs_per_s']:.1f} GMAC/s -> ideal int8/PyTorch {ideal:.2f}x")
     print(default_kernels_line(roof))
