@@ -128,9 +128,13 @@ def frame_quantizers(sim, inputs: Sequence[str], output: bool) -> dict[str, obje
     """The activation quantizers of one stage's sim that see a frame: the input quantizer of every
     layer that reads one of the graph inputs `inputs` (argument names), and with `output` the output
     quantizer of the layer whose result the stage returns first (through clamp / slicing only).
-    Keyed 'input x -> body.0' / 'output <- module_add'. A named input no quantizer reads is an error."""
+    Keyed 'input x -> body.0' / 'output <- module_add'. A named input the graph lacks, or that no
+    quantizer reads, is an error: a renamed argument must not silently leave a frame calibrated."""
     g = sim.model
     found: dict[str, object] = {}
+    missing = set(inputs) - {n.target for n in g.graph.nodes if n.op == "placeholder"}
+    if missing:
+        raise ValueError(f"{type(g).__name__} has no graph input named {', '.join(sorted(missing))}")
     for node in g.graph.nodes:
         if node.op != "placeholder" or node.target not in inputs:
             continue
