@@ -159,19 +159,24 @@ def frame_quantizers(sim, inputs: Sequence[str], output: bool) -> dict[str, obje
     return found
 
 
+def all_frame_quantizers(sims: "OrderedDict[str, object]",
+                         frame_io: dict[str, tuple[tuple[str, ...], bool]]) -> dict[str, object]:
+    """`frame_quantizers` of every quantized stage that `frame_io` (`VideoCodec.frame_io()`) names,
+    keyed 'stage: input x -> body.0'."""
+    return {f"{stage}: {k}": q for stage, (inputs, output) in frame_io.items() if stage in sims
+            for k, q in frame_quantizers(sims[stage], inputs, output).items()}
+
+
 def pin_frame_encodings(sims: "OrderedDict[str, object]", frame_io: dict[str, tuple[tuple[str, ...], bool]]) -> None:
-    """Give every frame quantizer (`frame_quantizers`, stages per `VideoCodec.frame_io()`) the range
-    FRAME_RANGE and freeze it (calibration and QAT range learning leave it): at 8 bits the codes are
-    then the frame's own levels k/255 (at 16 bits 257 k), no pixel is clipped, and the host's uint8
-    frame passes through the input quantizer unchanged."""
+    """Give every frame quantizer (`all_frame_quantizers`) the range FRAME_RANGE and freeze it
+    (calibration and QAT range learning leave it): at 8 bits the codes are then the frame's own
+    levels k/255 (at 16 bits 257 k), no pixel is clipped, and the host's uint8 frame passes through
+    the input quantizer unchanged."""
     lo, hi = FRAME_RANGE
-    for stage, (inputs, output) in frame_io.items():
-        if stage not in sims:
-            continue
-        for q in frame_quantizers(sims[stage], inputs, output).values():
-            q.set_range(torch.full_like(q.min, lo), torch.full_like(q.max, hi))
-            q.allow_overwrite(False)
-            q.requires_grad_(False)
+    for q in all_frame_quantizers(sims, frame_io).values():
+        q.set_range(torch.full_like(q.min, lo), torch.full_like(q.max, hi))
+        q.allow_overwrite(False)
+        q.requires_grad_(False)
 
 
 def frozen_param_quantizers(sim) -> list[str]:

@@ -72,7 +72,7 @@ def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpo
     from mobilecodec.quant.calibrate import load_gops
     from mobilecodec.quant.config import QuantConfig
     from mobilecodec.quant.ptq import quantize_model
-    from mobilecodec.quant.sim import frame_quantizers
+    from mobilecodec.quant.sim import all_frame_quantizers
 
     model, _ = load_checkpoint(midgrey_checkpoint)
     gops = load_gops([carphone], 2, CROP, 2, seed=5)
@@ -85,8 +85,7 @@ def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpo
         iq2 = q2.sims["i_analysis"].model.get_submodule("body.0").input_quantizers[0]
         assert float(iq1.get_min()) == pytest.approx(0.0, abs=1e-6)
         if pin:
-            pinned = [fq for s, (ins, out) in model.frame_io().items()
-                      for fq in frame_quantizers(q2.sims[s], ins, out).values()]
+            pinned = list(all_frame_quantizers(q2.sims, model.frame_io()).values())
             # i_analysis x, i_synthesis out, m_analysis x + ref, r_analysis x + pred, r_synthesis pred + out
             assert len(pinned) == 8 and iq2 in pinned
             for fq in pinned:
@@ -280,11 +279,10 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
     # range learning (default) moved some encodings away from the PTQ ones, never a frame's [0, 1]
     e0, ea = _quantizer_values(q0), _quantizer_values(qa)
     assert any(not torch.equal(e0[k], ea[k]) for k in e0)
-    from mobilecodec.quant.sim import frame_quantizers
+    from mobilecodec.quant.sim import all_frame_quantizers
 
-    for s, (ins, out) in qa.frame_io().items():
-        for fq in frame_quantizers(qa.sims[s], ins, out).values():
-            assert (float(fq.get_min()), float(fq.get_max())) == (0.0, 1.0)
+    for fq in all_frame_quantizers(qa.sims, qa.frame_io()).values():
+        assert (float(fq.get_min()), float(fq.get_max())) == (0.0, 1.0)
     assert {p.name for p in (a / "encodings").glob("*.encodings")} == \
         {p.name for p in (ptq_dir / "encodings").glob("*.encodings")}
     enc = encode_video(qa, carphone, tmp_path / "s.mnvc", intra_period=2, max_frames=2, progress=False)
