@@ -366,3 +366,31 @@ def test_ptq_default_crop_fits_the_bundled_clip(tmp_path, capsys):
                  "--eval-gops", "0", "--no-progress"]) == 0
     assert "calibration crop 128x128" in capsys.readouterr().err
     assert (out / "ptq.json").is_file() and (out / "quantized.pt").is_file()
+
+
+def test_ptq_quantizes_a_conditional_residual_coder(carphone, tmp_path):
+    """Hybrid buffering (HyTIP): the residual coder also reads the warped frame and features, as a
+    third stage input. aimet must trace those stages (torch.fx cannot trace *args), the condition
+    must reach the quantized graph, and the int8 codec must code hash-exact."""
+    from mobilecodec.codec.video import decode_video, encode_video
+    from mobilecodec.quant.calibrate import evaluate, load_gops
+    from mobilecodec.quant.config import QuantConfig
+    from mobilecodec.quant.ptq import quantize_model
+    from models_for_tests import random_tiny
+
+    model = random_tiny("low", buffering="hybrid")
+    assert model.cfg.conditional and model.residual_feat_channels > 0
+    q = quantize_model(model, QuantConfig(), load_gops([carphone], GOP, CROP, 2, seed=2), steps=2, batch=1,
+                       progress=False)
+    assert set(q.sims) == set(model.stages()) - SKIPPED
+    torch.manual_seed(1)
+    r_hat, pred, cond = (torch.rand_like(t) for t in model.example_inputs(64, 64)["r_synthesis"])
+    with torch.no_grad():
+        with_cond = q.sims["r_synthesis"].model(4 * r_hat - 2, pred, cond)[0]
+        without = q.sims["r_synthesis"].model(4 * r_hat - 2, pred, torch.zeros_like(cond))[0]
+    assert (with_cond != without).float().mean() > 0.1  # the condition reaches the int8 synthesis
+    m = evaluate(model, q, load_gops([carphone], GOP, CROP, 1, seed=11))
+    assert 30.0 < m["int8_vs_float_psnr_yuv"] < 90.0, m
+    enc = encode_video(q, carphone, tmp_path / "h.mnvc", intra_period=3, max_frames=3, progress=False)
+    dec = decode_video(q, tmp_path / "h.mnvc", None, progress=False)
+    assert enc["frames"] == 3 and dec["hash_matches"] == 3

@@ -110,8 +110,9 @@ class ResidualAnalysis(nn.Module):
         self.out = conv(c, cfg.latent, 3)
         self.conditional = cond_channels > 0
 
-    def forward(self, x: torch.Tensor, pred: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
-        inp = torch.cat([x - pred, *cond], dim=1) if self.conditional else x - pred
+    def forward(self, x: torch.Tensor, pred: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        # a fixed signature, not *cond: torch.fx (aimet's model preparer) cannot trace varargs
+        inp = torch.cat([x - pred, cond], dim=1) if self.conditional else x - pred
         return self.out(self.body(inp))
 
 
@@ -127,8 +128,9 @@ class ResidualSynthesis(nn.Module):
         self.out = conv(c + cond_channels, YUV_CHANNELS + feat_channels, 3)
         self.conditional = cond_channels > 0
 
-    def forward(self, r_hat: torch.Tensor, pred: torch.Tensor, *cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, r_hat: torch.Tensor, pred: torch.Tensor,
+                cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.body(r_hat)
-        out = self.out(torch.cat([f, *cond], dim=1) if self.conditional else f)
+        out = self.out(torch.cat([f, cond], dim=1) if self.conditional else f)
         x_hat = torch.clamp(pred + out[:, :YUV_CHANNELS], 0.0, 1.0)
         return x_hat, out[:, YUV_CHANNELS:]
