@@ -70,8 +70,12 @@ def _half(img: np.ndarray) -> np.ndarray:
 
 
 def _is_photo(rgb: np.ndarray) -> bool:
-    """True for photographs, False for flat graphics (logos): at least 10,000 distinct colours."""
-    return len(np.unique(rgb.reshape(-1, 3), axis=0)) >= 10_000
+    """True for photographs, False for flat graphics (logos): at least 10,000 distinct colours.
+    Counted on a 2^24-entry table of 24-bit colours (np.unique over rows took 4 s on retina.jpg)."""
+    c = rgb.reshape(-1, 3).astype(np.uint32)
+    seen = np.zeros(1 << 24, dtype=bool)
+    seen[(c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]] = True
+    return int(np.count_nonzero(seen)) >= 10_000
 
 
 @dataclass(frozen=True)
