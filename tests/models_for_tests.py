@@ -20,6 +20,8 @@ def random_tiny(variant: str = "low", **overrides):
     with torch.no_grad():
         model.i_synthesis.out.bias[:6] += bias
         for stage in ("i_analysis", "m_analysis", "r_analysis"):
+            if not hasattr(model, stage):  # warp 'none' codes no motion
+                continue
             getattr(model, stage).out.weight *= scale
             getattr(model, stage).out.bias *= scale
     model.update()

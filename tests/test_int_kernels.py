@@ -157,6 +157,8 @@ def test_frame_sized_hyper_latents_bit_exact(prefix, signed):
     from mobilecodec.cpu import u8s8_exact
     from mobilecodec.entropy import int_hyper, int_kernels
 
+    if signed is False and not u8s8_exact():
+        pytest.skip("without VNNI this CPU's default weights are uint8: the 'default' case ran this path")
     torch.manual_seed(5)
     model = VideoCodec(get_config("mobilenvc"))
     model.update()
