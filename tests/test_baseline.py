@@ -6,8 +6,6 @@ by hand, the encoded files are decoded with PyAV directly and PSNR is computed w
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -17,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilecodec.cli import main
+from cli_run import cli_here
 
 FRAMES = 10
 WIDTH, HEIGHT = 176, 144
@@ -27,10 +25,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _cli(*args: str) -> tuple[int, str, str]:
     """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
+    p = cli_here(*args)
+    return p.returncode, p.stdout, p.stderr
 
 
 @pytest.fixture(scope="module")

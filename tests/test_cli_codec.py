@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,23 +13,8 @@ import pytest
 from mobilecodec.bitstream.format import FrameType, StreamReader, StreamWriter
 from mobilecodec.errors import MobileCodecError
 
-PY = [sys.executable, "-m", "mobilecodec"]
+from cli_run import assert_clean_error, cli, cli_here
 
-
-def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    p = subprocess.run([*PY, *map(str, args)], capture_output=True, text=True, timeout=600)
-    if check and p.returncode != 0:
-        raise AssertionError(f"exit {p.returncode}: {p.stderr}")
-    return p
-
-
-def assert_clean_error(p: subprocess.CompletedProcess, *words: str) -> None:
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    assert "Traceback" not in p.stderr
-    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    for w in words:
-        assert w.lower() in lines[0].lower(), (w, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -138,22 +121,22 @@ def test_bad_streams_exit_2(stream, tiny_checkpoint, tmp_path, case, words):
 
     bad = _mutate_file(stream, tmp_path / f"{case}.mnvc", f)
     out = tmp_path / "out.y4m"
-    p = cli("decode", bad, "-o", out, "--checkpoint", tiny_checkpoint)
+    p = cli_here("decode", bad, "-o", out, "--checkpoint", tiny_checkpoint)
     assert_clean_error(p, *words)
     assert not out.exists() and not list(tmp_path.glob(".out.y4m*"))
 
 
 def test_missing_inputs_exit_2(tmp_path, tiny_checkpoint, carphone):
     assert_clean_error(cli("decode", tmp_path / "nope.mnvc", "--checkpoint", tiny_checkpoint), "no such file")
-    assert_clean_error(cli("encode", "--checkpoint", tmp_path / "nope.pt", carphone, "-o", tmp_path / "a.mnvc"),
+    assert_clean_error(cli_here("encode", "--checkpoint", tmp_path / "nope.pt", carphone, "-o", tmp_path / "a.mnvc"),
                        "no such checkpoint")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert_clean_error(cli("encode", "--checkpoint", junk, carphone, "-o", tmp_path / "a.mnvc"), "checkpoint")
+    assert_clean_error(cli_here("encode", "--checkpoint", junk, carphone, "-o", tmp_path / "a.mnvc"), "checkpoint")
     assert not (tmp_path / "a.mnvc").exists()
-    assert_clean_error(cli("encode", "--checkpoint", tiny_checkpoint, tmp_path / "nope.y4m", "-o", tmp_path / "a.mnvc"),
+    assert_clean_error(cli_here("encode", "--checkpoint", tiny_checkpoint, tmp_path / "nope.y4m", "-o", tmp_path / "a.mnvc"),
                        "no such file")
-    assert_clean_error(cli("profile", "--config", "nope"), "unknown config")
+    assert_clean_error(cli_here("profile", "--config", "nope"), "unknown config")
 
 
 def test_fuzzed_streams_never_crash(tiny_checkpoint, carphone, tmp_path):

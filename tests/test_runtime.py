@@ -4,18 +4,12 @@ path (both directions), with per-frame hash results and the drift between backen
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from mobilecodec.errors import InputError
 
-PY = [sys.executable, "-m", "mobilecodec"]
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*PY, *map(str, args)], capture_output=True, text=True, timeout=600)
+from cli_run import cli, cli_here
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +123,8 @@ def test_runtime_stream_decodes_with_pytorch(streams, tiny_package, tiny_checkpo
 
 
 def test_cli_package_round_trip_writes_video(tiny_package, carphone, tmp_path):
-    enc = cli("encode", carphone, "-o", tmp_path / "a.mnvc", "--package", tiny_package, "--frames", 3,
-              "--intra-period", 2, "--no-progress", "--json", tmp_path / "e.json")
+    enc = cli_here("encode", carphone, "-o", tmp_path / "a.mnvc", "--package", tiny_package, "--frames", 3,
+                   "--intra-period", 2, "--no-progress", "--json", tmp_path / "e.json")
     assert enc.returncode == 0, enc.stderr
     dec = cli("decode", tmp_path / "a.mnvc", "--package", tiny_package, "--drift", "-o", tmp_path / "d.y4m",
               "--no-progress", "--json", tmp_path / "d.json")
@@ -154,8 +148,8 @@ def test_package_decode_exit_code_on_hash_mismatch(tiny_package, carphone, tmp_p
     with --allow-drift, still reporting the count."""
     from mobilecodec.bitstream.format import StreamReader, StreamWriter
 
-    enc = cli("encode", carphone, "-o", tmp_path / "a.mnvc", "--package", tiny_package, "--frames", 3,
-              "--intra-period", 3, "--no-progress")
+    enc = cli_here("encode", carphone, "-o", tmp_path / "a.mnvc", "--package", tiny_package, "--frames", 3,
+                   "--intra-period", 3, "--no-progress")
     assert enc.returncode == 0, enc.stderr
     with StreamReader(tmp_path / "a.mnvc") as r:
         header, records = r.header, list(r)
@@ -163,7 +157,7 @@ def test_package_decode_exit_code_on_hash_mismatch(tiny_package, carphone, tmp_p
     with StreamWriter(tmp_path / "b.mnvc", header) as w:
         for i, rec in enumerate(records):
             w.write(rec.frame_type, rec.payload, bytes(4) if i == 1 else rec.frame_hash)
-    ok = cli("decode", tmp_path / "a.mnvc", "--package", tiny_package, "--no-progress")
+    ok = cli_here("decode", tmp_path / "a.mnvc", "--package", tiny_package, "--no-progress")
     assert ok.returncode == 0 and "3/3 frame hashes match" in ok.stdout, ok.stderr
     bad = cli("decode", tmp_path / "b.mnvc", "--package", tiny_package, "--no-progress", "-o", tmp_path / "b.y4m",
               "--json", tmp_path / "b.json")
@@ -171,9 +165,9 @@ def test_package_decode_exit_code_on_hash_mismatch(tiny_package, carphone, tmp_p
     assert "2/3 frame hashes match" in bad.stdout
     assert "1 of 3 decoded frames (first: frame 1)" in bad.stderr and "--allow-drift" in bad.stderr
     assert [f["hash_match"] for f in json.loads((tmp_path / "b.json").read_text())["per_frame"]] == [True, False, True]
-    allowed = cli("decode", tmp_path / "b.mnvc", "--package", tiny_package, "--no-progress", "--allow-drift")
+    allowed = cli_here("decode", tmp_path / "b.mnvc", "--package", tiny_package, "--no-progress", "--allow-drift")
     assert allowed.returncode == 0 and "2/3 frame hashes match" in allowed.stdout, allowed.stderr
-    wrong = cli("decode", tmp_path / "a.mnvc", "--allow-drift", "--no-progress")
+    wrong = cli_here("decode", tmp_path / "a.mnvc", "--allow-drift", "--no-progress")
     assert wrong.returncode == 2 and "--allow-drift applies to --package" in wrong.stderr
 
 
@@ -187,7 +181,7 @@ def test_padded_size_mismatch_is_a_clean_error(tiny_package, tmp_path):
     w.write(YUVFrame(np.full((64, 64), 90, np.uint8), np.full((32, 32), 128, np.uint8),
                      np.full((32, 32), 128, np.uint8)))
     w.close()
-    p = cli("encode", clip, "-o", tmp_path / "s.mnvc", "--package", tiny_package, "--no-progress")
+    p = cli_here("encode", clip, "-o", tmp_path / "s.mnvc", "--package", tiny_package, "--no-progress")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "pads to 64x64" in p.stderr and "192x192" in p.stderr
     assert not (tmp_path / "s.mnvc").exists()
