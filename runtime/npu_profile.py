@@ -65,32 +65,31 @@ def estimate_model(model: Any, height: int, width: int, device: str | list[str] 
                    progress: bool = False) -> dict[str, Any]:
     """Same for a PyTorch `VideoCodec`: its NPU graphs are exported (float, padded size) to a
     temporary folder first."""
-    import torch
-
     from mobilecodec.export.manifest import call_order
     from mobilecodec.export.onnx_export import export_graph, graph_specs
     from mobilecodec.io import padded_size
     from mobilecodec.runtime.npu_graph import extract_layers
+    from mobilecodec.runtime.threads import torch_threads
 
-    torch.set_num_threads(1)
-    pw, ph = padded_size(width, height)
-    model.eval()
-    specs = graph_specs(model, ph, pw)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    with torch_threads(1):  # small exports: extra threads only contend
+        pw, ph = padded_size(width, height)
+        model.eval()
+        specs = graph_specs(model, ph, pw)
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=len(specs), desc="export graphs for the NPU estimate", unit="graph", leave=False)
-    layers = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in specs:
-            path = Path(tmp) / f"{spec.name}.onnx"
-            export_graph(spec, path, simplify=False)
-            layers[spec.name] = extract_layers(path, spec.name)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar = tqdm(total=len(specs), desc="export graphs for the NPU estimate", unit="graph", leave=False)
+        layers = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for spec in specs:
+                path = Path(tmp) / f"{spec.name}.onnx"
+                export_graph(spec, path, simplify=False)
+                layers[spec.name] = extract_layers(path, spec.name)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
     return estimate_layers(layers, call_order(model), device=device, precision=precision, fps=fps,
                            pixels=height * width, buffer_mb_s=buffer_mb_s)
 

@@ -232,16 +232,15 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
 def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     """`profile_graphs` of a factory's module, exported to ONNX in a temporary folder; the PyTorch
     count (runtime.complexity.count_module) is reported beside the ONNX count."""
-    import torch
-
     from mobilecodec.runtime.complexity import count_module
+    from mobilecodec.runtime.threads import torch_threads
 
-    torch.set_num_threads(1)
-    module, inputs = load_factory(spec)
-    name = spec.split(":", 1)[1]
-    tc = count_module(module, *inputs)
-    with tempfile.TemporaryDirectory() as tmp:
-        proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx")
+    with torch_threads(1):
+        module, inputs = load_factory(spec)
+        name = spec.split(":", 1)[1]
+        tc = count_module(module, *inputs)
+        with tempfile.TemporaryDirectory() as tmp:
+            proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx")
     return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
         name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
                "resampling": tc.resampling_total}}, **kw)

@@ -16,6 +16,8 @@ op (the block warp) then waits for a time slice.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from mobilecodec.cpu import u8s8_exact
@@ -39,6 +41,21 @@ def set_threads(n: int | None) -> int | None:
         torch.set_num_threads(n)
         int_kernels.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch at `n` intra-op threads inside the block, the caller's count restored after (graph
+    exports and tracing of small models: extra threads only contend; a library call must not
+    change the process's setting)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def get_threads() -> int | None:

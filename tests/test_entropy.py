@@ -15,6 +15,7 @@ from mobilecodec.entropy.factorized import FactorizedPrior
 from mobilecodec.entropy.gaussian import GaussianConditional, bits_from_likelihood, lower_bound
 from mobilecodec.entropy.scale_table import ScaleTable, scale_from_index
 from mobilecodec.errors import BitstreamError, CheckpointError
+from mobilecodec.runtime.threads import torch_threads
 
 N_SYMBOLS = 200_000
 
@@ -40,9 +41,7 @@ def trained_prior() -> FactorizedPrior:
     fp = FactorizedPrior(4)
     widths = torch.tensor([0.3, 1.0, 3.0, 8.0]).view(1, 4, 1, 1)
     opt = torch.optim.Adam(fp.parameters(), lr=0.02)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: extra threads only spin on a shared machine
-    try:
+    with torch_threads(1):  # tiny ops: extra threads only spin on a shared machine
         for _ in range(300):
             z = torch.distributions.Laplace(0.0, 1.0).sample((16, 4, 8, 8)) * widths
             _, lik = fp(z)
@@ -50,8 +49,6 @@ def trained_prior() -> FactorizedPrior:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    finally:
-        torch.set_num_threads(threads)
     fp.eval()
     fp.update()
     return fp

@@ -15,6 +15,7 @@ from mobilecodec.errors import InputError
 from mobilecodec.io import YUVFrame, sample_source
 from mobilecodec.metrics import (bd_psnr, bd_rate, bpp, ms_ssim, ms_ssim_rgb, ms_ssim_scales, mse, psnr,
                                  psnr_from_mse, psnr_rgb, psnr_samples, psnr_yuv, yuv_to_rgb, yuv_to_rgb8)
+from mobilecodec.runtime.threads import torch_threads
 
 PSNR_MSE1 = 48.1308036086791  # 20*log10(255): PSNR of an MSE of exactly 1
 DB_4 = 6.020599913279624  # 10*log10(4)
@@ -295,12 +296,8 @@ def _torch_ms_ssim(a: np.ndarray, b: np.ndarray, exact_window: bool = False, **k
     x, y = t(a), t(b)
     if exact_window:
         kwargs["win"] = _float64_window(x.shape[1])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # grouped float64 convs crawl when threads contend on a small shared machine
-    try:
+    with torch_threads(1):  # grouped float64 convs crawl when threads contend on a small shared machine
         return float(pytorch_msssim.ms_ssim(x, y, data_range=255, **kwargs))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_ms_ssim_single_channel_matches_pytorch_msssim():
@@ -370,9 +367,7 @@ def test_ms_ssim_qcif_uses_four_scales_like_a_torch_reference():
     weights = torch.tensor([0.0448, 0.2856, 0.3001, 0.2363], dtype=torch.float64)
     weights = weights / weights.sum()
     factors = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for i in range(4):
             s, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
             if i < 3:
@@ -381,8 +376,6 @@ def test_ms_ssim_qcif_uses_four_scales_like_a_torch_reference():
                 x = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=pad)
                 y = torch.nn.functional.avg_pool2d(y, kernel_size=2, padding=pad)
         factors.append(torch.relu(s))
-    finally:
-        torch.set_num_threads(threads)
     want = float(torch.prod(torch.stack(factors) ** weights.view(-1, 1, 1), dim=0).mean())
     got = ms_ssim_rgb(ref, dist)
     assert 0.5 < got < 1.0

@@ -83,11 +83,13 @@ def resnet18_onnx(tmp_path_factory) -> Path:
     import torch
     import torchvision
 
-    torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("tv") / "resnet18.onnx"
-    model = torchvision.models.resnet18(weights=None).eval()
-    torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), opset_version=17, dynamo=False,
-                      do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+    from mobilecodec.runtime.threads import torch_threads
+
+    with torch_threads(1):  # restored after: later tests must not inherit this fixture's setting
+        path = tmp_path_factory.mktemp("tv") / "resnet18.onnx"
+        model = torchvision.models.resnet18(weights=None).eval()
+        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), opset_version=17, dynamo=False,
+                          do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
     return path
 
 

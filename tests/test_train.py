@@ -381,11 +381,15 @@ def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys
 
 def test_residual_conditioning_conversion_codes_the_same_stream(carphone, tmp_path):
     """scripts/add_residual_conditioning.py: the converted checkpoint conditions its residual coder
-    on the warped frame, with zero weights on those inputs, so it writes the very same stream as
-    the original (I, P, P: the same frame records and hashes; only the header's model identity
-    differs); converting it again is refused with a one-line error."""
+    on the warped frame with exactly zero weights on those inputs, so its residual stages compute
+    what the original's do up to float summation order (wider convolutions may sum in another order
+    on another CPU, so no byte equality is claimed for P-frames) and it codes the same I-frame and
+    P-frames of nearly the same size; converting it again is refused with a one-line error."""
+    import torch
+
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import encode_video
+    from mobilecodec.models.yuv import read_packed_frames
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "add_residual_conditioning.py"
     out = tmp_path / "cond.pt"
@@ -395,14 +399,25 @@ def test_residual_conditioning_conversion_codes_the_same_stream(carphone, tmp_pa
     cond, _ = load_checkpoint(out)
     orig, _ = load_checkpoint("tiny_b0.0064")
     assert cond.cfg.conditional and not orig.cfg.conditional
-    assert cond.r_synthesis.out.weight.shape[1] == orig.r_synthesis.out.weight.shape[1] + 6
-    frames, sizes = [], []
+    feats = orig.r_synthesis.out.weight.shape[1]
+    assert cond.r_synthesis.out.weight.shape[1] == feats + 6
+    assert not cond.r_synthesis.out.weight[:, feats:].any()
+    assert not cond.r_analysis.body[0].weight[:, 6:].any()
+    pred, x = read_packed_frames(carphone, 2)  # carphone frames 0 and 1, padded
+    with torch.no_grad():
+        lat = orig.r_analysis(x, pred)
+        torch.testing.assert_close(cond.r_analysis(x, pred, pred), lat, rtol=1e-5, atol=1e-5)
+        lat = torch.round(lat)
+        for a, b in zip(cond.r_synthesis(lat, pred, pred), orig.r_synthesis(lat, pred)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    frames = []
     for name, model in (("orig", orig), ("cond", cond)):
         enc = encode_video(model, carphone, tmp_path / f"{name}.mnvc", intra_period=3, max_frames=3, progress=False)
         frames.append([(f["type"], f["bits"], f["hash"]) for f in enc["per_frame"]])
-        sizes.append((tmp_path / f"{name}.mnvc").stat().st_size)
     assert [t for t, _, _ in frames[0]] == ["I", "P", "P"]
-    assert frames[0] == frames[1] and sizes[0] == sizes[1]
+    assert frames[0][0] == frames[1][0]  # the I-frame networks are the same modules
+    for (_, a, _), (_, b, _) in zip(frames[0][1:], frames[1][1:]):
+        assert abs(a - b) <= 0.05 * a + 32, (frames[0], frames[1])
     again = subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "twice.pt")], capture_output=True,
                            text=True, timeout=300, check=False)
     assert again.returncode != 0 and "already conditions" in again.stderr

@@ -22,13 +22,22 @@ def test_default_training_data_excludes_the_held_out_clip(capsys):
     names = [s.name for s in data.sources]
     assert names == ["bikes", "bigbuckbunny", "stills"]
     assert not any("carphone" in str(getattr(s, "paths", "")) for s in data.sources if isinstance(s, StillSource))
-    # every sampled GOP comes from one of those sources, so no carphone frame can come out
+    # no sampled crop is a window of a carphone frame (without flips and downscales, so that a
+    # window would be found), while the same check finds them in GOPs sampled from carphone itself
+    from mobilecodec.io import read_frames, sample_clip
+
+    held_y = [f.y for f in read_frames(sample_clip("carphone"))]
     rng = np.random.default_rng(0)
+    plain = TrainingData(None, 2, (64, 64), augment=False)
     for _ in range(60):
-        y, uv = data.sample(rng)
+        y, uv = plain.sample(rng)
         assert y.shape == (2, 64, 64) and uv.shape == (2, 2, 32, 32) and y.dtype == np.uint8
+        assert not any(_contains(f, y[0]) for f in held_y)
+    opted_in = TrainingData(["carphone"], 2, (64, 64), augment=False, allow_held_out=True)
+    for _ in range(3):
+        y, _ = opted_in.sample(rng)
+        assert any(_contains(f, y[0]) for f in held_y)
     # the held-out clip is refused by name and by its cached file, also from the CLI
-    from mobilecodec.io import sample_clip
 
     for held in ("carphone", str(sample_clip("carphone"))):
         with pytest.raises(InputError, match="held-out"):
