@@ -57,7 +57,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
         from tqdm import tqdm
 
         bar = tqdm(total=len(man["graphs"]), desc="compile", unit="graph", leave=False)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=MANIFEST) as tmp:
         work = tmp / ".qdq"
         work.mkdir()
         for name, g in man["graphs"].items():

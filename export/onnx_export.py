@@ -235,7 +235,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
         from tqdm import tqdm
 
         bar = tqdm(total=len(specs), desc="export", unit="graph", leave=False)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=MANIFEST) as tmp:
         (tmp / "graphs").mkdir()
         for spec in specs:
             rel = f"graphs/{spec.name}.onnx"

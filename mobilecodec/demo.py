@@ -29,6 +29,7 @@ from mobilecodec.io import read_frames
 
 FORMAT = "mobilecodec-demo"
 VERSION = 1
+REPORT_MARKER = "report.json"  # what an earlier demo report folder holds: only such a folder is replaced
 
 
 @dataclass
@@ -153,14 +154,12 @@ def _rd_point(label: str, summary: dict, stream: Path, sources: list, decoded: l
 
 def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dict[str, Any]:
     """Run the whole pipeline and write the report folder `out_dir` (atomically); returns report.json."""
-    from mobilecodec.fsutil import atomic_dir, cache_dir
+    from mobilecodec.fsutil import atomic_dir, cache_dir, check_output_dir
     from mobilecodec.io import resolve_input
 
     opts = opts or DemoOptions()
     opts.validate()
-    final = Path(out_dir).resolve()
-    if final.exists() and not final.is_dir():
-        raise InputError(f"output {final} exists and is not a folder")
+    final = check_output_dir(Path(out_dir).resolve(), marker=REPORT_MARKER)
     clip = Path(resolve_input(opts.clip))
     if not clip.is_file():
         raise InputError(f"no such clip: {opts.clip} (a video file or a sample name such as carphone)")
@@ -175,7 +174,7 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
     log = StageLog(opts.progress)
     t_start = time.perf_counter()
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, marker=REPORT_MARKER) as tmp:
         work = tmp / ".work"
         with _tempdir_inside(work):
             report = _pipeline(tmp, work, clip, calib, opts, log)

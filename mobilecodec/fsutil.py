@@ -11,13 +11,54 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a path that cannot be created: its nearest existing ancestor must be
+    a writable folder (missing folders below it are created when the output is written)."""
+    from mobilecodec.errors import InputError
+
+    p = Path(path)
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {p}: folder {parent} is not writable")
+    return p
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse an output file path that is a folder or cannot be created."""
+    from mobilecodec.errors import InputError
+
+    p = check_writable(path)
+    if p.is_dir():
+        raise InputError(f"output {p} is a folder; name a file")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, marker: str | None = None) -> Path:
+    """Refuse an output folder path that is a file or cannot be created. With `marker` (the file an
+    earlier run of the same command leaves, e.g. manifest.json) the folder is to be replaced, so a
+    non-empty folder without it is refused: replacing it would delete someone else's files."""
+    from mobilecodec.errors import InputError
+
+    p = check_writable(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output {p} exists and is not a folder")
+    if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).is_file():
+        raise InputError(f"output folder {p} is not empty and holds no {marker} of an earlier run; "
+                         f"replacing it would delete its files: name a new or empty folder")
+    return p
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
     `suffix` keeps the extension of the temporary file (ffmpeg picks its muxer from it).
     """
-    final = Path(path)
+    final = check_output_file(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix + ".part",
                                dir=final.parent)
@@ -33,9 +74,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds."""
-    final = Path(path)
+def atomic_dir(path: str | os.PathLike, marker: str | None = None) -> Iterator[Path]:
+    """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds.
+    `marker`: see `check_output_dir` (an existing non-empty folder without it is refused)."""
+    final = check_output_dir(path, marker)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:

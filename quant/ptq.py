@@ -115,12 +115,10 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     QAT optimizer state), so a checkpoint and its training state are replaced together."""
     import torch
 
-    from mobilecodec.fsutil import atomic_dir, write_json_atomic
+    from mobilecodec.fsutil import atomic_dir, check_output_dir, write_json_atomic
     from mobilecodec.quant.sim import frozen_param_quantizers, stage_encodings
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output {out} exists and is not a folder")
+    out = check_output_dir(out_dir, marker=QUANTIZED_FILE)
     obj = {"format": FORMAT, "version": VERSION, "config": qmodel.cfg.replace(name=qmodel.float_config_name).to_dict(),
            "quant_config": qmodel.qcfg.to_dict(),
            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
@@ -128,7 +126,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
            "stages": {n: sim.model.state_dict() for n, sim in qmodel.sims.items()},
            "frozen_params": {n: frozen_param_quantizers(sim) for n, sim in qmodel.sims.items()},
            "weights_hash": qmodel.weights_hash().hex(), "summary": dict(summary or {})}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, marker=QUANTIZED_FILE) as tmp:
         torch.save(obj, tmp / QUANTIZED_FILE)
         for name, sim in qmodel.sims.items():
             write_json_atomic(tmp / "encodings" / f"{name}.encodings", stage_encodings(sim))

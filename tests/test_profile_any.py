@@ -132,7 +132,7 @@ def test_cli_on_module_factory(tmp_path):
                           "--size", "64x96", "--json", "-"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=600, env={"PYTHONPATH": f"{ROOT}:{tmp_path}", "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
-    rep = json.loads(res.stdout[res.stdout.index("{\n"):])
+    rep = json.loads(res.stdout)  # stdout holds the JSON alone; the table went to stderr
     g = rep["graphs"]["make"]
     macs = 32 * 48 * 16 * 3 * 9 + 32 * 48 * 4 * 16  # 663552 + 98304
     assert g["macs"] == macs and g["pytorch"]["macs"] == macs
@@ -153,7 +153,7 @@ def test_cli_state_names_and_bad_state(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--fps", "25", "--json", "-")
     assert res.returncode == 0, res.stderr
-    b = json.loads(res.stdout[res.stdout.index("{\n"):])["buffer"]
+    b = json.loads(res.stdout)["buffer"]
     # one state of 8 x 16 x 16 float32: 2048 elements = 2 full-res maps of a 32x32 frame, 8192 bytes,
     # written and read once per frame at 25 fps
     assert len(b["entries"]) == 1

@@ -48,6 +48,31 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler that `main` installs, so that a killed command removes its
+    temporary files (the atomic writers' `finally` blocks) as it does on Ctrl-C."""
+
+    @classmethod
+    def install(cls):
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None  # only the main thread may set handlers (e.g. main() called from a worker)
+
+        def handler(signum, frame):
+            raise cls()
+
+        return (signal.signal(signal.SIGTERM, handler),)
+
+    @staticmethod
+    def restore(previous) -> None:
+        import signal
+
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous[0])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = _Parser(
@@ -62,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = _load(name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _command=name)
+        p.set_defaults(_run=module.run, _command=name, _output=getattr(module, "OUTPUT", None))
     return parser
 
 
@@ -81,14 +106,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    import contextlib
+    import signal
+
+    from mobilecodec.cli.common import JSON_STDOUT, check_outputs
+
+    json_to_stdout = getattr(args, "json", None) == "-"
+    if json_to_stdout:  # stdout carries the JSON alone; the command's text goes to stderr
+        JSON_STDOUT.append(sys.stdout)
+    stop = _Terminated.install()
     try:
-        return int(args._run(args) or 0)
+        check_outputs(args)
+        with contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext():
+            return int(args._run(args) or 0)
     except MobileCodecError as exc:
         msg = str(exc).strip().replace("\n", " ")
         print(f"mobilecodec {args._command}: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return 1
+    except OSError as exc:  # an output that cannot be written, a disk that fills up, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"mobilecodec {args._command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except _Terminated:
+        print(f"mobilecodec {args._command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"mobilecodec {args._command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
+    finally:
+        _Terminated.restore(stop)
+        if json_to_stdout:
+            JSON_STDOUT.pop()

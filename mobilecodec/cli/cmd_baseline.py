@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN, ENCODERS, PRESETS
-from mobilecodec.cli.common import emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_wh, positive_float, positive_int
 
 HELP = "encode a clip with x264/x265 (ffmpeg, B-frames off) over a CRF sweep and measure RD points"
+OUTPUT = Output("folder", dest="out")
 
 
 def parse_crf_list(text: str) -> list[float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json, positive_int
+from mobilecodec.cli.common import Output, emit_json, positive_int
 
 HELP = ("int8 vs float through real encode/decode: per-point deltas, BD-rate (exit 0 pass, 1 fail, 3 inconclusive), "
         "drift, sensitive stages")
@@ -21,6 +21,7 @@ EPILOG = """exit codes:
   3  INCONCLUSIVE: no BD-rate is judged because a curve spans < 1 dB of quality, the float and int8
      curves share < 50 % of each one's quality range, a curve is not monotonic (see --frontier),
      or there is only one float/int8 pair; the report still lists the per-point deltas"""
+OUTPUT = Output("folder")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json
+from mobilecodec.cli.common import Output, emit_json
 
 HELP = "compile a package's graphs to QNN HTP context binaries for a Snapdragon SoC"
+OUTPUT = Output("folder", marker="manifest.json")  # replaced whole
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json
+from mobilecodec.cli.common import Output, emit_json
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "decode a .mnvc bitstream (PyTorch, or an export package on onnxruntime), checking frame hashes"
+OUTPUT = Output("file")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

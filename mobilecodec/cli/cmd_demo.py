@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json, parse_hw, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_int
 
 HELP = "run the whole pipeline on the built-in defaults and write a report folder (start here)"
+OUTPUT = Output("folder", marker="report.json")  # replaced whole
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

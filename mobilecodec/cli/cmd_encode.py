@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import add_refine_argument, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.cli.common import Output, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
+OUTPUT = Output("file")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,9 +33,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """The output must be named .mnvc: `-o clip.y4m` (a swapped argument) must not overwrite a video."""
+    from pathlib import Path
+
+    from mobilecodec.errors import InputError
+
+    if Path(args.output).suffix.lower() != ".mnvc":
+        raise InputError(f"output must be a .mnvc stream, got {args.output}")
+
+
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.runtime.threads import set_threads
 
+    _check_output(args)
     set_threads(args.threads)
     if args.package:
         if args.refine:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import add_refine_argument, emit_json, positive_int
+from mobilecodec.cli.common import Output, add_refine_argument, emit_json, positive_int
 
 HELP = "evaluate checkpoints with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
+OUTPUT = Output("folder")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import emit_json, parse_hw
+from mobilecodec.cli.common import Output, emit_json, parse_hw
 
 HELP = "export ONNX graphs per network stage (static shapes, buffer as graph I/O) or --check a package for the HTP"
+OUTPUT = Output("folder", marker="manifest.json")  # replaced whole
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

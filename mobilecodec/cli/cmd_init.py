@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from mobilecodec.cli.common import Output
+
 HELP = "create a randomly initialised checkpoint of a registered config"
+OUTPUT = Output("file")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_float, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
         "time packages on onnxruntime; estimate Snapdragon NPU latency")
+OUTPUT = Output("folder")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import emit_json, parse_hw, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_int
 
 HELP = "int8 post-training quantization with aimet: calibrate per-stage QuantSims on real GOPs"
+OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

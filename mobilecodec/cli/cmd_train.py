@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import emit_json, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_float, positive_int
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
+OUTPUT = Output("folder")  # a run folder, continued when started again
 
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)

@@ -5,8 +5,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+# where `emit_json(obj, "-")` writes: the real stdout; `main` sends a command's text to stderr then
+JSON_STDOUT: list[TextIO] = []
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command's `-o` names, checked by `main` before any work: a file, or a folder the
+    command writes into, or (with `marker`, the file an earlier run leaves) one it replaces whole."""
+
+    kind: str  # "file" or "folder"
+    marker: str | None = None
+    dest: str = "output"
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable or destructive output paths (`-o`, `--json`) with a one-line error before the
+    command computes anything, instead of a traceback after it."""
+    from mobilecodec.fsutil import check_output_dir, check_output_file
+
+    spec: Output | None = getattr(args, "_output", None)
+    out = getattr(args, spec.dest, None) if spec is not None else None
+    if out is not None:
+        if spec.kind == "file":
+            check_output_file(out)
+        else:
+            check_output_dir(out, spec.marker)
+    path = getattr(args, "json", None)
+    if path not in (None, "-"):
+        check_output_file(path)
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -63,8 +94,10 @@ def emit_json(obj: Any, path: str | None) -> None:
     if path is None:
         return
     if path == "-":
-        json.dump(obj, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        out = JSON_STDOUT[-1] if JSON_STDOUT else sys.stdout
+        json.dump(obj, out, indent=2)
+        out.write("\n")
+        out.flush()
         return
     from mobilecodec.fsutil import write_json_atomic
 

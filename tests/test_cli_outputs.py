@@ -1,0 +1,109 @@
+"""Output paths from the CLI: refused before any work when they cannot be written or when writing
+them would destroy something (a foreign folder, the source video); `--json -` gives stdout to the
+JSON alone; a command killed with SIGTERM leaves no temporary file behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cli_run import PY, assert_clean_error, cli_here
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_foreign_folder_is_never_replaced(tiny_checkpoint, tiny_package, tmp_path):
+    """export / compile / ptq / demo replace their output folder whole; a non-empty folder that no
+    earlier run of the command wrote (no manifest.json, quantized.pt, report.json) is refused, and a
+    file in the output's place too, all before any work, leaving everything as it was."""
+    victim = tmp_path / "thesis"
+    (victim / "data").mkdir(parents=True)
+    (victim / "thesis.tex").write_text("years of work")
+    (victim / "data" / "runs.csv").write_text("1,2,3")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    before = _tree(tmp_path)
+    runs = [("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o"),
+            ("compile", tiny_package, "-o"),
+            ("ptq", "--checkpoint", tiny_checkpoint, "--data", "bikes", "--steps", "1", "-o"),
+            ("demo", "--frames", "2", "-o")]
+    for args in runs:
+        assert_clean_error(cli_here(*args, victim), "not empty", "manifest.json" if args[0] in ("export", "compile")
+                           else "quantized.pt" if args[0] == "ptq" else "report.json")
+        assert_clean_error(cli_here(*args, afile), "not a folder")
+    assert _tree(tmp_path) == before
+    assert (victim / "thesis.tex").read_text() == "years of work" and afile.read_text() == "keep me"
+    # an earlier package is replaced as before
+    pkg = tmp_path / "pkg"
+    for _ in range(2):
+        p = cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", pkg)
+        assert p.returncode == 0, p.stderr
+    assert (pkg / "manifest.json").is_file()
+
+
+def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphone, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    stream = tmp_path / "a.mnvc"
+    base = ("encode", carphone, "--checkpoint", tiny_checkpoint, "--frames", "1", "--no-progress")
+    assert_clean_error(cli_here(*base, "-o", afile / "a.mnvc"), "notes.txt is a file")
+    assert_clean_error(cli_here(*base, "-o", tmp_path), "is a folder")
+    assert_clean_error(cli_here(*base, "-o", stream, "--json", afile / "s.json"), "notes.txt is a file")
+    # a swapped argument must not overwrite the source video
+    src = tmp_path / "clip.y4m"
+    src.write_bytes(carphone.read_bytes())
+    assert_clean_error(cli_here("encode", src, "-o", src, "--checkpoint", tiny_checkpoint), "must be a .mnvc")
+    assert src.read_bytes() == carphone.read_bytes()
+    assert _tree(tmp_path) == ["clip.y4m", "notes.txt"]  # no stream left by the refused runs
+    assert_clean_error(cli_here("decode", stream, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "d.y4m"),
+                       "no such file")
+
+
+def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
+    """With `--json -` the summary line goes to stderr, so stdout parses as one JSON document."""
+    p = cli_here("encode", carphone, "-o", tmp_path / "a.mnvc", "--checkpoint", tiny_checkpoint, "--frames", "2",
+                 "--no-progress", "--json", "-")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["frames"] == 2 and "a.mnvc: 2 frames" in p.stderr
+    p = cli_here("decode", tmp_path / "a.mnvc", "--checkpoint", tiny_checkpoint, "--no-progress", "--json", "-")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["hash_matches"] == 2 and "2/2 frame hashes match" in p.stderr
+
+
+def test_sigterm_removes_the_partial_stream(tmp_path):
+    """SIGTERM in the middle of an encode: exit 143, one line, no .part file, no stream."""
+    out = tmp_path / "bikes.mnvc"
+    proc = subprocess.Popen([*PY, "encode", "bikes", "-o", str(out), "--checkpoint", "tiny_b0.0064", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".bikes.mnvc.*")):  # the temporary stream exists: frames are being coded
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "mobilecodec encode: terminated"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,words", [
+    (("profile", "--config", "tiny", "--size", "64x64", "-o"), ("not a folder",)),
+    (("eval", "carphone", "--checkpoint", "tiny_b0.0064", "--frames", "1", "-o"), ("not a folder",)),
+    (("baseline", "carphone", "--codec", "x264", "--frames", "1", "-o"), ("not a folder",)),
+])
+def test_report_folders_that_are_files_are_refused(args, words, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    assert_clean_error(cli_here(*args, afile), *words)
+    assert afile.read_text() == "keep me"
