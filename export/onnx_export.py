@@ -48,6 +48,18 @@ def check_size(height: int, width: int) -> None:
                          f"on both sides; got {height}x{width} (pad e.g. 144x176 to 192x192)")
 
 
+def check_original_size(orig_height: int, orig_width: int, height: int, width: int) -> None:
+    """The unpadded frame size a package records: even (YUV 4:2:0) and padding up to the graphs' size."""
+    from mobilecodec.io import padded_size
+
+    if orig_height <= 0 or orig_width <= 0 or orig_height % 2 or orig_width % 2:
+        raise InputError(f"frame size must be even and positive (YUV 4:2:0 chroma); got {orig_height}x{orig_width}")
+    pw, ph = padded_size(orig_width, orig_height)
+    if (ph, pw) != (height, width):
+        raise InputError(f"frame size {orig_height}x{orig_width} pads to {ph}x{pw}, not to the graphs' "
+                         f"{height}x{width}")
+
+
 def _wrappers():
     """Wrapper classes, defined lazily so importing this module does not import torch."""
     import torch
@@ -223,6 +235,8 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
     from mobilecodec.export.manifest import MANIFEST, build_manifest
 
     check_size(height, width)
+    if original_size is not None:
+        check_original_size(*original_size, height, width)
     if not model.ready_for_coding:
         model.update()
     model.eval()

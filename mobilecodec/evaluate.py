@@ -237,7 +237,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
 
     from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.io import read_frames, resolve_input
-    from mobilecodec.rdresults import load_results
+    from mobilecodec.rdresults import check_same_clip, load_results
 
     opts.validate()
     if not inputs:
@@ -254,12 +254,16 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     models = _load_models(checkpoints)
     labels = checkpoint_labels([p for p, _, _ in models])
     codec = opts.codec_name or "/".join(dict.fromkeys(m.cfg.name for _, m, _ in models))
-    streams = out / "streams"
-    streams.mkdir(parents=True, exist_ok=True)
     sources_by_input = [read_frames(s, opts.frames) for s in srcs]
+    anchor_notes = []
     for s, frames in zip(srcs, sources_by_input):
         if not frames:
             raise InputError(f"no frames in {s}")
+        if anchor_res is not None:  # before any coding, not after
+            h, w = frames[0].y.shape
+            anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
+    streams = out / "streams"
+    streams.mkdir(parents=True, exist_ok=True)
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not opts.progress, desc="eval",
                dynamic_ncols=True)
@@ -296,12 +300,9 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
                                        "(frames*W*H); per-frame bits = frame record bytes * 8"})
             entry: dict[str, Any] = {"stem": stem, "result": res, "bd": None, "notes": []}
             if anchor_res is not None:
-                if (anchor_res["width"], anchor_res["height"]) != (res["width"], res["height"]):
-                    raise InputError(f"anchor {anchor} is {anchor_res['width']}x{anchor_res['height']} but "
-                                     f"{src} is {res['width']}x{res['height']}: not the same clip")
-                if anchor_res["frames"] != res["frames"]:
-                    entry["notes"].append(f"anchor has {anchor_res['frames']} frames, this evaluation "
-                                          f"{res['frames']}")
+                note = anchor_notes[len(results)]
+                if note:
+                    entry["notes"].append(note)
                 entry["bd"] = bd_against(anchor_res, res)
             results.append(entry)
     finally:

@@ -101,6 +101,18 @@ def save_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
     write_json_atomic(path, results)
 
 
+def check_same_clip(anchor: dict[str, Any], width: int, height: int, frames: int, anchor_name: str,
+                    test_name: str) -> str | None:
+    """RD results compare only on the same clip: InputError for another frame size; for another
+    frame count, a note to print beside the figures (a shorter run of the same clip is common)."""
+    if (anchor["width"], anchor["height"]) != (width, height):
+        raise InputError(f"anchor {anchor_name} is {anchor['width']}x{anchor['height']} but {test_name} is "
+                         f"{width}x{height}: not the same clip")
+    if anchor["frames"] != frames:
+        return f"anchor {anchor_name} has {anchor['frames']} frames, {test_name} {frames}"
+    return None
+
+
 def rd_curve(results: dict[str, Any], metric: str, min_points: int = 1
              ) -> tuple[list[float], list[float]]:
     """(bpp, metric) of every point sorted by bpp; InputError if the metric is unknown or missing,

@@ -192,10 +192,12 @@ def save_qat(out_dir: str | os.PathLike, qmodel, optimizer, opts: QATOptions, st
 
 
 def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-            opts: QATOptions | None = None, *, resume: bool = False, progress: bool = True) -> dict:
+            opts: QATOptions | None = None, *, resume: bool = False, progress: bool = True,
+            allow_held_out: bool = False) -> dict:
     """QAT of the quantized model in folder `source` (from `mobilecodec ptq`) on clips `data`;
     writes `out_dir` every `checkpoint_every` steps and at the end. Returns the summary.
-    With `resume`, continues the run in `out_dir` (its saved options win over `opts`, except steps)."""
+    With `resume`, continues the run in `out_dir` (its saved options win over `opts`, except steps).
+    The held-out clip is refused in `data` unless `allow_held_out`, as in training."""
     import torch
     from tqdm import tqdm
 
@@ -224,7 +226,8 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
         opts.beta = float_beta(qmodel)
         if opts.beta is None:
             raise InputError("the float checkpoint records no beta (or is missing); give --beta")
-    data_src = TrainingData([str(d) for d in data], opts.gop, opts.crop, max_frames=opts.max_frames)
+    data_src = TrainingData([str(d) for d in data], opts.gop, opts.crop, max_frames=opts.max_frames,
+                            allow_held_out=allow_held_out)
     params = set_trainable(qmodel, opts.range_learning)
     optimizer = torch.optim.Adam(params, lr=opts.lr)
     if state is not None:

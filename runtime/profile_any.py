@@ -159,9 +159,14 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     mod_name, attr = spec.split(":", 1)
     try:
         fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"cannot load {spec}: {exc}") from None
-    res = fn()
+    except Exception as exc:  # the user's module: a missing name, a syntax error, an error at import
+        raise InputError(f"cannot load {spec}: {type(exc).__name__}: {exc}") from None
+    if not callable(fn):
+        raise InputError(f"{spec} is not callable (a factory returning (nn.Module, example inputs))")
+    try:
+        res = fn()
+    except Exception as exc:  # the user's factory failed: say so in one line, not with our traceback
+        raise InputError(f"calling {spec}() failed: {type(exc).__name__}: {exc}") from None
     if not (isinstance(res, tuple) and len(res) == 2 and isinstance(res[0], nn.Module)):
         raise InputError(f"{spec} must return (nn.Module, example inputs), got {type(res).__name__}")
     module, inputs = res

@@ -222,6 +222,12 @@ def test_adaround_budget_must_be_positive(flag, carphone, tmp_path, capsys):
     err = capsys.readouterr().err
     assert flag in err and ">= 1" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "Q").exists()
+    # without --adaround the budget means nothing: refused, not silently ignored
+    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "-o", str(tmp_path / "Q"),
+               "--steps", "1", "--no-progress", flag, "5"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{flag} applies with --adaround" in err and len(err.strip().splitlines()) == 1
 
 
 def test_quant_config_rejects_bad_adaround_budget():

@@ -265,3 +265,11 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     three = tmp_path / "three.json"
     three.write_text(json.dumps(dict(res, points=res["points"][:3])))
     assert "at least 4" in _bdrate_error(good, three)
+
+    other = tmp_path / "other_clip.json"  # the same points claimed for a 1920x1080 clip
+    other.write_text(json.dumps(dict(res, width=1920, height=1080)))
+    assert "not the same clip" in _bdrate_error(good, other)
+    shorter = tmp_path / "shorter.json"  # a shorter run of the same clip: judged, with a note
+    shorter.write_text(json.dumps(dict(res, frames=res["frames"] - 2)))
+    code, stdout, stderr = _cli("bdrate", str(good), str(shorter))
+    assert code == 0 and f"has {res['frames']} frames" in stderr, stderr

@@ -107,3 +107,33 @@ def test_report_folders_that_are_files_are_refused(args, words, tmp_path):
     afile.write_text("keep me")
     assert_clean_error(cli_here(*args, afile), *words)
     assert afile.read_text() == "keep me"
+
+
+def test_train_refuses_before_creating_its_run_folder(tmp_path):
+    """A bad config, init or recipe-only option fails with one line and leaves no run folder."""
+    run = tmp_path / "run"
+    base = ("train", "--stage", "1", "--beta", "0.01", "--steps", "1", "--no-progress", "-o", run)
+    assert_clean_error(cli_here(*base, "--config", "nosuch"), "nosuch")
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"not a checkpoint")
+    assert_clean_error(cli_here(*base, "--init", fake), "fake.pt")
+    for opt in (("--batch-scale", "4"), ("--until", "iframe"), ("--phase", "b0.0064")):
+        assert_clean_error(cli_here(*base, *opt), opt[0], "--recipe")
+    assert not run.exists()
+
+
+def test_options_that_would_be_ignored_are_refused(tiny_checkpoint, tiny_package, carphone, tmp_path):
+    """An option that does not apply to the chosen path is an error, not silently dropped."""
+    stream = tmp_path / "a.mnvc"
+    p = cli_here("encode", carphone, "-o", stream, "--checkpoint", tiny_checkpoint, "--frames", "1", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert_clean_error(cli_here("encode", carphone, "-o", tmp_path / "b.mnvc", "--checkpoint", tiny_checkpoint,
+                                "--ep", "qnn"), "--ep applies to --package")
+    assert_clean_error(cli_here("decode", stream, "--checkpoint", tiny_checkpoint, "--ep", "cpu"),
+                       "--ep applies to --package")
+    for opt in (("--runs", "3"), ("--warmup", "0"), ("--no-ops",), ("--ep", "qnn")):
+        assert_clean_error(cli_here("profile", "--config", "tiny", "--size", "64x64", *opt), opt[0],
+                           "package folder")
+    assert_clean_error(cli_here("compile", tiny_package, "-o", tmp_path / "bins", "--frames", "3"),
+                       "--frames", "--calibration")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mnvc"]

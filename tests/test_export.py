@@ -136,6 +136,11 @@ def test_compile_context_binaries_load_and_run(package, tmp_path):
 @pytest.mark.parametrize("argv, needle", [
     (["export", "--config", "tiny", "--size", "144x176", "--original-size", "144x176", "-o", "{tmp}/p"],
      "goes with a padded --size"),
+    (["export", "--config", "tiny", "--size", "192x192", "--original-size", "300x300", "-o", "{tmp}/p"],
+     "pads to 320x320, not to the graphs' 192x192"),
+    (["export", "--config", "tiny", "--size", "63x63", "-o", "{tmp}/p"], "must be even"),
+    (["export", "--config", "tiny", "--size", "192x192", "--original-size", "143x176", "-o", "{tmp}/p"],
+     "must be even"),
     (["export", "--checkpoint", "{tmp}/missing.pt", "--size", "192x192", "-o", "{tmp}/p"], "no such checkpoint"),
     (["compile", "{pkg}", "--soc", "9999", "-o", "{tmp}/b"], "unknown SoC"),
     (["compile", "{pkg}", "--soc", "43", "--htp-arch", "75", "-o", "{tmp}/b"], "HTP v73"),

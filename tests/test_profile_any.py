@@ -13,6 +13,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cli_run import assert_clean_error, cli_here
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -162,3 +164,13 @@ def test_cli_state_names_and_bad_state(tmp_path):
     assert b["bandwidth_mb_s"] == pytest.approx(2 * 8192 * 25 / 1e6)
     bad = _cli(str(path), "--state", "nope")
     assert bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("os.path:join", ("calling os.path:join() failed", "TypeError")),  # the factory raises
+    ("os.path:sep", ("not callable",)),
+    ("no_such_module_x:make", ("cannot load", "no_such_module_x")),
+    ("json:no_such_factory", ("cannot load", "no_such_factory")),
+])
+def test_module_factory_errors_are_one_line(spec, words):
+    assert_clean_error(cli_here("profile", "--module", spec, "--size", "32x32"), *words)

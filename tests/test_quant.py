@@ -321,7 +321,7 @@ def test_qat_ste_trains_on_the_coded_rate(ptq_dir, tmp_path):
     assert {"i_hyper_analysis", "i_analysis", "r_synthesis"} <= moved, sorted(moved)
 
 
-@pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q"])
+@pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q", "held_out", "held_out_allowed"])
 def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     out = tmp_path / "Q2"
     if case == "no_beta":  # the mid-grey float checkpoint records no beta
@@ -332,12 +332,17 @@ def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     elif case == "crop":
         rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "-o", str(out), "--steps", "1",
                    "--crop", "100x100", "--beta", "0.001", "--no-progress"])
+    elif case.startswith("held_out"):  # refused as in training; the option the message names exists
+        rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", "carphone", "-o", str(out), "--steps", "1",
+                   "--beta", "0.001", "--no-progress", "--crop", "64x64" if case == "held_out" else "100x100",
+                   *(["--allow-held-out"] if case == "held_out_allowed" else [])])
     else:
         rc = _qat(tmp_path / "nope", out, "--steps", "1")
     assert rc == 2
     err = capsys.readouterr().err
     assert "error" in err and len(err.strip().splitlines()) == 1
-    assert {"no_beta": "beta", "resume_empty": "resume", "crop": "crop", "missing_q": "nope"}[case] in err
+    assert {"no_beta": "beta", "resume_empty": "resume", "crop": "crop", "missing_q": "nope",
+            "held_out": "--allow-held-out", "held_out_allowed": "crop"}[case] in err
     assert not out.exists()
 
 

@@ -80,8 +80,13 @@ def run(args: argparse.Namespace) -> int:
             from mobilecodec.errors import InputError
             raise InputError(f"{name} {getattr(args, name)}: BD-rate needs at least {MIN_POINTS} "
                              f"RD points, got {len(res['points'])}")
+    from mobilecodec.rdresults import check_same_clip
+
+    note = check_same_clip(anchor, test["width"], test["height"], test["frames"], args.anchor, args.test)
     rows = compute(anchor, test, args.metric, args.method)
-    out = sys.stderr if args.json == "-" else sys.stdout
+    out = sys.stdout
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     print(f"anchor: {anchor['codec']} {anchor.get('preset', '')} ({args.anchor}, "
           f"{len(anchor['points'])} points)", file=out)
     print(f"test:   {test['codec']} {test.get('preset', '')} ({args.test}, "

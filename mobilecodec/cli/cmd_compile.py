@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json
+from mobilecodec.cli.common import Output, emit_json, positive_int
 
 HELP = "compile a package's graphs to QNN HTP context binaries for a Snapdragon SoC"
 OUTPUT = Output("folder", marker="manifest.json")  # replaced whole
@@ -16,10 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--htp-arch", type=int, default=None, help="HTP version (default: the SoC's, 73 for soc 43)")
     p.add_argument("-o", "--output", required=True, metavar="BIN", help="folder for the context binaries")
     p.add_argument("--calibration", metavar="VIDEO",
-                   help="clip whose frames calibrate the stand-in int8 QDQ of float graphs (int8 packages from "
-                   "`export --int8` use their aimet QDQ graphs as they are; default: random inputs)")
-    p.add_argument("--frames", type=int, default=4, help="calibration frames from --calibration (default 4)")
+                   help="clip (file or sample name such as bikes) whose frames calibrate the stand-in int8 QDQ of "
+                   "float graphs (int8 packages from `export --int8` use their aimet QDQ graphs as they are; "
+                   "default: random inputs)")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="calibration frames from --calibration (default 4)")
     p.add_argument("--json", metavar="PATH", help="write the compile manifest as JSON ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,11 +32,18 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.export.compile import compile_package
 
     feeds = None
+    if args.calibration is None and args.frames is not None:
+        from mobilecodec.errors import InputError
+
+        raise InputError("--frames counts --calibration frames; give --calibration VIDEO too")
     if args.calibration is not None:
+        from mobilecodec.io import resolve_input
         from mobilecodec.runtime.parity import record_feeds
 
-        feeds = record_feeds(args.package, args.calibration, args.frames)
-    man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration, progress=True)
+        args.calibration = str(resolve_input(args.calibration))
+        feeds = record_feeds(args.package, args.calibration, args.frames or 4)
+    man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration,
+                          progress=not args.no_progress)
     total = sum(g["compile_seconds"] for g in man["graphs"].values())
     print(f"{len(man['graphs'])} context binaries for soc {soc.soc_model} ({soc.name}, HTP v{soc.htp_arch}) "
           f"-> {args.output} in {total:.1f} s")

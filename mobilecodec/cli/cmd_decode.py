@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export package folder (or a `mobilecodec compile` folder for --ep qnn): decode with its "
                         "ONNX graphs on onnxruntime; exits 1 when a decoded frame does not reproduce the "
                         "encoder's hash (see --allow-drift)")
-    p.add_argument("--ep", choices=("cpu", "qnn"), default="cpu",
+    p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
                    help="onnxruntime execution provider for --package (qnn: HTP backend, emulated on x86)")
     p.add_argument("--drift", action="store_true",
                    help="with --package: also decode with PyTorch and report per-frame hash matches and the "
@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_package(args)
     if args.allow_drift:
         raise InputError("--allow-drift applies to --package decodes (use --no-verify with the PyTorch decoder)")
+    if args.ep:
+        raise InputError("--ep applies to --package decodes (the PyTorch decoder runs on this CPU)")
     if args.drift:
         raise InputError("--drift compares an onnxruntime decode with PyTorch: it needs --package")
     ckpt = args.checkpoint or _find_checkpoint(args.stream)
@@ -91,7 +93,7 @@ def _run_package(args: argparse.Namespace) -> int:
 
     from mobilecodec.runtime.stream import decode_package, format_drift
 
-    summary = decode_package(args.package, args.stream, args.output, ep=args.ep, drift=args.drift,
+    summary = decode_package(args.package, args.stream, args.output, ep=args.ep or "cpu", drift=args.drift,
                              progress=not args.no_progress)
     print(f"{args.stream}: {summary['frames']} frames {summary['width']}x{summary['height']} on "
           f"{summary['backend']}, {summary['hash_matches']}/{summary['frames']} frame hashes match the encoder"

@@ -21,12 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--package", metavar="PKG",
                        help="export package folder (or a `mobilecodec compile` folder for --ep qnn): run its "
                             "ONNX graphs with onnxruntime; the stream decodes with the PyTorch path too")
-    p.add_argument("--ep", choices=("cpu", "qnn"), default="cpu",
-                   help="onnxruntime execution provider for --package (qnn: HTP backend, emulated on x86)")
+    p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
+                   help="onnxruntime execution provider for --package (default cpu; qnn: HTP backend, emulated "
+                        "on x86)")
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
-    p.add_argument("--fps", type=positive_float, default=None, help="frame rate of a raw .yuv input")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="frame rate to record: needed for a raw .yuv input, overrides a .y4m/.mp4 file's rate")
     add_threads_argument(p)
     add_refine_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
@@ -48,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     _check_output(args)
     set_threads(args.threads)
+    if args.ep and not args.package:
+        from mobilecodec.errors import InputError
+
+        raise InputError("--ep applies to --package encodes (the PyTorch encoder runs on this CPU)")
     if args.package:
         if args.refine:
             from mobilecodec.errors import InputError
@@ -78,7 +84,7 @@ def _run_package(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
     from mobilecodec.runtime.stream import encode_package
 
-    summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep,
+    summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep or "cpu",
                              intra_period=args.intra_period, max_frames=args.frames, size=args.size, fps=args.fps,
                              progress=not args.no_progress)
     _report(summary, args)

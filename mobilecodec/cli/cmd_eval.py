@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="code only the first N frames")
     p.add_argument("--anchor", metavar="JSON", help="RD result JSON (e.g. from `mobilecodec baseline`) to plot "
-                   "and compute BD-rate against (pchip; needs >= 2 checkpoints)")
+                   "and compute BD-rate against (pchip; the BD-rate needs >= 2 checkpoints, a single point is "
+                   "plotted and the report says why no BD-rate)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
     p.add_argument("--name", metavar="CODEC", help="codec name in the results (default: the config name)")

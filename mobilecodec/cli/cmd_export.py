@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-compile", action="store_true", help="with --check: static rules only, no QNN compile")
     p.add_argument("--soc", type=int, default=None, help="with --check: QNN soc_model to compile for (default 43)")
     p.add_argument("--json", metavar="PATH", help="write the manifest or check report as JSON ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return _check(args)
     if args.size is None or args.output is None:
         raise InputError("export needs --size HxW and -o PKG")
-    from mobilecodec.export.onnx_export import check_size
+    from mobilecodec.export.onnx_export import check_original_size, check_size
     from mobilecodec.io import padded_size
 
     h, w = args.size
@@ -74,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
     if (ph, pw) != (h, w):
         if args.original_size is not None:
             raise InputError(f"--original-size goes with a padded --size (a multiple of 64); got --size {h}x{w}")
+        check_original_size(h, w, ph, pw)
         print(f"note: graphs at {ph}x{pw} (padded to a multiple of 64); the manifest records {h}x{w}",
               file=sys.stderr)
         args.original_size, (h, w) = (h, w), (ph, pw)
+    elif args.original_size is not None:
+        check_original_size(*args.original_size, h, w)
     check_size(h, w)
     if args.config:
         import torch
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.export.onnx_export import export_package
 
     man = export_package(model, args.output, h, w, original_size=args.original_size,
-                         checkpoint=args.checkpoint, progress=True, qmodel=qmodel, quantized_dir=args.int8)
+                         checkpoint=args.checkpoint, progress=not args.no_progress, qmodel=qmodel, quantized_dir=args.int8)
     total = sum(g["bytes"] for g in man["graphs"].values())
     print(f"{len(man['graphs'])} {man['precision']} graphs ({total / 1e6:.2f} MB) at {h}x{w} -> {args.output} "
           f"in {man['export_seconds']:.1f} s")

@@ -38,11 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default="int8",
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "
                         "is always uint8); default int8 as on the NPU. Packages use their graphs' dtypes")
-    p.add_argument("--ep", choices=("cpu", "qnn"), default="cpu",
-                   help="onnxruntime execution provider for a package (qnn: HTP backend, emulated on x86)")
-    p.add_argument("--runs", type=positive_int, default=5, help="timed runs per graph / frame type (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs first (default 1)")
-    p.add_argument("--no-ops", action="store_true", help="skip onnxruntime's per-op profile")
+    p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
+                   help="package: onnxruntime execution provider (default cpu; qnn: HTP backend, emulated on x86)")
+    p.add_argument("--runs", type=positive_int, default=None,
+                   help="package: timed runs per graph / frame type (default 5)")
+    p.add_argument("--warmup", type=int, default=None, help="package: untimed warm-up runs first (default 1)")
+    p.add_argument("--no-ops", action="store_true", help="package: skip onnxruntime's per-op profile")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_threads_argument(p)
     p.add_argument("-o", "--output", metavar="REPORT", help="report folder: profile.json, profile.md, PNG charts")
     p.add_argument("--json", metavar="PATH", help="write all numbers as JSON ('-' for stdout)")
@@ -58,9 +60,13 @@ def run(args: argparse.Namespace) -> int:
     if len(chosen) != 1:
         raise InputError("profile needs exactly one of: a package folder or .onnx file, --config NAME, "
                          "--checkpoint FILE, --module PKG.MOD:FACTORY")
-    if args.warmup < 0:
-        raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     is_onnx = bool(args.package) and args.package.endswith(".onnx")
+    latency_only = [opt for opt, given in (("--ep", args.ep is not None), ("--runs", args.runs is not None),
+                                           ("--warmup", args.warmup is not None), ("--no-ops", args.no_ops)) if given]
+    if latency_only and not (args.package and not is_onnx):
+        raise InputError(f"{', '.join(latency_only)} apply to a package folder (its graphs are run and timed)")
+    if args.warmup is not None and args.warmup < 0:
+        raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     if args.state and not (is_onnx or args.module):
         raise InputError("--state applies to an ONNX file or --module (packages name their buffer in the manifest)")
     if is_onnx or args.module:
@@ -105,7 +111,7 @@ def _model(args: argparse.Namespace) -> dict:
         from mobilecodec.runtime.npu_profile import estimate_model, format_npu
 
         report["npu"] = estimate_model(model, h, w, args.device, args.precision, args.fps,
-                                       buffer_mb_s=buf.bandwidth_mb_s, progress=True)
+                                       buffer_mb_s=buf.bandwidth_mb_s, progress=not args.no_progress)
         print()
         print(format_npu(report["npu"]))
     return report
@@ -160,8 +166,9 @@ def _package(args: argparse.Namespace) -> dict:
     from mobilecodec.runtime.profiler import profile_package
     from mobilecodec.runtime.report import latency_md
 
-    report = profile_package(args.package, ep=args.ep, fps=args.fps, runs=args.runs, warmup=args.warmup,
-                             ops=not args.no_ops, progress=True)
+    report = profile_package(args.package, ep=args.ep or "cpu", fps=args.fps, runs=args.runs or 5,
+                             warmup=1 if args.warmup is None else args.warmup, ops=not args.no_ops,
+                             progress=not args.no_progress)
     cd = report["complexity"]
     h, w = cd["height"], cd["width"]
     comp = CodecComplexity(cd["config"], h, w, tuple(cd["padded"]),

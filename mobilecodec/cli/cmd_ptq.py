@@ -13,7 +13,8 @@ OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="float checkpoint (file or shipped name), saved after update()")
     p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
-                   help="calibration clips (.y4m/.yuv/.mp4 or sample names such as carphone)")
+                   help="calibration clips (.y4m/.yuv/.mp4 or sample names such as bikes; calibrating on the "
+                        "evaluation clip carphone makes its int8 figures no longer held-out)")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder: quantized.pt, encodings/<stage>.encodings, ptq.json")
     p.add_argument("--steps", type=positive_int, default=30, help="calibration steps (default 30)")
@@ -39,10 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adaround", action="store_true",
                    help="AdaRound the weights (aimet) on each stage's inputs captured from the calibration GOPs; "
                         "the weight encodings are then frozen during activation calibration")
-    p.add_argument("--adaround-iters", type=int, default=300, metavar="N",
+    p.add_argument("--adaround-iters", type=int, default=None, metavar="N",
                    help="AdaRound optimization iterations per layer (default 300; aimet's own default of 10000 "
                         "takes hours for the whole codec on a 2-core CPU)")
-    p.add_argument("--adaround-batches", type=int, default=16, metavar="N",
+    p.add_argument("--adaround-batches", type=int, default=None, metavar="N",
                    help="captured input batches per stage AdaRound optimizes on (default 16)")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -59,13 +60,17 @@ def run(args: argparse.Namespace) -> int:
     for c in clips:
         if not Path(c).is_file():
             raise InputError(f"no such calibration clip: {c}")
-    if args.crop is None:
-        args.crop = default_crop(clips)
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
-    for flag in ("adaround_iters", "adaround_batches"):
-        if getattr(args, flag) < 1:
-            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    for flag, default in (("adaround_iters", 300), ("adaround_batches", 16)):
+        value, opt = getattr(args, flag), f"--{flag.replace('_', '-')}"
+        if value is not None and not args.adaround:
+            raise InputError(f"{opt} applies with --adaround")
+        if value is not None and value < 1:
+            raise InputError(f"{opt} must be >= 1, got {value}")
+        setattr(args, flag, default if value is None else value)
+    if args.crop is None:  # last: it may print a note, which must not precede an error
+        args.crop = default_crop(clips)
     from mobilecodec.quant.config import QuantConfig, load_layer_overrides
 
     w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()

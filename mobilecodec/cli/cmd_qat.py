@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="Q",
                    help="quantized folder written by `mobilecodec ptq` (or by an earlier qat)")
     p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
-                   help="training clips (.y4m/.yuv/.mp4, sample names such as carphone, or septuplet folders)")
+                   help="training clips (.y4m/.yuv/.mp4, sample names such as bikes, or septuplet folders); "
+                        "the held-out clip carphone only with --allow-held-out")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder (same layout as ptq: quantized.pt, encodings/, qat.json, qat_state.pt)")
     p.add_argument("--steps", type=positive_int, default=100_000, help="total steps (default 100000, Table 5)")
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
     p.add_argument("--seed", type=int, default=0, help="seed of data sampling and rate noise (default 0)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="read at most N frames of each clip")
+    p.add_argument("--allow-held-out", action="store_true",
+                   help="let --data name the held-out evaluation clip (carphone); results on it are then no "
+                        "longer held-out figures")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                       lr_min=args.lr_min, beta=args.beta, tau=args.tau, range_learning=args.range_learning,
                       ste=args.ste,
                       checkpoint_every=args.checkpoint_every, seed=args.seed, max_frames=args.max_frames)
-    summary = run_qat(args.checkpoint, data, args.output, opts, resume=args.resume, progress=not args.no_progress)
+    summary = run_qat(args.checkpoint, data, args.output, opts, resume=args.resume, progress=not args.no_progress,
+                      allow_held_out=args.allow_held_out)
     last = summary.get("last") or {}
     print(f"{args.output}: QAT steps {summary['start_step'] + 1}..{summary['step']} "
           f"(beta {summary['beta']:g}, range learning {'on' if summary['options']['range_learning'] else 'off'}); "

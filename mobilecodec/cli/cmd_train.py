@@ -106,8 +106,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-search-radius", type=positive_int, default=None, metavar="PX",
                    help="search range of the sender's block matching, luma pixels each way (default: the "
                         "config's, 32; beyond 8 it searches coarse to fine)")
-    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None)
-    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None)
+    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None,
+                   help="what the recurrent buffer holds (HyTIP): explicit = the decoded frame and flow, "
+                        "implicit = learned features, hybrid = both (default: the config's)")
+    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None,
+                   help="motion compensation: block_overlap (one vector per block, blended across block edges), "
+                        "block, dense (per-pixel flow, grid_sample) or none (default: the config's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: cuda if available")
     p.add_argument("--max-frames", type=positive_int, default=None,
                    help="use (and cache) at most N frames of each video")
@@ -169,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.recipe:
         return _run_recipe(args)
+    recipe_only = [opt for opt, given in (("--batch-scale", args.batch_scale != 1), ("--until", args.until is not None),
+                                         ("--phase", args.phase is not None)) if given]
+    if recipe_only:
+        raise InputError(f"{', '.join(recipe_only)} only apply with --recipe NAME")
     if args.resume:
         opts = load_run_options(args.output)
         _check_resume_args(args, opts)

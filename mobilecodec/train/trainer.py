@@ -347,7 +347,6 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         data = TrainingData(opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
                             augment=opts.augment, allow_held_out=opts.allow_held_out)
         if dist.is_main:
-            run.mkdir(parents=True, exist_ok=True)
             _barrier(dist)
 
         if resume:
@@ -363,6 +362,8 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             if not hasattr(model, name):
                 raise InputError(f"cannot freeze {name!r}: the model has no such network")
             getattr(model, name).requires_grad_(False)
+        if dist.is_main:  # only once the data, the model and the options are known to be good
+            run.mkdir(parents=True, exist_ok=True)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=st.lr)
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
