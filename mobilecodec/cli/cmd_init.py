@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output
+from mobilecodec.cli.common import Output, add_architecture_arguments
 
 HELP = "create a randomly initialised checkpoint of a registered config"
 OUTPUT = Output("file")
@@ -13,12 +13,7 @@ OUTPUT = Output("file")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny", help="registered config name (default: tiny)")
-    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None,
-                   help="what the recurrent buffer holds (HyTIP): explicit = the decoded frame and flow, "
-                        "implicit = learned features, hybrid = both (default: the config's)")
-    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None,
-                   help="motion compensation: block_overlap (one vector per block, blended across block edges), "
-                        "block, dense (per-pixel flow, grid_sample) or none (default: the config's)")
+    add_architecture_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     p.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
 

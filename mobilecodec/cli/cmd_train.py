@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, parse_hw, positive_float,
+                                    positive_int)
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
 OUTPUT = Output("folder")  # a run folder, continued when started again
@@ -106,12 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-search-radius", type=positive_int, default=None, metavar="PX",
                    help="search range of the sender's block matching, luma pixels each way (default: the "
                         "config's, 32; beyond 8 it searches coarse to fine)")
-    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None,
-                   help="what the recurrent buffer holds (HyTIP): explicit = the decoded frame and flow, "
-                        "implicit = learned features, hybrid = both (default: the config's)")
-    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None,
-                   help="motion compensation: block_overlap (one vector per block, blended across block edges), "
-                        "block, dense (per-pixel flow, grid_sample) or none (default: the config's)")
+    add_architecture_arguments(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: cuda if available")
     p.add_argument("--max-frames", type=positive_int, default=None,
                    help="use (and cache) at most N frames of each video")

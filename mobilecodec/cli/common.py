@@ -89,6 +89,16 @@ def add_refine_argument(p: argparse.ArgumentParser) -> None:
                         "slower encode; the decoder and the stream format are unchanged (default: off)")
 
 
+def add_architecture_arguments(p: argparse.ArgumentParser) -> None:
+    """--buffering / --warp: the config overrides of `init` and `train` (HyTIP buffering, warp mode)."""
+    p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None,
+                   help="what the recurrent buffer holds (HyTIP): explicit = the decoded frame and flow, "
+                        "implicit = learned features, hybrid = both (default: the config's)")
+    p.add_argument("--warp", choices=("block_overlap", "block", "dense", "none"), default=None,
+                   help="motion compensation: block_overlap (one vector per block, blended across block edges), "
+                        "block, dense (per-pixel flow, grid_sample) or none (default: the config's)")
+
+
 def emit_json(obj: Any, path: str | None) -> None:
     """Write `obj` as JSON to `path` ('-' for stdout), atomically for files."""
     if path is None:
