@@ -61,6 +61,7 @@ def test_ptq_writes_encodings_per_stage(ptq_dir, midgrey_checkpoint):
     summary = json.loads((ptq_dir.parent / "ptq.json").read_text())
     assert summary["quantized_config"] == "tiny+int8"
     assert summary["options"]["steps"] == STEPS
+    assert summary["calibrated_on_held_out"] is True  # the fixture calibrates on carphone's file
 
 
 def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpoint):
@@ -365,12 +366,15 @@ def test_receiver_preset_puts_every_decoder_stage_at_16_bits(carphone, midgrey_c
 
 def test_ptq_default_crop_fits_the_bundled_clip(tmp_path, capsys):
     """`ptq --data carphone` with the default crop: 256x256 does not fit 176x144, so the crop is
-    clamped to 128x128 and said on stderr."""
+    clamped to 128x128 and said on stderr; calibrating on the held-out clip is said too, and
+    recorded (by name here, by path in the ptq_dir fixture)."""
     out = tmp_path / "q"
     assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", "carphone", "-o", str(out), "--steps", "1",
                  "--eval-gops", "0", "--no-progress"]) == 0
-    assert "calibration crop 128x128" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "calibration crop 128x128" in err and "no longer held-out" in err
     assert (out / "ptq.json").is_file() and (out / "quantized.pt").is_file()
+    assert json.loads((out / "ptq.json").read_text())["calibrated_on_held_out"] is True
 
 
 def test_ptq_quantizes_a_conditional_residual_coder(carphone, tmp_path):
