@@ -31,8 +31,45 @@ def emit(result: dict, path: str | None) -> None:
         Path(path).write_text(json.dumps(result, indent=2) + "\n")
 
 
-def median_time(fn, runs: int) -> float:
-    """Median wall time of `fn()` over `runs` calls, after one untimed warm-up call."""
+WARMUP = 2  # untimed calls of every function before timing (first-call compilation, allocation)
+
+
+def interleaved_times(fns: dict, runs: int, warmup: int = WARMUP) -> dict[str, list[float]]:
+    """Seconds of each function over `runs` rounds, one call of every function per round (after
+    `warmup` untimed rounds), so all sides see the same machine state: on a shared host the state
+    moves between runs minutes apart (the int8 rate measured 69 and 45 GMAC/s in two runs)."""
     from mobilecodec.runtime.profiler import timed_runs
 
-    return statistics.median(timed_runs(fn, runs, warmup=1))
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            times[k] += timed_runs(fn, 1)
+    return times
+
+
+def spread(times: list[float]) -> dict:
+    """Median and spread of timed runs (seconds), as the JSON carries them."""
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
+
+
+def compare(fns: dict, runs: int, interleave: bool = True) -> dict[str, dict]:
+    """`spread` of each function's times: interleaved (see `interleaved_times`), or one function after
+    the other, each after WARMUP calls, where calling one evicts the other's caches (e.g. kernel
+    forms that rebuild onnxruntime sessions when switched)."""
+    if interleave:
+        times = interleaved_times(fns, runs)
+    else:
+        from mobilecodec.runtime.profiler import timed_runs
+
+        times = {k: timed_runs(fn, runs, warmup=WARMUP) for k, fn in fns.items()}
+    return {k: spread(v) for k, v in times.items()}
+
+
+def median_time(fn, runs: int) -> float:
+    """Median wall time of `fn()` over `runs` calls, after WARMUP untimed calls."""
+    from mobilecodec.runtime.profiler import timed_runs
+
+    return statistics.median(timed_runs(fn, runs, warmup=WARMUP))

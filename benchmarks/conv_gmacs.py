@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import emit, parser
+from _common import emit, interleaved_times, parser
 
 from mobilecodec.cpu import u8s8_exact
 
@@ -20,21 +20,6 @@ def _ort_session(path: Path, threads: int | None, exact_int8: bool = True):
 
     return ort.InferenceSession(str(path), session_options(threads, exact_int8=exact_int8),
                                 providers=["CPUExecutionProvider"])
-
-
-def _interleaved_times(fns: dict, runs: int) -> dict[str, list[float]]:
-    """Seconds of each function over `runs` rounds, one call of every function per round (after one
-    untimed round), so all backends see the same machine state: on a shared host the state moves
-    between runs minutes apart (the int8 rate measured 69 and 45 GMAC/s in two runs)."""
-    from mobilecodec.runtime.profiler import timed_runs
-
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, fn in fns.items():
-            times[k] += timed_runs(fn, 1)
-    return times
 
 
 def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
@@ -70,7 +55,7 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
         if not u8s8_exact():  # what onnxruntime's default (saturating) u8 x s8 kernels would run at
             fast = _ort_session(qdq, threads, exact_int8=False)
             fns["int8_default"] = lambda: fast.run(None, feeds)
-        times = _interleaved_times(fns, runs)
+        times = interleaved_times(fns, runs)
         best = {k: macs / min(t) / 1e9 for k, t in times.items()}
         median = {k: macs / statistics.median(t) / 1e9 for k, t in times.items()}
         default = None
@@ -79,7 +64,8 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
             default = {"gmacs_per_s": best["int8_default"], "median_gmacs_per_s": median["int8_default"],
                        "max_abs_difference_of_output_range": float(np.abs(ref - got).max() / np.ptp(ref))}
     int8, fp32_rate, torch_fp32 = best["int8_qdq"], best["float32"], best["pytorch_float32"]
-    return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads, "rounds": runs,
+    return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads, "torch_threads": torch.get_num_threads(),
+            "rounds": runs,
             "int8_qdq_gmacs_per_s": int8, "float32_gmacs_per_s": fp32_rate, "pytorch_float32_gmacs_per_s": torch_fp32,
             "int8_qdq_median_gmacs_per_s": median["int8_qdq"], "float32_median_gmacs_per_s": median["float32"],
             "pytorch_float32_median_gmacs_per_s": median["pytorch_float32"],
@@ -102,7 +88,7 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--size", default="136x240", help="feature map HxW (default: 1080p at 1/8)")
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--threads", type=int, default=None, help="threads for every backend (default: theirs)")
+    p.add_argument("--threads", type=int, default=2, help="threads for every backend, the same on all (default 2)")
     args = p.parse_args()
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import emit, median_time, parser
+from _common import compare, emit, parser
 
 
 def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088, 1920)):
@@ -107,21 +107,24 @@ def measure(runs: int = 8) -> dict:
         for i, seg in groups:
             d.decode(models[i], seg.size)
 
-    def own_dec_two_threads():  # two independent decodes at once: does constriction release the GIL?
-        from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(2) as pool:
-            for f in [pool.submit(own_dec), pool.submit(own_dec)]:
-                f.result()
+    pool = ThreadPoolExecutor(2)  # made once, outside the timed calls
+
+    def own_dec_two_threads():  # two independent decodes at once: does constriction release the GIL?
+        for f in [pool.submit(own_dec), pool.submit(own_dec)]:
+            f.result()
 
     assert np.array_equal(ours_dec(), sym)
-    t = {k: median_time(f, runs) for k, f in [("encode", ours_enc), ("encode_old", old_enc),
-                                           ("encode_constriction", own_enc), ("decode", ours_dec),
-                                           ("decode_old", old_dec), ("decode_constriction", own_dec),
-                                           ("decode_constriction_2x_on_2_threads", own_dec_two_threads)]}
+    stats = compare({"encode": ours_enc, "encode_old": old_enc, "encode_constriction": own_enc, "decode": ours_dec,
+                     "decode_old": old_dec, "decode_constriction": own_dec,
+                     "decode_constriction_2x_on_2_threads": own_dec_two_threads}, runs)
+    pool.shutdown()
+    t = {k: v["median_s"] for k, v in stats.items()}
+    symbols = {k: (2 * n if k.endswith("_2x_on_2_threads") else n) for k in t}  # that one decodes twice
     return {"symbols": int(n), "shape": list(y.shape), "distinct_tables": int(len(uniq)),
-            "bits_per_symbol": 8 * len(data) / n, "runs": runs,
-            "seconds": t, "symbols_per_s": {k: n / v for k, v in t.items()},
+            "bits_per_symbol": 8 * len(data) / n, "runs": runs, "spread": stats,
+            "seconds": t, "symbols_per_s": {k: symbols[k] / v for k, v in t.items()},
             "ours_over_constriction": {"encode": t["encode_constriction"] / t["encode"],
                                        "decode": t["decode_constriction"] / t["decode"]}}
 

@@ -1,19 +1,21 @@
 """Entropy coding throughput (symbols/s) of the Gaussian-conditional range coder, encode and
-decode, on Laplacian-like symbols with mixed scale-table indices (as latents look)."""
+decode, on Laplacian-like symbols with mixed scale-table indices (as latents look); interleaved
+rounds after warm-up calls (first-call kernel compilation and table building), medians and spread."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from _common import emit, parser
+from _common import compare, emit, parser
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--symbols", type=int, default=200_000)
+    p.add_argument("--runs", type=int, default=8, help="timed rounds, at least 8")
     args = p.parse_args()
+    if args.runs < 8:
+        p.error(f"--runs must be >= 8, got {args.runs}")
     import torch
 
     from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
@@ -29,21 +31,27 @@ def main() -> None:
     levels = len(g.table.scales())
     idx = rng.integers(0, levels, n).astype(np.int32)
     sym = g.clamp_symbols(np.rint(rng.laplace(0, 1.5, n)).astype(np.int32), idx)
-    enc = RangeEncoder()
-    t0 = time.perf_counter()
-    g.encode(enc, sym, idx)
-    data = enc.get_bytes()
-    te = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dec = RangeDecoder(data)
-    out = g.decode(dec, idx)
-    td = time.perf_counter() - t0
-    assert np.array_equal(np.asarray(out).ravel(), sym), "decode does not invert encode"
-    r = {"symbols": n, "bytes": len(data), "bits_per_symbol": 8 * len(data) / n,
-         "encode_symbols_per_s": n / te, "decode_symbols_per_s": n / td, "decode_over_encode_time": td / te}
+    def encode() -> bytes:
+        enc = RangeEncoder()
+        g.encode(enc, sym, idx)
+        return enc.get_bytes()
+
+    data = encode()
+
+    def decode():
+        return g.decode(RangeDecoder(data), idx)
+
+    assert np.array_equal(np.asarray(decode()).ravel(), sym), "decode does not invert encode"
+    c = compare({"encode": encode, "decode": decode}, args.runs)
+    te, td = c["encode"]["median_s"], c["decode"]["median_s"]
+    r = {"symbols": n, "bytes": len(data), "bits_per_symbol": 8 * len(data) / n, "runs": args.runs,
+         "encode_symbols_per_s": n / te, "decode_symbols_per_s": n / td, "decode_over_encode_time": td / te,
+         "spread": c}
     print(f"{n} symbols, {r['bits_per_symbol']:.3f} bits/symbol: encode {r['encode_symbols_per_s'] / 1e6:.2f} "
           f"Msymbols/s, decode {r['decode_symbols_per_s'] / 1e6:.2f} Msymbols/s "
-          f"(decode/encode time {r['decode_over_encode_time']:.2f})")
+          f"(decode/encode time {r['decode_over_encode_time']:.2f}; medians of {args.runs} rounds, encode "
+          f"{1e3 * c['encode']['min_s']:.1f}-{1e3 * c['encode']['max_s']:.1f} ms, decode "
+          f"{1e3 * c['decode']['min_s']:.1f}-{1e3 * c['decode']['max_s']:.1f} ms)")
     emit(r, args.json)
 
 

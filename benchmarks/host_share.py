@@ -12,9 +12,12 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--config", default="mobilenvc")
     p.add_argument("--size", default="256x448", help="padded HxW (multiples of 64)")
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=8, help="timed P-frames (and I-frames), at least 8")
+    p.add_argument("--warmup", type=int, default=2, help="untimed frames first, at least 2")
     p.add_argument("--threads", type=int, default=None, help="host threads (runtime.threads.set_threads)")
     args = p.parse_args()
+    if args.runs < 8 or args.warmup < 2:
+        p.error(f"--runs must be >= 8 and --warmup >= 2 (medians of warm frames), got {args.runs} and {args.warmup}")
     import torch
 
     from mobilecodec.export.onnx_export import export_package
@@ -32,12 +35,15 @@ def main() -> None:
     model.update()
     with tempfile.TemporaryDirectory() as tmp:
         export_package(model, f"{tmp}/pkg", h, w)
-        lat = frame_latency(OnnxEngine(f"{tmp}/pkg"), args.runs, 1)
-    r = {"config": args.config, "size": [h, w]}
+        lat = frame_latency(OnnxEngine(f"{tmp}/pkg"), args.runs, args.warmup)
+    from mobilecodec.runtime.threads import get_threads
+
+    r = {"config": args.config, "size": [h, w], "runs": args.runs, "warmup": args.warmup, "threads": get_threads()}
     for ftype in ("I", "P"):
         fr = lat["decode"][ftype]
         host = {k: v["median_ms"] for k, v in fr["steps"].items() if k.startswith("host")}
-        r[ftype] = {"frame_ms": fr["frame"]["median_ms"], "network_ms": fr["network_ms_median"],
+        r[ftype] = {"frame_ms": fr["frame"]["median_ms"], "frame_min_ms": fr["frame"]["min_ms"],
+                    "frame_max_ms": fr["frame"]["max_ms"], "network_ms": fr["network_ms_median"],
                     "host_share": fr["host_share"], "host_steps_ms": host}
         print(f"decode {ftype}-frame {h}x{w} ({args.config}, float, onnxruntime CPU): "
               f"{fr['frame']['median_ms']:.1f} ms, networks {fr['network_ms_median']:.1f} ms, host share "

@@ -1,21 +1,29 @@
 """Host steps of a P-frame decode at 1080p (mobilenvc): integer hyper-synthesis, warp and entropy
 coding, previous implementation vs current one in the same process (ratios from one run), one
-thread, medians over --runs. Outputs are checked bit-identical before timing."""
+thread, interleaved calls (one block per kernel form where switching forms rebuilds sessions),
+medians and spread over --runs. Outputs are checked bit-identical before timing."""
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from _common import emit, median_time, parser
+from _common import compare, emit, median_time, parser
 
+
+def old_new(old, new, runs: int, interleave: bool = True) -> dict:
+    """Both sides timed (interleaved rounds unless one evicts the other's caches): medians as old_s /
+    new_s, spreads beside them."""
+    c = compare({"old": old, "new": new}, runs, interleave)
+    return {"old_s": c["old"]["median_s"], "new_s": c["new"]["median_s"], "old": c["old"], "new": c["new"]}
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--runs", type=int, default=8)
+    p.add_argument("--runs", type=int, default=8, help="timed rounds, at least 8")
     p.add_argument("--size", default="1088x1920", help="padded HxW (multiples of 64)")
     args = p.parse_args()
+    if args.runs < 8:
+        p.error(f"--runs must be >= 8 (medians of enough runs), got {args.runs}")
     import torch
 
     from entropy_speed import old_gaussian_decode, real_latents
@@ -51,8 +59,7 @@ def main() -> None:
 
     for a, b in zip(hyper(True), hyper(False)):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    res["steps"]["integer hyper-synthesis"] = {"old_s": median_time(lambda: hyper(False), args.runs),
-                                               "new_s": median_time(lambda: hyper(True), args.runs)}
+    res["steps"]["integer hyper-synthesis"] = old_new(lambda: hyper(False), lambda: hyper(True), args.runs)
     from mobilecodec.cpu import u8s8_exact
 
     # the integer kernel forms against the default: ConvInteger u8 x u8 (NCHW, the only form before
@@ -64,9 +71,9 @@ def main() -> None:
     for label, kw in forms.items():
         for a, b in zip(hyper(True, **kw), hyper(True)):
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
-        res["steps"][f"integer hyper-synthesis, {label} -> default"] = {
-            "old_s": median_time(lambda kw=kw: hyper(True, **kw), args.runs),
-            "new_s": median_time(lambda: hyper(True), args.runs)}
+        # switching the kernel form rebuilds the integer sessions: time each form in its own block
+        res["steps"][f"integer hyper-synthesis, {label} -> default"] = old_new(
+            lambda kw=kw: hyper(True, **kw), lambda: hyper(True), args.runs, interleave=False)
 
     # warp of the stored frame (uint8 levels) with a fractional block flow
     cfg = model.cfg.warp
@@ -82,8 +89,7 @@ def main() -> None:
 
     with torch.no_grad():
         assert torch.equal(warp_old(), warp_frame(frame, flow, cfg))
-        res["steps"]["warp"] = {"old_s": median_time(warp_old, args.runs),
-                                "new_s": median_time(lambda: warp_frame(frame, flow, cfg), args.runs)}
+        res["steps"]["warp"] = old_new(warp_old, lambda: warp_frame(frame, flow, cfg), args.runs)
 
     # entropy decoding of a real 1080p latent (shipped tiny checkpoint), hyper-latent included
     tm, y, z_int, means, idx = real_latents(size=(h, w))
@@ -107,22 +113,25 @@ def main() -> None:
         return old_gaussian_decode(gc, d, idx.ravel())
 
     assert np.array_equal(ent_new(), sym.ravel()) and np.array_equal(ent_old(), sym.ravel())
-    res["steps"]["entropy decoding"] = {"old_s": median_time(ent_old, args.runs),
-                                        "new_s": median_time(ent_new, args.runs),
-                                        "symbols": int(sym.size + z_int.size)}
+    res["steps"]["entropy decoding"] = {**old_new(ent_old, ent_new, args.runs), "symbols": int(sym.size + z_int.size)}
 
     # encoder side: the erfc estimate that used to run on every latent, now only when read
     from mobilecodec.codec.frame_coding import HyperpriorCoder
     coder = HyperpriorCoder(tm, "i")
     res["steps"]["encoder erfc estimate (now on demand)"] = {
-        "old_s": median_time(lambda: coder._model_bits(sym, idx), args.runs), "new_s": 0.0}
+        "old_s": median_time(lambda: coder._model_bits(sym, idx), args.runs), "new_s": None}
 
     print(f"host steps, mobilenvc {h}x{w} (entropy: tiny_b0.0064 latent), 1 thread, "
-          f"medians of {args.runs}:")
+          f"medians of {args.runs} interleaved rounds (min-max):")
     for k, v in res["steps"].items():
         v["ratio_old_over_new"] = v["old_s"] / v["new_s"] if v["new_s"] else None
-        ratio = f"{v['ratio_old_over_new']:.1f}x" if v["new_s"] else "skipped"
-        print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms   after {1e3 * v['new_s']:8.1f} ms   {ratio}")
+        if v["new_s"] is None:
+            print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms   after: not run (only when asked for)")
+            continue
+        old, new = v["old"], v["new"]
+        print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms ({1e3 * old['min_s']:.1f}-{1e3 * old['max_s']:.1f})   "
+              f"after {1e3 * v['new_s']:8.1f} ms ({1e3 * new['min_s']:.1f}-{1e3 * new['max_s']:.1f})   "
+              f"{v['ratio_old_over_new']:.1f}x")
     emit(res, args.json)
 
 

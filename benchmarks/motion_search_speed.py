@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from _common import emit, median_time, parser
+from _common import compare, emit, parser
 from mobilecodec.models.motion_search import packed_luma
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--radius", default="32,6", help="search radii (comma-separated)")
     args = p.parse_args()
@@ -32,14 +32,18 @@ def main() -> None:
     res: dict = {"size": [1088, 1920], "threads": args.threads, "runs": args.runs, "radii": {}}
     print(f"motion search, 1088x1920 luma, 8x8 blocks, {args.threads} thread(s), medians of {args.runs}:")
     for radius in (int(r) for r in args.radius.split(",")):
-        before = median_time(lambda: old_block_match(ref, x, 8, radius), args.runs)
-        after = median_time(lambda: block_match(ref, x, 8, radius), args.runs)
+        c = compare({"before": lambda: old_block_match(ref, x, 8, radius),
+                     "after": lambda: block_match(ref, x, 8, radius)}, args.runs)
+        before, after = c["before"]["median_s"], c["after"]["median_s"]
         (fo, co), (fn, cn) = old_block_match(ref, x, 8, radius), block_match(ref, x, 8, radius)
         same = float((fo == fn).all(dim=1).float().mean())
         same_conf = float((co == cn).float().mean())
         res["radii"][radius] = {"before_ms": 1e3 * before, "after_ms": 1e3 * after, "speedup": before / after,
+                                "before": c["before"], "after": c["after"],
                                 "same_vector": same, "same_confident": same_conf}
-        print(f"  radius {radius:2d}: float torch {1e3 * before:7.1f} ms -> exact integer {1e3 * after:6.1f} ms "
+        print(f"  radius {radius:2d}: float torch {1e3 * before:7.1f} ms ({1e3 * c['before']['min_s']:.1f}-"
+              f"{1e3 * c['before']['max_s']:.1f}) -> exact integer {1e3 * after:6.1f} ms ({1e3 * c['after']['min_s']:.1f}-"
+              f"{1e3 * c['after']['max_s']:.1f}) "
               f"({before / after:.1f}x); same vector in {100 * same:.2f} % of blocks, same confidence in "
               f"{100 * same_conf:.2f} %")
     emit(res, args.json)

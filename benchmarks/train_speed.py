@@ -9,12 +9,13 @@ the shared machine's noise hits all of them alike.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import NOTE, emit, parser
+from _common import emit, parser
 
 from mobilecodec.cpu import bf16_native
 
@@ -65,17 +66,26 @@ def main() -> None:
 
     import torch
 
+    from mobilecodec.runtime.threads import torch_threads
     from mobilecodec.train.data import TrainingData
     from mobilecodec.train.recipe import get_recipe
 
+    default_threads = torch.get_num_threads()  # before any variant sets its own
     recipe = get_recipe(args.recipe)
     phase = recipe.phase(args.phase)
     st = phase.overrides
     data = TrainingData(None, st["gop"] + st.get("rollout", 0), st["crop"], augment=True)
     rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    batches = [data.batch(rng, st["batch_size"]) for _ in range(args.steps)]
-    sample_s = (time.perf_counter() - t0) / args.steps
+    with torch_threads(1):  # the thread count of the 1-thread variants
+        for _ in range(2):  # warm-up: the first batches map the cached clips
+            data.batch(rng, st["batch_size"])
+        batches, sample_times = [], []
+        for _ in range(max(args.steps, 8)):
+            t0 = time.perf_counter()
+            batches.append(data.batch(rng, st["batch_size"]))
+            sample_times.append(time.perf_counter() - t0)
+    batches = batches[:args.steps]
+    sample_s = float(np.median(sample_times))
 
     names = [v for v in args.variants.split(",") if v]
     skipped = {}
@@ -90,31 +100,32 @@ def main() -> None:
             steps[n](b)
         warm[n] = time.perf_counter() - t
     times: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         for n in names:
             t = time.perf_counter()
             for b in batches:
                 steps[n](b)
             times[n].append((time.perf_counter() - t) / len(batches))
+            print(f"round {r + 1}/{args.rounds} {n}: {1.0 / times[n][-1]:.2f} steps/s", file=sys.stderr)
     base = float(np.median(times["fp32"])) if "fp32" in times else None
-    result = {"note": NOTE, "recipe": recipe.name, "phase": phase.name, "batch": st["batch_size"],
+    result = {"recipe": recipe.name, "phase": phase.name, "batch": st["batch_size"],
               "crop": list(st["crop"]), "gop": st["gop"] + st.get("rollout", 0),
-              "torch_threads_default": torch.get_num_threads(), "cpu_bf16": bf16_native(),
-              "data_sampling_s_per_step": sample_s, "skipped": skipped, "variants": {}}
+              "torch_threads_default": default_threads, "cpu_bf16": bf16_native(),
+              "data_sampling_s_per_step": sample_s, "data_sampling_spread": [min(sample_times), max(sample_times)],
+              "skipped": skipped, "variants": {}}
     for n in names:
         med = float(np.median(times[n]))
         result["variants"][n] = {"s_per_step": med, "steps_per_s": 1.0 / med,
                                  "spread": [min(times[n]), max(times[n])], "warmup_s": warm[n],
                                  "speedup_vs_fp32": (base / med) if base else None}
     print(f"{recipe.name}/{phase.name}: batch {st['batch_size']}, crop {st['crop']}; data sampling "
-          f"{1e3 * sample_s:.1f} ms/step")
+          f"{1e3 * sample_s:.1f} ms/step (median of {len(sample_times)}, one thread)")
     for n, v in result["variants"].items():
         sp = f"  x{v['speedup_vs_fp32']:.2f} vs fp32" if v["speedup_vs_fp32"] else ""
         print(f"  {n:>14}: {v['steps_per_s']:6.2f} steps/s (median of {args.rounds} rounds){sp}; "
               f"warm-up {v['warmup_s']:.1f} s")
     for n, why in skipped.items():
         print(f"  {n:>14}: skipped ({why})")
-    print(NOTE)
     emit(result, args.json)
 
 

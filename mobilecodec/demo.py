@@ -52,8 +52,8 @@ class DemoOptions:
     soc: int = 43
     htp_arch: int = 73
     qnn_decode: bool = True
-    profile_runs: int = 5
-    profile_warmup: int = 1
+    profile_runs: int = 8
+    profile_warmup: int = 2
     profile_ops: bool = True
     big_config: str = "mobilenvc"
     big_size: tuple[int, int] = (1080, 1920)  # (H, W) of the complexity / buffer tables of big_config

@@ -117,9 +117,10 @@ def package_buffer(manifest: dict[str, Any], fps: float, graph_files: dict[str, 
 # Latency -------------------------------------------------------------------------------------
 
 def _stats(values: list[float]) -> dict[str, float]:
-    v = sorted(values)
-    p90 = v[min(len(v) - 1, int(np.ceil(0.9 * len(v))) - 1)]
-    return {"median_ms": 1e3 * statistics.median(v), "p90_ms": 1e3 * p90, "runs": len(v)}
+    """Median and spread (min, max) in ms of timed runs: with the few runs a shared CPU allows, a
+    percentile would only be the maximum under another name."""
+    return {"median_ms": 1e3 * statistics.median(values), "min_ms": 1e3 * min(values), "max_ms": 1e3 * max(values),
+            "runs": len(values)}
 
 
 def graph_latency(engine: Any, runs: int, warmup: int) -> dict[str, dict[str, float]]:
@@ -223,17 +224,23 @@ def frame_latency(engine: Any, runs: int, warmup: int) -> dict[str, Any]:
         net = [sum(v for k, v in r.items() if not k.startswith("host")) for r in recs]
         result.setdefault(kind, {})[ftype] = {
             "frame": _stats(ws), "steps": per_step, "network_ms_median": 1e3 * statistics.median(net),
-            "host_share": statistics.median([1 - a / b for a, b in zip(net, ws)]),
+            # 1 - networks / frame from the two medians, as printed (decode_speed.py uses the same)
+            "host_share": 1.0 - statistics.median(net) / statistics.median(ws),
             "frames_per_s": 1.0 / statistics.median(ws)}
     result["bytes"] = {"I": len(ipay), "P_mean": float(np.mean([len(p) for p in ppays]))}
     return result
 
 
-def parse_ort_profile(trace: str | Path) -> dict[str, float]:
-    """onnxruntime's profiling JSON -> total kernel time (ms) per op type."""
+def parse_ort_profile(trace: str | Path, skip_runs: int = 0) -> dict[str, float]:
+    """onnxruntime's profiling JSON -> total kernel time (ms) per op type, leaving out the kernels
+    of the first `skip_runs` runs (warm-up: first-run allocations and kernel selection)."""
     events = json.loads(Path(trace).read_text())
+    runs = sorted(ev["ts"] for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run")
+    start = runs[skip_runs] if skip_runs and len(runs) > skip_runs else (float("inf") if skip_runs else 0)
     out: dict[str, float] = {}
     for ev in events:
+        if ev.get("ts", 0) < start:
+            continue
         if ev.get("cat") == "Node" and str(ev.get("name", "")).endswith("_kernel_time"):
             op = ev.get("args", {}).get("op_name", "?")
             out[op] = out.get(op, 0.0) + ev.get("dur", 0) / 1e3
@@ -241,33 +248,34 @@ def parse_ort_profile(trace: str | Path) -> dict[str, float]:
 
 
 def op_profile(package: str | Path, ep: str, graph_files: dict[str, Path] | None, workdir: Path,
-               runs: int = 3) -> dict[str, Any]:
+               runs: int = 3, warmup: int = 2) -> dict[str, Any]:
     """Per-op kernel time from onnxruntime's profiler (SessionOptions.enable_profiling) over
-    `runs` runs of every graph; returns per graph and overall top ops (ms per run)."""
+    `runs` runs of every graph after `warmup` untimed ones; per graph and overall top ops (mean ms
+    per run: the profiler sums kernel times, it has no per-run medians)."""
     from mobilecodec.runtime.engine import OnnxEngine
 
     engine = OnnxEngine(package, ep=ep, graph_files=graph_files, profile_dir=workdir)
     for name, sess in engine.run_sessions.items():
         feeds = engine.random_feeds(name)
-        for _ in range(runs):
+        for _ in range(warmup + runs):
             sess.run(None, feeds)
     per_graph: dict[str, dict[str, float]] = {}
     total: dict[str, float] = {}
     for name, trace in engine.end_profiling().items():
-        ops = {k: v / runs for k, v in parse_ort_profile(trace).items()}
+        ops = {k: v / runs for k, v in parse_ort_profile(trace, skip_runs=warmup).items()}
         per_graph[name] = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
         for k, v in ops.items():
             total[k] = total.get(k, 0.0) + v
         Path(trace).unlink(missing_ok=True)
     top = dict(sorted(total.items(), key=lambda kv: -kv[1]))
     all_ms = sum(top.values()) or 1.0
-    return {"runs": runs, "top_ops": [{"op": k, "ms_per_run": v, "share": v / all_ms} for k, v in top.items()],
+    return {"runs": runs, "warmup": warmup, "top_ops": [{"op": k, "ms_per_run": v, "share": v / all_ms} for k, v in top.items()],
             "per_graph": per_graph}
 
 
 # Whole reports -------------------------------------------------------------------------------
 
-def profile_package(package: str | Path, *, ep: str = "cpu", fps: float = 30.0, runs: int = 5, warmup: int = 1,
+def profile_package(package: str | Path, *, ep: str = "cpu", fps: float = 30.0, runs: int = 8, warmup: int = 2,
                     graph_files: dict[str, Path] | None = None, workdir: str | Path | None = None,
                     ops: bool = True, progress: bool = False) -> dict[str, Any]:
     """Complexity (ONNX and PyTorch), buffer and latency of a package on onnxruntime."""

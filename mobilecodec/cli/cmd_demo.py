@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     adv.add_argument("--ptq-eval-gops", type=int, default=2, help="held-out GOPs for PTQ's PSNR (default 2)")
     adv.add_argument("--sensitivity-frames", type=int, default=3,
                      help="frames for the per-stage int8 ablation (0 = skip; default 3)")
-    adv.add_argument("--profile-runs", type=positive_int, default=5, help="timed runs per graph/frame (default 5)")
+    adv.add_argument("--profile-runs", type=positive_int, default=8,
+                     help="timed runs per graph/frame, after 2 warm-up runs (default 8)")
     adv.add_argument("--no-qnn-decode", action="store_true", help="skip decoding on the (emulated) QNN HTP")
     adv.add_argument("--no-ops", action="store_true", help="skip onnxruntime's per-op profile")
     adv.add_argument("--baseline-crf", type=_crfs, default=(33, 39, 45, 51), metavar="C[,C...]",

@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
                    help="package: onnxruntime execution provider (default cpu; qnn: HTP backend, emulated on x86)")
     p.add_argument("--runs", type=positive_int, default=None,
-                   help="package: timed runs per graph / frame type (default 5)")
-    p.add_argument("--warmup", type=int, default=None, help="package: untimed warm-up runs first (default 1)")
+                   help="package: timed runs per graph / frame type (default 8)")
+    p.add_argument("--warmup", type=int, default=None, help="package: untimed warm-up runs first (default 2)")
     p.add_argument("--no-ops", action="store_true", help="package: skip onnxruntime's per-op profile")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_threads_argument(p)
@@ -166,8 +166,8 @@ def _package(args: argparse.Namespace) -> dict:
     from mobilecodec.runtime.profiler import profile_package
     from mobilecodec.runtime.report import latency_md
 
-    report = profile_package(args.package, ep=args.ep or "cpu", fps=args.fps, runs=args.runs or 5,
-                             warmup=1 if args.warmup is None else args.warmup, ops=not args.no_ops,
+    report = profile_package(args.package, ep=args.ep or "cpu", fps=args.fps, runs=args.runs or 8,
+                             warmup=2 if args.warmup is None else args.warmup, ops=not args.no_ops,
                              progress=not args.no_progress)
     cd = report["complexity"]
     h, w = cd["height"], cd["width"]
