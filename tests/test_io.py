@@ -384,3 +384,80 @@ def test_size_mismatch_for_y4m(carphone: Path):
 def test_unknown_sample_name():
     with pytest.raises(InputError, match="unknown sample clip 'foreman'.*carphone"):
         sample_clip("foreman")
+
+
+def _ffmpeg(*args: str) -> None:
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("pix_fmt,codec", [("yuvj420p", "libx264"), ("rgb24", "libx264rgb")])
+def test_full_range_and_rgb_video_read_in_limited_range(pix_fmt, codec, tmp_path):
+    """A full-range (yuvj420p) or RGB source is read in limited range, pixel for pixel what ffmpeg's
+    own conversion to limited-range yuv420p gives (not its full-range samples passed through)."""
+    src = tmp_path / "src.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "3", "-pix_fmt", pix_fmt, "-c:v", codec,
+            "-qp", "0", str(src))
+    ref = tmp_path / "ref.y4m"
+    _ffmpeg("-i", str(src), "-vf", "scale=out_range=limited", "-pix_fmt", "yuv420p", "-strict", "-1", str(ref))
+    got, want = read_frames(src), read_frames(ref)
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        assert 16 <= int(g.y.min()) and int(g.y.max()) <= 235
+        assert np.abs(g.y.astype(int) - w.y.astype(int)).max() <= 1
+        for a, b in ((g.u, w.u), (g.v, w.v)):
+            assert 16 <= int(a.min()) and int(a.max()) <= 240
+            diff = np.abs(a.astype(int) - b.astype(int))
+            if pix_fmt == "yuvj420p":  # same sampling grid: a range conversion only
+                assert diff.max() <= 1
+            else:  # RGB -> 4:2:0: the two chroma down-sampling filters differ at edges, not in level
+                assert diff.mean() <= 6
+
+
+def test_rotated_truncated_and_empty_containers_are_refused(tmp_path):
+    src = tmp_path / "src.mp4"  # MPEG-4 part 2 without B-frames: a cut file decodes up to the cut
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "30", "-pix_fmt", "yuv420p", "-c:v", "mpeg4",
+            "-bf", "0", str(src))
+    assert len(read_frames(src)) == 30
+    rot = tmp_path / "rot.mp4"  # a phone recording: pixels stored landscape, shown portrait
+    _ffmpeg("-display_rotation", "90", "-i", str(src), "-c", "copy", str(rot))
+    with pytest.raises(InputError, match="rotated by 90 degrees"):
+        read_frames(rot, 2)
+    cut = tmp_path / "cut.mp4"
+    moov_first = tmp_path / "faststart.mp4"  # index first, so a cut file still lists 30 frames
+    _ffmpeg("-i", str(src), "-c", "copy", "-movflags", "+faststart", str(moov_first))
+    data = moov_first.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.5)])
+    with pytest.raises(InputError, match=r"only \d+ of the 30 frames"):
+        read_frames(cut)
+    assert len(read_frames(cut, 2)) == 2  # what was asked for is there
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty file"):
+        read_frames(empty)
+
+
+@pytest.mark.parametrize("tags,error", [
+    ("F0:0", None),  # an unknown rate: 25, as ffmpeg assumes
+    ("F25:1 XYSCSS=420P10", "XYSCSS=420P10"),  # ffmpeg's format tag when no C tag is given
+    ("F25:1 XYSCSS=420JPEG", None),
+    ("F25:1 C420jpeg XCOLORRANGE=FULL", "XCOLORRANGE=FULL"),
+    ("F5000000000:1", "outside"),
+    ("F1:5000000000", "outside"),
+])
+def test_y4m_header_tags(tags, error, tmp_path):
+    path = tmp_path / "t.y4m"
+    frame = bytes(range(48)) * (64 * 48 * 3 // 2 // 48)
+    path.write_bytes(f"YUV4MPEG2 W64 H48 {tags}\n".encode() + b"FRAME\n" + frame)
+    if error is None:
+        with open_video(path) as r:
+            assert (r.width, r.height, r.num_frames) == (64, 48, 1)
+            if tags.startswith("F0:0"):
+                assert r.rate == 25
+        return
+    with pytest.raises(InputError, match=error):
+        open_video(path)
+    if "outside" in error:  # the real rate given on the command line wins
+        with open_video(path, fps=25) as r:
+            assert r.rate == 25

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
     p.add_argument("--fps", type=positive_float, default=None,
-                   help="frame rate to record: needed for a raw .yuv input, overrides a .y4m/.mp4 file's rate")
+                   help="frame rate to record: a raw .yuv input's (default 30), or instead of a .y4m/.mp4 file's")
     add_threads_argument(p)
     add_refine_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")

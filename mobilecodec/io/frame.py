@@ -111,6 +111,16 @@ def _check_multiple(multiple: int) -> None:
 
 
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
+MIN_FPS, MAX_FPS = Fraction(1, 1000), Fraction(1000)  # what a video frame rate can sensibly be
+
+
+def check_rate(rate: Fraction, where: str) -> Fraction:
+    """A frame rate within MIN_FPS..MAX_FPS (a stream header stores it as two 32-bit integers)."""
+    if not MIN_FPS <= rate <= MAX_FPS or rate.numerator >= 2 ** 32 or rate.denominator >= 2 ** 32:
+        raise InputError(f"{where}: frame rate {rate.numerator}/{rate.denominator} is outside "
+                         f"{MIN_FPS}..{MAX_FPS} fps; give the real rate with --fps")
+    return rate
+
 
 
 def fps_to_fraction(fps: float | Fraction | int) -> Fraction:
@@ -131,4 +141,4 @@ def fps_to_fraction(fps: float | Fraction | int) -> Fraction:
             rate = Fraction(value).limit_denominator(1001)
     if rate <= 0:
         raise InputError(f"frame rate must be positive, got {fps!r}")
-    return rate
+    return check_rate(rate, "--fps")

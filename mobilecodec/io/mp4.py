@@ -13,9 +13,10 @@ import numpy as np
 
 from mobilecodec.errors import InputError
 from mobilecodec.io.base import VideoReader, limit_frames
-from mobilecodec.io.frame import YUVFrame, check_size, fps_to_fraction
+from mobilecodec.io.frame import YUVFrame, check_rate, check_size, fps_to_fraction
 
 FALLBACK_FPS = 30.0
+_RANGE_LIMITED, _RANGE_FULL = 1, 2  # FFmpeg's AVCOL_RANGE_MPEG / AVCOL_RANGE_JPEG
 
 
 def _av() -> Any:
@@ -27,8 +28,13 @@ def _av() -> Any:
 
 
 def av_frame_to_yuv(frame: Any) -> YUVFrame:
-    """Convert a decoded `av.VideoFrame` to a YUVFrame, honouring each plane's line stride."""
-    f = frame.reformat(format="yuv420p")
+    """Convert a decoded `av.VideoFrame` to a limited-range yuv420p YUVFrame, honouring each plane's
+    line stride. Full-range (yuvj*, 'pc' range) and RGB sources are converted to limited range, as
+    ffmpeg does for yuv420p; sources of unspecified range pass through unchanged."""
+    if getattr(frame, "color_range", 0) == _RANGE_FULL or frame.format.is_rgb:
+        f = frame.reformat(format="yuv420p", dst_color_range=_RANGE_LIMITED)
+    else:
+        f = frame.reformat(format="yuv420p")
     planes = []
     for plane in f.planes:
         h, w, stride = plane.height, plane.width, plane.line_size
@@ -56,7 +62,7 @@ class AVReader(VideoReader):
             if fps is not None:
                 self.rate = fps_to_fraction(fps)
             elif rate:
-                self.rate = Fraction(rate.numerator, rate.denominator)
+                self.rate = check_rate(Fraction(rate.numerator, rate.denominator), str(self.path))
             else:
                 self.rate = fps_to_fraction(FALLBACK_FPS)
             self.codec = ctx.name
@@ -65,10 +71,13 @@ class AVReader(VideoReader):
             container.close()
 
     def _open(self, av: Any) -> Any:
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise InputError(f"no frames in {self.path} (empty file)")
         try:
             return av.open(str(self.path), mode="r")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"{self.path}: cannot read video container: {exc}")
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise InputError(f"{self.path}: cannot read video container ({why})")
 
     def _stream(self, container: Any) -> Any:
         if not container.streams.video:
@@ -93,9 +102,16 @@ class AVReader(VideoReader):
                 if (frame.width, frame.height) != (self.width, self.height):
                     raise InputError(f"{self.path}: frame {count} is {frame.width}x{frame.height}, "
                                      f"the stream said {self.width}x{self.height}")
+                if getattr(frame, "rotation", 0):
+                    raise InputError(f"{self.path}: the video is to be shown rotated by {frame.rotation} degrees "
+                                     f"(a phone recording?); rotate the pixels first, e.g. ffmpeg -i IN OUT.y4m")
                 yield av_frame_to_yuv(frame)
                 count += 1
             if count == 0:
                 raise InputError(f"no frames in {self.path} (nothing could be decoded)")
+            listed = int(stream.frames)
+            if listed and count < listed and (self.max_frames is None or count < self.max_frames):
+                raise InputError(f"{self.path}: only {count} of the {listed} frames the container lists could be "
+                                 f"decoded (truncated or damaged file)")
         finally:
             container.close()

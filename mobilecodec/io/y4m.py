@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator
 
 from mobilecodec.errors import InputError
 from mobilecodec.io.base import FileVideoReader, limit_frames
-from mobilecodec.io.frame import YUVFrame, check_size, fps_to_fraction, frame_nbytes
+from mobilecodec.io.frame import YUVFrame, check_rate, check_size, fps_to_fraction, frame_nbytes
 
 MAGIC = b"YUV4MPEG2"
 FRAME_HEADER = b"FRAME\n"
@@ -30,14 +30,17 @@ class Y4MHeader:
     nbytes: int
 
 
-def parse_header(line: bytes, path: Path | str = "<y4m>") -> Y4MHeader:
-    """Parse a 'YUV4MPEG2 W.. H.. F..' line; reject anything but 8-bit 4:2:0."""
+def parse_header(line: bytes, path: Path | str = "<y4m>", fps_given: bool = False) -> Y4MHeader:
+    """Parse a 'YUV4MPEG2 W.. H.. F..' line; reject anything but 8-bit 4:2:0 in limited range
+    (the C tag, or ffmpeg's XYSCSS extension where C is absent; XCOLORRANGE). `fps_given`: the
+    caller overrides the rate, so an unusable F tag is not an error."""
     if not line.startswith(MAGIC) or not line.endswith(b"\n"):
         raise InputError(f"{path}: not a YUV4MPEG2 file (header must start with 'YUV4MPEG2 ' "
                          f"and end with a newline within {_MAX_HEADER} bytes)")
     width = height = None
     rate = Fraction(25)  # no F tag: the format defines no default; ffmpeg assumes 25
-    chroma = "420jpeg"   # default chroma when no C tag is present (the spec says 4:2:0 jpeg)
+    chroma = None        # no C tag: ffmpeg's XYSCSS tag, else 4:2:0 jpeg (the spec's default)
+    xyscss = None
     try:
         tokens = line[len(MAGIC):].decode("ascii").split()
     except UnicodeDecodeError:
@@ -50,18 +53,30 @@ def parse_header(line: bytes, path: Path | str = "<y4m>") -> Y4MHeader:
             elif tag == "H":
                 height = int(value)
             elif tag == "F":
-                num, den = value.split(":")
-                rate = Fraction(int(num), int(den))
+                num, den = (int(v) for v in value.split(":"))
+                if (num, den) != (0, 0):  # 0:0 = unknown (ffmpeg then assumes 25, as for no F)
+                    rate = Fraction(num, den)
             elif tag == "C":
                 chroma = value
+            elif tag == "X" and value.startswith("YSCSS="):
+                xyscss = value[len("YSCSS="):]
+            elif tag == "X" and value.upper() == "COLORRANGE=FULL":
+                raise InputError(f"{path}: full-range y4m (XCOLORRANGE=FULL) is not supported; the codec "
+                                 f"works in limited (video) range: convert it, e.g. ffmpeg -i IN -vf "
+                                 f"scale=out_range=limited OUT.y4m")
         except (ValueError, ZeroDivisionError):
             raise InputError(f"{path}: bad y4m header field {token!r}")
+    tag = f"C{chroma}" if chroma is not None else f"XYSCSS={xyscss}" if xyscss is not None else "C420jpeg"
+    if chroma is None:
+        chroma = xyscss.lower() if xyscss is not None else "420jpeg"
     if width is None or height is None:
         raise InputError(f"{path}: y4m header lacks W (width) or H (height)")
     if rate <= 0:
         raise InputError(f"{path}: y4m frame rate must be positive, got {rate}")
+    if not fps_given:
+        check_rate(rate, str(path))
     if chroma not in CHROMA_420:
-        raise InputError(f"{path}: unsupported y4m colour format C{chroma}; only 8-bit 4:2:0 "
+        raise InputError(f"{path}: unsupported y4m colour format {tag}; only 8-bit 4:2:0 "
                          f"(C420, C420jpeg, C420paldv, C420mpeg2) is supported")
     check_size(width, height, str(path))
     return Y4MHeader(width, height, rate, chroma, len(line))
@@ -81,7 +96,7 @@ class Y4MReader(FileVideoReader):
         self.max_frames = max_frames
         self._file: BinaryIO = open(self.path, "rb")
         try:
-            header = parse_header(self._file.readline(_MAX_HEADER), self.path)
+            header = parse_header(self._file.readline(_MAX_HEADER), self.path, fps_given=fps is not None)
             self.width, self.height = header.width, header.height
             self.chroma = header.chroma
             self.rate = header.rate if fps is None else fps_to_fraction(fps)
