@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import Output, check_not_input, emit_json, parse_hw, positive_float, positive_int
 
 HELP = "int8 quantization-aware training (STE) of a `ptq` output folder on real GOPs"
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         if not p.exists():
             raise InputError(f"no such training clip: {d}")
         data.append(str(p))
+    if not args.resume:
+        check_not_input(args.output, args.checkpoint, "quantized folder")
     if not args.resume and not Path(args.checkpoint).exists():
         raise InputError(f"no such quantized folder: {args.checkpoint} (make one with `mobilecodec ptq`)")
     from mobilecodec.quant.qat import QATOptions, run_qat

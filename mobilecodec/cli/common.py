@@ -89,6 +89,16 @@ def add_refine_argument(p: argparse.ArgumentParser) -> None:
                         "slower encode; the decoder and the stream format are unchanged (default: off)")
 
 
+def check_not_input(output: str, source: str, what: str) -> None:
+    """Refuse an output folder that is the command's own input folder (it would be replaced)."""
+    import os
+
+    if os.path.exists(output) and os.path.exists(source) and os.path.samefile(output, source):
+        from mobilecodec.errors import InputError
+
+        raise InputError(f"-o {output} is the {what} this command reads; write to another folder")
+
+
 def add_architecture_arguments(p: argparse.ArgumentParser) -> None:
     """--buffering / --warp: the config overrides of `init` and `train` (HyTIP buffering, warp mode)."""
     p.add_argument("--buffering", choices=("explicit", "implicit", "hybrid"), default=None,
