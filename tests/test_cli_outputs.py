@@ -140,4 +140,13 @@ def test_options_that_would_be_ignored_are_refused(tiny_checkpoint, tiny_package
                            "package folder")
     assert_clean_error(cli_here("compile", tiny_package, "-o", tmp_path / "bins", "--frames", "3"),
                        "--frames", "--calibration")
+    assert_clean_error(cli_here("export", "--check", tiny_package, "--size", "64x64"), "not used with --check", "--size")
+    assert_clean_error(cli_here("export", "--config", "tiny", "--size", "64x64", "-o", tmp_path / "p", "--soc", "43"),
+                       "only used with --check", "--soc")
+    assert_clean_error(cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", tmp_path / "p",
+                                "--seed", "3"), "--seed")
+    assert_clean_error(cli_here("profile", tiny_package, "--size", "64x64"), "a package has its size")
+    assert_clean_error(cli_here("profile", "--config", "tiny", "--precision", "w8a8"), "--device")
+    assert_clean_error(cli_here("demo", "--no-baselines", "--baseline-crf", "30,40", "-o", tmp_path / "d"),
+                       "--no-baselines")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mnvc"]

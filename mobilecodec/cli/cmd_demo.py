@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="timed runs per graph/frame, after 2 warm-up runs (default 8)")
     adv.add_argument("--no-qnn-decode", action="store_true", help="skip decoding on the (emulated) QNN HTP")
     adv.add_argument("--no-ops", action="store_true", help="skip onnxruntime's per-op profile")
-    adv.add_argument("--baseline-crf", type=_crfs, default=(33, 39, 45, 51), metavar="C[,C...]",
+    adv.add_argument("--baseline-crf", type=_crfs, default=None, metavar="C[,C...]",
                      help="x264/x265 CRF sweep of the RD plot (default 33,39,45,51)")
     adv.add_argument("--no-baselines", action="store_true", help="skip the x264/x265 sweeps")
     adv.add_argument("--npu-device", choices=("8gen2", "8gen3"), default="8gen2",
@@ -60,12 +60,17 @@ def _crfs(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.demo import DemoOptions, run_demo
 
+    if args.no_baselines and args.baseline_crf is not None:
+        from mobilecodec.errors import InputError
+
+        raise InputError("--baseline-crf sets the x264/x265 sweep that --no-baselines skips: give one of them")
+
     opts = DemoOptions(clip=args.clip, calib_clip=args.calib_clip, frames=args.frames, intra_period=args.intra_period, checkpoint=args.checkpoint,
                        pairs=args.pairs, ptq_steps=args.ptq_steps, ptq_gop=args.ptq_gop, ptq_batch=args.ptq_batch,
                        ptq_crop=args.ptq_crop, ptq_eval_gops=args.ptq_eval_gops,
                        sensitivity_frames=args.sensitivity_frames, qnn_decode=not args.no_qnn_decode,
                        profile_runs=args.profile_runs, profile_ops=not args.no_ops, big_size=args.big_size,
-                       baselines=() if args.no_baselines else ("x264", "x265"), baseline_crfs=args.baseline_crf,
+                       baselines=() if args.no_baselines else ("x264", "x265"), baseline_crfs=args.baseline_crf or (33, 39, 45, 51),
                        npu_device=args.npu_device, progress=not args.no_progress)
     report = run_demo(args.output, opts)
     p = report["runtime"]["point"]

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", metavar="Q", help="a `mobilecodec ptq` output folder made from this checkpoint: "
                    "export the quantized stages as aimet QDQ int8 graphs (per-channel int8 weights, "
                    "uint8/uint16 activations from the aimet encodings)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights with --config (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the random weights with --config (default 0)")
     p.add_argument("--no-compile", action="store_true", help="with --check: static rules only, no QNN compile")
     p.add_argument("--soc", type=int, default=None, help="with --check: QNN soc_model to compile for (default 43)")
     p.add_argument("--json", metavar="PATH", help="write the manifest or check report as JSON ('-' for stdout)")
@@ -63,8 +63,18 @@ def _check(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
 
+    def given(*names: str) -> str:
+        return ", ".join(f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False))
+
     if args.check:
+        if given("size", "original_size", "output", "int8", "seed"):
+            raise InputError(f"not used with --check (export options): "
+                             f"{given('size', 'original_size', 'output', 'int8', 'seed')}")
         return _check(args)
+    if given("soc", "no_compile"):
+        raise InputError(f"only used with --check: {given('soc', 'no_compile')}")
+    if args.checkpoint and args.seed is not None:
+        raise InputError("--seed seeds the random weights of --config; a checkpoint has its own")
     if args.size is None or args.output is None:
         raise InputError("export needs --size HxW and -o PKG")
     from mobilecodec.export.onnx_export import check_original_size, check_size
@@ -89,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.models.configs import get_config
 
         cfg = get_config(args.config)
-        torch.manual_seed(args.seed)
+        torch.manual_seed(args.seed or 0)
         model = VideoCodec(cfg)
     else:
         from mobilecodec.checkpoint import load_checkpoint

@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
                                            ("--warmup", args.warmup is not None), ("--no-ops", args.no_ops)) if given]
     if latency_only and not (args.package and not is_onnx):
         raise InputError(f"{', '.join(latency_only)} apply to a package folder (its graphs are run and timed)")
+    if args.package and not is_onnx and args.size is not None:
+        raise InputError("--size applies to --config/--checkpoint or an ONNX file/module; a package has its size")
+    if args.precision and not args.device and not (is_onnx or args.module):
+        raise InputError("--precision sets the NPU estimate's precision: give --device too")
     if args.warmup is not None and args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     if args.state and not (is_onnx or args.module):
