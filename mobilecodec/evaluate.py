@@ -186,6 +186,8 @@ class EvalOptions:
     codec_name: str | None = None   # the results' "codec" (default: the checkpoints' config names)
     progress: bool = True
     refine_steps: int = 0           # sender-side latent refinement steps per latent (0: off; codec.refine)
+    raw_size: tuple[int, int] | None = None  # (width, height) of raw .yuv inputs
+    raw_fps: float | None = None    # frame rate of raw .yuv inputs (default 30)
 
     def validate(self) -> None:
         validate_coding(self.intra_period, self.frames, self.matrix)
@@ -233,11 +235,8 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     """Code every input with every checkpoint, write OUT/<stem>_eval.json (RD result, one point per
     checkpoint sorted by bpp), the streams under OUT/streams/, the RD and per-frame plots, and
     return the report (results, I/P summaries, BD-rates against `anchor` when given)."""
-    from tqdm import tqdm
-
-    from mobilecodec.codec.refine import RefineOptions
-    from mobilecodec.io import read_frames, resolve_input
-    from mobilecodec.rdresults import check_same_clip, load_results
+    from mobilecodec.io import resolve_input
+    from mobilecodec.rdresults import load_results
 
     opts.validate()
     if not inputs:
@@ -246,6 +245,8 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     for s in srcs:
         if not s.is_file():
             raise InputError(f"no such input video: {s}")
+    if (opts.raw_size or opts.raw_fps) and not any(s.suffix.lower() == ".yuv" for s in srcs):
+        raise InputError("--size / --fps describe raw .yuv inputs; none is given")
     stems = [s.stem if [x.stem for x in srcs].count(s.stem) == 1 else f"{k}_{s.stem}" for k, s in enumerate(srcs)]
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -254,7 +255,36 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     models = _load_models(checkpoints)
     labels = checkpoint_labels([p for p, _, _ in models])
     codec = opts.codec_name or "/".join(dict.fromkeys(m.cfg.name for _, m, _ in models))
-    sources_by_input = [read_frames(s, opts.frames) for s in srcs]
+    raw_dir = tempfile.TemporaryDirectory(prefix="mobilecodec-eval-raw-")
+    try:
+        return _evaluate(srcs, stems, out, anchor, anchor_res, models, labels, codec, opts, Path(raw_dir.name))
+    finally:
+        raw_dir.cleanup()
+
+
+def _as_y4m(src: Path, opts: EvalOptions, work: Path) -> Path:
+    """A raw .yuv input as a .y4m in `work` (its size and rate from the options), so that the
+    encoder and the measurement read it like any other file; other inputs as they are."""
+    if src.suffix.lower() != ".yuv":
+        return src
+    from mobilecodec.io import open_video, write_video
+
+    out = work / f"{src.stem}.y4m"
+    with open_video(src, size=opts.raw_size, fps=opts.raw_fps, max_frames=opts.frames) as reader:
+        write_video(out, reader, reader.rate)
+    return out
+
+
+def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor_res: dict | None, models: list,
+              labels: list[str], codec: str, opts: EvalOptions, raw_work: Path) -> dict:
+    from tqdm import tqdm
+
+    from mobilecodec.codec.refine import RefineOptions
+    from mobilecodec.io import read_frames
+    from mobilecodec.rdresults import check_same_clip
+
+    coded = [_as_y4m(s, opts, raw_work) for s in srcs]
+    sources_by_input = [read_frames(s, opts.frames) for s in coded]
     anchor_notes = []
     for s, frames in zip(srcs, sources_by_input):
         if not frames:
@@ -269,14 +299,14 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
                dynamic_ncols=True)
     results, files = [], []
     try:
-        for src, stem, sources in zip(srcs, stems, sources_by_input):
+        for src, coded_src, stem, sources in zip(srcs, coded, stems, sources_by_input):
             points, enc = [], None
             for (path, model, obj), label in zip(models, labels):
                 bar.set_postfix_str(f"{stem}: {label}")
                 refine = RefineOptions.for_checkpoint(obj, opts.refine_steps, path) if opts.refine_steps else None
                 with tempfile.TemporaryDirectory(prefix="mobilecodec-eval-") as tmp:
                     dec_path = Path(tmp) / f"{label}.y4m" if opts.save_decoded else None
-                    point, enc = code_point(model, src, sources, tmp, label, intra_period=opts.intra_period,
+                    point, enc = code_point(model, coded_src, sources, tmp, label, intra_period=opts.intra_period,
                                             frames=opts.frames, matrix=opts.matrix, save_decoded=dec_path,
                                             extra={"checkpoint": path, "beta": obj.get("beta"),
                                                    "warp": model.cfg.to_dict().get("warp"),

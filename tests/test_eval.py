@@ -16,6 +16,8 @@ from mobilecodec.bitstream import StreamReader
 from mobilecodec.cli import main
 from mobilecodec.evaluate import payload_rates
 
+from cli_run import assert_clean_error, cli_here
+
 FRAMES, INTRA = 3, 2  # frame types I P I
 W, H = 176, 144
 
@@ -222,3 +224,25 @@ def test_drift_summary_hand_values():
     assert [r["bits_ratio"] for r in d["periods"]] == [1.5, 1.1]
     assert [r["psnr_yuv_drop"] for r in d["periods"]] == pytest.approx([0.5, 1.0])
     assert d["worst_bits_ratio"] == 1.5 and d["worst_psnr_yuv_drop"] == pytest.approx(1.0)
+
+
+def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carphone, tmp_path):
+    """`eval X.yuv --size WxH --fps F`: the same bits and qualities as the same frames in a .y4m,
+    and the report names the .yuv; --size without a raw input is refused."""
+    from mobilecodec.io import read_frames
+    from mobilecodec.io.frame import frame_to_bytes
+
+    frames = read_frames(carphone, 2)
+    raw = tmp_path / "clip.yuv"
+    raw.write_bytes(b"".join(frame_to_bytes(f) for f in frames))
+    reports = {}
+    for name, src, extra in (("raw", raw, ("--size", "176x144", "--fps", "29.97")), ("y4m", carphone, ())):
+        p = cli_here("eval", src, "--checkpoint", tiny_checkpoint, "--frames", "2", "-o", tmp_path / name,
+                     "--no-progress", "--json", tmp_path / f"{name}.json", *extra)
+        assert p.returncode == 0, p.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())["results"][0]["result"]
+    a, b = reports["raw"]["points"][0], reports["y4m"]["points"][0]
+    assert a["bits"] == b["bits"] and a["psnr_yuv"] == b["psnr_yuv"] and a["hash_verified_frames"] == 2
+    assert reports["raw"]["source"] == str(raw) and reports["raw"]["frames"] == 2
+    assert_clean_error(cli_here("eval", carphone, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "x",
+                                "--size", "176x144"), "raw .yuv")
