@@ -302,7 +302,13 @@ def profile_package(package: str | Path, *, ep: str = "cpu", fps: float = 30.0, 
     report["complexity_pytorch"]["counted_from"] = "pytorch stages (runtime.complexity.count_module)"
     steps = [("per-graph latency", lambda: graph_latency(engine, runs, warmup)),
              ("per-frame latency", lambda: frame_latency(engine, runs, warmup))]
-    lat: dict[str, Any] = {"backend": engine.label, "runs": runs, "warmup": warmup}
+    import torch
+
+    from mobilecodec.runtime.threads import get_threads
+
+    # threads: the --threads setting (None: each library's default), and what torch's host steps use
+    lat: dict[str, Any] = {"backend": engine.label, "runs": runs, "warmup": warmup, "threads": get_threads(),
+                           "torch_threads": torch.get_num_threads()}
     for what, fn in steps:
         if progress:
             import sys

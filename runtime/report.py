@@ -60,7 +60,8 @@ def latency_md(report: dict[str, Any]) -> list[str]:
     lat = report.get("latency")
     if not lat:
         return []
-    out = [f"## Latency on {lat['backend']} ({lat['warmup']} warm-up, {lat['runs']} runs; "
+    threads = lat.get("threads") or f"default ({lat.get('torch_threads', '?')} for torch)"
+    out = [f"## Latency on {lat['backend']} ({lat['warmup']} warm-up, {lat['runs']} runs, threads {threads}; "
            "this machine's CPU is shared, so numbers are indicative)", "",
            "### Per graph (alone, random inputs)", ""]
     out += _table(["graph", "median ms", "min ms", "max ms"],
