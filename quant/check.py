@@ -143,6 +143,10 @@ def judge_curves(float_q: Sequence[float], int8_q: Sequence[float], min_span: fl
         out.update(judgeable=False, reason=f"{n} RD point(s) per curve: a BD figure needs >= 2 per curve "
                    "(give several float checkpoints and int8 folders, comma-separated)")
         return out
+    if not all(math.isfinite(v) for v in (*float_q, *int8_q)):
+        out.update(judgeable=False, reason="a point has an infinite or undefined quality (a lossless frame?): "
+                   "no curve to integrate")
+        return out
     flo, fhi, qlo, qhi = min(float_q), max(float_q), min(int8_q), max(int8_q)
     fspan, qspan = fhi - flo, qhi - qlo
     shared = max(0.0, min(fhi, qhi) - max(flo, qlo))
@@ -188,11 +192,15 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
             continue
         try:
             out["bd_rate"][m] = bd_rate(*curves, method="pchip")
-            out["bd_psnr"][m] = bd_psnr(*curves, method="pchip")
         except InputError as exc:
-            out["bd_rate"].pop(m, None)
             hint = "" if frontier else " (--frontier drops dominated points, and lists them)"
             out["inconclusive"][m] = f"{exc}{hint}"
+            continue
+        try:  # BD-PSNR integrates over the rate axis: it needs overlapping rates, BD-rate does not
+            out["bd_psnr"][m] = bd_psnr(*curves, method="pchip")
+        except InputError as exc:
+            out["bd_psnr"][m] = None
+            out.setdefault("bd_psnr_error", {})[m] = str(exc)
     if out["inconclusive"]:
         out["bd_error"] = "; ".join(f"{m}: {r}" for m, r in out["inconclusive"].items())
     out["point_deltas"] = [{"float": a["label"], "int8": b["label"],
@@ -323,11 +331,19 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
 
 def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | None, float | None, dict, list[str]]:
     """(verdict, passed, worst BD-rate loss, mean BD-rate per metric, inconclusive reasons) over the
-    inputs' comparisons: INCONCLUSIVE (passed None) if any input has a metric that cannot be judged,
-    else PASS/FAIL of the worst mean BD-rate against `opts.max_bdrate`."""
+    inputs' comparisons: PASS/FAIL of the worst mean BD-rate over the metrics against
+    `opts.max_bdrate`. If a metric cannot be judged on some input: FAIL all the same when a metric
+    judged on every input already has its mean above the limit (the worst can only be higher),
+    else INCONCLUSIVE (passed None)."""
     multi = len(results) > 1
     reasons = [f"{Path(r['source']).name + ': ' if multi else ''}{m}: {why}"
                for r in results for m, why in r["comparison"]["inconclusive"].items()]
+    judged = {m: float(np.mean([r["comparison"]["bd_rate"][m] for r in results])) for m in opts.bd_metrics
+              if all(m in r["comparison"]["bd_rate"] for r in results)}
+    if reasons and judged and max(judged.values()) > opts.max_bdrate:
+        loss = max(judged.values())
+        return (f"FAIL: int8 BD-rate loss {loss:.3f}% ({max(judged, key=judged.get)}) exceeds the allowed "
+                f"{opts.max_bdrate:g}%; not judged: " + "; ".join(reasons), False, loss, judged, reasons)
     if reasons:
         return (f"INCONCLUSIVE: no BD-rate is reported where the curves cannot be judged (each must span >= "
                 f"{MIN_SPAN_DB:g} dB and share >= {100 * MIN_OVERLAP:.0f} % of their quality range): "

@@ -9,6 +9,12 @@ from pathlib import Path
 from mobilecodec.mdtable import fmt, md_table
 
 
+
+def _bd_psnr(cmp_: dict, m: str, unit: str) -> str:
+    """BD-PSNR as printed, or why there is none (the rate ranges do not overlap)."""
+    v = cmp_["bd_psnr"].get(m)
+    return f"{v:+.4f}{unit}" if v is not None else f"n/a ({cmp_.get('bd_psnr_error', {}).get(m, 'not computed')})"
+
 def markdown(report: dict) -> str:
     """The report as Markdown tables."""
     lines = ["# int8 vs float check", "", f"**{report['verdict']}**", "",
@@ -48,7 +54,7 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
         spans = (f"{j['float_span_db']:.3f}", f"{j['int8_span_db']:.3f}",
                  f"{j['overlap_db']:.3f} ({100 * j['overlap_fraction']:.0f} %)") if "float_span_db" in j else ("-",) * 3
         if m in cmp_["bd_rate"]:
-            rows.append([m, *spans, f"{cmp_['bd_rate'][m]:+.3f}", f"{cmp_['bd_psnr'][m]:+.4f}"])
+            rows.append([m, *spans, f"{cmp_['bd_rate'][m]:+.3f}", _bd_psnr(cmp_, m, "")])
         else:
             rows.append([m, *spans, f"inconclusive: {cmp_['inconclusive'].get(m)}", "-"])
     eq = cmp_.get("equal_rate") or {}
@@ -85,7 +91,7 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
     for m, j in cmp_["judge"].items():
         head = (f"{m}: float spans {j['float_span_db']:.3f} dB, int8 {j['int8_span_db']:.3f} dB, shared "
                 f"{j['overlap_db']:.3f} dB ({100 * j['overlap_fraction']:.0f} %): ") if "float_span_db" in j else f"{m}: "
-        lines.append(head + (f"BD-rate {cmp_['bd_rate'][m]:+.3f} %, BD-PSNR {cmp_['bd_psnr'][m]:+.4f} dB"
+        lines.append(head + (f"BD-rate {cmp_['bd_rate'][m]:+.3f} %, BD-PSNR {_bd_psnr(cmp_, m, ' dB')}"
                              if m in cmp_["bd_rate"] else f"inconclusive: {cmp_['inconclusive'].get(m)}"))
     return lines + dropped
 

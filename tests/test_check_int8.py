@@ -74,6 +74,42 @@ def test_compare_reports_bd_only_for_judgeable_curves():
                        "the int8 curve spans only 0.300 dB (< 1 dB)"]
 
 
+def test_large_losses_fail_instead_of_going_inconclusive():
+    """int8 at 10x the rate for the same qualities: the rate ranges do not overlap, so there is no
+    BD-PSNR, but the BD-rate is exactly +900 % on a straight curve and the check FAILs; and a metric
+    that cannot be judged does not rescue another that already fails."""
+    import math
+
+    from mobilecodec.quant.check import CheckOptions, compare, judge_curves, judge_results
+
+    line = [(r, 30.0 + 10.0 * math.log10(r)) for r in (0.02, 0.04, 0.08, 0.16)]
+    c = compare(_res(line), _res([(10 * r, d) for r, d in line]), ("psnr_yuv",))
+    assert c["inconclusive"] == {} and c["bd_rate"]["psnr_yuv"] == pytest.approx(900.0, rel=1e-9)
+    assert c["bd_psnr"]["psnr_yuv"] is None and "psnr_yuv" in c["bd_psnr_error"]
+    verdict, passed, loss, _, _ = judge_results([{"source": "clip.y4m", "comparison": c}],
+                                                CheckOptions(bd_metrics=("psnr_yuv",)))
+    assert passed is False and loss == pytest.approx(900.0) and verdict.startswith("FAIL")
+    # psnr_yuv judged at +25 %, psnr_rgb flat (not judgeable): FAIL, the unjudged metric listed
+    fres, qres = _res(line), _res([(1.25 * r, d) for r, d in line])
+    for res in (fres, qres):
+        for p in res["points"]:
+            p["psnr_rgb"] = 25.0 + 0.01 * p["psnr_yuv"]
+    c = compare(fres, qres, ("psnr_yuv", "psnr_rgb"))
+    assert set(c["inconclusive"]) == {"psnr_rgb"} and c["bd_rate"]["psnr_yuv"] == pytest.approx(25.0, rel=1e-9)
+    verdict, passed, loss, _, reasons = judge_results([{"source": "clip.y4m", "comparison": c}],
+                                                      CheckOptions(bd_metrics=("psnr_yuv", "psnr_rgb")))
+    assert passed is False and verdict.startswith("FAIL") and "psnr_rgb" in verdict and reasons
+    # a small loss stays inconclusive: the unjudged metric could be the worse one
+    small = _res([(1.02 * r, d) for r, d in line])
+    for p in small["points"]:
+        p["psnr_rgb"] = 25.0 + 0.01 * p["psnr_yuv"]
+    c = compare(fres, small, ("psnr_yuv", "psnr_rgb"))
+    verdict, passed, _, _, _ = judge_results([{"source": "clip.y4m", "comparison": c}],
+                                             CheckOptions(bd_metrics=("psnr_yuv", "psnr_rgb")))
+    assert passed is None and verdict.startswith("INCONCLUSIVE")
+    assert judge_curves([30.0, float("inf")], [30.5, 33.0])["reason"].startswith("a point has an infinite")
+
+
 def test_quality_at_equal_rate_against_a_straight_float_curve():
     """pchip through points on a line (quality linear in log10 rate) is that line, so the figure has
     a hand value: int8 at 80 % of the rate and 0.01 dB lower sits -0.01 - 10 log10(0.8) dB above the float

@@ -123,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(exc).strip().replace("\n", " ")
         print(f"mobilecodec {args._command}: error: {msg}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 1
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as a shell reports it
+        return 141
     except OSError as exc:  # an output that cannot be written, a disk that fills up, ...
         where = f": {exc.filename}" if exc.filename else ""
         print(f"mobilecodec {args._command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
@@ -135,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mobilecodec {args._command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: the traceback for the report, exit 2 ("an error"),
+        import traceback      # never 1, which some commands use for a verdict (check-int8 FAIL, decode drift)
+
+        traceback.print_exc()
+        print(f"mobilecodec {args._command}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     finally:
         _Terminated.restore(stop)
         if json_to_stdout:

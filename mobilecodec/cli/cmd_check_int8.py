@@ -16,11 +16,13 @@ HELP = ("int8 vs float through real encode/decode: per-point deltas, BD-rate (ex
         "drift, sensitive stages")
 EPILOG = """exit codes:
   0  PASS: int8 BD-rate loss (worst of PSNR-YUV, PSNR-RGB, mean over inputs) <= --max-bdrate
-  1  FAIL: the loss is above --max-bdrate
+  1  FAIL: the loss is above --max-bdrate (also when another metric cannot be judged, if a metric
+     judged on every input is already above it)
   2  bad input (missing file, unpaired --float/--int8, ...) or an error
   3  INCONCLUSIVE: no BD-rate is judged because a curve spans < 1 dB of quality, the float and int8
      curves share < 50 % of each one's quality range, a curve is not monotonic (see --frontier),
-     or there is only one float/int8 pair; the report still lists the per-point deltas"""
+     or there is only one float/int8 pair; the report still lists the per-point deltas
+  141  stdout was closed early (e.g. piped into head)"""
 OUTPUT = Output("folder")
 
 
