@@ -32,6 +32,18 @@ def emit(result: dict, path: str | None) -> None:
 
 
 WARMUP = 2  # untimed calls of every function before timing (first-call compilation, allocation)
+MIN_RUNS = 8  # timed runs a median needs on a shared machine
+
+
+def add_runs_argument(p: argparse.ArgumentParser, what: str = "timed rounds") -> None:
+    """--runs, refused below MIN_RUNS at parse time (default MIN_RUNS)."""
+    def runs(text: str) -> int:
+        value = int(text)
+        if value < MIN_RUNS:
+            raise argparse.ArgumentTypeError(f"must be >= {MIN_RUNS} (medians of enough runs), got {value}")
+        return value
+
+    p.add_argument("--runs", type=runs, default=MIN_RUNS, help=f"{what}, at least {MIN_RUNS} (default {MIN_RUNS})")
 
 
 def interleaved_times(fns: dict, runs: int, warmup: int = WARMUP) -> dict[str, list[float]]:
@@ -70,6 +82,4 @@ def compare(fns: dict, runs: int, interleave: bool = True) -> dict[str, dict]:
 
 def median_time(fn, runs: int) -> float:
     """Median wall time of `fn()` over `runs` calls, after WARMUP untimed calls."""
-    from mobilecodec.runtime.profiler import timed_runs
-
-    return statistics.median(timed_runs(fn, runs, warmup=WARMUP))
+    return compare({"fn": fn}, runs, interleave=False)["fn"]["median_s"]

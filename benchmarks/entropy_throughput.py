@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import compare, emit, parser
+from _common import add_runs_argument, compare, emit, parser
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--symbols", type=int, default=200_000)
-    p.add_argument("--runs", type=int, default=8, help="timed rounds, at least 8")
+    add_runs_argument(p)
     args = p.parse_args()
-    if args.runs < 8:
-        p.error(f"--runs must be >= 8, got {args.runs}")
     import torch
 
     from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import compare, emit, median_time, parser
+from _common import add_runs_argument, compare, emit, median_time, parser
 
 
 def old_new(old, new, runs: int, interleave: bool = True) -> dict:
@@ -19,11 +19,9 @@ def old_new(old, new, runs: int, interleave: bool = True) -> dict:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--runs", type=int, default=8, help="timed rounds, at least 8")
+    add_runs_argument(p)
     p.add_argument("--size", default="1088x1920", help="padded HxW (multiples of 64)")
     args = p.parse_args()
-    if args.runs < 8:
-        p.error(f"--runs must be >= 8 (medians of enough runs), got {args.runs}")
     import torch
 
     from entropy_speed import old_gaussian_decode, real_latents
@@ -122,7 +120,7 @@ def main() -> None:
         "old_s": median_time(lambda: coder._model_bits(sym, idx), args.runs), "new_s": None}
 
     print(f"host steps, mobilenvc {h}x{w} (entropy: tiny_b0.0064 latent), 1 thread, "
-          f"medians of {args.runs} interleaved rounds (min-max):")
+          f"medians of {args.runs} rounds (min-max), interleaved where the kernel forms allow:")
     for k, v in res["steps"].items():
         v["ratio_old_over_new"] = v["old_s"] / v["new_s"] if v["new_s"] else None
         if v["new_s"] is None:

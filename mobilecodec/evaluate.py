@@ -235,6 +235,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     """Code every input with every checkpoint, write OUT/<stem>_eval.json (RD result, one point per
     checkpoint sorted by bpp), the streams under OUT/streams/, the RD and per-frame plots, and
     return the report (results, I/P summaries, BD-rates against `anchor` when given)."""
+    from mobilecodec.fsutil import check_output_dir
     from mobilecodec.io import resolve_input
     from mobilecodec.rdresults import load_results
 
@@ -248,9 +249,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     if (opts.raw_size or opts.raw_fps) and not any(s.suffix.lower() == ".yuv" for s in srcs):
         raise InputError("--size / --fps describe raw .yuv inputs; none is given")
     stems = [s.stem if [x.stem for x in srcs].count(s.stem) == 1 else f"{k}_{s.stem}" for k, s in enumerate(srcs)]
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output {out} exists and is not a folder")
+    out = check_output_dir(out_dir)
     anchor_res = load_results(anchor) if anchor is not None else None
     models = _load_models(checkpoints)
     labels = checkpoint_labels([p for p, _, _ in models])

@@ -289,9 +289,9 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     for s in srcs:
         if not s.is_file():
             raise InputError(f"no such input video: {s}")
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise InputError(f"output {out} exists and is not a folder")
+    from mobilecodec.fsutil import check_output_dir
+
+    out = check_output_dir(out_dir) if out_dir is not None else None
     results, sensitivity, backend = [], None, SIM_BACKEND
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):

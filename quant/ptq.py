@@ -115,10 +115,10 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     QAT optimizer state), so a checkpoint and its training state are replaced together."""
     import torch
 
-    from mobilecodec.fsutil import atomic_dir, check_output_dir, write_json_atomic
+    from mobilecodec.fsutil import atomic_dir, write_json_atomic
     from mobilecodec.quant.sim import frozen_param_quantizers, stage_encodings
 
-    out = check_output_dir(out_dir, marker=QUANTIZED_FILE)
+    out = Path(out_dir)
     obj = {"format": FORMAT, "version": VERSION, "config": qmodel.cfg.replace(name=qmodel.float_config_name).to_dict(),
            "quant_config": qmodel.qcfg.to_dict(),
            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,

@@ -235,8 +235,10 @@ def parse_ort_profile(trace: str | Path, skip_runs: int = 0) -> dict[str, float]
     """onnxruntime's profiling JSON -> total kernel time (ms) per op type, leaving out the kernels
     of the first `skip_runs` runs (warm-up: first-run allocations and kernel selection)."""
     events = json.loads(Path(trace).read_text())
-    runs = sorted(ev["ts"] for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run")
-    start = runs[skip_runs] if skip_runs and len(runs) > skip_runs else (float("inf") if skip_runs else 0)
+    run_starts = sorted(ev["ts"] for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run")
+    start = 0.0
+    if skip_runs:  # kernels from the first kept run on; none if there was no run after the warm-up
+        start = run_starts[skip_runs] if len(run_starts) > skip_runs else float("inf")
     out: dict[str, float] = {}
     for ev in events:
         if ev.get("ts", 0) < start:

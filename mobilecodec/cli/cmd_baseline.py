@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN, ENCODERS, PRESETS
@@ -60,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)
     results = run_baseline(cfg)
     # With --json - the JSON owns stdout, so the table goes to stderr.
-    print(format_table(results), file=sys.stderr if args.json == "-" else sys.stdout)
+    print(format_table(results))
     emit_json(results, args.json)
     return 0

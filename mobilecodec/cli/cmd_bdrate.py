@@ -84,23 +84,22 @@ def run(args: argparse.Namespace) -> int:
 
     note = check_same_clip(anchor, test["width"], test["height"], test["frames"], args.anchor, args.test)
     rows = compute(anchor, test, args.metric, args.method)
-    out = sys.stdout
     if note:
         print(f"note: {note}", file=sys.stderr)
     print(f"anchor: {anchor['codec']} {anchor.get('preset', '')} ({args.anchor}, "
-          f"{len(anchor['points'])} points)", file=out)
+          f"{len(anchor['points'])} points)")
     print(f"test:   {test['codec']} {test.get('preset', '')} ({args.test}, "
-          f"{len(test['points'])} points)", file=out)
-    print(f"method: {args.method}; negative BD-rate = test needs fewer bits", file=out)
-    print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}", file=out)
+          f"{len(test['points'])} points)")
+    print(f"method: {args.method}; negative BD-rate = test needs fewer bits")
+    print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}")
     for r in rows:
         unit = "" if r["metric"] == "ms_ssim_rgb" else " dB"
         rate = "n/a" if r["bd_rate_percent"] is None else f"{r['bd_rate_percent']:.2f}"
         qual = "n/a" if r["bd_quality"] is None else f"{r['bd_quality']:.3f}{unit}"
-        print(f"{r['metric']:<12} {rate:>12} {qual:>11}", file=out)
+        print(f"{r['metric']:<12} {rate:>12} {qual:>11}")
         for key in ("bd_rate_error", "bd_quality_error"):
             if r[key]:
-                print(f"  n/a: {r[key]}", file=out)
+                print(f"  n/a: {r[key]}")
     emit_json({"anchor": args.anchor, "test": args.test, "method": args.method, "results": rows},
               args.json)
     return 0

@@ -41,12 +41,6 @@ def run(args: argparse.Namespace) -> int:
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, raw_size=args.size, raw_fps=args.fps)
     report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor)
-    text = format_report(report)
-    if args.json == "-":
-        import sys
-
-        sys.stderr.write(text)
-    else:
-        print(text, end="")
+    print(format_report(report), end="")
     emit_json(report, args.json)
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw
+from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw
 
 HELP = "export ONNX graphs per network stage (static shapes, buffer as graph I/O) or --check a package for the HTP"
 OUTPUT = Output("folder", marker="manifest.json")  # replaced whole
@@ -63,16 +63,14 @@ def _check(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
 
-    def given(*names: str) -> str:
-        return ", ".join(f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False))
-
     if args.check:
-        if given("size", "original_size", "output", "int8", "seed"):
-            raise InputError(f"not used with --check (export options): "
-                             f"{given('size', 'original_size', 'output', 'int8', 'seed')}")
+        export_only = given_options(args, "size", "original_size", "output", "int8", "seed")
+        if export_only:
+            raise InputError(f"not used with --check (export options): {', '.join(export_only)}")
         return _check(args)
-    if given("soc", "no_compile"):
-        raise InputError(f"only used with --check: {given('soc', 'no_compile')}")
+    check_only = given_options(args, "soc", "no_compile")
+    if check_only:
+        raise InputError(f"only used with --check: {', '.join(check_only)}")
     if args.checkpoint and args.seed is not None:
         raise InputError("--seed seeds the random weights of --config; a checkpoint has its own")
     if args.size is None or args.output is None:

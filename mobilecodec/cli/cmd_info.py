@@ -102,31 +102,30 @@ def collect() -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     info = collect()
-    out = sys.stderr if args.json == "-" else sys.stdout
     w = 20
-    print(f"{'python':<{w}} {info['python']} ({info['python_executable']})", file=out)
-    print(f"{'platform':<{w}} {info['platform']}", file=out)
-    print(f"{'mobilecodec':<{w}} {info['mobilecodec']}", file=out)
+    print(f"{'python':<{w}} {info['python']} ({info['python_executable']})")
+    print(f"{'platform':<{w}} {info['platform']}")
+    print(f"{'mobilecodec':<{w}} {info['mobilecodec']}")
     for name, version in info["packages"].items():
-        print(f"{name:<{w}} {version}", file=out)
+        print(f"{name:<{w}} {version}")
     libs = info["qnn_libraries"]
     if libs:
         for lib, path in libs.items():
-            print(f"{'qnn library':<{w}} {path}", file=out)
+            print(f"{'qnn library':<{w}} {path}")
     else:
-        print(f"{'qnn library':<{w}} not found", file=out)
+        print(f"{'qnn library':<{w}} not found")
     ff = info["ffmpeg"]
     if ff.get("path"):
-        print(f"{'ffmpeg':<{w}} {ff['version']}", file=out)
-        print(f"{'ffmpeg path':<{w}} {ff['path']}", file=out)
-        print(f"{'ffmpeg libx264':<{w}} {'yes' if ff['libx264'] else 'no'}", file=out)
-        print(f"{'ffmpeg libx265':<{w}} {'yes' if ff['libx265'] else 'no'}", file=out)
+        print(f"{'ffmpeg':<{w}} {ff['version']}")
+        print(f"{'ffmpeg path':<{w}} {ff['path']}")
+        print(f"{'ffmpeg libx264':<{w}} {'yes' if ff['libx264'] else 'no'}")
+        print(f"{'ffmpeg libx265':<{w}} {'yes' if ff['libx265'] else 'no'}")
     else:
-        print(f"{'ffmpeg':<{w}} {ff['error']}", file=out)
+        print(f"{'ffmpeg':<{w}} {ff['error']}")
     s = info["samples"]
-    print(f"{'sample cache':<{w}} {s['cache_dir']}", file=out)
+    print(f"{'sample cache':<{w}} {s['cache_dir']}")
     for name, c in s["clips"].items():
         state = "cached" if c["cached"] else "not converted yet"
-        print(f"{'sample ' + name:<{w}} {c['source']} -> {c['cached_y4m']} ({state})", file=out)
+        print(f"{'sample ' + name:<{w}} {c['source']} -> {c['cached_y4m']} ({state})")
     emit_json(info, args.json)
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw, positive_float, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("profile needs exactly one of: a package folder or .onnx file, --config NAME, "
                          "--checkpoint FILE, --module PKG.MOD:FACTORY")
     is_onnx = bool(args.package) and args.package.endswith(".onnx")
-    latency_only = [opt for opt, given in (("--ep", args.ep is not None), ("--runs", args.runs is not None),
-                                           ("--warmup", args.warmup is not None), ("--no-ops", args.no_ops)) if given]
+    latency_only = given_options(args, "ep", "runs", "warmup", "no_ops")
     if latency_only and not (args.package and not is_onnx):
         raise InputError(f"{', '.join(latency_only)} apply to a package folder (its graphs are run and timed)")
     if args.package and not is_onnx and args.size is not None:

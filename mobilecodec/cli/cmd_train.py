@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, parse_hw, positive_float,
-                                    positive_int)
+from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, given_options, parse_hw,
+                                    positive_float, positive_int)
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
 OUTPUT = Output("folder")  # a run folder, continued when started again
@@ -169,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.recipe:
         return _run_recipe(args)
-    recipe_only = [opt for opt, given in (("--batch-scale", args.batch_scale != 1), ("--until", args.until is not None),
-                                         ("--phase", args.phase is not None)) if given]
+    recipe_only = (["--batch-scale"] if args.batch_scale != 1 else []) + given_options(args, "until", "phase")
     if recipe_only:
         raise InputError(f"{', '.join(recipe_only)} only apply with --recipe NAME")
     if args.resume:
@@ -219,8 +218,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
-    clash = [f"--{n.replace('_', '-')}" for n in _RUN_DEFINING + ("resume",)
-             if n != "data" and getattr(args, n) not in (None, False)]
+    clash = given_options(args, *(n for n in _RUN_DEFINING + ("resume",) if n != "data"))
     if clash:
         raise InputError(f"{', '.join(clash)} cannot be combined with --recipe (the recipe defines them)")
     recipe = get_recipe(args.recipe)

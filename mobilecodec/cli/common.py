@@ -89,6 +89,13 @@ def add_refine_argument(p: argparse.ArgumentParser) -> None:
                         "slower encode; the decoder and the stream format are unchanged (default: off)")
 
 
+def given_options(args: argparse.Namespace, *dests: str) -> list[str]:
+    """The options among `dests` that the user gave (value not None/False), as typed: for refusing
+    options that do not apply to the chosen path instead of ignoring them."""
+    # identity, not equality: a value of 0 (e.g. --warmup 0) was given too
+    return [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) is not None and getattr(args, d) is not False]
+
+
 def check_not_input(output: str, source: str, what: str) -> None:
     """Refuse an output folder that is the command's own input folder (it would be replaced)."""
     import os
