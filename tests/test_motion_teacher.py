@@ -305,3 +305,20 @@ def test_block_costs_are_exact_integers_on_real_frames():
     wide = _brute_force_costs(ref, x, 8, 16)
     own = np.take_along_axis(wide, ((vy + 16) * 33 + (vx + 16))[None], axis=0)[0]
     assert np.array_equal(best, own)
+
+
+@pytest.mark.parametrize("radius", [2, 6, 8])
+def test_torch_full_search_equals_the_kernel(radius):
+    """The torch search a GPU trainer uses picks the numba kernel's vectors and confidence flags
+    (exact integer costs, first-in-order ties) on real crops against a reference off the 8-bit grid."""
+    from mobilecodec.models.motion_search import _search, full_search_torch
+    from mobilecodec.train.data import TrainingData
+
+    fr = TrainingData(["bikes", "stills"], 2, (128, 192), augment=True).batch(np.random.default_rng(radius), 6)
+    ref = fr[0] + 0.02 * torch.randn(fr[0].shape, generator=torch.Generator().manual_seed(radius))
+    want_flow, want_conf = _search(ref, fr[1], 8, radius, exhaustive=False)  # CPU tensors: the kernel
+    flow, conf = full_search_torch(ref, fr[1], 8, radius)
+    assert want_flow.abs().amax() > 0 and want_conf.any()  # real motion was found
+    assert torch.equal(flow, want_flow) and torch.equal(conf, want_conf)
+    with pytest.raises(ValueError, match="multiple of the block size"):
+        full_search_torch(ref[..., :60], fr[1][..., :60], 16, radius)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +355,40 @@ def test_detach_iframe_keeps_p_frame_gradients_off_the_iframe_codec(carphone):
     assert not torch.allclose(2 * joint, alone, rtol=1e-2, atol=1e-9)
 
 
+def test_ref_grad_scale_keeps_the_forward_and_bounds_the_gradient():
+    """ref_grad_scale: the loss is bit-identical; at 0 the P-frame losses no longer reach the
+    I-frame codec (its gradient is the I-frame loss's alone, /G for the GOP mean); below 1 it
+    tames the gradient of a 12-frame GOP of the shipped codec (measured 1.85-3 at scale 1,
+    128x128; here 64x64)."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss
+    from mobilecodec.train.stages import get_stage
+
+    model, _ = load_checkpoint("tiny_b0.0064")
+    model.train()
+    frames = TrainingData(["bikes"], gop=12, crop=(64, 64), max_frames=16).batch(np.random.default_rng(0), 2, "cpu")
+    stage = get_stage(2, gop=12, crop=(64, 64), batch_size=2, steps=1, tau=1.0)
+
+    def run(st, f):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        loss = GopLoss(model, 0.0064, st)(f)[0]
+        loss.backward()
+        norm = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None) ** 0.5
+        return loss.detach(), next(model.i_analysis.parameters()).grad.clone(), norm
+
+    full_loss, _, full_norm = run(stage, frames)
+    damped_loss, _, damped_norm = run(stage.replace(ref_grad_scale=0.35), frames)
+    cut_loss, cut_i, _ = run(stage.replace(ref_grad_scale=0.0), frames)
+    _, alone_i, _ = run(stage.replace(gop=1), frames[:1])
+    assert torch.equal(full_loss, damped_loss) and torch.equal(full_loss, cut_loss)
+    assert torch.allclose(12 * cut_i, alone_i, rtol=1e-4, atol=1e-9)
+    assert damped_norm < full_norm / 10, (damped_norm, full_norm)
+    with pytest.raises(InputError, match="reference gradient scale"):
+        stage.replace(ref_grad_scale=1.5)
+
+
 def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys):
     """--init with --reinit and --freeze: frozen networks end exactly as the init checkpoint had
     them, re-initialised ones start afresh (and train), the rest train; a bad name is one line, exit 2."""
@@ -456,3 +491,33 @@ def test_mixed_checkpoint_takes_iframe_codec_from_one_and_pframes_from_other(car
                           str(tmp_path / "bad.pt")], capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode != 0 and "different configs" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+def test_data_workers_draw_the_same_batches(tmp_path):
+    """--data-workers only moves the GOP sampling into other processes: the run, resumed half-way
+    with a different worker count, ends with the weights of a run without workers."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.prefetch import BatchPrefetcher
+    from mobilecodec.train.trainer import step_rng
+
+    make_data = partial(TrainingData, ["bikes", "stills"], 2, (64, 64), max_frames=8)
+    data = make_data()
+    with BatchPrefetcher(make_data, partial(step_rng, 5, 0), 3, workers=2, last_step=6) as pf:
+        for step in (1, 2, 4, 6):  # skipping steps, as a resumed run starts mid-way
+            ys, uvs = pf.get(step)
+            rng = step_rng(5, 0, step)
+            want = [data.sample(rng) for _ in range(3)]
+            assert all(np.array_equal(y, w[0]) for y, w in zip(ys, want, strict=True))
+            assert all(np.array_equal(uv, w[1]) for uv, w in zip(uvs, want, strict=True))
+        with pytest.raises(ValueError, match="steps must increase"):
+            pf.get(3)
+    args = ("--lr", "1e-3", "--seed", "4", "--checkpoint-every", "2")
+    assert _train(tmp_path / "a", "--steps", "4", *args) == 0
+    assert _train(tmp_path / "b", "--steps", "2", *args, "--data-workers", "2") == 0
+    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--steps", "4", "--data-workers", "1",
+                 "--no-progress"]) == 0
+    a, _ = load_checkpoint(tmp_path / "a" / "final.pt")
+    b, _ = load_checkpoint(tmp_path / "b" / "final.pt")
+    assert a.weights_hash() == b.weights_hash()
+    assert main(["train", "-o", str(tmp_path / "c"), "--stage", "1", "--beta", "0.01", "--data-workers", "-1"]) == 2

@@ -16,7 +16,7 @@ OUTPUT = Output("folder")  # a run folder, continued when started again
 
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
-_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "lr", "tau", "p_rate_factor", "flow_lambda",
+_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "lr", "tau", "p_rate_factor", "flow_lambda",
                  "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "motion_search_radius", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
@@ -73,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detach-iframe", action="store_true", default=None,
                    help="the P-frame losses see the I-frame reconstruction detached, so the I-frame codec "
                         "learns from its own rate-distortion loss only (the tiny-cpu rate-point phases)")
+    p.add_argument("--ref-grad-scale", type=float, default=None, metavar="F",
+                   help="scale the gradient through the reference by F per frame (forward unchanged; "
+                        "default 1). Full backprop through long GOPs explodes; F < 1 bounds it")
     p.add_argument("--tau", type=positive_float, default=None,
                    help="P-frame loss modulation: P-frame t weighted tau^(t-1) (default 1 / 1.2)")
     p.add_argument("--p-rate-factor", type=positive_float, default=None, metavar="F",
@@ -114,6 +117,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=positive_int, default=None, help="log metrics every N steps (10)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads per process (default: torch's; 1 is faster on a busy shared CPU)")
+    p.add_argument("--data-workers", type=int, default=None, metavar="N",
+                   help="processes that draw the next steps' batches ahead (default 0: in the training "
+                        "loop; on a GPU the loop otherwise waits for the CPU); the batches are the same")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--json", metavar="PATH", help="write the run summary as JSON ('-' for stdout)")
 
@@ -122,7 +128,7 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
             "lr": args.lr, "tau": args.tau, "p_rate_factor": args.p_rate_factor, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
-            "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
+            "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "ref_grad_scale": args.ref_grad_scale, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
             "noisy_synthesis": tuple(args.noisy_synthesis) if args.noisy_synthesis else None}
 
 
@@ -133,7 +139,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout,
-              "rollout_random": st.rollout_random or None, "detach_iframe": st.detach_iframe or None, "lr": st.lr, "tau": st.tau,
+              "rollout_random": st.rollout_random or None, "detach_iframe": st.detach_iframe or None, "ref_grad_scale": st.ref_grad_scale, "lr": st.lr, "tau": st.tau,
               "p_rate_factor": st.p_rate_factor,
               "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher, "teacher_steps": st.teacher_steps,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
@@ -194,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     changes = {"run_dir": args.output, "progress": not args.no_progress, "bf16": args.bf16,
                "channels_last": not args.no_channels_last,
                "stop_after_seconds": 60.0 * args.minutes if args.minutes else None}
-    for name in ("checkpoint_every", "device", "log_every", "threads"):
+    for name in ("checkpoint_every", "device", "log_every", "threads", "data_workers"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     opts = dataclasses.replace(opts, **changes)
@@ -224,7 +230,8 @@ def _run_recipe(args: argparse.Namespace) -> int:
     recipe = get_recipe(args.recipe)
     summary = run_recipe(recipe, args.output, data=args.data, device=args.device or "auto", threads=args.threads,
                          batch_scale=args.batch_scale, minutes=args.minutes, until=args.until, only=args.phase,
-                         progress=not args.no_progress, bf16=args.bf16, channels_last=not args.no_channels_last)
+                         progress=not args.no_progress, bf16=args.bf16, channels_last=not args.no_channels_last,
+                         data_workers=args.data_workers or 0)
     for p in summary["phases"]:
         print(f"{p['phase']:>8}: {p['status']:<7} step {p['step']}/{p['steps']} (beta {p['beta']:g})")
     print(f"recipe {recipe.name} {'complete' if summary['complete'] else 'not complete: run the same command again'}"

@@ -78,6 +78,9 @@ def exhaustive_search(ref: Tensor, x: Tensor, block: int, radius: int) -> Tensor
 
 def _search(ref: Tensor, x: Tensor, block: int, radius: int, exhaustive: bool) -> tuple[Tensor, Tensor]:
     """(flow, confident) of `block_match`, image by image; `exhaustive` forces the full search."""
+    h, w = x.shape[-2] * 2, x.shape[-1] * 2
+    if x.is_cuda and radius <= FULL_SEARCH_RADIUS and h % block == 0 and w % block == 0:
+        return full_search_torch(ref, x, block, radius)
     from mobilecodec.models import motion_kernel  # imports numba
 
     threads = torch.get_num_threads()
@@ -91,3 +94,38 @@ def _search(ref: Tensor, x: Tensor, block: int, radius: int, exhaustive: bool) -
         confident.append((zero - best > MIN_GAIN_LEVELS * motion_kernel.LENGTH_DIVISOR * block * block)[None])
     flow = torch.from_numpy(np.stack(flows)).to(device=x.device, dtype=x.dtype)
     return flow, torch.from_numpy(np.stack(confident)).to(x.device)
+
+
+@torch.no_grad()
+def full_search_torch(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[Tensor, Tensor]:
+    """The exhaustive search of `block_match` in torch, on the frames' device: what a GPU trainer
+    uses instead of copying every P-frame to the CPU's kernel (31 searches per GOP of 32 frames).
+    The same exact integer costs (float32 holds them exactly: at most 20 x 64 x 255 + 64 x 2 x 8)
+    and the same tie rule (argmin returns the first minimum, in the kernel's search order), so the
+    vectors equal the kernel's. Frames whose sides are multiples of `block` only."""
+    from mobilecodec.models.motion_kernel import LENGTH_DIVISOR
+
+    def levels(t: Tensor) -> Tensor:  # luma_levels, kept on the device
+        return torch.clamp(torch.round(packed_luma(t)[:, 0].detach().float() * 255.0), 0, 255)
+
+    c, r = levels(x), levels(ref)
+    n, h, w = c.shape
+    if h % block or w % block:
+        raise ValueError(f"frame {w}x{h} is not a multiple of the block size {block}")
+    padded = F.pad(r[:, None], (radius,) * 4, mode="replicate")[:, 0]
+    steps = torch.arange(-radius, radius + 1, device=c.device)
+    costs = []
+    for dy in range(-radius, radius + 1):  # search order: dy outer, dx inner, ascending
+        rows = padded[:, dy + radius:dy + radius + h]
+        shifted = torch.stack([rows[:, :, dx + radius:dx + radius + w] for dx in range(-radius, radius + 1)], 1)
+        sad = (c[:, None] - shifted).abs().view(n, -1, h // block, block, w // block, block).sum((3, 5))
+        length = (steps.abs() + abs(dy)).to(sad.dtype).view(1, -1, 1, 1)
+        costs.append(LENGTH_DIVISOR * sad + block * block * length)
+    cost = torch.cat(costs, 1)  # (N, K, H/B, W/B)
+    best = cost.amin(1)
+    k = torch.argmin(cost, 1)  # ties: the first index, i.e. the first vector in search order
+    vx = (k % (2 * radius + 1) - radius).to(x.dtype)
+    vy = (k // (2 * radius + 1) - radius).to(x.dtype)
+    zero = cost[:, (2 * radius + 1) * radius + radius]
+    confident = (zero - best > MIN_GAIN_LEVELS * LENGTH_DIVISOR * block * block)[:, None]
+    return torch.stack([vx, vy], 1), confident

@@ -43,6 +43,21 @@ def bits_per_pixel(likelihoods: dict[str, Tensor], luma_pixels: int) -> Tensor:
     return total / luma_pixels
 
 
+def scale_gradient(t: Tensor, factor: float) -> Tensor:
+    """`t` in the forward pass (bit for bit: t - t.detach() is exactly 0), its gradient times `factor`."""
+    if factor == 1.0:
+        return t
+    d = t.detach()
+    return d + factor * (t - d)
+
+
+def _damped(buf, prev: Tensor, factor: float):
+    """The buffer and reconstruction handed to the next P-frame, their gradients scaled."""
+    if factor == 1.0:
+        return buf, prev
+    return type(buf)({k: scale_gradient(buf[k], factor) for k in buf.names()}), scale_gradient(prev, factor)
+
+
 class GopLoss(nn.Module):
     """Runs a VideoCodec over a GOP (I-frame then P-frames) and returns the training loss.
 
@@ -74,6 +89,7 @@ class GopLoss(nn.Module):
         buf, prev = out["buffer"], out["x_hat"]
         if st.detach_iframe:
             buf, prev = buf.detach(), prev.detach()
+        buf, prev = _damped(buf, prev, st.ref_grad_scale)
         if st.rollout:  # EPA: drift the buffer without gradients, then train the next P-frames
             depth = int(torch.randint(0, st.rollout + 1, ())) if st.rollout_random else st.rollout
             with torch.no_grad():
@@ -112,7 +128,7 @@ class GopLoss(nn.Module):
             frame_loss = loss.mean()
             total = total + st.tau ** (t - 1) * frame_loss
             rows.append(torch.stack([frame_loss.detach(), mse.detach().mean(), rate.detach().mean(), fp, fr, ft]))
-            buf, prev = out["buffer"], out["x_hat"]
+            buf, prev = _damped(out["buffer"], out["x_hat"], st.ref_grad_scale)
         return total / g, torch.stack(rows)
 
 

@@ -202,7 +202,8 @@ def _norm(v: Any) -> Any:
 def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | None = None,
                device: str = "auto", threads: int | None = None, batch_scale: int = 1,
                minutes: float | None = None, stop_after_steps: int | None = None, until: str | None = None,
-               only: str | None = None, progress: bool = True, bf16: bool = False, channels_last: bool = True) -> dict[str, Any]:
+               only: str | None = None, progress: bool = True, bf16: bool = False, channels_last: bool = True,
+               data_workers: int = 0) -> dict[str, Any]:
     """Run (or continue) `recipe` in `run_dir`; returns a summary with each phase's status.
 
     Stops early, at a checkpoint, after `minutes` of wall time or `stop_after_steps` steps (this
@@ -231,7 +232,7 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
                 raise InputError(f"phase {phase.name} needs phase {phase.init} finished first")
             seconds = None if deadline is None else max(1.0, deadline - time.monotonic())
             opts = dataclasses.replace(opts, device=device, threads=threads, progress=progress, bf16=bf16,
-                                       channels_last=channels_last,
+                                       channels_last=channels_last, data_workers=data_workers,
                                        stop_after_steps=steps_left, stop_after_seconds=seconds)
             print(f"recipe {recipe.name}: phase {phase.name} ({'resuming at step ' + str(step) if step else 'new'}"
                   f" of {opts.stage.steps}, beta {opts.beta:g})", file=sys.stderr)

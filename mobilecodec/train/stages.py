@@ -64,6 +64,11 @@ class StageConfig:
     # beta without the P-frame losses' gradients through the reference, which damaged it when
     # they did reach it (recipe.I_NETWORKS says by how much).
     detach_iframe: bool = False
+    # Gradient through the temporal recursion scaled by this factor per frame (the forward pass is
+    # unchanged). Full backprop through a long GOP explodes: on tiny_b0.0064 the gradient norm
+    # grows from 0.01 (GOP 4) to 2-3 (12), 24-108 (16) and 4e4-1.4e5 (24) (README, "Training
+    # through the whole intra period"); a factor below 1 bounds each frame's reach into the past.
+    ref_grad_scale: float = 1.0
     # Cosine decay of the learning rate from `lr` (step 0) to `lr_final` (last step); None keeps
     # `lr` constant (Table 5). A function of the step only, so a resumed run follows the same curve.
     lr_final: float | None = None
@@ -108,6 +113,8 @@ class StageConfig:
             raise InputError(f"rollout must be >= 0, got {self.rollout}")
         if self.rollout_random and not self.rollout:
             raise InputError("a random rollout depth needs rollout > 0 (the largest depth)")
+        if not 0 <= self.ref_grad_scale <= 1:
+            raise InputError(f"the reference gradient scale must be in [0, 1], got {self.ref_grad_scale}")
         if self.tau <= 0:
             raise InputError(f"P-frame loss modulation tau must be positive, got {self.tau}")
         if set(self.noisy_synthesis) - {"i", "m", "r"}:
@@ -130,6 +137,7 @@ class StageConfig:
         d.setdefault("rollout", 0)
         d.setdefault("rollout_random", False)
         d.setdefault("detach_iframe", False)
+        d.setdefault("ref_grad_scale", 1.0)
         d.setdefault("lr_final", None)
         d.setdefault("flow_lambda_teacher", 0.0)
         d.setdefault("teacher_radius", 6)

@@ -82,6 +82,9 @@ class TrainOptions:
     # channels_last, only on CPUs with native bf16) stays opt-in until its effect on RD is measured.
     channels_last: bool = True
     bf16: bool = False
+    # Per invocation: processes drawing the next steps' batches ahead (prefetch.py); 0 draws each
+    # batch in the training loop. The batches are the same either way.
+    data_workers: int = 0
 
     def validate(self) -> None:
         from mobilecodec.models.codec import VideoCodec
@@ -98,6 +101,8 @@ class TrainOptions:
             raise InputError(f"beta must be positive, got {self.beta}")
         if self.checkpoint_every < 1:
             raise InputError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.data_workers < 0:
+            raise InputError(f"--data-workers must be >= 0, got {self.data_workers}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
         self.stage.validate()
@@ -115,6 +120,7 @@ class TrainOptions:
         d["stop_after_steps"] = d["stop_after_seconds"] = None  # never carried over to a resume
         d.setdefault("channels_last", True)
         d.setdefault("bf16", False)
+        d.setdefault("data_workers", 0)
         d["reinit"] = tuple(d.get("reinit", ()))
         d.setdefault("motion_hint", None)
         d.setdefault("motion_search_radius", None)
@@ -166,6 +172,11 @@ def _step_seeds(seed: int, rank: int, step: int) -> tuple[np.random.Generator, i
     ss = np.random.SeedSequence([seed, rank, step])
     torch_seed = int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
     return np.random.default_rng(ss), torch_seed
+
+
+def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    """The data-sampling generator of one step (what `_step_seeds` gives the loop)."""
+    return _step_seeds(seed, rank, step)[0]
 
 
 # --- model construction and checkpoints --------------------------------------------------
@@ -309,7 +320,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
     writes checkpoints, logs and the progress bar. `stage.batch_size` is per process."""
     from tqdm import tqdm
 
-    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.data import TrainingData, gops_to_tensor
     from mobilecodec.train.losses import GopLoss, summarize
 
     opts.validate()
@@ -340,6 +351,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         torch.set_num_threads(opts.threads)
     if dist.enabled and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    prefetch = None
     try:
         # Rank 0 decodes the videos into the cache first; the others then map the cached arrays.
         if not dist.is_main:
@@ -348,6 +360,15 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                             augment=opts.augment, allow_held_out=opts.allow_held_out)
         if dist.is_main:
             _barrier(dist)
+        if opts.data_workers:
+            from functools import partial
+
+            from mobilecodec.train.prefetch import BatchPrefetcher
+
+            make_data = partial(TrainingData, opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
+                                augment=opts.augment, allow_held_out=opts.allow_held_out)
+            prefetch = BatchPrefetcher(make_data, partial(step_rng, opts.seed, dist.rank), st.batch_size,
+                                       opts.data_workers, last_step=st.steps)
 
         if resume:
             from mobilecodec.checkpoint import load_checkpoint
@@ -395,7 +416,10 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 loss_module.step = step
-                frames = data.batch(rng, st.batch_size, device)
+                if prefetch is None:
+                    frames = data.batch(rng, st.batch_size, device)
+                else:
+                    frames = gops_to_tensor(*prefetch.get(step), device)
                 if opts.channels_last:
                     frames = torch.stack([f.contiguous(memory_format=torch.channels_last) for f in frames])
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
@@ -438,6 +462,8 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             write_bytes_atomic(run / f"rank{dist.rank}_weights.txt", (model.weights_hash().hex() + "\n").encode())
         _barrier(dist)
     finally:
+        if prefetch is not None:
+            prefetch.close()
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         if dist.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
