@@ -30,13 +30,14 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
                label: str, *, intra_period: int = 32, frames: int | None = None, matrix: str = "bt601",
                progress: bool = False, extra: dict | None = None, save_decoded: str | os.PathLike | None = None,
                on_frame: Callable[[str, int], None] | None = None, refine: Any = None,
-               engine: Any = None) -> tuple[dict, dict]:
+               engine: Any = None, modes: Any = None) -> tuple[dict, dict]:
     """Encode `source` with `model` into WORK/<label>.mnvc, decode it with hash verification and
     measure each decoded frame against `sources` (the source frames, in order).
 
     Returns (RD point, encode summary). `save_decoded` also writes the decoded video (.y4m/.yuv);
     `on_frame(phase, index)` is called after each decoded frame ("decode") for progress bars;
-    `refine` (a `codec.refine.RefineOptions`) turns on the encoder's latent refinement; `engine`
+    `refine` (a `codec.refine.RefineOptions`) turns on the encoder's latent refinement, `modes` (a
+    `codec.block_modes.BlockModeOptions`) its P-frame block modes; `engine`
     runs the networks of both encode and decode (default: PyTorch; e.g. a
     `mobilecodec.runtime.engine.OnnxEngine`, whose own model then names the stream)."""
     from mobilecodec import metrics
@@ -49,7 +50,7 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     if engine is not None:
         model = engine.model
     enc = encode_video(model, source, stream, intra_period=intra_period, max_frames=frames, progress=progress,
-                       refine=refine, engine=engine)
+                       refine=refine, engine=engine, modes=modes)
     if enc["frames"] != len(sources):
         raise InputError(f"{source}: encoded {enc['frames']} frames but {len(sources)} source frames were read")
     measured: dict[int, dict] = {}
@@ -186,6 +187,7 @@ class EvalOptions:
     codec_name: str | None = None   # the results' "codec" (default: the checkpoints' config names)
     progress: bool = True
     refine_steps: int = 0           # sender-side latent refinement steps per latent (0: off; codec.refine)
+    block_modes: int = 0            # block size of the sender's P-frame block modes (0: off; codec.block_modes)
     raw_size: tuple[int, int] | None = None  # (width, height) of raw .yuv inputs
     raw_fps: float | None = None    # frame rate of raw .yuv inputs (default 30)
 
@@ -193,6 +195,8 @@ class EvalOptions:
         validate_coding(self.intra_period, self.frames, self.matrix)
         if self.refine_steps < 0:
             raise InputError(f"--refine must be >= 0, got {self.refine_steps}")
+        if self.block_modes not in (0, 8, 16, 32):
+            raise InputError(f"--block-modes must be 8, 16 or 32, got {self.block_modes}")
 
 
 def validate_coding(intra_period: int, frames: int | None, matrix: str) -> None:
@@ -278,6 +282,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
               labels: list[str], codec: str, opts: EvalOptions, raw_work: Path) -> dict:
     from tqdm import tqdm
 
+    from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.io import read_frames
     from mobilecodec.rdresults import check_same_clip
@@ -303,6 +308,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             for (path, model, obj), label in zip(models, labels):
                 bar.set_postfix_str(f"{stem}: {label}")
                 refine = RefineOptions.for_checkpoint(obj, opts.refine_steps, path) if opts.refine_steps else None
+                modes = BlockModeOptions.for_checkpoint(obj, opts.block_modes, path) if opts.block_modes else None
                 with tempfile.TemporaryDirectory(prefix="mobilecodec-eval-") as tmp:
                     dec_path = Path(tmp) / f"{label}.y4m" if opts.save_decoded else None
                     point, enc = code_point(model, coded_src, sources, tmp, label, intra_period=opts.intra_period,
@@ -310,8 +316,9 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                             extra={"checkpoint": path, "beta": obj.get("beta"),
                                                    "warp": model.cfg.to_dict().get("warp"),
                                                    "buffering": model.cfg.to_dict().get("buffering"),
-                                                   **({"refine": vars(refine)} if refine else {})},
-                                            on_frame=lambda _phase, _i: bar.update(1), refine=refine)
+                                                   **({"refine": vars(refine)} if refine else {}),
+                                                   **({"block_modes": vars(modes)} if modes else {})},
+                                            on_frame=lambda _phase, _i: bar.update(1), refine=refine, modes=modes)
                     point["frame_types"] = frame_type_summary(point)
                     point["drift"] = drift_summary(point)
                     kept = [(Path(tmp) / f"{label}.mnvc", streams / f"{stem}_{label}.mnvc")]
@@ -341,7 +348,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     report = {"format": FORMAT, "version": 1, "checkpoints": [p for p, _, _ in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
               "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,
-                          "refine_steps": opts.refine_steps},
+                          "refine_steps": opts.refine_steps, "block_modes": opts.block_modes},
               "results": results, "files": files}
     return report
 

@@ -202,12 +202,12 @@ class OnnxEngine:
     def latent_encoder(self, x: Any) -> "OnnxLatentEncoder":
         return OnnxLatentEncoder(self, x)
 
-    def latent_decoder(self, payload: bytes, height: int, width: int) -> Any:
+    def latent_decoder(self, payload: bytes, height: int, width: int, block: int = 0) -> Any:
         """The PyTorch path's LatentDecoder on the host model, with entropy decoding and the integer
-        hyper-synthesis timed apart on this engine's clock."""
+        hyper-synthesis timed apart on this engine's clock (`block`: the stream's block-mode size)."""
         from mobilecodec.codec.frame_coding import LatentDecoder
 
-        return LatentDecoder(self.model, payload, height, width, clock=self.clock)
+        return LatentDecoder(self.model, payload, height, width, clock=self.clock, block=block)
 
     @property
     def run_sessions(self) -> dict[str, Any]:

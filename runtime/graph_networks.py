@@ -28,6 +28,7 @@ class GraphNetworks:
         self.uses_motion = self.model.cfg.uses_motion
         self.env: dict[str, Any] = {}
         self.written: dict[str, np.ndarray] = {}
+        self.decoded: Any = None  # the residual synthesis' frame, before any block-mode selection
         if buf is not None:
             with engine.clock.step(BUFFER_STEP):
                 self.env = engine.buffer_inputs(buf)
@@ -94,13 +95,16 @@ class GraphNetworks:
         out = self._run("r_synthesis", self.env)
         with self.engine.clock.step(BUFFER_STEP):
             feat = out.get("buffer_out.residual_feat")
-            return self.engine.decoded_frame(out), None if feat is None else self.engine.entry_float("residual_feat", feat)
+            self.decoded = self.engine.decoded_frame(out)
+            return self.decoded, None if feat is None else self.engine.entry_float("residual_feat", feat)
 
     def no_motion(self, buf: Any) -> tuple[Any, Any]:
         with self.engine.clock.step(BUFFER_STEP):
             return self.model.no_motion(buf[self.model.layout[0].name])
 
     def make_buffer(self, x_hat: Any, res_feat: Any, flow: Any, motion_feat: Any) -> Any:
+        if self.decoded is not None and x_hat is not self.decoded:  # block modes replaced the graph's frame
+            self.written.pop("buffer_out.frame", None)  # so the slot takes the selected one
         floats = {"frame": x_hat, "flow": flow, "motion_feat": motion_feat}
         if res_feat is not None:
             floats["residual_feat"] = res_feat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame rate to record: a raw .yuv input's (default 30), or instead of a .y4m/.mp4 file's")
     add_threads_argument(p)
     add_refine_argument(p)
+    add_block_modes_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -55,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--ep applies to --package encodes (the PyTorch encoder runs on this CPU)")
     if args.package:
-        if args.refine:
+        if args.refine or args.block_modes:
             from mobilecodec.errors import InputError
 
-            raise InputError("--refine needs the PyTorch model (--checkpoint), not an export package")
+            raise InputError(f"{'--refine' if args.refine else '--block-modes'} needs the PyTorch model "
+                             "(--checkpoint), not an export package")
         return _run_package(args)
     from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.codec.video import encode_video
 
@@ -74,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     summary = encode_video(model, resolve_input(args.input), args.output, intra_period=args.intra_period,
                            max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress,
-                           refine=RefineOptions.for_checkpoint(obj, args.refine, args.checkpoint) if args.refine else None)
+                           refine=RefineOptions.for_checkpoint(obj, args.refine, args.checkpoint) if args.refine else None,
+                           modes=BlockModeOptions.for_checkpoint(obj, args.block_modes, args.checkpoint)
+                           if args.block_modes else None)
     summary["checkpoint"] = str(args.checkpoint)
     _report(summary, args)
     return 0

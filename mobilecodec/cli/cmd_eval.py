@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
 
 HELP = "evaluate checkpoints with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
 OUTPUT = Output("folder")
@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
     p.add_argument("--name", metavar="CODEC", help="codec name in the results (default: the config name)")
     add_refine_argument(p)
+    add_block_modes_argument(p)
     p.add_argument("--save-decoded", action="store_true", help="also keep the decoded videos in OUT/streams/")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of raw .yuv inputs")
     p.add_argument("--fps", type=positive_float, default=None, help="frame rate of raw .yuv inputs (default 30)")
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = [s.strip() for text in args.checkpoint for s in text.split(",") if s.strip()]
     opts = EvalOptions(intra_period=args.intra_period, frames=args.frames, matrix=args.matrix,
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
-                       refine_steps=args.refine or 0, raw_size=args.size, raw_fps=args.fps)
+                       refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
+                       raw_fps=args.fps)
     report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor)
     print(format_report(report), end="")
     emit_json(report, args.json)

@@ -89,6 +89,15 @@ def add_refine_argument(p: argparse.ArgumentParser) -> None:
                         "slower encode; the decoder and the stream format are unchanged (default: off)")
 
 
+def add_block_modes_argument(p: argparse.ArgumentParser) -> None:
+    """--block-modes B: the sender's P-frame block modes (`mobilecodec.codec.block_modes`), off by default."""
+    p.add_argument("--block-modes", type=int, choices=(8, 16, 32), default=None, metavar="B",
+                   help="per BxB block of each P-frame the encoder picks the decoded frame, the prediction "
+                        "alone or the reference's block (rate-distortion choice at the checkpoint's beta; "
+                        "holds quality along the intra period); the stream carries the map (8, 16 or 32; "
+                        "default: off)")
+
+
 def given_options(args: argparse.Namespace, *dests: str) -> list[str]:
     """The options among `dests` that the user gave (value not None/False), as typed: for refusing
     options that do not apply to the chosen path instead of ignoring them."""

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mobilecodec.codec import block_modes
 from mobilecodec.codec.networks import Networks, TorchNetworks
 from mobilecodec.codec.refine import RefineOptions, RefineResult, refine_latent
 from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
@@ -154,8 +155,11 @@ class LatentEncoder:
     e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (motion search, entropy
     coding, integer hyper-synthesis)."""
 
-    def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None, refine: RefineOptions | None = None) -> None:
+    def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None, refine: RefineOptions | None = None,
+                 modes: block_modes.BlockModeOptions | None = None) -> None:
         self.model, self.x = model, x
+        self.modes = modes  # the sender's block-mode search (codec.block_modes), None: off
+        self.mode_counts: list[int] | None = None  # blocks per mode of this frame, when modes are on
         self.enc = RangeEncoder()
         self.stats = RateStats()
         self.clock = clock
@@ -220,6 +224,21 @@ class LatentEncoder:
         refine = self._refiner("r", lambda r_hat: (self.model.r_synthesis(r_hat, pred, *cond)[0], 0.0), factor)
         return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock, refine=refine)
 
+    def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
+        """With block modes on: choose each block's mode against the source, code the map, and
+        return the frame it selects; else x_hat unchanged."""
+        if self.modes is None:
+            return x_hat
+        cands = block_modes.candidates(torch.as_tensor(x_hat), torch.as_tensor(pred), reference)
+        modes = block_modes.choose(self.x, cands, self.modes)
+        with step_timer(self.clock)("host: entropy coding"):
+            bits = block_modes.encode(self.enc, modes)
+        self.stats.table_bits += bits
+        self.stats.add_model_bits(bits)
+        self.stats.per_part["modes"] = bits
+        self.mode_counts = np.bincount(modes.ravel(), minlength=len(block_modes.MODES)).tolist()
+        return block_modes.apply(modes, cands, self.modes.block)
+
     def payload(self) -> bytes:
         return self.enc.get_bytes()
 
@@ -227,10 +246,13 @@ class LatentEncoder:
 class LatentDecoder:
     """Produces latents by entropy-decoding a frame payload."""
 
-    def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int, clock=None) -> None:
+    def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int, clock=None,
+                 block: int = 0) -> None:
         self.model = model
         self.dec = RangeDecoder(payload)
         self.shapes = model.latent_shapes(height, width)
+        self.map_shape = block_modes.map_shape(height, width, block) if block else None
+        self.block = block  # block size of the P-frames' mode maps (header flags), 0: none
         self.clock = clock  # optional step timer (runtime.engine.StepClock)
         self._ready: dict[str, torch.Tensor] | None = None
 
@@ -241,6 +263,8 @@ class LatentDecoder:
         self.clock = None  # runs off the caller's thread: keep out of the caller's step clock
         prefixes = ["i"] if iframe else (["m"] if self.model.cfg.uses_motion else []) + ["r"]
         self._ready = {p: self._decode(p) for p in prefixes}
+        if not iframe and self.block:
+            self._ready["modes"] = block_modes.decode(self.dec, self.map_shape)
         self.dec.finish()
         return self
 
@@ -260,6 +284,18 @@ class LatentDecoder:
 
     def residual(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self._decode("r")
+
+    def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
+        """The frame the stream's mode map selects (x_hat unchanged for a stream without maps)."""
+        if not self.block:
+            return x_hat
+        if self._ready is not None:
+            modes = self._ready.pop("modes")
+        else:
+            with step_timer(self.clock)("host: entropy coding"):
+                modes = block_modes.decode(self.dec, self.map_shape)
+        cands = block_modes.candidates(torch.as_tensor(x_hat), torch.as_tensor(pred), reference)
+        return block_modes.apply(modes, cands, self.block)
 
     def finish(self) -> None:
         if self._ready is None:
@@ -297,6 +333,9 @@ def pframe_steps(nets: Networks, buf: Buffer, source) -> tuple[torch.Tensor, Buf
     pred = nets.predict(warped)
     cond = nets.condition(warped)
     x_hat, res_feat = nets.synthesize_residual(source.residual(pred, cond), pred, cond)
+    select = getattr(source, "select_blocks", None)  # block modes (codec.block_modes)
+    if select is not None and "frame" in buf:
+        x_hat = select(x_hat, pred, buf["frame"])
     if flow is None:
         flow, motion_feat = nets.no_motion(buf)
     new_buf = nets.make_buffer(x_hat, res_feat, flow, motion_feat)

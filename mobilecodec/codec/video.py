@@ -11,6 +11,8 @@ import torch
 
 from mobilecodec.bitstream.format import (FrameType, StreamHeader, StreamReader,
                                           StreamWriter, frame_hash, record_overhead)
+from mobilecodec.codec import block_modes
+from mobilecodec.codec.block_modes import BlockModeOptions
 from mobilecodec.codec.frame_coding import LatentDecoder, LatentEncoder, run_iframe, run_pframe
 from mobilecodec.codec.refine import RefineOptions
 from mobilecodec.errors import BitstreamError, InputError
@@ -31,18 +33,20 @@ class TorchEngine:
     """The PyTorch backend behind `encode_video` / `decode_video`. Another backend (e.g.
     `mobilecodec.runtime.engine.OnnxEngine`) provides the same members and codes interchangeable streams."""
 
-    def __init__(self, model: VideoCodec, refine: RefineOptions | None = None) -> None:
+    def __init__(self, model: VideoCodec, refine: RefineOptions | None = None,
+                 modes: BlockModeOptions | None = None) -> None:
         self.model = model
         self.refine = refine  # sender-side latent refinement (codec.refine), None: off
+        self.modes = modes  # the sender's block-mode search (codec.block_modes), None: off
 
     def check_padded_size(self, height: int, width: int) -> None:
         """PyTorch runs any padded size."""
 
     def latent_encoder(self, x: torch.Tensor) -> LatentEncoder:
-        return LatentEncoder(self.model, x, refine=self.refine)
+        return LatentEncoder(self.model, x, refine=self.refine, modes=self.modes)
 
-    def latent_decoder(self, payload: bytes, height: int, width: int) -> LatentDecoder:
-        return LatentDecoder(self.model, payload, height, width)
+    def latent_decoder(self, payload: bytes, height: int, width: int, block: int = 0) -> LatentDecoder:
+        return LatentDecoder(self.model, payload, height, width, block=block)
 
     def run_iframe(self, source):
         return run_iframe(self.model, source)
@@ -61,18 +65,24 @@ def _fps_fraction(fps: float) -> Fraction:
 
 def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, *, intra_period: int = 32,
                  max_frames: int | None = None, size: tuple[int, int] | None = None, fps: float | None = None,
-                 progress: bool = True, engine=None, refine: RefineOptions | None = None) -> dict:
+                 progress: bool = True, engine=None, refine: RefineOptions | None = None,
+                 modes: BlockModeOptions | None = None) -> dict:
     """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time).
-    `engine`: the backend running the networks (default: `TorchEngine(model, refine)`); `refine`:
-    sender-side latent refinement (PyTorch engine only; the decoder and the stream are unchanged)."""
+    `engine`: the backend running the networks (default: `TorchEngine(model, refine, modes)`); `refine`:
+    sender-side latent refinement (PyTorch engine only; the decoder and the stream are unchanged);
+    `modes`: P-frame block modes (`codec.block_modes`; PyTorch engine only; every decoder reads them)."""
     if intra_period < 1:
         raise InputError(f"intra period must be >= 1, got {intra_period}")
     if not model.ready_for_coding:
         raise InputError("the model has no entropy-coding tables; run model.update() before coding")
     if refine is not None and engine is not None:
         raise InputError("latent refinement runs on the PyTorch model; it cannot be combined with another engine")
+    if modes is not None and engine is not None:
+        raise InputError("the block-mode search runs on the PyTorch model; it cannot be combined with another engine")
+    if modes is not None and not any(e.name == "frame" for e in model.layout):
+        raise InputError(f"block modes need a buffered frame; config {model.cfg.name!r} buffers none")
     model.eval()
-    engine = engine or TorchEngine(model, refine)
+    engine = engine or TorchEngine(model, refine, modes)
     t0 = time.perf_counter()
     frames_info = []
     with open_video(input_path, size=size, fps=fps, max_frames=max_frames) as reader:
@@ -81,7 +91,8 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         engine.check_padded_size(ph, pw)
         rate = getattr(reader, "rate", None) or _fps_fraction(reader.fps)
         header = StreamHeader(config_id=model.cfg.name, weights_hash=model.weights_hash(), width=w, height=h,
-                              fps_num=rate.numerator, fps_den=rate.denominator, intra_period=intra_period)
+                              fps_num=rate.numerator, fps_den=rate.denominator, intra_period=intra_period,
+                              flags=block_modes.stream_flags(modes.block if modes is not None else 0))
         total = reader.num_frames if max_frames is None else min(max_frames, reader.num_frames or max_frames)
         buf = None
         with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
@@ -99,6 +110,8 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                                     "estimated_bits": src.stats.table_bits,
                                     "model_bits": src.stats.model_bits, "hash": digest.hex(),
                                     "parts": src.stats.per_part,
+                                    **({"modes": dict(zip(block_modes.MODES, src.mode_counts))}
+                                       if getattr(src, "mode_counts", None) else {}),
                                     **({"refined": {k: vars(v) for k, v in src.refined.items()}}
                                        if getattr(src, "refined", None) else {})})
                 bar.update(1)
@@ -118,6 +131,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         "model_estimated_bytes": sum(f["model_bits"] for f in frames_info) / 8 + container_bytes,
         "seconds": time.perf_counter() - t0, "per_frame": frames_info,
         **({"refine": vars(refine)} if refine is not None else {}),
+        **({"block_modes": vars(modes)} if modes is not None else {}),
     }
 
 
@@ -132,14 +146,12 @@ def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str 
 
 def check_stream_structure(reader: StreamReader) -> None:
     """Parse every record and check what this codec's encoder always writes (the container alone
-    allows more): no flags (none is defined yet), at least one frame, and frame types following
+    allows more): no flags but the block-mode size (`codec.block_modes`), at least one frame, and frame types following
     the header's intra period (I-frames exactly at multiples of it; 0 = no fixed period, then only
     the first frame must be an I-frame). A header or record edited with a recomputed CRC is refused
     here, before any decoding."""
     hdr = reader.header
-    if hdr.flags:
-        raise BitstreamError(f"header has flags 0x{hdr.flags:x}, but this decoder knows no flags "
-                             "(corrupt stream, or made by a newer encoder)")
+    block_modes.block_from_flags(hdr.flags)
     if hdr.frame_count == 0:
         raise BitstreamError("stream holds no frames")
     for i, rec in enumerate(reader):
@@ -176,8 +188,11 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
             buf = None
             records = iter(reader)
             with _progress(hdr.frame_count, "decode", progress) as bar, ThreadPoolExecutor(1) as pool:
+                block = block_modes.block_from_flags(hdr.flags)
+
                 def latents(rec):
-                    src = engine.latent_decoder(rec.payload, ph, pw)
+                    src = engine.latent_decoder(rec.payload, ph, pw, block) if block else \
+                        engine.latent_decoder(rec.payload, ph, pw)
                     return src.prefetch(rec.frame_type == FrameType.I) if pipeline else src
 
                 rec = next(records, None)

@@ -1,0 +1,155 @@
+"""P-frame block modes: per block of the frame the sender picks what the decoder outputs, as a
+classical encoder picks skip blocks.
+
+  full  the prediction plus the decoded residual (the codec's own output)
+  pred  the prediction alone: the decoded residual is dropped in this block
+  copy  the reference frame's co-located block (zero motion, no residual)
+
+Why: the residual coder of the shipped codecs adds noise where a frame needs nothing (README,
+"A static scene drifts as much"), and the noise integrates along the intra period. The sender
+sees the source, so it can tell block by block whether the residual helps. The choice minimises
+SSE + lambda * bits with lambda the P-frame rate weight the codec was trained with (2 beta),
+the SSE weighted Y:U:V 6:1:1 as PSNR-YUV is.
+
+Coding, after the frame's latents: the mode pmf at 8-bit precision (two symbols of 8 bits: the
+counts of `full` and `pred`; `copy` takes the rest), then the map in raster order with that pmf.
+A stream says it carries modes, and their block size, in its header flags (`stream_flags`).
+Every candidate is on the decoder's 8-bit grid, so any backend selecting with the same map
+outputs the same frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mobilecodec.errors import BitstreamError, InputError
+
+MODES = ("full", "pred", "copy")
+BLOCK_SIZES = (8, 16, 32)
+PMF_PRECISION = 8
+#: Header flag bits 0-2 hold log2(block size) of the mode map (0: no map); no other bit is defined.
+FLAG_MASK = 0x7
+
+
+def stream_flags(block: int) -> int:
+    """The header flags of a stream with a mode map of `block` (0: none)."""
+    return 0 if not block else int(block).bit_length() - 1
+
+
+def block_from_flags(flags: int) -> int:
+    """The mode map's block size a stream's header flags say (0: none); BitstreamError for unknown flags."""
+    if flags & ~FLAG_MASK:
+        raise BitstreamError(f"header has flags 0x{flags:x}, but this decoder knows only the block-mode bits "
+                             f"0x{FLAG_MASK:x} (corrupt stream, or made by a newer encoder)")
+    if not flags:
+        return 0
+    block = 1 << flags
+    if block not in BLOCK_SIZES:
+        raise BitstreamError(f"header flags 0x{flags:x} name a block-mode size of {block} (allowed: "
+                             f"{', '.join(map(str, BLOCK_SIZES))})")
+    return block
+
+
+@dataclass(frozen=True)
+class BlockModeOptions:
+    """The sender's block-mode search: block size (luma pixels) and the rate weight lambda
+    (cost = SSE of the block in [0, 1] units, Y:U:V 6:1:1 per luma pixel, + lambda * bits)."""
+
+    block: int
+    lam: float
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCK_SIZES:
+            raise InputError(f"block-mode size must be one of {', '.join(map(str, BLOCK_SIZES))}, got {self.block}")
+        if not self.lam > 0:
+            raise InputError(f"block-mode rate weight must be positive, got {self.lam}")
+
+    @classmethod
+    def for_checkpoint(cls, checkpoint: dict, block: int, where: str = "the checkpoint") -> BlockModeOptions:
+        """lambda = 2 beta, the P-frame rate weight of training, from the beta the checkpoint records."""
+        beta = checkpoint.get("beta")
+        if beta is None:
+            raise InputError(f"{where} does not record the beta it was trained with; block modes need it")
+        return cls(block=block, lam=2.0 * float(beta))
+
+
+def _levels(t: torch.Tensor) -> torch.Tensor:
+    """On the decoder's 8-bit grid: round(255 t) / 255, clamped (as the buffered frame is)."""
+    return torch.round(torch.clamp(t, 0.0, 1.0) * 255.0) / 255.0
+
+
+def candidates(x_hat: torch.Tensor, pred: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(3, N, 6, H/2, W/2): the frame each mode outputs, on the 8-bit grid."""
+    return torch.stack([_levels(x_hat), _levels(pred), _levels(reference)])
+
+
+def map_shape(height: int, width: int, block: int) -> tuple[int, int]:
+    """Blocks per column and row of a padded frame (a multiple of 64: whole blocks)."""
+    return height // block, width // block
+
+
+def block_sse(diff: torch.Tensor, block: int) -> torch.Tensor:
+    """Per-block SSE (..., H/B, W/B) of packed YUV420 differences (..., 6, H/2, W/2), weighted so
+    that the sum over blocks is the frame's PSNR-YUV MSE times its luma pixel count."""
+    se = diff.double().pow(2)
+    lead = se.shape[:-3]
+    se = se.reshape(-1, *se.shape[-3:])
+    y = F.avg_pool2d(F.pixel_shuffle(se[:, :4], 2), block, divisor_override=1)[:, 0]
+    uv = F.avg_pool2d(se[:, 4:], block // 2, divisor_override=1).sum(1)
+    return ((6.0 * y + 4.0 * uv) / 8.0).reshape(*lead, *y.shape[-2:])
+
+
+def choose(x: torch.Tensor, cands: torch.Tensor, opts: BlockModeOptions) -> np.ndarray:
+    """The mode of each block (H/B, W/B) int32 for one frame (batch of 1): SSE + lambda * the
+    mode's bits under the frame's own mode frequencies, two passes (frequencies from the first)."""
+    sse = block_sse(cands - x.unsqueeze(0), opts.block)[:, 0].numpy()  # (3, hb, wb)
+    counts = np.full(len(MODES), sse[0].size / len(MODES))
+    choice = np.zeros(sse.shape[1:], dtype=np.int32)
+    for _ in range(2):
+        bits = -np.log2(quantized_pmf(np.rint(counts).astype(np.int64)) / float(1 << PMF_PRECISION))
+        choice = np.argmin(sse + opts.lam * bits[:, None, None], axis=0).astype(np.int32)  # ties: full first
+        counts = np.bincount(choice.ravel(), minlength=len(MODES)).astype(np.float64)
+    return choice
+
+
+def quantized_pmf(counts: np.ndarray) -> np.ndarray:
+    """Mode counts -> integer pmf summing to 2^PMF_PRECISION with every entry >= 1 (the rest of
+    the rounding goes to the most frequent mode)."""
+    total = 1 << PMF_PRECISION
+    n = max(int(counts.sum()), 1)
+    pmf = np.maximum(1, np.floor(counts.astype(np.float64) * (total - len(counts)) / n).astype(np.int64) + 1)
+    pmf[int(np.argmax(counts))] += total - int(pmf.sum())
+    return pmf
+
+
+def apply(modes: np.ndarray, cands: torch.Tensor, block: int) -> torch.Tensor:
+    """The frame the map selects (N=1, 6, H/2, W/2) from the candidates."""
+    idx = torch.from_numpy(np.ascontiguousarray(modes, dtype=np.int64))
+    idx = idx.repeat_interleave(block // 2, 0).repeat_interleave(block // 2, 1)  # half-resolution planes
+    sel = F.one_hot(idx, len(MODES)).permute(2, 0, 1).to(cands.dtype)  # (3, H/2, W/2)
+    return (cands * sel[:, None, None]).sum(0)
+
+
+def encode(enc, modes: np.ndarray) -> float:
+    """Code the map (pmf, then the modes); returns the bits it costs under that pmf (plus 16)."""
+    counts = np.bincount(modes.ravel(), minlength=len(MODES))
+    pmf = quantized_pmf(counts)
+    uniform = np.ones(1 << PMF_PRECISION, dtype=np.int64) << (16 - PMF_PRECISION)
+    enc.encode(pmf[:2] - 1, uniform, precision=16)  # entries are >= 1 and < 256
+    enc.encode(modes.ravel(), pmf, precision=PMF_PRECISION)
+    return 2.0 * PMF_PRECISION + float(-(counts * np.log2(pmf / float(1 << PMF_PRECISION))).sum())
+
+
+def decode(dec, shape: tuple[int, int]) -> np.ndarray:
+    """Read back a map of `shape` coded by `encode`."""
+    uniform = np.ones(1 << PMF_PRECISION, dtype=np.int64) << (16 - PMF_PRECISION)
+    first = dec.decode(2, uniform, precision=16).astype(np.int64) + 1
+    rest = (1 << PMF_PRECISION) - int(first.sum())
+    if rest < 1:
+        raise BitstreamError("entropy-coded payload is corrupt: block-mode pmf does not sum to 256")
+    pmf = np.array([first[0], first[1], rest], dtype=np.int64)
+    return dec.decode(shape[0] * shape[1], pmf, precision=PMF_PRECISION).reshape(shape)
