@@ -1,0 +1,70 @@
+"""What would context coding of the block-mode maps save? Encodes a clip with --block-modes and
+prints the maps' bits per P-frame under the per-frame pmf that is coded (`codec.block_modes`) and
+the empirical conditional entropies given the top neighbour or the previous P-frame's co-located
+block (estimates without the extra pmfs such a coder would send).
+
+  python scripts/mode_map_entropy.py CHECKPOINT CLIP [--frames 64] [--block 8] [--intra-period 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
+from mobilecodec.codec import block_modes  # noqa: E402
+from mobilecodec.codec import frame_coding  # noqa: E402
+from mobilecodec.codec.video import encode_video  # noqa: E402
+
+
+def entropy(counts: np.ndarray) -> float:
+    c = counts[counts > 0].astype(np.float64)
+    return float(-(c * np.log2(c / c.sum())).sum())
+
+
+def conditional(m: np.ndarray, ctx: np.ndarray) -> float:
+    return sum(entropy(np.bincount(m[ctx == c], minlength=len(block_modes.MODES))) for c in range(len(block_modes.MODES)))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint")
+    p.add_argument("clip")
+    p.add_argument("--frames", type=int, default=64)
+    p.add_argument("--block", type=int, default=8, choices=block_modes.BLOCK_SIZES)
+    p.add_argument("--intra-period", type=int, default=32)
+    a = p.parse_args()
+    maps: list[np.ndarray] = []
+    coded = block_modes.encode
+
+    def record(enc, modes):  # the encoder's own maps, as it codes them
+        maps.append(modes.copy())
+        return coded(enc, modes)
+
+    frame_coding.block_modes.encode = record
+    model, ck = load_checkpoint(a.checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        encode_video(model, a.clip, Path(tmp) / "s.mnvc", intra_period=a.intra_period, max_frames=a.frames,
+                     progress=False, modes=block_modes.BlockModeOptions.for_checkpoint(ck, a.block))
+    plain = top = prev = 0.0
+    last = None
+    for m in maps:
+        plain += entropy(np.bincount(m.ravel(), minlength=3))
+        top += conditional(m, np.vstack([np.zeros((1, m.shape[1]), m.dtype), m[:-1]]))
+        prev += conditional(m, last) if last is not None else entropy(np.bincount(m.ravel(), minlength=3))
+        last = m
+    n = max(len(maps), 1)
+    print(f"{a.checkpoint} on {a.clip}, {a.block}x{a.block} blocks: {len(maps)} maps of "
+          f"{maps[0].size if maps else 0} blocks; bits per map: frame pmf {plain / n:.0f}, top-neighbour "
+          f"context {top / n:.0f}, previous-map context {prev / n:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
