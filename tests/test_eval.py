@@ -106,7 +106,8 @@ def test_json_structure(run, checkpoints):
         assert ft["I"]["bits"] == pytest.approx((p["per_frame"][0]["bits"] + p["per_frame"][2]["bits"]) / 2)
         assert ft["P"]["bits"] == p["per_frame"][1]["bits"]
         # intra period 2 leaves one P-frame per period: too short to judge drift
-        assert p["drift"] == {"periods": [], "worst_bits_ratio": None, "worst_psnr_yuv_drop": None}
+        assert p["drift"] == {"periods": [], "worst_bits_ratio": None, "worst_psnr_yuv_drop": None,
+                              "worst_bits_ratio_full": None, "worst_psnr_yuv_drop_full": None}
     for name in ("carphone_rd.png", "carphone_per_frame_bits.png", "carphone_per_frame_psnr.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["results"][0]["result"] == res
@@ -215,7 +216,8 @@ def test_drift_summary_hand_values():
     def f(i, t, bits, q):
         return {"index": i, "type": t, "bits": bits, "psnr_yuv": q}
 
-    point = {"per_frame": [f(0, "I", 9000, 30.0), f(1, "P", 1000, 29.5), f(2, "P", 1200, 29.4),
+    point = {"intra_period": 5,
+             "per_frame": [f(0, "I", 9000, 30.0), f(1, "P", 1000, 29.5), f(2, "P", 1200, 29.4),
                            f(3, "P", 1500, 29.0), f(4, "P", 1800, 28.9),
                            f(5, "I", 9000, 30.0), f(6, "P", 900, 29.0), f(7, "P", 1000, 29.0),
                            f(8, "P", 1100, 28.0)]}
@@ -224,6 +226,9 @@ def test_drift_summary_hand_values():
     assert [r["bits_ratio"] for r in d["periods"]] == [1.5, 1.1]
     assert [r["psnr_yuv_drop"] for r in d["periods"]] == pytest.approx([0.5, 1.0])
     assert d["worst_bits_ratio"] == 1.5 and d["worst_psnr_yuv_drop"] == pytest.approx(1.0)
+    # the second period is cut short (4 of 5 frames): the full-period worsts are the first's
+    assert [r["full"] for r in d["periods"]] == [True, False]
+    assert d["worst_bits_ratio_full"] == 1.5 and d["worst_psnr_yuv_drop_full"] == pytest.approx(0.5)
 
 
 def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carphone, tmp_path):
