@@ -116,6 +116,16 @@ def choose(x: torch.Tensor, cands: torch.Tensor, opts: BlockModeOptions) -> np.n
     return choice
 
 
+def kept_latents(modes: np.ndarray, block: int, stride: int = 16) -> torch.Tensor:
+    """(1, 1, H/stride, W/stride) bool: the latents (one per stride x stride luma pixels) with a
+    `full` block in their cell or the cells around it, the reach of the synthesis. The others only
+    shape blocks whose output the map drops, so the sender can code them as their mean."""
+    full = torch.from_numpy((modes == MODES.index("full")).astype(np.float32))[None, None]
+    luma = full.repeat_interleave(block, 2).repeat_interleave(block, 3)
+    near = F.max_pool2d(luma, 2 * stride + 1, stride=1, padding=stride)
+    return F.max_pool2d(near, stride) > 0
+
+
 def quantized_pmf(counts: np.ndarray) -> np.ndarray:
     """Mode counts -> integer pmf summing to 2^PMF_PRECISION with every entry >= 1 (the rest of
     the rounding goes to the most frequent mode)."""

@@ -222,7 +222,22 @@ class LatentEncoder:
         r = self.model.r_analysis(self.x, pred, *cond)
         factor = self.refine.p_rate_factor if self.refine is not None else 1.0
         refine = self._refiner("r", lambda r_hat: (self.model.r_synthesis(r_hat, pred, *cond)[0], 0.0), factor)
+        if refine is None and self.modes is not None and self.buffer is not None and "frame" in self.buffer:
+            refine = self._drop_unused(r, pred, cond)
         return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock, refine=refine)
+
+    def _drop_unused(self, r: torch.Tensor, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]):
+        """With block modes: a trial of this P-frame (latents quantized, not coded) picks the
+        modes; the residual latents that reach only blocks it drops are then coded as their mean
+        (symbol 0), since their bits would buy nothing. Returns the `encode` refine callback."""
+        y_hat, _ = HyperpriorCoder(self.model, "r").quantize(r)
+        trial = self.model.r_synthesis(y_hat, pred, *cond)[0]
+        cands = block_modes.candidates(trial, pred, self.buffer["frame"])
+        keep = block_modes.kept_latents(block_modes.choose(self.x, cands, self.modes), self.modes.block)
+
+        def code_kept(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+            return torch.where(keep, y, torch.from_numpy(mean).to(y.dtype))
+        return code_kept
 
     def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
         """With block modes on: choose each block's mode against the source, code the map, and
