@@ -203,8 +203,11 @@ class EvalOptions:
         validate_coding(self.intra_period, self.frames, self.matrix)
         if self.refine_steps < 0:
             raise InputError(f"--refine must be >= 0, got {self.refine_steps}")
-        if self.block_modes not in (0, 8, 16, 32):
-            raise InputError(f"--block-modes must be 8, 16 or 32, got {self.block_modes}")
+        from mobilecodec.codec.block_modes import BLOCK_SIZES
+
+        if self.block_modes and self.block_modes not in BLOCK_SIZES:
+            raise InputError(f"--block-modes must be one of {', '.join(map(str, BLOCK_SIZES))}, "
+                             f"got {self.block_modes}")
 
 
 def validate_coding(intra_period: int, frames: int | None, matrix: str) -> None:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mobilecodec.errors import BitstreamError, InputError
+from mobilecodec.models.yuv import uint8_levels
 
 MODES = ("full", "pred", "copy")
 BLOCK_SIZES = (8, 16, 32)
@@ -77,14 +78,9 @@ class BlockModeOptions:
         return cls(block=block, lam=2.0 * float(beta))
 
 
-def _levels(t: torch.Tensor) -> torch.Tensor:
-    """On the decoder's 8-bit grid: round(255 t) / 255, clamped (as the buffered frame is)."""
-    return torch.round(torch.clamp(t, 0.0, 1.0) * 255.0) / 255.0
-
-
 def candidates(x_hat: torch.Tensor, pred: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """(3, N, 6, H/2, W/2): the frame each mode outputs, on the 8-bit grid."""
-    return torch.stack([_levels(x_hat), _levels(pred), _levels(reference)])
+    return torch.stack([uint8_levels(x_hat), uint8_levels(pred), uint8_levels(reference)])
 
 
 def map_shape(height: int, width: int, block: int) -> tuple[int, int]:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from mobilecodec.errors import InputError
+from mobilecodec.models.yuv import uint8_levels
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,6 @@ class RefineResult:
     best_step: int
 
 
-def _uint8(x: Tensor) -> Tensor:
-    return torch.round(torch.clamp(x, 0.0, 1.0) * 255.0) / 255.0
-
-
 Synth = Callable[[Tensor], "tuple[Tensor, Tensor | float]"]
 
 
@@ -95,7 +92,7 @@ def refine_latent(y0: Tensor, mean: np.ndarray, idx: np.ndarray, gaussian, synth
         bits = gaussian.bits(sym.ravel(), idx_flat)
         with torch.no_grad():
             x_hat, extra = score(torch.from_numpy((sym.astype(np.float64) + mean64).astype(np.float32)))
-            mse = float(yuv_mse(_uint8(x_hat), x).mean())
+            mse = float(yuv_mse(uint8_levels(x_hat), x).mean())
         return mse + rate_weight * (bits + float(extra)) / pixels
 
     gen = torch.Generator().manual_seed(opts.seed)

@@ -191,8 +191,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                 block = block_modes.block_from_flags(hdr.flags)
 
                 def latents(rec):
-                    src = engine.latent_decoder(rec.payload, ph, pw, block) if block else \
-                        engine.latent_decoder(rec.payload, ph, pw)
+                    src = engine.latent_decoder(rec.payload, ph, pw, block)
                     return src.prefetch(rec.frame_type == FrameType.I) if pipeline else src
 
                 rec = next(records, None)

@@ -21,15 +21,10 @@ from mobilecodec.models.motion_search import block_match
 from mobilecodec.models.pframe import (MotionAnalysis, MotionPredictor, MotionSynthesis, ResidualAnalysis,
                                        ResidualPredictor, ResidualSynthesis)
 from mobilecodec.models.warp import warp_features, warp_frame
-from mobilecodec.models.yuv import quantize_to_uint8_levels
+from mobilecodec.models.yuv import quantize_to_uint8_levels, uint8_levels
 from mobilecodec.tensors import state_digest
 
 AE_PREFIXES = ("i", "m", "r")  # I-frame, motion and residual autoencoders
-
-
-def _uint8_levels(t: torch.Tensor) -> torch.Tensor:
-    """Exactly round(t*255)/255 clamped (no straight-through arithmetic that could leave the grid)."""
-    return torch.clamp(torch.round(t * 255.0), 0.0, 255.0) / 255.0
 
 
 class TensorStore(nn.Module):
@@ -244,7 +239,7 @@ class VideoCodec(nn.Module):
                     motion_feat: torch.Tensor) -> Buffer:
         """The buffer entries this config keeps; the frame is stored at uint8 levels, exactly
         as the decoder outputs it."""
-        frame = quantize_to_uint8_levels(x_hat) if x_hat.requires_grad else _uint8_levels(x_hat)
+        frame = quantize_to_uint8_levels(x_hat) if x_hat.requires_grad else uint8_levels(x_hat)
         values = {"frame": frame, "flow": flow, "motion_feat": motion_feat,
                   "residual_feat": residual_feat}
         return Buffer({e.name: values[e.name] if e.name == "frame" else snap_to_storage(e.name, values[e.name])

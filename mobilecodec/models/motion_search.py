@@ -37,13 +37,16 @@ def packed_luma(x: Tensor) -> Tensor:
     return F.pixel_shuffle(x[:, :4], 2)
 
 
-def luma_levels(x: Tensor) -> np.ndarray:
-    """The luma of packed frames as 8-bit levels (N, H, W) int32: round(255 x), clamped. Frames
-    read from files and decoded buffers lie on this grid already; training crops with sub-pixel
-    motion are rounded to it, as a classical encoder's 8-bit search would see them."""
-    from mobilecodec.models.yuv import to_uint8
+def luma_level_tensor(x: Tensor) -> Tensor:
+    """The luma of packed frames as 8-bit levels (N, H, W), float on x's device: round(255 x),
+    clamped. Frames read from files and decoded buffers lie on this grid already; training crops
+    with sub-pixel motion are rounded to it, as a classical encoder's 8-bit search would see them."""
+    return torch.clamp(torch.round(packed_luma(x)[:, 0].detach().float() * 255.0), 0, 255)
 
-    return to_uint8(packed_luma(x)[:, 0]).astype(np.int32)
+
+def luma_levels(x: Tensor) -> np.ndarray:
+    """`luma_level_tensor` as an int32 array on the host (the CPU kernel's input)."""
+    return luma_level_tensor(x).to(torch.int32).cpu().numpy()
 
 
 @torch.no_grad()
@@ -105,10 +108,7 @@ def full_search_torch(ref: Tensor, x: Tensor, block: int, radius: int) -> tuple[
     vectors equal the kernel's. Frames whose sides are multiples of `block` only."""
     from mobilecodec.models.motion_kernel import LENGTH_DIVISOR
 
-    def levels(t: Tensor) -> Tensor:  # luma_levels, kept on the device
-        return torch.clamp(torch.round(packed_luma(t)[:, 0].detach().float() * 255.0), 0, 255)
-
-    c, r = levels(x), levels(ref)
+    c, r = luma_level_tensor(x), luma_level_tensor(ref)
     n, h, w = c.shape
     if h % block or w % block:
         raise ValueError(f"frame {w}x{h} is not a multiple of the block size {block}")

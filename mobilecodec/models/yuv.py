@@ -26,6 +26,7 @@ __all__ = [
     "read_packed_frames",
     "tensor_to_frame",
     "tensor_to_frames",
+    "uint8_levels",
     "unpack_yuv",
 ]
 
@@ -137,13 +138,18 @@ def tensor_to_frame(t: torch.Tensor) -> Any:
     return tensor_to_frames(t)[0]
 
 
+def uint8_levels(t: torch.Tensor) -> torch.Tensor:
+    """Exactly ``clamp(round(t*255), 0, 255)/255``: the decoder's 8-bit grid (the buffered frame,
+    the output), with no straight-through arithmetic that could leave it."""
+    import torch
+
+    return torch.clamp(torch.round(t * 255.0), 0.0, 255.0) / 255.0
+
+
 def quantize_to_uint8_levels(t: torch.Tensor) -> torch.Tensor:
     """Snap values to the 8-bit grid ``clamp(round(t*255), 0, 255)/255``.
 
     The gradient is passed straight through (identity), so training sees the decoder's exact
     8-bit reconstruction in the forward pass without a zero gradient from ``round``.
     """
-    import torch
-
-    q = torch.clamp(torch.round(t * 255.0), 0.0, 255.0) / 255.0
-    return t + (q - t).detach()
+    return t + (uint8_levels(t) - t).detach()

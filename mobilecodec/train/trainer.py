@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -356,17 +357,14 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         # Rank 0 decodes the videos into the cache first; the others then map the cached arrays.
         if not dist.is_main:
             _barrier(dist)
-        data = TrainingData(opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
+        make_data = partial(TrainingData, opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
                             augment=opts.augment, allow_held_out=opts.allow_held_out)
+        data = make_data()
         if dist.is_main:
             _barrier(dist)
-        if opts.data_workers:
-            from functools import partial
-
+        if opts.data_workers:  # the workers build the same TrainingData
             from mobilecodec.train.prefetch import BatchPrefetcher
 
-            make_data = partial(TrainingData, opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
-                                augment=opts.augment, allow_held_out=opts.allow_held_out)
             prefetch = BatchPrefetcher(make_data, partial(step_rng, opts.seed, dist.rank), st.batch_size,
                                        opts.data_workers, last_step=st.steps)
 
