@@ -202,12 +202,13 @@ class OnnxEngine:
     def latent_encoder(self, x: Any) -> "OnnxLatentEncoder":
         return OnnxLatentEncoder(self, x)
 
-    def latent_decoder(self, payload: bytes, height: int, width: int, block: int = 0) -> Any:
+    def latent_decoder(self, payload: bytes, height: int, width: int, mode_map: Any = None) -> Any:
         """The PyTorch path's LatentDecoder on the host model, with entropy decoding and the integer
-        hyper-synthesis timed apart on this engine's clock (`block`: the stream's block-mode size)."""
+        hyper-synthesis timed apart on this engine's clock (`mode_map`: where the stream's block
+        modes lie, `codec.block_modes.ModeMap`; None: none)."""
         from mobilecodec.codec.frame_coding import LatentDecoder
 
-        return LatentDecoder(self.model, payload, height, width, clock=self.clock, block=block)
+        return LatentDecoder(self.model, payload, height, width, clock=self.clock, mode_map=mode_map)
 
     @property
     def run_sessions(self) -> dict[str, Any]:

@@ -16,26 +16,53 @@ from mobilecodec.errors import BitstreamError, InputError
 
 @pytest.mark.parametrize("kind", ["random", "one_mode", "skewed"])
 def test_mode_map_round_trips(kind):
+    geom = block_modes.ModeMap(8, (192, 320), (180, 300))  # 24 x 40 blocks, 23 x 38 meet the picture
+    assert geom.shape == (24, 40) and geom.visible == (23, 38)
+    vh, vw = geom.visible
     rng = np.random.default_rng(3)
-    shape = (24, 40)
     if kind == "random":
-        modes = rng.integers(0, 3, shape)
+        drawn = rng.integers(0, 3, (vh, vw))
     elif kind == "one_mode":
-        modes = np.full(shape, 2)
+        drawn = np.full((vh, vw), 2)
     else:
-        modes = (rng.random(shape) < 0.03).astype(np.int64)
+        drawn = (rng.random((vh, vw)) < 0.03).astype(np.int64)
+    modes = geom.outside()
+    modes[:vh, :vw] = drawn
     enc = RangeEncoder()
     half = np.array([1 << 15, 1 << 15])
     enc.encode(np.array([1, 0]), half)  # something before the map, as the latents are
-    bits = block_modes.encode(enc, modes.astype(np.int32))
+    bits = block_modes.encode(enc, modes, geom)
     dec = RangeDecoder(enc.get_bytes())
     assert dec.decode(2, half).tolist() == [1, 0]
-    got = block_modes.decode(dec, shape)
+    got = block_modes.decode(dec, geom)
     assert np.array_equal(got, modes)
     assert len(enc.get_bytes()) * 8 <= bits + 64 + 32  # the coder spends what the pmf says (+ flush)
     if kind == "one_mode":
-        # pmf (1, 1, 254): 16 bits for it, log2(256/254) per block (hand value)
-        assert bits == pytest.approx(16 + modes.size * np.log2(256 / 254))
+        # pmf (1, 1, 254) over the 23 x 38 visible blocks only: 16 bits for it, log2(256/254) per
+        # block (hand value)
+        assert bits == pytest.approx(16 + 23 * 38 * np.log2(256 / 254))
+
+
+def test_blocks_outside_the_picture_are_neither_chosen_nor_coded():
+    """Blocks wholly in the padding keep the codec's output (`full`) and cost nothing; a block the
+    picture only partly covers is judged on its visible pixels alone."""
+    geom = block_modes.ModeMap(32, (64, 64), (40, 24))  # 2 x 2 blocks of 32; the picture meets 2 x 1
+    assert geom.visible == (2, 1)
+    x = torch.zeros(1, 6, 32, 32)  # packed YUV420 of a 64 x 64 frame
+    full, pred, copy = torch.zeros_like(x), torch.zeros_like(x), torch.zeros_like(x)
+    full[..., :20, :12] = 0.5  # wrong on the picture...
+    pred[..., 20:, :] = 1.0  # ...pred wrong only below the picture (rows 40-63 of luma), copy right everywhere
+    copy[..., :, 12:] = 1.0  # ...and copy wrong only right of it
+    cands = block_modes.candidates(full, pred, copy)
+    modes = block_modes.choose(x, cands, block_modes.BlockModeOptions(block=32, lam=1e-6), geom)
+    # visible blocks: pred is exact on the visible part of both (its error lies in the padding)
+    assert modes[:, 0].tolist() == [1, 1] and modes[:, 1].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="outside the visible"):
+        bad = modes.copy()
+        bad[0, 1] = 2
+        block_modes.encode(RangeEncoder(), bad, geom)
+    with pytest.raises(InputError, match="does not fit"):
+        block_modes.ModeMap(8, (64, 64), (80, 64))
 
 
 def test_pmf_hand_values():
@@ -105,6 +132,23 @@ def test_modes_hold_a_still_scene_and_decode_exactly(tmp_path):
     # Measured (AMD EPYC): plain 29.46 dB at P-frame 2, 28.08 at 11; with modes 29.93 and 29.95.
     assert held[11] >= held[2] - 0.3
     assert held[11] - plain[11] >= 0.4
+
+
+@pytest.mark.parametrize("block", [8, 32])
+def test_a_padded_clip_codes_the_picture_blocks_only(carphone, tmp_path, block):
+    """carphone (176x144) pads to 192x192: 576 blocks of 8x8, of which the 22 x 18 = 396 that meet
+    the picture are chosen and coded (32x32: 6 x 5 of 6 x 6, the last row partly); the stream
+    decodes hash-exact, pipelined or not."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.video import decode_video, encode_video
+
+    model, ck = load_checkpoint("tiny_b0.0512")
+    stream = tmp_path / "m.mnvc"
+    enc = encode_video(model, carphone, stream, intra_period=5, max_frames=5, progress=False,
+                       modes=block_modes.BlockModeOptions.for_checkpoint(ck, block))
+    assert [sum(f["modes"].values()) for f in enc["per_frame"][1:]] == [{8: 396, 32: 30}[block]] * 4
+    for pipeline in (True, False):
+        assert decode_video(model, stream, None, progress=False, pipeline=pipeline)["hash_matches"] == 5
 
 
 def test_onnxruntime_decodes_a_stream_with_modes(tiny_package, carphone, tmp_path):

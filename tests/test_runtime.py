@@ -41,8 +41,8 @@ def _spy_latents(engine, store: list) -> None:
     is unchanged."""
     make = engine.latent_decoder
 
-    def latent_decoder(payload, height, width, block=0):
-        src, frame = make(payload, height, width, block), []
+    def latent_decoder(payload, height, width, mode_map=None):
+        src, frame = make(payload, height, width, mode_map), []
         store.append(frame)
         for name in ("iframe", "motion", "residual"):
             fn = getattr(src, name)

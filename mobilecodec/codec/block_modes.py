@@ -11,8 +11,15 @@ sees the source, so it can tell block by block whether the residual helps. The c
 SSE + lambda * bits with lambda the P-frame rate weight the codec was trained with (2 beta),
 the SSE weighted Y:U:V 6:1:1 as PSNR-YUV is.
 
+Only the blocks that meet the picture are chosen and coded; those wholly in the padding (up to 63
+rows and columns: 31 % of a 176x144 frame's 8x8 blocks) keep the codec's output, as without modes.
+Nobody sees the padding: choosing there against the replicated edge took half the map's bits on a
+176x144 probe and made the next frames' residuals dearer (`ModeMap`). (`pred` there instead left
+the padding stale, and the residual analysis paid for it at the picture's border.)
+
 Coding, after the frame's latents: the mode pmf at 8-bit precision (two symbols of 8 bits: the
-counts of `full` and `pred`; `copy` takes the rest), then the map in raster order with that pmf.
+counts of `full` and `pred`; `copy` takes the rest), then the visible blocks' modes in raster order
+with that pmf.
 A stream says it carries modes, and their block size, in its header flags (`stream_flags`).
 Every candidate is on the decoder's 8-bit grid, so any backend selecting with the same map
 outputs the same frame.
@@ -83,9 +90,36 @@ def candidates(x_hat: torch.Tensor, pred: torch.Tensor, reference: torch.Tensor)
     return torch.stack([uint8_levels(x_hat), uint8_levels(pred), uint8_levels(reference)])
 
 
-def map_shape(height: int, width: int, block: int) -> tuple[int, int]:
-    """Blocks per column and row of a padded frame (a multiple of 64: whole blocks)."""
-    return height // block, width // block
+@dataclass(frozen=True)
+class ModeMap:
+    """Where a frame's mode map lies: blocks of `block` luma pixels over the padded frame
+    (`padded`, a multiple of 64: whole blocks); only the blocks that meet the `picture` (height,
+    width before padding) are coded, the others are `full`."""
+
+    block: int
+    padded: tuple[int, int]
+    picture: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        (ph, pw), (h, w) = self.padded, self.picture
+        if self.block not in BLOCK_SIZES or ph % self.block or pw % self.block:
+            raise InputError(f"a {ph}x{pw} frame has no whole blocks of {self.block}")
+        if not (0 < h <= ph and 0 < w <= pw) or h % 2 or w % 2:
+            raise InputError(f"picture {h}x{w} does not fit the padded {ph}x{pw} frame")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Blocks per column and row of the padded frame."""
+        return self.padded[0] // self.block, self.padded[1] // self.block
+
+    @property
+    def visible(self) -> tuple[int, int]:
+        """Blocks per column and row that meet the picture: the coded part of the map."""
+        return -(-self.picture[0] // self.block), -(-self.picture[1] // self.block)
+
+    def outside(self) -> np.ndarray:
+        """The map of a frame before its blocks are chosen: `full` everywhere."""
+        return np.full(self.shape, MODES.index("full"), dtype=np.int32)
 
 
 def block_sse(diff: torch.Tensor, block: int) -> torch.Tensor:
@@ -99,17 +133,25 @@ def block_sse(diff: torch.Tensor, block: int) -> torch.Tensor:
     return ((6.0 * y + 4.0 * uv) / 8.0).reshape(*lead, *y.shape[-2:])
 
 
-def choose(x: torch.Tensor, cands: torch.Tensor, opts: BlockModeOptions) -> np.ndarray:
-    """The mode of each block (H/B, W/B) int32 for one frame (batch of 1): SSE + lambda * the
-    mode's bits under the frame's own mode frequencies, two passes (frequencies from the first)."""
-    sse = block_sse(cands - x.unsqueeze(0), opts.block)[:, 0].numpy()  # (3, hb, wb)
+def choose(x: torch.Tensor, cands: torch.Tensor, opts: BlockModeOptions, geom: ModeMap) -> np.ndarray:
+    """The mode of each block (H/B, W/B) int32 for one frame (batch of 1): SSE over the picture +
+    lambda * the mode's bits under the frame's own mode frequencies, two passes (frequencies from
+    the first); blocks outside the picture are `full`."""
+    diff = cands - x.unsqueeze(0)
+    h, w = geom.picture  # packed planes: one row/column per two luma rows/columns
+    diff[..., h // 2:, :] = 0
+    diff[..., :, w // 2:] = 0
+    vh, vw = geom.visible
+    sse = block_sse(diff, geom.block)[:, 0, :vh, :vw].numpy()  # (3, vh, vw)
     counts = np.full(len(MODES), sse[0].size / len(MODES))
     choice = np.zeros(sse.shape[1:], dtype=np.int32)
     for _ in range(2):
         bits = -np.log2(quantized_pmf(np.rint(counts).astype(np.int64)) / float(1 << PMF_PRECISION))
         choice = np.argmin(sse + opts.lam * bits[:, None, None], axis=0).astype(np.int32)  # ties: full first
         counts = np.bincount(choice.ravel(), minlength=len(MODES)).astype(np.float64)
-    return choice
+    modes = geom.outside()
+    modes[:vh, :vw] = choice
+    return modes
 
 
 def kept_latents(modes: np.ndarray, block: int, stride: int = 16) -> torch.Tensor:
@@ -140,8 +182,14 @@ def apply(modes: np.ndarray, cands: torch.Tensor, block: int) -> torch.Tensor:
     return (cands * sel[:, None, None]).sum(0)
 
 
-def encode(enc, modes: np.ndarray) -> float:
-    """Code the map (pmf, then the modes); returns the bits it costs under that pmf (plus 16)."""
+def encode(enc, modes: np.ndarray, geom: ModeMap) -> float:
+    """Code the map's visible blocks (pmf, then the modes); returns the bits it costs under that
+    pmf (plus 16)."""
+    vh, vw = geom.visible
+    if modes.shape != geom.shape or np.any(modes[vh:] != geom.outside()[vh:]) or \
+            np.any(modes[:, vw:] != geom.outside()[:, vw:]):
+        raise ValueError(f"a mode map of {geom.shape} blocks with `full` outside the visible {geom.visible} expected")
+    modes = np.ascontiguousarray(modes[:vh, :vw])
     counts = np.bincount(modes.ravel(), minlength=len(MODES))
     pmf = quantized_pmf(counts)
     uniform = np.ones(1 << PMF_PRECISION, dtype=np.int64) << (16 - PMF_PRECISION)
@@ -150,12 +198,15 @@ def encode(enc, modes: np.ndarray) -> float:
     return 2.0 * PMF_PRECISION + float(-(counts * np.log2(pmf / float(1 << PMF_PRECISION))).sum())
 
 
-def decode(dec, shape: tuple[int, int]) -> np.ndarray:
-    """Read back a map of `shape` coded by `encode`."""
+def decode(dec, geom: ModeMap) -> np.ndarray:
+    """Read back a map coded by `encode` (the whole padded frame's: `full` outside the picture)."""
     uniform = np.ones(1 << PMF_PRECISION, dtype=np.int64) << (16 - PMF_PRECISION)
     first = dec.decode(2, uniform, precision=16).astype(np.int64) + 1
     rest = (1 << PMF_PRECISION) - int(first.sum())
     if rest < 1:
         raise BitstreamError("entropy-coded payload is corrupt: block-mode pmf does not sum to 256")
     pmf = np.array([first[0], first[1], rest], dtype=np.int64)
-    return dec.decode(shape[0] * shape[1], pmf, precision=PMF_PRECISION).reshape(shape)
+    vh, vw = geom.visible
+    modes = geom.outside()
+    modes[:vh, :vw] = dec.decode(vh * vw, pmf, precision=PMF_PRECISION).reshape(vh, vw)
+    return modes

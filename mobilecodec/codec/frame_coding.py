@@ -156,9 +156,13 @@ class LatentEncoder:
     coding, integer hyper-synthesis)."""
 
     def __init__(self, model: VideoCodec, x: torch.Tensor, clock=None, refine: RefineOptions | None = None,
-                 modes: block_modes.BlockModeOptions | None = None) -> None:
+                 modes: block_modes.BlockModeOptions | None = None,
+                 picture: tuple[int, int] | None = None) -> None:
         self.model, self.x = model, x
         self.modes = modes  # the sender's block-mode search (codec.block_modes), None: off
+        # where the mode map lies: `picture` is the frame's (height, width) before padding (None: x's)
+        padded = (2 * x.shape[-2], 2 * x.shape[-1])  # x: packed YUV420, half the luma size
+        self.mode_map = None if modes is None else block_modes.ModeMap(modes.block, padded, picture or padded)
         self.mode_counts: list[int] | None = None  # blocks per mode of this frame, when modes are on
         self.enc = RangeEncoder()
         self.stats = RateStats()
@@ -233,7 +237,7 @@ class LatentEncoder:
         y_hat, _ = HyperpriorCoder(self.model, "r").quantize(r)
         trial = self.model.r_synthesis(y_hat, pred, *cond)[0]
         cands = block_modes.candidates(trial, pred, self.buffer["frame"])
-        keep = block_modes.kept_latents(block_modes.choose(self.x, cands, self.modes), self.modes.block)
+        keep = block_modes.kept_latents(block_modes.choose(self.x, cands, self.modes, self.mode_map), self.modes.block)
 
         def code_kept(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
             return torch.where(keep, y, torch.from_numpy(mean).to(y.dtype))
@@ -245,14 +249,15 @@ class LatentEncoder:
         if self.modes is None:
             return x_hat
         cands = block_modes.candidates(torch.as_tensor(x_hat), torch.as_tensor(pred), reference)
-        modes = block_modes.choose(self.x, cands, self.modes)
+        modes = block_modes.choose(self.x, cands, self.modes, self.mode_map)
         with step_timer(self.clock)("host: entropy coding"):
-            bits = block_modes.encode(self.enc, modes)
+            bits = block_modes.encode(self.enc, modes, self.mode_map)
         self.stats.table_bits += bits
         self.stats.add_model_bits(bits)
         self.stats.per_part["modes"] = bits
-        self.mode_counts = np.bincount(modes.ravel(), minlength=len(block_modes.MODES)).tolist()
-        return block_modes.apply(modes, cands, self.modes.block)
+        vh, vw = self.mode_map.visible  # the chosen blocks: those that meet the picture
+        self.mode_counts = np.bincount(modes[:vh, :vw].ravel(), minlength=len(block_modes.MODES)).tolist()
+        return block_modes.apply(modes, cands, self.mode_map.block)
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()
@@ -262,12 +267,11 @@ class LatentDecoder:
     """Produces latents by entropy-decoding a frame payload."""
 
     def __init__(self, model: VideoCodec, payload: bytes, height: int, width: int, clock=None,
-                 block: int = 0) -> None:
+                 mode_map: block_modes.ModeMap | None = None) -> None:
         self.model = model
         self.dec = RangeDecoder(payload)
         self.shapes = model.latent_shapes(height, width)
-        self.map_shape = block_modes.map_shape(height, width, block) if block else None
-        self.block = block  # block size of the P-frames' mode maps (header flags), 0: none
+        self.mode_map = mode_map  # where the P-frames' mode maps lie (header flags and size), None: no maps
         self.clock = clock  # optional step timer (runtime.engine.StepClock)
         self._ready: dict[str, torch.Tensor] | None = None
 
@@ -278,8 +282,8 @@ class LatentDecoder:
         self.clock = None  # runs off the caller's thread: keep out of the caller's step clock
         prefixes = ["i"] if iframe else (["m"] if self.model.cfg.uses_motion else []) + ["r"]
         self._ready = {p: self._decode(p) for p in prefixes}
-        if not iframe and self.block:
-            self._ready["modes"] = block_modes.decode(self.dec, self.map_shape)
+        if not iframe and self.mode_map is not None:
+            self._ready["modes"] = block_modes.decode(self.dec, self.mode_map)
         self.dec.finish()
         return self
 
@@ -302,15 +306,15 @@ class LatentDecoder:
 
     def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
         """The frame the stream's mode map selects (x_hat unchanged for a stream without maps)."""
-        if not self.block:
+        if self.mode_map is None:
             return x_hat
         if self._ready is not None:
             modes = self._ready.pop("modes")
         else:
             with step_timer(self.clock)("host: entropy coding"):
-                modes = block_modes.decode(self.dec, self.map_shape)
+                modes = block_modes.decode(self.dec, self.mode_map)
         cands = block_modes.candidates(torch.as_tensor(x_hat), torch.as_tensor(pred), reference)
-        return block_modes.apply(modes, cands, self.block)
+        return block_modes.apply(modes, cands, self.mode_map.block)
 
     def finish(self) -> None:
         if self._ready is None:

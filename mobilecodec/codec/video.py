@@ -42,11 +42,13 @@ class TorchEngine:
     def check_padded_size(self, height: int, width: int) -> None:
         """PyTorch runs any padded size."""
 
-    def latent_encoder(self, x: torch.Tensor) -> LatentEncoder:
-        return LatentEncoder(self.model, x, refine=self.refine, modes=self.modes)
+    def latent_encoder(self, x: torch.Tensor, picture: tuple[int, int] | None = None) -> LatentEncoder:
+        """`picture`: the frame's (height, width) before padding, where the block modes are chosen."""
+        return LatentEncoder(self.model, x, refine=self.refine, modes=self.modes, picture=picture)
 
-    def latent_decoder(self, payload: bytes, height: int, width: int, block: int = 0) -> LatentDecoder:
-        return LatentDecoder(self.model, payload, height, width, block=block)
+    def latent_decoder(self, payload: bytes, height: int, width: int,
+                       mode_map: block_modes.ModeMap | None = None) -> LatentDecoder:
+        return LatentDecoder(self.model, payload, height, width, mode_map=mode_map)
 
     def run_iframe(self, source):
         return run_iframe(self.model, source)
@@ -98,7 +100,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
             for i, frame in enumerate(reader):
                 x = frame_to_tensor(pad_frame(frame))
-                src = engine.latent_encoder(x)
+                src = engine.latent_encoder(x, (h, w)) if modes is not None else engine.latent_encoder(x)
                 is_intra = i % intra_period == 0
                 out, buf = engine.run_iframe(src) if is_intra else engine.run_pframe(buf, src)
                 dec = crop_frame(tensor_to_frame(out), w, h)
@@ -189,9 +191,10 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
             records = iter(reader)
             with _progress(hdr.frame_count, "decode", progress) as bar, ThreadPoolExecutor(1) as pool:
                 block = block_modes.block_from_flags(hdr.flags)
+                mode_map = block_modes.ModeMap(block, (ph, pw), (hdr.height, hdr.width)) if block else None
 
                 def latents(rec):
-                    src = engine.latent_decoder(rec.payload, ph, pw, block)
+                    src = engine.latent_decoder(rec.payload, ph, pw, mode_map)
                     return src.prefetch(rec.frame_type == FrameType.I) if pipeline else src
 
                 rec = next(records, None)
