@@ -43,9 +43,10 @@ def main() -> int:
     maps: list[np.ndarray] = []
     coded = block_modes.encode
 
-    def record(enc, modes):  # the encoder's own maps, as it codes them
-        maps.append(modes.copy())
-        return coded(enc, modes)
+    def record(enc, modes, geom):  # the encoder's own maps, as it codes them: the picture's blocks
+        vh, vw = geom.visible
+        maps.append(modes[:vh, :vw].copy())
+        return coded(enc, modes, geom)
 
     frame_coding.block_modes.encode = record
     model, ck = load_checkpoint(a.checkpoint)
