@@ -140,6 +140,20 @@ def drift_summary(point: dict) -> dict:
             "worst_bits_ratio_full": bits_full, "worst_psnr_yuv_drop_full": drop_full}
 
 
+def format_drift(d: dict) -> str:
+    """One line of a `drift_summary`: the worst bits ratio and PSNR-YUV drop, and over the full
+    periods alone where a period was cut short."""
+    if d["worst_bits_ratio"] is None:
+        return "-"
+    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB (worst of "
+            f"{len(d['periods'])} periods)")
+    n_full = sum(bool(r.get("full")) for r in d["periods"])
+    if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
+        line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
+                 f"over the {n_full} full ones")
+    return line
+
+
 def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS) -> dict:
     """BD-rate (%, pchip) of `test` against `anchor` per metric; {'error': why} when it cannot be
     computed (fewer than 2 points on a curve, curves not monotonic or not overlapping)."""
@@ -413,14 +427,7 @@ def format_report(report: dict) -> str:
                          f"{fmt(q, 'bits', 9, 0)} {fmt(q, 'psnr_yuv', 11, 3)} {ratio:>9}  {verdict}")
         lines.append("P-frame drift (last P-frame of each intra period against its second) and colour:")
         for p in res["points"]:
-            d = p.get("drift") or drift_summary(p)
-            drift = ("-" if d["worst_bits_ratio"] is None else
-                     f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB (worst of "
-                     f"{len(d['periods'])} periods)")
-            n_full = sum(bool(r.get("full")) for r in d["periods"])
-            if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
-                drift += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
-                          f"over the {n_full} full ones")
+            drift = format_drift(p.get("drift") or drift_summary(p))
             lines.append(f"{p['label']:<28} drift {drift}; PSNR-YUV - PSNR-RGB {p['psnr_yuv'] - p['psnr_rgb']:.2f} dB")
         for note in entry["notes"]:
             lines.append(f"note: {note}")

@@ -273,3 +273,28 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     shorter.write_text(json.dumps(dict(res, frames=res["frames"] - 2)))
     code, stdout, stderr = _cli("bdrate", str(good), str(shorter))
     assert code == 0 and f"has {res['frames']} frames" in stderr, stderr
+
+
+def test_intra_period_sweep_reports_the_drift_of_its_periods(carphone, tmp_path):
+    """`--intra-period 4`: an I-frame every 4 frames and nowhere else, and each period's drift
+    (last P-frame against the second) from the packets and frames as decoded here by PyAV."""
+    code, out, err = _cli("baseline", "--codec", "x264", "--crf", "38", "--frames", str(FRAMES),
+                          "--intra-period", "4", str(carphone), "-o", str(tmp_path), "--no-progress")
+    assert code == 0, err
+    assert "P-frame drift (intra period 4" in out
+    res = json.loads((tmp_path / "x264_medium_ip4.json").read_text())
+    point = res["points"][0]
+    assert res["intra_period"] == 4 and "keyint=4:min-keyint=4:scenecut=0" in point["command_line"]
+    planes, types, sizes = _decode(tmp_path / point["file"])
+    assert "".join(t[:1] for t in types) == "IPPPIPPPIP" == point["frame_types"]
+    src = _source_frames(carphone, FRAMES)
+
+    def psnr_yuv(i: int) -> float:  # the 6:1:1 weighting of per-plane PSNRs
+        y, u, v = (_psnr(a, b) for a, b in zip(src[i], planes[i]))
+        return (6 * y + u + v) / 8
+
+    periods = point["drift"]["periods"]  # frames 8-9 hold one P-frame: no drift to measure there
+    assert [(r["second_p"], r["last_p"], r["full"]) for r in periods] == [(2, 3, True), (6, 7, True)]
+    for r in periods:
+        assert r["bits_ratio"] == pytest.approx(sizes[r["last_p"]] / sizes[r["second_p"]])
+        assert r["psnr_yuv_drop"] == pytest.approx(psnr_yuv(r["second_p"]) - psnr_yuv(r["last_p"]), abs=1e-9)

@@ -82,12 +82,14 @@ def format_crf(crf: float) -> str:
 
 def build_command(exe: str, codec: str, preset: str, crf: float, width: int, height: int,
                   rate: Fraction | float, input_yuv: str | os.PathLike,
-                  output: str | os.PathLike) -> list[str]:
+                  output: str | os.PathLike, intra_period: int | None = None) -> list[str]:
     """The appendix A.1 command line for one CRF point, plus only the unavoidable extras.
 
     Extras: `-hide_banner -nostdin -loglevel error` (quiet, never waits on stdin) and the input
     option `-framerate <fps>`: without it the rawvideo demuxer assumes 25 fps and the output
     `-r <fps>` then duplicates or drops frames whenever the clip is not 25 fps.
+    `intra_period` (not the appendix's): an I-frame every N frames and nowhere else
+    (`keyint=N:min-keyint=N:scenecut=0`), the GOP structure our codec is evaluated with.
     """
     if codec not in ENCODERS:
         raise InputError(f"unknown codec {codec!r}; choose from {', '.join(ENCODERS)}")
@@ -104,7 +106,8 @@ def build_command(exe: str, codec: str, preset: str, crf: float, width: int, hei
         "-c:v", encoder,
         "-preset", preset,
         "-crf", format_crf(crf),
-        params_opt, "bframes=0",
+        params_opt, "bframes=0" + (f":keyint={intra_period}:min-keyint={intra_period}:scenecut=0"
+                                   if intra_period else ""),
         str(output),
     ]
 

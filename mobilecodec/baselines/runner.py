@@ -39,10 +39,11 @@ class BaselineConfig:
     fps: float | None = None           # overrides the file's rate (rate of a .yuv)
     matrix: str = "bt601"              # YUV->RGB matrix for PSNR-RGB / MS-SSIM-RGB
     progress: bool = True
+    intra_period: int | None = None    # an I-frame every N frames only (None: the appendix command's GOPs)
 
     @property
     def stem(self) -> str:
-        return f"{self.codec}_{self.preset}"
+        return f"{self.codec}_{self.preset}" + (f"_ip{self.intra_period}" if self.intra_period else "")
 
 
 def check_config(cfg: BaselineConfig) -> None:
@@ -63,6 +64,8 @@ def check_config(cfg: BaselineConfig) -> None:
         raise InputError(f"--frames must be a positive integer, got {cfg.frames}")
     if cfg.matrix not in ("bt601", "bt709"):
         raise InputError(f"unknown colour matrix {cfg.matrix!r}; choose bt601 or bt709")
+    if cfg.intra_period is not None and cfg.intra_period < 1:
+        raise InputError(f"--intra-period must be a positive integer, got {cfg.intra_period}")
 
 
 def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
@@ -159,6 +162,11 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
     point["command_line"] = ff.command_line(command)
     point["frame_types"] = "".join(f["type"][:1] for f in per_frame)
     point["per_frame"] = per_frame
+    if cfg.intra_period:
+        from mobilecodec.evaluate import drift_summary
+
+        point["intra_period"] = cfg.intra_period
+        point["drift"] = drift_summary(point)
     return point
 
 
@@ -186,7 +194,7 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
             for crf in cfg.crfs:
                 out = work / f"{cfg.stem}_crf{ff.format_crf(crf)}.mp4"
                 cmd = ff.build_command(exe, cfg.codec, cfg.preset, crf, meta["width"],
-                                       meta["height"], meta["rate"], src_yuv, out)
+                                       meta["height"], meta["rate"], src_yuv, out, cfg.intra_period)
                 bar.set_postfix_str(f"crf {ff.format_crf(crf)}: encoding")
                 t_enc = time.perf_counter()
                 ff.run_ffmpeg(cmd)
@@ -210,6 +218,7 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
             "preset": cfg.preset,
             "crf": list(cfg.crfs),
             "matrix": cfg.matrix,
+            **({"intra_period": cfg.intra_period} if cfg.intra_period else {}),
             "aggregation": "point metrics are means of per-frame values; bpp = file size bits "
                            "/ (frames*W*H); packet_bpp = sum of video packet bits / (frames*W*H)",
             "ffmpeg": exe,
@@ -245,4 +254,11 @@ def format_table(results: dict[str, Any]) -> str:
     for p in results["points"]:
         lines.append(f"{ff.format_crf(p['crf']):>5} {p['bpp']:8.4f} {p['psnr_y']:8.3f} "
                      f"{p['psnr_yuv']:9.3f} {p['psnr_rgb']:9.3f} {p['ms_ssim_rgb']:8.5f}")
+    if any("drift" in p for p in results["points"]):
+        from mobilecodec.evaluate import format_drift
+
+        lines.append(f"P-frame drift (intra period {results.get('intra_period')}: last P-frame of each "
+                     "period against its second):")
+        lines += [f"{'crf' + ff.format_crf(p['crf']):<8} {format_drift(p['drift'])}"
+                  for p in results["points"] if "drift" in p]
     return "\n".join(lines)

@@ -45,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame rate of a raw .yuv input (overrides the file's rate otherwise)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
+    p.add_argument("--intra-period", type=positive_int, metavar="N",
+                   help="an I-frame every N frames and nowhere else (keyint=N:min-keyint=N:scenecut=0; not the "
+                        "appendix command): the GOPs `mobilecodec eval --intra-period N` codes, with the same "
+                        "P-frame drift report (default: the appendix command's GOPs)")
     p.add_argument("--json", metavar="PATH", help="also write the results JSON here ('-' = stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BaselineConfig(codec=args.codec, preset=args.preset, crfs=args.crf,
                          input=resolve_input(args.input), out_dir=Path(args.out), frames=args.frames,
                          size=args.size, fps=args.fps, matrix=args.matrix,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, intra_period=args.intra_period)
     results = run_baseline(cfg)
     # With --json - the JSON owns stdout, so the table goes to stderr.
     print(format_table(results))
