@@ -37,10 +37,14 @@ def test_mode_map_round_trips(kind):
     got = block_modes.decode(dec, geom)
     assert np.array_equal(got, modes)
     assert len(enc.get_bytes()) * 8 <= bits + 64 + 32  # the coder spends what the pmf says (+ flush)
+    n = 23 * 38  # the visible blocks only
     if kind == "one_mode":
-        # pmf (1, 1, 254) over the 23 x 38 visible blocks only: 16 bits for it, log2(256/254) per
-        # block (hand value)
-        assert bits == pytest.approx(16 + 23 * 38 * np.log2(256 / 254))
+        # a constant map: the adaptive contexts learn it at once (measured 9.7 bits for the 874
+        # blocks; one pmf per frame took 16 + 874 x log2(256/254) = 25.8)
+        assert bits < 16
+    elif kind == "random":
+        # uniform noise leaves nothing to learn: near log2(3) per block (measured +3.6 %)
+        assert 0.97 * n * np.log2(3) <= bits <= 1.06 * n * np.log2(3)
 
 
 def test_blocks_outside_the_picture_are_neither_chosen_nor_coded():

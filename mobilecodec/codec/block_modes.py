@@ -17,9 +17,12 @@ Nobody sees the padding: choosing there against the replicated edge took half th
 176x144 probe and made the next frames' residuals dearer (`ModeMap`). (`pred` there instead left
 the padding stale, and the residual analysis paid for it at the picture's border.)
 
-Coding, after the frame's latents: the mode pmf at 8-bit precision (two symbols of 8 bits: the
-counts of `full` and `pred`; `copy` takes the rest), then the visible blocks' modes in raster order
-with that pmf.
+Coding, after the frame's latents: the visible blocks' modes along the anti-diagonals from the top
+left, each with the adaptive model of its context, the modes of its left and top neighbours
+(counts start at 1 and grow by 4 per coded mode, after each anti-diagonal: every block of one
+diagonal is coded in one call, so a 1080p map costs 376 calls, not 32,400). Maps are spatially
+coherent (a still background copies, a moving face keeps its residual): against one pmf per frame
+this took 7-35 % fewer bits on the probes (README).
 A stream says it carries modes, and their block size, in its header flags (`stream_flags`).
 Every candidate is on the decoder's 8-bit grid, so any backend selecting with the same map
 outputs the same frame.
@@ -38,7 +41,10 @@ from mobilecodec.models.yuv import uint8_levels
 
 MODES = ("full", "pred", "copy")
 BLOCK_SIZES = (8, 16, 32)
+#: precision of the mode frequencies the block choice prices modes with
 PMF_PRECISION = 8
+#: the map's adaptive context models: initial count, increment per coded mode, pmf precision
+CONTEXT_INIT, CONTEXT_STEP, MAP_PRECISION = 1, 4, 16
 #: Header flag bits 0-2 hold log2(block size) of the mode map (0: no map); no other bit is defined.
 FLAG_MASK = 0x7
 
@@ -182,31 +188,61 @@ def apply(modes: np.ndarray, cands: torch.Tensor, block: int) -> torch.Tensor:
     return (cands * sel[:, None, None]).sum(0)
 
 
+def _diagonals(rows: int, cols: int):
+    """(rows, cols) index arrays of each anti-diagonal of a rows x cols map, from the top left."""
+    for d in range(rows + cols - 1):
+        i = np.arange(max(0, d - cols + 1), min(rows, d + 1))
+        yield i, d - i
+
+
+def _contexts(known: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Context 3 x left + top of blocks (i, j) from the modes coded so far (`known`: the map with a
+    row and column of -1 before it); a missing neighbour takes the other's mode, or `full`."""
+    left, top = known[i + 1, j], known[i, j + 1]
+    left = np.where(left >= 0, left, np.where(top >= 0, top, 0))
+    top = np.where(top >= 0, top, left)
+    return 3 * left + top
+
+
+def _context_pmfs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    """Integer pmfs (n, 3) summing to 2^MAP_PRECISION, every entry >= 1, from the context counts."""
+    c = counts[ctx]
+    total = 1 << MAP_PRECISION
+    pmf = c * (total - len(MODES)) // c.sum(1, keepdims=True) + 1
+    pmf[np.arange(len(ctx)), np.argmax(c, 1)] += total - pmf.sum(1)
+    return pmf
+
+
 def encode(enc, modes: np.ndarray, geom: ModeMap) -> float:
-    """Code the map's visible blocks (pmf, then the modes); returns the bits it costs under that
-    pmf (plus 16)."""
+    """Code the map's visible blocks (context-adaptive, along anti-diagonals); returns the bits
+    it costs under the models it was coded with."""
     vh, vw = geom.visible
     if modes.shape != geom.shape or np.any(modes[vh:] != geom.outside()[vh:]) or \
             np.any(modes[:, vw:] != geom.outside()[:, vw:]):
         raise ValueError(f"a mode map of {geom.shape} blocks with `full` outside the visible {geom.visible} expected")
-    modes = np.ascontiguousarray(modes[:vh, :vw])
-    counts = np.bincount(modes.ravel(), minlength=len(MODES))
-    pmf = quantized_pmf(counts)
-    uniform = np.ones(1 << PMF_PRECISION, dtype=np.int64) << (16 - PMF_PRECISION)
-    enc.encode(pmf[:2] - 1, uniform, precision=16)  # entries are >= 1 and < 256
-    enc.encode(modes.ravel(), pmf, precision=PMF_PRECISION)
-    return 2.0 * PMF_PRECISION + float(-(counts * np.log2(pmf / float(1 << PMF_PRECISION))).sum())
+    known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
+    known[1:, 1:] = modes[:vh, :vw]
+    counts = np.full((len(MODES) ** 2, len(MODES)), CONTEXT_INIT, dtype=np.int64)
+    bits = 0.0
+    for i, j in _diagonals(vh, vw):
+        ctx, sym = _contexts(known, i, j), known[i + 1, j + 1]
+        pmf = _context_pmfs(counts, ctx)
+        enc.encode_each(sym, pmf, precision=MAP_PRECISION)
+        bits -= float(np.log2(pmf[np.arange(len(sym)), sym] / float(1 << MAP_PRECISION)).sum())
+        np.add.at(counts, (ctx, sym), CONTEXT_STEP)
+    return bits
 
 
 def decode(dec, geom: ModeMap) -> np.ndarray:
     """Read back a map coded by `encode` (the whole padded frame's: `full` outside the picture)."""
-    uniform = np.ones(1 << PMF_PRECISION, dtype=np.int64) << (16 - PMF_PRECISION)
-    first = dec.decode(2, uniform, precision=16).astype(np.int64) + 1
-    rest = (1 << PMF_PRECISION) - int(first.sum())
-    if rest < 1:
-        raise BitstreamError("entropy-coded payload is corrupt: block-mode pmf does not sum to 256")
-    pmf = np.array([first[0], first[1], rest], dtype=np.int64)
     vh, vw = geom.visible
+    known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
+    counts = np.full((len(MODES) ** 2, len(MODES)), CONTEXT_INIT, dtype=np.int64)
+    for i, j in _diagonals(vh, vw):
+        ctx = _contexts(known, i, j)
+        sym = dec.decode_each(_context_pmfs(counts, ctx), precision=MAP_PRECISION)
+        known[i + 1, j + 1] = sym
+        np.add.at(counts, (ctx, sym), CONTEXT_STEP)
     modes = geom.outside()
-    modes[:vh, :vw] = dec.decode(vh * vw, pmf, precision=PMF_PRECISION).reshape(vh, vw)
+    modes[:vh, :vw] = known[1:, 1:]
     return modes

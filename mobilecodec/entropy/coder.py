@@ -83,6 +83,22 @@ def categorical_model(pmf_int: np.ndarray, precision: int = 16):
     return _constriction().stream.model.Categorical(probs, perfect=False)
 
 
+def per_symbol_probs(pmfs_int: np.ndarray, precision: int = 16) -> np.ndarray:
+    """float32 rows pmf / 2**precision (exact) of integer pmfs (n, k), each row >= 1 and summing to
+    2**precision: the per-symbol models of `encode_each` / `decode_each`."""
+    if not 1 <= precision <= MAX_PRECISION:
+        raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
+    p = np.asarray(pmfs_int, dtype=np.int64)
+    if p.ndim != 2 or p.shape[1] < 2 or np.any(p < 1) or np.any(p.sum(1) != (1 << precision)):
+        raise ValueError("pmfs must be rows of >= 2 positive integers, each summing to 2**precision")
+    return (p.astype(np.float64) / float(1 << precision)).astype(np.float32)
+
+
+def _categorical_family():
+    """constriction's Categorical with its probabilities given per symbol (perfect=False, as above)."""
+    return _constriction().stream.model.Categorical(perfect=False)
+
+
 @dataclass
 class CodingTables:
     """Validated integer tables of one entropy model, and its constriction models built once.
@@ -142,6 +158,17 @@ class RangeEncoder:
                          model if model is not None else categorical_model(pmf_int, precision))
         self.num_symbols += s.size
 
+    def encode_each(self, symbols: np.ndarray, pmfs_int: np.ndarray, precision: int = 16) -> None:
+        """Code symbols[i] with its own integer pmf pmfs_int[i] (rows summing to 2**precision), in order."""
+        s = np.asarray(symbols).reshape(-1)
+        if s.size == 0:
+            return
+        probs = per_symbol_probs(pmfs_int, precision)
+        if probs.shape[0] != s.size or s.min() < 0 or s.max() >= probs.shape[1]:
+            raise ValueError(f"need one pmf per symbol and symbols in [0, {probs.shape[1]})")
+        self._enc.encode(s.astype(np.int32), _categorical_family(), probs)
+        self.num_symbols += s.size
+
     def get_bytes(self) -> bytes:
         """The stream so far (little-endian 32-bit words); does not end the encoder."""
         words = self._enc.get_compressed()
@@ -188,6 +215,21 @@ class RangeDecoder:
         if out.shape != (count,) or (out.size and (out.min() < 0 or out.max() >= len(pmf_int))):
             raise BitstreamError("entropy-coded payload is corrupt: decoder returned invalid symbols")
         self.num_symbols += count
+        return out
+
+    def decode_each(self, pmfs_int: np.ndarray, precision: int = 16) -> np.ndarray:
+        """Decode one symbol per row of `pmfs_int` (integer pmfs summing to 2**precision), each with its row."""
+        probs = per_symbol_probs(pmfs_int, precision)
+        if probs.shape[0] == 0:
+            return np.zeros(0, dtype=np.int32)
+        try:
+            out = self._dec.decode(_categorical_family(), probs)
+        except Exception as exc:
+            raise BitstreamError(f"entropy-coded payload is corrupt: {exc}") from exc
+        out = np.asarray(out, dtype=np.int32)
+        if out.shape != (probs.shape[0],) or out.min() < 0 or out.max() >= probs.shape[1]:
+            raise BitstreamError("entropy-coded payload is corrupt: decoder returned invalid symbols")
+        self.num_symbols += probs.shape[0]
         return out
 
     def finish(self) -> None:
