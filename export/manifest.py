@@ -122,14 +122,15 @@ def load_manifest(package: str | Path) -> dict[str, Any]:
 
 
 def load_package_model(package: str | Path):
-    """The host-side model of a package (entropy tables, integer hyper-synthesis, warp config)."""
+    """The host-side model of a package (entropy tables, integer hyper-synthesis, warp config):
+    (manifest, model, the checkpoint's dict, e.g. its `beta`)."""
     from mobilecodec.checkpoint import load_checkpoint
 
     man = load_manifest(package)
-    model, _ = load_checkpoint(Path(package) / man["host_checkpoint"])
+    model, obj = load_checkpoint(Path(package) / man["host_checkpoint"])
     if model.weights_hash().hex() != man["weights_hash"]:
         raise InputError(f"{package}: checkpoint.pt does not match the manifest's weights hash")
-    return man, model
+    return man, model, obj
 
 
 def int8_section(qmodel: Any, graphs: dict[str, dict[str, Any]], quantized_dir: str | None,

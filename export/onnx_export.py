@@ -221,14 +221,16 @@ def file_sha256(path: str | Path) -> str:
 
 def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width: int, *,
                    original_size: tuple[int, int] | None = None, checkpoint: str | None = None,
-                   progress: bool = False, qmodel: Any = None, quantized_dir: str | None = None) -> dict[str, Any]:
+                   progress: bool = False, qmodel: Any = None, quantized_dir: str | None = None,
+                   beta: float | None = None) -> dict[str, Any]:
     """Export every NPU graph of `model` into a package folder with `manifest.json` and a copy of
     the checkpoint (host side: entropy tables, integer hyper-synthesis), written atomically.
 
     With `qmodel` (a `quant.QuantizedVideoCodec` of `model`, see `mobilecodec.export.aimet_qdq.load_ptq_for`)
     the quantized stages become aimet QDQ int8 graphs and the package records their encodings
     under `encodings/`; stages left float by the quant config (hyper-synthesis) stay float.
-    Returns the manifest."""
+    `beta`: the rate weight the model was trained with, kept in the package's checkpoint (the
+    block-mode search of a package encoder prices bits with it). Returns the manifest."""
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
 
@@ -275,7 +277,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
                 graphs[spec.name]["quantization"] = quant  # None: float graph (not quantized)
             if bar is not None:
                 bar.update(1)
-        save_checkpoint(tmp / "checkpoint.pt", model, meta={"exported_from": checkpoint})
+        save_checkpoint(tmp / "checkpoint.pt", model, beta=beta, meta={"exported_from": checkpoint})
         manifest = build_manifest(model, graphs, height, width, original_size=original_size,
                                   checkpoint=checkpoint, export_seconds=time.perf_counter() - t0)
         if qmodel is not None:

@@ -41,6 +41,7 @@ class DemoOptions:
     calib_clip: str = "bikes"
     frames: int = 32
     intra_period: int = 32
+    block_modes: int = 8  # P-frame block modes of the int8 encode (codec.block_modes; 0: off): no drift along the period
     checkpoint: str | None = None  # shipped name or file; default: the middle-beta shipped `tiny`
     pairs: int = 2  # float/int8 pairs for the check (BD-rate needs >= 2)
     ptq_steps: int = 10
@@ -72,6 +73,8 @@ class DemoOptions:
         for name in ("ptq_eval_gops", "sensitivity_frames", "profile_warmup"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.block_modes not in (0, 8, 16, 32):
+            raise InputError(f"block modes must be 0 (off), 8, 16 or 32, got {self.block_modes}")
         if self.pairs > 2:
             raise InputError(f"pairs must be 1 or 2, got {self.pairs}")
         ch, cw = self.ptq_crop
@@ -236,7 +239,7 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
     with log.stage("export ONNX package (int8 QDQ)"):
         from mobilecodec.export.onnx_export import export_package
 
-        man = export_package(main.model, pkg, ph, pw, original_size=(height, width), checkpoint=str(main.path),
+        man = export_package(main.model, pkg, ph, pw, original_size=(height, width), checkpoint=str(main.path), beta=main.beta,
                              progress=opts.progress, qmodel=qmain, quantized_dir=str(qdir_main))
         report["export"] = {"folder": str(pkg), "precision": man["precision"], "padded_size": man["padded_size"],
                             "original_size": man["original_size"], "export_seconds": man["export_seconds"],
@@ -334,8 +337,13 @@ def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, fr
     decoded.mkdir()
     stream = streams / f"{clip.stem}_int8_ort_cpu.mnvc"
     engine = OnnxEngine(pkg, ep="cpu")
+    modes = None
+    if opts.block_modes:  # the package's checkpoint records the main checkpoint's beta
+        from mobilecodec.codec.block_modes import BlockModeOptions
+
+        modes = BlockModeOptions.for_checkpoint(engine.checkpoint, opts.block_modes, f"package {pkg}")
     enc = encode_package(pkg, clip, stream, engine=engine, intra_period=opts.intra_period, max_frames=frames,
-                         progress=opts.progress)
+                         progress=opts.progress, modes=modes)
     cpu_y4m = decoded / f"{clip.stem}_int8_ort_cpu.y4m"
     dec = decode_package(pkg, stream, cpu_y4m, engine=engine, progress=opts.progress)
     cpu_frames = read_frames(cpu_y4m, frames)
@@ -345,7 +353,7 @@ def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, fr
         "stream": str(stream), "decoded": str(cpu_y4m), "backend": enc["backend"],
         "encode": {k: enc[k] for k in ("frames", "width", "height", "padded_width", "padded_height", "fps",
                                         "intra_period", "file_bytes", "bpp", "seconds", "estimated_bytes")},
-        "header_bytes": header_bytes,
+        "header_bytes": header_bytes, "block_modes": opts.block_modes,
         "decode": {"backend": dec["backend"], "frames": dec["frames"], "hash_matches": dec["hash_matches"],
                    "seconds": dec["seconds"]},
         "point": point,

@@ -89,7 +89,8 @@ def rd_curves(report: dict[str, Any]) -> list[dict[str, Any]]:
     chk = report["check_int8"]["results"][0]
     curves = [dict(chk["float"], codec=f"{chk['float']['codec']} float (PyTorch)"),
               dict(chk["int8"], codec=f"{chk['float']['codec']} int8 (aimet sim)"),
-              {"codec": "int8 package (onnxruntime CPU)", "points": [report["runtime"]["point"]]}]
+              {"codec": "int8 package (onnxruntime CPU" + (f", block modes {bm}x{bm})" if (bm := report["runtime"].get(
+                  "block_modes")) else ")"), "points": [report["runtime"]["point"]]}]
     for b in report.get("baselines", {}).values():
         curves.append({"codec": f"{b['codec']} {b['preset']}", "points": b["points"]})
     return curves
@@ -212,7 +213,11 @@ def markdown(report: dict[str, Any], out: Path) -> str:
           *md_table(["graph", "context bytes", "compile s"],
                   [[n, g["bytes"], g["compile_seconds"]] for n, g in cp["graphs"].items()], 2), ""]
     e, d = rt["encode"], rt["decode"]
+    bm = rt.get("block_modes")
     L += ["## 5. Encode and decode on the onnxruntime int8 runtime", "",
+          (f"P-frames with block modes ({bm}x{bm}): per block the encoder keeps the decoded residual, the "
+           "prediction alone or the reference's block, whichever costs least in SSE + 2 beta x bits; the "
+           "stream carries the map." if bm else "P-frames without block modes (`--block-modes 0`)."), "",
           *md_table(["step", "backend", "frames", "bytes", "bpp", "PSNR-YUV", "PSNR-RGB", "MS-SSIM-RGB",
                    "frames/s", "hashes = encoder"],
                   [["encode", rt["backend"], e["frames"], e["file_bytes"], e["bpp"], p["psnr_yuv"], p["psnr_rgb"],

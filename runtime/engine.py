@@ -99,7 +99,7 @@ class OnnxEngine:
 
         base, ctx_files, self.context = resolve_package(package, ep)
         self.package, self.ep = base, ep
-        self.manifest, self.model = load_package_model(base)
+        self.manifest, self.model, self.checkpoint = load_package_model(base)
         self.model.eval()
         files = {n: base / g["file"] for n, g in self.manifest["graphs"].items()}
         overrides = {**(ctx_files or {}), **{k: Path(v) for k, v in (graph_files or {}).items()}}
@@ -199,8 +199,10 @@ class OnnxEngine:
             raise InputError(f"the video pads to {height}x{width} but package {self.package} was exported for "
                              f"{ph}x{pw}; export a package at that size (mobilecodec export --size {height}x{width})")
 
-    def latent_encoder(self, x: Any) -> "OnnxLatentEncoder":
-        return OnnxLatentEncoder(self, x)
+    def latent_encoder(self, x: Any, modes: Any = None, picture: tuple[int, int] | None = None) -> "OnnxLatentEncoder":
+        """`modes`: the sender's block-mode search (`codec.block_modes.BlockModeOptions`, None: off),
+        chosen over `picture`, the frame's (height, width) before padding."""
+        return OnnxLatentEncoder(self, x, modes, picture)
 
     def latent_decoder(self, payload: bytes, height: int, width: int, mode_map: Any = None) -> Any:
         """The PyTorch path's LatentDecoder on the host model, with entropy decoding and the integer
@@ -318,7 +320,10 @@ class OnnxEngine:
         from mobilecodec.runtime.graph_networks import GraphNetworks
 
         with torch.no_grad():
-            result = pframe_steps(GraphNetworks(self, buf), buf, source)
+            nets = GraphNetworks(self, buf)
+            if isinstance(source, OnnxLatentEncoder):
+                source.buffer, source.nets = buf, nets  # the block-mode trial runs this frame's graphs
+            result = pframe_steps(nets, buf, source)
         self.clock.end_frame()
         return result
 
@@ -331,13 +336,19 @@ class OnnxLatentEncoder:
     """Encoder-side latents from the analysis and hyper-analysis graphs, coded on the host with
     `codec.frame_coding.HyperpriorCoder.encode_latents` (the PyTorch path's coder)."""
 
-    def __init__(self, engine: OnnxEngine, x: Any) -> None:
-        from mobilecodec.codec.frame_coding import RateStats
+    def __init__(self, engine: OnnxEngine, x: Any, modes: Any = None, picture: tuple[int, int] | None = None) -> None:
+        from mobilecodec.codec.frame_coding import BlockModeSender, RateStats
         from mobilecodec.entropy.coder import RangeEncoder
 
         self.engine, self.x = engine, to_numpy(x)
         self.enc = RangeEncoder()
         self.stats = RateStats()
+        # the block-mode search (codec.block_modes), None: off; the engine gives the P-frame's
+        # buffer and graphs (`buffer`, `nets`) before the step, for the trial of the residual
+        self.modes = None if modes is None else BlockModeSender(modes, self.x, picture, self.enc, self.stats,
+                                                                 engine.clock)
+        self.buffer: Any = None
+        self.nets: Any = None
 
     def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str) -> Any:
         from mobilecodec.codec.frame_coding import HyperpriorCoder
@@ -371,7 +382,28 @@ class OnnxLatentEncoder:
         env = {"x": self.x, "pred": to_numpy(pred)}
         if cond:
             env["warped"] = to_numpy(cond[0])
-        return self._code("r", "r_analysis", env, "r")
+        if self.modes is None or self.nets is None or "frame" not in (self.buffer or {}):
+            return self._code("r", "r_analysis", env, "r")
+        from mobilecodec.codec.frame_coding import HyperpriorCoder
+
+        # block modes: a trial of the frame on these graphs picks the modes, and the residual
+        # latents that reach only blocks it drops are coded as their means (as the PyTorch sender does)
+        y = self.engine.run("r_analysis", env)["r"]
+        z = self.engine.run("r_hyper_analysis", {"r": y})["z"]
+        coder = HyperpriorCoder(self.engine.model, "r")
+        trial, _ = self.nets.synthesize_residual(coder.quantize_latents(y, z)[0], pred, cond)
+        keep = self.modes.kept(trial, pred, self.buffer["frame"]).numpy()
+        return coder.encode_latents(y, z, self.enc, self.stats, clock=self.engine.clock,
+                                    refine=lambda mean, idx: np.where(keep, y, mean))
+
+    def select_blocks(self, x_hat: Any, pred: Any, reference: Any) -> Any:
+        """With block modes on: choose and code the map, return the frame it selects (else x_hat)."""
+        return x_hat if self.modes is None else self.modes.select(x_hat, pred, reference)
+
+    @property
+    def mode_counts(self) -> list[int] | None:
+        """Blocks per mode of this frame, when block modes are on and the frame is coded."""
+        return None if self.modes is None else self.modes.counts
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()

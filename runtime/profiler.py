@@ -36,7 +36,7 @@ def package_complexity(package: str | Path) -> tuple[CodecComplexity, CodecCompl
     from mobilecodec.runtime.codec_profile import count_codec
 
     pkg = Path(package)
-    man, model = load_package_model(pkg)
+    man, model, _ = load_package_model(pkg)
     ph, pw = man["padded_size"]
     oh, ow = man["original_size"]
     stages = onnx_stage_counts({n: pkg / g["file"] for n, g in man["graphs"].items()})

@@ -179,18 +179,40 @@ def test_onnxruntime_decodes_a_stream_with_modes(tiny_package, carphone, tmp_pat
     assert np.array_equal(as_dtype("frame", slot, "float32"), engine._last_buf["frame"].numpy())
 
 
-def test_modes_refused_where_they_cannot_apply(tiny_package, carphone, tmp_path):
-    from mobilecodec.cli import main
-    from mobilecodec.codec.video import encode_video
-    from mobilecodec.runtime.engine import OnnxEngine
+def test_the_package_encoder_runs_block_modes(carphone, tmp_path):
+    """`encode --package --block-modes`: the onnxruntime sender runs the trial and the map on the
+    package's own graphs (lambda from the beta its checkpoint records); the stream decodes
+    hash-exact on a fresh engine, and the PyTorch path reads it too."""
+    import json
 
-    engine = OnnxEngine(tiny_package)
-    with pytest.raises(InputError, match="block-mode search runs on the PyTorch model"):
-        encode_video(engine.model, carphone, tmp_path / "x.mnvc", max_frames=2, progress=False, engine=engine,
-                     modes=block_modes.BlockModeOptions(block=8, lam=0.01))
-    assert main(["encode", "carphone", "--package", str(tiny_package), "--block-modes", "8",
+    from mobilecodec.cli import main
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.stream import decode_package
+
+    pkg = tmp_path / "pkg"
+    assert main(["export", "--checkpoint", "tiny_b0.0512", "--size", "144x176", "-o", str(pkg), "--no-progress"]) == 0
+    stream, report = tmp_path / "m.mnvc", tmp_path / "m.json"
+    assert main(["encode", "carphone", "--package", str(pkg), "--block-modes", "8", "--frames", "6",
+                 "--intra-period", "6", "-o", str(stream), "--json", str(report), "--no-progress"]) == 0
+    frames = json.loads(report.read_text())["per_frame"]
+    used = [f["modes"] for f in frames[1:]]
+    assert all(sum(m.values()) == 396 for m in used)  # carphone's 22 x 18 blocks of 8x8
+    assert sum(m["full"] for m in used) and sum(m["pred"] + m["copy"] for m in used)  # a real mix
+    assert all(f["parts"]["modes"] > 0 for f in frames[1:])
+    s = decode_package(pkg, stream, None, drift=True, engine=OnnxEngine(pkg), progress=False)
+    assert s["hash_matches"] == 6
+    assert all(r["identical"] or r["psnr_min_db"] >= 45.0 for r in s["drift"]["per_frame"])
+
+
+def test_modes_refused_where_they_cannot_apply(tiny_package, tmp_path):
+    """A package whose checkpoint records no beta (here a random model's) cannot price the map's bits."""
+    from mobilecodec.cli import main
+
+    pkg = tiny_package
+    assert main(["encode", "carphone", "--package", str(pkg), "--block-modes", "8",
                  "-o", str(tmp_path / "y.mnvc")]) == 2
     assert not (tmp_path / "y.mnvc").exists()
+    assert main(["encode", "carphone", "--package", str(pkg), "--refine", "10", "-o", str(tmp_path / "y.mnvc")]) == 2
 
 
 def test_candidates_are_on_the_decoder_grid():

@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the stage lines and progress bars")
     adv = p.add_argument_group("advanced (budgets of the steps)")
     adv.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
+    adv.add_argument("--block-modes", type=int, choices=(0, 8, 16, 32), default=8, metavar="B",
+                     help="P-frame block modes of the int8 encode, BxB blocks (0: off; default 8): the sender keeps "
+                          "the residual, the prediction or the reference per block, so quality holds along the "
+                          "intra period")
     adv.add_argument("--pairs", type=int, choices=(1, 2), default=2,
                      help="float/int8 pairs for the check; BD-rate needs 2 (default 2)")
     adv.add_argument("--ptq-steps", type=positive_int, default=10, help="PTQ calibration steps (default 10)")
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--baseline-crf sets the x264/x265 sweep that --no-baselines skips: give one of them")
 
     opts = DemoOptions(clip=args.clip, calib_clip=args.calib_clip, frames=args.frames, intra_period=args.intra_period, checkpoint=args.checkpoint,
+                       block_modes=args.block_modes,
                        pairs=args.pairs, ptq_steps=args.ptq_steps, ptq_gop=args.ptq_gop, ptq_batch=args.ptq_batch,
                        ptq_crop=args.ptq_crop, ptq_eval_gops=args.ptq_eval_gops,
                        sensitivity_frames=args.sensitivity_frames, qnn_decode=not args.no_qnn_decode,

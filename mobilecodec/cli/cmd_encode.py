@@ -56,11 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--ep applies to --package encodes (the PyTorch encoder runs on this CPU)")
     if args.package:
-        if args.refine or args.block_modes:
+        if args.refine:
             from mobilecodec.errors import InputError
 
-            raise InputError(f"{'--refine' if args.refine else '--block-modes'} needs the PyTorch model "
-                             "(--checkpoint), not an export package")
+            raise InputError("--refine needs the PyTorch model (--checkpoint), not an export package")
         return _run_package(args)
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.block_modes import BlockModeOptions
@@ -89,9 +88,16 @@ def _run_package(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
     from mobilecodec.runtime.stream import encode_package
 
-    summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep or "cpu",
+    from mobilecodec.codec.block_modes import BlockModeOptions
+    from mobilecodec.runtime.engine import OnnxEngine
+
+    engine = OnnxEngine(args.package, ep=args.ep or "cpu")
+    modes = None
+    if args.block_modes:  # the package's checkpoint records the beta it was exported with
+        modes = BlockModeOptions.for_checkpoint(engine.checkpoint, args.block_modes, f"package {args.package}")
+    summary = encode_package(args.package, resolve_input(args.input), args.output, engine=engine,
                              intra_period=args.intra_period, max_frames=args.frames, size=args.size, fps=args.fps,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, modes=modes)
     _report(summary, args)
     return 0
 

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.original_size is not None:
         check_original_size(*args.original_size, h, w)
     check_size(h, w)
+    obj: dict = {}  # the checkpoint's dict (its beta goes into the package); none for a random --config model
     if args.config:
         import torch
 
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from mobilecodec.checkpoint import load_checkpoint
 
-        model, _ = load_checkpoint(args.checkpoint)
+        model, obj = load_checkpoint(args.checkpoint)
     qmodel = None
     if args.int8:
         from pathlib import Path
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.export.onnx_export import export_package
 
     man = export_package(model, args.output, h, w, original_size=args.original_size,
-                         checkpoint=args.checkpoint, progress=not args.no_progress, qmodel=qmodel, quantized_dir=args.int8)
+                         checkpoint=args.checkpoint, progress=not args.no_progress, qmodel=qmodel, quantized_dir=args.int8,
+                         beta=obj.get("beta"))
     total = sum(g["bytes"] for g in man["graphs"].values())
     print(f"{len(man['graphs'])} {man['precision']} graphs ({total / 1e6:.2f} MB) at {h}x{w} -> {args.output} "
           f"in {man['export_seconds']:.1f} s")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -110,9 +110,13 @@ class HyperpriorCoder:
 
     def quantize(self, y: torch.Tensor) -> tuple[torch.Tensor, float]:
         """What `encode` would code for y, without a coder: (y_hat, bits of z and y under the tables)."""
-        z_int = self._z_symbols(getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
+        return self.quantize_latents(y.numpy(), getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
+
+    def quantize_latents(self, y: np.ndarray, z: np.ndarray) -> tuple[torch.Tensor, float]:
+        """What `encode_latents` would code for (y, z) of any backend, without a coder: (y_hat, bits)."""
+        z_int = self._z_symbols(z)
         mean, idx = self.params(z_int)
-        sym = self._y_symbols(y.numpy(), mean, idx)
+        sym = self._y_symbols(y, mean, idx)
         return self._y_hat(sym, mean), self.prior.bits(z_int) + self.gaussian.bits(sym.ravel(), idx.ravel())
 
     def _z_symbols(self, z: np.ndarray) -> np.ndarray:
@@ -150,6 +154,39 @@ class HyperpriorCoder:
         return float(-torch.log2(lik).sum())
 
 
+class BlockModeSender:
+    """The sender's side of the P-frame block modes (`codec.block_modes`), for the encoder of any
+    backend: which residual latents a trial of the frame leaves unused, then the modes of the
+    coded frame, chosen against the source and coded into the frame's payload."""
+
+    def __init__(self, opts: block_modes.BlockModeOptions, x: Any, picture: tuple[int, int] | None,
+                 enc: RangeEncoder, stats: RateStats, clock=None) -> None:
+        self.opts, self.x = opts, torch.as_tensor(x)
+        padded = (2 * self.x.shape[-2], 2 * self.x.shape[-1])  # x: packed YUV420, half the luma size
+        self.geom = block_modes.ModeMap(opts.block, padded, picture or padded)
+        self.enc, self.stats, self.clock = enc, stats, clock
+        self.counts: list[int] | None = None  # blocks per mode of this frame, once chosen
+
+    def kept(self, trial: Any, pred: Any, reference: torch.Tensor) -> torch.Tensor:
+        """(1, 1, h, w) bool: the residual latents that reach a block the trial frame keeps whole;
+        the others only shape blocks the map would drop, so they are coded as their means."""
+        cands = block_modes.candidates(torch.as_tensor(trial), torch.as_tensor(pred), reference)
+        return block_modes.kept_latents(block_modes.choose(self.x, cands, self.opts, self.geom), self.opts.block)
+
+    def select(self, x_hat: Any, pred: Any, reference: torch.Tensor) -> torch.Tensor:
+        """Choose each block's mode, code the map, and return the frame it selects."""
+        cands = block_modes.candidates(torch.as_tensor(x_hat), torch.as_tensor(pred), reference)
+        modes = block_modes.choose(self.x, cands, self.opts, self.geom)
+        with step_timer(self.clock)("host: entropy coding"):
+            bits = block_modes.encode(self.enc, modes, self.geom)
+        self.stats.table_bits += bits
+        self.stats.add_model_bits(bits)
+        self.stats.per_part["modes"] = bits
+        vh, vw = self.geom.visible  # the chosen blocks: those that meet the picture
+        self.counts = np.bincount(modes[:vh, :vw].ravel(), minlength=len(block_modes.MODES)).tolist()
+        return block_modes.apply(modes, cands, self.geom.block)
+
+
 class LatentEncoder:
     """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
     e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (motion search, entropy
@@ -159,14 +196,12 @@ class LatentEncoder:
                  modes: block_modes.BlockModeOptions | None = None,
                  picture: tuple[int, int] | None = None) -> None:
         self.model, self.x = model, x
-        self.modes = modes  # the sender's block-mode search (codec.block_modes), None: off
-        # where the mode map lies: `picture` is the frame's (height, width) before padding (None: x's)
-        padded = (2 * x.shape[-2], 2 * x.shape[-1])  # x: packed YUV420, half the luma size
-        self.mode_map = None if modes is None else block_modes.ModeMap(modes.block, padded, picture or padded)
-        self.mode_counts: list[int] | None = None  # blocks per mode of this frame, when modes are on
         self.enc = RangeEncoder()
         self.stats = RateStats()
         self.clock = clock
+        # the block-mode search (codec.block_modes), None: off; `picture` is the frame's (height,
+        # width) before padding, where the modes are chosen (None: x's)
+        self.modes = None if modes is None else BlockModeSender(modes, x, picture, self.enc, self.stats, clock)
         self.refine = refine
         self.refined: dict[str, RefineResult] = {}  # what refinement did, per latent prefix
         # The P-frame's reference buffer, given by the engine before a P-step: motion refinement
@@ -235,9 +270,7 @@ class LatentEncoder:
         modes; the residual latents that reach only blocks it drops are then coded as their mean
         (symbol 0), since their bits would buy nothing. Returns the `encode` refine callback."""
         y_hat, _ = HyperpriorCoder(self.model, "r").quantize(r)
-        trial = self.model.r_synthesis(y_hat, pred, *cond)[0]
-        cands = block_modes.candidates(trial, pred, self.buffer["frame"])
-        keep = block_modes.kept_latents(block_modes.choose(self.x, cands, self.modes, self.mode_map), self.modes.block)
+        keep = self.modes.kept(self.model.r_synthesis(y_hat, pred, *cond)[0], pred, self.buffer["frame"])
 
         def code_kept(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
             return torch.where(keep, y, torch.from_numpy(mean).to(y.dtype))
@@ -246,18 +279,12 @@ class LatentEncoder:
     def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
         """With block modes on: choose each block's mode against the source, code the map, and
         return the frame it selects; else x_hat unchanged."""
-        if self.modes is None:
-            return x_hat
-        cands = block_modes.candidates(torch.as_tensor(x_hat), torch.as_tensor(pred), reference)
-        modes = block_modes.choose(self.x, cands, self.modes, self.mode_map)
-        with step_timer(self.clock)("host: entropy coding"):
-            bits = block_modes.encode(self.enc, modes, self.mode_map)
-        self.stats.table_bits += bits
-        self.stats.add_model_bits(bits)
-        self.stats.per_part["modes"] = bits
-        vh, vw = self.mode_map.visible  # the chosen blocks: those that meet the picture
-        self.mode_counts = np.bincount(modes[:vh, :vw].ravel(), minlength=len(block_modes.MODES)).tolist()
-        return block_modes.apply(modes, cands, self.mode_map.block)
+        return x_hat if self.modes is None else self.modes.select(x_hat, pred, reference)
+
+    @property
+    def mode_counts(self) -> list[int] | None:
+        """Blocks per mode of this frame, when block modes are on and the frame is coded."""
+        return None if self.modes is None else self.modes.counts
 
     def payload(self) -> bytes:
         return self.enc.get_bytes()

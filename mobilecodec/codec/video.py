@@ -33,18 +33,18 @@ class TorchEngine:
     """The PyTorch backend behind `encode_video` / `decode_video`. Another backend (e.g.
     `mobilecodec.runtime.engine.OnnxEngine`) provides the same members and codes interchangeable streams."""
 
-    def __init__(self, model: VideoCodec, refine: RefineOptions | None = None,
-                 modes: BlockModeOptions | None = None) -> None:
+    def __init__(self, model: VideoCodec, refine: RefineOptions | None = None) -> None:
         self.model = model
         self.refine = refine  # sender-side latent refinement (codec.refine), None: off
-        self.modes = modes  # the sender's block-mode search (codec.block_modes), None: off
 
     def check_padded_size(self, height: int, width: int) -> None:
         """PyTorch runs any padded size."""
 
-    def latent_encoder(self, x: torch.Tensor, picture: tuple[int, int] | None = None) -> LatentEncoder:
-        """`picture`: the frame's (height, width) before padding, where the block modes are chosen."""
-        return LatentEncoder(self.model, x, refine=self.refine, modes=self.modes, picture=picture)
+    def latent_encoder(self, x: torch.Tensor, modes: BlockModeOptions | None = None,
+                       picture: tuple[int, int] | None = None) -> LatentEncoder:
+        """`modes`: the sender's block-mode search (None: off), chosen over `picture`, the frame's
+        (height, width) before padding."""
+        return LatentEncoder(self.model, x, refine=self.refine, modes=modes, picture=picture)
 
     def latent_decoder(self, payload: bytes, height: int, width: int,
                        mode_map: block_modes.ModeMap | None = None) -> LatentDecoder:
@@ -70,21 +70,19 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                  progress: bool = True, engine=None, refine: RefineOptions | None = None,
                  modes: BlockModeOptions | None = None) -> dict:
     """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time).
-    `engine`: the backend running the networks (default: `TorchEngine(model, refine, modes)`); `refine`:
+    `engine`: the backend running the networks (default: `TorchEngine(model, refine)`); `refine`:
     sender-side latent refinement (PyTorch engine only; the decoder and the stream are unchanged);
-    `modes`: P-frame block modes (`codec.block_modes`; PyTorch engine only; every decoder reads them)."""
+    `modes`: P-frame block modes (`codec.block_modes`; every encoder and decoder runs them)."""
     if intra_period < 1:
         raise InputError(f"intra period must be >= 1, got {intra_period}")
     if not model.ready_for_coding:
         raise InputError("the model has no entropy-coding tables; run model.update() before coding")
     if refine is not None and engine is not None:
         raise InputError("latent refinement runs on the PyTorch model; it cannot be combined with another engine")
-    if modes is not None and engine is not None:
-        raise InputError("the block-mode search runs on the PyTorch model; it cannot be combined with another engine")
     if modes is not None and not any(e.name == "frame" for e in model.layout):
         raise InputError(f"block modes need a buffered frame; config {model.cfg.name!r} buffers none")
     model.eval()
-    engine = engine or TorchEngine(model, refine, modes)
+    engine = engine or TorchEngine(model, refine)
     t0 = time.perf_counter()
     frames_info = []
     with open_video(input_path, size=size, fps=fps, max_frames=max_frames) as reader:
@@ -100,7 +98,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
             for i, frame in enumerate(reader):
                 x = frame_to_tensor(pad_frame(frame))
-                src = engine.latent_encoder(x, (h, w)) if modes is not None else engine.latent_encoder(x)
+                src = engine.latent_encoder(x, modes, (h, w)) if modes is not None else engine.latent_encoder(x)
                 is_intra = i % intra_period == 0
                 out, buf = engine.run_iframe(src) if is_intra else engine.run_pframe(buf, src)
                 dec = crop_frame(tensor_to_frame(out), w, h)
