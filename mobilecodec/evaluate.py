@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.rdresults import drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
 METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
@@ -101,57 +102,6 @@ def frame_type_summary(point: dict) -> dict:
         out["p_over_i_bits"] = None
         out["p_cheaper_at_equal_or_better_psnr"] = None
     return out
-
-
-def drift_summary(point: dict) -> dict:
-    """P-frame drift inside each intra period of one RD point: the last P-frame's bits over the
-    second P-frame's (the first P-frame still profits from a fresh I-frame reference) and its
-    PSNR-YUV drop. Periods with fewer than 3 P-frames are skipped. A codec that does not drift
-    keeps the ratio near 1 and the drop near 0 (issue #13's bar: at most 1.5x and 1 dB). A period
-    is `full` when it holds the point's whole intra period (the clip's last one may be cut short:
-    its last P-frame is not the period's); the `_full` worsts cover those alone."""
-    periods, cur = [], []
-    for f in point["per_frame"]:
-        if f["type"] == "I":
-            if cur:
-                periods.append(cur)
-            cur = [f]
-        else:
-            cur.append(f)
-    if cur:
-        periods.append(cur)
-    rows = []
-    for per in periods:
-        ps = [f for f in per if f["type"] == "P"]
-        if len(ps) < 3:
-            continue
-        second, last = ps[1], ps[-1]
-        rows.append({"first_frame": per[0]["index"], "second_p": second["index"], "last_p": last["index"],
-                     "bits_ratio": last["bits"] / second["bits"] if second["bits"] else None,
-                     "psnr_yuv_drop": second["psnr_yuv"] - last["psnr_yuv"],
-                     "full": len(per) == point.get("intra_period")})
-
-    def worst(rs: list[dict]) -> tuple[float | None, float | None]:
-        ratios = [r["bits_ratio"] for r in rs if r["bits_ratio"] is not None]
-        return max(ratios) if ratios else None, max((r["psnr_yuv_drop"] for r in rs), default=None)
-
-    (bits, drop), (bits_full, drop_full) = worst(rows), worst([r for r in rows if r["full"]])
-    return {"periods": rows, "worst_bits_ratio": bits, "worst_psnr_yuv_drop": drop,
-            "worst_bits_ratio_full": bits_full, "worst_psnr_yuv_drop_full": drop_full}
-
-
-def format_drift(d: dict) -> str:
-    """One line of a `drift_summary`: the worst bits ratio and PSNR-YUV drop, and over the full
-    periods alone where a period was cut short."""
-    if d["worst_bits_ratio"] is None:
-        return "-"
-    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB (worst of "
-            f"{len(d['periods'])} periods)")
-    n_full = sum(bool(r.get("full")) for r in d["periods"])
-    if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
-        line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
-                 f"over the {n_full} full ones")
-    return line
 
 
 def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS) -> dict:
@@ -427,7 +377,7 @@ def format_report(report: dict) -> str:
                          f"{fmt(q, 'bits', 9, 0)} {fmt(q, 'psnr_yuv', 11, 3)} {ratio:>9}  {verdict}")
         lines.append("P-frame drift (last P-frame of each intra period against its second) and colour:")
         for p in res["points"]:
-            drift = format_drift(p.get("drift") or drift_summary(p))
+            drift = format_period_drift(p.get("drift") or drift_summary(p))
             lines.append(f"{p['label']:<28} drift {drift}; PSNR-YUV - PSNR-RGB {p['psnr_yuv'] - p['psnr_rgb']:.2f} dB")
         for note in entry["notes"]:
             lines.append(f"note: {note}")

@@ -211,7 +211,7 @@ def test_usage_error_exits_2(carphone, tmp_path):
 
 def test_drift_summary_hand_values():
     """Two intra periods, I P P P P and I P P P: the last P-frame against the second one."""
-    from mobilecodec.evaluate import drift_summary
+    from mobilecodec.rdresults import drift_summary
 
     def f(i, t, bits, q):
         return {"index": i, "type": t, "bits": bits, "psnr_yuv": q}

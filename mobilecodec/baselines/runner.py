@@ -163,7 +163,7 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
     point["frame_types"] = "".join(f["type"][:1] for f in per_frame)
     point["per_frame"] = per_frame
     if cfg.intra_period:
-        from mobilecodec.evaluate import drift_summary
+        from mobilecodec.rdresults import drift_summary
 
         point["intra_period"] = cfg.intra_period
         point["drift"] = drift_summary(point)
@@ -255,10 +255,10 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{ff.format_crf(p['crf']):>5} {p['bpp']:8.4f} {p['psnr_y']:8.3f} "
                      f"{p['psnr_yuv']:9.3f} {p['psnr_rgb']:9.3f} {p['ms_ssim_rgb']:8.5f}")
     if any("drift" in p for p in results["points"]):
-        from mobilecodec.evaluate import format_drift
+        from mobilecodec.rdresults import format_period_drift
 
         lines.append(f"P-frame drift (intra period {results.get('intra_period')}: last P-frame of each "
                      "period against its second):")
-        lines += [f"{'crf' + ff.format_crf(p['crf']):<8} {format_drift(p['drift'])}"
+        lines += [f"{'crf' + ff.format_crf(p['crf']):<8} {format_period_drift(p['drift'])}"
                   for p in results["points"] if "drift" in p]
     return "\n".join(lines)
