@@ -20,7 +20,7 @@ the padding stale, and the residual analysis paid for it at the picture's border
 Coding, after the frame's latents: the visible blocks' modes along the anti-diagonals from the top
 left, each with the adaptive model of its context, the modes of its left and top neighbours
 (counts start at 1 and grow by 4 per coded mode, after each anti-diagonal: every block of one
-diagonal is coded in one call, so a 1080p map costs 376 calls, not 32,400). Maps are spatially
+diagonal is coded in one call, so a 1080p map costs 374 calls, not 32,400). Maps are spatially
 coherent (a still background copies, a moving face keeps its residual): against one pmf per frame
 this took 7-35 % fewer bits on the probes (README).
 A stream says it carries modes, and their block size, in its header flags (`stream_flags`).
