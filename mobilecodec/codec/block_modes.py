@@ -213,36 +213,46 @@ def _context_pmfs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return pmf
 
 
+def _walk(geom: ModeMap, code) -> np.ndarray:
+    """The context model over the map's visible blocks, anti-diagonal by anti-diagonal: `code(i,
+    j, pmfs)` codes or decodes those blocks' modes with their pmfs and returns them; returns the
+    visible map. The encoder and the decoder run this one walk, so their models cannot differ."""
+    vh, vw = geom.visible
+    known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
+    counts = np.full((len(MODES) ** 2, len(MODES)), CONTEXT_INIT, dtype=np.int64)
+    for i, j in _diagonals(vh, vw):
+        ctx = _contexts(known, i, j)
+        sym = code(i, j, _context_pmfs(counts, ctx))
+        known[i + 1, j + 1] = sym
+        np.add.at(counts, (ctx, sym), CONTEXT_STEP)
+    return known[1:, 1:]
+
+
 def encode(enc, modes: np.ndarray, geom: ModeMap) -> float:
     """Code the map's visible blocks (context-adaptive, along anti-diagonals); returns the bits
     it costs under the models it was coded with."""
     vh, vw = geom.visible
-    if modes.shape != geom.shape or np.any(modes[vh:] != geom.outside()[vh:]) or \
-            np.any(modes[:, vw:] != geom.outside()[:, vw:]):
+    expected = geom.outside()  # `full` outside the visible blocks, the map's own modes inside
+    if modes.shape == geom.shape:
+        expected[:vh, :vw] = modes[:vh, :vw]
+    if not np.array_equal(modes, expected):
         raise ValueError(f"a mode map of {geom.shape} blocks with `full` outside the visible {geom.visible} expected")
-    known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
-    known[1:, 1:] = modes[:vh, :vw]
-    counts = np.full((len(MODES) ** 2, len(MODES)), CONTEXT_INIT, dtype=np.int64)
     bits = 0.0
-    for i, j in _diagonals(vh, vw):
-        ctx, sym = _contexts(known, i, j), known[i + 1, j + 1]
-        pmf = _context_pmfs(counts, ctx)
-        enc.encode_each(sym, pmf, precision=MAP_PRECISION)
-        bits -= float(np.log2(pmf[np.arange(len(sym)), sym] / float(1 << MAP_PRECISION)).sum())
-        np.add.at(counts, (ctx, sym), CONTEXT_STEP)
+
+    def code(i: np.ndarray, j: np.ndarray, pmfs: np.ndarray) -> np.ndarray:
+        nonlocal bits
+        sym = modes[i, j]
+        enc.encode_each(sym, pmfs, precision=MAP_PRECISION)
+        bits -= float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << MAP_PRECISION)).sum())
+        return sym
+
+    _walk(geom, code)
     return bits
 
 
 def decode(dec, geom: ModeMap) -> np.ndarray:
     """Read back a map coded by `encode` (the whole padded frame's: `full` outside the picture)."""
     vh, vw = geom.visible
-    known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
-    counts = np.full((len(MODES) ** 2, len(MODES)), CONTEXT_INIT, dtype=np.int64)
-    for i, j in _diagonals(vh, vw):
-        ctx = _contexts(known, i, j)
-        sym = dec.decode_each(_context_pmfs(counts, ctx), precision=MAP_PRECISION)
-        known[i + 1, j + 1] = sym
-        np.add.at(counts, (ctx, sym), CONTEXT_STEP)
     modes = geom.outside()
-    modes[:vh, :vw] = known[1:, 1:]
+    modes[:vh, :vw] = _walk(geom, lambda i, j, pmfs: dec.decode_each(pmfs, precision=MAP_PRECISION))
     return modes
