@@ -337,13 +337,8 @@ def _runtime(out: Path, pkg: Path, compiled: Path, clip: Path, sources: list, fr
     decoded.mkdir()
     stream = streams / f"{clip.stem}_int8_ort_cpu.mnvc"
     engine = OnnxEngine(pkg, ep="cpu")
-    modes = None
-    if opts.block_modes:  # the package's checkpoint records the main checkpoint's beta
-        from mobilecodec.codec.block_modes import BlockModeOptions
-
-        modes = BlockModeOptions.for_checkpoint(engine.checkpoint, opts.block_modes, f"package {pkg}")
-    enc = encode_package(pkg, clip, stream, engine=engine, intra_period=opts.intra_period, max_frames=frames,
-                         progress=opts.progress, modes=modes)
+    enc = encode_package(pkg, clip, stream, engine=engine, block_modes=opts.block_modes,  # the package keeps beta
+                         intra_period=opts.intra_period, max_frames=frames, progress=opts.progress)
     cpu_y4m = decoded / f"{clip.stem}_int8_ort_cpu.y4m"
     dec = decode_package(pkg, stream, cpu_y4m, engine=engine, progress=opts.progress)
     cpu_frames = read_frames(cpu_y4m, frames)

@@ -11,13 +11,18 @@ from mobilecodec.runtime.engine import OnnxEngine
 
 
 def encode_package(package: str | Path, input_path: str | Path, output: str | Path, *, ep: str = "cpu",
-                   engine: OnnxEngine | None = None, **kw: Any) -> dict:
+                   engine: OnnxEngine | None = None, block_modes: int = 0, **kw: Any) -> dict:
     """`encode_video` with the package's graphs on onnxruntime; the stream names the package's
-    model (config id, weights hash) so the PyTorch path decodes it too."""
+    model (config id, weights hash) so the PyTorch path decodes it too. `block_modes`: the block
+    size of the P-frame block modes (0: off), priced at the beta the package's checkpoint records."""
+    from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.video import encode_video
 
     engine = engine or OnnxEngine(package, ep=ep)  # threads: runtime.threads.set_threads
-    summary = encode_video(engine.model, input_path, output, engine=engine, **kw)
+    modes = None
+    if block_modes:
+        modes = BlockModeOptions.for_checkpoint(engine.checkpoint, block_modes, f"package {package}")
+    summary = encode_video(engine.model, input_path, output, engine=engine, modes=modes, **kw)
     summary.update(backend=engine.label, package=str(engine.package))
     return summary
 

@@ -88,16 +88,9 @@ def _run_package(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
     from mobilecodec.runtime.stream import encode_package
 
-    from mobilecodec.codec.block_modes import BlockModeOptions
-    from mobilecodec.runtime.engine import OnnxEngine
-
-    engine = OnnxEngine(args.package, ep=args.ep or "cpu")
-    modes = None
-    if args.block_modes:  # the package's checkpoint records the beta it was exported with
-        modes = BlockModeOptions.for_checkpoint(engine.checkpoint, args.block_modes, f"package {args.package}")
-    summary = encode_package(args.package, resolve_input(args.input), args.output, engine=engine,
-                             intra_period=args.intra_period, max_frames=args.frames, size=args.size, fps=args.fps,
-                             progress=not args.no_progress, modes=modes)
+    summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep or "cpu",
+                             block_modes=args.block_modes or 0, intra_period=args.intra_period,
+                             max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress)
     _report(summary, args)
     return 0
 
