@@ -350,13 +350,16 @@ class OnnxLatentEncoder:
         self.buffer: Any = None
         self.nets: Any = None
 
-    def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str) -> Any:
+    def _code(self, prefix: str, graph: str, env: dict[str, np.ndarray], lat: str, refine=None) -> Any:
+        """Analysis and hyper-analysis graphs, then the host's coder; `refine(coder, y, z)` (optional)
+        gives `encode_latents` its refine callback."""
         from mobilecodec.codec.frame_coding import HyperpriorCoder
 
         y = self.engine.run(graph, env)[lat]
         z = self.engine.run(f"{prefix}_hyper_analysis", {lat: y})["z"]
-        return HyperpriorCoder(self.engine.model, prefix).encode_latents(y, z, self.enc, self.stats,
-                                                                         clock=self.engine.clock)
+        coder = HyperpriorCoder(self.engine.model, prefix)
+        return coder.encode_latents(y, z, self.enc, self.stats, clock=self.engine.clock,
+                                    refine=None if refine is None else refine(coder, y, z))
 
     def iframe(self) -> Any:
         return self._code("i", "i_analysis", {"x": self.x}, "y")
@@ -382,19 +385,16 @@ class OnnxLatentEncoder:
         env = {"x": self.x, "pred": to_numpy(pred)}
         if cond:
             env["warped"] = to_numpy(cond[0])
-        if self.modes is None or self.nets is None or "frame" not in (self.buffer or {}):
+        if self.modes is None or self.nets is None or self.buffer is None or "frame" not in self.buffer:
             return self._code("r", "r_analysis", env, "r")
-        from mobilecodec.codec.frame_coding import HyperpriorCoder
 
-        # block modes: a trial of the frame on these graphs picks the modes, and the residual
-        # latents that reach only blocks it drops are coded as their means (as the PyTorch sender does)
-        y = self.engine.run("r_analysis", env)["r"]
-        z = self.engine.run("r_hyper_analysis", {"r": y})["z"]
-        coder = HyperpriorCoder(self.engine.model, "r")
-        trial, _ = self.nets.synthesize_residual(coder.quantize_latents(y, z)[0], pred, cond)
-        keep = self.modes.kept(trial, pred, self.buffer["frame"]).numpy()
-        return coder.encode_latents(y, z, self.enc, self.stats, clock=self.engine.clock,
-                                    refine=lambda mean, idx: np.where(keep, y, mean))
+        def drop_unused(coder: Any, y: np.ndarray, z: np.ndarray):
+            # block modes: a trial of the frame on these graphs picks the modes, and the residual
+            # latents that reach only blocks it drops are coded as their means (as the PyTorch sender does)
+            trial, _ = self.nets.synthesize_residual(coder.quantize_latents(y, z)[0], pred, cond)
+            keep = self.modes.kept(trial, pred, self.buffer["frame"]).numpy()
+            return lambda mean, idx: np.where(keep, y, mean)
+        return self._code("r", "r_analysis", env, "r", refine=drop_unused)
 
     def select_blocks(self, x_hat: Any, pred: Any, reference: Any) -> Any:
         """With block modes on: choose and code the map, return the frame it selects (else x_hat)."""
