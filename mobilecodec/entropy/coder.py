@@ -72,26 +72,24 @@ def validate_cdf(cdf: np.ndarray, precision: int) -> None:
         raise ValueError("CDF must be strictly increasing (every symbol needs probability >= 1)")
 
 
-def categorical_model(pmf_int: np.ndarray, precision: int = 16):
-    """constriction Categorical of an integer pmf; deterministic (exact float32 input, perfect=False)."""
-    if not 1 <= precision <= MAX_PRECISION:
-        raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
-    pmf = np.asarray(pmf_int, dtype=np.int64)
-    if pmf.ndim != 1 or pmf.size < 2 or np.any(pmf < 1) or int(pmf.sum()) != (1 << precision):
-        raise ValueError("pmf must hold >= 2 positive integers summing to 2**precision")
-    probs = (pmf.astype(np.float64) / float(1 << precision)).astype(np.float32)
-    return _constriction().stream.model.Categorical(probs, perfect=False)
-
-
 def per_symbol_probs(pmfs_int: np.ndarray, precision: int = 16) -> np.ndarray:
     """float32 rows pmf / 2**precision (exact) of integer pmfs (n, k), each row >= 1 and summing to
-    2**precision: the per-symbol models of `encode_each` / `decode_each`."""
+    2**precision: the per-symbol models of `encode_each` / `decode_each`, and one row of it the
+    model of `categorical_model`."""
     if not 1 <= precision <= MAX_PRECISION:
         raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
     p = np.asarray(pmfs_int, dtype=np.int64)
     if p.ndim != 2 or p.shape[1] < 2 or np.any(p < 1) or np.any(p.sum(1) != (1 << precision)):
-        raise ValueError("pmfs must be rows of >= 2 positive integers, each summing to 2**precision")
+        raise ValueError("a pmf must hold >= 2 positive integers summing to 2**precision")
     return (p.astype(np.float64) / float(1 << precision)).astype(np.float32)
+
+
+def categorical_model(pmf_int: np.ndarray, precision: int = 16):
+    """constriction Categorical of an integer pmf; deterministic (exact float32 input, perfect=False)."""
+    pmf = np.asarray(pmf_int, dtype=np.int64)
+    if pmf.ndim != 1:
+        raise ValueError("a pmf must hold >= 2 positive integers summing to 2**precision")
+    return _constriction().stream.model.Categorical(per_symbol_probs(pmf[None], precision)[0], perfect=False)
 
 
 def _categorical_family():
