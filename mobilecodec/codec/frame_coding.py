@@ -22,6 +22,7 @@ from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
 from mobilecodec.entropy.gaussian import COMPILED_MIN_SYMBOLS
 from mobilecodec.models.buffer import Buffer
 from mobilecodec.models.codec import VideoCodec
+from mobilecodec.models.yuv import uint8_levels
 
 
 @dataclass
@@ -392,4 +393,4 @@ def output_frame(buf: Buffer, x_hat: torch.Tensor) -> torch.Tensor:
     """The decoded frame (uint8 levels): the buffered frame when it exists, else x_hat rounded."""
     if "frame" in buf:
         return buf["frame"]
-    return torch.round(torch.clamp(x_hat, 0.0, 1.0) * 255.0) / 255.0
+    return uint8_levels(x_hat)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from mobilecodec.models.configs import CodecConfig
+from mobilecodec.models.yuv import uint8_levels
 
 
 #: The block flow is stored in int16 at 1/FLOW_SCALE luma pixel (range +-128 px).
@@ -32,7 +33,7 @@ def snap_to_storage(name: str, t: torch.Tensor) -> torch.Tensor:
     gradient passes straight through."""
     dtype = STORAGE_DTYPES[name]
     if dtype == "uint8":
-        q = torch.clamp(torch.round(t * 255.0), 0.0, 255.0) / 255.0
+        q = uint8_levels(t)
     elif dtype == "int16":
         q = torch.clamp(torch.round(t * FLOW_SCALE), -32768.0, 32767.0) / FLOW_SCALE
     else:
