@@ -389,11 +389,9 @@ class OnnxLatentEncoder:
             return self._code("r", "r_analysis", env, "r")
 
         def drop_unused(coder: Any, y: np.ndarray, z: np.ndarray):
-            # block modes: a trial of the frame on these graphs picks the modes, and the residual
-            # latents that reach only blocks it drops are coded as their means (as the PyTorch sender does)
+            # block modes: a trial of the frame on these graphs picks the modes (BlockModeSender)
             trial, _ = self.nets.synthesize_residual(coder.quantize_latents(y, z)[0], pred, cond)
-            keep = self.modes.kept(trial, pred, self.buffer["frame"]).numpy()
-            return lambda mean, idx: np.where(keep, y, mean)
+            return self.modes.keep_or_mean(trial, pred, self.buffer["frame"], y)
         return self._code("r", "r_analysis", env, "r", refine=drop_unused)
 
     def select_blocks(self, x_hat: Any, pred: Any, reference: Any) -> Any:

@@ -168,11 +168,17 @@ class BlockModeSender:
         self.enc, self.stats, self.clock = enc, stats, clock
         self.counts: list[int] | None = None  # blocks per mode of this frame, once chosen
 
-    def kept(self, trial: Any, pred: Any, reference: torch.Tensor) -> torch.Tensor:
-        """(1, 1, h, w) bool: the residual latents that reach a block the trial frame keeps whole;
-        the others only shape blocks the map would drop, so they are coded as their means."""
-        cands = block_modes.candidates(torch.as_tensor(trial), torch.as_tensor(pred), reference)
-        return block_modes.kept_latents(block_modes.choose(self.x, cands, self.opts, self.geom), self.opts.block)
+    def keep_or_mean(self, trial: Any, pred: Any, reference: Any,
+                     y: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The residual's `encode_latents` refine callback, from a trial of the frame (the residual
+        latent y quantized and synthesized, not coded): the latents that reach a block the trial
+        keeps whole are coded as they are; the others only shape blocks the map would drop, so
+        they are coded as their means (symbol 0): their bits would buy nothing."""
+        cands = block_modes.candidates(torch.as_tensor(trial), torch.as_tensor(pred), torch.as_tensor(reference))
+        modes = block_modes.choose(self.x, cands, self.opts, self.geom)
+        keep = block_modes.kept_latents(modes, self.opts.block).numpy()
+        y = np.asarray(y)
+        return lambda mean, idx: np.where(keep, y, mean)
 
     def select(self, x_hat: Any, pred: Any, reference: torch.Tensor) -> torch.Tensor:
         """Choose each block's mode, code the map, and return the frame it selects."""
@@ -267,15 +273,12 @@ class LatentEncoder:
         return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock, refine=refine)
 
     def _drop_unused(self, r: torch.Tensor, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]):
-        """With block modes: a trial of this P-frame (latents quantized, not coded) picks the
-        modes; the residual latents that reach only blocks it drops are then coded as their mean
-        (symbol 0), since their bits would buy nothing. Returns the `encode` refine callback."""
+        """With block modes: the `encode` refine callback of `BlockModeSender.keep_or_mean`, from a
+        trial of this P-frame on the PyTorch model."""
         y_hat, _ = HyperpriorCoder(self.model, "r").quantize(r)
-        keep = self.modes.kept(self.model.r_synthesis(y_hat, pred, *cond)[0], pred, self.buffer["frame"])
-
-        def code_kept(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-            return torch.where(keep, y, torch.from_numpy(mean).to(y.dtype))
-        return code_kept
+        code = self.modes.keep_or_mean(self.model.r_synthesis(y_hat, pred, *cond)[0], pred, self.buffer["frame"],
+                                       r.numpy())
+        return lambda y, mean, idx: torch.from_numpy(code(mean, idx))
 
     def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
         """With block modes on: choose each block's mode against the source, code the map, and
