@@ -185,40 +185,56 @@ def validate_coding(intra_period: int, frames: int | None, matrix: str) -> None:
 
 
 def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """One unique label per checkpoint: its file stem, or '<folder>_<stem>' where stems repeat
-    (e.g. several runs' final.pt)."""
-    stems = [Path(p).stem for p in paths]
+    """One unique label per checkpoint file or package folder: its file stem (a folder's whole
+    name), or '<parent>_<stem>' where they repeat (e.g. several runs' final.pt)."""
+    stems = [Path(p).name if Path(p).is_dir() else Path(p).stem for p in paths]
     labels = [s if stems.count(s) == 1 else f"{Path(p).resolve().parent.name}_{s}" for p, s in zip(paths, stems)]
     if len(set(labels)) != len(labels):
         raise InputError(f"checkpoints must be distinct, got {', '.join(map(str, paths))}")
     return labels
 
 
-def _load_models(checkpoints: Sequence[str]) -> list[tuple[str, Any, dict]]:
+@dataclass(frozen=True)
+class Coder:
+    """What codes one RD point: its source (checkpoint file or package folder), the model and
+    checkpoint dict that name its streams, and the backend running the networks (None: PyTorch;
+    e.g. a `mobilecodec.runtime.engine.OnnxEngine` of an export package)."""
+
+    path: str
+    model: Any
+    checkpoint: dict
+    engine: Any = None
+
+
+def _load_models(checkpoints: Sequence[str]) -> list[Coder]:
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
 
-    if not checkpoints:
-        raise InputError("give at least one checkpoint (--checkpoint C[,C2,...])")
     models = []
     for c in checkpoints:
         model, obj = load_checkpoint(c)
         if not model.ready_for_coding:
             raise CheckpointError(f"checkpoint {c} has no entropy-coding tables (it was saved before "
                                   "model.update())")
-        models.append((str(resolve_checkpoint(c)), model, obj))
+        models.append(Coder(str(resolve_checkpoint(c)), model, obj))
     return models
 
 
 def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], opts: EvalOptions,
-             out_dir: str | os.PathLike, anchor: str | os.PathLike | None = None) -> dict:
+             out_dir: str | os.PathLike, anchor: str | os.PathLike | None = None, engines: Sequence[Any] = ()) -> dict:
     """Code every input with every checkpoint, write OUT/<stem>_eval.json (RD result, one point per
     checkpoint sorted by bpp), the streams under OUT/streams/, the RD and per-frame plots, and
-    return the report (results, I/P summaries, BD-rates against `anchor` when given)."""
+    return the report (results, I/P summaries, BD-rates against `anchor` when given). `engines`:
+    opened backends of export packages (`OnnxEngine`), one more RD point each, coded and decoded
+    by their own graphs: what a deployment runs, measured the same way."""
     from mobilecodec.fsutil import check_output_dir
     from mobilecodec.io import resolve_input
     from mobilecodec.rdresults import load_results
 
     opts.validate()
+    if not checkpoints and not engines:
+        raise InputError("give at least one checkpoint (--checkpoint C[,C2,...]) or package (--package P[,P2,...])")
+    if engines and opts.refine_steps:
+        raise InputError("--refine runs on the PyTorch model; it cannot code a package's points")
     if not inputs:
         raise InputError("give at least one input video")
     srcs = [Path(resolve_input(i)) for i in inputs]
@@ -230,9 +246,9 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     stems = [s.stem if [x.stem for x in srcs].count(s.stem) == 1 else f"{k}_{s.stem}" for k, s in enumerate(srcs)]
     out = check_output_dir(out_dir)
     anchor_res = load_results(anchor) if anchor is not None else None
-    models = _load_models(checkpoints)
-    labels = checkpoint_labels([p for p, _, _ in models])
-    codec = opts.codec_name or "/".join(dict.fromkeys(m.cfg.name for _, m, _ in models))
+    models = _load_models(checkpoints) + [Coder(str(e.package), e.model, e.checkpoint, e) for e in engines]
+    labels = checkpoint_labels([c.path for c in models])
+    codec = opts.codec_name or "/".join(dict.fromkeys(c.model.cfg.name for c in models))
     raw_dir = tempfile.TemporaryDirectory(prefix="mobilecodec-eval-raw-")
     try:
         return _evaluate(srcs, stems, out, anchor, anchor_res, models, labels, codec, opts, Path(raw_dir.name))
@@ -280,7 +296,8 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     try:
         for src, coded_src, stem, sources in zip(srcs, coded, stems, sources_by_input):
             points, enc = [], None
-            for (path, model, obj), label in zip(models, labels):
+            for coder, label in zip(models, labels):
+                path, model, obj = coder.path, coder.model, coder.checkpoint
                 bar.set_postfix_str(f"{stem}: {label}")
                 refine = RefineOptions.for_checkpoint(obj, opts.refine_steps, path) if opts.refine_steps else None
                 modes = BlockModeOptions.for_checkpoint(obj, opts.block_modes, path) if opts.block_modes else None
@@ -292,8 +309,11 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                                    "warp": model.cfg.to_dict().get("warp"),
                                                    "buffering": model.cfg.to_dict().get("buffering"),
                                                    **({"refine": vars(refine)} if refine else {}),
-                                                   **({"block_modes": vars(modes)} if modes else {})},
-                                            on_frame=lambda _phase, _i: bar.update(1), refine=refine, modes=modes)
+                                                                   **({"block_modes": vars(modes)} if modes else {}),
+                                                   **({"package": path, "backend": coder.engine.label}
+                                                      if coder.engine is not None else {})},
+                                            on_frame=lambda _phase, _i: bar.update(1), refine=refine, modes=modes,
+                                            engine=coder.engine)
                     point["frame_types"] = frame_type_summary(point)
                     point["drift"] = drift_summary(point)
                     kept = [(Path(tmp) / f"{label}.mnvc", streams / f"{stem}_{label}.mnvc")]
@@ -320,7 +340,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         bar.close()
     for entry in results:
         files += write_outputs(out, entry["stem"], entry["result"], anchor_res)
-    report = {"format": FORMAT, "version": 1, "checkpoints": [p for p, _, _ in models], "labels": labels,
+    report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
               "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,
                           "refine_steps": opts.refine_steps, "block_modes": opts.block_modes},
@@ -379,6 +399,9 @@ def format_report(report: dict) -> str:
         for p in res["points"]:
             drift = format_period_drift(p.get("drift") or drift_summary(p))
             lines.append(f"{p['label']:<28} drift {drift}; PSNR-YUV - PSNR-RGB {p['psnr_yuv'] - p['psnr_rgb']:.2f} dB")
+        for p in res["points"]:
+            if p.get("package"):
+                lines.append(f"{p['label']}: package {p['package']} on {p['backend']}")
         for note in entry["notes"]:
             lines.append(f"note: {note}")
         bd = entry.get("bd")

@@ -251,3 +251,46 @@ def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carpho
     assert reports["raw"]["source"] == str(raw) and reports["raw"]["frames"] == 2
     assert_clean_error(cli_here("eval", carphone, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "x",
                                 "--size", "176x144"), "raw .yuv")
+
+
+def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_package, carphone, tmp_path, capsys):
+    """`eval --package` codes a point with the package's graphs on onnxruntime: its stream is the
+    one `encode --package` writes for the same frames, every frame decoded hash-exact, and it sits
+    beside a checkpoint's PyTorch point in one report."""
+    out, args = tmp_path / "OUT", ["--frames", str(FRAMES), "--intra-period", str(INTRA), "--threads", "1",
+                                   "--no-progress"]
+    rc = main(["eval", str(carphone), "--package", str(tiny_package), "--checkpoint", str(tiny_checkpoint),
+               "-o", str(out), *args])
+    text = capsys.readouterr().out
+    assert rc == 0
+    points = {p["label"]: p for p in json.loads((out / "carphone_eval.json").read_text())["points"]}
+    assert set(points) == {tiny_package.name, tiny_checkpoint.stem}
+    pk, ck = points[tiny_package.name], points[tiny_checkpoint.stem]
+    assert pk["backend"].startswith("onnxruntime CPU") and pk["package"] == str(tiny_package)
+    assert "backend" not in ck and "package" not in ck
+    assert pk["hash_verified_frames"] == FRAMES
+    assert f"{tiny_package.name}: package {tiny_package} on onnxruntime CPU" in text
+    assert main(["encode", str(carphone), "--package", str(tiny_package), "-o", str(tmp_path / "enc.mnvc"),
+                 *args]) == 0
+    stream = out / "streams" / f"carphone_{tiny_package.name}.mnvc"
+    assert stream.read_bytes() == (tmp_path / "enc.mnvc").read_bytes()
+    assert pk["bits"] == 8 * stream.stat().st_size
+
+
+@pytest.mark.parametrize("case", ["nothing", "missing_package", "refine", "wrong_size"])
+def test_bad_package_input_exits_2(case, tiny_package, carphone, bikes, tmp_path, capsys):
+    inp, models, word = str(carphone), ["--package", str(tiny_package)], ""
+    if case == "nothing":
+        models, word = [], "--checkpoint"
+    elif case == "missing_package":
+        models, word = ["--package", str(tmp_path / "absent_pkg")], "absent_pkg"
+    elif case == "refine":
+        models, word = models + ["--refine", "5"], "--refine"
+    else:
+        inp, word = str(bikes), "exported for 192x192"
+    capsys.readouterr()
+    rc = main(["eval", inp, *models, "--frames", "1", "-o", str(tmp_path / "OUT"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("mobilecodec eval: error:") and word in err[0], err
+    assert not (tmp_path / "OUT" / "carphone_eval.json").exists()

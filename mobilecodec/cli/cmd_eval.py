@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.runtime.threads import add_threads_argument
 
-HELP = "evaluate checkpoints with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
+HELP = "evaluate checkpoints or export packages with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
 OUTPUT = Output("folder")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files (.y4m, .mp4, ...) or sample clip names (carphone, bikes)")
-    p.add_argument("--checkpoint", required=True, metavar="C[,C2,...]", action="append",
+    p.add_argument("--checkpoint", metavar="C[,C2,...]", action="append", default=[],
                    help="checkpoint files or shipped checkpoint names, comma-separated (one RD point each)")
+    p.add_argument("--package", metavar="P[,P2,...]", action="append", default=[],
+                   help="export package folders (`mobilecodec export`, float or --int8), comma-separated: one RD "
+                        "point each, encoded and decoded by the package's graphs on onnxruntime CPU; the "
+                        "package must be exported at the input's size")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder: <input>_eval.json, plots, streams/")
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
@@ -30,19 +35,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-decoded", action="store_true", help="also keep the decoded videos in OUT/streams/")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of raw .yuv inputs")
     p.add_argument("--fps", type=positive_float, default=None, help="frame rate of raw .yuv inputs (default 30)")
+    add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the whole report as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.evaluate import EvalOptions, evaluate, format_report
+    from mobilecodec.runtime.threads import set_threads
 
+    set_threads(args.threads)
     checkpoints = [s.strip() for text in args.checkpoint for s in text.split(",") if s.strip()]
+    packages = [s.strip() for text in args.package for s in text.split(",") if s.strip()]
     opts = EvalOptions(intra_period=args.intra_period, frames=args.frames, matrix=args.matrix,
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
                        raw_fps=args.fps)
-    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor)
+    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=_engines(packages))
     print(format_report(report), end="")
     emit_json(report, args.json)
     return 0
+
+
+def _engines(packages: list[str]) -> list:
+    """An onnxruntime CPU engine per package folder (its own threads: `--threads`)."""
+    from pathlib import Path
+
+    from mobilecodec.errors import InputError
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.threads import get_threads
+
+    for p in packages:
+        if not Path(p).is_dir():
+            raise InputError(f"no such package folder: {p}")
+    return [OnnxEngine(p, ep="cpu", threads=get_threads()) for p in packages]
