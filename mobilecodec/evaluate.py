@@ -164,18 +164,17 @@ class EvalOptions:
     raw_fps: float | None = None    # frame rate of raw .yuv inputs (default 30)
 
     def validate(self) -> None:
-        validate_coding(self.intra_period, self.frames, self.matrix)
+        validate_coding(self.intra_period, self.frames, self.matrix, self.block_modes)
         if self.refine_steps < 0:
             raise InputError(f"--refine must be >= 0, got {self.refine_steps}")
-        from mobilecodec.codec.block_modes import BLOCK_SIZES
-
-        if self.block_modes and self.block_modes not in BLOCK_SIZES:
-            raise InputError(f"--block-modes must be one of {', '.join(map(str, BLOCK_SIZES))}, "
-                             f"got {self.block_modes}")
 
 
-def validate_coding(intra_period: int, frames: int | None, matrix: str) -> None:
+def validate_coding(intra_period: int, frames: int | None, matrix: str, block_modes: int = 0) -> None:
     """The coding options `eval` and `check-int8` share: InputError naming the bad one."""
+    from mobilecodec.codec.block_modes import BLOCK_SIZES
+
+    if block_modes and block_modes not in BLOCK_SIZES:
+        raise InputError(f"--block-modes must be one of {', '.join(map(str, BLOCK_SIZES))}, got {block_modes}")
     if intra_period < 1:
         raise InputError(f"--intra-period must be >= 1, got {intra_period}")
     if frames is not None and frames < 1:

@@ -50,9 +50,10 @@ class CheckOptions:
     bd_metrics: tuple[str, ...] = BD_METRICS
     frontier: bool = False  # BD over each curve's RD frontier (dominated points dropped, listed)
     progress: bool = True
+    block_modes: int = 0  # P-frame block modes on both sides (codec.block_modes; 0: off), as deployed
 
     def validate(self) -> None:
-        validate_coding(self.intra_period, self.frames, self.matrix)
+        validate_coding(self.intra_period, self.frames, self.matrix, self.block_modes)
         if not math.isfinite(self.max_bdrate):
             raise InputError(f"--max-bdrate must be a finite number, got {self.max_bdrate}")
         if self.sensitivity_frames < 0:
@@ -121,11 +122,19 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
 
 
 def code_point(model, source: str | Path, sources: list, work: Path, label: str, opts: CheckOptions,
-               extra: dict | None = None, engine: Any = None) -> tuple[dict, dict]:
+               extra: dict | None = None, engine: Any = None, beta: float | None = None) -> tuple[dict, dict]:
     """Encode `source` with `model` (or `engine`) into a real .mnvc file, decode it (hash-verified)
-    and measure every decoded frame against `sources`; see `mobilecodec.evaluate.code_point`."""
+    and measure every decoded frame against `sources`; see `mobilecodec.evaluate.code_point`.
+    With `opts.block_modes` the P-frames carry block modes priced at `beta` (the pair's)."""
+    modes = None
+    if opts.block_modes:
+        from mobilecodec.codec.block_modes import BlockModeOptions
+
+        modes = BlockModeOptions.for_checkpoint({"beta": beta}, opts.block_modes, (extra or {}).get("checkpoint", label))
     return _code_point(model, source, sources, work, label, intra_period=opts.intra_period, frames=opts.frames,
-                       matrix=opts.matrix, progress=opts.progress, extra=extra, engine=engine)
+                       matrix=opts.matrix, progress=opts.progress,
+                       extra={**(extra or {}), **({"block_modes": vars(modes)} if modes else {})},
+                       engine=engine, modes=modes)
 
 
 #: what codes the int8 side when no `int8_engine` is given
@@ -299,12 +308,12 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
             fpts, qpts, enc = [], [], None
             for j, pair in enumerate(pairs):
                 fp, enc = code_point(pair.float_model, src, sources, Path(tmp), f"{k}_{j}_float", opts,
-                                     {"checkpoint": pair.float_path, "beta": pair.beta, "pair": j})
+                                     {"checkpoint": pair.float_path, "beta": pair.beta, "pair": j}, beta=pair.beta)
                 engine = int8_engine(pair, src, Path(tmp) / f"{k}_{j}_engine") if int8_engine else None
                 backend = engine.label if engine is not None else SIM_BACKEND
                 qp, _ = code_point(pair.int8_model, src, sources, Path(tmp), f"{k}_{j}_int8", opts,
                                    {"checkpoint": pair.int8_path, "beta": pair.beta, "pair": j,
-                                    "backend": backend}, engine=engine)
+                                    "backend": backend}, engine=engine, beta=pair.beta)
                 fp["label"], qp["label"] = pair.float_label, pair.int8_label
                 fpts.append(fp)
                 qpts.append(qp)

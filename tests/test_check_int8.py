@@ -350,3 +350,35 @@ def test_onnxruntime_backend_judges_the_deployed_graphs(first_run, pairs, carpho
     for q, s in zip(res["int8"]["points"], res_sim["int8"]["points"]):
         assert q["hash_verified_frames"] == FRAMES and q["backend"].startswith("onnxruntime CPU")
         assert abs(q["bits"] / s["bits"] - 1) < 0.10 and abs(q["psnr_yuv"] - s["psnr_yuv"]) < 0.5
+
+
+def test_block_modes_code_both_sides_as_eval_does(flat_pairs, carphone, tmp_path, capsys):
+    """`--block-modes 8` codes the float and the int8 side with P-frame block modes priced at each
+    pair's beta: the float points are exactly `mobilecodec eval --block-modes 8`'s (same encoder,
+    same streams), not the plain encoder's, and every int8 frame decodes hash-exact."""
+    floats, qdirs = flat_pairs
+    out = tmp_path / "OUT"
+    rc = _check(carphone, floats, qdirs, "--sensitivity-frames", "0", "--block-modes", "8", "-o", str(out))
+    assert rc in (0, 1, 3)
+    res = json.loads((out / "check_int8.json").read_text())["results"][0]
+    for args, name in ((["--block-modes", "8"], "EV8"), ([], "EV0")):
+        assert main(["eval", str(carphone), "--checkpoint", ",".join(map(str, floats)), "--frames", str(FRAMES),
+                     "--intra-period", str(INTRA), "-o", str(tmp_path / name), "--no-progress", *args]) == 0
+    ev8, ev0 = ({p["checkpoint"]: p for p in json.loads((tmp_path / n / "carphone_eval.json").read_text())["points"]}
+                for n in ("EV8", "EV0"))
+    for fp, qp in zip(res["float"]["points"], res["int8"]["points"]):
+        assert fp["block_modes"] == qp["block_modes"] == {"block": 8, "lam": 2 * fp["beta"]}
+        ref = ev8[fp["checkpoint"]]
+        assert (fp["bits"], fp["psnr_yuv"]) == (ref["bits"], ref["psnr_yuv"])
+        assert fp["per_frame"][1]["bits"] != ev0[fp["checkpoint"]]["per_frame"][1]["bits"]  # the P-frame's map
+        assert qp["hash_verified_frames"] == FRAMES
+
+
+def test_block_modes_need_the_pairs_beta(tiny_checkpoint, carphone, tmp_path, capsys):
+    from mobilecodec.checkpoint import load_checkpoint
+
+    qdir = _quantize(load_checkpoint(tiny_checkpoint)[0], tiny_checkpoint, tmp_path, carphone)
+    capsys.readouterr()
+    rc = _check(carphone, [tiny_checkpoint], [qdir], "--sensitivity-frames", "0", "--block-modes", "8")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "does not record the beta" in err[0] and tiny_checkpoint.name in err[0], err

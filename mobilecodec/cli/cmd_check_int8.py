@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, emit_json, positive_int
 
 HELP = ("int8 vs float through real encode/decode: per-point deltas, BD-rate (exit 0 pass, 1 fail, 3 inconclusive), "
         "drift, sensitive stages")
@@ -48,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what codes the int8 side: sim = the aimet simulation in PyTorch (default), onnxruntime = "
                         "each int8 folder exported as a QDQ package at the input's size and run on onnxruntime "
                         "CPU, the graphs you deploy (slower: one export per point and input)")
+    add_block_modes_argument(p)
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="YUV->RGB matrix (default bt601)")
     p.add_argument("-o", "--output", metavar="OUT", help="report folder: check_int8.json/.md, RD JSONs, PNG plots")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,
                         matrix=args.matrix, sensitivity_frames=args.sensitivity_frames,
-                        frontier=args.frontier, progress=not args.no_progress)
+                        frontier=args.frontier, progress=not args.no_progress,
+                        block_modes=args.block_modes or 0)
     opts.validate()
     for i in args.inputs:
         if not Path(resolve_input(i)).is_file():
