@@ -282,8 +282,10 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
         from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8
 
         pairs = [ModelPair(str(p.path), str(qdir), p.model, q, p.beta) for p, (q, qdir) in zip(points, qmodels)]
+        # with the package encode's block modes: the check judges the codec as it is deployed
         copts = CheckOptions(intra_period=opts.intra_period, frames=frames, max_bdrate=5.0, matrix=opts.matrix,
-                             sensitivity_frames=min(opts.sensitivity_frames, frames), progress=opts.progress)
+                             sensitivity_frames=min(opts.sensitivity_frames, frames), progress=opts.progress,
+                             block_modes=opts.block_modes)
         report["check_int8"] = check_int8(pairs, [clip], copts, out / "check_int8")
 
     with log.stage("profile"):

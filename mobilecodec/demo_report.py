@@ -87,10 +87,11 @@ def npu_summary(npu: dict[str, Any], device: str = "8gen2") -> list[str]:
 def rd_curves(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Our RD results (float and int8 sim curves, the int8 package point) and the baselines'."""
     chk = report["check_int8"]["results"][0]
-    curves = [dict(chk["float"], codec=f"{chk['float']['codec']} float (PyTorch)"),
-              dict(chk["int8"], codec=f"{chk['float']['codec']} int8 (aimet sim)"),
-              {"codec": "int8 package (onnxruntime CPU" + (f", block modes {bm}x{bm})" if (bm := report["runtime"].get(
-                  "block_modes")) else ")"), "points": [report["runtime"]["point"]]}]
+    bm = report["runtime"].get("block_modes")
+    modes = f", block modes {bm}x{bm}" if bm else ""
+    curves = [dict(chk["float"], codec=f"{chk['float']['codec']} float (PyTorch{modes})"),
+              dict(chk["int8"], codec=f"{chk['float']['codec']} int8 (aimet sim{modes})"),
+              {"codec": f"int8 package (onnxruntime CPU{modes})", "points": [report["runtime"]["point"]]}]
     for b in report.get("baselines", {}).values():
         curves.append({"codec": f"{b['codec']} {b['preset']}", "points": b["points"]})
     return curves
@@ -247,7 +248,8 @@ def markdown(report: dict[str, Any], out: Path) -> str:
                    + ([q["per_frame_psnr_yuv"][i]] if "hash_matches" in q else [])
                    for i, (a, b, c) in enumerate(zip(fpts["per_frame"], qpts["per_frame"], p["per_frame"]))], 3), ""]
     L += ["## 6. int8 vs float check", "",
-          "Float and int8 (aimet simulation) codecs through the real encoder and decoder, hash-verified. "
+          "Float and int8 (aimet simulation) codecs through the real encoder and decoder, hash-verified"
+          + (f", both with the package encode's block modes ({bm}x{bm}). " if bm else ". ")
           + ("" if len(ck) > 1 else "Only one float/int8 pair was run, so there is no BD-rate (pchip needs >= 2 "
              "RD points per curve); the per-point differences below are the comparison. ")
           + "Files: `check_int8/`.", "",
