@@ -390,8 +390,10 @@ class OnnxLatentEncoder:
 
         def drop_unused(coder: Any, y: np.ndarray, z: np.ndarray):
             # block modes: a trial of the frame on these graphs picks the modes (BlockModeSender)
-            trial, _ = self.nets.synthesize_residual(coder.quantize_latents(y, z)[0], pred, cond)
-            return self.modes.keep_or_mean(trial, pred, self.buffer["frame"], y)
+            def keep_or_mean(mean: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                trial, _ = self.nets.synthesize_residual(coder.dequantize(y, mean, idx), pred, cond)
+                return self.modes.keep_or_mean(trial, pred, self.buffer["frame"], y, mean)
+            return keep_or_mean
         return self._code("r", "r_analysis", env, "r", refine=drop_unused)
 
     def select_blocks(self, x_hat: Any, pred: Any, reference: Any) -> Any:

@@ -225,3 +225,22 @@ def test_candidates_are_on_the_decoder_grid():
     assert torch.equal(out[..., :4, :4], cands[0][..., :4, :4])
     assert torch.equal(out[..., :4, 4:], cands[1][..., :4, 4:])
     assert torch.equal(out[..., 4:, :4], cands[2][..., 4:, :4])
+
+
+def test_refinement_and_modes_together_drop_unused_latents(tmp_path):
+    """With the encoder's latent refinement on too, the residual's trial is of the refined latent:
+    where no block keeps the residual its latents are still coded as their means (a few bits; before
+    this path took the refinement it coded the refined latents whole), and the stream decodes exactly."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.refine import RefineOptions
+    from mobilecodec.codec.video import decode_video, encode_video
+
+    clip = _still_clip(tmp_path / "still.y4m", frames=6)
+    model, ck = load_checkpoint("tiny_b0.0064")
+    stream = tmp_path / "rm.mnvc"
+    enc = encode_video(model, clip, stream, intra_period=6, progress=False,
+                       refine=RefineOptions.for_checkpoint(ck, 5), modes=block_modes.BlockModeOptions.for_checkpoint(ck, 16))
+    assert all("r" in f["refined"] for f in enc["per_frame"][1:])
+    dropped = [f["parts"]["r_y"] for f in enc["per_frame"][1:] if f["modes"]["full"] == 0]
+    assert dropped and max(dropped) < 16, dropped
+    assert decode_video(model, stream, None, progress=False)["hash_matches"] == 6

@@ -120,6 +120,10 @@ class HyperpriorCoder:
         sym = self._y_symbols(y, mean, idx)
         return self._y_hat(sym, mean), self.prior.bits(z_int) + self.gaussian.bits(sym.ravel(), idx.ravel())
 
+    def dequantize(self, y: Any, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+        """The latent the decoder reconstructs when y is coded under the entropy parameters (mean, idx)."""
+        return self._y_hat(self._y_symbols(np.asarray(y), mean, idx), mean)
+
     def _z_symbols(self, z: np.ndarray) -> np.ndarray:
         return self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
 
@@ -168,17 +172,14 @@ class BlockModeSender:
         self.enc, self.stats, self.clock = enc, stats, clock
         self.counts: list[int] | None = None  # blocks per mode of this frame, once chosen
 
-    def keep_or_mean(self, trial: Any, pred: Any, reference: Any,
-                     y: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """The residual's `encode_latents` refine callback, from a trial of the frame (the residual
-        latent y quantized and synthesized, not coded): the latents that reach a block the trial
+    def keep_or_mean(self, trial: Any, pred: Any, reference: Any, y: Any, mean: np.ndarray) -> np.ndarray:
+        """The residual latent to code, from a trial of the frame (y quantized under the frame's
+        entropy parameters and synthesized, not coded): the latents that reach a block the trial
         keeps whole are coded as they are; the others only shape blocks the map would drop, so
         they are coded as their means (symbol 0): their bits would buy nothing."""
         cands = block_modes.candidates(torch.as_tensor(trial), torch.as_tensor(pred), torch.as_tensor(reference))
         modes = block_modes.choose(self.x, cands, self.opts, self.geom)
-        keep = block_modes.kept_latents(modes, self.opts.block).numpy()
-        y = np.asarray(y)
-        return lambda mean, idx: np.where(keep, y, mean)
+        return np.where(block_modes.kept_latents(modes, self.opts.block).numpy(), np.asarray(y), mean)
 
     def select(self, x_hat: Any, pred: Any, reference: torch.Tensor) -> torch.Tensor:
         """Choose each block's mode, code the map, and return the frame it selects."""
@@ -268,17 +269,22 @@ class LatentEncoder:
         r = self.model.r_analysis(self.x, pred, *cond)
         factor = self.refine.p_rate_factor if self.refine is not None else 1.0
         refine = self._refiner("r", lambda r_hat: (self.model.r_synthesis(r_hat, pred, *cond)[0], 0.0), factor)
-        if refine is None and self.modes is not None and self.buffer is not None and "frame" in self.buffer:
-            refine = self._drop_unused(r, pred, cond)
+        if self.modes is not None and self.buffer is not None and "frame" in self.buffer:
+            refine = self._drop_unused(pred, cond, refine)
         return HyperpriorCoder(self.model, "r").encode(r, self.enc, self.stats, clock=self.clock, refine=refine)
 
-    def _drop_unused(self, r: torch.Tensor, pred: torch.Tensor, cond: tuple[torch.Tensor, ...]):
+    def _drop_unused(self, pred: torch.Tensor, cond: tuple[torch.Tensor, ...], inner=None):
         """With block modes: the `encode` refine callback of `BlockModeSender.keep_or_mean`, from a
-        trial of this P-frame on the PyTorch model."""
-        y_hat, _ = HyperpriorCoder(self.model, "r").quantize(r)
-        code = self.modes.keep_or_mean(self.model.r_synthesis(y_hat, pred, *cond)[0], pred, self.buffer["frame"],
-                                       r.numpy())
-        return lambda y, mean, idx: torch.from_numpy(code(mean, idx))
+        trial of this P-frame on the PyTorch model; with latent refinement (`inner`) the trial is
+        of the refined latent."""
+        coder = HyperpriorCoder(self.model, "r")
+
+        def run(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+            if inner is not None:
+                y = inner(y, mean, idx)
+            trial = self.model.r_synthesis(coder.dequantize(y.numpy(), mean, idx), pred, *cond)[0]
+            return torch.from_numpy(self.modes.keep_or_mean(trial, pred, self.buffer["frame"], y.numpy(), mean))
+        return run
 
     def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
         """With block modes on: choose each block's mode against the source, code the map, and
