@@ -308,7 +308,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                                    "warp": model.cfg.to_dict().get("warp"),
                                                    "buffering": model.cfg.to_dict().get("buffering"),
                                                    **({"refine": vars(refine)} if refine else {}),
-                                                                   **({"block_modes": vars(modes)} if modes else {}),
+                                                   **({"block_modes": vars(modes)} if modes else {}),
                                                    **({"package": path, "backend": coder.engine.label}
                                                       if coder.engine is not None else {})},
                                             on_frame=lambda _phase, _i: bar.update(1), refine=refine, modes=modes,

@@ -58,14 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _engines(packages: list[str]) -> list:
-    """An onnxruntime CPU engine per package folder (its own threads: `--threads`)."""
-    from pathlib import Path
-
-    from mobilecodec.errors import InputError
+    """An onnxruntime CPU engine per package folder (its own threads: `--threads`); a folder that
+    is missing or not a package is refused by the package loader."""
     from mobilecodec.runtime.engine import OnnxEngine
     from mobilecodec.runtime.threads import get_threads
 
-    for p in packages:
-        if not Path(p).is_dir():
-            raise InputError(f"no such package folder: {p}")
     return [OnnxEngine(p, ep="cpu", threads=get_threads()) for p in packages]

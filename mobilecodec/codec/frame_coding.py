@@ -111,13 +111,9 @@ class HyperpriorCoder:
 
     def quantize(self, y: torch.Tensor) -> tuple[torch.Tensor, float]:
         """What `encode` would code for y, without a coder: (y_hat, bits of z and y under the tables)."""
-        return self.quantize_latents(y.numpy(), getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
-
-    def quantize_latents(self, y: np.ndarray, z: np.ndarray) -> tuple[torch.Tensor, float]:
-        """What `encode_latents` would code for (y, z) of any backend, without a coder: (y_hat, bits)."""
-        z_int = self._z_symbols(z)
+        z_int = self._z_symbols(getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
         mean, idx = self.params(z_int)
-        sym = self._y_symbols(y, mean, idx)
+        sym = self._y_symbols(y.numpy(), mean, idx)
         return self._y_hat(sym, mean), self.prior.bits(z_int) + self.gaussian.bits(sym.ravel(), idx.ravel())
 
     def dequantize(self, y: Any, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
