@@ -11,16 +11,22 @@
 #      bigbuckbunny (colour); then the clips of REFINE_CLIPS (carphone) once more with the encoder's
 #      latent refinement (`--refine REFINE`, 100 steps; REFINE=0 skips it): same decoder, same
 #      stream format, about 7 s per carphone frame and checkpoint on one core (13-15 min a checkpoint);
+#      and the clips of MODES_CLIPS (carphone) with the P-frame block modes (`--block-modes MODES`,
+#      8; MODES=0 skips them), alone and, unless REFINE=0, with the refinement too (20 min a
+#      checkpoint): the README's headline rows;
 #   4. int8: PTQ W8A8 and W8A16-receiver of every checkpoint, QAT of the W8A8 PTQ, each judged by
 #      `mobilecodec check-int8` against float on carphone. Calibration and QAT use training clips
-#      only (CALIB), never carphone;
+#      only (CALIB), never carphone. Unless MODES=0, the two PTQ kinds once more as deployed: judged
+#      with `--block-modes MODES`, and exported as packages (at carphone's size) whose own graphs
+#      code carphone on onnxruntime CPU (`mobilecodec eval --package`), with their BD-rates;
 #   5. the cross-backend drift of DRIFT_CKPT, the parity tests' checkpoint: float ONNX vs PyTorch,
 #      int8 vs the aimet simulation, QNN HTP vs onnxruntime CPU; frame by frame over 32 frames
 #      (`scripts/drift_sources.py`).
 #
 # Every step writes its JSON under OUT and is skipped when that JSON exists, so an interrupted run
 # continues. STEPS picks the parts (default rd,int8,drift: steps 1-3, 4 and 5), e.g. STEPS=int8. Small settings for a dry run: FRAMES=3 INTRA=2 BIKES_FRAMES=3 BBB_FRAMES=2
-# CRFS=38,51 PTQ_STEPS=1 QAT_STEPS=1 DRIFT_FRAMES=3 OUT=/tmp/ev scripts/evaluate_shipped.sh
+# CRFS=38,51 PTQ_STEPS=1 QAT_STEPS=1 DRIFT_FRAMES=3 REFINE=2 CHECKPOINTS=tiny_b0.0064,tiny_b0.0512 OUT=/tmp/ev
+# scripts/evaluate_shipped.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,13 +40,19 @@ CALIB=${CALIB:-"bikes bigbuckbunny"}
 PTQ_STEPS=${PTQ_STEPS:-30}
 REFINE=${REFINE:-100}         # latent refinement steps of the refined-encoder rows (0: none)
 REFINE_CLIPS=${REFINE_CLIPS:-carphone}
+MODES=${MODES:-8}             # block size of the block-mode rows (0: none)
+MODES_CLIPS=${MODES_CLIPS:-carphone}
 QAT_STEPS=${QAT_STEPS:-40}
 STEPS=${STEPS:-rd,int8,drift}
 for part in ${STEPS//,/ }; do
   [[ $part == rd || $part == int8 || $part == drift ]] || { echo "STEPS: unknown part '$part' (rd, int8, drift)" >&2; exit 2; }
 done
 want() { [[ ",$STEPS," == *",$1,"* ]]; }
-SHIPPED=$(ls mobilecodec/checkpoints/tiny_b*.pt | xargs -n1 basename | sed 's/\.pt$//' | sort -t b -k2 -g)
+if [[ -n ${CHECKPOINTS:-} ]]; then   # a subset, e.g. for a dry run: CHECKPOINTS=tiny_b0.0064,tiny_b0.0512
+  SHIPPED=$(tr , '\n' <<< "$CHECKPOINTS")
+else
+  SHIPPED=$(ls mobilecodec/checkpoints/tiny_b*.pt | xargs -n1 basename | sed 's/\.pt$//' | sort -t b -k2 -g)
+fi
 CKPTS=$(echo "$SHIPPED" | paste -sd, -)
 DRIFT_CKPT=${DRIFT_CKPT:-tiny_b0.0064}   # the checkpoint of tests/test_parity_gop.py, whose docstrings quote these curves
 mkdir -p "$OUT"
@@ -75,6 +87,18 @@ clip_rd() {  # clip frames intra
       --frames "$frames" --intra-period "$intra" --refine "$REFINE" --anchor "$d/x264.json" -o "$d/eval_refined" \
       --json "$d/eval_refined.json" --no-progress
     bd_rates "$d" eval_refined
+  fi
+  if [[ $MODES != 0 && " $MODES_CLIPS " == *" $clip "* ]]; then
+    step "${clip}_eval_modes" "$d/eval_modes.json" "$MC" eval "$clip" --checkpoint "$CKPTS" \
+      --frames "$frames" --intra-period "$intra" --block-modes "$MODES" --anchor "$d/x264.json" \
+      -o "$d/eval_modes" --json "$d/eval_modes.json" --no-progress
+    bd_rates "$d" eval_modes
+    if [[ $REFINE != 0 ]]; then
+      step "${clip}_eval_modes_refined" "$d/eval_modes_refined.json" "$MC" eval "$clip" --checkpoint "$CKPTS" \
+        --frames "$frames" --intra-period "$intra" --block-modes "$MODES" --refine "$REFINE" \
+        --anchor "$d/x264.json" -o "$d/eval_modes_refined" --json "$d/eval_modes_refined.json" --no-progress
+      bd_rates "$d" eval_modes_refined
+    fi
   fi
 }
 
@@ -125,6 +149,28 @@ want int8 && for kind in w8a8 w8a16rx qat8; do
     --int8 ${qdirs%,} --intra-period $INTRA --frames $FRAMES -o $OUT/int8/check_$kind \
     --json $OUT/int8/check_$kind.json --no-progress; rc=\$?; [ \$rc -ne 2 ]"
 done
+
+# int8 as deployed: the checks with block modes, and the packages' own RD on onnxruntime CPU
+if want int8 && [[ $MODES != 0 ]]; then
+  for kind in w8a8 w8a16rx; do
+    qdirs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/$kind"; done)
+    step "check_${kind}_modes" "$OUT/int8/check_${kind}_modes.json" bash -c "\"$MC\" check-int8 carphone \
+      --float $CKPTS --int8 ${qdirs%,} --intra-period $INTRA --frames $FRAMES --block-modes $MODES \
+      --sensitivity-frames 0 -o $OUT/int8/check_${kind}_modes --json $OUT/int8/check_${kind}_modes.json \
+      --no-progress; rc=\$?; [ \$rc -ne 2 ]"
+    for name in $SHIPPED; do
+      q="$OUT/int8/$name"
+      step "export_${kind}_$name" "$q/pk_$kind/manifest.json" "$MC" export --checkpoint "$name" --size 144x176 \
+        --int8 "$q/$kind" -o "$q/pk_$kind"
+    done
+    pkgs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/pk_$kind"; done)
+    d="$OUT/rd_carphone"
+    step "carphone_eval_$kind" "$d/eval_$kind.json" "$MC" eval carphone --package "${pkgs%,}" --frames "$FRAMES" \
+      --intra-period "$INTRA" --block-modes "$MODES" --anchor "$d/x264.json" -o "$d/eval_$kind" \
+      --json "$d/eval_$kind.json" --no-progress
+    bd_rates "$d" "eval_$kind"
+  done
+fi
 
 # 5. cross-backend drift (issue #12) -------------------------------------------------------------------
 # every backend pair of the README's drift table: float ONNX vs PyTorch, int8 vs the aimet
