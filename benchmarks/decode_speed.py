@@ -13,7 +13,9 @@ frame), the host share
 fraction of the int8 conv roofline, and int8 fps / PyTorch fps against the ideal int8/fp32 ratio
 (onnxruntime int8 conv GMAC/s over PyTorch fp32 conv GMAC/s). Weights are random (mobilenvc has
 no trained checkpoint); the networks' speed does not depend on them, the entropy coding's
-depends on the symbols (this stream: about 0.3 bits per latent symbol at 1080p).
+depends on the symbols: with these weights every latent sits at the smallest, certain scale, which
+stream format 4 does not range-code, so the entropy step here is mostly the hyper-latents' (the
+run prints the share; a trained tiny_b0.0064 I-frame latent has 82 % there).
 
 "pipelined decode" is the decoder as `mobilecodec decode` runs it (`codec.video.decode_video`):
 the next frame's entropy decoding and integer hyper-synthesis (which depend only on its payload)
@@ -116,6 +118,31 @@ class TimedTorchEngine:
         out = run_pframe(self.model, buf, src)
         self.clock.end_frame()
         return out
+
+
+@contextmanager
+def _latent_tally():
+    """Counts the latent symbols the Gaussian conditional codes while active, and those of them at
+    a certain table (not range-coded since stream format 4): how representative the stream's
+    entropy step is (random weights can put every latent at the smallest scale)."""
+    import numpy as np
+
+    from mobilecodec.entropy.gaussian import GaussianConditional
+
+    tally = {"symbols": 0, "certain": 0}
+    encode = GaussianConditional.encode
+
+    def counting(self, enc, symbols, indices):
+        idx = np.asarray(indices).reshape(-1)
+        tally["symbols"] += idx.size
+        tally["certain"] += int(self.coding_tables().certain[idx].sum())
+        return encode(self, enc, symbols, indices)
+
+    GaussianConditional.encode = counting
+    try:
+        yield tally
+    finally:
+        GaussianConditional.encode = encode
 
 
 def _split(wall: float, rec: dict[str, float]) -> dict[str, float]:
@@ -244,7 +271,7 @@ def main() -> None:
     for name, (oh, ow, ph, pw) in sizes.items():
         xs = profile_frames(ph, pw, n)
         payloads, buf = [], None  # the stream both sides decode: PyTorch float's
-        with torch.no_grad():
+        with torch.no_grad(), _latent_tally() as tally:
             for k, x in enumerate(xs):
                 src = torch_engine.latent_encoder(x)
                 _, buf = torch_engine.run_iframe(src) if k == 0 else torch_engine.run_pframe(buf, src)
@@ -254,7 +281,8 @@ def main() -> None:
 
         man = load_manifest(first)
         macs = {g: count_onnx(first / spec["file"]).macs for g, spec in man["graphs"].items()}
-        out: dict = {"padded": [ph, pw], "sides": {}}
+        out: dict = {"padded": [ph, pw], "sides": {}, "stream_bytes": sum(map(len, payloads)),
+                     "latent_symbols": tally["symbols"], "latent_symbols_certain": tally["certain"]}
         sides = [(f"onnxruntime int8 {pr}", lambda pr=pr: OnnxEngine(prep["packages"][(pr, name)], threads=args.threads))
                  for pr in presets]
         if not args.no_pytorch:
@@ -285,6 +313,10 @@ def _print(name: str, out: dict, roof: dict, ideal: float, ideal_median: float) 
           f"{roof['pytorch_float32_gmacs_per_s']:.1f} GMAC/s -> ideal int8/PyTorch {ideal:.2f}x "
           f"(from the rounds' medians: {ideal_median:.2f}x)")
     print(default_kernels_line(roof))
+    n, c = out["latent_symbols"], out["latent_symbols_certain"]
+    print(f"stream: {out['stream_bytes']} bytes, {n} latent symbols, {100 * c / max(n, 1):.1f} % of them at the "
+          f"certain smallest scale and not range-coded (a trained tiny_b0.0064 I-frame latent: 82 %, "
+          f"benchmarks/entropy_speed.py)")
     for kind in KINDS:
         print(f"P-frame {kind}: median ms [min-max]" + (" (host steps of the next frame run on a worker thread "
               "and are not in this row's step columns; glue = frame period - networks - warp)"

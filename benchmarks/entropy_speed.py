@@ -1,9 +1,12 @@
 """Entropy coding speed on a real 1080p latent tensor (carphone upscaled to 1088x1920 through the
 shipped tiny_b0.0064 checkpoint): symbols/s of the codec's Gaussian-conditional
-coder (tables and constriction models cached) against constriction's own throughput on the very
-same symbols and models, and against the previous per-call path (tables re-validated and
-constriction models rebuilt for every coder call), and whether two constriction decodes on two
-threads overlap (they would if constriction released the GIL). One thread; medians over --runs."""
+coder (tables and constriction models cached; stream format 4, whose certain tables are not
+range-coded) against constriction's own throughput on the very same coded symbols and models,
+against constriction coding every symbol (what format 3 needed at best) and against the per-call
+path before that (format 3, tables re-validated and constriction models rebuilt for every coder
+call), and whether two constriction decodes on two threads overlap (they would if constriction
+released the GIL). Symbols/s count every latent symbol, coded or not. One thread; medians over
+--runs."""
 
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088
 
 
 def old_gaussian_encode(g, enc, sym, idx) -> None:
-    """The previous `GaussianConditional.encode`: validate tables, build a model per call."""
+    """`GaussianConditional.encode` before session 12 (format 3: every table coded): validate
+    tables, build a model per call."""
     t = g._build_coding()
     order, uniq, bounds = g._groups(idx)
     for j, i in enumerate(uniq):
@@ -72,9 +76,11 @@ def measure(runs: int = 8) -> dict:
     n = sym.size
     tables = g.coding_tables()
     order, uniq, bounds = g._groups(idx)
-    groups = [(int(i), (sym[order[bounds[j]:bounds[j + 1]]] - tables.offsets[i]).astype(np.int32))
-              for j, i in enumerate(uniq)]
-    models = {i: tables.model(i) for i, _ in groups}
+    every = [(int(i), (sym[order[bounds[j]:bounds[j + 1]]] - tables.offsets[i]).astype(np.int32))
+             for j, i in enumerate(uniq)]
+    groups = [(i, seg) for i, seg in every if not tables.certain[i]]  # what format 4 range-codes
+    models = {i: tables.model(i) for i, _ in every}
+    coded = sum(seg.size for _, seg in groups)
 
     def ours_enc():
         e = RangeEncoder()
@@ -86,26 +92,34 @@ def measure(runs: int = 8) -> dict:
         old_gaussian_encode(g, e, sym, idx)
         return e.get_bytes()
 
-    def own_enc():  # constriction alone: same symbols, same prebuilt models, same order
+    def own_enc(which=groups):  # constriction alone: same symbols, same prebuilt models, same order
         e = constriction.stream.queue.RangeEncoder()
-        for i, seg in groups:
+        for i, seg in which:
             e.encode(seg, models[i])
         return e.get_compressed()
 
+    def own_enc_all():
+        return own_enc(every)
+
     data = ours_enc()
-    assert data == old_enc() and own_enc().astype("<u4").tobytes() == data
+    data3 = old_enc()
+    assert own_enc().astype("<u4").tobytes() == data and own_enc_all().astype("<u4").tobytes() == data3
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    words3 = np.frombuffer(data3, dtype="<u4").astype(np.uint32)
 
     def ours_dec():
         return g.decode(RangeDecoder(data), idx)
 
     def old_dec():
-        return old_gaussian_decode(g, RangeDecoder(data), idx)
+        return old_gaussian_decode(g, RangeDecoder(data3), idx)
 
-    def own_dec():
-        d = constriction.stream.queue.RangeDecoder(words)
-        for i, seg in groups:
+    def own_dec(w=words, which=groups):
+        d = constriction.stream.queue.RangeDecoder(w)
+        for i, seg in which:
             d.decode(models[i], seg.size)
+
+    def own_dec_all():
+        own_dec(words3, every)
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -115,15 +129,18 @@ def measure(runs: int = 8) -> dict:
         for f in [pool.submit(own_dec), pool.submit(own_dec)]:
             f.result()
 
-    assert np.array_equal(ours_dec(), sym)
-    stats = compare({"encode": ours_enc, "encode_old": old_enc, "encode_constriction": own_enc, "decode": ours_dec,
+    assert np.array_equal(ours_dec(), sym) and np.array_equal(old_dec(), sym)
+    stats = compare({"encode": ours_enc, "encode_old": old_enc, "encode_constriction": own_enc,
+                     "encode_constriction_every_symbol": own_enc_all, "decode": ours_dec,
                      "decode_old": old_dec, "decode_constriction": own_dec,
+                     "decode_constriction_every_symbol": own_dec_all,
                      "decode_constriction_2x_on_2_threads": own_dec_two_threads}, runs)
     pool.shutdown()
     t = {k: v["median_s"] for k, v in stats.items()}
     symbols = {k: (2 * n if k.endswith("_2x_on_2_threads") else n) for k in t}  # that one decodes twice
-    return {"symbols": int(n), "shape": list(y.shape), "distinct_tables": int(len(uniq)),
-            "bits_per_symbol": 8 * len(data) / n, "runs": runs, "spread": stats,
+    return {"symbols": int(n), "coded_symbols": int(coded), "shape": list(y.shape),
+            "distinct_tables": int(len(uniq)), "bits_per_symbol": 8 * len(data) / n,
+            "bits_per_symbol_format3": 8 * len(data3) / n, "runs": runs, "spread": stats,
             "seconds": t, "symbols_per_s": {k: symbols[k] / v for k, v in t.items()},
             "ours_over_constriction": {"encode": t["encode_constriction"] / t["encode"],
                                        "decode": t["decode_constriction"] / t["decode"]}}
@@ -135,12 +152,14 @@ def main() -> None:
     args = p.parse_args()
     r = measure(args.runs)
     sps = r["symbols_per_s"]
-    print(f"latent {r['shape']} ({r['symbols']} symbols, {r['distinct_tables']} tables, "
-          f"{r['bits_per_symbol']:.3f} bits/symbol), medians of {r['runs']}:")
+    print(f"latent {r['shape']} ({r['symbols']} symbols, {r['coded_symbols']} range-coded, "
+          f"{r['distinct_tables']} tables, {r['bits_per_symbol']:.4f} bits/symbol, format 3 "
+          f"{r['bits_per_symbol_format3']:.4f}), medians of {r['runs']}, Msym/s over every symbol:")
     for op in ("encode", "decode"):
-        print(f"  {op}: ours {sps[op] / 1e6:.2f} Msym/s, constriction alone "
-              f"{sps[op + '_constriction'] / 1e6:.2f} Msym/s (ours reach "
-              f"{100 * r['ours_over_constriction'][op]:.0f}%), previous path {sps[op + '_old'] / 1e6:.2f} Msym/s")
+        print(f"  {op}: ours {sps[op] / 1e6:.2f}, constriction alone on the same coded symbols "
+              f"{sps[op + '_constriction'] / 1e6:.2f} (ours reach {100 * r['ours_over_constriction'][op]:.0f}%); "
+              f"format 3: constriction coding every symbol {sps[op + '_constriction_every_symbol'] / 1e6:.2f}, "
+              f"the per-call path {sps[op + '_old'] / 1e6:.2f}")
     two = r["seconds"]["decode_constriction_2x_on_2_threads"] / r["seconds"]["decode_constriction"]
     print(f"  two constriction decodes on two threads at once take {two:.2f}x one decode "
           f"(1.0 if they ran in parallel, 2.0 if one after the other)")

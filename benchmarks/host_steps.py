@@ -24,7 +24,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from entropy_speed import old_gaussian_decode, real_latents
+    from entropy_speed import old_gaussian_decode, old_gaussian_encode, real_latents
     from mobilecodec.entropy import int_kernels
     from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
     from mobilecodec.models.codec import VideoCodec
@@ -97,14 +97,18 @@ def main() -> None:
     prior.encode(enc, z_int)
     gc.encode(enc, sym.ravel(), idx.ravel())
     data = enc.get_bytes()
+    enc3 = RangeEncoder()  # format 3: every latent range-coded, the certain tables' too
+    prior.encode(enc3, z_int)
+    old_gaussian_encode(gc, enc3, sym.ravel(), idx.ravel())
+    data3 = enc3.get_bytes()
 
     def ent_new():
         d = RangeDecoder(data)
         prior.decode(d, z_int.shape)
         return gc.decode(d, idx.ravel())
 
-    def ent_old():  # tables validated and constriction models rebuilt on every call
-        d = RangeDecoder(data)
+    def ent_old():  # format 3, tables validated and constriction models rebuilt on every call
+        d = RangeDecoder(data3)
         t = prior._build_coding()
         for c in range(prior.channels):
             d.decode(z_int[:, c].size, t.pmfs[c], prior.precision)

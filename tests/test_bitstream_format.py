@@ -78,7 +78,7 @@ def crc16_ccitt(data: bytes) -> int:
 def test_layout_matches_hand_packed_bytes(tmp_path):
     assert crc16_ccitt(b"123456789") == 0x29B1  # the catalogued check value of CRC-16/CCITT-FALSE
     data = write_stream(tmp_path / "b.mnvc", [b"xyz", bytes(range(64)), bytes(1000)])
-    hdr = (b"MNVC" + struct.pack("<H", 3) + struct.pack("<H", 4) + b"tiny" + WEIGHTS
+    hdr = (b"MNVC" + struct.pack("<H", 4) + struct.pack("<H", 4) + b"tiny" + WEIGHTS
            + struct.pack("<IIIIIHI", 352, 288, 30000, 1001, 3, 32, 5))
     hdr += struct.pack("<I", zlib.crc32(hdr))
     recs = b""

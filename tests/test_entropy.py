@@ -187,8 +187,8 @@ def test_grouping_order_is_by_index_then_position(gc):
 
 def test_grouping_order_at_frame_size(gc, gaussian_data):
     """200k symbols (frame-sized: the compiled grouping of `entropy.compiled` runs): the stream
-    equals one coded group by group by hand (numpy's stable argsort), and a symbol outside its
-    index's support is refused."""
+    equals one coded group by group by hand (numpy's stable argsort; the certain table of the
+    smallest scale, [1, 65534, 1], left out), and a symbol outside its index's support is refused."""
     from mobilecodec.entropy.gaussian import COMPILED_MIN_SYMBOLS
 
     raw, idx = gaussian_data
@@ -199,8 +199,10 @@ def test_grouping_order_at_frame_size(gc, gaussian_data):
     pmfs, offsets = gc.tables()
     by_hand = RangeEncoder()
     order = np.argsort(idx, kind="stable")
+    assert pmfs[0].tolist() == [1, 2**16 - 2, 1] and np.sum(idx == 0) > 1000
     for i in np.unique(idx):
-        by_hand.encode(sym[order][idx[order] == i] - offsets[i], pmfs[i])
+        if i != 0:
+            by_hand.encode(sym[order][idx[order] == i] - offsets[i], pmfs[i])
     assert enc.get_bytes() == by_hand.get_bytes()
     bad = sym.copy()
     bad[idx.size // 2] = -offsets[idx[idx.size // 2]] + len(pmfs[idx[idx.size // 2]])  # one past the top
@@ -224,11 +226,11 @@ def test_dequantize_matches_float64_expression():
 
 
 def test_clamping(gc):
-    idx = np.array([0, 0, 63, 63, 20])
-    k0, k63 = -gc.offsets[0].item(), -gc.offsets[63].item()
+    idx = np.array([1, 1, 63, 63, 20])
+    k1, k63 = -gc.offsets[1].item(), -gc.offsets[63].item()
     raw = np.array([-50, 50, 10_000, -10_000, 0])
     clamped = gc.clamp_symbols(raw, idx)
-    assert clamped.tolist() == [-k0, k0, k63, -k63, 0]
+    assert clamped.tolist() == [-k1, k1, k63, -k63, 0]
     assert gc.clamp_symbols(raw.reshape(5, 1), idx).shape == (5, 1)
     with pytest.raises(ValueError, match="support"):
         gc.bits(raw, idx)
@@ -238,6 +240,41 @@ def test_clamping(gc):
         gc.encode(RangeEncoder(), clamped, np.array([0, 0, 64, 63, 20]))
     with pytest.raises(BitstreamError, match="index out of range"):
         gc.decode(RangeDecoder(b""), np.array([-1]))
+
+
+def test_certain_table_is_not_coded(gc, gaussian_data):
+    """The smallest scale's table [1, 65534, 1] (format 4) is not range-coded: its only symbol is
+    0, the encoder clamps to it and refuses anything else unclamped, it costs no bits, and a frame
+    whose latents all sit there is an empty payload that decodes to zeros. Mixed with coded tables,
+    the stream is that of the coded symbols alone and round-trips."""
+    raw, idx = gaussian_data
+    pmfs = gc.tables()[0]
+    assert pmfs[0].tolist() == [1, 2**16 - 2, 1] and pmfs[1].tolist() == [2, 2**16 - 4, 2]  # index 1 is coded
+    zeros = np.zeros(70_000, dtype=np.int64)  # the compiled path and the numpy one
+    for n in (70_000, 50):
+        assert gc.support(zeros[:n])[0].max() == 0 == gc.support(zeros[:n])[1].min()
+        assert gc.clamp_symbols(np.full(n, 3), zeros[:n]).tolist() == [0] * n
+        assert gc.bits(np.zeros(n, dtype=np.int32), zeros[:n]) == 0.0
+        enc = RangeEncoder()
+        gc.encode(enc, np.zeros(n, dtype=np.int32), zeros[:n])
+        data = enc.get_bytes()
+        assert len(data) <= 4  # an empty queue coder's flush at most
+        dec = RangeDecoder(data)
+        assert gc.decode(dec, zeros[:n]).tolist() == [0] * n
+        dec.finish()
+        with pytest.raises(ValueError, match="outside the support"):
+            gc.encode(RangeEncoder(), np.eye(1, n, n // 2, dtype=np.int32)[0], zeros[:n])
+    sym = gc.clamp_symbols(raw, idx)
+    enc = RangeEncoder()
+    gc.encode(enc, sym, idx)
+    coded = idx != 0
+    alone = RangeEncoder()
+    gc.encode(alone, sym[coded], idx[coded])
+    assert enc.get_bytes() == alone.get_bytes()
+    dec = RangeDecoder(enc.get_bytes())
+    assert np.array_equal(gc.decode(dec, idx), sym)
+    dec.finish()
+    assert gc.bits(sym, idx) == gc.bits(sym[coded], idx[coded])
 
 
 def test_corrupt_gaussian_tables_raise_checkpoint_error():

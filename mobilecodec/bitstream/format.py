@@ -41,7 +41,9 @@ MAGIC = b"MNVC"
 # Version 2: the decoding process stores the block flow on its int16 grid (1/256 px) before the
 # warp and the buffer (models.buffer.snap_to_storage); version-1 streams would decode to other frames.
 # Version 3: 7-10-byte frame records (varint head, 32-bit frame hash, CRC-16) instead of 25 bytes.
-FORMAT_VERSION = 3
+# Version 4: latents whose scale table is certain (the smallest scale) are not range-coded
+# (entropy.gaussian); a version-3 decoder would read them from the stream.
+FORMAT_VERSION = 4
 WEIGHTS_HASH_BYTES = 16
 FRAME_HASH_BYTES = 4
 CRC_BYTES = 2

@@ -103,7 +103,9 @@ class CodingTables:
 
     `pmfs[i]` / `offsets[i]`: integer pmf and lowest symbol of table i; `cdfs`, `lengths`: the
     int64 CDF rows (padded) and their lengths, for exact bit counts; `model(i)` is the constriction
-    Categorical of table i, built on first use and then reused by every coder call.
+    Categorical of table i, built on first use and then reused by every coder call. `certain[i]`:
+    table i gives one symbol, `likely[i]`, all the probability but the least every other symbol
+    must keep (1 unit each), so coding that symbol costs ~(n-1) / 2**precision / ln 2 bits.
     """
 
     pmfs: list[np.ndarray]
@@ -112,6 +114,14 @@ class CodingTables:
     lengths: np.ndarray
     precision: int
     _models: dict[int, Any] = field(default_factory=dict)
+    certain: np.ndarray = field(init=False)
+    likely: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        total = 1 << self.precision
+        self.certain = np.array([int(p.max()) == total - (len(p) - 1) for p in self.pmfs], dtype=bool)
+        self.likely = np.array([int(o) + int(np.argmax(p)) for p, o in zip(self.pmfs, self.offsets)],
+                               dtype=np.int64)
 
     def model(self, i: int):
         m = self._models.get(i)
