@@ -1,4 +1,5 @@
-"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+"""User-facing errors: the CLI prints their message on one line and exits with code 2; and the
+one warning, printed on one line too, for input the toolkit uses but not wholly."""
 
 
 class MobileCodecError(Exception):
@@ -19,3 +20,7 @@ class CheckpointError(MobileCodecError):
 
 class ToolError(MobileCodecError):
     """An external tool (ffmpeg, onnxruntime, QNN) failed on input we gave it."""
+
+
+class InputWarning(UserWarning):
+    """Input that is used, but with something about it not kept (interlacing, pixel aspect ratio)."""

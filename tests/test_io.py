@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from mobilecodec.errors import InputError
+from mobilecodec.errors import InputError, InputWarning
 from mobilecodec.io import (VideoWriter, YUVFrame, crop_frame, fps_to_fraction, list_sample_clips,
                             open_video, pad_frame, padded_size, read_frames, sample_clip, sample_source,
                             write_video)
@@ -367,6 +367,51 @@ def test_y4m_accepts_420_variants(tmp_path, chroma):
     assert f.y.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert f.u.tolist() == [[8, 9]] and f.v.tolist() == [[10, 11]]
     assert r.rate == Fraction(30000, 1001) and r.num_frames == 1
+
+
+def test_y4m_interlacing_and_pixel_aspect_are_reported(tmp_path):
+    """Interlaced (It/Ib/Im) or non-square-pixel (A other than 1:1 or 0:0) y4m files are read, with
+    an InputWarning naming what is not kept; progressive square-pixel and unknown ones read silently,
+    and a malformed aspect tag is a bad header field."""
+    import warnings
+
+    def read(tags: str) -> list[str]:
+        p = tmp_path / "t.y4m"
+        p.write_bytes(f"YUV4MPEG2 W4 H2 F25:1 {tags} C420jpeg\nFRAME\n".encode() + bytes(range(12)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with open_video(p) as r:
+                assert len(list(r)) == 1
+        assert all(issubclass(w.category, InputWarning) for w in caught)
+        return [str(w.message) for w in caught]
+
+    assert read("Ip A1:1") == [] and read("A0:0") == [] and read("") == []
+    for field in "tbm":
+        (msg,) = read(f"I{field} A1:1")
+        assert f"interlaced y4m (I{field}) is coded as progressive frames" in msg
+    msgs = read("It A12:11")
+    assert len(msgs) == 2 and "pixel aspect ratio 12:11 is not kept" in msgs[1]
+    with pytest.raises(InputError, match="bad y4m header field 'A12'"):
+        read("A12")
+
+
+def test_cli_prints_input_warnings_on_one_line(tmp_path, carphone: Path, tiny_checkpoint, capsys):
+    """A command reading an interlaced, non-square-pixel clip codes it and says so, each warning
+    once, on one line of stderr."""
+    from mobilecodec.cli import main
+
+    data = carphone.read_bytes()
+    header, rest = data.split(b"\n", 1)
+    assert b" It" not in header and b" A12:11" not in header
+    p = tmp_path / "interlaced.y4m"
+    p.write_bytes(header.replace(b" Ip", b"").replace(b" A1:1", b"") + b" It A12:11\n" + rest)
+    rc = main(["eval", str(p), "--checkpoint", str(tiny_checkpoint), "--frames", "2", "--intra-period", "2",
+               "-o", str(tmp_path / "ev"), "--no-progress"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 0
+    lines = [e for e in err if e.startswith("mobilecodec eval: warning: ")]
+    assert len(lines) == 2, err
+    assert "interlaced y4m (It)" in lines[0] and "pixel aspect ratio 12:11" in lines[1]
 
 
 def test_not_a_y4m(tmp_path):

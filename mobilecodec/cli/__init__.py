@@ -9,6 +9,7 @@ aimet and onnxruntime are imported inside `run`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from typing import Sequence
@@ -91,6 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_input_warnings(command: str):
+    """Print each `InputWarning` as one 'mobilecodec CMD: warning: ...' line on stderr (once per
+    message); other warnings as Python shows them."""
+    import warnings
+
+    from mobilecodec.errors import InputWarning
+
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, InputWarning):
+                return shown(message, category, filename, lineno, file, line)
+            if str(message) not in seen:
+                seen.add(str(message))
+                print(f"mobilecodec {command}: warning: {message}", file=sys.stderr)
+
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     import os
@@ -106,7 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    import contextlib
     import signal
 
     from mobilecodec.cli.common import JSON_STDOUT, check_outputs
@@ -117,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = _Terminated.install()
     try:
         check_outputs(args)
-        with contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext():
+        with contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext(), \
+                _one_line_input_warnings(args._command):
             return int(args._run(args) or 0)
     except MobileCodecError as exc:
         msg = str(exc).strip().replace("\n", " ")
