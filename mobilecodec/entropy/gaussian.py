@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mobilecodec.entropy.cdf_tables import CdfTableModule, pack_cdf_rows
-from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
+from mobilecodec.entropy.coder import CodingTables, RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
 from mobilecodec.entropy.scale_table import ScaleTable
 from mobilecodec.errors import BitstreamError
 
@@ -162,7 +162,7 @@ class GaussianConditional(CdfTableModule):
         return low[idx], high[idx]
 
     @staticmethod
-    def _table_support(t) -> tuple[np.ndarray, np.ndarray]:
+    def _table_support(t: CodingTables) -> tuple[np.ndarray, np.ndarray]:
         """(lowest, highest) codable symbol per table."""
         low = np.where(t.certain, t.likely, t.offsets)
         high = np.where(t.certain, t.likely, t.offsets + t.lengths - 2)
