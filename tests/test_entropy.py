@@ -153,7 +153,10 @@ def test_gaussian_round_trip_and_rate(gc, gaussian_data):
     raw, idx = gaussian_data
     sym = gc.clamp_symbols(raw, idx)
     enc = RangeEncoder()
-    gc.encode(enc, sym, idx)
+    counted = gc.encode(enc, sym, idx)  # what encode counts per group: the bits of the same tables
+    assert counted == pytest.approx(gc.bits(sym, idx), rel=1e-12)
+    small = RangeEncoder()
+    assert gc.encode(small, sym[:5000], idx[:5000]) == pytest.approx(gc.bits(sym[:5000], idx[:5000]), rel=1e-12)
     data = enc.get_bytes()
     dec = RangeDecoder(data)
     out = gc.decode(dec, idx)

@@ -100,8 +100,8 @@ class HyperpriorCoder:
             y = refine(mean, idx)
         with step("host: entropy coding"):
             sym = self._y_symbols(y, mean, idx)
-            self.gaussian.encode(enc, sym.ravel(), idx.ravel())
-            zb, yb = self.prior.bits(z_int), self.gaussian.bits(sym.ravel(), idx.ravel())
+            yb = self.gaussian.encode(enc, sym.ravel(), idx.ravel())
+            zb = self.prior.bits(z_int)
             stats.table_bits += zb + yb
             stats.add_model_bits(zb)
             stats.add_model_bits(lambda: self._model_bits(sym, idx))  # only if someone reads it

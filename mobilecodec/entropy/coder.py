@@ -114,6 +114,7 @@ class CodingTables:
     lengths: np.ndarray
     precision: int
     _models: dict[int, Any] = field(default_factory=dict)
+    _costs: dict[int, np.ndarray] = field(default_factory=dict)
     certain: np.ndarray = field(init=False)
     likely: np.ndarray = field(init=False)
 
@@ -128,6 +129,13 @@ class CodingTables:
         if m is None:
             m = self._models[i] = categorical_model(self.pmfs[i], self.precision)
         return m
+
+    def cost(self, i: int) -> np.ndarray:
+        """Information content in bits of each symbol of table i: precision - log2(pmf), float64."""
+        c = self._costs.get(i)
+        if c is None:
+            c = self._costs[i] = self.precision - np.log2(self.pmfs[i].astype(np.float64))
+        return c
 
 
 _TABLES: "weakref.WeakKeyDictionary[Any, tuple[tuple, CodingTables]]" = weakref.WeakKeyDictionary()

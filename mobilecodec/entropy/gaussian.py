@@ -188,8 +188,10 @@ class GaussianConditional(CdfTableModule):
         bounds = np.concatenate([[0], np.cumsum(counts[uniq])])
         return order, uniq, bounds
 
-    def encode(self, enc: RangeEncoder, symbols: np.ndarray, indices: np.ndarray) -> None:
-        """Code `symbols` (ints inside each index's support) grouped by index: one coder call per index."""
+    def encode(self, enc: RangeEncoder, symbols: np.ndarray, indices: np.ndarray) -> float:
+        """Code `symbols` (ints inside each index's support) grouped by index: one coder call per
+        index. Returns their information content in bits under the tables (what `bits` computes),
+        counted per group on the way."""
         t = self.coding_tables()
         pmfs, offsets = t.pmfs, t.offsets
         idx = self._check_indices(indices, ValueError)
@@ -210,6 +212,7 @@ class GaussianConditional(CdfTableModule):
         else:
             order, uniq, bounds = self._groups(idx)
             segments = ((i, sym[order[bounds[j]:bounds[j + 1]]] - offsets[i]) for j, i in enumerate(uniq))
+        bits = 0.0
         for i, seg in segments:
             if t.certain[i]:  # not coded: every symbol must be the likely one
                 if np.any(seg != t.likely[i] - offsets[i]):
@@ -219,6 +222,8 @@ class GaussianConditional(CdfTableModule):
             if seg.min() < 0 or seg.max() >= len(pmfs[i]):
                 raise ValueError(f"symbol outside the support of scale index {i}; call clamp_symbols first")
             enc.encode(seg, pmfs[i], self.precision, model=t.model(int(i)))
+            bits += float(np.bincount(seg, minlength=len(pmfs[i])) @ t.cost(int(i)))
+        return bits
 
     def decode(self, dec: RangeDecoder, indices: np.ndarray) -> np.ndarray:
         """Decode one symbol per entry of `indices` (flattened), in the order `encode` wrote them."""
