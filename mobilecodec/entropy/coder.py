@@ -103,7 +103,8 @@ class CodingTables:
 
     `pmfs[i]` / `offsets[i]`: integer pmf and lowest symbol of table i; `cdfs`, `lengths`: the
     int64 CDF rows (padded) and their lengths, for exact bit counts; `model(i)` is the constriction
-    Categorical of table i, built on first use and then reused by every coder call. `certain[i]`:
+    Categorical of table i, built on first use and then reused by every coder call; `costs()` the
+    information content of every symbol of every table, the one definition the bit counts use. `certain[i]`:
     table i gives one symbol, `likely[i]`, all the probability but the least every other symbol
     must keep (1 unit each), so coding that symbol costs ~(n-1) / 2**precision / ln 2 bits.
     """
@@ -114,7 +115,7 @@ class CodingTables:
     lengths: np.ndarray
     precision: int
     _models: dict[int, Any] = field(default_factory=dict)
-    _costs: dict[int, np.ndarray] = field(default_factory=dict)
+    _costs: np.ndarray | None = None
     certain: np.ndarray = field(init=False)
     likely: np.ndarray = field(init=False)
 
@@ -130,12 +131,19 @@ class CodingTables:
             m = self._models[i] = categorical_model(self.pmfs[i], self.precision)
         return m
 
+    def costs(self) -> np.ndarray:
+        """(tables, longest table) float64: bits of symbol position k of table i, precision -
+        log2(pmfs[i][k]); 0 past a table's end. Built on first use."""
+        if self._costs is None:
+            c = np.zeros((len(self.pmfs), max(len(p) for p in self.pmfs)))
+            for i, p in enumerate(self.pmfs):
+                c[i, :len(p)] = self.precision - np.log2(p.astype(np.float64))
+            self._costs = c
+        return self._costs
+
     def cost(self, i: int) -> np.ndarray:
-        """Information content in bits of each symbol of table i: precision - log2(pmf), float64."""
-        c = self._costs.get(i)
-        if c is None:
-            c = self._costs[i] = self.precision - np.log2(self.pmfs[i].astype(np.float64))
-        return c
+        """Bits of each symbol of table i (a row of `costs()`)."""
+        return self.costs()[i, :len(self.pmfs[i])]
 
 
 _TABLES: "weakref.WeakKeyDictionary[Any, tuple[tuple, CodingTables]]" = weakref.WeakKeyDictionary()

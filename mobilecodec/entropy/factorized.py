@@ -197,13 +197,13 @@ class FactorizedPrior(CdfTableModule):
 
     def bits(self, z_int: np.ndarray) -> float:
         """Exact information content -sum log2(pmf_int / 2**precision) of z_int under the tables."""
-        pmfs, offsets = self.tables()
+        t = self.coding_tables()
         z = self._as_nchw(z_int).astype(np.int64)
         total = 0.0
         for c in range(self.channels):
-            pos = z[:, c].reshape(-1) - offsets[c]
-            if pos.size and (pos.min() < 0 or pos.max() >= len(pmfs[c])):
+            pos = z[:, c].reshape(-1) - t.offsets[c]
+            if pos.size and (pos.min() < 0 or pos.max() >= len(t.pmfs[c])):
                 raise ValueError(f"hyper-latent outside the support of channel {c}; call clamp_symbols first")
-            total += float(np.sum(self.precision - np.log2(pmfs[c][pos].astype(np.float64))))
+            total += float(np.sum(t.cost(c)[pos]))
         return total
 

@@ -263,6 +263,5 @@ class GaussianConditional(CdfTableModule):
         if np.any(sym < low[idx]) or np.any(sym > high[idx]):
             raise ValueError("symbol outside the support of its scale index; call clamp_symbols first")
         coded = ~t.certain[idx]  # a certain table's symbol costs nothing: it is not coded
-        idx, pos = idx[coded], sym[coded] - t.offsets[idx[coded]]
-        p = t.cdfs[idx, pos + 1] - t.cdfs[idx, pos]
-        return float(np.sum(self.precision - np.log2(p.astype(np.float64))))
+        idx = idx[coded]
+        return float(np.sum(t.costs()[idx, sym[coded] - t.offsets[idx]]))
