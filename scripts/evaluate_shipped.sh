@@ -142,32 +142,40 @@ want int8 && for name in $SHIPPED; do
     --steps "$QAT_STEPS" --gop 8 --batch 1 --crop 128x128 --lr 2e-6 --no-range-learning --json "$q/qat8.json" \
     --no-progress
 done
+# int8_dirs KIND: every checkpoint's OUT/int8/<checkpoint>/KIND folder, comma-separated
+int8_dirs() {
+  local d
+  d=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/$1"; done)
+  echo "${d%,}"
+}
+
+# check_int8 NAME KIND [ARGS...]: check-int8 of the KIND folders against float on carphone ->
+# OUT/int8/NAME.json; exit 1 (FAIL) and 3 (INCONCLUSIVE) are verdicts, not errors: the report says which
+check_int8() {
+  local name=$1 kind=$2
+  shift 2
+  step "$name" "$OUT/int8/$name.json" bash -c '"$@"; rc=$?; [ $rc -ne 2 ]' _ "$MC" check-int8 carphone \
+    --float "$CKPTS" --int8 "$(int8_dirs "$kind")" --intra-period "$INTRA" --frames "$FRAMES" "$@" \
+    -o "$OUT/int8/$name" --json "$OUT/int8/$name.json" --no-progress
+}
+
 want int8 && for kind in w8a8 w8a16rx qat8; do
-  qdirs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/$kind"; done)
-  # exit 1 (FAIL) and 3 (INCONCLUSIVE) are verdicts, not errors: the report says which
-  step "check_$kind" "$OUT/int8/check_$kind.json" bash -c "\"$MC\" check-int8 carphone --float $CKPTS \
-    --int8 ${qdirs%,} --intra-period $INTRA --frames $FRAMES -o $OUT/int8/check_$kind \
-    --json $OUT/int8/check_$kind.json --no-progress; rc=\$?; [ \$rc -ne 2 ]"
+  check_int8 "check_$kind" "$kind"
 done
 
 # int8 as deployed: the checks with block modes, and the packages' own RD on onnxruntime CPU
 if want int8 && [[ $MODES != 0 ]]; then
   for kind in w8a8 w8a16rx; do
-    qdirs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/$kind"; done)
-    step "check_${kind}_modes" "$OUT/int8/check_${kind}_modes.json" bash -c "\"$MC\" check-int8 carphone \
-      --float $CKPTS --int8 ${qdirs%,} --intra-period $INTRA --frames $FRAMES --block-modes $MODES \
-      --sensitivity-frames 0 -o $OUT/int8/check_${kind}_modes --json $OUT/int8/check_${kind}_modes.json \
-      --no-progress; rc=\$?; [ \$rc -ne 2 ]"
+    check_int8 "check_${kind}_modes" "$kind" --block-modes "$MODES" --sensitivity-frames 0
     for name in $SHIPPED; do
       q="$OUT/int8/$name"
       step "export_${kind}_$name" "$q/pk_$kind/manifest.json" "$MC" export --checkpoint "$name" --size 144x176 \
         --int8 "$q/$kind" -o "$q/pk_$kind"
     done
-    pkgs=$(for name in $SHIPPED; do printf '%s,' "$OUT/int8/$name/pk_$kind"; done)
     d="$OUT/rd_carphone"
-    step "carphone_eval_$kind" "$d/eval_$kind.json" "$MC" eval carphone --package "${pkgs%,}" --frames "$FRAMES" \
-      --intra-period "$INTRA" --block-modes "$MODES" --anchor "$d/x264.json" -o "$d/eval_$kind" \
-      --json "$d/eval_$kind.json" --no-progress
+    step "carphone_eval_$kind" "$d/eval_$kind.json" "$MC" eval carphone --package "$(int8_dirs "pk_$kind")" \
+      --frames "$FRAMES" --intra-period "$INTRA" --block-modes "$MODES" --anchor "$d/x264.json" \
+      -o "$d/eval_$kind" --json "$d/eval_$kind.json" --no-progress
     bd_rates "$d" "eval_$kind"
   done
 fi
