@@ -44,15 +44,17 @@ def bikes() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A randomly initialised `tiny` checkpoint (seed 0) with its entropy-coding tables."""
+    """A randomly initialised `tiny` checkpoint (seed 0) with its entropy-coding tables, made to
+    range-code its latents (`models_for_tests.code_latents`), as a trained codec does."""
     import torch
 
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
+    from models_for_tests import code_latents
 
     torch.manual_seed(0)
-    model = VideoCodec(get_config("tiny"))
+    model = code_latents(VideoCodec(get_config("tiny")))
     model.update()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_seed0.pt", model)
 

@@ -17,6 +17,7 @@ from mobilecodec.cli import main
 from mobilecodec.evaluate import payload_rates
 
 from cli_run import assert_clean_error, cli_here
+from models_for_tests import code_latents
 
 FRAMES, INTRA = 3, 2  # frame types I P I
 W, H = 176, 144
@@ -50,11 +51,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def checkpoints(tiny_checkpoint, tmp_path_factory) -> list[Path]:
     """tiny seed 0 (conftest), and tiny seed 1 made by `mobilecodec init` then re-saved with beta
-    0.0032 after scaling its analyses' latents by 16 and raising its hyper-syntheses' scale indices
-    by 16 (more bits: a random model's indices sit at the smallest, certain scale, whose latents
-    stream format 4 does not code) and moving its I-frame output bias nearer carphone's mean level
-    (higher PSNR): two random models give two distinct RD points whose quality rises with rate, as
-    a BD-rate needs (measured: 0.065 bpp / 7.3 dB vs 0.69 bpp / 12.3 dB PSNR-YUV)."""
+    0.0032 after `code_latents` with the scale indices raised by 24 instead of 16 (more bits) and
+    its I-frame output bias moved nearer carphone's mean level (higher PSNR): two random models give
+    two distinct RD points whose quality rises with rate, as a BD-rate needs (measured: 0.765 bpp /
+    7.06 dB vs 0.807 bpp / 16.17 dB PSNR-YUV)."""
     import torch
 
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
@@ -64,11 +64,7 @@ def checkpoints(tiny_checkpoint, tmp_path_factory) -> list[Path]:
     model, _ = load_checkpoint(d / "init1.pt")
     with torch.no_grad():
         model.i_synthesis.out.bias[:6] += 0.45
-        for prefix in ("i", "m", "r"):
-            getattr(model, f"{prefix}_analysis").out.weight *= 16
-            getattr(model, f"{prefix}_analysis").out.bias *= 16
-            hs = getattr(model, f"{prefix}_hyper_synthesis")
-            hs[-1].bias[hs.latent:] += 16
+    code_latents(model, index_shift=24)
     model.update()
     return [tiny_checkpoint, save_checkpoint(d / "tiny_seed1.pt", model, beta=0.0032)]
 
