@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -481,6 +482,31 @@ def test_rotated_truncated_and_empty_containers_are_refused(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(InputError, match="empty file"):
         read_frames(empty)
+
+
+def test_variable_frame_rate_video_warns_once(tmp_path):
+    """A file whose frames come at uneven times (a phone recording) is read in order at its average
+    rate with one InputWarning that says the timing is not kept; a constant-rate file, the sample
+    clips' mp4s or a rate given with --fps read silently."""
+    import warnings
+
+    cfr = tmp_path / "cfr.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "10", "-pix_fmt", "yuv420p", "-c:v", "mpeg4",
+            "-bf", "0", str(cfr))
+    vfr = tmp_path / "vfr.mp4"  # frames 0-4 at 10 fps, then a 0.6 s gap: 10 frames over 1.4 s
+    _ffmpeg("-i", str(cfr), "-vf", "setpts='(N+5*gte(N,5))/10/TB'", "-fps_mode", "passthrough", "-c:v", "mpeg4",
+            "-bf", "0", str(vfr))
+    for path, fps, warned in ((vfr, None, True), (cfr, None, False), (vfr, 10, False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with open_video(path, fps=fps) as r:
+                assert len(list(r)) == 10
+        msgs = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+        assert len(msgs) == int(warned), (path, fps, msgs)
+        if warned:
+            # the average: 10 frames over 1.5 s, 6.67 fps; frame 1 is the first to come off it
+            assert re.search(r"variable frame rate \(frame 1 follows 100 ms after the previous one, 150 ms "
+                             r"at the average 6\.6+7 fps\).*timing is not kept", msgs[0]), msgs[0]
 
 
 @pytest.mark.parametrize("tags,error", [

@@ -11,11 +11,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from mobilecodec.errors import InputError
+import warnings
+
+from mobilecodec.errors import InputError, InputWarning
 from mobilecodec.io.base import VideoReader, limit_frames
 from mobilecodec.io.frame import YUVFrame, check_rate, check_size, fps_to_fraction
 
 FALLBACK_FPS = 30.0
+#: a gap between two frames' timestamps this far from 1/rate (relative) means a variable frame rate
+VFR_TOLERANCE = 0.25
 _RANGE_LIMITED, _RANGE_FULL = 1, 2  # FFmpeg's AVCOL_RANGE_MPEG / AVCOL_RANGE_JPEG
 
 
@@ -59,6 +63,7 @@ class AVReader(VideoReader):
                 raise InputError(f"{self.path}: video stream has no frame size")
             check_size(self.width, self.height, str(self.path))
             rate = stream.average_rate or stream.guessed_rate
+            self._rate_given = fps is not None
             if fps is not None:
                 self.rate = fps_to_fraction(fps)
             elif rate:
@@ -91,6 +96,7 @@ class AVReader(VideoReader):
             stream = self._stream(container)
             stream.thread_type = "AUTO"
             count = 0
+            uneven = _UnevenTimestamps(self.path, self.rate) if not self._rate_given else None
             decoded = container.decode(stream)
             while True:
                 try:
@@ -105,6 +111,8 @@ class AVReader(VideoReader):
                 if getattr(frame, "rotation", 0):
                     raise InputError(f"{self.path}: the video is to be shown rotated by {frame.rotation} degrees "
                                      f"(a phone recording?); rotate the pixels first, e.g. ffmpeg -i IN OUT.y4m")
+                if uneven is not None:
+                    uneven.see(count, frame.time)
                 yield av_frame_to_yuv(frame)
                 count += 1
             if count == 0:
@@ -115,3 +123,27 @@ class AVReader(VideoReader):
                                  f"decoded (truncated or damaged file)")
         finally:
             container.close()
+
+
+class _UnevenTimestamps:
+    """Warns once (InputWarning) when a frame follows the previous one after a gap far from 1/rate:
+    a variable-frame-rate file (a phone or screen recording). Its frames are coded one after the
+    other at the average rate, so the decoded video's timing is not the source's."""
+
+    def __init__(self, path: Path, rate: Fraction) -> None:
+        self.path, self.rate, self.last, self.warned = path, rate, None, False
+
+    def see(self, index: int, time: float | None) -> None:
+        if time is None or self.warned:
+            return
+        last, self.last = self.last, time
+        if last is None:
+            return
+        expected = 1.0 / float(self.rate)
+        if abs((time - last) - expected) > VFR_TOLERANCE * expected:
+            self.warned = True
+            warnings.warn(InputWarning(
+                f"{self.path}: variable frame rate (frame {index} follows {1000 * (time - last):.0f} ms after "
+                f"the previous one, {1000 * expected:.0f} ms at the average {float(self.rate):g} fps); frames are "
+                f"coded one after another at that rate, so the timing is not kept: for true timing convert "
+                f"to a constant rate first, e.g. ffmpeg -i IN -fps_mode cfr -r {float(self.rate):g} OUT.y4m"))
