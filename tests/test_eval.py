@@ -277,11 +277,13 @@ def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_p
     assert pk["bits"] == 8 * stream.stat().st_size
 
 
-@pytest.mark.parametrize("case", ["nothing", "missing_package", "refine", "wrong_size"])
-def test_bad_package_input_exits_2(case, tiny_package, carphone, bikes, tmp_path, capsys):
+@pytest.mark.parametrize("case", ["nothing", "missing_package", "refine", "wrong_size", "ep_without_package"])
+def test_bad_package_input_exits_2(case, tiny_package, tiny_checkpoint, carphone, bikes, tmp_path, capsys):
     inp, models, word = str(carphone), ["--package", str(tiny_package)], ""
     if case == "nothing":
         models, word = [], "--checkpoint"
+    elif case == "ep_without_package":
+        models, word = ["--checkpoint", str(tiny_checkpoint), "--ep", "qnn"], "--ep applies to --package"
     elif case == "missing_package":
         models, word = ["--package", str(tmp_path / "absent_pkg")], "absent_pkg"
     elif case == "refine":

@@ -178,6 +178,13 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
                  "--intra-period", "3", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
     enc = _json.loads((tmp_path / "e.json").read_text())
     assert enc["frames"] == 3 and "QNN" in enc["backend"]
+    # `eval --ep qnn` codes the point on the HTP too: the stream `encode --ep qnn` wrote, every frame
+    # decoded hash-exact there
+    assert main(["eval", str(carphone), "--package", str(bins), "--ep", "qnn", "--frames", "3", "--intra-period", "3",
+                 "--no-progress", "-o", str(tmp_path / "ev")]) == 0
+    point = _json.loads((tmp_path / "ev" / "carphone_eval.json").read_text())["points"][0]
+    assert "QNN" in point["backend"] and point["hash_verified_frames"] == 3
+    assert Path(point["stream"]).read_bytes() == s_htp.read_bytes()
     # another backend: hashes may differ (not bit-exact across backends), so --allow-drift
     assert main(["decode", str(s_htp), "--package", str(package), "--ep", "cpu", "-o", str(tmp_path / "d.y4m"),
                  "--allow-drift", "--no-progress", "--json", str(tmp_path / "d.json")]) == 0

@@ -17,9 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="C[,C2,...]", action="append", default=[],
                    help="checkpoint files or shipped checkpoint names, comma-separated (one RD point each)")
     p.add_argument("--package", metavar="P[,P2,...]", action="append", default=[],
-                   help="export package folders (`mobilecodec export`, float or --int8), comma-separated: one RD "
-                        "point each, encoded and decoded by the package's graphs on onnxruntime CPU; the "
-                        "package must be exported at the input's size")
+                   help="export package folders (`mobilecodec export`, float or --int8; for --ep qnn also "
+                        "`mobilecodec compile` folders), comma-separated: one RD point each, encoded and decoded by "
+                        "the package's graphs on onnxruntime (--ep); the package must be exported at the input's size")
+    p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
+                   help="onnxruntime execution provider of the --package points (default cpu; qnn: the HTP "
+                        "backend, emulated on x86, which needs int8 graphs): the RD the NPU would give")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder: <input>_eval.json, plots, streams/")
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
@@ -45,22 +48,26 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
+    if args.ep and not args.package:
+        from mobilecodec.errors import InputError
+
+        raise InputError("--ep applies to --package points (checkpoints are coded by PyTorch on this CPU)")
     checkpoints = [s.strip() for text in args.checkpoint for s in text.split(",") if s.strip()]
     packages = [s.strip() for text in args.package for s in text.split(",") if s.strip()]
     opts = EvalOptions(intra_period=args.intra_period, frames=args.frames, matrix=args.matrix,
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
                        raw_fps=args.fps)
-    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=_engines(packages))
+    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=_engines(packages, args.ep or "cpu"))
     print(format_report(report), end="")
     emit_json(report, args.json)
     return 0
 
 
-def _engines(packages: list[str]) -> list:
-    """An onnxruntime CPU engine per package folder (its own threads: `--threads`); a folder that
-    is missing or not a package is refused by the package loader."""
+def _engines(packages: list[str], ep: str) -> list:
+    """An onnxruntime engine on `ep` per package folder (its own threads: `--threads`); a folder that
+    is missing or not a package, or float graphs on qnn, is refused by the package loader."""
     from mobilecodec.runtime.engine import OnnxEngine
     from mobilecodec.runtime.threads import get_threads
 
-    return [OnnxEngine(p, ep="cpu", threads=get_threads()) for p in packages]
+    return [OnnxEngine(p, ep=ep, threads=get_threads()) for p in packages]
