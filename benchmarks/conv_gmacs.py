@@ -22,14 +22,12 @@ def _ort_session(path: Path, threads: int | None, exact_int8: bool = True):
                                 providers=["CPUExecutionProvider"])
 
 
-def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
-               threads: int | None = None) -> dict:
-    """GMAC/s of a `channels` -> `channels` 3x3 conv on a `size` feature map: onnxruntime int8 QDQ
-    (export's quantizer), onnxruntime float32 and PyTorch float32 eager, with `threads` threads
-    (None: the libraries' defaults), timed in `runs` interleaved rounds. The `*_gmacs_per_s` keys
-    are the best round (a roofline is what the machine can reach), `*_median_gmacs_per_s` the median."""
-    import statistics
-
+def conv_functions(channels: int = 64, size: tuple[int, int] = (136, 240),
+                   threads: int | None = None) -> tuple[dict, int]:
+    """One call each of a `channels` -> `channels` 3x3 conv on a `size` feature map, as
+    {"int8_qdq": onnxruntime int8 QDQ (export's quantizer, exact kernels), "float32": onnxruntime
+    float32, "pytorch_float32": PyTorch eager, and, where u8 x s8 is not exact, "int8_default":
+    onnxruntime's default int8 kernels}, with `threads` threads; and the MACs of one call."""
     import torch
 
     from mobilecodec.export.qdq import quantize_graph
@@ -39,9 +37,9 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
     c = channels
     if threads:
         torch.set_num_threads(threads)
-    conv = torch.nn.Conv2d(c, c, 3, padding=1).eval()
+    conv = torch.nn.Conv2d(c, c, 3, padding=1).eval().requires_grad_(False)  # no autograd in the timed calls
     x = torch.rand(1, c, h, w)
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+    with tempfile.TemporaryDirectory() as tmp:  # the sessions keep the graphs in memory
         f32 = Path(tmp) / "conv.onnx"
         torch.onnx.export(conv, (x,), str(f32), input_names=["x"], opset_version=17, dynamo=False)
         feeds = {"x": x.numpy()}
@@ -49,20 +47,35 @@ def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int
         macs = count_onnx(qdq).macs
         assert macs == count_onnx(f32).macs == h * w * c * c * 9
         exact, fp32 = _ort_session(qdq, threads), _ort_session(f32, threads)
-        fns = {"int8_qdq": lambda: exact.run(None, feeds), "float32": lambda: fp32.run(None, feeds),
-               "pytorch_float32": lambda: conv(x)}
-        fast = None
-        if not u8s8_exact():  # what onnxruntime's default (saturating) u8 x s8 kernels would run at
-            fast = _ort_session(qdq, threads, exact_int8=False)
-            fns["int8_default"] = lambda: fast.run(None, feeds)
-        times = interleaved_times(fns, runs)
-        best = {k: macs / min(t) / 1e9 for k, t in times.items()}
-        median = {k: macs / statistics.median(t) / 1e9 for k, t in times.items()}
-        default = None
-        if fast is not None:
-            ref, got = exact.run(None, feeds)[0], fast.run(None, feeds)[0]
-            default = {"gmacs_per_s": best["int8_default"], "median_gmacs_per_s": median["int8_default"],
-                       "max_abs_difference_of_output_range": float(np.abs(ref - got).max() / np.ptp(ref))}
+        fast = None if u8s8_exact() else _ort_session(qdq, threads, exact_int8=False)
+
+    fns = {"int8_qdq": lambda: exact.run(None, feeds), "float32": lambda: fp32.run(None, feeds),
+           "pytorch_float32": lambda: conv(x)}
+    if fast is not None:  # what onnxruntime's default (saturating) u8 x s8 kernels would run at
+        fns["int8_default"] = lambda: fast.run(None, feeds)
+    return fns, macs
+
+
+def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
+               threads: int | None = None) -> dict:
+    """GMAC/s of `conv_functions`' convolutions timed in `runs` interleaved rounds. The
+    `*_gmacs_per_s` keys are the best round (a roofline is what the machine can reach),
+    `*_median_gmacs_per_s` the median."""
+    import statistics
+
+    import torch
+
+    h, w = size
+    c = channels
+    fns, macs = conv_functions(channels, size, threads)
+    times = interleaved_times(fns, runs)
+    best = {k: macs / min(t) / 1e9 for k, t in times.items()}
+    median = {k: macs / statistics.median(t) / 1e9 for k, t in times.items()}
+    default = None
+    if "int8_default" in fns:
+        ref, got = fns["int8_qdq"]()[0], fns["int8_default"]()[0]
+        default = {"gmacs_per_s": best["int8_default"], "median_gmacs_per_s": median["int8_default"],
+                   "max_abs_difference_of_output_range": float(np.abs(ref - got).max() / np.ptp(ref))}
     int8, fp32_rate, torch_fp32 = best["int8_qdq"], best["float32"], best["pytorch_float32"]
     return {"conv": f"{c}->{c} 3x3 on {h}x{w}", "macs": macs, "threads": threads, "torch_threads": torch.get_num_threads(),
             "rounds": runs,
