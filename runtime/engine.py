@@ -165,7 +165,10 @@ class OnnxEngine:
             so.profile_file_prefix = str(self.profile_dir / f"ort_{name}")
         try:
             if self.ep == "qnn":
-                return ort.InferenceSession(str(path), sess_options=so)
+                from mobilecodec.export.qnn import native_stdout_to_stderr
+
+                with native_stdout_to_stderr():
+                    return ort.InferenceSession(str(path), sess_options=so)
             import onnx
 
             from mobilecodec.runtime.narrow_conv import pad_narrow_convs

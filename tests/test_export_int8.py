@@ -12,6 +12,8 @@ import pytest
 
 from mobilecodec.cli import main
 
+from cli_run import cli
+
 QUANTIZED = {"i_analysis", "i_hyper_analysis", "i_synthesis", "motion_predictor", "m_analysis",
              "m_hyper_analysis", "m_synthesis", "r_analysis", "r_hyper_analysis", "r_synthesis"}
 HYPER_SYNTHESIS = {"i_hyper_synthesis", "m_hyper_synthesis", "r_hyper_synthesis"}
@@ -178,6 +180,12 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
                  "--intra-period", "3", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
     enc = _json.loads((tmp_path / "e.json").read_text())
     assert enc["frames"] == 3 and "QNN" in enc["backend"]
+    # in a fresh process (the HTP libraries print a line to the C stdout when they load), `--json -`
+    # still puts the JSON alone on stdout
+    p = cli("encode", carphone, "-o", tmp_path / "j.mnvc", "--package", bins, "--ep", "qnn", "--frames", "1",
+            "--no-progress", "--json", "-")
+    assert p.returncode == 0, p.stderr
+    assert _json.loads(p.stdout)["frames"] == 1
     # `eval --ep qnn` codes the point on the HTP too: the stream `encode --ep qnn` wrote, every frame
     # decoded hash-exact there
     assert main(["eval", str(carphone), "--package", str(bins), "--ep", "qnn", "--frames", "3", "--intra-period", "3",
