@@ -79,6 +79,14 @@ def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
     p = cli_here("decode", tmp_path / "a.mnvc", "--checkpoint", tiny_checkpoint, "--no-progress", "--json", "-")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["hash_matches"] == 2 and "2/2 frame hashes match" in p.stderr
+    p = cli_here("init", "--config", "tiny", "--seed", "2", "-o", tmp_path / "i.pt", "--json", "-")
+    assert p.returncode == 0, p.stderr
+    made = json.loads(p.stdout)
+    from mobilecodec.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tmp_path / "i.pt")  # what the file holds, hashed again on load
+    assert made["weights_hash"] == model.weights_hash().hex() and made["seed"] == 2
+    assert made["parameters"] == sum(t.numel() for t in model.parameters()) and "i.pt: config tiny" in p.stderr
 
 
 def test_sigterm_removes_the_partial_stream(tmp_path):

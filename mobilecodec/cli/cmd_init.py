@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_architecture_arguments
+from mobilecodec.cli.common import Output, add_architecture_arguments, emit_json
 
 HELP = "create a randomly initialised checkpoint of a registered config"
 OUTPUT = Output("file")
@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_architecture_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     p.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument("--json", metavar="PATH", help="write the summary (config, parameters, weights hash) as "
+                   "JSON ('-' for stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     model.update()
     save_checkpoint(args.output, model, meta={"seed": args.seed, "trained": False})
     n = sum(p.numel() for p in model.parameters())
+    digest = model.weights_hash().hex()
     print(f"{args.output}: config {cfg.name} ({cfg.buffering}, warp {cfg.warp.mode}), {n / 1e6:.2f} M parameters, "
-          f"weights {model.weights_hash().hex()[:16]}")
+          f"weights {digest[:16]}")
+    emit_json({"output": str(args.output), "config": cfg.name, "buffering": cfg.buffering, "warp": cfg.warp.mode,
+               "seed": args.seed, "parameters": n, "weights_hash": digest}, args.json)
     return 0
