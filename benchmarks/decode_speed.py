@@ -246,15 +246,17 @@ def run_lockstep(engines: dict[str, Any], payloads: list[bytes], h: int, w: int,
     out: dict = {"rounds": len(rounds), "frame_ms": {k: _stats([r[k] for r in rounds]) for k in engines}}
     ideal = [r["probe pytorch_float32"] / r["probe int8_qdq"] for r in rounds]
     out["ideal"] = _spread(ideal)
+    out["sides"] = {}
     for label in engines:
         if label != ref:
             ratio = [r[ref] / r[label] for r in rounds]
-            out[label] = {"fps_over_pytorch": _spread(ratio),
-                          "fps_over_pytorch_vs_ideal": _spread([a / b for a, b in zip(ratio, ideal)])}
+            out["sides"][label] = {"fps_over_pytorch": _spread(ratio),
+                                   "fps_over_pytorch_vs_ideal": _spread([a / b for a, b in zip(ratio, ideal)])}
     return out
 
 
 def _spread(v: list[float]) -> dict[str, float]:
+    """Median and range of per-round ratios."""
     return {"median": statistics.median(v), "min": min(v), "max": max(v)}
 
 
@@ -387,7 +389,7 @@ def _print(name: str, out: dict, roof: dict, ideal: float, ideal_median: float) 
         print(f"P-frame decode in lockstep ({lock['rounds']} rounds: each side decodes the frame, then each "
               f"roofline conv, best of 3 calls): ideal int8/PyTorch per round {i['median']:.2f}x [{i['min']:.2f}-{i['max']:.2f}]")
         for label, t in lock["frame_ms"].items():
-            r = lock.get(label)
+            r = lock["sides"].get(label)
             extra = (f"; fps / PyTorch {r['fps_over_pytorch']['median']:.2f} [{r['fps_over_pytorch']['min']:.2f}-"
                      f"{r['fps_over_pytorch']['max']:.2f}], of the round's ideal "
                      f"{r['fps_over_pytorch_vs_ideal']['median']:.2f} [{r['fps_over_pytorch_vs_ideal']['min']:.2f}-"
