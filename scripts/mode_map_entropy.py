@@ -2,7 +2,9 @@
 --block-modes and prints the maps' bits per P-frame as coded (left + top adaptive contexts,
 `codec.block_modes`), under one pmf per frame (the first coder's: 16 bits for the pmf left out), and
 the empirical conditional entropies given the top neighbour or the previous P-frame's co-located
-block (estimates without the extra pmfs such a coder would send).
+block (estimates without the extra pmfs such a coder would send); then the ideal code lengths of
+adaptive coders like the shipped one with other contexts: left + top + the previous map's
+co-located mode (27 contexts), and left + previous (9), the previous map reset at each I-frame.
 
   python scripts/mode_map_entropy.py CHECKPOINT CLIP [--frames 64] [--block 8] [--intra-period 32]
 """
@@ -31,6 +33,37 @@ def entropy(counts: np.ndarray) -> float:
 
 def conditional(m: np.ndarray, ctx: np.ndarray) -> float:
     return sum(entropy(np.bincount(m[ctx == c], minlength=len(block_modes.MODES))) for c in range(len(block_modes.MODES)))
+
+
+def adaptive_bits(maps: list[np.ndarray], context, contexts: int, period: int) -> float:
+    """Mean bits per map of an adaptive coder like `block_modes.encode` (same walk, counts and
+    pmfs) with `context(known, i, j, prev)`; `prev` is the last map of the same intra period."""
+    total, prev = 0.0, None
+    for k, m in enumerate(maps):
+        if k % (period - 1) == 0:
+            prev = None  # a new intra period: no earlier map
+        vh, vw = m.shape
+        known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
+        counts = np.full((contexts, len(block_modes.MODES)), block_modes.CONTEXT_INIT, dtype=np.int64)
+        for i, j in block_modes._diagonals(vh, vw):
+            ctx = context(known, i, j, prev)
+            pmfs = block_modes._context_pmfs(counts, ctx)
+            sym = m[i, j]
+            total -= float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << block_modes.MAP_PRECISION)).sum())
+            known[i + 1, j + 1] = sym
+            np.add.at(counts, (ctx, sym), block_modes.CONTEXT_STEP)
+        prev = m
+    return total / max(len(maps), 1)
+
+
+def _with_previous(known, i, j, prev):
+    own = block_modes._contexts(known, i, j)
+    return own + 9 * (prev[i, j] if prev is not None else 0)
+
+
+def _left_previous(known, i, j, prev):
+    left = block_modes._contexts(known, i, j) // 3
+    return 3 * left + (prev[i, j] if prev is not None else left)
 
 
 def main() -> int:
@@ -68,6 +101,10 @@ def main() -> int:
           f"{maps[0].size if maps else 0} blocks; bits per map: coded {sum(spent) / n:.0f}, frame pmf "
           f"{plain / n:.0f}, top-neighbour "
           f"context {top / n:.0f}, previous-map context {prev / n:.0f}")
+    print(f"adaptive coders, bits per map: left+top (as coded) "
+          f"{adaptive_bits(maps, lambda k, i, j, p: block_modes._contexts(k, i, j), 9, a.intra_period):.0f}, "
+          f"left+top+previous {adaptive_bits(maps, _with_previous, 27, a.intra_period):.0f}, "
+          f"left+previous {adaptive_bits(maps, _left_previous, 9, a.intra_period):.0f}")
     return 0
 
 
