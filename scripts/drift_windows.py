@@ -1,0 +1,81 @@
+"""Issue #13's drift bar over windows of P-frames: per RD point of `mobilecodec eval` or `mobilecodec
+baseline` JSON, the worst over the full intra periods of (bits of the last W P-frames of the period)
+/ (bits of W P-frames from the second on) and of their PSNR-YUV drop. W = 1 is the bar as written
+(frame 31 against frame 2 at period 32); wider windows ask the same question of the trend rather
+than of two single frames, which follow the content frame by frame.
+
+  python scripts/drift_windows.py ev/carphone_eval.json x264_ip32.json [--windows 1,4,8] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def points(report: Any) -> Iterator[dict]:
+    """Every RD point (a dict with `label` and `per_frame`) of an eval or baseline report."""
+    if isinstance(report, dict):
+        if "label" in report and "per_frame" in report:
+            yield report
+            return
+        for v in report.values():
+            yield from points(v)
+    elif isinstance(report, list):
+        for v in report:
+            yield from points(v)
+
+
+def window_drift(per_frame: list[dict], period: int, window: int) -> dict | None:
+    """Worst (bits ratio, PSNR-YUV drop) over the full periods, windows of `window` P-frames; None
+    when no period is full."""
+    frames = {f["index"]: f for f in per_frame}
+    worst: dict | None = None
+    for start in range(0, len(per_frame) - period + 1, period):
+        if frames[start]["type"] != "I":
+            raise SystemExit(f"frame {start} is not an I-frame: not coded with intra period {period}")
+        early = [frames[start + 2 + k] for k in range(window)]
+        late = [frames[start + period - window + k] for k in range(window)]
+        ratio = sum(f["bits"] for f in late) / sum(f["bits"] for f in early)
+        drop = (sum(f["psnr_yuv"] for f in early) - sum(f["psnr_yuv"] for f in late)) / window
+        if worst is None:
+            worst = {"bits_ratio": ratio, "psnr_drop_db": drop}
+        else:
+            worst = {"bits_ratio": max(worst["bits_ratio"], ratio), "psnr_drop_db": max(worst["psnr_drop_db"], drop)}
+    return worst
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("reports", nargs="+", help="eval or baseline JSON files")
+    p.add_argument("--period", type=int, default=32, help="intra period the reports were coded with (default 32)")
+    p.add_argument("--windows", default="1,4,8", help="P-frames per window, comma-separated (default 1,4,8)")
+    p.add_argument("--json", metavar="PATH", help="write the table as JSON")
+    a = p.parse_args()
+    windows = [int(w) for w in a.windows.split(",")]
+    if any(w < 1 or 2 + w > a.period - w + 1 for w in windows):
+        sys.exit(f"windows must be at least 1 and leave the two windows apart within a period of {a.period}")
+    out: dict = {"period": a.period, "windows": windows, "reports": {}}
+    print(f"worst over the full periods of {a.period} frames: last W P-frames against W from the second on; "
+          "bits ratio (bar: at most 1.5x) / PSNR-YUV drop (bar: at most 1 dB)")
+    print(f"{'report':24s} {'point':20s} " + " ".join(f"{'W = ' + str(w):>17s}" for w in windows))
+    for path in a.reports:
+        report = json.loads(Path(path).read_text())
+        rows = out["reports"][path] = {}
+        for pt in points(report):
+            cells = []
+            for w in windows:
+                d = window_drift(pt["per_frame"], a.period, w)
+                rows.setdefault(str(pt["label"]), {})[str(w)] = d
+                cells.append("-" if d is None else f"{d['bits_ratio']:5.2f}x / {d['psnr_drop_db']:4.2f} dB")
+            print(f"{Path(path).name[:24]:24s} {str(pt['label'])[:20]:20s} " + " ".join(f"{c:>17s}" for c in cells))
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
