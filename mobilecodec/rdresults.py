@@ -137,13 +137,15 @@ def rd_curve(results: dict[str, Any], metric: str, min_points: int = 1
     return [r for r, _ in pairs], [d for _, d in pairs]
 
 
-def drift_summary(point: dict) -> dict:
+def drift_summary(point: dict, window: int = 1) -> dict:
     """P-frame drift inside each intra period of one RD point: the last P-frame's bits over the
     second P-frame's (the first P-frame still profits from a fresh I-frame reference) and its
     PSNR-YUV drop. Periods with fewer than 3 P-frames are skipped. A codec that does not drift
     keeps the ratio near 1 and the drop near 0 (issue #13's bar: at most 1.5x and 1 dB). A period
     is `full` when it holds the point's whole intra period (the clip's last one may be cut short:
-    its last P-frame is not the period's); the `_full` worsts cover those alone."""
+    its last P-frame is not the period's); the `_full` worsts cover those alone. `window` W > 1
+    compares the last W P-frames with W from the second on (bits summed, PSNR averaged; periods
+    with fewer than 2W + 1 P-frames skipped): the trend rather than two single frames."""
     periods, cur = [], []
     for f in point["per_frame"]:
         if f["type"] == "I":
@@ -157,12 +159,13 @@ def drift_summary(point: dict) -> dict:
     rows = []
     for per in periods:
         ps = [f for f in per if f["type"] == "P"]
-        if len(ps) < 3:
+        if len(ps) < 2 * window + 1:
             continue
-        second, last = ps[1], ps[-1]
-        rows.append({"first_frame": per[0]["index"], "second_p": second["index"], "last_p": last["index"],
-                     "bits_ratio": last["bits"] / second["bits"] if second["bits"] else None,
-                     "psnr_yuv_drop": second["psnr_yuv"] - last["psnr_yuv"],
+        early, late = ps[1:1 + window], ps[-window:]
+        early_bits, late_bits = sum(f["bits"] for f in early), sum(f["bits"] for f in late)
+        rows.append({"first_frame": per[0]["index"], "second_p": early[0]["index"], "last_p": late[-1]["index"],
+                     "bits_ratio": late_bits / early_bits if early_bits else None,
+                     "psnr_yuv_drop": (sum(f["psnr_yuv"] for f in early) - sum(f["psnr_yuv"] for f in late)) / window,
                      "full": len(per) == point.get("intra_period")})
 
     def worst(rs: list[dict]) -> tuple[float | None, float | None]:

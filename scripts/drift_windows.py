@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mobilecodec.rdresults import drift_summary  # noqa: E402
+
 
 def points(report: Any) -> Iterator[dict]:
     """Every RD point (a dict with `label` and `per_frame`) of an eval or baseline report."""
@@ -29,25 +33,6 @@ def points(report: Any) -> Iterator[dict]:
             yield from points(v)
 
 
-def window_drift(per_frame: list[dict], period: int, window: int) -> dict | None:
-    """Worst (bits ratio, PSNR-YUV drop) over the full periods, windows of `window` P-frames; None
-    when no period is full."""
-    frames = {f["index"]: f for f in per_frame}
-    worst: dict | None = None
-    for start in range(0, len(per_frame) - period + 1, period):
-        if frames[start]["type"] != "I":
-            raise SystemExit(f"frame {start} is not an I-frame: not coded with intra period {period}")
-        early = [frames[start + 2 + k] for k in range(window)]
-        late = [frames[start + period - window + k] for k in range(window)]
-        ratio = sum(f["bits"] for f in late) / sum(f["bits"] for f in early)
-        drop = (sum(f["psnr_yuv"] for f in early) - sum(f["psnr_yuv"] for f in late)) / window
-        if worst is None:
-            worst = {"bits_ratio": ratio, "psnr_drop_db": drop}
-        else:
-            worst = {"bits_ratio": max(worst["bits_ratio"], ratio), "psnr_drop_db": max(worst["psnr_drop_db"], drop)}
-    return worst
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", help="eval or baseline JSON files")
@@ -56,8 +41,8 @@ def main() -> int:
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
     a = p.parse_args()
     windows = [int(w) for w in a.windows.split(",")]
-    if any(w < 1 or 2 + w > a.period - w + 1 for w in windows):
-        sys.exit(f"windows must be at least 1 and leave the two windows apart within a period of {a.period}")
+    if any(w < 1 or 2 * w + 1 > a.period - 1 for w in windows):
+        sys.exit(f"windows must be at least 1 and fit twice, after the first P-frame, in a period of {a.period}")
     out: dict = {"period": a.period, "windows": windows, "reports": {}}
     print(f"worst over the full periods of {a.period} frames: last W P-frames against W from the second on; "
           "bits ratio (bar: at most 1.5x) / PSNR-YUV drop (bar: at most 1 dB)")
@@ -68,7 +53,9 @@ def main() -> int:
         for pt in points(report):
             cells = []
             for w in windows:
-                d = window_drift(pt["per_frame"], a.period, w)
+                s = drift_summary({**pt, "intra_period": a.period}, window=w)
+                d = None if s["worst_bits_ratio_full"] is None else {
+                    "bits_ratio": s["worst_bits_ratio_full"], "psnr_drop_db": s["worst_psnr_yuv_drop_full"]}
                 rows.setdefault(str(pt["label"]), {})[str(w)] = d
                 cells.append("-" if d is None else f"{d['bits_ratio']:5.2f}x / {d['psnr_drop_db']:4.2f} dB")
             print(f"{Path(path).name[:24]:24s} {str(pt['label'])[:20]:20s} " + " ".join(f"{c:>17s}" for c in cells))

@@ -229,6 +229,15 @@ def test_drift_summary_hand_values():
     # the second period is cut short (4 of 5 frames): the full-period worsts are the first's
     assert [r["full"] for r in d["periods"]] == [True, False]
     assert d["worst_bits_ratio_full"] == 1.5 and d["worst_psnr_yuv_drop_full"] == pytest.approx(0.5)
+    # windows of 2 P-frames: the first period has 4 P-frames (< 2 x 2 + 1, skipped); a period of 5
+    # P-frames compares the last two (1500 + 1800 bits) with the two from the second on (1200 + 1300)
+    long = {"intra_period": 6, "per_frame": [f(0, "I", 9000, 30.0), f(1, "P", 1000, 29.5), f(2, "P", 1200, 29.4),
+                                             f(3, "P", 1300, 29.2), f(4, "P", 1500, 29.0), f(5, "P", 1800, 28.8)]}
+    w = drift_summary(long, window=2)
+    assert [(r["second_p"], r["last_p"]) for r in w["periods"]] == [(2, 5)]
+    assert w["worst_bits_ratio_full"] == pytest.approx(3300 / 2500)
+    assert w["worst_psnr_yuv_drop_full"] == pytest.approx(((29.4 + 29.2) - (29.0 + 28.8)) / 2)
+    assert drift_summary(point, window=2)["periods"] == []
 
 
 def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carphone, tmp_path):
