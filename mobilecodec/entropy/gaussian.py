@@ -210,17 +210,18 @@ class GaussianConditional(CdfTableModule):
             bounds = np.concatenate([[0], np.cumsum(counts[uniq])])
             segments = ((i, grouped[bounds[j]:bounds[j + 1]]) for j, i in enumerate(uniq))
         else:
+            low, high = self._table_support(t)
+            if np.any(sym < low[idx]) or np.any(sym > high[idx]):
+                raise ValueError("symbol outside the support of its scale index; call clamp_symbols first")
             order, uniq, bounds = self._groups(idx)
             segments = ((i, sym[order[bounds[j]:bounds[j + 1]]] - offsets[i]) for j, i in enumerate(uniq))
         bits = 0.0
         for i, seg in segments:
-            if t.certain[i]:  # not coded: every symbol must be the likely one
+            if t.certain[i]:  # not coded; the compiled grouping checked the table's range, not its one symbol
                 if np.any(seg != t.likely[i] - offsets[i]):
                     raise ValueError(f"symbol outside the support of scale index {i} (only "
                                      f"{t.likely[i]}, not coded); call clamp_symbols first")
                 continue
-            if seg.min() < 0 or seg.max() >= len(pmfs[i]):
-                raise ValueError(f"symbol outside the support of scale index {i}; call clamp_symbols first")
             enc.encode(seg, pmfs[i], self.precision, model=t.model(int(i)))
             bits += float(np.bincount(seg, minlength=len(pmfs[i])) @ t.cost(int(i)))
         return bits
