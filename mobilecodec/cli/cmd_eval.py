@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
                        raw_fps=args.fps)
-    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=_engines(packages, args.ep or "cpu"))
+    engines = _engines(packages, args.ep or "cpu")
+    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=engines)
     print(format_report(report), end="")
     emit_json(report, args.json)
     return 0

@@ -5,13 +5,12 @@ PyAV is imported only here, when such a file is opened.
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-
-import warnings
 
 from mobilecodec.errors import InputError, InputWarning
 from mobilecodec.io.base import VideoReader, limit_frames
