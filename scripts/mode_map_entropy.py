@@ -36,22 +36,20 @@ def conditional(m: np.ndarray, ctx: np.ndarray) -> float:
 
 
 def adaptive_bits(maps: list[np.ndarray], context, contexts: int, period: int) -> float:
-    """Mean bits per map of an adaptive coder like `block_modes.encode` (same walk, counts and
-    pmfs) with `context(known, i, j, prev)`; `prev` is the last map of the same intra period."""
+    """Mean bits per map of an adaptive coder like `block_modes.encode` (its walk, counts and pmfs)
+    with `context(known, i, j, prev)`; `prev` is the last map of the same intra period."""
     total, prev = 0.0, None
     for k, m in enumerate(maps):
         if k % (period - 1) == 0:
             prev = None  # a new intra period: no earlier map
-        vh, vw = m.shape
-        known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
-        counts = np.full((contexts, len(block_modes.MODES)), block_modes.CONTEXT_INIT, dtype=np.int64)
-        for i, j in block_modes._diagonals(vh, vw):
-            ctx = context(known, i, j, prev)
-            pmfs = block_modes._context_pmfs(counts, ctx)
+
+        def code(i: np.ndarray, j: np.ndarray, pmfs: np.ndarray, m: np.ndarray = m) -> np.ndarray:
+            nonlocal total
             sym = m[i, j]
             total -= float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << block_modes.MAP_PRECISION)).sum())
-            known[i + 1, j + 1] = sym
-            np.add.at(counts, (ctx, sym), block_modes.CONTEXT_STEP)
+            return sym
+
+        block_modes._walk(m.shape, code, lambda known, i, j, p=prev: context(known, i, j, p), contexts)
         prev = m
     return total / max(len(maps), 1)
 

@@ -213,15 +213,17 @@ def _context_pmfs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return pmf
 
 
-def _walk(geom: ModeMap, code) -> np.ndarray:
-    """The context model over the map's visible blocks, anti-diagonal by anti-diagonal: `code(i,
+def _walk(visible: tuple[int, int], code, context=_contexts, contexts: int = len(MODES) ** 2) -> np.ndarray:
+    """The context model over a map of `visible` blocks, anti-diagonal by anti-diagonal: `code(i,
     j, pmfs)` codes or decodes those blocks' modes with their pmfs and returns them; returns the
-    visible map. The encoder and the decoder run this one walk, so their models cannot differ."""
-    vh, vw = geom.visible
+    visible map. The encoder and the decoder run this one walk, so their models cannot differ.
+    `context(known, i, j)` -> context numbers below `contexts` (the coder's: `_contexts`; others
+    for estimates such as scripts/mode_map_entropy.py)."""
+    vh, vw = visible
     known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
-    counts = np.full((len(MODES) ** 2, len(MODES)), CONTEXT_INIT, dtype=np.int64)
+    counts = np.full((contexts, len(MODES)), CONTEXT_INIT, dtype=np.int64)
     for i, j in _diagonals(vh, vw):
-        ctx = _contexts(known, i, j)
+        ctx = context(known, i, j)
         sym = code(i, j, _context_pmfs(counts, ctx))
         known[i + 1, j + 1] = sym
         np.add.at(counts, (ctx, sym), CONTEXT_STEP)
@@ -246,7 +248,7 @@ def encode(enc, modes: np.ndarray, geom: ModeMap) -> float:
         bits -= float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << MAP_PRECISION)).sum())
         return sym
 
-    _walk(geom, code)
+    _walk(geom.visible, code)
     return bits
 
 
@@ -254,5 +256,5 @@ def decode(dec, geom: ModeMap) -> np.ndarray:
     """Read back a map coded by `encode` (the whole padded frame's: `full` outside the picture)."""
     vh, vw = geom.visible
     modes = geom.outside()
-    modes[:vh, :vw] = _walk(geom, lambda i, j, pmfs: dec.decode_each(pmfs, precision=MAP_PRECISION))
+    modes[:vh, :vw] = _walk(geom.visible, lambda i, j, pmfs: dec.decode_each(pmfs, precision=MAP_PRECISION))
     return modes
