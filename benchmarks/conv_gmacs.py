@@ -57,17 +57,18 @@ def conv_functions(channels: int = 64, size: tuple[int, int] = (136, 240),
 
 
 def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
-               threads: int | None = None) -> dict:
+               threads: int | None = None, functions: tuple[dict, int] | None = None) -> dict:
     """GMAC/s of `conv_functions`' convolutions timed in `runs` interleaved rounds. The
     `*_gmacs_per_s` keys are the best round (a roofline is what the machine can reach),
-    `*_median_gmacs_per_s` the median."""
+    `*_median_gmacs_per_s` the median. `functions`: `conv_functions(channels, size, threads)`
+    already built, for a caller that times them again."""
     import statistics
 
     import torch
 
     h, w = size
     c = channels
-    fns, macs = conv_functions(channels, size, threads)
+    fns, macs = functions or conv_functions(channels, size, threads)
     times = interleaved_times(fns, runs)
     best = {k: macs / min(t) / 1e9 for k, t in times.items()}
     median = {k: macs / statistics.median(t) / 1e9 for k, t in times.items()}
