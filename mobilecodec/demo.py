@@ -220,7 +220,7 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
         from mobilecodec.quant.ptq import PTQOptions, run_ptq, save_quantized
 
         # receiver stages at 16-bit activations: at 8 bits the QNN HTP decode of the stream drifts
-        # from the CPU encoder's reconstruction through the buffer (README, "int8")
+        # from the CPU encoder's reconstruction through the buffer (docs/results/int8.md)
         qcfg = QuantConfig(w8a16=("receiver",))
         popts = PTQOptions(steps=opts.ptq_steps, gop=opts.ptq_gop, batch=opts.ptq_batch, crop=opts.ptq_crop,
                            eval_gops=opts.ptq_eval_gops)

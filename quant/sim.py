@@ -219,7 +219,7 @@ W8A16_PRESETS = {
     # Every quantized stage the decoder runs (synthesis, motion prediction): the stages that write
     # the recurrent buffer. At 8 bits, the QNN HTP and onnxruntime CPU differ by one quantization
     # step on ~10 % of their outputs, and through the buffer the difference compounds over an intra
-    # period; at 16 bits the same stream decodes to within 0.02 dB on both (README, "int8").
+    # period; at 16 bits the same stream decodes to within 0.02 dB on both (docs/results/int8.md).
     "receiver": lambda sims: [s for s in sims if is_receiver_stage(s)],
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every figure of the README that depends on the shipped `tiny` checkpoints, measured again in one
+# Every figure of the README and docs/results/ that depends on the shipped `tiny` checkpoints, measured again in one
 # run (issue #13 item 6 and its acceptance; issue #12's drift curves): run it after
 # `scripts/train_shipped.sh` has replaced them.
 #
@@ -13,7 +13,7 @@
 #      stream format, about 7 s per carphone frame and checkpoint on one core (13-15 min a checkpoint);
 #      and the clips of MODES_CLIPS (carphone) with the P-frame block modes (`--block-modes MODES`,
 #      8; MODES=0 skips them), alone and, unless REFINE=0, with the refinement too (20 min a
-#      checkpoint): the README's headline rows;
+#      checkpoint): the headline rows of docs/results/rd.md;
 #   4. int8: PTQ W8A8 and W8A16-receiver of every checkpoint, QAT of the W8A8 PTQ, each judged by
 #      `mobilecodec check-int8` against float on carphone. Calibration and QAT use training clips
 #      only (CALIB), never carphone. Unless MODES=0, the two PTQ kinds once more as deployed: judged
@@ -181,7 +181,7 @@ if want int8 && [[ $MODES != 0 ]]; then
 fi
 
 # 5. cross-backend drift (issue #12) -------------------------------------------------------------------
-# every backend pair of the README's drift table: float ONNX vs PyTorch, int8 vs the aimet
+# every backend pair of the README's drift table ("Decodable anywhere"): float ONNX vs PyTorch, int8 vs the aimet
 # simulation (receiver W8A16 with the QNN HTP pair, W8A8)
 want drift && for preset in float w8a16rx w8a8; do
   htp=()

@@ -1,5 +1,5 @@
 """A small sample of the stream fuzz campaign (benchmarks/fuzz_streams.py; the 10,000-decode run is
-in the README): real carphone streams of 1, 2 and 5 frames from the shipped tiny_b0.0064, mutated
+in docs/results/runtime.md): real carphone streams of 1, 2 and 5 frames from the shipped tiny_b0.0064, mutated
 structure-aware, decoded by the PyTorch and the onnxruntime decoders in a watchdog worker. No
 crash, no hang, no corrupt stream accepted silently; and the fuzzer's own parts (mutations, the
 outcome judge, the watchdog) do what they claim, so that a clean result means something."""

@@ -37,7 +37,7 @@ def test_leave_one_out_error_within_acceptance():
                    for m, d, p, ms in published), r
         assert r["error"] == pytest.approx(r["predicted_ms"] / r["measured_ms"] - 1.0)
     assert c["loo_median"] <= 0.25
-    assert c["loo_worst"] <= 0.35  # measured 22 % (README); the median alone would hide one wild miss
+    assert c["loo_worst"] <= 0.35  # measured 22 % (docs/results/runtime.md); the median alone would hide one wild miss
     assert "ESTIMATE" in error_label() and "worst" in error_label()
 
 

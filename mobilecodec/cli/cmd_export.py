@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if rx8:
             print(f"note: receiver graphs at 8-bit activations ({', '.join(rx8)}): a stream decoded on another "
                   "backend than its encoder's (QNN HTP vs onnxruntime CPU) drifts along the intra period; "
-                  "`mobilecodec ptq --w8a16 receiver` keeps the decodes within 0.05 dB (README, export)",
+                  "`mobilecodec ptq --w8a16 receiver` keeps the decodes within 0.05 dB (docs/results/complexity.md)",
                   file=sys.stderr)
     emit_json(man, args.json)
     return 0

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--w8a16", metavar="LAYERS.json|receiver",
                    help="layers with 16-bit activations: a JSON/YAML list ('stage' or 'stage.module'), or "
                         "'receiver' (every stage the decoder runs; recommended for decoding on another backend "
-                        "than the encoder's, see the README)")
+                        "than the encoder's, see docs/results/complexity.md)")
     p.add_argument("--cle", action="store_true", help="cross-layer equalization before quantizing")
     p.add_argument("--calibrate-frames", action="store_true",
                    help="give frame inputs and reconstructed-frame outputs the calibration data's range "

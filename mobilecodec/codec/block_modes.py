@@ -5,7 +5,7 @@ classical encoder picks skip blocks.
   pred  the prediction alone: the decoded residual is dropped in this block
   copy  the reference frame's co-located block (zero motion, no residual)
 
-Why: the residual coder of the shipped codecs adds noise where a frame needs nothing (README,
+Why: the residual coder of the shipped codecs adds noise where a frame needs nothing (docs/results/rd.md,
 "A static scene drifts as much"), and the noise integrates along the intra period. The sender
 sees the source, so it can tell block by block whether the residual helps. The choice minimises
 SSE + lambda * bits with lambda the P-frame rate weight the codec was trained with (2 beta),
@@ -22,7 +22,7 @@ left, each with the adaptive model of its context, the modes of its left and top
 (counts start at 1 and grow by 4 per coded mode, after each anti-diagonal: every block of one
 diagonal is coded in one call, so a 1080p map costs 374 calls, not 32,400). Maps are spatially
 coherent (a still background copies, a moving face keeps its residual): against one pmf per frame
-this took 7-35 % fewer bits on the probes (README).
+this took 7-35 % fewer bits on the probes (docs/results/rd.md).
 A stream says it carries modes, and their block size, in its header flags (`stream_flags`).
 Every candidate is on the decoder's 8-bit grid, so any backend selecting with the same map
 outputs the same frame.

@@ -66,8 +66,8 @@ class StageConfig:
     detach_iframe: bool = False
     # Gradient through the temporal recursion scaled by this factor per frame (the forward pass is
     # unchanged). Full backprop through a long GOP explodes: on tiny_b0.0064 the gradient norm
-    # grows from 0.01 (GOP 4) to 2-3 (12), 24-108 (16) and 4e4-1.4e5 (24) (README, "Training
-    # through the whole intra period"); a factor below 1 bounds each frame's reach into the past.
+    # grows from 0.01 (GOP 4) to 2-3 (12), 24-108 (16) and 4e4-1.4e5 (24) (docs/results/rd.md,
+    # "Training through the whole intra period"); a factor below 1 bounds each frame's reach into the past.
     ref_grad_scale: float = 1.0
     # Cosine decay of the learning rate from `lr` (step 0) to `lr_final` (last step); None keeps
     # `lr` constant (Table 5). A function of the step only, so a resumed run follows the same curve.
