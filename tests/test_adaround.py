@@ -198,7 +198,7 @@ def test_adarounded_checkpoint_round_trip(ada_q, ada_dir):
 def test_cli_adaround_summary_and_int8_export(carphone, tmp_path):
     """`ptq --adaround` records AdaRound per stage in ptq.json; the folder exports as int8 QDQ."""
     out = tmp_path / "Q"
-    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "-o", str(out), "--crop", "64x64",
+    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "--allow-held-out", "-o", str(out), "--crop", "64x64",
                "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0", "--adaround",
                "--adaround-iters", "2", "--adaround-batches", "1", "--no-progress"])
     assert rc == 0
@@ -216,14 +216,14 @@ def test_cli_adaround_summary_and_int8_export(carphone, tmp_path):
 
 @pytest.mark.parametrize("flag", ["--adaround-iters", "--adaround-batches"])
 def test_adaround_budget_must_be_positive(flag, carphone, tmp_path, capsys):
-    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "-o", str(tmp_path / "Q"),
+    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "--allow-held-out", "-o", str(tmp_path / "Q"),
                "--crop", "64x64", "--steps", "1", "--no-progress", "--adaround", flag, "0"])
     assert rc == 2
     err = capsys.readouterr().err
     assert flag in err and ">= 1" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "Q").exists()
     # without --adaround the budget means nothing: refused, not silently ignored
-    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "-o", str(tmp_path / "Q"),
+    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "--allow-held-out", "-o", str(tmp_path / "Q"),
                "--steps", "1", "--no-progress", flag, "5"])
     assert rc == 2
     err = capsys.readouterr().err

@@ -31,7 +31,7 @@ def midgrey_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ptq_dir(tmp_path_factory, midgrey_checkpoint, carphone) -> Path:
     out = tmp_path_factory.mktemp("ptq") / "Q"
-    rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "-o", str(out),
+    rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "--allow-held-out", "-o", str(out),
                "--steps", str(STEPS), "--gop", str(GOP), "--batch", str(BATCH), "--crop", "64x64",
                "--eval-gops", "2", "--json", str(out.parent / "ptq.json"), "--no-progress"])
     assert rc == 0
@@ -170,31 +170,35 @@ def test_w8a16_override_sets_16_bit_activations(carphone, midgrey_checkpoint, tm
 def test_w8a16_unknown_layer_is_an_error(midgrey_checkpoint, carphone, tmp_path, capsys):
     spec = tmp_path / "bad.json"
     spec.write_text(json.dumps(["m_synthesis.nope"]))
-    rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "-o", str(tmp_path / "Q"),
+    rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "--allow-held-out", "-o", str(tmp_path / "Q"),
                "--crop", "64x64", "--steps", "1", "--no-progress", "--w8a16", str(spec)])
     assert rc == 2
     assert "m_synthesis.nope" in capsys.readouterr().err
     assert not (tmp_path / "Q").exists()
 
 
-@pytest.mark.parametrize("case", ["checkpoint", "data", "crop", "w8a16_file"])
+@pytest.mark.parametrize("case", ["checkpoint", "data", "held_out", "crop", "w8a16_file"])
 def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys):
     args = {"checkpoint": str(midgrey_checkpoint), "data": str(carphone), "crop": "64x64"}
-    extra = []
+    extra = ["--allow-held-out"]
     if case == "checkpoint":
         args["checkpoint"] = str(tmp_path / "missing.pt")
     elif case == "data":
         args["data"] = str(tmp_path / "missing.y4m")
     elif case == "crop":
         args["crop"] = "100x100"
+    elif case == "held_out":
+        extra = []  # carphone without --allow-held-out
     else:
         (tmp_path / "w.json").write_text("{not json")
-        extra = ["--w8a16", str(tmp_path / "w.json")]
+        extra += ["--w8a16", str(tmp_path / "w.json")]
     rc = main(["ptq", "--checkpoint", args["checkpoint"], "--data", args["data"], "-o", str(tmp_path / "Q"),
                "--crop", args["crop"], "--steps", "1", "--no-progress", *extra])
     assert rc == 2
     err = capsys.readouterr().err
     assert "error" in err and len(err.strip().splitlines()) == 1
+    if case == "held_out":
+        assert "held-out evaluation clip" in err and "--allow-held-out" in err
     assert not (tmp_path / "Q").exists()
 
 
@@ -365,12 +369,12 @@ def test_receiver_preset_puts_every_decoder_stage_at_16_bits(carphone, midgrey_c
 
 
 def test_ptq_default_crop_fits_the_bundled_clip(tmp_path, capsys):
-    """`ptq --data carphone` with the default crop: 256x256 does not fit 176x144, so the crop is
-    clamped to 128x128 and said on stderr; calibrating on the held-out clip is said too, and
-    recorded (by name here, by path in the ptq_dir fixture)."""
+    """`ptq --data carphone --allow-held-out` with the default crop: 256x256 does not fit 176x144, so
+    the crop is clamped to 128x128 and said on stderr; calibrating on the held-out clip is said too,
+    and recorded (by name here, by path in the ptq_dir fixture)."""
     out = tmp_path / "q"
     assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", "carphone", "-o", str(out), "--steps", "1",
-                 "--eval-gops", "0", "--no-progress"]) == 0
+                 "--eval-gops", "0", "--allow-held-out", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "calibration crop 128x128" in err and "no longer held-out" in err
     assert (out / "ptq.json").is_file() and (out / "quantized.pt").is_file()

@@ -13,8 +13,8 @@ OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="float checkpoint (file or shipped name), saved after update()")
     p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
-                   help="calibration clips (.y4m/.yuv/.mp4 or sample names such as bikes; calibrating on the "
-                        "evaluation clip carphone makes its int8 figures no longer held-out)")
+                   help="calibration clips (.y4m/.yuv/.mp4 or sample names such as bikes); the held-out "
+                        "evaluation clip carphone only with --allow-held-out")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder: quantized.pt, encodings/<stage>.encodings, ptq.json")
     p.add_argument("--steps", type=positive_int, default=30, help="calibration steps (default 30)")
@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "takes hours for the whole codec on a 2-core CPU)")
     p.add_argument("--adaround-batches", type=int, default=None, metavar="N",
                    help="captured input batches per stage AdaRound optimizes on (default 16)")
+    p.add_argument("--allow-held-out", action="store_true",
+                   help="let --data name the held-out evaluation clip (carphone); int8 figures measured on it "
+                        "are then no longer held-out figures (recorded in ptq.json)")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -55,11 +58,15 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
     from mobilecodec.errors import CheckpointError, InputError
     from mobilecodec.io import resolve_input
+    from mobilecodec.train.data import is_held_out
 
     clips = [resolve_input(c) for c in args.data]
     for c in clips:
         if not Path(c).is_file():
             raise InputError(f"no such calibration clip: {c}")
+        if is_held_out(c) and not args.allow_held_out:
+            raise InputError(f"{c} is the held-out evaluation clip; calibrate on training clips "
+                             "(e.g. --data bikes bigbuckbunny) or pass --allow-held-out")
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
     for flag, default in (("adaround_iters", 300), ("adaround_batches", 16)):
@@ -88,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
     qmodel, summary = run_ptq(model, clips, qcfg, opts, progress=not args.no_progress)
     summary["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
     summary["output"] = str(args.output)
-    from mobilecodec.train.data import is_held_out
-
     summary["calibrated_on_held_out"] = any(is_held_out(c) for c in clips)
     save_quantized(args.output, qmodel, checkpoint=resolve_checkpoint(args.checkpoint), summary=summary)
     psnr = ""
