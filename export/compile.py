@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mobilecodec.export.formats import CONTEXT_FORMAT as FORMAT, MANIFEST
 from mobilecodec.export.qnn import Soc
 
-MANIFEST = "manifest.json"
 STANDIN = ("stand-in calibration: onnxruntime quantize_static (min/max, uint8 activations, int8 per-channel "
            "weights), not aimet encodings")
-FORMAT = "mobilecodec-qnn-context"
 
 
 def fill_feeds(package: str | Path, feeds: dict[str, list] | None = None) -> dict[str, list]:
@@ -57,7 +56,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
         from tqdm import tqdm
 
         bar = tqdm(total=len(man["graphs"]), desc="compile", unit="graph", leave=False)
-    with atomic_dir(out_dir, marker=MANIFEST) as tmp:
+    with atomic_dir(out_dir, marker=MANIFEST, marker_format=FORMAT) as tmp:
         work = tmp / ".qdq"
         work.mkdir()
         for name, g in man["graphs"].items():

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.export.formats import MANIFEST, PACKAGE_FORMAT as FORMAT
 from mobilecodec.models.subnetworks import stage_sides
 
 if TYPE_CHECKING:  # pragma: no cover
     from mobilecodec.models.codec import VideoCodec
 
-MANIFEST = "manifest.json"
-FORMAT = "mobilecodec-onnx-package"
 VERSION = 1
 
 

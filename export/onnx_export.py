@@ -234,7 +234,8 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
 
-    from mobilecodec.export.manifest import MANIFEST, build_manifest
+    from mobilecodec.export.formats import MANIFEST, PACKAGE_FORMAT
+    from mobilecodec.export.manifest import build_manifest
 
     check_size(height, width)
     if original_size is not None:
@@ -251,7 +252,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
         from tqdm import tqdm
 
         bar = tqdm(total=len(specs), desc="export", unit="graph", leave=False)
-    with atomic_dir(out_dir, marker=MANIFEST) as tmp:
+    with atomic_dir(out_dir, marker=MANIFEST, marker_format=PACKAGE_FORMAT) as tmp:
         (tmp / "graphs").mkdir()
         for spec in specs:
             rel = f"graphs/{spec.name}.onnx"

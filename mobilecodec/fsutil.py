@@ -37,10 +37,12 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def check_output_dir(path: str | os.PathLike, marker: str | None = None) -> Path:
+def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_format: str | None = None) -> Path:
     """Refuse an output folder path that is a file or cannot be created. With `marker` (the file an
     earlier run of the same command leaves, e.g. manifest.json) the folder is to be replaced, so a
-    non-empty folder without it is refused: replacing it would delete someone else's files."""
+    non-empty folder without it is refused: replacing it would delete someone else's files. With
+    `marker_format` the marker is JSON whose "format" must be that one: export and compile both
+    leave a manifest.json, and neither may replace the other's folder."""
     from mobilecodec.errors import InputError
 
     p = check_writable(path)
@@ -49,6 +51,14 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None) -> Path
     if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).is_file():
         raise InputError(f"output folder {p} is not empty and holds no {marker} of an earlier run; "
                          f"replacing it would delete its files: name a new or empty folder")
+    if marker_format is not None and p.is_dir() and (p / marker).is_file():
+        try:
+            found = json.loads((p / marker).read_text()).get("format")
+        except (OSError, ValueError, AttributeError):
+            found = None
+        if found != marker_format:
+            raise InputError(f"output folder {p} holds a {marker} of another kind ({found or 'unreadable'}, "
+                             f"not {marker_format}); replacing it would delete its files: name a new or empty folder")
     return p
 
 
@@ -74,10 +84,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, marker: str | None = None) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, marker: str | None = None,
+               marker_format: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds.
-    `marker`: see `check_output_dir` (an existing non-empty folder without it is refused)."""
-    final = check_output_dir(path, marker)
+    `marker`, `marker_format`: see `check_output_dir` (a folder of another kind is refused)."""
+    final = check_output_dir(path, marker, marker_format)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:

@@ -22,11 +22,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from mobilecodec.errors import InputError
+from mobilecodec.export.formats import CONTEXT_FORMAT
 from mobilecodec.runtime.storage_io import ORT_DTYPES, as_dtype, storage_io_model
 from mobilecodec.tensors import to_numpy
 
 EPS = ("cpu", "qnn")
-CONTEXT_FORMAT = "mobilecodec-qnn-context"  # folder written by `mobilecodec compile`
 
 
 class StepClock:

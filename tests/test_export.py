@@ -133,6 +133,24 @@ def test_compile_context_binaries_load_and_run(package, tmp_path):
     assert x_hat.min() >= -1e-3 and x_hat.max() <= 1 + 1e-2  # synthesis output is clamped to [0, 1]
 
 
+def test_export_and_compile_never_replace_each_others_folders(package, tmp_path, capsys):
+    """Both leave a manifest.json; each replaces only a folder of its own kind (a real compile
+    folder and a copy of a real package here), refused in one line before any work."""
+    import shutil
+
+    bins, other = tmp_path / "bin", tmp_path / "pkg_copy"
+    assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0
+    shutil.copytree(package, other)
+    before = {d: sorted(p.name for p in d.iterdir()) for d in (bins, other)}
+    capsys.readouterr()
+    assert main(["export", "--config", "tiny", "--size", "64x64", "-o", str(bins)]) == 2
+    assert "of another kind (mobilecodec-qnn-context" in capsys.readouterr().err
+    assert main(["compile", str(package), "--soc", "43", "-o", str(other)]) == 2
+    assert "of another kind (mobilecodec-onnx-package" in capsys.readouterr().err
+    assert {d: sorted(p.name for p in d.iterdir()) for d in (bins, other)} == before
+    assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0  # its own kind: replaced
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["export", "--config", "tiny", "--size", "144x176", "--original-size", "144x176", "-o", "{tmp}/p"],
      "goes with a padded --size"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import Output, check_not_input, emit_json, positive_int
+from mobilecodec.export.formats import CONTEXT_FORMAT, MANIFEST
 
 HELP = "compile a package's graphs to QNN HTP context binaries for a Snapdragon SoC"
-OUTPUT = Output("folder", marker="manifest.json")  # replaced whole
+OUTPUT = Output("folder", marker=MANIFEST, marker_format=CONTEXT_FORMAT)  # replaced whole, if compiled
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

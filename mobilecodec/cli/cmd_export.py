@@ -7,9 +7,10 @@ import argparse
 import sys
 
 from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw
+from mobilecodec.export.formats import MANIFEST, PACKAGE_FORMAT
 
 HELP = "export ONNX graphs per network stage (static shapes, buffer as graph I/O) or --check a package for the HTP"
-OUTPUT = Output("folder", marker="manifest.json")  # replaced whole
+OUTPUT = Output("folder", marker=MANIFEST, marker_format=PACKAGE_FORMAT)  # replaced whole, if a package
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ class Output:
 
     kind: str  # "file" or "folder"
     marker: str | None = None
+    marker_format: str | None = None  # the "format" a JSON marker must name (export and compile share one name)
     dest: str = "output"
 
 
@@ -34,7 +35,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         if spec.kind == "file":
             check_output_file(out)
         else:
-            check_output_dir(out, spec.marker)
+            check_output_dir(out, spec.marker, spec.marker_format)
     path = getattr(args, "json", None)
     if path not in (None, "-"):
         check_output_file(path)
