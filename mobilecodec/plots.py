@@ -51,13 +51,14 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     try:
+        labels = []
         for ax, m in zip(axes[0], metrics):
             for res in results:
                 rates, dists = rd_curve(res, m)
                 ax.plot(rates, dists, marker="o", label=_label(res))
                 for p in res["points"]:
-                    ax.annotate(str(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
-                                textcoords="offset points", xytext=(4, -8))
+                    labels.append(ax.annotate(str(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
+                                              textcoords="offset points", xytext=(4, -8)))
             if logx:
                 from matplotlib.ticker import FormatStrFormatter
 
@@ -72,10 +73,28 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
+        drop_overlapping_labels(fig, labels)
         _save(fig, path)
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def drop_overlapping_labels(fig: Any, labels: list[Any]) -> list[Any]:
+    """Remove each point label that would overprint one kept before it (e.g. a float and an int8
+    point at nearly the same rate and quality); the table beside a plot still names every point.
+    Returns the labels kept, in order."""
+    fig.canvas.draw()  # positions as they will be saved (log axes, tight layout)
+    renderer = fig.canvas.get_renderer()
+    kept, boxes = [], []
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        if any(box.overlaps(b) for b in boxes):
+            label.remove()
+        else:
+            kept.append(label)
+            boxes.append(box)
+    return kept
 
 
 def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathLike,

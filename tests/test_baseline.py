@@ -298,3 +298,27 @@ def test_intra_period_sweep_reports_the_drift_of_its_periods(carphone, tmp_path)
     for r in periods:
         assert r["bits_ratio"] == pytest.approx(sizes[r["last_p"]] / sizes[r["second_p"]])
         assert r["psnr_yuv_drop"] == pytest.approx(psnr_yuv(r["second_p"]) - psnr_yuv(r["last_p"]), abs=1e-9)
+
+
+def test_rd_plot_drops_labels_that_overprint(sweep):
+    """Two curves with the same points (x264's sweep twice, the second nudged by 0.1 % in rate):
+    the second curve's labels would overprint the first's and are dropped; the first keeps all."""
+    from mobilecodec.plots import _pyplot, drop_overlapping_labels
+
+    res = _results(sweep, "x264")
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    try:
+        labels = []
+        for scale, tag in ((1.0, "a"), (1.001, "b")):
+            for p in res["points"]:
+                labels.append(ax.annotate(f"{tag}{p['label']}", (p["bpp"] * scale, p["psnr_yuv"]), fontsize=7,
+                                          textcoords="offset points", xytext=(4, -8)))
+        ax.set_xlim(0.5 * min(p["bpp"] for p in res["points"]), 2 * max(p["bpp"] for p in res["points"]))
+        ax.set_ylim(min(p["psnr_yuv"] for p in res["points"]) - 1, max(p["psnr_yuv"] for p in res["points"]) + 1)
+        kept = drop_overlapping_labels(fig, labels)
+        texts = [t.get_text() for t in kept]
+        assert texts == [f"a{p['label']}" for p in res["points"]]
+        assert [t.get_text() for t in ax.texts] == texts  # the dropped ones are gone from the axes
+    finally:
+        plt.close(fig)
