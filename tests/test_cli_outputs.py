@@ -39,9 +39,9 @@ def test_foreign_folder_is_never_replaced(tiny_checkpoint, tiny_package, tmp_pat
         assert_clean_error(cli_here(*args, afile), "not a folder")
     assert _tree(tmp_path) == before
     assert (victim / "thesis.tex").read_text() == "years of work" and afile.read_text() == "keep me"
-    # a package holds manifest.json too, but compiling it onto itself would replace it
+    # a package holds manifest.json too, but of export's kind: compiling it onto itself would replace it
     package_files = _tree(tiny_package)
-    assert_clean_error(cli_here("compile", tiny_package, "-o", tiny_package), "is the package this command reads")
+    assert_clean_error(cli_here("compile", tiny_package, "-o", tiny_package), "of another kind")
     assert _tree(tiny_package) == package_files
     # an earlier package is replaced as before
     pkg = tmp_path / "pkg"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, check_not_input, emit_json, positive_int
+from mobilecodec.cli.common import Output, emit_json, positive_int
 from mobilecodec.export.formats import CONTEXT_FORMAT, MANIFEST
 
 HELP = "compile a package's graphs to QNN HTP context binaries for a Snapdragon SoC"
@@ -29,7 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.export.qnn import resolve_soc
 
-    check_not_input(args.output, args.package, "package")
     soc = resolve_soc(args.soc, args.htp_arch)
     from mobilecodec.export.compile import compile_package
 
