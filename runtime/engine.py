@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from mobilecodec.codec.sender import SenderTail
 from mobilecodec.errors import InputError
 from mobilecodec.export.formats import CONTEXT_FORMAT
 from mobilecodec.runtime.storage_io import ORT_DTYPES, as_dtype, storage_io_model
@@ -335,7 +336,7 @@ class OnnxEngine:
         return {n: s.end_profiling() for n, s in self._run_sessions.items()} if self.profile_dir else {}
 
 
-class OnnxLatentEncoder:
+class OnnxLatentEncoder(SenderTail):
     """Encoder-side latents from the analysis and hyper-analysis graphs, coded on the host with
     `codec.frame_coding.HyperpriorCoder.encode_latents` (the PyTorch path's coder)."""
 
@@ -398,18 +399,6 @@ class OnnxLatentEncoder:
                 return self.modes.keep_or_mean(trial, pred, self.buffer["frame"], y, mean)
             return keep_or_mean
         return self._code("r", "r_analysis", env, "r", refine=drop_unused)
-
-    def select_blocks(self, x_hat: Any, pred: Any, reference: Any) -> Any:
-        """With block modes on: choose and code the map, return the frame it selects (else x_hat)."""
-        return x_hat if self.modes is None else self.modes.select(x_hat, pred, reference)
-
-    @property
-    def mode_counts(self) -> list[int] | None:
-        """Blocks per mode of this frame, when block modes are on and the frame is coded."""
-        return None if self.modes is None else self.modes.counts
-
-    def payload(self) -> bytes:
-        return self.enc.get_bytes()
 
 
 def _is_x86() -> bool:

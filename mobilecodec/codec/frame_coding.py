@@ -18,6 +18,7 @@ import torch
 from mobilecodec.codec import block_modes
 from mobilecodec.codec.networks import Networks, TorchNetworks
 from mobilecodec.codec.refine import RefineOptions, RefineResult, refine_latent
+from mobilecodec.codec.sender import SenderTail
 from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder
 from mobilecodec.entropy.gaussian import COMPILED_MIN_SYMBOLS
 from mobilecodec.models.buffer import Buffer
@@ -191,7 +192,7 @@ class BlockModeSender:
         return block_modes.apply(modes, cands, self.geom.block)
 
 
-class LatentEncoder:
+class LatentEncoder(SenderTail):
     """Produces latents by analysing the input frame and entropy-coding them. `clock` (optional,
     e.g. `mobilecodec.runtime.engine.StepClock`) times the host steps (motion search, entropy
     coding, integer hyper-synthesis)."""
@@ -282,18 +283,6 @@ class LatentEncoder:
             return torch.from_numpy(self.modes.keep_or_mean(trial, pred, self.buffer["frame"], y.numpy(), mean))
         return run
 
-    def select_blocks(self, x_hat: torch.Tensor, pred, reference: torch.Tensor) -> torch.Tensor:
-        """With block modes on: choose each block's mode against the source, code the map, and
-        return the frame it selects; else x_hat unchanged."""
-        return x_hat if self.modes is None else self.modes.select(x_hat, pred, reference)
-
-    @property
-    def mode_counts(self) -> list[int] | None:
-        """Blocks per mode of this frame, when block modes are on and the frame is coded."""
-        return None if self.modes is None else self.modes.counts
-
-    def payload(self) -> bytes:
-        return self.enc.get_bytes()
 
 
 class LatentDecoder:
