@@ -53,11 +53,11 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
                          f"replacing it would delete its files: name a new or empty folder")
     if marker_format is not None and p.is_dir() and (p / marker).is_file():
         try:
-            found = json.loads((p / marker).read_text()).get("format")
+            found = json.loads((p / marker).read_text()).get("format") or "no format"
         except (OSError, ValueError, AttributeError):
-            found = None
+            found = "unreadable"
         if found != marker_format:
-            raise InputError(f"output folder {p} holds a {marker} of another kind ({found or 'unreadable'}, "
+            raise InputError(f"output folder {p} holds a {marker} of another kind ({found}, "
                              f"not {marker_format}); replacing it would delete its files: name a new or empty folder")
     return p
 
