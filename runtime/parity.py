@@ -48,17 +48,19 @@ def read_frames(video: str | Path, count: int, height: int, width: int) -> list[
 def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_period: int = 8,
                  runner: Any = None) -> dict[str, Any]:
     """Encode `frames` frames with PyTorch and with the float ONNX graphs on onnxruntime CPU, each
-    carrying its own buffer; per frame: max |difference| of reconstructions and buffers, and
-    whether the coded payloads are identical."""
+    carrying its own buffer; per frame: max |difference| of reconstructions and buffers, their
+    PSNR over the picture's samples, and whether the coded payloads are identical."""
     import torch
 
     from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe, run_pframe
+    from mobilecodec.metrics import psnr_samples
 
     runner = runner or package_engine(package)
     if runner.recorder is None:
         runner.recorder = {}
     model = runner.model
     h, w = runner.manifest["padded_size"]
+    size = tuple(runner.manifest["original_size"])
     xs = read_frames(video, frames, h, w)
     per_frame = []
     tbuf = obuf = None
@@ -71,6 +73,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
         per_frame.append({
             "index": i, "type": "I" if intra else "P",
             "recon_max_abs": float((t_out - o_out).abs().max()),
+            "recon_psnr_db": psnr_samples(_frame(t_out, size), _frame(o_out, size)),  # inf: identical
             "recon_diff_samples": int((t_out != o_out).sum()), "samples": int(t_out.numel()),
             "buffer_max_abs": {n: float((tbuf[n] - obuf[n]).abs().max()) if tbuf[n].numel() else 0.0
                                for n in tbuf.names()},
@@ -78,6 +81,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
         })
     return {"frames": len(xs), "intra_period": intra_period, "stage_max_abs": stage_parity(runner),
             "recon_max_abs": max(f["recon_max_abs"] for f in per_frame),
+            "recon_psnr_min_db": min(f["recon_psnr_db"] for f in per_frame),
             "recon_diff_fraction": sum(f["recon_diff_samples"] for f in per_frame) / sum(f["samples"] for f in per_frame),
             "all_payloads_equal": all(f["same_payload"] for f in per_frame), "per_frame": per_frame}
 

@@ -81,8 +81,13 @@ def test_float_parity_over_gop(package, carphone):
     r = float_parity(package, carphone, frames=4, intra_period=4)
     # same inputs -> every graph matches its PyTorch stage
     assert r["stage_max_abs"] and max(r["stage_max_abs"].values()) < 1e-4, r["stage_max_abs"]
-    # free-running (each side carries its own buffer): only rare one-level rounding flips allowed
-    assert r["recon_diff_fraction"] < 1e-3 and r["recon_max_abs"] <= 1 / 255 + 1e-6, r["per_frame"]
+    # Free-running, each side with its own analyses and buffer: nothing makes their latents equal (a
+    # value within float rounding of a quantization boundary may round apart on another CPU), so
+    # bound the reconstructions' distance instead. Measured: identical on a 2-core AMD EPYC
+    # (AVX-512); one latent forced apart in frame 0 or 1 leaves frame 3 at 50.7-54.5 dB (nine
+    # trials, three each on i_, m_ and r_analysis, a forward hook adding 1 to one element of the
+    # PyTorch side's output; two of them changed nothing).
+    assert r["recon_psnr_min_db"] >= 45.0, r["per_frame"]
 
 
 def test_check_passes_on_package(package, capsys):
