@@ -28,6 +28,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _OWN_CACHE = None
 
 
+@pytest.fixture(autouse=True)
+def _restore_host_threads():
+    """A command run in-process with `--threads N` (`runtime.threads.set_threads`) sets torch's and
+    the integer kernels' thread counts for the whole process; put them back after each test, so no
+    test runs at a count an earlier one left (hash checks assume one count per encode/decode pair)."""
+    import torch
+
+    from mobilecodec.entropy import int_kernels
+    from mobilecodec.runtime import threads
+
+    before = torch.get_num_threads(), int_kernels._THREADS, threads._THREADS
+    yield
+    torch.set_num_threads(before[0])
+    int_kernels.set_num_threads(before[1])
+    threads._THREADS = before[2]
+
+
 @pytest.fixture(scope="session")
 def carphone() -> Path:
     """carphone as .y4m: 176x144, 120 frames, 30000/1001 fps."""
