@@ -169,6 +169,11 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     calib = Path(resolve_input(opts.calib_clip))
     if not calib.is_file():
         raise InputError(f"no such calibration clip: {opts.calib_clip} (a video file or a sample name such as bikes)")
+    from mobilecodec.train.data import is_held_out
+
+    if is_held_out(calib) or calib.samefile(clip):
+        raise InputError(f"--calib-clip {opts.calib_clip} is the held-out clip or the clip the demo evaluates; "
+                         "calibrate on another clip (default bikes, a training clip)")
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
     # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
     # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off
@@ -227,7 +232,7 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
         qmodels, report["ptq"] = [], []
         for p in points:
             log.say(f"  PTQ of {p.label}: {popts.steps} steps x {popts.batch} GOPs of {popts.gop} frames, "
-                    f"{popts.crop[0]}x{popts.crop[1]} crops of {calib.name} (a training clip)")
+                    f"{popts.crop[0]}x{popts.crop[1]} crops of {calib.name}")
             qmodel, summary = run_ptq(p.model, [calib], qcfg, popts, progress=opts.progress)
             summary["checkpoint"] = str(p.path)
             qdir = save_quantized(out / "ptq" / p.label, qmodel, checkpoint=p.path, summary=summary)

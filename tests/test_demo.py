@@ -336,6 +336,8 @@ def test_npu_estimate_in_report(demo):
 @pytest.mark.parametrize("args, needle", [
     (["--clip", "no_such_clip.y4m"], "no such clip"),
     (["--calib-clip", "no_such_clip.y4m"], "no such calibration clip"),
+    (["--calib-clip", "carphone"], "held-out clip or the clip the demo evaluates"),
+    (["--clip", "bikes", "--calib-clip", "bikes"], "held-out clip or the clip the demo evaluates"),
     (["--checkpoint", "no_such_checkpoint.pt"], "no such checkpoint"),
     (["--ptq-crop", "100x100"], "multiple"),
 ])

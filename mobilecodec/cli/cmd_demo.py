@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=32, help="code the first N frames of the clip (default 32)")
     p.add_argument("--clip", default="carphone", help="sample clip name or video file (default carphone)")
     p.add_argument("--calib-clip", default="bikes",
-                   help="clip the int8 PTQ calibrates on (default bikes, a training clip; not the demo clip, "
-                        "which is held out)")
+                   help="clip the int8 PTQ calibrates on (default bikes, a training clip); neither the clip the "
+                        "demo evaluates nor the held-out carphone")
     p.add_argument("--checkpoint", default=None,
                    help="float checkpoint (shipped name or file); default: the middle-beta shipped tiny checkpoint")
     p.add_argument("--json", metavar="PATH", help="also write report.json here ('-' for stdout)")
