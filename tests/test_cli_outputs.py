@@ -148,6 +148,8 @@ def test_options_that_would_be_ignored_are_refused(tiny_checkpoint, tiny_package
                            "package folder")
     assert_clean_error(cli_here("compile", tiny_package, "-o", tmp_path / "bins", "--frames", "3"),
                        "--frames", "--calibration")
+    assert_clean_error(cli_here("compile", tiny_package, "-o", tmp_path / "bins", "--allow-held-out"),
+                       "--allow-held-out", "--calibration")
     assert_clean_error(cli_here("export", "--check", tiny_package, "--size", "64x64"), "not used with --check", "--size")
     assert_clean_error(cli_here("export", "--config", "tiny", "--size", "64x64", "-o", tmp_path / "p", "--soc", "43"),
                        "only used with --check", "--soc")

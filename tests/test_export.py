@@ -168,6 +168,7 @@ def test_export_and_compile_never_replace_each_others_folders(package, tmp_path,
     (["compile", "{pkg}", "--soc", "9999", "-o", "{tmp}/b"], "unknown SoC"),
     (["compile", "{pkg}", "--soc", "43", "--htp-arch", "75", "-o", "{tmp}/b"], "HTP v73"),
     (["compile", "{tmp}/nope", "-o", "{tmp}/b"], "no such package"),
+    (["compile", "{pkg}", "--calibration", "carphone", "-o", "{tmp}/b"], "held-out evaluation clip"),
     (["export", "--check", "{tmp}/nope"], "no such package"),
 ])
 def test_bad_input_exit_2(argv, needle, tmp_path, package, capsys):

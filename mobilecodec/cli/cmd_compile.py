@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default: random inputs)")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="calibration frames from --calibration (default 4)")
+    p.add_argument("--allow-held-out", action="store_true",
+                   help="let --calibration name the held-out evaluation clip (carphone); int8 figures measured "
+                        "on it with these binaries are then no longer held-out figures")
     p.add_argument("--json", metavar="PATH", help="write the compile manifest as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -32,16 +35,21 @@ def run(args: argparse.Namespace) -> int:
     soc = resolve_soc(args.soc, args.htp_arch)
     from mobilecodec.export.compile import compile_package
 
-    feeds = None
-    if args.calibration is None and args.frames is not None:
-        from mobilecodec.errors import InputError
+    from mobilecodec.errors import InputError
 
-        raise InputError("--frames counts --calibration frames; give --calibration VIDEO too")
+    feeds = None
+    if args.calibration is None and (args.frames is not None or args.allow_held_out):
+        raise InputError(f"{'--frames' if args.frames is not None else '--allow-held-out'} applies to "
+                         "--calibration; give --calibration VIDEO too")
     if args.calibration is not None:
         from mobilecodec.io import resolve_input
         from mobilecodec.runtime.parity import record_feeds
+        from mobilecodec.train.data import is_held_out
 
         args.calibration = str(resolve_input(args.calibration))
+        if is_held_out(args.calibration) and not args.allow_held_out:
+            raise InputError(f"{args.calibration} is the held-out evaluation clip; calibrate on a training clip "
+                             "(e.g. --calibration bikes) or pass --allow-held-out")
         feeds = record_feeds(args.package, args.calibration, args.frames or 4)
     man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration,
                           progress=not args.no_progress)
