@@ -182,10 +182,11 @@ def format_period_drift(d: dict) -> str:
     periods alone where a period was cut short."""
     if d["worst_bits_ratio"] is None:
         return "-"
-    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB (worst of "
-            f"{len(d['periods'])} periods)")
+    n = len(d["periods"])
+    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB "
+            + (f"(worst of {n} periods)" if n > 1 else "(one period)"))
     n_full = sum(bool(r.get("full")) for r in d["periods"])
     if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
         line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
-                 f"over the {n_full} full ones")
+                 + (f"over the {n_full} full ones" if n_full > 1 else "over the full one"))
     return line

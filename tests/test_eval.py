@@ -238,6 +238,11 @@ def test_drift_summary_hand_values():
     assert w["worst_bits_ratio_full"] == pytest.approx(3300 / 2500)
     assert w["worst_psnr_yuv_drop_full"] == pytest.approx(((29.4 + 29.2) - (29.0 + 28.8)) / 2)
     assert drift_summary(point, window=2)["periods"] == []
+    from mobilecodec.rdresults import format_period_drift
+
+    assert format_period_drift(d) == ("bits x1.50, PSNR-YUV -1.00 dB (worst of 2 periods), bits x1.50, "
+                                      "PSNR-YUV -0.50 dB over the full one")
+    assert format_period_drift(w) == "bits x1.32, PSNR-YUV -0.40 dB (one period)"
 
 
 def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carphone, tmp_path):
