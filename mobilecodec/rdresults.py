@@ -190,3 +190,31 @@ def format_period_drift(d: dict) -> str:
         line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
                  + (f"over the {n_full} full ones" if n_full > 1 else "over the full one"))
     return line
+
+
+def drift_trend(point: dict, content: list[float], period: int) -> dict | None:
+    """How P-frame bits grow with the position in the intra period once the content is accounted
+    for: least squares of log(bits) on 1, log(1 + content change) and the position, over the
+    P-frames from the second on of the full periods. `content[i]`: the source's mean squared luma
+    change into frame i (from frame i - 1). A single frame pair (the drift bar) mixes the two;
+    this separates them. None with fewer than four such frames."""
+    import numpy as np
+
+    frames = point["per_frame"]
+    rows = [f for f in frames if f["type"] == "P" and f["index"] % period >= 2
+            and f["index"] - f["index"] % period + period <= len(frames) and f["bits"] > 0]
+    if len(rows) < 4:
+        return None
+    x = np.array([[1.0, math.log1p(content[f["index"]]), f["index"] % period] for f in rows])
+    y = np.log([float(f["bits"]) for f in rows])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    dof = len(rows) - 3
+    sigma2 = float(resid @ resid) / dof if dof > 0 else float("nan")
+    se = np.sqrt(np.diag(sigma2 * np.linalg.pinv(x.T @ x)))
+    steps = period - 3  # from the second P-frame (position 2) to the last (period - 1)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {"frames": len(rows), "per_frame_pct": 100 * math.expm1(coef[2]), "per_frame_se_pct": 100 * float(se[2]),
+            "over_period": math.exp(coef[2] * steps),
+            "over_period_2se": [math.exp((coef[2] - 2 * se[2]) * steps), math.exp((coef[2] + 2 * se[2]) * steps)],
+            "content_elasticity": float(coef[1]), "r2": 1 - float(resid @ resid) / ss_tot if ss_tot > 0 else 1.0}

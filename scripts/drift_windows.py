@@ -2,9 +2,11 @@
 baseline` JSON, the worst over the full intra periods of (bits of the last W P-frames of the period)
 / (bits of W P-frames from the second on) and of their PSNR-YUV drop. W = 1 is the bar as written
 (frame 31 against frame 2 at period 32); wider windows ask the same question of the trend rather
-than of two single frames, which follow the content frame by frame.
+than of two single frames, which follow the content frame by frame. With `--content VIDEO` (the
+coded clip) it also fits log(bits) on the clip's frame-to-frame change and the position in the period
+(`rdresults.drift_trend`): the bit growth along the period with the content held equal.
 
-  python scripts/drift_windows.py ev/carphone_eval.json x264_ip32.json [--windows 1,4,8] [--json out.json]
+  python scripts/drift_windows.py ev/carphone_eval.json x264_ip32.json [--windows 1,4,8] [--content carphone] [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.rdresults import drift_summary  # noqa: E402
+from mobilecodec.rdresults import drift_summary, drift_trend  # noqa: E402
 
 
 def points(report: Any) -> Iterator[dict]:
@@ -38,15 +40,19 @@ def main() -> int:
     p.add_argument("reports", nargs="+", help="eval or baseline JSON files")
     p.add_argument("--period", type=int, default=32, help="intra period the reports were coded with (default 32)")
     p.add_argument("--windows", default="1,4,8", help="P-frames per window, comma-separated (default 1,4,8)")
+    p.add_argument("--content", metavar="VIDEO", help="the coded clip (file or sample name): also fit the bits' "
+                   "growth along the period with the frame-to-frame change held equal")
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
     a = p.parse_args()
     windows = [int(w) for w in a.windows.split(",")]
     if any(w < 1 or 2 * w + 1 > a.period - 1 for w in windows):
         sys.exit(f"windows must be at least 1 and fit twice, after the first P-frame, in a period of {a.period}")
     out: dict = {"period": a.period, "windows": windows, "reports": {}}
+    content = source_changes(a.content) if a.content else None
     print(f"worst over the full periods of {a.period} frames: last W P-frames against W from the second on; "
           "bits ratio (bar: at most 1.5x) / PSNR-YUV drop (bar: at most 1 dB)")
-    print(f"{'report':24s} {'point':20s} " + " ".join(f"{'W = ' + str(w):>17s}" for w in windows))
+    print(f"{'report':24s} {'point':20s} " + " ".join(f"{'W = ' + str(w):>17s}" for w in windows)
+          + ("  bits growth with the content held equal (+- 1 SE; over the period: 2 SE range)" if a.content else ""))
     for path in a.reports:
         report = json.loads(Path(path).read_text())
         rows = out["reports"][path] = {}
@@ -58,10 +64,25 @@ def main() -> int:
                     "bits_ratio": s["worst_bits_ratio_full"], "psnr_drop_db": s["worst_psnr_yuv_drop_full"]}
                 rows.setdefault(str(pt["label"]), {})[str(w)] = d
                 cells.append("-" if d is None else f"{d['bits_ratio']:5.2f}x / {d['psnr_drop_db']:4.2f} dB")
+            if content is not None:
+                t = rows[str(pt["label"])]["trend"] = drift_trend(pt, content, a.period)
+                cells.append("-" if t is None else f"{t['per_frame_pct']:+5.2f} +- {t['per_frame_se_pct']:4.2f} %/frame, "
+                             f"x{t['over_period']:.2f} (x{t['over_period_2se'][0]:.2f}-{t['over_period_2se'][1]:.2f}) "
+                             f"over the period, R2 {t['r2']:.2f}")
             print(f"{Path(path).name[:24]:24s} {str(pt['label'])[:20]:20s} " + " ".join(f"{c:>17s}" for c in cells))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
+
+
+def source_changes(video: str) -> list[float]:
+    """Per frame of the clip, the mean squared luma change from the frame before (0 for the first)."""
+    import numpy as np
+
+    from mobilecodec.io import read_frames, resolve_input
+
+    ys = [f.y.astype(np.float64) for f in read_frames(resolve_input(video))]
+    return [0.0] + [float(((b - a) ** 2).mean()) for a, b in zip(ys, ys[1:])]
 
 
 if __name__ == "__main__":

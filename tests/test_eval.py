@@ -310,3 +310,30 @@ def test_bad_package_input_exits_2(case, tiny_package, tiny_checkpoint, carphone
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("mobilecodec eval: error:") and word in err[0], err
     assert not (tmp_path / "OUT" / "carphone_eval.json").exists()
+
+
+def test_drift_trend_recovers_a_known_position_effect():
+    """Bits built exactly as exp(5 + 0.5 log(1 + change) + 0.02 position) over two full periods of 8
+    and a cut-short third: the fit returns 0.02 per frame (2.02 %), 0.5 for the content, and leaves
+    the I-frames, the first P-frames and the cut-short period out."""
+    import math
+
+    from mobilecodec.rdresults import drift_trend
+
+    period, n = 8, 20
+    content = [0.0] + [float((7 * i) % 11 + 1) for i in range(1, n)]
+    per_frame = []
+    for i in range(n):
+        pos = i % period
+        bits = 9000.0 if pos == 0 else math.exp(5 + 0.5 * math.log1p(content[i]) + 0.02 * pos)
+        per_frame.append({"index": i, "type": "I" if pos == 0 else "P", "bits": bits})
+    per_frame[1]["bits"] = per_frame[9]["bits"] = 1e6  # first P-frames: left out
+    per_frame[17]["bits"] = per_frame[19]["bits"] = 1.0  # the cut-short period: left out
+    t = drift_trend({"per_frame": per_frame}, content, period)
+    assert t["frames"] == 12  # positions 2-7 of two periods
+    assert t["per_frame_pct"] == pytest.approx(100 * (math.exp(0.02) - 1), abs=1e-9)
+    assert t["content_elasticity"] == pytest.approx(0.5, abs=1e-9)
+    assert t["over_period"] == pytest.approx(math.exp(0.02 * 5), abs=1e-9)
+    assert t["r2"] == pytest.approx(1.0, abs=1e-12) and t["per_frame_se_pct"] < 1e-6
+    assert drift_trend({"per_frame": per_frame[:9]}, content, period)["frames"] == 6  # one full period
+    assert drift_trend({"per_frame": per_frame[:7]}, content, period) is None  # no full period
