@@ -38,6 +38,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
     import onnx
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
+    from mobilecodec.train.data import is_held_out
 
     from mobilecodec.export.manifest import load_manifest
     from mobilecodec.export.qdq import quantize_graph
@@ -90,6 +91,8 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
                "soc": {"soc_model": soc.soc_model, "name": soc.name, "htp_arch": soc.htp_arch},
                "qnn_sdk_version": sdk,
                "quantization": _quant_summary(man, graphs, calib),
+               # stand-in int8 fitted to the held-out clip: its figures on that clip are not held-out ones
+               "calibrated_on_held_out": calibration is not None and is_held_out(calibration),
                "graphs": graphs}
         write_json_atomic(tmp / MANIFEST, out)
     if bar is not None:

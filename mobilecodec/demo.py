@@ -32,13 +32,18 @@ VERSION = 1
 REPORT_MARKER = "report.json"  # what an earlier demo report folder holds: only such a folder is replaced
 
 
+def default_calibration_clip(clip: str) -> str:
+    """The training clip the demo's PTQ calibrates on: bikes, or bigbuckbunny when the demo codes bikes."""
+    return "bigbuckbunny" if clip == "bikes" else "bikes"
+
+
 @dataclass
 class DemoOptions:
     """What the demo runs and its budgets (defaults: < 10 min on 2 CPU cores)."""
 
     clip: str = "carphone"
     # PTQ calibrates on a training clip: carphone is held out, so no choice is made on it
-    calib_clip: str = "bikes"
+    calib_clip: str | None = None  # None: `default_calibration_clip(clip)`
     frames: int = 32
     intra_period: int = 32
     block_modes: int = 8  # P-frame block modes of the int8 encode (codec.block_modes; 0: off): no drift along the period
@@ -166,14 +171,18 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     clip = Path(resolve_input(opts.clip))
     if not clip.is_file():
         raise InputError(f"no such clip: {opts.clip} (a video file or a sample name such as carphone)")
+    if opts.calib_clip is None:
+        opts.calib_clip = default_calibration_clip(opts.clip)
     calib = Path(resolve_input(opts.calib_clip))
     if not calib.is_file():
         raise InputError(f"no such calibration clip: {opts.calib_clip} (a video file or a sample name such as bikes)")
     from mobilecodec.train.data import is_held_out
 
-    if is_held_out(calib) or calib.samefile(clip):
-        raise InputError(f"--calib-clip {opts.calib_clip} is the held-out clip or the clip the demo evaluates; "
-                         "calibrate on another clip (default bikes, a training clip)")
+    if is_held_out(calib):
+        raise InputError(f"--calib-clip {opts.calib_clip} is the held-out evaluation clip; calibrate on a training "
+                         "clip such as bikes")
+    if calib.samefile(clip):
+        raise InputError(f"--calib-clip {opts.calib_clip} is the clip the demo evaluates; calibrate on another clip")
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
     # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
     # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off

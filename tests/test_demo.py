@@ -336,8 +336,9 @@ def test_npu_estimate_in_report(demo):
 @pytest.mark.parametrize("args, needle", [
     (["--clip", "no_such_clip.y4m"], "no such clip"),
     (["--calib-clip", "no_such_clip.y4m"], "no such calibration clip"),
-    (["--calib-clip", "carphone"], "held-out clip or the clip the demo evaluates"),
-    (["--clip", "bikes", "--calib-clip", "bikes"], "held-out clip or the clip the demo evaluates"),
+    (["--calib-clip", "carphone"], "is the held-out evaluation clip"),
+    (["--clip", "bikes", "--calib-clip", "carphone"], "is the held-out evaluation clip"),
+    (["--clip", "bikes", "--calib-clip", "bikes"], "is the clip the demo evaluates"),
     (["--checkpoint", "no_such_checkpoint.pt"], "no such checkpoint"),
     (["--ptq-crop", "100x100"], "multiple"),
 ])
@@ -350,3 +351,12 @@ def test_bad_input_exits_2_and_writes_nothing(args, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert needle in err and err.startswith("mobilecodec demo: error:")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_defaults_to_a_training_clip_other_than_the_demo_clip():
+    from mobilecodec.demo import default_calibration_clip
+    from mobilecodec.train.data import DEFAULT_TRAIN_DATA
+
+    assert default_calibration_clip("carphone") == "bikes"
+    assert default_calibration_clip("bikes") == "bigbuckbunny"
+    assert {default_calibration_clip(c) for c in ("carphone", "bikes", "my_clip.y4m")} <= set(DEFAULT_TRAIN_DATA)

@@ -124,6 +124,7 @@ def test_compile_context_binaries_load_and_run(package, tmp_path):
     assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["soc"] == {"soc_model": 43, "name": SOCS[43].name, "htp_arch": 73}
+    assert man["calibrated_on_held_out"] is False  # random inputs calibrate the stand-in
     assert set(man["graphs"]) == EXPECTED_GRAPHS
     g = man["graphs"]["i_synthesis"]
     assert any(f.endswith(".bin") for f in g["files"]) and all((out / f).is_file() for f in g["files"])
@@ -154,6 +155,15 @@ def test_export_and_compile_never_replace_each_others_folders(package, tmp_path,
     assert "of another kind (mobilecodec-onnx-package" in capsys.readouterr().err
     assert {d: sorted(p.name for p in d.iterdir()) for d in (bins, other)} == before
     assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0  # its own kind: replaced
+
+
+def test_compile_records_a_held_out_calibration(package, tmp_path):
+    """`compile --calibration carphone --allow-held-out`: the manifest says the stand-in int8 was
+    fitted to the held-out clip (without a calibration it says not: the test above)."""
+    out = tmp_path / "bin"
+    assert main(["compile", str(package), "--calibration", "carphone", "--frames", "2", "--allow-held-out",
+                 "-o", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["calibrated_on_held_out"] is True
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -18,9 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report folder to write (replaced atomically; default ./demo_report)")
     p.add_argument("--frames", type=positive_int, default=32, help="code the first N frames of the clip (default 32)")
     p.add_argument("--clip", default="carphone", help="sample clip name or video file (default carphone)")
-    p.add_argument("--calib-clip", default="bikes",
-                   help="clip the int8 PTQ calibrates on (default bikes, a training clip); neither the clip the "
-                        "demo evaluates nor the held-out carphone")
+    p.add_argument("--calib-clip", default=None,
+                   help="clip the int8 PTQ calibrates on (default bikes, a training clip, or bigbuckbunny when "
+                        "--clip is bikes); neither the clip the demo evaluates nor the held-out carphone")
     p.add_argument("--checkpoint", default=None,
                    help="float checkpoint (shipped name or file); default: the middle-beta shipped tiny checkpoint")
     p.add_argument("--json", metavar="PATH", help="also write report.json here ('-' for stdout)")

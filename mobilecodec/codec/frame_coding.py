@@ -284,7 +284,6 @@ class LatentEncoder(SenderTail):
         return run
 
 
-
 class LatentDecoder:
     """Produces latents by entropy-decoding a frame payload."""
 
