@@ -176,11 +176,9 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     calib = Path(resolve_input(opts.calib_clip))
     if not calib.is_file():
         raise InputError(f"no such calibration clip: {opts.calib_clip} (a video file or a sample name such as bikes)")
-    from mobilecodec.train.data import is_held_out
+    from mobilecodec.train.data import refuse_held_out
 
-    if is_held_out(calib):
-        raise InputError(f"--calib-clip {opts.calib_clip} is the held-out evaluation clip; calibrate on a training "
-                         "clip such as bikes")
+    refuse_held_out(calib, "calibrate on a training clip such as bikes", name=f"--calib-clip {opts.calib_clip}")
     if calib.samefile(clip):
         raise InputError(f"--calib-clip {opts.calib_clip} is the clip the demo evaluates; calibrate on another clip")
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work

@@ -44,12 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration is not None:
         from mobilecodec.io import resolve_input
         from mobilecodec.runtime.parity import record_feeds
-        from mobilecodec.train.data import is_held_out
+        from mobilecodec.train.data import refuse_held_out
 
         args.calibration = str(resolve_input(args.calibration))
-        if is_held_out(args.calibration) and not args.allow_held_out:
-            raise InputError(f"{args.calibration} is the held-out evaluation clip; calibrate on a training clip "
-                             "(e.g. --calibration bikes) or pass --allow-held-out")
+        refuse_held_out(args.calibration, "calibrate on a training clip (e.g. --calibration bikes) or pass "
+                        "--allow-held-out", allow=args.allow_held_out)
         feeds = record_feeds(args.package, args.calibration, args.frames or 4)
     man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration,
                           progress=not args.no_progress)

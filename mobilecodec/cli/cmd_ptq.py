@@ -58,15 +58,14 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
     from mobilecodec.errors import CheckpointError, InputError
     from mobilecodec.io import resolve_input
-    from mobilecodec.train.data import is_held_out
+    from mobilecodec.train.data import is_held_out, refuse_held_out
 
     clips = [resolve_input(c) for c in args.data]
     for c in clips:
         if not Path(c).is_file():
             raise InputError(f"no such calibration clip: {c}")
-        if is_held_out(c) and not args.allow_held_out:
-            raise InputError(f"{c} is the held-out evaluation clip; calibrate on training clips "
-                             "(e.g. --data bikes bigbuckbunny) or pass --allow-held-out")
+        refuse_held_out(c, "calibrate on training clips (e.g. --data bikes bigbuckbunny) or pass --allow-held-out",
+                        allow=args.allow_held_out)
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
     for flag, default in (("adaround_iters", 300), ("adaround_batches", 16)):

