@@ -31,6 +31,12 @@ def _label(results: dict[str, Any]) -> str:
     return name
 
 
+def _point_label(results: dict[str, Any], point: dict[str, Any]) -> str:
+    """'<codec> <point>', without the codec when the point's label already starts with it."""
+    codec, label = _label(results), str(point.get("label", ""))
+    return label if label.startswith(str(results.get("codec", "?"))) else f"{codec} {label}".strip()
+
+
 def _save(fig: Any, path: str | os.PathLike) -> None:
     """Save as PNG through a temporary file next to `path` (the format is fixed, not guessed)."""
     from mobilecodec.fsutil import atomic_path
@@ -105,6 +111,7 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.2))
     try:
+        intra: set[int] = set()
         for res in results:
             for p in res["points"]:
                 frames = p.get("per_frame")
@@ -113,7 +120,10 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
                 if key not in frames[0]:
                     raise InputError(f"per-frame data has no {key!r}")
                 ax.plot([f["index"] for f in frames], [f[key] for f in frames], linewidth=1,
-                        label=f"{_label(res)} {p.get('label', '')}")
+                        label=_point_label(res, p))
+                intra.update(f["index"] for f in frames if f.get("type") == "I")
+        for index in sorted(intra):  # where each intra period starts, so its drift reads at a glance
+            ax.axvline(index, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
         ax.set_xlabel("frame")
         ax.set_ylabel(METRIC_LABELS.get(key, key))
         ax.grid(True, alpha=0.3)

@@ -204,6 +204,15 @@ def test_plot_helpers_write_pngs(sweep, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bits.png", "rd.png"]  # no temporaries left
 
 
+def test_per_frame_legend_names_each_point_once(sweep):
+    from mobilecodec.plots import _point_label
+
+    x264 = _results(sweep, "x264")
+    assert _point_label(x264, x264["points"][0]).startswith("x264 (medium) ")
+    ours = {"codec": "tiny", "points": [{"label": "tiny_b0.0032"}]}  # eval's checkpoint points
+    assert _point_label(ours, ours["points"][0]) == "tiny_b0.0032"
+
+
 def _bd_rows(stdout: str) -> dict[str, tuple[float, float]]:
     rows = {}
     for ln in stdout.splitlines():
