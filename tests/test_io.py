@@ -438,16 +438,19 @@ def _ffmpeg(*args: str) -> None:
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True, timeout=120)
 
 
-@pytest.mark.parametrize("pix_fmt,codec", [("yuvj420p", "libx264"), ("rgb24", "libx264rgb")])
-def test_full_range_and_rgb_video_read_in_limited_range(pix_fmt, codec, tmp_path):
+@pytest.mark.parametrize("pix_fmt,codec,stored", [("yuvj420p", "libx264", "yuvj420p"), ("rgb24", "libx264rgb", "gbrp")])
+def test_full_range_and_rgb_video_read_in_limited_range(pix_fmt, codec, stored, tmp_path):
     """A full-range (yuvj420p) or RGB source is read in limited range, pixel for pixel what ffmpeg's
-    own conversion to limited-range yuv420p gives (not its full-range samples passed through)."""
+    own conversion to limited-range yuv420p gives (not its full-range samples passed through), with
+    one warning that says so."""
     src = tmp_path / "src.mkv"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "3", "-pix_fmt", pix_fmt, "-c:v", codec,
             "-qp", "0", str(src))
     ref = tmp_path / "ref.y4m"
     _ffmpeg("-i", str(src), "-vf", "scale=out_range=limited", "-pix_fmt", "yuv420p", "-strict", "-1", str(ref))
-    got, want = read_frames(src), read_frames(ref)
+    with pytest.warns(InputWarning, match=rf"pixels are {stored};.*converted frames"):
+        got = read_frames(src)
+    want = read_frames(ref)
     assert len(got) == len(want) == 3
     for g, w in zip(got, want):
         assert 16 <= int(g.y.min()) and int(g.y.max()) <= 235

@@ -1,9 +1,9 @@
 """The `mobilecodec` command line: one subcommand per pipeline step.
 
 Each subcommand lives in its own module `mobilecodec.cli.cmd_<name>` that defines
-`HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. Those modules import
-only the standard library at top level, so `mobilecodec --help` stays fast; torch,
-aimet and onnxruntime are imported inside `run`.
+`HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. At top level those modules
+import only the standard library and light modules of this package (no numpy, torch, aimet,
+onnx or onnxruntime), so `mobilecodec --help` stays fast; the heavy ones are imported inside `run`.
 """
 
 from __future__ import annotations

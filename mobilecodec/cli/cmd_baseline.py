@@ -32,7 +32,7 @@ def parse_crf_list(text: str) -> list[float]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="video to encode (.y4m, .yuv, .mp4, .mkv, .mov), or a bundled "
-                   "sample clip name: carphone, bikes")
+                   "sample clip name: carphone, bikes, bigbuckbunny")
     p.add_argument("-o", "--out", required=True, metavar="OUT",
                    help="output folder for the .mp4 files, <codec>_<preset>.json and _rd.png")
     p.add_argument("--codec", required=True, choices=sorted(ENCODERS), help="standard codec")

@@ -13,7 +13,7 @@ OUTPUT = Output("file")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file: .y4m, .yuv (with --size), .mp4/.mkv/.mov, or a sample clip name "
-                   "(carphone, bikes)")
+                   "(carphone, bikes, bigbuckbunny)")
     p.add_argument("-o", "--output", required=True, help="output stream (.mnvc)")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint",

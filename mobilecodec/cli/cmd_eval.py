@@ -13,7 +13,7 @@ OUTPUT = Output("folder")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files (.y4m, .mp4, ...) or sample clip names (carphone, bikes)")
+                   help="video files (.y4m, .mp4, ...) or sample clip names (carphone, bikes, bigbuckbunny)")
     p.add_argument("--checkpoint", metavar="C[,C2,...]", action="append", default=[],
                    help="checkpoint files or shipped checkpoint names, comma-separated (one RD point each)")
     p.add_argument("--package", metavar="P[,P2,...]", action="append", default=[],

@@ -46,6 +46,19 @@ def av_frame_to_yuv(frame: Any) -> YUVFrame:
     return YUVFrame(*planes)
 
 
+def _warn_if_converted(path: Path, ctx: Any) -> None:
+    """One InputWarning when the stream's pixels are not 8-bit limited-range 4:2:0: they are converted
+    (av_frame_to_yuv), so every quality figure is measured against the converted frames."""
+    fmt = ctx.pix_fmt
+    full = getattr(ctx, "color_range", 0) == _RANGE_FULL or str(fmt).startswith("yuvj")
+    if fmt is None or (fmt == "yuv420p" and not full):  # unknown until decoded: nothing to say yet
+        return
+    what = fmt + (" full range" if full and fmt.startswith("yuv") and not fmt.startswith("yuvj") else "")
+    warnings.warn(InputWarning(
+        f"{path}: pixels are {what}; read as 8-bit limited-range 4:2:0 (as ffmpeg -pix_fmt yuv420p converts "
+        f"them), so quality is measured against the converted frames"))
+
+
 class AVReader(VideoReader):
     """Reads the first video stream of a container; each loop opens it afresh and decodes lazily."""
 
@@ -71,6 +84,7 @@ class AVReader(VideoReader):
                 self.rate = fps_to_fraction(FALLBACK_FPS)
             self.codec = ctx.name
             self.num_frames = limit_frames(int(stream.frames) or None, max_frames)
+            _warn_if_converted(self.path, ctx)
         finally:
             container.close()
 
