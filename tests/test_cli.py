@@ -129,3 +129,29 @@ def test_baseline_bad_input_exits_2_and_writes_nothing(bad_inputs, tmp_path, cas
     assert not out.exists() or not any(out.iterdir())
     assert not (tmp_path / "r.json").exists()
     assert not any(scratch.iterdir())  # the temporary .yuv folder is removed on failure too
+
+
+def test_outputs_that_would_destroy_an_input_are_refused(bad_inputs, tmp_path):
+    """--json (or a file -o) naming a file the command reads, or where -o writes, is refused in one
+    line before any work, and the file is left as it was."""
+    src = tmp_path / "two.yuv"
+    src.write_bytes((bad_inputs / "two.yuv").read_bytes())
+    before = src.read_bytes()
+    stream = tmp_path / "s.mnvc"
+    cases = [
+        (["encode", "--checkpoint", "tiny_b0.0032", str(src), "--size", "176x144", "-o", str(stream),
+          "--json", str(src)], "reads as input"),
+        (["encode", "--checkpoint", "tiny_b0.0032", str(src), "--size", "176x144", "-o", str(stream),
+          "--json", str(stream)], "where -o writes"),
+        (["eval", "--checkpoint", "tiny_b0.0032", str(src), "--size", "176x144", "-o", str(tmp_path / "ev"),
+          "--json", str(tmp_path / "ev" / "r.json")], "where -o writes"),
+        (["baseline", "--codec", "x264", str(src), "--size", "176x144", "-o", str(tmp_path / "b"),
+          "--json", str(src)], "reads as input"),
+    ]
+    for args, needle in cases:
+        proc = _run("-m", "mobilecodec", *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, lines)
+        assert src.read_bytes() == before
+        assert not stream.exists() and not (tmp_path / "ev").exists() and not (tmp_path / "b").exists()

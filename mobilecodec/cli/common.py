@@ -29,16 +29,48 @@ def check_outputs(args: argparse.Namespace) -> None:
     command computes anything, instead of a traceback after it."""
     from mobilecodec.fsutil import check_output_dir, check_output_file
 
+    from mobilecodec.errors import InputError
+
     spec: Output | None = getattr(args, "_output", None)
     out = getattr(args, spec.dest, None) if spec is not None else None
     if out is not None:
         if spec.kind == "file":
             check_output_file(out)
+            _refuse_an_input(args, out, f"-o {out}", skip=(spec.dest, "json"))
         else:
             check_output_dir(out, spec.marker, spec.marker_format)
     path = getattr(args, "json", None)
     if path not in (None, "-"):
         check_output_file(path)
+        if out is not None and _same_or_under(Path(path), Path(out), spec.kind == "folder"):
+            raise InputError(f"--json {path} is where -o writes; name a JSON file outside {out}")
+        _refuse_an_input(args, path, f"--json {path}", skip=("json",))
+
+
+def _same_or_under(path: Path, out: Path, folder: bool) -> bool:
+    """Whether `path` is `out`, or (a folder output, which is replaced whole) lies inside it."""
+    a, b = path.resolve(), out.resolve()
+    return a == b or (folder and b in a.parents)
+
+
+def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple[str, ...]) -> None:
+    """Refuse an output file that is one of the files the command reads (an input video, stream,
+    checkpoint or JSON): writing it would destroy the input before or while it is read."""
+    import os
+
+    from mobilecodec.errors import InputError
+
+    if not os.path.isfile(path):
+        return
+    for dest, value in vars(args).items():
+        if dest in skip or dest.startswith("_"):
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            for name in (v.split(",") if isinstance(v, str) else []):
+                if name and os.path.isfile(name) and os.path.samefile(name, path):
+                    raise InputError(f"{what} is the file this command reads as {dest.replace('_', ' ')}; "
+                                     f"name another output")
 
 
 def parse_hw(text: str) -> tuple[int, int]:
