@@ -32,10 +32,8 @@ def load_ptq_for(q_dir: str | Path, model: Any) -> Any:
     """`mobilecodec.quant.ptq.load_quantized(q_dir)`, checked against the float `model` being exported:
     same config, same host-side state (entropy tables, integer hyper-synthesis), same float
     weights hash when the PTQ summary recorded one. InputError on any mismatch or a bad folder."""
-    import torch
-
     from mobilecodec.errors import MobileCodecError
-    from mobilecodec.quant.ptq import QUANTIZED_FILE, load_quantized
+    from mobilecodec.quant.ptq import QUANTIZED_FILE, check_quantized_from, load_quantized
 
     q = Path(q_dir)
     if not (q / QUANTIZED_FILE).is_file():
@@ -44,20 +42,7 @@ def load_ptq_for(q_dir: str | Path, model: Any) -> Any:
         qmodel = load_quantized(q)
     except MobileCodecError as exc:
         raise InputError(f"--int8 {q}: {exc}") from None
-    if qmodel.float_config_name != model.cfg.name or \
-            qmodel.cfg.replace(name=model.cfg.name).to_dict() != model.cfg.to_dict():
-        raise InputError(f"--int8 {q}: quantized config {qmodel.float_config_name!r} differs from the "
-                         f"checkpoint's config {model.cfg.name!r}")
-    summary = getattr(qmodel, "summary", {}) or {}
-    want = summary.get("float_weights_hash")
-    if want and want != model.weights_hash().hex():
-        raise InputError(f"--int8 {q}: quantized from float weights {want[:16]}..., the checkpoint has "
-                         f"{model.weights_hash().hex()[:16]}... (weights hash differs)")
-    mine = model.state_dict()
-    for k, v in qmodel.float_state().items():
-        if k in mine and (mine[k].shape != v.shape or not torch.equal(mine[k], v)):
-            raise InputError(f"--int8 {q}: host-side weights differ from the checkpoint ({k}); "
-                             "the PTQ folder was made from another checkpoint (weights hash differs)")
+    check_quantized_from(qmodel, model, f"--int8 {q}")
     return qmodel
 
 

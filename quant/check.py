@@ -94,7 +94,7 @@ def split_list(text: str | Sequence[str]) -> list[str]:
 def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
     """Load each float checkpoint and its int8 folder; InputError/CheckpointError on a mismatch."""
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
-    from mobilecodec.quant.ptq import load_quantized
+    from mobilecodec.quant.ptq import check_quantized_from, load_quantized
 
     if not floats or not int8s:
         raise InputError("give at least one float checkpoint (--float) and one int8 folder (--int8)")
@@ -107,9 +107,7 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
         if not model.ready_for_coding:
             raise InputError(f"float checkpoint {f} has no entropy-coding tables (saved before update())")
         qmodel = load_quantized(q)
-        if qmodel.float_config_name != model.cfg.name:
-            raise InputError(f"int8 model {q} is config {qmodel.float_config_name!r}, but its paired float "
-                             f"checkpoint {f} is {model.cfg.name!r}")
+        check_quantized_from(qmodel, model, f"--int8 {q} (paired with --float {f})")
         pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta")))
     # int8/tiny_b0.0008/w8a8, int8/tiny_b0.0016/w8a8, ...: the folder name alone would give every
     # point the same label, so a dropped or failing point could not be told apart

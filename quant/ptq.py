@@ -186,3 +186,28 @@ def load_quantized(path: str | os.PathLike):
     qmodel.__dict__["summary"] = obj.get("summary", {})
     qmodel.__dict__["float_checkpoint"] = obj.get("checkpoint")
     return qmodel
+
+
+def check_quantized_from(qmodel, model, where: str) -> None:
+    """Refuse an int8 model that was not quantized from the float `model`: another config, other
+    host-side state (entropy tables, integer hyper-synthesis: QAT leaves them as PTQ found them),
+    or, where the PTQ summary recorded one, another float weights hash. `where` starts each message."""
+    import torch
+
+    if qmodel.float_config_name != model.cfg.name or \
+            qmodel.cfg.replace(name=model.cfg.name).to_dict() != model.cfg.to_dict():
+        mine, theirs = model.cfg.to_dict(), qmodel.cfg.replace(name=model.cfg.name).to_dict()
+        what = (f"config {qmodel.float_config_name!r}" if qmodel.float_config_name != model.cfg.name else
+                "settings " + ", ".join(k for k in mine if mine[k] != theirs.get(k))[:200])
+        raise InputError(f"{where}: quantized from a model of other {what} than the checkpoint's "
+                         f"config {model.cfg.name!r}: made from another checkpoint")
+    summary = getattr(qmodel, "summary", {}) or {}
+    want = summary.get("float_weights_hash")
+    if want and want != model.weights_hash().hex():
+        raise InputError(f"{where}: quantized from float weights {want[:16]}..., the checkpoint has "
+                         f"{model.weights_hash().hex()[:16]}... (weights hash differs)")
+    mine = model.state_dict()
+    for k, v in qmodel.float_state().items():
+        if k in mine and (mine[k].shape != v.shape or not torch.equal(mine[k], v)):
+            raise InputError(f"{where}: host-side weights differ from the checkpoint ({k}); "
+                             "the int8 folder was made from another checkpoint (weights hash differs)")

@@ -297,17 +297,22 @@ def test_single_pair_is_inconclusive(pairs, carphone, tmp_path, capsys):
     assert rep["passed"] is None and len(rep["results"][0]["comparison"]["point_deltas"]) == 1
 
 
-@pytest.mark.parametrize("case", ["count", "input", "int8"])
+@pytest.mark.parametrize("case", ["count", "input", "int8", "swapped"])
 def test_bad_inputs_exit_2(case, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
     if case == "count":
         rc = _check(carphone, floats, qdirs[:1])
     elif case == "input":
         rc = _check(tmp_path / "missing.y4m", floats, qdirs)
-    else:
+    elif case == "int8":
         rc = _check(carphone, floats, [qdirs[0], tmp_path / "noQ"])
+    else:  # each int8 folder paired with the other float checkpoint: a verdict on the wrong models
+        rc = _check(carphone, floats, qdirs[::-1])
     assert rc == 2
-    assert "error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error" in err
+    if case == "swapped":
+        assert "another checkpoint" in err and not (tmp_path / "OUT").exists()
 
 
 def test_int8_folders_of_one_name_get_labels_that_tell_them_apart(flat_pairs, tmp_path):
