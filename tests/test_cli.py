@@ -155,3 +155,18 @@ def test_outputs_that_would_destroy_an_input_are_refused(bad_inputs, tmp_path):
         assert len(lines) == 1 and needle in lines[0], (args, lines)
         assert src.read_bytes() == before
         assert not stream.exists() and not (tmp_path / "ev").exists() and not (tmp_path / "b").exists()
+
+
+def test_allocation_failures_are_told_apart_from_bugs():
+    """torch's allocator refusing a size (as `profile --size` near the format's limit on a small machine
+    did) is reported as 'out of memory' in one line; other RuntimeErrors stay internal errors."""
+    import torch
+
+    from mobilecodec.cli import _out_of_memory
+
+    with pytest.raises(RuntimeError) as failed:
+        torch.empty(2**62, dtype=torch.uint8)
+    assert _out_of_memory(failed.value) and _out_of_memory(MemoryError())
+    with pytest.raises(RuntimeError) as other:
+        torch.zeros(2, 3) @ torch.zeros(2, 3)
+    assert not _out_of_memory(other.value)

@@ -116,6 +116,17 @@ def _one_line_input_warnings(command: str):
         yield
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or torch's allocator failing (a RuntimeError naming the allocation)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "not enough memory" in text or "out of memory" in text.lower()))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     import os
@@ -161,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mobilecodec {args._command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: the traceback for the report, exit 2 ("an error"),
+        if _out_of_memory(exc):  # not a bug: the work does not fit this machine
+            print(f"mobilecodec {args._command}: error: out of memory ({_first_line(exc)[:200]}); a smaller "
+                  f"--size or fewer frames may fit", file=sys.stderr)
+            return 2
         import traceback      # never 1, which some commands use for a verdict (check-int8 FAIL, decode drift)
 
         traceback.print_exc()
