@@ -287,6 +287,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
     streams = out / "streams"
+    created = [d for d in (out, streams) if not d.exists()]  # removed again if the run does not finish
     streams.mkdir(parents=True, exist_ok=True)
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not opts.progress, desc="eval",
@@ -335,16 +336,30 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                     entry["notes"].append(note)
                 entry["bd"] = bd_against(anchor_res, res)
             results.append(entry)
-    finally:
         bar.close()
-    for entry in results:
-        files += write_outputs(out, entry["stem"], entry["result"], anchor_res)
+        for entry in results:
+            files += write_outputs(out, entry["stem"], entry["result"], anchor_res)
+    except BaseException:  # interrupted or failed: no streams without their results
+        bar.close()
+        _withdraw(files, created)
+        raise
     report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
               "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,
                           "refine_steps": opts.refine_steps, "block_modes": opts.block_modes},
               "results": results, "files": files}
     return report
+
+
+def _withdraw(files: list[str], created: list[Path]) -> None:
+    """Remove what an unfinished run published, and the folders it created (deepest first) if empty."""
+    for f in files:
+        Path(f).unlink(missing_ok=True)
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:  # not empty: someone else's files, kept
+            pass
 
 
 def _publish(src: Path, dst: Path) -> None:

@@ -309,7 +309,7 @@ def test_bad_package_input_exits_2(case, tiny_package, tiny_checkpoint, carphone
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("mobilecodec eval: error:") and word in err[0], err
-    assert not (tmp_path / "OUT" / "carphone_eval.json").exists()
+    assert not (tmp_path / "OUT").exists()  # not even an empty streams/ folder
 
 
 def test_drift_trend_recovers_a_known_position_effect():
@@ -337,3 +337,25 @@ def test_drift_trend_recovers_a_known_position_effect():
     assert t["r2"] == pytest.approx(1.0, abs=1e-12) and t["per_frame_se_pct"] < 1e-6
     assert drift_trend({"per_frame": per_frame[:9]}, content, period)["frames"] == 6  # one full period
     assert drift_trend({"per_frame": per_frame[:7]}, content, period) is None  # no full period
+
+
+def test_interrupted_eval_leaves_nothing(carphone, tmp_path):
+    """Ctrl-C after the first point's stream was published: the run withdraws it, so no stream is
+    left without its results (the folder did not exist before, and does not after)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "OUT"
+    proc = subprocess.Popen([sys.executable, "-m", "mobilecodec", "eval", str(carphone), "--checkpoint",
+                             "tiny_b0.0032,tiny_b0.0064,tiny_b0.0128", "--frames", "16", "--threads", "1",
+                             "--no-progress", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "streams").glob("*.mnvc")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "eval ended before a point was published"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not out.exists()
