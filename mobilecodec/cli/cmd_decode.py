@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the stream was encoded on another backend: float/int8 results are not bit-exact across "
                         "backends and CPUs); the mismatch count is still reported")
     p.add_argument("--no-verify", action="store_true",
-                   help="write frames even when a hash differs (report the mismatch instead of failing)")
+                   help="write every frame even when a hash differs and report the count (exit 1 when any differs) "
+                        "instead of stopping at the first")
     add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

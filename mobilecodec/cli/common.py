@@ -129,11 +129,12 @@ def add_refine_argument(p: argparse.ArgumentParser) -> None:
 
 def add_block_modes_argument(p: argparse.ArgumentParser) -> None:
     """--block-modes B: the sender's P-frame block modes (`mobilecodec.codec.block_modes`), off by default."""
-    p.add_argument("--block-modes", type=int, choices=(8, 16, 32), default=None, metavar="B",
+    p.add_argument("--block-modes", type=int, choices=(0, 8, 16, 32), default=None, metavar="B",
                    help="per BxB block of each P-frame the encoder picks the decoded frame, the prediction "
                         "alone or the reference's block (rate-distortion choice at the checkpoint's beta; "
                         "holds quality along the intra period); the stream carries the map (8, 16 or 32: 8 for "
-                        "small frames, 32 from 720p up, where smaller maps cost more than they save; default: off)")
+                        "small frames, 32 from 720p up, where smaller maps cost more than they save; 0 or none: off, "
+                        "as in demo --block-modes 0)")
 
 
 def given_options(args: argparse.Namespace, *dests: str) -> list[str]:

@@ -219,8 +219,9 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                     match = digest == bytes(rec.frame_hash)
                     if verify and not match:
                         raise BitstreamError(f"frame {i}: decoded frame does not match the encoder's hash "
-                                             "(corrupt stream, or a backend that is not bit-exact; "
-                                             "use --no-verify to decode anyway)")
+                                             "(a corrupt stream, or one encoded on another backend: a stream "
+                                             "of `encode --package` decodes exactly with `decode --package` "
+                                             "and that package; --no-verify decodes anyway)")
                     if writer:
                         writer.write(dec)
                     if on_frame is not None:
