@@ -72,6 +72,10 @@ def test_info_json(tmp_path):
     assert info["ffmpeg"]["libx264"] is True and info["ffmpeg"]["libx265"] is True
     assert info["packages"]["numpy"] not in ("", "not installed")
     assert Path(info["samples"]["clips"]["carphone"]["source"]).is_file()
+    # the names --checkpoint takes, each a real file of a few MB (issue #13)
+    assert "tiny_b0.0032" in info["checkpoints"]
+    for c in info["checkpoints"].values():
+        assert Path(c["path"]).stat().st_size == c["bytes"] and 1e5 < c["bytes"] < 2e7
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 from mobilecodec.cli.common import emit_json
 
-HELP = "show versions of python, mobilecodec and its dependencies, ffmpeg encoders and sample clips"
+HELP = "show versions of python, mobilecodec and its dependencies, ffmpeg encoders, sample clips and shipped checkpoints"
 
 NOT_INSTALLED = "not installed"
 # Distribution names, in the order shown.
@@ -97,7 +97,15 @@ def collect() -> dict[str, Any]:
         "qnn_libraries": qnn_libraries(),
         "ffmpeg": ffmpeg_info(),
         "samples": sample_info(),
+        "checkpoints": checkpoint_info(),
     }
+
+
+def checkpoint_info() -> dict[str, dict[str, Any]]:
+    """The shipped checkpoints `--checkpoint NAME` takes: name -> file and size (nothing is loaded)."""
+    from mobilecodec.checkpoint import shipped_checkpoints
+
+    return {name: {"path": str(path), "bytes": path.stat().st_size} for name, path in shipped_checkpoints().items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,5 +135,7 @@ def run(args: argparse.Namespace) -> int:
     for name, c in s["clips"].items():
         state = "cached" if c["cached"] else "not converted yet"
         print(f"{'sample ' + name:<{w}} {c['source']} -> {c['cached_y4m']} ({state})")
+    for name, c in info["checkpoints"].items():
+        print(f"{'checkpoint':<{w}} {name} ({c['bytes'] / 1e6:.1f} MB, {c['path']})")
     emit_json(info, args.json)
     return 0
