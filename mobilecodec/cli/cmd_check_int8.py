@@ -29,7 +29,7 @@ OUTPUT = Output("folder")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos (.y4m/.yuv/.mp4 or sample names)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos (.y4m/.mp4/... or sample names)")
     p.add_argument("--float", dest="floats", required=True, metavar="C[,C...]",
                    help="float checkpoints (files or shipped names), comma-separated, one per RD point")
     p.add_argument("--int8", dest="int8s", required=True, metavar="Q[,Q...]",

@@ -13,7 +13,7 @@ OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="float checkpoint (file or shipped name), saved after update()")
     p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
-                   help="calibration clips (.y4m/.yuv/.mp4 or sample names such as bikes); the held-out "
+                   help="calibration clips (.y4m/.mp4/... or sample names such as bikes); the held-out "
                         "evaluation clip carphone only with --allow-held-out")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder: quantized.pt, encodings/<stage>.encodings, ptq.json")

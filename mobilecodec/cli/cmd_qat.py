@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="Q",
                    help="quantized folder written by `mobilecodec ptq` (or by an earlier qat)")
     p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
-                   help="training clips (.y4m/.yuv/.mp4, sample names such as bikes, or septuplet folders); "
+                   help="training clips (.y4m/.mp4/..., sample names such as bikes, or septuplet folders); "
                         "the held-out clip carphone only with --allow-held-out")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder (same layout as ptq: quantized.pt, encodings/, qat.json, qat_state.pt)")

@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep weights and frames in NCHW (channels_last is 1.26x faster on CPU)")
     p.add_argument("--data", nargs="+", default=None, metavar="PATH",
-                   help="video files (.y4m/.yuv/.mp4/...; sample names bikes, bigbuckbunny), Vimeo-90K "
+                   help="video files (.y4m/.mp4/...; sample names bikes, bigbuckbunny), Vimeo-90K "
                         "folders (sequences/xxxxx/yyyy/im1..7.png) and/or 'stills' (bundled still images "
                         "with synthetic motion); each PATH is sampled equally often (default: bikes "
                         "bigbuckbunny stills; carphone is held out for evaluation)")
