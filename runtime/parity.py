@@ -27,8 +27,9 @@ def _latent_encoder(engine: Any, x: Any) -> Any:
     return OnnxLatentEncoder(engine, x)
 
 
-def read_frames(video: str | Path, count: int, height: int, width: int) -> list[Any]:
-    """The first `count` frames of `video` as packed tensors, padded to the package size."""
+def read_frames(video: str | Path, count: int, height: int, width: int, crop: bool = False) -> list[Any]:
+    """The first `count` frames of `video` as packed tensors, padded to the package size; with `crop`,
+    larger frames are cut to it about their centre first (calibration frames need not be the package's size)."""
     import torch.nn.functional as F
 
     from mobilecodec.errors import InputError
@@ -37,6 +38,10 @@ def read_frames(video: str | Path, count: int, height: int, width: int) -> list[
     out = []
     for t in read_packed_frames(video, count):
         h2, w2 = t.shape[2:]
+        if crop:  # packed samples are 2x2 pixels: an offset here is an even one in the frame
+            top, left = max(0, (h2 - height // 2) // 2), max(0, (w2 - width // 2) // 2)
+            t = t[:, :, top:top + height // 2, left:left + width // 2]
+            h2, w2 = t.shape[2:]
         if h2 > height // 2 or w2 > width // 2:
             raise InputError(f"{video} frames (padded {2 * h2}x{2 * w2}) exceed the package size {height}x{width}")
         out.append(F.pad(t, (0, width // 2 - w2, 0, height // 2 - h2), mode="replicate"))
@@ -46,7 +51,7 @@ def read_frames(video: str | Path, count: int, height: int, width: int) -> list[
 
 
 def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_period: int = 8,
-                 runner: Any = None) -> dict[str, Any]:
+                 runner: Any = None, crop: bool = False) -> dict[str, Any]:
     """Encode `frames` frames with PyTorch and with the float ONNX graphs on onnxruntime CPU, each
     carrying its own buffer; per frame: max |difference| of reconstructions and buffers, their
     PSNR over the picture's samples, and whether the coded payloads are identical."""
@@ -61,7 +66,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
     model = runner.model
     h, w = runner.manifest["padded_size"]
     size = tuple(runner.manifest["original_size"])
-    xs = read_frames(video, frames, h, w)
+    xs = read_frames(video, frames, h, w, crop=crop)
     per_frame = []
     tbuf = obuf = None
     for i, x in enumerate(xs):
@@ -88,7 +93,8 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
 
 def record_feeds(package: str | Path, video: str | Path, frames: int = 4) -> dict[str, list]:
     """Per float graph of `package`: the inputs it receives while the package codes the first
-    `frames` frames of `video` (calibration data for the stand-in quantizer)."""
+    `frames` frames of `video` (calibration data for the stand-in quantizer), cut about their centre
+    to the package's size where larger."""
     from mobilecodec.export.manifest import load_manifest
 
     graphs = load_manifest(package)["graphs"]
@@ -96,7 +102,7 @@ def record_feeds(package: str | Path, video: str | Path, frames: int = 4) -> dic
         return {}  # an int8 package: every coding graph has its aimet encodings
     runner = package_engine(package)
     runner.recorder = {}
-    float_parity(package, video, frames, intra_period=frames, runner=runner)
+    float_parity(package, video, frames, intra_period=frames, runner=runner, crop=True)
     return {n: f for n, f in runner.recorder.items() if not graphs[n].get("quantization")}
 
 

@@ -166,6 +166,23 @@ def test_compile_records_a_held_out_calibration(package, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["calibrated_on_held_out"] is True
 
 
+def test_compile_calibrates_on_a_clip_larger_than_the_package(package, tmp_path):
+    """bikes (640x272, padded 640x320) calibrates the 192x192 package: its frames are cut about their
+    centre to the package's size (carphone, the one bundled clip that fits, is held out)."""
+    out = tmp_path / "bin"
+    assert main(["compile", str(package), "--calibration", "bikes", "--frames", "2", "-o", str(out)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["calibrated_on_held_out"] is False and "bikes" in man["quantization"]["calibration"]
+    from mobilecodec.io import read_frames as read_video
+    from mobilecodec.io.samples import resolve_input
+    from mobilecodec.models.yuv import tensor_to_frame
+    from mobilecodec.runtime.parity import read_frames
+
+    cut = tensor_to_frame(read_frames(resolve_input("bikes"), 1, 192, 192, crop=True)[0])
+    src = read_video(resolve_input("bikes"), 1)[0]  # 640x272; padded 640x320: the centre 192x192 at (64, 224)
+    assert np.array_equal(cut.y, src.y[64:256, 224:416]) and np.array_equal(cut.u, src.u[32:128, 112:208])
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["export", "--config", "tiny", "--size", "144x176", "--original-size", "144x176", "-o", "{tmp}/p"],
      "goes with a padded --size"),

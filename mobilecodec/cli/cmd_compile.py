@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="BIN", help="folder for the context binaries")
     p.add_argument("--calibration", metavar="VIDEO",
                    help="clip (file or sample name such as bikes) whose frames calibrate the stand-in int8 QDQ of "
-                   "float graphs (int8 packages from `export --int8` use their aimet QDQ graphs as they are; "
-                   "default: random inputs)")
+                   "float graphs, cut about their centre where larger than the package (int8 packages from "
+                   "`export --int8` use their aimet QDQ graphs as they are; default: random inputs)")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="calibration frames from --calibration (default 4)")
     p.add_argument("--allow-held-out", action="store_true",
