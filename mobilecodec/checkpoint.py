@@ -42,7 +42,12 @@ def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"cannot read {what}{path}: {type(exc).__name__}: {exc}") from None
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # torch's own message is advice on its pickle options
+            raise CheckpointError(f"cannot read {what}{path}: not a file torch.save writes") from None
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"cannot read {what}{path}: {type(exc).__name__}: {why}") from None
 
 
 def read_run_state(run_dir: str | os.PathLike, filename: str, fmt: str, version: int, what: str) -> dict[str, Any]:
@@ -60,6 +65,9 @@ def read_run_state(run_dir: str | os.PathLike, filename: str, fmt: str, version:
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate the checkpoint dict (no model is built)."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {p} is a folder; a checkpoint is one .pt file (a `ptq`/`qat` folder "
+                              f"goes to --int8, an export package to --package)")
     if not p.is_file():
         shipped = shipped_checkpoints()
         hint = f"; shipped checkpoints: {', '.join(sorted(shipped))}" if shipped else ""

@@ -143,7 +143,7 @@ def test_invalid_header_fields_rejected_when_writing(tmp_path):
 def test_bad_magic_and_version(small_stream):
     with pytest.raises(BitstreamError, match=r"not a mobilecodec stream \(bad magic\)"):
         StreamReader(b"RIFF" + small_stream[4:])
-    with pytest.raises(BitstreamError, match="bad magic"):
+    with pytest.raises(BitstreamError, match=r"not a mobilecodec stream \(empty file\)"):
         StreamReader(b"")
     bad = bytearray(small_stream)
     bad[4:6] = struct.pack("<H", 7)

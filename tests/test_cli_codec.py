@@ -132,7 +132,10 @@ def test_missing_inputs_exit_2(tmp_path, tiny_checkpoint, carphone):
                        "no such checkpoint")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert_clean_error(cli_here("encode", "--checkpoint", junk, carphone, "-o", tmp_path / "a.mnvc"), "checkpoint")
+    assert_clean_error(cli_here("encode", "--checkpoint", junk, carphone, "-o", tmp_path / "a.mnvc"),
+                       "not a file torch.save writes")
+    assert_clean_error(cli_here("encode", "--checkpoint", tmp_path, carphone, "-o", tmp_path / "a.mnvc"),
+                       "is a folder; a checkpoint is one .pt file")
     assert not (tmp_path / "a.mnvc").exists()
     assert_clean_error(cli_here("encode", "--checkpoint", tiny_checkpoint, tmp_path / "nope.y4m", "-o", tmp_path / "a.mnvc"),
                        "no such file")

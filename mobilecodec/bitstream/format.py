@@ -260,6 +260,8 @@ class StreamWriter:
 def _parse_header(f: BinaryIO, size: int) -> StreamHeader:
     """Read and check the header at the start of `f` (a file of `size` bytes)."""
     prefix = f.read(_PREFIX.size)
+    if not prefix:
+        raise BitstreamError("not a mobilecodec stream (empty file)")
     if len(prefix) < 4 or prefix[:4] != MAGIC:
         raise BitstreamError("not a mobilecodec stream (bad magic)")
     if len(prefix) < _PREFIX.size:
