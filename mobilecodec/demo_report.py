@@ -64,7 +64,7 @@ def frame_pngs(out: Path, sources: Sequence[Any], decoded: Sequence[Any], per_fr
         rows.append({"file": str(path), "index": i, "type": f["type"], "bits": f["bits"], "psnr_yuv": f["psnr_yuv"],
                      "psnr_rgb": f["psnr_rgb"], "ms_ssim_rgb": f["ms_ssim_rgb"], "width": sources[i].y.shape[1],
                      "height": sources[i].y.shape[0], "scale": scale, "left": "source", "right": what,
-                     "matrix": matrix})
+                     "matrix": matrix, "period_complete": i == intra_period - 1})
     return rows
 
 
@@ -289,7 +289,8 @@ def _frames_md(report: dict[str, Any], out: Path) -> list[str]:
          f"({rows[0]['matrix'].upper()}, the conversion of PSNR-RGB), "
          + ("1:1 pixels." if rows[0]["scale"] == 1 else "each pixel shown as {0}x{0}.".format(rows[0]["scale"])), ""]
     for r in rows:
-        what = "first I-frame" if r["type"] == "I" else "last P-frame of the intra period"
+        what = ("first I-frame" if r["type"] == "I" else "last P-frame of the intra period"
+                if r.get("period_complete", True) else "last P-frame coded: --frames ends the intra period early")
         L += [f"Frame {r['index']} ({what}): {r['bits']} bits, PSNR-YUV {r['psnr_yuv']:.2f} dB, PSNR-RGB "
               f"{r['psnr_rgb']:.2f} dB, MS-SSIM-RGB {r['ms_ssim_rgb']:.4f}", "",
               f"![frame {r['index']}: source | decoded]({_rel(out, r['file'])})", ""]

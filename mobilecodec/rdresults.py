@@ -39,6 +39,10 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in TOP_KEYS if k not in obj]
+    if missing and "results" in obj:  # eval's or check-int8's --json: a report over RD results
+        raise InputError(f"{where}: a {obj.get('format', 'report')} summary, not an RD result; give the "
+                         f"command's per-input file (eval: OUT/<input>_eval.json; check-int8: OUT/*_float.json "
+                         f"and *_int8.json)")
     if missing:
         raise InputError(f"{where}: missing key(s) {', '.join(missing)}")
     for key in ("width", "height", "frames"):

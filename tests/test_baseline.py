@@ -271,6 +271,10 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     no_metric.write_text(json.dumps(broken))
     assert "psnr_rgb" in _bdrate_error(good, no_metric)
 
+    summary = tmp_path / "eval_summary.json"  # the shape of `eval --json`: RD results inside a report
+    summary.write_text(json.dumps({"format": "mobilecodec-eval", "version": 1, "results": [{"result": res}]}))
+    assert "OUT/<input>_eval.json" in _bdrate_error(good, summary)
+
     three = tmp_path / "three.json"
     three.write_text(json.dumps(dict(res, points=res["points"][:3])))
     assert "at least 4" in _bdrate_error(good, three)

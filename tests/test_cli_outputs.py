@@ -62,7 +62,7 @@ def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphon
     # a swapped argument must not overwrite the source video
     src = tmp_path / "clip.y4m"
     src.write_bytes(carphone.read_bytes())
-    assert_clean_error(cli_here("encode", src, "-o", src, "--checkpoint", tiny_checkpoint), "must be a .mnvc")
+    assert_clean_error(cli_here("encode", src, "-o", src, "--checkpoint", tiny_checkpoint), "is the file this command reads as input")
     assert src.read_bytes() == carphone.read_bytes()
     assert _tree(tmp_path) == ["clip.y4m", "notes.txt"]  # no stream left by the refused runs
     assert_clean_error(cli_here("decode", stream, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "d.y4m"),
@@ -87,6 +87,8 @@ def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
     model, _ = load_checkpoint(tmp_path / "i.pt")  # what the file holds, hashed again on load
     assert made["weights_hash"] == model.weights_hash().hex() and made["seed"] == 2
     assert made["parameters"] == sum(t.numel() for t in model.parameters()) and "i.pt: config tiny" in p.stderr
+    p = cli_here("init", "--config", "tiny", "-o", tmp_path / "i.onnx")  # not what --checkpoint reads
+    assert p.returncode == 2 and "must be a .pt checkpoint" in p.stderr and not (tmp_path / "i.onnx").exists()
 
 
 def test_sigterm_removes_the_partial_stream(tmp_path):

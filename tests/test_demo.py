@@ -295,6 +295,7 @@ def test_side_by_side_pngs(demo, carphone):
         assert f"]({rel})" in md
         assert f["bits"] == report["runtime"]["point"]["per_frame"][f["index"]]["bits"]
     assert "Left: the source frame; right: the same frame decoded" in md
+    assert f"Frame {FRAMES - 1} (last P-frame of the intra period)" in md  # the period is whole here
 
 
 def test_rd_plot_holds_x264_and_x265(demo):

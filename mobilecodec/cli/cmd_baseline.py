@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, metavar="OUT",
                    help="output folder for the .mp4 files, <codec>_<preset>.json and _rd.png")
     p.add_argument("--codec", required=True, choices=sorted(ENCODERS), help="standard codec")
-    p.add_argument("--preset", default="medium", choices=PRESETS, help="x264/x265 preset")
+    p.add_argument("--preset", default="medium", choices=PRESETS, help="x264/x265 preset (default: medium)")
     p.add_argument("--crf", type=parse_crf_list, default=[23, 28, 33, 38], metavar="LIST",
                    help="comma-separated CRF values in 0..51 (default 23,28,33,38)")
     p.add_argument("--frames", type=positive_int, metavar="N", help="encode only the first N frames")

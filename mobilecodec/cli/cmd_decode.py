@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "ONNX graphs on onnxruntime; exits 1 when a decoded frame does not reproduce the "
                         "encoder's hash (see --allow-drift)")
     p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
-                   help="onnxruntime execution provider for --package (qnn: HTP backend, emulated on x86)")
+                   help="onnxruntime execution provider for --package (default cpu; qnn: HTP backend, emulated on x86)")
     p.add_argument("--drift", action="store_true",
                    help="with --package: also decode with PyTorch and report per-frame hash matches and the "
                         "PSNR between the two decodes")

@@ -21,12 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
     from mobilecodec.checkpoint import save_checkpoint
+    from mobilecodec.errors import InputError
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
 
+    if Path(args.output).suffix.lower() not in (".pt", ".pth"):  # what --checkpoint reads; an .onnx here is a mistake
+        raise InputError(f"output must be a .pt checkpoint, got {args.output} (ONNX graphs come from `mobilecodec export`)")
     overrides = {}
     if args.buffering:
         overrides["buffering"] = args.buffering
