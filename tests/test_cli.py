@@ -185,3 +185,10 @@ def test_block_modes_zero_is_off_as_in_the_demo(tmp_path):
                      "--threads", 1, "--no-progress", *extra)
         assert p.returncode == 0, p.stderr
     assert (tmp_path / "off.mnvc").read_bytes() == (tmp_path / "plain.mnvc").read_bytes()
+
+
+def test_unknown_option_is_reported_by_its_command():
+    proc = _run("-m", "mobilecodec", "info", "--no-such-option")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("mobilecodec info: error: unrecognized arguments: --no-such-option "
+                                   "(see 'mobilecodec info --help')")
