@@ -200,8 +200,11 @@ class OnnxEngine:
         """The graphs have static shapes: the stream's padded size must be the package's."""
         if (height, width) != self.padded_size:
             ph, pw = self.padded_size
-            raise InputError(f"the video pads to {height}x{width} but package {self.package} was exported for "
-                             f"{ph}x{pw}; export a package at that size (mobilecodec export --size {height}x{width})")
+            swapped = (" (export's --size is HEIGHTxWIDTH, unlike encode's WxH: was it given as WxH?)"
+                       if (height, width) == (pw, ph) else "")
+            raise InputError(f"the video pads to {height}x{width} (HxW) but package {self.package} was exported for "
+                             f"{ph}x{pw}{swapped}; export a package at that size (mobilecodec export --size "
+                             f"{height}x{width})")
 
     def latent_encoder(self, x: Any, modes: Any = None, picture: tuple[int, int] | None = None) -> "OnnxLatentEncoder":
         """`modes`: the sender's block-mode search (`codec.block_modes.BlockModeOptions`, None: off),

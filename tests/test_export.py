@@ -214,3 +214,16 @@ def test_export_accepts_the_real_frame_size(tmp_path, capsys):
     assert "padded to a multiple of 64" in capsys.readouterr().err
     man = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert man["padded_size"] == [192, 192] and man["original_size"] == [144, 176]
+
+
+def test_a_package_exported_width_first_is_named_on_use(carphone, tmp_path, capsys):
+    """export takes HEIGHTxWIDTH, encode WxH: a package exported with the video's WxH refuses the video
+    and says which convention was likely swapped."""
+    from mobilecodec.io import crop_frame, read_frames, write_video
+
+    video = tmp_path / "wide.y4m"  # 128 wide, 64 tall
+    write_video(video, [crop_frame(f, 128, 64) for f in read_frames(carphone, 2)], 30)
+    assert main(["export", "--config", "tiny", "--size", "128x64", "-o", str(tmp_path / "p")]) == 0  # WxH by habit
+    capsys.readouterr()
+    assert main(["encode", str(video), "--package", str(tmp_path / "p"), "-o", str(tmp_path / "a.mnvc")]) == 2
+    assert "was it given as WxH?" in capsys.readouterr().err
