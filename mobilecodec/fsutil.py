@@ -24,6 +24,13 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise InputError(f"cannot write {p}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {p}: folder {parent} is not writable")
+    try:  # os.access trusts the mode bits: root passes them on /proc, /sys or a read-only mount
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".mobilecodec-probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write {p}: folder {parent} takes no new files ({exc.strerror})") from None
     return p
 
 

@@ -58,6 +58,8 @@ def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphon
     base = ("encode", carphone, "--checkpoint", tiny_checkpoint, "--frames", "1", "--no-progress")
     assert_clean_error(cli_here(*base, "-o", afile / "a.mnvc"), "notes.txt is a file")
     assert_clean_error(cli_here(*base, "-o", tmp_path), "is a folder")
+    # /proc takes no files whoever asks (root passes os.access there): refused before the encode
+    assert_clean_error(cli_here(*base, "-o", "/proc/a.mnvc"), "cannot write /proc/a.mnvc")
     assert_clean_error(cli_here(*base, "-o", stream, "--json", afile / "s.json"), "notes.txt is a file")
     # a swapped argument must not overwrite the source video
     src = tmp_path / "clip.y4m"
