@@ -350,7 +350,10 @@ def test_interrupted_eval_leaves_nothing(carphone, tmp_path):
     out = tmp_path / "OUT"
     proc = subprocess.Popen([sys.executable, "-m", "mobilecodec", "eval", str(carphone), "--checkpoint",
                              "tiny_b0.0032,tiny_b0.0064,tiny_b0.0128", "--frames", "16", "--threads", "1",
-                             "--no-progress", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+                             "--no-progress", "-o", str(out)], stderr=subprocess.PIPE, text=True,
+                            # a shell without job control starts background jobs with SIGINT ignored,
+                            # and Python keeps an ignored SIGINT: give the child the default back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((out / "streams").glob("*.mnvc")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
