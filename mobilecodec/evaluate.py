@@ -287,12 +287,14 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
     streams = out / "streams"
-    created = [d for d in (out, streams) if not d.exists()]  # removed again if the run does not finish
-    streams.mkdir(parents=True, exist_ok=True)
+    created = _missing_folders(streams)  # removed again if the run does not finish
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not opts.progress, desc="eval",
                dynamic_ncols=True)
     results, files = [], []
+    out.mkdir(parents=True, exist_ok=True)
+    # streams wait here until every point is coded and measured, then move in beside their results
+    stage = Path(tempfile.mkdtemp(prefix=".streams-", dir=out))
     try:
         for src, coded_src, stem, sources in zip(srcs, coded, stems, sources_by_input):
             points, enc = [], None
@@ -316,12 +318,11 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                             engine=coder.engine)
                     point["frame_types"] = frame_type_summary(point)
                     point["drift"] = drift_summary(point)
-                    kept = [(Path(tmp) / f"{label}.mnvc", streams / f"{stem}_{label}.mnvc")]
+                    kept = [(Path(tmp) / f"{label}.mnvc", f"{stem}_{label}.mnvc")]
                     if dec_path is not None:
-                        kept.append((dec_path, streams / f"{stem}_{label}.y4m"))
-                    for a, b in kept:
-                        _publish(a, b)
-                        files.append(str(b))
+                        kept.append((dec_path, f"{stem}_{label}.y4m"))
+                    for a, name in kept:
+                        shutil.copyfile(a, stage / name)
                     point["stream"] = str(streams / f"{stem}_{label}.mnvc")
                 points.append(point)
             points.sort(key=lambda p: p["bpp"])
@@ -337,18 +338,35 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                 entry["bd"] = bd_against(anchor_res, res)
             results.append(entry)
         bar.close()
+        streams.mkdir(exist_ok=True)
+        for f in sorted(stage.iterdir()):
+            files.append(str(streams / f.name))  # listed first: withdrawn even if cut off mid-move
+            os.replace(f, streams / f.name)
         for entry in results:
-            files += write_outputs(out, entry["stem"], entry["result"], anchor_res)
+            files += output_paths(out, entry["stem"])
+            write_outputs(out, entry["stem"], entry["result"], anchor_res)
     except BaseException:  # interrupted or failed: no streams without their results
         bar.close()
+        shutil.rmtree(stage, ignore_errors=True)
         _withdraw(files, created)
         raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
               "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,
                           "refine_steps": opts.refine_steps, "block_modes": opts.block_modes},
               "results": results, "files": files}
     return report
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, outermost first (what mkdir(parents=True) makes)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
 
 
 def _withdraw(files: list[str], created: list[Path]) -> None:
@@ -362,16 +380,14 @@ def _withdraw(files: list[str], created: list[Path]) -> None:
             pass
 
 
-def _publish(src: Path, dst: Path) -> None:
-    from mobilecodec.fsutil import atomic_path
-
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+def output_paths(out: Path, stem: str) -> list[str]:
+    """The files `write_outputs` writes for one input."""
+    return [str(out / f"{stem}_{name}") for name in ("rd.png", "per_frame_bits.png", "per_frame_psnr.png", "eval.json")]
 
 
 def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[str]:
     """OUT/<stem>_eval.json, <stem>_rd.png (with the anchor's curve), <stem>_per_frame_bits.png and
-    <stem>_per_frame_psnr.png; returns the paths written."""
+    <stem>_per_frame_psnr.png (`output_paths`); returns the paths written."""
     from mobilecodec.plots import per_frame_plot, rd_plot
     from mobilecodec.rdresults import save_results
 

@@ -34,7 +34,8 @@ def _label(results: dict[str, Any]) -> str:
 def _point_label(results: dict[str, Any], point: dict[str, Any]) -> str:
     """'<codec> <point>', without the codec when the point's label already starts with it."""
     codec, label = _label(results), str(point.get("label", ""))
-    return label if label.startswith(str(results.get("codec", "?"))) else f"{codec} {label}".strip()
+    name = str(results.get("codec", "?"))
+    return label if label == name or label.startswith(name + "_") else f"{codec} {label}".strip()
 
 
 def _save(fig: Any, path: str | os.PathLike) -> None:

@@ -197,15 +197,17 @@ def check_quantized_from(qmodel, model, where: str) -> None:
     if qmodel.float_config_name != model.cfg.name or \
             qmodel.cfg.replace(name=model.cfg.name).to_dict() != model.cfg.to_dict():
         mine, theirs = model.cfg.to_dict(), qmodel.cfg.replace(name=model.cfg.name).to_dict()
-        what = (f"config {qmodel.float_config_name!r}" if qmodel.float_config_name != model.cfg.name else
-                "settings " + ", ".join(k for k in mine if mine[k] != theirs.get(k))[:200])
-        raise InputError(f"{where}: quantized from a model of other {what} than the checkpoint's "
-                         f"config {model.cfg.name!r}: made from another checkpoint")
+        if qmodel.float_config_name != model.cfg.name:
+            what = f"config {qmodel.float_config_name!r}, not {model.cfg.name!r}"
+        else:
+            keys = [k for k in mine if mine[k] != theirs.get(k)]
+            what = f"config {model.cfg.name!r} with other settings ({', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''})"
+        raise InputError(f"{where}: quantized from {what}: made from another checkpoint")
     summary = getattr(qmodel, "summary", {}) or {}
     want = summary.get("float_weights_hash")
     if want and want != model.weights_hash().hex():
         raise InputError(f"{where}: quantized from float weights {want[:16]}..., the checkpoint has "
-                         f"{model.weights_hash().hex()[:16]}... (weights hash differs)")
+                         f"{model.weights_hash().hex()[:16]}... (weights hash differs: made from another checkpoint)")
     mine = model.state_dict()
     for k, v in qmodel.float_state().items():
         if k in mine and (mine[k].shape != v.shape or not torch.equal(mine[k], v)):

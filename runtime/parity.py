@@ -33,15 +33,19 @@ def read_frames(video: str | Path, count: int, height: int, width: int, crop: bo
     import torch.nn.functional as F
 
     from mobilecodec.errors import InputError
-    from mobilecodec.models.yuv import read_packed_frames
+    from mobilecodec.io import YUVFrame, pad_frame, read_frames as read_video
+    from mobilecodec.models.yuv import frame_to_tensor
 
     out = []
-    for t in read_packed_frames(video, count):
+    for f in read_video(video, count):
+        if crop:  # about the picture's centre, at even offsets (4:2:0), before any padding
+            fh, fw = f.y.shape
+            top, left = (max(0, fh - height) // 2) & ~1, (max(0, fw - width) // 2) & ~1
+            h, w = min(fh, height), min(fw, width)
+            f = YUVFrame(f.y[top:top + h, left:left + w], f.u[top // 2:(top + h) // 2, left // 2:(left + w) // 2],
+                         f.v[top // 2:(top + h) // 2, left // 2:(left + w) // 2])
+        t = frame_to_tensor(pad_frame(f))
         h2, w2 = t.shape[2:]
-        if crop:  # packed samples are 2x2 pixels: an offset here is an even one in the frame
-            top, left = max(0, (h2 - height // 2) // 2), max(0, (w2 - width // 2) // 2)
-            t = t[:, :, top:top + height // 2, left:left + width // 2]
-            h2, w2 = t.shape[2:]
         if h2 > height // 2 or w2 > width // 2:
             raise InputError(f"{video} frames (padded {2 * h2}x{2 * w2}) exceed the package size {height}x{width}")
         out.append(F.pad(t, (0, width // 2 - w2, 0, height // 2 - h2), mode="replicate"))

@@ -148,7 +148,7 @@ def test_outputs_that_would_destroy_an_input_are_refused(bad_inputs, tmp_path):
         (["encode", "--checkpoint", "tiny_b0.0032", str(src), "--size", "176x144", "-o", str(stream),
           "--json", str(stream)], "where -o writes"),
         (["eval", "--checkpoint", "tiny_b0.0032", str(src), "--size", "176x144", "-o", str(tmp_path / "ev"),
-          "--json", str(tmp_path / "ev" / "r.json")], "where -o writes"),
+          "--json", str(tmp_path / "ev")], "where -o writes"),
         (["baseline", "--codec", "x264", str(src), "--size", "176x144", "-o", str(tmp_path / "b"),
           "--json", str(src)], "reads as input"),
     ]
@@ -159,6 +159,12 @@ def test_outputs_that_would_destroy_an_input_are_refused(bad_inputs, tmp_path):
         assert len(lines) == 1 and needle in lines[0], (args, lines)
         assert src.read_bytes() == before
         assert not stream.exists() and not (tmp_path / "ev").exists() and not (tmp_path / "b").exists()
+    # eval writes into its folder without replacing it: a summary beside its files is fine
+    # (scripts/ablation.sh keeps OUT/report.json there to skip finished runs)
+    proc = _run("-m", "mobilecodec", "eval", "--checkpoint", "tiny_b0.0032", str(src), "--size", "176x144",
+                "--frames", "1", "--no-progress", "-o", str(tmp_path / "ev"), "--json", str(tmp_path / "ev" / "r.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ev" / "r.json").is_file() and (tmp_path / "ev" / "two_eval.json").is_file()
 
 
 def test_allocation_failures_are_told_apart_from_bugs():

@@ -157,6 +157,13 @@ def test_export_and_compile_never_replace_each_others_folders(package, tmp_path,
     assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0  # its own kind: replaced
 
 
+def test_json_may_not_overwrite_a_file_of_the_package_read(package, capsys):
+    manifest = package / "manifest.json"
+    before = manifest.read_bytes()
+    assert main(["export", "--check", str(package), "--no-compile", "--json", str(manifest)]) == 2
+    assert "is a file inside" in capsys.readouterr().err and manifest.read_bytes() == before
+
+
 def test_compile_records_a_held_out_calibration(package, tmp_path):
     """`compile --calibration carphone --allow-held-out`: the manifest says the stand-in int8 was
     fitted to the held-out clip (without a calibration it says not: the test above)."""
@@ -179,8 +186,9 @@ def test_compile_calibrates_on_a_clip_larger_than_the_package(package, tmp_path)
     from mobilecodec.runtime.parity import read_frames
 
     cut = tensor_to_frame(read_frames(resolve_input("bikes"), 1, 192, 192, crop=True)[0])
-    src = read_video(resolve_input("bikes"), 1)[0]  # 640x272; padded 640x320: the centre 192x192 at (64, 224)
-    assert np.array_equal(cut.y, src.y[64:256, 224:416]) and np.array_equal(cut.u, src.u[32:128, 112:208])
+    src = read_video(resolve_input("bikes"), 1)[0]  # 640x272: the centre 192x192 at row 40, column 224
+    assert np.array_equal(cut.y, src.y[40:232, 224:416]) and np.array_equal(cut.u, src.u[20:116, 112:208])
+    assert np.array_equal(cut.v, src.v[20:116, 112:208])
 
 
 @pytest.mark.parametrize("argv, needle", [

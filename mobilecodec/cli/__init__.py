@@ -117,10 +117,11 @@ def _one_line_input_warnings(command: str):
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, or torch's allocator failing (a RuntimeError naming the allocation)."""
+    """MemoryError, torch's allocator failing (a RuntimeError naming the allocation) or onnxruntime's
+    (its own exception type, "Failed to allocate memory")."""
     text = str(exc)
-    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
-        "can't allocate memory" in text or "not enough memory" in text or "out of memory" in text.lower()))
+    return isinstance(exc, MemoryError) or any(s in text for s in (
+        "can't allocate memory", "not enough memory", "Failed to allocate memory")) or "out of memory" in text.lower()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -42,20 +42,22 @@ def check_outputs(args: argparse.Namespace) -> None:
     path = getattr(args, "json", None)
     if path not in (None, "-"):
         check_output_file(path)
-        if out is not None and _same_or_under(Path(path), Path(out), spec.kind == "folder"):
+        # a folder with a marker is replaced whole: a JSON inside it would go with it (or go first)
+        if out is not None and _same_or_under(Path(path), Path(out), spec.kind == "folder" and spec.marker is not None):
             raise InputError(f"--json {path} is where -o writes; name a JSON file outside {out}")
-        _refuse_an_input(args, path, f"--json {path}", skip=("json",))
+        _refuse_an_input(args, path, f"--json {path}", skip=("json", spec.dest if spec is not None else "output"))
 
 
 def _same_or_under(path: Path, out: Path, folder: bool) -> bool:
-    """Whether `path` is `out`, or (a folder output, which is replaced whole) lies inside it."""
+    """Whether `path` is `out`, or (with `folder`) lies inside it."""
     a, b = path.resolve(), out.resolve()
     return a == b or (folder and b in a.parents)
 
 
 def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple[str, ...]) -> None:
     """Refuse an output file that is one of the files the command reads (an input video, stream,
-    checkpoint or JSON): writing it would destroy the input before or while it is read."""
+    checkpoint or JSON) or a file inside a folder it reads (a package's manifest.json): writing it
+    would destroy the input before or while it is read."""
     import os
 
     from mobilecodec.errors import InputError
@@ -67,10 +69,15 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
-            for name in (v.split(",") if isinstance(v, str) else []):
+            if not isinstance(v, str):
+                continue
+            for name in {v, *v.split(",")}:  # comma lists (--checkpoint A,B), and a name holding a comma
                 if name and os.path.isfile(name) and os.path.samefile(name, path):
                     raise InputError(f"{what} is the file this command reads as {dest.replace('_', ' ')}; "
                                      f"name another output")
+                if name and os.path.isdir(name) and _same_or_under(Path(path), Path(name), True):
+                    raise InputError(f"{what} is a file inside {name}, which this command reads as "
+                                     f"{dest.replace('_', ' ')}; name another output")
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -91,7 +98,7 @@ def _size_pair(text: str, expected: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     if a <= 0 or b <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    from mobilecodec.bitstream.format import MAX_DIMENSION  # standard library only
+    from mobilecodec.bitstream.format import MAX_DIMENSION  # imported only when a size is given
 
     if max(a, b) > MAX_DIMENSION:
         raise argparse.ArgumentTypeError(f"each side must be at most {MAX_DIMENSION} (the stream format's "
@@ -133,8 +140,8 @@ def add_block_modes_argument(p: argparse.ArgumentParser) -> None:
                    help="per BxB block of each P-frame the encoder picks the decoded frame, the prediction "
                         "alone or the reference's block (rate-distortion choice at the checkpoint's beta; "
                         "holds quality along the intra period); the stream carries the map (8, 16 or 32: 8 for "
-                        "small frames, 32 from 720p up, where smaller maps cost more than they save; 0 or none: off, "
-                        "as in demo --block-modes 0)")
+                        "small frames, 32 from 720p up, where smaller maps cost more than they save; 0: off, "
+                        "as in demo --block-modes 0; default: off)")
 
 
 def given_options(args: argparse.Namespace, *dests: str) -> list[str]:
