@@ -33,7 +33,7 @@ def read_frames(video: str | Path, count: int, height: int, width: int, crop: bo
     import torch.nn.functional as F
 
     from mobilecodec.errors import InputError
-    from mobilecodec.io import YUVFrame, pad_frame, read_frames as read_video
+    from mobilecodec.io import crop_frame, pad_frame, read_frames as read_video
     from mobilecodec.models.yuv import frame_to_tensor
 
     out = []
@@ -41,9 +41,7 @@ def read_frames(video: str | Path, count: int, height: int, width: int, crop: bo
         if crop:  # about the picture's centre, at even offsets (4:2:0), before any padding
             fh, fw = f.y.shape
             top, left = (max(0, fh - height) // 2) & ~1, (max(0, fw - width) // 2) & ~1
-            h, w = min(fh, height), min(fw, width)
-            f = YUVFrame(f.y[top:top + h, left:left + w], f.u[top // 2:(top + h) // 2, left // 2:(left + w) // 2],
-                         f.v[top // 2:(top + h) // 2, left // 2:(left + w) // 2])
+            f = crop_frame(f, min(fw, width), min(fh, height), top, left)
         t = frame_to_tensor(pad_frame(f))
         h2, w2 = t.shape[2:]
         if h2 > height // 2 or w2 > width // 2:

@@ -95,14 +95,18 @@ def pad_frame(frame: YUVFrame, multiple: int = 64) -> YUVFrame:
     return YUVFrame(y, u, v)
 
 
-def crop_frame(frame: YUVFrame, width: int, height: int) -> YUVFrame:
-    """Top-left `width` x `height` part of `frame` (undoes pad_frame)."""
+def crop_frame(frame: YUVFrame, width: int, height: int, top: int = 0, left: int = 0) -> YUVFrame:
+    """The `width` x `height` part of `frame` from (`top`, `left`), even offsets (4:2:0); the top-left
+    part by default (undoes pad_frame)."""
     check_size(width, height, "crop")
-    if width > frame.width or height > frame.height:
-        raise InputError(f"cannot crop a {frame.width}x{frame.height} frame to {width}x{height}")
-    return YUVFrame(np.ascontiguousarray(frame.y[:height, :width]),
-                    np.ascontiguousarray(frame.u[:height // 2, :width // 2]),
-                    np.ascontiguousarray(frame.v[:height // 2, :width // 2]))
+    if top % 2 or left % 2 or top < 0 or left < 0:
+        raise InputError(f"crop offsets must be even and non-negative, got ({top}, {left})")
+    if left + width > frame.width or top + height > frame.height:
+        raise InputError(f"cannot crop a {frame.width}x{frame.height} frame to {width}x{height} at ({top}, {left})")
+    t, l = top // 2, left // 2
+    return YUVFrame(np.ascontiguousarray(frame.y[top:top + height, left:left + width]),
+                    np.ascontiguousarray(frame.u[t:t + height // 2, l:l + width // 2]),
+                    np.ascontiguousarray(frame.v[t:t + height // 2, l:l + width // 2]))
 
 
 def _check_multiple(multiple: int) -> None:
