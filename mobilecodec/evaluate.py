@@ -392,13 +392,13 @@ def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[
     from mobilecodec.rdresults import save_results
 
     title = f"{Path(res['source']).name}, {res['frames']} frames, intra period {res['intra_period']}"
-    paths = [rd_plot([res] + ([anchor] if anchor else []), out / f"{stem}_rd.png",
-                     metric=("psnr_yuv", "psnr_rgb"), title=title),
-             per_frame_plot([res], "bits", out / f"{stem}_per_frame_bits.png", title=f"bits per frame: {title}"),
-             per_frame_plot([res], "psnr_yuv", out / f"{stem}_per_frame_psnr.png",
-                            title=f"PSNR-YUV per frame: {title}")]
-    save_results(out / f"{stem}_eval.json", res)
-    return [str(p) for p in paths] + [str(out / f"{stem}_eval.json")]
+    paths = output_paths(out, stem)
+    rd, bits, psnr, results = map(Path, paths)
+    rd_plot([res] + ([anchor] if anchor else []), rd, metric=("psnr_yuv", "psnr_rgb"), title=title)
+    per_frame_plot([res], "bits", bits, title=f"bits per frame: {title}")
+    per_frame_plot([res], "psnr_yuv", psnr, title=f"PSNR-YUV per frame: {title}")
+    save_results(results, res)
+    return paths
 
 
 def format_report(report: dict) -> str:
