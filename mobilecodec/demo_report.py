@@ -182,7 +182,8 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     L += ["## Stages and timings", "", *md_table(["#", "stage", "seconds"], [
         [i + 1, s, t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
         f"| | total | {t['total_s']:.1f} |", "",
-        "Stage 8 (plots, this file) is timed on the console only: it runs while this file is written.", ""]
+        f"Stage {len(STAGES)} ({STAGES[-1]}: plots, this file) is timed on the console only: it runs while this "
+        "file is written.", ""]
     L += ["## 1. Checkpoints", "", *md_table(["label", "beta", "config", "weights hash", "file"],
                                            [[c["label"], fmt(c["beta"], 4), c["config"],
                                              c["weights_hash"][:16], _rel(out, c["path"])] for c in ck]), ""]

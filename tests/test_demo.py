@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -57,6 +58,9 @@ def test_progress_lines_and_summary(demo):
     for k in range(1, 10):
         assert f"[{k}/9] " in proc.stderr
     assert "export ONNX package" in proc.stderr and "compile for the QNN HTP" in proc.stderr
+    # stderr is a pipe here, as in a log: progress comes as whole lines (none for stages under 30 s),
+    # never as a bar redrawn with carriage returns
+    assert "\r" not in proc.stderr
     assert "PSNR-YUV" in proc.stdout and "report.md" in proc.stdout
 
 
@@ -256,6 +260,11 @@ def test_check_and_report_text(demo):
     assert t["total_s"] >= sum(t["stages_s"].values())
     for s in t["stages_s"]:
         assert f"| {s} |" in md
+    # the one stage without a figure in the table is the one the note under it names, by its row number
+    untimed = re.findall(r"^\| (\d+) \| ([^|]+) \| - \|$", md, re.M)
+    assert len(untimed) == 1
+    number, name = untimed[0]
+    assert f"Stage {number} ({name.strip()}: plots, this file) is timed on the console only" in md
 
 
 def _rgb601(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
