@@ -479,7 +479,7 @@ def judge(ans: dict, data: bytes, base_hashes: list[bytes], out: Path, width: in
 def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, progress: bool = True,
              log=print) -> dict:
     """Run `count` mutated decodes (alternating decoders and stream lengths); returns the figures."""
-    from tqdm import tqdm
+    from mobilecodec.progress import progress_bar
 
     setup = prepare(work, log=log)
     cfg = json.loads(setup.read_text())
@@ -503,8 +503,7 @@ def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, prog
             jobs.append((name, "truncate", data[:cut], f"truncated at byte {cut} of {len(data)} (boundary sweep)"))
     jobs = jobs[:count]
     try:
-        with tqdm(total=count, desc="fuzz", unit="decode", disable=None if progress else True,
-                  dynamic_ncols=True) as bar:
+        with progress_bar(total=count, desc="fuzz", unit="decode", enabled=progress) as bar:
             i = 0
             while i < count:
                 if i < len(jobs):

@@ -11,6 +11,7 @@ from typing import Any
 
 from mobilecodec.export.formats import CONTEXT_FORMAT as FORMAT, MANIFEST
 from mobilecodec.export.qnn import Soc
+from mobilecodec.progress import progress_bar
 
 STANDIN = ("stand-in calibration: onnxruntime quantize_static (min/max, uint8 activations, int8 per-channel "
            "weights), not aimet encodings")
@@ -52,11 +53,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
     calib_of = {n: calib if n in recorded else "random uniform [0, 1) inputs" for n in feeds}
     graphs: dict[str, Any] = {}
     sdk = None
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(man["graphs"]), desc="compile", unit="graph", leave=False)
+    bar = progress_bar(total=len(man["graphs"]), desc="compile", unit="graph", leave=False) if progress else None
     with atomic_dir(out_dir, marker=MANIFEST, marker_format=FORMAT) as tmp:
         work = tmp / ".qdq"
         work.mkdir()

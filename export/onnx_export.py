@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.progress import progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -247,11 +248,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
     sims = qmodel.sims if qmodel is not None else {}
     graphs: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(specs), desc="export", unit="graph", leave=False)
+    bar = progress_bar(total=len(specs), desc="export", unit="graph", leave=False) if progress else None
     with atomic_dir(out_dir, marker=MANIFEST, marker_format=PACKAGE_FORMAT) as tmp:
         (tmp / "graphs").mkdir()
         for spec in specs:

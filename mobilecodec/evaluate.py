@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,11 +269,11 @@ def _as_y4m(src: Path, opts: EvalOptions, work: Path) -> Path:
 
 def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor_res: dict | None, models: list,
               labels: list[str], codec: str, opts: EvalOptions, raw_work: Path) -> dict:
-    from tqdm import tqdm
 
     from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.io import read_frames
+    from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import check_same_clip
 
     coded = [_as_y4m(s, opts, raw_work) for s in srcs]
@@ -289,8 +288,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     streams = out / "streams"
     created = _missing_folders(streams)  # removed again if the run does not finish
     total = len(models) * sum(len(f) for f in sources_by_input)
-    bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not opts.progress, desc="eval",
-               dynamic_ncols=True)
+    bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval")
     results, files = [], []
     out.mkdir(parents=True, exist_ok=True)
     # streams wait here until every point is coded and measured, then move in beside their results

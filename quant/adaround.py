@@ -139,8 +139,7 @@ def build_adaround_sims(model, qcfg: QuantConfig, gops: torch.Tensor, *, batch: 
                         progress: bool = True) -> tuple[OrderedDict[str, object], OrderedDict[str, dict]]:
     """Sims for every quantized stage of the float `model` with AdaRounded weights (encodings frozen),
     AdaRound fed by stage inputs captured on `gops`; returns (sims, per-stage report)."""
-    from tqdm import tqdm
-
+    from mobilecodec.progress import progress_bar
     from mobilecodec.quant.sim import build_sims, quantized_stage_names
 
     if gops is None or len(gops) == 0:
@@ -148,8 +147,7 @@ def build_adaround_sims(model, qcfg: QuantConfig, gops: torch.Tensor, *, batch: 
     names = quantized_stage_names(model, qcfg)
     inputs = capture_stage_inputs(model, gops, names, qcfg.adaround_batches, batch=max(1, batch))
     with tempfile.TemporaryDirectory(prefix="mobilecodec-adaround-") as tmp, \
-            tqdm(total=len(names), desc="adaround", unit="stage", disable=not progress, leave=False,
-                 dynamic_ncols=True) as bar:
+            progress_bar(total=len(names), desc="adaround", unit="stage", enabled=progress, leave=False) as bar:
         builder = AdaroundBuilder(qcfg, inputs, tmp, bar)
         with torch.random.fork_rng():
             torch.manual_seed(0)  # aimet samples its optimization batches with torch.randperm

@@ -84,14 +84,13 @@ def run_gop(model, x: torch.Tensor) -> list[torch.Tensor]:
 
 def calibrate(qmodel, gops: torch.Tensor, *, steps: int, batch: int, progress: bool = True) -> None:
     """Compute the encodings of every sim of `qmodel` by running the codec GOP by GOP."""
-    from tqdm import tqdm
-
+    from mobilecodec.progress import progress_bar
     from mobilecodec.quant.sim import computing_encodings, quiet_aimet
 
     qmodel.eval()
     with quiet_aimet(), computing_encodings(qmodel.sims):
-        for x in tqdm(batches(gops, steps, batch), desc="calibrate", unit="step", disable=not progress,
-                      leave=False, dynamic_ncols=True):
+        for x in progress_bar(batches(gops, steps, batch), desc="calibrate", unit="step", enabled=progress,
+                              leave=False):
             run_gop(qmodel, x)
 
 

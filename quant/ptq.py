@@ -55,8 +55,7 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
     With qcfg.adaround the weights are AdaRounded first on stage inputs captured from `gops` (the
     float codec, `batch` GOPs at a time) and their encodings frozen; `qmodel.adaround_report`
     then says per stage whether AdaRound ran, with how many iterations and seconds."""
-    from tqdm import tqdm
-
+    from mobilecodec.progress import progress_bar
     from mobilecodec.quant.calibrate import calibrate
     from mobilecodec.quant.qmodel import QuantizedVideoCodec
     from mobilecodec.quant.sim import build_sims, quantized_stage_names
@@ -68,8 +67,7 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
         sims, report = build_adaround_sims(model, qcfg, gops, batch=batch, progress=progress)
     else:
         names = quantized_stage_names(model, qcfg)
-        with tqdm(total=len(names), desc="build sims", unit="stage", disable=not progress, leave=False,
-                  dynamic_ncols=True) as bar:
+        with progress_bar(total=len(names), desc="build sims", unit="stage", enabled=progress, leave=False) as bar:
             sims = build_sims(model, qcfg, progress=lambda n: bar.update(1))
     qmodel = QuantizedVideoCodec(model, sims, qcfg)
     if report is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +198,7 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
     With `resume`, continues the run in `out_dir` (its saved options win over `opts`, except steps).
     The held-out clip is refused in `data` unless `allow_held_out`, as in training."""
     import torch
-    from tqdm import tqdm
+    from mobilecodec.progress import progress_bar
 
     from mobilecodec.train.data import TrainingData
     from mobilecodec.train.losses import GopLoss, summarize
@@ -244,8 +243,7 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
     history: list[dict] = []
     last: dict[str, float] = {}
     step = start_step
-    bar = tqdm(total=opts.steps, initial=start_step, desc="qat", unit="step", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=opts.steps, initial=start_step, desc="qat", unit="step", enabled=progress)
     try:
         for step in range(start_step + 1, opts.steps + 1):
             rng, torch_seed = step_seeds(opts.seed, step)

@@ -15,7 +15,6 @@ SM8550 SoC (same Hexagon v73 HTP, 8 MiB VTCM).
 from __future__ import annotations
 
 import io
-import sys
 from typing import Any
 
 SOURCE_REPO = "quic/ai-hub-models"
@@ -158,14 +157,13 @@ def export_onnx(module: Any, inputs: tuple, names: list[str] | None = None) -> A
 def build_table() -> dict[str, Any]:
     """The calibration table: measurements with provenance and per-layer costs of each model."""
     import torch
-    from tqdm import tqdm
-
+    from mobilecodec.progress import progress_bar
     from mobilecodec.runtime.npu_graph import extract_layers
 
     torch.set_num_threads(1)
     models: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
-    for name in tqdm(MEASUREMENTS, desc="calibration models", file=sys.stderr):
+    for name in progress_bar(MEASUREMENTS, desc="calibration models"):
         h, w, ms = MEASUREMENTS[name]
         proto = export_onnx(build_model(name), (torch.zeros(1, 3, h, w),), ["image"])
         gl = extract_layers(proto, name)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mobilecodec.progress import progress_bar
 from mobilecodec.runtime.npu_estimate import DEVICES
 
 FRAME_TYPES = (("encode", "I", "sender"), ("encode", "P", "sender"), ("decode", "I", "receiver"),
@@ -75,11 +76,8 @@ def estimate_model(model: Any, height: int, width: int, device: str | list[str] 
         pw, ph = padded_size(width, height)
         model.eval()
         specs = graph_specs(model, ph, pw)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(specs), desc="export graphs for the NPU estimate", unit="graph", leave=False)
+        bar = (progress_bar(total=len(specs), desc="export graphs for the NPU estimate", unit="graph", leave=False)
+               if progress else None)
         layers = {}
         with tempfile.TemporaryDirectory() as tmp:
             for spec in specs:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -173,7 +172,7 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
 def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
     """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
     OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds."""
-    from tqdm import tqdm
+    from mobilecodec.progress import progress_bar
 
     from mobilecodec.fsutil import atomic_path
     from mobilecodec.rdresults import save_results
@@ -187,8 +186,8 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
         meta = _write_source_yuv(cfg, src_yuv)
         src = _source_frames(src_yuv, meta["width"], meta["height"], meta["frames"])
         points = []
-        bar = tqdm(total=len(cfg.crfs) * meta["frames"], unit="frame", file=sys.stderr,
-                   disable=not cfg.progress, desc=f"{cfg.stem}")
+        bar = progress_bar(total=len(cfg.crfs) * meta["frames"], unit="frame", enabled=cfg.progress,
+                           desc=f"{cfg.stem}")
         t0 = time.perf_counter()
         try:
             for crf in cfg.crfs:

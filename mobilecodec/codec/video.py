@@ -22,11 +22,9 @@ from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame
 
 
 def _progress(total: int | None, desc: str, enabled: bool):
-    from tqdm import tqdm
+    from mobilecodec.progress import progress_bar
 
-    # disable=None: no bar when stderr is not a terminal (logs, CI), a live bar otherwise
-    return tqdm(total=total, desc=desc, unit="frame", disable=None if enabled else True, leave=False,
-                dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, unit="frame", enabled=enabled, leave=False)
 
 
 class TorchEngine:

@@ -319,7 +319,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
     Under torchrun (WORLD_SIZE > 1) every process calls this: the model is wrapped in
     DistributedDataParallel, each rank samples its own data (seeded with its rank), and rank 0
     writes checkpoints, logs and the progress bar. `stage.batch_size` is per process."""
-    from tqdm import tqdm
+    from mobilecodec.progress import progress_bar
 
     from mobilecodec.train.data import TrainingData, gops_to_tensor
     from mobilecodec.train.losses import GopLoss, summarize
@@ -402,8 +402,8 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         summary: dict[str, Any] = {}
         ema: dict[str, float] = {}
         t0 = time.perf_counter()
-        bar = tqdm(total=st.steps, initial=start_step, desc=f"train stage {st.stage}", unit="step",
-                   disable=not (opts.progress and dist.is_main), file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(total=st.steps, initial=start_step, desc=f"train stage {st.stage}", unit="step",
+                           enabled=opts.progress and dist.is_main)
         step = start_step
         interrupted = False
         try:

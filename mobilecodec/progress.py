@@ -1,0 +1,63 @@
+"""The one progress bar of every long-running command: a live bar on a terminal; where stderr is a
+file or a pipe (a `nohup` log, CI), a plain line at most every `LOG_INTERVAL_S` seconds and nothing
+for work shorter than that, so that `tail`, `grep` and `less` read the log (not one line of carriage
+returns) and a short command's stderr holds only its own messages."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any, Iterable
+
+LOG_INTERVAL_S = 30.0
+
+
+class _LogLines:
+    """A text stream for tqdm that writes a refresh as a line of its own, at most one per `interval_s`
+    (tqdm refreshes at once on every postfix change) and none in the first `interval_s` (the 0 % line,
+    a short run's last one); a long run's closing state (`final`) is written whatever the interval."""
+
+    def __init__(self, stream: IO[str], interval_s: float) -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self.start = time.monotonic()
+        self.next_at = self.start + interval_s
+        self.final = False
+
+    def write(self, s: str) -> None:
+        line = s.replace("\r", "").replace("\x1b[A", "").strip()  # a nested bar's cursor moves, too
+        if not line:  # tqdm clears a finished bar with blanks: not logged
+            return
+        now = time.monotonic()
+        if now >= self.next_at or (self.final and now >= self.start + self.interval_s):
+            self.stream.write(line + "\n")
+            self.next_at = now + self.interval_s
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
+                 unit: str = "it", enabled: bool = True, stream: IO[str] | None = None,
+                 log_interval_s: float = LOG_INTERVAL_S, **kwargs: Any):
+    """A tqdm bar on stderr (or `stream`) over `iterable` or up to `total`, off when `enabled` is false;
+    where the stream is not a terminal, a line every `log_interval_s` (module docstring). Other keywords
+    go to tqdm."""
+    from tqdm import tqdm
+
+    stream = stream if stream is not None else sys.stderr
+    if bool(getattr(stream, "isatty", lambda: False)()):
+        kwargs.setdefault("dynamic_ncols", True)
+        kwargs["file"] = stream
+        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, **kwargs)
+    log = _LogLines(stream, log_interval_s)
+    kwargs.update(file=log, mininterval=log_interval_s, maxinterval=log_interval_s, dynamic_ncols=False, ascii=True)
+    bar = tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, **kwargs)
+    close = bar.close
+
+    def close_logged() -> None:
+        log.final = True
+        close()
+
+    bar.close = close_logged  # the `with` block's exit and an iteration's end call it
+    return bar
