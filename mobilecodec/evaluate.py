@@ -269,7 +269,6 @@ def _as_y4m(src: Path, opts: EvalOptions, work: Path) -> Path:
 
 def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor_res: dict | None, models: list,
               labels: list[str], codec: str, opts: EvalOptions, raw_work: Path) -> dict:
-
     from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.io import read_frames

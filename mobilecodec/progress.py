@@ -5,9 +5,13 @@ returns) and a short command's stderr holds only its own messages."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from typing import IO, Any, Iterable
+from typing import IO, TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tqdm import tqdm
 
 LOG_INTERVAL_S = 30.0
 
@@ -37,9 +41,24 @@ class _LogLines:
         self.stream.flush()
 
 
+@functools.lru_cache(maxsize=1)
+def _log_bar_class() -> type:
+    """tqdm whose `close` marks its last write final, so that a long run's closing state is logged."""
+    from tqdm import tqdm
+
+    class LogBar(tqdm):
+        def close(self) -> None:
+            log = getattr(self, "_log_lines", None)
+            if log is not None:
+                log.final = True
+            super().close()
+
+    return LogBar
+
+
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
                  unit: str = "it", enabled: bool = True, stream: IO[str] | None = None,
-                 log_interval_s: float = LOG_INTERVAL_S, **kwargs: Any):
+                 log_interval_s: float = LOG_INTERVAL_S, **kwargs: Any) -> tqdm:
     """A tqdm bar on stderr (or `stream`) over `iterable` or up to `total`, off when `enabled` is false;
     where the stream is not a terminal, a line every `log_interval_s` (module docstring). Other keywords
     go to tqdm."""
@@ -48,16 +67,11 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
     stream = stream if stream is not None else sys.stderr
     if bool(getattr(stream, "isatty", lambda: False)()):
         kwargs.setdefault("dynamic_ncols", True)
-        kwargs["file"] = stream
-        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, **kwargs)
+        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=stream, **kwargs)
     log = _LogLines(stream, log_interval_s)
-    kwargs.update(file=log, mininterval=log_interval_s, maxinterval=log_interval_s, dynamic_ncols=False, ascii=True)
-    bar = tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, **kwargs)
-    close = bar.close
-
-    def close_logged() -> None:
-        log.final = True
-        close()
-
-    bar.close = close_logged  # the `with` block's exit and an iteration's end call it
+    # leave: a logged line is never erased, and a bar that would clear itself must still log its end
+    kwargs.update(file=log, mininterval=log_interval_s, maxinterval=log_interval_s, dynamic_ncols=False,
+                  ascii=True, leave=True)
+    bar = _log_bar_class()(iterable, total=total, desc=desc, unit=unit, disable=not enabled, **kwargs)
+    bar._log_lines = log
     return bar

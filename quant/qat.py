@@ -198,11 +198,11 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
     With `resume`, continues the run in `out_dir` (its saved options win over `opts`, except steps).
     The held-out clip is refused in `data` unless `allow_held_out`, as in training."""
     import torch
-    from mobilecodec.progress import progress_bar
 
+    from mobilecodec.progress import progress_bar
+    from mobilecodec.quant.ptq import load_quantized
     from mobilecodec.train.data import TrainingData
     from mobilecodec.train.losses import GopLoss, summarize
-    from mobilecodec.quant.ptq import load_quantized
 
     out = Path(out_dir)
     opts = opts or QATOptions()

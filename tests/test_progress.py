@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import select
 import struct
 import termios
@@ -34,6 +35,13 @@ def test_log_gets_whole_lines_at_most_one_per_interval():
     assert 1 <= len(lines) <= int(elapsed / interval) + 1, (elapsed, lines)
     assert all(ln.startswith("work:") for ln in lines)
     assert "20/20" in lines[-1] and "step=19" in lines[-1]
+
+
+def test_a_bar_that_clears_itself_on_a_terminal_logs_its_end():
+    log, interval = io.StringIO(), 0.1
+    _drive(progress_bar(total=10, desc="encode", stream=log, log_interval_s=interval, leave=False), 10, 0.04)
+    lines = log.getvalue().splitlines()
+    assert lines and "10/10" in lines[-1], lines  # the log is not left at the last periodic line
 
 
 def test_work_shorter_than_the_interval_logs_nothing():
@@ -79,4 +87,5 @@ def test_terminal_keeps_the_live_bar():
     finally:
         os.close(master)
     out = b"".join(chunks).decode(errors="replace")
-    assert out.count("\r") >= 3 and "live" in out and "3/3" in out  # redrawn in place from the start
+    # redrawn in place from the start: carriage returns that are not the terminal's own \r\n
+    assert len(re.findall("\r(?!\n)", out)) >= 3 and "live" in out and "3/3" in out

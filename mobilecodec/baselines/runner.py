@@ -172,9 +172,8 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
 def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
     """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
     OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds."""
-    from mobilecodec.progress import progress_bar
-
     from mobilecodec.fsutil import atomic_path
+    from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import save_results
 
     check_config(cfg)

@@ -19,12 +19,7 @@ from mobilecodec.errors import BitstreamError, InputError
 from mobilecodec.io import VideoWriter, crop_frame, open_video, pad_frame, padded_size
 from mobilecodec.models.codec import VideoCodec
 from mobilecodec.models.yuv import frame_to_tensor, tensor_to_frame
-
-
-def _progress(total: int | None, desc: str, enabled: bool):
-    from mobilecodec.progress import progress_bar
-
-    return progress_bar(total=total, desc=desc, unit="frame", enabled=enabled, leave=False)
+from mobilecodec.progress import progress_bar
 
 
 class TorchEngine:
@@ -93,7 +88,8 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                               flags=block_modes.stream_flags(modes.block if modes is not None else 0))
         total = reader.num_frames if max_frames is None else min(max_frames, reader.num_frames or max_frames)
         buf = None
-        with StreamWriter(output, header) as writer, _progress(total, "encode", progress) as bar:
+        with StreamWriter(output, header) as writer, \
+                progress_bar(total=total, desc="encode", unit="frame", enabled=progress, leave=False) as bar:
             for i, frame in enumerate(reader):
                 x = frame_to_tensor(pad_frame(frame))
                 src = engine.latent_encoder(x, modes, (h, w)) if modes is not None else engine.latent_encoder(x)
@@ -185,7 +181,8 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
         try:
             buf = None
             records = iter(reader)
-            with _progress(hdr.frame_count, "decode", progress) as bar, ThreadPoolExecutor(1) as pool:
+            with progress_bar(total=hdr.frame_count, desc="decode", unit="frame", enabled=progress,
+                              leave=False) as bar, ThreadPoolExecutor(1) as pool:
                 block = block_modes.block_from_flags(hdr.flags)
                 mode_map = block_modes.ModeMap(block, (ph, pw), (hdr.height, hdr.width)) if block else None
 

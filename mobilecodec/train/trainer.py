@@ -320,7 +320,6 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
     DistributedDataParallel, each rank samples its own data (seeded with its rank), and rank 0
     writes checkpoints, logs and the progress bar. `stage.batch_size` is per process."""
     from mobilecodec.progress import progress_bar
-
     from mobilecodec.train.data import TrainingData, gops_to_tensor
     from mobilecodec.train.losses import GopLoss, summarize
 
