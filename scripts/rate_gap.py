@@ -40,36 +40,33 @@ def _bits(likelihoods: dict[str, torch.Tensor], prefix: str) -> float:
 
 def rate_gap(model, frames: list[torch.Tensor], seed: int = 0) -> list[dict]:
     """Per P-frame: {part: {train, round, coder}} bits, for the motion (m) and residual (r) latents."""
+    latents: dict[str, torch.Tensor] = {}
+    hooks = [getattr(model, f"{p}_hyper_analysis").register_forward_pre_hook(
+        lambda _module, inputs, p=p: latents.__setitem__(p, inputs[0])) for p in PARTS]  # y, for the tables
     rows = []
-    with torch.no_grad():
-        model.eval()
-        buf = model.forward_iframe(frames[0])["buffer"]
-        for t in range(1, len(frames)):
-            latents: dict[str, torch.Tensor] = {}
-            hyperprior = model.hyperprior
-
-            def capture(prefix, y, _hp=hyperprior):
-                latents[prefix] = y
-                return _hp(prefix, y)
-
-            model.hyperprior = capture  # the latents of the eval pass, for the coder's tables
-            try:
-                ev = model.forward_pframe(frames[t], buf)
-            finally:
-                del model.hyperprior
-            model.train()
-            torch.manual_seed(seed + t)
-            tr = model.forward_pframe(frames[t], buf)
+    try:
+        with torch.no_grad():
             model.eval()
-            row = {"frame": t}
-            for p in PARTS:
-                if p not in latents:
-                    continue
-                coder = HyperpriorCoder(model, p)
-                row[p] = {"train": _bits(tr["likelihoods"], p), "round": _bits(ev["likelihoods"], p),
-                          "coder": float(sum(coder.quantize(latents[p][i:i + 1])[1] for i in range(len(latents[p]))))}
-            rows.append(row)
-            buf = ev["buffer"]
+            buf = model.forward_iframe(frames[0])["buffer"]
+            for t in range(1, len(frames)):
+                model.train()
+                torch.manual_seed(seed + t)
+                tr = model.forward_pframe(frames[t], buf)
+                model.eval()
+                latents.clear()
+                ev = model.forward_pframe(frames[t], buf)
+                row: dict = {"frame": t}
+                for p in PARTS:
+                    if p in latents:
+                        y = latents[p]
+                        coder = HyperpriorCoder(model, p)
+                        row[p] = {"train": _bits(tr["likelihoods"], p), "round": _bits(ev["likelihoods"], p),
+                                  "coder": float(sum(coder.quantize(y[i:i + 1])[1] for i in range(len(y))))}
+                rows.append(row)
+                buf = ev["buffer"]
+    finally:
+        for h in hooks:
+            h.remove()
     return rows
 
 
@@ -79,10 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("clip", help="a video file or a bundled clip name (bikes, bigbuckbunny)")
     ap.add_argument("--frames", type=positive_int, default=8, help="frames from the first, an I-frame (8)")
     ap.add_argument("--seed", type=int, default=0, help="seed of training's noise (0)")
+    ap.add_argument("--threads", type=positive_int, default=1,
+                    help="torch threads (1: the figures of docs/results/training.md; more threads sum in another order)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     if args.frames < 2:
         ap.error("--frames must be at least 2 (an I-frame and a P-frame)")
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, _ = load_checkpoint(args.checkpoint)
     frames = [frame_to_tensor(pad_frame(f)) for f in read_frames(resolve_input(args.clip), args.frames)]

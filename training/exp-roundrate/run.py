@@ -2,7 +2,7 @@
 coder spends it, the likelihood of mean + round(y - mean) (straight-through) instead of y + U(-.5, .5),
 the mean detached inside the rounding so that the hyper-synthesis' mean gets a distortion gradient
 (in the shipped training, mean + r + (round(r) - r).detach() with r = y - mean has no derivative in
-the mean). Why: `scripts/rate_gap.py` measures the noise likelihood charging 5-20x the bits the coder
+the mean). Why: `scripts/rate_gap.py` measures the noise likelihood charging 4-20x the bits the coder
 spends on P-frames (docs/results/training.md, "The rate that training sees"). The run reported there
 was made with an earlier spelling of the same patch (the hyperprior written out in full): the same
 loss at step 1, weights 3e-8 apart after it (float summation order), which the rollouts amplify."""
