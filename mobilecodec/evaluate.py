@@ -289,6 +289,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval")
     results, files = [], []
+    earlier: list[tuple[Path, Path]] = []  # (set-aside copy, path) of an earlier run's files this run replaces
     out.mkdir(parents=True, exist_ok=True)
     # streams wait here until every point is coded and measured, then move in beside their results
     stage = Path(tempfile.mkdtemp(prefix=".streams-", dir=out))
@@ -336,7 +337,10 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             results.append(entry)
         bar.close()
         streams.mkdir(exist_ok=True)
-        for f in sorted(stage.iterdir()):
+        staged = sorted(stage.iterdir())
+        targets = [streams / f.name for f in staged] + [Path(p) for e in results for p in output_paths(out, e["stem"])]
+        _set_aside(targets, stage / "earlier", earlier)  # back in place if this run does not finish
+        for f in staged:
             files.append(str(streams / f.name))  # listed first: withdrawn even if cut off mid-move
             os.replace(f, streams / f.name)
         for entry in results:
@@ -344,8 +348,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             write_outputs(out, entry["stem"], entry["result"], anchor_res)
     except BaseException:  # interrupted or failed: no streams without their results
         bar.close()
-        shutil.rmtree(stage, ignore_errors=True)
-        _withdraw(files, created)
+        _withdraw(files, earlier, stage, created)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -366,10 +369,25 @@ def _missing_folders(path: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _withdraw(files: list[str], created: list[Path]) -> None:
-    """Remove what an unfinished run published, and the folders it created (deepest first) if empty."""
+def _set_aside(paths: list[Path], folder: Path, moved: list[tuple[Path, Path]]) -> None:
+    """Move the existing files among `paths` into `folder`, recording (copy, path) in `moved` before each
+    move, so that an interruption half-way still knows what to put back."""
+    folder.mkdir()
+    for i, path in enumerate(paths):
+        if path.is_file():
+            moved.append((folder / str(i), path))
+            os.replace(path, folder / str(i))
+
+
+def _withdraw(files: list[str], earlier: list[tuple[Path, Path]], stage: Path, created: list[Path]) -> None:
+    """Undo an unfinished run: remove what it published, put back the earlier run's files it set aside,
+    remove its staging folder, then the folders it created (deepest first) if empty."""
     for f in files:
         Path(f).unlink(missing_ok=True)
+    for copy, path in earlier:
+        if copy.exists():  # not when cut off between recording and moving it
+            os.replace(copy, path)
+    shutil.rmtree(stage, ignore_errors=True)
     for d in reversed(created):
         try:
             d.rmdir()

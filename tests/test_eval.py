@@ -362,3 +362,31 @@ def test_interrupted_eval_leaves_nothing(carphone, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err, err
     assert not out.exists()
+
+
+def test_a_failed_rerun_leaves_the_earlier_results(carphone, tmp_path, monkeypatch, capsys):
+    """A second eval into the same folder that fails while writing its plots (a full disk, simulated
+    by the plot writer raising ENOSPC) withdraws what it wrote and puts the first run's streams,
+    plots and JSON back as they were, byte for byte, instead of leaving the folder without them."""
+    import errno
+
+    import mobilecodec.plots
+
+    out = tmp_path / "OUT"
+    assert main(["eval", str(carphone), "--checkpoint", "tiny_b0.0032", "--frames", "2", "-o", str(out),
+                 "--no-progress"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert Path("streams/carphone_tiny_b0.0032.mnvc") in before and Path("carphone_eval.json") in before
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mobilecodec.plots, "per_frame_plot", full_disk)  # after the RD plot is written
+    capsys.readouterr()
+    rc = main(["eval", str(carphone), "--checkpoint", "tiny_b0.0032", "--frames", "3", "-o", str(out),
+               "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "No space left on device" in err[0], err
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no staging folder left
