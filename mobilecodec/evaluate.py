@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.fsutil import check_output_dir, replacing_files
 from mobilecodec.rdresults import drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
@@ -224,7 +225,6 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     return the report (results, I/P summaries, BD-rates against `anchor` when given). `engines`:
     opened backends of export packages (`OnnxEngine`), one more RD point each, coded and decoded
     by their own graphs: what a deployment runs, measured the same way."""
-    from mobilecodec.fsutil import check_output_dir
     from mobilecodec.io import resolve_input
     from mobilecodec.rdresults import load_results
 
@@ -289,7 +289,6 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval")
     results, files = [], []
-    earlier: list[tuple[Path, Path]] = []  # (set-aside copy, path) of an earlier run's files this run replaces
     out.mkdir(parents=True, exist_ok=True)
     # streams wait here until every point is coded and measured, then move in beside their results
     stage = Path(tempfile.mkdtemp(prefix=".streams-", dir=out))
@@ -338,17 +337,17 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         bar.close()
         streams.mkdir(exist_ok=True)
         staged = sorted(stage.iterdir())
-        targets = [streams / f.name for f in staged] + [Path(p) for e in results for p in output_paths(out, e["stem"])]
-        _set_aside(targets, stage / "earlier", earlier)  # back in place if this run does not finish
-        for f in staged:
-            files.append(str(streams / f.name))  # listed first: withdrawn even if cut off mid-move
-            os.replace(f, streams / f.name)
-        for entry in results:
-            files += output_paths(out, entry["stem"])
-            write_outputs(out, entry["stem"], entry["result"], anchor_res)
+        files = [str(streams / f.name) for f in staged] + [p for e in results for p in output_paths(out, e["stem"])]
+        # an earlier run's files of the same names come back if this run does not finish
+        with replacing_files([Path(f) for f in files], stage):
+            for f in staged:
+                os.replace(f, streams / f.name)
+            for entry in results:
+                write_outputs(out, entry["stem"], entry["result"], anchor_res)
     except BaseException:  # interrupted or failed: no streams without their results
         bar.close()
-        _withdraw(files, earlier, stage, created)
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_empty(created)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -369,25 +368,8 @@ def _missing_folders(path: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _set_aside(paths: list[Path], folder: Path, moved: list[tuple[Path, Path]]) -> None:
-    """Move the existing files among `paths` into `folder`, recording (copy, path) in `moved` before each
-    move, so that an interruption half-way still knows what to put back."""
-    folder.mkdir()
-    for i, path in enumerate(paths):
-        if path.is_file():
-            moved.append((folder / str(i), path))
-            os.replace(path, folder / str(i))
-
-
-def _withdraw(files: list[str], earlier: list[tuple[Path, Path]], stage: Path, created: list[Path]) -> None:
-    """Undo an unfinished run: remove what it published, put back the earlier run's files it set aside,
-    remove its staging folder, then the folders it created (deepest first) if empty."""
-    for f in files:
-        Path(f).unlink(missing_ok=True)
-    for copy, path in earlier:
-        if copy.exists():  # not when cut off between recording and moving it
-            os.replace(copy, path)
-    shutil.rmtree(stage, ignore_errors=True)
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders an unfinished run created (deepest first), those it left empty."""
     for d in reversed(created):
         try:
             d.rmdir()

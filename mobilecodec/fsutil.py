@@ -115,6 +115,40 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
             shutil.rmtree(tmp)
 
 
+@contextlib.contextmanager
+def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None]:
+    """Publish several files all or nothing: the existing files at `paths` wait in a hidden folder
+    made in `work` (on their file system: they move by rename) while the block writes the new ones;
+    if the block fails or is interrupted, whatever it wrote at `paths` is removed and the earlier
+    files are put back."""
+    aside = Path(tempfile.mkdtemp(prefix=".earlier-", dir=work))
+    moved: list[tuple[Path, Path]] = []
+
+    def put_back() -> None:
+        for copy, path in moved:
+            if copy.exists():  # not when cut off between recording and moving it
+                os.replace(copy, path)
+
+    try:
+        try:
+            for i, path in enumerate(paths):
+                if path.is_file():
+                    moved.append((aside / str(i), path))
+                    os.replace(path, aside / str(i))
+        except BaseException:
+            put_back()  # nothing new written yet
+            raise
+        try:
+            yield
+        except BaseException:
+            for path in paths:  # every earlier file was set aside: what stands here now is new
+                path.unlink(missing_ok=True)
+            put_back()
+            raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -335,3 +335,30 @@ def test_rd_plot_drops_labels_that_overprint(sweep):
         assert [t.get_text() for t in ax.texts] == texts  # the dropped ones are gone from the axes
     finally:
         plt.close(fig)
+
+
+def test_a_failed_rerun_leaves_the_earlier_sweep(carphone, tmp_path, monkeypatch, capsys):
+    """A second sweep into the same folder that fails while publishing (a full disk when its JSON is
+    written, simulated by the writer raising ENOSPC) removes the .mp4 and plot it already copied in
+    and puts the first sweep's files back byte for byte: no JSON left beside streams it does not describe."""
+    import errno
+
+    import mobilecodec.rdresults
+    from mobilecodec.cli import main
+
+    out = tmp_path / "b"
+    args = ["baseline", "--codec", "x264", "--crf", "38", str(carphone), "-o", str(out), "--no-progress"]
+    assert main([*args, "--frames", "4"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {Path("x264_medium_crf38.mp4"), Path("x264_medium.json"), Path("x264_medium_rd.png")} <= set(before)
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mobilecodec.rdresults, "save_results", full_disk)
+    capsys.readouterr()
+    rc = main([*args, "--frames", "6"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "No space left on device" in err[0], err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

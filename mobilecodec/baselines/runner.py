@@ -172,7 +172,7 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
 def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
     """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
     OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds."""
-    from mobilecodec.fsutil import atomic_path
+    from mobilecodec.fsutil import atomic_path, replacing_files
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import save_results
 
@@ -225,7 +225,8 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
             "points": points,
         }
         # Publish: everything is made in the work folder first, then copied into OUT through
-        # temporaries and renames; the JSON goes last, so its presence means a complete sweep.
+        # temporaries and renames; the JSON goes last, so its presence means a complete sweep, and
+        # an earlier sweep's files of the same names come back if this one does not finish.
         from mobilecodec.plots import rd_plot
         from mobilecodec.rdresults import validate_results
 
@@ -235,10 +236,12 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
                       f"{meta['frames']} frames")
         out_dir = cfg.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]:
-            with atomic_path(out_dir / name) as tmp:
-                shutil.copyfile(work / name, tmp)
-        save_results(out_dir / f"{cfg.stem}.json", results)
+        names = [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]
+        with replacing_files([out_dir / n for n in [*names, f"{cfg.stem}.json"]], out_dir):
+            for name in names:
+                with atomic_path(out_dir / name) as tmp:
+                    shutil.copyfile(work / name, tmp)
+            save_results(out_dir / f"{cfg.stem}.json", results)
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
