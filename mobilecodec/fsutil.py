@@ -149,6 +149,32 @@ def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None
         shutil.rmtree(aside, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def publishing(out: str | os.PathLike) -> Iterator[Path]:
+    """Write several files into the folder `out` (created) all or nothing: the block writes them into
+    the staging folder it is given, inside `out`; when it ends, they move into `out` under their names
+    through `replacing_files`, and when it fails, none does, `out` keeps what it held, and a folder
+    made for the purpose is removed again."""
+    out = Path(out)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+        staged = sorted(stage.iterdir())
+        with replacing_files([out / f.name for f in staged], stage):
+            for f in staged:
+                os.replace(f, out / f.name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if made:
+            with contextlib.suppress(OSError):  # not when something else was put there meanwhile
+                out.rmdir()
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -115,22 +115,19 @@ def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) ->
 def write_report(out: Path, report: dict) -> list[str]:
     """OUT/check_int8.json, check_int8.md, <stem>_float.json / <stem>_int8.json (RD results for
     `mobilecodec bdrate`) and the PNG plots; returns the paths written."""
-    from mobilecodec.fsutil import atomic_path, write_json_atomic
+    from mobilecodec.fsutil import publishing, write_json_atomic
     from mobilecodec.rdresults import save_results
 
-    out.mkdir(parents=True, exist_ok=True)
-    files: list[str] = []
-    for k, res in enumerate(report["results"]):
-        stem = f"{k}_{Path(res['source']).stem}" if len(report["results"]) > 1 else Path(res["source"]).stem
-        for kind in ("float", "int8"):
-            p = out / f"{stem}_{kind}.json"
-            save_results(p, res[kind])
-            files.append(str(p))
-        files += _plots(out, stem, res["float"], res["int8"], res["comparison"])
-    md = out / "check_int8.md"
-    with atomic_path(md) as tmp:
-        Path(tmp).write_text(markdown(report), encoding="utf-8")
-    files += [str(md), str(out / "check_int8.json")]
-    report["files"] = files
-    write_json_atomic(out / "check_int8.json", report)
-    return files
+    with publishing(out) as stage:  # all of them or, on failure, none (an earlier run's files stay)
+        names: list[str] = []
+        for k, res in enumerate(report["results"]):
+            stem = f"{k}_{Path(res['source']).stem}" if len(report["results"]) > 1 else Path(res["source"]).stem
+            for kind in ("float", "int8"):
+                save_results(stage / f"{stem}_{kind}.json", res[kind])
+                names.append(f"{stem}_{kind}.json")
+            names += [Path(p).name for p in _plots(stage, stem, res["float"], res["int8"], res["comparison"])]
+        (stage / "check_int8.md").write_text(markdown(report), encoding="utf-8")
+        names += ["check_int8.md", "check_int8.json"]
+        report["files"] = [str(out / n) for n in names]
+        write_json_atomic(stage / "check_int8.json", report)
+    return report["files"]

@@ -156,13 +156,11 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> list[str]:
     """profile.json, profile.md and the PNG charts into `out_dir` (created); returns file names."""
-    from mobilecodec.fsutil import atomic_path, write_json_atomic
+    from mobilecodec.fsutil import publishing, write_json_atomic
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = write_charts(report, out)
-    report["files"] = ["profile.json", "profile.md", *files]
-    write_json_atomic(out / "profile.json", report)
-    with atomic_path(out / "profile.md") as tmp:
-        tmp.write_text(to_markdown(report))
+    with publishing(out_dir) as stage:  # all of them or, on failure, none (an earlier run's files stay)
+        files = write_charts(report, stage)
+        report["files"] = ["profile.json", "profile.md", *files]
+        write_json_atomic(stage / "profile.json", report)
+        (stage / "profile.md").write_text(to_markdown(report))
     return report["files"]

@@ -147,3 +147,30 @@ def test_profile_config_report_keeps_table6_keys(tmp_path):
 def test_profile_needs_one_source(tmp_path):
     p = subprocess.run([*PY, "profile"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 2 and "exactly one" in p.stderr
+
+
+def test_a_failed_report_leaves_the_earlier_one(tmp_path, monkeypatch, capsys):
+    """profile's files are published all or nothing: a rerun into the same folder that fails while
+    writing its markdown (a full disk, simulated by the writer raising ENOSPC) leaves the first run's
+    report as it was, byte for byte, and no half of its own; a new folder is not left behind."""
+    import errno
+
+    import mobilecodec.runtime.report
+    from mobilecodec.cli import main
+
+    out = tmp_path / "p"
+    assert main(["profile", "--config", "tiny", "--size", "64x64", "-o", str(out), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"profile.json", "profile.md", "macs_per_subnetwork.png"}
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mobilecodec.runtime.report, "to_markdown", full_disk)
+    capsys.readouterr()
+    assert main(["profile", "--config", "tiny", "--size", "128x128", "-o", str(out), "--no-progress"]) != 0
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    fresh = tmp_path / "fresh"
+    assert main(["profile", "--config", "tiny", "--size", "64x64", "-o", str(fresh), "--no-progress"]) != 0
+    assert not fresh.exists()
