@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError
-from mobilecodec.fsutil import check_output_dir, replacing_files
+from mobilecodec.fsutil import check_output_dir, missing_folders, remove_empty, replacing_files
 from mobilecodec.rdresults import drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
@@ -285,7 +285,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
     streams = out / "streams"
-    created = _missing_folders(streams)  # removed again if the run does not finish
+    created = missing_folders(streams)  # removed again if the run does not finish
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval")
     results, files = [], []
@@ -339,7 +339,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         staged = sorted(stage.iterdir())
         files = [str(streams / f.name) for f in staged] + [p for e in results for p in output_paths(out, e["stem"])]
         # an earlier run's files of the same names come back if this run does not finish
-        with replacing_files([Path(f) for f in files], stage):
+        with replacing_files([Path(f) for f in files], out):
             for f in staged:
                 os.replace(f, streams / f.name)
             for entry in results:
@@ -347,7 +347,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     except BaseException:  # interrupted or failed: no streams without their results
         bar.close()
         shutil.rmtree(stage, ignore_errors=True)
-        _remove_empty(created)
+        remove_empty(created)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -357,24 +357,6 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                           "refine_steps": opts.refine_steps, "block_modes": opts.block_modes},
               "results": results, "files": files}
     return report
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    """`path` and its ancestors that do not exist yet, outermost first (what mkdir(parents=True) makes)."""
-    missing = []
-    while not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing[::-1]
-
-
-def _remove_empty(created: list[Path]) -> None:
-    """Remove the folders an unfinished run created (deepest first), those it left empty."""
-    for d in reversed(created):
-        try:
-            d.rmdir()
-        except OSError:  # not empty: someone else's files, kept
-            pass
 
 
 def output_paths(out: Path, stem: str) -> list[str]:

@@ -115,61 +115,108 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
             shutil.rmtree(tmp)
 
 
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, outermost first (what mkdir(parents=True) makes),
+    so that an unfinished run can remove what it created."""
+    path, missing = Path(path), []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (as `missing_folders` lists them) deepest first, those that are empty."""
+    for d in reversed(folders):
+        with contextlib.suppress(OSError):  # not empty: someone else's files, kept
+            d.rmdir()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (delivered when the block ends): a second Ctrl-C must not cut a restore short."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 @contextlib.contextmanager
 def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None]:
     """Publish several files all or nothing: the existing files at `paths` wait in a hidden folder
     made in `work` (on their file system: they move by rename) while the block writes the new ones;
     if the block fails or is interrupted, whatever it wrote at `paths` is removed and the earlier
-    files are put back."""
+    files are put back. A path that holds a folder is refused before anything moves. Should the
+    restore itself be cut off, the earlier files stay in the hidden folder (`.earlier-*` in `work`)."""
+    from mobilecodec.errors import InputError
+
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise InputError(f"cannot write {path}: it is a folder, not a file")
     aside = Path(tempfile.mkdtemp(prefix=".earlier-", dir=work))
     moved: list[tuple[Path, Path]] = []
+    settled = False  # True once nothing in `aside` is needed any more
 
-    def put_back() -> None:
-        for copy, path in moved:
-            if copy.exists():  # not when cut off between recording and moving it
-                os.replace(copy, path)
+    def undo(written: bool) -> None:
+        nonlocal settled
+        with _signals_held():
+            if written:  # every earlier file was set aside: what stands at the paths now is new
+                for path in paths:
+                    if path.is_file() or path.is_symlink():
+                        with contextlib.suppress(OSError):
+                            path.unlink()
+            for copy, path in moved:
+                if copy.exists():  # not when cut off between recording and moving it
+                    os.replace(copy, path)
+            settled = True
 
     try:
         try:
             for i, path in enumerate(paths):
-                if path.is_file():
+                if path.is_file() or path.is_symlink():  # a link (even a dangling one) moves as itself
                     moved.append((aside / str(i), path))
                     os.replace(path, aside / str(i))
         except BaseException:
-            put_back()  # nothing new written yet
+            undo(written=False)
             raise
         try:
             yield
         except BaseException:
-            for path in paths:  # every earlier file was set aside: what stands here now is new
-                path.unlink(missing_ok=True)
-            put_back()
+            undo(written=True)
             raise
+        settled = True
     finally:
-        shutil.rmtree(aside, ignore_errors=True)
+        if settled:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def publishing(out: str | os.PathLike) -> Iterator[Path]:
     """Write several files into the folder `out` (created) all or nothing: the block writes them into
     the staging folder it is given, inside `out`; when it ends, they move into `out` under their names
-    through `replacing_files`, and when it fails, none does, `out` keeps what it held, and a folder
-    made for the purpose is removed again."""
+    through `replacing_files`, and when it fails, none does, `out` keeps what it held, and the folders
+    made for the purpose are removed again."""
     out = Path(out)
-    made = not out.exists()
+    made = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         yield stage
         staged = sorted(stage.iterdir())
-        with replacing_files([out / f.name for f in staged], stage):
+        with replacing_files([out / f.name for f in staged], out):
             for f in staged:
                 os.replace(f, out / f.name)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-        if made:
-            with contextlib.suppress(OSError):  # not when something else was put there meanwhile
-                out.rmdir()
+        remove_empty(made)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)

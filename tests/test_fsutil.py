@@ -1,0 +1,120 @@
+"""All-or-nothing publishing of several files (`fsutil.replacing_files`, `fsutil.publishing`): an
+earlier run's files survive a failure at any step, including one of the renames themselves (injected
+by making the n-th `os.replace` raise, as a full or vanishing disk would)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from mobilecodec import fsutil
+from mobilecodec.errors import InputError
+
+
+def _earlier(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"a.json": b"earlier a", "b.png": b"earlier b"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    """Every entry: a file's bytes, None for a folder (a hidden one left behind shows here)."""
+    return {p.name: p.read_bytes() if p.is_file() else None for p in folder.iterdir()}
+
+
+def _fail_on_replace(monkeypatch, n: int, exc: BaseException) -> None:
+    """The n-th os.replace made through fsutil raises `exc` (1-based)."""
+    calls, real = [0], os.replace
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == n:
+            raise exc
+        real(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+
+
+def test_success_replaces_and_adds_and_leaves_no_hidden_folder(tmp_path):
+    _earlier(tmp_path)
+    paths = [tmp_path / "a.json", tmp_path / "b.png", tmp_path / "c.mnvc"]
+    with fsutil.replacing_files(paths, tmp_path):
+        for p in paths:
+            p.write_bytes(b"new " + p.name.encode())
+    assert _contents(tmp_path) == {p.name: b"new " + p.name.encode() for p in paths}
+
+
+@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()],
+                         ids=["full_disk", "ctrl_c"])
+def test_failure_in_the_block_restores_the_earlier_files_and_removes_new_ones(tmp_path, exc):
+    before = _earlier(tmp_path)
+    paths = [tmp_path / "a.json", tmp_path / "b.png", tmp_path / "c.mnvc"]  # c: no earlier file
+    with pytest.raises(type(exc)), fsutil.replacing_files(paths, tmp_path):
+        paths[2].write_bytes(b"new c")
+        paths[0].write_bytes(b"new a")
+        raise exc
+    assert _contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_failure_while_setting_aside_loses_nothing(tmp_path, monkeypatch, n):
+    before = _earlier(tmp_path)
+    _fail_on_replace(monkeypatch, n, OSError(errno.EIO, "Input/output error"))
+    with pytest.raises(OSError), fsutil.replacing_files([tmp_path / "a.json", tmp_path / "b.png"], tmp_path):
+        pytest.fail("the block must not run")
+    assert _contents(tmp_path) == before
+
+
+def test_a_cut_off_restore_keeps_the_earlier_files_in_the_hidden_folder(tmp_path, monkeypatch):
+    """The put-back itself fails (the third rename: two set aside, then the first back): the files not
+    yet back stay in .earlier-*, never deleted."""
+    before = _earlier(tmp_path)
+    _fail_on_replace(monkeypatch, 3, OSError(errno.EIO, "Input/output error"))
+    with pytest.raises(OSError), fsutil.replacing_files([tmp_path / "a.json", tmp_path / "b.png"], tmp_path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    kept = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
+    assert sorted(kept) == sorted(before.values())  # each earlier file once, back or still aside
+
+
+def test_signals_wait_while_files_are_put_back(tmp_path, monkeypatch):
+    """A SIGINT raised while the earlier files go back is held until they are all back."""
+    before = _earlier(tmp_path)
+    calls, real = [0], os.replace
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == 3:  # the first put-back: a second Ctrl-C arrives now
+            os.kill(os.getpid(), signal.SIGINT)
+        real(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt), fsutil.replacing_files([tmp_path / "a.json", tmp_path / "b.png"],
+                                                                  tmp_path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert _contents(tmp_path) == before
+
+
+def test_a_folder_at_a_path_is_refused_before_anything_moves(tmp_path):
+    before = _earlier(tmp_path)
+    (tmp_path / "c.png").mkdir()
+    with pytest.raises(InputError, match="c.png: it is a folder"), \
+            fsutil.replacing_files([tmp_path / "a.json", tmp_path / "c.png"], tmp_path):
+        pytest.fail("the block must not run")
+    assert _contents(tmp_path) == {**before, "c.png": None}
+
+
+def test_publishing_removes_the_folders_it_made_on_failure(tmp_path):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(OSError), fsutil.publishing(out) as stage:
+        (stage / "x.json").write_text("{}")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    with fsutil.publishing(out) as stage:
+        (stage / "x.json").write_text("{}")
+    assert [p.name for p in out.iterdir()] == ["x.json"]
