@@ -214,7 +214,9 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
         with replacing_files([out / f.name for f in staged], out):
             for f in staged:
                 os.replace(f, out / f.name)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, OSError) and isinstance(exc.filename, str) and Path(exc.filename).parent == stage:
+            exc.filename = str(out / Path(exc.filename).name)  # the name a user knows, not the gone staging one
         shutil.rmtree(stage, ignore_errors=True)
         remove_empty(made)
         raise

@@ -118,3 +118,10 @@ def test_publishing_removes_the_folders_it_made_on_failure(tmp_path):
     with fsutil.publishing(out) as stage:
         (stage / "x.json").write_text("{}")
     assert [p.name for p in out.iterdir()] == ["x.json"]
+
+
+def test_publishing_names_the_final_file_in_an_error(tmp_path):
+    out = tmp_path / "report"
+    with pytest.raises(OSError) as info, fsutil.publishing(out) as stage:
+        raise OSError(errno.ENOSPC, "No space left on device", str(stage / "profile.md"))
+    assert info.value.filename == str(out / "profile.md")
