@@ -114,14 +114,17 @@ def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) ->
 
 def write_report(out: Path, report: dict) -> list[str]:
     """OUT/check_int8.json, check_int8.md, <stem>_float.json / <stem>_int8.json (RD results for
-    `mobilecodec bdrate`) and the PNG plots; returns the paths written."""
+    `mobilecodec bdrate`; the stem numbered <k>_<stem> with several inputs or when it is `check`) and
+    the PNG plots; returns the paths written."""
     from mobilecodec.fsutil import publishing, write_json_atomic
     from mobilecodec.rdresults import save_results
 
     with publishing(out) as stage:  # all of them or, on failure, none (an earlier run's files stay)
         names: list[str] = []
         for k, res in enumerate(report["results"]):
-            stem = f"{k}_{Path(res['source']).stem}" if len(report["results"]) > 1 else Path(res["source"]).stem
+            stem = Path(res["source"]).stem
+            if len(report["results"]) > 1 or stem == "check":  # check + _int8.json: the report's own name
+                stem = f"{k}_{stem}"
             for kind in ("float", "int8"):
                 save_results(stage / f"{stem}_{kind}.json", res[kind])
                 names.append(f"{stem}_{kind}.json")

@@ -297,6 +297,22 @@ def test_single_pair_is_inconclusive(pairs, carphone, tmp_path, capsys):
     assert rep["passed"] is None and len(rep["results"][0]["comparison"]["point_deltas"]) == 1
 
 
+def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, carphone, tmp_path, capsys):
+    """check.y4m's int8 RD result would be named check_int8.json, the report's own name: it is numbered
+    instead, and every file is listed once."""
+    floats, qdirs = pairs
+    clip = tmp_path / "check.y4m"
+    clip.symlink_to(carphone)
+    out = tmp_path / "R"
+    rc = main(["check-int8", str(clip), "--float", str(floats[1]), "--int8", str(qdirs[1]),
+               "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", str(out)])
+    assert rc == 3
+    rep = json.loads((out / "check_int8.json").read_text())
+    assert "verdict" in rep and len(rep["files"]) == len(set(rep["files"]))
+    assert json.loads((out / "0_check_int8.json").read_text())["points"][0]["label"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(f).name for f in rep["files"])
+
+
 @pytest.mark.parametrize("case", ["count", "input", "int8", "swapped"])
 def test_bad_inputs_exit_2(case, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
