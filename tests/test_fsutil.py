@@ -94,9 +94,14 @@ def test_signals_wait_while_files_are_put_back(tmp_path, monkeypatch):
         real(src, dst)
 
     monkeypatch.setattr(fsutil.os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt), fsutil.replacing_files([tmp_path / "a.json", tmp_path / "b.png"],
-                                                                  tmp_path):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    # Python's own SIGINT handler: a shell without job control (CI under nohup) starts us with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), \
+                fsutil.replacing_files([tmp_path / "a.json", tmp_path / "b.png"], tmp_path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert _contents(tmp_path) == before
 
 
