@@ -531,6 +531,33 @@ def test_rate_gap_prices_p_frames_three_ways(tmp_path):
     assert bad.returncode == 2 and "at least 2" in bad.stderr
 
 
+def test_log_holds_the_coded_rate_beside_the_training_one(tmp_path, capsys):
+    """Logged steps carry coded_* scalars: the same batch and rollout run again with the updated model
+    in eval mode (rounded latents), recomputed here; for a trained checkpoint the P-frames' coded rate
+    lies below training's noisy estimate (measured 0.222 against 0.268 bpp on these crops)."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.train.data import TrainingData
+    from mobilecodec.train.losses import GopLoss, summarize
+    from mobilecodec.train.stages import StageConfig
+    from mobilecodec.train.trainer import step_rng
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", "tiny", "--stage", "2", "--beta", "0.0064", "--init", "tiny_b0.0064",
+                 "--data", "bikes", "--max-frames", "12", "--crop", "64x64", "--gop", "3", "--rollout", "2",
+                 "--batch-size", "2", "--steps", "1", "--seed", "3", "--no-progress", "-o", str(run)]) == 0
+    assert "bpp coded (rounded latents)" in capsys.readouterr().out
+    logged = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    model, _ = load_checkpoint(run / "final.pt")
+    frames = TrainingData(["bikes"], 3 + 2, (64, 64), max_frames=12).batch(step_rng(3, 0, 1), 2)
+    stage = StageConfig(stage=2, steps=1, batch_size=2, crop=(64, 64), gop=3, lr=1e-4, rollout=2)
+    with torch.no_grad():
+        _, stats = GopLoss(model.eval(), 0.0064, stage)(frames)
+    want = summarize(stats)
+    for k in ("bpp", "bpp_i", "bpp_p", "psnr", "psnr_p"):
+        assert logged[f"coded_{k}"] == pytest.approx(want[k], rel=1e-5), k
+    assert logged["coded_bpp_p"] < logged["bpp_p"]
+
+
 def test_data_workers_draw_the_same_batches(tmp_path):
     """--data-workers only moves the GOP sampling into other processes: the run, resumed half-way
     with a different worker count, ends with the weights of a run without workers."""

@@ -213,8 +213,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         rate = f", {summary['steps_per_s']:.2f} steps/s" if summary["steps_per_s"] else ""
         # the loss's rate prices noisy latents: several times the coded bits on P-frames (scripts/rate_gap.py)
-        extra = (f", last step: loss {last['loss']:.5f}, {last['bpp']:.4f} bpp as training prices it (above the "
-                 f"coded rate: `mobilecodec eval` measures that), {last['psnr']:.2f} dB") if last else ""
+        coded = (f"{last['coded_bpp']:.4f} bpp coded (rounded latents), " if last and "coded_bpp" in last
+                 else "")
+        extra = (f", last step: loss {last['loss']:.5f}, {coded}{last['bpp']:.4f} bpp as training prices it, "
+                 f"{last['psnr']:.2f} dB") if last else ""
         print(f"{summary['checkpoint']}: {summary['config']} stage {summary['stage']} beta {summary['beta']}, "
               f"step {summary['step']} ({summary['steps_run']} this run{rate}){extra}")
         emit_json(summary, args.json)

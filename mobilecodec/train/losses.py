@@ -72,6 +72,8 @@ class GopLoss(nn.Module):
         self.stage = stage
         model.noisy_synthesis = tuple(stage.noisy_synthesis)
         self.step = 1  # the training step, set by the trainer (the motion teacher's weight decays with it)
+        self.rollout_depth: int | None = None  # set: this rollout depth instead of a random one
+        self.last_rollout_depth = 0  # the depth of the last forward (to run the same GOP again)
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         st, m = self.stage, self.model
@@ -92,6 +94,9 @@ class GopLoss(nn.Module):
         buf, prev = _damped(buf, prev, st.ref_grad_scale)
         if st.rollout:  # EPA: drift the buffer without gradients, then train the next P-frames
             depth = int(torch.randint(0, st.rollout + 1, ())) if st.rollout_random else st.rollout
+            if self.rollout_depth is not None:
+                depth = self.rollout_depth
+            self.last_rollout_depth = depth
             with torch.no_grad():
                 for t in range(1, 1 + depth):
                     out = m.forward_pframe(frames[t], buf)

@@ -436,6 +436,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema['loss']:.5f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}")
                 if step % opts.log_every == 0 or step == st.steps:
+                    scalars.update(coded_scalars(loss_module, frames))
                     logger.log(step, scalars)
                 summary = scalars
                 if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
@@ -470,6 +471,25 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             "world_size": dist.world_size, "checkpoint": str(final_path),
             "weights_hash": model.weights_hash().hex(), "last": summary, "options": opts.to_dict(),
             "interrupted": interrupted}
+
+
+def coded_scalars(loss_module, frames) -> dict[str, float]:
+    """The batch's bpp and PSNR as the codec codes it, logged beside training's own: the model in eval
+    mode (latents rounded about their means, no noise), no gradient. Training's rate prices noisy
+    latents and overstates the coded rate several times on P-frames (`scripts/rate_gap.py`)."""
+    from mobilecodec.train.losses import summarize
+
+    model = loss_module.model
+    was_training = model.training
+    model.eval()
+    loss_module.rollout_depth = loss_module.last_rollout_depth  # the same frames as the step's forward
+    try:
+        with torch.no_grad():
+            _, stats = loss_module(frames)
+    finally:
+        model.train(was_training)
+        loss_module.rollout_depth = None
+    return {f"coded_{k}": v for k, v in summarize(stats).items() if k.startswith(("bpp", "psnr"))}
 
 
 def _should_stop(opts: TrainOptions, steps_run: int, seconds: float) -> bool:
