@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError
-from mobilecodec.fsutil import check_output_dir, missing_folders, remove_empty, replacing_files
+from mobilecodec.fsutil import check_output_dir, publishing
 from mobilecodec.rdresults import drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
@@ -285,14 +285,13 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
     streams = out / "streams"
-    created = missing_folders(streams)  # removed again if the run does not finish
     total = len(models) * sum(len(f) for f in sources_by_input)
     bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval")
-    results, files = [], []
-    out.mkdir(parents=True, exist_ok=True)
-    # streams wait here until every point is coded and measured, then move in beside their results
-    stage = Path(tempfile.mkdtemp(prefix=".streams-", dir=out))
-    try:
+    results, names = [], []
+    # streams wait in the staging folder until every point is coded and measured, then move in beside
+    # their results; an interrupted or failed run leaves neither, and an earlier run's files stay
+    with bar, publishing(out) as stage:
+        (stage / "streams").mkdir()
         for src, coded_src, stem, sources in zip(srcs, coded, stems, sources_by_input):
             points, enc = [], None
             for coder, label in zip(models, labels):
@@ -319,7 +318,8 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                     if dec_path is not None:
                         kept.append((dec_path, f"{stem}_{label}.y4m"))
                     for a, name in kept:
-                        shutil.copyfile(a, stage / name)
+                        shutil.copyfile(a, stage / "streams" / name)
+                        names.append(name)
                     point["stream"] = str(streams / f"{stem}_{label}.mnvc")
                 points.append(point)
             points.sort(key=lambda p: p["bpp"])
@@ -334,23 +334,9 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                     entry["notes"].append(note)
                 entry["bd"] = bd_against(anchor_res, res)
             results.append(entry)
-        bar.close()
-        streams.mkdir(exist_ok=True)
-        staged = sorted(stage.iterdir())
-        files = [str(streams / f.name) for f in staged] + [p for e in results for p in output_paths(out, e["stem"])]
-        # an earlier run's files of the same names come back if this run does not finish
-        with replacing_files([Path(f) for f in files], out):
-            for f in staged:
-                os.replace(f, streams / f.name)
-            for entry in results:
-                write_outputs(out, entry["stem"], entry["result"], anchor_res)
-    except BaseException:  # interrupted or failed: no streams without their results
-        bar.close()
-        shutil.rmtree(stage, ignore_errors=True)
-        remove_empty(created)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        for entry in results:
+            write_outputs(stage, entry["stem"], entry["result"], anchor_res)
+    files = [str(streams / n) for n in sorted(names)] + [p for e in results for p in output_paths(out, e["stem"])]
     report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
               "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,

@@ -201,27 +201,30 @@ def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None
 @contextlib.contextmanager
 def publishing(out: str | os.PathLike) -> Iterator[Path]:
     """Write several files into the folder `out` (created) all or nothing: the block writes them into
-    the staging folder it is given, inside `out`; when it ends, they move into `out` under their names
-    through `replacing_files`, and when it fails, none does, `out` keeps what it held, and the folders
-    made for the purpose are removed again."""
+    the staging folder it is given, inside `out` (subfolders too); when it ends, they move to the same
+    places in `out` through `replacing_files`, and when it fails, none does, `out` keeps what it held,
+    and the folders made for the purpose are removed again."""
     out = Path(out)
     made = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         yield stage
-        staged = sorted(stage.iterdir())
-        with replacing_files([out / f.name for f in staged], out):
-            for f in staged:
-                os.replace(f, out / f.name)
+        staged = sorted(p.relative_to(stage) for p in stage.rglob("*") if not p.is_dir())
+        for folder in sorted({out / rel.parent for rel in staged}):
+            made += missing_folders(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+        with replacing_files([out / rel for rel in staged], out):
+            for rel in staged:
+                os.replace(stage / rel, out / rel)
     except BaseException as exc:
-        if isinstance(exc, OSError) and isinstance(exc.filename, str) and Path(exc.filename).parent == stage:
-            exc.filename = str(out / Path(exc.filename).name)  # the name a user knows, not the gone staging one
+        if isinstance(exc, OSError) and isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(stage):
+            # the name a user knows, not the staging one that is gone by now
+            exc.filename = str(out / Path(exc.filename).relative_to(stage))
         shutil.rmtree(stage, ignore_errors=True)
         remove_empty(made)
         raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -340,7 +340,7 @@ def test_drift_trend_recovers_a_known_position_effect():
 
 
 def test_interrupted_eval_leaves_nothing(carphone, tmp_path):
-    """Ctrl-C after the first point's stream was coded (it waits in OUT/.streams-*/ until every point
+    """Ctrl-C after the first point's stream was coded (it waits in OUT/.staging-*/streams/ until every point
     is measured): nothing is left, no stream without its results (OUT did not exist before, nor after)."""
     import signal
     import subprocess
@@ -355,7 +355,7 @@ def test_interrupted_eval_leaves_nothing(carphone, tmp_path):
                             # and Python keeps an ignored SIGINT: give the child the default back
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
-    while not list(out.glob(".streams-*/*.mnvc")) and proc.poll() is None and time.monotonic() < deadline:
+    while not list(out.glob(".staging-*/streams/*.mnvc")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "eval ended before a point was published"
     proc.send_signal(signal.SIGINT)

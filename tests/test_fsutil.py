@@ -130,3 +130,18 @@ def test_publishing_names_the_final_file_in_an_error(tmp_path):
     with pytest.raises(OSError) as info, fsutil.publishing(out) as stage:
         raise OSError(errno.ENOSPC, "No space left on device", str(stage / "profile.md"))
     assert info.value.filename == str(out / "profile.md")
+
+
+def test_publishing_moves_subfolders_and_removes_the_ones_it_made_on_failure(tmp_path):
+    """eval stages OUT/streams/*.mnvc this way: the subfolder is made in OUT on success only."""
+    out = tmp_path / "ev"
+    with pytest.raises(OSError) as info, fsutil.publishing(out) as stage:
+        (stage / "streams").mkdir()
+        (stage / "streams" / "s.mnvc").write_bytes(b"new")
+        (stage / "r.json").write_text("{}")
+        raise OSError(errno.ENOSPC, "No space left on device", str(stage / "streams" / "s.mnvc"))
+    assert not out.exists() and info.value.filename == str(out / "streams" / "s.mnvc")
+    with fsutil.publishing(out) as stage:
+        (stage / "streams").mkdir()
+        (stage / "streams" / "s.mnvc").write_bytes(b"new")
+    assert (out / "streams" / "s.mnvc").read_bytes() == b"new" and sorted(p.name for p in out.iterdir()) == ["streams"]

@@ -172,7 +172,7 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
 def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
     """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
     OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds."""
-    from mobilecodec.fsutil import atomic_path, replacing_files
+    from mobilecodec.fsutil import publishing
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import save_results
 
@@ -224,9 +224,8 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "points": points,
         }
-        # Publish: everything is made in the work folder first, then copied into OUT through
-        # temporaries and renames; the JSON goes last, so its presence means a complete sweep, and
-        # an earlier sweep's files of the same names come back if this one does not finish.
+        # Publish: everything is made in the work folder first, then copied into OUT all or nothing
+        # (an earlier sweep's files of the same names stay if this one does not finish).
         from mobilecodec.plots import rd_plot
         from mobilecodec.rdresults import validate_results
 
@@ -234,14 +233,10 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
         rd_plot([results], path=work / f"{cfg.stem}_rd.png", metric=("psnr_yuv", "psnr_rgb"),
                 title=f"{cfg.codec} preset {cfg.preset}: {Path(cfg.input).name}, "
                       f"{meta['frames']} frames")
-        out_dir = cfg.out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        names = [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]
-        with replacing_files([out_dir / n for n in [*names, f"{cfg.stem}.json"]], out_dir):
-            for name in names:
-                with atomic_path(out_dir / name) as tmp:
-                    shutil.copyfile(work / name, tmp)
-            save_results(out_dir / f"{cfg.stem}.json", results)
+        with publishing(cfg.out_dir) as stage:
+            for name in [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]:
+                shutil.copyfile(work / name, stage / name)
+            save_results(stage / f"{cfg.stem}.json", results)
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
