@@ -63,7 +63,8 @@ class GopLoss(nn.Module):
 
     forward(frames (G, N, 6, H/2, W/2)) -> (loss scalar, stats (G, len(STAT_COLUMNS)) detached,
     batch means per frame: frame loss, MSE (Y:U:V weighted), bpp, and the flow-loss MSEs (0 for
-    the I-frame or when the flow losses are off)."""
+    the I-frame or when the flow losses are off). `rollout_depth` replaces the random rollout depth
+    (`last_rollout_depth` holds the one used last)."""
 
     def __init__(self, model: VideoCodec, beta: float, stage: StageConfig) -> None:
         super().__init__()
@@ -72,10 +73,9 @@ class GopLoss(nn.Module):
         self.stage = stage
         model.noisy_synthesis = tuple(stage.noisy_synthesis)
         self.step = 1  # the training step, set by the trainer (the motion teacher's weight decays with it)
-        self.rollout_depth: int | None = None  # set: this rollout depth instead of a random one
         self.last_rollout_depth = 0  # the depth of the last forward (to run the same GOP again)
 
-    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, frames: Tensor, rollout_depth: int | None = None) -> tuple[Tensor, Tensor]:
         st, m = self.stage, self.model
         g, _, _, h2, w2 = frames.shape
         luma_pixels = 4 * h2 * w2
@@ -94,8 +94,8 @@ class GopLoss(nn.Module):
         buf, prev = _damped(buf, prev, st.ref_grad_scale)
         if st.rollout:  # EPA: drift the buffer without gradients, then train the next P-frames
             depth = int(torch.randint(0, st.rollout + 1, ())) if st.rollout_random else st.rollout
-            if self.rollout_depth is not None:
-                depth = self.rollout_depth
+            if rollout_depth is not None:  # a given depth (the same GOP again) instead of the drawn one
+                depth = rollout_depth
             self.last_rollout_depth = depth
             with torch.no_grad():
                 for t in range(1, 1 + depth):

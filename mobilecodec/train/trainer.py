@@ -435,7 +435,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                     ema[k] = scalars[k] if k not in ema else 0.9 * ema[k] + 0.1 * scalars[k]
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema['loss']:.5f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}")
-                if step % opts.log_every == 0 or step == st.steps:
+                if (step % opts.log_every == 0 or step == st.steps) and dist.is_main:  # only rank 0 logs
                     scalars.update(coded_scalars(loss_module, frames))
                     logger.log(step, scalars)
                 summary = scalars
@@ -482,13 +482,11 @@ def coded_scalars(loss_module, frames) -> dict[str, float]:
     model = loss_module.model
     was_training = model.training
     model.eval()
-    loss_module.rollout_depth = loss_module.last_rollout_depth  # the same frames as the step's forward
     try:
-        with torch.no_grad():
-            _, stats = loss_module(frames)
+        with torch.no_grad():  # the same frames as the step's forward
+            _, stats = loss_module(frames, rollout_depth=loss_module.last_rollout_depth)
     finally:
         model.train(was_training)
-        loss_module.rollout_depth = None
     return {f"coded_{k}": v for k, v in summarize(stats).items() if k.startswith(("bpp", "psnr"))}
 
 
