@@ -134,19 +134,28 @@ def remove_empty(folders: list[Path]) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM (delivered when the block ends): a second Ctrl-C must not cut a restore short."""
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to their own handlers: a second
+    Ctrl-C must not cut a restore short. (Python-level deferral: a signal mask would only hold them in
+    this thread, while the kernel hands a process signal to any thread that does not block it.)"""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, handler in previous.items():
+        if handler not in (signal.SIG_IGN, None):  # ignored stays ignored; None: not Python's to change
+            signal.signal(sig, lambda num, _frame: caught.append(num))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in previous.items():
+            if handler not in (signal.SIG_IGN, None):
+                signal.signal(sig, handler)
+        for sig in caught:
+            signal.raise_signal(sig)
 
 
 @contextlib.contextmanager

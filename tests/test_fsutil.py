@@ -83,7 +83,14 @@ def test_a_cut_off_restore_keeps_the_earlier_files_in_the_hidden_folder(tmp_path
 
 
 def test_signals_wait_while_files_are_put_back(tmp_path, monkeypatch):
-    """A SIGINT raised while the earlier files go back is held until they are all back."""
+    """A SIGINT raised while the earlier files go back is held until they are all back, also with other
+    threads running (the kernel may hand the signal to any of them: torch's pools, tqdm's monitor)."""
+    import threading
+
+    stop = threading.Event()
+    others = [threading.Thread(target=stop.wait, daemon=True) for _ in range(4)]
+    for t in others:
+        t.start()
     before = _earlier(tmp_path)
     calls, real = [0], os.replace
 
@@ -102,6 +109,7 @@ def test_signals_wait_while_files_are_put_back(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
     finally:
         signal.signal(signal.SIGINT, previous)
+        stop.set()
     assert _contents(tmp_path) == before
 
 
