@@ -203,6 +203,7 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
     from mobilecodec.quant.ptq import load_quantized
     from mobilecodec.train.data import TrainingData
     from mobilecodec.train.losses import GopLoss, summarize
+    from mobilecodec.train.trainer import training_postfix
 
     out = Path(out_dir)
     opts = opts or QATOptions()
@@ -256,7 +257,7 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
             for k in ("loss", "bpp", "psnr"):
                 ema[k] = last[k] if k not in ema else 0.9 * ema[k] + 0.1 * last[k]
             bar.update(1)
-            bar.set_postfix(loss=f"{ema['loss']:.5f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}")
+            bar.set_postfix(training_postfix(ema, {}, noisy=not opts.ste))  # --ste: rounded latents
             if step % opts.checkpoint_every == 0 and step != opts.steps:
                 qmodel.eval()
                 save_qat(out, qmodel, optimizer, opts, step, {**base, "step": step, "last": last, "history": history})

@@ -586,3 +586,15 @@ def test_data_workers_draw_the_same_batches(tmp_path):
     b, _ = load_checkpoint(tmp_path / "b" / "final.pt")
     assert a.weights_hash() == b.weights_hash()
     assert main(["train", "-o", str(tmp_path / "c"), "--stage", "1", "--beta", "0.01", "--data-workers", "-1"]) == 2
+
+
+def test_progress_bar_names_the_noisy_rate_and_shows_the_coded_one():
+    """The bar's bpp is labelled as training's noisy estimate, and the coded bpp of the last logged step
+    stands beside it once there is one (before the first log there is none to show)."""
+    from mobilecodec.train.trainer import training_postfix
+
+    ema = {"loss": 0.0123456, "bpp": 0.2684, "psnr": 27.514}
+    assert training_postfix(ema, {}) == {"loss": "0.01235", "noisy_bpp": "0.268", "psnr": "27.51"}
+    fields = training_postfix(ema, {"coded_bpp": 0.2219, "bpp": 0.2684})
+    assert list(fields) == ["loss", "noisy_bpp", "coded_bpp", "psnr"] and fields["coded_bpp"] == "0.222"
+    assert "noisy_bpp" not in training_postfix(ema, {}, noisy=False)  # QAT --ste trains on rounded latents

@@ -400,6 +400,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             logger.truncate(start_step)
         summary: dict[str, Any] = {}
         ema: dict[str, float] = {}
+        coded: dict[str, Any] = {}  # the last logged step's coded columns, for the progress bar
         t0 = time.perf_counter()
         bar = progress_bar(total=st.steps, initial=start_step, desc=f"train stage {st.stage}", unit="step",
                            enabled=opts.progress and dist.is_main)
@@ -433,11 +434,12 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 scalars = {"loss": float(loss.detach()), **summarize(stats), "grad_norm": float(grad_norm), "lr": lr}
                 for k in ("loss", "bpp", "psnr"):
                     ema[k] = scalars[k] if k not in ema else 0.9 * ema[k] + 0.1 * scalars[k]
-                bar.update(1)
-                bar.set_postfix(loss=f"{ema['loss']:.5f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}")
                 if (step % opts.log_every == 0 or step == st.steps) and dist.is_main:  # only rank 0 logs
                     scalars.update(coded_scalars(loss_module, frames))
                     logger.log(step, scalars)
+                    coded = scalars
+                bar.update(1)
+                bar.set_postfix(training_postfix(ema, coded))
                 summary = scalars
                 if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
                     save_run(run, model, optimizer, opts, step, dist)
@@ -488,6 +490,17 @@ def coded_scalars(loss_module, frames) -> dict[str, float]:
     finally:
         model.train(was_training)
     return {f"coded_{k}": v for k, v in summarize(stats).items() if k.startswith(("bpp", "psnr"))}
+
+
+def training_postfix(ema: dict[str, float], coded: dict[str, Any], noisy: bool = True) -> dict[str, str]:
+    """The progress bar's fields: smoothed loss and PSNR, training's own bpp, named `noisy_bpp` when it
+    prices noisy latents (it overstates the coded rate, see `coded_scalars`), and, once a step was
+    logged, its `coded_bpp`."""
+    fields = {"loss": f"{ema['loss']:.5f}", "noisy_bpp" if noisy else "bpp": f"{ema['bpp']:.3f}"}
+    if "coded_bpp" in coded:
+        fields["coded_bpp"] = f"{coded['coded_bpp']:.3f}"
+    fields["psnr"] = f"{ema['psnr']:.2f}"
+    return fields
 
 
 def _should_stop(opts: TrainOptions, steps_run: int, seconds: float) -> bool:
