@@ -145,18 +145,14 @@ def _tempdir_inside(work: Path) -> Iterator[None]:
 
 def _rd_point(label: str, summary: dict, stream: Path, sources: list, decoded: list, matrix: str) -> dict:
     """RD point (CONVENTIONS schema) of one stream file and its decoded frames."""
-    import numpy as np
-
     from mobilecodec import metrics
-    from mobilecodec.baselines.runner import frame_metrics
-    from mobilecodec.quant.check import METRIC_KEYS
 
     per_frame = [{"index": f["index"], "type": f["type"], "bits": f["bits"], "payload_bits": f["payload_bits"],
-                  **frame_metrics(s, d, matrix)} for f, s, d in zip(summary["per_frame"], sources, decoded)]
+                  **metrics.frame_metrics(s, d, matrix)} for f, s, d in zip(summary["per_frame"], sources, decoded)]
     file_bytes = stream.stat().st_size
     n, w, h = summary["frames"], summary["width"], summary["height"]
     return {"label": label, "bpp": metrics.bpp(8 * file_bytes, n, w, h), "bits": 8 * file_bytes,
-            "file_bytes": file_bytes, **{k: float(np.mean([f[k] for f in per_frame])) for k in METRIC_KEYS},
+            "file_bytes": file_bytes, **metrics.mean_metrics(per_frame),
             "intra_period": summary["intra_period"], "per_frame": per_frame}
 
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError
 from mobilecodec.fsutil import check_output_dir, publishing
+from mobilecodec.metrics.frames import mean_metrics
 from mobilecodec.rdresults import drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
-METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
 BD_METHOD = "pchip"
 
@@ -42,7 +42,6 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     runs the networks of both encode and decode (default: PyTorch; e.g. a
     `mobilecodec.runtime.engine.OnnxEngine`, whose own model then names the stream)."""
     from mobilecodec import metrics
-    from mobilecodec.baselines.runner import frame_metrics
     from mobilecodec.bitstream.format import StreamReader
     from mobilecodec.codec.video import decode_video, encode_video
     from mobilecodec.errors import BitstreamError
@@ -57,7 +56,7 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     measured: dict[int, dict] = {}
 
     def measure(i: int, dec: Any) -> None:
-        measured[i] = frame_metrics(sources[i], dec, matrix)
+        measured[i] = metrics.frame_metrics(sources[i], dec, matrix)
         if on_frame is not None:
             on_frame("decode", i)
 
@@ -72,7 +71,7 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     file_bytes = stream.stat().st_size
     point = {"label": label, "bpp": metrics.bpp(8 * file_bytes, n, w, h), "bits": 8 * file_bytes,
              "file_bytes": file_bytes, "header_bits": 8 * header_bytes,
-             **{k: float(np.mean([f[k] for f in per_frame])) for k in METRIC_KEYS},
+             **metrics.mean_metrics(per_frame),
              "intra_period": intra_period, "config": model.cfg.name,
              "weights_hash": model.weights_hash().hex(), "hash_verified_frames": dec["hash_matches"],
              **(extra or {}), "per_frame": per_frame}
@@ -92,8 +91,7 @@ def frame_type_summary(point: dict) -> dict:
     for t in ("I", "P"):
         fr = [f for f in point["per_frame"] if f["type"] == t]
         out[t] = ({"frames": len(fr), "bits": float(np.mean([f["bits"] for f in fr])),
-                   "psnr_yuv": float(np.mean([f["psnr_yuv"] for f in fr])),
-                   "psnr_rgb": float(np.mean([f["psnr_rgb"] for f in fr]))} if fr else {"frames": 0})
+                   **mean_metrics(fr, ("psnr_yuv", "psnr_rgb"))} if fr else {"frames": 0})
     if out["I"]["frames"] and out["P"]["frames"]:
         out["p_over_i_bits"] = out["P"]["bits"] / out["I"]["bits"] if out["I"]["bits"] else None
         out["p_cheaper_at_equal_or_better_psnr"] = bool(out["P"]["bits"] < out["I"]["bits"]

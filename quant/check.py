@@ -26,10 +26,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import InputError
-from mobilecodec.evaluate import METRIC_KEYS, rd_result
+from mobilecodec.evaluate import rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import validate_coding
 from mobilecodec.io import read_frames
+from mobilecodec.rdresults import QUALITY_METRICS
 
 FORMAT = "mobilecodec-check-int8"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -212,7 +213,7 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
         out["bd_error"] = "; ".join(f"{m}: {r}" for m, r in out["inconclusive"].items())
     out["point_deltas"] = [{"float": a["label"], "int8": b["label"],
                             "d_bpp_pct": 100.0 * (b["bpp"] / a["bpp"] - 1.0) if a["bpp"] > 0 else None,
-                            **{f"d_{m}": b[m] - a[m] for m in METRIC_KEYS}} for a, b in zip(fp, qp)]
+                            **{f"d_{m}": b[m] - a[m] for m in QUALITY_METRICS}} for a, b in zip(fp, qp)]
     # Quality against the float curve at the int8 point's own rate (pchip over log rate, no
     # extrapolation): one figure per point that folds in the rate change, and stays meaningful on
     # curves too flat for a BD-rate (a 0.01 dB wobble moves it by 0.01 dB, not by tens of %).

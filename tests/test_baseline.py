@@ -288,6 +288,41 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     assert code == 0 and f"has {res['frames']} frames" in stderr, stderr
 
 
+def test_a_lossless_frame_counts_as_100_db_in_the_mean(carphone, tmp_path):
+    """CRF 0 is lossless: every frame's PSNR is inf (checked here on PyAV's decode), and the point's
+    mean counts each at 100 dB, as x264 reports it, so the sweep is written and plotted; the lossy
+    point's mean is the plain mean of its frames' PSNRs."""
+    code, _, err = _cli("baseline", "--codec", "x264", "--crf", "0,30", "--frames", "2", str(carphone),
+                        "-o", str(tmp_path), "--no-progress")
+    assert code == 0, err
+    res = json.loads((tmp_path / "x264_medium.json").read_text())
+    src = _source_frames(carphone, 2)
+    lossless, lossy = res["points"]
+    planes, _, _ = _decode(tmp_path / lossless["file"])
+    assert all(_psnr(a, b) == math.inf for s, d in zip(src, planes) for a, b in zip(s, d))
+    assert [f["psnr_y"] for f in lossless["per_frame"]] == [math.inf, math.inf]
+    assert lossless["psnr_y"] == lossless["psnr_yuv"] == 100.0
+    planes, _, _ = _decode(tmp_path / lossy["file"])
+    want = np.mean([_psnr(s[0], d[0]) for s, d in zip(src, planes)])
+    assert math.isfinite(want) and lossy["psnr_y"] == pytest.approx(want, abs=1e-9)
+    assert (tmp_path / "x264_medium_rd.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_bdrate_reports_the_metrics_a_non_finite_point_leaves(sweep, tmp_path):
+    """A result with an inf PSNR-YUV at one point (a lossless frame averaged plainly by another tool):
+    PSNR-YUV is n/a with the reason, PSNR-RGB is still judged."""
+    good = sweep["out"] / "x264_medium.json"
+    res = json.loads(good.read_text())
+    res["points"][0]["psnr_yuv"] = math.inf
+    inf = tmp_path / "inf.json"
+    inf.write_text(json.dumps(res))
+    code, stdout, stderr = _cli("bdrate", str(good), str(inf))
+    assert code == 0, stderr
+    rows = {ln.split()[0]: ln.split()[1:] for ln in stdout.splitlines() if ln.startswith("psnr_")}
+    assert rows["psnr_yuv"] == ["n/a", "n/a"] and "non-finite psnr_yuv (inf)" in stdout
+    assert rows["psnr_rgb"] == ["0.00", "0.000", "dB"]
+
+
 def test_intra_period_sweep_reports_the_drift_of_its_periods(carphone, tmp_path):
     """`--intra-period 4`: an I-frame every 4 frames and nowhere else, and each period's drift
     (last P-frame against the second) from the packets and frames as decoded here by PyAV."""

@@ -90,6 +90,7 @@ def bad_inputs(tmp_path_factory) -> Path:
     (d / "odd.y4m").write_bytes(b"YUV4MPEG2 W175 H144 F30:1 Ip A1:1 C420jpeg\n"
                                 + b"FRAME\n" + bytes(175 * 144 + 2 * 88 * 72))
     (d / "tiny.yuv").write_bytes(bytes(6) * 3)  # three 2x2 frames
+    (d / "small.yuv").write_bytes(bytes(range(216)) * 3)  # three 12x12 frames
     return d
 
 
@@ -111,9 +112,12 @@ BAD_CASES = [
      "0..51"),
     ("crf-negative", ["--codec", "x265", "--crf", "-3", "{d}/two.yuv", "--size", "176x144"],
      "0..51"),
-    # x265 cannot encode 2x2 frames: ffmpeg fails and its last stderr line is reported.
-    ("ffmpeg-fails", ["--codec", "x265", "--crf", "30", "{d}/tiny.yuv", "--size", "2x2"],
+    # x265 cannot encode 12x12 frames: ffmpeg fails and its last stderr line is reported.
+    ("ffmpeg-fails", ["--codec", "x265", "--crf", "30", "{d}/small.yuv", "--size", "12x12"],
      "ffmpeg"),
+    # MS-SSIM needs 11 pixels a side: refused before anything is encoded
+    ("too-small-for-ms-ssim", ["--codec", "x264", "--crf", "30", "{d}/tiny.yuv", "--size", "2x2"],
+     "a 2x2 image is too small"),
 ]
 
 

@@ -487,6 +487,25 @@ def test_rotated_truncated_and_empty_containers_are_refused(tmp_path):
         read_frames(empty)
 
 
+def test_mp4_cut_with_an_edit_list_reads_the_frames_ffmpeg_shows(tmp_path):
+    """`ffmpeg -ss T -c copy` cuts at the keyframe before T and writes an edit list that hides the
+    samples before T: the container lists more samples than it shows. Such a file is read as ffmpeg
+    decodes it (its y4m, read by the y4m reader), not refused as truncated."""
+    src = tmp_path / "src.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "30", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+            "-g", "10", "-bf", "0", str(src))
+    cut = tmp_path / "cut.mp4"
+    _ffmpeg("-ss", "0.55", "-i", str(src), "-c", "copy", str(cut))
+    ref = tmp_path / "ref.y4m"
+    _ffmpeg("-i", str(cut), "-pix_fmt", "yuv420p", str(ref))
+    want = read_frames(ref)
+    assert 20 <= len(want) < 30  # ffmpeg shows fewer frames than the 30 samples stored
+    got = read_frames(cut)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert np.array_equal(g.y, w.y) and np.array_equal(g.u, w.u) and np.array_equal(g.v, w.v)
+
+
 def test_variable_frame_rate_video_warns_once(tmp_path):
     """A file whose frames come at uneven times (a phone recording) is read in order at its average
     rate with one InputWarning that says the timing is not kept; a constant-rate file, the sample
@@ -519,6 +538,9 @@ def test_variable_frame_rate_video_warns_once(tmp_path):
     ("F25:1 C420jpeg XCOLORRANGE=FULL", "XCOLORRANGE=FULL"),
     ("F5000000000:1", "outside"),
     ("F1:5000000000", "outside"),
+    ("F0:1", "positive"),
+    ("F-30:1", "positive"),
+    ("F30:0", "bad y4m header field"),
 ])
 def test_y4m_header_tags(tags, error, tmp_path):
     path = tmp_path / "t.y4m"
@@ -532,6 +554,6 @@ def test_y4m_header_tags(tags, error, tmp_path):
         return
     with pytest.raises(InputError, match=error):
         open_video(path)
-    if "outside" in error:  # the real rate given on the command line wins
+    if error in ("outside", "positive", "bad y4m header field"):  # a bad F tag: the rate given wins
         with open_video(path, fps=25) as r:
             assert r.rate == 25

@@ -21,7 +21,6 @@ import numpy as np
 from mobilecodec.baselines import ffmpeg as ff
 from mobilecodec.errors import InputError, ToolError
 
-METRIC_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
 
 
 @dataclass
@@ -109,18 +108,6 @@ def _source_frames(path: Path, width: int, height: int, frames: int):
     return get
 
 
-def frame_metrics(ref: Any, dist: Any, matrix: str) -> dict[str, float]:
-    """PSNR Y/U/V/YUV, PSNR-RGB and MS-SSIM-RGB of one decoded frame against its source."""
-    from mobilecodec import metrics
-
-    p = metrics.psnr_yuv(ref, dist)
-    return {
-        "psnr_y": p["y"], "psnr_u": p["u"], "psnr_v": p["v"], "psnr_yuv": p["yuv"],
-        "psnr_rgb": metrics.psnr_rgb(ref, dist, matrix=matrix),
-        "ms_ssim_rgb": metrics.ms_ssim_rgb(ref, dist, matrix=matrix),
-    }
-
-
 def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: Path,
                    src: Callable[[int], Any], meta: dict[str, Any], tick: Callable[[], None]
                    ) -> dict[str, Any]:
@@ -136,7 +123,7 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
         if dec.y.shape != (height, width):
             raise ToolError(f"{output.name}: decoded frame {i} is {dec.y.shape[1]}x"
                             f"{dec.y.shape[0]}, expected {width}x{height}")
-        m = frame_metrics(src(i), dec, cfg.matrix)
+        m = metrics.frame_metrics(src(i), dec, cfg.matrix)
         per_frame.append({"index": i, "type": dec.pict_type, "bits": dec.packet_bytes * 8, **m})
         tick()
     if len(per_frame) != frames:
@@ -155,8 +142,7 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
         "packet_bits": packet_bits,
         "packet_bpp": metrics.bpp(packet_bits, frames, width, height),
     }
-    for key in METRIC_KEYS:
-        point[key] = float(np.mean([f[key] for f in per_frame]))
+    point.update(metrics.mean_metrics(per_frame))
     point["command"] = command
     point["command_line"] = ff.command_line(command)
     point["frame_types"] = "".join(f["type"][:1] for f in per_frame)
@@ -183,6 +169,9 @@ def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
     try:
         src_yuv = work / "source.yuv"
         meta = _write_source_yuv(cfg, src_yuv)
+        from mobilecodec.metrics import ms_ssim_scales
+
+        ms_ssim_scales(meta["height"], meta["width"])  # frames MS-SSIM cannot measure: refused before encoding
         src = _source_frames(src_yuv, meta["width"], meta["height"], meta["frames"])
         points = []
         bar = progress_bar(total=len(cfg.crfs) * meta["frames"], unit="frame", enabled=cfg.progress,

@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from mobilecodec.cli.common import emit_json
+from mobilecodec.rdresults import QUALITY_METRICS as METRICS
 
 HELP = "BD-rate (percent) and BD-PSNR of TEST vs ANCHOR RD result JSON files (PSNR-YUV, PSNR-RGB)"
 
-METRICS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
 MIN_POINTS = 4
 
 
@@ -56,13 +56,18 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
 
     rows, reasons = [], []
     for m in metrics:
-        ra, da = rd_curve(anchor, m, min_points=MIN_POINTS)
-        rt, dt = rd_curve(test, m, min_points=MIN_POINTS)
-        rate, why_rate = attempt(bd_rate, ra, da, rt, dt)
-        quality, why_quality = attempt(bd_psnr, ra, da, rt, dt)
+        try:  # a curve this metric cannot use (e.g. a non-finite value) leaves the other metrics
+            ra, da = rd_curve(anchor, m, min_points=MIN_POINTS)
+            rt, dt = rd_curve(test, m, min_points=MIN_POINTS)
+        except InputError as exc:
+            rate = quality = None
+            why_rate = why_quality = str(exc)
+        else:
+            rate, why_rate = attempt(bd_rate, ra, da, rt, dt)
+            quality, why_quality = attempt(bd_psnr, ra, da, rt, dt)
         rows.append({"metric": m, "bd_rate_percent": rate, "bd_quality": quality,
                      "bd_rate_error": why_rate, "bd_quality_error": why_quality})
-        reasons += [r for r in (why_rate, why_quality) if r]
+        reasons += [r for r in dict.fromkeys((why_rate, why_quality)) if r]
     if all(r["bd_rate_percent"] is None and r["bd_quality"] is None for r in rows):
         raise InputError(reasons[0])
     return rows
@@ -93,13 +98,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"method: {args.method}; negative BD-rate = test needs fewer bits")
     print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}")
     for r in rows:
-        unit = "" if r["metric"] == "ms_ssim_rgb" else " dB"
+        # MS-SSIM deltas are thousandths: five decimals keep three digits of them
+        unit, places = ("", 5) if r["metric"] == "ms_ssim_rgb" else (" dB", 3)
         rate = "n/a" if r["bd_rate_percent"] is None else f"{r['bd_rate_percent']:.2f}"
-        qual = "n/a" if r["bd_quality"] is None else f"{r['bd_quality']:.3f}{unit}"
+        qual = "n/a" if r["bd_quality"] is None else f"{r['bd_quality']:.{places}f}{unit}"
         print(f"{r['metric']:<12} {rate:>12} {qual:>11}")
-        for key in ("bd_rate_error", "bd_quality_error"):
-            if r[key]:
-                print(f"  n/a: {r[key]}")
+        for why in dict.fromkeys((r["bd_rate_error"], r["bd_quality_error"])):
+            if why:
+                print(f"  n/a: {why}")
     emit_json({"anchor": args.anchor, "test": args.test, "method": args.method, "results": rows},
               args.json)
     return 0

@@ -83,7 +83,8 @@ class AVReader(VideoReader):
             else:
                 self.rate = fps_to_fraction(FALLBACK_FPS)
             self.codec = ctx.name
-            self.num_frames = limit_frames(int(stream.frames) or None, max_frames)
+            self.num_frames = limit_frames(_shown_frames(stream, self.rate if not self._rate_given else None),
+                                           max_frames)
             _warn_if_converted(self.path, ctx)
         finally:
             container.close()
@@ -110,7 +111,8 @@ class AVReader(VideoReader):
             stream.thread_type = "AUTO"
             count = 0
             uneven = _UnevenTimestamps(self.path, self.rate) if not self._rate_given else None
-            decoded = container.decode(stream)
+            hidden = [0]  # samples an edit list leaves out (`ffmpeg -ss T -c copy` writes one): not shown
+            decoded = _decode(container, stream, hidden)
             while True:
                 try:
                     frame = next(decoded)
@@ -130,12 +132,31 @@ class AVReader(VideoReader):
                 count += 1
             if count == 0:
                 raise InputError(f"no frames in {self.path} (nothing could be decoded)")
-            listed = int(stream.frames)
-            if listed and count < listed and (self.max_frames is None or count < self.max_frames):
+            listed = int(stream.frames) - hidden[0]
+            if listed > 0 and count < listed and (self.max_frames is None or count < self.max_frames):
                 raise InputError(f"{self.path}: only {count} of the {listed} frames the container lists could be "
                                  f"decoded (truncated or damaged file)")
         finally:
             container.close()
+
+
+def _decode(container: Any, stream: Any, hidden: list[int]) -> Iterator[Any]:
+    """The stream's frames, as `container.decode(stream)` yields them, counting in `hidden[0]` the
+    packets the demuxer marks discarded (samples outside an edit list, which no frame shows)."""
+    for packet in container.demux(stream):
+        if packet.is_discard:
+            hidden[0] += 1
+        yield from packet.decode()
+
+
+def _shown_frames(stream: Any, rate: Fraction | None) -> int | None:
+    """The frames the stream will show: the container's sample count, or None (unknown until decoded)
+    when its duration at `rate` is over a frame shorter than those samples (an edit list hides some)."""
+    listed = int(stream.frames) or None
+    if listed is None or rate is None or not stream.duration or stream.time_base is None:
+        return listed
+    shown = float(stream.duration * stream.time_base * rate)
+    return None if shown < listed - 1 else listed
 
 
 class _UnevenTimestamps:

@@ -53,6 +53,8 @@ def parse_header(line: bytes, path: Path | str = "<y4m>", fps_given: bool = Fals
                 width = int(value)
             elif tag == "H":
                 height = int(value)
+            elif tag == "F" and fps_given:  # the caller's rate replaces it: unused, so not judged
+                pass
             elif tag == "F":
                 num, den = (int(v) for v in value.split(":"))
                 if (num, den) != (0, 0):  # 0:0 = unknown (ffmpeg then assumes 25, as for no F)
@@ -81,9 +83,9 @@ def parse_header(line: bytes, path: Path | str = "<y4m>", fps_given: bool = Fals
         chroma = xyscss.lower() if xyscss is not None else "420jpeg"
     if width is None or height is None:
         raise InputError(f"{path}: y4m header lacks W (width) or H (height)")
-    if rate <= 0:
-        raise InputError(f"{path}: y4m frame rate must be positive, got {rate}")
     if not fps_given:
+        if rate <= 0:
+            raise InputError(f"{path}: y4m frame rate must be positive, got {rate}")
         check_rate(rate, str(path))
     if chroma not in CHROMA_420:
         raise InputError(f"{path}: unsupported y4m colour format {tag}; only 8-bit 4:2:0 "

@@ -72,7 +72,7 @@ def ms_ssim_scales(height: int, width: int, max_scales: int = len(WEIGHTS)) -> i
         raise InputError(f"ms_ssim: max_scales must be in 1..{len(WEIGHTS)}, got {max_scales}")
     if min(height, width) < WIN_SIZE:
         raise InputError(
-            f"ms_ssim: image {height}x{width} is too small, both sides must be >= {WIN_SIZE} (the window size)"
+            f"ms_ssim: a {width}x{height} image is too small, both sides must be >= {WIN_SIZE} (the window size)"
         )
     scales, h, w = 1, height, width
     while scales < max_scales:
