@@ -20,11 +20,9 @@ def _crop(frame, top: int, left: int, h: int, w: int):
                     frame.v[top // 2:(top + h) // 2, left // 2:(left + w) // 2])
 
 
-def load_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, *, seed: int = 0,
-              max_frames: int | None = None) -> torch.Tensor:
-    """`count` GOPs of `gop` consecutive frames, each randomly cropped to crop=(H, W), as a float
-    tensor (count, gop, 6, H/2, W/2) in [0, 1]. Clips are read in turn (non-overlapping GOPs);
-    if they hold fewer GOPs than asked, the GOPs found are reused."""
+def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, seed: int,
+               max_frames: int | None) -> list[torch.Tensor]:
+    """Up to `count` distinct GOPs (`load_gops`), read from the clips in turn, each with its crop."""
     from mobilecodec.io import open_video, resolve_input
     from mobilecodec.models.yuv import frame_to_tensor
 
@@ -59,8 +57,34 @@ def load_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], coun
                     break
     if not found:
         raise InputError(f"the calibration clips hold no complete GOP of {gop} frames")
-    order = [found[i % len(found)] for i in range(count)]
-    return torch.stack(order)
+    return found
+
+
+def _repeat(found: list[torch.Tensor], count: int) -> torch.Tensor:
+    return torch.stack([found[i % len(found)] for i in range(count)])
+
+
+def load_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, *, seed: int = 0,
+              max_frames: int | None = None) -> torch.Tensor:
+    """`count` GOPs of `gop` consecutive frames, each randomly cropped to crop=(H, W), as a float
+    tensor (count, gop, 6, H/2, W/2) in [0, 1]. Clips are read in turn (non-overlapping GOPs);
+    if they hold fewer GOPs than asked, the GOPs found are reused."""
+    return _repeat(_read_gops(clips, gop, crop, count, seed, max_frames), count)
+
+
+def load_split(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], calibration: int, held_out: int, *,
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """(calibration GOPs, held-out GOPs or None, distinct calibration GOPs): as `load_gops` for
+    `calibration + held_out`, the last `held_out` distinct GOPs kept apart, so that short clips
+    repeat calibration GOPs and never evaluate on one; InputError if nothing is left to calibrate on."""
+    found = _read_gops(clips, gop, crop, calibration + held_out, seed, None)
+    held = None
+    if held_out:
+        if len(found) <= held_out:
+            raise InputError(f"the clips hold {len(found)} GOPs of {gop} frames: too few to keep {held_out} apart "
+                             f"for the evaluation and calibrate on the rest; lower --eval-gops or --gop, or add clips")
+        held, found = torch.stack(found[-held_out:]), found[:-held_out]
+    return _repeat(found, calibration), held, len(found)
 
 
 def batches(gops: torch.Tensor, steps: int, batch: int) -> list[torch.Tensor]:

@@ -71,10 +71,11 @@ class ModelPair:
     int8_model: Any = field(repr=False)
     beta: float | None = None
     label: str = ""  # the int8 point's name in reports; load_pairs makes it unique
+    float_name: str = ""  # the float point's, likewise
 
     @property
     def float_label(self) -> str:
-        return Path(self.float_path).stem
+        return self.float_name or Path(self.float_path).stem
 
     @property
     def int8_label(self) -> str:
@@ -117,6 +118,11 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
         for p in pairs:
             folder = _int8_folder(p.int8_path)
             p.label = f"{folder.parent.name}/{folder.name}"
+    stems = [Path(p.float_path).stem for p in pairs]  # run_a/model.pt, run_b/model.pt: likewise
+    if len(set(stems)) < len(stems):
+        for p in pairs:
+            path = Path(p.float_path)
+            p.float_name = f"{path.parent.name}/{path.stem}"
     return pairs
 
 

@@ -80,7 +80,7 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
 def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None = None,
             opts: PTQOptions | None = None, *, progress: bool = True):
     """PTQ of a float VideoCodec on real clips; returns (QuantizedVideoCodec, summary dict)."""
-    from mobilecodec.quant.calibrate import evaluate, load_gops
+    from mobilecodec.quant.calibrate import evaluate, load_split
 
     qcfg = qcfg or QuantConfig()
     opts = opts or PTQOptions()
@@ -88,10 +88,10 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
         raise CheckpointError("the float model has no entropy-coding tables (saved before model.update())")
     t0 = time.perf_counter()
     n_cal = opts.steps * opts.batch
-    gops = load_gops([str(c) for c in clips], opts.gop, opts.crop, n_cal + opts.eval_gops, seed=opts.seed)
-    cal, held = gops[:n_cal], gops[n_cal:]
+    cal, held, distinct = load_split([str(c) for c in clips], opts.gop, opts.crop, n_cal, opts.eval_gops,
+                                     seed=opts.seed)
     qmodel = quantize_model(model, qcfg, cal, steps=opts.steps, batch=opts.batch, progress=progress)
-    metrics = evaluate(model, qmodel, held) if opts.eval_gops else {}
+    metrics = evaluate(model, qmodel, held) if held is not None else {}
     from mobilecodec.quant.sim import activation_bitwidths
 
     w8a16 = {n: bw for s, sim in qmodel.sims.items()
@@ -99,7 +99,7 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
     summary = {"config": model.cfg.name, "quantized_config": qmodel.cfg.name, "clips": [str(c) for c in clips],
                "options": asdict(opts), "quant_config": qcfg.to_dict(), "stages": list(qmodel.sims),
                "w8a16_layers": sorted(w8a16), "weights_hash": qmodel.weights_hash().hex(),
-               "float_weights_hash": model.weights_hash().hex(), **metrics,
+               "float_weights_hash": model.weights_hash().hex(), "calibration_gops_distinct": distinct, **metrics,
                **({"adaround": dict(qmodel.adaround_report)} if getattr(qmodel, "adaround_report", None) else {}),
                "seconds": time.perf_counter() - t0}
     return qmodel, summary

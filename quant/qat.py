@@ -190,13 +190,30 @@ def save_qat(out_dir: str | os.PathLike, qmodel, optimizer, opts: QATOptions, st
                           summary=summary, summary_name=SUMMARY_FILE, extra={STATE_FILE: state})
 
 
-def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+def _same_as_run(given: Any, saved: Any, option: str) -> Any:
+    """On resume: the run's `saved` input, InputError when `given` (None: not given) is another."""
+    if saved is None:  # a run saved before the field was recorded
+        if given is None:
+            raise InputError(f"{option} required: the run being resumed does not record it")
+        return given
+    if given is not None:
+        norm = (lambda v: [str(Path(x).resolve()) for x in v]) if isinstance(saved, list) else \
+            (lambda v: str(Path(v).resolve()))
+        if norm(given) != norm(saved):
+            raise InputError(f"{option} differs from the run being resumed ({saved}); resume with the same "
+                             f"input or start a new run")
+    return saved
+
+
+def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] | None, out_dir: str | os.PathLike,
             opts: QATOptions | None = None, *, resume: bool = False, progress: bool = True,
             allow_held_out: bool = False) -> dict:
     """QAT of the quantized model in folder `source` (from `mobilecodec ptq`) on clips `data`;
     writes `out_dir` every `checkpoint_every` steps and at the end. Returns the summary.
-    With `resume`, continues the run in `out_dir` (its saved options win over `opts`, except steps).
-    The held-out clip is refused in `data` unless `allow_held_out`, as in training."""
+    With `resume`, continues the run in `out_dir` with its saved options (but `opts.steps` and
+    `opts.checkpoint_every`), source, data and history; a `source` or `data` given must be the run's.
+    The held-out clip is refused in `data` unless `allow_held_out`, as in training; the summary says
+    whether the model was calibrated or trained on it."""
     import torch
 
     from mobilecodec.progress import progress_bar
@@ -207,15 +224,21 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
 
     out = Path(out_dir)
     opts = opts or QATOptions()
-    start_step, state = 0, None
+    start_step, state, history = 0, None, []
     if resume:
         state = read_state(out)
         saved = QATOptions.from_dict(state["options"])
-        opts = dataclasses.replace(saved, steps=opts.steps)
+        opts = dataclasses.replace(saved, steps=opts.steps, checkpoint_every=opts.checkpoint_every)
         start_step = int(state["step"])
         qmodel = load_quantized(out)
-        source = state.get("source") or source
+        run = getattr(qmodel, "summary", {}) or {}
+        source, data = _same_as_run(source, state.get("source"), "--checkpoint"), \
+            _same_as_run(data, run.get("data"), "--data")
+        allow_held_out = allow_held_out or bool(run.get("allow_held_out"))
+        history = [h for h in run.get("history", []) if h["step"] <= start_step]
     else:
+        if source is None or not data:
+            raise InputError("QAT needs a quantized folder and training data")
         if (out / STATE_FILE).exists():
             raise InputError(f"{out} already holds a QAT run; use --resume to continue it or choose another -o")
         qmodel = load_quantized(source)
@@ -235,13 +258,19 @@ def run_qat(source: str | os.PathLike, data: Sequence[str | os.PathLike], out_di
     stage = opts.stage()
     gop_loss = GopLoss(qmodel, opts.beta, stage)
     qmodel.train(not opts.ste)
+    from mobilecodec.train.data import is_held_out
+
+    made_from = getattr(qmodel, "summary", {}) or {}  # ptq.json, or qat.json of the run or of an earlier QAT
     base = {"source": str(source), "data": [str(d) for d in data], "options": opts.to_dict(),
             "beta": opts.beta, "float_checkpoint": getattr(qmodel, "float_checkpoint", None),
+            "float_weights_hash": made_from.get("float_weights_hash"),
+            "calibrated_on_held_out": bool(made_from.get("calibrated_on_held_out")),
+            "trained_on_held_out": bool(made_from.get("trained_on_held_out")) or any(is_held_out(d) for d in data),
+            "allow_held_out": bool(allow_held_out),
             "trainable_parameters": int(sum(p.numel() for p in params)),
             "quantized_config": qmodel.cfg.name, "start_step": start_step}
     t0 = time.perf_counter()
     ema: dict[str, float] = {}
-    history: list[dict] = []
     last: dict[str, float] = {}
     step = start_step
     bar = progress_bar(total=opts.steps, initial=start_step, desc="qat", unit="step", enabled=progress)

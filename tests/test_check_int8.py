@@ -348,6 +348,15 @@ def test_int8_folders_of_one_name_get_labels_that_tell_them_apart(flat_pairs, tm
     assert labels == ["tiny_b0.0064/w8a8", "tiny_b0.0128/w8a8"]
     assert [p.int8_label for p in load_pairs([str(f) for f in floats], [str(q) for q in qdirs])] == \
         [Path(q).name for q in qdirs]
+    # float checkpoints of one file name (run_a/model.pt, run_b/model.pt) likewise
+    models = []
+    for f in floats:
+        dst = tmp_path / f"run_{Path(f).stem}" / "model.pt"
+        dst.parent.mkdir()
+        shutil.copyfile(f, dst)
+        models.append(str(dst))
+    assert [p.float_label for p in load_pairs(models, same)] == ["run_tiny_b0.0064/model", "run_tiny_b0.0128/model"]
+    assert [p.float_label for p in load_pairs([str(f) for f in floats], same)] == [Path(f).stem for f in floats]
 
 
 def test_onnxruntime_backend_judges_the_deployed_graphs(first_run, pairs, carphone, tmp_path, capsys):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mobilecodec.cli import main
+from mobilecodec.errors import InputError
 
 CROP = (64, 64)
 STEPS, GOP, BATCH = 3, 3, 2
@@ -62,6 +63,25 @@ def test_ptq_writes_encodings_per_stage(ptq_dir, midgrey_checkpoint):
     assert summary["quantized_config"] == "tiny+int8"
     assert summary["options"]["steps"] == STEPS
     assert summary["calibrated_on_held_out"] is True  # the fixture calibrates on carphone's file
+
+
+def test_held_out_gops_stay_apart_when_the_clips_run_short(carphone, tmp_path):
+    """A 10-frame clip holds five GOPs of 2: asked for 8 calibration and 2 held-out GOPs, the held-out
+    two are read once and appear nowhere in the calibration set (which repeats the other three); a
+    clip with no GOP left over for calibration is refused in one line."""
+    from mobilecodec.io import VideoWriter, read_frames
+    from mobilecodec.quant.calibrate import load_split
+
+    short = tmp_path / "short.y4m"
+    with VideoWriter(short, 176, 144, 30) as w:
+        for f in read_frames(carphone, 10):
+            w.write(f)
+    cal, held, distinct = load_split([short], 2, CROP, 8, 2, seed=1)
+    assert cal.shape[0] == 8 and held.shape[0] == 2 and distinct == 3
+    assert not any(torch.equal(h, c) for h in held for c in cal)
+    assert len({c.numpy().tobytes() for c in cal}) == 3
+    with pytest.raises(InputError, match="hold 5 GOPs of 2 frames: too few to keep 5 apart"):
+        load_split([short], 2, CROP, 8, 5)
 
 
 def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpoint):
@@ -275,7 +295,20 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 1
     assert _qat(ptq_dir, a, "--steps", "2", "--resume", "--json", str(tmp_path / "r.json")) == 0
     resumed = json.loads((tmp_path / "r.json").read_text())
-    assert resumed["start_step"] == 1 and resumed["step"] == 2 and [h["step"] for h in resumed["history"]] == [2]
+    assert resumed["start_step"] == 1 and resumed["step"] == 2 and [h["step"] for h in resumed["history"]] == [1, 2]
+    # what the PTQ folder says of its making stays said: calibrated on carphone, from which float weights
+    ptq = json.loads((ptq_dir / "ptq.json").read_text())
+    assert ptq["calibrated_on_held_out"] is True
+    assert resumed["calibrated_on_held_out"] is True and resumed["trained_on_held_out"] is False
+    assert resumed["float_weights_hash"] == ptq["float_weights_hash"]
+    # the run's options, input and data are kept: repeating them is fine, another value is refused
+    for changed in (("--lr", "2e-3"), ("--data", "bigbuckbunny"), ("--checkpoint", str(tmp_path)), ("--no-range-learning",)):
+        argv = ["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "--max-frames", "8", "-o", str(a), "--gop", "2",
+                "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--steps", "3", "--resume", "--no-progress"]
+        i = argv.index(changed[0]) if changed[0] in argv else len(argv)
+        argv[i:i + len(changed)] = changed
+        assert main(argv) == 2, changed
+    assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
     assert _qat(ptq_dir, b, "--steps", "2") == 0
     qa, qb, q0 = load_quantized(a), load_quantized(b), load_quantized(ptq_dir)

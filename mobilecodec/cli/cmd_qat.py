@@ -10,33 +10,41 @@ HELP = "int8 quantization-aware training (STE) of a `ptq` output folder on real 
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
 
 
+# Options that define a run: on --resume they come from the output folder and may only be repeated
+# unchanged (argparse dest = QATOptions field).
+_RUN_DEFINING = ("gop", "batch", "crop", "lr", "lr_min", "beta", "tau", "range_learning", "ste", "seed", "max_frames")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="Q",
-                   help="quantized folder written by `mobilecodec ptq` (or by an earlier qat)")
-    p.add_argument("--data", required=True, nargs="+", metavar="CLIP",
+    d = _defaults()
+    p.add_argument("--checkpoint", default=None, metavar="Q",
+                   help="quantized folder written by `mobilecodec ptq` (or by an earlier qat); required unless --resume")
+    p.add_argument("--data", default=None, nargs="+", metavar="CLIP",
                    help="training clips (.y4m/.mp4/..., sample names such as bikes, or septuplet folders); "
-                        "the held-out clip carphone only with --allow-held-out")
+                        "the held-out clip carphone only with --allow-held-out; required unless --resume")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder (same layout as ptq: quantized.pt, encodings/, qat.json, qat_state.pt)")
-    p.add_argument("--steps", type=positive_int, default=100_000, help="total steps (default 100000, Table 5)")
-    p.add_argument("--gop", type=positive_int, default=4, help="frames per GOP (default 4)")
-    p.add_argument("--batch", type=positive_int, default=16, help="GOPs per step (default 16)")
-    p.add_argument("--crop", type=parse_hw, default=(256, 256), metavar="HxW",
-                   help="random crop, multiples of 64 (default 256x256)")
-    p.add_argument("--lr", type=positive_float, default=5e-7, help="initial learning rate (default 5e-7)")
-    p.add_argument("--lr-min", type=float, default=1e-9, help="end of the cosine decay (default 1e-9)")
+    p.add_argument("--steps", type=positive_int, default=d.steps, help=f"total steps (default {d.steps}, Table 5)")
+    p.add_argument("--gop", type=positive_int, default=None, help=f"frames per GOP (default {d.gop})")
+    p.add_argument("--batch", type=positive_int, default=None, help=f"GOPs per step (default {d.batch})")
+    p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
+                   help=f"random crop, multiples of 64 (default {d.crop[0]}x{d.crop[1]})")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"initial learning rate (default {d.lr:g})")
+    p.add_argument("--lr-min", type=float, default=None, help=f"end of the cosine decay (default {d.lr_min:g})")
     p.add_argument("--beta", type=positive_float, default=None,
                    help="rate weight (default: the float checkpoint's beta)")
-    p.add_argument("--tau", type=positive_float, default=1.2, help="P-frame loss modulation (default 1.2)")
-    p.add_argument("--range-learning", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--tau", type=positive_float, default=None, help=f"P-frame loss modulation (default {d.tau:g})")
+    p.add_argument("--range-learning", action=argparse.BooleanOptionalAction, default=None,
                    help="train the quantizers' min/max too (default) or keep the PTQ encodings frozen")
-    p.add_argument("--ste", action="store_true",
+    p.add_argument("--ste", action="store_true", default=None,
                    help="train on the rounded latents the codec codes (straight-through) instead of "
                         "uniform noise, whose rate overstates the coded rate")
-    p.add_argument("--checkpoint-every", type=positive_int, default=1000,
-                   help="write the output folder every N steps (default 1000)")
-    p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of data sampling and rate noise (default 0)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
+                   help=f"write the output folder every N steps (default {d.checkpoint_every}; may change on --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder: its options, input and data are kept (repeat "
+                        "them unchanged or leave them out); only --steps and --checkpoint-every may change")
+    p.add_argument("--seed", type=int, default=None, help=f"seed of data sampling and rate noise (default {d.seed})")
     p.add_argument("--max-frames", type=positive_int, default=None, help="read at most N frames of each clip")
     p.add_argument("--allow-held-out", action="store_true",
                    help="let --data name the held-out evaluation clip (carphone); results on it are then no "
@@ -45,34 +53,80 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
+def _defaults():
+    from mobilecodec.quant.qat import QATOptions
+
+    return QATOptions()
+
+
+def _resolve_data(clips: list[str]) -> list[str]:
     from pathlib import Path
 
     from mobilecodec.errors import InputError
     from mobilecodec.io import resolve_input
 
     data = []
-    for d in args.data:
+    for d in clips:
         p = Path(d) if Path(d).is_dir() else Path(resolve_input(d))
         if not p.exists():
             raise InputError(f"no such training clip: {d}")
         data.append(str(p))
-    if not args.resume:
-        check_not_input(args.output, args.checkpoint, "quantized folder")
-    if not args.resume and not Path(args.checkpoint).exists():
-        raise InputError(f"no such quantized folder: {args.checkpoint} (make one with `mobilecodec ptq`)")
-    from mobilecodec.quant.qat import QATOptions, run_qat
+    return data
 
-    opts = QATOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, lr=args.lr,
-                      lr_min=args.lr_min, beta=args.beta, tau=args.tau, range_learning=args.range_learning,
-                      ste=args.ste,
-                      checkpoint_every=args.checkpoint_every, seed=args.seed, max_frames=args.max_frames)
+
+def _resume_options(args: argparse.Namespace):
+    """The saved run's options, with --steps and --checkpoint-every as given; InputError where a
+    run-defining option is given with another value than the run's."""
+    import dataclasses
+
+    from mobilecodec.errors import InputError
+    from mobilecodec.quant.qat import QATOptions, read_state
+
+    saved = QATOptions.from_dict(read_state(args.output)["options"])
+    for name in _RUN_DEFINING:
+        given, have = getattr(args, name), getattr(saved, name)
+        if given is not None and (tuple(given) if name == "crop" else given) != have:
+            shown = "x".join(map(str, have)) if name == "crop" else have
+            raise InputError(f"--{name.replace('_', '-')} differs from the run being resumed ({shown}); "
+                             f"resume with the same options or start a new run")
+    return dataclasses.replace(saved, steps=args.steps,
+                               checkpoint_every=args.checkpoint_every or saved.checkpoint_every)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mobilecodec.errors import InputError
+
+    data = _resolve_data(args.data) if args.data else None
+    if args.resume:
+        opts = _resume_options(args)
+    else:
+        missing = [f"--{n}" for n in ("checkpoint", "data") if getattr(args, n) is None]
+        if missing:
+            raise InputError(f"{' and '.join(missing)} required (unless --resume)")
+        check_not_input(args.output, args.checkpoint, "quantized folder")
+        if not Path(args.checkpoint).exists():
+            raise InputError(f"no such quantized folder: {args.checkpoint} (make one with `mobilecodec ptq`)")
+        import dataclasses
+
+        given = {n: getattr(args, n) for n in (*_RUN_DEFINING, "checkpoint_every") if getattr(args, n) is not None}
+        opts = dataclasses.replace(_defaults(), steps=args.steps, **given)
+    from mobilecodec.quant.qat import run_qat
+
     summary = run_qat(args.checkpoint, data, args.output, opts, resume=args.resume, progress=not args.no_progress,
                       allow_held_out=args.allow_held_out)
     last = summary.get("last") or {}
+    rate = "bpp" if summary["options"]["ste"] else "noisy bpp"  # uniform noise overstates the coded rate
     print(f"{args.output}: QAT steps {summary['start_step'] + 1}..{summary['step']} "
           f"(beta {summary['beta']:g}, range learning {'on' if summary['options']['range_learning'] else 'off'}); "
-          f"last loss {last.get('loss', float('nan')):.6f}, bpp {last.get('bpp', float('nan')):.4f}, "
+          f"last loss {last.get('loss', float('nan')):.6f}, {rate} {last.get('bpp', float('nan')):.4f}, "
           f"PSNR {last.get('psnr', float('nan')):.2f} dB")
+    held = [w for w, k in (("calibrated", "calibrated_on_held_out"), ("trained", "trained_on_held_out")) if summary[k]]
+    if held:
+        import sys
+
+        print(f"note: {' and '.join(held)} on the held-out evaluation clip (carphone): int8 figures measured on "
+              "it are no longer held-out figures", file=sys.stderr)
     emit_json(summary, args.json)
     return 0
