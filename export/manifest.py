@@ -84,7 +84,9 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
     oh, ow = original_size or (height, width)
     return {
         "format": FORMAT, "version": VERSION, "mobilecodec_version": __version__,
-        "opset": OPSET, "precision": "float32", "quantization": None,
+        # the highest of the graphs' (aimet's QDQ graphs of 16-bit activations need opset 21)
+        "opset": max([OPSET, *(g.get("opset", OPSET) for g in graphs.values())]), "precision": "float32",
+        "quantization": None,
         "config_name": model.cfg.name, "config": model.cfg.to_dict(),
         "weights_hash": model.weights_hash().hex(), "checkpoint": checkpoint, "host_checkpoint": "checkpoint.pt",
         "padded_size": [height, width], "original_size": [oh, ow],
@@ -99,7 +101,8 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
 
 
 def load_manifest(package: str | Path) -> dict[str, Any]:
-    """Read and validate `package/manifest.json` (graph files present); InputError otherwise."""
+    """Read and validate `package/manifest.json` (graph files present, each the file the manifest
+    describes: its recorded SHA-256); InputError otherwise."""
     pkg = Path(package)
     if not pkg.is_dir():
         raise InputError(f"no such package folder: {pkg}")
@@ -114,9 +117,14 @@ def load_manifest(package: str | Path) -> dict[str, Any]:
         raise InputError(f"{path} is not a mobilecodec export manifest")
     if man.get("version") != VERSION:
         raise InputError(f"{path} has package version {man.get('version')}; this mobilecodec reads {VERSION}")
+    from mobilecodec.fsutil import file_sha256
+
     for name, g in man.get("graphs", {}).items():
         if not (pkg / g["file"]).is_file():
             raise InputError(f"package {pkg} lacks graph file {g['file']} ({name})")
+        if g.get("sha256") and file_sha256(pkg / g["file"]) != g["sha256"]:
+            raise InputError(f"package {pkg}: {g['file']} is not the graph its manifest describes (changed "
+                             f"since export); export the package again")
     return man
 
 

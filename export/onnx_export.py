@@ -8,7 +8,6 @@ uint8 rounding of the buffered frame run on the host (see `mobilecodec.export.ma
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.fsutil import file_sha256
 from mobilecodec.progress import progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -212,14 +212,6 @@ def op_histogram(proto: Any) -> dict[str, int]:
     return dict(sorted(hist.items()))
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width: int, *,
                    original_size: tuple[int, int] | None = None, checkpoint: str | None = None,
                    progress: bool = False, qmodel: Any = None, quantized_dir: str | None = None,
@@ -266,6 +258,7 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
                 proto = export_graph(spec, tmp / rel)
             graphs[spec.name] = {
                 "file": rel, "sha256": file_sha256(tmp / rel), "bytes": (tmp / rel).stat().st_size,
+                "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
                 "role": spec.role, "used_by_codec": spec.used_by_codec,
                 "inputs": [tensor_info(v) for v in proto.graph.input],
                 "outputs": [tensor_info(v) for v in proto.graph.output],

@@ -78,6 +78,15 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     return point, enc
 
 
+def _package_fields(path: str, engine: Any) -> dict[str, Any]:
+    """What an RD point coded by an export package's graphs records of them: the folder given, the
+    backend and, for a `mobilecodec compile` folder, its export package and target SoC."""
+    out: dict[str, Any] = {"package": path, "backend": engine.label}
+    if engine.context is not None:
+        out.update(export_package=str(engine.package), soc=engine.context.get("soc"))
+    return out
+
+
 def rd_result(codec: str, source: str, enc: dict, points: list[dict]) -> dict:
     """An RD result dict (docs/CONVENTIONS.md schema) from an encode summary and its points."""
     return {"codec": codec, "source": source, "width": enc["width"], "height": enc["height"], "fps": enc["fps"],
@@ -242,7 +251,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     stems = [s.stem if [x.stem for x in srcs].count(s.stem) == 1 else f"{k}_{s.stem}" for k, s in enumerate(srcs)]
     out = check_output_dir(out_dir)
     anchor_res = load_results(anchor) if anchor is not None else None
-    models = _load_models(checkpoints) + [Coder(str(e.package), e.model, e.checkpoint, e) for e in engines]
+    models = _load_models(checkpoints) + [Coder(str(e.source), e.model, e.checkpoint, e) for e in engines]
     labels = checkpoint_labels([c.path for c in models])
     codec = opts.codec_name or "/".join(dict.fromkeys(c.model.cfg.name for c in models))
     raw_dir = tempfile.TemporaryDirectory(prefix="mobilecodec-eval-raw-")
@@ -306,7 +315,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                                    "buffering": model.cfg.to_dict().get("buffering"),
                                                    **({"refine": vars(refine)} if refine else {}),
                                                    **({"block_modes": vars(modes)} if modes else {}),
-                                                   **({"package": path, "backend": coder.engine.label}
+                                                   **(_package_fields(path, coder.engine)
                                                       if coder.engine is not None else {})},
                                             on_frame=lambda _phase, _i: bar.update(1), refine=refine, modes=modes,
                                             engine=coder.engine)

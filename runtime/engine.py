@@ -76,8 +76,25 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
             raise InputError(f"{pkg} holds QNN context binaries, which only the QNN HTP runs; use --ep qnn "
                              "(or pass the float export package for --ep cpu)")
         files = {n: pkg / g["context_model"] for n, g in ctx["graphs"].items()}
-        return Path(ctx["package"]), files, ctx
+        base = Path(ctx["package"])
+        _check_compiled_from(pkg, base, ctx)
+        return base, files, ctx
     return pkg, None, None
+
+
+def _check_compiled_from(folder: Path, package: Path, ctx: dict[str, Any]) -> None:
+    """InputError unless the export package a compile folder names is still the one it was compiled
+    from (same weights, each graph the same file): a re-exported package would pair the old context
+    binaries with new host tables, and the stream would not decode."""
+    from mobilecodec.export.manifest import load_manifest
+
+    man = load_manifest(package)
+    changed = [n for n, g in ctx["graphs"].items()
+               if g.get("source_sha256") != man["graphs"].get(n, {}).get("sha256")]
+    if man["weights_hash"] != ctx.get("weights_hash") or changed:
+        what = f"its {', '.join(changed)} graphs have" if changed else "its weights have"
+        raise InputError(f"{folder} was compiled from {package}, but {what} changed since (exported again?); "
+                         f"compile it again: mobilecodec compile {package} -o {folder}")
 
 
 class OnnxEngine:
@@ -99,7 +116,8 @@ class OnnxEngine:
         from mobilecodec.export.manifest import load_package_model
 
         base, ctx_files, self.context = resolve_package(package, ep)
-        self.package, self.ep = base, ep
+        # `package`: the export package (a compile folder's source); `source`: the folder given
+        self.package, self.source, self.ep = base, Path(package), ep
         self.manifest, self.model, self.checkpoint = load_package_model(base)
         self.model.eval()
         files = {n: base / g["file"] for n, g in self.manifest["graphs"].items()}

@@ -94,9 +94,12 @@ def qdq_output_dtypes(path: str | Path) -> dict[str, str]:
 
 
 def package_buffer(manifest: dict[str, Any], fps: float, graph_files: dict[str, Path] | None = None) -> BufferReport:
-    """HyTIP Table 7 buffer from the manifest's buffer layout; the stored dtype of each entry is
-    the dtype at which its producing graph outputs it (int8 graphs: the QDQ type), the decoded
-    frame is uint8 on the host."""
+    """HyTIP Table 7 buffer from the manifest's buffer layout. Each entry is stored at the smaller of
+    its storage dtype (every backend rounds the carried buffer to it: uint8 frame, int16 flow, float16
+    features, `models.buffer.STORAGE_DTYPES`) and the dtype its producing graph outputs it at (int8
+    graphs: the QDQ type); either holds the carried value exactly."""
+    from mobilecodec.models.buffer import STORAGE_DTYPES
+
     dtypes: dict[str, str] = {}
     for name, path in (graph_files or {}).items():
         if path.suffix == ".onnx" and "_ctx" not in path.stem:
@@ -104,7 +107,8 @@ def package_buffer(manifest: dict[str, Any], fps: float, graph_files: dict[str, 
     oh, ow = manifest["original_size"]
     entries, total, maps = [], 0, 0.0
     for e in manifest["buffer"]:
-        dt = "uint8" if e["name"] == "frame" else dtypes.get(e["graph_output"], e.get("dtype", "float32"))
+        kinds = [d for d in (STORAGE_DTYPES.get(e["name"]), dtypes.get(e["graph_output"])) if d in DTYPE_BYTES]
+        dt = min(kinds, key=DTYPE_BYTES.__getitem__) if kinds else e.get("dtype", "float32")
         _, c, h, w = e["shape"]
         nbytes = c * h * w * DTYPE_BYTES[dt]  # uint16 where the graph writes 16-bit activations
         fm = c / (e["stride"] * e["stride"])

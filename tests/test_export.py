@@ -235,3 +235,70 @@ def test_a_package_exported_width_first_is_named_on_use(carphone, tmp_path, caps
     capsys.readouterr()
     assert main(["encode", str(video), "--package", str(tmp_path / "p"), "-o", str(tmp_path / "a.mnvc")]) == 2
     assert "was it given as WxH?" in capsys.readouterr().err
+
+
+def _clip64(carphone: Path, path: Path, frames: int = 2) -> Path:
+    """`frames` frames of carphone cut to 64x64 about (32, 48): a clip the 64x64 packages code unpadded."""
+    from mobilecodec.io import VideoWriter, YUVFrame, read_frames
+
+    with VideoWriter(path, 64, 64, 30) as w:
+        for f in read_frames(carphone, frames):
+            w.write(YUVFrame(f.y[32:96, 48:112], f.u[16:48, 24:56], f.v[16:48, 24:56]))
+    return path
+
+
+def test_a_compile_folder_of_a_re_exported_package_is_refused(carphone, tmp_path, capsys):
+    """`export` may replace its own package; a compile folder made from it before then holds the old
+    networks' context binaries. Run against the new host tables its stream would not decode (measured:
+    frame 0's hash differs), so it is refused in one line, naming what changed."""
+    pkg, cmp = tmp_path / "pkg", tmp_path / "cmp"
+    clip = _clip64(carphone, tmp_path / "c64.y4m")
+    assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
+    assert main(["compile", str(pkg), "-o", str(cmp), "--no-progress"]) == 0
+    assert main(["encode", "--package", str(cmp), "--ep", "qnn", str(clip), "-o", str(tmp_path / "a.mnvc"),
+                 "--no-progress"]) == 0
+    assert main(["export", "--checkpoint", "tiny_b0.0512", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["encode", "--package", str(cmp), "--ep", "qnn", str(clip), "-o", str(tmp_path / "b.mnvc"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since" in err and "compile it again" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b.mnvc").exists()
+
+
+def test_a_graph_file_that_is_not_the_manifests_is_refused(package, tmp_path, capsys):
+    """A package whose graph file was replaced (here by the same graph of a 64x64 export: other
+    shapes) is refused in one line by everything that loads it, instead of failing inside
+    onnxruntime with a traceback."""
+    import shutil
+
+    small, mixed = tmp_path / "small", tmp_path / "mixed"
+    assert main(["export", "--config", "tiny", "--size", "64x64", "-o", str(small), "--no-progress"]) == 0
+    shutil.copytree(package, mixed)
+    shutil.copyfile(small / "graphs" / "r_synthesis.onnx", mixed / "graphs" / "r_synthesis.onnx")
+    capsys.readouterr()
+    for argv in (["encode", "--package", str(mixed), "carphone", "--frames", "2", "-o", str(tmp_path / "m.mnvc")],
+                 ["profile", str(mixed), "--runs", "1", "--warmup", "0"],
+                 ["export", "--check", str(mixed), "--no-compile"]):
+        assert main([*argv, "--no-progress"] if argv[0] != "export" else argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "r_synthesis.onnx is not the graph its manifest describes" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_names_the_compile_folders_it_codes(carphone, tmp_path):
+    """Two compile folders of one package for two SoCs are two RD points, each labelled by the folder
+    given and recording its export package and SoC."""
+    pkg = tmp_path / "pkg"
+    clip = _clip64(carphone, tmp_path / "c64.y4m")
+    assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
+    for soc in ("43", "57"):
+        assert main(["compile", str(pkg), "--soc", soc, "-o", str(tmp_path / f"soc{soc}"), "--no-progress"]) == 0
+    assert main(["eval", "--package", f"{tmp_path / 'soc43'},{tmp_path / 'soc57'}", "--ep", "qnn", str(clip),
+                 "-o", str(tmp_path / "ev"), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "ev" / "c64_eval.json").read_text())
+    points = res["points"]
+    assert [p["label"] for p in points] == ["soc43", "soc57"]
+    assert [p["package"] for p in points] == [str(tmp_path / "soc43"), str(tmp_path / "soc57")]
+    assert all(p["export_package"] == str(pkg.resolve()) for p in points)
+    assert [p["soc"]["soc_model"] for p in points] == [43, 57]

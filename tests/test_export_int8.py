@@ -119,7 +119,9 @@ def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, tmp_path
             assert bits == {16} and proto.opset_import[0].version == 21
         else:
             assert bits == {8} and proto.opset_import[0].version == 17
+        assert g["opset"] == proto.opset_import[0].version  # the manifest says each graph's own
         assert (package / g["quantization"]["encodings"]).is_file()
+    assert man["opset"] == 21  # and the highest at the top
     assert (package / "encodings" / "aimet" / "m_synthesis.encodings").is_file()
 
 

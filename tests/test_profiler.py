@@ -79,7 +79,8 @@ def test_onnx_counts_equal_pytorch_counts_per_stage(tiny_package):
 
 
 def test_int8_graph_buffer_dtype(tiny_package, tmp_path):
-    """A QDQ m_synthesis stores the flow as uint8: the buffer shrinks by 4x for that entry."""
+    """A float package carries the flow at its storage dtype (int16 at 1/256 px, what the engine binds
+    between graphs), not at the graph's float32; a QDQ m_synthesis outputs it as uint8, half that."""
     from mobilecodec.export.manifest import load_manifest
     from mobilecodec.export.qdq import quantize_graph, random_feeds
     from mobilecodec.runtime.profiler import package_buffer, qdq_output_dtypes
@@ -91,8 +92,9 @@ def test_int8_graph_buffer_dtype(tiny_package, tmp_path):
     man = load_manifest(tiny_package)
     f32 = package_buffer(man, 30.0, {})
     i8 = package_buffer(man, 30.0, {"m_synthesis": qdq})
-    # tiny at 192x192: frame 6x96x96 uint8; flow 2 x 24 x 24 (8x8 blocks) float32 or uint8
-    assert f32.bytes_per_frame == 6 * 96 * 96 + 2 * 24 * 24 * 4
+    # tiny at 192x192: frame 6x96x96 uint8; flow 2 x 24 x 24 (8x8 blocks) int16 or uint8
+    assert [e["dtype"] for e in f32.entries] == ["uint8", "int16"]
+    assert f32.bytes_per_frame == 6 * 96 * 96 + 2 * 24 * 24 * 2
     assert i8.bytes_per_frame == 6 * 96 * 96 + 2 * 24 * 24
     assert i8.full_res_maps == pytest.approx(1.5 + 2 / 64)
     assert i8.bandwidth_mb_s == pytest.approx(2 * i8.bytes_per_frame * 30 / 1e6)
