@@ -13,7 +13,9 @@ rate P_d, the DRAM bandwidth BW_d and the per-graph overhead t0_d; shared: the i
 element of non-MAC work in MAC-equivalents. w8a16 is not fitted: it runs at r_8 / 2 (16-bit
 activations take two int8 lanes) with 2-byte activations; its published measurements are held
 out and reported as a check. The quality of the estimate is its leave-one-out error on the
-table (refit without one measurement, predict it), printed next to every estimate.
+table (refit without one measurement, predict it), printed next to every estimate; for a model
+outside the table (any user's model) also the leave-one-model-out error (refit without all of a
+model's measurements, predict them), and for w8a16 graphs the held-out w8a16 error instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import functools
 import json
 import math
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,22 +106,45 @@ def calibration() -> dict[str, Any]:
         pred = _predict(th, r[0], r[1], r[2])
         loo.append({"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
                     "predicted_ms": pred * 1e3, "error": pred / r[3] - 1.0})
+    lomo = []  # leave one whole model out: what a model outside the table (a user's own) can expect
+    for model in sorted({r[4]["model"] for r in fitted}):
+        th = _fit([x[:4] for x in fitted if x[4]["model"] != model])
+        for r in (x for x in fitted if x[4]["model"] == model):
+            pred = _predict(th, r[0], r[1], r[2])
+            lomo.append({"model": model, "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
+                         "predicted_ms": pred * 1e3, "error": pred / r[3] - 1.0})
     checks = [{"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
                "predicted_ms": _predict(theta, r[0], r[1], r[2]) * 1e3} for r in held]
     for c in checks:
         c["error"] = c["predicted_ms"] / c["measured_ms"] - 1.0
     errs = [abs(x["error"]) for x in loo]
+    model_errs = [abs(x["error"]) for x in lomo]
     return {"params": dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta)))), "theta": theta.tolist(),
             "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(graphs),
-            "loo": loo, "loo_median": statistics.median(errs), "loo_worst": max(errs), "held_out": checks,
+            "loo": loo, "loo_median": statistics.median(errs), "loo_worst": max(errs),
+            "lomo": lomo, "lomo_median": statistics.median(model_errs), "lomo_worst": max(model_errs),
+            "held_out": checks,
             "source": sorted({(m["source_repo"], m["source_commit"]) for m in table["measurements"]})}
 
 
-def error_label() -> str:
-    """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)'."""
+def error_label(precisions: Iterable[str] = (), unseen_model: bool = False) -> str:
+    """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)', plus the
+    leave-one-model-out error for a model outside the table (`unseen_model`) and, when `precisions`
+    holds w8a16 (never fitted), that precision's held-out errors: an estimate is labelled with the
+    error measured for its own case, not only the best one."""
     c = calibration()
-    return (f"{LABEL} (leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
-            f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %)")
+    parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
+             f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
+    if unseen_model:
+        parts.append(f"this model is not among them; leave-one-model-out error: median "
+                     f"{100 * c['lomo_median']:.0f} %, worst {100 * c['lomo_worst']:.0f} %")
+    if "w8a16" in set(precisions):
+        held = [h for h in c["held_out"] if h["precision"] == "w8a16"]
+        errs = " / ".join(f"{100 * h['error']:+.0f} %" for h in held)
+        models = ", ".join(sorted({h["model"] for h in held}))
+        parts.append(f"w8a16 is not fitted (half the int8 rate by rule); error on its {len(held)} held-out "
+                     f"published measurements ({models}): {errs}, not the figures above")
+    return f"{LABEL} ({'; '.join(parts)})"
 
 
 def estimate_graph(gl: GraphLayers, device: str, precision: str | None = None, top: int = 10) -> dict[str, Any]:

@@ -4,12 +4,15 @@ Per graph: parameters, MACs, kMACs/px, a per-layer table sorted by cost, element
 resampling work apart from MACs, the HTP op check, DRAM traffic under the VTCM tiling rule
 (`mobilecodec.runtime.npu_graph`) and, with a device, the ESTIMATED Snapdragon HTP latency
 (`mobilecodec.runtime.npu_estimate`). State buffers (HyTIP size and bandwidth) come from graph inputs and
-outputs named `buffer_in.*` / `buffer_out.*`, or from the names given as `state`.
+outputs named `buffer_in.*` / `buffer_out.*`, or from the names given as `state`. A module's graph
+inputs are named after the parameters of its `forward` and its outputs `output_0`, `output_1`, ...
+(in the order `forward` returns them), so that `state` can name them.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import tempfile
 from pathlib import Path
@@ -34,6 +37,26 @@ def norm_params(proto: Any) -> int:
         return sizes.get(t, 0)
 
     return sum(size(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3])
+
+
+def _one_line(exc: BaseException) -> str:
+    """'Type: first line of the message' of an exception raised by the user's code, for a one-line error."""
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
+    """One `--state` entry -> (NAME,) or (IN, OUT), or None when it names nothing in `io`. The split
+    point of IN:OUT is the ':' whose two sides both name graph tensors, so that names holding ':'
+    (torch's `onnx::Concat_1`) work on either side."""
+    if entry in io:
+        return (entry,)
+    splits = [(entry[:i], entry[i + 1:]) for i, ch in enumerate(entry)
+              if ch == ":" and entry[:i] in io and entry[i + 1:] in io]
+    if len(splits) > 1:
+        raise InputError(f"--state {entry} splits into IN:OUT in {len(splits)} ways: "
+                         + ", ".join(f"{a} : {b}" for a, b in splits))
+    return splits[0] if splits else None
 
 
 def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None) -> tuple[int, int]:
@@ -77,13 +100,18 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
         for vi in list(proto.graph.input) + list(proto.graph.output):
             io.setdefault(vi.name, (gname, vi))
     if state:
-        wanted = [tuple(s.split(":", 1)) if ":" in s else (s,) for s in state]
+        found = {s: _state_names(s, io) for s in state}
+        missing = [s for s, names in found.items() if names is None]
+        if missing:
+            inits = {i.name for p in protos.values() for i in p.graph.initializer}
+            ins = [vi.name for p in protos.values() for vi in p.graph.input if vi.name not in inits]
+            outs = [vi.name for p in protos.values() for vi in p.graph.output]
+            raise InputError(f"--state names not found among the graph inputs/outputs: {', '.join(missing)} "
+                             f"(inputs: {', '.join(ins[:20])}; outputs: {', '.join(outs[:20])})")
+        wanted = [found[s] for s in state]
     else:
         keys = sorted({n.split(".", 1)[1] for n in io if n.startswith(("buffer_in.", "buffer_out."))})
         wanted = [tuple(x for x in (f"buffer_in.{k}", f"buffer_out.{k}") if x in io) for k in keys]
-    missing = [n for names in wanted for n in names if n not in io]
-    if missing:
-        raise InputError(f"--state names not found among the graph inputs/outputs: {', '.join(missing)}")
     entries = []
     for names in wanted:
         gname, vi = io[names[0]]
@@ -118,12 +146,17 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
                buffer_mb_s: float | None = None) -> dict[str, Any]:
     """ESTIMATED per-graph and per-frame NPU time on each device, the frames/s it allows, and the
     MAC/s and DRAM GB/s a frame rate of `fps` needs. `frames` maps a frame type to the graphs it
-    runs (default: one frame = every graph once)."""
+    runs (default: one frame = every graph once). The label gives the leave-one-model-out error
+    beside the leave-one-out one (no graph estimated here is a calibration model) and the held-out
+    w8a16 error when a graph runs at w8a16."""
     from mobilecodec.runtime.npu_estimate import calibration, error_label, estimate_graph
 
     frames = frames or {"frame": list(layers)}
     cal = calibration()
-    out: dict[str, Any] = {"label": error_label(), "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
+    precisions = {precision or gl.precision for gl in layers.values()}
+    out: dict[str, Any] = {"label": error_label(precisions, unseen_model=True),
+                           "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
+                           "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],
                            "calibration": {"measurements": cal["measurements"], "fitted": cal["fitted"],
                                            "models": cal["models"], "params": cal["params"],
                                            "held_out": cal["held_out"], "source": cal["source"]},
@@ -166,7 +199,7 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     try:
         res = fn()
     except Exception as exc:  # the user's factory failed: say so in one line, not with our traceback
-        raise InputError(f"calling {spec}() failed: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"calling {spec}() failed: {_one_line(exc)}") from None
     if not (isinstance(res, tuple) and len(res) == 2 and isinstance(res[0], nn.Module)):
         raise InputError(f"{spec} must return (nn.Module, example inputs), got {type(res).__name__}")
     module, inputs = res
@@ -175,6 +208,29 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
     return module, tuple(inputs)
+
+
+def _io_names(module: Any, inputs: tuple, outputs: Any) -> tuple[list[str] | None, list[str] | None]:
+    """Graph input names after the parameters of `module.forward` (`*args` -> args_0, ...) and
+    output names `output_0`, `output_1`, ... (None outputs dropped, as the exporter does); None (the
+    exporter's own names) where inputs or outputs are not all tensors, whose flattening it decides."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    in_names = None
+    if all(isinstance(x, torch.Tensor) for x in inputs):
+        try:
+            params = list(inspect.signature(module.forward).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        var = next((p.name for p in params if p.kind == p.VAR_POSITIONAL), None)
+        in_names = [positional[i] if i < len(positional) else f"{var or 'input'}_{i - len(positional)}"
+                    for i in range(len(inputs))]
+    leaves = [x for x in tree_leaves(outputs) if x is not None]
+    out_names = ([f"output_{i}" for i in range(len(leaves))]
+                 if leaves and all(isinstance(x, torch.Tensor) for x in leaves) else None)
+    return in_names, out_names
 
 
 def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[str] | None = None,
@@ -237,15 +293,27 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
 def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     """`profile_graphs` of a factory's module, exported to ONNX in a temporary folder; the PyTorch
     count (runtime.complexity.count_module) is reported beside the ONNX count."""
+    import torch
+
     from mobilecodec.runtime.complexity import count_module
     from mobilecodec.runtime.threads import torch_threads
 
     with torch_threads(1):
         module, inputs = load_factory(spec)
         name = spec.split(":", 1)[1]
-        tc = count_module(module, *inputs)
+        try:  # the user's forward on the user's inputs: its errors are input errors, in one line
+            with torch.no_grad():
+                module.eval()
+                outputs = module(*inputs)
+            tc = count_module(module, *inputs)
+        except Exception as exc:
+            raise InputError(f"running {spec} on its example inputs failed: {_one_line(exc)}") from None
+        in_names, out_names = _io_names(module, inputs, outputs)
         with tempfile.TemporaryDirectory() as tmp:
-            proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx")
+            try:  # ops ONNX cannot express (torch.fft, ...), outputs it cannot carry
+                proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx", in_names, out_names)
+            except Exception as exc:
+                raise InputError(f"exporting {spec} to ONNX failed: {_one_line(exc)}") from None
     return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
         name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
                "resampling": tc.resampling_total}}, **kw)

@@ -4,6 +4,7 @@ on, and `profile PKG --device` on a real export package."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -56,6 +57,27 @@ def test_estimate_of_a_measurement_it_was_not_fitted_on():
     assert meas == pytest.approx(0.814)
     assert 0.4 < pred / meas < 1.6
 
+
+def test_leave_one_model_out_error_and_labels():
+    """The error a model outside the table can expect (each model's measurements predicted by a fit
+    that saw none of them), and labels that give it and w8a16's held-out error where they apply."""
+    from mobilecodec.runtime.npu_estimate import calibration, error_label, predict_without
+
+    c = calibration()
+    assert len(c["lomo"]) == c["fitted"] and {r["model"] for r in c["lomo"]} == {r["model"] for r in c["loo"]}
+    for r in c["lomo"][::5]:
+        pred, meas = predict_without(r["model"], r["device"], r["precision"], whole_model=True)
+        assert r["predicted_ms"] == pytest.approx(pred, rel=1e-6) and r["measured_ms"] == pytest.approx(meas)
+    errs = sorted(abs(r["error"]) for r in c["lomo"])
+    assert c["lomo_worst"] == errs[-1] and c["lomo_median"] == pytest.approx(statistics.median(errs))
+    assert c["lomo_median"] > c["loo_median"]  # harder than leaving one measurement out
+    assert error_label() == error_label(["float", "w8a8"])  # the fitted precisions: one figure
+    own = error_label(["w8a8"], unseen_model=True)
+    assert own.startswith(error_label()[:-1]) and f"worst {100 * c['lomo_worst']:.0f} %" in own
+    w16 = error_label(["w8a8", "w8a16"])
+    held = [h for h in c["held_out"] if h["precision"] == "w8a16"]
+    assert len(held) == 2 and all(f"{100 * h['error']:+.0f} %" in w16 for h in held)
+    assert all(abs(h["error"]) > c["loo_worst"] for h in held)  # why the fitted figure must not stand alone
 
 def test_roofline_bounds_and_precision():
     """Same graph: int8 is faster than float, the memory-heavy UNet is slower per MAC than resnet18."""

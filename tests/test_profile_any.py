@@ -174,3 +174,146 @@ def test_cli_state_names_and_bad_state(tmp_path):
 ])
 def test_module_factory_errors_are_one_line(spec, words):
     assert_clean_error(cli_here("profile", "--module", spec, "--size", "32x32"), *words)
+
+
+RECURRENT = '''
+import torch
+from torch import nn
+
+
+class Rec(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.mix = nn.Conv2d(16, 8, 1)
+        self.dec = nn.ConvTranspose2d(8, 3, 4, stride=2, padding=1)
+
+    def forward(self, frame, state):
+        s = self.mix(torch.cat([torch.relu(self.enc(frame)), state], 1))
+        return self.dec(s), s
+
+
+def rec():
+    return Rec(), (torch.rand(1, 3, 32, 48), torch.rand(1, 8, 16, 24))
+
+
+class Boom(nn.Module):
+    def forward(self, x):
+        raise ValueError("boom in forward")
+
+
+def boom():
+    return Boom(), torch.rand(1, 3, 8, 8)
+
+
+def wrong_shape():
+    return nn.Conv2d(2, 4, 1), torch.rand(1, 3, 8, 8)
+
+
+class Spectrum(nn.Module):
+    def forward(self, x):
+        return torch.fft.rfft2(x).abs()
+
+
+def fft():
+    return Spectrum(), torch.rand(1, 2, 8, 8)
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch) -> str:
+    """A user's module file under tmp_path, importable in this process; returns its module name
+    (unique per test, so no test imports another's cached copy)."""
+    name = f"usermods_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(RECURRENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_module_state_is_named_after_forward(user_module, tmp_path):
+    """A module's graph inputs carry forward's parameter names and its outputs output_0, output_1,
+    so --state IN:OUT can name the state it keeps between frames."""
+    res = cli_here("profile", "--module", f"{user_module}:rec", "--state", "state:output_1", "--fps", "25",
+                   "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    g = rep["graphs"]["rec"]
+    assert list(g["inputs"]) == ["frame", "state"] and list(g["outputs"]) == ["output_0", "output_1"]
+    b = rep["buffer"]
+    # one float32 state of 8 x 16 x 24 = 3072 elements = 2 full-res maps of the 32x48 frame
+    assert [e["tensor"] for e in b["entries"]] == ["state:output_1"]
+    assert b["bytes_per_frame"] == 4 * 8 * 16 * 24 and b["full_res_maps"] == pytest.approx(2.0)
+    assert b["bandwidth_mb_s"] == pytest.approx(2 * 4 * 8 * 16 * 24 * 25 / 1e6)
+
+
+def test_state_names_holding_colons(tmp_path):
+    """torch's own names hold '::' (onnx::Concat_1): IN:OUT splits where both sides are graph names."""
+    w = numpy_helper.from_array(np.ones((8, 11, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Concat", ["input.1", "onnx::Concat_1"], ["xh"], axis=1),
+             helper.make_node("Conv", ["xh", "w"], ["onnx::Conv_7"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "cell", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 16, 16]),
+                                          helper.make_tensor_value_info("onnx::Concat_1", TensorProto.FLOAT,
+                                                                        [1, 8, 16, 16])],
+                          [helper.make_tensor_value_info("onnx::Conv_7", TensorProto.FLOAT, [1, 8, 16, 16])], [w])
+    path = tmp_path / "cell.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    for state in ("onnx::Concat_1:onnx::Conv_7", "onnx::Concat_1"):
+        res = cli_here("profile", str(path), "--state", state, "--json", str(tmp_path / "r.json"))
+        assert res.returncode == 0, res.stderr
+        b = json.loads((tmp_path / "r.json").read_text())["buffer"]
+        assert [e["tensor"] for e in b["entries"]] == [state] and b["bytes_per_frame"] == 4 * 8 * 16 * 16
+    # a name that is not there: one line that lists the names there are
+    assert_clean_error(cli_here("profile", str(path), "--state", "onnx::Concat_1:nope"), "onnx::Concat_1:nope",
+                       "onnx::Conv_7")
+
+
+@pytest.mark.parametrize("factory,words", [
+    ("boom", ("running", "on its example inputs failed", "ValueError: boom in forward")),
+    ("wrong_shape", ("running", "on its example inputs failed", "RuntimeError")),
+    ("fft", ("exporting", "to ONNX failed", "fft")),
+])
+def test_module_errors_are_one_line(user_module, factory, words):
+    assert_clean_error(cli_here("profile", "--module", f"{user_module}:{factory}"), *words)
+
+
+def test_upper_case_onnx_extension(resnet18_onnx, tmp_path):
+    path = tmp_path / "RESNET18.ONNX"
+    path.write_bytes(resnet18_onnx.read_bytes())
+    res = cli_here("profile", str(path), "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["graphs"]["RESNET18"]["macs"] == 1_814_073_344
+
+
+def test_buffer_dtype_is_refused_where_it_does_not_apply(resnet18_onnx, user_module, tiny_package, tmp_path):
+    for source in ([str(resnet18_onnx)], ["--module", f"{user_module}:rec"], [str(tiny_package)]):
+        assert_clean_error(cli_here("profile", *source, "--buffer-dtype", "int8"), "--buffer-dtype",
+                           "--config/--checkpoint")
+    # where it applies it still sets the buffered flow/features' type (default int8)
+    res = cli_here("profile", "--config", "tiny", "--size", "144x176", "--buffer-dtype", "float32",
+                   "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["buffer"]["bytes_per_frame"] == 6 * 96 * 96 + 4 * 2 * 24 * 24
+
+
+def test_w8a16_and_own_model_estimate_labels(user_module, tmp_path):
+    """A w8a16 estimate is labelled with w8a16's own held-out error, and a user's model (never a
+    calibration model) with the leave-one-model-out error, both as the estimator computes them."""
+    from mobilecodec.runtime.npu_estimate import calibration
+
+    cal = calibration()
+    out = tmp_path / "rep"
+    res = cli_here("profile", "--module", f"{user_module}:rec", "--device", "8gen2", "--precision", "w8a16",
+                   "-o", str(out), "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    label = json.loads((tmp_path / "r.json").read_text())["npu"]["label"]
+    held = [h for h in cal["held_out"] if h["precision"] == "w8a16"]
+    assert held and label.startswith("ESTIMATE (") and "w8a16" in label
+    for h in held:
+        assert f"{100 * h['error']:+.0f} %" in label
+    assert f"leave-one-model-out error: median {100 * cal['lomo_median']:.0f} %, worst " \
+           f"{100 * cal['lomo_worst']:.0f} %" in label
+    assert f"NPU latency {label}" in res.stdout and label in (out / "profile.md").read_text()
+    # at a fitted precision the w8a16 figures are not printed; the model-out error still is
+    res = cli_here("profile", "--module", f"{user_module}:rec", "--device", "8gen2", "--json", str(tmp_path / "f.json"))
+    label = json.loads((tmp_path / "f.json").read_text())["npu"]["label"]
+    assert "w8a16" not in label and "leave-one-model-out" in label and "leave-one-out" in label

@@ -6,6 +6,7 @@ buffer, DRAM traffic and the HTP op check; `--device` adds an ESTIMATED Snapdrag
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw, positive_float, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
@@ -20,10 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export package folder (or a `mobilecodec compile` folder with --ep qnn): counts from "
                         "its ONNX graphs and from PyTorch, and latency on onnxruntime; or any MODEL.onnx file")
     p.add_argument("--module", metavar="PKG.MOD:FACTORY",
-                   help="profile a PyTorch model: FACTORY() returns (nn.Module, example inputs)")
+                   help="profile a PyTorch model: FACTORY() returns (nn.Module, example inputs); exported "
+                        "to ONNX with its inputs named after forward's parameters and its outputs output_0, "
+                        "output_1, ... in the order forward returns them (for --state)")
     p.add_argument("--state", nargs="+", metavar="NAME",
                    help="state kept between frames, for the buffer size and bandwidth: a graph input or output name, "
-                        "or IN:OUT for the input a frame reads and the output it writes (counted once); "
+                        "or IN:OUT for the input a frame reads and the output it writes (counted once), split at "
+                        "the ':' whose two sides are both graph names, so names with '::' work; with --module, "
+                        "e.g. state:output_1 (inputs after forward's parameters, outputs output_N); "
                         "default: buffer_in.* / buffer_out.* graph I/O")
     p.add_argument("--device", choices=("8gen2", "8gen3", "all"),
                    help="add the ESTIMATED NPU latency on a Snapdragon 8 Gen 2 (HTP v73) / 8 Gen 3 (HTP v75)")
@@ -35,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame size as HEIGHTxWIDTH for --config/--checkpoint (default 1080x1920, as Table 6); "
                         "for an ONNX file or module, the frame kMACs/px divide by (default: largest 4-D input)")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frame rate for buffer bandwidth (default 30)")
-    p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default="int8",
+    p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default=None,
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "
                         "is always uint8); default int8 as on the NPU. Packages use their graphs' dtypes")
     p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if len(chosen) != 1:
         raise InputError("profile needs exactly one of: a package folder or .onnx file, --config NAME, "
                          "--checkpoint FILE, --module PKG.MOD:FACTORY")
-    is_onnx = bool(args.package) and args.package.endswith(".onnx")
+    is_onnx = bool(args.package) and args.package.lower().endswith(".onnx") and not Path(args.package).is_dir()
     latency_only = given_options(args, "ep", "runs", "warmup", "no_ops")
     if latency_only and not (args.package and not is_onnx):
         raise InputError(f"{', '.join(latency_only)} apply to a package folder (its graphs are run and timed)")
@@ -70,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--precision sets the NPU estimate's precision: give --device too")
     if args.warmup is not None and args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.buffer_dtype is not None and not (args.config or args.checkpoint):
+        raise InputError("--buffer-dtype applies to --config/--checkpoint; a package, ONNX file or module "
+                         "keeps its state at its graphs' own types")
     if args.state and not (is_onnx or args.module):
         raise InputError("--state applies to an ONNX file or --module (packages name their buffer in the manifest)")
     if is_onnx or args.module:
@@ -106,7 +114,7 @@ def _model(args: argparse.Namespace) -> dict:
         raise InputError(f"YUV420 needs an even frame size, got {h}x{w}")
     from mobilecodec.runtime.profiler import profile_model
 
-    report, comp, buf = profile_model(model, h, w, args.fps, args.buffer_dtype)
+    report, comp, buf = profile_model(model, h, w, args.fps, args.buffer_dtype or "int8")
     print(format_table6(comp))
     print()
     print(format_buffer(buf, model.cfg.name, h, w))
