@@ -111,11 +111,13 @@ def test_septuplet_folder(tmp_path, carphone):
         d.mkdir(parents=True)
         for k, f in enumerate(frames, start=1):
             Image.fromarray(yuv_to_rgb8(f)).save(d / f"im{k}.png")
-    data = TrainingData([str(tmp_path / "vimeo")], 7, (128, 128))
+    # carphone frames are the held-out clip, so the folder needs the opt-in (the refusal is tested
+    # in test_train_data.py)
+    data = TrainingData([str(tmp_path / "vimeo")], 7, (128, 128), allow_held_out=True)
     y, uv = data.sample(np.random.default_rng(0))
     assert y.shape == (7, 128, 128) and uv.shape == (7, 2, 64, 64)
     with pytest.raises(InputError, match="shorter than the GOP"):
-        TrainingData([str(tmp_path / "vimeo")], 8, (64, 64))
+        TrainingData([str(tmp_path / "vimeo")], 8, (64, 64), allow_held_out=True)
 
 
 def test_data_errors(carphone, tmp_path, capsys):
@@ -184,17 +186,21 @@ def test_training_lowers_the_loss(trained_run):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
+    """A run stopped at step 3 and resumed to 6 ends with the weights of a straight 6-step run, and
+    both summaries report the hash of the final.pt they saved (the checkpoint's coding tables
+    included: the training model has none, a resumed one stale ones)."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.train.trainer import read_state
 
     args = ("--lr", "1e-3", "--seed", "3", "--checkpoint-every", "3")
-    assert _train(tmp_path / "a", "--steps", "6", *args) == 0
+    assert _train(tmp_path / "a", "--steps", "6", *args, "--json", str(tmp_path / "a.json")) == 0
     assert _train(tmp_path / "b", "--steps", "3", *args) == 0
     assert read_state(tmp_path / "b")["step"] == 3
     # Refuses to overwrite a run, and to resume with different run-defining options.
     assert _train(tmp_path / "b", "--steps", "6", *args) == 2
     assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--beta", "0.5"]) == 2
-    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--steps", "6", "--no-progress"]) == 0
+    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--steps", "6", "--no-progress",
+                 "--json", str(tmp_path / "b.json")]) == 0
     assert read_state(tmp_path / "b")["step"] == 6
     a, ca = load_checkpoint(tmp_path / "a" / "final.pt")
     b, cb = load_checkpoint(tmp_path / "b" / "final.pt")
@@ -202,6 +208,111 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert ca["meta"]["step"] == cb["meta"]["step"] == 6
     assert a.weights_hash() == b.weights_hash()
     assert a.weights_hash() != mid.weights_hash()
+    reported = [json.loads((tmp_path / f"{r}.json").read_text())["weights_hash"] for r in "ab"]
+    assert reported == [a.weights_hash().hex()] * 2
+
+
+def _interrupted(run: Path, sig: int, after_step: int, *extra: str) -> subprocess.CompletedProcess:
+    """`train` in a child process, sent `sig` once log.jsonl holds step `after_step` (logging every
+    step): a Ctrl-C (SIGINT) or a kill (SIGKILL) mid-run."""
+    import time
+
+    cmd = [sys.executable, "-m", "mobilecodec", "train", "--stage", "1", "--beta", "0.0032", "--data", "bikes",
+           "--max-frames", "8", "-o", str(run), *TRAIN_ARGS, "--steps", "1000", "--log-every", "1",
+           "--threads", "1", *extra]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log.is_file() and any(f'"step": {after_step},' in line for line in log.read_text().splitlines()):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _tb_steps(run: Path) -> list[int]:
+    """The steps of train/loss as TensorBoard reads the run's tb/ folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars("train/loss")]
+
+
+def test_a_fresh_start_after_a_ctrl_c_begins_new_logs(tmp_path):
+    """A run interrupted (Ctrl-C) before its first checkpoint leaves logs but nothing to resume; a new
+    run in that folder starts log.jsonl and tb/ afresh instead of appending to the old steps."""
+    import signal
+
+    run = tmp_path / "run"
+    done = _interrupted(run, signal.SIGINT, 3)
+    assert done.returncode != 0 and not (run / "trainer_state.pt").exists()
+    assert len((run / "log.jsonl").read_text().splitlines()) >= 3
+    assert _train(run, "--steps", "2", "--log-every", "1") == 0
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1
+    assert _tb_steps(run) == [1, 2]
+
+
+def test_resume_after_a_kill_drops_the_steps_it_repeats(tmp_path):
+    """A run killed between checkpoints resumes from its last one: log.jsonl and TensorBoard hold
+    each step once, the steps after the checkpoint as the resumed run logged them."""
+    import signal
+
+    run = tmp_path / "run"
+    _interrupted(run, signal.SIGKILL, 5, "--checkpoint-every", "4")
+    from mobilecodec.train.trainer import read_state
+
+    saved = read_state(run)["step"]
+    logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert saved == 4 and max(logged) > saved  # steps to repeat
+    assert main(["train", "-o", str(run), "--resume", "--steps", "7", "--no-progress", "--threads", "1"]) == 0
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 8))
+    assert _tb_steps(run) == list(range(1, 8))
+
+
+def test_resume_skips_a_torn_last_log_line(tmp_path):
+    """A log line cut short (a killed process, a full disk) is dropped on --resume, not a traceback."""
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "2", "--log-every", "1") == 0
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 0.01')
+    assert main(["train", "-o", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_refuses_fewer_steps_than_the_run_has(tmp_path, capsys):
+    """--resume --steps N below the run's step would train nothing and rewrite final.pt: refused."""
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "2") == 0
+    final = (run / "final.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "-o", str(run), "--resume", "--steps", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is at step 2, past --steps 1" in err[0]
+    assert (run / "final.pt").read_bytes() == final
+
+
+@pytest.mark.parametrize("option", [("--seed", "-1"), ("--flow-lambda", "nan"), ("--clip", "nan"), ("--tau", "inf"),
+                                    ("--motion-search-radius", "100")])
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, option):
+    """A negative seed, a non-finite loss weight or gradient clip, a search radius beyond the
+    64x64 crop: one line, exit 2, no run folder."""
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "1", *option) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mobilecodec train: error: {option[0]}"), err
+    assert not run.exists()
 
 
 def test_trained_checkpoint_codes_bit_exactly(trained_run, carphone, tmp_path):
@@ -218,6 +329,7 @@ def test_trained_checkpoint_codes_bit_exactly(trained_run, carphone, tmp_path):
 
 def test_ddp_two_cpu_processes(tmp_path, carphone):
     """torchrun with 2 gloo processes: both ranks end with identical weights, changed by training."""
+    from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
 
@@ -235,7 +347,7 @@ def test_ddp_two_cpu_processes(tmp_path, carphone):
     init = VideoCodec(get_config("tiny")).weights_hash().hex()
     assert h0 == h1
     assert h0 != init
-    assert (run / "final.pt").is_file()
+    assert h0 == load_checkpoint(run / "final.pt")[0].weights_hash().hex()  # the weights saved
 
 
 def test_rollout_trains_only_the_frames_after_the_gradient_free_ones(carphone):

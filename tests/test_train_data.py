@@ -75,6 +75,73 @@ def test_a_copy_or_re_encode_of_the_held_out_clip_is_refused_by_content(tmp_path
         assert not is_held_out(resolve_input(name))
 
 
+def _write_septuplet(folder: Path, rgb_frames) -> None:
+    """RGB frames as a Vimeo-90K septuplet folder (im1.png, im2.png, ...)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for k, rgb in enumerate(rgb_frames, start=1):
+        Image.fromarray(rgb).save(folder / f"im{k}.png")
+
+
+def _rgb_frames(clip, count: int, top: int = 0, left: int = 0, size: tuple[int, int] = (144, 176)) -> list:
+    from mobilecodec.io import read_frames
+    from mobilecodec.metrics.color import yuv_to_rgb8
+
+    h, w = size
+    return [np.ascontiguousarray(yuv_to_rgb8(f)[top:top + h, left:left + w]) for f in read_frames(clip)[:count]]
+
+
+def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, capsys):
+    """carphone's frames written as a Vimeo-90K folder (sequences/00001/0001/im1..7.png) are the
+    held-out clip by content; a folder of bikes frames of the same size is not."""
+    from mobilecodec.train.data import TrainingData, is_held_out
+
+    held = tmp_path / "vimeo_carphone"
+    _write_septuplet(held / "sequences" / "00001" / "0001", _rgb_frames(carphone, 7))
+    other = tmp_path / "vimeo_bikes"
+    _write_septuplet(other / "sequences" / "00001" / "0001", _rgb_frames(bikes, 7, top=64, left=200))
+    assert is_held_out(held) and is_held_out(held / "sequences" / "00001" / "0001")
+    assert not is_held_out(other)
+    with pytest.raises(InputError, match="held-out"):
+        TrainingData([str(held)], 2, (64, 64))
+    TrainingData([str(other)], 2, (64, 64))
+    TrainingData([str(held)], 2, (64, 64), allow_held_out=True)  # the explicit opt-in still works
+    capsys.readouterr()
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", str(held), "-o", str(tmp_path / "r")]) == 2
+    assert "held-out" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_every_septuplet_folder_is_checked_and_sampled_within_its_frames(tmp_path, bikes):
+    """A folder with fewer frames than the GOP, or frames of another size, is named at the start
+    (not on the step that draws it); folders of different lengths are sampled within their own."""
+    from mobilecodec.train.data import TrainingData
+
+    frames = _rgb_frames(bikes, 7, size=(128, 128))
+    root = tmp_path / "v"
+    _write_septuplet(root / "sequences" / "00001" / "0001", frames)
+    _write_septuplet(root / "sequences" / "00001" / "0002", frames[:3])
+    data = TrainingData([str(root)], 3, (64, 64))
+    starts = set()
+    for seed in range(40):
+        y, _ = data.sample(np.random.default_rng(seed))
+        hits = [t for t in range(5) if _contains(_rgb_luma(frames[t]), y[0])]
+        assert hits and all(_contains(_rgb_luma(frames[t + 2]), y[2]) for t in hits[:1])
+        starts.add(hits[0])
+    assert 0 in starts and max(starts) > 0  # the long folder's later starts are drawn too
+    with pytest.raises(InputError, match=r"00001/0002: has 3 frames, shorter than the GOP of 4"):
+        TrainingData([str(root)], 4, (64, 64))
+    _write_septuplet(root / "sequences" / "00002" / "0001", _rgb_frames(bikes, 7, size=(128, 192)))
+    with pytest.raises(InputError, match=r"00002/0001: frames are 192x128, unlike the 128x128"):
+        TrainingData([str(root)], 2, (64, 64))
+
+
+def _rgb_luma(rgb: np.ndarray) -> np.ndarray:
+    from mobilecodec.train.data import rgb_to_yuv420
+
+    return rgb_to_yuv420(rgb)[0]
+
+
 def test_stills_are_natural_colour_images_found_in_wheels():
     from mobilecodec.train.stills import find_stills
 
@@ -239,6 +306,33 @@ def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert "cannot be combined with --recipe" in capsys.readouterr().err
     assert main(["train", "--recipe", "nope", "-o", str(tmp_path / "r")]) == 2
     assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_recipe_cli_refuses_steps_and_intervals_it_would_ignore(tmp_path, capsys):
+    """Every phase takes its steps and its checkpoint and log intervals from the recipe, so the CLI
+    refuses them instead of ignoring them."""
+    for option in (["--steps", "5"], ["--checkpoint-every", "2"], ["--log-every", "1"]):
+        assert main(["train", "--recipe", "tiny-smoke", "--until", "iframe", "--threads", "1", "--no-progress",
+                     *option, "-o", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{option[0]} cannot be combined with --recipe" in err[0]
+        assert not (tmp_path / "r").exists()
+
+
+def test_recipe_refuses_to_continue_a_phase_on_other_data(smoke_run, tmp_path):
+    """A phase stopped mid-way is not continued on other --data than it started on."""
+    import shutil
+
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+    from mobilecodec.train.trainer import read_state
+
+    recipe = get_recipe("tiny-smoke")
+    partial = _copy_run(smoke_run[0], tmp_path / "partial")
+    shutil.rmtree(partial / "pframe")
+    run_recipe(recipe, partial, until="pframe", threads=1, progress=False, stop_after_steps=5)
+    with pytest.raises(InputError, match=r"was trained with other options than this recipe's phase \(data\)"):
+        run_recipe(recipe, partial, data=["bikes"], until="pframe", threads=1, progress=False)
+    assert read_state(partial / "pframe")["step"] == 5  # not continued
 
 
 def test_recipe_refuses_a_phase_folder_trained_with_other_options(smoke_run, tmp_path):

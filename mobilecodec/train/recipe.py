@@ -15,8 +15,8 @@ the recipe folder, started from the previous phase's final checkpoint:
 a checkpoint resumes from it (randomness is a function of the step, so an interrupted and resumed
 phase repeats an uninterrupted one), and `--minutes M` stops cleanly at a checkpoint after M
 minutes, so a long schedule can be spread over many sessions. A phase folder trained with other
-options than the recipe now defines is refused, not silently continued. `--device cuda --batch-scale K` runs
-the same phases with K times larger batches on a GPU.
+options than the recipe now defines, or on other --data, is refused, not silently continued.
+`--device cuda --batch-scale K` runs the same phases with K times larger batches on a GPU.
 """
 
 from __future__ import annotations
@@ -178,8 +178,9 @@ def phase_status(opts: Any) -> tuple[str, int]:
     return ("done" if done else "partial"), step
 
 
-#: Options that define what a phase trains; a folder saved with other values is another phase.
-_PHASE_DEFINING = ("config", "beta", "reinit", "freeze")
+#: Options that define what a phase trains; a folder saved with other values is another phase
+#: (data too: a phase continued on other data than it started on would be neither's model).
+_PHASE_DEFINING = ("config", "beta", "data", "reinit", "freeze")
 
 
 def _check_same_phase(opts: Any, saved: dict[str, Any], run: Path) -> None:

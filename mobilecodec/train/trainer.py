@@ -6,7 +6,7 @@ Run folder layout:
     last.pt               the newest of those;  final.pt  at the end
     trainer_state.pt      step, optimizer state and the run's options (for --resume)
     log.jsonl, tb/        metrics (JSON lines and TensorBoard)
-    rank{r}_weights.txt   (distributed runs) each rank's weights hash at the end
+    rank{r}_weights.txt   (distributed runs) each rank's weights hash at the end (as final.pt holds them)
 Randomness is a function of (seed, rank, step): the data sample and the quantization noise of
 step s are seeded from it, so a resumed run repeats an uninterrupted one exactly (on CPU).
 
@@ -98,8 +98,10 @@ class TrainOptions:
                 raise InputError(f"cannot re-initialise {name!r}; networks: {', '.join(VideoCodec.REINIT_NETWORKS)}")
         if self.reinit and not self.init:
             raise InputError("re-initialising networks needs an init checkpoint (--init)")
-        if not self.beta > 0:
-            raise InputError(f"beta must be positive, got {self.beta}")
+        if not 0 < self.beta < math.inf:
+            raise InputError(f"beta must be positive and finite, got {self.beta}")
+        if not 0 <= self.seed < 2**64:  # numpy's SeedSequence and torch.manual_seed take no other
+            raise InputError(f"--seed must be in 0..2^64-1, got {self.seed}")
         if self.checkpoint_every < 1:
             raise InputError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if self.data_workers < 0:
@@ -107,6 +109,15 @@ class TrainOptions:
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
         self.stage.validate()
+        for name, option in _FLOAT_OPTIONS.items():  # nan passes every comparison, inf most
+            value = getattr(self.stage, name)
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"{option} must be a finite number, got {value}")
+        radius, crop = self.motion_search_radius, max(self.stage.crop)
+        if radius is not None and radius > crop:  # no block moves further within a crop; the search's
+            # memory grows with the radius (a huge one exhausted the machine)
+            raise InputError(f"--motion-search-radius {radius} is larger than the crop ({crop} pixels); "
+                             f"use at most {crop}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -127,6 +138,13 @@ class TrainOptions:
         d.setdefault("motion_search_radius", None)
         d["freeze"] = tuple(d.get("freeze", ()))
         return TrainOptions(**d)
+
+
+#: Float fields of StageConfig and the option that sets each (they must be finite).
+_FLOAT_OPTIONS = {"lr": "--lr", "lr_final": "lr_final", "p_rate_factor": "--p-rate-factor", "tau": "--tau",
+                  "flow_lambda_pred": "--flow-lambda", "flow_lambda_rec": "--flow-lambda",
+                  "flow_lambda_teacher": "--flow-teacher", "grad_clip": "--clip",
+                  "ref_grad_scale": "--ref-grad-scale"}
 
 
 # --- distributed helpers -------------------------------------------------------------------
@@ -239,12 +257,13 @@ def _meta(opts: TrainOptions, step: int, dist: DistInfo, final: bool) -> dict:
 
 
 def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: DistInfo,
-             final: bool = False) -> Path:
-    """Write checkpoint_XXXXXX.pt, last.pt (and final.pt) then trainer_state.pt (rank 0 only)."""
+             final: bool = False, coded=None) -> Path:
+    """Write checkpoint_XXXXXX.pt, last.pt (and final.pt) then trainer_state.pt (rank 0 only);
+    `coded` is `coding_copy(model)` where the caller has made it already."""
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_path
 
-    m = coding_copy(model)
+    m = coding_copy(model) if coded is None else coded
     meta = _meta(opts, step, dist, final)
     path = save_checkpoint(run / f"checkpoint_{step:06d}.pt", m, beta=opts.beta, meta=meta)
     save_checkpoint(run / "last.pt", m, beta=opts.beta, meta=meta)
@@ -273,17 +292,27 @@ def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
 # --- logging ---------------------------------------------------------------------------------
 
 class _Logger:
-    """JSON lines (always) and TensorBoard (when importable) on rank 0."""
+    """JSON lines (always) and TensorBoard (when importable) on rank 0. A fresh run starts both
+    empty (a folder left by a run interrupted before its first checkpoint may hold old ones); a run
+    resumed at `resume_step` drops what was logged after it (repeated now)."""
 
-    def __init__(self, run: Path, enabled: bool) -> None:
+    def __init__(self, run: Path, enabled: bool, resume_step: int | None = None) -> None:
         self.enabled = enabled
         self.tb = None
         self.jsonl = run / "log.jsonl"
         if enabled:
+            if resume_step is None:
+                self.jsonl.unlink(missing_ok=True)
+                for old in (run / "tb").glob("events.out.tfevents.*"):
+                    old.unlink()
+            else:
+                self.truncate(resume_step)
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run / "tb"))
+                # purge_step: TensorBoard hides the earlier event files' steps from it on
+                self.tb = SummaryWriter(str(run / "tb"),
+                                        purge_step=None if resume_step is None else resume_step + 1)
             except ImportError:
                 print("note: tensorboard is not installed; metrics go to log.jsonl only", file=sys.stderr)
 
@@ -298,12 +327,19 @@ class _Logger:
             f.write(json.dumps({"step": step, **scalars}) + "\n")
 
     def truncate(self, step: int) -> None:
-        """Drop log lines past `step` (written after the checkpoint a resumed run restarts from)."""
+        """Drop log lines past `step` (written after the checkpoint a resumed run restarts from),
+        and lines that do not parse (the torn last line of a killed process or a full disk)."""
         if self.jsonl.is_file():
             from mobilecodec.fsutil import write_bytes_atomic
 
-            keep = [line for line in self.jsonl.read_text().splitlines(keepends=True)
-                    if line.strip() and json.loads(line)["step"] <= step]
+            keep = []
+            for line in self.jsonl.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    if record["step"] <= step:
+                        keep.append(line + "\n")
+                except (ValueError, TypeError, KeyError):
+                    continue
             write_bytes_atomic(self.jsonl, "".join(keep).encode())
 
     def close(self) -> None:
@@ -333,6 +369,9 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
     if resume:
         state = read_state(run)
         start_step = int(state["step"])
+        if st.steps < start_step:  # it would train nothing and rewrite final.pt at the old step
+            raise InputError(f"{run} is at step {start_step}, past --steps {st.steps}; "
+                             f"give --steps {start_step} or more")
         ckpt = run / f"checkpoint_{start_step:06d}.pt"
         if not ckpt.is_file():
             raise CheckpointError(f"{run}: trainer state is at step {start_step} but {ckpt.name} is missing")
@@ -395,9 +434,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             gop_loss = DDP(gop_loss, device_ids=[device.index] if device.type == "cuda" else None,
                            broadcast_buffers=False, find_unused_parameters=st.gop < 2)
 
-        logger = _Logger(run, dist.is_main)
-        if resume and dist.is_main:
-            logger.truncate(start_step)
+        logger = _Logger(run, dist.is_main, start_step if resume else None)
         summary: dict[str, Any] = {}
         ema: dict[str, float] = {}
         coded: dict[str, Any] = {}  # the last logged step's coded columns, for the progress bar
@@ -454,12 +491,16 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         seconds = time.perf_counter() - t0
         steps_done = step - start_step
         final_path = run / ("last.pt" if interrupted else "final.pt")
+        # The hash of what final_path holds (coding tables included; the training model has none,
+        # or a resumed one stale ones), so a resumed run reports what an uninterrupted one does.
+        saved = coding_copy(model)
+        weights_hash = saved.weights_hash().hex()
         if dist.is_main and not interrupted:
-            save_run(run, model, optimizer, opts, step, dist, final=True)
+            save_run(run, model, optimizer, opts, step, dist, final=True, coded=saved)
         if dist.enabled:
             from mobilecodec.fsutil import write_bytes_atomic
 
-            write_bytes_atomic(run / f"rank{dist.rank}_weights.txt", (model.weights_hash().hex() + "\n").encode())
+            write_bytes_atomic(run / f"rank{dist.rank}_weights.txt", (weights_hash + "\n").encode())
         _barrier(dist)
     finally:
         if prefetch is not None:
@@ -471,7 +512,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
             "start_step": start_step, "step": step, "steps_run": steps_done, "seconds": seconds,
             "steps_per_s": steps_done / seconds if seconds > 0 and steps_done else None,
             "world_size": dist.world_size, "checkpoint": str(final_path),
-            "weights_hash": model.weights_hash().hex(), "last": summary, "options": opts.to_dict(),
+            "weights_hash": weights_hash, "last": summary, "options": opts.to_dict(),
             "interrupted": interrupted}
 
 
