@@ -134,8 +134,10 @@ def test_writer_leaves_nothing_behind_on_error(tmp_path):
 
 
 def test_invalid_header_fields_rejected_when_writing(tmp_path):
+    # rates outside 1/1000..1000 fps: no video reader produces them and no video writer takes them
     for kw in (dict(width=0), dict(height=20000), dict(fps_num=0), dict(weights_hash=b"x"),
-               dict(config_id=""), dict(config_id="x" * 300), dict(intra_period=70000)):
+               dict(config_id=""), dict(config_id="x" * 300), dict(intra_period=70000),
+               dict(fps_num=1, fps_den=2 ** 32 - 1), dict(fps_num=2 ** 32 - 1, fps_den=1)):
         with pytest.raises(BitstreamError):
             StreamWriter(tmp_path / "e.mnvc", make_header(**kw))
 

@@ -202,3 +202,13 @@ def test_unknown_option_is_reported_by_its_command():
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("mobilecodec info: error: unrecognized arguments: --no-such-option "
                                    "(see 'mobilecodec info --help')")
+
+
+@pytest.mark.parametrize("command", ["init", "train", "ptq", "qat", "export"])
+@pytest.mark.parametrize("seed", ["-1", "18446744073709551616"])
+def test_a_seed_outside_what_numpy_and_torch_take_is_one_line(command, seed, tmp_path):
+    """Seeds are 0..2^64-1 everywhere (torch.manual_seed overflowed on a larger one with a traceback,
+    numpy's SeedSequence on a negative one)."""
+    proc = _run("-m", "mobilecodec", command, "--seed", seed, "-o", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "a seed must be in 0..2^64-1" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()

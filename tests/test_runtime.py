@@ -169,6 +169,8 @@ def test_package_decode_exit_code_on_hash_mismatch(tiny_package, carphone, tmp_p
     assert allowed.returncode == 0 and "2/3 frame hashes match" in allowed.stdout, allowed.stderr
     wrong = cli_here("decode", tmp_path / "a.mnvc", "--allow-drift", "--no-progress")
     assert wrong.returncode == 2 and "--allow-drift applies to --package" in wrong.stderr
+    wrong = cli_here("decode", tmp_path / "b.mnvc", "--package", tiny_package, "--no-verify", "--no-progress")
+    assert wrong.returncode == 2 and "--no-verify applies to PyTorch decodes" in wrong.stderr  # was ignored
 
 
 def test_padded_size_mismatch_is_a_clean_error(tiny_package, tmp_path):

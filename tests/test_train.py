@@ -303,15 +303,15 @@ def test_resume_refuses_fewer_steps_than_the_run_has(tmp_path, capsys):
     assert (run / "final.pt").read_bytes() == final
 
 
-@pytest.mark.parametrize("option", [("--seed", "-1"), ("--flow-lambda", "nan"), ("--clip", "nan"), ("--tau", "inf"),
+@pytest.mark.parametrize("option", [("--flow-lambda", "nan"), ("--clip", "nan"), ("--tau", "inf"),
                                     ("--motion-search-radius", "100")])
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, option):
-    """A negative seed, a non-finite loss weight or gradient clip, a search radius beyond the
-    64x64 crop: one line, exit 2, no run folder."""
+    """A non-finite loss weight or gradient clip, a search radius beyond the 64x64 crop: one line,
+    exit 2, no run folder (a seed out of range: tests/test_cli.py, refused by the parser)."""
     run = tmp_path / "run"
     assert _train(run, "--steps", "1", *option) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"mobilecodec train: error: {option[0]}"), err
+    assert len(err) == 1 and err[0].startswith("mobilecodec train: error:") and option[0] in err[0], err
     assert not run.exists()
 
 

@@ -29,6 +29,7 @@ import struct
 import zlib
 from contextlib import ExitStack
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -133,6 +134,10 @@ class StreamHeader:
                 raise BitstreamError(f"{name} {v} outside 1..{MAX_DIMENSION}")
         if not (0 < self.fps_num < 2 ** 32 and 0 < self.fps_den < 2 ** 32):
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} is not a positive rational")
+        from mobilecodec.io.frame import MAX_FPS, MIN_FPS  # what every reader and writer of video accepts
+
+        if not MIN_FPS <= Fraction(self.fps_num, self.fps_den) <= MAX_FPS:
+            raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} outside {MIN_FPS}..{MAX_FPS} fps")
         if not 0 <= self.frame_count < 2 ** 32:
             raise BitstreamError(f"frame count {self.frame_count} out of range")
         if not 0 <= self.intra_period < 2 ** 16:

@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if args.package:
         if args.checkpoint:
             raise InputError("pass either --checkpoint or --package, not both")
+        if args.no_verify:
+            raise InputError("--no-verify applies to PyTorch decodes; a --package decode writes every frame and "
+                             "reports the hashes that match (--allow-drift: exit 0 all the same)")
         return _run_package(args)
     if args.allow_drift:
         raise InputError("--allow-drift applies to --package decodes (use --no-verify with the PyTorch decoder)")

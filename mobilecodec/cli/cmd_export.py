@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw
+from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw, seed_int
 from mobilecodec.export.formats import MANIFEST, PACKAGE_FORMAT
 
 HELP = "export ONNX graphs per network stage (static shapes, buffer as graph I/O) or --check a package for the HTP"
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", metavar="Q", help="a `mobilecodec ptq` output folder made from this checkpoint: "
                    "export the quantized stages as aimet QDQ int8 graphs (per-channel int8 weights, "
                    "uint8/uint16 activations from the aimet encodings)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the random weights with --config (default 0)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed of the random weights with --config (default 0)")
     p.add_argument("--no-compile", action="store_true", help="with --check: static rules only, no QNN compile")
     p.add_argument("--soc", type=int, default=None, help="with --check: QNN soc_model to compile for (default 43)")
     p.add_argument("--json", metavar="PATH", help="write the manifest or check report as JSON ('-' for stdout)")

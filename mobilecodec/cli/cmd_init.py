@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_architecture_arguments, emit_json
+from mobilecodec.cli.common import Output, add_architecture_arguments, emit_json, seed_int
 
 HELP = "create a randomly initialised checkpoint of a registered config"
 OUTPUT = Output("file")
@@ -14,7 +14,7 @@ OUTPUT = Output("file")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny", help="registered config name (default: tiny)")
     add_architecture_arguments(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the random initialisation (0..2^64-1, default 0)")
     p.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--json", metavar="PATH", help="write the summary (config, parameters, weights hash) as "
                    "JSON ('-' for stdout)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_int, seed_int
 
 HELP = "int8 post-training quantization with aimet: calibrate per-stage QuantSims on real GOPs"
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random crop of each GOP, multiples of 64 (default 256x256, clamped to the largest "
                         "multiple of 64 the smallest clip holds, e.g. 128x128 for 176x144 carphone)")
     p.add_argument("--eval-gops", type=int, default=4, help="held-out GOPs for the float/int8 PSNR report (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the crop positions (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the crop positions (default 0)")
     p.add_argument("--scheme", choices=("tf", "tf_enhanced"), default="tf",
                    help="activation range estimator: tf = min/max (default), tf_enhanced = SQNR search")
     p.add_argument("--aimet-config", default="htp_v73",

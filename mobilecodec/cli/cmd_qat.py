@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, check_not_input, emit_json, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import Output, check_not_input, emit_json, parse_hw, positive_float, positive_int, seed_int
 
 HELP = "int8 quantization-aware training (STE) of a `ptq` output folder on real GOPs"
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder: its options, input and data are kept (repeat "
                         "them unchanged or leave them out); only --steps and --checkpoint-every may change")
-    p.add_argument("--seed", type=int, default=None, help=f"seed of data sampling and rate noise (default {d.seed})")
+    p.add_argument("--seed", type=seed_int, default=None, help=f"seed of data sampling and rate noise (default {d.seed})")
     p.add_argument("--max-frames", type=positive_int, default=None, help="read at most N frames of each clip")
     p.add_argument("--allow-held-out", action="store_true",
                    help="let --data name the held-out evaluation clip (carphone); results on it are then no "

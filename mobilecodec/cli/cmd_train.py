@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, given_options, parse_hw,
-                                    positive_float, positive_int)
+                                    positive_float, positive_int, seed_int)
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
 OUTPUT = Output("folder")  # a run folder, continued when started again
@@ -96,7 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 1.0; 0 = off)")
     p.add_argument("--checkpoint-every", type=positive_int, default=None, help="checkpoint every N steps (1000)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
-    p.add_argument("--seed", type=int, default=None, help="seed of initialisation and data sampling (default 0)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed of initialisation and data sampling (default 0)")
     p.add_argument("--init", default=None, metavar="CKPT", help="start from this checkpoint (e.g. stage 1's final.pt)")
     p.add_argument("--reinit", nargs="+", default=None, metavar="NET",
                    help="with --init: re-initialise these networks (e.g. motion_predictor m_analysis "

@@ -116,6 +116,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def seed_int(text: str) -> int:
+    """A random seed: an integer in 0..2^64-1, what numpy's SeedSequence and torch.manual_seed take."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    if not 0 <= v < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"a seed must be in 0..2^64-1, got {text}")
+    return v
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
