@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="checkpoint file, or the name of a shipped checkpoint (see `mobilecodec info`)")
     model.add_argument("--package", metavar="PKG",
                        help="export package folder (or a `mobilecodec compile` folder for --ep qnn): run its "
-                            "ONNX graphs with onnxruntime; the stream decodes with the PyTorch path too")
+                            "ONNX graphs with onnxruntime; decode the stream with the same package and backend (decode "
+                            "--package): other backends' reconstructions differ by rounding, an int8 package's by more")
     p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
                    help="onnxruntime execution provider for --package (default cpu; qnn: HTP backend, emulated "
                         "on x86)")
