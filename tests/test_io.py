@@ -541,6 +541,7 @@ def test_variable_frame_rate_video_warns_once(tmp_path):
     ("F0:1", "positive"),
     ("F-30:1", "positive"),
     ("F30:0", "bad y4m header field"),
+    ("F25:1 W20000", "over 16384 pixels a side"),  # a damaged size: refused, not allocated
 ])
 def test_y4m_header_tags(tags, error, tmp_path):
     path = tmp_path / "t.y4m"

@@ -37,6 +37,7 @@ import numpy as np
 
 from mobilecodec.errors import BitstreamError
 from mobilecodec.fsutil import atomic_path
+from mobilecodec.io.frame import MAX_DIMENSION, MAX_FPS, MIN_FPS  # the readers' limits
 
 MAGIC = b"MNVC"
 # Version 2: the decoding process stores the block flow on its int16 grid (1/256 px) before the
@@ -48,7 +49,6 @@ FORMAT_VERSION = 4
 WEIGHTS_HASH_BYTES = 16
 FRAME_HASH_BYTES = 4
 CRC_BYTES = 2
-MAX_DIMENSION = 16384
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 MAX_CONFIG_ID_BYTES = 256
 MAX_HEAD_BYTES = 4  # varint of 2 * MAX_PAYLOAD_BYTES + 1 < 2^28
@@ -134,8 +134,6 @@ class StreamHeader:
                 raise BitstreamError(f"{name} {v} outside 1..{MAX_DIMENSION}")
         if not (0 < self.fps_num < 2 ** 32 and 0 < self.fps_den < 2 ** 32):
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} is not a positive rational")
-        from mobilecodec.io.frame import MAX_FPS, MIN_FPS  # what every reader and writer of video accepts
-
         if not MIN_FPS <= Fraction(self.fps_num, self.fps_den) <= MAX_FPS:
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} outside {MIN_FPS}..{MAX_FPS} fps")
         if not 0 <= self.frame_count < 2 ** 32:

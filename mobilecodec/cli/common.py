@@ -98,7 +98,7 @@ def _size_pair(text: str, expected: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     if a <= 0 or b <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    from mobilecodec.bitstream.format import MAX_DIMENSION  # imported only when a size is given
+    from mobilecodec.io.frame import MAX_DIMENSION  # imported only when a size is given
 
     if max(a, b) > MAX_DIMENSION:
         raise argparse.ArgumentTypeError(f"each side must be at most {MAX_DIMENSION} (the stream format's "

@@ -30,10 +30,17 @@ class YUVFrame(NamedTuple):
         return int(self.y.shape[1])
 
 
+#: the largest side any command reads or codes (the stream header stores it; 16K covers 8K video)
+MAX_DIMENSION = 16384
+
+
 def check_size(width: int, height: int, what: str = "video") -> None:
-    """Raise InputError unless (width, height) is a positive, even yuv420p size."""
+    """Raise InputError unless (width, height) is a positive, even yuv420p size of at most
+    MAX_DIMENSION a side (a damaged header would otherwise ask for terabytes)."""
     if width <= 0 or height <= 0:
         raise InputError(f"{what}: size must be positive, got {width}x{height}")
+    if max(width, height) > MAX_DIMENSION:
+        raise InputError(f"{what}: size {width}x{height} is over {MAX_DIMENSION} pixels a side")
     if width % 2 or height % 2:
         raise InputError(f"{what}: width and height must be even for yuv420p, got {width}x{height}")
 
