@@ -19,8 +19,10 @@ W8A16_PRESET_NAMES = ("receiver",)  # expanded per model by quant.sim.W8A16_PRES
 class QuantConfig:
     """What the sims are built with; stored in quantized.pt so `load_quantized` rebuilds identical sims.
 
-    `w8a16` lists layers whose activations (inputs and outputs) run at 16 bits: a stage name
-    ('m_synthesis') or a stage module path ('m_synthesis.out', 'motion_predictor.module_cat')."""
+    `w8a16` lists layers whose activation quantizers run at 16 bits: a stage name ('m_synthesis': all
+    of its layers) or a stage module path ('m_synthesis.out', 'motion_predictor.module_cat': that
+    layer's own quantizers, its output and an input quantizer where aimet puts one; an input that is
+    the previous layer's output stays on that layer's grid, so list that layer too)."""
 
     aimet_config: str = DEFAULT_AIMET_CONFIG
     quant_scheme: str = "tf"  # tf = min/max, tf_enhanced = SQNR-optimal ranges

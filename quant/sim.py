@@ -261,8 +261,8 @@ def resolve_layers(sims: "OrderedDict[str, object]", names: Sequence[str]) -> di
 
 
 def apply_w8a16(sims: "OrderedDict[str, object]", names: Sequence[str], bitwidth: int = 16) -> None:
-    """Set the activation quantizers (inputs and outputs) of the named layers to `bitwidth` bits.
-    Must run before calibration: encodings are computed for the new grid."""
+    """Set the named layers' own activation quantizers (outputs, and inputs where aimet has one on
+    the layer) to `bitwidth` bits. Must run before calibration: encodings are computed for the new grid."""
     for mods in resolve_layers(sims, names).values():
         for m in mods:
             for q in _activation_quantizers(m):
