@@ -133,7 +133,9 @@ def _psnr_planes(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(float_model, qmodel, gops: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR (dB) over the frames of `gops`: float vs source, int8 vs source, int8 vs float."""
+    """Mean PSNR (dB) over the frames of `gops`: float vs source, int8 vs source, int8 vs float, of
+    the networks' eval-mode forward (rounded latents, unclamped reconstructions that are not rounded
+    to 8-bit levels): a quick check, not coded quality, which `check-int8` measures on real streams."""
     from mobilecodec.quant.sim import quiet_aimet
 
     acc: dict[str, list[float]] = {"float_psnr_yuv": [], "int8_psnr_yuv": [], "int8_vs_float_psnr_yuv": []}

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     psnr = ""
     if "int8_psnr_yuv" in summary:
         psnr = (f", PSNR-YUV float {summary['float_psnr_yuv']:.2f} dB / int8 {summary['int8_psnr_yuv']:.2f} dB"
-                f" (int8 vs float {summary['int8_vs_float_psnr_yuv']:.2f} dB)")
+                f" (int8 vs float {summary['int8_vs_float_psnr_yuv']:.2f} dB) on {args.eval_gops} held-out GOPs, "
+                "network forward (coded quality: check-int8)")
     ada = ""
     if "adaround" in summary:
         done = [n for n, e in summary["adaround"].items() if e["adaround"]]
