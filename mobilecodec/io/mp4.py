@@ -55,8 +55,8 @@ def _warn_if_converted(path: Path, ctx: Any) -> None:
         return
     what = fmt + (" full range" if full and fmt.startswith("yuv") and not fmt.startswith("yuvj") else "")
     warnings.warn(InputWarning(
-        f"{path}: pixels are {what}; read as 8-bit limited-range 4:2:0 (as ffmpeg -pix_fmt yuv420p converts "
-        f"them), so quality is measured against the converted frames"))
+        f"{path}: pixels are {what}; read as 8-bit limited-range 4:2:0 (as ffmpeg -vf scale=out_range=limited "
+        f"-pix_fmt yuv420p converts them), so quality is measured against the converted frames"))
 
 
 class AVReader(VideoReader):
