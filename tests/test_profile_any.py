@@ -317,3 +317,170 @@ def test_w8a16_and_own_model_estimate_labels(user_module, tmp_path):
     res = cli_here("profile", "--module", f"{user_module}:rec", "--device", "8gen2", "--json", str(tmp_path / "f.json"))
     label = json.loads((tmp_path / "f.json").read_text())["npu"]["label"]
     assert "w8a16" not in label and "leave-one-model-out" in label and "leave-one-out" in label
+
+
+RNN_MODULES = '''
+import torch
+from torch import nn
+
+
+class RowRNN(nn.Module):
+    """A conv, then a recurrent layer along each row: sequence = the W columns, batch = the H rows."""
+
+    def __init__(self, kind, layers=1, bidirectional=False):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.rnn = getattr(nn, kind)(8, 16, num_layers=layers, bidirectional=bidirectional)
+
+    def forward(self, frame, h, c=None):
+        f = self.enc(frame)                                      # 1, 8, H, W
+        seq = f.permute(3, 0, 2, 1).reshape(f.shape[3], f.shape[2], 8)   # W, H, 8
+        y, state = self.rnn(seq, h if c is None else (h, c))
+        return y, state
+
+
+def _make(kind, layers=1, bidirectional=False):
+    n = layers * (2 if bidirectional else 1)
+    states = (torch.rand(n, 16, 16),) * (2 if kind == "LSTM" else 1)
+    return RowRNN(kind, layers, bidirectional), (torch.rand(1, 3, 16, 24), *states)
+
+
+def gru():
+    return _make("GRU")
+
+
+def lstm():
+    return _make("LSTM")
+
+
+def rnn():
+    return _make("RNN")
+
+
+def gru_bi2():
+    return _make("GRU", 2, True)
+
+
+def lstm_bi2():
+    return _make("LSTM", 2, True)
+'''
+
+
+@pytest.mark.parametrize("factory,op", [("gru", "GRU"), ("lstm", "LSTM"), ("rnn", "RNN"), ("gru_bi2", "GRU"),
+                                        ("lstm_bi2", "LSTM")])
+def test_recurrent_ops_are_counted(tmp_path, monkeypatch, factory, op):
+    """GRU / LSTM / RNN nodes (torch's own export) are counted, not listed as unknown ops: every weight of
+    torch's weight_ih_l*/weight_hh_l* is one MAC per time step and batch element (the count here comes
+    from torch's module shapes, not from the counter), every parameter of the module is counted once."""
+    import importlib
+
+    name = f"rnnmods_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(RNN_MODULES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, inputs = getattr(importlib.import_module(name), factory)()
+    seq, batch = 24, 16  # the W columns, the H rows of the 16x24 frame
+    rnn_macs = seq * batch * sum(p.numel() for n, p in module.rnn.named_parameters() if n.startswith("weight_"))
+    conv_macs = 16 * 24 * 8 * 3 * 9
+    params = sum(p.numel() for p in module.parameters())
+    res = cli_here("profile", "--module", f"{name}:{factory}", "--state", "h:output_1", "--json",
+                   str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    g = json.loads((tmp_path / "r.json").read_text())["graphs"][factory]
+    assert g["unknown_ops"] == {} and "not counted" not in res.stdout
+    assert g["macs_by_op"][op] == rnn_macs
+    assert g["macs"] == conv_macs + rnn_macs and g["params"] == params
+    assert g["kmacs_per_px"] == pytest.approx((conv_macs + rnn_macs) / (16 * 24) / 1e3)
+    assert sum(la["macs"] for la in g["layers"] if la["op"] == op) == rnn_macs
+    # the hidden state h -> output_1 kept between frames: layers x directions x 16 rows x 16 float32
+    assert json.loads((tmp_path / "r.json").read_text())["buffer"]["bytes_per_frame"] == 4 * inputs[1].numel()
+
+
+def _recurrent_graph(op: str, x_shape: list[int], hidden: int, direction: str, layout: int, peepholes: bool,
+                     bias: bool) -> tuple[onnx.ModelProto, int]:
+    """One ONNX `op` node written by hand, with its weight tensors as initializers; returns the model
+    and the number of elements of those initializers."""
+    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    dirs = 2 if direction == "bidirectional" else 1
+    inp = x_shape[-1]
+    shapes = {"W": [dirs, gates * hidden, inp], "R": [dirs, gates * hidden, hidden]}
+    if bias:
+        shapes["B"] = [dirs, 2 * gates * hidden]
+    if peepholes:
+        shapes["P"] = [dirs, 3 * hidden]
+    inits = [numpy_helper.from_array(np.full(s, 0.01, np.float32), k) for k, s in shapes.items()]
+    names = ["x", "W", "R", "B" if bias else ""] + (["", "", "", "P"] if peepholes else [])
+    node = helper.make_node(op, names, ["y"], hidden_size=hidden, direction=direction, layout=layout, name="rec")
+    seq, batch = (x_shape[0], x_shape[1]) if layout == 0 else (x_shape[1], x_shape[0])
+    y_shape = [seq, dirs, batch, hidden] if layout == 0 else [batch, seq, dirs, hidden]
+    g = helper.make_graph([node], "rec", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model, sum(int(np.prod(s)) for s in shapes.values())
+
+
+@pytest.mark.parametrize("op,x_shape,hidden,direction,layout,peepholes,bias", [
+    ("RNN", [5, 3, 7], 4, "forward", 0, False, True),
+    ("GRU", [5, 3, 7], 4, "reverse", 0, False, False),
+    ("GRU", [3, 5, 7], 4, "bidirectional", 1, False, True),   # layout 1: X is (batch, seq, input)
+    ("LSTM", [5, 3, 7], 4, "forward", 0, False, True),
+    ("LSTM", [5, 3, 7], 4, "bidirectional", 0, True, True),   # peepholes: 3 x hidden MACs more per step
+])
+def test_recurrent_formula_on_handwritten_graphs(tmp_path, op, x_shape, hidden, direction, layout, peepholes,
+                                                 bias):
+    """The ONNX spec's sizes, by hand: per time step, batch element and direction, gates x (input +
+    hidden) x hidden MACs, and 3 x hidden more for an LSTM's peepholes."""
+    model, weights = _recurrent_graph(op, x_shape, hidden, direction, layout, peepholes, bias)
+    if layout == 0:  # onnxruntime runs the graph, to the shape written (its CPU kernels refuse layout 1)
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        assert [list(y.shape) for y in sess.run(None, {"x": np.ones(x_shape, np.float32)})] == \
+            [[d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]]
+    path = tmp_path / "rec.onnx"
+    onnx.save(model, str(path))
+    seq, batch = (x_shape[0], x_shape[1]) if layout == 0 else (x_shape[1], x_shape[0])
+    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    dirs = 2 if direction == "bidirectional" else 1
+    macs = seq * batch * dirs * (gates * (x_shape[2] + hidden) * hidden + (3 * hidden if peepholes else 0))
+    res = cli_here("profile", str(path), "--size", "8x8", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    g = json.loads((tmp_path / "r.json").read_text())["graphs"]["rec"]
+    assert g["unknown_ops"] == {}
+    assert g["macs"] == macs and g["params"] == weights
+    assert [(la["name"], la["op"], la["macs"], la["params"]) for la in g["layers"]] == [("rec", op, macs, weights)]
+
+
+# bits per element of each ONNX tensor type, from the ONNX spec (TensorProto.DataType), written here
+_SPEC_BITS = {"FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
+              "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128,
+              "BFLOAT16": 16, "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8,
+              "UINT4": 4, "INT4": 4, "FLOAT4E2M1": 4, "FLOAT8E8M0": 8, "UINT2": 2, "INT2": 2, "FLOAT6E2M3": 6,
+              "FLOAT6E3M2": 6}
+
+
+def test_state_bytes_for_every_tensor_type():
+    """A state buffer's bytes are its elements at its ONNX type's size (uint64 8 bytes, float8 1 byte,
+    4-bit types packed two to a byte, ...), for every type this onnx knows but strings."""
+    from mobilecodec.runtime.profile_any import state_buffer
+
+    known = [k for k in _SPEC_BITS if hasattr(TensorProto, k)]
+    assert set(TensorProto.DataType.keys()) - set(known) <= {"UNDEFINED", "STRING"}
+    dims = [1, 3, 5, 7]  # 105 elements: an odd count, so packed types round up to whole bytes
+    g = helper.make_graph([helper.make_node("Identity", [f"s_{k}"], [f"t_{k}"]) for k in known], "states",
+                          [helper.make_tensor_value_info(f"s_{k}", getattr(TensorProto, k), dims) for k in known],
+                          [helper.make_tensor_value_info(f"t_{k}", getattr(TensorProto, k), dims) for k in known])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    b = state_buffer({"states": proto}, (5, 7), 10.0, [f"s_{k}:t_{k}" for k in known])
+    got = {e["tensor"].split(":")[0][2:]: e["bytes"] for e in b["entries"]}
+    assert got == {k: -(-105 * _SPEC_BITS[k] // 8) for k in known}
+    assert b["bytes_per_frame"] == sum(got.values())
+    assert b["bandwidth_mb_s"] == pytest.approx(2 * sum(got.values()) * 10 / 1e6)
+    # a string state has no byte size: refused naming it, not priced at 4 bytes an element
+    from mobilecodec.errors import InputError
+
+    g = helper.make_graph([helper.make_node("Identity", ["s_txt"], ["t_txt"])], "txt",
+                          [helper.make_tensor_value_info("s_txt", TensorProto.STRING, [2])],
+                          [helper.make_tensor_value_info("t_txt", TensorProto.STRING, [2])])
+    with pytest.raises(InputError, match="'s_txt'.*STRING"):
+        state_buffer({"txt": helper.make_model(g)}, (5, 7), 10.0, ["s_txt:t_txt"])
