@@ -303,6 +303,54 @@ def test_resume_refuses_fewer_steps_than_the_run_has(tmp_path, capsys):
     assert (run / "final.pt").read_bytes() == final
 
 
+def test_resume_compares_options_with_the_values_the_run_used(tmp_path, capsys, monkeypatch, bikes):
+    """A run started without --motion-hint, --motion-search-radius, --buffering and --warp used the
+    config's values (tiny: block_match, 32, explicit, block_overlap): repeating them on --resume is
+    accepted, and so is --data naming the same file as the saved sample name; other values are
+    refused in one line."""
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "1", "--threads", "1") == 0
+    resume = ["train", "-o", str(run), "--resume", "--steps", "1", "--no-progress", "--threads", "1"]
+    same = ["--motion-hint", "block_match", "--motion-search-radius", "32", "--buffering", "explicit",
+            "--warp", "block_overlap", "--data", str(bikes)]
+    assert main([*resume, *same]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(bikes.parent)  # a relative path to the clip the sample name resolves to
+    assert main([*resume, "--data", f"./{bikes.name}"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    for option, value, have in (("--motion-hint", "none", "block_match"), ("--motion-search-radius", "16", "32"),
+                                ("--buffering", "hybrid", "explicit"), ("--warp", "dense", "block_overlap"),
+                                ("--data", "bigbuckbunny", "['bikes']")):
+        assert main([*resume, option, value]) == 2, option
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{option} " in err[0] and f"differs from the run being resumed ({have})" in err[0]
+    assert main([*resume, "--data", "./bikes"]) == 2  # names no file here, as for a new run
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such training video or folder: ./bikes" in err[0]
+
+
+def test_teacher_steps_without_a_flow_teacher_is_refused(tmp_path, capsys):
+    """--teacher-steps decays the --flow-teacher weight; without one (not given, or 0, for a new run
+    or in the run being resumed) it is refused in one line instead of being ignored."""
+    for extra in ([], ["--flow-teacher", "0"]):
+        assert _train(tmp_path / "r", "--steps", "1", "--teacher-steps", "5", *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--teacher-steps only applies with --flow-teacher" in err[0], err
+        assert not (tmp_path / "r").exists()
+    run = tmp_path / "plain"
+    assert _train(run, "--steps", "1", "--threads", "1") == 0
+    capsys.readouterr()
+    assert main(["train", "-o", str(run), "--resume", "--steps", "1", "--teacher-steps", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--teacher-steps only applies with --flow-teacher" in err[0], err
+    taught = tmp_path / "taught"
+    assert _train(taught, "--steps", "1", "--threads", "1", "--flow-teacher", "0.002", "--teacher-steps", "5") == 0
+    from mobilecodec.train.trainer import load_run_options
+
+    assert load_run_options(taught).stage.teacher_steps == 5
+    assert main(["train", "-o", str(taught), "--resume", "--steps", "1", "--teacher-steps", "5", "--no-progress",
+                 "--threads", "1"]) == 0
+
+
 @pytest.mark.parametrize("option", [("--flow-lambda", "nan"), ("--clip", "nan"), ("--tau", "inf"),
                                     ("--motion-search-radius", "100")])
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, option):

@@ -136,6 +136,30 @@ def test_every_septuplet_folder_is_checked_and_sampled_within_its_frames(tmp_pat
         TrainingData([str(root)], 2, (64, 64))
 
 
+def test_vimeo_sequences_folder_uses_the_train_list_next_to_it(tmp_path, bikes):
+    """Vimeo-90K keeps sep_trainlist.txt beside sequences/: --data vimeo/sequences samples only the
+    listed septuplets, as --data vimeo does, never the test-list one (two windows of bikes)."""
+    from mobilecodec.train.data import TrainingData, find_septuplets
+
+    listed = _rgb_frames(bikes, 7, top=0, left=0, size=(128, 128))
+    unlisted = _rgb_frames(bikes, 7, top=128, left=400, size=(128, 128))
+    root = tmp_path / "vimeo"
+    _write_septuplet(root / "sequences" / "00001" / "0001", listed)
+    _write_septuplet(root / "sequences" / "00001" / "0002", unlisted)
+    (root / "sep_trainlist.txt").write_text("00001/0001\n")
+    expected = [root / "sequences" / "00001" / "0001"]
+    assert find_septuplets(root) == expected
+    assert find_septuplets(root / "sequences") == expected
+    data = TrainingData([str(root / "sequences")], 2, (64, 64))
+    assert data.sources[0].dirs == expected
+    listed_y = [_rgb_luma(f) for f in listed]
+    unlisted_y = [_rgb_luma(f) for f in unlisted]
+    for seed in range(30):
+        y, _ = data.sample(np.random.default_rng(seed))
+        assert any(_contains(f, y[0]) for f in listed_y)
+        assert not any(_contains(f, y[0]) for f in unlisted_y)
+
+
 def _rgb_luma(rgb: np.ndarray) -> np.ndarray:
     from mobilecodec.train.data import rgb_to_yuv420
 
@@ -299,6 +323,22 @@ def test_recipe_trains_one_rate_point_phase_alone(smoke_run, tmp_path):
     assert status == {"iframe": "done", "pframe": "done", "rollout": "done", "b0.0008": "new", "b0.0016": "done"}
     assert set(alone["results"]) == {"0.0032", "0.0016"} and not alone["complete"]
     assert not (run / "b0.0008").exists()
+
+
+def test_recipe_cli_says_what_to_run_to_continue_after_until_or_phase(smoke_run, tmp_path, capsys):
+    """With --until PHASE or --phase NAME done, the same command again trains nothing: the closing
+    line says to run it without them instead."""
+    run = _copy_run(smoke_run[0], tmp_path / "r")
+    states = {p: (run / p / "trainer_state.pt").stat().st_mtime_ns for p in ("iframe", "pframe", "rollout")}
+    base = ["train", "--recipe", "tiny-smoke", "--threads", "1", "--no-progress", "-o", str(run)]
+    for scope in (["--until", "pframe"], ["--phase", "rollout"]):
+        for _ in range(2):  # the same command again: nothing more to do
+            assert main([*base, *scope]) == 0
+            last = capsys.readouterr().out.strip().splitlines()[-1]
+            assert last.startswith(f"recipe tiny-smoke not complete: phase {scope[1]} is done; to continue, run "
+                                   f"the same command without {' '.join(scope)};"), last
+            assert "run the same command again" not in last
+    assert {p: (run / p / "trainer_state.pt").stat().st_mtime_ns for p in states} == states  # nothing trained
 
 
 def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):

@@ -133,8 +133,11 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
 
 
 def _check_resume_args(args: argparse.Namespace, saved) -> None:
-    """On --resume, run-defining options may be repeated but not changed."""
+    """On --resume, run-defining options may be repeated but not changed: each given value is
+    compared with the value the run actually used (an option the run left at None with what that
+    resolved to, a --data entry or --init path with the file it names)."""
     from mobilecodec.errors import InputError
+    from mobilecodec.train.data import data_identity
 
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
@@ -147,6 +150,10 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
               "motion_search_radius": saved.motion_search_radius,
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,
               "augment": saved.augment, "allow_held_out": saved.allow_held_out}
+    # None: the config's value (or the --init checkpoint's); the run's checkpoint records it
+    from_config = {"motion_hint": lambda cfg: cfg.motion_hint, "motion_search_radius": lambda cfg: cfg.motion_search_radius,
+                   "buffering": lambda cfg: cfg.buffering, "warp": lambda cfg: cfg.warp.mode}
+    cfg = None
     for name in _RUN_DEFINING:
         given = getattr(args, name)
         if given is None:
@@ -156,9 +163,51 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
             have = list(values[name]) if values[name] is not None else None
         else:
             have = values[name]
-        if given != have:
+        if have is None and name in from_config:
+            if cfg is None:
+                from mobilecodec.train.trainer import run_config
+
+                cfg = run_config(args.output)
+            have = from_config[name](cfg)
+        if name == "data":
+            same = [data_identity(x) for x in given] == [_saved_data_identity(x) for x in have]
+        elif name == "init" and have is not None:
+            same = _checkpoint_identity(given) == _checkpoint_identity(have)
+        else:
+            same = given == have
+        if not same:
             raise InputError(f"--{name.replace('_', '-')} {given} differs from the run being resumed "
                              f"({have}); resume with the same options or start a new run")
+
+
+def _check_teacher_steps(args: argparse.Namespace, run_teacher: float) -> None:
+    """--teacher-steps decays the motion teacher's weight: refused where there is no teacher (no
+    --flow-teacher above 0, given now or by the run being resumed) instead of being ignored."""
+    from mobilecodec.errors import InputError
+
+    teacher = args.flow_teacher if args.flow_teacher is not None else run_teacher
+    if args.teacher_steps is not None and not teacher:
+        raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
+                         "motion teacher's weight)")
+
+
+def _saved_data_identity(path: str) -> str:
+    """`data_identity` of a saved --data entry; one that names nothing now stays as saved."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.train.data import data_identity
+
+    try:
+        return data_identity(path)
+    except InputError:
+        return path
+
+
+def _checkpoint_identity(name_or_path: str) -> str:
+    """The file an --init value names (a path, or a shipped checkpoint's stem), resolved."""
+    from mobilecodec.checkpoint import resolve_checkpoint
+
+    p = resolve_checkpoint(name_or_path)
+    return str(p.resolve()) if p.exists() else str(name_or_path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(recipe_only)} only apply with --recipe NAME")
     if args.resume:
         opts = load_run_options(args.output)
+        _check_teacher_steps(args, opts.stage.flow_lambda_teacher)
         _check_resume_args(args, opts)
         if args.steps is not None:
             opts.stage = opts.stage.replace(steps=args.steps)
@@ -190,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.train.data import DEFAULT_TRAIN_DATA
 
         stage = get_stage(args.stage, **_stage_overrides(args))
+        _check_teacher_steps(args, stage.flow_lambda_teacher)
         opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
@@ -240,7 +291,21 @@ def _run_recipe(args: argparse.Namespace) -> int:
                          data_workers=args.data_workers or 0)
     for p in summary["phases"]:
         print(f"{p['phase']:>8}: {p['status']:<7} step {p['step']}/{p['steps']} (beta {p['beta']:g})")
-    print(f"recipe {recipe.name} {'complete' if summary['complete'] else 'not complete: run the same command again'}"
+    print(f"recipe {recipe.name} {_recipe_state(args, summary)}"
           f"; rate points ready: {', '.join(summary['results']) or 'none yet'}")
     emit_json(summary, args.json)
     return 0
+
+
+def _recipe_state(args: argparse.Namespace, summary: dict) -> str:
+    """'complete', or what to run to continue: the same command while the phases it covers are
+    unfinished (stopped by --minutes), the command without --until/--phase once they are done
+    (the same command again would do nothing more)."""
+    if summary["complete"]:
+        return "complete"
+    last = summary["phases"][-1] if summary["phases"] else None
+    if last and last["status"] == "done" and last["phase"] in (args.until, args.phase):
+        scope = " ".join(f"--{n} {getattr(args, n)}" for n in ("until", "phase") if getattr(args, n))
+        return (f"not complete: phase {last['phase']} is done; to continue, run the same command without "
+                f"{scope}")
+    return "not complete: run the same command again"

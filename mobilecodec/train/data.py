@@ -65,13 +65,9 @@ def cached_video(path: str | os.PathLike, max_frames: int | None = None) -> Clip
     """Decode a video file once into the cache folder (raw uint8 Y and UV arrays) and return the
     clip memory-mapped. Sample names ('carphone', 'bikes') resolve to the sample clips."""
     from mobilecodec.fsutil import atomic_dir, cache_dir
-    from mobilecodec.io import list_sample_clips, open_video, sample_clip
+    from mobilecodec.io import open_video
 
-    p = Path(path)
-    if not p.exists() and str(path) in list_sample_clips():
-        p = sample_clip(str(path))
-    if not p.exists():
-        raise InputError(f"no such training video or folder: {path}")
+    p = _video_path(path)
     folder = cache_dir() / CACHE_SUBDIR / f"{p.stem}-{_cache_key(p, max_frames)}"
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
@@ -102,14 +98,41 @@ def cached_video(path: str | os.PathLike, max_frames: int | None = None) -> Clip
     return Clip(str(path), y, uv)
 
 
+def _video_path(path: str | os.PathLike) -> Path:
+    """The file a --data video entry names: the path, or a sample clip's .y4m by its name."""
+    from mobilecodec.io import list_sample_clips, sample_clip
+
+    p = Path(path)
+    if not p.exists() and str(path) in list_sample_clips():
+        p = sample_clip(str(path))
+    if not p.exists():
+        raise InputError(f"no such training video or folder: {path}")
+    return p
+
+
+def data_identity(path: str | os.PathLike) -> str:
+    """What `TrainingData` reads for the --data entry `path`, so that two spellings of one source
+    compare equal: 'stills', or the resolved path of the septuplet folder or video file (a sample
+    name resolves to its clip's file). InputError, as from `TrainingData`, where it names nothing."""
+    if str(path) == "stills":
+        return "stills"
+    p = Path(path)
+    if p.is_dir():
+        return str(p.resolve())
+    return str(_video_path(path).resolve())
+
+
 def find_septuplets(root: str | os.PathLike) -> list[Path]:
     """Septuplet folders under a Vimeo-90K root (`sequences/xxxxx/yyyy/im1.png`), under its
-    `sequences` folder, or a single septuplet folder. Uses `sep_trainlist.txt` when present."""
+    `sequences` folder, or a single septuplet folder. Uses `sep_trainlist.txt` when present: in the
+    root, or, for the `sequences` folder itself, next to it (where Vimeo-90K keeps it)."""
     root = Path(root)
     if (root / "im1.png").is_file():
         return [root]
     seq = root / "sequences" if (root / "sequences").is_dir() else root
     listing = root / "sep_trainlist.txt"
+    if not listing.is_file() and root.name == "sequences":
+        listing = root.parent / "sep_trainlist.txt"
     if listing.is_file():
         dirs = [seq / line.strip() for line in listing.read_text().splitlines() if line.strip()]
         dirs = [d for d in dirs if (d / "im1.png").is_file()]

@@ -289,6 +289,29 @@ def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
     return TrainOptions.from_dict(read_state(run_dir)["options"])
 
 
+def resume_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """The checkpoint a --resume of the run continues from (the one at its trainer state's step)."""
+    run = Path(run_dir)
+    step = int(read_state(run)["step"])
+    ckpt = run / f"checkpoint_{step:06d}.pt"
+    if not ckpt.is_file():
+        raise CheckpointError(f"{run}: trainer state is at step {step} but {ckpt.name} is missing")
+    return ckpt
+
+
+def run_config(run_dir: str | os.PathLike):
+    """The CodecConfig the run trains (from the checkpoint a --resume continues from): what its
+    options left at None (--motion-hint, --buffering, ...) resolved to, from the config or --init."""
+    from mobilecodec.checkpoint import read_checkpoint
+    from mobilecodec.models.configs import CodecConfig
+
+    ckpt = resume_checkpoint(run_dir)
+    try:
+        return CodecConfig.from_dict(read_checkpoint(ckpt)["config"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {ckpt} records an invalid config: {exc}") from None
+
+
 # --- logging ---------------------------------------------------------------------------------
 
 class _Logger:
