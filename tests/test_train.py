@@ -220,8 +220,13 @@ def _interrupted(run: Path, sig: int, after_step: int, *extra: str) -> subproces
     cmd = [sys.executable, "-m", "mobilecodec", "train", "--stage", "1", "--beta", "0.0032", "--data", "bikes",
            "--max-frames", "8", "-o", str(run), *TRAIN_ARGS, "--steps", "1000", "--log-every", "1",
            "--threads", "1", *extra]
+    import signal
+
+    # a shell without job control starts background jobs with SIGINT ignored, and Python then keeps
+    # ignoring it (CI in the background saw the child train all 1000 steps): restore the default
     proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = run / "log.jsonl"
     deadline = time.monotonic() + 240
     try:
