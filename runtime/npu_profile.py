@@ -46,13 +46,18 @@ def estimate_layers(layers: dict[str, Any], call_order: dict[str, Any], *, devic
 def estimate_package(package: str | Path, device: str | list[str] | None = None, precision: str | None = None,
                      fps: float = 30.0) -> dict[str, Any]:
     """ESTIMATED NPU time of an export package per graph and frame type on '8gen2' / '8gen3' (None or
-    'all': both). Precision defaults to each graph's own (QDQ graphs int8, others float)."""
+    'all': both). Precision defaults to each graph's own (QDQ graphs int8, others float). A
+    `mobilecodec compile` folder is estimated from its export package's graphs, at w8a8 where
+    the compile quantized float graphs (its stand-in int8)."""
     from mobilecodec.export.manifest import load_manifest
+    from mobilecodec.runtime.engine import resolve_package
     from mobilecodec.runtime.npu_graph import extract_layers
     from mobilecodec.runtime.profiler import package_buffer
 
-    pkg = Path(package)
+    pkg, _, context = resolve_package(package, "qnn")
     man = load_manifest(pkg)
+    if context is not None and precision is None and not man.get("quantization"):
+        precision = "w8a8"
     files = {n: pkg / g["file"] for n, g in man["graphs"].items()}
     layers = {n: extract_layers(p, n) for n, p in files.items()}
     oh, ow = man["original_size"]

@@ -302,3 +302,17 @@ def test_eval_names_the_compile_folders_it_codes(carphone, tmp_path):
     assert [p["package"] for p in points] == [str(tmp_path / "soc43"), str(tmp_path / "soc57")]
     assert all(p["export_package"] == str(pkg.resolve()) for p in points)
     assert [p["soc"]["soc_model"] for p in points] == [43, 57]
+
+
+def test_profile_estimates_a_compile_folder_from_its_package(tmp_path):
+    """`profile CMP --ep qnn --device`: the NPU estimate of a compile folder reads its export package's
+    graphs, at w8a8 where the compile quantized float graphs (it failed after the timings: 'not a
+    mobilecodec export manifest')."""
+    pkg, cmp, out = tmp_path / "pkg", tmp_path / "cmp", tmp_path / "p.json"
+    assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
+    assert main(["compile", str(pkg), "-o", str(cmp), "--no-progress"]) == 0
+    assert main(["profile", str(cmp), "--ep", "qnn", "--runs", "1", "--warmup", "0", "--no-ops", "--device", "8gen2",
+                 "--json", str(out), "--no-progress"]) == 0
+    graphs = json.loads(out.read_text())["npu"]["devices"]["8gen2"]["graphs"]
+    assert set(graphs) == EXPECTED_GRAPHS and {g["precision"] for g in graphs.values()} == {"w8a8"}
+    assert all(g["label"] == "ESTIMATE" and g["ms"] > 0 for g in graphs.values())
