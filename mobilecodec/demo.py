@@ -113,10 +113,17 @@ class StageLog:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.seconds: dict[str, float] = {}
+        self.skipped: list[str] = []
 
     def say(self, text: str) -> None:
         if self.enabled:
             print(text, file=sys.stderr, flush=True)
+
+    def skip(self, name: str, why: str) -> None:
+        """A stage left out on request: said, and absent from the timings (the report says skipped)."""
+        k = STAGES.index(name) + 1
+        self.skipped.append(name)
+        self.say(f"[{k}/{len(STAGES)}] {name}: skipped ({why})")
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -195,7 +202,8 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
         with log.stage("write report"):
             from mobilecodec.demo_report import relocate, write_report
 
-            report["timings"] = {"stages_s": dict(log.seconds), "total_s": time.perf_counter() - t_start}
+            report["timings"] = {"stages_s": dict(log.seconds), "skipped": list(log.skipped),
+                                 "total_s": time.perf_counter() - t_start}
             write_report(tmp, report)
             relocate(tmp, final)
     report = _read_json(final / "report.json")
@@ -283,8 +291,12 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
                                           report["runtime"]["point"]["per_frame"], opts.intra_period, opts.matrix,
                                           "decoded from the int8 package's stream on onnxruntime CPU")
 
-    with log.stage("x264/x265 baselines"):
-        report["baselines"] = _baselines(out / "baselines", clip, frames, opts)
+    if opts.baselines:
+        with log.stage("x264/x265 baselines"):
+            report["baselines"] = _baselines(out / "baselines", clip, frames, opts)
+    else:
+        log.skip("x264/x265 baselines", "--no-baselines")
+        report["baselines"] = {}
 
     with log.stage("int8 vs float check"):
         from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8

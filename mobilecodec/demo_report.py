@@ -180,7 +180,7 @@ def markdown(report: dict[str, Any], out: Path) -> str:
     L.append("")
     L += _frames_md(report, out) + _baselines_md(report) + _npu_md(report)
     L += ["## Stages and timings", "", *md_table(["#", "stage", "seconds"], [
-        [i + 1, s, t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
+        [i + 1, s, "skipped" if s in t.get("skipped", ()) else t["stages_s"].get(s)] for i, s in enumerate(STAGES)], 1),
         f"| | total | {t['total_s']:.1f} |", "",
         f"Stage {len(STAGES)} ({STAGES[-1]}: plots, this file) is timed on the console only: it runs while this "
         "file is written.", ""]
@@ -275,7 +275,8 @@ def markdown(report: dict[str, Any], out: Path) -> str:
           "- `streams/`: the .mnvc stream coded on onnxruntime; `decoded/`: its decodes (.y4m)",
           "- `check_int8/`: int8 vs float report (JSON, Markdown, RD JSONs, plots)",
           "- `profile/`: profile.json / profile.md / charts",
-          "- `baselines/`: x264 / x265 sweeps of the same frames (RD JSONs, .mp4 files, plots)",
+          *(["- `baselines/`: x264 / x265 sweeps of the same frames (RD JSONs, .mp4 files, plots)"]
+            if report.get("baselines") else []),
           "- `frames/`: source | decoded PNGs of the first I-frame and the last P-frame of the intra period",
           "- `rd.png`, `per_frame_psnr.png`, `per_frame_bits.png`, `report.json`", ""]
     return "\n".join(L) + "\n"

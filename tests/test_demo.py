@@ -370,3 +370,19 @@ def test_calibration_defaults_to_a_training_clip_other_than_the_demo_clip():
     assert default_calibration_clip("carphone") == "bikes"
     assert default_calibration_clip("bikes") == "bigbuckbunny"
     assert {default_calibration_clip(c) for c in ("carphone", "bikes", "my_clip.y4m")} <= set(DEFAULT_TRAIN_DATA)
+
+
+def test_a_skipped_stage_is_reported_as_skipped(tmp_path):
+    """`--no-baselines`: stage 6 is said and tabled as skipped, no baselines/ folder is written and the
+    report lists none (it listed a baselines/ folder and showed stage 6 at 0.0 s)."""
+    out = tmp_path / "R"
+    proc = subprocess.run([sys.executable, "-m", "mobilecodec", "demo", "-o", str(out), "--frames", "2",
+                           "--intra-period", "2", "--no-baselines", "--block-modes", "0", "--no-qnn-decode",
+                           "--ptq-steps", "1", "--ptq-eval-gops", "0", "--sensitivity-frames", "0",
+                           "--profile-runs", "1", "--no-ops"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[6/9] x264/x265 baselines: skipped (--no-baselines)" in proc.stderr
+    md = (out / "report.md").read_text()
+    assert "| 6 | x264/x265 baselines | skipped |" in md and "`baselines/`" not in md
+    assert not (out / "baselines").exists()
+    assert json.loads((out / "report.json").read_text())["timings"]["skipped"] == ["x264/x265 baselines"]

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     is_onnx = bool(args.package) and args.package.lower().endswith(".onnx") and not Path(args.package).is_dir()
     latency_only = given_options(args, "ep", "runs", "warmup", "no_ops")
     if latency_only and not (args.package and not is_onnx):
-        raise InputError(f"{', '.join(latency_only)} apply to a package folder (its graphs are run and timed)")
+        raise InputError(f"{', '.join(latency_only)} appl{'ies' if len(latency_only) == 1 else 'y'} to a package folder "
+                         "(its graphs are run and timed)")
     if args.package and not is_onnx and args.size is not None:
         raise InputError("--size applies to --config/--checkpoint or an ONNX file/module; a package has its size")
     if args.precision and not args.device and not (is_onnx or args.module):

@@ -217,7 +217,7 @@ class TrainingData:
         self.gop, self.crop, self.augment = gop, tuple(crop), augment
         self.sources: list[Clip | SeptupletSource | StillSource] = []
         for path in paths:
-            refuse_held_out(path, f"train on other data (default: {' '.join(DEFAULT_TRAIN_DATA)}) or pass "
+            refuse_held_out(path, f"train on other data (e.g. {' '.join(DEFAULT_TRAIN_DATA)}, train's default) or pass "
                             "--allow-held-out", allow=allow_held_out)
             if str(path) == "stills":
                 src: Clip | SeptupletSource | StillSource = StillSource()
