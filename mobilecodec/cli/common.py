@@ -141,8 +141,8 @@ def add_refine_argument(p: argparse.ArgumentParser) -> None:
     """--refine STEPS: the encoder's latent refinement (`mobilecodec.codec.refine`), off by default."""
     p.add_argument("--refine", type=positive_int, default=None, metavar="STEPS",
                    help="refine each I-frame, motion and residual latent with STEPS steps of stochastic Gumbel "
-                        "annealing at the checkpoint's beta (about 100): fewer bits at a higher PSNR for a "
-                        "slower encode; the decoder and the stream format are unchanged (default: off)")
+                        "annealing at the checkpoint's beta (about 100): a lower D + beta R, on whole clips fewer bits "
+                        "at a higher PSNR (docs/results/rd.md), for a slower encode; the decoder and the stream format are unchanged (default: off)")
 
 
 def add_block_modes_argument(p: argparse.ArgumentParser) -> None:
