@@ -8,9 +8,12 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: torch threads sleep, not spin (before torch loads)
+
+from mobilecodec.cli.common import run_script as run_main  # noqa: E402 (after the path): one-line errors
 
 NOTE = (f"measured on this machine ({os.cpu_count()} cores, shared with other jobs): ratios within one run "
         "are meaningful, absolute numbers are indicative")
@@ -23,27 +26,71 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def emit(result: dict, path: str | None) -> None:
+    """Print the shared-machine note; write `result` (with it) as JSON to `path` ('-': stdout), its
+    folder created and the file replaced only when complete."""
     result["note"] = NOTE
     print(NOTE)
     if path == "-":
         print(json.dumps(result, indent=2))
     elif path:
-        Path(path).write_text(json.dumps(result, indent=2) + "\n")
+        from mobilecodec.fsutil import write_json_atomic
+
+        write_json_atomic(path, result)
+
+
+def positive_ints(text: str) -> list[int]:
+    """argparse type: a comma-separated list of positive integers ('32,6')."""
+    from mobilecodec.cli.common import positive_int
+
+    values = [positive_int(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected positive integers, comma-separated, got {text!r}")
+    return values
+
+
+def padded_hw(text: str) -> tuple[int, int]:
+    """argparse type: a padded frame size 'HxW', both multiples of 64 (what the codec codes)."""
+    from mobilecodec.cli.common import parse_hw
+
+    h, w = parse_hw(text)
+    if h % 64 or w % 64:
+        raise argparse.ArgumentTypeError(f"expected a padded HEIGHTxWIDTH, both multiples of 64, got {text!r}")
+    return h, w
+
+
+def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
+    """argparse type: a comma-separated list of names, each one of `choices` (no empty list)."""
+    known = tuple(choices)
+
+    def parse(text: str) -> list[str]:
+        names = [v for v in text.split(",") if v]
+        bad = [v for v in names if v not in known]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(map(repr, bad)) or 'nothing'} not known; choose from {', '.join(known)} (comma-separated)")
+        return names
+
+    return parse
 
 
 WARMUP = 2  # untimed calls of every function before timing (first-call compilation, allocation)
 MIN_RUNS = 8  # timed runs a median needs on a shared machine
 
 
-def add_runs_argument(p: argparse.ArgumentParser, what: str = "timed rounds") -> None:
-    """--runs, refused below MIN_RUNS at parse time (default MIN_RUNS)."""
+def add_runs_argument(p: argparse.ArgumentParser, what: str = "timed rounds", default: int = MIN_RUNS) -> None:
+    """--runs, refused below MIN_RUNS at parse time (default `default`, itself at least MIN_RUNS)."""
+    assert default >= MIN_RUNS
+
     def runs(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
         if value < MIN_RUNS:
             raise argparse.ArgumentTypeError(f"must be >= {MIN_RUNS} (medians of enough runs), got {value}")
         return value
 
-    p.add_argument("--runs", type=runs, default=MIN_RUNS, help=f"{what}, at least {MIN_RUNS} (default {MIN_RUNS})")
+    p.add_argument("--runs", type=runs, default=default, help=f"{what}, at least {MIN_RUNS} (default {default})")
 
 
 def interleaved_times(fns: dict, runs: int, warmup: int = WARMUP) -> dict[str, list[float]]:

@@ -8,7 +8,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import emit, interleaved_times, parser
+from _common import add_runs_argument, emit, interleaved_times, parser, run_main
+
+from mobilecodec.cli.common import parse_hw, positive_int
 
 from mobilecodec.cpu import u8s8_exact
 
@@ -99,16 +101,18 @@ def default_kernels_line(r: dict) -> str:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--size", default="136x240", help="feature map HxW (default: 1080p at 1/8)")
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2, help="threads for every backend, the same on all (default 2)")
+    p.add_argument("--channels", type=positive_int, default=64, help="input and output channels (default 64)")
+    p.add_argument("--size", type=parse_hw, default=(136, 240), metavar="HxW",
+                   help="feature map HxW (default 136x240: 1080p at 1/8)")
+    add_runs_argument(p, "interleaved timed rounds", default=10)
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="threads for every backend, the same on all (default 2)")
     args = p.parse_args()
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
     from mobilecodec.runtime.codec_profile import count_codec
 
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.size
     r = conv_rates(args.channels, (h, w), args.runs, args.threads)
     int8, fp32 = r["int8_qdq_gmacs_per_s"], r["float32_gmacs_per_s"]
     cx = count_codec(VideoCodec(get_config("mobilenvc")), 1080, 1920)
@@ -127,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

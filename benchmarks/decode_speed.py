@@ -42,9 +42,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import emit, parser
+from _common import choice_list, emit, parser, run_main
+
+from mobilecodec.cli.common import parse_hw, positive_int
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
+PRESETS = ("w8a8", "w8a16rx")  # int8 packages: W8A8, and W8A16 with the receiver at 16 bits
 STEPS = ("networks", "hyper-synthesis", "warp", "entropy coding", "motion search", "glue")
 KINDS = ("decode", "pipelined decode", "encode")
 
@@ -268,30 +271,31 @@ def _spread(v: list[float]) -> dict[str, float]:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--config", default="mobilenvc")
-    p.add_argument("--sizes", default="720p,1080p", help="comma list of 720p, 1080p")
-    p.add_argument("--size", default=None, metavar="HxW",
+    p.add_argument("--sizes", type=choice_list(SIZES), default=list(SIZES), help="comma list of 720p, 1080p")
+    p.add_argument("--size", type=parse_hw, default=None, metavar="HxW",
                    help="one custom frame size instead of --sizes (e.g. 256x448 for a quick check)")
-    p.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
-    p.add_argument("--presets", default="w8a8,w8a16rx", help="int8 packages: w8a8, w8a16rx (receiver at 16 bits)")
+    p.add_argument("--threads", type=positive_int, default=2, help="threads for both sides (default 2)")
+    p.add_argument("--presets", type=choice_list(PRESETS), default=list(PRESETS),
+                   help="int8 packages, comma-separated: w8a8, w8a16rx (receiver at 16 bits) (default both)")
     p.add_argument("--frames", type=int, default=8, help="timed P-frames per side (default 8)")
     p.add_argument("--warmup", type=int, default=2, help="untimed P-frames after the I-frame (default 2)")
     p.add_argument("--workdir", default="out/bench_decode_speed", help="cache of checkpoint, PTQ and packages")
-    p.add_argument("--ptq-steps", type=int, default=4)
+    p.add_argument("--ptq-steps", type=positive_int, default=4)
     p.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch float side")
     args = p.parse_args()
     if args.frames < 8 or args.warmup < 2:
-        sys.exit("a fair run needs --frames >= 8 and --warmup >= 2")
+        p.error("a fair run needs --frames >= 8 and --warmup >= 2")
     from mobilecodec.io import padded_size
     from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
     if args.size:
-        oh, ow = (int(v) for v in args.size.split("x"))
-        sizes = {args.size: (oh, ow)}
+        oh, ow = args.size
+        sizes = {f"{oh}x{ow}": (oh, ow)}
     else:
-        sizes = {n: SIZES[n] for n in args.sizes.split(",")}
+        sizes = {n: SIZES[n] for n in args.sizes}
     sizes = {n: (oh, ow, *padded_size(ow, oh)[::-1]) for n, (oh, ow) in sizes.items()}
-    presets = args.presets.split(",")
+    presets = args.presets
     print("preparing int8 packages (cached in --workdir) ...", file=sys.stderr)
     prep = prepare(Path(args.workdir), args.config, args.ptq_steps, presets, sizes)
 
@@ -407,4 +411,4 @@ def _print(name: str, out: dict, roof: dict, ideal: float, ideal_median: float) 
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import compare, emit, parser
+from _common import add_runs_argument, compare, emit, parser, run_main
 
 
 def real_latents(checkpoint: str = "tiny_b0.0064", size: tuple[int, int] = (1088, 1920)):
@@ -154,7 +154,7 @@ def measure(runs: int = 8) -> dict:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--runs", type=int, default=8)
+    add_runs_argument(p)
     args = p.parse_args()
     r = measure(args.runs)
     sps = r["symbols_per_s"]
@@ -176,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

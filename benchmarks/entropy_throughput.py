@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import add_runs_argument, compare, emit, parser
+from _common import add_runs_argument, compare, emit, parser, run_main
+
+from mobilecodec.cli.common import positive_int
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--symbols", type=int, default=200_000)
+    p.add_argument("--symbols", type=positive_int, default=200_000, help="symbols coded per call (default 200000)")
     add_runs_argument(p)
     args = p.parse_args()
     import torch
@@ -54,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

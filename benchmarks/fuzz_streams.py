@@ -573,7 +573,7 @@ def main() -> int:
         p.error("--count must be >= 1")
     tmp = None
     if args.work:
-        work = Path(args.work)
+        work = Path(args.work).resolve()  # the export subprocess runs in the checkout, not in the cwd
         work.mkdir(parents=True, exist_ok=True)
     else:
         work = Path(tmp := tempfile.mkdtemp(prefix="mobilecodec-fuzz-"))
@@ -600,4 +600,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _common import run_main
+
+    run_main(main)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import tempfile
 
-from _common import add_runs_argument, emit, parser
+from _common import add_runs_argument, emit, padded_hw, parser, run_main
+
+from mobilecodec.cli.common import positive_int
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--config", default="mobilenvc")
-    p.add_argument("--size", default="256x448", help="padded HxW (multiples of 64)")
+    p.add_argument("--size", type=padded_hw, default=(256, 448), metavar="HxW",
+                   help="padded HxW, multiples of 64 (default 256x448)")
     add_runs_argument(p, "timed P-frames (and I-frames)")
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first, at least 2")
-    p.add_argument("--threads", type=int, default=None, help="host threads (runtime.threads.set_threads)")
+    p.add_argument("--threads", type=positive_int, default=None, help="host threads (runtime.threads.set_threads)")
     args = p.parse_args()
     if args.warmup < 2:
         p.error(f"--warmup must be >= 2 (medians of warm frames), got {args.warmup}")
@@ -29,7 +32,7 @@ def main() -> None:
 
     set_threads(args.threads)
 
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.size
     torch.manual_seed(0)
     model = VideoCodec(get_config(args.config))
     model.update()
@@ -52,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

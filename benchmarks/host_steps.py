@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import add_runs_argument, compare, emit, median_time, parser
+from _common import add_runs_argument, compare, emit, median_time, padded_hw, parser, run_main
 
 
 def old_new(old, new, runs: int, interleave: bool = True) -> dict:
@@ -20,7 +20,8 @@ def old_new(old, new, runs: int, interleave: bool = True) -> dict:
 def main() -> None:
     p = parser(__doc__)
     add_runs_argument(p)
-    p.add_argument("--size", default="1088x1920", help="padded HxW (multiples of 64)")
+    p.add_argument("--size", type=padded_hw, default=(1088, 1920), metavar="HxW",
+                   help="padded HxW, multiples of 64 (default 1088x1920)")
     args = p.parse_args()
     import torch
 
@@ -34,7 +35,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     int_kernels.set_num_threads(1)
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.size
     torch.manual_seed(0)
     model = VideoCodec(get_config("mobilenvc")).eval()
     model.update()
@@ -138,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

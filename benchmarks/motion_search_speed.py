@@ -11,15 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from _common import compare, emit, parser
+from _common import add_runs_argument, compare, emit, parser, positive_ints, run_main
+from mobilecodec.cli.common import positive_int
 from mobilecodec.models.motion_search import packed_luma
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--runs", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--radius", default="32,6", help="search radii (comma-separated)")
+    add_runs_argument(p)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--radius", type=positive_ints, default=[32, 6], help="search radii, comma-separated (default 32,6)")
     args = p.parse_args()
     from mobilecodec.io.samples import sample_clip
     from mobilecodec.models.motion_search import block_match
@@ -31,7 +32,7 @@ def main() -> None:
                           .clamp(0, 1) * 255) / 255 for f in frames)
     res: dict = {"size": [1088, 1920], "threads": args.threads, "runs": args.runs, "radii": {}}
     print(f"motion search, 1088x1920 luma, 8x8 blocks, {args.threads} thread(s), medians of {args.runs}:")
-    for radius in (int(r) for r in args.radius.split(",")):
+    for radius in args.radius:
         c = compare({"before": lambda: old_block_match(ref, x, 8, radius),
                      "after": lambda: block_match(ref, x, 8, radius)}, args.runs)
         before, after = c["before"]["median_s"], c["after"]["median_s"]
@@ -176,4 +177,4 @@ def _neighbours(vectors: Tensor, dy: int, dx: int) -> Tensor:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

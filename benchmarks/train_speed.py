@@ -15,9 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import emit, parser
+from _common import choice_list, emit, parser, run_main
 
+from mobilecodec.cli.common import positive_int
 from mobilecodec.cpu import bf16_native
+
+
+#: the variants `_variant` builds (any other name would be measured as fp32 under that name)
+VARIANTS = ("fp32", "channels_last", "bf16", "bf16+channels_last", "compile", "threads2")
 
 
 def _variant(name: str, phase, recipe, threads: int):
@@ -59,9 +64,10 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--recipe", default="tiny-cpu")
     p.add_argument("--phase", default="iframe", help="recipe phase whose step is measured")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per variant")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    p.add_argument("--variants", default="fp32,channels_last,bf16,bf16+channels_last,compile,threads2")
+    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per variant (default 5)")
+    p.add_argument("--steps", type=positive_int, default=10, help="timed steps per round (default 10)")
+    p.add_argument("--variants", type=choice_list(VARIANTS), default=list(VARIANTS),
+                   help=f"comma-separated, of {', '.join(VARIANTS)} (default all)")
     args = p.parse_args()
 
     import torch
@@ -87,7 +93,7 @@ def main() -> None:
     batches = batches[:args.steps]
     sample_s = float(np.median(sample_times))
 
-    names = [v for v in args.variants.split(",") if v]
+    names = list(dict.fromkeys(args.variants))  # each once
     skipped = {}
     for n in [n for n in names if "bf16" in n and not bf16_native()]:
         names.remove(n)
@@ -130,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

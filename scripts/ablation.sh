@@ -110,7 +110,8 @@ for name, warp, buf in variants:
     bd = bd_against(anchor, res)  # the anchor against itself: 0, or why its curve has no BD-rate
     train_s = []
     for p in res["points"]:
-        summ = Path(p["checkpoint"]).parent.with_suffix(".json")
+        d = Path(p["checkpoint"]).parent  # OUT/train/NAME_bBETA: its summary is NAME_bBETA.json beside it
+        summ = d.with_name(d.name + ".json")  # (with_suffix would cut the beta at its dot)
         if summ.is_file():
             s = json.loads(summ.read_text())
             train_s.append(s.get("seconds") or s.get("wall_seconds"))

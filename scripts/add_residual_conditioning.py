@@ -49,19 +49,19 @@ def add_residual_conditioning(model):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", help="shipped name or .pt file (explicit buffering, no residual conditioning)")
     ap.add_argument("out", type=Path, help="converted checkpoint to write (.pt)")
     a = ap.parse_args()
 
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
-    from mobilecodec.errors import MobileCodecError
+    from mobilecodec.errors import InputError
 
     try:
         model, obj = load_checkpoint(a.checkpoint)
-        cond = add_residual_conditioning(model)
-    except (MobileCodecError, FileNotFoundError) as e:
-        sys.exit(f"add_residual_conditioning: {e}")
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
+    cond = add_residual_conditioning(model)
     save_checkpoint(a.out, cond, beta=obj.get("beta"),
                     meta={"converted_from": str(a.checkpoint), "conversion": "residual_conditioning, zero-initialised"})
     print(f"wrote {a.out}: {a.checkpoint} with residual conditioning (new input weights zero)")
@@ -69,4 +69,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

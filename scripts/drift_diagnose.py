@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mobilecodec.cli.common import positive_int  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.metrics.psnr import psnr_from_mse  # noqa: E402
 from mobilecodec.train.data import is_held_out  # noqa: E402
@@ -75,6 +76,7 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow:
     """Per P-frame figures of one intra period; `zero_flow`: the decoded flow replaced by zero (on a
     static clip the warp then copies the reference exactly, so any loss is the residual's)."""
     from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.errors import InputError
     from mobilecodec.io import open_video, pad_frame, resolve_input
     from mobilecodec.models.yuv import frame_to_tensor
 
@@ -83,9 +85,10 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow:
     if zero_flow:
         decoded = model.decoded_motion
         model.decoded_motion = lambda flow, feat: (torch.zeros_like(flow), decoded(flow, feat)[1])
-    rows, iframe = [], None
+    rows, iframe, read = [], None, 0
     with open_video(resolve_input(clip), max_frames=start + frames) as r, torch.no_grad():
         for t, f in enumerate(r, start=-start):
+            read += 1
             if t < 0:
                 continue  # before the intra period under study
             x = frame_to_tensor(pad_frame(f))
@@ -103,35 +106,37 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow:
                              "flow_mean": [float(v) for v in flow.mean(dim=(0, 2, 3))],
                              "flow_std": float(flow.std()), **_residual_stats(out["x_hat"], out["pred"], x)})
             buf = out["buffer"]
+    if not rows:  # no I-frame and P-frame after it: --start at or past the clip's last frame
+        raise InputError(f"{clip} has {read} frames: from --start {start} there is no I-frame and P-frame to diagnose")
     return {"clip": str(clip), "checkpoint": checkpoint, "zero_flow": zero_flow, "iframe": iframe, "pframes": rows}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clip", help="video file or bundled clip name (not carphone: it is held out)")
     ap.add_argument("--checkpoint", default="tiny_b0.0064")
     ap.add_argument("--start", type=int, default=0, help="first frame (coded as the I-frame)")
     ap.add_argument("--frames", type=int, default=32, help="frames from --start: one I-frame, then P-frames")
     ap.add_argument("--zero-flow", action="store_true",
                     help="replace the decoded flow by zero (for static clips: `drift_probe.py make --max-speed 0`)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
     args = ap.parse_args()
     from mobilecodec.errors import InputError
 
     if args.start < 0:
-        sys.exit("drift_diagnose: --start must be >= 0")
+        ap.error("--start must be >= 0")
     if args.frames < 2:
-        sys.exit("drift_diagnose: --frames must be >= 2 (an I-frame and at least one P-frame)")
+        ap.error("--frames must be >= 2 (an I-frame and at least one P-frame)")
     if is_held_out(args.clip) and not args.allow_held_out:
-        sys.exit("drift_diagnose: carphone is the held-out evaluation clip; diagnose on training clips or the "
+        ap.error("carphone is the held-out evaluation clip; diagnose on training clips or the "
                  "drift probe (or pass --allow-held-out)")
     torch.set_num_threads(args.threads)
     try:
         res = diagnose(args.clip, args.checkpoint, args.frames, args.start, args.zero_flow)
-    except (InputError, FileNotFoundError) as e:
-        sys.exit(f"drift_diagnose: {e}")
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
     i = res["iframe"]
     print(f"I-frame: {i['bits']:.0f} bits, PSNR {i['rec_psnr']:.2f} dB, detail {i['hf_rec']:.2f} of the source")
     print("  t  motion bits  residual bits  pred PSNR  rec PSNR  oracle 3x3  detail pred/rec  flow mean (dx, dy) px  flow sd"
@@ -147,4 +152,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

@@ -87,14 +87,15 @@ def summarize(report: Path, period: int, json_out: Path | None) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make", help="write the probe clip")
     m.add_argument("out", type=Path, help="clip to write (.y4m)")
     m.add_argument("--periods", type=positive_int, default=4, help="intra periods, one still each (default 4)")
     m.add_argument("--period", type=positive_int, default=32, help="frames per intra period (default 32)")
     m.add_argument("--size", type=parse_hw, default=(192, 192), metavar="HxW",
-                   help="frame size, multiples of 64 (no padding; default 192x192)")
+                   help="frame size, any even HxW (written as is; the codec pads it to multiples of 64 when "
+                        "coding, e.g. 144x176 as carphone; default 192x192)")
     m.add_argument("--seed", type=int, default=0, help="picks the stills and their motion (default 0)")
     m.add_argument("--max-speed", type=float, default=stills.MAX_SPEED, metavar="PX",
                    help=f"largest speed per axis, luma pixels per frame (default {stills.MAX_SPEED}; 0: a static scene)")
@@ -107,6 +108,8 @@ def main() -> int:
     if a.cmd == "make":
         if a.max_speed < 0:
             sys.exit(f"drift_probe: --max-speed must be >= 0, got {a.max_speed}")
+        if a.size[0] % 2 or a.size[1] % 2:
+            m.error(f"--size must be even (YUV 4:2:0), got {a.size[0]}x{a.size[1]}")
         make(a.out, a.periods, a.period, a.size, a.seed, a.max_speed)
     else:
         summarize(a.report, a.period, a.json)
@@ -114,4 +117,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

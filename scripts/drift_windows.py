@@ -19,6 +19,9 @@ from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mobilecodec.cli.common import positive_int  # noqa: E402
+from mobilecodec.errors import InputError  # noqa: E402
+from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.rdresults import drift_summary, drift_trend  # noqa: E402
 
 
@@ -35,28 +38,53 @@ def points(report: Any) -> Iterator[dict]:
             yield from points(v)
 
 
+def windows_list(text: str) -> list[int]:
+    """argparse type of --windows: positive integers, comma-separated."""
+    try:
+        return [positive_int(v) for v in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected positive integers, comma-separated (1,4,8), got {text!r}")
+
+
+def load_report(path: str) -> tuple[Any, list[dict]]:
+    """A report and its RD points; one-line errors for a missing file or JSON that holds none."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"no such report: {path}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read {path} as JSON: {e}")
+    pts = list(points(report))
+    if not pts:
+        raise InputError(f"{path} is not a `mobilecodec eval --json` or `mobilecodec baseline --json` report "
+                         "(no RD point with per-frame results)")
+    return report, pts
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", help="eval or baseline JSON files")
-    p.add_argument("--period", type=int, default=32, help="intra period the reports were coded with (default 32)")
-    p.add_argument("--windows", default="1,4,8", help="P-frames per window, comma-separated (default 1,4,8)")
+    p.add_argument("--period", type=positive_int, default=32,
+                   help="intra period the reports were coded with (default 32)")
+    p.add_argument("--windows", type=windows_list, default=[1, 4, 8],
+                   help="P-frames per window, comma-separated (default 1,4,8)")
     p.add_argument("--content", metavar="VIDEO", help="the coded clip (file or sample name): also fit the bits' "
                    "growth along the period with the frame-to-frame change held equal")
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
     a = p.parse_args()
-    windows = [int(w) for w in a.windows.split(",")]
-    if any(w < 1 or 2 * w + 1 > a.period - 1 for w in windows):
-        sys.exit(f"windows must be at least 1 and fit twice, after the first P-frame, in a period of {a.period}")
+    windows = a.windows
+    if any(2 * w + 1 > a.period - 1 for w in windows):
+        p.error(f"--windows must fit twice, after the first P-frame, in a period of {a.period}")
+    reports = {path: load_report(path) for path in a.reports}  # all checked before any work
     out: dict = {"period": a.period, "windows": windows, "reports": {}}
     content = source_changes(a.content) if a.content else None
     print(f"worst over the full periods of {a.period} frames: last W P-frames against W from the second on; "
           "bits ratio (bar: at most 1.5x) / PSNR-YUV drop (bar: at most 1 dB)")
     print(f"{'report':24s} {'point':20s} " + " ".join(f"{'W = ' + str(w):>17s}" for w in windows)
           + ("  bits growth with the content held equal (+- 1 SE; over the period: 2 SE range)" if a.content else ""))
-    for path in a.reports:
-        report = json.loads(Path(path).read_text())
+    for path, (_, pts) in reports.items():
         rows = out["reports"][path] = {}
-        for pt in points(report):
+        for pt in pts:
             cells = []
             for w in windows:
                 s = drift_summary({**pt, "intra_period": a.period}, window=w)
@@ -71,7 +99,7 @@ def main() -> int:
                              f"over the period, R2 {t['r2']:.2f}")
             print(f"{Path(path).name[:24]:24s} {str(pt['label'])[:20]:20s} " + " ".join(f"{c:>17s}" for c in cells))
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json_atomic(a.json, out)
     return 0
 
 
@@ -81,9 +109,14 @@ def source_changes(video: str) -> list[float]:
 
     from mobilecodec.io import read_frames, resolve_input
 
-    ys = [f.y.astype(np.float64) for f in read_frames(resolve_input(video))]
+    try:
+        ys = [f.y.astype(np.float64) for f in read_frames(resolve_input(video))]
+    except FileNotFoundError:
+        raise InputError(f"no such file: {video}")
     return [0.0] + [float(((b - a) ** 2).mean()) for a, b in zip(ys, ys[1:])]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

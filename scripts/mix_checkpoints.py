@@ -3,7 +3,7 @@ the other, to test how the I-frame's quality against the P-frames' shapes the dr
 period (an encoder-side choice like x264's I/P quantizer offset; streams decode as usual).
 
   python scripts/mix_checkpoints.py --iframe tiny_b0.0256 --pframe tiny_b0.0064 mix.pt
-  mobilecodec eval out/probe_t.y4m --checkpoint mix.pt --intra-period 32 --json mix.json
+  mobilecodec eval out/probe_t.y4m --checkpoint mix.pt --intra-period 32 -o ev --json mix.json
   python scripts/drift_probe.py summarize mix.json
 
 Choose between mixes on a training-domain probe (`scripts/drift_probe.py make`), never on carphone.
@@ -40,21 +40,21 @@ def mix_checkpoints(iframe_model, pframe_model):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iframe", required=True, help="checkpoint (shipped name or .pt) giving the I-frame codec")
     ap.add_argument("--pframe", required=True, help="checkpoint giving the P-frame networks (and the beta recorded)")
     ap.add_argument("out", type=Path, help="mixed checkpoint to write (.pt)")
     a = ap.parse_args()
 
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
-    from mobilecodec.errors import MobileCodecError
+    from mobilecodec.errors import InputError
 
     try:
         mi, _ = load_checkpoint(a.iframe)
         mp, obj = load_checkpoint(a.pframe)
-        mixed = mix_checkpoints(mi, mp)
-    except (MobileCodecError, FileNotFoundError) as e:
-        sys.exit(f"mix_checkpoints: {e}")
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
+    mixed = mix_checkpoints(mi, mp)
     save_checkpoint(a.out, mixed, beta=obj.get("beta"),
                     meta={"mixed": {"iframe": str(a.iframe), "pframe": str(a.pframe)}})
     print(f"wrote {a.out}: I-frame codec of {a.iframe}, P-frame networks of {a.pframe}")
@@ -62,4 +62,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

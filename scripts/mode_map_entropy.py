@@ -6,12 +6,13 @@ block (estimates without the extra pmfs such a coder would send); then the ideal
 adaptive coders like the shipped one with other contexts: left + top + the previous map's
 co-located mode (27 contexts), and left + previous (9), the previous map reset at each I-frame.
 
-  python scripts/mode_map_entropy.py CHECKPOINT CLIP [--frames 64] [--block 8] [--intra-period 32]
+  python scripts/mode_map_entropy.py CHECKPOINT CLIP [--frames 64] [--block 8] [--intra-period 32] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
 from mobilecodec.codec import block_modes  # noqa: E402
 from mobilecodec.codec import frame_coding  # noqa: E402
+from mobilecodec.cli.common import positive_int  # noqa: E402
 from mobilecodec.codec.video import encode_video  # noqa: E402
+from mobilecodec.errors import InputError  # noqa: E402
+from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.io import resolve_input  # noqa: E402
 
 
 def entropy(counts: np.ndarray) -> float:
@@ -66,12 +71,15 @@ def _left_previous(known, i, j, prev):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint")
-    p.add_argument("clip")
-    p.add_argument("--frames", type=int, default=64)
+    p.add_argument("checkpoint", help="checkpoint file or shipped name")
+    p.add_argument("clip", help="video file or bundled clip name")
+    p.add_argument("--frames", type=positive_int, default=64, help="frames from the first (default 64)")
     p.add_argument("--block", type=int, default=8, choices=block_modes.BLOCK_SIZES)
-    p.add_argument("--intra-period", type=int, default=32)
+    p.add_argument("--intra-period", type=positive_int, default=32, help="at least 2 (default 32)")
+    p.add_argument("--json", metavar="PATH", help="write the bits per map as JSON ('-' for stdout)")
     a = p.parse_args()
+    if a.intra_period < 2:
+        p.error("--intra-period must be >= 2: the block-mode maps are the P-frames'")
     maps: list[np.ndarray] = []
     spent: list[float] = []
     coded = block_modes.encode
@@ -84,8 +92,11 @@ def main() -> int:
 
     frame_coding.block_modes.encode = record
     model, ck = load_checkpoint(a.checkpoint)
+    clip = resolve_input(a.clip)
+    if not Path(clip).is_file():
+        raise InputError(f"no such file: {a.clip}")
     with tempfile.TemporaryDirectory() as tmp:
-        encode_video(model, a.clip, Path(tmp) / "s.mnvc", intra_period=a.intra_period, max_frames=a.frames,
+        encode_video(model, clip, Path(tmp) / "s.mnvc", intra_period=a.intra_period, max_frames=a.frames,
                      progress=False, modes=block_modes.BlockModeOptions.for_checkpoint(ck, a.block))
     plain = top = prev = 0.0
     last = None
@@ -95,16 +106,31 @@ def main() -> int:
         prev += conditional(m, last) if last is not None else entropy(np.bincount(m.ravel(), minlength=3))
         last = m
     n = max(len(maps), 1)
+    res = {"checkpoint": a.checkpoint, "clip": a.clip, "frames": a.frames, "block": a.block,
+           "intra_period": a.intra_period, "maps": len(maps), "blocks_per_map": maps[0].size if maps else 0,
+           "bits_per_map": {
+               "coded": sum(spent) / n, "frame_pmf": plain / n, "top_context": top / n, "previous_context": prev / n,
+               "adaptive_left_top": adaptive_bits(maps, lambda k, i, j, p: block_modes._contexts(k, i, j), 9,
+                                                  a.intra_period),
+               "adaptive_left_top_previous": adaptive_bits(maps, _with_previous, 27, a.intra_period),
+               "adaptive_left_previous": adaptive_bits(maps, _left_previous, 9, a.intra_period)}}
+    b = res["bits_per_map"]
+    out = sys.stderr if a.json == "-" else sys.stdout  # '-': stdout holds the JSON alone
     print(f"{a.checkpoint} on {a.clip}, {a.block}x{a.block} blocks: {len(maps)} maps of "
-          f"{maps[0].size if maps else 0} blocks; bits per map: coded {sum(spent) / n:.0f}, frame pmf "
-          f"{plain / n:.0f}, top-neighbour "
-          f"context {top / n:.0f}, previous-map context {prev / n:.0f}")
-    print(f"adaptive coders, bits per map: left+top (as coded) "
-          f"{adaptive_bits(maps, lambda k, i, j, p: block_modes._contexts(k, i, j), 9, a.intra_period):.0f}, "
-          f"left+top+previous {adaptive_bits(maps, _with_previous, 27, a.intra_period):.0f}, "
-          f"left+previous {adaptive_bits(maps, _left_previous, 9, a.intra_period):.0f}")
+          f"{res['blocks_per_map']} blocks; bits per map: coded {b['coded']:.0f}, frame pmf "
+          f"{b['frame_pmf']:.0f}, top-neighbour "
+          f"context {b['top_context']:.0f}, previous-map context {b['previous_context']:.0f}", file=out)
+    print(f"adaptive coders, bits per map: left+top (as coded) {b['adaptive_left_top']:.0f}, "
+          f"left+top+previous {b['adaptive_left_top_previous']:.0f}, "
+          f"left+previous {b['adaptive_left_previous']:.0f}", file=out)
+    if a.json == "-":
+        print(json.dumps(res, indent=2))
+    elif a.json:
+        write_json_atomic(a.json, res)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

@@ -14,24 +14,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from mobilecodec.cli.common import positive_int  # standard library only
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--init", required=True, help="checkpoint whose I-frame codec makes the references")
     p.add_argument("--hint", choices=("none", "block_match"), required=True)
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--rate", type=float, default=0.0064, help="weight of the motion bits per pixel (default 2 x 0.0032)")
     p.add_argument("--teacher", type=float, default=2e-3, help="weight of the teacher loss (default 2e-3)")
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--crop", type=positive_int, default=128, help="square crop side, a multiple of 64 (default 128)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--json", metavar="PATH", help="write the teacher error per 100 steps as JSON")
     args = p.parse_args(argv)
+    if args.crop % 64:
+        p.error(f"--crop must be a multiple of 64 (as training crops are), got {args.crop}")
 
     import numpy as np
     import torch
@@ -92,4 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

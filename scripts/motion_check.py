@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from mobilecodec.cli.common import positive_int  # standard library only
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="checkpoint file or shipped checkpoint name")
     p.add_argument("--clip", default="bikes", help="sample clip name or video file (default bikes, a training clip)")
-    p.add_argument("--frames", type=int, default=32, help="frames from the start, one intra period (default 32)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--frames", type=positive_int, default=32, help="frames from the start, one intra period (default 32)")
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--json", metavar="PATH", help="write the per-frame rows as JSON")
     p.add_argument("--search", type=int, nargs="+", metavar="R",
                    help="measure block matching at these radii instead (warped-frame PSNR-YUV, time)")
@@ -43,19 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     from mobilecodec.models.yuv import read_packed_frames
 
     torch.set_num_threads(args.threads)
+    model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))  # errors: one line (run_main)
+    path = sample_clip(args.clip) if args.clip in list_sample_clips() else args.clip
     try:
-        model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
-        path = sample_clip(args.clip) if args.clip in list_sample_clips() else args.clip
         frames = read_packed_frames(path, args.frames)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from exc
     if len(frames) < 2:
-        print("error: need at least 2 frames", file=sys.stderr)
-        return 2
+        raise InputError(f"{args.clip}: need at least 2 frames, got {len(frames)}")
     if not model.cfg.uses_motion:
-        print(f"error: {args.checkpoint} has no motion path (warp 'none')", file=sys.stderr)
-        return 2
+        raise InputError(f"{args.checkpoint} has no motion path (warp 'none')")
     model.eval()
     if args.search:
         rows = _search_table(model, frames, args.search)
@@ -123,4 +121,6 @@ def _write_json(args, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

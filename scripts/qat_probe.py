@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import parse_hw  # noqa: E402
+from mobilecodec.cli.common import parse_hw, positive_int  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 
 
@@ -52,8 +52,8 @@ def main() -> int:
     ap.add_argument("--float", dest="float_ckpt", required=True, help="float checkpoint (name or path)")
     ap.add_argument("--int8", required=True, help="int8 folders, comma-separated")
     ap.add_argument("--data", nargs="+", default=["bikes", "bigbuckbunny"])
-    ap.add_argument("--gops", type=int, default=16)
-    ap.add_argument("--gop", type=int, default=8)
+    ap.add_argument("--gops", type=positive_int, default=16)
+    ap.add_argument("--gop", type=positive_int, default=8)
     ap.add_argument("--crop", type=parse_hw, default=(128, 128), metavar="HxW")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--train-mode", action="store_true", help="the forward QAT's steps see (rate noise)")
@@ -88,4 +88,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

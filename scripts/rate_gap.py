@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
 from mobilecodec.cli.common import positive_int  # noqa: E402
 from mobilecodec.codec.frame_coding import HyperpriorCoder  # noqa: E402
+from mobilecodec.errors import InputError  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.io import pad_frame, read_frames, resolve_input  # noqa: E402
 from mobilecodec.models.yuv import frame_to_tensor  # noqa: E402
@@ -71,7 +72,8 @@ def rate_gap(model, frames: list[torch.Tensor], seed: int = 0) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),  # with the three ways
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="a checkpoint file or a shipped name (tiny_b0.0064)")
     ap.add_argument("clip", help="a video file or a bundled clip name (bikes, bigbuckbunny)")
     ap.add_argument("--frames", type=positive_int, default=8, help="frames from the first, an I-frame (8)")
@@ -85,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, _ = load_checkpoint(args.checkpoint)
-    frames = [frame_to_tensor(pad_frame(f)) for f in read_frames(resolve_input(args.clip), args.frames)]
+    try:
+        frames = [frame_to_tensor(pad_frame(f)) for f in read_frames(resolve_input(args.clip), args.frames)]
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
+    if len(frames) < 2:
+        raise InputError(f"{args.clip} has {len(frames)} frame(s); rate_gap needs at least 2 (an I-frame and a P-frame)")
     rows = rate_gap(model, frames, args.seed)
     print(f"{'frame':>5} | {'motion: train':>13} {'round':>7} {'coder':>7} | {'residual: train':>15} {'round':>7} "
           f"{'coder':>7} | train / coder")
@@ -102,4 +109,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

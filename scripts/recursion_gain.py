@@ -70,12 +70,15 @@ def measure(model, frames, depth: int, horizon: int, seed: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("--depth", type=int, nargs="+", default=[0, 8, 16])
+    p.add_argument("--depth", type=int, nargs="+", default=[0, 8, 16],
+                   help="P-frames coded before the perturbation, each >= 0 (default 0 8 16)")
     p.add_argument("--horizon", type=positive_int, default=6)
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH")
     a = p.parse_args()
+    if min(a.depth) < 0:
+        p.error(f"--depth must be >= 0 (P-frames before the perturbation), got {min(a.depth)}")
     torch.set_num_threads(1)
     model, _ = load_checkpoint(a.checkpoint)
     length = max(a.depth) + a.horizon + 1
@@ -91,4 +94,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

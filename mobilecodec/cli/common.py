@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, NoReturn, TextIO
 
 # where `emit_json(obj, "-")` writes: the real stdout; `main` sends a command's text to stderr then
 JSON_STDOUT: list[TextIO] = []
@@ -195,3 +195,17 @@ def emit_json(obj: Any, path: str | None) -> None:
     from mobilecodec.fsutil import write_json_atomic
 
     write_json_atomic(Path(path), obj)
+
+
+def run_script(main: Callable[[], int | None]) -> NoReturn:
+    """Run a benchmark's or script's `main` and exit with its code; the project's own errors (bad
+    input, a missing checkpoint or clip: `MobileCodecError`) end it as a command's do, with
+    `<script>: error: <message>` on one line of stderr and exit code 2, instead of a traceback."""
+    from mobilecodec.errors import MobileCodecError
+
+    try:
+        code = main()
+    except MobileCodecError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code or 0)
