@@ -70,13 +70,13 @@ def prepare(workdir: Path, config: str, ptq_steps: int, presets: list[str], size
         _cli("init", "--config", config, "-o", ckpt)
     pkgs: dict = {}
     for preset in presets:
-        q = workdir / f"ptq_{config}_{preset}"
+        q = workdir / f"ptq_{config}_{preset}_s{ptq_steps}"  # keyed by every input: a rerun never reuses another's
         if not (q / "ptq.json").exists():
             extra = ["--w8a16", "receiver"] if preset == "w8a16rx" else []
             _cli("ptq", "--checkpoint", ckpt, "--data", "bikes", "-o", q, "--steps", ptq_steps, "--batch", 1,
                  "--crop", "128x128", "--no-progress", *extra)
         for name, (oh, ow, ph, pw) in sizes.items():
-            pkg = workdir / f"pkg_{config}_{preset}_{ph}x{pw}"
+            pkg = workdir / f"pkg_{config}_{preset}_s{ptq_steps}_{ph}x{pw}"
             if not (pkg / "manifest.json").exists():
                 _cli("export", "--checkpoint", ckpt, "--size", f"{ph}x{pw}", "--original-size", f"{oh}x{ow}",
                      "--int8", q, "-o", pkg)
