@@ -330,6 +330,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
                 sensitivity = stage_sensitivity(pairs[0], sources, opts)
     verdict, passed, loss, bd_mean, reasons = judge_results(results, opts)
     report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs], "int8_backend": backend,
+              "fitted_on_input": fitted_on_inputs(pairs, srcs),
               "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta} for p in pairs],
               "options": {**asdict(opts), "bd_metrics": list(opts.bd_metrics)},
               "bd_rate": bd_mean, "bd_rate_loss": loss, "max_bdrate": opts.max_bdrate, "passed": passed,
@@ -341,6 +342,25 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
 
         report["files"] = write_report(out, report)
     return report
+
+
+def fitted_on_inputs(pairs: Sequence[ModelPair], srcs: Sequence[Path]) -> list[dict[str, str]]:
+    """The (int8 folder, input) pairs where the folder was calibrated (PTQ) or trained (QAT) on the
+    input it is judged on: its figures there are not held-out ones."""
+    from mobilecodec.train.data import data_identity
+
+    def identity(path: str | os.PathLike) -> str:
+        try:
+            return data_identity(path)
+        except InputError:
+            return str(Path(path).resolve())
+
+    out = []
+    for p in pairs:
+        made = getattr(p.int8_model, "summary", {}) or {}
+        used = {identity(c) for k in ("clips", "calibration_clips", "data") for c in made.get(k) or []}
+        out += [{"int8": p.int8_label, "input": str(s)} for s in srcs if identity(s) in used]
+    return out
 
 
 def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | None, float | None, dict, list[str]]:

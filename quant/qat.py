@@ -264,6 +264,7 @@ def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] 
     base = {"source": str(source), "data": [str(d) for d in data], "options": opts.to_dict(),
             "beta": opts.beta, "float_checkpoint": getattr(qmodel, "float_checkpoint", None),
             "float_weights_hash": made_from.get("float_weights_hash"),
+            "calibration_clips": made_from.get("clips") or made_from.get("calibration_clips"),
             "calibrated_on_held_out": bool(made_from.get("calibrated_on_held_out")),
             "trained_on_held_out": bool(made_from.get("trained_on_held_out")) or any(is_held_out(d) for d in data),
             "allow_held_out": bool(allow_held_out),

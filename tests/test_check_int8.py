@@ -412,3 +412,21 @@ def test_block_modes_need_the_pairs_beta(tiny_checkpoint, carphone, tmp_path, ca
     rc = _check(carphone, [tiny_checkpoint], [qdir], "--sensitivity-frames", "0", "--block-modes", "8")
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "does not record the beta" in err[0] and tiny_checkpoint.name in err[0], err
+
+
+def test_an_int8_folder_judged_on_its_own_calibration_clip_is_flagged(carphone, tmp_path, capsys):
+    """ptq calibrated on bikes: judged on bikes the report and stderr say its figures there are not
+    held-out ones; judged on carphone, nothing is said."""
+    q = tmp_path / "Q"
+    assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", "bikes", "--crop", "64x64", "--steps", "1",
+                 "--batch", "1", "--gop", "2", "--eval-gops", "0", "-o", str(q), "--no-progress"]) == 0
+    for clip, flagged in (("bikes", True), (str(carphone), False)):
+        capsys.readouterr()
+        rc = main(["check-int8", clip, "--float", "tiny_b0.0512", "--int8", str(q), "--frames", "2",
+                   "--intra-period", "2", "--sensitivity-frames", "0", "--no-progress", "--json", str(tmp_path / "r.json")])
+        assert rc in (0, 1, 3)  # pass, fail or inconclusive (one pair): a report either way
+        fitted = json.loads((tmp_path / "r.json").read_text())["fitted_on_input"]
+        err = capsys.readouterr().err
+        assert bool(fitted) == flagged and ("not held-out ones" in err) == flagged, (clip, fitted, err)
+        if flagged:
+            assert fitted[0]["int8"] == "Q" and Path(fitted[0]["input"]).stem == "bikes"

@@ -56,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from mobilecodec.errors import InputError
@@ -94,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"most sensitive stages: {top}")
     print(f"int8 side coded by: {report['int8_backend']}")
     print(f"verdict: {report['verdict']}")
+    for f in report["fitted_on_input"]:
+        print(f"note: {f['int8']} was calibrated or trained on {f['input']}: its figures there are not held-out ones",
+              file=sys.stderr)
     emit_json(report, args.json)
     if report["passed"] is None:
         return EXIT_INCONCLUSIVE
