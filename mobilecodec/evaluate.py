@@ -127,13 +127,16 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS) -
                             f"'{res.get('codec')}' has {len(res['points'])}"
                             + (": give several checkpoints, comma-separated" if name == "test" else ""))
             return out
-    try:
-        for m in metrics_:
+    out["metric_errors"] = {}
+    for m in metrics_:  # each metric on its own: one that cannot be judged leaves the others
+        try:
             ra, da = rd_curve(anchor, m)
             rt, dt = rd_curve(test, m)
             out["bd_rate"][m] = bd_rate(ra, da, rt, dt, method=BD_METHOD)
-    except InputError as exc:
-        out["bd_rate"], out["error"] = {}, str(exc)
+        except InputError as exc:
+            out["metric_errors"][m] = str(exc)
+    if not out["bd_rate"]:
+        out["error"] = "; ".join(dict.fromkeys(out["metric_errors"].values()))
     return out
 
 
@@ -192,11 +195,19 @@ def validate_coding(intra_period: int, frames: int | None, matrix: str, block_mo
 
 def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
     """One unique label per checkpoint file or package folder: its file stem (a folder's whole
-    name), or '<parent>_<stem>' where they repeat (e.g. several runs' final.pt)."""
-    stems = [Path(p).name if Path(p).is_dir() else Path(p).stem for p in paths]
-    labels = [s if stems.count(s) == 1 else f"{Path(p).resolve().parent.name}_{s}" for p, s in zip(paths, stems)]
-    if len(set(labels)) != len(labels):
+    name), or '<parents>_<stem>' with as many parent folders as it takes where stems repeat (e.g.
+    several runs' final.pt, or exp-a/b0.0064/final.pt and exp-b/b0.0064/final.pt)."""
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
         raise InputError(f"checkpoints must be distinct, got {', '.join(map(str, paths))}")
+    stems = [r.name if r.is_dir() else r.stem for r in resolved]
+    labels = list(stems)
+    for depth in range(1, max(len(r.parts) for r in resolved)):  # more parent folders where names repeat
+        repeated = {x for x in labels if labels.count(x) > 1}
+        if not repeated:
+            break
+        labels = [("_".join(r.parts[-1 - depth:-1]) + "_" + s) if stems.count(s) > 1 else s
+                  for r, s in zip(resolved, stems)]
     return labels
 
 
@@ -248,11 +259,22 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
             raise InputError(f"no such input video: {s}")
     if (opts.raw_size or opts.raw_fps) and not any(s.suffix.lower() == ".yuv" for s in srcs):
         raise InputError("--size / --fps describe raw .yuv inputs; none is given")
-    stems = [s.stem if [x.stem for x in srcs].count(s.stem) == 1 else f"{k}_{s.stem}" for k, s in enumerate(srcs)]
+    stems = [s.stem for s in srcs]
+    if len(set(stems)) < len(stems):  # every input numbered (a plain '1_clip' cannot meet a numbered 'clip')
+        stems = [f"{k}_{s.stem}" for k, s in enumerate(srcs)]
     out = check_output_dir(out_dir)
     anchor_res = load_results(anchor) if anchor is not None else None
+    if anchor_res is not None:  # what the RD plot draws of it, checked before any coding
+        from mobilecodec.rdresults import rd_curve
+
+        for m in ("psnr_yuv", "psnr_rgb"):
+            rd_curve(anchor_res, m)
     models = _load_models(checkpoints) + [Coder(str(e.source), e.model, e.checkpoint, e) for e in engines]
     labels = checkpoint_labels([c.path for c in models])
+    names = [f"{stem}_{label}" for stem in stems for label in labels]
+    if len(set(names)) < len(names):  # e.g. input c with checkpoint tiny_b1 and input c_tiny with b1
+        raise InputError("inputs and checkpoints give two points the same output name "
+                         f"({', '.join(sorted({n for n in names if names.count(n) > 1}))}); rename one")
     codec = opts.codec_name or "/".join(dict.fromkeys(c.model.cfg.name for c in models))
     raw_dir = tempfile.TemporaryDirectory(prefix="mobilecodec-eval-raw-")
     try:
@@ -261,14 +283,14 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
         raw_dir.cleanup()
 
 
-def _as_y4m(src: Path, opts: EvalOptions, work: Path) -> Path:
+def _as_y4m(src: Path, opts: EvalOptions, work: Path, index: int) -> Path:
     """A raw .yuv input as a .y4m in `work` (its size and rate from the options), so that the
     encoder and the measurement read it like any other file; other inputs as they are."""
     if src.suffix.lower() != ".yuv":
         return src
     from mobilecodec.io import open_video, write_video
 
-    out = work / f"{src.stem}.y4m"
+    out = work / f"{index}_{src.stem}.y4m"  # two inputs may share a name: one file each
     with open_video(src, size=opts.raw_size, fps=opts.raw_fps, max_frames=opts.frames) as reader:
         write_video(out, reader, reader.rate)
     return out
@@ -282,7 +304,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import check_same_clip
 
-    coded = [_as_y4m(s, opts, raw_work) for s in srcs]
+    coded = [_as_y4m(s, opts, raw_work, k) for k, s in enumerate(srcs)]
     sources_by_input = [read_frames(s, opts.frames) for s in coded]
     anchor_notes = []
     for s, frames in zip(srcs, sources_by_input):
@@ -412,6 +434,7 @@ def format_report(report: dict) -> str:
                 lines.append(f"BD-rate vs {bd['anchor']}: not computed: {bd['error']}")
             else:
                 vals = ", ".join(f"{m} {v:+.2f}%" for m, v in bd["bd_rate"].items())
+                vals += "".join(f", {m} not computed: {why}" for m, why in bd.get("metric_errors", {}).items())
                 lines.append(f"BD-rate vs {bd['anchor']} ({bd['method']}; negative = fewer bits): {vals}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -59,10 +59,16 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     try:
         labels = []
+        names = [_label(res) for res in results]
+        if len(set(names)) < len(names):  # e.g. an earlier eval as the anchor: tell the curves apart
+            names = [f"{n} ({Path(str(res.get('source', ''))).name or k + 1})" if names.count(n) > 1 else n
+                     for k, (n, res) in enumerate(zip(names, results))]
+            if len(set(names)) < len(names):
+                names = [f"{n} #{k + 1}" for k, n in enumerate(names)]
         for ax, m in zip(axes[0], metrics):
-            for res in results:
+            for res, name in zip(results, names):
                 rates, dists = rd_curve(res, m)
-                ax.plot(rates, dists, marker="o", label=_label(res))
+                ax.plot(rates, dists, marker="o", label=name)
                 for p in res["points"]:
                     labels.append(ax.annotate(str(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
                                               textcoords="offset points", xytext=(4, -8)))
@@ -73,6 +79,10 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
                 ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
                 ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
                 ax.tick_params(axis="x", which="minor", labelsize=7)
+            if not logx:
+                from matplotlib.ticker import MaxNLocator
+
+                ax.xaxis.set_major_locator(MaxNLocator(5))  # bpp labels of 5 digits overprinted at 10 ticks
             ax.set_xlabel("bpp (log scale)" if logx else "bpp")
             ax.set_ylabel(METRIC_LABELS.get(m, m))
             ax.grid(True, alpha=0.3)
@@ -121,10 +131,13 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
                 if key not in frames[0]:
                     raise InputError(f"per-frame data has no {key!r}")
                 ax.plot([f["index"] for f in frames], [f[key] for f in frames], linewidth=1,
-                        label=_point_label(res, p))
+                        marker="." if len(frames) <= 32 else None, label=_point_label(res, p))  # 1 frame: a dot
                 intra.update(f["index"] for f in frames if f.get("type") == "I")
         for index in sorted(intra):  # where each intra period starts, so its drift reads at a glance
             ax.axvline(index, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # frame numbers, not fractions
         ax.set_xlabel("frame")
         ax.set_ylabel(METRIC_LABELS.get(key, key))
         ax.grid(True, alpha=0.3)

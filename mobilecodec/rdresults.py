@@ -190,6 +190,8 @@ def format_period_drift(d: dict) -> str:
     line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB "
             + (f"(worst of {n} periods)" if n > 1 else "(one period)"))
     n_full = sum(bool(r.get("full")) for r in d["periods"])
+    if n_full == 0:  # its last P-frame is not the period's: not the bar's frame pair
+        line += ", no full intra period (cut short by the clip)"
     if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
         line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
                  + (f"over the {n_full} full ones" if n_full > 1 else "over the full one"))

@@ -170,6 +170,12 @@ def test_bd_rate_against_anchor(run, checkpoints, carphone, tmp_path, capsys):
     bd = json.loads((tmp_path / "r.json").read_text())["results"][0]["bd"]
     assert bd["bd_rate"]["psnr_yuv"] == pytest.approx(-50.0, abs=1e-9)
     assert bd["bd_rate"]["psnr_rgb"] == pytest.approx(-50.0, abs=1e-9)
+    # a metric the anchor cannot give (PSNR-YUV falling with rate) leaves the other's BD-rate
+    flat = {**anchor, "points": [dict(p, psnr_yuv=v) for p, v in zip(anchor["points"], (30.0, 29.0))]}
+    (tmp_path / "anchor_yuv.json").write_text(json.dumps(flat))
+    rc = _eval(carphone, checkpoints, tmp_path / "OUT2", "--anchor", str(tmp_path / "anchor_yuv.json"))
+    text = capsys.readouterr().out
+    assert rc == 0 and "psnr_rgb -50.00%" in text and "psnr_yuv not computed" in text, text
     # one checkpoint: no BD-rate, and the output says why
     rc = _eval(carphone, checkpoints[:1], tmp_path / "OUT1", "--anchor", str(path))
     text = capsys.readouterr().out
@@ -243,6 +249,9 @@ def test_drift_summary_hand_values():
     assert format_period_drift(d) == ("bits x1.50, PSNR-YUV -1.00 dB (worst of 2 periods), bits x1.50, "
                                       "PSNR-YUV -0.50 dB over the full one")
     assert format_period_drift(w) == "bits x1.32, PSNR-YUV -0.40 dB (one period)"
+    # a clip shorter than its intra period: the one period is cut short, and the line says so
+    cut = drift_summary({"intra_period": 8, "per_frame": long["per_frame"]})
+    assert format_period_drift(cut).endswith(", no full intra period (cut short by the clip)")
 
 
 def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carphone, tmp_path):
@@ -265,6 +274,42 @@ def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carpho
     assert reports["raw"]["source"] == str(raw) and reports["raw"]["frames"] == 2
     assert_clean_error(cli_here("eval", carphone, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "x",
                                 "--size", "176x144"), "raw .yuv")
+
+
+def test_inputs_and_checkpoints_of_one_name_keep_their_own_results(tiny_checkpoint, carphone, tmp_path):
+    """Two raw inputs both named clip.yuv (other frames) are coded each from its own frames (the
+    first was reported with the second's numbers), numbered 0_clip and 1_clip; two runs' final.pt in
+    same-named folders get labels with as many parent folders as it takes."""
+    import shutil
+
+    from mobilecodec.io import read_frames
+    from mobilecodec.io.frame import frame_to_bytes
+
+    frames = read_frames(carphone)
+    for name, part in (("a", frames[0:2]), ("b", frames[60:62])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "clip.yuv").write_bytes(b"".join(frame_to_bytes(f) for f in part))
+    size = ("--size", "176x144", "--fps", "30")
+    both = cli_here("eval", tmp_path / "a" / "clip.yuv", tmp_path / "b" / "clip.yuv", "--checkpoint", tiny_checkpoint,
+                    "-o", tmp_path / "ab", "--no-progress", "--json", tmp_path / "ab.json", *size)
+    assert both.returncode == 0, both.stderr
+    pair = {Path(r["result"]["source"]).parent.name: r["result"]["points"][0]
+            for r in json.loads((tmp_path / "ab.json").read_text())["results"]}
+    alone = cli_here("eval", tmp_path / "a" / "clip.yuv", "--checkpoint", tiny_checkpoint, "-o", tmp_path / "a1",
+                     "--no-progress", "--json", tmp_path / "a1.json", *size)
+    assert alone.returncode == 0, alone.stderr
+    a = json.loads((tmp_path / "a1.json").read_text())["results"][0]["result"]["points"][0]
+    assert pair["a"]["psnr_yuv"] == a["psnr_yuv"] and pair["a"]["bits"] == a["bits"]
+    assert pair["a"]["psnr_yuv"] != pair["b"]["psnr_yuv"]
+    assert sorted(p.name for p in (tmp_path / "ab").glob("*_eval.json")) == ["0_clip_eval.json", "1_clip_eval.json"]
+    from mobilecodec.evaluate import checkpoint_labels
+
+    runs = []
+    for exp in ("x", "y"):
+        (tmp_path / exp / "run").mkdir(parents=True)
+        runs.append(tmp_path / exp / "run" / "final.pt")
+        shutil.copyfile(tiny_checkpoint, runs[-1])
+    assert checkpoint_labels(runs) == ["x_run_final", "y_run_final"]
 
 
 def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_package, carphone, tmp_path, capsys):
