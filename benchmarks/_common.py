@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,14 +27,11 @@ def parser(doc: str) -> argparse.ArgumentParser:
 def emit(result: dict, path: str | None) -> None:
     """Print the shared-machine note; write `result` (with it) as JSON to `path` ('-': stdout), its
     folder created and the file replaced only when complete."""
+    from mobilecodec.cli.common import emit_json
+
     result["note"] = NOTE
     print(NOTE)
-    if path == "-":
-        print(json.dumps(result, indent=2))
-    elif path:
-        from mobilecodec.fsutil import write_json_atomic
-
-        write_json_atomic(path, result)
+    emit_json(result, path or None)
 
 
 def positive_ints(text: str) -> list[int]:

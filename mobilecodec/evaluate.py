@@ -24,6 +24,7 @@ from mobilecodec.rdresults import drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
+PLOT_METRICS = ("psnr_yuv", "psnr_rgb")  # the RD plot's subplots (an anchor is checked for them up front)
 BD_METHOD = "pchip"
 
 
@@ -267,7 +268,7 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     if anchor_res is not None:  # what the RD plot draws of it, checked before any coding
         from mobilecodec.rdresults import rd_curve
 
-        for m in ("psnr_yuv", "psnr_rgb"):
+        for m in PLOT_METRICS:
             rd_curve(anchor_res, m)
     models = _load_models(checkpoints) + [Coder(str(e.source), e.model, e.checkpoint, e) for e in engines]
     labels = checkpoint_labels([c.path for c in models])
@@ -388,7 +389,7 @@ def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[
     title = f"{Path(res['source']).name}, {res['frames']} frames, intra period {res['intra_period']}"
     paths = output_paths(out, stem)
     rd, bits, psnr, results = map(Path, paths)
-    rd_plot([res] + ([anchor] if anchor else []), rd, metric=("psnr_yuv", "psnr_rgb"), title=title)
+    rd_plot([res] + ([anchor] if anchor else []), rd, metric=PLOT_METRICS, title=title)
     per_frame_plot([res], "bits", bits, title=f"bits per frame: {title}")
     per_frame_plot([res], "psnr_yuv", psnr, title=f"PSNR-YUV per frame: {title}")
     save_results(results, res)

@@ -113,17 +113,17 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
         pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta")))
     # int8/tiny_b0.0008/w8a8, int8/tiny_b0.0016/w8a8, ...: the folder name alone would give every
     # point the same label, so a dropped or failing point could not be told apart
-    names = [_int8_folder(p.int8_path).name for p in pairs]
-    if len(set(names)) < len(names):
-        for p in pairs:
-            folder = _int8_folder(p.int8_path)
-            p.label = f"{folder.parent.name}/{folder.name}"
-    stems = [Path(p.float_path).stem for p in pairs]  # run_a/model.pt, run_b/model.pt: likewise
-    if len(set(stems)) < len(stems):
-        for p in pairs:
-            path = Path(p.float_path)
-            p.float_name = f"{path.parent.name}/{path.stem}"
+    labels = _told_apart([_int8_folder(p.int8_path) for p in pairs], lambda f: f.name)
+    names = _told_apart([Path(p.float_path) for p in pairs], lambda f: f.stem)  # run_a/model.pt, run_b/...
+    for p, label, name in zip(pairs, labels, names):
+        p.label, p.float_name = label, name
     return pairs
+
+
+def _told_apart(paths: list[Path], name: Callable[[Path], str]) -> list[str]:
+    """`name` of each path, or '<parent>/<name>' for all of them where two names are the same."""
+    names = [name(p) for p in paths]
+    return names if len(set(names)) == len(names) else [f"{p.parent.name}/{n}" for p, n in zip(paths, names)]
 
 
 def code_point(model, source: str | Path, sources: list, work: Path, label: str, opts: CheckOptions,

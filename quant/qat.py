@@ -266,7 +266,7 @@ def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] 
             "float_weights_hash": made_from.get("float_weights_hash"),
             "calibration_clips": made_from.get("clips") or made_from.get("calibration_clips"),
             "calibrated_on_held_out": bool(made_from.get("calibrated_on_held_out")),
-            "trained_on_held_out": bool(made_from.get("trained_on_held_out")) or any(is_held_out(d) for d in data),
+            "trained_on_held_out": bool(made_from.get("trained_on_held_out")) or (allow_held_out and any(is_held_out(d) for d in data)),  # TrainingData refused it otherwise
             "allow_held_out": bool(allow_held_out),
             "trainable_parameters": int(sum(p.numel() for p in params)),
             "quantized_config": qmodel.cfg.name, "start_step": start_step}

@@ -55,12 +55,8 @@ def main() -> int:
     a = ap.parse_args()
 
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
-    from mobilecodec.errors import InputError
 
-    try:
-        model, obj = load_checkpoint(a.checkpoint)
-    except FileNotFoundError as e:
-        raise InputError(str(e)) from e
+    model, obj = load_checkpoint(a.checkpoint)  # a missing one: CheckpointError, one line (run_main)
     cond = add_residual_conditioning(model)
     save_checkpoint(a.out, cond, beta=obj.get("beta"),
                     meta={"converted_from": str(a.checkpoint), "conversion": "residual_conditioning, zero-initialised"})

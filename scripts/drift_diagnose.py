@@ -123,7 +123,6 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
     args = ap.parse_args()
-    from mobilecodec.errors import InputError
 
     if args.start < 0:
         ap.error("--start must be >= 0")
@@ -133,10 +132,7 @@ def main() -> int:
         ap.error("carphone is the held-out evaluation clip; diagnose on training clips or the "
                  "drift probe (or pass --allow-held-out)")
     torch.set_num_threads(args.threads)
-    try:
-        res = diagnose(args.clip, args.checkpoint, args.frames, args.start, args.zero_flow)
-    except FileNotFoundError as e:
-        raise InputError(str(e)) from e
+    res = diagnose(args.clip, args.checkpoint, args.frames, args.start, args.zero_flow)
     i = res["iframe"]
     print(f"I-frame: {i['bits']:.0f} bits, PSNR {i['rec_psnr']:.2f} dB, detail {i['hf_rec']:.2f} of the source")
     print("  t  motion bits  residual bits  pred PSNR  rec PSNR  oracle 3x3  detail pred/rec  flow mean (dx, dy) px  flow sd"

@@ -46,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))  # errors: one line (run_main)
     path = sample_clip(args.clip) if args.clip in list_sample_clips() else args.clip
-    try:
-        frames = read_packed_frames(path, args.frames)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from exc
+    frames = read_packed_frames(path, args.frames)  # a missing clip: InputError, one line (run_main)
     if len(frames) < 2:
         raise InputError(f"{args.clip}: need at least 2 frames, got {len(frames)}")
     if not model.cfg.uses_motion:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
 from mobilecodec.cli.common import positive_int  # noqa: E402
 from mobilecodec.codec.frame_coding import HyperpriorCoder  # noqa: E402
+from mobilecodec.entropy.gaussian import bits_from_likelihood  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.io import pad_frame, read_frames, resolve_input  # noqa: E402
@@ -36,7 +37,7 @@ PARTS = ("m", "r")
 
 
 def _bits(likelihoods: dict[str, torch.Tensor], prefix: str) -> float:
-    return float(sum(-torch.log2(likelihoods[f"{prefix}_{k}"]).sum() for k in ("y", "z")))
+    return float(sum(bits_from_likelihood(likelihoods[f"{prefix}_{k}"]) for k in ("y", "z")))
 
 
 def rate_gap(model, frames: list[torch.Tensor], seed: int = 0) -> list[dict]:
@@ -87,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, _ = load_checkpoint(args.checkpoint)
-    try:
-        frames = [frame_to_tensor(pad_frame(f)) for f in read_frames(resolve_input(args.clip), args.frames)]
-    except FileNotFoundError as e:
-        raise InputError(str(e)) from e
+    frames = [frame_to_tensor(pad_frame(f)) for f in read_frames(resolve_input(args.clip), args.frames)]
     if len(frames) < 2:
         raise InputError(f"{args.clip} has {len(frames)} frame(s); rate_gap needs at least 2 (an I-frame and a P-frame)")
     rows = rate_gap(model, frames, args.seed)

@@ -22,7 +22,6 @@ from mobilecodec.baselines import ffmpeg as ff
 from mobilecodec.errors import InputError, ToolError
 
 
-
 @dataclass
 class BaselineConfig:
     """What to encode and how: codec, preset, CRF sweep, input video and output folder."""

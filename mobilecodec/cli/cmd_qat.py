@@ -85,7 +85,7 @@ def _resume_options(args: argparse.Namespace):
     saved = QATOptions.from_dict(read_state(args.output)["options"])
     for name in _RUN_DEFINING:
         given, have = getattr(args, name), getattr(saved, name)
-        if given is not None and (tuple(given) if name == "crop" else given) != have:
+        if given is not None and given != have:  # crop: both (H, W) tuples
             shown = "x".join(map(str, have)) if name == "crop" else have
             raise InputError(f"--{name.replace('_', '-')} differs from the run being resumed ({shown}); "
                              f"resume with the same options or start a new run")

@@ -151,8 +151,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
               "buffering": saved.buffering, "warp": saved.warp, "max_frames": saved.max_frames,
               "augment": saved.augment, "allow_held_out": saved.allow_held_out}
     # None: the config's value (or the --init checkpoint's); the run's checkpoint records it
-    from_config = {"motion_hint": lambda cfg: cfg.motion_hint, "motion_search_radius": lambda cfg: cfg.motion_search_radius,
-                   "buffering": lambda cfg: cfg.buffering, "warp": lambda cfg: cfg.warp.mode}
+    from_config = ("motion_hint", "motion_search_radius", "buffering", "warp")
     cfg = None
     for name in _RUN_DEFINING:
         given = getattr(args, name)
@@ -168,7 +167,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
                 from mobilecodec.train.trainer import run_config
 
                 cfg = run_config(args.output)
-            have = from_config[name](cfg)
+            have = cfg.warp.mode if name == "warp" else getattr(cfg, name)
         if name == "data":
             same = [data_identity(x) for x in given] == [_saved_data_identity(x) for x in have]
         elif name == "init" and have is not None:

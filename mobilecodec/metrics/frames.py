@@ -11,6 +11,7 @@ from mobilecodec.metrics.color import psnr_rgb
 from mobilecodec.metrics.msssim import ms_ssim_rgb
 from mobilecodec.metrics.psnr import psnr_yuv
 from mobilecodec.rdresults import QUALITY_METRICS
+
 #: a frame's PSNR counts at most this much in a sequence mean, as x264 reports a lossless frame: an
 #: identical plane (a black frame, grey content, lossless coding) would otherwise make the mean inf
 PSNR_CAP_DB = 100.0

@@ -325,13 +325,12 @@ def _luma(path: str, max_frames: int | None) -> np.ndarray | None:
     reader that uses the file reports why)."""
     import warnings
 
-    from mobilecodec.io import open_video
+    from mobilecodec.io import read_frames
 
     try:
         with warnings.catch_warnings():  # the reader that uses the clip says it again
             warnings.simplefilter("ignore")
-            with open_video(path, max_frames=max_frames) as reader:
-                ys = [f.y for f in reader]
+            ys = [f.y for f in read_frames(path, max_frames)]
     except (InputError, OSError):
         return None
     return np.stack(ys) if ys else None

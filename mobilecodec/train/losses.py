@@ -93,9 +93,10 @@ class GopLoss(nn.Module):
             buf, prev = buf.detach(), prev.detach()
         buf, prev = _damped(buf, prev, st.ref_grad_scale)
         if st.rollout:  # EPA: drift the buffer without gradients, then train the next P-frames
-            depth = int(torch.randint(0, st.rollout + 1, ())) if st.rollout_random else st.rollout
-            if rollout_depth is not None:  # a given depth (the same GOP again) instead of the drawn one
+            if rollout_depth is not None:  # a given depth (the same GOP again) instead of a drawn one
                 depth = rollout_depth
+            else:
+                depth = int(torch.randint(0, st.rollout + 1, ())) if st.rollout_random else st.rollout
             self.last_rollout_depth = depth
             with torch.no_grad():
                 for t in range(1, 1 + depth):
