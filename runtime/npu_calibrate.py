@@ -170,7 +170,7 @@ def build_table() -> dict[str, Any]:
         d = gl.to_dict()
         for la in d["layers"]:
             la.pop("output_shape", None)
-        d["layers"] = [la for la in d["layers"] if la["cls"] not in ("alias", "quant")]
+        d["layers"] = [la for la in d["layers"] if la["cls"] not in ("alias", "quant", "folded")]
         models[name] = {"architecture": ARCHITECTURE[name], "input_size": [h, w], "macs": gl.macs, "graph": d}
         for (dev, prec), t in ms.items():
             rows.append({"model": name, "input_size": [h, w], "device_key": dev, "device": DEVICE_NAMES[dev][0],

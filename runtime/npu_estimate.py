@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from mobilecodec.errors import InputError
-from mobilecodec.runtime.npu_graph import VTCM_BYTES, GraphLayers, layer_bytes, layers_from_dict
+from mobilecodec.runtime.npu_graph import FREE_CLASSES, VTCM_BYTES, GraphLayers, layer_bytes, layers_from_dict
 
 CALIBRATION = Path(__file__).with_name("npu_calibration.json")
 DEVICES = {
@@ -49,7 +49,7 @@ def _features(gl: GraphLayers, precision: str, vtcm: int) -> np.ndarray:
     """(layers, 4): dense MACs, grouped MACs, non-MAC elements, DRAM bytes."""
     rows = []
     for la in gl.layers:
-        if la.cls in ("alias", "quant", "fused") or la.op == "Constant":
+        if la.cls in FREE_CLASSES or la.op == "Constant":
             continue
         dense = la.macs if la.cls == "dense" else 0
         grouped = la.macs if la.cls == "grouped" else 0
@@ -163,7 +163,7 @@ def estimate_graph(gl: GraphLayers, device: str, precision: str | None = None, t
     compute, memory, t0 = _layer_times(theta, feats, device, prec)
     per = np.maximum(compute, memory)
     mem_bound = float(per[memory > compute].sum())
-    names = [la.name for la in gl.layers if la.cls not in ("alias", "quant", "fused") and la.op != "Constant"]
+    names = [la.name for la in gl.layers if la.cls not in FREE_CLASSES and la.op != "Constant"]
     order = np.argsort(-per)[:top]
     return {"label": LABEL, "device": device, "soc": DEVICES[device]["soc"], "htp": DEVICES[device]["htp"],
             "precision": prec, "ms": 1e3 * float(t0 + per.sum()), "overhead_ms": 1e3 * t0,

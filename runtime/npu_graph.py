@@ -8,6 +8,9 @@ Layers are the graph's nodes after two NPU-style simplifications:
   is the same tensor as their first input.
 - Fusion: an activation / BatchNormalization whose input is the single-use output of a MAC node is
   fused into that node (the HTP applies it in the convolution's epilogue), so it costs nothing.
+- Folding: a node computed from constants alone (the Slice / Concat that torch's export puts in
+  front of a GRU's weights) is folded by the compiler before the graph runs; it costs nothing.
+  RNN / GRU / LSTM nodes are dense MAC layers whose W, R, B and P are weights.
 
 Tiling rule (`dram_bytes`), HTP VTCM = 8 MiB on v73 and v75:
 
@@ -35,7 +38,7 @@ from mobilecodec.runtime.counts import numel
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["GraphLayers", "Layer", "PRECISION_BYTES", "VTCM_BYTES", "dram_bytes", "extract_layers",
+__all__ = ["FREE_CLASSES", "GraphLayers", "Layer", "PRECISION_BYTES", "VTCM_BYTES", "dram_bytes", "extract_layers",
            "graph_precision", "layers_from_dict"]
 
 VTCM_BYTES = 8 * 1024 * 1024
@@ -47,9 +50,10 @@ ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"
 FUSABLE_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu",
                "BatchNormalization", "Gelu"}
 NORM_OPS = {"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
-# layer classes: dense (conv / gemm / matmul), grouped (grouped or depthwise conv), elementwise,
-# resampling, data (concat, pad, slice ... data movement), fused, alias
-CLASSES = ("dense", "grouped", "elementwise", "resampling", "data", "fused", "alias", "quant")
+# layer classes: dense (conv / gemm / matmul / recurrent), grouped (grouped or depthwise conv), elementwise,
+# resampling, data (concat, pad, slice ... data movement), fused, alias, quant, folded (constants only)
+CLASSES = ("dense", "grouped", "elementwise", "resampling", "data", "fused", "alias", "quant", "folded")
+FREE_CLASSES = ("alias", "quant", "fused", "folded")  # layers that cost neither time nor DRAM traffic
 
 
 @dataclass
@@ -115,7 +119,9 @@ def graph_precision(proto: "onnx.ModelProto") -> str:
 
 def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | None = None) -> GraphLayers:
     """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc."""
-    from mobilecodec.runtime.onnx_complexity import _MAC_WEIGHT_INPUTS, _Graph, _infer, _load, count_onnx
+    from mobilecodec.runtime.onnx_complexity import (
+        _MAC_WEIGHT_INPUTS, RECURRENT_GATES, RECURRENT_WEIGHT_INPUTS, _Graph, _infer, _load, constant_tensors,
+        count_onnx)
 
     proto = _infer(_load(model_or_path))
     graph = proto.graph
@@ -139,12 +145,16 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             t = alias[t]
         return t
 
+    const = constant_tensors(graph)
     mac_outputs: set[str] = set()
     classes: list[str] = []
     for node in graph.node:
         op = node.op_type
         cls = "data"
-        if op in ALIAS_OPS and node.input and node.output:
+        if op not in _MAC_WEIGHT_INPUTS and op not in RECURRENT_GATES and node.output \
+                and all(o in const for o in node.output if o):
+            cls = "folded"
+        elif op in ALIAS_OPS and node.input and node.output:
             cls = "quant" if op in ("QuantizeLinear", "DequantizeLinear") else "alias"
             alias[node.output[0]] = root(node.input[0])
             if root(node.input[0]) in mac_outputs:
@@ -153,6 +163,8 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             cls = "grouped" if group > 1 else "dense"
             mac_outputs.add(node.output[0])
+        elif op in RECURRENT_GATES:  # matrix products per time step; its outputs are not fusable
+            cls = "dense"
         elif op in FUSABLE_OPS and node.input and root(node.input[0]) in mac_outputs \
                 and consumers.get(node.input[0], 0) == 1:
             cls = "fused"
@@ -166,13 +178,17 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             cls = rec.kind  # the counter's own op classes
         layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params,
                       output_shape=rec.output_shape)
-        if cls in ("alias", "quant", "fused"):
+        if cls in FREE_CLASSES:
             layers.append(layer)
             continue
-        weight_inputs = set(_MAC_WEIGHT_INPUTS.get(node.op_type, ()))
+        if node.op_type in RECURRENT_GATES:  # W, R, B, P: constants, often computed (Slice / Concat)
+            weights = {k for k in RECURRENT_WEIGHT_INPUTS if k < len(node.input) and node.input[k] in const}
+        else:
+            weights = {k for k in _MAC_WEIGHT_INPUTS.get(node.op_type, ())
+                       if k < len(node.input) and g.source(node.input[k]) is not None}
         seen: set[str] = set()
         for k, t in enumerate(node.input):
-            if not t or (k in weight_inputs and g.source(t) is not None):
+            if not t or k in weights:
                 continue
             if t in init_names or g.source(t) is not None:
                 continue  # constants: shapes, scales, normalisation parameters
@@ -212,7 +228,7 @@ def _act_traffic(layer: Layer, act_bytes: int, vtcm: int) -> tuple[int, int]:
 def layer_bytes(layer: Layer, precision: str, vtcm: int = VTCM_BYTES) -> int:
     """DRAM bytes of one layer under the tiling rule: weights + graph I/O + spilled activations."""
     ab, wb = PRECISION_BYTES[precision]
-    if layer.cls in ("alias", "quant", "fused"):
+    if layer.cls in FREE_CLASSES:
         return 0
     io, spill = _act_traffic(layer, ab, vtcm)
     return layer.weights * wb + io + spill
@@ -226,7 +242,7 @@ def dram_bytes(gl: GraphLayers, precision: str | None = None, vtcm: int = VTCM_B
     ab, wb = PRECISION_BYTES[prec]
     weights = io = spill = 0
     for la in gl.layers:
-        if la.cls in ("alias", "quant", "fused"):
+        if la.cls in FREE_CLASSES:
             continue
         weights += la.weights * wb
         a, b = _act_traffic(la, ab, vtcm)

@@ -42,6 +42,9 @@ _MAC_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
     "MatMulInteger": (0, 1),
     "QLinearMatMul": (0, 3),
 }
+# ONNX recurrent op -> gates, each X.W + H.R per time step; inputs 1, 2, 3 and 7 (W, R, B, P) are its weights.
+RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+RECURRENT_WEIGHT_INPUTS = (1, 2, 3, 7)
 # op type -> (index of input A, index of input B) for matrix products.
 _MATMUL_INPUTS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3)}
 _CONV_WEIGHT_INDEX = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -228,6 +231,21 @@ class _Graph:
             prod = self.producers.get(prod.input[0])
         return prod
 
+    def initializers_behind(self, tensors: Any) -> set[str]:
+        """Initializers that `tensors` are computed from (a recurrent node's W behind Slice / Concat)."""
+        found: set[str] = set()
+        todo, seen = list(tensors), set()
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t in self.initializers:
+                found.add(t)
+            elif (prod := self.producers.get(t)) is not None:
+                todo.extend(i for i in prod.input if i)
+        return found
+
     def sourcenumel(self, name: str) -> int:
         return self.initializers.get(name, self.constants.get(name, 0))
 
@@ -282,6 +300,52 @@ def _node_macs(node: Any, label: str, g: _Graph) -> int:
     raise AssertionError(op)
 
 
+def constant_tensors(graph: Any) -> set[str]:
+    """Tensors computed from initializers and Constant nodes alone (weights behind Slice / Concat /
+    Unsqueeze / DequantizeLinear, as torch exports a GRU's): a recurrent node's parameters."""
+    const = {i.name for i in graph.initializer}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        ins = [t for t in node.input if t]
+        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant"):
+            const.update(t for t in node.output if t)
+    return const
+
+
+def _recurrent_macs(node: Any, label: str, shapes: dict[str, list[int] | None],
+                    const: set[str]) -> tuple[int, dict[str, int]]:
+    """(MACs, {parameter tensor: elements}) of one ONNX RNN / GRU / LSTM node. MACs: per time step,
+    batch element and direction, gates x (input_size + hidden) x hidden (RNN 1 gate, GRU 3, LSTM 4;
+    GRU's linear_before_reset moves R's bias, not the count), plus 3 x hidden for an LSTM's peepholes P
+    when given (one multiply-add each into the i, o, f gates); the whole seq_length of X is counted
+    (sequence_lens can only shorten it). Parameters: W, R, B (and P) at the spec's sizes where they are
+    constants (not graph inputs)."""
+    from onnx.helper import get_attribute_value
+
+    attrs = {a.name: get_attribute_value(a) for a in node.attribute}
+    op = node.op_type
+    x = shapes.get(node.input[0])
+    if x is None or len(x) != 3:
+        raise InputError(f"node {label!r} ({op}): input {node.input[0]!r} has no static 3-D shape after shape "
+                         "inference; export the graph with fixed input shapes")
+    seq, batch, inp = (x[1], x[0], x[2]) if attrs.get("layout", 0) == 1 else (x[0], x[1], x[2])
+    r = shapes.get(node.input[2]) if len(node.input) > 2 else None
+    hidden = int(attrs["hidden_size"]) if "hidden_size" in attrs else (r[-1] if r else None)
+    if not hidden:
+        raise InputError(f"node {label!r} ({op}): neither a hidden_size attribute nor a static shape of R")
+    direction = attrs.get("direction", b"forward")
+    dirs = 2 if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional" else 1
+    gates = RECURRENT_GATES[op]
+
+    def given(i: int) -> str | None:
+        return node.input[i] if len(node.input) > i and node.input[i] else None
+
+    peep = given(7) if op == "LSTM" else None
+    macs = seq * batch * dirs * (gates * (inp + hidden) * hidden + (3 * hidden if peep else 0))
+    sizes = {1: gates * hidden * inp, 2: gates * hidden * hidden, 3: 2 * gates * hidden, 7: 3 * hidden}
+    params = {t: dirs * n for i, n in sizes.items() if (t := given(i)) and t in const and (i != 7 or peep)}
+    return macs, params
+
+
 def _broadcast(a: list[int], b: list[int]) -> list[int]:
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
@@ -319,6 +383,8 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
 
     result = OnnxComplexity(macs=0, params=0, other_params=0)
     weight_sources: set[str] = set()
+    recurrent_params: dict[str, int] = {}
+    const: set[str] | None = None
     init_names = {init.name for init in graph.initializer}
     result.inputs = {vi.name: g.shapes.get(vi.name) for vi in graph.input
                      if vi.name not in init_names}
@@ -337,6 +403,15 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
                     if src is not None:
                         weight_sources.add(src)
                         rec.params += g.sourcenumel(src)
+            result.macs += rec.macs
+            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
+        elif op in RECURRENT_GATES:
+            if const is None:
+                const = constant_tensors(graph)
+            rec.kind = "mac"
+            rec.macs, own = _recurrent_macs(node, label, g.shapes, const)
+            rec.params = sum(own.values())
+            recurrent_params.update(own)  # a weight tensor shared by two nodes counts once
             result.macs += rec.macs
             result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         elif op in _ELEMENTWISE or op in _REDUCTIONS:
@@ -361,9 +436,10 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
             rec.output_shape = g.shapes.get(node.output[0])
         result.nodes.append(rec)
 
-    result.params = sum(g.sourcenumel(s) for s in weight_sources)
-    result.other_params = sum(n for name, n in g.initializers.items()
-                              if name not in weight_sources)
+    result.params = sum(g.sourcenumel(s) for s in weight_sources) + sum(
+        n for t, n in recurrent_params.items() if t not in weight_sources)
+    weights = weight_sources | g.initializers_behind(recurrent_params)
+    result.other_params = sum(n for name, n in g.initializers.items() if name not in weights)
     return result
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from mobilecodec.errors import InputError
 
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
-RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # ONNX recurrent op -> gates, each X.W + H.R per step
 
 
 def elem_bits(elem_type: int) -> int:
@@ -96,77 +95,6 @@ def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | N
     if best is None:
         raise InputError("cannot tell the frame size from the graph inputs (no 4-D input); pass --size HxW")
     return best
-
-
-def _constant_tensors(graph: Any) -> set[str]:
-    """Tensors computed from initializers and Constant nodes alone (weights behind Slice / Concat /
-    Unsqueeze / DequantizeLinear, as torch exports a GRU's): a recurrent node's parameters."""
-    const = {i.name for i in graph.initializer}
-    for node in graph.node:  # ONNX graphs are topologically sorted
-        ins = [t for t in node.input if t]
-        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant"):
-            const.update(t for t in node.output if t)
-    return const
-
-
-def recurrent_node(node: Any, label: str, shapes: dict[str, list[int] | None],
-                   const: set[str]) -> tuple[int, dict[str, int]]:
-    """(MACs, {parameter tensor: elements}) of one ONNX RNN / GRU / LSTM node. MACs: per time step,
-    batch element and direction, gates x (input_size + hidden) x hidden (RNN 1 gate, GRU 3, LSTM 4;
-    GRU's linear_before_reset moves R's bias, not the count), plus 3 x hidden for an LSTM's peepholes P
-    when given (one multiply-add each into the i, o, f gates); the whole seq_length of X is counted
-    (sequence_lens can only shorten it). Parameters: W, R, B (and P) at the spec's sizes where they are
-    constants (not graph inputs)."""
-    from onnx.helper import get_attribute_value
-
-    attrs = {a.name: get_attribute_value(a) for a in node.attribute}
-    op = node.op_type
-    x = shapes.get(node.input[0])
-    if x is None or len(x) != 3:
-        raise InputError(f"node {label!r} ({op}): input {node.input[0]!r} has no static 3-D shape after shape "
-                         "inference; export the graph with fixed input shapes")
-    seq, batch, inp = (x[1], x[0], x[2]) if attrs.get("layout", 0) == 1 else (x[0], x[1], x[2])
-    r = shapes.get(node.input[2]) if len(node.input) > 2 else None
-    hidden = int(attrs["hidden_size"]) if "hidden_size" in attrs else (r[-1] if r else None)
-    if not hidden:
-        raise InputError(f"node {label!r} ({op}): neither a hidden_size attribute nor a static shape of R")
-    direction = attrs.get("direction", b"forward")
-    dirs = 2 if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional" else 1
-    gates = RECURRENT_GATES[op]
-
-    def given(i: int) -> str | None:
-        return node.input[i] if len(node.input) > i and node.input[i] else None
-
-    peep = given(7) if op == "LSTM" else None
-    macs = seq * batch * dirs * (gates * (inp + hidden) * hidden + (3 * hidden if peep else 0))
-    sizes = {1: gates * hidden * inp, 2: gates * hidden * hidden, 3: 2 * gates * hidden, 7: 3 * hidden}
-    params = {t: dirs * n for i, n in sizes.items() if (t := given(i)) and t in const and (i != 7 or peep)}
-    return macs, params
-
-
-def count_recurrent(counted: Any, proto: Any) -> None:
-    """Add the MACs and parameters of RNN / GRU / LSTM nodes to a `count_onnx` result, which lists
-    them as unknown ops (a recurrent model's main cost), and drop them from its unknown ops."""
-    if not any(op in counted.unknown_ops for op in RECURRENT_GATES):
-        return
-    from mobilecodec.runtime.onnx_complexity import _infer, _value_shapes
-
-    graph = _infer(proto).graph  # what count_onnx counted: its node records follow this node order
-    shapes, const = _value_shapes(graph), _constant_tensors(graph)
-    params: dict[str, int] = {}
-    for node, rec in zip(graph.node, counted.nodes):
-        op = node.op_type
-        if op not in RECURRENT_GATES or rec.op_type != op or rec.kind != "unknown":
-            continue
-        rec.macs, own = recurrent_node(node, rec.name, shapes, const)
-        rec.kind, rec.params = "mac", sum(own.values())
-        params.update(own)  # a weight tensor shared by two nodes counts once
-        counted.macs += rec.macs
-        counted.macs_by_op[op] = counted.macs_by_op.get(op, 0) + rec.macs
-        counted.unknown_ops[op] -= 1
-        if not counted.unknown_ops[op]:
-            del counted.unknown_ops[op]
-    counted.params += sum(params.values())
 
 
 def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> dict[str, Any]:
@@ -361,8 +289,6 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
     from mobilecodec.runtime.onnx_complexity import count_onnx
 
     counted = {n: count_onnx(p) for n, p in protos.items()}
-    for n, p in protos.items():
-        count_recurrent(counted[n], p)
     frame = _frame_pixels(next(iter(counted.values())).inputs, size)
     pixels = frame[0] * frame[1]
     layers = {n: extract_layers(p, n) for n, p in protos.items()}

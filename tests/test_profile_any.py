@@ -484,3 +484,52 @@ def test_state_bytes_for_every_tensor_type():
                           [helper.make_tensor_value_info("t_txt", TensorProto.STRING, [2])])
     with pytest.raises(InputError, match="'s_txt'.*STRING"):
         state_buffer({"txt": helper.make_model(g)}, (5, 7), 10.0, ["s_txt:t_txt"])
+
+
+@pytest.mark.parametrize("op,direction,peepholes", [("GRU", "bidirectional", False), ("LSTM", "forward", True)])
+def test_recurrent_layers_reach_the_npu_model(op, direction, peepholes):
+    """`count_onnx` itself counts a recurrent node (every caller gets it, not only `profile`), and the NPU
+    layer model (DRAM traffic and the latency estimate) prices it as a dense MAC layer: its weights as
+    weights, read once, never as activation inputs; only X is an activation input."""
+    from mobilecodec.runtime.npu_estimate import _features
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    x_shape, hidden = [5, 3, 7], 4
+    model, weights = _recurrent_graph(op, x_shape, hidden, direction, 0, peepholes, True)
+    gates, dirs = {"GRU": 3, "LSTM": 4}[op], 2 if direction == "bidirectional" else 1
+    macs = 5 * 3 * dirs * (gates * (7 + hidden) * hidden + (3 * hidden if peepholes else 0))
+    counted = count_onnx(model)
+    assert counted.unknown_ops == {} and counted.macs == macs and counted.params == weights
+    assert counted.macs_by_op == {op: macs} and counted.other_params == 0
+    (layer,) = extract_layers(model).layers
+    assert (layer.cls, layer.macs, layer.weights) == ("dense", macs, weights)
+    assert layer.inputs == [[5 * 3 * 7, 1]]          # X, a graph input; W, R, B, P are weights
+    d = dram_bytes(extract_layers(model), "w8a8")
+    y_elems = 5 * dirs * 3 * hidden
+    assert (d["weights"], d["graph_io"], d["activations"]) == (weights, 5 * 3 * 7 + y_elems, 0)
+    assert _features(extract_layers(model), "w8a8", 8 << 20)[:, 0].tolist() == [macs]
+
+
+def test_torch_recurrent_weights_are_folded_not_priced(tmp_path, monkeypatch):
+    """torch exports a GRU's weights through Slice / Concat of its initializers; the compiler folds those
+    nodes, so the NPU model gives them neither time nor traffic: the GRU's DRAM weight bytes are exactly
+    its parameters (plus the conv's), and no layer computed from constants alone is priced."""
+    import importlib
+
+    from mobilecodec.runtime.npu_estimate import _features
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+    from mobilecodec.runtime.profile_any import _onnx_from_module
+
+    name = f"rnnfold_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(RNN_MODULES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, inputs = importlib.import_module(name).gru()
+    proto = _onnx_from_module(module, inputs, tmp_path / "g.onnx")
+    assert any(n.op_type in ("Slice", "Concat") for n in proto.graph.node)  # what the export does today
+    gl = extract_layers(proto)
+    priced = [la for la in gl.layers if la.cls not in ("alias", "quant", "fused", "folded")]
+    assert sorted(la.op for la in priced if la.op not in ("Transpose", "Reshape")) == ["Conv", "GRU"]
+    params = sum(p.numel() for p in module.parameters())
+    assert dram_bytes(gl, "w8a8")["weights"] == params
+    assert _features(gl, "w8a8", 8 << 20)[:, 0].sum() == gl.macs == sum(la.macs for la in priced)
