@@ -331,14 +331,15 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     with torch_threads(1):
         module, inputs = load_factory(spec)
         name = spec.split(":", 1)[1]
+        seen: list[Any] = []  # the counted pass's outputs name the graph outputs: no forward of its own
+        hook = module.register_forward_hook(lambda _m, _a, out: seen.append(out))
         try:  # the user's forward on the user's inputs: its errors are input errors, in one line
-            with torch.no_grad():
-                module.eval()
-                outputs = module(*inputs)
             tc = count_module(module, *inputs)
         except Exception as exc:
             raise InputError(f"running {spec} on its example inputs failed: {_one_line(exc)}") from None
-        in_names, out_names = _io_names(module, inputs, outputs)
+        finally:
+            hook.remove()
+        in_names, out_names = _io_names(module, inputs, seen[-1])  # the outermost call ends last
         with tempfile.TemporaryDirectory() as tmp:
             try:  # ops ONNX cannot express (torch.fft, ...), outputs it cannot carry
                 proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx", in_names, out_names)

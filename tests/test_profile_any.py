@@ -217,6 +217,18 @@ class Spectrum(nn.Module):
 
 def fft():
     return Spectrum(), torch.rand(1, 2, 8, 8)
+
+
+class Counted(Rec):
+    calls = 0
+
+    def forward(self, frame, state):
+        Counted.calls += 1
+        return super().forward(frame, state)
+
+
+def counted():
+    return Counted(), (torch.rand(1, 3, 32, 48), torch.rand(1, 8, 16, 24))
 '''
 
 
@@ -244,6 +256,18 @@ def test_module_state_is_named_after_forward(user_module, tmp_path):
     assert [e["tensor"] for e in b["entries"]] == ["state:output_1"]
     assert b["bytes_per_frame"] == 4 * 8 * 16 * 24 and b["full_res_maps"] == pytest.approx(2.0)
     assert b["bandwidth_mb_s"] == pytest.approx(2 * 4 * 8 * 16 * 24 * 25 / 1e6)
+
+
+def test_module_forward_runs_once_besides_the_export(user_module):
+    """A user's forward may take seconds at full HD: profile runs it once to count it (its outputs name
+    the graph outputs) and once more in the ONNX export's trace, not a third time."""
+    import importlib
+
+    from mobilecodec.runtime.profile_any import profile_module
+
+    rep = profile_module(f"{user_module}:counted", state=["state:output_1"])
+    assert importlib.import_module(user_module).Counted.calls == 2
+    assert rep["buffer"]["entries"][0]["tensor"] == "state:output_1"
 
 
 def test_state_names_holding_colons(tmp_path):
