@@ -731,9 +731,8 @@ def test_data_workers_draw_the_same_batches(tmp_path):
     from mobilecodec.train.prefetch import BatchPrefetcher
     from mobilecodec.train.trainer import step_rng
 
-    make_data = partial(TrainingData, ["bikes", "stills"], 2, (64, 64), max_frames=8)
-    data = make_data()
-    with BatchPrefetcher(make_data, partial(step_rng, 5, 0), 3, workers=2, last_step=6) as pf:
+    data = TrainingData(["bikes", "stills"], 2, (64, 64), max_frames=8)
+    with BatchPrefetcher(data, partial(step_rng, 5, 0), 3, workers=2, last_step=6) as pf:
         for step in (1, 2, 4, 6):  # skipping steps, as a resumed run starts mid-way
             ys, uvs = pf.get(step)
             rng = step_rng(5, 0, step)

@@ -396,3 +396,32 @@ def test_recipe_refuses_a_phase_folder_trained_with_other_options(smoke_run, tmp
     run_recipe(recipe, partial, until="pframe", threads=1, progress=False, stop_after_steps=5)
     with pytest.raises(InputError, match=r"pframe was trained with other options.*flow_lambda_teacher"):
         run_recipe(edited, partial, until="pframe", threads=1, progress=False)
+
+
+def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_path, bikes):
+    """Data workers and DDP ranks get the main process's TrainingData pickled: cached clips travel as
+    references to their memory-mapped cache files and stills as their file names (a few kB, not the
+    frames), septuplet folders as the list already checked (no second scan, no second held-out check);
+    the copy draws exactly the samples of the original."""
+    import pickle
+
+    from mobilecodec.train.data import TrainingData
+
+    root = tmp_path / "v"
+    for k in range(3):
+        _write_septuplet(root / "sequences" / "00001" / f"000{k + 1}", _rgb_frames(bikes, 4, top=16 * k, size=(96, 96)))
+    data = TrainingData(["bikes", "stills", str(root)], 3, (64, 64), augment=True)
+    blob = pickle.dumps(data)
+    assert len(blob) < 100_000, len(blob)
+    # a folder broken after the check: the copy neither scans nor fails on it (a new scan refuses it)
+    first = root / "sequences" / "00001" / "0003" / "im1.png"
+    png = first.read_bytes()
+    first.write_bytes(b"not a png")
+    with pytest.raises(InputError, match="cannot read the image"):
+        TrainingData([str(root)], 3, (64, 64))
+    copy = pickle.loads(blob)
+    first.write_bytes(png)
+    assert [s.name for s in copy.sources] == [s.name for s in data.sources]
+    for seed in range(12):
+        a, b = data.sample(np.random.default_rng(seed)), copy.sample(np.random.default_rng(seed))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

@@ -49,10 +49,23 @@ class Clip:
     def num_frames(self) -> int:
         return int(self.y.shape[0])
 
+    def __reduce__(self) -> tuple[Any, tuple]:
+        """A cached clip pickles as references to its cache files (data workers and DDP ranks map
+        them again), not as its frames; an in-memory clip pickles whole."""
+        if all(isinstance(a, np.memmap) and a.filename and a.offset == 0 for a in (self.y, self.uv)):
+            return _mapped_clip, (self.name, self.y.filename, self.y.shape, self.uv.filename, self.uv.shape)
+        return Clip, (self.name, np.asarray(self.y), np.asarray(self.uv))
+
     @property
     def size(self) -> tuple[int, int]:
         """(height, width) in luma pixels."""
         return int(self.y.shape[1]), int(self.y.shape[2])
+
+
+def _mapped_clip(name: str, y_file: str, y_shape: tuple[int, ...], uv_file: str, uv_shape: tuple[int, ...]) -> Clip:
+    """The clip of cache files `y_file` and `uv_file`, memory-mapped read-only (`Clip.__reduce__`)."""
+    return Clip(name, np.memmap(y_file, dtype=np.uint8, mode="r", shape=y_shape),
+                np.memmap(uv_file, dtype=np.uint8, mode="r", shape=uv_shape))
 
 
 def _cache_key(path: Path, max_frames: int | None) -> str:
@@ -93,9 +106,7 @@ def cached_video(path: str | os.PathLike, max_frames: int | None = None) -> Clip
     t, h, w = meta["frames"], meta["height"], meta["width"]
     if t == 0:
         raise InputError(f"{p}: the video has no frames")
-    y = np.memmap(folder / "y.u8", dtype=np.uint8, mode="r", shape=(t, h, w))
-    uv = np.memmap(folder / "uv.u8", dtype=np.uint8, mode="r", shape=(t, 2, h // 2, w // 2))
-    return Clip(str(path), y, uv)
+    return _mapped_clip(str(path), str(folder / "y.u8"), (t, h, w), str(folder / "uv.u8"), (t, 2, h // 2, w // 2))
 
 
 def _video_path(path: str | os.PathLike) -> Path:

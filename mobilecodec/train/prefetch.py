@@ -29,28 +29,29 @@ def _draw(rng_of: RngOf, step: int, batch_size: int) -> tuple[list[np.ndarray], 
     return [s[0] for s in samples], [s[1] for s in samples]
 
 
-def _init(make_data: Callable[[], object]) -> None:
+def _init(data: object) -> None:
     global _worker_data
-    _worker_data = make_data()
+    _worker_data = data
 
 
 class BatchPrefetcher:
     """Draws the batches of steps `step .. step + depth - 1` in `workers` processes, each holding
-    the `TrainingData` that `make_data()` builds (cached clips open as memory maps, so it is cheap).
+    a copy of `data`, the trainer's `TrainingData` (it pickles as references to its cached clips,
+    stills and checked septuplet folders: a few kB, and no worker repeats the checks).
 
     `get(step)` returns (ys, uvs), the uint8 GOP crops `TrainingData.batch` would turn into a
     tensor with the generator `rng_of(step)`. Steps must be asked for in increasing order, none
     beyond `last_step`. Use as a context manager, so the workers end with the run."""
 
-    def __init__(self, make_data: Callable[[], object], rng_of: RngOf, batch_size: int, workers: int,
+    def __init__(self, data: object, rng_of: RngOf, batch_size: int, workers: int,
                  last_step: int, depth: int | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.rng_of, self.batch_size, self.last_step = rng_of, batch_size, last_step
         self.depth = depth or 2 * workers
         # spawn, not fork: the trainer has CUDA (and torch's thread pools) running, and a fork of
-        # such a process may deadlock; fresh workers build their own TrainingData instead.
-        self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init, initargs=(make_data,))
+        # such a process may deadlock; fresh workers unpickle the trainer's TrainingData instead.
+        self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init, initargs=(data,))
         self.pending: dict[int, AsyncResult] = {}
         self.next_step: int | None = None  # the first step not submitted yet
         self.last: int | None = None  # the step asked for last

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,28 @@ def _resolve_device(name: str, dist: DistInfo) -> torch.device:
 def _barrier(dist: DistInfo) -> None:
     if dist.enabled:
         torch.distributed.barrier()
+
+
+def _shared_data(make_data: Callable[[], Any], dist: DistInfo) -> Any:
+    """The training data, built once: rank 0 decodes the videos into the cache, runs the held-out check
+    and scans septuplet folders, then sends it to the other ranks (it pickles as references to the
+    cached clips and checked folders). An error on rank 0 ends every rank with its message."""
+    if not dist.enabled:
+        return make_data()
+    box: list[Any] = [None]
+    if dist.is_main:
+        try:
+            box[0] = make_data()
+        except Exception as exc:  # sent on, then raised here too
+            box[0] = exc
+    torch.distributed.broadcast_object_list(box, src=0)
+    if isinstance(box[0], InputError):
+        raise box[0]
+    if isinstance(box[0], Exception):
+        if dist.is_main:
+            raise box[0]
+        raise RuntimeError(f"rank 0 could not build the training data: {box[0]}")
+    return box[0]
 
 
 def _step_seeds(seed: int, rank: int, step: int) -> tuple[np.random.Generator, int]:
@@ -415,18 +438,12 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     prefetch = None
     try:
-        # Rank 0 decodes the videos into the cache first; the others then map the cached arrays.
-        if not dist.is_main:
-            _barrier(dist)
-        make_data = partial(TrainingData, opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
-                            augment=opts.augment, allow_held_out=opts.allow_held_out)
-        data = make_data()
-        if dist.is_main:
-            _barrier(dist)
-        if opts.data_workers:  # the workers build the same TrainingData
+        data = _shared_data(partial(TrainingData, opts.data, st.gop + st.rollout, st.crop, max_frames=opts.max_frames,
+                                    augment=opts.augment, allow_held_out=opts.allow_held_out), dist)
+        if opts.data_workers:  # the workers get a copy of the same TrainingData
             from mobilecodec.train.prefetch import BatchPrefetcher
 
-            prefetch = BatchPrefetcher(make_data, partial(step_rng, opts.seed, dist.rank), st.batch_size,
+            prefetch = BatchPrefetcher(data, partial(step_rng, opts.seed, dist.rank), st.batch_size,
                                        opts.data_workers, last_step=st.steps)
 
         if resume:
