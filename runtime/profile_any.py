@@ -290,6 +290,8 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
 
     counted = {n: count_onnx(p) for n, p in protos.items()}
     frame = _frame_pixels(next(iter(counted.values())).inputs, size)
+    source = dict(source or {})
+    source.setdefault("frame_size_from", "--size" if size is not None else "the largest 4-D input")
     pixels = frame[0] * frame[1]
     layers = {n: extract_layers(p, n) for n, p in protos.items()}
     graphs = {n: graph_complexity(counted[n], protos[n], pixels) for n in protos}
@@ -300,7 +302,7 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
     buf = state_buffer(protos, frame, fps, state)
     dram = {n: dram_bytes(gl, precision) for n, gl in layers.items()}
     report: dict[str, Any] = {
-        "kind": "graphs", "source": dict(source or {}, precision=prec, frame_size=list(frame)),
+        "kind": "graphs", "source": dict(source, precision=prec, frame_size=list(frame)),
         "size": list(frame), "graphs": graphs, "buffer": buf, "dram": dram,
         "dram_per_frame": sum(d["total"] for d in dram.values()), "htp_check": htp_check(protos),
         "totals": {"params": sum(g["params"] for g in graphs.values()),
@@ -317,7 +319,28 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
 
     p = Path(path)
     proto = _load(p)
-    return profile_graphs({p.stem: proto}, source={"onnx": str(p)}, **kw)
+    source: dict[str, Any] = {"onnx": str(p)}
+    if kw.get("size") is None and (frame := _package_frame(p)) is not None:
+        kw["size"], source["frame_size_from"] = frame, "manifest"
+    return profile_graphs({p.stem: proto}, source=source, **kw)
+
+
+def _package_frame(path: Path) -> tuple[int, int] | None:
+    """The frame (original H, W) of the export package whose manifest lists the graph file `path`: its
+    graphs take the packed half-resolution YUV tensor, so their input is not the frame. None elsewhere."""
+    from mobilecodec.export.manifest import MANIFEST, load_manifest
+
+    folder = path.resolve().parent.parent
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        man = load_manifest(folder)
+    except InputError:  # not a package after all, or a changed one: the graph is profiled as any model
+        return None
+    if path.resolve() not in {(folder / g["file"]).resolve() for g in man["graphs"].values()}:
+        return None
+    h, w = man["original_size"]
+    return int(h), int(w)
 
 
 def profile_module(spec: str, **kw: Any) -> dict[str, Any]:

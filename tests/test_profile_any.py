@@ -557,3 +557,28 @@ def test_torch_recurrent_weights_are_folded_not_priced(tmp_path, monkeypatch):
     params = sum(p.numel() for p in module.parameters())
     assert dram_bytes(gl, "w8a8")["weights"] == params
     assert _features(gl, "w8a8", 8 << 20)[:, 0].sum() == gl.macs == sum(la.macs for la in priced)
+
+
+def test_one_graph_of_a_package_is_profiled_at_the_package_frame(tiny_package, tmp_path):
+    """A package's graph takes the packed half-resolution YUV tensor (6 x H/2 x W/2): profiled alone,
+    its kMACs/px are per pixel of the package's frame (as `profile PKG/` counts them), not per pixel
+    of its H/2 x W/2 input, which would be 4x too many; the report says where the frame came from,
+    and a copy of the file outside its package (no manifest) still needs --size to say it."""
+    import shutil
+
+    res = _cli(str(tiny_package), "--json", str(tmp_path / "pkg.json"))
+    assert res.returncode == 0, res.stderr
+    pkg = json.loads((tmp_path / "pkg.json").read_text())
+    graph = tiny_package / "graphs" / "i_analysis.onnx"
+    res = _cli(str(graph), "--json", str(tmp_path / "g.json"))
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "g.json").read_text())
+    assert rep["size"] == [144, 176] and rep["source"]["frame_size_from"] == "manifest"
+    macs = rep["graphs"]["i_analysis"]["macs"]
+    assert rep["graphs"]["i_analysis"]["kmacs_per_px"] == pytest.approx(macs / (144 * 176) / 1e3)
+    assert macs == pkg["complexity"]["stages"]["i_analysis"]["macs"]
+    assert "144x176" in res.stdout and "manifest" in res.stdout
+    alone = tmp_path / "i_analysis.onnx"
+    shutil.copyfile(graph, alone)
+    res = _cli(str(alone), "--json", str(tmp_path / "a.json"))
+    assert json.loads((tmp_path / "a.json").read_text())["size"] == [96, 96]  # its input, as for any model

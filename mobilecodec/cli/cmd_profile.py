@@ -147,7 +147,7 @@ def _any(args: argparse.Namespace, is_onnx: bool) -> dict:
 def _format_any(report: dict) -> str:
     h, w = report["size"]
     lines = [f"{'graph':20s} {'params [M]':>10s} {'GMACs':>9s} {'kMACs/px':>9s} {'elem/px':>8s} {'resamp/px':>9s}"
-             f"   (frame {h}x{w}, precision {report['source']['precision']})"]
+             f"   (frame {h}x{w} from {report['source']['frame_size_from']}, precision {report['source']['precision']})"]
     for n, g in report["graphs"].items():
         lines.append(f"{n:20s} {g['params_M']:10.3f} {g['gmacs']:9.4f} {g['kmacs_per_px']:9.2f} "
                      f"{g['elementwise_per_px']:8.2f} {g['resampling_per_px']:9.2f}")
