@@ -7,6 +7,9 @@ Layout (all integers little-endian):
   record: head = LEB128 varint of (payload length * 2 + frame type; 0 = I, 1 = P), 1-4 bytes, shortest
           form only | payload | frame hash 4 B (blake2b-32 of the decoded frame) |
           CRC-16/CCITT u16 (init 0xFFFF, of the record's other bytes)
+The config id is `CodecConfig.stream_id()`: the config's name ("tiny") where its receiver-side fields
+are the registered config's, else the name, "~" and a digest of those fields ("tiny~3f9a..."), since
+a checkpoint of equal weights may differ in what has no weights (the warp, say).
 Every length is checked against sanity caps and the bytes left before anything is allocated, so a
 corrupt or truncated file raises BitstreamError instead of crashing, hanging or exhausting memory.
 

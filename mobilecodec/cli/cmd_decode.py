@@ -46,7 +46,7 @@ def _find_checkpoint(stream: str) -> str:
     hdr = read_header(stream)
     for name, path in shipped_checkpoints().items():
         model, _ = load_checkpoint(path)
-        if model.cfg.name == hdr.config_id and model.weights_hash() == bytes(hdr.weights_hash):
+        if model.cfg.stream_id() == hdr.config_id and model.weights_hash() == bytes(hdr.weights_hash):
             return str(path)
     raise BitstreamError(f"stream was encoded with model '{hdr.config_id}' weights "
                          f"{bytes(hdr.weights_hash).hex()[:16]}, which is not a shipped checkpoint; "

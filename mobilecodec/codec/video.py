@@ -83,7 +83,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
         pw, ph = padded_size(w, h)
         engine.check_padded_size(ph, pw)
         rate = getattr(reader, "rate", None) or _fps_fraction(reader.fps)
-        header = StreamHeader(config_id=model.cfg.name, weights_hash=model.weights_hash(), width=w, height=h,
+        header = StreamHeader(config_id=model.cfg.stream_id(), weights_hash=model.weights_hash(), width=w, height=h,
                               fps_num=rate.numerator, fps_den=rate.denominator, intra_period=intra_period,
                               flags=block_modes.stream_flags(modes.block if modes is not None else 0))
         total = reader.num_frames if max_frames is None else min(max_frames, reader.num_frames or max_frames)
@@ -131,11 +131,11 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
 
 def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str | None = None) -> None:
     """Refuse to decode a stream made by another model (it would decode to noise)."""
-    if header.config_id != model.cfg.name or bytes(header.weights_hash) != model.weights_hash():
+    if header.config_id != model.cfg.stream_id() or bytes(header.weights_hash) != model.weights_hash():
         where = f" ({checkpoint})" if checkpoint else ""
         raise BitstreamError(
             f"stream was encoded with model '{header.config_id}' weights {bytes(header.weights_hash).hex()[:16]}, "
-            f"but the checkpoint{where} is '{model.cfg.name}' weights {model.weights_hash().hex()[:16]}")
+            f"but the checkpoint{where} is '{model.cfg.stream_id()}' weights {model.weights_hash().hex()[:16]}")
 
 
 def check_stream_structure(reader: StreamReader) -> None:

@@ -48,6 +48,10 @@ class PredictorConfig:
     layers: int = 2
 
 
+#: CodecConfig fields only the sender reads (motion search): a stream does not depend on them.
+SENDER_ONLY_FIELDS = ("motion_hint", "motion_search_radius", "motion_hint_confident_only")
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     """Everything that defines a codec's architecture (not its weights)."""
@@ -113,6 +117,26 @@ class CodecConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def stream_id(self) -> str:
+        """The config id a stream header records: the plain name where every field the receiver uses
+        equals the registered config of that name (shipped streams keep it), else the name, '~' and a
+        digest of those fields, so that a checkpoint of equal weights but another warp or buffering
+        cannot decode the stream into wrong frames."""
+        import hashlib
+        import json
+
+        def receiver(cfg: CodecConfig) -> dict:
+            d = cfg.to_dict()
+            for k in ("name", *SENDER_ONLY_FIELDS):
+                d.pop(k)
+            return d
+
+        fields = receiver(self)
+        if self.name in CONFIGS and fields == receiver(CONFIGS[self.name]()):
+            return self.name
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.name}~{digest}"
 
     @staticmethod
     def from_dict(d: dict) -> "CodecConfig":
