@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.errors import CheckpointError, InputError, InputWarning
 from mobilecodec.fsutil import check_output_dir, publishing
 from mobilecodec.metrics.frames import mean_metrics
-from mobilecodec.rdresults import drift_summary, format_period_drift
+from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift
 
 FORMAT = "mobilecodec-eval"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -112,21 +113,22 @@ def frame_type_summary(point: dict) -> dict:
     return out
 
 
-def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS) -> dict:
+def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
+               min_points: int = BD_MIN_POINTS) -> dict:
     """BD-rate (%, pchip) of `test` against `anchor` per metric; {'error': why} when it cannot be
-    computed (fewer than 2 points on a curve, curves not monotonic or not overlapping)."""
+    computed (fewer than `min_points` points on a curve, by default the ones `bdrate` needs; curves
+    not monotonic or not overlapping)."""
     from mobilecodec.metrics import bd_rate
-    from mobilecodec.metrics.bd import MIN_POINTS
-    from mobilecodec.rdresults import rd_curve
+    from mobilecodec.rdresults import check_bd_points, rd_curve
 
-    need = MIN_POINTS[BD_METHOD]
     out: dict[str, Any] = {"anchor": anchor.get("codec"), "test": test.get("codec"), "method": BD_METHOD,
                            "bd_rate": {}, "error": None}
     for name, res in (("anchor", anchor), ("test", test)):
-        if len(res["points"]) < need:
-            out["error"] = (f"BD-rate needs at least {need} RD points per curve ({BD_METHOD}); the {name} "
-                            f"'{res.get('codec')}' has {len(res['points'])}"
-                            + (": give several checkpoints, comma-separated" if name == "test" else ""))
+        try:
+            check_bd_points(res, f"the {name} '{res.get('codec')}'", min_points)
+        except InputError as exc:
+            out["error"] = str(exc) + (f" (give {min_points} or more checkpoints, comma-separated)"
+                                       if name == "test" else "")
             return out
     out["metric_errors"] = {}
     for m in metrics_:  # each metric on its own: one that cannot be judged leaves the others
@@ -311,6 +313,9 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     for s, frames in zip(srcs, sources_by_input):
         if not frames:
             raise InputError(f"no frames in {s}")
+        if opts.frames is not None and len(frames) < opts.frames:  # coded whole; its JSON's "frames" says how many
+            warnings.warn(InputWarning(f"{s} has {len(frames)} frames, fewer than --frames {opts.frames}: "
+                                       f"coding its {len(frames)}"))
         if anchor_res is not None:  # before any coding, not after
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))

@@ -23,6 +23,10 @@ FRAME_KEYS = ("index", "type", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv",
               "ms_ssim_rgb")
 #: Metrics a BD computation can use (higher is better for all of them).
 QUALITY_METRICS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+#: RD points per curve a reported BD-rate needs (`bdrate` and `eval`, through `check_bd_points`): the
+#: four of VCEG-M33, whatever the interpolation could fit (`metrics.bd.MIN_POINTS`), so that a figure
+#: spans enough of each curve to mean something.
+BD_MIN_POINTS = 4
 
 
 def _is_number(v: Any) -> bool:
@@ -115,6 +119,14 @@ def check_same_clip(anchor: dict[str, Any], width: int, height: int, frames: int
     if anchor["frames"] != frames:
         return f"anchor {anchor_name} has {anchor['frames']} frames, {test_name} {frames}"
     return None
+
+
+def check_bd_points(results: dict[str, Any], name: str, min_points: int = BD_MIN_POINTS) -> None:
+    """InputError naming `name` (e.g. 'anchor x264.json') unless `results` has `min_points` RD points:
+    the one test of whether a curve is long enough for a BD-rate."""
+    n = len(results["points"])
+    if n < min_points:
+        raise InputError(f"{name}: BD-rate needs at least {min_points} RD points per curve, got {n}")
 
 
 def rd_curve(results: dict[str, Any], metric: str, min_points: int = 1

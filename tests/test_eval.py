@@ -1,7 +1,7 @@
 """`mobilecodec eval` on carphone with two random `tiny` checkpoints through the real encoder and
 decoder: the RD JSON follows the schema, bpp is the stream file's bits / pixels, per-frame PSNR
-matches an independent numpy recomputation from the decoded .y4m, BD-rate against an anchor is
-printed, and bad input exits 2 with a one-line message."""
+matches an independent numpy recomputation from the decoded .y4m; BD-rate against an anchor (four
+shipped checkpoints, as `bdrate` needs) is printed, and bad input exits 2 with a one-line message."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ from models_for_tests import code_latents
 
 FRAMES, INTRA = 3, 2  # frame types I P I
 W, H = 176, 144
+# Two interleaved sets of four shipped checkpoints: on carphone's first 3 frames (intra period 2) each
+# set's PSNR-YUV and PSNR-RGB rise with bpp, and the curves overlap (measured: 0.0548-0.1652 and
+# 0.0708-0.1883 bpp at 26.05-28.34 and 26.97-28.33 dB PSNR-YUV)
+ANCHOR_CKPTS = ("tiny_b0.0512", "tiny_b0.0128", "tiny_b0.0032", "tiny_b0.0008")
+TEST_CKPTS = ("tiny_b0.0256", "tiny_b0.0064", "tiny_b0.0016", "tiny_b0.0004")
 
 
 def read_y4m(path: Path, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -53,8 +58,8 @@ def checkpoints(tiny_checkpoint, tmp_path_factory) -> list[Path]:
     """tiny seed 0 (conftest), and tiny seed 1 made by `mobilecodec init` then re-saved with beta
     0.0032 after `code_latents` with the scale indices raised by 24 instead of 16 (more bits) and
     its I-frame output bias moved nearer carphone's mean level (higher PSNR): two random models give
-    two distinct RD points whose quality rises with rate, as a BD-rate needs (measured: 0.765 bpp /
-    7.06 dB vs 0.807 bpp / 16.17 dB PSNR-YUV)."""
+    two distinct RD points whose quality rises with rate (measured: 0.765 bpp / 7.06 dB vs 0.807 bpp /
+    16.17 dB PSNR-YUV)."""
     import torch
 
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
@@ -72,6 +77,14 @@ def checkpoints(tiny_checkpoint, tmp_path_factory) -> list[Path]:
 def _eval(carphone, ckpts, out: Path, *extra: str) -> int:
     return main(["eval", str(carphone), "--checkpoint", ",".join(map(str, ckpts)), "--frames", str(FRAMES),
                  "--intra-period", str(INTRA), "-o", str(out), "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def shipped_anchor(carphone, tmp_path_factory) -> Path:
+    """OUT/carphone_eval.json of the four ANCHOR_CKPTS: a real RD curve of four points."""
+    out = tmp_path_factory.mktemp("eval_anchor") / "OUT"
+    assert _eval(carphone, ANCHOR_CKPTS, out, "--threads", "1") == 0
+    return out / "carphone_eval.json"
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +162,14 @@ def test_per_frame_psnr_matches_decoded_file(run, carphone):
         assert p["psnr_y"] == pytest.approx(np.mean([psnr(s[0], d[0]) for s, d in zip(src, dec)]), abs=1e-9)
 
 
-def test_bd_rate_against_anchor(run, checkpoints, carphone, tmp_path, capsys):
-    """Anchor = these same points at twice the rate: the BD-rate is exactly -50% on any metric,
-    provided the test curve rises with rate (checked here first, so the test says why it cannot)."""
-    _, _, res, _ = run
+def test_bd_rate_against_anchor(shipped_anchor, carphone, tmp_path, capsys):
+    """Anchor = four shipped checkpoints' points at twice the rate: the BD-rate of the same four is
+    exactly -50% on any metric, provided the test curve rises with rate (checked here first, so the
+    test says why it cannot)."""
+    res = json.loads(shipped_anchor.read_text())
     for m in ("psnr_yuv", "psnr_rgb"):
         q = [p[m] for p in res["points"]]
-        assert q[0] < q[1], f"the two random checkpoints' {m} does not rise with rate: {q}"
+        assert q == sorted(q) and len(set(q)) == 4, f"the shipped checkpoints' {m} does not rise with rate: {q}"
     anchor = {**res, "codec": "anchor", "points": [{**p, "bpp": 2 * p["bpp"], "bits": 2 * p["bits"],
                                                      "per_frame": []} for p in res["points"]]}
     for p in anchor["points"]:
@@ -163,7 +177,9 @@ def test_bd_rate_against_anchor(run, checkpoints, carphone, tmp_path, capsys):
     path = tmp_path / "anchor.json"
     path.write_text(json.dumps(anchor))
     capsys.readouterr()
-    rc = _eval(carphone, checkpoints, tmp_path / "OUT", "--anchor", str(path), "--json", str(tmp_path / "r.json"))
+    extra = ("--threads", "1")
+    rc = _eval(carphone, ANCHOR_CKPTS, tmp_path / "OUT", "--anchor", str(path), "--json", str(tmp_path / "r.json"),
+               *extra)
     text = capsys.readouterr().out
     assert rc == 0
     assert "BD-rate vs anchor" in text and "psnr_yuv -50.00%" in text and "psnr_rgb -50.00%" in text
@@ -171,15 +187,81 @@ def test_bd_rate_against_anchor(run, checkpoints, carphone, tmp_path, capsys):
     assert bd["bd_rate"]["psnr_yuv"] == pytest.approx(-50.0, abs=1e-9)
     assert bd["bd_rate"]["psnr_rgb"] == pytest.approx(-50.0, abs=1e-9)
     # a metric the anchor cannot give (PSNR-YUV falling with rate) leaves the other's BD-rate
-    flat = {**anchor, "points": [dict(p, psnr_yuv=v) for p, v in zip(anchor["points"], (30.0, 29.0))]}
+    flat = {**anchor, "points": [dict(p, psnr_yuv=v) for p, v in zip(anchor["points"], (30.0, 29.0, 28.0, 27.0))]}
     (tmp_path / "anchor_yuv.json").write_text(json.dumps(flat))
-    rc = _eval(carphone, checkpoints, tmp_path / "OUT2", "--anchor", str(tmp_path / "anchor_yuv.json"))
+    rc = _eval(carphone, ANCHOR_CKPTS, tmp_path / "OUT2", "--anchor", str(tmp_path / "anchor_yuv.json"), *extra)
     text = capsys.readouterr().out
     assert rc == 0 and "psnr_rgb -50.00%" in text and "psnr_yuv not computed" in text, text
     # one checkpoint: no BD-rate, and the output says why
-    rc = _eval(carphone, checkpoints[:1], tmp_path / "OUT1", "--anchor", str(path))
+    rc = _eval(carphone, ANCHOR_CKPTS[:1], tmp_path / "OUT1", "--anchor", str(path), *extra)
     text = capsys.readouterr().out
-    assert rc == 0 and "not computed" in text and "at least 2 RD points" in text
+    assert rc == 0 and "not computed" in text and "at least 4 RD points" in text
+
+
+def test_eval_and_bdrate_give_a_bd_rate_from_the_same_points(shipped_anchor, carphone, tmp_path, capsys):
+    """One rule for both: against the same anchor, eval reports the BD-rate `bdrate` computes from
+    eval's JSON where each curve has 4 points, and where the test curve has 2 it says it needs 4
+    (it printed a number from 2 points that `bdrate` refuses) while `bdrate` refuses with exit 2."""
+    extra = ("--threads", "1", "--anchor", str(shipped_anchor))
+    for n, ckpts in ((4, TEST_CKPTS), (2, TEST_CKPTS[::2])):
+        out = tmp_path / f"OUT{n}"
+        capsys.readouterr()
+        assert _eval(carphone, ckpts, out, "--json", str(tmp_path / f"r{n}.json"), *extra) == 0
+        text = capsys.readouterr().out
+        bd = json.loads((tmp_path / f"r{n}.json").read_text())["results"][0]["bd"]
+        p = cli_here("bdrate", shipped_anchor, out / "carphone_eval.json", "--json", tmp_path / f"b{n}.json")
+        bd_lines = [ln for ln in text.splitlines() if ln.startswith("BD-rate")]
+        if n == 4:
+            assert p.returncode == 0, p.stderr
+            rows = {r["metric"]: r for r in json.loads((tmp_path / f"b{n}.json").read_text())["results"]}
+            for m in ("psnr_yuv", "psnr_rgb"):
+                assert bd["bd_rate"][m] == pytest.approx(rows[m]["bd_rate_percent"], abs=1e-5)
+                assert f"{m} {bd['bd_rate'][m]:+.2f}%" in bd_lines[0], bd_lines
+        else:
+            assert_clean_error(p, "at least 4 RD points")
+            assert bd["bd_rate"] == {} and "at least 4 RD points" in bd["error"] and "got 2" in bd["error"]
+            assert len(bd_lines) == 1 and "not computed" in bd_lines[0] and "%" not in bd_lines[0], bd_lines
+            assert "at least 4 RD points" in bd_lines[0] and "got 2" in bd_lines[0], bd_lines
+
+
+def test_clip_shorter_than_frames_is_coded_whole_and_said_so(carphone, tmp_path, capsys):
+    """--frames 5 on a 2-frame clip (carphone's first two) codes its 2 frames, as before, but says so
+    in one line of stderr naming the clip, its 2 frames and the 5 asked (it was silent); the JSON
+    records the 2 frames coded beside the 5 asked."""
+    from mobilecodec.io import read_frames, write_video
+
+    clip = tmp_path / "short.y4m"
+    write_video(clip, read_frames(carphone, 2), 30000 / 1001)
+    capsys.readouterr()
+    rc = main(["eval", str(clip), "--checkpoint", "tiny_b0.0512", "--frames", "5", "--threads", "1",
+               "-o", str(tmp_path / "OUT"), "--no-progress", "--json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0
+    assert len(err) == 1 and err[0].startswith("mobilecodec eval: warning: "), err
+    assert "short.y4m" in err[0] and "has 2 frames" in err[0] and "--frames 5" in err[0], err
+    report = json.loads((tmp_path / "r.json").read_text())
+    res = json.loads((tmp_path / "OUT" / "short_eval.json").read_text())
+    assert report["options"]["frames"] == 5 and report["results"][0]["result"] == res
+    assert res["frames"] == 2 and [len(p["per_frame"]) for p in res["points"]] == [2]
+    # as many frames as asked, or no --frames: nothing to say
+    for extra in (["--frames", "2"], []):
+        rc = main(["eval", str(clip), "--checkpoint", "tiny_b0.0512", *extra, "--threads", "1",
+                   "-o", str(tmp_path / f"OUT{len(extra)}"), "--no-progress"])
+        assert rc == 0 and capsys.readouterr().err == ""
+
+
+def test_a_folder_named_like_a_sample_clip_does_not_hide_it(tmp_path, monkeypatch, capsys):
+    """`eval carphone -o carphone`, run twice: the first run's output folder `carphone` is not a video,
+    so the second run's input `carphone` is still the sample clip (it was the folder: 'no such input
+    video: carphone', exit 2)."""
+    monkeypatch.chdir(tmp_path)
+    for run_ in (1, 2):
+        rc = main(["eval", "carphone", "--checkpoint", "tiny_b0.0512", "--frames", "1", "--threads", "1",
+                   "-o", "carphone", "--no-progress", "--json", f"r{run_}.json"])
+        assert rc == 0, (run_, capsys.readouterr().err)
+        res = json.loads((tmp_path / f"r{run_}.json").read_text())["results"][0]["result"]
+        assert Path(res["source"]).name == "carphone.y4m" and res["frames"] == 1
+    assert (tmp_path / "carphone" / "carphone_eval.json").is_file()
 
 
 @pytest.mark.parametrize("case", ["missing_input", "missing_checkpoint", "bad_anchor", "no_tables"])

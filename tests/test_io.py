@@ -432,6 +432,21 @@ def test_unknown_sample_name():
         sample_clip("foreman")
 
 
+def test_resolve_input_a_file_wins_over_a_sample_name_a_folder_does_not(tmp_path, monkeypatch, carphone: Path):
+    """A video input is a file: a folder named like a sample clip (e.g. an earlier `-o carphone`)
+    leaves the name to the clip, while a file of that name is the input as given."""
+    from mobilecodec.io import resolve_input
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_input("carphone") == carphone
+    (tmp_path / "carphone").mkdir()
+    assert resolve_input("carphone") == carphone
+    assert resolve_input(tmp_path / "carphone") == tmp_path / "carphone"  # a path, not a name
+    (tmp_path / "bikes").write_bytes(b"")
+    assert resolve_input("bikes") == Path("bikes")
+    assert resolve_input("elsewhere") == Path("elsewhere")
+
+
 def _ffmpeg(*args: str) -> None:
     import imageio_ffmpeg
 

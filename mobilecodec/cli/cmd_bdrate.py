@@ -10,8 +10,6 @@ from mobilecodec.rdresults import QUALITY_METRICS as METRICS
 
 HELP = "BD-rate (percent) and BD-PSNR of TEST vs ANCHOR RD result JSON files (PSNR-YUV, PSNR-RGB)"
 
-MIN_POINTS = 4
-
 
 def _metric_list(text: str) -> list[str]:
     items = [m.strip() for m in text.split(",") if m.strip()]
@@ -41,9 +39,10 @@ def _clean(x: float) -> float:
 
 def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], method: str
             ) -> list[dict[str, Any]]:
-    """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric."""
+    """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric; each curve
+    needs `rdresults.BD_MIN_POINTS` points (`check_bd_points`), as for `eval`."""
     from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.rdresults import rd_curve
+    from mobilecodec.rdresults import check_bd_points, rd_curve
 
     from mobilecodec.errors import InputError
 
@@ -54,11 +53,13 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
         except InputError as exc:
             return None, str(exc)
 
+    check_bd_points(anchor, "anchor")
+    check_bd_points(test, "test")
     rows, reasons = [], []
     for m in metrics:
         try:  # a curve this metric cannot use (e.g. a non-finite value) leaves the other metrics
-            ra, da = rd_curve(anchor, m, min_points=MIN_POINTS)
-            rt, dt = rd_curve(test, m, min_points=MIN_POINTS)
+            ra, da = rd_curve(anchor, m)
+            rt, dt = rd_curve(test, m)
         except InputError as exc:
             rate = quality = None
             why_rate = why_quality = str(exc)
@@ -76,16 +77,12 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from mobilecodec.rdresults import load_results
+    from mobilecodec.rdresults import check_bd_points, check_same_clip, load_results
 
     anchor = load_results(args.anchor)
     test = load_results(args.test)
     for name, res in (("anchor", anchor), ("test", test)):
-        if len(res["points"]) < MIN_POINTS:
-            from mobilecodec.errors import InputError
-            raise InputError(f"{name} {getattr(args, name)}: BD-rate needs at least {MIN_POINTS} "
-                             f"RD points, got {len(res['points'])}")
-    from mobilecodec.rdresults import check_same_clip
+        check_bd_points(res, f"{name} {getattr(args, name)}")
 
     note = check_same_clip(anchor, test["width"], test["height"], test["frames"], args.anchor, args.test)
     rows = compute(anchor, test, args.metric, args.method)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.rdresults import BD_MIN_POINTS
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "evaluate checkpoints or export packages with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
@@ -28,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="code only the first N frames")
     p.add_argument("--anchor", metavar="JSON", help="RD result JSON (e.g. from `mobilecodec baseline`) to plot "
-                   "and compute BD-rate against (pchip; the BD-rate needs >= 2 checkpoints, a single point is "
-                   "plotted and the report says why no BD-rate)")
+                   f"and compute BD-rate against (pchip; as for `mobilecodec bdrate`, the BD-rate needs >= "
+                   f"{BD_MIN_POINTS} points per curve: with fewer checkpoints the points are plotted and the "
+                   "report says why no BD-rate)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
     p.add_argument("--name", metavar="CODEC", help="codec name in the results (default: the config name)")

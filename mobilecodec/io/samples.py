@@ -72,8 +72,9 @@ def _check_name(name: str) -> str:
 def resolve_input(path_or_name: str | Path) -> Path:
     """A video path as given, or the cached .y4m of a bundled sample clip named like 'carphone'.
 
-    An existing file always wins over a sample name."""
+    An existing file always wins over a sample name; a folder does not (a video is a file, and a
+    folder of that name is most often an earlier `-o carphone`)."""
     p = Path(path_or_name)
-    if p.exists() or str(path_or_name) not in SAMPLE_FILES:
+    if (p.exists() and not p.is_dir()) or str(path_or_name) not in SAMPLE_FILES:
         return p
     return sample_clip(str(path_or_name))

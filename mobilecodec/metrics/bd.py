@@ -20,6 +20,7 @@ import numpy as np
 
 from mobilecodec.errors import InputError
 
+# What each interpolation can fit; a BD-rate the toolkit reports needs more (rdresults.BD_MIN_POINTS).
 MIN_POINTS = {"pchip": 2, "akima": 2, "cubic": 4}
 
 
