@@ -697,9 +697,10 @@ def test_rate_gap_prices_p_frames_three_ways(tmp_path):
 
 
 def test_log_holds_the_coded_rate_beside_the_training_one(tmp_path, capsys):
-    """Logged steps carry coded_* scalars: the same batch and rollout run again with the updated model
-    in eval mode (rounded latents), recomputed here; for a trained checkpoint the P-frames' coded rate
-    lies below training's noisy estimate (measured 0.222 against 0.268 bpp on these crops)."""
+    """Logged steps carry coded_* scalars: the same batch and rollout run again in eval mode (rounded
+    latents) with the weights the step's noisy figures describe (before its update, so a row describes
+    one model), recomputed here; for a trained checkpoint the P-frames' coded rate lies below
+    training's noisy estimate (measured 0.222 against 0.268 bpp on these crops)."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.train.data import TrainingData
     from mobilecodec.train.losses import GopLoss, summarize
@@ -712,7 +713,8 @@ def test_log_holds_the_coded_rate_beside_the_training_one(tmp_path, capsys):
                  "--batch-size", "2", "--steps", "1", "--seed", "3", "--no-progress", "-o", str(run)]) == 0
     assert "bpp coded (rounded latents)" in capsys.readouterr().out
     logged = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
-    model, _ = load_checkpoint(run / "final.pt")
+    model, _ = load_checkpoint("tiny_b0.0064")  # step 1's weights: the --init checkpoint
+    assert model.weights_hash() != load_checkpoint(run / "final.pt")[0].weights_hash()
     frames = TrainingData(["bikes"], 3 + 2, (64, 64), max_frames=12).batch(step_rng(3, 0, 1), 2)
     stage = StageConfig(stage=2, steps=1, batch_size=2, crop=(64, 64), gop=3, lr=1e-4, rollout=2)
     with torch.no_grad():

@@ -506,13 +506,15 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), st.grad_clip if st.grad_clip > 0
                                                            else float("inf"))
+                scalars = {"loss": float(loss.detach()), **summarize(stats), "grad_norm": float(grad_norm), "lr": lr}
+                logged = (step % opts.log_every == 0 or step == st.steps) and dist.is_main  # only rank 0 logs
+                if logged:  # before the update: the row's coded and noisy figures describe one model
+                    scalars.update(coded_scalars(loss_module, frames))
                 optimizer.step()
 
-                scalars = {"loss": float(loss.detach()), **summarize(stats), "grad_norm": float(grad_norm), "lr": lr}
                 for k in ("loss", "bpp", "psnr"):
                     ema[k] = scalars[k] if k not in ema else 0.9 * ema[k] + 0.1 * scalars[k]
-                if (step % opts.log_every == 0 or step == st.steps) and dist.is_main:  # only rank 0 logs
-                    scalars.update(coded_scalars(loss_module, frames))
+                if logged:
                     logger.log(step, scalars)
                     coded = scalars
                 bar.update(1)
