@@ -120,7 +120,8 @@ class CodecConfig:
 
     def stream_id(self) -> str:
         """The config id a stream header records: the plain name where every field the receiver uses
-        equals the registered config of that name (shipped streams keep it), else the name, '~' and a
+        equals the registered config of that name, or of the part before '+' (shipped streams keep
+        their ids: 'tiny', 'tiny+int8'), else the name, '~' and a
         digest of those fields, so that a checkpoint of equal weights but another warp or buffering
         cannot decode the stream into wrong frames."""
         import hashlib
@@ -133,7 +134,8 @@ class CodecConfig:
             return d
 
         fields = receiver(self)
-        if self.name in CONFIGS and fields == receiver(CONFIGS[self.name]()):
+        base = self.name.split("+", 1)[0]  # "tiny+int8": the quantized twin of a registered config
+        if base in CONFIGS and fields == receiver(CONFIGS[base]()):
             return self.name
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.name}~{digest}"
