@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import CheckpointError, InputError
+
+if TYPE_CHECKING:
+    from mobilecodec.models.configs import CodecConfig
 
 FORMAT = "mobilecodec-checkpoint"
 VERSION = 1
@@ -84,18 +87,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
+def checkpoint_config(obj: dict, where: str) -> CodecConfig:
+    """The CodecConfig a checkpoint dict records; CheckpointError naming `where` if it is not one."""
+    from mobilecodec.models.configs import CodecConfig
+
+    try:
+        return CodecConfig.from_dict(obj["config"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{where} records an invalid config: {exc}") from None
+
+
 def load_checkpoint(path: str | os.PathLike, expect_config: str | None = None):
     """Build the VideoCodec recorded in `path` and load its weights; returns (model, checkpoint dict).
 
     `expect_config` (a config name) makes a mismatch an error instead of a surprise."""
     from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import CodecConfig
 
     obj = read_checkpoint(resolve_checkpoint(path))
-    try:
-        cfg = CodecConfig.from_dict(obj["config"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} records an invalid config: {exc}") from None
+    cfg = checkpoint_config(obj, f"checkpoint {path}")
     if expect_config is not None and cfg.name != expect_config:
         raise CheckpointError(f"checkpoint {path} is config {cfg.name!r}, expected {expect_config!r}")
     model = VideoCodec(cfg)

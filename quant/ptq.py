@@ -138,9 +138,8 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
 def load_quantized(path: str | os.PathLike):
     """Rebuild the QuantizedVideoCodec saved in folder `path` (or its quantized.pt): same sims,
     same weights and encodings, no recalibration. Its weights_hash() equals the saved one."""
-    from mobilecodec.checkpoint import load_torch_file
+    from mobilecodec.checkpoint import checkpoint_config, load_torch_file
     from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.models.configs import CodecConfig
     from mobilecodec.quant.qmodel import QuantizedVideoCodec
     from mobilecodec.quant.sim import build_sims, freeze_param_quantizers, quiet_aimet
 
@@ -153,8 +152,8 @@ def load_quantized(path: str | os.PathLike):
         raise CheckpointError(f"{f} is not a mobilecodec quantized checkpoint")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{f} has quantized format version {obj.get('version')}; this build reads {VERSION}")
+    cfg = checkpoint_config(obj, str(f))
     try:
-        cfg = CodecConfig.from_dict(obj["config"])
         qcfg = QuantConfig.from_dict(obj["quant_config"])
     except (TypeError, KeyError, ValueError, InputError) as exc:
         raise CheckpointError(f"{f} records an invalid config: {exc}") from None

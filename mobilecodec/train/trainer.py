@@ -312,10 +312,11 @@ def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
     return TrainOptions.from_dict(read_state(run_dir)["options"])
 
 
-def resume_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The checkpoint a --resume of the run continues from (the one at its trainer state's step)."""
+def resume_checkpoint(run_dir: str | os.PathLike, step: int | None = None) -> Path:
+    """The checkpoint a --resume of the run continues from: the one at `step`, by default its
+    trainer state's step; CheckpointError where it is missing."""
     run = Path(run_dir)
-    step = int(read_state(run)["step"])
+    step = int(read_state(run)["step"]) if step is None else step
     ckpt = run / f"checkpoint_{step:06d}.pt"
     if not ckpt.is_file():
         raise CheckpointError(f"{run}: trainer state is at step {step} but {ckpt.name} is missing")
@@ -325,14 +326,10 @@ def resume_checkpoint(run_dir: str | os.PathLike) -> Path:
 def run_config(run_dir: str | os.PathLike):
     """The CodecConfig the run trains (from the checkpoint a --resume continues from): what its
     options left at None (--motion-hint, --buffering, ...) resolved to, from the config or --init."""
-    from mobilecodec.checkpoint import read_checkpoint
-    from mobilecodec.models.configs import CodecConfig
+    from mobilecodec.checkpoint import checkpoint_config, read_checkpoint
 
     ckpt = resume_checkpoint(run_dir)
-    try:
-        return CodecConfig.from_dict(read_checkpoint(ckpt)["config"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {ckpt} records an invalid config: {exc}") from None
+    return checkpoint_config(read_checkpoint(ckpt), f"checkpoint {ckpt}")
 
 
 # --- logging ---------------------------------------------------------------------------------
@@ -418,9 +415,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         if st.steps < start_step:  # it would train nothing and rewrite final.pt at the old step
             raise InputError(f"{run} is at step {start_step}, past --steps {st.steps}; "
                              f"give --steps {start_step} or more")
-        ckpt = run / f"checkpoint_{start_step:06d}.pt"
-        if not ckpt.is_file():
-            raise CheckpointError(f"{run}: trainer state is at step {start_step} but {ckpt.name} is missing")
+        ckpt = resume_checkpoint(run, start_step)
     elif (run / STATE_FILE).exists() or (run / "last.pt").exists():
         raise InputError(f"{run} already holds a training run; use --resume to continue it or choose another -o")
 
@@ -449,7 +444,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         if resume:
             from mobilecodec.checkpoint import load_checkpoint
 
-            model, _ = load_checkpoint(run / f"checkpoint_{start_step:06d}.pt")
+            model, _ = load_checkpoint(ckpt)
         else:
             model = build_model(opts)
         model.to(device).train()
@@ -523,9 +518,7 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
                 if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
                     save_run(run, model, optimizer, opts, step, dist)
                 if step != st.steps and _should_stop(opts, step - start_step, time.perf_counter() - t0):
-                    interrupted = True
-                    if dist.is_main and step % opts.checkpoint_every:
-                        save_run(run, model, optimizer, opts, step, dist)
+                    interrupted = True  # its checkpoint is written below, from the one coding copy
                     break
         finally:
             bar.close()
@@ -539,6 +532,8 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
         weights_hash = saved.weights_hash().hex()
         if dist.is_main and not interrupted:
             save_run(run, model, optimizer, opts, step, dist, final=True, coded=saved)
+        elif dist.is_main and step % opts.checkpoint_every:  # a stop between checkpoints: resumable here
+            save_run(run, model, optimizer, opts, step, dist, coded=saved)
         if dist.enabled:
             from mobilecodec.fsutil import write_bytes_atomic
 
