@@ -190,6 +190,36 @@ def save_qat(out_dir: str | os.PathLike, qmodel, optimizer, opts: QATOptions, st
                           summary=summary, summary_name=SUMMARY_FILE, extra={STATE_FILE: state})
 
 
+#: Options that define a QAT run: a resume takes them from the run and refuses other values.
+RUN_DEFINING = ("gop", "batch", "crop", "lr", "lr_min", "beta", "tau", "p_rate_factor", "range_learning", "ste",
+                "grad_clip", "seed", "max_frames")
+
+
+def _check_run_options(saved: QATOptions, given: dict[str, Any]) -> None:
+    """InputError naming the first run-defining option in `given` whose value differs from the run's."""
+    for name in RUN_DEFINING:
+        have = getattr(saved, name)
+        if name in given and given[name] is not None and _as_tuple(given[name]) != _as_tuple(have):
+            shown = "x".join(map(str, have)) if name == "crop" else have
+            raise InputError(f"--{name.replace('_', '-')} differs from the run being resumed ({shown}); "
+                             f"resume with the same options or start a new run")
+
+
+def _as_tuple(v: Any) -> Any:
+    """Lists (a JSON round trip of a tuple) compared as tuples."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def resume_options(out_dir: str | os.PathLike, steps: int, checkpoint_every: int | None = None,
+                   **given: Any) -> QATOptions:
+    """The options that resume the QAT run in `out_dir` to `steps`: the run's own, with
+    `checkpoint_every` where given (None: the run's); InputError where an option in `given` (None: not
+    given) is another value than the run's."""
+    saved = QATOptions.from_dict(read_state(out_dir)["options"])
+    _check_run_options(saved, given)
+    return dataclasses.replace(saved, steps=steps, checkpoint_every=checkpoint_every or saved.checkpoint_every)
+
+
 def _same_as_run(given: Any, saved: Any, option: str) -> Any:
     """On resume: the run's `saved` input, InputError when `given` (None: not given) is another."""
     if saved is None:  # a run saved before the field was recorded
@@ -210,8 +240,9 @@ def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] 
             allow_held_out: bool = False) -> dict:
     """QAT of the quantized model in folder `source` (from `mobilecodec ptq`) on clips `data`;
     writes `out_dir` every `checkpoint_every` steps and at the end. Returns the summary.
-    With `resume`, continues the run in `out_dir` with its saved options (but `opts.steps` and
-    `opts.checkpoint_every`), source, data and history; a `source` or `data` given must be the run's.
+    With `resume`, continues the run in `out_dir` with its source, data and history; `opts` (from
+    `resume_options`; None: the run's own) must hold the run's options but for `steps` and
+    `checkpoint_every`, and a `source` or `data` given must be the run's.
     The held-out clip is refused in `data` unless `allow_held_out`, as in training; the summary says
     whether the model was calibrated or trained on it."""
     import torch
@@ -223,12 +254,14 @@ def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] 
     from mobilecodec.train.trainer import training_postfix
 
     out = Path(out_dir)
-    opts = opts or QATOptions()
     start_step, state, history = 0, None, []
     if resume:
         state = read_state(out)
         saved = QATOptions.from_dict(state["options"])
-        opts = dataclasses.replace(saved, steps=opts.steps, checkpoint_every=opts.checkpoint_every)
+        if opts is None:
+            opts = saved
+        _check_run_options(saved, dataclasses.asdict(opts))
+        opts = dataclasses.replace(opts)  # run_qat fills in beta: not the caller's object
         start_step = int(state["step"])
         qmodel = load_quantized(out)
         run = getattr(qmodel, "summary", {}) or {}
@@ -237,6 +270,7 @@ def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] 
         allow_held_out = allow_held_out or bool(run.get("allow_held_out"))
         history = [h for h in run.get("history", []) if h["step"] <= start_step]
     else:
+        opts = dataclasses.replace(opts or QATOptions())
         if source is None or not data:
             raise InputError("QAT needs a quantized folder and training data")
         if (out / STATE_FILE).exists():

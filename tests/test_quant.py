@@ -371,6 +371,26 @@ def test_qat_ste_trains_on_the_coded_rate(ptq_dir, tmp_path):
     assert {"i_hyper_analysis", "i_analysis", "r_synthesis"} <= moved, sorted(moved)
 
 
+def test_qat_resume_from_python_keeps_the_run_options(ptq_dir, tmp_path):
+    """A library caller resumes with `resume_options` (the run's options, its --checkpoint-every kept,
+    only the steps new), as the CLI does; options handed to run_qat that differ from the run's are
+    refused (they used to be replaced by the run's silently, --checkpoint-every reset to 1000)."""
+    from mobilecodec.quant.qat import QATOptions, read_state, resume_options, run_qat
+
+    a = tmp_path / "A"
+    assert _qat(ptq_dir, a, "--steps", "1", "--checkpoint-every", "5") == 0
+    with pytest.raises(InputError, match="crop differs from the run being resumed"):
+        run_qat(None, None, a, QATOptions(steps=2, gop=2, batch=1, lr=1e-3, max_frames=8), resume=True,
+                progress=False)  # the default crop 256x256, not the run's 64x64
+    with pytest.raises(InputError, match="lr differs"):
+        resume_options(a, 2, lr=2e-3)
+    opts = resume_options(a, 2, lr=1e-3)
+    assert (opts.crop, opts.checkpoint_every, opts.steps, opts.lr) == ((64, 64), 5, 2, 1e-3)
+    summary = run_qat(None, None, a, opts, resume=True, progress=False)
+    assert (summary["start_step"], summary["step"]) == (1, 2)
+    assert read_state(a)["options"]["checkpoint_every"] == 5
+
+
 @pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q", "held_out", "held_out_allowed"])
 def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     out = tmp_path / "Q2"

@@ -10,9 +10,6 @@ HELP = "int8 quantization-aware training (STE) of a `ptq` output folder on real 
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
 
 
-# Options that define a run: on --resume they come from the output folder and may only be repeated
-# unchanged (argparse dest = QATOptions field).
-_RUN_DEFINING = ("gop", "batch", "crop", "lr", "lr_min", "beta", "tau", "range_learning", "ste", "seed", "max_frames")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,20 +74,10 @@ def _resolve_data(clips: list[str]) -> list[str]:
 def _resume_options(args: argparse.Namespace):
     """The saved run's options, with --steps and --checkpoint-every as given; InputError where a
     run-defining option is given with another value than the run's."""
-    import dataclasses
+    from mobilecodec.quant.qat import RUN_DEFINING, resume_options
 
-    from mobilecodec.errors import InputError
-    from mobilecodec.quant.qat import QATOptions, read_state
-
-    saved = QATOptions.from_dict(read_state(args.output)["options"])
-    for name in _RUN_DEFINING:
-        given, have = getattr(args, name), getattr(saved, name)
-        if given is not None and given != have:  # crop: both (H, W) tuples
-            shown = "x".join(map(str, have)) if name == "crop" else have
-            raise InputError(f"--{name.replace('_', '-')} differs from the run being resumed ({shown}); "
-                             f"resume with the same options or start a new run")
-    return dataclasses.replace(saved, steps=args.steps,
-                               checkpoint_every=args.checkpoint_every or saved.checkpoint_every)
+    return resume_options(args.output, args.steps, args.checkpoint_every,
+                          **{n: getattr(args, n) for n in RUN_DEFINING if hasattr(args, n)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"no such quantized folder: {args.checkpoint} (make one with `mobilecodec ptq`)")
         import dataclasses
 
-        given = {n: getattr(args, n) for n in (*_RUN_DEFINING, "checkpoint_every") if getattr(args, n) is not None}
+        from mobilecodec.quant.qat import RUN_DEFINING
+
+        given = {n: getattr(args, n) for n in (*RUN_DEFINING, "checkpoint_every")
+                 if getattr(args, n, None) is not None}
         opts = dataclasses.replace(_defaults(), steps=args.steps, **given)
     from mobilecodec.quant.qat import run_qat
 
