@@ -286,6 +286,39 @@ def test_a_graph_file_that_is_not_the_manifests_is_refused(package, tmp_path, ca
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_graph_file_changed_after_a_load_is_still_refused(package, tmp_path, monkeypatch):
+    """load_manifest hashes each graph file once per process while it stays as it was (one command
+    loads a manifest up to 4-6 times), and a file changed since the last load is hashed and refused
+    again: here the same length of other bytes written in place, its mtime set to another value."""
+    import os
+    import shutil
+
+    import mobilecodec.fsutil as fsutil
+    from mobilecodec.errors import InputError
+    from mobilecodec.export.manifest import load_manifest
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(package, pkg)
+    hashed: list[str] = []
+    file_sha256 = fsutil.file_sha256
+    monkeypatch.setattr(fsutil, "file_sha256", lambda path: hashed.append(Path(path).name) or file_sha256(path))
+    man = load_manifest(pkg)
+    assert sorted(hashed) == sorted(Path(g["file"]).name for g in man["graphs"].values())
+    assert load_manifest(pkg) == man and len(hashed) == len(man["graphs"])  # unchanged: not read again
+    graph = pkg / man["graphs"]["r_synthesis"]["file"]
+    st = graph.stat()
+    data = graph.read_bytes()
+    with open(graph, "r+b") as f:  # in place: same inode, same size
+        f.write(bytes(b ^ 0xFF for b in data[:64]))
+    os.utime(graph, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert graph.stat().st_size == st.st_size and graph.stat().st_ino == st.st_ino
+    for _ in range(2):
+        with pytest.raises(InputError, match="r_synthesis.onnx is not the graph its manifest describes"):
+            load_manifest(pkg)
+    graph.write_bytes(data)  # put back: accepted again
+    assert load_manifest(pkg) == man
+
+
 def test_eval_names_the_compile_folders_it_codes(carphone, tmp_path):
     """Two compile folders of one package for two SoCs are two RD points, each labelled by the folder
     given and recording its export package and SoC."""
