@@ -7,7 +7,6 @@ import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: torch threads sleep, not spin (before torch loads)
@@ -34,16 +33,6 @@ def emit(result: dict, path: str | None) -> None:
     emit_json(result, path or None)
 
 
-def positive_ints(text: str) -> list[int]:
-    """argparse type: a comma-separated list of positive integers ('32,6')."""
-    from mobilecodec.cli.common import positive_int
-
-    values = [positive_int(v) for v in text.split(",") if v.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected positive integers, comma-separated, got {text!r}")
-    return values
-
-
 def padded_hw(text: str) -> tuple[int, int]:
     """argparse type: a padded frame size 'HxW', both multiples of 64 (what the codec codes)."""
     from mobilecodec.cli.common import parse_hw
@@ -52,21 +41,6 @@ def padded_hw(text: str) -> tuple[int, int]:
     if h % 64 or w % 64:
         raise argparse.ArgumentTypeError(f"expected a padded HEIGHTxWIDTH, both multiples of 64, got {text!r}")
     return h, w
-
-
-def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
-    """argparse type: a comma-separated list of names, each one of `choices` (no empty list)."""
-    known = tuple(choices)
-
-    def parse(text: str) -> list[str]:
-        names = [v for v in text.split(",") if v]
-        bad = [v for v in names if v not in known]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(
-                f"{', '.join(map(repr, bad)) or 'nothing'} not known; choose from {', '.join(known)} (comma-separated)")
-        return names
-
-    return parse
 
 
 WARMUP = 2  # untimed calls of every function before timing (first-call compilation, allocation)

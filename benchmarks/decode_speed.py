@@ -42,9 +42,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import choice_list, emit, parser, run_main
+from _common import emit, parser, run_main
 
-from mobilecodec.cli.common import parse_hw, positive_int
+from mobilecodec.cli.common import choice_list, parse_hw, positive_int
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 PRESETS = ("w8a8", "w8a16rx")  # int8 packages: W8A8, and W8A16 with the receiver at 16 bits

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from _common import add_runs_argument, compare, emit, parser, positive_ints, run_main
-from mobilecodec.cli.common import positive_int
+from _common import add_runs_argument, compare, emit, parser, run_main
+from mobilecodec.cli.common import positive_int, positive_ints
 from mobilecodec.models.motion_search import packed_luma
 
 

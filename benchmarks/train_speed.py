@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import choice_list, emit, parser, run_main
+from _common import emit, parser, run_main
 
-from mobilecodec.cli.common import positive_int
+from mobilecodec.cli.common import choice_list, positive_int
 from mobilecodec.cpu import bf16_native
 
 

@@ -87,6 +87,20 @@ def _fit(rows: list[tuple[np.ndarray, str, str, float]]) -> np.ndarray:
     return least_squares(resid, _X0, method="trf", x_scale=1.0, max_nfev=4000).x
 
 
+def _left_out(fitted: list[tuple], groups: Iterable) -> list[dict[str, Any]]:
+    """Cross-validation on the fitted rows: per group (in sorted order; `groups` gives each row's),
+    refit without the group's rows and predict them: each row's measured and predicted ms and error."""
+    groups = list(groups)
+    out = []
+    for g in sorted(set(groups)):
+        th = _fit([r[:4] for r, k in zip(fitted, groups) if k != g])
+        for r in (r for r, k in zip(fitted, groups) if k == g):
+            pred = _predict(th, r[0], r[1], r[2])
+            out.append({"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
+                        "predicted_ms": pred * 1e3, "error": pred / r[3] - 1.0})
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def calibration() -> dict[str, Any]:
     """Fitted parameters and the leave-one-out error of the estimator on the calibration table."""
@@ -100,19 +114,9 @@ def calibration() -> dict[str, Any]:
         row = (f, m["device_key"], m["precision"], m["ms"] / 1e3, m)
         (fitted if m["precision"] in FITTED_PRECISIONS else held).append(row)
     theta = _fit([r[:4] for r in fitted])
-    loo = []
-    for i, r in enumerate(fitted):
-        th = _fit([x[:4] for j, x in enumerate(fitted) if j != i])
-        pred = _predict(th, r[0], r[1], r[2])
-        loo.append({"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
-                    "predicted_ms": pred * 1e3, "error": pred / r[3] - 1.0})
-    lomo = []  # leave one whole model out: what a model outside the table (a user's own) can expect
-    for model in sorted({r[4]["model"] for r in fitted}):
-        th = _fit([x[:4] for x in fitted if x[4]["model"] != model])
-        for r in (x for x in fitted if x[4]["model"] == model):
-            pred = _predict(th, r[0], r[1], r[2])
-            lomo.append({"model": model, "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
-                         "predicted_ms": pred * 1e3, "error": pred / r[3] - 1.0})
+    loo = _left_out(fitted, range(len(fitted)))  # leave one measurement out
+    # leave one whole model out: what a model outside the table (a user's own) can expect
+    lomo = _left_out(fitted, [r[4]["model"] for r in fitted])
     checks = [{"model": r[4]["model"], "device": r[1], "precision": r[2], "measured_ms": r[3] * 1e3,
                "predicted_ms": _predict(theta, r[0], r[1], r[2]) * 1e3} for r in held]
     for c in checks:

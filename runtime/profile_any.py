@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mobilecodec.errors import InputError
+from mobilecodec.errors import InputError, one_line
 
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
 
@@ -63,12 +63,6 @@ def norm_params(proto: Any) -> int:
         return sizes.get(t, 0)
 
     return sum(size(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3])
-
-
-def _one_line(exc: BaseException) -> str:
-    """'Type: first line of the message' of an exception raised by the user's code, for a one-line error."""
-    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
@@ -229,7 +223,7 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     try:
         res = fn()
     except Exception as exc:  # the user's factory failed: say so in one line, not with our traceback
-        raise InputError(f"calling {spec}() failed: {_one_line(exc)}") from None
+        raise InputError(f"calling {spec}() failed: {one_line(exc)}") from None
     if not (isinstance(res, tuple) and len(res) == 2 and isinstance(res[0], nn.Module)):
         raise InputError(f"{spec} must return (nn.Module, example inputs), got {type(res).__name__}")
     module, inputs = res
@@ -359,7 +353,7 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
         try:  # the user's forward on the user's inputs: its errors are input errors, in one line
             tc = count_module(module, *inputs)
         except Exception as exc:
-            raise InputError(f"running {spec} on its example inputs failed: {_one_line(exc)}") from None
+            raise InputError(f"running {spec} on its example inputs failed: {one_line(exc)}") from None
         finally:
             hook.remove()
         in_names, out_names = _io_names(module, inputs, seen[-1])  # the outermost call ends last
@@ -367,7 +361,7 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
             try:  # ops ONNX cannot express (torch.fft, ...), outputs it cannot carry
                 proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx", in_names, out_names)
             except Exception as exc:
-                raise InputError(f"exporting {spec} to ONNX failed: {_one_line(exc)}") from None
+                raise InputError(f"exporting {spec} to ONNX failed: {one_line(exc)}") from None
     return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
         name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
                "resampling": tc.resampling_total}}, **kw)

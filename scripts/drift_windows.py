@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import positive_int  # noqa: E402
+from mobilecodec.cli.common import positive_int, positive_ints  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
 from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.rdresults import drift_summary, drift_trend  # noqa: E402
@@ -36,14 +36,6 @@ def points(report: Any) -> Iterator[dict]:
     elif isinstance(report, list):
         for v in report:
             yield from points(v)
-
-
-def windows_list(text: str) -> list[int]:
-    """argparse type of --windows: positive integers, comma-separated."""
-    try:
-        return [positive_int(v) for v in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected positive integers, comma-separated (1,4,8), got {text!r}")
 
 
 def load_report(path: str) -> tuple[Any, list[dict]]:
@@ -66,7 +58,7 @@ def main() -> int:
     p.add_argument("reports", nargs="+", help="eval or baseline JSON files")
     p.add_argument("--period", type=positive_int, default=32,
                    help="intra period the reports were coded with (default 32)")
-    p.add_argument("--windows", type=windows_list, default=[1, 4, 8],
+    p.add_argument("--windows", type=positive_ints, default=[1, 4, 8],
                    help="P-frames per window, comma-separated (default 1,4,8)")
     p.add_argument("--content", metavar="VIDEO", help="the coded clip (file or sample name): also fit the bits' "
                    "growth along the period with the frame-to-frame change held equal")

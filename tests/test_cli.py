@@ -212,3 +212,64 @@ def test_a_seed_outside_what_numpy_and_torch_take_is_one_line(command, seed, tmp
     proc = _run("-m", "mobilecodec", command, "--seed", seed, "-o", str(tmp_path / "x"))
     assert proc.returncode == 2 and "a seed must be in 0..2^64-1" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_comma_separated_argument_types():
+    """The one `positive_ints` / `choice_list` of the CLI, the benchmarks and the scripts: blanks
+    between commas skipped, an empty list or a bad item refused with the item named."""
+    import argparse
+
+    from mobilecodec.cli.common import choice_list, positive_ints
+
+    assert positive_ints("32,6") == [32, 6] and positive_ints("1, 4,,8,") == [1, 4, 8]
+    for bad, needle in (("1,0", "'0'"), ("x", "'x'"), ("", "comma-separated"), (",", "comma-separated")):
+        with pytest.raises(argparse.ArgumentTypeError, match=needle):
+            positive_ints(bad)
+    metric = choice_list(("psnr_yuv", "psnr_rgb"))
+    assert metric("psnr_yuv, psnr_rgb") == ["psnr_yuv", "psnr_rgb"] and metric("psnr_rgb,") == ["psnr_rgb"]
+    for bad, needle in (("psnr_yuv,nope", "'nope' not known; choose from psnr_yuv, psnr_rgb"), ("", "nothing")):
+        with pytest.raises(argparse.ArgumentTypeError, match=needle):
+            metric(bad)
+    proc = _run("-m", "mobilecodec", "bdrate", "a.json", "b.json", "--metric", "psnr_yuv,nope")
+    assert proc.returncode == 2 and "argument --metric: 'nope' not known" in proc.stderr, proc.stderr
+    proc = _run(str(ROOT / "scripts" / "drift_windows.py"), "x.json", "--windows", "1,0")
+    assert proc.returncode == 2 and "argument --windows: expected a positive integer, got '0'" in proc.stderr
+
+
+def test_one_line_account_of_a_foreign_exception():
+    """`one_line`, what profile's --module errors and the out-of-memory line quote: the type and the
+    message's first non-blank line, cut at the limit; the type alone for an empty message."""
+    from mobilecodec.errors import one_line
+
+    assert one_line(ValueError("\n  boom in forward  \nsecond line")) == "ValueError: boom in forward"
+    assert one_line(RuntimeError()) == "RuntimeError" and one_line(KeyError("")) == "KeyError: ''"
+    assert one_line(MemoryError("x" * 500), 200) == "MemoryError: " + "x" * 200
+    assert len(one_line(RuntimeError("y" * 500))) == len("RuntimeError: ") + 300
+
+
+def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bikes, tmp_path, monkeypatch, capsys):
+    """ptq's refusal and ptq.json's `calibrated_on_held_out` share one `is_held_out` per clip (it may
+    decode a clip to compare content); the refusal's wording and --allow-held-out are unchanged.
+    --eval-gops -1, refused right after the clip checks, stops each run before any work."""
+    import mobilecodec.train.data as data
+    from mobilecodec.cli import main
+
+    calls: list[str] = []
+
+    def counted(path):
+        calls.append(str(path))
+        return is_held(path)
+
+    is_held = data.is_held_out
+    monkeypatch.setattr(data, "is_held_out", counted)
+    common = ["ptq", "--checkpoint", "tiny_b0.0064", "--eval-gops", "-1", "-o", str(tmp_path / "q")]
+    assert main([*common, "--data", str(bikes), str(bikes)]) == 2
+    assert calls == [str(bikes)] * 2 and "--eval-gops must be >= 0" in capsys.readouterr().err
+    calls.clear()
+    assert main([*common, "--data", str(bikes), str(carphone), str(bikes)]) == 2
+    assert calls[:2] == [str(bikes), str(carphone)] and len(calls) <= 3  # the refusal may look once more
+    assert (f"{carphone} is the held-out evaluation clip; calibrate on training clips (e.g. --data bikes "
+            "bigbuckbunny) or pass --allow-held-out") in capsys.readouterr().err
+    calls.clear()
+    assert main([*common, "--allow-held-out", "--data", str(carphone), str(bikes)]) == 2
+    assert calls == [str(carphone)] and "--eval-gops must be >= 0" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from mobilecodec import __version__
-from mobilecodec.errors import MobileCodecError
+from mobilecodec.errors import MobileCodecError, one_line
 
 # Order is the order shown by --help: the demo first, then pipeline order, then tools.
 COMMANDS: tuple[str, ...] = (
@@ -124,10 +124,6 @@ def _out_of_memory(exc: BaseException) -> bool:
         "can't allocate memory", "not enough memory", "Failed to allocate memory")) or "out of memory" in text.lower()
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     import os
@@ -176,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug, not bad input: the traceback for the report, exit 2 ("an error"),
         if _out_of_memory(exc):  # not a bug: the work does not fit this machine
-            print(f"mobilecodec {args._command}: error: out of memory ({_first_line(exc)[:200]}); a smaller "
+            print(f"mobilecodec {args._command}: error: out of memory ({one_line(exc, 200)}); a smaller "
                   f"--size or fewer frames may fit", file=sys.stderr)
             return 2
         import traceback      # never 1, which some commands use for a verdict (check-int8 FAIL, decode drift)

@@ -5,25 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mobilecodec.cli.common import emit_json
+from mobilecodec.cli.common import choice_list, emit_json
 from mobilecodec.rdresults import QUALITY_METRICS as METRICS
 
 HELP = "BD-rate (percent) and BD-PSNR of TEST vs ANCHOR RD result JSON files (PSNR-YUV, PSNR-RGB)"
 
 
-def _metric_list(text: str) -> list[str]:
-    items = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in items if m not in METRICS]
-    if not items or bad:
-        raise argparse.ArgumentTypeError(
-            f"unknown metric(s) {', '.join(bad) or repr(text)}; choose from {', '.join(METRICS)}")
-    return items
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("anchor", metavar="ANCHOR.json", help="RD results of the reference codec")
     p.add_argument("test", metavar="TEST.json", help="RD results of the codec under test")
-    p.add_argument("--metric", type=_metric_list, default=["psnr_yuv", "psnr_rgb"],
+    p.add_argument("--metric", type=choice_list(METRICS), default=["psnr_yuv", "psnr_rgb"],
                    metavar="LIST", help=f"comma-separated, from {', '.join(METRICS)} "
                    "(default psnr_yuv,psnr_rgb)")
     p.add_argument("--method", choices=("pchip", "akima", "cubic"), default="pchip",

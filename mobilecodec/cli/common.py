@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NoReturn, TextIO
+from typing import Any, Callable, Iterable, NoReturn, TextIO
 
 # where `emit_json(obj, "-")` writes: the real stdout; `main` sends a command's text to stderr then
 JSON_STDOUT: list[TextIO] = []
@@ -135,6 +135,31 @@ def positive_int(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
+
+
+def positive_ints(text: str) -> list[int]:
+    """argparse type: a comma-separated list of positive integers ('32,6'; blanks between commas
+    are skipped), not empty."""
+    values = [positive_int(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected positive integers, comma-separated, got {text!r}")
+    return values
+
+
+def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
+    """argparse type: a comma-separated list of names, each one of `choices` (spaces around a name
+    and blanks between commas are skipped), not empty."""
+    known = tuple(choices)
+
+    def parse(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in names if v not in known]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(map(repr, bad)) or 'nothing'} not known; choose from {', '.join(known)} (comma-separated)")
+        return names
+
+    return parse
 
 
 def add_refine_argument(p: argparse.ArgumentParser) -> None:
