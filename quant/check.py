@@ -349,17 +349,11 @@ def fitted_on_inputs(pairs: Sequence[ModelPair], srcs: Sequence[Path]) -> list[d
     input it is judged on: its figures there are not held-out ones."""
     from mobilecodec.train.data import data_identity
 
-    def identity(path: str | os.PathLike) -> str:
-        try:
-            return data_identity(path)
-        except InputError:
-            return str(Path(path).resolve())
-
     out = []
     for p in pairs:
         made = getattr(p.int8_model, "summary", {}) or {}
-        used = {identity(c) for k in ("clips", "calibration_clips", "data") for c in made.get(k) or []}
-        out += [{"int8": p.int8_label, "input": str(s)} for s in srcs if identity(s) in used]
+        used = {data_identity(c, strict=False) for k in ("clips", "calibration_clips", "data") for c in made.get(k) or []}
+        out += [{"int8": p.int8_label, "input": str(s)} for s in srcs if data_identity(s, strict=False) in used]
     return out
 
 

@@ -227,7 +227,9 @@ def _same_as_run(given: Any, saved: Any, option: str) -> Any:
             raise InputError(f"{option} required: the run being resumed does not record it")
         return given
     if given is not None:
-        norm = (lambda v: [str(Path(x).resolve()) for x in v]) if isinstance(saved, list) else \
+        from mobilecodec.train.data import data_identity
+
+        norm = (lambda v: [data_identity(x, strict=False) for x in v]) if isinstance(saved, list) else \
             (lambda v: str(Path(v).resolve()))
         if norm(given) != norm(saved):
             raise InputError(f"{option} differs from the run being resumed ({saved}); resume with the same "

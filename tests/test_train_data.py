@@ -425,3 +425,19 @@ def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_p
     for seed in range(12):
         a, b = data.sample(np.random.default_rng(seed)), copy.sample(np.random.default_rng(seed))
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_recipe_knows_one_source_by_any_spelling(smoke_run, tmp_path):
+    """A finished phase trained on `bikes bigbuckbunny stills` is the same phase when the recipe is run
+    again with the clips' file paths (the one `data_identity` that train --resume, QAT's resume and
+    check-int8 use); other data is still refused."""
+    from mobilecodec.io import resolve_input
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    run = _copy_run(smoke_run[0], tmp_path / "r")
+    recipe = get_recipe("tiny-smoke")
+    spelled = [str(resolve_input("bikes")), str(resolve_input("bigbuckbunny")), "stills"]
+    again = run_recipe(recipe, run, until="rollout", data=spelled, threads=1, progress=False)
+    assert [p["status"] for p in again["phases"]] == ["done"] * 3
+    with pytest.raises(InputError, match=r"other options than this recipe's phase \(data\)"):
+        run_recipe(recipe, run, until="rollout", data=["bikes", "stills"], threads=1, progress=False)

@@ -169,7 +169,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
                 cfg = run_config(args.output)
             have = cfg.warp.mode if name == "warp" else getattr(cfg, name)
         if name == "data":
-            same = [data_identity(x) for x in given] == [_saved_data_identity(x) for x in have]
+            same = [data_identity(x) for x in given] == [data_identity(x, strict=False) for x in have]
         elif name == "init" and have is not None:
             same = _checkpoint_identity(given) == _checkpoint_identity(have)
         else:
@@ -188,17 +188,6 @@ def _check_teacher_steps(args: argparse.Namespace, run_teacher: float) -> None:
     if args.teacher_steps is not None and not teacher:
         raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
                          "motion teacher's weight)")
-
-
-def _saved_data_identity(path: str) -> str:
-    """`data_identity` of a saved --data entry; one that names nothing now stays as saved."""
-    from mobilecodec.errors import InputError
-    from mobilecodec.train.data import data_identity
-
-    try:
-        return data_identity(path)
-    except InputError:
-        return path
 
 
 def _checkpoint_identity(name_or_path: str) -> str:

@@ -121,16 +121,22 @@ def _video_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def data_identity(path: str | os.PathLike) -> str:
+def data_identity(path: str | os.PathLike, strict: bool = True) -> str:
     """What `TrainingData` reads for the --data entry `path`, so that two spellings of one source
     compare equal: 'stills', or the resolved path of the septuplet folder or video file (a sample
-    name resolves to its clip's file). InputError, as from `TrainingData`, where it names nothing."""
+    name resolves to its clip's file). Where it names nothing: InputError, as from `TrainingData`,
+    or with `strict` off (an entry a run saved, which may be gone) the path resolved."""
     if str(path) == "stills":
         return "stills"
     p = Path(path)
     if p.is_dir():
         return str(p.resolve())
-    return str(_video_path(path).resolve())
+    try:
+        return str(_video_path(path).resolve())
+    except InputError:
+        if strict:
+            raise
+        return str(p.resolve())
 
 
 def find_septuplets(root: str | os.PathLike) -> list[Path]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.train.data import DEFAULT_TRAIN_DATA
+from mobilecodec.train.data import DEFAULT_TRAIN_DATA, data_identity
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,10 @@ def _check_same_phase(opts: Any, saved: dict[str, Any], run: Path) -> None:
     stage = opts.stage.to_dict()
     saved_stage = StageConfig.from_dict(saved["stage"]).to_dict()  # fields added since: their defaults
     diffs = [k for k in stage if k != "batch_size" and _norm(saved_stage[k]) != _norm(stage[k])]
-    diffs += [k for k in _PHASE_DEFINING if _norm(saved.get(k, ())) != _norm(getattr(opts, k))]
+    diffs += [k for k in _PHASE_DEFINING if k != "data" and _norm(saved.get(k, ())) != _norm(getattr(opts, k))]
+    if [data_identity(d, strict=False) for d in saved.get("data", ())] != \
+            [data_identity(d, strict=False) for d in opts.data]:  # one source under any spelling
+        diffs.append("data")
     if diffs:
         raise InputError(f"{run} was trained with other options than this recipe's phase ({', '.join(diffs)}); "
                          f"move it away to train the phase again")
