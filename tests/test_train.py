@@ -354,6 +354,13 @@ def test_teacher_steps_without_a_flow_teacher_is_refused(tmp_path, capsys):
     assert load_run_options(taught).stage.teacher_steps == 5
     assert main(["train", "-o", str(taught), "--resume", "--steps", "1", "--teacher-steps", "5", "--no-progress",
                  "--threads", "1"]) == 0
+    # the rule is the stage's own: a library caller's StageConfig is held to it too (it used to train on)
+    from mobilecodec.train.stages import get_stage
+
+    with pytest.raises(InputError, match="--teacher-steps only applies"):
+        get_stage(2, teacher_steps=5).validate()
+    with pytest.raises(InputError, match="--lr must be a finite number, got nan"):
+        get_stage(2, lr=float("nan")).validate()
 
 
 @pytest.mark.parametrize("option", [("--flow-lambda", "nan"), ("--clip", "nan"), ("--tau", "inf"),

@@ -179,17 +179,6 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
                              f"({have}); resume with the same options or start a new run")
 
 
-def _check_teacher_steps(args: argparse.Namespace, run_teacher: float) -> None:
-    """--teacher-steps decays the motion teacher's weight: refused where there is no teacher (no
-    --flow-teacher above 0, given now or by the run being resumed) instead of being ignored."""
-    from mobilecodec.errors import InputError
-
-    teacher = args.flow_teacher if args.flow_teacher is not None else run_teacher
-    if args.teacher_steps is not None and not teacher:
-        raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
-                         "motion teacher's weight)")
-
-
 def _checkpoint_identity(name_or_path: str) -> str:
     """The file an --init value names (a path, or a shipped checkpoint's stem), resolved."""
     from mobilecodec.checkpoint import resolve_checkpoint
@@ -217,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(recipe_only)} only apply with --recipe NAME")
     if args.resume:
         opts = load_run_options(args.output)
-        _check_teacher_steps(args, opts.stage.flow_lambda_teacher)
+        if args.teacher_steps is not None:  # the stage's own rule (a teacher to decay) before the resume check
+            opts.stage.replace(teacher_steps=args.teacher_steps).validate()
         _check_resume_args(args, opts)
         if args.steps is not None:
             opts.stage = opts.stage.replace(steps=args.steps)
@@ -228,7 +218,6 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.train.data import DEFAULT_TRAIN_DATA
 
         stage = get_stage(args.stage, **_stage_overrides(args))
-        _check_teacher_steps(args, stage.flow_lambda_teacher)
         opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,

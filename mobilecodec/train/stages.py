@@ -21,6 +21,13 @@ from dataclasses import dataclass
 from mobilecodec.errors import InputError
 
 
+#: Float fields of StageConfig and the option that sets each (they must be finite).
+_FLOAT_OPTIONS = {"lr": "--lr", "lr_final": "lr_final", "p_rate_factor": "--p-rate-factor", "tau": "--tau",
+                  "flow_lambda_pred": "--flow-lambda", "flow_lambda_rec": "--flow-lambda",
+                  "flow_lambda_teacher": "--flow-teacher", "grad_clip": "--clip",
+                  "ref_grad_scale": "--ref-grad-scale"}
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Hyper-parameters of one training stage (one column of Table 5)."""
@@ -95,6 +102,13 @@ class StageConfig:
 
     def validate(self) -> None:
         """Raise InputError for values training cannot use."""
+        for name, option in _FLOAT_OPTIONS.items():  # first: nan passes every comparison, inf most
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"{option} must be a finite number, got {value}")
+        if self.teacher_steps is not None and not self.flow_lambda_teacher:
+            raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
+                             "motion teacher's weight)")
         h, w = self.crop
         if h <= 0 or w <= 0 or h % 64 or w % 64:
             raise InputError(f"crop must be a positive multiple of 64 in both dimensions (the codec pads "

@@ -110,10 +110,6 @@ class TrainOptions:
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
         self.stage.validate()
-        for name, option in _FLOAT_OPTIONS.items():  # nan passes every comparison, inf most
-            value = getattr(self.stage, name)
-            if value is not None and not math.isfinite(value):
-                raise InputError(f"{option} must be a finite number, got {value}")
         radius, crop = self.motion_search_radius, max(self.stage.crop)
         if radius is not None and radius > crop:  # no block moves further within a crop; the search's
             # memory grows with the radius (a huge one exhausted the machine)
@@ -139,13 +135,6 @@ class TrainOptions:
         d.setdefault("motion_search_radius", None)
         d["freeze"] = tuple(d.get("freeze", ()))
         return TrainOptions(**d)
-
-
-#: Float fields of StageConfig and the option that sets each (they must be finite).
-_FLOAT_OPTIONS = {"lr": "--lr", "lr_final": "lr_final", "p_rate_factor": "--p-rate-factor", "tau": "--tau",
-                  "flow_lambda_pred": "--flow-lambda", "flow_lambda_rec": "--flow-lambda",
-                  "flow_lambda_teacher": "--flow-teacher", "grad_clip": "--clip",
-                  "ref_grad_scale": "--ref-grad-scale"}
 
 
 # --- distributed helpers -------------------------------------------------------------------
