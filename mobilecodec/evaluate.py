@@ -21,7 +21,7 @@ import numpy as np
 from mobilecodec.errors import CheckpointError, InputError, InputWarning
 from mobilecodec.fsutil import check_output_dir, publishing
 from mobilecodec.metrics.frames import mean_metrics
-from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift
+from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift, split_curves
 
 FORMAT = "mobilecodec-eval"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -362,12 +362,20 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             res.update({"intra_period": opts.intra_period, "matrix": opts.matrix,
                         "aggregation": "point metrics are means of per-frame values; bpp = stream file bits / "
                                        "(frames*W*H); per-frame bits = frame record bytes * 8"})
+            curves = split_curves(res)  # checkpoints (PyTorch) and packages (their backend) side by side
+            if len(curves) > 1:
+                res["curves"] = [c["codec"] for c in curves]
             entry: dict[str, Any] = {"stem": stem, "result": res, "bd": None, "notes": []}
+            if len(curves) > 1:
+                entry["curves"] = [{"codec": c["codec"], "labels": [q["label"] for q in c["points"]], "bd": None}
+                                   for c in curves]
             if anchor_res is not None:
                 note = anchor_notes[len(results)]
                 if note:
                     entry["notes"].append(note)
                 entry["bd"] = bd_against(anchor_res, res)
+                for c, row in zip(curves, entry.get("curves", [])):
+                    row["bd"] = bd_against(anchor_res, c)
             results.append(entry)
         for entry in results:
             write_outputs(stage, entry["stem"], entry["result"], anchor_res)
@@ -394,7 +402,7 @@ def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[
     title = f"{Path(res['source']).name}, {res['frames']} frames, intra period {res['intra_period']}"
     paths = output_paths(out, stem)
     rd, bits, psnr, results = map(Path, paths)
-    rd_plot([res] + ([anchor] if anchor else []), rd, metric=PLOT_METRICS, title=title)
+    rd_plot(split_curves(res) + ([anchor] if anchor else []), rd, metric=PLOT_METRICS, title=title)
     per_frame_plot([res], "bits", bits, title=f"bits per frame: {title}")
     per_frame_plot([res], "psnr_yuv", psnr, title=f"PSNR-YUV per frame: {title}")
     save_results(results, res)
@@ -434,14 +442,17 @@ def format_report(report: dict) -> str:
                 lines.append(f"{p['label']}: package {p['package']} on {p['backend']}")
         for note in entry["notes"]:
             lines.append(f"note: {note}")
-        bd = entry.get("bd")
-        if bd is not None:
+        rows = [(f", curve {c['codec']}", c["bd"]) for c in entry["curves"]] if entry.get("curves") \
+            else [("", entry.get("bd"))]
+        for curve, bd in rows:
+            if bd is None:
+                continue
             if bd["error"]:
-                lines.append(f"BD-rate vs {bd['anchor']}: not computed: {bd['error']}")
+                lines.append(f"BD-rate vs {bd['anchor']}{curve}: not computed: {bd['error']}")
             else:
                 vals = ", ".join(f"{m} {v:+.2f}%" for m, v in bd["bd_rate"].items())
                 vals += "".join(f", {m} not computed: {why}" for m, why in bd.get("metric_errors", {}).items())
-                lines.append(f"BD-rate vs {bd['anchor']} ({bd['method']}; negative = fewer bits): {vals}")
+                lines.append(f"BD-rate vs {bd['anchor']}{curve} ({bd['method']}; negative = fewer bits): {vals}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -121,9 +121,30 @@ def check_same_clip(anchor: dict[str, Any], width: int, height: int, frames: int
     return None
 
 
+def curve_name(point: dict[str, Any]) -> str:
+    """The RD curve a point lies on: its config, and for a point an export package coded, the backend
+    (eval codes checkpoints on PyTorch and packages on onnxruntime side by side)."""
+    name = str(point.get("config") or "")
+    return f"{name} on {point['backend']}" if point.get("backend") else name
+
+
+def split_curves(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """`results` as one result per RD curve (`curve_name`), each named after its curve; itself when
+    its points are one curve."""
+    names = list(dict.fromkeys(curve_name(p) for p in results["points"]))
+    if len(names) < 2:
+        return [results]
+    base = {k: v for k, v in results.items() if k != "curves"}
+    return [dict(base, codec=n, points=[p for p in results["points"] if curve_name(p) == n]) for n in names]
+
+
 def check_bd_points(results: dict[str, Any], name: str, min_points: int = BD_MIN_POINTS) -> None:
-    """InputError naming `name` (e.g. 'anchor x264.json') unless `results` has `min_points` RD points:
-    the one test of whether a curve is long enough for a BD-rate."""
+    """InputError naming `name` (e.g. 'anchor x264.json') unless `results` is one RD curve of
+    `min_points` points: the one test of whether a result is fit for a BD-rate."""
+    curves = results.get("curves") or []
+    if len(curves) > 1:
+        raise InputError(f"{name}: holds points of {len(curves)} RD curves ({'; '.join(map(str, curves))}); "
+                         "a BD-rate compares one curve with another")
     n = len(results["points"])
     if n < min_points:
         raise InputError(f"{name}: BD-rate needs at least {min_points} RD points per curve, got {n}")

@@ -517,3 +517,28 @@ def test_a_failed_rerun_leaves_the_earlier_results(carphone, tmp_path, monkeypat
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+
+
+def test_checkpoints_and_a_package_are_two_curves(shipped_anchor, tiny_package, carphone, tmp_path, capsys):
+    """Checkpoints coded by PyTorch and a package coded by its graphs on onnxruntime sit in one report
+    but are not one RD curve: the plot draws each, the BD-rate against an anchor is computed per curve
+    (the four checkpoints' is the one a run of them alone gives; the one-point package curve is too
+    short for one), never over the points of both; `bdrate` refuses such a file as one curve."""
+    mixed, alone = tmp_path / "MIX", tmp_path / "ALONE"
+    assert _eval(carphone, TEST_CKPTS, mixed, "--package", str(tiny_package), "--anchor", str(shipped_anchor),
+                 "--threads", "1", "--json", str(tmp_path / "m.json")) == 0
+    text = capsys.readouterr().out
+    assert _eval(carphone, TEST_CKPTS, alone, "--anchor", str(shipped_anchor), "--threads", "1",
+                 "--json", str(tmp_path / "a.json")) == 0
+    entry = json.loads((tmp_path / "m.json").read_text())["results"][0]
+    want = json.loads((tmp_path / "a.json").read_text())["results"][0]["bd"]["bd_rate"]
+    assert "2 RD curves" in entry["bd"]["error"]
+    curves = {c["codec"]: c for c in entry["curves"]}
+    assert len(curves) == 2 and sorted(len(c["labels"]) for c in curves.values()) == [1, 4]
+    four = next(c for c in curves.values() if len(c["labels"]) == 4)
+    one = next(c for c in curves.values() if len(c["labels"]) == 1)
+    assert four["bd"]["bd_rate"] == pytest.approx(want, abs=1e-9) and set(four["labels"]) == set(TEST_CKPTS)
+    assert one["labels"] == [tiny_package.name] and "at least 4 RD points" in one["bd"]["error"]
+    assert "onnxruntime" in one["codec"] and "onnxruntime" not in four["codec"]
+    assert f"BD-rate vs tiny, curve {four['codec']}" in text
+    assert_clean_error(cli_here("bdrate", str(shipped_anchor), str(mixed / "carphone_eval.json")), "2 RD curves")
