@@ -7,6 +7,7 @@ DESIGN.md "Counting conventions":
 - Conv:          output elements x (Cin / groups) x kernel volume
 - ConvTranspose: input elements  x (Cout / groups) x kernel volume
 - mm / bmm / addmm / baddbmm / mv: M x N x K (batch included); bias adds are not MACs.
+- A fused recurrent layer (CPU LSTM's mkldnn_rnn_layer): steps x batch x (W_ih + W_hh elements).
 
 Element-wise work (activations, adds, normalisation) and resampling / warps (pixel shuffle,
 interpolation, grid_sample, pooling) are counted separately as output elements per aten op, never
@@ -91,6 +92,9 @@ _ADDMM_OPS = {"addmm", "baddbmm", "addmv"}    # arg 0 is the bias
 _MV_OPS = {"mv"}
 _DOT_OPS = {"dot", "vdot"}
 _SDPA_PREFIX = "_scaled_dot_product_"
+# One layer and direction of a fused recurrent kernel (CPU LSTM): weight0 = W_ih (G*H, in),
+# weight1 = W_hh (G*H, H), so steps x batch x (W_ih + W_hh elements), as the unfused GRU's mm calls.
+_FUSED_RNN_OPS = {"mkldnn_rnn_layer"}
 
 _RESAMPLING_PREFIXES = (
     "upsample_", "_upsample_", "grid_sampler", "pixel_shuffle", "pixel_unshuffle",
@@ -109,6 +113,7 @@ _DATA_OPS = {
     "reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "replication_pad1d",
     "replication_pad2d", "replication_pad3d", "index", "index_select", "gather", "scatter",
     "index_put", "index_put_", "split", "split_with_sizes", "chunk", "unbind", "flip", "roll",
+    "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk",
     "repeat", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
     "zeros", "zeros_like", "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like",
     "new_full", "fill", "fill_", "zero_", "rand", "randn", "rand_like", "randn_like", "randint",
@@ -160,6 +165,9 @@ def _aten_macs(name: str, args: tuple, kwargs: dict, out: Any) -> int | None:
     if name == "addbmm":
         b1, b2 = args[1], args[2]
         return numel(b1.shape) * int(b2.shape[-1])
+    if name in _FUSED_RNN_OPS:
+        x, w_ih, w_hh = args[0], args[1], args[2]
+        return (x.numel() // int(x.shape[-1])) * (w_ih.numel() + w_hh.numel())
     if name.startswith(_SDPA_PREFIX) and "backward" not in name:
         q, k, v = args[0], args[1], args[2]
         # Q K^T: (..., L, E) x (..., E, S) and softmax(.) V: (..., L, S) x (..., S, Ev).

@@ -395,7 +395,8 @@ def lstm_bi2():
 def test_recurrent_ops_are_counted(tmp_path, monkeypatch, factory, op):
     """GRU / LSTM / RNN nodes (torch's own export) are counted, not listed as unknown ops: every weight of
     torch's weight_ih_l*/weight_hh_l* is one MAC per time step and batch element (the count here comes
-    from torch's module shapes, not from the counter), every parameter of the module is counted once."""
+    from torch's module shapes, not from the counter), every parameter of the module is counted once;
+    the PyTorch count beside it agrees (it used to miss the fused LSTM kernel)."""
     import importlib
 
     name = f"rnnmods_{tmp_path.name}".replace("-", "_")
@@ -413,6 +414,7 @@ def test_recurrent_ops_are_counted(tmp_path, monkeypatch, factory, op):
     assert g["unknown_ops"] == {} and "not counted" not in res.stdout
     assert g["macs_by_op"][op] == rnn_macs
     assert g["macs"] == conv_macs + rnn_macs and g["params"] == params
+    assert g["pytorch"]["macs"] == conv_macs + rnn_macs  # the PyTorch count too (CPU LSTM: mkldnn_rnn_layer)
     assert g["kmacs_per_px"] == pytest.approx((conv_macs + rnn_macs) / (16 * 24) / 1e3)
     assert sum(la["macs"] for la in g["layers"] if la["op"] == op) == rnn_macs
     # the hidden state h -> output_1 kept between frames: layers x directions x 16 rows x 16 float32
