@@ -10,6 +10,70 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+# Hidden temporary names carry the writing process's id, so that the next write into the same place
+# can tell what a killed run (SIGKILL, the OOM killer) left from what a running one is writing.
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _dead_leftovers(folder: Path, prefix: str) -> list[Path]:
+    """Entries of `folder` named `prefix` + '<pid>' + ... whose process is gone."""
+    import re
+
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(re.escape(prefix) + r"(\d+)[.-]")
+    out = []
+    for entry in folder.iterdir():
+        m = pattern.match(entry.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            out.append(entry)
+    return out
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _restore_set_aside(folder: Path) -> None:
+    """Put back the earlier files a killed `replacing_files` had set aside in `folder` (.earlier-<pid>-*)
+    where nothing stands now; what cannot go back stays there, named in a warning."""
+    import warnings
+
+    from mobilecodec.errors import InputWarning
+
+    for aside in _dead_leftovers(folder, ".earlier-"):
+        try:
+            paths = json.loads((aside / "paths.json").read_text())
+        except (OSError, ValueError):
+            paths = None
+        kept = []
+        for i, path in enumerate(paths or []):
+            copy = aside / str(i)
+            if copy.exists() or copy.is_symlink():
+                if Path(path).exists() or Path(path).is_symlink():
+                    kept.append(Path(path).name)
+                else:
+                    os.replace(copy, path)
+        if paths is not None and not kept:
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            warnings.warn(InputWarning(f"{aside} holds files a killed run set aside"
+                                       + (f" ({', '.join(kept)}; newer ones stand in their place)" if kept else "")
+                                       + ": move back what you need, then delete it"))
+
 
 def check_writable(path: str | os.PathLike) -> Path:
     """Refuse, before any work, a path that cannot be created: its nearest existing ancestor must be
@@ -77,7 +141,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     final = check_output_file(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix + ".part",
+    for left in _dead_leftovers(final.parent, f".{final.name}."):
+        _remove(left)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix or final.suffix + ".part",
                                dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -97,7 +163,9 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     `marker`, `marker_format`: see `check_output_dir` (a folder of another kind is refused)."""
     final = check_output_dir(path, marker, marker_format)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    for left in _dead_leftovers(final.parent, f".{final.name}."):
+        _remove(left)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part", dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
@@ -170,7 +238,8 @@ def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None
     for path in paths:
         if path.exists() and not path.is_file():
             raise InputError(f"cannot write {path}: it is a folder, not a file")
-    aside = Path(tempfile.mkdtemp(prefix=".earlier-", dir=work))
+    aside = Path(tempfile.mkdtemp(prefix=f".earlier-{os.getpid()}-", dir=work))
+    (aside / "paths.json").write_text(json.dumps([str(p) for p in paths]))  # how a killed run's files go back
     moved: list[tuple[Path, Path]] = []
     settled = False  # True once nothing in `aside` is needed any more
 
@@ -216,7 +285,10 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
     out = Path(out)
     made = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    for left in _dead_leftovers(out, ".staging-"):
+        _remove(left)
+    _restore_set_aside(out)
+    stage = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=out))
     try:
         yield stage
         staged = sorted(p.relative_to(stage) for p in stage.rglob("*") if not p.is_dir())

@@ -78,7 +78,7 @@ def test_a_cut_off_restore_keeps_the_earlier_files_in_the_hidden_folder(tmp_path
     _fail_on_replace(monkeypatch, 3, OSError(errno.EIO, "Input/output error"))
     with pytest.raises(OSError), fsutil.replacing_files([tmp_path / "a.json", tmp_path / "b.png"], tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
-    kept = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
+    kept = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "paths.json"]
     assert sorted(kept) == sorted(before.values())  # each earlier file once, back or still aside
 
 
@@ -153,3 +153,60 @@ def test_publishing_moves_subfolders_and_removes_the_ones_it_made_on_failure(tmp
         (stage / "streams").mkdir()
         (stage / "streams" / "s.mnvc").write_bytes(b"new")
     assert (out / "streams" / "s.mnvc").read_bytes() == b"new" and sorted(p.name for p in out.iterdir()) == ["streams"]
+
+
+_KILLED = r'''
+import os, signal, sys
+from pathlib import Path
+from mobilecodec import fsutil
+
+kind, out = sys.argv[1], Path(sys.argv[2])
+if kind == "path":
+    with fsutil.atomic_path(out / "r.json") as tmp:
+        tmp.write_text("half")
+        os.kill(os.getpid(), signal.SIGKILL)
+elif kind == "dir":
+    with fsutil.atomic_dir(out / "pkg") as tmp:
+        (tmp / "g.onnx").write_text("half")
+        os.kill(os.getpid(), signal.SIGKILL)
+elif kind == "publish":
+    with fsutil.publishing(out) as stage:
+        (stage / "a.json").write_text("half")
+        os.kill(os.getpid(), signal.SIGKILL)
+else:  # killed while replacing: the earlier files are set aside, the new ones not yet in place
+    with fsutil.replacing_files([out / "a.json", out / "b.png"], out):
+        os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("kind", ["path", "dir", "publish", "replace"])
+def test_what_a_killed_run_left_is_cleared_by_the_next(tmp_path, kind):
+    """SIGKILL (the OOM killer) ends a run inside a write: its hidden temporary files and folders stay
+    behind. The next write into the same place removes them (they name their dead process), and earlier
+    files a killed replace had set aside go back where nothing new stands, instead of staying hidden."""
+    import subprocess
+    import sys
+
+    before = _earlier(tmp_path)
+    script = tmp_path.parent / f"killed_{kind}.py"
+    script.write_text(_KILLED)
+    proc = subprocess.run([sys.executable, str(script), kind, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 1, hidden  # what the kill left
+    if kind == "path":
+        with fsutil.atomic_path(tmp_path / "r.json") as tmp:
+            tmp.write_text("whole")
+        assert (tmp_path / "r.json").read_text() == "whole"
+    elif kind == "dir":
+        with fsutil.atomic_dir(tmp_path / "pkg") as tmp:
+            (tmp / "g.onnx").write_text("whole")
+        assert (tmp_path / "pkg" / "g.onnx").read_text() == "whole"
+    else:
+        if kind == "replace":
+            assert not (tmp_path / "a.json").exists()  # set aside, hidden
+        with fsutil.publishing(tmp_path) as stage:
+            (stage / "c.mnvc").write_bytes(b"new c")
+        assert {k: v for k, v in _contents(tmp_path).items() if k != "c.mnvc"} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
