@@ -440,6 +440,9 @@ def format_report(report: dict) -> str:
         for p in res["points"]:
             if p.get("package"):
                 lines.append(f"{p['label']}: package {p['package']} on {p['backend']}")
+        if entry.get("curves"):
+            lines.append("RD curves (one per config and backend): " + "; ".join(
+                f"{c['codec']}: {', '.join(c['labels'])}" for c in entry["curves"]))
         for note in entry["notes"]:
             lines.append(f"note: {note}")
         rows = [(f", curve {c['codec']}", c["bd"]) for c in entry["curves"]] if entry.get("curves") \

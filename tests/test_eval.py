@@ -541,4 +541,5 @@ def test_checkpoints_and_a_package_are_two_curves(shipped_anchor, tiny_package, 
     assert one["labels"] == [tiny_package.name] and "at least 4 RD points" in one["bd"]["error"]
     assert "onnxruntime" in one["codec"] and "onnxruntime" not in four["codec"]
     assert f"BD-rate vs tiny, curve {four['codec']}" in text
+    assert f"RD curves (one per config and backend): " in text and f"{one['codec']}: {tiny_package.name}" in text
     assert_clean_error(cli_here("bdrate", str(shipped_anchor), str(mixed / "carphone_eval.json")), "2 RD curves")
