@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import emit, parser, run_main
+from _common import CONV_SIZE, emit, parser, run_main
 
 from mobilecodec.cli.common import choice_list, parse_hw, positive_int
 
@@ -308,10 +308,11 @@ def main() -> None:
     from mobilecodec.runtime.profiler import profile_frames
 
     print("measuring the conv roofline ...", file=sys.stderr)
-    # 1080p at 1/4: ~10 ms a run, long enough that thread wake-ups do not dominate (at 136x240, 2 threads,
-    # the int8 rate measured 177-313 GMAC/s in three back-to-back runs on an idle machine)
-    probe, conv_macs = conv_functions(size=(272, 480), threads=args.threads)  # timed again in the lockstep rounds
-    roof = conv_rates(size=(272, 480), threads=args.threads, functions=(probe, conv_macs))
+    # the benchmarks' roofline conv (_common.CONV_SIZE: 1080p at 1/4, long enough that thread wake-ups
+    # do not dominate), built here rather than by _common.roofline: its functions are timed again in
+    # the lockstep rounds
+    probe, conv_macs = conv_functions(size=CONV_SIZE, threads=args.threads)
+    roof = conv_rates(size=CONV_SIZE, threads=args.threads, functions=(probe, conv_macs))
     # the issue's ideal: the two peak rates (best rounds: what the machine can reach); the same from
     # the rounds' medians beside it, since the fps ratio it judges is a ratio of medians
     ideal = roof["int8_qdq_gmacs_per_s"] / roof["pytorch_float32_gmacs_per_s"]

@@ -3,17 +3,34 @@ below as the "before" reference, as it was at commit edae0af) against the compil
 search (`mobilecodec.models.motion_search.block_match`), same frames, same process, medians over
 --runs. Frames: consecutive bigbuckbunny frames (a training clip) resized to 1088x1920 and
 rounded to 8 bits, as decoded buffers are. Also reports how often the two pick the same vector
-(they differ only where float rounding broke a tie or the confidence threshold)."""
+(they differ only where float rounding broke a tie or the confidence threshold).
+
+Roofline: the float32 conv roofline at the same thread count, measured in the same run (the better
+of onnxruntime's and PyTorch's float32 3x3 conv GMAC/s, `_common.roofline`). Both searches compute
+in float32 (the compiled kernel sums integer samples in float32, the old one in torch float32) and
+the compiled one does not stream memory (each block's window and candidates stay in cache), so the
+machine's float32 arithmetic rate is its ceiling. The work is counted in SAD terms, |x - ref| added
+once per candidate vector and window pixel, as `block_match` searches (`sad_terms`: every vector
+and the zero vector at full resolution up to radius 8; beyond, the coarse grid's windows, then
+the refinement around zero and the coarse vector and the neighbours' vectors); the old search
+tries the same vectors over the same windows (bar the zero vector's separate cost), so both sides
+are counted alike. A SAD term is a
+subtract, an absolute value and an add where a conv MAC is one fused multiply-add, so a search at
+the arithmetic limit would reach roughly a third to a half of the conv rate: the printed fraction
+(GSAD/s over the conv's GMAC/s) is to be read against that. (The old search writes and reads a
+difference plane for every vector: memory bound at large frames, as its code notes.)"""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from _common import add_roofline_argument, add_runs_argument, compare, conv_roof, emit, fraction, parser, \
+    roofline, roofline_line, run_main  # first: it sets OMP_WAIT_POLICY, read once when torch loads
 
-from _common import add_runs_argument, compare, emit, parser, run_main
-from mobilecodec.cli.common import positive_int, positive_ints
-from mobilecodec.models.motion_search import packed_luma
+import torch  # noqa: E402 (after _common, see above)
+import torch.nn.functional as F  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from mobilecodec.cli.common import positive_int, positive_ints  # noqa: E402
+from mobilecodec.models.motion_search import packed_luma  # noqa: E402
 
 
 def main() -> None:
@@ -21,6 +38,7 @@ def main() -> None:
     add_runs_argument(p)
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--radius", type=positive_ints, default=[32, 6], help="search radii, comma-separated (default 32,6)")
+    add_roofline_argument(p)
     args = p.parse_args()
     from mobilecodec.io.samples import sample_clip
     from mobilecodec.models.motion_search import block_match
@@ -31,6 +49,10 @@ def main() -> None:
     ref, x = (torch.round(F.interpolate(f, size=(544, 960), mode="bilinear", align_corners=False)
                           .clamp(0, 1) * 255) / 255 for f in frames)
     res: dict = {"size": [1088, 1920], "threads": args.threads, "runs": args.runs, "radii": {}}
+    # the float32 conv roofline at the search's thread count (it sets torch's threads to the same)
+    roof = res["roofline"] = None if args.no_roofline else roofline(args.threads, copy=False)
+    torch.set_num_threads(args.threads)
+    roof_rate = conv_roof(roof, "best_float32")
     print(f"motion search, 1088x1920 luma, 8x8 blocks, {args.threads} thread(s), medians of {args.runs}:")
     for radius in args.radius:
         c = compare({"before": lambda: old_block_match(ref, x, 8, radius),
@@ -39,15 +61,55 @@ def main() -> None:
         (fo, co), (fn, cn) = old_block_match(ref, x, 8, radius), block_match(ref, x, 8, radius)
         same = float((fo == fn).all(dim=1).float().mean())
         same_conf = float((co == cn).float().mean())
+        terms = sad_terms(1088, 1920, 8, radius)
         res["radii"][radius] = {"before_ms": 1e3 * before, "after_ms": 1e3 * after, "speedup": before / after,
                                 "before": c["before"], "after": c["after"],
-                                "same_vector": same, "same_confident": same_conf}
+                                "same_vector": same, "same_confident": same_conf,
+                                "sad_terms": terms, "before_gsad_per_s": terms / before / 1e9,
+                                "after_gsad_per_s": terms / after / 1e9,
+                                "before_fraction_of_float32_roofline": fraction(terms / before / 1e9, roof_rate),
+                                "after_fraction_of_float32_roofline": fraction(terms / after / 1e9, roof_rate)}
         print(f"  radius {radius:2d}: float torch {1e3 * before:7.1f} ms ({1e3 * c['before']['min_s']:.1f}-"
               f"{1e3 * c['before']['max_s']:.1f}) -> exact integer {1e3 * after:6.1f} ms ({1e3 * c['after']['min_s']:.1f}-"
               f"{1e3 * c['after']['max_s']:.1f}) "
               f"({before / after:.1f}x); same vector in {100 * same:.2f} % of blocks, same confidence in "
               f"{100 * same_conf:.2f} %")
+        r = res["radii"][radius]
+        if roof_rate:
+            print(f"            {terms / 1e6:.0f} M SAD terms: {r['before_gsad_per_s']:.2f} -> {r['after_gsad_per_s']:.2f} "
+                  f"GSAD/s = {r['before_fraction_of_float32_roofline']:.3f} -> "
+                  f"{r['after_fraction_of_float32_roofline']:.3f} of the float32 conv roofline "
+                  f"{roof_rate:.1f} GMAC/s (a SAD term is 2-3 vector ops to a MAC's one)")
+    print(roofline_line(roof))
     emit(res, args.json)
+
+
+def _window_pixels(h: int, w: int, stride: int, window: int) -> int:
+    """Pixels in all the cost windows of a search grid (`motion_kernel._Grid`): blocks every `stride`
+    pixels, windows of `window` pixels centred on them, clipped to the h x w frame."""
+    pad = (window - stride) // 2
+
+    def along(n: int) -> int:
+        return sum(min(b * stride - pad + window, n) - max(b * stride - pad, 0)
+                   for b in range((n + 2 * pad - window) // stride + 1))
+
+    return along(h) * along(w)
+
+
+def sad_terms(h: int, w: int, block: int, radius: int) -> int:
+    """SAD terms (one |x - ref| per candidate vector and window pixel) of `block_match` on h x w luma,
+    as `motion_kernel.full_search` / `coarse_to_fine` try them."""
+    from mobilecodec.models import motion_search as ms
+
+    full = _window_pixels(h, w, block, block)  # every pixel once per vector
+    if radius <= ms.FULL_SEARCH_RADIUS:
+        return full * ((2 * radius + 1) ** 2 + 1)  # every vector, then the zero vector's cost
+    c = ms.COARSE
+    cr = -(-radius // c)
+    coarse = _window_pixels(h // c, w // c, block // c, 2 * block // c) * (2 * cr + 1) ** 2
+    refine = (2 * ms.REFINE_RADIUS + 1) ** 2
+    # around zero, the zero vector's cost, around the coarse vector, 2 passes x 4 neighbours
+    return coarse + full * (2 * refine + 1 + 8)
 
 
 # --- the previous implementation (float costs), unchanged but for names ---------------------------

@@ -3,7 +3,16 @@ might pay (channels_last, bf16 autocast where the CPU has native bf16, torch.com
 threads) and the cost of data sampling, measured in one run with the variants interleaved so that
 the shared machine's noise hits all of them alike.
 
-    python benchmarks/train_speed.py --phase iframe --rounds 5 --steps 10 --json out.json
+Roofline: a training step is convolutions forward and backward, compute bound, so each variant's
+GMAC/s (the step's conv and matmul MACs, forward and backward, counted once by
+torch.utils.flop_counter on an fp32 step, over the variant's median step time) is related to the
+PyTorch float32 conv roofline at the variant's thread count (1, or 2 for threads2), measured in the
+same run (`_common.roofline`). The bf16 variants are held to the float32 rate too (no bf16 conv
+roofline is measured): above 1 would mean bf16 beats the float32 conv rate. The rest of a step
+(Adam, the rate terms, data movement: no MACs counted) takes time too and lowers every fraction
+alike.
+
+    python benchmarks/train_speed.py --phase iframe --rounds 8 --steps 10 --json out.json
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import emit, parser, run_main
+from _common import MIN_RUNS, add_roofline_argument, conv_roof, emit, fraction, parser, roofline, roofline_line, \
+    run_main
 
 from mobilecodec.cli.common import choice_list, positive_int
 from mobilecodec.cpu import bf16_native
@@ -64,10 +74,17 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--recipe", default="tiny-cpu")
     p.add_argument("--phase", default="iframe", help="recipe phase whose step is measured")
-    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per variant (default 5)")
+    p.add_argument("--rounds", type=positive_int, default=MIN_RUNS,
+                   help=f"interleaved rounds per variant (default {MIN_RUNS}): each gives one mean step time and the "
+                        f"report is their median and min-max, which on a shared machine needs the benchmarks' "
+                        f"minimum of {MIN_RUNS} timed runs (the old default 5 left the median to 2 rounds either "
+                        f"side); cheap: a round of all 6 variants at --steps 10 is ~3 s of tiny-cpu iframe steps, and "
+                        f"a default run ~1-2 min, most of it torch.compile's warm-up. Fewer are accepted for a quick "
+                        f"check")
     p.add_argument("--steps", type=positive_int, default=10, help="timed steps per round (default 10)")
     p.add_argument("--variants", type=choice_list(VARIANTS), default=list(VARIANTS),
                    help=f"comma-separated, of {', '.join(VARIANTS)} (default all)")
+    add_roofline_argument(p)
     args = p.parse_args()
 
     import torch
@@ -98,6 +115,11 @@ def main() -> None:
     for n in [n for n in names if "bf16" in n and not bf16_native()]:
         names.remove(n)
         skipped[n] = "this CPU has no native bf16 (avx512_bf16 / amx_bf16)"
+    macs = _step_macs(phase, recipe, batches[0])  # per step, forward and backward
+    # the PyTorch float32 conv roofline at each variant's thread count (it sets torch's threads; the
+    # steps set their own)
+    roofs = {} if args.no_roofline else {t: roofline(t, copy=False) for t in
+                                         sorted({2 if n == "threads2" else 1 for n in names})}
     steps, warm = {}, {}
     for n in names:
         steps[n] = _variant(n, phase, recipe, 2 if n == "threads2" else 1)
@@ -118,21 +140,44 @@ def main() -> None:
               "crop": list(st["crop"]), "gop": st["gop"] + st.get("rollout", 0),
               "torch_threads_default": default_threads, "cpu_bf16": bf16_native(),
               "data_sampling_s_per_step": sample_s, "data_sampling_spread": [min(sample_times), max(sample_times)],
-              "skipped": skipped, "variants": {}}
+              "skipped": skipped, "variants": {}, "macs_per_step": macs,
+              "roofline": roofs.get(1), "roofline_2_threads": roofs.get(2)}
     for n in names:
         med = float(np.median(times[n]))
         result["variants"][n] = {"s_per_step": med, "steps_per_s": 1.0 / med,
                                  "spread": [min(times[n]), max(times[n])], "warmup_s": warm[n],
                                  "speedup_vs_fp32": (base / med) if base else None}
+        threads = 2 if n == "threads2" else 1
+        rate = macs / med / 1e9
+        result["variants"][n].update({"threads": threads, "gmacs_per_s": rate,
+                                      "fraction_of_pytorch_float32_roofline":
+                                          fraction(rate, conv_roof(roofs.get(threads), "pytorch_float32"))})
     print(f"{recipe.name}/{phase.name}: batch {st['batch_size']}, crop {st['crop']}; data sampling "
           f"{1e3 * sample_s:.1f} ms/step (median of {len(sample_times)}, one thread)")
     for n, v in result["variants"].items():
         sp = f"  x{v['speedup_vs_fp32']:.2f} vs fp32" if v["speedup_vs_fp32"] else ""
+        roof = (f"; {v['gmacs_per_s']:.1f} GMAC/s = {v['fraction_of_pytorch_float32_roofline']:.2f} of the "
+                f"{v['threads']}-thread PyTorch float32 conv roofline"
+                if v["fraction_of_pytorch_float32_roofline"] is not None else f"; {v['gmacs_per_s']:.1f} GMAC/s")
         print(f"  {n:>14}: {v['steps_per_s']:6.2f} steps/s (median of {args.rounds} rounds){sp}; "
-              f"warm-up {v['warmup_s']:.1f} s")
+              f"warm-up {v['warmup_s']:.1f} s{roof}")
     for n, why in skipped.items():
         print(f"  {n:>14}: skipped ({why})")
+    print(f"a step: {macs / 1e9:.2f} GMAC of convolutions and matmuls, forward and backward (torch.utils.flop_counter)")
+    for t, roof in roofs.items():
+        print(roofline_line(roof))
     emit(result, args.json)
+
+
+def _step_macs(phase, recipe, frames) -> int:
+    """Multiply-accumulates of one fp32 training step on `frames` (forward and backward: convolutions
+    and matrix products, as torch.utils.flop_counter counts them, FLOPs / 2), on a model of its own."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = _variant("fp32", phase, recipe, 1)
+    with FlopCounterMode(display=False) as counter:
+        step(frames)
+    return counter.get_total_flops() // 2
 
 
 if __name__ == "__main__":

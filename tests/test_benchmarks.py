@@ -1,0 +1,95 @@
+"""The benchmark scripts' shared parts (benchmarks/_common.py) and their work counts: no speed is
+measured or asserted here (speed is measured by the scripts themselves, never by timed tests)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import _common  # noqa: E402
+
+
+def _module_imports(path: Path) -> list[str]:
+    """Top-level imported module names of a script, in order."""
+    out = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            out.append(node.module)
+    return out
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if p.name != "_common.py"))
+def test_common_is_imported_before_torch(script):
+    """_common sets OMP_WAIT_POLICY, which OpenMP reads once, when torch loads: a script that imports
+    torch (or a mobilecodec module, which may) at the top must import _common first."""
+    mods = _module_imports(BENCH / script)
+    first_heavy = next((i for i, m in enumerate(mods) if m.split(".")[0] in ("torch", "mobilecodec")), None)
+    if first_heavy is not None:
+        assert "_common" in mods[:first_heavy], f"{script} imports {mods[first_heavy]} before _common"
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_compare_ticks_once_per_call(interleave):
+    ticks = []
+    n = {"a": 0, "b": 0}
+
+    def fn(k):
+        def call():
+            n[k] += 1
+        return call
+
+    res = _common.compare({"a": fn("a"), "b": fn("b")}, 8, interleave, tick=lambda: ticks.append(1))
+    assert len(ticks) == _common.calls(2, 8) == n["a"] + n["b"]
+    assert res["a"]["runs"] == res["b"]["runs"] == 8
+
+
+def test_roofline_helpers():
+    assert _common.fraction(None, 2.0) is None and _common.fraction(1.0, None) is None
+    assert _common.fraction(1.0, 4.0) == 0.25
+    assert _common.conv_roof(None, "int8") is None and _common.copy_roof({}) is None
+    conv = {"int8_qdq_gmacs_per_s": 300.0, "float32_gmacs_per_s": 100.0, "pytorch_float32_gmacs_per_s": 60.0}
+    roof = {"conv": conv, "copy": {"gb_per_s": 30.0}}
+    assert _common.conv_roof(roof, "int8") == 300.0 and _common.conv_roof(roof, "best_float32") == 100.0
+    assert _common.copy_roof(roof) == 30.0
+    assert "not measured" in _common.roofline_line(None)
+    m = _common.copy_bandwidth(mib=1, runs=3)
+    assert m["bytes_moved_per_copy"] == 2 << 20 and m["gb_per_s"] >= m["median_gb_per_s"] > 0
+
+
+def test_sad_terms_count_the_kernels_windows():
+    from motion_search_speed import sad_terms
+
+    # full search up to radius 8: every pixel once per vector, and once more for the zero vector
+    assert sad_terms(64, 128, 8, 6) == 64 * 128 * (13 * 13 + 1)
+    # coarse to fine, radius 12 on 64x64: the coarse grid is 16x16 sums, blocks every 2, windows of 4
+    # clipped to the frame (3 + 6 x 4 + 3 = 30 rows and columns), vectors within 3 coarse steps;
+    # then 64x64 pixels x (49 around zero + the zero vector + 49 around the coarse one + 8 neighbours)
+    assert sad_terms(64, 64, 8, 12) == 30 * 30 * 7 * 7 + 64 * 64 * (49 + 1 + 49 + 8)
+
+
+def test_int_hyper_macs_match_torch_flop_counter():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from host_steps import int_hyper_macs
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    torch.manual_seed(0)
+    model = VideoCodec(get_config("tiny")).eval()
+    model.update()
+    for p in ("m", "r"):
+        shape = model.latent_shapes(256, 320)[p][1]
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            getattr(model, f"{p}_hyper_synthesis")(torch.zeros(shape))
+        assert int_hyper_macs(model.int_hyper(p), shape) == fc.get_total_flops() // 2
