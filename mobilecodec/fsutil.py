@@ -19,18 +19,24 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's live process
+    except (PermissionError, OverflowError, ValueError):  # another user's live process; no such pid
         return True
     return True
 
 
-def _dead_leftovers(folder: Path, prefix: str) -> list[Path]:
-    """Entries of `folder` named `prefix` + '<pid>' + ... whose process is gone."""
+#: the random part tempfile puts in a name (8 characters of its alphabet)
+_TEMP_PART = r"[a-z0-9_]{8}"
+
+
+def _dead_leftovers(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Entries of `folder` named exactly as this module names its temporary files and folders:
+    `prefix` + pid + one separator + tempfile's random part + `suffix`, whose process is gone (so a
+    user's `.x.2019-backup` never matches)."""
     import re
 
     if not folder.is_dir():
         return []
-    pattern = re.compile(re.escape(prefix) + r"(\d+)[.-]")
+    pattern = re.compile(re.escape(prefix) + r"(\d{1,9})[.-]" + _TEMP_PART + re.escape(suffix) + "$")
     out = []
     for entry in folder.iterdir():
         m = pattern.match(entry.name)
@@ -61,18 +67,23 @@ def _restore_set_aside(folder: Path) -> None:
             paths = None
         kept = []
         for i, path in enumerate(paths or []):
-            copy = aside / str(i)
-            if copy.exists() or copy.is_symlink():
-                if Path(path).exists() or Path(path).is_symlink():
-                    kept.append(Path(path).name)
-                else:
-                    os.replace(copy, path)
+            copy, target = aside / str(i), Path(path)
+            if not (copy.exists() or copy.is_symlink()):
+                continue
+            if not target.is_absolute() or target.exists() or target.is_symlink() or not target.parent.is_dir():
+                kept.append(target.name)  # a newer file stands there, or its folder is gone: not ours to decide
+                continue
+            try:
+                os.replace(copy, target)
+            except OSError:
+                kept.append(target.name)
         if paths is not None and not kept:
             shutil.rmtree(aside, ignore_errors=True)
         else:
             warnings.warn(InputWarning(f"{aside} holds files a killed run set aside"
-                                       + (f" ({', '.join(kept)}; newer ones stand in their place)" if kept else "")
-                                       + ": move back what you need, then delete it"))
+                                       + (f" ({', '.join(kept)}: newer ones stand in their place, or their "
+                                          "folder is gone)" if kept else "")
+                                       + "; move back what you need, then delete it"))
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -141,10 +152,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     final = check_output_file(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for left in _dead_leftovers(final.parent, f".{final.name}."):
-        _remove(left)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix or final.suffix + ".part",
-                               dir=final.parent)
+    suffix = suffix or final.suffix + ".part"
+    for left in _dead_leftovers(final.parent, f".{final.name}.", suffix):
+        if not left.is_dir():
+            _remove(left)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix, dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -163,8 +175,9 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     `marker`, `marker_format`: see `check_output_dir` (a folder of another kind is refused)."""
     final = check_output_dir(path, marker, marker_format)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for left in _dead_leftovers(final.parent, f".{final.name}."):
-        _remove(left)
+    for left in _dead_leftovers(final.parent, f".{final.name}.", ".part"):
+        if left.is_dir():
+            _remove(left)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part", dir=final.parent))
     try:
         yield tmp
@@ -239,7 +252,7 @@ def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None
         if path.exists() and not path.is_file():
             raise InputError(f"cannot write {path}: it is a folder, not a file")
     aside = Path(tempfile.mkdtemp(prefix=f".earlier-{os.getpid()}-", dir=work))
-    (aside / "paths.json").write_text(json.dumps([str(p) for p in paths]))  # how a killed run's files go back
+    (aside / "paths.json").write_text(json.dumps([str(p.absolute()) for p in paths]))  # how a killed run's go back
     moved: list[tuple[Path, Path]] = []
     settled = False  # True once nothing in `aside` is needed any more
 

@@ -210,3 +210,38 @@ def test_what_a_killed_run_left_is_cleared_by_the_next(tmp_path, kind):
             (stage / "c.mnvc").write_bytes(b"new c")
         assert {k: v for k, v in _contents(tmp_path).items() if k != "c.mnvc"} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_leftover_cleanup_spares_look_alike_names_and_restores_relative_paths(tmp_path, monkeypatch):
+    """Only names of this module's own making, of dead processes, are cleared: a user's hidden
+    `.pkg.2019-backup/`, `.r.json.20240101120000.bak` (a number no pid reaches) and a live process's
+    temporary file stay. Files a killed replace set aside under a relative path (`-o res`) go back
+    into that folder from any working folder."""
+    import subprocess
+    import sys
+
+    (tmp_path / ".pkg.2019-backup").mkdir()
+    (tmp_path / ".pkg.2019-backup" / "model.onnx").write_text("keep")
+    (tmp_path / ".r.json.20240101120000.bak").write_text("keep")
+    live = tmp_path / f".r.json.{os.getppid()}.abcd1234.json.part"
+    live.write_text("a live writer's")
+    with fsutil.atomic_dir(tmp_path / "pkg") as tmp:
+        (tmp / "g.onnx").write_text("g")
+    with fsutil.atomic_path(tmp_path / "r.json") as tmp:
+        tmp.write_text("r")
+    assert (tmp_path / ".pkg.2019-backup" / "model.onnx").read_text() == "keep"
+    assert (tmp_path / ".r.json.20240101120000.bak").read_text() == "keep" and live.exists()
+    # a killed replace whose paths were relative to its own working folder
+    work = tmp_path / "w"
+    before = _earlier(work / "res")
+    script = tmp_path / "kill_rel.py"
+    script.write_text("import os, signal\nfrom pathlib import Path\nfrom mobilecodec import fsutil\n"
+                      "with fsutil.replacing_files([Path('res/a.json'), Path('res/b.png')], 'res'):\n"
+                      "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True, timeout=120, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    monkeypatch.chdir(tmp_path)  # another working folder: 'res/a.json' from here is not the file
+    with fsutil.publishing(work / "res") as stage:
+        (stage / "c.mnvc").write_bytes(b"c")
+    assert {k: v for k, v in _contents(work / "res").items() if k != "c.mnvc"} == before
+    assert not (tmp_path / "res").exists()
