@@ -3,7 +3,9 @@
 Schema (docs/CONVENTIONS.md): {"codec", "source", "width", "height", "fps", "frames",
 "points": [{"label", "bpp", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
 "ms_ssim_rgb", "per_frame": [{"index", "type", "bits", "psnr_*", "ms_ssim_rgb"}], ...}]}.
-Extra keys are allowed everywhere; these functions check only what readers rely on.
+Extra keys are allowed everywhere; these functions check only what readers rely on. "curves" (eval
+of checkpoints and packages together): the names of the RD curves its points lie on (`curve_name`);
+a result of several is refused for a BD-rate.
 """
 
 from __future__ import annotations

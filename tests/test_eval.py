@@ -539,6 +539,8 @@ def test_checkpoints_and_a_package_are_two_curves(shipped_anchor, tiny_package, 
     one = next(c for c in curves.values() if len(c["labels"]) == 1)
     assert four["bd"]["bd_rate"] == pytest.approx(want, abs=1e-9) and set(four["labels"]) == set(TEST_CKPTS)
     assert one["labels"] == [tiny_package.name] and "at least 4 RD points" in one["bd"]["error"]
+    assert "4 or more packages (--package)" in one["bd"]["error"]
+    assert "checkpoints" not in entry["bd"]["error"]  # mixed curves: more checkpoints would not help
     assert "onnxruntime" in one["codec"] and "onnxruntime" not in four["codec"]
     assert f"BD-rate vs tiny, curve {four['codec']}" in text
     assert f"RD curves (one per config and backend): " in text and f"{one['codec']}: {tiny_package.name}" in text
