@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mobilecodec.errors import InputError
+from mobilecodec.train.stages import json_plain
 
 STATE_FORMAT = "mobilecodec-qat-state"
 STATE_VERSION = 1
@@ -199,15 +200,10 @@ def _check_run_options(saved: QATOptions, given: dict[str, Any]) -> None:
     """InputError naming the first run-defining option in `given` whose value differs from the run's."""
     for name in RUN_DEFINING:
         have = getattr(saved, name)
-        if name in given and given[name] is not None and _as_tuple(given[name]) != _as_tuple(have):
+        if name in given and given[name] is not None and json_plain(given[name]) != json_plain(have):
             shown = "x".join(map(str, have)) if name == "crop" else have
             raise InputError(f"--{name.replace('_', '-')} differs from the run being resumed ({shown}); "
                              f"resume with the same options or start a new run")
-
-
-def _as_tuple(v: Any) -> Any:
-    """Lists (a JSON round trip of a tuple) compared as tuples."""
-    return tuple(v) if isinstance(v, list) else v
 
 
 def resume_options(out_dir: str | os.PathLike, steps: int, checkpoint_every: int | None = None,

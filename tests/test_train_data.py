@@ -386,7 +386,9 @@ def test_recipe_refuses_a_phase_folder_trained_with_other_options(smoke_run, tmp
 
     recipe = get_recipe("tiny-smoke")
     old = recipe.phase("pframe")
-    changed = dataclasses.replace(old, overrides={**old.overrides, "flow_lambda_teacher": 0.0})
+    # twice the teacher's weight (0 would be refused on its own: the phase decays a teacher, teacher_steps)
+    changed = dataclasses.replace(old, overrides={**old.overrides,
+                                                  "flow_lambda_teacher": 2 * old.overrides["flow_lambda_teacher"]})
     edited = dataclasses.replace(recipe, phases=tuple(changed if p is old else p for p in recipe.phases))
     done = _copy_run(smoke_run[0], tmp_path / "done")  # pframe finished: not skipped
     with pytest.raises(InputError, match=r"pframe was trained with other options.*flow_lambda_teacher"):
@@ -413,6 +415,9 @@ def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_p
     data = TrainingData(["bikes", "stills", str(root)], 3, (64, 64), augment=True)
     blob = pickle.dumps(data)
     assert len(blob) < 100_000, len(blob)
+    clip = data.sources[0]  # a slice of a cached clip is not the whole map: it travels as its frames
+    part = pickle.loads(pickle.dumps(type(clip)("part", clip.y[5:], clip.uv[5:])))
+    assert np.array_equal(part.y, clip.y[5:]) and np.array_equal(part.uv, clip.uv[5:])
     # a folder broken after the check: the copy neither scans nor fails on it (a new scan refuses it)
     first = root / "sequences" / "00001" / "0003" / "im1.png"
     png = first.read_bytes()
@@ -441,3 +446,19 @@ def test_recipe_knows_one_source_by_any_spelling(smoke_run, tmp_path):
     assert [p["status"] for p in again["phases"]] == ["done"] * 3
     with pytest.raises(InputError, match=r"other options than this recipe's phase \(data\)"):
         run_recipe(recipe, run, until="rollout", data=["bikes", "stills"], threads=1, progress=False)
+
+
+def test_a_folder_named_like_a_sample_clip_does_not_hide_it(tmp_path, monkeypatch):
+    """`eval bikes -o bikes` leaves a folder `bikes` in the working folder; `--data bikes` still names the
+    bundled clip there (a folder wins only when it holds septuplets), for train and for qat."""
+    from mobilecodec.cli.cmd_qat import _resolve_data
+    from mobilecodec.io import resolve_input
+    from mobilecodec.train.data import Clip, TrainingData, data_identity
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bikes").mkdir()
+    (tmp_path / "bikes" / "bikes_eval.json").write_text("{}")
+    data = TrainingData(["bikes"], 2, (64, 64), max_frames=4)
+    assert isinstance(data.sources[0], Clip)
+    assert data_identity("bikes") == str(resolve_input("bikes").resolve())
+    assert _resolve_data(["bikes"]) == [str(resolve_input("bikes"))]

@@ -61,10 +61,11 @@ def _resolve_data(clips: list[str]) -> list[str]:
 
     from mobilecodec.errors import InputError
     from mobilecodec.io import resolve_input
+    from mobilecodec.train.data import is_folder_source
 
     data = []
     for d in clips:
-        p = Path(d) if Path(d).is_dir() else Path(resolve_input(d))
+        p = Path(d) if is_folder_source(d) else Path(resolve_input(d))
         if not p.exists():
             raise InputError(f"no such training clip: {d}")
         data.append(str(p))

@@ -52,7 +52,10 @@ class Clip:
     def __reduce__(self) -> tuple[Any, tuple]:
         """A cached clip pickles as references to its cache files (data workers and DDP ranks map
         them again), not as its frames; an in-memory clip pickles whole."""
-        if all(isinstance(a, np.memmap) and a.filename and a.offset == 0 for a in (self.y, self.uv)):
+        import mmap
+
+        # whole maps only: a slice of one is a memmap too, of the same file and offset, but other frames
+        if all(isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap) and a.offset == 0 for a in (self.y, self.uv)):
             return _mapped_clip, (self.name, self.y.filename, self.y.shape, self.uv.filename, self.uv.shape)
         return Clip, (self.name, np.asarray(self.y), np.asarray(self.uv))
 
@@ -111,14 +114,30 @@ def cached_video(path: str | os.PathLike, max_frames: int | None = None) -> Clip
 
 def _video_path(path: str | os.PathLike) -> Path:
     """The file a --data video entry names: the path, or a sample clip's .y4m by its name."""
-    from mobilecodec.io import list_sample_clips, sample_clip
+    from mobilecodec.io import resolve_input
 
-    p = Path(path)
-    if not p.exists() and str(path) in list_sample_clips():
-        p = sample_clip(str(path))
+    p = resolve_input(path)
     if not p.exists():
         raise InputError(f"no such training video or folder: {path}")
     return p
+
+
+def is_folder_source(path: str | os.PathLike) -> bool:
+    """True when the --data entry `path` names a folder of septuplets: an existing folder, unless it is
+    named like a bundled clip and holds none (`eval bikes -o bikes` leaves such a folder: `bikes` still
+    names the clip)."""
+    from mobilecodec.io import list_sample_clips
+
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    if str(path) not in list_sample_clips():
+        return True
+    try:
+        find_septuplets(p)
+    except InputError:
+        return False
+    return True
 
 
 def data_identity(path: str | os.PathLike, strict: bool = True) -> str:
@@ -129,7 +148,7 @@ def data_identity(path: str | os.PathLike, strict: bool = True) -> str:
     if str(path) == "stills":
         return "stills"
     p = Path(path)
-    if p.is_dir():
+    if is_folder_source(p):
         return str(p.resolve())
     try:
         return str(_video_path(path).resolve())
@@ -238,7 +257,7 @@ class TrainingData:
                             "--allow-held-out", allow=allow_held_out)
             if str(path) == "stills":
                 src: Clip | SeptupletSource | StillSource = StillSource()
-            elif Path(path).is_dir():
+            elif is_folder_source(path):
                 src = SeptupletSource(path)
             else:
                 src = cached_video(path, max_frames=max_frames)

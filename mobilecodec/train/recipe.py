@@ -32,6 +32,7 @@ from typing import Any
 
 from mobilecodec.errors import InputError
 from mobilecodec.train.data import DEFAULT_TRAIN_DATA, data_identity
+from mobilecodec.train.stages import json_plain
 
 
 @dataclass(frozen=True)
@@ -189,18 +190,15 @@ def _check_same_phase(opts: Any, saved: dict[str, Any], run: Path) -> None:
 
     stage = opts.stage.to_dict()
     saved_stage = StageConfig.from_dict(saved["stage"]).to_dict()  # fields added since: their defaults
-    diffs = [k for k in stage if k != "batch_size" and _norm(saved_stage[k]) != _norm(stage[k])]
-    diffs += [k for k in _PHASE_DEFINING if k != "data" and _norm(saved.get(k, ())) != _norm(getattr(opts, k))]
+    diffs = [k for k in stage if k != "batch_size" and json_plain(saved_stage[k]) != json_plain(stage[k])]
+    diffs += [k for k in _PHASE_DEFINING
+              if k != "data" and json_plain(saved.get(k, ())) != json_plain(getattr(opts, k))]
     if [data_identity(d, strict=False) for d in saved.get("data", ())] != \
             [data_identity(d, strict=False) for d in opts.data]:  # one source under any spelling
         diffs.append("data")
     if diffs:
         raise InputError(f"{run} was trained with other options than this recipe's phase ({', '.join(diffs)}); "
                          f"move it away to train the phase again")
-
-
-def _norm(v: Any) -> Any:
-    return [_norm(x) for x in v] if isinstance(v, list | tuple) else v
 
 
 def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | None = None,

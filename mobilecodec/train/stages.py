@@ -17,8 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from mobilecodec.errors import InputError
+
+
+def json_plain(v: Any) -> Any:
+    """`v` as a JSON round trip gives it back (tuples as lists, nested), so that saved options compare
+    equal with given ones."""
+    return [json_plain(x) for x in v] if isinstance(v, list | tuple) else v
 
 
 #: Float fields of StageConfig and the option that sets each (they must be finite).
