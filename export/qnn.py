@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mobilecodec.errors import InputError, ToolError
+from mobilecodec.errors import InputError, ToolError, one_line
 
 EP_NAME = "QNNExecutionProvider"
 
@@ -113,8 +113,7 @@ def htp_session(model_path: str | Path, soc: Soc | None = None, **kw: Any) -> An
         with native_stdout_to_stderr():
             return ort.InferenceSession(str(model_path), sess_options=htp_session_options(soc, **kw))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ToolError(f"QNN HTP could not compile {Path(model_path).name}: {msg}") from None
+        raise ToolError(f"QNN HTP could not compile {Path(model_path).name}: {one_line(exc)}") from None
 
 
 def compile_context(qdq_path: str | Path, out_path: str | Path, soc: Soc) -> list[Path]:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.errors import CheckpointError, InputError, one_line
 
 if TYPE_CHECKING:
     from mobilecodec.models.configs import CodecConfig
@@ -49,8 +49,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:
 
         if not zipfile.is_zipfile(path):  # torch's own message is advice on its pickle options
             raise CheckpointError(f"cannot read {what}{path}: not a file torch.save writes") from None
-        why = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"cannot read {what}{path}: {type(exc).__name__}: {why}") from None
+        raise CheckpointError(f"cannot read {what}{path}: {one_line(exc, 200)}") from None
 
 
 def read_run_state(run_dir: str | os.PathLike, filename: str, fmt: str, version: int, what: str) -> dict[str, Any]:

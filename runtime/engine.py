@@ -202,10 +202,10 @@ class OnnxEngine:
             model: Any = proto.SerializeToString() if changed else str(path)
             return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            from mobilecodec.errors import ToolError
+            from mobilecodec.errors import ToolError, one_line
 
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ToolError(f"onnxruntime ({self.ep}) cannot load graph {name} ({path.name}): {msg}") from None
+            raise ToolError(f"onnxruntime ({self.ep}) cannot load graph {name} ({path.name}): "
+                            f"{one_line(exc)}") from None
 
     # the engine interface of mobilecodec.codec.video ------------------------------------------
 

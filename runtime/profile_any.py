@@ -217,7 +217,7 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     try:
         fn = getattr(importlib.import_module(mod_name), attr)
     except Exception as exc:  # the user's module: a missing name, a syntax error, an error at import
-        raise InputError(f"cannot load {spec}: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"cannot load {spec}: {one_line(exc)}") from None
     if not callable(fn):
         raise InputError(f"{spec} is not callable (a factory returning (nn.Module, example inputs))")
     try:

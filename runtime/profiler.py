@@ -327,7 +327,9 @@ def profile_package(package: str | Path, *, ep: str = "cpu", fps: float = 30.0, 
             try:
                 report["ort_ops"] = op_profile(engine.package, ep, graph_files or _overrides(engine), Path(tmp))
             except Exception as exc:  # noqa: BLE001 - profiling is optional output
-                report["ort_ops"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+                from mobilecodec.errors import one_line
+
+                report["ort_ops"] = {"error": one_line(exc)}
     return report
 
 

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="checkpoint file or shipped checkpoint name")
     p.add_argument("--size", type=parse_hw, default=None, metavar="HxW",
                    help="frame size as HEIGHTxWIDTH for --config/--checkpoint (default 1080x1920, as Table 6); "
-                        "for an ONNX file or module, the frame kMACs/px divide by (default: largest 4-D input)")
+                        "for an ONNX file or module, the frame kMACs/px divide by (default: the package's "
+                        "frame for a graph file of an export package, else the largest 4-D input)")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frame rate for buffer bandwidth (default 30)")
     p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default=None,
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "

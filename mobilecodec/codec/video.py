@@ -133,9 +133,13 @@ def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str 
     """Refuse to decode a stream made by another model (it would decode to noise)."""
     if header.config_id != model.cfg.stream_id() or bytes(header.weights_hash) != model.weights_hash():
         where = f" ({checkpoint})" if checkpoint else ""
+        sid = model.cfg.stream_id()
+        why = (f" (a '~' id: its config differs from the registered '{model.cfg.name.split('+')[0]}' in what the "
+               "receiver uses, e.g. its warp or buffering; streams written before this id existed carry the plain "
+               "name)") if "~" in sid + header.config_id and bytes(header.weights_hash) == model.weights_hash() else ""
         raise BitstreamError(
             f"stream was encoded with model '{header.config_id}' weights {bytes(header.weights_hash).hex()[:16]}, "
-            f"but the checkpoint{where} is '{model.cfg.stream_id()}' weights {model.weights_hash().hex()[:16]}")
+            f"but the checkpoint{where} is '{sid}' weights {model.weights_hash().hex()[:16]}{why}")
 
 
 def check_stream_structure(reader: StreamReader) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from mobilecodec.checkpoint import read_run_state
-from mobilecodec.errors import CheckpointError, InputError
+from mobilecodec.errors import CheckpointError, InputError, MobileCodecError
 from mobilecodec.train.stages import StageConfig, get_stage
 
 STATE_FORMAT = "mobilecodec-trainer-state"
@@ -189,7 +189,7 @@ def _shared_data(make_data: Callable[[], Any], dist: DistInfo) -> Any:
         except Exception as exc:  # sent on, then raised here too
             box[0] = exc
     torch.distributed.broadcast_object_list(box, src=0)
-    if isinstance(box[0], InputError):
+    if isinstance(box[0], MobileCodecError):  # the project's one-line errors, on every rank
         raise box[0]
     if isinstance(box[0], Exception):
         if dist.is_main:
