@@ -418,6 +418,12 @@ def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_p
     clip = data.sources[0]  # a slice of a cached clip is not the whole map: it travels as its frames
     part = pickle.loads(pickle.dumps(type(clip)("part", clip.y[5:], clip.uv[5:])))
     assert np.array_equal(part.y, clip.y[5:]) and np.array_equal(part.uv, clip.uv[5:])
+    # a rank on another node, without this machine's cache files: the clip is decoded there instead
+    from mobilecodec.train.data import _mapped_clip
+
+    name, _, y_shape, _, uv_shape = clip.__reduce__()[1]
+    there = _mapped_clip(name, str(tmp_path / "gone_y.u8"), y_shape, str(tmp_path / "gone_uv.u8"), uv_shape)
+    assert np.array_equal(there.y, clip.y) and np.array_equal(there.uv, clip.uv)
     # a folder broken after the check: the copy neither scans nor fails on it (a new scan refuses it)
     first = root / "sequences" / "00001" / "0003" / "im1.png"
     png = first.read_bytes()

@@ -66,7 +66,10 @@ class Clip:
 
 
 def _mapped_clip(name: str, y_file: str, y_shape: tuple[int, ...], uv_file: str, uv_shape: tuple[int, ...]) -> Clip:
-    """The clip of cache files `y_file` and `uv_file`, memory-mapped read-only (`Clip.__reduce__`)."""
+    """The clip of cache files `y_file` and `uv_file`, memory-mapped read-only (`Clip.__reduce__`); where
+    they are not on this machine (a DDP rank on another node), `name`'s frames decoded into its cache."""
+    if not (Path(y_file).is_file() and Path(uv_file).is_file()):
+        return cached_video(name, max_frames=int(y_shape[0]))
     return Clip(name, np.memmap(y_file, dtype=np.uint8, mode="r", shape=y_shape),
                 np.memmap(uv_file, dtype=np.uint8, mode="r", shape=uv_shape))
 
