@@ -151,6 +151,8 @@ def test_fps_fractions():
     assert fps_to_fraction(59.94) == Fraction(60000, 1001)
     assert fps_to_fraction(25) == Fraction(25)
     assert fps_to_fraction(12.5) == Fraction(25, 2)
+    assert fps_to_fraction(14.985) == Fraction(15000, 1001) and fps_to_fraction(11.988) == Fraction(12000, 1001)
+    assert fps_to_fraction(15) == 15 and fps_to_fraction(12) == 12
     with pytest.raises(InputError, match="positive"):
         fps_to_fraction(0)
 

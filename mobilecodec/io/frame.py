@@ -121,7 +121,7 @@ def _check_multiple(multiple: int) -> None:
         raise InputError(f"padding multiple must be a positive even integer, got {multiple!r}")
 
 
-_NTSC_BASES = (24, 30, 48, 60, 120, 240)
+_NTSC_BASES = (12, 15, 24, 30, 48, 60, 120, 240)  # 12, 15: the 1000/1001 low rates of 3GPP and web video
 MIN_FPS, MAX_FPS = Fraction(1, 1000), Fraction(1000)  # what a video frame rate can sensibly be
 
 
