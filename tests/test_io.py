@@ -558,12 +558,15 @@ def test_variable_frame_rate_video_warns_once(tmp_path):
     ("F0:1", "positive"),
     ("F-30:1", "positive"),
     ("F30:0", "bad y4m header field"),
-    ("F25:1 W20000", "over 16384 pixels a side"),  # a damaged size: refused, not allocated
+    ("W20000 H48 F25:1", "over 16384 pixels a side"),  # a damaged size: refused, not allocated
+    ("F25:1 W20000", "repeats its W tag"),  # which of two sizes? neither: the last one used to win
+    ("F25:1 C420jpeg C444", "repeats its C tag"),
 ])
 def test_y4m_header_tags(tags, error, tmp_path):
     path = tmp_path / "t.y4m"
     frame = bytes(range(48)) * (64 * 48 * 3 // 2 // 48)
-    path.write_bytes(f"YUV4MPEG2 W64 H48 {tags}\n".encode() + b"FRAME\n" + frame)
+    header = tags if tags.startswith("W") else f"W64 H48 {tags}"
+    path.write_bytes(f"YUV4MPEG2 {header}\n".encode() + b"FRAME\n" + frame)
     if error is None:
         with open_video(path) as r:
             assert (r.width, r.height, r.num_frames) == (64, 48, 1)

@@ -46,8 +46,12 @@ def parse_header(line: bytes, path: Path | str = "<y4m>", fps_given: bool = Fals
         tokens = line[len(MAGIC):].decode("ascii").split()
     except UnicodeDecodeError:
         raise InputError(f"{path}: y4m header is not ASCII")
+    seen: dict[str, str] = {}
     for token in tokens:
         tag, value = token[0], token[1:]
+        if tag != "X" and tag in seen:  # X tags are extensions, several by design
+            raise InputError(f"{path}: y4m header repeats its {tag} tag ({seen[tag]} and {token})")
+        seen[tag] = token
         try:
             if tag == "W":
                 width = int(value)
