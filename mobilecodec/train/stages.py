@@ -113,9 +113,6 @@ class StageConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise InputError(f"{option} must be a finite number, got {value}")
-        if self.teacher_steps is not None and not self.flow_lambda_teacher:
-            raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
-                             "motion teacher's weight)")
         h, w = self.crop
         if h <= 0 or w <= 0 or h % 64 or w % 64:
             raise InputError(f"crop must be a positive multiple of 64 in both dimensions (the codec pads "
@@ -146,6 +143,9 @@ class StageConfig:
             raise InputError(f"teacher search radius must be >= 1, got {self.teacher_radius}")
         if min(self.flow_lambda_pred, self.flow_lambda_rec, self.flow_lambda_teacher, self.grad_clip) < 0:
             raise InputError("flow loss weights and the gradient clip must be >= 0")
+        if self.teacher_steps is not None and not self.flow_lambda_teacher:
+            raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
+                             "motion teacher's weight)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
