@@ -5,6 +5,8 @@ Same conventions as `mobilecodec.runtime.complexity` (DESIGN.md "Counting conven
 - Conv:          output elements x (Cin / groups) x kernel volume   (weight is (Cout, Cin/g, *k))
 - ConvTranspose: input elements  x (Cout / groups) x kernel volume  (weight is (Cin, Cout/g, *k))
 - Gemm:          M x N x K honouring transA / transB; MatMul: broadcast batch x M x N x K.
+- RNN / GRU / LSTM: steps x batch x directions x gates x (input + hidden) x hidden (1, 3, 4 gates),
+                 plus 3 x hidden for LSTM peepholes; W, R, B (P) are parameters where constant.
 - Bias adds, QuantizeLinear and DequantizeLinear are never MACs; weights reached through
   DequantizeLinear (or QuantizeLinear of a float initializer) are resolved to their initializer,
   so a QDQ graph counts exactly the MACs and weight parameters of its float twin.
