@@ -106,6 +106,7 @@ _NORM_OPS = {
     "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
     "native_layer_norm", "native_group_norm", "_softmax", "_log_softmax", "softmax",
     "log_softmax", "cudnn_batch_norm", "miopen_batch_norm",
+    "hardswish", "prelu", "_prelu_kernel", "glu",  # activations torch does not tag pointwise
 }
 # Pure data movement / allocation: zero work, not reported.
 _DATA_OPS = {

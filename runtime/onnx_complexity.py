@@ -5,6 +5,7 @@ Same conventions as `mobilecodec.runtime.complexity` (DESIGN.md "Counting conven
 - Conv:          output elements x (Cin / groups) x kernel volume   (weight is (Cout, Cin/g, *k))
 - ConvTranspose: input elements  x (Cout / groups) x kernel volume  (weight is (Cin, Cout/g, *k))
 - Gemm:          M x N x K honouring transA / transB; MatMul: broadcast batch x M x N x K.
+- Einsum (two operands): the product of the sizes of every index, broadcast ellipsis dims included.
 - RNN / GRU / LSTM: steps x batch x directions x gates x (input + hidden) x hidden (1, 3, 4 gates),
                  plus 3 x hidden for LSTM peepholes; W, R, B (P) are parameters where constant.
 - Bias adds, QuantizeLinear and DequantizeLinear are never MACs; weights reached through
@@ -348,6 +349,38 @@ def _recurrent_macs(node: Any, label: str, shapes: dict[str, list[int] | None],
     return macs, params
 
 
+def _einsum_macs(node: Any, label: str, g: _Graph) -> int | None:
+    """MACs of a two-operand Einsum (attention's q.k^T and a.v): the product of the sizes of every
+    index it names, the ellipsis's broadcast dimensions included, as a batched matrix product counts;
+    None (an op left uncounted and listed) for other operand counts."""
+    eq = next((a.s.decode() for a in node.attribute if a.name == "equation"), "").replace(" ", "")
+    terms = eq.split("->")[0].split(",")
+    if len(terms) != 2 or len(node.input) != 2:
+        return None
+    sizes: dict[str, int] = {}
+    ellipsis: list[list[int]] = []
+    for term, tensor in zip(terms, node.input):
+        shape = g.shape(tensor, node, label)
+        named = term.replace("...", "")
+        rest = len(shape) - len(named)
+        if ("..." in term and rest < 0) or ("..." not in term and rest != 0):
+            raise InputError(f"node {label!r} (Einsum): {term!r} does not fit the shape {shape}")
+        head = term.split("...")[0] if "..." in term else term
+        dims = list(shape)
+        if "..." in term:
+            ellipsis.append(dims[len(head):len(head) + rest])
+            dims = dims[:len(head)] + dims[len(head) + rest:]
+        for letter, n in zip(named, dims):
+            if sizes.setdefault(letter, n) != n and 1 not in (n, sizes[letter]):
+                raise InputError(f"node {label!r} (Einsum): index {letter!r} is {sizes[letter]} and {n}")
+            sizes[letter] = max(sizes[letter], n)
+    try:
+        batch = numel(_broadcast(*ellipsis)) if len(ellipsis) == 2 else numel(ellipsis[0]) if ellipsis else 1
+    except ValueError as exc:
+        raise InputError(f"node {label!r} (Einsum): {exc}") from None
+    return batch * numel(list(sizes.values()))
+
+
 def _broadcast(a: list[int], b: list[int]) -> list[int]:
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
@@ -405,6 +438,10 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
                     if src is not None:
                         weight_sources.add(src)
                         rec.params += g.sourcenumel(src)
+            result.macs += rec.macs
+            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
+        elif op == "Einsum" and (einsum := _einsum_macs(node, label, g)) is not None:
+            rec.kind, rec.macs = "mac", einsum
             result.macs += rec.macs
             result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         elif op in RECURRENT_GATES:

@@ -11,6 +11,7 @@ inputs are named after the parameters of its `forward` and its outputs `output_0
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import math
@@ -268,9 +269,11 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module.eval()
+        # initializers kept as inputs: the exporter otherwise merges equal-valued ones (a fresh model's
+        # zero biases) into one, and each parameter would no longer count
         torch.onnx.export(module, inputs, str(path), opset_version=17, dynamo=False, do_constant_folding=False,
                           training=torch.onnx.TrainingMode.PRESERVE, input_names=input_names,
-                          output_names=output_names)
+                          output_names=output_names, keep_initializers_as_inputs=True)
     return onnx.load(str(path))
 
 
@@ -345,7 +348,7 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     from mobilecodec.runtime.complexity import count_module
     from mobilecodec.runtime.threads import torch_threads
 
-    with torch_threads(1):
+    with torch_threads(1), _mha_fastpath_off():
         module, inputs = load_factory(spec)
         name = spec.split(":", 1)[1]
         seen: list[Any] = []  # the counted pass's outputs name the graph outputs: no forward of its own
@@ -364,4 +367,22 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
                 raise InputError(f"exporting {spec} to ONNX failed: {one_line(exc)}") from None
     return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
         name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
-               "resampling": tc.resampling_total}}, **kw)
+               "resampling": tc.resampling_total, "not_counted": dict(tc.unrecognized_ops)}}, **kw)
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off() -> Any:
+    """nn.MultiheadAttention in eval mode under no_grad runs torch's fused kernel, which neither
+    exports to ONNX nor shows its matrix products to the aten counter: the plain path meanwhile."""
+    import torch
+
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    was = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(was)

@@ -584,3 +584,92 @@ def test_one_graph_of_a_package_is_profiled_at_the_package_frame(tiny_package, t
     shutil.copyfile(graph, alone)
     res = _cli(str(alone), "--json", str(tmp_path / "a.json"))
     assert json.loads((tmp_path / "a.json").read_text())["size"] == [96, 96]  # its input, as for any model
+
+
+ATTENTION_MODULES = '''
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+def attn():
+    return Attn().eval(), (torch.rand(1, 10, 16),)
+
+
+class Ein(nn.Module):
+    def forward(self, a, b):
+        return torch.einsum("bij,bjk->bik", a, b)
+
+
+def ein():
+    return Ein(), (torch.rand(2, 3, 4), torch.rand(2, 4, 5))
+
+
+class ZeroBiases(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        for c in (self.a, self.b):
+            nn.init.zeros_(c.bias)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def zero_biases():
+    return ZeroBiases(), (torch.rand(1, 4, 8, 8),)
+'''
+
+
+@pytest.mark.parametrize("factory,macs,params", [
+    # in_proj 10x16x48 + Q.K^T 10x10x16 + A.V 10x10x16 + out_proj 10x16x16 (torch's own shapes, by hand)
+    ("attn", 10 * 16 * 48 + 2 * 10 * 10 * 16 + 10 * 16 * 16, 16 * 48 + 48 + 16 * 16 + 16),
+    ("ein", 2 * 3 * 4 * 5, 0),                 # an Einsum: every index once, b i j k
+    ("zero_biases", 2 * 64 * 16, 2 * (16 + 4)),  # two equal (zero) biases are two parameters
+])
+def test_attention_einsum_and_equal_initial_weights_are_counted(tmp_path, monkeypatch, factory, macs, params):
+    """nn.MultiheadAttention in eval under no_grad takes torch's fused fast path, which has no ONNX
+    export and no aten MAC op: profile turns the fast path off and counts it (it failed, and the PyTorch
+    count left the attention out); ONNX Einsum is counted (listed as unknown); a fresh model's equal
+    biases, which the exporter merges into one initializer, are counted each."""
+    import importlib
+
+    name = f"attnmods_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(ATTENTION_MODULES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module(name)
+    res = cli_here("profile", "--module", f"{name}:{factory}", "--size", "8x8", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    g = json.loads((tmp_path / "r.json").read_text())["graphs"][factory]
+    assert g["unknown_ops"] == {} and g["macs"] == macs and g["pytorch"]["macs"] == macs
+    assert g["params"] == params and g["pytorch"]["params"] == params
+    assert g["pytorch"]["not_counted"] == {}  # listed in the report, empty here
+
+
+def test_pytorch_count_names_what_it_did_not_count(tmp_path, monkeypatch):
+    """An aten op the PyTorch counter does not know is listed beside its count (JSON and text), not
+    dropped silently; activations torch leaves untagged (hardswish, PReLU) are element-wise work."""
+    import importlib
+
+    name = f"notcounted_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.c, self.p = nn.Conv2d(3, 4, 1), nn.PReLU(4)\n\n"
+        "    def forward(self, x):\n        return torch.fft.rfft(nn.functional.hardswish(self.p(self.c(x))), dim=-1).real\n\n\n"
+        "def m():\n    return M(), (torch.rand(1, 3, 8, 8),)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module(name)
+    from mobilecodec.runtime.complexity import count_module
+
+    module, inputs = importlib.import_module(name).m()
+    c = count_module(module, *inputs)
+    assert "hardswish" not in c.unrecognized_ops and "_prelu_kernel" not in c.unrecognized_ops
+    assert c.elementwise.get("hardswish") == 4 * 8 * 8 and c.unrecognized_ops  # the FFT: not a known op

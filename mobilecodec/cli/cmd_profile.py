@@ -155,6 +155,9 @@ def _format_any(report: dict) -> str:
         if "pytorch" in g:
             t = g["pytorch"]
             lines.append(f"{'  (PyTorch count)':20s} {t['params'] / 1e6:10.3f} {t['macs'] / 1e9:9.4f}")
+            if t.get("not_counted"):
+                lines.append("  PyTorch count: aten ops not counted: "
+                             + ", ".join(f"{k} x{v}" for k, v in t["not_counted"].items()))
         if g["unknown_ops"]:
             lines.append("  not counted (unknown ops): " + ", ".join(f"{k} x{v}" for k, v in g["unknown_ops"].items()))
     for n, g in report["graphs"].items():
