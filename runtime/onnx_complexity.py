@@ -159,10 +159,21 @@ def _infer(model: "onnx.ModelProto") -> "onnx.ModelProto":
     if len(model.functions):
         model = onnx.inliner.inline_local_functions(model)
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                                 data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
+                                                     data_prop=True)
     except Exception as exc:
         raise InputError(f"ONNX shape inference failed: {exc}") from exc
+    shapes = _value_shapes(inferred.graph)
+    if all(shapes.get(o) is not None for n in inferred.graph.node for o in n.output if o):
+        return inferred
+    # ONNX's inference does not follow a Slice or Pad whose bounds are computed from shapes (torch's
+    # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(inferred, auto_merge=False) or inferred
+    except Exception:  # noqa: BLE001 - a graph it cannot follow: the counter names the unshaped tensor
+        return inferred
 
 
 def _value_shapes(graph: "onnx.GraphProto") -> dict[str, list[int] | None]:
@@ -211,7 +222,8 @@ class _Graph:
         if shape is None:
             raise InputError(
                 f"node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
-                "shape inference; export the graph with fixed input shapes")
+                "shape inference (ONNX's and onnxruntime's): export with fixed input sizes; a shape they cannot "
+                "follow (e.g. a computed window padding) stays unknown")
         return shape
 
     def source(self, tensor: str) -> str | None:

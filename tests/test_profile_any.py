@@ -626,6 +626,20 @@ class ZeroBiases(nn.Module):
 
 def zero_biases():
     return ZeroBiases(), (torch.rand(1, 4, 8, 8),)
+
+
+class Chunk(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)  # exported as Shape -> Gather -> Div -> Slice: bounds computed from shapes
+        return torch.relu(self.conv(b))
+
+
+def chunk():
+    return Chunk(), (torch.rand(1, 8, 6, 6),)
 '''
 
 
@@ -634,6 +648,7 @@ def zero_biases():
     ("attn", 10 * 16 * 48 + 2 * 10 * 10 * 16 + 10 * 16 * 16, 16 * 48 + 48 + 16 * 16 + 16),
     ("ein", 2 * 3 * 4 * 5, 0),                 # an Einsum: every index once, b i j k
     ("zero_biases", 2 * 64 * 16, 2 * (16 + 4)),  # two equal (zero) biases are two parameters
+    ("chunk", 36 * 16, 16 + 4),                  # ONNX shape inference leaves the Slice unshaped
 ])
 def test_attention_einsum_and_equal_initial_weights_are_counted(tmp_path, monkeypatch, factory, macs, params):
     """nn.MultiheadAttention in eval under no_grad takes torch's fused fast path, which has no ONNX
