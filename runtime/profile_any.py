@@ -370,19 +370,14 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
                "resampling": tc.resampling_total, "not_counted": dict(tc.unrecognized_ops)}}, **kw)
 
 
-@contextlib.contextmanager
-def _mha_fastpath_off() -> Any:
+def _mha_fastpath_off() -> contextlib.AbstractContextManager[None]:
     """nn.MultiheadAttention in eval mode under no_grad runs torch's fused kernel, which neither
     exports to ONNX nor shows its matrix products to the aten counter: the plain path meanwhile."""
     import torch
 
+    from mobilecodec.runtime.threads import torch_setting
+
     mha = getattr(torch.backends, "mha", None)
     if mha is None:
-        yield
-        return
-    was = mha.get_fastpath_enabled()
-    mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        mha.set_fastpath_enabled(was)
+        return contextlib.nullcontext()
+    return torch_setting(mha.get_fastpath_enabled, mha.set_fastpath_enabled, False)

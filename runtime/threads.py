@@ -17,7 +17,7 @@ op (the block warp) then waits for a time slice.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mobilecodec.cpu import u8s8_exact
@@ -44,18 +44,23 @@ def set_threads(n: int | None) -> int | None:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch at `n` intra-op threads inside the block, the caller's count restored after (graph
-    exports and tracing of small models: extra threads only contend; a library call must not
-    change the process's setting)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
+def torch_setting(get: Callable[[], Any], set_: Callable[[Any], Any], value: Any) -> Iterator[None]:
+    """A process-wide torch setting (`get` / `set_`) at `value` inside the block, the caller's value
+    restored after: a library call must not change the process's setting."""
+    before = get()
+    set_(value)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_(before)
+
+
+def torch_threads(n: int) -> contextlib.AbstractContextManager[None]:
+    """torch at `n` intra-op threads inside the block, the caller's count restored after (graph
+    exports and tracing of small models: extra threads only contend)."""
+    import torch
+
+    return torch_setting(torch.get_num_threads, torch.set_num_threads, n)
 
 
 def get_threads() -> int | None:
