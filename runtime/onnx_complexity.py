@@ -450,12 +450,8 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
                     if src is not None:
                         weight_sources.add(src)
                         rec.params += g.sourcenumel(src)
-            result.macs += rec.macs
-            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         elif op == "Einsum" and (einsum := _einsum_macs(node, label, g)) is not None:
             rec.kind, rec.macs = "mac", einsum
-            result.macs += rec.macs
-            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         elif op in RECURRENT_GATES:
             if const is None:
                 const = constant_tensors(graph)
@@ -463,8 +459,6 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
             rec.macs, own = _recurrent_macs(node, label, g.shapes, const)
             rec.params = sum(own.values())
             recurrent_params.update(own)  # a weight tensor shared by two nodes counts once
-            result.macs += rec.macs
-            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         elif op in _ELEMENTWISE or op in _REDUCTIONS:
             rec.kind = "elementwise"
             if op == "Add":  # a bias exported as MatMul/Conv + Add is still a parameter
@@ -483,6 +477,9 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComp
             rec.kind = "data"
         else:
             result.unknown_ops[op] = result.unknown_ops.get(op, 0) + 1
+        if rec.kind == "mac":
+            result.macs += rec.macs
+            result.macs_by_op[op] = result.macs_by_op.get(op, 0) + rec.macs
         if node.output and node.output[0]:
             rec.output_shape = g.shapes.get(node.output[0])
         result.nodes.append(rec)
