@@ -28,15 +28,30 @@ def _pid_alive(pid: int) -> bool:
 _TEMP_PART = r"[a-z0-9_]{8}"
 
 
+def _new_temp(folder: Path, prefix: str, suffix: str = "", is_dir: bool = False, clear: bool = True) -> Path:
+    """A new hidden temporary file (or folder) in `folder`, named `prefix` + pid + '.' + tempfile's random
+    part + `suffix`, the one naming `_dead_leftovers` recognises; with `clear`, first removes the files
+    (folders) of that naming that a killed process left."""
+    if clear:
+        for left in _dead_leftovers(folder, prefix, suffix):
+            if left.is_dir() == is_dir:
+                _remove(left)
+    if is_dir:
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", suffix=suffix, dir=folder))
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
 def _dead_leftovers(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
-    """Entries of `folder` named exactly as this module names its temporary files and folders:
-    `prefix` + pid + one separator + tempfile's random part + `suffix`, whose process is gone (so a
-    user's `.x.2019-backup` never matches)."""
+    """Entries of `folder` named exactly as `_new_temp` names its temporary files and folders:
+    `prefix` + pid + '.' + tempfile's random part + `suffix`, whose process is gone (so a user's
+    `.x.2019-backup` never matches)."""
     import re
 
     if not folder.is_dir():
         return []
-    pattern = re.compile(re.escape(prefix) + r"(\d{1,9})[.-]" + _TEMP_PART + re.escape(suffix) + "$")
+    pattern = re.compile(re.escape(prefix) + r"(\d{1,9})\." + _TEMP_PART + re.escape(suffix) + "$")
     out = []
     for entry in folder.iterdir():
         m = pattern.match(entry.name)
@@ -152,13 +167,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     final = check_output_file(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    suffix = suffix or final.suffix + ".part"
-    for left in _dead_leftovers(final.parent, f".{final.name}.", suffix):
-        if not left.is_dir():
-            _remove(left)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix, dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp(final.parent, f".{final.name}.", suffix or final.suffix + ".part")
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give results normal permissions
@@ -175,10 +184,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     `marker`, `marker_format`: see `check_output_dir` (a folder of another kind is refused)."""
     final = check_output_dir(path, marker, marker_format)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for left in _dead_leftovers(final.parent, f".{final.name}.", ".part"):
-        if left.is_dir():
-            _remove(left)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part", dir=final.parent))
+    tmp = _new_temp(final.parent, f".{final.name}.", ".part", is_dir=True)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
@@ -251,7 +257,7 @@ def replacing_files(paths: list[Path], work: str | os.PathLike) -> Iterator[None
     for path in paths:
         if path.exists() and not path.is_file():
             raise InputError(f"cannot write {path}: it is a folder, not a file")
-    aside = Path(tempfile.mkdtemp(prefix=f".earlier-{os.getpid()}-", dir=work))
+    aside = _new_temp(Path(work), ".earlier-", is_dir=True, clear=False)  # a killed run's: put back by `publishing`
     (aside / "paths.json").write_text(json.dumps([str(p.absolute()) for p in paths]))  # how a killed run's go back
     moved: list[tuple[Path, Path]] = []
     settled = False  # True once nothing in `aside` is needed any more
@@ -298,10 +304,8 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
     out = Path(out)
     made = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
-    for left in _dead_leftovers(out, ".staging-"):
-        _remove(left)
     _restore_set_aside(out)
-    stage = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=out))
+    stage = _new_temp(out, ".staging-", is_dir=True)
     try:
         yield stage
         staged = sorted(p.relative_to(stage) for p in stage.rglob("*") if not p.is_dir())
