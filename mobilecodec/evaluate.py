@@ -363,11 +363,10 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             res.update({"intra_period": opts.intra_period, "matrix": opts.matrix,
                         "aggregation": "point metrics are means of per-frame values; bpp = stream file bits / "
                                        "(frames*W*H); per-frame bits = frame record bytes * 8"})
+            entry: dict[str, Any] = {"stem": stem, "result": res, "bd": None, "notes": []}
             curves = split_curves(res)  # checkpoints (PyTorch) and packages (their backend) side by side
             if len(curves) > 1:
                 res["curves"] = [c["codec"] for c in curves]
-            entry: dict[str, Any] = {"stem": stem, "result": res, "bd": None, "notes": []}
-            if len(curves) > 1:
                 entry["curves"] = [{"codec": c["codec"], "labels": [q["label"] for q in c["points"]], "bd": None}
                                    for c in curves]
             if anchor_res is not None:
