@@ -73,37 +73,42 @@ def _dims_static(vi: Any) -> tuple[bool, int]:
 
 
 def static_issues(proto: Any, graph: str) -> list[Issue]:
-    """Reasons `proto` cannot run on the HTP, found without compiling (each names its node)."""
+    """Reasons `proto` cannot run on the HTP, found without compiling (each names its node). Nodes
+    and tensors onnxruntime folds to constants before partitioning (`onnx_common.constant_tensors`:
+    the Shape -> Mod -> Pad chain of a shape-dependent padding) never reach the HTP and are not checked."""
     import onnx
 
+    from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes, value_shapes
+
+    try:
+        inferred, _ = infer_static_shapes(proto)
+    except InputError:  # an un-inferable graph is reported via its declared I/O only
+        inferred = proto
+    g = inferred.graph
+    folded = constant_tensors(g, value_shapes(g))
     issues: list[Issue] = []
     consumers: dict[str, list[Any]] = {}
     producers: dict[str, Any] = {}
-    for node in proto.graph.node:
+    for node in g.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
         for o in node.output:
             producers[o] = node
-    for node in proto.graph.node:
-        name = node.name or f"#{list(proto.graph.node).index(node)}"
+    for index, node in enumerate(g.node):
+        name = node.name or f"#{index}"
         if node.op_type in FORBIDDEN:
             issues.append(Issue(graph, name, node.op_type, FORBIDDEN[node.op_type]))
-        elif node.domain not in ("", "ai.onnx") or node.op_type not in HTP_OPS:
+        elif (node.domain not in ("", "ai.onnx") or node.op_type not in HTP_OPS) \
+                and not (node.output and all(o in folded for o in node.output if o)):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
             issues.append(Issue(graph, name, op, "op not supported by the QNN HTP backend"))
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute) \
                 and node.op_type not in FORBIDDEN:
             issues.append(Issue(graph, name, node.op_type, "node holds a subgraph (control flow)"))
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
-    except Exception:  # noqa: BLE001 - an un-inferable graph is reported via its declared I/O only
-        inferred = proto
-    initializers = {t.name for t in proto.graph.initializer}
     seen: set[str] = set()
-    for kind, vis in (("input", proto.graph.input), ("output", proto.graph.output),
-                      ("tensor", inferred.graph.value_info)):
+    for kind, vis in (("input", g.input), ("output", g.output), ("tensor", g.value_info)):
         for vi in vis:
-            if vi.name in seen or vi.name in initializers:
+            if vi.name in seen or vi.name in folded:
                 continue
             seen.add(vi.name)
             static, rank = _dims_static(vi)

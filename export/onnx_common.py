@@ -26,3 +26,130 @@ def constants_to_initializers(proto: Any) -> None:
     inits = [t for t in proto.graph.initializer if t.name in used]
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(inits)
+
+
+# Static shapes and constants -----------------------------------------------------------------
+# The profiler's counters (runtime/) and the HTP op check (export/npu_check) see a graph the same way:
+# every tensor's static shape, and which tensors the compiler folds to constants before the graph runs.
+
+#: ops whose output is the input's shape (or element count): constants once that shape is static
+SHAPE_OPS = ("Shape", "Size")
+
+
+def value_shapes(graph: Any) -> dict[str, list[int] | None]:
+    """name -> static shape of every declared tensor (None when some dimension or the rank is unknown)."""
+    shapes: dict[str, list[int] | None] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            shapes.setdefault(vi.name, None)
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if shapes.get(vi.name) is None:
+            shapes[vi.name] = None if any(d is None for d in dims) else [int(d) for d in dims]
+    for init in graph.initializer:
+        shapes[init.name] = [int(d) for d in init.dims]
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = [int(d) for d in attr.t.dims]
+    return shapes
+
+
+def infer_static_shapes(model: Any) -> tuple[Any, int]:
+    """The model (local functions inlined) with every tensor's static shape it can find, and how many
+    of them were measured by running it (`_shapes_by_running`) because neither ONNX's nor onnxruntime's
+    symbolic inference followed them. Raises InputError when ONNX's inference fails outright."""
+    import onnx
+    import onnx.inliner
+    import onnx.shape_inference
+
+    from mobilecodec.errors import InputError
+
+    if len(model.functions):
+        model = onnx.inliner.inline_local_functions(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as exc:
+        raise InputError(f"ONNX shape inference failed: {exc}") from exc
+    if not _unshaped(inferred.graph):
+        return inferred, 0
+    # ONNX's inference does not follow a Slice or Pad whose bounds are computed from shapes (torch's
+    # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        inferred = SymbolicShapeInference.infer_shapes(inferred, auto_merge=False) or inferred
+    except Exception:  # noqa: BLE001 - a graph it cannot follow: measured below, or named by the caller
+        pass
+    missing = _unshaped(inferred.graph)
+    return (inferred, _shapes_by_running(inferred, missing)) if missing else (inferred, 0)
+
+
+def _unshaped(graph: Any) -> list[str]:
+    """Node outputs without a static shape, in graph order."""
+    shapes = value_shapes(graph)
+    return [o for n in graph.node for o in n.output if o and shapes.get(o) is None]
+
+
+def _shapes_by_running(model: Any, missing: list[str]) -> int:
+    """Record in `model` the shapes of the `missing` tensors as one onnxruntime run of the graph on
+    zero-filled inputs of its static input shapes produces them (torchvision's swin_t computes its
+    window padding from shapes, which no inference follows); the number recorded. Nothing is recorded
+    when an input has no static shape or the run fails: the caller then names the unshaped tensor."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    shapes = value_shapes(model.graph)
+    inits = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        shape, tt = shapes.get(vi.name), vi.type.tensor_type
+        if shape is None or not tt.elem_type:
+            return 0
+        feeds[vi.name] = np.zeros(shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=t) for t in missing if t not in known)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        values = sess.run(missing, feeds)
+    except Exception:  # noqa: BLE001 - a graph onnxruntime cannot run: the caller names the tensor
+        return 0
+    recorded = 0
+    value_info = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.output)}
+    for name, value in zip(missing, values):
+        if not isinstance(value, np.ndarray):
+            continue  # a sequence or optional value: no tensor shape
+        vi = value_info.get(name)
+        if vi is None:
+            vi = model.graph.value_info.add()
+            vi.name = name
+        vi.type.tensor_type.elem_type = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+        vi.type.tensor_type.shape.Clear()
+        for d in value.shape:
+            vi.type.tensor_type.shape.dim.add().dim_value = int(d)
+        recorded += 1
+    return recorded
+
+
+def constant_tensors(graph: Any, shapes: dict[str, list[int] | None] | None = None) -> set[str]:
+    """Tensors the compiler folds to constants before the graph runs: those computed from initializers
+    and Constant nodes alone (weights behind Slice / Concat / Unsqueeze / DequantizeLinear, as torch
+    exports a GRU's) and, given `shapes`, from the Shape / Size of statically shaped tensors too (the
+    Shape -> Gather -> Mod -> Pad chain of a window padding; onnxruntime folds it, so QNN never sees it)."""
+    const = {i.name for i in graph.initializer}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        ins = [t for t in node.input if t]
+        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant") or (
+                shapes is not None and node.op_type in SHAPE_OPS and ins and shapes.get(ins[0]) is not None):
+            const.update(t for t in node.output if t)
+    return const

@@ -119,11 +119,11 @@ def graph_precision(proto: "onnx.ModelProto") -> str:
 
 def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | None = None) -> GraphLayers:
     """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc."""
+    from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes
     from mobilecodec.runtime.onnx_complexity import (
-        _MAC_WEIGHT_INPUTS, RECURRENT_GATES, RECURRENT_WEIGHT_INPUTS, _Graph, _infer, _load, constant_tensors,
-        count_onnx)
+        _MAC_WEIGHT_INPUTS, RECURRENT_GATES, RECURRENT_WEIGHT_INPUTS, _Graph, _load, count_onnx)
 
-    proto = _infer(_load(model_or_path))
+    proto, _ = infer_static_shapes(_load(model_or_path))
     graph = proto.graph
     counted = count_onnx(proto)
     if len(counted.nodes) != len(graph.node):
@@ -145,7 +145,7 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             t = alias[t]
         return t
 
-    const = constant_tensors(graph)
+    const = constant_tensors(graph, g.shapes)
     mac_outputs: set[str] = set()
     classes: list[str] = []
     for node in graph.node:

@@ -13,7 +13,9 @@ Same conventions as `mobilecodec.runtime.complexity` (DESIGN.md "Counting conven
   so a QDQ graph counts exactly the MACs and weight parameters of its float twin.
 
 Element-wise ops and resampling / warp ops are counted as output elements per op type, in their
-own dicts. Ops the counter does not know are listed, never silently priced at zero.
+own dicts. Ops the counter does not know are listed, never silently priced at zero. Shapes come from
+ONNX's shape inference, then onnxruntime's symbolic one, then (for the tensors neither follows) one
+onnxruntime run on zero inputs, which the result counts in `shapes_measured`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes, value_shapes
 from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["NodeRecord", "OnnxComplexity", "count_onnx", "format_onnx_table"]
+__all__ = ["NodeRecord", "OnnxComplexity", "SHAPES_MEASURED", "count_onnx", "format_onnx_table"]
+
+#: report line for a graph some of whose shapes were measured by running it (`infer_static_shapes`)
+SHAPES_MEASURED = ("shapes of {n} tensors measured by one onnxruntime run on zero-filled inputs (no shape "
+                   "inference follows them); counts hold for these input sizes")
 
 
 # Op tables ----------------------------------------------------------------------------------
@@ -114,6 +121,7 @@ class OnnxComplexity(WorkTotals):
     macs: int
     params: int
     other_params: int
+    shapes_measured: int = 0  # tensor shapes no inference followed, taken from one onnxruntime run
     macs_by_op: dict[str, int] = field(default_factory=dict)
     elementwise: dict[str, int] = field(default_factory=dict)
     resampling: dict[str, int] = field(default_factory=dict)
@@ -151,52 +159,6 @@ def _load(model_or_path: "onnx.ModelProto | str | os.PathLike") -> "onnx.ModelPr
         raise InputError(f"cannot read ONNX file {path}: {exc}") from exc
 
 
-def _infer(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    import onnx
-    import onnx.inliner
-    import onnx.shape_inference
-
-    if len(model.functions):
-        model = onnx.inliner.inline_local_functions(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                                     data_prop=True)
-    except Exception as exc:
-        raise InputError(f"ONNX shape inference failed: {exc}") from exc
-    shapes = _value_shapes(inferred.graph)
-    if all(shapes.get(o) is not None for n in inferred.graph.node for o in n.output if o):
-        return inferred
-    # ONNX's inference does not follow a Slice or Pad whose bounds are computed from shapes (torch's
-    # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        return SymbolicShapeInference.infer_shapes(inferred, auto_merge=False) or inferred
-    except Exception:  # noqa: BLE001 - a graph it cannot follow: the counter names the unshaped tensor
-        return inferred
-
-
-def _value_shapes(graph: "onnx.GraphProto") -> dict[str, list[int] | None]:
-    """name -> static shape (None when some dimension or the rank is unknown)."""
-    shapes: dict[str, list[int] | None] = {}
-    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        tt = vi.type.tensor_type
-        if not tt.HasField("shape"):
-            shapes.setdefault(vi.name, None)
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if shapes.get(vi.name) is None:
-            shapes[vi.name] = None if any(d is None for d in dims) else [int(d) for d in dims]
-    for init in graph.initializer:
-        shapes[init.name] = [int(d) for d in init.dims]
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    shapes[node.output[0]] = [int(d) for d in attr.t.dims]
-    return shapes
-
-
 def _node_label(node: "onnx.NodeProto", index: int) -> str:
     return node.name or f"{node.op_type}_{index}"
 
@@ -205,7 +167,7 @@ class _Graph:
     """Shape and producer lookups with errors that name the node that needed them."""
 
     def __init__(self, graph: "onnx.GraphProto") -> None:
-        self.shapes = _value_shapes(graph)
+        self.shapes = value_shapes(graph)
         self.initializers = {init.name: numel(init.dims) for init in graph.initializer}
         self.constants: dict[str, int] = {}
         self.producers: dict[str, Any] = {}
@@ -222,8 +184,8 @@ class _Graph:
         if shape is None:
             raise InputError(
                 f"node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
-                "shape inference (ONNX's and onnxruntime's): export with fixed input sizes; a shape they cannot "
-                "follow (e.g. a computed window padding) stays unknown")
+                "shape inference (ONNX's and onnxruntime's) nor from a run of the graph on zero inputs (which "
+                "needs static input shapes and a graph onnxruntime runs): export with fixed input sizes")
         return shape
 
     def source(self, tensor: str) -> str | None:
@@ -313,17 +275,6 @@ def _node_macs(node: Any, label: str, g: _Graph) -> int:
             raise InputError(f"node {label!r} ({op}): {exc}") from exc
         return numel(batch) * m * n * k
     raise AssertionError(op)
-
-
-def constant_tensors(graph: Any) -> set[str]:
-    """Tensors computed from initializers and Constant nodes alone (weights behind Slice / Concat /
-    Unsqueeze / DequantizeLinear, as torch exports a GRU's): a recurrent node's parameters."""
-    const = {i.name for i in graph.initializer}
-    for node in graph.node:  # ONNX graphs are topologically sorted
-        ins = [t for t in node.input if t]
-        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant"):
-            const.update(t for t in node.output if t)
-    return const
 
 
 def _recurrent_macs(node: Any, label: str, shapes: dict[str, list[int] | None],
@@ -424,11 +375,11 @@ def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
 
 def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComplexity:
     """Count MACs, parameters, element-wise and resampling work of a static-shape ONNX graph."""
-    model = _infer(_load(model_or_path))
+    model, measured = infer_static_shapes(_load(model_or_path))
     graph = model.graph
     g = _Graph(graph)
 
-    result = OnnxComplexity(macs=0, params=0, other_params=0)
+    result = OnnxComplexity(macs=0, params=0, other_params=0, shapes_measured=measured)
     weight_sources: set[str] = set()
     recurrent_params: dict[str, int] = {}
     const: set[str] | None = None

@@ -102,7 +102,7 @@ def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> di
             "elementwise": counted.elementwise, "resampling": counted.resampling,
             "elementwise_per_px": counted.elementwise_total / pixels,
             "resampling_per_px": counted.resampling_total / pixels, "unknown_ops": counted.unknown_ops,
-            "quant_nodes": counted.quant_nodes, "inputs": counted.inputs, "outputs": counted.outputs,
+            "shapes_measured": counted.shapes_measured, "quant_nodes": counted.quant_nodes, "inputs": counted.inputs, "outputs": counted.outputs,
             "layers": [{"name": r.name, "op": r.op_type, "macs": r.macs, "share": r.macs / total,
                         "params": r.params, "output_shape": r.output_shape} for r in layers[:top]],
             "mac_layers": len(layers)}

@@ -640,6 +640,20 @@ class Chunk(nn.Module):
 
 def chunk():
     return Chunk(), (torch.rand(1, 8, 6, 6),)
+
+
+class WindowPad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):  # pads to a multiple of 8 computed from the shape, as swin_t's windows do
+        h, w = x.shape[-2:]
+        return self.conv(nn.functional.pad(x, (0, (8 - w % 8) % 8, 0, (8 - h % 8) % 8)))
+
+
+def window_pad():
+    return WindowPad(), (torch.rand(1, 8, 30, 44),)
 '''
 
 
@@ -649,6 +663,7 @@ def chunk():
     ("ein", 2 * 3 * 4 * 5, 0),                 # an Einsum: every index once, b i j k
     ("zero_biases", 2 * 64 * 16, 2 * (16 + 4)),  # two equal (zero) biases are two parameters
     ("chunk", 36 * 16, 16 + 4),                  # ONNX shape inference leaves the Slice unshaped
+    ("window_pad", 32 * 48 * 8 * 8 * 9, 8 * 8 * 9 + 8),  # no inference follows the padding: 30x44 -> 32x48
 ])
 def test_attention_einsum_and_equal_initial_weights_are_counted(tmp_path, monkeypatch, factory, macs, params):
     """nn.MultiheadAttention in eval under no_grad takes torch's fused fast path, which has no ONNX
@@ -688,3 +703,34 @@ def test_pytorch_count_names_what_it_did_not_count(tmp_path, monkeypatch):
     c = count_module(module, *inputs)
     assert "hardswish" not in c.unrecognized_ops and "_prelu_kernel" not in c.unrecognized_ops
     assert c.elementwise.get("hardswish") == 4 * 8 * 8 and c.unrecognized_ops  # the FFT: not a known op
+
+
+def test_shape_computations_are_folded_not_checked_or_priced(tmp_path, monkeypatch):
+    """A padding computed from the input's shape (swin_t's windows) is a Shape -> Mod -> Pad chain that
+    onnxruntime folds before the QNN EP sees the graph. The HTP op check flagged its Shape, Mod and
+    ConstantOfShape nodes as unsupported and its tensors as dynamic (2,581 issues for swin_t, which
+    the counter refused: "no static shape"); the real HTP compile, CPU fallback off, takes it whole."""
+    import importlib
+
+    import torch
+
+    from mobilecodec.export.npu_check import check_graph, static_issues
+    from mobilecodec.runtime.npu_graph import extract_layers
+
+    name = f"padmods_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(ATTENTION_MODULES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, (x,) = importlib.import_module(name).window_pad()
+    path = tmp_path / "pad.onnx"
+    torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+    proto = onnx.load(str(path))
+    assert {"Shape", "Mod", "ConstantOfShape"} <= {n.op_type for n in proto.graph.node}
+    assert static_issues(proto, "pad") == []
+    rep = check_graph(path, workdir=tmp_path)
+    assert rep.compiled is True, rep.compile_error
+    layers = extract_layers(path).layers
+    assert {la.op for la in layers if la.cls not in ("folded", "alias")} == {"Pad", "Conv"}
+    res = cli_here("profile", "--module", f"{name}:window_pad", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    g = json.loads((tmp_path / "r.json").read_text())["graphs"]["window_pad"]
+    assert g["shapes_measured"] > 0 and "measured by one onnxruntime run" in res.stdout

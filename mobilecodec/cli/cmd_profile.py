@@ -146,6 +146,8 @@ def _any(args: argparse.Namespace, is_onnx: bool) -> dict:
 
 
 def _format_any(report: dict) -> str:
+    from mobilecodec.runtime.onnx_complexity import SHAPES_MEASURED
+
     h, w = report["size"]
     lines = [f"{'graph':20s} {'params [M]':>10s} {'GMACs':>9s} {'kMACs/px':>9s} {'elem/px':>8s} {'resamp/px':>9s}"
              f"   (frame {h}x{w} from {report['source']['frame_size_from']}, precision {report['source']['precision']})"]
@@ -158,6 +160,8 @@ def _format_any(report: dict) -> str:
             if t.get("not_counted"):
                 lines.append("  PyTorch count: aten ops not counted: "
                              + ", ".join(f"{k} x{v}" for k, v in t["not_counted"].items()))
+        if g["shapes_measured"]:
+            lines.append(f"  {SHAPES_MEASURED.format(n=g['shapes_measured'])}")
         if g["unknown_ops"]:
             lines.append("  not counted (unknown ops): " + ", ".join(f"{k} x{v}" for k, v in g["unknown_ops"].items()))
     for n, g in report["graphs"].items():
