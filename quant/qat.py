@@ -201,8 +201,11 @@ def _check_run_options(saved: QATOptions, given: dict[str, Any]) -> None:
     for name in RUN_DEFINING:
         have = getattr(saved, name)
         if name in given and given[name] is not None and json_plain(given[name]) != json_plain(have):
+            flag = f"--{name.replace('_', '-')}"
             shown = "x".join(map(str, have)) if name == "crop" else have
-            raise InputError(f"--{name.replace('_', '-')} differs from the run being resumed ({shown}); "
+            if isinstance(have, bool):  # name the switch as typed: --no-range-learning, not --range-learning
+                flag, shown = (flag if given[name] else f"--no-{flag[2:]}"), ("on" if have else "off")
+            raise InputError(f"{flag} differs from the run being resumed ({shown}); "
                              f"resume with the same options or start a new run")
 
 

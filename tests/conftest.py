@@ -28,21 +28,43 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _OWN_CACHE = None
 
 
-@pytest.fixture(autouse=True)
-def _restore_host_threads():
-    """A command run in-process with `--threads N` (`runtime.threads.set_threads`) sets torch's and
-    the integer kernels' thread counts for the whole process; put them back after each test, so no
-    test runs at a count an earlier one left (hash checks assume one count per encode/decode pair)."""
+def _host_threads() -> tuple:
+    """(torch's, the integer kernels', mobilecodec's) host thread counts of this process."""
     import torch
 
     from mobilecodec.entropy import int_kernels
     from mobilecodec.runtime import threads
 
-    before = torch.get_num_threads(), int_kernels._THREADS, threads._THREADS
+    return torch.get_num_threads(), int_kernels._THREADS, threads._THREADS
+
+
+def _set_host_threads(counts: tuple) -> None:
+    import torch
+
+    from mobilecodec.entropy import int_kernels
+    from mobilecodec.runtime import threads
+
+    torch.set_num_threads(counts[0])
+    int_kernels.set_num_threads(counts[1])
+    threads._THREADS = counts[2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_threads_at_start() -> tuple:
+    """The thread counts the session started with (session fixtures are set up before module ones)."""
+    return _host_threads()
+
+
+@pytest.fixture(autouse=True)
+def _restore_host_threads(host_threads_at_start):
+    """A command run in-process with `--threads N` (`runtime.threads.set_threads`) sets torch's and
+    the integer kernels' thread counts for the whole process. Every test starts and ends at the
+    session's starting counts, so neither an earlier test nor a module fixture that ran a command
+    (set up before this fixture) leaves its count to the tests after it (hash checks assume one
+    count per encode/decode pair)."""
+    _set_host_threads(host_threads_at_start)
     yield
-    torch.set_num_threads(before[0])
-    int_kernels.set_num_threads(before[1])
-    threads._THREADS = before[2]
+    _set_host_threads(host_threads_at_start)
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,8 @@ def test_roofline_helpers():
     assert _common.copy_roof(roof) == 30.0
     assert "not measured" in _common.roofline_line(None)
     m = _common.copy_bandwidth(mib=1, runs=3)
-    assert m["bytes_moved_per_copy"] == 2 << 20 and m["gb_per_s"] >= m["median_gb_per_s"] > 0
+    # read + write of 1 MiB; a memory copy on any x86-64 moves GB/s (not bytes or TB per second)
+    assert m["bytes_moved_per_copy"] == 2 << 20 and 0.1 < m["median_gb_per_s"] and m["gb_per_s"] < 1000
 
 
 def test_sad_terms_count_the_kernels_windows():

@@ -118,6 +118,23 @@ def test_engine_storage_io_and_ping_pong(tiny_package, carphone):
     assert eng.run_sessions["r_synthesis"].get_session_options().intra_op_num_threads == 1
 
 
+@pytest.fixture(scope="module")
+def module_set_threads(host_threads_at_start):
+    """A module fixture that runs a command with --threads, as test_eval's shipped_anchor does."""
+    from mobilecodec.runtime.threads import set_threads
+
+    set_threads(host_threads_at_start[0] + 1)
+    yield
+
+
+def test_a_module_fixtures_threads_do_not_reach_the_tests(module_set_threads, host_threads_at_start):
+    """The per-test restore put back the count a module fixture had set (recorded after it), so
+    every later test ran at it."""
+    from conftest import _host_threads
+
+    assert _host_threads() == host_threads_at_start
+
+
 def test_set_threads_reaches_every_library():
     import torch
 

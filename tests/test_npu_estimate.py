@@ -71,6 +71,9 @@ def test_leave_one_model_out_error_and_labels():
     errs = sorted(abs(r["error"]) for r in c["lomo"])
     assert c["lomo_worst"] == errs[-1] and c["lomo_median"] == pytest.approx(statistics.median(errs))
     assert c["lomo_median"] > c["loo_median"]  # harder than leaving one measurement out
+    # the figures themselves, measured on the shipped table (median 13.1 %, worst 41.6 %), with margin:
+    # a fit that lost a model's information (or a leave-out that left nothing out) moves them
+    assert 0.10 <= c["lomo_median"] <= 0.17 and c["lomo_worst"] <= 0.5
     assert error_label() == error_label(["float", "w8a8"])  # the fitted precisions: one figure
     own = error_label(["w8a8"], unseen_model=True)
     assert own.startswith(error_label()[:-1]) and f"worst {100 * c['lomo_worst']:.0f} %" in own

@@ -283,7 +283,7 @@ def _qat(ptq_dir, out, *extra):
                  "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", str(BETA), "--no-progress", *extra])
 
 
-def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
+def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path, capsys):
     """1 step, then --resume to step 2, equals an uninterrupted 2-step run (weights and encodings);
     the output loads with load_quantized and codes a hash-exact stream."""
     from mobilecodec.codec.video import decode_video, encode_video
@@ -307,7 +307,10 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path):
                 "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--steps", "3", "--resume", "--no-progress"]
         i = argv.index(changed[0]) if changed[0] in argv else len(argv)
         argv[i:i + len(changed)] = changed
+        capsys.readouterr()
         assert main(argv) == 2, changed
+        err = capsys.readouterr().err  # refused for this reason, not another
+        assert changed[0] in err and "differs from the run being resumed" in err, (changed, err)
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
     assert _qat(ptq_dir, b, "--steps", "2") == 0

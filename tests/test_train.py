@@ -279,11 +279,14 @@ def test_resume_after_a_kill_drops_the_steps_it_repeats(tmp_path):
 
     saved = read_state(run)["step"]
     logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    assert saved == 4 and max(logged) > saved  # steps to repeat
-    assert main(["train", "-o", str(run), "--resume", "--steps", "7", "--no-progress", "--threads", "1"]) == 0
+    # killed once step 5 was logged: checkpoint 4 (or a later one, when the kill came late on a busy
+    # machine), and the steps logged after it to repeat
+    assert saved % 4 == 0 and saved >= 4 and max(logged) >= saved, (saved, logged)
+    end = saved + 3
+    assert main(["train", "-o", str(run), "--resume", "--steps", str(end), "--no-progress", "--threads", "1"]) == 0
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == list(range(1, 8))
-    assert _tb_steps(run) == list(range(1, 8))
+    assert [r["step"] for r in records] == list(range(1, end + 1))
+    assert _tb_steps(run) == list(range(1, end + 1))
 
 
 def test_resume_skips_a_torn_last_log_line(tmp_path):
@@ -730,6 +733,23 @@ def test_log_holds_the_coded_rate_beside_the_training_one(tmp_path, capsys):
     for k in ("bpp", "bpp_i", "bpp_p", "psnr", "psnr_p"):
         assert logged[f"coded_{k}"] == pytest.approx(want[k], rel=1e-5), k
     assert logged["coded_bpp_p"] < logged["bpp_p"]
+    # independently of the loss code: the range coder's bytes for the same GOPs, whose P-frames after
+    # the rollout (frames 1-2 drift the buffer, 3-4 are counted) are the ones logged. The float
+    # likelihood of rounded latents is within 19 % of the coder's integer tables per part and frame
+    # (rate_gap above); whole bytes add up to 8 bits a frame. Measured: 0.201 bpp logged, 0.1875 coded;
+    # rounding the latents about 0 instead of their means gave 0.252 logged (+34 %).
+    from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe, run_pframe
+
+    coded_p = p_frames = 0
+    for n in range(frames.shape[1]):
+        buf = None
+        for t in range(frames.shape[0]):
+            src = LatentEncoder(model, frames[t, n:n + 1])
+            _, buf = run_iframe(model, src) if t == 0 else run_pframe(model, buf, src)
+            if t > stage.rollout:
+                coded_p, p_frames = coded_p + 8 * len(src.payload()), p_frames + 1
+    pixels = p_frames * 4 * frames.shape[-2] * frames.shape[-1]  # luma pixels of the P-frames
+    assert logged["coded_bpp_p"] == pytest.approx(coded_p / pixels, rel=0.15, abs=8 * p_frames / pixels)
 
 
 def test_data_workers_draw_the_same_batches(tmp_path):

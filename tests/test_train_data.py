@@ -400,7 +400,7 @@ def test_recipe_refuses_a_phase_folder_trained_with_other_options(smoke_run, tmp
         run_recipe(edited, partial, until="pframe", threads=1, progress=False)
 
 
-def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_path, bikes):
+def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_path, bikes, monkeypatch):
     """Data workers and DDP ranks get the main process's TrainingData pickled: cached clips travel as
     references to their memory-mapped cache files and stills as their file names (a few kB, not the
     frames), septuplet folders as the list already checked (no second scan, no second held-out check);
@@ -412,7 +412,7 @@ def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_p
     root = tmp_path / "v"
     for k in range(3):
         _write_septuplet(root / "sequences" / "00001" / f"000{k + 1}", _rgb_frames(bikes, 4, top=16 * k, size=(96, 96)))
-    data = TrainingData(["bikes", "stills", str(root)], 3, (64, 64), augment=True)
+    data = TrainingData(["bikes", "stills", str(root)], 3, (64, 64), augment=True, max_frames=8)
     blob = pickle.dumps(data)
     assert len(blob) < 100_000, len(blob)
     clip = data.sources[0]  # a slice of a cached clip is not the whole map: it travels as its frames
@@ -422,8 +422,12 @@ def test_training_data_travels_to_workers_without_its_pixels_or_its_checks(tmp_p
     from mobilecodec.train.data import _mapped_clip
 
     name, _, y_shape, _, uv_shape = clip.__reduce__()[1]
+    assert y_shape[0] == 8
+    monkeypatch.setenv("MOBILECODEC_CACHE", str(tmp_path / "other_node"))  # that node's own, cold cache
     there = _mapped_clip(name, str(tmp_path / "gone_y.u8"), y_shape, str(tmp_path / "gone_uv.u8"), uv_shape)
+    assert there.y.shape == clip.y.shape and there.uv.shape == clip.uv.shape
     assert np.array_equal(there.y, clip.y) and np.array_equal(there.uv, clip.uv)
+    assert list((tmp_path / "other_node").rglob("meta.json"))  # decoded there, not read from this cache
     # a folder broken after the check: the copy neither scans nor fails on it (a new scan refuses it)
     first = root / "sequences" / "00001" / "0003" / "im1.png"
     png = first.read_bytes()
