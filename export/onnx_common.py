@@ -77,14 +77,29 @@ def infer_static_shapes(model: Any) -> tuple[Any, int]:
         return inferred, 0
     # ONNX's inference does not follow a Slice or Pad whose bounds are computed from shapes (torch's
     # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
+    inferred = _symbolic_shapes(inferred)
+    missing = _unshaped(inferred.graph)
+    return (inferred, _shapes_by_running(inferred, missing)) if missing else (inferred, 0)
+
+
+def _symbolic_shapes(model: Any) -> Any:
+    """`model` with onnxruntime's symbolic shape inference, where that completes (a partial result has
+    fewer static shapes than ONNX's: `model` is kept). Its public `SymbolicShapeInference.infer_shapes`
+    does the same steps but, where it cannot finish, first saves the half-inferred model into the
+    working directory (`sym_shape_infer_temp.onnx` and the weights as a uuid-named .data file: 114 MB
+    for swin_t, up to three times per profile)."""
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        inferred = SymbolicShapeInference.infer_shapes(inferred, auto_merge=False) or inferred
-    except Exception:  # noqa: BLE001 - a graph it cannot follow: measured below, or named by the caller
-        pass
-    missing = _unshaped(inferred.graph)
-    return (inferred, _shapes_by_running(inferred, missing)) if missing else (inferred, 0)
+        ssi = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
+        ssi._preprocess(model)
+        complete = False
+        while ssi.run_:
+            complete = ssi._infer_impl()
+        ssi._update_output_from_vi()
+        return ssi.out_mp_ if complete else model
+    except Exception:  # noqa: BLE001 - a graph it cannot follow (or another onnxruntime): measured instead
+        return model
 
 
 def _unshaped(graph: Any) -> list[str]:

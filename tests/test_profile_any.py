@@ -732,3 +732,24 @@ def test_shape_computations_are_folded_not_checked_or_priced(tmp_path, monkeypat
     assert res.returncode == 0, res.stderr
     g = json.loads((tmp_path / "r.json").read_text())["graphs"]["window_pad"]
     assert g["shapes_measured"] > 0 and "measured by one onnxruntime run" in res.stdout
+
+
+def test_shape_inference_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    """onnxruntime's symbolic shape inference, where it cannot finish (torchvision's swin PatchMerging),
+    saved the half-inferred model and its weights into the working directory on every count
+    (`sym_shape_infer_temp.onnx` and a uuid-named .data file: 114 MB per call for swin_t)."""
+    import torch
+    from torchvision.models.swin_transformer import PatchMerging
+
+    from mobilecodec.export.npu_check import static_issues
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    path = tmp_path / "merge.onnx"
+    torch.onnx.export(PatchMerging(8).eval(), (torch.rand(1, 8, 8, 8),), str(path), dynamo=False, opset_version=17)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    counted = count_onnx(path)
+    static_issues(onnx.load(str(path)), "merge")
+    assert list(cwd.iterdir()) == []
+    assert counted.macs == 4 * 4 * 32 * 16  # 2x2 patches of 8 channels concatenated (32), Linear 32 -> 16
