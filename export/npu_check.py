@@ -126,17 +126,11 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
 def check_graph(path: str | Path, name: str | None = None, *, compile: bool = True, soc: Any = None,
                 workdir: str | Path | None = None, feeds: list | None = None) -> GraphReport:
     """Static check of one ONNX graph, then (if it passes and `compile`) a QDQ compile on the HTP."""
-    import onnx
-
+    from mobilecodec.export.onnx_common import load_onnx
     from mobilecodec.export.onnx_export import op_histogram
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such ONNX file: {path}")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors have many types
-        raise InputError(f"cannot read ONNX graph {path}: {exc}") from None
+    proto = load_onnx(path)
     name = name or path.stem
     rep = GraphReport(name, op_histogram(proto), static_issues(proto, name))
     if compile and not rep.issues:

@@ -1,12 +1,35 @@
-"""ONNX settings and graph clean-up shared by the float export and the aimet QDQ export (one place,
-so that neither exporter imports the other)."""
+"""ONNX settings, loading, static shapes and graph clean-up shared by the float export, the aimet QDQ
+export, the HTP check and the profiler's counters (one place, so that neither imports the other)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+
+from mobilecodec.errors import one_line
 
 OPSET = 17  # best covered by onnxruntime-qnn's QDQ tooling and HTP op builders
 IR_VERSION = 8  # loads in every onnxruntime >= 1.14
+
+
+def load_onnx(path: "str | os.PathLike") -> Any:
+    """The ModelProto in `path`; InputError for a missing file or one that holds no ONNX model (onnx
+    parses an empty or foreign file whose bytes happen to decode into an empty model without error)."""
+    import onnx
+
+    from mobilecodec.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX file not found: {path}")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+        raise InputError(f"cannot read ONNX file {path}: {one_line(exc)}") from None
+    if not proto.opset_import or not proto.graph.node:
+        raise InputError(f"{path} is not an ONNX model (no {'opset' if not proto.opset_import else 'graph nodes'})")
+    return proto
 
 
 def constants_to_initializers(proto: Any) -> None:

@@ -61,18 +61,26 @@ class QATOptions:
     max_frames: int | None = None
 
     def validate(self) -> None:
+        """InputError naming the option (as the CLI spells it) of a value QAT cannot use."""
+        for name in ("lr", "lr_min", "beta", "tau", "p_rate_factor", "grad_clip"):  # first: nan passes most checks
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         for name in ("steps", "gop", "batch", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         h, w = self.crop
         if h <= 0 or w <= 0 or h % 64 or w % 64:
-            raise InputError(f"crop must be a positive multiple of 64 (the codec's padding), got {h}x{w} (HxW)")
+            raise InputError(f"--crop must be a positive multiple of 64 (the codec's padding), got {h}x{w} (HxW)")
         if not self.lr > 0 or not self.lr_min >= 0 or self.lr_min > self.lr:
-            raise InputError(f"need lr > 0 and 0 <= lr_min <= lr, got lr {self.lr}, lr_min {self.lr_min}")
+            raise InputError(f"need --lr > 0 and 0 <= --lr-min <= --lr, got --lr {self.lr}, --lr-min {self.lr_min}")
         if self.beta is not None and not self.beta > 0:
-            raise InputError(f"beta must be positive, got {self.beta}")
-        if not self.tau > 0 or self.p_rate_factor < 0 or self.grad_clip < 0:
-            raise InputError("tau must be > 0, the P-frame rate factor and the gradient clip >= 0")
+            raise InputError(f"--beta must be positive, got {self.beta}")
+        if not self.tau > 0:
+            raise InputError(f"--tau must be positive, got {self.tau}")
+        if self.p_rate_factor < 0 or self.grad_clip < 0:
+            raise InputError(f"the P-frame rate factor and the gradient clip must be >= 0, got "
+                             f"{self.p_rate_factor} and {self.grad_clip}")
         self.crop = tuple(self.crop)
 
     def stage(self):
@@ -209,14 +217,15 @@ def _check_run_options(saved: QATOptions, given: dict[str, Any]) -> None:
                              f"resume with the same options or start a new run")
 
 
-def resume_options(out_dir: str | os.PathLike, steps: int, checkpoint_every: int | None = None,
+def resume_options(out_dir: str | os.PathLike, steps: int | None = None, checkpoint_every: int | None = None,
                    **given: Any) -> QATOptions:
-    """The options that resume the QAT run in `out_dir` to `steps`: the run's own, with
-    `checkpoint_every` where given (None: the run's); InputError where an option in `given` (None: not
-    given) is another value than the run's."""
+    """The options that resume the QAT run in `out_dir` to `steps` (None: the run's own target): the
+    run's own, with `checkpoint_every` where given (None: the run's); InputError where an option in
+    `given` (None: not given) is another value than the run's."""
     saved = QATOptions.from_dict(read_state(out_dir)["options"])
     _check_run_options(saved, given)
-    return dataclasses.replace(saved, steps=steps, checkpoint_every=checkpoint_every or saved.checkpoint_every)
+    return dataclasses.replace(saved, steps=steps or saved.steps,
+                               checkpoint_every=checkpoint_every or saved.checkpoint_every)
 
 
 def _same_as_run(given: Any, saved: Any, option: str) -> Any:

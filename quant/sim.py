@@ -83,14 +83,25 @@ def build_sim(stage: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConf
 
 
 def check_aimet_config(name: str) -> None:
-    """An aimet quantsim config alias (e.g. 'htp_v73') or an existing JSON file, else InputError."""
+    """An aimet quantsim config alias (e.g. 'htp_v73') or a JSON file aimet accepts (its own import and
+    schema check, run up front: inside QuantizationSimModel a bad file was a 300-line traceback), else
+    InputError."""
     from pathlib import Path
 
+    from aimet_torch.common.quantsim_config.json_config_importer import JsonConfigImporter
     from aimet_torch.common.quantsim_config.quantsim_config import _config_file_aliases
 
-    if name not in _config_file_aliases and not Path(name).is_file():
+    from mobilecodec.errors import one_line
+
+    if name in _config_file_aliases:
+        return
+    if not Path(name).is_file():
         raise InputError(f"aimet config {name!r} is neither an alias ({', '.join(sorted(_config_file_aliases))}) "
                          "nor a file")
+    try:
+        JsonConfigImporter.import_json_config_file(name)
+    except Exception as exc:  # noqa: BLE001 - json, jsonschema and aimet's own errors
+        raise InputError(f"{name} is not an aimet quantsim config: {one_line(exc)}") from None
 
 
 def build_sims(model, qcfg: QuantConfig, *, cle: bool | None = None,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes, value_shapes
+from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes, load_onnx, value_shapes
 from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:
@@ -150,13 +150,7 @@ def _load(model_or_path: "onnx.ModelProto | str | os.PathLike") -> "onnx.ModelPr
     if not isinstance(model_or_path, (str, os.PathLike)):
         raise InputError(
             f"count_onnx needs an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
-    path = Path(model_or_path)
-    if not path.is_file():
-        raise InputError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise InputError(f"cannot read ONNX file {path}: {exc}") from exc
+    return load_onnx(model_or_path)
 
 
 def _node_label(node: "onnx.NodeProto", index: int) -> str:

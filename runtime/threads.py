@@ -23,15 +23,16 @@ from typing import Any
 from mobilecodec.cpu import u8s8_exact
 
 _THREADS: int | None = None
+MAX_THREADS = 1024  # torch and onnxruntime take a C int; far above any host this runs on
 
 
 def set_threads(n: int | None) -> int | None:
     """Use `n` host threads everywhere from now on (None: each library's default). Returns n."""
     global _THREADS
-    if n is not None and n < 1:
+    if n is not None and not 1 <= n <= MAX_THREADS:
         from mobilecodec.errors import InputError
 
-        raise InputError(f"--threads must be >= 1, got {n}")
+        raise InputError(f"--threads must be within 1..{MAX_THREADS}, got {n}")
     _THREADS = n
     if n is not None:
         import torch
@@ -98,8 +99,8 @@ def session_options(threads: int | None = None, base: Any = None, exact_int8: bo
 
 def add_threads_argument(p: Any) -> None:
     """The `--threads` option shared by the commands that run the codec."""
-    from mobilecodec.cli.common import positive_int
+    from mobilecodec.cli.common import thread_count
 
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="host threads for onnxruntime sessions, the integer hyper-synthesis and torch "
                         "(default: each library's own, usually all cores)")

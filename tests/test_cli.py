@@ -273,3 +273,22 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     calls.clear()
     assert main([*common, "--allow-held-out", "--data", str(carphone), str(bikes)]) == 2
     assert calls == [str(carphone)] and "--eval-gops must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["profile", "--config", "tiny", "--size", "64x64", "--fps", "inf"], "finite"),  # wrote Infinity into JSON
+    (["profile", "--config", "tiny", "--size", "64x64", "--fps", "1e308"], "0.001..1000"),
+    (["encode", "carphone", "-o", "x.mnvc", "--fps", "1e308"], "0.001..1000"),  # printed a 309-digit rate
+    (["encode", "carphone", "-o", "x.mnvc", "--threads", "2147483648"], "at most 1024"),  # a traceback
+    (["train", "-o", "run", "--threads", "99999999999"], "at most 1024"),
+    (["check-int8", "x", "--max-bdrate", "nan"], "finite"),  # every comparison with nan is false
+    (["demo", "-o", "rep", "--baseline-crf", "33,33"], "distinct"),  # refused after PTQ, export and compile
+    (["demo", "-o", "rep", "--baseline-crf", ","], "numbers"),  # became the default sweep
+])
+def test_values_no_command_can_use_are_refused_while_parsing(argv, words, tmp_path):
+    from cli_run import assert_clean_error, cli_here
+
+    argv = [str(tmp_path / a) if a in ("x.mnvc", "run", "rep") else a for a in argv]
+    assert_clean_error(cli_here(*argv), words)
+    assert list(tmp_path.iterdir()) == []
+

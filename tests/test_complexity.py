@@ -410,6 +410,10 @@ def test_bad_onnx_inputs(tmp_path):
         count_onnx(junk)
     with pytest.raises(InputError):
         count_onnx(42)
+    empty = tmp_path / "empty.onnx"  # onnx parses no bytes as an empty model: counted 0 MACs before
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.onnx is not an ONNX model"):
+        count_onnx(empty)
 
 
 def test_kmacs_per_pixel():

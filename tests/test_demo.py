@@ -363,6 +363,22 @@ def test_bad_input_exits_2_and_writes_nothing(args, needle, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_clip_that_cannot_be_read_fails_before_any_stage(carphone, tmp_path):
+    """A clip cut short inside its first frame failed only after PTQ, export and compile (minutes at
+    the defaults; encode, eval and baseline refuse it at once): with progress on, no stage line may
+    precede the one-line error."""
+    from cli_run import assert_clean_error, cli_here
+
+    data = carphone.read_bytes()
+    cut = tmp_path / "cut.y4m"
+    cut.write_bytes(data[:data.index(b"FRAME") + 5000])
+    out = tmp_path / "R"
+    assert_clean_error(cli_here("demo", "-o", str(out), "--clip", str(cut), "--frames", "2", "--ptq-steps", "1",
+                                "--ptq-eval-gops", "0", "--sensitivity-frames", "0", "--profile-runs", "1",
+                                "--no-baselines", "--no-qnn-decode", "--pairs", "1"), "truncated")
+    assert not out.exists()
+
+
 def test_calibration_defaults_to_a_training_clip_other_than_the_demo_clip():
     from mobilecodec.demo import default_calibration_clip
     from mobilecodec.train.data import DEFAULT_TRAIN_DATA

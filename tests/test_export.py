@@ -359,3 +359,16 @@ def test_profile_estimates_a_compile_folder_from_its_package(tmp_path):
     for name, g in graphs.items():
         want = estimate_graph(extract_layers(files[name], name), "8gen2", "w8a8")["ms"]
         assert g["ms"] == pytest.approx(want, rel=1e-9), name
+
+
+def test_an_empty_onnx_file_is_refused(tmp_path, capsys):
+    """onnx parses an empty file as an empty model: `export --check --no-compile` said "all 1 graph(s)
+    pass the static HTP rules" (exit 0), with compiling a traceback, and profile counted 0 MACs."""
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    for argv in (["export", "--check", str(empty), "--no-compile"], ["export", "--check", str(empty)],
+                 ["profile", str(empty), "--size", "64x64"]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not an ONNX model" in err, (argv, err)

@@ -283,6 +283,23 @@ def _qat(ptq_dir, out, *extra):
                  "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", str(BETA), "--no-progress", *extra])
 
 
+@pytest.mark.parametrize("option,value,words", [
+    ("--lr-min", "2", "--lr-min"), ("--crop", "64x96", "--crop"),   # refused by the options' check, named
+    ("--lr-min", "nan", "finite"), ("--beta", "inf", "finite"),     # refused while parsing
+])
+def test_qat_refuses_bad_values_naming_the_option(ptq_dir, tmp_path, capsys, option, value, words):
+    """nan / inf trained until the loss diverged (--lr inf ended in a traceback), and the options' check
+    named fields (lr_min) rather than options."""
+    try:
+        rc = _qat(ptq_dir, tmp_path / "q", "--steps", "1", option, value)
+    except SystemExit as exc:  # argparse's refusal
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "q").exists()
+
+
 def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path, capsys):
     """1 step, then --resume to step 2, equals an uninterrupted 2-step run (weights and encodings);
     the output loads with load_quantized and codes a hash-exact stream."""
@@ -312,6 +329,11 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path, capsys):
         err = capsys.readouterr().err  # refused for this reason, not another
         assert changed[0] in err and "differs from the run being resumed" in err, (changed, err)
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
+    # --resume without --steps continues to the run's own target (2, done): it trained towards the
+    # default 100,000 steps instead
+    capsys.readouterr()
+    assert main(["qat", "-o", str(a), "--resume", "--no-progress"]) == 2
+    assert "already at step 2" in capsys.readouterr().err
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 2
     assert _qat(ptq_dir, b, "--steps", "2") == 0
     qa, qb, q0 = load_quantized(a), load_quantized(b), load_quantized(ptq_dir)
@@ -475,3 +497,15 @@ def test_ptq_quantizes_a_conditional_residual_coder(carphone, tmp_path):
     enc = encode_video(q, carphone, tmp_path / "h.mnvc", intra_period=3, max_frames=3, progress=False)
     dec = decode_video(q, tmp_path / "h.mnvc", None, progress=False)
     assert enc["frames"] == 3 and dec["hash_matches"] == 3
+
+
+def test_ptq_refuses_a_json_that_is_not_an_aimet_config(tmp_path, capsys):
+    """A JSON file that is not a quantsim config was accepted by name and failed inside aimet's
+    QuantizationSimModel with a 323-line jsonschema traceback; aimet's own import now checks it first."""
+    bad = tmp_path / "x.json"
+    bad.write_text('{"a": 1}')
+    assert main(["ptq", "--checkpoint", "tiny_b0.0032", "--data", "bikes", "--aimet-config", str(bad),
+                 "-o", str(tmp_path / "q"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not an aimet quantsim config" in err and "'defaults'" in err, err
+    assert not (tmp_path / "q").exists()

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN, ENCODERS, PRESETS
-from mobilecodec.cli.common import Output, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.baselines.ffmpeg import ENCODERS, PRESETS
+from mobilecodec.cli.common import Output, emit_json, frame_rate, parse_crf_list, parse_wh, positive_int
 
 HELP = "encode a clip with x264/x265 (ffmpeg, B-frames off) over a CRF sweep and measure RD points"
 OUTPUT = Output("folder", dest="out")
-
-
-def parse_crf_list(text: str) -> list[float]:
-    """Parse '23,28,33,38' into numbers in 0..51 (ints stay ints)."""
-    values: list[float] = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            v = float(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"CRF values must be numbers, got {item!r} in {text!r}")
-        if not math.isfinite(v) or not CRF_MIN <= v <= CRF_MAX:
-            raise argparse.ArgumentTypeError(f"CRF must be in {CRF_MIN}..{CRF_MAX}, got {item!r}")
-        values.append(int(v) if v.is_integer() else v)
-    if len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"CRF values must be distinct, got {text!r}")
-    return values
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated CRF values in 0..51 (default 23,28,33,38)")
     p.add_argument("--frames", type=positive_int, metavar="N", help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, metavar="WxH", help="frame size of a raw .yuv input")
-    p.add_argument("--fps", type=positive_float, metavar="F",
+    p.add_argument("--fps", type=frame_rate, metavar="F",
                    help="frame rate of a raw .yuv input (overrides the file's rate otherwise)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_int
+from mobilecodec.cli.common import Output, emit_json, parse_crf_list, parse_hw, positive_int
 
 HELP = "run the whole pipeline on the built-in defaults and write a report folder (start here)"
 OUTPUT = Output("folder", marker="report.json")  # replaced whole
@@ -45,20 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="timed runs per graph/frame, after 2 warm-up runs (default 8)")
     adv.add_argument("--no-qnn-decode", action="store_true", help="skip decoding on the (emulated) QNN HTP")
     adv.add_argument("--no-ops", action="store_true", help="skip onnxruntime's per-op profile")
-    adv.add_argument("--baseline-crf", type=_crfs, default=None, metavar="C[,C...]",
+    adv.add_argument("--baseline-crf", type=parse_crf_list, default=None, metavar="C[,C...]",
                      help="x264/x265 CRF sweep of the RD plot (default 33,39,45,51)")
     adv.add_argument("--no-baselines", action="store_true", help="skip the x264/x265 sweeps")
     adv.add_argument("--npu-device", choices=("8gen2", "8gen3"), default="8gen2",
                      help="Snapdragon SoC of the ESTIMATED NPU time (default 8gen2)")
     adv.add_argument("--big-size", type=parse_hw, default=(1080, 1920), metavar="HxW",
                      help="frame size of the mobilenvc complexity/buffer tables (default 1080x1920)")
-
-
-def _crfs(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(c) for c in text.split(",") if c.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"CRFs must be comma-separated numbers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                        ptq_crop=args.ptq_crop, ptq_eval_gops=args.ptq_eval_gops,
                        sensitivity_frames=args.sensitivity_frames, qnn_decode=not args.no_qnn_decode,
                        profile_runs=args.profile_runs, profile_ops=not args.no_ops, big_size=args.big_size,
-                       baselines=() if args.no_baselines else ("x264", "x265"), baseline_crfs=args.baseline_crf or (33, 39, 45, 51),
+                       baselines=() if args.no_baselines else ("x264", "x265"), baseline_crfs=tuple(args.baseline_crf or (33, 39, 45, 51)),
                        npu_device=args.npu_device, progress=not args.no_progress)
     report = run_demo(args.output, opts)
     p = report["runtime"]["point"]

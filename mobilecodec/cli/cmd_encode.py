@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, parse_wh, positive_float, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, frame_rate, parse_wh, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
-    p.add_argument("--fps", type=positive_float, default=None,
+    p.add_argument("--fps", type=frame_rate, default=None,
                    help="frame rate to record: a raw .yuv input's (default 30), or instead of a .y4m/.mp4 file's")
     add_threads_argument(p)
     add_refine_argument(p)

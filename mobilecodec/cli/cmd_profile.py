@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw, positive_float, positive_int
+from mobilecodec.cli.common import Output, emit_json, frame_rate, given_options, parse_hw, positive_int
 from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame size as HEIGHTxWIDTH for --config/--checkpoint (default 1080x1920, as Table 6); "
                         "for an ONNX file or module, the frame kMACs/px divide by (default: the package's "
                         "frame for a graph file of an export package, else the largest 4-D input)")
-    p.add_argument("--fps", type=positive_float, default=30.0, help="frame rate for buffer bandwidth (default 30)")
+    p.add_argument("--fps", type=frame_rate, default=30.0, help="frame rate for buffer bandwidth (default 30)")
     p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default=None,
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "
                         "is always uint8); default int8 as on the NPU. Packages use their graphs' dtypes")

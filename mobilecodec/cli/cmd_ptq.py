@@ -80,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{opt} must be >= 1, got {value}")
         setattr(args, flag, default if value is None else value)
     from mobilecodec.quant.config import QuantConfig, load_layer_overrides
+    from mobilecodec.quant.sim import check_aimet_config
 
     w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()
+    check_aimet_config(args.aimet_config)  # before the checkpoint and the clips load
     model, _ = load_checkpoint(args.checkpoint)
     if not model.ready_for_coding:
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "

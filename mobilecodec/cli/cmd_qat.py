@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, check_not_input, emit_json, parse_hw, positive_float, positive_int, seed_int
+from mobilecodec.cli.common import (Output, check_not_input, emit_json, finite_float, parse_hw, positive_float, positive_int,
+                                    seed_int)
 
 HELP = "int8 quantization-aware training (STE) of a `ptq` output folder on real GOPs"
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
@@ -21,13 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the held-out clip carphone only with --allow-held-out; required unless --resume")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder (same layout as ptq: quantized.pt, encodings/, qat.json, qat_state.pt)")
-    p.add_argument("--steps", type=positive_int, default=d.steps, help=f"total steps (default {d.steps}, Table 5)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help=f"total steps (default {d.steps}, Table 5; with --resume: the run's own)")
     p.add_argument("--gop", type=positive_int, default=None, help=f"frames per GOP (default {d.gop})")
     p.add_argument("--batch", type=positive_int, default=None, help=f"GOPs per step (default {d.batch})")
     p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
                    help=f"random crop, multiples of 64 (default {d.crop[0]}x{d.crop[1]})")
     p.add_argument("--lr", type=positive_float, default=None, help=f"initial learning rate (default {d.lr:g})")
-    p.add_argument("--lr-min", type=float, default=None, help=f"end of the cosine decay (default {d.lr_min:g})")
+    p.add_argument("--lr-min", type=finite_float, default=None, help=f"end of the cosine decay (default {d.lr_min:g})")
     p.add_argument("--beta", type=positive_float, default=None,
                    help="rate weight (default: the float checkpoint's beta)")
     p.add_argument("--tau", type=positive_float, default=None, help=f"P-frame loss modulation (default {d.tau:g})")
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
         given = {n: getattr(args, n) for n in (*RUN_DEFINING, "checkpoint_every")
                  if getattr(args, n, None) is not None}
-        opts = dataclasses.replace(_defaults(), steps=args.steps, **given)
+        opts = dataclasses.replace(_defaults(), steps=args.steps or _defaults().steps, **given)
+    opts.validate()  # before the model loads: a bad value is refused in a moment, not after seconds
     from mobilecodec.quant.qat import run_qat
 
     summary = run_qat(args.checkpoint, data, args.output, opts, resume=args.resume, progress=not args.no_progress,

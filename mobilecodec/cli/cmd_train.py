@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, given_options, parse_hw,
-                                    positive_float, positive_int, seed_int)
+                                    positive_float, positive_int, seed_int, thread_count)
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
 OUTPUT = Output("folder")  # a run folder, continued when started again
@@ -115,7 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None,
                    help="use (and cache) at most N frames of each video")
     p.add_argument("--log-every", type=positive_int, default=None, help="log metrics every N steps (10)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="torch CPU threads per process (default: torch's; 1 is faster on a busy shared CPU)")
     p.add_argument("--data-workers", type=int, default=None, metavar="N",
                    help="processes that draw the next steps' batches ahead (default 0: in the training "

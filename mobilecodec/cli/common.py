@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,64 @@ def _size_pair(text: str, expected: str) -> tuple[int, int]:
     return a, b
 
 
-def positive_float(text: str) -> float:
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (nan and inf pass most range checks and poison what follows)."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    v = finite_float(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def parse_crf_list(text: str) -> list[float]:
+    """argparse type: '23,28,33,38' into distinct numbers in CRF_MIN..CRF_MAX (ints stay ints); the
+    x264 / x265 sweep of `baseline --crf` and `demo --baseline-crf`."""
+    from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN
+
+    values: list[float] = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            v = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"CRF values must be numbers, got {item!r} in {text!r}")
+        if not math.isfinite(v) or not CRF_MIN <= v <= CRF_MAX:
+            raise argparse.ArgumentTypeError(f"CRF must be in {CRF_MIN}..{CRF_MAX}, got {item!r}")
+        values.append(int(v) if v.is_integer() else v)
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"CRF values must be distinct, got {text!r}")
+    return values
+
+
+def thread_count(text: str) -> int:
+    """argparse type for --threads: 1..`runtime.threads.MAX_THREADS` (the libraries take a C int)."""
+    from mobilecodec.runtime.threads import MAX_THREADS
+
+    n = positive_int(text)
+    if n > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {text!r}")
+    return n
+
+
+def frame_rate(text: str) -> float:
+    """argparse type for --fps: a number within the readers' and the stream header's range
+    (`io.frame.MIN_FPS`..`MAX_FPS`), refused at parse time with the value as typed."""
+    from mobilecodec.io.frame import MAX_FPS, MIN_FPS
+
+    v = positive_float(text)
+    if not MIN_FPS <= v <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"expected a frame rate within {float(MIN_FPS):g}..{float(MAX_FPS):g} "
+                                         f"fps, got {text!r}")
     return v
 
 

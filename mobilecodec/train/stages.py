@@ -141,8 +141,9 @@ class StageConfig:
             raise InputError(f"teacher_steps must be >= 1, got {self.teacher_steps}")
         if self.teacher_radius < 1:
             raise InputError(f"teacher search radius must be >= 1, got {self.teacher_radius}")
-        if min(self.flow_lambda_pred, self.flow_lambda_rec, self.flow_lambda_teacher, self.grad_clip) < 0:
-            raise InputError("flow loss weights and the gradient clip must be >= 0")
+        for name in ("flow_lambda_pred", "flow_lambda_rec", "flow_lambda_teacher", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{_FLOAT_OPTIONS[name]} must be >= 0, got {getattr(self, name)}")
         if self.teacher_steps is not None and not self.flow_lambda_teacher:
             raise InputError("--teacher-steps only applies with --flow-teacher LAMBDA above 0 (it decays the "
                              "motion teacher's weight)")
