@@ -367,7 +367,8 @@ def test_teacher_steps_without_a_flow_teacher_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option", [("--flow-lambda", "nan"), ("--clip", "nan"), ("--tau", "inf"),
-                                    ("--motion-search-radius", "100")])
+                                    ("--motion-search-radius", "100"),
+                                    ("--clip", "-1"), ("--flow-lambda", "-1")])  # named neither before
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, option):
     """A non-finite loss weight or gradient clip, a search radius beyond the 64x64 crop: one line,
     exit 2, no run folder (a seed out of range: tests/test_cli.py, refused by the parser)."""
