@@ -80,10 +80,11 @@ def value_shapes(graph: Any) -> dict[str, list[int] | None]:
     return shapes
 
 
-def infer_static_shapes(model: Any) -> tuple[Any, int]:
+def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tuple[Any, int]:
     """The model (local functions inlined) with every tensor's static shape it can find, and how many
-    of them were measured by running it (`_shapes_by_running`) because neither ONNX's nor onnxruntime's
-    symbolic inference followed them. Raises InputError when ONNX's inference fails outright."""
+    of them were measured by running it (`_shapes_by_running`, on `feeds`, name -> array, else on
+    zero-filled inputs) because neither ONNX's nor onnxruntime's symbolic inference followed them.
+    Raises InputError when ONNX's inference fails outright."""
     import onnx
     import onnx.inliner
     import onnx.shape_inference
@@ -102,7 +103,7 @@ def infer_static_shapes(model: Any) -> tuple[Any, int]:
     # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
     inferred = _symbolic_shapes(inferred)
     missing = _unshaped(inferred.graph)
-    return (inferred, _shapes_by_running(inferred, missing)) if missing else (inferred, 0)
+    return (inferred, _shapes_by_running(inferred, missing, feeds)) if missing else (inferred, 0)
 
 
 def _symbolic_shapes(model: Any) -> Any:
@@ -131,11 +132,12 @@ def _unshaped(graph: Any) -> list[str]:
     return [o for n in graph.node for o in n.output if o and shapes.get(o) is None]
 
 
-def _shapes_by_running(model: Any, missing: list[str]) -> int:
-    """Record in `model` the shapes of the `missing` tensors as one onnxruntime run of the graph on
-    zero-filled inputs of its static input shapes produces them (torchvision's swin_t computes its
-    window padding from shapes, which no inference follows); the number recorded. Nothing is recorded
-    when an input has no static shape or the run fails: the caller then names the unshaped tensor."""
+def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | None = None) -> int:
+    """Record in `model` the shapes of the `missing` tensors as one onnxruntime run of the graph
+    produces them (torchvision's swin_t computes its window padding from shapes, which no inference
+    follows), on the `given` inputs (a model's own example inputs: a detector's boxes depend on their
+    values) or on zero-filled ones of the graph's static input shapes; the number recorded. Nothing is
+    recorded when an input has no static shape or the run fails: the caller then names the tensor."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -145,6 +147,9 @@ def _shapes_by_running(model: Any, missing: list[str]) -> int:
     feeds = {}
     for vi in model.graph.input:
         if vi.name in inits:
+            continue
+        if given is not None and vi.name in given:
+            feeds[vi.name] = np.asarray(given[vi.name])
             continue
         shape, tt = shapes.get(vi.name), vi.type.tensor_type
         if shape is None or not tt.elem_type:

@@ -183,7 +183,7 @@ def _classify(func: Any, name: str) -> str:
 
     if name.startswith(_RESAMPLING_PREFIXES):
         return "resampling"
-    if torch.Tag.pointwise in func.tags or name in _NORM_OPS:
+    if torch.Tag.pointwise in func.tags or name in _NORM_OPS or name.rstrip("_") in _NORM_OPS:  # hardswish_
         return "elementwise"
     if torch.Tag.reduction in func.tags:
         return "reduction"

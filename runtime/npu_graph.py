@@ -117,13 +117,15 @@ def graph_precision(proto: "onnx.ModelProto") -> str:
     return "w8a8"
 
 
-def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | None = None) -> GraphLayers:
-    """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc."""
+def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | None = None,
+                   feeds: dict[str, Any] | None = None) -> GraphLayers:
+    """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc (`feeds`:
+    as for `count_onnx`)."""
     from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes
     from mobilecodec.runtime.onnx_complexity import (
         _MAC_WEIGHT_INPUTS, RECURRENT_GATES, RECURRENT_WEIGHT_INPUTS, _Graph, _load, count_onnx)
 
-    proto, _ = infer_static_shapes(_load(model_or_path))
+    proto, _ = infer_static_shapes(_load(model_or_path), feeds)
     graph = proto.graph
     counted = count_onnx(proto)
     if len(counted.nodes) != len(graph.node):

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["NodeRecord", "OnnxComplexity", "SHAPES_MEASURED", "count_onnx", "format_onnx_table"]
 
 #: report line for a graph some of whose shapes were measured by running it (`infer_static_shapes`)
-SHAPES_MEASURED = ("shapes of {n} tensors measured by one onnxruntime run on zero-filled inputs (no shape "
-                   "inference follows them); counts hold for these input sizes")
+SHAPES_MEASURED = ("shapes of {n} tensors measured by one onnxruntime run on {on} (no shape inference follows "
+                   "them); where shapes follow input values (NonZero, NMS), the counts are those of that run")
 
 
 # Op tables ----------------------------------------------------------------------------------
@@ -122,6 +122,7 @@ class OnnxComplexity(WorkTotals):
     params: int
     other_params: int
     shapes_measured: int = 0  # tensor shapes no inference followed, taken from one onnxruntime run
+    shapes_measured_on: str = ""  # the inputs of that run: "the example inputs" or "zero-filled inputs"
     macs_by_op: dict[str, int] = field(default_factory=dict)
     elementwise: dict[str, int] = field(default_factory=dict)
     resampling: dict[str, int] = field(default_factory=dict)
@@ -367,13 +368,17 @@ def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
     return 0
 
 
-def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike") -> OnnxComplexity:
-    """Count MACs, parameters, element-wise and resampling work of a static-shape ONNX graph."""
-    model, measured = infer_static_shapes(_load(model_or_path))
+def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
+               feeds: dict[str, Any] | None = None) -> OnnxComplexity:
+    """Count MACs, parameters, element-wise and resampling work of a static-shape ONNX graph; `feeds`
+    (input name -> array) are the inputs of a shape-measuring run, where one is needed."""
+    model, measured = infer_static_shapes(_load(model_or_path), feeds)
     graph = model.graph
     g = _Graph(graph)
 
-    result = OnnxComplexity(macs=0, params=0, other_params=0, shapes_measured=measured)
+    result = OnnxComplexity(macs=0, params=0, other_params=0, shapes_measured=measured,
+                            shapes_measured_on=("the example inputs" if feeds else "zero-filled inputs")
+                            if measured else "")
     weight_sources: set[str] = set()
     recurrent_params: dict[str, int] = {}
     const: set[str] | None = None

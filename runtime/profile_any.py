@@ -102,7 +102,8 @@ def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> di
             "elementwise": counted.elementwise, "resampling": counted.resampling,
             "elementwise_per_px": counted.elementwise_total / pixels,
             "resampling_per_px": counted.resampling_total / pixels, "unknown_ops": counted.unknown_ops,
-            "shapes_measured": counted.shapes_measured, "quant_nodes": counted.quant_nodes, "inputs": counted.inputs, "outputs": counted.outputs,
+            "shapes_measured": counted.shapes_measured, "shapes_measured_on": counted.shapes_measured_on,
+            "quant_nodes": counted.quant_nodes, "inputs": counted.inputs, "outputs": counted.outputs,
             "layers": [{"name": r.name, "op": r.op_type, "macs": r.macs, "share": r.macs / total,
                         "params": r.params, "output_shape": r.output_shape} for r in layers[:top]],
             "mac_layers": len(layers)}
@@ -280,17 +281,20 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
 def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = None, fps: float = 30.0,
                    state: list[str] | None = None, devices: list[str] | None = None,
                    precision: str | None = None, source: dict[str, Any] | None = None,
-                   torch_counts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole report for ONNX graphs given as protos (name -> onnx.ModelProto)."""
+                   torch_counts: dict[str, Any] | None = None,
+                   feeds: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The whole report for ONNX graphs given as protos (name -> onnx.ModelProto); `feeds` (graph name
+    -> input name -> array) are the inputs of a run that measures shapes no inference follows."""
     from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
     from mobilecodec.runtime.onnx_complexity import count_onnx
 
-    counted = {n: count_onnx(p) for n, p in protos.items()}
+    feeds = feeds or {}
+    counted = {n: count_onnx(p, feeds.get(n)) for n, p in protos.items()}
     frame = _frame_pixels(next(iter(counted.values())).inputs, size)
     source = dict(source or {})
     source.setdefault("frame_size_from", "--size" if size is not None else "the largest 4-D input")
     pixels = frame[0] * frame[1]
-    layers = {n: extract_layers(p, n) for n, p in protos.items()}
+    layers = {n: extract_layers(p, n, feeds.get(n)) for n, p in protos.items()}
     graphs = {n: graph_complexity(counted[n], protos[n], pixels) for n in protos}
     if torch_counts:
         for n, t in torch_counts.items():
@@ -351,6 +355,9 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     with torch_threads(1), _mha_fastpath_off():
         module, inputs = load_factory(spec)
         name = spec.split(":", 1)[1]
+        if kw.get("size") is None and not any(isinstance(x, torch.Tensor) and x.dim() == 4 for x in inputs):
+            raise InputError(f"cannot tell the frame size of {spec}: no 4-D example input (a video model's 5-D "
+                             "clip or a detector's list of images is not one frame); pass --size HxW")
         seen: list[Any] = []  # the counted pass's outputs name the graph outputs: no forward of its own
         hook = module.register_forward_hook(lambda _m, _a, out: seen.append(out))
         try:  # the user's forward on the user's inputs: its errors are input errors, in one line
@@ -365,9 +372,13 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
                 proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx", in_names, out_names)
             except Exception as exc:
                 raise InputError(f"exporting {spec} to ONNX failed: {one_line(exc)}") from None
+    # a shape no inference follows is measured on the factory's own inputs: a detector's proposals
+    # depend on their values (zeros gave maskrcnn 894 proposals where its example gives 1000)
+    feeds = ({n: x.detach().cpu().numpy() for n, x in zip(in_names, inputs)} if in_names else None)
     return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
         name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
-               "resampling": tc.resampling_total, "not_counted": dict(tc.unrecognized_ops)}}, **kw)
+               "resampling": tc.resampling_total, "not_counted": dict(tc.unrecognized_ops)}},
+        feeds={name: feeds} if feeds else None, **kw)
 
 
 def _mha_fastpath_off() -> contextlib.AbstractContextManager[None]:

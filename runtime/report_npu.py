@@ -22,8 +22,8 @@ def graphs_md(report: dict[str, Any]) -> list[str]:
               [[n, g["params_M"], g["gmacs"], g["kmacs_per_px"], g["elementwise_per_px"], g["resampling_per_px"],
                 ", ".join(f"{k} x{v}" for k, v in g["unknown_ops"].items()) or "-"]
                for n, g in report["graphs"].items()])
-    out += [f"{n}: {SHAPES_MEASURED.format(n=g['shapes_measured'])}" for n, g in report["graphs"].items()
-            if g.get("shapes_measured")]
+    out += [f"{n}: {SHAPES_MEASURED.format(n=g['shapes_measured'], on=g['shapes_measured_on'])}"
+            for n, g in report["graphs"].items() if g.get("shapes_measured")]
     out.append("")
     for n, g in report["graphs"].items():
         if "pytorch" in g:

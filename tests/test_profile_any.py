@@ -219,6 +219,22 @@ def fft():
     return Spectrum(), torch.rand(1, 2, 8, 8)
 
 
+class Clip3d(nn.Module):
+    calls = 0
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, padding=1)
+
+    def forward(self, clip):
+        Clip3d.calls += 1
+        return self.conv(clip)
+
+
+def clip3d():
+    return Clip3d(), torch.rand(1, 3, 4, 16, 16)
+
+
 class Counted(Rec):
     calls = 0
 
@@ -298,6 +314,18 @@ def test_state_names_holding_colons(tmp_path):
 ])
 def test_module_errors_are_one_line(user_module, factory, words):
     assert_clean_error(cli_here("profile", "--module", f"{user_module}:{factory}"), *words)
+
+
+def test_a_module_without_a_frame_is_refused_before_it_runs(user_module, tmp_path):
+    """A video model's 5-D clip is no frame: refused before the forward and the export ran (after them,
+    66 s for a detector), and counted with --size."""
+    import importlib
+
+    assert_clean_error(cli_here("profile", "--module", f"{user_module}:clip3d"), "no 4-D example input", "--size")
+    assert importlib.import_module(user_module).Clip3d.calls == 0
+    res = cli_here("profile", "--module", f"{user_module}:clip3d", "--size", "16x16", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["graphs"]["clip3d"]["macs"] == 4 * 16 * 16 * 4 * 3 * 27
 
 
 def test_upper_case_onnx_extension(resnet18_onnx, tmp_path):
@@ -652,6 +680,20 @@ class WindowPad(nn.Module):
 
 def window_pad():
     return WindowPad(), (torch.rand(1, 8, 30, 44),)
+
+
+class SelectedRows(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 64)
+
+    def forward(self, x):  # the rows with a positive sum: how many follows the input's values
+        rows = x.reshape(-1, 64)
+        return self.fc(rows[rows.sum(1) > 0])
+
+
+def selected_rows():
+    return SelectedRows(), (torch.ones(1, 1, 64, 64),)
 '''
 
 
@@ -662,6 +704,7 @@ def window_pad():
     ("zero_biases", 2 * 64 * 16, 2 * (16 + 4)),  # two equal (zero) biases are two parameters
     ("chunk", 36 * 16, 16 + 4),                  # ONNX shape inference leaves the Slice unshaped
     ("window_pad", 32 * 48 * 8 * 8 * 9, 8 * 8 * 9 + 8),  # no inference follows the padding: 30x44 -> 32x48
+    ("selected_rows", 64 * 64 * 64, 64 * 64 + 64),      # all 64 rows of the example (zeros: none, 0 MACs)
 ])
 def test_attention_einsum_and_equal_initial_weights_are_counted(tmp_path, monkeypatch, factory, macs, params):
     """nn.MultiheadAttention in eval under no_grad takes torch's fused fast path, which has no ONNX
@@ -680,6 +723,8 @@ def test_attention_einsum_and_equal_initial_weights_are_counted(tmp_path, monkey
     assert g["unknown_ops"] == {} and g["macs"] == macs and g["pytorch"]["macs"] == macs
     assert g["params"] == params and g["pytorch"]["params"] == params
     assert g["pytorch"]["not_counted"] == {}  # listed in the report, empty here
+    if g["shapes_measured"]:
+        assert g["shapes_measured_on"] == "the example inputs" and "the example inputs" in res.stdout
 
 
 def test_pytorch_count_names_what_it_did_not_count(tmp_path, monkeypatch):
@@ -701,6 +746,12 @@ def test_pytorch_count_names_what_it_did_not_count(tmp_path, monkeypatch):
     c = count_module(module, *inputs)
     assert "hardswish" not in c.unrecognized_ops and "_prelu_kernel" not in c.unrecognized_ops
     assert c.elementwise.get("hardswish") == 4 * 8 * 8 and c.unrecognized_ops  # the FFT: not a known op
+    # in place too (mobilenet_v3's nn.Hardswish(inplace=True): 1,511,264 elements left out of its count)
+    import torch
+    from torch import nn
+
+    c = count_module(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardswish(inplace=True)), torch.rand(1, 3, 8, 8))
+    assert c.elementwise == {"hardswish": 4 * 8 * 8} and c.unrecognized_ops == {}
 
 
 def test_shape_computations_are_folded_not_checked_or_priced(tmp_path, monkeypatch):

@@ -161,7 +161,7 @@ def _format_any(report: dict) -> str:
                 lines.append("  PyTorch count: aten ops not counted: "
                              + ", ".join(f"{k} x{v}" for k, v in t["not_counted"].items()))
         if g["shapes_measured"]:
-            lines.append(f"  {SHAPES_MEASURED.format(n=g['shapes_measured'])}")
+            lines.append(f"  {SHAPES_MEASURED.format(n=g['shapes_measured'], on=g['shapes_measured_on'])}")
         if g["unknown_ops"]:
             lines.append("  not counted (unknown ops): " + ", ".join(f"{k} x{v}" for k, v in g["unknown_ops"].items()))
     for n, g in report["graphs"].items():
