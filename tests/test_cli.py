@@ -284,11 +284,14 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["check-int8", "x", "--max-bdrate", "nan"], "finite"),  # every comparison with nan is false
     (["demo", "-o", "rep", "--baseline-crf", "33,33"], "distinct"),  # refused after PTQ, export and compile
     (["demo", "-o", "rep", "--baseline-crf", ","], "numbers"),  # became the default sweep
+    (["bdrate", "a.json", "b.json", "--metric", ","], "no name given"),  # said "nothing not known"
+    (["decode", "DIR"], "is a folder"),  # said "no such file" of a folder that exists
 ])
 def test_values_no_command_can_use_are_refused_while_parsing(argv, words, tmp_path):
     from cli_run import assert_clean_error, cli_here
 
-    argv = [str(tmp_path / a) if a in ("x.mnvc", "run", "rep") else a for a in argv]
+    (tmp_path / "DIR").mkdir()
+    argv = [str(tmp_path / a) if a in ("x.mnvc", "run", "rep", "DIR") else a for a in argv]
     assert_clean_error(cli_here(*argv), words)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "DIR"]
 

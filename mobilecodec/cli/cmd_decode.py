@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.codec.video import decode_video
     from mobilecodec.errors import InputError
 
+    if Path(args.stream).is_dir():
+        raise InputError(f"{args.stream} is a folder; give a .mnvc stream file")
     if not Path(args.stream).is_file():
         raise InputError(f"no such file: {args.stream}")
     if args.output and Path(args.output).suffix.lower() not in (".y4m", ".yuv"):

@@ -206,9 +206,12 @@ def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         names = [v.strip() for v in text.split(",") if v.strip()]
         bad = [v for v in names if v not in known]
-        if bad or not names:
+        if not names:
+            raise argparse.ArgumentTypeError(f"no name given in {text!r}; choose from {', '.join(known)} "
+                                             "(comma-separated)")
+        if bad:
             raise argparse.ArgumentTypeError(
-                f"{', '.join(map(repr, bad)) or 'nothing'} not known; choose from {', '.join(known)} (comma-separated)")
+                f"{', '.join(map(repr, bad))} not known; choose from {', '.join(known)} (comma-separated)")
         return names
 
     return parse
