@@ -227,7 +227,7 @@ def test_comma_separated_argument_types():
             positive_ints(bad)
     metric = choice_list(("psnr_yuv", "psnr_rgb"))
     assert metric("psnr_yuv, psnr_rgb") == ["psnr_yuv", "psnr_rgb"] and metric("psnr_rgb,") == ["psnr_rgb"]
-    for bad, needle in (("psnr_yuv,nope", "'nope' not known; choose from psnr_yuv, psnr_rgb"), ("", "nothing")):
+    for bad, needle in (("psnr_yuv,nope", "'nope' not known; choose from psnr_yuv, psnr_rgb"), ("", "no name given")):
         with pytest.raises(argparse.ArgumentTypeError, match=needle):
             metric(bad)
     proc = _run("-m", "mobilecodec", "bdrate", "a.json", "b.json", "--metric", "psnr_yuv,nope")

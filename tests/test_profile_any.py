@@ -804,3 +804,22 @@ def test_shape_inference_leaves_nothing_in_the_working_directory(tmp_path, monke
     static_issues(onnx.load(str(path)), "merge")
     assert list(cwd.iterdir()) == []
     assert counted.macs == 4 * 4 * 32 * 16  # 2x2 patches of 8 channels concatenated (32), Linear 32 -> 16
+
+
+def test_pytorch_counter_matches_torchvisions_published_figures(tmp_path):
+    """`scripts/torchvision_counts.py`: the counter beside torchvision's own published GMACs and
+    parameter counts (independent figures: its weights' meta), for a CNN, a depthwise net, a plain
+    transformer and a windowed one; all 80 classification models matched in session 28."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "torchvision_counts.py"
+    out = tmp_path / "tv.json"
+    proc = subprocess.run([sys.executable, str(script), "--models", "resnet18,mobilenet_v3_small,vit_b_16,swin_t",
+                           "--no-progress", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["resnet18"]["params"] == 11_689_512 and rows["vit_b_16"]["params"] == 86_567_656
+    assert all(r["ok"] and abs(r["macs_error"]) < 0.009 for r in rows.values()), rows
+    bad = subprocess.run([sys.executable, str(script), "--models", "resnet18,nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "'nope' not known" in bad.stderr
