@@ -346,6 +346,11 @@ def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert "cannot be combined with --recipe" in capsys.readouterr().err
     assert main(["train", "--recipe", "nope", "-o", str(tmp_path / "r")]) == 2
     assert "unknown recipe" in capsys.readouterr().err
+    # a mistyped --data: the one-line error alone (a phase announced itself on stdout first)
+    assert main(["train", "--recipe", "tiny-smoke", "--data", "nope.y4m", "--no-progress", "-o", str(tmp_path / "r")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "mobilecodec train: error: no such training video or folder: nope.y4m"
+    assert not (tmp_path / "r").exists()
 
 
 def test_recipe_cli_refuses_steps_and_intervals_it_would_ignore(tmp_path, capsys):
