@@ -351,6 +351,14 @@ def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == "mobilecodec train: error: no such training video or folder: nope.y4m"
     assert not (tmp_path / "r").exists()
+    # every kind of entry stays accepted: sample names and the stills (a first check refused "stills")
+    from mobilecodec.train.data import DEFAULT_TRAIN_DATA
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    assert "stills" in DEFAULT_TRAIN_DATA
+    summary = run_recipe(get_recipe("tiny-smoke"), tmp_path / "r", data=list(DEFAULT_TRAIN_DATA), threads=1,
+                         progress=False, stop_after_steps=1)
+    assert summary["phases"][0]["step"] == 1
 
 
 def test_recipe_cli_refuses_steps_and_intervals_it_would_ignore(tmp_path, capsys):

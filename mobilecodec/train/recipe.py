@@ -221,11 +221,10 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
         recipe.phase(until)
     if only is not None:
         recipe.phase(only)
-    from mobilecodec.train.data import _video_path, is_folder_source
+    from mobilecodec.train.data import data_identity
 
     for entry in data or ():  # a mistyped --data fails before the first phase says it starts
-        if not is_folder_source(entry):
-            _video_path(entry)
+        data_identity(entry)
     deadline = time.monotonic() + 60.0 * minutes if minutes else None
     steps_left = stop_after_steps
     report: list[dict[str, Any]] = []
