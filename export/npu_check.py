@@ -74,18 +74,19 @@ def _dims_static(vi: Any) -> tuple[bool, int]:
 
 def static_issues(proto: Any, graph: str) -> list[Issue]:
     """Reasons `proto` cannot run on the HTP, found without compiling (each names its node). Nodes
-    and tensors onnxruntime folds to constants before partitioning (`onnx_common.constant_tensors`:
+    and tensors onnxruntime folds to constants before partitioning (`onnx_common.compiler_constants`:
     the Shape -> Mod -> Pad chain of a shape-dependent padding) never reach the HTP and are not checked."""
     import onnx
 
-    from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes, value_shapes
+    from mobilecodec.export.onnx_common import compiler_constants, infer_static_shapes, value_shapes
 
+    measured: list[str] = []
     try:
-        inferred, _ = infer_static_shapes(proto)
+        inferred, measured = infer_static_shapes(proto)
     except InputError:  # an un-inferable graph is reported via its declared I/O only
         inferred = proto
     g = inferred.graph
-    folded = constant_tensors(g, value_shapes(g))
+    static, folded = compiler_constants(g, value_shapes(g), measured)
     issues: list[Issue] = []
     consumers: dict[str, list[Any]] = {}
     producers: dict[str, Any] = {}
@@ -111,11 +112,11 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
             if vi.name in seen or vi.name in folded:
                 continue
             seen.add(vi.name)
-            static, rank = _dims_static(vi)
+            fixed, rank = _dims_static(vi)
             node = producers.get(vi.name) or (consumers.get(vi.name) or [None])[0]
             nname = (node.name or node.op_type) if node is not None else "-"
             op = node.op_type if node is not None else "-"
-            if not static:
+            if not fixed or vi.name not in static:  # a shape one run measured may follow the input's values
                 issues.append(Issue(graph, nname, op, f"graph {kind} {vi.name!r} has a dynamic or unknown shape "
                                                       "(the HTP needs static shapes)"))
             elif rank > MAX_RANK:

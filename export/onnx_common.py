@@ -21,6 +21,8 @@ def load_onnx(path: "str | os.PathLike") -> Any:
     from mobilecodec.errors import InputError
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an ONNX file")
     if not path.is_file():
         raise InputError(f"ONNX file not found: {path}")
     try:
@@ -80,11 +82,12 @@ def value_shapes(graph: Any) -> dict[str, list[int] | None]:
     return shapes
 
 
-def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tuple[Any, int]:
-    """The model (local functions inlined) with every tensor's static shape it can find, and how many
-    of them were measured by running it (`_shapes_by_running`, on `feeds`, name -> array, else on
-    zero-filled inputs) because neither ONNX's nor onnxruntime's symbolic inference followed them.
-    Raises InputError when ONNX's inference fails outright."""
+def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tuple[Any, list[str]]:
+    """The model (local functions inlined) with every tensor's static shape it can find, and the
+    tensors whose shape was measured by running it (`_shapes_by_running`, on `feeds`, name -> array,
+    else on zero-filled inputs) because neither ONNX's nor onnxruntime's symbolic inference followed
+    them: shapes of that run, not a compiler's (`compiler_constants`). Raises InputError when ONNX's
+    inference fails outright."""
     import onnx
     import onnx.inliner
     import onnx.shape_inference
@@ -96,14 +99,14 @@ def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tupl
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception as exc:
-        raise InputError(f"ONNX shape inference failed: {exc}") from exc
+        raise InputError(f"ONNX shape inference failed: {one_line(exc)}") from None
     if not _unshaped(inferred.graph):
-        return inferred, 0
+        return inferred, []
     # ONNX's inference does not follow a Slice or Pad whose bounds are computed from shapes (torch's
     # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
     inferred = _symbolic_shapes(inferred)
     missing = _unshaped(inferred.graph)
-    return (inferred, _shapes_by_running(inferred, missing, feeds)) if missing else (inferred, 0)
+    return (inferred, _shapes_by_running(inferred, missing, feeds)) if missing else (inferred, [])
 
 
 def _symbolic_shapes(model: Any) -> Any:
@@ -132,7 +135,7 @@ def _unshaped(graph: Any) -> list[str]:
     return [o for n in graph.node for o in n.output if o and shapes.get(o) is None]
 
 
-def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | None = None) -> int:
+def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | None = None) -> list[str]:
     """Record in `model` the shapes of the `missing` tensors as one onnxruntime run of the graph
     produces them (torchvision's swin_t computes its window padding from shapes, which no inference
     follows), on the `given` inputs (a model's own example inputs: a detector's boxes depend on their
@@ -153,7 +156,7 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
             continue
         shape, tt = shapes.get(vi.name), vi.type.tensor_type
         if shape is None or not tt.elem_type:
-            return 0
+            return []
         feeds[vi.name] = np.zeros(shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -166,8 +169,8 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         values = sess.run(missing, feeds)
     except Exception:  # noqa: BLE001 - a graph onnxruntime cannot run: the caller names the tensor
-        return 0
-    recorded = 0
+        return []
+    recorded = []
     value_info = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.output)}
     for name, value in zip(missing, values):
         if not isinstance(value, np.ndarray):
@@ -180,19 +183,52 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
         vi.type.tensor_type.shape.Clear()
         for d in value.shape:
             vi.type.tensor_type.shape.dim.add().dim_value = int(d)
-        recorded += 1
+        recorded.append(name)
     return recorded
 
 
-def constant_tensors(graph: Any, shapes: dict[str, list[int] | None] | None = None) -> set[str]:
-    """Tensors the compiler folds to constants before the graph runs: those computed from initializers
-    and Constant nodes alone (weights behind Slice / Concat / Unsqueeze / DequantizeLinear, as torch
-    exports a GRU's) and, given `shapes`, from the Shape / Size of statically shaped tensors too (the
-    Shape -> Gather -> Mod -> Pad chain of a window padding; onnxruntime folds it, so QNN never sees it)."""
+def constant_tensors(graph: Any) -> set[str]:
+    """Tensors computed from initializers and Constant nodes alone (weights behind Slice / Concat /
+    Unsqueeze / DequantizeLinear, as torch exports a GRU's): a recurrent node's parameters."""
     const = {i.name for i in graph.initializer}
     for node in graph.node:  # ONNX graphs are topologically sorted
         ins = [t for t in node.input if t]
-        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant") or (
-                shapes is not None and node.op_type in SHAPE_OPS and ins and shapes.get(ins[0]) is not None):
+        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant"):
             const.update(t for t in node.output if t)
     return const
+
+
+#: inputs that set an op's output shape by their values (the rest set it by their shapes)
+SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Pad": (1, 3), "Slice": (1, 2, 3, 4), "Resize": (1, 2, 3),
+    "Upsample": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2), "TopK": (1,), "Squeeze": (1,),
+    "Unsqueeze": (1,), "Split": (1,), "OneHot": (1,), "CenterCropPad": (1,),
+    **{op: (1,) for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+                           "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")}}
+#: ops whose output shape follows their inputs' values whatever is constant
+VALUE_SHAPED = frozenset({"NonZero", "Unique", "NonMaxSuppression", "Compress", "StringSplit", "If", "Loop", "Scan"})
+
+
+def compiler_constants(graph: Any, shapes: dict[str, list[int] | None],
+                       measured: list[str] | set[str] = ()) -> tuple[set[str], set[str]]:
+    """(tensors of static shape, tensors folded to constants) as onnxruntime sees the graph before it
+    hands it to an execution provider. Folded: computed from initializers, Constant nodes and the
+    Shape / Size of statically shaped tensors (the Shape -> Mod -> Pad chain of a window padding).
+    Static: shapes ONNX's or onnxruntime's inference gives, and the `measured` ones (from a run) whose
+    node's shape-setting inputs (`SHAPE_INPUTS`) are folded and whose other inputs are static; a
+    slice whose end comes from a ReduceMax of the input stays dynamic, whatever one run measured."""
+    measured = set(measured)
+    static = {n for n, s in shapes.items() if s is not None and n not in measured}
+    const = {i.name for i in graph.initializer}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        ins = [t for t in node.input if t]
+        outs = [t for t in node.output if t]
+        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant") or (
+                node.op_type in SHAPE_OPS and ins and ins[0] in static):
+            const.update(outs)
+            static.update(o for o in outs if shapes.get(o) is not None)
+        elif node.op_type not in VALUE_SHAPED:
+            sets_shape = SHAPE_INPUTS.get(node.op_type, ())
+            if all((t in const) if k in sets_shape else (t in static) for k, t in enumerate(node.input) if t):
+                static.update(o for o in outs if o in measured and shapes.get(o) is not None)
+    return static, const

@@ -187,7 +187,8 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     if calib.samefile(clip):
         raise InputError(f"--calib-clip {opts.calib_clip} is the clip the demo evaluates; calibrate on another clip")
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
-    _read_frames(clip, opts.frames)  # so does a clip whose frames cannot be read (a truncated file)
+    read_frames(clip, opts.frames)  # so does a clip whose frames cannot be read (a truncated file): encode,
+    # eval and baseline refuse it at once, the demo did after PTQ, export and compile (minutes)
     # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
     # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -212,16 +213,6 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     report = _read_json(final / "report.json")
     log.say(f"report: {final / 'report.md'} ({report['timings']['total_s']:.0f} s)")
     return report
-
-
-def _read_frames(clip: Path, frames: int) -> None:
-    """Read the frames the demo codes: a broken file then fails in a moment, not after PTQ, export
-    and compile (minutes), as encode, eval and baseline fail on it before they start."""
-    from mobilecodec.io import open_video
-
-    with open_video(clip, max_frames=frames) as reader:
-        for _ in reader:
-            pass
 
 
 def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions, log: StageLog) -> dict[str, Any]:

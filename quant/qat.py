@@ -35,6 +35,11 @@ STATE_FILE = "qat_state.pt"
 SUMMARY_FILE = "qat.json"
 
 
+# float fields -> how an error names them: the CLI's option, or the field where qat has no option
+_FLOAT_OPTIONS = {"lr": "--lr", "lr_min": "--lr-min", "beta": "--beta", "tau": "--tau",
+                  "p_rate_factor": "p_rate_factor", "grad_clip": "grad_clip"}
+
+
 @dataclass
 class QATOptions:
     """Table 5 stage 4 defaults: batch 16, GOP 4, 256x256 crops, lr 5e-7 cosine-decayed to 1e-9,
@@ -61,11 +66,12 @@ class QATOptions:
     max_frames: int | None = None
 
     def validate(self) -> None:
-        """InputError naming the option (as the CLI spells it) of a value QAT cannot use."""
-        for name in ("lr", "lr_min", "beta", "tau", "p_rate_factor", "grad_clip"):  # first: nan passes most checks
+        """InputError naming the option (as the CLI spells it; the two fields it has no option for by
+        their names) of a value QAT cannot use."""
+        for name, option in _FLOAT_OPTIONS.items():  # first: nan passes most checks
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise InputError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+                raise InputError(f"{option} must be a finite number, got {value}")
         for name in ("steps", "gop", "batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -78,9 +84,9 @@ class QATOptions:
             raise InputError(f"--beta must be positive, got {self.beta}")
         if not self.tau > 0:
             raise InputError(f"--tau must be positive, got {self.tau}")
-        if self.p_rate_factor < 0 or self.grad_clip < 0:
-            raise InputError(f"the P-frame rate factor and the gradient clip must be >= 0, got "
-                             f"{self.p_rate_factor} and {self.grad_clip}")
+        for name in ("p_rate_factor", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{_FLOAT_OPTIONS[name]} must be >= 0, got {getattr(self, name)}")
         self.crop = tuple(self.crop)
 
     def stage(self):

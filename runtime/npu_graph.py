@@ -121,11 +121,11 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
                    feeds: dict[str, Any] | None = None) -> GraphLayers:
     """Layers of a static-shape ONNX graph (float or QDQ), in graph order; see the module doc (`feeds`:
     as for `count_onnx`)."""
-    from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes
+    from mobilecodec.export.onnx_common import compiler_constants, infer_static_shapes
     from mobilecodec.runtime.onnx_complexity import (
         _MAC_WEIGHT_INPUTS, RECURRENT_GATES, RECURRENT_WEIGHT_INPUTS, _Graph, _load, count_onnx)
 
-    proto, _ = infer_static_shapes(_load(model_or_path), feeds)
+    proto, measured = infer_static_shapes(_load(model_or_path), feeds)
     graph = proto.graph
     counted = count_onnx(proto)
     if len(counted.nodes) != len(graph.node):
@@ -147,7 +147,7 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             t = alias[t]
         return t
 
-    const = constant_tensors(graph, g.shapes)
+    _, const = compiler_constants(graph, g.shapes, measured)
     mac_outputs: set[str] = set()
     classes: list[str] = []
     for node in graph.node:

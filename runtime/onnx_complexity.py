@@ -15,7 +15,8 @@ Same conventions as `mobilecodec.runtime.complexity` (DESIGN.md "Counting conven
 Element-wise ops and resampling / warp ops are counted as output elements per op type, in their
 own dicts. Ops the counter does not know are listed, never silently priced at zero. Shapes come from
 ONNX's shape inference, then onnxruntime's symbolic one, then (for the tensors neither follows) one
-onnxruntime run on zero inputs, which the result counts in `shapes_measured`.
+onnxruntime run, on given `feeds` (`profile --module`: the factory's example inputs) or on zero-filled
+inputs, which the result counts in `shapes_measured` and names in `shapes_measured_on`.
 """
 
 from __future__ import annotations
@@ -179,8 +180,8 @@ class _Graph:
         if shape is None:
             raise InputError(
                 f"node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
-                "shape inference (ONNX's and onnxruntime's) nor from a run of the graph on zero inputs (which "
-                "needs static input shapes and a graph onnxruntime runs): export with fixed input sizes")
+                "shape inference (ONNX's and onnxruntime's) nor from a run of the graph (which needs static "
+                "input shapes and a graph onnxruntime runs): export with fixed input sizes")
         return shape
 
     def source(self, tensor: str) -> str | None:
@@ -372,7 +373,8 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
                feeds: dict[str, Any] | None = None) -> OnnxComplexity:
     """Count MACs, parameters, element-wise and resampling work of a static-shape ONNX graph; `feeds`
     (input name -> array) are the inputs of a shape-measuring run, where one is needed."""
-    model, measured = infer_static_shapes(_load(model_or_path), feeds)
+    model, measured_names = infer_static_shapes(_load(model_or_path), feeds)
+    measured = len(measured_names)
     graph = model.graph
     g = _Graph(graph)
 

@@ -374,11 +374,22 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
                 raise InputError(f"exporting {spec} to ONNX failed: {one_line(exc)}") from None
     # a shape no inference follows is measured on the factory's own inputs: a detector's proposals
     # depend on their values (zeros gave maskrcnn 894 proposals where its example gives 1000)
-    feeds = ({n: x.detach().cpu().numpy() for n, x in zip(in_names, inputs)} if in_names else None)
+    feeds = _numpy_feeds(in_names, inputs)
     return profile_graphs({name: proto}, source={"module": spec}, torch_counts={
         name: {"params": tc.params, "macs": tc.macs, "elementwise": tc.elementwise_total,
                "resampling": tc.resampling_total, "not_counted": dict(tc.unrecognized_ops)}},
         feeds={name: feeds} if feeds else None, **kw)
+
+
+def _numpy_feeds(names: list[str] | None, inputs: tuple) -> dict[str, Any] | None:
+    """The example inputs as onnxruntime feeds (graph input name -> array); None (zero-filled inputs
+    then) where the inputs are not named tensors or numpy has no such dtype (bfloat16)."""
+    if not names:
+        return None
+    try:
+        return {n: x.detach().cpu().numpy() for n, x in zip(names, inputs)}
+    except TypeError:  # "Got unsupported ScalarType BFloat16"
+        return None
 
 
 def _mha_fastpath_off() -> contextlib.AbstractContextManager[None]:

@@ -97,20 +97,3 @@ def session_options(threads: int | None = None, base: Any = None, exact_int8: bo
     return so
 
 
-def thread_count(text: str) -> int:
-    """argparse type for --threads: 1..MAX_THREADS (the libraries take a C int)."""
-    import argparse
-
-    from mobilecodec.cli.common import positive_int
-
-    n = positive_int(text)
-    if n > MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {text!r}")
-    return n
-
-
-def add_threads_argument(p: Any) -> None:
-    """The `--threads` option shared by the commands that run the codec."""
-    p.add_argument("--threads", type=thread_count, default=None,
-                   help="host threads for onnxruntime sessions, the integer hyper-synthesis and torch "
-                        "(default: each library's own, usually all cores)")

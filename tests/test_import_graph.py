@@ -107,7 +107,7 @@ def test_pipeline_arrows_point_one_way():
     for mod, targets in _graph().items():
         if mod.startswith(ON_TOP):
             continue
-        for t in targets:
-            if LAYER[_package(t)] > LAYER[_package(mod)]:
+        for t in targets:  # the CLI and the demo sit on top of every layer: none imports them
+            if LAYER[_package(t)] > LAYER[_package(mod)] or t.startswith(ON_TOP):
                 bad.append(f"{mod} -> {t}")
     assert bad == []

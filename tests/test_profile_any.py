@@ -235,6 +235,10 @@ def clip3d():
     return Clip3d(), torch.rand(1, 3, 4, 16, 16)
 
 
+def bf16():
+    return nn.Conv2d(4, 4, 3, padding=1).bfloat16(), torch.rand(1, 4, 16, 16).bfloat16()
+
+
 class Counted(Rec):
     calls = 0
 
@@ -314,6 +318,15 @@ def test_state_names_holding_colons(tmp_path):
 ])
 def test_module_errors_are_one_line(user_module, factory, words):
     assert_clean_error(cli_here("profile", "--module", f"{user_module}:{factory}"), *words)
+
+
+def test_a_bfloat16_module_is_counted(user_module, tmp_path):
+    """Its example inputs have no numpy dtype: they are not the shape run's feeds (a TypeError
+    traceback), the run is not needed anyway."""
+    res = cli_here("profile", "--module", f"{user_module}:bf16", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    g = json.loads((tmp_path / "r.json").read_text())["graphs"]["bf16"]
+    assert g["macs"] == g["pytorch"]["macs"] == 16 * 16 * 4 * 4 * 9
 
 
 def test_a_module_without_a_frame_is_refused_before_it_runs(user_module, tmp_path):
@@ -823,3 +836,34 @@ def test_pytorch_counter_matches_torchvisions_published_figures(tmp_path):
     assert all(r["ok"] and abs(r["macs_error"]) < 0.009 for r in rows.values()), rows
     bad = subprocess.run([sys.executable, str(script), "--models", "resnet18,nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "'nope' not known" in bad.stderr
+
+
+def test_a_shape_that_follows_input_values_stays_dynamic_for_the_htp(tmp_path):
+    """One run measures every shape, but a slice whose end comes from a ReduceMax of the input has
+    that run's shape only: the HTP check must still call it dynamic (it passed the graph once the
+    measured shapes counted as static), and the real HTP compile (CPU fallback off) refuses it."""
+    from mobilecodec.errors import ToolError
+    from mobilecodec.export.npu_check import static_issues
+    from mobilecodec.export.qdq import quantize_graph, random_feeds
+    from mobilecodec.export.qnn import htp_session
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+             helper.make_node("Cast", ["m"], ["mi"], to=TensorProto.INT64),
+             helper.make_node("Add", ["mi", "five"], ["k"]),
+             helper.make_node("Unsqueeze", ["k", "ax0"], ["k1"]),
+             helper.make_node("Slice", ["x", "zero", "k1", "ax3"], ["y"]),
+             helper.make_node("Relu", ["y"], ["out"])]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n)
+             for n, v in (("five", 5), ("ax0", [0]), ("zero", [0]), ("ax3", [3]))]
+    g = helper.make_graph(nodes, "dyn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    reasons = {i.reason.split("'")[1] for i in static_issues(model, "dyn") if "dynamic" in i.reason}
+    assert reasons == {"y", "out"}
+    assert count_onnx(model).shapes_measured == 2  # counted all the same, at that run's shapes
+    path = tmp_path / "dyn.onnx"
+    onnx.save(model, str(path))
+    qdq = quantize_graph(path, tmp_path / "dyn.qdq.onnx", random_feeds(path))
+    with pytest.raises(ToolError, match="could not compile"):
+        htp_session(qdq)

@@ -282,6 +282,8 @@ def test_resume_after_a_kill_drops_the_steps_it_repeats(tmp_path):
     # killed once step 5 was logged: checkpoint 4 (or a later one, when the kill came late on a busy
     # machine), and the steps logged after it to repeat
     assert saved % 4 == 0 and saved >= 4 and max(logged) >= saved, (saved, logged)
+    if max(logged) == saved:  # the kill landed right after a checkpoint: nothing to repeat, nothing tested
+        pytest.skip(f"the kill came at checkpoint {saved}, with no step logged after it")
     end = saved + 3
     assert main(["train", "-o", str(run), "--resume", "--steps", str(end), "--no-progress", "--threads", "1"]) == 0
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json
-from mobilecodec.runtime.threads import add_threads_argument
+from mobilecodec.cli.common import Output, add_threads_argument, emit_json
 
 HELP = "decode a .mnvc bitstream (PyTorch, or an export package on onnxruntime), checking frame hashes"
 OUTPUT = Output("file")

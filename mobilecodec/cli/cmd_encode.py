@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, frame_rate, parse_wh, positive_int
-from mobilecodec.runtime.threads import add_threads_argument
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, emit_json, frame_rate, parse_wh, positive_int
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
 OUTPUT = Output("file")

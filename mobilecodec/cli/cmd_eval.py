@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, emit_json, frame_rate, parse_wh, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, emit_json, frame_rate, parse_wh, positive_int
 from mobilecodec.rdresults import BD_MIN_POINTS
-from mobilecodec.runtime.threads import add_threads_argument
 
 HELP = "evaluate checkpoints or export packages with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
 OUTPUT = Output("folder")

@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilecodec.cli.common import Output, emit_json, frame_rate, given_options, parse_hw, positive_int
-from mobilecodec.runtime.threads import add_threads_argument
+from mobilecodec.cli.common import Output, add_threads_argument, emit_json, frame_rate, given_options, parse_hw, positive_int
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
         "time packages on onnxruntime; estimate Snapdragon NPU latency")

@@ -9,8 +9,7 @@ import argparse
 import sys
 
 from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, given_options, parse_hw,
-                                    positive_float, positive_int, seed_int)
-from mobilecodec.runtime.threads import thread_count
+                                    positive_float, positive_int, seed_int, thread_count)
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
 OUTPUT = Output("folder")  # a run folder, continued when started again

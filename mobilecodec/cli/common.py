@@ -146,6 +146,23 @@ def parse_crf_list(text: str) -> list[float]:
     return values
 
 
+def thread_count(text: str) -> int:
+    """argparse type for --threads: 1..`runtime.threads.MAX_THREADS` (the libraries take a C int)."""
+    from mobilecodec.runtime.threads import MAX_THREADS
+
+    n = positive_int(text)
+    if n > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {text!r}")
+    return n
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """The `--threads` option shared by the commands that run the codec (`runtime.threads.set_threads`)."""
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="host threads for onnxruntime sessions, the integer hyper-synthesis and torch "
+                        "(default: each library's own, usually all cores)")
+
+
 def frame_rate(text: str) -> float:
     """argparse type for --fps: a number within the readers' and the stream header's range
     (`io.frame.MIN_FPS`..`MAX_FPS`), refused at parse time with the value as typed."""
