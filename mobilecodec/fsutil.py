@@ -178,6 +178,43 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
+def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
+    """Hold `folder` for one process (a training or QAT run writes into it for hours): a second process
+    is refused in one line instead of interleaving its checkpoints and logs with the first's. The lock
+    is an flock on the hidden file `.NAME.lock` next to the folder (the folder itself is replaced whole
+    by some writers), released by the kernel if the process dies, and removed on the way out."""
+    import fcntl
+
+    from mobilecodec.errors import InputError
+
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = folder.with_name(f".{folder.name}.lock")
+    for _ in range(3):  # another holder may remove the file between our open and our lock: open again
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise InputError(f"{folder} is in use by another {what} (pid {holder or '?'}); wait for it to end "
+                             "or choose another -o") from None
+        if lock.exists() and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)
+    else:
+        raise InputError(f"cannot lock {folder}: its lock file {lock.name} keeps changing")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, marker: str | None = None,
                marker_format: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds.
@@ -188,10 +225,8 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+        if final.exists():  # set aside under a name of this process's own (two replacers shared one)
+            old = _new_temp(final.parent, f".{final.name}.", ".old", is_dir=True)
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old)

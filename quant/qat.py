@@ -260,7 +260,17 @@ def run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] 
     `resume_options`; None: the run's own) must hold the run's options but for `steps` and
     `checkpoint_every`, and a `source` or `data` given must be the run's.
     The held-out clip is refused in `data` unless `allow_held_out`, as in training; the summary says
-    whether the model was calibrated or trained on it."""
+    whether the model was calibrated or trained on it. The process holds `out_dir` while it runs
+    (`fsutil.run_lock`): a second qat or --resume of it is refused (one resumed from a state and a
+    model the running one had saved at different steps)."""
+    from mobilecodec.fsutil import run_lock
+
+    with run_lock(out_dir, "QAT run"):
+        return _run_qat(source, data, out_dir, opts, resume=resume, progress=progress, allow_held_out=allow_held_out)
+
+
+def _run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike] | None, out_dir: str | os.PathLike,
+             opts: QATOptions | None, *, resume: bool, progress: bool, allow_held_out: bool) -> dict:
     import torch
 
     from mobilecodec.progress import progress_bar

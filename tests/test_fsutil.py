@@ -245,3 +245,48 @@ def test_leftover_cleanup_spares_look_alike_names_and_restores_relative_paths(tm
         (stage / "c.mnvc").write_bytes(b"c")
     assert {k: v for k, v in _contents(work / "res").items() if k != "c.mnvc"} == before
     assert not (tmp_path / "res").exists()
+
+
+LOCK_HOLDER = """
+import sys, time
+from mobilecodec import fsutil
+with fsutil.run_lock(sys.argv[1], "training run"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_run_lock_refuses_a_second_process_until_the_first_is_gone(tmp_path):
+    """Two processes training into one folder interleaved their checkpoints and logs (both exit 0,
+    the folder a mix): the second is refused naming the first's pid, and once the first is gone (even
+    killed outright) the folder is free again; a clean exit leaves no lock file."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match=rf"run is in use by another training run \(pid {holder.pid}\)"):
+            with fsutil.run_lock(run, "training run"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with fsutil.run_lock(run):  # the kernel released the killed holder's lock
+        assert (tmp_path / ".run.lock").read_text() == str(os.getpid())
+    assert not (tmp_path / ".run.lock").exists()
+
+
+def test_replacing_a_folder_sets_the_old_one_aside_under_its_own_name(tmp_path):
+    """atomic_dir set the earlier folder aside as `.NAME.old`, shared by every process: a second
+    replacer deleted the first one's (an error "No such file or directory: manifest.json"), and a
+    user's own `.out.old` folder was deleted outright."""
+    mine = tmp_path / ".out.old"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("the user's")
+    for text in ("one", "two"):
+        with fsutil.atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f.txt").write_text(text)
+    assert (tmp_path / "out" / "f.txt").read_text() == "two" and (mine / "keep.txt").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "out"]

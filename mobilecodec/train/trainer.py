@@ -386,7 +386,19 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
 
     Under torchrun (WORLD_SIZE > 1) every process calls this: the model is wrapped in
     DistributedDataParallel, each rank samples its own data (seeded with its rank), and rank 0
-    writes checkpoints, logs and the progress bar. `stage.batch_size` is per process."""
+    writes checkpoints, logs and the progress bar. `stage.batch_size` is per process. A single
+    process holds the run folder (`fsutil.run_lock`): a second train or --resume of it is refused
+    while this one runs (it interleaved its checkpoints and logs with this one's)."""
+    from mobilecodec.fsutil import run_lock
+
+    opts.validate()
+    if dist_info().world_size > 1:  # torchrun's ranks share the folder by design; rank 0 writes
+        return _train(opts, resume)
+    with run_lock(opts.run_dir, "training run"):
+        return _train(opts, resume)
+
+
+def _train(opts: TrainOptions, resume: bool) -> dict:
     from mobilecodec.progress import progress_bar
     from mobilecodec.train.data import TrainingData, gops_to_tensor
     from mobilecodec.train.losses import GopLoss, summarize
