@@ -191,7 +191,11 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock = folder.with_name(f".{folder.name}.lock")
     for _ in range(3):  # another holder may remove the file between our open and our lock: open again
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError:  # a folder we cannot write: the run's own first write names the problem
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -199,6 +203,12 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
             os.close(fd)
             raise InputError(f"{folder} is in use by another {what} (pid {holder or '?'}); wait for it to end "
                              "or choose another -o") from None
+        except OSError:  # a file system without locks (some network mounts): run unguarded, as before
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            yield
+            return
         if lock.exists() and os.stat(lock).st_ino == os.fstat(fd).st_ino:
             break
         os.close(fd)
