@@ -290,3 +290,18 @@ def test_replacing_a_folder_sets_the_old_one_aside_under_its_own_name(tmp_path):
             (tmp / "f.txt").write_text(text)
     assert (tmp_path / "out" / "f.txt").read_text() == "two" and (mine / "keep.txt").read_text() == "the user's"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "out"]
+
+
+def test_run_lock_without_flock_support_runs_unguarded(tmp_path, monkeypatch):
+    """Some network mounts refuse flock (ENOLCK): the run goes on as before the lock existed, with no
+    traceback and no lock file left (failure injection: the kernel call raises as it does there)."""
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = False
+    with fsutil.run_lock(tmp_path / "run"):
+        ran = True
+    assert ran and list(tmp_path.iterdir()) == []
