@@ -49,3 +49,23 @@ def assert_clean_error(p: subprocess.CompletedProcess, *words: str) -> None:
     assert len(lines) == 1, p.stderr
     for w in words:
         assert w.lower() in lines[0].lower(), (w, lines[0])
+
+
+@contextlib.contextmanager
+def running(*args, until, timeout: float = 240):
+    """`mobilecodec ARGS` in a child process (one torch thread), yielded once the path `until` exists
+    (a run's first checkpoint); killed on the way out. Yields the Popen."""
+    import os
+    import time
+
+    proc = subprocess.Popen([*PY, *map(str, args)], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not until.exists():
+            time.sleep(0.05)
+        assert proc.poll() is None and until.exists(), proc.stderr.read()[-2000:]
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -515,28 +515,15 @@ def test_a_running_qat_refuses_a_resume(ptq_dir, tmp_path, capsys):
     """`qat --resume` of a run that is still training read its state and its model at different
     steps in 4 of 13 tries (the running job replaces the folder at every save) and trained on a wrong
     model, both exiting 0: the running job holds the folder, so the resume is refused."""
-    import os
-    import subprocess
-    import sys
-    import time
+    from cli_run import running
 
     from mobilecodec.quant.qat import STATE_FILE
 
     out = tmp_path / "Q"
-    cmd = [sys.executable, "-m", "mobilecodec", "qat", "--checkpoint", str(ptq_dir), "--data", "bikes",
-           "--max-frames", "8", "-o", str(out), "--gop", "2", "--batch", "1", "--crop", "64x64", "--lr", "1e-3",
-           "--beta", str(BETA), "--steps", "100000", "--checkpoint-every", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None and not (out / STATE_FILE).exists():
-            time.sleep(0.05)
-        assert proc.poll() is None and (out / STATE_FILE).exists(), proc.stderr.read()[-2000:]
+    with running("qat", "--checkpoint", ptq_dir, "--data", "bikes", "--max-frames", "8", "-o", out, "--gop", "2",
+                 "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", BETA, "--steps", "100000",
+                 "--checkpoint-every", "1", "--no-progress", until=out / STATE_FILE) as proc:
         capsys.readouterr()
         assert main(["qat", "-o", str(out), "--resume", "--steps", "3", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"is in use by another QAT run (pid {proc.pid})" in err[0], err
-    finally:
-        proc.kill()
-        proc.wait()

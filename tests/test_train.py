@@ -294,29 +294,19 @@ def test_resume_after_a_kill_drops_the_steps_it_repeats(tmp_path):
 def test_a_running_run_refuses_a_second_process(tmp_path, capsys):
     """A second `train -o RUN`, fresh or --resume, while RUN trains: both were accepted and the folder
     ended a mix of the two runs (checkpoints of one, final.pt of the other; log steps twice)."""
-    import time
+    from cli_run import running
 
     from mobilecodec.train.trainer import STATE_FILE
 
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mobilecodec", "train", "--stage", "1", "--beta", "0.0032", "--data", "bikes",
-           "--max-frames", "8", "-o", str(run), *TRAIN_ARGS, "--steps", "1000", "--log-every", "1",
-           "--checkpoint-every", "1", "--threads", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None and not (run / STATE_FILE).exists():
-            time.sleep(0.05)
-        assert proc.poll() is None and (run / STATE_FILE).exists(), proc.stderr.read()[-2000:]
+    with running("train", "--stage", "1", "--beta", "0.0032", "--data", "bikes", "--max-frames", "8", "-o", run,
+                 *TRAIN_ARGS, "--steps", "1000", "--log-every", "1", "--checkpoint-every", "1", "--threads", "1",
+                 until=run / STATE_FILE) as proc:
         capsys.readouterr()
         for extra in (["--resume"], ["--stage", "1", "--beta", "0.0064", "--data", "bikes", *TRAIN_ARGS]):
             assert main(["train", "-o", str(run), "--steps", "2000", "--no-progress", "--threads", "1", *extra]) == 2
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and f"is in use by another training run (pid {proc.pid})" in err[0], err
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_resume_skips_a_torn_last_log_line(tmp_path):
