@@ -3,6 +3,7 @@ export, the HTP check and the profiler's counters (one place, so that neither im
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,18 @@ def value_shapes(graph: Any) -> dict[str, list[int] | None]:
     return shapes
 
 
+#: metadata key under which a model inferred here lists the tensors whose shapes a run measured, so
+#: that inferring it again (the counter, the layer model and the HTP check of one profile) neither
+#: runs it again nor takes those shapes for inferred ones
+MEASURED_KEY = "mobilecodec.shapes_measured"
+
+
 def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tuple[Any, list[str]]:
     """The model (local functions inlined) with every tensor's static shape it can find, and the
     tensors whose shape was measured by running it (`_shapes_by_running`, on `feeds`, name -> array,
     else on zero-filled inputs) because neither ONNX's nor onnxruntime's symbolic inference followed
-    them: shapes of that run, not a compiler's (`compiler_constants`). Raises InputError when ONNX's
-    inference fails outright."""
+    them: shapes of that run, not a compiler's (`compiler_constants`); a model this returned keeps
+    that list (`MEASURED_KEY`). Raises InputError when ONNX's inference fails outright."""
     import onnx
     import onnx.inliner
     import onnx.shape_inference
@@ -100,13 +107,20 @@ def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tupl
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception as exc:
         raise InputError(f"ONNX shape inference failed: {one_line(exc)}") from None
+    props = {p.key: p for p in inferred.metadata_props}
+    before = json.loads(props[MEASURED_KEY].value) if MEASURED_KEY in props else []
     if not _unshaped(inferred.graph):
-        return inferred, []
+        return inferred, before
     # ONNX's inference does not follow a Slice or Pad whose bounds are computed from shapes (torch's
     # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
     inferred = _symbolic_shapes(inferred)
     missing = _unshaped(inferred.graph)
-    return (inferred, _shapes_by_running(inferred, missing, feeds)) if missing else (inferred, [])
+    measured = before + (_shapes_by_running(inferred, missing, feeds) if missing else [])
+    if measured != before:
+        mark = next((p for p in inferred.metadata_props if p.key == MEASURED_KEY), None) or \
+            inferred.metadata_props.add(key=MEASURED_KEY)
+        mark.value = json.dumps(measured)
+    return inferred, measured
 
 
 def _symbolic_shapes(model: Any) -> Any:
@@ -139,7 +153,7 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
     """Record in `model` the shapes of the `missing` tensors as one onnxruntime run of the graph
     produces them (torchvision's swin_t computes its window padding from shapes, which no inference
     follows), on the `given` inputs (a model's own example inputs: a detector's boxes depend on their
-    values) or on zero-filled ones of the graph's static input shapes; the number recorded. Nothing is
+    values) or on zero-filled ones of the graph's static input shapes; the names recorded. Nothing is
     recorded when an input has no static shape or the run fails: the caller then names the tensor."""
     import numpy as np
     import onnx
@@ -190,12 +204,7 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
 def constant_tensors(graph: Any) -> set[str]:
     """Tensors computed from initializers and Constant nodes alone (weights behind Slice / Concat /
     Unsqueeze / DequantizeLinear, as torch exports a GRU's): a recurrent node's parameters."""
-    const = {i.name for i in graph.initializer}
-    for node in graph.node:  # ONNX graphs are topologically sorted
-        ins = [t for t in node.input if t]
-        if (ins and all(t in const for t in ins)) or (not ins and node.op_type == "Constant"):
-            const.update(t for t in node.output if t)
-    return const
+    return compiler_constants(graph, {})[1]  # no static shapes: no Shape / Size folds
 
 
 #: inputs that set an op's output shape by their values (the rest set it by their shapes)

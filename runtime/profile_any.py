@@ -285,10 +285,14 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
                    feeds: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The whole report for ONNX graphs given as protos (name -> onnx.ModelProto); `feeds` (graph name
     -> input name -> array) are the inputs of a run that measures shapes no inference follows."""
+    from mobilecodec.export.onnx_common import infer_static_shapes
     from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
     from mobilecodec.runtime.onnx_complexity import count_onnx
 
     feeds = feeds or {}
+    # shapes once per graph: a shape no inference follows is measured by running the graph, which the
+    # counter, the layer model and the HTP check would each do again on the raw graph
+    protos = {n: infer_static_shapes(p, feeds.get(n))[0] for n, p in protos.items()}
     counted = {n: count_onnx(p, feeds.get(n)) for n, p in protos.items()}
     frame = _frame_pixels(next(iter(counted.values())).inputs, size)
     source = dict(source or {})

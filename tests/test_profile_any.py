@@ -792,10 +792,20 @@ def test_shape_computations_are_folded_not_checked_or_priced(tmp_path, monkeypat
     assert rep.compiled is True, rep.compile_error
     layers = extract_layers(path).layers
     assert {la.op for la in layers if la.cls not in ("folded", "alias")} == {"Pad", "Conv"}
-    res = cli_here("profile", "--module", f"{name}:window_pad", "--json", str(tmp_path / "r.json"))
+    from mobilecodec.export import onnx_common
+
+    runs = []  # the real measuring run, counted: once per profile, not once per counter and check
+    real = onnx_common._shapes_by_running
+    monkeypatch.setattr(onnx_common, "_shapes_by_running", lambda *a: runs.append(1) or real(*a))
+    res = cli_here("profile", "--module", f"{name}:window_pad", "--device", "8gen3", "--json", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stderr
     g = json.loads((tmp_path / "r.json").read_text())["graphs"]["window_pad"]
     assert g["shapes_measured"] > 0 and "measured by one onnxruntime run" in res.stdout
+    assert len(runs) == 1
+    # a model inferred once keeps what was measured: inferring it again neither runs it nor calls those
+    # shapes inferred ones
+    inferred, measured = onnx_common.infer_static_shapes(proto)
+    assert len(runs) == 2 and measured and onnx_common.infer_static_shapes(inferred)[1] == measured and len(runs) == 2
 
 
 def test_shape_inference_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
