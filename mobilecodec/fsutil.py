@@ -183,45 +183,50 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     is refused in one line instead of interleaving its checkpoints and logs with the first's. The lock
     is an flock on the hidden file `.NAME.lock` next to the folder (the folder itself is replaced whole
     by some writers), released by the kernel if the process dies, and removed on the way out."""
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = folder.with_name(f".{folder.name}.lock")
+    fd = _take_lock(lock, f"{folder} is in use by another {what}")
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
+
+
+def _take_lock(lock: Path, in_use: str) -> int | None:
+    """An open descriptor of `lock` holding its flock, with this pid written in it; InputError (`in_use`
+    and the holder's pid) while another process holds it; None where no lock can be taken (a folder we
+    cannot write, whose first write then names the problem; a file system without flock, such as some
+    network mounts): the run goes on unguarded, as before the lock existed."""
     import fcntl
 
     from mobilecodec.errors import InputError
 
-    folder = Path(folder).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = folder.with_name(f".{folder.name}.lock")
-    for _ in range(3):  # another holder may remove the file between our open and our lock: open again
+    for _ in range(3):  # a holder may remove the file between our open and our lock: open again
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        except OSError:  # a folder we cannot write: the run's own first write names the problem
-            yield
-            return
+        except OSError:
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise InputError(f"{folder} is in use by another {what} (pid {holder or '?'}); wait for it to end "
-                             "or choose another -o") from None
-        except OSError:  # a file system without locks (some network mounts): run unguarded, as before
+            raise InputError(f"{in_use} (pid {holder or '?'}); wait for it to end or choose another -o") from None
+        except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
                 lock.unlink()
-            yield
-            return
+            return None
         if lock.exists() and os.stat(lock).st_ino == os.fstat(fd).st_ino:
-            break
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
         os.close(fd)
-    else:
-        raise InputError(f"cannot lock {folder}: its lock file {lock.name} keeps changing")
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)
+    raise InputError(f"cannot lock {lock}: the file keeps changing")
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mobilecodec.errors import InputError
-from mobilecodec.train.stages import json_plain
+from mobilecodec.train.stages import check_finite, json_plain
 
 STATE_FORMAT = "mobilecodec-qat-state"
 STATE_VERSION = 1
@@ -68,10 +68,7 @@ class QATOptions:
     def validate(self) -> None:
         """InputError naming the option (as the CLI spells it; the two fields it has no option for by
         their names) of a value QAT cannot use."""
-        for name, option in _FLOAT_OPTIONS.items():  # first: nan passes most checks
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise InputError(f"{option} must be a finite number, got {value}")
+        check_finite(self, _FLOAT_OPTIONS)
         for name in ("steps", "gop", "batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
         given = {n: getattr(args, n) for n in (*RUN_DEFINING, "checkpoint_every")
                  if getattr(args, n, None) is not None}
-        opts = dataclasses.replace(_defaults(), steps=args.steps or _defaults().steps, **given)
+        defaults = _defaults()
+        opts = dataclasses.replace(defaults, steps=args.steps or defaults.steps, **given)
     opts.validate()  # before the model loads: a bad value is refused in a moment, not after seconds
     from mobilecodec.quant.qat import run_qat
 

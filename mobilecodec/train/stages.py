@@ -35,6 +35,15 @@ _FLOAT_OPTIONS = {"lr": "--lr", "lr_final": "lr_final", "p_rate_factor": "--p-ra
                   "ref_grad_scale": "--ref-grad-scale"}
 
 
+def check_finite(options: Any, names: dict[str, str]) -> None:
+    """InputError naming (as `names` maps a field to its option) the first float field of `options`
+    that is nan or infinite; run before range checks, which nan passes."""
+    for name, option in names.items():
+        value = getattr(options, name)
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{option} must be a finite number, got {value}")
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Hyper-parameters of one training stage (one column of Table 5)."""
@@ -109,10 +118,7 @@ class StageConfig:
 
     def validate(self) -> None:
         """Raise InputError for values training cannot use."""
-        for name, option in _FLOAT_OPTIONS.items():  # first: nan passes every comparison, inf most
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise InputError(f"{option} must be a finite number, got {value}")
+        check_finite(self, _FLOAT_OPTIONS)  # first: nan passes every comparison, inf most
         h, w = self.crop
         if h <= 0 or w <= 0 or h % 64 or w % 64:
             raise InputError(f"crop must be a positive multiple of 64 in both dimensions (the codec pads "
