@@ -144,24 +144,6 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
     return out
 
 
-def payload_rates(result: dict) -> dict:
-    """A copy of an RD result whose bpp counts the coded frames only: our entropy-coded payloads
-    without the .mnvc header and records, or the x264 / x265 packets without the .mp4 container.
-    The file-to-file BD-rate is the headline; this one says how much of it is the codec."""
-    import copy
-
-    out = copy.deepcopy(result)
-    pixels = result["width"] * result["height"]
-    for p in out["points"]:
-        if "packet_bpp" in p:
-            p["bpp"] = p["packet_bpp"]
-        elif p.get("per_frame") and all("payload_bits" in f for f in p["per_frame"]):
-            p["bpp"] = sum(f["payload_bits"] for f in p["per_frame"]) / (pixels * len(p["per_frame"]))
-        else:
-            raise InputError(f"RD point {p.get('label')!r} has no payload or packet bits")
-    return out
-
-
 @dataclass
 class EvalOptions:
     """How `evaluate` codes and measures."""

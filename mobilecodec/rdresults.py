@@ -176,6 +176,24 @@ def rd_curve(results: dict[str, Any], metric: str, min_points: int = 1
     return [r for r, _ in pairs], [d for _, d in pairs]
 
 
+def payload_rates(result: dict) -> dict:
+    """A copy of an RD result whose bpp counts the coded frames only: our entropy-coded payloads
+    without the .mnvc header and records, or the x264 / x265 packets without the .mp4 container.
+    The file-to-file BD-rate is the headline; this one says how much of it is the codec."""
+    import copy
+
+    out = copy.deepcopy(result)
+    pixels = result["width"] * result["height"]
+    for p in out["points"]:
+        if "packet_bpp" in p:
+            p["bpp"] = p["packet_bpp"]
+        elif p.get("per_frame") and all("payload_bits" in f for f in p["per_frame"]):
+            p["bpp"] = sum(f["payload_bits"] for f in p["per_frame"]) / (pixels * len(p["per_frame"]))
+        else:
+            raise InputError(f"RD point {p.get('label')!r} has no payload or packet bits")
+    return out
+
+
 def drift_summary(point: dict, window: int = 1) -> dict:
     """P-frame drift inside each intra period of one RD point: the last P-frame's bits over the
     second P-frame's (the first P-frame still profits from a fresh I-frame reference) and its

@@ -107,7 +107,8 @@ bd_rates() {  # FOLDER NAME: BD-rates of FOLDER/NAME.json against the anchors ->
 import json, sys
 from pathlib import Path
 
-from mobilecodec.evaluate import bd_against, payload_rates
+from mobilecodec.evaluate import bd_against
+from mobilecodec.rdresults import payload_rates
 from mobilecodec.fsutil import write_json_atomic
 
 d, name = Path(sys.argv[1]), sys.argv[2]

@@ -286,6 +286,10 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["demo", "-o", "rep", "--baseline-crf", ","], "numbers"),  # became the default sweep
     (["bdrate", "a.json", "b.json", "--metric", ","], "no name given"),  # said "nothing not known"
     (["decode", "DIR"], "is a folder"),  # said "no such file" of a folder that exists
+    (["check-int8", "x", "--float", "a", "--float", "b", "--int8", "c"], "--float given twice"),  # judged b alone
+    (["profile", "--config", "tiny", "--size", "64x64", "--size", "128x128"], "--size given twice"),  # last won
+    (["eval", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "rep", "--name", " "], "empty"),  # fell back to the default
+    (["eval", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "rep", "--name", "a\nb"], "one line"),  # went into tables and plots as given
 ])
 def test_values_no_command_can_use_are_refused_while_parsing(argv, words, tmp_path):
     from cli_run import assert_clean_error, cli_here

@@ -14,7 +14,7 @@ import pytest
 
 from mobilecodec.bitstream import StreamReader
 from mobilecodec.cli import main
-from mobilecodec.evaluate import payload_rates
+from mobilecodec.rdresults import payload_rates
 
 from cli_run import assert_clean_error, cli_here
 from models_for_tests import code_latents

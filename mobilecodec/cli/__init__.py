@@ -41,8 +41,30 @@ def _load(name: str):
     return importlib.import_module(f"mobilecodec.cli.cmd_{name.replace('-', '_')}")
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's 'store' refusing an option given twice: argparse keeps the last value silently, so
+    `check-int8 --float A --float B` judged B alone and `--steps 100 ... --steps 10` trained 10."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None:
+            given = namespace.__dict__.setdefault("_given_once", {})
+            if self.dest in given:
+                first, flag = given[self.dest]
+                shown = isinstance(values, (str, int, float))  # a converted --size pair would print as a tuple
+                both = f" ({flag} {first} and {option_string} {values})" if shown else ""
+                parser.error(f"{option_string} given twice{both}; give it once")
+            given[self.dest] = (values, option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line (plus a hint) and exit with code 2."""
+    """ArgumentParser whose usage errors are one line (plus a hint) and exit with code 2, and whose
+    single-value options refuse to be given twice."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str):  # type: ignore[override]
         print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)

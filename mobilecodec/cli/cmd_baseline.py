@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="video to encode (.y4m, .yuv, .mp4, .mkv, .mov), or a bundled "
                    "sample clip name: carphone, bikes, bigbuckbunny")
     p.add_argument("-o", "--out", required=True, metavar="OUT",
-                   help="output folder for the .mp4 files, <codec>_<preset>.json and _rd.png")
+                   help="output folder for the .mp4 files, <codec>_<preset>.json and <codec>_<preset>_rd.png "
+                        "(with --intra-period N: <codec>_<preset>_ipN.json, ...)")
     p.add_argument("--codec", required=True, choices=sorted(ENCODERS), help="standard codec")
     p.add_argument("--preset", default="medium", choices=PRESETS, help="x264/x265 preset (default: medium)")
     p.add_argument("--crf", type=parse_crf_list, default=[23, 28, 33, 38], metavar="LIST",

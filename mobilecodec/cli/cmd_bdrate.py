@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default psnr_yuv,psnr_rgb)")
     p.add_argument("--method", choices=("pchip", "akima", "cubic"), default="pchip",
                    help="interpolation of the RD curves (default pchip)")
+    p.add_argument("--payload", action="store_true",
+                   help="rates of the coded frames only: x264 / x265 packets without the .mp4 container, our "
+                        "payloads without the .mnvc header and frame records (default: whole files)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON ('-' = stdout)")
 
 
@@ -68,10 +71,17 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from mobilecodec.rdresults import check_bd_points, check_same_clip, load_results
+    from mobilecodec.errors import InputError
+
+    from mobilecodec.rdresults import check_bd_points, check_same_clip, load_results, payload_rates
 
     anchor = load_results(args.anchor)
     test = load_results(args.test)
+    if args.payload:
+        try:
+            anchor, test = payload_rates(anchor), payload_rates(test)
+        except InputError as exc:
+            raise InputError(f"--payload: {exc}") from None
     for name, res in (("anchor", anchor), ("test", test)):
         check_bd_points(res, f"{name} {getattr(args, name)}")
 
@@ -83,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
           f"{len(anchor['points'])} points)")
     print(f"test:   {test['codec']} {test.get('preset', '')} ({args.test}, "
           f"{len(test['points'])} points)")
-    print(f"method: {args.method}; negative BD-rate = test needs fewer bits")
+    print(f"method: {args.method}; rates: {'coded frames only (--payload)' if args.payload else 'whole files'}; "
+          f"negative BD-rate = test needs fewer bits")
     print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}")
     for r in rows:
         # MS-SSIM deltas are thousandths: five decimals keep three digits of them
@@ -94,6 +105,6 @@ def run(args: argparse.Namespace) -> int:
         for why in dict.fromkeys((r["bd_rate_error"], r["bd_quality_error"])):
             if why:
                 print(f"  n/a: {why}")
-    emit_json({"anchor": args.anchor, "test": args.test, "method": args.method, "results": rows},
-              args.json)
+    emit_json({"anchor": args.anchor, "test": args.test, "method": args.method,
+               "rates": "payload" if args.payload else "file", "results": rows}, args.json)
     return 0

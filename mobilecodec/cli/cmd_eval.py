@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, emit_json, frame_rate, parse_wh, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, display_name, emit_json, frame_rate, parse_wh, positive_int
 from mobilecodec.rdresults import BD_MIN_POINTS
 
 HELP = "evaluate checkpoints or export packages with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "report says why no BD-rate)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
-    p.add_argument("--name", metavar="CODEC", help="codec name in the results (default: the config name)")
+    p.add_argument("--name", type=display_name, metavar="CODEC", help="codec name in the results (default: the config name)")
     add_refine_argument(p)
     add_block_modes_argument(p)
     p.add_argument("--save-decoded", action="store_true", help="also keep the decoded videos in OUT/streams/")

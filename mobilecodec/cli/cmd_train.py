@@ -24,10 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="registered config to train (default: tiny)")
     p.add_argument("--stage", type=int, choices=(1, 2), default=None,
                    help="Table 5 stage: 1 = training (GOP 4, 256x256, flow losses), 2 = fine-tuning "
-                        "(GOP 7, 256x384, tau 1.2); required unless --resume")
+                        "(GOP 7, 256x384, tau 1.2); required unless --resume or --recipe")
     p.add_argument("--beta", type=positive_float, default=None,
                    help="rate weight: loss = D + beta*R_I (I-frame), D + 2*beta*R_P (P-frames); D = MSE of "
-                        "YUV in [0,1] (Y:U:V 6:1:1), R in bits per pixel; required unless --resume")
+                        "YUV in [0,1] (Y:U:V 6:1:1), R in bits per pixel; required unless --resume or --recipe")
     p.add_argument("--recipe", default=None, metavar="NAME",
                    help="run the whole training recipe NAME (tiny-cpu: I-frame, P-frame, rollout, one "
                         "fine-tuning per beta; tiny-smoke: the same at 1/1000 of the steps) in RUN, "
@@ -99,11 +99,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_int, default=None, help="seed of initialisation and data sampling (default 0)")
     p.add_argument("--init", default=None, metavar="CKPT", help="start from this checkpoint (e.g. stage 1's final.pt)")
     p.add_argument("--reinit", nargs="+", default=None, metavar="NET",
-                   help="with --init: re-initialise these networks (e.g. motion_predictor m_analysis "
-                        "m_synthesis) instead of taking them from the checkpoint")
+                   help="with --init: re-initialise these networks (names or quoted shell-style patterns, e.g. "
+                        "motion_predictor 'm_*') instead of taking them from the checkpoint")
     p.add_argument("--freeze", nargs="+", default=None, metavar="NET",
-                   help="do not train these networks (e.g. i_analysis i_synthesis i_hyper_analysis "
-                        "i_hyper_synthesis i_z_prior: the I-frame codec)")
+                   help="do not train these networks: names or quoted shell-style patterns (e.g. 'i_*': "
+                        "i_analysis i_synthesis i_hyper_analysis i_hyper_synthesis i_z_prior, the I-frame codec)")
     p.add_argument("--motion-hint", choices=("none", "block_match"), default=None,
                    help="what the sender's motion analysis gets: the predicted flow (none) or block-matching "
                         "vectors minus it (block_match, the tiny and mobilenvc default)")
@@ -172,6 +172,8 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
             same = [data_identity(x) for x in given] == [data_identity(x, strict=False) for x in have]
         elif name == "init" and have is not None:
             same = _checkpoint_identity(given) == _checkpoint_identity(have)
+        elif name in ("freeze", "reinit"):  # sets of names or patterns, as typed
+            same = set(given) == set(have or ())
         else:
             same = given == have
         if not same:

@@ -118,6 +118,15 @@ def finite_float(text: str) -> float:
     return v
 
 
+def display_name(text: str) -> str:
+    """argparse type: a name shown in results and plots (an empty one fell back to the default silently)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a name, got an empty one")
+    if any(not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(f"a name must be printable text on one line, got {text!r}")
+    return text
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number above 0."""
     v = finite_float(text)

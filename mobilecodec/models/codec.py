@@ -97,6 +97,10 @@ class VideoCodec(nn.Module):
     #: hyperprior networks and priors keep their own initialisation).
     REINIT_NETWORKS = ("motion_predictor", "m_analysis", "m_synthesis", "r_predictor", "r_analysis", "r_synthesis")
 
+    def networks(self, names: tuple[str, ...] = NETWORKS) -> tuple[str, ...]:
+        """Those of `names` this model has (a config without a residual predictor has no r_predictor)."""
+        return tuple(n for n in names if hasattr(self, n))
+
     def reinit(self, names: tuple[str, ...] | list[str]) -> None:
         """Re-initialise the networks `names` (of REINIT_NETWORKS) with a variance-preserving
         initialisation (`layers.fan_in_init`); the motion predictor's correction starts at zero,

@@ -42,6 +42,21 @@ STATE_VERSION = 1
 STATE_FILE = "trainer_state.pt"
 
 
+def network_names(patterns: tuple[str, ...] | list[str], networks: tuple[str, ...], verb: str) -> tuple[str, ...]:
+    """The networks that `patterns` name, each a network's name or a shell-style pattern ('i_*': the
+    I-frame codec), in `networks`' order (a model's own: 'r_*' of a model without r_predictor names
+    the others); InputError naming a pattern that matches none."""
+    import fnmatch
+
+    chosen: set[str] = set()
+    for p in patterns:
+        hits = [n for n in networks if fnmatch.fnmatchcase(n, p)]
+        if not hits:
+            raise InputError(f"cannot {verb} {p!r}; networks: {', '.join(networks)}")
+        chosen.update(hits)
+    return tuple(n for n in networks if n in chosen)
+
+
 @dataclass
 class TrainOptions:
     """Everything a training run needs; saved in trainer_state.pt so --resume continues it."""
@@ -91,12 +106,8 @@ class TrainOptions:
     def validate(self) -> None:
         from mobilecodec.models.codec import VideoCodec
 
-        for name in self.freeze:
-            if name not in VideoCodec.NETWORKS:
-                raise InputError(f"cannot freeze {name!r}; networks: {', '.join(VideoCodec.NETWORKS)}")
-        for name in self.reinit:
-            if name not in VideoCodec.REINIT_NETWORKS:
-                raise InputError(f"cannot re-initialise {name!r}; networks: {', '.join(VideoCodec.REINIT_NETWORKS)}")
+        network_names(self.freeze, VideoCodec.NETWORKS, "freeze")
+        network_names(self.reinit, VideoCodec.REINIT_NETWORKS, "re-initialise")
         if self.reinit and not self.init:
             raise InputError("re-initialising networks needs an init checkpoint (--init)")
         if not 0 < self.beta < math.inf:
@@ -237,7 +248,7 @@ def build_model(opts: TrainOptions):
                 raise InputError(str(exc)) from None
         if opts.reinit:
             torch.manual_seed(opts.seed)
-            model.reinit(opts.reinit)
+            model.reinit(network_names(opts.reinit, model.networks(VideoCodec.REINIT_NETWORKS), "re-initialise"))
         return model
     overrides: dict[str, Any] = {}
     if opts.buffering:
@@ -451,9 +462,7 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         model.to(device).train()
         if opts.channels_last:
             model.to(memory_format=torch.channels_last)
-        for name in opts.freeze:  # trained by an earlier phase; kept as they are
-            if not hasattr(model, name):
-                raise InputError(f"cannot freeze {name!r}: the model has no such network")
+        for name in network_names(opts.freeze, model.networks(), "freeze"):  # trained by an earlier phase
             getattr(model, name).requires_grad_(False)
         if dist.is_main:  # only once the data, the model and the options are known to be good
             run.mkdir(parents=True, exist_ok=True)
