@@ -172,30 +172,49 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
         if shape is None or not tt.elem_type:
             return []
         feeds[vi.name] = np.zeros(shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    # a tensor of known element type is fetched as its Shape (a few int64s), so the run frees it as a
+    # plain run does; fetching the values held all of them at once (swin_t at 224: 1,409 tensors)
+    types = {vi.name: vi.type for vi in list(model.graph.value_info) + list(model.graph.output)}
+    elem = {t: types[t].tensor_type.elem_type for t in missing
+            if t in types and types[t].HasField("tensor_type") and types[t].tensor_type.elem_type}
+    taken = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input} | inits
+    fetch = {}
+    for t in missing:
+        if t in elem:
+            fetch[t] = f"{t}:shape"
+            while fetch[t] in taken:  # a name the graph already uses
+                fetch[t] += "_"
+        elif not (t in types and types[t].WhichOneof("value") in ("sequence_type", "optional_type", "map_type")):
+            fetch[t] = t  # element type unknown: the value, whose dtype says it
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.ValueInfoProto(name=t) for t in missing if t not in known)
+    del probe.graph.output[:]
+    probe.graph.node.extend(onnx.helper.make_node("Shape", [t], [f]) for t, f in fetch.items() if f != t)
+    probe.graph.output.extend(onnx.ValueInfoProto(name=f) for f in fetch.values())
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        values = sess.run(missing, feeds)
+        values = sess.run(list(fetch.values()), feeds)
     except Exception:  # noqa: BLE001 - a graph onnxruntime cannot run: the caller names the tensor
         return []
     recorded = []
     value_info = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.output)}
-    for name, value in zip(missing, values):
+    for (name, fetched), value in zip(fetch.items(), values):
         if not isinstance(value, np.ndarray):
             continue  # a sequence or optional value: no tensor shape
+        if fetched == name:
+            dtype, shape = onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
+        else:
+            dtype, shape = elem[name], value.tolist()
         vi = value_info.get(name)
         if vi is None:
             vi = model.graph.value_info.add()
             vi.name = name
-        vi.type.tensor_type.elem_type = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+        vi.type.tensor_type.elem_type = dtype
         vi.type.tensor_type.shape.Clear()
-        for d in value.shape:
+        for d in shape:
             vi.type.tensor_type.shape.dim.add().dim_value = int(d)
         recorded.append(name)
     return recorded

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
 def fmt(v: Any, nd: int = 3) -> str:
-    """A table cell: '-' for None, floats with `nd` decimals (inf stays 'inf'), anything else str()."""
+    """A table cell: '-' for None, floats with `nd` decimals (inf stays 'inf'; a value from 1e-6 that
+    those would show as 0 with the decimals of two significant digits, at most six: a small model's
+    0.000072 M params), anything else str()."""
     if v is None:
         return "-"
     if isinstance(v, float):
+        if 1e-6 <= abs(v) < 0.5 * 10.0 ** -nd:
+            nd = min(6, 1 - math.floor(math.log10(abs(v))))
         return f"{v:.{nd}f}"
     return str(v)
 

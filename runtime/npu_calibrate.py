@@ -154,24 +154,33 @@ def export_onnx(module: Any, inputs: tuple, names: list[str] | None = None) -> A
     return onnx.load_from_string(buf.getvalue())
 
 
+def model_entry(name: str) -> dict[str, Any]:
+    """One model of the table: its architecture, input size, MACs and the layers the NPU layer model
+    (`npu_graph.extract_layers`) sees, free layers left out."""
+    import torch
+    from mobilecodec.runtime.npu_graph import extract_layers
+
+    h, w, _ = MEASUREMENTS[name]
+    proto = export_onnx(build_model(name), (torch.zeros(1, 3, h, w),), ["image"])
+    gl = extract_layers(proto, name)
+    d = gl.to_dict()
+    for la in d["layers"]:
+        la.pop("output_shape", None)
+    d["layers"] = [la for la in d["layers"] if la["cls"] not in ("alias", "quant", "folded", "fused")]
+    return {"architecture": ARCHITECTURE[name], "input_size": [h, w], "macs": gl.macs, "graph": d}
+
+
 def build_table() -> dict[str, Any]:
     """The calibration table: measurements with provenance and per-layer costs of each model."""
     import torch
     from mobilecodec.progress import progress_bar
-    from mobilecodec.runtime.npu_graph import extract_layers
 
     torch.set_num_threads(1)
     models: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for name in progress_bar(MEASUREMENTS, desc="calibration models"):
         h, w, ms = MEASUREMENTS[name]
-        proto = export_onnx(build_model(name), (torch.zeros(1, 3, h, w),), ["image"])
-        gl = extract_layers(proto, name)
-        d = gl.to_dict()
-        for la in d["layers"]:
-            la.pop("output_shape", None)
-        d["layers"] = [la for la in d["layers"] if la["cls"] not in ("alias", "quant", "folded")]
-        models[name] = {"architecture": ARCHITECTURE[name], "input_size": [h, w], "macs": gl.macs, "graph": d}
+        models[name] = model_entry(name)
         for (dev, prec), t in ms.items():
             rows.append({"model": name, "input_size": [h, w], "device_key": dev, "device": DEVICE_NAMES[dev][0],
                          "soc": DEVICE_NAMES[dev][1], "precision": prec, "runtime": "qnn_dlc", "ms": t,

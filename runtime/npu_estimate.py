@@ -123,7 +123,9 @@ def calibration() -> dict[str, Any]:
         c["error"] = c["predicted_ms"] / c["measured_ms"] - 1.0
     errs = [abs(x["error"]) for x in loo]
     model_errs = [abs(x["error"]) for x in lomo]
+    grouped = sorted(n for n, gl in graphs.items() if any(la.cls == "grouped" and la.macs for la in gl.layers))
     return {"params": dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta)))), "theta": theta.tolist(),
+            "grouped_models": grouped,
             "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(graphs),
             "loo": loo, "loo_median": statistics.median(errs), "loo_worst": max(errs),
             "lomo": lomo, "lomo_median": statistics.median(model_errs), "lomo_worst": max(model_errs),
@@ -131,11 +133,12 @@ def calibration() -> dict[str, Any]:
             "source": sorted({(m["source_repo"], m["source_commit"]) for m in table["measurements"]})}
 
 
-def error_label(precisions: Iterable[str] = (), unseen_model: bool = False) -> str:
+def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool = False) -> str:
     """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)', plus the
-    leave-one-model-out error for a model outside the table (`unseen_model`) and, when `precisions`
-    holds w8a16 (never fitted), that precision's held-out errors: an estimate is labelled with the
-    error measured for its own case, not only the best one."""
+    leave-one-model-out error for a model outside the table (`unseen_model`), when `precisions`
+    holds w8a16 (never fitted) that precision's held-out errors, and for a model with grouped /
+    depthwise convolutions (`grouped`) the error of the table's models that alone inform their cost,
+    each left out: an estimate is labelled with the error measured for its own case, not only the best one."""
     c = calibration()
     parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
              f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
@@ -148,6 +151,11 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False) -> s
         models = ", ".join(sorted({h["model"] for h in held}))
         parts.append(f"w8a16 is not fitted (half the int8 rate by rule); error on its {len(held)} held-out "
                      f"published measurements ({models}): {errs}, not the figures above")
+    if grouped:
+        rows = [r for r in c["lomo"] if r["model"] in c["grouped_models"]]
+        errs = ", ".join(f"{r['device']} {r['precision']} {100 * r['error']:+.0f} %" for r in rows)
+        parts.append(f"grouped / depthwise convolutions are priced by one fitted utilisation that only "
+                     f"{', '.join(c['grouped_models'])} informs; left out, its errors are {errs}")
     return f"{LABEL} ({'; '.join(parts)})"
 
 

@@ -7,7 +7,9 @@ Layers are the graph's nodes after two NPU-style simplifications:
   move no data on the NPU (a QDQ pair is the tensor stored at its quantized type), so their output
   is the same tensor as their first input.
 - Fusion: an activation / BatchNormalization whose input is the single-use output of a MAC node is
-  fused into that node (the HTP applies it in the convolution's epilogue), so it costs nothing.
+  fused into that node (the HTP applies it in the convolution's epilogue), so it costs nothing; so
+  is the constant bias Add after a MatMul (a Linear on a 3-D input), whose bias becomes the
+  MatMul layer's weight, as inside a Gemm.
 - Folding: a node computed from constants alone (the Slice / Concat that torch's export puts in
   front of a GRU's weights) is folded by the compiler before the graph runs; it costs nothing.
   RNN / GRU / LSTM nodes are dense MAC layers whose W, R, B and P are weights.
@@ -38,12 +40,14 @@ from mobilecodec.runtime.counts import numel
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["FREE_CLASSES", "GraphLayers", "Layer", "PRECISION_BYTES", "VTCM_BYTES", "dram_bytes", "extract_layers",
-           "graph_precision", "layers_from_dict"]
+__all__ = ["ACTIVATION_TYPES", "FREE_CLASSES", "GraphLayers", "Layer", "PRECISION_BYTES", "VTCM_BYTES", "dram_bytes",
+           "extract_layers", "graph_precision", "layers_from_dict"]
 
 VTCM_BYTES = 8 * 1024 * 1024
 # precision -> (activation bytes, weight bytes) on the HTP
 PRECISION_BYTES = {"float": (2, 2), "w8a8": (1, 1), "w8a16": (2, 1)}
+# precision -> the type its activations are kept at (the first of PRECISION_BYTES' pair, as a type)
+ACTIVATION_TYPES = {"float": "float16", "w8a8": "uint8", "w8a16": "uint16"}
 
 ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "CastLike",
              "QuantizeLinear", "DequantizeLinear"}
@@ -134,12 +138,13 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
     init_names = {i.name for i in graph.initializer} | set(g.constants)
     graph_inputs = [vi.name for vi in graph.input if vi.name not in init_names]
     producer: dict[str, Any] = {}
-    consumers: dict[str, int] = {}
+    readers: dict[str, list[Any]] = {}
     for node in graph.node:
         for o in node.output:
             producer[o] = node
         for i in node.input:
-            consumers[i] = consumers.get(i, 0) + 1
+            readers.setdefault(i, []).append(node)
+    graph_outputs = {vi.name for vi in graph.output}
     alias: dict[str, str] = {}
 
     def root(t: str) -> str:
@@ -149,6 +154,7 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
 
     _, const = compiler_constants(graph, g.shapes, measured)
     mac_outputs: set[str] = set()
+    bias_of: dict[str, str] = {}  # a fused bias Add's output -> the MAC output it adds to
     classes: list[str] = []
     for node in graph.node:
         op = node.op_type
@@ -168,21 +174,32 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
         elif op in RECURRENT_GATES:  # matrix products per time step; its outputs are not fusable
             cls = "dense"
         elif op in FUSABLE_OPS and node.input and root(node.input[0]) in mac_outputs \
-                and consumers.get(node.input[0], 0) == 1:
+                and _read_once(node.input[0], producer, readers, graph_outputs):
             cls = "fused"
             alias[node.output[0]] = root(node.input[0])
             mac_outputs.add(node.output[0])
+        elif (mac := _bias_add(node, producer, readers, const | init_names, g.shapes, graph_outputs)) is not None:
+            cls = "fused"  # a Linear on a 3-D input: MatMul + Add(bias), one layer on the HTP
+            alias[node.output[0]] = mac
+            mac_outputs.add(node.output[0])
+            bias_of[node.output[0]] = mac
         classes.append(cls)
     out_roots = {root(vi.name) for vi in graph.output}
     layers: list[Layer] = []
+    by_output: dict[str, Layer] = {}
     for node, rec, cls in zip(graph.node, counted.nodes, classes):
         if cls == "data" and rec.kind in ("elementwise", "resampling"):
             cls = rec.kind  # the counter's own op classes
         layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params,
                       output_shape=rec.output_shape)
+        if node.output and node.output[0] in bias_of:  # the bias is the MAC layer's weight
+            by_output[bias_of[node.output[0]]].weights += layer.weights
+            layer.weights = 0
         if cls in FREE_CLASSES:
             layers.append(layer)
             continue
+        if node.output:
+            by_output[node.output[0]] = layer
         if node.op_type in RECURRENT_GATES:  # W, R, B, P: constants, often computed (Slice / Concat)
             weights = {k for k in RECURRENT_WEIGHT_INPUTS if k < len(node.input) and node.input[k] in const}
         else:
@@ -207,6 +224,46 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
         layers.append(layer)
     return GraphLayers(name or graph.name or "graph", layers, dict(counted.inputs), dict(counted.outputs),
                        graph_precision(proto))
+
+
+def _through_aliases(t: str, producer: dict[str, Any]) -> str:
+    """The tensor `t` is an alias of: back through Reshape, Q / DQ, ... (`ALIAS_OPS`)."""
+    while t in producer and producer[t].op_type in ALIAS_OPS and producer[t].input:
+        t = producer[t].input[0]
+    return t
+
+
+def _read_once(t: str, producer: dict[str, Any], readers: dict[str, list[Any]], graph_outputs: set[str]) -> bool:
+    """Whether `t` and every tensor it aliases (back to `_through_aliases(t)`) has one reader and is no
+    graph output: a Conv -> Q -> DQ whose Q output two DQs read feeds two layers, not one."""
+    while True:
+        if len(readers.get(t, ())) != 1 or t in graph_outputs:
+            return False
+        if not (t in producer and producer[t].op_type in ALIAS_OPS and producer[t].input):
+            return True
+        t = producer[t].input[0]
+
+
+def _bias_add(node: Any, producer: dict[str, Any], readers: dict[str, list[Any]], constants: set[str],
+              shapes: dict[str, Any], graph_outputs: set[str]) -> str | None:
+    """The output of the MatMul that `node` adds a constant bias to, when `node` is an Add of one
+    value per output feature to a MatMul of constant weights whose output nothing else reads (through
+    Q / DQ and other aliases, graph outputs included): torch exports a Linear on a 3-D input so, and
+    the HTP runs it as one layer with its bias, as a Gemm; else None."""
+    if node.op_type != "Add" or len(node.input) != 2 or not node.output:
+        return None
+    for t, other in (node.input, node.input[::-1]):
+        mac = _through_aliases(t, producer)
+        mm = producer.get(mac)
+        if mm is None or mm.op_type != "MatMul" or mm.input[1] not in constants or other not in constants:
+            continue
+        if not _read_once(t, producer, readers, graph_outputs):
+            continue  # the product is read elsewhere too (or is a graph output): the Add is work of its own
+        out_shape, bias_shape = shapes.get(mac), shapes.get(other)
+        if out_shape and bias_shape is not None and _numel(bias_shape) == out_shape[-1] \
+                and all(d == 1 for d in bias_shape[:-1]):
+            return mac
+    return None
 
 
 def _act_traffic(layer: Layer, act_bytes: int, vtcm: int) -> tuple[int, int]:

@@ -20,35 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError, one_line
+from mobilecodec.runtime.tensor_types import elem_bits, stored_io_types, tensor_bytes
 
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
-
-
-def elem_bits(elem_type: int) -> int:
-    """Bits per element of an ONNX tensor type, from onnx's own numpy mapping (sub-byte types such as
-    int4 / float4 / float6 / int2 from ml_dtypes, which onnx maps them to). Strings have no fixed size."""
-    import onnx
-
-    try:
-        dt = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
-    except (KeyError, ValueError):
-        raise InputError(f"tensor type {elem_type} is not a known ONNX tensor type") from None
-    if dt.kind == "O":
-        raise InputError(f"{onnx.helper.tensor_dtype_to_string(elem_type)} has no fixed size in bytes")
-    if dt.kind == "V":  # ml_dtypes: bfloat16, float8, and the packed 2-, 4- and 6-bit types
-        import ml_dtypes
-
-        for info in (ml_dtypes.finfo, ml_dtypes.iinfo):
-            try:
-                return int(info(dt).bits)
-            except (TypeError, ValueError):
-                pass
-    return 8 * dt.itemsize
-
-
-def tensor_bytes(elems: int, elem_type: int) -> int:
-    """Bytes of `elems` elements of an ONNX tensor type, sub-byte types packed (as ONNX stores them)."""
-    return -(-elems * elem_bits(elem_type) // 8)
 
 
 def norm_params(proto: Any) -> int:
@@ -110,12 +84,17 @@ def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> di
 
 
 def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
-                 state: list[str] | None = None) -> dict[str, Any]:
+                 state: list[str] | None = None, precision: str | None = None) -> dict[str, Any]:
     """HyTIP buffer: one entry per state tensor kept between frames: `buffer_in.X`/`buffer_out.X`
     pairs, or the names in `state` (`NAME`: one graph input or output; `IN:OUT`: the input a frame
     reads and the output it writes for the next, counted once). Full-resolution maps = elements /
-    (H x W); bytes at the tensor's stored type; bandwidth = (write + read) x bytes x fps."""
+    (H x W) of `frame`; bytes at the type the tensor is stored at (`stored_io_types`), a float one at
+    most at `precision`'s activation type (`npu_graph.ACTIVATION_TYPES`, as the DRAM traffic counts it:
+    fp16 for float, uint8 for w8a8); bandwidth = (write + read) x bytes x fps."""
+    import numpy as np
     import onnx
+
+    from mobilecodec.runtime.npu_graph import ACTIVATION_TYPES
 
     io: dict[str, Any] = {}
     for gname, proto in protos.items():
@@ -134,6 +113,12 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     else:
         keys = sorted({n.split(".", 1)[1] for n in io if n.startswith(("buffer_in.", "buffer_out."))})
         wanted = [tuple(x for x in (f"buffer_in.{k}", f"buffer_out.{k}") if x in io) for k in keys]
+    stored: dict[str, int] = {}
+    for proto in protos.values():
+        stored.update(stored_io_types(proto))
+    act = ACTIVATION_TYPES.get(precision or "")
+    cap = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(act)) if act else None
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
     entries = []
     for names in wanted:
         gname, vi = io[names[0]]
@@ -142,12 +127,16 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
         elems = int(math.prod(dims)) if dims and all(d > 0 for d in dims) else 0
         key = names[0].split(".", 1)[1] if names[0].startswith(("buffer_in.", "buffer_out.")) else names[0]
         try:
-            nbytes = tensor_bytes(elems, tt.elem_type)
+            kinds = [stored.get(n, tt.elem_type) for n in names]
+            if cap is not None and all(k in floats for k in kinds):  # float activations of the precision
+                kinds.append(cap)
+            elem_type = min(kinds, key=elem_bits)
+            nbytes = tensor_bytes(elems, elem_type)
         except InputError as exc:
             raise InputError(f"state tensor {names[0]!r}: {exc}") from None
         entries.append({"name": key, "tensor": ":".join(names), "graph": gname,
                         "shape": dims[1:] if len(dims) == 4 else dims,
-                        "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name,
+                        "dtype": onnx.helper.tensor_dtype_to_np_dtype(elem_type).name,
                         "bytes": nbytes,
                         "full_res_maps": elems / (frame[0] * frame[1])})
     total = sum(e["bytes"] for e in entries)
@@ -180,7 +169,8 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     frames = frames or {"frame": list(layers)}
     cal = calibration()
     precisions = {precision or gl.precision for gl in layers.values()}
-    out: dict[str, Any] = {"label": error_label(precisions, unseen_model=True),
+    grouped = any(la.cls == "grouped" and la.macs for gl in layers.values() for la in gl.layers)
+    out: dict[str, Any] = {"label": error_label(precisions, unseen_model=True, grouped=grouped),
                            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
                            "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],
                            "calibration": {"measurements": cal["measurements"], "fitted": cal["fitted"],
@@ -282,9 +272,11 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
                    state: list[str] | None = None, devices: list[str] | None = None,
                    precision: str | None = None, source: dict[str, Any] | None = None,
                    torch_counts: dict[str, Any] | None = None,
-                   feeds: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                   feeds: dict[str, dict[str, Any]] | None = None,
+                   buffer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole report for ONNX graphs given as protos (name -> onnx.ModelProto); `feeds` (graph name
-    -> input name -> array) are the inputs of a run that measures shapes no inference follows."""
+    -> input name -> array) are the inputs of a run that measures shapes no inference follows;
+    `buffer` replaces the state buffer read from the graphs (a package graph's, from its package)."""
     from mobilecodec.export.onnx_common import infer_static_shapes
     from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
     from mobilecodec.runtime.onnx_complexity import count_onnx
@@ -304,7 +296,7 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
         for n, t in torch_counts.items():
             graphs[n]["pytorch"] = t
     prec = precision or layers[next(iter(layers))].precision
-    buf = state_buffer(protos, frame, fps, state)
+    buf = buffer or state_buffer(protos, frame, fps, state, prec)
     dram = {n: dram_bytes(gl, precision) for n, gl in layers.items()}
     report: dict[str, Any] = {
         "kind": "graphs", "source": dict(source, precision=prec, frame_size=list(frame)),
@@ -325,14 +317,18 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
     p = Path(path)
     proto = _load(p)
     source: dict[str, Any] = {"onnx": str(p)}
-    if kw.get("size") is None and (frame := _package_frame(p)) is not None:
-        kw["size"], source["frame_size_from"] = frame, "manifest"
+    package = _package_of(p)
+    if package is not None and kw.get("size") is None:
+        kw["size"], source["frame_size_from"] = tuple(int(v) for v in package[1]["original_size"]), "manifest"
+    if package is not None and not kw.get("state"):
+        kw["buffer"] = _package_state(proto, p.stem, *package, kw.get("fps", 30.0))
     return profile_graphs({p.stem: proto}, source=source, **kw)
 
 
-def _package_frame(path: Path) -> tuple[int, int] | None:
-    """The frame (original H, W) of the export package whose manifest lists the graph file `path`: its
-    graphs take the packed half-resolution YUV tensor, so their input is not the frame. None elsewhere."""
+def _package_of(path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(folder, manifest) of the export package whose manifest lists the graph file `path`: its
+    graphs take the packed half-resolution YUV tensor, so their input is not the frame, and the
+    package says how its buffer is stored. None elsewhere."""
     from mobilecodec.export.manifest import MANIFEST, load_manifest
 
     folder = path.resolve().parent.parent
@@ -344,8 +340,25 @@ def _package_frame(path: Path) -> tuple[int, int] | None:
         return None
     if path.resolve() not in {(folder / g["file"]).resolve() for g in man["graphs"].values()}:
         return None
-    h, w = man["original_size"]
-    return int(h), int(w)
+    return folder, man
+
+
+def _package_state(proto: Any, graph: str, folder: Path, manifest: dict[str, Any], fps: float) -> dict[str, Any]:
+    """The state buffer entries one graph of a package reads or writes, as `profile PKG/` gives them
+    (`profiler.package_buffer`: the stored types, maps per padded grid), not at the graph's float I/O."""
+    from mobilecodec.runtime.profiler import package_buffer
+
+    files = {n: folder / g["file"] for n, g in manifest["graphs"].items()}
+    whole = package_buffer(manifest, fps, files)
+    io = {vi.name for vi in list(proto.graph.input) + list(proto.graph.output)}
+    entries = []
+    for e, m in zip(whole.entries, manifest["buffer"]):
+        names = [t for t in (m["graph_input"], m["graph_output"]) if t in io]
+        if names:
+            entries.append({**e, "tensor": ":".join(names), "graph": graph})
+    total = sum(e["bytes"] for e in entries)
+    return {"entries": entries, "full_res_maps": sum(e["full_res_maps"] for e in entries), "bytes_per_frame": total,
+            "bandwidth_mb_s": 2 * total * fps / 1e6, "fps": fps, "from": "the package's buffer layout (manifest)"}
 
 
 def profile_module(spec: str, **kw: Any) -> dict[str, Any]:

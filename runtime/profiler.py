@@ -73,24 +73,11 @@ def qdq_output_dtypes(path: str | Path) -> dict[str, str]:
     DequantizeLinear in a QDQ graph, else the output's own element type."""
     import onnx
 
+    from mobilecodec.runtime.tensor_types import stored_io_types
+
     proto = onnx.load(str(path), load_external_data=False)
-    g = proto.graph
-    producer = {o: n for n in g.node for o in n.output}
-    inits = {i.name: i for i in g.initializer}
-    out = {}
-    for vi in g.output:
-        dt = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
-        node = producer.get(vi.name)
-        if node is not None and node.op_type == "DequantizeLinear":
-            zp = node.input[2] if len(node.input) > 2 else ""
-            if zp in inits:
-                dt = onnx.helper.tensor_dtype_to_np_dtype(inits[zp].data_type).name
-            else:
-                q = producer.get(node.input[0])
-                if q is not None and q.op_type == "QuantizeLinear" and len(q.input) > 2 and q.input[2] in inits:
-                    dt = onnx.helper.tensor_dtype_to_np_dtype(inits[q.input[2]].data_type).name
-        out[vi.name] = dt
-    return out
+    types = stored_io_types(proto)
+    return {vi.name: onnx.helper.tensor_dtype_to_np_dtype(types[vi.name]).name for vi in proto.graph.output}
 
 
 def package_buffer(manifest: dict[str, Any], fps: float, graph_files: dict[str, Path] | None = None) -> BufferReport:

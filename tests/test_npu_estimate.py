@@ -25,6 +25,19 @@ def test_calibration_table_has_provenance():
     assert table["models"]["resnet18"]["macs"] == 1_814_073_344
 
 
+@pytest.mark.parametrize("model", ["quicksrnetsmall", "mobilenet_v2"])
+def test_calibration_layers_are_what_the_layer_model_extracts_today(model):
+    """The fit is only as right as the layers the table stores, so they must be what
+    `npu_graph.extract_layers` gives now: built before it measured shapes no inference follows and
+    folded constant subgraphs, the table kept UNet's decoder convolutions with 0-element inputs and
+    Constant / Shape nodes as data-movement layers (session 29: rebuilt, the fit's errors moved)."""
+    from mobilecodec.runtime.npu_calibrate import model_entry
+    from mobilecodec.runtime.npu_estimate import CALIBRATION
+
+    assert json.loads(CALIBRATION.read_text())["models"][model] == model_entry(model), \
+        "stale table: rebuild it with python -m mobilecodec.runtime.npu_calibrate"
+
+
 def test_leave_one_out_error_within_acceptance():
     from mobilecodec.runtime.npu_estimate import CALIBRATION, calibration, error_label
 
@@ -38,7 +51,7 @@ def test_leave_one_out_error_within_acceptance():
                    for m, d, p, ms in published), r
         assert r["error"] == pytest.approx(r["predicted_ms"] / r["measured_ms"] - 1.0)
     assert c["loo_median"] <= 0.25
-    assert c["loo_worst"] <= 0.35  # measured 22 % (docs/results/runtime.md); the median alone would hide one wild miss
+    assert c["loo_worst"] <= 0.35  # measured 23 % (docs/results/runtime.md); the median alone would hide one wild miss
     assert "ESTIMATE" in error_label() and "worst" in error_label()
 
 
@@ -71,7 +84,7 @@ def test_leave_one_model_out_error_and_labels():
     errs = sorted(abs(r["error"]) for r in c["lomo"])
     assert c["lomo_worst"] == errs[-1] and c["lomo_median"] == pytest.approx(statistics.median(errs))
     assert c["lomo_median"] > c["loo_median"]  # harder than leaving one measurement out
-    # the figures themselves, measured on the shipped table (median 13.1 %, worst 41.6 %), with margin:
+    # the figures themselves, measured on the shipped table (median 15.2 %, worst 39.0 % since session 29), with margin:
     # a fit that lost a model's information (or a leave-out that left nothing out) moves them
     assert 0.10 <= c["lomo_median"] <= 0.17 and c["lomo_worst"] <= 0.5
     assert error_label() == error_label(["float", "w8a8"])  # the fitted precisions: one figure
@@ -81,6 +94,14 @@ def test_leave_one_model_out_error_and_labels():
     held = [h for h in c["held_out"] if h["precision"] == "w8a16"]
     assert len(held) == 2 and all(f"{100 * h['error']:+.0f} %" in w16 for h in held)
     assert all(abs(h["error"]) > c["loo_worst"] for h in held)  # why the fitted figure must not stand alone
+    # grouped / depthwise convolutions: one model of the table informs their cost, so the label of a
+    # model that has them gives that model's own left-out errors (-38 % for mobilenet_v2 float)
+    assert c["grouped_models"] == ["mobilenet_v2"]
+    dw = error_label(["float"], unseen_model=True, grouped=True)
+    assert dw.startswith(own[:-1].split("; this model")[0]) and "only mobilenet_v2 informs" in dw
+    rows = [r for r in c["lomo"] if r["model"] == "mobilenet_v2"]
+    assert len(rows) == 4 and all(f"{r['device']} {r['precision']} {100 * r['error']:+.0f} %" in dw for r in rows)
+    assert "grouped" not in own
 
 def test_roofline_bounds_and_precision():
     """Same graph: int8 is faster than float, the memory-heavy UNet is slower per MAC than resnet18."""

@@ -155,13 +155,22 @@ def test_cli_state_names_and_bad_state(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--fps", "25", "--json", "-")
     assert res.returncode == 0, res.stderr
-    b = json.loads(res.stdout)["buffer"]
-    # one state of 8 x 16 x 16 float32: 2048 elements = 2 full-res maps of a 32x32 frame, 8192 bytes,
-    # written and read once per frame at 25 fps
-    assert len(b["entries"]) == 1
+    rep = json.loads(res.stdout)
+    b = rep["buffer"]
+    # one state of 8 x 16 x 16: 2048 elements = 2 full-res maps of a 32x32 frame, stored as the float
+    # graph's fp16 activations on the HTP (as the DRAM line counts them, not the graph's float32):
+    # 4096 bytes, written and read once per frame at 25 fps
+    assert len(b["entries"]) == 1 and b["entries"][0]["dtype"] == "float16"
     assert b["full_res_maps"] == pytest.approx(2.0)
-    assert b["bytes_per_frame"] == 8192
-    assert b["bandwidth_mb_s"] == pytest.approx(2 * 8192 * 25 / 1e6)
+    assert b["bytes_per_frame"] == 4096 and rep["dram"]["cell"]["activation_bytes"] == 2
+    assert b["bandwidth_mb_s"] == pytest.approx(2 * 4096 * 25 / 1e6)
+    # at w8a8 one byte per element, as the DRAM traffic of the same run (it was 4: float32 beside 1)
+    res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8", "--json", "-")
+    rep = json.loads(res.stdout)
+    assert rep["buffer"]["bytes_per_frame"] == 2048 and rep["buffer"]["entries"][0]["dtype"] == "uint8"
+    assert rep["dram"]["cell"]["graph_io"] == 3 * 16 * 16 + 2 * 2048  # x and h_prev read, h_next written
+    text = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8").stdout
+    assert "1 tensors (h_prev uint8), 2.0000 full-res maps, 2048 bytes/frame" in text  # the type shown
     bad = _cli(str(path), "--state", "nope")
     assert bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
@@ -272,10 +281,10 @@ def test_module_state_is_named_after_forward(user_module, tmp_path):
     g = rep["graphs"]["rec"]
     assert list(g["inputs"]) == ["frame", "state"] and list(g["outputs"]) == ["output_0", "output_1"]
     b = rep["buffer"]
-    # one float32 state of 8 x 16 x 24 = 3072 elements = 2 full-res maps of the 32x48 frame
+    # one state of 8 x 16 x 24 = 3072 elements = 2 full-res maps of the 32x48 frame, fp16 on the HTP
     assert [e["tensor"] for e in b["entries"]] == ["state:output_1"]
-    assert b["bytes_per_frame"] == 4 * 8 * 16 * 24 and b["full_res_maps"] == pytest.approx(2.0)
-    assert b["bandwidth_mb_s"] == pytest.approx(2 * 4 * 8 * 16 * 24 * 25 / 1e6)
+    assert b["bytes_per_frame"] == 2 * 8 * 16 * 24 and b["full_res_maps"] == pytest.approx(2.0)
+    assert b["bandwidth_mb_s"] == pytest.approx(2 * 2 * 8 * 16 * 24 * 25 / 1e6)
 
 
 def test_module_forward_runs_once_besides_the_export(user_module):
@@ -305,7 +314,7 @@ def test_state_names_holding_colons(tmp_path):
         res = cli_here("profile", str(path), "--state", state, "--json", str(tmp_path / "r.json"))
         assert res.returncode == 0, res.stderr
         b = json.loads((tmp_path / "r.json").read_text())["buffer"]
-        assert [e["tensor"] for e in b["entries"]] == [state] and b["bytes_per_frame"] == 4 * 8 * 16 * 16
+        assert [e["tensor"] for e in b["entries"]] == [state] and b["bytes_per_frame"] == 2 * 8 * 16 * 16  # fp16
     # a name that is not there: one line that lists the names there are
     assert_clean_error(cli_here("profile", str(path), "--state", "onnx::Concat_1:nope"), "onnx::Concat_1:nope",
                        "onnx::Conv_7")
@@ -458,8 +467,8 @@ def test_recurrent_ops_are_counted(tmp_path, monkeypatch, factory, op):
     assert g["pytorch"]["macs"] == conv_macs + rnn_macs  # the PyTorch count too (CPU LSTM: mkldnn_rnn_layer)
     assert g["kmacs_per_px"] == pytest.approx((conv_macs + rnn_macs) / (16 * 24) / 1e3)
     assert sum(la["macs"] for la in g["layers"] if la["op"] == op) == rnn_macs
-    # the hidden state h -> output_1 kept between frames: layers x directions x 16 rows x 16 float32
-    assert json.loads((tmp_path / "r.json").read_text())["buffer"]["bytes_per_frame"] == 4 * inputs[1].numel()
+    # the hidden state h -> output_1 kept between frames: layers x directions x 16 rows x 16, fp16
+    assert json.loads((tmp_path / "r.json").read_text())["buffer"]["bytes_per_frame"] == 2 * inputs[1].numel()
 
 
 def _recurrent_graph(op: str, x_shape: list[int], hidden: int, direction: str, layout: int, peepholes: bool,
@@ -623,6 +632,14 @@ def test_one_graph_of_a_package_is_profiled_at_the_package_frame(tiny_package, t
     shutil.copyfile(graph, alone)
     res = _cli(str(alone), "--json", str(tmp_path / "a.json"))
     assert json.loads((tmp_path / "a.json").read_text())["size"] == [96, 96]  # its input, as for any model
+    # the state a package graph writes is the package's buffer entry: stored as the package stores it
+    # (uint8 frame), in maps of the padded grid (1.5), not at the graph's float32 I/O over the frame
+    # (4x the bytes, 2.18 maps)
+    res = _cli(str(tiny_package / "graphs" / "r_synthesis.onnx"), "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    frame = next(e for e in pkg["buffer"]["entries"] if e["name"] == "frame")
+    (one,) = json.loads((tmp_path / "r.json").read_text())["buffer"]["entries"]
+    assert {k: one[k] for k in frame} == frame and one["bytes"] == 6 * 96 * 96 and one["dtype"] == "uint8"
 
 
 ATTENTION_MODULES = '''
@@ -877,3 +894,174 @@ def test_a_shape_that_follows_input_values_stays_dynamic_for_the_htp(tmp_path):
     qdq = quantize_graph(path, tmp_path / "dyn.qdq.onnx", random_feeds(path))
     with pytest.raises(ToolError, match="could not compile"):
         htp_session(qdq)
+
+
+def test_shapes_no_inference_follows_are_measured_on_the_given_inputs():
+    """The shapes a run measures: of a contrib op ONNX does not type (Inverse) and of what follows it,
+    and of a slice as long as the given input's maximum (+5), element types included; a graph already
+    holding a tensor named like the run's probes (`y:shape`) is measured all the same."""
+    from onnx import shape_inference
+
+    from mobilecodec.export import onnx_common
+
+    nodes = [helper.make_node("Inverse", ["x"], ["g"], domain="com.microsoft"),
+             helper.make_node("Relu", ["g"], ["r"]),
+             helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+             helper.make_node("Cast", ["m"], ["mi"], to=TensorProto.INT64),
+             helper.make_node("Add", ["mi", "five"], ["k"]),
+             helper.make_node("Unsqueeze", ["k", "ax0"], ["k1"]),
+             helper.make_node("Slice", ["r", "zero", "k1", "ax3"], ["y"]),
+             helper.make_node("Identity", ["x"], ["y:shape"]),
+             helper.make_node("Relu", ["y"], ["out"])]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n)
+             for n, v in (("five", 5), ("ax0", [0]), ("zero", [0]), ("ax3", [3]))]
+    g = helper.make_graph(nodes, "inv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("y:shape", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=8)
+    assert "g" not in {v.name for v in shape_inference.infer_shapes(model).graph.value_info}  # untyped
+    x = np.broadcast_to(np.eye(9, dtype=np.float32) * 2, (1, 4, 9, 9)).copy()  # max 2: y is 2 + 5 wide
+    inferred, measured = onnx_common.infer_static_shapes(model, {"x": x})
+    assert sorted(measured) == ["g", "out", "r", "y"]
+    shapes = onnx_common.value_shapes(inferred.graph)
+    assert [shapes[t] for t in ("g", "r", "y", "out")] == [[1, 4, 9, 9]] * 2 + [[1, 4, 9, 7]] * 2
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    assert {types[t] for t in ("g", "r", "y", "out")} == {TensorProto.FLOAT}
+    assert [o.name for o in inferred.graph.output] == ["out", "y:shape"] and len(inferred.graph.node) == len(nodes)
+
+
+def test_a_qdq_graph_state_is_counted_at_its_quantized_type(tmp_path):
+    """A QDQ graph's I/O is float, but a phone keeps the state at the type the graph quantizes it to:
+    a w8a16 graph (16-bit activations) that reads its state through an 8-bit QuantizeLinear keeps it
+    in one byte per element, not in the precision's two or the declared float32's four."""
+    def q(name: str, zp_type: int) -> list:
+        return [numpy_helper.from_array(np.array(0.05, np.float32), f"{name}_s"),
+                numpy_helper.from_array(np.array(0, helper.tensor_dtype_to_np_dtype(zp_type)), f"{name}_z")]
+
+    w = numpy_helper.from_array(np.ones((8, 8, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("QuantizeLinear", ["h_prev", "a_s", "a_z"], ["hq"]),
+             helper.make_node("DequantizeLinear", ["hq", "a_s", "a_z"], ["hd"]),
+             helper.make_node("Conv", ["hd", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "b_s", "b_z"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "b_s", "b_z"], ["h_next"])]
+    g = helper.make_graph(nodes, "cell16", [helper.make_tensor_value_info("h_prev", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [w, *q("a", TensorProto.UINT8), *q("b", TensorProto.UINT16)])
+    path = tmp_path / "cell16.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)], ir_version=10), str(path))
+    res = _cli(str(path), "--state", "h_prev:h_next", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["source"]["precision"] == "w8a16" and rep["dram"]["cell16"]["activation_bytes"] == 2
+    (e,) = rep["buffer"]["entries"]
+    assert e["dtype"] == "uint8" and e["bytes"] == 8 * 16 * 16
+    # an integer state keeps its type at any precision (an int64 counter was relabelled float16); a
+    # QuantizeLinear without a zero point quantizes to uint8 (ONNX's default)
+    from mobilecodec.runtime.profile_any import state_buffer
+
+    g = helper.make_graph([helper.make_node("Add", ["n", "one"], ["n_next"]),
+                           helper.make_node("QuantizeLinear", ["f", "a_s"], ["fq"]),
+                           helper.make_node("DequantizeLinear", ["fq", "a_s"], ["f_next"])], "counter",
+                          [helper.make_tensor_value_info("n", TensorProto.INT64, [1, 1, 4, 4]),
+                           helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("n_next", TensorProto.INT64, [1, 1, 4, 4]),
+                           helper.make_tensor_value_info("f_next", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.int64), "one"), q("a", TensorProto.UINT8)[0]])
+    buf = state_buffer({"counter": helper.make_model(g)}, (4, 4), 30.0, ["n:n_next", "f:f_next"], "float")
+    assert [(e["dtype"], e["bytes"]) for e in buf["entries"]] == [("int64", 8 * 16), ("uint8", 2 * 16)]
+
+
+@pytest.mark.parametrize("group,caveat,cells", [(8, True, "0.000072 | 0.000074"), (1, False, "0.00058 | 0.00059")])
+def test_a_depthwise_model_is_told_what_prices_its_depthwise_convolutions(tmp_path, group, caveat, cells):
+    """One fitted utilisation prices every grouped / depthwise MAC, and only one calibration model
+    (mobilenet_v2) has any: the estimate of a model with them says so, with that model's left-out
+    errors (a depthwise 3x3 conv came out 5x the time of a dense one with 16x its MACs, unlabelled)."""
+    w = numpy_helper.from_array(np.ones((8, 8 // group, 3, 3), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], group=group)], "dw",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])], [w])
+    path = tmp_path / "dw.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    res = _cli(str(path), "--device", "8gen2", "--json", "-", "-o", str(tmp_path / "rep"))
+    assert res.returncode == 0, res.stderr
+    label = json.loads(res.stdout)["npu"]["label"]
+    assert ("only mobilenet_v2 informs" in label) is caveat and label.startswith("ESTIMATE")
+    # a small model's figures are not rounded to 0 in the report (0.00 M params, 0.00 GMACs): 72 or 576
+    # parameters, 73,728 or 589,824 MACs
+    assert f"| dw | {cells} |" in (tmp_path / "rep" / "profile.md").read_text()
+
+
+def test_a_linear_on_a_3d_input_costs_what_the_same_gemm_does():
+    """torch exports a Linear on a (1, N, C) input as MatMul + Add(bias), on a (N, C) input as one Gemm;
+    the HTP runs either as one layer with its bias. The bias Add was priced as element-wise work
+    (c_el MAC-equivalents per element): 1.4x the Gemm's layer time, the Add the costliest layer."""
+    from mobilecodec.runtime.npu_estimate import estimate_graph
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+
+    w = np.ones((64, 64), np.float32)
+    b = numpy_helper.from_array(np.ones(64, np.float32), "b")
+    gemm = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "gemm",
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096, 64])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096, 64])],
+                             [numpy_helper.from_array(w, "w"), b])
+    mm = helper.make_graph([helper.make_node("MatMul", ["x", "wt"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],
+                           "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096, 64])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096, 64])],
+                           [numpy_helper.from_array(w.T.copy(), "wt"), b])
+    a, c = (extract_layers(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])) for g in (gemm, mm))
+    assert [la.cls for la in c.layers] == ["dense", "fused"]
+    # not a bias: an Add after an activation, a product read twice, a product of two activations
+    x3 = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096, 64])]
+    y3 = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096, 64])]
+    wt = numpy_helper.from_array(w.T.copy(), "wt")
+    others = {
+        "relu": [helper.make_node("MatMul", ["x", "wt"], ["m"]), helper.make_node("Relu", ["m"], ["r"]),
+                 helper.make_node("Add", ["r", "b"], ["y"])],
+        "twice": [helper.make_node("MatMul", ["x", "wt"], ["m"]), helper.make_node("Add", ["m", "b"], ["s"]),
+                  helper.make_node("Mul", ["m", "s"], ["y"])],
+        "act": [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1]),
+                helper.make_node("MatMul", ["rt", "r"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],  # 64x64
+    }
+    for name, nodes in others.items():
+        outs = y3 if name != "act" else [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 64])]
+        model = helper.make_model(helper.make_graph(nodes, name, x3, outs, [wt, b]),
+                                  opset_imports=[helper.make_opsetid("", 17)])
+        assert {la.op: la.cls for la in extract_layers(model).layers}["Add"] == "elementwise", name
+    for prec in ("float", "w8a8"):
+        assert dram_bytes(a, prec) == dram_bytes(c, prec)  # the bias is a weight of the layer either way
+        for dev in ("8gen2", "8gen3"):
+            assert estimate_graph(c, dev, prec)["ms"] == pytest.approx(estimate_graph(a, dev, prec)["ms"], rel=1e-12)
+
+
+@pytest.mark.parametrize("second", [False, True])
+def test_a_quantized_product_read_twice_is_not_fused(second):
+    """In a QDQ graph the MatMul's output reaches its readers through Q -> DQ; where two DQs read one Q,
+    the product feeds two layers: neither the bias Add nor a Relu on the second branch is free (both
+    were fused: one layer, one output write, for two)."""
+    from mobilecodec.runtime.npu_graph import extract_layers
+
+    inits = [numpy_helper.from_array(np.ones((64, 64), np.uint8), "wq"),
+             *(numpy_helper.from_array(np.array(v, t), n) for n, v, t in
+               (("ws", 0.01, np.float32), ("wz", 0, np.uint8), ("s", 0.05, np.float32), ("z", 0, np.uint8),
+                ("bs", 0.0005, np.float32))), numpy_helper.from_array(np.ones(64, np.int32), "bq")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"]),
+             helper.make_node("MatMul", ["xd", "w"], ["m"]),
+             helper.make_node("QuantizeLinear", ["m", "s", "z"], ["mq"]),
+             helper.make_node("DequantizeLinear", ["mq", "s", "z"], ["md"]),
+             helper.make_node("DequantizeLinear", ["bq", "bs"], ["b"]),
+             helper.make_node("Add", ["md", "b"], ["y"])]
+    outs = ["y"]
+    if second:
+        nodes += [helper.make_node("DequantizeLinear", ["mq", "s", "z"], ["md2"]), helper.make_node("Relu", ["md2"], ["y2"])]
+        outs.append("y2")
+    g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+    layers = {la.op: la for la in extract_layers(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])).layers
+              if la.cls != "quant" and la.op != "DequantizeLinear"}
+    assert layers["Add"].cls == ("elementwise" if second else "fused")
+    assert layers["MatMul"].weights == 64 * 64 + (0 if second else 64)  # a fused bias is the layer's weight
+    if second:
+        assert layers["Relu"].cls == "elementwise"

@@ -164,14 +164,17 @@ def _format_any(report: dict) -> str:
         if g["unknown_ops"]:
             lines.append("  not counted (unknown ops): " + ", ".join(f"{k} x{v}" for k, v in g["unknown_ops"].items()))
     for n, g in report["graphs"].items():
-        lines += ["", f"{n}: costliest layers"]
+        lines += ["", f"{n}: layers with the most MACs"]
         for la in g["layers"][:10]:
             lines.append(f"  {la['name'][:40]:40s} {la['op']:14s} {la['macs'] / 1e6:10.2f} MMAC {100 * la['share']:5.1f}%")
     b = report["buffer"]
-    lines += ["", f"state buffer ({b['from']}): {len(b['entries'])} tensors, {b['full_res_maps']:.4f} full-res maps, "
-                  f"{b['bytes_per_frame']} bytes/frame, {b['bandwidth_mb_s']:.2f} MB/s at {b['fps']:g} fps"]
+    stored = ", ".join(f"{e['name']} {e['dtype']}" for e in b["entries"])
+    lines += ["", f"state buffer ({b['from']}): {len(b['entries'])} tensors{f' ({stored})' if stored else ''}, "
+                  f"{b['full_res_maps']:.4f} full-res maps, {b['bytes_per_frame']} bytes/frame, "
+                  f"{b['bandwidth_mb_s']:.2f} MB/s at {b['fps']:g} fps"]
     for n, d in report["dram"].items():
-        lines.append(f"DRAM per run of {n} ({d['precision']}, VTCM {d['vtcm_bytes'] >> 20} MiB rule): "
+        lines.append(f"DRAM per run of {n} ({d['precision']}: {d['activation_bytes']}-byte activations, "
+                     f"{d['weight_bytes']}-byte weights; VTCM {d['vtcm_bytes'] >> 20} MiB rule): "
                      f"weights {d['weights'] / 1e6:.2f} MB, graph I/O {d['graph_io'] / 1e6:.2f} MB, "
                      f"spilled activations {d['activations'] / 1e6:.2f} MB, total {d['total'] / 1e6:.2f} MB")
     for n, c in report["htp_check"].items():
