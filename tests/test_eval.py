@@ -264,6 +264,16 @@ def test_a_folder_named_like_a_sample_clip_does_not_hide_it(tmp_path, monkeypatc
     assert (tmp_path / "carphone" / "carphone_eval.json").is_file()
 
 
+def test_inputs_after_options_are_inputs(tmp_path, capsys):
+    """`eval carphone --checkpoint C -o ev bikes`: the second clip after the options was refused
+    ("unrecognized arguments: bikes"); both clips are evaluated, as in the order of the options."""
+    rc = main(["eval", "carphone", "--checkpoint", "tiny_b0.0512", "--frames", "1", "--threads", "1",
+               "-o", str(tmp_path / "ev"), "--no-progress", "bikes", "--json", str(tmp_path / "r.json")])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [Path(r["result"]["source"]).stem for r in results] == ["carphone", "bikes"]
+
+
 @pytest.mark.parametrize("case", ["missing_input", "missing_checkpoint", "bad_anchor", "no_tables"])
 def test_bad_input_exits_2(case, checkpoints, carphone, tmp_path, capsys):
     import torch

@@ -158,6 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "_parser", None) is not None and not any(e.startswith("-") for e in extra):
+        # inputs after options (`eval carphone -o ev bikes`): argparse takes a positional list in one
+        # piece; parsed again intermixed, as the user meant (an unknown word is still refused there)
+        words = list(sys.argv[1:] if argv is None else argv)
+        command = args._command
+        args, extra = args._parser.parse_intermixed_args(words[words.index(command) + 1:]), []
+        args.command = command
     if extra:  # reported by the subcommand's parser, so the line names the command and its --help
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):
