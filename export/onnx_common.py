@@ -87,6 +87,9 @@ def value_shapes(graph: Any) -> dict[str, list[int] | None]:
 #: that inferring it again (the counter, the layer model and the HTP check of one profile) neither
 #: runs it again nor takes those shapes for inferred ones
 MEASURED_KEY = "mobilecodec.shapes_measured"
+#: metadata key under which that run's failure is kept (onnxruntime's reason, one line): the error
+#: that names an unshaped tensor says why, and inferring the model again does not retry the run
+RUN_ERROR_KEY = "mobilecodec.shapes_run_error"
 
 
 def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tuple[Any, list[str]]:
@@ -115,7 +118,8 @@ def infer_static_shapes(model: Any, feeds: dict[str, Any] | None = None) -> tupl
     # export of x.chunk, a window padding); onnxruntime's symbolic inference does, on static graphs
     inferred = _symbolic_shapes(inferred)
     missing = _unshaped(inferred.graph)
-    measured = before + (_shapes_by_running(inferred, missing, feeds) if missing else [])
+    retry = missing and RUN_ERROR_KEY not in props
+    measured = before + (_shapes_by_running(inferred, missing, feeds) if retry else [])
     if measured != before:
         mark = next((p for p in inferred.metadata_props if p.key == MEASURED_KEY), None) or \
             inferred.metadata_props.add(key=MEASURED_KEY)
@@ -193,11 +197,12 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
     probe.graph.output.extend(onnx.ValueInfoProto(name=f) for f in fetch.values())
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # its failure is reported once, by the caller, not as a coloured log line
     try:
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         values = sess.run(list(fetch.values()), feeds)
-    except Exception:  # noqa: BLE001 - a graph onnxruntime cannot run: the caller names the tensor
+    except Exception as exc:  # noqa: BLE001 - a graph onnxruntime cannot run: the caller names the tensor
+        model.metadata_props.add(key=RUN_ERROR_KEY, value=ort_reason(exc))
         return []
     recorded = []
     value_info = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.output)}
@@ -218,6 +223,16 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
             vi.type.tensor_type.shape.dim.add().dim_value = int(d)
         recorded.append(name)
     return recorded
+
+
+def ort_reason(exc: BaseException) -> str:
+    """onnxruntime's error as one line a user can read: without its '[ONNXRuntimeError] : 1 : FAIL : '
+    prefix and the C++ source location and signature before the message."""
+    import re
+
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return re.sub(r"^\S+\.(?:cc|cpp|h):\d+ (?:\S+\(.*?\) )?", "", text)[:300]
 
 
 def constant_tensors(graph: Any) -> set[str]:

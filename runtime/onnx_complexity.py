@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.export.onnx_common import constant_tensors, infer_static_shapes, load_onnx, value_shapes
+from mobilecodec.export.onnx_common import RUN_ERROR_KEY, constant_tensors, infer_static_shapes, load_onnx, value_shapes
 from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:
@@ -162,7 +162,8 @@ def _node_label(node: "onnx.NodeProto", index: int) -> str:
 class _Graph:
     """Shape and producer lookups with errors that name the node that needed them."""
 
-    def __init__(self, graph: "onnx.GraphProto") -> None:
+    def __init__(self, graph: "onnx.GraphProto", run_error: str | None = None) -> None:
+        self.run_error = run_error  # why no run measured the shapes inference left out (onnxruntime's words)
         self.shapes = value_shapes(graph)
         self.initializers = {init.name: numel(init.dims) for init in graph.initializer}
         self.constants: dict[str, int] = {}
@@ -178,10 +179,12 @@ class _Graph:
     def shape(self, tensor: str, node: Any, label: str) -> list[int]:
         shape = self.shapes.get(tensor)
         if shape is None:
+            why = f"onnxruntime could not run it: {self.run_error}" if self.run_error else \
+                "which needs static input shapes and a graph onnxruntime runs"
             raise InputError(
                 f"node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
-                "shape inference (ONNX's and onnxruntime's) nor from a run of the graph (which needs static "
-                "input shapes and a graph onnxruntime runs): export with fixed input sizes")
+                f"shape inference (ONNX's and onnxruntime's) nor from a run of the graph ({why}): export "
+                "with fixed input sizes")
         return shape
 
     def source(self, tensor: str) -> str | None:
@@ -376,7 +379,7 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
     model, measured_names = infer_static_shapes(_load(model_or_path), feeds)
     measured = len(measured_names)
     graph = model.graph
-    g = _Graph(graph)
+    g = _Graph(graph, next((p.value for p in model.metadata_props if p.key == RUN_ERROR_KEY), None))
 
     result = OnnxComplexity(macs=0, params=0, other_params=0, shapes_measured=measured,
                             shapes_measured_on=("the example inputs" if feeds else "zero-filled inputs")

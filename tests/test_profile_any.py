@@ -1065,3 +1065,20 @@ def test_a_quantized_product_read_twice_is_not_fused(second):
     assert layers["MatMul"].weights == 64 * 64 + (0 if second else 64)  # a fused bias is the layer's weight
     if second:
         assert layers["Relu"].cls == "elementwise"
+
+
+def test_a_graph_onnxruntime_cannot_run_is_refused_with_its_reason(capfd):
+    """Where no inference gives a shape and onnxruntime cannot run the graph to measure it (mvit_v2_s's
+    Loop), the one-line refusal says onnxruntime's reason; its own coloured ERROR lines reached stderr
+    beside ours (twice: each inference retried the run)."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    nodes = [helper.make_node("Mystery", ["x"], ["m"], domain="example.nowhere"), helper.make_node("Relu", ["m"], ["y"])]
+    g = helper.make_graph(nodes, "unknown", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.nowhere", 1)],
+                              ir_version=8)
+    with pytest.raises(InputError, match=r"no static shape .*\(onnxruntime could not run it: [^\[]*Mystery"):
+        count_onnx(model)
+    assert "onnxruntime" not in capfd.readouterr().err
