@@ -119,7 +119,7 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
     computed (fewer than `min_points` points on a curve, by default the ones `bdrate` needs; curves
     not monotonic or not overlapping)."""
     from mobilecodec.metrics import bd_rate
-    from mobilecodec.rdresults import check_bd_points, rd_curve
+    from mobilecodec.rdresults import check_bd_points, check_same_matrix, rd_curve
 
     out: dict[str, Any] = {"anchor": anchor.get("codec"), "test": test.get("codec"), "method": BD_METHOD,
                            "bd_rate": {}, "error": None}
@@ -134,6 +134,7 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
     out["metric_errors"] = {}
     for m in metrics_:  # each metric on its own: one that cannot be judged leaves the others
         try:
+            check_same_matrix(anchor, test, m)
             ra, da = rd_curve(anchor, m)
             rt, dt = rd_curve(test, m)
             out["bd_rate"][m] = bd_rate(ra, da, rt, dt, method=BD_METHOD)

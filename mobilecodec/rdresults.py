@@ -123,6 +123,15 @@ def check_same_clip(anchor: dict[str, Any], width: int, height: int, frames: int
     return None
 
 
+def check_same_matrix(anchor: dict[str, Any], test: dict[str, Any], metric: str) -> None:
+    """InputError when `metric` is an RGB one and the two results converted YUV to RGB with other
+    matrices (`--matrix`): the same decodes differ by 3 % in PSNR-RGB BD-rate between bt601 and bt709."""
+    a, t = anchor.get("matrix"), test.get("matrix")
+    if metric.endswith("_rgb") and a and t and a != t:
+        raise InputError(f"{metric} of the anchor is measured with {a}, of the test with {t} (--matrix): "
+                         f"not comparable")
+
+
 def curve_name(point: dict[str, Any]) -> str:
     """The RD curve a point lies on: its config, and for a point an export package coded, the backend
     (eval codes checkpoints on PyTorch and packages on onnxruntime side by side)."""

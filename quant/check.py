@@ -30,7 +30,7 @@ from mobilecodec.evaluate import rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import validate_coding
 from mobilecodec.io import read_frames
-from mobilecodec.rdresults import QUALITY_METRICS
+from mobilecodec.rdresults import BD_MIN_POINTS, QUALITY_METRICS
 
 FORMAT = "mobilecodec-check-int8"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -187,10 +187,11 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
     from mobilecodec.metrics import bd_psnr, bd_rate
     from mobilecodec.metrics.bd import MIN_POINTS, quality_at_rate, rd_frontier
 
+    fp, qp = float_res["points"], int8_res["points"]
     out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_frontier": frontier,
+                           "points_per_curve": min(len(fp), len(qp)),
                            "bd_rate": {}, "bd_psnr": {}, "bd_dropped": {}, "judge": {}, "inconclusive": {},
                            "bd_error": None}
-    fp, qp = float_res["points"], int8_res["points"]
     for m in metrics_:
         curves = []
         for kind, pts in (("float", fp), ("int8", qp)):
@@ -379,6 +380,10 @@ def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | 
     bd_mean = {m: float(np.mean([r["comparison"]["bd_rate"][m] for r in results])) for m in opts.bd_metrics}
     loss = max(bd_mean.values())
     worst = f"(worst of {', '.join(opts.bd_metrics)})"
+    few = min(r["comparison"]["points_per_curve"] for r in results)
+    if few < BD_MIN_POINTS:  # the demo's two checkpoints: a figure bdrate and eval would not report
+        worst += (f"; on {few} points per curve, fewer than the {BD_MIN_POINTS} that bdrate and eval require: "
+                  f"read it with the per-point deltas")
     if loss > opts.max_bdrate:
         return (f"FAIL: int8 BD-rate loss {loss:.3f}% exceeds the allowed {opts.max_bdrate:g}% {worst}", False, loss,
                 bd_mean, [])

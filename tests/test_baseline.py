@@ -250,6 +250,28 @@ def test_bdrate_of_the_coded_frames_only(sweep, tmp_path):
     assert saved["rates"] == "payload" and "coded frames only" in stdout
 
 
+def test_bdrate_refuses_rgb_metrics_of_another_matrix(sweep, tmp_path):
+    """The same x264 encodes measured with --matrix bt709 against bt601: PSNR-YUV is 0 %, but the
+    RGB metrics differ by the conversion alone (+3.2 % PSNR-RGB BD-rate on 120 frames, no warning):
+    they are n/a with the reason, in bdrate and in eval's --anchor figures alike."""
+    code, _, err = _cli("baseline", "--codec", "x264", "--preset", "medium", "--crf", ",".join(map(str, CRFS)),
+                        "--frames", str(FRAMES), str(sweep["source"]), "-o", str(tmp_path / "b709"),
+                        "--matrix", "bt709", "--no-progress")
+    assert code == 0, err
+    b709 = tmp_path / "b709" / "x264_medium.json"
+    code, stdout, err = _cli("bdrate", str(sweep["out"] / "x264_medium.json"), str(b709),
+                             "--metric", "psnr_yuv,psnr_rgb,ms_ssim_rgb", "--json", str(tmp_path / "bd.json"))
+    assert code == 0, err
+    rows = {r["metric"]: r for r in json.loads((tmp_path / "bd.json").read_text())["results"]}
+    assert rows["psnr_yuv"]["bd_rate_percent"] == 0.0
+    for m in ("psnr_rgb", "ms_ssim_rgb"):
+        assert rows[m]["bd_rate_percent"] is None and "bt601, of the test with bt709" in rows[m]["bd_rate_error"]
+    from mobilecodec.evaluate import bd_against
+
+    bd = bd_against(_results(sweep, "x264"), json.loads(b709.read_text()))
+    assert "psnr_rgb" not in bd["bd_rate"] and "bt709" in bd["metric_errors"]["psnr_rgb"]
+
+
 @pytest.mark.parametrize("method", ["pchip", "akima", "cubic"])
 def test_bdrate_against_itself_is_zero(sweep, method):
     anchor = str(sweep["out"] / "x264_medium.json")

@@ -62,6 +62,12 @@ def test_compare_reports_bd_only_for_judgeable_curves():
     c = compare(_res(anchor), _res([(0.8 * r, d) for r, d in anchor]), ("psnr_yuv",))
     assert c["inconclusive"] == {} and c["bd_rate"]["psnr_yuv"] == pytest.approx(-20.0, abs=1e-9)
     assert [d["d_bpp_pct"] for d in c["point_deltas"]] == pytest.approx([-20.0] * 4)
+    verdict = judge_results([{"source": "clip.y4m", "comparison": c}], CheckOptions(bd_metrics=("psnr_yuv",)))[0]
+    assert verdict.startswith("PASS") and "points per curve" not in verdict
+    # two points per curve (the demo's): judged, and the verdict says what `bdrate` would not report
+    two = compare(_res(anchor[:2]), _res([(0.8 * r, d) for r, d in anchor[:2]]), ("psnr_yuv",))
+    verdict = judge_results([{"source": "clip.y4m", "comparison": two}], CheckOptions(bd_metrics=("psnr_yuv",)))[0]
+    assert verdict.startswith("PASS") and "on 2 points per curve, fewer than the 4 that bdrate" in verdict
     # flat curves (0.3 dB): the same -20 % in rate, but no BD figure, and the verdict says why
     flat = [(0.066, 25.36), (0.084, 25.62), (0.148, 25.66)]
     c = compare(_res(flat), _res([(0.8 * r, d - 0.01) for r, d in flat]), ("psnr_yuv",))

@@ -122,6 +122,21 @@ def test_psnr_yuv_identical_and_bad_frames():
         psnr_yuv(frame, frame.y)
 
 
+def test_a_sequence_mean_caps_an_identical_plane_not_the_frame():
+    """bikes with only its luma changed (Y off by one: 48.13 dB), chroma identical: the frame's PSNR-YUV
+    is inf, and the sequence mean counted it as 100 dB where its planes give (6 x 48.13 + 100 + 100) / 8
+    (a grey clip through x264 read 100 dB at every CRF)."""
+    from mobilecodec.metrics import PSNR_CAP_DB, frame_metrics, mean_metrics
+
+    frame = _bikes()
+    dist = YUVFrame(np.where(frame.y < 255, frame.y + 1, frame.y - 1).astype(np.uint8), frame.u, frame.v)
+    per_frame = frame_metrics(frame, dist, "bt601")
+    assert per_frame["psnr_yuv"] == math.inf and per_frame["psnr_y"] == pytest.approx(PSNR_MSE1, abs=1e-9)
+    mean = mean_metrics([per_frame, per_frame], ("psnr_y", "psnr_yuv"))
+    assert mean["psnr_yuv"] == pytest.approx((6 * PSNR_MSE1 + 2 * PSNR_CAP_DB) / 8, abs=1e-9)
+    assert mean["psnr_y"] == pytest.approx(PSNR_MSE1, abs=1e-9)
+
+
 def test_psnr_samples_pools_every_sample():
     """One luma sample of 8x12 one level off, chroma identical: PSNR-YUV is inf (its chroma terms
     are), the pooled PSNR over the 96 + 24 + 24 = 144 samples is 10*log10(255^2 * 144)."""

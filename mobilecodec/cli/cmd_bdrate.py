@@ -36,7 +36,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
     """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric; each curve
     needs `rdresults.BD_MIN_POINTS` points (`check_bd_points`), as for `eval`."""
     from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.rdresults import check_bd_points, rd_curve
+    from mobilecodec.rdresults import check_bd_points, check_same_matrix, rd_curve
 
     from mobilecodec.errors import InputError
 
@@ -52,6 +52,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
     rows, reasons = [], []
     for m in metrics:
         try:  # a curve this metric cannot use (e.g. a non-finite value) leaves the other metrics
+            check_same_matrix(anchor, test, m)
             ra, da = rd_curve(anchor, m)
             rt, dt = rd_curve(test, m)
         except InputError as exc:

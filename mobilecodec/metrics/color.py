@@ -1,8 +1,11 @@
 """8-bit YUV420 -> RGB conversion (BT.601 / BT.709, limited or full range) and PSNR-RGB.
 
-Chroma is upsampled by nearest neighbour (each chroma sample covers its 2x2 luma block), the
-same as ffmpeg's unscaled yuv420p->rgb path and DCVC's default; chroma siting is ignored. One
-fixed choice keeps RGB metrics comparable between the neural codec and the ffmpeg baselines.
+Chroma is upsampled by nearest neighbour (each chroma sample covers its 2x2 luma block), as DCVC's
+default; chroma siting is ignored. It matches ffmpeg's swscale to 1 level with
+`scale=in_color_matrix=bt601:in_range=tv:flags=neighbor+accurate_rnd+full_chroma_int`
+(`tests/test_metrics.py`); ffmpeg's default `-pix_fmt rgb24` path converts with other rounding and
+gives other PSNR-RGB values. One fixed choice keeps RGB metrics comparable between the neural codec
+and the ffmpeg baselines.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import numpy as np
 
 from mobilecodec.metrics.color import psnr_rgb
 from mobilecodec.metrics.msssim import ms_ssim_rgb
-from mobilecodec.metrics.psnr import psnr_yuv
+from mobilecodec.metrics.psnr import psnr_yuv, weighted_psnr_yuv
 from mobilecodec.rdresults import QUALITY_METRICS
 
 #: a frame's PSNR counts at most this much in a sequence mean, as x264 reports a lossless frame: an
@@ -31,9 +31,16 @@ def mean_psnr(values: Iterable[float]) -> float:
 
 
 def mean_metrics(per_frame: Sequence[dict[str, Any]], keys: Sequence[str] = QUALITY_METRICS) -> dict[str, float]:
-    """The sequence means of `keys` over per-frame results: PSNRs by `mean_psnr`, others plainly."""
+    """The sequence means of `keys` over per-frame results: PSNRs by `mean_psnr`, others plainly. A
+    frame's PSNR-YUV counts as the 6:1:1 weighting of its planes capped one by one, so that one
+    identical plane (a grey clip's chroma) caps that plane, not the whole frame (grey carphone
+    through x264: 100 dB at every CRF where its own planes give 52.9 dB)."""
     out = {}
     for k in keys:
-        values = [f[k] for f in per_frame]
+        if k == "psnr_yuv" and all(p in f for f in per_frame for p in ("psnr_y", "psnr_u", "psnr_v")):
+            values = [weighted_psnr_yuv(*(min(float(f[p]), PSNR_CAP_DB) for p in ("psnr_y", "psnr_u", "psnr_v")))
+                      for f in per_frame]
+        else:
+            values = [f[k] for f in per_frame]
         out[k] = mean_psnr(values) if k.startswith("psnr") else float(np.mean(values))
     return out
