@@ -227,12 +227,14 @@ def _shapes_by_running(model: Any, missing: list[str], given: dict[str, Any] | N
 
 def ort_reason(exc: BaseException) -> str:
     """onnxruntime's error as one line a user can read: without its '[ONNXRuntimeError] : 1 : FAIL : '
-    prefix and the C++ source location and signature before the message."""
+    prefix and the C++ source locations and signatures inside the message."""
     import re
 
-    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()) or type(exc).__name__
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    return re.sub(r"^\S+\.(?:cc|cpp|h):\d+ (?:\S+\(.*?\) )?", "", text)[:300]
+    # "/onnxruntime_src/.../reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper(...) " anywhere
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+ (?:[^()]*\([^()]*\)(?: const)? )?", "", text)
+    return text[:400]
 
 
 def constant_tensors(graph: Any) -> set[str]:

@@ -89,10 +89,12 @@ def _package_fields(path: str, engine: Any) -> dict[str, Any]:
     return out
 
 
-def rd_result(codec: str, source: str, enc: dict, points: list[dict]) -> dict:
-    """An RD result dict (docs/CONVENTIONS.md schema) from an encode summary and its points."""
-    return {"codec": codec, "source": source, "width": enc["width"], "height": enc["height"], "fps": enc["fps"],
-            "frames": enc["frames"], "points": points}
+def rd_result(codec: str, source: str, enc: dict, points: list[dict], matrix: str | None = None) -> dict:
+    """An RD result dict (docs/CONVENTIONS.md schema) from an encode summary and its points; `matrix`:
+    the YUV->RGB matrix of its RGB metrics (`rdresults.check_same_matrix` compares it)."""
+    out = {"codec": codec, "source": source, "width": enc["width"], "height": enc["height"], "fps": enc["fps"],
+           "frames": enc["frames"], "points": points}
+    return dict(out, matrix=matrix) if matrix else out
 
 
 def frame_type_summary(point: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 
@@ -12,7 +13,8 @@ def fmt(v: Any, nd: int = 3) -> str:
     0.000072 M params), anything else str()."""
     if v is None:
         return "-"
-    if isinstance(v, float):
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):  # numpy floats too
+        v = float(v)
         if 1e-6 <= abs(v) < 0.5 * 10.0 ** -nd:
             nd = min(6, 1 - math.floor(math.log10(abs(v))))
         return f"{v:.{nd}f}"

@@ -200,6 +200,7 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
             if dropped:
                 out["bd_dropped"].setdefault(m, {})[kind] = dropped
             curves += [[pts[i]["bpp"] for i in keep], [pts[i][m] for i in keep]]
+        out["points_per_curve"] = min(out["points_per_curve"], len(curves[0]), len(curves[2]))  # after --frontier
         judge = judge_curves(curves[1], curves[3])
         out["judge"][m] = judge
         if not judge["judgeable"]:
@@ -323,8 +324,8 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
                 fp["label"], qp["label"] = pair.float_label, pair.int8_label
                 fpts.append(fp)
                 qpts.append(qp)
-            fres = rd_result(pairs[0].float_model.cfg.name, str(src), enc, fpts)
-            qres = rd_result(pairs[0].int8_model.cfg.name, str(src), enc, qpts)
+            fres = rd_result(pairs[0].float_model.cfg.name, str(src), enc, fpts, opts.matrix)
+            qres = rd_result(pairs[0].int8_model.cfg.name, str(src), enc, qpts, opts.matrix)
             results.append({"source": str(src), "float": fres, "int8": qres,
                             "comparison": compare(fres, qres, opts.bd_metrics, opts.frontier)})
             if k == 0 and opts.sensitivity_frames:

@@ -154,7 +154,7 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
 
     _, const = compiler_constants(graph, g.shapes, measured)
     mac_outputs: set[str] = set()
-    bias_of: dict[str, str] = {}  # a fused bias Add's output -> the MAC output it adds to
+    bias_of: dict[str, tuple[str, int]] = {}  # a fused bias Add's output -> (the MAC output, bias elements)
     classes: list[str] = []
     for node in graph.node:
         op = node.op_type
@@ -178,11 +178,11 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             cls = "fused"
             alias[node.output[0]] = root(node.input[0])
             mac_outputs.add(node.output[0])
-        elif (mac := _bias_add(node, producer, readers, const | init_names, g.shapes, graph_outputs)) is not None:
+        elif (bias := _bias_add(node, producer, readers, const | init_names, g.shapes, graph_outputs)) is not None:
             cls = "fused"  # a Linear on a 3-D input: MatMul + Add(bias), one layer on the HTP
-            alias[node.output[0]] = mac
+            alias[node.output[0]] = bias[0]
             mac_outputs.add(node.output[0])
-            bias_of[node.output[0]] = mac
+            bias_of[node.output[0]] = bias
         classes.append(cls)
     out_roots = {root(vi.name) for vi in graph.output}
     layers: list[Layer] = []
@@ -192,8 +192,9 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             cls = rec.kind  # the counter's own op classes
         layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params,
                       output_shape=rec.output_shape)
-        if node.output and node.output[0] in bias_of:  # the bias is the MAC layer's weight
-            by_output[bias_of[node.output[0]]].weights += layer.weights
+        if node.output and node.output[0] in bias_of:  # the bias is the MAC layer's weight (the counter
+            mac, elems = bias_of[node.output[0]]       # gives it to the Add only right after the MatMul)
+            by_output[mac].weights += elems
             layer.weights = 0
         if cls in FREE_CLASSES:
             layers.append(layer)
@@ -245,11 +246,11 @@ def _read_once(t: str, producer: dict[str, Any], readers: dict[str, list[Any]], 
 
 
 def _bias_add(node: Any, producer: dict[str, Any], readers: dict[str, list[Any]], constants: set[str],
-              shapes: dict[str, Any], graph_outputs: set[str]) -> str | None:
-    """The output of the MatMul that `node` adds a constant bias to, when `node` is an Add of one
-    value per output feature to a MatMul of constant weights whose output nothing else reads (through
-    Q / DQ and other aliases, graph outputs included): torch exports a Linear on a 3-D input so, and
-    the HTP runs it as one layer with its bias, as a Gemm; else None."""
+              shapes: dict[str, Any], graph_outputs: set[str]) -> tuple[str, int] | None:
+    """(the output of the MatMul that `node` adds a constant bias to, the bias' elements), when `node`
+    is an Add of one value per output feature to a MatMul of constant weights whose output nothing
+    else reads (through Q / DQ and other aliases, graph outputs included): torch exports a Linear on
+    a 3-D input so, and the HTP runs it as one layer with its bias, as a Gemm; else None."""
     if node.op_type != "Add" or len(node.input) != 2 or not node.output:
         return None
     for t, other in (node.input, node.input[::-1]):
@@ -262,7 +263,7 @@ def _bias_add(node: Any, producer: dict[str, Any], readers: dict[str, list[Any]]
         out_shape, bias_shape = shapes.get(mac), shapes.get(other)
         if out_shape and bias_shape is not None and _numel(bias_shape) == out_shape[-1] \
                 and all(d == 1 for d in bias_shape[:-1]):
-            return mac
+            return mac, out_shape[-1]
     return None
 
 

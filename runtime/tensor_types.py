@@ -47,17 +47,22 @@ def stored_io_types(proto: Any) -> dict[str, int]:
     for n in g.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    inits = {i.name: i for i in g.initializer}
+    consts = {i.name: i.data_type for i in g.initializer}
+    consts.update({n.output[0]: a.t.data_type for n in g.node if n.op_type == "Constant"  # torch's zero points
+                   for a in n.attribute if a.name == "value"})
+    typed = {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.input, *g.output]}
 
     def quantized_type(q: Any) -> int:  # of a QuantizeLinear's output / a DequantizeLinear's input
-        if len(q.input) > 2 and q.input[2] in inits:
-            return inits[q.input[2]].data_type
+        if len(q.input) > 2 and q.input[2] in consts:
+            return consts[q.input[2]]
+        if q.op_type == "DequantizeLinear" and (consts.get(q.input[0]) or typed.get(q.input[0])):
+            return consts.get(q.input[0]) or typed[q.input[0]]  # its input's own type
         attr = next((a.i for a in q.attribute if a.name == "output_dtype"), 0)
         return attr or onnx.TensorProto.UINT8  # ONNX's default without a zero point
 
     out = {}
     for vi in g.input:
-        if vi.name in inits:
+        if vi.name in consts:  # an initializer listed as an input (older exporters)
             continue
         qs = readers.get(vi.name, [])
         out[vi.name] = max((quantized_type(q) for q in qs), key=elem_bits) \

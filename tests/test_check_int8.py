@@ -68,6 +68,11 @@ def test_compare_reports_bd_only_for_judgeable_curves():
     two = compare(_res(anchor[:2]), _res([(0.8 * r, d) for r, d in anchor[:2]]), ("psnr_yuv",))
     verdict = judge_results([{"source": "clip.y4m", "comparison": two}], CheckOptions(bd_metrics=("psnr_yuv",)))[0]
     assert verdict.startswith("PASS") and "on 2 points per curve, fewer than the 4 that bdrate" in verdict
+    # four points of which --frontier drops a dominated one: the figure rests on three
+    dominated = [*anchor[:3], (950.0, 36.0)]
+    three = compare(_res(dominated), _res([(0.8 * r, d) for r, d in dominated]), ("psnr_yuv",), True)
+    verdict = judge_results([{"source": "clip.y4m", "comparison": three}], CheckOptions(bd_metrics=("psnr_yuv",)))[0]
+    assert three["bd_dropped"] and "on 3 points per curve" in verdict
     # flat curves (0.3 dB): the same -20 % in rate, but no BD figure, and the verdict says why
     flat = [(0.066, 25.36), (0.084, 25.62), (0.148, 25.66)]
     c = compare(_res(flat), _res([(0.8 * r, d - 0.01) for r, d in flat]), ("psnr_yuv",))

@@ -168,6 +168,9 @@ def test_cli_state_names_and_bad_state(tmp_path):
     res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8", "--json", "-")
     rep = json.loads(res.stdout)
     assert rep["buffer"]["bytes_per_frame"] == 2048 and rep["buffer"]["entries"][0]["dtype"] == "uint8"
+    from mobilecodec.runtime.npu_graph import ACTIVATION_TYPES, PRECISION_BYTES  # one rule, two tables
+
+    assert {p: np.dtype(t).itemsize for p, t in ACTIVATION_TYPES.items()} == {p: b[0] for p, b in PRECISION_BYTES.items()}
     assert rep["dram"]["cell"]["graph_io"] == 3 * 16 * 16 + 2 * 2048  # x and h_prev read, h_next written
     text = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8").stdout
     assert "1 tensors (h_prev uint8), 2.0000 full-res maps, 2048 bytes/frame" in text  # the type shown
@@ -960,16 +963,22 @@ def test_a_qdq_graph_state_is_counted_at_its_quantized_type(tmp_path):
     # QuantizeLinear without a zero point quantizes to uint8 (ONNX's default)
     from mobilecodec.runtime.profile_any import state_buffer
 
+    # (and torch's export puts an int8 zero point in a Constant node, not an initializer)
+    zero = helper.make_node("Constant", [], ["cz"], value=numpy_helper.from_array(np.array(0, np.int8)))
     g = helper.make_graph([helper.make_node("Add", ["n", "one"], ["n_next"]),
                            helper.make_node("QuantizeLinear", ["f", "a_s"], ["fq"]),
-                           helper.make_node("DequantizeLinear", ["fq", "a_s"], ["f_next"])], "counter",
+                           helper.make_node("DequantizeLinear", ["fq", "a_s"], ["f_next"]), zero,
+                           helper.make_node("QuantizeLinear", ["c", "a_s", "cz"], ["cq"]),
+                           helper.make_node("DequantizeLinear", ["cq", "a_s", "cz"], ["c_next"])], "counter",
                           [helper.make_tensor_value_info("n", TensorProto.INT64, [1, 1, 4, 4]),
-                           helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, 2, 4, 4])],
+                           helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, 2, 4, 4]),
+                           helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1, 4, 4])],
                           [helper.make_tensor_value_info("n_next", TensorProto.INT64, [1, 1, 4, 4]),
-                           helper.make_tensor_value_info("f_next", TensorProto.FLOAT, [1, 2, 4, 4])],
+                           helper.make_tensor_value_info("f_next", TensorProto.FLOAT, [1, 2, 4, 4]),
+                           helper.make_tensor_value_info("c_next", TensorProto.FLOAT, [1, 1, 4, 4])],
                           [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.int64), "one"), q("a", TensorProto.UINT8)[0]])
-    buf = state_buffer({"counter": helper.make_model(g)}, (4, 4), 30.0, ["n:n_next", "f:f_next"], "float")
-    assert [(e["dtype"], e["bytes"]) for e in buf["entries"]] == [("int64", 8 * 16), ("uint8", 2 * 16)]
+    buf = state_buffer({"counter": helper.make_model(g)}, (4, 4), 30.0, ["n:n_next", "f:f_next", "c:c_next"], "float")
+    assert [(e["dtype"], e["bytes"]) for e in buf["entries"]] == [("int64", 8 * 16), ("uint8", 2 * 16), ("int8", 16)]
 
 
 @pytest.mark.parametrize("group,caveat,cells", [(8, True, "0.000072 | 0.000074"), (1, False, "0.00058 | 0.00059")])
@@ -1023,6 +1032,14 @@ def test_a_linear_on_a_3d_input_costs_what_the_same_gemm_does():
         "act": [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1]),
                 helper.make_node("MatMul", ["rt", "r"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],  # 64x64
     }
+    # through a Reshape the counter gives the bias to no node; the fused layer still carries it
+    reshaped = [helper.make_node("MatMul", ["x", "wt"], ["m"]), helper.make_node("Reshape", ["m", "shape"], ["r"]),
+                helper.make_node("Add", ["r", "b"], ["y"])]
+    model = helper.make_model(helper.make_graph(reshaped, "rs", x3, [helper.make_tensor_value_info(
+        "y", TensorProto.FLOAT, [4096, 64])], [wt, b, numpy_helper.from_array(np.array([4096, 64], np.int64), "shape")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    assert [(la.op, la.cls, la.weights) for la in extract_layers(model).layers] == \
+        [("MatMul", "dense", 64 * 64 + 64), ("Reshape", "alias", 0), ("Add", "fused", 0)]
     for name, nodes in others.items():
         outs = y3 if name != "act" else [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 64])]
         model = helper.make_model(helper.make_graph(nodes, name, x3, outs, [wt, b]),
@@ -1082,3 +1099,21 @@ def test_a_graph_onnxruntime_cannot_run_is_refused_with_its_reason(capfd):
     with pytest.raises(InputError, match=r"no static shape .*\(onnxruntime could not run it: [^\[]*Mystery"):
         count_onnx(model)
     assert "onnxruntime" not in capfd.readouterr().err
+    # a failure while running puts the C++ location and signature mid-message: gone, the reason kept
+    import onnxruntime as ort
+
+    from mobilecodec.export.onnx_common import ort_reason
+
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"])], "r",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                           helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    sess = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                                .SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception) as info:
+        sess.run(None, {"x": np.zeros((2, 3), np.float32), "s": np.array([7, 5], np.int64)})
+    assert "reshape_helper.h" in str(info.value) and "ReshapeHelper::ReshapeHelper(" in str(info.value)
+    reason = ort_reason(info.value)
+    assert "cannot be reshaped" in reason and ".h:" not in reason and "::" not in reason and "[ONNX" not in reason

@@ -35,12 +35,15 @@ def mean_metrics(per_frame: Sequence[dict[str, Any]], keys: Sequence[str] = QUAL
     frame's PSNR-YUV counts as the 6:1:1 weighting of its planes capped one by one, so that one
     identical plane (a grey clip's chroma) caps that plane, not the whole frame (grey carphone
     through x264: 100 dB at every CRF where its own planes give 52.9 dB)."""
+    planes = ("psnr_y", "psnr_u", "psnr_v")
+
+    def value(f: dict[str, Any], k: str) -> Any:
+        if k == "psnr_yuv" and all(f.get(p) is not None for p in planes):
+            return weighted_psnr_yuv(*(min(float(f[p]), PSNR_CAP_DB) for p in planes))
+        return f[k]
+
     out = {}
     for k in keys:
-        if k == "psnr_yuv" and all(p in f for f in per_frame for p in ("psnr_y", "psnr_u", "psnr_v")):
-            values = [weighted_psnr_yuv(*(min(float(f[p]), PSNR_CAP_DB) for p in ("psnr_y", "psnr_u", "psnr_v")))
-                      for f in per_frame]
-        else:
-            values = [f[k] for f in per_frame]
+        values = [value(f, k) for f in per_frame]
         out[k] = mean_psnr(values) if k.startswith("psnr") else float(np.mean(values))
     return out
