@@ -48,6 +48,21 @@ def test_default_training_data_excludes_the_held_out_clip(capsys):
     TrainingData(["carphone"], 1, (64, 64), allow_held_out=True)  # explicit opt-in still works
 
 
+def test_the_held_out_threshold_has_margin_on_both_sides(tmp_path):
+    """`scripts/held_out_margin.py` (the README's figures): every frame of the re-encoded carphone
+    lies well above the 20 dB threshold, carphone-sized crops of the training clips well below it."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "held_out_margin.py"
+    proc = subprocess.run([sys.executable, str(script), "--frames", "8", "--stride", "88", "--no-progress",
+                           "--json", str(tmp_path / "m.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["distorted"]["frames"] == 120 and m["distorted"]["min_db"] > m["threshold_db"] + 3
+    assert m["training_crops"]["crops"] > 50 and m["training_crops"]["max_db"] < m["threshold_db"] - 3
+
+
 def test_a_copy_or_re_encode_of_the_held_out_clip_is_refused_by_content(tmp_path, carphone, capsys):
     """Renamed or moved, cut to start later, or re-encoded (the wheel's own carphone_distorted.mp4,
     24-26 dB from the source), the held-out clip is still refused; the training clips are not."""

