@@ -612,6 +612,11 @@ def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys
 
     assert not any(changed(n) for n in frozen)
     assert changed("m_analysis") and changed("m_synthesis") and changed("m_hyper_analysis")
+    # resumed with the networks named otherwise (the names themselves): the same run; other ones: refused
+    resume = ["train", "-o", str(tmp_path / "r"), "--resume", "--steps", "4", "--no-progress",
+              "--reinit", "m_analysis"]
+    assert main([*resume, "--freeze", "r_*"]) == 2 and "--freeze" in capsys.readouterr().err
+    assert main([*resume, "--freeze", *frozen]) == 0, capsys.readouterr().err
     capsys.readouterr()
     assert _train(tmp_path / "bad", "--steps", "1", "--init", str(init), "--freeze", "i_nothing") == 2
     err = capsys.readouterr().err.strip().splitlines()

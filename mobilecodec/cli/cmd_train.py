@@ -172,13 +172,25 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
             same = [data_identity(x) for x in given] == [data_identity(x, strict=False) for x in have]
         elif name == "init" and have is not None:
             same = _checkpoint_identity(given) == _checkpoint_identity(have)
-        elif name in ("freeze", "reinit"):  # sets of names or patterns, as typed
-            same = set(given) == set(have or ())
+        elif name in ("freeze", "reinit"):  # names or patterns: compared as the networks they name
+            same = _networks_named(args.output, name, given) == _networks_named(args.output, name, have or ())
         else:
             same = given == have
         if not same:
             raise InputError(f"--{name.replace('_', '-')} {given} differs from the run being resumed "
                              f"({have}); resume with the same options or start a new run")
+
+
+def _networks_named(run: str, option: str, names: list[str] | tuple[str, ...]) -> set[str]:
+    """The networks of the resumed run's model that --freeze / --reinit `names` (names or patterns) name."""
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.train.trainer import network_names, run_config
+
+    if not names:
+        return set()
+    freeze = option == "freeze"
+    nets = VideoCodec(run_config(run)).networks(VideoCodec.NETWORKS if freeze else VideoCodec.REINIT_NETWORKS)
+    return set(network_names(names, nets, "freeze" if freeze else "re-initialise"))
 
 
 def _checkpoint_identity(name_or_path: str) -> str:
