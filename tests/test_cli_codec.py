@@ -31,6 +31,8 @@ def test_cli_round_trip_hashes_and_json(stream, tiny_checkpoint, tmp_path):
     assert enc["frames"] == 5 and [f["type"] for f in enc["per_frame"]] == list("IPPPI")
     assert enc["file_bytes"] == stream.stat().st_size
     assert enc["bpp"] == pytest.approx(8 * stream.stat().st_size / (5 * 176 * 144))
+    # its speed is one cold run's (the first call's setup included) and says so, with its threads
+    assert enc["timing"]["cold"] is True and enc["timing"]["runs"] == 1 and "threads" in enc["timing"]
     p = cli("decode", stream, "-o", tmp_path / "d.y4m", "--checkpoint", tiny_checkpoint, "--json", tmp_path / "d.json",
             "--no-progress", check=True)
     dec = json.loads((tmp_path / "d.json").read_text())
@@ -81,7 +83,7 @@ def test_same_weights_other_warp_is_refused_at_the_header(carphone, tmp_path):
     assert ja["weights_hash"] == jb["weights_hash"]  # what makes the header's hash alone not enough
     for ckpt, name in ((a, "a"), (b, "b")):
         cli("encode", "--checkpoint", ckpt, carphone, "-o", tmp_path / f"{name}.mnvc", "--frames", 2,
-            "--no-progress", check=True)
+            "--no-progress", "--json", tmp_path / f"{name}_enc.json", check=True)
     assert read_header(tmp_path / "a.mnvc").config_id == "tiny"
     assert read_header(tmp_path / "b.mnvc").config_id.startswith("tiny~")
     for stream, ckpt in (("a", b), ("b", a)):
@@ -89,7 +91,11 @@ def test_same_weights_other_warp_is_refused_at_the_header(carphone, tmp_path):
                 "--no-verify")
         assert_clean_error(p, "encoded with model")
         assert not (tmp_path / f"{stream}.y4m").exists()
-    cli("decode", tmp_path / "b.mnvc", "-o", tmp_path / "b.y4m", "--checkpoint", b, check=True)
+    cli("decode", tmp_path / "b.mnvc", "-o", tmp_path / "b.y4m", "--checkpoint", b, "--json", tmp_path / "bd.json",
+        check=True)
+    # encode's "config" is the config's name, decode's the header's id; "config_id" is the header's in both
+    enc, dec = (json.loads((tmp_path / f).read_text()) for f in ("b_enc.json", "bd.json"))
+    assert enc["config"] == "tiny" and enc["config_id"] == dec["config_id"] == read_header(tmp_path / "b.mnvc").config_id
 
 
 def _mutate_file(src: Path, dst: Path, fn) -> Path:
@@ -107,6 +113,7 @@ def _mutate_file(src: Path, dst: Path, fn) -> Path:
     ("flags", ("flags",)),
     ("intra_period", ("frame 3", "intra period 3")),
     ("no_frames", ("no frames",)),
+    ("payload", ("frame 2:", "payload")),  # valid CRCs, bytes left over: the error named no frame
 ])
 def test_bad_streams_exit_2(stream, tiny_checkpoint, tmp_path, case, words):
     """Damaged containers, and well-formed containers (valid CRCs) that the encoder never writes:
@@ -119,6 +126,9 @@ def test_bad_streams_exit_2(stream, tiny_checkpoint, tmp_path, case, words):
             header.flags = 1
         elif case == "intra_period":
             header.intra_period = 3  # the stream is I P P P I (period 4): frame 3 would be an I-frame
+        elif case == "payload":
+            header.frame_count = len(records)
+            records[2].payload = bytes(records[2].payload) + bytes(8)
         else:
             records = []
         tmp = tmp_path / "rewritten.mnvc"
@@ -128,7 +138,7 @@ def test_bad_streams_exit_2(stream, tiny_checkpoint, tmp_path, case, words):
         return bytearray(tmp.read_bytes())
 
     def f(d: bytearray) -> bytearray:
-        if case in ("flags", "intra_period", "no_frames"):
+        if case in ("flags", "intra_period", "no_frames", "payload"):
             return rewrite(d)
         if case == "truncated":
             return d[: len(d) - 37]

@@ -118,6 +118,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
     container_bytes = header.nbytes + sum(f["overhead_bits"] for f in frames_info) // 8
     return {
         "input": str(input_path), "output": str(output), "config": model.cfg.name,
+        "config_id": header.config_id,  # what the stream's header names (decode's "config" and "config_id")
         "width": w, "height": h, "padded_width": pw, "padded_height": ph, "fps": float(rate),
         "frames": n, "intra_period": intra_period, "file_bytes": file_bytes,
         "bpp": 8 * file_bytes / (n * w * h),
@@ -213,6 +214,10 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                         src.finish()
                     except (ValueError, IndexError, OverflowError) as exc:
                         raise BitstreamError(f"frame {i}: corrupt payload ({exc})") from None
+                    except BitstreamError as exc:  # the entropy decoder's own checks: which frame
+                        if str(exc).startswith("frame "):
+                            raise
+                        raise BitstreamError(f"frame {i}: {exc}") from None
                     dec = crop_frame(tensor_to_frame(out), hdr.width, hdr.height)
                     digest = frame_hash(dec.y, dec.u, dec.v)
                     match = digest == bytes(rec.frame_hash)
@@ -236,6 +241,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
             if writer is not None:
                 writer.abort()
     return {"stream": str(stream), "output": str(output) if output else None, "config": hdr.config_id,
+            "config_id": hdr.config_id,
             "width": hdr.width, "height": hdr.height, "fps": hdr.fps, "frames": len(frames_info),
             "hash_matches": sum(f["hash_match"] for f in frames_info), "seconds": time.perf_counter() - t0,
             "per_frame": frames_info}
