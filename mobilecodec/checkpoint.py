@@ -124,6 +124,15 @@ def shipped_checkpoints() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.pt"))}
 
 
+def shipped_checkpoint_of(config_id: str, weights_hash: bytes) -> Path | None:
+    """The shipped checkpoint whose model a stream header names (config id and weights hash), or None."""
+    for path in shipped_checkpoints().values():
+        model, _ = load_checkpoint(path)
+        if model.cfg.stream_id() == config_id and model.weights_hash() == bytes(weights_hash):
+            return path
+    return None
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     """A path, or the stem of a shipped checkpoint (e.g. 'tiny_b0.0016')."""
     p = Path(name_or_path)

@@ -26,6 +26,22 @@ def stream(tiny_checkpoint, carphone, tmp_path_factory) -> Path:
     return out
 
 
+def test_info_shows_a_streams_header_and_frames(stream, tmp_path):
+    """`info STREAM`: what the header says and the records weigh, against the encoder's own summary and
+    the file (no command showed a stream's header); a file that is no stream is one line, exit 2."""
+    enc = json.loads((stream.parent / "enc.json").read_text())
+    cli("info", stream, "--json", tmp_path / "i.json", check=True)
+    s = json.loads((tmp_path / "i.json").read_text())
+    assert (s["width"], s["height"], s["frames"], s["intra_period"]) == (176, 144, 5, 4)
+    assert s["fps"] == "30000/1001" and s["config_id"] == enc["config_id"] and s["shipped_checkpoint"] is None
+    assert [f["type"] for f in s["per_frame"]] == list("IPPPI") and s["block_modes"] == 0
+    assert [8 * f["bytes"] for f in s["per_frame"]] == [f["bits"] for f in enc["per_frame"]]
+    assert s["header_bytes"] + sum(f["bytes"] for f in s["per_frame"]) == s["file_bytes"] == stream.stat().st_size
+    assert [f["hash"] for f in s["per_frame"]] == [f["hash"] for f in enc["per_frame"]]
+    (tmp_path / "junk.mnvc").write_bytes(b"junk")
+    assert_clean_error(cli_here("info", tmp_path / "junk.mnvc"), "not a mobilecodec stream")
+
+
 def test_cli_round_trip_hashes_and_json(stream, tiny_checkpoint, tmp_path):
     enc = json.loads((stream.parent / "enc.json").read_text())
     assert enc["frames"] == 5 and [f["type"] for f in enc["per_frame"]] == list("IPPPI")

@@ -39,14 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _find_checkpoint(stream: str) -> str:
     from mobilecodec.bitstream.format import read_header
-    from mobilecodec.checkpoint import load_checkpoint, shipped_checkpoints
+    from mobilecodec.checkpoint import shipped_checkpoint_of
     from mobilecodec.errors import BitstreamError
 
     hdr = read_header(stream)
-    for name, path in shipped_checkpoints().items():
-        model, _ = load_checkpoint(path)
-        if model.cfg.stream_id() == hdr.config_id and model.weights_hash() == bytes(hdr.weights_hash):
-            return str(path)
+    path = shipped_checkpoint_of(hdr.config_id, bytes(hdr.weights_hash))
+    if path is not None:
+        return str(path)
     raise BitstreamError(f"stream was encoded with model '{hdr.config_id}' weights "
                          f"{bytes(hdr.weights_hash).hex()[:16]}, which is not a shipped checkpoint; "
                          "pass --checkpoint")

@@ -1,4 +1,5 @@
-"""`mobilecodec info`: versions of the toolkit's dependencies, ffmpeg encoders and sample clips.
+"""`mobilecodec info`: versions of the toolkit's dependencies, ffmpeg encoders and sample clips; or,
+given a stream, its header and frames (read from its bytes, nothing decoded).
 
 Versions come from package metadata (`importlib.metadata`), so nothing heavy is imported.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 from mobilecodec.cli.common import emit_json
 
-HELP = "show versions of python, mobilecodec and its dependencies, ffmpeg encoders, sample clips and shipped checkpoints"
+HELP = ("show versions of python, mobilecodec and its dependencies, ffmpeg encoders, sample clips and shipped "
+        "checkpoints; or, given a stream, its header and frames")
 
 NOT_INSTALLED = "not installed"
 # Distribution names, in the order shown.
@@ -25,7 +27,49 @@ QNN_LIBRARIES = ("libonnxruntime_providers_qnn.so", "onnxruntime_providers_qnn.d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stream", nargs="?", metavar="STREAM.mnvc",
+                   help="show this stream's header and frames instead: config, weights (and the shipped "
+                        "checkpoint they are), size, frame rate, intra period, block modes, bytes per frame")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON ('-' = stdout)")
+
+
+def stream_info(path: str) -> dict[str, Any]:
+    """A stream file's header and records, as its bytes say (no decoding)."""
+    from fractions import Fraction
+
+    from mobilecodec.bitstream.format import StreamReader
+    from mobilecodec.checkpoint import shipped_checkpoint_of
+    from mobilecodec.codec.block_modes import block_from_flags
+
+    with StreamReader(path) as r:
+        hdr = r.header
+        frames = [{"index": i, "type": rec.frame_type.name, "bytes": rec.nbytes, "payload_bytes": len(rec.payload),
+                   "hash": bytes(rec.frame_hash).hex()} for i, rec in enumerate(r)]
+    size = Path(path).stat().st_size
+    shipped = shipped_checkpoint_of(hdr.config_id, bytes(hdr.weights_hash))
+    per_type = {t: [f["bytes"] for f in frames if f["type"] == t] for t in ("I", "P")}
+    return {"stream": str(path), "file_bytes": size, "format_version": hdr.version, "header_bytes": hdr.nbytes,
+            "config_id": hdr.config_id, "weights_hash": bytes(hdr.weights_hash).hex(),
+            "shipped_checkpoint": shipped.stem if shipped is not None else None,
+            "width": hdr.width, "height": hdr.height, "fps": str(Fraction(hdr.fps_num, hdr.fps_den)),
+            "fps_value": hdr.fps, "intra_period": hdr.intra_period, "block_modes": block_from_flags(hdr.flags),
+            "frames": len(frames), "bpp": 8 * size / (len(frames) * hdr.width * hdr.height) if frames else None,
+            "mean_bytes": {t: sum(b) / len(b) for t, b in per_type.items() if b}, "per_frame": frames}
+
+
+def _print_stream(s: dict[str, Any]) -> None:
+    w = 14
+    types = "".join(f["type"] for f in s["per_frame"])
+    print(f"{'stream':<{w}} {s['stream']} ({s['file_bytes']} bytes; format version {s['format_version']}, "
+          f"header {s['header_bytes']} bytes)")
+    print(f"{'model':<{w}} config {s['config_id']}, weights {s['weights_hash'][:16]} ("
+          + (f"shipped checkpoint {s['shipped_checkpoint']})" if s["shipped_checkpoint"] else "not a shipped checkpoint)"))
+    print(f"{'frames':<{w}} {s['frames']} x {s['width']}x{s['height']} at {s['fps']} fps ({s['fps_value']:.3f}), "
+          f"intra period {s['intra_period']} ({types[:40]}{'...' if len(types) > 40 else ''})")
+    print(f"{'block modes':<{w}} " + (f"{s['block_modes']}x{s['block_modes']}" if s["block_modes"] else "off"))
+    means = ", ".join(f"{t}-frames {b:.0f}" for t, b in s["mean_bytes"].items())
+    print(f"{'bytes':<{w}} mean per frame: {means or '-'}; "
+          + (f"{s['bpp']:.4f} bpp (whole file)" if s["bpp"] is not None else "no frames"))
 
 
 def package_version(name: str) -> str:
@@ -109,6 +153,15 @@ def checkpoint_info() -> dict[str, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stream is not None:
+        from mobilecodec.errors import InputError
+
+        if not Path(args.stream).is_file():
+            raise InputError(f"no such stream file: {args.stream}")
+        s = stream_info(args.stream)
+        _print_stream(s)
+        emit_json(s, args.json)
+        return 0
     info = collect()
     w = 20
     print(f"{'python':<{w}} {info['python']} ({info['python_executable']})")
