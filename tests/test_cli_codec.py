@@ -53,6 +53,7 @@ def test_cli_round_trip_hashes_and_json(stream, tiny_checkpoint, tmp_path):
             "--no-progress", check=True)
     dec = json.loads((tmp_path / "d.json").read_text())
     assert dec["hash_matches"] == 5, p.stdout
+    assert dec["timing"]["cold"] is True  # its seconds too are one cold run's
     assert [f["hash"] for f in dec["per_frame"]] == [f["hash"] for f in enc["per_frame"]]
     # the written video itself (read and hashed here, not by the decoder) holds the encoder's 5 frames
     assert _y4m_hashes(tmp_path / "d.y4m", 176, 144) == [f["hash"] for f in enc["per_frame"]]

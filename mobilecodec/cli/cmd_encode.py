@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, emit_json, frame_rate, parse_wh, positive_int
+from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, emit_json, frame_rate, one_cold_run, parse_wh, positive_int
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
 OUTPUT = Output("file")
@@ -96,15 +96,12 @@ def _run_package(args: argparse.Namespace) -> int:
 
 
 def _report(summary: dict, args: argparse.Namespace) -> None:
-    from mobilecodec.runtime.threads import get_threads
-
     n = summary["frames"]
     types = "".join(f["type"] for f in summary["per_frame"])
     # one cold run: the time includes opening the input and the first call's setup, which dominate a
     # short clip; warm speeds are what benchmarks/ measure
-    threads = get_threads()  # None: --threads not given, the libraries' defaults
-    summary["timing"] = {"runs": 1, "cold": True, "threads": threads,
-                         "includes": "reading the input, first-call setup, writing the stream"}
+    summary["timing"] = one_cold_run()
+    threads = summary["timing"]["threads"]
     print(f"{summary['output']}: {n} frames {summary['width']}x{summary['height']}, "
           f"{summary['file_bytes']} bytes, {summary['bpp']:.4f} bpp, {n / summary['seconds']:.2f} frames/s "
           f"in one cold run {f'on {threads} thread' + 's' * (threads > 1) if threads else 'at the default thread count'} "

@@ -118,6 +118,16 @@ def finite_float(text: str) -> float:
     return v
 
 
+def one_cold_run() -> dict[str, Any]:
+    """How a command's own `seconds` were measured (its JSON `timing`): one cold run, the input's
+    reading and the first call's setup included, at the thread setting of `--threads` (None: the
+    libraries' defaults); warm speeds are what benchmarks/ measure."""
+    from mobilecodec.runtime.threads import get_threads
+
+    return {"runs": 1, "cold": True, "threads": get_threads(),
+            "includes": "reading the input, first-call setup, writing the output"}
+
+
 def display_name(text: str) -> str:
     """argparse type: a name shown in results and plots (an empty one fell back to the default silently)."""
     if not text.strip():
