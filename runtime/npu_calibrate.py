@@ -158,7 +158,7 @@ def model_entry(name: str) -> dict[str, Any]:
     """One model of the table: its architecture, input size, MACs and the layers the NPU layer model
     (`npu_graph.extract_layers`) sees, free layers left out."""
     import torch
-    from mobilecodec.runtime.npu_graph import extract_layers
+    from mobilecodec.runtime.npu_graph import FREE_CLASSES, extract_layers
 
     h, w, _ = MEASUREMENTS[name]
     proto = export_onnx(build_model(name), (torch.zeros(1, 3, h, w),), ["image"])
@@ -166,7 +166,7 @@ def model_entry(name: str) -> dict[str, Any]:
     d = gl.to_dict()
     for la in d["layers"]:
         la.pop("output_shape", None)
-    d["layers"] = [la for la in d["layers"] if la["cls"] not in ("alias", "quant", "folded", "fused")]
+    d["layers"] = [la for la in d["layers"] if la["cls"] not in FREE_CLASSES]
     return {"architecture": ARCHITECTURE[name], "input_size": [h, w], "macs": gl.macs, "graph": d}
 
 

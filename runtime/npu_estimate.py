@@ -123,7 +123,7 @@ def calibration() -> dict[str, Any]:
         c["error"] = c["predicted_ms"] / c["measured_ms"] - 1.0
     errs = [abs(x["error"]) for x in loo]
     model_errs = [abs(x["error"]) for x in lomo]
-    grouped = sorted(n for n, gl in graphs.items() if any(la.cls == "grouped" and la.macs for la in gl.layers))
+    grouped = sorted(n for n, gl in graphs.items() if gl.has_grouped)
     return {"params": dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta)))), "theta": theta.tolist(),
             "grouped_models": grouped,
             "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(graphs),

@@ -90,6 +90,11 @@ class GraphLayers:
     def macs(self) -> int:
         return sum(la.macs for la in self.layers)
 
+    @property
+    def has_grouped(self) -> bool:
+        """Whether grouped / depthwise convolutions do any of its MACs (the estimator prices them apart)."""
+        return any(la.cls == "grouped" and la.macs for la in self.layers)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -227,22 +232,20 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
                        graph_precision(proto))
 
 
-def _through_aliases(t: str, producer: dict[str, Any]) -> str:
-    """The tensor `t` is an alias of: back through Reshape, Q / DQ, ... (`ALIAS_OPS`)."""
+def _alias_chain(t: str, producer: dict[str, Any]) -> list[str]:
+    """`t` and the tensors it is an alias of, back through Reshape, Q / DQ, ... (`ALIAS_OPS`) to the
+    one a real node wrote (the last)."""
+    chain = [t]
     while t in producer and producer[t].op_type in ALIAS_OPS and producer[t].input:
         t = producer[t].input[0]
-    return t
+        chain.append(t)
+    return chain
 
 
 def _read_once(t: str, producer: dict[str, Any], readers: dict[str, list[Any]], graph_outputs: set[str]) -> bool:
-    """Whether `t` and every tensor it aliases (back to `_through_aliases(t)`) has one reader and is no
-    graph output: a Conv -> Q -> DQ whose Q output two DQs read feeds two layers, not one."""
-    while True:
-        if len(readers.get(t, ())) != 1 or t in graph_outputs:
-            return False
-        if not (t in producer and producer[t].op_type in ALIAS_OPS and producer[t].input):
-            return True
-        t = producer[t].input[0]
+    """Whether `t` and every tensor it aliases (`_alias_chain`) has one reader and is no graph output:
+    a Conv -> Q -> DQ whose Q output two DQs read feeds two layers, not one."""
+    return all(len(readers.get(x, ())) == 1 and x not in graph_outputs for x in _alias_chain(t, producer))
 
 
 def _bias_add(node: Any, producer: dict[str, Any], readers: dict[str, list[Any]], constants: set[str],
@@ -254,7 +257,7 @@ def _bias_add(node: Any, producer: dict[str, Any], readers: dict[str, list[Any]]
     if node.op_type != "Add" or len(node.input) != 2 or not node.output:
         return None
     for t, other in (node.input, node.input[::-1]):
-        mac = _through_aliases(t, producer)
+        mac = _alias_chain(t, producer)[-1]
         mm = producer.get(mac)
         if mm is None or mm.op_type != "MatMul" or mm.input[1] not in constants or other not in constants:
             continue

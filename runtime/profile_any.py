@@ -169,7 +169,7 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     frames = frames or {"frame": list(layers)}
     cal = calibration()
     precisions = {precision or gl.precision for gl in layers.values()}
-    grouped = any(la.cls == "grouped" and la.macs for gl in layers.values() for la in gl.layers)
+    grouped = any(gl.has_grouped for gl in layers.values())
     out: dict[str, Any] = {"label": error_label(precisions, unseen_model=True, grouped=grouped),
                            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
                            "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],

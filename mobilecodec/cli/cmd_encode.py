@@ -102,9 +102,9 @@ def _report(summary: dict, args: argparse.Namespace) -> None:
     # short clip; warm speeds are what benchmarks/ measure
     summary["timing"] = one_cold_run()
     threads = summary["timing"]["threads"]
+    on = f"on {threads} thread{'s' if threads > 1 else ''}" if threads else "at the default thread count"
     print(f"{summary['output']}: {n} frames {summary['width']}x{summary['height']}, "
           f"{summary['file_bytes']} bytes, {summary['bpp']:.4f} bpp, {n / summary['seconds']:.2f} frames/s "
-          f"in one cold run {f'on {threads} thread' + 's' * (threads > 1) if threads else 'at the default thread count'} "
-          f"({types[:40]}{'...' if len(types) > 40 else ''})"
+          f"in one cold run {on} ({types[:40]}{'...' if len(types) > 40 else ''})"
           + (f" [{summary['backend']}]" if "backend" in summary else ""))
     emit_json(summary, args.json)

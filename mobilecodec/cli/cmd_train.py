@@ -138,6 +138,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     resolved to, a --data entry or --init path with the file it names)."""
     from mobilecodec.errors import InputError
     from mobilecodec.train.data import data_identity
+    from mobilecodec.train.trainer import network_names
 
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
@@ -173,7 +174,8 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
         elif name == "init" and have is not None:
             same = _checkpoint_identity(given) == _checkpoint_identity(have)
         elif name in ("freeze", "reinit"):  # names or patterns: compared as the networks they name
-            same = _networks_named(args.output, name, given) == _networks_named(args.output, name, have or ())
+            nets, verb = _run_networks(args.output, name)
+            same = set(network_names(given, nets, verb)) == set(network_names(have or (), nets, verb))
         else:
             same = given == have
         if not same:
@@ -181,16 +183,14 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
                              f"({have}); resume with the same options or start a new run")
 
 
-def _networks_named(run: str, option: str, names: list[str] | tuple[str, ...]) -> set[str]:
-    """The networks of the resumed run's model that --freeze / --reinit `names` (names or patterns) name."""
+def _run_networks(run: str, option: str) -> tuple[tuple[str, ...], str]:
+    """(the networks of the resumed run's model that --freeze / --reinit may name, the option's verb)."""
     from mobilecodec.models.codec import VideoCodec
-    from mobilecodec.train.trainer import network_names, run_config
+    from mobilecodec.train.trainer import run_config
 
-    if not names:
-        return set()
     freeze = option == "freeze"
     nets = VideoCodec(run_config(run)).networks(VideoCodec.NETWORKS if freeze else VideoCodec.REINIT_NETWORKS)
-    return set(network_names(names, nets, "freeze" if freeze else "re-initialise"))
+    return nets, "freeze" if freeze else "re-initialise"
 
 
 def _checkpoint_identity(name_or_path: str) -> str:

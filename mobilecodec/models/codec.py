@@ -109,7 +109,7 @@ class VideoCodec(nn.Module):
 
         for name in names:
             if name not in self.REINIT_NETWORKS or not hasattr(self, name):
-                have = [n for n in self.REINIT_NETWORKS if hasattr(self, n)]
+                have = self.networks(self.REINIT_NETWORKS)
                 raise InputError(f"cannot re-initialise {name!r}; this model's networks: {', '.join(have)}")
             net = getattr(self, name)
             fan_in_init(net, zero=(net.out,) if name == "motion_predictor" else ())
