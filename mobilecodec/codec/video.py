@@ -223,9 +223,10 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
                     match = digest == bytes(rec.frame_hash)
                     if verify and not match:
                         raise BitstreamError(f"frame {i}: decoded frame does not match the encoder's hash "
-                                             "(a corrupt stream, or one encoded on another backend: a stream "
-                                             "of `encode --package` decodes exactly with `decode --package` "
-                                             "and that package; --no-verify decodes anyway)")
+                                             "(a corrupt stream, or one encoded on another backend, CPU or "
+                                             "thread count: decode with the encode's --threads on the same "
+                                             "machine, and a stream of `encode --package` with `decode "
+                                             "--package` and that package; --no-verify decodes anyway)")
                     if writer:
                         writer.write(dec)
                     if on_frame is not None:
