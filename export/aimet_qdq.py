@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.export.onnx_common import GraphIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from mobilecodec.export.onnx_export import GraphSpec
@@ -102,12 +103,8 @@ def split_relu_groups(proto: Any) -> int:
     relu(q(c)) == q(relu(c)) element by element. Returns how many ReLUs were split."""
     from onnx import helper, numpy_helper
 
-    inits = {t.name: t for t in proto.graph.initializer}
-    producers = {o: n for n in proto.graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in proto.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    ix = GraphIndex(proto.graph)
+    inits, producers, consumers = ix.inits, ix.producer, ix.consumers
     new_nodes, count = [], 0
     for node in proto.graph.node:
         cons = consumers.get(node.output[0], []) if node.op_type == "Relu" else []

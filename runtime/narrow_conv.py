@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mobilecodec.runtime.onnx_edit import GraphIndex, attrs, drop_dead, splice
+from mobilecodec.export.onnx_common import GraphIndex
+from mobilecodec.runtime.onnx_edit import attrs, drop_dead, splice
 
 WIDTH = 16  # output channels a narrow conv is padded to (measured best of 8, 16, 32)
 

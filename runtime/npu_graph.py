@@ -34,7 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mobilecodec.errors import InputError
+from mobilecodec.export.onnx_common import GraphIndex
 from mobilecodec.runtime.counts import numel
 
 if TYPE_CHECKING:
@@ -44,10 +47,12 @@ __all__ = ["ACTIVATION_TYPES", "FREE_CLASSES", "GraphLayers", "Layer", "PRECISIO
            "extract_layers", "graph_precision", "layers_from_dict"]
 
 VTCM_BYTES = 8 * 1024 * 1024
-# precision -> (activation bytes, weight bytes) on the HTP
-PRECISION_BYTES = {"float": (2, 2), "w8a8": (1, 1), "w8a16": (2, 1)}
-# precision -> the type its activations are kept at (the first of PRECISION_BYTES' pair, as a type)
+# precision -> the types its activations and its weights are kept at on the HTP
 ACTIVATION_TYPES = {"float": "float16", "w8a8": "uint8", "w8a16": "uint16"}
+WEIGHT_TYPES = {"float": "float16", "w8a8": "int8", "w8a16": "int8"}
+# precision -> (activation bytes, weight bytes), from those types
+PRECISION_BYTES = {p: (np.dtype(ACTIVATION_TYPES[p]).itemsize, np.dtype(WEIGHT_TYPES[p]).itemsize)
+                   for p in ACTIVATION_TYPES}
 
 ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "CastLike",
              "QuantizeLinear", "DequantizeLinear"}
@@ -142,14 +147,8 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
     g = _Graph(graph)
     init_names = {i.name for i in graph.initializer} | set(g.constants)
     graph_inputs = [vi.name for vi in graph.input if vi.name not in init_names]
-    producer: dict[str, Any] = {}
-    readers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for o in node.output:
-            producer[o] = node
-        for i in node.input:
-            readers.setdefault(i, []).append(node)
-    graph_outputs = {vi.name for vi in graph.output}
+    ix = GraphIndex(graph)
+    producer, readers, graph_outputs = ix.producer, ix.consumers, ix.outputs
     alias: dict[str, str] = {}
 
     def root(t: str) -> str:

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mobilecodec.runtime.onnx_edit import GraphIndex, attrs, drop_dead, splice
+from mobilecodec.export.onnx_common import GraphIndex
+from mobilecodec.runtime.onnx_edit import attrs, drop_dead, splice
 
 
 def _phase_taps(k: int, s: int, p: int) -> tuple[int, int]:

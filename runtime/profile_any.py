@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError, one_line
+from mobilecodec.export.onnx_common import GraphIndex
 from mobilecodec.runtime.tensor_types import elem_bits, stored_io_types, tensor_bytes
 
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
@@ -30,7 +31,7 @@ def norm_params(proto: Any) -> int:
     Counted per node: exporters merge equal-valued initializers (freshly initialised BatchNorms)
     behind Identity nodes, but each node still has parameters of its own."""
     sizes = {i.name: int(math.prod(i.dims)) for i in proto.graph.initializer}
-    producer = {o: n for n in proto.graph.node for o in n.output}
+    producer = GraphIndex(proto.graph).producer
 
     def size(t: str) -> int:
         while t not in sizes and t in producer and producer[t].op_type == "Identity":

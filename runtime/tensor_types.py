@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.export.onnx_common import GraphIndex
 
 
 def elem_bits(elem_type: int) -> int:
@@ -42,11 +43,8 @@ def stored_io_types(proto: Any) -> dict[str, int]:
     import onnx
 
     g = proto.graph
-    producer = {o: n for n in g.node for o in n.output}
-    readers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    ix = GraphIndex(g)
+    producer, readers = ix.producer, ix.consumers
     consts = {i.name: i.data_type for i in g.initializer}
     consts.update({n.output[0]: a.t.data_type for n in g.node if n.op_type == "Constant"  # torch's zero points
                    for a in n.attribute if a.name == "value"})
