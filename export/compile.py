@@ -5,6 +5,7 @@ onnxruntime's static quantizer (labelled so in the manifest)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from mobilecodec.export.formats import CONTEXT_FORMAT as FORMAT, MANIFEST
 from mobilecodec.export.qnn import Soc
 from mobilecodec.progress import progress_bar
 
+RANDOM = "random uniform [0, 1) inputs"  # what the stand-in calibrates a graph on when nothing was recorded
 STANDIN = ("stand-in calibration: onnxruntime quantize_static (min/max, uint8 activations, int8 per-channel "
            "weights), not aimet encodings")
 
@@ -49,8 +51,8 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
     man = load_manifest(package)
     recorded = set(feeds or {})
     feeds = fill_feeds(package, feeds)
-    calib = str(calibration) if recorded and calibration else "random uniform [0, 1) inputs"
-    calib_of = {n: calib if n in recorded else "random uniform [0, 1) inputs" for n in feeds}
+    calib = str(calibration) if recorded and calibration else RANDOM
+    calib_of = {n: calib if n in recorded else RANDOM for n in feeds}
     graphs: dict[str, Any] = {}
     sdk = None
     bar = progress_bar(total=len(man["graphs"]), desc="compile", unit="graph", leave=False) if progress else None
@@ -82,14 +84,16 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
         import shutil
 
         shutil.rmtree(work)
-        out = {"format": FORMAT, "version": 1, "package": str(package.resolve()),
+        # the package relative to this folder (the pair moves together), and where it was (this folder alone moved)
+        rel = os.path.relpath(package.resolve(), Path(out_dir).resolve())
+        out = {"format": FORMAT, "version": 1, "package": rel, "package_absolute": str(package.resolve()),
                "weights_hash": man["weights_hash"], "config_name": man["config_name"],
                "padded_size": man["padded_size"],
                "soc": {"soc_model": soc.soc_model, "name": soc.name, "htp_arch": soc.htp_arch},
                "qnn_sdk_version": sdk,
                "quantization": _quant_summary(man, graphs, calib),
                # stand-in int8 fitted to the held-out clip: its figures on that clip are not held-out ones
-               "calibrated_on_held_out": calibration is not None and is_held_out(calibration),
+               "calibrated_on_held_out": bool(recorded) and calibration is not None and is_held_out(calibration),
                "graphs": graphs}
         write_json_atomic(tmp / MANIFEST, out)
     if bar is not None:
@@ -100,9 +104,10 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
 def _quant_summary(man: dict[str, Any], graphs: dict[str, Any], calib: str) -> dict[str, Any]:
     """Where the int8 numbers of the context binaries come from: aimet (int8 package) and/or the stand-in."""
     standin = sorted(n for n, g in graphs.items() if g["quantization"].startswith("stand-in"))
+    on_random = sorted(n for n in standin if graphs[n]["quantization"].endswith(RANDOM))
     aimet = sorted(n for n in graphs if n not in standin)
     q = man.get("quantization") or {}
     return {"source": "aimet" if not standin else ("stand-in calibration" if not aimet else "aimet + stand-in calibration"),
-            "aimet_graphs": aimet, "standin_graphs": standin,
+            "aimet_graphs": aimet, "standin_graphs": standin, "standin_on_random_inputs": on_random,
             "standin": STANDIN if standin else None, "calibration": calib if standin else None,
             "quantized_weights_hash": q.get("quantized_weights_hash"), "w8a16_layers": q.get("w8a16_layers", [])}

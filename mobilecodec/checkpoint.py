@@ -64,18 +64,24 @@ def read_run_state(run_dir: str | os.PathLike, filename: str, fmt: str, version:
     return state
 
 
+#: where the other things a user may pass as a checkpoint go
+ELSEWHERE = "(a `ptq`/`qat` folder goes to --int8, an export package to --package)"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate the checkpoint dict (no model is built)."""
     p = Path(path)
     if p.is_dir():
-        raise CheckpointError(f"checkpoint {p} is a folder; a checkpoint is one .pt file (a `ptq`/`qat` folder "
-                              f"goes to --int8, an export package to --package)")
+        raise CheckpointError(f"checkpoint {p} is a folder; a checkpoint is one .pt file {ELSEWHERE}")
     if not p.is_file():
         shipped = shipped_checkpoints()
         hint = f"; shipped checkpoints: {', '.join(sorted(shipped))}" if shipped else ""
         raise CheckpointError(f"no such checkpoint: {p}{hint}")
     obj = load_torch_file(p, "checkpoint ")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        other = obj.get("format") if isinstance(obj, dict) else None
+        if isinstance(other, str) and other.startswith("mobilecodec-"):  # e.g. a ptq folder's quantized.pt
+            raise CheckpointError(f"{p} is not a mobilecodec checkpoint but a {other} file {ELSEWHERE}")
         raise CheckpointError(f"{p} is not a mobilecodec checkpoint")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{p} has checkpoint format version {obj.get('version')}; "

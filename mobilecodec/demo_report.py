@@ -120,7 +120,7 @@ def _rel(out: Path, p: str | Path) -> str:
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
     """Plots, report.md and report.json into `out`."""
-    from mobilecodec.fsutil import atomic_path, write_json_atomic
+    from mobilecodec.fsutil import WRITTEN, atomic_path, write_json_atomic
     from mobilecodec.plots import per_frame_plot, rd_plot
 
     curves = rd_curves(report)
@@ -140,7 +140,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(md, encoding="utf-8")
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    report["files"] = sorted(set(files) | {"report.json"})
+    report["files"] = sorted(set(files) | {"report.json", WRITTEN})  # WRITTEN: the list `atomic_dir` adds
     write_json_atomic(out / "report.json", report)
 
 

@@ -76,10 +76,21 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
             raise InputError(f"{pkg} holds QNN context binaries, which only the QNN HTP runs; use --ep qnn "
                              "(or pass the float export package for --ep cpu)")
         files = {n: pkg / g["context_model"] for n, g in ctx["graphs"].items()}
-        base = Path(ctx["package"])
+        base = compiled_package(pkg, ctx)
         _check_compiled_from(pkg, base, ctx)
         return base, files, ctx
     return pkg, None, None
+
+
+def compiled_package(folder: Path, ctx: dict[str, Any]) -> Path:
+    """The export package a compile folder was compiled from: named relative to the folder (so that
+    the pair can move together), else where it was when compiled (the folder moved alone)."""
+    named = Path(ctx["package"])
+    base = named if named.is_absolute() else (folder / named).resolve()
+    absolute = ctx.get("package_absolute")
+    if not (base / "manifest.json").is_file() and absolute and (Path(absolute) / "manifest.json").is_file():
+        return Path(absolute)
+    return base
 
 
 def _check_compiled_from(folder: Path, package: Path, ctx: dict[str, Any]) -> None:

@@ -52,6 +52,29 @@ def test_foreign_folder_is_never_replaced(tiny_checkpoint, tiny_package, tmp_pat
     assert (pkg / "manifest.json").is_file()
 
 
+def test_a_replaced_folder_that_holds_files_no_run_wrote_is_refused(tiny_checkpoint, tiny_package, tmp_path):
+    """A package or compile folder is replaced whole by the next run: a compile folder made inside its
+    own package, or a user's file put into a package, was deleted by the next export without a word.
+    `-o` inside a folder the command reads is refused, and a folder holding entries the earlier run
+    did not write is not replaced; both before any work."""
+    package_files = _tree(tiny_package)
+    assert_clean_error(cli_here("compile", tiny_package, "-o", tiny_package / "bin"), "inside", str(tiny_package))
+    assert _tree(tiny_package) == package_files
+    pkg = tmp_path / "pkg"
+    p = cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", pkg)
+    assert p.returncode == 0, p.stderr
+    (pkg / "notes.txt").write_text("the user's")
+    (pkg / "runs").mkdir()
+    before = _tree(pkg)
+    assert_clean_error(cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", pkg),
+                       "notes.txt", "runs", "not written by")
+    assert _tree(pkg) == before and (pkg / "notes.txt").read_text() == "the user's"
+    (pkg / "notes.txt").unlink()
+    (pkg / "runs").rmdir()
+    p = cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", pkg)
+    assert p.returncode == 0, p.stderr
+
+
 def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphone, tmp_path):
     afile = tmp_path / "notes.txt"
     afile.write_text("keep me")
@@ -156,6 +179,9 @@ def test_options_that_would_be_ignored_are_refused(tiny_checkpoint, tiny_package
                        "--frames", "--calibration")
     assert_clean_error(cli_here("compile", tiny_package, "-o", tmp_path / "bins", "--allow-held-out"),
                        "--allow-held-out", "--calibration")
+    # one frame is the I-frame alone: the P-frame graphs would be calibrated on random inputs
+    assert_clean_error(cli_here("compile", tiny_package, "-o", tmp_path / "bins", "--calibration", "bikes",
+                                "--frames", "1"), "--frames", "2")
     assert_clean_error(cli_here("export", "--check", tiny_package, "--size", "64x64"), "not used with --check", "--size")
     assert_clean_error(cli_here("export", "--config", "tiny", "--size", "64x64", "-o", tmp_path / "p", "--soc", "43"),
                        "only used with --check", "--soc")

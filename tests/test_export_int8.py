@@ -136,6 +136,11 @@ def test_check_and_compile_use_aimet_graphs(package, tmp_path, capsys):
     for name, g in man["graphs"].items():
         assert g["quantization"].startswith("stand-in calibration" if name in HYPER_SYNTHESIS else "aimet")
         assert all((out / f).is_file() for f in g["files"])
+    # the coding graphs carry aimet's encodings: a calibration clip would calibrate nothing (it was
+    # ignored, while the manifest said the binaries were calibrated on it)
+    assert main(["compile", str(package), "-o", str(tmp_path / "bin2"), "--calibration", "bikes"]) == 2
+    assert "aimet encodings" in capsys.readouterr().err
+    assert not (tmp_path / "bin2").exists()
 
 
 def test_cpu_qdq_matches_aimet_sim_over_gop(package, ptq_dir, carphone):
@@ -168,6 +173,10 @@ def test_bad_int8_input_exit_2(checkpoint, ptq_dir, tiny_checkpoint, tmp_path, c
         assert main(["export", *argv, "--size", "192x192", "-o", str(tmp_path / "p")]) == 2
         assert needle in capsys.readouterr().err
         assert not (tmp_path / "p").exists()
+    # the ptq folder's own file given as the checkpoint: the error says where it goes
+    assert main(["export", "--checkpoint", str(ptq_dir / "quantized.pt"), "--size", "192x192",
+                 "-o", str(tmp_path / "p")]) == 2
+    assert "--int8" in capsys.readouterr().err
 
 
 def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
@@ -175,8 +184,14 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
     decode the stream with the QDQ package on onnxruntime CPU, and back."""
     import json as _json
 
-    bins = tmp_path / "bin"
-    assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0
+    # a package and its compile folder moved together still pair up (the compile folder named its
+    # package by an absolute path: moved, it pointed to where the package no longer was)
+    import shutil
+
+    shutil.copytree(package, tmp_path / "pair" / "pkg")
+    assert main(["compile", str(tmp_path / "pair" / "pkg"), "--soc", "43", "-o", str(tmp_path / "pair" / "bin")]) == 0
+    (tmp_path / "pair").rename(tmp_path / "moved")
+    bins = tmp_path / "moved" / "bin"
     s_htp, s_cpu = tmp_path / "htp.mnvc", tmp_path / "cpu.mnvc"
     assert main(["encode", str(carphone), "-o", str(s_htp), "--package", str(bins), "--ep", "qnn", "--frames", "3",
                  "--intra-period", "3", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0

@@ -319,7 +319,7 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path, capsys):
     assert resumed["calibrated_on_held_out"] is True and resumed["trained_on_held_out"] is False
     assert resumed["float_weights_hash"] == ptq["float_weights_hash"]
     # the run's options, input and data are kept: repeating them is fine, another value is refused
-    for changed in (("--lr", "2e-3"), ("--data", "bigbuckbunny"), ("--checkpoint", str(tmp_path)), ("--no-range-learning",)):
+    for changed in (("--lr", "2e-3"), ("--data", "bigbuckbunny"), ("--checkpoint", str(ptq_dir.parent)), ("--no-range-learning",)):
         argv = ["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "--max-frames", "8", "-o", str(a), "--gop", "2",
                 "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--steps", "3", "--resume", "--no-progress"]
         i = argv.index(changed[0]) if changed[0] in argv else len(argv)

@@ -42,10 +42,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{'--frames' if args.frames is not None else '--allow-held-out'} applies to "
                          "--calibration; give --calibration VIDEO too")
     if args.calibration is not None:
+        from mobilecodec.export.manifest import load_manifest
         from mobilecodec.io import resolve_input
         from mobilecodec.runtime.parity import record_feeds
         from mobilecodec.train.data import refuse_held_out
 
+        if not any(g["used_by_codec"] and not g.get("quantization") for g in load_manifest(args.package)["graphs"].values()):
+            raise InputError(f"{args.package} is an int8 package: its coding graphs carry aimet encodings, which "
+                             "compile uses as they are, so --calibration would calibrate nothing; drop it")
+        if args.frames is not None and args.frames < 2:
+            raise InputError("--frames 1 codes the I-frame alone: the P-frame graphs would be calibrated on random "
+                             "inputs; give --frames 2 or more")
         args.calibration = str(resolve_input(args.calibration))
         refuse_held_out(args.calibration, "calibrate on a training clip (e.g. --calibration bikes) or pass "
                         "--allow-held-out", allow=args.allow_held_out)

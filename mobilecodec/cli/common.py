@@ -40,6 +40,8 @@ def check_outputs(args: argparse.Namespace) -> None:
             _refuse_an_input(args, out, f"-o {out}", skip=(spec.dest, "json"))
         else:
             check_output_dir(out, spec.marker, spec.marker_format)
+            if spec.marker is not None:
+                _refuse_inside_an_input(args, out, skip=(spec.dest, "json"))
     path = getattr(args, "json", None)
     if path not in (None, "-"):
         check_output_file(path)
@@ -79,6 +81,23 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
                 if name and os.path.isdir(name) and _same_or_under(Path(path), Path(name), True):
                     raise InputError(f"{what} is a file inside {name}, which this command reads as "
                                      f"{dest.replace('_', ' ')}; name another output")
+
+
+def _refuse_inside_an_input(args: argparse.Namespace, out: str, skip: tuple[str, ...]) -> None:
+    """Refuse an output folder (replaced whole) inside a folder the command reads: the run that
+    rewrites that folder (an export of the package a compile folder sits in) would delete it."""
+    import os
+
+    from mobilecodec.errors import InputError
+
+    for dest, value in vars(args).items():
+        if dest in skip or dest.startswith("_"):
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, str) and v and os.path.isdir(v) and _same_or_under(Path(out), Path(v), True) \
+                    and not _same_or_under(Path(v), Path(out), False):
+                raise InputError(f"-o {out} is inside {v}, which this command reads as {dest.replace('_', ' ')} "
+                                 f"(whatever rewrites {v} would delete it); name a folder outside it")
 
 
 def parse_hw(text: str) -> tuple[int, int]:
