@@ -155,6 +155,8 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
     if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).is_file():
         raise InputError(f"output folder {p} is not empty and holds no {marker} of an earlier run; "
                          f"replacing it would delete its files: name a new or empty folder")
+    if marker is not None and (holder := _lock_holder(p)) is not None:
+        raise InputError(f"{p} is in use by another run (pid {holder}); wait for it to end or choose another -o")
     if marker is not None and p.is_dir() and (p / WRITTEN).is_file():
         try:
             written = set(json.loads((p / WRITTEN).read_text()))
@@ -211,6 +213,28 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
             with contextlib.suppress(OSError):
                 lock.unlink()
             os.close(fd)
+
+
+def _lock_holder(folder: Path) -> str | None:
+    """The pid of another process holding `folder`'s `run_lock` (a QAT writing into it), else None:
+    a folder replaced whole must not be replaced under it (this process's own lock does not count)."""
+    import fcntl
+
+    lock = folder.resolve().with_name(f".{folder.resolve().name}.lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        return None if holder == str(os.getpid()) else holder or "?"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _take_lock(lock: Path, in_use: str) -> int | None:

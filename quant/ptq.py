@@ -96,7 +96,7 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
 
     w8a16 = {n: bw for s, sim in qmodel.sims.items()
              for n, bw in ((f"{s}.{k}", v) for k, v in activation_bitwidths(sim).items()) if max(bw) > 8}
-    summary = {"config": model.cfg.name, "quantized_config": qmodel.cfg.name, "clips": [str(c) for c in clips],
+    summary = {"config": model.cfg.name, "quantized_config": qmodel.cfg.name, "clips": [str(Path(c).resolve()) for c in clips],
                "options": asdict(opts), "quant_config": qcfg.to_dict(), "stages": list(qmodel.sims),
                "w8a16_layers": sorted(w8a16), "weights_hash": qmodel.weights_hash().hex(),
                "float_weights_hash": model.weights_hash().hex(), "calibration_gops_distinct": distinct, **metrics,

@@ -315,10 +315,12 @@ def _run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike]
     stage = opts.stage()
     gop_loss = GopLoss(qmodel, opts.beta, stage)
     qmodel.train(not opts.ste)
-    from mobilecodec.train.data import is_held_out
+    from mobilecodec.train.data import data_identity, is_held_out
 
     made_from = getattr(qmodel, "summary", {}) or {}  # ptq.json, or qat.json of the run or of an earlier QAT
-    base = {"source": str(source), "data": [str(d) for d in data], "options": opts.to_dict(),
+    # absolute paths: a relative one made a resume from another folder read whatever had that name there
+    base = {"source": str(Path(source).resolve()), "data": [data_identity(d, strict=False) for d in data],
+            "options": opts.to_dict(),
             "beta": opts.beta, "float_checkpoint": getattr(qmodel, "float_checkpoint", None),
             "float_weights_hash": made_from.get("float_weights_hash"),
             "calibration_clips": made_from.get("clips") or made_from.get("calibration_clips"),

@@ -416,6 +416,44 @@ def test_qat_resume_from_python_keeps_the_run_options(ptq_dir, tmp_path):
     assert read_state(a)["options"]["checkpoint_every"] == 5
 
 
+def test_qat_into_the_folder_of_its_own_input_file_is_refused(ptq_dir, tmp_path, capsys):
+    """`--checkpoint Q/quantized.pt -o Q` replaced the PTQ folder it trained from (its ptq.json went);
+    the folder spelling was refused, the file spelling was not."""
+    import shutil
+
+    own = tmp_path / "own"
+    shutil.copytree(ptq_dir, own)
+    before = {p.relative_to(own): p.read_bytes() for p in own.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert _qat(own / "quantized.pt", own, "--steps", "1") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "holds" in err and "checkpoint" in err, err
+    assert {p.relative_to(own): p.read_bytes() for p in own.rglob("*") if p.is_file()} == before
+
+
+def test_qat_resumes_from_another_folder_on_the_data_it_started_with(ptq_dir, bikes, tmp_path, monkeypatch):
+    """A run started with relative paths recorded them as typed: resumed from another folder it
+    trained on whatever file had that name there, or failed. `--data stills`, which qat's own
+    held-out message suggests, was refused."""
+    import shutil
+
+    a, b, run = tmp_path / "a", tmp_path / "b", tmp_path / "run"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(bikes, a / "clip.y4m")
+    monkeypatch.chdir(a)
+    assert main(["qat", "--checkpoint", str(ptq_dir), "--data", "clip.y4m", "--max-frames", "8", "-o", str(run),
+                 "--gop", "2", "--batch", "1", "--crop", "64x64", "--beta", str(BETA), "--steps", "1",
+                 "--no-progress"]) == 0
+    monkeypatch.chdir(b)
+    assert main(["qat", "-o", str(run), "--resume", "--steps", "2", "--no-progress"]) == 0
+    summary = json.loads((run / "qat.json").read_text())
+    assert summary["step"] == 2 and summary["data"] == [str(a / "clip.y4m")]
+    assert main(["qat", "--checkpoint", str(ptq_dir), "--data", "stills", "-o", str(tmp_path / "st"), "--gop", "2",
+                 "--batch", "1", "--crop", "64x64", "--beta", str(BETA), "--steps", "1", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "st" / "qat.json").read_text())["data"] == ["stills"]
+
+
 @pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q", "held_out", "held_out_allowed"])
 def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     out = tmp_path / "Q2"
@@ -526,4 +564,9 @@ def test_a_running_qat_refuses_a_resume(ptq_dir, tmp_path, capsys):
         capsys.readouterr()
         assert main(["qat", "-o", str(out), "--resume", "--steps", "3", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"is in use by another QAT run (pid {proc.pid})" in err[0], err
+        assert len(err) == 1 and "is in use by another" in err[0] and f"(pid {proc.pid})" in err[0], err
+        # nor does a ptq replace the folder under it (it did, and exited 0; the QAT's next save replaced it back)
+        assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "--crop", "64x64", "--steps", "1",
+                     "--gop", "2", "--batch", "1", "-o", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is in use by another" in err[0] and f"(pid {proc.pid})" in err[0], err

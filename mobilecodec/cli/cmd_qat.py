@@ -59,19 +59,11 @@ def _defaults():
 
 
 def _resolve_data(clips: list[str]) -> list[str]:
-    from pathlib import Path
+    """Each --data entry as the run records it: 'stills' or an absolute path (a relative one made a
+    resume from another folder train on whatever file had that name there)."""
+    from mobilecodec.train.data import data_identity
 
-    from mobilecodec.errors import InputError
-    from mobilecodec.io import resolve_input
-    from mobilecodec.train.data import is_folder_source
-
-    data = []
-    for d in clips:
-        p = Path(d) if is_folder_source(d) else Path(resolve_input(d))
-        if not p.exists():
-            raise InputError(f"no such training clip: {d}")
-        data.append(str(p))
-    return data
+    return [data_identity(d) for d in clips]
 
 
 def _resume_options(args: argparse.Namespace):

@@ -84,8 +84,10 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
 
 
 def _refuse_inside_an_input(args: argparse.Namespace, out: str, skip: tuple[str, ...]) -> None:
-    """Refuse an output folder (replaced whole) inside a folder the command reads: the run that
-    rewrites that folder (an export of the package a compile folder sits in) would delete it."""
+    """Refuse an output folder (replaced whole) that holds a file or folder the command reads
+    (replacing it would delete the input: `qat --checkpoint Q/quantized.pt -o Q`), or that lies
+    inside a folder it reads (the run that rewrites that folder, an export of the package a compile
+    folder sits in, would delete it)."""
     import os
 
     from mobilecodec.errors import InputError
@@ -94,9 +96,14 @@ def _refuse_inside_an_input(args: argparse.Namespace, out: str, skip: tuple[str,
         if dest in skip or dest.startswith("_"):
             continue
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, str) and v and os.path.isdir(v) and _same_or_under(Path(out), Path(v), True) \
-                    and not _same_or_under(Path(v), Path(out), False):
-                raise InputError(f"-o {out} is inside {v}, which this command reads as {dest.replace('_', ' ')} "
+            if not isinstance(v, str) or not v or not os.path.exists(v):
+                continue
+            what = dest.replace("_", " ")
+            if _same_or_under(Path(v), Path(out), True):
+                raise InputError(f"-o {out} holds {v}, which this command reads as {what}, and would be replaced "
+                                 f"whole; write to another folder")
+            if os.path.isdir(v) and _same_or_under(Path(out), Path(v), True):
+                raise InputError(f"-o {out} is inside {v}, which this command reads as {what} "
                                  f"(whatever rewrites {v} would delete it); name a folder outside it")
 
 
