@@ -349,13 +349,16 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
 def fitted_on_inputs(pairs: Sequence[ModelPair], srcs: Sequence[Path]) -> list[dict[str, str]]:
     """The (int8 folder, input) pairs where the folder was calibrated (PTQ) or trained (QAT) on the
     input it is judged on: its figures there are not held-out ones."""
-    from mobilecodec.train.data import data_identity
+    from mobilecodec.train.data import data_identity, is_held_out
 
     out = []
     for p in pairs:
         made = getattr(p.int8_model, "summary", {}) or {}
         used = {data_identity(c, strict=False) for k in ("clips", "calibration_clips", "data") for c in made.get(k) or []}
-        out += [{"int8": p.int8_label, "input": str(s)} for s in srcs if data_identity(s, strict=False) in used]
+        # the folder's own record that it saw the held-out clip (under any name: a renamed copy)
+        saw_held_out = bool(made.get("calibrated_on_held_out") or made.get("trained_on_held_out"))
+        out += [{"int8": p.int8_label, "input": str(s)} for s in srcs
+                if data_identity(s, strict=False) in used or (saw_held_out and is_held_out(s))]
     return out
 
 

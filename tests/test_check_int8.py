@@ -322,12 +322,23 @@ def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, 
     assert "verdict" in rep and len(rep["files"]) == len(set(rep["files"]))
     assert json.loads((out / "0_check_int8.json").read_text())["points"][0]["label"]
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(f).name for f in rep["files"])
+    # a second check into the same folder, on carphone: the first one's files (0_check_*) go, so the
+    # folder holds one report and what it lists (they stayed beside the new ones, listed nowhere)
+    (out / "notes.txt").write_text("the user's")
+    rc = main(["check-int8", str(carphone), "--float", str(floats[1]), "--int8", str(qdirs[1]),
+               "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", str(out)])
+    assert rc == 3
+    rep = json.loads((out / "check_int8.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(Path(f).name for f in rep["files"]), "notes.txt"])
+    assert not any(p.name.startswith("0_check") for p in out.iterdir())
 
 
-@pytest.mark.parametrize("case", ["count", "input", "int8", "swapped"])
+@pytest.mark.parametrize("case", ["count", "input", "int8", "swapped", "json_in_report"])
 def test_bad_inputs_exit_2(case, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
-    if case == "count":
+    if case == "json_in_report":  # it replaced the report's own carphone_float.json, which bdrate reads
+        rc = _check(carphone, floats, qdirs, "-o", str(tmp_path / "OUT"), "--json", str(tmp_path / "OUT" / "carphone_float.json"))
+    elif case == "count":
         rc = _check(carphone, floats, qdirs[:1])
     elif case == "input":
         rc = _check(tmp_path / "missing.y4m", floats, qdirs)
@@ -441,3 +452,17 @@ def test_an_int8_folder_judged_on_its_own_calibration_clip_is_flagged(carphone, 
         assert bool(fitted) == flagged and ("not held-out ones" in err) == flagged, (clip, fitted, err)
         if flagged:
             assert fitted[0]["int8"] == "Q" and Path(fitted[0]["input"]).stem == "bikes"
+    # calibrated on a renamed copy of the held-out clip: its carphone figures are not held-out ones
+    # either (the folder says so; its path was compared alone, and nothing was said)
+    import shutil
+
+    shutil.copy(carphone, tmp_path / "mycopy.y4m")
+    assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", str(tmp_path / "mycopy.y4m"), "--allow-held-out",
+                 "--crop", "64x64", "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0",
+                 "-o", str(tmp_path / "QC"), "--no-progress"]) == 0
+    capsys.readouterr()
+    rc = main(["check-int8", str(carphone), "--float", "tiny_b0.0512", "--int8", str(tmp_path / "QC"), "--frames", "2",
+               "--intra-period", "2", "--sensitivity-frames", "0", "--no-progress", "--json", str(tmp_path / "r.json")])
+    assert rc in (0, 1, 3)
+    fitted = json.loads((tmp_path / "r.json").read_text())["fitted_on_input"]
+    assert [f["int8"] for f in fitted] == ["QC"] and "not held-out ones" in capsys.readouterr().err

@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
                         frontier=args.frontier, progress=not args.no_progress,
                         block_modes=args.block_modes or 0)
     opts.validate()
+    if args.output and args.json not in (None, "-") and Path(args.output).resolve() in Path(args.json).resolve().parents:
+        # the report writes check_int8.json and the RD results there: a --json of its own could replace one
+        raise InputError(f"--json {args.json} is inside -o {args.output}, which holds the report's own "
+                         f"check_int8.json; name a JSON file outside it")
     for i in args.inputs:
         if not Path(resolve_input(i)).is_file():
             raise InputError(f"no such input video: {i}")
