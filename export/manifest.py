@@ -191,4 +191,8 @@ def int8_section(qmodel: Any, graphs: dict[str, dict[str, Any]], quantized_dir: 
                                and g["quantization"]["tensors_16bit"]),
         "float_graphs": sorted(n for n, g in graphs.items() if not g.get("quantization")),
         "aimet_encodings": copied,
+        # for whoever opens the graphs with onnxruntime directly (mobilecodec's runtime does this itself)
+        "onnxruntime_cpu": "on x86 CPUs without VNNI onnxruntime's uint8 x int8 kernels add product pairs in "
+                           "saturating int16, so the int8 graphs drift off the aimet simulation: set the "
+                           "session option session.x64quantprecision=1 there",
     }
