@@ -84,9 +84,10 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
         import shutil
 
         shutil.rmtree(work)
-        # the package relative to this folder (the pair moves together), and where it was (this folder alone moved)
+        # where the package was (this folder alone moved), and where it is from here (the pair moved
+        # together; a key of its own, so that earlier versions still read "package" as a path)
         rel = os.path.relpath(package.resolve(), Path(out_dir).resolve())
-        out = {"format": FORMAT, "version": 1, "package": rel, "package_absolute": str(package.resolve()),
+        out = {"format": FORMAT, "version": 1, "package": str(package.resolve()), "package_relative": rel,
                "weights_hash": man["weights_hash"], "config_name": man["config_name"],
                "padded_size": man["padded_size"],
                "soc": {"soc_model": soc.soc_model, "name": soc.name, "htp_arch": soc.htp_arch},

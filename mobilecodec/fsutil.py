@@ -135,16 +135,28 @@ def check_output_file(path: str | os.PathLike) -> Path:
 
 
 #: the list of entries a folder replaced whole (`atomic_dir` with a marker) was written with: an entry
-#: not in it was put there since (a user's notes, a compile folder made inside a package), and
-#: replacing the folder would delete it
+#: not in it was put there since (a user's notes, a compile folder made inside a package), and the
+#: next replacement keeps it
 WRITTEN = ".mobilecodec-written.json"
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of a folder replaced whole that the run which wrote it did not write (by its
+    `WRITTEN` list; none where it has no list, as a folder of an older version has not)."""
+    try:
+        written = set(json.loads((folder / WRITTEN).read_text()))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, TypeError):
+        written = set()
+    return sorted(e.name for e in folder.iterdir() if e.name not in written | {WRITTEN})
 
 
 def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_format: str | None = None) -> Path:
     """Refuse an output folder path that is a file or cannot be created. With `marker` (the file an
     earlier run of the same command leaves, e.g. manifest.json) the folder is to be replaced, so a
-    non-empty folder without it is refused: replacing it would delete someone else's files, and so is
-    one holding entries its `WRITTEN` list does not name. With
+    non-empty folder without it is refused: replacing it would delete someone else's files, and so
+    are the current folder and one another process holds (`run_lock`). With
     `marker_format` the marker is JSON whose "format" must be that one: export and compile both
     leave a manifest.json, and neither may replace the other's folder."""
     from mobilecodec.errors import InputError
@@ -155,18 +167,10 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
     if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).is_file():
         raise InputError(f"output folder {p} is not empty and holds no {marker} of an earlier run; "
                          f"replacing it would delete its files: name a new or empty folder")
+    if marker is not None and p.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise InputError(f"output folder {p} holds the current folder, and is replaced whole; name another folder")
     if marker is not None and (holder := _lock_holder(p)) is not None:
         raise InputError(f"{p} is in use by another run (pid {holder}); wait for it to end or choose another -o")
-    if marker is not None and p.is_dir() and (p / WRITTEN).is_file():
-        try:
-            written = set(json.loads((p / WRITTEN).read_text()))
-        except (OSError, ValueError, TypeError):
-            written = set()
-        foreign = sorted(e.name for e in p.iterdir() if e.name not in written | {WRITTEN})
-        if foreign:
-            shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
-            raise InputError(f"output folder {p} holds {shown}, not written by the run that made it; "
-                             f"replacing the folder would delete them: move them out or name another folder")
     if marker_format is not None and p.is_dir() and (p / marker).is_file():
         try:
             found = json.loads((p / marker).read_text()).get("format") or "no format"
@@ -275,7 +279,9 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
                marker_format: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds.
     `marker`, `marker_format`: see `check_output_dir` (a folder of another kind is refused); with a
-    marker the folder gets its `WRITTEN` list."""
+    marker the folder gets its `WRITTEN` list, and entries the earlier run did not write (a user's
+    notes, a compile folder made inside a package) move into the new folder, still not in its list,
+    instead of going with the old one."""
     final = check_output_dir(path, marker, marker_format)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_temp(final.parent, f".{final.name}.", ".part", is_dir=True)
@@ -285,6 +291,10 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
             (tmp / WRITTEN).write_text(json.dumps(sorted(e.name for e in tmp.iterdir())))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if final.exists():  # set aside under a name of this process's own (two replacers shared one)
+            if marker is not None:
+                for name in foreign_entries(final):
+                    if not (tmp / name).exists():
+                        os.replace(final / name, tmp / name)
             old = _new_temp(final.parent, f".{final.name}.", ".old", is_dir=True)
             os.replace(final, old)
             os.replace(tmp, final)

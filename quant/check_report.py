@@ -142,8 +142,10 @@ def write_report(out: Path, report: dict) -> list[str]:
         names += ["check_int8.md", "check_int8.json"]
         report["files"] = [str(out / n) for n in names]
         write_json_atomic(stage / "check_int8.json", report)
-    for f in set(earlier) - set(report["files"]):
-        if Path(f).parent.resolve() == Path(out).resolve():  # only files of the report folder itself
+    here = Path(out).resolve()
+    written = {Path(f).resolve() for f in report["files"]}
+    for f in {Path(f).resolve() for f in earlier} - written:  # resolved: -o R then -o $PWD/R name the same files
+        if f.parent == here:  # only files of the report folder itself
             with contextlib.suppress(OSError):
-                Path(f).unlink()
+                f.unlink()
     return report["files"]

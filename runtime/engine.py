@@ -84,13 +84,14 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
 
 def compiled_package(folder: Path, ctx: dict[str, Any]) -> Path:
     """The export package a compile folder was compiled from: named relative to the folder (so that
-    the pair can move together), else where it was when compiled (the folder moved alone)."""
-    named = Path(ctx["package"])
-    base = named if named.is_absolute() else (folder / named).resolve()
-    absolute = ctx.get("package_absolute")
-    if not (base / "manifest.json").is_file() and absolute and (Path(absolute) / "manifest.json").is_file():
-        return Path(absolute)
-    return base
+    the pair can move together), else where it was when compiled (the folder moved alone, or one
+    compiled before the relative name was kept)."""
+    where = Path(ctx["package"])
+    rel = ctx.get("package_relative")
+    here = (folder / rel).resolve() if rel else None
+    if here is not None and ((here / "manifest.json").is_file() or not (where / "manifest.json").is_file()):
+        return here
+    return where
 
 
 def _check_compiled_from(folder: Path, package: Path, ctx: dict[str, Any]) -> None:

@@ -328,6 +328,10 @@ def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, 
     rc = main(["check-int8", str(carphone), "--float", str(floats[1]), "--int8", str(qdirs[1]),
                "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", str(out)])
     assert rc == 3
+    # and again, the same folder spelt another way: the files it lists are the ones it just wrote
+    rc = main(["check-int8", str(carphone), "--float", str(floats[1]), "--int8", str(qdirs[1]),
+               "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", f"{out}/../{out.name}/"])
+    assert rc == 3
     rep = json.loads((out / "check_int8.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == sorted([*(Path(f).name for f in rep["files"]), "notes.txt"])
     assert not any(p.name.startswith("0_check") for p in out.iterdir())

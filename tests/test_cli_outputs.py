@@ -52,11 +52,11 @@ def test_foreign_folder_is_never_replaced(tiny_checkpoint, tiny_package, tmp_pat
     assert (pkg / "manifest.json").is_file()
 
 
-def test_a_replaced_folder_that_holds_files_no_run_wrote_is_refused(tiny_checkpoint, tiny_package, tmp_path):
+def test_a_replaced_folder_keeps_what_no_run_wrote(tiny_checkpoint, tiny_package, tmp_path, monkeypatch):
     """A package or compile folder is replaced whole by the next run: a compile folder made inside its
     own package, or a user's file put into a package, was deleted by the next export without a word.
-    `-o` inside a folder the command reads is refused, and a folder holding entries the earlier run
-    did not write is not replaced; both before any work."""
+    `-o` inside a folder the command reads is refused before any work, and what the earlier run did
+    not write moves into the new folder."""
     package_files = _tree(tiny_package)
     assert_clean_error(cli_here("compile", tiny_package, "-o", tiny_package / "bin"), "inside", str(tiny_package))
     assert _tree(tiny_package) == package_files
@@ -65,14 +65,22 @@ def test_a_replaced_folder_that_holds_files_no_run_wrote_is_refused(tiny_checkpo
     assert p.returncode == 0, p.stderr
     (pkg / "notes.txt").write_text("the user's")
     (pkg / "runs").mkdir()
-    before = _tree(pkg)
-    assert_clean_error(cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", pkg),
-                       "notes.txt", "runs", "not written by")
-    assert _tree(pkg) == before and (pkg / "notes.txt").read_text() == "the user's"
-    (pkg / "notes.txt").unlink()
-    (pkg / "runs").rmdir()
-    p = cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", pkg)
+    (pkg / "runs" / "a.csv").write_text("1,2")
+    p = cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "128x128", "-o", pkg)
     assert p.returncode == 0, p.stderr
+    assert json.loads((pkg / "manifest.json").read_text())["padded_size"] == [128, 128]
+    assert (pkg / "notes.txt").read_text() == "the user's" and (pkg / "runs" / "a.csv").read_text() == "1,2"
+    # a folder named like the command (or any option that is not an input) is no input of it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").mkdir()
+    p = cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", "export/pkg64")
+    assert p.returncode == 0, p.stderr
+    # the current folder is never replaced (it was set aside and left a stray folder behind)
+    monkeypatch.chdir(pkg)
+    before = _tree(tmp_path)
+    assert_clean_error(cli_here("export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "-o", "."),
+                       "current folder")
+    assert _tree(tmp_path) == before
 
 
 def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphone, tmp_path):

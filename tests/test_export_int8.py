@@ -188,8 +188,13 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
     # package by an absolute path: moved, it pointed to where the package no longer was)
     import shutil
 
+    from mobilecodec.runtime.engine import resolve_package
+
     shutil.copytree(package, tmp_path / "pair" / "pkg")
     assert main(["compile", str(tmp_path / "pair" / "pkg"), "--soc", "43", "-o", str(tmp_path / "pair" / "bin")]) == 0
+    # a compile folder moved alone finds its package where it was
+    shutil.copytree(tmp_path / "pair" / "bin", tmp_path / "alone" / "bin")
+    assert resolve_package(tmp_path / "alone" / "bin", "qnn")[0] == (tmp_path / "pair" / "pkg").resolve()
     (tmp_path / "pair").rename(tmp_path / "moved")
     bins = tmp_path / "moved" / "bin"
     s_htp, s_cpu = tmp_path / "htp.mnvc", tmp_path / "cpu.mnvc"

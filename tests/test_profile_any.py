@@ -168,9 +168,6 @@ def test_cli_state_names_and_bad_state(tmp_path):
     res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8", "--json", "-")
     rep = json.loads(res.stdout)
     assert rep["buffer"]["bytes_per_frame"] == 2048 and rep["buffer"]["entries"][0]["dtype"] == "uint8"
-    from mobilecodec.runtime.npu_graph import ACTIVATION_TYPES, PRECISION_BYTES  # one rule, two tables
-
-    assert {p: np.dtype(t).itemsize for p, t in ACTIVATION_TYPES.items()} == {p: b[0] for p, b in PRECISION_BYTES.items()}
     assert rep["dram"]["cell"]["graph_io"] == 3 * 16 * 16 + 2 * 2048  # x and h_prev read, h_next written
     text = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8").stdout
     assert "1 tensors (h_prev uint8), 2.0000 full-res maps, 2048 bytes/frame" in text  # the type shown

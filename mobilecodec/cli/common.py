@@ -83,6 +83,12 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
                                      f"{dest.replace('_', ' ')}; name another output")
 
 
+#: the options through which the commands that replace their -o folder whole read files or folders
+#: (not their other strings: a subcommand's name or a config name may name a folder by chance)
+INPUT_DESTS = frozenset({"checkpoint", "check", "int8", "package", "calibration", "data", "w8a16", "clip",
+                         "calib_clip"})
+
+
 def _refuse_inside_an_input(args: argparse.Namespace, out: str, skip: tuple[str, ...]) -> None:
     """Refuse an output folder (replaced whole) that holds a file or folder the command reads
     (replacing it would delete the input: `qat --checkpoint Q/quantized.pt -o Q`), or that lies
@@ -93,7 +99,7 @@ def _refuse_inside_an_input(args: argparse.Namespace, out: str, skip: tuple[str,
     from mobilecodec.errors import InputError
 
     for dest, value in vars(args).items():
-        if dest in skip or dest.startswith("_"):
+        if dest in skip or dest not in INPUT_DESTS:
             continue
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if not isinstance(v, str) or not v or not os.path.exists(v):
