@@ -125,6 +125,31 @@ def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, c
     capsys.readouterr()
     assert main(["train", "--stage", "1", "--beta", "0.01", "--data", str(held), "-o", str(tmp_path / "r")]) == 2
     assert "held-out" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    # a root of several septuplets, the held-out one second: only the first was looked at
+    mixed = tmp_path / "vimeo_mixed"
+    _write_septuplet(mixed / "sequences" / "00001" / "0001", _rgb_frames(bikes, 7, top=64, left=200))
+    _write_septuplet(mixed / "sequences" / "00001" / "0002", _rgb_frames(carphone, 7))
+    assert is_held_out(mixed)
+    with pytest.raises(InputError, match="held-out"):
+        TrainingData([str(mixed)], 2, (64, 64))
+
+
+def test_the_held_out_clip_behind_other_frames_is_refused(tmp_path, carphone, bikes):
+    """A video whose first frame is another clip's and whose rest is carphone: only the first frame
+    was compared with the held-out clip."""
+    from mobilecodec.io import VideoWriter, read_frames
+    from mobilecodec.train.data import TrainingData, is_held_out
+
+    intro = tmp_path / "intro_then_car.y4m"
+    other = read_frames(bikes, 1)[0]
+    with VideoWriter(intro, 176, 144, 30) as w:
+        w.write(type(other)(other.y[64:208, 200:376].copy(), other.u[32:104, 100:188].copy(),
+                            other.v[32:104, 100:188].copy()))
+        for f in read_frames(carphone)[:40]:
+            w.write(f)
+    assert is_held_out(intro)
+    with pytest.raises(InputError, match="held-out"):
+        TrainingData([str(intro)], 2, (64, 64))
 
 
 def test_every_septuplet_folder_is_checked_and_sampled_within_its_frames(tmp_path, bikes):

