@@ -93,6 +93,8 @@ class VideoCodec(nn.Module):
                 "motion_predictor", "m_analysis", "m_synthesis", "m_hyper_analysis", "m_hyper_synthesis",
                 "m_z_prior", "r_predictor", "r_analysis", "r_synthesis", "r_hyper_analysis",
                 "r_hyper_synthesis", "r_z_prior")
+    #: the networks an I-frame runs through (all a GOP of one frame trains)
+    IFRAME_NETWORKS = tuple(n for n in NETWORKS if n.startswith("i_"))
     #: Networks `reinit` may re-initialise (the analysis/synthesis transforms and the predictor;
     #: hyperprior networks and priors keep their own initialisation).
     REINIT_NETWORKS = ("motion_predictor", "m_analysis", "m_synthesis", "r_predictor", "r_analysis", "r_synthesis")

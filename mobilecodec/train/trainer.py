@@ -464,6 +464,11 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
             model.to(memory_format=torch.channels_last)
         for name in network_names(opts.freeze, model.networks(), "freeze"):  # trained by an earlier phase
             getattr(model, name).requires_grad_(False)
+        iframes_only = st.gop + st.rollout == 1
+        if not any(p.requires_grad for n in model.networks(model.IFRAME_NETWORKS if iframes_only else model.NETWORKS)
+                   for p in getattr(model, n).parameters()):
+            raise InputError(f"--freeze {' '.join(opts.freeze)} leaves nothing to train"
+                             + (": a GOP of one frame trains the i_* networks alone" if iframes_only else ""))
         if dist.is_main:  # only once the data, the model and the options are known to be good
             run.mkdir(parents=True, exist_ok=True)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=st.lr)
