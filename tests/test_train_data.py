@@ -325,6 +325,21 @@ def test_recipe_interrupted_and_resumed_matches_uninterrupted(smoke_run, tmp_pat
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays across the interruption
 
 
+def test_a_phase_continued_at_another_batch_says_so(tmp_path, capsys):
+    """--batch-scale may change between runs (a CPU start continued on a GPU), but a phase continued
+    at another batch size is no longer the uninterrupted run: it said nothing."""
+    from mobilecodec.train.recipe import get_recipe, run_recipe
+
+    recipe = get_recipe("tiny-smoke")
+    run_recipe(recipe, tmp_path / "r", until="iframe", threads=1, progress=False, stop_after_steps=2)
+    capsys.readouterr()
+    run_recipe(recipe, tmp_path / "r", until="iframe", threads=1, progress=False, stop_after_steps=1, batch_scale=2)
+    err = capsys.readouterr().err
+    assert "continues at batch" in err and "iframe" in err, err
+    run_recipe(recipe, tmp_path / "r", until="iframe", threads=1, progress=False, stop_after_steps=1, batch_scale=2)
+    assert "continues at batch" not in capsys.readouterr().err  # said once, at the change
+
+
 def test_recipe_exports_rate_points_again_for_a_fresh_checkout(smoke_run, tmp_path):
     """A finished rate-point phase is copied to results/<config>_b<beta>.pt; a checkout that has
     the phase folders but no results/ (results/ is not committed) gets the copy on the next run,

@@ -240,6 +240,13 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
             opts = dataclasses.replace(opts, device=device, threads=threads, progress=progress, bf16=bf16,
                                        channels_last=channels_last, data_workers=data_workers,
                                        stop_after_steps=steps_left, stop_after_seconds=seconds)
+            if status == "partial":
+                from mobilecodec.train.trainer import read_state
+
+                was = read_state(Path(opts.run_dir))["options"]["stage"]["batch_size"]
+                if was != opts.stage.batch_size:  # allowed (a CPU start continued on a GPU), but said
+                    print(f"note: phase {phase.name} continues at batch {opts.stage.batch_size} (it ran at {was}, "
+                          f"another --batch-scale): it will not end as one uninterrupted run would", file=sys.stderr)
             print(f"recipe {recipe.name}: phase {phase.name} ({'resuming at step ' + str(step) if step else 'new'}"
                   f" of {opts.stage.steps}, beta {opts.beta:g})", file=sys.stderr)
             summary = train(opts, resume=status == "partial")
