@@ -325,6 +325,31 @@ def test_recipe_interrupted_and_resumed_matches_uninterrupted(smoke_run, tmp_pat
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays across the interruption
 
 
+def test_a_recipe_folder_and_a_plain_run_folder_are_not_mixed(smoke_run, tmp_path, capsys):
+    """A plain run into a recipe's folder wrote its checkpoints beside the phases, `train --resume`
+    of it said "nothing to resume ... start without --resume" (which does that), and a recipe into a
+    plain run's folder trained its phases inside it."""
+    from mobilecodec.cli import main
+
+    recipe_dir, _ = smoke_run
+    before = sorted(str(p) for p in recipe_dir.rglob("*"))
+    plain = ["train", "--stage", "1", "--beta", "0.01", "--data", "bikes", "--max-frames", "8", "--config", "tiny",
+             "--crop", "64x64", "--gop", "1", "--batch-size", "1", "--steps", "1", "--threads", "1", "--no-progress"]
+    for extra in ([], ["--resume"]):
+        capsys.readouterr()
+        assert main([*plain, *extra, "-o", str(recipe_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "recipe's folder" in err[0] and "--recipe" in err[0], err
+    assert sorted(str(p) for p in recipe_dir.rglob("*")) == before
+    assert main([*plain, "-o", str(tmp_path / "plain")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--recipe", "tiny-smoke", "--until", "iframe", "--threads", "1", "--no-progress",
+                 "-o", str(tmp_path / "plain")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "plain training run" in err[0], err
+    assert not (tmp_path / "plain" / "iframe").exists()
+
+
 def test_a_phase_continued_at_another_batch_says_so(tmp_path, capsys):
     """--batch-scale may change between runs (a CPU start continued on a GPU), but a phase continued
     at another batch size is no longer the uninterrupted run: it said nothing."""

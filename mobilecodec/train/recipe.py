@@ -214,9 +214,12 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
     separate processes can train them side by side."""
     import time
 
-    from mobilecodec.train.trainer import train
+    from mobilecodec.train.trainer import STATE_FILE, train
 
     run_dir = Path(run_dir)
+    if (run_dir / STATE_FILE).is_file() or (run_dir / "last.pt").is_file():
+        raise InputError(f"{run_dir} holds a plain training run, not a recipe's phases; continue it with "
+                         f"`train --resume -o {run_dir}`, or choose another -o")
     if until is not None:
         recipe.phase(until)
     if only is not None:
