@@ -251,8 +251,8 @@ def run(args: argparse.Namespace) -> int:
     if dist_info().is_main:
         last = summary["last"]
         if summary["interrupted"]:
-            print(f"stopped at step {summary['step']} after {args.minutes:g} min; continue with --resume",
-                  file=sys.stderr)
+            print(f"stopped at step {summary['step']} after {summary['seconds'] / 60:.2f} min of training "
+                  f"(--minutes {args.minutes:g}); continue with --resume", file=sys.stderr)
         rate = f", {summary['steps_per_s']:.2f} steps/s" if summary["steps_per_s"] else ""
         # the loss's rate prices noisy latents: several times the coded bits on P-frames (scripts/rate_gap.py)
         coded = (f"{last['coded_bpp']:.4f} bpp coded (rounded latents), " if last and "coded_bpp" in last
