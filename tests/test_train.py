@@ -623,11 +623,11 @@ def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys
     assert len(err) == 1 and err[0].startswith("mobilecodec train: error: cannot freeze 'i_nothing'; networks: i_analysis")
     assert not (tmp_path / "bad").exists()  # refused before anything was written
     # freezing all that the stage trains was a traceback after the run folder was made
-    for gop, frozen in (("1", "i_*"), ("2", "*")):
+    for gop, frozen, extra in (("1", "i_*", []), ("1", "i_*", ["--rollout", "1"]), ("2", "*", [])):
         capsys.readouterr()
         assert main(["train", "--stage", "1", "--beta", "0.0032", "--data", "bikes", "--max-frames", "8", "--config",
                      "tiny", "--crop", "64x64", "--gop", gop, "--batch-size", "2", "--no-progress", "--steps", "1",
-                     "--freeze", frozen, "-o", str(tmp_path / "none")]) == 2, (gop, frozen)
+                     "--freeze", frozen, *extra, "-o", str(tmp_path / "none")]) == 2, (gop, frozen, extra)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "nothing to train" in err[0] and "Traceback" not in err[0], err
         assert not (tmp_path / "none").exists()

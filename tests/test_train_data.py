@@ -150,6 +150,14 @@ def test_the_held_out_clip_behind_other_frames_is_refused(tmp_path, carphone, bi
     assert is_held_out(intro)
     with pytest.raises(InputError, match="held-out"):
         TrainingData([str(intro)], 2, (64, 64))
+    # a truncated copy: the frames before the cut are the held-out clip's (the check read 64 frames,
+    # met the cut, and took the file for unreadable: another clip)
+    data = carphone.read_bytes()
+    frame = 6 + 176 * 144 * 3 // 2
+    header = data.index(b"FRAME")
+    trunc = tmp_path / "car_trunc.y4m"
+    trunc.write_bytes(data[:header + 10 * frame + 1000])
+    assert is_held_out(trunc)
 
 
 def test_every_septuplet_folder_is_checked_and_sampled_within_its_frames(tmp_path, bikes):
@@ -331,7 +339,7 @@ def test_a_recipe_folder_and_a_plain_run_folder_are_not_mixed(smoke_run, tmp_pat
     plain run's folder trained its phases inside it."""
     from mobilecodec.cli import main
 
-    recipe_dir, _ = smoke_run
+    recipe_dir = _copy_run(smoke_run[0], tmp_path / "recipe")
     before = sorted(str(p) for p in recipe_dir.rglob("*"))
     plain = ["train", "--stage", "1", "--beta", "0.01", "--data", "bikes", "--max-frames", "8", "--config", "tiny",
              "--crop", "64x64", "--gop", "1", "--batch-size", "1", "--steps", "1", "--threads", "1", "--no-progress"]
@@ -348,6 +356,12 @@ def test_a_recipe_folder_and_a_plain_run_folder_are_not_mixed(smoke_run, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "plain training run" in err[0], err
     assert not (tmp_path / "plain" / "iframe").exists()
+    # a folder of one's own runs is no recipe's: a run beside them is fine, a resume of it has nothing
+    assert main([*plain, "-o", str(tmp_path / "exp" / "runA")]) == 0
+    assert main([*plain, "-o", str(tmp_path / "exp" / "runB")]) == 0
+    capsys.readouterr()
+    assert main([*plain, "--resume", "-o", str(tmp_path / "exp")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 def test_a_phase_continued_at_another_batch_says_so(tmp_path, capsys):

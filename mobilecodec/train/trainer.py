@@ -309,9 +309,13 @@ def read_state(run_dir: str | os.PathLike) -> dict:
 
 
 def recipe_phases(folder: str | os.PathLike) -> list[str]:
-    """The phase folders of a recipe run under `folder` (those holding a trainer state)."""
+    """The phase folders of a recipe run under `folder`: those named as a recipe's phases that hold a
+    trainer state (a folder of a user's own runs is no recipe's)."""
+    from mobilecodec.train.recipe import RECIPES, get_recipe
+
     p = Path(folder)
-    return sorted(d.name for d in p.iterdir() if (d / STATE_FILE).is_file()) if p.is_dir() else []
+    names = {phase.name for name in RECIPES for phase in get_recipe(name).phases}
+    return sorted(d.name for d in p.iterdir() if d.name in names and (d / STATE_FILE).is_file()) if p.is_dir() else []
 
 
 def refuse_recipe_folder(run: str | os.PathLike) -> None:
@@ -482,7 +486,7 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
             model.to(memory_format=torch.channels_last)
         for name in network_names(opts.freeze, model.networks(), "freeze"):  # trained by an earlier phase
             getattr(model, name).requires_grad_(False)
-        iframes_only = st.gop + st.rollout == 1
+        iframes_only = st.gop == 1  # the rollout frames are coded after the GOP's: none with one frame
         if not any(p.requires_grad for n in model.networks(model.IFRAME_NETWORKS if iframes_only else model.NETWORKS)
                    for p in getattr(model, n).parameters()):
             raise InputError(f"--freeze {' '.join(opts.freeze)} leaves nothing to train"
