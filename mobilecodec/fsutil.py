@@ -285,6 +285,8 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     final = check_output_dir(path, marker, marker_format)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_temp(final.parent, f".{final.name}.", ".part", is_dir=True)
+    carried: list[str] = []
+    old: Path | None = None
     try:
         yield tmp
         if marker is not None:
@@ -295,6 +297,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
                 for name in foreign_entries(final):
                     if not (tmp / name).exists():
                         os.replace(final / name, tmp / name)
+                        carried.append(name)
             old = _new_temp(final.parent, f".{final.name}.", ".old", is_dir=True)
             os.replace(final, old)
             os.replace(tmp, final)
@@ -303,6 +306,10 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
             os.replace(tmp, final)
     finally:
         if tmp.exists():
+            home = final if final.exists() else old  # the earlier folder, where it is now
+            for name in carried:  # never deleted with the unfinished new folder
+                with contextlib.suppress(OSError):
+                    os.replace(tmp / name, home / name)
             shutil.rmtree(tmp)
 
 

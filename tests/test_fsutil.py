@@ -292,6 +292,22 @@ def test_replacing_a_folder_sets_the_old_one_aside_under_its_own_name(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "out"]
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_what_no_run_wrote_survives_a_failed_replacement(tmp_path, monkeypatch, n):
+    """A folder replaced whole carries over what its earlier run did not write (a user's notes); when
+    setting the earlier folder aside (n=2) or putting the new one in place (n=3) fails, the notes are
+    not deleted with the unfinished new folder."""
+    out = tmp_path / "out"
+    with fsutil.atomic_dir(out, marker="m.json") as tmp:
+        (tmp / "m.json").write_text("{}")
+    (out / "notes.txt").write_text("the user's")
+    _fail_on_replace(monkeypatch, n, OSError(errno.EIO, "Input/output error"))  # 1: the notes carried over
+    with pytest.raises(OSError), fsutil.atomic_dir(out, marker="m.json") as tmp:
+        (tmp / "m.json").write_text("{}")
+    kept = [p for p in tmp_path.rglob("notes.txt")]
+    assert len(kept) == 1 and kept[0].read_text() == "the user's", kept
+
+
 def test_run_lock_without_flock_support_runs_unguarded(tmp_path, monkeypatch):
     """Some network mounts refuse flock (ENOLCK): the run goes on as before the lock existed, with no
     traceback and no lock file left (failure injection: the kernel call raises as it does there)."""
