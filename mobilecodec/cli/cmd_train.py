@@ -218,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
     recipe_only = (["--batch-scale"] if args.batch_scale != 1 else []) + given_options(args, "until", "phase")
     if recipe_only:
         raise InputError(f"{', '.join(recipe_only)} only apply with --recipe NAME")
+    from mobilecodec.train.recipe import refuse_recipe_folder
+
+    refuse_recipe_folder(args.output)  # a plain run in a recipe's folder would mix with its phases
     if args.resume:
         opts = load_run_options(args.output)
         if args.teacher_steps is not None:  # the stage's own rule (a teacher to decay) before the resume check

@@ -201,6 +201,27 @@ def _check_same_phase(opts: Any, saved: dict[str, Any], run: Path) -> None:
                          f"move it away to train the phase again")
 
 
+def recipe_phases(folder: str | os.PathLike) -> list[str]:
+    """The phase folders of a recipe run under `folder`: those named as a recipe's phases that hold a
+    trainer state (a folder of a user's own runs is no recipe's)."""
+    from mobilecodec.train.trainer import STATE_FILE
+
+    p = Path(folder)
+    names = {phase.name for name in RECIPES for phase in get_recipe(name).phases}
+    return sorted(d.name for d in p.iterdir() if d.name in names and (d / STATE_FILE).is_file()) if p.is_dir() else []
+
+
+def refuse_recipe_folder(run: str | os.PathLike) -> None:
+    """InputError when `run` is a recipe's folder: a plain run in it would mix its checkpoints and
+    logs with the phases' (and a resume of it found "nothing to resume")."""
+    from mobilecodec.train.trainer import STATE_FILE
+
+    phases = recipe_phases(run)
+    if phases and not (Path(run) / STATE_FILE).is_file():
+        raise InputError(f"{run} is a recipe's folder (phases {', '.join(phases)}); continue it with "
+                         f"--recipe NAME, or choose another -o")
+
+
 def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | None = None,
                device: str = "auto", threads: int | None = None, batch_scale: int = 1,
                minutes: float | None = None, stop_after_steps: int | None = None, until: str | None = None,

@@ -304,27 +304,7 @@ def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: D
 
 def read_state(run_dir: str | os.PathLike) -> dict:
     """The trainer_state.pt of a run folder (validated)."""
-    refuse_recipe_folder(run_dir)
     return read_run_state(run_dir, STATE_FILE, STATE_FORMAT, STATE_VERSION, "trainer")
-
-
-def recipe_phases(folder: str | os.PathLike) -> list[str]:
-    """The phase folders of a recipe run under `folder`: those named as a recipe's phases that hold a
-    trainer state (a folder of a user's own runs is no recipe's)."""
-    from mobilecodec.train.recipe import RECIPES, get_recipe
-
-    p = Path(folder)
-    names = {phase.name for name in RECIPES for phase in get_recipe(name).phases}
-    return sorted(d.name for d in p.iterdir() if d.name in names and (d / STATE_FILE).is_file()) if p.is_dir() else []
-
-
-def refuse_recipe_folder(run: str | os.PathLike) -> None:
-    """InputError when `run` is a recipe's folder: a plain run in it would mix its checkpoints and
-    logs with the phases' (and a resume of it found "nothing to resume")."""
-    phases = recipe_phases(run)
-    if phases and not (Path(run) / STATE_FILE).is_file():
-        raise InputError(f"{run} is a recipe's folder (phases {', '.join(phases)}); continue it with "
-                         f"--recipe NAME, or choose another -o")
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
@@ -450,8 +430,6 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         ckpt = resume_checkpoint(run, start_step)
     elif (run / STATE_FILE).exists() or (run / "last.pt").exists():
         raise InputError(f"{run} already holds a training run; use --resume to continue it or choose another -o")
-    else:
-        refuse_recipe_folder(run)
 
     device = _resolve_device(opts.device, dist)
     # Deterministic kernels where torch has them (warn only where it has not): with the per-step
