@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 def attrs(node: Any) -> dict[str, Any]:
     """A node's attributes as plain Python values."""
     from onnx import helper

@@ -23,7 +23,7 @@ EPILOG = """exit codes:
      curves share < 50 % of each one's quality range, a curve is not monotonic (see --frontier),
      or there is only one float/int8 pair; the report still lists the per-point deltas
   141  stdout was closed early (e.g. piped into head)"""
-OUTPUT = Output("folder")
+OUTPUT = Output("folder", json_outside=True)  # its report writes check_int8.json and RD results there
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,10 +70,6 @@ def run(args: argparse.Namespace) -> int:
                         frontier=args.frontier, progress=not args.no_progress,
                         block_modes=args.block_modes or 0)
     opts.validate()
-    if args.output and args.json not in (None, "-") and Path(args.output).resolve() in Path(args.json).resolve().parents:
-        # the report writes check_int8.json and the RD results there: a --json of its own could replace one
-        raise InputError(f"--json {args.json} is inside -o {args.output}, which holds the report's own "
-                         f"check_int8.json; name a JSON file outside it")
     for i in args.inputs:
         if not Path(resolve_input(i)).is_file():
             raise InputError(f"no such input video: {i}")

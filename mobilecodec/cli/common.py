@@ -23,6 +23,9 @@ class Output:
     marker: str | None = None
     marker_format: str | None = None  # the "format" a JSON marker must name (export and compile share one name)
     dest: str = "output"
+    #: the folder holds JSON files the command names itself (check-int8's report and RD results): a
+    #: --json inside it could replace one, as it would go with a folder replaced whole
+    json_outside: bool = False
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -46,7 +49,8 @@ def check_outputs(args: argparse.Namespace) -> None:
     if path not in (None, "-"):
         check_output_file(path)
         # a folder with a marker is replaced whole: a JSON inside it would go with it (or go first)
-        if out is not None and _same_or_under(Path(path), Path(out), spec.kind == "folder" and spec.marker is not None):
+        if out is not None and _same_or_under(Path(path), Path(out),
+                                              spec.kind == "folder" and (spec.marker is not None or spec.json_outside)):
             raise InputError(f"--json {path} is where -o writes; name a JSON file outside {out}")
         _refuse_an_input(args, path, f"--json {path}", skip=("json", spec.dest if spec is not None else "output"))
 
