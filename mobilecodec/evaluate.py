@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError, InputWarning
-from mobilecodec.fsutil import check_output_dir, publishing
+from mobilecodec.fsutil import check_output_dir, check_planned_outputs, publishing
 from mobilecodec.metrics.frames import mean_metrics
 from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift, split_curves
 
@@ -38,7 +38,8 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     measure each decoded frame against `sources` (the source frames, in order).
 
     Returns (RD point, encode summary). `save_decoded` also writes the decoded video (.y4m/.yuv);
-    `on_frame(phase, index)` is called after each decoded frame ("decode") for progress bars;
+    `on_frame(phase, index)` is called after each encoded ("encode") and decoded ("decode") frame
+    for progress bars;
     `refine` (a `codec.refine.RefineOptions`) turns on the encoder's latent refinement, `modes` (a
     `codec.block_modes.BlockModeOptions`) its P-frame block modes; `engine`
     runs the networks of both encode and decode (default: PyTorch; e.g. a
@@ -52,7 +53,8 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     if engine is not None:
         model = engine.model
     enc = encode_video(model, source, stream, intra_period=intra_period, max_frames=frames, progress=progress,
-                       refine=refine, engine=engine, modes=modes)
+                       refine=refine, engine=engine, modes=modes,
+                       on_frame=None if on_frame is None else (lambda i: on_frame("encode", i)))
     if enc["frames"] != len(sources):
         raise InputError(f"{source}: encoded {enc['frames']} frames but {len(sources)} source frames were read")
     measured: dict[int, dict] = {}
@@ -226,12 +228,14 @@ def _load_models(checkpoints: Sequence[str]) -> list[Coder]:
 
 
 def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], opts: EvalOptions,
-             out_dir: str | os.PathLike, anchor: str | os.PathLike | None = None, engines: Sequence[Any] = ()) -> dict:
+             out_dir: str | os.PathLike, anchor: str | os.PathLike | None = None, engines: Sequence[Any] = (),
+             kept: Sequence[tuple[str, str | os.PathLike | None]] = ()) -> dict:
     """Code every input with every checkpoint, write OUT/<stem>_eval.json (RD result, one point per
     checkpoint sorted by bpp), the streams under OUT/streams/, the RD and per-frame plots, and
     return the report (results, I/P summaries, BD-rates against `anchor` when given). `engines`:
     opened backends of export packages (`OnnxEngine`), one more RD point each, coded and decoded
-    by their own graphs: what a deployment runs, measured the same way."""
+    by their own graphs: what a deployment runs, measured the same way. `kept`: (what, path) of
+    other files no output may replace (the command's --json)."""
     from mobilecodec.io import resolve_input
     from mobilecodec.rdresults import load_results
 
@@ -245,25 +249,31 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     srcs = [Path(resolve_input(i)) for i in inputs]
     for s in srcs:
         if not s.is_file():
-            raise InputError(f"no such input video: {s}")
+            raise InputError(f"input video {s} is a folder, not a file" if s.is_dir() else f"no such input video: {s}")
     if (opts.raw_size or opts.raw_fps) and not any(s.suffix.lower() == ".yuv" for s in srcs):
         raise InputError("--size / --fps describe raw .yuv inputs; none is given")
     stems = [s.stem for s in srcs]
     if len(set(stems)) < len(stems):  # every input numbered (a plain '1_clip' cannot meet a numbered 'clip')
         stems = [f"{k}_{s.stem}" for k, s in enumerate(srcs)]
     out = check_output_dir(out_dir)
-    anchor_res = load_results(anchor) if anchor is not None else None
-    if anchor_res is not None:  # what the RD plot draws of it, checked before any coding
-        from mobilecodec.rdresults import rd_curve
-
-        for m in PLOT_METRICS:
-            rd_curve(anchor_res, m)
     models = _load_models(checkpoints) + [Coder(str(e.source), e.model, e.checkpoint, e) for e in engines]
     labels = checkpoint_labels([c.path for c in models])
     names = [f"{stem}_{label}" for stem in stems for label in labels]
     if len(set(names)) < len(names):  # e.g. input c with checkpoint tiny_b1 and input c_tiny with b1
         raise InputError("inputs and checkpoints give two points the same output name "
                          f"({', '.join(sorted({n for n in names if names.count(n) > 1}))}); rename one")
+    streams = [f"streams/{n}{ext}" for n in names for ext in (".mnvc", ".y4m")[:1 + opts.save_decoded]]
+    check_planned_outputs(out, streams + [Path(p).name for stem in stems for p in output_paths(out, stem)],
+                          folders=["streams"],
+                          kept=[*(("the input video", s) for s in srcs), ("the anchor", anchor),
+                                *(("a checkpoint this command reads", c.path) for c in models
+                                  if c.engine is None and os.path.isfile(c.path)), *kept])
+    anchor_res = load_results(anchor) if anchor is not None else None
+    if anchor_res is not None:  # what the RD plot draws of it, checked before any coding
+        from mobilecodec.rdresults import rd_curve
+
+        for m in PLOT_METRICS:
+            rd_curve(anchor_res, m)
     codec = opts.codec_name or "/".join(dict.fromkeys(c.model.cfg.name for c in models))
     raw_dir = tempfile.TemporaryDirectory(prefix="mobilecodec-eval-raw-")
     try:
@@ -306,8 +316,8 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
     streams = out / "streams"
-    total = len(models) * sum(len(f) for f in sources_by_input)
-    bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval")
+    total = 2 * len(models) * sum(len(f) for f in sources_by_input)  # each frame encoded, then decoded
+    bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval (encode + decode)")
     results, names = [], []
     # streams wait in the staging folder until every point is coded and measured, then move in beside
     # their results; an interrupted or failed run leaves neither, and an earlier run's files stay

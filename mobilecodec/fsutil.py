@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 # Hidden temporary names carry the writing process's id, so that the next write into the same place
 # can tell what a killed run (SIGKILL, the OOM killer) left from what a running one is writing.
@@ -180,6 +180,30 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
             raise InputError(f"output folder {p} holds a {marker} of another kind ({found}, "
                              f"not {marker_format}); replacing it would delete its files: name a new or empty folder")
     return p
+
+
+def check_planned_outputs(out: str | os.PathLike, files: Iterable[str], folders: Iterable[str] = (),
+                          kept: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
+    """Refuse, before any work, the names a command will write into the folder `out` (relative to
+    it) where a folder stands in a file's place or a file in a folder's (found only when publishing,
+    after the whole run), or that are one of the paths in `kept` ((what, path): the files the
+    command reads, its --json), which the output would silently replace."""
+    from mobilecodec.errors import InputError
+
+    out = Path(out)
+    for name in folders:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise InputError(f"{out / name} is a file where this command writes a folder; move it or name another -o")
+    others = [(what, Path(p)) for what, p in kept if p not in (None, "", "-")]
+    for name in files:
+        path = out / name
+        if path.is_dir():
+            raise InputError(f"{path} is a folder where this command writes a file; move it or name another -o")
+        for what, other in others:
+            same = (os.path.samefile(path, other) if path.exists() and other.exists()
+                    else path.resolve() == other.resolve())
+            if same:
+                raise InputError(f"{path}, which this command writes, is {what}; name another -o or move it")
 
 
 @contextlib.contextmanager

@@ -56,6 +56,9 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
             raise InputError(f"{where}: {key!r} must be a positive integer, got {obj[key]!r}")
     if not _is_number(obj["fps"]) or not obj["fps"] > 0:
         raise InputError(f"{where}: 'fps' must be a positive number, got {obj['fps']!r}")
+    curves = obj.get("curves")
+    if curves is not None and not (isinstance(curves, list) and all(isinstance(c, str) for c in curves)):
+        raise InputError(f"{where}: 'curves' must be a list of curve names, got {curves!r}")
     points = obj["points"]
     if not isinstance(points, list) or not points:
         raise InputError(f"{where}: 'points' must be a non-empty list")
@@ -69,8 +72,8 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
         for key in POINT_METRICS:
             if not _is_number(p[key]):
                 raise InputError(f"{pw}: {key!r} must be a number, got {p[key]!r}")
-        for key in ("bpp", "bits"):
-            if not math.isfinite(p[key]) or p[key] < 0:
+        for key in ("bpp", "bits", *(k for k in ("packet_bpp", "packet_bits") if k in p)):
+            if not _is_number(p[key]) or not math.isfinite(p[key]) or p[key] < 0:
                 raise InputError(f"{pw}: {key!r} must be finite and non-negative, got {p[key]!r}")
         if require_per_frame or "per_frame" in p:
             frames = p.get("per_frame")
@@ -82,6 +85,10 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
                 missing = [k for k in FRAME_KEYS if k not in f]
                 if missing:
                     raise InputError(f"{pw}.per_frame[{j}]: missing key(s) {', '.join(missing)}")
+                if "payload_bits" in f and (not _is_number(f["payload_bits"]) or f["payload_bits"] < 0
+                                            or not math.isfinite(f["payload_bits"])):
+                    raise InputError(f"{pw}.per_frame[{j}]: 'payload_bits' must be finite and non-negative, "
+                                     f"got {f['payload_bits']!r}")
     return obj
 
 
@@ -212,6 +219,8 @@ def drift_summary(point: dict, window: int = 1) -> dict:
     its last P-frame is not the period's); the `_full` worsts cover those alone. `window` W > 1
     compares the last W P-frames with W from the second on (bits summed, PSNR averaged; periods
     with fewer than 2W + 1 P-frames skipped): the trend rather than two single frames."""
+    from mobilecodec.metrics.psnr import frame_psnr  # a lossless frame's inf PSNR counts as the means count it
+
     periods, cur = [], []
     for f in point["per_frame"]:
         if f["type"] == "I":
@@ -231,7 +240,7 @@ def drift_summary(point: dict, window: int = 1) -> dict:
         early_bits, late_bits = sum(f["bits"] for f in early), sum(f["bits"] for f in late)
         rows.append({"first_frame": per[0]["index"], "second_p": early[0]["index"], "last_p": late[-1]["index"],
                      "bits_ratio": late_bits / early_bits if early_bits else None,
-                     "psnr_yuv_drop": (sum(f["psnr_yuv"] for f in early) - sum(f["psnr_yuv"] for f in late)) / window,
+                     "psnr_yuv_drop": (sum(map(frame_psnr, early)) - sum(map(frame_psnr, late))) / window,
                      "full": len(per) == point.get("intra_period")})
 
     def worst(rs: list[dict]) -> tuple[float | None, float | None]:
@@ -249,13 +258,13 @@ def format_period_drift(d: dict) -> str:
     if d["worst_bits_ratio"] is None:
         return "-"
     n = len(d["periods"])
-    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop']:+.2f} dB "
+    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop']:+.2f} dB "
             + (f"(worst of {n} periods)" if n > 1 else "(one period)"))
     n_full = sum(bool(r.get("full")) for r in d["periods"])
     if n_full == 0:  # its last P-frame is not the period's: not the bar's frame pair
         line += ", no full intra period (cut short by the clip)"
     if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
-        line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {-d['worst_psnr_yuv_drop_full']:+.2f} dB "
+        line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop_full']:+.2f} dB "
                  + (f"over the {n_full} full ones" if n_full > 1 else "over the full one"))
     return line
 

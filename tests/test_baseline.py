@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_run import cli_here
+from cli_run import assert_clean_error, cli_here
 
 FRAMES = 10
 WIDTH, HEIGHT = 176, 144
@@ -282,8 +282,8 @@ def test_bdrate_against_itself_is_zero(sweep, method):
     assert "0.0" in stdout and "-0.0" not in stdout
 
 
-def _bdrate_error(anchor: Path, test: Path) -> str:
-    code, stdout, stderr = _cli("bdrate", str(anchor), str(test))
+def _bdrate_error(anchor: Path, test: Path, *extra: str) -> str:
+    code, stdout, stderr = _cli("bdrate", str(anchor), str(test), *extra)
     assert code == 2
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     return stderr
@@ -322,8 +322,20 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     assert "not the same clip" in _bdrate_error(good, other)
     shorter = tmp_path / "shorter.json"  # a shorter run of the same clip: judged, with a note
     shorter.write_text(json.dumps(dict(res, frames=res["frames"] - 2)))
-    code, stdout, stderr = _cli("bdrate", str(good), str(shorter))
+    code, stdout, stderr = _cli("bdrate", str(good), str(shorter), "--json", str(tmp_path / "bd.json"))
     assert code == 0 and f"has {res['frames']} frames" in stderr, stderr
+    saved = json.loads((tmp_path / "bd.json").read_text())  # the JSON says what the text says
+    assert saved["notes"] == [stderr.strip().removeprefix("note: ")]
+    assert saved["test_curve"] == {"codec": "x264", "preset": "medium", "points": 4, "frames": res["frames"] - 2}
+
+    # fields only --payload or a two-curve result reads: a traceback each ("'>' not supported", "no len()")
+    text = json.loads(json.dumps(res))
+    text["points"][0]["packet_bpp"] = "abc"
+    (tmp_path / "packet.json").write_text(json.dumps(text))
+    assert "'packet_bpp' must be finite" in _bdrate_error(good, tmp_path / "packet.json", "--payload")
+    for curves in (5, "ab"):  # "ab" said "holds points of 2 RD curves (a; b)"
+        (tmp_path / "curves.json").write_text(json.dumps(dict(res, curves=curves)))
+        assert "'curves' must be a list" in _bdrate_error(good, tmp_path / "curves.json")
 
 
 def test_a_lossless_frame_counts_as_100_db_in_the_mean(carphone, tmp_path):
@@ -435,3 +447,53 @@ def test_a_failed_rerun_leaves_the_earlier_sweep(carphone, tmp_path, monkeypatch
     assert rc != 0 and len(err) == 1 and "No space left on device" in err[0], err
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_outputs_that_would_replace_an_input_are_refused_before_encoding(sweep, tmp_path):
+    """The sweep writes OUT/<codec>_<preset>_crfN.mp4, .json and _rd.png: an input video of such a
+    name inside OUT was replaced by the new encode (exit 0, its results citing it), a --json of
+    the results' name replaced them with a copy of the report (the .mp4's name: JSON in an .mp4),
+    and a folder in an output's place was found only after the whole sweep. Each is refused in one
+    line before ffmpeg runs."""
+    import shutil
+
+    clip = tmp_path / "B" / "x264_ultrafast_crf23.mp4"
+    clip.parent.mkdir()
+    shutil.copyfile(sweep["out"] / "x264_medium_crf23.mp4", clip)
+    before = clip.read_bytes()
+    base = ("baseline", "--codec", "x264", "--preset", "ultrafast", "--crf", "23,28", "--no-progress")
+    p = cli_here(*base, clip, "-o", clip.parent)
+    assert_clean_error(p, "x264_ultrafast_crf23.mp4", "is the input video")
+    assert clip.read_bytes() == before and os.listdir(clip.parent) == [clip.name]
+    p = cli_here(*base, sweep["source"], "-o", tmp_path / "J", "--json", tmp_path / "J" / "x264_ultrafast_crf28.mp4")
+    assert_clean_error(p, "is the --json file")
+    (tmp_path / "F" / "x264_ultrafast.json").mkdir(parents=True)
+    assert_clean_error(cli_here(*base, sweep["source"], "-o", tmp_path / "F"), "x264_ultrafast.json", "is a folder")
+    assert not (tmp_path / "J").exists() and os.listdir(tmp_path / "F") == ["x264_ultrafast.json"]
+
+
+def test_a_crf_is_the_number_ffmpeg_is_given():
+    """`23,23.0000001` passed as distinct CRFs, both encoded with `-crf 23` into one file name, the
+    second recorded as 23.0000001; `28.1234567` was encoded with `-crf 28.1235`. A CRF takes two
+    decimals, which `format_crf` writes exactly."""
+    from mobilecodec.baselines.ffmpeg import format_crf
+    from mobilecodec.cli.common import parse_crf_list
+
+    assert parse_crf_list("23,28.25,0.5") == [23, 28.25, 0.5]
+    assert [format_crf(c) for c in (28.25, 50.75, 0.01)] == ["28.25", "50.75", "0.01"]
+    for text in ("23,23.0000001", "28.1234567"):
+        p = cli_here("baseline", "carphone", "--codec", "x264", "--crf", text, "-o", "unused")
+        assert_clean_error(p, "at most 2 decimals")
+
+
+def test_a_lossless_period_drifts_by_0_db(carphone, tmp_path):
+    """CRF 0 with --intra-period 4: every frame is lossless (inf dB), so the drift's PSNR drop was
+    inf - inf = NaN in the table and the JSON; frames count as the means count them (100 dB), so it is 0."""
+    code, out, err = _cli("baseline", "--codec", "x264", "--preset", "ultrafast", "--crf", "0", "--frames", "8",
+                          "--intra-period", "4", str(carphone), "-o", str(tmp_path), "--no-progress")
+    assert code == 0, err
+    drift = json.loads((tmp_path / "x264_ultrafast_ip4.json").read_text())["points"][0]["drift"]
+    assert all(f["psnr_yuv"] == math.inf for f in json.loads((tmp_path / "x264_ultrafast_ip4.json").read_text())
+               ["points"][0]["per_frame"])
+    assert [r["psnr_yuv_drop"] for r in drift["periods"]] == [0.0, 0.0] and drift["worst_psnr_yuv_drop"] == 0.0
+    assert "nan" not in out.lower() and "PSNR-YUV +0.00 dB" in out

@@ -555,3 +555,27 @@ def test_checkpoints_and_a_package_are_two_curves(shipped_anchor, tiny_package, 
     assert f"BD-rate vs tiny, curve {four['codec']}" in text
     assert f"RD curves (one per config and backend): " in text and f"{one['codec']}: {tiny_package.name}" in text
     assert_clean_error(cli_here("bdrate", str(shipped_anchor), str(mixed / "carphone_eval.json")), "2 RD curves")
+
+
+
+def test_outputs_that_would_replace_an_input_or_be_blocked_are_refused_before_coding(carphone, tmp_path):
+    """Eval writes OUT/<input>_eval.json, plots and OUT/streams/: an --anchor of such a name inside
+    OUT was silently replaced by the new result (exit 0), a --json of that name replaced the result
+    with the summary report, and a folder or file in an output's place was found only when
+    publishing, after the whole run. Each is refused in one line before any coding."""
+    anchor = tmp_path / "OUT" / "carphone_eval.json"
+    anchor.parent.mkdir()
+    anchor.write_text("{}")  # not even read: the clash is found first
+    base = ["eval", carphone, "--checkpoint", "tiny_b0.0064", "--frames", "1", "--threads", "1", "--no-progress"]
+    assert_clean_error(cli_here(*base, "-o", anchor.parent, "--anchor", anchor), "is the anchor")
+    assert anchor.read_text() == "{}"
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "J", "--json", tmp_path / "J" / "carphone_eval.json"),
+                       "is the --json file")
+    (tmp_path / "F" / "carphone_rd.png").mkdir(parents=True)
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "F"), "carphone_rd.png", "is a folder")
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "streams").write_text("mine")
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "S"), "streams", "is a file")
+    assert sorted(p.name for p in (tmp_path / "F").iterdir()) == ["carphone_rd.png"]
+    assert sorted(p.name for p in (tmp_path / "S").iterdir()) == ["streams"]
+    assert not (tmp_path / "J").exists()

@@ -27,6 +27,8 @@ ENCODERS: dict[str, tuple[str, str]] = {
 PRESETS: tuple[str, ...] = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                             "slow", "slower", "veryslow", "placebo")
 CRF_MIN, CRF_MAX = 0, 51
+#: the CRF's decimals kept: `format_crf` gives ffmpeg, the file names and the labels this exact value
+CRF_DECIMALS = 2
 
 
 def ffmpeg_exe() -> str:

@@ -55,6 +55,8 @@ def check_config(cfg: BaselineConfig) -> None:
         if not isinstance(crf, (int, float)) or not math.isfinite(crf) \
                 or not ff.CRF_MIN <= crf <= ff.CRF_MAX:
             raise InputError(f"CRF must be a number in {ff.CRF_MIN}..{ff.CRF_MAX}, got {crf!r}")
+        if round(crf, ff.CRF_DECIMALS) != crf:
+            raise InputError(f"CRF takes at most {ff.CRF_DECIMALS} decimals, got {crf!r}")
     if len(set(float(c) for c in cfg.crfs)) != len(cfg.crfs):
         raise InputError(f"CRF values must be distinct, got {list(cfg.crfs)}")
     if cfg.frames is not None and cfg.frames < 1:
@@ -154,14 +156,17 @@ def _measure_point(cfg: BaselineConfig, crf: float, command: list[str], output: 
     return point
 
 
-def run_baseline(cfg: BaselineConfig) -> dict[str, Any]:
+def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLike | None]] = ()) -> dict[str, Any]:
     """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
-    OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds."""
-    from mobilecodec.fsutil import publishing
+    OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds; none of them
+    may replace the input or `kept` ((what, path): the command's --json)."""
+    from mobilecodec.fsutil import check_planned_outputs, publishing
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import save_results
 
     check_config(cfg)
+    check_planned_outputs(cfg.out_dir, [f"{cfg.stem}_crf{ff.format_crf(c)}.mp4" for c in cfg.crfs]
+                          + [f"{cfg.stem}_rd.png", f"{cfg.stem}.json"], kept=[("the input video", cfg.input), *kept])
     exe = ff.ffmpeg_exe()
     version = ff.ffmpeg_version(exe)
     work = Path(tempfile.mkdtemp(prefix="mobilecodec-baseline-"))

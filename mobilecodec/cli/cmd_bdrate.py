@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         for why in dict.fromkeys((r["bd_rate_error"], r["bd_quality_error"])):
             if why:
                 print(f"  n/a: {why}")
+    def curve(res: dict) -> dict:
+        return {"codec": res["codec"], "preset": res.get("preset"), "points": len(res["points"]),
+                "frames": res["frames"]}
+
     emit_json({"anchor": args.anchor, "test": args.test, "method": args.method,
-               "rates": "payload" if args.payload else "file", "results": rows}, args.json)
+               "rates": "payload" if args.payload else "file", "anchor_curve": curve(anchor),
+               "test_curve": curve(test), "notes": [note] if note else [], "results": rows}, args.json)
     return 0

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
                        raw_fps=args.fps)
     engines = _engines(packages, args.ep or "cpu")
-    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=engines)
+    report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=engines,
+                      kept=[("the --json file", args.json)])
     print(format_report(report), end="")
     emit_json(report, args.json)
     return 0

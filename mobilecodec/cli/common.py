@@ -184,7 +184,7 @@ def positive_float(text: str) -> float:
 def parse_crf_list(text: str) -> list[float]:
     """argparse type: '23,28,33,38' into distinct numbers in CRF_MIN..CRF_MAX (ints stay ints); the
     x264 / x265 sweep of `baseline --crf` and `demo --baseline-crf`."""
-    from mobilecodec.baselines.ffmpeg import CRF_MAX, CRF_MIN
+    from mobilecodec.baselines.ffmpeg import CRF_DECIMALS, CRF_MAX, CRF_MIN
 
     values: list[float] = []
     for item in text.split(","):
@@ -195,6 +195,8 @@ def parse_crf_list(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(f"CRF values must be numbers, got {item!r} in {text!r}")
         if not math.isfinite(v) or not CRF_MIN <= v <= CRF_MAX:
             raise argparse.ArgumentTypeError(f"CRF must be in {CRF_MIN}..{CRF_MAX}, got {item!r}")
+        if round(v, CRF_DECIMALS) != v:  # what ffmpeg is given, names a file and is recorded: one number
+            raise argparse.ArgumentTypeError(f"CRF takes at most {CRF_DECIMALS} decimals, got {item!r}")
         values.append(int(v) if v.is_integer() else v)
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"CRF values must be distinct, got {text!r}")

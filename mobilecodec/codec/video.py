@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -61,11 +62,12 @@ def _fps_fraction(fps: float) -> Fraction:
 def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, *, intra_period: int = 32,
                  max_frames: int | None = None, size: tuple[int, int] | None = None, fps: float | None = None,
                  progress: bool = True, engine=None, refine: RefineOptions | None = None,
-                 modes: BlockModeOptions | None = None) -> dict:
+                 modes: BlockModeOptions | None = None, on_frame: Callable[[int], None] | None = None) -> dict:
     """Encode a video file into a .mnvc stream; returns a summary (per-frame bits, types, hashes, time).
     `engine`: the backend running the networks (default: `TorchEngine(model, refine)`); `refine`:
     sender-side latent refinement (PyTorch engine only; the decoder and the stream are unchanged);
-    `modes`: P-frame block modes (`codec.block_modes`; every encoder and decoder runs them)."""
+    `modes`: P-frame block modes (`codec.block_modes`; every encoder and decoder runs them);
+    `on_frame(index)` is called after each frame is written (a caller's progress bar)."""
     if intra_period < 1:
         raise InputError(f"intra period must be >= 1, got {intra_period}")
     if not model.ready_for_coding:
@@ -110,6 +112,8 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                                        if getattr(src, "refined", None) else {})})
                 bar.update(1)
                 bar.set_postfix(bits=8 * nbytes)
+                if on_frame is not None:
+                    on_frame(i)
             if not frames_info:
                 raise InputError(f"no frames in {input_path}")
     file_bytes = Path(output).stat().st_size

@@ -9,12 +9,9 @@ import numpy as np
 
 from mobilecodec.metrics.color import psnr_rgb
 from mobilecodec.metrics.msssim import ms_ssim_rgb
-from mobilecodec.metrics.psnr import psnr_yuv, weighted_psnr_yuv
+from mobilecodec.metrics.psnr import PSNR_CAP_DB, frame_psnr, psnr_yuv
 from mobilecodec.rdresults import QUALITY_METRICS
 
-#: a frame's PSNR counts at most this much in a sequence mean, as x264 reports a lossless frame: an
-#: identical plane (a black frame, grey content, lossless coding) would otherwise make the mean inf
-PSNR_CAP_DB = 100.0
 
 
 def frame_metrics(ref: Any, dist: Any, matrix: str) -> dict[str, float]:
@@ -35,15 +32,10 @@ def mean_metrics(per_frame: Sequence[dict[str, Any]], keys: Sequence[str] = QUAL
     frame's PSNR-YUV counts as the 6:1:1 weighting of its planes capped one by one, so that one
     identical plane (a grey clip's chroma) caps that plane, not the whole frame (grey carphone
     through x264: 100 dB at every CRF where its own planes give 52.9 dB)."""
-    planes = ("psnr_y", "psnr_u", "psnr_v")
-
-    def value(f: dict[str, Any], k: str) -> Any:
-        if k == "psnr_yuv" and all(f.get(p) is not None for p in planes):
-            return weighted_psnr_yuv(*(min(float(f[p]), PSNR_CAP_DB) for p in planes))
-        return f[k]
-
     out = {}
     for k in keys:
-        values = [value(f, k) for f in per_frame]
-        out[k] = mean_psnr(values) if k.startswith("psnr") else float(np.mean(values))
+        if k.startswith("psnr"):
+            out[k] = mean_psnr(frame_psnr(f, k) for f in per_frame)
+        else:
+            out[k] = float(np.mean([f[k] for f in per_frame]))
     return out

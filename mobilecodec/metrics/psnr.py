@@ -16,6 +16,9 @@ from mobilecodec.errors import InputError
 
 # Weights of the common 6:1:1 PSNR-YUV (JVET CTC, MobileNVC): (6*Y + U + V) / 8.
 YUV_WEIGHTS = (6.0, 1.0, 1.0)
+#: a frame's PSNR counts at most this much in a sequence mean, as x264 reports a lossless frame: an
+#: identical plane (a black frame, grey content, lossless coding) would otherwise make the mean inf
+PSNR_CAP_DB = 100.0
 
 
 def _pair(ref: Any, dist: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +98,15 @@ def weighted_psnr_yuv(psnr_y: float, psnr_u: float, psnr_v: float) -> float:
     """The 6:1:1 PSNR-YUV of per-plane PSNRs (dB): (6*Y + U + V) / 8."""
     wy, wu, wv = YUV_WEIGHTS
     return (wy * psnr_y + wu * psnr_u + wv * psnr_v) / (wy + wu + wv)
+
+
+def frame_psnr(f: dict[str, Any], key: str = "psnr_yuv") -> float:
+    """One frame's PSNR (`key` of a per-frame record) as sequence means and drift figures count it:
+    at most `PSNR_CAP_DB`, and PSNR-YUV as the 6:1:1 weighting of its planes capped one by one."""
+    planes = ("psnr_y", "psnr_u", "psnr_v")
+    if key == "psnr_yuv" and all(f.get(p) is not None for p in planes):
+        return weighted_psnr_yuv(*(min(float(f[p]), PSNR_CAP_DB) for p in planes))
+    return min(float(f[key]), PSNR_CAP_DB)
 
 
 def bpp(bits: float, frames: int, width: int, height: int) -> float:
