@@ -274,12 +274,27 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
 
         for m in PLOT_METRICS:
             rd_curve(anchor_res, m)
+    _warn_trained_on_held_out(models, srcs)
     codec = opts.codec_name or "/".join(dict.fromkeys(c.model.cfg.name for c in models))
     raw_dir = tempfile.TemporaryDirectory(prefix="mobilecodec-eval-raw-")
     try:
         return _evaluate(srcs, stems, out, anchor, anchor_res, models, labels, codec, opts, Path(raw_dir.name))
     finally:
         raw_dir.cleanup()
+
+
+def _warn_trained_on_held_out(models: list[Coder], srcs: list[Path]) -> None:
+    """A warning per checkpoint whose weights saw the held-out clip (`train --allow-held-out`, its
+    record `trained_on_held_out`) and input that is that clip: those figures are not held-out ones."""
+    seen = [c.path for c in models if ((c.checkpoint or {}).get("meta") or {}).get("trained_on_held_out")]
+    if not seen:
+        return
+    from mobilecodec.train.data import is_held_out
+
+    for s in srcs:
+        if is_held_out(s):
+            warnings.warn(InputWarning(f"{', '.join(seen)} trained on the held-out clip (train --allow-held-out): "
+                                       f"the figures on {s.name} are not held-out figures"))
 
 
 def _as_y4m(src: Path, opts: EvalOptions, work: Path, index: int) -> Path:

@@ -835,3 +835,29 @@ def test_progress_bar_names_the_noisy_rate_and_shows_the_coded_one():
     fields = training_postfix(ema, {"coded_bpp": 0.2219, "bpp": 0.2684})
     assert list(fields) == ["loss", "noisy_bpp", "coded_bpp", "psnr"] and fields["coded_bpp"] == "0.222"
     assert "noisy_bpp" not in training_postfix(ema, {}, noisy=False)  # QAT --ste trains on rounded latents
+
+
+def test_weights_that_saw_the_held_out_clip_say_so_down_the_pipeline(carphone, tmp_path, capsys):
+    """`train --allow-held-out --data carphone` wrote checkpoints with no mark of it: eval, PTQ and
+    check-int8 then reported carphone figures of such weights as held-out figures, without a word.
+    Every checkpoint records `trained_on_held_out` (a run on bikes: false); a run --init from a
+    marked one inherits it; eval warns on the held-out clip; ptq.json carries it, so that
+    check-int8 lists the carphone figures as fitted on their input."""
+    from mobilecodec.checkpoint import read_checkpoint
+
+    assert main(["train", "--stage", "1", "--beta", "0.0032", "--data", str(carphone), "--allow-held-out",
+                 "--max-frames", "4", "--steps", "1", "-o", str(tmp_path / "held"), *TRAIN_ARGS]) == 0
+    assert _train(tmp_path / "clean", "--steps", "1") == 0
+    assert _train(tmp_path / "child", "--steps", "1", "--init", str(tmp_path / "held" / "final.pt")) == 0
+    marks = {r: read_checkpoint(tmp_path / r / "final.pt")["meta"]["trained_on_held_out"]
+             for r in ("held", "clean", "child")}
+    assert marks == {"held": True, "clean": False, "child": True}
+    capsys.readouterr()
+    assert main(["eval", str(carphone), "--checkpoint", str(tmp_path / "child" / "final.pt"), "--frames", "1",
+                 "-o", str(tmp_path / "ev"), "--no-progress"]) == 0
+    assert "final.pt trained on the held-out clip" in capsys.readouterr().err
+    assert main(["ptq", "--checkpoint", str(tmp_path / "child" / "final.pt"), "--data", "bikes", "--crop", "64x64",
+                 "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0", "-o", str(tmp_path / "Q"),
+                 "--no-progress"]) == 0
+    assert "trained on the held-out evaluation clip" in capsys.readouterr().err
+    assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["trained_on_held_out"] is True

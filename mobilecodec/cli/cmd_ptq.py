@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, parse_hw, positive_int, seed_int
+from mobilecodec.cli.common import Output, emit_json, held_out_note, parse_hw, positive_int, seed_int
 
 HELP = "int8 post-training quantization with aimet: calibrate per-stage QuantSims on real GOPs"
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()
     check_aimet_config(args.aimet_config)  # before the checkpoint and the clips load
-    model, _ = load_checkpoint(args.checkpoint)
+    model, ckpt = load_checkpoint(args.checkpoint)
     if not model.ready_for_coding:
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
                               "(it was saved before model.update())")
@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     summary["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
     summary["output"] = str(args.output)
     summary["calibrated_on_held_out"] = held_out
+    # the float weights' own record (train --allow-held-out): check-int8 flags the held-out clip for it too
+    summary["trained_on_held_out"] = bool((ckpt.get("meta") or {}).get("trained_on_held_out"))
     save_quantized(args.output, qmodel, checkpoint=resolve_checkpoint(args.checkpoint), summary=summary)
     psnr = ""
     if "int8_psnr_yuv" in summary:
@@ -113,11 +115,7 @@ def run(args: argparse.Namespace) -> int:
         ada = f", AdaRound on {len(done)}/{len(summary['adaround'])} stages ({args.adaround_iters} iterations/layer)"
     print(f"{args.output}: {len(summary['stages'])} stages quantized ({qmodel.cfg.name}), "
           f"{args.steps} steps x {args.batch} GOPs of {args.gop}{ada}{psnr}")
-    if summary["calibrated_on_held_out"]:
-        import sys
-
-        print("note: calibrated on the held-out evaluation clip (carphone): int8 figures measured on it are "
-              "no longer held-out figures", file=sys.stderr)
+    held_out_note(summary)
     emit_json(summary, args.json)
     return 0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import (Output, check_not_input, emit_json, finite_float, parse_hw, positive_float, positive_int,
-                                    seed_int)
+from mobilecodec.cli.common import (Output, check_not_input, emit_json, finite_float, held_out_note, parse_hw,
+                                    positive_float, positive_int, seed_int)
 
 HELP = "int8 quantization-aware training (STE) of a `ptq` output folder on real GOPs"
 OUTPUT = Output("folder", marker="quantized.pt")  # replaced whole
@@ -109,11 +109,6 @@ def run(args: argparse.Namespace) -> int:
           f"(beta {summary['beta']:g}, range learning {'on' if summary['options']['range_learning'] else 'off'}); "
           f"last loss {last.get('loss', float('nan')):.6f}, {rate} {last.get('bpp', float('nan')):.4f}, "
           f"PSNR {last.get('psnr', float('nan')):.2f} dB")
-    held = [w for w, k in (("calibrated", "calibrated_on_held_out"), ("trained", "trained_on_held_out")) if summary[k]]
-    if held:
-        import sys
-
-        print(f"note: {' and '.join(held)} on the held-out evaluation clip (carphone): int8 figures measured on "
-              "it are no longer held-out figures", file=sys.stderr)
+    held_out_note(summary)
     emit_json(summary, args.json)
     return 0

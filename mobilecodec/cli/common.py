@@ -203,6 +203,16 @@ def parse_crf_list(text: str) -> list[float]:
     return values
 
 
+def held_out_note(summary: dict[str, Any]) -> None:
+    """ptq's and qat's stderr note when the int8 model was calibrated or (its float weights or the
+    QAT) trained on the held-out clip: its figures there are no longer held-out ones."""
+    held = [w for w, k in (("calibrated", "calibrated_on_held_out"), ("trained", "trained_on_held_out"))
+            if summary.get(k)]
+    if held:
+        print(f"note: {' and '.join(held)} on the held-out evaluation clip (carphone): int8 figures measured on "
+              "it are no longer held-out figures", file=sys.stderr)
+
+
 def thread_count(text: str) -> int:
     """argparse type for --threads: 1..`runtime.threads.MAX_THREADS` (the libraries take a C int)."""
     from mobilecodec.runtime.threads import MAX_THREADS

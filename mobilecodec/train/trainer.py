@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -276,7 +277,23 @@ def coding_copy(model):
 
 def _meta(opts: TrainOptions, step: int, dist: DistInfo, final: bool) -> dict:
     return {"trained": True, "stage": opts.stage.stage, "step": step, "seed": opts.seed, "data": list(opts.data),
-            "train": opts.stage.to_dict(), "world_size": dist.world_size, "final": final}
+            "train": opts.stage.to_dict(), "world_size": dist.world_size, "final": final,
+            "trained_on_held_out": trained_on_held_out(tuple(opts.data), opts.allow_held_out, opts.init)}
+
+
+@functools.lru_cache(maxsize=8)
+def trained_on_held_out(data: tuple[str, ...], allowed: bool, init: str | None) -> bool:
+    """Whether a run's weights saw the held-out clip: its own data (only possible with
+    --allow-held-out) or the --init checkpoint's record. Every checkpoint carries it, so that eval,
+    PTQ and check-int8 can say their figures on that clip are not held-out ones."""
+    from mobilecodec.train.data import is_held_out
+
+    if init:
+        from mobilecodec.checkpoint import read_checkpoint, resolve_checkpoint
+
+        if (read_checkpoint(resolve_checkpoint(init)).get("meta") or {}).get("trained_on_held_out"):
+            return True
+    return allowed and any(is_held_out(d) for d in data)
 
 
 def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: DistInfo,
