@@ -48,11 +48,12 @@ def main() -> int:
 
     from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
 
-    mi, _ = load_checkpoint(a.iframe)  # a missing one: CheckpointError, one line (run_main)
+    mi, obj_i = load_checkpoint(a.iframe)  # a missing one: CheckpointError, one line (run_main)
     mp, obj = load_checkpoint(a.pframe)
     mixed = mix_checkpoints(mi, mp)
+    held = any((o.get("meta") or {}).get("trained_on_held_out") for o in (obj_i, obj))  # either's exposure stays
     save_checkpoint(a.out, mixed, beta=obj.get("beta"),
-                    meta={"mixed": {"iframe": str(a.iframe), "pframe": str(a.pframe)}})
+                    meta={"mixed": {"iframe": str(a.iframe), "pframe": str(a.pframe)}, "trained_on_held_out": held})
     print(f"wrote {a.out}: I-frame codec of {a.iframe}, P-frame networks of {a.pframe}")
     return 0
 
