@@ -182,6 +182,9 @@ def test_training_lowers_the_loss(trained_run):
     assert list((trained_run / "tb").iterdir())
     summary = json.loads((trained_run.parent / "summary.json").read_text())
     assert summary["step"] == 60 and summary["steps_run"] == 60
+    # the rate without the first step's warm-up: 59 steps in what is left of the same seconds
+    assert summary["steps_per_s_after_first"] >= 59 / summary["seconds"] > 0
+    assert summary["steps_per_s"] == pytest.approx(60 / summary["seconds"])
     logged = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [10, 20, 30, 40, 50, 60]
 

@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"stopped at step {summary['step']} after {summary['seconds'] / 60:.2f} min of training "
                   f"(--minutes {args.minutes:g}); continue with --resume", file=sys.stderr)
         rate = f", {summary['steps_per_s']:.2f} steps/s" if summary["steps_per_s"] else ""
+        if summary.get("steps_per_s_after_first"):
+            rate += f" ({summary['steps_per_s_after_first']:.2f} after the first step)"
         # the loss's rate prices noisy latents: several times the coded bits on P-frames (scripts/rate_gap.py)
         coded = (f"{last['coded_bpp']:.4f} bpp coded (rounded latents), " if last and "coded_bpp" in last
                  else "")

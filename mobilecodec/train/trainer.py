@@ -505,7 +505,7 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         summary: dict[str, Any] = {}
         ema: dict[str, float] = {}
         coded: dict[str, Any] = {}  # the last logged step's coded columns, for the progress bar
-        t0 = time.perf_counter()
+        t0 = t_first = time.perf_counter()
         bar = progress_bar(total=st.steps, initial=start_step, desc=f"train stage {st.stage}", unit="step",
                            enabled=opts.progress and dist.is_main)
         step = start_step
@@ -547,6 +547,8 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
                 bar.update(1)
                 bar.set_postfix(training_postfix(ema, coded))
                 summary = scalars
+                if step == start_step + 1:  # its warm-up (allocation, first kernels) is not the steady rate
+                    t_first = time.perf_counter()
                 if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
                     save_run(run, model, optimizer, opts, step, dist)
                 if step != st.steps and _should_stop(opts, step - start_step, time.perf_counter() - t0):
@@ -580,6 +582,9 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
     return {"run_dir": str(run), "config": model.cfg.name, "stage": st.stage, "beta": opts.beta,
             "start_step": start_step, "step": step, "steps_run": steps_done, "seconds": seconds,
             "steps_per_s": steps_done / seconds if seconds > 0 and steps_done else None,
+            # the same after the first step (its warm-up weighs on a short run's figure)
+            "steps_per_s_after_first": ((steps_done - 1) / (t0 + seconds - t_first)
+                                        if steps_done > 1 and t0 + seconds > t_first else None),
             "world_size": dist.world_size, "checkpoint": str(final_path),
             "weights_hash": weights_hash, "last": summary, "options": opts.to_dict(),
             "interrupted": interrupted}
