@@ -154,6 +154,10 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
     return written
 
 
+#: every name `write_report` may write (the charts only where the report has their figures)
+REPORT_FILES = ("profile.json", "profile.md", "macs_per_subnetwork.png", "latency_breakdown.png")
+
+
 def write_report(report: dict[str, Any], out_dir: str | Path) -> list[str]:
     """profile.json, profile.md and the PNG charts into `out_dir` (created); returns file names."""
     from mobilecodec.fsutil import publishing, write_json_atomic

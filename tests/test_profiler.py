@@ -176,3 +176,20 @@ def test_a_failed_report_leaves_the_earlier_one(tmp_path, monkeypatch, capsys):
     fresh = tmp_path / "fresh"
     assert main(["profile", "--config", "tiny", "--size", "64x64", "-o", str(fresh), "--no-progress"]) != 0
     assert not fresh.exists()
+
+
+def test_report_files_that_would_replace_the_json_or_be_blocked_are_refused_first(tmp_path):
+    """`profile -o R --json R/profile.md` replaced the markdown report with the JSON (exit 0), and a
+    folder in a report file's place failed only when publishing, after the profiling: both are
+    refused in one line before any work, and every name write_report writes is in REPORT_FILES."""
+    from cli_run import assert_clean_error, cli_here
+    from mobilecodec.runtime.report import REPORT_FILES
+
+    base = ("profile", "--config", "tiny", "--size", "144x176")
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "r", "--json", tmp_path / "r" / "profile.md"),
+                       "is the --json file")
+    (tmp_path / "f" / "profile.json").mkdir(parents=True)
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "f"), "profile.json", "is a folder")
+    assert not (tmp_path / "r").exists()
+    assert cli_here(*base, "-o", tmp_path / "ok", "--json", tmp_path / "ok.json").returncode == 0
+    assert set(json.loads((tmp_path / "ok.json").read_text())["files"]) <= set(REPORT_FILES)

@@ -81,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
                          "keeps its state at its graphs' own types")
     if args.state and not (is_onnx or args.module):
         raise InputError("--state applies to an ONNX file or --module (packages name their buffer in the manifest)")
+    if args.output:  # before the work: --json or an input in the place of a report file, a folder in one's
+        from mobilecodec.fsutil import check_planned_outputs
+        from mobilecodec.runtime.report import REPORT_FILES
+
+        check_planned_outputs(args.output, REPORT_FILES, kept=[("the --json file", args.json),
+                                                               ("the profiled file", args.package),
+                                                               ("the checkpoint", args.checkpoint)])
     if is_onnx or args.module:
         report = _any(args, is_onnx)
     elif args.package:
