@@ -327,6 +327,9 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         if opts.frames is not None and len(frames) < opts.frames:  # coded whole; its JSON's "frames" says how many
             warnings.warn(InputWarning(f"{s} has {len(frames)} frames, fewer than --frames {opts.frames}: "
                                        f"coding its {len(frames)}"))
+        from mobilecodec.metrics.msssim import ms_ssim_scales
+
+        ms_ssim_scales(*frames[0].y.shape)  # frames MS-SSIM cannot measure: refused before coding, as baseline does
         if anchor_res is not None:  # before any coding, not after
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))

@@ -497,3 +497,18 @@ def test_a_lossless_period_drifts_by_0_db(carphone, tmp_path):
                ["points"][0]["per_frame"])
     assert [r["psnr_yuv_drop"] for r in drift["periods"]] == [0.0, 0.0] and drift["worst_psnr_yuv_drop"] == 0.0
     assert "nan" not in out.lower() and "PSNR-YUV +0.00 dB" in out
+
+
+def test_a_clip_shorter_than_frames_is_encoded_whole_and_said_so(carphone, tmp_path):
+    """--frames 5 on a 2-frame clip encodes its 2 frames, as eval does, and says so in one line (it
+    was silent; the JSON's "frames" says 2)."""
+    from mobilecodec.io import read_frames, write_video
+
+    clip = tmp_path / "short.y4m"
+    write_video(clip, read_frames(carphone, 2), 30000 / 1001)
+    code, _, err = _cli("baseline", "--codec", "x264", "--preset", "ultrafast", "--crf", "30", "--frames", "5",
+                        str(clip), "-o", str(tmp_path / "b"), "--no-progress")
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "short.y4m has 2 frames, fewer than --frames 5" in lines[0], lines
+    assert json.loads((tmp_path / "b" / "x264_ultrafast.json").read_text())["frames"] == 2

@@ -579,3 +579,21 @@ def test_outputs_that_would_replace_an_input_or_be_blocked_are_refused_before_co
     assert sorted(p.name for p in (tmp_path / "F").iterdir()) == ["carphone_rd.png"]
     assert sorted(p.name for p in (tmp_path / "S").iterdir()) == ["streams"]
     assert not (tmp_path / "J").exists()
+
+
+def test_frames_ms_ssim_cannot_measure_are_refused_before_coding(carphone, tmp_path, monkeypatch):
+    """An 8x8 clip: MS-SSIM needs 11x11; eval refused it only after coding the first point (baseline
+    before encoding). Now in one line before any coding: no stream is made."""
+    from mobilecodec.io import YUVFrame, read_frames, write_video
+
+    f = read_frames(carphone, 1)[0]
+    clip = tmp_path / "tiny8.y4m"
+    write_video(clip, [YUVFrame(f.y[:8, :8].copy(), f.u[:4, :4].copy(), f.v[:4, :4].copy())], 30)
+    import mobilecodec.evaluate as ev
+
+    called = []
+    original = ev.code_point
+    monkeypatch.setattr(ev, "code_point", lambda *a, **k: called.append(1) or original(*a, **k))
+    assert_clean_error(cli_here("eval", clip, "--checkpoint", "tiny_b0.0512", "-o", tmp_path / "OUT", "--no-progress"),
+                       "too small")
+    assert called == [] and not (tmp_path / "OUT").exists()

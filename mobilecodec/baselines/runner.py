@@ -90,6 +90,13 @@ def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
                 count += 1
     if count == 0:
         raise InputError(f"no frames in {cfg.input} (empty clip)")
+    if cfg.frames is not None and count < cfg.frames:  # as eval says it: the JSON's "frames" is what was coded
+        import warnings
+
+        from mobilecodec.errors import InputWarning
+
+        warnings.warn(InputWarning(f"{cfg.input} has {count} frames, fewer than --frames {cfg.frames}: "
+                                   f"encoding its {count}"))
     return {"width": width, "height": height, "rate": rate, "frames": count}
 
 
