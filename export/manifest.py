@@ -126,7 +126,7 @@ def load_manifest(package: str | Path) -> dict[str, Any]:
     describes: its recorded SHA-256); InputError otherwise."""
     pkg = Path(package)
     if not pkg.is_dir():
-        raise InputError(f"no such package folder: {pkg}")
+        raise InputError(f"{pkg} is a file, not a package folder" if pkg.exists() else f"no such package folder: {pkg}")
     path = pkg / MANIFEST
     if not path.is_file():
         raise InputError(f"{pkg} is not an export package (no {MANIFEST})")

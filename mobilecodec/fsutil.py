@@ -212,16 +212,25 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     `suffix` keeps the extension of the temporary file (ffmpeg picks its muxer from it).
     """
-    final = check_output_file(path)
+    final = Path(os.path.realpath(check_output_file(path)))  # a symlink's target is written; the link stays
+    if final.exists() and not final.is_file():
+        # a device, pipe or terminal (/dev/null, /dev/stdout, a FIFO) is written in place: a renamed
+        # file would replace the node itself (as root, /dev/null)
+        yield final
+        return
+    made = missing_folders(final.parent)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = _new_temp(final.parent, f".{final.name}.", suffix or final.suffix + ".part")
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give results normal permissions
         os.replace(tmp_path, final)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        remove_empty(made)  # the folders made for it, as a failed run found them: absent
+        raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -286,6 +286,7 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["demo", "-o", "rep", "--baseline-crf", ","], "numbers"),  # became the default sweep
     (["bdrate", "a.json", "b.json", "--metric", ","], "no name given"),  # said "nothing not known"
     (["decode", "DIR"], "is a folder"),  # said "no such file" of a folder that exists
+    (["encode", "carphone", "-o", "x.mnvc", "--intra-period", "70000"], "at most 65535"),  # after the model loaded
     (["check-int8", "x", "--float", "a", "--float", "b", "--int8", "c"], "--float given twice"),  # judged b alone
     (["profile", "--config", "tiny", "--size", "64x64", "--size", "128x128"], "--size given twice"),  # last won
     (["eval", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "rep", "--name", " "], "empty"),  # fell back to the default

@@ -274,3 +274,33 @@ def test_profile_matches_table6(tmp_path):
     # buffer: explicit = decoded YUV420 frame (1.5 maps) + block flow (2 maps at 1/8 x 1/8)
     assert res["buffer"]["full_res_maps"] == pytest.approx(1.5 + 2 / 64)
     assert res["buffer"]["bytes_per_frame"] == 6 * 544 * 960 + 2 * 136 * 240
+
+
+def test_a_header_with_an_odd_size_is_corrupt(stream, tiny_checkpoint, tmp_path):
+    """A header (valid CRC) saying 177x144: no encoder writes an odd size; `info` showed it, exit 0,
+    and `decode` blamed its output file ("w.y4m: width and height must be even")."""
+    import struct
+    import zlib
+
+    d = bytearray(stream.read_bytes())
+    idlen = struct.unpack_from("<H", d, 6)[0]
+    width_at, crc_at = 8 + idlen + 16, 8 + idlen + struct.calcsize("<16sIIIIIHI")
+    assert struct.unpack_from("<II", d, width_at) == (176, 144)
+    struct.pack_into("<I", d, width_at, 177)
+    struct.pack_into("<I", d, crc_at, zlib.crc32(bytes(d[:crc_at])))
+    bad = tmp_path / "w177.mnvc"
+    bad.write_bytes(bytes(d))
+    assert_clean_error(cli_here("info", bad), "width 177 is odd")
+    assert_clean_error(cli_here("decode", bad, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "w.y4m"),
+                       "width 177 is odd")
+
+
+def test_inputs_of_the_wrong_kind_and_another_models_stream_are_named(stream, tiny_package, carphone, tmp_path):
+    """`info FOLDER` said "no such stream file", `profile FILE` "no such package folder" of files that
+    exist; a stream of another model decoded with --package named a checkpoint the user never gave."""
+    assert_clean_error(cli_here("info", tmp_path), "is a folder, not a stream file")
+    assert_clean_error(cli_here("profile", stream), "is a file, not a package folder")
+    cli_here("encode", carphone, "--checkpoint", "tiny_b0.0064", "--frames", 1, "-o", tmp_path / "a.mnvc",
+             "--no-progress", check=True)
+    assert_clean_error(cli_here("decode", tmp_path / "a.mnvc", "--package", tiny_package, "-o", tmp_path / "a.y4m"),
+                       f"but the package {tiny_package} is")

@@ -200,3 +200,25 @@ def test_options_that_would_be_ignored_are_refused(tiny_checkpoint, tiny_package
     assert_clean_error(cli_here("demo", "--no-baselines", "--baseline-crf", "30,40", "-o", tmp_path / "d"),
                        "--no-baselines")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mnvc"]
+
+
+def test_an_output_is_refused_in_a_package_read_through_another_input(tiny_package, tmp_path):
+    """A compile folder reads the export package it was compiled from, and a package's graph file its
+    manifest: `decode S --package COMPILED --ep qnn --json PKG/manifest.json` and `profile
+    PKG/graphs/r_synthesis.onnx --json PKG/manifest.json` replaced that manifest (exit 0; the package
+    no longer loaded), where naming PKG itself was refused. Refused alike, before any work."""
+    import shutil
+
+    from mobilecodec.export.formats import CONTEXT_FORMAT
+
+    pkg = shutil.copytree(tiny_package, tmp_path / "pkg")
+    before = (pkg / "manifest.json").read_bytes()
+    compiled = tmp_path / "bins"
+    compiled.mkdir()
+    (compiled / "manifest.json").write_text(json.dumps({"format": CONTEXT_FORMAT, "package": str(pkg),
+                                                        "package_relative": "../pkg", "graphs": {}}))
+    p = cli_here("decode", tmp_path / "s.mnvc", "--package", compiled, "--ep", "qnn", "--json", pkg / "manifest.json")
+    assert_clean_error(p, "manifest.json", "inside", "pkg")
+    p = cli_here("profile", pkg / "graphs" / "r_synthesis.onnx", "--json", pkg / "manifest.json")
+    assert_clean_error(p, "manifest.json", "inside", "pkg")
+    assert (pkg / "manifest.json").read_bytes() == before

@@ -321,3 +321,53 @@ def test_run_lock_without_flock_support_runs_unguarded(tmp_path, monkeypatch):
     with fsutil.run_lock(tmp_path / "run"):
         ran = True
     assert ran and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+    """`--json latest.json` where latest.json links to results/run1.json: the rename replaced the link
+    with a file and the target kept the old figures. Now the target is replaced (atomically) and
+    the link stays; a link to /dev/null writes into the device (the rename made the link a file,
+    and a plain /dev/null would have been replaced itself, as root)."""
+    target = tmp_path / "results" / "run1.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.json"
+    link.symlink_to(target)
+    fsutil.write_json_atomic(link, {"new": 1})
+    assert link.is_symlink() and target.read_text().strip() == '{\n  "new": 1\n}'
+    null = tmp_path / "null.json"
+    null.symlink_to(os.devnull)
+    fsutil.write_json_atomic(null, {"x": 1})
+    import stat
+
+    assert null.is_symlink() and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_an_output_onto_a_pipe_is_written_into_it(tmp_path):
+    """A FIFO (`--json fifo` read by another program) is written in place: the rename replaced the
+    pipe with a regular file, and its reader got nothing."""
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader is there before the writer opens it
+    try:
+        fsutil.write_json_atomic(fifo, {"x": 1})
+        assert b'"x": 1' in os.read(reader, 4096)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_failed_write_removes_the_folders_it_made(tmp_path):
+    """`decode S -o new/deep/x.y4m` that fails (a hash mismatch) left new/deep behind, empty; the
+    folders made for the file go again, an existing one stays."""
+    with pytest.raises(RuntimeError):
+        with fsutil.atomic_path(tmp_path / "new" / "deep" / "x.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("the run fails")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with fsutil.atomic_path(tmp_path / "x.json"):
+            raise RuntimeError("the run fails")
+    assert list(tmp_path.iterdir()) == []

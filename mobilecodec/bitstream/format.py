@@ -55,6 +55,7 @@ CRC_BYTES = 2
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 MAX_CONFIG_ID_BYTES = 256
 MAX_HEAD_BYTES = 4  # varint of 2 * MAX_PAYLOAD_BYTES + 1 < 2^28
+MAX_INTRA_PERIOD = 2 ** 16 - 1  # the header's u16
 
 _PREFIX = struct.Struct("<4sH")                  # magic, version
 _ID_LEN = struct.Struct("<H")
@@ -135,14 +136,16 @@ class StreamHeader:
             v = getattr(self, name)
             if not 0 < v <= MAX_DIMENSION:
                 raise BitstreamError(f"{name} {v} outside 1..{MAX_DIMENSION}")
+            if v % 2:  # no encoder writes it: 4:2:0 frames have even sizes (decode failed on its output's name)
+                raise BitstreamError(f"{name} {v} is odd; 4:2:0 frames have even sizes")
         if not (0 < self.fps_num < 2 ** 32 and 0 < self.fps_den < 2 ** 32):
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} is not a positive rational")
         if not MIN_FPS <= Fraction(self.fps_num, self.fps_den) <= MAX_FPS:
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} outside {MIN_FPS}..{MAX_FPS} fps")
         if not 0 <= self.frame_count < 2 ** 32:
             raise BitstreamError(f"frame count {self.frame_count} out of range")
-        if not 0 <= self.intra_period < 2 ** 16:
-            raise BitstreamError(f"intra period {self.intra_period} out of range")
+        if not 0 <= self.intra_period <= MAX_INTRA_PERIOD:
+            raise BitstreamError(f"intra period {self.intra_period} outside 0..{MAX_INTRA_PERIOD}")
         if not 0 <= self.flags < 2 ** 32:
             raise BitstreamError(f"flags {self.flags} out of range")
 

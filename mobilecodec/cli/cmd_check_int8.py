@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, emit_json, finite_float, positive_int
+from mobilecodec.cli.common import (Output, add_block_modes_argument, emit_json, finite_float, intra_period,
+                                    positive_int)
 
 HELP = ("int8 vs float through real encode/decode: per-point deltas, BD-rate (exit 0 pass, 1 fail, 3 inconclusive), "
         "drift, sensitive stages")
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="float checkpoints (files or shipped names), comma-separated, one per RD point")
     p.add_argument("--int8", dest="int8s", required=True, metavar="Q[,Q...]",
                    help="int8 folders from ptq/qat, comma-separated, paired with --float by order")
-    p.add_argument("--intra-period", type=positive_int, default=32, help="I-frame every N frames (default 32)")
+    p.add_argument("--intra-period", type=intra_period, default=32, help="I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="code only the first N frames of each input")
     p.add_argument("--max-bdrate", type=finite_float, default=5.0,
                    help="allowed BD-rate loss of int8 vs float in %% (worst of PSNR-YUV, PSNR-RGB; default 5)")

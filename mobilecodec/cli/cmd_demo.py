@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, emit_json, parse_crf_list, parse_hw, positive_int
+from mobilecodec.cli.common import Output, emit_json, intra_period, parse_crf_list, parse_hw, positive_int
 
 HELP = "run the whole pipeline on the built-in defaults and write a report folder (start here)"
 OUTPUT = Output("folder", marker="report.json")  # replaced whole
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="also write report.json here ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the stage lines and progress bars")
     adv = p.add_argument_group("advanced (budgets of the steps)")
-    adv.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
+    adv.add_argument("--intra-period", type=intra_period, default=32, help="an I-frame every N frames (default 32)")
     adv.add_argument("--block-modes", type=int, choices=(0, 8, 16, 32), default=8, metavar="B",
                      help="P-frame block modes of the int8 encode, BxB blocks (0: off; default 8): the sender keeps "
                           "the residual, the prediction or the reference per block, so quality holds along the "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, emit_json, frame_rate, one_cold_run, parse_wh, positive_int
+from mobilecodec.cli.common import (Output, add_block_modes_argument, add_refine_argument, add_threads_argument,
+                                    emit_json, frame_rate, intra_period, one_cold_run, parse_wh, positive_int)
 
 HELP = "encode a video into a .mnvc bitstream (PyTorch, or an export package on onnxruntime)"
 OUTPUT = Output("file")
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
                    help="onnxruntime execution provider for --package (default cpu; qnn: HTP backend, emulated "
                         "on x86)")
-    p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
+    p.add_argument("--intra-period", type=intra_period, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
     p.add_argument("--fps", type=frame_rate, default=None,

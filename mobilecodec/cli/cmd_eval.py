@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import Output, add_block_modes_argument, add_refine_argument, add_threads_argument, display_name, emit_json, frame_rate, parse_wh, positive_int
+from mobilecodec.cli.common import (Output, add_block_modes_argument, add_refine_argument, add_threads_argument,
+                                    display_name, emit_json, frame_rate, intra_period, parse_wh, positive_int)
 from mobilecodec.rdresults import BD_MIN_POINTS
 
 HELP = "evaluate checkpoints or export packages with the real encoder and decoder: RD JSON, plots, I/P costs, BD-rate"
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "backend, emulated on x86, which needs int8 graphs): the RD the NPU would give")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder: <input>_eval.json, plots, streams/")
-    p.add_argument("--intra-period", type=positive_int, default=32, help="an I-frame every N frames (default 32)")
+    p.add_argument("--intra-period", type=intra_period, default=32, help="an I-frame every N frames (default 32)")
     p.add_argument("--frames", type=positive_int, default=None, help="code only the first N frames")
     p.add_argument("--anchor", metavar="JSON", help="RD result JSON (e.g. from `mobilecodec baseline`) to plot "
                    f"and compute BD-rate against (pchip; as for `mobilecodec bdrate`, the BD-rate needs >= "

@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.errors import InputError
 
         if not Path(args.stream).is_file():
-            raise InputError(f"no such stream file: {args.stream}")
+            raise InputError(f"{args.stream} is a folder, not a stream file" if Path(args.stream).is_dir()
+                             else f"no such stream file: {args.stream}")
         s = stream_info(args.stream)
         _print_stream(s)
         emit_json(s, args.json)

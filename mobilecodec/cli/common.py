@@ -78,13 +78,38 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
         for v in values:
             if not isinstance(v, str):
                 continue
-            for name in {v, *v.split(",")}:  # comma lists (--checkpoint A,B), and a name holding a comma
+            names = {v, *v.split(",")}  # comma lists (--checkpoint A,B), and a name holding a comma
+            for name in names | {m for n in names if n for m in _read_through(n)}:
                 if name and os.path.isfile(name) and os.path.samefile(name, path):
                     raise InputError(f"{what} is the file this command reads as {dest.replace('_', ' ')}; "
                                      f"name another output")
                 if name and os.path.isdir(name) and _same_or_under(Path(path), Path(name), True):
                     raise InputError(f"{what} is a file inside {name}, which this command reads as "
                                      f"{dest.replace('_', ' ')}; name another output")
+
+
+def _read_through(name: str) -> list[str]:
+    """The folders a command reads through an input without their being named: the export package a
+    compile folder was compiled from (its host tables and manifest), the package a graph file of it
+    belongs to (`profile PKG/graphs/x.onnx` reads PKG/manifest.json)."""
+    import json
+    import os
+
+    p = Path(name)
+    if os.path.isdir(p) and (p / "manifest.json").is_file():
+        from mobilecodec.export.formats import CONTEXT_FORMAT
+
+        try:
+            ctx = json.loads((p / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return []
+        if isinstance(ctx, dict) and ctx.get("format") == CONTEXT_FORMAT and ctx.get("package"):
+            from mobilecodec.runtime.engine import compiled_package
+
+            return [str(compiled_package(p, ctx))]
+    elif p.suffix.lower() == ".onnx" and os.path.isfile(p) and (p.resolve().parent.parent / "manifest.json").is_file():
+        return [str(p.resolve().parent.parent)]
+    return []
 
 
 #: the options through which the commands that replace their -o folder whole read files or folders
@@ -211,6 +236,17 @@ def held_out_note(summary: dict[str, Any]) -> None:
     if held:
         print(f"note: {' and '.join(held)} on the held-out evaluation clip (carphone): int8 figures measured on "
               "it are no longer held-out figures", file=sys.stderr)
+
+
+def intra_period(text: str) -> int:
+    """argparse type for our codec's --intra-period: 1..65535, what a stream header holds (a larger
+    one failed after loading the model and opening the input, without the option's name)."""
+    n = positive_int(text)
+    from mobilecodec.bitstream.format import MAX_INTRA_PERIOD
+
+    if n > MAX_INTRA_PERIOD:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_INTRA_PERIOD} (a stream header's field), got {text!r}")
+    return n
 
 
 def thread_count(text: str) -> int:

@@ -134,8 +134,10 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
     }
 
 
-def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str | None = None) -> None:
-    """Refuse to decode a stream made by another model (it would decode to noise)."""
+def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str | None = None,
+                       what: str = "checkpoint") -> None:
+    """Refuse to decode a stream made by another model (it would decode to noise); `what` names the
+    model's source in the message (a package decodes with the checkpoint it holds)."""
     if header.config_id != model.cfg.stream_id() or bytes(header.weights_hash) != model.weights_hash():
         where = f" ({checkpoint})" if checkpoint else ""
         sid = model.cfg.stream_id()
@@ -144,7 +146,7 @@ def check_stream_model(header: StreamHeader, model: VideoCodec, checkpoint: str 
                "name)") if "~" in sid + header.config_id and bytes(header.weights_hash) == model.weights_hash() else ""
         raise BitstreamError(
             f"stream was encoded with model '{header.config_id}' weights {bytes(header.weights_hash).hex()[:16]}, "
-            f"but the checkpoint{where} is '{sid}' weights {model.weights_hash().hex()[:16]}{why}")
+            f"but the {what}{where} is '{sid}' weights {model.weights_hash().hex()[:16]}{why}")
 
 
 def check_stream_structure(reader: StreamReader) -> None:
@@ -180,7 +182,9 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
     t0 = time.perf_counter()
     frames_info = []
     with StreamReader(stream) as reader:  # validate the whole container (lengths, CRCs) before any work
-        check_stream_model(reader.header, model, checkpoint)
+        check_stream_model(reader.header, model, checkpoint,
+                           what=f"package {engine.source}" if getattr(engine, "source", None) and not checkpoint
+                           else "checkpoint")
         check_stream_structure(reader)
     with StreamReader(stream) as reader:
         hdr = reader.header
