@@ -274,6 +274,22 @@ def test_profile_matches_table6(tmp_path):
     # buffer: explicit = decoded YUV420 frame (1.5 maps) + block flow (2 maps at 1/8 x 1/8)
     assert res["buffer"]["full_res_maps"] == pytest.approx(1.5 + 2 / 64)
     assert res["buffer"]["bytes_per_frame"] == 6 * 544 * 960 + 2 * 136 * 240
+    ref = res["complexity"]["table6_reference"]  # the text's comparison, in the JSON too
+    assert ref["within"] is True and ref["largest_deviation"] <= 0.15
+    assert ref["rows"]["Receiver"]["Motion AE"]["kmacs_per_px"] == 9.5
+
+
+def test_another_config_is_compared_with_table6_for_reference_only(tmp_path):
+    """`profile --config tiny` (default size 1080x1920) printed "largest deviation from Table 6:
+    97.5% (NOT within 15%)": tiny is not MobileNVC, so its Table 6 columns are a reference, not a
+    failed bar; the JSON held no comparison at all."""
+    p = cli_here("profile", "--config", "tiny", "--json", tmp_path / "p.json")
+    assert p.returncode == 0, p.stderr
+    assert "NOT within" not in p.stdout and "MobileNVC's, for reference ('tiny' is another design" in p.stdout
+    ref = json.loads((tmp_path / "p.json").read_text())["complexity"]["table6_reference"]
+    assert ref["within"] is None and ref["largest_deviation"] > 0.15
+    p = cli_here("profile", "--config", "tiny", "--size", "144x176", "--json", tmp_path / "q.json")
+    assert json.loads((tmp_path / "q.json").read_text())["complexity"]["table6_reference"] is None
 
 
 def test_a_header_with_an_odd_size_is_corrupt(stream, tiny_checkpoint, tmp_path):
