@@ -140,10 +140,7 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
                         "dtype": onnx.helper.tensor_dtype_to_np_dtype(elem_type).name,
                         "bytes": nbytes,
                         "full_res_maps": elems / (frame[0] * frame[1])})
-    total = sum(e["bytes"] for e in entries)
-    return {"entries": entries, "full_res_maps": sum(e["full_res_maps"] for e in entries),
-            "bytes_per_frame": total, "bandwidth_mb_s": 2 * total * fps / 1e6, "fps": fps,
-            "from": "--state names" if state else "buffer_in.* / buffer_out.* graph I/O"}
+    return _buffer_summary(entries, fps, "--state names" if state else "buffer_in.* / buffer_out.* graph I/O")
 
 
 def htp_check(protos: dict[str, Any]) -> dict[str, Any]:
@@ -321,8 +318,20 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
     package = _package_of(p)
     if package is not None and kw.get("size") is None:
         kw["size"], source["frame_size_from"] = tuple(int(v) for v in package[1]["original_size"]), "manifest"
-    if package is not None and not kw.get("state"):
-        kw["buffer"] = _package_state(proto, p.stem, *package, kw.get("fps", 30.0))
+    if package is not None:
+        whole = _package_state(proto, p.stem, *package, kw.get("fps", 30.0))
+        state = kw.get("state") or []
+        def names(s: str, e: dict[str, Any]) -> bool:  # --state "frame", "buffer_out.frame" or "IN:OUT"
+            return s == e["name"] or set(s.split(":")) <= set(e["tensor"].split(":"))
+
+        picked = [e for e in whole["entries"] if any(names(s, e) for s in state)]
+        if not state:
+            kw["buffer"] = whole
+        elif all(any(names(s, e) for e in picked) for s in state):
+            # package buffer tensors named with --state: as the package stores them, not at the graph's
+            # float I/O over the unpadded frame (2.18 maps of uint16 where the frame is 1.5 of uint8)
+            kw["buffer"] = _buffer_summary(picked, kw.get("fps", 30.0),
+                                           "the package's buffer layout (manifest), the --state entries")
     return profile_graphs({p.stem: proto}, source=source, **kw)
 
 
@@ -357,9 +366,14 @@ def _package_state(proto: Any, graph: str, folder: Path, manifest: dict[str, Any
         names = [t for t in (m["graph_input"], m["graph_output"]) if t in io]
         if names:
             entries.append({**e, "tensor": ":".join(names), "graph": graph})
+    return _buffer_summary(entries, fps, "the package's buffer layout (manifest)")
+
+
+def _buffer_summary(entries: list[dict[str, Any]], fps: float, source: str) -> dict[str, Any]:
+    """A buffer report of `entries`: their maps, bytes per frame and bandwidth (each read and written once)."""
     total = sum(e["bytes"] for e in entries)
     return {"entries": entries, "full_res_maps": sum(e["full_res_maps"] for e in entries), "bytes_per_frame": total,
-            "bandwidth_mb_s": 2 * total * fps / 1e6, "fps": fps, "from": "the package's buffer layout (manifest)"}
+            "bandwidth_mb_s": 2 * total * fps / 1e6, "fps": fps, "from": source}
 
 
 def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
