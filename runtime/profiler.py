@@ -312,7 +312,8 @@ def profile_package(package: str | Path, *, ep: str = "cpu", fps: float = 30.0, 
     if ops:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             try:
-                report["ort_ops"] = op_profile(engine.package, ep, graph_files or _overrides(engine), Path(tmp))
+                report["ort_ops"] = op_profile(engine.package, ep, graph_files or _overrides(engine), Path(tmp),
+                                               runs=runs, warmup=warmup)
             except Exception as exc:  # noqa: BLE001 - profiling is optional output
                 from mobilecodec.errors import one_line
 

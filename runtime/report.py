@@ -81,10 +81,13 @@ def latency_md(report: dict[str, Any]) -> list[str]:
             out.append("")
     ops = report.get("ort_ops")
     if ops and "top_ops" in ops:
-        out += ["### onnxruntime per-op profile (all graphs, ms per run)", ""]
+        out += [f"### onnxruntime per-op profile (all graphs, ms per run: mean of {ops['runs']} runs after "
+                f"{ops['warmup']} warm-up{'' if ops['warmup'] == 1 else 's'}, under onnxruntime's profiler)", ""]
         out += _table(["op", "ms per run", "share"],
                       [[o["op"], o["ms_per_run"], f"{100 * o['share']:.1f}%"] for o in ops["top_ops"][:10]])
         out.append("")
+    elif ops and "error" in ops:  # optional output, but not silently missing
+        out += ["### onnxruntime per-op profile: failed", "", ops["error"], ""]
     return out
 
 

@@ -134,6 +134,8 @@ def test_profile_package_writes_consistent_report(tiny_package, tmp_path):
     assert {"Conv", "ConvTranspose"} & ops
     md = (out / "profile.md").read_text()
     assert "## Complexity" in md and "## Buffer" in md and "## Latency" in md
+    # the per-op profile runs as --runs / --warmup say (it ran 3 after 2 whatever they said) and says so
+    assert (r["ort_ops"]["runs"], r["ort_ops"]["warmup"]) == (2, 1) and "mean of 2 runs after 1 warm-up," in md
 
 
 def test_profile_config_report_keeps_table6_keys(tmp_path):
