@@ -320,3 +320,16 @@ def test_inputs_of_the_wrong_kind_and_another_models_stream_are_named(stream, ti
              "--no-progress", check=True)
     assert_clean_error(cli_here("decode", tmp_path / "a.mnvc", "--package", tiny_package, "-o", tmp_path / "a.y4m"),
                        f"but the package {tiny_package} is")
+
+
+def test_a_clip_shorter_than_frames_is_said_so(tiny_checkpoint, carphone, tmp_path):
+    """`encode --frames 5` of a 2-frame clip encodes its 2 and says so in one line, as eval and baseline do
+    (it was silent)."""
+    from mobilecodec.io import read_frames, write_video
+
+    clip = tmp_path / "short.y4m"
+    write_video(clip, read_frames(carphone, 2), 30000 / 1001)
+    p = cli_here("encode", "--checkpoint", tiny_checkpoint, clip, "-o", tmp_path / "s.mnvc", "--frames", 5,
+                 "--no-progress", check=True)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "short.y4m has 2 frames, fewer than --frames 5" in lines[0], lines
