@@ -212,12 +212,20 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     `suffix` keeps the extension of the temporary file (ffmpeg picks its muxer from it).
     """
-    final = Path(os.path.realpath(check_output_file(path)))  # a symlink's target is written; the link stays
-    if final.exists() and not final.is_file():
-        # a device, pipe or terminal (/dev/null, /dev/stdout, a FIFO) is written in place: a renamed
-        # file would replace the node itself (as root, /dev/null)
-        yield final
+    given = check_output_file(path)
+    if (given.exists() and not given.is_file()) or str(given.absolute()).startswith(("/dev/", "/proc/")):
+        # a device, pipe or terminal (/dev/null, a FIFO; /dev/stdout and /dev/fd/N, which name whatever
+        # the descriptor is, a redirected file too) gets the finished bytes appended: a renamed file
+        # would replace the node itself (as root, /dev/null), and opening it to write would empty
+        # the file a redirection collects the command's text in
+        with tempfile.TemporaryDirectory(prefix="mobilecodec-out-") as work:
+            tmp_path = Path(work) / f"out{suffix or given.suffix}"
+            yield tmp_path
+            if tmp_path.exists():
+                with open(tmp_path, "rb") as src, open(given, "ab") as dst:
+                    shutil.copyfileobj(src, dst)
         return
+    final = Path(os.path.realpath(given))  # a symlink's target is written; the link stays
     made = missing_folders(final.parent)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = _new_temp(final.parent, f".{final.name}.", suffix or final.suffix + ".part")

@@ -333,3 +333,23 @@ def test_a_clip_shorter_than_frames_is_said_so(tiny_checkpoint, carphone, tmp_pa
                  "--no-progress", check=True)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "short.y4m has 2 frames, fewer than --frames 5" in lines[0], lines
+
+
+def test_json_to_dev_stdout_follows_the_text(stream, tmp_path):
+    """`info S --json /dev/stdout > all.txt`: the rename replaced the /dev/stdout link itself (as
+    root), and a first fix opened it to write, which emptied all.txt of the text printed before;
+    the JSON now follows the text, and through a pipe too."""
+    import subprocess
+
+    from cli_run import PY
+
+    out = tmp_path / "all.txt"
+    with open(out, "w") as f:
+        p = subprocess.run([*PY, "info", str(stream), "--json", "/dev/stdout"], stdout=f, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert text.startswith("stream ") and json.loads(text[text.index("\n{") + 1:])["frames"] == 5
+    piped = subprocess.run([*PY, "info", str(stream), "--json", "/dev/stdout"], capture_output=True, text=True,
+                           timeout=300)
+    assert piped.returncode == 0 and json.loads(piped.stdout[piped.stdout.index("\n{") + 1:])["frames"] == 5

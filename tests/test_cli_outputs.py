@@ -220,5 +220,33 @@ def test_an_output_is_refused_in_a_package_read_through_another_input(tiny_packa
     p = cli_here("decode", tmp_path / "s.mnvc", "--package", compiled, "--ep", "qnn", "--json", pkg / "manifest.json")
     assert_clean_error(p, "manifest.json", "inside", "pkg")
     p = cli_here("profile", pkg / "graphs" / "r_synthesis.onnx", "--json", pkg / "manifest.json")
-    assert_clean_error(p, "manifest.json", "inside", "pkg")
+    assert_clean_error(p, "manifest.json", "is the file this command reads")
     assert (pkg / "manifest.json").read_bytes() == before
+
+
+def test_what_an_input_implies_is_read_from_its_manifest_alone(tmp_path):
+    """The read-through check follows a compile folder or a package's graph only where the manifest
+    says so: a compile manifest of the wrong types was an internal error (it is the command's to
+    report), and an .onnx under any folder holding some manifest.json refused a rerun's --json
+    beside it, though nothing there is read."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mobilecodec.export.formats import CONTEXT_FORMAT
+
+    ctx = tmp_path / "CTX"
+    ctx.mkdir()
+    (ctx / "manifest.json").write_text(json.dumps({"format": CONTEXT_FORMAT, "package": 5}))
+    (tmp_path / "j.json").write_text("{}")
+    p = cli_here("eval", "carphone", "--package", ctx, "-o", tmp_path / "E", "--json", tmp_path / "j.json")
+    assert_clean_error(p, "QNN")  # the package loader's own refusal, not an internal error
+    proj = tmp_path / "proj"
+    (proj / "models").mkdir(parents=True)
+    (proj / "manifest.json").write_text(json.dumps({"name": "my web app"}))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), proj / "models" / "m.onnx")
+    for _ in range(2):  # the second run finds the first's JSON
+        p = cli_here("profile", proj / "models" / "m.onnx", "--json", proj / "m.json")
+        assert p.returncode == 0, p.stderr

@@ -855,6 +855,15 @@ def test_weights_that_saw_the_held_out_clip_say_so_down_the_pipeline(carphone, t
     marks = {r: read_checkpoint(tmp_path / r / "final.pt")["meta"]["trained_on_held_out"]
              for r in ("held", "clean", "child")}
     assert marks == {"held": True, "clean": False, "child": True}
+    # a resume takes the run's own record: its --init may be gone since (a first version read it
+    # again at every save, and failed after training the step)
+    (tmp_path / "held" / "final.pt").rename(tmp_path / "moved.pt")
+    resumed = subprocess.run([sys.executable, "-m", "mobilecodec", "train", "-o", str(tmp_path / "child"), "--resume",
+                              "--steps", "2", "--no-progress", "--threads", "1"],
+                             capture_output=True, text=True, timeout=300)  # a new process: nothing remembered
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_checkpoint(tmp_path / "child" / "final.pt")["meta"]["trained_on_held_out"] is True
+    (tmp_path / "moved.pt").rename(tmp_path / "held" / "final.pt")
     capsys.readouterr()
     assert main(["eval", str(carphone), "--checkpoint", str(tmp_path / "child" / "final.pt"), "--frames", "1",
                  "-o", str(tmp_path / "ev"), "--no-progress"]) == 0

@@ -89,26 +89,35 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
 
 
 def _read_through(name: str) -> list[str]:
-    """The folders a command reads through an input without their being named: the export package a
-    compile folder was compiled from (its host tables and manifest), the package a graph file of it
-    belongs to (`profile PKG/graphs/x.onnx` reads PKG/manifest.json)."""
+    """What a command reads through an input without its being named: the export package a compile
+    folder was compiled from (as if named: its host tables and graphs), the manifest of the package
+    whose manifest lists a graph file (`profile PKG/graphs/x.onnx` reads PKG/manifest.json). A
+    manifest that says otherwise, or cannot be read, implies nothing (the command reports it)."""
     import json
     import os
 
     p = Path(name)
-    if os.path.isdir(p) and (p / "manifest.json").is_file():
-        from mobilecodec.export.formats import CONTEXT_FORMAT
+    try:
+        if os.path.isdir(p) and (p / "manifest.json").is_file():
+            from mobilecodec.export.formats import CONTEXT_FORMAT
 
-        try:
             ctx = json.loads((p / "manifest.json").read_text())
-        except (OSError, ValueError):
-            return []
-        if isinstance(ctx, dict) and ctx.get("format") == CONTEXT_FORMAT and ctx.get("package"):
-            from mobilecodec.runtime.engine import compiled_package
+            if (isinstance(ctx, dict) and ctx.get("format") == CONTEXT_FORMAT and isinstance(ctx.get("package"), str)
+                    and isinstance(ctx.get("package_relative") or "", str)):
+                from mobilecodec.runtime.engine import compiled_package
 
-            return [str(compiled_package(p, ctx))]
-    elif p.suffix.lower() == ".onnx" and os.path.isfile(p) and (p.resolve().parent.parent / "manifest.json").is_file():
-        return [str(p.resolve().parent.parent)]
+                return [str(compiled_package(p, ctx))]
+        elif p.suffix.lower() == ".onnx" and os.path.isfile(p):
+            folder = p.resolve().parent.parent
+            if (folder / "manifest.json").is_file():
+                man = json.loads((folder / "manifest.json").read_text())
+                graphs = man.get("graphs") if isinstance(man, dict) else None
+                if isinstance(graphs, dict) and any(isinstance(g, dict) and isinstance(g.get("file"), str)
+                                                    and (folder / g["file"]).resolve() == p.resolve()
+                                                    for g in graphs.values()):
+                    return [str(folder / "manifest.json")]
+    except (OSError, ValueError):
+        return []
     return []
 
 

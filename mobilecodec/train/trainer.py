@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -275,36 +274,41 @@ def coding_copy(model):
     return m
 
 
-def _meta(opts: TrainOptions, step: int, dist: DistInfo, final: bool) -> dict:
+def _meta(opts: TrainOptions, step: int, dist: DistInfo, final: bool, held: bool) -> dict:
     return {"trained": True, "stage": opts.stage.stage, "step": step, "seed": opts.seed, "data": list(opts.data),
             "train": opts.stage.to_dict(), "world_size": dist.world_size, "final": final,
-            "trained_on_held_out": trained_on_held_out(tuple(opts.data), opts.allow_held_out, opts.init)}
+            "trained_on_held_out": held}
 
 
-@functools.lru_cache(maxsize=8)
-def trained_on_held_out(data: tuple[str, ...], allowed: bool, init: str | None) -> bool:
-    """Whether a run's weights saw the held-out clip: its own data (only possible with
-    --allow-held-out) or the --init checkpoint's record. Every checkpoint carries it, so that eval,
-    PTQ and check-int8 can say their figures on that clip are not held-out ones."""
+def trained_on_held_out(opts: TrainOptions, resumed: dict | None = None) -> bool:
+    """Whether a run's weights saw the held-out clip: the resumed checkpoint's record (`resumed`, its
+    dict), else its own data (only possible with --allow-held-out) or the --init checkpoint's
+    record. Taken once, when the run starts; every checkpoint carries it, so that eval, PTQ and
+    check-int8 can say their figures on that clip are not held-out ones."""
+    from mobilecodec.checkpoint import read_checkpoint, resolve_checkpoint
     from mobilecodec.train.data import is_held_out
 
-    if init:
-        from mobilecodec.checkpoint import read_checkpoint, resolve_checkpoint
-
-        if (read_checkpoint(resolve_checkpoint(init)).get("meta") or {}).get("trained_on_held_out"):
-            return True
-    return allowed and any(is_held_out(d) for d in data)
+    recorded = (resumed or {}).get("meta") or {}
+    if "trained_on_held_out" in recorded:
+        return bool(recorded["trained_on_held_out"])
+    if opts.allow_held_out and any(is_held_out(d) for d in opts.data):
+        return True
+    init = resolve_checkpoint(opts.init) if opts.init else None
+    if init is None or (resumed is not None and not init.is_file()):  # a resumed older run whose init moved
+        return False
+    return bool((read_checkpoint(init).get("meta") or {}).get("trained_on_held_out"))
 
 
 def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: DistInfo,
-             final: bool = False, coded=None) -> Path:
+             final: bool = False, coded=None, held: bool = False) -> Path:
     """Write checkpoint_XXXXXX.pt, last.pt (and final.pt) then trainer_state.pt (rank 0 only);
-    `coded` is `coding_copy(model)` where the caller has made it already."""
+    `coded` is `coding_copy(model)` where the caller has made it already; `held`: the run's
+    `trained_on_held_out`."""
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_path
 
     m = coding_copy(model) if coded is None else coded
-    meta = _meta(opts, step, dist, final)
+    meta = _meta(opts, step, dist, final, held)
     path = save_checkpoint(run / f"checkpoint_{step:06d}.pt", m, beta=opts.beta, meta=meta)
     save_checkpoint(run / "last.pt", m, beta=opts.beta, meta=meta)
     if final:
@@ -473,9 +477,11 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         if resume:
             from mobilecodec.checkpoint import load_checkpoint
 
-            model, _ = load_checkpoint(ckpt)
+            model, resumed = load_checkpoint(ckpt)
+            held = trained_on_held_out(opts, resumed)
         else:
             model = build_model(opts)
+            held = trained_on_held_out(opts)
         model.to(device).train()
         if opts.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -550,7 +556,7 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
                 if step == start_step + 1:  # its warm-up (allocation, first kernels) is not the steady rate
                     t_first = time.perf_counter()
                 if step % opts.checkpoint_every == 0 and step != st.steps and dist.is_main:
-                    save_run(run, model, optimizer, opts, step, dist)
+                    save_run(run, model, optimizer, opts, step, dist, held=held)
                 if step != st.steps and _should_stop(opts, step - start_step, time.perf_counter() - t0):
                     interrupted = True  # its checkpoint is written below, from the one coding copy
                     break
@@ -565,9 +571,9 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         saved = coding_copy(model)
         weights_hash = saved.weights_hash().hex()
         if dist.is_main and not interrupted:
-            save_run(run, model, optimizer, opts, step, dist, final=True, coded=saved)
+            save_run(run, model, optimizer, opts, step, dist, final=True, coded=saved, held=held)
         elif dist.is_main and step % opts.checkpoint_every:  # a stop between checkpoints: resumable here
-            save_run(run, model, optimizer, opts, step, dist, coded=saved)
+            save_run(run, model, optimizer, opts, step, dist, coded=saved, held=held)
         if dist.enabled:
             from mobilecodec.fsutil import write_bytes_atomic
 
