@@ -128,6 +128,11 @@ def check_output_file(path: str | os.PathLike) -> Path:
     """Refuse an output file path that is a folder or cannot be created."""
     from mobilecodec.errors import InputError
 
+    p = Path(path)
+    if _written_in_place(p):  # /dev/stdout, a FIFO: no new file is made beside it (/dev is root's alone)
+        if not os.access(p, os.W_OK):
+            raise InputError(f"cannot write {p}: not writable")
+        return p
     p = check_writable(path)
     if p.is_dir():
         raise InputError(f"output {p} is a folder; name a file")
@@ -206,6 +211,12 @@ def check_planned_outputs(out: str | os.PathLike, files: Iterable[str], folders:
                 raise InputError(f"{path}, which this command writes, is {what}; name another -o or move it")
 
 
+def _written_in_place(p: Path) -> bool:
+    """An existing device, pipe or terminal, or a path under /dev or /proc (/dev/stdout names whatever
+    descriptor 1 is, a redirected file too): `atomic_path` appends to it, never renames onto it."""
+    return p.exists() and (not p.is_file() and not p.is_dir() or str(p.absolute()).startswith(("/dev/", "/proc/")))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
@@ -213,7 +224,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     `suffix` keeps the extension of the temporary file (ffmpeg picks its muxer from it).
     """
     given = check_output_file(path)
-    if (given.exists() and not given.is_file()) or str(given.absolute()).startswith(("/dev/", "/proc/")):
+    if _written_in_place(given):
         # a device, pipe or terminal (/dev/null, a FIFO; /dev/stdout and /dev/fd/N, which name whatever
         # the descriptor is, a redirected file too) gets the finished bytes appended: a renamed file
         # would replace the node itself (as root, /dev/null), and opening it to write would empty
