@@ -314,7 +314,8 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
               labels: list[str], codec: str, opts: EvalOptions, raw_work: Path) -> dict:
     from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
-    from mobilecodec.io import read_frames
+    from mobilecodec.io import read_frames, warn_fewer_frames
+    from mobilecodec.metrics.msssim import ms_ssim_scales
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import check_same_clip
 
@@ -324,11 +325,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     for s, frames in zip(srcs, sources_by_input):
         if not frames:
             raise InputError(f"no frames in {s}")
-        if opts.frames is not None and len(frames) < opts.frames:  # coded whole; its JSON's "frames" says how many
-            warnings.warn(InputWarning(f"{s} has {len(frames)} frames, fewer than --frames {opts.frames}: "
-                                       f"coding its {len(frames)}"))
-        from mobilecodec.metrics.msssim import ms_ssim_scales
-
+        warn_fewer_frames(s, len(frames), opts.frames, "coding")  # coded whole; its JSON's "frames" says how many
         ms_ssim_scales(*frames[0].y.shape)  # frames MS-SSIM cannot measure: refused before coding, as baseline does
         if anchor_res is not None:  # before any coding, not after
             h, w = frames[0].y.shape

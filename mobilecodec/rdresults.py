@@ -35,6 +35,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
 
 
+def _is_amount(v: Any) -> bool:
+    """A finite non-negative number: what bits and bits per pixel must be."""
+    return _is_number(v) and math.isfinite(v) and v >= 0
+
+
 def validate_results(obj: Any, where: str = "results", require_per_frame: bool = False
                      ) -> dict[str, Any]:
     """Return `obj` if it follows the RD result schema, else raise InputError naming the problem.
@@ -73,7 +78,7 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
             if not _is_number(p[key]):
                 raise InputError(f"{pw}: {key!r} must be a number, got {p[key]!r}")
         for key in ("bpp", "bits", *(k for k in ("packet_bpp", "packet_bits") if k in p)):
-            if not _is_number(p[key]) or not math.isfinite(p[key]) or p[key] < 0:
+            if not _is_amount(p[key]):
                 raise InputError(f"{pw}: {key!r} must be finite and non-negative, got {p[key]!r}")
         if require_per_frame or "per_frame" in p:
             frames = p.get("per_frame")
@@ -85,8 +90,7 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
                 missing = [k for k in FRAME_KEYS if k not in f]
                 if missing:
                     raise InputError(f"{pw}.per_frame[{j}]: missing key(s) {', '.join(missing)}")
-                if "payload_bits" in f and (not _is_number(f["payload_bits"]) or f["payload_bits"] < 0
-                                            or not math.isfinite(f["payload_bits"])):
+                if "payload_bits" in f and not _is_amount(f["payload_bits"]):
                     raise InputError(f"{pw}.per_frame[{j}]: 'payload_bits' must be finite and non-negative, "
                                      f"got {f['payload_bits']!r}")
     return obj

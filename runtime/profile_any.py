@@ -315,7 +315,7 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
     p = Path(path)
     proto = _load(p)
     source: dict[str, Any] = {"onnx": str(p)}
-    package = _package_of(p)
+    package = package_of(p)
     if package is not None and kw.get("size") is None:
         kw["size"], source["frame_size_from"] = tuple(int(v) for v in package[1]["original_size"]), "manifest"
     if package is not None:
@@ -335,7 +335,7 @@ def profile_onnx(path: str | Path, **kw: Any) -> dict[str, Any]:
     return profile_graphs({p.stem: proto}, source=source, **kw)
 
 
-def _package_of(path: Path) -> tuple[Path, dict[str, Any]] | None:
+def package_of(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """(folder, manifest) of the export package whose manifest lists the graph file `path`: its
     graphs take the packed half-resolution YUV tensor, so their input is not the frame, and the
     package says how its buffer is stored. None elsewhere."""

@@ -31,6 +31,20 @@ CRF_MIN, CRF_MAX = 0, 51
 CRF_DECIMALS = 2
 
 
+def crf_problem(crf: float) -> str | None:
+    """What makes `crf` unusable (not a finite number in CRF_MIN..CRF_MAX, more than CRF_DECIMALS
+    decimals), or None: the one check of `baseline --crf`, `demo --baseline-crf` and `BaselineConfig`
+    (each adds what it was given)."""
+    import math
+
+    if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not math.isfinite(crf) \
+            or not CRF_MIN <= crf <= CRF_MAX:
+        return f"CRF must be a number in {CRF_MIN}..{CRF_MAX}"
+    if round(crf, CRF_DECIMALS) != crf:  # what ffmpeg is given, names a file and is recorded: one number
+        return f"CRF takes at most {CRF_DECIMALS} decimals"
+    return None
+
+
 def ffmpeg_exe() -> str:
     """Path of imageio-ffmpeg's ffmpeg binary (ToolError if it is not available)."""
     try:

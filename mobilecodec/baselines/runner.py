@@ -7,7 +7,6 @@ per frame from the real packet sizes, and the point's bpp from the real size of 
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -52,11 +51,8 @@ def check_config(cfg: BaselineConfig) -> None:
     if not cfg.crfs:
         raise InputError("no CRF values given")
     for crf in cfg.crfs:
-        if not isinstance(crf, (int, float)) or not math.isfinite(crf) \
-                or not ff.CRF_MIN <= crf <= ff.CRF_MAX:
-            raise InputError(f"CRF must be a number in {ff.CRF_MIN}..{ff.CRF_MAX}, got {crf!r}")
-        if round(crf, ff.CRF_DECIMALS) != crf:
-            raise InputError(f"CRF takes at most {ff.CRF_DECIMALS} decimals, got {crf!r}")
+        if (problem := ff.crf_problem(crf)) is not None:
+            raise InputError(f"{problem}, got {crf!r}")
     if len(set(float(c) for c in cfg.crfs)) != len(cfg.crfs):
         raise InputError(f"CRF values must be distinct, got {list(cfg.crfs)}")
     if cfg.frames is not None and cfg.frames < 1:
@@ -69,7 +65,7 @@ def check_config(cfg: BaselineConfig) -> None:
 
 def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
     """Read the input (at most cfg.frames frames) into a raw yuv420p file; return its metadata."""
-    from mobilecodec.io import open_video
+    from mobilecodec.io import open_video, warn_fewer_frames
 
     if not cfg.input.exists():
         raise InputError(f"no such file: {cfg.input}")
@@ -90,13 +86,7 @@ def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
                 count += 1
     if count == 0:
         raise InputError(f"no frames in {cfg.input} (empty clip)")
-    if cfg.frames is not None and count < cfg.frames:  # as eval says it: the JSON's "frames" is what was coded
-        import warnings
-
-        from mobilecodec.errors import InputWarning
-
-        warnings.warn(InputWarning(f"{cfg.input} has {count} frames, fewer than --frames {cfg.frames}: "
-                                   f"encoding its {count}"))
+    warn_fewer_frames(cfg.input, count, cfg.frames, "encoding")  # the JSON's "frames" is what was coded
     return {"width": width, "height": height, "rate": rate, "frames": count}
 
 

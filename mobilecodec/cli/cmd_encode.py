@@ -98,13 +98,9 @@ def _run_package(args: argparse.Namespace) -> int:
 
 def _report(summary: dict, args: argparse.Namespace) -> None:
     n = summary["frames"]
-    if args.frames is not None and n < args.frames:  # as eval and baseline say it
-        import warnings
+    from mobilecodec.io import warn_fewer_frames
 
-        from mobilecodec.errors import InputWarning
-
-        warnings.warn(InputWarning(f"{summary['input']} has {n} frames, fewer than --frames {args.frames}: "
-                                   f"encoded its {n}"))
+    warn_fewer_frames(summary["input"], n, args.frames, "encoded")
     types = "".join(f["type"] for f in summary["per_frame"])
     # one cold run: the time includes opening the input and the first call's setup, which dominate a
     # short clip; warm speeds are what benchmarks/ measure

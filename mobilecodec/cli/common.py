@@ -108,14 +108,11 @@ def _read_through(name: str) -> list[str]:
 
                 return [str(compiled_package(p, ctx))]
         elif p.suffix.lower() == ".onnx" and os.path.isfile(p):
-            folder = p.resolve().parent.parent
-            if (folder / "manifest.json").is_file():
-                man = json.loads((folder / "manifest.json").read_text())
-                graphs = man.get("graphs") if isinstance(man, dict) else None
-                if isinstance(graphs, dict) and any(isinstance(g, dict) and isinstance(g.get("file"), str)
-                                                    and (folder / g["file"]).resolve() == p.resolve()
-                                                    for g in graphs.values()):
-                    return [str(folder / "manifest.json")]
+            from mobilecodec.runtime.profile_any import package_of
+
+            found = package_of(p)  # the package profile itself finds the graph in (its manifest lists it)
+            if found is not None:
+                return [str(found[0] / "manifest.json")]
     except (OSError, ValueError):
         return []
     return []
@@ -218,7 +215,7 @@ def positive_float(text: str) -> float:
 def parse_crf_list(text: str) -> list[float]:
     """argparse type: '23,28,33,38' into distinct numbers in CRF_MIN..CRF_MAX (ints stay ints); the
     x264 / x265 sweep of `baseline --crf` and `demo --baseline-crf`."""
-    from mobilecodec.baselines.ffmpeg import CRF_DECIMALS, CRF_MAX, CRF_MIN
+    from mobilecodec.baselines.ffmpeg import crf_problem
 
     values: list[float] = []
     for item in text.split(","):
@@ -227,10 +224,8 @@ def parse_crf_list(text: str) -> list[float]:
             v = float(item)
         except ValueError:
             raise argparse.ArgumentTypeError(f"CRF values must be numbers, got {item!r} in {text!r}")
-        if not math.isfinite(v) or not CRF_MIN <= v <= CRF_MAX:
-            raise argparse.ArgumentTypeError(f"CRF must be in {CRF_MIN}..{CRF_MAX}, got {item!r}")
-        if round(v, CRF_DECIMALS) != v:  # what ffmpeg is given, names a file and is recorded: one number
-            raise argparse.ArgumentTypeError(f"CRF takes at most {CRF_DECIMALS} decimals, got {item!r}")
+        if (problem := crf_problem(v)) is not None:
+            raise argparse.ArgumentTypeError(f"{problem}, got {item!r}")
         values.append(int(v) if v.is_integer() else v)
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"CRF values must be distinct, got {text!r}")

@@ -61,3 +61,14 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> list[
     """The first `max_frames` frames (all when None) of a video file, as a list of YUVFrame."""
     with open_video(path, max_frames=max_frames) as reader:
         return list(reader)
+
+
+def warn_fewer_frames(source: str | os.PathLike, count: int, asked: int | None, coded: str) -> None:
+    """The one-line warning of eval, baseline and encode when a clip holds fewer frames than
+    --frames asked: it is `coded` ("coding", "encoded") whole, and its results say how many."""
+    if asked is not None and count < asked:
+        import warnings
+
+        from mobilecodec.errors import InputWarning
+
+        warnings.warn(InputWarning(f"{source} has {count} frames, fewer than --frames {asked}: {coded} its {count}"))

@@ -13,7 +13,6 @@ from mobilecodec.metrics.psnr import PSNR_CAP_DB, frame_psnr, psnr_yuv
 from mobilecodec.rdresults import QUALITY_METRICS
 
 
-
 def frame_metrics(ref: Any, dist: Any, matrix: str) -> dict[str, float]:
     """PSNR Y/U/V/YUV, PSNR-RGB and MS-SSIM-RGB (`rdresults.QUALITY_METRICS`) of one decoded frame
     against its source (a PSNR is inf where the planes are identical)."""

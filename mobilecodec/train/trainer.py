@@ -563,7 +563,8 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         finally:
             bar.close()
             logger.close()
-        seconds = time.perf_counter() - t0
+        t_end = time.perf_counter()
+        seconds = t_end - t0
         steps_done = step - start_step
         final_path = run / ("last.pt" if interrupted else "final.pt")
         # The hash of what final_path holds (coding tables included; the training model has none,
@@ -589,8 +590,8 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
             "start_step": start_step, "step": step, "steps_run": steps_done, "seconds": seconds,
             "steps_per_s": steps_done / seconds if seconds > 0 and steps_done else None,
             # the same after the first step (its warm-up weighs on a short run's figure)
-            "steps_per_s_after_first": ((steps_done - 1) / (t0 + seconds - t_first)
-                                        if steps_done > 1 and t0 + seconds > t_first else None),
+            "steps_per_s_after_first": ((steps_done - 1) / (t_end - t_first)
+                                        if steps_done > 1 and t_end > t_first else None),
             "world_size": dist.world_size, "checkpoint": str(final_path),
             "weights_hash": weights_hash, "last": summary, "options": opts.to_dict(),
             "interrupted": interrupted}
