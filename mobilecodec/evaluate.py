@@ -329,7 +329,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         ms_ssim_scales(*frames[0].y.shape)  # frames MS-SSIM cannot measure: refused before coding, as baseline does
         if anchor_res is not None:  # before any coding, not after
             h, w = frames[0].y.shape
-            anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s)))
+            anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s), source=str(s)))
     streams = out / "streams"
     total = 2 * len(models) * sum(len(f) for f in sources_by_input)  # each frame encoded, then decoded
     bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval (encode + decode)")

@@ -124,6 +124,21 @@ def check_writable(path: str | os.PathLike) -> Path:
     return p
 
 
+def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Refuse an input that is missing, a folder, or not a regular file (a pipe or a device, which
+    the readers cannot seek in): one message for each, naming `what` the file should be."""
+    from mobilecodec.errors import InputError
+
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a {what}")
+    if not p.exists():
+        raise InputError(f"no such {what}: {p}")
+    if not p.is_file():
+        raise InputError(f"{p} is not a regular file (a pipe or a device): save it to a file first")
+    return p
+
+
 def check_output_file(path: str | os.PathLike) -> Path:
     """Refuse an output file path that is a folder or cannot be created."""
     from mobilecodec.errors import InputError

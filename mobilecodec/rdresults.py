@@ -123,15 +123,20 @@ def save_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
 
 
 def check_same_clip(anchor: dict[str, Any], width: int, height: int, frames: int, anchor_name: str,
-                    test_name: str) -> str | None:
+                    test_name: str, source: str | None = None) -> str | None:
     """RD results compare only on the same clip: InputError for another frame size; for another
-    frame count, a note to print beside the figures (a shorter run of the same clip is common)."""
+    frame count or another source file name (`source`, the test's; a renamed copy is the same clip,
+    two clips may share a size), a note to print beside the figures."""
     if (anchor["width"], anchor["height"]) != (width, height):
         raise InputError(f"anchor {anchor_name} is {anchor['width']}x{anchor['height']} but {test_name} is "
                          f"{width}x{height}: not the same clip")
+    notes = []
+    if source is not None and anchor.get("source") and Path(str(anchor["source"])).stem != Path(source).stem:
+        notes.append(f"anchor {anchor_name} was measured on {Path(str(anchor['source'])).name}, {test_name} on "
+                     f"{Path(source).name}: a BD-rate compares two codecs on the same clip")
     if anchor["frames"] != frames:
-        return f"anchor {anchor_name} has {anchor['frames']} frames, {test_name} {frames}"
-    return None
+        notes.append(f"anchor {anchor_name} has {anchor['frames']} frames, {test_name} {frames}")
+    return "; ".join(notes) or None
 
 
 def check_same_matrix(anchor: dict[str, Any], test: dict[str, Any], metric: str) -> None:

@@ -512,3 +512,24 @@ def test_a_clip_shorter_than_frames_is_encoded_whole_and_said_so(carphone, tmp_p
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "short.y4m has 2 frames, fewer than --frames 5" in lines[0], lines
     assert json.loads((tmp_path / "b" / "x264_ultrafast.json").read_text())["frames"] == 2
+
+
+def test_bdrate_notes_curves_of_two_clips(sweep, tmp_path):
+    """Curves of two clips of one size (carphone and a 176x144 crop of bikes; two 1080p clips) gave a
+    BD-rate with no word that it compares the codecs on different content: the note names both clips, in the text and
+    the JSON (a renamed copy is the same clip, so it is a note, not a refusal)."""
+    from mobilecodec.io import crop_frame, read_frames, sample_clip, write_video
+
+    bikes = tmp_path / "bikes_crop.y4m"
+    write_video(bikes, [crop_frame(f, WIDTH, HEIGHT, 64, 232) for f in read_frames(sample_clip("bikes"), FRAMES)],
+                30000 / 1001)
+    code, _, err = _cli("baseline", "--codec", "x264", "--preset", "medium", "--crf", ",".join(map(str, CRFS)),
+                        "--frames", str(FRAMES), str(bikes), "-o", str(tmp_path / "b"), "--no-progress")
+    assert code == 0, err
+    code, stdout, err = _cli("bdrate", str(sweep["out"] / "x264_medium.json"), str(tmp_path / "b" / "x264_medium.json"),
+                             "--json", str(tmp_path / "bd.json"))
+    assert code == 0, err
+    assert f"on {sweep['source'].name}" in err and "on bikes_crop.y4m" in err, err
+    assert "bikes_crop.y4m" in json.loads((tmp_path / "bd.json").read_text())["notes"][0]
+    code, _, err = _cli("bdrate", str(sweep["out"] / "x264_medium.json"), str(sweep["out"] / "x265_medium.json"))
+    assert code == 0 and "note:" not in err, err  # the same clip: no note

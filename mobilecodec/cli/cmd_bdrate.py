@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     for name, res in (("anchor", anchor), ("test", test)):
         check_bd_points(res, f"{name} {getattr(args, name)}")
 
-    note = check_same_clip(anchor, test["width"], test["height"], test["frames"], args.anchor, args.test)
+    note = check_same_clip(anchor, test["width"], test["height"], test["frames"], args.anchor, args.test,
+                           source=str(test.get("source") or "") or None)
     rows = compute(anchor, test, args.metric, args.method)
     if note:
         print(f"note: {note}", file=sys.stderr)

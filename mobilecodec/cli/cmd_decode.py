@@ -61,10 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.codec.video import decode_video
     from mobilecodec.errors import InputError
 
-    if Path(args.stream).is_dir():
-        raise InputError(f"{args.stream} is a folder; give a .mnvc stream file")
-    if not Path(args.stream).is_file():
-        raise InputError(f"no such file: {args.stream}")
+    from mobilecodec.fsutil import check_input_file
+
+    check_input_file(args.stream, "stream file")
     if args.output and Path(args.output).suffix.lower() not in (".y4m", ".yuv"):
         raise InputError(f"output must be .y4m or .yuv, got {args.output}")
     if args.package:

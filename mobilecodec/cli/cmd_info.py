@@ -154,11 +154,9 @@ def checkpoint_info() -> dict[str, dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     if args.stream is not None:
-        from mobilecodec.errors import InputError
+        from mobilecodec.fsutil import check_input_file
 
-        if not Path(args.stream).is_file():
-            raise InputError(f"{args.stream} is a folder, not a stream file" if Path(args.stream).is_dir()
-                             else f"no such stream file: {args.stream}")
+        check_input_file(args.stream, "stream file")
         s = stream_info(args.stream)
         _print_stream(s)
         emit_json(s, args.json)

@@ -116,7 +116,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                     on_frame(i)
             if not frames_info:
                 raise InputError(f"no frames in {input_path}")
-    file_bytes = Path(output).stat().st_size
+    file_bytes = writer.bytes_written  # not the output's size: a FIFO or /dev/stdout has none
     n = len(frames_info)
     est = sum(f["estimated_bits"] for f in frames_info)
     container_bytes = header.nbytes + sum(f["overhead_bits"] for f in frames_info) // 8
