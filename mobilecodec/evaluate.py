@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobilecodec.errors import CheckpointError, InputError, InputWarning
-from mobilecodec.fsutil import check_output_dir, check_planned_outputs, publishing
+from mobilecodec.fsutil import check_output_dir, check_planned_outputs, listed_files, publishing, remove_superseded
 from mobilecodec.metrics.frames import mean_metrics
 from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift, split_curves
 
@@ -336,6 +336,10 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     results, names = [], []
     # streams wait in the staging folder until every point is coded and measured, then move in beside
     # their results; an interrupted or failed run leaves neither, and an earlier run's files stay
+    def listed(res: dict) -> list[str]:  # the streams (and decodes) an earlier eval of an input listed
+        return [f"streams/{Path(p['stream']).with_suffix(ext).name}" for p in res["points"] for ext in (".mnvc", ".y4m")]
+
+    earlier = [f for stem in stems for f in listed_files(out / f"{stem}_eval.json", listed)]
     with bar, publishing(out) as stage:
         (stage / "streams").mkdir()
         for src, coded_src, stem, sources in zip(srcs, coded, stems, sources_by_input):
@@ -389,6 +393,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             results.append(entry)
         for entry in results:
             write_outputs(stage, entry["stem"], entry["result"], anchor_res)
+    remove_superseded(out, earlier, [f"streams/{n}" for n in names])  # points a rerun no longer has
     files = [str(streams / n) for n in sorted(names)] + [p for e in results for p in output_paths(out, e["stem"])]
     report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,

@@ -503,6 +503,27 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
     shutil.rmtree(stage, ignore_errors=True)
 
 
+def listed_files(results_json: str | os.PathLike, pick: Any) -> list[str]:
+    """What an earlier run's JSON in an output folder listed as its files (`pick(obj)` -> names or
+    paths); none when it is missing or unreadable."""
+    try:
+        return [str(f) for f in pick(json.loads(Path(results_json).read_text()))]
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return []
+
+
+def remove_superseded(out: str | os.PathLike, earlier: Iterable[str], written: Iterable[str]) -> None:
+    """After a run into `out`: the files an earlier run there listed (`earlier`) that this one did
+    not write again (`written`), removed, so that none of them is taken for this run's (a sweep
+    rerun with fewer points). Both are names relative to `out`; only files inside it go."""
+    here = Path(out).resolve()
+    keep = {(here / f).resolve() for f in written}
+    for f in {(here / f).resolve() for f in earlier} - keep:
+        if f.is_relative_to(here) and f != here and (f.is_file() or f.is_symlink()):
+            with contextlib.suppress(OSError):
+                f.unlink()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -119,15 +119,11 @@ def write_report(out: Path, report: dict) -> list[str]:
     """OUT/check_int8.json, check_int8.md, <stem>_float.json / <stem>_int8.json (RD results for
     `mobilecodec bdrate`; the stem numbered <k>_<stem> with several inputs or when it is `check`) and
     the PNG plots; returns the paths written."""
-    import contextlib
-    import json
-
-    from mobilecodec.fsutil import publishing, write_json_atomic
+    from mobilecodec.fsutil import listed_files, publishing, remove_superseded, write_json_atomic
     from mobilecodec.rdresults import save_results
 
-    earlier: list[str] = []  # what an earlier check into this folder listed: gone once this one is written
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        earlier = [str(f) for f in json.loads((out / "check_int8.json").read_text()).get("files", [])]
+    # what an earlier report here listed goes once this one is written (by name: -o R then -o $PWD/R)
+    earlier = listed_files(out / "check_int8.json", lambda r: [Path(f).name for f in r["files"]])
     with publishing(out) as stage:  # all of them or, on failure, none (an earlier run's files stay)
         names: list[str] = []
         for k, res in enumerate(report["results"]):
@@ -142,10 +138,5 @@ def write_report(out: Path, report: dict) -> list[str]:
         names += ["check_int8.md", "check_int8.json"]
         report["files"] = [str(out / n) for n in names]
         write_json_atomic(stage / "check_int8.json", report)
-    here = Path(out).resolve()
-    written = {Path(f).resolve() for f in report["files"]}
-    for f in {Path(f).resolve() for f in earlier} - written:  # resolved: -o R then -o $PWD/R name the same files
-        if f.parent == here:  # only files of the report folder itself
-            with contextlib.suppress(OSError):
-                f.unlink()
+    remove_superseded(out, earlier, names)
     return report["files"]

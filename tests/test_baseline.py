@@ -533,3 +533,21 @@ def test_bdrate_notes_curves_of_two_clips(sweep, tmp_path):
     assert "bikes_crop.y4m" in json.loads((tmp_path / "bd.json").read_text())["notes"][0]
     code, _, err = _cli("bdrate", str(sweep["out"] / "x264_medium.json"), str(sweep["out"] / "x265_medium.json"))
     assert code == 0 and "note:" not in err, err  # the same clip: no note
+
+
+def test_a_rerun_with_fewer_crfs_removes_the_dropped_encodes(carphone, tmp_path):
+    """A second sweep into the same folder with fewer CRFs left the first sweep's other .mp4 beside a
+    JSON that no longer lists it; it goes now, and only it: another codec's files and a user's file stay."""
+    from mobilecodec.cli import main
+
+    out = tmp_path / "b"
+    base = ["baseline", "--preset", "ultrafast", str(carphone), "-o", str(out), "--frames", "2", "--no-progress"]
+    assert main([*base, "--codec", "x264", "--crf", "30,40"]) == 0
+    assert main([*base, "--codec", "x265", "--crf", "40"]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main([*base, "--codec", "x264", "--crf", "30"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "notes.txt", "x264_ultrafast.json", "x264_ultrafast_crf30.mp4", "x264_ultrafast_rd.png",
+        "x265_ultrafast.json", "x265_ultrafast_crf40.mp4", "x265_ultrafast_rd.png"]
+    assert [p["file"] for p in json.loads((out / "x264_ultrafast.json").read_text())["points"]] == [
+        "x264_ultrafast_crf30.mp4"]

@@ -597,3 +597,18 @@ def test_frames_ms_ssim_cannot_measure_are_refused_before_coding(carphone, tmp_p
     assert_clean_error(cli_here("eval", clip, "--checkpoint", "tiny_b0.0512", "-o", tmp_path / "OUT", "--no-progress"),
                        "too small")
     assert called == [] and not (tmp_path / "OUT").exists()
+
+
+def test_a_rerun_with_fewer_checkpoints_removes_their_streams(carphone, tmp_path):
+    """A second eval into the same folder with fewer checkpoints, or without --save-decoded, left the
+    first run's other streams and decodes in streams/ beside a JSON that no longer lists them."""
+    out = tmp_path / "OUT"
+    base = ["eval", str(carphone), "--frames", "1", "-o", str(out), "--no-progress"]
+    assert main([*base, "--checkpoint", "tiny_b0.0032,tiny_b0.0128", "--save-decoded"]) == 0
+    assert sorted(p.name for p in (out / "streams").iterdir()) == [
+        "carphone_tiny_b0.0032.mnvc", "carphone_tiny_b0.0032.y4m", "carphone_tiny_b0.0128.mnvc",
+        "carphone_tiny_b0.0128.y4m"]
+    assert main([*base, "--checkpoint", "tiny_b0.0032"]) == 0
+    assert [p.name for p in (out / "streams").iterdir()] == ["carphone_tiny_b0.0032.mnvc"]
+    assert [Path(p["stream"]).name for p in json.loads((out / "carphone_eval.json").read_text())["points"]] == [
+        "carphone_tiny_b0.0032.mnvc"]

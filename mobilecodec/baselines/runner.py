@@ -157,7 +157,7 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
     """Encode the sweep, measure it, and write OUT/<codec>_<preset>.json, the .mp4 files and
     OUT/<codec>_<preset>_rd.png. Nothing lands in OUT unless the whole sweep succeeds; none of them
     may replace the input or `kept` ((what, path): the command's --json)."""
-    from mobilecodec.fsutil import check_planned_outputs, publishing
+    from mobilecodec.fsutil import check_planned_outputs, listed_files, publishing, remove_superseded
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import save_results
 
@@ -223,10 +223,13 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
         rd_plot([results], path=work / f"{cfg.stem}_rd.png", metric=("psnr_yuv", "psnr_rgb"),
                 title=f"{cfg.codec} preset {cfg.preset}: {Path(cfg.input).name}, "
                       f"{meta['frames']} frames")
+        earlier = listed_files(Path(cfg.out_dir) / f"{cfg.stem}.json", lambda r: [p["file"] for p in r["points"]])
+        written = [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]
         with publishing(cfg.out_dir) as stage:
-            for name in [p["file"] for p in points] + [f"{cfg.stem}_rd.png"]:
+            for name in written:
                 shutil.copyfile(work / name, stage / name)
             save_results(stage / f"{cfg.stem}.json", results)
+        remove_superseded(cfg.out_dir, earlier, written)  # an earlier sweep's CRFs this one has not
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
