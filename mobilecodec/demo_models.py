@@ -48,6 +48,14 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
         main = (Path(path).stem, path)
         idx = next((i for i, (_, n, p) in enumerate(shipped) if p.resolve() == Path(path).resolve()), None)
         if idx is None:  # not a shipped one: no known second RD point of the same model family
+            if pairs > 1:
+                import warnings
+
+                from mobilecodec.errors import InputWarning
+
+                warnings.warn(InputWarning(f"--checkpoint {checkpoint} is not a shipped one: the demo knows no second "
+                                           f"RD point of its model, so the int8 check has one pair (--pairs 1) "
+                                           "and cannot give a BD-rate"))
             return [main]
         return [main, *[(shipped[j][1], shipped[j][2]) for j in _farthest(idx, len(shipped))][:pairs - 1]]
     if not shipped:
@@ -75,5 +83,9 @@ def load_points(opts: Any, out: Path) -> list[FloatPoint]:
         model, obj = load_checkpoint(path)
         if not model.ready_for_coding:
             raise CheckpointError(f"checkpoint {path} has no entropy-coding tables (saved before model.update())")
+        if opts.block_modes:  # here, not at the int8 encode after PTQ, export and compile (minutes)
+            from mobilecodec.codec.block_modes import BlockModeOptions
+
+            BlockModeOptions.for_checkpoint(obj, opts.block_modes, f"checkpoint {path}")
         points.append(FloatPoint(name, Path(path), model, obj.get("beta")))
     return points

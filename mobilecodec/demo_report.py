@@ -11,6 +11,11 @@ from typing import Any, Sequence
 
 from mobilecodec.mdtable import fmt, md_table
 
+FORMAT = "mobilecodec-demo"  # report.json's "format"
+#: what an earlier demo report folder holds: only a folder holding one of FORMAT is replaced (a user's
+#: folder with some other report.json was deleted whole)
+REPORT_MARKER = "report.json"
+
 #: The demo's steps, in order (run by `mobilecodec.demo`, listed by the report).
 STAGES = ("load checkpoints", "int8 PTQ (aimet)", "export ONNX package (int8 QDQ)", "compile for the QNN HTP",
           "encode + decode on onnxruntime", "x264/x265 baselines", "int8 vs float check", "profile", "write report")
@@ -100,15 +105,23 @@ def rd_curves(report: dict[str, Any]) -> list[dict[str, Any]]:
 def relocate(tmp: Path, final: Path) -> None:
     """Paths recorded while the report was being written point into the temporary folder: rewrite
     them (in every .json and .md of the report) to where the folder will be after the rename."""
-    old, new = str(tmp), str(final)
+    import json
+
+    from mobilecodec.fsutil import atomic_path
+
+    def spellings(path: Path) -> list[str]:  # as text, and as JSON strings hold it (é as \u00e9, " as \")
+        return [str(path), json.dumps(str(path))[1:-1], json.dumps(str(path), ensure_ascii=False)[1:-1]]
+
     for p in tmp.rglob("*"):
         if p.is_file() and p.suffix in (".json", ".md"):
             text = p.read_text(encoding="utf-8")
-            if old in text:
-                from mobilecodec.fsutil import atomic_path
-
+            pairs = zip(spellings(tmp), spellings(final)) if p.suffix == ".json" else [(str(tmp), str(final))]
+            moved = text
+            for old, new in pairs:
+                moved = moved.replace(old, new)
+            if moved != text:
                 with atomic_path(p) as t:
-                    t.write_text(text.replace(old, new), encoding="utf-8")
+                    t.write_text(moved, encoding="utf-8")
 
 
 def _rel(out: Path, p: str | Path) -> str:

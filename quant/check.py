@@ -29,7 +29,7 @@ from mobilecodec.errors import InputError
 from mobilecodec.evaluate import rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import validate_coding
-from mobilecodec.io import read_frames
+from mobilecodec.io import read_frames, warn_fewer_frames
 from mobilecodec.rdresults import BD_MIN_POINTS, QUALITY_METRICS
 
 FORMAT = "mobilecodec-check-int8"
@@ -312,6 +312,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):
             sources = read_frames(src, opts.frames)
+            warn_fewer_frames(src, len(sources), opts.frames, "coding")  # the results' "frames" say how many
             fpts, qpts, enc = [], [], None
             for j, pair in enumerate(pairs):
                 fp, enc = code_point(pair.float_model, src, sources, Path(tmp), f"{k}_{j}_float", opts,

@@ -65,7 +65,9 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
 
     def at_rate(m: str, i: int, unit: str = "") -> str:
         v = eq[m]["d_db"][i]
-        return "outside the float rates" if v is None else f"{v:+.4f}{unit}"
+        if v is None:  # not computed at all (a one-point float curve) is not "outside the rates"
+            return "n/a" if eq[m]["error"] else "outside the float rates"
+        return f"{v:+.4f}{unit}"
 
     deltas = [[d["float"], d["int8"], "-" if d["d_bpp_pct"] is None else f"{d['d_bpp_pct']:+.2f}",
                f"{d['d_psnr_yuv']:+.4f}", f"{d['d_psnr_rgb']:+.4f}", *(at_rate(m, i) for m in eq_metrics)]

@@ -298,12 +298,21 @@ def test_flat_curves_from_real_encodes_are_inconclusive(flat_pairs, carphone, tm
 
 
 def test_single_pair_is_inconclusive(pairs, carphone, tmp_path, capsys):
+    """One pair: INCONCLUSIVE. On a 1-frame clip with --frames 2 it codes the one frame and says so
+    (it was silent, its report saying frames 2)."""
+    from mobilecodec.io import read_frames, write_video
+
     floats, qdirs = pairs
-    rc = main(["check-int8", str(carphone), "--float", str(floats[1]), "--int8", str(qdirs[1]),
-               "--frames", "1", "--sensitivity-frames", "0", "--no-progress", "-o", str(tmp_path / "R")])
+    clip = tmp_path / "one.y4m"
+    write_video(clip, read_frames(carphone, 1), 30000 / 1001)
+    rc = main(["check-int8", str(clip), "--float", str(floats[1]), "--int8", str(qdirs[1]),
+               "--frames", "2", "--sensitivity-frames", "0", "--no-progress", "-o", str(tmp_path / "R")])
     assert rc == 3
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "one.y4m has 1 frames, fewer than --frames 2: coding its 1" in err, err
     assert "INCONCLUSIVE" in out and "1 RD point(s) per curve" in out
+    # no equal-rate figure could be computed: it said "outside the float rates" on the line above "not available"
+    assert "outside the float rates" not in out and "at equal rate: psnr_yuv n/a" in out
     rep = json.loads((tmp_path / "R" / "check_int8.json").read_text())
     assert rep["passed"] is None and len(rep["results"][0]["comparison"]["point_deltas"]) == 1
 

@@ -44,6 +44,11 @@ def test_foreign_folder_is_never_replaced(tiny_checkpoint, tiny_package, tmp_pat
     package_files = _tree(tiny_package)
     assert_clean_error(cli_here("compile", tiny_package, "-o", tiny_package), "of another kind")
     assert _tree(tiny_package) == package_files
+    # a folder holding some other report.json was taken for a demo's and deleted whole (exit 0)
+    (victim / "report.json").write_text('{"title": "my notes"}')
+    assert_clean_error(cli_here("demo", "--frames", "2", "-o", victim), "report.json of another kind",
+                       "not mobilecodec-demo")
+    assert (victim / "thesis.tex").read_text() == "years of work"
     # an earlier package is replaced as before
     pkg = tmp_path / "pkg"
     for _ in range(2):
@@ -101,7 +106,7 @@ def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphon
     assert src.read_bytes() == carphone.read_bytes()
     assert _tree(tmp_path) == ["clip.y4m", "notes.txt"]  # no stream left by the refused runs
     assert_clean_error(cli_here("decode", stream, "--checkpoint", tiny_checkpoint, "-o", tmp_path / "d.y4m"),
-                       "no such file")
+                       "no such stream file")
 
 
 def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
@@ -250,3 +255,21 @@ def test_what_an_input_implies_is_read_from_its_manifest_alone(tmp_path):
     for _ in range(2):  # the second run finds the first's JSON
         p = cli_here("profile", proj / "models" / "m.onnx", "--json", proj / "m.json")
         assert p.returncode == 0, p.stderr
+
+
+def test_an_output_is_refused_on_what_an_input_name_stands_for(tmp_path, monkeypatch):
+    """`check-int8 carphone ... --json CACHE/samples/carphone.y4m` turned the cached clip into a 7 KB
+    JSON file (exit 3) and `--json .../checkpoints/tiny_b0.0032.pt` was taken for `--float
+    tiny_b0.0032`: the check compared the strings, not the files a sample clip's or a shipped
+    checkpoint's name stands for. Refused before any work, the cached clip even before it is made."""
+    from mobilecodec.checkpoint import shipped_checkpoints
+
+    monkeypatch.setenv("MOBILECODEC_CACHE", str(tmp_path / "cache"))  # an empty cache: no clip made yet
+    clip = tmp_path / "cache" / "samples" / "carphone.y4m"
+    p = cli_here("check-int8", "carphone", "--float", "tiny_b0.0032", "--int8", tmp_path / "Q", "--json", clip)
+    assert_clean_error(p, "--json", "carphone.y4m", "is the file this command reads as inputs")
+    ckpt = shipped_checkpoints()["tiny_b0.0032"]
+    before = ckpt.read_bytes()
+    p = cli_here("encode", "carphone", "--checkpoint", "tiny_b0.0032", "-o", tmp_path / "s.mnvc", "--json", ckpt)
+    assert_clean_error(p, "tiny_b0.0032.pt", "is the file this command reads as checkpoint")
+    assert ckpt.read_bytes() == before and not (tmp_path / "cache" / "samples").exists()

@@ -387,19 +387,56 @@ def test_calibration_defaults_to_a_training_clip_other_than_the_demo_clip():
     assert default_calibration_clip("carphone") == "bikes"
     assert default_calibration_clip("bikes") == "bigbuckbunny"
     assert {default_calibration_clip(c) for c in ("carphone", "bikes", "my_clip.y4m")} <= set(DEFAULT_TRAIN_DATA)
+    # bikes given by path: it calibrated on bikes, then refused "--calib-clip bikes is the clip the demo
+    # evaluates", naming an option nobody gave
+    from mobilecodec.io import sample_clip, sample_source
+
+    assert default_calibration_clip(str(sample_clip("bikes"))) == "bigbuckbunny"
+    assert default_calibration_clip(str(sample_source("bikes"))) == "bigbuckbunny"
+    assert default_calibration_clip(str(sample_clip("carphone"))) == "bikes"
 
 
-def test_a_skipped_stage_is_reported_as_skipped(tmp_path):
+def test_a_skipped_stage_is_reported_as_skipped(carphone, tmp_path):
     """`--no-baselines`: stage 6 is said and tabled as skipped, no baselines/ folder is written and the
-    report lists none (it listed a baselines/ folder and showed stage 6 at 0.0 s)."""
-    out = tmp_path / "R"
-    proc = subprocess.run([sys.executable, "-m", "mobilecodec", "demo", "-o", str(out), "--frames", "2",
-                           "--intra-period", "2", "--no-baselines", "--block-modes", "0", "--no-qnn-decode",
-                           "--ptq-steps", "1", "--ptq-eval-gops", "0", "--sensitivity-frames", "0",
+    report lists none (it listed a baselines/ folder and showed stage 6 at 0.0 s). The report folder's
+    name has a non-ASCII letter and a quote: the paths in its JSON files pointed into the deleted
+    temporary folder (JSON spells them escaped, the move rewrote them as text). A 2-frame clip with
+    --frames 3 is coded whole and said so (it was silent)."""
+    from mobilecodec.io import read_frames, write_video
+
+    clip = tmp_path / "two.y4m"
+    write_video(clip, read_frames(carphone, 2), 30000 / 1001)
+    out = tmp_path / 'R é"q'
+    proc = subprocess.run([sys.executable, "-m", "mobilecodec", "demo", "-o", str(out), "--clip", str(clip),
+                           "--frames", "3", "--intra-period", "2", "--no-baselines", "--block-modes", "0",
+                           "--no-qnn-decode", "--ptq-steps", "1", "--ptq-eval-gops", "0", "--sensitivity-frames", "0",
                            "--profile-runs", "1", "--no-ops"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "two.y4m has 2 frames, fewer than --frames 3: coding its 2" in proc.stderr
     assert "[6/9] x264/x265 baselines: skipped (--no-baselines)" in proc.stderr
+    for p in list(out.rglob("*.json")) + list(out.rglob("*.md")):
+        assert ".part" not in p.read_text(), p  # no path into the temporary folder survives
+    report = json.loads((out / "report.json").read_text())
+    assert Path(report["runtime"]["stream"]).is_file() and Path(report["runtime"]["stream"]).is_relative_to(out)
     md = (out / "report.md").read_text()
     assert "| 6 | x264/x265 baselines | skipped |" in md and "`baselines/`" not in md
     assert not (out / "baselines").exists()
     assert json.loads((out / "report.json").read_text())["timings"]["skipped"] == ["x264/x265 baselines"]
+
+
+def test_a_checkpoint_without_beta_is_refused_before_ptq(tmp_path):
+    """With block modes on (the default), a checkpoint that records no beta ran PTQ, export and compile
+    (minutes) and failed at the int8 encode naming the deleted temporary package; it fails at its
+    loading now, naming the checkpoint. Not a shipped checkpoint: --pairs 2 (the default) was dropped
+    without a word, it is said now."""
+    from cli_run import cli_here
+    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint("tiny_b0.0032")
+    ckpt = save_checkpoint(tmp_path / "nobeta.pt", model)
+    p = cli_here("demo", "--checkpoint", ckpt, "--frames", 2, "-o", tmp_path / "R")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and "[2/9]" not in p.stderr, p.stderr  # no PTQ began
+    assert "not a shipped one" in lines[0] and "--pairs 1" in lines[0]
+    assert f"checkpoint {ckpt} does not record the beta" in lines[-1] and "block modes need it" in lines[-1]
+    assert not (tmp_path / "R").exists()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 
 from mobilecodec.cli.common import Output, emit_json, intra_period, parse_crf_list, parse_hw, positive_int
+from mobilecodec.demo_report import FORMAT, REPORT_MARKER
 
 HELP = "run the whole pipeline on the built-in defaults and write a report folder (start here)"
-OUTPUT = Output("folder", marker="report.json")  # replaced whole
+OUTPUT = Output("folder", marker=REPORT_MARKER, marker_format=FORMAT)  # replaced whole, if a demo report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -69,8 +69,9 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
 
     from mobilecodec.errors import InputError
 
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
         return
+    exists = os.path.isfile(path)
     for dest, value in vars(args).items():
         if dest in skip or dest.startswith("_"):
             continue
@@ -79,17 +80,21 @@ def _refuse_an_input(args: argparse.Namespace, path: str, what: str, skip: tuple
             if not isinstance(v, str):
                 continue
             names = {v, *v.split(",")}  # comma lists (--checkpoint A,B), and a name holding a comma
-            for name in names | {m for n in names if n for m in _read_through(n)}:
-                if name and os.path.isfile(name) and os.path.samefile(name, path):
+            implied = {m for n in names if n for m in _read_through(n)}
+            for name in names | implied:
+                # what a name stands for may be made before it is read (a sample clip's cached .y4m)
+                if name and (os.path.samefile(name, path) if exists and os.path.isfile(name)
+                             else name in implied and os.path.realpath(name) == os.path.realpath(path)):
                     raise InputError(f"{what} is the file this command reads as {dest.replace('_', ' ')}; "
                                      f"name another output")
-                if name and os.path.isdir(name) and _same_or_under(Path(path), Path(name), True):
+                if name and exists and os.path.isdir(name) and _same_or_under(Path(path), Path(name), True):
                     raise InputError(f"{what} is a file inside {name}, which this command reads as "
                                      f"{dest.replace('_', ' ')}; name another output")
 
 
 def _read_through(name: str) -> list[str]:
-    """What a command reads through an input without its being named: the export package a compile
+    """What a command reads through an input without its being named: the file a shipped checkpoint's
+    or a sample clip's name stands for, the export package a compile
     folder was compiled from (as if named: its host tables and graphs), the manifest of the package
     whose manifest lists a graph file (`profile PKG/graphs/x.onnx` reads PKG/manifest.json). A
     manifest that says otherwise, or cannot be read, implies nothing (the command reports it)."""
@@ -98,6 +103,12 @@ def _read_through(name: str) -> list[str]:
 
     p = Path(name)
     try:
+        if not p.exists():  # a name: the shipped checkpoint or the sample clip's cached .y4m it stands for
+            from mobilecodec.checkpoint import shipped_checkpoints
+            from mobilecodec.io.samples import SAMPLE_FILES, sample_cache_path
+
+            shipped = shipped_checkpoints().get(name)
+            return [str(shipped)] if shipped else [str(sample_cache_path(name))] if name in SAMPLE_FILES else []
         if os.path.isdir(p) and (p / "manifest.json").is_file():
             from mobilecodec.export.formats import CONTEXT_FORMAT
 

