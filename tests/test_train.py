@@ -407,6 +407,23 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, opt
     assert not run.exists()
 
 
+def test_json_among_the_run_files_is_refused(trained_run, tmp_path, capsys):
+    """`train ... --json RUN/final.pt` replaced the trained model with the summary (exit 0), and
+    `--resume --json RUN/trainer_state.pt` left a run that could not resume: a --json inside the run
+    folder must be a .json file, refused before any work; RUN/summary.json is still fine."""
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "1", "--json", str(run / "final.pt")) == 2
+    assert not run.exists()
+    state = (trained_run / "trainer_state.pt").read_bytes()
+    assert main(["train", "--resume", "-o", str(trained_run), "--steps", "60", "--no-progress",
+                 "--json", str(trained_run / "trainer_state.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("inside the run folder" in e and "name a .json file" in e for e in err), err
+    assert (trained_run / "trainer_state.pt").read_bytes() == state
+    assert _train(run, "--steps", "1", "--json", str(run / "summary.json")) == 0
+    assert json.loads((run / "summary.json").read_text())["step"] == 1
+
+
 def test_trained_checkpoint_codes_bit_exactly(trained_run, carphone, tmp_path):
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import decode_video, encode_video
@@ -419,8 +436,10 @@ def test_trained_checkpoint_codes_bit_exactly(trained_run, carphone, tmp_path):
     assert all(f["hash_match"] for f in dec["per_frame"])
 
 
-def test_ddp_two_cpu_processes(tmp_path, carphone):
-    """torchrun with 2 gloo processes: both ranks end with identical weights, changed by training."""
+def test_ddp_two_cpu_processes(tmp_path, carphone, capsys):
+    """torchrun with 2 gloo processes: both ranks end with identical weights, changed by training.
+    A resume in one process is refused (it halved the batch, changed the data streams and left the
+    rank files naming weights final.pt no longer held, exit 0)."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.models.codec import VideoCodec
     from mobilecodec.models.configs import get_config
@@ -440,6 +459,12 @@ def test_ddp_two_cpu_processes(tmp_path, carphone):
     assert h0 == h1
     assert h0 != init
     assert h0 == load_checkpoint(run / "final.pt")[0].weights_hash().hex()  # the weights saved
+    capsys.readouterr()
+    assert main(["train", "--resume", "-o", str(run), "--steps", "5", "--no-progress", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained on 2 processes and this resume runs 1" in err[0], err
+    assert "torchrun --nproc_per_node 2" in err[0]
+    assert h0 == load_checkpoint(run / "final.pt")[0].weights_hash().hex()
 
 
 def test_rollout_trains_only_the_frames_after_the_gradient_free_ones(carphone):

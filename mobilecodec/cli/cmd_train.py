@@ -201,6 +201,22 @@ def _checkpoint_identity(name_or_path: str) -> str:
     return str(p.resolve()) if p.exists() else str(name_or_path)
 
 
+def _refuse_json_among_run_files(args: argparse.Namespace) -> None:
+    """A --json inside the run folder must be a .json file: none of the run's own files is one
+    (checkpoints .pt, log.jsonl, rank*_weights.txt, tb/), and `--json RUN/final.pt` replaced the
+    trained model (`--json RUN/trainer_state.pt`: the run could not resume)."""
+    from pathlib import Path
+
+    from mobilecodec.errors import InputError
+
+    if args.json in (None, "-") or args.output is None:
+        return
+    path, run = Path(args.json).resolve(), Path(args.output).resolve()
+    if run in path.parents and path.suffix.lower() != ".json":
+        raise InputError(f"--json {args.json} is inside the run folder {args.output}, among its checkpoints and "
+                         "logs; name a .json file")
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -213,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         train,
     )
 
+    _refuse_json_among_run_files(args)
     if args.recipe:
         return _run_recipe(args)
     recipe_only = (["--batch-scale"] if args.batch_scale != 1 else []) + given_options(args, "until", "phase")

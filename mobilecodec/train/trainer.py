@@ -449,6 +449,13 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
             raise InputError(f"{run} is at step {start_step}, past --steps {st.steps}; "
                              f"give --steps {start_step} or more")
         ckpt = resume_checkpoint(run, start_step)
+        from mobilecodec.checkpoint import read_checkpoint
+
+        was = ((read_checkpoint(ckpt).get("meta") or {}).get("world_size"))
+        if was is not None and was != dist.world_size:  # the batch and each rank's data stream depend on it
+            raise InputError(f"{run} trained on {was} process{'es' if was > 1 else ''} and this resume runs "
+                             f"{dist.world_size}: that changes its batch and data; resume it with "
+                             + (f"torchrun --nproc_per_node {was}" if was > 1 else "one process (no torchrun)"))
     elif (run / STATE_FILE).exists() or (run / "last.pt").exists():
         raise InputError(f"{run} already holds a training run; use --resume to continue it or choose another -o")
 
