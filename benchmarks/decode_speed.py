@@ -385,12 +385,12 @@ def _print(name: str, out: dict, roof: dict, ideal: float, ideal_median: float) 
         print(f"P-frame {kind}: median ms [min-max]" + (" (host steps of the next frame run on a worker thread "
               "and are not in this row's step columns; glue = frame period - networks - warp)"
               if kind == "pipelined decode" else ""))
-        print(f"  {'side':28s} " + " ".join(f"{s:>18s}" for s in (*STEPS, "frame")) +
+        print(f"  {'side':28s} " + " ".join(f"{s:>20s}" for s in (*STEPS, "frame")) +
               f" {'host':>5s} {'fps':>6s} {'net GMAC/s':>10s} {'of int8 roof':>12s} {'vs PyT':>6s} {'of ideal':>8s}")
         for label, side in out["sides"].items():
             r = side[kind]["P"]
-            cells = " ".join(f"{r['steps'][s]['median_ms']:7.1f} [{r['steps'][s]['min_ms']:4.0f}-"
-                             f"{r['steps'][s]['max_ms']:4.0f}]" for s in (*STEPS, "frame"))
+            cells = " ".join(f"{r['steps'][s]['median_ms']:7.1f} [{r['steps'][s]['min_ms']:5.1f}-"
+                             f"{r['steps'][s]['max_ms']:5.1f}]" for s in (*STEPS, "frame"))
             extra = (f" {r['fps_over_pytorch']:6.2f} {r['fps_over_pytorch_vs_ideal']:8.2f}"
                      if "fps_over_pytorch" in r else "")
             print(f"  {label:28s} {cells} {r['host_share']:5.0%} {r['fps']:6.2f} {r['network_gmacs_per_s']:10.1f} "
@@ -408,7 +408,7 @@ def _print(name: str, out: dict, roof: dict, ideal: float, ideal_median: float) 
             extra = (f"; fps / PyTorch {r['fps_over_pytorch']['median']:.2f} [{r['fps_over_pytorch']['min']:.2f}-"
                      f"{r['fps_over_pytorch']['max']:.2f}] = {r['fps_over_pytorch_vs_ideal']:.2f} of the ideal "
                      f"{ideal:.2f}x (of the rounds' own: {q['median']:.2f} [{q['min']:.2f}-{q['max']:.2f}])") if r else ""
-            print(f"  {label:28s} frame {t['median_ms']:7.1f} ms [{t['min_ms']:4.0f}-{t['max_ms']:4.0f}]{extra}")
+            print(f"  {label:28s} frame {t['median_ms']:7.1f} ms [{t['min_ms']:.1f}-{t['max_ms']:.1f}]{extra}")
 
 
 if __name__ == "__main__":

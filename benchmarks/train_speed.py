@@ -52,16 +52,17 @@ def _variant(name: str, phase, recipe, threads: int):
     fwd = torch.compile(loss_mod) if name == "compile" else loss_mod
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    def step(frames):
+    def step(frames, depth: int | None = None):
+        """One training step; `depth`: the rollout depth (the same for every variant)."""
         torch.set_num_threads(threads)
         if "channels_last" in name:
             frames = frames.contiguous(memory_format=torch.channels_last) if frames.dim() == 4 else \
                 torch.stack([f.contiguous(memory_format=torch.channels_last) for f in frames])
         if "bf16" in name:
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss, _ = fwd(frames)
+                loss, _ = fwd(frames, rollout_depth=depth)
         else:
-            loss, _ = fwd(frames)
+            loss, _ = fwd(frames, rollout_depth=depth)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -109,13 +110,17 @@ def main() -> None:
             sample_times.append(time.perf_counter() - t0)
     batches = batches[:args.steps]
     sample_s = float(np.median(sample_times))
+    # a random rollout depth is drawn per step, and a step's time follows it: every variant gets the
+    # same depths, batch by batch (each drew its own, and the ratios compared different work)
+    depths: list[int | None] = ([int(d) for d in rng.integers(0, st["rollout"] + 1, size=len(batches))]
+                                if st.get("rollout_random") else [st.get("rollout") or None] * len(batches))
 
     names = list(dict.fromkeys(args.variants))  # each once
     skipped = {}
     for n in [n for n in names if "bf16" in n and not bf16_native()]:
         names.remove(n)
         skipped[n] = "this CPU has no native bf16 (avx512_bf16 / amx_bf16)"
-    macs = _step_macs(phase, recipe, batches[0])  # per step, forward and backward
+    macs = _step_macs(phase, recipe, batches, depths)  # per step, forward and backward
     # the PyTorch float32 conv roofline at each variant's thread count (it sets torch's threads; the
     # steps set their own)
     roofs = {} if args.no_roofline else {t: roofline(t, copy=False) for t in
@@ -124,15 +129,15 @@ def main() -> None:
     for n in names:
         steps[n] = _variant(n, phase, recipe, 2 if n == "threads2" else 1)
         t = time.perf_counter()
-        for b in batches[:2]:  # warm-up (and compilation)
-            steps[n](b)
+        for b, d in zip(batches[:2], depths[:2]):  # warm-up (and compilation)
+            steps[n](b, d)
         warm[n] = time.perf_counter() - t
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.rounds):
         for n in names:
             t = time.perf_counter()
-            for b in batches:
-                steps[n](b)
+            for b, d in zip(batches, depths):
+                steps[n](b, d)
             times[n].append((time.perf_counter() - t) / len(batches))
             print(f"round {r + 1}/{args.rounds} {n}: {1.0 / times[n][-1]:.2f} steps/s", file=sys.stderr)
     base = float(np.median(times["fp32"])) if "fp32" in times else None
@@ -140,6 +145,7 @@ def main() -> None:
               "crop": list(st["crop"]), "gop": st["gop"] + st.get("rollout", 0),
               "torch_threads_default": default_threads, "cpu_bf16": bf16_native(),
               "data_sampling_s_per_step": sample_s, "data_sampling_spread": [min(sample_times), max(sample_times)],
+              "rollout_depths": depths if st.get("rollout_random") else None,
               "skipped": skipped, "variants": {}, "macs_per_step": macs,
               "roofline": roofs.get(1), "roofline_2_threads": roofs.get(2)}
     for n in names:
@@ -163,21 +169,27 @@ def main() -> None:
               f"warm-up {v['warmup_s']:.1f} s{roof}")
     for n, why in skipped.items():
         print(f"  {n:>14}: skipped ({why})")
-    print(f"a step: {macs / 1e9:.2f} GMAC of convolutions and matmuls, forward and backward (torch.utils.flop_counter)")
+    print(f"a step: {macs / 1e9:.2f} GMAC of convolutions and matmuls, forward and backward (torch.utils.flop_counter"
+          + (f"; the mean over the timed steps' rollout depths {depths}" if st.get("rollout_random") else "") + ")")
     for t, roof in roofs.items():
         print(roofline_line(roof))
     emit(result, args.json)
 
 
-def _step_macs(phase, recipe, frames) -> int:
-    """Multiply-accumulates of one fp32 training step on `frames` (forward and backward: convolutions
-    and matrix products, as torch.utils.flop_counter counts them, FLOPs / 2), on a model of its own."""
+def _step_macs(phase, recipe, batches, depths) -> int:
+    """Multiply-accumulates of one fp32 training step (forward and backward: convolutions and matrix
+    products, as torch.utils.flop_counter counts them, FLOPs / 2), on a model of its own: the mean
+    over the timed batches when their rollout depths differ, else the first batch's."""
     from torch.utils.flop_counter import FlopCounterMode
 
     step = _variant("fp32", phase, recipe, 1)
-    with FlopCounterMode(display=False) as counter:
-        step(frames)
-    return counter.get_total_flops() // 2
+    distinct = len(set(depths)) > 1
+    total = 0
+    for b, d in (zip(batches, depths) if distinct else [(batches[0], depths[0])]):
+        with FlopCounterMode(display=False) as counter:
+            step(b, d)
+        total += counter.get_total_flops() // 2
+    return total // (len(batches) if distinct else 1)
 
 
 if __name__ == "__main__":

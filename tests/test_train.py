@@ -120,6 +120,21 @@ def test_septuplet_folder(tmp_path, carphone):
         TrainingData([str(tmp_path / "vimeo")], 8, (64, 64), allow_held_out=True)
 
 
+def test_an_unreadable_septuplet_list_is_named(tmp_path, capsys):
+    """A sep_trainlist.txt that is not text (UTF-8) was an internal error with a traceback."""
+    from PIL import Image
+
+    d = tmp_path / "vimeo" / "sequences" / "00001" / "0001"
+    d.mkdir(parents=True)
+    for k in range(1, 8):
+        Image.fromarray(np.full((64, 64, 3), 30 * k, np.uint8)).save(d / f"im{k}.png")
+    (tmp_path / "vimeo" / "sep_trainlist.txt").write_bytes(b"\xff\xfe\x00garbage\n")
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", str(tmp_path / "vimeo"), "-o",
+                 str(tmp_path / "r"), "--crop", "64x64", "--steps", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sep_trainlist.txt: cannot read the septuplet list" in err[0], err
+
+
 def test_data_errors(carphone, tmp_path, capsys):
     from mobilecodec.train.data import TrainingData
 
@@ -424,6 +439,17 @@ def test_json_among_the_run_files_is_refused(trained_run, tmp_path, capsys):
     assert json.loads((run / "summary.json").read_text())["step"] == 1
 
 
+def test_p_frame_options_with_a_gop_of_one_are_refused(tmp_path, capsys):
+    """--gop 1 trains I-frames alone: --rollout 3 still coded 3 gradient-free P-frames per step for
+    nothing (2.8 steps/s against 16), and the P-frame loss options were ignored."""
+    run = tmp_path / "run"
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "bikes", "--crop", "64x64", "--gop", "1",
+                 "--steps", "1", "--rollout", "3", "--tau", "1.2", "-o", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rollout, --tau apply to P-frames; --gop 1 trains I-frames alone" in err[0], err
+    assert not run.exists()
+
+
 def test_trained_checkpoint_codes_bit_exactly(trained_run, carphone, tmp_path):
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.video import decode_video, encode_video
@@ -651,7 +677,7 @@ def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys
     assert len(err) == 1 and err[0].startswith("mobilecodec train: error: cannot freeze 'i_nothing'; networks: i_analysis")
     assert not (tmp_path / "bad").exists()  # refused before anything was written
     # freezing all that the stage trains was a traceback after the run folder was made
-    for gop, frozen, extra in (("1", "i_*", []), ("1", "i_*", ["--rollout", "1"]), ("2", "*", [])):
+    for gop, frozen, extra in (("1", "i_*", []), ("2", "*", [])):  # --gop 1 --rollout 1: refused before
         capsys.readouterr()
         assert main(["train", "--stage", "1", "--beta", "0.0032", "--data", "bikes", "--max-frames", "8", "--config",
                      "tiny", "--crop", "64x64", "--gop", gop, "--batch-size", "2", "--no-progress", "--steps", "1",

@@ -132,6 +132,11 @@ def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, c
     assert is_held_out(mixed)
     with pytest.raises(InputError, match="held-out"):
         TrainingData([str(mixed)], 2, (64, 64))
+    # carphone behind another clip's im1.png: only im1.png of each septuplet was looked at
+    behind = tmp_path / "vimeo_behind"
+    _write_septuplet(behind / "sequences" / "00001" / "0001",
+                     _rgb_frames(bikes, 1, top=64, left=200) + _rgb_frames(carphone, 6))
+    assert is_held_out(behind)
 
 
 def test_the_held_out_clip_behind_other_frames_is_refused(tmp_path, carphone, bikes):
@@ -364,6 +369,22 @@ def test_a_recipe_folder_and_a_plain_run_folder_are_not_mixed(smoke_run, tmp_pat
     assert "nothing to resume" in capsys.readouterr().err
 
 
+def test_a_decaying_learning_rate_keeps_its_step_count_on_resume(smoke_run, tmp_path, capsys):
+    """`train --resume -o PHASE --steps N` of a recipe phase (cosine learning rate to lr_final)
+    stretched the curve mid-run: lr 3e-05 at its last step, 1.6e-04 at the next (5x up), no word."""
+    from mobilecodec.cli import main
+    from mobilecodec.train.trainer import load_run_options
+
+    phase = _copy_run(smoke_run[0] / "pframe", tmp_path / "pframe")
+    steps = load_run_options(phase).stage.steps
+    capsys.readouterr()
+    assert main(["train", "--resume", "-o", str(phase), "--steps", str(2 * steps), "--threads", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"follows a cosine over its {steps} steps" in err[0], err
+    assert load_run_options(phase).stage.steps == steps
+
+
 def test_a_phase_continued_at_another_batch_says_so(tmp_path, capsys):
     """--batch-scale may change between runs (a CPU start continued on a GPU), but a phase continued
     at another batch size is no longer the uninterrupted run: it said nothing."""
@@ -467,7 +488,8 @@ def test_recipe_cli_refuses_steps_and_intervals_it_would_ignore(tmp_path, capsys
 
 
 def test_recipe_refuses_to_continue_a_phase_on_other_data(smoke_run, tmp_path):
-    """A phase stopped mid-way is not continued on other --data than it started on."""
+    """A phase stopped mid-way is not continued on other --data than it started on; the message names
+    both (it said "other options (data)" and advised throwing the phase away)."""
     import shutil
 
     from mobilecodec.train.recipe import get_recipe, run_recipe
@@ -477,7 +499,8 @@ def test_recipe_refuses_to_continue_a_phase_on_other_data(smoke_run, tmp_path):
     partial = _copy_run(smoke_run[0], tmp_path / "partial")
     shutil.rmtree(partial / "pframe")
     run_recipe(recipe, partial, until="pframe", threads=1, progress=False, stop_after_steps=5)
-    with pytest.raises(InputError, match=r"was trained with other options than this recipe's phase \(data\)"):
+    with pytest.raises(InputError, match=r"was trained on --data bikes bigbuckbunny stills, not bikes: continue "
+                                         "it with the same --data"):
         run_recipe(recipe, partial, data=["bikes"], until="pframe", threads=1, progress=False)
     assert read_state(partial / "pframe")["step"] == 5  # not continued
 
@@ -561,7 +584,7 @@ def test_recipe_knows_one_source_by_any_spelling(smoke_run, tmp_path):
     spelled = [str(resolve_input("bikes")), str(resolve_input("bigbuckbunny")), "stills"]
     again = run_recipe(recipe, run, until="rollout", data=spelled, threads=1, progress=False)
     assert [p["status"] for p in again["phases"]] == ["done"] * 3
-    with pytest.raises(InputError, match=r"other options than this recipe's phase \(data\)"):
+    with pytest.raises(InputError, match=r"was trained on --data bikes bigbuckbunny stills, not bikes stills"):
         run_recipe(recipe, run, until="rollout", data=["bikes", "stills"], threads=1, progress=False)
 
 
@@ -579,3 +602,33 @@ def test_a_folder_named_like_a_sample_clip_does_not_hide_it(tmp_path, monkeypatc
     assert isinstance(data.sources[0], Clip)
     assert data_identity("bikes") == str(resolve_input("bikes").resolve())
     assert _resolve_data(["bikes"]) == [str(resolve_input("bikes"))]
+
+
+def test_stills_refuse_a_gop_their_motion_cannot_make_before_training():
+    """Stills with a long GOP (about 70 frames at 256x256) passed the start-up check and failed at
+    whatever step first drew fast motion on a small image; refused at start now, naming the longest
+    GOP that fits, and a GOP of that length samples (at the fastest motion too)."""
+    import re
+
+    from mobilecodec.train.data import TrainingData
+
+    with pytest.raises(InputError, match="a GOP of 100 frames at a 256x256 crop") as err:
+        TrainingData(["stills"], 100, (256, 256))
+    longest = int(re.search(r"at most (\d+) frames", str(err.value)).group(1))
+    assert 8 < longest < 100
+    data = TrainingData(["stills"], longest, (256, 256))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y, _ = data.sample(rng)
+        assert y.shape == (longest, 256, 256)
+
+
+def test_data_options_that_would_be_ignored_are_refused(tmp_path):
+    """--max-frames with stills or a Vimeo folder only, and --augment with stills only, were accepted
+    and did nothing."""
+    from mobilecodec.train.data import TrainingData
+
+    with pytest.raises(InputError, match="--max-frames caps the frames read from video clips"):
+        TrainingData(["stills"], 2, (64, 64), max_frames=5)
+    with pytest.raises(InputError, match="--augment flips and downscales video"):
+        TrainingData(["stills"], 2, (64, 64), augment=True)

@@ -244,6 +244,10 @@ def run(args: argparse.Namespace) -> int:
             opts.stage.replace(teacher_steps=args.teacher_steps).validate()
         _check_resume_args(args, opts)
         if args.steps is not None:
+            if opts.stage.lr_final is not None and args.steps != opts.stage.steps:  # the curve spans the steps
+                raise InputError(f"--steps {args.steps}: {args.output}'s learning rate follows a cosine over its "
+                                 f"{opts.stage.steps} steps, which another count would bend mid-run; resume with "
+                                 f"--steps {opts.stage.steps}, or start a new run with --init {args.output}/final.pt")
             opts.stage = opts.stage.replace(steps=args.steps)
     else:
         missing = [f"--{n}" for n in ("stage", "beta") if getattr(args, n) is None]
@@ -252,6 +256,11 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.train.data import DEFAULT_TRAIN_DATA
 
         stage = get_stage(args.stage, **_stage_overrides(args))
+        p_only = given_options(args, "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "tau",
+                               "p_rate_factor", "flow_lambda", "flow_teacher", "teacher_steps")
+        if stage.gop == 1 and p_only:  # a GOP of one frame trains the I-frame codec alone
+            raise InputError(f"{', '.join(p_only)} appl{'ies' if len(p_only) == 1 else 'y'} to P-frames; "
+                             "--gop 1 trains I-frames alone")
         opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or "tiny", seed=0 if args.seed is None else args.seed,

@@ -173,7 +173,12 @@ def find_septuplets(root: str | os.PathLike) -> list[Path]:
     if not listing.is_file() and root.name == "sequences":
         listing = root.parent / "sep_trainlist.txt"
     if listing.is_file():
-        dirs = [seq / line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        try:
+            lines = listing.read_text(encoding="utf-8").splitlines()
+        except (UnicodeDecodeError, OSError) as exc:
+            raise InputError(f"{listing}: cannot read the septuplet list ({exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror}): "
+                             "expected one folder name such as 00001/0001 per line") from None
+        dirs = [seq / line.strip() for line in lines if line.strip()]
         dirs = [d for d in dirs if (d / "im1.png").is_file()]
     else:
         dirs = sorted(p.parent for p in seq.glob("*/*/im1.png"))
@@ -254,6 +259,12 @@ class TrainingData:
         if not paths:
             raise InputError("no training data given (--data PATH ...)")
         self.gop, self.crop, self.augment = gop, tuple(crop), augment
+        videos = [p for p in paths if str(p) != "stills" and not is_folder_source(p)]
+        if max_frames is not None and not videos:  # options that would be ignored are refused
+            raise InputError("--max-frames caps the frames read from video clips; no --data entry is one")
+        if augment and all(str(p) == "stills" for p in paths):
+            raise InputError("--augment flips and downscales video and Vimeo-90K GOPs; stills have their own "
+                             "synthetic motion and are not augmented")
         self.sources: list[Clip | SeptupletSource | StillSource] = []
         for path in paths:
             refuse_held_out(path, f"train on other data (e.g. {' '.join(DEFAULT_TRAIN_DATA)}, train's default) or pass "
@@ -268,6 +279,8 @@ class TrainingData:
             self.sources.append(src)
 
     def _check(self, src: Clip | SeptupletSource | StillSource) -> None:
+        if isinstance(src, StillSource):
+            src.check(self.gop, self.crop)
         h, w = src.size
         ch, cw = self.crop
         if src.num_frames < self.gop:
@@ -331,7 +344,7 @@ HELD_OUT_FRAMES, HELD_OUT_STEP = 64, 8
 def is_held_out(path: str | os.PathLike) -> bool:
     """True for the held-out clip: by sample name, by its bundled / cached file, or by content (a
     video file of its size one of whose first `HELD_OUT_FRAMES` frames, every `HELD_OUT_STEP`th,
-    or one septuplet's im1.png of a folder, is within `HELD_OUT_MATCH_DB` of one of the clip's)."""
+    or a frame of one septuplet of a folder, is within `HELD_OUT_MATCH_DB` of one of the clip's)."""
     if str(path) in HELD_OUT:
         return True
     from mobilecodec.fsutil import cache_dir
@@ -351,9 +364,10 @@ def is_held_out(path: str | os.PathLike) -> bool:
 
 
 def _septuplet_lumas(root: Path, held: str) -> Iterator[np.ndarray]:
-    """The Y plane of every septuplet's im1.png under `root` that has the size of `held`'s frames
-    (read from the PNG header first: the others are never decoded), converted as SeptupletSource
-    converts it; those that cannot be read are skipped (the reader that uses them says why)."""
+    """The Y plane of every frame (im1.png, im2.png, ...) of every septuplet under `root` whose im1.png
+    has the size of `held`'s frames (read from the PNG header first: the others, Vimeo-90K's own
+    448x256 among them, are never decoded; im1 alone let carphone through as im2..im7), converted as
+    SeptupletSource converts it; those that cannot be read are skipped (the reader says why)."""
     from PIL import Image
 
     try:
@@ -361,14 +375,19 @@ def _septuplet_lumas(root: Path, held: str) -> Iterator[np.ndarray]:
     except InputError:
         return
     ref = _held_luma(held)
+    if ref is None:
+        return
     for folder in folders:
-        try:
-            with Image.open(folder / "im1.png") as im:
-                if ref is None or (im.height, im.width) != ref.shape[1:]:
-                    continue
-                yield rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
-        except OSError:
-            continue
+        k = 1
+        while (folder / f"im{k}.png").is_file():
+            try:
+                with Image.open(folder / f"im{k}.png") as im:
+                    if (im.height, im.width) != ref.shape[1:]:
+                        break
+                    yield rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
+            except OSError:
+                pass
+            k += 1
 
 
 def _luma(path: str, max_frames: int | None) -> np.ndarray | None:

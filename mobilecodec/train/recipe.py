@@ -196,6 +196,10 @@ def _check_same_phase(opts: Any, saved: dict[str, Any], run: Path) -> None:
     if [data_identity(d, strict=False) for d in saved.get("data", ())] != \
             [data_identity(d, strict=False) for d in opts.data]:  # one source under any spelling
         diffs.append("data")
+    if diffs == ["data"]:  # most often a continuation without the --data it started with
+        raise InputError(f"{run} was trained on --data {' '.join(map(str, saved.get('data', ())))}, not "
+                         f"{' '.join(map(str, opts.data))}: continue it with the same --data, or move it away "
+                         "to train the phase again")
     if diffs:
         raise InputError(f"{run} was trained with other options than this recipe's phase ({', '.join(diffs)}); "
                          f"move it away to train the phase again")

@@ -91,6 +91,14 @@ class Motion:
     flipped: bool
 
 
+MIN_FIT = 0.25  # the smallest scale (output px per source px) a GOP's footprint may need
+
+
+def _extent(gop: int, crop: tuple[int, int], vel: np.ndarray, zoom: float) -> np.ndarray:
+    """Footprint (h, w) of a whole GOP in output pixels, for velocity `vel` (px/frame) and `zoom`."""
+    return max(1.0, (1 + abs(zoom)) ** (gop - 1)) * np.array(crop, dtype=float) + (gop - 1) * np.abs(vel) + 4
+
+
 class StillSource:
     """GOPs of synthetic motion over still images (loaded once, kept in memory as float32 RGB)."""
 
@@ -107,8 +115,20 @@ class StillSource:
             with Image.open(p) as im:
                 self.images.append(np.asarray(im.convert("RGB"), dtype=np.float32))
         self.halves = [_half(im) for im in self.images]
-        self.size = min((im.shape[0], im.shape[1]) for im in self.images)
-        self.num_frames = 1 << 30  # any GOP length
+        self.size = (min(im.shape[0] for im in self.images), min(im.shape[1] for im in self.images))
+        self.num_frames = 1 << 30  # any GOP length that `check` lets through
+
+    def check(self, gop: int, crop: tuple[int, int]) -> None:
+        """InputError, before any training, where the fastest motion `sample_with_motion` may draw
+        would leave an image over a GOP of `gop` frames at `crop` (it failed at a random step)."""
+        def fits(g: int) -> bool:
+            extent = _extent(g, crop, np.full(2, MAX_SPEED), MAX_ZOOM)
+            return all(min(im.shape[0] / extent[0], im.shape[1] / extent[1]) >= MIN_FIT for im in self.images)
+
+        if not fits(gop):
+            longest = next((g for g in range(gop - 1, 0, -1) if fits(g)), 0)
+            raise InputError(f"stills: a GOP of {gop} frames at a {crop[1]}x{crop[0]} crop would move past the "
+                             f"smallest image; at most {longest} frames at that crop (or a smaller --crop)")
 
     def __reduce__(self) -> tuple[Any, tuple]:
         """Pickles as its file names (data workers and DDP ranks load the images again), not as
@@ -130,10 +150,10 @@ class StillSource:
             vel, zoom = np.zeros(2), 0.0
         # Footprint of the whole GOP in output pixels; the scale (output px per source px) is drawn
         # in [0.5, 1] and lowered where the footprint would not fit the image.
-        extent = max(1.0, (1 + abs(zoom)) ** (gop - 1)) * np.array([ch, cw]) + (gop - 1) * np.abs(vel) + 4
+        extent = _extent(gop, crop, vel, zoom)
         full = self.images[i]
         fit = float(min(full.shape[0] / extent[0], full.shape[1] / extent[1]))
-        if fit < 0.25:
+        if fit < MIN_FIT:
             raise InputError(f"still image {self.paths[i]} is too small for a {cw}x{ch} crop")
         scale = min(float(rng.uniform(0.5, 1.0)), fit)
         # Below 0.75 sample the 2x2-averaged image instead (no aliasing from bilinear decimation).
