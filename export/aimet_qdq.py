@@ -186,8 +186,10 @@ def graph_quantization(proto: Any, spec: "GraphSpec") -> dict[str, Any]:
     layers16 = sorted(n for n, bw in activation_bitwidths(_FakeSim(sim_model)).items() if max(bw) > 8)
     return {"source": "aimet", "opset": proto.opset_import[0].version,
             "activation_bits": sorted({a["bits"] for a in enc["activations"].values()}),
-            "weights": sorted({f"{w['dtype']} " + ("per-channel" if w["axis"] is not None else "per-tensor")
-                               + (" symmetric" if w["symmetric"] else "") for w in enc["weights"].values()}),
+            # the quantized initializers by kind: int32 ones are biases (they were listed as weights)
+            **{key: sorted({f"{w['dtype']} " + ("per-channel" if w["axis"] is not None else "per-tensor")
+                            + (" symmetric" if w["symmetric"] else "") for w in enc["weights"].values()
+                            if (w["dtype"] == "int32") == (key == "biases")}) for key in ("weights", "biases")},
             "tensors_16bit": sorted(n for n, a in enc["activations"].items() if a["bits"] > 8),
             "layers_16bit": layers16}
 

@@ -34,10 +34,11 @@ def fill_feeds(package: str | Path, feeds: dict[str, list] | None = None) -> dic
 
 
 def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds: dict[str, list] | None = None,
-                    calibration: str | None = None, progress: bool = False) -> dict[str, Any]:
+                    calibration: str | None = None, frames: int | None = None,
+                    progress: bool = False) -> dict[str, Any]:
     """Write `<graph>_ctx.onnx` + `<graph>_ctx_qnn.bin` for every graph and `manifest.json` (atomically).
     Float graphs are quantized by the stand-in on `feeds` (recorded inputs, described by `calibration`;
-    random inputs where none are given)."""
+    random inputs where none are given; `frames`: how many frames of `calibration` they come from)."""
     import onnx
 
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
@@ -93,8 +94,13 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
                "soc": {"soc_model": soc.soc_model, "name": soc.name, "htp_arch": soc.htp_arch},
                "qnn_sdk_version": sdk,
                "quantization": _quant_summary(man, graphs, calib),
-               # stand-in int8 fitted to the held-out clip: its figures on that clip are not held-out ones
-               "calibrated_on_held_out": bool(recorded) and calibration is not None and is_held_out(calibration),
+               "calibration_frames": frames if recorded else None,
+               # int8 fitted to the held-out clip, by the stand-in here or by the package's aimet folder,
+               # or weights trained on it: its figures on that clip are not held-out ones
+               "calibrated_on_held_out": (bool(recorded) and calibration is not None and is_held_out(calibration))
+               or bool((man.get("quantization") or {}).get("calibrated_on_held_out")),
+               "trained_on_held_out": bool(man.get("trained_on_held_out"))
+               or bool((man.get("quantization") or {}).get("trained_on_held_out")),
                "graphs": graphs}
         write_json_atomic(tmp / MANIFEST, out)
     if bar is not None:

@@ -74,8 +74,11 @@ def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
 
 def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], height: int, width: int, *,
                    original_size: tuple[int, int] | None, checkpoint: str | None,
-                   export_seconds: float | None = None) -> dict[str, Any]:
-    """The manifest dict of a float package (quantization: null until aimet encodings are applied)."""
+                   export_seconds: float | None = None, trained_on_held_out: bool = False,
+                   seed: int | None = None) -> dict[str, Any]:
+    """The manifest dict of a float package (quantization: null until aimet encodings are applied).
+    `checkpoint`: a file is recorded by its absolute path, a shipped checkpoint by its name; `seed`:
+    the initialisation seed of a model made from a config (no checkpoint)."""
     from mobilecodec import __version__
 
     from mobilecodec.export.onnx_common import OPSET
@@ -89,7 +92,12 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
         "opset": max([OPSET, *(g.get("opset", OPSET) for g in graphs.values())]), "precision": "float32",
         "quantization": None,
         "config_name": model.cfg.name, "config": model.cfg.to_dict(),
-        "weights_hash": model.weights_hash().hex(), "checkpoint": checkpoint, "host_checkpoint": "checkpoint.pt",
+        "weights_hash": model.weights_hash().hex(),
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint and Path(checkpoint).is_file() else checkpoint,
+        **({"init_seed": seed} if seed is not None else {}),
+        # its weights saw the held-out clip (train --allow-held-out): figures on that clip are not held-out ones
+        "trained_on_held_out": bool(trained_on_held_out),
+        "host_checkpoint": "checkpoint.pt",
         "padded_size": [height, width], "original_size": [oh, ow],
         "buffer": [{"name": e.name, "channels": e.channels, "stride": e.stride,
                     "shape": list(e.shape(height, width)), "dtype": "float32",
@@ -138,13 +146,44 @@ def load_manifest(package: str | Path) -> dict[str, Any]:
         raise InputError(f"{path} is not a mobilecodec export manifest")
     if man.get("version") != VERSION:
         raise InputError(f"{path} has package version {man.get('version')}; this mobilecodec reads {VERSION}")
-    for name, g in man.get("graphs", {}).items():
+    _check_structure(man, path)
+    root = pkg.resolve()
+    for name, g in man["graphs"].items():
+        if not (pkg / g["file"]).resolve().is_relative_to(root):  # a package carries its graphs
+            raise InputError(f"{path}: graph {name}'s file {g['file']} lies outside the package")
         if not (pkg / g["file"]).is_file():
             raise InputError(f"package {pkg} lacks graph file {g['file']} ({name})")
-        if g.get("sha256") and _graph_sha256(pkg / g["file"]) != g["sha256"]:
+        if _graph_sha256(pkg / g["file"]) != g["sha256"]:
             raise InputError(f"package {pkg}: {g['file']} is not the graph its manifest describes (changed "
                              f"since export); export the package again")
     return man
+
+
+def _check_structure(man: dict[str, Any], path: Path) -> None:
+    """InputError naming what an edited or damaged manifest lacks (its readers indexed it blindly: an
+    internal error, or a package that passed `export --check` and failed at its first encode)."""
+    def bad(what: str) -> InputError:
+        return InputError(f"{path}: {what}; export the package again")
+
+    graphs = man.get("graphs")
+    if not isinstance(graphs, dict) or not graphs:
+        raise bad("no graphs")
+    for name, g in graphs.items():
+        if not isinstance(g, dict) or not isinstance(g.get("file"), str) or not isinstance(g.get("sha256"), str):
+            raise bad(f"graph {name} has no file or no sha256")
+        for key in ("inputs", "outputs"):
+            if not isinstance(g.get(key), list) or not all(isinstance(t, dict) and "name" in t for t in g[key]):
+                raise bad(f"graph {name} has no {key} list")
+    size = man.get("padded_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise bad("padded_size is not [height, width]")
+    order = man.get("call_order")
+    if not isinstance(order, dict) or not all(isinstance(steps, list) for steps in order.values()):
+        raise bad("no call_order")
+    missing = sorted({s.get("graph") for steps in order.values() for s in steps
+                      if isinstance(s, dict) and s.get("run") == "npu"} - set(graphs))
+    if missing:
+        raise bad(f"the codec runs {', '.join(map(str, missing))}, which the manifest lists no graph for")
 
 
 def load_package_model(package: str | Path):
@@ -176,11 +215,17 @@ def int8_section(qmodel: Any, graphs: dict[str, dict[str, Any]], quantized_dir: 
         for f in sorted((Path(quantized_dir) / "encodings").glob("*.encodings")):
             shutil.copyfile(f, dest / f.name)
             copied.append(f"encodings/aimet/{f.name}")
+    made = getattr(qmodel, "summary", None) or {}  # the int8 folder's ptq.json / qat.json
     layers16 = sorted(f"{s}.{n}" for s, sim in qmodel.sims.items()
                       for n, bw in activation_bitwidths(sim).items() if max(bw) > 8)
     return {
         "source": "aimet", "aimet_version": aimet_torch.__version__,
         "quantized_dir": str(Path(quantized_dir).resolve()) if quantized_dir else None,
+        # what the int8 folder was calibrated (and, by QAT, trained) on: compile and eval read it
+        "calibration_clips": made.get("clips") or made.get("calibration_clips"),
+        "calibrated_on_held_out": bool(made.get("calibrated_on_held_out")),
+        "trained_on_held_out": bool(made.get("trained_on_held_out")),
+        "qat_beta": made.get("beta"),  # the rate weight QAT trained with (None: PTQ alone)
         "quantized_weights_hash": qmodel.weights_hash().hex(),
         "quantized_config_name": qmodel.cfg.name,
         "quant_config": qmodel.qcfg.to_dict(),

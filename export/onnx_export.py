@@ -215,7 +215,8 @@ def op_histogram(proto: Any) -> dict[str, int]:
 def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width: int, *,
                    original_size: tuple[int, int] | None = None, checkpoint: str | None = None,
                    progress: bool = False, qmodel: Any = None, quantized_dir: str | None = None,
-                   beta: float | None = None) -> dict[str, Any]:
+                   beta: float | None = None, meta: dict[str, Any] | None = None,
+                   seed: int | None = None) -> dict[str, Any]:
     """Export every NPU graph of `model` into a package folder with `manifest.json` and a copy of
     the checkpoint (host side: entropy tables, integer hyper-synthesis), written atomically.
 
@@ -223,7 +224,9 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
     the quantized stages become aimet QDQ int8 graphs and the package records their encodings
     under `encodings/`; stages left float by the quant config (hyper-synthesis) stay float.
     `beta`: the rate weight the model was trained with, kept in the package's checkpoint (the
-    block-mode search of a package encoder prices bits with it). Returns the manifest."""
+    block-mode search of a package encoder prices bits with it). `meta`: the source checkpoint's
+    record, kept in the package's copy (its `trained_on_held_out` among it, or'd with the int8
+    folder's); `seed`: the initialisation seed of a model made from a config. Returns the manifest."""
     from mobilecodec.checkpoint import save_checkpoint
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
 
@@ -268,9 +271,13 @@ def export_package(model: "VideoCodec", out_dir: str | Path, height: int, width:
                 graphs[spec.name]["quantization"] = quant  # None: float graph (not quantized)
             if bar is not None:
                 bar.update(1)
-        save_checkpoint(tmp / "checkpoint.pt", model, beta=beta, meta={"exported_from": checkpoint})
+        made = (getattr(qmodel, "summary", None) or {}) if qmodel is not None else {}  # ptq.json / qat.json
+        held = bool((meta or {}).get("trained_on_held_out")) or bool(made.get("trained_on_held_out"))
+        save_checkpoint(tmp / "checkpoint.pt", model, beta=beta,
+                        meta={**(meta or {}), "exported_from": checkpoint, "trained_on_held_out": held})
         manifest = build_manifest(model, graphs, height, width, original_size=original_size,
-                                  checkpoint=checkpoint, export_seconds=time.perf_counter() - t0)
+                                  checkpoint=checkpoint, export_seconds=time.perf_counter() - t0,
+                                  trained_on_held_out=held, seed=seed)
         if qmodel is not None:
             from mobilecodec.export.manifest import int8_section
 

@@ -284,17 +284,31 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
 
 
 def _warn_trained_on_held_out(models: list[Coder], srcs: list[Path]) -> None:
-    """A warning per checkpoint whose weights saw the held-out clip (`train --allow-held-out`, its
-    record `trained_on_held_out`) and input that is that clip: those figures are not held-out ones."""
-    seen = [c.path for c in models if ((c.checkpoint or {}).get("meta") or {}).get("trained_on_held_out")]
-    if not seen:
+    """A warning for the checkpoints and packages whose weights saw the held-out clip (`train
+    --allow-held-out`, their record `trained_on_held_out`) or whose int8 encodings were calibrated on
+    it (a package's manifest or compile folder), per input that is that clip: those figures are not
+    held-out ones."""
+    def record(c: Coder) -> dict:  # a package's int8 provenance: its manifest's, its compile folder's
+        if c.engine is None:
+            return {}
+        q = getattr(c.engine, "manifest", {}).get("quantization") or {}
+        ctx = getattr(c.engine, "context", None) or {}
+        return {k: bool(q.get(k) or ctx.get(k)) for k in ("calibrated_on_held_out", "trained_on_held_out")}
+
+    trained = [c.path for c in models if ((c.checkpoint or {}).get("meta") or {}).get("trained_on_held_out")
+               or record(c).get("trained_on_held_out")]
+    calibrated = [c.path for c in models if record(c).get("calibrated_on_held_out")]
+    if not trained and not calibrated:
         return
     from mobilecodec.train.data import is_held_out
 
     for s in srcs:
         if is_held_out(s):
-            warnings.warn(InputWarning(f"{', '.join(seen)} trained on the held-out clip (train --allow-held-out): "
-                                       f"the figures on {s.name} are not held-out figures"))
+            for seen, what in ((trained, "trained on the held-out clip (--allow-held-out)"),
+                               (calibrated, "int8, calibrated on the held-out clip (--allow-held-out)")):
+                if seen:
+                    warnings.warn(InputWarning(f"{', '.join(seen)} {what}: the figures on {s.name} are not "
+                                               "held-out figures"))
 
 
 def _as_y4m(src: Path, opts: EvalOptions, work: Path, index: int) -> Path:

@@ -82,10 +82,11 @@ def build_sim(stage: nn.Module, dummy: tuple[torch.Tensor, ...], qcfg: QuantConf
     return sim_from_prepared(prepare_stage(stage, dummy, cle=cle), dummy, qcfg)
 
 
-def check_aimet_config(name: str) -> None:
+def check_aimet_config(name: str) -> str:
     """An aimet quantsim config alias (e.g. 'htp_v73') or a JSON file aimet accepts (its own import and
     schema check, run up front: inside QuantizationSimModel a bad file was a 300-line traceback), else
-    InputError."""
+    InputError. Returns what a PTQ folder records: the alias, or the file's absolute path (a relative
+    one stopped naming it from any other folder)."""
     from pathlib import Path
 
     from aimet_torch.common.quantsim_config.json_config_importer import JsonConfigImporter
@@ -94,7 +95,7 @@ def check_aimet_config(name: str) -> None:
     from mobilecodec.errors import one_line
 
     if name in _config_file_aliases:
-        return
+        return name
     if not Path(name).is_file():
         raise InputError(f"aimet config {name!r} is neither an alias ({', '.join(sorted(_config_file_aliases))}) "
                          "nor a file")
@@ -102,6 +103,7 @@ def check_aimet_config(name: str) -> None:
         JsonConfigImporter.import_json_config_file(name)
     except Exception as exc:  # noqa: BLE001 - json, jsonschema and aimet's own errors
         raise InputError(f"{name} is not an aimet quantsim config: {one_line(exc)}") from None
+    return str(Path(name).resolve())
 
 
 def build_sims(model, qcfg: QuantConfig, *, cle: bool | None = None,

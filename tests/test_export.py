@@ -38,6 +38,7 @@ def test_package_graphs_names_shapes_manifest(package):
 
     man = json.loads((package / "manifest.json").read_text())
     assert set(man["graphs"]) == EXPECTED_GRAPHS
+    assert Path(man["checkpoint"]).is_absolute() and "init_seed" not in man  # a file by its absolute path
     assert man["padded_size"] == [192, 192] and man["config_name"] == "tiny"
     assert [b["name"] for b in man["buffer"]] == ["frame", "flow"]  # tiny: explicit buffering
     # hand-computed shapes: packed frame 6 x 96 x 96, block-8 flow 2 x 24 x 24, latent 48 x 12 x 12
@@ -117,11 +118,14 @@ def test_check_fails_on_unsupported_op_at_compile(tmp_path, capsys):
     assert "erf_node" in capsys.readouterr().out
 
 
-def test_compile_context_binaries_load_and_run(package, tmp_path):
+def test_compile_context_binaries_load_and_run(package, tmp_path, capsys):
     from mobilecodec.export.qnn import SOCS, htp_session
 
     out = tmp_path / "bin"
     assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
+    # a float package without --calibration: its int8 is fitted to random inputs, said now (it was silent,
+    # and such binaries decoded carphone at 13-15 dB PSNR-Y)
+    assert "are float: without --calibration their stand-in int8 is fitted to random inputs" in capsys.readouterr().err
     man = json.loads((out / "manifest.json").read_text())
     assert man["soc"] == {"soc_model": 43, "name": SOCS[43].name, "htp_arch": 73}
     assert man["calibrated_on_held_out"] is False  # random inputs calibrate the stand-in
@@ -170,7 +174,8 @@ def test_compile_records_a_held_out_calibration(package, tmp_path):
     out = tmp_path / "bin"
     assert main(["compile", str(package), "--calibration", "carphone", "--frames", "2", "--allow-held-out",
                  "-o", str(out)]) == 0
-    assert json.loads((out / "manifest.json").read_text())["calibrated_on_held_out"] is True
+    ctx = json.loads((out / "manifest.json").read_text())
+    assert ctx["calibrated_on_held_out"] is True and ctx["calibration_frames"] == 2  # --frames was recorded nowhere
 
 
 def test_compile_calibrates_on_a_clip_larger_than_the_package(package, tmp_path):
@@ -205,6 +210,9 @@ def test_compile_calibrates_on_a_clip_larger_than_the_package(package, tmp_path)
     (["compile", "{tmp}/nope", "-o", "{tmp}/b"], "no such package"),
     (["compile", "{pkg}", "--calibration", "carphone", "-o", "{tmp}/b"], "held-out evaluation clip"),
     (["export", "--check", "{tmp}/nope"], "no such package"),
+    (["export", "--check", "{pkg}", "--no-compile", "--soc", "57"], "--no-compile compiles nothing"),  # JSON: soc 57
+    (["export", "--checkpoint", "{pkg}/checkpoint.pt", "--size", "192x192", "--int8", "{pkg}/checkpoint.pt",
+      "-o", "{tmp}/p"], "a file; give the folder"),  # said "no such folder" of a file that exists
 ])
 def test_bad_input_exit_2(argv, needle, tmp_path, package, capsys):
     argv = [a.format(tmp=tmp_path, pkg=package) for a in argv]
@@ -218,10 +226,11 @@ def test_export_accepts_the_real_frame_size(tmp_path, capsys):
     """--size 144x176 (carphone): graphs at the padded 192x192, the manifest records 144x176."""
     import json
 
-    assert main(["export", "--config", "tiny", "--size", "144x176", "-o", str(tmp_path / "p")]) == 0
+    assert main(["export", "--config", "tiny", "--size", "144x176", "--seed", "7", "-o", str(tmp_path / "p")]) == 0
     assert "padded to a multiple of 64" in capsys.readouterr().err
     man = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert man["padded_size"] == [192, 192] and man["original_size"] == [144, 176]
+    assert man["init_seed"] == 7 and man["checkpoint"] is None  # the random weights' seed was nowhere
 
 
 def test_a_package_exported_width_first_is_named_on_use(carphone, tmp_path, capsys):
@@ -372,3 +381,37 @@ def test_an_empty_onnx_file_is_refused(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is not an ONNX model" in err, (argv, err)
+
+
+def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
+    """`export --check` passed a manifest without i_analysis, a graph swapped for another with its hash
+    edited to match, an edited padded_size and a graph file of another package; a manifest without
+    hashes or graphs was an internal error (in compile too). Each is named in one line now."""
+    import shutil
+
+    from cli_run import assert_clean_error, cli_here
+
+    def edited(tag: str, change) -> Path:
+        pkg = shutil.copytree(package, tmp_path / tag)
+        man = json.loads((pkg / "manifest.json").read_text())
+        change(pkg, man)
+        (pkg / "manifest.json").write_text(json.dumps(man))
+        return pkg
+
+    def swap(pkg: Path, man: dict) -> None:
+        shutil.copyfile(pkg / "graphs" / "r_synthesis.onnx", pkg / "graphs" / "i_synthesis.onnx")
+        man["graphs"]["i_synthesis"]["sha256"] = man["graphs"]["r_synthesis"]["sha256"]
+
+    cases = [
+        ("dropped", lambda p, m: m["graphs"].pop("i_analysis"), "lists no graph for"),
+        ("swapped", swap, "i_synthesis.onnx has inputs"),
+        ("size", lambda p, m: m.__setitem__("padded_size", [64, 64]), "not what its padded_size 64x64 gives"),
+        ("elsewhere", lambda p, m: m["graphs"]["i_synthesis"].__setitem__(
+            "file", str(package / "graphs" / "i_synthesis.onnx")), "lies outside the package"),
+        ("nohash", lambda p, m: [g.pop("sha256") for g in m["graphs"].values()], "no sha256"),
+        ("nographs", lambda p, m: m.__setitem__("graphs", []), "no graphs"),
+    ]
+    for tag, change, words in cases:
+        pkg = edited(tag, change)
+        assert_clean_error(cli_here("export", "--check", pkg, "--no-compile"), words)
+    assert_clean_error(cli_here("compile", tmp_path / "nohash", "-o", tmp_path / "bins"), "no sha256")

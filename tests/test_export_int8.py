@@ -121,6 +121,9 @@ def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, tmp_path
             assert bits == {8} and proto.opset_import[0].version == 17
         assert g["opset"] == proto.opset_import[0].version  # the manifest says each graph's own
         assert (package / g["quantization"]["encodings"]).is_file()
+        # int8 weights, int32 biases (the biases were listed among the weights)
+        assert g["quantization"]["weights"] == ["int8 per-channel symmetric"], g["quantization"]["weights"]
+        assert all(b.startswith("int32") for b in g["quantization"]["biases"])
     assert man["opset"] == 21  # and the highest at the top
     assert (package / "encodings" / "aimet" / "m_synthesis.encodings").is_file()
 

@@ -300,9 +300,10 @@ def test_qat_refuses_bad_values_naming_the_option(ptq_dir, tmp_path, capsys, opt
     assert not (tmp_path / "q").exists()
 
 
-def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path, capsys):
+def test_qat_checkpoint_loads_and_resumes(ptq_dir, midgrey_checkpoint, carphone, tmp_path, capsys):
     """1 step, then --resume to step 2, equals an uninterrupted 2-step run (weights and encodings);
-    the output loads with load_quantized and codes a hash-exact stream."""
+    the output loads with load_quantized and codes a hash-exact stream. Its package prices block
+    modes at QAT's beta (it took the float checkpoint's, here none)."""
     from mobilecodec.codec.video import decode_video, encode_video
     from mobilecodec.quant.ptq import load_quantized
     from mobilecodec.quant.qat import STATE_FILE
@@ -351,6 +352,14 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, carphone, tmp_path, capsys):
     enc = encode_video(qa, carphone, tmp_path / "s.mnvc", intra_period=2, max_frames=2, progress=False)
     dec = decode_video(load_quantized(a), tmp_path / "s.mnvc", None, progress=False)
     assert dec["hash_matches"] == enc["frames"] == 2
+    from mobilecodec.checkpoint import read_checkpoint
+
+    assert read_checkpoint(midgrey_checkpoint).get("beta") is None
+    assert main(["export", "--checkpoint", str(midgrey_checkpoint), "--size", "64x64", "--int8", str(a), "-o",
+                 str(tmp_path / "P"), "--no-progress"]) == 0
+    assert read_checkpoint(tmp_path / "P" / "checkpoint.pt")["beta"] == BETA
+    man = json.loads((tmp_path / "P" / "manifest.json").read_text())
+    assert man["quantization"]["qat_beta"] == BETA and man["quantization"]["calibrated_on_held_out"] is True
 
 
 def test_qat_ste_trains_on_the_coded_rate(ptq_dir, tmp_path):
@@ -570,3 +579,25 @@ def test_a_running_qat_refuses_a_resume(ptq_dir, tmp_path, capsys):
                      "--gop", "2", "--batch", "1", "-o", str(out), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is in use by another" in err[0] and f"(pid {proc.pid})" in err[0], err
+
+
+def test_a_relative_aimet_config_is_recorded_by_its_full_path(tmp_path, monkeypatch):
+    """`ptq --aimet-config my.json` recorded "my.json" as typed: from any other folder the PTQ folder
+    no longer loaded ("aimet config 'my.json' is neither an alias ... nor a file")."""
+    import shutil
+
+    import aimet_torch.common.quantsim_config.quantsim_config as quantsim_config
+
+    from mobilecodec.quant.ptq import load_quantized
+
+    work = tmp_path / "wd"
+    work.mkdir()
+    shutil.copyfile(Path(quantsim_config.__file__).parent / quantsim_config._config_file_aliases["htp_v73"],
+                    work / "my.json")
+    monkeypatch.chdir(work)
+    assert main(["ptq", "--checkpoint", "tiny_b0.0032", "--data", "bikes", "--aimet-config", "my.json", "--steps", "1",
+                 "--batch", "1", "--gop", "2", "--crop", "64x64", "--eval-gops", "0", "-o", str(tmp_path / "Q"),
+                 "--no-progress"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["quant_config"]["aimet_config"] == str(work / "my.json")
+    assert load_quantized(tmp_path / "Q").qcfg.aimet_config == str(work / "my.json")

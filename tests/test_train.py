@@ -924,3 +924,26 @@ def test_weights_that_saw_the_held_out_clip_say_so_down_the_pipeline(carphone, t
                  "--no-progress"]) == 0
     assert "trained on the held-out evaluation clip" in capsys.readouterr().err
     assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["trained_on_held_out"] is True
+    # ... and through export and compile, which dropped it: the package's checkpoint kept only
+    # {"exported_from": ...}, its manifest said nothing, a compile folder said calibrated_on_held_out
+    # false for int8 made on carphone, and eval of the package warned of nothing
+    assert main(["export", "--checkpoint", str(tmp_path / "child" / "final.pt"), "--size", "144x176", "--int8",
+                 str(tmp_path / "Q"), "-o", str(tmp_path / "P"), "--no-progress"]) == 0
+    man = json.loads((tmp_path / "P" / "manifest.json").read_text())
+    assert man["trained_on_held_out"] is True and man["quantization"]["trained_on_held_out"] is True
+    assert read_checkpoint(tmp_path / "P" / "checkpoint.pt")["meta"]["trained_on_held_out"] is True
+    assert main(["ptq", "--checkpoint", str(tmp_path / "clean" / "final.pt"), "--data", str(carphone),
+                 "--allow-held-out", "--crop", "64x64", "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops",
+                 "0", "-o", str(tmp_path / "QH"), "--no-progress"]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "clean" / "final.pt"), "--size", "144x176", "--int8",
+                 str(tmp_path / "QH"), "-o", str(tmp_path / "PH"), "--no-progress"]) == 0
+    man = json.loads((tmp_path / "PH" / "manifest.json").read_text())
+    assert man["trained_on_held_out"] is False and man["quantization"]["calibrated_on_held_out"] is True
+    assert man["quantization"]["calibration_clips"] == [str(carphone.resolve())]
+    assert main(["compile", str(tmp_path / "PH"), "-o", str(tmp_path / "CH"), "--no-progress"]) == 0
+    ctx = json.loads((tmp_path / "CH" / "manifest.json").read_text())
+    assert ctx["calibrated_on_held_out"] is True and ctx["trained_on_held_out"] is False
+    capsys.readouterr()
+    assert main(["eval", str(carphone), "--package", str(tmp_path / "PH"), "--frames", "1", "-o", str(tmp_path / "ev2"),
+                 "--no-progress"]) == 0
+    assert "PH int8, calibrated on the held-out clip" in capsys.readouterr().err

@@ -57,8 +57,21 @@ def run(args: argparse.Namespace) -> int:
         refuse_held_out(args.calibration, "calibrate on a training clip (e.g. --calibration bikes) or pass "
                         "--allow-held-out", allow=args.allow_held_out)
         feeds = record_feeds(args.package, args.calibration, args.frames or 4)
+    else:
+        from mobilecodec.export.manifest import load_manifest
+
+        coding_float = [n for n, g in load_manifest(args.package)["graphs"].items()
+                        if g["used_by_codec"] and not g.get("quantization")]
+        if coding_float:  # it compiled without a word, and the binaries decoded carphone at 13-15 dB
+            import warnings
+
+            from mobilecodec.errors import InputWarning
+
+            warnings.warn(InputWarning(f"{len(coding_float)} coding graphs of {args.package} are float: without "
+                                       "--calibration their stand-in int8 is fitted to random inputs, not video, "
+                                       "and codes poorly; give --calibration CLIP (a training clip such as bikes)"))
     man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration,
-                          progress=not args.no_progress)
+                          frames=(args.frames or 4) if feeds else None, progress=not args.no_progress)
     total = sum(g["compile_seconds"] for g in man["graphs"].values())
     print(f"{len(man['graphs'])} context binaries for soc {soc.soc_model} ({soc.name}, HTP v{soc.htp_arch}) "
           f"-> {args.output} in {total:.1f} s")

@@ -51,7 +51,7 @@ def _check(args: argparse.Namespace) -> int:
         if r.compile_error:
             print(f"  error: {r.compile_error}")
     bad = [r for r in reports if not r.ok]
-    emit_json({"target": str(args.check), "soc_model": soc.soc_model, "ok": not bad,
+    emit_json({"target": str(args.check), "soc_model": None if args.no_compile else soc.soc_model, "ok": not bad,
                "graphs": [r.to_dict() for r in reports]}, args.json)
     if bad:
         print(f"mobilecodec export: {len(bad)} of {len(reports)} graph(s) cannot run on the HTP: "
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         export_only = given_options(args, "size", "original_size", "output", "int8", "seed")
         if export_only:
             raise InputError(f"not used with --check (export options): {', '.join(export_only)}")
+        if args.no_compile and args.soc is not None:  # the JSON recorded it as if checked for that SoC
+            raise InputError("--soc names the SoC to compile for; --no-compile compiles nothing")
         return _check(args)
     check_only = given_options(args, "soc", "no_compile")
     if check_only:
@@ -115,18 +117,25 @@ def run(args: argparse.Namespace) -> int:
         from mobilecodec.export.aimet_qdq import load_ptq_for
 
         if not Path(args.int8).is_dir():
-            raise InputError(f"--int8 {args.int8}: no such folder (expected a `mobilecodec ptq` output)")
+            raise InputError(f"--int8 {args.int8}: " + ("a file; give the folder that holds it (a `mobilecodec ptq` "
+                                                          "or `qat` output)" if Path(args.int8).is_file() else
+                                                          "no such folder (expected a `mobilecodec ptq` output)"))
         if not model.ready_for_coding:
             model.update()
         qmodel = load_ptq_for(args.int8, model)
     from mobilecodec.export.onnx_export import export_package
 
+    made = (getattr(qmodel, "summary", None) or {}) if qmodel is not None else {}
     man = export_package(model, args.output, h, w, original_size=args.original_size,
                          checkpoint=args.checkpoint, progress=not args.no_progress, qmodel=qmodel, quantized_dir=args.int8,
-                         beta=obj.get("beta"))
+                         # the beta the int8 weights were last trained with: QAT's, else the checkpoint's
+                         beta=made.get("beta") or obj.get("beta"), meta=obj.get("meta"),
+                         seed=(args.seed or 0) if args.config else None)
     total = sum(g["bytes"] for g in man["graphs"].values())
-    print(f"{len(man['graphs'])} {man['precision']} graphs ({total / 1e6:.2f} MB) at {h}x{w} -> {args.output} "
-          f"in {man['export_seconds']:.1f} s")
+    n_float = len((man.get("quantization") or {}).get("float_graphs") or [])
+    kinds = (f"{len(man['graphs'])} graphs ({len(man['graphs']) - n_float} int8 QDQ, {n_float} float)" if n_float
+             else f"{len(man['graphs'])} {man['precision']} graphs")  # it said "13 int8-qdq" of 10 int8 and 3 float
+    print(f"{kinds}, {total / 1e6:.2f} MB, at {h}x{w} -> {args.output} in {man['export_seconds']:.1f} s")
     for name, g in man["graphs"].items():
         ins = ", ".join(i["name"] for i in g["inputs"])
         outs = ", ".join(o["name"] for o in g["outputs"])

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.quant.sim import check_aimet_config
 
     w8a16 = load_layer_overrides(args.w8a16) if args.w8a16 else ()
-    check_aimet_config(args.aimet_config)  # before the checkpoint and the clips load
+    args.aimet_config = check_aimet_config(args.aimet_config)  # before the checkpoint and the clips load
     model, ckpt = load_checkpoint(args.checkpoint)
     if not model.ready_for_coding:
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
