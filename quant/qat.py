@@ -151,7 +151,8 @@ def step_seeds(seed: int, step: int):
 
 
 def float_beta(qmodel) -> float | None:
-    """The beta recorded in the float checkpoint the quantized model was made from (None if unknown)."""
+    """The beta the quantized model was last trained with: an earlier QAT's (its summary), else the one
+    recorded in the float checkpoint it was made from (None if unknown)."""
     summary = getattr(qmodel, "summary", {}) or {}
     if summary.get("beta"):
         return float(summary["beta"])

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", metavar="VIDEO",
                    help="clip (file or sample name such as bikes) whose frames calibrate the stand-in int8 QDQ of "
                    "float graphs, cut about their centre where larger than the package (int8 packages from "
-                   "`export --int8` use their aimet QDQ graphs as they are; default: random inputs)")
+                   "`export --int8` use their aimet QDQ graphs as they are, and take no --calibration; default: "
+                   "random inputs, which code poorly)")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="calibration frames from --calibration (default 4)")
     p.add_argument("--allow-held-out", action="store_true",

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "backends and CPUs); the mismatch count is still reported")
     p.add_argument("--no-verify", action="store_true",
                    help="write every frame even when a hash differs and report the count (exit 1 when any differs) "
-                        "instead of stopping at the first")
+                        "instead of stopping at the first (PyTorch decodes; --package decodes always do, with "
+                        "--allow-drift for exit 0)")
     add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

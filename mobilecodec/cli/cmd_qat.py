@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help=f"initial learning rate (default {d.lr:g})")
     p.add_argument("--lr-min", type=finite_float, default=None, help=f"end of the cosine decay (default {d.lr_min:g})")
     p.add_argument("--beta", type=positive_float, default=None,
-                   help="rate weight (default: the float checkpoint's beta)")
+                   help="rate weight (default: the beta an earlier QAT of the --checkpoint folder trained with, "
+                        "else the float checkpoint's)")
     p.add_argument("--tau", type=positive_float, default=None, help=f"P-frame loss modulation (default {d.tau:g})")
     p.add_argument("--range-learning", action=argparse.BooleanOptionalAction, default=None,
                    help="train the quantizers' min/max too (default) or keep the PTQ encodings frozen")

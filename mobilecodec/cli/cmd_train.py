@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Table 5 stage: 1 = training (GOP 4, 256x256, flow losses), 2 = fine-tuning "
                         "(GOP 7, 256x384, tau 1.2); required unless --resume or --recipe")
     p.add_argument("--beta", type=positive_float, default=None,
-                   help="rate weight: loss = D + beta*R_I (I-frame), D + 2*beta*R_P (P-frames); D = MSE of "
-                        "YUV in [0,1] (Y:U:V 6:1:1), R in bits per pixel; required unless --resume or --recipe")
+                   help="rate weight: loss = D + beta*R_I (I-frame), D + F*beta*R_P (P-frames, F = "
+                        "--p-rate-factor, default 2); D = MSE of YUV in [0,1] (Y:U:V 6:1:1), R in bits per pixel; "
+                        "required unless --resume or --recipe")
     p.add_argument("--recipe", default=None, metavar="NAME",
                    help="run the whole training recipe NAME (tiny-cpu: I-frame, P-frame, rollout, one "
                         "fine-tuning per beta; tiny-smoke: the same at 1/1000 of the steps) in RUN, "
@@ -41,10 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--recipe: train only this phase (its init phase must be finished); the rate-point "
                         "phases (b<beta>) all start from the base model, so several processes can train them at once")
     p.add_argument("--bf16", action="store_true",
-                   help="bf16 autocast of the networks (1.5-1.8x faster on CPUs with native bf16; RD effect "
-                        "not yet measured)")
+                   help="bf16 autocast of the networks, on CPUs with native bf16 (benchmarks/train_speed.py "
+                        "measures it; RD effect not yet measured)")
     p.add_argument("--no-channels-last", action="store_true",
-                   help="keep weights and frames in NCHW (channels_last is 1.26x faster on CPU)")
+                   help="keep weights and frames in NCHW (channels_last: x1.03-1.04 steps/s on a 2-core AMD "
+                        "EPYC, docs/results/training.md)")
     p.add_argument("--data", nargs="+", default=None, metavar="PATH",
                    help="video files (.y4m/.mp4/...; sample names bikes, bigbuckbunny), Vimeo-90K "
                         "folders (sequences/xxxxx/yyyy/im1..7.png) and/or 'stills' (bundled still images "

@@ -21,6 +21,10 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/runs
 python3 scripts/device/prep_clips.py /tmp/clips gpucarry || echo "clip prep failed: training on the stills only"
 data=stills
 for c in bikes bigbuckbunny; do [ -f /tmp/clips/$c.y4m ] && data="/tmp/clips/$c.y4m $data"; done
+if [ "$data" = stills ]; then  # train refuses --augment on stills alone (they are not augmented)
+  args=(); for a in "$@"; do [ "$a" = --augment ] && echo "no clip: --augment dropped" || args+=("$a"); done
+  set -- "${args[@]}"
+fi
 # shellcheck disable=SC2086  # $data holds several paths
 python3 -m mobilecodec train --device cuda --data $data --no-progress -o /tmp/runs/$name \
   --json /tmp/runs/$name.json "$@" > /tmp/runs/$name.log 2>&1 &
