@@ -41,7 +41,7 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
     random inputs where none are given; `frames`: how many frames of `calibration` they come from)."""
     import onnx
 
-    from mobilecodec.fsutil import atomic_dir, write_json_atomic
+    from mobilecodec.fsutil import atomic_dir, file_sha256, write_json_atomic
     from mobilecodec.train.data import is_held_out
 
     from mobilecodec.export.manifest import load_manifest
@@ -77,6 +77,8 @@ def compile_package(package: str | Path, out_dir: str | Path, soc: Soc, *, feeds
                         sdk = a.s.decode()
             graphs[name] = {"context_model": f"{name}_ctx.onnx",
                             "files": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files),
+                            # checked where the folder is run (a binary of another compile was taken as is)
+                            "sha256": {f.name: file_sha256(f) for f in files},
                             "compile_seconds": round(seconds, 3), "source": g["file"], "source_sha256": g["sha256"],
                             "inputs": g["inputs"], "outputs": g["outputs"], "used_by_codec": g["used_by_codec"],
                             "quantization": source}

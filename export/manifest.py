@@ -109,8 +109,8 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
     }
 
 
-def _graph_sha256(path: Path) -> str:
-    """`file_sha256` of a graph file, read once per process while the file stays as it was (one
+def cached_sha256(path: Path) -> str:
+    """`file_sha256` of a graph file (or a context binary), read once per process while the file stays as it was (one
     command may load a manifest several times: `profile` of a package 4, of a compile folder 6; the
     graphs of a 1080p package take 0.03-0.1 s to hash). Keyed by the resolved path, size, inode,
     device and modification and change times: a file replaced or written since, in place at the same
@@ -123,7 +123,7 @@ def _graph_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _sha256_as_of(path: str, *stat_key: int) -> str:
-    """The file's SHA-256, cached per `stat_key` (see `_graph_sha256`)."""
+    """The file's SHA-256, cached per `stat_key` (see `cached_sha256`)."""
     from mobilecodec.fsutil import file_sha256
 
     return file_sha256(path)
@@ -153,7 +153,7 @@ def load_manifest(package: str | Path) -> dict[str, Any]:
             raise InputError(f"{path}: graph {name}'s file {g['file']} lies outside the package")
         if not (pkg / g["file"]).is_file():
             raise InputError(f"package {pkg} lacks graph file {g['file']} ({name})")
-        if _graph_sha256(pkg / g["file"]) != g["sha256"]:
+        if cached_sha256(pkg / g["file"]) != g["sha256"]:
             raise InputError(f"package {pkg}: {g['file']} is not the graph its manifest describes (changed "
                              f"since export); export the package again")
     return man

@@ -82,15 +82,6 @@ def code_point(model: Any, source: str | os.PathLike, sources: Sequence[Any], wo
     return point, enc
 
 
-def _package_fields(path: str, engine: Any) -> dict[str, Any]:
-    """What an RD point coded by an export package's graphs records of them: the folder given, the
-    backend and, for a `mobilecodec compile` folder, its export package and target SoC."""
-    out: dict[str, Any] = {"package": path, "backend": engine.label}
-    if engine.context is not None:
-        out.update(export_package=str(engine.package), soc=engine.context.get("soc"))
-    return out
-
-
 def rd_result(codec: str, source: str, enc: dict, points: list[dict], matrix: str | None = None) -> dict:
     """An RD result dict (docs/CONVENTIONS.md schema) from an encode summary and its points; `matrix`:
     the YUV->RGB matrix of its RGB metrics (`rdresults.check_same_matrix` compares it)."""
@@ -372,7 +363,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                                    "buffering": model.cfg.to_dict().get("buffering"),
                                                    **({"refine": vars(refine)} if refine else {}),
                                                    **({"block_modes": vars(modes)} if modes else {}),
-                                                   **(_package_fields(path, coder.engine)
+                                                   **(coder.engine.provenance()
                                                       if coder.engine is not None else {})},
                                             on_frame=lambda _phase, _i: bar.update(1), refine=refine, modes=modes,
                                             engine=coder.engine)

@@ -75,6 +75,7 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
         if ep != "qnn":
             raise InputError(f"{pkg} holds QNN context binaries, which only the QNN HTP runs; use --ep qnn "
                              "(or pass the float export package for --ep cpu)")
+        _check_context_manifest(pkg, ctx)
         files = {n: pkg / g["context_model"] for n, g in ctx["graphs"].items()}
         base = compiled_package(pkg, ctx)
         _check_compiled_from(pkg, base, ctx)
@@ -82,16 +83,48 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
     return pkg, None, None
 
 
+def _check_context_manifest(folder: Path, ctx: dict[str, Any]) -> None:
+    """InputError where a compile folder's manifest is not one this version reads, lacks what the
+    runtime indexes (an internal error before), or a context binary is not the file compiled (one of
+    another compile was run as is, and the stream blamed)."""
+    from mobilecodec.export.manifest import cached_sha256
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{folder}/manifest.json: {what}; compile the package again")
+
+    if ctx.get("version") != 1:
+        raise bad(f"compile folder version {ctx.get('version')}, this mobilecodec reads 1")
+    graphs = ctx.get("graphs")
+    if not isinstance(ctx.get("package"), str) or not isinstance(graphs, dict) or not graphs:
+        raise bad("no package or no graphs")
+    for name, g in graphs.items():
+        if not isinstance(g, dict) or not isinstance(g.get("context_model"), str) or \
+                not isinstance(g.get("files"), list):
+            raise bad(f"graph {name} has no context model")
+        for f, digest in (g.get("sha256") or {}).items():  # none in folders compiled before they were kept
+            path = folder / f
+            if not path.resolve().is_relative_to(folder.resolve()) or not path.is_file():
+                raise bad(f"{f} ({name}) is missing")
+            if cached_sha256(path) != digest:
+                raise bad(f"{f} ({name}) is not the binary compiled (changed since)")
+
+
 def compiled_package(folder: Path, ctx: dict[str, Any]) -> Path:
     """The export package a compile folder was compiled from: named relative to the folder (so that
     the pair can move together), else where it was when compiled (the folder moved alone, or one
-    compiled before the relative name was kept)."""
+    compiled before the relative name was kept). Of the two, the one that is still that package
+    (the same weights and graphs) wins: a folder moved beside another package with the same name
+    was refused although its own was where it had been."""
     where = Path(ctx["package"])
     rel = ctx.get("package_relative")
-    here = (folder / rel).resolve() if rel else None
-    if here is not None and ((here / "manifest.json").is_file() or not (where / "manifest.json").is_file()):
-        return here
-    return where
+    candidates = [p for p in ([(folder / rel).resolve()] if rel else []) + [where] if (p / "manifest.json").is_file()]
+    for p in candidates:
+        try:
+            _check_compiled_from(folder, p, ctx)
+            return p
+        except InputError:
+            continue
+    return candidates[0] if candidates else where  # the check then says what is wrong with it
 
 
 def _check_compiled_from(folder: Path, package: Path, ctx: dict[str, Any]) -> None:
@@ -101,6 +134,10 @@ def _check_compiled_from(folder: Path, package: Path, ctx: dict[str, Any]) -> No
     from mobilecodec.export.manifest import load_manifest
 
     man = load_manifest(package)
+    absent = sorted(n for n, g in man["graphs"].items() if g["used_by_codec"] and n not in ctx["graphs"])
+    if absent:  # that graph ran from the float package on the HTP, and the stream was blamed
+        raise InputError(f"{folder}/manifest.json lists no context binary for {', '.join(absent)}; compile the "
+                         f"package again: mobilecodec compile {package} -o {folder}")
     changed = [n for n, g in ctx["graphs"].items()
                if g.get("source_sha256") != man["graphs"].get(n, {}).get("sha256")]
     if man["weights_hash"] != ctx.get("weights_hash") or changed:
@@ -226,15 +263,26 @@ class OnnxEngine:
         h, w = self.manifest["padded_size"]
         return int(h), int(w)
 
-    def check_padded_size(self, height: int, width: int) -> None:
-        """The graphs have static shapes: the stream's padded size must be the package's."""
+    def provenance(self) -> dict[str, Any]:
+        """What a result coded by this engine records of it: the folder given, the backend and, for a
+        `mobilecodec compile` folder, its export package and target SoC (encode and decode named the
+        float export package alone, beside the QNN backend, which cannot run it)."""
+        out: dict[str, Any] = {"package": str(self.source), "backend": self.label}
+        if self.context is not None:
+            out.update(export_package=str(self.package), soc=self.context.get("soc"))
+        return out
+
+    def check_padded_size(self, height: int, width: int, picture: tuple[int, int] | None = None) -> None:
+        """The graphs have static shapes: the stream's padded size must be the package's. `picture`:
+        the frame's own (height, width), which the export to suggest is given (it records it as the
+        original size; the padded size suggested before recorded that instead)."""
         if (height, width) != self.padded_size:
             ph, pw = self.padded_size
             swapped = (" (export's --size is HEIGHTxWIDTH, unlike encode's WxH: was it given as WxH?)"
                        if (height, width) == (pw, ph) else "")
+            size = "x".join(map(str, picture or (height, width)))
             raise InputError(f"the video pads to {height}x{width} (HxW) but package {self.package} was exported for "
-                             f"{ph}x{pw}{swapped}; export a package at that size (mobilecodec export --size "
-                             f"{height}x{width})")
+                             f"{ph}x{pw}{swapped}; export a package for it (mobilecodec export --size {size})")
 
     def latent_encoder(self, x: Any, modes: Any = None, picture: tuple[int, int] | None = None) -> "OnnxLatentEncoder":
         """`modes`: the sender's block-mode search (`codec.block_modes.BlockModeOptions`, None: off),

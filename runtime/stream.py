@@ -23,7 +23,7 @@ def encode_package(package: str | Path, input_path: str | Path, output: str | Pa
     if block_modes:
         modes = BlockModeOptions.for_checkpoint(engine.checkpoint, block_modes, f"package {package}")
     summary = encode_video(engine.model, input_path, output, engine=engine, modes=modes, **kw)
-    summary.update(backend=engine.label, package=str(engine.package))
+    summary.update(engine.provenance())
     return summary
 
 
@@ -70,7 +70,7 @@ def decode_package(package: str | Path, stream: str | Path, output: str | Path |
 
     summary = decode_video(engine.model, stream, output, progress=progress, verify=False, engine=engine,
                            on_frame=compare if drift else None)
-    summary.update(backend=engine.label, package=str(engine.package))
+    summary.update(engine.provenance())
     if ref is not None:
         rows = []
         for f, r in zip(summary["per_frame"], ref["per_frame"]):

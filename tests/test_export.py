@@ -415,3 +415,65 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
         pkg = edited(tag, change)
         assert_clean_error(cli_here("export", "--check", pkg, "--no-compile"), words)
     assert_clean_error(cli_here("compile", tmp_path / "nohash", "-o", tmp_path / "bins"), "no sha256")
+
+
+def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, capsys):
+    """Compile folders (found by audit): a 1-frame calibration clip calibrated every P-frame graph on
+    random inputs and recorded --frames; a folder moved beside another package of its package's name
+    was refused although its own was where it had been; an edited manifest was an internal error or
+    ran the graph it no longer listed from the float package; a context binary of another compile was
+    run as is; encode's JSON named the float package beside the QNN backend."""
+    import shutil
+
+    from cli_run import assert_clean_error, cli_here
+    from mobilecodec.io import read_frames, write_video
+    from mobilecodec.runtime.engine import resolve_package
+
+    one, two = tmp_path / "one.y4m", tmp_path / "two.y4m"
+    frames = read_frames(carphone, 2)
+    write_video(one, frames[:1], 30000 / 1001)
+    write_video(two, frames, 30000 / 1001)
+    cal = ["--allow-held-out", "--no-progress"]  # carphone frames: the refusal is tested elsewhere
+    assert_clean_error(cli_here("compile", package, "--calibration", one, *cal, "-o", tmp_path / "C1"),
+                       "has 1 frame", "random inputs")
+    capsys.readouterr()
+    c = tmp_path / "C"
+    assert main(["compile", str(package), "--calibration", str(two), "--frames", "4", *cal, "-o", str(c)]) == 0
+    assert "two.y4m has 2 frames, fewer than --frames 4" in capsys.readouterr().err
+    ctx = json.loads((c / "manifest.json").read_text())
+    assert ctx["calibration_frames"] == 2  # none of the coding graphs on random inputs: the hyper-synthesis alone
+    assert set(ctx["quantization"]["standin_on_random_inputs"]) == {"i_hyper_synthesis", "m_hyper_synthesis",
+                                                                    "r_hyper_synthesis"}
+    # moved beside another package named like its own (its own still where it was)
+    (tmp_path / "w").mkdir()
+    assert main(["export", "--config", "tiny", "--seed", "5", "--size", "192x192", "-o",
+                 str(tmp_path / "w" / package.name), "--no-progress"]) == 0
+    moved = shutil.copytree(c, tmp_path / "w" / "C")
+    assert resolve_package(moved, "qnn")[0] == package.resolve()
+
+    def edited(tag: str, change) -> Path:
+        d = shutil.copytree(c, tmp_path / tag)
+        m = json.loads((d / "manifest.json").read_text())
+        change(d, m)
+        (d / "manifest.json").write_text(json.dumps(m))
+        return d
+
+    stream = tmp_path / "s.mnvc"
+    assert main(["encode", str(carphone), "--package", str(c), "--ep", "qnn", "--frames", "2", "-o", str(stream),
+                 "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0
+    enc = json.loads((tmp_path / "e.json").read_text())
+    assert (enc["package"], enc["export_package"], enc["soc"]["soc_model"]) == (str(c), str(package.resolve()), 43)
+    for tag, change, words in [
+        ("nopackage", lambda d, m: m.pop("package"), "no package or no graphs"),
+        ("nor", lambda d, m: m["graphs"].pop("r_synthesis"), "lists no context binary for r_synthesis"),
+        ("v99", lambda d, m: m.__setitem__("version", 99), "version 99"),
+        ("swapped", lambda d, m: shutil.copyfile(d / "i_synthesis_ctx.onnx", d / "r_synthesis_ctx.onnx"),
+         "r_synthesis_ctx.onnx (r_synthesis) is not the binary compiled"),
+    ]:
+        assert_clean_error(cli_here("decode", stream, "--package", edited(tag, change), "--ep", "qnn", "-o",
+                                    tmp_path / f"{tag}.y4m"), words)
+    # a package of another size: the export to make names the video's own size (it named the padded one)
+    assert_clean_error(cli_here("encode", "bikes", "--package", package, "--frames", "1", "-o", tmp_path / "b.mnvc"),
+                       "pads to 320x640", "mobilecodec export --size 272x640")
+    assert_clean_error(cli_here("eval", carphone, "--checkpoint", "tiny_b0.0064", "--package", ",", "--ep", "qnn",
+                                "-o", tmp_path / "E"), "--ep applies to --package")

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mobilecodec.errors import InputError
 
-    feeds = None
+    feeds, frames = None, None
     if args.calibration is None and (args.frames is not None or args.allow_held_out):
         raise InputError(f"{'--frames' if args.frames is not None else '--allow-held-out'} applies to "
                          "--calibration; give --calibration VIDEO too")
@@ -57,7 +57,16 @@ def run(args: argparse.Namespace) -> int:
         args.calibration = str(resolve_input(args.calibration))
         refuse_held_out(args.calibration, "calibrate on a training clip (e.g. --calibration bikes) or pass "
                         "--allow-held-out", allow=args.allow_held_out)
-        feeds = record_feeds(args.package, args.calibration, args.frames or 4)
+        from mobilecodec.io import read_frames, warn_fewer_frames
+
+        # what the clip holds, not what was asked: a 1-frame clip calibrated every P-frame graph on
+        # random inputs as --frames 1 did, and the manifest recorded --frames
+        frames = len(read_frames(args.calibration, args.frames or 4))
+        if frames < 2:
+            raise InputError(f"--calibration {args.calibration} has {frames} frame{'s' if frames != 1 else ''}: the "
+                             "P-frame graphs would be calibrated on random inputs; give a clip of 2 frames or more")
+        warn_fewer_frames(args.calibration, frames, args.frames, "calibrating on")
+        feeds = record_feeds(args.package, args.calibration, frames)
     else:
         from mobilecodec.export.manifest import load_manifest
 
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                                        "--calibration their stand-in int8 is fitted to random inputs, not video, "
                                        "and codes poorly; give --calibration CLIP (a training clip such as bikes)"))
     man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration,
-                          frames=(args.frames or 4) if feeds else None, progress=not args.no_progress)
+                          frames=frames if feeds else None, progress=not args.no_progress)
     total = sum(g["compile_seconds"] for g in man["graphs"].values())
     print(f"{len(man['graphs'])} context binaries for soc {soc.soc_model} ({soc.name}, HTP v{soc.htp_arch}) "
           f"-> {args.output} in {total:.1f} s")

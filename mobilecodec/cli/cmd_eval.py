@@ -50,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
-    if args.ep and not args.package:
+    checkpoints = [s.strip() for text in args.checkpoint for s in text.split(",") if s.strip()]
+    packages = [s.strip() for text in args.package for s in text.split(",") if s.strip()]
+    if args.ep and not packages:  # the list, not the text: `--package ,` names none
         from mobilecodec.errors import InputError
 
         raise InputError("--ep applies to --package points (checkpoints are coded by PyTorch on this CPU)")
-    checkpoints = [s.strip() for text in args.checkpoint for s in text.split(",") if s.strip()]
-    packages = [s.strip() for text in args.package for s in text.split(",") if s.strip()]
     opts = EvalOptions(intra_period=args.intra_period, frames=args.frames, matrix=args.matrix,
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,

@@ -31,7 +31,7 @@ class TorchEngine:
         self.model = model
         self.refine = refine  # sender-side latent refinement (codec.refine), None: off
 
-    def check_padded_size(self, height: int, width: int) -> None:
+    def check_padded_size(self, height: int, width: int, picture: tuple[int, int] | None = None) -> None:
         """PyTorch runs any padded size."""
 
     def latent_encoder(self, x: torch.Tensor, modes: BlockModeOptions | None = None,
@@ -83,7 +83,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
     with open_video(input_path, size=size, fps=fps, max_frames=max_frames) as reader:
         w, h = reader.width, reader.height
         pw, ph = padded_size(w, h)
-        engine.check_padded_size(ph, pw)
+        engine.check_padded_size(ph, pw, (h, w))
         rate = getattr(reader, "rate", None) or _fps_fraction(reader.fps)
         header = StreamHeader(config_id=model.cfg.stream_id(), weights_hash=model.weights_hash(), width=w, height=h,
                               fps_num=rate.numerator, fps_den=rate.denominator, intra_period=intra_period,
@@ -189,7 +189,7 @@ def decode_video(model: VideoCodec, stream: str | Path, output: str | Path | Non
     with StreamReader(stream) as reader:
         hdr = reader.header
         pw, ph = padded_size(hdr.width, hdr.height)
-        engine.check_padded_size(ph, pw)
+        engine.check_padded_size(ph, pw, (hdr.height, hdr.width))
         writer = VideoWriter(output, hdr.width, hdr.height, Fraction(hdr.fps_num, hdr.fps_den)) if output else None
         try:
             buf = None
