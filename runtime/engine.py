@@ -181,8 +181,10 @@ class OnnxEngine:
         self.profile_dir = Path(profile_dir) if profile_dir else None
         self.storage_io = bool(storage_io) and ep == "cpu"  # QNN context binaries keep their float I/O
         self.threads = threads
+        # a compile folder runs on the SoC it was compiled for (every folder opened with the default)
+        self.soc_model = soc if soc is not None else ((self.context or {}).get("soc") or {}).get("soc_model")
         self.wrapped: set[str] = set()  # graphs whose buffer I/O is at the storage dtypes
-        self._run_sessions = {n: self._session(n, p, soc, threads) for n, p in files.items()
+        self._run_sessions = {n: self._session(n, p, self.soc_model, threads) for n, p in files.items()
                               if self.manifest["graphs"][n]["used_by_codec"]}
         self.sessions = _FloatSessions(self)
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self._run_sessions.items()}

@@ -450,6 +450,11 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
                  str(tmp_path / "w" / package.name), "--no-progress"]) == 0
     moved = shutil.copytree(c, tmp_path / "w" / "C")
     assert resolve_package(moved, "qnn")[0] == package.resolve()
+    # a folder compiled for another SoC runs with that SoC's options (it was opened with the default's)
+    from mobilecodec.runtime.engine import OnnxEngine
+
+    assert main(["compile", str(package), "--soc", "57", "-o", str(tmp_path / "C57"), "--no-progress"]) == 0
+    assert OnnxEngine(tmp_path / "C57", ep="qnn").soc_model == 57 and OnnxEngine(c, ep="qnn").soc_model == 43
 
     def edited(tag: str, change) -> Path:
         d = shutil.copytree(c, tmp_path / tag)
