@@ -398,7 +398,8 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             results.append(entry)
         for entry in results:
             write_outputs(stage, entry["stem"], entry["result"], anchor_res)
-    remove_superseded(out, earlier, [f"streams/{n}" for n in names])  # points a rerun no longer has
+    remove_superseded(out, earlier, [f"streams/{n}" for n in names],  # points a rerun no longer has
+                      spare=[*srcs, anchor, *(c.path for c in models)])
     files = [str(streams / n) for n in sorted(names)] + [p for e in results for p in output_paths(out, e["stem"])]
     report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,

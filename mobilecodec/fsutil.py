@@ -512,14 +512,25 @@ def listed_files(results_json: str | os.PathLike, pick: Any) -> list[str]:
         return []
 
 
-def remove_superseded(out: str | os.PathLike, earlier: Iterable[str], written: Iterable[str]) -> None:
+def remove_superseded(out: str | os.PathLike, earlier: Iterable[str], written: Iterable[str],
+                      spare: Iterable[str | os.PathLike | None] = ()) -> None:
     """After a run into `out`: the files an earlier run there listed (`earlier`) that this one did
     not write again (`written`), removed, so that none of them is taken for this run's (a sweep
-    rerun with fewer points). Both are names relative to `out`; only files inside it go."""
+    rerun with fewer points). Both are names relative to `out`; only files inside it go, never one
+    of `spare` (what the run read: a rerun's input may be an earlier run's output), and a listed
+    link goes as itself, not its target."""
     here = Path(out).resolve()
-    keep = {(here / f).resolve() for f in written}
-    for f in {(here / f).resolve() for f in earlier} - keep:
-        if f.is_relative_to(here) and f != here and (f.is_file() or f.is_symlink()):
+
+    def place(f: str) -> Path:  # the folder resolved, the name itself kept (a link is not followed)
+        p = here / f
+        return p.parent.resolve() / p.name
+
+    keep = {place(f) for f in written}
+    spared = {Path(p).resolve() for p in spare if p is not None and os.path.exists(p)}
+    for f in {place(f) for f in earlier} - keep:
+        if not f.is_relative_to(here) or f == here or not (f.is_file() or f.is_symlink()):
+            continue
+        if f.is_symlink() or f.resolve() not in spared:
             with contextlib.suppress(OSError):
                 f.unlink()
 

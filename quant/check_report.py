@@ -140,5 +140,6 @@ def write_report(out: Path, report: dict) -> list[str]:
         names += ["check_int8.md", "check_int8.json"]
         report["files"] = [str(out / n) for n in names]
         write_json_atomic(stage / "check_int8.json", report)
-    remove_superseded(out, earlier, names)
+    remove_superseded(out, earlier, names, spare=[*report.get("inputs", []),
+                                                  *(p["float"] for p in report.get("pairs", []))])
     return report["files"]

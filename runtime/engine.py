@@ -75,9 +75,8 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
         if ep != "qnn":
             raise InputError(f"{pkg} holds QNN context binaries, which only the QNN HTP runs; use --ep qnn "
                              "(or pass the float export package for --ep cpu)")
-        _check_context_manifest(pkg, ctx)
+        base = compiled_package(pkg, ctx)  # checks the manifest first
         files = {n: pkg / g["context_model"] for n, g in ctx["graphs"].items()}
-        base = compiled_package(pkg, ctx)
         _check_compiled_from(pkg, base, ctx)
         return base, files, ctx
     return pkg, None, None
@@ -115,6 +114,7 @@ def compiled_package(folder: Path, ctx: dict[str, Any]) -> Path:
     compiled before the relative name was kept). Of the two, the one that is still that package
     (the same weights and graphs) wins: a folder moved beside another package with the same name
     was refused although its own was where it had been."""
+    _check_context_manifest(folder, ctx)  # what it indexes, first (callers read it before the engine does)
     where = Path(ctx["package"])
     rel = ctx.get("package_relative")
     candidates = [p for p in ([(folder / rel).resolve()] if rel else []) + [where] if (p / "manifest.json").is_file()]
@@ -183,6 +183,10 @@ class OnnxEngine:
         self.threads = threads
         # a compile folder runs on the SoC it was compiled for (every folder opened with the default)
         self.soc_model = soc if soc is not None else ((self.context or {}).get("soc") or {}).get("soc_model")
+        if ep == "qnn" and self.soc_model is not None:
+            from mobilecodec.export.qnn import resolve_soc
+
+            resolve_soc(self.soc_model)  # one this version knows, else one line naming the known ones
         self.wrapped: set[str] = set()  # graphs whose buffer I/O is at the storage dtypes
         self._run_sessions = {n: self._session(n, p, self.soc_model, threads) for n, p in files.items()
                               if self.manifest["graphs"][n]["used_by_codec"]}

@@ -551,3 +551,9 @@ def test_a_rerun_with_fewer_crfs_removes_the_dropped_encodes(carphone, tmp_path)
         "x265_ultrafast.json", "x265_ultrafast_crf40.mp4", "x265_ultrafast_rd.png"]
     assert [p["file"] for p in json.loads((out / "x264_ultrafast.json").read_text())["points"]] == [
         "x264_ultrafast_crf30.mp4"]
+    # never what the rerun reads: an earlier sweep's encode as its input stays (it was deleted, exit 0)
+    assert main([*base, "--codec", "x264", "--crf", "30,40"]) == 0
+    src = out / "x264_ultrafast_crf40.mp4"
+    assert main(["baseline", "--preset", "ultrafast", str(src), "-o", str(out), "--frames", "2", "--no-progress",
+                 "--codec", "x264", "--crf", "30"]) == 0
+    assert src.is_file()

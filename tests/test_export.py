@@ -437,18 +437,20 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
     assert_clean_error(cli_here("compile", package, "--calibration", one, *cal, "-o", tmp_path / "C1"),
                        "has 1 frame", "random inputs")
     capsys.readouterr()
-    c = tmp_path / "C"
+    package = shutil.copytree(package, tmp_path / "a" / "pkg")  # the pair side by side in a/
+    c = tmp_path / "a" / "C"
     assert main(["compile", str(package), "--calibration", str(two), "--frames", "4", *cal, "-o", str(c)]) == 0
     assert "two.y4m has 2 frames, fewer than --frames 4" in capsys.readouterr().err
     ctx = json.loads((c / "manifest.json").read_text())
     assert ctx["calibration_frames"] == 2  # none of the coding graphs on random inputs: the hyper-synthesis alone
     assert set(ctx["quantization"]["standin_on_random_inputs"]) == {"i_hyper_synthesis", "m_hyper_synthesis",
                                                                     "r_hyper_synthesis"}
-    # moved beside another package named like its own (its own still where it was)
-    (tmp_path / "w").mkdir()
+    # moved alone beside another package named like its own (its own still where it was): its relative
+    # name finds the other one, its absolute name its own
+    (tmp_path / "b").mkdir()
     assert main(["export", "--config", "tiny", "--seed", "5", "--size", "192x192", "-o",
-                 str(tmp_path / "w" / package.name), "--no-progress"]) == 0
-    moved = shutil.copytree(c, tmp_path / "w" / "C")
+                 str(tmp_path / "b" / "pkg"), "--no-progress"]) == 0
+    moved = shutil.copytree(c, tmp_path / "b" / "C")
     assert resolve_package(moved, "qnn")[0] == package.resolve()
     # a folder compiled for another SoC runs with that SoC's options (it was opened with the default's)
     from mobilecodec.runtime.engine import OnnxEngine
@@ -470,6 +472,7 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
     assert (enc["package"], enc["export_package"], enc["soc"]["soc_model"]) == (str(c), str(package.resolve()), 43)
     for tag, change, words in [
         ("nopackage", lambda d, m: m.pop("package"), "no package or no graphs"),
+        ("nographs", lambda d, m: m.pop("graphs"), "no package or no graphs"),
         ("nor", lambda d, m: m["graphs"].pop("r_synthesis"), "lists no context binary for r_synthesis"),
         ("v99", lambda d, m: m.__setitem__("version", 99), "version 99"),
         ("swapped", lambda d, m: shutil.copyfile(d / "i_synthesis_ctx.onnx", d / "r_synthesis_ctx.onnx"),

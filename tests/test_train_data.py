@@ -623,12 +623,18 @@ def test_stills_refuse_a_gop_their_motion_cannot_make_before_training():
         assert y.shape == (longest, 256, 256)
 
 
-def test_data_options_that_would_be_ignored_are_refused(tmp_path):
+def test_data_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     """--max-frames with stills or a Vimeo folder only, and --augment with stills only, were accepted
-    and did nothing."""
+    and did nothing. The recipe's own augmentation (always on) stays valid on stills alone, and so does
+    stage 2's 256x384 crop: stills are rescaled to fit (a first version of this check refused both)."""
+    from mobilecodec.cli import main
     from mobilecodec.train.data import TrainingData
 
     with pytest.raises(InputError, match="--max-frames caps the frames read from video clips"):
         TrainingData(["stills"], 2, (64, 64), max_frames=5)
-    with pytest.raises(InputError, match="--augment flips and downscales video"):
-        TrainingData(["stills"], 2, (64, 64), augment=True)
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "stills", "--augment", "--crop", "64x64",
+                 "--steps", "1", "-o", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "--augment flips and downscales video" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    TrainingData(["stills"], 2, (64, 64), augment=True)
+    y, _ = TrainingData(["stills"], 7, (256, 384)).sample(np.random.default_rng(0))
+    assert y.shape == (7, 256, 384)

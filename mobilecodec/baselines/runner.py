@@ -229,7 +229,8 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
             for name in written:
                 shutil.copyfile(work / name, stage / name)
             save_results(stage / f"{cfg.stem}.json", results)
-        remove_superseded(cfg.out_dir, earlier, written)  # an earlier sweep's CRFs this one has not
+        remove_superseded(cfg.out_dir, earlier, written,  # an earlier sweep's CRFs this one has not
+                          spare=[cfg.input, *(p for _, p in kept)])
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -257,9 +257,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{', '.join(missing)} required (unless --resume or --recipe)")
         from mobilecodec.train.data import DEFAULT_TRAIN_DATA
 
+        if args.augment and args.data and all(d == "stills" for d in args.data):
+            raise InputError("--augment flips and downscales video and Vimeo-90K GOPs; stills have their own "
+                             "synthetic motion and are not augmented")
         stage = get_stage(args.stage, **_stage_overrides(args))
-        p_only = given_options(args, "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "tau",
+        p_only = given_options(args, "rollout_random", "detach_iframe", "ref_grad_scale", "tau",
                                "p_rate_factor", "flow_lambda", "flow_teacher", "teacher_steps")
+        p_only = (["--rollout"] if args.rollout else []) + p_only  # --rollout 0 asks for none
         if stage.gop == 1 and p_only:  # a GOP of one frame trains the I-frame codec alone
             raise InputError(f"{', '.join(p_only)} appl{'ies' if len(p_only) == 1 else 'y'} to P-frames; "
                              "--gop 1 trains I-frames alone")

@@ -260,11 +260,8 @@ class TrainingData:
             raise InputError("no training data given (--data PATH ...)")
         self.gop, self.crop, self.augment = gop, tuple(crop), augment
         videos = [p for p in paths if str(p) != "stills" and not is_folder_source(p)]
-        if max_frames is not None and not videos:  # options that would be ignored are refused
+        if max_frames is not None and not videos:  # an option that would be ignored is refused
             raise InputError("--max-frames caps the frames read from video clips; no --data entry is one")
-        if augment and all(str(p) == "stills" for p in paths):
-            raise InputError("--augment flips and downscales video and Vimeo-90K GOPs; stills have their own "
-                             "synthetic motion and are not augmented")
         self.sources: list[Clip | SeptupletSource | StillSource] = []
         for path in paths:
             refuse_held_out(path, f"train on other data (e.g. {' '.join(DEFAULT_TRAIN_DATA)}, train's default) or pass "
@@ -279,8 +276,9 @@ class TrainingData:
             self.sources.append(src)
 
     def _check(self, src: Clip | SeptupletSource | StillSource) -> None:
-        if isinstance(src, StillSource):
+        if isinstance(src, StillSource):  # rescaled to fit: the rule is how far a GOP's motion reaches
             src.check(self.gop, self.crop)
+            return
         h, w = src.size
         ch, cw = self.crop
         if src.num_frames < self.gop:

@@ -23,7 +23,7 @@ data=stills
 for c in bikes bigbuckbunny; do [ -f /tmp/clips/$c.y4m ] && data="/tmp/clips/$c.y4m $data"; done
 if [ "$data" = stills ]; then  # train refuses --augment on stills alone (they are not augmented)
   args=(); for a in "$@"; do [ "$a" = --augment ] && echo "no clip: --augment dropped" || args+=("$a"); done
-  set -- "${args[@]}"
+  set -- ${args[@]+"${args[@]}"}  # (an empty array under set -u: bash before 4.4)
 fi
 # shellcheck disable=SC2086  # $data holds several paths
 python3 -m mobilecodec train --device cuda --data $data --no-progress -o /tmp/runs/$name \
