@@ -383,6 +383,17 @@ def test_an_empty_onnx_file_is_refused(tmp_path, capsys):
         assert err.count("\n") == 1 and "is not an ONNX model" in err, (argv, err)
 
 
+def _edited(folder: Path, copy: Path, change) -> Path:
+    """A copy of a package or compile folder whose manifest `change(copy, manifest)` edited."""
+    import shutil
+
+    shutil.copytree(folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    change(copy, man)
+    (copy / "manifest.json").write_text(json.dumps(man))
+    return copy
+
+
 def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
     """`export --check` passed a manifest without i_analysis, a graph swapped for another with its hash
     edited to match, an edited padded_size and a graph file of another package; a manifest without
@@ -390,13 +401,6 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
     import shutil
 
     from cli_run import assert_clean_error, cli_here
-
-    def edited(tag: str, change) -> Path:
-        pkg = shutil.copytree(package, tmp_path / tag)
-        man = json.loads((pkg / "manifest.json").read_text())
-        change(pkg, man)
-        (pkg / "manifest.json").write_text(json.dumps(man))
-        return pkg
 
     def swap(pkg: Path, man: dict) -> None:
         shutil.copyfile(pkg / "graphs" / "r_synthesis.onnx", pkg / "graphs" / "i_synthesis.onnx")
@@ -412,7 +416,7 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
         ("nographs", lambda p, m: m.__setitem__("graphs", []), "no graphs"),
     ]
     for tag, change, words in cases:
-        pkg = edited(tag, change)
+        pkg = _edited(package, tmp_path / tag, change)
         assert_clean_error(cli_here("export", "--check", pkg, "--no-compile"), words)
     assert_clean_error(cli_here("compile", tmp_path / "nohash", "-o", tmp_path / "bins"), "no sha256")
 
@@ -458,13 +462,6 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
     assert main(["compile", str(package), "--soc", "57", "-o", str(tmp_path / "C57"), "--no-progress"]) == 0
     assert OnnxEngine(tmp_path / "C57", ep="qnn").soc_model == 57 and OnnxEngine(c, ep="qnn").soc_model == 43
 
-    def edited(tag: str, change) -> Path:
-        d = shutil.copytree(c, tmp_path / tag)
-        m = json.loads((d / "manifest.json").read_text())
-        change(d, m)
-        (d / "manifest.json").write_text(json.dumps(m))
-        return d
-
     stream = tmp_path / "s.mnvc"
     assert main(["encode", str(carphone), "--package", str(c), "--ep", "qnn", "--frames", "2", "-o", str(stream),
                  "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0
@@ -478,8 +475,9 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
         ("swapped", lambda d, m: shutil.copyfile(d / "i_synthesis_ctx.onnx", d / "r_synthesis_ctx.onnx"),
          "r_synthesis_ctx.onnx (r_synthesis) is not the binary compiled"),
     ]:
-        assert_clean_error(cli_here("decode", stream, "--package", edited(tag, change), "--ep", "qnn", "-o",
-                                    tmp_path / f"{tag}.y4m"), words)
+        edited = _edited(c, tmp_path / tag, change)
+        assert_clean_error(cli_here("decode", stream, "--package", edited, "--ep", "qnn", "-o", tmp_path / f"{tag}.y4m"),
+                           words)
     # a package of another size: the export to make names the video's own size (it named the padded one)
     assert_clean_error(cli_here("encode", "bikes", "--package", package, "--frames", "1", "-o", tmp_path / "b.mnvc"),
                        "pads to 320x640", "mobilecodec export --size 272x640")
