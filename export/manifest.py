@@ -171,6 +171,8 @@ def _check_structure(man: dict[str, Any], path: Path) -> None:
     for name, g in graphs.items():
         if not isinstance(g, dict) or not isinstance(g.get("file"), str) or not isinstance(g.get("sha256"), str):
             raise bad(f"graph {name} has no file or no sha256")
+        if not isinstance(g.get("used_by_codec"), bool):
+            raise bad(f"graph {name} does not say whether the codec runs it (used_by_codec)")
         for key in ("inputs", "outputs"):
             if not isinstance(g.get(key), list) or not all(isinstance(t, dict) and "name" in t for t in g[key]):
                 raise bad(f"graph {name} has no {key} list")
