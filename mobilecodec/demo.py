@@ -272,8 +272,8 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
         from mobilecodec.checkpoint import read_checkpoint
         from mobilecodec.export.onnx_export import export_package
 
-        man = export_package(main.model, pkg, ph, pw, original_size=(height, width), checkpoint=str(main.path), beta=main.beta,
-                             meta=read_checkpoint(main.path).get("meta"),
+        man = export_package(main.model, pkg, ph, pw, original_size=(height, width), checkpoint=str(main.path),
+                             beta=main.beta, meta=read_checkpoint(main.path).get("meta"),
                              progress=opts.progress, qmodel=qmain, quantized_dir=str(qdir_main))
         report["export"] = {"folder": str(pkg), "precision": man["precision"], "padded_size": man["padded_size"],
                             "original_size": man["original_size"], "export_seconds": man["export_seconds"],

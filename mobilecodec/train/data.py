@@ -176,8 +176,9 @@ def find_septuplets(root: str | os.PathLike) -> list[Path]:
         try:
             lines = listing.read_text(encoding="utf-8").splitlines()
         except (UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"{listing}: cannot read the septuplet list ({exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror}): "
-                             "expected one folder name such as 00001/0001 per line") from None
+            why = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror
+            raise InputError(f"{listing}: cannot read the septuplet list ({why}): expected one folder name "
+                             "such as 00001/0001 per line") from None
         dirs = [seq / line.strip() for line in lines if line.strip()]
         dirs = [d for d in dirs if (d / "im1.png").is_file()]
     else:
