@@ -220,8 +220,10 @@ def test_an_output_is_refused_in_a_package_read_through_another_input(tiny_packa
     before = (pkg / "manifest.json").read_bytes()
     compiled = tmp_path / "bins"
     compiled.mkdir()
-    (compiled / "manifest.json").write_text(json.dumps({"format": CONTEXT_FORMAT, "package": str(pkg),
-                                                        "package_relative": "../pkg", "graphs": {}}))
+    (compiled / "manifest.json").write_text(json.dumps({"format": CONTEXT_FORMAT, "version": 1, "package": str(pkg),
+                                                        "package_relative": "../pkg", "graphs": {
+                                                            "i_analysis": {"context_model": "i_analysis_ctx.onnx",
+                                                                           "files": []}}}))
     p = cli_here("decode", tmp_path / "s.mnvc", "--package", compiled, "--ep", "qnn", "--json", pkg / "manifest.json")
     assert_clean_error(p, "manifest.json", "inside", "pkg")
     p = cli_here("profile", pkg / "graphs" / "r_synthesis.onnx", "--json", pkg / "manifest.json")
