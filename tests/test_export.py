@@ -414,6 +414,7 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
             "file", str(package / "graphs" / "i_synthesis.onnx")), "lies outside the package"),
         ("nohash", lambda p, m: [g.pop("sha256") for g in m["graphs"].values()], "no sha256"),
         ("nographs", lambda p, m: m.__setitem__("graphs", []), "no graphs"),
+        ("nouse", lambda p, m: m["graphs"]["i_analysis"].pop("used_by_codec"), "used_by_codec"),
     ]
     for tag, change, words in cases:
         pkg = _edited(package, tmp_path / tag, change)
@@ -470,6 +471,7 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
     for tag, change, words in [
         ("nopackage", lambda d, m: m.pop("package"), "no package or no graphs"),
         ("nographs", lambda d, m: m.pop("graphs"), "no package or no graphs"),
+        ("soc", lambda d, m: m["soc"].__setitem__("soc_model", 9999), "unknown SoC model 9999"),
         ("nor", lambda d, m: m["graphs"].pop("r_synthesis"), "lists no context binary for r_synthesis"),
         ("v99", lambda d, m: m.__setitem__("version", 99), "version 99"),
         ("swapped", lambda d, m: shutil.copyfile(d / "i_synthesis_ctx.onnx", d / "r_synthesis_ctx.onnx"),

@@ -371,3 +371,19 @@ def test_a_failed_write_removes_the_folders_it_made(tmp_path):
         with fsutil.atomic_path(tmp_path / "x.json"):
             raise RuntimeError("the run fails")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_superseded_files_go_but_not_what_the_run_reads_nor_a_links_target(tmp_path):
+    """`remove_superseded` after a rerun: a file the earlier run listed and this one did not write goes;
+    one the run read (its input) stays; a listed link goes as itself, its target (here a file of the
+    same folder that this run wrote) stays; nothing outside the folder is touched."""
+    out = tmp_path / "OUT"
+    out.mkdir()
+    for name in ("old.mp4", "input.mp4", "kept.mp4", "target.mp4"):
+        (out / name).write_text(name)
+    (out / "link.mp4").symlink_to(out / "target.mp4")
+    (tmp_path / "outside.mp4").write_text("x")
+    fsutil.remove_superseded(out, ["old.mp4", "input.mp4", "link.mp4", "kept.mp4", "../outside.mp4"],
+                             ["kept.mp4", "target.mp4"], spare=[out / "input.mp4", None])
+    assert sorted(p.name for p in out.iterdir()) == ["input.mp4", "kept.mp4", "target.mp4"]
+    assert (out / "target.mp4").read_text() == "target.mp4" and (tmp_path / "outside.mp4").is_file()
