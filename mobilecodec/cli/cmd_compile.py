@@ -42,13 +42,17 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration is None and (args.frames is not None or args.allow_held_out):
         raise InputError(f"{'--frames' if args.frames is not None else '--allow-held-out'} applies to "
                          "--calibration; give --calibration VIDEO too")
+    from mobilecodec.export.manifest import load_manifest
+
+    # the graphs the codec runs that carry no aimet encodings: what --calibration calibrates
+    coding_float = [n for n, g in load_manifest(args.package)["graphs"].items()
+                    if g["used_by_codec"] and not g.get("quantization")]
     if args.calibration is not None:
-        from mobilecodec.export.manifest import load_manifest
         from mobilecodec.io import resolve_input
         from mobilecodec.runtime.parity import record_feeds
         from mobilecodec.train.data import refuse_held_out
 
-        if not any(g["used_by_codec"] and not g.get("quantization") for g in load_manifest(args.package)["graphs"].values()):
+        if not coding_float:
             raise InputError(f"{args.package} is an int8 package: its coding graphs carry aimet encodings, which "
                              "compile uses as they are, so --calibration would calibrate nothing; drop it")
         if args.frames is not None and args.frames < 2:
@@ -67,19 +71,14 @@ def run(args: argparse.Namespace) -> int:
                              "P-frame graphs would be calibrated on random inputs; give a clip of 2 frames or more")
         warn_fewer_frames(args.calibration, frames, args.frames, "calibrating on")
         feeds = record_feeds(args.package, args.calibration, frames)
-    else:
-        from mobilecodec.export.manifest import load_manifest
+    elif coding_float:  # it compiled without a word, and the binaries decoded carphone at 13-15 dB
+        import warnings
 
-        coding_float = [n for n, g in load_manifest(args.package)["graphs"].items()
-                        if g["used_by_codec"] and not g.get("quantization")]
-        if coding_float:  # it compiled without a word, and the binaries decoded carphone at 13-15 dB
-            import warnings
+        from mobilecodec.errors import InputWarning
 
-            from mobilecodec.errors import InputWarning
-
-            warnings.warn(InputWarning(f"{len(coding_float)} coding graphs of {args.package} are float: without "
-                                       "--calibration their stand-in int8 is fitted to random inputs, not video, "
-                                       "and codes poorly; give --calibration CLIP (a training clip such as bikes)"))
+        warnings.warn(InputWarning(f"{len(coding_float)} coding graphs of {args.package} are float: without "
+                                   "--calibration their stand-in int8 is fitted to random inputs, not video, "
+                                   "and codes poorly; give --calibration CLIP (a training clip such as bikes)"))
     man = compile_package(args.package, args.output, soc, feeds=feeds, calibration=args.calibration,
                           frames=frames if feeds else None, progress=not args.no_progress)
     total = sum(g["compile_seconds"] for g in man["graphs"].values())
