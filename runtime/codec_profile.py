@@ -9,6 +9,8 @@ from typing import Any
 from mobilecodec.runtime.reference import TABLE6_MOBILENVC, TABLE6_SIZE
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1}
+# NPU precision -> the type its buffered flow / features are kept at (its activations' size)
+PRECISION_BUFFER_DTYPES = {"float": "float16", "w8a8": "int8", "w8a16": "int16"}
 
 
 @dataclass

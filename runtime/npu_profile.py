@@ -113,7 +113,8 @@ def format_npu(npu: dict[str, Any], host: dict[str, dict[str, float]] | None = N
     """Plain-text tables of an `npu_graphs` section (every number labelled ESTIMATE)."""
     lines = [f"NPU latency {npu['label']}", f"target {npu['target_fps']:g} frames/s"]
     if npu.get("buffer_bandwidth_mb_s") is not None:
-        lines.append(f"state buffer bandwidth (read + write): {npu['buffer_bandwidth_mb_s']:.1f} MB/s")
+        kept = f", {npu['buffer_dtype']} flow/features" if npu.get("buffer_dtype") else ""
+        lines.append(f"state buffer bandwidth (read + write{kept}): {npu['buffer_bandwidth_mb_s']:.1f} MB/s")
     for dev, d in npu["devices"].items():
         lines += ["", f"{DEVICES[dev]['soc']} (HTP {DEVICES[dev]['htp']}), ESTIMATE per graph:",
                   f"  {'graph':22s} {'prec':6s} {'ms':>9s} {'overhead':>9s} {'layers bound':>12s} {'DRAM MB':>9s} "

@@ -292,6 +292,25 @@ def test_another_config_is_compared_with_table6_for_reference_only(tmp_path):
     assert json.loads((tmp_path / "q.json").read_text())["complexity"]["table6_reference"] is None
 
 
+def test_the_npu_estimate_counts_the_buffer_at_its_own_precision(tmp_path):
+    """`profile --config tiny --device 8gen2` estimated the float graphs (fp16 tensors) but counted
+    the buffered flow as int8, and `--precision w8a16` as well: the buffer's bytes follow the
+    estimate's precision unless --buffer-dtype says otherwise; without --device, int8 as deployed."""
+    def flow(*extra: str) -> tuple[dict, dict]:
+        out = tmp_path / "p.json"
+        cli_here("profile", "--config", "tiny", "--size", "64x64", "--no-progress", *extra, "--json", out, check=True)
+        rep = json.loads(out.read_text())
+        return next(e for e in rep["buffer"]["entries"] if e["name"] == "flow"), rep.get("npu", {})
+
+    plain, _ = flow()
+    assert plain["dtype"] == "int8"
+    for extra, dtype in ((["--device", "8gen2"], "float16"), (["--device", "8gen2", "--precision", "w8a16"], "int16")):
+        e, npu = flow(*extra)
+        assert (e["dtype"], npu["buffer_dtype"]) == (dtype, dtype), extra
+        assert e["bytes"] == 2 * plain["bytes"]
+        assert npu["buffer_bandwidth_mb_s"] > 0
+
+
 def test_a_header_with_an_odd_size_is_corrupt(stream, tiny_checkpoint, tmp_path):
     """A header (valid CRC) saying 177x144: no encoder writes an odd size; `info` showed it, exit 0,
     and `decode` blamed its output file ("w.y4m: width and height must be even")."""

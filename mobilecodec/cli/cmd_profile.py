@@ -42,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=frame_rate, default=30.0, help="frame rate for buffer bandwidth (default 30)")
     p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default=None,
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "
-                        "is always uint8); default int8 as on the NPU. Packages use their graphs' dtypes")
+                        "is always uint8); default int8 as the int8 codec keeps it on the NPU, or with --device "
+                        "the estimate's precision's activation type (float, the default there: float16; w8a16: "
+                        "int16). Packages use their graphs' dtypes")
     p.add_argument("--ep", choices=("cpu", "qnn"), default=None,
                    help="package: onnxruntime execution provider (default cpu; qnn: HTP backend, emulated on x86)")
     p.add_argument("--runs", type=positive_int, default=None,
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> dict:
-    from mobilecodec.runtime.codec_profile import format_buffer, format_table6
+    from mobilecodec.runtime.codec_profile import PRECISION_BUFFER_DTYPES, format_buffer, format_table6
 
     if args.config:
         from mobilecodec.models.codec import VideoCodec
@@ -122,7 +124,10 @@ def _model(args: argparse.Namespace) -> dict:
         raise InputError(f"YUV420 needs an even frame size, got {h}x{w}")
     from mobilecodec.runtime.profiler import profile_model
 
-    report, comp, buf = profile_model(model, h, w, args.fps, args.buffer_dtype or "int8")
+    # the buffer at the type the estimate's precision keeps it (the graphs are exported float, so
+    # --device alone estimates float: fp16 state), else at the deployed codec's int8
+    dtype = args.buffer_dtype or PRECISION_BUFFER_DTYPES[args.precision or ("float" if args.device else "w8a8")]
+    report, comp, buf = profile_model(model, h, w, args.fps, dtype)
     print(format_table6(comp))
     print()
     print(format_buffer(buf, model.cfg.name, h, w))
@@ -131,6 +136,7 @@ def _model(args: argparse.Namespace) -> dict:
 
         report["npu"] = estimate_model(model, h, w, args.device, args.precision, args.fps,
                                        buffer_mb_s=buf.bandwidth_mb_s, progress=not args.no_progress)
+        report["npu"]["buffer_dtype"] = dtype
         print()
         print(format_npu(report["npu"]))
     return report
