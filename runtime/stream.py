@@ -57,21 +57,19 @@ def decode_package(package: str | Path, stream: str | Path, output: str | Path |
     from mobilecodec.metrics import psnr_yuv
 
     engine = engine or OnnxEngine(package, ep=ep)
-    ref_frames: dict[int, Any] = {}
-    ref = None
-    if drift:
-        ref = decode_video(engine.model, stream, None, progress=progress, verify=False,
-                           on_frame=lambda i, f: ref_frames.__setitem__(i, f))
-    per_frame_psnr: dict[int, dict[str, float]] = {}
-
-    def compare(i: int, frame: Any) -> None:
-        if i in ref_frames:
-            per_frame_psnr[i] = psnr_yuv(ref_frames.pop(i), frame)
-
+    # the runtime's decode first: it refuses a stream the package cannot decode (another model or
+    # frame size) before the PyTorch reference has decoded it all
+    run_frames: dict[int, Any] = {}
     summary = decode_video(engine.model, stream, output, progress=progress, verify=False, engine=engine,
-                           on_frame=compare if drift else None)
+                           on_frame=run_frames.__setitem__ if drift else None)
     summary.update(engine.provenance())
-    if ref is not None:
+    if drift:
+        per_frame_psnr: dict[int, dict[str, float]] = {}
+
+        def compare(i: int, frame: Any) -> None:
+            per_frame_psnr[i] = psnr_yuv(frame, run_frames.pop(i))
+
+        ref = decode_video(engine.model, stream, None, progress=progress, verify=False, on_frame=compare)
         rows = []
         for f, r in zip(summary["per_frame"], ref["per_frame"]):
             p = per_frame_psnr[f["index"]]

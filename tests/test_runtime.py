@@ -189,6 +189,36 @@ def test_padded_size_mismatch_is_a_clean_error(tiny_package, tmp_path):
     assert not (tmp_path / "s.mnvc").exists()
 
 
+def test_a_drift_decode_refuses_another_size_before_the_reference_decodes(tiny_package, tmp_path, monkeypatch):
+    """`decode --package P --drift` of a stream P cannot decode (another padded size) decoded it all
+    with PyTorch first, and only then refused it: the runtime's decode, which checks, runs first."""
+    import numpy as np
+
+    import mobilecodec.codec.video as video
+    from mobilecodec.io import VideoWriter, YUVFrame
+    from mobilecodec.runtime.engine import OnnxEngine
+    from mobilecodec.runtime.stream import decode_package
+
+    clip, stream = tmp_path / "small.y4m", tmp_path / "s.mnvc"
+    w = VideoWriter(clip, 64, 64, 25)
+    for v in (90, 100):
+        w.write(YUVFrame(np.full((64, 64), v, np.uint8), np.full((32, 32), 128, np.uint8),
+                         np.full((32, 32), 128, np.uint8)))
+    w.close()
+    engine = OnnxEngine(tiny_package)
+    video.encode_video(engine.model, clip, stream, progress=False)  # the package's own model, 64x64
+    decoded, real = [], video.decode_video
+
+    def spy(*a, **kw):
+        decoded.append("runtime" if kw.get("engine") is not None else "pytorch")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(video, "decode_video", spy)
+    with pytest.raises(InputError, match="pads to 64x64"):
+        decode_package(tiny_package, stream, None, drift=True, engine=engine, progress=False)
+    assert decoded == ["runtime"]
+
+
 def test_qnn_needs_int8_graphs(tiny_package):
     from mobilecodec.runtime.engine import OnnxEngine
 
