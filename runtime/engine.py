@@ -82,6 +82,22 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
     return pkg, None, None
 
 
+def _precision(manifest: dict[str, Any], context: dict[str, Any] | None, overridden: bool) -> str:
+    """What the graphs run at, for labels: eval draws one RD curve per label, so packages of other
+    precisions (W8A8, W8A16 graphs, a compile's stand-in int8 of float graphs) must not share one."""
+    q = manifest.get("quantization")
+    ctx = context or {}
+    standin = [n for n in (ctx.get("quantization") or {}).get("standin_graphs") or []  # the graphs it runs
+               if (ctx.get("graphs") or {}).get(n, {}).get("used_by_codec", True)]
+    if not q:
+        if context is not None:
+            return "stand-in int8 of the float graphs (QNN compile)"
+        return "int8 (QDQ)" if overridden else str(manifest.get("precision", "float32"))
+    a16 = q.get("graphs_16bit") or []
+    text = "int8 QDQ, " + (f"W8A16 in {'+'.join(a16)}" if a16 else "W8A8")
+    return text + (f"; stand-in int8 (QNN compile) in {'+'.join(standin)}" if standin else "")
+
+
 def _check_context_manifest(folder: Path, ctx: dict[str, Any]) -> None:
     """InputError where a compile folder's manifest is not one this version reads, lacks what the
     runtime indexes (an internal error before), or a context binary is not the file compiled (one of
@@ -173,8 +189,7 @@ class OnnxEngine:
         overrides = {**(ctx_files or {}), **{k: Path(v) for k, v in (graph_files or {}).items()}}
         files.update(overrides)
         self.files = files
-        self.precision = "int8 (QDQ)" if overrides or self.manifest.get("quantization") else \
-            self.manifest.get("precision", "float32")
+        self.precision = _precision(self.manifest, self.context, bool(overrides))
         if ep == "qnn" and not overrides and not self.manifest.get("quantization"):
             raise InputError(f"{base} holds float graphs; the QNN HTP runs int8 ones: compile the package "
                              "(`mobilecodec compile`) and pass that folder, or pass an int8 package")
@@ -212,7 +227,7 @@ class OnnxEngine:
     def label(self) -> str:
         """Backend name for reports."""
         if self.ep == "qnn":
-            return "onnxruntime QNN HTP (emulation on x86)" if _is_x86() else "onnxruntime QNN HTP"
+            return f"onnxruntime QNN HTP ({'emulation on x86, ' if _is_x86() else ''}{self.precision})"
         return f"onnxruntime CPU ({self.precision})"
 
     def storage_dtype(self, name: str) -> str:

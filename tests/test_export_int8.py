@@ -230,3 +230,19 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
     assert main(["decode", str(s_cpu), "--package", str(bins), "--ep", "qnn", "-o", str(tmp_path / "q.y4m"),
                  "--allow-drift", "--no-progress"]) == 0
     assert (tmp_path / "q.y4m").is_file()
+
+
+def test_packages_of_other_precisions_are_other_curves(package, checkpoint, carphone, tmp_path):
+    """`eval --package BIN_W8A16,BIN_FLOAT --ep qnn` drew an aimet package's compile folder and a float
+    package's (int8 by the compile's stand-in) as one RD curve: both were labelled "onnxruntime QNN HTP
+    (emulation on x86)" (on the CPU, W8A8 and W8A16 packages were both "int8 (QDQ)")."""
+    fpkg, fbin, ibin = tmp_path / "fpkg", tmp_path / "fbin", tmp_path / "ibin"
+    assert main(["export", "--checkpoint", str(checkpoint), "--size", "192x192", "-o", str(fpkg)]) == 0
+    for pkg, out in ((fpkg, fbin), (package, ibin)):
+        assert main(["compile", str(pkg), "--soc", "43", "-o", str(out)]) == 0
+    assert main(["eval", str(carphone), "--package", f"{ibin},{fbin}", "--ep", "qnn", "--frames", "1",
+                 "--no-progress", "-o", str(tmp_path / "ev")]) == 0
+    res = json.loads((tmp_path / "ev" / "carphone_eval.json").read_text())
+    backends = [p["backend"] for p in res["points"]]
+    assert len(res["curves"]) == 2 and len(set(backends)) == 2, backends
+    assert "W8A16 in m_synthesis" in backends[0] and "stand-in int8 of the float graphs" in backends[1]
