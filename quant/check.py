@@ -284,8 +284,10 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
                      "d_psnr_yuv": r["psnr_yuv"] - base["psnr_yuv"],
                      "d_bits_pct": 100.0 * (r["bits"] / base["bits"] - 1.0) if base["bits"] > 0 else None})
     rows.sort(key=lambda r: (r["d_psnr_yuv"], -(r["d_bits_pct"] or 0.0)))
-    return {"pair": pair.int8_label, "frames": len(frames), "method": "one stage int8, the others float; "
-            "PSNR-YUV of the reconstructions and bits estimated from the likelihoods",
+    method = ("one stage int8 (the aimet simulation), the others float; PSNR-YUV of the reconstructions "
+              "and bits estimated from the likelihoods" + ("; without the P-frame block modes the RD points use"
+                                                           if opts.block_modes else ""))
+    return {"pair": pair.int8_label, "frames": len(frames), "method": method,
             "float": base, "int8": full, "rows": rows}
 
 
