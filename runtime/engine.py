@@ -140,7 +140,11 @@ def compiled_package(folder: Path, ctx: dict[str, Any]) -> Path:
             return p
         except InputError:
             continue
-    return candidates[0] if candidates else where  # the check then says what is wrong with it
+    if not candidates:  # "no such package folder: X" named neither the compile folder nor what to do
+        places = " or ".join(dict.fromkeys(str(p) for p in ([(folder / rel).resolve()] if rel else []) + [where]))
+        raise InputError(f"{folder} was compiled from the export package at {places}, and no package is there "
+                         "now: put it back beside the folder, or export and compile again")
+    return candidates[0]  # the check then says what is wrong with it
 
 
 def _check_compiled_from(folder: Path, package: Path, ctx: dict[str, Any]) -> None:

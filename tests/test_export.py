@@ -469,17 +469,19 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
     enc = json.loads((tmp_path / "e.json").read_text())
     assert (enc["package"], enc["export_package"], enc["soc"]["soc_model"]) == (str(c), str(package.resolve()), 43)
     for tag, change, words in [
-        ("nopackage", lambda d, m: m.pop("package"), "no package or no graphs"),
-        ("nographs", lambda d, m: m.pop("graphs"), "no package or no graphs"),
-        ("soc", lambda d, m: m["soc"].__setitem__("soc_model", 9999), "unknown SoC model 9999"),
-        ("nor", lambda d, m: m["graphs"].pop("r_synthesis"), "lists no context binary for r_synthesis"),
-        ("v99", lambda d, m: m.__setitem__("version", 99), "version 99"),
+        ("nopackage", lambda d, m: m.pop("package"), ["no package or no graphs"]),
+        ("nographs", lambda d, m: m.pop("graphs"), ["no package or no graphs"]),
+        ("soc", lambda d, m: m["soc"].__setitem__("soc_model", 9999), ["unknown SoC model 9999"]),
+        ("nor", lambda d, m: m["graphs"].pop("r_synthesis"), ["lists no context binary for r_synthesis"]),
+        ("v99", lambda d, m: m.__setitem__("version", 99), ["version 99"]),
+        ("gone", lambda d, m: m.update(package=str(d / "nowhere"), package_relative="../nowhere"),
+         ["was compiled from the export package at", "no package is there now"]),
         ("swapped", lambda d, m: shutil.copyfile(d / "i_synthesis_ctx.onnx", d / "r_synthesis_ctx.onnx"),
-         "r_synthesis_ctx.onnx (r_synthesis) is not the binary compiled"),
+         ["r_synthesis_ctx.onnx (r_synthesis) is not the binary compiled"]),
     ]:
         edited = _edited(c, tmp_path / tag, change)
         assert_clean_error(cli_here("decode", stream, "--package", edited, "--ep", "qnn", "-o", tmp_path / f"{tag}.y4m"),
-                           words)
+                           *words)
     # a package of another size: the export to make names the video's own size (it named the padded one)
     assert_clean_error(cli_here("encode", "bikes", "--package", package, "--frames", "1", "-o", tmp_path / "b.mnvc"),
                        "pads to 320x640", "mobilecodec export --size 272x640")
