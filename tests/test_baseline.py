@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -557,3 +558,19 @@ def test_a_rerun_with_fewer_crfs_removes_the_dropped_encodes(carphone, tmp_path)
     assert main(["baseline", "--preset", "ultrafast", str(src), "-o", str(out), "--frames", "2", "--no-progress",
                  "--codec", "x264", "--crf", "30"]) == 0
     assert src.is_file()
+
+
+def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(carphone, tmp_path, monkeypatch):
+    """A camera's `12:30.mp4` given relative was refused as "cannot read video container (Protocol not
+    found)": FFmpeg and PyAV took `12:` for a URL scheme. Read and coded as a file now, into an -o
+    folder whose name has a colon too (ffmpeg itself works in a temporary folder)."""
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(carphone), "-frames:v", "2",
+                    "-c:v", "libx264", "-qp", "0", str(tmp_path / "12:30.mp4")], check=True, timeout=120)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli("baseline", "--codec", "x264", "--preset", "ultrafast", "--crf", "30", "12:30.mp4",
+                        "-o", "run:1", "--no-progress")
+    assert code == 0, err
+    res = json.loads((tmp_path / "run:1" / "x264_ultrafast.json").read_text())
+    assert res["frames"] == 2 and (tmp_path / "run:1" / Path(res["points"][0]["file"]).name).is_file()

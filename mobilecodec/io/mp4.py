@@ -5,6 +5,7 @@ PyAV is imported only here, when such a file is opened.
 
 from __future__ import annotations
 
+import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +21,13 @@ FALLBACK_FPS = 30.0
 #: a gap between two frames' timestamps this far from 1/rate (relative) means a variable frame rate
 VFR_TOLERANCE = 0.25
 _RANGE_LIMITED, _RANGE_FULL = 1, 2  # FFmpeg's AVCOL_RANGE_MPEG / AVCOL_RANGE_JPEG
+
+
+def ffmpeg_path(path: str | os.PathLike) -> str:
+    """`path` as FFmpeg (and PyAV) reads it as a file: a relative name with a colon before any slash
+    (a camera's `12:30:05.mp4`) was taken for a URL protocol ("Protocol not found")."""
+    s = os.fspath(path)
+    return "./" + s if ":" in s.split("/", 1)[0] and not os.path.isabs(s) else s
 
 
 def _av() -> Any:
@@ -93,7 +101,7 @@ class AVReader(VideoReader):
         if self.path.is_file() and self.path.stat().st_size == 0:
             raise InputError(f"no frames in {self.path} (empty file)")
         try:
-            return av.open(str(self.path), mode="r")
+            return av.open(ffmpeg_path(self.path), mode="r")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             why = getattr(exc, "strerror", None) or str(exc)
             raise InputError(f"{self.path}: cannot read video container ({why})")
