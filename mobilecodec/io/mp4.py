@@ -42,10 +42,13 @@ def av_frame_to_yuv(frame: Any) -> YUVFrame:
     """Convert a decoded `av.VideoFrame` to a limited-range yuv420p YUVFrame, honouring each plane's
     line stride. Full-range (yuvj*, 'pc' range) and RGB sources are converted to limited range, as
     ffmpeg does for yuv420p; sources of unspecified range pass through unchanged."""
+    # YUV: bicubic, FFmpeg's scaler default (with PyAV's bilinear, 4:2:2 chroma was up to 8 levels off
+    # ffmpeg's; bicubic matches it). RGB: bilinear, which stays in range where bicubic overshot to 0-255.
+    interpolation = None if frame.format.is_rgb else "BICUBIC"
     if getattr(frame, "color_range", 0) == _RANGE_FULL or frame.format.is_rgb:
-        f = frame.reformat(format="yuv420p", dst_color_range=_RANGE_LIMITED)
+        f = frame.reformat(format="yuv420p", dst_color_range=_RANGE_LIMITED, interpolation=interpolation)
     else:
-        f = frame.reformat(format="yuv420p")
+        f = frame.reformat(format="yuv420p", interpolation=interpolation)
     planes = []
     for plane in f.planes:
         h, w, stride = plane.height, plane.width, plane.line_size
@@ -64,7 +67,8 @@ def _warn_if_converted(path: Path, ctx: Any) -> None:
     what = fmt + (" full range" if full and fmt.startswith("yuv") and not fmt.startswith("yuvj") else "")
     warnings.warn(InputWarning(
         f"{path}: pixels are {what}; read as 8-bit limited-range 4:2:0 (as ffmpeg -vf scale=out_range=limited "
-        f"-pix_fmt yuv420p converts them), so quality is measured against the converted frames"))
+        f"-pix_fmt yuv420p converts them{'; chroma within a few levels at edges' if fmt.startswith(('yuv444', 'gbr', 'rgb', 'bgr')) else ''}), "
+        "so quality is measured against the converted frames"))
 
 
 class AVReader(VideoReader):
