@@ -59,8 +59,16 @@ def load_report(report: Path) -> dict:
         sys.exit(f"drift_probe: {report} is not a `mobilecodec eval --json` report")
 
 
-def summarize(report: Path, period: int, json_out: Path | None) -> dict:
+def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
     res = load_report(report)
+    coded = res.get("intra_period")
+    if period is None:
+        period = coded
+    elif coded is not None and period != coded:  # cut at another period, I-frames were counted as P-frames
+        sys.exit(f"drift_probe: {report} was coded with intra period {coded}, not --period {period}")
+    if not isinstance(period, int) or period < 4:
+        sys.exit(f"drift_probe: the drift needs intra periods of at least 4 frames (the second P-frame and a later "
+                 f"one), got {period}")
     if any("per_frame" not in p for p in res["points"]) or res["frames"] < period:
         sys.exit(f"drift_probe: {report} has no per-frame results over a whole period of {period} frames")
     summary = {}
@@ -78,8 +86,8 @@ def summarize(report: Path, period: int, json_out: Path | None) -> dict:
                                "psnr_drop_worst": float(np.max(drops)), "bits_ratio_mean": float(np.mean(ratios)),
                                "bits_ratio_worst": float(np.max(ratios)), "p_psnr_mean_curve": mean_curve.tolist()}
         marks = ", ".join(f"{i + 1}: {mean_curve[i]:.2f}" for i in (0, 7, 15, 23, period - 2) if i < len(mean_curve))
-        print(f"{p['label']:<28} {p['bpp']:.4f} bpp {p['psnr_yuv']:.3f} dB | drift mean -{np.mean(drops):.2f} dB "
-              f"(worst -{np.max(drops):.2f}), bits x{np.mean(ratios):.2f} (worst x{np.max(ratios):.2f}) | "
+        print(f"{p['label']:<28} {p['bpp']:.4f} bpp {p['psnr_yuv']:.3f} dB | drift mean {-np.mean(drops):+.2f} dB "
+              f"(worst {-np.max(drops):+.2f}), bits x{np.mean(ratios):.2f} (worst x{np.max(ratios):.2f}) | "
               f"P-frame PSNR-YUV {marks}")
     if json_out:
         write_json_atomic(json_out, summary)
@@ -101,8 +109,8 @@ def main() -> int:
                    help=f"largest speed per axis, luma pixels per frame (default {stills.MAX_SPEED}; 0: a static scene)")
     s = sub.add_parser("summarize", help="drift per checkpoint from `mobilecodec eval --json`")
     s.add_argument("report", type=Path, help="`mobilecodec eval --json` report of the probe clip")
-    s.add_argument("--period", type=positive_int, default=32,
-                   help="the intra period the clip was coded with (default 32)")
+    s.add_argument("--period", type=positive_int, default=None,
+                   help="the intra period the clip was coded with (default: the report's; another is refused)")
     s.add_argument("--json", type=Path, help="also write the summary as JSON")
     a = ap.parse_args()
     if a.cmd == "make":
