@@ -58,8 +58,10 @@ def main() -> int:
 
     model, obj = load_checkpoint(a.checkpoint)  # a missing one: CheckpointError, one line (run_main)
     cond = add_residual_conditioning(model)
+    held = bool((obj.get("meta") or {}).get("trained_on_held_out"))  # the source's exposure stays with it
     save_checkpoint(a.out, cond, beta=obj.get("beta"),
-                    meta={"converted_from": str(a.checkpoint), "conversion": "residual_conditioning, zero-initialised"})
+                    meta={"converted_from": str(a.checkpoint), "conversion": "residual_conditioning, zero-initialised",
+                          "trained_on_held_out": held})
     print(f"wrote {a.out}: {a.checkpoint} with residual conditioning (new input weights zero)")
     return 0
 

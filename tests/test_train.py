@@ -692,20 +692,24 @@ def test_residual_conditioning_conversion_codes_the_same_stream(carphone, tmp_pa
     on the warped frame with exactly zero weights on those inputs, so its residual stages compute
     what the original's do up to float summation order (wider convolutions may sum in another order
     on another CPU, so no byte equality is claimed for P-frames) and it codes the same I-frame and
-    P-frames of nearly the same size; converting it again is refused with a one-line error."""
+    P-frames of nearly the same size; converting it again is refused with a one-line error. A source
+    that saw the held-out clip passes the record on (the converted file said nothing, and `train --init`
+    from it then neither)."""
     import torch
 
-    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
     from mobilecodec.codec.video import encode_video
     from mobilecodec.models.yuv import read_packed_frames
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "add_residual_conditioning.py"
+    orig, obj = load_checkpoint("tiny_b0.0064")
+    held = save_checkpoint(tmp_path / "held.pt", orig, beta=obj["beta"], meta={"trained_on_held_out": True})
     out = tmp_path / "cond.pt"
-    proc = subprocess.run([sys.executable, str(script), "tiny_b0.0064", str(out)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(script), str(held), str(out)], capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    cond, _ = load_checkpoint(out)
-    orig, _ = load_checkpoint("tiny_b0.0064")
+    cond, cobj = load_checkpoint(out)
+    assert cobj["meta"]["trained_on_held_out"] is True and cobj["beta"] == obj["beta"]
     assert cond.cfg.conditional and not orig.cfg.conditional
     feats = orig.r_synthesis.out.weight.shape[1]
     assert cond.r_synthesis.out.weight.shape[1] == feats + 6
