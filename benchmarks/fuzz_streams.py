@@ -593,12 +593,10 @@ def main() -> int:
           f"original frames, {o['accepted_valid']} decoded as other self-consistent streams")
     for k, c in res["by_kind"].items():
         print(f"  {k:26s} " + ", ".join(f"{o} {n}" for o, n in c.items()))
-    if args.json == "-":
-        print(json.dumps(res, indent=2))
-    elif args.json:
-        from mobilecodec.fsutil import write_json_atomic
+    if args.json:  # '-': stdout, alone (run_main sends the text above to stderr)
+        from mobilecodec.cli.common import emit_json
 
-        write_json_atomic(args.json, res)
+        emit_json(res, args.json)
     return 1 if any(res[k] for k in ("crashes", "hangs", "accepted_corrupt")) else 0
 
 

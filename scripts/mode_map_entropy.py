@@ -24,10 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
 from mobilecodec.codec import block_modes  # noqa: E402
 from mobilecodec.codec import frame_coding  # noqa: E402
-from mobilecodec.cli.common import positive_int  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
 from mobilecodec.codec.video import encode_video  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.io import resolve_input  # noqa: E402
 
 
@@ -115,7 +114,7 @@ def main() -> int:
                "adaptive_left_top_previous": adaptive_bits(maps, _with_previous, 27, a.intra_period),
                "adaptive_left_previous": adaptive_bits(maps, _left_previous, 9, a.intra_period)}}
     b = res["bits_per_map"]
-    out = sys.stderr if a.json == "-" else sys.stdout  # '-': stdout holds the JSON alone
+    out = sys.stdout  # with --json -, run_main sends it to stderr: stdout holds the JSON alone
     print(f"{a.checkpoint} on {a.clip}, {a.block}x{a.block} blocks: {len(maps)} maps of "
           f"{res['blocks_per_map']} blocks; bits per map: coded {b['coded']:.0f}, frame pmf "
           f"{b['frame_pmf']:.0f}, top-neighbour "
@@ -123,10 +122,8 @@ def main() -> int:
     print(f"adaptive coders, bits per map: left+top (as coded) {b['adaptive_left_top']:.0f}, "
           f"left+top+previous {b['adaptive_left_top_previous']:.0f}, "
           f"left+previous {b['adaptive_left_previous']:.0f}", file=out)
-    if a.json == "-":
-        print(json.dumps(res, indent=2))
-    elif a.json:
-        write_json_atomic(a.json, res)
+    if a.json:
+        emit_json(res, a.json)
     return 0
 
 

@@ -94,3 +94,16 @@ def test_int_hyper_macs_match_torch_flop_counter():
         with FlopCounterMode(display=False) as fc, torch.no_grad():
             getattr(model, f"{p}_hyper_synthesis")(torch.zeros(shape))
         assert int_hyper_macs(model.int_hyper(p), shape) == fc.get_total_flops() // 2
+
+
+def test_json_to_stdout_is_the_json_alone():
+    """`--json -` of a benchmark put its report and the machine note on stdout before the JSON, so
+    `| python -m json.tool` failed ("Extra data"): the text goes to stderr, as a command's does."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(BENCH / "entropy_throughput.py"), "--symbols", "2000", "--runs", "8",
+                           "--no-roofline", "--json", "-"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout)
+    assert res["note"] and res["note"] in proc.stderr  # the text, on stderr

@@ -405,12 +405,23 @@ def emit_json(obj: Any, path: str | None) -> None:
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Run a benchmark's or script's `main` and exit with its code; the project's own errors (bad
     input, a missing checkpoint or clip: `MobileCodecError`) end it as a command's do, with
-    `<script>: error: <message>` on one line of stderr and exit code 2, instead of a traceback."""
+    `<script>: error: <message>` on one line of stderr and exit code 2, instead of a traceback. With
+    `--json -` its printed text goes to stderr and `emit_json(.., "-")` to stdout, alone."""
+    import contextlib
+
     from mobilecodec.errors import MobileCodecError
 
+    argv = sys.argv[1:]
+    to_stdout = "--json=-" in argv or any(a == "--json" and b == "-" for a, b in zip(argv, argv[1:]))
+    if to_stdout:  # as a command's `--json -`: stdout carries the JSON alone, the script's text goes to stderr
+        JSON_STDOUT.append(sys.stdout)
     try:
-        code = main()
+        with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+            code = main()
     except MobileCodecError as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if to_stdout:
+            JSON_STDOUT.pop()
     sys.exit(code or 0)
