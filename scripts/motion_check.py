@@ -90,6 +90,8 @@ def _search_table(model, frames, radii: list[int]) -> list[dict]:
     from mobilecodec.train.losses import yuv_mse
 
     block = model.cfg.warp.block_size
+    for r in radii:  # untimed: the first call of each radius compiles the search kernel (0.5 s, not search time)
+        block_match(frames[0], frames[min(1, len(frames) - 1)], block, r)
     print(f"{'frame':>5} {'zero motion':>11} " + " ".join(f"{'radius ' + str(r):>20}" for r in radii) + "   (dB, ms)")
     rows = []
     for t in range(1, len(frames)):
