@@ -35,7 +35,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=positive_int, default=60, help="frames of each training clip to crop (default 60)")
     p.add_argument("--stride", type=positive_int, default=44,
-                   help="crop grid step in pixels and frame step over the training clips' frames (default 44)")
+                   help="crop grid step in pixels (default 44); every (stride // 4)-th frame of the training "
+                        "clips is cropped (11 by default)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args()
