@@ -70,6 +70,14 @@ def main() -> int:
     reports = {path: load_report(path) for path in a.reports}  # all checked before any work
     out: dict = {"period": a.period, "windows": windows, "reports": {}}
     content = source_changes(a.content) if a.content else None
+    for path, (_, pts) in reports.items():  # before any line of the table
+        for pt in pts:
+            coded = pt.get("intra_period")
+            if coded is not None and coded != a.period:  # cut at another period, every window is "-" or wrong
+                raise InputError(f"{path}: {pt['label']} was coded with intra period {coded}, not --period {a.period}")
+            if content is not None and len(content) < len(pt["per_frame"]):
+                raise InputError(f"--content {a.content} has {len(content)} frames, {path}'s {pt['label']} "
+                                 f"{len(pt['per_frame'])}: it is not the coded clip")
     print(f"worst over the full periods of {a.period} frames: last W P-frames against W from the second on; "
           "bits ratio (bar: at most 1.5x) / PSNR-YUV drop (bar: at most 1 dB)")
     print(f"{'report':24s} {'point':20s} " + " ".join(f"{'W = ' + str(w):>17s}" for w in windows)

@@ -300,3 +300,29 @@ def test_values_no_command_can_use_are_refused_while_parsing(argv, words, tmp_pa
     assert_clean_error(cli_here(*argv), words)
     assert list(tmp_path.iterdir()) == [tmp_path / "DIR"]
 
+
+
+def test_drift_scripts_refuse_another_period_or_clip(carphone, tmp_path):
+    """scripts/drift_probe.py summarize cut a report at its --period whatever the report was coded
+    with (I-frames counted as P-frames, exit 0); scripts/drift_windows.py printed "-" everywhere for
+    another period, and with a --content clip shorter than the report an IndexError."""
+    import json
+
+    per_frame = [{"index": i, "type": "I" if i % 4 == 0 else "P", "bits": 900 if i % 4 == 0 else 100 + i,
+                  "psnr_yuv": 30.0 - 0.1 * (i % 4)} for i in range(9)]
+    point = {"label": "a", "bpp": 0.1, "psnr_yuv": 29.9, "intra_period": 4, "per_frame": per_frame}
+    report = tmp_path / "ev.json"
+    report.write_text(json.dumps({"results": [{"result": {"frames": 9, "intra_period": 4, "points": [point]}}]}))
+    probe = ROOT / "scripts" / "drift_probe.py"
+    proc = _run(str(probe), "summarize", str(report), "--period", "8")
+    assert proc.returncode != 0 and "coded with intra period 4, not --period 8" in proc.stderr, proc.stderr
+    proc = _run(str(probe), "summarize", str(report))  # the report's own period
+    assert proc.returncode == 0 and "drift mean -0.10 dB" in proc.stdout and "bits x1.01" in proc.stdout  # 103/102, 107/106
+    windows = ROOT / "scripts" / "drift_windows.py"
+    proc = _run(str(windows), str(report), "--windows", "1")
+    assert proc.returncode == 2 and "coded with intra period 4, not --period 32" in proc.stderr, proc.stderr
+    from mobilecodec.io import read_frames, write_video
+
+    write_video(tmp_path / "two.y4m", read_frames(carphone, 2), 30000 / 1001)
+    proc = _run(str(windows), str(report), "--period", "4", "--windows", "1", "--content", str(tmp_path / "two.y4m"))
+    assert proc.returncode == 2 and "has 2 frames" in proc.stderr and "not the coded clip" in proc.stderr
