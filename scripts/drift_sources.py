@@ -171,8 +171,9 @@ def main() -> None:
     if args.json:
         from mobilecodec.fsutil import write_json_atomic
 
+        finite = {k: [None if v == float("inf") else v for v in c] for k, c in curves.items()}  # JSON has no Infinity
         write_json_atomic(args.json, {"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib,
-                                      "psnr_db": curves})
+                                      "psnr_db": finite, "identical": "null: the two decodes are identical"})
 
 
 if __name__ == "__main__":
