@@ -527,8 +527,8 @@ def test_mp4_cut_with_an_edit_list_reads_the_frames_ffmpeg_shows(tmp_path):
 
 def test_variable_frame_rate_video_warns_once(tmp_path):
     """A file whose frames come at uneven times (a phone recording) is read in order at its average
-    rate with one InputWarning that says the timing is not kept; a constant-rate file, the sample
-    clips' mp4s or a rate given with --fps read silently."""
+    rate with one InputWarning that says the timing is not kept; a constant-rate file (one whose
+    container rounds its times to 1 ms too), the sample clips' mp4s or a rate given with --fps read silently."""
     import warnings
 
     cfr = tmp_path / "cfr.mp4"
@@ -537,7 +537,9 @@ def test_variable_frame_rate_video_warns_once(tmp_path):
     vfr = tmp_path / "vfr.mp4"  # frames 0-4 at 10 fps, then a 0.6 s gap: 10 frames over 1.4 s
     _ffmpeg("-i", str(cfr), "-vf", "setpts='(N+5*gte(N,5))/10/TB'", "-fps_mode", "passthrough", "-c:v", "mpeg4",
             "-bf", "0", str(vfr))
-    for path, fps, warned in ((vfr, None, True), (cfr, None, False), (vfr, 10, False)):
+    fast = tmp_path / "fast.mkv"  # constant 360 fps in Matroska's whole milliseconds: gaps of 2 and 3 ms
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=360", "-frames:v", "10", "-c:v", "ffv1", str(fast))
+    for path, fps, warned in ((vfr, None, True), (cfr, None, False), (vfr, 10, False), (fast, None, False)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with open_video(path, fps=fps) as r:
