@@ -258,6 +258,20 @@ def test_missing_file(tmp_path):
         open_video(tmp_path / "nothere.y4m")
 
 
+def test_a_pipe_or_a_folder_is_named_for_what_it_is(tmp_path):
+    """A FIFO named `f.y4m` was "not a file: f.y4m", one without an extension (`/dev/stdin`) "unsupported
+    video extension '(none)'": a pipe cannot be read here (the readers seek), as decode and info say."""
+    import os
+
+    for name in ("f.y4m", "stdin"):
+        os.mkfifo(tmp_path / name)
+        with pytest.raises(InputError, match="not a regular file \\(a pipe or a device\\): save it to a file first"):
+            open_video(tmp_path / name)
+    (tmp_path / "d.y4m").mkdir()
+    with pytest.raises(InputError, match="d.y4m is a folder, not a video file"):
+        open_video(tmp_path / "d.y4m")
+
+
 def test_unknown_extension_lists_supported(tmp_path):
     p = tmp_path / "clip.avi"
     p.write_bytes(b"x")

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_input_file(args.stream, "stream file")
     if args.output and Path(args.output).suffix.lower() not in (".y4m", ".yuv"):
-        raise InputError(f"output must be .y4m or .yuv, got {args.output}")
+        raise InputError(f"output must be a .y4m or .yuv video (NAME.y4m), got {args.output}")
     if args.package:
         if args.checkpoint:
             raise InputError("pass either --checkpoint or --package, not both")

@@ -43,8 +43,8 @@ def _check_output(args: argparse.Namespace) -> None:
 
     from mobilecodec.errors import InputError
 
-    if Path(args.output).suffix.lower() != ".mnvc":
-        raise InputError(f"output must be a .mnvc stream, got {args.output}")
+    if Path(args.output).suffix.lower() != ".mnvc":  # `.mnvc` alone has none: a name is wanted before it
+        raise InputError(f"output must be a .mnvc stream (NAME.mnvc), got {args.output}")
 
 
 def run(args: argparse.Namespace) -> int:

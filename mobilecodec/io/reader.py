@@ -23,7 +23,11 @@ def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     `fps` overrides the rate stored in the file (and is the rate of a raw .yuv, default 30);
     `max_frames` caps how many frames iteration yields. For a .y4m `size`, if given, must match.
     """
+    from mobilecodec.fsutil import check_input_file
+
     p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # /dev/stdin has no extension to complain of
+        check_input_file(p)  # a pipe or a device: the readers seek; one message, as decode's and info's
     ext = p.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise InputError(f"{p}: unsupported video extension {p.suffix or '(none)'!r}; "
@@ -31,7 +35,7 @@ def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     if not p.exists():
         raise InputError(f"no such file: {p}")
     if not p.is_file():
-        raise InputError(f"not a file: {p}")
+        raise InputError(f"{p} is a folder, not a video file")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise InputError(f"max_frames must be a positive integer, got {max_frames!r}")
     if size is not None:
