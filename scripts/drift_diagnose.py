@@ -24,8 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import positive_int  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
 from mobilecodec.metrics.psnr import psnr_from_mse  # noqa: E402
 from mobilecodec.train.data import is_held_out  # noqa: E402
 from mobilecodec.train.losses import yuv_mse  # noqa: E402
@@ -143,7 +142,7 @@ def main() -> int:
               f"{r['hf_pred']:8.2f} / {r['hf_rec']:.2f} {r['flow_mean'][0]:+9.2f}, {r['flow_mean'][1]:+.2f} "
               f"{r['flow_std']:8.2f}  {r['added_rms_levels']:12.2f} / {r['needed_rms_levels']:.2f}, {r['projection']:+.3f}")
     if args.json:
-        write_json_atomic(args.json, res)
+        emit_json(res, args.json)
     return 0
 
 

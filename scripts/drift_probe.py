@@ -24,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import parse_hw, positive_int  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.cli.common import emit_json, parse_hw, positive_int  # noqa: E402
 from mobilecodec.train import stills  # noqa: E402
 
 
@@ -63,10 +62,13 @@ def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
     res = load_report(report)
     coded = res.get("intra_period")
     if period is None:
+        if coded in (None, 1):  # an all-intra report (the content's own curve) is cut at the probe's period
+            sys.exit(f"drift_probe: {report} " + ("does not record its intra period" if coded is None else
+                     "is all-intra") + ": pass --period (the probe's period)")
         period = coded
-    elif coded is not None and period != coded:  # cut at another period, I-frames were counted as P-frames
+    elif coded not in (None, 1) and period != coded:  # cut at another period, I-frames counted as P-frames
         sys.exit(f"drift_probe: {report} was coded with intra period {coded}, not --period {period}")
-    if not isinstance(period, int) or period < 4:
+    if period < 4:
         sys.exit(f"drift_probe: the drift needs intra periods of at least 4 frames (the second P-frame and a later "
                  f"one), got {period}")
     if any("per_frame" not in p for p in res["points"]) or res["frames"] < period:
@@ -90,7 +92,7 @@ def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
               f"(worst {-np.max(drops):+.2f}), bits x{np.mean(ratios):.2f} (worst x{np.max(ratios):.2f}) | "
               f"P-frame PSNR-YUV {marks}")
     if json_out:
-        write_json_atomic(json_out, summary)
+        emit_json(summary, json_out)
     return summary
 
 

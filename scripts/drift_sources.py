@@ -169,11 +169,11 @@ def main() -> None:
     for mode, curve in curves.items():
         print(f"{mode:10s} " + " ".join(f"{v:.1f}" for v in curve))
     if args.json:
-        from mobilecodec.fsutil import write_json_atomic
+        from mobilecodec.cli.common import emit_json
 
         finite = {k: [None if v == float("inf") else v for v in c] for k, c in curves.items()}  # JSON has no Infinity
-        write_json_atomic(args.json, {"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib,
-                                      "psnr_db": finite, "identical": "null: the two decodes are identical"})
+        emit_json({"preset": args.preset, "checkpoint": args.checkpoint, "calib": args.calib,
+                                      "psnr_db": finite, "identical": "null: the two decodes are identical"}, args.json)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,8 @@ from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import positive_int, positive_ints  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int, positive_ints  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.rdresults import drift_summary, drift_trend  # noqa: E402
 
 
@@ -99,7 +98,7 @@ def main() -> int:
                              f"over the period, R2 {t['r2']:.2f}")
             print(f"{Path(path).name[:24]:24s} {str(pt['label'])[:20]:20s} " + " ".join(f"{c:>17s}" for c in cells))
     if a.json:
-        write_json_atomic(a.json, out)
+        emit_json(out, a.json)
     return 0
 
 

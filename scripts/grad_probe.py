@@ -23,8 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
-from mobilecodec.cli.common import parse_hw, positive_int  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.cli.common import emit_json, parse_hw, positive_int  # noqa: E402
 from mobilecodec.train.data import TrainingData  # noqa: E402
 from mobilecodec.train.losses import GopLoss  # noqa: E402
 from mobilecodec.train.stages import get_stage  # noqa: E402
@@ -78,8 +77,8 @@ def main() -> int:
                   " / ".join(f"{x['total']:.3g}" for x in r["runs"]) + f"   largest (seed {a.seeds[0]}): {top}",
                   flush=True)
     if a.json:
-        write_json_atomic(Path(a.json), {"checkpoint": a.checkpoint, "crop": list(a.crop),
-                                         "batch_size": a.batch_size, "results": results})
+        emit_json({"checkpoint": a.checkpoint, "crop": list(a.crop),
+                                         "batch_size": a.batch_size, "results": results}, a.json)
     return 0
 
 

@@ -63,4 +63,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _cli import run_main
+
+    run_main(main)

@@ -13,7 +13,6 @@ nothing scores.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 
@@ -87,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
             window, zero_window = [], []
     if args.json:
-        from mobilecodec.fsutil import atomic_path
+        from mobilecodec.cli.common import emit_json
 
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"options": vars(args), "history": history}, indent=1))
+        emit_json({"options": vars(args), "history": history}, args.json)
     return 0
 
 

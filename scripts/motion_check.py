@@ -18,7 +18,6 @@ the search time. It says how much prediction a search range leaves on the table.
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,11 +111,9 @@ def _search_table(model, frames, radii: list[int]) -> list[dict]:
 
 def _write_json(args, rows: list[dict]) -> None:
     if args.json:
-        from mobilecodec.fsutil import atomic_path
+        from mobilecodec.cli.common import emit_json
 
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"checkpoint": args.checkpoint, "clip": args.clip, "search": args.search,
-                                       "frames": rows}, indent=1))
+        emit_json({"checkpoint": args.checkpoint, "clip": args.clip, "search": args.search, "frames": rows}, args.json)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import parse_hw, positive_int  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.cli.common import emit_json, parse_hw, positive_int  # noqa: E402
 
 
 def objective(model, beta: float, gops: list, stage, train_mode: bool = False) -> dict:
@@ -82,8 +81,8 @@ def main() -> int:
         print(f"{name:<60} loss {r['loss']:.6f} ({100 * (r['loss'] / base - 1):+.2f} % vs float)  "
               f"bpp {r['bpp']:.4f}  PSNR {r['psnr']:.3f} dB")
     if a.json:
-        write_json_atomic(a.json, {"train_mode": a.train_mode, "gops": a.gops, "gop": a.gop, "crop": [h, w],
-                                   "data": a.data, "seed": a.seed, "beta": beta, "models": rows})
+        emit_json({"train_mode": a.train_mode, "gops": a.gops, "gop": a.gop, "crop": [h, w],
+                                   "data": a.data, "seed": a.seed, "beta": beta, "models": rows}, a.json)
     return 0
 
 

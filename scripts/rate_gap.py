@@ -25,11 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
-from mobilecodec.cli.common import positive_int  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
 from mobilecodec.codec.frame_coding import HyperpriorCoder  # noqa: E402
 from mobilecodec.entropy.gaussian import bits_from_likelihood  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
 from mobilecodec.io import pad_frame, read_frames, resolve_input  # noqa: E402
 from mobilecodec.models.yuv import frame_to_tensor  # noqa: E402
 
@@ -101,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['frame']:>5} | {m.get('train', 0):>13.0f} {m.get('round', 0):>7.0f} {m.get('coder', 0):>7.0f} | "
               f"{res['train']:>15.0f} {res['round']:>7.0f} {res['coder']:>7.0f} | x{total_train / max(total_coder, 1.0):.1f}")
     if args.json:
-        write_json_atomic(args.json, {"checkpoint": args.checkpoint, "clip": args.clip, "frames": args.frames,
-                                      "seed": args.seed, "rows": rows})
+        emit_json({"checkpoint": args.checkpoint, "clip": args.clip, "frames": args.frames,
+                                      "seed": args.seed, "rows": rows}, args.json)
     return 0
 
 

@@ -24,8 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
-from mobilecodec.cli.common import positive_int  # noqa: E402
-from mobilecodec.fsutil import write_json_atomic  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
 from mobilecodec.models.buffer import Buffer  # noqa: E402
 from mobilecodec.train.data import TrainingData  # noqa: E402
 
@@ -89,7 +88,7 @@ def main() -> int:
         print(f"after {r['depth']:2d} P-frames: forward gain after 1..{a.horizon} frames "
               + " ".join(f"{x:.3f}" for x in r["forward"]) + f"; straight-through backward gain {r['backward']:.3f}")
     if a.json:
-        write_json_atomic(Path(a.json), {"checkpoint": a.checkpoint, "results": results})
+        emit_json({"checkpoint": a.checkpoint, "results": results}, a.json)
     return 0
 
 

@@ -318,6 +318,12 @@ def test_drift_scripts_refuse_another_period_or_clip(carphone, tmp_path):
     assert proc.returncode != 0 and "coded with intra period 4, not --period 8" in proc.stderr, proc.stderr
     proc = _run(str(probe), "summarize", str(report))  # the report's own period
     assert proc.returncode == 0 and "drift mean -0.10 dB" in proc.stdout and "bits x1.01" in proc.stdout  # 103/102, 107/106
+    intra = tmp_path / "intra.json"  # an all-intra report, the content's own curve: cut at the probe's period
+    intra.write_text(json.dumps({"results": [{"result": {"frames": 9, "intra_period": 1, "points": [
+        dict(point, intra_period=1)]}}]}))
+    assert _run(str(probe), "summarize", str(intra), "--period", "4").returncode == 0
+    proc = _run(str(probe), "summarize", str(intra))
+    assert proc.returncode != 0 and "is all-intra: pass --period" in proc.stderr, proc.stderr
     windows = ROOT / "scripts" / "drift_windows.py"
     proc = _run(str(windows), str(report), "--windows", "1")
     assert proc.returncode == 2 and "coded with intra period 4, not --period 32" in proc.stderr, proc.stderr

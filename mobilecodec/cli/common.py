@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -387,11 +388,11 @@ def add_architecture_arguments(p: argparse.ArgumentParser) -> None:
                         "block, dense (per-pixel flow, grid_sample) or none (default: the config's)")
 
 
-def emit_json(obj: Any, path: str | None) -> None:
+def emit_json(obj: Any, path: str | os.PathLike | None) -> None:
     """Write `obj` as JSON to `path` ('-' for stdout), atomically for files."""
     if path is None:
         return
-    if path == "-":
+    if os.fspath(path) == "-":
         out = JSON_STDOUT[-1] if JSON_STDOUT else sys.stdout
         json.dump(obj, out, indent=2)
         out.write("\n")

