@@ -214,6 +214,32 @@ def test_a_seed_outside_what_numpy_and_torch_take_is_one_line(command, seed, tmp
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
 
 
+def test_a_frame_rate_may_be_given_as_a_ratio(tmp_path):
+    """`--fps 30000/1001`, how ffmpeg and y4m headers write NTSC rates, was refused ("expected a
+    number"): a raw .yuv is coded at exactly that rate now."""
+    import argparse
+
+    from cli_run import cli_here
+    from mobilecodec.cli.common import frame_rate
+    from mobilecodec.io import open_video, read_frames, samples
+
+    assert frame_rate("30000/1001") == 30000 / 1001 and frame_rate("25") == 25.0
+    for bad, needle in (("1/0", "30000/1001"), ("a/b", "30000/1001"), ("-30/1", "0.001..1000")):
+        with pytest.raises(argparse.ArgumentTypeError, match=needle):
+            frame_rate(bad)
+    raw = tmp_path / "c.yuv"
+    raw.write_bytes(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes()
+                             for f in read_frames(samples.sample_clip("carphone"), 2)))
+    p = cli_here("encode", raw, "--size", "176x144", "--fps", "30000/1001", "--checkpoint", "tiny_b0.0064",
+                 "-o", tmp_path / "c.mnvc", "--no-progress", "--json", tmp_path / "e.json")
+    assert p.returncode == 0, p.stderr
+    d = cli_here("decode", tmp_path / "c.mnvc", "--checkpoint", "tiny_b0.0064", "-o", tmp_path / "d.y4m",
+                 "--no-progress")
+    assert d.returncode == 0, d.stderr
+    with open_video(tmp_path / "d.y4m") as r:
+        assert (r.rate.numerator, r.rate.denominator) == (30000, 1001)
+
+
 def test_comma_separated_argument_types():
     """The one `positive_ints` / `choice_list` of the CLI, the benchmarks and the scripts: blanks
     between commas skipped, an empty list or a bad item refused with the item named."""

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, metavar="N", help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, metavar="WxH", help="frame size of a raw .yuv input")
     p.add_argument("--fps", type=frame_rate, metavar="F",
-                   help="frame rate of a raw .yuv input (overrides the file's rate otherwise)")
+                   help="frame rate of a raw .yuv input, e.g. 25, 29.97 or 30000/1001 (overrides the file's rate otherwise)")
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601",
                    help="YUV->RGB matrix for PSNR-RGB and MS-SSIM-RGB (default bt601)")
     p.add_argument("--intra-period", type=positive_int, metavar="N",

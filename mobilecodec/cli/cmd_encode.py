@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=None, help="encode only the first N frames")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of a raw .yuv input")
     p.add_argument("--fps", type=frame_rate, default=None,
-                   help="frame rate to record: a raw .yuv input's (default 30), or instead of a .y4m/.mp4 file's")
+                   help="frame rate to record, e.g. 25 or 30000/1001: a raw .yuv input's (default 30), or instead of a .y4m/.mp4 file's")
     add_threads_argument(p)
     add_refine_argument(p)
     add_block_modes_argument(p)

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_block_modes_argument(p)
     p.add_argument("--save-decoded", action="store_true", help="also keep the decoded videos in OUT/streams/")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of raw .yuv inputs")
-    p.add_argument("--fps", type=frame_rate, default=None, help="frame rate of raw .yuv inputs (default 30)")
+    p.add_argument("--fps", type=frame_rate, default=None, help="frame rate of raw .yuv inputs, e.g. 25 or 30000/1001 (default 30)")
     add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the whole report as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

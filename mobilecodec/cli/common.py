@@ -283,11 +283,20 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 
 
 def frame_rate(text: str) -> float:
-    """argparse type for --fps: a number within the readers' and the stream header's range
-    (`io.frame.MIN_FPS`..`MAX_FPS`), refused at parse time with the value as typed."""
+    """argparse type for --fps: a number or a ratio as ffmpeg and y4m write it (30000/1001) within the
+    readers' and the stream header's range (`io.frame.MIN_FPS`..`MAX_FPS`), refused at parse time with
+    the value as typed."""
+    from fractions import Fraction
+
     from mobilecodec.io.frame import MAX_FPS, MIN_FPS
 
-    v = positive_float(text)
+    if "/" in text:
+        try:
+            v = float(Fraction(text.strip()))
+        except (ValueError, ZeroDivisionError):
+            raise argparse.ArgumentTypeError(f"expected a frame rate such as 25, 29.97 or 30000/1001, got {text!r}")
+    else:
+        v = positive_float(text)
     if not MIN_FPS <= v <= MAX_FPS:
         raise argparse.ArgumentTypeError(f"expected a frame rate within {float(MIN_FPS):g}..{float(MAX_FPS):g} "
                                          f"fps, got {text!r}")
