@@ -539,6 +539,26 @@ def test_mp4_cut_with_an_edit_list_reads_the_frames_ffmpeg_shows(tmp_path):
         assert np.array_equal(g.y, w.y) and np.array_equal(g.u, w.u) and np.array_equal(g.v, w.v)
 
 
+def test_the_video_track_is_the_one_ffmpeg_picks(tmp_path):
+    """A file with two video tracks (a 64x64 still first, the 176x144 video second) was read from
+    its first track whatever it marked: the track ffmpeg codes is read now (its rule: picture area,
+    plus a bonus for the default track), checked against ffmpeg's own choice."""
+    import imageio_ffmpeg
+
+    small, big = tmp_path / "small.mkv", tmp_path / "big.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x64:r=1", "-frames:v", "1", "-c:v", "ffv1", str(small))
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=176x144:r=10", "-frames:v", "3", "-c:v", "ffv1", str(big))
+    for marks in (["-disposition:v:0", "0", "-disposition:v:1", "0"], ["-disposition:v:1", "default"], []):
+        two = tmp_path / f"two{len(marks)}.mkv"
+        _ffmpeg("-i", str(small), "-i", str(big), "-map", "0:v", "-map", "1:v", "-c", "copy", *marks, str(two))
+        picked = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(two), "-f", "null", "-"],
+                                capture_output=True, text=True, timeout=120).stderr
+        want = (176, 144) if "Stream #0:1 -> #0:0" in picked else (64, 64)
+        with open_video(two) as r:
+            assert (r.width, r.height) == want, (marks, picked[-400:])
+        assert len(read_frames(two)) == (3 if want == (176, 144) else 1)
+
+
 def test_variable_frame_rate_video_warns_once(tmp_path):
     """A file whose frames come at uneven times (a phone recording) is read in order at its average
     rate with one InputWarning that says the timing is not kept; a constant-rate file (one whose

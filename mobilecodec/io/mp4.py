@@ -111,9 +111,18 @@ class AVReader(VideoReader):
             raise InputError(f"{self.path}: cannot read video container ({why})")
 
     def _stream(self, container: Any) -> Any:
-        if not container.streams.video:
+        """The video stream ffmpeg itself picks (its automatic selection: picture area, plus 5,000,000
+        for the default track), cover art and stills aside; the first one was read whatever the file
+        marked as its video."""
+        av = _av()
+        moving = [s for s in container.streams.video
+                  if not s.disposition & (av.stream.Disposition.attached_pic | av.stream.Disposition.still_image)]
+        streams = moving or list(container.streams.video)
+        if not streams:
             raise InputError(f"{self.path}: no video stream in container")
-        return container.streams.video[0]
+        default = av.stream.Disposition.default
+        return max(streams, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)
+                   + 5_000_000 * bool(s.disposition & default))
 
     def _frames(self) -> Iterator[YUVFrame]:
         av = _av()
