@@ -412,6 +412,25 @@ def test_y4m_interlacing_and_pixel_aspect_are_reported(tmp_path):
         read("A12")
 
 
+def test_container_interlacing_is_reported(tmp_path, carphone: Path):
+    """The same of an .mp4 marked interlaced (top field first), coded silently before. Its pixel
+    aspect ratio is not warned of: the bundled carphone is 128:117, so every use of it would be."""
+    import warnings
+
+    def read(name: str, *args: str) -> list[str]:
+        p = tmp_path / name
+        _ffmpeg("-i", str(carphone), "-frames:v", "2", "-c:v", "libx264", *args, str(p))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert len(read_frames(p)) == 2
+        return [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+
+    assert read("plain.mp4") == []
+    assert read("sar.mp4", "-vf", "setsar=12/11") == []
+    assert ["interlaced video (top field first) is coded as progressive" in m
+            for m in read("il.mp4", "-flags", "+ilme+ildct")] == [True]
+
+
 def test_cli_prints_input_warnings_on_one_line(tmp_path, carphone: Path, tiny_checkpoint, capsys):
     """A command reading an interlaced, non-square-pixel clip codes it and says so, each warning
     once, on one line of stderr."""

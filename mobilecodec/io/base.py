@@ -11,6 +11,27 @@ from mobilecodec.errors import InputError
 from mobilecodec.io.frame import YUVFrame, frame_from_bytes
 
 
+def warn_interlaced(path: str | Path, what: str) -> None:
+    """One InputWarning: interlaced video (`what`: how the file says so) is coded as progressive frames."""
+    import warnings
+
+    from mobilecodec.errors import InputWarning
+
+    warnings.warn(InputWarning(
+        f"{path}: interlaced {what} is coded as progressive frames, both fields "
+        f"together; deinterlace it first for a cleaner result, e.g. ffmpeg -i IN -vf bwdif OUT.y4m"))
+
+
+def warn_pixel_aspect(path: str | Path, num: int, den: int) -> None:
+    """One InputWarning: a non-square pixel aspect ratio is not kept (decodes are square-pixel)."""
+    import warnings
+
+    from mobilecodec.errors import InputWarning
+
+    warnings.warn(InputWarning(f"{path}: pixel aspect ratio {num}:{den} is not kept; decoded .y4m files are "
+                               f"written with square pixels (A1:1)"))
+
+
 class VideoReader:
     """A video opened for reading; iterate it to get `YUVFrame`s one at a time.
 

@@ -14,13 +14,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from mobilecodec.errors import InputError, InputWarning
-from mobilecodec.io.base import VideoReader, limit_frames
+from mobilecodec.io.base import VideoReader, limit_frames, warn_interlaced
 from mobilecodec.io.frame import YUVFrame, check_rate, check_size, fps_to_fraction
 
 FALLBACK_FPS = 30.0
 #: a gap between two frames' timestamps this far from 1/rate (relative) means a variable frame rate
 VFR_TOLERANCE = 0.25
 _RANGE_LIMITED, _RANGE_FULL = 1, 2  # FFmpeg's AVCOL_RANGE_MPEG / AVCOL_RANGE_JPEG
+# FFmpeg's AVFieldOrder values of interlaced video (0: unknown, 1: progressive)
+_INTERLACED = {2: "top field first", 3: "bottom field first", 4: "top coded first, bottom shown first",
+               5: "bottom coded first, top shown first"}
 
 
 def ffmpeg_path(path: str | os.PathLike) -> str:
@@ -98,6 +101,9 @@ class AVReader(VideoReader):
             self.num_frames = limit_frames(_shown_frames(stream, self.rate if not self._rate_given else None),
                                            max_frames)
             _warn_if_converted(self.path, ctx)
+            # (a container's pixel aspect ratio is not warned of: the bundled carphone itself is 128:117)
+            if getattr(ctx, "field_order", 0) in _INTERLACED:
+                warn_interlaced(self.path, f"video ({_INTERLACED[ctx.field_order]})")
         finally:
             container.close()
 

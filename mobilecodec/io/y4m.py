@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from mobilecodec.errors import InputError, InputWarning
-from mobilecodec.io.base import FileVideoReader, limit_frames
+from mobilecodec.errors import InputError
+from mobilecodec.io.base import FileVideoReader, limit_frames, warn_interlaced, warn_pixel_aspect
 from mobilecodec.io.frame import YUVFrame, check_rate, check_size, fps_to_fraction, frame_nbytes
 
 MAGIC = b"YUV4MPEG2"
@@ -66,14 +65,10 @@ def parse_header(line: bytes, path: Path | str = "<y4m>", fps_given: bool = Fals
             elif tag == "C":
                 chroma = value
             elif tag == "I" and value in ("t", "b", "m"):
-                warnings.warn(InputWarning(
-                    f"{path}: interlaced y4m (I{value}) is coded as progressive frames, both fields "
-                    f"together; deinterlace it first for a cleaner result, e.g. ffmpeg -i IN -vf bwdif OUT.y4m"))
+                warn_interlaced(path, f"y4m (I{value})")
             elif tag == "A" and value not in ("1:1", "0:0"):
                 num, den = (int(v) for v in value.split(":"))  # a malformed tag is a bad field
-                warnings.warn(InputWarning(
-                    f"{path}: pixel aspect ratio {num}:{den} is not kept; decoded .y4m files are "
-                    f"written with square pixels (A1:1)"))
+                warn_pixel_aspect(path, num, den)
             elif tag == "X" and value.startswith("YSCSS="):
                 xyscss = value[len("YSCSS="):]
             elif tag == "X" and value.upper() == "COLORRANGE=FULL":
