@@ -25,9 +25,12 @@ def mix_checkpoints(iframe_model, pframe_model):
 
     from mobilecodec.errors import InputError
 
-    if iframe_model.cfg.to_dict() != pframe_model.cfg.to_dict():
-        raise InputError(f"the two checkpoints have different configs ({iframe_model.cfg.name!r}, "
-                         f"{pframe_model.cfg.name!r}): nothing to mix")
+    a, b = iframe_model.cfg.to_dict(), pframe_model.cfg.to_dict()
+    if a != b:  # two 'tiny' configs may differ in a field alone: name those
+        fields = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        what = (f"{iframe_model.cfg.name!r}, {pframe_model.cfg.name!r}" if "name" in fields
+                else f"{iframe_model.cfg.name!r} with other {', '.join(fields)}")
+        raise InputError(f"the two checkpoints have different configs ({what}): nothing to mix")
     mixed = copy.deepcopy(pframe_model)
     state = mixed.state_dict()
     taken = {k: v for k, v in iframe_model.state_dict().items() if k.startswith("i_")}

@@ -768,6 +768,16 @@ def test_mixed_checkpoint_takes_iframe_codec_from_one_and_pframes_from_other(car
                           str(tmp_path / "bad.pt")], capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode != 0 and "different configs" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+    sys.path.insert(0, str(script.parent))  # two 'tiny' configs apart in a field: it is named ('tiny', 'tiny' before)
+    try:
+        from add_residual_conditioning import add_residual_conditioning
+        from mix_checkpoints import mix_checkpoints
+    finally:
+        sys.path.remove(str(script.parent))
+    from mobilecodec.errors import InputError
+
+    with pytest.raises(InputError, match="different configs \\('tiny' with other residual_conditioning\\)"):
+        mix_checkpoints(a, add_residual_conditioning(b))
 
 
 def test_rate_gap_prices_p_frames_three_ways(tmp_path):
