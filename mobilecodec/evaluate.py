@@ -114,6 +114,7 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
     computed (fewer than `min_points` points on a curve, by default the ones `bdrate` needs; curves
     not monotonic or not overlapping)."""
     from mobilecodec.metrics import bd_rate
+    from mobilecodec.metrics.bd import curve_overlap
     from mobilecodec.rdresults import check_bd_points, check_same_matrix, rd_curve
 
     out: dict[str, Any] = {"anchor": anchor.get("codec"), "test": test.get("codec"), "method": BD_METHOD,
@@ -133,6 +134,7 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
             ra, da = rd_curve(anchor, m)
             rt, dt = rd_curve(test, m)
             out["bd_rate"][m] = bd_rate(ra, da, rt, dt, method=BD_METHOD)
+            out.setdefault("quality_overlap", {})[m] = curve_overlap(da, dt)  # how much of each curve it covers
         except InputError as exc:
             out["metric_errors"][m] = str(exc)
     if not out["bd_rate"]:
@@ -432,6 +434,8 @@ def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[
 
 def format_report(report: dict) -> str:
     """The stdout tables: RD points, I- vs P-frame averages and BD-rates per input."""
+    from mobilecodec.metrics.bd import overlap_note
+
     lines: list[str] = []
     for entry in report["results"]:
         res = entry["result"]
@@ -477,6 +481,9 @@ def format_report(report: dict) -> str:
                 vals = ", ".join(f"{m} {v:+.2f}%" for m, v in bd["bd_rate"].items())
                 vals += "".join(f", {m} not computed: {why}" for m, why in bd.get("metric_errors", {}).items())
                 lines.append(f"BD-rate vs {bd['anchor']}{curve} ({bd['method']}; negative = fewer bits): {vals}")
+                for m, o in (bd.get("quality_overlap") or {}).items():
+                    if o["low"]:
+                        lines.append(f"note: {m}: {overlap_note(o, 'quality', '' if m == 'ms_ssim_rgb' else ' dB')}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -300,7 +300,9 @@ def drift_trend(point: dict, content: list[float], period: int) -> dict | None:
     se = np.sqrt(np.diag(sigma2 * np.linalg.pinv(x.T @ x)))
     steps = period - 3  # from the second P-frame (position 2) to the last (period - 1)
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    return {"frames": len(rows), "per_frame_pct": 100 * math.expm1(coef[2]), "per_frame_se_pct": 100 * float(se[2]),
+    # the per-frame growth in percent, and its SE on that scale (delta method: d expm1(b) = exp(b) db)
+    return {"frames": len(rows), "per_frame_pct": 100 * math.expm1(coef[2]),
+            "per_frame_se_pct": 100 * math.exp(coef[2]) * float(se[2]),
             "over_period": math.exp(coef[2] * steps),
             "over_period_2se": [math.exp((coef[2] - 2 * se[2]) * steps), math.exp((coef[2] + 2 * se[2]) * steps)],
             "content_elasticity": float(coef[1]), "r2": 1 - float(resid @ resid) / ss_tot if ss_tot > 0 else 1.0}

@@ -235,6 +235,28 @@ def test_bdrate_x265_vs_x264_is_finite(sweep, tmp_path):
     assert saved["results"][0]["bd_rate_percent"] == pytest.approx(rows["psnr_yuv"][0], abs=0.006)
 
 
+def test_bdrate_flags_curves_that_barely_overlap(sweep, tmp_path):
+    """A test curve that meets the anchor at one end (x265 ultrafast CRF 12-26, 36.7-45.9 dB, against
+    x264 medium CRF 23-38, 29.8-37.9 dB, 10 frames; 1.2 dB shared) gave a confident "+66.8 %" averaged
+    over 15 % of the anchor's range and 13 % of the test's (bjontegaard warns of it): the figure comes
+    with a note and the JSON with each curve's share; curves that overlap well carry none."""
+    hi = tmp_path / "x265_hi.json"
+    code, _, err = _cli("baseline", "--codec", "x265", "--preset", "ultrafast", "--crf", "12,16,21,26", "--frames",
+                        str(FRAMES), str(sweep["source"]), "-o", str(tmp_path / "hi"), "--json", str(hi),
+                        "--no-progress")
+    assert code == 0, err
+    anchor = str(sweep["out"] / "x264_medium.json")
+    code, stdout, err = _cli("bdrate", anchor, str(hi), "--metric", "psnr_yuv", "--json", str(tmp_path / "bd.json"))
+    assert code == 0, err
+    assert "note: BD-rate: the curves share" in stdout and "the figure averages over that alone" in stdout
+    row = json.loads((tmp_path / "bd.json").read_text())["results"][0]
+    o = row["quality_overlap"]
+    assert row["bd_rate_percent"] is not None and o["low"] and 0 < o["shared"] and max(o["of_anchor"], o["of_test"]) < 0.5
+    code, stdout, err = _cli("bdrate", anchor, str(sweep["out"] / "x265_medium.json"), "--json", str(tmp_path / "ok.json"))
+    assert code == 0 and "note: BD-" not in stdout, stdout
+    assert not any(r["notes"] for r in json.loads((tmp_path / "ok.json").read_text())["results"])
+
+
 def test_bdrate_of_the_coded_frames_only(sweep, tmp_path):
     """`bdrate --payload` compares packet bits without the .mp4 container, which costs x265 more
     than x264 (its parameter sets): on these 10 frames x265 gains against x264, as the README's 120

@@ -474,6 +474,20 @@ def test_drift_trend_recovers_a_known_position_effect():
     assert t["r2"] == pytest.approx(1.0, abs=1e-12) and t["per_frame_se_pct"] < 1e-6
     assert drift_trend({"per_frame": per_frame[:9]}, content, period)["frames"] == 6  # one full period
     assert drift_trend({"per_frame": per_frame[:7]}, content, period) is None  # no full period
+    # with noise, its SE is on the scale of the figure it qualifies (percent per frame: exp(b) x SE of b,
+    # not 100 x SE of the log coefficient b, which understated it), from an OLS fit made here
+    import numpy as np
+
+    noisy = [dict(f, bits=f["bits"] * math.exp(0.3 * math.sin(3.1 * f["index"]))) for f in per_frame]
+    rows = [f for f in noisy if f["type"] == "P" and 2 <= f["index"] % period and f["index"] < 16]
+    x = np.array([[1.0, math.log1p(content[f["index"]]), f["index"] % period] for f in rows])
+    y = np.log([f["bits"] for f in rows])
+    b, *_ = np.linalg.lstsq(x, y, rcond=None)
+    r = y - x @ b
+    se = math.sqrt((r @ r) / (len(rows) - 3) * np.linalg.inv(x.T @ x)[2, 2])
+    t = drift_trend({"per_frame": noisy}, content, period)
+    assert t["per_frame_se_pct"] == pytest.approx(100 * math.exp(b[2]) * se, rel=1e-9)
+    assert t["over_period_2se"][1] == pytest.approx(math.exp((b[2] + 2 * se) * 5), rel=1e-9)
 
 
 def test_interrupted_eval_leaves_nothing(carphone, tmp_path):

@@ -35,7 +35,10 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
             ) -> list[dict[str, Any]]:
     """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric; each curve
     needs `rdresults.BD_MIN_POINTS` points (`check_bd_points`), as for `eval`."""
+    import math
+
     from mobilecodec.metrics import bd_psnr, bd_rate
+    from mobilecodec.metrics.bd import curve_overlap, overlap_note
     from mobilecodec.rdresults import check_bd_points, check_same_matrix, rd_curve
 
     from mobilecodec.errors import InputError
@@ -51,6 +54,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
     check_bd_points(test, "test")
     rows, reasons = [], []
     for m in metrics:
+        row: dict = {"metric": m}
         try:  # a curve this metric cannot use (e.g. a non-finite value) leaves the other metrics
             check_same_matrix(anchor, test, m)
             ra, da = rd_curve(anchor, m)
@@ -61,8 +65,20 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
         else:
             rate, why_rate = attempt(bd_rate, ra, da, rt, dt)
             quality, why_quality = attempt(bd_psnr, ra, da, rt, dt)
-        rows.append({"metric": m, "bd_rate_percent": rate, "bd_quality": quality,
-                     "bd_rate_error": why_rate, "bd_quality_error": why_quality})
+            # how much of each curve the figures average over: flagged when little of either
+            row["quality_overlap"] = curve_overlap(da, dt)
+            if min(ra) > 0 and min(rt) > 0:  # else bd_psnr said why
+                row["rate_overlap"] = curve_overlap([math.log10(r) for r in ra], [math.log10(r) for r in rt])
+            notes = []
+            if rate is not None and row["quality_overlap"]["low"]:
+                unit = "" if m == "ms_ssim_rgb" else " dB"
+                notes.append(f"BD-rate: {overlap_note(row['quality_overlap'], 'quality', unit)}")
+            if quality is not None and row.get("rate_overlap", {}).get("low"):
+                notes.append(f"BD-quality: {overlap_note(row['rate_overlap'], 'log10 rate', '')}")
+            row["notes"] = notes
+        row.update({"bd_rate_percent": rate, "bd_quality": quality,
+                    "bd_rate_error": why_rate, "bd_quality_error": why_quality})
+        rows.append(row)
         reasons += [r for r in dict.fromkeys((why_rate, why_quality)) if r]
     if all(r["bd_rate_percent"] is None and r["bd_quality"] is None for r in rows):
         raise InputError(reasons[0])
@@ -107,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         for why in dict.fromkeys((r["bd_rate_error"], r["bd_quality_error"])):
             if why:
                 print(f"  n/a: {why}")
+        for n in r.get("notes", []):
+            print(f"  note: {n}")
     def curve(res: dict) -> dict:
         return {"codec": res["codec"], "preset": res.get("preset"), "points": len(res["points"]),
                 "frames": res["frames"]}

@@ -97,6 +97,32 @@ def _mean_difference(
     return (integrals[1] - integrals[0]) / (hi - lo)
 
 
+#: below this share of both curves' ranges, a BD figure averages over too little of either to mean much
+MIN_BD_OVERLAP = 0.5
+
+
+def curve_overlap(anchor: Sequence[float], test: Sequence[float]) -> dict[str, float]:
+    """The range two curves share on one axis (quality for BD-rate, log10 rate for BD-quality) and the
+    share of each curve's own range it is: a BD figure averages over that shared range alone, so two
+    curves that meet at their ends give a number (bjontegaard flags it) that describes neither.
+    `low` is True when it covers less than `MIN_BD_OVERLAP` of both curves."""
+    lo, hi = max(min(anchor), min(test)), min(max(anchor), max(test))
+    shared = max(0.0, float(hi - lo))
+
+    def share(v: Sequence[float]) -> float:
+        span = float(max(v) - min(v))
+        return shared / span if span > 0 else 0.0
+
+    a, t = share(anchor), share(test)
+    return {"shared": shared, "of_anchor": a, "of_test": t, "low": max(a, t) < MIN_BD_OVERLAP}
+
+
+def overlap_note(o: dict[str, float], what: str, unit: str) -> str:
+    """One line saying how little of the curves a BD figure covers (for `curve_overlap(..)['low']`)."""
+    return (f"the curves share {o['shared']:.3g}{unit} of {what}, {100 * o['of_anchor']:.0f} % of the anchor's range "
+            f"and {100 * o['of_test']:.0f} % of the test's: the figure averages over that alone")
+
+
 def _curves(rate_anchor: Sequence[float], dist_anchor: Sequence[float], rate_test: Sequence[float],
             dist_test: Sequence[float], method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(log rate, quality) of the anchor, then of the test, after checking both and the method."""
