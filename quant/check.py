@@ -30,6 +30,7 @@ from mobilecodec.evaluate import rd_result
 from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import validate_coding
 from mobilecodec.io import read_frames, warn_fewer_frames
+from mobilecodec.metrics.bd import curve_overlap
 from mobilecodec.rdresults import BD_MIN_POINTS, QUALITY_METRICS
 
 FORMAT = "mobilecodec-check-int8"
@@ -163,8 +164,8 @@ def judge_curves(float_q: Sequence[float], int8_q: Sequence[float], min_span: fl
         return out
     flo, fhi, qlo, qhi = min(float_q), max(float_q), min(int8_q), max(int8_q)
     fspan, qspan = fhi - flo, qhi - qlo
-    shared = max(0.0, min(fhi, qhi) - max(flo, qlo))
-    frac = shared / max(fspan, qspan) if max(fspan, qspan) > 0 else 0.0
+    o = curve_overlap(float_q, int8_q)
+    shared, frac = o["shared"], min(o["of_anchor"], o["of_test"])  # the share of the wider curve's range
     out.update(float_range=[flo, fhi], int8_range=[qlo, qhi], float_span_db=fspan, int8_span_db=qspan,
                overlap_db=shared, overlap_fraction=frac)
     reasons = [f"the {k} curve spans only {v:.3f} dB (< {min_span:g} dB)"
