@@ -547,10 +547,27 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def json_finite(obj: Any) -> Any:
+    """`obj` with every inf or NaN float replaced by None: JSON has no Infinity (Python writes one that
+    jq and JSON.parse refuse). An infinite PSNR (identical planes) is thus written as null."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: json_finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """`obj` as indented, strictly valid JSON text (non-finite floats as null: `json_finite`)."""
+    return json.dumps(json_finite(obj), indent=2, allow_nan=False)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path` through a temporary file."""
+    """Write `obj` as indented JSON (`json_text`) to `path` through a temporary file."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json_text(obj) + "\n")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

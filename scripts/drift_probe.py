@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.cli.common import emit_json, parse_hw, positive_int  # noqa: E402
+from mobilecodec.metrics.psnr import frame_psnr  # noqa: E402
 from mobilecodec.train import stills  # noqa: E402
 
 
@@ -80,9 +81,9 @@ def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
         for start in range(0, len(frames) - period + 1, period):
             per = frames[start:start + period]
             second, last = per[2], per[-1]
-            drops.append(second["psnr_yuv"] - last["psnr_yuv"])
+            drops.append(frame_psnr(second) - frame_psnr(last))  # a lossless frame (null, inf) as the means count it
             ratios.append(last["bits"] / second["bits"])
-            curves.append([f["psnr_yuv"] for f in per[1:]])
+            curves.append([frame_psnr(f) for f in per[1:]])
         mean_curve = np.mean(curves, axis=0)
         summary[p["label"]] = {"bpp": p["bpp"], "psnr_yuv": p["psnr_yuv"], "psnr_drop_mean": float(np.mean(drops)),
                                "psnr_drop_worst": float(np.max(drops)), "bits_ratio_mean": float(np.mean(ratios)),

@@ -12,9 +12,12 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+
+from mobilecodec.rdresults import drift_summary
 
 from cli_run import assert_clean_error, cli_here
 
@@ -361,19 +364,29 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
         assert "'curves' must be a list" in _bdrate_error(good, tmp_path / "curves.json")
 
 
+def _strict_json(text: str) -> Any:
+    """JSON as jq and JSON.parse read it: no Infinity or NaN (Python's json writes and reads them)."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_a_lossless_frame_counts_as_100_db_in_the_mean(carphone, tmp_path):
-    """CRF 0 is lossless: every frame's PSNR is inf (checked here on PyAV's decode), and the point's
-    mean counts each at 100 dB, as x264 reports it, so the sweep is written and plotted; the lossy
-    point's mean is the plain mean of its frames' PSNRs."""
-    code, _, err = _cli("baseline", "--codec", "x264", "--crf", "0,30", "--frames", "2", str(carphone),
-                        "-o", str(tmp_path), "--no-progress")
+    """CRF 0 is lossless: every frame's PSNR is inf (checked here on PyAV's decode), written as null
+    (JSON has no Infinity: the file and `--json -` parse strictly), and the point's mean counts each
+    at 100 dB, as x264 reports it, so the sweep is written and plotted; the lossy point's mean is the
+    plain mean of its frames' PSNRs."""
+    code, stdout, err = _cli("baseline", "--codec", "x264", "--crf", "0,30", "--frames", "2", str(carphone),
+                             "-o", str(tmp_path), "--no-progress", "--json", "-")
     assert code == 0, err
-    res = json.loads((tmp_path / "x264_medium.json").read_text())
+    res = _strict_json((tmp_path / "x264_medium.json").read_text())
+    assert _strict_json(stdout)["points"][0]["per_frame"] == res["points"][0]["per_frame"]
     src = _source_frames(carphone, 2)
     lossless, lossy = res["points"]
     planes, _, _ = _decode(tmp_path / lossless["file"])
     assert all(_psnr(a, b) == math.inf for s, d in zip(src, planes) for a, b in zip(s, d))
-    assert [f["psnr_y"] for f in lossless["per_frame"]] == [math.inf, math.inf]
+    assert [f[k] for f in lossless["per_frame"] for k in ("psnr_y", "psnr_yuv", "psnr_rgb")] == [None] * 6
     assert lossless["psnr_y"] == lossless["psnr_yuv"] == 100.0
     planes, _, _ = _decode(tmp_path / lossy["file"])
     want = np.mean([_psnr(s[0], d[0]) for s, d in zip(src, planes)])
@@ -515,9 +528,10 @@ def test_a_lossless_period_drifts_by_0_db(carphone, tmp_path):
     code, out, err = _cli("baseline", "--codec", "x264", "--preset", "ultrafast", "--crf", "0", "--frames", "8",
                           "--intra-period", "4", str(carphone), "-o", str(tmp_path), "--no-progress")
     assert code == 0, err
-    drift = json.loads((tmp_path / "x264_ultrafast_ip4.json").read_text())["points"][0]["drift"]
-    assert all(f["psnr_yuv"] == math.inf for f in json.loads((tmp_path / "x264_ultrafast_ip4.json").read_text())
-               ["points"][0]["per_frame"])
+    point = _strict_json((tmp_path / "x264_ultrafast_ip4.json").read_text())["points"][0]
+    drift = point["drift"]
+    assert all(f["psnr_yuv"] is None for f in point["per_frame"])  # inf, as JSON writes it
+    assert drift_summary(point) == drift  # read back: null counts as the means count inf
     assert [r["psnr_yuv_drop"] for r in drift["periods"]] == [0.0, 0.0] and drift["worst_psnr_yuv_drop"] == 0.0
     assert "nan" not in out.lower() and "PSNR-YUV +0.00 dB" in out
 

@@ -344,6 +344,11 @@ def test_drift_scripts_refuse_another_period_or_clip(carphone, tmp_path):
     assert proc.returncode != 0 and "coded with intra period 4, not --period 8" in proc.stderr, proc.stderr
     proc = _run(str(probe), "summarize", str(report))  # the report's own period
     assert proc.returncode == 0 and "drift mean -0.10 dB" in proc.stdout and "bits x1.01" in proc.stdout  # 103/102, 107/106
+    lossless = tmp_path / "lossless.json"  # a lossless frame's PSNR is null in JSON (it has no Infinity): a TypeError
+    lossless.write_text(json.dumps({"results": [{"result": {"frames": 9, "intra_period": 4, "points": [
+        dict(point, per_frame=[dict(f, psnr_yuv=None) for f in per_frame])]}}]}))
+    proc = _run(str(probe), "summarize", str(lossless))
+    assert proc.returncode == 0 and "0.00 dB (worst " in proc.stdout and ": 100.00" in proc.stdout, proc.stderr
     intra = tmp_path / "intra.json"  # an all-intra report, the content's own curve: cut at the probe's period
     intra.write_text(json.dumps({"results": [{"result": {"frames": 9, "intra_period": 1, "points": [
         dict(point, intra_period=1)]}}]}))

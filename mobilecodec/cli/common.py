@@ -402,9 +402,10 @@ def emit_json(obj: Any, path: str | os.PathLike | None) -> None:
     if path is None:
         return
     if os.fspath(path) == "-":
+        from mobilecodec.fsutil import json_text
+
         out = JSON_STDOUT[-1] if JSON_STDOUT else sys.stdout
-        json.dump(obj, out, indent=2)
-        out.write("\n")
+        out.write(json_text(obj) + "\n")
         out.flush()
         return
     from mobilecodec.fsutil import write_json_atomic

@@ -9,7 +9,7 @@ import numpy as np
 
 from mobilecodec.metrics.color import psnr_rgb
 from mobilecodec.metrics.msssim import ms_ssim_rgb
-from mobilecodec.metrics.psnr import PSNR_CAP_DB, frame_psnr, psnr_yuv
+from mobilecodec.metrics.psnr import PSNR_CAP_DB, capped_psnr, frame_psnr, psnr_yuv
 from mobilecodec.rdresults import QUALITY_METRICS
 
 
@@ -23,7 +23,7 @@ def frame_metrics(ref: Any, dist: Any, matrix: str) -> dict[str, float]:
 
 def mean_psnr(values: Iterable[float]) -> float:
     """The mean of per-frame PSNRs (dB), each capped at `PSNR_CAP_DB`."""
-    return float(np.mean([min(float(v), PSNR_CAP_DB) for v in values]))
+    return float(np.mean([capped_psnr(v) for v in values]))
 
 
 def mean_metrics(per_frame: Sequence[dict[str, Any]], keys: Sequence[str] = QUALITY_METRICS) -> dict[str, float]:

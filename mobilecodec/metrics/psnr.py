@@ -100,13 +100,19 @@ def weighted_psnr_yuv(psnr_y: float, psnr_u: float, psnr_v: float) -> float:
     return (wy * psnr_y + wu * psnr_u + wv * psnr_v) / (wy + wu + wv)
 
 
+def capped_psnr(value: float | None) -> float:
+    """A PSNR as sequence means count it: at most `PSNR_CAP_DB`; None is an infinite one as JSON
+    records it (identical planes: `fsutil.json_finite`)."""
+    return PSNR_CAP_DB if value is None else min(float(value), PSNR_CAP_DB)
+
+
 def frame_psnr(f: dict[str, Any], key: str = "psnr_yuv") -> float:
     """One frame's PSNR (`key` of a per-frame record) as sequence means and drift figures count it:
     at most `PSNR_CAP_DB`, and PSNR-YUV as the 6:1:1 weighting of its planes capped one by one."""
     planes = ("psnr_y", "psnr_u", "psnr_v")
-    if key == "psnr_yuv" and all(f.get(p) is not None for p in planes):
-        return weighted_psnr_yuv(*(min(float(f[p]), PSNR_CAP_DB) for p in planes))
-    return min(float(f[key]), PSNR_CAP_DB)
+    if key == "psnr_yuv" and all(p in f for p in planes):
+        return weighted_psnr_yuv(*(capped_psnr(f[p]) for p in planes))
+    return capped_psnr(f[key])
 
 
 def bpp(bits: float, frames: int, width: int, height: int) -> float:
