@@ -43,6 +43,42 @@ def int8_package_engine(model: Any, qmodel: Any, source: str | Path, workdir: st
     return OnnxEngine(pkg, ep=ep)
 
 
+class _FrameSpool:
+    """Decoded frames kept in an anonymous temporary file, read back by index: a drift check holds
+    one decode's frames while the other runs, and in memory a long stream does not fit."""
+
+    def __enter__(self) -> "_FrameSpool":
+        self._file: Any = None  # opened by the first frame
+        self._where: dict[int, tuple[int, tuple[tuple[int, ...], ...]]] = {}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def put(self, index: int, frame: Any) -> None:
+        import tempfile
+
+        import numpy as np
+
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="mobilecodec-frames-")
+        planes = [np.ascontiguousarray(p, dtype=np.uint8) for p in frame]
+        self._file.seek(0, 2)
+        self._where[index] = (self._file.tell(), tuple(p.shape for p in planes))
+        for p in planes:
+            self._file.write(p.tobytes())
+
+    def get(self, index: int) -> Any:
+        import numpy as np
+
+        from mobilecodec.io import YUVFrame
+
+        offset, shapes = self._where.pop(index)
+        self._file.seek(offset)
+        return YUVFrame(*(np.frombuffer(self._file.read(int(np.prod(s))), np.uint8).reshape(s) for s in shapes))
+
+
 def _finite(v: float) -> float | None:
     return None if math.isinf(v) else round(v, 4)
 
@@ -58,31 +94,33 @@ def decode_package(package: str | Path, stream: str | Path, output: str | Path |
 
     engine = engine or OnnxEngine(package, ep=ep)
     # the runtime's decode first: it refuses a stream the package cannot decode (another model or
-    # frame size) before the PyTorch reference has decoded it all
-    run_frames: dict[int, Any] = {}
-    summary = decode_video(engine.model, stream, output, progress=progress, verify=False, engine=engine,
-                           on_frame=run_frames.__setitem__ if drift else None)
-    summary.update(engine.provenance())
-    if drift:
+    # frame size) before the PyTorch reference has decoded it all; its frames wait on disk, not in
+    # memory (300 frames of 1080p are 0.9 GB)
+    with _FrameSpool() as run_frames:
+        summary = decode_video(engine.model, stream, output, progress=progress, verify=False, engine=engine,
+                               on_frame=run_frames.put if drift else None)
+        summary.update(engine.provenance())
+        if not drift:
+            return summary
         per_frame_psnr: dict[int, dict[str, float]] = {}
 
         def compare(i: int, frame: Any) -> None:
-            per_frame_psnr[i] = psnr_yuv(frame, run_frames.pop(i))
+            per_frame_psnr[i] = psnr_yuv(frame, run_frames.get(i))
 
         ref = decode_video(engine.model, stream, None, progress=progress, verify=False, on_frame=compare)
-        rows = []
-        for f, r in zip(summary["per_frame"], ref["per_frame"]):
-            p = per_frame_psnr[f["index"]]
-            rows.append({"index": f["index"], "type": f["type"], "runtime_hash_match": f["hash_match"],
-                         "pytorch_hash_match": r["hash_match"], "identical": f["hash"] == r["hash"],
-                         **{f"psnr_{c}_db": _finite(p[c]) for c in "yuv"},
-                         "psnr_min_db": _finite(min(p["y"], p["u"], p["v"]))})
-        finite = [r["psnr_min_db"] for r in rows if r["psnr_min_db"] is not None]
-        summary["drift"] = {
-            "reference": "PyTorch float (the package's checkpoint)", "test": engine.label,
-            "frames_identical": sum(r["identical"] for r in rows),
-            "runtime_hash_matches": summary["hash_matches"], "pytorch_hash_matches": ref["hash_matches"],
-            "min_psnr_db": min(finite) if finite else None, "per_frame": rows}
+    rows = []
+    for f, r in zip(summary["per_frame"], ref["per_frame"]):
+        p = per_frame_psnr[f["index"]]
+        rows.append({"index": f["index"], "type": f["type"], "runtime_hash_match": f["hash_match"],
+                     "pytorch_hash_match": r["hash_match"], "identical": f["hash"] == r["hash"],
+                     **{f"psnr_{c}_db": _finite(p[c]) for c in "yuv"},
+                     "psnr_min_db": _finite(min(p["y"], p["u"], p["v"]))})
+    finite = [r["psnr_min_db"] for r in rows if r["psnr_min_db"] is not None]
+    summary["drift"] = {
+        "reference": "PyTorch float (the package's checkpoint)", "test": engine.label,
+        "frames_identical": sum(r["identical"] for r in rows),
+        "runtime_hash_matches": summary["hash_matches"], "pytorch_hash_matches": ref["hash_matches"],
+        "min_psnr_db": min(finite) if finite else None, "per_frame": rows}
     return summary
 
 
