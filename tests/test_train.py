@@ -671,7 +671,9 @@ def test_freeze_and_reinit_from_an_init_checkpoint(trained_run, tmp_path, capsys
               "--reinit", "m_analysis"]
     assert main([*resume, "--freeze", "r_*"]) == 2 and "--freeze" in capsys.readouterr().err
     assert main([*resume, "--freeze", *frozen]) == 0, capsys.readouterr().err
-    capsys.readouterr()
+    capsys.readouterr()  # the noisy latents are a set: `r m` was refused as differing from the run's `m r`
+    assert main([*resume, "--noisy-synthesis", "r", "m", "m"]) == 0, capsys.readouterr().err
+    assert main([*resume, "--noisy-synthesis", "m"]) == 2 and "--noisy-synthesis" in capsys.readouterr().err
     assert _train(tmp_path / "bad", "--steps", "1", "--init", str(init), "--freeze", "i_nothing") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mobilecodec train: error: cannot freeze 'i_nothing'; networks: i_analysis")

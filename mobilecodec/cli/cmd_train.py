@@ -131,7 +131,7 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
             "lr": args.lr, "tau": args.tau, "p_rate_factor": args.p_rate_factor, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
             "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "ref_grad_scale": args.ref_grad_scale, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
-            "noisy_synthesis": tuple(args.noisy_synthesis) if args.noisy_synthesis else None}
+            "noisy_synthesis": tuple(sorted(set(args.noisy_synthesis))) if args.noisy_synthesis else None}
 
 
 def _check_resume_args(args: argparse.Namespace, saved) -> None:
@@ -175,6 +175,8 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
             same = [data_identity(x) for x in given] == [data_identity(x, strict=False) for x in have]
         elif name == "init" and have is not None:
             same = _checkpoint_identity(given) == _checkpoint_identity(have)
+        elif name == "noisy_synthesis":  # a set of latents: `r m` is `m r`
+            same = set(given) == set(have or ())
         elif name in ("freeze", "reinit"):  # names or patterns: compared as the networks they name
             nets, verb = _run_networks(args.output, name)
             same = set(network_names(given, nets, verb)) == set(network_names(have or (), nets, verb))
