@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from mobilecodec.errors import InputError
+
 SOURCE_REPO = "quic/ai-hub-models"
 SOURCE_COMMIT = "052dc1f3753ae177349f16d915ab67017f879b69"
 DEVICE_NAMES = {"8gen2": ("QCS8550 (Proxy)", "Snapdragon 8 Gen 2 (QCS8550, HTP v73)"),
@@ -163,7 +165,10 @@ def model_entry(name: str) -> dict[str, Any]:
     h, w, _ = MEASUREMENTS[name]
     proto = export_onnx(build_model(name), (torch.zeros(1, 3, h, w),), ["image"])
     gl = extract_layers(proto, name)
+    if gl.unsized:  # its DRAM traffic would be short of theirs: the fit would learn from a wrong figure
+        raise InputError(f"calibration model {name}: tensors of unknown shape: {', '.join(gl.unsized[:5])}")
     d = gl.to_dict()
+    d.pop("unsized")
     for la in d["layers"]:
         la.pop("output_shape", None)
     d["layers"] = [la for la in d["layers"] if la["cls"] not in FREE_CLASSES]

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = ["ACTIVATION_TYPES", "FREE_CLASSES", "GraphLayers", "Layer", "PRECISION_BYTES", "VTCM_BYTES", "dram_bytes",
-           "extract_layers", "graph_precision", "layers_from_dict"]
+           "extract_layers", "graph_precision", "layers_from_dict", "unsized_note"]
 
 VTCM_BYTES = 8 * 1024 * 1024
 # precision -> the types its activations and its weights are kept at on the HTP
@@ -90,6 +90,7 @@ class GraphLayers:
     inputs: dict[str, list[int] | None]
     outputs: dict[str, list[int] | None]
     precision: str  # 'float', 'w8a8' or 'w8a16' as implied by the graph (QDQ -> quantized)
+    unsized: list[str] = field(default_factory=list)  # tensors a layer reads or writes of unknown shape (0 here)
 
     @property
     def macs(self) -> int:
@@ -107,7 +108,7 @@ class GraphLayers:
 def layers_from_dict(d: dict[str, Any]) -> GraphLayers:
     """Inverse of `GraphLayers.to_dict` (e.g. from the calibration table)."""
     return GraphLayers(d["name"], [Layer(**la) for la in d["layers"]], d["inputs"], d["outputs"],
-                       d["precision"])
+                       d["precision"], d.get("unsized", []))
 
 
 def _numel(shape: Any) -> int:
@@ -191,11 +192,21 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
     out_roots = {root(vi.name) for vi in graph.output}
     layers: list[Layer] = []
     by_output: dict[str, Layer] = {}
+    unsized: list[str] = []
+
+    def elements(t: str) -> int:
+        shape = g.shapes.get(t)
+        if shape is None and t not in unsized:
+            unsized.append(t)
+        return _numel(shape)
+
     for node, rec, cls in zip(graph.node, counted.nodes, classes):
         if cls == "data" and rec.kind in ("elementwise", "resampling"):
             cls = rec.kind  # the counter's own op classes
         layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params,
                       output_shape=rec.output_shape)
+        if node.op_type == "Gather" and rec.params and rec.output_shape:  # an embedding: the rows it looks up
+            layer.weights = min(rec.params, numel(rec.output_shape))
         if node.output and node.output[0] in bias_of:  # the bias is the MAC layer's weight (the counter
             mac, elems = bias_of[node.output[0]]       # gives it to the Add only right after the MatMul)
             by_output[mac].weights += elems
@@ -220,15 +231,15 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             if r in seen:
                 continue
             seen.add(r)
-            layer.inputs.append([_numel(g.shapes.get(r)), int(r in graph_inputs)])
+            layer.inputs.append([elements(r), int(r in graph_inputs)])
         out = node.output[0] if node.output else ""
-        layer.output = _numel(g.shapes.get(out)) if out else 0
+        layer.output = elements(out) if out else 0
         layer.output_is_graph = out in out_roots
         if cls in ("elementwise", "resampling", "data"):
             layer.elements = layer.output
         layers.append(layer)
     return GraphLayers(name or graph.name or "graph", layers, dict(counted.inputs), dict(counted.outputs),
-                       graph_precision(proto))
+                       graph_precision(proto), unsized)
 
 
 def _alias_chain(t: str, producer: dict[str, Any]) -> list[str]:
@@ -269,6 +280,15 @@ def _bias_add(node: Any, producer: dict[str, Any], readers: dict[str, list[Any]]
     return None
 
 
+def unsized_note(dram: dict[str, Any]) -> str:
+    """'; not counted: ...' naming the tensors of unknown shape a `dram_bytes` result left out ('' if none)."""
+    names = dram.get("unsized_tensors") or []
+    if not names:
+        return ""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"; not counted: {len(names)} tensor(s) of unknown shape ({shown}): give the graph static shapes"
+
+
 def _act_traffic(layer: Layer, act_bytes: int, vtcm: int) -> tuple[int, int]:
     """(graph I/O bytes, spilled activation bytes) one layer moves through DRAM (rules 2 and 3)."""
     io = spill = 0
@@ -296,8 +316,9 @@ def layer_bytes(layer: Layer, precision: str, vtcm: int = VTCM_BYTES) -> int:
     return layer.weights * wb + io + spill
 
 
-def dram_bytes(gl: GraphLayers, precision: str | None = None, vtcm: int = VTCM_BYTES) -> dict[str, int]:
-    """DRAM traffic of one run of the graph, split into weights, graph I/O and spilled activations."""
+def dram_bytes(gl: GraphLayers, precision: str | None = None, vtcm: int = VTCM_BYTES) -> dict[str, Any]:
+    """DRAM traffic of one run of the graph in bytes, split into weights, graph I/O and spilled
+    activations; `unsized_tensors` names the tensors of unknown shape it could not count."""
     prec = precision or gl.precision
     if prec not in PRECISION_BYTES:
         raise InputError(f"unknown precision {prec!r}; expected one of {', '.join(PRECISION_BYTES)}")
@@ -310,4 +331,5 @@ def dram_bytes(gl: GraphLayers, precision: str | None = None, vtcm: int = VTCM_B
         a, b = _act_traffic(la, ab, vtcm)
         io, spill = io + a, spill + b
     return {"weights": weights, "graph_io": io, "activations": spill, "total": weights + io + spill,
-            "vtcm_bytes": vtcm, "activation_bytes": ab, "weight_bytes": wb, "precision": prec}
+            "vtcm_bytes": vtcm, "activation_bytes": ab, "weight_bytes": wb, "precision": prec,
+            "unsized_tensors": list(gl.unsized)}

@@ -166,6 +166,7 @@ class _Graph:
         self.run_error = run_error  # why no run measured the shapes inference left out (onnxruntime's words)
         self.shapes = value_shapes(graph)
         self.initializers = {init.name: numel(init.dims) for init in graph.initializer}
+        self.initializer_protos = {init.name: init for init in graph.initializer}
         self.constants: dict[str, int] = {}
         self.producers: dict[str, Any] = {}
         for node in graph.node:
@@ -221,6 +222,16 @@ class _Graph:
             elif (prod := self.producers.get(t)) is not None:
                 todo.extend(i for i in prod.input if i)
         return found
+
+    def table(self, tensor: str) -> str | None:
+        """The initializer `tensor` comes from when it is a learned table (an embedding: rank 2 or more,
+        floating point or 8/16-bit quantized), not a shape or index list."""
+        import onnx
+
+        src = self.source(tensor)
+        init = self.initializer_protos.get(src or "")
+        ints = (onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL)
+        return src if init is not None and len(init.dims) >= 2 and init.data_type not in ints else None
 
     def sourcenumel(self, name: str) -> int:
         return self.initializers.get(name, self.constants.get(name, 0))
@@ -407,6 +418,9 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
                         rec.params += g.sourcenumel(src)
         elif op == "Einsum" and (einsum := _einsum_macs(node, label, g)) is not None:
             rec.kind, rec.macs = "mac", einsum
+            for src in {g.source(t) for t in node.input if t} - {None}:  # a constant operand is a weight
+                weight_sources.add(src)
+                rec.params += g.sourcenumel(src)
         elif op in RECURRENT_GATES:
             if const is None:
                 const = constant_tensors(graph)
@@ -430,6 +444,9 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
             result.quant_nodes[op] = result.quant_nodes.get(op, 0) + 1
         elif op in _DATA:
             rec.kind = "data"
+            if op == "Gather" and (table := g.table(node.input[0])) is not None:  # an embedding lookup
+                weight_sources.add(table)
+                rec.params = g.sourcenumel(table)
         else:
             result.unknown_ops[op] = result.unknown_ops.get(op, 0) + 1
         if rec.kind == "mac":

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError, one_line
-from mobilecodec.export.onnx_common import GraphIndex
+from mobilecodec.export.onnx_common import GraphIndex, value_shapes
 from mobilecodec.runtime.tensor_types import elem_bits, stored_io_types, tensor_bytes
 
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
@@ -55,16 +55,31 @@ def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
     return splits[0] if splits else None
 
 
-def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None) -> tuple[int, int]:
+def _dims_text(tt: Any) -> str:
+    """A declared tensor type's shape as 1x4xHxW ('unknown rank' when it has none)."""
+    if not tt.HasField("shape"):
+        return "unknown rank"
+    return "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim)
+
+
+def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None
+                  ) -> tuple[tuple[int, int], str]:
+    """(H, W) of the frame kMACs/px divide by, and where it came from: `size`, else the largest 4-D
+    input, read as NHWC when its last dimension holds at most 4 channels and its second more
+    (1x224x224x3: a TF-style image), else as NCHW."""
     if size is not None:
-        return size
-    best = None
+        return size, "--size"
+    best, layout = None, "NCHW"
     for shape in inputs.values():
-        if shape and len(shape) == 4 and (best is None or shape[2] * shape[3] > best[0] * best[1]):
-            best = (int(shape[2]), int(shape[3]))
+        if not shape or len(shape) != 4:
+            continue
+        nhwc = shape[3] <= 4 < shape[1]
+        hw = (int(shape[1]), int(shape[2])) if nhwc else (int(shape[2]), int(shape[3]))
+        if best is None or hw[0] * hw[1] > best[0] * best[1]:
+            best, layout = hw, "NHWC" if nhwc else "NCHW"
     if best is None:
         raise InputError("cannot tell the frame size from the graph inputs (no 4-D input); pass --size HxW")
-    return best
+    return best, f"the largest 4-D input, read as {layout}"
 
 
 def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> dict[str, Any]:
@@ -114,9 +129,14 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     else:
         keys = sorted({n.split(".", 1)[1] for n in io if n.startswith(("buffer_in.", "buffer_out."))})
         wanted = [tuple(x for x in (f"buffer_in.{k}", f"buffer_out.{k}") if x in io) for k in keys]
+    graph_in = {vi.name for p in protos.values() for vi in p.graph.input} - {
+        i.name for p in protos.values() for i in p.graph.initializer}
+    graph_out = {vi.name for p in protos.values() for vi in p.graph.output}
+    shapes: dict[str, list[int]] = {}  # declared or inferred (a symbolic input's shape is neither)
     stored: dict[str, int] = {}
     for proto in protos.values():
         stored.update(stored_io_types(proto))
+        shapes.update({k: v for k, v in value_shapes(proto.graph).items() if v is not None and k in io})
     act = ACTIVATION_TYPES.get(precision or "")
     cap = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(act)) if act else None
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -124,8 +144,18 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     for names in wanted:
         gname, vi = io[names[0]]
         tt = vi.type.tensor_type
-        dims = [d.dim_value for d in tt.shape.dim]
-        elems = int(math.prod(dims)) if dims and all(d > 0 for d in dims) else 0
+        if len(names) == 2 and (names[0] not in graph_in or names[1] not in graph_out):
+            raise InputError(f"--state {':'.join(names)}: IN must be a graph input and OUT a graph output (the "
+                             f"state a frame reads and the one it writes for the next)")
+        known = [shapes[n] for n in names if n in shapes]
+        if not known:
+            raise InputError(f"state tensor {names[0]!r} has no static shape "
+                             f"({_dims_text(tt)}): give the graph static input shapes")
+        if len({math.prod(d) for d in known}) > 1:
+            raise InputError(f"--state {':'.join(names)}: the input is {'x'.join(map(str, known[0]))} and the "
+                             f"output {'x'.join(map(str, known[1]))}; a frame writes the state it reads")
+        dims = known[0]
+        elems = int(math.prod(dims))
         key = names[0].split(".", 1)[1] if names[0].startswith(("buffer_in.", "buffer_out.")) else names[0]
         try:
             kinds = [stored.get(n, tt.elem_type) for n in names]
@@ -284,9 +314,9 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
     # counter, the layer model and the HTP check would each do again on the raw graph
     protos = {n: infer_static_shapes(p, feeds.get(n))[0] for n, p in protos.items()}
     counted = {n: count_onnx(p, feeds.get(n)) for n, p in protos.items()}
-    frame = _frame_pixels(next(iter(counted.values())).inputs, size)
+    frame, frame_from = _frame_pixels(next(iter(counted.values())).inputs, size)
     source = dict(source or {})
-    source.setdefault("frame_size_from", "--size" if size is not None else "the largest 4-D input")
+    source.setdefault("frame_size_from", frame_from)
     pixels = frame[0] * frame[1]
     layers = {n: extract_layers(p, n, feeds.get(n)) for n, p in protos.items()}
     graphs = {n: graph_complexity(counted[n], protos[n], pixels) for n in protos}

@@ -158,7 +158,7 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
 
 
 #: every name `write_report` may write (the charts only where the report has their figures)
-REPORT_FILES = ("profile.json", "profile.md", "macs_per_subnetwork.png", "latency_breakdown.png")
+REPORT_FILES = ("profile.json", "profile.md", "macs_per_subnetwork.png", "latency_breakdown.png", "macs_per_layer.png")
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> list[str]:

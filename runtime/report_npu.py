@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.mdtable import md_table
+from mobilecodec.runtime.npu_graph import unsized_note
 from mobilecodec.runtime.onnx_complexity import SHAPES_MEASURED
 
 
@@ -52,6 +53,7 @@ def graphs_md(report: dict[str, Any]) -> list[str]:
     out += _t(["graph", "precision", "weights MB", "graph I/O MB", "spilled activations MB", "total MB"],
               [[n, d["precision"], d["weights"] / 1e6, d["graph_io"] / 1e6, d["activations"] / 1e6, d["total"] / 1e6]
                for n, d in report["dram"].items()])
+    out += [f"- {n}{unsized_note(d)}" for n, d in report["dram"].items() if d.get("unsized_tensors")]
     out += ["", f"Per frame: {report['dram_per_frame'] / 1e6:.2f} MB; state buffer {b['bandwidth_mb_s']:.2f} MB/s "
                 f"at {b['fps']:g} fps", "", "## QNN HTP op check (static)", ""]
     for n, c in report["htp_check"].items():

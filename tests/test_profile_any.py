@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -1121,3 +1122,61 @@ def test_a_graph_onnxruntime_cannot_run_is_refused_with_its_reason(capfd):
     assert "reshape_helper.h" in str(info.value) and "ReshapeHelper::ReshapeHelper(" in str(info.value)
     reason = ort_reason(info.value)
     assert "cannot be reshaped" in reason and ".h:" not in reason and "::" not in reason and "[ONNX" not in reason
+
+
+def _save(tmp_path: Path, name: str, nodes: list, inputs: list, outputs: list, inits: dict[str, np.ndarray]) -> Path:
+    g = helper.make_graph(nodes, name, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _vi(name: str, shape: list | None) -> Any:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_user_graphs_the_counter_misread(tmp_path):
+    """Hand-made graphs, figures from the formulas: an NHWC image input (1x32x48x3, TF-style) was read
+    as a 48x3 frame (kMACs/px 10.7x too high); an Einsum's constant operand and an embedding table
+    (Gather) were no parameters, the table then read whole per frame in DRAM; a state whose input has
+    a symbolic shape was 0 bytes; IN:OUT of two sizes, or an output as IN, was priced from IN alone."""
+    rng = np.random.default_rng(0)
+    nhwc = _save(tmp_path, "nhwc", [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+                                    helper.make_node("Conv", ["xt", "w"], ["y"], pads=[1, 1, 1, 1])],
+                 [_vi("x", [1, 32, 48, 3])], [_vi("y", None)], {"w": rng.random((8, 3, 3, 3), np.float32)})
+    rep = json.loads(cli_here("profile", str(nhwc), "--json", "-").stdout)
+    macs = 32 * 48 * 8 * 3 * 3 * 3
+    assert rep["size"] == [32, 48] and rep["graphs"]["nhwc"]["macs"] == macs
+    assert rep["graphs"]["nhwc"]["kmacs_per_px"] == pytest.approx(macs / (32 * 48) / 1e3)
+    # x (1,3,16,16) -> einsum with W (8,3) -> + embedding row e[idx] (table 100x8) as a bias
+    lookup = _save(tmp_path, "lookup", [
+        helper.make_node("Einsum", ["x", "w"], ["p"], equation="bchw,dc->bdhw"),
+        helper.make_node("Gather", ["table", "idx"], ["row"]),
+        helper.make_node("Reshape", ["row", "shape"], ["bias"]),
+        helper.make_node("Add", ["p", "bias"], ["y"])],
+        [_vi("x", [1, 3, 16, 16]), helper.make_tensor_value_info("idx", TensorProto.INT64, [1])], [_vi("y", None)],
+        {"w": rng.random((8, 3), np.float32), "table": rng.random((100, 8), np.float32),
+         "shape": np.array([1, 8, 1, 1], np.int64)})
+    rep = json.loads(cli_here("profile", str(lookup), "--json", "-").stdout)
+    assert rep["graphs"]["lookup"]["params"] == 8 * 3 + 100 * 8 and rep["graphs"]["lookup"]["macs"] == 16 * 16 * 8 * 3
+    assert rep["dram"]["lookup"]["weights"] == 2 * (8 * 3 + 8)  # fp16: W, and the one row looked up
+    # h (1,4,H,W) symbolic, written back as hn = conv(x) + h: its shape is hn's, 4x8x8
+    dyn = _save(tmp_path, "dyn", [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                                  helper.make_node("Add", ["c", "h"], ["hn"])],
+                [_vi("x", [1, 3, 8, 8]), _vi("h", [1, 4, "H", "W"])], [_vi("hn", [1, 4, 8, 8])],
+                {"w": rng.random((4, 3, 3, 3), np.float32)})
+    res = cli_here("profile", str(dyn), "--state", "h:hn", "--json", "-")
+    rep = json.loads(res.stdout)
+    assert rep["buffer"]["bytes_per_frame"] == 4 * 8 * 8 * 2 and rep["dram"]["dyn"]["unsized_tensors"] == ["h"]
+    assert "not counted: 1 tensor(s) of unknown shape (h)" in res.stderr
+    assert_clean_error(cli_here("profile", str(dyn), "--state", "h"), "state tensor 'h' has no static shape (1x4xHxW)")
+    assert_clean_error(cli_here("profile", str(dyn), "--state", "hn:h"), "IN must be a graph input and OUT a graph output")
+    assert_clean_error(cli_here("profile", str(nhwc), "--state", "x:y"), "the input is 1x32x48x3 and the output 1x8x32x48")
+
+
+def test_a_folder_in_place_of_a_report_chart_is_refused_before_the_work(resnet18_onnx, tmp_path):
+    """macs_per_layer.png was missing from the names checked up front: the error came after the whole profile."""
+    (tmp_path / "rep" / "macs_per_layer.png").mkdir(parents=True)
+    res = cli_here("profile", str(resnet18_onnx), "-o", str(tmp_path / "rep"))
+    assert_clean_error(res, "macs_per_layer.png is a folder where this command writes a file")
+    assert res.stdout == ""

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=parse_hw, default=None, metavar="HxW",
                    help="frame size as HEIGHTxWIDTH for --config/--checkpoint (default 1080x1920, as Table 6); "
                         "for an ONNX file or module, the frame kMACs/px divide by (default: the package's "
-                        "frame for a graph file of an export package, else the largest 4-D input)")
+                        "frame for a graph file of an export package, else the largest 4-D input, read as NHWC "
+                        "when its last dimension holds at most 4 channels)")
     p.add_argument("--fps", type=frame_rate, default=30.0, help="frame rate for buffer bandwidth (default 30)")
     p.add_argument("--buffer-dtype", choices=("float32", "float16", "int16", "int8"), default=None,
                    help="storage type of buffered flow/features for --config/--checkpoint (the decoded frame "
@@ -158,6 +159,7 @@ def _any(args: argparse.Namespace, is_onnx: bool) -> dict:
 
 
 def _format_any(report: dict) -> str:
+    from mobilecodec.runtime.npu_graph import unsized_note
     from mobilecodec.runtime.onnx_complexity import SHAPES_MEASURED
 
     h, w = report["size"]
@@ -189,7 +191,8 @@ def _format_any(report: dict) -> str:
         lines.append(f"DRAM per run of {n} ({d['precision']}: {d['activation_bytes']}-byte activations, "
                      f"{d['weight_bytes']}-byte weights; VTCM {d['vtcm_bytes'] >> 20} MiB rule): "
                      f"weights {d['weights'] / 1e6:.2f} MB, graph I/O {d['graph_io'] / 1e6:.2f} MB, "
-                     f"spilled activations {d['activations'] / 1e6:.2f} MB, total {d['total'] / 1e6:.2f} MB")
+                     f"spilled activations {d['activations'] / 1e6:.2f} MB, total {d['total'] / 1e6:.2f} MB"
+                     + unsized_note(d))
     for n, c in report["htp_check"].items():
         lines.append(f"HTP op check {n}: " + ("ok" if c["ok"] else f"{len(c['issues'])} issue(s): "
                                               + "; ".join(c["issues"][:3])))
