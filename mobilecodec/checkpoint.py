@@ -23,18 +23,25 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 def save_checkpoint(path: str | os.PathLike, model, *, beta: float | None = None,
                     meta: dict[str, Any] | None = None) -> Path:
     """Write `model` (a VideoCodec) with its config, atomically."""
-    import torch
-
     from mobilecodec import __version__
-    from mobilecodec.fsutil import atomic_path
 
     obj = {"format": FORMAT, "version": VERSION, "mobilecodec_version": __version__,
            "config": model.cfg.to_dict(), "beta": beta, "state_dict": model.state_dict(),
            "meta": dict(meta or {})}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch_file(path, obj)
     return path
+
+
+def save_torch_file(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save `obj` to `path` atomically, the same bytes for the same `obj`: torch names the zip
+    archive inside after a path's file name, here the temporary file's random one, so a file object."""
+    import torch
+
+    from mobilecodec.fsutil import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:

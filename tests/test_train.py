@@ -208,7 +208,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     """A run stopped at step 3 and resumed to 6 ends with the weights of a straight 6-step run, and
     both summaries report the hash of the final.pt they saved (the checkpoint's coding tables
     included: the training model has none, a resumed one stale ones)."""
-    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
     from mobilecodec.train.trainer import read_state
 
     args = ("--lr", "1e-3", "--seed", "3", "--checkpoint-every", "3")
@@ -229,6 +229,14 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert a.weights_hash() != mid.weights_hash()
     reported = [json.loads((tmp_path / f"{r}.json").read_text())["weights_hash"] for r in "ab"]
     assert reported == [a.weights_hash().hex()] * 2
+    # resuming the finished run rewrote every file, final.pt in other bytes: torch named the zip
+    # archive inside after the random temporary file; a checkpoint saved twice is now the same bytes
+    files = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*.pt")}
+    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--steps", "6", "--no-progress"]) == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*.pt")} == files
+    for name in ("x.pt", "y.pt"):
+        save_checkpoint(tmp_path / name, a, beta=0.0032, meta=ca["meta"])
+    assert (tmp_path / "x.pt").read_bytes() == (tmp_path / "y.pt").read_bytes()
 
 
 def _interrupted(run: Path, sig: int, after_step: int, *extra: str) -> subprocess.CompletedProcess:

@@ -304,8 +304,7 @@ def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: D
     """Write checkpoint_XXXXXX.pt, last.pt (and final.pt) then trainer_state.pt (rank 0 only);
     `coded` is `coding_copy(model)` where the caller has made it already; `held`: the run's
     `trained_on_held_out`."""
-    from mobilecodec.checkpoint import save_checkpoint
-    from mobilecodec.fsutil import atomic_path
+    from mobilecodec.checkpoint import save_checkpoint, save_torch_file
 
     m = coding_copy(model) if coded is None else coded
     meta = _meta(opts, step, dist, final, held)
@@ -315,8 +314,7 @@ def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: D
         path = save_checkpoint(run / "final.pt", m, beta=opts.beta, meta=meta)
     state = {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step,
              "optimizer": optimizer.state_dict(), "options": opts.to_dict()}
-    with atomic_path(run / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+    save_torch_file(run / STATE_FILE, state)
     if opts.keep_checkpoints:
         for old in sorted(run.glob("checkpoint_*.pt"))[:-opts.keep_checkpoints]:
             old.unlink()
@@ -578,8 +576,9 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
         # or a resumed one stale ones), so a resumed run reports what an uninterrupted one does.
         saved = coding_copy(model)
         weights_hash = saved.weights_hash().hex()
-        if dist.is_main and not interrupted:
-            save_run(run, model, optimizer, opts, step, dist, final=True, coded=saved, held=held)
+        if not interrupted:  # a finished run resumed: nothing new to write
+            if dist.is_main and (steps_done or not (run / "final.pt").is_file()):
+                save_run(run, model, optimizer, opts, step, dist, final=True, coded=saved, held=held)
         elif dist.is_main and step % opts.checkpoint_every:  # a stop between checkpoints: resumable here
             save_run(run, model, optimizer, opts, step, dist, coded=saved, held=held)
         if dist.enabled:
