@@ -69,6 +69,19 @@ def test_blocks_outside_the_picture_are_neither_chosen_nor_coded():
         block_modes.ModeMap(8, (64, 64), (80, 64))
 
 
+def test_a_frame_of_one_block_can_pick_any_mode():
+    """The first pass prices the modes by even frequencies (a third of the blocks each); with one block
+    they rounded to 0, 0, 0, which priced pred and copy at 8 bits and full at 0.01: an 8x8 frame kept
+    `full` where pred was better by 4 lambda (the coder codes that first mode at ~1.6 bits whatever it is)."""
+    geom = block_modes.ModeMap(8, (64, 64), (8, 8))
+    assert geom.visible == (1, 1)
+    x = torch.zeros(1, 6, 32, 32)
+    full = torch.full_like(x, 6 / 255)  # SSE 64 x (6/255)^2 = 0.0354 over the block, pred's 0
+    cands = block_modes.candidates(full, torch.zeros_like(x), torch.full_like(x, 0.5))
+    modes = block_modes.choose(x, cands, block_modes.BlockModeOptions(block=8, lam=0.01), geom)
+    assert modes[0, 0] == 1  # pred
+
+
 def test_pmf_hand_values():
     assert block_modes.quantized_pmf(np.array([10, 0, 0])).tolist() == [254, 1, 1]
     assert block_modes.quantized_pmf(np.array([1, 1, 2])).tolist() == [64, 64, 128]

@@ -150,7 +150,7 @@ def choose(x: torch.Tensor, cands: torch.Tensor, opts: BlockModeOptions, geom: M
     diff[..., :, w // 2:] = 0
     vh, vw = geom.visible
     sse = block_sse(diff, geom.block)[:, 0, :vh, :vw].numpy()  # (3, vh, vw)
-    counts = np.full(len(MODES), sse[0].size / len(MODES))
+    counts = np.full(len(MODES), max(sse[0].size / len(MODES), 1.0))  # even; not 0, 0, 0 for one block
     choice = np.zeros(sse.shape[1:], dtype=np.int32)
     for _ in range(2):
         bits = -np.log2(quantized_pmf(np.rint(counts).astype(np.int64)) / float(1 << PMF_PRECISION))
