@@ -325,6 +325,23 @@ def test_factorized_tables_match_training_likelihood(trained_prior):
     assert abs(fp.bits(z) - ref) / ref < 0.01
 
 
+def test_latents_past_int32_clamp_to_their_own_end():
+    """The encoder rounded a latent to int32 before clamping it to the table: 3e9, 1e20 or inf wrapped
+    to int32's most negative value and were coded as the table's lowest symbol (the frame's sign
+    flipped there); a NaN latent is refused in one line, not coded as a symbol."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.codec.frame_coding import HyperpriorCoder
+    from mobilecodec.errors import InputError
+
+    coder = HyperpriorCoder(load_checkpoint("tiny_b0.0064")[0], "i")
+    idx = np.full(6, 63)
+    k63 = -coder.gaussian.offsets[63].item()
+    y = np.array([3e9, 1e20, np.inf, -3e9, -np.inf, 2.6])
+    assert coder.dequantize(y, np.zeros(6), idx).numpy().tolist() == [k63, k63, k63, -k63, -k63, 3.0]
+    with pytest.raises(InputError, match="NaN"):
+        coder.dequantize(np.array([np.nan]), np.zeros(1), idx[:1])
+
+
 def test_factorized_clamping(trained_prior):
     fp = trained_prior
     lo = fp.offsets.numpy()

@@ -111,3 +111,23 @@ def test_refinement_moves_latents_off_the_analysis(shipped, clip):
     changed = int((plain != refined).sum())
     assert changed > 0 and enc.refined["i"].best_step > 0
     assert np.isfinite(enc.refined["i"].cost_after)
+
+
+def test_refinement_measures_the_picture_not_the_padding(shipped, bikes, tmp_path):
+    """A 176x144 frame is coded padded to 192x192; the cost refinement minimises and records is the
+    picture's (MSE of the decoded 176x144 frame + beta x the latent's table bits / its pixels). It
+    counted the padding, a third of the coded frame: BD-rate +5 % and +25 % on two 176x144 probes."""
+    model, obj = shipped
+    clip = tmp_path / "bikes_176x144.y4m"
+    w = VideoWriter(clip, 176, 144, Fraction(25))
+    w.write(crop_frame(next(iter(read_frames(bikes, 1))), 176, 144))
+    w.close()
+    opts = RefineOptions.for_checkpoint(obj, steps=10)
+    s = encode_video(model, clip, tmp_path / "r.mnvc", intra_period=1, progress=False, refine=opts)
+    f = s["per_frame"][0]
+    decoded = []
+    assert decode_video(model, tmp_path / "r.mnvc", None, progress=False,
+                        on_frame=lambda i, d: decoded.append(d))["hash_matches"] == 1
+    mse = float(yuv_mse(frame_to_tensor(decoded[0]), frame_to_tensor(read_frames(clip, 1)[0])))
+    want = mse + opts.beta * f["parts"]["i_y"] / (176 * 144)
+    assert f["refined"]["i"]["cost_after"] == pytest.approx(want, rel=1e-5)

@@ -122,10 +122,10 @@ class HyperpriorCoder:
         return self._y_hat(self._y_symbols(np.asarray(y), mean, idx), mean)
 
     def _z_symbols(self, z: np.ndarray) -> np.ndarray:
-        return self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)).astype(np.int32))
+        return self.prior.clamp_symbols(np.rint(np.asarray(z, dtype=np.float64)))
 
     def _y_symbols(self, y: np.ndarray, mean: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean).astype(np.int32), idx)
+        return self.gaussian.clamp_symbols(np.rint(np.asarray(y, dtype=np.float64) - mean), idx)
 
     def decode(self, dec: RangeDecoder, latent_shape: tuple[int, ...], z_shape: tuple[int, ...],
                clock=None) -> torch.Tensor:
@@ -205,8 +205,9 @@ class LatentEncoder(SenderTail):
         self.stats = RateStats()
         self.clock = clock
         # the block-mode search (codec.block_modes), None: off; `picture` is the frame's (height,
-        # width) before padding, where the modes are chosen (None: x's)
+        # width) before padding, where the modes are chosen and refinement measures (None: x's)
         self.modes = None if modes is None else BlockModeSender(modes, x, picture, self.enc, self.stats, clock)
+        self.picture = picture  # where refinement measures the distortion too
         self.refine = refine
         self.refined: dict[str, RefineResult] = {}  # what refinement did, per latent prefix
         # The P-frame's reference buffer, given by the engine before a P-step: motion refinement
@@ -221,7 +222,7 @@ class LatentEncoder(SenderTail):
 
         def run(y: torch.Tensor, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
             best, res = refine_latent(y, mean, idx, self.model.gaussian, synth, self.x, rate_factor * opts.beta, opts,
-                                      exact_synth=exact)
+                                      exact_synth=exact, picture=self.picture)
             self.refined[prefix] = res
             return best
         return run

@@ -37,7 +37,7 @@ class TorchEngine:
     def latent_encoder(self, x: torch.Tensor, modes: BlockModeOptions | None = None,
                        picture: tuple[int, int] | None = None) -> LatentEncoder:
         """`modes`: the sender's block-mode search (None: off), chosen over `picture`, the frame's
-        (height, width) before padding."""
+        (height, width) before padding, where refinement measures too."""
         return LatentEncoder(self.model, x, refine=self.refine, modes=modes, picture=picture)
 
     def latent_decoder(self, payload: bytes, height: int, width: int,
@@ -94,7 +94,7 @@ def encode_video(model: VideoCodec, input_path: str | Path, output: str | Path, 
                 progress_bar(total=total, desc="encode", unit="frame", enabled=progress, leave=False) as bar:
             for i, frame in enumerate(reader):
                 x = frame_to_tensor(pad_frame(frame))
-                src = engine.latent_encoder(x, modes, (h, w)) if modes is not None else engine.latent_encoder(x)
+                src = engine.latent_encoder(x, modes, (h, w))
                 is_intra = i % intra_period == 0
                 out, buf = engine.run_iframe(src) if is_intra else engine.run_pframe(buf, src)
                 dec = crop_frame(tensor_to_frame(out), w, h)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mobilecodec.errors import BitstreamError
+from mobilecodec.errors import BitstreamError, InputError
 
 # constriction's default range coder works on 32-bit words and 24-bit model precision.
 WORD_BYTES = 4
@@ -54,6 +54,15 @@ def quantize_pmf(pmf: np.ndarray, precision: int = 16) -> np.ndarray:
     out = base + 1
     assert int(out.sum()) == total
     return out
+
+
+def finite_symbols(symbols: Any) -> np.ndarray:
+    """`symbols` (integers, or rounded floats to be clipped to a table's support) as an array; a NaN
+    is refused: no symbol stands for it (int32 made it the most negative one)."""
+    s = np.asarray(symbols)
+    if s.dtype.kind == "f" and np.isnan(s).any():
+        raise InputError("a latent to code is NaN: the checkpoint's weights or the frame are not finite")
+    return s
 
 
 def pmf_to_cdf(pmf_int: np.ndarray) -> np.ndarray:

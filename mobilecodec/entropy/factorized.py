@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mobilecodec.entropy.cdf_tables import CdfTableModule, pack_cdf_rows
-from mobilecodec.entropy.coder import CodingTables, RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
+from mobilecodec.entropy.coder import (CodingTables, RangeDecoder, RangeEncoder, finite_symbols, pmf_to_cdf,
+                                       quantize_pmf)
 from mobilecodec.entropy.gaussian import lower_bound
 from mobilecodec.errors import CheckpointError
 
@@ -161,10 +162,11 @@ class FactorizedPrior(CdfTableModule):
         return z
 
     def clamp_symbols(self, z_int: np.ndarray) -> np.ndarray:
-        """Clip each channel's symbols to its table's support (same shape, int32)."""
+        """Clip each channel's symbols to its table's support (same shape, int32; give rounded
+        floats rather than int32, as `GaussianConditional.clamp_symbols`)."""
         t = self.coding_tables()
         offsets, lengths = t.offsets, t.lengths
-        z = np.asarray(z_int)
+        z = finite_symbols(z_int)
         z4 = self._as_nchw(z)
         low = offsets.reshape(1, -1, 1, 1)
         high = (offsets + lengths - 2).reshape(1, -1, 1, 1)

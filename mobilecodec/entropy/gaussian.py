@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from mobilecodec.entropy.cdf_tables import CdfTableModule, pack_cdf_rows
-from mobilecodec.entropy.coder import CodingTables, RangeDecoder, RangeEncoder, pmf_to_cdf, quantize_pmf
+from mobilecodec.entropy.coder import (CodingTables, RangeDecoder, RangeEncoder, finite_symbols, pmf_to_cdf,
+                                       quantize_pmf)
 from mobilecodec.entropy.scale_table import ScaleTable
 from mobilecodec.errors import BitstreamError
 
@@ -169,8 +170,9 @@ class GaussianConditional(CdfTableModule):
         return low, high
 
     def clamp_symbols(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Clip each symbol to its index's support (same shape as `symbols`, int32)."""
-        s = np.asarray(symbols)
+        """Clip each symbol to its index's support (same shape as `symbols`, int32). Give rounded
+        floats rather than int32: a latent past int32's range wrapped to the other end before the clip."""
+        s = finite_symbols(symbols)
         low, high = self.support(np.asarray(indices).reshape(-1))
         if s.size != low.size:
             raise ValueError(f"{s.size} symbols but {low.size} indices")
