@@ -142,6 +142,20 @@ def test_invalid_header_fields_rejected_when_writing(tmp_path):
             StreamWriter(tmp_path / "e.mnvc", make_header(**kw))
 
 
+def test_a_config_id_with_control_characters_is_refused(small_stream, tmp_path):
+    """`info` printed a header's config id as is: a newline forged a line of its own, an ESC coloured
+    the terminal; the id is refused as corrupt on reading, and on writing."""
+    header = header_size("tiny") - 4  # the header's CRC-32 follows it
+    for cid in (b"ti\nx", b"t\x1b[3", "t\u2028".encode()):
+        bad = bytearray(small_stream[:header])
+        bad[8:12] = cid.ljust(4, b"x")
+        bad += struct.pack("<I", zlib.crc32(bytes(bad))) + small_stream[header + 4:]
+        with pytest.raises(BitstreamError, match="non-printable"):
+            StreamReader(bytes(bad))
+    with pytest.raises(BitstreamError, match="non-printable"):
+        StreamWriter(tmp_path / "e.mnvc", make_header(config_id="tiny\n"))
+
+
 def test_bad_magic_and_version(small_stream):
     with pytest.raises(BitstreamError, match=r"not a mobilecodec stream \(bad magic\)"):
         StreamReader(b"RIFF" + small_stream[4:])

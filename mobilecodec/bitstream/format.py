@@ -130,6 +130,8 @@ class StreamHeader:
         if not 0 < len(cid) <= MAX_CONFIG_ID_BYTES:
             raise BitstreamError(f"config id must be 1..{MAX_CONFIG_ID_BYTES} bytes of utf-8, "
                                  f"got {len(cid)}")
+        if not self.config_id.isprintable():  # info prints it: a newline or an escape would forge lines
+            raise BitstreamError(f"config id {self.config_id!r} holds non-printable characters")
         if not isinstance(self.weights_hash, (bytes, bytearray)) or len(self.weights_hash) != WEIGHTS_HASH_BYTES:
             raise BitstreamError(f"weights hash must be {WEIGHTS_HASH_BYTES} bytes")
         for name in ("width", "height"):
