@@ -131,3 +131,16 @@ def test_refinement_measures_the_picture_not_the_padding(shipped, bikes, tmp_pat
     mse = float(yuv_mse(frame_to_tensor(decoded[0]), frame_to_tensor(read_frames(clip, 1)[0])))
     want = mse + opts.beta * f["parts"]["i_y"] / (176 * 144)
     assert f["refined"]["i"]["cost_after"] == pytest.approx(want, rel=1e-5)
+
+
+def test_refine_0_is_off_as_block_modes_0(clip, tmp_path):
+    """`--refine 0` was refused ('expected a positive integer') where `--block-modes 0` means off."""
+    from cli_run import assert_clean_error, cli_here
+
+    for name, extra in (("plain", []), ("zero", ["--refine", "0"])):
+        res = cli_here("encode", str(clip), "--checkpoint", "tiny_b0.0064", "--frames", "2", "-o",
+                       str(tmp_path / f"{name}.mnvc"), "--no-progress", *extra)
+        assert res.returncode == 0, res.stderr
+    assert (tmp_path / "plain.mnvc").read_bytes() == (tmp_path / "zero.mnvc").read_bytes()
+    assert_clean_error(cli_here("encode", str(clip), "--checkpoint", "tiny_b0.0064", "-o", str(tmp_path / "n.mnvc"),
+                                "--refine", "-1"), "integer >= 0")

@@ -324,6 +324,17 @@ def positive_int(text: str) -> int:
     return v
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0 commonly meaning off)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def positive_ints(text: str) -> list[int]:
     """argparse type: a comma-separated list of positive integers ('32,6'; blanks between commas
     are skipped), not empty."""
@@ -354,10 +365,11 @@ def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
 
 def add_refine_argument(p: argparse.ArgumentParser) -> None:
     """--refine STEPS: the encoder's latent refinement (`mobilecodec.codec.refine`), off by default."""
-    p.add_argument("--refine", type=positive_int, default=None, metavar="STEPS",
+    p.add_argument("--refine", type=non_negative_int, default=None, metavar="STEPS",
                    help="refine each I-frame, motion and residual latent with STEPS steps of stochastic Gumbel "
                         "annealing at the checkpoint's beta (about 100): a lower D + beta R, on whole clips fewer bits "
-                        "at a higher PSNR (docs/results/rd.md), for a slower encode; the decoder and the stream format are unchanged (default: off)")
+                        "at a higher PSNR (docs/results/rd.md), for a slower encode; the decoder and the stream format are unchanged (0: off, "
+                        "as --block-modes 0; default: off)")
 
 
 def add_block_modes_argument(p: argparse.ArgumentParser) -> None:
