@@ -44,8 +44,9 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
                      ) -> dict[str, Any]:
     """Return `obj` if it follows the RD result schema, else raise InputError naming the problem.
 
-    Numbers must be real (no NaN); PSNR may be +inf (a lossless frame). bpp and bits must be
-    finite and non-negative. `require_per_frame` also checks every point's per-frame list.
+    Numbers must be real (no NaN); a point's PSNRs are means (capped: finite); a frame's may be +inf
+    or, as JSON writes it, null (a lossless frame: read it through `metrics.psnr.frame_psnr`). bpp and
+    bits must be finite and non-negative. `require_per_frame` also checks every point's per-frame list.
     """
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")

@@ -111,8 +111,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     """Write Q/quantized.pt, Q/encodings/<stage>.encodings and Q/<summary_name> (the folder appears
     atomically). `extra` maps file names to objects torch.save writes into the same folder (the
     QAT optimizer state), so a checkpoint and its training state are replaced together."""
-    import torch
-
+    from mobilecodec.checkpoint import save_torch_file
     from mobilecodec.fsutil import atomic_dir, write_json_atomic
     from mobilecodec.quant.sim import frozen_param_quantizers, stage_encodings
 
@@ -125,13 +124,13 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
            "frozen_params": {n: frozen_param_quantizers(sim) for n, sim in qmodel.sims.items()},
            "weights_hash": qmodel.weights_hash().hex(), "summary": dict(summary or {})}
     with atomic_dir(out, marker=QUANTIZED_FILE) as tmp:
-        torch.save(obj, tmp / QUANTIZED_FILE)
+        save_torch_file(tmp / QUANTIZED_FILE, obj)
         for name, sim in qmodel.sims.items():
             write_json_atomic(tmp / "encodings" / f"{name}.encodings", stage_encodings(sim))
         if summary is not None:
             write_json_atomic(tmp / summary_name, summary)
         for name, value in (extra or {}).items():
-            torch.save(value, tmp / name)
+            save_torch_file(tmp / name, value)
     return out
 
 

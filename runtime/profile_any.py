@@ -55,13 +55,6 @@ def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
     return splits[0] if splits else None
 
 
-def _dims_text(tt: Any) -> str:
-    """A declared tensor type's shape as 1x4xHxW ('unknown rank' when it has none)."""
-    if not tt.HasField("shape"):
-        return "unknown rank"
-    return "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim)
-
-
 def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None
                   ) -> tuple[tuple[int, int], str]:
     """(H, W) of the frame kMACs/px divide by, and where it came from: `size`, else the largest 4-D
@@ -110,6 +103,7 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     import numpy as np
     import onnx
 
+    from mobilecodec.export.onnx_export import tensor_info
     from mobilecodec.runtime.npu_graph import ACTIVATION_TYPES
 
     io: dict[str, Any] = {}
@@ -129,8 +123,7 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     else:
         keys = sorted({n.split(".", 1)[1] for n in io if n.startswith(("buffer_in.", "buffer_out."))})
         wanted = [tuple(x for x in (f"buffer_in.{k}", f"buffer_out.{k}") if x in io) for k in keys]
-    graph_in = {vi.name for p in protos.values() for vi in p.graph.input} - {
-        i.name for p in protos.values() for i in p.graph.initializer}
+    graph_in = {vi.name for p in protos.values() for vi in p.graph.input}  # with a default (an initializer) too
     graph_out = {vi.name for p in protos.values() for vi in p.graph.output}
     shapes: dict[str, list[int]] = {}  # declared or inferred (a symbolic input's shape is neither)
     stored: dict[str, int] = {}
@@ -149,8 +142,9 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
                              f"state a frame reads and the one it writes for the next)")
         known = [shapes[n] for n in names if n in shapes]
         if not known:
-            raise InputError(f"state tensor {names[0]!r} has no static shape "
-                             f"({_dims_text(tt)}): give the graph static input shapes")
+            dims = "x".join(map(str, tensor_info(vi)["shape"])) if tt.HasField("shape") else "unknown rank"
+            raise InputError(f"state tensor {names[0]!r} has no static shape ({dims}): give the graph static "
+                             "input shapes")
         if len({math.prod(d) for d in known}) > 1:
             raise InputError(f"--state {':'.join(names)}: the input is {'x'.join(map(str, known[0]))} and the "
                              f"output {'x'.join(map(str, known[1]))}; a frame writes the state it reads")

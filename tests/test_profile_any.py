@@ -1172,6 +1172,14 @@ def test_user_graphs_the_counter_misread(tmp_path):
     assert_clean_error(cli_here("profile", str(dyn), "--state", "h"), "state tensor 'h' has no static shape (1x4xHxW)")
     assert_clean_error(cli_here("profile", str(dyn), "--state", "hn:h"), "IN must be a graph input and OUT a graph output")
     assert_clean_error(cli_here("profile", str(nhwc), "--state", "x:y"), "the input is 1x32x48x3 and the output 1x8x32x48")
+    # a state input with a default value (an initializer of its name, IR >= 4: zeros at the first frame)
+    default = _save(tmp_path, "default", [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                                          helper.make_node("Add", ["c", "h"], ["hn"])],
+                    [_vi("x", [1, 3, 8, 8]), _vi("h", [1, 4, 8, 8])], [_vi("hn", [1, 4, 8, 8])],
+                    {"w": rng.random((4, 3, 3, 3), np.float32), "h": np.zeros((1, 4, 8, 8), np.float32)})
+    res = cli_here("profile", str(default), "--state", "h:hn", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["buffer"]["bytes_per_frame"] == 4 * 8 * 8 * 2
 
 
 def test_a_folder_in_place_of_a_report_chart_is_refused_before_the_work(resnet18_onnx, tmp_path):

@@ -231,9 +231,12 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert reported == [a.weights_hash().hex()] * 2
     # resuming the finished run rewrote every file, final.pt in other bytes: torch named the zip
     # archive inside after the random temporary file; a checkpoint saved twice is now the same bytes
-    files = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*.pt")}
+    def files() -> dict:  # bytes and inode: a rewrite (temporary file, then rename) makes a new inode
+        return {p.name: (p.read_bytes(), p.stat().st_ino) for p in (tmp_path / "b").glob("*.pt")}
+
+    before = files()
     assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--steps", "6", "--no-progress"]) == 0
-    assert {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*.pt")} == files
+    assert files() == before
     for name in ("x.pt", "y.pt"):
         save_checkpoint(tmp_path / name, a, beta=0.0032, meta=ca["meta"])
     assert (tmp_path / "x.pt").read_bytes() == (tmp_path / "y.pt").read_bytes()

@@ -385,8 +385,10 @@ class _Logger:
             for k, v in scalars.items():
                 if math.isfinite(v):
                     self.tb.add_scalar(f"train/{k}", v, step)
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        from mobilecodec.fsutil import json_finite
+
+        with open(self.jsonl, "a") as f:  # strict JSON lines: an inf grad norm is null
+            f.write(json.dumps(json_finite({"step": step, **scalars}), allow_nan=False) + "\n")
 
     def truncate(self, step: int) -> None:
         """Drop log lines past `step` (written after the checkpoint a resumed run restarts from),
