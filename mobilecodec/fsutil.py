@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -551,7 +552,7 @@ def json_finite(obj: Any) -> Any:
     """`obj` with every inf or NaN float replaced by None: JSON has no Infinity (Python writes one that
     jq and JSON.parse refuse). An infinite PSNR (identical planes) is thus written as null."""
     if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: json_finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -137,17 +137,18 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     for names in wanted:
         gname, vi = io[names[0]]
         tt = vi.type.tensor_type
+        pair = f"{'--state' if state else 'state'} {':'.join(names)}"
         if len(names) == 2 and (names[0] not in graph_in or names[1] not in graph_out):
-            raise InputError(f"--state {':'.join(names)}: IN must be a graph input and OUT a graph output (the "
-                             f"state a frame reads and the one it writes for the next)")
+            raise InputError(f"{pair}: IN must be a graph input and OUT a graph output (the state a frame reads "
+                             "and the one it writes for the next)")
         known = [shapes[n] for n in names if n in shapes]
         if not known:
             dims = "x".join(map(str, tensor_info(vi)["shape"])) if tt.HasField("shape") else "unknown rank"
             raise InputError(f"state tensor {names[0]!r} has no static shape ({dims}): give the graph static "
                              "input shapes")
         if len({math.prod(d) for d in known}) > 1:
-            raise InputError(f"--state {':'.join(names)}: the input is {'x'.join(map(str, known[0]))} and the "
-                             f"output {'x'.join(map(str, known[1]))}; a frame writes the state it reads")
+            raise InputError(f"{pair}: the input is {'x'.join(map(str, known[0]))} and the output "
+                             f"{'x'.join(map(str, known[1]))}; a frame writes the state it reads")
         dims = known[0]
         elems = int(math.prod(dims))
         key = names[0].split(".", 1)[1] if names[0].startswith(("buffer_in.", "buffer_out.")) else names[0]

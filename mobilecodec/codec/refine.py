@@ -87,6 +87,7 @@ def refine_latent(y0: Tensor, mean: np.ndarray, idx: np.ndarray, gaussian, synth
 
     def distortion(x_hat: Tensor) -> Tensor:
         return yuv_mse(x_hat[..., :ph, :pw], x[..., :ph, :pw]).mean()
+
     mean64 = np.asarray(mean, dtype=np.float64)
     mean_t = torch.from_numpy(mean64.astype(np.float32))
     scale = torch.from_numpy(gaussian.table.scales()[idx].astype(np.float32))
