@@ -104,6 +104,11 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
     if len(floats) != len(int8s):
         raise InputError(f"--float lists {len(floats)} checkpoints but --int8 lists {len(int8s)} folders; "
                          "they are paired by order")
+    for what, given, files in (("--float", floats, [resolve_checkpoint(f).resolve() for f in floats]),
+                               ("--int8", int8s, [_int8_folder(q).resolve() for q in int8s])):
+        twice = next((g for g, p in zip(given, files) if files.count(p) > 1), None)
+        if twice is not None:  # one RD point twice: the curve's rates repeat and two labels are alike
+            raise InputError(f"{what} {twice} is given twice; each pair is one RD point")
     pairs = []
     for f, q in zip(floats, int8s):
         model, obj = load_checkpoint(f)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from mobilecodec.cli import main
+from mobilecodec.errors import InputError
 
 FRAMES, INTRA = 2, 2
 OTHERS = ("psnr_y", "psnr_u", "psnr_v", "psnr_rgb", "ms_ssim_rgb")
@@ -392,6 +393,11 @@ def test_int8_folders_of_one_name_get_labels_that_tell_them_apart(flat_pairs, tm
         models.append(str(dst))
     assert [p.float_label for p in load_pairs(models, same)] == ["run_tiny_b0.0064/model", "run_tiny_b0.0128/model"]
     assert [p.float_label for p in load_pairs([str(f) for f in floats], same)] == [Path(f).stem for f in floats]
+    # one pair twice (or one checkpoint or folder in two pairs) made two alike points and labels
+    with pytest.raises(InputError, match=r"--float .* is given twice; each pair is one RD point"):
+        load_pairs([str(floats[0])] * 2, [str(qdirs[0])] * 2)
+    with pytest.raises(InputError, match=r"--int8 .* is given twice"):
+        load_pairs([str(f) for f in floats], [str(qdirs[0]), str(Path(qdirs[0]) / "quantized.pt")])
 
 
 def test_onnxruntime_backend_judges_the_deployed_graphs(first_run, pairs, carphone, tmp_path, capsys):

@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "fine-tuning per beta; tiny-smoke: the same at 1/1000 of the steps) in RUN, "
                         "continuing from its last checkpoint when started again")
     p.add_argument("--minutes", type=positive_float, default=None,
-                   help="stop cleanly at a checkpoint after this many minutes (run again to continue)")
+                   help="stop cleanly at a checkpoint after this many minutes (run again to continue): of the "
+                        "training loop in a plain run (data loading and set-up not counted), of wall time over "
+                        "all phases with --recipe")
     p.add_argument("--batch-scale", type=positive_int, default=1,
                    help="--recipe: multiply every phase's batch size (e.g. 4 with --device cuda)")
     p.add_argument("--until", default=None, metavar="PHASE", help="--recipe: stop after this phase")
