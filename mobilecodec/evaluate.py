@@ -21,7 +21,7 @@ import numpy as np
 from mobilecodec.errors import CheckpointError, InputError, InputWarning
 from mobilecodec.fsutil import check_output_dir, check_planned_outputs, listed_files, publishing, remove_superseded
 from mobilecodec.metrics.frames import mean_metrics
-from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift, split_curves
+from mobilecodec.rdresults import BD_MIN_POINTS, drift_summary, format_period_drift, quality_unit, split_curves
 
 FORMAT = "mobilecodec-eval"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -483,7 +483,7 @@ def format_report(report: dict) -> str:
                 lines.append(f"BD-rate vs {bd['anchor']}{curve} ({bd['method']}; negative = fewer bits): {vals}")
                 for m, o in (bd.get("quality_overlap") or {}).items():
                     if o["low"]:
-                        lines.append(f"note: {m}: {overlap_note(o, 'quality', '' if m == 'ms_ssim_rgb' else ' dB')}")
+                        lines.append(f"note: {m}: {overlap_note(o, 'quality', quality_unit(m))}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

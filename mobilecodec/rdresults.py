@@ -25,6 +25,12 @@ FRAME_KEYS = ("index", "type", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv",
               "ms_ssim_rgb")
 #: Metrics a BD computation can use (higher is better for all of them).
 QUALITY_METRICS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")
+
+
+def quality_unit(metric: str) -> str:
+    """The unit printed after a value of `metric`: ' dB' for the PSNRs, none for MS-SSIM."""
+    return "" if metric == "ms_ssim_rgb" else " dB"
+
 #: RD points per curve a reported BD-rate needs (`bdrate` and `eval`, through `check_bd_points`): the
 #: four of VCEG-M33, whatever the interpolation could fit (`metrics.bd.MIN_POINTS`), so that a figure
 #: spans enough of each curve to mean something.

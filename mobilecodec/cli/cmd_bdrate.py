@@ -39,7 +39,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
 
     from mobilecodec.metrics import bd_psnr, bd_rate
     from mobilecodec.metrics.bd import curve_overlap, overlap_note
-    from mobilecodec.rdresults import check_bd_points, check_same_matrix, rd_curve
+    from mobilecodec.rdresults import check_bd_points, check_same_matrix, quality_unit, rd_curve
 
     from mobilecodec.errors import InputError
 
@@ -71,8 +71,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
                 row["rate_overlap"] = curve_overlap([math.log10(r) for r in ra], [math.log10(r) for r in rt])
             notes = []
             if rate is not None and row["quality_overlap"]["low"]:
-                unit = "" if m == "ms_ssim_rgb" else " dB"
-                notes.append(f"BD-rate: {overlap_note(row['quality_overlap'], 'quality', unit)}")
+                notes.append(f"BD-rate: {overlap_note(row['quality_overlap'], 'quality', quality_unit(m))}")
             if quality is not None and row.get("rate_overlap", {}).get("low"):
                 notes.append(f"BD-quality: {overlap_note(row['rate_overlap'], 'log10 rate', '')}")
             row["notes"] = notes
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mobilecodec.errors import InputError
 
-    from mobilecodec.rdresults import check_bd_points, check_same_clip, load_results, payload_rates
+    from mobilecodec.rdresults import check_bd_points, check_same_clip, load_results, payload_rates, quality_unit
 
     anchor = load_results(args.anchor)
     test = load_results(args.test)
@@ -116,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'metric':<12} {'BD-rate (%)':>12} {'BD-quality':>11}")
     for r in rows:
         # MS-SSIM deltas are thousandths: five decimals keep three digits of them
-        unit, places = ("", 5) if r["metric"] == "ms_ssim_rgb" else (" dB", 3)
+        unit = quality_unit(r["metric"])
+        places = 3 if unit else 5
         rate = "n/a" if r["bd_rate_percent"] is None else f"{r['bd_rate_percent']:.2f}"
         qual = "n/a" if r["bd_quality"] is None else f"{r['bd_quality']:.{places}f}{unit}"
         print(f"{r['metric']:<12} {rate:>12} {qual:>11}")
