@@ -79,7 +79,7 @@ def refine_latent(y0: Tensor, mean: np.ndarray, idx: np.ndarray, gaussian, synth
     are what y_hat costs elsewhere (the motion latent: the residual it leaves). `exact_synth` scores a
     candidate the way the coder will code it (default: `synth` without gradients). MSE and pixels are
     the `picture`'s, (height, width) before padding (None: all of x): nobody sees the padding, a third
-    of a 176x144 frame's padded 192x192; counting it cost 5-20 % more bits for the same PSNR-YUV."""
+    of a 176x144 frame's padded 192x192; counting it cost 5-25 % more bits (BD-rate) on two such clips."""
     from mobilecodec.train.losses import yuv_mse  # the training distortion (Y:U:V 6:1:1, PSNR-YUV's)
 
     ph, pw = (x.shape[-2], x.shape[-1]) if picture is None else (picture[0] // 2, picture[1] // 2)  # packed planes
