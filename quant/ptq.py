@@ -44,6 +44,8 @@ class PTQOptions:
         for name in ("steps", "gop", "batch"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gop < 2:  # an I-frame alone never runs the P-frame stages: their quantizers stay unset
+            raise InputError(f"the calibration GOP must hold 2 frames or more (an I-frame and a P-frame), got {self.gop}")
         if self.eval_gops < 0:
             raise InputError(f"eval_gops must be >= 0, got {self.eval_gops}")
         self.crop = tuple(self.crop)

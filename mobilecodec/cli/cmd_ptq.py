@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder: quantized.pt, encodings/<stage>.encodings, ptq.json")
     p.add_argument("--steps", type=positive_int, default=30, help="calibration steps (default 30)")
-    p.add_argument("--gop", type=positive_int, default=3, help="frames per calibration GOP (default 3)")
+    p.add_argument("--gop", type=positive_int, default=3, help="frames per calibration GOP, at least 2 (default 3)")
     p.add_argument("--batch", type=positive_int, default=2, help="GOPs per step (default 2)")
     p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
                    help="random crop of each GOP, multiples of 64 (default 256x256, clamped to the largest "
@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
             held_out = True  # refuse_held_out raises unless allowed (checking `c` once more, on the way out)
             refuse_held_out(c, "calibrate on training clips (e.g. --data bikes bigbuckbunny) or pass --allow-held-out",
                             allow=args.allow_held_out)
+    if args.gop < 2:
+        raise InputError(f"--gop must be >= 2 (an I-frame and a P-frame: the P-frame quantizers are calibrated "
+                         f"on P-frames), got {args.gop}")
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
     for flag, default in (("adaround_iters", 300), ("adaround_batches", 16)):
