@@ -5,6 +5,7 @@ correlation), augmentations, and the resumable training recipe."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,21 @@ def _rgb_frames(clip, count: int, top: int = 0, left: int = 0, size: tuple[int, 
 
     h, w = size
     return [np.ascontiguousarray(yuv_to_rgb8(f)[top:top + h, left:left + w]) for f in read_frames(clip)[:count]]
+
+
+def test_a_damaged_septuplet_frame_is_named(tmp_path):
+    """A truncated im5.png stopped training with PIL's "image file is truncated" and no file name."""
+    from mobilecodec.train.data import SeptupletSource
+
+    rng = np.random.default_rng(0)
+    _write_septuplet(tmp_path / "sequences" / "00001" / "0001",
+                     [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(7)])
+    bad = tmp_path / "sequences" / "00001" / "0001" / "im5.png"
+    bad.write_bytes(bad.read_bytes()[:200])
+    src = SeptupletSource(tmp_path)
+    assert src.load(0, 0, 4)[0].shape == (4, 64, 64)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(bad))}: cannot read the image \("):
+        src.load(0, 2, 4)
 
 
 def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, capsys):

@@ -192,7 +192,8 @@ class SeptupletSource:
     """Vimeo-90K septuplets: each folder holds im1.png..imK.png (RGB), read and converted on demand.
 
     Every folder's frame count and im1.png size are checked here, so a bad folder is named at the
-    start instead of failing a step hours in; `num_frames` is the smallest count (`shortest` has it)."""
+    start instead of failing a step hours in (a damaged later frame is named when first sampled:
+    decoding every PNG up front would take minutes); `num_frames` is the smallest count (`shortest` has it)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         from PIL import Image
@@ -234,8 +235,11 @@ class SeptupletSource:
             raise InputError(f"{d}: has {len(files)} frames, a GOP of {count} needs {start + count}")
         ys, uvs = [], []
         for f in files[start:start + count]:
-            with Image.open(f) as im:
-                y, u, v = rgb_to_yuv420(np.asarray(im.convert("RGB")))
+            try:
+                with Image.open(f) as im:
+                    y, u, v = rgb_to_yuv420(np.asarray(im.convert("RGB")))
+            except OSError as exc:  # a truncated or damaged PNG, found when first sampled
+                raise InputError(f"{f}: cannot read the image ({exc})") from None
             if y.shape != self.size:
                 raise InputError(f"{f}: size {y.shape[1]}x{y.shape[0]} differs from {self.size[1]}x{self.size[0]} "
                                  "of the other septuplets")
