@@ -92,7 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "block-matching teacher; keeps the motion path from collapsing (default 0; the "
                         "tiny-cpu recipe's P-frame phase uses 2e-3)")
     p.add_argument("--teacher-steps", type=positive_int, default=None, metavar="N",
-                   help="the --flow-teacher weight falls linearly to 0 at step N (default: constant; the "
+                   help="the --flow-teacher weight falls linearly to 0 after step N (default: constant; the "
                         "tiny-cpu P-frame phase uses 5000)")
     p.add_argument("--noisy-synthesis", nargs="+", choices=("i", "m", "r"), default=None, metavar="LATENT",
                    help="train these latents' synthesis (i, m, r) on y + uniform noise instead of the "

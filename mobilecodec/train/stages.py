@@ -62,8 +62,8 @@ class StageConfig:
     # path from collapsing to "send no motion" (motion_teacher.py says why)
     flow_lambda_teacher: float = 0.0
     teacher_radius: int = 6  # search range of the teacher, luma pixels each way
-    # The teacher's weight falls linearly from flow_lambda_teacher at step 1 to 0 at this step
-    # (None: constant). It only has to lift the motion path out of collapse; kept on, it makes the
+    # The teacher's weight falls linearly from flow_lambda_teacher at step 1 to 0 after this step
+    # (1/teacher_steps of it at step teacher_steps, 0 from the next; None: constant). It only has to lift the motion path out of collapse; kept on, it makes the
     # codec send block-matching vectors where cheaper motion would do (measured: 75 motion bits
     # per 8x8 block of bikes at step 3,000 of a run with a constant teacher).
     teacher_steps: int | None = None

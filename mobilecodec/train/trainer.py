@@ -642,5 +642,7 @@ def _should_stop(opts: TrainOptions, steps_run: int, seconds: float) -> bool:
         return False
     over = torch.tensor([1.0 if seconds >= opts.stop_after_seconds else 0.0])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_backend() == "nccl":  # NCCL carries CUDA tensors only
+            over = over.cuda()
         torch.distributed.broadcast(over, 0)
     return bool(over.item())
