@@ -298,6 +298,19 @@ def test_a_fresh_start_after_a_ctrl_c_begins_new_logs(tmp_path):
     assert _tb_steps(run) == [1, 2]
 
 
+def test_resume_takes_the_machine_settings_of_its_own_invocation():
+    """A run started with --device cuda --data-workers 7 --threads 16 and resumed on a CPU machine
+    without them asked for CUDA ("no CUDA device is available") and spawned 7 workers there; the run-
+    defining options still come back as saved."""
+    from mobilecodec.train.trainer import TrainOptions
+
+    saved = TrainOptions(run_dir="r", data=["bikes"], beta=0.01, seed=5, device="cuda", data_workers=7,
+                         threads=16, stop_after_steps=3).to_dict()
+    back = TrainOptions.from_dict(saved)
+    assert (back.device, back.data_workers, back.threads, back.stop_after_steps) == ("auto", 0, None, None)
+    assert (back.data, back.beta, back.seed, back.stage.to_dict()) == (["bikes"], 0.01, 5, saved["stage"])
+
+
 def test_resume_after_a_kill_drops_the_steps_it_repeats(tmp_path):
     """A run killed between checkpoints resumes from its last one: log.jsonl and TensorBoard hold
     each step once, the steps after the checkpoint as the resumed run logged them."""

@@ -83,7 +83,7 @@ class TrainOptions:
     freeze: tuple[str, ...] = ()
     buffering: str | None = None
     warp: str | None = None
-    device: str = "auto"
+    device: str = "auto"  # per invocation, like threads and data_workers (from_dict resets them)
     max_frames: int | None = None
     log_every: int = 10
     progress: bool = True
@@ -138,9 +138,11 @@ class TrainOptions:
         d["stage"] = StageConfig.from_dict(d["stage"])
         d["data"] = list(d["data"])
         d["stop_after_steps"] = d["stop_after_seconds"] = None  # never carried over to a resume
+        # nor is what suited the machine that started the run: a GPU run resumed on a CPU machine
+        # asked for CUDA, and its worker count spawned as many processes on 2 cores
+        d["device"], d["data_workers"], d["threads"] = "auto", 0, None
         d.setdefault("channels_last", True)
         d.setdefault("bf16", False)
-        d.setdefault("data_workers", 0)
         d["reinit"] = tuple(d.get("reinit", ()))
         d.setdefault("motion_hint", None)
         d.setdefault("motion_search_radius", None)
