@@ -987,3 +987,19 @@ def test_weights_that_saw_the_held_out_clip_say_so_down_the_pipeline(carphone, t
     assert main(["eval", str(carphone), "--package", str(tmp_path / "PH"), "--frames", "1", "-o", str(tmp_path / "ev2"),
                  "--no-progress"]) == 0
     assert "PH int8, calibrated on the held-out clip" in capsys.readouterr().err
+
+
+def test_init_of_another_config_trains_that_config(tmp_path, capsys):
+    """train --init of a mobilenvc checkpoint without --config said "--config 'tiny' was given" (the
+    default, never given); it trains the checkpoint's config, and a --config that differs is refused."""
+    from mobilecodec.checkpoint import load_checkpoint
+
+    init = tmp_path / "mnvc.pt"
+    assert main(["init", "--config", "mobilenvc", "-o", str(init)]) == 0
+    args = ["train", "--stage", "1", "--beta", "0.0032", "--init", str(init), "--data", "bikes", "--max-frames", "8",
+            "--crop", "64x64", "--gop", "1", "--batch-size", "1", "--steps", "1", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "r")]) == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "r" / "final.pt")[0].cfg.name == "mobilenvc"
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "t"), "--config", "tiny"]) == 2
+    assert "is config 'mobilenvc', but --config 'tiny' was given" in capsys.readouterr().err

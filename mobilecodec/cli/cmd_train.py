@@ -21,7 +21,7 @@ _RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop",
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="registered config to train (default: tiny)")
+    p.add_argument("--config", default=None, help="registered config to train (default: --init's, else tiny)")
     p.add_argument("--stage", type=int, choices=(1, 2), default=None,
                    help="Table 5 stage: 1 = training (GOP 4, 256x256, flow losses), 2 = fine-tuning "
                         "(GOP 7, 256x384, tau 1.2); required unless --resume or --recipe")
@@ -223,6 +223,15 @@ def _refuse_json_among_run_files(args: argparse.Namespace) -> None:
                          "logs; name a .json file")
 
 
+def _init_config(init: str | None) -> str:
+    """The config a run trains when --config is not given: --init's own, else tiny."""
+    if not init:
+        return "tiny"
+    from mobilecodec.checkpoint import checkpoint_config, read_checkpoint, resolve_checkpoint
+
+    return checkpoint_config(read_checkpoint(resolve_checkpoint(init)), f"--init {init}").name
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -273,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
                              "--gop 1 trains I-frames alone")
         opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
-                            config=args.config or "tiny", seed=0 if args.seed is None else args.seed,
+                            config=args.config or _init_config(args.init), seed=0 if args.seed is None else args.seed,
                             init=args.init, reinit=tuple(args.reinit or ()), freeze=tuple(args.freeze or ()),
                             motion_hint=args.motion_hint, motion_search_radius=args.motion_search_radius,
                             buffering=args.buffering,
