@@ -251,7 +251,8 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
 
     with log.stage("int8 PTQ (aimet)"):
         from mobilecodec.quant.config import QuantConfig
-        from mobilecodec.quant.ptq import PTQOptions, run_ptq, save_quantized
+        from mobilecodec.checkpoint import read_checkpoint
+        from mobilecodec.quant.ptq import PTQOptions, held_out_record, run_ptq, save_quantized
 
         # receiver stages at 16-bit activations: at 8 bits the QNN HTP decode of the stream drifts
         # from the CPU encoder's reconstruction through the buffer (docs/results/int8.md)
@@ -264,6 +265,9 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
                     f"{popts.crop[0]}x{popts.crop[1]} crops of {calib.name}")
             qmodel, summary = run_ptq(p.model, [calib], qcfg, popts, progress=opts.progress)
             summary["checkpoint"] = str(p.path)
+            # calibrated on a training clip (the held-out one is refused above); the weights' own record
+            # kept, so that the int8 check says when carphone's figures are not held-out ones
+            summary.update(held_out_record(read_checkpoint(p.path).get("meta"), False))
             qdir = save_quantized(out / "ptq" / p.label, qmodel, checkpoint=p.path, summary=summary)
             qmodels.append((qmodel, qdir))
             report["ptq"].append({"label": p.label, "folder": str(qdir), **summary})
@@ -271,7 +275,6 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
     main, (qmain, qdir_main) = points[0], qmodels[0]
     pkg = out / "package"
     with log.stage("export ONNX package (int8 QDQ)"):
-        from mobilecodec.checkpoint import read_checkpoint
         from mobilecodec.export.onnx_export import export_package
 
         man = export_package(main.model, pkg, ph, pw, original_size=(height, width), checkpoint=str(main.path),
@@ -319,7 +322,7 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
         report["baselines"] = {}
 
     with log.stage("int8 vs float check"):
-        from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8
+        from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8, fitted_note
 
         pairs = [ModelPair(str(p.path), str(qdir), p.model, q, p.beta) for p, (q, qdir) in zip(points, qmodels)]
         # with the package encode's block modes: the check judges the codec as it is deployed
@@ -327,6 +330,8 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
                              sensitivity_frames=min(opts.sensitivity_frames, frames), progress=opts.progress,
                              block_modes=opts.block_modes)
         report["check_int8"] = check_int8(pairs, [clip], copts, out / "check_int8")
+        for f in report["check_int8"]["fitted_on_input"]:
+            print(f"note: {fitted_note(f)}", file=sys.stderr)
 
     with log.stage("profile"):
         from mobilecodec.models.codec import VideoCodec

@@ -17,10 +17,11 @@ def _bd_psnr(cmp_: dict, m: str, unit: str) -> str:
 
 def markdown(report: dict) -> str:
     """The report as Markdown tables."""
+    from mobilecodec.quant.check import fitted_note
+
     lines = ["# int8 vs float check", "", f"**{report['verdict']}**", "",
              f"float: PyTorch; int8: {report.get('int8_backend', 'aimet simulation (PyTorch)')}", "",
-             *(f"Note: `{f['int8']}` was calibrated or trained on `{f['input']}`: its figures there are not "
-               "held-out ones." for f in report.get("fitted_on_input") or []),
+             *(f"Note: {fitted_note(f)}." for f in report.get("fitted_on_input") or []),
              *([""] if report.get("fitted_on_input") else [])]
     for res in report["results"]:
         lines += [f"## {res['source']}", "", "| model | label | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM-RGB |",

@@ -45,7 +45,8 @@ class PTQOptions:
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gop < 2:  # an I-frame alone never runs the P-frame stages: their quantizers stay unset
-            raise InputError(f"the calibration GOP must hold 2 frames or more (an I-frame and a P-frame), got {self.gop}")
+            raise InputError(f"the calibration GOP must hold 2 frames or more (an I-frame and a P-frame), "
+                             f"got {self.gop}")
         if self.eval_gops < 0:
             raise InputError(f"eval_gops must be >= 0, got {self.eval_gops}")
         self.crop = tuple(self.crop)
@@ -107,6 +108,13 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
     return qmodel, summary
 
 
+def held_out_record(checkpoint_meta: dict | None, calibrated_on_held_out: bool) -> dict[str, bool]:
+    """ptq.json's provenance: calibrated on the held-out clip, and the float weights' own record
+    (train --allow-held-out); check-int8 and eval flag the held-out clip for either."""
+    return {"calibrated_on_held_out": bool(calibrated_on_held_out),
+            "trained_on_held_out": bool((checkpoint_meta or {}).get("trained_on_held_out"))}
+
+
 def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.PathLike | None = None,
                    summary: dict | None = None, summary_name: str = "ptq.json",
                    extra: dict[str, object] | None = None) -> Path:
@@ -133,6 +141,7 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
             write_json_atomic(tmp / summary_name, summary)
         for name, value in (extra or {}).items():
             save_torch_file(tmp / name, value)
+    qmodel.__dict__["summary"] = obj["summary"]  # as load_quantized gives it back
     return out
 
 

@@ -401,13 +401,18 @@ def test_a_skipped_stage_is_reported_as_skipped(carphone, tmp_path):
     report lists none (it listed a baselines/ folder and showed stage 6 at 0.0 s). The report folder's
     name has a non-ASCII letter and a quote: the paths in its JSON files pointed into the deleted
     temporary folder (JSON spells them escaped, the move rewrote them as text). A 2-frame clip with
-    --frames 3 is coded whole and said so (it was silent)."""
+    --frames 3 is coded whole and said so (it was silent). Its checkpoint records training on the
+    held-out clip, whose frames the clip is: the demo said nothing of it (eval and check-int8 did)."""
+    from mobilecodec.checkpoint import load_checkpoint, save_checkpoint
     from mobilecodec.io import read_frames, write_video
 
     clip = tmp_path / "two.y4m"
     write_video(clip, read_frames(carphone, 2), 30000 / 1001)
+    model, obj = load_checkpoint("tiny_b0.0032")
+    held = save_checkpoint(tmp_path / "held.pt", model, beta=obj["beta"], meta={"trained_on_held_out": True})
     out = tmp_path / 'R é"q'
     proc = subprocess.run([sys.executable, "-m", "mobilecodec", "demo", "-o", str(out), "--clip", str(clip),
+                           "--checkpoint", str(held), "--pairs", "1",
                            "--frames", "3", "--intra-period", "2", "--no-baselines", "--block-modes", "0",
                            "--no-qnn-decode", "--ptq-steps", "1", "--ptq-eval-gops", "0", "--sensitivity-frames", "0",
                            "--profile-runs", "1", "--no-ops"], capture_output=True, text=True, timeout=900)
@@ -422,6 +427,9 @@ def test_a_skipped_stage_is_reported_as_skipped(carphone, tmp_path):
     assert "| 6 | x264/x265 baselines | skipped |" in md and "`baselines/`" not in md
     assert not (out / "baselines").exists()
     assert json.loads((out / "report.json").read_text())["timings"]["skipped"] == ["x264/x265 baselines"]
+    note = f"held was calibrated or trained on {clip}: its figures there are not held-out ones"
+    assert f"note: {note}" in proc.stderr and f"Note: {note}." in md
+    assert report["check_int8"]["fitted_on_input"] == [{"int8": "held", "input": str(clip)}]
 
 
 def test_a_checkpoint_without_beta_is_refused_before_ptq(tmp_path):

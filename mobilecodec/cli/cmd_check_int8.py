@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mobilecodec.errors import InputError
     from mobilecodec.io import resolve_input
-    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, check_int8,
+    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, check_int8, fitted_note,
                                          load_pairs, split_list)
     from mobilecodec.quant.check_report import bd_lines
 
@@ -97,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"int8 side coded by: {report['int8_backend']}")
     print(f"verdict: {report['verdict']}")
     for f in report["fitted_on_input"]:
-        print(f"note: {f['int8']} was calibrated or trained on {f['input']}: its figures there are not held-out ones",
-              file=sys.stderr)
+        print(f"note: {fitted_note(f)}", file=sys.stderr)
     emit_json(report, args.json)
     if report["passed"] is None:
         return EXIT_INCONCLUSIVE

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                               "(it was saved before model.update())")
     if args.crop is None:  # after the checks: it may print a note, which must not precede an error
         args.crop = default_crop(clips)
-    from mobilecodec.quant.ptq import PTQOptions, run_ptq, save_quantized
+    from mobilecodec.quant.ptq import PTQOptions, held_out_record, run_ptq, save_quantized
 
     qcfg = QuantConfig(aimet_config=args.aimet_config, quant_scheme=args.scheme, w8a16=w8a16, cle=args.cle,
                        pin_frames=not args.calibrate_frames, adaround=args.adaround, adaround_iters=args.adaround_iters,
@@ -103,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
     qmodel, summary = run_ptq(model, clips, qcfg, opts, progress=not args.no_progress)
     summary["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
     summary["output"] = str(args.output)
-    summary["calibrated_on_held_out"] = held_out
-    # the float weights' own record (train --allow-held-out): check-int8 flags the held-out clip for it too
-    summary["trained_on_held_out"] = bool((ckpt.get("meta") or {}).get("trained_on_held_out"))
+    summary.update(held_out_record(ckpt.get("meta"), held_out))
     save_quantized(args.output, qmodel, checkpoint=resolve_checkpoint(args.checkpoint), summary=summary)
     psnr = ""
     if "int8_psnr_yuv" in summary:
