@@ -22,9 +22,15 @@ def _crop(frame, top: int, left: int, h: int, w: int):
 
 def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, seed: int,
                max_frames: int | None) -> list[torch.Tensor]:
-    """Up to `count` distinct GOPs (`load_gops`), read from the clips in turn, each with its crop."""
+    """Up to `count` distinct GOPs (`load_gops`), each with its crop: up to count / len(clips)
+    (rounded up) from each clip, taken from the clips in turn (the first GOP of each, then the second
+    of each, ...), so that every clip is calibrated on (the first `count` of the clips one after the
+    other left the last clip out whenever the count did not divide evenly)."""
+    from itertools import zip_longest
+
     from mobilecodec.io import open_video, resolve_input
     from mobilecodec.models.yuv import frame_to_tensor
+    from mobilecodec.train.data import data_identity
 
     h, w = crop
     if gop < 1:
@@ -33,11 +39,18 @@ def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], cou
         raise InputError(f"crop size must be a positive multiple of 64 (the codec's padding), got {h}x{w}")
     if not clips:
         raise InputError("no calibration clips given")
+    seen: dict[str, str] = {}
+    for clip in clips:  # a clip twice: GOPs kept apart for evaluation were calibration GOPs too
+        key = data_identity(resolve_input(clip), strict=False)
+        if key in seen:
+            raise InputError(f"calibration clip {clip} is given twice (as {seen[key]} before)")
+        seen[key] = str(clip)
     rng = random.Random(seed)
     per_clip = math.ceil(count / len(clips))
-    found: list[torch.Tensor] = []
+    per: list[list[torch.Tensor]] = []
     for clip in clips:
         path = resolve_input(clip)
+        per.append([])
         with open_video(path, max_frames=max_frames) as reader:
             if reader.width < w or reader.height < h:
                 raise InputError(f"{path}: frames are {reader.width}x{reader.height}, smaller than the "
@@ -50,11 +63,12 @@ def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], cou
                     continue
                 top = 2 * rng.randrange((reader.height - h) // 2 + 1)
                 left = 2 * rng.randrange((reader.width - w) // 2 + 1)
-                found.append(torch.cat([frame_to_tensor(_crop(f, top, left, h, w)) for f in window]))
+                per[-1].append(torch.cat([frame_to_tensor(_crop(f, top, left, h, w)) for f in window]))
                 window = []
                 n_clip += 1
                 if n_clip >= per_clip:
                     break
+    found = [g for turn in zip_longest(*per) for g in turn if g is not None][:count]
     if not found:
         raise InputError(f"the calibration clips hold no complete GOP of {gop} frames")
     return found
@@ -67,7 +81,7 @@ def _repeat(found: list[torch.Tensor], count: int) -> torch.Tensor:
 def load_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, *, seed: int = 0,
               max_frames: int | None = None) -> torch.Tensor:
     """`count` GOPs of `gop` consecutive frames, each randomly cropped to crop=(H, W), as a float
-    tensor (count, gop, 6, H/2, W/2) in [0, 1]. Clips are read in turn (non-overlapping GOPs);
+    tensor (count, gop, 6, H/2, W/2) in [0, 1]. The clips take turns (non-overlapping GOPs, `_read_gops`);
     if they hold fewer GOPs than asked, the GOPs found are reused."""
     return _repeat(_read_gops(clips, gop, crop, count, seed, max_frames), count)
 

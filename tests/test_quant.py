@@ -84,6 +84,28 @@ def test_held_out_gops_stay_apart_when_the_clips_run_short(carphone, tmp_path):
         load_split([short], 2, CROP, 8, 5)
 
 
+def test_every_calibration_clip_is_calibrated_on_and_none_twice(tmp_path):
+    """Three flat clips (Y 40, 120, 200) and 4 GOPs: the GOPs were read clip after clip, two from each
+    of the first two, and the third clip was never used though ptq.json listed it. A clip given twice
+    (another spelling of the same file) made the GOPs kept apart for evaluation calibration GOPs too."""
+    import numpy as np
+
+    from mobilecodec.io import VideoWriter, YUVFrame
+    from mobilecodec.quant.calibrate import load_split
+
+    clips = []
+    for level in (40, 120, 200):
+        clips.append(tmp_path / f"flat{level}.y4m")
+        with VideoWriter(clips[-1], 64, 64, 30) as w:
+            for _ in range(8):
+                w.write(YUVFrame(np.full((64, 64), level, np.uint8), *np.full((2, 32, 32), 128, np.uint8)))
+    cal, held, distinct = load_split(clips, 2, (64, 64), 4, 0)
+    levels = sorted(round(float(g[0, 0, 0, 0]) * 255) for g in cal)  # packed Y, first sample
+    assert levels == [40, 40, 120, 200] and held is None and distinct == 4
+    with pytest.raises(InputError, match=r"flat40.y4m is given twice \(as .*flat40.y4m before\)"):
+        load_split([clips[0], clips[1], tmp_path / "." / "flat40.y4m"], 2, (64, 64), 4, 2)
+
+
 def test_calibration_sets_input_range_from_real_frames(carphone, midgrey_checkpoint):
     """With `pin_frames=False` the i_analysis input quantizer (min/max scheme) spans exactly the
     calibration I-frames, and other data (the same frames at half contrast) gives other encodings;
