@@ -90,4 +90,6 @@ def load_layer_overrides(path: str | Path) -> tuple[str, ...]:
         obj = obj.get("w8a16")
     if not isinstance(obj, list) or not all(isinstance(x, str) and x for x in obj):
         raise InputError(f"{p}: expected a list of layer names (or {{\"w8a16\": [...]}})")
+    if not obj:  # an empty list gave plain W8A8 without a word
+        raise InputError(f"{p}: the W8A16 list is empty; name layers, or leave --w8a16 out for W8A8")
     return tuple(obj)

@@ -219,7 +219,7 @@ def test_w8a16_unknown_layer_is_an_error(midgrey_checkpoint, carphone, tmp_path,
     assert not (tmp_path / "Q").exists()
 
 
-@pytest.mark.parametrize("case", ["checkpoint", "data", "held_out", "crop", "w8a16_file"])
+@pytest.mark.parametrize("case", ["checkpoint", "data", "held_out", "crop", "w8a16_file", "w8a16_empty"])
 def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys):
     args = {"checkpoint": str(midgrey_checkpoint), "data": str(carphone), "crop": "64x64"}
     extra = ["--allow-held-out"]
@@ -231,8 +231,8 @@ def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys)
         args["crop"] = "100x100"
     elif case == "held_out":
         extra = []  # carphone without --allow-held-out
-    else:
-        (tmp_path / "w.json").write_text("{not json")
+    else:  # an empty list made plain W8A8 without a word
+        (tmp_path / "w.json").write_text("{not json" if case == "w8a16_file" else '{"w8a16": []}')
         extra += ["--w8a16", str(tmp_path / "w.json")]
     rc = main(["ptq", "--checkpoint", args["checkpoint"], "--data", args["data"], "-o", str(tmp_path / "Q"),
                "--crop", args["crop"], "--steps", "1", "--no-progress", *extra])
