@@ -38,9 +38,32 @@ def _entropy(prefix: str, lat: str) -> list[dict[str, Any]]:
         _h("integer_hyper_synthesis", "sender+receiver",
            f"exact-integer {prefix}_hyper_synthesis(z_int) -> mean, scale-table index (bit-exact on every backend)"),
         _h("code_latent", "sender+receiver",
-           f"sender: sym = round({lat} - mean) coded with the Gaussian table of each index; receiver: decode; "
+           f"sender: sym = round({lat} - mean) clipped to its index's table range, coded with the Gaussian table "
+           f"of each index; receiver: decode; "
            f"{lat}_hat = sym + mean"),
     ]
+
+
+#: how each buffered tensor is rounded before it is carried to the next frame (`models.buffer.snap_to_storage`,
+#: on every backend): a receiver that carries the float outputs decodes other frames than the sender's
+STORAGE_RULES = {"frame": "round(v*255)/255 (uint8 levels)", "flow": "round(v*256)/256 clamped to int16 (1/256 px)",
+                 "motion_feat": "float16(v)", "residual_feat": "float16(v)"}
+
+
+def storage(name: str) -> dict[str, Any]:
+    """A buffer entry's storage: its type, the scale its integer holds the value at, and the rounding."""
+    from mobilecodec.models.buffer import FLOW_SCALE, STORAGE_DTYPES
+
+    scale = {"uint8": 255.0, "int16": FLOW_SCALE}.get(STORAGE_DTYPES[name], 1.0)
+    return {"dtype": STORAGE_DTYPES[name], "scale": scale, "rounding": STORAGE_RULES[name]}
+
+
+def _buffer_update(names: list[str], sources: dict[str, str]) -> dict[str, Any]:
+    """The host step that rounds each new buffer value to its storage (`STORAGE_RULES`) and keeps it:
+    `sources` names the graph whose buffer_out.<name> (the frame: its decoded frame) is stored, or 0."""
+    parts = [f"{n} = 0" if sources[n] == "0" else f"{n} = {STORAGE_RULES[n].replace('v', n, 1)} of {sources[n]}"
+             for n in names]
+    return _h("buffer_update", "sender+receiver", "; ".join(parts) + "; the next frame reads the stored values")
 
 
 def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
@@ -48,25 +71,32 @@ def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
     names = [e.name for e in model.layout]
     iframe = [_g("i_analysis"), _g("i_hyper_analysis"), *_entropy("i", "y"),
               _g("i_synthesis"),
-              _h("buffer_update", "sender+receiver",
-                 "frame = round(x_hat*255)/255 (also the decoded frame); flow and motion_feat = 0; "
-                 "residual_feat from i_synthesis")]
+              _buffer_update(names, {"frame": "i_synthesis (also the decoded frame)", "flow": "0", "motion_feat": "0",
+                                     "residual_feat": "i_synthesis"})]
     pframe: list[dict[str, Any]] = []
-    if model.cfg.uses_motion:
-        pframe += [_g("motion_predictor"), _g("m_analysis"),
+    cfg = model.cfg
+    if cfg.uses_motion:
+        pframe.append(_g("motion_predictor"))
+        if cfg.motion_hint != "none":  # the sender's block matching feeds m_analysis, not the prediction itself
+            ref = "frame" if "frame" in names else "residual_feat"
+            pframe.append(_h("motion_search", "sender",
+                             f"flow_pred input of m_analysis = block_match(buffer {ref}, x; block {cfg.warp.block_size}, "
+                             f"radius {cfg.motion_search_radius} luma px) - flow_pred"
+                             + (" where the match beats zero motion, else 0" if cfg.motion_hint_confident_only else "")))
+        pframe += [_g("m_analysis"),
                    _g("m_hyper_analysis"), *_entropy("m", "m"), _g("m_synthesis"),
                    _h("warp", "sender+receiver",
-                      f"{model.cfg.warp.mode} warp (block {model.cfg.warp.block_size}, overlap "
-                      f"{model.cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
-                                                                           if n in names) + " with the block flow")]
+                      f"{cfg.warp.mode} warp (block {cfg.warp.block_size}, overlap "
+                      f"{cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
+                                                                     if n in names) + " with the stored block flow")]
     if "r_predictor" in model.stages():
         pframe.append(_g("r_predictor"))
     else:
         pframe.append(_h("predict", "sender+receiver", "pred = warped frame (first 6 channels of warped)"))
     pframe += [_g("r_analysis"), _g("r_hyper_analysis"), *_entropy("r", "r"),
                _g("r_synthesis"),
-               _h("buffer_update", "sender+receiver",
-                  "frame = round(x_hat*255)/255; flow, motion_feat from m_synthesis; residual_feat from r_synthesis")]
+               _buffer_update(names, {"frame": "r_synthesis (also the decoded frame)", "flow": "m_synthesis",
+                                      "motion_feat": "m_synthesis", "residual_feat": "r_synthesis"})]
     stages = model.stages()
     pframe = [s for s in pframe if s["run"] == "host" or s["graph"] in stages]
     return {"I": iframe, "P": pframe}
@@ -100,7 +130,7 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
         "host_checkpoint": "checkpoint.pt",
         "padded_size": [height, width], "original_size": [oh, ow],
         "buffer": [{"name": e.name, "channels": e.channels, "stride": e.stride,
-                    "shape": list(e.shape(height, width)), "dtype": "float32",
+                    "shape": list(e.shape(height, width)), "dtype": "float32", "storage": storage(e.name),
                     "graph_input": f"buffer_in.{e.name}", "graph_output": f"buffer_out.{e.name}"}
                    for e in model.layout],
         "graphs": graphs,

@@ -130,7 +130,9 @@ def graph_specs(model: "VideoCodec", height: int, width: int) -> list[GraphSpec]
                 [f"buffer_in.{n}" for n in parts], ["flow_pred"], "motion predictor: buffer -> predicted block flow")
             ref = "buffer_in.frame" if "frame" in names else "buffer_in.residual_feat"
             add("m_analysis", Select(stages["m_analysis"], None), ex["m_analysis"], ["x", ref, "flow_pred"], ["m"],
-                "motion analysis: frame, reference, predicted flow -> motion latent")
+                "motion analysis: frame, reference, " + ("motion hint (call_order's motion_search: block match "
+                                                         "minus predicted flow)" if model.cfg.motion_hint != "none"
+                                                         else "predicted flow") + " -> motion latent")
         elif p == "r":
             if "r_predictor" in stages:
                 add("r_predictor", Select(stages["r_predictor"], None), ex["r_predictor"], ["warped"], ["pred"],

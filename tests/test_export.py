@@ -60,6 +60,27 @@ def test_package_graphs_names_shapes_manifest(package):
                      "r_synthesis": "sender+receiver"}
     steps = [s.get("graph") or s["op"] for s in man["call_order"]["P"]]
     assert steps.index("m_synthesis") < steps.index("warp") < steps.index("r_analysis")
+    # what a deployer reimplements: the sender's block matching feeds m_analysis (the steps went straight
+    # from the predictor to m_analysis: an encoder following them sent 7.7x the bits), and each buffered
+    # value is rounded to its storage as the runtime rounds it (every entry said float32 and no more)
+    cfg = man["config"]
+    assert cfg["motion_hint"] == "block_match"
+    search = man["call_order"]["P"][steps.index("motion_search")]
+    assert steps.index("motion_predictor") < steps.index("motion_search") < steps.index("m_analysis")
+    assert search["sides"] == "sender" and f"radius {cfg['motion_search_radius']} luma px" in search["what"]
+    import torch
+
+    from mobilecodec.models.buffer import snap_to_storage
+
+    values = torch.linspace(-200, 200, 100_003)
+    for e in man["buffer"]:
+        st, ours = e["storage"], snap_to_storage(e["name"], values)
+        info = np.iinfo(st["dtype"]) if st["dtype"] != "float16" else None
+        said = (values.numpy().astype(np.float16).astype(np.float32) if info is None else
+                np.clip(np.round(values.numpy() * st["scale"]), info.min, info.max) / st["scale"])
+        assert np.array_equal(ours.numpy(), said.astype(np.float32)), e["name"]
+        update = man["call_order"]["P"][-1]["what"]
+        assert f"{e['name']} = {st['rounding'].replace('v', e['name'], 1)}" in update
     for name, g in man["graphs"].items():
         proto = onnx.load(str(package / g["file"]))
         onnx.checker.check_model(proto)
