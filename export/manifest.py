@@ -206,6 +206,9 @@ def _check_structure(man: dict[str, Any], path: Path) -> None:
         for key in ("inputs", "outputs"):
             if not isinstance(g.get(key), list) or not all(isinstance(t, dict) and "name" in t for t in g[key]):
                 raise bad(f"graph {name} has no {key} list")
+    for key in ("host_checkpoint", "weights_hash", "config_name"):  # read by every encode, decode and compile
+        if not isinstance(man.get(key), str) or not man[key]:
+            raise bad(f"no {key}")
     size = man.get("padded_size")
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise bad("padded_size is not [height, width]")

@@ -436,11 +436,18 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
         ("nohash", lambda p, m: [g.pop("sha256") for g in m["graphs"].values()], "no sha256"),
         ("nographs", lambda p, m: m.__setitem__("graphs", []), "no graphs"),
         ("nouse", lambda p, m: m["graphs"]["i_analysis"].pop("used_by_codec"), "used_by_codec"),
+        # encode and decode: internal errors (KeyError); compile: one after compiling all 13 graphs
+        ("nohost", lambda p, m: m.pop("host_checkpoint"), "no host_checkpoint"),
+        ("nohash2", lambda p, m: m.pop("weights_hash"), "no weights_hash"),
+        ("noconfig", lambda p, m: m.pop("config_name"), "no config_name"),
     ]
     for tag, change, words in cases:
         pkg = _edited(package, tmp_path / tag, change)
         assert_clean_error(cli_here("export", "--check", pkg, "--no-compile"), words)
     assert_clean_error(cli_here("compile", tmp_path / "nohash", "-o", tmp_path / "bins"), "no sha256")
+    assert_clean_error(cli_here("compile", tmp_path / "noconfig", "-o", tmp_path / "bins"), "no config_name")
+    assert_clean_error(cli_here("encode", "carphone", "--package", tmp_path / "nohost", "-o", tmp_path / "s.mnvc",
+                                "--frames", "1"), "no host_checkpoint")
 
 
 def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, capsys):
