@@ -4,7 +4,7 @@ recalibrating.
 
 Folder layout written by `save_quantized(Q, ...)`:
   Q/quantized.pt              {"format": "mobilecodec-quantized", "version": 1, "config", "quant_config",
-                               "checkpoint" (path of the float checkpoint), "checkpoint_hash",
+                               "checkpoint" (path of the float checkpoint), "weights_hash",
                                "float_state" (non-sim state: entropy models, integer hyper-synthesis),
                                "stages" {name: sim.model.state_dict() (weights + encodings)},
                                "frozen_params" {name: ['module.param' whose encoding is frozen (AdaRound)]},
@@ -162,6 +162,10 @@ def load_quantized(path: str | os.PathLike):
         raise CheckpointError(f"{f} is not a mobilecodec quantized checkpoint")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{f} has quantized format version {obj.get('version')}; this build reads {VERSION}")
+    lacking = [k for k, kind in (("config", dict), ("quant_config", dict), ("stages", dict), ("float_state", dict),
+                                 ("weights_hash", str)) if not isinstance(obj.get(k), kind)]
+    if lacking:  # indexed below: an internal KeyError
+        raise CheckpointError(f"{f} lacks {', '.join(lacking)}: not a whole quantized checkpoint")
     cfg = checkpoint_config(obj, str(f))
     try:
         qcfg = QuantConfig.from_dict(obj["quant_config"])

@@ -485,7 +485,8 @@ def test_qat_resumes_from_another_folder_on_the_data_it_started_with(ptq_dir, bi
     assert json.loads((tmp_path / "st" / "qat.json").read_text())["data"] == ["stills"]
 
 
-@pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q", "held_out", "held_out_allowed"])
+@pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q", "held_out", "held_out_allowed",
+                                  "partial_q"])
 def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
     out = tmp_path / "Q2"
     if case == "no_beta":  # the mid-grey float checkpoint records no beta
@@ -500,13 +501,23 @@ def test_qat_bad_inputs_exit_2(case, ptq_dir, carphone, tmp_path, capsys):
         rc = main(["qat", "--checkpoint", str(ptq_dir), "--data", "carphone", "-o", str(out), "--steps", "1",
                    "--beta", "0.001", "--no-progress", "--crop", "64x64" if case == "held_out" else "100x100",
                    *(["--allow-held-out"] if case == "held_out_allowed" else [])])
+    elif case == "partial_q":  # a quantized.pt without its float weights: an internal KeyError
+        import shutil
+
+        from mobilecodec.checkpoint import load_torch_file, save_torch_file
+
+        shutil.copytree(ptq_dir, tmp_path / "part")
+        obj = load_torch_file(tmp_path / "part" / "quantized.pt")
+        del obj["float_state"]
+        save_torch_file(tmp_path / "part" / "quantized.pt", obj)
+        rc = _qat(tmp_path / "part", out, "--steps", "1")
     else:
         rc = _qat(tmp_path / "nope", out, "--steps", "1")
     assert rc == 2
     err = capsys.readouterr().err
     assert "error" in err and len(err.strip().splitlines()) == 1
     assert {"no_beta": "beta", "resume_empty": "resume", "crop": "crop", "missing_q": "nope",
-            "held_out": "--allow-held-out", "held_out_allowed": "crop"}[case] in err
+            "held_out": "--allow-held-out", "held_out_allowed": "crop", "partial_q": "lacks float_state"}[case] in err
     assert not out.exists()
 
 
