@@ -96,7 +96,8 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
 def record_feeds(package: str | Path, video: str | Path, frames: int = 4) -> dict[str, list]:
     """Per float graph of `package`: the inputs it receives while the package codes the first
     `frames` frames of `video` (calibration data for the stand-in quantizer), cut about their centre
-    to the package's size where larger."""
+    to the package's size where larger: one GOP (the P-frame graphs), and every frame coded as an
+    I-frame too (the I-frame graphs: one GOP fed them its first frame alone)."""
     from mobilecodec.export.manifest import load_manifest
 
     graphs = load_manifest(package)["graphs"]
@@ -105,7 +106,12 @@ def record_feeds(package: str | Path, video: str | Path, frames: int = 4) -> dic
     runner = package_engine(package)
     runner.recorder = {}
     float_parity(package, video, frames, intra_period=frames, runner=runner, crop=True)
-    return {n: f for n, f in runner.recorder.items() if not graphs[n].get("quantization")}
+    feeds = runner.recorder
+    if frames > 1:
+        runner.recorder = {}
+        float_parity(package, video, frames, intra_period=1, runner=runner, crop=True)
+        feeds.update({n: f for n, f in runner.recorder.items() if n.startswith("i_")})
+    return {n: f for n, f in feeds.items() if not graphs[n].get("quantization")}
 
 
 def stage_parity(runner: Any) -> dict[str, float]:

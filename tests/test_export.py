@@ -217,6 +217,18 @@ def test_compile_calibrates_on_a_clip_larger_than_the_package(package, tmp_path)
     assert np.array_equal(cut.v, src.v[20:116, 112:208])
 
 
+def test_calibration_feeds_every_frame_to_the_i_frame_graphs(package):
+    """compile --calibration CLIP --frames N coded one GOP: the I-frame graphs were calibrated on its
+    first frame alone while the manifest recorded N frames; they see all N now, the P-frame graphs N-1."""
+    from mobilecodec.io.samples import resolve_input
+    from mobilecodec.runtime.parity import record_feeds
+
+    feeds = record_feeds(package, resolve_input("bikes"), 3)
+    counts = {n: len(f) for n, f in feeds.items()}
+    assert all(counts[n] == 3 for n in ("i_analysis", "i_hyper_analysis", "i_synthesis")), counts
+    assert all(counts[n] == 2 for n in ("motion_predictor", "m_analysis", "r_analysis", "r_synthesis")), counts
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["export", "--config", "tiny", "--size", "144x176", "--original-size", "144x176", "-o", "{tmp}/p"],
      "goes with a padded --size"),
