@@ -62,6 +62,10 @@ def test_the_held_out_threshold_has_margin_on_both_sides(tmp_path):
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["distorted"]["frames"] == 120 and m["distorted"]["min_db"] > m["threshold_db"] + 3
     assert m["training_crops"]["crops"] > 50 and m["training_crops"]["max_db"] < m["threshold_db"] - 3
+    assert m["training_rescaled"]["max_db"] < m["threshold_db"] - 3
+    # smaller crops, searched at every position of every frame: closer on both sides (full run: 23.2 / 18.1 dB)
+    assert m["distorted_windows"]["min_db"] > m["crop_threshold_db"] + 1
+    assert m["training_windows"]["crops"] >= 32 and m["training_windows"]["max_db"] < m["crop_threshold_db"] - 1
 
 
 def test_a_copy_or_re_encode_of_the_held_out_clip_is_refused_by_content(tmp_path, carphone, capsys):
@@ -153,6 +157,36 @@ def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, c
     _write_septuplet(behind / "sequences" / "00001" / "0001",
                      _rgb_frames(bikes, 1, top=64, left=200) + _rgb_frames(carphone, 6))
     assert is_held_out(behind)
+
+
+def test_the_held_out_clip_mirrored_rescaled_cropped_or_late_is_refused(tmp_path, carphone, bikes):
+    """Only a video of carphone's own size was compared, its first 64 frames: a mirrored copy, a 2x
+    upscale (bicubic, not the check's box filter), a 176x128 crop and carphone after 72 frames of
+    another clip all trained as if they were other data."""
+    from PIL import Image
+
+    from mobilecodec.io import VideoWriter, YUVFrame, read_frames
+    from mobilecodec.train.data import is_held_out
+
+    car = read_frames(carphone)[:24]
+    other = read_frames(bikes, 72)
+
+    def write(name, frames):
+        path = tmp_path / name
+        with VideoWriter(path, frames[0].y.shape[1], frames[0].y.shape[0], 30) as w:
+            for f in frames:
+                w.write(f)
+        return path
+
+    def up(p):
+        return np.asarray(Image.fromarray(p).resize((2 * p.shape[1], 2 * p.shape[0]), Image.Resampling.BICUBIC))
+
+    assert is_held_out(write("mirror.y4m", [YUVFrame(*(np.ascontiguousarray(p[:, ::-1]) for p in f)) for f in car]))
+    assert is_held_out(write("cif.y4m", [YUVFrame(*(up(p) for p in f)) for f in car]))
+    assert is_held_out(write("crop.y4m", [YUVFrame(f.y[8:136].copy(), f.u[4:68].copy(), f.v[4:68].copy()) for f in car]))
+    late = [YUVFrame(f.y[64:208, 200:376].copy(), f.u[32:104, 100:188].copy(), f.v[32:104, 100:188].copy()) for f in other]
+    assert not is_held_out(write("other.y4m", late))
+    assert is_held_out(write("late.y4m", late + car))
 
 
 def test_the_held_out_clip_behind_other_frames_is_refused(tmp_path, carphone, bikes):

