@@ -24,7 +24,7 @@ def markdown(report: dict) -> str:
              *(f"Note: {fitted_note(f)}." for f in report.get("fitted_on_input") or []),
              *([""] if report.get("fitted_on_input") else [])]
     for res in report["results"]:
-        lines += [f"## {res['source']}", "", "| model | label | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM-RGB |",
+        lines += [f"## {res['source']}", "", "| model | label | bpp | PSNR-YUV (dB) | PSNR-RGB (dB) | MS-SSIM-RGB |",
                   "|---|---|---|---|---|---|"]
         for kind in ("float", "int8"):
             for p in res[kind]["points"]:
@@ -33,7 +33,7 @@ def markdown(report: dict) -> str:
         lines += ["", *bd_lines(res["comparison"], markdown_=True)]
         for a, b in zip(res["float"]["points"], res["int8"]["points"]):
             lines += ["", f"Per frame, {a['label']} (float) vs {b['label']} (int8):", "",
-                      "| frame | type | bits float | bits int8 | PSNR-YUV float | PSNR-YUV int8 | d PSNR-YUV |",
+                      "| frame | type | bits float | bits int8 | PSNR-YUV float (dB) | PSNR-YUV int8 (dB) | d PSNR-YUV (dB) |",
                       "|---|---|---|---|---|---|---|"]
             for fa, fb in zip(a["per_frame"], b["per_frame"]):
                 lines.append(f"| {fa['index']} | {fa['type']} | {fa['bits']} | {fb['bits']} | {fa['psnr_yuv']:.3f} "

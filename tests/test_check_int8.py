@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -240,7 +241,12 @@ def test_report_files_and_numbers(first_run, carphone, pairs, tmp_path):
                  "carphone_drift_psnr.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "carphone_rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "FAIL" not in (out / "check_int8.md").read_text() and "PASS" in (out / "check_int8.md").read_text()
+    md = (out / "check_int8.md").read_text()
+    assert "FAIL" not in md and "PASS" in md
+    # every PSNR column says its unit (the RD and per-frame tables did not, the sensitivity table did)
+    cells = [c.strip() for line in md.splitlines() if line.startswith("| ") for c in line.split("|")]
+    assert "PSNR-YUV (dB)" in cells and "PSNR-YUV int8 (dB)" in cells
+    assert not [c for c in cells if re.fullmatch(r"(d )?PSNR-(YUV|RGB)( float| int8)?", c)]
     res = report["results"][0]
     for kind in ("float", "int8"):
         rd = load_results(out / f"carphone_{kind}.json", require_per_frame=True)
