@@ -316,7 +316,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     from mobilecodec.fsutil import check_output_dir
 
     out = check_output_dir(out_dir) if out_dir is not None else None
-    results, sensitivity, backend = [], None, SIM_BACKEND
+    results, sensitivity, backends = [], None, {}
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):
             sources = read_frames(src, opts.frames)
@@ -327,6 +327,7 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
                                      {"checkpoint": pair.float_path, "beta": pair.beta, "pair": j}, beta=pair.beta)
                 engine = int8_engine(pair, src, Path(tmp) / f"{k}_{j}_engine") if int8_engine else None
                 backend = engine.label if engine is not None else SIM_BACKEND
+                backends[pair.int8_label] = backend
                 qp, _ = code_point(pair.int8_model, src, sources, Path(tmp), f"{k}_{j}_int8", opts,
                                    {"checkpoint": pair.int8_path, "beta": pair.beta, "pair": j,
                                     "backend": backend}, engine=engine, beta=pair.beta)
@@ -340,6 +341,10 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
             if k == 0 and opts.sensitivity_frames:
                 sensitivity = stage_sensitivity(pairs[0], sources, opts)
     verdict, passed, loss, bd_mean, reasons = judge_results(results, opts)
+    # one backend for all points, or each point's (a W8A16 folder beside a W8A8 one): the last pair's
+    # alone named the whole report
+    backend = (next(iter(set(backends.values()))) if len(set(backends.values())) == 1
+               else "; ".join(f"{label}: {b}" for label, b in backends.items()))
     report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs], "int8_backend": backend,
               "fitted_on_input": fitted_on_inputs(pairs, srcs),
               "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta} for p in pairs],

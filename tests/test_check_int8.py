@@ -168,14 +168,14 @@ def _shipped_tiny() -> dict[str, Path]:
     return {n: p for n, p in shipped_checkpoints().items() if read_checkpoint(p)["config"].get("name") == "tiny"}
 
 
-def _quantize(model, f, tmp: Path, carphone) -> Path:
+def _quantize(model, f, tmp: Path, carphone, w8a16: tuple[str, ...] = ()) -> Path:
     from mobilecodec.quant.calibrate import load_gops
     from mobilecodec.quant.config import QuantConfig
     from mobilecodec.quant.ptq import quantize_model, save_quantized
 
     gops = load_gops([carphone], 2, (64, 64), 2, seed=0)
-    q = quantize_model(model, QuantConfig(), gops, steps=1, batch=2, progress=False)
-    return save_quantized(tmp / f"Q_{Path(f).stem}", q, checkpoint=f)
+    q = quantize_model(model, QuantConfig(w8a16=w8a16), gops, steps=1, batch=2, progress=False)
+    return save_quantized(tmp / f"Q_{Path(f).stem}{'_w8a16' if w8a16 else ''}", q, checkpoint=f)
 
 
 @pytest.fixture(scope="module")
@@ -427,6 +427,22 @@ def test_onnxruntime_backend_judges_the_deployed_graphs(first_run, pairs, carpho
     for q, s in zip(res["int8"]["points"], res_sim["int8"]["points"]):
         assert q["hash_verified_frames"] == FRAMES and q["backend"].startswith("onnxruntime CPU")
         assert abs(q["bits"] / s["bits"] - 1) < 0.10 and abs(q["psnr_yuv"] - s["psnr_yuv"]) < 0.5
+
+
+def test_each_int8_point_names_its_own_backend(pairs, carphone, tmp_path):
+    """A W8A16 folder beside a W8A8 one on onnxruntime: the report named the last pair's precision
+    (W8A8) for both; it names each point's now, as the points themselves record."""
+    from mobilecodec.checkpoint import load_checkpoint
+
+    floats, qdirs = pairs
+    mixed = [_quantize(load_checkpoint(floats[0])[0], floats[0], tmp_path, carphone, ("receiver",)), qdirs[1]]
+    out = tmp_path / "MIX"
+    assert _check(carphone, floats, mixed, "--max-bdrate", "1000", "--sensitivity-frames", "0",
+                  "--backend", "onnxruntime", "-o", str(out)) == 0
+    report = json.loads((out / "check_int8.json").read_text())
+    points = report["results"][0]["int8"]["points"]
+    assert "W8A16" in points[0]["backend"] and "W8A16" not in points[1]["backend"]
+    assert report["int8_backend"] == "; ".join(f"{p['label']}: {p['backend']}" for p in points)
 
 
 def test_block_modes_code_both_sides_as_eval_does(flat_pairs, carphone, tmp_path, capsys):
