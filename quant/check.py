@@ -374,7 +374,8 @@ def fitted_on_inputs(pairs: Sequence[ModelPair], srcs: Sequence[Path]) -> list[d
     out = []
     for p in pairs:
         made = getattr(p.int8_model, "summary", {}) or {}
-        used = {data_identity(c, strict=False) for k in ("clips", "calibration_clips", "data") for c in made.get(k) or []}
+        used = {data_identity(c, strict=False) for k in ("clips", "calibration_clips", "data", "qat_data")
+                for c in made.get(k) or []}
         # the folder's own record that it saw the held-out clip (under any name: a renamed copy)
         saw_held_out = bool(made.get("calibrated_on_held_out") or made.get("trained_on_held_out"))
         out += [{"int8": p.int8_label, "input": str(s)} for s in srcs

@@ -325,7 +325,10 @@ def _run_qat(source: str | os.PathLike | None, data: Sequence[str | os.PathLike]
 
     made_from = getattr(qmodel, "summary", {}) or {}  # ptq.json, or qat.json of the run or of an earlier QAT
     # absolute paths: a relative one made a resume from another folder read whatever had that name there
-    base = {"source": str(Path(source).resolve()), "data": [data_identity(d, strict=False) for d in data],
+    data_ids = [data_identity(d, strict=False) for d in data]
+    base = {"source": str(Path(source).resolve()), "data": data_ids,
+            # every clip a QAT in this folder's making trained on (a QAT of a QAT kept its own alone)
+            "qat_data": sorted(set(made_from.get("qat_data") or []) | set(made_from.get("data") or []) | set(data_ids)),
             "options": opts.to_dict(),
             "beta": opts.beta, "float_checkpoint": getattr(qmodel, "float_checkpoint", None),
             "float_weights_hash": made_from.get("float_weights_hash"),

@@ -484,6 +484,17 @@ def test_qat_resumes_from_another_folder_on_the_data_it_started_with(ptq_dir, bi
     assert main(["qat", "--checkpoint", str(ptq_dir), "--data", "stills", "-o", str(tmp_path / "st"), "--gop", "2",
                  "--batch", "1", "--crop", "64x64", "--beta", str(BETA), "--steps", "1", "--no-progress"]) == 0
     assert json.loads((tmp_path / "st" / "qat.json").read_text())["data"] == ["stills"]
+    # a QAT of that QAT on stills still counts clip.y4m as fitted on (its summary kept its own data alone:
+    # check-int8 judged it on clip.y4m without a note)
+    from mobilecodec.quant.check import ModelPair, fitted_on_inputs
+    from mobilecodec.quant.ptq import load_quantized
+
+    assert main(["qat", "--checkpoint", str(run), "--data", "stills", "-o", str(tmp_path / "grand"), "--gop", "2",
+                 "--batch", "1", "--crop", "64x64", "--beta", str(BETA), "--steps", "1", "--no-progress"]) == 0
+    grand = load_quantized(tmp_path / "grand")
+    assert grand.summary["qat_data"] == sorted([str(a / "clip.y4m"), "stills"])
+    pair = ModelPair("float.pt", str(tmp_path / "grand"), None, grand, BETA, label="grand")
+    assert fitted_on_inputs([pair], [a / "clip.y4m", bikes]) == [{"int8": "grand", "input": str(a / "clip.y4m")}]
 
 
 @pytest.mark.parametrize("case", ["no_beta", "resume_empty", "crop", "missing_q", "held_out", "held_out_allowed",
