@@ -362,6 +362,20 @@ def test_resume_skips_a_torn_last_log_line(tmp_path):
     assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
+def test_a_fresh_run_keeps_a_log_it_did_not_write(tmp_path, capsys):
+    """A folder holding someone's own log.jsonl: a fresh run overwrote it with its log; it is refused
+    now, while a run interrupted before its first checkpoint (a log, no state) is still replaced."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"my": "experiment notes"}\n')
+    assert _train(run, "--steps", "1") == 2
+    assert "log.jsonl is not a training log" in capsys.readouterr().err
+    assert (run / "log.jsonl").read_text() == '{"my": "experiment notes"}\n'
+    (run / "log.jsonl").write_text('{"step": 10, "loss": 0.5}\n{"step": 20, "lo')  # torn by a kill
+    assert _train(run, "--steps", "1", "--log-every", "1") == 0
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1]
+
+
 def test_resume_refuses_fewer_steps_than_the_run_has(tmp_path, capsys):
     """--resume --steps N below the run's step would train nothing and rewrite final.pt: refused."""
     run = tmp_path / "run"

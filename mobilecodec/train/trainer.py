@@ -355,6 +355,21 @@ def run_config(run_dir: str | os.PathLike):
 
 # --- logging ---------------------------------------------------------------------------------
 
+def _is_training_log(path: Path) -> bool:
+    """True when `path` is missing, empty or starts as `_Logger.log` writes (`{"step": `): what a run
+    interrupted before its first checkpoint leaves, which a fresh run may replace."""
+    try:
+        with open(path, errors="replace") as f:
+            first = f.readline()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not first.strip() or first.startswith('{"step": '):  # _Logger.log's lines, a torn one too
+        return True
+    return False
+
+
 class _Logger:
     """JSON lines (always) and TensorBoard (when importable) on rank 0. A fresh run starts both
     empty (a folder left by a run interrupted before its first checkpoint may hold old ones); a run
@@ -460,6 +475,8 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
                              + (f"torchrun --nproc_per_node {was}" if was > 1 else "one process (no torchrun)"))
     elif (run / STATE_FILE).exists() or (run / "last.pt").exists():
         raise InputError(f"{run} already holds a training run; use --resume to continue it or choose another -o")
+    elif not _is_training_log(run / "log.jsonl"):  # a fresh run starts its log (and tb/) afresh
+        raise InputError(f"{run / 'log.jsonl'} is not a training log; a new run would replace it: choose another -o")
 
     device = _resolve_device(opts.device, dist)
     # Deterministic kernels where torch has them (warn only where it has not): with the per-step
