@@ -94,8 +94,17 @@ def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
     else:
         pframe.append(_h("predict", "sender+receiver", "pred = warped frame (first 6 channels of warped)"))
     pframe += [_g("r_analysis"), _g("r_hyper_analysis"), *_entropy("r", "r"),
-               _g("r_synthesis"),
-               _buffer_update(names, {"frame": "r_synthesis (also the decoded frame)", "flow": "m_synthesis",
+               _g("r_synthesis")]
+    if "frame" in names:  # what encode --block-modes adds (codec.block_modes; the stream's header flags say so)
+        pframe.append(_h("block_modes", "sender+receiver",
+                         "only in streams whose header flags block modes (block size B there): a mode per visible BxB "
+                         "block, range-coded after the frame's latents (adaptive contexts of the left and top modes, "
+                         "anti-diagonal order); the frame is, per block, full = r_synthesis's, pred = the prediction, "
+                         "copy = buffer frame's co-located block (sender: picks the least SSE + 2*beta*bits, codes "
+                         "as their means the residual latents that no full block's output reaches); "
+                         "mobilecodec.codec.block_modes is the reference"))
+    pframe += [_buffer_update(names, {"frame": "r_synthesis, or block_modes' frame in a stream with modes (also "
+                                               "the decoded frame)", "flow": "m_synthesis",
                                       "motion_feat": "m_synthesis", "residual_feat": "r_synthesis"})]
     stages = model.stages()
     pframe = [s for s in pframe if s["run"] == "host" or s["graph"] in stages]

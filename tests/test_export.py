@@ -68,6 +68,8 @@ def test_package_graphs_names_shapes_manifest(package):
     search = man["call_order"]["P"][steps.index("motion_search")]
     assert steps.index("motion_predictor") < steps.index("motion_search") < steps.index("m_analysis")
     assert search["sides"] == "sender" and f"radius {cfg['motion_search_radius']} luma px" in search["what"]
+    # and the block modes the README's results decode with (no step said the frame is chosen per block)
+    assert steps.index("r_synthesis") < steps.index("block_modes") < steps.index("buffer_update")
     import torch
 
     from mobilecodec.models.buffer import snap_to_storage
