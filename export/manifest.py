@@ -82,17 +82,22 @@ def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
             pframe.append(_h("motion_search", "sender",
                              f"flow_pred input of m_analysis = block_match(buffer {ref}, x; block {cfg.warp.block_size}, "
                              f"radius {cfg.motion_search_radius} luma px) - flow_pred"
-                             + (" where the match beats zero motion, else 0" if cfg.motion_hint_confident_only else "")))
+                             + (" where the match beats zero motion by more than MIN_GAIN_LEVELS, else 0"
+                                if cfg.motion_hint_confident_only else "")
+                             + "; mobilecodec.models.motion_search.block_match is the reference"))
         pframe += [_g("m_analysis"),
                    _g("m_hyper_analysis"), *_entropy("m", "m"), _g("m_synthesis"),
                    _h("warp", "sender+receiver",
                       f"{cfg.warp.mode} warp (block {cfg.warp.block_size}, overlap "
                       f"{cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
-                                                                     if n in names) + " with the stored block flow")]
+                                                                     if n in names)
+                      + " with this frame's block flow from m_synthesis, rounded as stored: round(flow*256)/256 "
+                        "clamped to int16")]
     if "r_predictor" in model.stages():
         pframe.append(_g("r_predictor"))
     else:
-        pframe.append(_h("predict", "sender+receiver", "pred = warped frame (first 6 channels of warped)"))
+        pframe.append(_h("predict", "sender+receiver", "pred = warped frame (first 6 channels of warped)"
+                         if cfg.uses_motion else "pred = buffer frame (no motion)"))
     pframe += [_g("r_analysis"), _g("r_hyper_analysis"), *_entropy("r", "r"),
                _g("r_synthesis")]
     if "frame" in names:  # what encode --block-modes adds (codec.block_modes; the stream's header flags say so)
