@@ -91,6 +91,8 @@ def load_split(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], cal
     """(calibration GOPs, held-out GOPs or None, distinct calibration GOPs): as `load_gops` for
     `calibration + held_out`, the last `held_out` distinct GOPs kept apart, so that short clips
     repeat calibration GOPs and never evaluate on one; InputError if nothing is left to calibrate on."""
+    if calibration < len(clips):  # the clips take turns: the last ones would give none
+        raise InputError(f"{calibration} calibration GOPs cannot take one from each of the {len(clips)} clips")
     found = _read_gops(clips, gop, crop, calibration + held_out, seed, None)
     held = None
     if held_out:

@@ -319,6 +319,8 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["eval", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "rep", "--name", "a\nb"], "one line"),  # went into tables and plots as given
     (["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "--gop", "1", "-o", "run"], "--gop must be >= 2"),  # P-frame quantizers never set: export's traceback
     (["demo", "-o", "rep", "--ptq-gop", "1"], "ptq-gop must be >= 2"),
+    (["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "bigbuckbunny", "--steps", "1", "--batch", "1", "-o",
+      "run"], "cannot take one from each of the 2 --data clips"),  # calibrated on bikes alone, listed both
 ])
 def test_values_no_command_can_use_are_refused_while_parsing(argv, words, tmp_path):
     from cli_run import assert_clean_error, cli_here

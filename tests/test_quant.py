@@ -102,6 +102,8 @@ def test_every_calibration_clip_is_calibrated_on_and_none_twice(tmp_path):
     cal, held, distinct = load_split(clips, 2, (64, 64), 4, 0)
     levels = sorted(round(float(g[0, 0, 0, 0]) * 255) for g in cal)  # packed Y, first sample
     assert levels == [40, 40, 120, 200] and held is None and distinct == 4
+    with pytest.raises(InputError, match="2 calibration GOPs cannot take one from each of the 3 clips"):
+        load_split(clips, 2, (64, 64), 2, 2)
     with pytest.raises(InputError, match=r"flat40.y4m is given twice \(as .*flat40.y4m before\)"):
         load_split([clips[0], clips[1], tmp_path / "." / "flat40.y4m"], 2, (64, 64), 4, 2)
 

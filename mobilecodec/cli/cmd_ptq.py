@@ -60,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
     from mobilecodec.train.data import is_held_out, refuse_held_out
 
+    if args.gop < 2:
+        raise InputError(f"--gop must be >= 2 (an I-frame and a P-frame: the P-frame quantizers are calibrated "
+                         f"on P-frames), got {args.gop}")
+    if args.steps * args.batch < len(args.data):
+        raise InputError(f"--steps x --batch = {args.steps * args.batch} calibration GOPs cannot take one from each "
+                         f"of the {len(args.data)} --data clips; give more steps or fewer clips")
     clips = [resolve_input(c) for c in args.data]
     held_out = False  # some clip is the held-out one (so --allow-held-out was given); also ptq.json's flag
     for c in clips:
@@ -70,9 +76,6 @@ def run(args: argparse.Namespace) -> int:
             held_out = True  # refuse_held_out raises unless allowed (checking `c` once more, on the way out)
             refuse_held_out(c, "calibrate on training clips (e.g. --data bikes bigbuckbunny) or pass --allow-held-out",
                             allow=args.allow_held_out)
-    if args.gop < 2:
-        raise InputError(f"--gop must be >= 2 (an I-frame and a P-frame: the P-frame quantizers are calibrated "
-                         f"on P-frames), got {args.gop}")
     if args.eval_gops < 0:
         raise InputError(f"--eval-gops must be >= 0, got {args.eval_gops}")
     for flag, default in (("adaround_iters", 300), ("adaround_batches", 16)):
