@@ -66,6 +66,7 @@ def test_the_held_out_threshold_has_margin_on_both_sides(tmp_path):
     # smaller crops, searched at every position of every frame: closer on both sides (full run: 23.2 / 18.1 dB)
     assert m["distorted_windows"]["min_db"] > m["crop_threshold_db"] + 1
     assert m["training_windows"]["crops"] >= 32 and m["training_windows"]["max_db"] < m["crop_threshold_db"] - 1
+    assert m["training_holders"]["crops"] >= 8 and m["training_holders"]["max_db"] < m["crop_threshold_db"] - 1
 
 
 def test_a_copy_or_re_encode_of_the_held_out_clip_is_refused_by_content(tmp_path, carphone, capsys):
@@ -161,8 +162,8 @@ def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, c
 
 def test_the_held_out_clip_mirrored_rescaled_cropped_or_late_is_refused(tmp_path, carphone, bikes):
     """Only a video of carphone's own size was compared, its first 64 frames: a mirrored copy, a 2x
-    upscale (bicubic, not the check's box filter), a 176x128 crop and carphone after 72 frames of
-    another clip all trained as if they were other data."""
+    upscale (bicubic, not the check's filter), one squeezed to 192x128, a 176x128 crop, one pillarboxed
+    to 256x144 and carphone after 72 frames of another clip all trained as if they were other data."""
     from PIL import Image
 
     from mobilecodec.io import VideoWriter, YUVFrame, read_frames
@@ -178,12 +179,18 @@ def test_the_held_out_clip_mirrored_rescaled_cropped_or_late_is_refused(tmp_path
                 w.write(f)
         return path
 
-    def up(p):
-        return np.asarray(Image.fromarray(p).resize((2 * p.shape[1], 2 * p.shape[0]), Image.Resampling.BICUBIC))
+    def up(p, sx=2.0, sy=2.0):
+        return np.asarray(Image.fromarray(p).resize((round(sx * p.shape[1]), round(sy * p.shape[0])),
+                                                    Image.Resampling.BICUBIC))
+
+    def pillar(p):  # 40 luma columns of black each side (chroma 20; U and V at 128)
+        return np.pad(p, ((0, 0), (p.shape[1] * 40 // 176,) * 2), constant_values=16 if p.shape[1] == 176 else 128)
 
     assert is_held_out(write("mirror.y4m", [YUVFrame(*(np.ascontiguousarray(p[:, ::-1]) for p in f)) for f in car]))
     assert is_held_out(write("cif.y4m", [YUVFrame(*(up(p) for p in f)) for f in car]))
     assert is_held_out(write("crop.y4m", [YUVFrame(f.y[8:136].copy(), f.u[4:68].copy(), f.v[4:68].copy()) for f in car]))
+    assert is_held_out(write("squeezed.y4m", [YUVFrame(*(up(p, 192 / 176, 128 / 144) for p in f)) for f in car]))
+    assert is_held_out(write("pillar.y4m", [YUVFrame(*(pillar(p) for p in f)) for f in car]))
     late = [YUVFrame(f.y[64:208, 200:376].copy(), f.u[32:104, 100:188].copy(), f.v[32:104, 100:188].copy()) for f in other]
     assert not is_held_out(write("other.y4m", late))
     assert is_held_out(write("late.y4m", late + car))
