@@ -76,8 +76,9 @@ def _source_frames(path: Path, n: int) -> list[tuple[np.ndarray, np.ndarray, np.
     return frames
 
 
-def _decode(path: Path) -> tuple[list, list[str], list[int]]:
-    """Decode with PyAV directly: planes, picture types and packet sizes (decode order)."""
+def _decode(path: Path, raw: list | None = None) -> tuple[list, list[str], list[int]]:
+    """Decode with PyAV directly: planes, picture types and packet sizes (decode order; `raw` gets
+    the packets' bytes)."""
     import av
 
     planes, types, sizes = [], [], []
@@ -86,6 +87,8 @@ def _decode(path: Path) -> tuple[list, list[str], list[int]]:
         for packet in container.demux(stream):
             if packet.size:
                 sizes.append(packet.size)
+                if raw is not None:
+                    raw.append(bytes(packet))
             for frame in packet.decode():
                 arr = frame.to_ndarray(format="yuv420p")
                 h, w = frame.height, frame.width
@@ -157,9 +160,18 @@ def test_bpp_is_file_size_and_bits_are_packet_sizes(sweep, codec):
         file_bits = os.path.getsize(path) * 8
         assert p["bits"] == file_bits
         assert p["bpp"] == pytest.approx(file_bits / (FRAMES * WIDTH * HEIGHT), rel=1e-12)
-        _, _, sizes = _decode(path)
-        assert [f["bits"] for f in p["per_frame"]] == [8 * s for s in sizes]
-        assert p["packet_bits"] == 8 * sum(sizes) < file_bits  # container overhead is counted
+        raw: list[bytes] = []
+        _, _, sizes = _decode(path, raw)
+        bits = [f["bits"] for f in p["per_frame"]]
+        # the packets less x264's settings string (an SEI in the first packet; x265 puts its own in the
+        # .mp4 header): between the string and the string plus its SEI framing (length, NAL and SEI
+        # headers, the 16-byte UUID)
+        text = raw[0].find(b"x264 - core")
+        assert (text >= 0) == (codec == "x264") and not any(b"x265 (build" in r for r in raw)
+        settings = raw[0].index(b"\0", text) - text if text >= 0 else 0
+        assert settings <= sizes[0] - bits[0] // 8 <= settings + 32 if codec == "x264" else bits[0] == 8 * sizes[0]
+        assert bits[1:] == [8 * s for s in sizes[1:]]
+        assert p["packet_bits"] == sum(bits) < file_bits  # container overhead is counted
 
 
 @pytest.mark.parametrize("codec", ["x264", "x265"])

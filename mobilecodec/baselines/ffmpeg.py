@@ -169,12 +169,44 @@ def _open(path: Path) -> Any:
         raise ToolError(f"{path}: cannot read ffmpeg's output: {exc}")
 
 
+#: NAL unit types of SEI messages: H.264 6; HEVC 39 (prefix) and 40 (suffix)
+SEI_TYPES = {"h264": (lambda b: b & 0x1F, {6}), "hevc": (lambda b: (b >> 1) & 0x3F, {39, 40})}
+
+
+def _nal_length_size(codec: str, extradata: bytes | None) -> int | None:
+    """Bytes of each NAL unit's length prefix in the .mp4's packets (avcC / hvcC), None if not known."""
+    if not extradata or extradata[0] != 1:
+        return None
+    at = {"h264": 4, "hevc": 21}.get(codec)
+    return None if at is None or len(extradata) <= at else (extradata[at] & 3) + 1
+
+
+def _sei_bytes(data: bytes, codec: str, length_size: int) -> int:
+    """Bytes (length prefixes included) of the SEI NAL units in one length-prefixed packet; 0 if the
+    packet does not parse as such."""
+    nal_type, sei = SEI_TYPES[codec]
+    pos, total = 0, 0
+    while pos + length_size < len(data):
+        n = int.from_bytes(data[pos:pos + length_size], "big")
+        if n == 0 or pos + length_size + n > len(data):
+            return 0
+        if nal_type(data[pos + length_size]) in sei:
+            total += length_size + n
+        pos += length_size + n
+    return total if pos == len(data) else 0
+
+
 def packet_sizes(path: str | os.PathLike) -> list[int]:
-    """Byte sizes of the video packets of `path`, in presentation (pts) order."""
+    """Byte sizes of the video packets of `path`, in presentation (pts) order, without their SEI
+    messages: encoder information, not the picture (x264 writes its settings string, 615 bytes at
+    medium, into the first packet, x265 its own into the .mp4 header, which packets never count)."""
     container = _open(Path(path))
     try:
         stream = container.streams.video[0]
-        sized = [(p.pts if p.pts is not None else p.dts, p.size)
+        codec = stream.codec_context.name
+        length_size = _nal_length_size(codec, stream.codec_context.extradata) if codec in SEI_TYPES else None
+        sized = [(p.pts if p.pts is not None else p.dts,
+                  p.size - (_sei_bytes(bytes(p), codec, length_size) if length_size else 0))
                  for p in container.demux(stream) if p.size]
     finally:
         container.close()
