@@ -503,6 +503,17 @@ def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, prog
             jobs.append((name, "truncate", data[:cut], f"truncated at byte {cut} of {len(data)} (boundary sweep)"))
     jobs = jobs[:count]
     try:
+        # every base stream first decodes as encoded: a cached work folder from another stream format or
+        # checkpoint made every mutation "rejected" and the campaign pass
+        for name, data in sorted(bases.items()):
+            stream, out = scratch / "base.mnvc", scratch / "base.y4m"
+            stream.write_bytes(data)
+            out.unlink(missing_ok=True)
+            ans = worker.decode(name.rsplit("_", 1)[0], stream, out)
+            outcome = judge(ans, data, base_hashes[name], out, cfg["width"], cfg["height"])
+            if outcome != "accepted_identical":
+                raise SystemExit(f"base stream {name} of {work} does not decode as encoded ({outcome}: "
+                                 f"{ans.get('error', '').strip()}); delete the --work folder to encode it again")
         with progress_bar(total=count, desc="fuzz", unit="decode", enabled=progress) as bar:
             i = 0
             while i < count:

@@ -152,3 +152,25 @@ def test_watchdog_reports_a_hang_and_restarts(campaign, tmp_path):
         assert second["exit"] == "hang" and worker.restarts == 1 and worker.proc is None
     finally:
         worker.close()
+
+
+def test_a_base_stream_that_no_longer_decodes_stops_the_campaign(campaign, tmp_path):
+    """A work folder whose base streams the decoders refuse (cached from another stream format):
+    every mutation counted as "rejected" and the campaign passed, exit 0. It stops now, saying so."""
+    import json
+    import shutil
+
+    _, work = campaign
+    copy = tmp_path / "work"
+    shutil.copytree(work / "work", copy)
+    cfg = json.loads((copy / "setup.json").read_text())
+    cfg["package"] = str(copy / "package")
+    cfg["streams"] = {k: str(copy / Path(v).name) for k, v in cfg["streams"].items()}
+    (copy / "setup.json").write_text(json.dumps(cfg))
+    path = copy / "pytorch_2.mnvc"
+    d = bytearray(path.read_bytes())
+    d[4:6] = struct.pack("<H", 3)  # another format version, its header CRC made good
+    fz.fix_header_crc(d, fz.parse_layout(bytes(d)))
+    path.write_bytes(bytes(d))
+    with pytest.raises(SystemExit, match="base stream pytorch_2 of .* does not decode as encoded"):
+        fz.campaign(4, seed=1, work=copy, save=tmp_path / "f", timeout=120.0, progress=False, log=lambda m: None)
