@@ -27,9 +27,23 @@ NOTE = (f"measured on this machine ({os.cpu_count()} cores, shared with other jo
         "are meaningful, absolute numbers are indicative")
 
 
+def json_target(text: str) -> str:
+    """argparse type of --json: '-' or a file path that can be written, checked before the measurement
+    (a folder given was refused only after minutes of it)."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.fsutil import check_output_file
+
+    if text != "-":
+        try:
+            check_output_file(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc)
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for stdout)")
+    p.add_argument("--json", metavar="PATH", type=json_target, help="write the results as JSON ('-' for stdout)")
     return p
 
 

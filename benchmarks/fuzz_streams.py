@@ -571,12 +571,14 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         worker_main(sys.argv[2])
         return 0
+    from _common import json_target
+
     from mobilecodec.cli.common import positive_float
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, required=True, help="number of mutated decodes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH", help="write the figures as JSON ('-' for stdout)")
+    p.add_argument("--json", metavar="PATH", type=json_target, help="write the figures as JSON ('-' for stdout)")
     p.add_argument("--work", metavar="DIR", help="folder for the base streams and package (default: a temp folder)")
     p.add_argument("--save", metavar="DIR", default="fuzz_failures", help="where failing inputs go")
     p.add_argument("--timeout", type=positive_float, default=60.0,

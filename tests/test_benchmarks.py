@@ -107,3 +107,15 @@ def test_json_to_stdout_is_the_json_alone():
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout)
     assert res["note"] and res["note"] in proc.stderr  # the text, on stderr
+
+
+@pytest.mark.parametrize("script", ["entropy_throughput.py", "fuzz_streams.py"])
+def test_a_json_target_that_cannot_be_written_is_refused_before_measuring(script, tmp_path):
+    """`--json FOLDER` was refused only after the whole measurement (minutes for decode_speed): asked
+    for far more work than the timeout allows, the scripts are refused while parsing."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--json", str(tmp_path),
+                           *(["--symbols", "200000000"] if script == "entropy_throughput.py" else ["--count", "100000"])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"output {tmp_path} is a folder; name a file" in proc.stderr, proc.stderr[-2000:]
