@@ -194,6 +194,9 @@ def test_the_held_out_clip_mirrored_rescaled_cropped_or_late_is_refused(tmp_path
     late = [YUVFrame(f.y[64:208, 200:376].copy(), f.u[32:104, 100:188].copy(), f.v[32:104, 100:188].copy()) for f in other]
     assert not is_held_out(write("other.y4m", late))
     assert is_held_out(write("late.y4m", late + car))
+    # a cropped cut of 15 frames behind another clip's frame (searched at every 32nd frame, it passed)
+    crop = [YUVFrame(f.y[8:136].copy(), f.u[4:68].copy(), f.v[4:68].copy()) for f in [late[0], *car[:15]]]
+    assert is_held_out(write("cut.y4m", crop))
 
 
 def test_the_held_out_clip_behind_other_frames_is_refused(tmp_path, carphone, bikes):
