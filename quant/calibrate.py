@@ -21,11 +21,12 @@ def _crop(frame, top: int, left: int, h: int, w: int):
 
 
 def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], count: int, seed: int,
-               max_frames: int | None) -> list[torch.Tensor]:
+               max_frames: int | None) -> tuple[list[torch.Tensor], list[int]]:
     """Up to `count` distinct GOPs (`load_gops`), each with its crop: up to count / len(clips)
     (rounded up) from each clip, taken from the clips in turn (the first GOP of each, then the second
     of each, ...), so that every clip is calibrated on (the first `count` of the clips one after the
-    other left the last clip out whenever the count did not divide evenly)."""
+    other left the last clip out whenever the count did not divide evenly); with the index of each
+    GOP's clip."""
     from itertools import zip_longest
 
     from mobilecodec.io import open_video, resolve_input
@@ -68,10 +69,10 @@ def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], cou
                 n_clip += 1
                 if n_clip >= per_clip:
                     break
-    found = [g for turn in zip_longest(*per) for g in turn if g is not None][:count]
-    if not found:
+    turns = [(g, k) for turn in zip_longest(*per) for k, g in enumerate(turn) if g is not None][:count]
+    if not turns:
         raise InputError(f"the calibration clips hold no complete GOP of {gop} frames")
-    return found
+    return [g for g, _ in turns], [k for _, k in turns]
 
 
 def _repeat(found: list[torch.Tensor], count: int) -> torch.Tensor:
@@ -83,7 +84,7 @@ def load_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], coun
     """`count` GOPs of `gop` consecutive frames, each randomly cropped to crop=(H, W), as a float
     tensor (count, gop, 6, H/2, W/2) in [0, 1]. The clips take turns (non-overlapping GOPs, `_read_gops`);
     if they hold fewer GOPs than asked, the GOPs found are reused."""
-    return _repeat(_read_gops(clips, gop, crop, count, seed, max_frames), count)
+    return _repeat(_read_gops(clips, gop, crop, count, seed, max_frames)[0], count)
 
 
 def load_split(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], calibration: int, held_out: int, *,
@@ -93,13 +94,17 @@ def load_split(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], cal
     repeat calibration GOPs and never evaluate on one; InputError if nothing is left to calibrate on."""
     if calibration < len(clips):  # the clips take turns: the last ones would give none
         raise InputError(f"{calibration} calibration GOPs cannot take one from each of the {len(clips)} clips")
-    found = _read_gops(clips, gop, crop, calibration + held_out, seed, None)
+    found, source = _read_gops(clips, gop, crop, calibration + held_out, seed, None)
     held = None
     if held_out:
         if len(found) <= held_out:
             raise InputError(f"the clips hold {len(found)} GOPs of {gop} frames: too few to keep {held_out} apart "
                              f"for the evaluation and calibrate on the rest; lower --eval-gops or --gop, or add clips")
-        held, found = torch.stack(found[-held_out:]), found[:-held_out]
+        held, found, source = torch.stack(found[-held_out:]), found[:-held_out], source[:-held_out]
+    unused = [str(c) for k, c in enumerate(clips) if k not in source]
+    if unused:  # a short clip's GOPs all went to the evaluation (the held-out ones are the last read)
+        raise InputError(f"no calibration GOP comes from {', '.join(unused)}: its GOPs of {gop} frames were all kept "
+                         f"apart for the evaluation; lower --eval-gops or --gop, or give more --steps x --batch")
     return _repeat(found, calibration), held, len(found)
 
 

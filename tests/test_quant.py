@@ -94,11 +94,14 @@ def test_every_calibration_clip_is_calibrated_on_and_none_twice(tmp_path):
     from mobilecodec.quant.calibrate import load_split
 
     clips = []
-    for level in (40, 120, 200):
+    for level, frames in ((40, 8), (120, 8), (200, 8), (60, 2)):
         clips.append(tmp_path / f"flat{level}.y4m")
         with VideoWriter(clips[-1], 64, 64, 30) as w:
-            for _ in range(8):
+            for _ in range(frames):
                 w.write(YUVFrame(np.full((64, 64), level, np.uint8), *np.full((2, 32, 32), 128, np.uint8)))
+    short = clips.pop()  # one GOP of 2: beside a long clip, the GOPs kept apart for evaluation were the long one's
+    with pytest.raises(InputError, match=r"no calibration GOP comes from .*flat40.y4m: its GOPs of 2 frames"):
+        load_split([short, clips[0]], 2, (64, 64), 2, 2)
     cal, held, distinct = load_split(clips, 2, (64, 64), 4, 0)
     levels = sorted(round(float(g[0, 0, 0, 0]) * 255) for g in cal)  # packed Y, first sample
     assert levels == [40, 40, 120, 200] and held is None and distinct == 4
