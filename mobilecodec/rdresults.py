@@ -216,6 +216,11 @@ def payload_rates(result: dict) -> dict:
 
     out = copy.deepcopy(result)
     pixels = result["width"] * result["height"]
+    if result.get("codec") == "x264" and "packet_bits_exclude" not in result and \
+            any("packet_bpp" in p for p in result["points"]):
+        raise InputError(f"the x264 result of {Path(str(result.get('source'))).name} counts its settings string (an "
+                         "SEI message, 615 bytes at medium) in its packet bits, as baselines did before session 35; "
+                         "run `mobilecodec baseline` again for payload rates")
     for p in out["points"]:
         if "packet_bpp" in p:
             p["bpp"] = p["packet_bpp"]

@@ -286,6 +286,12 @@ def test_bdrate_of_the_coded_frames_only(sweep, tmp_path):
     assert all(packets[m][0] < files[m][0] - 1 for m in ("psnr_yuv", "psnr_rgb")), (packets, files)
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["rates"] == "payload" and "coded frames only" in stdout
+    # an x264 result from before packet bits left its settings SEI out: refused for payload rates
+    old = json.loads((out / "x264_medium.json").read_text())
+    del old["packet_bits_exclude"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    code, _, stderr = _cli("bdrate", str(tmp_path / "old.json"), str(out / "x265_medium.json"), "--payload")
+    assert code == 2 and "counts its settings string" in stderr
 
 
 def test_bdrate_refuses_rgb_metrics_of_another_matrix(sweep, tmp_path):

@@ -208,7 +208,8 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
             "matrix": cfg.matrix,
             **({"intra_period": cfg.intra_period} if cfg.intra_period else {}),
             "aggregation": "point metrics are means of per-frame values; bpp = file size bits "
-                           "/ (frames*W*H); packet_bpp = sum of video packet bits / (frames*W*H)",
+                           "/ (frames*W*H); packet_bpp = sum of video packet bits without SEI messages / (frames*W*H)",
+            "packet_bits_exclude": ["SEI"],  # encoder text: x264 writes it into its first packet (rdresults.payload_rates)
             "ffmpeg": exe,
             "ffmpeg_version": version,
             "wall_seconds": round(time.perf_counter() - t0, 3),
