@@ -495,13 +495,6 @@ def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, prog
     scratch = Path(tempfile.mkdtemp(prefix="fuzz-", dir=work))
     t0 = time.perf_counter()
     jobs = []
-    # the structured part first: truncation at every record boundary of every base stream
-    for name, data in sorted(bases.items()):
-        lay = parse_layout(data)
-        for cut in [0, 3, lay.header_end - 4, lay.header_end] + [e for _, e in lay.records[:-1]] + \
-                   [e - 1 for _, e in lay.records]:
-            jobs.append((name, "truncate", data[:cut], f"truncated at byte {cut} of {len(data)} (boundary sweep)"))
-    jobs = jobs[:count]
     try:
         # every base stream first decodes as encoded: a cached work folder from another stream format or
         # checkpoint made every mutation "rejected" and the campaign pass
@@ -514,6 +507,13 @@ def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, prog
             if outcome != "accepted_identical":
                 raise SystemExit(f"base stream {name} of {work} does not decode as encoded ({outcome}: "
                                  f"{ans.get('error', '').strip()}); delete the --work folder to encode it again")
+        # the structured part first: truncation at every record boundary of every base stream
+        for name, data in sorted(bases.items()):
+            lay = parse_layout(data)
+            for cut in [0, 3, lay.header_end - 4, lay.header_end] + [e for _, e in lay.records[:-1]] + \
+                       [e - 1 for _, e in lay.records]:
+                jobs.append((name, "truncate", data[:cut], f"truncated at byte {cut} of {len(data)} (boundary sweep)"))
+        jobs = jobs[:count]
         with progress_bar(total=count, desc="fuzz", unit="decode", enabled=progress) as bar:
             i = 0
             while i < count:

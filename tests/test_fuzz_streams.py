@@ -168,9 +168,14 @@ def test_a_base_stream_that_no_longer_decodes_stops_the_campaign(campaign, tmp_p
     cfg["streams"] = {k: str(copy / Path(v).name) for k, v in cfg["streams"].items()}
     (copy / "setup.json").write_text(json.dumps(cfg))
     path = copy / "pytorch_2.mnvc"
-    d = bytearray(path.read_bytes())
+    good = path.read_bytes()
+    d = bytearray(good)
     d[4:6] = struct.pack("<H", 3)  # another format version, its header CRC made good
     fz.fix_header_crc(d, fz.parse_layout(bytes(d)))
     path.write_bytes(bytes(d))
+    with pytest.raises(SystemExit, match="base stream pytorch_2 of .* does not decode as encoded"):
+        fz.campaign(4, seed=1, work=copy, save=tmp_path / "f", timeout=120.0, progress=False, log=lambda m: None)
+    # another header layout: the job list's parse of it raised an AssertionError before the check
+    path.write_bytes(good[:10] + b"\0\0\0" + good[10:])
     with pytest.raises(SystemExit, match="base stream pytorch_2 of .* does not decode as encoded"):
         fz.campaign(4, seed=1, work=copy, save=tmp_path / "f", timeout=120.0, progress=False, log=lambda m: None)
