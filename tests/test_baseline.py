@@ -628,3 +628,23 @@ def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(carphone, tmp_pat
     assert code == 0, err
     res = json.loads((tmp_path / "run:1" / "x264_ultrafast.json").read_text())
     assert res["frames"] == 2 and (tmp_path / "run:1" / Path(res["points"][0]["file"]).name).is_file()
+
+
+def test_sei_units_are_found_in_length_prefixed_packets():
+    """Hand-made packets: H.264 NAL type 6 and HEVC types 39 / 40 are SEI, counted with their length
+    prefixes (1, 2 or 4 bytes, from avcC byte 4 / hvcC byte 21); a packet that does not parse counts none."""
+    from mobilecodec.baselines.ffmpeg import _nal_length_size, _sei_bytes
+
+    def units(size, *nals):
+        return b"".join(len(n).to_bytes(size, "big") + n for n in nals)
+
+    sei, idr = bytes([0x06]) + b"x264 settings", bytes([0x65]) + b"\x88" * 40
+    for size in (1, 2, 4):
+        assert _sei_bytes(units(size, sei, idr), "h264", size) == size + 14
+        assert _sei_bytes(units(size, idr), "h264", size) == 0
+    prefix, suffix, slice_ = bytes([39 << 1, 1]) + b"abc", bytes([40 << 1, 1]) + b"de", bytes([1 << 1, 1]) + b"\0" * 9
+    assert _sei_bytes(units(4, prefix, slice_, suffix), "hevc", 4) == (4 + 5) + (4 + 4)
+    assert _sei_bytes(units(4, sei, idr)[:-3], "h264", 4) == 0  # cut short: not a length-prefixed packet
+    assert _nal_length_size("h264", bytes([1, 100, 0, 31, 0xFF])) == 4 and _nal_length_size("h264", bytes([1, 0, 0, 0, 0xFD])) == 2
+    assert _nal_length_size("hevc", bytes([1] + [0] * 20 + [0x0F])) == 4
+    assert _nal_length_size("h264", b"\0\0\0\1\x67") is None  # Annex B: start codes, no prefixes
