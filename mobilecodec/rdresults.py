@@ -274,20 +274,22 @@ def drift_summary(point: dict, window: int = 1) -> dict:
 
 
 def format_period_drift(d: dict) -> str:
-    """One line of a `drift_summary`: the worst bits ratio and PSNR-YUV drop, and over the full
-    periods alone where a period was cut short."""
+    """One line of a `drift_summary`: the worst bits ratio and PSNR-YUV drop over the full periods
+    (the documented drift, issue #13's frame pair) first, then with a cut-short last period beside
+    it (whose last P-frame is not its period's; it led the line before)."""
     if d["worst_bits_ratio"] is None:
         return "-"
     n = len(d["periods"])
-    line = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop']:+.2f} dB "
-            + (f"(worst of {n} periods)" if n > 1 else "(one period)"))
     n_full = sum(bool(r.get("full")) for r in d["periods"])
+    every = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop']:+.2f} dB")
     if n_full == 0:  # its last P-frame is not the period's: not the bar's frame pair
-        line += ", no full intra period (cut short by the clip)"
-    if d.get("worst_bits_ratio_full") is not None and 0 < n_full < len(d["periods"]):
-        line += (f", bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop_full']:+.2f} dB "
-                 + (f"over the {n_full} full ones" if n_full > 1 else "over the full one"))
-    return line
+        return every + (f" (worst of {n} periods)" if n > 1 else " (one period)") + \
+            ", no full intra period (cut short by the clip)"
+    if n_full == n or d.get("worst_bits_ratio_full") is None:
+        return every + (f" (worst of {n} periods)" if n > 1 else " (one period)")
+    return (f"bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop_full']:+.2f} dB "
+            + (f"(worst of the {n_full} full periods)" if n_full > 1 else "(the full period)")
+            + f"; {every} with the cut-short last one")
 
 
 def drift_trend(point: dict, content: list[float], period: int) -> dict | None:
