@@ -190,8 +190,8 @@ def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
         repeated = {x for x in labels if labels.count(x) > 1}
         if not repeated:
             break
-        labels = [("_".join(r.parts[-1 - depth:-1]) + "_" + s) if stems.count(s) > 1 else s
-                  for r, s in zip(resolved, stems)]
+        labels = [("_".join(r.parts[max(1 if r.anchor else 0, len(r.parts) - 1 - depth):-1]) + "_" + s)
+                  if stems.count(s) > 1 else s for r, s in zip(resolved, stems)]  # never the root "/"
     return labels
 
 
@@ -239,10 +239,9 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
         raise InputError("--refine runs on the PyTorch model; it cannot code a package's points")
     if not inputs:
         raise InputError("give at least one input video")
-    srcs = [Path(resolve_input(i)) for i in inputs]
-    for s in srcs:
-        if not s.is_file():
-            raise InputError(f"input video {s} is a folder, not a file" if s.is_dir() else f"no such input video: {s}")
+    from mobilecodec.fsutil import check_input_file
+
+    srcs = [check_input_file(resolve_input(i), "video file") for i in inputs]  # a pipe was "no such input video"
     if (opts.raw_size or opts.raw_fps) and not any(s.suffix.lower() == ".yuv" for s in srcs):
         raise InputError("--size / --fps describe raw .yuv inputs; none is given")
     stems = [s.stem for s in srcs]

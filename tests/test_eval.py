@@ -369,7 +369,7 @@ def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carpho
                                 "--size", "176x144"), "raw .yuv")
 
 
-def test_inputs_and_checkpoints_of_one_name_keep_their_own_results(tiny_checkpoint, carphone, tmp_path):
+def test_inputs_and_checkpoints_of_one_name_keep_their_own_results(tiny_checkpoint, carphone, tmp_path, capsys):
     """Two raw inputs both named clip.yuv (other frames) are coded each from its own frames (the
     first was reported with the second's numbers), numbered 0_clip and 1_clip; two runs' final.pt in
     same-named folders get labels with as many parent folders as it takes."""
@@ -403,6 +403,19 @@ def test_inputs_and_checkpoints_of_one_name_keep_their_own_results(tiny_checkpoi
         runs.append(tmp_path / exp / "run" / "final.pt")
         shutil.copyfile(tiny_checkpoint, runs[-1])
     assert checkpoint_labels(runs) == ["x_run_final", "y_run_final"]
+    # a copy of a run under a folder that repeats the whole path of the first: the labels reached the
+    # root "/" (a stream file name with a folder in it, "No such file or directory")
+    deep = tmp_path / "copy" / tmp_path.relative_to(tmp_path.anchor) / "x" / "run" / "final.pt"
+    deep.parent.mkdir(parents=True)
+    shutil.copyfile(tiny_checkpoint, deep)
+    labels = checkpoint_labels([runs[0], deep])
+    assert len(set(labels)) == 2 and not any("/" in label for label in labels), labels
+    # an input that is not a regular file is said to be one (a pipe was "no such input video")
+    import os
+
+    os.mkfifo(tmp_path / "pipe.y4m")
+    assert main(["eval", str(tmp_path / "pipe.y4m"), "--checkpoint", str(tiny_checkpoint), "-o", str(tmp_path / "P")]) == 2
+    assert "is not a regular file (a pipe or a device)" in capsys.readouterr().err
 
 
 def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_package, carphone, tmp_path, capsys):
