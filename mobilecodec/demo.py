@@ -250,8 +250,8 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
                                  for p in points]
 
     with log.stage("int8 PTQ (aimet)"):
-        from mobilecodec.quant.config import QuantConfig
         from mobilecodec.checkpoint import read_checkpoint
+        from mobilecodec.quant.config import QuantConfig
         from mobilecodec.quant.ptq import PTQOptions, held_out_record, run_ptq, save_quantized
 
         # receiver stages at 16-bit activations: at 8 bits the QNN HTP decode of the stream drifts

@@ -11,9 +11,9 @@ range, chroma averaged over 2x2).
 from __future__ import annotations
 
 import functools
-import math
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence

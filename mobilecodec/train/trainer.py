@@ -365,9 +365,7 @@ def _is_training_log(path: Path) -> bool:
         return True
     except OSError:
         return False
-    if not first.strip() or first.startswith('{"step": '):  # _Logger.log's lines, a torn one too
-        return True
-    return False
+    return not first.strip() or first.startswith('{"step": ')  # _Logger.log's lines, a torn one too
 
 
 class _Logger:
