@@ -322,7 +322,8 @@ def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions,
         report["baselines"] = {}
 
     with log.stage("int8 vs float check"):
-        from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8, fitted_note
+        from mobilecodec.quant.check import CheckOptions, ModelPair, check_int8
+        from mobilecodec.quant.check_report import fitted_note
 
         pairs = [ModelPair(str(p.path), str(qdir), p.model, q, p.beta) for p, (q, qdir) in zip(points, qmodels)]
         # with the package encode's block modes: the check judges the codec as it is deployed

@@ -360,12 +360,6 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     return report
 
 
-def fitted_note(fitted: dict[str, str]) -> str:
-    """The one line saying an int8 point's figures on an input it was fitted on are not held-out ones."""
-    return (f"{fitted['int8']} was calibrated or trained on {fitted['input']}: its figures there are not "
-            "held-out ones")
-
-
 def fitted_on_inputs(pairs: Sequence[ModelPair], srcs: Sequence[Path]) -> list[dict[str, str]]:
     """The (int8 folder, input) pairs where the folder was calibrated (PTQ) or trained (QAT) on the
     input it is judged on: its figures there are not held-out ones."""

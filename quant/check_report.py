@@ -15,10 +15,15 @@ def _bd_psnr(cmp_: dict, m: str, unit: str) -> str:
     v = cmp_["bd_psnr"].get(m)
     return f"{v:+.4f}{unit}" if v is not None else f"n/a ({cmp_.get('bd_psnr_error', {}).get(m, 'not computed')})"
 
+def fitted_note(fitted: dict[str, str]) -> str:
+    """The one line saying an int8 point's figures on an input it was fitted on (`fitted_on_input`)
+    are not held-out ones."""
+    return (f"{fitted['int8']} was calibrated or trained on {fitted['input']}: its figures there are not "
+            "held-out ones")
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown tables."""
-    from mobilecodec.quant.check import fitted_note
-
     lines = ["# int8 vs float check", "", f"**{report['verdict']}**", "",
              f"float: PyTorch; int8: {report.get('int8_backend', 'aimet simulation (PyTorch)')}", "",
              *(f"Note: {fitted_note(f)}." for f in report.get("fitted_on_input") or []),

@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
     from mobilecodec.errors import InputError
     from mobilecodec.io import resolve_input
-    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, check_int8, fitted_note,
+    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, check_int8,
                                          load_pairs, split_list)
-    from mobilecodec.quant.check_report import bd_lines
+    from mobilecodec.quant.check_report import bd_lines, fitted_note
 
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,
                         matrix=args.matrix, sensitivity_frames=args.sensitivity_frames,
