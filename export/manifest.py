@@ -91,8 +91,8 @@ def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
                       f"{cfg.warp.mode} warp (block {cfg.warp.block_size}, overlap "
                       f"{cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
                                                                      if n in names)
-                      + " with this frame's block flow from m_synthesis, rounded as stored: round(flow*256)/256 "
-                        "clamped to int16")]
+                      + " with this frame's block flow from m_synthesis, rounded as stored: "
+                      + STORAGE_RULES["flow"].replace("v", "flow", 1))]
     if "r_predictor" in model.stages():
         pframe.append(_g("r_predictor"))
     else:

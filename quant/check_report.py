@@ -15,6 +15,7 @@ def _bd_psnr(cmp_: dict, m: str, unit: str) -> str:
     v = cmp_["bd_psnr"].get(m)
     return f"{v:+.4f}{unit}" if v is not None else f"n/a ({cmp_.get('bd_psnr_error', {}).get(m, 'not computed')})"
 
+
 def fitted_note(fitted: dict[str, str]) -> str:
     """The one line saying an int8 point's figures on an input it was fitted on (`fitted_on_input`)
     are not held-out ones."""

@@ -145,6 +145,12 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     return out
 
 
+def quantized_file(path: str | os.PathLike) -> Path:
+    """The quantized.pt that `path` names: the folder's, or the file itself."""
+    p = Path(path)
+    return p / QUANTIZED_FILE if p.is_dir() else p
+
+
 def load_quantized(path: str | os.PathLike):
     """Rebuild the QuantizedVideoCodec saved in folder `path` (or its quantized.pt): same sims,
     same weights and encodings, no recalibration. Its weights_hash() equals the saved one."""
@@ -154,7 +160,7 @@ def load_quantized(path: str | os.PathLike):
     from mobilecodec.quant.sim import build_sims, freeze_param_quantizers, quiet_aimet
 
     p = Path(path)
-    f = p / QUANTIZED_FILE if p.is_dir() else p
+    f = quantized_file(p)
     if not f.is_file():
         raise CheckpointError(f"no quantized checkpoint at {p} (expected {QUANTIZED_FILE} from `mobilecodec ptq`)")
     obj = load_torch_file(f, "quantized checkpoint ")

@@ -241,13 +241,10 @@ def _same_as_run(given: Any, saved: Any, option: str) -> Any:
     if given is not None:
         from mobilecodec.train.data import data_identity
 
-        def one(v: Any) -> str:  # a quantized folder and its quantized.pt are one source (load_quantized)
-            from mobilecodec.quant.ptq import QUANTIZED_FILE
+        from mobilecodec.quant.ptq import quantized_file  # a folder and its quantized.pt are one source
 
-            p = Path(v).resolve()
-            return str(p / QUANTIZED_FILE if p.is_dir() else p)
-
-        norm = (lambda v: [data_identity(x, strict=False) for x in v]) if isinstance(saved, list) else one
+        norm = (lambda v: [data_identity(x, strict=False) for x in v]) if isinstance(saved, list) else \
+            (lambda v: str(quantized_file(Path(v).resolve())))
         if norm(given) != norm(saved):
             raise InputError(f"{option} differs from the run being resumed ({saved}); resume with the same "
                              f"input or start a new run")

