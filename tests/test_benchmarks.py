@@ -4,6 +4,7 @@ measured or asserted here (speed is measured by the scripts themselves, never by
 from __future__ import annotations
 
 import ast
+import math
 import sys
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def test_roofline_helpers():
     assert _common.copy_roof(roof) == 30.0
     assert "not measured" in _common.roofline_line(None)
     m = _common.copy_bandwidth(mib=1, runs=3)
-    # read + write of 1 MiB; a memory copy on any x86-64 moves GB/s (not bytes or TB per second)
-    assert m["bytes_moved_per_copy"] == 2 << 20 and 0.1 < m["median_gb_per_s"] and m["gb_per_s"] < 1000
+    # read + write of 1 MiB; the best copy is at least as fast as the median one (no speed asserted:
+    # these machines are shared, and benchmarks measure speed, tests do not)
+    assert m["bytes_moved_per_copy"] == 2 << 20 and m["rounds"] == 3 and m["threads"] == 1
+    assert 0 < m["median_gb_per_s"] <= m["gb_per_s"] < math.inf
 
 
 def test_sad_terms_count_the_kernels_windows():

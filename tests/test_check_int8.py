@@ -353,24 +353,31 @@ def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, 
     assert not any(p.name.startswith("0_check") for p in out.iterdir())
 
 
-@pytest.mark.parametrize("case", ["count", "input", "int8", "swapped", "json_in_report"])
-def test_bad_inputs_exit_2(case, pairs, carphone, tmp_path, capsys):
+@pytest.mark.parametrize("case, needle", [pytest.param(*p, id=p[0]) for p in [
+    ("count", "--float lists 2 checkpoints but --int8 lists 1 folders; they are paired by order"),
+    ("input", "no such input video: "),
+    ("int8", "noQ (expected quantized.pt from `mobilecodec ptq`)"),
+    ("swapped", "made from another checkpoint"),
+    ("json_in_report", "carphone_float.json is where -o writes; name a JSON file outside "),
+]])
+def test_bad_inputs_exit_2(case, needle, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
+    out = ["-o", str(tmp_path / "OUT")]
     if case == "json_in_report":  # it replaced the report's own carphone_float.json, which bdrate reads
-        rc = _check(carphone, floats, qdirs, "-o", str(tmp_path / "OUT"), "--json", str(tmp_path / "OUT" / "carphone_float.json"))
+        rc = _check(carphone, floats, qdirs, *out, "--json", str(tmp_path / "OUT" / "carphone_float.json"))
     elif case == "count":
-        rc = _check(carphone, floats, qdirs[:1])
+        rc = _check(carphone, floats, qdirs[:1], *out)
     elif case == "input":
-        rc = _check(tmp_path / "missing.y4m", floats, qdirs)
+        rc = _check(tmp_path / "missing.y4m", floats, qdirs, *out)
     elif case == "int8":
-        rc = _check(carphone, floats, [qdirs[0], tmp_path / "noQ"])
+        rc = _check(carphone, floats, [qdirs[0], tmp_path / "noQ"], *out)
     else:  # each int8 folder paired with the other float checkpoint: a verdict on the wrong models
-        rc = _check(carphone, floats, qdirs[::-1])
+        rc = _check(carphone, floats, qdirs[::-1], *out)
     assert rc == 2
     err = capsys.readouterr().err
-    assert "error" in err
-    if case == "swapped":
-        assert "another checkpoint" in err and not (tmp_path / "OUT").exists()
+    assert err.startswith("mobilecodec check-int8: error: ") and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
+    assert not (tmp_path / "OUT").exists()
 
 
 def test_int8_folders_of_one_name_get_labels_that_tell_them_apart(flat_pairs, tmp_path):

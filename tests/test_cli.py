@@ -186,15 +186,17 @@ def test_allocation_failures_are_told_apart_from_bugs():
     assert not _out_of_memory(other.value)
 
 
-def test_block_modes_zero_is_off_as_in_the_demo(tmp_path):
-    """`--block-modes 0` (the demo's 'off') is accepted by encode and codes the stream it codes without the option."""
+def test_block_modes_and_refine_zero_are_off_as_in_the_demo(tmp_path):
+    """`--block-modes 0` (the demo's 'off') and `--refine 0` (once refused: 'expected a positive
+    integer') are accepted by encode and code the stream it codes without the option."""
     from cli_run import cli_here
 
-    for name, extra in (("off.mnvc", ["--block-modes", "0"]), ("plain.mnvc", [])):
+    for name, extra in (("off.mnvc", ["--block-modes", "0"]), ("zero.mnvc", ["--refine", "0"]), ("plain.mnvc", [])):
         p = cli_here("encode", "--checkpoint", "tiny_b0.0032", "carphone", "-o", tmp_path / name, "--frames", 2,
                      "--threads", 1, "--no-progress", *extra)
         assert p.returncode == 0, p.stderr
-    assert (tmp_path / "off.mnvc").read_bytes() == (tmp_path / "plain.mnvc").read_bytes()
+    plain = (tmp_path / "plain.mnvc").read_bytes()
+    assert (tmp_path / "off.mnvc").read_bytes() == plain and (tmp_path / "zero.mnvc").read_bytes() == plain
 
 
 def test_unknown_option_is_reported_by_its_command():

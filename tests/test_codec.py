@@ -70,23 +70,25 @@ def test_float_likelihoods_predict_the_coded_bits(carphone, tmp_path):
 
 
 def test_reconstruction_is_close_to_what_the_model_computes_in_float(carphone, tmp_path):
-    """The coded reconstruction equals the training-time forward pass in eval mode up to the
-    integer hyper-synthesis (entropy parameters), i.e. the decoder runs the real model."""
+    """The decoded frame equals the training-time forward pass in eval mode up to the integer
+    hyper-synthesis (entropy parameters) and the uint8 output, i.e. the decoder runs the real model
+    (measured: mean |difference| 0.0007 of full scale, the random model against the source 0.41)."""
+    from mobilecodec.io import pad_frame
+
     model = _model()
     with open_video(carphone, max_frames=1) as r:
-        from mobilecodec.io import pad_frame
-
-        frame = pad_frame(next(iter(r)))
-    x = frame_to_tensor(frame)
+        source = next(iter(r))
+    x = frame_to_tensor(pad_frame(source))
     with torch.no_grad():
         ref = model.forward_iframe(x)["x_hat"]
     enc = encode_video(model, carphone, tmp_path / "c.mnvc", max_frames=1, progress=False)
-    assert enc["frames"] == 1
-    from mobilecodec.codec.frame_coding import LatentEncoder, run_iframe
-
-    out, _ = run_iframe(model, LatentEncoder(model, x))
+    decoded = []
+    summary = decode_video(model, tmp_path / "c.mnvc", None, progress=False, on_frame=lambda i, f: decoded.append(f))
+    assert enc["frames"] == 1 and summary["hash_matches"] == 1 and len(decoded) == 1
+    h, w = source.y.shape
+    got = frame_to_tensor(pad_frame(decoded[0]))[..., : h // 2, : w // 2]  # the packed planes are half size
     # same synthesis, latents differ only where the float and integer means round differently
-    assert torch.mean(torch.abs(out - ref)).item() < 0.02
+    assert torch.mean(torch.abs(got - ref[..., : h // 2, : w // 2])).item() < 0.005
 
 
 def test_stages_trace_with_tensors_only():

@@ -22,6 +22,28 @@ def package(tiny_checkpoint, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def compiled(package, tmp_path_factory) -> tuple[Path, str]:
+    """`package` compiled for SoC 43 (HTP v73), and what the compile said on stderr."""
+    import contextlib
+    import io
+
+    out, err = tmp_path_factory.mktemp("compile") / "bin", io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
+    return out, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def package64(tmp_path_factory) -> tuple[Path, Path]:
+    """`tiny_b0.0032` exported at 64x64 and compiled for the default SoC (43): (package, compile folder)."""
+    tmp = tmp_path_factory.mktemp("p64")
+    pkg, cmp = tmp / "pkg", tmp / "soc43"
+    assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
+    assert main(["compile", str(pkg), "-o", str(cmp), "--no-progress"]) == 0
+    return pkg, cmp
+
+
 def _hand_made(path: Path, op: str, inputs: list[tuple[str, list]], node_name: str) -> Path:
     import onnx
     from onnx import TensorProto, helper
@@ -142,14 +164,13 @@ def test_check_fails_on_unsupported_op_at_compile(tmp_path, capsys):
     assert "erf_node" in capsys.readouterr().out
 
 
-def test_compile_context_binaries_load_and_run(package, tmp_path, capsys):
+def test_compile_context_binaries_load_and_run(compiled):
     from mobilecodec.export.qnn import SOCS, htp_session
 
-    out = tmp_path / "bin"
-    assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
+    out, err = compiled
     # a float package without --calibration: its int8 is fitted to random inputs, said now (it was silent,
     # and such binaries decoded carphone at 13-15 dB PSNR-Y)
-    assert "are float: without --calibration their stand-in int8 is fitted to random inputs" in capsys.readouterr().err
+    assert "are float: without --calibration their stand-in int8 is fitted to random inputs" in err
     man = json.loads((out / "manifest.json").read_text())
     assert man["soc"] == {"soc_model": 43, "name": SOCS[43].name, "htp_arch": 73}
     assert man["calibrated_on_held_out"] is False  # random inputs calibrate the stand-in
@@ -167,13 +188,13 @@ def test_compile_context_binaries_load_and_run(package, tmp_path, capsys):
     assert x_hat.min() >= -1e-3 and x_hat.max() <= 1 + 1e-2  # synthesis output is clamped to [0, 1]
 
 
-def test_export_and_compile_never_replace_each_others_folders(package, tmp_path, capsys):
-    """Both leave a manifest.json; each replaces only a folder of its own kind (a real compile
-    folder and a copy of a real package here), refused in one line before any work."""
+def test_export_and_compile_never_replace_each_others_folders(package, compiled, tmp_path, capsys):
+    """Both leave a manifest.json; each replaces only a folder of its own kind (copies of a real
+    compile folder and of a real package here), refused in one line before any work."""
     import shutil
 
     bins, other = tmp_path / "bin", tmp_path / "pkg_copy"
-    assert main(["compile", str(package), "--soc", "43", "-o", str(bins)]) == 0
+    shutil.copytree(compiled[0], bins)
     shutil.copytree(package, other)
     before = {d: sorted(p.name for p in d.iterdir()) for d in (bins, other)}
     capsys.readouterr()
@@ -295,7 +316,8 @@ def _clip64(carphone: Path, path: Path, frames: int = 2) -> Path:
 def test_a_compile_folder_of_a_re_exported_package_is_refused(carphone, tmp_path, capsys):
     """`export` may replace its own package; a compile folder made from it before then holds the old
     networks' context binaries. Run against the new host tables its stream would not decode (measured:
-    frame 0's hash differs), so it is refused in one line, naming what changed."""
+    frame 0's hash differs), so it is refused in one line, naming what changed. (Its own export: a
+    copy of `package64` would fall back to the unchanged original, by design.)"""
     pkg, cmp = tmp_path / "pkg", tmp_path / "cmp"
     clip = _clip64(carphone, tmp_path / "c64.y4m")
     assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
@@ -364,31 +386,28 @@ def test_a_graph_file_changed_after_a_load_is_still_refused(package, tmp_path, m
     assert load_manifest(pkg) == man
 
 
-def test_eval_names_the_compile_folders_it_codes(carphone, tmp_path):
+def test_eval_names_the_compile_folders_it_codes(package64, carphone, tmp_path):
     """Two compile folders of one package for two SoCs are two RD points, each labelled by the folder
     given and recording its export package and SoC."""
-    pkg = tmp_path / "pkg"
+    pkg, soc43 = package64
+    soc57 = tmp_path / "soc57"
     clip = _clip64(carphone, tmp_path / "c64.y4m")
-    assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
-    for soc in ("43", "57"):
-        assert main(["compile", str(pkg), "--soc", soc, "-o", str(tmp_path / f"soc{soc}"), "--no-progress"]) == 0
-    assert main(["eval", "--package", f"{tmp_path / 'soc43'},{tmp_path / 'soc57'}", "--ep", "qnn", str(clip),
+    assert main(["compile", str(pkg), "--soc", "57", "-o", str(soc57), "--no-progress"]) == 0
+    assert main(["eval", "--package", f"{soc43},{soc57}", "--ep", "qnn", str(clip),
                  "-o", str(tmp_path / "ev"), "--no-progress"]) == 0
     res = json.loads((tmp_path / "ev" / "c64_eval.json").read_text())
     points = res["points"]
     assert [p["label"] for p in points] == ["soc43", "soc57"]
-    assert [p["package"] for p in points] == [str(tmp_path / "soc43"), str(tmp_path / "soc57")]
+    assert [p["package"] for p in points] == [str(soc43), str(soc57)]
     assert all(p["export_package"] == str(pkg.resolve()) for p in points)
     assert [p["soc"]["soc_model"] for p in points] == [43, 57]
 
 
-def test_profile_estimates_a_compile_folder_from_its_package(tmp_path):
+def test_profile_estimates_a_compile_folder_from_its_package(package64, tmp_path):
     """`profile CMP --ep qnn --device`: the NPU estimate of a compile folder reads its export package's
     graphs, at w8a8 where the compile quantized float graphs (it failed after the timings: 'not a
     mobilecodec export manifest')."""
-    pkg, cmp, out = tmp_path / "pkg", tmp_path / "cmp", tmp_path / "p.json"
-    assert main(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(pkg), "--no-progress"]) == 0
-    assert main(["compile", str(pkg), "-o", str(cmp), "--no-progress"]) == 0
+    (pkg, cmp), out = package64, tmp_path / "p.json"
     assert main(["profile", str(cmp), "--ep", "qnn", "--runs", "1", "--warmup", "0", "--no-ops", "--device", "8gen2",
                  "--json", str(out), "--no-progress"]) == 0
     graphs = json.loads(out.read_text())["npu"]["devices"]["8gen2"]["graphs"]

@@ -54,13 +54,29 @@ def package(checkpoint, ptq_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def float_package(checkpoint, tmp_path_factory) -> Path:
+    """The float export package of the same checkpoint at the same size."""
+    out = tmp_path_factory.mktemp("float") / "pkg"
+    assert main(["export", "--checkpoint", str(checkpoint), "--size", "192x192", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_bins(package, tmp_path_factory) -> Path:
+    """`package` compiled for the HTP (SoC 43)."""
+    out = tmp_path_factory.mktemp("bins") / "bin"
+    assert main(["compile", str(package), "--soc", "43", "-o", str(out)]) == 0
+    return out
+
+
 def _inits(proto) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
 
 
-def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, tmp_path):
+def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, float_package):
     import onnx
     from onnx import helper
 
@@ -75,9 +91,7 @@ def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, tmp_path
     model, _ = load_checkpoint(checkpoint)
     float_params = dict(model.named_parameters())
     # the float package of the same checkpoint, for the op skeleton
-    fpkg = tmp_path / "float"
-    assert main(["export", "--checkpoint", str(checkpoint), "--size", "192x192", "-o", str(fpkg)]) == 0
-    fman = json.loads((fpkg / "manifest.json").read_text())
+    fman = json.loads((float_package / "manifest.json").read_text())
     for name in QUANTIZED:
         g = man["graphs"][name]
         proto = onnx.load(str(package / g["file"]))
@@ -128,11 +142,10 @@ def test_qdq_graphs_int8_weights_16bit_activations(package, checkpoint, tmp_path
     assert (package / "encodings" / "aimet" / "m_synthesis.encodings").is_file()
 
 
-def test_check_and_compile_use_aimet_graphs(package, tmp_path, capsys):
+def test_check_and_compile_use_aimet_graphs(package, int8_bins, tmp_path, capsys):
     assert main(["export", "--check", str(package)]) == 0
     assert "all 13 graph(s) run on the HTP" in capsys.readouterr().out
-    out = tmp_path / "bin"
-    assert main(["compile", str(package), "--soc", "43", "-o", str(out)]) == 0
+    out = int8_bins
     man = json.loads((out / "manifest.json").read_text())
     assert set(man["quantization"]["aimet_graphs"]) == QUANTIZED
     assert set(man["quantization"]["standin_graphs"]) == HYPER_SYNTHESIS
@@ -232,17 +245,16 @@ def test_cli_encode_on_htp_decode_on_cpu(package, carphone, tmp_path, capsys):
     assert (tmp_path / "q.y4m").is_file()
 
 
-def test_packages_of_other_precisions_are_other_curves(package, checkpoint, carphone, tmp_path):
+def test_packages_of_other_precisions_are_other_curves(float_package, int8_bins, carphone, tmp_path):
     """`eval --package BIN_W8A16,BIN_FLOAT --ep qnn` drew an aimet package's compile folder and a float
     package's (int8 by the compile's stand-in) as one RD curve: both were labelled "onnxruntime QNN HTP
     (emulation on x86)" (on the CPU, W8A8 and W8A16 packages were both "int8 (QDQ)")."""
-    fpkg, fbin, ibin = tmp_path / "fpkg", tmp_path / "fbin", tmp_path / "ibin"
-    assert main(["export", "--checkpoint", str(checkpoint), "--size", "192x192", "-o", str(fpkg)]) == 0
-    for pkg, out in ((fpkg, fbin), (package, ibin)):
-        assert main(["compile", str(pkg), "--soc", "43", "-o", str(out)]) == 0
-    assert main(["eval", str(carphone), "--package", f"{ibin},{fbin}", "--ep", "qnn", "--frames", "1",
+    fbin = tmp_path / "fbin"
+    assert main(["compile", str(float_package), "--soc", "43", "-o", str(fbin)]) == 0
+    assert main(["eval", str(carphone), "--package", f"{int8_bins},{fbin}", "--ep", "qnn", "--frames", "1",
                  "--no-progress", "-o", str(tmp_path / "ev")]) == 0
     res = json.loads((tmp_path / "ev" / "carphone_eval.json").read_text())
-    backends = {Path(p["package"]).name: p["backend"] for p in res["points"]}  # points are sorted by bpp
+    backends = {Path(p["package"]).resolve(): p["backend"] for p in res["points"]}  # points are sorted by bpp
     assert len(res["curves"]) == 2 and len(set(backends.values())) == 2, backends
-    assert "W8A16 in m_synthesis" in backends["ibin"] and "stand-in int8 of the float graphs" in backends["fbin"]
+    assert "W8A16 in m_synthesis" in backends[int8_bins.resolve()]
+    assert "stand-in int8 of the float graphs" in backends[fbin.resolve()]

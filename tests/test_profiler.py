@@ -120,11 +120,12 @@ def test_profile_package_writes_consistent_report(tiny_package, tmp_path):
         for ftype in ("I", "P"):
             fr = lat["frames"][kind][ftype]
             assert fr["frame"]["runs"] == 2 and fr["frame"]["median_ms"] > 0
-            # the steps partition each frame's wall time (glue is the rest) and the median of 2 runs
-            # is their mean, so the step medians add up to the frame's
-            steps = fr["steps"].values()
-            assert all(s["runs"] == 2 for s in steps)
-            assert sum(s["median_ms"] for s in steps) == pytest.approx(fr["frame"]["median_ms"], rel=1e-6)
+            # the timed steps lie inside the frame and do not overlap: in every run the frame's wall
+            # time minus their sum (the glue) is not negative, so no step is counted twice
+            steps = fr["steps"]
+            assert all(s["runs"] == 2 for s in steps.values())
+            assert steps["host: glue"]["min_ms"] >= 0.0, steps
+            assert all(0.0 <= s["median_ms"] <= fr["frame"]["max_ms"] for s in steps.values()), steps
             assert "host: entropy coding" in fr["steps"] and "host: glue" in fr["steps"]
             assert 0.0 <= fr["host_share"] <= 1.0
     assert "host: warp" in lat["frames"]["decode"]["P"]["steps"]

