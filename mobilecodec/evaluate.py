@@ -336,7 +336,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         if anchor_res is not None:  # before any coding, not after
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s), source=str(s)))
-    streams = out / "streams"
+    streams = out.resolve() / "streams"  # absolute in the JSON: it is read from other folders
     total = 2 * len(models) * sum(len(f) for f in sources_by_input)  # each frame encoded, then decoded
     bar = progress_bar(total=total, unit="frame", enabled=opts.progress, desc="eval (encode + decode)")
     results, names = [], []
@@ -415,6 +415,17 @@ def output_paths(out: Path, stem: str) -> list[str]:
     return [str(out / f"{stem}_{name}") for name in ("rd.png", "per_frame_bits.png", "per_frame_psnr.png", "eval.json")]
 
 
+def plotted_anchor(anchor: dict, res: dict) -> dict:
+    """The anchor as the RD plot names it: "anchor: <codec> (<preset>)" (an earlier eval of our
+    codec as the anchor drew two curves of one name), with the matrix of its RGB metrics when it is
+    not `res`'s (the plot overlays them; the BD-rate refuses to compare them)."""
+    name = f"anchor: {anchor.get('codec', '?')}" + (f" ({anchor['preset']})" if anchor.get("preset") else "")
+    a, t = anchor.get("matrix"), res.get("matrix")
+    if a and t and a != t:
+        name += f", RGB in {a}"
+    return {**anchor, "codec": name, "preset": None}
+
+
 def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[str]:
     """OUT/<stem>_eval.json, <stem>_rd.png (with the anchor's curve), <stem>_per_frame_bits.png and
     <stem>_per_frame_psnr.png (`output_paths`); returns the paths written."""
@@ -424,7 +435,8 @@ def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[
     title = f"{Path(res['source']).name}, {res['frames']} frames, intra period {res['intra_period']}"
     paths = output_paths(out, stem)
     rd, bits, psnr, results = map(Path, paths)
-    rd_plot(split_curves(res) + ([anchor] if anchor else []), rd, metric=PLOT_METRICS, title=title)
+    rd_plot(split_curves(res) + ([plotted_anchor(anchor, res)] if anchor else []), rd, metric=PLOT_METRICS,
+            title=title)
     per_frame_plot([res], "bits", bits, title=f"bits per frame: {title}")
     per_frame_plot([res], "psnr_yuv", psnr, title=f"PSNR-YUV per frame: {title}")
     save_results(results, res)

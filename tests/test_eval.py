@@ -640,3 +640,34 @@ def test_a_rerun_with_fewer_checkpoints_removes_their_streams(carphone, tmp_path
     assert [p.name for p in (out / "streams").iterdir()] == ["carphone_tiny_b0.0032.mnvc"]
     assert [Path(p["stream"]).name for p in json.loads((out / "carphone_eval.json").read_text())["points"]] == [
         "carphone_tiny_b0.0032.mnvc"]
+
+
+def test_a_points_stream_is_found_from_anywhere(carphone, tmp_path, monkeypatch):
+    """`stream` in the result JSON was out/streams/... as -o was given: run with a relative -o, it
+    named no file from any other folder (where `bdrate` or a notebook reads the JSON)."""
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(run)
+    assert main(["eval", str(carphone), "--frames", "1", "--checkpoint", "tiny_b0.0032", "-o", "OUT",
+                 "--no-progress"]) == 0
+    monkeypatch.chdir(elsewhere)
+    (point,) = json.loads((run / "OUT" / "carphone_eval.json").read_text())["points"]
+    assert Path(point["stream"]).read_bytes() == (run / "OUT" / "streams" / "carphone_tiny_b0.0032.mnvc").read_bytes()
+
+
+def test_the_rd_plot_tells_the_anchor_from_the_test(carphone, tmp_path, monkeypatch):
+    """An earlier eval of our codec as the anchor was drawn as a second curve of the same name (told
+    apart only by '#1' / '#2'), and an anchor measured in another colour matrix overlaid its PSNR-RGB
+    without a word."""
+    import mobilecodec.plots as plots
+
+    drawn = []
+    real = plots.rd_plot
+    monkeypatch.setattr(plots, "rd_plot", lambda results, *a, **k: drawn.append(results) or real(results, *a, **k))
+    base = ["eval", str(carphone), "--frames", "1", "--checkpoint", "tiny_b0.0032", "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "A")]) == 0
+    assert main([*base, "-o", str(tmp_path / "B"), "--anchor", str(tmp_path / "A" / "carphone_eval.json"),
+                 "--matrix", "bt709"]) == 0
+    names = [r["codec"] for r in drawn[-1]]
+    assert names == ["tiny", "anchor: tiny, RGB in bt601"], names
+    assert (tmp_path / "B" / "carphone_rd.png").read_bytes()[:4] == b"\x89PNG"
