@@ -88,8 +88,9 @@ def call_order(model: "VideoCodec") -> dict[str, list[dict[str, Any]]]:
         pframe += [_g("m_analysis"),
                    _g("m_hyper_analysis"), *_entropy("m", "m"), _g("m_synthesis"),
                    _h("warp", "sender+receiver",
-                      f"{cfg.warp.mode} warp (block {cfg.warp.block_size}, overlap "
-                      f"{cfg.warp.overlap}) of buffer " + " and ".join(n for n in ("frame", "residual_feat")
+                      f"{cfg.warp.mode} warp (block {cfg.warp.block_size}"
+                      + (f", overlap {cfg.warp.overlap}" if cfg.warp.effective_overlap else "")
+                      + ") of buffer " + " and ".join(n for n in ("frame", "residual_feat")
                                                                      if n in names)
                       + " with this frame's block flow from m_synthesis, rounded as stored: "
                       + STORAGE_RULES["flow"].replace("v", "flow", 1))]

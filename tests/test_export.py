@@ -549,3 +549,17 @@ def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, 
                        "pads to 320x640", "mobilecodec export --size 272x640")
     assert_clean_error(cli_here("eval", carphone, "--checkpoint", "tiny_b0.0064", "--package", ",", "--ep", "qnn",
                                 "-o", tmp_path / "E"), "--ep applies to --package")
+
+
+@pytest.mark.parametrize("mode, want", [("block_overlap", "block_overlap warp (block 8, overlap 4) of buffer"),
+                                        ("block", "block warp (block 8) of buffer"),
+                                        ("dense", "dense warp (block 8) of buffer")])
+def test_the_manifests_warp_step_names_only_the_overlap_it_uses(mode, want):
+    """A dense or plain block warp's step said 'overlap 4', which only block_overlap blends with."""
+    from mobilecodec.export.manifest import call_order
+    from mobilecodec.models.codec import VideoCodec
+    from mobilecodec.models.configs import get_config
+
+    steps = call_order(VideoCodec(get_config("tiny", warp_mode=mode)))["P"]
+    (warp,) = [s for s in steps if s.get("op") == "warp"]
+    assert warp["what"].startswith(want), warp["what"]
