@@ -330,6 +330,7 @@ def dram_bytes(gl: GraphLayers, precision: str | None = None, vtcm: int = VTCM_B
         weights += la.weights * wb
         a, b = _act_traffic(la, ab, vtcm)
         io, spill = io + a, spill + b
-    return {"weights": weights, "graph_io": io, "activations": spill, "total": weights + io + spill,
-            "vtcm_bytes": vtcm, "activation_bytes": ab, "weight_bytes": wb, "precision": prec,
+    return {"weights_bytes": weights, "graph_io_bytes": io, "activations_bytes": spill,
+            "total_bytes": weights + io + spill, "vtcm_bytes": vtcm, "bytes_per_activation": ab,
+            "bytes_per_weight": wb, "precision": prec,
             "unsized_tensors": list(gl.unsized)}

@@ -122,8 +122,8 @@ def format_npu(npu: dict[str, Any], host: dict[str, dict[str, float]] | None = N
         for n, g in d["graphs"].items():  # ms = the fixed per-graph overhead + the layers (bound by ...)
             dr = g["dram"]
             lines.append(f"  {n:22s} {g['precision']:6s} {g['ms']:9.3f} {g['overhead_ms']:9.3f} {g['bound']:>12s} "
-                         f"{dr['total'] / 1e6:9.2f} {dr['weights'] / 1e6:8.2f} {dr['graph_io'] / 1e6:8.2f} "
-                         f"{dr['activations'] / 1e6:8.2f}")
+                         f"{dr['total_bytes'] / 1e6:9.2f} {dr['weights_bytes'] / 1e6:8.2f} {dr['graph_io_bytes'] / 1e6:8.2f} "
+                         f"{dr['activations_bytes'] / 1e6:8.2f}")
         lines += [f"  {'frame':22s} {'ms':>9s} {'frames/s':>9s} {'GMAC/s needed':>14s} {'DRAM GB/s needed':>17s}"]
         for ft, f in d["frames"].items():
             lines.append(f"  {ft:22s} {f['ms']:9.3f} {f['frames_per_s']:9.1f} {f['mac_per_s_needed'] / 1e9:14.1f} "

@@ -206,13 +206,13 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
         for ft, names in frames.items():
             ms = sum(graphs[n]["ms"] for n in names)
             macs = sum(layers[n].macs for n in names)
-            dram = sum(graphs[n]["dram"]["total"] for n in names)
+            dram = sum(graphs[n]["dram"]["total_bytes"] for n in names)
             ftypes[ft] = {"graphs": names, "ms": ms, "frames_per_s": 1e3 / ms if ms > 0 else float("inf"),
                           "macs": macs, "dram_bytes": dram, "mac_per_s_needed": macs * fps,
                           "dram_gb_s_needed": dram * fps / 1e9,
-                          "dram_weights": sum(graphs[n]["dram"]["weights"] for n in names),
-                          "dram_graph_io": sum(graphs[n]["dram"]["graph_io"] for n in names),
-                          "dram_activations": sum(graphs[n]["dram"]["activations"] for n in names),
+                          "dram_weights_bytes": sum(graphs[n]["dram"]["weights_bytes"] for n in names),
+                          "dram_graph_io_bytes": sum(graphs[n]["dram"]["graph_io_bytes"] for n in names),
+                          "dram_activations_bytes": sum(graphs[n]["dram"]["activations_bytes"] for n in names),
                           "meets_target": ms <= 1e3 / fps}
             if pixels:
                 ftypes[ft]["kmacs_per_px"] = macs / pixels / 1e3
@@ -324,7 +324,7 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
     report: dict[str, Any] = {
         "kind": "graphs", "source": dict(source, precision=prec, frame_size=list(frame)),
         "size": list(frame), "graphs": graphs, "buffer": buf, "dram": dram,
-        "dram_per_frame": sum(d["total"] for d in dram.values()), "htp_check": htp_check(protos),
+        "dram_bytes_per_frame": sum(d["total_bytes"] for d in dram.values()), "htp_check": htp_check(protos),
         "totals": {"params": sum(g["params"] for g in graphs.values()),
                    "macs": sum(g["macs"] for g in graphs.values()),
                    "kmacs_per_px": sum(g["kmacs_per_px"] for g in graphs.values())}}

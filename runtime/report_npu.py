@@ -51,10 +51,11 @@ def graphs_md(report: dict[str, Any]) -> list[str]:
                 f"bandwidth (read + write) {b['bandwidth_mb_s']:.2f} MB/s", ""]
     out += ["## DRAM traffic per run (VTCM 8 MiB tiling rule, runtime/npu_graph.py)", ""]
     out += _t(["graph", "precision", "weights MB", "graph I/O MB", "spilled activations MB", "total MB"],
-              [[n, d["precision"], d["weights"] / 1e6, d["graph_io"] / 1e6, d["activations"] / 1e6, d["total"] / 1e6]
+              [[n, d["precision"], d["weights_bytes"] / 1e6, d["graph_io_bytes"] / 1e6, d["activations_bytes"] / 1e6,
+               d["total_bytes"] / 1e6]
                for n, d in report["dram"].items()])
     out += [f"- {n}{unsized_note(d)}" for n, d in report["dram"].items() if d.get("unsized_tensors")]
-    out += ["", f"Per frame: {report['dram_per_frame'] / 1e6:.2f} MB; state buffer {b['bandwidth_mb_s']:.2f} MB/s "
+    out += ["", f"Per frame: {report['dram_bytes_per_frame'] / 1e6:.2f} MB; state buffer {b['bandwidth_mb_s']:.2f} MB/s "
                 f"at {b['fps']:g} fps", "", "## QNN HTP op check (static)", ""]
     for n, c in report["htp_check"].items():
         out.append(f"- {n}: " + ("runs on the HTP" if c["ok"] else "; ".join(c["issues"][:10])))
@@ -74,7 +75,7 @@ def npu_md(report: dict[str, Any]) -> list[str]:
     for dev, d in npu["devices"].items():
         out += [f"### {DEVICES[dev]['soc']} (HTP {DEVICES[dev]['htp']}): ESTIMATE", ""]
         out += _t(["graph", "precision", "ESTIMATE ms", "bound", "DRAM MB", "overhead ms"],
-                  [[n, g["precision"], g["ms"], g["bound"], g["dram"]["total"] / 1e6, g["overhead_ms"]]
+                  [[n, g["precision"], g["ms"], g["bound"], g["dram"]["total_bytes"] / 1e6, g["overhead_ms"]]
                    for n, g in d["graphs"].items()], nd=3)
         out += [""]
         out += _t(["frame", "ESTIMATE ms", "frames/s", "GMAC/s needed", "DRAM GB/s needed", "meets target"],

@@ -410,7 +410,11 @@ def test_profile_estimates_a_compile_folder_from_its_package(package64, tmp_path
     (pkg, cmp), out = package64, tmp_path / "p.json"
     assert main(["profile", str(cmp), "--ep", "qnn", "--runs", "1", "--warmup", "0", "--no-ops", "--device", "8gen2",
                  "--json", str(out), "--no-progress"]) == 0
-    graphs = json.loads(out.read_text())["npu"]["devices"]["8gen2"]["graphs"]
+    npu = json.loads(out.read_text())["npu"]["devices"]["8gen2"]
+    graphs = npu["graphs"]
+    for f in npu["frames"].values():  # byte counts say so in their names ("dram_weights" was bytes)
+        parts = (f["dram_weights_bytes"], f["dram_graph_io_bytes"], f["dram_activations_bytes"])
+        assert sum(parts) == f["dram_bytes"] > 0 and not {"dram_weights", "dram_graph_io", "dram_activations"} & set(f)
     assert set(graphs) == EXPECTED_GRAPHS and {g["precision"] for g in graphs.values()} == {"w8a8"}
     assert all(g["label"] == "ESTIMATE" for g in graphs.values())
     # each figure is its export package graph's, priced at w8a8 (the compile quantized float graphs)

@@ -111,9 +111,9 @@ def test_roofline_bounds_and_precision():
     unet = layers_from_dict(models["unet_segmentation"]["graph"])
     f, q = estimate_graph(unet, "8gen2", "float"), estimate_graph(unet, "8gen2", "w8a8")
     assert q["ms"] < f["ms"]
-    assert f["dram"]["activations"] > 0  # 64 x 640 x 1280 fp16 maps do not fit in 8 MiB of VTCM
+    assert f["dram"]["activations_bytes"] > 0  # 64 x 640 x 1280 fp16 maps do not fit in 8 MiB of VTCM
     # 2-byte activations spill more: at least twice the int8 bytes (some int8 maps fit on chip)
-    assert f["dram"]["activations"] >= 2 * q["dram"]["activations"]
+    assert f["dram"]["activations_bytes"] >= 2 * q["dram"]["activations_bytes"]
     assert estimate_graph(unet, "8gen3", "float")["ms"] < f["ms"]
     with pytest.raises(Exception, match="unknown device"):
         estimate_graph(unet, "8gen9")

@@ -73,12 +73,12 @@ def test_counter_and_dram_hand_computed():
     assert [la.cls for la in gl.layers if la.op == "Relu"] == ["fused"]
     # w8a8: weights 7876 B, input 256 B read by the conv, output 10 B; nothing spills in 8 MiB
     d = dram_bytes(gl)
-    assert (d["weights"], d["graph_io"], d["activations"]) == (7876, 266, 0)
+    assert (d["weights_bytes"], d["graph_io_bytes"], d["activations_bytes"]) == (7876, 266, 0)
     # VTCM of 64 B (half = 32 B): conv output 384 B written + read by the deconv, deconv output
     # 768 B written + read by the Gemm (Flatten is an alias)
-    assert dram_bytes(gl, vtcm=64)["activations"] == 2 * 384 + 2 * 768
+    assert dram_bytes(gl, vtcm=64)["activations_bytes"] == 2 * 384 + 2 * 768
     # float on the HTP runs fp16: 2 bytes per weight and activation
-    assert dram_bytes(gl, "float")["weights"] == 2 * 7876
+    assert dram_bytes(gl, "float")["weights_bytes"] == 2 * 7876
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +163,19 @@ def test_cli_state_names_and_bad_state(tmp_path):
     # 4096 bytes, written and read once per frame at 25 fps
     assert len(b["entries"]) == 1 and b["entries"][0]["dtype"] == "float16"
     assert b["full_res_maps"] == pytest.approx(2.0)
-    assert b["bytes_per_frame"] == 4096 and rep["dram"]["cell"]["activation_bytes"] == 2
+    assert b["bytes_per_frame"] == 4096 and rep["dram"]["cell"]["bytes_per_activation"] == 2
     assert b["bandwidth_mb_s"] == pytest.approx(2 * 4096 * 25 / 1e6)
     # at w8a8 one byte per element, as the DRAM traffic of the same run (it was 4: float32 beside 1)
     res = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8", "--json", "-")
     rep = json.loads(res.stdout)
     assert rep["buffer"]["bytes_per_frame"] == 2048 and rep["buffer"]["entries"][0]["dtype"] == "uint8"
-    assert rep["dram"]["cell"]["graph_io"] == 3 * 16 * 16 + 2 * 2048  # x and h_prev read, h_next written
+    assert rep["dram"]["cell"]["graph_io_bytes"] == 3 * 16 * 16 + 2 * 2048  # x and h_prev read, h_next written
+    # every byte count says so in its name ("weights", "total" and "dram_per_frame" were bytes, while
+    # "activation_bytes" was the size of one activation)
+    assert set(rep["dram"]["cell"]) == {"weights_bytes", "graph_io_bytes", "activations_bytes", "total_bytes",
+                                        "vtcm_bytes", "bytes_per_activation", "bytes_per_weight", "precision",
+                                        "unsized_tensors"}
+    assert rep["dram_bytes_per_frame"] == rep["dram"]["cell"]["total_bytes"]
     text = _cli(str(path), "--size", "32x32", "--state", "h_prev:h_next", "--precision", "w8a8").stdout
     assert "1 tensors (h_prev uint8), 2.0000 full-res maps, 2048 bytes/frame" in text  # the type shown
     bad = _cli(str(path), "--state", "nope")
@@ -582,7 +588,7 @@ def test_recurrent_layers_reach_the_npu_model(op, direction, peepholes, macs):
     assert layer.inputs == [[5 * 3 * 7, 1]]          # X, a graph input; W, R, B, P are weights
     d = dram_bytes(extract_layers(model), "w8a8")
     y_elems = 5 * dirs * 3 * hidden
-    assert (d["weights"], d["graph_io"], d["activations"]) == (weights, 5 * 3 * 7 + y_elems, 0)
+    assert (d["weights_bytes"], d["graph_io_bytes"], d["activations_bytes"]) == (weights, 5 * 3 * 7 + y_elems, 0)
     assert _features(extract_layers(model), "w8a8", 8 << 20)[:, 0].tolist() == [macs]
 
 
@@ -606,7 +612,7 @@ def test_torch_recurrent_weights_are_folded_not_priced(tmp_path, monkeypatch):
     priced = [la for la in gl.layers if la.cls not in ("alias", "quant", "fused", "folded")]
     assert sorted(la.op for la in priced if la.op not in ("Transpose", "Reshape")) == ["Conv", "GRU"]
     params = sum(p.numel() for p in module.parameters())
-    assert dram_bytes(gl, "w8a8")["weights"] == params
+    assert dram_bytes(gl, "w8a8")["weights_bytes"] == params
     assert _features(gl, "w8a8", 8 << 20)[:, 0].sum() == gl.macs == sum(la.macs for la in priced)
 
 
@@ -961,7 +967,7 @@ def test_a_qdq_graph_state_is_counted_at_its_quantized_type(tmp_path):
     res = _cli(str(path), "--state", "h_prev:h_next", "--json", "-")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
-    assert rep["source"]["precision"] == "w8a16" and rep["dram"]["cell16"]["activation_bytes"] == 2
+    assert rep["source"]["precision"] == "w8a16" and rep["dram"]["cell16"]["bytes_per_activation"] == 2
     (e,) = rep["buffer"]["entries"]
     assert e["dtype"] == "uint8" and e["bytes"] == 8 * 16 * 16
     # an integer state keeps its type at any precision (an int64 counter was relabelled float16); a
@@ -1159,7 +1165,7 @@ def test_user_graphs_the_counter_misread(tmp_path):
          "shape": np.array([1, 8, 1, 1], np.int64)})
     rep = json.loads(cli_here("profile", str(lookup), "--json", "-").stdout)
     assert rep["graphs"]["lookup"]["params"] == 8 * 3 + 100 * 8 and rep["graphs"]["lookup"]["macs"] == 16 * 16 * 8 * 3
-    assert rep["dram"]["lookup"]["weights"] == 2 * (8 * 3 + 8)  # fp16: W, and the one row looked up
+    assert rep["dram"]["lookup"]["weights_bytes"] == 2 * (8 * 3 + 8)  # fp16: W, and the one row looked up
     # h (1,4,H,W) symbolic, written back as hn = conv(x) + h: its shape is hn's, 4x8x8
     dyn = _save(tmp_path, "dyn", [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
                                   helper.make_node("Add", ["c", "h"], ["hn"])],

@@ -188,10 +188,10 @@ def _format_any(report: dict) -> str:
                   f"{b['full_res_maps']:.4f} full-res maps, {b['bytes_per_frame']} bytes/frame, "
                   f"{b['bandwidth_mb_s']:.2f} MB/s at {b['fps']:g} fps"]
     for n, d in report["dram"].items():
-        lines.append(f"DRAM per run of {n} ({d['precision']}: {d['activation_bytes']}-byte activations, "
-                     f"{d['weight_bytes']}-byte weights; VTCM {d['vtcm_bytes'] >> 20} MiB rule): "
-                     f"weights {d['weights'] / 1e6:.2f} MB, graph I/O {d['graph_io'] / 1e6:.2f} MB, "
-                     f"spilled activations {d['activations'] / 1e6:.2f} MB, total {d['total'] / 1e6:.2f} MB"
+        lines.append(f"DRAM per run of {n} ({d['precision']}: {d['bytes_per_activation']}-byte activations, "
+                     f"{d['bytes_per_weight']}-byte weights; VTCM {d['vtcm_bytes'] >> 20} MiB rule): "
+                     f"weights {d['weights_bytes'] / 1e6:.2f} MB, graph I/O {d['graph_io_bytes'] / 1e6:.2f} MB, "
+                     f"spilled activations {d['activations_bytes'] / 1e6:.2f} MB, total {d['total_bytes'] / 1e6:.2f} MB"
                      + unsized_note(d))
     for n, c in report["htp_check"].items():
         lines.append(f"HTP op check {n}: " + ("ok" if c["ok"] else f"{len(c['issues'])} issue(s): "
