@@ -155,7 +155,7 @@ class EvalOptions:
     refine_steps: int = 0           # sender-side latent refinement steps per latent (0: off; codec.refine)
     block_modes: int = 0            # block size of the sender's P-frame block modes (0: off; codec.block_modes)
     raw_size: tuple[int, int] | None = None  # (width, height) of raw .yuv inputs
-    raw_fps: float | None = None    # frame rate of raw .yuv inputs (default 30)
+    fps: float | None = None        # frame rate to record: a raw .yuv input's (default 30), or instead of a file's
 
     def validate(self) -> None:
         validate_coding(self.intra_period, self.frames, self.matrix, self.block_modes)
@@ -242,8 +242,8 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     from mobilecodec.fsutil import check_input_file
 
     srcs = [check_input_file(resolve_input(i), "video file") for i in inputs]  # a pipe was "no such input video"
-    if (opts.raw_size or opts.raw_fps) and not any(s.suffix.lower() == ".yuv" for s in srcs):
-        raise InputError("--size / --fps describe raw .yuv inputs; none is given")
+    if opts.raw_size and not any(s.suffix.lower() == ".yuv" for s in srcs):
+        raise InputError("--size describes raw .yuv inputs; none is given")
     stems = [s.stem for s in srcs]
     if len(set(stems)) < len(stems):  # every input numbered (a plain '1_clip' cannot meet a numbered 'clip')
         stems = [f"{k}_{s.stem}" for k, s in enumerate(srcs)]
@@ -304,14 +304,16 @@ def _warn_trained_on_held_out(models: list[Coder], srcs: list[Path]) -> None:
 
 
 def _as_y4m(src: Path, opts: EvalOptions, work: Path, index: int) -> Path:
-    """A raw .yuv input as a .y4m in `work` (its size and rate from the options), so that the
-    encoder and the measurement read it like any other file; other inputs as they are."""
-    if src.suffix.lower() != ".yuv":
+    """A raw .yuv input as a .y4m in `work` (its size and rate from the options), and a file given
+    another rate (--fps) as a .y4m at that rate, so that the encoder and the measurement read it
+    like any other file; other inputs as they are."""
+    raw = src.suffix.lower() == ".yuv"
+    if not raw and opts.fps is None:
         return src
     from mobilecodec.io import open_video, write_video
 
     out = work / f"{index}_{src.stem}.y4m"  # two inputs may share a name: one file each
-    with open_video(src, size=opts.raw_size, fps=opts.raw_fps, max_frames=opts.frames) as reader:
+    with open_video(src, size=opts.raw_size if raw else None, fps=opts.fps, max_frames=opts.frames) as reader:
         write_video(out, reader, reader.rate)
     return out
 

@@ -671,3 +671,23 @@ def test_the_rd_plot_tells_the_anchor_from_the_test(carphone, tmp_path, monkeypa
     names = [r["codec"] for r in drawn[-1]]
     assert names == ["tiny", "anchor: tiny, RGB in bt601"], names
     assert (tmp_path / "B" / "carphone_rd.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fps_gives_a_file_another_rate_as_encode_does(carphone, tmp_path):
+    """A .y4m whose header rate is out of range is told 'give the real rate with --fps'; eval then
+    refused --fps ('describe raw .yuv inputs') where encode took it."""
+    from cli_run import assert_clean_error, cli_here
+
+    from mobilecodec.io import read_frames
+
+    fast = tmp_path / "fast.y4m"
+    with open(fast, "wb") as f:
+        f.write(b"YUV4MPEG2 W176 H144 F5000:1 Ip A1:1 C420jpeg\n")
+        for fr in read_frames(carphone, 2):
+            f.write(b"FRAME\n" + fr.y.tobytes() + fr.u.tobytes() + fr.v.tobytes())
+    base = ["eval", fast, "--checkpoint", "tiny_b0.0064", "--no-progress"]
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "A"), "give the real rate with --fps")
+    assert cli_here(*base, "-o", tmp_path / "B", "--fps", "30000/1001").returncode == 0
+    res = json.loads((tmp_path / "B" / "fast_eval.json").read_text())
+    assert res["fps"] == pytest.approx(30000 / 1001) and res["frames"] == 2 and res["source"] == str(fast)
+    assert_clean_error(cli_here(*base, "-o", tmp_path / "C", "--size", "176x144"), "--size describes raw .yuv inputs")

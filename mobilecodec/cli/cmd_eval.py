@@ -39,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_block_modes_argument(p)
     p.add_argument("--save-decoded", action="store_true", help="also keep the decoded videos in OUT/streams/")
     p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of raw .yuv inputs")
-    p.add_argument("--fps", type=frame_rate, default=None, help="frame rate of raw .yuv inputs, e.g. 25 or 30000/1001 (default 30)")
+    p.add_argument("--fps", type=frame_rate, default=None,
+                   help="frame rate to record, e.g. 25 or 30000/1001: a raw .yuv input's (default 30), or instead of "
+                        "a .y4m/.mp4 file's")
     add_threads_argument(p)
     p.add_argument("--json", metavar="PATH", help="write the whole report as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     opts = EvalOptions(intra_period=args.intra_period, frames=args.frames, matrix=args.matrix,
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
-                       raw_fps=args.fps)
+                       fps=args.fps)
     engines = _engines(packages, args.ep or "cpu")
     report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=engines,
                       kept=[("the --json file", args.json)])
