@@ -91,16 +91,17 @@ def rd_result(codec: str, source: str, enc: dict, points: list[dict], matrix: st
 
 
 def frame_type_summary(point: dict) -> dict:
-    """Mean bits, PSNR-YUV and PSNR-RGB of the I-frames and of the P-frames of one RD point, and
-    whether P-frames cost fewer bits than I-frames at equal or better PSNR-YUV."""
+    """Mean bits per frame (`mean_bits`: a point's `bits` is its total), PSNR-YUV and PSNR-RGB of the
+    I-frames and of the P-frames of one RD point, and whether P-frames cost fewer bits than I-frames
+    at equal or better PSNR-YUV."""
     out: dict[str, Any] = {}
     for t in ("I", "P"):
         fr = [f for f in point["per_frame"] if f["type"] == t]
-        out[t] = ({"frames": len(fr), "bits": float(np.mean([f["bits"] for f in fr])),
+        out[t] = ({"frames": len(fr), "mean_bits": float(np.mean([f["bits"] for f in fr])),
                    **mean_metrics(fr, ("psnr_yuv", "psnr_rgb"))} if fr else {"frames": 0})
     if out["I"]["frames"] and out["P"]["frames"]:
-        out["p_over_i_bits"] = out["P"]["bits"] / out["I"]["bits"] if out["I"]["bits"] else None
-        out["p_cheaper_at_equal_or_better_psnr"] = bool(out["P"]["bits"] < out["I"]["bits"]
+        out["p_over_i_bits"] = out["P"]["mean_bits"] / out["I"]["mean_bits"] if out["I"]["mean_bits"] else None
+        out["p_cheaper_at_equal_or_better_psnr"] = bool(out["P"]["mean_bits"] < out["I"]["mean_bits"]
                                                         and out["P"]["psnr_yuv"] >= out["I"]["psnr_yuv"])
     else:
         out["p_over_i_bits"] = None
@@ -469,8 +470,8 @@ def format_report(report: dict) -> str:
             fmt = (lambda d, k, w, nd: f"{d[k]:{w}.{nd}f}" if d.get("frames") else f"{'-':>{w}}")
             ratio = "-" if ft["p_over_i_bits"] is None else f"{ft['p_over_i_bits']:.3f}"
             verdict = {True: "yes", False: "no", None: "- (needs I and P frames)"}[ft["p_cheaper_at_equal_or_better_psnr"]]
-            lines.append(f"{p['label']:<28} {fmt(i, 'bits', 9, 0)} {fmt(i, 'psnr_yuv', 11, 3)} "
-                         f"{fmt(q, 'bits', 9, 0)} {fmt(q, 'psnr_yuv', 11, 3)} {ratio:>9}  {verdict}")
+            lines.append(f"{p['label']:<28} {fmt(i, 'mean_bits', 9, 0)} {fmt(i, 'psnr_yuv', 11, 3)} "
+                         f"{fmt(q, 'mean_bits', 9, 0)} {fmt(q, 'psnr_yuv', 11, 3)} {ratio:>9}  {verdict}")
         lines.append("P-frame drift (last P-frame of each intra period against its second) and colour:")
         for p in res["points"]:
             drift = format_period_drift(p.get("drift") or drift_summary(p))
