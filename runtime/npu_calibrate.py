@@ -8,7 +8,7 @@ Run once after changing the table or the layer extraction:
 Measurements: Qualcomm ai-hub-models, `qai_hub_models/models/<model>/perf.yaml` at commit
 052dc1f3753ae177349f16d915ab67017f879b69, field `inference_time_milliseconds`, runtime `qnn_dlc`
 (QNN HTP, the runtime closest to a context binary). Snapdragon 8 Gen 3 = "Samsung Galaxy S24";
-that perf.yaml lists no S23, so Snapdragon 8 Gen 2 = "QCS8550 (Proxy)", the IoT part of the same
+that perf.yaml has no S23 measurement, so Snapdragon 8 Gen 2 = "QCS8550 (Proxy)", the IoT part of the same
 SM8550 SoC (same Hexagon v73 HTP, 8 MiB VTCM).
 """
 
@@ -46,8 +46,9 @@ ARCHITECTURE = {
     "fcn_resnet50": "torchvision fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False), "
                     "output ['out'].argmax(1) as in ai-hub-models",
     "unet_segmentation": "milesial/Pytorch-UNet UNet(n_channels=3, n_classes=2, bilinear=False) (unet_carvana)",
-    "quicksrnetsmall": "QuickSRNet-Small (Berger et al. 2023): 32 channels, 2 intermediate 3x3 layers, "
-                       "x4 depth-to-space with the input repeated as anchor",
+    "quicksrnetsmall": "QuickSRNet-Small (Berger et al. 2023) as ai-hub-models builds it (aimet-model-zoo "
+                       "QuickSRNetBase, use_ito_connection=False): 32 channels, 2 intermediate 3x3 layers, "
+                       "clipped, x4 depth-to-space, no input-to-output connection",
 }
 
 
@@ -94,25 +95,17 @@ def _unet() -> Any:
 
 
 def _quicksrnet_small(scale: int = 4) -> Any:
-    """QuickSRNet-Small: conv3x3(3->32), 2 x conv3x3(32->32), conv3x3(32->3 s^2), + anchor, depth-to-space."""
-    import torch
+    """QuickSRNet-Small as ai-hub-models measured it (aimet-model-zoo `QuickSRNetBase` with
+    `use_ito_connection=False`): conv3x3(3->32), 2 x conv3x3(32->32), each clipped to [0, 1], then
+    conv3x3(32->3 s^2), clipped, depth-to-space. No anchor: the input is not added back (an earlier
+    copy here added `repeat_interleave(x, s^2)`, three element-wise layers the measured net lacks)."""
     from torch import nn
 
-    class QuickSRNetSmall(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
-            for _ in range(2):
-                layers += [nn.Conv2d(32, 32, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
-            self.cnn = nn.Sequential(*layers)
-            self.conv_last = nn.Conv2d(32, 3 * scale * scale, 3, padding=1)
-            self.d2s = nn.PixelShuffle(scale)
-
-        def forward(self, x):  # noqa: ANN001, ANN201
-            y = self.conv_last(self.cnn(x)) + torch.repeat_interleave(x, scale * scale, dim=1)
-            return torch.clamp(self.d2s(y), 0.0, 1.0)
-
-    return QuickSRNetSmall()
+    layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
+    for _ in range(2):
+        layers += [nn.Conv2d(32, 32, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
+    return nn.Sequential(*layers, nn.Conv2d(32, 3 * scale * scale, 3, padding=1), nn.Hardtanh(0.0, 1.0),
+                         nn.PixelShuffle(scale))
 
 
 def build_model(name: str) -> Any:

