@@ -72,6 +72,9 @@ def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | N
             best, layout = hw, "NHWC" if nhwc else "NCHW"
     if best is None:
         raise InputError("cannot tell the frame size from the graph inputs (no 4-D input); pass --size HxW")
+    if best[0] * best[1] <= 0:  # per-pixel figures would divide by 0
+        raise InputError(f"the largest 4-D graph input is {best[0]}x{best[1]} pixels: give the graph a non-empty "
+                         "static input, or pass --size HxW")
     return best, f"the largest 4-D input, read as {layout}"
 
 
@@ -181,19 +184,26 @@ def htp_check(protos: dict[str, Any]) -> dict[str, Any]:
 
 def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None, fps: float,
                frames: dict[str, list[str]] | None = None, pixels: int | None = None,
-               buffer_mb_s: float | None = None) -> dict[str, Any]:
+               buffer_mb_s: float | None = None, htp: dict[str, Any] | None = None) -> dict[str, Any]:
     """ESTIMATED per-graph and per-frame NPU time on each device, the frames/s it allows, and the
     MAC/s and DRAM GB/s a frame rate of `fps` needs. `frames` maps a frame type to the graphs it
     runs (default: one frame = every graph once). The label gives the leave-one-model-out error
-    beside the leave-one-out one (no graph estimated here is a calibration model) and the held-out
-    w8a16 error when a graph runs at w8a16."""
+    beside the leave-one-out one (no graph estimated here is a calibration model), the held-out
+    w8a16 error when a graph runs at w8a16, and what `htp` (`htp_check`) rejects: the estimate
+    prices such ops as data movement, as if the HTP ran them."""
     from mobilecodec.runtime.npu_estimate import calibration, error_label, estimate_graph
 
     frames = frames or {"frame": list(layers)}
     cal = calibration()
     precisions = {precision or gl.precision for gl in layers.values()}
     grouped = any(gl.has_grouped for gl in layers.values())
-    out: dict[str, Any] = {"label": error_label(precisions, unseen_model=True, grouped=grouped),
+    label = error_label(precisions, unseen_model=True, grouped=grouped)
+    rejected = {n: c["issues"] for n, c in (htp or {}).items() if not c["ok"]}
+    if rejected:
+        first = next(iter(rejected.values()))[0]
+        label = (label[:-1] + f"; the HTP op check rejects {sum(map(len, rejected.values()))} op(s) of "
+                 f"{', '.join(rejected)} (first: {first}): priced as data movement, as if the HTP ran them)")
+    out: dict[str, Any] = {"label": label,
                            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
                            "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],
                            "calibration": {"measurements": cal["measurements"], "fitted": cal["fitted"],
@@ -321,15 +331,16 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
     prec = precision or layers[next(iter(layers))].precision
     buf = buffer or state_buffer(protos, frame, fps, state, prec)
     dram = {n: dram_bytes(gl, precision) for n, gl in layers.items()}
+    htp = htp_check(protos)
     report: dict[str, Any] = {
         "kind": "graphs", "source": dict(source, precision=prec, frame_size=list(frame)),
         "size": list(frame), "graphs": graphs, "buffer": buf, "dram": dram,
-        "dram_bytes_per_frame": sum(d["total_bytes"] for d in dram.values()), "htp_check": htp_check(protos),
+        "dram_bytes_per_frame": sum(d["total_bytes"] for d in dram.values()), "htp_check": htp,
         "totals": {"params": sum(g["params"] for g in graphs.values()),
                    "macs": sum(g["macs"] for g in graphs.values()),
                    "kmacs_per_px": sum(g["kmacs_per_px"] for g in graphs.values())}}
     if devices:
-        report["npu"] = npu_graphs(layers, devices, precision, fps, None, pixels, buf["bandwidth_mb_s"])
+        report["npu"] = npu_graphs(layers, devices, precision, fps, None, pixels, buf["bandwidth_mb_s"], htp)
     return report
 
 

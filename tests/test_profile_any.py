@@ -1194,3 +1194,32 @@ def test_a_folder_in_place_of_a_report_chart_is_refused_before_the_work(resnet18
     res = cli_here("profile", str(resnet18_onnx), "-o", str(tmp_path / "rep"))
     assert_clean_error(res, "macs_per_layer.png is a folder where this command writes a file")
     assert res.stdout == ""
+
+
+def test_a_graph_of_empty_frames_is_refused_in_one_line(tmp_path):
+    """A graph whose largest 4-D input is 0x0 pixels divided the per-pixel figures by 0: a traceback
+    and 'internal error: ZeroDivisionError'."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "empty",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 0, 0])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 0, 0])])
+    path = tmp_path / "empty.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert_clean_error(cli_here("profile", str(path)), "0x0 pixels", "--size HxW")
+
+
+def test_an_estimate_of_ops_the_htp_rejects_says_so(tmp_path):
+    """An op the QNN HTP does not run (Einsum) was priced as data movement and the estimate printed
+    without a word, while the op check beside it said the HTP rejects the graph."""
+    g = helper.make_graph([helper.make_node("Einsum", ["x", "x"], ["y"], equation="nchw,nchw->nchw")], "ein",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 64, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 64, 64])])
+    path = tmp_path / "ein.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    res = cli_here("profile", str(path), "--device", "8gen2", "--json", tmp_path / "p.json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "p.json").read_text())
+    assert not rep["htp_check"]["ein"]["ok"]
+    label = rep["npu"]["label"]
+    assert label.startswith("ESTIMATE (") and label.endswith(")") and label.count("(") == label.count(")")
+    assert "the HTP op check rejects 1 op(s) of ein" in label and "as if the HTP ran them" in label
+    assert "rejects" in res.stdout  # the printed label is the same
