@@ -120,7 +120,8 @@ for name, warp, buf in variants:
             train_s.append(s.get("seconds") or s.get("wall_seconds"))
     rows.append({"variant": name, "warp": warp, "buffering": buf, "bd_rate": bd["bd_rate"], "bd_error": bd["error"],
                  "points": [{k: p[k] for k in ("label", "beta", "bpp", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb")}
-                            | {"i_bits": p["frame_types"]["I"].get("mean_bits"), "p_bits": p["frame_types"]["P"].get("mean_bits"),
+                            | {"i_bits": p["frame_types"]["I"].get("mean_bits", p["frame_types"]["I"].get("bits")),  # "bits" before session 36
+                               "p_bits": p["frame_types"]["P"].get("mean_bits", p["frame_types"]["P"].get("bits")),
                                "i_psnr_yuv": p["frame_types"]["I"].get("psnr_yuv"),
                                "p_psnr_yuv": p["frame_types"]["P"].get("psnr_yuv")} for p in res["points"]],
                  "train_seconds": train_s})

@@ -294,8 +294,8 @@ def test_synthetic_motion_gop_moves_as_told():
     the renderer) recovers the drawn velocity to a quarter of a pixel (bilinear rendering blurs by a
     fraction of a pixel that depends on the phase). A zoomed GOP's frame 1 is frame 0 magnified by
     (1 + zoom) about the centre and moved: scipy's resampling of frame 0 by that map predicts it
-    (mean error 0.2-1.4 levels on 12 samples) far better than by the same move unzoomed (x2-5 worse)
-    or zoomed the other way."""
+    (measured on the 28 zoomed, textured samples: mean error 0.17-1.96 levels) far better than by
+    the same move unzoomed (at least 1.6x worse) or zoomed the other way (worse still)."""
     from scipy.ndimage import map_coordinates
     from skimage.registration import phase_cross_correlation
 
@@ -331,7 +331,7 @@ def test_synthetic_motion_gop_moves_as_told():
         told, unzoomed = mean_error(y, m.velocity, m.zoom), mean_error(y, m.velocity, 0.0)
         if unzoomed < 0.3:  # a flat crop: zoom changes nothing measurable
             continue
-        assert told < 2.0 and told < 0.7 * unzoomed < mean_error(y, m.velocity, -m.zoom), (m, told, unzoomed)
+        assert told < 3.0 and told < 0.8 * unzoomed and unzoomed < mean_error(y, m.velocity, -m.zoom), (m, told, unzoomed)
         judged += 1
     assert judged >= 4, judged
 
