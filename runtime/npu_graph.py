@@ -78,6 +78,7 @@ class Layer:
     inputs: list[list[int]] = field(default_factory=list)  # [[elements, is_graph_input], ...]
     output: int = 0             # elements of the (first) output tensor
     output_is_graph: bool = False
+    extra_outputs: list[list[int]] = field(default_factory=list)  # [[elements, is_graph_output], ...] of the others
     output_shape: list[int] | None = None
 
 
@@ -232,11 +233,13 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
                 continue
             seen.add(r)
             layer.inputs.append([elements(r), int(r in graph_inputs)])
-        out = node.output[0] if node.output else ""
+        outs = [o for o in node.output if o]  # a Split's parts, a GRU's Y and Y_h: each is written
+        out = outs[0] if outs else ""
         layer.output = elements(out) if out else 0
         layer.output_is_graph = out in out_roots
+        layer.extra_outputs = [[elements(o), int(o in out_roots)] for o in outs[1:]]
         if cls in ("elementwise", "resampling", "data"):
-            layer.elements = layer.output
+            layer.elements = layer.output + sum(e for e, _ in layer.extra_outputs)
         layers.append(layer)
     return GraphLayers(name or graph.name or "graph", layers, dict(counted.inputs), dict(counted.outputs),
                        graph_precision(proto), unsized)
@@ -299,11 +302,12 @@ def _act_traffic(layer: Layer, act_bytes: int, vtcm: int) -> tuple[int, int]:
             io += nbytes
         elif nbytes > half:
             spill += nbytes
-    nbytes = layer.output * act_bytes
-    if layer.output_is_graph:
-        io += nbytes
-    elif nbytes > half:
-        spill += nbytes
+    for elems, is_graph in [[layer.output, layer.output_is_graph], *layer.extra_outputs]:
+        nbytes = elems * act_bytes
+        if is_graph:
+            io += nbytes
+        elif nbytes > half:
+            spill += nbytes
     return io, spill
 
 

@@ -1223,3 +1223,21 @@ def test_an_estimate_of_ops_the_htp_rejects_says_so(tmp_path):
     assert label.startswith("ESTIMATE (") and label.endswith(")") and label.count("(") == label.count(")")
     assert "the HTP op check rejects 1 op(s) of ein" in label and "as if the HTP ran them" in label
     assert "rejects" in res.stdout  # the printed label is the same
+
+
+def test_every_output_of_a_node_is_written_to_dram(tmp_path):
+    """A node with several outputs (a Split; a GRU's Y and Y_h) counted the first one's write alone:
+    a Split of a 1x4x32x32 fp16 input into two graph outputs moved 12,288 bytes of graph I/O, not
+    16,384 (read 8,192 + write 2 x 4,096)."""
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+
+    split = numpy_helper.from_array(np.array([2, 2], np.int64), "parts")
+    g = helper.make_graph([helper.make_node("Split", ["x", "parts"], ["a", "b"], axis=1)], "split",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 32, 32])],
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 2, 32, 32]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2, 32, 32])], [split])
+    gl = extract_layers(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), "split")
+    d = dram_bytes(gl, "float")  # fp16 activations on the HTP: 2 bytes
+    assert d["graph_io_bytes"] == 2 * (4 * 32 * 32 + 2 * 2 * 32 * 32), d
+    (layer,) = [la for la in gl.layers if la.op == "Split"]
+    assert layer.elements == 4 * 32 * 32  # the work: every element it writes
