@@ -654,6 +654,12 @@ def test_a_points_stream_is_found_from_anywhere(carphone, tmp_path, monkeypatch)
     monkeypatch.chdir(elsewhere)
     (point,) = json.loads((run / "OUT" / "carphone_eval.json").read_text())["points"]
     assert Path(point["stream"]).read_bytes() == (run / "OUT" / "streams" / "carphone_tiny_b0.0032.mnvc").read_bytes()
+    # the report's list of files names them all as -o was given (the streams too)
+    monkeypatch.chdir(run)
+    assert main(["eval", str(carphone), "--frames", "1", "--checkpoint", "tiny_b0.0032", "-o", "OUT",
+                 "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    files = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert "OUT/streams/carphone_tiny_b0.0032.mnvc" in files and all(f.startswith("OUT/") for f in files), files
 
 
 def test_the_rd_plot_tells_the_anchor_from_the_test(carphone, tmp_path, monkeypatch):
