@@ -12,6 +12,7 @@ runs side by side.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable
 from multiprocessing.pool import AsyncResult
 
@@ -30,7 +31,11 @@ def _draw(rng_of: RngOf, step: int, batch_size: int) -> tuple[list[np.ndarray], 
 
 
 def _init(data: object) -> None:
+    """A worker's set-up: its copy of the data, and Ctrl-C left to the trainer, which ends the pool
+    (a worker that died of the terminal's SIGINT while holding the task queue's lock left
+    `pool.terminate()` waiting for ever, and printed a traceback per worker)."""
     global _worker_data
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_data = data
 
 
