@@ -582,12 +582,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def cache_path() -> Path:
+    """Where `cache_dir` is ($MOBILECODEC_CACHE or ~/.cache/mobilecodec), without creating it."""
+    root = os.environ.get("MOBILECODEC_CACHE")
+    return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilecodec"
+
+
 def cache_dir() -> Path:
     """Folder for converted sample clips and other derived data ($MOBILECODEC_CACHE or ~/.cache)."""
-    root = os.environ.get("MOBILECODEC_CACHE")
-    if root:
-        p = Path(root)
-    else:
-        p = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilecodec"
+    p = cache_path()
     p.mkdir(parents=True, exist_ok=True)
     return p

@@ -275,3 +275,16 @@ def test_an_output_is_refused_on_what_an_input_name_stands_for(tmp_path, monkeyp
     p = cli_here("encode", "carphone", "--checkpoint", "tiny_b0.0032", "-o", tmp_path / "s.mnvc", "--json", ckpt)
     assert_clean_error(p, "tiny_b0.0032.pt", "is the file this command reads as checkpoint")
     assert ckpt.read_bytes() == before and not (tmp_path / "cache" / "samples").exists()
+
+
+def test_a_command_leaves_nothing_in_the_temp_folder(tmp_path):
+    """Importing torch._dynamo (the profiler, aimet, torch.use_deterministic_algorithms) left an
+    empty $TMPDIR/torchinductor_<user> folder after every profile, ptq, qat, check-int8 and train."""
+    tmp, cache = tmp_path / "tmp", tmp_path / "cache"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), MOBILECODEC_CACHE=str(cache), OMP_NUM_THREADS="1")
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    p = subprocess.run([*PY, "profile", "--config", "tiny", "--size", "64x64", "--json", str(tmp_path / "p.json")],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in tmp.iterdir()) == []

@@ -156,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # spinning threads on a busy or shared CPU turn each small host op into a wait for a time slice
     # (measured: block warp of a 768x1280 frame 2.3-5.9 s with 2 spinning threads, 0.17 s passive)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # importing torch._dynamo (aimet, torch.use_deterministic_algorithms, the profiler) makes an
+    # empty $TMPDIR/torchinductor_<user> folder that nothing removes: keep it in our cache instead
+    from mobilecodec.fsutil import cache_path
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_path() / "torchinductor"))
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "_parser", None) is not None and not any(e.startswith("-") for e in extra):
