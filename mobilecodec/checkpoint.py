@@ -40,8 +40,12 @@ def save_torch_file(path: str | os.PathLike, obj: Any) -> None:
 
     from mobilecodec.fsutil import atomic_path
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as exc:  # torch's zip writer reports a short write (a full disk) as its own error
+        raise OSError(f"cannot write {path} ({one_line(exc, 120)}): is the disk full, or a file size limit "
+                      "reached?") from None
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:

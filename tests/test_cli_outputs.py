@@ -288,3 +288,18 @@ def test_a_command_leaves_nothing_in_the_temp_folder(tmp_path):
                        capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr
     assert sorted(x.name for x in tmp.iterdir()) == []
+
+
+def test_a_checkpoint_that_cannot_be_written_whole_is_one_line(tmp_path):
+    """torch.save reports a short write (a full disk; here a 1 MiB file size limit, RLIMIT_FSIZE)
+    as a RuntimeError: `init` printed a 30-line traceback and 'internal error'."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    p = subprocess.run([*PY, "init", "--config", "tiny", "-o", str(tmp_path / "i.pt")], capture_output=True,
+                       text=True, timeout=300, preexec_fn=limit)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("mobilecodec init: error: cannot write ") and "is the disk full" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
