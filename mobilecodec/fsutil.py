@@ -374,11 +374,12 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
             os.replace(tmp, final)
     finally:
         if tmp.exists():
-            home = final if final.exists() else old  # the earlier folder, where it is now
-            for name in carried:  # never deleted with the unfinished new folder
-                with contextlib.suppress(OSError):
-                    os.replace(tmp / name, home / name)
-            shutil.rmtree(tmp)
+            with _signals_held():  # a second Ctrl-C must not leave the unfinished folder behind
+                home = final if final.exists() else old  # the earlier folder, where it is now
+                for name in carried:  # never deleted with the unfinished new folder
+                    with contextlib.suppress(OSError):
+                        os.replace(tmp / name, home / name)
+                shutil.rmtree(tmp)
 
 
 def missing_folders(path: str | os.PathLike) -> list[Path]:
@@ -498,8 +499,9 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
         if isinstance(exc, OSError) and isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(stage):
             # the name a user knows, not the staging one that is gone by now
             exc.filename = str(out / Path(exc.filename).relative_to(stage))
-        shutil.rmtree(stage, ignore_errors=True)
-        remove_empty(made)
+        with _signals_held():  # a second Ctrl-C must not leave the staging folder behind
+            shutil.rmtree(stage, ignore_errors=True)
+            remove_empty(made)
         raise
     shutil.rmtree(stage, ignore_errors=True)
 

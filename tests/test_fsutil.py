@@ -387,3 +387,25 @@ def test_superseded_files_go_but_not_what_the_run_reads_nor_a_links_target(tmp_p
                              ["kept.mp4", "target.mp4"], spare=[out / "input.mp4", None])
     assert sorted(p.name for p in out.iterdir()) == ["input.mp4", "kept.mp4", "target.mp4"]
     assert (out / "target.mp4").read_text() == "target.mp4" and (tmp_path / "outside.mp4").is_file()
+
+
+def test_a_second_ctrl_c_during_cleanup_still_removes_the_unfinished_folder(tmp_path, monkeypatch):
+    """The first Ctrl-C ends the work; a second one that lands while the unfinished folder is being
+    removed cut the removal short (export left `.pkg.NNN.part/graphs` beside its output). Here the
+    second SIGINT is raised from inside the removal itself."""
+    import shutil
+
+    real_rmtree = shutil.rmtree
+
+    def interrupted_rmtree(path, *a, **k):
+        signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C again
+        return real_rmtree(path, *a, **k)
+
+    with pytest.raises(KeyboardInterrupt):
+        with fsutil.atomic_dir(tmp_path / "pkg") as tmp:
+            (tmp / "graphs").mkdir()
+            (tmp / "graphs" / "a.onnx").write_bytes(b"x" * 100)
+            monkeypatch.setattr(shutil, "rmtree", interrupted_rmtree)
+            raise KeyboardInterrupt  # the first Ctrl-C
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert list(tmp_path.iterdir()) == []
