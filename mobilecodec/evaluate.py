@@ -419,14 +419,11 @@ def output_paths(out: Path, stem: str) -> list[str]:
 
 
 def plotted_anchor(anchor: dict, res: dict) -> dict:
-    """The anchor as the RD plot names it: "anchor: <codec> (<preset>)" (an earlier eval of our
-    codec as the anchor drew two curves of one name), with the matrix of its RGB metrics when it is
-    not `res`'s (the plot overlays them; the BD-rate refuses to compare them)."""
-    name = f"anchor: {anchor.get('codec', '?')}" + (f" ({anchor['preset']})" if anchor.get("preset") else "")
+    """The anchor as the RD plot names it: "anchor: <codec>" (an earlier eval of our codec as the
+    anchor drew two curves of one name; the plot adds the preset), with the matrix of its RGB
+    metrics when it is not `res`'s (the plot overlays them; the BD-rate refuses to compare them)."""
     a, t = anchor.get("matrix"), res.get("matrix")
-    if a and t and a != t:
-        name += f", RGB in {a}"
-    return {**anchor, "codec": name, "preset": None}
+    return {**anchor, "codec": f"anchor: {anchor.get('codec', '?')}" + (f", RGB in {a}" if a and t and a != t else "")}
 
 
 def write_outputs(out: Path, stem: str, res: dict, anchor: dict | None) -> list[str]:

@@ -133,12 +133,15 @@ def calibration() -> dict[str, Any]:
             "source": sorted({(m["source_repo"], m["source_commit"]) for m in table["measurements"]})}
 
 
-def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool = False) -> str:
+def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool = False,
+                rejected: dict[str, list[str]] | None = None) -> str:
     """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)', plus the
     leave-one-model-out error for a model outside the table (`unseen_model`), when `precisions`
     holds w8a16 (never fitted) that precision's held-out errors, and for a model with grouped /
     depthwise convolutions (`grouped`) the error of the table's models that alone inform their cost,
-    each left out: an estimate is labelled with the error measured for its own case, not only the best one."""
+    each left out: an estimate is labelled with the error measured for its own case, not only the best one.
+    `rejected` (graph -> the HTP op check's issues): ops the estimate prices as data movement, as if
+    the HTP ran them."""
     c = calibration()
     parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
              f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
@@ -156,6 +159,11 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grou
         errs = ", ".join(f"{r['device']} {r['precision']} {100 * r['error']:+.0f} %" for r in rows)
         parts.append(f"grouped / depthwise convolutions are priced by one fitted utilisation that only "
                      f"{', '.join(c['grouped_models'])} informs; left out, its errors are {errs}")
+    rejected = {n: issues for n, issues in (rejected or {}).items() if issues}
+    if rejected:
+        first = next(iter(rejected.values()))[0]
+        parts.append(f"the HTP op check rejects {sum(map(len, rejected.values()))} op(s) of {', '.join(rejected)} "
+                     f"(first: {first}): priced as data movement, as if the HTP ran them")
     return f"{LABEL} ({'; '.join(parts)})"
 
 

@@ -197,12 +197,8 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     cal = calibration()
     precisions = {precision or gl.precision for gl in layers.values()}
     grouped = any(gl.has_grouped for gl in layers.values())
-    label = error_label(precisions, unseen_model=True, grouped=grouped)
-    rejected = {n: c["issues"] for n, c in (htp or {}).items() if not c["ok"]}
-    if rejected:
-        first = next(iter(rejected.values()))[0]
-        label = (label[:-1] + f"; the HTP op check rejects {sum(map(len, rejected.values()))} op(s) of "
-                 f"{', '.join(rejected)} (first: {first}): priced as data movement, as if the HTP ran them)")
+    label = error_label(precisions, unseen_model=True, grouped=grouped,
+                        rejected={n: c["issues"] for n, c in (htp or {}).items() if not c["ok"]})
     out: dict[str, Any] = {"label": label,
                            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
                            "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],

@@ -25,13 +25,11 @@ def package(tiny_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def compiled(package, tmp_path_factory) -> tuple[Path, str]:
     """`package` compiled for SoC 43 (HTP v73), and what the compile said on stderr."""
-    import contextlib
-    import io
+    from cli_run import cli_here
 
-    out, err = tmp_path_factory.mktemp("compile") / "bin", io.StringIO()
-    with contextlib.redirect_stderr(err):
-        assert main(["compile", str(package), "--soc", "43", "--htp-arch", "73", "-o", str(out)]) == 0
-    return out, err.getvalue()
+    out = tmp_path_factory.mktemp("compile") / "bin"
+    res = cli_here("compile", package, "--soc", "43", "--htp-arch", "73", "-o", out, check=True)
+    return out, res.stderr
 
 
 @pytest.fixture(scope="module")
