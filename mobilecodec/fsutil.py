@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -10,6 +11,22 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+#: the errors of a write that ran out of room: the OSError of a write() names no file
+_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def naming_full_disk(path: str | os.PathLike) -> Iterator[None]:
+    """Give a full disk or a file size limit met in the block `path` as its file name: a write()
+    reports ENOSPC without one, and the user saw 'error: No space left on device' alone."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM or exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+
 
 # Hidden temporary names carry the writing process's id, so that the next write into the same place
 # can tell what a killed run (SIGKILL, the OOM killer) left from what a running one is writing.
@@ -247,19 +264,21 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         # the file a redirection collects the command's text in
         with tempfile.TemporaryDirectory(prefix="mobilecodec-out-") as work:
             tmp_path = Path(work) / f"out{suffix or given.suffix}"
-            yield tmp_path
-            if tmp_path.exists():
-                with open(tmp_path, "rb") as src, open(given, "ab") as dst:
-                    shutil.copyfileobj(src, dst)
+            with naming_full_disk(given):
+                yield tmp_path
+                if tmp_path.exists():
+                    with open(tmp_path, "rb") as src, open(given, "ab") as dst:
+                        shutil.copyfileobj(src, dst)
         return
     final = Path(os.path.realpath(given))  # a symlink's target is written; the link stays
     made = missing_folders(final.parent)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = _new_temp(final.parent, f".{final.name}.", suffix or final.suffix + ".part")
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give results normal permissions
-        os.replace(tmp_path, final)
+        with naming_full_disk(given):
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give results normal permissions
+            os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         remove_empty(made)  # the folders made for it, as a failed run found them: absent
@@ -356,7 +375,8 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     carried: list[str] = []
     old: Path | None = None
     try:
-        yield tmp
+        with naming_full_disk(final):
+            yield tmp
         if marker is not None:
             (tmp / WRITTEN).write_text(json.dumps(sorted(e.name for e in tmp.iterdir())))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700

@@ -303,3 +303,24 @@ def test_a_checkpoint_that_cannot_be_written_whole_is_one_line(tmp_path):
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("mobilecodec init: error: cannot write ") and "is the disk full" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_names_the_file_it_stopped(tmp_path):
+    """A write() that meets a full disk or a file size limit raises an OSError without a file name:
+    `decode` printed 'error: File too large' alone. Here a 40 KiB limit (RLIMIT_FSIZE) stops the
+    decoded video of a 2-frame stream (76 KB) midway: the one line names the video, none is left."""
+    import resource
+
+    stream = tmp_path / "s.mnvc"
+    p = cli_here("encode", "carphone", "--checkpoint", "tiny_b0.0064", "--frames", "2", "-o", stream)
+    assert p.returncode == 0, p.stderr
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40 << 10, 40 << 10))
+
+    out = tmp_path / "out"
+    p = subprocess.run([*PY, "decode", str(stream), "-o", str(out / "d.y4m")], capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f"mobilecodec decode: error: File too large: {out / 'd.y4m'}\n", p.stderr
+    assert not out.exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from mobilecodec.errors import InputError
-from mobilecodec.fsutil import atomic_path
+from mobilecodec.fsutil import atomic_path, naming_full_disk
 from mobilecodec.io.frame import YUVFrame, check_frame, check_size, fps_to_fraction, frame_to_bytes
 from mobilecodec.io.y4m import FRAME_HEADER, format_header
 
@@ -54,16 +54,18 @@ class VideoWriter:
         if self._file is None:
             raise InputError(f"{self.path}: writer is already closed")
         check_frame(frame, self.width, self.height)
-        if self._y4m:
-            self._file.write(FRAME_HEADER)
-        self._file.write(frame_to_bytes(frame))
+        with naming_full_disk(self.path):  # raised here, outside atomic_path's block
+            if self._y4m:
+                self._file.write(FRAME_HEADER)
+            self._file.write(frame_to_bytes(frame))
         self.frames_written += 1
 
     def close(self) -> None:
         """Flush and move the finished file to its final name."""
         if self._file is not None:
             self._file = None
-            self._stack.close()
+            with naming_full_disk(self.path):  # the last buffered bytes
+                self._stack.close()
 
     def abort(self) -> None:
         """Discard everything written; nothing appears at `path`."""
