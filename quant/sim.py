@@ -266,11 +266,27 @@ def resolve_layers(sims: "OrderedDict[str, object]", names: Sequence[str]) -> di
                 known = [n for n in layer_names(sims) if n.startswith(stage + ".")]
                 raise InputError(f"W8A16 override {full!r}: no layer {path!r} in {stage}; "
                                  f"layers: {', '.join(known)}") from None
-        mods = [m for m in root.modules() if isinstance(m, BaseQuantizationMixin)]
-        if not mods:
-            raise InputError(f"W8A16 override {full!r} selects no quantized layer")
+        mods = [m for m in root.modules() if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m)]
+        if not mods:  # e.g. a conv aimet fuses with the activation after it: its output is quantized there
+            raise InputError(f"W8A16 override {full!r} selects no layer with an activation quantizer of its "
+                             f"own{_quantized_after(sims[stage].model, stage, path)}")
         out[full] = mods
     return out
+
+
+def _quantized_after(model, stage: str, path: str) -> str:
+    """'; its output is quantized by NAME ...' for the first module after `path` (in module order)
+    that holds an activation quantizer; '' where there is none."""
+    from aimet_torch.nn import BaseQuantizationMixin
+
+    names = [n for n, _ in model.named_modules()]
+    if path not in names:
+        return ""
+    for n, m in list(model.named_modules())[names.index(path) + 1:]:
+        if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m) and not n.startswith(path + "."):
+            return (f"; its output is quantized by {stage}.{n}, the next layer that has one (aimet fuses a conv "
+                    f"with the activation after it): name that one")
+    return ""
 
 
 def apply_w8a16(sims: "OrderedDict[str, object]", names: Sequence[str], bitwidth: int = 16) -> None:

@@ -214,13 +214,22 @@ def test_w8a16_override_sets_16_bit_activations(carphone, midgrey_checkpoint, tm
     assert enc["activation_encodings"]["out"]["output"]["0"]["bitwidth"] == 16
 
 
-def test_w8a16_unknown_layer_is_an_error(midgrey_checkpoint, carphone, tmp_path, capsys):
+@pytest.mark.parametrize("layer, needle", [
+    ("m_synthesis.nope", "W8A16 override 'm_synthesis.nope': no layer 'nope' in m_synthesis; layers: "),
+    # a conv aimet fuses with its ReLU has no activation quantizer: the override set nothing to 16
+    # bits and the folder said W8A16 while it was W8A8 (found by the quant audit)
+    ("i_analysis.body.2", "W8A16 override 'i_analysis.body.2' selects no layer with an activation quantizer "
+                          "of its own; its output is quantized by i_analysis.body.3, the next layer"),
+])
+def test_w8a16_override_that_quantizes_nothing_is_an_error(layer, needle, midgrey_checkpoint, carphone, tmp_path,
+                                                            capsys):
     spec = tmp_path / "bad.json"
-    spec.write_text(json.dumps(["m_synthesis.nope"]))
+    spec.write_text(json.dumps([layer]))
     rc = main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", str(carphone), "--allow-held-out", "-o", str(tmp_path / "Q"),
                "--crop", "64x64", "--steps", "1", "--no-progress", "--w8a16", str(spec)])
     assert rc == 2
-    assert "m_synthesis.nope" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "Q").exists()
 
 
