@@ -13,7 +13,8 @@ from them by `update()`; training them would desynchronise coding from the train
 
 Output folder: the `save_quantized` layout (quantized.pt, encodings/, qat.json) plus
 qat_state.pt (step, optimizer state, options) for --resume. Randomness of step s (data sample,
-rate noise) is a function of (seed, s), so a resumed run repeats an uninterrupted one on CPU.
+rate noise) is a function of (seed, s), so a resumed run repeats an uninterrupted one of the same
+--steps on CPU (a resume to another --steps continues on the cosine schedule of the new total, and says so).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class QATOptions:
         for name in ("steps", "gop", "batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.gop < 2:  # an I-frame alone: the seven P-frame stages would keep their PTQ weights and encodings
+            raise InputError(f"--gop must be >= 2 (an I-frame and a P-frame: QAT trains the P-frame stages on "
+                             f"P-frames), got {self.gop}")
         h, w = self.crop
         if h <= 0 or w <= 0 or h % 64 or w % 64:
             raise InputError(f"--crop must be a positive multiple of 64 (the codec's padding), got {h}x{w} (HxW)")
@@ -226,8 +230,20 @@ def resume_options(out_dir: str | os.PathLike, steps: int | None = None, checkpo
     """The options that resume the QAT run in `out_dir` to `steps` (None: the run's own target): the
     run's own, with `checkpoint_every` where given (None: the run's); InputError where an option in
     `given` (None: not given) is another value than the run's."""
-    saved = QATOptions.from_dict(read_state(out_dir)["options"])
+    state = read_state(out_dir)
+    saved = QATOptions.from_dict(state["options"])
     _check_run_options(saved, given)
+    done = int(state["step"])
+    if steps and steps != saved.steps and steps > done:
+        import warnings
+
+        from mobilecodec.errors import InputWarning
+
+        warnings.warn(InputWarning(
+            f"--steps {steps} is not the run's {saved.steps}: from step {done + 1} the learning rate follows a cosine "
+            f"schedule of {steps} steps ({cosine_lr(done + 1, steps, saved.lr, saved.lr_min):.3g} there instead of "
+            f"{cosine_lr(done + 1, saved.steps, saved.lr, saved.lr_min):.3g}), so the run no longer repeats an "
+            f"uninterrupted one"), stacklevel=2)
     return dataclasses.replace(saved, steps=steps or saved.steps,
                                checkpoint_every=checkpoint_every or saved.checkpoint_every)
 

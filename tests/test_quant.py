@@ -321,10 +321,20 @@ def test_cosine_lr_schedule():
     assert cosine_lr(3, 5, 5e-7, 1e-9) == pytest.approx((5e-7 + 1e-9) / 2)  # cos(pi/2) = 0
 
 
-def _qat(ptq_dir, out, *extra):
+def _qat(ptq_dir, out, *extra, gop: int = 2):
     """QAT trains: on bikes (8 frames), never on the held-out carphone."""
-    return main(["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "--max-frames", "8", "-o", str(out), "--gop", "2",
-                 "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", str(BETA), "--no-progress", *extra])
+    return main(["qat", "--checkpoint", str(ptq_dir), "--data", "bikes", "--max-frames", "8", "-o", str(out), "--gop",
+                 str(gop), "--batch", "1", "--crop", "64x64", "--lr", "1e-3", "--beta", str(BETA), "--no-progress", *extra])
+
+
+def test_qat_refuses_a_gop_of_one_frame(ptq_dir, tmp_path, capsys):
+    """GOP 1 trained the three I-frame stages alone, while qat.json counted the P-frame stages'
+    parameters as trained (found by the quant audit)."""
+    assert _qat(ptq_dir, tmp_path / "q", "--steps", "1", gop=1) == 2
+    err = capsys.readouterr().err
+    assert err == ("mobilecodec qat: error: --gop must be >= 2 (an I-frame and a P-frame: QAT trains the P-frame "
+                   "stages on P-frames), got 1\n"), err
+    assert not (tmp_path / "q").exists()
 
 
 @pytest.mark.parametrize("option,value,words", [
@@ -357,6 +367,9 @@ def test_qat_checkpoint_loads_and_resumes(ptq_dir, midgrey_checkpoint, carphone,
     assert torch.load(a / STATE_FILE, weights_only=True)["step"] == 1
     # the folder's quantized.pt is the same source (it was "--checkpoint differs from the run being resumed")
     assert _qat(ptq_dir / "quantized.pt", a, "--steps", "2", "--resume", "--json", str(tmp_path / "r.json")) == 0
+    # another total than the run's changes the learning rate from here on: said (found by the quant audit)
+    assert ("warning: --steps 2 is not the run's 1: from step 2 the learning rate follows a cosine schedule of 2 "
+            "steps (1e-09 there instead of 0.001)") in capsys.readouterr().err
     resumed = json.loads((tmp_path / "r.json").read_text())
     assert resumed["start_step"] == 1 and resumed["step"] == 2 and [h["step"] for h in resumed["history"]] == [1, 2]
     # what the PTQ folder says of its making stays said: calibrated on carphone, from which float weights

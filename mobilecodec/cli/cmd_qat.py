@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder (same layout as ptq: quantized.pt, encodings/, qat.json, qat_state.pt)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help=f"total steps (default {d.steps}, Table 5; with --resume: the run's own)")
-    p.add_argument("--gop", type=positive_int, default=None, help=f"frames per GOP (default {d.gop})")
+                   help=f"total steps (default {d.steps}, Table 5; with --resume: the run's own; another value there "
+                        f"continues on the cosine learning-rate schedule of the new total)")
+    p.add_argument("--gop", type=positive_int, default=None, help=f"frames per GOP, at least 2 (default {d.gop})")
     p.add_argument("--batch", type=positive_int, default=None, help=f"GOPs per step (default {d.batch})")
     p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
                    help=f"random crop, multiples of 64 (default {d.crop[0]}x{d.crop[1]})")
