@@ -191,7 +191,7 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
     by default because dropping a point can hide int8 damage. A metric that cannot be judged (or
     whose curve is not monotonic) gets its reason in `inconclusive[metric]` and no BD figure."""
     from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.metrics.bd import MIN_POINTS, quality_at_rate, rd_frontier
+    from mobilecodec.metrics.bd import MIN_POINTS, curve_overlap, overlap_note, quality_at_rate, rd_frontier
 
     fp, qp = float_res["points"], int8_res["points"]
     out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_frontier": frontier,
@@ -223,6 +223,10 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
         except InputError as exc:
             out["bd_psnr"][m] = None
             out.setdefault("bd_psnr_error", {})[m] = str(exc)
+            continue
+        rates = curve_overlap(np.log10(curves[0]).tolist(), np.log10(curves[2]).tolist())
+        if rates["low"]:  # as `bdrate` says it: a figure over a sliver of both curves describes neither
+            out.setdefault("bd_psnr_note", {})[m] = overlap_note(rates, "log10 rate", "")
     if out["inconclusive"]:
         out["bd_error"] = "; ".join(f"{m}: {r}" for m, r in out["inconclusive"].items())
     out["point_deltas"] = [{"float": a["label"], "int8": b["label"],

@@ -11,9 +11,13 @@ from mobilecodec.mdtable import fmt, md_table
 
 
 def _bd_psnr(cmp_: dict, m: str, unit: str) -> str:
-    """BD-PSNR as printed, or why there is none (the rate ranges do not overlap)."""
+    """BD-PSNR as printed (with a note where the rate ranges overlap too little), or why there is none
+    (they do not overlap)."""
     v = cmp_["bd_psnr"].get(m)
-    return f"{v:+.4f}{unit}" if v is not None else f"n/a ({cmp_.get('bd_psnr_error', {}).get(m, 'not computed')})"
+    if v is None:
+        return f"n/a ({cmp_.get('bd_psnr_error', {}).get(m, 'not computed')})"
+    note = cmp_.get("bd_psnr_note", {}).get(m)
+    return f"{v:+.4f}{unit}" + (f" ({note})" if note else "")
 
 
 def fitted_note(fitted: dict[str, str]) -> str:

@@ -99,6 +99,16 @@ def test_large_losses_fail_instead_of_going_inconclusive():
     c = compare(_res(line), _res([(10 * r, d) for r, d in line]), ("psnr_yuv",))
     assert c["inconclusive"] == {} and c["bd_rate"]["psnr_yuv"] == pytest.approx(900.0, rel=1e-9)
     assert c["bd_psnr"]["psnr_yuv"] is None and "psnr_yuv" in c["bd_psnr_error"]
+    # at 5x the rate the log rates share 0.204 of 0.903 decades (23 %): a BD-PSNR (-6.99 dB) over that
+    # sliver was printed bare (found by the quant audit); it now says so, as `bdrate` does
+    from mobilecodec.quant.check_report import bd_lines
+
+    c5 = compare(_res(line), _res([(5 * r, d) for r, d in line]), ("psnr_yuv",))
+    assert c5["bd_psnr"]["psnr_yuv"] == pytest.approx(-10 * math.log10(5), rel=1e-6)
+    assert c5["bd_psnr_note"]["psnr_yuv"] == ("the curves share 0.204 of log10 rate, 23 % of the anchor's range "
+                                             "and 23 % of the test's: the figure averages over that alone")
+    assert any("-6.9897 dB (the curves share 0.204 of log10 rate" in line_ for line_ in bd_lines(c5)), bd_lines(c5)
+    assert "bd_psnr_note" not in compare(_res(line), _res([(1.25 * r, d) for r, d in line]), ("psnr_yuv",))
     verdict, passed, loss, _, _ = judge_results([{"source": "clip.y4m", "comparison": c}],
                                                 CheckOptions(bd_metrics=("psnr_yuv",)))
     assert passed is False and loss == pytest.approx(900.0) and verdict.startswith("FAIL")
