@@ -70,7 +70,8 @@ class ModelPair:
     int8_path: str
     float_model: Any = field(repr=False)
     int8_model: Any = field(repr=False)
-    beta: float | None = None
+    beta: float | None = None  # the float checkpoint's: prices the float point's block modes
+    int8_beta: float | None = None  # QAT's where it trained at another, else `beta`: the int8 point's, as export's
     label: str = ""  # the int8 point's name in reports; load_pairs makes it unique
     float_name: str = ""  # the float point's, likewise
 
@@ -116,7 +117,9 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
             raise InputError(f"float checkpoint {f} has no entropy-coding tables (saved before update())")
         qmodel = load_quantized(q)
         check_quantized_from(qmodel, model, f"--int8 {q} (paired with --float {f})")
-        pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta")))
+        made = getattr(qmodel, "summary", None) or {}  # qat.json's beta, as `export --int8` reads it
+        pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta"),
+                               made.get("beta") or obj.get("beta")))
     # int8/tiny_b0.0008/w8a8, int8/tiny_b0.0016/w8a8, ...: the folder name alone would give every
     # point the same label, so a dropped or failing point could not be told apart
     labels = _told_apart([_int8_folder(p.int8_path) for p in pairs], lambda f: f.name)
@@ -333,8 +336,8 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
                 backend = engine.label if engine is not None else SIM_BACKEND
                 backends[pair.int8_label] = backend
                 qp, _ = code_point(pair.int8_model, src, sources, Path(tmp), f"{k}_{j}_int8", opts,
-                                   {"checkpoint": pair.int8_path, "beta": pair.beta, "pair": j,
-                                    "backend": backend}, engine=engine, beta=pair.beta)
+                                   {"checkpoint": pair.int8_path, "beta": pair.int8_beta, "pair": j,
+                                    "backend": backend}, engine=engine, beta=pair.int8_beta)
                 fp["label"], qp["label"] = pair.float_label, pair.int8_label
                 fpts.append(fp)
                 qpts.append(qp)
@@ -351,7 +354,8 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
                else "; ".join(f"{label}: {b}" for label, b in backends.items()))
     report = {"format": FORMAT, "version": 1, "inputs": [str(s) for s in srcs], "int8_backend": backend,
               "fitted_on_input": fitted_on_inputs(pairs, srcs),
-              "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta} for p in pairs],
+              "pairs": [{"float": p.float_path, "int8": p.int8_path, "beta": p.beta, "int8_beta": p.int8_beta}
+                        for p in pairs],
               "options": {**asdict(opts), "bd_metrics": list(opts.bd_metrics)},
               "bd_rate": bd_mean, "bd_rate_loss": loss, "max_bdrate": opts.max_bdrate, "passed": passed,
               "inconclusive": passed is None, "inconclusive_reasons": reasons,

@@ -484,6 +484,24 @@ def test_block_modes_code_both_sides_as_eval_does(flat_pairs, carphone, tmp_path
         assert qp["hash_verified_frames"] == FRAMES
 
 
+def test_block_modes_price_a_qat_folder_at_its_own_beta(flat_pairs, carphone, tmp_path):
+    """A QAT folder trained at another beta than its float checkpoint's is deployed with block modes
+    priced at QAT's (`export --int8`); the check priced its int8 side at the float checkpoint's
+    (found by the quant audit). Each side now gets its own."""
+    floats, qdirs = flat_pairs  # tiny_b0.0064 first
+    qat = tmp_path / "QAT"
+    assert main(["qat", "--checkpoint", str(qdirs[0]), "--data", "bikes", "--max-frames", "8", "-o", str(qat),
+                 "--gop", "2", "--batch", "1", "--crop", "64x64", "--steps", "1", "--beta", "0.0256",
+                 "--no-progress"]) == 0
+    out = tmp_path / "OUT"
+    rc = _check(carphone, floats[:1], [qat], "--sensitivity-frames", "0", "--block-modes", "8", "-o", str(out))
+    assert rc == 3  # one pair: no BD figure, both sides coded all the same
+    report = json.loads((out / "check_int8.json").read_text())
+    assert report["pairs"][0]["beta"] == 0.0064 and report["pairs"][0]["int8_beta"] == 0.0256
+    fp, qp = (report["results"][0][k]["points"][0] for k in ("float", "int8"))
+    assert fp["block_modes"] == {"block": 8, "lam": 2 * 0.0064} and qp["block_modes"] == {"block": 8, "lam": 2 * 0.0256}
+
+
 def test_block_modes_need_the_pairs_beta(tiny_checkpoint, carphone, tmp_path, capsys):
     from mobilecodec.checkpoint import load_checkpoint
 
