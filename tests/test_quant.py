@@ -84,6 +84,23 @@ def test_held_out_gops_stay_apart_when_the_clips_run_short(carphone, tmp_path):
         load_split([short], 2, CROP, 8, 5)
 
 
+def test_ptq_says_when_its_calibration_gops_repeat(carphone, tmp_path, capsys):
+    """A 6-frame clip holds three GOPs of 2; one is kept for the report, so 30 steps x 2 GOPs calibrate
+    on 2 GOPs over and over: ptq.json said so, its line claimed 60 GOPs (found by the quant audit)."""
+    from mobilecodec.io import VideoWriter, read_frames
+
+    short = tmp_path / "short.y4m"
+    with VideoWriter(short, 176, 144, 30) as w:
+        for f in read_frames(carphone, 6):
+            w.write(f)
+    assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(short), "--allow-held-out", "-o",
+                 str(tmp_path / "Q"), "--crop", "64x64", "--steps", "30", "--batch", "2", "--gop", "2",
+                 "--eval-gops", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "30 steps x 2 GOPs of 2 (2 distinct: the clips hold no more GOPs of 2 frames, so they repeat)" in out, out
+    assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["calibration_gops_distinct"] == 2
+
+
 def test_every_calibration_clip_is_calibrated_on_and_none_twice(tmp_path):
     """Three flat clips (Y 40, 120, 200) and 4 GOPs: the GOPs were read clip after clip, two from each
     of the first two, and the third clip was never used though ptq.json listed it. A clip given twice
@@ -240,6 +257,10 @@ def test_w8a16_override_that_quantizes_nothing_is_an_error(layer, needle, midgre
     ("crop", "crop size must be a positive multiple of 64 (the codec's padding), got 100x100"),
     ("w8a16_file", "w.json: cannot parse W8A16 overrides: "),
     ("w8a16_empty", "w.json: the W8A16 list is empty; name layers, or leave --w8a16 out for W8A8"),
+    # both said "no such calibration clip" of something that exists (found by the quant audit)
+    ("data_folder", "is a folder: ptq calibrates on video files (.y4m/.mp4/... or a sample name such as bikes)"),
+    ("data_stills", "no such calibration clip: stills (the still images are training data of `train` and `qat`; "
+                    "ptq calibrates on video files)"),
 ]])
 def test_bad_inputs_exit_2(case, needle, midgrey_checkpoint, carphone, tmp_path, capsys):
     args = {"checkpoint": str(midgrey_checkpoint), "data": str(carphone), "crop": "64x64"}
@@ -248,6 +269,9 @@ def test_bad_inputs_exit_2(case, needle, midgrey_checkpoint, carphone, tmp_path,
         args["checkpoint"] = str(tmp_path / "missing.pt")
     elif case == "data":
         args["data"] = str(tmp_path / "missing.y4m")
+    elif case.startswith("data_"):
+        (tmp_path / "clips").mkdir()
+        args["data"] = str(tmp_path / "clips") if case == "data_folder" else "stills"
     elif case == "crop":
         args["crop"] = "100x100"
     elif case == "held_out":

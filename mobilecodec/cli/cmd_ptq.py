@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
                    help="random crop of each GOP, multiples of 64 (default 256x256, clamped to the largest "
                         "multiple of 64 the smallest clip holds, e.g. 128x128 for 176x144 carphone)")
-    p.add_argument("--eval-gops", type=int, default=4, help="held-out GOPs for the float/int8 PSNR report (default 4)")
+    p.add_argument("--eval-gops", type=int, default=4, help="GOPs of the calibration clips kept out of calibration for the float/int8 PSNR "
+                        "report (default 4; not the held-out clip carphone)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the crop positions (default 0)")
     p.add_argument("--scheme", choices=("tf", "tf_enhanced"), default="tf",
                    help="activation range estimator: tf = min/max (default), tf_enhanced = SQNR search")
@@ -70,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     held_out = False  # some clip is the held-out one (so --allow-held-out was given); also ptq.json's flag
     for c in clips:
         if not Path(c).is_file():
-            raise InputError(f"no such calibration clip: {c}")
+            raise InputError(f"calibration clip {c} is a folder: ptq calibrates on video files (.y4m/.mp4/... or a "
+                             f"sample name such as bikes)" if Path(c).is_dir() else f"no such calibration clip: {c}"
+                             + (" (the still images are training data of `train` and `qat`; ptq calibrates on video files)"
+                                if Path(c).name == "stills" else ""))
         # is_held_out may decode the clip to compare content: once per clip, none after the first held-out one
         if not held_out and is_held_out(c):
             held_out = True  # refuse_held_out raises unless allowed (checking `c` once more, on the way out)
@@ -111,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
     psnr = ""
     if "int8_psnr_yuv" in summary:
         psnr = (f", PSNR-YUV float {summary['float_psnr_yuv']:.2f} dB / int8 {summary['int8_psnr_yuv']:.2f} dB"
-                f" (int8 vs float {summary['int8_vs_float_psnr_yuv']:.2f} dB) on {args.eval_gops} held-out GOPs, "
-                "network forward (coded quality: check-int8)")
+                f" (int8 vs float {summary['int8_vs_float_psnr_yuv']:.2f} dB) on {args.eval_gops} GOPs kept out of "
+                "calibration, network forward (coded quality: check-int8)")
     ada = ""
     if "adaround" in summary:
         done = [n for n, e in summary["adaround"].items() if e["adaround"]]
         ada = f", AdaRound on {len(done)}/{len(summary['adaround'])} stages ({args.adaround_iters} iterations/layer)"
+    distinct = summary.get("calibration_gops_distinct", args.steps * args.batch)
+    repeats = (f" ({distinct} distinct: the clips hold no more GOPs of {args.gop} frames, so they repeat)"
+               if distinct < args.steps * args.batch else "")
     print(f"{args.output}: {len(summary['stages'])} stages quantized ({qmodel.cfg.name}), "
-          f"{args.steps} steps x {args.batch} GOPs of {args.gop}{ada}{psnr}")
+          f"{args.steps} steps x {args.batch} GOPs of {args.gop}{repeats}{ada}{psnr}")
     held_out_note(summary)
     emit_json(summary, args.json)
     return 0
