@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import inspect
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,12 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
             raise InputError(f"--state names not found among the graph inputs/outputs: {', '.join(missing)} "
                              f"(inputs: {', '.join(ins[:20])}; outputs: {', '.join(outs[:20])})")
         wanted = [found[s] for s in state]
+        owner: dict[str, str] = {}
+        for s, names in zip(state, wanted):  # one tensor in two entries was counted twice
+            for n in names:
+                if n in owner:
+                    raise InputError(f"--state names {n} twice ({owner[n]!r} and {s!r}); give each state tensor once")
+                owner[n] = s
     else:
         keys = sorted({n.split(".", 1)[1] for n in io if n.startswith(("buffer_in.", "buffer_out."))})
         wanted = [tuple(x for x in (f"buffer_in.{k}", f"buffer_out.{k}") if x in io) for k in keys]
@@ -235,6 +242,12 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     if ":" not in spec:
         raise InputError(f"--module needs package.module:factory, got {spec!r}")
     mod_name, attr = spec.split(":", 1)
+    import sys
+
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # the installed `mobilecodec` script, unlike `python -m mobilecodec`, does not put the current
+        # folder on the import path: `--module mymods:make` beside mymods.py was "No module named"
+        sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(mod_name), attr)
     except Exception as exc:  # the user's module: a missing name, a syntax error, an error at import
@@ -252,6 +265,9 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
 
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
+    if not isinstance(inputs, (tuple, list)):  # a dict became its key strings, then 'no 4-D example input'
+        raise InputError(f"{spec}: the example inputs must be a tensor or a tuple of them (forward's positional "
+                         f"arguments), got {type(inputs).__name__}")
     return module, tuple(inputs)
 
 

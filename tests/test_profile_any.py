@@ -4,6 +4,7 @@ names, and the ONNX counter / DRAM rule against hand-computed values on a small 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,26 @@ def test_cli_state_names_and_bad_state(tmp_path):
     assert "1 tensors (h_prev uint8), 2.0000 full-res maps, 2048 bytes/frame" in text  # the type shown
     bad = _cli(str(path), "--state", "nope")
     assert bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    # one state given twice was two tensors of twice the bytes (found by the profile audit)
+    assert_clean_error(_cli(str(path), "--state", "h_prev:h_next", "h_prev:h_next"),
+                       "--state names h_prev twice ('h_prev:h_next' and 'h_prev:h_next')")
+    assert_clean_error(_cli(str(path), "--state", "h_prev", "h_prev:h_next"), "--state names h_prev twice")
+
+
+def test_the_installed_script_imports_a_module_beside_it(tmp_path):
+    """`mobilecodec profile --module mymods:make` in the folder of mymods.py: `python -m mobilecodec`
+    found it, the installed console script did not ("No module named 'mymods'"; the profile audit).
+    A factory whose example inputs are a dict is told what it must return."""
+    script = Path(sys.executable).parent / "mobilecodec"
+    (tmp_path / "mymods.py").write_text(FACTORY + "\n\ndef asdict():\n    net, (x,) = make()\n    return net, {'x': x}\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([str(script), "profile", "--module", "mymods:make", "--json", "-"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["graphs"]["make"]["macs"] == 32 * 48 * 16 * 3 * 9 + 32 * 48 * 4 * 16
+    res = subprocess.run([str(script), "profile", "--module", "mymods:asdict"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert_clean_error(res, "mymods:asdict: the example inputs must be a tensor or a tuple of them", "got dict")
 
 
 @pytest.mark.parametrize("spec,words", [
