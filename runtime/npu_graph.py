@@ -16,7 +16,8 @@ Layers are the graph's nodes after two NPU-style simplifications:
 
 Tiling rule (`dram_bytes`), HTP VTCM = 8 MiB on v73 and v75:
 
-1. Weights are read from DRAM once per graph run (weight bytes x params of every MAC layer).
+1. Weights are read from DRAM once per graph run (weight bytes x params of every MAC layer; a
+   weight tensor several layers use, a shared conv or an unrolled recurrence, is read by the first).
 2. Graph inputs are read from DRAM by every layer that consumes them; graph outputs are written
    to DRAM once by the layer that produces them.
 3. An intermediate activation tensor stays in VTCM when it fits in half of VTCM
@@ -201,10 +202,13 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             unsized.append(t)
         return _numel(shape)
 
+    weights_read: set[str] = set()  # rule 1: a weight tensor is read once per run, by its first user
     for node, rec, cls in zip(graph.node, counted.nodes, classes):
         if cls == "data" and rec.kind in ("elementwise", "resampling"):
             cls = rec.kind  # the counter's own op classes
-        layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params,
+        again = sum(n for t, n in rec.weight_tensors.items() if t in weights_read)
+        weights_read.update(rec.weight_tensors)
+        layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params - again,
                       output_shape=rec.output_shape)
         if node.op_type == "Gather" and rec.params and rec.output_shape:  # an embedding: the rows it looks up
             layer.weights = min(rec.params, numel(rec.output_shape))

@@ -108,6 +108,11 @@ class NodeRecord:
     elements: int = 0
     params: int = 0
     output_shape: list[int] | None = None
+    # the weight tensors behind `params` that are kernels or matrices (initializer -> elements): one that
+    # several nodes use (a shared conv, an unrolled recurrence) is one tensor in DRAM. 1-D biases are
+    # left out: an exporter merges equal-valued initializers (the zero biases of an untrained model), so
+    # a bias shared by name need not be shared in the model
+    weight_tensors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,6 +237,11 @@ class _Graph:
         init = self.initializer_protos.get(src or "")
         ints = (onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL)
         return src if init is not None and len(init.dims) >= 2 and init.data_type not in ints else None
+
+    def is_kernel(self, name: str) -> bool:
+        """`name` is an initializer of rank 2 or more (a kernel or a matrix, not a bias)."""
+        init = self.initializer_protos.get(name)
+        return init is not None and len(init.dims) >= 2
 
     def sourcenumel(self, name: str) -> int:
         return self.initializers.get(name, self.constants.get(name, 0))
@@ -416,17 +426,22 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
                     if src is not None:
                         weight_sources.add(src)
                         rec.params += g.sourcenumel(src)
+                        if g.is_kernel(src):
+                            rec.weight_tensors[src] = g.sourcenumel(src)
         elif op == "Einsum" and (einsum := _einsum_macs(node, label, g)) is not None:
             rec.kind, rec.macs = "mac", einsum
             for src in {g.source(t) for t in node.input if t} - {None}:  # a constant operand is a weight
                 weight_sources.add(src)
                 rec.params += g.sourcenumel(src)
+                if g.is_kernel(src):
+                    rec.weight_tensors[src] = g.sourcenumel(src)
         elif op in RECURRENT_GATES:
             if const is None:
                 const = constant_tensors(graph)
             rec.kind = "mac"
             rec.macs, own = _recurrent_macs(node, label, g.shapes, const)
             rec.params = sum(own.values())
+            rec.weight_tensors = {t: n for t, n in own.items() if g.is_kernel(t)}
             recurrent_params.update(own)  # a weight tensor shared by two nodes counts once
         elif op in _ELEMENTWISE or op in _REDUCTIONS:
             rec.kind = "elementwise"

@@ -82,6 +82,31 @@ def test_counter_and_dram_hand_computed():
     assert dram_bytes(gl, "float")["weights_bytes"] == 2 * 7876
 
 
+def test_a_weight_several_layers_share_is_read_once():
+    """One 64->64 3x3 conv (36,864 weights + 64 biases) applied 8 times, as RAFT's update block or
+    an unrolled recurrence does: the DRAM weights were 8 x 36,928 bytes at w8a8 (profile audit),
+    against the rule that a weight is read once per run. The calibration models' layers stay as
+    they were (test_npu_estimate's stale-table check)."""
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers, layer_bytes
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    w = numpy_helper.from_array(np.full((64, 64, 3, 3), 0.01, np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(64, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x" if i == 0 else f"h{i}", "w", "b"], [f"h{i + 1}"], pads=[1, 1, 1, 1],
+                              name=f"conv{i}") for i in range(8)]
+    g = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 16, 16])],
+                          [helper.make_tensor_value_info("h8", TensorProto.FLOAT, [1, 64, 16, 16])], [w, b])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert count_onnx(proto).params == 36_928
+    gl = extract_layers(proto)
+    # the kernel once; a 1-D bias per use (an exporter merges equal-valued initializers, e.g. the zero
+    # biases of an untrained model, so a bias shared by name need not be shared in the model)
+    assert dram_bytes(gl, "w8a8")["weights_bytes"] == 36_864 + 8 * 64
+    assert dram_bytes(gl, "float")["weights_bytes"] == 2 * (36_864 + 8 * 64)
+    # the first conv reads the kernel; the other seven find it read
+    assert [layer_bytes(la, "w8a8") for la in gl.layers][:2] == [36_928 + 64 * 256, 64]
+
+
 @pytest.fixture(scope="module")
 def resnet18_onnx(tmp_path_factory) -> Path:
     import torch
