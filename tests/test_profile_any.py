@@ -1141,6 +1141,21 @@ def test_a_quantized_product_read_twice_is_not_fused(second):
         assert layers["Relu"].cls == "elementwise"
 
 
+def test_a_dynamic_batch_is_named_as_the_cause(tmp_path):
+    """A graph exported with a dynamic batch: the refusal named an internal tensor
+    ('/features/features.0/Conv_output_0' has no static shape), not the input (profile audit)."""
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv")], "dynb",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    path = tmp_path / "dynb.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    for extra in ([], ["--size", "16x16"]):
+        assert_clean_error(cli_here("profile", str(path), *extra),
+                           "graph input x: N x 3 x 16 x 16 has a dynamic dimension (node 'conv' (Conv) has no static "
+                           "shape): export with fixed input sizes")
+
+
 def test_a_graph_onnxruntime_cannot_run_is_refused_with_its_reason(capfd):
     """Where no inference gives a shape and onnxruntime cannot run the graph to measure it (mvit_v2_s's
     Loop), the one-line refusal says onnxruntime's reason; its own coloured ERROR lines reached stderr
