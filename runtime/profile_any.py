@@ -302,7 +302,7 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
     import onnx
     import torch
 
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _native_output_dropped():
         warnings.simplefilter("ignore")
         module.eval()
         # initializers kept as inputs: the exporter otherwise merges equal-valued ones (a fresh model's
@@ -311,6 +311,28 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
                           training=torch.onnx.TrainingMode.PRESERVE, input_names=input_names,
                           output_names=output_names, keep_initializers_as_inputs=True)
     return onnx.load(str(path))
+
+
+@contextlib.contextmanager
+def _native_output_dropped() -> Any:
+    """Drop what C++ code writes to the process's stdout and stderr in the block: a failing
+    TorchScript export prints the half-built graph to stdout ('ONNX graph being constructed during
+    exception', 13 lines for one torch.fft call; in the middle of `--json -`) before the one-line
+    error that says why."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = None, fps: float = 30.0,

@@ -226,6 +226,15 @@ def test_the_installed_script_imports_a_module_beside_it(tmp_path):
     res = subprocess.run([str(script), "profile", "--module", "mymods:asdict"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600, env=env)
     assert_clean_error(res, "mymods:asdict: the example inputs must be a tensor or a tuple of them", "got dict")
+    # an op the exporter cannot take: its one line alone; the exporter printed the half-built graph
+    # (13 lines) to stdout first, in the middle of what --json - writes there
+    (tmp_path / "fftmod.py").write_text("import torch\n\n\nclass F(torch.nn.Module):\n    def forward(self, x):\n"
+                                        "        return torch.fft.rfft2(x).abs()\n\n\ndef make():\n"
+                                        "    return F(), (torch.rand(1, 3, 32, 32),)\n")
+    res = subprocess.run([str(script), "profile", "--module", "fftmod:make", "--json", "-"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert_clean_error(res, "exporting fftmod:make to ONNX failed", "fft_rfft2")
+    assert res.stdout == ""
 
 
 @pytest.mark.parametrize("spec,words", [
