@@ -133,18 +133,35 @@ def calibration() -> dict[str, Any]:
             "source": sorted({(m["source_repo"], m["source_commit"]) for m in table["measurements"]})}
 
 
+def calibration_model_of(gl: GraphLayers) -> str | None:
+    """The calibration table's model that `gl` is (the same MACs, to the unit, and the same input
+    shapes), else None: its estimate is then fitted on that model's own published figures."""
+    table = json.loads(CALIBRATION.read_text())
+    macs = sum(la.macs for la in gl.layers)
+    shapes = sorted(map(tuple, (s for s in gl.inputs.values() if s)))
+    for name, m in table["models"].items():
+        if m["macs"] == macs and sorted(map(tuple, (s for s in m["graph"]["inputs"].values() if s))) == shapes:
+            return name
+    return None
+
+
 def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool = False,
-                rejected: dict[str, list[str]] | None = None) -> str:
+                rejected: dict[str, list[str]] | None = None, seen: Iterable[str] = ()) -> str:
     """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)', plus the
     leave-one-model-out error for a model outside the table (`unseen_model`), when `precisions`
     holds w8a16 (never fitted) that precision's held-out errors, and for a model with grouped /
     depthwise convolutions (`grouped`) the error of the table's models that alone inform their cost,
     each left out: an estimate is labelled with the error measured for its own case, not only the best one.
     `rejected` (graph -> the HTP op check's issues): ops the estimate prices as data movement, as if
-    the HTP ran them."""
+    the HTP ran them. `seen`: the table's models among the graphs estimated (`calibration_model_of`)."""
     c = calibration()
     parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
              f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
+    seen = sorted(set(seen))
+    if seen:
+        parts.append(f"{', '.join(seen)} {'is' if len(seen) == 1 else 'are'} among them: the estimate is fitted on "
+                     f"{'its' if len(seen) == 1 else 'their'} own published figures (in-sample; the leave-one-out "
+                     f"error is the out-of-sample one)")
     if unseen_model:
         parts.append(f"this model is not among them; leave-one-model-out error: median "
                      f"{100 * c['lomo_median']:.0f} %, worst {100 * c['lomo_worst']:.0f} %")

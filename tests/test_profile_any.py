@@ -136,6 +136,9 @@ def test_cli_on_torchvision_resnet18(resnet18_onnx, tmp_path):
     for dev in ("8gen2", "8gen3"):
         assert rep["npu"]["devices"][dev]["graphs"]["resnet18"]["ms"] > 0
     assert "ESTIMATE" in res.stdout and "leave-one-out" in res.stdout
+    # resnet18 is a calibration model: the label said "this model is not among them" (profile audit)
+    assert "resnet18 is among them: the estimate is fitted on its own published figures" in rep["npu"]["label"]
+    assert "not among them" not in rep["npu"]["label"]
     md = (out / "profile.md").read_text()
     assert "ESTIMATE" in md and "/conv1/Conv" in md
     assert (out / "macs_per_layer.png").stat().st_size > 0
