@@ -59,7 +59,7 @@ class CheckOptions:
         if not math.isfinite(self.max_bdrate):
             raise InputError(f"--max-bdrate must be a finite number, got {self.max_bdrate}")
         if self.sensitivity_frames < 0:
-            raise InputError(f"sensitivity frames must be >= 0, got {self.sensitivity_frames}")
+            raise InputError(f"--sensitivity-frames must be >= 0 (0 skips the per-stage ablation), got {self.sensitivity_frames}")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """AdaRound in `mobilecodec ptq` with real aimet, on the shipped tiny_b0.0064 checkpoint and real
-carphone GOPs: rounding decisions change but stay within one step, the weight encodings are frozen
+bikes GOPs: rounding decisions change but stay within one step, the weight encodings are frozen
 (also after save/load), held-out stage error is no worse than nearest rounding, the CLI records it."""
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ def float_model():
 
 
 @pytest.fixture(scope="module")
-def gops(carphone):
+def gops(bikes):
+    """Calibration and held-out GOPs of bikes, a training clip: the stage errors below are quoted in
+    docs/results/int8.md and behind AdaRound staying opt-in, so they must not come from carphone."""
     from mobilecodec.quant.calibrate import load_gops
 
-    return load_gops([carphone], GOP, CROP, CAL_STEPS * BATCH + HELD, seed=2)
+    return load_gops([bikes], GOP, CROP, CAL_STEPS * BATCH + HELD, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +158,10 @@ def test_adaround_stage_error_not_worse_than_nearest(ada_q, plain_q, float_model
     with activation quantizers removed: the error AdaRound optimizes. For the full W8A8 sims it
     promises nothing: it rounds each layer's weights against float activations. Measured with the
     full sims: geomean 0.94 on the first-generation tiny_b0.0064 (r_synthesis 1.50x), 1.09 on the
-    tiny-cpu recipe's (stages 0.55x-2.03x, motion_predictor 2.03x, m_synthesis 1.58x); the bounds
-    below only say that no stage blows up."""
+    tiny-cpu recipe's (stages 0.55x-2.03x, motion_predictor 2.03x, m_synthesis 1.58x), both on
+    carphone GOPs; on bikes GOPs (session 37: a figure behind a choice must not come from the held-out
+    clip) 1.368, stages 0.42x-2.24x (r_synthesis 2.24x, m_synthesis 2.18x, m_analysis 2.14x), with
+    activation quantizers removed 0.874; the bounds below only say that no stage blows up."""
     from aimet_torch.utils import remove_activation_quantizers
 
     from mobilecodec.quant.adaround import capture_stage_inputs
@@ -178,8 +182,8 @@ def test_adaround_stage_error_not_worse_than_nearest(ada_q, plain_q, float_model
     def geomean(d: dict) -> float:
         return math.exp(sum(math.log(r) for r in d.values()) / len(d))
 
-    assert geomean(ratios_w) < 0.95, ratios_w  # measured 0.84, then 0.86
-    assert geomean(ratios_full) < 1.3, ratios_full  # measured 0.94, then 1.09
+    assert geomean(ratios_w) < 0.95, ratios_w  # measured 0.84, then 0.86 (carphone GOPs); 0.874 on bikes
+    assert geomean(ratios_full) < 1.6, ratios_full  # measured 0.94, then 1.09 (carphone GOPs); 1.368 on bikes
     assert max(ratios_full.values()) < 3.0 and max(ratios_w.values()) < 3.0, (ratios_full, ratios_w)
 
 

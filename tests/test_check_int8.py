@@ -369,6 +369,7 @@ def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, 
     ("int8", "noQ (expected quantized.pt from `mobilecodec ptq`)"),
     ("swapped", "made from another checkpoint"),
     ("json_in_report", "carphone_float.json is where -o writes; name a JSON file outside "),
+    ("sensitivity", "--sensitivity-frames must be >= 0 (0 skips the per-stage ablation), got -1"),  # named no flag
 ]])
 def test_bad_inputs_exit_2(case, needle, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
@@ -377,6 +378,8 @@ def test_bad_inputs_exit_2(case, needle, pairs, carphone, tmp_path, capsys):
         rc = _check(carphone, floats, qdirs, *out, "--json", str(tmp_path / "OUT" / "carphone_float.json"))
     elif case == "count":
         rc = _check(carphone, floats, qdirs[:1], *out)
+    elif case == "sensitivity":
+        rc = _check(carphone, floats, qdirs, *out, "--sensitivity-frames", "-1")
     elif case == "input":
         rc = _check(tmp_path / "missing.y4m", floats, qdirs, *out)
     elif case == "int8":
