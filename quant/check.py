@@ -286,16 +286,23 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
                 psnrs.append(metrics.psnr_yuv(frames[t], dec)["yuv"])
         return {"psnr_yuv": float(np.mean(psnrs)), "bits": bits}
 
-    base = measure(pair.float_model)
-    full = measure(pair.int8_model)
+    from mobilecodec.progress import progress_bar
+
     qm = pair.int8_model
     rows = []
-    for name, sim in qm.sims.items():
-        single = QuantizedVideoCodec(pair.float_model, {name: sim}, qm.qcfg)
-        r = measure(single)
-        rows.append({"stage": name, "psnr_yuv": r["psnr_yuv"], "bits": r["bits"],
-                     "d_psnr_yuv": r["psnr_yuv"] - base["psnr_yuv"],
-                     "d_bits_pct": 100.0 * (r["bits"] / base["bits"] - 1.0) if base["bits"] > 0 else None})
+    # float, int8, then one run per stage over the frames: minutes at 1080p, so it shows progress
+    with progress_bar(total=2 + len(qm.sims), desc="stage sensitivity", unit="run", enabled=opts.progress) as bar:
+        base = measure(pair.float_model)
+        bar.update(1)
+        full = measure(pair.int8_model)
+        bar.update(1)
+        for name, sim in qm.sims.items():
+            single = QuantizedVideoCodec(pair.float_model, {name: sim}, qm.qcfg)
+            r = measure(single)
+            rows.append({"stage": name, "psnr_yuv": r["psnr_yuv"], "bits": r["bits"],
+                         "d_psnr_yuv": r["psnr_yuv"] - base["psnr_yuv"],
+                         "d_bits_pct": 100.0 * (r["bits"] / base["bits"] - 1.0) if base["bits"] > 0 else None})
+            bar.update(1)
     rows.sort(key=lambda r: (r["d_psnr_yuv"], -(r["d_bits_pct"] or 0.0)))
     method = ("one stage int8 (the aimet simulation), the others float; PSNR-YUV of the reconstructions "
               "and bits estimated from the likelihoods" + ("; without the P-frame block modes the RD points use"
