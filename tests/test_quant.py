@@ -98,6 +98,7 @@ def test_ptq_says_when_its_calibration_gops_repeat(carphone, tmp_path, capsys):
                  "--eval-gops", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "30 steps x 2 GOPs of 2 (2 distinct: the clips hold no more GOPs of 2 frames, so they repeat)" in out, out
+    assert "10 stages quantized (tiny+int8; W8A8, scheme tf), " in out, out  # and how (W8A16 and CLE said where on)
     assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["calibration_gops_distinct"] == 2
 
 

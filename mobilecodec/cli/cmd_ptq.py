@@ -124,7 +124,12 @@ def run(args: argparse.Namespace) -> int:
     distinct = summary.get("calibration_gops_distinct", args.steps * args.batch)
     repeats = (f" ({distinct} distinct: the clips hold no more GOPs of {args.gop} frames, so they repeat)"
                if distinct < args.steps * args.batch else "")
-    print(f"{args.output}: {len(summary['stages'])} stages quantized ({qmodel.cfg.name}), "
+    qc = summary.get("quant_config", {})
+    # what was quantized how: the line said W8A8 of a W8A16 folder as of any other (found by the quant audit)
+    how = (f"W{qc.get('param_bw', 8)}A{qc.get('act_bw', 8)}, scheme {qc.get('quant_scheme', '?')}"
+           + (f", W8A16 in {len(summary.get('w8a16_layers') or [])} layers ({', '.join(qc['w8a16'])})"
+              if qc.get("w8a16") else "") + (", CLE" if qc.get("cle") else ""))
+    print(f"{args.output}: {len(summary['stages'])} stages quantized ({qmodel.cfg.name}; {how}), "
           f"{args.steps} steps x {args.batch} GOPs of {args.gop}{repeats}{ada}{psnr}")
     held_out_note(summary)
     emit_json(summary, args.json)
