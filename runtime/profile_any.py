@@ -56,18 +56,46 @@ def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
     return splits[0] if splits else None
 
 
-def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None
+def _layout_read_by(proto: Any, name: str) -> str | None:
+    """'NCHW' or 'NHWC' where the graph says how it reads 4-D input `name` (through Q/DQ nodes): a
+    Conv on it (ONNX convolutions are NCHW), or a Transpose (0, 3, 1, 2) to NCHW; None where nothing
+    says."""
+    from onnx import helper
+
+    index = GraphIndex(proto.graph)
+    todo, seen = [name], set()
+    while todo:
+        t = todo.pop()
+        for node in index.consumers.get(t, []):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                todo.extend(node.output)
+            elif node.op_type == "Transpose":
+                perm = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"), None)
+                if perm == [0, 3, 1, 2]:
+                    return "NHWC"
+            elif node.op_type in ("Conv", "ConvTranspose") and node.input[0] == t:  # ONNX convs read NCHW
+                return "NCHW"
+    return None
+
+
+def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | None, proto: Any = None
                   ) -> tuple[tuple[int, int], str]:
     """(H, W) of the frame kMACs/px divide by, and where it came from: `size`, else the largest 4-D
-    input, read as NHWC when its last dimension holds at most 4 channels and its second more
-    (1x224x224x3: a TF-style image), else as NCHW."""
+    input, in the layout the graph reads it in (`_layout_read_by`: a Conv on it is NCHW), else read
+    as NHWC when its last dimension holds at most 4 channels and its second more (1x224x224x3: a
+    TF-style image), else as NCHW."""
     if size is not None:
         return size, "--size"
     best, layout = None, "NCHW"
-    for shape in inputs.values():
+    for name, shape in inputs.items():
         if not shape or len(shape) != 4:
             continue
-        nhwc = shape[3] <= 4 < shape[1]
+        known = _layout_read_by(proto, name) if proto is not None else None
+        # a 1x64x32x4 NCHW input (a frame 4 wide) was read as NHWC, its kMACs/px 16x too low (profile audit)
+        nhwc = known == "NHWC" if known else shape[3] <= 4 < shape[1]
         hw = (int(shape[1]), int(shape[2])) if nhwc else (int(shape[2]), int(shape[3]))
         if best is None or hw[0] * hw[1] > best[0] * best[1]:
             best, layout = hw, "NHWC" if nhwc else "NCHW"
@@ -355,7 +383,7 @@ def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = Non
     # counter, the layer model and the HTP check would each do again on the raw graph
     protos = {n: infer_static_shapes(p, feeds.get(n))[0] for n, p in protos.items()}
     counted = {n: count_onnx(p, feeds.get(n)) for n, p in protos.items()}
-    frame, frame_from = _frame_pixels(next(iter(counted.values())).inputs, size)
+    frame, frame_from = _frame_pixels(next(iter(counted.values())).inputs, size, next(iter(protos.values())))
     source = dict(source or {})
     source.setdefault("frame_size_from", frame_from)
     pixels = frame[0] * frame[1]

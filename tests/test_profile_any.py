@@ -1227,6 +1227,14 @@ def test_user_graphs_the_counter_misread(tmp_path):
     macs = 32 * 48 * 8 * 3 * 3 * 3
     assert rep["size"] == [32, 48] and rep["graphs"]["nhwc"]["macs"] == macs
     assert rep["graphs"]["nhwc"]["kmacs_per_px"] == pytest.approx(macs / (32 * 48) / 1e3)
+    # a conv on a 1x64x32x4 input reads it NCHW (a frame 32 high, 4 wide): the last dimension of at
+    # most 4 made it NHWC, a 64x32 frame and kMACs/px 16x too low (profile audit)
+    narrow = _save(tmp_path, "narrow", [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                   [_vi("x", [1, 64, 32, 4])], [_vi("y", None)], {"w": rng.random((4, 64, 3, 3), np.float32)})
+    res = cli_here("profile", str(narrow), "--json", "-")
+    rep = json.loads(res.stdout)
+    assert rep["size"] == [32, 4] and "read as NCHW" in res.stderr
+    assert rep["graphs"]["narrow"]["kmacs_per_px"] == pytest.approx(4 * 64 * 9 / 1e3)
     # x (1,3,16,16) -> einsum with W (8,3) -> + embedding row e[idx] (table 100x8) as a bias
     lookup = _save(tmp_path, "lookup", [
         helper.make_node("Einsum", ["x", "w"], ["p"], equation="bchw,dc->bdhw"),
