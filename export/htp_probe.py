@@ -1,6 +1,8 @@
 """Which ONNX ops does the pinned onnxruntime-qnn put on the HTP? One small graph per op (a 3x3 conv,
 then the op on its output), quantized to QDQ as `npu_check` does and compiled on the QNN HTP
-backend with CPU fallback disabled: it compiles whole, or names the op it cannot take.
+backend with CPU fallback disabled: it compiles whole, or the EP leaves the op to the CPU, or it
+takes the op and fails to finalize the graph (QNN_COMMON_ERROR_MEM_ALLOC: Reciprocal at each of three
+sizes tried, a rank-6 element-wise op), so a graph holding one does not compile either.
 
 `export.npu_check.HTP_OPS`, the static check's allow-list, is these results
 (`python scripts/htp_op_support.py`); `tests/test_htp_ops.py` compiles every op again so that the
@@ -98,7 +100,7 @@ def _recurrent(op: str) -> Any:
 
 def _rank(rank: int) -> Callable[[], Any]:
     """The conv's output as a rank-`rank` tensor: Reshape, Transpose, an element-wise op (Relu) and
-    Reshape back. Without the Relu a rank-6 shuffle compiles too (the EP folds the layout change);
+    Reshape back. Without the Relu a rank-6 shuffle compiles too (no op computes on the tensor);
     with it only up to rank 5 does."""
     def build() -> Any:
         g = _Graph()
@@ -256,11 +258,14 @@ def compile_probe(model: Any, work: Path, soc: Any = None) -> str | None:
     onnx.save(model, str(f))
     try:
         quantize_graph(f, work / "probe.qdq.onnx", random_feeds(f))
-        htp_session(work / "probe.qdq.onnx", soc)
+        htp_session(work / "probe.qdq.onnx", soc, log_severity=4)  # a refusal is the answer, not an error to log
     except MobileCodecError as exc:
-        return one_line(exc, 300)
+        text = one_line(exc, 300)
+        if "assigned to the default CPU EP" in text:  # GetCapability: the EP left a node (the probe's op) to the CPU
+            return f"the QNN EP does not take the op (left to the CPU EP): {text}"
+        return f"the QNN EP took the op but could not finalize the graph: {text}"
     except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises its own types
-        return one_line(exc, 300)
+        return f"the probe graph could not be quantized: {one_line(exc, 300)}"
     return None
 
 
@@ -269,9 +274,6 @@ def probe(names: list[str] | None = None, progress: bool = True) -> dict[str, di
     check's issues of the same graph (`npu_check.static_issues`)}, for `names` (default: all)."""
     from mobilecodec.progress import progress_bar
 
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(4)  # a refusal is the result here, not an error to log
     table = builders()
     names = list(table) if names is None else names
     from mobilecodec.errors import InputError

@@ -65,14 +65,15 @@ def qnn_devices() -> list[Any]:
     return devices
 
 
-def htp_session_options(soc: Soc, *, context_path: str | Path | None = None, embed: bool = False) -> Any:
+def htp_session_options(soc: Soc, *, context_path: str | Path | None = None, embed: bool = False,
+                        log_severity: int = 3) -> Any:
     """SessionOptions for the QNN HTP backend with CPU fallback disabled (a graph compiles whole
     onto the NPU or fails); with `context_path` the session also writes an EPContext model."""
     import onnxruntime as ort
     import onnxruntime_qnn
 
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = log_severity  # 3: errors; 4 (fatal only) where a refusal is the expected answer
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     if context_path is not None:
         so.add_session_config_entry("ep.context_enable", "1")

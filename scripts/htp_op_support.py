@@ -4,8 +4,7 @@ one small W8A8 QDQ graph per op (`export.htp_probe`), compiled with CPU fallback
 
   python scripts/htp_op_support.py [--ops HardSigmoid,LSTM,rank5] [--json out.json]
 
-Exit code 1 where the static check and the compile disagree (other than the documented
-`npu_check.RECIPE_GAPS`), 0 otherwise: after an onnxruntime-qnn upgrade, rerun it and update
+Exit code 1 where the static check and the compile disagree, 0 otherwise: after an onnxruntime-qnn upgrade, rerun it and update
 `npu_check.HTP_OPS` / `MAX_RANK` from its table.
 """
 
@@ -22,7 +21,6 @@ from mobilecodec.cli.common import emit_json, run_script  # noqa: E402
 
 def main() -> int:
     from mobilecodec.export.htp_probe import builders, probe
-    from mobilecodec.export.npu_check import RECIPE_GAPS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", default=None, help="comma-separated probes (default: all; op names, Conv3d, rank5, rank6)")
@@ -35,13 +33,13 @@ def main() -> int:
     print(f"{'probe':24s} {'static check':14s} HTP compile (W8A8 QDQ, CPU fallback off)")
     for name, r in rows.items():
         allowed = not r["static"]
-        agrees = allowed == r["compiles"] or (allowed and name in RECIPE_GAPS)
+        agrees = allowed == r["compiles"]
         r["agrees"] = agrees
         if not agrees:
             disagree.append(name)
         print(f"{name:24s} {'allowed' if allowed else 'refused':14s} "
               f"{'compiles' if r['compiles'] else 'fails: ' + (r['error'] or '')[-80:]}"
-              f"{'' if agrees else '   <- DISAGREE'}{'   (recipe gap, npu_check.RECIPE_GAPS)' if name in RECIPE_GAPS else ''}")
+              f"{'' if agrees else '   <- DISAGREE'}")
     print(f"{len(rows)} probes, {sum(r['compiles'] for r in rows.values())} compile; "
           f"{len(disagree)} disagree with the static check{': ' + ', '.join(disagree) if disagree else ''}")
     emit_json({"probes": rows, "disagree": disagree}, args.json)
