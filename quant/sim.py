@@ -267,25 +267,31 @@ def resolve_layers(sims: "OrderedDict[str, object]", names: Sequence[str]) -> di
                 raise InputError(f"W8A16 override {full!r}: no layer {path!r} in {stage}; "
                                  f"layers: {', '.join(known)}") from None
         mods = [m for m in root.modules() if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m)]
-        if not mods:  # e.g. a conv aimet fuses with the activation after it: its output is quantized there
-            raise InputError(f"W8A16 override {full!r} selects no layer with an activation quantizer of its "
-                             f"own{_quantized_after(sims[stage].model, stage, path)}")
+        if not any(_output_quantized(m) for m in mods):
+            # a conv aimet fuses with the activation after it: its output is quantized there (and the
+            # first conv's only quantizer is the frame input's: 16 bits there left its output at 8)
+            raise InputError(f"W8A16 override {full!r} selects no layer whose output is quantized"
+                             f"{_quantized_after(sims[stage].model, stage, path)}")
         out[full] = mods
     return out
 
 
+def _output_quantized(qmodule) -> bool:
+    return any(q is not None for q in qmodule.output_quantizers)
+
+
 def _quantized_after(model, stage: str, path: str) -> str:
-    """'; its output is quantized by NAME ...' for the first module after `path` (in module order)
-    that holds an activation quantizer; '' where there is none."""
+    """'; the next layer in module order whose output is quantized is NAME ...' for `path`; '' where
+    there is none (module order is registration order: in the codec's Sequential bodies, data flow)."""
     from aimet_torch.nn import BaseQuantizationMixin
 
     names = [n for n, _ in model.named_modules()]
     if path not in names:
         return ""
     for n, m in list(model.named_modules())[names.index(path) + 1:]:
-        if isinstance(m, BaseQuantizationMixin) and _activation_quantizers(m) and not n.startswith(path + "."):
-            return (f"; its output is quantized by {stage}.{n}, the next layer that has one (aimet fuses a conv "
-                    f"with the activation after it): name that one")
+        if isinstance(m, BaseQuantizationMixin) and _output_quantized(m) and not n.startswith(path + "."):
+            return (f"; the next layer in module order whose output is quantized is {stage}.{n} (aimet fuses a "
+                    f"conv with the activation after it): name that one")
     return ""
 
 
