@@ -12,20 +12,36 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-#: the errors of a write that ran out of room: the OSError of a write() names no file
-_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-
-
 @contextlib.contextmanager
-def naming_full_disk(path: str | os.PathLike) -> Iterator[None]:
-    """Give a full disk or a file size limit met in the block `path` as its file name: a write()
-    reports ENOSPC without one, and the user saw 'error: No space left on device' alone."""
+def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Iterator[None]:
+    """Give a full disk or a file size limit met in the block `path` as its file name, where it was
+    `written` (the temporary file or folder that becomes `path`) that met it: a write() reports
+    ENOSPC and EFBIG without a name, and the user saw 'error: No space left on device' alone. Work
+    in the block that writes elsewhere (a temporary folder in /tmp) keeps its unnamed error."""
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _NO_ROOM or exc.filename:
+        if exc.filename or not _ran_out_in(exc, Path(written)):
             raise
         raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+
+
+def _ran_out_in(exc: OSError, written: Path) -> bool:
+    """Whether `exc` (ENOSPC or EFBIG) happened in `written`: its file system has (nearly) no room
+    left, or a file in it reached the process's file size limit."""
+    import resource
+
+    if exc.errno == errno.ENOSPC:
+        where = written if written.exists() else written.parent
+        with contextlib.suppress(OSError):
+            st = os.statvfs(where)
+            return st.f_bavail * st.f_frsize < (1 << 20)
+        return False
+    if exc.errno == errno.EFBIG:
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        files = [written] if written.is_file() else list(written.rglob("*")) if written.is_dir() else []
+        return limit != resource.RLIM_INFINITY and any(f.is_file() and f.stat().st_size >= limit for f in files)
+    return False
 
 
 # Hidden temporary names carry the writing process's id, so that the next write into the same place
@@ -264,7 +280,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         # the file a redirection collects the command's text in
         with tempfile.TemporaryDirectory(prefix="mobilecodec-out-") as work:
             tmp_path = Path(work) / f"out{suffix or given.suffix}"
-            with naming_full_disk(given):
+            with naming_full_disk(given, tmp_path):
                 yield tmp_path
                 if tmp_path.exists():
                     with open(tmp_path, "rb") as src, open(given, "ab") as dst:
@@ -275,7 +291,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = _new_temp(final.parent, f".{final.name}.", suffix or final.suffix + ".part")
     try:
-        with naming_full_disk(given):
+        with naming_full_disk(given, tmp_path):
             yield tmp_path
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give results normal permissions
             os.replace(tmp_path, final)
@@ -375,7 +391,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     carried: list[str] = []
     old: Path | None = None
     try:
-        with naming_full_disk(final):
+        with naming_full_disk(final, tmp):
             yield tmp
         if marker is not None:
             (tmp / WRITTEN).write_text(json.dumps(sorted(e.name for e in tmp.iterdir())))

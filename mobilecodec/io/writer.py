@@ -41,6 +41,7 @@ class VideoWriter:
         self._y4m = ext == ".y4m"
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.path))
+        self._tmp = tmp
         self._file: BinaryIO | None = self._stack.enter_context(open(tmp, "wb"))
         if self._y4m:
             self._file.write(format_header(self.width, self.height, self.rate))
@@ -54,7 +55,7 @@ class VideoWriter:
         if self._file is None:
             raise InputError(f"{self.path}: writer is already closed")
         check_frame(frame, self.width, self.height)
-        with naming_full_disk(self.path):  # raised here, outside atomic_path's block
+        with naming_full_disk(self.path, self._tmp):  # raised here, outside atomic_path's block
             if self._y4m:
                 self._file.write(FRAME_HEADER)
             self._file.write(frame_to_bytes(frame))
@@ -64,7 +65,7 @@ class VideoWriter:
         """Flush and move the finished file to its final name."""
         if self._file is not None:
             self._file = None
-            with naming_full_disk(self.path):  # the last buffered bytes
+            with naming_full_disk(self.path, self._tmp):  # the last buffered bytes
                 self._stack.close()
 
     def abort(self) -> None:
