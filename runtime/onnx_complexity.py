@@ -56,6 +56,9 @@ _MAC_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 # ONNX recurrent op -> gates, each X.W + H.R per time step; inputs 1, 2, 3 and 7 (W, R, B, P) are its weights.
 RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 RECURRENT_WEIGHT_INPUTS = (1, 2, 3, 7)
+# the bias input of the MAC ops that take one (RNN / GRU / LSTM: B, input 3): left out of the DRAM
+# read-once rule, since an exporter merges equal-valued biases (a fresh model's zeros) into one tensor
+_BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2, "QLinearConv": 8, "LSTM": 3, "GRU": 3, "RNN": 3}
 # op type -> (index of input A, index of input B) for matrix products.
 _MATMUL_INPUTS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3)}
 _CONV_WEIGHT_INDEX = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -108,10 +111,10 @@ class NodeRecord:
     elements: int = 0
     params: int = 0
     output_shape: list[int] | None = None
-    # the weight tensors behind `params` that are kernels or matrices (initializer -> elements): one that
-    # several nodes use (a shared conv, an unrolled recurrence) is one tensor in DRAM. 1-D biases are
-    # left out: an exporter merges equal-valued initializers (the zero biases of an untrained model), so
-    # a bias shared by name need not be shared in the model
+    # the weight tensors behind `params` other than biases (tensor -> elements): one that several nodes
+    # use (a shared conv, an unrolled recurrence) is one tensor in DRAM. Biases are left out: an
+    # exporter merges equal-valued initializers (the zero biases of an untrained model), so a bias
+    # shared by name need not be shared in the model
     weight_tensors: dict[str, int] = field(default_factory=dict)
 
 
@@ -249,11 +252,6 @@ class _Graph:
         init = self.initializer_protos.get(src or "")
         ints = (onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL)
         return src if init is not None and len(init.dims) >= 2 and init.data_type not in ints else None
-
-    def is_kernel(self, name: str) -> bool:
-        """`name` is an initializer of rank 2 or more (a kernel or a matrix, not a bias)."""
-        init = self.initializer_protos.get(name)
-        return init is not None and len(init.dims) >= 2
 
     def sourcenumel(self, name: str) -> int:
         return self.initializers.get(name, self.constants.get(name, 0))
@@ -438,22 +436,22 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
                     if src is not None:
                         weight_sources.add(src)
                         rec.params += g.sourcenumel(src)
-                        if g.is_kernel(src):
+                        if i != _BIAS_INPUT.get(op):
                             rec.weight_tensors[src] = g.sourcenumel(src)
         elif op == "Einsum" and (einsum := _einsum_macs(node, label, g)) is not None:
             rec.kind, rec.macs = "mac", einsum
             for src in {g.source(t) for t in node.input if t} - {None}:  # a constant operand is a weight
                 weight_sources.add(src)
                 rec.params += g.sourcenumel(src)
-                if g.is_kernel(src):
-                    rec.weight_tensors[src] = g.sourcenumel(src)
+                rec.weight_tensors[src] = g.sourcenumel(src)
         elif op in RECURRENT_GATES:
             if const is None:
                 const = constant_tensors(graph)
             rec.kind = "mac"
             rec.macs, own = _recurrent_macs(node, label, g.shapes, const)
             rec.params = sum(own.values())
-            rec.weight_tensors = {t: n for t, n in own.items() if g.is_kernel(t)}
+            bias = node.input[_BIAS_INPUT[op]] if len(node.input) > _BIAS_INPUT[op] else None
+            rec.weight_tensors = {t: n for t, n in own.items() if t != bias}
             recurrent_params.update(own)  # a weight tensor shared by two nodes counts once
         elif op in _ELEMENTWISE or op in _REDUCTIONS:
             rec.kind = "elementwise"

@@ -105,6 +105,16 @@ def test_a_weight_several_layers_share_is_read_once():
     assert dram_bytes(gl, "float")["weights_bytes"] == 2 * (36_864 + 8 * 64)
     # the first conv reads the kernel; the other seven find it read
     assert [layer_bytes(la, "w8a8") for la in gl.layers][:2] == [36_928 + 64 * 256, 64]
+    # a bias is a bias by its input, not by its rank: a Gemm's C of shape (1, N) shared by two Gemms
+    # is counted per use like the convs' 1-D ones, the matrix once (review)
+    wm = numpy_helper.from_array(np.full((16, 16), 0.1, np.float32), "wm")
+    cm = numpy_helper.from_array(np.zeros((1, 16), np.float32), "cm")
+    g2 = helper.make_graph([helper.make_node("Gemm", ["v", "wm", "cm"], ["v1"]),
+                            helper.make_node("Gemm", ["v1", "wm", "cm"], ["v2"])], "gemms",
+                           [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 16])],
+                           [helper.make_tensor_value_info("v2", TensorProto.FLOAT, [1, 16])], [wm, cm])
+    gl2 = extract_layers(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]))
+    assert dram_bytes(gl2, "w8a8")["weights_bytes"] == 256 + 2 * 16
 
 
 @pytest.fixture(scope="module")
