@@ -158,12 +158,15 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grou
     parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
              f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
     seen = sorted(set(seen))
-    if seen:
+    if seen and set(precisions) <= set(FITTED_PRECISIONS):
         parts.append(f"{', '.join(seen)} {'is' if len(seen) == 1 else 'are'} among them: the estimate is fitted on "
                      f"{'its' if len(seen) == 1 else 'their'} own published figures (in-sample; the leave-one-out "
                      f"error is the out-of-sample one)")
+    elif seen:  # w8a16 is never fitted: its figures are held out, not in-sample
+        parts.append(f"{', '.join(seen)} {'is' if len(seen) == 1 else 'are'} among them, but not at "
+                     f"{', '.join(sorted(set(precisions) - set(FITTED_PRECISIONS)))}")
     if unseen_model:
-        parts.append(f"this model is not among them; leave-one-model-out error: median "
+        parts.append(f"{'the other graphs are' if seen else 'this model is'} not among them; leave-one-model-out error: median "
                      f"{100 * c['lomo_median']:.0f} %, worst {100 * c['lomo_worst']:.0f} %")
     if "w8a16" in set(precisions):
         held = [h for h in c["held_out"] if h["precision"] == "w8a16"]

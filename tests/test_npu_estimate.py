@@ -152,3 +152,18 @@ def test_package_device_estimate(tiny_package):
     assert npu["buffer_bandwidth_mb_s"] > 0
     text = format_npu(npu)
     assert "ESTIMATE" in text and "leave-one-out" in text
+
+
+def test_the_label_says_which_graphs_the_table_holds():
+    """A calibration model is in-sample only at a fitted precision; beside graphs outside the table
+    the label names the others as outside (it said both 'resnet18 is among them' and 'this model is
+    not among them'; review)."""
+    from mobilecodec.runtime.npu_estimate import error_label
+
+    mixed = error_label({"w8a8"}, unseen_model=True, seen=["resnet18"])
+    assert "resnet18 is among them: the estimate is fitted on its own published figures (in-sample" in mixed
+    assert "the other graphs are not among them; leave-one-model-out error" in mixed
+    assert "this model is not among them" not in mixed
+    w16 = error_label({"w8a16"}, seen=["resnet18"])
+    assert "resnet18 is among them, but not at w8a16" in w16 and "in-sample" not in w16
+    assert "this model is not among them" in error_label({"w8a8"}, unseen_model=True)
