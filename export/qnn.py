@@ -3,12 +3,12 @@ QNN context binaries (EPContext ONNX + .bin) for a chosen Snapdragon SoC."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from mobilecodec.errors import InputError, ToolError, one_line
+from mobilecodec.nativeio import native_stdout
 
 EP_NAME = "QNNExecutionProvider"
 
@@ -85,33 +85,15 @@ def htp_session_options(soc: Soc, *, context_path: str | Path | None = None, emb
     return so
 
 
-@contextlib.contextmanager
-def native_stdout_to_stderr() -> Iterator[None]:
-    """Route the process's C-level stdout to stderr while QNN's HTP libraries load: they print a
-    line there ("# LIBNATIVE: No alternate configuration ...") that would otherwise land in the
-    middle of a command's output, and break `--json -`."""
-    import ctypes
-    import os
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        ctypes.CDLL(None).fflush(None)  # what C stdio buffered goes to stderr too
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def htp_session(model_path: str | Path, soc: Soc | None = None, **kw: Any) -> Any:
     """An InferenceSession running `model_path` (QDQ or EPContext ONNX) wholly on the QNN HTP."""
     import onnxruntime as ort
 
     soc = soc or SOCS[DEFAULT_SOC]
     try:
-        with native_stdout_to_stderr():
+        # QNN's HTP libraries print a line to stdout as they load ("# LIBNATIVE: No alternate
+        # configuration ..."), which would land in a command's output and break `--json -`
+        with native_stdout("stderr"):
             return ort.InferenceSession(str(model_path), sess_options=htp_session_options(soc, **kw))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ToolError(f"QNN HTP could not compile {Path(model_path).name}: {one_line(exc)}") from None

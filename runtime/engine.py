@@ -258,9 +258,9 @@ class OnnxEngine:
             so.profile_file_prefix = str(self.profile_dir / f"ort_{name}")
         try:
             if self.ep == "qnn":
-                from mobilecodec.export.qnn import native_stdout_to_stderr
+                from mobilecodec.nativeio import native_stdout
 
-                with native_stdout_to_stderr():
+                with native_stdout("stderr"):
                     return ort.InferenceSession(str(path), sess_options=so)
             import onnx
 

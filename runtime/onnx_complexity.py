@@ -177,9 +177,11 @@ class _Graph:
         # graph inputs with a dimension that is a name or unset (a dynamic batch): the likely cause of
         # a tensor without a static shape, so the error names them rather than the tensor alone
         self.dynamic_inputs = [
-            f"{vi.name}: {' x '.join(str(d.dim_value) if d.HasField('dim_value') else (d.dim_param or '?') for d in vi.type.tensor_type.shape.dim)}"
-            for vi in graph.input if vi.name not in inits and any(
-                not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)]
+            f"{vi.name}: " + (' x '.join(str(d.dim_value) if d.HasField('dim_value') else (d.dim_param or '?')
+                                         for d in vi.type.tensor_type.shape.dim)
+                              if vi.type.tensor_type.HasField("shape") else "no shape")
+            for vi in graph.input if vi.name not in inits and (not vi.type.tensor_type.HasField("shape") or any(
+                not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim))]
         self.initializers = {init.name: numel(init.dims) for init in graph.initializer}
         self.initializer_protos = {init.name: init for init in graph.initializer}
         self.constants: dict[str, int] = {}
@@ -197,13 +199,12 @@ class _Graph:
         if shape is None:
             why = f"onnxruntime could not run it: {self.run_error}" if self.run_error else \
                 "which needs static input shapes and a graph onnxruntime runs"
-            if self.dynamic_inputs:  # the cause, named first: the internal tensor alone told the user nothing
-                raise InputError(
-                    f"graph input {'; '.join(self.dynamic_inputs)} has a dynamic dimension (node {label!r} "
-                    f"({node.op_type}) has no static shape): export with fixed input sizes (no dynamic_axes, or "
-                    "onnxruntime.tools.make_dynamic_shape_fixed)")
+            hint = ""
+            if self.dynamic_inputs:  # the likely cause, named first: the internal tensor alone told the user nothing
+                hint = (f"graph input {'; '.join(self.dynamic_inputs)} has a dynamic dimension (export with fixed "
+                        "input sizes: no dynamic_axes, or onnxruntime.tools.make_dynamic_shape_fixed); ")
             raise InputError(
-                f"node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
+                f"{hint}node {label!r} ({node.op_type}): tensor {tensor!r} has no static shape after "
                 f"shape inference (ONNX's and onnxruntime's) nor from a run of the graph ({why}): export "
                 "with fixed input sizes")
         return shape

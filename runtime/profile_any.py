@@ -274,14 +274,24 @@ def load_factory(spec: str) -> tuple[Any, tuple]:
     mod_name, attr = spec.split(":", 1)
     import sys
 
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        # the installed `mobilecodec` script, unlike `python -m mobilecodec`, does not put the current
-        # folder on the import path: `--module mymods:make` beside mymods.py was "No module named"
-        sys.path.insert(0, os.getcwd())
+    try:
+        here = os.getcwd()
+    except OSError as exc:  # the current folder was deleted
+        raise InputError(f"cannot load {spec}: the current folder is gone ({exc.strerror})") from None
+    # the installed `mobilecodec` script, unlike `python -m mobilecodec`, does not put the current
+    # folder on the import path: `--module mymods:make` beside mymods.py was "No module named"; for
+    # the import only, so later imports in the process are not resolved against it
+    added = "" not in sys.path and here not in sys.path
+    if added:
+        sys.path.insert(0, here)
     try:
         fn = getattr(importlib.import_module(mod_name), attr)
     except Exception as exc:  # the user's module: a missing name, a syntax error, an error at import
         raise InputError(f"cannot load {spec}: {one_line(exc)}") from None
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(here)
     if not callable(fn):
         raise InputError(f"{spec} is not callable (a factory returning (nn.Module, example inputs))")
     try:
@@ -332,7 +342,12 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
     import onnx
     import torch
 
-    with torch.no_grad(), warnings.catch_warnings(), _native_output_dropped():
+    from mobilecodec.nativeio import native_stdout
+
+    # a failing TorchScript export prints the half-built graph to stdout natively ('ONNX graph being
+    # constructed during exception', 13 lines for one torch.fft call; in the middle of `--json -`)
+    # before the one-line error that says why
+    with torch.no_grad(), warnings.catch_warnings(), native_stdout("null"):
         warnings.simplefilter("ignore")
         module.eval()
         # initializers kept as inputs: the exporter otherwise merges equal-valued ones (a fresh model's
@@ -342,27 +357,6 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
                           output_names=output_names, keep_initializers_as_inputs=True)
     return onnx.load(str(path))
 
-
-@contextlib.contextmanager
-def _native_output_dropped() -> Any:
-    """Drop what C++ code writes to the process's stdout and stderr in the block: a failing
-    TorchScript export prints the half-built graph to stdout ('ONNX graph being constructed during
-    exception', 13 lines for one torch.fft call; in the middle of `--json -`) before the one-line
-    error that says why."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
 
 
 def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = None, fps: float = 30.0,

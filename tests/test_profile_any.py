@@ -1174,8 +1174,8 @@ def test_a_dynamic_batch_is_named_as_the_cause(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     for extra in ([], ["--size", "16x16"]):
         assert_clean_error(cli_here("profile", str(path), *extra),
-                           "graph input x: N x 3 x 16 x 16 has a dynamic dimension (node 'conv' (Conv) has no static "
-                           "shape): export with fixed input sizes")
+                           "graph input x: N x 3 x 16 x 16 has a dynamic dimension (export with fixed input sizes",
+                           "node 'conv' (Conv): tensor 'y' has no static shape")
 
 
 def test_a_graph_onnxruntime_cannot_run_is_refused_with_its_reason(capfd):
