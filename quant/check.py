@@ -98,7 +98,7 @@ def split_list(text: str | Sequence[str]) -> list[str]:
 def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
     """Load each float checkpoint and its int8 folder; InputError/CheckpointError on a mismatch."""
     from mobilecodec.checkpoint import load_checkpoint, resolve_checkpoint
-    from mobilecodec.quant.ptq import check_quantized_from, load_quantized
+    from mobilecodec.quant.ptq import check_quantized_from, deployed_beta, load_quantized
 
     if not floats or not int8s:
         raise InputError("give at least one float checkpoint (--float) and one int8 folder (--int8)")
@@ -117,9 +117,8 @@ def load_pairs(floats: Sequence[str], int8s: Sequence[str]) -> list[ModelPair]:
             raise InputError(f"float checkpoint {f} has no entropy-coding tables (saved before update())")
         qmodel = load_quantized(q)
         check_quantized_from(qmodel, model, f"--int8 {q} (paired with --float {f})")
-        made = getattr(qmodel, "summary", None) or {}  # qat.json's beta, as `export --int8` reads it
         pairs.append(ModelPair(str(resolve_checkpoint(f)), str(q), model, qmodel, obj.get("beta"),
-                               made.get("beta") or obj.get("beta")))
+                               deployed_beta(qmodel, obj)))  # as `export --int8` deploys it
     # int8/tiny_b0.0008/w8a8, int8/tiny_b0.0016/w8a8, ...: the folder name alone would give every
     # point the same label, so a dropped or failing point could not be told apart
     labels = _told_apart([_int8_folder(p.int8_path) for p in pairs], lambda f: f.name)

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from mobilecodec.errors import CheckpointError, InputError
 from mobilecodec.quant.config import QuantConfig
@@ -149,6 +149,13 @@ def quantized_file(path: str | os.PathLike) -> Path:
     """The quantized.pt that `path` names: the folder's, or the file itself."""
     p = Path(path)
     return p / QUANTIZED_FILE if p.is_dir() else p
+
+
+def deployed_beta(qmodel: Any, checkpoint: dict) -> float | None:
+    """The beta the int8 weights of `qmodel` were last trained with, which a package deploys (block
+    modes are priced at it): QAT's (its summary), else the float `checkpoint`'s (read_checkpoint's dict)."""
+    made = (getattr(qmodel, "summary", None) or {}) if qmodel is not None else {}
+    return made.get("beta") or checkpoint.get("beta")
 
 
 def load_quantized(path: str | os.PathLike):

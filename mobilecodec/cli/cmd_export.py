@@ -125,11 +125,11 @@ def run(args: argparse.Namespace) -> int:
         qmodel = load_ptq_for(args.int8, model)
     from mobilecodec.export.onnx_export import export_package
 
-    made = (getattr(qmodel, "summary", None) or {}) if qmodel is not None else {}
+    from mobilecodec.quant.ptq import deployed_beta
+
     man = export_package(model, args.output, h, w, original_size=args.original_size,
                          checkpoint=args.checkpoint, progress=not args.no_progress, qmodel=qmodel, quantized_dir=args.int8,
-                         # the beta the int8 weights were last trained with: QAT's, else the checkpoint's
-                         beta=made.get("beta") or obj.get("beta"), meta=obj.get("meta"),
+                         beta=deployed_beta(qmodel, obj), meta=obj.get("meta"),
                          seed=(args.seed or 0) if args.config else None)
     total = sum(g["bytes"] for g in man["graphs"].values())
     n_float = len((man.get("quantization") or {}).get("float_graphs") or [])
