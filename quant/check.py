@@ -71,9 +71,13 @@ class ModelPair:
     float_model: Any = field(repr=False)
     int8_model: Any = field(repr=False)
     beta: float | None = None  # the float checkpoint's: prices the float point's block modes
-    int8_beta: float | None = None  # QAT's where it trained at another, else `beta`: the int8 point's, as export's
+    int8_beta: float | None = None  # the int8 point's (`ptq.deployed_beta`: QAT's, else the float's); None: `beta`
     label: str = ""  # the int8 point's name in reports; load_pairs makes it unique
     float_name: str = ""  # the float point's, likewise
+
+    def __post_init__(self) -> None:
+        if self.int8_beta is None:  # a PTQ folder (the demo's pairs) deploys the float checkpoint's beta
+            self.int8_beta = self.beta
 
     @property
     def float_label(self) -> str:
