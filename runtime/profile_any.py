@@ -28,18 +28,36 @@ NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization",
 
 
 def norm_params(proto: Any) -> int:
-    """Learned scale / shift elements of every normalisation node (running statistics excluded).
-    Counted per node: exporters merge equal-valued initializers (freshly initialised BatchNorms)
-    behind Identity nodes, but each node still has parameters of its own."""
+    """Learned scale / shift elements of every normalisation node (running statistics excluded), and
+    of the Mul / Add after an InstanceNormalization that a GroupNorm exports to. Counted per node:
+    exporters merge equal-valued initializers (freshly initialised BatchNorms) behind Identity nodes,
+    but each node still has parameters of its own."""
     sizes = {i.name: int(math.prod(i.dims)) for i in proto.graph.initializer}
-    producer = GraphIndex(proto.graph).producer
+    index = GraphIndex(proto.graph)
+    producer = index.producer
 
     def size(t: str) -> int:
-        while t not in sizes and t in producer and producer[t].op_type == "Identity":
+        while t not in sizes and t in producer and producer[t].op_type in ("Identity", "Unsqueeze", "Reshape"):
             t = producer[t].input[0]
         return sizes.get(t, 0)
 
-    return sum(size(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3])
+    def affine_after(norm: Any) -> int:
+        """A GroupNorm exported at opset < 18: InstanceNormalization over the groups (constant scale
+        and shift), Reshape back, then Mul and Add by the learned per-channel weight and bias
+        (its 2C parameters were counted nowhere: 5,192 against PyTorch's 5,320 in the audit's case)."""
+        out, total = norm.output[0], 0
+        while (nxt := index.only_consumer(out)) is not None and nxt.op_type == "Reshape":
+            out = nxt.output[0]
+        for op in ("Mul", "Add"):
+            nxt = index.only_consumer(out)
+            if nxt is None or nxt.op_type != op:
+                break
+            total += size(next((i for i in nxt.input if i != out), ""))
+            out = nxt.output[0]
+        return total
+
+    return sum(size(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3]) + sum(
+        affine_after(n) for n in proto.graph.node if n.op_type == "InstanceNormalization")
 
 
 def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:

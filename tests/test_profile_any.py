@@ -1163,6 +1163,26 @@ def test_a_quantized_product_read_twice_is_not_fused(second):
         assert layers["Relu"].cls == "elementwise"
 
 
+def test_a_group_norm_exported_at_opset_17_keeps_its_parameters(tmp_path):
+    """GroupNorm below opset 18 exports as InstanceNormalization over the groups (constant scale and
+    shift), then Mul / Add by the learned weight and bias: those 2C parameters were counted nowhere
+    (ONNX 5,192 against PyTorch's 5,320; profile audit)."""
+    import torch
+    from torch import nn
+
+    from mobilecodec.runtime.profile_any import norm_params
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    net = nn.Sequential(nn.Conv2d(8, 64, 3, padding=1), nn.GroupNorm(4, 64), nn.Conv2d(64, 8, 1)).eval()
+    path = tmp_path / "gn.onnx"
+    torch.onnx.export(net, (torch.rand(1, 8, 16, 16),), str(path), dynamo=False, opset_version=17,
+                      do_constant_folding=False, keep_initializers_as_inputs=True)
+    proto = onnx.load(str(path))
+    assert "InstanceNormalization" in {n.op_type for n in proto.graph.node}
+    assert norm_params(proto) == 2 * 64
+    assert count_onnx(proto).params + norm_params(proto) == sum(p.numel() for p in net.parameters()) == 5_320
+
+
 def test_a_dynamic_batch_is_named_as_the_cause(tmp_path):
     """A graph exported with a dynamic batch: the refusal named an internal tensor
     ('/features/features.0/Conv_output_0' has no static shape), not the input (profile audit)."""
