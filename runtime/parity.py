@@ -27,7 +27,7 @@ def _latent_encoder(engine: Any, x: Any) -> Any:
     return OnnxLatentEncoder(engine, x)
 
 
-def read_frames(video: str | Path, count: int, height: int, width: int, crop: bool = False) -> list[Any]:
+def package_frames(video: str | Path, count: int, height: int, width: int, crop: bool = False) -> list[Any]:
     """The first `count` frames of `video` as packed tensors, padded to the package size; with `crop`,
     larger frames are cut to it about their centre first (calibration frames need not be the package's size)."""
     import torch.nn.functional as F
@@ -68,7 +68,7 @@ def float_parity(package: str | Path, video: str | Path, frames: int = 8, intra_
     model = runner.model
     h, w = runner.manifest["padded_size"]
     size = tuple(runner.manifest["original_size"])
-    xs = read_frames(video, frames, h, w, crop=crop)
+    xs = package_frames(video, frames, h, w, crop=crop)
     per_frame = []
     tbuf = obuf = None
     for i, x in enumerate(xs):
@@ -234,7 +234,7 @@ def int8_sim_parity(package: str | Path, qmodel: Any, video: str | Path, frames:
     runner = package_engine(package)
     h, w = runner.manifest["padded_size"]
     size = tuple(runner.manifest["original_size"])
-    xs = read_frames(video, frames, h, w)
+    xs = package_frames(video, frames, h, w)
     tsrc = [LatentEncoder(qmodel, x) for x in xs]
     osrc = [_latent_encoder(runner, x) for x in xs]
     trec = _code_gop(lambda s: run_iframe(qmodel, s), lambda b, s: run_pframe(qmodel, b, s), tsrc, intra_period)
@@ -272,7 +272,7 @@ def htp_cross_parity(package: str | Path, video: str | Path, frames: int = 8, in
     man = runners["cpu"].manifest
     h, w = man["padded_size"]
     size = tuple(man["original_size"])
-    xs = read_frames(video, frames, h, w)
+    xs = package_frames(video, frames, h, w)
     src = [_frame(x, size) for x in xs]
     enc: dict[str, Any] = {}
     for name, r in runners.items():
@@ -325,7 +325,7 @@ def decode_drift(package: str | Path, model: Any, video: str | Path, frames: int
     runner = package_engine(package)
     h, w = runner.manifest["padded_size"]
     size = tuple(runner.manifest["original_size"])
-    xs = read_frames(video, frames, h, w)
+    xs = package_frames(video, frames, h, w)
     src = [_frame(x, size) for x in xs]
     enc = [_Recorder(_latent_encoder(runner, x)) for x in xs]
     enc_frames = [_frame(t, size) for t in _code_gop(runner.run_iframe, runner.run_pframe, enc, intra_period)]

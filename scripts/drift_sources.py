@@ -71,13 +71,13 @@ def run(q: Path | None, pkg: Path, frames: int, checkpoint: str) -> dict[str, li
     from mobilecodec.models.buffer import Buffer
     from mobilecodec.quant.ptq import load_quantized
     from mobilecodec.runtime.engine import OnnxEngine
-    from mobilecodec.runtime.parity import _frame, read_frames
+    from mobilecodec.runtime.parity import _frame, package_frames
 
     engine = OnnxEngine(pkg)
     h, w = engine.padded_size
     size = tuple(engine.manifest["original_size"])
     payloads, buf = [], None
-    for k, x in enumerate(read_frames(sample_clip("carphone"), frames, h, w)):
+    for k, x in enumerate(package_frames(sample_clip("carphone"), frames, h, w)):
         src = engine.latent_encoder(x)
         _, buf = engine.run_iframe(src) if k == 0 else engine.run_pframe(buf, src)
         payloads.append(src.payload())

@@ -231,9 +231,9 @@ def test_compile_calibrates_on_a_clip_larger_than_the_package(package, tmp_path)
     from mobilecodec.io import read_frames as read_video
     from mobilecodec.io.samples import resolve_input
     from mobilecodec.models.yuv import tensor_to_frame
-    from mobilecodec.runtime.parity import read_frames
+    from mobilecodec.runtime.parity import package_frames
 
-    cut = tensor_to_frame(read_frames(resolve_input("bikes"), 1, 192, 192, crop=True)[0])
+    cut = tensor_to_frame(package_frames(resolve_input("bikes"), 1, 192, 192, crop=True)[0])
     src = read_video(resolve_input("bikes"), 1)[0]  # 640x272: the centre 192x192 at row 40, column 224
     assert np.array_equal(cut.y, src.y[40:232, 224:416]) and np.array_equal(cut.u, src.u[20:116, 112:208])
     assert np.array_equal(cut.v, src.v[20:116, 112:208])
