@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+
 @contextlib.contextmanager
 def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Iterator[None]:
     """Give a full disk or a file size limit met in the block `path` as its file name, where it was
