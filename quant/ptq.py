@@ -81,10 +81,18 @@ def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch
 
 
 def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None = None,
-            opts: PTQOptions | None = None, *, progress: bool = True):
-    """PTQ of a float VideoCodec on real clips; returns (QuantizedVideoCodec, summary dict)."""
+            opts: PTQOptions | None = None, *, progress: bool = True, allow_held_out: bool = False):
+    """PTQ of a float VideoCodec on real clips; returns (QuantizedVideoCodec, summary dict). The
+    held-out clip (carphone) is refused unless `allow_held_out`, as by every command that fits
+    something to data, and the summary records whether it was used (`calibrated_on_held_out`): as a
+    library call it was neither refused nor recorded."""
     from mobilecodec.quant.calibrate import evaluate, load_split
+    from mobilecodec.train.data import is_held_out, refuse_held_out
 
+    held_out = [c for c in clips if is_held_out(c)]
+    if held_out:
+        refuse_held_out(held_out[0], "calibrate on training clips (e.g. bikes, bigbuckbunny) or pass allow_held_out",
+                        allow=allow_held_out)
     qcfg = qcfg or QuantConfig()
     opts = opts or PTQOptions()
     if not model.ready_for_coding:
@@ -102,7 +110,8 @@ def run_ptq(model, clips: Sequence[str | os.PathLike], qcfg: QuantConfig | None 
     summary = {"config": model.cfg.name, "quantized_config": qmodel.cfg.name, "clips": [str(Path(c).resolve()) for c in clips],
                "options": asdict(opts), "quant_config": qcfg.to_dict(), "stages": list(qmodel.sims),
                "w8a16_layers": sorted(w8a16), "weights_hash": qmodel.weights_hash().hex(),
-               "float_weights_hash": model.weights_hash().hex(), "calibration_gops_distinct": distinct, **metrics,
+               "float_weights_hash": model.weights_hash().hex(), "calibration_gops_distinct": distinct,
+               "calibrated_on_held_out": bool(held_out), **metrics,
                **({"adaround": dict(qmodel.adaround_report)} if getattr(qmodel, "adaround_report", None) else {}),
                "seconds": time.perf_counter() - t0}
     return qmodel, summary

@@ -102,6 +102,21 @@ def test_ptq_says_when_its_calibration_gops_repeat(carphone, tmp_path, capsys):
     assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["calibration_gops_distinct"] == 2
 
 
+def test_ptq_as_a_library_refuses_the_held_out_clip_and_records_it(carphone, bikes):
+    """`run_ptq` took carphone without a word and recorded no provenance (the CLI refused it;
+    found by the quant audit): refused unless allowed, and recorded either way."""
+    from mobilecodec.checkpoint import load_checkpoint
+    from mobilecodec.quant.ptq import PTQOptions, run_ptq
+
+    model, _ = load_checkpoint("tiny_b0.0064")
+    opts = PTQOptions(steps=1, batch=1, gop=2, crop=(64, 64), eval_gops=0)
+    with pytest.raises(InputError, match="carphone.y4m is the held-out evaluation clip"):
+        run_ptq(model, [bikes, carphone], opts=opts, progress=False)
+    _, summary = run_ptq(model, [carphone], opts=opts, progress=False, allow_held_out=True)
+    assert summary["calibrated_on_held_out"] is True
+    assert run_ptq(model, [bikes], opts=opts, progress=False)[1]["calibrated_on_held_out"] is False
+
+
 def test_every_calibration_clip_is_calibrated_on_and_none_twice(tmp_path):
     """Three flat clips (Y 40, 120, 200) and 4 GOPs: the GOPs were read clip after clip, two from each
     of the first two, and the third clip was never used though ptq.json listed it. A clip given twice

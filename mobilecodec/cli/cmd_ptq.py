@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                        adaround_batches=args.adaround_batches)
     opts = PTQOptions(steps=args.steps, gop=args.gop, batch=args.batch, crop=args.crop, seed=args.seed,
                       eval_gops=args.eval_gops)
-    qmodel, summary = run_ptq(model, clips, qcfg, opts, progress=not args.no_progress)
+    qmodel, summary = run_ptq(model, clips, qcfg, opts, progress=not args.no_progress,
+                              allow_held_out=args.allow_held_out)
     summary["checkpoint"] = str(resolve_checkpoint(args.checkpoint))
     summary["output"] = str(args.output)
     summary.update(held_out_record(ckpt.get("meta"), held_out))
