@@ -102,11 +102,17 @@ def _left_out(fitted: list[tuple], groups: Iterable) -> list[dict[str, Any]]:
 
 
 @functools.lru_cache(maxsize=1)
-def calibration() -> dict[str, Any]:
-    """Fitted parameters and the leave-one-out error of the estimator on the calibration table."""
+def _table() -> dict[str, Any]:
+    """The calibration table as read from its file, once per process (not to be modified)."""
     if not CALIBRATION.is_file():
         raise InputError(f"NPU calibration table missing: {CALIBRATION} (run python -m mobilecodec.runtime.npu_calibrate)")
-    table = json.loads(CALIBRATION.read_text())
+    return json.loads(CALIBRATION.read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def calibration() -> dict[str, Any]:
+    """Fitted parameters and the leave-one-out error of the estimator on the calibration table."""
+    table = _table()
     graphs = {n: layers_from_dict(m["graph"]) for n, m in table["models"].items()}
     fitted, held = [], []
     for m in table["measurements"]:
@@ -136,7 +142,7 @@ def calibration() -> dict[str, Any]:
 def calibration_model_of(gl: GraphLayers) -> str | None:
     """The calibration table's model that `gl` is (the same MACs, to the unit, and the same input
     shapes), else None: its estimate is then fitted on that model's own published figures."""
-    table = json.loads(CALIBRATION.read_text())
+    table = _table()
     macs = sum(la.macs for la in gl.layers)
     shapes = sorted(map(tuple, (s for s in gl.inputs.values() if s)))
     for name, m in table["models"].items():
@@ -219,7 +225,7 @@ def estimate_graph(gl: GraphLayers, device: str, precision: str | None = None, t
 def predict_without(model: str, device: str, precision: str, whole_model: bool = False) -> tuple[float, float]:
     """(predicted ms, measured ms) of one calibration measurement from a fit that never saw it
     (`whole_model`: none of that model's measurements either)."""
-    table = json.loads(CALIBRATION.read_text())
+    table = _table()
     graphs = {n: layers_from_dict(m["graph"]) for n, m in table["models"].items()}
     rows, target = [], None
     for m in table["measurements"]:
