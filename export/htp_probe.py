@@ -36,10 +36,12 @@ UNARY.update({"MaxPool": {"kernel_shape": [2, 2], "strides": [2, 2]},
 BINARY = "Add Sub Mul Div Pow Max Min Mean Sum PRelu".split()
 #: comparisons, their boolean output selecting between the conv's output and a constant (Where)
 COMPARE = "Equal Greater GreaterOrEqual Less LessOrEqual".split()
-#: the opset each probe is built at, where not OPSET (ops newer than it, or an input-form change)
-OPSET = 17
-NEWER = {"Gelu": 20, "Mish": 18, "GroupNormalization": 21}
+#: reductions over the channels (axes given as an input)
 REDUCE = "ReduceMax ReduceMin ReduceMean ReduceSum ReduceProd ReduceL1 ReduceL2 ReduceLogSumExp ReduceSumSquare".split()
+#: the opset each probe is built at, where not OPSET (ops newer than it, or an input-form change:
+#: every Reduce op takes its axes as an input from opset 18)
+OPSET = 17
+NEWER = {"Gelu": 20, "Mish": 18, "GroupNormalization": 21, **{op: 18 for op in REDUCE}}
 
 
 def _helpers():
@@ -172,7 +174,6 @@ def _special() -> dict[str, Callable[[], Any]]:
     }
     for op in REDUCE:
         out[op] = one(op, lambda g: [g.const("axes", np.array([1], np.int64))])
-        NEWER[op] = 18  # axes as an input for every Reduce op from opset 18
 
     def compared(op: str) -> Callable[[], Any]:
         def build() -> Any:
@@ -272,13 +273,12 @@ def compile_probe(model: Any, work: Path, soc: Any = None) -> str | None:
 def probe(names: list[str] | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Probe name -> {"compiles": bool, "error": the QNN EP's reason or None, "static": the static
     check's issues of the same graph (`npu_check.static_issues`)}, for `names` (default: all)."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.export.npu_check import static_issues
     from mobilecodec.progress import progress_bar
 
     table = builders()
     names = list(table) if names is None else names
-    from mobilecodec.errors import InputError
-    from mobilecodec.export.npu_check import static_issues
-
     unknown = [n for n in names if n not in table]
     if unknown:
         raise InputError(f"no HTP probe {unknown[0]!r}; probes: {', '.join(table)}")
