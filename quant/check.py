@@ -197,7 +197,7 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
     by default because dropping a point can hide int8 damage. A metric that cannot be judged (or
     whose curve is not monotonic) gets its reason in `inconclusive[metric]` and no BD figure."""
     from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.metrics.bd import MIN_POINTS, curve_overlap, overlap_note, quality_at_rate, rd_frontier
+    from mobilecodec.metrics.bd import MIN_POINTS, overlap_note, quality_at_rate, rate_overlap, rd_frontier
 
     fp, qp = float_res["points"], int8_res["points"]
     out: dict[str, Any] = {"bd_method": "pchip", "bd_min_points": MIN_POINTS["pchip"], "bd_frontier": frontier,
@@ -230,7 +230,7 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
             out["bd_psnr"][m] = None
             out.setdefault("bd_psnr_error", {})[m] = str(exc)
             continue
-        rates = curve_overlap(np.log10(curves[0]).tolist(), np.log10(curves[2]).tolist())
+        rates = rate_overlap(curves[0], curves[2])
         if rates["low"]:  # as `bdrate` says it: a figure over a sliver of both curves describes neither
             out.setdefault("bd_psnr_note", {})[m] = overlap_note(rates, "log10 rate", "")
     if out["inconclusive"]:

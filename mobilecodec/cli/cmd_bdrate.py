@@ -35,10 +35,8 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
             ) -> list[dict[str, Any]]:
     """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric; each curve
     needs `rdresults.BD_MIN_POINTS` points (`check_bd_points`), as for `eval`."""
-    import math
-
     from mobilecodec.metrics import bd_psnr, bd_rate
-    from mobilecodec.metrics.bd import curve_overlap, overlap_note
+    from mobilecodec.metrics.bd import curve_overlap, overlap_note, rate_overlap
     from mobilecodec.rdresults import check_bd_points, check_same_matrix, quality_unit, rd_curve
 
     from mobilecodec.errors import InputError
@@ -68,7 +66,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
             # how much of each curve the figures average over: flagged when little of either
             row["quality_overlap"] = curve_overlap(da, dt)
             if min(ra) > 0 and min(rt) > 0:  # else bd_psnr said why
-                row["rate_overlap"] = curve_overlap([math.log10(r) for r in ra], [math.log10(r) for r in rt])
+                row["rate_overlap"] = rate_overlap(ra, rt)
             notes = []
             if rate is not None and row["quality_overlap"]["low"]:
                 notes.append(f"BD-rate: {overlap_note(row['quality_overlap'], 'quality', quality_unit(m))}")

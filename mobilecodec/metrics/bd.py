@@ -14,6 +14,7 @@ strictly with rate, rates must be positive, all values finite, and the two curve
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -115,6 +116,11 @@ def curve_overlap(anchor: Sequence[float], test: Sequence[float]) -> dict[str, f
 
     a, t = share(anchor), share(test)
     return {"shared": shared, "of_anchor": a, "of_test": t, "low": max(a, t) < MIN_BD_OVERLAP}
+
+
+def rate_overlap(rate_anchor: Sequence[float], rate_test: Sequence[float]) -> dict[str, float]:
+    """`curve_overlap` on the axis a BD-quality figure integrates over: log10 of the (positive) rates."""
+    return curve_overlap([math.log10(r) for r in rate_anchor], [math.log10(r) for r in rate_test])
 
 
 def overlap_note(o: dict[str, float], what: str, unit: str) -> str:
