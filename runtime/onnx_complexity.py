@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.export.onnx_common import RUN_ERROR_KEY, constant_tensors, infer_static_shapes, load_onnx, value_shapes
+from mobilecodec.export.onnx_common import RUN_ERROR_KEY, GraphIndex, constant_tensors, infer_static_shapes, load_onnx, value_shapes
 from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:
@@ -90,6 +90,9 @@ _DATA = {
     "CastLike", "Pad", "Expand", "Tile", "Range", "ScatterND", "ScatterElements", "NonZero",
     "Dropout", "Trilu", "EyeLike", "Optional", "OptionalGetElement", "SequenceConstruct",
 }
+# Ops that read a constant operand as data: a float initializer read only by them is what a position
+# embedding, a class token or a layer scale exports to (`data_tensors`).
+_DATA_READERS = {"Add", "Sub", "Mul", "Div", "Concat", "Expand", "Tile", "Where", "Max", "Min"}
 # Ops a weight may pass through between its initializer and the MAC op (first input followed).
 _WEIGHT_PASS_THROUGH = {
     "DequantizeLinear", "QuantizeLinear", "Identity", "Cast", "CastLike", "Transpose",
@@ -123,8 +126,12 @@ class OnnxComplexity(WorkTotals):
     """Totals of one ONNX graph plus a per-node breakdown (graph order).
 
     `params` counts the elements of the initializers feeding weight / bias inputs of MAC ops
-    (through Q/DQ nodes too), each initializer once; `other_params` counts all other initializers
-    (quantization scales and zero points, shape constants, unfused norm parameters).
+    (through Q/DQ nodes too) and PRelu slopes, each initializer once; `other_params` counts all other
+    initializers (quantization scales and zero points, shape constants, unfused norm parameters).
+    `data_tensors` names the float initializers of two or more elements among those that only
+    element-wise and data ops read (a ViT's position embedding and class token, ConvNeXt's layer
+    scales; also a folded attention mask or bias): learned or fixed, which the graph cannot tell, so
+    they are listed beside `params` rather than counted in it.
     """
 
     macs: int
@@ -133,6 +140,7 @@ class OnnxComplexity(WorkTotals):
     shapes_measured: int = 0  # tensor shapes no inference followed, taken from one onnxruntime run
     shapes_measured_on: str = ""  # the inputs of that run: "the example inputs" or "zero-filled inputs"
     macs_by_op: dict[str, int] = field(default_factory=dict)
+    data_tensors: dict[str, int] = field(default_factory=dict)
     elementwise: dict[str, int] = field(default_factory=dict)
     resampling: dict[str, int] = field(default_factory=dict)
     quant_nodes: dict[str, int] = field(default_factory=dict)
@@ -390,7 +398,10 @@ def _broadcast(a: list[int], b: list[int]) -> list[int]:
 
 
 def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
-    """Params of an Add that adds an initializer to a MAC op's output (e.g. Linear on 3-D)."""
+    """Params of an Add that adds an initializer to a MAC op's output (e.g. Linear on 3-D): one value
+    per output feature (the last dimension of a matrix product, the channels of a convolution); a
+    larger tensor added there (a folded attention bias or mask, 1x24x49x49 after a Q.K^T MatMul) is
+    no bias and is left to `data_tensors`."""
     if len(node.input) != 2:
         return 0
     for mac_side, other in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
@@ -398,7 +409,10 @@ def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
         if prod is None or prod.op_type not in _MAC_WEIGHT_INPUTS:
             continue
         src = g.source(other)
-        if src is not None:
+        out = g.shapes.get(prod.output[0])
+        features = (out[1] if prod.op_type in _CONV_WEIGHT_INDEX or prod.op_type == "ConvTranspose" else out[-1]) \
+            if out and len(out) >= 2 else None
+        if src is not None and (features is None or g.sourcenumel(src) == features):
             weight_sources.add(src)
             return g.sourcenumel(src)
     return 0
@@ -458,6 +472,9 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
             rec.kind = "elementwise"
             if op == "Add":  # a bias exported as MatMul/Conv + Add is still a parameter
                 rec.params = _bias_params(node, g, weight_sources)
+            elif op == "PRelu" and (slope := g.source(node.input[1])) is not None:  # learned slopes
+                weight_sources.add(slope)
+                rec.params = g.sourcenumel(slope)
             counted = node.input[0] if op in _REDUCTIONS else node.output[0]
             rec.elements = numel(g.shape(counted, node, label))
             result.elementwise[op] = result.elementwise.get(op, 0) + rec.elements
@@ -486,7 +503,32 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
         n for t, n in recurrent_params.items() if t not in weight_sources)
     weights = weight_sources | g.initializers_behind(recurrent_params)
     result.other_params = sum(n for name, n in g.initializers.items() if name not in weights)
+    result.data_tensors = _data_tensors(graph, g, weights)
     return result
+
+
+def _data_tensors(graph: Any, g: _Graph, weights: set[str]) -> dict[str, int]:
+    """Float initializers of two or more elements, not in `weights`, whose readers (through Q/DQ and
+    reshapes) are all element-wise or data ops (`_DATA_READERS`), largest first."""
+    import onnx
+
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    consumers = GraphIndex(graph).consumers
+    found = {}
+    for name, init in g.initializer_protos.items():
+        if name in weights or init.data_type not in floats or g.initializers[name] < 2:
+            continue
+        todo, readers = [name], set()
+        while todo:
+            t = todo.pop()
+            for node in consumers.get(t, []):
+                if node.op_type in _WEIGHT_PASS_THROUGH and node.input[0] == t:
+                    todo.extend(node.output)
+                else:
+                    readers.add(node.op_type)
+        if readers and readers <= _DATA_READERS:
+            found[name] = g.initializers[name]
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
 
 
 def format_onnx_table(result: OnnxComplexity, kinds: tuple[str, ...] = ("mac",)) -> str:

@@ -27,37 +27,37 @@ from mobilecodec.runtime.tensor_types import elem_bits, stored_io_types, tensor_
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
 
 
-def norm_params(proto: Any) -> int:
-    """Learned scale / shift elements of every normalisation node (running statistics excluded), and
-    of the Mul / Add after an InstanceNormalization that a GroupNorm exports to. Counted per node:
-    exporters merge equal-valued initializers (freshly initialised BatchNorms) behind Identity nodes,
-    but each node still has parameters of its own."""
+def norm_tensors(proto: Any) -> list[tuple[str, int]]:
+    """(initializer, elements) of the learned scale / shift of every normalisation node (running
+    statistics excluded), and of the Mul / Add after an InstanceNormalization that a GroupNorm exports
+    to. Listed per node: exporters merge equal-valued initializers (freshly initialised BatchNorms)
+    behind Identity nodes, but each node still has parameters of its own."""
     sizes = {i.name: int(math.prod(i.dims)) for i in proto.graph.initializer}
     index = GraphIndex(proto.graph)
     producer = index.producer
 
-    def size(t: str) -> int:
+    def source(t: str) -> tuple[str, int]:
         while t not in sizes and t in producer and producer[t].op_type in ("Identity", "Unsqueeze", "Reshape"):
             t = producer[t].input[0]
-        return sizes.get(t, 0)
+        return t, sizes.get(t, 0)
 
-    def affine_after(norm: Any) -> int:
+    def affine_after(norm: Any) -> list[tuple[str, int]]:
         """A GroupNorm exported at opset < 18: InstanceNormalization over the groups (constant scale
         and shift), Reshape back, then Mul and Add by the learned per-channel weight and bias
         (its 2C parameters were counted nowhere: 5,192 against PyTorch's 5,320 in the audit's case)."""
-        out, total = norm.output[0], 0
+        out, found = norm.output[0], []
         while (nxt := index.only_consumer(out)) is not None and nxt.op_type == "Reshape":
             out = nxt.output[0]
         for op in ("Mul", "Add"):
             nxt = index.only_consumer(out)
             if nxt is None or nxt.op_type != op:
                 break
-            total += size(next((i for i in nxt.input if i != out), ""))
+            found.append(source(next((i for i in nxt.input if i != out), "")))
             out = nxt.output[0]
-        return total
+        return found
 
-    return sum(size(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3]) + sum(
-        affine_after(n) for n in proto.graph.node if n.op_type == "InstanceNormalization")
+    return [source(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3]] + [
+        t for n in proto.graph.node if n.op_type == "InstanceNormalization" for t in affine_after(n)]
 
 
 def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
@@ -127,7 +127,10 @@ def _frame_pixels(inputs: dict[str, list[int] | None], size: tuple[int, int] | N
 
 def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> dict[str, Any]:
     """Params, MACs, kMACs/px, non-MAC work and the costliest layers of one counted ONNX graph."""
-    params = counted.params + norm_params(proto)
+    norms = norm_tensors(proto)
+    params = counted.params + sum(n for _, n in norms)
+    data = {t: n for t, n in counted.data_tensors.items() if t not in {name for name, _ in norms}}
+    shapes = {i.name: list(i.dims) for i in proto.graph.initializer if i.name in data}
     layers = sorted((r for r in counted.nodes if r.kind == "mac"), key=lambda r: -r.macs)
     total = counted.macs or 1
     return {"params": params, "params_M": params / 1e6, "macs": counted.macs, "gmacs": counted.macs / 1e9,
@@ -139,7 +142,9 @@ def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> di
             "quant_nodes": counted.quant_nodes, "inputs": counted.inputs, "outputs": counted.outputs,
             "layers": [{"name": r.name, "op": r.op_type, "macs": r.macs, "share": r.macs / total,
                         "params": r.params, "output_shape": r.output_shape} for r in layers[:top]],
-            "mac_layers": len(layers)}
+            "mac_layers": len(layers),
+            "data_tensors": {"count": len(data), "elements": sum(data.values()),
+                             "largest": [{"name": t, "shape": shapes[t], "elements": n} for t, n in list(data.items())[:5]]}}
 
 
 def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,

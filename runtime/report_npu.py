@@ -11,6 +11,17 @@ from mobilecodec.runtime.npu_graph import unsized_note
 from mobilecodec.runtime.onnx_complexity import SHAPES_MEASURED
 
 
+
+def data_tensors_note(graph: dict[str, Any]) -> str | None:
+    """What a graph's params leave out (`OnnxComplexity.data_tensors`), or None when nothing."""
+    d = graph.get("data_tensors") or {}
+    if not d.get("count"):
+        return None
+    return (f"{d['elements']:,} elements in {d['count']} float tensors that only element-wise and data ops read "
+            "are not in params (learned, like a position embedding or a layer scale, or fixed, like a folded "
+            "attention mask: the graph cannot tell); largest: "
+            + ", ".join(f"{x['name']} ({'x'.join(map(str, x['shape']))})" for x in d["largest"]))
+
 def _t(head: list[str], rows: list[list[Any]], nd: int = 2) -> list[str]:
     return md_table(head, rows, nd=nd)
 
@@ -27,10 +38,13 @@ def graphs_md(report: dict[str, Any]) -> list[str]:
             for n, g in report["graphs"].items() if g.get("shapes_measured")]
     out.append("")
     for n, g in report["graphs"].items():
+        if note := data_tensors_note(g):
+            out += [f"{n}: {note}", ""]
         if "pytorch" in g:
             t = g["pytorch"]
+            diff = t["params"] - g["params"]
             out += [f"PyTorch count of {n} (runtime.complexity.count_module): {t['params'] / 1e6:.3f} M params, "
-                    f"{t['macs'] / 1e9:.4f} GMACs", ""]
+                    f"{t['macs'] / 1e9:.4f} GMACs" + (f"; {diff:+,} params against the graph's" if diff else ""), ""]
         out += [f"### {n}: layers by MACs ({g['mac_layers']} MAC layers, top {len(g['layers'])})", ""]
         out += _t(["layer", "op", "MACs", "share", "params", "output"],
                   [[la["name"], la["op"], la["macs"], f"{100 * la['share']:.1f}%", la["params"],

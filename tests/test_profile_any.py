@@ -1170,7 +1170,7 @@ def test_a_group_norm_exported_at_opset_17_keeps_its_parameters(tmp_path):
     import torch
     from torch import nn
 
-    from mobilecodec.runtime.profile_any import norm_params
+    from mobilecodec.runtime.profile_any import norm_tensors
     from mobilecodec.runtime.onnx_complexity import count_onnx
 
     net = nn.Sequential(nn.Conv2d(8, 64, 3, padding=1), nn.GroupNorm(4, 64), nn.Conv2d(64, 8, 1)).eval()
@@ -1179,8 +1179,8 @@ def test_a_group_norm_exported_at_opset_17_keeps_its_parameters(tmp_path):
                       do_constant_folding=False, keep_initializers_as_inputs=True)
     proto = onnx.load(str(path))
     assert "InstanceNormalization" in {n.op_type for n in proto.graph.node}
-    assert norm_params(proto) == 2 * 64
-    assert count_onnx(proto).params + norm_params(proto) == sum(p.numel() for p in net.parameters()) == 5_320
+    assert sum(n for _, n in norm_tensors(proto)) == 2 * 64
+    assert count_onnx(proto).params + 2 * 64 == sum(p.numel() for p in net.parameters()) == 5_320
 
 
 def test_a_dynamic_batch_is_named_as_the_cause(tmp_path):
@@ -1352,3 +1352,72 @@ def test_every_output_of_a_node_is_written_to_dram(tmp_path):
     assert d["graph_io_bytes"] == 2 * (4 * 32 * 32 + 2 * 2 * 32 * 32), d
     (layer,) = [la for la in gl.layers if la.op == "Split"]
     assert layer.elements == 4 * 32 * 32  # the work: every element it writes
+
+
+DATA_READ_MODULES = '''
+import torch
+from torch import nn
+
+
+class Tokens(nn.Module):
+    """Learned tensors no MAC or norm reads: a position embedding (Add), a layer scale (Mul); and a
+    PReLU's slopes, a GroupNorm's affine after its InstanceNormalization export."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.PReLU(8)
+        self.norm = nn.GroupNorm(2, 8)
+        self.pos = nn.Parameter(torch.randn(1, 8, 14, 14))
+        self.scale = nn.Parameter(torch.full((8, 1, 1), 0.1))
+
+    def forward(self, x):
+        return self.norm(self.act(self.conv(x)) + self.pos) * self.scale
+
+
+def tokens():
+    return Tokens(), (torch.rand(1, 3, 14, 14),)
+'''
+
+
+def test_tensors_only_element_wise_ops_read_are_listed_beside_params(tmp_path, monkeypatch):
+    """A ViT's position embedding and class token and ConvNeXt's layer scales were missing from params
+    with nothing said (vit_b_16: 86.416 M against PyTorch's 86.568 M): such tensors are listed with
+    their elements, and the PyTorch line gives the difference; PRelu slopes were no parameters at
+    all. By hand: conv 8x3x3x3 + 8, PReLU 8, GroupNorm 2 x 8 = 248 params; 8x14x14 + 8 listed."""
+    import importlib
+
+    name = f"datamods_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(DATA_READ_MODULES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module(name)
+    res = cli_here("profile", "--module", f"{name}:tokens", "-o", str(tmp_path / "rep"),
+                   "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    g = json.loads((tmp_path / "r.json").read_text())["graphs"]["tokens"]
+    assert g["params"] == 8 * 27 + 8 + 8 + 2 * 8 and g["pytorch"]["params"] == g["params"] + 8 * 14 * 14 + 8
+    assert g["data_tensors"]["count"] == 2 and g["data_tensors"]["elements"] == 8 * 14 * 14 + 8
+    assert [(t["name"], t["shape"]) for t in g["data_tensors"]["largest"]] == [("pos", [1, 8, 14, 14]),
+                                                                              ("scale", [8, 1, 1])]
+    md = (tmp_path / "rep" / "profile.md").read_text()
+    assert "1,576 elements in 2 float tensors" in md and "pos (1x8x14x14), scale (8x1x1)" in md
+    assert "+1,576 params against the graph's" in md
+    assert "1,576 elements in 2 float tensors" in res.stdout  # the terminal summary says it too
+
+
+def test_a_tensor_added_after_a_matmul_is_a_bias_only_at_one_value_per_feature():
+    """A constant-folded attention bias or mask (1xHxNxN added to Q.K^T) counted as a MatMul bias:
+    swin_t folded by the exporter gave 28.567 M params against PyTorch's 28.288 M. A bias is one
+    value per output feature; the rest is listed in data_tensors."""
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), n)
+             for n, shape in (("w", (8, 4)), ("b", (4,)), ("mask", (1, 2, 4, 4)))]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["y", "b"], ["yb"]),
+             helper.make_node("MatMul", ["x", "w"], ["s"]), helper.make_node("Add", ["s", "mask"], ["sm"])]
+    g = helper.make_graph(nodes, "bias", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 8])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, 2, 4, 4]) for o in ("yb", "sm")],
+                          initializer=inits)
+    counted = count_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert counted.params == 8 * 4 + 4 and counted.data_tensors == {"mask": 32}

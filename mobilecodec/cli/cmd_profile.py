@@ -161,6 +161,7 @@ def _any(args: argparse.Namespace, is_onnx: bool) -> dict:
 def _format_any(report: dict) -> str:
     from mobilecodec.runtime.npu_graph import unsized_note
     from mobilecodec.runtime.onnx_complexity import SHAPES_MEASURED
+    from mobilecodec.runtime.report_npu import data_tensors_note
 
     h, w = report["size"]
     lines = [f"{'graph':20s} {'params [M]':>10s} {'GMACs':>9s} {'kMACs/px':>9s} {'elem/px':>8s} {'resamp/px':>9s}"
@@ -174,6 +175,8 @@ def _format_any(report: dict) -> str:
             if t.get("not_counted"):
                 lines.append("  PyTorch count: aten ops not counted: "
                              + ", ".join(f"{k} x{v}" for k, v in t["not_counted"].items()))
+        if note := data_tensors_note(g):
+            lines.append(f"  {note}")
         if g["shapes_measured"]:
             lines.append(f"  {SHAPES_MEASURED.format(n=g['shapes_measured'], on=g['shapes_measured_on'])}")
         if g["unknown_ops"]:
