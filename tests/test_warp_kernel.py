@@ -1,6 +1,11 @@
 """The compiled inference warp (models.warp_kernel) is bit-identical to the per-pixel torch
 reference (warp._block_warp_reference) on real decoded frames and flows, on adversarial flows,
-for every block/overlap layout, and however its rows are split over threads."""
+for every block/overlap layout, and however its rows are split over threads.
+
+Bit identity is what the kernel's design gives where torch runs its vectorised x86-64 CPU kernels
+(AVX2, AVX-512), whose lerp and addcmul fuse the multiply-add; torch's scalar kernels
+(ATEN_CPU_CAPABILITY=default, a CPU without AVX2) round twice, and there the two agree within a
+few float ulps (measured: at most 1.8e-7 on [0, 1] frames, no stored uint8 level changed)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,18 @@ from mobilecodec.models.warp import (COMPILED_MIN_PIXELS, WarpConfig, _axis_tabl
                                      block_warp, warp_frame)
 from mobilecodec.models.yuv import pack_yuv, unpack_yuv
 from models_for_tests import walk_shipped_pframes
+
+
+FUSED = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def assert_same_warp(a: torch.Tensor, b: torch.Tensor, what: str = "") -> None:
+    """Bit-identical where torch's kernels fuse (FUSED); else within 4 ulps of the larger magnitude."""
+    if FUSED:
+        assert torch.equal(a, b), what
+    else:
+        tol = 4 * torch.finfo(a.dtype).eps * max(1.0, float(b.abs().max()))
+        assert a.shape == b.shape and float((a - b).abs().max()) <= tol, what
 
 
 def _compiled(x, flow, block, overlap, threads=1):
@@ -48,7 +65,7 @@ def test_real_frames_and_flows_bit_identical(decoded):
         assert torch.equal(frame, torch.round(frame * 255) / 255)  # the stored uint8 levels
         assert flow.abs().max() > 0.1  # real motion, fractional
         for c2 in (cfg, WarpConfig("block", 8, 4), WarpConfig("block_overlap", 8, 2)):
-            assert torch.equal(_frame_warp(_compiled, frame, flow, c2), _reference_warp_frame(frame, flow, c2))
+            assert_same_warp(_frame_warp(_compiled, frame, flow, c2), _reference_warp_frame(frame, flow, c2))
 
 
 def _adversarial_flows(hb, wb, gen):
@@ -79,7 +96,7 @@ def test_adversarial_flows_bit_identical(block, overlap):
     for name, flow in _adversarial_flows(hb, wb, gen).items():
         flow = flow.expand(2, 2, hb, wb).clone()
         flow[1] = flow[1].flip(-1) * 0.7  # a different flow for the second batch item
-        assert torch.equal(_compiled(x, flow, block, overlap), _block_warp_reference(x, flow, block, overlap)), name
+        assert_same_warp(_compiled(x, flow, block, overlap), _block_warp_reference(x, flow, block, overlap), name)
 
 
 def test_float64_features_and_stored_frame_levels_bit_identical():
@@ -87,8 +104,9 @@ def test_float64_features_and_stored_frame_levels_bit_identical():
     feat = torch.randn(1, 5, 32, 48, generator=gen, dtype=torch.float64)
     flow = torch.randn(1, 2, 8, 12, generator=gen) * 4
     out = _compiled(feat, flow, 4, 2)
-    assert out.dtype == torch.float64 and torch.equal(out, _block_warp_reference(feat, flow, 4, 2))
-    # the warped stored frame rounds to the same uint8 levels (trivially, it is bit-identical)
+    assert out.dtype == torch.float64
+    assert_same_warp(out, _block_warp_reference(feat, flow, 4, 2))
+    # the warped stored frame rounds to the same uint8 levels
     frame = torch.round(torch.rand(1, 6, 32, 48, generator=gen) * 255) / 255
     cfg = WarpConfig()
     a = (_frame_warp(_compiled, frame, flow, cfg) * 255).round().to(torch.uint8)
@@ -107,7 +125,7 @@ def test_autograd_path_keeps_gradients():
     out.sum().backward()
     assert flow.grad is not None and torch.isfinite(flow.grad).all() and flow.grad.abs().sum() > 0
     compiled = _compiled(x, flow.detach(), 8, 4)
-    assert torch.equal(compiled, out.detach())
+    assert_same_warp(compiled, out.detach())
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -119,7 +137,7 @@ def test_rows_split_over_threads_bit_identical(threads):
     flow = torch.round((torch.rand(1, 2, 64, 80, generator=g) * 24 - 12) * 256) / 256
     y, _ = unpack_yuv(frame)
     assert y.numel() >= threads * warp_kernel._MIN_SAMPLES_PER_THREAD  # really split
-    assert torch.equal(_compiled(y, flow, 8, 4, threads), _block_warp_reference(y, flow, 8, 4))
+    assert_same_warp(_compiled(y, flow, 8, 4, threads), _block_warp_reference(y, flow, 8, 4))
     assert y.numel() // 4 >= COMPILED_MIN_PIXELS  # chroma too: warp_frame runs the kernel on both planes
     with torch.no_grad():
-        assert torch.equal(warp_frame(frame, flow, WarpConfig()), _reference_warp_frame(frame, flow, WarpConfig()))
+        assert_same_warp(warp_frame(frame, flow, WarpConfig()), _reference_warp_frame(frame, flow, WarpConfig()))
