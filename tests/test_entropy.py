@@ -410,14 +410,16 @@ def test_truncated_or_padded_payload(gc, gaussian_data):
     data = enc.get_bytes()
     with pytest.raises(BitstreamError, match="multiple of 4"):
         RangeDecoder(data[:-1])
-    for cut in (4, 8, 64, len(data) // 2, len(data) - 4):
-        try:
+    # word-aligned cuts (an unaligned one is refused above for its length alone): each is detected,
+    # by the decode or by finish() (the coder promises most truncations; the integer coder is
+    # deterministic, so these five are measured once for all machines). The loop asserted nothing:
+    # every cut raised and was skipped (tests audit).
+    assert len(data) // 8 > 16
+    for cut in (4, 8, 64, 4 * (len(data) // 8), len(data) - 4):
+        with pytest.raises(BitstreamError):
             dec = RangeDecoder(data[:cut])
-            out = gc.decode(dec, idx)
+            gc.decode(dec, idx)
             dec.finish()
-        except BitstreamError:
-            continue
-        assert out.shape == idx.shape  # decoded something, wrongly: the frame hash catches it
     # two extra words are always reported as left-over data
     dec = RangeDecoder(data + bytes(range(8)))
     gc.decode(dec, idx)

@@ -72,8 +72,15 @@ def test_refined_pframes_decode_exactly_and_repeat(shipped, clip, tmp_path):
     assert "".join(f["type"] for f in first["per_frame"]) == "IPPP"
     for f in first["per_frame"][1:]:
         assert set(f["refined"]) == {"m", "r"}
-        assert all(r["cost_after"] <= r["cost_before"] for r in f["refined"].values())
-    _costs(model, clip, tmp_path / "a.mnvc", opts.beta, first)  # decodes with every hash matching
+    # the search moved P-frame latents and the decoded P-frames cost less than plain ones (the
+    # recorded cost_after <= cost_before holds by construction: a P-frame refiner that did nothing
+    # passed; tests audit)
+    assert any(r["best_step"] > 0 for f in first["per_frame"][1:] for r in f["refined"].values())
+    plain = encode_video(model, clip, tmp_path / "plain.mnvc", intra_period=4, progress=False)
+    j_refined = _costs(model, clip, tmp_path / "a.mnvc", opts.beta, first)  # decodes with every hash matching
+    j_plain = _costs(model, clip, tmp_path / "plain.mnvc", opts.beta, plain)
+    # measured: 5.54e-4 against 6.28e-4 over the three P-frames (-12 %)
+    assert sum(j_refined[1:]) < sum(j_plain[1:]), (j_plain, j_refined)
     encode_video(model, clip, tmp_path / "b.mnvc", intra_period=4, progress=False, refine=opts)
     assert (tmp_path / "a.mnvc").read_bytes() == (tmp_path / "b.mnvc").read_bytes()
 
