@@ -248,6 +248,21 @@ def test_bdrate_x265_vs_x264_is_finite(sweep, tmp_path):
     assert all(math.isfinite(v) for pair in rows.values() for v in pair)
     saved = json.loads((tmp_path / "bd.json").read_text())
     assert saved["results"][0]["bd_rate_percent"] == pytest.approx(rows["psnr_yuv"][0], abs=0.006)
+    # each --method's figure is the bjontegaard package's on the files' (bpp, PSNR-YUV) points (a
+    # bdrate that used pchip whatever --method said passed: the figures were only checked finite)
+    import bjontegaard
+
+    curves = [sorted((p["bpp"], p["psnr_yuv"]) for p in _results(sweep, c)["points"]) for c in ("x264", "x265")]
+    (ra, da), (rt, dt) = (list(zip(*c)) for c in curves)
+    got = {}
+    for method in ("pchip", "akima", "cubic"):
+        code, _, stderr = _cli("bdrate", str(out / "x264_medium.json"), str(out / "x265_medium.json"),
+                               "--method", method, "--json", str(tmp_path / f"bd_{method}.json"))
+        assert code == 0, stderr
+        got[method] = json.loads((tmp_path / f"bd_{method}.json").read_text())["results"][0]["bd_rate_percent"]
+        want = bjontegaard.bd_rate(ra, da, rt, dt, method=method, require_matching_points=False, min_overlap=0)
+        assert got[method] == pytest.approx(want, rel=1e-6, abs=1e-6), method
+    assert len(set(got.values())) == 3, got  # the methods differ on these curves
 
 
 def test_bdrate_flags_curves_that_barely_overlap(sweep, tmp_path):
@@ -303,6 +318,18 @@ def test_bdrate_refuses_rgb_metrics_of_another_matrix(sweep, tmp_path):
                         "--matrix", "bt709", "--no-progress")
     assert code == 0, err
     b709 = tmp_path / "b709" / "x264_medium.json"
+    # --matrix reaches the metrics: per frame, PSNR-RGB is the bt709 conversion's of the decoded file,
+    # PSNR-YUV that of the bt601 sweep (a baseline that measured bt601 whatever --matrix said passed)
+    from mobilecodec.io.frame import YUVFrame
+    from mobilecodec.metrics.color import psnr_rgb
+
+    p601, p709 = _results(sweep, "x264")["points"][0], json.loads(b709.read_text())["points"][0]
+    decoded, _, _ = _decode(b709.parent / p709["file"])
+    for r601, r709, ref, dec in zip(p601["per_frame"], p709["per_frame"], _source_frames(sweep["source"], FRAMES),
+                                    decoded, strict=True):
+        assert r709["psnr_yuv"] == pytest.approx(r601["psnr_yuv"], abs=1e-9)
+        assert r709["psnr_rgb"] == pytest.approx(psnr_rgb(YUVFrame(*ref), YUVFrame(*dec), "bt709"), abs=1e-9)
+        assert abs(r709["psnr_rgb"] - r601["psnr_rgb"]) > 0.01
     code, stdout, err = _cli("bdrate", str(sweep["out"] / "x264_medium.json"), str(b709),
                              "--metric", "psnr_yuv,psnr_rgb,ms_ssim_rgb", "--json", str(tmp_path / "bd.json"))
     assert code == 0, err
