@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -199,10 +200,18 @@ def test_adarounded_checkpoint_round_trip(ada_q, ada_dir):
     assert q.qcfg.adaround and q.qcfg.adaround_iters == ITERS and q.qcfg.adaround_batches == ADA_BATCHES
 
 
-def test_cli_adaround_summary_and_int8_export(carphone, tmp_path):
-    """`ptq --adaround` records AdaRound per stage in ptq.json; the folder exports as int8 QDQ."""
+def test_cli_adaround_summary_and_int8_export(bikes, tmp_path):
+    """`ptq --adaround` records AdaRound per stage in ptq.json; the folder exports as int8 QDQ whose
+    weights are AdaRound's: each within one level of the float weight (floor or ceil), and not all
+    nearest-rounded (measured: 89 of 819,684 weights moved off the nearest level in 9 of 10 stages after
+    2 iterations; 0 without --adaround). Calibrated on bikes, a training clip."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mobilecodec.checkpoint import load_checkpoint
+
     out = tmp_path / "Q"
-    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(carphone), "--allow-held-out", "-o", str(out), "--crop", "64x64",
+    rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(bikes), "-o", str(out), "--crop", "64x64",
                "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0", "--adaround",
                "--adaround-iters", "2", "--adaround-batches", "1", "--no-progress"])
     assert rc == 0
@@ -215,7 +224,26 @@ def test_cli_adaround_summary_and_int8_export(carphone, tmp_path):
     pkg = tmp_path / "pkg"
     rc = main(["export", "--checkpoint", "tiny_b0.0064", "--int8", str(out), "--size", "64x64", "-o", str(pkg)])
     assert rc == 0
-    assert len(list(pkg.glob("**/*.onnx"))) >= len(summary["stages"])
+    man = json.loads((pkg / "manifest.json").read_text())
+    quantized = {n for n, g in man["graphs"].items() if g.get("quantization")}
+    assert set(summary["stages"]) <= quantized
+    params = dict(load_checkpoint("tiny_b0.0064")[0].named_parameters())
+    moved = 0
+    for name in summary["stages"]:
+        proto = onnx.load(str(pkg / man["graphs"][name]["file"]))
+        inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+        producers = {o: n for n in proto.graph.node for o in n.output}
+        for node in (n for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose")):
+            dq = producers[node.input[1]]
+            q, scale = inits[dq.input[0]], inits[dq.input[1]]
+            assert dq.op_type == "DequantizeLinear" and q.dtype == np.int8, (name, node.name)
+            shape = [1] * 4
+            shape[0 if node.op_type == "Conv" else 1] = -1
+            levels = params[f"{name}.{dq.input[0].removeprefix('stage.').removesuffix('_q')}"].detach().numpy() \
+                / scale.reshape(shape)
+            assert np.all(np.abs(q - levels) < 1 + 1e-4), (name, node.name)  # floor or ceil
+            moved += int((np.clip(np.round(levels), -128, 127) != q).sum())
+    assert moved > 0
 
 
 @pytest.mark.parametrize("flag", ["--adaround-iters", "--adaround-batches"])

@@ -835,8 +835,11 @@ def test_attention_einsum_and_equal_initial_weights_are_counted(tmp_path, monkey
     assert g["unknown_ops"] == {} and g["macs"] == macs and g["pytorch"]["macs"] == macs
     assert g["params"] == params and g["pytorch"]["params"] == params
     assert g["pytorch"]["not_counted"] == {}  # listed in the report, empty here
-    if g["shapes_measured"]:
-        assert g["shapes_measured_on"] == "the example inputs" and "the example inputs" in res.stdout
+    # the text says shapes were measured exactly when they were; a shape that follows the input's
+    # values (selected_rows: a boolean mask) can only be measured (the check sat behind an `if`)
+    assert ("measured by one onnxruntime run on the example inputs" in res.stdout) == bool(g["shapes_measured"])
+    assert g["shapes_measured_on"] == ("the example inputs" if g["shapes_measured"] else "")
+    assert g["shapes_measured"] > 0 or factory != "selected_rows"
 
 
 def test_pytorch_count_names_what_it_did_not_count(tmp_path, monkeypatch):
