@@ -15,7 +15,15 @@ METRIC_LABELS = {
 }
 
 
-def _pyplot() -> Any:
+def plain_text(text: Any) -> str:
+    """`text` as matplotlib draws it literally: '$' escaped (it starts mathtext, and 'cost_$5_$x.y4m'
+    raised a parse error after the whole eval had run) and bytes a file name holds that are not UTF-8
+    (surrogate escapes, which matplotlib refuses) replaced by U+FFFD."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("$", r"\$")
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +63,7 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
     metrics = [metric] if isinstance(metric, str) else list(metric)
     if not results or not metrics:
         raise InputError("rd_plot needs at least one result and one metric")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     try:
         labels = []
@@ -68,9 +76,9 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
         for ax, m in zip(axes[0], metrics):
             for res, name in zip(results, names):
                 rates, dists = rd_curve(res, m)
-                ax.plot(rates, dists, marker="o", label=name)
+                ax.plot(rates, dists, marker="o", label=plain_text(name))
                 for p in res["points"]:
-                    labels.append(ax.annotate(str(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
+                    labels.append(ax.annotate(plain_text(p.get("label", "")), (p["bpp"], p[m]), fontsize=7,
                                               textcoords="offset points", xytext=(4, -8)))
             if logx:
                 from matplotlib.ticker import FormatStrFormatter
@@ -88,7 +96,7 @@ def rd_plot(results: list[dict[str, Any]], path: str | os.PathLike,
             ax.grid(True, alpha=0.3)
             ax.legend(loc="best" if logx else "lower right", fontsize=8)
         if title:
-            fig.suptitle(title, fontsize=10)
+            fig.suptitle(plain_text(title), fontsize=10)
         fig.tight_layout()
         drop_overlapping_labels(fig, labels)
         _save(fig, path)
@@ -119,7 +127,7 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
     """Plot per-frame `key` (e.g. 'bits', 'psnr_yuv') against frame index for every RD point."""
     if not results:
         raise InputError("per_frame_plot needs at least one result")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.2))
     try:
         intra: set[int] = set()
@@ -131,7 +139,7 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
                 if key not in frames[0]:
                     raise InputError(f"per-frame data has no {key!r}")
                 ax.plot([f["index"] for f in frames], [f[key] for f in frames], linewidth=1,
-                        marker="." if len(frames) <= 32 else None, label=_point_label(res, p))  # 1 frame: a dot
+                        marker="." if len(frames) <= 32 else None, label=plain_text(_point_label(res, p)))  # 1 frame: a dot
                 intra.update(f["index"] for f in frames if f.get("type") == "I")
         for index in sorted(intra):  # where each intra period starts, so its drift reads at a glance
             ax.axvline(index, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
@@ -143,7 +151,7 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
         if title:
-            ax.set_title(title, fontsize=10)
+            ax.set_title(plain_text(title), fontsize=10)
         fig.tight_layout()
         _save(fig, path)
     finally:

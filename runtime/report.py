@@ -103,12 +103,10 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
     """MACs per subnetwork (sender, receiver) and, with latency, the P-frame decode breakdown."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from mobilecodec.fsutil import atomic_path
+    from mobilecodec.plots import plain_text, pyplot
+
+    plt = pyplot()
 
     if report.get("kind") == "graphs":
         from mobilecodec.runtime.report_npu import write_graph_charts
@@ -124,7 +122,7 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set_yticks([i + 0.2 for i in range(len(rows))], rows)
     ax.set_xlabel("kMACs per luma pixel")
     ax.legend()
-    ax.set_title(f"MACs per subnetwork ({report['complexity']['config']})")
+    ax.set_title(plain_text(f"MACs per subnetwork ({report['complexity']['config']})"))
     fig.tight_layout()
     with atomic_path(out_dir / "macs_per_subnetwork.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -108,14 +108,13 @@ def npu_md(report: dict[str, Any]) -> list[str]:
 
 def write_graph_charts(report: dict[str, Any], out_dir: Path) -> list[str]:
     """MACs of the costliest layers of every graph (horizontal bars)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from mobilecodec.fsutil import atomic_path
+    from mobilecodec.plots import plain_text, pyplot
 
-    rows = [(f"{n}:{la['name']}"[-40:], la["macs"] / 1e6) for n, g in report["graphs"].items() for la in g["layers"]]
+    plt = pyplot()
+
+    rows = [(plain_text(f"{n}:{la['name']}"[-40:]), la["macs"] / 1e6) for n, g in report["graphs"].items()
+            for la in g["layers"]]
     rows = sorted(rows, key=lambda r: -r[1])[:20][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
     ax.barh([r[0] for r in rows], [r[1] for r in rows])

@@ -482,10 +482,10 @@ def test_intra_period_sweep_reports_the_drift_of_its_periods(carphone, tmp_path)
 def test_rd_plot_drops_labels_that_overprint(sweep):
     """Two curves with the same points (x264's sweep twice, the second nudged by 0.1 % in rate):
     the second curve's labels would overprint the first's and are dropped; the first keeps all."""
-    from mobilecodec.plots import _pyplot, drop_overlapping_labels
+    from mobilecodec.plots import drop_overlapping_labels, pyplot
 
     res = _results(sweep, "x264")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots()
     try:
         labels = []
@@ -675,3 +675,18 @@ def test_sei_units_are_found_in_length_prefixed_packets():
     assert _nal_length_size("h264", bytes([1, 100, 0, 31, 0xFF])) == 4 and _nal_length_size("h264", bytes([1, 0, 0, 0, 0xFD])) == 2
     assert _nal_length_size("hevc", bytes([1] + [0] * 20 + [0x0F])) == 4
     assert _nal_length_size("h264", b"\0\0\0\1\x67") is None  # Annex B: start codes, no prefixes
+
+
+def test_file_names_matplotlib_would_parse_are_plotted_literally(sweep, tmp_path):
+    """A '$' in an input's name started mathtext in the RD plot's title (ParseSyntaxException), and a
+    name holding bytes that are not UTF-8 made matplotlib raise (TypeError): both after every encode
+    had run, as 'internal error' (I/O audit)."""
+    import shutil
+
+    for k, name in enumerate(("cost_$5_$x.y4m", os.fsdecode(b"bad\xff name.y4m"))):
+        src = tmp_path / name
+        shutil.copyfile(sweep["source"], src)
+        code, _, err = _cli("baseline", "--codec", "x264", "--crf", "28,38", "--frames", "2", str(src),
+                            "-o", str(tmp_path / f"o{k}"), "--no-progress")
+        assert code == 0, err
+        assert (tmp_path / f"o{k}" / "x264_medium_rd.png").stat().st_size > 0
