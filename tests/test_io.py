@@ -539,6 +539,23 @@ def test_rotated_truncated_and_empty_containers_are_refused(tmp_path):
         read_frames(empty)
 
 
+@pytest.mark.parametrize("name,flags", [("cut.mkv", ()), ("cut.mp4", ("-movflags", "+frag_keyframe"))])
+def test_containers_without_a_frame_count_are_refused_when_cut(tmp_path, name, flags):
+    """Matroska and fragmented MP4 list a duration, not a frame count: a file cut in half was coded
+    from the frames left with exit 0 (9 of 20 of an FFV1 .mkv; I/O audit). Whole, every frame reads;
+    cut, the refusal says how much of the listed duration decoded; asked for fewer frames, it reads."""
+    src = tmp_path / ("whole" + Path(name).suffix)
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "30", "-pix_fmt", "yuv420p", "-c:v", "mpeg4",
+            "-bf", "0", "-g", "5", *flags, str(src))
+    assert len(read_frames(src)) == 30
+    cut = tmp_path / name
+    data = src.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"only \d+ frames \(\d\.\d\d s\) of the [23]\.00 s the container lists"):
+        read_frames(cut)
+    assert len(read_frames(cut, 2)) == 2
+
+
 def test_mp4_cut_with_an_edit_list_reads_the_frames_ffmpeg_shows(tmp_path):
     """`ffmpeg -ss T -c copy` cuts at the keyframe before T and writes an edit list that hides the
     samples before T: the container lists more samples than it shows. Such a file is read as ffmpeg

@@ -136,7 +136,7 @@ class AVReader(VideoReader):
         try:
             stream = self._stream(container)
             stream.thread_type = "AUTO"
-            count = 0
+            count, first, last = 0, None, None
             uneven = (_UnevenTimestamps(self.path, self.rate, float(stream.time_base or 0))
                       if not self._rate_given else None)
             hidden = [0]  # samples an edit list leaves out (`ffmpeg -ss T -c copy` writes one): not shown
@@ -156,14 +156,25 @@ class AVReader(VideoReader):
                                      f"(a phone recording?); rotate the pixels first, e.g. ffmpeg -i IN OUT.y4m")
                 if uneven is not None:
                     uneven.see(count, frame.time)
+                if frame.time is not None:
+                    first = frame.time if first is None else first
+                    last = frame.time
                 yield av_frame_to_yuv(frame)
                 count += 1
             if count == 0:
                 raise InputError(f"no frames in {self.path} (nothing could be decoded)")
+            short = self.max_frames is None or count < self.max_frames
             listed = int(stream.frames) - hidden[0]
-            if listed > 0 and count < listed and (self.max_frames is None or count < self.max_frames):
+            if listed > 0 and count < listed and short:
                 raise InputError(f"{self.path}: only {count} of the {listed} frames the container lists could be "
                                  f"decoded (truncated or damaged file)")
+            # Matroska lists no frame count and a fragmented MP4 its first fragment's, only the duration
+            # of the whole: a cut file was coded silently from the frames left (9 of 20, exit 0; I/O audit)
+            duration, rate = _listed_seconds(container, stream), float(stream.average_rate or self.rate or 0)
+            if (listed <= 0 or count > listed) and short and duration and rate and last is not None and \
+                    last - first + 1 / rate < duration - 1.5 / rate:
+                raise InputError(f"{self.path}: only {count} frames ({last - first + 1 / rate:.2f} s) of the "
+                                 f"{duration:.2f} s the container lists could be decoded (truncated or damaged file)")
         finally:
             container.close()
 
@@ -175,6 +186,23 @@ def _decode(container: Any, stream: Any, hidden: list[int]) -> Iterator[Any]:
         if packet.is_discard:
             hidden[0] += 1
         yield from packet.decode()
+
+
+def _listed_seconds(container: Any, stream: Any) -> float | None:
+    """The video stream's duration as the container lists it, in seconds: the stream's own, else
+    Matroska's DURATION tag, else the container's when the video is its only stream; None if none."""
+    if stream.duration and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION", "")
+    parts = tag.split(":")
+    if len(parts) == 3:
+        try:
+            return int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+        except ValueError:
+            return None
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
 
 
 def _shown_frames(stream: Any, rate: Fraction | None) -> int | None:
