@@ -27,6 +27,15 @@ def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Ite
         raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
 
 
+def failed_path(exc: OSError) -> str | None:
+    """The file an OSError is about, for its one-line message: a copy that fills the disk or meets
+    the file size limit names its source first and the destination second (shutil), and the full
+    disk is the destination's (eval named its temporary copy in /tmp, which had 69 GB free)."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG) and exc.filename2:
+        return str(exc.filename2)
+    return None if exc.filename is None else str(exc.filename)
+
+
 def _ran_out_in(exc: OSError, written: Path) -> bool:
     """Whether `exc` (ENOSPC or EFBIG) happened in `written`: its file system has (nearly) no room
     left, or a file in it reached the process's file size limit."""
@@ -533,9 +542,11 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
             for rel in staged:
                 os.replace(stage / rel, out / rel)
     except BaseException as exc:
-        if isinstance(exc, OSError) and isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(stage):
-            # the name a user knows, not the staging one that is gone by now
-            exc.filename = str(out / Path(exc.filename).relative_to(stage))
+        if isinstance(exc, OSError):  # the names a user knows, not the staging ones that are gone by now
+            if isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(stage):
+                exc.filename = str(out / Path(exc.filename).relative_to(stage))
+            if isinstance(exc.filename2, str) and Path(exc.filename2).is_relative_to(stage):
+                exc.filename2 = str(out / Path(exc.filename2).relative_to(stage))
         with _signals_held():  # a second Ctrl-C must not leave the staging folder behind
             shutil.rmtree(stage, ignore_errors=True)
             remove_empty(made)

@@ -140,6 +140,21 @@ def test_publishing_names_the_final_file_in_an_error(tmp_path):
     assert info.value.filename == str(out / "profile.md")
 
 
+def test_a_copy_that_fills_the_disk_names_its_destination(tmp_path):
+    """shutil.copyfile names a full disk's error by its source first and its destination second:
+    eval and baseline, which copy their work from /tmp into the output folder's staging, printed
+    the /tmp copy ('No space left on device: /tmp/mobilecodec-eval-.../tiny_b0.0064.y4m', 69 GB
+    free there). The message names the destination, as the user knows it."""
+
+    out = tmp_path / "ev"
+    with pytest.raises(OSError) as info, fsutil.publishing(out) as stage:
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/mobilecodec-eval-x/a.y4m", None,
+                      str(stage / "streams" / "a.y4m"))  # as shutil._fastcopy_sendfile sets them
+    assert fsutil.failed_path(info.value) == str(out / "streams" / "a.y4m")
+    other = OSError(errno.EACCES, "Permission denied", "/src", None, "/dst")  # not about room: the first
+    assert fsutil.failed_path(other) == "/src" and fsutil.failed_path(OSError(errno.EIO, "I/O")) is None
+
+
 def test_publishing_moves_subfolders_and_removes_the_ones_it_made_on_failure(tmp_path):
     """eval stages OUT/streams/*.mnvc this way: the subfolder is made in OUT on success only."""
     out = tmp_path / "ev"

@@ -195,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as a shell reports it
         return 141
     except OSError as exc:  # an output that cannot be written, a disk that fills up, ...
-        where = f": {exc.filename}" if exc.filename else ""
+        from mobilecodec.fsutil import failed_path
+
+        where = f": {path}" if (path := failed_path(exc)) else ""
         print(f"mobilecodec {args._command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except _Terminated:
