@@ -267,9 +267,10 @@ def test_a_pipe_or_a_folder_is_named_for_what_it_is(tmp_path):
         os.mkfifo(tmp_path / name)
         with pytest.raises(InputError, match="not a regular file \\(a pipe or a device\\): save it to a file first"):
             open_video(tmp_path / name)
-    (tmp_path / "d.y4m").mkdir()
-    with pytest.raises(InputError, match="d.y4m is a folder, not a video file"):
-        open_video(tmp_path / "d.y4m")
+    for name in ("d.y4m", "clips"):  # a folder without an extension was "unsupported video extension '(none)'"
+        (tmp_path / name).mkdir()
+        with pytest.raises(InputError, match=f"{name} is a folder, not a video file"):
+            open_video(tmp_path / name)
 
 
 def test_unknown_extension_lists_supported(tmp_path):
@@ -620,6 +621,17 @@ def test_variable_frame_rate_video_warns_once(tmp_path):
             # the average: 10 frames over 1.5 s, 6.67 fps; frame 1 is the first to come off it
             assert re.search(r"variable frame rate \(frame 1 follows 100 ms after the previous one, 150 ms "
                              r"at the average 6\.6+7 fps\).*timing is not kept", msgs[0]), msgs[0]
+
+
+def test_a_y4m_header_without_its_newline_says_so(tmp_path):
+    """The first FRAME marker runs into the header's last tag without the newline: the message was
+    "unsupported y4m colour format C420jpegFRAME" (or "bad y4m header field 'H64FRAME'"; I/O audit)."""
+    frame = bytes(64 * 48 * 3 // 2)
+    for k, header in enumerate(("W64 H48 F25:1 C420jpeg", "F25:1 W64 H48")):
+        path = tmp_path / f"t{k}.y4m"
+        path.write_bytes(f"YUV4MPEG2 {header}".encode() + b"FRAME\n" + frame)
+        with pytest.raises(InputError, match="header does not end with a newline before the first FRAME"):
+            open_video(path)
 
 
 @pytest.mark.parametrize("tags,error", [

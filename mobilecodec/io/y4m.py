@@ -37,6 +37,8 @@ def parse_header(line: bytes, path: Path | str = "<y4m>", fps_given: bool = Fals
     if not line.startswith(MAGIC) or not line.endswith(b"\n"):
         raise InputError(f"{path}: not a YUV4MPEG2 file (header must start with 'YUV4MPEG2 ' "
                          f"and end with a newline within {_MAX_HEADER} bytes)")
+    if line.rstrip(b"\n").endswith(b"FRAME"):  # no newline after the header: the first frame's marker ran into its last tag
+        raise InputError(f"{path}: the y4m header does not end with a newline before the first FRAME")
     width = height = None
     rate = Fraction(25)  # no F tag: the format defines no default; ffmpeg assumes 25
     chroma = None        # no C tag: ffmpeg's XYSCSS tag, else 4:2:0 jpeg (the spec's default)
