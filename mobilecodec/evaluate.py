@@ -324,7 +324,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
     from mobilecodec.io import read_frames, warn_fewer_frames
-    from mobilecodec.metrics.msssim import ms_ssim_scales
+    from mobilecodec.metrics.msssim import check_measurable
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import check_same_clip
 
@@ -335,7 +335,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
         if not frames:
             raise InputError(f"no frames in {s}")
         warn_fewer_frames(s, len(frames), opts.frames, "coding")  # coded whole; its JSON's "frames" says how many
-        ms_ssim_scales(*frames[0].y.shape)  # frames MS-SSIM cannot measure: refused before coding, as baseline does
+        check_measurable(*frames[0].y.shape, s)  # frames MS-SSIM cannot measure: refused before coding, as baseline does
         if anchor_res is not None:  # before any coding, not after
             h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s), source=str(s)))

@@ -624,7 +624,7 @@ def test_frames_ms_ssim_cannot_measure_are_refused_before_coding(carphone, tmp_p
     original = ev.code_point
     monkeypatch.setattr(ev, "code_point", lambda *a, **k: called.append(1) or original(*a, **k))
     assert_clean_error(cli_here("eval", clip, "--checkpoint", "tiny_b0.0512", "-o", tmp_path / "OUT", "--no-progress"),
-                       "too small")
+                       "tiny8.y4m: 8x8 frames are too small to measure: RD points include MS-SSIM-RGB")
     assert called == [] and not (tmp_path / "OUT").exists()
 
 

@@ -170,9 +170,9 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
     try:
         src_yuv = work / "source.yuv"
         meta = _write_source_yuv(cfg, src_yuv)
-        from mobilecodec.metrics import ms_ssim_scales
+        from mobilecodec.metrics import check_measurable
 
-        ms_ssim_scales(meta["height"], meta["width"])  # frames MS-SSIM cannot measure: refused before encoding
+        check_measurable(meta["height"], meta["width"], cfg.input)  # frames MS-SSIM cannot measure: refused before encoding
         src = _source_frames(src_yuv, meta["width"], meta["height"], meta["frames"])
         points = []
         bar = progress_bar(total=len(cfg.crfs) * meta["frames"], unit="frame", enabled=cfg.progress,

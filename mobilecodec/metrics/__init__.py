@@ -3,7 +3,7 @@
 from mobilecodec.metrics.bd import bd_psnr, bd_rate
 from mobilecodec.metrics.color import MATRICES, psnr_rgb, yuv_to_rgb, yuv_to_rgb8
 from mobilecodec.metrics.frames import PSNR_CAP_DB, frame_metrics, mean_metrics, mean_psnr
-from mobilecodec.metrics.msssim import ms_ssim, ms_ssim_rgb, ms_ssim_scales
+from mobilecodec.metrics.msssim import check_measurable, ms_ssim, ms_ssim_rgb, ms_ssim_scales
 from mobilecodec.metrics.psnr import bpp, mse, psnr, psnr_from_mse, psnr_samples, psnr_yuv
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "bd_psnr",
     "bd_rate",
     "bpp",
+    "check_measurable",
     "frame_metrics",
     "mean_metrics",
     "mean_psnr",

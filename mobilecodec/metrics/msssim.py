@@ -83,6 +83,15 @@ def ms_ssim_scales(height: int, width: int, max_scales: int = len(WEIGHTS)) -> i
     return scales
 
 
+def check_measurable(height: int, width: int, source: Any) -> None:
+    """Refuse frames MS-SSIM cannot measure before an RD sweep codes them (eval, baseline), saying
+    why a command that only codes would take them: the bare metric's message read as an internal one."""
+    if min(height, width) < WIN_SIZE:
+        raise InputError(f"{source}: {width}x{height} frames are too small to measure: RD points include MS-SSIM-RGB, "
+                         f"whose {WIN_SIZE}x{WIN_SIZE} window needs frames of at least {WIN_SIZE}x{WIN_SIZE} "
+                         "(encode and decode take any size)")
+
+
 def ms_ssim(a: Any, b: Any, data_range: float = 255.0, max_scales: int = len(WEIGHTS)) -> float:
     """MS-SSIM of two HxW or HxWxC arrays (C channels averaged); see the module docstring for small images."""
     x = np.asarray(a, dtype=np.float64)
