@@ -163,6 +163,20 @@ def test_report_folders_that_are_files_are_refused(args, words, tmp_path):
     assert afile.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("args,words", [
+    (("eval", "carphone", "--checkpoint", "tiny_b0.0064", "--frames", "1", "-o", ""), ("-o is empty", "folder")),
+    (("baseline", "carphone", "--codec", "x264", "--crf", "30", "--frames", "1", "-o", ""), ("-o is empty", "folder")),
+    (("encode", "carphone", "--checkpoint", "tiny_b0.0064", "--frames", "1", "-o", ""), ("-o is empty", "file")),
+    (("profile", "--config", "tiny", "--size", "64x64", "--json", " "), ("--json is empty", "file")),
+])
+def test_an_empty_output_path_is_refused(args, words, tmp_path, monkeypatch):
+    """`-o ''` was the current folder: eval and baseline wrote their files there with exit 0, encode
+    said "output . is a folder" (I/O audit)."""
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(cli_here(*args), *words)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_refuses_before_creating_its_run_folder(tmp_path):
     """A bad config, init or recipe-only option fails with one line and leaves no run folder."""
     run = tmp_path / "run"

@@ -38,6 +38,9 @@ def check_outputs(args: argparse.Namespace) -> None:
 
     spec: Output | None = getattr(args, "_output", None)
     out = getattr(args, spec.dest, None) if spec is not None else None
+    for value, flag in ((out, "-o"), (getattr(args, "json", None), "--json")):
+        if isinstance(value, str) and not value.strip():  # '' was the current folder: eval wrote its files there
+            raise InputError(f"{flag} is empty: name a {'folder' if flag == '-o' and spec.kind == 'folder' else 'file'}")
     if out is not None:
         if spec.kind == "file":
             check_output_file(out)
