@@ -664,3 +664,19 @@ def test_y4m_header_tags(tags, error, tmp_path):
     if error in ("outside", "positive", "bad y4m header field"):  # a bad F tag: the rate given wins
         with open_video(path, fps=25) as r:
             assert r.rate == 25
+
+
+def test_a_damaged_cached_sample_clip_is_converted_again(tmp_path, monkeypatch, carphone):
+    """The cached .y4m of a bundled clip is written whole; one damaged since (cut mid-frame) made every
+    `encode carphone` fail with "frame 119 is truncated" and nothing said to delete it (I/O audit): it
+    is converted again, with a warning, to the same bytes."""
+    from mobilecodec.errors import InputWarning
+    from mobilecodec.io import sample_clip
+
+    monkeypatch.setenv("MOBILECODEC_CACHE", str(tmp_path))
+    cached = sample_clip("carphone")
+    assert cached.parent.parent == tmp_path and cached.read_bytes() == carphone.read_bytes()
+    cached.write_bytes(carphone.read_bytes()[:-100])
+    with pytest.warns(InputWarning, match="cached carphone .* is damaged"):
+        assert sample_clip("carphone") == cached
+    assert cached.read_bytes() == carphone.read_bytes()

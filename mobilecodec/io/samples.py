@@ -55,7 +55,15 @@ def sample_clip(name: str) -> Path:
     """Path of clip `name` as .y4m (8-bit 4:2:0, source frame rate), converting it on first use."""
     target = sample_cache_path(name)
     if target.is_file():
-        return target
+        if _whole_y4m(target):
+            return target
+        import warnings
+
+        from mobilecodec.errors import InputWarning
+
+        # written whole (atomically), so damaged since: every command refused the clip with no hint
+        warnings.warn(InputWarning(f"the cached {name} ({target}) is damaged (not whole frames): converting it again"),
+                      stacklevel=2)
     source = sample_source(name)
     from mobilecodec.io.reader import open_video
     from mobilecodec.io.writer import VideoWriter
@@ -66,6 +74,21 @@ def sample_clip(name: str) -> Path:
         for frame in reader:
             writer.write(frame)
     return target
+
+
+def _whole_y4m(path: Path) -> bool:
+    """Whether a cached clip (as VideoWriter writes it: one header, then 'FRAME' lines and 4:2:0
+    planes) holds a whole number of frames, at least one."""
+    from mobilecodec.io.y4m import FRAME_HEADER, parse_header
+
+    try:
+        with open(path, "rb") as f:
+            header = parse_header(f.readline(4096), path)
+        frame = len(FRAME_HEADER) + header.width * header.height * 3 // 2
+        body = path.stat().st_size - header.nbytes
+    except (OSError, InputError):
+        return False
+    return body > 0 and body % frame == 0
 
 
 def _check_name(name: str) -> str:
