@@ -370,3 +370,15 @@ def test_drift_scripts_refuse_another_period_or_clip(carphone, tmp_path):
     write_video(tmp_path / "two.y4m", read_frames(carphone, 2), 30000 / 1001)
     proc = _run(str(windows), str(report), "--period", "4", "--windows", "1", "--content", str(tmp_path / "two.y4m"))
     assert proc.returncode == 2 and "has 2 frames" in proc.stderr and "not the coded clip" in proc.stderr
+
+
+def test_a_script_whose_reader_went_away_ends_without_a_traceback(tmp_path):
+    """`python scripts/drift_probe.py make x.y4m | head -1` printed a BrokenPipeError traceback: a
+    script ends as a command does when its reader goes away, with 128 + SIGPIPE and nothing on
+    stderr. The reader here is `true`, gone before the script's first line (python takes longer to
+    start), so the pipe is closed at that line on every run; the half-made probe is not left."""
+    probe, clip = ROOT / "scripts" / "drift_probe.py", tmp_path / "p.y4m"
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' '{probe}' make '{clip}' --size 64x64 --periods 2 "
+                           "--period 4 | true; exit ${PIPESTATUS[0]}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -447,6 +447,10 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
     except MobileCodecError as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # the reader of stdout went away (`| head -1`): as a command, 128 + SIGPIPE,
+        with contextlib.suppress(OSError):  # no traceback, and nothing more to flush into the closed pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     finally:
         if to_stdout:
             JSON_STDOUT.pop()
