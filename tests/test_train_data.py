@@ -336,17 +336,24 @@ def test_synthetic_motion_gop_moves_as_told():
     assert judged >= 4, judged
 
 
-def test_augmented_video_gops_are_flipped_or_downscaled_copies():
-    from mobilecodec.train.data import TrainingData, _half_size
+def _half(f: np.ndarray) -> np.ndarray:
+    """A plane halved by the mean of each 2x2 block, rounded half up: written here, not the sampler's
+    own `_half_size` (the expected value came from the code under test; tests audit)."""
+    h, w = f.shape[0] // 2, f.shape[1] // 2
+    return ((f[:2 * h, :2 * w].reshape(h, 2, w, 2).astype(int).sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
 
+
+def test_augmented_video_gops_are_flipped_or_downscaled_copies():
+    from mobilecodec.train.data import TrainingData
+
+    assert _half(np.array([[0, 1], [2, 2]], np.uint8)).tolist() == [[1]]  # 5 / 4 = 1.25 -> 1 (by hand)
     plain = TrainingData(["bikes"], 1, (64, 64), max_frames=4)
     clip = plain.sources[0]
     aug = TrainingData(["bikes"], 1, (64, 64), max_frames=4, augment=True)
     rng = np.random.default_rng(5)
     frame0 = [np.asarray(clip.y[t]) for t in range(clip.num_frames)]
     candidates = {"plain": frame0, "flip": [f[:, ::-1] for f in frame0],
-                  "half": [_half_size(f[None])[0] for f in frame0],
-                  "half+flip": [_half_size(f[None])[0][:, ::-1] for f in frame0]}
+                  "half": [_half(f) for f in frame0], "half+flip": [_half(f)[:, ::-1] for f in frame0]}
     kinds = set()
     for _ in range(40):
         y, _ = aug.sample(rng)

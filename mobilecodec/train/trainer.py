@@ -614,9 +614,10 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
     return {"run_dir": str(run), "config": model.cfg.name, "stage": st.stage, "beta": opts.beta,
             "start_step": start_step, "step": step, "steps_run": steps_done, "seconds": seconds,
             "steps_per_s": steps_done / seconds if seconds > 0 and steps_done else None,
-            # the same after the first step (its warm-up weighs on a short run's figure)
+            # the same after the first step (its warm-up weighs on a short run's figure), and that step's time
             "steps_per_s_after_first": ((steps_done - 1) / (t_end - t_first)
                                         if steps_done > 1 and t_end > t_first else None),
+            "first_step_seconds": t_first - t0 if steps_done else None,
             "world_size": dist.world_size, "checkpoint": str(final_path),
             "weights_hash": weights_hash, "last": summary, "options": opts.to_dict(),
             "interrupted": interrupted}
