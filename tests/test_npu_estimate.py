@@ -132,6 +132,11 @@ def test_roofline_bounds_and_precision():
     # 2-byte activations spill more: at least twice the int8 bytes (some int8 maps fit on chip)
     assert f["dram"]["activations_bytes"] >= 2 * q["dram"]["activations_bytes"]
     assert estimate_graph(unet, "8gen3", "float")["ms"] < f["ms"]
+    # w8a16 is not fitted: its MACs run at half the int8 rate, by rule, so the same layers' compute time
+    # is exactly twice int8's (the only w8a16 figure judged was memory-bound, and a w8a16 priced at the
+    # int8 rate passed; tests audit)
+    w16 = estimate_graph(unet, "8gen2", "w8a16")
+    assert q["compute_ms"] > 0 and w16["compute_ms"] == pytest.approx(2 * q["compute_ms"], rel=1e-12)
     with pytest.raises(Exception, match="unknown device"):
         estimate_graph(unet, "8gen9")
 
