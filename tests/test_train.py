@@ -1037,3 +1037,24 @@ def test_init_of_another_config_trains_that_config(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "-o", str(tmp_path / "t"), "--config", "tiny"]) == 2
     assert "is config 'mobilenvc', but --config 'tiny' was given" in capsys.readouterr().err
+
+
+def test_yuv_weights_set_the_distortion_and_define_the_run(tmp_path, capsys):
+    """`--yuv-weights Y,U,V` weighs the MSE's planes (default 6,1,1): one first step from the same seed
+    logs another distortion under 1,4,4; the run records the weights, and a resume must keep them."""
+    runs = {}
+    for weights in ("6,1,1", "1,4,4"):
+        run = tmp_path / weights.replace(",", "_")
+        assert _train(run, "--steps", "1", "--threads", "1", "--yuv-weights", weights,
+                      "--json", str(tmp_path / f"{run.name}.json")) == 0
+        runs[weights] = json.loads((tmp_path / f"{run.name}.json").read_text())
+    assert runs["1,4,4"]["options"]["stage"]["yuv_weights"] == [1.0, 4.0, 4.0]
+    assert runs["6,1,1"]["last"]["mse"] != runs["1,4,4"]["last"]["mse"]
+    capsys.readouterr()
+    assert main(["train", "-o", str(tmp_path / "1_4_4"), "--resume", "--steps", "2", "--no-progress",
+                 "--yuv-weights", "6,1,1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--yuv-weights [6.0, 1.0, 1.0] differs from the run being resumed" in err[0], err
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "--stage", "1", "--beta", "0.01", "-o", str(tmp_path / "x"), "--yuv-weights", "6,1"])
+    assert bad.value.code == 2 and "expected three weights Y,U,V" in capsys.readouterr().err

@@ -9,14 +9,14 @@ import argparse
 import sys
 
 from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, given_options, parse_hw,
-                                    positive_float, positive_int, seed_int, thread_count)
+                                    parse_yuv_weights, positive_float, positive_int, seed_int, thread_count)
 
 HELP = "train a codec (stage 1 or 2 of Table 5) on videos or Vimeo-90K septuplets"
 OUTPUT = Output("folder")  # a run folder, continued when started again
 
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
-_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "lr", "tau", "p_rate_factor", "flow_lambda",
+_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "lr", "tau", "p_rate_factor", "yuv_weights", "flow_lambda",
                  "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "motion_search_radius", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
@@ -82,6 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default 1). Full backprop through long GOPs explodes; F < 1 bounds it")
     p.add_argument("--tau", type=positive_float, default=None,
                    help="P-frame loss modulation: P-frame t weighted tau^(t-1) (default 1 / 1.2)")
+    p.add_argument("--yuv-weights", type=parse_yuv_weights, default=None, metavar="Y,U,V",
+                   help="plane weights of the MSE D (default 6,1,1, as PSNR-YUV weighs them); larger U and V "
+                        "weights make the codec keep colour at some cost in luma (docs/results/rd.md: chroma "
+                        "decays along the period on saturated moving content)")
     p.add_argument("--p-rate-factor", type=positive_float, default=None, metavar="F",
                    help="P-frame rate weight F*beta (default 2, Table 5); a lower F makes the residual "
                         "coder spend bits on detail the warp lost, instead of letting it drift away")
@@ -131,7 +135,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
-            "lr": args.lr, "tau": args.tau, "p_rate_factor": args.p_rate_factor, "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
+            "lr": args.lr, "tau": args.tau, "p_rate_factor": args.p_rate_factor, "yuv_weights": args.yuv_weights,
+            "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
             "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "ref_grad_scale": args.ref_grad_scale, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
             "noisy_synthesis": tuple(sorted(set(args.noisy_synthesis))) if args.noisy_synthesis else None}
 
@@ -148,7 +153,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout,
               "rollout_random": st.rollout_random or None, "detach_iframe": st.detach_iframe or None, "ref_grad_scale": st.ref_grad_scale, "lr": st.lr, "tau": st.tau,
-              "p_rate_factor": st.p_rate_factor,
+              "p_rate_factor": st.p_rate_factor, "yuv_weights": tuple(st.yuv_weights),
               "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher, "teacher_steps": st.teacher_steps,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,
               "reinit": list(saved.reinit) or None, "freeze": list(saved.freeze) or None, "motion_hint": saved.motion_hint,

@@ -227,6 +227,14 @@ def positive_float(text: str) -> float:
     return v
 
 
+def parse_yuv_weights(text: str) -> tuple[float, float, float]:
+    """argparse type: 'Y,U,V' into three positive plane weights (e.g. '6,1,1')."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three weights Y,U,V (e.g. 6,1,1), got {text!r}")
+    return tuple(positive_float(p.strip()) for p in parts)  # type: ignore[return-value]
+
+
 def parse_crf_list(text: str) -> list[float]:
     """argparse type: '23,28,33,38' into distinct numbers in CRF_MIN..CRF_MAX (ints stay ints); the
     x264 / x265 sweep of `baseline --crf` and `demo --baseline-crf`."""
