@@ -76,12 +76,18 @@ step() {
 }
 
 # 1-3. RD, anchors, BD-rates -------------------------------------------------------------------------
-clip_rd() {  # clip frames intra
-  local clip=$1 frames=$2 intra=$3 d="$OUT/rd_$1"
+anchors() {  # clip frames: x264 / x265 medium over CRFS -> OUT/rd_CLIP/{x264,x265}.json (step 2; the
+  # int8 packages' RD of step 4 needs them too, also when STEPS=int8 runs alone)
+  local clip=$1 frames=$2 d="$OUT/rd_$1"
   for codec in x264 x265; do
     step "${clip}_$codec" "$d/${codec}.json" "$MC" baseline "$clip" --codec "$codec" --preset medium \
       --crf "$CRFS" --frames "$frames" -o "$d/anchors" --json "$d/${codec}.json" --no-progress
   done
+}
+
+clip_rd() {  # clip frames intra
+  local clip=$1 frames=$2 intra=$3 d="$OUT/rd_$1"
+  anchors "$clip" "$frames"
   step "${clip}_eval" "$d/eval.json" "$MC" eval "$clip" --checkpoint "$CKPTS" --frames "$frames" \
     --intra-period "$intra" --anchor "$d/x264.json" -o "$d/eval" --json "$d/eval.json" --no-progress
   bd_rates "$d" eval
@@ -177,6 +183,7 @@ if want int8 && [[ $MODES != 0 ]]; then
         --int8 "$q/$kind" -o "$q/pk_$kind"
     done
     d="$OUT/rd_carphone"
+    anchors carphone "$FRAMES"
     step "carphone_eval_$kind" "$d/eval_$kind.json" "$MC" eval carphone --package "$(int8_dirs "pk_$kind")" \
       --frames "$FRAMES" --intra-period "$INTRA" --block-modes "$MODES" --anchor "$d/x264.json" \
       -o "$d/eval_$kind" --json "$d/eval_$kind.json" --no-progress
