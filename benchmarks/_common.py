@@ -21,24 +21,11 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # `roofline` imports c
     sys.path.append(str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: torch threads sleep, not spin (before torch loads)
 
+from mobilecodec.cli.common import json_target  # noqa: E402,F401 (after the path; the benchmarks use it)
 from mobilecodec.cli.common import run_script as run_main  # noqa: E402 (after the path): one-line errors
 
 NOTE = (f"measured on this machine ({os.cpu_count()} cores, shared with other jobs): ratios within one run "
         "are meaningful, absolute numbers are indicative")
-
-
-def json_target(text: str) -> str:
-    """argparse type of --json: '-' or a file path that can be written, checked before the measurement
-    (a folder given was refused only after minutes of it)."""
-    from mobilecodec.errors import InputError
-    from mobilecodec.fsutil import check_output_file
-
-    if text != "-":
-        try:
-            check_output_file(text)
-        except InputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def parser(doc: str) -> argparse.ArgumentParser:

@@ -111,6 +111,8 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow:
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clip", help="video file or bundled clip name (not carphone: it is held out)")
     ap.add_argument("--checkpoint", default="tiny_b0.0064")
@@ -119,7 +121,7 @@ def main() -> int:
     ap.add_argument("--zero-flow", action="store_true",
                     help="replace the decoded flow by zero (for static clips: `drift_probe.py make --max-speed 0`)")
     ap.add_argument("--threads", type=positive_int, default=1)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=json_target)
     ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
     args = ap.parse_args()
 

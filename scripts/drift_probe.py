@@ -98,6 +98,8 @@ def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make", help="write the probe clip")
@@ -114,7 +116,7 @@ def main() -> int:
     s.add_argument("report", type=Path, help="`mobilecodec eval --json` report of the probe clip")
     s.add_argument("--period", type=positive_int, default=None,
                    help="the intra period the clip was coded with (default: the report's; another is refused)")
-    s.add_argument("--json", type=Path, help="also write the summary as JSON")
+    s.add_argument("--json", type=json_target, help="also write the summary as JSON")
     a = ap.parse_args()
     if a.cmd == "make":
         if a.max_speed < 0:

@@ -126,6 +126,8 @@ def run(q: Path | None, pkg: Path, frames: int, checkpoint: str) -> dict[str, li
 
 
 def main() -> None:
+    from mobilecodec.cli.common import json_target
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="out/drift_sources", help="cache of the PTQ and the package")
     ap.add_argument("--preset", choices=("float", "w8a16rx", "w8a8"), default="w8a16rx",
@@ -136,7 +138,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint file or shipped name")
     ap.add_argument("--calib", default="bikes", help="calibration clip (default bikes; never carphone)")
     ap.add_argument("--frames", type=int, default=32, help="frames = one intra period (default 32)")
-    ap.add_argument("--json", default=None, help="write the curves as JSON")
+    ap.add_argument("--json", type=json_target, default=None, help="write the curves as JSON")
     args = ap.parse_args()
     from mobilecodec.errors import CheckpointError, InputError
     from mobilecodec.train.data import is_held_out

@@ -53,6 +53,8 @@ def load_report(path: str) -> tuple[Any, list[dict]]:
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", help="eval or baseline JSON files")
     p.add_argument("--period", type=positive_int, default=32,
@@ -61,7 +63,7 @@ def main() -> int:
                    help="P-frames per window, comma-separated (default 1,4,8)")
     p.add_argument("--content", metavar="VIDEO", help="the coded clip (file or sample name): also fit the bits' "
                    "growth along the period with the frame-to-frame change held equal")
-    p.add_argument("--json", metavar="PATH", help="write the table as JSON")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="write the table as JSON")
     a = p.parse_args()
     windows = a.windows
     if any(2 * w + 1 > a.period - 1 for w in windows):

@@ -54,6 +54,8 @@ def probe(checkpoint: str, gop: int, scale: float, crop: tuple[int, int], batch:
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--gop", type=positive_int, nargs="+", default=[2, 4, 8, 12, 16, 24])
@@ -63,7 +65,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--beta", type=float, default=0.0064)
     p.add_argument("--threads", type=positive_int, default=1)
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--json", type=json_target, metavar="PATH")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     results = []

@@ -41,12 +41,14 @@ def nearest_psnr(ref: np.ndarray, y: np.ndarray) -> float:
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=positive_int, default=60, help="frames of each training clip to crop (default 60)")
     p.add_argument("--stride", type=positive_int, default=44,
                    help="crop grid step in pixels (default 44); every (stride // 4)-th frame of the training "
                         "clips is cropped (11 by default)")
-    p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON ('-' for stdout)")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="also write the numbers as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args()
     ref = np.stack([f.y for f in read_frames(resolve_input("carphone"))]).astype(np.float64)

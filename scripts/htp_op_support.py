@@ -22,9 +22,12 @@ from mobilecodec.cli.common import emit_json, run_script  # noqa: E402
 def main() -> int:
     from mobilecodec.export.htp_probe import builders, probe
 
+    from mobilecodec.cli.common import json_target
+
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", default=None, help="comma-separated probes (default: all; op names, Conv3d, rank5, rank6)")
-    p.add_argument("--json", metavar="PATH", help="write the table as JSON ('-' for stdout)")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="write the table as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     names = [n for n in args.ops.split(",") if n] if args.ops else list(builders())

@@ -69,13 +69,15 @@ def _left_previous(known, i, j, prev):
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="checkpoint file or shipped name")
     p.add_argument("clip", help="video file or bundled clip name")
     p.add_argument("--frames", type=positive_int, default=64, help="frames from the first (default 64)")
     p.add_argument("--block", type=int, default=8, choices=block_modes.BLOCK_SIZES)
     p.add_argument("--intra-period", type=positive_int, default=32, help="at least 2 (default 32)")
-    p.add_argument("--json", metavar="PATH", help="write the bits per map as JSON ('-' for stdout)")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="write the bits per map as JSON ('-' for stdout)")
     a = p.parse_args()
     if a.intra_period < 2:
         p.error("--intra-period must be >= 2: the block-mode maps are the P-frames'")

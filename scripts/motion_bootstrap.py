@@ -19,6 +19,9 @@ import time
 def main(argv: list[str] | None = None) -> int:
     from mobilecodec.cli.common import positive_int  # standard library only
 
+    from mobilecodec.cli.common import json_target
+
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--init", required=True, help="checkpoint whose I-frame codec makes the references")
     p.add_argument("--hint", choices=("none", "block_match"), required=True)
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=positive_int, default=128, help="square crop side, a multiple of 64 (default 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=1)
-    p.add_argument("--json", metavar="PATH", help="write the teacher error per 100 steps as JSON")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="write the teacher error per 100 steps as JSON")
     args = p.parse_args(argv)
     if args.crop % 64:
         p.error(f"--crop must be a multiple of 64 (as training crops are), got {args.crop}")

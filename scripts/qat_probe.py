@@ -47,6 +47,8 @@ def objective(model, beta: float, gops: list, stage, train_mode: bool = False) -
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--float", dest="float_ckpt", required=True, help="float checkpoint (name or path)")
     ap.add_argument("--int8", required=True, help="int8 folders, comma-separated")
@@ -56,7 +58,7 @@ def main() -> int:
     ap.add_argument("--crop", type=parse_hw, default=(128, 128), metavar="HxW")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--train-mode", action="store_true", help="the forward QAT's steps see (rate noise)")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=json_target)
     a = ap.parse_args()
 
     from mobilecodec.checkpoint import load_checkpoint

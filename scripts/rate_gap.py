@@ -72,6 +72,8 @@ def rate_gap(model, frames: list[torch.Tensor], seed: int = 0) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mobilecodec.cli.common import json_target
+
     ap = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),  # with the three ways
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="a checkpoint file or a shipped name (tiny_b0.0064)")
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of training's noise (0)")
     ap.add_argument("--threads", type=positive_int, default=1,
                     help="torch threads (1: the figures of docs/results/training.md; more threads sum in another order)")
-    ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--json", type=json_target, help="also write the rows here")
     args = ap.parse_args(argv)
     if args.frames < 2:
         ap.error("--frames must be at least 2 (an I-frame and a P-frame)")

@@ -67,6 +67,8 @@ def measure(model, frames, depth: int, horizon: int, seed: int) -> dict:
 
 
 def main() -> int:
+    from mobilecodec.cli.common import json_target
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--depth", type=int, nargs="+", default=[0, 8, 16],
@@ -74,7 +76,7 @@ def main() -> int:
     p.add_argument("--horizon", type=positive_int, default=6)
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--json", type=json_target, metavar="PATH")
     a = p.parse_args()
     if min(a.depth) < 0:
         p.error(f"--depth must be >= 0 (P-frames before the perturbation), got {min(a.depth)}")

@@ -65,13 +65,15 @@ def check_model(name: str, device: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mobilecodec.cli.common import json_target
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     names = classification_models()
     ap.add_argument("--models", type=choice_list(names), default=names, metavar="A,B",
                     help="torchvision classification models (default: all)")
     ap.add_argument("--device", choices=("meta", "cpu"), default="meta",
                     help="meta: shapes only, fast (default); cpu: real forwards on random inputs")
-    ap.add_argument("--json", metavar="PATH", help="write the rows as JSON ('-' for stdout)")
+    ap.add_argument("--json", type=json_target, metavar="PATH", help="write the rows as JSON ('-' for stdout)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     rows = []

@@ -382,3 +382,18 @@ def test_a_script_whose_reader_went_away_ends_without_a_traceback(tmp_path):
                            "--period 4 | true; exit ${PIPESTATUS[0]}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 141 and proc.stderr == "", proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [
+    ("grad_probe.py", "tiny_b0.0064", "--gop", "2", "24", "--crop", "256x256"),
+    ("motion_bootstrap.py", "--init", "tiny_b0.0064", "--steps", "100000"),
+    ("drift_probe.py", "summarize", "nothing.json"),
+])
+def test_a_scripts_json_that_cannot_be_written_is_refused_before_its_work(args, tmp_path):
+    """The scripts wrote --json after their work: `motion_bootstrap.py ... --json /proc/x.json` trained,
+    then failed (scripts audit). Given more work than the timeout allows, they are refused while
+    parsing, as the benchmarks are; an empty --json too."""
+    for target, words in ((tmp_path, f"output {tmp_path} is a folder; name a file"), ("", "empty: name a file")):
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:], "--json", str(target)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and f"argument --json: {words}" in proc.stderr, proc.stderr[-2000:]

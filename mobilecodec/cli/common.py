@@ -227,6 +227,22 @@ def positive_float(text: str) -> float:
     return v
 
 
+def json_target(text: str) -> str:
+    """argparse type of a script's or benchmark's --json: '-' or a file path that can be written,
+    checked before the work (a folder or an unwritable path was refused only after minutes of it)."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.fsutil import check_output_file
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: name a file, or '-' for stdout")
+    if text != "-":
+        try:
+            check_output_file(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def parse_yuv_weights(text: str) -> tuple[float, float, float]:
     """argparse type: 'Y,U,V' into three positive plane weights (e.g. '6,1,1')."""
     parts = text.split(",")
