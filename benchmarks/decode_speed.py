@@ -44,7 +44,7 @@ from typing import Any
 
 from _common import CONV_SIZE, emit, parser, run_main
 
-from mobilecodec.cli.common import choice_list, parse_hw, positive_int
+from mobilecodec.cli.common import choice_list, parse_hw, positive_int, work_folder
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 PRESETS = ("w8a8", "w8a16rx")  # int8 packages: W8A8, and W8A16 with the receiver at 16 bits
@@ -279,7 +279,7 @@ def main() -> None:
                    help="int8 packages, comma-separated: w8a8, w8a16rx (receiver at 16 bits) (default both)")
     p.add_argument("--frames", type=int, default=8, help="timed P-frames per side (default 8)")
     p.add_argument("--warmup", type=int, default=2, help="untimed P-frames after the I-frame (default 2)")
-    p.add_argument("--workdir", default="out/bench_decode_speed", help="cache of checkpoint, PTQ and packages")
+    p.add_argument("--workdir", type=work_folder, default="out/bench_decode_speed", help="cache of checkpoint, PTQ and packages")
     p.add_argument("--ptq-steps", type=positive_int, default=4)
     p.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch float side")
     args = p.parse_args()
@@ -291,6 +291,8 @@ def main() -> None:
     set_threads(args.threads)
     if args.size:
         oh, ow = args.size
+        if oh % 2 or ow % 2:  # refused by export after the init and the PTQ had run
+            p.error(f"--size {oh}x{ow}: a 4:2:0 frame has an even height and width")
         sizes = {f"{oh}x{ow}": (oh, ow)}
     else:
         sizes = {n: SIZES[n] for n in args.sizes}

@@ -19,6 +19,8 @@ from _common import add_roofline_argument, add_runs_argument, compare, copy_roof
 
 from mobilecodec.cli.common import positive_int
 
+MAX_SYMBOLS = 50_000_000
+
 
 def main() -> None:
     p = parser(__doc__)
@@ -26,6 +28,8 @@ def main() -> None:
     add_runs_argument(p)
     add_roofline_argument(p)
     args = p.parse_args()
+    if args.symbols > MAX_SYMBOLS:  # its arrays take about 8 bytes a symbol: 10^10 asked for 75 GB
+        p.error(f"--symbols at most {MAX_SYMBOLS:,} (about 8 bytes each in memory), got {args.symbols:,}")
     import torch
 
     from mobilecodec.entropy.coder import RangeDecoder, RangeEncoder

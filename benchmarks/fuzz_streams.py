@@ -573,14 +573,14 @@ def main() -> int:
         return 0
     from _common import json_target
 
-    from mobilecodec.cli.common import positive_float
+    from mobilecodec.cli.common import positive_float, work_folder
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, required=True, help="number of mutated decodes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", type=json_target, help="write the figures as JSON ('-' for stdout)")
-    p.add_argument("--work", metavar="DIR", help="folder for the base streams and package (default: a temp folder)")
-    p.add_argument("--save", metavar="DIR", default="fuzz_failures", help="where failing inputs go")
+    p.add_argument("--work", type=work_folder, metavar="DIR", help="folder for the base streams and package (default: a temp folder)")
+    p.add_argument("--save", type=work_folder, metavar="DIR", default="fuzz_failures", help="where failing inputs go")
     p.add_argument("--timeout", type=positive_float, default=60.0,
                    help="seconds one decode may take before it is a hang (> 0)")
     p.add_argument("--no-progress", action="store_true")

@@ -115,13 +115,13 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clip", help="video file or bundled clip name (not carphone: it is held out)")
-    ap.add_argument("--checkpoint", default="tiny_b0.0064")
+    ap.add_argument("--checkpoint", default="tiny_b0.0064", help="shipped checkpoint name or .pt file (default tiny_b0.0064)")
     ap.add_argument("--start", type=int, default=0, help="first frame (coded as the I-frame)")
     ap.add_argument("--frames", type=int, default=32, help="frames from --start: one I-frame, then P-frames")
     ap.add_argument("--zero-flow", action="store_true",
                     help="replace the decoded flow by zero (for static clips: `drift_probe.py make --max-speed 0`)")
-    ap.add_argument("--threads", type=positive_int, default=1)
-    ap.add_argument("--json", type=json_target)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--json", type=json_target, metavar="PATH", help="write the per-frame rows as JSON ('-' for stdout)")
     ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
     args = ap.parse_args()
 

@@ -55,7 +55,9 @@ def load_report(report: Path) -> dict:
         return json.loads(report.read_text())["results"][0]["result"]
     except FileNotFoundError:
         sys.exit(f"drift_probe: no such report: {report}")
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+    except IsADirectoryError:
+        sys.exit(f"drift_probe: {report} is a folder, not a `mobilecodec eval --json` report")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
         sys.exit(f"drift_probe: {report} is not a `mobilecodec eval --json` report")
 
 
@@ -98,7 +100,7 @@ def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
 
 
 def main() -> int:
-    from mobilecodec.cli.common import json_target
+    from mobilecodec.cli.common import json_target, seed_int
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -109,7 +111,7 @@ def main() -> int:
     m.add_argument("--size", type=parse_hw, default=(192, 192), metavar="HxW",
                    help="frame size, any even HxW (written as is; the codec pads it to multiples of 64 when "
                         "coding, e.g. 144x176 as carphone; default 192x192)")
-    m.add_argument("--seed", type=int, default=0, help="picks the stills and their motion (default 0)")
+    m.add_argument("--seed", type=seed_int, default=0, help="picks the stills and their motion (default 0)")
     m.add_argument("--max-speed", type=float, default=stills.MAX_SPEED, metavar="PX",
                    help=f"largest speed per axis, luma pixels per frame (default {stills.MAX_SPEED}; 0: a static scene)")
     s = sub.add_parser("summarize", help="drift per checkpoint from `mobilecodec eval --json`")
@@ -119,8 +121,8 @@ def main() -> int:
     s.add_argument("--json", type=json_target, help="also write the summary as JSON")
     a = ap.parse_args()
     if a.cmd == "make":
-        if a.max_speed < 0:
-            sys.exit(f"drift_probe: --max-speed must be >= 0, got {a.max_speed}")
+        if not 0 <= a.max_speed <= 32:  # nan and inf too (an OverflowError); faster runs off the stills
+            sys.exit(f"drift_probe: --max-speed must be 0..32 luma pixels per frame, got {a.max_speed}")
         if a.size[0] % 2 or a.size[1] % 2:
             m.error(f"--size must be even (YUV 4:2:0), got {a.size[0]}x{a.size[1]}")
         make(a.out, a.periods, a.period, a.size, a.seed, a.max_speed)

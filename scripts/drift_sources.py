@@ -126,10 +126,10 @@ def run(q: Path | None, pkg: Path, frames: int, checkpoint: str) -> dict[str, li
 
 
 def main() -> None:
-    from mobilecodec.cli.common import json_target
+    from mobilecodec.cli.common import json_target, positive_int, work_folder
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", default="out/drift_sources", help="cache of the PTQ and the package")
+    ap.add_argument("--workdir", type=work_folder, default="out/drift_sources", help="cache of the PTQ and the package")
     ap.add_argument("--preset", choices=("float", "w8a16rx", "w8a8"), default="w8a16rx",
                     help="float: float ONNX on onnxruntime against PyTorch; w8a16rx/w8a8: int8 QDQ on onnxruntime "
                          "against the aimet simulation")
@@ -137,7 +137,7 @@ def main() -> None:
                     "against onnxruntime CPU, each backend's stream on the other")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint file or shipped name")
     ap.add_argument("--calib", default="bikes", help="calibration clip (default bikes; never carphone)")
-    ap.add_argument("--frames", type=int, default=32, help="frames = one intra period (default 32)")
+    ap.add_argument("--frames", type=positive_int, default=32, help="frames = one intra period (default 32)")
     ap.add_argument("--json", type=json_target, default=None, help="write the curves as JSON")
     args = ap.parse_args()
     from mobilecodec.errors import CheckpointError, InputError

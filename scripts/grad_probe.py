@@ -54,18 +54,20 @@ def probe(checkpoint: str, gop: int, scale: float, crop: tuple[int, int], batch:
 
 
 def main() -> int:
-    from mobilecodec.cli.common import json_target
+    from mobilecodec.cli.common import json_target, positive_float, seed_int
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint")
-    p.add_argument("--gop", type=positive_int, nargs="+", default=[2, 4, 8, 12, 16, 24])
-    p.add_argument("--ref-grad-scale", type=float, nargs="+", default=[1.0])
-    p.add_argument("--crop", type=parse_hw, default=(128, 128))
-    p.add_argument("--batch-size", type=positive_int, default=2)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--beta", type=float, default=0.0064)
-    p.add_argument("--threads", type=positive_int, default=1)
-    p.add_argument("--json", type=json_target, metavar="PATH")
+    p.add_argument("checkpoint", help="shipped checkpoint name or .pt file")
+    p.add_argument("--gop", type=positive_int, nargs="+", default=[2, 4, 8, 12, 16, 24],
+                   help="GOP lengths in frames, one gradient norm each (default 2 4 8 12 16 24)")
+    p.add_argument("--ref-grad-scale", type=positive_float, nargs="+", default=[1.0],
+                   help="per-frame scale of the gradient through the reference, as train --ref-grad-scale (default 1)")
+    p.add_argument("--crop", type=parse_hw, default=(128, 128), metavar="HxW", help="crop size (default 128x128)")
+    p.add_argument("--batch-size", type=positive_int, default=2, help="GOPs per batch (default 2)")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[1, 2], help="batch seeds, one probe each (default 1 2)")
+    p.add_argument("--beta", type=positive_float, default=0.0064, help="rate weight of the GOP loss (default 0.0064)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="write the gradient norms as JSON ('-' for stdout)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     results = []

@@ -94,11 +94,13 @@ def main() -> int:
     frame_coding.block_modes.encode = record
     model, ck = load_checkpoint(a.checkpoint)
     clip = resolve_input(a.clip)
+    if Path(clip).is_dir():
+        raise InputError(f"{a.clip} is a folder, not a video file")
     if not Path(clip).is_file():
         raise InputError(f"no such file: {a.clip}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # minutes on bikes at the default 64 frames: a progress bar
         encode_video(model, clip, Path(tmp) / "s.mnvc", intra_period=a.intra_period, max_frames=a.frames,
-                     progress=False, modes=block_modes.BlockModeOptions.for_checkpoint(ck, a.block))
+                     progress=sys.stderr.isatty(), modes=block_modes.BlockModeOptions.for_checkpoint(ck, a.block))
     plain = top = prev = 0.0
     last = None
     for m in maps:

@@ -19,20 +19,20 @@ import time
 def main(argv: list[str] | None = None) -> int:
     from mobilecodec.cli.common import positive_int  # standard library only
 
-    from mobilecodec.cli.common import json_target
-
+    from mobilecodec.cli.common import finite_float, json_target, positive_float, seed_int
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--init", required=True, help="checkpoint whose I-frame codec makes the references")
-    p.add_argument("--hint", choices=("none", "block_match"), required=True)
-    p.add_argument("--steps", type=positive_int, default=1000)
-    p.add_argument("--rate", type=float, default=0.0064, help="weight of the motion bits per pixel (default 2 x 0.0032)")
-    p.add_argument("--teacher", type=float, default=2e-3, help="weight of the teacher loss (default 2e-3)")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--hint", choices=("none", "block_match"), required=True,
+                   help="motion hint the motion analysis gets: none, or the block-matching search's vectors")
+    p.add_argument("--steps", type=positive_int, default=1000, help="training steps (default 1000)")
+    p.add_argument("--rate", type=finite_float, default=0.0064, help="weight of the motion bits per pixel (default 2 x 0.0032)")
+    p.add_argument("--teacher", type=finite_float, default=2e-3, help="weight of the teacher loss (default 2e-3)")
+    p.add_argument("--lr", type=positive_float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="GOPs per batch (default 4)")
     p.add_argument("--crop", type=positive_int, default=128, help="square crop side, a multiple of 64 (default 128)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--seed", type=seed_int, default=0, help="data and initialisation seed (default 0)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=json_target, metavar="PATH", help="write the teacher error per 100 steps as JSON")
     args = p.parse_args(argv)
     if args.crop % 64:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         zero_window.append(float(teacher_loss(torch.zeros_like(flow), target, confident).mean()))
         if step % 100 == 0 or step == args.steps:
             row = {"step": step, "teacher_error_px": float(np.mean(window)),
-                   "zero_motion_error_px": float(np.mean(zero_window)), "bpp": float(bpp)}
+                   "zero_motion_error_px": float(np.mean(zero_window)), "bpp": float(bpp.detach())}
             history.append(row)
             print(f"step {step:>5}: teacher error {row['teacher_error_px']:.2f} px (zero motion: "
                   f"{row['zero_motion_error_px']:.2f} px), motion {row['bpp']:.4f} bpp, "

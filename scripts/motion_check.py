@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"{args.checkpoint} has no motion path (warp 'none')")
     model.eval()
     if args.search:
+        side = 2 * max(frames[0].shape[-2:])  # packed frames: half the luma size
+        if max(args.search) > side:  # no block moves further; the search's memory grows with the radius
+            raise InputError(f"--search {max(args.search)} is larger than the frame ({side} pixels); use at most {side}")
         rows = _search_table(model, frames, args.search)
         _write_json(args, rows)
         return 0

@@ -47,18 +47,19 @@ def objective(model, beta: float, gops: list, stage, train_mode: bool = False) -
 
 
 def main() -> int:
-    from mobilecodec.cli.common import json_target
+    from mobilecodec.cli.common import json_target, seed_int
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--float", dest="float_ckpt", required=True, help="float checkpoint (name or path)")
     ap.add_argument("--int8", required=True, help="int8 folders, comma-separated")
-    ap.add_argument("--data", nargs="+", default=["bikes", "bigbuckbunny"])
-    ap.add_argument("--gops", type=positive_int, default=16)
-    ap.add_argument("--gop", type=positive_int, default=8)
+    ap.add_argument("--data", nargs="+", default=["bikes", "bigbuckbunny"], help="training clips the GOPs come from (default bikes bigbuckbunny)")
+    ap.add_argument("--gops", type=positive_int, default=16, help="GOPs the objective is averaged over (default 16)")
+    ap.add_argument("--gop", type=positive_int, default=8, help="frames per GOP (default 8)")
     ap.add_argument("--crop", type=parse_hw, default=(128, 128), metavar="HxW")
-    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--seed", type=seed_int, default=12345, help="seed of the GOPs (default 12345)")
     ap.add_argument("--train-mode", action="store_true", help="the forward QAT's steps see (rate noise)")
-    ap.add_argument("--json", type=json_target)
+    ap.add_argument("--json", type=json_target, metavar="PATH", help="write the objectives as JSON ('-' for stdout)")
+    ap.add_argument("--allow-held-out", action="store_true", help="accept carphone among --data (final reporting only)")
     a = ap.parse_args()
 
     from mobilecodec.checkpoint import load_checkpoint
@@ -67,7 +68,7 @@ def main() -> int:
     from mobilecodec.train.data import TrainingData
 
     h, w = a.crop
-    data = TrainingData(a.data, a.gop, (h, w))
+    data = TrainingData(a.data, a.gop, (h, w), allow_held_out=a.allow_held_out)
     rng = np.random.default_rng(a.seed)
     gops = [data.batch(rng, 1) for _ in range(a.gops)]
     stage = QATOptions(gop=a.gop, crop=(h, w)).stage()

@@ -67,16 +67,16 @@ def measure(model, frames, depth: int, horizon: int, seed: int) -> dict:
 
 
 def main() -> int:
-    from mobilecodec.cli.common import json_target
+    from mobilecodec.cli.common import json_target, seed_int
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="shipped checkpoint name or .pt file")
     p.add_argument("--depth", type=int, nargs="+", default=[0, 8, 16],
                    help="P-frames coded before the perturbation, each >= 0 (default 0 8 16)")
-    p.add_argument("--horizon", type=positive_int, default=6)
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=json_target, metavar="PATH")
+    p.add_argument("--horizon", type=positive_int, default=6, help="P-frames coded after the perturbation (default 6)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="GOPs (default 4)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the GOPs and perturbations (default 0)")
+    p.add_argument("--json", type=json_target, metavar="PATH", help="write the gains as JSON ('-' for stdout)")
     a = p.parse_args()
     if min(a.depth) < 0:
         p.error(f"--depth must be >= 0 (P-frames before the perturbation), got {min(a.depth)}")

@@ -397,3 +397,35 @@ def test_a_scripts_json_that_cannot_be_written_is_refused_before_its_work(args, 
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:], "--json", str(target)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and f"argument --json: {words}" in proc.stderr, proc.stderr[-2000:]
+
+
+SCRIPT_BAD_INPUTS = [  # (script and arguments, exit code, words of the one-line message); {d}: a folder, {f}: a file
+    (("scripts/grad_probe.py", "tiny_b0.0064", "--seeds", "-1"), 2, "a seed must be in 0..2^64-1"),
+    (("scripts/grad_probe.py", "tiny_b0.0064", "--beta", "nan"), 2, "expected a finite number"),
+    (("scripts/motion_check.py", "tiny_b0.0064", "--frames", "2", "--search", "100000"), 2, "larger than the frame"),
+    (("benchmarks/entropy_throughput.py", "--symbols", "10000000000", "--no-roofline"), 2, "--symbols at most"),
+    (("scripts/drift_sources.py", "--workdir", "{f}", "--preset", "float"), 2, "is a file, not a folder"),
+    (("benchmarks/fuzz_streams.py", "--count", "2", "--save", "{f}/x"), 2, "is a file, not a folder"),
+    (("benchmarks/decode_speed.py", "--size", "63x63", "--presets", "w8a8"), 2, "even height and width"),
+    (("scripts/drift_probe.py", "make", "{d}/p.y4m", "--max-speed", "nan"), 1, "--max-speed must be 0..32"),
+    (("scripts/drift_probe.py", "summarize", "{d}"), 1, "is a folder, not a `mobilecodec eval --json` report"),
+    (("scripts/drift_probe.py", "summarize", "{f}"), 1, "is not a `mobilecodec eval --json` report"),
+    (("scripts/mode_map_entropy.py", "tiny_b0.0064", "{d}"), 2, "is a folder, not a video file"),
+    (("scripts/drift_sources.py", "--frames", "0"), 2, "expected a positive integer"),
+]
+
+
+@pytest.mark.parametrize("args,code,words", SCRIPT_BAD_INPUTS, ids=[" ".join(c[0][:2]) + f" {k}"
+                                                                    for k, c in enumerate(SCRIPT_BAD_INPUTS)])
+def test_scripts_refuse_bad_input_in_one_line(args, code, words, tmp_path):
+    """Found by the scripts audit: a negative seed, a NaN loss weight, a search radius or a symbol
+    count that exhausted memory, a work folder that is a file, an odd 4:2:0 size, a NaN speed, a
+    report that is a folder or binary, each ended in a traceback (or a kill) or ran on regardless."""
+    folder, afile = tmp_path / "d", tmp_path / "f.bin"
+    folder.mkdir()
+    afile.write_bytes(bytes(range(256)))
+    argv = [a.format(d=folder, f=afile) for a in args[1:]]
+    proc = subprocess.run([sys.executable, str(ROOT / args[0]), *argv], capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert words in lines[-1] and not any(folder.iterdir()), proc.stderr[-2000:]

