@@ -108,8 +108,9 @@ def _run_package(args: argparse.Namespace) -> int:
     mismatched = summary["frames"] - summary["hash_matches"]
     if mismatched and not args.allow_drift:
         first = next(f["index"] for f in summary["per_frame"] if not f["hash_match"])
-        print(f"{mismatched} of {summary['frames']} decoded frames (first: frame {first}) differ from the "
-              "encoder's reconstruction: a corrupt stream, or one encoded on another backend "
+        # "error:" as every command's one-line failure; exit 1 (a verification failed), not 2 (bad input)
+        print(f"mobilecodec decode: error: {mismatched} of {summary['frames']} decoded frames (first: frame {first}) "
+              "differ from the encoder's reconstruction: a corrupt stream, or one encoded on another backend "
               "(pass --allow-drift if that is expected)", file=sys.stderr)
         return 1
     return 0
