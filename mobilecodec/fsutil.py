@@ -292,9 +292,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path = Path(work) / f"out{suffix or given.suffix}"
             with naming_full_disk(given, tmp_path):
                 yield tmp_path
-                if tmp_path.exists():
+            if tmp_path.exists():
+                try:
                     with open(tmp_path, "rb") as src, open(given, "ab") as dst:
                         shutil.copyfileobj(src, dst)
+                except OSError as exc:  # a write to the device fails for the device (/dev/full: ENOSPC)
+                    if exc.filename:
+                        raise
+                    raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(given)) from exc
         return
     final = Path(os.path.realpath(given))  # a symlink's target is written; the link stays
     made = missing_folders(final.parent)

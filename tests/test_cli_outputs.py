@@ -338,3 +338,14 @@ def test_a_full_disk_names_the_file_it_stopped(tmp_path):
     assert p.returncode == 2, p.stderr
     assert p.stderr == f"mobilecodec decode: error: File too large: {out / 'd.y4m'}\n", p.stderr
     assert not out.exists()
+
+
+def test_a_device_that_is_full_is_named(tmp_path):
+    """An output that is a device (here a link to /dev/full, which refuses every write with ENOSPC)
+    gets the finished bytes appended; that write failed with 'No space left on device' and no name
+    (I/O audit). The link stays a link."""
+    link = tmp_path / "s.mnvc"
+    link.symlink_to("/dev/full")
+    assert_clean_error(cli_here("encode", "carphone", "--checkpoint", "tiny_b0.0064", "--frames", "1", "-o", link),
+                       f"No space left on device: {link}")
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["s.mnvc"]
