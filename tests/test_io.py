@@ -552,9 +552,18 @@ def test_containers_without_a_frame_count_are_refused_when_cut(tmp_path, name, f
     cut = tmp_path / name
     data = src.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match=r"only \d+ frames \(\d\.\d\d s\) of the [23]\.00 s the container lists"):
+    with pytest.raises(InputError, match=r"only \d+ frames \(to \d\.\d\d s\) of the [23]\.\d\d s the container lists"):
         read_frames(cut)
     assert len(read_frames(cut, 2)) == 2
+
+
+def test_a_whole_matroska_whose_video_starts_late_is_read_whole(tmp_path):
+    """The listed duration is an end time: a whole file whose video starts at 0.5 s (an offset, or
+    audio recorded first) is no cut file (review: 50 of 50 frames refused as "2.00 s of 2.52 s")."""
+    whole = tmp_path / "late.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25", "-f", "lavfi", "-i", "sine=d=2.6", "-frames:v", "50",
+            "-c:v", "mpeg4", "-c:a", "aac", "-output_ts_offset", "0.5", str(whole))
+    assert len(read_frames(whole)) == 50
 
 
 def test_mp4_cut_with_an_edit_list_reads_the_frames_ffmpeg_shows(tmp_path):

@@ -170,11 +170,12 @@ class AVReader(VideoReader):
                                  f"decoded (truncated or damaged file)")
             # Matroska lists no frame count and a fragmented MP4 its first fragment's, only the duration
             # of the whole: a cut file was coded silently from the frames left (9 of 20, exit 0; I/O audit)
-            duration, rate = _listed_seconds(container, stream), float(stream.average_rate or self.rate or 0)
-            if (listed <= 0 or count > listed) and short and duration and rate and last is not None and \
-                    last - first + 1 / rate < duration - 1.5 / rate:
-                raise InputError(f"{self.path}: only {count} frames ({last - first + 1 / rate:.2f} s) of the "
-                                 f"{duration:.2f} s the container lists could be decoded (truncated or damaged file)")
+            # (end times, not spans: a video that starts late, after its audio or with an offset, is whole)
+            end, rate = _listed_end(container, stream), float(stream.average_rate or self.rate or 0)
+            if (listed <= 0 or count > listed) and short and end and rate and last is not None and \
+                    last + 1 / rate < end - 1.5 / rate:
+                raise InputError(f"{self.path}: only {count} frames (to {last + 1 / rate:.2f} s) of the {end:.2f} s "
+                                 "the container lists could be decoded (truncated or damaged file)")
         finally:
             container.close()
 
@@ -188,11 +189,12 @@ def _decode(container: Any, stream: Any, hidden: list[int]) -> Iterator[Any]:
         yield from packet.decode()
 
 
-def _listed_seconds(container: Any, stream: Any) -> float | None:
-    """The video stream's duration as the container lists it, in seconds: the stream's own, else
-    Matroska's DURATION tag, else the container's when the video is its only stream; None if none."""
+def _listed_end(container: Any, stream: Any) -> float | None:
+    """When the video stream ends as the container lists it, in seconds from the file's time 0: the
+    stream's start plus its duration, else Matroska's DURATION tag (an end time), else the container's
+    end when the video is its only stream; None if none is listed."""
     if stream.duration and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
     tag = (stream.metadata or {}).get("DURATION", "")
     parts = tag.split(":")
     if len(parts) == 3:
@@ -201,7 +203,7 @@ def _listed_seconds(container: Any, stream: Any) -> float | None:
         except ValueError:
             return None
     if container.duration and len(container.streams) == 1:
-        return container.duration / 1_000_000  # AV_TIME_BASE
+        return ((container.start_time or 0) + container.duration) / 1_000_000  # AV_TIME_BASE
     return None
 
 
