@@ -410,8 +410,15 @@ def _bias_params(node: Any, g: _Graph, weight_sources: set[str]) -> int:
             continue
         src = g.source(other)
         out = g.shapes.get(prod.output[0])
-        features = (out[1] if prod.op_type in _CONV_WEIGHT_INDEX or prod.op_type == "ConvTranspose" else out[-1]) \
-            if out and len(out) >= 2 else None
+        if not out or len(out) < 2:
+            features = None
+        elif prod.op_type in _CONV_WEIGHT_INDEX or prod.op_type == "ConvTranspose":
+            features = out[1]
+        elif prod.op_type in _MATMUL_INPUTS and g.source(prod.input[0]) is not None \
+                and g.source(prod.input[_MATMUL_INPUTS[prod.op_type][1]]) is None:
+            features = out[-2]  # W @ x: the weight's rows are the output's features
+        else:
+            features = out[-1]
         if src is not None and (features is None or g.sourcenumel(src) == features):
             weight_sources.add(src)
             return g.sourcenumel(src)
@@ -508,16 +515,22 @@ def count_onnx(model_or_path: "onnx.ModelProto | str | os.PathLike",
 
 
 def _data_tensors(graph: Any, g: _Graph, weights: set[str]) -> dict[str, int]:
-    """Float initializers of two or more elements, not in `weights`, whose readers (through Q/DQ and
-    reshapes) are all element-wise or data ops (`_DATA_READERS`), largest first."""
+    """Initializers of two or more elements, not in `weights`, whose readers (through Q/DQ and
+    reshapes) are all element-wise or data ops (`_DATA_READERS`), largest first: float ones, and
+    quantized ones that a DequantizeLinear reads (an int8 export's position embedding); an integer
+    read directly is shape arithmetic."""
     import onnx
 
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
     consumers = GraphIndex(graph).consumers
     found = {}
     for name, init in g.initializer_protos.items():
-        if name in weights or init.data_type not in floats or g.initializers[name] < 2:
+        if name in weights or g.initializers[name] < 2:
             continue
+        if init.data_type not in floats:
+            direct = consumers.get(name, [])
+            if not direct or not all(n.op_type == "DequantizeLinear" and n.input[0] == name for n in direct):
+                continue
         todo, readers = [name], set()
         while todo:
             t = todo.pop()

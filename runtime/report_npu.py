@@ -17,7 +17,7 @@ def data_tensors_note(graph: dict[str, Any]) -> str | None:
     d = graph.get("data_tensors") or {}
     if not d.get("count"):
         return None
-    return (f"{d['elements']:,} elements in {d['count']} float tensors that only element-wise and data ops read "
+    return (f"{d['elements']:,} elements in {d['count']} constant tensors that only element-wise and data ops read "
             "are not in params (learned, like a position embedding or a layer scale, or fixed, like a folded "
             "attention mask: the graph cannot tell); largest: "
             + ", ".join(f"{x['name']} ({'x'.join(map(str, x['shape']))})" for x in d["largest"]))

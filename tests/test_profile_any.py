@@ -1403,9 +1403,9 @@ def test_tensors_only_element_wise_ops_read_are_listed_beside_params(tmp_path, m
     assert [(t["name"], t["shape"]) for t in g["data_tensors"]["largest"]] == [("pos", [1, 8, 14, 14]),
                                                                               ("scale", [8, 1, 1])]
     md = (tmp_path / "rep" / "profile.md").read_text()
-    assert "1,576 elements in 2 float tensors" in md and "pos (1x8x14x14), scale (8x1x1)" in md
+    assert "1,576 elements in 2 constant tensors" in md and "pos (1x8x14x14), scale (8x1x1)" in md
     assert "+1,576 params against the graph's" in md
-    assert "1,576 elements in 2 float tensors" in res.stdout  # the terminal summary says it too
+    assert "1,576 elements in 2 constant tensors" in res.stdout  # the terminal summary says it too
 
 
 def test_a_tensor_added_after_a_matmul_is_a_bias_only_at_one_value_per_feature():
@@ -1424,3 +1424,24 @@ def test_a_tensor_added_after_a_matmul_is_a_bias_only_at_one_value_per_feature()
                           initializer=inits)
     counted = count_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     assert counted.params == 8 * 4 + 4 and counted.data_tensors == {"mask": 32}
+
+
+def test_a_bias_after_a_weight_on_the_left_and_an_int8_embedding_are_counted():
+    """W @ x + b: the features are the output's rows (b 16x1 after a 16x8 weight was left out when the
+    bias rule looked at the last axis alone; review); an int8 position embedding behind a
+    DequantizeLinear (a QDQ export) is listed beside params as a float one is."""
+    from mobilecodec.runtime.onnx_complexity import count_onnx
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal((16, 1)).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.integers(-128, 128, (1, 16, 50)).astype(np.int8), "pos_q"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "pos_s"),
+             numpy_helper.from_array(np.array(0, np.int8), "pos_z")]
+    nodes = [helper.make_node("MatMul", ["w", "x"], ["y"]), helper.make_node("Add", ["y", "b"], ["yb"]),
+             helper.make_node("DequantizeLinear", ["pos_q", "pos_s", "pos_z"], ["pos"]),
+             helper.make_node("Add", ["yb", "pos"], ["out"])]
+    g = helper.make_graph(nodes, "left", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 50])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 50])], initializer=inits)
+    counted = count_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert counted.params == 16 * 8 + 16 and counted.data_tensors == {"pos_q": 16 * 50}
