@@ -580,7 +580,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", type=json_target, help="write the figures as JSON ('-' for stdout)")
     p.add_argument("--work", type=work_folder, metavar="DIR", help="folder for the base streams and package (default: a temp folder)")
-    p.add_argument("--save", type=work_folder, metavar="DIR", default="fuzz_failures", help="where failing inputs go")
+    p.add_argument("--save", type=work_folder, metavar="DIR", default=None,
+                   help="where failing inputs go (default fuzz_failures, made at the first one)")
     p.add_argument("--timeout", type=positive_float, default=60.0,
                    help="seconds one decode may take before it is a hang (> 0)")
     p.add_argument("--no-progress", action="store_true")
@@ -594,7 +595,7 @@ def main() -> int:
     else:
         work = Path(tmp := tempfile.mkdtemp(prefix="mobilecodec-fuzz-"))
     try:
-        res = campaign(args.count, args.seed, work, Path(args.save), args.timeout, progress=not args.no_progress,
+        res = campaign(args.count, args.seed, work, Path(args.save or "fuzz_failures"), args.timeout, progress=not args.no_progress,
                        log=lambda m: print(m, file=sys.stderr))
     finally:
         if tmp:

@@ -31,7 +31,7 @@ def failed_path(exc: OSError) -> str | None:
     """The file an OSError is about, for its one-line message: a copy that fills the disk or meets
     the file size limit names its source first and the destination second (shutil), and the full
     disk is the destination's (eval named its temporary copy in /tmp, which had 69 GB free)."""
-    if exc.errno in (errno.ENOSPC, errno.EFBIG) and exc.filename2:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) and exc.filename2:
         return str(exc.filename2)
     return None if exc.filename is None else str(exc.filename)
 

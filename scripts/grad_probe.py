@@ -53,6 +53,16 @@ def probe(checkpoint: str, gop: int, scale: float, crop: tuple[int, int], batch:
     return {"gop": gop, "ref_grad_scale": scale, "runs": runs}
 
 
+def unit_float(text: str) -> float:
+    """argparse type: a number in 0..1 (0 cuts the gradient through the reference, as train accepts)."""
+    from mobilecodec.cli.common import finite_float
+
+    v = finite_float(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got {text!r}")
+    return v
+
+
 def main() -> int:
     from mobilecodec.cli.common import json_target, positive_float, seed_int
 
@@ -60,7 +70,7 @@ def main() -> int:
     p.add_argument("checkpoint", help="shipped checkpoint name or .pt file")
     p.add_argument("--gop", type=positive_int, nargs="+", default=[2, 4, 8, 12, 16, 24],
                    help="GOP lengths in frames, one gradient norm each (default 2 4 8 12 16 24)")
-    p.add_argument("--ref-grad-scale", type=positive_float, nargs="+", default=[1.0],
+    p.add_argument("--ref-grad-scale", type=unit_float, nargs="+", default=[1.0],
                    help="per-frame scale of the gradient through the reference, as train --ref-grad-scale (default 1)")
     p.add_argument("--crop", type=parse_hw, default=(128, 128), metavar="HxW", help="crop size (default 128x128)")
     p.add_argument("--batch-size", type=positive_int, default=2, help="GOPs per batch (default 2)")

@@ -192,8 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(exc).strip().replace("\n", " ")
         print(f"mobilecodec {args._command}: error: {msg}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as a shell reports it
-        return 141
+    except BrokenPipeError as exc:  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as a shell
+        from mobilecodec.cli.common import stdout_gone  # reports it; another pipe's is an error to name
+
+        if stdout_gone():
+            return 141
+        print(f"mobilecodec {args._command}: error: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # an output that cannot be written, a disk that fills up, ...
         from mobilecodec.fsutil import failed_path
 

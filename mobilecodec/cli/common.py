@@ -471,6 +471,20 @@ def emit_json(obj: Any, path: str | os.PathLike | None) -> None:
     write_json_atomic(Path(path), obj)
 
 
+def stdout_gone() -> bool:
+    """Whether the BrokenPipeError being handled is stdout's: stdout is a pipe whose reader has gone
+    (poll reports an error on its write end); a pipe of the command's own, a worker's, is another
+    failure."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor (a captured stdout), or no poll here
+        return False
+
+
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Run a benchmark's or script's `main` and exit with its code; the project's own errors (bad
     input, a missing checkpoint or clip: `MobileCodecError`) end it as a command's do, with
@@ -491,6 +505,8 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except BrokenPipeError:  # the reader of stdout went away (`| head -1`): as a command, 128 + SIGPIPE,
+        if not stdout_gone():  # another pipe (a worker's): not the reader leaving, a failure to report
+            raise
         with contextlib.suppress(OSError):  # no traceback, and nothing more to flush into the closed pipe
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

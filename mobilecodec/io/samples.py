@@ -77,20 +77,15 @@ def sample_clip(name: str) -> Path:
 
 
 def _whole_y4m(path: Path) -> bool:
-    """Whether a cached clip (as VideoWriter writes it: one header, then 'FRAME' lines and 4:2:0
-    planes) holds a whole number of frames, at least one."""
-    from mobilecodec.io.y4m import FRAME_HEADER, parse_header
+    """Whether a cached clip (as VideoWriter writes it: plain 'FRAME' lines) holds a whole number of
+    frames, at least one: the y4m reader then knows its frame count from the file's size."""
+    from mobilecodec.io.y4m import Y4MReader
 
     try:
-        with open(path, "rb") as f:
-            header = parse_header(f.readline(4096), path)
-        frame = len(FRAME_HEADER) + header.width * header.height * 3 // 2
-        body = path.stat().st_size - header.nbytes
+        with Y4MReader(path) as reader:
+            return reader.num_frames is not None
     except (OSError, InputError):
         return False
-    return body > 0 and body % frame == 0
-
-
 def _check_name(name: str) -> str:
     if name not in SAMPLE_FILES:
         raise InputError(f"unknown sample clip {name!r}; available: {', '.join(list_sample_clips())}")

@@ -86,10 +86,12 @@ def ms_ssim_scales(height: int, width: int, max_scales: int = len(WEIGHTS)) -> i
 def check_measurable(height: int, width: int, source: Any) -> None:
     """Refuse frames MS-SSIM cannot measure before an RD sweep codes them (eval, baseline), saying
     why a command that only codes would take them: the bare metric's message read as an internal one."""
-    if min(height, width) < WIN_SIZE:
+    try:
+        ms_ssim_scales(height, width)
+    except InputError:
         raise InputError(f"{source}: {width}x{height} frames are too small to measure: RD points include MS-SSIM-RGB, "
                          f"whose {WIN_SIZE}x{WIN_SIZE} window needs frames of at least {WIN_SIZE}x{WIN_SIZE} "
-                         "(encode and decode take any size)")
+                         "(encode and decode take any size)") from None
 
 
 def ms_ssim(a: Any, b: Any, data_range: float = 255.0, max_scales: int = len(WEIGHTS)) -> float:
