@@ -17,9 +17,11 @@ METRIC_LABELS = {
 
 def plain_text(text: Any) -> str:
     """`text` as matplotlib draws it literally: '$' escaped (it starts mathtext, and 'cost_$5_$x.y4m'
-    raised a parse error after the whole eval had run) and bytes a file name holds that are not UTF-8
-    (surrogate escapes, which matplotlib refuses) replaced by U+FFFD."""
-    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("$", r"\$")
+    raised a parse error after the whole eval had run), bytes a file name holds that are not UTF-8
+    (surrogate escapes, which matplotlib refuses) replaced by U+FFFD, and a leading '_' kept visible
+    (a legend leaves out labels that start with one: an input named '_x.y4m' lost its entry)."""
+    out = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("$", r"\$")
+    return "\u200b" + out if out.startswith("_") else out
 
 
 def pyplot() -> Any:

@@ -690,3 +690,20 @@ def test_file_names_matplotlib_would_parse_are_plotted_literally(sweep, tmp_path
                             "-o", str(tmp_path / f"o{k}"), "--no-progress")
         assert code == 0, err
         assert (tmp_path / f"o{k}" / "x264_medium_rd.png").stat().st_size > 0
+
+
+def test_plot_labels_keep_every_name():
+    """plain_text: a label that starts with '_' is left out of a matplotlib legend (an input named
+    '_x.y4m' lost its curve's entry); '$' would start mathtext. Both appear as written."""
+    from mobilecodec.plots import plain_text, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    try:
+        for k, name in enumerate(("_x.y4m", "a$b$c", "plain")):
+            ax.plot([0, 1], [k, k], label=plain_text(name))
+        shown = [t.get_text() for t in ax.legend().get_texts()]
+        fig.canvas.draw()  # mathtext would raise here
+    finally:
+        plt.close(fig)
+    assert [t.replace("\u200b", "").replace("\\$", "$") for t in shown] == ["_x.y4m", "a$b$c", "plain"]
