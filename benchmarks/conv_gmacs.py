@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from _common import add_runs_argument, emit, interleaved_times, parser, run_main
 
-from mobilecodec.cli.common import parse_hw, positive_int
+from mobilecodec.cli.common import parse_hw, positive_int, thread_count
 
 from mobilecodec.cpu import u8s8_exact
 
@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument("--size", type=parse_hw, default=(136, 240), metavar="HxW",
                    help="feature map HxW (default 136x240: 1080p at 1/8)")
     add_runs_argument(p, "interleaved timed rounds", default=10)
-    p.add_argument("--threads", type=positive_int, default=2,
+    p.add_argument("--threads", type=thread_count, default=2,
                    help="threads for every backend, the same on all (default 2)")
     args = p.parse_args()
     from mobilecodec.models.codec import VideoCodec

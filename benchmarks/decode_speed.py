@@ -44,7 +44,7 @@ from typing import Any
 
 from _common import CONV_SIZE, emit, parser, run_main
 
-from mobilecodec.cli.common import choice_list, parse_hw, positive_int, work_folder
+from mobilecodec.cli.common import choice_list, parse_hw, positive_int, thread_count, work_folder
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 PRESETS = ("w8a8", "w8a16rx")  # int8 packages: W8A8, and W8A16 with the receiver at 16 bits
@@ -274,7 +274,7 @@ def main() -> None:
     p.add_argument("--sizes", type=choice_list(SIZES), default=list(SIZES), help="comma list of 720p, 1080p")
     p.add_argument("--size", type=parse_hw, default=None, metavar="HxW",
                    help="one custom frame size instead of --sizes (e.g. 256x448 for a quick check)")
-    p.add_argument("--threads", type=positive_int, default=2, help="threads for both sides (default 2)")
+    p.add_argument("--threads", type=thread_count, default=2, help="threads for both sides (default 2)")
     p.add_argument("--presets", type=choice_list(PRESETS), default=list(PRESETS),
                    help="int8 packages, comma-separated: w8a8, w8a16rx (receiver at 16 bits) (default both)")
     p.add_argument("--frames", type=int, default=8, help="timed P-frames per side (default 8)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from _common import add_roofline_argument, add_runs_argument, conv_roof, emit, fraction, padded_hw, parser, \
     roofline, roofline_line, run_main
 
-from mobilecodec.cli.common import positive_int
+from mobilecodec.cli.common import positive_int, thread_count
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
                    help="padded HxW, multiples of 64 (default 256x448)")
     add_runs_argument(p, "timed P-frames (and I-frames)")
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first, at least 2")
-    p.add_argument("--threads", type=positive_int, default=None, help="host threads (runtime.threads.set_threads)")
+    p.add_argument("--threads", type=thread_count, default=None, help="host threads (runtime.threads.set_threads)")
     add_roofline_argument(p)
     args = p.parse_args()
     if args.warmup < 2:

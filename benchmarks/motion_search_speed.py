@@ -29,14 +29,14 @@ import torch  # noqa: E402 (after _common, see above)
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from mobilecodec.cli.common import positive_int, positive_ints  # noqa: E402
+from mobilecodec.cli.common import positive_int, positive_ints, thread_count  # noqa: E402
 from mobilecodec.models.motion_search import packed_luma  # noqa: E402
 
 
 def main() -> None:
     p = parser(__doc__)
     add_runs_argument(p)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=thread_count, default=1)
     p.add_argument("--radius", type=positive_ints, default=[32, 6], help="search radii, comma-separated (default 32,6)")
     add_roofline_argument(p)
     args = p.parse_args()

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mobilecodec.cli.common import emit_json, positive_int  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int, thread_count  # noqa: E402
 from mobilecodec.metrics.psnr import psnr_from_mse  # noqa: E402
 from mobilecodec.train.data import is_held_out  # noqa: E402
 from mobilecodec.train.losses import yuv_mse  # noqa: E402
@@ -120,7 +120,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=32, help="frames from --start: one I-frame, then P-frames")
     ap.add_argument("--zero-flow", action="store_true",
                     help="replace the decoded flow by zero (for static clips: `drift_probe.py make --max-speed 0`)")
-    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--json", type=json_target, metavar="PATH", help="write the per-frame rows as JSON ('-' for stdout)")
     ap.add_argument("--allow-held-out", action="store_true", help="accept carphone (final reporting only)")
     args = ap.parse_args()

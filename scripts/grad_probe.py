@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
-from mobilecodec.cli.common import emit_json, parse_hw, positive_int  # noqa: E402
+from mobilecodec.cli.common import emit_json, parse_hw, positive_int, thread_count  # noqa: E402
 from mobilecodec.train.data import TrainingData  # noqa: E402
 from mobilecodec.train.losses import GopLoss  # noqa: E402
 from mobilecodec.train.stages import get_stage  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=positive_int, default=2, help="GOPs per batch (default 2)")
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[1, 2], help="batch seeds, one probe each (default 1 2)")
     p.add_argument("--beta", type=positive_float, default=0.0064, help="rate weight of the GOP loss (default 0.0064)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=json_target, metavar="PATH", help="write the gradient norms as JSON ('-' for stdout)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)

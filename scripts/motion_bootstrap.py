@@ -17,9 +17,8 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mobilecodec.cli.common import positive_int  # standard library only
-
-    from mobilecodec.cli.common import finite_float, json_target, positive_float, seed_int
+    from mobilecodec.cli.common import (finite_float, json_target, positive_float,  # no torch yet
+                                        positive_int, seed_int, thread_count)
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--init", required=True, help="checkpoint whose I-frame codec makes the references")
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=positive_int, default=4, help="GOPs per batch (default 4)")
     p.add_argument("--crop", type=positive_int, default=128, help="square crop side, a multiple of 64 (default 128)")
     p.add_argument("--seed", type=seed_int, default=0, help="data and initialisation seed (default 0)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=json_target, metavar="PATH", help="write the teacher error per 100 steps as JSON")
     args = p.parse_args(argv)
     if args.crop % 64:

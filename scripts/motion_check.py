@@ -21,7 +21,7 @@ import argparse
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mobilecodec.cli.common import positive_int  # standard library only
+    from mobilecodec.cli.common import positive_int, thread_count  # standard library only
 
     from mobilecodec.cli.common import json_target
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="checkpoint file or shipped checkpoint name")
     p.add_argument("--clip", default="bikes", help="sample clip name or video file (default bikes, a training clip)")
     p.add_argument("--frames", type=positive_int, default=32, help="frames from the start, one intra period (default 32)")
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=thread_count, default=1)
     p.add_argument("--json", type=json_target, metavar="PATH", help="write the per-frame rows as JSON")
     p.add_argument("--search", type=int, nargs="+", metavar="R",
                    help="measure block matching at these radii instead (warped-frame PSNR-YUV, time)")

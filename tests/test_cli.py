@@ -412,6 +412,8 @@ SCRIPT_BAD_INPUTS = [  # (script and arguments, exit code, words of the one-line
     (("scripts/drift_probe.py", "summarize", "{f}"), 1, "is not a `mobilecodec eval --json` report"),
     (("scripts/mode_map_entropy.py", "tiny_b0.0064", "{d}"), 2, "is a folder, not a video file"),
     (("scripts/drift_sources.py", "--frames", "0"), 2, "expected a positive integer"),
+    (("scripts/motion_check.py", "tiny_b0.0064", "--threads", "100000"), 2, "expected at most 1024 threads"),
+    (("benchmarks/conv_gmacs.py", "--threads", "100000"), 2, "expected at most 1024 threads"),
 ]
 
 
