@@ -12,6 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+#: the errors of a write that ran out of room: the OSError of a write() names no file
+_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
 
 @contextlib.contextmanager
 def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Iterator[None]:
@@ -24,14 +27,19 @@ def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Ite
     except OSError as exc:
         if exc.filename or not _ran_out_in(exc, Path(written)):
             raise
-        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+        raise _named(exc, path) from exc
+
+
+def _named(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc` again, naming `path` (a write() names no file)."""
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
 def failed_path(exc: OSError) -> str | None:
     """The file an OSError is about, for its one-line message: a copy that fills the disk or meets
     the file size limit names its source first and the destination second (shutil), and the full
     disk is the destination's (eval named its temporary copy in /tmp, which had 69 GB free)."""
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) and exc.filename2:
+    if exc.errno in _NO_ROOM and exc.filename2:
         return str(exc.filename2)
     return None if exc.filename is None else str(exc.filename)
 
@@ -299,7 +307,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                 except OSError as exc:  # a write to the device fails for the device (/dev/full: ENOSPC)
                     if exc.filename:
                         raise
-                    raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(given)) from exc
+                    raise _named(exc, given) from exc
         return
     final = Path(os.path.realpath(given))  # a symlink's target is written; the link stays
     made = missing_folders(final.parent)

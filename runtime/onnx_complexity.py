@@ -90,8 +90,8 @@ _DATA = {
     "CastLike", "Pad", "Expand", "Tile", "Range", "ScatterND", "ScatterElements", "NonZero",
     "Dropout", "Trilu", "EyeLike", "Optional", "OptionalGetElement", "SequenceConstruct",
 }
-# Ops that read a constant operand as data: a float initializer read only by them is what a position
-# embedding, a class token or a layer scale exports to (`data_tensors`).
+# Ops that read a constant operand as data: an initializer read only by them (through Q/DQ) is what a
+# position embedding, a class token or a layer scale exports to (`data_tensors`).
 _DATA_READERS = {"Add", "Sub", "Mul", "Div", "Concat", "Expand", "Tile", "Where", "Max", "Min"}
 # Ops a weight may pass through between its initializer and the MAC op (first input followed).
 _WEIGHT_PASS_THROUGH = {
@@ -128,8 +128,8 @@ class OnnxComplexity(WorkTotals):
     `params` counts the elements of the initializers feeding weight / bias inputs of MAC ops
     (through Q/DQ nodes too) and PRelu slopes, each initializer once; `other_params` counts all other
     initializers (quantization scales and zero points, shape constants, unfused norm parameters).
-    `data_tensors` names the float initializers of two or more elements among those that only
-    element-wise and data ops read (a ViT's position embedding and class token, ConvNeXt's layer
+    `data_tensors` names the initializers of two or more elements (float, or quantized behind a
+    DequantizeLinear) among those that only element-wise and data ops read (a ViT's position embedding and class token, ConvNeXt's layer
     scales; also a folded attention mask or bias): learned or fixed, which the graph cannot tell, so
     they are listed beside `params` rather than counted in it.
     """

@@ -129,7 +129,8 @@ def graph_complexity(counted: Any, proto: Any, pixels: int, top: int = 25) -> di
     """Params, MACs, kMACs/px, non-MAC work and the costliest layers of one counted ONNX graph."""
     norms = norm_tensors(proto)
     params = counted.params + sum(n for _, n in norms)
-    data = {t: n for t, n in counted.data_tensors.items() if t not in {name for name, _ in norms}}
+    norm_names = {name for name, _ in norms}
+    data = {t: n for t, n in counted.data_tensors.items() if t not in norm_names}
     shapes = {i.name: list(i.dims) for i in proto.graph.initializer if i.name in data}
     layers = sorted((r for r in counted.nodes if r.kind == "mac"), key=lambda r: -r.macs)
     total = counted.macs or 1
@@ -379,7 +380,6 @@ def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[
                           training=torch.onnx.TrainingMode.PRESERVE, input_names=input_names,
                           output_names=output_names, keep_initializers_as_inputs=True)
     return onnx.load(str(path))
-
 
 
 def profile_graphs(protos: dict[str, Any], *, size: tuple[int, int] | None = None, fps: float = 30.0,

@@ -11,7 +11,6 @@ from mobilecodec.runtime.npu_graph import unsized_note
 from mobilecodec.runtime.onnx_complexity import SHAPES_MEASURED
 
 
-
 def data_tensors_note(graph: dict[str, Any]) -> str | None:
     """What a graph's params leave out (`OnnxComplexity.data_tensors`), or None when nothing."""
     d = graph.get("data_tensors") or {}
@@ -21,6 +20,7 @@ def data_tensors_note(graph: dict[str, Any]) -> str | None:
             "are not in params (learned, like a position embedding or a layer scale, or fixed, like a folded "
             "attention mask: the graph cannot tell); largest: "
             + ", ".join(f"{x['name']} ({'x'.join(map(str, x['shape']))})" for x in d["largest"]))
+
 
 def _t(head: list[str], rows: list[list[Any]], nd: int = 2) -> list[str]:
     return md_table(head, rows, nd=nd)

@@ -86,6 +86,8 @@ def _whole_y4m(path: Path) -> bool:
             return reader.num_frames is not None
     except (OSError, InputError):
         return False
+
+
 def _check_name(name: str) -> str:
     if name not in SAMPLE_FILES:
         raise InputError(f"unknown sample clip {name!r}; available: {', '.join(list_sample_clips())}")
