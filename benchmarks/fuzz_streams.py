@@ -44,6 +44,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without install
 
+from mobilecodec.fsutil import write_bytes_atomic, write_json_atomic  # noqa: E402
+
 CHECKPOINT = "tiny_b0.0064"
 LENGTHS = (1, 2, 5)
 INTRA_PERIOD = 4  # 5 frames: I P P P I
@@ -450,8 +452,8 @@ def prepare(work: Path, log=print) -> Path:
             streams[f"pytorch_{n}"], streams[f"onnxruntime_{n}"] = str(a), str(b)
     finally:
         torch.set_num_threads(threads)
-    setup.write_text(json.dumps({"checkpoint": ckpt, "package": str(pkg), "streams": streams, "width": w,
-                                 "height": h}, indent=1))
+    # setup.json says the work folder is ready: written whole or not at all
+    write_json_atomic(setup, {"checkpoint": ckpt, "package": str(pkg), "streams": streams, "width": w, "height": h})
     return setup
 
 
@@ -538,12 +540,14 @@ def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, prog
                 if outcome in FAILURES:
                     save.mkdir(parents=True, exist_ok=True)
                     case = save / f"case{i:06d}_{decoder}_{outcome}"
-                    (case.with_suffix(".mnvc")).write_bytes(data)
+                    # each file through a temp file, the note last: a campaign stopped here leaves no
+                    # half-written case, and a case with its .json is whole
+                    write_bytes_atomic(case.with_suffix(".mnvc"), data)
                     note = {"index": i, "base": name, "decoder": decoder, "kind": kind, "mutation": desc,
                             "outcome": outcome, **{k: v for k, v in ans.items() if k != "traceback"}}
-                    case.with_suffix(".json").write_text(json.dumps(note, indent=1) + "\n")
                     if "traceback" in ans:
-                        case.with_suffix(".txt").write_text(ans["traceback"])
+                        write_bytes_atomic(case.with_suffix(".txt"), ans["traceback"].encode())
+                    write_json_atomic(case.with_suffix(".json"), note)
                     failures.append(note)
                     log(f"\n{outcome}: {decoder} {name} {desc}: {ans.get('error', '')}")
                 i += 1
