@@ -18,6 +18,8 @@ Tiling rule (`dram_bytes`), HTP VTCM = 8 MiB on v73 and v75:
 
 1. Weights are read from DRAM once per graph run (weight bytes x params of every MAC layer; a
    weight tensor several layers use, a shared conv or an unrolled recurrence, is read by the first).
+   So are the data tensors (`OnnxComplexity.data_tensors`: a position embedding, a layer scale),
+   by the first element-wise or data layer that reads them.
 2. Graph inputs are read from DRAM by every layer that consumes them; graph outputs are written
    to DRAM once by the layer that produces them.
 3. An intermediate activation tensor stays in VTCM when it fits in half of VTCM
@@ -75,7 +77,8 @@ class Layer:
     cls: str
     macs: int = 0
     elements: int = 0           # output elements of element-wise / resampling / data work
-    weights: int = 0            # weight + bias elements of a MAC layer
+    weights: int = 0            # weight + bias elements of a MAC layer; of another layer, the data tensors
+                                # (`OnnxComplexity.data_tensors`) it is the first to read
     inputs: list[list[int]] = field(default_factory=list)  # [[elements, is_graph_input], ...]
     output: int = 0             # elements of the (first) output tensor
     output_is_graph: bool = False
@@ -231,7 +234,11 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             if not t or k in weights:
                 continue
             if t in init_names or g.source(t) is not None:
-                continue  # constants: shapes, scales, normalisation parameters
+                src = g.source(t) or t  # a data tensor (a ViT's position embedding) is read from DRAM
+                if src in counted.data_tensors and src not in weights_read:  # once per run, as weights
+                    layer.weights += counted.data_tensors[src]
+                    weights_read.add(src)
+                continue  # other constants: shapes, scales, normalisation parameters
             r = root(t)
             if r in seen:
                 continue

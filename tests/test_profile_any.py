@@ -117,6 +117,32 @@ def test_a_weight_several_layers_share_is_read_once():
     assert dram_bytes(gl2, "w8a8")["weights_bytes"] == 256 + 2 * 16
 
 
+def test_a_data_tensor_is_read_from_dram_once():
+    """A ViT's position embedding is an initializer only an Add reads (`data_tensors`): DRAM traffic
+    left it out (0.3 of vit_b_16's 173 MB; session 38's note). Rule 1 reads it once per run, as a
+    weight, whether it is float or int8 behind a DequantizeLinear, and however many layers read it."""
+    from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
+
+    pos = numpy_helper.from_array(np.full((1, 4, 8), 0.5, np.float32), "pos")
+    w = numpy_helper.from_array(np.full((8, 8), 0.1, np.float32), "w")
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("Add", ["x", "pos"], ["a"]), helper.make_node("MatMul", ["a", "w"], ["m"]),
+             helper.make_node("Add", ["m", "pos"], ["y"])]  # the second reader finds it read
+    g = helper.make_graph(nodes, "vit", [vi("x", TensorProto.FLOAT, [1, 4, 8])], [vi("y", TensorProto.FLOAT, [1, 4, 8])],
+                          [pos, w])
+    d = dram_bytes(extract_layers(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])), "float")
+    # fp16: W 64 + pos 32 elements; x read by the first Add, y written by the last; a and m stay in VTCM
+    assert (d["weights_bytes"], d["graph_io_bytes"], d["activations_bytes"]) == (2 * (64 + 32), 2 * (32 + 32), 0)
+    # int8 behind a DequantizeLinear: the DQ moves nothing, the Add reads the 32 int8 bytes
+    q = numpy_helper.from_array(np.full((1, 4, 8), 64, np.int8), "pos_q")
+    sc, zp = numpy_helper.from_array(np.array(0.01, np.float32), "sc"), numpy_helper.from_array(np.array(0, np.int8), "zp")
+    g = helper.make_graph([helper.make_node("DequantizeLinear", ["pos_q", "sc", "zp"], ["pos_dq"]),
+                           helper.make_node("Add", ["x", "pos_dq"], ["y"])], "vitq",
+                          [vi("x", TensorProto.FLOAT, [1, 4, 8])], [vi("y", TensorProto.FLOAT, [1, 4, 8])], [q, sc, zp])
+    d = dram_bytes(extract_layers(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])), "w8a8")
+    assert (d["weights_bytes"], d["graph_io_bytes"]) == (32, 64)
+
+
 @pytest.fixture(scope="module")
 def resnet18_onnx(tmp_path_factory) -> Path:
     import torch
