@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
 from mobilecodec.export.formats import MANIFEST, PACKAGE_FORMAT as FORMAT
+from mobilecodec.fsutil import names_inside
 from mobilecodec.models.subnetworks import stage_sides
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,9 +193,8 @@ def load_manifest(package: str | Path) -> dict[str, Any]:
     if man.get("version") != VERSION:
         raise InputError(f"{path} has package version {man.get('version')}; this mobilecodec reads {VERSION}")
     _check_structure(man, path)
-    root = pkg.resolve()
     for name, g in man["graphs"].items():
-        if not (pkg / g["file"]).resolve().is_relative_to(root):  # a package carries its graphs
+        if not names_inside(g["file"]):  # a package carries its graphs
             raise InputError(f"{path}: graph {name}'s file {g['file']} lies outside the package")
         if not (pkg / g["file"]).is_file():
             raise InputError(f"package {pkg} lacks graph file {g['file']} ({name})")
@@ -234,6 +234,10 @@ def _check_structure(man: dict[str, Any], path: Path) -> None:
                       if isinstance(s, dict) and s.get("run") == "npu"} - set(graphs))
     if missing:
         raise bad(f"the codec runs {', '.join(map(str, missing))}, which the manifest lists no graph for")
+    unused = sorted({s["graph"] for steps in order.values() for s in steps if isinstance(s, dict)
+                     and s.get("run") == "npu" and s.get("graph") in graphs and not graphs[s["graph"]]["used_by_codec"]})
+    if unused:  # the runtime opens sessions for the graphs used_by_codec only: a KeyError at the first frame
+        raise bad(f"the codec runs {', '.join(unused)}, which the manifest says it does not use (used_by_codec)")
 
 
 def load_package_model(package: str | Path):
@@ -241,10 +245,17 @@ def load_package_model(package: str | Path):
     (manifest, model, the checkpoint's dict, e.g. its `beta`)."""
     from mobilecodec.checkpoint import load_checkpoint
 
+    from mobilecodec.export.npu_check import check_graph_io
+
     man = load_manifest(package)
+    check_graph_io(Path(package), man)  # graphs swapped with their hashes edited: a KeyError at the first frame
     model, obj = load_checkpoint(Path(package) / man["host_checkpoint"])
     if model.weights_hash().hex() != man["weights_hash"]:
         raise InputError(f"{package}: checkpoint.pt does not match the manifest's weights hash")
+    cfg = json.loads(json.dumps(model.cfg.to_dict()))  # as the manifest stores it (tuples as lists)
+    if man.get("config", cfg) != cfg or man["config_name"] != model.cfg.name:  # an edit ran unnoticed
+        raise InputError(f"{package}: the manifest's config is not checkpoint.pt's ({model.cfg.name}); export the "
+                         "package again")
     return man, model, obj
 
 

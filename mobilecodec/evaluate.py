@@ -184,7 +184,7 @@ def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
     several runs' final.pt, or exp-a/b0.0064/final.pt and exp-b/b0.0064/final.pt)."""
     resolved = [Path(p).resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
-        raise InputError(f"checkpoints must be distinct, got {', '.join(map(str, paths))}")
+        raise InputError(f"checkpoints and packages must be distinct, got {', '.join(map(str, paths))}")
     stems = [r.name if r.is_dir() else r.stem for r in resolved]
     labels = list(stems)
     for depth in range(1, max(len(r.parts) for r in resolved)):  # more parent folders where names repeat
@@ -323,7 +323,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
               labels: list[str], codec: str, opts: EvalOptions, raw_work: Path) -> dict:
     from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
-    from mobilecodec.io import read_frames, warn_fewer_frames
+    from mobilecodec.io import padded_size, read_frames, warn_fewer_frames
     from mobilecodec.metrics.msssim import check_measurable
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import check_same_clip
@@ -336,8 +336,12 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             raise InputError(f"no frames in {s}")
         warn_fewer_frames(s, len(frames), opts.frames, "coding")  # coded whole; its JSON's "frames" says how many
         check_measurable(*frames[0].y.shape, s)  # frames MS-SSIM cannot measure: refused before coding, as baseline does
+        h, w = frames[0].y.shape
+        pw, ph = padded_size(w, h)
+        for c in models:  # a package exported for another size: refused before any point is coded, not at its own
+            if c.engine is not None:
+                c.engine.check_padded_size(ph, pw, (h, w))
         if anchor_res is not None:  # before any coding, not after
-            h, w = frames[0].y.shape
             anchor_notes.append(check_same_clip(anchor_res, w, h, len(frames), str(anchor), str(s), source=str(s)))
     streams = out.resolve() / "streams"  # absolute in the JSON: it is read from other folders
     total = 2 * len(models) * sum(len(f) for f in sources_by_input)  # each frame encoded, then decoded
@@ -359,10 +363,12 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                 refine = RefineOptions.for_checkpoint(obj, opts.refine_steps, path) if opts.refine_steps else None
                 modes = BlockModeOptions.for_checkpoint(obj, opts.block_modes, path) if opts.block_modes else None
                 with tempfile.TemporaryDirectory(prefix="mobilecodec-eval-") as tmp:
-                    dec_path = Path(tmp) / f"{label}.y4m" if opts.save_decoded else None
+                    # the decode straight into the staging folder: a full disk or file size limit met there
+                    # names OUT/streams/..., not a temp file in /tmp (runtime audit), and it is not copied
+                    dec_path = stage / "streams" / f"{stem}_{label}.y4m" if opts.save_decoded else None
                     point, enc = code_point(model, coded_src, sources, tmp, label, intra_period=opts.intra_period,
                                             frames=opts.frames, matrix=opts.matrix, save_decoded=dec_path,
-                                            extra={"checkpoint": path, "beta": obj.get("beta"),
+                                            extra={"checkpoint": os.path.abspath(path), "beta": obj.get("beta"),
                                                    "warp": model.cfg.to_dict().get("warp"),
                                                    "buffering": model.cfg.to_dict().get("buffering"),
                                                    **({"refine": vars(refine)} if refine else {}),
@@ -373,12 +379,8 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
                                             engine=coder.engine)
                     point["frame_types"] = frame_type_summary(point)
                     point["drift"] = drift_summary(point)
-                    kept = [(Path(tmp) / f"{label}.mnvc", f"{stem}_{label}.mnvc")]
-                    if dec_path is not None:
-                        kept.append((dec_path, f"{stem}_{label}.y4m"))
-                    for a, name in kept:
-                        shutil.copyfile(a, stage / "streams" / name)
-                        names.append(name)
+                    shutil.copyfile(Path(tmp) / f"{label}.mnvc", stage / "streams" / f"{stem}_{label}.mnvc")
+                    names += [f"{stem}_{label}.mnvc"] + ([dec_path.name] if dec_path is not None else [])
                     point["stream"] = str(streams / f"{stem}_{label}.mnvc")
                 points.append(point)
             points.sort(key=lambda p: p["bpp"])

@@ -605,6 +605,14 @@ def _umask() -> int:
     return mask
 
 
+def names_inside(relative: str) -> bool:
+    """Whether a file name a manifest records stays inside its folder by its words alone: not absolute,
+    no '..'. A symlink inside is the user's to make (`cp -rs` of a package): resolving it refused a
+    package whose graphs it pointed at elsewhere, as lying outside the package."""
+    p = Path(relative)
+    return bool(relative) and not p.is_absolute() and ".." not in p.parts
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file."""
     with atomic_path(path) as tmp:

@@ -13,6 +13,7 @@ decode are the PyTorch path's own functions, and streams are interchangeable bet
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from mobilecodec.codec.sender import SenderTail
 from mobilecodec.errors import InputError
 from mobilecodec.export.formats import CONTEXT_FORMAT
+from mobilecodec.fsutil import names_inside
 from mobilecodec.runtime.storage_io import ORT_DTYPES, as_dtype, storage_io_model
 from mobilecodec.tensors import to_numpy
 
@@ -118,7 +120,7 @@ def _check_context_manifest(folder: Path, ctx: dict[str, Any]) -> None:
             raise bad(f"graph {name} has no context model")
         for f, digest in (g.get("sha256") or {}).items():  # none in folders compiled before they were kept
             path = folder / f
-            if not path.resolve().is_relative_to(folder.resolve()) or not path.is_file():
+            if not names_inside(f) or not path.is_file():
                 raise bad(f"{f} ({name}) is missing")
             if cached_sha256(path) != digest:
                 raise bad(f"{f} ({name}) is not the binary compiled (changed since)")
@@ -292,9 +294,9 @@ class OnnxEngine:
         """What a result coded by this engine records of it: the folder given, the backend and, for a
         `mobilecodec compile` folder, its export package and target SoC (encode and decode named the
         float export package alone, beside the QNN backend, which cannot run it)."""
-        out: dict[str, Any] = {"package": str(self.source), "backend": self.label}
-        if self.context is not None:
-            out.update(export_package=str(self.package), soc=self.context.get("soc"))
+        out: dict[str, Any] = {"package": os.path.abspath(self.source), "backend": self.label}  # absolute, as
+        if self.context is not None:                                          # the streams: read elsewhere
+            out.update(export_package=os.path.abspath(self.package), soc=self.context.get("soc"))
         return out
 
     def check_padded_size(self, height: int, width: int, picture: tuple[int, int] | None = None) -> None:

@@ -340,6 +340,23 @@ def test_a_full_disk_names_the_file_it_stopped(tmp_path):
     assert not out.exists()
 
 
+def test_eval_names_the_decoded_video_a_size_limit_stopped(carphone, tmp_path):
+    """`eval --save-decoded` decoded into a temp folder and copied: a file size limit named
+    /tmp/mobilecodec-eval-XXXX/tiny_b0.0064.y4m, which the user never asked for (runtime audit). The
+    decode is staged in the output folder now: the line names OUT/streams/..., and nothing is left."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40 << 10, 40 << 10))
+
+    out = tmp_path / "ev"
+    p = subprocess.run([*PY, "eval", str(carphone), "--checkpoint", "tiny_b0.0064", "--frames", "2", "--save-decoded",
+                        "--no-progress", "-o", str(out)], capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f"mobilecodec eval: error: File too large: {out / 'streams' / 'carphone_tiny_b0.0064.y4m'}\n"
+    assert not out.exists()
+
+
 def test_a_device_that_is_full_is_named(tmp_path):
     """An output that is a device (here a link to /dev/full, which refuses every write with ENOSPC)
     gets the finished bytes appended; that write failed with 'No space left on device' and no name

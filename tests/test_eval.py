@@ -419,20 +419,26 @@ def test_inputs_and_checkpoints_of_one_name_keep_their_own_results(tiny_checkpoi
     assert "is not a regular file (a pipe or a device)" in capsys.readouterr().err
 
 
-def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_package, carphone, tmp_path, capsys):
+def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_package, carphone, tmp_path, capsys,
+                                                         monkeypatch):
     """`eval --package` codes a point with the package's graphs on onnxruntime: its stream is the
     one `encode --package` writes for the same frames, every frame decoded hash-exact, and it sits
-    beside a checkpoint's PyTorch point in one report."""
+    beside a checkpoint's PyTorch point in one report. Package and checkpoint given by relative
+    paths are recorded absolute, as the streams are (a package was recorded as typed: runtime audit)."""
+    import os
+
     out, args = tmp_path / "OUT", ["--frames", str(FRAMES), "--intra-period", str(INTRA), "--threads", "1",
                                    "--no-progress"]
-    rc = main(["eval", str(carphone), "--package", str(tiny_package), "--checkpoint", str(tiny_checkpoint),
-               "-o", str(out), *args])
+    monkeypatch.chdir(tmp_path)
+    rel_pkg, rel_ckpt = os.path.relpath(tiny_package), os.path.relpath(tiny_checkpoint)
+    rc = main(["eval", str(carphone), "--package", rel_pkg, "--checkpoint", rel_ckpt, "-o", str(out), *args])
     text = capsys.readouterr().out
     assert rc == 0
     points = {p["label"]: p for p in json.loads((out / "carphone_eval.json").read_text())["points"]}
     assert set(points) == {tiny_package.name, tiny_checkpoint.stem}
     pk, ck = points[tiny_package.name], points[tiny_checkpoint.stem]
     assert pk["backend"].startswith("onnxruntime CPU") and pk["package"] == str(tiny_package)
+    assert pk["checkpoint"] == str(tiny_package) and ck["checkpoint"] == str(tiny_checkpoint)
     assert "backend" not in ck and "package" not in ck
     assert pk["hash_verified_frames"] == FRAMES
     assert f"{tiny_package.name}: package {tiny_package} on onnxruntime CPU" in text
@@ -443,9 +449,15 @@ def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_p
     assert pk["bits"] == 8 * stream.stat().st_size
 
 
-@pytest.mark.parametrize("case", ["nothing", "missing_package", "refine", "wrong_size", "ep_without_package"])
-def test_bad_package_input_exits_2(case, tiny_package, tiny_checkpoint, carphone, bikes, tmp_path, capsys):
-    inp, models, word = str(carphone), ["--package", str(tiny_package)], ""
+@pytest.mark.parametrize("case", ["nothing", "missing_package", "refine", "wrong_size", "ep_without_package", "twice"])
+def test_bad_package_input_exits_2(case, tiny_package, tiny_checkpoint, carphone, bikes, tmp_path, capsys,
+                                   monkeypatch):
+    import mobilecodec.evaluate as ev
+
+    coded = []  # the points coded before the refusal: a package of another size was found at its own point,
+    real = ev.code_point  # after every input and checkpoint before it (runtime audit, session 39)
+    monkeypatch.setattr(ev, "code_point", lambda *a, **k: coded.append(a[1]) or real(*a, **k))
+    inp, models, word = [str(carphone)], ["--package", str(tiny_package)], ""
     if case == "nothing":
         models, word = [], "--checkpoint"
     elif case == "ep_without_package":
@@ -454,14 +466,18 @@ def test_bad_package_input_exits_2(case, tiny_package, tiny_checkpoint, carphone
         models, word = ["--package", str(tmp_path / "absent_pkg")], "absent_pkg"
     elif case == "refine":
         models, word = models + ["--refine", "5"], "--refine"
-    else:
-        inp, word = str(bikes), "exported for 192x192"
+    elif case == "twice":  # it said "checkpoints must be distinct" of two packages (runtime audit)
+        models, word = ["--package", f"{tiny_package},{tiny_package}"], "checkpoints and packages must be distinct"
+    else:  # carphone fits the package, bikes does not; the checkpoint's points come first
+        inp, word = [str(carphone), str(bikes)], "exported for 192x192"
+        models = ["--checkpoint", str(tiny_checkpoint), *models]
     capsys.readouterr()
-    rc = main(["eval", inp, *models, "--frames", "1", "-o", str(tmp_path / "OUT"), "--no-progress"])
+    rc = main(["eval", *inp, *models, "--frames", "1", "-o", str(tmp_path / "OUT"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("mobilecodec eval: error:") and word in err[0], err
     assert not (tmp_path / "OUT").exists()  # not even an empty streams/ folder
+    assert coded == []
 
 
 def test_drift_trend_recovers_a_known_position_effect():

@@ -478,6 +478,8 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
         ("size", lambda p, m: m.__setitem__("padded_size", [64, 64]), "not what its padded_size 64x64 gives"),
         ("elsewhere", lambda p, m: m["graphs"]["i_synthesis"].__setitem__(
             "file", str(package / "graphs" / "i_synthesis.onnx")), "lies outside the package"),
+        ("upward", lambda p, m: m["graphs"]["i_synthesis"].__setitem__(
+            "file", f"../{package.name}/graphs/i_synthesis.onnx"), "lies outside the package"),
         ("nohash", lambda p, m: [g.pop("sha256") for g in m["graphs"].values()], "no sha256"),
         ("nographs", lambda p, m: m.__setitem__("graphs", []), "no graphs"),
         ("nouse", lambda p, m: m["graphs"]["i_analysis"].pop("used_by_codec"), "used_by_codec"),
@@ -485,10 +487,29 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
         ("nohost", lambda p, m: m.pop("host_checkpoint"), "no host_checkpoint"),
         ("nohash2", lambda p, m: m.pop("weights_hash"), "no weights_hash"),
         ("noconfig", lambda p, m: m.pop("config_name"), "no config_name"),
+        # passed the check; encode: a KeyError at the first P-frame (runtime audit, session 39)
+        ("unused", lambda p, m: m["graphs"]["m_synthesis"].__setitem__("used_by_codec", False),
+         "the codec runs m_synthesis, which the manifest says it does not use"),
+        # a config the graphs were not exported from ran unnoticed (runtime audit)
+        ("config", lambda p, m: m["config"]["warp"].__setitem__("block_size", 16), "the manifest's config is not"),
     ]
     for tag, change, words in cases:
         pkg = _edited(package, tmp_path / tag, change)
         assert_clean_error(cli_here("export", "--check", pkg, "--no-compile"), words)
+    # what the check refuses, the runtime refuses before coding: a swapped graph and an edited size were
+    # a KeyError traceback and onnxruntime's own multi-line error at the first encode (runtime audit)
+    for tag in ("swapped", "size", "unused", "config"):
+        words = next(w for t, _, w in cases if t == tag)
+        assert_clean_error(cli_here("encode", "carphone", "--package", tmp_path / tag, "-o", tmp_path / f"{tag}.mnvc",
+                                    "--frames", "3"), words)
+        assert not (tmp_path / f"{tag}.mnvc").exists()
+    # a package whose graphs folder is a link (`cp -rs`) names its graphs inside itself: it was refused as
+    # lying outside the package, the links resolved (runtime audit)
+    linked = tmp_path / "linked"
+    shutil.copytree(package, linked, ignore=lambda d, names: ["graphs"] if Path(d) == package else [])
+    (linked / "graphs").symlink_to(package / "graphs")
+    assert cli_here("export", "--check", linked, "--no-compile").returncode == 0
+    assert cli_here("encode", "carphone", "--package", linked, "-o", tmp_path / "l.mnvc", "--frames", "2").returncode == 0
     assert_clean_error(cli_here("compile", tmp_path / "nohash", "-o", tmp_path / "bins"), "no sha256")
     assert_clean_error(cli_here("compile", tmp_path / "noconfig", "-o", tmp_path / "bins"), "no config_name")
     assert_clean_error(cli_here("encode", "carphone", "--package", tmp_path / "nohost", "-o", tmp_path / "s.mnvc",
