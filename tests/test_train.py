@@ -428,6 +428,48 @@ def test_resume_compares_options_with_the_values_the_run_used(tmp_path, capsys, 
     assert len(err) == 1 and "no such training video or folder: ./bikes" in err[0]
 
 
+def test_a_resume_from_another_folder_reads_the_files_the_run_started_on(tmp_path, capsys, monkeypatch, bikes):
+    """--data was recorded as typed: a resume from another folder, where clip.y4m is another clip,
+    trained on that one without a word, and repeating --data clip.y4m there compared equal (training
+    audit). The run records the file's absolute path; the other clip.y4m is refused as other data."""
+    from mobilecodec.io import read_frames, resolve_input, write_video
+    from mobilecodec.train.trainer import load_run_options
+
+    for folder, clip in (("a", bikes), ("b", resolve_input("bigbuckbunny"))):
+        (tmp_path / folder).mkdir()
+        write_video(tmp_path / folder / "clip.y4m", read_frames(clip, 8), 30)
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["train", "--stage", "1", "--beta", "0.0032", "--data", "clip.y4m", "-o", str(run), *TRAIN_ARGS,
+                 "--steps", "1"]) == 0, capsys.readouterr().err
+    assert load_run_options(run).data == [str(tmp_path / "a" / "clip.y4m")]
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    resume = ["train", "-o", str(run), "--resume", "--no-progress", "--threads", "1"]
+    assert main([*resume, "--steps", "2", "--data", "clip.y4m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data " in err[0] and "differs from the run being resumed" in err[0], err
+    (tmp_path / "a" / "clip.y4m").rename(tmp_path / "a" / "gone.y4m")  # the run reads its own file, not b's
+    assert main([*resume, "--steps", "2"]) == 2
+    assert str(tmp_path / "a" / "clip.y4m") in capsys.readouterr().err
+
+
+def test_a_run_whose_first_save_was_cut_short_says_what_to_do(tmp_path, capsys):
+    """save_run writes the checkpoints, then trainer_state.pt: a first save stopped between them left a
+    folder that a fresh run sent to --resume and --resume sent back ("nothing to resume"; training
+    audit). Both say what it is and what to do now, in one line."""
+    run = tmp_path / "run"
+    assert _train(run, "--steps", "1", "--threads", "1") == 0
+    (run / "trainer_state.pt").unlink()
+    for argv in (["train", "--stage", "1", "--beta", "0.0032", "--data", "bikes", "-o", str(run), *TRAIN_ARGS],
+                 ["train", "-o", str(run), "--resume", "--steps", "2", "--no-progress"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds checkpoints but no trainer_state.pt" in err[0], err
+        assert f"--init {run / 'last.pt'}" in err[0]
+
+
 def test_teacher_steps_without_a_flow_teacher_is_refused(tmp_path, capsys):
     """--teacher-steps decays the --flow-teacher weight; without one (not given, or 0, for a new run
     or in the run being resumed) it is refused in one line instead of being ignored."""
@@ -500,6 +542,27 @@ def test_p_frame_options_with_a_gop_of_one_are_refused(tmp_path, capsys):
                  "--steps", "1", "--rollout", "3", "--tau", "1.2", "-o", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--rollout, --tau apply to P-frames; --gop 1 trains I-frames alone" in err[0], err
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--gop", "1", "--noisy-synthesis", "i", "m", "r"], "--noisy-synthesis m r: P-frame latents; --gop 1"),
+    (["--gop", "2", "--tau", "5"], "--tau weights a GOP's P-frames by position; --gop 2 trains one"),
+    (["--warp", "none", "--flow-teacher", "0.01", "--flow-lambda", "0.5"],
+     "--flow-lambda, --flow-teacher train the motion path; --warp none has none"),
+    (["--rollout", "2", "--detach-iframe"], "--detach-iframe changes nothing with --rollout"),
+    (["--batch-scale", "1"], "--batch-scale only apply with --recipe NAME"),
+])
+def test_options_the_loss_would_ignore_are_refused(tmp_path, capsys, extra, words):
+    """Each ran with exit 0 and changed nothing (training audit): the m and r latents never run in a
+    one-frame GOP, the one P-frame of a GOP of 2 is weighted tau^0, a model without motion has no flow
+    to teach, --rollout detaches the buffer at every depth already, and --batch-scale 1 (its default
+    value) went unnoticed without --recipe."""
+    run = tmp_path / "run"
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "bikes", "--crop", "64x64", "--steps", "1",
+                 *extra, "-o", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
     assert not run.exists()
 
 

@@ -15,7 +15,7 @@ from mobilecodec.cli import main
 from mobilecodec.errors import InputError
 
 
-def test_default_training_data_excludes_the_held_out_clip(capsys):
+def test_default_training_data_excludes_the_held_out_clip(capsys, tmp_path):
     from mobilecodec.train.data import DEFAULT_TRAIN_DATA, HELD_OUT, TrainingData
     from mobilecodec.train.stills import StillSource
 
@@ -44,8 +44,8 @@ def test_default_training_data_excludes_the_held_out_clip(capsys):
     for held in ("carphone", str(sample_clip("carphone"))):
         with pytest.raises(InputError, match="held-out"):
             TrainingData([held], 1, (64, 64))
-    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "carphone", "-o", "unused_run"]) == 2
-    assert "held-out" in capsys.readouterr().err
+    assert main(["train", "--stage", "1", "--beta", "0.01", "--data", "carphone", "-o", str(tmp_path / "run")]) == 2
+    assert "held-out" in capsys.readouterr().err and not (tmp_path / "run").exists()  # not in the working folder
     TrainingData(["carphone"], 1, (64, 64), allow_held_out=True)  # explicit opt-in still works
 
 
@@ -566,10 +566,24 @@ def test_recipe_cli_refuses_run_defining_options(tmp_path, capsys):
     assert "cannot be combined with --recipe" in capsys.readouterr().err
     assert main(["train", "--recipe", "nope", "-o", str(tmp_path / "r")]) == 2
     assert "unknown recipe" in capsys.readouterr().err
+    # --until before --phase trained nothing and exited 0, telling to run the same command again (audit)
+    assert main(["train", "--recipe", "tiny-smoke", "--phase", "rollout", "--until", "iframe", "--no-progress",
+                 "-o", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip().endswith("--phase trains one phase, --until the phases up to one: "
+                                                     "give one of them")
+    assert not (tmp_path / "r").exists()
     # a mistyped --data: the one-line error alone (a phase announced itself on stdout first)
     assert main(["train", "--recipe", "tiny-smoke", "--data", "nope.y4m", "--no-progress", "-o", str(tmp_path / "r")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == "mobilecodec train: error: no such training video or folder: nope.y4m"
+    assert not (tmp_path / "r").exists()
+    # the held-out clip: refused before any phase, without the advice --allow-held-out that a recipe
+    # refuses, and with no folder left behind (training audit)
+    assert main(["train", "--recipe", "tiny-smoke", "--data", "carphone", "--no-progress", "-o", str(tmp_path / "r")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == ("mobilecodec train: error: carphone is the held-out evaluation clip; a recipe "
+                                         "never trains on it: give other --data (e.g. bikes bigbuckbunny stills, the "
+                                         "default)")
     assert not (tmp_path / "r").exists()
     # every kind of entry stays accepted: sample names and the stills (a first check refused "stills")
     from mobilecodec.train.data import DEFAULT_TRAIN_DATA

@@ -6,6 +6,7 @@ run a whole resumable recipe (`--recipe NAME`, see `mobilecodec.train.recipe`). 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mobilecodec.cli.common import (Output, add_architecture_arguments, emit_json, given_options, parse_hw,
@@ -34,11 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "fine-tuning per beta; tiny-smoke: the same at 1/1000 of the steps) in RUN, "
                         "continuing from its last checkpoint when started again")
     p.add_argument("--minutes", type=positive_float, default=None,
-                   help="stop cleanly at a checkpoint after this many minutes (run again to continue): of the "
-                        "training loop in a plain run (data loading and set-up not counted), of wall time over "
-                        "all phases with --recipe")
-    p.add_argument("--batch-scale", type=positive_int, default=1,
-                   help="--recipe: multiply every phase's batch size (e.g. 4 with --device cuda)")
+                   help="stop cleanly at a checkpoint after this many minutes (continue with --resume, a recipe "
+                        "with the same command): of the training loop in a plain run (data loading and set-up "
+                        "not counted), of wall time over all phases with --recipe")
+    p.add_argument("--batch-scale", type=positive_int, default=None,
+                   help="--recipe: multiply every phase's batch size (e.g. 4 with --device cuda; default 1)")
     p.add_argument("--until", default=None, metavar="PHASE", help="--recipe: stop after this phase")
     p.add_argument("--phase", default=None, metavar="PHASE",
                    help="--recipe: train only this phase (its init phase must be finished); the rate-point "
@@ -55,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with synthetic motion); each PATH is sampled equally often (default: bikes "
                         "bigbuckbunny stills; carphone is held out for evaluation)")
     p.add_argument("--augment", action="store_true", default=None,
-                   help="flip and 2x-downscale video GOPs at random (recipes always do)")
+                   help="flip and 2x-downscale video and Vimeo-90K GOPs at random (recipes always do; stills have "
+                        "their own synthetic motion)")
     p.add_argument("--allow-held-out", action="store_true", default=None,
                    help="allow training on the held-out evaluation clip (carphone); its RD results are "
                         "then no longer honest")
@@ -69,7 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-4 / 5e-5)")
     p.add_argument("--rollout", type=int, default=None, metavar="K",
                    help="error-propagation-aware training: run K P-frames without gradients before the "
-                        "trained ones, so they learn from a drifted buffer (samples GOP + K frames; default 0)")
+                        "trained ones, so they learn from a drifted buffer (samples GOP + K frames; default 0). "
+                        "The buffer they start from is detached at every depth, 0 included: the I-frame codec "
+                        "learns from its own loss only, as with --detach-iframe")
     p.add_argument("--rollout-random", action="store_true", default=None,
                    help="with --rollout K: draw each step's rollout depth uniformly from 0..K, so the "
                         "P-frames learn from the buffer of every chain position up to K (the tiny-cpu "
@@ -139,6 +143,24 @@ def _stage_overrides(args: argparse.Namespace) -> dict:
             "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
             "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "ref_grad_scale": args.ref_grad_scale, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
             "noisy_synthesis": tuple(sorted(set(args.noisy_synthesis))) if args.noisy_synthesis else None}
+
+
+def _refuse_options_that_change_nothing(args: argparse.Namespace, gop: int) -> None:
+    """InputError for a new run's options that the loss would ignore (CONVENTIONS: an option that does
+    not apply is an error; each ran silently before the training audit of session 39)."""
+    from mobilecodec.errors import InputError
+
+    p_latents = sorted({"m", "r"} & set(args.noisy_synthesis or ()))
+    if gop == 1 and p_latents:
+        raise InputError(f"--noisy-synthesis {' '.join(p_latents)}: P-frame latents; --gop 1 trains I-frames alone")
+    if gop == 2 and args.tau is not None:
+        raise InputError("--tau weights a GOP's P-frames by position; --gop 2 trains one")
+    flows = given_options(args, "flow_lambda", "flow_teacher")
+    if args.warp == "none" and flows:
+        raise InputError(f"{', '.join(flows)} train the motion path; --warp none has none")
+    if args.rollout and args.detach_iframe:
+        raise InputError("--detach-iframe changes nothing with --rollout: the P-frames it trains start from a "
+                         "detached buffer at every depth, 0 included")
 
 
 def _check_resume_args(args: argparse.Namespace, saved) -> None:
@@ -252,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     _refuse_json_among_run_files(args)
     if args.recipe:
         return _run_recipe(args)
-    recipe_only = (["--batch-scale"] if args.batch_scale != 1 else []) + given_options(args, "until", "phase")
+    recipe_only = given_options(args, "batch_scale", "until", "phase")
     if recipe_only:
         raise InputError(f"{', '.join(recipe_only)} only apply with --recipe NAME")
     from mobilecodec.train.recipe import refuse_recipe_folder
@@ -273,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         missing = [f"--{n}" for n in ("stage", "beta") if getattr(args, n) is None]
         if missing:
             raise InputError(f"{', '.join(missing)} required (unless --resume or --recipe)")
-        from mobilecodec.train.data import DEFAULT_TRAIN_DATA
+        from mobilecodec.train.data import DEFAULT_TRAIN_DATA, recorded_data
 
         if args.augment and args.data and all(d == "stills" for d in args.data):
             raise InputError("--augment flips and downscales video and Vimeo-90K GOPs; stills have their own "
@@ -285,10 +307,12 @@ def run(args: argparse.Namespace) -> int:
         if stage.gop == 1 and p_only:  # a GOP of one frame trains the I-frame codec alone
             raise InputError(f"{', '.join(p_only)} appl{'ies' if len(p_only) == 1 else 'y'} to P-frames; "
                              "--gop 1 trains I-frames alone")
-        opts = TrainOptions(run_dir=args.output, data=list(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
+        _refuse_options_that_change_nothing(args, stage.gop)
+        opts = TrainOptions(run_dir=args.output, data=recorded_data(args.data or DEFAULT_TRAIN_DATA), beta=args.beta,
                             stage=stage, augment=bool(args.augment), allow_held_out=bool(args.allow_held_out),
                             config=args.config or _init_config(args.init), seed=0 if args.seed is None else args.seed,
-                            init=args.init, reinit=tuple(args.reinit or ()), freeze=tuple(args.freeze or ()),
+                            init=os.path.abspath(args.init) if args.init and os.path.isfile(args.init) else args.init,
+                            reinit=tuple(args.reinit or ()), freeze=tuple(args.freeze or ()),
                             motion_hint=args.motion_hint, motion_search_radius=args.motion_search_radius,
                             buffering=args.buffering,
                             warp=args.warp, max_frames=args.max_frames)
@@ -332,7 +356,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(clash)} cannot be combined with --recipe (the recipe defines them)")
     recipe = get_recipe(args.recipe)
     summary = run_recipe(recipe, args.output, data=args.data, device=args.device or "auto", threads=args.threads,
-                         batch_scale=args.batch_scale, minutes=args.minutes, until=args.until, only=args.phase,
+                         batch_scale=args.batch_scale or 1, minutes=args.minutes, until=args.until, only=args.phase,
                          progress=not args.no_progress, bf16=args.bf16, channels_last=not args.no_channels_last,
                          data_workers=args.data_workers or 0)
     for p in summary["phases"]:

@@ -162,6 +162,13 @@ def data_identity(path: str | os.PathLike, strict: bool = True) -> str:
         return str(p.resolve())
 
 
+def recorded_data(paths: Sequence[str]) -> list[str]:
+    """--data entries as a run records them: a file or folder by its absolute path, a sample name or
+    'stills' as given. A relative path was kept as typed, and a resume from another folder read
+    whatever that name meant there (another clip, silently: training audit, session 39)."""
+    return [os.path.abspath(p) if str(p) != "stills" and os.path.exists(p) else str(p) for p in paths]
+
+
 def find_septuplets(root: str | os.PathLike) -> list[Path]:
     """Septuplet folders under a Vimeo-90K root (`sequences/xxxxx/yyyy/im1.png`), under its
     `sequences` folder, or a single septuplet folder. Uses `sep_trainlist.txt` when present: in the

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.train.data import DEFAULT_TRAIN_DATA, data_identity
+from mobilecodec.train.data import DEFAULT_TRAIN_DATA, data_identity, recorded_data
 from mobilecodec.train.stages import json_plain
 
 
@@ -157,7 +157,7 @@ def phase_options(recipe: Recipe, phase: Phase, run_dir: Path, data: list[str] |
     stage = get_stage(phase.stage, **over)
     init = str(run_dir / phase.init / "final.pt") if phase.init else None
     cfg = get_config(recipe.config)
-    return TrainOptions(run_dir=str(run_dir / phase.name), data=list(data or recipe.data),
+    return TrainOptions(run_dir=str(run_dir / phase.name), data=recorded_data(data or recipe.data),
                         beta=phase.beta or recipe.base_beta, stage=stage, config=recipe.config,
                         init=init, reinit=phase.reinit, freeze=phase.freeze, motion_hint=cfg.motion_hint,
                         motion_search_radius=recipe.motion_search_radius or cfg.motion_search_radius,
@@ -245,14 +245,18 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, *, data: list[str] | 
     if (run_dir / STATE_FILE).is_file() or (run_dir / "last.pt").is_file():
         raise InputError(f"{run_dir} holds a plain training run, not a recipe's phases; continue it with "
                          f"`train --resume -o {run_dir}`, or choose another -o")
+    if until is not None and only is not None:  # an --until before --phase stopped first: nothing trained, exit 0
+        raise InputError("--phase trains one phase, --until the phases up to one: give one of them")
     if until is not None:
         recipe.phase(until)
     if only is not None:
         recipe.phase(only)
-    from mobilecodec.train.data import data_identity
+    from mobilecodec.train.data import data_identity, refuse_held_out
 
-    for entry in data or ():  # a mistyped --data fails before the first phase says it starts
-        data_identity(entry)
+    for entry in data or ():  # a mistyped --data or the held-out clip fails before the first phase starts
+        data_identity(entry)   # (its folder was left, and the advice was --allow-held-out, which a recipe refuses)
+        refuse_held_out(entry, "a recipe never trains on it: give other --data (e.g. "
+                        f"{' '.join(DEFAULT_TRAIN_DATA)}, the default)")
     deadline = time.monotonic() + 60.0 * minutes if minutes else None
     steps_left = stop_after_steps
     report: list[dict[str, Any]] = []

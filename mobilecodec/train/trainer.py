@@ -325,7 +325,18 @@ def save_run(run: Path, model, optimizer, opts: TrainOptions, step: int, dist: D
 
 def read_state(run_dir: str | os.PathLike) -> dict:
     """The trainer_state.pt of a run folder (validated)."""
+    _refuse_uncommitted(Path(run_dir))
     return read_run_state(run_dir, STATE_FILE, STATE_FORMAT, STATE_VERSION, "trainer")
+
+
+def _refuse_uncommitted(run: Path) -> None:
+    """InputError for a folder with checkpoints but no trainer state: `save_run` writes the state last,
+    so a first save cut short left one that a fresh run ("already holds a training run") and --resume
+    ("nothing to resume") each sent to the other (training audit, session 39)."""
+    if (run / "last.pt").exists() and not (run / STATE_FILE).exists():
+        raise InputError(f"{run} holds checkpoints but no {STATE_FILE} (its first save was cut short?), so it "
+                         "can neither be resumed nor trained afresh in place: move it away, or start from its "
+                         f"weights with --init {run / 'last.pt'} and another -o")
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
@@ -457,6 +468,7 @@ def _train(opts: TrainOptions, resume: bool) -> dict:
 
     start_step = 0
     state = None
+    _refuse_uncommitted(run)
     if resume:
         state = read_state(run)
         start_step = int(state["step"])
