@@ -516,6 +516,19 @@ def test_check_refuses_an_edited_or_damaged_manifest(package, tmp_path):
                                 "--frames", "1"), "no host_checkpoint")
 
 
+def test_a_compile_folder_on_the_cpu_names_the_package_it_was_compiled_from(compiled, package):
+    """A compile folder with --ep cpu was told to "pass the float export package", though it may have
+    been compiled from an int8 one (runtime audit): the line names the package it was compiled from."""
+    import re
+
+    from mobilecodec.errors import InputError
+    from mobilecodec.runtime.engine import resolve_package
+
+    with pytest.raises(InputError, match=rf"use --ep qnn \(or pass the export package it was compiled from, "
+                                         rf"{re.escape(str(package))}, for --ep cpu\)"):
+        resolve_package(compiled[0], "cpu")
+
+
 def test_a_compile_folder_is_checked_where_it_runs(package, carphone, tmp_path, capsys):
     """Compile folders (found by audit): a 1-frame calibration clip calibrated every P-frame graph on
     random inputs and recorded --frames; a folder moved beside another package of its package's name
