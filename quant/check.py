@@ -235,6 +235,26 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
             out.setdefault("bd_psnr_note", {})[m] = overlap_note(rates, "log10 rate", "")
     if out["inconclusive"]:
         out["bd_error"] = "; ".join(f"{m}: {r}" for m, r in out["inconclusive"].items())
+    # int8 points that a float point beats outright: at most the bits, at least the quality. Float
+    # reaches that quality at that rate, so the int8 point needs at least that much more rate, net of
+    # what its own float point needs over the same kind of point (a flat float curve beats itself
+    # too): a bound that holds without a curve, where no BD figure can be judged
+    out["dominated"] = {}
+    for m in metrics_:
+        def cheapest(q: float) -> dict | None:  # the float point of least rate with quality >= q
+            return min((a for a in fp if a["bpp"] > 0 and a[m] >= q), key=lambda a: a["bpp"], default=None)
+
+        rows = []
+        for a0, b in zip(fp, qp):
+            a = cheapest(b[m])
+            if a is None or a["bpp"] > b["bpp"]:
+                continue
+            own = cheapest(a0[m])  # a0 itself qualifies: own["bpp"] <= a0["bpp"]
+            net = (b["bpp"] / a["bpp"]) / (a0["bpp"] / own["bpp"]) - 1.0
+            if net > 0:
+                rows.append({"int8": b["label"], "float": a["label"], "rate_loss_pct": 100.0 * net,
+                             "d_db": b[m] - a[m]})
+        out["dominated"][m] = rows
     out["point_deltas"] = [{"float": a["label"], "int8": b["label"],
                             "d_bpp_pct": 100.0 * (b["bpp"] / a["bpp"] - 1.0) if a["bpp"] > 0 else None,
                             **{f"d_{m}": b[m] - a[m] for m in QUALITY_METRICS}} for a, b in zip(fp, qp)]
@@ -395,6 +415,23 @@ def fitted_on_inputs(pairs: Sequence[ModelPair], srcs: Sequence[Path]) -> list[d
     return out
 
 
+def _dominated_note(results: list[dict], opts: CheckOptions, multi: bool) -> str:
+    """'. BUT ...' naming the int8 point a float point beats by the most (`compare`'s `dominated`),
+    when that certain loss is above `opts.max_bdrate`: an int8 curve made flat by a collapse read as
+    merely too flat to judge (a 5 dB loss; the demo audit, session 39). The verdict stays
+    INCONCLUSIVE, as issue #13 asks outside the judgeable curves; '' otherwise."""
+    rows = [(d, m, r) for r in results for m in opts.bd_metrics for d in r["comparison"].get("dominated", {}).get(m, [])]
+    if not rows:
+        return ""
+    d, m, r = max(rows, key=lambda t: t[0]["rate_loss_pct"])
+    if not d["rate_loss_pct"] > opts.max_bdrate:
+        return ""
+    where = f" on {Path(r['source']).name}" if multi else ""
+    return (f". BUT int8 point {d['int8']}{where} needs at least {d['rate_loss_pct']:.1f}% more bits than float for "
+            f"its quality (float point {d['float']}: {-d['d_db']:.2f} dB more {m} at no more bits), beyond the "
+            f"allowed {opts.max_bdrate:g}%: int8 is damaged there")
+
+
 def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | None, float | None, dict, list[str]]:
     """(verdict, passed, worst BD-rate loss, mean BD-rate per metric, inconclusive reasons) over the
     inputs' comparisons: PASS/FAIL of the worst mean BD-rate over the metrics against
@@ -413,7 +450,7 @@ def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | 
     if reasons:
         return (f"INCONCLUSIVE: no BD-rate is reported where the curves cannot be judged (each must span >= "
                 f"{MIN_SPAN_DB:g} dB and share >= {100 * MIN_OVERLAP:.0f} % of their quality range): "
-                + "; ".join(reasons), None, None, {}, reasons)
+                + "; ".join(reasons) + _dominated_note(results, opts, multi), None, None, {}, reasons)
     bd_mean = {m: float(np.mean([r["comparison"]["bd_rate"][m] for r in results])) for m in opts.bd_metrics}
     loss = max(bd_mean.values())
     worst = f"(worst of {', '.join(opts.bd_metrics)})"

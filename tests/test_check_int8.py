@@ -133,6 +133,35 @@ def test_large_losses_fail_instead_of_going_inconclusive():
     assert judge_curves([30.0, float("inf")], [30.5, 33.0])["reason"].startswith("a point has an infinite")
 
 
+def test_a_collapsed_int8_point_is_named_where_no_bd_figure_can_be_judged():
+    """int8 that lost 5 dB at its high-rate point made its own curve flat, and the check said
+    INCONCLUSIVE, "the int8 curve spans only 0.439 dB", as if nothing were known (demo audit). A float
+    point with at most its bits and more quality bounds the loss without any curve: 0.0404 / 0.0150 - 1
+    = +169 % here. The verdict stays INCONCLUSIVE (issue #13's rule) and names that point. Float
+    points that a flat float curve itself beats are netted out: noise gets no such line."""
+    from mobilecodec.quant.check import CheckOptions, compare, judge_results
+
+    fl = [(0.0150, 26.5), (0.0404, 27.6)]                       # the demo's two points
+    q = [(0.0152, 22.2), (0.0404, 22.6)]                        # int8 4-5 dB down, its curve 0.4 dB flat
+    c = compare(_res(fl), _res(q), ("psnr_yuv",))
+    assert "the int8 curve spans only 0.400 dB" in c["inconclusive"]["psnr_yuv"]
+    assert c["dominated"]["psnr_yuv"] == [
+        {"int8": "p0", "float": "p0", "rate_loss_pct": pytest.approx(100 * (0.0152 / 0.0150 - 1)), "d_db": pytest.approx(-4.3)},
+        {"int8": "p1", "float": "p0", "rate_loss_pct": pytest.approx(100 * (0.0404 / 0.0150 - 1)), "d_db": pytest.approx(-3.9)}]
+    verdict, passed, loss, bd, reasons = judge_results([{"source": "clip.y4m", "comparison": c}],
+                                                        CheckOptions(bd_metrics=("psnr_yuv",)))
+    assert passed is None and loss is None and bd == {} and reasons and verdict.startswith("INCONCLUSIVE")
+    assert verdict.endswith(". BUT int8 point p1 needs at least 169.3% more bits than float for its quality (float "
+                            "point p0: 3.90 dB more psnr_yuv at no more bits), beyond the allowed 5%: int8 is damaged "
+                            "there"), verdict
+    # a flat float curve whose high-rate point its low-rate point beats: int8 a hair under each float
+    # point is beaten by 0.35 / 0.30 - 1 = 17 %, as float itself is: nothing is int8's, INCONCLUSIVE
+    flat = [(0.30, 23.05), (0.35, 23.00)]
+    c = compare(_res(flat), _res([(r, d - 0.01) for r, d in flat]), ("psnr_yuv",))
+    assert c["dominated"]["psnr_yuv"] == []
+    assert "BUT" not in judge_results([{"source": "clip.y4m", "comparison": c}], CheckOptions(bd_metrics=("psnr_yuv",)))[0]
+
+
 def test_quality_at_equal_rate_against_a_straight_float_curve():
     """pchip through points on a line (quality linear in log10 rate) is that line, so the figure has
     a hand value: int8 at 80 % of the rate and 0.01 dB lower sits -0.01 - 10 log10(0.8) dB above the float
