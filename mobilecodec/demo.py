@@ -185,12 +185,16 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     opts.validate()
     final = check_output_dir(Path(out_dir).resolve(), marker=REPORT_MARKER, marker_format=FORMAT)
     clip = Path(resolve_input(opts.clip))
+    if clip.is_dir():  # it said "no such clip" of a folder that exists (demo audit)
+        raise InputError(f"--clip {opts.clip} is a folder, not a video file")
     if not clip.is_file():
         raise InputError(f"no such clip: {opts.clip} (a video file or a sample name such as carphone)")
     defaulted = opts.calib_clip is None
     if defaulted:
         opts.calib_clip = default_calibration_clip(opts.clip)
     calib = Path(resolve_input(opts.calib_clip))
+    if calib.is_dir():
+        raise InputError(f"--calib-clip {opts.calib_clip} is a folder, not a video file")
     if not calib.is_file():
         raise InputError(f"no such calibration clip: {opts.calib_clip} (a video file or a sample name such as bikes)")
     from mobilecodec.train.data import refuse_held_out
@@ -364,9 +368,14 @@ def _baselines(out: Path, clip: Path, frames: int, opts: DemoOptions) -> dict[st
     from mobilecodec.baselines.runner import BaselineConfig, run_baseline
 
     res = {}
+    # our codec's intra period where it codes more than one I-frame: the curves compared the demo's
+    # IPPP...I periods with x264's single GOP (demo audit); one period over all the frames is the same
+    # GOP either way, and keeps the appendix command
+    period = opts.intra_period if opts.intra_period < frames else None
     for codec in opts.baselines:
         cfg = BaselineConfig(codec=codec, preset=opts.baseline_preset, crfs=list(opts.baseline_crfs), input=clip,
-                             out_dir=out, frames=frames, matrix=opts.matrix, progress=opts.progress)
+                             out_dir=out, frames=frames, matrix=opts.matrix, progress=opts.progress,
+                             intra_period=period)
         r = run_baseline(cfg)
         res[codec] = {k: r[k] for k in ("codec", "encoder", "preset", "frames", "ffmpeg_version", "points")}
         res[codec]["json"] = str(out / f"{cfg.stem}.json")

@@ -305,7 +305,8 @@ def _frames_md(report: dict[str, Any], out: Path) -> list[str]:
          + ("1:1 pixels." if rows[0]["scale"] == 1 else "each pixel shown as {0}x{0}.".format(rows[0]["scale"])), ""]
     for r in rows:
         what = ("first I-frame" if r["type"] == "I" else "last P-frame of the intra period"
-                if r.get("period_complete", True) else "last P-frame coded: --frames ends the intra period early")
+                if r.get("period_complete", True) else "last P-frame coded: the frames coded end the intra period "
+                "early")  # --frames, or a clip that short ("--frames" was named when it was not given: audit)
         L += [f"Frame {r['index']} ({what}): {r['bits']} bits, PSNR-YUV {r['psnr_yuv']:.2f} dB, PSNR-RGB "
               f"{r['psnr_rgb']:.2f} dB, MS-SSIM-RGB {r['ms_ssim_rgb']:.4f}", "",
               f"![frame {r['index']}: source | decoded]({_rel(out, r['file'])})", ""]

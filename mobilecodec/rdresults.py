@@ -61,6 +61,9 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
         raise InputError(f"{where}: a {obj.get('format', 'report')} summary, not an RD result; give the "
                          f"command's per-input file (eval: OUT/<input>_eval.json; check-int8: OUT/*_float.json "
                          f"and *_int8.json)")
+    if missing and obj.get("format") == "mobilecodec-demo":  # said only "missing key(s) ..." (demo audit)
+        raise InputError(f"{where}: a demo report, not an RD result; give its RD files: check_int8/<clip>_float.json "
+                         "and <clip>_int8.json, baselines/x264_medium.json and x265_medium.json")
     if missing:
         raise InputError(f"{where}: missing key(s) {', '.join(missing)}")
     for key in ("width", "height", "frames"):

@@ -314,6 +314,7 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["demo", "-o", "rep", "--baseline-crf", "33,33"], "distinct"),  # refused after PTQ, export and compile
     (["demo", "-o", "rep", "--baseline-crf", ","], "numbers"),  # became the default sweep
     (["bdrate", "a.json", "b.json", "--metric", ","], "no name given"),  # said "nothing not known"
+    (["bdrate", "a.json", "b.json", "--metric", "psnr_yuv,psnr_rgb,psnr_yuv"], "'psnr_yuv' given twice"),  # two rows
     (["decode", "DIR"], "is a folder"),  # said "no such file" of a folder that exists
     (["encode", "carphone", "-o", "x.mnvc", "--intra-period", "70000"], "at most 65535"),  # after the model loaded
     (["check-int8", "x", "--float", "a", "--float", "b", "--int8", "c"], "--float given twice"),  # judged b alone

@@ -329,6 +329,18 @@ def test_rd_plot_holds_x264_and_x265(demo):
             assert f"| {codec} medium | {p['label']} | {p['bpp']:.4f} |" in md
     assert "## RD against x264 and x265" in md and "![RD](rd.png)" in md
     assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what rd.png draws (write_report plots rd_curves(report)): ours, then both baselines' points (the
+    # PNG's header alone could not tell a plot without them; demo audit)
+    from mobilecodec.demo_report import rd_curves
+
+    curves = rd_curves(report)
+    assert [c["codec"] for c in curves[3:]] == ["x264 medium", "x265 medium"]
+    assert [c["points"] for c in curves[3:]] == [report["baselines"][k]["points"] for k in ("x264", "x265")]
+    # bdrate on the report itself names the RD files it holds (it said "missing key(s) codec, ...")
+    from cli_run import assert_clean_error, cli_here
+
+    assert_clean_error(cli_here("bdrate", out / "baselines" / "x264_medium.json", out / "report.json"),
+                       "a demo report, not an RD result; give its RD files: check_int8/<clip>_float.json")
 
 
 def test_npu_estimate_in_report(demo):
@@ -355,6 +367,8 @@ def test_npu_estimate_in_report(demo):
 @pytest.mark.parametrize("args, needle", [
     (["--clip", "no_such_clip.y4m"], "no such clip"),
     (["--calib-clip", "no_such_clip.y4m"], "no such calibration clip"),
+    (["--clip", "tests"], "--clip tests is a folder, not a video file"),  # said "no such clip" (demo audit)
+    (["--calib-clip", "tests"], "--calib-clip tests is a folder, not a video file"),
     (["--calib-clip", "carphone"], "is the held-out evaluation clip"),
     (["--clip", "bikes", "--calib-clip", "carphone"], "is the held-out evaluation clip"),
     (["--clip", "bikes", "--calib-clip", "bikes"], "is the clip the demo evaluates"),
@@ -456,3 +470,17 @@ def test_a_checkpoint_without_beta_is_refused_before_ptq(tmp_path):
     assert "not a shipped one" in lines[0] and "--pairs 1" in lines[0]
     assert f"checkpoint {ckpt} does not record the beta" in lines[-1] and "block modes need it" in lines[-1]
     assert not (tmp_path / "R").exists()
+
+
+def test_baselines_code_the_demos_intra_periods(carphone, tmp_path):
+    """The demo's x264/x265 points kept one GOP when the demo coded several periods (--intra-period 2
+    of 3 frames: ours IPI, x264's IPP; demo audit). They code its periods now; one period over all
+    the frames stays the appendix command."""
+    from mobilecodec.demo import DemoOptions, _baselines
+
+    opts = DemoOptions(intra_period=2, baselines=("x264",), baseline_crfs=(45, 51), progress=False)
+    res = _baselines(tmp_path / "a", carphone, 3, opts)
+    assert [p["frame_types"] for p in res["x264"]["points"]] == ["IPI", "IPI"]
+    res = _baselines(tmp_path / "b", carphone, 2, opts)
+    assert [p["frame_types"] for p in res["x264"]["points"]] == ["IP", "IP"] and res["x264"]["json"].endswith(
+        "x264_medium.json")

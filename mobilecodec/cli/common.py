@@ -404,6 +404,9 @@ def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
         if bad:
             raise argparse.ArgumentTypeError(
                 f"{', '.join(map(repr, bad))} not known; choose from {', '.join(known)} (comma-separated)")
+        twice = sorted({v for v in names if names.count(v) > 1})
+        if twice:  # `bdrate --metric psnr_yuv,psnr_yuv` printed its row twice (demo audit)
+            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, twice))} given twice in {text!r}")
         return names
 
     return parse
