@@ -176,6 +176,8 @@ def test_bad_streams_exit_2(stream, tiny_checkpoint, tmp_path, case, words):
     p = cli_here("decode", bad, "-o", out, "--checkpoint", tiny_checkpoint)
     assert_clean_error(p, *words)
     assert not out.exists() and not list(tmp_path.glob(".out.y4m*"))
+    if case in ("flags", "intra_period", "no_frames"):  # info showed the contradiction as the stream (codec audit)
+        assert_clean_error(cli_here("info", bad), *words)
 
 
 def test_missing_inputs_exit_2(tmp_path, tiny_checkpoint, carphone):

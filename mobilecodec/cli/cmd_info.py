@@ -40,7 +40,10 @@ def stream_info(path: str) -> dict[str, Any]:
     from mobilecodec.bitstream.format import StreamReader
     from mobilecodec.checkpoint import shipped_checkpoint_of
     from mobilecodec.codec.block_modes import block_from_flags
+    from mobilecodec.codec.video import check_stream_structure
 
+    with StreamReader(path) as r:  # what decode refuses before decoding, info refuses too: it showed a
+        check_stream_structure(r)  # header whose intra period the frames contradict (codec audit)
     with StreamReader(path) as r:
         hdr = r.header
         frames = [{"index": i, "type": rec.frame_type.name, "bytes": rec.nbytes, "payload_bytes": len(rec.payload),

@@ -415,10 +415,10 @@ def choice_list(choices: Iterable[str]) -> Callable[[str], list[str]]:
 def add_refine_argument(p: argparse.ArgumentParser) -> None:
     """--refine STEPS: the encoder's latent refinement (`mobilecodec.codec.refine`), off by default."""
     p.add_argument("--refine", type=non_negative_int, default=None, metavar="STEPS",
-                   help="refine each I-frame, motion and residual latent with STEPS steps of stochastic Gumbel "
-                        "annealing at the checkpoint's beta (about 100): a lower D + beta R, on whole clips fewer bits "
-                        "at a higher PSNR (docs/results/rd.md), for a slower encode; the decoder and the stream format are unchanged (0: off, "
-                        "as --block-modes 0; default: off)")
+                   help="refine each I-frame, motion and residual latent with STEPS (about 100) steps of stochastic "
+                        "Gumbel annealing at the checkpoint's beta: a lower D + beta R, on whole clips fewer bits at a "
+                        "higher PSNR (docs/results/rd.md), for a slower encode; the decoder and the stream format are "
+                        "unchanged (0: off, as --block-modes 0; default: off)")
 
 
 def add_block_modes_argument(p: argparse.ArgumentParser) -> None:
