@@ -241,10 +241,10 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     if not inputs:
         raise InputError("give at least one input video")
     from mobilecodec.fsutil import check_input_file
+    from mobilecodec.io import check_size_applies
 
     srcs = [check_input_file(resolve_input(i), "video file") for i in inputs]  # a pipe was "no such input video"
-    if opts.raw_size and not any(s.suffix.lower() == ".yuv" for s in srcs):
-        raise InputError("--size describes raw .yuv inputs; none is given")
+    check_size_applies(opts.raw_size, srcs)
     stems = [s.stem for s in srcs]
     if len(set(stems)) < len(stems):  # every input numbered (a plain '1_clip' cannot meet a numbered 'clip')
         stems = [f"{k}_{s.stem}" for k, s in enumerate(srcs)]

@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mobilecodec.baselines.runner import BaselineConfig, format_table, run_baseline
-    from mobilecodec.io import resolve_input
+    from mobilecodec.io import check_size_applies, resolve_input
 
+    check_size_applies(args.size, [resolve_input(args.input)])
     cfg = BaselineConfig(codec=args.codec, preset=args.preset, crfs=args.crf,
                          input=resolve_input(args.input), out_dir=Path(args.out), frames=args.frames,
                          size=args.size, fps=args.fps, matrix=args.matrix,

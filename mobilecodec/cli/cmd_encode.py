@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.runtime.threads import set_threads
 
     _check_output(args)
+    from mobilecodec.io import check_size_applies, resolve_input
+
+    check_size_applies(args.size, [resolve_input(args.input)])
     set_threads(args.threads)
     if args.ep and not args.package:
         from mobilecodec.errors import InputError

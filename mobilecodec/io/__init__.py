@@ -3,12 +3,13 @@
 from mobilecodec.io.base import VideoReader
 from mobilecodec.io.frame import (YUVFrame, crop_frame, fps_to_fraction, frame_nbytes, pad_frame,
                                   padded_size)
-from mobilecodec.io.reader import SUPPORTED_EXTENSIONS, open_video, read_frames, warn_fewer_frames
+from mobilecodec.io.reader import (SUPPORTED_EXTENSIONS, check_size_applies, open_video, read_frames,
+                                   warn_fewer_frames)
 from mobilecodec.io.samples import list_sample_clips, resolve_input, sample_clip, sample_source
 from mobilecodec.io.writer import VideoWriter, write_video
 
 __all__ = [
-    "SUPPORTED_EXTENSIONS", "VideoReader", "VideoWriter", "YUVFrame", "crop_frame",
+    "SUPPORTED_EXTENSIONS", "VideoReader", "VideoWriter", "YUVFrame", "check_size_applies", "crop_frame",
     "fps_to_fraction", "frame_nbytes", "list_sample_clips", "open_video", "pad_frame",
     "padded_size", "read_frames", "resolve_input", "sample_clip", "sample_source", "warn_fewer_frames",
     "write_video",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from mobilecodec.errors import InputError
@@ -59,6 +60,14 @@ def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         raise InputError(f"{p}: the file is {reader.width}x{reader.height} but size "
                          f"{size[0]}x{size[1]} was given")
     return reader
+
+
+def check_size_applies(size: tuple[int, int] | None, paths: Sequence[str | os.PathLike]) -> None:
+    """InputError for a --size given where no input is raw .yuv: every other format carries its own
+    size (encode and baseline took a matching one silently; CONVENTIONS: an option that does not
+    apply is an error)."""
+    if size is not None and not any(Path(p).suffix.lower() in RAW_EXTENSIONS for p in paths):
+        raise InputError("--size describes raw .yuv inputs; none is given")
 
 
 def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> list[YUVFrame]:
