@@ -484,3 +484,18 @@ def test_baselines_code_the_demos_intra_periods(carphone, tmp_path):
     res = _baselines(tmp_path / "b", carphone, 2, opts)
     assert [p["frame_types"] for p in res["x264"]["points"]] == ["IP", "IP"] and res["x264"]["json"].endswith(
         "x264_medium.json")
+
+
+def test_a_demo_of_i_frames_alone_does_not_describe_block_modes(demo):
+    """--intra-period 1 codes no P-frame, yet the report described P-frame block modes and labelled
+    every curve "block modes 8x8" (demo audit). The same report with its frames all I-frames: neither."""
+    import copy
+
+    from mobilecodec.demo_report import rd_curves
+
+    report = demo[1]
+    assert all(c["codec"].endswith("block modes 8x8)") for c in rd_curves(report)[:3])
+    only_i = copy.deepcopy(report)
+    for f in only_i["runtime"]["point"]["per_frame"]:
+        f["type"] = "I"
+    assert not any("block modes" in c["codec"] for c in rd_curves(only_i))
