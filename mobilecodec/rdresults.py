@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mobilecodec.errors import InputError
+from mobilecodec.errors import InputError, one_line
 
 TOP_KEYS = ("codec", "source", "width", "height", "fps", "frames", "points")
 POINT_METRICS = ("bpp", "bits", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb",
@@ -57,7 +57,8 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in TOP_KEYS if k not in obj]
-    if missing and "results" in obj:  # eval's or check-int8's --json: a report over RD results
+    if missing and "results" in obj and obj.get("format") in ("mobilecodec-eval", "mobilecodec-check-int8"):
+        # eval's or check-int8's --json: a report over RD results (any file with a "results" key was told so)
         raise InputError(f"{where}: a {obj.get('format', 'report')} summary, not an RD result; give the "
                          f"command's per-input file (eval: OUT/<input>_eval.json; check-int8: OUT/*_float.json "
                          f"and *_int8.json)")
@@ -69,7 +70,7 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
     for key in ("width", "height", "frames"):
         if not isinstance(obj[key], int) or isinstance(obj[key], bool) or obj[key] <= 0:
             raise InputError(f"{where}: {key!r} must be a positive integer, got {obj[key]!r}")
-    if not _is_number(obj["fps"]) or not obj["fps"] > 0:
+    if not _is_number(obj["fps"]) or not 0 < obj["fps"] < math.inf:
         raise InputError(f"{where}: 'fps' must be a positive number, got {obj['fps']!r}")
     curves = obj.get("curves")
     if curves is not None and not (isinstance(curves, list) and all(isinstance(c, str) for c in curves)):
@@ -119,6 +120,9 @@ def load_results(path: str | os.PathLike, require_per_frame: bool = False) -> di
         raise InputError(f"{p}: not a text JSON file")
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+    except (RecursionError, ValueError) as exc:  # nesting too deep, an integer of over 4,300 digits: they
+        # were an internal error with a traceback (metrics audit)
+        raise InputError(f"{p}: not JSON this tool reads ({type(exc).__name__}: {one_line(exc, 120)})")
     except OSError as exc:
         raise InputError(f"{p}: cannot read: {exc.strerror or exc}")
     return validate_results(obj, where=str(p), require_per_frame=require_per_frame)

@@ -407,6 +407,20 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     for curves in (5, "ab"):  # "ab" said "holds points of 2 RD curves (a; b)"
         (tmp_path / "curves.json").write_text(json.dumps(dict(res, curves=curves)))
         assert "'curves' must be a list" in _bdrate_error(good, tmp_path / "curves.json")
+    # found by the metrics audit (session 39): JSON nested too deep for the parser was a traceback; any
+    # file with a "results" key was told to give eval's or check-int8's per-input file (bdrate's own
+    # --json too); an fps of Infinity passed; a bad point named its codec, which both files share
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "deep.json: not JSON this tool reads (RecursionError" in _bdrate_error(good, tmp_path / "deep.json")
+    (tmp_path / "bd_out.json").write_text(json.dumps({"anchor": str(good), "results": []}))
+    err = _bdrate_error(good, tmp_path / "bd_out.json")
+    assert "missing key(s) codec" in err and "_eval.json" not in err
+    (tmp_path / "inf_fps.json").write_text(json.dumps(dict(res, fps=math.inf)))
+    assert "'fps' must be a positive number, got inf" in _bdrate_error(good, tmp_path / "inf_fps.json")
+    zero = json.loads(json.dumps(res))
+    zero["points"][1]["bpp"] = 0.0
+    (tmp_path / "zero.json").write_text(json.dumps(zero))
+    assert f"test {tmp_path / 'zero.json'}: x264: point" in _bdrate_error(good, tmp_path / "zero.json")
 
 
 def _strict_json(text: str) -> Any:
@@ -707,3 +721,16 @@ def test_plot_labels_keep_every_name():
     finally:
         plt.close(fig)
     assert [t.replace("\u200b", "").replace("\\$", "$") for t in shown] == ["_x.y4m", "a$b$c", "plain"]
+
+
+def test_an_encoder_that_refuses_the_clip_says_why(carphone, tmp_path):
+    """x265 refuses a 12x12 picture; the error was ffmpeg's last line, "Nothing was written into output
+    file" (metrics audit). The encoder's own line leads now."""
+    from mobilecodec.io import crop_frame, read_frames, write_video
+
+    tiny = tmp_path / "tiny.y4m"
+    write_video(tiny, [crop_frame(f, 12, 12) for f in read_frames(carphone, 3)], 30)
+    code, _, stderr = _cli("baseline", "--codec", "x265", "--crf", "30", str(tiny), "-o", str(tmp_path / "b"),
+                           "--no-progress")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "[libx265 @" in stderr and "Image size is too small (12x12)" in stderr, stderr

@@ -133,20 +133,26 @@ def command_line(args: list[str]) -> str:
     return shlex.join(args)
 
 
-def _last_line(text: str) -> str:
+def _failure_line(text: str) -> str:
+    """The line of ffmpeg's stderr that says why it failed: the encoder's own ('[libx265 @ ...] Image
+    size is too small'), which the last line, 'Nothing was written into output file', hid (metrics
+    audit); else the last line."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no message)"
+    if not lines:
+        return "(no message)"
+    encoder = [ln for ln in lines if ln.startswith(("[libx264", "[libx265"))]
+    return f"{encoder[-1]} ({lines[-1]})" if encoder and encoder[-1] != lines[-1] else lines[-1]
 
 
 def run_ffmpeg(args: list[str]) -> None:
-    """Run ffmpeg; ToolError carrying ffmpeg's last stderr line if it fails."""
+    """Run ffmpeg; ToolError carrying what ffmpeg's stderr says of the failure (`_failure_line`)."""
     try:
         proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, errors="replace")
     except OSError as exc:
         raise ToolError(f"cannot run ffmpeg ({args[0]}): {exc}")
     if proc.returncode != 0:
-        raise ToolError(f"ffmpeg exited with code {proc.returncode}: {_last_line(proc.stderr)}")
+        raise ToolError(f"ffmpeg exited with code {proc.returncode}: {_failure_line(proc.stderr)}")
 
 
 @dataclass

@@ -31,10 +31,11 @@ def _clean(x: float) -> float:
     return 0.0 if x == 0 else x
 
 
-def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], method: str
-            ) -> list[dict[str, Any]]:
+def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], method: str,
+            names: tuple[str, str] = ("anchor", "test")) -> list[dict[str, Any]]:
     """BD-rate (%) and BD-quality (dB or MS-SSIM units) of `test` vs `anchor` per metric; each curve
-    needs `rdresults.BD_MIN_POINTS` points (`check_bd_points`), as for `eval`."""
+    needs `rdresults.BD_MIN_POINTS` points (`check_bd_points`), as for `eval`. `names`: how errors
+    name the two (their files: a curve's own name is its codec's, which both may share)."""
     from mobilecodec.metrics import bd_psnr, bd_rate
     from mobilecodec.metrics.bd import curve_overlap, overlap_note, rate_overlap
     from mobilecodec.rdresults import check_bd_points, check_same_matrix, quality_unit, rd_curve
@@ -55,8 +56,13 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
         row: dict = {"metric": m}
         try:  # a curve this metric cannot use (e.g. a non-finite value) leaves the other metrics
             check_same_matrix(anchor, test, m)
-            ra, da = rd_curve(anchor, m)
-            rt, dt = rd_curve(test, m)
+            curves = []
+            for name, res in zip(names, (anchor, test)):
+                try:
+                    curves.append(rd_curve(res, m))
+                except InputError as exc:  # "x264: point 'crf27' has bpp 0" of two x264 files (metrics audit)
+                    raise InputError(f"{name}: {exc}") from None
+            (ra, da), (rt, dt) = curves
         except InputError as exc:
             rate = quality = None
             why_rate = why_quality = str(exc)
@@ -78,7 +84,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
         rows.append(row)
         reasons += [r for r in dict.fromkeys((why_rate, why_quality)) if r]
     if all(r["bd_rate_percent"] is None and r["bd_quality"] is None for r in rows):
-        raise InputError(reasons[0])
+        raise InputError("; ".join(dict.fromkeys(reasons)))  # each metric's reason, not the first alone
     return rows
 
 
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     note = check_same_clip(anchor, test["width"], test["height"], test["frames"], args.anchor, args.test,
                            source=str(test.get("source") or "") or None)
-    rows = compute(anchor, test, args.metric, args.method)
+    rows = compute(anchor, test, args.metric, args.method, (f"anchor {args.anchor}", f"test {args.test}"))
     if note:
         print(f"note: {note}", file=sys.stderr)
     print(f"anchor: {anchor['codec']} {anchor.get('preset', '')} ({args.anchor}, "
