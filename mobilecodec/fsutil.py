@@ -212,16 +212,38 @@ def check_output_file(path: str | os.PathLike) -> Path:
 WRITTEN = ".mobilecodec-written.json"
 
 
+def written_entries(folder: Path) -> list[str]:
+    """Every file and folder under `folder` by its relative path ('graphs', 'graphs/i_analysis.onnx'):
+    the `WRITTEN` list a folder replaced whole is written with."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
 def foreign_entries(folder: Path) -> list[str]:
     """The entries of a folder replaced whole that the run which wrote it did not write (by its
-    `WRITTEN` list; none where it has no list, as a folder of an older version has not)."""
+    `WRITTEN` list; none where it has no list, as a folder of an older version has not), by their
+    relative paths: inside a folder the run wrote too (a user's notes in a package's graphs/ went with
+    the old package: export audit, session 39). A folder the list names without any entry under it
+    (a list of before session 39 named the top level alone) counts as written whole."""
     try:
         written = set(json.loads((folder / WRITTEN).read_text()))
     except FileNotFoundError:
         return []
     except (OSError, ValueError, TypeError):
         written = set()
-    return sorted(e.name for e in folder.iterdir() if e.name not in written | {WRITTEN})
+    out: list[str] = []
+
+    def walk(sub: Path, prefix: str) -> None:
+        for e in sorted(sub.iterdir(), key=lambda e: e.name):
+            rel = prefix + e.name
+            if rel == WRITTEN:
+                continue
+            if rel not in written:
+                out.append(rel)
+            elif e.is_dir() and not e.is_symlink() and any(w.startswith(rel + "/") for w in written):
+                walk(e, rel + "/")
+
+    walk(folder, "")
+    return out
 
 
 def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_format: str | None = None) -> Path:
@@ -409,6 +431,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
     notes, a compile folder made inside a package) move into the new folder, still not in its list,
     instead of going with the old one."""
     final = check_output_dir(path, marker, marker_format)
+    made = missing_folders(final.parent)  # removed again if the run does not finish (export audit)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_temp(final.parent, f".{final.name}.", ".part", is_dir=True)
     carried: list[str] = []
@@ -417,12 +440,13 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
         with naming_full_disk(final, tmp):
             yield tmp
         if marker is not None:
-            (tmp / WRITTEN).write_text(json.dumps(sorted(e.name for e in tmp.iterdir())))
+            (tmp / WRITTEN).write_text(json.dumps(written_entries(tmp)))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if final.exists():  # set aside under a name of this process's own (two replacers shared one)
             if marker is not None:
                 for name in foreign_entries(final):
-                    if not (tmp / name).exists():
+                    if not (tmp / name).exists():  # a name the new run wrote too: the new one's
+                        (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # one this run did not write
                         os.replace(final / name, tmp / name)
                         carried.append(name)
             old = _new_temp(final.parent, f".{final.name}.", ".old", is_dir=True)
@@ -439,6 +463,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
                     with contextlib.suppress(OSError):
                         os.replace(tmp / name, home / name)
                 shutil.rmtree(tmp)
+                remove_empty(made)
 
 
 def missing_folders(path: str | os.PathLike) -> list[Path]:
