@@ -87,8 +87,9 @@ class DemoOptions:
         for name in ("ptq_eval_gops", "sensitivity_frames", "profile_warmup"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.ptq_gop < 2:  # PTQOptions' rule, said before any work is done
-            raise InputError(f"ptq-gop must be >= 2 (an I-frame and a P-frame), got {self.ptq_gop}")
+        from mobilecodec.quant.ptq import check_calibration_gop
+
+        check_calibration_gop(self.ptq_gop, "--ptq-gop")  # PTQOptions' rule, said before any work is done
         if self.block_modes not in (0, 8, 16, 32):
             raise InputError(f"block modes must be 0 (off), 8, 16 or 32, got {self.block_modes}")
         if self.pairs > 2:

@@ -44,12 +44,24 @@ class PTQOptions:
         for name in ("steps", "gop", "batch"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.gop < 2:  # an I-frame alone never runs the P-frame stages: their quantizers stay unset
-            raise InputError(f"the calibration GOP must hold 2 frames or more (an I-frame and a P-frame), "
-                             f"got {self.gop}")
+        check_calibration_gop(self.gop, "the calibration GOP")
         if self.eval_gops < 0:
             raise InputError(f"eval_gops must be >= 0, got {self.eval_gops}")
         self.crop = tuple(self.crop)
+
+
+#: frames per calibration GOP at least: an I-frame alone never runs the P-frame stages (their
+#: quantizers stay unset), and the motion predictor reads the previous P-frame's flow, which the
+#: first P-frame after an I-frame has as zeros: at 2 its flow input was calibrated to a scale of 1e-7
+#: and the int8 predictor clipped every real flow to about 0 (export audit, session 39)
+MIN_CALIBRATION_GOP = 3
+
+
+def check_calibration_gop(gop: int, name: str = "--gop") -> None:
+    """InputError unless `gop` holds `MIN_CALIBRATION_GOP` frames: an I-frame and two P-frames."""
+    if gop < MIN_CALIBRATION_GOP:
+        raise InputError(f"{name} must be >= {MIN_CALIBRATION_GOP} (an I-frame and two P-frames: the second is the "
+                         f"first whose motion predictor sees a real flow), got {gop}")
 
 
 def quantize_model(model, qcfg: QuantConfig, gops=None, *, steps: int = 0, batch: int = 1, progress: bool = True):

@@ -212,7 +212,7 @@ def test_cli_adaround_summary_and_int8_export(bikes, tmp_path):
 
     out = tmp_path / "Q"
     rc = main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(bikes), "-o", str(out), "--crop", "64x64",
-               "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0", "--adaround",
+               "--steps", "1", "--batch", "1", "--gop", "3", "--eval-gops", "0", "--adaround",
                "--adaround-iters", "2", "--adaround-batches", "1", "--no-progress"])
     assert rc == 0
     summary = json.loads((out / "ptq.json").read_text())

@@ -556,7 +556,7 @@ def test_an_int8_folder_judged_on_its_own_calibration_clip_is_flagged(carphone, 
     held-out ones; judged on carphone, nothing is said."""
     q = tmp_path / "Q"
     assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", "bikes", "--crop", "64x64", "--steps", "1",
-                 "--batch", "1", "--gop", "2", "--eval-gops", "0", "-o", str(q), "--no-progress"]) == 0
+                 "--batch", "1", "--gop", "3", "--eval-gops", "0", "-o", str(q), "--no-progress"]) == 0
     for clip, flagged in (("bikes", True), (str(carphone), False)):
         capsys.readouterr()
         rc = main(["check-int8", clip, "--float", "tiny_b0.0512", "--int8", str(q), "--frames", "2",
@@ -573,7 +573,7 @@ def test_an_int8_folder_judged_on_its_own_calibration_clip_is_flagged(carphone, 
 
     shutil.copy(carphone, tmp_path / "mycopy.y4m")
     assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", str(tmp_path / "mycopy.y4m"), "--allow-held-out",
-                 "--crop", "64x64", "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0",
+                 "--crop", "64x64", "--steps", "1", "--batch", "1", "--gop", "3", "--eval-gops", "0",
                  "-o", str(tmp_path / "QC"), "--no-progress"]) == 0
     capsys.readouterr()
     rc = main(["check-int8", str(carphone), "--float", "tiny_b0.0512", "--int8", str(tmp_path / "QC"), "--frames", "2",

@@ -326,8 +326,9 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["profile", "--config", "tiny", "--size", "64x64", "--size", "128x128"], "--size given twice"),  # last won
     (["eval", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "rep", "--name", " "], "empty"),  # fell back to the default
     (["eval", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "rep", "--name", "a\nb"], "one line"),  # went into tables and plots as given
-    (["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "--gop", "1", "-o", "run"], "--gop must be >= 2"),  # P-frame quantizers never set: export's traceback
-    (["demo", "-o", "rep", "--ptq-gop", "1"], "ptq-gop must be >= 2"),
+    (["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "--gop", "1", "-o", "run"], "--gop must be >= 3"),  # P-frame quantizers never set: export's traceback
+    (["demo", "-o", "rep", "--ptq-gop", "2"], "--ptq-gop must be >= 3"),  # a motion predictor calibrated on 0 flow
+    (["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "--gop", "2", "-o", "run"], "--gop must be >= 3"),
     (["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "bigbuckbunny", "--steps", "1", "--batch", "1", "-o",
       "run"], "cannot take one from each of the 2 --data clips"),  # calibrated on bikes alone, listed both
 ])

@@ -84,20 +84,20 @@ def test_held_out_gops_stay_apart_when_the_clips_run_short(carphone, tmp_path):
         load_split([short], 2, CROP, 8, 5)
 
 
-def test_ptq_says_when_its_calibration_gops_repeat(carphone, tmp_path, capsys):
-    """A 6-frame clip holds three GOPs of 2; one is kept for the report, so 30 steps x 2 GOPs calibrate
+def test_ptq_says_when_its_calibration_gops_repeat(bikes, tmp_path, capsys):
+    """A 9-frame clip holds three GOPs of 3; one is kept for the report, so 30 steps x 2 GOPs calibrate
     on 2 GOPs over and over: ptq.json said so, its line claimed 60 GOPs (found by the quant audit)."""
-    from mobilecodec.io import VideoWriter, read_frames
+    from mobilecodec.io import VideoWriter, crop_frame, read_frames
 
     short = tmp_path / "short.y4m"
     with VideoWriter(short, 176, 144, 30) as w:
-        for f in read_frames(carphone, 6):
-            w.write(f)
-    assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(short), "--allow-held-out", "-o",
-                 str(tmp_path / "Q"), "--crop", "64x64", "--steps", "30", "--batch", "2", "--gop", "2",
+        for f in read_frames(bikes, 9):
+            w.write(crop_frame(f, 176, 144))
+    assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", str(short), "-o",
+                 str(tmp_path / "Q"), "--crop", "64x64", "--steps", "30", "--batch", "2", "--gop", "3",
                  "--eval-gops", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "30 steps x 2 GOPs of 2 (2 distinct: the clips hold no more GOPs of 2 frames, so they repeat)" in out, out
+    assert "30 steps x 2 GOPs of 3 (2 distinct: the clips hold no more GOPs of 3 frames, so they repeat)" in out, out
     assert "10 stages quantized (tiny+int8; W8A8, scheme tf), " in out, out  # and how (W8A16 and CLE said where on)
     assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["calibration_gops_distinct"] == 2
 
@@ -109,7 +109,7 @@ def test_ptq_as_a_library_refuses_the_held_out_clip_and_records_it(carphone, bik
     from mobilecodec.quant.ptq import PTQOptions, run_ptq
 
     model, _ = load_checkpoint("tiny_b0.0064")
-    opts = PTQOptions(steps=1, batch=1, gop=2, crop=(64, 64), eval_gops=0)
+    opts = PTQOptions(steps=1, batch=1, gop=3, crop=(64, 64), eval_gops=0)
     with pytest.raises(InputError, match="carphone.y4m is the held-out evaluation clip"):
         run_ptq(model, [bikes, carphone], opts=opts, progress=False)
     _, summary = run_ptq(model, [carphone], opts=opts, progress=False, allow_held_out=True)
@@ -719,7 +719,7 @@ def test_a_relative_aimet_config_is_recorded_by_its_full_path(tmp_path, monkeypa
                     work / "my.json")
     monkeypatch.chdir(work)
     assert main(["ptq", "--checkpoint", "tiny_b0.0032", "--data", "bikes", "--aimet-config", "my.json", "--steps", "1",
-                 "--batch", "1", "--gop", "2", "--crop", "64x64", "--eval-gops", "0", "-o", str(tmp_path / "Q"),
+                 "--batch", "1", "--gop", "3", "--crop", "64x64", "--eval-gops", "0", "-o", str(tmp_path / "Q"),
                  "--no-progress"]) == 0
     monkeypatch.chdir(tmp_path)
     assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["quant_config"]["aimet_config"] == str(work / "my.json")

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     adv.add_argument("--pairs", type=int, choices=(1, 2), default=2,
                      help="float/int8 pairs for the check; BD-rate needs 2 (default 2)")
     adv.add_argument("--ptq-steps", type=positive_int, default=10, help="PTQ calibration steps (default 10)")
-    adv.add_argument("--ptq-gop", type=positive_int, default=3, help="frames per calibration GOP, at least 2 (default 3)")
+    adv.add_argument("--ptq-gop", type=positive_int, default=3, help="frames per calibration GOP, at least 3 (default 3)")
     adv.add_argument("--ptq-batch", type=positive_int, default=2, help="GOPs per calibration step (default 2)")
     adv.add_argument("--ptq-crop", type=parse_hw, default=(128, 128), metavar="HxW",
                      help="calibration crop, multiples of 64 (default 128x128)")

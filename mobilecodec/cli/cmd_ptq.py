@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output folder: quantized.pt, encodings/<stage>.encodings, ptq.json")
     p.add_argument("--steps", type=positive_int, default=30, help="calibration steps (default 30)")
-    p.add_argument("--gop", type=positive_int, default=3, help="frames per calibration GOP, at least 2 (default 3)")
+    p.add_argument("--gop", type=positive_int, default=3, help="frames per calibration GOP, at least 3 (default 3)")
     p.add_argument("--batch", type=positive_int, default=2, help="GOPs per step (default 2)")
     p.add_argument("--crop", type=parse_hw, default=None, metavar="HxW",
                    help="random crop of each GOP, multiples of 64 (default 256x256, clamped to the largest "
@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
     from mobilecodec.train.data import is_held_out, refuse_held_out
 
-    if args.gop < 2:
-        raise InputError(f"--gop must be >= 2 (an I-frame and a P-frame: the P-frame quantizers are calibrated "
-                         f"on P-frames), got {args.gop}")
+    from mobilecodec.quant.ptq import check_calibration_gop
+
+    check_calibration_gop(args.gop)
     if args.steps * args.batch < len(args.data):
         raise InputError(f"--steps x --batch = {args.steps * args.batch} calibration GOPs cannot take one from each "
                          f"of the {len(args.data)} --data clips; give more steps or fewer clips")
