@@ -147,7 +147,10 @@ def build_manifest(model: "VideoCodec", graphs: dict[str, dict[str, Any]], heigh
         "padded_size": [height, width], "original_size": [oh, ow],
         "buffer": [{"name": e.name, "channels": e.channels, "stride": e.stride,
                     "shape": list(e.shape(height, width)), "dtype": "float32", "storage": storage(e.name),
-                    "graph_input": f"buffer_in.{e.name}", "graph_output": f"buffer_out.{e.name}"}
+                    # null where no graph reads or writes it (hybrid buffering's residual_feat goes to the
+                    # host warp; a name no graph has was given: export audit)
+                    "graph_input": _io_name(graphs, "inputs", f"buffer_in.{e.name}"),
+                    "graph_output": _io_name(graphs, "outputs", f"buffer_out.{e.name}")}
                    for e in model.layout],
         "graphs": graphs,
         "call_order": call_order(model),
@@ -173,6 +176,11 @@ def _sha256_as_of(path: str, *stat_key: int) -> str:
     from mobilecodec.fsutil import file_sha256
 
     return file_sha256(path)
+
+
+def _io_name(graphs: dict[str, dict[str, Any]], key: str, name: str) -> str | None:
+    """`name` where one of `graphs` has it among its `key` ("inputs" / "outputs"), else None."""
+    return name if any(t.get("name") == name for g in graphs.values() for t in g.get(key, [])) else None
 
 
 def load_manifest(package: str | Path) -> dict[str, Any]:

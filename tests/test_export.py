@@ -160,6 +160,19 @@ def test_check_fails_on_unsupported_op_at_compile(tmp_path, capsys):
     g = _hand_made(tmp_path / "erf.onnx", "Erf", [("x", [1, 3, 8, 8])], "erf_node")
     assert main(["export", "--check", str(g)]) == 1
     assert "erf_node" in capsys.readouterr().out
+    # an op the static rules pass and the HTP compile refuses (the test above never reached the compile;
+    # export audit): LpNormalization over the batch axis
+    import onnx
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    lp = helper.make_graph([helper.make_node("LpNormalization", ["x"], ["y"], axis=0, p=1, name="lp_node")], "lp",
+                           [vi("x", TensorProto.FLOAT, [2, 8])], [vi("y", TensorProto.FLOAT, [2, 8])])
+    onnx.save(helper.make_model(lp, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(tmp_path / "lp.onnx"))
+    assert main(["export", "--check", str(tmp_path / "lp.onnx"), "--json", str(tmp_path / "lp.json")]) == 1
+    g = json.loads((tmp_path / "lp.json").read_text())["graphs"][0]
+    assert g["issues"] == [] and g["compiled"] is False and "QNN HTP could not compile" in g["compile_error"]
+    assert "HTP compile FAILED" in capsys.readouterr().out
 
 
 def test_compile_context_binaries_load_and_run(package, compiled):
@@ -608,3 +621,18 @@ def test_the_manifests_warp_step_names_only_the_overlap_it_uses(mode, want):
     steps = call_order(VideoCodec(get_config("tiny", warp_mode=mode)))["P"]
     (warp,) = [s for s in steps if s.get("op") == "warp"]
     assert warp["what"].startswith(want), warp["what"]
+
+
+def test_the_manifest_names_only_buffer_io_the_graphs_have(tmp_path):
+    """Hybrid buffering: the host warp reads residual_feat, no graph does, yet the manifest named
+    buffer_in.residual_feat as its graph input (export audit). Every name it gives is a graph's."""
+    assert main(["init", "--config", "tiny", "--buffering", "hybrid", "-o", str(tmp_path / "h.pt")]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "h.pt"), "--size", "64x64", "-o", str(tmp_path / "pkg"),
+                 "--no-progress"]) == 0
+    man = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    names = {key: {t["name"] for g in man["graphs"].values() for t in g[key]} for key in ("inputs", "outputs")}
+    buf = {b["name"]: b for b in man["buffer"]}
+    assert buf["residual_feat"]["graph_input"] is None and buf["residual_feat"]["graph_output"] in names["outputs"]
+    for b in man["buffer"]:
+        assert b["graph_input"] is None or b["graph_input"] in names["inputs"], b
+        assert b["graph_output"] is None or b["graph_output"] in names["outputs"], b

@@ -14,7 +14,8 @@ OUTPUT = Output("folder", marker=MANIFEST, marker_format=CONTEXT_FORMAT)  # repl
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", metavar="PKG", help="package folder written by `mobilecodec export`")
     p.add_argument("--soc", type=int, default=43, help="QNN soc_model number (default 43: Snapdragon 8 Gen 2)")
-    p.add_argument("--htp-arch", type=int, default=None, help="HTP version (default: the SoC's, 73 for soc 43)")
+    p.add_argument("--htp-arch", type=int, default=None, help="HTP version, a check only: it must be the SoC's own (73 for soc 43), which is the default; "
+                        "pick the target with --soc")
     p.add_argument("-o", "--output", required=True, metavar="BIN", help="folder for the context binaries")
     p.add_argument("--calibration", metavar="VIDEO",
                    help="clip (file or sample name such as bikes) whose frames calibrate the stand-in int8 QDQ of "
