@@ -144,40 +144,40 @@ def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
 def test_sigterm_removes_the_partial_stream(tmp_path):
     """SIGTERM in the middle of an encode: exit 143, one line, no .part file, no stream."""
     out = tmp_path / "bikes.mnvc"
-    proc = subprocess.Popen([*PY, "encode", "bikes", "-o", str(out), "--checkpoint", "tiny_b0.0064", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # once the temporary stream exists: frames are being coded
+    rc, err = _terminated(["encode", "bikes", "-o", str(out), "--checkpoint", "tiny_b0.0064", "--no-progress"],
+                          tmp_path, ".bikes.mnvc.*", settle=0.5)
+    assert rc == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "mobilecodec encode: terminated"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _terminated(argv: list[str], where, pattern: str, settle: float = 0.0) -> tuple[int, str]:
+    """Run `mobilecodec ARGV` and send it SIGTERM once `where.glob(pattern)` finds a path (then `settle`
+    seconds more); its exit code and stderr."""
+    proc = subprocess.Popen([*PY, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".bikes.mnvc.*")):  # the temporary stream exists: frames are being coded
+        while not list(where.glob(pattern)):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        time.sleep(0.5)
+            time.sleep(0.02)
+        time.sleep(settle)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert err.strip().splitlines()[-1] == "mobilecodec encode: terminated"
-    assert list(tmp_path.iterdir()) == []
+    return proc.returncode, err
 
 
 def test_sigterm_in_an_export_removes_the_folders_it_made(tmp_path):
     """An export stopped midway into -o n1/n2/pkg left n1/n2 behind, empty (export audit): the folders
     a run makes for its output go with the unfinished output."""
     out = tmp_path / "n1" / "n2" / "pkg"
-    proc = subprocess.Popen([*PY, "export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(out),
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(out.parent.glob(".pkg.*/graphs/*.onnx")):  # the unfinished package has a graph (a signal
-            # during the imports before, nanobind's, aborted the process instead: not this test's concern)
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    # once the unfinished package has a graph (a signal during the imports before it, nanobind's, aborted
+    # the process instead: not this test's concern)
+    rc, err = _terminated(["export", "--checkpoint", "tiny_b0.0032", "--size", "64x64", "-o", str(out), "--no-progress"],
+                          tmp_path, "n1/n2/.pkg.*/graphs/*.onnx")
+    assert rc == 128 + signal.SIGTERM, err
     assert list(tmp_path.iterdir()) == []
 
 
