@@ -48,6 +48,7 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
         main = (Path(path).stem, path)
         idx = next((i for i, (_, n, p) in enumerate(shipped) if p.resolve() == Path(path).resolve()), None)
         if idx is None:  # not a shipped one: no known second RD point of the same model family
+            _read_float_checkpoint(path)  # a file of another kind is refused before the warning below
             if pairs > 1:
                 import warnings
 
@@ -66,6 +67,19 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
     mid = (len(shipped) - 1) // 2  # with an even count, the lower of the two middle betas
     chosen = [mid] + _farthest(mid, len(shipped))[:pairs - 1]
     return [(shipped[j][1], shipped[j][2]) for j in chosen]
+
+
+def _read_float_checkpoint(path: str | Path) -> None:
+    """CheckpointError where `path` is no float checkpoint, with the demo's advice: the loader's
+    names --int8 and --package, which the demo has not (a ptq folder's quantized.pt; demo audit)."""
+    from mobilecodec.checkpoint import ELSEWHERE, read_checkpoint
+    from mobilecodec.errors import CheckpointError
+
+    try:
+        read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc).replace(ELSEWHERE, "(the demo takes a float checkpoint and quantizes "
+                                                          "it itself)")) from None
 
 
 def _farthest(idx: int, n: int) -> list[int]:

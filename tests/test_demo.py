@@ -499,3 +499,16 @@ def test_a_demo_of_i_frames_alone_does_not_describe_block_modes(demo):
     for f in only_i["runtime"]["point"]["per_frame"]:
         f["type"] = "I"
     assert not any("block modes" in c["codec"] for c in rd_curves(only_i))
+
+
+def test_a_quantized_checkpoint_is_refused_with_the_demos_own_advice(demo, tmp_path):
+    """A ptq folder's quantized.pt as --checkpoint: a warning about --pairs, then advice to use --int8
+    or --package, options the demo has not (demo audit). One line, the demo's advice."""
+    from cli_run import assert_clean_error, cli_here
+
+    out, report, _, _ = demo
+    q = out / "ptq" / report["checkpoints"][0]["label"] / "quantized.pt"
+    p = cli_here("demo", "--checkpoint", q, "-o", tmp_path / "R", "--no-progress")
+    assert_clean_error(p, "is not a mobilecodec checkpoint but a mobilecodec-quantized file (the demo takes a float "
+                          "checkpoint and quantizes it itself)")
+    assert "--int8" not in p.stderr and not (tmp_path / "R").exists()
