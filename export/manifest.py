@@ -248,20 +248,51 @@ def _check_structure(man: dict[str, Any], path: Path) -> None:
         raise bad(f"the codec runs {', '.join(unused)}, which the manifest says it does not use (used_by_codec)")
 
 
+def check_graph_io(package: Path, man: dict) -> None:
+    """InputError where a graph's inputs and outputs (names, shapes, types) are not what the manifest
+    says, or the buffer's shapes do not follow from `padded_size`: a graph swapped for another with
+    its manifest's hash edited to match passed `export --check`, and failed at the first encode."""
+    import onnx
+
+    from mobilecodec.export.onnx_common import tensor_info
+
+    for name, g in man["graphs"].items():
+        proto = onnx.load(str(package / g["file"]), load_external_data=False)
+        for key, got in (("inputs", proto.graph.input), ("outputs", proto.graph.output)):
+            have = [tensor_info(v) for v in got]
+            if have != g[key]:
+                raise InputError(f"{package}: {g['file']} has {key} "
+                                 f"{', '.join(t['name'] + str(t['shape']) for t in have)}, its manifest says "
+                                 f"{', '.join(str(t.get('name')) + str(t.get('shape')) for t in g[key])}")
+    ph, pw = man["padded_size"]
+    for b in man.get("buffer") or []:
+        if b.get("shape") != [1, b["channels"], ph // b["stride"], pw // b["stride"]]:
+            raise InputError(f"{package}: buffer {b['name']} is {b.get('shape')} in the manifest, not what its "
+                             f"padded_size {ph}x{pw} gives")
+
+
+def _config_of(man: dict, cfg: Any) -> Any:
+    """The manifest's config read as a config (`cfg`'s type: fields added since get their defaults, as
+    for the checkpoint beside it); `cfg` itself where the manifest has none, None where it cannot be read."""
+    if man.get("config") is None:
+        return cfg
+    try:
+        return type(cfg).from_dict(man["config"])
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+
+
 def load_package_model(package: str | Path):
     """The host-side model of a package (entropy tables, integer hyper-synthesis, warp config):
     (manifest, model, the checkpoint's dict, e.g. its `beta`)."""
     from mobilecodec.checkpoint import load_checkpoint
-
-    from mobilecodec.export.npu_check import check_graph_io
 
     man = load_manifest(package)
     check_graph_io(Path(package), man)  # graphs swapped with their hashes edited: a KeyError at the first frame
     model, obj = load_checkpoint(Path(package) / man["host_checkpoint"])
     if model.weights_hash().hex() != man["weights_hash"]:
         raise InputError(f"{package}: checkpoint.pt does not match the manifest's weights hash")
-    cfg = json.loads(json.dumps(model.cfg.to_dict()))  # as the manifest stores it (tuples as lists)
-    if man.get("config", cfg) != cfg or man["config_name"] != model.cfg.name:  # an edit ran unnoticed
+    if _config_of(man, model.cfg) != model.cfg or man["config_name"] != model.cfg.name:  # an edit ran unnoticed
         raise InputError(f"{package}: the manifest's config is not checkpoint.pt's ({model.cfg.name}); export the "
                          "package again")
     return man, model, obj

@@ -182,25 +182,3 @@ def check_package(target: str | Path, *, compile: bool = True, soc: Any = None) 
     return [check_graph(target / g["file"], name, compile=compile, soc=soc) for name, g in man["graphs"].items()]
 
 
-def check_graph_io(package: Path, man: dict) -> None:
-    """InputError where a graph's inputs and outputs (names, shapes, types) are not what the manifest
-    says, or the buffer's shapes do not follow from `padded_size`: a graph swapped for another with
-    its manifest's hash edited to match passed `export --check`, and failed at the first encode."""
-    import onnx
-
-    from mobilecodec.export.onnx_export import tensor_info
-
-    for name, g in man["graphs"].items():
-        proto = onnx.load(str(package / g["file"]), load_external_data=False)
-        for key, got in (("inputs", proto.graph.input), ("outputs", proto.graph.output)):
-            have = [tensor_info(v) for v in got]
-            if have != g[key]:
-                raise InputError(f"{package}: {g['file']} has {key} "
-                                 f"{', '.join(t['name'] + str(t['shape']) for t in have)}, its manifest says "
-                                 f"{', '.join(str(t.get('name')) + str(t.get('shape')) for t in g[key])}")
-    ph, pw = man["padded_size"]
-    for b in man.get("buffer") or []:
-        if b.get("shape") != [1, b["channels"], ph // b["stride"], pw // b["stride"]]:
-            raise InputError(f"{package}: buffer {b['name']} is {b.get('shape')} in the manifest, not what its "
-                             f"padded_size {ph}x{pw} gives")
-

@@ -306,3 +306,12 @@ def compiler_constants(graph: Any, shapes: dict[str, list[int] | None],
             if all((t in const) if k in sets_shape else (t in static) for k, t in enumerate(node.input) if t):
                 static.update(o for o in outs if o in measured and shapes.get(o) is not None)
     return static, const
+
+
+def tensor_info(vi: Any) -> dict[str, Any]:
+    """Name, static shape and dtype of an ONNX ValueInfoProto (non-static dims kept as strings)."""
+    import onnx
+
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+    return {"name": vi.name, "shape": dims, "dtype": dtype}

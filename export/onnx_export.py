@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from mobilecodec.models.codec import VideoCodec
 
-from mobilecodec.export.onnx_common import IR_VERSION, OPSET, constants_to_initializers  # noqa: F401
+from mobilecodec.export.onnx_common import IR_VERSION, OPSET, constants_to_initializers, tensor_info  # noqa: F401
 SIZE_MULTIPLE = 64
 
 
@@ -194,15 +194,6 @@ def export_graph(spec: GraphSpec, path: str | Path, *, simplify: bool = True) ->
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return proto
-
-
-def tensor_info(vi: Any) -> dict[str, Any]:
-    """Name, static shape and dtype of an ONNX ValueInfoProto (non-static dims kept as strings)."""
-    import onnx
-
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
-    return {"name": vi.name, "shape": dims, "dtype": dtype}
 
 
 def op_histogram(proto: Any) -> dict[str, int]:

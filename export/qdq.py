@@ -17,7 +17,7 @@ def random_feeds(onnx_path: str | Path, count: int = 4, seed: int = 0) -> list[d
     """Calibration inputs drawn uniformly from [0, 1) for every graph input (static shapes)."""
     import onnx
 
-    from mobilecodec.export.onnx_export import tensor_info
+    from mobilecodec.export.onnx_common import tensor_info
 
     proto = onnx.load(str(onnx_path), load_external_data=False)
     rng = np.random.default_rng(seed)

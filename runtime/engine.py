@@ -75,8 +75,12 @@ def resolve_package(package: str | Path, ep: str) -> tuple[Path, dict[str, Path]
             ctx = None  # load_manifest reports it
     if isinstance(ctx, dict) and ctx.get("format") == CONTEXT_FORMAT:
         if ep != "qnn":  # the package it was compiled from, float or int8 ("the float export package" before)
+            try:
+                source = compiled_package(pkg, ctx)  # where it is now (moved with the folder: its relative name)
+            except InputError:
+                source = ctx.get("package") or "?"
             raise InputError(f"{pkg} holds QNN context binaries, which only the QNN HTP runs; use --ep qnn "
-                             f"(or pass the export package it was compiled from, {ctx.get('package')}, for --ep cpu)")
+                             f"(or pass the export package it was compiled from, {source}, for --ep cpu)")
         base = compiled_package(pkg, ctx)  # checks the manifest first
         files = {n: pkg / g["context_model"] for n, g in ctx["graphs"].items()}
         _check_compiled_from(pkg, base, ctx)

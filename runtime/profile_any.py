@@ -159,7 +159,7 @@ def state_buffer(protos: dict[str, Any], frame: tuple[int, int], fps: float,
     import numpy as np
     import onnx
 
-    from mobilecodec.export.onnx_export import tensor_info
+    from mobilecodec.export.onnx_common import tensor_info
     from mobilecodec.runtime.npu_graph import ACTIVATION_TYPES
 
     io: dict[str, Any] = {}
