@@ -699,7 +699,7 @@ def test_a_running_qat_refuses_a_resume(ptq_dir, tmp_path, capsys):
         assert len(err) == 1 and "is in use by another" in err[0] and f"(pid {proc.pid})" in err[0], err
         # nor does a ptq replace the folder under it (it did, and exited 0; the QAT's next save replaced it back)
         assert main(["ptq", "--checkpoint", "tiny_b0.0064", "--data", "bikes", "--crop", "64x64", "--steps", "1",
-                     "--gop", "2", "--batch", "1", "-o", str(out), "--no-progress"]) == 2
+                     "--gop", "3", "--batch", "1", "-o", str(out), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is in use by another" in err[0] and f"(pid {proc.pid})" in err[0], err
 

@@ -1057,7 +1057,7 @@ def test_weights_that_saw_the_held_out_clip_say_so_down_the_pipeline(carphone, t
                  "-o", str(tmp_path / "ev"), "--no-progress"]) == 0
     assert "final.pt trained on the held-out clip" in capsys.readouterr().err
     assert main(["ptq", "--checkpoint", str(tmp_path / "child" / "final.pt"), "--data", "bikes", "--crop", "64x64",
-                 "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops", "0", "-o", str(tmp_path / "Q"),
+                 "--steps", "1", "--batch", "1", "--gop", "3", "--eval-gops", "0", "-o", str(tmp_path / "Q"),
                  "--no-progress"]) == 0
     assert "trained on the held-out evaluation clip" in capsys.readouterr().err
     assert json.loads((tmp_path / "Q" / "ptq.json").read_text())["trained_on_held_out"] is True
@@ -1070,7 +1070,7 @@ def test_weights_that_saw_the_held_out_clip_say_so_down_the_pipeline(carphone, t
     assert man["trained_on_held_out"] is True and man["quantization"]["trained_on_held_out"] is True
     assert read_checkpoint(tmp_path / "P" / "checkpoint.pt")["meta"]["trained_on_held_out"] is True
     assert main(["ptq", "--checkpoint", str(tmp_path / "clean" / "final.pt"), "--data", str(carphone),
-                 "--allow-held-out", "--crop", "64x64", "--steps", "1", "--batch", "1", "--gop", "2", "--eval-gops",
+                 "--allow-held-out", "--crop", "64x64", "--steps", "1", "--batch", "1", "--gop", "3", "--eval-gops",
                  "0", "-o", str(tmp_path / "QH"), "--no-progress"]) == 0
     assert main(["export", "--checkpoint", str(tmp_path / "clean" / "final.pt"), "--size", "144x176", "--int8",
                  str(tmp_path / "QH"), "-o", str(tmp_path / "PH"), "--no-progress"]) == 0

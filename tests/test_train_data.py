@@ -90,7 +90,7 @@ def test_a_copy_or_re_encode_of_the_held_out_clip_is_refused_by_content(tmp_path
         with pytest.raises(InputError, match="held-out"):
             TrainingData([str(clip)], 1, (64, 64))
     assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", str(copy), "--crop", "64x64", "--steps", "1",
-                 "--batch", "1", "--gop", "2", "--eval-gops", "0", "-o", str(tmp_path / "q")]) == 2
+                 "--batch", "1", "--gop", "3", "--eval-gops", "0", "-o", str(tmp_path / "q")]) == 2
     assert "held-out" in capsys.readouterr().err
     for name in ("bikes", "bigbuckbunny"):
         assert not is_held_out(resolve_input(name))
@@ -757,3 +757,20 @@ def test_data_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     TrainingData(["stills"], 2, (64, 64), augment=True)
     y, _ = TrainingData(["stills"], 7, (256, 384)).sample(np.random.default_rng(0))
     assert y.shape == (7, 256, 384)
+
+
+def test_a_folder_named_like_a_sample_clip_stays_the_clip_in_a_runs_record(tmp_path, monkeypatch):
+    """`eval bikes -o bikes` leaves a folder named bikes; --data bikes still means the clip. Recording
+    --data entries absolute made it /cwd/bikes, and the default data failed with "no Vimeo-90K
+    septuplets" (review of session 39). A real file and a septuplet folder are recorded absolute."""
+    from mobilecodec.train.data import DEFAULT_TRAIN_DATA, recorded_data
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bikes").mkdir()
+    (tmp_path / "bikes" / "bikes_eval.json").write_text("{}")
+    assert recorded_data(DEFAULT_TRAIN_DATA) == list(DEFAULT_TRAIN_DATA)
+    (tmp_path / "clip.y4m").write_bytes(b"YUV4MPEG2 W2 H2 F30:1 C420\n")
+    _write_septuplet(tmp_path / "vimeo" / "sequences" / "00001" / "0001",
+                     [np.zeros((64, 64, 3), np.uint8) for _ in range(3)])
+    assert recorded_data(["clip.y4m", "vimeo", "stills"]) == [str(tmp_path / "clip.y4m"), str(tmp_path / "vimeo"),
+                                                             "stills"]

@@ -163,10 +163,12 @@ def data_identity(path: str | os.PathLike, strict: bool = True) -> str:
 
 
 def recorded_data(paths: Sequence[str]) -> list[str]:
-    """--data entries as a run records them: a file or folder by its absolute path, a sample name or
-    'stills' as given. A relative path was kept as typed, and a resume from another folder read
-    whatever that name meant there (another clip, silently: training audit, session 39)."""
-    return [os.path.abspath(p) if str(p) != "stills" and os.path.exists(p) else str(p) for p in paths]
+    """--data entries as a run records them: a file or a folder of septuplets by its absolute path, a
+    sample name or 'stills' as given (a folder named like a sample clip, `eval bikes -o bikes`, still
+    means the clip, as `data_identity` reads it). A relative path was kept as typed, and a resume from
+    another folder read whatever that name meant there (another clip, silently: training audit)."""
+    return [os.path.abspath(p) if str(p) != "stills" and (Path(p).is_file() or is_folder_source(p)) else str(p)
+            for p in paths]
 
 
 def find_septuplets(root: str | os.PathLike) -> list[Path]:
@@ -390,8 +392,9 @@ def is_held_out(path: str | os.PathLike) -> bool:
 def _septuplets_held(root: Path, held: str) -> bool:
     """Whether a frame (im1.png, im2.png, ...) of a septuplet under `root` is `held`'s, converted as
     SeptupletSource converts it (odd sides trimmed to even): every frame whose trimmed size is the
-    clip's; every `HELD_OUT_STEP`th frame, in folder order, of another size by the rules for video
-    files (`_frame_is_held`: rescaled, a crop, padded). Frames at Vimeo-90K's own size
+    clip's; of a septuplet of another size its first frame, by the rules for video files
+    (`_frame_is_held`: rescaled, a crop, padded; a search takes up to 0.2 s, so not all seven). Frames
+    at Vimeo-90K's own size
     (`VIMEO_SIZE`) are not decoded (its 640,000 PNGs would take minutes at every start). Sizes are
     read from the PNG headers first; frames that cannot be read are skipped (the reader says why).
     Only the clip's exact size was checked before: a copy padded by a pixel, which the trim returns to
@@ -405,7 +408,6 @@ def _septuplets_held(root: Path, held: str) -> bool:
     ref = _held_luma(held)
     if ref is None:
         return False
-    k = 0
     for folder in folders:
         i = 1
         while (folder / f"im{i}.png").is_file():
@@ -413,15 +415,13 @@ def _septuplets_held(root: Path, held: str) -> bool:
                 with Image.open(folder / f"im{i}.png") as im:
                     h, w = im.height, im.width
                     same = (h // 2 * 2, w // 2 * 2) == ref.shape[1:]
-                    sampled = (h, w) != VIMEO_SIZE and k % HELD_OUT_STEP == 0
-                    if same or sampled:
+                    if same or (i == 1 and (h, w) != VIMEO_SIZE):
                         y = rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
                         if _near_held(y, held) if same else _frame_is_held(y, held):
                             return True
             except OSError:
                 pass
             i += 1
-            k += 1
     return False
 
 

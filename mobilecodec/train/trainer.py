@@ -335,8 +335,9 @@ def _refuse_uncommitted(run: Path) -> None:
     ("nothing to resume") each sent to the other (training audit, session 39)."""
     if (run / "last.pt").exists() and not (run / STATE_FILE).exists():
         raise InputError(f"{run} holds checkpoints but no {STATE_FILE} (its first save was cut short?), so it "
-                         "can neither be resumed nor trained afresh in place: move it away, or start from its "
-                         f"weights with --init {run / 'last.pt'} and another -o")
+                         "can neither be resumed nor trained afresh in place: move it away (a recipe's phase then "
+                         f"trains again), or start a plain run from its weights with --init {run / 'last.pt'} and "
+                         "another -o")
 
 
 def load_run_options(run_dir: str | os.PathLike) -> TrainOptions:
