@@ -407,7 +407,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     remove_superseded(out, earlier, [f"streams/{n}" for n in names],  # points a rerun no longer has
                       spare=[*srcs, anchor, *(c.path for c in models)])
     files = [str(out / "streams" / n) for n in sorted(names)] + [p for e in results for p in output_paths(out, e["stem"])]
-    report = {"format": FORMAT, "version": 1, "checkpoints": [c.path for c in models], "labels": labels,
+    report = {"format": FORMAT, "version": 1, "checkpoints": [os.path.abspath(c.path) for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,
               "options": {"intra_period": opts.intra_period, "frames": opts.frames, "matrix": opts.matrix,
                           "refine_steps": opts.refine_steps, "block_modes": opts.block_modes},

@@ -63,8 +63,10 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
                          f"command's per-input file (eval: OUT/<input>_eval.json; check-int8: OUT/*_float.json "
                          f"and *_int8.json)")
     if missing and obj.get("format") == "mobilecodec-demo":  # said only "missing key(s) ..." (demo audit)
-        raise InputError(f"{where}: a demo report, not an RD result; give its RD files: check_int8/<clip>_float.json "
-                         "and <clip>_int8.json, baselines/x264_medium.json and x265_medium.json")
+        held = [f for f in obj.get("files") or [] if isinstance(f, str) and f.endswith(".json")
+                and f.startswith(("check_int8/", "baselines/")) and f != "check_int8/check_int8.json"]
+        raise InputError(f"{where}: a demo report, not an RD result; give its RD files: "
+                         + (", ".join(held) if held else "check_int8/<clip>_float.json and _int8.json, baselines/*.json"))
     if missing:
         raise InputError(f"{where}: missing key(s) {', '.join(missing)}")
     for key in ("width", "height", "frames"):

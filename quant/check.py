@@ -31,7 +31,7 @@ from mobilecodec.evaluate import code_point as _code_point
 from mobilecodec.evaluate import validate_coding
 from mobilecodec.io import read_frames, warn_fewer_frames
 from mobilecodec.metrics.bd import curve_overlap
-from mobilecodec.rdresults import BD_MIN_POINTS, QUALITY_METRICS
+from mobilecodec.rdresults import BD_MIN_POINTS, QUALITY_METRICS, quality_unit
 
 FORMAT = "mobilecodec-check-int8"
 BD_METRICS = ("psnr_yuv", "psnr_rgb")
@@ -249,7 +249,9 @@ def compare(float_res: dict, int8_res: dict, metrics_: Sequence[str], frontier: 
             a = cheapest(b[m])
             if a is None or a["bpp"] > b["bpp"]:
                 continue
-            own = cheapest(a0[m])  # a0 itself qualifies: own["bpp"] <= a0["bpp"]
+            own = cheapest(a0[m])  # a0 itself qualifies when its bpp is above 0: own["bpp"] <= a0["bpp"]
+            if own is None:
+                continue
             net = (b["bpp"] / a["bpp"]) / (a0["bpp"] / own["bpp"]) - 1.0
             if net > 0:
                 rows.append({"int8": b["label"], "float": a["label"], "rate_loss_pct": 100.0 * net,
@@ -427,9 +429,10 @@ def _dominated_note(results: list[dict], opts: CheckOptions, multi: bool) -> str
     if not d["rate_loss_pct"] > opts.max_bdrate:
         return ""
     where = f" on {Path(r['source']).name}" if multi else ""
+    unit = quality_unit(m)  # " dB", or none for MS-SSIM
     return (f". BUT int8 point {d['int8']}{where} needs at least {d['rate_loss_pct']:.1f}% more bits than float for "
-            f"its quality (float point {d['float']}: {-d['d_db']:.2f} dB more {m} at no more bits), beyond the "
-            f"allowed {opts.max_bdrate:g}%: int8 is damaged there")
+            f"its quality (float point {d['float']}: {-d['d_db']:.{2 if unit else 4}f}{unit} more {m} at no more "
+            f"bits), beyond the allowed {opts.max_bdrate:g}%: int8 is damaged there")
 
 
 def judge_results(results: list[dict], opts: CheckOptions) -> tuple[str, bool | None, float | None, dict, list[str]]:

@@ -420,7 +420,8 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     zero = json.loads(json.dumps(res))
     zero["points"][1]["bpp"] = 0.0
     (tmp_path / "zero.json").write_text(json.dumps(zero))
-    assert f"test {tmp_path / 'zero.json'}: x264: point" in _bdrate_error(good, tmp_path / "zero.json")
+    err = _bdrate_error(good, tmp_path / "zero.json")  # every metric's reason, each named (review)
+    assert f"psnr_yuv: test {tmp_path / 'zero.json'}: x264: point" in err and "; psnr_rgb: test " in err
 
 
 def _strict_json(text: str) -> Any:

@@ -318,7 +318,7 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     # a .y4m carries its size: a matching --size ran, ignored (codec audit); eval refused it already
     (["encode", "carphone", "--checkpoint", "tiny_b0.0064", "-o", "x.mnvc", "--size", "176x144"],
      "--size describes raw .yuv inputs; none is given"),
-    (["baseline", "carphone", "--codec", "x264", "--crf", "51", "-o", "b", "--size", "176x144"],
+    (["baseline", "carphone", "--codec", "x264", "--crf", "51", "-o", "rep", "--size", "176x144"],
      "--size describes raw .yuv inputs"),
     (["decode", "DIR"], "is a folder"),  # said "no such file" of a folder that exists
     (["encode", "carphone", "-o", "x.mnvc", "--intra-period", "70000"], "at most 65535"),  # after the model loaded

@@ -340,7 +340,8 @@ def test_rd_plot_holds_x264_and_x265(demo):
     from cli_run import assert_clean_error, cli_here
 
     assert_clean_error(cli_here("bdrate", out / "baselines" / "x264_medium.json", out / "report.json"),
-                       "a demo report, not an RD result; give its RD files: check_int8/<clip>_float.json")
+                       "a demo report, not an RD result; give its RD files: baselines/x264_medium.json, "
+                       "baselines/x265_medium.json, check_int8/carphone_float.json, check_int8/carphone_int8.json")
 
 
 def test_npu_estimate_in_report(demo):
@@ -491,14 +492,17 @@ def test_a_demo_of_i_frames_alone_does_not_describe_block_modes(demo):
     every curve "block modes 8x8" (demo audit). The same report with its frames all I-frames: neither."""
     import copy
 
-    from mobilecodec.demo_report import rd_curves
+    from mobilecodec.demo_report import markdown, rd_curves
 
-    report = demo[1]
+    out, report = demo[0], demo[1]
     assert all(c["codec"].endswith("block modes 8x8)") for c in rd_curves(report)[:3])
+    assert "P-frames with block modes (8x8)" in markdown(report, out)
     only_i = copy.deepcopy(report)
     for f in only_i["runtime"]["point"]["per_frame"]:
         f["type"] = "I"
     assert not any("block modes" in c["codec"] for c in rd_curves(only_i))
+    md = markdown(only_i, out)
+    assert "I-frames only: no P-frame was coded, so no block modes." in md and "P-frames with block modes" not in md
 
 
 def test_a_quantized_checkpoint_is_refused_with_the_demos_own_advice(demo, tmp_path):

@@ -431,9 +431,11 @@ def test_package_points_code_the_package_encoders_stream(tiny_checkpoint, tiny_p
                                    "--no-progress"]
     monkeypatch.chdir(tmp_path)
     rel_pkg, rel_ckpt = os.path.relpath(tiny_package), os.path.relpath(tiny_checkpoint)
-    rc = main(["eval", str(carphone), "--package", rel_pkg, "--checkpoint", rel_ckpt, "-o", str(out), *args])
+    rc = main(["eval", str(carphone), "--package", rel_pkg, "--checkpoint", rel_ckpt, "-o", str(out), *args,
+               "--json", str(tmp_path / "rep.json")])
     text = capsys.readouterr().out
     assert rc == 0
+    assert json.loads((tmp_path / "rep.json").read_text())["checkpoints"] == [str(tiny_checkpoint), str(tiny_package)]
     points = {p["label"]: p for p in json.loads((out / "carphone_eval.json").read_text())["points"]}
     assert set(points) == {tiny_package.name, tiny_checkpoint.stem}
     pk, ck = points[tiny_package.name], points[tiny_checkpoint.stem]

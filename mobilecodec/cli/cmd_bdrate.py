@@ -82,7 +82,7 @@ def compute(anchor: dict[str, Any], test: dict[str, Any], metrics: list[str], me
         row.update({"bd_rate_percent": rate, "bd_quality": quality,
                     "bd_rate_error": why_rate, "bd_quality_error": why_quality})
         rows.append(row)
-        reasons += [r for r in dict.fromkeys((why_rate, why_quality)) if r]
+        reasons += [f"{m}: {r}" for r in dict.fromkeys((why_rate, why_quality)) if r]
     if all(r["bd_rate_percent"] is None and r["bd_quality"] is None for r in rows):
         raise InputError("; ".join(dict.fromkeys(reasons)))  # each metric's reason, not the first alone
     return rows
