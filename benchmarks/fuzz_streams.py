@@ -44,8 +44,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without install
 
-from mobilecodec.fsutil import write_bytes_atomic, write_json_atomic  # noqa: E402
-
 CHECKPOINT = "tiny_b0.0064"
 LENGTHS = (1, 2, 5)
 INTRA_PERIOD = 4  # 5 frames: I P P P I
@@ -419,6 +417,7 @@ def prepare(work: Path, log=print) -> Path:
         return setup
     from mobilecodec.checkpoint import load_checkpoint, shipped_checkpoints
     from mobilecodec.codec.video import encode_video
+    from mobilecodec.fsutil import write_json_atomic
     from mobilecodec.io import padded_size, sample_clip
     from mobilecodec.runtime.stream import encode_package
 
@@ -481,6 +480,7 @@ def judge(ans: dict, data: bytes, base_hashes: list[bytes], out: Path, width: in
 def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, progress: bool = True,
              log=print) -> dict:
     """Run `count` mutated decodes (alternating decoders and stream lengths); returns the figures."""
+    from mobilecodec.fsutil import write_bytes_atomic, write_json_atomic
     from mobilecodec.progress import progress_bar
 
     setup = prepare(work, log=log)
