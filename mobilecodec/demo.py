@@ -177,27 +177,31 @@ def _rd_point(label: str, summary: dict, stream: Path, sources: list, decoded: l
             "intra_period": summary["intra_period"], "per_frame": per_frame}
 
 
+def _clip_file(name: str, option: str, what: str, example: str) -> Path:
+    """The video file a clip option names (a file, or a sample clip's cached .y4m); InputError for a
+    folder (it was "no such clip" of a folder that exists: demo audit) or nothing."""
+    from mobilecodec.io import resolve_input
+
+    path = Path(resolve_input(name))
+    if path.is_dir():
+        raise InputError(f"{option} {name} is a folder, not a video file")
+    if not path.is_file():
+        raise InputError(f"no such {what}: {name} (a video file or a sample name such as {example})")
+    return path
+
+
 def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dict[str, Any]:
     """Run the whole pipeline and write the report folder `out_dir` (atomically); returns report.json."""
     from mobilecodec.fsutil import atomic_dir, cache_dir, check_output_dir
-    from mobilecodec.io import resolve_input
 
     opts = opts or DemoOptions()
     opts.validate()
     final = check_output_dir(Path(out_dir).resolve(), marker=REPORT_MARKER, marker_format=FORMAT)
-    clip = Path(resolve_input(opts.clip))
-    if clip.is_dir():  # it said "no such clip" of a folder that exists (demo audit)
-        raise InputError(f"--clip {opts.clip} is a folder, not a video file")
-    if not clip.is_file():
-        raise InputError(f"no such clip: {opts.clip} (a video file or a sample name such as carphone)")
+    clip = _clip_file(opts.clip, "--clip", "clip", "carphone")
     defaulted = opts.calib_clip is None
     if defaulted:
         opts.calib_clip = default_calibration_clip(opts.clip)
-    calib = Path(resolve_input(opts.calib_clip))
-    if calib.is_dir():
-        raise InputError(f"--calib-clip {opts.calib_clip} is a folder, not a video file")
-    if not calib.is_file():
-        raise InputError(f"no such calibration clip: {opts.calib_clip} (a video file or a sample name such as bikes)")
+    calib = _clip_file(opts.calib_clip, "--calib-clip", "calibration clip", "bikes")
     from mobilecodec.train.data import refuse_held_out
 
     refuse_held_out(calib, "calibrate on a training clip such as bikes", name=f"--calib-clip {opts.calib_clip}")

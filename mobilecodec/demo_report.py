@@ -89,12 +89,15 @@ def npu_summary(npu: dict[str, Any], device: str = "8gen2") -> list[str]:
 
 # RD plot ------------------------------------------------------------------------------------------------
 
+def _coded_p_frames(report: dict[str, Any]) -> bool:
+    """Whether the runtime encode coded a P-frame (not with --intra-period 1)."""
+    return any(f.get("type") == "P" for f in report["runtime"]["point"].get("per_frame", []))
+
+
 def _block_modes_used(report: dict[str, Any]) -> int:
     """The runtime encode's block-mode size, 0 where it coded no P-frame (--intra-period 1): the
     report described P-frame block modes and labelled every curve with them (demo audit)."""
-    rt = report["runtime"]
-    coded_p = any(f.get("type") == "P" for f in rt["point"].get("per_frame", []))
-    return int(rt.get("block_modes") or 0) if coded_p else 0
+    return int(report["runtime"].get("block_modes") or 0) if _coded_p_frames(report) else 0
 
 
 def rd_curves(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -241,7 +244,7 @@ def markdown(report: dict[str, Any], out: Path) -> str:
         modes = (f"P-frames with block modes ({bm}x{bm}): per block the encoder keeps the decoded residual, the "
                  "prediction alone or the reference's block, whichever costs least in SSE + 2 beta x bits; the "
                  "stream carries the map.")
-    elif not any(f.get("type") == "P" for f in rt["point"].get("per_frame", [])):
+    elif not _coded_p_frames(report):
         modes = "I-frames only: no P-frame was coded, so no block modes."
     else:
         modes = "P-frames without block modes (`--block-modes 0`)."

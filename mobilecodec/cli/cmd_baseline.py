@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.baselines.runner import BaselineConfig, format_table, run_baseline
     from mobilecodec.io import check_size_applies, resolve_input
 
-    check_size_applies(args.size, [resolve_input(args.input)])
+    check_size_applies(args.size, [args.input])  # by its name: a sample clip's is never .yuv
     cfg = BaselineConfig(codec=args.codec, preset=args.preset, crfs=args.crf,
                          input=resolve_input(args.input), out_dir=Path(args.out), frames=args.frames,
                          size=args.size, fps=args.fps, matrix=args.matrix,

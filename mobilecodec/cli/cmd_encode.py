@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.runtime.threads import set_threads
 
     _check_output(args)
-    from mobilecodec.io import check_size_applies, resolve_input
+    from mobilecodec.io import check_size_applies
 
-    check_size_applies(args.size, [resolve_input(args.input)])
+    check_size_applies(args.size, [args.input])  # by its name: a sample clip's is never .yuv
     set_threads(args.threads)
     if args.ep and not args.package:
         from mobilecodec.errors import InputError

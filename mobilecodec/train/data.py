@@ -392,11 +392,12 @@ def is_held_out(path: str | os.PathLike) -> bool:
 def _septuplets_held(root: Path, held: str) -> bool:
     """Whether a frame (im1.png, im2.png, ...) of a septuplet under `root` is `held`'s, converted as
     SeptupletSource converts it (odd sides trimmed to even): every frame whose trimmed size is the
-    clip's; of a septuplet of another size its first frame, by the rules for video files
-    (`_frame_is_held`: rescaled, a crop, padded; a search takes up to 0.2 s, so not all seven). Frames
-    at Vimeo-90K's own size
-    (`VIMEO_SIZE`) are not decoded (its 640,000 PNGs would take minutes at every start). Sizes are
-    read from the PNG headers first; frames that cannot be read are skipped (the reader says why).
+    clip's; of a septuplet of another size its first frame alone, by the rules for video files
+    (`_frame_is_held`: rescaled, a crop, padded; a search takes up to 0.2 s, so not all seven), and
+    none at Vimeo-90K's own size (`VIMEO_SIZE`: its 640,000 PNGs would take minutes at every start).
+    Sizes are read from the PNG headers first, and only im1's past a septuplet of another size (a
+    folder holds one size: SeptupletSource refuses others); frames that cannot be read are skipped
+    (the reader says why).
     Only the clip's exact size was checked before: a copy padded by a pixel, which the trim returns to
     176x144, rescaled, cropped or padded copies, all got through (training audit, session 39)."""
     from PIL import Image
@@ -413,12 +414,12 @@ def _septuplets_held(root: Path, held: str) -> bool:
         while (folder / f"im{i}.png").is_file():
             try:
                 with Image.open(folder / f"im{i}.png") as im:
-                    h, w = im.height, im.width
-                    same = (h // 2 * 2, w // 2 * 2) == ref.shape[1:]
-                    if same or (i == 1 and (h, w) != VIMEO_SIZE):
-                        y = rgb_to_yuv420(np.asarray(im.convert("RGB")))[0]
-                        if _near_held(y, held) if same else _frame_is_held(y, held):
-                            return True
+                    same = (im.height // 2 * 2, im.width // 2 * 2) == ref.shape[1:]
+                    if (same or (im.height, im.width) != VIMEO_SIZE) and \
+                            _frame_is_held(rgb_to_yuv420(np.asarray(im.convert("RGB")))[0], held):
+                        return True
+                    if not same:  # im1 of another size stands for its septuplet: the next folder
+                        break
             except OSError:
                 pass
             i += 1
