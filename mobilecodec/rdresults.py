@@ -93,9 +93,13 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
         for key in ("bpp", "bits", *(k for k in ("packet_bpp", "packet_bits") if k in p)):
             if not _is_amount(p[key]):
                 raise InputError(f"{pw}: {key!r} must be finite and non-negative, got {p[key]!r}")
+        _check_bpp_is_bits(obj, p, pw)
+        if not 0 <= p["ms_ssim_rgb"] <= 1:  # a BD-rate over MS-SSIM took 5.0 as it took 0.95 (metrics audit)
+            raise InputError(f"{pw}: 'ms_ssim_rgb' must lie in [0, 1], got {p['ms_ssim_rgb']!r}")
         if require_per_frame or "per_frame" in p:
             frames = p.get("per_frame")
-            if not isinstance(frames, list) or (require_per_frame and len(frames) != obj["frames"]):
+            # a short list was read as the whole clip by the drift summary and the plots (metrics audit)
+            if not isinstance(frames, list) or len(frames) != obj["frames"]:
                 raise InputError(f"{pw}: 'per_frame' must be a list of {obj['frames']} frames")
             for j, f in enumerate(frames):
                 if not isinstance(f, dict):
@@ -103,10 +107,20 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
                 missing = [k for k in FRAME_KEYS if k not in f]
                 if missing:
                     raise InputError(f"{pw}.per_frame[{j}]: missing key(s) {', '.join(missing)}")
-                if "payload_bits" in f and not _is_amount(f["payload_bits"]):
-                    raise InputError(f"{pw}.per_frame[{j}]: 'payload_bits' must be finite and non-negative, "
-                                     f"got {f['payload_bits']!r}")
+                for key in ("bits", *(k for k in ("payload_bits",) if k in f)):
+                    if not _is_amount(f[key]):
+                        raise InputError(f"{pw}.per_frame[{j}]: {key!r} must be finite and non-negative, "
+                                         f"got {f[key]!r}")
     return obj
+
+
+def _check_bpp_is_bits(obj: dict[str, Any], point: dict[str, Any], where: str) -> None:
+    """InputError unless a point's bpp is its bits over the clip's pixels (CONVENTIONS: bpp = file bits /
+    (frames x W x H)): an edited bpp was taken for the BD-rate while its bits said otherwise."""
+    pixels = obj["width"] * obj["height"] * obj["frames"]
+    if not math.isclose(point["bpp"], point["bits"] / pixels, rel_tol=1e-6, abs_tol=1e-12):
+        raise InputError(f"{where}: 'bpp' {point['bpp']!r} is not its 'bits' over {obj['frames']} frames of "
+                         f"{obj['width']}x{obj['height']} ({point['bits'] / pixels:.6g})")
 
 
 def load_results(path: str | os.PathLike, require_per_frame: bool = False) -> dict[str, Any]:
@@ -117,7 +131,7 @@ def load_results(path: str | os.PathLike, require_per_frame: bool = False) -> di
     if not p.is_file():
         raise InputError(f"not a file: {p}")
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
+        obj = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) was "not valid JSON"
     except UnicodeDecodeError:
         raise InputError(f"{p}: not a text JSON file")
     except json.JSONDecodeError as exc:
@@ -184,7 +198,8 @@ def split_curves(results: dict[str, Any]) -> list[dict[str, Any]]:
 def check_bd_points(results: dict[str, Any], name: str, min_points: int = BD_MIN_POINTS) -> None:
     """InputError naming `name` (e.g. 'anchor x264.json') unless `results` is one RD curve of
     `min_points` points: the one test of whether a result is fit for a BD-rate."""
-    curves = results.get("curves") or []
+    # a result edited or merged by hand may hold several curves without saying so (metrics audit)
+    curves = results.get("curves") or list(dict.fromkeys(curve_name(p) for p in results["points"]))
     if len(curves) > 1:
         raise InputError(f"{name}: holds points of {len(curves)} RD curves ({'; '.join(map(str, curves))}); "
                          "a BD-rate compares one curve with another")

@@ -140,6 +140,9 @@ def test_json_structure_and_command(sweep, codec, encoder):
         assert cmd[cmd.index("-r") + 1] == "30000/1001"
         assert cmd[cmd.index("-f") + 1] == "rawvideo" and "yuv420p" in cmd
         assert "bframes=0" in p["command_line"] and encoder in p["command_line"]
+        # the files it names: the published one, not the deleted work folder's (review, session 40)
+        assert cmd[-1] == str((sweep["out"] / p["file"]).resolve()) and Path(cmd[-1]).is_file()
+        assert cmd[cmd.index("-i") + 1] == "source.yuv" and res["source_yuv"].startswith("source.yuv, ")
         assert len(p["per_frame"]) == FRAMES
         assert [f["index"] for f in p["per_frame"]] == list(range(FRAMES))
         assert 0 < p["ms_ssim_rgb"] <= 1
@@ -389,10 +392,10 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     assert "at least 4" in _bdrate_error(good, three)
 
     other = tmp_path / "other_clip.json"  # the same points claimed for a 1920x1080 clip
-    other.write_text(json.dumps(dict(res, width=1920, height=1080)))
+    other.write_text(json.dumps(_reclipped(res, width=1920, height=1080)))
     assert "not the same clip" in _bdrate_error(good, other)
     shorter = tmp_path / "shorter.json"  # a shorter run of the same clip: judged, with a note
-    shorter.write_text(json.dumps(dict(res, frames=res["frames"] - 2)))
+    shorter.write_text(json.dumps(_reclipped(res, frames=res["frames"] - 2)))
     code, stdout, stderr = _cli("bdrate", str(good), str(shorter), "--json", str(tmp_path / "bd.json"))
     assert code == 0 and f"has {res['frames']} frames" in stderr, stderr
     saved = json.loads((tmp_path / "bd.json").read_text())  # the JSON says what the text says
@@ -418,10 +421,44 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     (tmp_path / "inf_fps.json").write_text(json.dumps(dict(res, fps=math.inf)))
     assert "'fps' must be a positive number, got inf" in _bdrate_error(good, tmp_path / "inf_fps.json")
     zero = json.loads(json.dumps(res))
-    zero["points"][1]["bpp"] = 0.0
+    zero["points"][1]["bpp"] = zero["points"][1]["bits"] = 0
     (tmp_path / "zero.json").write_text(json.dumps(zero))
     err = _bdrate_error(good, tmp_path / "zero.json")  # every metric's reason, each named (review)
     assert f"psnr_yuv: test {tmp_path / 'zero.json'}: x264: point" in err and "; psnr_rgb: test " in err
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + good.read_bytes())  # saved by a Windows editor: it
+    assert _cli("bdrate", str(good), str(tmp_path / "bom.json"))[0] == 0  # was "not valid JSON" (session 40)
+
+
+def _reclipped(res: dict, **top: int) -> dict:
+    """`res` claimed for another frame size or count, each point's bits and frame list made to agree."""
+    out = json.loads(json.dumps(dict(res, **top)))
+    for p in out["points"]:
+        p["bits"] = p["bpp"] * out["width"] * out["height"] * out["frames"]
+        p["per_frame"] = p["per_frame"][:out["frames"]]
+    return out
+
+
+def test_bdrate_refuses_results_that_contradict_themselves(sweep, tmp_path):
+    """Found by the metrics audit (session 39): each of these gave a BD-rate, over numbers the file itself
+    contradicts or a curve it does not hold."""
+    good = sweep["out"] / "x264_medium.json"
+    res = json.loads(good.read_text())
+
+    def refused(edit: Any, expected: str) -> None:
+        broken = json.loads(json.dumps(res))
+        edit(broken)
+        (tmp_path / "t.json").write_text(json.dumps(broken))
+        assert expected in _bdrate_error(good, tmp_path / "t.json")
+
+    refused(lambda r: r["points"][0].update(bpp=5.0),  # the top-rate point: the curve stays monotonic
+            f"'bpp' 5.0 is not its 'bits' over {FRAMES} frames of {WIDTH}x{HEIGHT}")
+    refused(lambda r: r["points"][0].update(ms_ssim_rgb=1.5), "'ms_ssim_rgb' must lie in [0, 1], got 1.5")
+    refused(lambda r: r["points"][0]["per_frame"][3].update(bits=math.nan),
+            "points[0].per_frame[3]: 'bits' must be finite and non-negative, got nan")
+    refused(lambda r: r["points"][0].update(per_frame=r["points"][0]["per_frame"][:3]),
+            f"points[0]: 'per_frame' must be a list of {FRAMES} frames")
+    refused(lambda r: [p.update(config="tiny" if i < 2 else "small") for i, p in enumerate(r["points"])],
+            "holds points of 2 RD curves (tiny; small)")
 
 
 def _strict_json(text: str) -> Any:

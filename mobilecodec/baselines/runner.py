@@ -63,6 +63,10 @@ def check_config(cfg: BaselineConfig) -> None:
         raise InputError(f"--intra-period must be a positive integer, got {cfg.intra_period}")
 
 
+#: The name the recorded commands give their input, the source written as raw 8-bit 4:2:0 (`_write_source_yuv`).
+SOURCE_YUV = "source.yuv"
+
+
 def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
     """Read the input (at most cfg.frames frames) into a raw yuv420p file; return its metadata."""
     from mobilecodec.io import open_video, warn_fewer_frames
@@ -168,7 +172,7 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
     version = ff.ffmpeg_version(exe)
     work = Path(tempfile.mkdtemp(prefix="mobilecodec-baseline-"))
     try:
-        src_yuv = work / "source.yuv"
+        src_yuv = work / SOURCE_YUV
         meta = _write_source_yuv(cfg, src_yuv)
         from mobilecodec.metrics import check_measurable
 
@@ -188,7 +192,12 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
                 ff.run_ffmpeg(cmd)
                 enc_s = time.perf_counter() - t_enc
                 bar.set_postfix_str(f"crf {ff.format_crf(crf)}: measuring")
-                point = _measure_point(cfg, crf, cmd, out, src, meta, lambda: bar.update(1))
+                # recorded as run, but naming the published file and not the work folder's, which is
+                # deleted (the JSON's commands named two files that no longer existed)
+                shown = ff.build_command(exe, cfg.codec, cfg.preset, crf, meta["width"], meta["height"],
+                                         meta["rate"], SOURCE_YUV, Path(cfg.out_dir).resolve() / out.name,
+                                         cfg.intra_period)
+                point = _measure_point(cfg, crf, shown, out, src, meta, lambda: bar.update(1))
                 point["encode_seconds"] = round(enc_s, 3)
                 points.append(point)
         finally:
@@ -206,6 +215,8 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
             "preset": cfg.preset,
             "crf": list(cfg.crfs),
             "matrix": cfg.matrix,
+            "source_yuv": f"{SOURCE_YUV}, the commands' input: the {meta['frames']} frames of the source as raw "
+                          "8-bit 4:2:0 (not kept)",
             **({"intra_period": cfg.intra_period} if cfg.intra_period else {}),
             "aggregation": "point metrics are means of per-frame values; bpp = file size bits "
                            "/ (frames*W*H); packet_bpp = sum of video packet bits without SEI messages / (frames*W*H)",
