@@ -72,8 +72,9 @@ def load_layer_overrides(path: str | Path) -> tuple[str, ...]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such W8A16 override file: {p}")
-    text = p.read_text()
     try:
+        text = p.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not an error; inside the
+        # try: a file that is not UTF-8 text was a UnicodeDecodeError traceback
         if p.suffix.lower() in (".yaml", ".yml"):
             try:
                 import yaml

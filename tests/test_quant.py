@@ -276,6 +276,9 @@ def test_w8a16_override_that_quantizes_nothing_is_an_error(layer, needle, midgre
     ("crop", "crop size must be a positive multiple of 64 (the codec's padding), got 100x100"),
     ("w8a16_file", "w.json: cannot parse W8A16 overrides: "),
     ("w8a16_empty", "w.json: the W8A16 list is empty; name layers, or leave --w8a16 out for W8A8"),
+    # session 40: a byte-order mark was "cannot parse", a file not in UTF-8 a UnicodeDecodeError traceback
+    ("w8a16_bom", "w.json: the W8A16 list is empty; name layers, or leave --w8a16 out for W8A8"),
+    ("w8a16_latin1", "w.json: cannot parse W8A16 overrides: 'utf-8' codec can't decode byte 0xe9"),
     # both said "no such calibration clip" of something that exists (found by the quant audit)
     ("data_folder", "is a folder: ptq calibrates on video files (.y4m/.mp4/... or a sample name such as bikes)"),
     ("data_stills", "no such calibration clip: stills (the still images are training data of `train` and `qat`; "
@@ -296,7 +299,9 @@ def test_bad_inputs_exit_2(case, needle, midgrey_checkpoint, carphone, tmp_path,
     elif case == "held_out":
         extra = []  # carphone without --allow-held-out
     else:  # an empty list made plain W8A8 without a word
-        (tmp_path / "w.json").write_text("{not json" if case == "w8a16_file" else '{"w8a16": []}')
+        text = "{not json" if case == "w8a16_file" else '{"w8a16": []}' if case != "w8a16_latin1" else '["caf\u00e9"]'
+        (tmp_path / "w.json").write_bytes(("\ufeff" if case == "w8a16_bom" else "").encode()
+                                          + text.encode("latin-1" if case == "w8a16_latin1" else "utf-8"))
         extra += ["--w8a16", str(tmp_path / "w.json")]
     rc = main(["ptq", "--checkpoint", args["checkpoint"], "--data", args["data"], "-o", str(tmp_path / "Q"),
                "--crop", args["crop"], "--steps", "1", "--no-progress", *extra])
