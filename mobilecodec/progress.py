@@ -27,15 +27,19 @@ class _LogLines:
         self.start = time.monotonic()
         self.next_at = self.start + interval_s
         self.final = False
+        self.state: Any = None  # the bar's (count, postfix) as it displays, and as last written: a closing
+        self.written: Any = None  # state a refresh already wrote is not written again (only its rate moved)
 
     def write(self, s: str) -> None:
         line = s.replace("\r", "").replace("\x1b[A", "").strip()  # a nested bar's cursor moves, too
         if not line:  # tqdm clears a finished bar with blanks: not logged
             return
         now = time.monotonic()
+        if self.final and self.state is not None and self.state == self.written:
+            return
         if now >= self.next_at or (self.final and now >= self.start + self.interval_s):
             self.stream.write(line + "\n")
-            self.next_at = now + self.interval_s
+            self.next_at, self.written = now + self.interval_s, self.state
 
     def flush(self) -> None:
         self.stream.flush()
@@ -47,6 +51,12 @@ def _log_bar_class() -> type:
     from tqdm import tqdm
 
     class LogBar(tqdm):
+        def display(self, msg: str | None = None, pos: int | None = None) -> Any:
+            log = getattr(self, "_log_lines", None)
+            if log is not None:
+                log.state = (self.n, self.postfix)
+            return super().display(msg, pos)
+
         def close(self) -> None:
             log = getattr(self, "_log_lines", None)
             if log is not None:

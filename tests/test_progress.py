@@ -37,6 +37,19 @@ def test_log_gets_whole_lines_at_most_one_per_interval():
     assert "20/20" in lines[-1] and "step=19" in lines[-1]
 
 
+def test_a_last_step_that_came_after_an_interval_is_logged_once():
+    """The demo's QNN decode (one frame a second, a 30 s interval) logged its 32/32 line twice: once as
+    the update's refresh, once as the closing state (session 40)."""
+    log = io.StringIO()
+    bar = progress_bar(total=2, desc="decode", unit="frame", stream=log, log_interval_s=0.1)
+    with bar:
+        for _ in range(2):
+            time.sleep(0.15)
+            bar.update(1)
+    lines = log.getvalue().splitlines()
+    assert "2/2" in lines[-1] and sum("2/2" in ln for ln in lines) == 1, lines
+
+
 def test_a_bar_that_clears_itself_on_a_terminal_logs_its_end():
     log, interval = io.StringIO(), 0.1
     _drive(progress_bar(total=10, desc="encode", stream=log, log_interval_s=interval, leave=False), 10, 0.04)
