@@ -127,10 +127,23 @@ def drop_overlapping_labels(fig: Any, labels: list[Any]) -> list[Any]:
 def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathLike,
                    title: str | None = None) -> Path:
     """Plot per-frame `key` (e.g. 'bits', 'psnr_yuv') against frame index for every RD point."""
+    fig = per_frame_figure(results, key, title)
+    try:
+        _save(fig, path)
+    finally:
+        pyplot().close(fig)
+    return Path(path)
+
+
+def per_frame_figure(results: list[dict[str, Any]], key: str, title: str | None = None) -> Any:
+    """`per_frame_plot`'s figure, laid out (the caller closes it). Its legend lies below the axes: inside,
+    five curves' entries covered the last frames of a period, where drift shows (demo audit)."""
     if not results:
         raise InputError("per_frame_plot needs at least one result")
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    n_curves = sum(len(res["points"]) for res in results)
+    rows = -(-n_curves // 2)
+    fig, ax = plt.subplots(figsize=(8, 3.6 + 0.16 * rows))
     try:
         intra: set[int] = set()
         for res in results:
@@ -151,11 +164,11 @@ def per_frame_plot(results: list[dict[str, Any]], key: str, path: str | os.PathL
         ax.set_xlabel("frame")
         ax.set_ylabel(METRIC_LABELS.get(key, key))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
         if title:
             ax.set_title(plain_text(title), fontsize=10)
         fig.tight_layout()
-        _save(fig, path)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return Path(path)
+        raise
+    return fig

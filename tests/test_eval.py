@@ -698,6 +698,30 @@ def test_the_rd_plot_tells_the_anchor_from_the_test(carphone, tmp_path, monkeypa
     assert (tmp_path / "B" / "carphone_rd.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("key", ["psnr_yuv", "bits"])
+def test_the_per_frame_legend_covers_no_curve(run, key):
+    """The legend lay inside the axes and, with the demo's five curves, covered the last frames of the
+    period, where the drift is (demo audit): it lies below them, clear of every plotted point."""
+    import matplotlib.pyplot as plt
+
+    from mobilecodec.plots import per_frame_figure
+
+    res = run[2]
+    many = [dict(res, codec=f"{res['codec']} {k}") for k in range(3)]  # the demo's plot holds 3 results
+    fig = per_frame_figure(many, key)
+    try:
+        fig.canvas.draw()  # positions as saved
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert len(ax.get_legend().get_texts()) == 3 * len(res["points"])
+        assert legend.y1 < ax.get_window_extent(renderer).y0  # below the axes
+        assert legend.y1 < ax.xaxis.label.get_window_extent(renderer).y0  # and below "frame"
+        assert legend.y0 >= 0  # inside the saved figure
+    finally:
+        plt.close(fig)
+
+
 def test_fps_gives_a_file_another_rate_as_encode_does(carphone, tmp_path):
     """A .y4m whose header rate is out of range is told 'give the real rate with --fps'; eval then
     refused --fps ('describe raw .yuv inputs') where encode took it."""
