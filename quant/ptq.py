@@ -27,6 +27,8 @@ from mobilecodec.quant.config import QuantConfig
 FORMAT = "mobilecodec-quantized"
 VERSION = 1
 QUANTIZED_FILE = "quantized.pt"
+#: the training state a QAT run folder holds beside its quantized.pt (`quant.qat`): what `qat --resume` reads
+QAT_STATE_FILE = "qat_state.pt"
 
 
 @dataclass
@@ -136,6 +138,15 @@ def held_out_record(checkpoint_meta: dict | None, calibrated_on_held_out: bool) 
             "trained_on_held_out": bool((checkpoint_meta or {}).get("trained_on_held_out"))}
 
 
+def check_not_a_qat_run(out_dir: str | os.PathLike) -> None:
+    """InputError where a PTQ would replace a QAT run folder (both hold a quantized.pt): `ptq -o` wiped
+    one, its resume state with it, without a word (output audit)."""
+    out = Path(out_dir)
+    if (out / QAT_STATE_FILE).is_file():
+        raise InputError(f"output folder {out} holds a QAT run ({QAT_STATE_FILE}: `qat --resume -o {out}` continues "
+                         "it); ptq would replace it: name another -o")
+
+
 def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.PathLike | None = None,
                    summary: dict | None = None, summary_name: str = "ptq.json",
                    extra: dict[str, object] | None = None) -> Path:
@@ -147,6 +158,8 @@ def save_quantized(out_dir: str | os.PathLike, qmodel, *, checkpoint: str | os.P
     from mobilecodec.quant.sim import frozen_param_quantizers, stage_encodings
 
     out = Path(out_dir)
+    if QAT_STATE_FILE not in (extra or {}):  # a PTQ result: never over a QAT run
+        check_not_a_qat_run(out)
     obj = {"format": FORMAT, "version": VERSION, "config": qmodel.cfg.replace(name=qmodel.float_config_name).to_dict(),
            "quant_config": qmodel.qcfg.to_dict(),
            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,

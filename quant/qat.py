@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mobilecodec.errors import InputError
+from mobilecodec.quant.ptq import QAT_STATE_FILE as STATE_FILE
 from mobilecodec.train.stages import check_finite, json_plain
 
 STATE_FORMAT = "mobilecodec-qat-state"
 STATE_VERSION = 1
-STATE_FILE = "qat_state.pt"
 SUMMARY_FILE = "qat.json"
 
 

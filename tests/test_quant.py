@@ -511,6 +511,25 @@ def test_qat_ste_trains_on_the_coded_rate(ptq_dir, tmp_path):
     assert {"i_hyper_analysis", "i_analysis", "r_synthesis"} <= moved, sorted(moved)
 
 
+def test_ptq_does_not_replace_a_qat_run(ptq_dir, midgrey_checkpoint, tmp_path, capsys):
+    """`ptq -o` over a QAT run folder (both hold a quantized.pt) replaced it with exit 0 and its resume
+    state was gone: `qat --resume` then said "nothing to resume" (output audit, session 40)."""
+    from mobilecodec.quant.ptq import load_quantized, save_quantized
+    from mobilecodec.quant.qat import STATE_FILE
+
+    run = tmp_path / "QA"
+    assert _qat(ptq_dir, run, "--steps", "1") == 0
+    before = sorted(p.name for p in run.iterdir())
+    capsys.readouterr()
+    assert main(["ptq", "--checkpoint", str(midgrey_checkpoint), "--data", "bikes", "-o", str(run), "--crop", "64x64",
+                 "--steps", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"output folder {run} holds a QAT run ({STATE_FILE}" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(InputError, match="holds a QAT run"):  # the library call too
+        save_quantized(run, load_quantized(ptq_dir), summary={})
+    assert sorted(p.name for p in run.iterdir()) == before and STATE_FILE in before
+
+
 def test_qat_resume_from_python_keeps_the_run_options(ptq_dir, tmp_path):
     """A library caller resumes with `resume_options` (the run's options, its --checkpoint-every kept,
     only the steps new), as the CLI does; options handed to run_qat that differ from the run's are

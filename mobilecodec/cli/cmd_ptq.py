@@ -61,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.io import resolve_input
     from mobilecodec.train.data import is_held_out, refuse_held_out
 
-    from mobilecodec.quant.ptq import check_calibration_gop
+    from mobilecodec.quant.ptq import check_calibration_gop, check_not_a_qat_run
 
+    check_not_a_qat_run(args.output)
     check_calibration_gop(args.gop)
     if args.steps * args.batch < len(args.data):
         raise InputError(f"--steps x --batch = {args.steps * args.batch} calibration GOPs cannot take one from each "
