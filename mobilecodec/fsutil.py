@@ -203,7 +203,17 @@ def check_output_file(path: str | os.PathLike) -> Path:
     p = check_writable(path)
     if p.is_dir():
         raise InputError(f"output {p} is a folder; name a file")
+    _refuse_read_only(p)
     return p
+
+
+def _refuse_read_only(p: Path) -> None:
+    """InputError for an existing file its owner made read-only: it was replaced (a rename needs only
+    the folder writable) and came back writable, where `cp` or a shell's `>` refuse (output audit)."""
+    from mobilecodec.errors import InputError
+
+    if p.is_file() and not os.access(p, os.W_OK):
+        raise InputError(f"output {p} is read-only; make it writable (chmod u+w) to replace it, or name another")
 
 
 #: the list of entries a folder replaced whole (`atomic_dir` with a marker) was written with: an entry
@@ -258,6 +268,14 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
     p = check_writable(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"output {p} exists and is not a folder")
+    # an existing folder is written into or replaced: the check above saw only its parent, and the
+    # run failed after all its work, naming a hidden temporary folder (output audit)
+    if p.is_dir():  # replaced whole (marker): every folder in it is emptied
+        inside = [q for q in p.rglob("*") if q.is_dir() and not q.is_symlink()] if marker is not None else []
+        for d in [p, *inside]:
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise InputError(f"output folder {p} is not writable" if d == p else
+                                 f"output folder {p} cannot be replaced: its folder {d} is not writable")
     if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).is_file():
         raise InputError(f"output folder {p} is not empty and holds no {marker} of an earlier run; "
                          f"replacing it would delete its files: name a new or empty folder")
@@ -293,6 +311,7 @@ def check_planned_outputs(out: str | os.PathLike, files: Iterable[str], folders:
         path = out / name
         if path.is_dir():
             raise InputError(f"{path} is a folder where this command writes a file; move it or name another -o")
+        _refuse_read_only(path)
         for what, other in others:
             same = (os.path.samefile(path, other) if path.exists() and other.exists()
                     else path.resolve() == other.resolve())
@@ -452,7 +471,15 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None,
             old = _new_temp(final.parent, f".{final.name}.", ".old", is_dir=True)
             os.replace(final, old)
             os.replace(tmp, final)
-            shutil.rmtree(old)
+            try:  # the new folder is in place: an earlier one that will not go is said, not an error
+                shutil.rmtree(old)
+            except OSError as exc:
+                import warnings
+
+                from mobilecodec.errors import InputWarning
+
+                warnings.warn(InputWarning(f"the earlier {final.name} could not be removed ({exc.strerror or exc}): "
+                                           f"it is at {old}"))
         else:
             os.replace(tmp, final)
     finally:

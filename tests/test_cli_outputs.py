@@ -119,6 +119,73 @@ def test_unwritable_outputs_are_refused_before_encoding(tiny_checkpoint, carphon
                        "no such stream file")
 
 
+def _as_user(*argv) -> subprocess.CompletedProcess:
+    """`argv` with the file mode bits applying, as for a user: root's override of them dropped (capsh)."""
+    import shutil
+
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("capsh") is None:
+            pytest.skip("running as root without capsh: the mode bits cannot apply")
+        prefix = ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--", "-c", 'exec "$@"', "user"]
+    return subprocess.run([*prefix, *map(str, argv)], capture_output=True, text=True, timeout=600)
+
+
+def test_outputs_that_cannot_be_replaced_are_refused_before_any_work(tiny_checkpoint, tiny_package, carphone,
+                                                                      tmp_path):
+    """Found by the output audit (session 40): an existing output folder that is not writable passed
+    the check (it looked at the parent alone), so baseline or check-int8 failed after their whole run
+    naming a hidden staging folder; a package with a read-only folder was replaced, then the command
+    failed (exit 2) leaving the earlier package hidden beside it; a read-only file was replaced."""
+    import shutil
+
+    keep = tmp_path / "keep.mnvc"
+    keep.write_bytes(b"mine")
+    keep.chmod(0o444)
+    enc = (*PY, "encode", carphone, "--checkpoint", tiny_checkpoint, "--frames", "1", "--no-progress")
+    assert_clean_error(_as_user(*enc, "-o", keep), f"output {keep} is read-only")
+    assert keep.read_bytes() == b"mine"
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "carphone_eval.json").write_text("{}")
+    (ev / "carphone_eval.json").chmod(0o444)  # one of the files eval writes there
+    evaluate = (*PY, "eval", carphone, "--checkpoint", tiny_checkpoint, "--frames", "1", "--no-progress")
+    assert_clean_error(_as_user(*evaluate, "-o", ev), "carphone_eval.json is read-only")
+    ev.chmod(0o555)
+    assert_clean_error(_as_user(*evaluate, "-o", ev), f"output folder {ev} is not writable")
+    pkg = tmp_path / "pkg"
+    shutil.copytree(tiny_package, pkg)
+    before = {p: p.read_bytes() for p in pkg.rglob("*") if p.is_file()}
+    (pkg / "graphs").chmod(0o555)
+    export = (*PY, "export", "--checkpoint", tiny_checkpoint, "--size", "64x64", "--no-progress")
+    assert_clean_error(_as_user(*export, "-o", pkg), f"its folder {pkg / 'graphs'} is not writable")
+    pkg.chmod(0o555)
+    assert_clean_error(_as_user(*export, "-o", pkg), f"output folder {pkg} is not writable")
+    assert {p: p.read_bytes() for p in pkg.rglob("*") if p.is_file()} == before
+    assert sorted(os.listdir(tmp_path)) == ["ev", "keep.mnvc", "pkg"]  # nothing hidden left beside them
+    for d in (ev, pkg, pkg / "graphs"):
+        d.chmod(0o755)
+
+
+def test_an_earlier_folder_that_will_not_go_is_a_warning(tmp_path):
+    """Once the new folder is in place, an earlier one that cannot be removed (made read-only while the
+    run worked) is named in a warning; it was an error (exit 2) with the new folder already published."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "m").write_text("old")
+    code = ("import sys; from pathlib import Path; from mobilecodec.fsutil import atomic_dir\n"
+            "out = Path(sys.argv[1])\n"
+            "with atomic_dir(out, marker='m') as tmp:\n"
+            "    (tmp / 'm').write_text('new'); (out / 'sub' / 'f').write_text('x'); (out / 'sub').chmod(0o555)\n")
+    p = _as_user(*PY[:1], "-c", code, out)
+    assert p.returncode == 0, p.stderr
+    old = [n for n in os.listdir(tmp_path) if n.endswith(".old")]
+    assert len(old) == 1 and f"the earlier out could not be removed (Permission denied): it is at " \
+        f"{tmp_path / old[0]}" in p.stderr, p.stderr
+    assert (out / "m").read_text() == "new"
+    (tmp_path / old[0] / "sub").chmod(0o755)
+
+
 def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
     """With `--json -` the summary line goes to stderr, so stdout parses as one JSON document."""
     p = cli_here("encode", carphone, "-o", tmp_path / "a.mnvc", "--checkpoint", tiny_checkpoint, "--frames", "2",
