@@ -160,12 +160,16 @@ REPORT_FILES = ("profile.json", "profile.md", "macs_per_subnetwork.png", "latenc
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> list[str]:
-    """profile.json, profile.md and the PNG charts into `out_dir` (created); returns file names."""
-    from mobilecodec.fsutil import publishing, write_json_atomic
+    """profile.json, profile.md and the PNG charts into `out_dir` (created); returns file names. An
+    earlier report's chart this one does not draw is removed: a package's latency chart stayed beside
+    the report of a config, which has none (output audit)."""
+    from mobilecodec.fsutil import listed_files, publishing, remove_superseded, write_json_atomic
 
+    earlier = [f for f in listed_files(Path(out_dir) / "profile.json", lambda r: r["files"]) if f in REPORT_FILES]
     with publishing(out_dir) as stage:  # all of them or, on failure, none (an earlier run's files stay)
         files = write_charts(report, stage)
         report["files"] = ["profile.json", "profile.md", *files]
         write_json_atomic(stage / "profile.json", report)
         (stage / "profile.md").write_text(to_markdown(report))
+    remove_superseded(out_dir, earlier, report["files"])
     return report["files"]

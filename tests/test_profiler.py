@@ -4,6 +4,7 @@ counter on the codec's stages, buffer dtypes of int8 graphs, and the package rep
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -137,6 +138,13 @@ def test_profile_package_writes_consistent_report(tiny_package, tmp_path):
     assert "## Complexity" in md and "## Buffer" in md and "## Latency" in md
     # the per-op profile runs as --runs / --warmup say (it ran 3 after 2 whatever they said) and says so
     assert (r["ort_ops"]["runs"], r["ort_ops"]["warmup"]) == (2, 1) and "mean of 2 runs after 1 warm-up," in md
+    # a config's report into the same folder: the package's latency chart went unlisted beside it (output audit)
+    (out / "mine.txt").write_text("a user's")
+    p = subprocess.run([*PY, "profile", "--config", "tiny", "--size", "144x176", "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    files = json.loads((out / "profile.json").read_text())["files"]
+    assert "latency_breakdown.png" not in files and sorted(os.listdir(out)) == sorted([*files, "mine.txt"])
 
 
 def test_profile_config_report_keeps_table6_keys(tmp_path):
