@@ -76,14 +76,37 @@ def read_run_state(run_dir: str | os.PathLike, filename: str, fmt: str, version:
 
 
 #: where the other things a user may pass as a checkpoint go
-ELSEWHERE = "(a `ptq`/`qat` folder goes to --int8, an export package to --package)"
+ELSEWHERE = "(an int8 `ptq`/`qat` folder goes to `export --int8` or `check-int8 --int8`, an export package to --package)"
+#: what a mobilecodec file or folder that is no checkpoint is for: the generic ELSEWHERE named --int8 to
+#: encode, eval and decode, which have none, and nothing fit for a training run (walk-through audit)
+_INT8 = "(an int8 folder: give it to `export --int8` or `check-int8 --int8`; encode and eval code it through its export package, --package)"
+_RUN = "(a training run's: its checkpoints are final.pt and last.pt in the run folder)"
+_PACKAGE = "(an export package or compile folder: give it to --package)"
+_ELSEWHERE_BY_FORMAT = {"mobilecodec-quantized": _INT8, "mobilecodec-qat-state": _INT8,
+                        "mobilecodec-trainer-state": _RUN}
+
+#: every hint `elsewhere` gives, for a caller that gives its own advice instead (the demo)
+ELSEWHERE_HINTS = (ELSEWHERE, _INT8, _RUN, _PACKAGE)
+
+
+def elsewhere(path: Path, fmt: str | None = None) -> str:
+    """The hint for a path given as a checkpoint that is something else (`fmt`: its file's format)."""
+    if fmt is not None:
+        return _ELSEWHERE_BY_FORMAT.get(fmt, ELSEWHERE)
+    if (path / "quantized.pt").is_file():
+        return _INT8
+    if (path / "manifest.json").is_file():
+        return _PACKAGE
+    if any((path / n).is_file() for n in ("trainer_state.pt", "last.pt", "final.pt")):
+        return _RUN
+    return ELSEWHERE
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate the checkpoint dict (no model is built)."""
     p = Path(path)
     if p.is_dir():
-        raise CheckpointError(f"checkpoint {p} is a folder; a checkpoint is one .pt file {ELSEWHERE}")
+        raise CheckpointError(f"checkpoint {p} is a folder; a checkpoint is one .pt file {elsewhere(p)}")
     if not p.is_file():
         shipped = shipped_checkpoints()
         hint = f"; shipped checkpoints: {', '.join(sorted(shipped))}" if shipped else ""
@@ -92,7 +115,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         other = obj.get("format") if isinstance(obj, dict) else None
         if isinstance(other, str) and other.startswith("mobilecodec-"):  # e.g. a ptq folder's quantized.pt
-            raise CheckpointError(f"{p} is not a mobilecodec checkpoint but a {other} file {ELSEWHERE}")
+            raise CheckpointError(f"{p} is not a mobilecodec checkpoint but a {other} file {elsewhere(p, other)}")
         raise CheckpointError(f"{p} is not a mobilecodec checkpoint")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{p} has checkpoint format version {obj.get('version')}; "

@@ -72,14 +72,16 @@ def choose_checkpoints(checkpoint: str | None, pairs: int) -> list[tuple[str, Pa
 def _read_float_checkpoint(path: str | Path) -> None:
     """CheckpointError where `path` is no float checkpoint, with the demo's advice: the loader's
     names --int8 and --package, which the demo has not (a ptq folder's quantized.pt; demo audit)."""
-    from mobilecodec.checkpoint import ELSEWHERE, read_checkpoint
+    from mobilecodec.checkpoint import ELSEWHERE_HINTS, read_checkpoint
     from mobilecodec.errors import CheckpointError
 
     try:
         read_checkpoint(path)
-    except CheckpointError as exc:
-        raise CheckpointError(str(exc).replace(ELSEWHERE, "(the demo takes a float checkpoint and quantizes "
-                                                          "it itself)")) from None
+    except CheckpointError as exc:  # the loader's closing hint names other commands' options
+        msg = str(exc)
+        for hint in ELSEWHERE_HINTS:
+            msg = msg.replace(hint, "(the demo takes a float checkpoint and quantizes it itself)")
+        raise CheckpointError(msg) from None
 
 
 def _farthest(idx: int, n: int) -> list[int]:

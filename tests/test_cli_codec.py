@@ -196,6 +196,28 @@ def test_missing_inputs_exit_2(tmp_path, tiny_checkpoint, carphone):
     assert_clean_error(cli_here("profile", "--config", "nope"), "unknown config")
 
 
+def test_what_is_no_checkpoint_is_told_where_it_goes(tmp_path, tiny_package, carphone):
+    """An int8 folder, an export package or a training run's state given as --checkpoint: the hint named
+    --int8 to encode, eval and decode, which have none, and nothing fit for a run (walk-through audit)."""
+    import torch
+
+    from mobilecodec.train.trainer import STATE_FORMAT
+
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "quantized.pt").write_bytes(b"")
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": STATE_FORMAT, "version": 1}, run / "trainer_state.pt")
+    for given, words in ((q, "an int8 folder: give it to `export --int8` or `check-int8 --int8`"),
+                         (tiny_package, "an export package or compile folder: give it to --package"),
+                         (run, "a training run's: its checkpoints are final.pt and last.pt"),
+                         (run / "trainer_state.pt", "a training run's: its checkpoints are final.pt and last.pt")):
+        p = cli_here("encode", "--checkpoint", given, carphone, "-o", tmp_path / "a.mnvc")
+        assert_clean_error(p, words)
+        assert "goes to --int8" not in p.stderr
+
+
 def test_fuzzed_streams_never_crash(tiny_checkpoint, carphone, tmp_path):
     """300 random mutations of a real stream: container-level (CRC-protected) ones, and
     payload-level ones re-wrapped with valid CRCs so the entropy decoder itself sees garbage.
