@@ -374,9 +374,14 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     is an flock on the hidden file `.NAME.lock` next to the folder (the folder itself is replaced whole
     by some writers), released by the kernel if the process dies, and removed on the way out."""
     folder = Path(folder).resolve()
+    made = missing_folders(folder)  # removed again where the run leaves them empty (output audit)
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock = folder.with_name(f".{folder.name}.lock")
-    fd = _take_lock(lock, f"{folder} is in use by another {what}")
+    try:
+        fd = _take_lock(lock, f"{folder} is in use by another {what}")
+    except BaseException:
+        remove_empty(made)
+        raise
     try:
         yield
     finally:
@@ -384,6 +389,17 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
             with contextlib.suppress(OSError):
                 lock.unlink()
             os.close(fd)
+        remove_empty(made)
+
+
+def check_not_in_use(folder: str | os.PathLike, what: str = "run") -> None:
+    """InputError, as `run_lock` gives it, while another process holds `folder`: a --resume read the
+    running run's missing state first and said "nothing to resume, start without --resume" (walk-through)."""
+    from mobilecodec.errors import InputError
+
+    if (holder := _lock_holder(Path(folder))) is not None:
+        raise InputError(f"{Path(folder).resolve()} is in use by another {what} (pid {holder}); wait for it to end "
+                         "or choose another -o")
 
 
 def _lock_holder(folder: Path) -> str | None:

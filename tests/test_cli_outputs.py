@@ -285,6 +285,10 @@ def test_train_refuses_before_creating_its_run_folder(tmp_path):
     for opt in (("--batch-scale", "4"), ("--until", "iframe"), ("--phase", "b0.0064")):
         assert_clean_error(cli_here(*base, *opt), opt[0], "--recipe")
     assert not run.exists()
+    # refused once the run has its lock: the folders made for it stayed (output audit, session 40)
+    deep = tmp_path / "a" / "b" / "run"
+    assert_clean_error(cli_here(*base[:-1], deep, "--data", tmp_path / "nosuch.y4m"), "no such training video")
+    assert not (tmp_path / "a").exists()
 
 
 def test_options_that_would_be_ignored_are_refused(tiny_checkpoint, tiny_package, carphone, tmp_path):

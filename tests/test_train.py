@@ -365,6 +365,17 @@ def test_a_running_run_refuses_a_second_process(tmp_path, capsys):
             assert main(["train", "-o", str(run), "--steps", "2000", "--no-progress", "--threads", "1", *extra]) == 2
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and f"is in use by another training run (pid {proc.pid})" in err[0], err
+    # before its first checkpoint: a --resume said "nothing to resume (no trainer_state.pt); start
+    # without --resume", and that start was then refused (walk-through audit, session 40)
+    early = tmp_path / "early"
+    with running("train", "--stage", "1", "--beta", "0.0032", "--data", "bikes", "--max-frames", "8", "-o", early,
+                 *TRAIN_ARGS, "--steps", "1000", "--checkpoint-every", "1000", "--threads", "1",
+                 until=tmp_path / ".early.lock") as proc:
+        capsys.readouterr()
+        assert main(["train", "-o", str(early), "--resume", "--no-progress", "--threads", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"is in use by another training run (pid {proc.pid})" in err[0], err
+        assert not (early / STATE_FILE).exists()  # it was the case above
 
 
 def test_resume_skips_a_torn_last_log_line(tmp_path):

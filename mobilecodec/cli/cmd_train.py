@@ -281,6 +281,9 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_recipe_folder(args.output)  # a plain run in a recipe's folder would mix with its phases
     if args.resume:
+        from mobilecodec.fsutil import check_not_in_use
+
+        check_not_in_use(args.output, "training run")
         opts = load_run_options(args.output)
         if args.teacher_steps is not None:  # the stage's own rule (a teacher to decay) before the resume check
             opts.stage.replace(teacher_steps=args.teacher_steps).validate()
