@@ -308,7 +308,7 @@ def format_period_drift(d: dict) -> str:
     every = (f"bits x{d['worst_bits_ratio']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop']:+.2f} dB")
     if n_full == 0:  # its last P-frame is not the period's: not the bar's frame pair
         return every + (f" (worst of {n} periods)" if n > 1 else " (one period)") + \
-            ", no full intra period (cut short by the clip)"
+            ", no full intra period (the coded frames end inside it)"  # --frames, or the clip (walk-through)
     if n_full == n or d.get("worst_bits_ratio_full") is None:
         return every + (f" (worst of {n} periods)" if n > 1 else " (one period)")
     return (f"bits x{d['worst_bits_ratio_full']:.2f}, PSNR-YUV {0.0 - d['worst_psnr_yuv_drop_full']:+.2f} dB "

@@ -343,9 +343,10 @@ def test_drift_summary_hand_values():
     assert format_period_drift(d) == ("bits x1.50, PSNR-YUV -0.50 dB (the full period); bits x1.50, "
                                       "PSNR-YUV -1.00 dB with the cut-short last one")
     assert format_period_drift(w) == "bits x1.32, PSNR-YUV -0.40 dB (one period)"
-    # a clip shorter than its intra period: the one period is cut short, and the line says so
+    # fewer frames coded than its intra period (a short clip, or --frames): the period is cut short; it said
+    # "by the clip" of --frames 4 on carphone
     cut = drift_summary({"intra_period": 8, "per_frame": long["per_frame"]})
-    assert format_period_drift(cut).endswith(", no full intra period (cut short by the clip)")
+    assert format_period_drift(cut).endswith(", no full intra period (the coded frames end inside it)")
 
 
 def test_raw_yuv_input_codes_like_the_same_frames_in_y4m(tiny_checkpoint, carphone, tmp_path):
