@@ -138,8 +138,11 @@ def bd_against(anchor: dict, test: dict, metrics_: Sequence[str] = BD_METRICS,
             out.setdefault("quality_overlap", {})[m] = curve_overlap(da, dt)  # how much of each curve it covers
         except InputError as exc:
             out["metric_errors"][m] = str(exc)
-    if not out["bd_rate"]:
-        out["error"] = "; ".join(dict.fromkeys(out["metric_errors"].values()))
+    if not out["bd_rate"]:  # each reason with the metrics it holds for ("bd: ...; bd: ..." named none)
+        by_reason: dict[str, list[str]] = {}
+        for m, why in out["metric_errors"].items():
+            by_reason.setdefault(why, []).append(m)
+        out["error"] = "; ".join(f"{', '.join(ms)}: {why}" for why, ms in by_reason.items())
     return out
 
 

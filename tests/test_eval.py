@@ -193,6 +193,12 @@ def test_bd_rate_against_anchor(shipped_anchor, carphone, tmp_path, capsys):
     rc = _eval(carphone, ANCHOR_CKPTS, tmp_path / "OUT2", "--anchor", str(tmp_path / "anchor_yuv.json"), *extra)
     text = capsys.readouterr().out
     assert rc == 0 and "psnr_rgb -50.00%" in text and "psnr_yuv not computed" in text, text
+    # neither metric: each reason names its metric (it said "not computed: bd: ...; bd: ...": walk-through)
+    both = {**flat, "points": [dict(p, psnr_rgb=v) for p, v in zip(flat["points"], (26.0, 25.0, 24.0, 23.0))]}
+    (tmp_path / "anchor_both.json").write_text(json.dumps(both))
+    assert _eval(carphone, ANCHOR_CKPTS, tmp_path / "OUT3", "--anchor", str(tmp_path / "anchor_both.json"), *extra) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("BD-rate vs anchor"))
+    assert "not computed: psnr_yuv: bd: " in line and "; psnr_rgb: bd: " in line, line
     # one checkpoint: no BD-rate, and the output says why
     rc = _eval(carphone, ANCHOR_CKPTS[:1], tmp_path / "OUT1", "--anchor", str(path), *extra)
     text = capsys.readouterr().out
