@@ -225,7 +225,8 @@ def test_modes_refused_where_they_cannot_apply(tiny_package, tmp_path, capsys):
     assert main(["encode", "carphone", "--package", str(pkg), "--block-modes", "8",
                  "-o", str(tmp_path / "y.mnvc")]) == 2
     err = capsys.readouterr().err
-    assert "does not record the beta it was trained with; block modes need it" in err and "Traceback" not in err
+    assert "does not record the beta it was trained with; block modes need it (code without them: --block-modes 0)" \
+        in err and "Traceback" not in err
     assert not (tmp_path / "y.mnvc").exists()
 
 

@@ -471,6 +471,7 @@ def test_a_checkpoint_without_beta_is_refused_before_ptq(tmp_path):
     assert p.returncode == 2 and "[2/9]" not in p.stderr, p.stderr  # no PTQ began
     assert "not a shipped one" in lines[0] and "--pairs 1" in lines[0]
     assert f"checkpoint {ckpt} does not record the beta" in lines[-1] and "block modes need it" in lines[-1]
+    assert lines[-1].endswith("(code without them: --block-modes 0)")  # the way out (walk-through audit)
     assert not (tmp_path / "R").exists()
 
 

@@ -88,7 +88,7 @@ def test_refined_pframes_decode_exactly_and_repeat(shipped, clip, tmp_path):
 def test_refine_needs_the_checkpoint_beta(tiny_checkpoint):
     from mobilecodec.checkpoint import read_checkpoint
 
-    with pytest.raises(InputError, match="beta"):
+    with pytest.raises(InputError, match=r"beta it was trained with; .* \(code without it: leave --refine out\)"):
         RefineOptions.for_checkpoint(read_checkpoint(tiny_checkpoint) | {"beta": None}, steps=10)
     with pytest.raises(InputError, match="steps"):
         RefineOptions(beta=0.0064, steps=0)

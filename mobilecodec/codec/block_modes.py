@@ -88,7 +88,8 @@ class BlockModeOptions:
         """lambda = 2 beta, the P-frame rate weight of training, from the beta the checkpoint records."""
         beta = checkpoint.get("beta")
         if beta is None:
-            raise InputError(f"{where} does not record the beta it was trained with; block modes need it")
+            raise InputError(f"{where} does not record the beta it was trained with; block modes need it (code "
+                             "without them: --block-modes 0)")  # the way out was not said (walk-through)
         return cls(block=block, lam=2.0 * float(beta))
 
 

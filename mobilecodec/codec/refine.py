@@ -54,7 +54,8 @@ class RefineOptions:
         """Options at the beta a checkpoint (`read_checkpoint`'s dict) records; InputError without one."""
         beta = checkpoint.get("beta")
         if beta is None:
-            raise InputError(f"{where} does not record the beta it was trained with; latent refinement needs it")
+            raise InputError(f"{where} does not record the beta it was trained with; latent refinement needs it "
+                             "(code without it: leave --refine out)")
         return cls(beta=float(beta), steps=steps)
 
 
