@@ -168,7 +168,7 @@ def judge_curves(float_q: Sequence[float], int8_q: Sequence[float], min_span: fl
         n = min(len(float_q), len(int8_q))
         out.update(judgeable=False, reason=f"{n} RD point(s) per curve: a BD figure needs >= 2 per curve "
                    "(check-int8: give several float checkpoints and int8 folders, comma-separated; demo: "
-                   "--pairs 2)")  # the demo's --pairs 1 was told to give what it has no option for
+                   "--pairs 2, with a shipped --checkpoint)")  # the demo has no option for the former
         return out
     if not all(math.isfinite(v) for v in (*float_q, *int8_q)):
         out.update(judgeable=False, reason="a point has an infinite or undefined quality (a lossless frame?): "

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -206,6 +207,15 @@ def test_json_to_stdout_is_clean_json(tiny_checkpoint, carphone, tmp_path):
     assert made["parameters"] == sum(t.numel() for t in model.parameters()) and "i.pt: config tiny" in p.stderr
     p = cli_here("init", "--config", "tiny", "-o", tmp_path / "i.onnx")  # not what --checkpoint reads
     assert p.returncode == 2 and "must be a .pt checkpoint" in p.stderr and not (tmp_path / "i.onnx").exists()
+    # init makes its own checkpoint again, but a trained one it replaced by random weights (walk-through audit)
+    assert cli_here("init", "--config", "tiny", "--seed", "3", "-o", tmp_path / "i.pt").returncode == 0
+    trained = tmp_path / "trained.pt"
+    from mobilecodec.checkpoint import resolve_checkpoint
+
+    trained.write_bytes(Path(resolve_checkpoint("tiny_b0.0032")).read_bytes())  # a shipped checkpoint's copy
+    before = trained.read_bytes()
+    assert_clean_error(cli_here("init", "-o", trained), "trained.pt exists and is not a checkpoint init made")
+    assert trained.read_bytes() == before
 
 
 def test_sigterm_removes_the_partial_stream(tmp_path):

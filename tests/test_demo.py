@@ -448,7 +448,7 @@ def test_a_skipped_stage_is_reported_as_skipped(carphone, tmp_path):
     assert Path(report["runtime"]["stream"]).is_file() and Path(report["runtime"]["stream"]).is_relative_to(out)
     md = (out / "report.md").read_text()
     assert "| 6 | x264/x265 baselines | skipped |" in md and "`baselines/`" not in md
-    assert "1 RD point(s) per curve" in md and "demo: --pairs 2" in md  # the option that gives a curve
+    assert "1 RD point(s) per curve" in md and "demo: --pairs 2, with a shipped --checkpoint" in md  # a curve
     assert not (out / "baselines").exists()
     assert json.loads((out / "report.json").read_text())["timings"]["skipped"] == ["x264/x265 baselines"]
     note = f"held was calibrated or trained on {clip}: its figures there are not held-out ones"
