@@ -353,9 +353,13 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     for s in srcs:
         if not s.is_file():
             raise InputError(f"no such input video: {s}")
-    from mobilecodec.fsutil import check_output_dir
+    from mobilecodec.fsutil import check_output_dir, check_planned_outputs
 
     out = check_output_dir(out_dir) if out_dir is not None else None
+    if out is not None:
+        from mobilecodec.quant.check_report import planned_files
+
+        check_planned_outputs(out, planned_files(srcs), kept=[("the input video", s) for s in srcs])
     results, sensitivity, backends = [], None, {}
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):

@@ -128,6 +128,24 @@ def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) ->
     return [str(p) for p in paths]
 
 
+#: what the report writes per input, after its stem (`report_stems`)
+PER_INPUT = ("_float.json", "_int8.json", "_rd.png", "_per_frame_psnr.png", "_per_frame_bits.png", "_drift_psnr.png")
+
+
+def report_stems(sources: list[str | Path]) -> list[str]:
+    """The stem of each input's files: its name's, numbered <k>_<stem> with several inputs or when it is
+    `check` (check + _int8.json would be near the report's own name)."""
+    stems = [Path(s).stem for s in sources]
+    return [f"{k}_{s}" if len(stems) > 1 or s == "check" else s for k, s in enumerate(stems)]
+
+
+def planned_files(sources: list[str | Path]) -> list[str]:
+    """Every name `write_report` writes into OUT for these inputs: checked before the run (a folder in a
+    file's place was found only when publishing, after the whole check: output audit)."""
+    return [f"{stem}{end}" for stem in report_stems(sources) for end in PER_INPUT] + ["check_int8.md",
+                                                                                       "check_int8.json"]
+
+
 def write_report(out: Path, report: dict) -> list[str]:
     """OUT/check_int8.json, check_int8.md, <stem>_float.json / <stem>_int8.json (RD results for
     `mobilecodec bdrate`; the stem numbered <k>_<stem> with several inputs or when it is `check`) and
@@ -139,10 +157,7 @@ def write_report(out: Path, report: dict) -> list[str]:
     earlier = listed_files(out / "check_int8.json", lambda r: [Path(f).name for f in r["files"]])
     with publishing(out) as stage:  # all of them or, on failure, none (an earlier run's files stay)
         names: list[str] = []
-        for k, res in enumerate(report["results"]):
-            stem = Path(res["source"]).stem
-            if len(report["results"]) > 1 or stem == "check":  # check + _int8.json: the report's own name
-                stem = f"{k}_{stem}"
+        for stem, res in zip(report_stems([r["source"] for r in report["results"]]), report["results"]):
             for kind in ("float", "int8"):
                 save_results(stage / f"{stem}_{kind}.json", res[kind])
                 names.append(f"{stem}_{kind}.json")

@@ -383,6 +383,9 @@ def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, 
     assert "verdict" in rep and len(rep["files"]) == len(set(rep["files"]))
     assert json.loads((out / "0_check_int8.json").read_text())["points"][0]["label"]
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(f).name for f in rep["files"])
+    from mobilecodec.quant.check_report import planned_files
+
+    assert sorted(planned_files([clip])) == sorted(Path(f).name for f in rep["files"])  # what is checked first
     # a second check into the same folder, on carphone: the first one's files (0_check_*) go, so the
     # folder holds one report and what it lists (they stayed beside the new ones, listed nowhere)
     (out / "notes.txt").write_text("the user's")
@@ -405,6 +408,8 @@ def test_a_clip_named_check_keeps_its_int8_results_apart_from_the_report(pairs, 
     ("swapped", "made from another checkpoint"),
     ("json_in_report", "carphone_float.json is where -o writes; name a JSON file outside "),
     ("sensitivity", "--sensitivity-frames must be >= 0 (0 skips the per-stage ablation), got -1"),  # named no flag
+    # found only when publishing, after the whole check (output audit, session 40)
+    ("folder_in_place", "check_int8.md is a folder where this command writes a file"),
 ]])
 def test_bad_inputs_exit_2(case, needle, pairs, carphone, tmp_path, capsys):
     floats, qdirs = pairs
@@ -419,13 +424,16 @@ def test_bad_inputs_exit_2(case, needle, pairs, carphone, tmp_path, capsys):
         rc = _check(tmp_path / "missing.y4m", floats, qdirs, *out)
     elif case == "int8":
         rc = _check(carphone, floats, [qdirs[0], tmp_path / "noQ"], *out)
+    elif case == "folder_in_place":
+        (tmp_path / "OUT" / "check_int8.md").mkdir(parents=True)
+        rc = _check(carphone, floats, qdirs, *out, "--sensitivity-frames", "0")
     else:  # each int8 folder paired with the other float checkpoint: a verdict on the wrong models
         rc = _check(carphone, floats, qdirs[::-1], *out)
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("mobilecodec check-int8: error: ") and len(err.strip().splitlines()) == 1, err
     assert needle in err, err
-    assert not (tmp_path / "OUT").exists()
+    assert not (tmp_path / "OUT").exists() or [p.name for p in (tmp_path / "OUT").iterdir()] == ["check_int8.md"]
 
 
 def test_int8_folders_of_one_name_get_labels_that_tell_them_apart(flat_pairs, tmp_path):
