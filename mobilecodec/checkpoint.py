@@ -43,9 +43,12 @@ def save_torch_file(path: str | os.PathLike, obj: Any) -> None:
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
-    except RuntimeError as exc:  # torch's zip writer reports a short write (a full disk) as its own error
-        raise OSError(f"cannot write {path} ({one_line(exc, 120)}): is the disk full, or a file size limit "
-                      "reached?") from None
+    except RuntimeError as exc:  # torch's zip writer reports a short write (a full disk) as its own error;
+        # the path as the OSError's file name, so that a folder being written names it where it goes
+        import errno
+
+        raise OSError(errno.EIO, f"cannot write it whole (torch: {one_line(exc, 120)}; is the disk full, or a "
+                      "file size limit reached?)", str(path)) from None
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "") -> Any:

@@ -25,7 +25,14 @@ def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Ite
     try:
         yield
     except OSError as exc:
-        if exc.filename or not _ran_out_in(exc, Path(written)):
+        if isinstance(exc.filename, (str, os.PathLike)):  # a file inside the temporary folder is named as where it was going: the user
+            # saw 'File too large: .pkg.2173.2hrl_czy.part/checkpoint.pt' (output audit)
+            rel = os.path.relpath(os.path.abspath(exc.filename), os.path.abspath(written))
+            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+                raise
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno),
+                          str(path) if rel == os.curdir else str(Path(path) / rel)) from exc
+        if not _ran_out_in(exc, Path(written)):
             raise
         raise _named(exc, path) from exc
 

@@ -426,8 +426,31 @@ def test_a_checkpoint_that_cannot_be_written_whole_is_one_line(tmp_path):
     p = subprocess.run([*PY, "init", "--config", "tiny", "-o", str(tmp_path / "i.pt")], capture_output=True,
                        text=True, timeout=300, preexec_fn=limit)
     assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("mobilecodec init: error: cannot write ") and "is the disk full" in p.stderr, p.stderr
+    assert p.stderr.startswith("mobilecodec init: error: cannot write it whole (torch: ") and "is the disk full" \
+        in p.stderr and p.stderr.endswith(f": {tmp_path / 'i.pt'}\n"), p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["export", "ptq"])
+def test_a_file_a_limit_stopped_in_a_folder_is_named_where_it_goes(command, carphone, tmp_path):
+    """A write stopped inside a folder made whole named the hidden temporary folder ('File too large:
+    .pkg.2173.2hrl_czy.part/checkpoint.pt'): it names the file in -o (output audit, session 40)."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+
+    args = {"export": ["export", "--checkpoint", "tiny_b0.0016", "--size", "144x176"],
+            "ptq": ["ptq", "--checkpoint", "tiny_b0.0016", "--data", str(carphone), "--allow-held-out", "--steps", "1",
+                    "--gop", "3", "--batch", "1", "--crop", "64x64", "--eval-gops", "0"]}[command]  # a file in the cache
+    out = tmp_path / "out"
+    p = subprocess.run([*PY, *args, "--no-progress", "-o", str(out)], capture_output=True, text=True, timeout=300,
+                       preexec_fn=limit, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    line = p.stderr.strip().splitlines()[-1]  # after export's note on the padding
+    assert line.startswith(f"mobilecodec {command}: error: ") and ".part" not in p.stderr, p.stderr
+    assert line.endswith(f": {out}/checkpoint.pt" if command == "export" else f": {out}/quantized.pt"), line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_names_the_file_it_stopped(tmp_path):
