@@ -455,3 +455,17 @@ def test_stdout_gone_tells_stdouts_broken_pipe_from_anothers():
         as_file = subprocess.run([sys.executable, "-c", code, "0"], stdout=null, stderr=subprocess.PIPE, text=True,
                                  timeout=120)
     assert as_file.stderr.strip() == "False"
+
+
+def test_a_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
+    """A Ctrl-C in the first tenth of a second, while the command's modules load and its arguments parse
+    (before the command's own handler), was a 25-line KeyboardInterrupt traceback (output audit, session
+    40). The interrupt is raised where the signal landed: in the parser's construction."""
+    import mobilecodec.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["encode", "--help"]) == 130
+    assert capsys.readouterr().err == "mobilecodec: interrupted\n"

@@ -148,6 +148,15 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # a Ctrl-C in the first tenth of a second, while the command's modules load
+        # and its arguments parse, was a 25-line traceback (output audit); later ones are the command's
+        print("mobilecodec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import os
 
     # onnxruntime otherwise writes telemetry files under ~/.cache and $TMPDIR on import.
