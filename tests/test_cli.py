@@ -469,3 +469,17 @@ def test_a_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["encode", "--help"]) == 130
     assert capsys.readouterr().err == "mobilecodec: interrupted\n"
+
+
+def test_a_size_taller_than_wide_is_noted_where_sizes_read_height_first(tmp_path):
+    """profile and export read --size HxW, encode, eval and baseline WxH: a swapped 1920x1080 profiled
+    a portrait frame without a word (walk-through audit, session 40). Now a note says so; a landscape
+    size gets none."""
+    from cli_run import cli_here
+
+    note = "note: --size 128x64 reads HEIGHTxWIDTH: a portrait frame 128 high and 64 wide (landscape: --size 64x128)"
+    for command, out in (("profile", []), ("export", ["-o"])):
+        for size, noted in (("128x64", True), ("64x128", False)):
+            p = cli_here(command, "--config", "tiny", "--no-progress", "--size", size, *out,
+                         *([tmp_path / size] if out else []))
+            assert p.returncode == 0 and (note in p.stderr) == noted and ("portrait" in p.stderr) == noted, p.stderr

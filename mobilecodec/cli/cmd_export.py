@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw, seed_int
+from mobilecodec.cli.common import Output, emit_json, given_options, parse_hw, portrait_note, seed_int
 from mobilecodec.export.formats import MANIFEST, PACKAGE_FORMAT
 
 HELP = "export ONNX graphs per network stage (static shapes, buffer as graph I/O) or --check a package for the HTP"
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.original_size is not None:
         check_original_size(*args.original_size, h, w)
     check_size(h, w)
+    portrait_note(args.original_size or (h, w))
     obj: dict = {}  # the checkpoint's dict (its beta goes into the package); none for a random --config model
     if args.config:
         import torch

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilecodec.cli.common import Output, add_threads_argument, emit_json, frame_rate, given_options, parse_hw, positive_int
+from mobilecodec.cli.common import (Output, add_threads_argument, emit_json, frame_rate, given_options, parse_hw,
+                                    portrait_note, positive_int)
 
 HELP = ("count params, kMACs/px, buffer and DRAM traffic of a package, config or any ONNX/PyTorch model; "
         "time packages on onnxruntime; estimate Snapdragon NPU latency")
@@ -123,6 +124,7 @@ def _model(args: argparse.Namespace) -> dict:
         from mobilecodec.errors import InputError
 
         raise InputError(f"YUV420 needs an even frame size, got {h}x{w}")
+    portrait_note(args.size)
     from mobilecodec.runtime.profiler import profile_model
 
     # the buffer at the type the estimate's precision keeps it (the graphs are exported float, so

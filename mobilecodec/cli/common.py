@@ -168,6 +168,15 @@ def parse_hw(text: str) -> tuple[int, int]:
     return _size_pair(text, "HEIGHTxWIDTH such as 1080x1920")
 
 
+def portrait_note(size: tuple[int, int] | None, flag: str = "--size") -> None:
+    """A stderr note where an HxW size is taller than wide: encode, eval and baseline read WxH, so a
+    swapped 1920x1080 here profiled or exported a portrait frame without a word (walk-through audit)."""
+    if size is not None and size[0] > size[1]:
+        h, w = size
+        print(f"note: {flag} {h}x{w} reads HEIGHTxWIDTH: a portrait frame {h} high and {w} wide (landscape: "
+              f"{flag} {w}x{h})", file=sys.stderr)
+
+
 def parse_wh(text: str) -> tuple[int, int]:
     """Parse 'WxH' (the raw-video convention, e.g. '176x144') into (width, height)."""
     return _size_pair(text, "WIDTHxHEIGHT such as 176x144")
