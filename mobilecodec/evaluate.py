@@ -224,6 +224,26 @@ def _load_models(checkpoints: Sequence[str]) -> list[Coder]:
     return models
 
 
+def check_before_loading(inputs: Sequence[str | os.PathLike], opts: EvalOptions, checkpoints: bool,
+                         packages: bool) -> list[Path]:
+    """The checks of `evaluate` that need no model, as paths of the inputs: the CLI runs them before it
+    opens the packages' sessions (a --refine with --package or a missing input was refused after 2-3 s
+    of loading every graph)."""
+    from mobilecodec.fsutil import check_input_file
+    from mobilecodec.io import check_size_applies, resolve_input
+
+    opts.validate()
+    if not checkpoints and not packages:
+        raise InputError("give at least one checkpoint (--checkpoint C[,C2,...]) or package (--package P[,P2,...])")
+    if packages and opts.refine_steps:
+        raise InputError("--refine runs on the PyTorch model; it cannot code a package's points")
+    if not inputs:
+        raise InputError("give at least one input video")
+    srcs = [check_input_file(resolve_input(i), "video file") for i in inputs]  # a pipe was "no such input video"
+    check_size_applies(opts.raw_size, srcs)
+    return srcs
+
+
 def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], opts: EvalOptions,
              out_dir: str | os.PathLike, anchor: str | os.PathLike | None = None, engines: Sequence[Any] = (),
              kept: Sequence[tuple[str, str | os.PathLike | None]] = ()) -> dict:
@@ -233,21 +253,9 @@ def evaluate(checkpoints: Sequence[str], inputs: Sequence[str | os.PathLike], op
     opened backends of export packages (`OnnxEngine`), one more RD point each, coded and decoded
     by their own graphs: what a deployment runs, measured the same way. `kept`: (what, path) of
     other files no output may replace (the command's --json)."""
-    from mobilecodec.io import resolve_input
     from mobilecodec.rdresults import load_results
 
-    opts.validate()
-    if not checkpoints and not engines:
-        raise InputError("give at least one checkpoint (--checkpoint C[,C2,...]) or package (--package P[,P2,...])")
-    if engines and opts.refine_steps:
-        raise InputError("--refine runs on the PyTorch model; it cannot code a package's points")
-    if not inputs:
-        raise InputError("give at least one input video")
-    from mobilecodec.fsutil import check_input_file
-    from mobilecodec.io import check_size_applies
-
-    srcs = [check_input_file(resolve_input(i), "video file") for i in inputs]  # a pipe was "no such input video"
-    check_size_applies(opts.raw_size, srcs)
+    srcs = check_before_loading(inputs, opts, bool(checkpoints), bool(engines))
     stems = [s.stem for s in srcs]
     if len(set(stems)) < len(stems):  # every input numbered (a plain '1_clip' cannot meet a numbered 'clip')
         stems = [f"{k}_{s.stem}" for k, s in enumerate(srcs)]

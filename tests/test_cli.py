@@ -483,3 +483,16 @@ def test_a_size_taller_than_wide_is_noted_where_sizes_read_height_first(tmp_path
             p = cli_here(command, "--config", "tiny", "--no-progress", "--size", size, *out,
                          *([tmp_path / size] if out else []))
             assert p.returncode == 0 and (note in p.stderr) == noted and ("portrait" in p.stderr) == noted, p.stderr
+
+
+def test_eval_refuses_what_needs_no_model_before_it_opens_a_package(tmp_path):
+    """eval opened every package's sessions (2-3 s of graph loading for tiny) before refusing a --refine
+    with --package or a missing input (walk-through audit, session 39's list): those come first now,
+    seen here with a package that was never made, which the loader would refuse."""
+    from cli_run import assert_clean_error, cli_here
+
+    nowhere = tmp_path / "no_package"
+    base = ("eval", "--package", nowhere, "-o", tmp_path / "ev", "--no-progress")
+    assert_clean_error(cli_here(*base, "carphone", "--refine", "2"), "--refine runs on the PyTorch model")
+    assert_clean_error(cli_here(*base, tmp_path / "missing.y4m"), "missing.y4m")
+    assert_clean_error(cli_here(*base, "carphone"), "no_package")  # the package's own check, once the rest holds

@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobilecodec.evaluate import EvalOptions, evaluate, format_report
+    from mobilecodec.evaluate import EvalOptions, check_before_loading, evaluate, format_report
     from mobilecodec.runtime.threads import set_threads
 
     set_threads(args.threads)
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                        save_decoded=args.save_decoded, codec_name=args.name, progress=not args.no_progress,
                        refine_steps=args.refine or 0, block_modes=args.block_modes or 0, raw_size=args.size,
                        fps=args.fps)
+    check_before_loading(args.inputs, opts, bool(checkpoints), bool(packages))  # before any session opens
     engines = _engines(packages, args.ep or "cpu")
     report = evaluate(checkpoints, args.inputs, opts, args.output, anchor=args.anchor, engines=engines,
                       kept=[("the --json file", args.json)])
