@@ -198,8 +198,9 @@ def split_curves(results: dict[str, Any]) -> list[dict[str, Any]]:
 def check_bd_points(results: dict[str, Any], name: str, min_points: int = BD_MIN_POINTS) -> None:
     """InputError naming `name` (e.g. 'anchor x264.json') unless `results` is one RD curve of
     `min_points` points: the one test of whether a result is fit for a BD-rate."""
-    # a result edited or merged by hand may hold several curves without saying so (metrics audit)
-    curves = results.get("curves") or list(dict.fromkeys(curve_name(p) for p in results["points"]))
+    # a result edited or merged by hand may hold several configs without saying so (metrics audit); by
+    # config alone: check-int8's int8 result of a W8A8 and a W8A16 folder is one curve of two backends
+    curves = results.get("curves") or list(dict.fromkeys(str(p.get("config") or "") for p in results["points"]))
     if len(curves) > 1:
         raise InputError(f"{name}: holds points of {len(curves)} RD curves ({'; '.join(map(str, curves))}); "
                          "a BD-rate compares one curve with another")

@@ -459,6 +459,12 @@ def test_bdrate_refuses_results_that_contradict_themselves(sweep, tmp_path):
             f"points[0]: 'per_frame' must be a list of {FRAMES} frames")
     refused(lambda r: [p.update(config="tiny" if i < 2 else "small") for i, p in enumerate(r["points"])],
             "holds points of 2 RD curves (tiny; small)")
+    # one config coded by two backends, as check-int8's int8 result of a W8A8 and a W8A16 folder: one curve
+    mixed = json.loads(json.dumps(res))
+    for i, p in enumerate(mixed["points"]):
+        p.update(config="tiny", backend=f"onnxruntime CPU (int8 QDQ, {'W8A8' if i < 2 else 'W8A16 receiver'})")
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+    assert _cli("bdrate", str(good), str(tmp_path / "mixed.json"))[0] == 0  # refused by the review's catch
 
 
 def _strict_json(text: str) -> Any:
