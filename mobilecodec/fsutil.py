@@ -25,16 +25,26 @@ def naming_full_disk(path: str | os.PathLike, written: str | os.PathLike) -> Ite
     try:
         yield
     except OSError as exc:
-        if isinstance(exc.filename, (str, os.PathLike)):  # a file inside the temporary folder is named as where it was going: the user
-            # saw 'File too large: .pkg.2173.2hrl_czy.part/checkpoint.pt' (output audit)
-            rel = os.path.relpath(os.path.abspath(exc.filename), os.path.abspath(written))
-            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        if exc.filename is not None:  # a write that ran out of room inside the temporary folder is named
+            # where it was going ('File too large: .pkg.2173.2hrl_czy.part/checkpoint.pt': output audit)
+            names = [_moved(f, written, path) for f in (exc.filename, exc.filename2)]
+            if exc.errno not in (*_NO_ROOM, errno.EIO) or names == [exc.filename, exc.filename2]:
                 raise
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno),
-                          str(path) if rel == os.curdir else str(Path(path) / rel)) from exc
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), names[0], None, names[1]) from exc
         if not _ran_out_in(exc, Path(written)):
             raise
         raise _named(exc, path) from exc
+
+
+def _moved(name: Any, written: str | os.PathLike, path: str | os.PathLike) -> Any:
+    """A file name inside `written` (the temporary file or folder) as the same place inside `path`;
+    any other name (or None, or a descriptor) as it is."""
+    if not isinstance(name, (str, os.PathLike)):
+        return name
+    rel = os.path.relpath(os.path.abspath(name), os.path.abspath(written))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return name
+    return str(path) if rel == os.curdir else str(Path(path) / rel)
 
 
 def _named(exc: OSError, path: str | os.PathLike) -> OSError:
@@ -275,21 +285,13 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
     p = check_writable(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"output {p} exists and is not a folder")
-    # an existing folder is written into or replaced: the check above saw only its parent, and the
-    # run failed after all its work, naming a hidden temporary folder (output audit)
-    if p.is_dir():  # replaced whole (marker): every folder in it is emptied
-        inside = [q for q in p.rglob("*") if q.is_dir() and not q.is_symlink()] if marker is not None else []
-        for d in [p, *inside]:
-            if not os.access(d, os.W_OK | os.X_OK):
-                raise InputError(f"output folder {p} is not writable" if d == p else
-                                 f"output folder {p} cannot be replaced: its folder {d} is not writable")
     if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).is_file():
         raise InputError(f"output folder {p} is not empty and holds no {marker} of an earlier run; "
                          f"replacing it would delete its files: name a new or empty folder")
     if marker is not None and p.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
         raise InputError(f"output folder {p} holds the current folder, and is replaced whole; name another folder")
-    if marker is not None and (holder := _lock_holder(p)) is not None:
-        raise InputError(f"{p} is in use by another run (pid {holder}); wait for it to end or choose another -o")
+    if marker is not None:
+        check_not_in_use(p)
     if marker_format is not None and p.is_dir() and (p / marker).is_file():
         try:
             found = json.loads((p / marker).read_text()).get("format") or "no format"
@@ -298,6 +300,15 @@ def check_output_dir(path: str | os.PathLike, marker: str | None = None, marker_
         if found != marker_format:
             raise InputError(f"output folder {p} holds a {marker} of another kind ({found}, "
                              f"not {marker_format}); replacing it would delete its files: name a new or empty folder")
+    # an existing folder is written into or replaced: the check above saw only its parent, and the run
+    # failed after all its work, naming a hidden temporary folder (output audit); last, so that a folder
+    # that is not ours is refused as such first, and only one this command made is walked
+    if p.is_dir():  # replaced whole (marker): every folder in it is emptied
+        inside = [q for q in p.rglob("*") if q.is_dir() and not q.is_symlink()] if marker is not None else []
+        for d in [p, *inside]:
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise InputError(f"output folder {p} is not writable" if d == p else
+                                 f"output folder {p} cannot be replaced: its folder {d} is not writable")
     return p
 
 
@@ -405,8 +416,7 @@ def check_not_in_use(folder: str | os.PathLike, what: str = "run") -> None:
     from mobilecodec.errors import InputError
 
     if (holder := _lock_holder(Path(folder))) is not None:
-        raise InputError(f"{Path(folder).resolve()} is in use by another {what} (pid {holder}); wait for it to end "
-                         "or choose another -o")
+        raise InputError(f"{folder} is in use by another {what} (pid {holder}); wait for it to end or choose another -o")
 
 
 def _lock_holder(folder: Path) -> str | None:
@@ -631,10 +641,7 @@ def publishing(out: str | os.PathLike) -> Iterator[Path]:
                 os.replace(stage / rel, out / rel)
     except BaseException as exc:
         if isinstance(exc, OSError):  # the names a user knows, not the staging ones that are gone by now
-            if isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(stage):
-                exc.filename = str(out / Path(exc.filename).relative_to(stage))
-            if isinstance(exc.filename2, str) and Path(exc.filename2).is_relative_to(stage):
-                exc.filename2 = str(out / Path(exc.filename2).relative_to(stage))
+            exc.filename, exc.filename2 = _moved(exc.filename, stage, out), _moved(exc.filename2, stage, out)
         with _signals_held():  # a second Ctrl-C must not leave the staging folder behind
             shutil.rmtree(stage, ignore_errors=True)
             remove_empty(made)

@@ -115,21 +115,25 @@ def bd_lines(cmp_: dict, markdown_: bool = False) -> list[str]:
 def _plots(out: Path, stem: str, float_res: dict, int8_res: dict, cmp_: dict) -> list[str]:
     from mobilecodec.plots import per_frame_plot, rd_plot
 
-    paths = [rd_plot([float_res, int8_res], out / f"{stem}_rd.png", metric=["psnr_yuv", "psnr_rgb", "ms_ssim_rgb"],
+    names = input_files(stem)
+    paths = [rd_plot([float_res, int8_res], out / names["rd"], metric=["psnr_yuv", "psnr_rgb", "ms_ssim_rgb"],
                      title=f"{stem}: float vs int8"),
-             per_frame_plot([float_res, int8_res], "psnr_yuv", out / f"{stem}_per_frame_psnr.png",
+             per_frame_plot([float_res, int8_res], "psnr_yuv", out / names["psnr"],
                             title=f"{stem}: PSNR-YUV per frame"),
-             per_frame_plot([float_res, int8_res], "bits", out / f"{stem}_per_frame_bits.png",
+             per_frame_plot([float_res, int8_res], "bits", out / names["bits"],
                             title=f"{stem}: bits per frame")]
     drift = {"codec": "int8 - float", "points": [
         {"label": d["int8"], "per_frame": frames} for d, frames in zip(cmp_["point_deltas"], cmp_["drift"])]}
-    paths.append(per_frame_plot([drift], "d_psnr_yuv", out / f"{stem}_drift_psnr.png",
+    paths.append(per_frame_plot([drift], "d_psnr_yuv", out / names["drift"],
                                 title=f"{stem}: PSNR-YUV int8 - float along the GOP (dB)"))
     return [str(p) for p in paths]
 
 
-#: what the report writes per input, after its stem (`report_stems`)
-PER_INPUT = ("_float.json", "_int8.json", "_rd.png", "_per_frame_psnr.png", "_per_frame_bits.png", "_drift_psnr.png")
+def input_files(stem: str) -> dict[str, str]:
+    """The files the report writes for one input, by kind, after its stem (`report_stems`)."""
+    return {"float": f"{stem}_float.json", "int8": f"{stem}_int8.json", "rd": f"{stem}_rd.png",
+            "psnr": f"{stem}_per_frame_psnr.png", "bits": f"{stem}_per_frame_bits.png",
+            "drift": f"{stem}_drift_psnr.png"}
 
 
 def report_stems(sources: list[str | Path]) -> list[str]:
@@ -142,8 +146,8 @@ def report_stems(sources: list[str | Path]) -> list[str]:
 def planned_files(sources: list[str | Path]) -> list[str]:
     """Every name `write_report` writes into OUT for these inputs: checked before the run (a folder in a
     file's place was found only when publishing, after the whole check: output audit)."""
-    return [f"{stem}{end}" for stem in report_stems(sources) for end in PER_INPUT] + ["check_int8.md",
-                                                                                       "check_int8.json"]
+    return [n for stem in report_stems(sources) for n in input_files(stem).values()] + ["check_int8.md",
+                                                                                         "check_int8.json"]
 
 
 def write_report(out: Path, report: dict) -> list[str]:
@@ -159,8 +163,8 @@ def write_report(out: Path, report: dict) -> list[str]:
         names: list[str] = []
         for stem, res in zip(report_stems([r["source"] for r in report["results"]]), report["results"]):
             for kind in ("float", "int8"):
-                save_results(stage / f"{stem}_{kind}.json", res[kind])
-                names.append(f"{stem}_{kind}.json")
+                save_results(stage / input_files(stem)[kind], res[kind])
+                names.append(input_files(stem)[kind])
             names += [Path(p).name for p in _plots(stage, stem, res["float"], res["int8"], res["comparison"])]
         (stage / "check_int8.md").write_text(markdown(report), encoding="utf-8")
         names += ["check_int8.md", "check_int8.json"]

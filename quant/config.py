@@ -72,9 +72,13 @@ def load_layer_overrides(path: str | Path) -> tuple[str, ...]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such W8A16 override file: {p}")
+    # utf-8-sig: an editor's byte-order mark is not an error; a file that is not UTF-8 was a traceback (an
+    # unreadable one stays the CLI's "Permission denied: PATH")
     try:
-        text = p.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not an error; inside the
-        # try: a file that is not UTF-8 text was a UnicodeDecodeError traceback
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: cannot parse W8A16 overrides: {exc}") from None
+    try:
         if p.suffix.lower() in (".yaml", ".yml"):
             try:
                 import yaml

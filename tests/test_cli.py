@@ -483,6 +483,10 @@ def test_a_size_taller_than_wide_is_noted_where_sizes_read_height_first(tmp_path
             p = cli_here(command, "--config", "tiny", "--no-progress", "--size", size, *out,
                          *([tmp_path / size] if out else []))
             assert p.returncode == 0 and (note in p.stderr) == noted and ("portrait" in p.stderr) == noted, p.stderr
+    # a padded --size with the --original-size typed: the note names what was typed (review)
+    p = cli_here("export", "--config", "tiny", "--no-progress", "--size", "192x128", "--original-size", "190x128",
+                 "-o", tmp_path / "orig")
+    assert p.returncode == 0 and "note: --original-size 190x128 reads HEIGHTxWIDTH" in p.stderr, p.stderr
 
 
 def test_eval_refuses_what_needs_no_model_before_it_opens_a_package(tmp_path):

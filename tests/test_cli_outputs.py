@@ -166,6 +166,19 @@ def test_outputs_that_cannot_be_replaced_are_refused_before_any_work(tiny_checkp
     assert sorted(os.listdir(tmp_path)) == ["ev", "keep.mnvc", "pkg"]  # nothing hidden left beside them
     for d in (ev, pkg, pkg / "graphs"):
         d.chmod(0o755)
+    # a folder that is not ours is refused as such, not sent to chmod first (review)
+    mine = tmp_path / "mine"
+    (mine / "ro").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    (mine / "ro").chmod(0o555)
+    assert_clean_error(_as_user(*export, "-o", mine), "is not empty and holds no manifest.json")
+    (mine / "ro").chmod(0o755)
+    # an override file that cannot be read is said so (it became "cannot parse W8A16 overrides")
+    w = tmp_path / "w.json"
+    w.write_text('["r_synthesis"]')
+    w.chmod(0o000)
+    assert_clean_error(_as_user(*PY, "ptq", "--checkpoint", tiny_checkpoint, "--data", "bikes", "--w8a16", w,
+                                "-o", tmp_path / "q"), f"Permission denied: {w}")
 
 
 def test_an_earlier_folder_that_will_not_go_is_a_warning(tmp_path):

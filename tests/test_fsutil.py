@@ -424,3 +424,30 @@ def test_a_second_ctrl_c_during_cleanup_still_removes_the_unfinished_folder(tmp_
             raise KeyboardInterrupt  # the first Ctrl-C
     monkeypatch.setattr(shutil, "rmtree", real_rmtree)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_copy_a_size_limit_stopped_in_a_folder_names_its_destination(tmp_path):
+    """A copy inside a folder made whole that meets a file size limit: the error names where the copy was
+    going, in the final folder (its source was named instead, mapped to a path that never exists: review)."""
+    import resource
+    import subprocess
+    import sys
+
+    src = tmp_path / "big.bin"
+    src.write_bytes(b"x" * (2 << 20))
+    code = ("import shutil, sys; from pathlib import Path\n"
+            "from mobilecodec.fsutil import atomic_dir, failed_path\n"
+            "try:\n"
+            "    with atomic_dir(Path(sys.argv[2]), marker='m') as tmp:\n"
+            "        (tmp / 'sub').mkdir(); shutil.copyfile(sys.argv[1], tmp / 'sub' / 'copy.bin')\n"
+            "except OSError as exc:\n"
+            "    print(failed_path(exc))\n")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    out = tmp_path / "R"
+    p = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True, timeout=120,
+                       preexec_fn=limit)
+    assert p.stdout.strip() == str(out / "sub" / "copy.bin"), (p.stdout, p.stderr)
+    assert sorted(os.listdir(tmp_path)) == ["big.bin"]

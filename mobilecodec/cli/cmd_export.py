@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilecodec.io import padded_size
 
     h, w = args.size
+    given_original = args.original_size
     pw, ph = padded_size(w, h)
     if (ph, pw) != (h, w):
         if args.original_size is not None:
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.original_size is not None:
         check_original_size(*args.original_size, h, w)
     check_size(h, w)
-    portrait_note(args.original_size or (h, w))
+    # the size the user typed: --original-size where given with a padded --size, else --size (review)
+    portrait_note(*((given_original, "--original-size") if given_original else (args.size, "--size")))
     obj: dict = {}  # the checkpoint's dict (its beta goes into the package); none for a random --config model
     if args.config:
         import torch
