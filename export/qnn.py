@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError, ToolError, one_line
-from mobilecodec.nativeio import native_stdout
+from mobilecodec.nativeio import NATIVE_NOISE, native_stdout
 
 EP_NAME = "QNNExecutionProvider"
 
@@ -92,8 +92,8 @@ def htp_session(model_path: str | Path, soc: Soc | None = None, **kw: Any) -> An
     soc = soc or SOCS[DEFAULT_SOC]
     try:
         # QNN's HTP libraries print a line to stdout as they load ("# LIBNATIVE: No alternate
-        # configuration ..."), which would land in a command's output and break `--json -`
-        with native_stdout("stderr"):
+        # configuration ..."), which would land in a command's output and break `--json -`: dropped
+        with native_stdout("stderr", drop=NATIVE_NOISE):
             return ort.InferenceSession(str(model_path), sess_options=htp_session_options(soc, **kw))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ToolError(f"QNN HTP could not compile {Path(model_path).name}: {one_line(exc)}") from None

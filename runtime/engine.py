@@ -264,9 +264,9 @@ class OnnxEngine:
             so.profile_file_prefix = str(self.profile_dir / f"ort_{name}")
         try:
             if self.ep == "qnn":
-                from mobilecodec.nativeio import native_stdout
+                from mobilecodec.nativeio import NATIVE_NOISE, native_stdout
 
-                with native_stdout("stderr"):
+                with native_stdout("stderr", drop=NATIVE_NOISE):
                     return ort.InferenceSession(str(path), sess_options=so)
             import onnx
 

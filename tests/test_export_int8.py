@@ -272,3 +272,26 @@ def test_packages_of_other_precisions_are_other_curves(float_package, int8_bins,
     assert len(res["curves"]) == 2 and len(set(backends.values())) == 2, backends
     assert "W8A16 in m_synthesis" in backends[int8_bins.resolve()]
     assert "stand-in int8 of the float graphs" in backends[fbin.resolve()]
+
+
+def test_qnn_says_nothing_a_user_cannot_use(package, tmp_path):
+    """QNN's HTP libraries print "# LIBNATIVE: No alternate configuration present ..." as they load: it
+    reached stderr on every compile, `--ep qnn` session and demo (walk-through audit, session 40). In a
+    fresh process, where they load, the compile's stderr holds nothing, its stdout its one line."""
+    p = cli("compile", package, "--soc", "43", "-o", tmp_path / "bin", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "" and p.stdout.startswith("13 context binaries for soc 43"), (p.stdout, p.stderr)
+
+
+def test_native_output_is_filtered_line_by_line(tmp_path):
+    """`native_stdout(drop=...)`: what C code prints to stdout goes to stderr less the dropped lines."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes; from mobilecodec.nativeio import native_stdout\n"
+            "libc = ctypes.CDLL(None)\n"
+            "with native_stdout('stderr', drop=('NOISE',)):\n"
+            "    libc.puts(b'NOISE from a library'); libc.puts(b'a real message')\n"
+            "print('python stdout')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr == "a real message\n" and p.stdout == "python stdout\n", (p.stdout, p.stderr)
