@@ -413,10 +413,15 @@ def run_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
 def check_not_in_use(folder: str | os.PathLike, what: str = "run") -> None:
     """InputError, as `run_lock` gives it, while another process holds `folder`: a --resume read the
     running run's missing state first and said "nothing to resume, start without --resume" (walk-through)."""
+    if (holder := _lock_holder(Path(folder))) is not None:
+        raise _in_use(f"{folder} is in use by another {what}", holder)
+
+
+def _in_use(in_use: str, holder: str) -> Exception:
+    """The one refusal of a folder another process holds (`run_lock`, `check_not_in_use`)."""
     from mobilecodec.errors import InputError
 
-    if (holder := _lock_holder(Path(folder))) is not None:
-        raise InputError(f"{folder} is in use by another {what} (pid {holder}); wait for it to end or choose another -o")
+    return InputError(f"{in_use} (pid {holder}); wait for it to end or choose another -o")
 
 
 def _lock_holder(folder: Path) -> str | None:
@@ -460,7 +465,7 @@ def _take_lock(lock: Path, in_use: str) -> int | None:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise InputError(f"{in_use} (pid {holder or '?'}); wait for it to end or choose another -o") from None
+            raise _in_use(in_use, holder or "?") from None
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):

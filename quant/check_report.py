@@ -162,9 +162,10 @@ def write_report(out: Path, report: dict) -> list[str]:
     with publishing(out) as stage:  # all of them or, on failure, none (an earlier run's files stay)
         names: list[str] = []
         for stem, res in zip(report_stems([r["source"] for r in report["results"]]), report["results"]):
+            files = input_files(stem)
             for kind in ("float", "int8"):
-                save_results(stage / input_files(stem)[kind], res[kind])
-                names.append(input_files(stem)[kind])
+                save_results(stage / files[kind], res[kind])
+                names.append(files[kind])
             names += [Path(p).name for p in _plots(stage, stem, res["float"], res["int8"], res["comparison"])]
         (stage / "check_int8.md").write_text(markdown(report), encoding="utf-8")
         names += ["check_int8.md", "check_int8.json"]
