@@ -100,19 +100,20 @@ def _recurrent(op: str) -> Any:
     return g.finish(op)
 
 
-def _rank(rank: int) -> Callable[[], Any]:
-    """The conv's output as a rank-`rank` tensor: Reshape, Transpose, an element-wise op (Relu) and
-    Reshape back. Without the Relu a rank-6 shuffle compiles too (no op computes on the tensor);
-    with it only up to rank 5 does."""
+def _rank(rank: int, compute: bool = True) -> Callable[[], Any]:
+    """The conv's output as a rank-`rank` tensor: Reshape, Transpose, an element-wise op (Relu, unless
+    not `compute`) and Reshape back. With the Relu only up to rank 5 compiles; the shuffle alone
+    compiles at rank 6 (swin_t's window partition)."""
     def build() -> Any:
         g = _Graph()
         size = int(np.prod(SHAPE))  # 2 ** 11
         g.node("Reshape", ["c", g.const("s1", np.array([1] + [2] * (rank - 2) + [size // 2 ** (rank - 2)],
                                                         np.int64))], ["r"])
         g.node("Transpose", ["r"], ["t"], perm=[0, 2, 1, *range(3, rank)])
-        g.node("Relu", ["t"], ["t2"])
-        g.node("Reshape", ["t2", g.const("s2", np.array(SHAPE, np.int64))], ["y"])
-        return g.finish(f"rank{rank}")
+        if compute:
+            g.node("Relu", ["t"], ["t2"])
+        g.node("Reshape", ["t2" if compute else "t", g.const("s2", np.array(SHAPE, np.int64))], ["y"])
+        return g.finish(f"rank{rank}" if compute else f"rank{rank}shuffle")
     return build
 
 
@@ -170,7 +171,7 @@ def _special() -> dict[str, Callable[[], Any]]:
                       equation="nchw,wk->nchk"),
         "TopK": one("TopK", lambda g: [g.const("k", np.array([4], np.int64))], ("y", "yi"), axis=-1),
         "LSTM": lambda: _recurrent("LSTM"), "GRU": lambda: _recurrent("GRU"), "RNN": lambda: _recurrent("RNN"),
-        "rank5": _rank(5), "rank6": _rank(6),
+        "rank5": _rank(5), "rank6": _rank(6), "rank6shuffle": _rank(6, compute=False),
     }
     for op in REDUCE:
         out[op] = one(op, lambda g: [g.const("axes", np.array([1], np.int64))])
@@ -224,7 +225,7 @@ def _special() -> dict[str, Callable[[], Any]]:
 
 
 def builders() -> dict[str, Callable[[], Any]]:
-    """Probe name -> a function building its graph (op names, plus Conv3d and rank5 / rank6)."""
+    """Probe name -> a function building its graph (op names, plus Conv3d, rank5, rank6, rank6shuffle)."""
     f32 = np.float32
 
     def unary(op: str, attrs: dict[str, Any]) -> Callable[[], Any]:

@@ -18,23 +18,23 @@ from mobilecodec.errors import InputError
 # EP's documentation rejected ops it compiles (HardSigmoid, Softplus, GlobalMaxPool, LSTM, GRU,
 # ScatterND, ...; mobilenet_v3 got 9 false rejections) and allowed two it does not (Asin, ReduceProd).
 # Measured and refused: Acos Acosh Asinh Atanh Celu Cosh Dropout Einsum Erf GlobalLpPool Hardmax
-# Reciprocal ReduceL1 ReduceSumSquare RNN Shrink Sinh Softsign Trilu, and LayerNormalization (in the QNN
-# EP's documentation; its int8 QDQ form does not compile). GridSample is left out on
+# Reciprocal ReduceL1 ReduceSumSquare RNN Shrink Sinh Softsign Trilu. LayerNormalization compiles with a
+# uint8 scale, not an int8 one (`qdq.htp_type_overrides`). GridSample is left out on
 # purpose: the design keeps warps off the NPU graphs (host / warping core).
 HTP_OPS = frozenset("""
 Abs Add And ArgMax ArgMin Atan AveragePool BatchNormalization Cast Ceil Clip Concat Constant Conv ConvTranspose
 Cos CumSum DepthToSpace DequantizeLinear Div Elu Equal Exp Expand Flatten Floor GRU Gather GatherElements
 GatherND Gelu Gemm GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual GroupNormalization HardSigmoid
-HardSwish Identity InstanceNormalization LRN LSTM LeakyRelu Less LessOrEqual Log
+HardSwish Identity InstanceNormalization LRN LSTM LayerNormalization LeakyRelu Less LessOrEqual Log
 LogSoftmax LpNormalization LpPool MatMul Max MaxPool Mean Min Mish Mul Neg Not Or PRelu Pad Pow
 QuantizeLinear ReduceL2 ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceSum Relu Reshape Resize Round
 ScatterElements ScatterND Selu Sigmoid Sign Sin Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze Sub
 Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Unsqueeze Where Xor
 """.split())
-#: why an op is refused, where the probe said more than that the EP does not take it
+#: why an op is refused, where there is more to say than that the EP does not take it (a way round it)
 REFUSED_BECAUSE = {
-    "LayerNormalization": "the installed QNN EP does not take it in an int8 QDQ graph (QNN: 'Unsupported "
-                          "input/output datatypes requested for the HTP Op LayerNorm'; a 16-bit recipe is not measured)",
+    "Erf": "op not supported by the QNN HTP backend (a GELU exported below opset 20 is an Erf chain; at "
+           "opset 20 it is one Gelu op, which compiles)",
     "Reciprocal": "the QNN EP takes it but the graph fails to finalize (QNN_COMMON_ERROR_MEM_ALLOC)",
 }
 FORBIDDEN = {
@@ -44,6 +44,9 @@ FORBIDDEN = {
 }
 #: the highest tensor rank an element-wise op compiled at (`htp_probe`: rank 5 yes, 6 no)
 MAX_RANK = 5
+#: ops that may read and write a tensor of higher rank: a shuffle between Reshapes compiles at rank 6
+#: (`htp_probe`'s rank6shuffle, with the Q/DQ pairs the recipe puts on it; swin_t's window partition)
+SHUFFLE_OPS = frozenset({"Reshape", "Transpose", "QuantizeLinear", "DequantizeLinear"})
 
 
 @dataclass
@@ -84,6 +87,12 @@ def _dims_static(vi: Any) -> tuple[bool, int]:
         return False, -1
     dims = t.shape.dim
     return all(d.HasField("dim_value") and d.dim_value > 0 for d in dims), len(dims)
+
+
+def _only_shuffled(tensor: str, producers: dict[str, Any], consumers: dict[str, list[Any]]) -> bool:
+    """Whether a node writes `tensor` and every node that writes or reads it is a SHUFFLE_OPS one."""
+    nodes = [producers.get(tensor), *consumers.get(tensor, [])]
+    return nodes[0] is not None and all(n.op_type in SHUFFLE_OPS for n in nodes)
 
 
 def static_issues(proto: Any, graph: str) -> list[Issue]:
@@ -133,8 +142,16 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
             if not fixed or vi.name not in static:  # a shape one run measured may follow the input's values
                 issues.append(Issue(graph, nname, op, f"graph {kind} {vi.name!r} has a dynamic or unknown shape "
                                                       "(the HTP needs static shapes)"))
-            elif rank > MAX_RANK:
+            elif rank > MAX_RANK and not (kind == "tensor" and _only_shuffled(vi.name, producers, consumers)):
                 issues.append(Issue(graph, nname, op, f"{kind} {vi.name!r} has rank {rank} > {MAX_RANK}"))
+    inits = {i.name for i in g.initializer}
+    overridable = [vi.name for vi in g.input if vi.name in inits]
+    if overridable:  # torch.onnx.export(keep_initializers_as_inputs=True)
+        shown = ", ".join(repr(n) for n in overridable[:3]) + (", ..." if len(overridable) > 3 else "")
+        issues.append(Issue(graph, "-", "-", f"{len(overridable)} weights are also graph inputs ({shown}): "
+                            "onnxruntime takes them as inputs a caller may replace, not as constants, and the HTP "
+                            "compile fails on such graphs (a Conv + BatchNorm's, mobilenet_v3_small's); export "
+                            "without keep_initializers_as_inputs, or remove them from graph.input"))
     return issues
 
 

@@ -39,9 +39,55 @@ class _Reader:
         self.it = iter(self.feeds)
 
 
+def htp_type_overrides(proto) -> dict[str, list[dict]]:
+    """Per-tensor quantizer overrides for the weights the HTP takes only unsigned: LayerNormalization's
+    scale (an int8 scale makes QNN refuse the op, "Unsupported input/output datatypes requested for the
+    HTP Op LayerNorm"; a uint8 one compiles, `export.htp_probe`)."""
+    from onnxruntime.quantization import QuantType
+
+    return {n.input[1]: [{"quant_type": QuantType.QUInt8}]
+            for n in proto.graph.node if n.op_type == "LayerNormalization" and len(n.input) > 1 and n.input[1]}
+
+
+#: (op, input index) of the parameters onnxruntime's quantizer gives each consumer its own Q/DQ for
+_PER_CONSUMER = {("Conv", 2), ("ConvTranspose", 2), ("Gemm", 2)} | {
+    (op, i) for op in ("LayerNormalization", "InstanceNormalization", "BatchNormalization", "GroupNormalization")
+    for i in (1, 2, 3, 4)}
+
+
+def unshare_parameters(proto) -> int:
+    """Give every consumer of a shared bias or normalisation parameter its own copy; the number of
+    copies made. The exporter merges equal initializers (a fresh model's zero biases, ones scales), the
+    quantizer then hangs duplicated int32 DequantizeLinear nodes on them, and the HTP refuses those (a
+    freshly initialised Swin did not compile until its five shared LayerNorm parameters were copied)."""
+    import onnx
+
+    inits = {i.name: i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    uses: dict[str, list[tuple]] = {}
+    for node in proto.graph.node:
+        for index, name in enumerate(node.input):
+            if name in inits:
+                uses.setdefault(name, []).append((node, index))
+    made = 0
+    for name, where in uses.items():
+        if len(where) < 2 or not any((n.op_type, i) in _PER_CONSUMER for n, i in where):
+            continue
+        for k, (node, index) in enumerate(where[1:], 1):
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[name])
+            copy.name = node.input[index] = f"{name}__copy{k}"
+            proto.graph.initializer.append(copy)
+            made += 1
+    return made
+
+
 def quantize_graph(float_path: str | Path, qdq_path: str | Path, feeds: list[dict[str, np.ndarray]]) -> Path:
     """Insert QuantizeLinear/DequantizeLinear pairs: uint8 activations, int8 per-channel weights
-    (what the HTP runs), calibrated by min/max over `feeds`."""
+    (what the HTP runs; `htp_type_overrides` names the exceptions), calibrated by min/max over `feeds`;
+    shared parameters are copied first (`unshare_parameters`)."""
+    import tempfile
+
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from mobilecodec.fsutil import atomic_path
@@ -52,11 +98,19 @@ def quantize_graph(float_path: str | Path, qdq_path: str | Path, feeds: list[dic
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer warns about pre-processing on every call
     try:
-        with atomic_path(qdq_path) as tmp:
+        with atomic_path(qdq_path) as tmp, tempfile.TemporaryDirectory(prefix="mobilecodec-qdq-") as work:
+            proto = onnx.load(str(float_path))
+            copies = unshare_parameters(proto)
+            overrides = htp_type_overrides(proto)  # after the copies: each is named in it
+            if copies:
+                float_path = Path(work) / "unshared.onnx"
+                onnx.save(proto, str(float_path), save_as_external_data=True, location="unshared.onnx.data")
+            del proto
             quantize_static(str(float_path), str(tmp), _Reader(feeds), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                           "TensorQuantOverrides": overrides})
     finally:
         root.setLevel(level)
     return Path(qdq_path)

@@ -61,7 +61,6 @@ ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"
              "QuantizeLinear", "DequantizeLinear"}
 FUSABLE_OPS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu",
                "BatchNormalization", "Gelu"}
-NORM_OPS = {"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
 # layer classes: dense (conv / gemm / matmul / recurrent), grouped (grouped or depthwise conv), elementwise,
 # resampling, data (concat, pad, slice ... data movement), fused, alias, quant, folded (constants only)
 CLASSES = ("dense", "grouped", "elementwise", "resampling", "data", "fused", "alias", "quant", "folded")

@@ -1471,3 +1471,51 @@ def test_a_bias_after_a_weight_on_the_left_and_an_int8_embedding_are_counted():
                           [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 50])], initializer=inits)
     counted = count_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     assert counted.params == 16 * 8 + 16 and counted.data_tensors == {"pos_q": 16 * 50}
+
+
+GELU_BLOCK = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):  # convnext's: a conv, a BatchNorm, LayerNorm over the channels, GELU
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x)).permute(0, 2, 3, 1)
+        return nn.functional.gelu(self.norm(y)).permute(0, 3, 1, 2)
+
+
+def block():
+    torch.manual_seed(0)
+    return Block().eval(), torch.rand(1, 3, 16, 16)
+'''
+
+
+def test_a_module_is_exported_as_the_htp_can_compile_it(tmp_path, monkeypatch):
+    """`profile --module` exported at opset 17, where GELU is an Erf chain the HTP does not run (the check
+    listed vit_b_16's 12 Erf nodes), and with the weights as graph inputs, which the HTP compile does not
+    take as constants (torchvision's mobilenet_v3_small failed to compile as profile exported it). Now
+    opset 20 (GELU is one Gelu op) and the weights are constants: the check finds nothing in a
+    conv + BatchNorm + LayerNorm + GELU block, and the exported graph compiles whole on the HTP."""
+    import importlib
+
+    from mobilecodec.export.npu_check import check_graph
+    from mobilecodec.runtime.profile_any import _onnx_from_module, profile_module
+
+    name = f"gelublock_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(GELU_BLOCK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rep = profile_module(f"{name}:block")
+    assert rep["source"]["onnx_opset"] == 20
+    assert rep["htp_check"]["block"] == {"ok": True, "issues": []}
+    module, inputs = importlib.import_module(name).block()
+    proto = _onnx_from_module(module, (inputs,), tmp_path / "export.onnx")
+    assert {"Gelu", "LayerNormalization", "BatchNormalization"} <= {n.op_type for n in proto.graph.node}
+    assert len(proto.graph.input) == 1  # the frame alone
+    onnx.save(proto, str(tmp_path / "block.onnx"))
+    assert check_graph(tmp_path / "block.onnx", workdir=tmp_path).compiled is True
