@@ -15,7 +15,9 @@ activations take two int8 lanes) with 2-byte activations; its published measurem
 out and reported as a check. The quality of the estimate is its leave-one-out error on the
 table (refit without one measurement, predict it), printed next to every estimate; for a model
 outside the table (any user's model) also the leave-one-model-out error (refit without all of a
-model's measurements, predict them), and for w8a16 graphs the held-out w8a16 error instead.
+model's measurements, predict them), and for w8a16 graphs the held-out w8a16 error instead. Models
+of a kind the fitted ones do not cover (LayerNorm, attention: vit, convnext_tiny) are held out whole
+(`npu_calibrate.HELD_OUT`); their errors label the estimate of a graph with such ops.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ FITTED_PRECISIONS = ("float", "w8a8")
 PARAM_NAMES = ("P_8gen2", "P_8gen3", "BW_8gen2", "BW_8gen3", "t0_8gen2", "t0_8gen3", "r8", "u_grouped", "c_el")
 _X0 = np.log([2e12, 2.7e12, 40e9, 55e9, 2e-4, 1.5e-4, 3.0, 0.2, 4.0])
 LABEL = "ESTIMATE"
+#: ops that make a graph one of the kind the fitted models do not hold (the held-out vit, convnext_tiny)
+ATTENTION_OPS = ("LayerNormalization", "Softmax")
+
+
+def _fitted(m: dict[str, Any]) -> bool:
+    """Whether a calibration measurement is fitted: a fitted precision, and not a held-out model's."""
+    return m["precision"] in FITTED_PRECISIONS and m.get("fit", True)
 
 
 def _features(gl: GraphLayers, precision: str, vtcm: int) -> np.ndarray:
@@ -118,7 +127,7 @@ def calibration() -> dict[str, Any]:
     for m in table["measurements"]:
         f = _features(graphs[m["model"]], m["precision"], DEVICES[m["device_key"]]["vtcm_bytes"])
         row = (f, m["device_key"], m["precision"], m["ms"] / 1e3, m)
-        (fitted if m["precision"] in FITTED_PRECISIONS else held).append(row)
+        (fitted if _fitted(m) else held).append(row)
     theta = _fit([r[:4] for r in fitted])
     loo = _left_out(fitted, range(len(fitted)))  # leave one measurement out
     # leave one whole model out: what a model outside the table (a user's own) can expect
@@ -129,10 +138,11 @@ def calibration() -> dict[str, Any]:
         c["error"] = c["predicted_ms"] / c["measured_ms"] - 1.0
     errs = [abs(x["error"]) for x in loo]
     model_errs = [abs(x["error"]) for x in lomo]
-    grouped = sorted(n for n, gl in graphs.items() if gl.has_grouped)
+    fitted_models = {r[4]["model"] for r in fitted}
+    grouped = sorted(n for n in fitted_models if graphs[n].has_grouped)
     return {"params": dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta)))), "theta": theta.tolist(),
-            "grouped_models": grouped,
-            "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(graphs),
+            "grouped_models": grouped, "held_models": sorted(set(graphs) - fitted_models),
+            "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(fitted_models),
             "loo": loo, "loo_median": statistics.median(errs), "loo_worst": max(errs),
             "lomo": lomo, "lomo_median": statistics.median(model_errs), "lomo_worst": max(model_errs),
             "held_out": checks,
@@ -140,26 +150,29 @@ def calibration() -> dict[str, Any]:
 
 
 def calibration_model_of(gl: GraphLayers) -> str | None:
-    """The calibration table's model that `gl` is (the same MACs, to the unit, and the same input
+    """The calibration table's fitted model that `gl` is (the same MACs, to the unit, and the same input
     shapes), else None: its estimate is then fitted on that model's own published figures."""
     table = _table()
+    fitted = {m["model"] for m in table["measurements"] if _fitted(m)}
     macs = sum(la.macs for la in gl.layers)
     shapes = sorted(map(tuple, (s for s in gl.inputs.values() if s)))
     for name, m in table["models"].items():
-        if m["macs"] == macs and sorted(map(tuple, (s for s in m["graph"]["inputs"].values() if s))) == shapes:
+        if name in fitted and m["macs"] == macs and sorted(map(tuple, (s for s in m["graph"]["inputs"].values() if s))) == shapes:
             return name
     return None
 
 
 def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool = False,
-                rejected: dict[str, list[str]] | None = None, seen: Iterable[str] = ()) -> str:
+                rejected: dict[str, list[str]] | None = None, seen: Iterable[str] = (),
+                attention: bool = False) -> str:
     """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)', plus the
     leave-one-model-out error for a model outside the table (`unseen_model`), when `precisions`
     holds w8a16 (never fitted) that precision's held-out errors, and for a model with grouped /
     depthwise convolutions (`grouped`) the error of the table's models that alone inform their cost,
     each left out: an estimate is labelled with the error measured for its own case, not only the best one.
     `rejected` (graph -> the HTP op check's issues): ops the estimate prices as data movement, as if
-    the HTP ran them. `seen`: the table's models among the graphs estimated (`calibration_model_of`)."""
+    the HTP ran them. `seen`: the table's models among the graphs estimated (`calibration_model_of`).
+    `attention` (a graph holds ATTENTION_OPS, which no fitted model does): the held-out models' errors."""
     c = calibration()
     parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
              f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
@@ -180,6 +193,11 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grou
         models = ", ".join(sorted({h["model"] for h in held}))
         parts.append(f"w8a16 is not fitted (half the int8 rate by rule); error on its {len(held)} held-out "
                      f"published measurements ({models}): {errs}, not the figures above")
+    if attention:
+        held = [h for h in c["held_out"] if h["model"] in c["held_models"]]
+        errs = ", ".join(f"{h['model']} {h['device']} {h['precision']} {100 * h['error']:+.0f} %" for h in held)
+        parts.append(f"LayerNorm / attention graphs are not in the fit; its error on {len(held)} held-out published "
+                     f"measurements of such models: {errs}")
     if grouped:
         rows = [r for r in c["lomo"] if r["model"] in c["grouped_models"]]
         errs = ", ".join(f"{r['device']} {r['precision']} {100 * r['error']:+.0f} %" for r in rows)
@@ -233,7 +251,7 @@ def predict_without(model: str, device: str, precision: str, whole_model: bool =
         row = (f, m["device_key"], m["precision"], m["ms"] / 1e3)
         if (m["model"], m["device_key"], m["precision"]) == (model, device, precision):
             target = row
-        elif m["precision"] in FITTED_PRECISIONS and not (whole_model and m["model"] == model):
+        elif _fitted(m) and not (whole_model and m["model"] == model):
             rows.append(row)
     if target is None:
         raise InputError(f"no calibration measurement for {model} on {device} at {precision}")

@@ -250,7 +250,8 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     beside the leave-one-out one where a graph is not a calibration model (else it says which it is), the held-out
     w8a16 error when a graph runs at w8a16, and what `htp` (`htp_check`) rejects: the estimate
     prices such ops as data movement, as if the HTP ran them."""
-    from mobilecodec.runtime.npu_estimate import calibration, calibration_model_of, error_label, estimate_graph
+    from mobilecodec.runtime.npu_estimate import (ATTENTION_OPS, calibration, calibration_model_of, error_label,
+                                                  estimate_graph)
 
     frames = frames or {"frame": list(layers)}
     cal = calibration()
@@ -259,7 +260,8 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     # torchvision's mobilenet_v2 profiled as it is in the table was labelled "this model is not among them"
     seen = {n: m for n, gl in layers.items() if (m := calibration_model_of(gl)) is not None}
     label = error_label(precisions, unseen_model=len(seen) < len(layers), grouped=grouped,
-                        rejected={n: c["issues"] for n, c in (htp or {}).items() if not c["ok"]}, seen=seen.values())
+                        rejected={n: c["issues"] for n, c in (htp or {}).items() if not c["ok"]}, seen=seen.values(),
+                        attention=any(la.op in ATTENTION_OPS for gl in layers.values() for la in gl.layers))
     out: dict[str, Any] = {"label": label,
                            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
                            "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],
