@@ -100,20 +100,21 @@ def _recurrent(op: str) -> Any:
     return g.finish(op)
 
 
-def _rank(rank: int, compute: bool = True) -> Callable[[], Any]:
-    """The conv's output as a rank-`rank` tensor: Reshape, Transpose, an element-wise op (Relu, unless
-    not `compute`) and Reshape back. With the Relu only up to rank 5 compiles; the shuffle alone
-    compiles at rank 6 (swin_t's window partition)."""
+def _rank(rank: int, compute: bool = True, perm: list[int] | None = None, name: str = "") -> Callable[[], Any]:
+    """The conv's output as a rank-`rank` tensor: Reshape, Transpose (`perm`; default: swap axes 1
+    and 2), an element-wise op (Relu, unless not `compute`) and Reshape back. With the Relu only up to
+    rank 5 compiles; the shuffle alone compiles at rank 6 (swin_t's window partition), not at rank 7,
+    and not with a perm that moves the last axis."""
     def build() -> Any:
         g = _Graph()
         size = int(np.prod(SHAPE))  # 2 ** 11
         g.node("Reshape", ["c", g.const("s1", np.array([1] + [2] * (rank - 2) + [size // 2 ** (rank - 2)],
                                                         np.int64))], ["r"])
-        g.node("Transpose", ["r"], ["t"], perm=[0, 2, 1, *range(3, rank)])
+        g.node("Transpose", ["r"], ["t"], perm=perm or [0, 2, 1, *range(3, rank)])
         if compute:
             g.node("Relu", ["t"], ["t2"])
         g.node("Reshape", ["t2" if compute else "t", g.const("s2", np.array(SHAPE, np.int64))], ["y"])
-        return g.finish(f"rank{rank}" if compute else f"rank{rank}shuffle")
+        return g.finish(name or (f"rank{rank}" if compute else f"rank{rank}shuffle"))
     return build
 
 
@@ -172,6 +173,10 @@ def _special() -> dict[str, Callable[[], Any]]:
         "TopK": one("TopK", lambda g: [g.const("k", np.array([4], np.int64))], ("y", "yi"), axis=-1),
         "LSTM": lambda: _recurrent("LSTM"), "GRU": lambda: _recurrent("GRU"), "RNN": lambda: _recurrent("RNN"),
         "rank5": _rank(5), "rank6": _rank(6), "rank6shuffle": _rank(6, compute=False),
+        "rank6shuffle_last": _rank(6, compute=False, perm=[0, 3, 5, 1, 2, 4], name="rank6shuffle_last"),
+        "rank7shuffle": _rank(7, compute=False),
+        "LayerNormalization_hw": one("LayerNormalization", lambda g: [g.const("s", np.ones((h, w), f32)),
+                                                                      g.const("b", np.zeros((h, w), f32))], axis=2),
     }
     for op in REDUCE:
         out[op] = one(op, lambda g: [g.const("axes", np.array([1], np.int64))])
@@ -225,7 +230,8 @@ def _special() -> dict[str, Callable[[], Any]]:
 
 
 def builders() -> dict[str, Callable[[], Any]]:
-    """Probe name -> a function building its graph (op names, plus Conv3d, rank5, rank6, rank6shuffle)."""
+    """Probe name -> a function building its graph (op names, plus Conv3d, LayerNormalization_hw and the
+    rank probes)."""
     f32 = np.float32
 
     def unary(op: str, attrs: dict[str, Any]) -> Callable[[], Any]:

@@ -44,8 +44,9 @@ FORBIDDEN = {
 }
 #: the highest tensor rank an element-wise op compiled at (`htp_probe`: rank 5 yes, 6 no)
 MAX_RANK = 5
-#: ops that may read and write a tensor of higher rank: a shuffle between Reshapes compiles at rank 6
-#: (`htp_probe`'s rank6shuffle, with the Q/DQ pairs the recipe puts on it; swin_t's window partition)
+#: ops that may read and write a rank-6 tensor: a shuffle between Reshapes compiles at rank 6 when its
+#: Transpose keeps the first and last axes (`htp_probe`'s rank6shuffle, with the Q/DQ pairs the recipe
+#: puts on it; swin_t's window partition), not at rank 7 (rank7shuffle) nor moving the last axis
 SHUFFLE_OPS = frozenset({"Reshape", "Transpose", "QuantizeLinear", "DequantizeLinear"})
 
 
@@ -59,6 +60,8 @@ class Issue:
     reason: str
 
     def __str__(self) -> str:
+        if self.node == "-":  # the graph's, not one node's
+            return f"{self.graph}: {self.reason}"
         return f"{self.graph}: node {self.node!r} ({self.op}): {self.reason}"
 
 
@@ -95,6 +98,37 @@ def _only_shuffled(tensor: str, producers: dict[str, Any], consumers: dict[str, 
     return nodes[0] is not None and all(n.op_type in SHUFFLE_OPS for n in nodes)
 
 
+def _attr(node: Any, name: str, default: Any) -> Any:
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def _layernorm_axis_issue(node: Any, shapes: dict[str, list[int] | None]) -> str | None:
+    """Why a LayerNormalization cannot compile: QNN normalises along the last axis only (`htp_probe`'s
+    LayerNormalization_hw, over H and W, does not compile)."""
+    shape = shapes.get(node.input[0])
+    axis = _attr(node, "axis", -1)
+    if shape is None or axis in (-1, len(shape) - 1):
+        return None
+    return (f"QNN's LayerNorm on the HTP normalises along the last axis only; this one normalises from axis {axis} "
+            f"of a rank-{len(shape)} tensor")
+
+
+def _high_rank_transpose_issue(node: Any, shapes: dict[str, list[int] | None]) -> str | None:
+    """Why a Transpose of a tensor above MAX_RANK cannot compile: `htp_probe` compiled rank-6 shuffles
+    that keep the first and the last axis in place (a Swin's window partition) and no other measured one
+    (rank 6 moving the last axis or the first, rank 7)."""
+    shape = shapes.get(node.input[0])
+    if shape is None or len(shape) <= MAX_RANK:
+        return None
+    perm = list(_attr(node, "perm", list(range(len(shape)))[::-1]))
+    if len(shape) == MAX_RANK + 1 and perm[0] == 0 and perm[-1] == len(shape) - 1:
+        return None
+    return (f"a rank-{len(shape)} Transpose (perm {perm}) compiles on the HTP only at rank {MAX_RANK + 1} with the "
+            f"first and last axes in place")
+
+
 def static_issues(proto: Any, graph: str) -> list[Issue]:
     """Reasons `proto` cannot run on the HTP, found without compiling (each names its node). Nodes
     and tensors onnxruntime folds to constants before partitioning (`onnx_common.compiler_constants`:
@@ -109,7 +143,8 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
     except InputError:  # an un-inferable graph is reported via its declared I/O only
         inferred = proto
     g = inferred.graph
-    static, folded = compiler_constants(g, value_shapes(g), measured)
+    shapes = value_shapes(g)
+    static, folded = compiler_constants(g, shapes, measured)
     issues: list[Issue] = []
     consumers: dict[str, list[Any]] = {}
     producers: dict[str, Any] = {}
@@ -126,14 +161,19 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
                 and not (node.output and all(o in folded for o in node.output if o)):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
             issues.append(Issue(graph, name, op, REFUSED_BECAUSE.get(op, "op not supported by the QNN HTP backend")))
+        if node.op_type == "LayerNormalization" and (why := _layernorm_axis_issue(node, shapes)):
+            issues.append(Issue(graph, name, node.op_type, why))
+        if node.op_type == "Transpose" and (why := _high_rank_transpose_issue(node, shapes)):
+            issues.append(Issue(graph, name, node.op_type, why))
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute) \
                 and node.op_type not in FORBIDDEN:
             issues.append(Issue(graph, name, node.op_type, "node holds a subgraph (control flow)"))
     seen: set[str] = set()
     for kind, vis in (("input", g.input), ("output", g.output), ("tensor", g.value_info)):
         for vi in vis:
-            if vi.name in seen or vi.name in folded:
-                continue
+            if vi.name in seen or vi.name in folded or (kind == "tensor" and vi.name not in producers
+                                                           and vi.name not in consumers):
+                continue  # a value_info no node writes or reads (a quantizer's leftover): not in the graph
             seen.add(vi.name)
             fixed, rank = _dims_static(vi)
             node = producers.get(vi.name) or (consumers.get(vi.name) or [None])[0]
@@ -142,17 +182,36 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
             if not fixed or vi.name not in static:  # a shape one run measured may follow the input's values
                 issues.append(Issue(graph, nname, op, f"graph {kind} {vi.name!r} has a dynamic or unknown shape "
                                                       "(the HTP needs static shapes)"))
-            elif rank > MAX_RANK and not (kind == "tensor" and _only_shuffled(vi.name, producers, consumers)):
+            elif rank > MAX_RANK and not (kind == "tensor" and rank == MAX_RANK + 1
+                                          and _only_shuffled(vi.name, producers, consumers)):
                 issues.append(Issue(graph, nname, op, f"{kind} {vi.name!r} has rank {rank} > {MAX_RANK}"))
     inits = {i.name for i in g.initializer}
     overridable = [vi.name for vi in g.input if vi.name in inits]
     if overridable:  # torch.onnx.export(keep_initializers_as_inputs=True)
         shown = ", ".join(repr(n) for n in overridable[:3]) + (", ..." if len(overridable) > 3 else "")
         issues.append(Issue(graph, "-", "-", f"{len(overridable)} weights are also graph inputs ({shown}): "
-                            "onnxruntime takes them as inputs a caller may replace, not as constants, and the HTP "
-                            "compile fails on such graphs (a Conv + BatchNorm's, mobilenet_v3_small's); export "
-                            "without keep_initializers_as_inputs, or remove them from graph.input"))
+                            "onnxruntime takes them as inputs a caller may replace, not as constants; the HTP "
+                            "takes some ops' weights so (a Conv's) and not others' (a BatchNormalization's; "
+                            "torchvision's mobilenet_v3_small and efficientnet_b0 did not compile), and a deployed "
+                            "graph holds them as constants: export without keep_initializers_as_inputs, or remove "
+                            "them from graph.input"))
     return issues
+
+
+def _unsupported_nodes(target: Path, soc: Any) -> str:
+    """'; QNN: Unsupported nodes in QNN EP: ...' from onnxruntime's log of the same compile, where it
+    names them (the exception alone says only that some node was left to the CPU)."""
+    from mobilecodec.errors import ToolError
+    from mobilecodec.export.qnn import htp_session
+    from mobilecodec.nativeio import native_stderr_captured
+
+    with native_stderr_captured() as lines:
+        try:
+            htp_session(target, soc, log_severity=3)
+        except ToolError:
+            pass
+    said = [ln.split("] ", 1)[-1].replace("\x1b[m", "").strip() for ln in lines if "Unsupported nodes" in ln]
+    return f"; QNN: {said[0][:400]}" if said else ""
 
 
 def check_graph(path: str | Path, name: str | None = None, *, compile: bool = True, soc: Any = None,
@@ -177,11 +236,12 @@ def check_graph(path: str | Path, name: str | None = None, *, compile: bool = Tr
             if not is_qdq:
                 target = quantize_graph(path, Path(tmp) / f"{name}.qdq.onnx", feeds or random_feeds(path))
             t0 = time.perf_counter()
-            try:
-                htp_session(target, soc)
+            try:  # onnxruntime's log lines stay out of a compile that succeeds (QNN's "Unsupported nodes"
+                # of a layout pass beside an "ok": profile audit)
+                htp_session(target, soc, log_severity=4)
                 rep.compiled = True
             except ToolError as exc:
-                rep.compiled, rep.compile_error = False, str(exc)
+                rep.compiled, rep.compile_error = False, str(exc) + _unsupported_nodes(target, soc)
             rep.compile_seconds = round(time.perf_counter() - t0, 3)
     return rep
 

@@ -44,3 +44,27 @@ def native_stdout(to: str = "stderr", drop: tuple[str, ...] = ()) -> Iterator[No
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Collect what native code writes to the process's stderr in the block (its lines land in the
+    list yielded, when the block ends) instead of showing it."""
+    import ctypes
+    import tempfile
+
+    sys.stderr.flush()
+    lines: list[str] = []
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile("w+b") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                ctypes.CDLL(None).fflush(None)
+                os.dup2(saved, 2)
+                sink.seek(0)
+                lines += sink.read().decode(errors="replace").splitlines()
+    finally:
+        os.close(saved)

@@ -30,34 +30,50 @@ NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization",
 def norm_tensors(proto: Any) -> list[tuple[str, int]]:
     """(initializer, elements) of the learned scale / shift of every normalisation node (running
     statistics excluded), and of the Mul / Add after an InstanceNormalization that a GroupNorm exports
-    to. Listed per node: exporters merge equal-valued initializers (freshly initialised BatchNorms)
-    behind Identity nodes, but each node still has parameters of its own."""
+    to; in a QDQ graph, through their Q/DQ nodes. Listed per tensor a node reads: exporters merge
+    equal-valued initializers (freshly initialised BatchNorms) behind Identity nodes, each node still
+    having parameters of its own, while one module applied several times (a shared LayerNorm) reads the
+    same tensors from every node and is counted once."""
     sizes = {i.name: int(math.prod(i.dims)) for i in proto.graph.initializer}
     index = GraphIndex(proto.graph)
     producer = index.producer
 
-    def source(t: str) -> tuple[str, int]:
-        while t not in sizes and t in producer and producer[t].op_type in ("Identity", "Unsqueeze", "Reshape"):
+    def source(t: str) -> tuple[str, str, int]:
+        """(what tells one parameter from another, its initializer, elements): the initializer, or the
+        first Identity output on the way, which is a merged duplicate's own name."""
+        key = None
+        while t not in sizes and t in producer and producer[t].op_type in (
+                "Identity", "Unsqueeze", "Reshape", "DequantizeLinear", "QuantizeLinear"):
+            if producer[t].op_type == "Identity" and key is None:
+                key = t
             t = producer[t].input[0]
-        return t, sizes.get(t, 0)
+        return key or t, t, sizes.get(t, 0)
 
-    def affine_after(norm: Any) -> list[tuple[str, int]]:
+    def affine_after(norm: Any) -> list[str]:
         """A GroupNorm exported at opset < 18: InstanceNormalization over the groups (constant scale
         and shift), Reshape back, then Mul and Add by the learned per-channel weight and bias
-        (its 2C parameters were counted nowhere: 5,192 against PyTorch's 5,320 in the audit's case)."""
+        (its 2C parameters were counted nowhere: 5,192 against PyTorch's 5,320 in the audit's case); in
+        a QDQ graph with Q/DQ pairs between them."""
         out, found = norm.output[0], []
-        while (nxt := index.only_consumer(out)) is not None and nxt.op_type == "Reshape":
-            out = nxt.output[0]
+
+        def past(kinds: tuple[str, ...]) -> Any:
+            nonlocal out
+            while (nxt := index.only_consumer(out)) is not None and nxt.op_type in kinds:
+                out = nxt.output[0]
+            return nxt
+
+        past(("Reshape", "QuantizeLinear", "DequantizeLinear"))
         for op in ("Mul", "Add"):
-            nxt = index.only_consumer(out)
+            nxt = past(("QuantizeLinear", "DequantizeLinear"))
             if nxt is None or nxt.op_type != op:
                 break
-            found.append(source(next((i for i in nxt.input if i != out), "")))
+            found.append(next((i for i in nxt.input if i != out), ""))
             out = nxt.output[0]
         return found
 
-    return [source(t) for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3]] + [
-        t for n in proto.graph.node if n.op_type == "InstanceNormalization" for t in affine_after(n)]
+    read = [t for n in proto.graph.node if n.op_type in NORM_OPS for t in n.input[1:3] if t] + [
+        t for n in proto.graph.node if n.op_type == "InstanceNormalization" for t in affine_after(n) if t]
+    return list({key: (name, n) for key, name, n in map(source, read)}.values())
 
 
 def _state_names(entry: str, io: dict[str, Any]) -> tuple[str, ...] | None:
@@ -250,8 +266,8 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     beside the leave-one-out one where a graph is not a calibration model (else it says which it is), the held-out
     w8a16 error when a graph runs at w8a16, and what `htp` (`htp_check`) rejects: the estimate
     prices such ops as data movement, as if the HTP ran them."""
-    from mobilecodec.runtime.npu_estimate import (ATTENTION_OPS, calibration, calibration_model_of, error_label,
-                                                  estimate_graph)
+    from mobilecodec.runtime.npu_estimate import (calibration, calibration_model_of, error_label, estimate_graph,
+                                                  has_attention)
 
     frames = frames or {"frame": list(layers)}
     cal = calibration()
@@ -261,7 +277,7 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     seen = {n: m for n, gl in layers.items() if (m := calibration_model_of(gl)) is not None}
     label = error_label(precisions, unseen_model=len(seen) < len(layers), grouped=grouped,
                         rejected={n: c["issues"] for n, c in (htp or {}).items() if not c["ok"]}, seen=seen.values(),
-                        attention=any(la.op in ATTENTION_OPS for gl in layers.values() for la in gl.layers))
+                        attention=any(has_attention(gl) for gl in layers.values()))
     out: dict[str, Any] = {"label": label,
                            "loo_median": cal["loo_median"], "loo_worst": cal["loo_worst"],
                            "lomo_median": cal["lomo_median"], "lomo_worst": cal["lomo_worst"],

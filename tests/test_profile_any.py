@@ -1362,8 +1362,9 @@ def test_an_estimate_of_ops_the_htp_rejects_says_so(tmp_path):
     assert not rep["htp_check"]["ein"]["ok"]
     label = rep["npu"]["label"]
     assert label.startswith("ESTIMATE (") and label.endswith(")") and label.count("(") == label.count(")")
-    assert "the HTP op check rejects 1 op(s) of ein" in label and "as if the HTP ran them" in label
-    assert "rejects" in res.stdout  # the printed label is the same
+    assert "the HTP check finds 1 issue(s) in ein (first: ein: node" in label
+    assert "as if the HTP ran the graph whole, ops it does not take priced by their data movement" in label
+    assert "the HTP check finds 1 issue(s)" in res.stdout  # the printed label is the same
 
 
 def test_every_output_of_a_node_is_written_to_dram(tmp_path):
@@ -1521,3 +1522,71 @@ def test_a_module_is_exported_as_the_htp_can_compile_it(tmp_path, monkeypatch):
     assert len(proto.graph.input) == 1  # the frame alone
     onnx.save(proto, str(tmp_path / "block.onnx"))
     assert check_graph(tmp_path / "block.onnx", workdir=tmp_path).compiled is True
+
+
+NORM_MODULES = '''
+import torch
+from torch import nn
+
+
+class Tied(nn.Module):  # one LayerNorm applied four times: its 128 parameters once
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 3, padding=1)
+        self.ln = nn.LayerNorm(64)
+
+    def forward(self, x):
+        y = self.conv(x).permute(0, 2, 3, 1)
+        for _ in range(4):
+            y = self.ln(y)
+        return y.permute(0, 3, 1, 2)
+
+
+class Mixed(nn.Module):  # BatchNorm, GroupNorm applied twice, LayerNorm
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.gn = nn.GroupNorm(4, 16)
+        self.ln = nn.LayerNorm(16)
+
+    def forward(self, x):
+        y = self.gn(self.gn(self.bn(self.conv(x))))
+        return self.ln(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def tied():
+    return Tied().eval(), torch.rand(1, 3, 16, 16)
+
+
+def mixed():
+    torch.manual_seed(0)
+    m = Mixed().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()  # no two equal tensors
+    return m, torch.rand(1, 3, 16, 16)
+'''
+
+
+def test_normalisation_parameters_are_counted_once_and_through_qdq(tmp_path, monkeypatch):
+    """One LayerNorm applied four times counted its parameters four times (3,648 against 3,264 in the
+    profile audit's case), a GroupNorm applied twice twice; and in a QDQ graph the normalisation
+    scales and shifts, read through DequantizeLinear, were not counted at all."""
+    import importlib
+
+    from mobilecodec.export.qdq import quantize_graph, random_feeds
+    from mobilecodec.runtime.profile_any import _onnx_from_module, profile_module, profile_onnx
+
+    name = f"normmods_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(NORM_MODULES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for factory in ("tied", "mixed"):
+        module, _ = getattr(importlib.import_module(name), factory)()
+        params = sum(p.numel() for p in module.parameters())
+        g = profile_module(f"{name}:{factory}")["graphs"][factory]
+        assert g["params"] == g["pytorch"]["params"] == params, factory
+    module, x = importlib.import_module(name).mixed()
+    onnx.save(_onnx_from_module(module, (x,), tmp_path / "e.onnx"), str(tmp_path / "mixed.onnx"))
+    qdq = quantize_graph(tmp_path / "mixed.onnx", tmp_path / "mixed_qdq.onnx", random_feeds(tmp_path / "mixed.onnx"))
+    assert profile_onnx(qdq)["graphs"]["mixed_qdq"]["params"] == params
