@@ -116,9 +116,10 @@ def _layernorm_axis_issue(node: Any, shapes: dict[str, list[int] | None]) -> str
 
 
 def _high_rank_transpose_issue(node: Any, shapes: dict[str, list[int] | None]) -> str | None:
-    """Why a Transpose of a tensor above MAX_RANK cannot compile: `htp_probe` compiled rank-6 shuffles
-    that keep the first and the last axis in place (a Swin's window partition) and no other measured one
-    (rank 6 moving the last axis or the first, rank 7)."""
+    """Why a Transpose of a tensor above MAX_RANK cannot compile: rank-6 shuffles that keep the first
+    and the last axis in place compile (`htp_probe`'s rank6shuffle; a Swin's window partition), one that
+    moves the last axis and a rank-7 one do not (rank6shuffle_last, rank7shuffle), nor did the reversal
+    of a rank-6 tensor in the profile audit's reproduction: others are not measured, and refused."""
     shape = shapes.get(node.input[0])
     if shape is None or len(shape) <= MAX_RANK:
         return None
@@ -198,19 +199,10 @@ def static_issues(proto: Any, graph: str) -> list[Issue]:
     return issues
 
 
-def _unsupported_nodes(target: Path, soc: Any) -> str:
-    """'; QNN: Unsupported nodes in QNN EP: ...' from onnxruntime's log of the same compile, where it
-    names them (the exception alone says only that some node was left to the CPU)."""
-    from mobilecodec.errors import ToolError
-    from mobilecodec.export.qnn import htp_session
-    from mobilecodec.nativeio import native_stderr_captured
-
-    with native_stderr_captured() as lines:
-        try:
-            htp_session(target, soc, log_severity=3)
-        except ToolError:
-            pass
-    said = [ln.split("] ", 1)[-1].replace("\x1b[m", "").strip() for ln in lines if "Unsupported nodes" in ln]
+def unsupported_nodes(log: list[str]) -> str:
+    """'; QNN: Unsupported nodes in QNN EP: ...' from onnxruntime's log lines of a compile, where they
+    name them (the compile's exception says only that some node was left to the CPU), else ''."""
+    said = [ln.split("] ", 1)[-1].replace("\x1b[m", "").strip() for ln in log if "Unsupported nodes" in ln]
     return f"; QNN: {said[0][:400]}" if said else ""
 
 
@@ -229,6 +221,7 @@ def check_graph(path: str | Path, name: str | None = None, *, compile: bool = Tr
 
         from mobilecodec.export.qdq import quantize_graph, random_feeds
         from mobilecodec.export.qnn import htp_session
+        from mobilecodec.nativeio import native_stderr_captured
 
         is_qdq = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -236,13 +229,17 @@ def check_graph(path: str | Path, name: str | None = None, *, compile: bool = Tr
             if not is_qdq:
                 target = quantize_graph(path, Path(tmp) / f"{name}.qdq.onnx", feeds or random_feeds(path))
             t0 = time.perf_counter()
-            try:  # onnxruntime's log lines stay out of a compile that succeeds (QNN's "Unsupported nodes"
-                # of a layout pass beside an "ok": profile audit)
-                htp_session(target, soc, log_severity=4)
-                rep.compiled = True
-            except ToolError as exc:
-                rep.compiled, rep.compile_error = False, str(exc) + _unsupported_nodes(target, soc)
+            # onnxruntime's log stays out of a compile that succeeds (QNN's "Unsupported nodes" of a
+            # layout pass printed beside an "ok": profile audit); a failure's names the nodes left over
+            with native_stderr_captured() as log:
+                try:
+                    htp_session(target, soc)
+                    rep.compiled = True
+                except ToolError as exc:
+                    rep.compiled, rep.compile_error = False, str(exc)
             rep.compile_seconds = round(time.perf_counter() - t0, 3)
+            if not rep.compiled:
+                rep.compile_error += unsupported_nodes(log)
     return rep
 
 

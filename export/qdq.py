@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class _Reader:
         self.it = iter(self.feeds)
 
 
-def htp_type_overrides(proto) -> dict[str, list[dict]]:
+def htp_type_overrides(proto: Any) -> dict[str, list[dict]]:
     """Per-tensor quantizer overrides for the weights the HTP takes only unsigned: LayerNormalization's
     scale (an int8 scale makes QNN refuse the op, "Unsupported input/output datatypes requested for the
     HTP Op LayerNorm"; a uint8 one compiles, `export.htp_probe`)."""
@@ -55,27 +55,46 @@ _PER_CONSUMER = {("Conv", 2), ("ConvTranspose", 2), ("Gemm", 2)} | {
     for i in (1, 2, 3, 4)}
 
 
-def unshare_parameters(proto) -> int:
+def _shared_parameters(proto: Any) -> dict[str, list[tuple[Any, int]]]:
+    """Float initializer -> its (node, input index) uses, for those read by more than one input of
+    which one is a bias or normalisation parameter (`_PER_CONSUMER`); graph inputs left out (their
+    readers must keep reading what a caller feeds)."""
+    import onnx
+
+    inputs = {vi.name for vi in proto.graph.input}
+    floats = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT} - inputs
+    uses: dict[str, list[tuple[Any, int]]] = {}
+    for node in proto.graph.node:
+        for index, name in enumerate(node.input):
+            if name in floats:
+                uses.setdefault(name, []).append((node, index))
+    return {name: where for name, where in uses.items()
+            if len(where) > 1 and any((n.op_type, i) in _PER_CONSUMER for n, i in where)}
+
+
+def unshare_parameters(proto: Any) -> int:
     """Give every consumer of a shared bias or normalisation parameter its own copy; the number of
     copies made. The exporter merges equal initializers (a fresh model's zero biases, ones scales), the
     quantizer then hangs duplicated int32 DequantizeLinear nodes on them, and the HTP refuses those (a
     freshly initialised Swin did not compile until its five shared LayerNorm parameters were copied)."""
     import onnx
 
-    inits = {i.name: i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    uses: dict[str, list[tuple]] = {}
-    for node in proto.graph.node:
-        for index, name in enumerate(node.input):
-            if name in inits:
-                uses.setdefault(name, []).append((node, index))
+    shared = _shared_parameters(proto)
+    if not shared:
+        return 0
+    inits = {i.name: i for i in proto.graph.initializer}
+    taken = set(inits) | {t for n in proto.graph.node for t in [*n.input, *n.output]} | {
+        vi.name for vi in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]}
     made = 0
-    for name, where in uses.items():
-        if len(where) < 2 or not any((n.op_type, i) in _PER_CONSUMER for n, i in where):
-            continue
-        for k, (node, index) in enumerate(where[1:], 1):
+    for name, where in shared.items():
+        for node, index in where[1:]:
             copy = onnx.TensorProto()
             copy.CopyFrom(inits[name])
+            k = 1
+            while f"{name}__copy{k}" in taken:
+                k += 1
             copy.name = node.input[index] = f"{name}__copy{k}"
+            taken.add(copy.name)
             proto.graph.initializer.append(copy)
             made += 1
     return made
@@ -99,12 +118,13 @@ def quantize_graph(float_path: str | Path, qdq_path: str | Path, feeds: list[dic
     root.setLevel(logging.ERROR)  # the quantizer warns about pre-processing on every call
     try:
         with atomic_path(qdq_path) as tmp, tempfile.TemporaryDirectory(prefix="mobilecodec-qdq-") as work:
-            proto = onnx.load(str(float_path))
-            copies = unshare_parameters(proto)
-            overrides = htp_type_overrides(proto)  # after the copies: each is named in it
-            if copies:
+            proto = onnx.load(str(float_path), load_external_data=False)
+            if _shared_parameters(proto):  # copied in a full load, weights and all
+                proto = onnx.load(str(float_path))
+                unshare_parameters(proto)
                 float_path = Path(work) / "unshared.onnx"
                 onnx.save(proto, str(float_path), save_as_external_data=True, location="unshared.onnx.data")
+            overrides = htp_type_overrides(proto)  # after the copies: each is named in it
             del proto
             quantize_static(str(float_path), str(tmp), _Reader(feeds), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

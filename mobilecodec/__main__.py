@@ -1,7 +1,5 @@
 """`python -m mobilecodec` (also what `torchrun -m mobilecodec` runs)."""
 
-import sys
+from mobilecodec.cli import entry
 
-from mobilecodec.cli import main
-
-sys.exit(main())
+entry()

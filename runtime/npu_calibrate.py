@@ -154,10 +154,10 @@ def export_onnx(module: Any, inputs: tuple, names: list[str] | None = None) -> A
     import onnx
     import torch
 
-    from mobilecodec.runtime.profile_any import MODULE_OPSET, _mha_fastpath_off
+    from mobilecodec.runtime.profile_any import MODULE_OPSET, mha_fastpath_off
 
     buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings(), _mha_fastpath_off():
+    with torch.no_grad(), warnings.catch_warnings(), mha_fastpath_off():
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), inputs, buf, opset_version=MODULE_OPSET, dynamo=False,
                           do_constant_folding=True, input_names=names)

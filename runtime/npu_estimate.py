@@ -49,10 +49,9 @@ LABEL = "ESTIMATE"
 
 def has_attention(gl: GraphLayers) -> bool:
     """Whether `gl` is of the kind no fitted model is and the held-out ones are: a LayerNormalization, or
-    a MatMul of two computed tensors (attention's; a Linear's MatMul reads weights). A softmax alone,
-    a classifier's last layer, is not."""
-    return any(la.op == "LayerNormalization" or (la.op == "MatMul" and la.macs and not la.weights)
-               for la in gl.layers)
+    a MatMul of two computed tensors (attention's; a Linear's MatMul, applied once or many times, reads
+    one, its weight being a constant). A softmax alone, a classifier's last layer, is not."""
+    return any(la.op == "LayerNormalization" or (la.op == "MatMul" and len(la.inputs) >= 2) for la in gl.layers)
 
 
 def _fitted(m: dict[str, Any]) -> bool:
@@ -163,7 +162,8 @@ def calibration_model_of(gl: GraphLayers) -> str | None:
     macs = sum(la.macs for la in gl.layers)
     shapes = sorted(map(tuple, (s for s in gl.inputs.values() if s)))
     for name, m in table["models"].items():
-        if name in fitted and m["macs"] == macs and sorted(map(tuple, (s for s in m["graph"]["inputs"].values() if s))) == shapes:
+        if name in fitted and m["macs"] == macs \
+                and sorted(map(tuple, (s for s in m["graph"]["inputs"].values() if s))) == shapes:
             return name
     return None
 

@@ -381,7 +381,7 @@ def _io_names(module: Any, inputs: tuple, outputs: Any) -> tuple[list[str] | Non
 MODULE_OPSET = 20
 
 
-def _onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[str] | None = None,
+def onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[str] | None = None,
                       output_names: list[str] | None = None) -> Any:
     """Export to `path` with BatchNorm kept as its own node (so its parameters stay visible), static
     shapes; the graph returned holds the weights as constants (initializers only, as a deployed one does)."""
@@ -531,7 +531,7 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
     from mobilecodec.runtime.complexity import count_module
     from mobilecodec.runtime.threads import torch_threads
 
-    with torch_threads(1), _mha_fastpath_off():
+    with torch_threads(1), mha_fastpath_off():
         module, inputs = load_factory(spec)
         name = spec.split(":", 1)[1]
         if kw.get("size") is None and not any(isinstance(x, torch.Tensor) and x.dim() == 4 for x in inputs):
@@ -548,7 +548,7 @@ def profile_module(spec: str, **kw: Any) -> dict[str, Any]:
         in_names, out_names = _io_names(module, inputs, seen[-1])  # the outermost call ends last
         with tempfile.TemporaryDirectory() as tmp:
             try:  # ops ONNX cannot express (torch.fft, ...), outputs it cannot carry
-                proto = _onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx", in_names, out_names)
+                proto = onnx_from_module(module, inputs, Path(tmp) / f"{name}.onnx", in_names, out_names)
             except Exception as exc:
                 raise InputError(f"exporting {spec} to ONNX failed: {one_line(exc)}") from None
     # a shape no inference follows is measured on the factory's own inputs: a detector's proposals
@@ -571,7 +571,7 @@ def _numpy_feeds(names: list[str] | None, inputs: tuple) -> dict[str, Any] | Non
         return None
 
 
-def _mha_fastpath_off() -> contextlib.AbstractContextManager[None]:
+def mha_fastpath_off() -> contextlib.AbstractContextManager[None]:
     """nn.MultiheadAttention in eval mode under no_grad runs torch's fused kernel, which neither
     exports to ONNX nor shows its matrix products to the aten counter: the plain path meanwhile."""
     import torch

@@ -41,7 +41,7 @@ def check_model(name: str, device: str) -> dict[str, Any]:
     from torchvision.models import get_model, get_model_weights
 
     from mobilecodec.runtime.complexity import count_module
-    from mobilecodec.runtime.profile_any import _mha_fastpath_off
+    from mobilecodec.runtime.profile_any import mha_fastpath_off
     from mobilecodec.runtime.threads import torch_threads
 
     weights = get_model_weights(name).DEFAULT
@@ -54,7 +54,7 @@ def check_model(name: str, device: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a builder that computes at construction (regnet): build here, move
         model = get_model(name, weights=None, **BUILD_KW.get(name, {})).to(device)
     x = torch.empty(1, 3, size, size, device=device) if device == "meta" else torch.rand(1, 3, size, size)
-    with torch_threads(1), _mha_fastpath_off(), torch.no_grad():
+    with torch_threads(1), mha_fastpath_off(), torch.no_grad():
         counted = count_module(model.eval(), x)
     rec.update(gmacs=counted.macs / 1e9, params=counted.params, not_counted=dict(counted.unrecognized_ops))
     rec["macs_error"] = rec["gmacs"] / rec["published_gmacs"] - 1

@@ -21,8 +21,8 @@ def test_the_static_check_allows_what_compiles_and_refuses_what_does_not(probes)
     assert wrong == {}, wrong
     # both kinds are there: the check refuses something and the compile fails on it
     refused = {n for n, r in probes.items() if r["static"] and not r["compiles"]}
-    assert {"Erf", "Reciprocal", "Asin", "rank6", "rank6shuffle_last", "rank7shuffle", "LayerNormalization_hw"} <= refused, \
-        refused
+    assert {"Erf", "Reciprocal", "Asin", "rank6", "rank6shuffle_last", "rank7shuffle",
+            "LayerNormalization_hw"} <= refused, refused
     allowed = ("HardSigmoid", "Softplus", "LSTM", "GRU", "Conv3d", "rank5", "LayerNormalization", "rank6shuffle")
     assert {n for n in allowed if probes[n]["compiles"]} == set(allowed)
     # the EP leaves Erf to the CPU; it takes Reciprocal and fails to finalize: each said as it is
@@ -106,8 +106,9 @@ def test_weights_listed_as_graph_inputs_are_refused_and_do_not_compile(tmp_path)
 def test_a_swin_window_partition_compiles_whole_and_the_check_says_so(tmp_path):
     """A Swin transformer partitions its windows through rank-6 Reshape / Transpose tensors. The check
     refused every tensor of rank > 5 (swin_t: 48 issues), but no op computes on them and the HTP compiles
-    such a shuffle (swin_t whole, 224x224, in 29 s; `htp_probe`'s rank6shuffle): only a rank-6 tensor
-    that an op computes on is refused now (the rank6 probe, which fails to compile)."""
+    such a shuffle when it keeps the first and last axes in place (swin_t whole, 224x224: docs/results/
+    complexity.md; `htp_probe`'s rank6shuffle). A freshly initialised one also has merged zero biases
+    and unit scales, which `quantize_graph` copies per consumer (`unshare_parameters`)."""
     import onnx
     import torch
     from torchvision.models.swin_transformer import SwinTransformer
@@ -166,8 +167,11 @@ def test_the_compile_logs_only_what_explains_a_failure(tmp_path, capfd):
     import torch
     from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
-    from mobilecodec.export.npu_check import _unsupported_nodes, check_graph
+    from mobilecodec.errors import ToolError
+    from mobilecodec.export.npu_check import check_graph, unsupported_nodes
     from mobilecodec.export.qdq import quantize_graph, random_feeds
+    from mobilecodec.export.qnn import htp_session
+    from mobilecodec.nativeio import native_stderr_captured
 
     torch.manual_seed(0)
     model = ConvNeXt([CNBlockConfig(16, 32, 1), CNBlockConfig(32, None, 1)], num_classes=10).eval()
@@ -180,5 +184,58 @@ def test_the_compile_logs_only_what_explains_a_failure(tmp_path, capfd):
                       do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,
                       keep_initializers_as_inputs=True)
     qdq = quantize_graph(tmp_path / "bn.onnx", tmp_path / "bn.qdq.onnx", random_feeds(tmp_path / "bn.onnx"))
-    said = _unsupported_nodes(qdq, None)  # what check_graph adds to a failed compile's error
+    with native_stderr_captured() as log:  # as check_graph compiles
+        with pytest.raises(ToolError):
+            htp_session(qdq)
+    said = unsupported_nodes(log)  # what check_graph adds to a failed compile's error
     assert said.startswith("; QNN: Unsupported nodes in QNN EP: ") and "type: BatchNormalization" in said
+
+
+def test_shared_parameters_are_copied_under_names_of_their_own():
+    """`unshare_parameters` (review): a copy named like a tensor the graph already had made the graph
+    invalid ("initializer name is not unique"), and a shared parameter that is also a graph input had
+    its later readers cut off from what a caller feeds: names are now free ones, graph inputs stay shared."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mobilecodec.export.qdq import unshare_parameters
+
+    def graph(extra_inputs: list) -> onnx.ModelProto:
+        inits = [numpy_helper.from_array(np.ones(16, np.float32), "s"),
+                 numpy_helper.from_array(np.zeros(16, np.float32), "b"),
+                 numpy_helper.from_array(np.ones(16, np.float32), "s__copy1")]  # a name the copy would take
+        nodes = [helper.make_node("LayerNormalization", ["x", "s", "b"], ["h"]),
+                 helper.make_node("LayerNormalization", ["h", "s", "b"], ["h2"]),
+                 helper.make_node("Add", ["h2", "s__copy1"], ["y"])]
+        vi = helper.make_tensor_value_info
+        g = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1, 4, 16]), *extra_inputs],
+                              [vi("y", TensorProto.FLOAT, [1, 4, 16])], inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    proto = graph([])
+    assert unshare_parameters(proto) == 2
+    onnx.checker.check_model(proto)
+    second = proto.graph.node[1]
+    assert list(second.input[1:]) == ["s__copy2", "b__copy1"] and proto.graph.node[2].input[1] == "s__copy1"
+    proto = graph([helper.make_tensor_value_info("b", TensorProto.FLOAT, [16])])  # b may be fed by a caller
+    assert unshare_parameters(proto) == 1 and list(proto.graph.node[1].input[1:]) == ["s__copy2", "b"]
+
+
+def test_the_torchvision_script_checks_and_compiles_a_model(tmp_path):
+    """`scripts/htp_torchvision.py` (docs/results/complexity.md's table): torchvision's mobilenet_v3_small
+    as `profile --module` exports it passes the check and compiles whole; an unknown model: argparse's usage and
+    one line, exit 2."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "htp_torchvision.py"
+    res = subprocess.run([sys.executable, str(script), "--models", "mobilenet_v3_small", "--no-progress",
+                          "--json", "-"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout)["rows"][0]
+    assert row["model"] == "mobilenet_v3_small" and row["issues"] == 0 and row["compiled"] is True
+    bad = subprocess.run([sys.executable, str(script), "--models", "lenet"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "lenet" in bad.stderr.strip().splitlines()[-1] and "Traceback" not in bad.stderr

@@ -695,13 +695,13 @@ def test_torch_recurrent_weights_are_folded_not_priced(tmp_path, monkeypatch):
 
     from mobilecodec.runtime.npu_estimate import _features
     from mobilecodec.runtime.npu_graph import dram_bytes, extract_layers
-    from mobilecodec.runtime.profile_any import _onnx_from_module
+    from mobilecodec.runtime.profile_any import onnx_from_module
 
     name = f"rnnfold_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{name}.py").write_text(RNN_MODULES)
     monkeypatch.syspath_prepend(str(tmp_path))
     module, inputs = importlib.import_module(name).gru()
-    proto = _onnx_from_module(module, inputs, tmp_path / "g.onnx")
+    proto = onnx_from_module(module, inputs, tmp_path / "g.onnx")
     assert any(n.op_type in ("Slice", "Concat") for n in proto.graph.node)  # what the export does today
     gl = extract_layers(proto)
     priced = [la for la in gl.layers if la.cls not in ("alias", "quant", "fused", "folded")]
@@ -1507,7 +1507,7 @@ def test_a_module_is_exported_as_the_htp_can_compile_it(tmp_path, monkeypatch):
     import importlib
 
     from mobilecodec.export.npu_check import check_graph
-    from mobilecodec.runtime.profile_any import _onnx_from_module, profile_module
+    from mobilecodec.runtime.profile_any import onnx_from_module, profile_module
 
     name = f"gelublock_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{name}.py").write_text(GELU_BLOCK)
@@ -1517,7 +1517,7 @@ def test_a_module_is_exported_as_the_htp_can_compile_it(tmp_path, monkeypatch):
     assert "LayerNorm / attention graphs are not in the fit" in rep["npu"]["label"]  # the held-out models' errors
     assert rep["htp_check"]["block"] == {"ok": True, "issues": []}
     module, inputs = importlib.import_module(name).block()
-    proto = _onnx_from_module(module, (inputs,), tmp_path / "export.onnx")
+    proto = onnx_from_module(module, (inputs,), tmp_path / "export.onnx")
     assert {"Gelu", "LayerNormalization", "BatchNormalization"} <= {n.op_type for n in proto.graph.node}
     assert len(proto.graph.input) == 1  # the frame alone
     onnx.save(proto, str(tmp_path / "block.onnx"))
@@ -1576,7 +1576,7 @@ def test_normalisation_parameters_are_counted_once_and_through_qdq(tmp_path, mon
     import importlib
 
     from mobilecodec.export.qdq import quantize_graph, random_feeds
-    from mobilecodec.runtime.profile_any import _onnx_from_module, profile_module, profile_onnx
+    from mobilecodec.runtime.profile_any import onnx_from_module, profile_module, profile_onnx
 
     name = f"normmods_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{name}.py").write_text(NORM_MODULES)
@@ -1587,6 +1587,6 @@ def test_normalisation_parameters_are_counted_once_and_through_qdq(tmp_path, mon
         g = profile_module(f"{name}:{factory}")["graphs"][factory]
         assert g["params"] == g["pytorch"]["params"] == params, factory
     module, x = importlib.import_module(name).mixed()
-    onnx.save(_onnx_from_module(module, (x,), tmp_path / "e.onnx"), str(tmp_path / "mixed.onnx"))
+    onnx.save(onnx_from_module(module, (x,), tmp_path / "e.onnx"), str(tmp_path / "mixed.onnx"))
     qdq = quantize_graph(tmp_path / "mixed.onnx", tmp_path / "mixed_qdq.onnx", random_feeds(tmp_path / "mixed.onnx"))
     assert profile_onnx(qdq)["graphs"]["mixed_qdq"]["params"] == params

@@ -149,24 +149,27 @@ def _out_of_memory(exc: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
-        code = _main(argv)
+        return _main(argv)
     except KeyboardInterrupt:  # a Ctrl-C in the first tenth of a second, while the command's modules load
         # and its arguments parse, was a 25-line traceback (output audit); later ones are the command's
         print("mobilecodec: interrupted", file=sys.stderr)
-        code = 130
-    if argv is None:  # the process's own entry (tests call main with a list): the command is over
-        _ignore_stop_signals()
-    return code
+        return 130
 
 
-def _ignore_stop_signals() -> None:
-    """Ignore SIGINT and SIGTERM for the rest of the process: what is left is the interpreter's teardown
-    of torch and onnxruntime (0.1-3.6 s), every output already complete, and a Ctrl-C there killed the
-    process with no word and exit status -2 or 143 after a successful run (output audit, session 40)."""
+def entry() -> None:
+    """The console script and `python -m mobilecodec`: `main`, then exit with its code. Once the command
+    is over, SIGINT and SIGTERM are ignored through the interpreter's teardown of torch and onnxruntime
+    (0.1-3.6 s, every output complete): a Ctrl-C there ended a successful run with no word and exit
+    status -2 or -15 (output audit, session 40). A handler that exits at once does not serve: Python
+    puts the default ones back before that teardown. Only a teardown that hangs then needs SIGKILL."""
     import signal
+    import threading
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    code = main()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def _main(argv: Sequence[str] | None) -> int:
