@@ -99,6 +99,7 @@ def _only_shuffled(tensor: str, producers: dict[str, Any], consumers: dict[str, 
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
+    """A node attribute's value, `default` where the node does not set it."""
     from onnx import helper
 
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)

@@ -55,6 +55,18 @@ _PER_CONSUMER = {("Conv", 2), ("ConvTranspose", 2), ("Gemm", 2)} | {
     for i in (1, 2, 3, 4)}
 
 
+#: how `unshare_parameters` names a copy: the parameter's name, this, a number
+COPY_MARK = "__copy"
+
+
+def copied_from(name: str) -> str:
+    """The name of the parameter `name` is an `unshare_parameters` copy of (the quantizer's suffixes
+    kept: `w__copy2_quantized` -> `w_quantized`); `name` itself otherwise."""
+    import re
+
+    return re.sub(re.escape(COPY_MARK) + r"\d+", "", name, count=1)
+
+
 def _shared_parameters(proto: Any) -> dict[str, list[tuple[Any, int]]]:
     """Float initializer -> its (node, input index) uses, for those read by more than one input of
     which one is a bias or normalisation parameter (`_PER_CONSUMER`); graph inputs left out (their
@@ -91,9 +103,9 @@ def unshare_parameters(proto: Any) -> int:
             copy = onnx.TensorProto()
             copy.CopyFrom(inits[name])
             k = 1
-            while f"{name}__copy{k}" in taken:
+            while f"{name}{COPY_MARK}{k}" in taken:
                 k += 1
-            copy.name = node.input[index] = f"{name}__copy{k}"
+            copy.name = node.input[index] = f"{name}{COPY_MARK}{k}"
             taken.add(copy.name)
             proto.graph.initializer.append(copy)
             made += 1

@@ -34,20 +34,23 @@ def norm_tensors(proto: Any) -> list[tuple[str, int]]:
     equal-valued initializers (freshly initialised BatchNorms) behind Identity nodes, each node still
     having parameters of its own, while one module applied several times (a shared LayerNorm) reads the
     same tensors from every node and is counted once."""
+    from mobilecodec.export.qdq import copied_from
+
     sizes = {i.name: int(math.prod(i.dims)) for i in proto.graph.initializer}
     index = GraphIndex(proto.graph)
     producer = index.producer
 
     def source(t: str) -> tuple[str, str, int]:
-        """(what tells one parameter from another, its initializer, elements): the initializer, or the
-        first Identity output on the way, which is a merged duplicate's own name."""
+        """(what tells one parameter from another, its initializer, elements): the initializer (a copy
+        `quantize_graph` made of a shared one: the one it copies), or the first Identity output on the
+        way, which is a merged duplicate's own name."""
         key = None
         while t not in sizes and t in producer and producer[t].op_type in (
                 "Identity", "Unsqueeze", "Reshape", "DequantizeLinear", "QuantizeLinear"):
             if producer[t].op_type == "Identity" and key is None:
                 key = t
             t = producer[t].input[0]
-        return key or t, t, sizes.get(t, 0)
+        return key or copied_from(t), t, sizes.get(t, 0)
 
     def affine_after(norm: Any) -> list[str]:
         """A GroupNorm exported at opset < 18: InstanceNormalization over the groups (constant scale
