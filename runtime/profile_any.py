@@ -267,8 +267,9 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     MAC/s and DRAM GB/s a frame rate of `fps` needs. `frames` maps a frame type to the graphs it
     runs (default: one frame = every graph once). The label gives the leave-one-model-out error
     beside the leave-one-out one where a graph is not a calibration model (else it says which it is), the held-out
-    w8a16 error when a graph runs at w8a16, and what `htp` (`htp_check`) rejects: the estimate
-    prices such ops as data movement, as if the HTP ran them."""
+    w8a16 error when a graph runs at w8a16, the held-out LayerNorm / attention models' errors where a
+    graph has such ops, and what `htp` (`htp_check`) finds: the estimate prices the graph as if the HTP
+    ran it whole."""
     from mobilecodec.runtime.npu_estimate import (calibration, calibration_model_of, error_label, estimate_graph,
                                                   has_attention)
 
@@ -385,7 +386,7 @@ MODULE_OPSET = 20
 
 
 def onnx_from_module(module: Any, inputs: tuple, path: Path, input_names: list[str] | None = None,
-                      output_names: list[str] | None = None) -> Any:
+                     output_names: list[str] | None = None) -> Any:
     """Export to `path` with BatchNorm kept as its own node (so its parameters stay visible), static
     shapes; the graph returned holds the weights as constants (initializers only, as a deployed one does)."""
     import warnings
