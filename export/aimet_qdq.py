@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.export.onnx_common import GraphIndex
+from mobilecodec.export.onnx_common import GraphIndex, node_attrs
 
 if TYPE_CHECKING:  # pragma: no cover
     from mobilecodec.export.onnx_export import GraphSpec
@@ -115,7 +115,7 @@ def split_relu_groups(proto: Any) -> int:
             if zp.ndim == 0 and int(zp) != 0 and zp.dtype.kind == "u":
                 x = node.input[0]
                 scale, zero = cons[0].input[1], cons[0].input[2]
-                attrs = {a.name: helper.get_attribute_value(a) for a in cons[0].attribute}
+                attrs = node_attrs(cons[0])
                 new_nodes += [helper.make_node("QuantizeLinear", [x, scale, zero], [f"{x}_rq"], name=f"{x}_rq", **attrs),
                               helper.make_node("DequantizeLinear", [f"{x}_rq", scale, zero], [f"{x}_rqdq"],
                                                name=f"{x}_rqdq", **attrs)]
@@ -131,7 +131,7 @@ def qdq_encodings(proto: Any) -> dict[str, Any]:
     """The encodings a QDQ graph carries, read back from its initializers: per activation tensor
     (bits, dtype, scale, zero point) and per weight (dtype, axis, channels, scale range)."""
     import numpy as np
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     inits = {t.name: t for t in proto.graph.initializer}
     acts: dict[str, Any] = {}
@@ -142,7 +142,7 @@ def qdq_encodings(proto: Any) -> dict[str, Any]:
         x, scale, zero = (list(node.input) + [None] * 3)[:3]
         s = numpy_helper.to_array(inits[scale])
         z = numpy_helper.to_array(inits[zero]) if zero in inits else np.zeros((), np.uint8)
-        axis = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("axis", 1)
+        axis = node_attrs(node).get("axis", 1)
         if node.op_type == "DequantizeLinear" and x in inits:
             q = numpy_helper.to_array(inits[x])
             weights[node.output[0]] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError
+from mobilecodec.export.onnx_common import node_attrs
 
 # ONNX ops the pinned onnxruntime-qnn (2.7) compiles onto the HTP with CPU fallback off, each
 # measured in a small W8A8 QDQ graph (`export.htp_probe`, `python scripts/htp_op_support.py`; checked
@@ -98,18 +99,11 @@ def _only_shuffled(tensor: str, producers: dict[str, Any], consumers: dict[str, 
     return nodes[0] is not None and all(n.op_type in SHUFFLE_OPS for n in nodes)
 
 
-def _attr(node: Any, name: str, default: Any) -> Any:
-    """A node attribute's value, `default` where the node does not set it."""
-    from onnx import helper
-
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-
-
 def _layernorm_axis_issue(node: Any, shapes: dict[str, list[int] | None]) -> str | None:
     """Why a LayerNormalization cannot compile: QNN normalises along the last axis only (`htp_probe`'s
     LayerNormalization_hw, over H and W, does not compile)."""
     shape = shapes.get(node.input[0])
-    axis = _attr(node, "axis", -1)
+    axis = node_attrs(node).get("axis", -1)
     if shape is None or axis in (-1, len(shape) - 1):
         return None
     return (f"QNN's LayerNorm on the HTP normalises along the last axis only; this one normalises from axis {axis} "
@@ -124,7 +118,7 @@ def _high_rank_transpose_issue(node: Any, shapes: dict[str, list[int] | None]) -
     shape = shapes.get(node.input[0])
     if shape is None or len(shape) <= MAX_RANK:
         return None
-    perm = list(_attr(node, "perm", list(range(len(shape)))[::-1]))
+    perm = list(node_attrs(node).get("perm", list(range(len(shape)))[::-1]))
     if len(shape) == MAX_RANK + 1 and perm[0] == 0 and perm[-1] == len(shape) - 1:
         return None
     return (f"a rank-{len(shape)} Transpose (perm {perm}) compiles on the HTP only at rank {MAX_RANK + 1} with the "

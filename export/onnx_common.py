@@ -308,6 +308,13 @@ def compiler_constants(graph: Any, shapes: dict[str, list[int] | None],
     return static, const
 
 
+def node_attrs(node: Any) -> dict[str, Any]:
+    """A node's attributes as plain Python values (ints, floats, lists, tensors as protos)."""
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
 def tensor_info(vi: Any) -> dict[str, Any]:
     """Name, static shape and dtype of an ONNX ValueInfoProto (non-static dims kept as strings)."""
     import onnx

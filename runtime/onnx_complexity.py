@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilecodec.errors import InputError
-from mobilecodec.export.onnx_common import RUN_ERROR_KEY, GraphIndex, constant_tensors, infer_static_shapes, load_onnx, value_shapes
+from mobilecodec.export.onnx_common import (RUN_ERROR_KEY, GraphIndex, constant_tensors, infer_static_shapes, load_onnx,
+                                             node_attrs, value_shapes)
 from mobilecodec.runtime.counts import WorkTotals, numel, text_table
 
 if TYPE_CHECKING:
@@ -324,9 +325,7 @@ def _recurrent_macs(node: Any, label: str, shapes: dict[str, list[int] | None],
     when given (one multiply-add each into the i, o, f gates); the whole seq_length of X is counted
     (sequence_lens can only shorten it). Parameters: W, R, B (and P) at the spec's sizes where they are
     constants (not graph inputs)."""
-    from onnx.helper import get_attribute_value
-
-    attrs = {a.name: get_attribute_value(a) for a in node.attribute}
+    attrs = node_attrs(node)
     op = node.op_type
     x = shapes.get(node.input[0])
     if x is None or len(x) != 3:

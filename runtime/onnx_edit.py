@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def attrs(node: Any) -> dict[str, Any]:
-    """A node's attributes as plain Python values."""
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+from mobilecodec.export.onnx_common import node_attrs as attrs  # noqa: F401 - the rewrites' name for it
 
 
 def splice(graph: Any, old: list[Any], new: list[Any], initializers: list[Any]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilecodec.errors import InputError, one_line
-from mobilecodec.export.onnx_common import GraphIndex, value_shapes
+from mobilecodec.export.onnx_common import GraphIndex, node_attrs, value_shapes
 from mobilecodec.runtime.tensor_types import elem_bits, stored_io_types, tensor_bytes
 
 NORM_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization")
@@ -97,8 +97,6 @@ def _layout_read_by(proto: Any, name: str) -> str | None:
     """'NCHW' or 'NHWC' where the graph says how it reads 4-D input `name` (through Q/DQ nodes): a
     Conv on it (ONNX convolutions are NCHW), or a Transpose (0, 3, 1, 2) to NCHW; None where nothing
     says."""
-    from onnx import helper
-
     index = GraphIndex(proto.graph)
     todo, seen = [name], set()
     while todo:
@@ -110,7 +108,7 @@ def _layout_read_by(proto: Any, name: str) -> str | None:
             if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
                 todo.extend(node.output)
             elif node.op_type == "Transpose":
-                perm = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"), None)
+                perm = node_attrs(node).get("perm")
                 if perm == [0, 3, 1, 2]:
                     return "NHWC"
             elif node.op_type in ("Conv", "ConvTranspose") and node.input[0] == t:  # ONNX convs read NCHW
