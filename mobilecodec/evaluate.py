@@ -315,17 +315,18 @@ def _warn_trained_on_held_out(models: list[Coder], srcs: list[Path]) -> None:
                                                "held-out figures"))
 
 
-def _as_y4m(src: Path, opts: EvalOptions, work: Path, index: int) -> Path:
-    """A raw .yuv input as a .y4m in `work` (its size and rate from the options), and a file given
-    another rate (--fps) as a .y4m at that rate, so that the encoder and the measurement read it
-    like any other file; other inputs as they are."""
+def as_y4m(src: Path, work: Path, index: int, raw_size: tuple[int, int] | None = None, fps: float | None = None,
+           frames: int | None = None) -> Path:
+    """A raw .yuv input as a .y4m in `work` (of `raw_size` = (width, height), at `fps`), and a file
+    given another rate (--fps) as a .y4m at that rate, so that the encoder and the measurement read
+    it like any other file (eval and check-int8); other inputs as they are."""
     raw = src.suffix.lower() == ".yuv"
-    if not raw and opts.fps is None:
+    if not raw and fps is None:
         return src
     from mobilecodec.io import open_video, write_video
 
     out = work / f"{index}_{src.stem}.y4m"  # two inputs may share a name: one file each
-    with open_video(src, size=opts.raw_size if raw else None, fps=opts.fps, max_frames=opts.frames) as reader:
+    with open_video(src, size=raw_size if raw else None, fps=fps, max_frames=frames) as reader:
         write_video(out, reader, reader.rate)
     return out
 
@@ -339,7 +340,7 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
     from mobilecodec.progress import progress_bar
     from mobilecodec.rdresults import check_same_clip
 
-    coded = [_as_y4m(s, opts, raw_work, k) for k, s in enumerate(srcs)]
+    coded = [as_y4m(s, raw_work, k, opts.raw_size, opts.fps, opts.frames) for k, s in enumerate(srcs)]
     sources_by_input = [read_frames(s, opts.frames) for s in coded]
     anchor_notes = []
     for s, frames in zip(srcs, sources_by_input):

@@ -52,7 +52,7 @@ def _read_gops(clips: Sequence[str | Path], gop: int, crop: tuple[int, int], cou
     for clip in clips:
         path = resolve_input(clip)
         per.append([])
-        with open_video(path, max_frames=max_frames) as reader:
+        with open_video(path, max_frames=max_frames, rate_unused=True) as reader:
             if reader.width < w or reader.height < h:
                 raise InputError(f"{path}: frames are {reader.width}x{reader.height}, smaller than the "
                                  f"crop {w}x{h} (HxW {h}x{w})")

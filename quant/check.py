@@ -53,6 +53,8 @@ class CheckOptions:
     frontier: bool = False  # BD over each curve's RD frontier (dominated points dropped, listed)
     progress: bool = True
     block_modes: int = 0  # P-frame block modes on both sides (codec.block_modes; 0: off), as deployed
+    raw_size: tuple[int, int] | None = None  # (width, height) of raw .yuv inputs
+    fps: float | None = None  # frame rate to record: a raw .yuv input's (default 30), or instead of a file's
 
     def validate(self) -> None:
         validate_coding(self.intra_period, self.frames, self.matrix, self.block_modes)
@@ -346,13 +348,15 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     `int8_engine(pair, source, workdir)` makes the engine that codes a pair's int8 side on one input
     (e.g. its int8 package on onnxruntime: `mobilecodec.runtime.stream.int8_package_engine`, what
     is deployed); without it the int8 side is the aimet simulation. The float side is always PyTorch."""
-    from mobilecodec.io import resolve_input
+    from mobilecodec.evaluate import as_y4m
+    from mobilecodec.io import check_size_applies, resolve_input
 
     opts.validate()
     srcs = [Path(resolve_input(i)) for i in inputs]
     for s in srcs:
         if not s.is_file():
             raise InputError(f"no such input video: {s}")
+    check_size_applies(opts.raw_size, srcs)
     from mobilecodec.fsutil import check_output_dir, check_planned_outputs
 
     out = check_output_dir(out_dir) if out_dir is not None else None
@@ -363,16 +367,17 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     results, sensitivity, backends = [], None, {}
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
         for k, src in enumerate(srcs):
-            sources = read_frames(src, opts.frames)
+            coded = as_y4m(src, Path(tmp), k, opts.raw_size, opts.fps, opts.frames)  # .yuv, --fps: a .y4m
+            sources = read_frames(coded, opts.frames)
             warn_fewer_frames(src, len(sources), opts.frames, "coding")  # the results' "frames" say how many
             fpts, qpts, enc = [], [], None
             for j, pair in enumerate(pairs):
-                fp, enc = code_point(pair.float_model, src, sources, Path(tmp), f"{k}_{j}_float", opts,
+                fp, enc = code_point(pair.float_model, coded, sources, Path(tmp), f"{k}_{j}_float", opts,
                                      {"checkpoint": pair.float_path, "beta": pair.beta, "pair": j}, beta=pair.beta)
-                engine = int8_engine(pair, src, Path(tmp) / f"{k}_{j}_engine") if int8_engine else None
+                engine = int8_engine(pair, coded, Path(tmp) / f"{k}_{j}_engine") if int8_engine else None
                 backend = engine.label if engine is not None else SIM_BACKEND
                 backends[pair.int8_label] = backend
-                qp, _ = code_point(pair.int8_model, src, sources, Path(tmp), f"{k}_{j}_int8", opts,
+                qp, _ = code_point(pair.int8_model, coded, sources, Path(tmp), f"{k}_{j}_int8", opts,
                                    {"checkpoint": pair.int8_path, "beta": pair.int8_beta, "pair": j,
                                     "backend": backend}, engine=engine, beta=pair.int8_beta)
                 fp["label"], qp["label"] = pair.float_label, pair.int8_label

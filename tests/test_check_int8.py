@@ -589,3 +589,30 @@ def test_an_int8_folder_judged_on_its_own_calibration_clip_is_flagged(carphone, 
     assert rc == 3
     fitted = json.loads((tmp_path / "r.json").read_text())["fitted_on_input"]
     assert [f["int8"] for f in fitted] == ["QC"] and "not held-out ones" in capsys.readouterr().err
+
+
+def test_raw_yuv_and_a_file_given_another_rate_are_checked_as_eval_codes_them(flat_pairs, carphone, tmp_path):
+    """check-int8 takes eval's --size and --fps: a raw .yuv (refused before: "raw .yuv needs --size
+    ... (encode, eval, baseline)") and a .y4m whose header claims 5000 fps (told to "give the real
+    rate with --fps", which check-int8 lacked) code the same frames into the same bits, at the rate
+    given, and the report names the files given, not the working copies."""
+    from mobilecodec.io import read_frames
+
+    frames = read_frames(carphone, FRAMES)
+    raw = tmp_path / "clip.yuv"
+    raw.write_bytes(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
+    fast = tmp_path / "fast.y4m"
+    fast.write_bytes(b"YUV4MPEG2 W176 H144 F5000:1 Ip A1:1 C420jpeg\n"
+                     + b"".join(b"FRAME\n" + f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
+    floats, qdirs = flat_pairs
+    out = tmp_path / "R"
+    rc = main(["check-int8", str(raw), str(fast), "--size", "176x144", "--fps", "25", "--float",
+               ",".join(map(str, floats)), "--int8", ",".join(map(str, qdirs)), "--intra-period", str(INTRA),
+               "--frames", str(FRAMES), "--sensitivity-frames", "0", "--no-progress", "-o", str(out)])
+    assert rc in (0, 1, 3)
+    rep = json.loads((out / "check_int8.json").read_text())
+    assert [r["source"] for r in rep["results"]] == [str(raw), str(fast)]
+    a, b = (r["float"] for r in rep["results"])
+    assert a["fps"] == b["fps"] == 25
+    assert [p["bits"] for p in a["points"]] == [p["bits"] for p in b["points"]]
+    assert all(p["hash_verified_frames"] == FRAMES for r in rep["results"] for p in r["int8"]["points"])

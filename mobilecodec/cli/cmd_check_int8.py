@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobilecodec.cli.common import (Output, add_block_modes_argument, emit_json, finite_float, intra_period,
-                                    positive_int)
+from mobilecodec.cli.common import (Output, add_block_modes_argument, emit_json, finite_float, frame_rate,
+                                    intra_period, parse_wh, positive_int)
 
 HELP = ("int8 vs float through real encode/decode: per-point deltas, BD-rate (exit 0 pass, 1 fail, 3 inconclusive), "
         "drift, sensitive stages")
@@ -30,7 +30,7 @@ OUTPUT = Output("folder", json_outside=True)  # its report writes check_int8.jso
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos (.y4m/.mp4/... or sample names)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos (.y4m, .yuv with --size, .mp4, ... or sample names)")
     p.add_argument("--float", dest="floats", required=True, metavar="C[,C...]",
                    help="float checkpoints (files or shipped names), comma-separated, one per RD point")
     p.add_argument("--int8", dest="int8s", required=True, metavar="Q[,Q...]",
@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_block_modes_argument(p)
     p.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="YUV->RGB matrix (default bt601)")
     p.add_argument("-o", "--output", metavar="OUT", help="report folder: check_int8.json/.md, RD JSONs, PNG plots")
+    p.add_argument("--size", type=parse_wh, default=None, metavar="WxH", help="frame size of raw .yuv inputs")
+    p.add_argument("--fps", type=frame_rate, default=None,
+                   help="frame rate to record, e.g. 25 or 30000/1001: a raw .yuv input's (default 30), or instead of "
+                        "a .y4m/.mp4 file's")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,
                         matrix=args.matrix, sensitivity_frames=args.sensitivity_frames,
                         frontier=args.frontier, progress=not args.no_progress,
-                        block_modes=args.block_modes or 0)
+                        block_modes=args.block_modes or 0, raw_size=args.size, fps=args.fps)
     opts.validate()
     for i in args.inputs:
         if not Path(resolve_input(i)).is_file():

@@ -150,7 +150,7 @@ def default_crop(clips: list) -> tuple[int, int]:
 
     h, w = DEFAULT_CROP
     for c in clips:
-        with open_video(c) as r:
+        with open_video(c, rate_unused=True) as r:
             h, w = min(h, r.height // 64 * 64), min(w, r.width // 64 * 64)
             if h == 0 or w == 0:
                 raise InputError(f"{c}: frames are {r.width}x{r.height}, smaller than the codec's 64x64 block")

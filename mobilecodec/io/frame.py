@@ -129,7 +129,8 @@ def check_rate(rate: Fraction, where: str) -> Fraction:
     """A frame rate within MIN_FPS..MAX_FPS (a stream header stores it as two 32-bit integers)."""
     if not MIN_FPS <= rate <= MAX_FPS or rate.numerator >= 2 ** 32 or rate.denominator >= 2 ** 32:
         raise InputError(f"{where}: frame rate {rate.numerator}/{rate.denominator} is outside "
-                         f"{MIN_FPS}..{MAX_FPS} fps; give the real rate with --fps")
+                         f"{MIN_FPS}..{MAX_FPS} fps; give the real rate with --fps (encode, eval, baseline, "
+                         f"check-int8), or rewrite the file at it first: ffmpeg -r RATE -i IN OUT.y4m")
     return rate
 
 

@@ -17,13 +17,22 @@ CONTAINER_EXTENSIONS = (".mp4", ".mkv", ".mov")
 SUPPORTED_EXTENSIONS = Y4M_EXTENSIONS + RAW_EXTENSIONS + CONTAINER_EXTENSIONS
 
 
+#: the rate a reader reports where the caller reads frames alone (`rate_unused`)
+UNUSED_RATE = 30
+
+
 def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
-               fps: float | None = None, max_frames: int | None = None) -> VideoReader:
+               fps: float | None = None, max_frames: int | None = None, *, rate_unused: bool = False) -> VideoReader:
     """Open a .y4m, .yuv (needs `size` = (width, height)) or .mp4/.mkv/.mov video for lazy reading.
 
     `fps` overrides the rate stored in the file (and is the rate of a raw .yuv, default 30);
     `max_frames` caps how many frames iteration yields. For a .y4m `size`, if given, must match.
+    `rate_unused`: the caller reads frames alone (training, calibration, measurement), so the file's
+    rate is neither judged nor its timing warned about (the reader reports UNUSED_RATE): only what
+    records the rate may refuse a file for it.
     """
+    if rate_unused and fps is None:
+        fps = UNUSED_RATE
     from mobilecodec.fsutil import check_input_file
 
     p = Path(path)
@@ -71,8 +80,9 @@ def check_size_applies(size: tuple[int, int] | None, paths: Sequence[str | os.Pa
 
 
 def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> list[YUVFrame]:
-    """The first `max_frames` frames (all when None) of a video file, as a list of YUVFrame."""
-    with open_video(path, max_frames=max_frames) as reader:
+    """The first `max_frames` frames (all when None) of a video file, as a list of YUVFrame (its rate
+    is not read: `rate_unused`)."""
+    with open_video(path, max_frames=max_frames, rate_unused=True) as reader:
         return list(reader)
 
 

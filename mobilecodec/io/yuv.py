@@ -20,7 +20,7 @@ class RawYUVReader(FileVideoReader):
                  max_frames: int | None = None):
         self.path = Path(path)
         if size is None:
-            raise InputError(f"{self.path}: raw .yuv needs --size WIDTHxHEIGHT (encode, eval, baseline); "
+            raise InputError(f"{self.path}: raw .yuv needs --size WIDTHxHEIGHT (encode, eval, baseline, check-int8); "
                              f"elsewhere convert it first: ffmpeg -f rawvideo -pix_fmt yuv420p -s WxH -i IN.yuv OUT.y4m")
         self.width, self.height = int(size[0]), int(size[1])
         check_size(self.width, self.height, str(self.path))

@@ -91,7 +91,7 @@ def cached_video(path: str | os.PathLike, max_frames: int | None = None) -> Clip
     folder = cache_dir() / CACHE_SUBDIR / f"{p.stem}-{_cache_key(p, max_frames)}"
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
-        with open_video(p, max_frames=max_frames) as reader:
+        with open_video(p, max_frames=max_frames, rate_unused=True) as reader:
             w, h = reader.width, reader.height
             if w % 2 or h % 2:
                 raise InputError(f"{p}: frame size {w}x{h} is odd; training needs even sizes")
@@ -476,7 +476,7 @@ def _lumas(path: str) -> Iterator[np.ndarray]:
     try:
         with warnings.catch_warnings():  # the reader that uses the clip says it again
             warnings.simplefilter("ignore")
-            with open_video(path) as reader:
+            with open_video(path, rate_unused=True) as reader:
                 for f in reader:
                     yield f.y
     except (InputError, OSError, ValueError):
