@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from mobilecodec.demo_models import choose_checkpoints, load_points
 from mobilecodec.demo_report import FORMAT, REPORT_MARKER, STAGES
 from mobilecodec.errors import InputError
-from mobilecodec.io import read_frames, warn_fewer_frames
+from mobilecodec.io import open_video, read_frames, warn_fewer_frames
 
 VERSION = 1
 
@@ -211,6 +211,8 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
     # so does a clip whose frames cannot be read (a truncated file): encode, eval and baseline refuse it
     # at once, the demo did after PTQ, export and compile (minutes); a short clip is coded whole, said once
+    with open_video(clip):  # its rate goes into the streams: judged before any warning about its length
+        pass
     warn_fewer_frames(clip, len(read_frames(clip, opts.frames)), opts.frames, "coding")
     # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
     # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off
@@ -239,7 +241,7 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
 
 
 def _pipeline(out: Path, work: Path, clip: Path, calib: Path, opts: DemoOptions, log: StageLog) -> dict[str, Any]:
-    from mobilecodec.io import open_video, padded_size
+    from mobilecodec.io import padded_size
 
     with open_video(clip) as reader:
         width, height, total = reader.width, reader.height, reader.num_frames

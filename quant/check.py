@@ -366,8 +366,9 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
         check_planned_outputs(out, planned_files(srcs), kept=[("the input video", s) for s in srcs])
     results, sensitivity, backends = [], None, {}
     with tempfile.TemporaryDirectory(prefix="mobilecodec-check-int8-") as tmp:
-        for k, src in enumerate(srcs):
-            coded = as_y4m(src, Path(tmp), k, opts.raw_size, opts.fps, opts.frames)  # .yuv, --fps: a .y4m
+        # .yuv, --fps: a .y4m each, all before any coding (a bad second input was found after the first's)
+        coded_srcs = [as_y4m(src, Path(tmp), k, opts.raw_size, opts.fps, opts.frames) for k, src in enumerate(srcs)]
+        for k, (src, coded) in enumerate(zip(srcs, coded_srcs)):
             sources = read_frames(coded, opts.frames)
             warn_fewer_frames(src, len(sources), opts.frames, "coding")  # the results' "frames" say how many
             fpts, qpts, enc = [], [], None

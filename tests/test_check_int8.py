@@ -616,3 +616,27 @@ def test_raw_yuv_and_a_file_given_another_rate_are_checked_as_eval_codes_them(fl
     assert a["fps"] == b["fps"] == 25
     assert [p["bits"] for p in a["points"]] == [p["bits"] for p in b["points"]]
     assert all(p["hash_verified_frames"] == FRAMES for r in rep["results"] for p in r["int8"]["points"])
+
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["FAST"], "give the real rate with --fps (encode, eval, baseline, check-int8)"),
+    (["RAW", "--size", "160x144"], "wrong --size?"),
+    (["FAST", "--size", "176x144"], "--size describes raw .yuv inputs; none is given"),
+])
+def test_inputs_check_int8_cannot_code_are_refused_before_the_models_load(extra, needle, carphone, tmp_path):
+    """A rate it would have to record, a raw .yuv of another size, --size for no .yuv: one line, exit
+    2, before any model or int8 folder is read (the int8 folder named here does not exist: a refusal
+    that came after loading would name it instead)."""
+    from cli_run import assert_clean_error, cli_here
+
+    from mobilecodec.io import read_frames
+
+    frames = read_frames(carphone, 2)
+    files = {"RAW": tmp_path / "clip.yuv", "FAST": tmp_path / "fast.y4m"}
+    files["RAW"].write_bytes(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
+    files["FAST"].write_bytes(b"YUV4MPEG2 W176 H144 F5000:1 Ip A1:1 C420jpeg\n"
+                              + b"".join(b"FRAME\n" + f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
+    args = [str(files.get(a, a)) for a in extra]
+    assert_clean_error(cli_here("check-int8", *args, "--float", "tiny_b0.0064", "--int8", str(tmp_path / "none"),
+                                "-o", str(tmp_path / "R")), needle)

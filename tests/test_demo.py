@@ -403,6 +403,22 @@ def test_a_clip_that_cannot_be_read_fails_before_any_stage(carphone, tmp_path):
     assert not out.exists()
 
 
+def test_a_clip_whose_rate_cannot_be_recorded_is_refused_first_in_one_line(carphone, tmp_path):
+    """A 10-frame clip whose header claims 5000 fps: the rate error, naming the rewrite (the demo has no
+    --fps), is all stderr holds; it came after a warning about the clip's length, which read its frames
+    without the rate."""
+    from cli_run import assert_clean_error, cli_here
+
+    data = carphone.read_bytes()
+    head, body = data.split(b"\n", 1)
+    fast = tmp_path / "fast.y4m"
+    fast.write_bytes(head.replace(b"F30000:1001", b"F5000:1") + b"\n" + body[:10 * (6 + 176 * 144 * 3 // 2)])
+    out = tmp_path / "R"
+    assert_clean_error(cli_here("demo", "-o", str(out), "--clip", str(fast), "--no-progress"), "5000/1",
+                       "ffmpeg -r RATE -i")  # one line: no length warning before it
+    assert not out.exists()
+
+
 def test_calibration_defaults_to_a_training_clip_other_than_the_demo_clip():
     from mobilecodec.demo import default_calibration_clip
     from mobilecodec.train.data import DEFAULT_TRAIN_DATA

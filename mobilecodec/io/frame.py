@@ -130,7 +130,7 @@ def check_rate(rate: Fraction, where: str) -> Fraction:
     if not MIN_FPS <= rate <= MAX_FPS or rate.numerator >= 2 ** 32 or rate.denominator >= 2 ** 32:
         raise InputError(f"{where}: frame rate {rate.numerator}/{rate.denominator} is outside "
                          f"{MIN_FPS}..{MAX_FPS} fps; give the real rate with --fps (encode, eval, baseline, "
-                         f"check-int8), or rewrite the file at it first: ffmpeg -r RATE -i IN OUT.y4m")
+                         f"check-int8), or rewrite the file at it first: ffmpeg -r RATE -i IN -pix_fmt yuv420p OUT.y4m")
     return rate
 
 
