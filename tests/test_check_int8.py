@@ -618,7 +618,6 @@ def test_raw_yuv_and_a_file_given_another_rate_are_checked_as_eval_codes_them(fl
     assert all(p["hash_verified_frames"] == FRAMES for r in rep["results"] for p in r["int8"]["points"])
 
 
-
 @pytest.mark.parametrize("extra, needle", [
     (["FAST"], "give the real rate with --fps (encode, eval, baseline, check-int8)"),
     (["RAW", "--size", "160x144"], "wrong --size?"),
