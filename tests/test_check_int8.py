@@ -597,13 +597,10 @@ def test_raw_yuv_and_a_file_given_another_rate_are_checked_as_eval_codes_them(fl
     rate with --fps", which check-int8 lacked) code the same frames into the same bits, at the rate
     given, and the report names the files given, not the working copies."""
     from mobilecodec.io import read_frames
+    from videos_for_tests import raw_yuv, y4m_claiming
 
     frames = read_frames(carphone, FRAMES)
-    raw = tmp_path / "clip.yuv"
-    raw.write_bytes(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
-    fast = tmp_path / "fast.y4m"
-    fast.write_bytes(b"YUV4MPEG2 W176 H144 F5000:1 Ip A1:1 C420jpeg\n"
-                     + b"".join(b"FRAME\n" + f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
+    raw, fast = raw_yuv(tmp_path / "clip.yuv", frames), y4m_claiming(tmp_path / "fast.y4m", frames, "5000:1")
     floats, qdirs = flat_pairs
     out = tmp_path / "R"
     rc = main(["check-int8", str(raw), str(fast), "--size", "176x144", "--fps", "25", "--float",
@@ -630,12 +627,11 @@ def test_inputs_check_int8_cannot_code_are_refused_before_the_models_load(extra,
     from cli_run import assert_clean_error, cli_here
 
     from mobilecodec.io import read_frames
+    from videos_for_tests import raw_yuv, y4m_claiming
 
     frames = read_frames(carphone, 2)
-    files = {"RAW": tmp_path / "clip.yuv", "FAST": tmp_path / "fast.y4m"}
-    files["RAW"].write_bytes(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
-    files["FAST"].write_bytes(b"YUV4MPEG2 W176 H144 F5000:1 Ip A1:1 C420jpeg\n"
-                              + b"".join(b"FRAME\n" + f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
+    files = {"RAW": raw_yuv(tmp_path / "clip.yuv", frames),
+             "FAST": y4m_claiming(tmp_path / "fast.y4m", frames, "5000:1")}
     args = [str(files.get(a, a)) for a in extra]
     assert_clean_error(cli_here("check-int8", *args, "--float", "tiny_b0.0064", "--int8", str(tmp_path / "none"),
                                 "-o", str(tmp_path / "R")), needle)

@@ -408,11 +408,11 @@ def test_a_clip_whose_rate_cannot_be_recorded_is_refused_first_in_one_line(carph
     --fps), is all stderr holds; it came after a warning about the clip's length, which read its frames
     without the rate."""
     from cli_run import assert_clean_error, cli_here
+    from videos_for_tests import y4m_claiming
 
-    data = carphone.read_bytes()
-    head, body = data.split(b"\n", 1)
-    fast = tmp_path / "fast.y4m"
-    fast.write_bytes(head.replace(b"F30000:1001", b"F5000:1") + b"\n" + body[:10 * (6 + 176 * 144 * 3 // 2)])
+    from mobilecodec.io import read_frames
+
+    fast = y4m_claiming(tmp_path / "fast.y4m", read_frames(carphone, 10), "5000:1")
     out = tmp_path / "R"
     assert_clean_error(cli_here("demo", "-o", str(out), "--clip", str(fast), "--no-progress"), "5000/1",
                        "ffmpeg -r RATE -i")  # one line: no length warning before it

@@ -691,19 +691,14 @@ def test_a_damaged_cached_sample_clip_is_converted_again(tmp_path, monkeypatch, 
     assert cached.read_bytes() == carphone.read_bytes()
 
 
-def _y4m_at_rate(path: Path, frames: list[YUVFrame], rate: str) -> Path:
-    """A y4m whose header says F`rate` (what a broken muxer writes), the frames as they are."""
-    head = f"YUV4MPEG2 W{frames[0].width} H{frames[0].height} F{rate} Ip A1:1 C420jpeg\n".encode()
-    path.write_bytes(head + b"".join(b"FRAME\n" + f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
-    return path
-
-
 def test_an_unusable_frame_rate_stops_only_what_records_it(carphone_frames, tmp_path):
     """A y4m claiming 5000 fps: what reads frames alone (training, PTQ and QAT data, compile's
     calibration, measurements) reads them; what records the rate refuses it, naming the commands that
     take --fps and the rewrite for the others (ptq and demo were told "give the real rate with --fps",
     an option neither has)."""
-    bad = _y4m_at_rate(tmp_path / "fast.y4m", carphone_frames[:3], "5000:1")
+    from videos_for_tests import y4m_claiming
+
+    bad = y4m_claiming(tmp_path / "fast.y4m", carphone_frames[:3], "5000:1")
     got = read_frames(bad)
     assert len(got) == 3 and np.array_equal(got[2].y, carphone_frames[2].y)
     with open_video(bad, rate_unused=True) as r:

@@ -776,14 +776,6 @@ def test_a_folder_named_like_a_sample_clip_stays_the_clip_in_a_runs_record(tmp_p
                                                              "stills"]
 
 
-def _restamped(path: Path, frames, rate: str) -> Path:
-    """A y4m of `frames` whose header claims F`rate` (a broken muxer's)."""
-    f0 = frames[0]
-    head = f"YUV4MPEG2 W{f0.width} H{f0.height} F{rate} Ip A1:1 C420jpeg\n".encode()
-    path.write_bytes(head + b"".join(b"FRAME\n" + f.y.tobytes() + f.u.tobytes() + f.v.tobytes() for f in frames))
-    return path
-
-
 def test_a_clip_whose_header_claims_5000_fps_trains_and_is_still_checked_for_the_held_out_one(tmp_path, carphone,
                                                                                                 bikes, capsys):
     """Training, PTQ and QAT read frames, never the rate: a clip whose header claims 5000 fps trains
@@ -793,14 +785,16 @@ def test_a_clip_whose_header_claims_5000_fps_trains_and_is_still_checked_for_the
     from mobilecodec.io import read_frames
     from mobilecodec.quant.calibrate import load_gops
     from mobilecodec.train.data import TrainingData, is_held_out
+    from videos_for_tests import y4m_claiming
 
-    fast = _restamped(tmp_path / "fast.y4m", read_frames(bikes, 6), "5000:1")
-    held = _restamped(tmp_path / "held.y4m", read_frames(carphone, 12), "5000:1")
+    fast = y4m_claiming(tmp_path / "fast.y4m", read_frames(bikes, 6), "5000:1")
+    held = y4m_claiming(tmp_path / "held.y4m", read_frames(carphone, 12), "5000:1")
     assert not is_held_out(fast) and is_held_out(held)
     TrainingData([str(fast)], 1, (64, 64))  # read (it raised), not refused
     assert len(load_gops([fast], 2, (64, 64), 2, seed=0)) == 2
     with pytest.raises(InputError, match="held-out"):
         TrainingData([str(held)], 1, (64, 64))
-    assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", str(fast), "--steps", "1",  # the default crop reads it too
+    # no --crop: the default crop reads the clip too
+    assert main(["ptq", "--checkpoint", "tiny_b0.0512", "--data", str(fast), "--steps", "1",
                  "--batch", "1", "--gop", "3", "--eval-gops", "0", "--no-progress", "-o", str(tmp_path / "q")]) == 0, \
         capsys.readouterr().err
