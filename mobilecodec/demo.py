@@ -211,9 +211,8 @@ def run_demo(out_dir: str | os.PathLike, opts: DemoOptions | None = None) -> dic
     choose_checkpoints(opts.checkpoint, opts.pairs)  # a bad --checkpoint fails before any work
     # so does a clip whose frames cannot be read (a truncated file): encode, eval and baseline refuse it
     # at once, the demo did after PTQ, export and compile (minutes); a short clip is coded whole, said once
-    with open_video(clip):  # its rate goes into the streams: judged before any warning about its length
-        pass
-    warn_fewer_frames(clip, len(read_frames(clip, opts.frames)), opts.frames, "coding")
+    with open_video(clip, max_frames=opts.frames) as reader:  # its rate goes into the streams: judged here
+        warn_fewer_frames(clip, sum(1 for _ in reader), opts.frames, "coding")
     # onnxruntime >= 1.2x on Linux starts 1DS telemetry at import, which writes a device id and an
     # event database under ~/.cache/Microsoft and a session file in $TMPDIR; keep it off
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -339,6 +339,23 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
             "float": base, "int8": full, "rows": rows}
 
 
+def check_inputs(inputs: Sequence[str | os.PathLike], opts: CheckOptions) -> list[Path]:
+    """The inputs as paths, each refused in one line before any model loads (the CLI calls this
+    before `load_pairs`): a missing file, --size with no .yuv, a .yuv of another size, a rate the
+    streams cannot record (without --fps)."""
+    from mobilecodec.io import check_size_applies, open_video, resolve_input
+
+    srcs = [Path(resolve_input(i)) for i in inputs]
+    for given, s in zip(inputs, srcs):
+        if not s.is_file():
+            raise InputError(f"no such input video: {given}")
+    check_size_applies(opts.raw_size, srcs)
+    for s in srcs:
+        with open_video(s, size=opts.raw_size if s.suffix.lower() == ".yuv" else None, fps=opts.fps):
+            pass
+    return srcs
+
+
 def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts: CheckOptions,
                out_dir: str | os.PathLike | None = None,
                int8_engine: Callable[[ModelPair, Path, Path], Any] | None = None) -> dict:
@@ -349,14 +366,9 @@ def check_int8(pairs: list[ModelPair], inputs: Sequence[str | os.PathLike], opts
     (e.g. its int8 package on onnxruntime: `mobilecodec.runtime.stream.int8_package_engine`, what
     is deployed); without it the int8 side is the aimet simulation. The float side is always PyTorch."""
     from mobilecodec.evaluate import as_y4m
-    from mobilecodec.io import check_size_applies, resolve_input
 
     opts.validate()
-    srcs = [Path(resolve_input(i)) for i in inputs]
-    for s in srcs:
-        if not s.is_file():
-            raise InputError(f"no such input video: {s}")
-    check_size_applies(opts.raw_size, srcs)
+    srcs = check_inputs(inputs, opts)
     from mobilecodec.fsutil import check_output_dir, check_planned_outputs
 
     out = check_output_dir(out_dir) if out_dir is not None else None

@@ -64,10 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from mobilecodec.errors import InputError
-    from mobilecodec.io import check_size_applies, open_video, resolve_input
-    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, check_int8,
-                                         load_pairs, split_list)
+    from mobilecodec.quant.check import (EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, CheckOptions, check_inputs,
+                                         check_int8, load_pairs, split_list)
     from mobilecodec.quant.check_report import bd_lines, fitted_note
 
     opts = CheckOptions(intra_period=args.intra_period, frames=args.frames, max_bdrate=args.max_bdrate,
@@ -75,14 +73,7 @@ def run(args: argparse.Namespace) -> int:
                         frontier=args.frontier, progress=not args.no_progress,
                         block_modes=args.block_modes or 0, raw_size=args.size, fps=args.fps)
     opts.validate()
-    for i in args.inputs:
-        if not Path(resolve_input(i)).is_file():
-            raise InputError(f"no such input video: {i}")
-    check_size_applies(args.size, [resolve_input(i) for i in args.inputs])  # before the models load, as eval
-    for i in args.inputs:  # a wrong --size, a rate out of range: refused before the models load, not after
-        p = Path(resolve_input(i))
-        with open_video(p, size=args.size if p.suffix.lower() == ".yuv" else None, fps=args.fps):
-            pass
+    check_inputs(args.inputs, opts)  # before the models load, as eval's check_before_loading
     pairs = load_pairs(split_list(args.floats), split_list(args.int8s))
     engine = None
     if args.backend == "onnxruntime":
