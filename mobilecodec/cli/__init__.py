@@ -147,7 +147,8 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Run one command line (`argv`, default sys.argv[1:]) and return its exit code; the console
+    script and `python -m mobilecodec` reach it through `entry`."""
     try:
         return _main(argv)
     except KeyboardInterrupt:  # a Ctrl-C in the first tenth of a second, while the command's modules load
