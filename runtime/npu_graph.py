@@ -83,6 +83,7 @@ class Layer:
     output_is_graph: bool = False
     extra_outputs: list[list[int]] = field(default_factory=list)  # [[elements, is_graph_output], ...] of the others
     output_shape: list[int] | None = None
+    group_width: int = 0        # of a grouped conv: input channels per group (1: depthwise); 0 otherwise
 
 
 @dataclass
@@ -211,7 +212,7 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
         again = sum(n for t, n in rec.weight_tensors.items() if t in weights_read)
         weights_read.update(rec.weight_tensors)
         layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params - again,
-                      output_shape=rec.output_shape)
+                      output_shape=rec.output_shape, group_width=_group_width(node, g.shapes) if cls == "grouped" else 0)
         if node.op_type == "Gather" and rec.params and rec.output_shape:  # an embedding: the rows it looks up
             layer.weights = min(rec.params, numel(rec.output_shape))
         if node.output and node.output[0] in bias_of:  # the bias is the MAC layer's weight (the counter
@@ -253,6 +254,17 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
         layers.append(layer)
     return GraphLayers(name or graph.name or "graph", layers, dict(counted.inputs), dict(counted.outputs),
                        graph_precision(proto), unsized)
+
+
+def _group_width(node: Any, shapes: dict[str, Any]) -> int:
+    """Input channels per group of a grouped conv (1: depthwise), from its weight's shape ((Cout, Cin/g, *k);
+    ConvTranspose (Cin, Cout/g, *k)); 0 when the shape is unknown."""
+    w = {"QLinearConv": 3}.get(node.op_type, 1)
+    shape = shapes.get(node.input[w]) if len(node.input) > w else None
+    if not shape or len(shape) < 2:
+        return 0
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    return int(shape[0]) // group if node.op_type == "ConvTranspose" else int(shape[1])
 
 
 def _alias_chain(t: str, producer: dict[str, Any]) -> list[str]:
