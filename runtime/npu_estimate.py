@@ -46,7 +46,7 @@ PARAM_NAMES = ("P_8gen2", "P_8gen3", "BW_8gen2", "BW_8gen3", "t0_8gen2", "t0_8ge
                "u_grouped")
 _X0 = np.log([2e12, 2.7e12, 40e9, 55e9, 2e-4, 1.5e-4, 3.0, 0.2, 4.0, 0.5])
 #: w8a16's MAC rate against fp16's, by rule (not fitted): ai-hub-models' published w8a16 times are
-#: 0.92-1.14x float on five of six convolutional models (densenet121: 1.78x), 0.82-0.99x on the others
+#: 0.92-1.14x float on five of six convolutional models (densenet121: 1.78x), convnext_tiny's 0.82-0.85x
 W8A16_RATE = 1.0
 LABEL = "ESTIMATE"
 
@@ -169,7 +169,13 @@ def calibration() -> dict[str, Any]:
     model_errs = [abs(x["error"]) for x in lomo]
     fitted_models = {r[4]["model"] for r in fitted}
     grouped = sorted(n for n in fitted_models if graphs[n].has_grouped)
-    return {"params": dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta)))), "theta": theta.tolist(),
+    kinds = {n: graphs[n].grouped_kinds for n in grouped}
+    params = dict(zip(PARAM_NAMES, (float(v) for v in np.exp(theta))))
+    params["u_grouped"] = min(params["u_grouped"], 1.0)  # as `_unpack` uses it
+    return {"params": params, "theta": theta.tolist(),
+            "fitted_precisions": {n: sorted({r[2] for r in fitted if r[4]["model"] == n}) for n in sorted(fitted_models)},
+            "depthwise_models": [n for n in grouped if "depthwise" in kinds[n]],
+            "wide_grouped_models": [n for n in grouped if "grouped" in kinds[n]],
             "grouped_models": grouped, "held_models": sorted(set(graphs) - fitted_models),
             "measurements": len(table["measurements"]), "fitted": len(fitted), "models": len(fitted_models),
             "loo": loo, "loo_median": statistics.median(errs), "loo_worst": max(errs),
@@ -192,14 +198,14 @@ def calibration_model_of(gl: GraphLayers) -> str | None:
     return None
 
 
-def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool = False,
+def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grouped: bool | Iterable[str] = False,
                 rejected: dict[str, list[str]] | None = None, seen: Iterable[str] = (),
                 attention: bool = False) -> str:
     """'ESTIMATE (leave-one-out error on N published measurements: median x %, worst y %)', plus the
     leave-one-model-out error for a model outside the table (`unseen_model`), when `precisions`
     holds w8a16 (never fitted) that precision's held-out errors, and for a model with grouped /
-    depthwise convolutions (`grouped`) the error of the table's models that alone inform their cost,
-    each left out: an estimate is labelled with the error measured for its own case, not only the best one.
+    depthwise convolutions (`grouped`: True, or the kinds, `GraphLayers.grouped_kinds`) the error of the
+    table's models that inform their utilisation, each left out whole: an estimate is labelled with the error measured for its own case, not only the best one.
     `rejected` (graph -> the HTP check's issues): the estimate prices the graph as if the HTP ran it
     whole, the ops it does not take by their data movement. `seen`: the table's models among the graphs
     estimated (`calibration_model_of`). `attention` (a graph with LayerNorm or attention, which no
@@ -208,16 +214,23 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grou
     parts = [f"leave-one-out error on {c['fitted']} published measurements of {c['models']} models: "
              f"median {100 * c['loo_median']:.0f} %, worst {100 * c['loo_worst']:.0f} %"]
     seen = sorted(set(seen))
-    if seen and set(precisions) <= set(FITTED_PRECISIONS):
-        parts.append(f"{', '.join(seen)} {'is' if len(seen) == 1 else 'are'} among them: the estimate is fitted on "
-                     f"{'its' if len(seen) == 1 else 'their'} own published figures (in-sample; the leave-one-out "
+    wanted = set(precisions) or set(FITTED_PRECISIONS)
+    # in-sample only where the table fits the model's own figures at every precision estimated (w8a16 is
+    # never fitted; four of the table's models have no w8a8 figure)
+    missing = {m: sorted(wanted - set(c["fitted_precisions"].get(m, ()))) for m in seen}
+    inside = [m for m in seen if not missing[m]]
+    partly = [m for m in seen if missing[m]]
+    if inside:
+        parts.append(f"{', '.join(inside)} {'is' if len(inside) == 1 else 'are'} among them: the estimate is fitted on "
+                     f"{'its' if len(inside) == 1 else 'their'} own published figures (in-sample; the leave-one-out "
                      f"error is the out-of-sample one)")
-    elif seen:  # w8a16 is never fitted: its figures are held out, not in-sample
-        parts.append(f"{', '.join(seen)} {'is' if len(seen) == 1 else 'are'} among them, but not at "
-                     f"{', '.join(sorted(set(precisions) - set(FITTED_PRECISIONS)))}")
+    for m in partly:
+        parts.append(f"{m} is among them, but not at {', '.join(missing[m])}")
+    lomo = f"leave-one-model-out error: median {100 * c['lomo_median']:.0f} %, worst {100 * c['lomo_worst']:.0f} %"
     if unseen_model:
-        parts.append(f"{'the other graphs are' if seen else 'this model is'} not among them; leave-one-model-out error: median "
-                     f"{100 * c['lomo_median']:.0f} %, worst {100 * c['lomo_worst']:.0f} %")
+        parts.append(f"{'the other graphs are' if seen else 'this model is'} not among them; {lomo}")
+    elif any(set(missing[m]) & set(FITTED_PRECISIONS) for m in partly):  # out of sample at a fitted precision
+        parts.append(f"where its figures are not in the fit, {lomo}")
     if "w8a16" in set(precisions):
         held = [h for h in c["held_out"] if h["precision"] == "w8a16"]
         parts.append(f"w8a16 is not fitted (the fp16 rate by rule); error on its {len(held)} held-out "
@@ -235,10 +248,13 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grou
             text += (f"no such model's published figure at {'/'.join(sorted(wanted))} checks it" if wanted else
                      "such models' w8a16 figures are among the w8a16 ones") + f"; at float: {_errors(floats)}"
         parts.append(text)
-    if grouped:
-        rows = [r for r in c["lomo"] if r["model"] in c["grouped_models"]]
-        parts.append(f"grouped / depthwise convolutions are priced by two fitted utilisations that "
-                     f"{len(c['grouped_models'])} of the models inform; each of those left out whole: {_summary(rows)}")
+    kinds = {"depthwise", "grouped"} if grouped is True else set(grouped or ())
+    for kind, models, what in (("depthwise", c["depthwise_models"], "depthwise convolutions (one input channel per group)"),
+                               ("grouped", c["wide_grouped_models"], "grouped convolutions of more channels per group")):
+        if kind in kinds:
+            rows = [r for r in c["lomo"] if r["model"] in models]
+            parts.append(f"{what} are priced by a fitted utilisation that {len(models)} of the models inform; "
+                         f"each of those left out whole: {_summary(rows)}")
     rejected = {n: issues for n, issues in (rejected or {}).items() if issues}
     if rejected:
         first = next(iter(rejected.values()))[0]

@@ -106,6 +106,12 @@ class GraphLayers:
         """Whether grouped / depthwise convolutions do any of its MACs (the estimator prices them apart)."""
         return any(la.cls == "grouped" and la.macs for la in self.layers)
 
+    @property
+    def grouped_kinds(self) -> set[str]:
+        """Which grouped convolutions do MACs here: 'depthwise' (one input channel per group, or unknown) and
+        'grouped' (more), the two the estimator prices by their own utilisations."""
+        return {"grouped" if la.group_width > 1 else "depthwise" for la in self.layers if la.cls == "grouped" and la.macs}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -274,7 +274,7 @@ def npu_graphs(layers: dict[str, Any], devices: list[str], precision: str | None
     frames = frames or {"frame": list(layers)}
     cal = calibration()
     precisions = {precision or gl.precision for gl in layers.values()}
-    grouped = any(gl.has_grouped for gl in layers.values())
+    grouped = set().union(*(gl.grouped_kinds for gl in layers.values()))
     # torchvision's mobilenet_v2 profiled as it is in the table was labelled "this model is not among them"
     seen = {n: m for n, gl in layers.items() if (m := calibration_model_of(gl)) is not None}
     label = error_label(precisions, unseen_model=len(seen) < len(layers), grouped=grouped,
