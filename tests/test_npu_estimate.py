@@ -297,6 +297,20 @@ def test_grouped_convolutions_are_priced_by_their_group_width(tmp_path):
     assert widths(conv(4, cout=32, transposed=True)) == [("grouped", 24)]
     assert widths(conv(96, cout=192, transposed=True)) == [("grouped", 1)]
     assert dw.grouped_kinds == {"depthwise"} and wide.grouped_kinds == {"grouped"} and not dense.grouped_kinds
+    # QLinearConv holds its weight at input 3 (x, x_scale, x_zero_point, w, ...): 16 -> 32 channels, 4 groups
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def scalar(name, value, dtype):
+        return numpy_helper.from_array(np.array(value, dtype=dtype), name)
+    inits = [numpy_helper.from_array(np.ones((32, 4, 3, 3), np.int8), "w"), scalar("xs", 0.1, np.float32),
+             scalar("xz", 0, np.uint8), scalar("ws", 0.1, np.float32), scalar("wz", 0, np.int8),
+             scalar("ys", 0.1, np.float32), scalar("yz", 0, np.uint8)]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], group=4, pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 32, 8, 8])], inits)
+    q = extract_layers(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert widths(q) == [] and [(la.cls, la.group_width) for la in q.layers if la.op == "QLinearConv"] == [("grouped", 4)]
     assert wide.macs == 48 * dw.macs and dense.macs == 2 * wide.macs
     per_mac = {n: estimate_graph(gl, "8gen2", "float")["compute_ms"] / gl.macs
                for n, gl in (("dw", dw), ("wide", wide), ("dense", dense))}
