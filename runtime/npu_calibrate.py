@@ -81,26 +81,27 @@ HELD_OUT: dict[str, tuple[int, int, dict[tuple[str, str], float]]] = {
     "convnext_tiny": (224, 224, {("8gen2", "float"): 3.616, ("8gen3", "float"): 2.613,
                                  ("8gen2", "w8a16"): 3.085, ("8gen3", "w8a16"): 2.155}),
 }
+#: the table's torchvision models: name -> (constructor, its arguments besides weights=None)
+TORCHVISION: dict[str, tuple[str, dict[str, Any]]] = {
+    "resnet18": ("resnet18", {}), "resnet50": ("resnet50", {}), "mobilenet_v2": ("mobilenet_v2", {}),
+    "vit": ("vit_b_16", {}), "convnext_tiny": ("convnext_tiny", {}),
+    "mobilenet_v3_large": ("mobilenet_v3_large", {}), "efficientnet_b0": ("efficientnet_b0", {}),
+    "efficientnet_v2_s": ("efficientnet_v2_s", {}), "mnasnet05": ("mnasnet0_5", {}),
+    "densenet121": ("densenet121", {}), "resnet101": ("resnet101", {}),
+    "resnext50": ("resnext50_32x4d", {}), "resnext101": ("resnext101_32x8d", {}),
+    "wideresnet50": ("wide_resnet50_2", {}), "googlenet": ("googlenet", {"aux_logits": False}),
+    "inception_v3": ("inception_v3", {"aux_logits": False}), "regnet": ("regnet_x_3_2gf", {}),
+    "shufflenet_v2": ("shufflenet_v2_x0_5", {}), "squeezenet1_1": ("squeezenet1_1", {}),
+}
 ARCHITECTURE = {
-    "resnet18": "torchvision.models.resnet18(weights=None)",
-    "resnet50": "torchvision.models.resnet50(weights=None)",
-    "mobilenet_v2": "torchvision.models.mobilenet_v2(weights=None)",
+    **{name: f"torchvision.models.{ctor}(weights=None{''.join(f', {k}={v}' for k, v in kw.items())})"
+       for name, (ctor, kw) in TORCHVISION.items()},
     "fcn_resnet50": "torchvision fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False), "
                     "output ['out'].argmax(1) as in ai-hub-models",
     "unet_segmentation": "milesial/Pytorch-UNet UNet(n_channels=3, n_classes=2, bilinear=False) (unet_carvana)",
     "quicksrnetsmall": "QuickSRNet-Small (Berger et al. 2023) as ai-hub-models builds it (aimet-model-zoo "
                        "QuickSRNetBase, use_ito_connection=False): 32 channels, 2 intermediate 3x3 layers, "
                        "clipped, x4 depth-to-space, no input-to-output connection",
-    "vit": "torchvision.models.vit_b_16(weights=None)",
-    "convnext_tiny": "torchvision.models.convnext_tiny(weights=None)",
-    **{name: f"torchvision.models.{ctor}(weights=None{extra})" for name, (ctor, extra) in {
-        "mobilenet_v3_large": ("mobilenet_v3_large", ""), "efficientnet_b0": ("efficientnet_b0", ""),
-        "efficientnet_v2_s": ("efficientnet_v2_s", ""), "mnasnet05": ("mnasnet0_5", ""),
-        "densenet121": ("densenet121", ""), "resnet101": ("resnet101", ""),
-        "resnext50": ("resnext50_32x4d", ""), "resnext101": ("resnext101_32x8d", ""),
-        "wideresnet50": ("wide_resnet50_2", ""), "googlenet": ("googlenet", ", aux_logits=False"),
-        "inception_v3": ("inception_v3", ", aux_logits=False"), "regnet": ("regnet_x_3_2gf", ""),
-        "shufflenet_v2": ("shufflenet_v2_x0_5", ""), "squeezenet1_1": ("squeezenet1_1", "")}.items()},
 }
 # ai-hub-models wraps every classifier above in ImagenetClassifier, which normalises the image inside the
 # graph (two element-wise ops over 150,528 elements); the table's nets leave it out, as they always have.
@@ -167,14 +168,11 @@ def build_model(name: str) -> Any:
     import torch
     import torchvision
 
-    if name in ("resnet18", "resnet50", "mobilenet_v2", "convnext_tiny"):
-        return getattr(torchvision.models, name)(weights=None)
-    if ARCHITECTURE.get(name, "").startswith("torchvision.models."):  # the session-43 classifiers
-        ctor = ARCHITECTURE[name].removeprefix("torchvision.models.").split("(")[0]
-        extra = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
-        return getattr(torchvision.models, ctor)(weights=None, **extra)
-    if name == "vit":
-        return torchvision.models.vit_b_16(weights=None)
+    if name in TORCHVISION:
+        ctor, kw = TORCHVISION[name]
+        # googlenet and inception_v3 warn without init_weights; random weights either way
+        init = {"init_weights": False} if "aux_logits" in kw else {}
+        return getattr(torchvision.models, ctor)(weights=None, **kw, **init)
     if name == "fcn_resnet50":
         net = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False)
 

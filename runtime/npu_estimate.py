@@ -71,9 +71,8 @@ def _features(gl: GraphLayers, precision: str, vtcm: int) -> np.ndarray:
         if la.cls in FREE_CLASSES or la.op == "Constant":
             continue
         dense = la.macs if la.cls == "dense" else 0
-        wide = la.cls == "grouped" and la.group_width > 1
-        depthwise = la.macs if la.cls == "grouped" and not wide else 0
-        grouped = la.macs if wide else 0
+        depthwise = la.macs if la.grouped_kind == "depthwise" else 0
+        grouped = la.macs if la.grouped_kind == "grouped" else 0
         elems = la.elements if la.cls in ("elementwise", "resampling", "data") else 0
         rows.append((dense, depthwise, grouped, elems, layer_bytes(la, precision, vtcm)))
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
@@ -238,7 +237,7 @@ def error_label(precisions: Iterable[str] = (), unseen_model: bool = False, grou
                      f"not the figures above")
     if attention:  # at the estimate's precisions; w8a16's are in its own part above
         held = [h for h in c["held_out"] if h["model"] in c["held_models"]]
-        wanted = (set(precisions) or set(FITTED_PRECISIONS)) - {"w8a16"}
+        wanted = wanted - {"w8a16"}
         here = [h for h in held if h["precision"] in wanted]
         text = "LayerNorm / attention graphs are not in the fit; "
         if here:

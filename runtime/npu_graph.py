@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mobilecodec.errors import InputError
-from mobilecodec.export.onnx_common import GraphIndex
+from mobilecodec.export.onnx_common import GraphIndex, node_attrs
 from mobilecodec.runtime.counts import numel
 
 if TYPE_CHECKING:
@@ -85,6 +85,14 @@ class Layer:
     output_shape: list[int] | None = None
     group_width: int = 0        # of a grouped conv: input channels per group (1: depthwise); 0 otherwise
 
+    @property
+    def grouped_kind(self) -> str | None:
+        """Of a grouped conv, the kind the estimator prices by its own utilisation: 'depthwise' (one input
+        channel per group, or unknown) or 'grouped' (more); None for any other layer."""
+        if self.cls != "grouped":
+            return None
+        return "grouped" if self.group_width > 1 else "depthwise"
+
 
 @dataclass
 class GraphLayers:
@@ -104,13 +112,12 @@ class GraphLayers:
     @property
     def has_grouped(self) -> bool:
         """Whether grouped / depthwise convolutions do any of its MACs (the estimator prices them apart)."""
-        return any(la.cls == "grouped" and la.macs for la in self.layers)
+        return bool(self.grouped_kinds)
 
     @property
     def grouped_kinds(self) -> set[str]:
-        """Which grouped convolutions do MACs here: 'depthwise' (one input channel per group, or unknown) and
-        'grouped' (more), the two the estimator prices by their own utilisations."""
-        return {"grouped" if la.group_width > 1 else "depthwise" for la in self.layers if la.cls == "grouped" and la.macs}
+        """The `Layer.grouped_kind`s of the grouped convolutions that do MACs here."""
+        return {la.grouped_kind for la in self.layers if la.grouped_kind and la.macs}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,9 +179,11 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
     mac_outputs: set[str] = set()
     bias_of: dict[str, tuple[str, int]] = {}  # a fused bias Add's output -> (the MAC output, bias elements)
     classes: list[str] = []
+    widths: list[int] = []  # `Layer.group_width` of each node
     for node in graph.node:
         op = node.op_type
         cls = "data"
+        width = 0
         if op not in _MAC_WEIGHT_INPUTS and op not in RECURRENT_GATES and node.output \
                 and all(o in const for o in node.output if o):
             cls = "folded"
@@ -184,8 +193,9 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             if root(node.input[0]) in mac_outputs:
                 mac_outputs.add(node.output[0])
         elif op in _MAC_WEIGHT_INPUTS:
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            group = node_attrs(node).get("group", 1)
             cls = "grouped" if group > 1 else "dense"
+            width = _group_width(node, group, g.shapes) if group > 1 else 0
             mac_outputs.add(node.output[0])
         elif op in RECURRENT_GATES:  # matrix products per time step; its outputs are not fusable
             cls = "dense"
@@ -200,6 +210,7 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
             mac_outputs.add(node.output[0])
             bias_of[node.output[0]] = bias
         classes.append(cls)
+        widths.append(width)
     out_roots = {root(vi.name) for vi in graph.output}
     layers: list[Layer] = []
     by_output: dict[str, Layer] = {}
@@ -212,13 +223,13 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
         return _numel(shape)
 
     weights_read: set[str] = set()  # rule 1: a weight tensor is read once per run, by its first user
-    for node, rec, cls in zip(graph.node, counted.nodes, classes):
+    for node, rec, cls, width in zip(graph.node, counted.nodes, classes, widths):
         if cls == "data" and rec.kind in ("elementwise", "resampling"):
             cls = rec.kind  # the counter's own op classes
         again = sum(n for t, n in rec.weight_tensors.items() if t in weights_read)
         weights_read.update(rec.weight_tensors)
         layer = Layer(name=rec.name, op=node.op_type, cls=cls, macs=rec.macs, weights=rec.params - again,
-                      output_shape=rec.output_shape, group_width=_group_width(node, g.shapes) if cls == "grouped" else 0)
+                      output_shape=rec.output_shape, group_width=width)
         if node.op_type == "Gather" and rec.params and rec.output_shape:  # an embedding: the rows it looks up
             layer.weights = min(rec.params, numel(rec.output_shape))
         if node.output and node.output[0] in bias_of:  # the bias is the MAC layer's weight (the counter
@@ -262,14 +273,13 @@ def extract_layers(model_or_path: "onnx.ModelProto | str | Path", name: str | No
                        graph_precision(proto), unsized)
 
 
-def _group_width(node: Any, shapes: dict[str, Any]) -> int:
-    """Input channels per group of a grouped conv (1: depthwise), from its weight's shape ((Cout, Cin/g, *k);
-    ConvTranspose (Cin, Cout/g, *k)); 0 when the shape is unknown."""
+def _group_width(node: Any, group: int, shapes: dict[str, Any]) -> int:
+    """Input channels per group of a conv of `group` groups (1: depthwise), from its weight's shape ((Cout,
+    Cin/g, *k); ConvTranspose (Cin, Cout/g, *k)); 0 when the shape is unknown."""
     w = {"QLinearConv": 3}.get(node.op_type, 1)
     shape = shapes.get(node.input[w]) if len(node.input) > w else None
     if not shape or len(shape) < 2:
         return 0
-    group = next((a.i for a in node.attribute if a.name == "group"), 1)
     return int(shape[0]) // group if node.op_type == "ConvTranspose" else int(shape[1])
 
 
