@@ -421,6 +421,7 @@ SCRIPT_BAD_INPUTS = [  # (script and arguments, exit code, words of the one-line
     (("scripts/drift_sources.py", "--frames", "0"), 2, "expected a positive integer"),
     (("scripts/motion_check.py", "tiny_b0.0064", "--threads", "100000"), 2, "expected at most 1024 threads"),
     (("benchmarks/conv_gmacs.py", "--threads", "100000"), 2, "expected at most 1024 threads"),
+    (("scripts/latent_ceiling.py", "tiny_b0.0004", "bikes", "--fit", "carphone"), 2, "is the held-out evaluation clip"),
 ]
 
 
