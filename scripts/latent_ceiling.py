@@ -1,15 +1,16 @@
-"""How high can a checkpoint's I-frame codec go, whatever the rate? Per clip, PSNR-YUV of its I-frames
-decoded from latents quantized four ways, and how many latent channels carry anything:
+"""How high can a checkpoint's I-frame codec go with more rate? Per clip, PSNR-YUV of its I-frames
+decoded from the analysis latents y quantized four ways, and how many latent channels carry anything:
 
   round     the codec: y rounded to its hyperprior mean's grid (the coder's step, 1);
   half      y rounded to a grid twice as fine (what more rate could buy);
   quarter   four times as fine;
-  exact     y not quantized: the analysis-synthesis transform alone, a ceiling no rate can pass;
+  exact     y not quantized: what any finer grid for these latents tends to (other latents, such as
+            those the encoder's `--refine` searches for, can decode better);
   KLT       a linear reference: the top-C components (C = the latent's channels) of a PCA of the
             stride x stride YUV420 blocks of training clips, unquantized, as many numbers a block as
             the codec's latent has.
 
-  python scripts/latent_ceiling.py tiny_b0.0004 carphone bikes [--frames 4] [--json out.json]
+  python scripts/latent_ceiling.py tiny_b0.0004 carphone bikes [--frames 4] [--every 1] [--json out.json]
 
 A channel is live where more than 10 % of its samples round away from the mean (they cost bits and
 reach the synthesis). The KLT is fitted on --fit clips (bikes and bigbuckbunny), never a held-out one.
@@ -75,7 +76,8 @@ def _unblocks(b: np.ndarray, s: int, hh: int, ww: int, h: int, w: int) -> YUVFra
 
 
 class BlockKLT:
-    """PCA of stride x stride YUV420 blocks, weighted 6:1:1 per plane as PSNR-YUV weighs them."""
+    """PCA of stride x stride YUV420 blocks minimising the 6:1:1 plane-weighted MSE (the MSE analogue
+    of PSNR-YUV, which weighs the planes' PSNRs)."""
 
     def __init__(self, frames: list[YUVFrame], stride: int) -> None:
         x = np.concatenate([_blocks(f, stride)[0] for f in frames])
@@ -117,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="a checkpoint file or a shipped name (tiny_b0.0004)")
     ap.add_argument("clips", nargs="+", help="video files or bundled clip names (carphone, bikes, ...)")
-    ap.add_argument("--frames", type=positive_int, default=4, help="I-frames from the start of each clip (4)")
+    ap.add_argument("--frames", type=positive_int, default=4, help="I-frames of each clip (4)")
+    ap.add_argument("--every", type=positive_int, default=1,
+                    help="take every K-th frame from the first (1); e.g. --frames 4 --every 32: the I-frames of "
+                         "four 32-frame intra periods")
     ap.add_argument("--fit", nargs="+", default=["bikes", "bigbuckbunny"],
                     help="clips the KLT is fitted on, 16 frames each, every fourth (bikes bigbuckbunny)")
     ap.add_argument("--no-klt", action="store_true", help="skip the linear reference")
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(args.checkpoint)
     model.eval()
-    clips = {c: read_frames(resolve_input(c), args.frames) for c in args.clips}
+    clips = {c: read_frames(resolve_input(c), 1 + (args.frames - 1) * args.every)[::args.every] for c in args.clips}
     klt = None
     if fit:
         ph, _ = model.latent_shapes(64, 64)["i"][0][2:]
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(c).name:<14} {r['round']:7.2f} {r['half']:7.2f} {r['quarter']:7.2f} {r['exact']:7.2f} "
               f"{r['klt'] if 'klt' in r else float('nan'):7.2f}  {r['live_channels']} of {r['channels']}")
     if args.json:
-        emit_json({"checkpoint": args.checkpoint, "frames": args.frames, "fit": None if klt is None else args.fit,
+        emit_json({"checkpoint": args.checkpoint, "frames": args.frames, "every": args.every, "fit": None if klt is None else args.fit,
                    "clips": res}, args.json)
     return 0
 
