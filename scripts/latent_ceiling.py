@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(c).name:<14} {r['round']:7.2f} {r['half']:7.2f} {r['quarter']:7.2f} {r['exact']:7.2f} "
               f"{r['klt'] if 'klt' in r else float('nan'):7.2f}  {r['live_channels']} of {r['channels']}")
     if args.json:
-        emit_json({"checkpoint": args.checkpoint, "frames": args.frames, "every": args.every, "fit": None if klt is None else args.fit,
-                   "clips": res}, args.json)
+        emit_json({"checkpoint": args.checkpoint, "frames": args.frames, "every": args.every,
+                   "fit": None if klt is None else args.fit, "clips": res}, args.json)
     return 0
 
 
