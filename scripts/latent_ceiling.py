@@ -49,7 +49,7 @@ def iframe_ceiling(model, frame: YUVFrame) -> dict:
         mean = model.i_hyper_synthesis(model.i_z_prior(model.i_hyper_analysis(y))[0])[:, :y.shape[1]]
         for name, k in [*GRIDS.items(), ("exact", None)]:
             y_hat = y if k is None else torch.round(k * (y - mean)) / k + mean
-            x_hat = model.i_synthesis(y_hat)[0].clamp(0, 1)
+            x_hat = model.i_synthesis(y_hat)[0]  # tensor_to_frame rounds and clamps to 0..255
             out[name] = psnr_yuv(frame, crop_frame(tensor_to_frame(x_hat), w, h))["yuv"]
         out["nonzero_share"] = ((y - mean).abs() > 0.5).float().mean((0, 2, 3)).tolist()
     return out
