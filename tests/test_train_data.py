@@ -490,6 +490,35 @@ def test_a_decaying_learning_rate_keeps_its_step_count_on_resume(smoke_run, tmp_
     assert load_run_options(phase).stage.steps == steps
 
 
+def test_train_lr_final_decays_a_plain_run_and_is_run_defining(tmp_path, capsys):
+    """`train --lr-final` (only recipes could decay the rate; a 20,000-step plain run at a constant
+    5e-4 swung by up to 3 dB between checkpoints): cosine from --lr at step 1 to --lr-final at the
+    last, kept on --resume, a changed value refused, one above --lr refused before anything is written."""
+    from mobilecodec.cli import main
+    from mobilecodec.train.trainer import load_run_options
+
+    run = tmp_path / "run"
+    plain = ["train", "--stage", "1", "--beta", "0.01", "--data", "bikes", "--max-frames", "8", "--config", "tiny",
+             "--crop", "64x64", "--gop", "1", "--batch-size", "1", "--threads", "1", "--no-progress",
+             "--log-every", "1", "--lr", "1e-3"]
+    capsys.readouterr()
+    assert main([*plain, "--lr-final", "2e-3", "--steps", "3", "-o", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr-final" in err[0] and "(0, lr]" in err[0], err
+    assert not run.exists()
+    assert main([*plain, "--lr-final", "1e-4", "--steps", "5", "--checkpoint-every", "2", "-o", str(run)]) == 0
+    assert load_run_options(run).stage.lr_final == pytest.approx(1e-4)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in log if "lr" in r}
+    assert lrs[1] == pytest.approx(1e-3) and lrs[5] == pytest.approx(1e-4)
+    assert lrs[3] == pytest.approx(0.5 * (1e-3 + 1e-4))  # the cosine's midpoint
+    capsys.readouterr()
+    assert main(["train", "--resume", "--lr-final", "5e-5", "-o", str(run), "--threads", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr-final" in err[0], err
+    assert main(["train", "--resume", "--lr-final", "1e-4", "-o", str(run), "--threads", "1", "--no-progress"]) == 0
+
+
 def test_a_phase_continued_at_another_batch_says_so(tmp_path, capsys):
     """--batch-scale may change between runs (a CPU start continued on a GPU), but a phase continued
     at another batch size is no longer the uninterrupted run: it said nothing."""

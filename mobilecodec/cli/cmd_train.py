@@ -17,7 +17,7 @@ OUTPUT = Output("folder")  # a run folder, continued when started again
 
 # Options that define a run: on --resume they come from the run folder and may only be repeated
 # unchanged. (name of the argparse dest, attribute of TrainOptions or its StageConfig)
-_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "lr", "tau", "p_rate_factor", "yuv_weights", "flow_lambda",
+_RUN_DEFINING = ("config", "stage", "beta", "data", "batch_size", "crop", "gop", "rollout", "rollout_random", "detach_iframe", "ref_grad_scale", "lr", "lr_final", "tau", "p_rate_factor", "yuv_weights", "flow_lambda",
                  "flow_teacher", "teacher_steps", "noisy_synthesis", "clip", "seed", "init", "reinit", "freeze", "motion_hint", "motion_search_radius", "buffering", "warp", "max_frames", "augment", "allow_held_out")
 
 
@@ -69,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random crop, multiples of 64 (default 256x256 / 256x384)")
     p.add_argument("--gop", type=positive_int, default=None, help="frames per training GOP (default 4 / 7)")
     p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-4 / 5e-5)")
+    p.add_argument("--lr-final", type=positive_float, default=None, metavar="LR",
+                   help="decay the learning rate along a cosine from --lr at the first step to LR at the last "
+                        "(default: constant --lr, as Table 5; a long run at a constant rate swings)")
     p.add_argument("--rollout", type=int, default=None, metavar="K",
                    help="error-propagation-aware training: run K P-frames without gradients before the "
                         "trained ones, so they learn from a drifted buffer (samples GOP + K frames; default 0). "
@@ -139,7 +142,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _stage_overrides(args: argparse.Namespace) -> dict:
     fl = args.flow_lambda
     return {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "gop": args.gop,
-            "lr": args.lr, "tau": args.tau, "p_rate_factor": args.p_rate_factor, "yuv_weights": args.yuv_weights,
+            "lr": args.lr, "lr_final": args.lr_final, "tau": args.tau, "p_rate_factor": args.p_rate_factor, "yuv_weights": args.yuv_weights,
             "flow_lambda_pred": fl, "flow_lambda_rec": fl, "grad_clip": args.clip,
             "rollout": args.rollout, "rollout_random": args.rollout_random, "detach_iframe": args.detach_iframe, "ref_grad_scale": args.ref_grad_scale, "flow_lambda_teacher": args.flow_teacher, "teacher_steps": args.teacher_steps,
             "noisy_synthesis": tuple(sorted(set(args.noisy_synthesis))) if args.noisy_synthesis else None}
@@ -174,7 +177,7 @@ def _check_resume_args(args: argparse.Namespace, saved) -> None:
     st = saved.stage
     values = {"config": saved.config, "stage": st.stage, "beta": saved.beta, "data": saved.data,
               "batch_size": st.batch_size, "crop": st.crop, "gop": st.gop, "rollout": st.rollout,
-              "rollout_random": st.rollout_random or None, "detach_iframe": st.detach_iframe or None, "ref_grad_scale": st.ref_grad_scale, "lr": st.lr, "tau": st.tau,
+              "rollout_random": st.rollout_random or None, "detach_iframe": st.detach_iframe or None, "ref_grad_scale": st.ref_grad_scale, "lr": st.lr, "lr_final": st.lr_final, "tau": st.tau,
               "p_rate_factor": st.p_rate_factor, "yuv_weights": tuple(st.yuv_weights),
               "flow_lambda": st.flow_lambda_pred, "flow_teacher": st.flow_lambda_teacher, "teacher_steps": st.teacher_steps,
               "noisy_synthesis": list(st.noisy_synthesis) or None, "clip": st.grad_clip, "seed": saved.seed, "init": saved.init,

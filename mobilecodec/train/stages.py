@@ -29,7 +29,7 @@ def json_plain(v: Any) -> Any:
 
 
 #: Float fields of StageConfig and the option that sets each (they must be finite).
-_FLOAT_OPTIONS = {"lr": "--lr", "lr_final": "lr_final", "p_rate_factor": "--p-rate-factor", "tau": "--tau",
+_FLOAT_OPTIONS = {"lr": "--lr", "lr_final": "--lr-final", "p_rate_factor": "--p-rate-factor", "tau": "--tau",
                   "flow_lambda_pred": "--flow-lambda", "flow_lambda_rec": "--flow-lambda",
                   "flow_lambda_teacher": "--flow-teacher", "grad_clip": "--clip",
                   "ref_grad_scale": "--ref-grad-scale"}
@@ -132,7 +132,7 @@ class StageConfig:
         if self.steps < 1:
             raise InputError(f"steps must be >= 1, got {self.steps}")
         if self.lr_final is not None and not 0 < self.lr_final <= self.lr:
-            raise InputError(f"final learning rate must be in (0, lr], got {self.lr_final}")
+            raise InputError(f"final learning rate (--lr-final) must be in (0, lr] (lr {self.lr:g}), got {self.lr_final:g}")
         if self.rollout < 0:
             raise InputError(f"rollout must be >= 0, got {self.rollout}")
         if self.rollout_random and not self.rollout:
