@@ -1,7 +1,7 @@
 """How high can a checkpoint's I-frame codec go with more rate? Per clip, PSNR-YUV of its I-frames
 decoded from the analysis latents y quantized four ways, and how many latent channels carry anything:
 
-  round     the codec: y rounded to its hyperprior mean's grid (the coder's step, 1);
+  round     the codec: y as the encoder codes it (its integer hyperprior mean's grid, step 1);
   half      y rounded to a grid twice as fine (what more rate could buy);
   quarter   four times as fine;
   exact     y not quantized: what any finer grid for these latents tends to (other latents, such as
@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
 from mobilecodec.cli.common import emit_json, positive_int, thread_count  # noqa: E402
+from mobilecodec.codec.frame_coding import HyperpriorCoder  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
 from mobilecodec.io import crop_frame, pad_frame, read_frames, resolve_input  # noqa: E402
 from mobilecodec.io.frame import YUVFrame  # noqa: E402
@@ -46,9 +47,16 @@ def iframe_ceiling(model, frame: YUVFrame) -> dict:
     out: dict = {}
     with torch.no_grad():
         y = model.i_analysis(frame_to_tensor(pad_frame(frame)))
-        mean = model.i_hyper_synthesis(model.i_z_prior(model.i_hyper_analysis(y))[0])[:, :y.shape[1]]
+        coder = HyperpriorCoder(model, "i")
+        mean_np, idx = coder.entropy_params(y)  # the integer hyper-synthesis both sides run
+        mean = torch.from_numpy(mean_np.astype(np.float32))
         for name, k in [*GRIDS.items(), ("exact", None)]:
-            y_hat = y if k is None else torch.round(k * (y - mean)) / k + mean
+            if k is None:
+                y_hat = y
+            elif k == 1:
+                y_hat = coder.dequantize(y.numpy(), mean_np, idx)  # what the decoder gets, bit for bit
+            else:
+                y_hat = torch.round(k * (y - mean)) / k + mean
             x_hat = model.i_synthesis(y_hat)[0]  # tensor_to_frame rounds and clamps to 0..255
             out[name] = psnr_yuv(frame, crop_frame(tensor_to_frame(x_hat), w, h))["yuv"]
         out["nonzero_share"] = ((y - mean).abs() > 0.5).float().mean((0, 2, 3)).tolist()

@@ -112,10 +112,18 @@ class HyperpriorCoder:
 
     def quantize(self, y: torch.Tensor) -> tuple[torch.Tensor, float]:
         """What `encode` would code for y, without a coder: (y_hat, bits of z and y under the tables)."""
-        z_int = self._z_symbols(getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
+        z_int = self._hyper_symbols(y)
         mean, idx = self.params(z_int)
         sym = self._y_symbols(y.numpy(), mean, idx)
         return self._y_hat(sym, mean), self.prior.bits(z_int) + self.gaussian.bits(sym.ravel(), idx.ravel())
+
+    def entropy_params(self, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The entropy parameters (mean, scale index) both sides derive for y, as `encode` does: for
+        analyses of the latent beside the coder's grid (`scripts/latent_ceiling.py`)."""
+        return self.params(self._hyper_symbols(y))
+
+    def _hyper_symbols(self, y: torch.Tensor) -> np.ndarray:
+        return self._z_symbols(getattr(self.model, f"{self.prefix}_hyper_analysis")(y).numpy())
 
     def dequantize(self, y: Any, mean: np.ndarray, idx: np.ndarray) -> torch.Tensor:
         """The latent the decoder reconstructs when y is coded under the entropy parameters (mean, idx)."""
