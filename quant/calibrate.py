@@ -139,16 +139,14 @@ def calibrate(qmodel, gops: torch.Tensor, *, steps: int, batch: int, progress: b
             run_gop(qmodel, x)
 
 
-PSNR_CAP = 100.0  # dB reported for identical frames, so averages stay finite
-
-
 def _psnr_planes(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-    """PSNR of packed YUV tensors in [0, 1] (channels 0-3 luma, 4 U, 5 V), capped at PSNR_CAP,
-    YUV weighted 6:1:1."""
-    from mobilecodec.metrics.psnr import psnr_from_mse, weighted_psnr_yuv
+    """PSNR of packed YUV tensors in [0, 1] (channels 0-3 luma, 4 U, 5 V), each plane capped at the
+    metrics' PSNR_CAP_DB (identical frames would make the means inf), YUV weighted 6:1:1."""
+    from mobilecodec.metrics.psnr import PSNR_CAP_DB, psnr_from_mse, weighted_psnr_yuv
 
     d = (a.double() - b.double()) ** 2
-    y, u, v = (min(PSNR_CAP, psnr_from_mse(float(m), 1.0)) for m in (d[:, :4].mean(), d[:, 4].mean(), d[:, 5].mean()))
+    y, u, v = (min(PSNR_CAP_DB, psnr_from_mse(float(m), 1.0))
+               for m in (d[:, :4].mean(), d[:, 4].mean(), d[:, 5].mean()))
     return {"y": y, "u": u, "v": v, "yuv": weighted_psnr_yuv(y, u, v)}
 
 
