@@ -311,8 +311,10 @@ def stage_sensitivity(pair: ModelPair, sources: list, opts: CheckOptions) -> dic
                 buf = out["buffer"]
                 bits += float(sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))
                 dec = crop_frame(tensor_to_frame(out["x_hat"].clamp(0, 1)), w, h)
-                psnrs.append(metrics.psnr_yuv(frames[t], dec)["yuv"])
-        return {"psnr_yuv": float(np.mean(psnrs)), "bits": bits}
+                p = metrics.psnr_yuv(frames[t], dec)
+                psnrs.append({"psnr_y": p["y"], "psnr_u": p["u"], "psnr_v": p["v"]})
+        # the sequence mean as eval takes it (each plane capped at PSNR_CAP_DB), not a plain mean
+        return {"psnr_yuv": metrics.mean_metrics(psnrs, ("psnr_yuv",))["psnr_yuv"], "bits": bits}
 
     from mobilecodec.progress import progress_bar
 
