@@ -9,6 +9,7 @@ Point metrics are means of the per-frame values (as in `mobilecodec.baselines.ru
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -416,8 +417,9 @@ def _evaluate(srcs: list[Path], stems: list[str], out: Path, anchor: Any, anchor
             results.append(entry)
         for entry in results:
             write_outputs(stage, entry["stem"], entry["result"], anchor_res)
+    own = re.compile(rf"streams/(?:{'|'.join(re.escape(s) for s in stems)})_[^/]+\.(?:mnvc|y4m)")  # what eval writes
     remove_superseded(out, earlier, [f"streams/{n}" for n in names],  # points a rerun no longer has
-                      spare=[*srcs, anchor, *(c.path for c in models)])
+                      spare=[*srcs, anchor, *(c.path for c in models)], own=lambda f: own.fullmatch(f) is not None)
     files = [str(out / "streams" / n) for n in sorted(names)] + [p for e in results for p in output_paths(out, e["stem"])]
     report = {"format": FORMAT, "version": 1, "checkpoints": [os.path.abspath(c.path) for c in models], "labels": labels,
               "inputs": [str(s) for s in srcs], "anchor": str(anchor) if anchor is not None else None,

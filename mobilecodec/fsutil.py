@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 #: the errors of a write that ran out of room: the OSError of a write() names no file
 _NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -664,13 +664,15 @@ def listed_files(results_json: str | os.PathLike, pick: Any) -> list[str]:
 
 
 def remove_superseded(out: str | os.PathLike, earlier: Iterable[str], written: Iterable[str],
-                      spare: Iterable[str | os.PathLike | None] = ()) -> None:
+                      spare: Iterable[str | os.PathLike | None] = (), *, own: Callable[[str], bool]) -> None:
     """After a run into `out`: the files an earlier run there listed (`earlier`) that this one did
     not write again (`written`), removed, so that none of them is taken for this run's (a sweep
-    rerun with fewer points). Both are names relative to `out`; only files inside it go, never one
-    of `spare` (what the run read: a rerun's input may be an earlier run's output), and a listed
-    link goes as itself, not its target."""
+    rerun with fewer points). Both are names relative to `out`; only files inside it go, only names
+    of the kind the command itself writes (`own(name)`: the earlier JSON may be anyone's, and one
+    listing `notes.txt` removed it), never one of `spare` (what the run read: a rerun's input may be
+    an earlier run's output), and a listed link goes as itself, not its target."""
     here = Path(out).resolve()
+    earlier = [f for f in earlier if own(f)]
 
     def place(f: str) -> Path:  # the folder resolved, the name itself kept (a link is not followed)
         p = here / f

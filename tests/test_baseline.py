@@ -697,6 +697,11 @@ def test_a_rerun_with_fewer_crfs_removes_the_dropped_encodes(carphone, tmp_path)
     assert main(["baseline", "--preset", "ultrafast", str(src), "-o", str(out), "--frames", "2", "--no-progress",
                  "--codec", "x264", "--crf", "30"]) == 0
     assert src.is_file()
+    # only names a sweep writes: a JSON in its place listing a user's file (any JSON of that name is
+    # read as an earlier sweep's) removed that file, exit 0 (found by a walk-through of the CLI)
+    (out / "x264_ultrafast.json").write_text(json.dumps({"points": [{"file": "notes.txt"}]}))
+    assert main([*base, "--codec", "x264", "--crf", "30"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(carphone, tmp_path, monkeypatch):

@@ -662,8 +662,13 @@ def test_a_rerun_with_fewer_checkpoints_removes_their_streams(carphone, tmp_path
     assert sorted(p.name for p in (out / "streams").iterdir()) == [
         "carphone_tiny_b0.0032.mnvc", "carphone_tiny_b0.0032.y4m", "carphone_tiny_b0.0128.mnvc",
         "carphone_tiny_b0.0128.y4m"]
+    # a name eval does not write stays, even when the JSON in its place lists it (it was removed)
+    (out / "streams" / "mine.mnvc").write_text("a user's file")
+    report = json.loads((out / "carphone_eval.json").read_text())
+    report["points"].append({"stream": str(out / "streams" / "mine.mnvc")})
+    (out / "carphone_eval.json").write_text(json.dumps(report))
     assert main([*base, "--checkpoint", "tiny_b0.0032"]) == 0
-    assert [p.name for p in (out / "streams").iterdir()] == ["carphone_tiny_b0.0032.mnvc"]
+    assert sorted(p.name for p in (out / "streams").iterdir()) == ["carphone_tiny_b0.0032.mnvc", "mine.mnvc"]
     assert [Path(p["stream"]).name for p in json.loads((out / "carphone_eval.json").read_text())["points"]] == [
         "carphone_tiny_b0.0032.mnvc"]
 

@@ -391,16 +391,18 @@ def test_a_failed_write_removes_the_folders_it_made(tmp_path):
 def test_superseded_files_go_but_not_what_the_run_reads_nor_a_links_target(tmp_path):
     """`remove_superseded` after a rerun: a file the earlier run listed and this one did not write goes;
     one the run read (its input) stays; a listed link goes as itself, its target (here a file of the
-    same folder that this run wrote) stays; nothing outside the folder is touched."""
+    same folder that this run wrote) stays; nothing outside the folder is touched, nor a listed name
+    the command does not write (`own`: the earlier JSON can be anyone's)."""
     out = tmp_path / "OUT"
     out.mkdir()
-    for name in ("old.mp4", "input.mp4", "kept.mp4", "target.mp4"):
+    for name in ("old.mp4", "input.mp4", "kept.mp4", "target.mp4", "notes.txt"):
         (out / name).write_text(name)
     (out / "link.mp4").symlink_to(out / "target.mp4")
     (tmp_path / "outside.mp4").write_text("x")
-    fsutil.remove_superseded(out, ["old.mp4", "input.mp4", "link.mp4", "kept.mp4", "../outside.mp4"],
-                             ["kept.mp4", "target.mp4"], spare=[out / "input.mp4", None])
-    assert sorted(p.name for p in out.iterdir()) == ["input.mp4", "kept.mp4", "target.mp4"]
+    fsutil.remove_superseded(out, ["old.mp4", "input.mp4", "link.mp4", "kept.mp4", "../outside.mp4", "notes.txt"],
+                             ["kept.mp4", "target.mp4"], spare=[out / "input.mp4", None],
+                             own=lambda name: name.endswith(".mp4"))
+    assert sorted(p.name for p in out.iterdir()) == ["input.mp4", "kept.mp4", "notes.txt", "target.mp4"]
     assert (out / "target.mp4").read_text() == "target.mp4" and (tmp_path / "outside.mp4").is_file()
 
 

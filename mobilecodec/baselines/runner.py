@@ -8,6 +8,7 @@ per frame from the real packet sizes, and the point's bpp from the real size of 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -241,8 +242,9 @@ def run_baseline(cfg: BaselineConfig, kept: Sequence[tuple[str, str | os.PathLik
             for name in written:
                 shutil.copyfile(work / name, stage / name)
             save_results(stage / f"{cfg.stem}.json", results)
+        own = re.compile(rf"{re.escape(cfg.stem)}_crf[0-9][0-9.e+-]*\.mp4")  # the names this sweep writes
         remove_superseded(cfg.out_dir, earlier, written,  # an earlier sweep's CRFs this one has not
-                          spare=[cfg.input, *(p for _, p in kept)])
+                          spare=[cfg.input, *(p for _, p in kept)], own=lambda f: own.fullmatch(f) is not None)
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
