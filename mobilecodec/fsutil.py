@@ -193,12 +193,22 @@ def check_writable(path: str | os.PathLike) -> Path:
     return p
 
 
+def nonempty_path(path: str | os.PathLike, what: str = "file") -> Path:
+    """`path` as a Path, refusing an empty one: Path('') is '.', the current folder, which the
+    checks after it then called "a folder, not a stream file" (`info ''`)."""
+    from mobilecodec.errors import InputError
+
+    if not os.fspath(path).strip():
+        raise InputError(f"the {what} path is empty: name a file")
+    return Path(path)
+
+
 def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
     """Refuse an input that is missing, a folder, or not a regular file (a pipe or a device, which
     the readers cannot seek in): one message for each, naming `what` the file should be."""
     from mobilecodec.errors import InputError
 
-    p = Path(path)
+    p = nonempty_path(path, what)
     if p.is_dir():
         raise InputError(f"{p} is a folder, not a {what}")
     if not p.exists():

@@ -126,7 +126,9 @@ def _check_bpp_is_bits(obj: dict[str, Any], point: dict[str, Any], where: str) -
 
 def load_results(path: str | os.PathLike, require_per_frame: bool = False) -> dict[str, Any]:
     """Read and validate an RD result JSON file (InputError if missing, not JSON or off-schema)."""
-    p = Path(path)
+    from mobilecodec.fsutil import nonempty_path
+
+    p = nonempty_path(path, "results JSON")
     if not p.exists():
         raise InputError(f"no such file: {p}")
     if not p.is_file():
@@ -136,10 +138,11 @@ def load_results(path: str | os.PathLike, require_per_frame: bool = False) -> di
     except UnicodeDecodeError:
         raise InputError(f"{p}: not a text JSON file")
     except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+        raise InputError(f"{p}: not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno})")  # msg may
+        # end in "at" ("Unterminated string starting at"): "at at line" was printed
     except (RecursionError, ValueError) as exc:  # nesting too deep, an integer of over 4,300 digits: they
         # were an internal error with a traceback (metrics audit)
-        raise InputError(f"{p}: not JSON this tool reads ({type(exc).__name__}: {one_line(exc, 120)})")
+        raise InputError(f"{p}: not JSON this tool reads ({one_line(exc, 120)})")  # one_line names the type
     except OSError as exc:
         raise InputError(f"{p}: cannot read: {exc.strerror or exc}")
     return validate_results(obj, where=str(p), require_per_frame=require_per_frame)

@@ -370,6 +370,8 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json")
     assert "not valid JSON" in _bdrate_error(good, bad_json)
+    bad_json.write_text('{"codec": "x26')  # was "(Unterminated string starting at at line 1, column 11)"
+    assert "not valid JSON (Unterminated string starting at: line 1, column 11)" in _bdrate_error(good, bad_json)
 
     assert "no such file" in _bdrate_error(tmp_path / "missing.json", good)
 
@@ -414,7 +416,8 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
     # file with a "results" key was told to give eval's or check-int8's per-input file (bdrate's own
     # --json too); an fps of Infinity passed; a bad point named its codec, which both files share
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
-    assert "deep.json: not JSON this tool reads (RecursionError" in _bdrate_error(good, tmp_path / "deep.json")
+    err = _bdrate_error(good, tmp_path / "deep.json")  # the type was named twice ("RecursionError: RecursionError:")
+    assert "deep.json: not JSON this tool reads (RecursionError: maximum recursion depth" in err, err
     (tmp_path / "bd_out.json").write_text(json.dumps({"anchor": str(good), "results": []}))
     err = _bdrate_error(good, tmp_path / "bd_out.json")
     assert "missing key(s) codec" in err and "_eval.json" not in err

@@ -96,7 +96,8 @@ def bad_inputs(tmp_path_factory) -> Path:
 
 # (case id, arguments after 'baseline', text the error line must contain)
 BAD_CASES = [
-    ("missing-file", ["--codec", "x264", "{d}/nope.y4m"], "no such file"),
+    ("missing-file", ["--codec", "x264", "{d}/nope.y4m"], "no such video file"),
+    ("clip-name-typo", ["--codec", "x264", "carphon"], "no such video file: carphon (nor a sample clip: "),
     ("unreadable-container", ["--codec", "x264", "{d}/junk.mp4"], "junk.mp4"),
     ("odd-yuv-size", ["--codec", "x264", "{d}/two.yuv", "--size", "175x144"], "even"),
     ("odd-y4m-size", ["--codec", "x264", "{d}/odd.y4m"], "even"),
@@ -321,6 +322,12 @@ def test_ptq_checks_each_calibration_clip_for_the_held_out_one_once(carphone, bi
     (["baseline", "carphone", "--codec", "x264", "--crf", "51", "-o", "rep", "--size", "176x144"],
      "--size describes raw .yuv inputs"),
     (["decode", "DIR"], "is a folder"),  # said "no such file" of a folder that exists
+    # an empty path was '.', "a folder, not a stream file" (a CLI walk-through, session 46)
+    (["info", ""], "the stream file path is empty: name a file"),
+    (["decode", ""], "the stream file path is empty: name a file"),
+    (["bdrate", "", "b.json"], "the results JSON path is empty: name a file"),
+    (["encode", "", "--checkpoint", "tiny_b0.0064", "-o", "x.mnvc"], "the input video path is empty: name a file"),
+    (["eval", "", "--checkpoint", "tiny_b0.0064", "-o", "rep"], "the input video path is empty: name a file"),
     (["encode", "carphone", "-o", "x.mnvc", "--intra-period", "70000"], "at most 65535"),  # after the model loaded
     (["check-int8", "x", "--float", "a", "--float", "b", "--int8", "c"], "--float given twice"),  # judged b alone
     (["profile", "--config", "tiny", "--size", "64x64", "--size", "128x128"], "--size given twice"),  # last won

@@ -192,7 +192,10 @@ def test_missing_inputs_exit_2(tmp_path, tiny_checkpoint, carphone):
                        "is a folder; a checkpoint is one .pt file")
     assert not (tmp_path / "a.mnvc").exists()
     assert_clean_error(cli_here("encode", "--checkpoint", tiny_checkpoint, tmp_path / "nope.y4m", "-o", tmp_path / "a.mnvc"),
-                       "no such file")
+                       "no such video file")
+    # a mistyped clip name was "carphon: unsupported video extension '(none)'"
+    assert_clean_error(cli_here("encode", "--checkpoint", tiny_checkpoint, "carphon", "-o", tmp_path / "a.mnvc"),
+                       "no such video file: carphon (nor a sample clip: bigbuckbunny, bikes, carphone)")
     assert_clean_error(cli_here("profile", "--config", "nope"), "unknown config")
 
 

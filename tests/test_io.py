@@ -254,7 +254,7 @@ def test_reading_y4m_does_not_import_pyav(carphone: Path):
 # --- bad input -----------------------------------------------------------------------------------
 
 def test_missing_file(tmp_path):
-    with pytest.raises(InputError, match="no such file: .*nothere.y4m"):
+    with pytest.raises(InputError, match="no such video file: .*nothere.y4m$"):
         open_video(tmp_path / "nothere.y4m")
 
 

@@ -70,10 +70,10 @@ SOURCE_YUV = "source.yuv"
 
 def _write_source_yuv(cfg: BaselineConfig, path: Path) -> dict[str, Any]:
     """Read the input (at most cfg.frames frames) into a raw yuv420p file; return its metadata."""
-    from mobilecodec.io import open_video, warn_fewer_frames
+    from mobilecodec.io import no_such_video, open_video, warn_fewer_frames
 
     if not cfg.input.exists():
-        raise InputError(f"no such file: {cfg.input}")
+        raise no_such_video(cfg.input)
     count = 0
     with open_video(cfg.input, size=cfg.size, fps=cfg.fps, max_frames=cfg.frames) as reader:
         width, height, rate = reader.width, reader.height, reader.rate

@@ -5,7 +5,7 @@ from mobilecodec.io.frame import (YUVFrame, crop_frame, fps_to_fraction, frame_n
                                   padded_size)
 from mobilecodec.io.reader import (SUPPORTED_EXTENSIONS, check_size_applies, open_video, read_frames,
                                    warn_fewer_frames)
-from mobilecodec.io.samples import list_sample_clips, resolve_input, sample_clip, sample_source
+from mobilecodec.io.samples import list_sample_clips, no_such_video, resolve_input, sample_clip, sample_source
 from mobilecodec.io.writer import VideoWriter, write_video
 
 __all__ = [

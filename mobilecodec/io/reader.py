@@ -40,12 +40,13 @@ def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         check_input_file(p)  # a pipe or a device: the readers seek; one message, as decode's and info's
     if p.is_dir():  # before the extension: a folder was "unsupported video extension '(none)'" (I/O audit)
         raise InputError(f"{p} is a folder, not a video file")
+    if not p.exists():  # before the extension: a mistyped clip name was "unsupported extension '(none)'"
+        from mobilecodec.io.samples import no_such_video
+        raise no_such_video(p)
     ext = p.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise InputError(f"{p}: unsupported video extension {p.suffix or '(none)'!r}; "
                          f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
-    if not p.exists():
-        raise InputError(f"no such file: {p}")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise InputError(f"max_frames must be a positive integer, got {max_frames!r}")
     if size is not None:

