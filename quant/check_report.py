@@ -171,6 +171,8 @@ def write_report(out: Path, report: dict) -> list[str]:
         names += ["check_int8.md", "check_int8.json"]
         report["files"] = [str(out / n) for n in names]
         write_json_atomic(stage / "check_int8.json", report)
+    suffixes = tuple(v.removeprefix("S") for v in input_files("S").values())  # what any input's files end in
     remove_superseded(out, earlier, names, spare=[*report.get("inputs", []),
-                                                  *(p["float"] for p in report.get("pairs", []))])
+                                                  *(p["float"] for p in report.get("pairs", []))],
+                      own=lambda f: "/" not in f and (f.endswith(suffixes) or f in ("check_int8.md", "check_int8.json")))
     return report["files"]

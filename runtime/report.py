@@ -165,11 +165,11 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> list[str]:
     the report of a config, which has none (output audit)."""
     from mobilecodec.fsutil import listed_files, publishing, remove_superseded, write_json_atomic
 
-    earlier = [f for f in listed_files(Path(out_dir) / "profile.json", lambda r: r["files"]) if f in REPORT_FILES]
+    earlier = listed_files(Path(out_dir) / "profile.json", lambda r: r["files"])
     with publishing(out_dir) as stage:  # all of them or, on failure, none (an earlier run's files stay)
         files = write_charts(report, stage)
         report["files"] = ["profile.json", "profile.md", *files]
         write_json_atomic(stage / "profile.json", report)
         (stage / "profile.md").write_text(to_markdown(report))
-    remove_superseded(out_dir, earlier, report["files"])
+    remove_superseded(out_dir, earlier, report["files"], own=lambda f: f in REPORT_FILES)
     return report["files"]
