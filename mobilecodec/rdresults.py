@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,14 @@ def _is_amount(v: Any) -> bool:
     return _is_number(v) and math.isfinite(v) and v >= 0
 
 
+def _check_text(value: Any, key: str, where: str) -> None:
+    """A field that is printed: a string of one line without control characters (a file name's
+    undecodable bytes, kept as surrogates, are allowed: a real input may have them)."""
+    if not isinstance(value, str) or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InputError(f"{where}: {key!r} must be one line of printable text, got {shown}")
+
+
 def validate_results(obj: Any, where: str = "results", require_per_frame: bool = False
                      ) -> dict[str, Any]:
     """Return `obj` if it follows the RD result schema, else raise InputError naming the problem.
@@ -69,6 +78,10 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
                          + (", ".join(held) if held else "check_int8/<clip>_float.json and _int8.json, baselines/*.json"))
     if missing:
         raise InputError(f"{where}: missing key(s) {', '.join(missing)}")
+    # what bdrate, eval and the plots print of a file: one printable line each, or the file could
+    # add lines to the report or send terminal escapes (a CLI walk-through, session 46)
+    for key in ("codec", "source", *(k for k in ("preset",) if obj.get(k) is not None)):
+        _check_text(obj[key], key, where)
     for key in ("width", "height", "frames"):
         if not isinstance(obj[key], int) or isinstance(obj[key], bool) or obj[key] <= 0:
             raise InputError(f"{where}: {key!r} must be a positive integer, got {obj[key]!r}")
@@ -77,6 +90,8 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
     curves = obj.get("curves")
     if curves is not None and not (isinstance(curves, list) and all(isinstance(c, str) for c in curves)):
         raise InputError(f"{where}: 'curves' must be a list of curve names, got {curves!r}")
+    for c in curves or ():
+        _check_text(c, "curves", where)
     points = obj["points"]
     if not isinstance(points, list) or not points:
         raise InputError(f"{where}: 'points' must be a non-empty list")
@@ -87,6 +102,7 @@ def validate_results(obj: Any, where: str = "results", require_per_frame: bool =
         missing = [k for k in ("label",) + POINT_METRICS if k not in p]
         if missing:
             raise InputError(f"{pw}: missing key(s) {', '.join(missing)}")
+        _check_text(p["label"], "label", pw)
         for key in POINT_METRICS:
             if not _is_number(p[key]):
                 raise InputError(f"{pw}: {key!r} must be a number, got {p[key]!r}")

@@ -375,6 +375,17 @@ def test_bdrate_rejects_bad_files(sweep, tmp_path):
 
     assert "no such file" in _bdrate_error(tmp_path / "missing.json", good)
 
+    # printed fields are one printable line: a preset with a newline added a line to bdrate's report,
+    # a codec with an escape sequence reached the terminal, a number was printed as a codec (session 46)
+    for key, value in (("preset", "medium\nFAKE LINE"), ("codec", "x264\x1b[31m"), ("codec", 123),
+                       ("source", "a\nb")):
+        (tmp_path / "text.json").write_text(json.dumps(dict(res, **{key: value})))
+        assert f"'{key}' must be one line of printable text, got {value!r}" in _bdrate_error(good, tmp_path / "text.json")
+    labelled = json.loads(json.dumps(res))
+    labelled["points"][2]["label"] = "crf\r33"
+    (tmp_path / "text.json").write_text(json.dumps(labelled))
+    assert "points[2]: 'label' must be one line of printable text" in _bdrate_error(good, tmp_path / "text.json")
+
     no_key = tmp_path / "nokey.json"
     no_key.write_text(json.dumps({k: v for k, v in res.items() if k != "points"}))
     assert "points" in _bdrate_error(good, no_key)
