@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_size_applies(args.size, [args.input])  # by its name: a sample clip's is never .yuv
     set_threads(args.threads)
+    from mobilecodec.io import no_such_video, resolve_input
+
+    if not resolve_input(args.input).exists():  # before the model loads; names the clips for a bare name
+        raise no_such_video(args.input)
     if args.ep and not args.package:
         from mobilecodec.errors import InputError
 
@@ -76,8 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
                               "(it was saved before model.update())")
-    from mobilecodec.io import resolve_input
-
     summary = encode_video(model, resolve_input(args.input), args.output, intra_period=args.intra_period,
                            max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress,
                            refine=RefineOptions.for_checkpoint(obj, args.refine, args.checkpoint) if args.refine else None,

@@ -41,8 +41,7 @@ def open_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     if p.is_dir():  # before the extension: a folder was "unsupported video extension '(none)'" (I/O audit)
         raise InputError(f"{p} is a folder, not a video file")
     if not p.exists():  # before the extension: a mistyped clip name was "unsupported extension '(none)'"
-        from mobilecodec.io.samples import no_such_video
-        raise no_such_video(p)
+        raise InputError(f"no such video file: {p}")  # (the commands add the clip names: io.no_such_video)
     ext = p.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise InputError(f"{p}: unsupported video extension {p.suffix or '(none)'!r}; "
