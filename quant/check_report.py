@@ -174,5 +174,5 @@ def write_report(out: Path, report: dict) -> list[str]:
     suffixes = tuple(v.removeprefix("S") for v in input_files("S").values())  # what any input's files end in
     remove_superseded(out, earlier, names, spare=[*report.get("inputs", []),
                                                   *(p["float"] for p in report.get("pairs", []))],
-                      own=lambda f: "/" not in f and (f.endswith(suffixes) or f in ("check_int8.md", "check_int8.json")))
+                      own=lambda f: f.endswith(suffixes) or f in ("check_int8.md", "check_int8.json"))
     return report["files"]

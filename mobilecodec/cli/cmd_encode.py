@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from mobilecodec.cli.common import (Output, add_block_modes_argument, add_refine_argument, add_threads_argument,
                                     emit_json, frame_rate, intra_period, one_cold_run, parse_wh, positive_int)
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     from mobilecodec.io import no_such_video, resolve_input
 
-    if not resolve_input(args.input).exists():  # before the model loads; names the clips for a bare name
+    src = resolve_input(args.input)
+    if not src.exists():  # before the model loads; names the clips for a bare name
         raise no_such_video(args.input)
     if args.ep and not args.package:
         from mobilecodec.errors import InputError
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             from mobilecodec.errors import InputError
 
             raise InputError("--refine needs the PyTorch model (--checkpoint), not an export package")
-        return _run_package(args)
+        return _run_package(args, src)
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.codec.block_modes import BlockModeOptions
     from mobilecodec.codec.refine import RefineOptions
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise CheckpointError(f"checkpoint {args.checkpoint} has no entropy-coding tables "
                               "(it was saved before model.update())")
-    summary = encode_video(model, resolve_input(args.input), args.output, intra_period=args.intra_period,
+    summary = encode_video(model, src, args.output, intra_period=args.intra_period,
                            max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress,
                            refine=RefineOptions.for_checkpoint(obj, args.refine, args.checkpoint) if args.refine else None,
                            modes=BlockModeOptions.for_checkpoint(obj, args.block_modes, args.checkpoint)
@@ -90,11 +92,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_package(args: argparse.Namespace) -> int:
-    from mobilecodec.io import resolve_input
+def _run_package(args: argparse.Namespace, src: Path) -> int:
     from mobilecodec.runtime.stream import encode_package
 
-    summary = encode_package(args.package, resolve_input(args.input), args.output, ep=args.ep or "cpu",
+    summary = encode_package(args.package, src, args.output, ep=args.ep or "cpu",
                              block_modes=args.block_modes or 0, intra_period=args.intra_period,
                              max_frames=args.frames, size=args.size, fps=args.fps, progress=not args.no_progress)
     _report(summary, args)
