@@ -4,7 +4,9 @@
 the empirical conditional entropies given the top neighbour or the previous P-frame's co-located
 block (estimates without the extra pmfs such a coder would send); then the ideal code lengths of
 adaptive coders like the shipped one with other contexts: left + top + the previous map's
-co-located mode (27 contexts), and left + previous (9), the previous map reset at each I-frame.
+co-located mode (27 contexts), and left + previous (9), the previous map reset at each I-frame;
+the shipped contexts with the counts carried from the previous map (quartered, reset at each
+I-frame); and a 16x16 quadtree (per 2x2 blocks a "one mode" flag, then that mode or the four).
 
   python scripts/mode_map_entropy.py CHECKPOINT CLIP [--frames 64] [--block 8] [--intra-period 32] [--json out.json]
 """
@@ -39,22 +41,78 @@ def conditional(m: np.ndarray, ctx: np.ndarray) -> float:
     return sum(entropy(np.bincount(m[ctx == c], minlength=len(block_modes.MODES))) for c in range(len(block_modes.MODES)))
 
 
-def adaptive_bits(maps: list[np.ndarray], context, contexts: int, period: int) -> float:
+def _bits(pmfs: np.ndarray, sym: np.ndarray) -> float:
+    """Ideal code length of `sym` under integer pmfs of MAP_PRECISION bits (rows: one per symbol)."""
+    return -float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << block_modes.MAP_PRECISION)).sum())
+
+
+def adaptive_bits(maps: list[np.ndarray], context, contexts: int, period: int, carry: int = 0) -> float:
     """Mean bits per map of an adaptive coder like `block_modes.encode` (its walk, counts and pmfs)
-    with `context(known, i, j, prev)`; `prev` is the last map of the same intra period."""
-    total, prev = 0.0, None
+    with `context(known, i, j, prev)`; `prev` is the last map of the same intra period. `carry` > 0:
+    each map starts from the previous map's counts divided by `carry` (the coder: from scratch)."""
+    total, prev, counts = 0.0, None, None
     for k, m in enumerate(maps):
         if k % (period - 1) == 0:
-            prev = None  # a new intra period: no earlier map
+            prev, counts = None, None  # a new intra period: no earlier map
+        start = None
+        if carry and counts is not None:
+            start = np.maximum(block_modes.CONTEXT_INIT, counts // carry)
+        counts = start if start is not None else np.full((contexts, len(block_modes.MODES)), block_modes.CONTEXT_INIT,
+                                                         dtype=np.int64)
 
         def code(i: np.ndarray, j: np.ndarray, pmfs: np.ndarray, m: np.ndarray = m) -> np.ndarray:
             nonlocal total
-            sym = m[i, j]
-            total -= float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << block_modes.MAP_PRECISION)).sum())
-            return sym
+            total += _bits(pmfs, m[i, j])
+            return m[i, j]
 
-        block_modes._walk(m.shape, code, lambda known, i, j, p=prev: context(known, i, j, p), contexts)
+        block_modes._walk(m.shape, code, lambda known, i, j, p=prev: context(known, i, j, p), contexts, counts)
         prev = m
+    return total / max(len(maps), 1)
+
+
+def _flag_bits(counts: np.ndarray, ctx: int, flag: int) -> float:
+    """Ideal code length of a binary flag under adaptive counts (contexts, 2), the map's rules; updates them."""
+    c = counts[ctx]
+    total = 1 << block_modes.MAP_PRECISION
+    pmf = c * (total - 2) // c.sum() + 1
+    pmf[int(np.argmax(c))] += total - int(pmf.sum())
+    counts[ctx, flag] += block_modes.CONTEXT_STEP
+    return -float(np.log2(pmf[flag] / total))
+
+
+def quadtree_bits(maps: list[np.ndarray]) -> float:
+    """Mean bits per map of a 16x16 quadtree over the 8x8 maps, each map from fresh counts: per 2x2
+    blocks in raster order a flag "one mode" (context: how many of the left and top 2x2s had one),
+    then that mode (left + top contexts over the 2x2s; a mixed one counts as `full`) or the blocks'
+    modes (the shipped left + top contexts over the blocks)."""
+    total = 0.0
+    for m in maps:
+        vh, vw = m.shape
+        sh, sw = (vh + 1) // 2, (vw + 1) // 2
+        init = block_modes.CONTEXT_INIT
+        flags, groups, blocks = (np.full((3, 2), init, np.int64), np.full((9, 3), init, np.int64),
+                                 np.full((9, 3), init, np.int64))
+        one = np.zeros((sh, sw), bool)
+        group_known = np.full((sh + 1, sw + 1), -1, np.int64)
+        known = np.full((vh + 1, vw + 1), -1, np.int64)
+        for si in range(sh):
+            for sj in range(sw):
+                part = m[2 * si:2 * si + 2, 2 * sj:2 * sj + 2]
+                one[si, sj] = bool((part == part.flat[0]).all())
+                total += _flag_bits(flags, int(si > 0 and one[si - 1, sj]) + int(sj > 0 and one[si, sj - 1]),
+                                    int(one[si, sj]))
+                cells = [(2 * si + a, 2 * sj + b) for a in (0, 1) for b in (0, 1) if 2 * si + a < vh and 2 * sj + b < vw]
+                if one[si, sj]:
+                    ctx, sym = block_modes._contexts(group_known, np.array([si]), np.array([sj])), part.flat[:1]
+                    total += _bits(block_modes._context_pmfs(groups, ctx), sym)
+                    np.add.at(groups, (ctx, sym), block_modes.CONTEXT_STEP)
+                group_known[si + 1, sj + 1] = part.flat[0] if one[si, sj] else 0
+                for i, j in cells:
+                    if not one[si, sj]:
+                        ctx, sym = block_modes._contexts(known, np.array([i]), np.array([j])), m[i:i + 1, j]
+                        total += _bits(block_modes._context_pmfs(blocks, ctx), sym)
+                        np.add.at(blocks, (ctx, sym), block_modes.CONTEXT_STEP)
+                    known[i + 1, j + 1] = m[i, j]
     return total / max(len(maps), 1)
 
 
@@ -66,6 +124,17 @@ def _with_previous(known, i, j, prev):
 def _left_previous(known, i, j, prev):
     left = block_modes._contexts(known, i, j) // 3
     return 3 * left + (prev[i, j] if prev is not None else left)
+
+
+def _one_mode_share(maps: list[np.ndarray]) -> float:
+    """The share of the 2x2 groups of blocks (the quadtree's) whose blocks hold one mode."""
+    one = total = 0
+    for m in maps:
+        for si in range(0, m.shape[0], 2):
+            for sj in range(0, m.shape[1], 2):
+                part = m[si:si + 2, sj:sj + 2]
+                one, total = one + int((part == part.flat[0]).all()), total + 1
+    return one / max(total, 1)
 
 
 def main() -> int:
@@ -116,7 +185,11 @@ def main() -> int:
                "adaptive_left_top": adaptive_bits(maps, lambda k, i, j, p: block_modes._contexts(k, i, j), 9,
                                                   a.intra_period),
                "adaptive_left_top_previous": adaptive_bits(maps, _with_previous, 27, a.intra_period),
-               "adaptive_left_previous": adaptive_bits(maps, _left_previous, 9, a.intra_period)}}
+               "adaptive_left_previous": adaptive_bits(maps, _left_previous, 9, a.intra_period),
+               "adaptive_left_top_carried": adaptive_bits(maps, lambda k, i, j, p: block_modes._contexts(k, i, j), 9,
+                                                          a.intra_period, carry=4),
+               "quadtree_16x16": quadtree_bits(maps)},
+           "one_mode_2x2_share": _one_mode_share(maps)}
     b = res["bits_per_map"]
     out = sys.stdout  # with --json -, run_main sends it to stderr: stdout holds the JSON alone
     print(f"{a.checkpoint} on {a.clip}, {a.block}x{a.block} blocks: {len(maps)} maps of "
@@ -125,7 +198,9 @@ def main() -> int:
           f"context {b['top_context']:.0f}, previous-map context {b['previous_context']:.0f}", file=out)
     print(f"adaptive coders, bits per map: left+top (as coded) {b['adaptive_left_top']:.0f}, "
           f"left+top+previous {b['adaptive_left_top_previous']:.0f}, "
-          f"left+previous {b['adaptive_left_previous']:.0f}", file=out)
+          f"left+previous {b['adaptive_left_previous']:.0f}, left+top with the previous map's counts "
+          f"{b['adaptive_left_top_carried']:.0f}, 16x16 quadtree {b['quadtree_16x16']:.0f} "
+          f"({100 * res['one_mode_2x2_share']:.0f} % of the 2x2 groups hold one mode)", file=out)
     if a.json:
         emit_json(res, a.json)
     return 0

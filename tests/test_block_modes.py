@@ -259,3 +259,35 @@ def test_refinement_and_modes_together_drop_unused_latents(tmp_path):
     dropped = [f["parts"]["r_y"] for f in enc["per_frame"][1:] if f["modes"]["full"] == 0]
     assert dropped and max(dropped) < 16, dropped
     assert decode_video(model, stream, None, progress=False)["hash_matches"] == 6
+
+
+def test_map_entropy_script_reproduces_the_coder_and_prices_a_quadtree(tmp_path):
+    """scripts/mode_map_entropy.py: its adaptive coder with the shipped contexts costs the maps of a
+    real encode (bikes, a training clip) what the range coder's models said they cost (the same walk,
+    counts and pmfs); its 16x16 quadtree prices a 2x2 map of one mode at a fresh flag (1 bit, pmf
+    32,768 / 65,536) plus a fresh mode (21,846 / 65,536 for `full`, which takes the rounding); the
+    share of one-mode 2x2 groups counts the partial groups at the edges."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    out = tmp_path / "m.json"
+    r = subprocess.run([sys.executable, str(scripts / "mode_map_entropy.py"), "tiny_b0.0512", "bikes", "--frames", "6",
+                        "--intra-period", "6", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    b = got["bits_per_map"]
+    assert got["maps"] == 5 and got["blocks_per_map"] == 34 * 80  # bikes 640x272 in 8x8 blocks
+    assert b["coded"] > 100 and abs(b["adaptive_left_top"] - b["coded"]) < 1e-6 * b["coded"], b
+    assert all(0 < b[k] < 2 * got["blocks_per_map"] for k in ("adaptive_left_top_carried", "quadtree_16x16")), b
+    sys.path.insert(0, str(scripts))
+    try:
+        from mode_map_entropy import _one_mode_share, quadtree_bits
+    finally:
+        sys.path.remove(str(scripts))
+    want = 1 + np.log2(65536 / 21846)
+    assert abs(quadtree_bits([np.zeros((2, 2), np.int64)]) - want) < 1e-12
+    # groups of a 3x3 map: [[0, 0], [0, 0]], [1, 1], [2, 1], [1]: three of four hold one mode
+    assert _one_mode_share([np.array([[0, 0, 1], [0, 0, 1], [2, 1, 1]])]) == 0.75

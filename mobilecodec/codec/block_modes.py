@@ -215,15 +215,18 @@ def _context_pmfs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return pmf
 
 
-def _walk(visible: tuple[int, int], code, context=_contexts, contexts: int = len(MODES) ** 2) -> np.ndarray:
+def _walk(visible: tuple[int, int], code, context=_contexts, contexts: int = len(MODES) ** 2,
+          counts: np.ndarray | None = None) -> np.ndarray:
     """The context model over a map of `visible` blocks, anti-diagonal by anti-diagonal: `code(i,
     j, pmfs)` codes or decodes those blocks' modes with their pmfs and returns them; returns the
     visible map. The encoder and the decoder run this one walk, so their models cannot differ.
     `context(known, i, j)` -> context numbers below `contexts` (the coder's: `_contexts`; others
-    for estimates such as scripts/mode_map_entropy.py)."""
+    for estimates such as scripts/mode_map_entropy.py). `counts` (contexts, 3): models to start
+    from, updated in place (estimates; the coder starts every map from CONTEXT_INIT)."""
     vh, vw = visible
     known = np.full((vh + 1, vw + 1), -1, dtype=np.int64)
-    counts = np.full((contexts, len(MODES)), CONTEXT_INIT, dtype=np.int64)
+    if counts is None:
+        counts = np.full((contexts, len(MODES)), CONTEXT_INIT, dtype=np.int64)
     for i, j in _diagonals(vh, vw):
         ctx = context(known, i, j)
         sym = code(i, j, _context_pmfs(counts, ctx))
