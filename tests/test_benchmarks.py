@@ -99,17 +99,28 @@ def test_int_hyper_macs_match_torch_flop_counter():
         assert int_hyper_macs(model.int_hyper(p), shape) == fc.get_total_flops() // 2
 
 
-def test_json_to_stdout_is_the_json_alone():
+@pytest.mark.parametrize("spelling", [["--json", "-"], ["--js", "-"], ["--jso=-"]])
+def test_json_to_stdout_is_the_json_alone(spelling):
     """`--json -` of a benchmark put its report and the machine note on stdout before the JSON, so
-    `| python -m json.tool` failed ("Extra data"): the text goes to stderr, as a command's does."""
+    `| python -m json.tool` failed ("Extra data"): the text goes to stderr, as a command's does. So
+    for the abbreviations argparse takes (`--js -` still put the text first: a benchmark audit)."""
     import json
     import subprocess
 
     proc = subprocess.run([sys.executable, str(BENCH / "entropy_throughput.py"), "--symbols", "2000", "--runs", "8",
-                           "--no-roofline", "--json", "-"], capture_output=True, text=True, timeout=300)
+                           "--no-roofline", *spelling], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout)
     assert res["note"] and res["note"] in proc.stderr  # the text, on stderr
+
+
+def test_json_to_stdout_reads_argv_as_argparse_does():
+    from mobilecodec.cli.common import json_to_stdout
+
+    assert json_to_stdout(["--json", "-"]) and json_to_stdout(["x", "--j", "-"]) and json_to_stdout(["--json=-"])
+    assert not json_to_stdout(["--json", "out.json"]) and not json_to_stdout(["--json=-x"])
+    assert not json_to_stdout(["--", "--json", "-"]) and not json_to_stdout(["-", "--json"])
+    assert not json_to_stdout(["--jsonl", "-"]) and not json_to_stdout(["--", "-"])
 
 
 @pytest.mark.parametrize("script", ["entropy_throughput.py", "fuzz_streams.py"])
@@ -122,3 +133,14 @@ def test_a_json_target_that_cannot_be_written_is_refused_before_measuring(script
                            *(["--symbols", "200000000"] if script == "entropy_throughput.py" else ["--count", "100000"])],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and f"output {tmp_path} is a folder; name a file" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_train_speed_warms_every_rollout_depth_a_compiled_step_meets():
+    """train_speed warmed two steps of each variant whatever the rounds ran: `--steps 1` warmed one, and
+    in a rollout phase (random depths 0-12) each new depth recompiled the `compile` variant inside the
+    timed rounds (a benchmark audit)."""
+    from train_speed import _warmup_steps
+
+    assert _warmup_steps(["a"], [None], compiled=False) == [("a", None), ("a", None)]
+    assert _warmup_steps(["a", "b", "c"], [1, 2, 3], compiled=False) == [("a", 1), ("b", 2)]
+    assert _warmup_steps(["a", "b", "c", "d", "e"], [0, 3, 0, 5, 3], compiled=True) == [("a", 0), ("b", 3), ("d", 5)]

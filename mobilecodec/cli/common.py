@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, NoReturn, TextIO
+from typing import Any, Callable, Iterable, NoReturn, Sequence, TextIO
 
 # where `emit_json(obj, "-")` writes: the real stdout; `main` sends a command's text to stderr then
 JSON_STDOUT: list[TextIO] = []
@@ -497,6 +497,19 @@ def stdout_gone() -> bool:
         return False
 
 
+def json_to_stdout(argv: Sequence[str]) -> bool:
+    """Whether `argv` asks argparse for `--json -`, in any spelling it takes: `--json -`, `--json=-`
+    and the abbreviations (`--js -`: its text went to stdout before the JSON, as a benchmark audit found)."""
+    for k, a in enumerate(argv):
+        if a == "--":
+            break
+        name, eq, value = a.partition("=")
+        if len(name) > 2 and "--json".startswith(name):
+            if value == "-" if eq else (k + 1 < len(argv) and argv[k + 1] == "-"):
+                return True
+    return False
+
+
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Run a benchmark's or script's `main` and exit with its code; the project's own errors (bad
     input, a missing checkpoint or clip: `MobileCodecError`) end it as a command's do, with
@@ -506,8 +519,7 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
 
     from mobilecodec.errors import MobileCodecError
 
-    argv = sys.argv[1:]
-    to_stdout = "--json=-" in argv or any(a == "--json" and b == "-" for a, b in zip(argv, argv[1:]))
+    to_stdout = json_to_stdout(sys.argv[1:])
     if to_stdout:  # as a command's `--json -`: stdout carries the JSON alone, the script's text goes to stderr
         JSON_STDOUT.append(sys.stdout)
     try:
