@@ -7,6 +7,7 @@ frame type and hash edits, record heads in a longer form than the shortest, reco
 Each decode runs in a worker process with a per-decode timeout (a hang kills and restarts it).
 Outcome of one decode, judged as the CLI judges it (`mobilecodec decode`):
   rejected        a project error (exit 2, one line), and no output file left behind
+  rejected_unclean exit 2, but an output file left behind or a message of more than one line
   flagged         decoded, but frames that do not reproduce the encoder's hash are reported (exit 1;
                   the onnxruntime decoder without --allow-drift)
   accepted        exit 0, and the written video, hashed here independently, reproduces the frame hash
@@ -16,7 +17,7 @@ Outcome of one decode, judged as the CLI judges it (`mobilecodec decode`):
   accepted_corrupt exit 0 but the video does not reproduce the stream's hashes (silent corruption)
   crash           any other exception, or the worker died
   hang            no answer within --timeout seconds
-Failing inputs (crash, hang, accepted_corrupt) are saved under --save with a JSON note.
+Failing inputs (rejected_unclean, crash, hang, accepted_corrupt) are saved under --save with a JSON note.
 
   OMP_NUM_THREADS=1 python benchmarks/fuzz_streams.py --count 10000 --seed 0 --json fuzz.json
 """
@@ -48,8 +49,9 @@ CHECKPOINT = "tiny_b0.0064"
 LENGTHS = (1, 2, 5)
 INTRA_PERIOD = 4  # 5 frames: I P P P I
 DECODERS = ("pytorch", "onnxruntime")
-OUTCOMES = ("rejected", "flagged", "accepted_identical", "accepted_valid", "accepted_corrupt", "crash", "hang")
-FAILURES = ("accepted_corrupt", "crash", "hang")
+OUTCOMES = ("rejected", "rejected_unclean", "flagged", "accepted_identical", "accepted_valid", "accepted_corrupt",
+            "crash", "hang")
+FAILURES = ("rejected_unclean", "accepted_corrupt", "crash", "hang")
 
 # ---------------------------------------------------------------- an independent parser of the format
 # (written from the layout in mobilecodec/bitstream/format.py's docstring, not by calling it)
@@ -463,7 +465,8 @@ def judge(ans: dict, data: bytes, base_hashes: list[bytes], out: Path, width: in
         return code
     if code == 2:
         if ans.get("output_exists") or "\n" in ans.get("error", ""):
-            return "accepted_corrupt"  # a rejection must leave no output and say why on one line
+            return "rejected_unclean"  # a rejection must leave no output and say why on one line (it was
+            # counted as a silently accepted corrupt stream, which it is not: a benchmark audit)
         return "rejected"
     if code == 1:
         return "flagged"
@@ -562,6 +565,7 @@ def campaign(count: int, seed: int, work: Path, save: Path, timeout: float, prog
         "timeout_s": timeout, "wall_s": round(wall, 1),
         "outcomes": {o: totals[o] for o in OUTCOMES},
         "crashes": totals["crash"], "hangs": totals["hang"], "accepted_corrupt": totals["accepted_corrupt"],
+        "rejected_unclean": totals["rejected_unclean"],
         "by_decoder": {d: {o: c[o] for o in OUTCOMES if c[o]} for d, c in by_decoder.items()},
         "by_kind": {k: {o: c[o] for o in OUTCOMES if c[o]} for k, c in sorted(by_kind.items())},
         "worker_restarts": worker.restarts, "failures": failures[:100],
@@ -606,7 +610,8 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     o = res["outcomes"]
     print(f"{res['count']} mutated decodes in {res['wall_s']:.0f} s: {res['crashes']} crashes, {res['hangs']} hangs, "
-          f"{res['accepted_corrupt']} corrupt streams accepted silently; {o['rejected']} rejected (exit 2), "
+          f"{res['accepted_corrupt']} corrupt streams accepted silently, {res['rejected_unclean']} rejected with an "
+          f"output left behind or a message of several lines; {o['rejected']} rejected (exit 2), "
           f"{o['flagged']} decoded with hash mismatches reported (exit 1), {o['accepted_identical']} decoded to the "
           f"original frames, {o['accepted_valid']} decoded as other self-consistent streams")
     for k, c in res["by_kind"].items():
@@ -615,7 +620,7 @@ def main() -> int:
         from mobilecodec.cli.common import emit_json
 
         emit_json(res, args.json)
-    return 1 if any(res[k] for k in ("crashes", "hangs", "accepted_corrupt")) else 0
+    return 1 if any(res[k] for k in ("crashes", "hangs", "accepted_corrupt", "rejected_unclean")) else 0
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def campaign(tmp_path_factory):
 
 def test_sample_has_no_crash_hang_or_silent_corruption(campaign):
     res, work = campaign
-    assert (res["crashes"], res["hangs"], res["accepted_corrupt"]) == (0, 0, 0), res["failures"]
+    assert (res["crashes"], res["hangs"], res["accepted_corrupt"], res["rejected_unclean"]) == (0, 0, 0, 0), res["failures"]
     assert sum(res["outcomes"].values()) == SAMPLE
     assert not (work / "failures").exists()  # nothing saved: no failing input
     # both decoders ran and rejected damaged streams; every mutation kind was tried
@@ -127,7 +127,8 @@ def test_judge_catches_what_it_must(campaign, tmp_path):
     ok = {"exit": 0, "frames": 1, "output_exists": True}
     assert fz.judge(ok, data, base, grey, 176, 144) == "accepted_corrupt"
     assert fz.judge(ok, data, base, tmp_path / "missing.y4m", 176, 144) == "accepted_corrupt"
-    assert fz.judge({"exit": 2, "error": "x", "output_exists": True}, data, base, grey, 176, 144) == "accepted_corrupt"
+    assert fz.judge({"exit": 2, "error": "x", "output_exists": True}, data, base, grey, 176, 144) == "rejected_unclean"
+    assert fz.judge({"exit": 2, "error": "x\ny", "output_exists": False}, data, base, grey, 176, 144) == "rejected_unclean"
     assert fz.judge({"exit": 2, "error": "BitstreamError: x", "output_exists": False}, data, base, grey,
                     176, 144) == "rejected"
     assert fz.judge({"exit": 1, "output_exists": True}, data, base, grey, 176, 144) == "flagged"
