@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import add_runs_argument, emit, interleaved_times, parser, run_main
+from _common import CONV_SIZE, add_runs_argument, emit, interleaved_times, parser, run_main
 
 from mobilecodec.cli.common import parse_hw, positive_int, thread_count
 
@@ -24,7 +24,7 @@ def _ort_session(path: Path, threads: int | None, exact_int8: bool = True):
                                 providers=["CPUExecutionProvider"])
 
 
-def conv_functions(channels: int = 64, size: tuple[int, int] = (136, 240),
+def conv_functions(channels: int = 64, size: tuple[int, int] = CONV_SIZE,
                    threads: int | None = None) -> tuple[dict, int]:
     """One call each of a `channels` -> `channels` 3x3 conv on a `size` feature map, as
     {"int8_qdq": onnxruntime int8 QDQ (export's quantizer, exact kernels), "float32": onnxruntime
@@ -58,7 +58,7 @@ def conv_functions(channels: int = 64, size: tuple[int, int] = (136, 240),
     return fns, macs
 
 
-def conv_rates(channels: int = 64, size: tuple[int, int] = (136, 240), runs: int = 10,
+def conv_rates(channels: int = 64, size: tuple[int, int] = CONV_SIZE, runs: int = 10,
                threads: int | None = None, functions: tuple[dict, int] | None = None) -> dict:
     """GMAC/s of `conv_functions`' convolutions timed in `runs` interleaved rounds. The
     `*_gmacs_per_s` keys are the best round (a roofline is what the machine can reach),
@@ -102,8 +102,9 @@ def default_kernels_line(r: dict) -> str:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--channels", type=positive_int, default=64, help="input and output channels (default 64)")
-    p.add_argument("--size", type=parse_hw, default=(136, 240), metavar="HxW",
-                   help="feature map HxW (default 136x240: 1080p at 1/8)")
+    p.add_argument("--size", type=parse_hw, default=CONV_SIZE, metavar="HxW",
+                   help=f"feature map HxW (default {CONV_SIZE[0]}x{CONV_SIZE[1]}: 1080p at 1/4, the other benchmarks' "
+                        "roofline; at 136x240 a call is 2-4 ms and thread wake-ups dominate)")
     add_runs_argument(p, "interleaved timed rounds", default=10)
     p.add_argument("--threads", type=thread_count, default=2,
                    help="threads for every backend, the same on all (default 2)")
