@@ -137,17 +137,17 @@ def timed_runs(fn: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]
 
 
 def profile_frames(height: int, width: int, count: int, clip: str = "carphone") -> list[Any]:
-    """`count` packed frame tensors (1, 6, H/2, W/2) of a sample clip, resized to the padded size."""
+    """`count` packed frame tensors (1, 6, H/2, W/2) of a sample clip, resized to the padded size; a
+    clip shorter than `count` starts again from its first frame (it repeated the first frame alone, a
+    still scene for every P-frame after the clip's end)."""
     import torch.nn.functional as F
 
     from mobilecodec.io import sample_clip
     from mobilecodec.models.yuv import read_packed_frames
 
-    out = [F.interpolate(t, size=(height // 2, width // 2), mode="bilinear", align_corners=False)
-           for t in read_packed_frames(sample_clip(clip), count)]
-    while len(out) < count:
-        out.append(out[len(out) % max(1, len(out))])
-    return out
+    frames = [F.interpolate(t, size=(height // 2, width // 2), mode="bilinear", align_corners=False)
+              for t in read_packed_frames(sample_clip(clip), count)]
+    return [frames[k % len(frames)] for k in range(count)]
 
 
 def _timed_frame(engine: Any, fn: Any) -> tuple[float, dict[str, float], Any]:

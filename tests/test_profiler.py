@@ -204,3 +204,13 @@ def test_report_files_that_would_replace_the_json_or_be_blocked_are_refused_firs
     assert not (tmp_path / "r").exists()
     assert cli_here(*base, "-o", tmp_path / "ok", "--json", tmp_path / "ok.json").returncode == 0
     assert set(json.loads((tmp_path / "ok.json").read_text())["files"]) <= set(REPORT_FILES)
+
+
+def test_profile_frames_past_the_clip_start_again_from_its_first():
+    """A profile of more frames than the clip holds (carphone: 120) repeated the first frame alone after
+    the clip's end, a still scene for every later P-frame; it starts the clip again."""
+    from mobilecodec.runtime.profiler import profile_frames
+
+    xs = profile_frames(64, 64, 122)
+    assert len(xs) == 122 and xs[0].shape == (1, 6, 32, 32)
+    assert torch.equal(xs[120], xs[0]) and torch.equal(xs[121], xs[1]) and not torch.equal(xs[1], xs[0])
