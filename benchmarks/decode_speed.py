@@ -285,6 +285,9 @@ def main() -> None:
     args = p.parse_args()
     if args.frames < 8 or args.warmup < 2:
         p.error("a fair run needs --frames >= 8 and --warmup >= 2")
+    from mobilecodec.models.configs import get_config
+
+    get_config(args.config)  # an unknown name: one line, before `init` fails in a subprocess (3 lines, exit 1)
     from mobilecodec.io import padded_size
     from mobilecodec.runtime.threads import set_threads
 

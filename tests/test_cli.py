@@ -421,6 +421,7 @@ SCRIPT_BAD_INPUTS = [  # (script and arguments, exit code, words of the one-line
     (("scripts/drift_sources.py", "--workdir", "{f}", "--preset", "float"), 2, "is a file, not a folder"),
     (("benchmarks/fuzz_streams.py", "--count", "2", "--save", "{f}/x"), 2, "is a file, not a folder"),
     (("benchmarks/decode_speed.py", "--size", "63x63", "--presets", "w8a8"), 2, "even height and width"),
+    (("benchmarks/decode_speed.py", "--config", "nope", "--workdir", "{d}/w"), 2, "unknown config 'nope'"),
     (("scripts/drift_probe.py", "make", "{d}/p.y4m", "--max-speed", "nan"), 1, "--max-speed must be 0..32"),
     (("scripts/drift_probe.py", "summarize", "{d}"), 1, "is a folder, not a `mobilecodec eval --json` report"),
     (("scripts/drift_probe.py", "summarize", "{f}"), 1, "is not a `mobilecodec eval --json` report"),
