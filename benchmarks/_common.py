@@ -113,11 +113,6 @@ def compare(fns: dict, runs: int, interleave: bool = True, tick=None) -> dict[st
     return {k: spread(v) for k, v in times.items()}
 
 
-def median_time(fn, runs: int, tick=None) -> float:
-    """Median wall time of `fn()` over `runs` calls, after WARMUP untimed calls."""
-    return compare({"fn": fn}, runs, interleave=False, tick=tick)["fn"]["median_s"]
-
-
 def progress_counter(total: int, desc: str, enabled: bool = True):
     """The project's progress bar (`mobilecodec.progress.progress_bar`) over `total` timed calls, for
     `compare(..., tick=bar.update)`: a live bar on a terminal, a line every 30 s in a log."""

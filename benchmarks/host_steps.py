@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from _common import add_roofline_argument, add_runs_argument, calls, compare, conv_roof, copy_roof, emit, fraction, \
-    median_time, padded_hw, parser, progress_counter, roofline, roofline_line, run_main
+    padded_hw, parser, progress_counter, roofline, roofline_line, run_main
 
 
 def old_new(old, new, runs: int, interleave: bool = True, tick=None) -> dict:
@@ -199,8 +199,8 @@ def main() -> None:
     from mobilecodec.codec.frame_coding import HyperpriorCoder
     coder = HyperpriorCoder(tm, "i")
     bar.set_postfix_str("erfc estimate")
-    res["steps"]["encoder erfc estimate (now on demand)"] = {
-        "old_s": median_time(lambda: coder._model_bits(sym, idx), args.runs, tick=tick), "new_s": None}
+    erfc = compare({"old": lambda: coder._model_bits(sym, idx)}, args.runs, interleave=False, tick=tick)["old"]
+    res["steps"]["encoder erfc estimate (now on demand)"] = {"old_s": erfc["median_s"], "new_s": None, "old": erfc}
     bar.close()
     relate(res["steps"]["encoder erfc estimate (now on demand)"], roof, nbytes=sym.nbytes + idx.nbytes)  # read once
 
@@ -211,7 +211,9 @@ def main() -> None:
         v["ratio_old_over_new"] = v["old_s"] / v["new_s"] if v["new_s"] else None
         roof_cell = _roof_cell(v)
         if v["new_s"] is None:
-            print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms   after: not run (only when asked for){roof_cell}")
+            old = v["old"]
+            print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms ({1e3 * old['min_s']:.1f}-{1e3 * old['max_s']:.1f})   "
+                  f"after: not run (only when asked for){roof_cell}")
             continue
         old, new = v["old"], v["new"]
         print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms ({1e3 * old['min_s']:.1f}-{1e3 * old['max_s']:.1f})   "
