@@ -73,8 +73,9 @@ def _variant(name: str, phase, recipe, threads: int):
 
 def _warmup_steps(batches: list, depths: list[int | None], compiled: bool) -> list[tuple]:
     """The untimed steps before a variant's rounds: two (the first batch twice for --steps 1), and for
-    torch.compile one more of each other rollout depth the rounds run: a new depth recompiles the graph,
-    which the timed rounds then paid for (an audit found the rollout phase's 0-12 depths warmed two)."""
+    torch.compile one more of each other rollout depth the rounds run: a new depth may recompile the
+    graph, which the timed rounds then paid for (an audit found the rollout phase's 0-12 depths warmed
+    two). Not measured: past torch's recompile limit a depth runs eager, in the warm-up as in the rounds."""
     pairs = list(zip(batches, depths))
     warm = (pairs * 2)[:2]
     if compiled:

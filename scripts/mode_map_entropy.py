@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ def _bits(pmfs: np.ndarray, sym: np.ndarray) -> float:
     return -float(np.log2(pmfs[np.arange(len(sym)), sym] / float(1 << block_modes.MAP_PRECISION)).sum())
 
 
-def adaptive_bits(maps: list[np.ndarray], context, contexts: int, period: int, carry: int = 0) -> float:
+def adaptive_bits(maps: list[np.ndarray], context: Callable[..., np.ndarray], contexts: int, period: int,
+                  carry: int = 0) -> float:
     """Mean bits per map of an adaptive coder like `block_modes.encode` (its walk, counts and pmfs)
     with `context(known, i, j, prev)`; `prev` is the last map of the same intra period. `carry` > 0:
     each map starts from the previous map's counts divided by `carry` (the coder: from scratch)."""
@@ -70,21 +72,21 @@ def adaptive_bits(maps: list[np.ndarray], context, contexts: int, period: int, c
     return total / max(len(maps), 1)
 
 
-def _flag_bits(counts: np.ndarray, ctx: int, flag: int) -> float:
-    """Ideal code length of a binary flag under adaptive counts (contexts, 2), the map's rules; updates them."""
-    c = counts[ctx]
-    total = 1 << block_modes.MAP_PRECISION
-    pmf = c * (total - 2) // c.sum() + 1
-    pmf[int(np.argmax(c))] += total - int(pmf.sum())
-    counts[ctx, flag] += block_modes.CONTEXT_STEP
-    return -float(np.log2(pmf[flag] / total))
+def _coded(counts: np.ndarray, ctx: int, sym: int) -> float:
+    """Ideal code length of `sym` in context `ctx` under adaptive counts (contexts, symbols), with the
+    map coder's pmfs and increment; updates the counts."""
+    bits = _bits(block_modes._context_pmfs(counts, np.array([ctx])), np.array([sym]))
+    counts[ctx, sym] += block_modes.CONTEXT_STEP
+    return bits
 
 
 def quadtree_bits(maps: list[np.ndarray]) -> float:
     """Mean bits per map of a 16x16 quadtree over the 8x8 maps, each map from fresh counts: per 2x2
-    blocks in raster order a flag "one mode" (context: how many of the left and top 2x2s had one),
-    then that mode (left + top contexts over the 2x2s; a mixed one counts as `full`) or the blocks'
-    modes (the shipped left + top contexts over the blocks)."""
+    blocks in raster order a flag "one mode" (context: how many of the left and top 2x2s had one; none
+    for a group of one block at an edge), then that mode (left + top contexts over the 2x2s; a mixed
+    one counts as `full`) or the blocks' modes (the shipped left + top contexts over the blocks). The
+    counts learn after every symbol, not every anti-diagonal as the coder's: if anything in the
+    quadtree's favour. One such quadtree, an upper bound on what a quadtree could do."""
     total = 0.0
     for m in maps:
         vh, vw = m.shape
@@ -99,20 +101,19 @@ def quadtree_bits(maps: list[np.ndarray]) -> float:
             for sj in range(sw):
                 part = m[2 * si:2 * si + 2, 2 * sj:2 * sj + 2]
                 one[si, sj] = bool((part == part.flat[0]).all())
-                total += _flag_bits(flags, int(si > 0 and one[si - 1, sj]) + int(sj > 0 and one[si, sj - 1]),
+                if part.size > 1:  # a group of one block always holds one mode: no flag
+                    total += _coded(flags, int(si > 0 and one[si - 1, sj]) + int(sj > 0 and one[si, sj - 1]),
                                     int(one[si, sj]))
-                cells = [(2 * si + a, 2 * sj + b) for a in (0, 1) for b in (0, 1) if 2 * si + a < vh and 2 * sj + b < vw]
                 if one[si, sj]:
-                    ctx, sym = block_modes._contexts(group_known, np.array([si]), np.array([sj])), part.flat[:1]
-                    total += _bits(block_modes._context_pmfs(groups, ctx), sym)
-                    np.add.at(groups, (ctx, sym), block_modes.CONTEXT_STEP)
+                    ctx = int(block_modes._contexts(group_known, np.array([si]), np.array([sj]))[0])
+                    total += _coded(groups, ctx, int(part.flat[0]))
                 group_known[si + 1, sj + 1] = part.flat[0] if one[si, sj] else 0
-                for i, j in cells:
-                    if not one[si, sj]:
-                        ctx, sym = block_modes._contexts(known, np.array([i]), np.array([j])), m[i:i + 1, j]
-                        total += _bits(block_modes._context_pmfs(blocks, ctx), sym)
-                        np.add.at(blocks, (ctx, sym), block_modes.CONTEXT_STEP)
-                    known[i + 1, j + 1] = m[i, j]
+                for i in range(2 * si, min(2 * si + 2, vh)):
+                    for j in range(2 * sj, min(2 * sj + 2, vw)):
+                        if not one[si, sj]:
+                            total += _coded(blocks, int(block_modes._contexts(known, np.array([i]), np.array([j]))[0]),
+                                            int(m[i, j]))
+                        known[i + 1, j + 1] = m[i, j]
     return total / max(len(maps), 1)
 
 
