@@ -71,9 +71,17 @@ def _residual_stats(x_hat: torch.Tensor, pred: torch.Tensor, x: torch.Tensor) ->
             "projection": float((added * needed).sum() / needed.pow(2).sum().clamp_min(1e-12))}
 
 
+def _picture(t: torch.Tensor, frame: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+    """The part of a tensor of the padded frame (any resolution of it) that covers the picture: the
+    padding repeats the edge (bikes 640x272 codes 640x320, 15 % of its rows), which no one sees."""
+    (h, w), (ph, pw) = frame, padded
+    return t[..., :-(-h * t.shape[-2] // ph), :-(-w * t.shape[-1] // pw)]
+
+
 def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow: bool = False) -> dict:
-    """Per P-frame figures of one intra period; `zero_flow`: the decoded flow replaced by zero (on a
-    static clip the warp then copies the reference exactly, so any loss is the residual's)."""
+    """Per P-frame figures of one intra period, measured on the picture (not the padding);
+    `zero_flow`: the decoded flow replaced by zero (on a static clip the warp then copies the
+    reference exactly, so any loss is the residual's)."""
     from mobilecodec.checkpoint import load_checkpoint
     from mobilecodec.errors import InputError
     from mobilecodec.io import open_video, pad_frame, resolve_input
@@ -90,20 +98,26 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow:
             read += 1
             if t < 0:
                 continue  # before the intra period under study
-            x = frame_to_tensor(pad_frame(f))
+            xp = frame_to_tensor(pad_frame(f))
+            size, padded = f.y.shape, (2 * xp.shape[-2], 2 * xp.shape[-1])
+
+            def pic(t: torch.Tensor) -> torch.Tensor:
+                return _picture(t, size, padded)
+
+            x = pic(xp)
             if t == 0:
-                out = model.forward_iframe(x)
-                iframe = {"bits": _bits(out["likelihoods"], "i"), "rec_psnr": _psnr(out["x_hat"], x),
-                          "hf_rec": _hf(out["x_hat"]) / _hf(x)}
+                out = model.forward_iframe(xp)
+                x_hat = pic(out["x_hat"])
+                iframe = {"bits": _bits(out["likelihoods"], "i"), "rec_psnr": _psnr(x_hat, x), "hf_rec": _hf(x_hat) / _hf(x)}
             else:
-                out = model.forward_pframe(x, buf)
-                lik, flow = out["likelihoods"], out["flow"]
+                out = model.forward_pframe(xp, buf)
+                lik, flow, pred, x_hat = out["likelihoods"], pic(out["flow"]), pic(out["pred"]), pic(out["x_hat"])
                 rows.append({"t": t, "m_bits": _bits(lik, "m"), "r_bits": _bits(lik, "r"),
-                             "pred_psnr": _psnr(out["pred"], x), "rec_psnr": _psnr(out["x_hat"], x),
-                             "oracle_filter_psnr": _oracle_filter_psnr(out["pred"], out["x_hat"], x),
-                             "hf_pred": _hf(out["pred"]) / _hf(x), "hf_rec": _hf(out["x_hat"]) / _hf(x),
+                             "pred_psnr": _psnr(pred, x), "rec_psnr": _psnr(x_hat, x),
+                             "oracle_filter_psnr": _oracle_filter_psnr(pred, x_hat, x),
+                             "hf_pred": _hf(pred) / _hf(x), "hf_rec": _hf(x_hat) / _hf(x),
                              "flow_mean": [float(v) for v in flow.mean(dim=(0, 2, 3))],
-                             "flow_std": float(flow.std()), **_residual_stats(out["x_hat"], out["pred"], x)})
+                             "flow_std": float(flow.std()), **_residual_stats(x_hat, pred, x)})
             buf = out["buffer"]
     if not rows:  # no I-frame and P-frame after it: --start at or past the clip's last frame
         raise InputError(f"{clip} has {read} frames: from --start {start} there is no I-frame and P-frame to diagnose")
