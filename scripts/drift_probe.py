@@ -50,15 +50,23 @@ def make(out: Path, periods: int, period: int, size: tuple[int, int], seed: int,
 
 
 def load_report(report: Path) -> dict:
-    """The first result of a `mobilecodec eval --json` report; one-line errors for anything else."""
+    """The result of a `mobilecodec eval --json` report of one clip; one-line errors for anything else
+    (a report of several clips was summarised for its first alone, without a word)."""
     try:
-        return json.loads(report.read_text())["results"][0]["result"]
+        results = json.loads(report.read_text())["results"]
+        res = results[0]["result"]
+        if not isinstance(res["points"], list) or not isinstance(res["frames"], int):
+            raise TypeError
     except FileNotFoundError:
         sys.exit(f"drift_probe: no such report: {report}")
     except IsADirectoryError:
         sys.exit(f"drift_probe: {report} is a folder, not a `mobilecodec eval --json` report")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
         sys.exit(f"drift_probe: {report} is not a `mobilecodec eval --json` report")
+    if len(results) > 1:
+        sys.exit(f"drift_probe: {report} holds the results of {len(results)} clips; summarize a report of one "
+                 f"(`mobilecodec eval PROBE ... --json`, one probe each)")
+    return res
 
 
 def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
@@ -74,7 +82,7 @@ def summarize(report: Path, period: int | None, json_out: Path | None) -> dict:
     if period < 4:
         sys.exit(f"drift_probe: the drift needs intra periods of at least 4 frames (the second P-frame and a later "
                  f"one), got {period}")
-    if any("per_frame" not in p for p in res["points"]) or res["frames"] < period:
+    if any(len(p.get("per_frame") or ()) < period for p in res["points"]) or res["frames"] < period:
         sys.exit(f"drift_probe: {report} has no per-frame results over a whole period of {period} frames")
     summary = {}
     for p in res["points"]:

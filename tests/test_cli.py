@@ -376,6 +376,17 @@ def test_drift_scripts_refuse_another_period_or_clip(carphone, tmp_path):
     assert _run(str(probe), "summarize", str(intra), "--period", "4").returncode == 0
     proc = _run(str(probe), "summarize", str(intra))
     assert proc.returncode != 0 and "is all-intra: pass --period" in proc.stderr, proc.stderr
+    # a report of two clips was summarised for the first alone (exit 0); one without points, or with
+    # per-frame rows short of a period, ended in a traceback (scripts audit)
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"results": [{"result": {"frames": 9, "intra_period": 4, "points": [point]}}] * 2}))
+    proc = _run(str(probe), "summarize", str(two))
+    assert proc.returncode != 0 and "holds the results of 2 clips" in proc.stderr, proc.stderr
+    for name, result in (("nopoints", {"frames": 9, "intra_period": 4}),
+                         ("short", {"frames": 9, "intra_period": 4, "points": [dict(point, per_frame=per_frame[:3])]})):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"results": [{"result": result}]}))
+        proc = _run(str(probe), "summarize", str(tmp_path / f"{name}.json"))
+        assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, (name, proc.stderr)
     windows = ROOT / "scripts" / "drift_windows.py"
     proc = _run(str(windows), str(report), "--windows", "1")
     assert proc.returncode == 2 and "coded with intra period 4, not --period 32" in proc.stderr, proc.stderr
