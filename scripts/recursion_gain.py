@@ -58,6 +58,7 @@ def measure(model, frames, depth: int, horizon: int, seed: int) -> dict:
             forward.append(float((ob["x_hat"] - oa["x_hat"]).pow(2).mean().sqrt() / delta.pow(2).mean().sqrt()))
             a, b = oa["buffer"], ob["buffer"]
     model.train()
+    torch.manual_seed(seed)  # the training-mode pass draws its quantization noise: one draw per --seed
     ref = buf["frame"].clone().requires_grad_(True)
     out = model.forward_pframe(frames[depth + 1], _with_frame(buf, ref))
     v = torch.randn(out["x_hat"].shape, generator=g)

@@ -1198,3 +1198,18 @@ def test_drift_diagnose_measures_the_picture_not_the_padding():
     assert _picture(torch.zeros(1, 2, 80, 160), (272, 640), (320, 640)).shape == (1, 2, 68, 160)
     assert _picture(torch.zeros(1, 6, 160, 320), (270, 636), (320, 640)).shape == (1, 6, 135, 318)
     assert _picture(torch.zeros(1, 6, 96, 96), (192, 192), (192, 192)).shape == (1, 6, 96, 96)
+
+
+def test_recursion_gain_repeats_itself(tmp_path):
+    """scripts/recursion_gain.py drew the training-mode pass's quantization noise from torch's global
+    generator, so its backward gain changed from run to run (0.651 / 0.645 at depth 0: a scripts
+    audit); its --seed now fixes every draw."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "recursion_gain.py"
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"g{k}.json"
+        r = subprocess.run([sys.executable, str(script), "tiny_b0.0064", "--depth", "0", "--horizon", "1",
+                            "--batch-size", "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(out.read_text())["results"])
+    assert outs[0] == outs[1] and 0 < outs[0][0]["backward"] and outs[0][0]["forward"][0] > 0, outs
