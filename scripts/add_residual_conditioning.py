@@ -3,9 +3,10 @@ without changing what it decodes, as the start of a fine-tuning run.
 
 `CodecConfig.residual_conditioning` adds the warped reference as input to the residual analysis
 (first conv) and to the residual synthesis' output conv. This copies every trained weight and sets
-the weights on the new inputs to zero, so the converted model computes exactly what the original
-did (the same stream, bit for bit) until training moves them; the synthesis can then learn, for
-example, to sharpen a reference that repeated sub-pixel warps have blurred.
+the weights on the new inputs to zero, so the converted model computes what the original did, up to
+the float summation order of the wider convolutions (the I-frame codec is the same; P-frames are
+not promised byte-equal), until training moves them; the synthesis can then learn, for example, to
+sharpen a reference that repeated sub-pixel warps have blurred.
 
   python scripts/add_residual_conditioning.py tiny_b0.0064 cond_init.pt
   mobilecodec train --stage 2 --beta 0.0064 --init cond_init.pt ... -o RUN
@@ -32,6 +33,12 @@ def add_residual_conditioning(model):
         raise InputError(f"config {model.cfg.name!r} already conditions its residual coder")
     cond = VideoCodec(model.cfg.replace(residual_conditioning=True))
     old = dict(model.named_parameters())
+    unplaced = sorted(set(old) - {n for n, _ in cond.named_parameters()})
+    lacking = sorted({n for n, _ in cond.named_parameters()} - set(old))
+    if unplaced or lacking:  # every trained weight is kept, and every new one widens a trained one
+        raise InputError(f"cannot convert {model.cfg.name!r}: " + "; ".join(
+            f"{what}: {', '.join(names[:3])}" for what, names in (("trained weights with no place", unplaced),
+                                                                  ("new weights of no trained one", lacking)) if names))
     new = {}
     for name, p in cond.named_parameters():
         w = old[name].detach()
@@ -43,7 +50,7 @@ def add_residual_conditioning(model):
             w = wide
         new[name] = w
     missing, _ = cond.load_state_dict(new, strict=False)
-    assert not any(k in new for k in missing)
+    assert set(missing) <= {n for n, _ in cond.named_buffers()}, missing  # only buffers, rebuilt by update()
     cond.update()
     return cond.eval()
 
