@@ -49,6 +49,11 @@ def load_report(path: str) -> tuple[Any, list[dict]]:
     if not pts:
         raise InputError(f"{path} is not a `mobilecodec eval --json` or `mobilecodec baseline --json` report "
                          "(no RD point with per-frame results)")
+    labels = [str(p["label"]) for p in pts]
+    twice = next((x for x in labels if labels.count(x) > 1), None)
+    if twice is not None:  # a report of several clips: its rows overwrote each other, --content fitted one clip to all
+        raise InputError(f"{path} holds the point {twice!r} more than once (a report of several clips?): give a "
+                         "report of one clip")
     return report, pts
 
 

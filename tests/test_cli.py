@@ -390,6 +390,8 @@ def test_drift_scripts_refuse_another_period_or_clip(carphone, tmp_path):
     windows = ROOT / "scripts" / "drift_windows.py"
     proc = _run(str(windows), str(report), "--windows", "1")
     assert proc.returncode == 2 and "coded with intra period 4, not --period 32" in proc.stderr, proc.stderr
+    proc = _run(str(windows), str(two), "--period", "4", "--windows", "1")  # its JSON kept one clip's row of two
+    assert proc.returncode == 2 and "holds the point 'a' more than once" in proc.stderr, proc.stderr
     from mobilecodec.io import read_frames, write_video
 
     write_video(tmp_path / "two.y4m", read_frames(carphone, 2), 30000 / 1001)
