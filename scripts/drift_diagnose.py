@@ -101,8 +101,8 @@ def diagnose(clip: str, checkpoint: str, frames: int, start: int = 0, zero_flow:
             xp = frame_to_tensor(pad_frame(f))
             size, padded = f.y.shape, (2 * xp.shape[-2], 2 * xp.shape[-1])
 
-            def pic(t: torch.Tensor) -> torch.Tensor:
-                return _picture(t, size, padded)
+            def pic(a: torch.Tensor) -> torch.Tensor:
+                return _picture(a, size, padded)
 
             x = pic(xp)
             if t == 0:
