@@ -73,6 +73,11 @@ def main() -> int:
     gops = [data.batch(rng, 1) for _ in range(a.gops)]
     stage = QATOptions(gop=a.gop, crop=(h, w)).stage()
     fmodel, meta = load_checkpoint(a.float_ckpt)
+    if not isinstance(meta.get("beta"), (int, float)):  # a KeyError or TypeError traceback (scripts audit)
+        from mobilecodec.errors import InputError
+
+        raise InputError(f"{a.float_ckpt} records no beta: QAT's loss D + beta R needs the float checkpoint's "
+                         "(a shipped or trained one)")
     beta = float(meta["beta"])
     rows = {"float " + str(a.float_ckpt): objective(fmodel, beta, gops, stage, a.train_mode)}
     for q in a.int8.split(","):

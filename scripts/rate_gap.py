@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobilecodec.checkpoint import load_checkpoint  # noqa: E402
-from mobilecodec.cli.common import emit_json, positive_int, thread_count  # noqa: E402
+from mobilecodec.cli.common import emit_json, positive_int, seed_int, thread_count  # noqa: E402
 from mobilecodec.codec.frame_coding import HyperpriorCoder  # noqa: E402
 from mobilecodec.entropy.gaussian import bits_from_likelihood  # noqa: E402
 from mobilecodec.errors import InputError  # noqa: E402
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint", help="a checkpoint file or a shipped name (tiny_b0.0064)")
     ap.add_argument("clip", help="a video file or a bundled clip name (bikes, bigbuckbunny)")
     ap.add_argument("--frames", type=positive_int, default=8, help="frames from the first, an I-frame (8)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of training's noise (0)")
+    ap.add_argument("--seed", type=seed_int, default=0, help="seed of training's noise (0)")
     ap.add_argument("--threads", type=thread_count, default=1,
                     help="torch threads (1: the figures of docs/results/training.md; more threads sum in another order)")
     ap.add_argument("--json", type=json_target, help="also write the rows here")

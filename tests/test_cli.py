@@ -428,6 +428,7 @@ def test_a_scripts_json_that_cannot_be_written_is_refused_before_its_work(args, 
 
 SCRIPT_BAD_INPUTS = [  # (script and arguments, exit code, words of the one-line message); {d}: a folder, {f}: a file
     (("scripts/grad_probe.py", "tiny_b0.0064", "--seeds", "-1"), 2, "a seed must be in 0..2^64-1"),
+    (("scripts/rate_gap.py", "tiny_b0.0064", "--seed", "-1"), 2, "a seed must be in 0..2^64-1"),
     (("scripts/grad_probe.py", "tiny_b0.0064", "--beta", "nan"), 2, "expected a finite number"),
     (("scripts/motion_check.py", "tiny_b0.0064", "--frames", "2", "--search", "100000"), 2, "larger than the frame"),
     (("benchmarks/entropy_throughput.py", "--symbols", "10000000000", "--no-roofline"), 2, "--symbols at most"),
