@@ -231,7 +231,7 @@ def check_before_loading(inputs: Sequence[str | os.PathLike], opts: EvalOptions,
     opens the packages' sessions (a --refine with --package or a missing input was refused after 2-3 s
     of loading every graph)."""
     from mobilecodec.fsutil import check_input_file
-    from mobilecodec.io import check_size_applies, no_such_video, resolve_input
+    from mobilecodec.io import check_size_applies, resolve_video
 
     opts.validate()
     if not checkpoints and not packages:
@@ -240,10 +240,7 @@ def check_before_loading(inputs: Sequence[str | os.PathLike], opts: EvalOptions,
         raise InputError("--refine runs on the PyTorch model; it cannot code a package's points")
     if not inputs:
         raise InputError("give at least one input video")
-    resolved = [resolve_input(i) for i in inputs]
-    for i, r in zip(inputs, resolved):
-        if not r.exists():
-            raise no_such_video(i)
+    resolved = [resolve_video(i) for i in inputs]  # every input's existence first, then what kind of file
     srcs = [check_input_file(r, "video file") for r in resolved]  # a pipe was "no such input video"
     check_size_applies(opts.raw_size, srcs)
     return srcs

@@ -56,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_size_applies(args.size, [args.input])  # by its name: a sample clip's is never .yuv
     set_threads(args.threads)
-    from mobilecodec.io import no_such_video, resolve_input
+    from mobilecodec.io import resolve_video
 
-    src = resolve_input(args.input)
-    if not src.exists():  # before the model loads; names the clips for a bare name
-        raise no_such_video(args.input)
+    src = resolve_video(args.input)  # before the model loads; names the clips for a bare name
     if args.ep and not args.package:
         from mobilecodec.errors import InputError
 

@@ -207,8 +207,8 @@ def _contexts(known: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def _context_pmfs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-    """Integer pmfs (n, 3) summing to 2^MAP_PRECISION, every entry >= 1, from the context counts
-    (any number of symbols: scripts/mode_map_entropy.py prices binary flags with it)."""
+    """Integer pmfs (n, symbols) summing to 2^MAP_PRECISION, every entry >= 1, from the context
+    counts (the map's 3 modes; scripts/mode_map_entropy.py prices binary flags with it too)."""
     c = counts[ctx]
     total = 1 << MAP_PRECISION
     pmf = c * (total - c.shape[1]) // c.sum(1, keepdims=True) + 1

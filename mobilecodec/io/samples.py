@@ -103,6 +103,15 @@ def no_such_video(path: str | Path, what: str = "video file") -> InputError:
     return InputError(f"no such {what}: {path}{hint}")
 
 
+def resolve_video(path_or_name: str | Path) -> Path:
+    """`resolve_input`, refusing a video that does not exist with `no_such_video` (the sample clips
+    named for a bare name), as the commands check before they load a model."""
+    p = resolve_input(path_or_name)
+    if not p.exists():
+        raise no_such_video(path_or_name)
+    return p
+
+
 def resolve_input(path_or_name: str | Path) -> Path:
     """A video path as given, or the cached .y4m of a bundled sample clip named like 'carphone'.
 
