@@ -210,13 +210,13 @@ def main() -> None:
     for k, v in res["steps"].items():
         v["ratio_old_over_new"] = v["old_s"] / v["new_s"] if v["new_s"] else None
         roof_cell = _roof_cell(v)
+        old = v["old"]
+        before = f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms ({1e3 * old['min_s']:.1f}-{1e3 * old['max_s']:.1f})   "
         if v["new_s"] is None:
-            old = v["old"]
-            print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms ({1e3 * old['min_s']:.1f}-{1e3 * old['max_s']:.1f})   "
-                  f"after: not run (only when asked for){roof_cell}")
+            print(f"{before}after: not run (only when asked for){roof_cell}")
             continue
-        old, new = v["old"], v["new"]
-        print(f"  {k:40s} before {1e3 * v['old_s']:8.1f} ms ({1e3 * old['min_s']:.1f}-{1e3 * old['max_s']:.1f})   "
+        new = v["new"]
+        print(f"{before}"
               f"after {1e3 * v['new_s']:8.1f} ms ({1e3 * new['min_s']:.1f}-{1e3 * new['max_s']:.1f})   "
               f"{v['ratio_old_over_new']:.1f}x{roof_cell}")
     print(roofline_line(roof))
